@@ -1,0 +1,57 @@
+import { randomBytes } from "node:crypto";
+import { realpathSync } from "node:fs";
+import { chmod, open, rename, rm } from "node:fs/promises";
+import path from "node:path";
+import { CodesignError } from "./errors.js";
+
+/**
+ * Writes `data` to `target` atomically: a temp file beside it, fsync, rename. On any failure the
+ * temp file is removed and an existing `target` is untouched.
+ */
+export async function writeFileAtomic(
+  target: string,
+  data: Uint8Array | string,
+  opts: { mode?: number } = {},
+): Promise<void> {
+  const dir = path.dirname(path.resolve(target));
+  const temp = path.join(dir, `.${path.basename(target)}.${randomBytes(6).toString("hex")}.tmp`);
+  const mode = opts.mode ?? 0o644;
+  try {
+    const fh = await open(temp, "wx", mode);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await chmod(temp, mode); // open() honours the umask; the caller asked for this mode
+    await rename(temp, target);
+  } catch (cause) {
+    await rm(temp, { force: true });
+    throw new CodesignError(
+      "IO",
+      `cannot write ${target}: ${(cause as NodeJS.ErrnoException).code ?? cause}`,
+      {
+        hint: "check that the directory exists and is writable",
+        cause,
+      },
+    );
+  }
+}
+
+function realOrResolved(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    return path.resolve(p);
+  }
+}
+
+/** Refuses an output that is the input: inputs are never modified in place unless asked. */
+export function assertDistinct(input: string, output: string): void {
+  if (realOrResolved(input) === realOrResolved(output)) {
+    throw new CodesignError("USAGE", `--out ${output} is the input file`, {
+      hint: "write the signature to another file; codesign never changes its input",
+    });
+  }
+}

@@ -1,0 +1,153 @@
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import path from "node:path";
+import { CodesignError } from "./errors.js";
+import type { Pkcs11Uri } from "./uri.js";
+
+export type ModuleSource =
+  "--module" | "module-path" | "module-name" | "CODESIGN_PKCS11_MODULE" | "p11-kit-proxy";
+
+export interface ModuleChoice {
+  path: string;
+  source: ModuleSource;
+}
+
+const MULTIARCH: Record<string, string> = {
+  x64: "x86_64-linux-gnu",
+  arm64: "aarch64-linux-gnu",
+  arm: "arm-linux-gnueabihf",
+  ppc64: "powerpc64le-linux-gnu",
+  s390x: "s390x-linux-gnu",
+};
+
+function libDirs(): string[] {
+  const triple = MULTIARCH[process.arch];
+  return [...(triple ? [`/usr/lib/${triple}`] : []), "/usr/lib64", "/usr/lib", "/usr/local/lib"];
+}
+
+/** Where p11-kit looks for module configs, lowest precedence first (pkcs11.conf(5)). */
+export function p11KitConfigDirs(): string[] {
+  return [
+    "/usr/share/p11-kit/modules",
+    "/etc/pkcs11/modules",
+    path.join(homedir(), ".config/pkcs11/modules"),
+  ];
+}
+
+function firstExisting(candidates: string[]): string | undefined {
+  return candidates.find((p) => existsSync(p));
+}
+
+export function p11KitProxyPath(): string | undefined {
+  return firstExisting(libDirs().map((d) => path.join(d, "p11-kit-proxy.so")));
+}
+
+/** The p11-kit client module, which talks to `p11-kit server` over P11_KIT_SERVER_ADDRESS. */
+export function p11KitClientPath(): string | undefined {
+  return firstExisting(libDirs().map((d) => path.join(d, "pkcs11", "p11-kit-client.so")));
+}
+
+export interface RegisteredModule {
+  name: string;
+  path: string;
+  configFile: string;
+}
+
+/** Modules registered with p11-kit: one `<name>.module` file each, `module:` giving the library. */
+export function registeredModules(dirs: string[] = p11KitConfigDirs()): RegisteredModule[] {
+  const byName = new Map<string, RegisteredModule>();
+  for (const dir of dirs) {
+    let entries: string[];
+    try {
+      entries = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const entry of entries.sort()) {
+      if (!entry.endsWith(".module")) continue;
+      const configFile = path.join(dir, entry);
+      const match = /^\s*module\s*:\s*(.+?)\s*$/m.exec(readFileSync(configFile, "utf8"));
+      if (!match?.[1]) continue;
+      const lib = match[1];
+      const resolved = path.isAbsolute(lib)
+        ? lib
+        : (firstExisting(libDirs().map((d) => path.join(d, "pkcs11", lib))) ?? lib);
+      // Later directories override earlier ones, as in p11-kit.
+      byName.set(entry.slice(0, -".module".length), {
+        name: entry.slice(0, -".module".length),
+        path: resolved,
+        configFile,
+      });
+    }
+  }
+  return [...byName.values()];
+}
+
+/** `libsofthsm2.so.2` → `softhsm2`, the RFC 7512 notion of a module name. */
+function libraryBaseName(file: string): string {
+  return path
+    .basename(file)
+    .replace(/\.(so|dylib|dll)(\.[0-9.]+)?$/, "")
+    .replace(/^lib/, "");
+}
+
+export function resolveModuleName(name: string): string {
+  const modules = registeredModules();
+  const found = modules.find((m) => m.name === name) ?? modules.find((m) => libraryBaseName(m.path) === name);
+  if (!found) {
+    throw new CodesignError(
+      "MODULE_NOT_FOUND",
+      `no PKCS#11 module named "${name}" is registered with p11-kit`,
+      {
+        hint:
+          modules.length === 0
+            ? `register one with a .module file in ${p11KitConfigDirs()[1]}, or give --module PATH`
+            : `registered modules: ${modules.map((m) => m.name).join(", ")}; or give --module PATH`,
+      },
+    );
+  }
+  return found.path;
+}
+
+/**
+ * Picks the PKCS#11 module: --module, then the URI's module-path / module-name, then
+ * $CODESIGN_PKCS11_MODULE, else p11-kit-proxy (every module registered with p11-kit).
+ */
+export function chooseModule(opts: {
+  flag?: string | undefined;
+  uri?: Pkcs11Uri | undefined;
+  env?: NodeJS.ProcessEnv;
+}): ModuleChoice {
+  const env = opts.env ?? process.env;
+  let choice: ModuleChoice | undefined;
+  if (opts.flag) choice = { path: opts.flag, source: "--module" };
+  else if (opts.uri?.query["module-path"])
+    choice = { path: opts.uri.query["module-path"], source: "module-path" };
+  else if (opts.uri?.query["module-name"])
+    choice = { path: resolveModuleName(opts.uri.query["module-name"]), source: "module-name" };
+  else if (env["CODESIGN_PKCS11_MODULE"])
+    choice = { path: env["CODESIGN_PKCS11_MODULE"], source: "CODESIGN_PKCS11_MODULE" };
+  else {
+    const proxy = p11KitProxyPath();
+    if (!proxy) {
+      throw new CodesignError(
+        "MODULE_NOT_FOUND",
+        "no PKCS#11 module given and p11-kit-proxy.so is not installed",
+        {
+          hint: "give --module PATH (e.g. /usr/lib/softhsm/libsofthsm2.so), set CODESIGN_PKCS11_MODULE, or install p11-kit-modules",
+        },
+      );
+    }
+    choice = { path: proxy, source: "p11-kit-proxy" };
+  }
+  if (!existsSync(choice.path)) {
+    throw new CodesignError(
+      "MODULE_NOT_FOUND",
+      `PKCS#11 module not found: ${choice.path} (from ${choice.source})`,
+      {
+        hint: "check the path; `codesign doctor` lists the modules registered with p11-kit",
+      },
+    );
+  }
+  return choice;
+}

@@ -1,0 +1,126 @@
+import { readFileSync, statSync } from "node:fs";
+import { inspect } from "node:util";
+import { CodesignError } from "./errors.js";
+import type { Pkcs11Uri } from "./uri.js";
+
+/**
+ * A PIN that refuses to be printed: String(), JSON and util.inspect all give "[redacted]", so a
+ * stray log line or `--json` dump cannot leak it. `reveal()` is the one way to the value.
+ */
+export class Secret {
+  readonly #value: string;
+  readonly source: PinSource;
+
+  constructor(value: string, source: PinSource) {
+    this.#value = value;
+    this.source = source;
+  }
+
+  reveal(): string {
+    return this.#value;
+  }
+
+  toString(): string {
+    return "[redacted]";
+  }
+
+  toJSON(): string {
+    return "[redacted]";
+  }
+
+  [inspect.custom](): string {
+    return `Secret([redacted] from ${this.source})`;
+  }
+}
+
+export type PinSource =
+  "pin-value" | "pin-source" | "--pin-file" | "CODESIGN_PIN_FILE" | "CODESIGN_PIN" | "prompt";
+
+export const PIN_OPTIONS_HINT =
+  "give the PIN with --pin-file FILE (mode 0600), $CODESIGN_PIN_FILE, $CODESIGN_PIN, " +
+  "pin-source=file:FILE in the key URI, or run in a terminal to be prompted";
+
+/**
+ * Reads a PIN file under the rules pkcs11-sign-provider documents: only the PIN (one trailing
+ * newline tolerated), and no access at all for group or others.
+ */
+export function readPinFile(file: string, origin: string): string {
+  let mode: number;
+  try {
+    mode = statSync(file).mode;
+  } catch (cause) {
+    throw new CodesignError("INVALID_INPUT", `cannot read the PIN file ${file} (from ${origin})`, {
+      hint: "check the path",
+      cause,
+    });
+  }
+  if ((mode & 0o077) !== 0) {
+    throw new CodesignError(
+      "PIN_FILE_INSECURE",
+      `the PIN file ${file} is accessible by group or others (mode ${(mode & 0o777).toString(8).padStart(4, "0")})`,
+      { hint: `restrict it with: chmod 600 '${file}'` },
+    );
+  }
+  let text = readFileSync(file, "utf8");
+  if (text.endsWith("\r\n")) text = text.slice(0, -2);
+  else if (text.endsWith("\n")) text = text.slice(0, -1);
+  if (text.length === 0) {
+    throw new CodesignError("INVALID_INPUT", `the PIN file ${file} is empty`, {
+      hint: "write only the PIN into it, e.g. printf '%s' \"$PIN\" > FILE",
+    });
+  }
+  if (/[\r\n]/.test(text)) {
+    throw new CodesignError("INVALID_INPUT", `the PIN file ${file} holds more than one line`, {
+      hint: "a PIN file holds only the PIN; one trailing newline is tolerated",
+    });
+  }
+  return text;
+}
+
+function pinSourceFile(source: string): string {
+  if (source.startsWith("file:")) {
+    const rest = source.slice("file:".length);
+    // file:///abs/path and file:/abs/path both name /abs/path
+    return rest.startsWith("//") ? rest.slice(2) : rest;
+  }
+  if (source.startsWith("/")) return source;
+  throw new CodesignError("INVALID_INPUT", `pin-source "${source}" is not a file: URI`, {
+    hint: "use pin-source=file:/path/to/pin-file",
+  });
+}
+
+export interface PinOptions {
+  uri?: Pkcs11Uri | undefined;
+  pinFile?: string | undefined;
+  env?: NodeJS.ProcessEnv;
+  /** Ask on the terminal; only called when stdin is a TTY. */
+  prompt?: (() => Promise<string>) | undefined;
+  isTty?: boolean;
+}
+
+/** First found wins: pin-value, pin-source (URI), --pin-file, $CODESIGN_PIN_FILE, $CODESIGN_PIN, a TTY prompt. */
+export async function resolvePin(opts: PinOptions): Promise<Secret | undefined> {
+  const uriPin = opts.uri?.query["pin-value"];
+  if (uriPin !== undefined) return new Secret(uriPin, "pin-value");
+  const uriSource = opts.uri?.query["pin-source"];
+  if (uriSource !== undefined)
+    return new Secret(readPinFile(pinSourceFile(uriSource), "pin-source"), "pin-source");
+  if (opts.pinFile !== undefined) return new Secret(readPinFile(opts.pinFile, "--pin-file"), "--pin-file");
+  const env = opts.env ?? process.env;
+  const envFile = env["CODESIGN_PIN_FILE"];
+  if (envFile) return new Secret(readPinFile(envFile, "CODESIGN_PIN_FILE"), "CODESIGN_PIN_FILE");
+  const fromEnv = env["CODESIGN_PIN"];
+  if (fromEnv !== undefined && fromEnv !== "") return new Secret(fromEnv, "CODESIGN_PIN");
+  if (opts.prompt && (opts.isTty ?? process.stdin.isTTY === true))
+    return new Secret(await opts.prompt(), "prompt");
+  return undefined;
+}
+
+export async function requirePin(opts: PinOptions, what: string): Promise<Secret> {
+  const pin = await resolvePin(opts);
+  if (!pin)
+    throw new CodesignError("PIN_REQUIRED", `${what} needs the token's PIN and none was given`, {
+      hint: PIN_OPTIONS_HINT,
+    });
+  return pin;
+}
