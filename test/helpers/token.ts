@@ -1,0 +1,108 @@
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { initDevToken, softhsmModulePath, type DevToken } from "../../src/core/dev-token.js";
+import { tool } from "./cli.js";
+
+export interface TestToken {
+  dir: string;
+  dev: DevToken;
+  module: string;
+  pin: string;
+  /** Environment for child processes: SOFTHSM2_CONF and the module, no PIN. */
+  env: Record<string, string>;
+  cleanup(): Promise<void>;
+}
+
+/** A fresh SoftHSM2 token in a private temp directory (never the user's), made by `dev-token init`. */
+export async function createTestToken(): Promise<TestToken> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "codesign-token-"));
+  const dev = await initDevToken(path.join(dir, "dev-token"));
+  const module = softhsmModulePath();
+  const pin = (await readFile(dev.pinFile, "utf8")).trim();
+  return {
+    dir,
+    dev,
+    module,
+    pin,
+    env: { SOFTHSM2_CONF: dev.config, CODESIGN_PKCS11_MODULE: module },
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
+}
+
+/** Adds a key pair with pkcs11-tool; the PIN goes by environment (`--pin env:VAR`), never argv. */
+export async function addKeyWithPkcs11Tool(
+  t: TestToken,
+  keyType: string,
+  id: string,
+  label: string,
+): Promise<void> {
+  const r = await tool(
+    "pkcs11-tool",
+    [
+      "--module",
+      t.module,
+      "--token-label",
+      "codesign-dev",
+      "--login",
+      "--pin",
+      "env:TEST_PIN",
+      "--keypairgen",
+      "--key-type",
+      keyType,
+      "--id",
+      id,
+      "--label",
+      label,
+    ],
+    { env: { ...t.env, TEST_PIN: t.pin } },
+  );
+  if (r.exitCode !== 0) throw new Error(`pkcs11-tool keypairgen ${keyType} failed: ${r.stderr}`);
+}
+
+/**
+ * The public key as PEM, read by an independent tool: pkcs11-tool (converted by openssl), or
+ * GnuTLS p11tool where pkcs11-tool 0.23 falls short (it fails on P-384 points and writes
+ * Ed25519 keys in a form openssl cannot read).
+ */
+export async function publicKeyPem(t: TestToken, id: string): Promise<string> {
+  const der = path.join(t.dir, `pub-${id}.der`);
+  const pem = path.join(t.dir, `pub-${id}.pem`);
+  const r = await tool(
+    "pkcs11-tool",
+    [
+      "--module",
+      t.module,
+      "--token-label",
+      "codesign-dev",
+      "--read-object",
+      "--type",
+      "pubkey",
+      "--id",
+      id,
+      "-o",
+      der,
+    ],
+    { env: t.env },
+  );
+  if (r.exitCode === 0) {
+    const c = await tool("openssl", ["pkey", "-pubin", "-inform", "DER", "-in", der, "-out", pem]);
+    if (c.exitCode === 0) return pem;
+  }
+  const g = await tool(
+    "p11tool",
+    [
+      "--provider",
+      t.module,
+      "--batch",
+      "--login",
+      "--outfile",
+      pem,
+      "--export-pubkey",
+      `pkcs11:token=codesign-dev;id=%${id}`,
+    ],
+    { env: { ...t.env, GNUTLS_PIN: t.pin } },
+  );
+  if (g.exitCode !== 0) throw new Error(`p11tool --export-pubkey id ${id} failed: ${g.stderr}`);
+  return pem;
+}
