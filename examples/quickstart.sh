@@ -15,8 +15,8 @@ echo "hello from codesign" >"$work/hello.txt"
 
 for object in rsa-2048 ec-p256; do
   key="pkcs11:token=codesign-dev;object=$object;type=private"
-  echo "2. sign:   codesign sign --key '$key' --pin-file \$CODESIGN_PIN_FILE --in hello.txt --out hello.txt.$object.sig"
-  codesign sign --key "$key" --pin-file "$CODESIGN_PIN_FILE" --in "$work/hello.txt" --out "$work/hello.txt.$object.sig"
+  echo "2. sign:   codesign sign --tool raw --key '$key' --pin-file \$CODESIGN_PIN_FILE --in hello.txt --out hello.txt.$object.sig"
+  codesign sign --tool raw --key "$key" --pin-file "$CODESIGN_PIN_FILE" --in "$work/hello.txt" --out "$work/hello.txt.$object.sig"
   codesign pubkey --key "$key" --out "$work/$object.pub.pem"
   echo "3. verify: openssl dgst -sha256 -verify $object.pub.pem -signature hello.txt.$object.sig hello.txt"
   openssl dgst -sha256 -verify "$work/$object.pub.pem" -signature "$work/hello.txt.$object.sig" "$work/hello.txt"

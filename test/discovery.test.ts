@@ -61,7 +61,19 @@ describe("tokens and keys", () => {
     // The URI really is ready to paste: it signs.
     const sig = path.join(t.dir, "pasted.sig");
     const s = await codesign(
-      ["sign", "--key", String(rsa?.uri), "--pin-file", t.dev.pinFile, "--in", t.dev.config, "--out", sig],
+      [
+        "sign",
+        "--tool",
+        "raw",
+        "--key",
+        String(rsa?.uri),
+        "--pin-file",
+        t.dev.pinFile,
+        "--in",
+        t.dev.config,
+        "--out",
+        sig,
+      ],
       { env: t.env },
     );
     expect(s.exitCode, s.stderr).toBe(0);

@@ -27,6 +27,8 @@ async function signWith(object: string, extra: string[], out: string): Promise<v
   const r = await codesign(
     [
       "sign",
+      "--tool",
+      "raw",
       "--key",
       `pkcs11:token=codesign-dev;object=${object};type=private`,
       "--pin-file",
@@ -115,6 +117,8 @@ describe("sign --tool raw, verified by openssl with the key read by pkcs11-tool"
     const r = await codesign(
       [
         "sign",
+        "--tool",
+        "raw",
         "--json",
         "--key",
         "pkcs11:token=codesign-dev;object=rsa-2048",
@@ -141,7 +145,17 @@ describe("sign --tool raw, verified by openssl with the key read by pkcs11-tool"
   it("takes the PIN from CODESIGN_PIN", async () => {
     const sig = path.join(t.dir, "env-pin.sig");
     const r = await codesign(
-      ["sign", "--key", "pkcs11:token=codesign-dev;object=ec-p256", "--in", data, "--out", sig],
+      [
+        "sign",
+        "--tool",
+        "raw",
+        "--key",
+        "pkcs11:token=codesign-dev;object=ec-p256",
+        "--in",
+        data,
+        "--out",
+        sig,
+      ],
       {
         env: { ...t.env, CODESIGN_PIN: t.pin },
       },
@@ -154,6 +168,8 @@ describe("sign --tool raw, verified by openssl with the key read by pkcs11-tool"
     const r = await codesign(
       [
         "sign",
+        "--tool",
+        "raw",
         "--key",
         "pkcs11:token=codesign-dev;object=ec-p256",
         "--pin-file",
@@ -182,6 +198,8 @@ describe("failures are clear and lose nothing", () => {
     const r = await codesign(
       [
         "sign",
+        "--tool",
+        "raw",
         "--module",
         "/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so",
         "--key",
@@ -210,6 +228,8 @@ describe("failures are clear and lose nothing", () => {
     const r = await codesign(
       [
         "sign",
+        "--tool",
+        "raw",
         "--key",
         "pkcs11:token=codesign-dev;object=nope;type=private",
         "--pin-file",
@@ -226,7 +246,17 @@ describe("failures are clear and lose nothing", () => {
 
   it("missing token: exit 4 listing the tokens present", async () => {
     const r = await codesign(
-      ["sign", "--key", "pkcs11:token=elsewhere;object=x", "--pin-file", t.dev.pinFile, "--in", data],
+      [
+        "sign",
+        "--tool",
+        "raw",
+        "--key",
+        "pkcs11:token=elsewhere;object=x",
+        "--pin-file",
+        t.dev.pinFile,
+        "--in",
+        data,
+      ],
       {
         env: t.env,
       },
@@ -247,7 +277,17 @@ describe("failures are clear and lose nothing", () => {
     await writeFile(loose, `${t.pin}\n`);
     await chmod(loose, 0o644);
     const r = await codesign(
-      ["sign", "--key", "pkcs11:token=codesign-dev;object=rsa-2048", "--pin-file", loose, "--in", data],
+      [
+        "sign",
+        "--tool",
+        "raw",
+        "--key",
+        "pkcs11:token=codesign-dev;object=rsa-2048",
+        "--pin-file",
+        loose,
+        "--in",
+        data,
+      ],
       {
         env: t.env,
       },
@@ -261,7 +301,17 @@ describe("failures are clear and lose nothing", () => {
     const multi = path.join(t.dir, "multi.pin");
     await writeFile(multi, `${t.pin}\nsecond line\n`, { mode: 0o600 });
     const r = await codesign(
-      ["sign", "--key", "pkcs11:token=codesign-dev;object=rsa-2048", "--pin-file", multi, "--in", data],
+      [
+        "sign",
+        "--tool",
+        "raw",
+        "--key",
+        "pkcs11:token=codesign-dev;object=rsa-2048",
+        "--pin-file",
+        multi,
+        "--in",
+        data,
+      ],
       {
         env: t.env,
       },
@@ -271,9 +321,12 @@ describe("failures are clear and lose nothing", () => {
   });
 
   it("no PIN source and no terminal: exit 3 naming every option", async () => {
-    const r = await codesign(["sign", "--key", "pkcs11:token=codesign-dev;object=rsa-2048", "--in", data], {
-      env: t.env,
-    });
+    const r = await codesign(
+      ["sign", "--tool", "raw", "--key", "pkcs11:token=codesign-dev;object=rsa-2048", "--in", data],
+      {
+        env: t.env,
+      },
+    );
     expect(r.exitCode).toBe(3);
     expect(r.stderr).toMatch(/--pin-file/);
     expect(r.stderr).toMatch(/CODESIGN_PIN/);
@@ -285,6 +338,8 @@ describe("failures are clear and lose nothing", () => {
     const r = await codesign(
       [
         "sign",
+        "--tool",
+        "raw",
         "--key",
         "pkcs11:token=codesign-dev;object=rsa-2048",
         "--pin-file",
@@ -306,6 +361,8 @@ describe("failures are clear and lose nothing", () => {
     const r = await codesign(
       [
         "sign",
+        "--tool",
+        "raw",
         "--key",
         "pkcs11:token=codesign-dev;object=rsa-2048",
         "--pin-file",
@@ -322,7 +379,9 @@ describe("failures are clear and lose nothing", () => {
   });
 
   it("a malformed URI is a usage error (exit 2) without a stack trace", async () => {
-    const r = await codesign(["sign", "--key", "pkcs11:token=%zz", "--in", data], { env: t.env });
+    const r = await codesign(["sign", "--tool", "raw", "--key", "pkcs11:token=%zz", "--in", data], {
+      env: t.env,
+    });
     expect(r.exitCode).toBe(2);
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });

@@ -1,4 +1,6 @@
+import type { FailoverOptions } from "../core/failover.js";
 import type { KeyAccessOptions } from "../core/token-key.js";
+import { warn } from "./output.js";
 import { promptPin } from "./prompt.js";
 
 /** Reads a string option that yargs has already validated. */
@@ -21,5 +23,30 @@ export function keyAccess(
     module: str(args, "module"),
     pinFile: str(args, "pin-file"),
     prompt: () => promptPin(),
+  };
+}
+
+/** The --timestamp URLs and fail-over settings; each failed attempt is reported on stderr. */
+export function timestampOptions(args: Record<string, unknown>): {
+  urls: string[];
+  failover: FailoverOptions;
+} {
+  const raw = args["timestamp"];
+  const urls = (Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]).map(String);
+  const retries = Number(args["timestamp-retries"] ?? 2);
+  const timeout = Number(args["timestamp-timeout"] ?? 10);
+  return {
+    urls,
+    failover: {
+      what: "timestamp server",
+      retries: Number.isFinite(retries) && retries >= 0 ? Math.floor(retries) : 2,
+      timeoutMs: Number.isFinite(timeout) && timeout > 0 ? timeout * 1000 : 10_000,
+      onFailure: ({ url, attempt, reason, next }) =>
+        warn(
+          `timestamp server ${url} failed (attempt ${attempt}): ${reason}${
+            next === "retry" ? "; retrying" : next === "next-url" ? "; trying the next one" : ""
+          }`,
+        ),
+    },
   };
 }

@@ -45,6 +45,20 @@ const mechanismOption = {
   },
 } as const;
 
+const timestampOptions = {
+  timestamp: {
+    type: "string",
+    array: true,
+    describe: "RFC 3161 timestamp server URL; repeat for fail-over, tried in order",
+  },
+  "timestamp-retries": {
+    type: "number",
+    default: 2,
+    describe: "retries per timestamp server after the first attempt, with exponential backoff",
+  },
+  "timestamp-timeout": { type: "number", default: 10, describe: "seconds to wait for each attempt" },
+} as const;
+
 export function buildCli(argv: string[]): Argv {
   return yargs(argv)
     .scriptName("codesign")
@@ -82,33 +96,153 @@ export function buildCli(argv: string[]): Argv {
     )
     .command(
       "sign",
-      "sign a file with a token key",
+      "sign a file with a token key (Authenticode, JAR, CMS or a raw signature)",
       (y) =>
         y
           .options(keyOption)
           .option("tool", {
-            choices: ["raw"],
-            default: "raw",
-            describe: "how to sign (raw: a bare signature over the file's digest)",
+            choices: ["auto", "raw", "cms", "osslsigncode", "jarsigner", "openssl"],
+            default: "auto",
+            describe:
+              "auto: osslsigncode for Authenticode files (.exe .dll .msi .cab .cat .appx .ps1 …), jarsigner for .jar/.war/.ear, else detached CMS",
           })
           .option("in", { type: "string", demandOption: true, describe: "file to sign (never modified)" })
-          .option("out", { type: "string", describe: "signature file (default: <in>.sig)" })
+          .option("out", {
+            type: "string",
+            describe: "output (default: <in>.sig for raw, <in>.p7s for cms, <name>.signed.<ext> for tools)",
+          })
           .options(hashOption)
           .options(mechanismOption)
+          .option("cert", {
+            type: "string",
+            describe:
+              "signer certificate, PEM or DER (default: the certificate on the token with the key's id)",
+          })
+          .option("chain", {
+            type: "string",
+            array: true,
+            describe: "further certificates to include (repeatable)",
+          })
+          .options(timestampOptions)
+          .option("attached", { type: "boolean", default: false, describe: "cms: embed the content" })
+          .option("format", { choices: ["der", "pem"], default: "der", describe: "cms: output encoding" })
+          .option("signed-attributes", {
+            type: "boolean",
+            default: true,
+            describe: "cms: sign contentType, messageDigest and signingTime (--no-signed-attributes to omit)",
+          })
           .option("signature-format", {
             choices: ["der", "p1363"],
             default: "der",
-            describe: "ECDSA encoding: der (OpenSSL, X.509) or p1363 (r‖s)",
+            describe: "raw: ECDSA encoding, der (OpenSSL, X.509) or p1363 (r‖s)",
+          })
+          .option("description", { type: "string", describe: "osslsigncode: program description (-n)" })
+          .option("url", { type: "string", describe: "osslsigncode: program URL (-i)" })
+          .option("mode", {
+            choices: ["dgst", "cms"],
+            default: "dgst",
+            describe: "openssl: dgst -sign or cms -sign",
+          })
+          .option("tool-path", {
+            type: "string",
+            describe: "the external tool's executable, when not on PATH",
           })
           .example(
-            "$0 sign --key 'pkcs11:token=release;object=signer;type=private' --in app.tar.gz",
+            "$0 sign --key 'pkcs11:token=release;object=signer;type=private' --in app.exe",
+            "Authenticode via osslsigncode, writes app.signed.exe",
+          )
+          .example(
+            "$0 sign --key 'pkcs11:token=release;object=signer' --in app.jar --out app-signed.jar",
+            "jarsigner",
+          )
+          .example(
+            "$0 sign --key 'pkcs11:token=release;object=signer' --in app.tar.gz --timestamp http://tsa.example/tsr",
+            "detached CMS app.tar.gz.p7s with a timestamp",
+          )
+          .example(
+            "$0 sign --tool raw --key 'pkcs11:token=release;object=signer' --in app.tar.gz",
             "writes app.tar.gz.sig",
           )
           .example(
             "openssl dgst -sha256 -verify pub.pem -signature app.tar.gz.sig app.tar.gz",
-            "verify it (pub.pem from `codesign pubkey`)",
+            "verify a raw signature (pub.pem from `codesign pubkey`)",
           ),
       lazy("sign"),
+    )
+    .command(
+      "timestamp",
+      "add an RFC 3161 timestamp to an existing CMS signature",
+      (y) =>
+        y
+          .option("in", { type: "string", demandOption: true, describe: "CMS signature (.p7s, DER or PEM)" })
+          .option("out", { type: "string", demandOption: true, describe: "timestamped signature" })
+          .options(timestampOptions)
+          .demandOption("timestamp")
+          .example("$0 timestamp --in app.p7s --timestamp http://tsa.example/tsr --out app.ts.p7s", ""),
+      lazy("timestamp"),
+    )
+    .command(
+      "verify",
+      "verify a signature: raw, CMS (detached or attached, with timestamps), Authenticode or JAR",
+      (y) =>
+        y
+          .option("in", {
+            type: "string",
+            demandOption: true,
+            describe: "the signed file (or an attached CMS)",
+          })
+          .option("signature", { type: "string", describe: "detached signature (raw .sig or CMS .p7s)" })
+          .option("ca", {
+            type: "string",
+            array: true,
+            describe: "trusted root/intermediate certificates (repeatable)",
+          })
+          .option("cert", { type: "string", describe: "raw: the signer's certificate" })
+          .option("pubkey", { type: "string", describe: "raw: the signer's public key (PEM)" })
+          .options(hashOption)
+          .options(mechanismOption)
+          .option("tool-path", {
+            type: "string",
+            describe: "osslsigncode/jarsigner executable, when not on PATH",
+          })
+          .conflicts("cert", "pubkey")
+          .example("$0 verify --in app.tar.gz --signature app.tar.gz.p7s --ca root.pem", "CMS")
+          .example("$0 verify --in app.tar.gz --signature app.tar.gz.sig --pubkey pub.pem", "raw")
+          .example(
+            "$0 verify --in app.signed.exe --ca root.pem",
+            "Authenticode, through osslsigncode verify",
+          ),
+      lazy("verify"),
+    )
+    .command(
+      "config <kind>",
+      "write a config that lets another tool use the token key",
+      (y) =>
+        y
+          .positional("kind", {
+            choices: ["openssl-engine", "openssl-provider", "sunpkcs11", "p11-kit-module"],
+            demandOption: true,
+          })
+          .option("key", { type: "string", describe: "RFC 7512 URI of the key or token" })
+          .option("out", { type: "string", demandOption: true, describe: "file to write" })
+          .option("force", { type: "boolean", default: false, describe: "replace an existing file" })
+          .option("embed-pin", {
+            type: "boolean",
+            default: false,
+            describe: "write the PIN into the file (mode 0600); default: never",
+          })
+          .example("$0 config openssl-engine --key 'pkcs11:token=release' --out openssl.cnf", "")
+          .example("$0 config sunpkcs11 --key 'pkcs11:token=release' --out pkcs11.cfg", ""),
+      lazy("config"),
+    )
+    .command(
+      "doctor",
+      "check the whole chain: addon, module, token, key, certificate, tools",
+      (y) =>
+        y
+          .option("key", { type: "string", describe: "RFC 7512 URI of the key to check" })
+          .example("$0 doctor --key 'pkcs11:token=release;object=signer' --json", ""),
+      lazy("doctor"),
     )
     .command(
       "pubkey",

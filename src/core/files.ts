@@ -3,6 +3,7 @@ import { realpathSync } from "node:fs";
 import { chmod, open, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import { CodesignError } from "./errors.js";
+import { removeOnExit } from "./temp.js";
 
 /**
  * Writes `data` to `target` atomically: a temp file beside it, fsync, rename. On any failure the
@@ -16,6 +17,7 @@ export async function writeFileAtomic(
   const dir = path.dirname(path.resolve(target));
   const temp = path.join(dir, `.${path.basename(target)}.${randomBytes(6).toString("hex")}.tmp`);
   const mode = opts.mode ?? 0o644;
+  const forget = removeOnExit(temp); // a partial file never survives, even on Ctrl-C
   try {
     const fh = await open(temp, "wx", mode);
     try {
@@ -36,6 +38,34 @@ export async function writeFileAtomic(
         cause,
       },
     );
+  } finally {
+    forget();
+  }
+}
+
+/**
+ * For outputs another program writes: `produce` gets a temp path beside `target` and must write
+ * it; only when it succeeds is the temp renamed onto `target`. A failure or a signal leaves no file.
+ */
+export async function withAtomicOutput<T>(
+  target: string,
+  produce: (tempPath: string) => Promise<T>,
+): Promise<T> {
+  const dir = path.dirname(path.resolve(target));
+  const temp = path.join(dir, `.${path.basename(target)}.${randomBytes(6).toString("hex")}.tmp`);
+  const forget = removeOnExit(temp);
+  try {
+    const result = await produce(temp);
+    await rename(temp, target).catch((cause: NodeJS.ErrnoException) => {
+      throw new CodesignError("IO", `cannot write ${target}: ${cause.code ?? cause.message}`, {
+        hint: "check that the directory exists and is writable",
+        cause,
+      });
+    });
+    return result;
+  } finally {
+    forget();
+    await rm(temp, { force: true });
   }
 }
 

@@ -1,6 +1,7 @@
 import { readFile, stat } from "node:fs/promises";
 import { CodesignError } from "../../core/errors.js";
 import { assertDistinct, writeFileAtomic } from "../../core/files.js";
+import { fileKind } from "../../core/file-kind.js";
 import { hashFile } from "../../core/hash.js";
 import {
   defaultScheme,
@@ -15,7 +16,23 @@ import { info, printJson } from "../output.js";
 /** EdDSA (PureEdDSA) signs the whole message in one call, so the file must fit in memory. */
 const EDDSA_MAX_BYTES = 256 * 1024 * 1024;
 
+export type SignTool = "raw" | "cms" | "osslsigncode" | "jarsigner" | "openssl";
+
+/** --tool auto: the format the file calls for. */
+export function toolFor(input: string, requested: string | undefined): SignTool {
+  if (requested && requested !== "auto") return requested as SignTool;
+  const kind = fileKind(input);
+  return kind === "authenticode" ? "osslsigncode" : kind === "jar" ? "jarsigner" : "cms";
+}
+
 export async function run(args: Record<string, unknown>): Promise<void> {
+  const tool = toolFor(str(args, "in") as string, str(args, "tool"));
+  if (tool === "raw") return signRaw(args);
+  if (tool === "cms") return (await import("./sign-cms.js")).run(args);
+  return (await import("./sign-tool.js")).run(args, tool);
+}
+
+async function signRaw(args: Record<string, unknown>): Promise<void> {
   const input = str(args, "in") as string;
   const output = str(args, "out") ?? `${input}.sig`;
   assertDistinct(input, output);

@@ -1,0 +1,61 @@
+/**
+ * The contract every signing adapter satisfies (checked with `satisfies SigningAdapter`), so
+ * adding a tool is adding one file. The CLI prepares a SignJob — key found, PIN checked by one
+ * login of our own, certificate resolved and exported, a private work directory — and the adapter
+ * only builds the tool's command line and runs it.
+ */
+import type { FailoverOptions } from "../src/core/failover.js";
+import type { KeyInfo } from "../src/core/keys.js";
+import type { Secret } from "../src/core/pin.js";
+import type { TokenEntry } from "../src/core/pkcs11.js";
+import type { HashName } from "../src/core/signer.js";
+
+export type ToolName = "osslsigncode" | "jarsigner" | "openssl";
+
+export interface SignJob {
+  /** The file to sign; never modified. */
+  input: string;
+  /** Where the tool writes its result: a temp path the caller renames onto --out on success. */
+  output: string;
+  /** The key's RFC 7512 URI for the tool: token, object/id, type=private; no PIN, no module. */
+  keyUri: string;
+  key: KeyInfo;
+  token: TokenEntry;
+  /** The PKCS#11 module the tool must load. */
+  modulePath: string;
+  pin: Secret;
+  /** PEM file of the signer certificate (exported from the token into workDir when it lives there). */
+  certFile: string;
+  /** True when the certificate is an object on the token (jarsigner then needs no -certchain). */
+  certOnToken: boolean;
+  /** PEM files of further certificates to include. */
+  chainFiles: string[];
+  hash: HashName;
+  /** RFC 3161 timestamp URLs, tried in order with fail-over. Empty: no timestamp. */
+  timestamps: string[];
+  failover: FailoverOptions;
+  description?: string | undefined;
+  url?: string | undefined;
+  /** A private 0700 directory for generated configs; removed after the job. */
+  workDir: string;
+  /** The tool's executable when not on PATH. */
+  toolPath?: string | undefined;
+  /** Tool-specific choices, e.g. { mode: "cms" } for openssl. */
+  options: Record<string, string | boolean | undefined>;
+}
+
+export interface SignOutcome {
+  tool: ToolName;
+  version: string;
+  /** The timestamp server that answered, when one was asked for. */
+  timestampUrl?: string | undefined;
+}
+
+export interface SigningAdapter {
+  readonly name: ToolName;
+  /** The tool's version, or a TOOL_FAILED error naming what is missing or too old. */
+  version(toolPath?: string): Promise<string>;
+  /** The exact argv the tool is run with (no PIN in it, ever); pure, for tests and --debug. */
+  args(job: SignJob, extra?: { timestampUrl?: string }): string[];
+  sign(job: SignJob): Promise<SignOutcome>;
+}

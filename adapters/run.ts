@@ -1,0 +1,139 @@
+/**
+ * The one way codesign runs another program: execa with an argument array (never a shell), the
+ * PIN by environment, stdin or an inherited descriptor (never argv), failures turned into exit 5 with the tool's own
+ * words, and any secret scrubbed from what is reported.
+ */
+import { execa, type Options } from "execa";
+import { accessSync, closeSync, constants, openSync, unlinkSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { CodesignError } from "../src/core/errors.js";
+import type { Secret } from "../src/core/pin.js";
+import { privateTempDir } from "../src/core/temp.js";
+
+export interface ToolRun {
+  /** Display name, e.g. "osslsigncode". */
+  tool: string;
+  /** Executable to run (absolute path from findTool, or a name on PATH). */
+  file: string;
+  args: readonly string[];
+  /** Extra environment for the child (merged over ours). */
+  env?: Record<string, string | undefined>;
+  /** The PIN for the child: readable at `/dev/fd/3`, on stdin, or in an environment variable. */
+  pin?: { secret: Secret; via: "fd3" | "stdin" } | { secret: Secret; via: "env"; name: string };
+  cancelSignal?: AbortSignal;
+  cwd?: string;
+}
+
+export interface ToolOutput {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+/** Finds an executable: `toolPath` when given, else the first match on PATH. */
+export function findTool(name: string, toolPath?: string): string {
+  const candidates = toolPath
+    ? [toolPath]
+    : (process.env["PATH"] ?? "")
+        .split(path.delimiter)
+        .filter(Boolean)
+        .map((d) => path.join(d, name));
+  for (const c of candidates) {
+    try {
+      accessSync(c, constants.X_OK);
+      return c;
+    } catch {
+      // keep looking
+    }
+  }
+  throw new CodesignError(
+    "TOOL_FAILED",
+    toolPath ? `${toolPath} is not an executable` : `${name} is not installed (not on PATH)`,
+    {
+      hint: toolPath
+        ? "check --tool-path"
+        : `install it (scripts/bootstrap does), or give its location with --tool-path`,
+    },
+  );
+}
+
+function scrub(text: string, secret: Secret | undefined): string {
+  const value = secret?.reveal();
+  return value ? text.split(value).join("****") : text;
+}
+
+/**
+ * A read-only descriptor holding the PIN, for a child's `/dev/fd/3`. Node's pipes are sockets,
+ * which Linux refuses to reopen through /dev/fd; an unlinked 0600 file in a 0700 directory can
+ * be reopened, and its name is gone before the child starts.
+ */
+function pinDescriptor(secret: Secret): number {
+  const dir = privateTempDir("codesign-pin-");
+  const file = path.join(dir.path, "pin");
+  try {
+    writeFileSync(file, `${secret.reveal()}\n`, { mode: 0o600, flag: "wx" });
+    const fd = openSync(file, "r");
+    unlinkSync(file);
+    return fd;
+  } finally {
+    void dir.remove();
+  }
+}
+
+/** Runs the tool and returns its output, whatever its exit code (the caller reads the words). */
+export async function runToolRaw(run: ToolRun): Promise<ToolOutput> {
+  const pinEnv = run.pin?.via === "env" ? { [run.pin.name]: run.pin.secret.reveal() } : {};
+  const pinFd = run.pin?.via === "fd3" ? pinDescriptor(run.pin.secret) : undefined;
+  const child = execa(run.file, [...run.args], {
+    env: { ...run.env, ...pinEnv },
+    reject: false,
+    stripFinalNewline: false,
+    ...(run.cwd ? { cwd: run.cwd } : {}),
+    ...(run.cancelSignal ? { cancelSignal: run.cancelSignal } : {}),
+    ...(pinFd !== undefined
+      ? { stdio: ["ignore", "pipe", "pipe", [pinFd]] as Options["stdio"] }
+      : run.pin?.via === "stdin"
+        ? { input: `${run.pin.secret.reveal()}\n` }
+        : { stdin: "ignore" as const }),
+  });
+  if (pinFd !== undefined) closeSync(pinFd); // the child has its own copy now
+  const r = await child;
+  if (r.failed && r.exitCode === undefined) {
+    if (r.isCanceled || r.isTerminated) {
+      const err = new Error(`${run.tool} gave no answer in time`);
+      err.name = "TimeoutError";
+      throw err;
+    }
+    const code = (r.cause as NodeJS.ErrnoException | undefined)?.code;
+    throw new CodesignError(
+      "TOOL_FAILED",
+      code === "ENOENT"
+        ? `${run.tool} is not installed (${run.file} not found)`
+        : `${run.tool} could not start: ${r.shortMessage}`,
+      { hint: "install it (scripts/bootstrap does), or give its location with --tool-path", cause: r.cause },
+    );
+  }
+  return {
+    stdout: scrub(String(r.stdout ?? ""), run.pin?.secret),
+    stderr: scrub(String(r.stderr ?? ""), run.pin?.secret),
+    exitCode: r.exitCode ?? 1,
+  };
+}
+
+/** Runs the tool; a non-zero exit becomes TOOL_FAILED (exit 5) carrying the tool's last words. */
+export async function runTool(run: ToolRun): Promise<ToolOutput> {
+  const out = await runToolRaw(run);
+  if (out.exitCode !== 0) {
+    throw new CodesignError("TOOL_FAILED", `${run.tool} failed (exit ${out.exitCode}): ${lastWords(out)}`, {
+      hint: `the message above is ${run.tool}'s own; run with --debug for its full output`,
+      cause: new Error(`${out.stdout}\n${out.stderr}`),
+    });
+  }
+  return out;
+}
+
+/** The last few meaningful lines a tool printed, for an error message. */
+export function lastWords(out: { stdout: string; stderr: string }, lines = 4): string {
+  const text = (out.stderr.trim() || out.stdout.trim()).split("\n").filter((l) => l.trim() !== "");
+  return text.slice(-lines).join(" | ") || "(no output)";
+}
