@@ -375,7 +375,7 @@ describe("failures are clear and lose nothing", () => {
       },
     );
     expect(r.exitCode).toBe(2);
-    expect(r.stderr).toMatch(/cannot read --in .*absent: ENOENT/);
+    expect(r.stderr).toMatch(/cannot read .*absent: ENOENT/);
   });
 
   it("a malformed URI is a usage error (exit 2) without a stack trace", async () => {

@@ -3,6 +3,7 @@
  * runs, so `--help` and `uri parse` never load pkcs11js, pkijs or a PKCS#11 module.
  */
 import yargs, { type Argv } from "yargs";
+import { findConfigFile } from "../core/config-file.js";
 import { CodesignError, isCodesignError } from "../core/errors.js";
 import { EXIT, exitCodeFor } from "./exit-codes.js";
 import { formatError } from "./output.js";
@@ -53,11 +54,24 @@ const timestampOptions = {
   },
   "timestamp-retries": {
     type: "number",
-    default: 2,
-    describe: "retries per timestamp server after the first attempt, with exponential backoff",
+    describe: "retries per timestamp server after the first attempt, with exponential backoff [default: 2]",
   },
-  "timestamp-timeout": { type: "number", default: 10, describe: "seconds to wait for each attempt" },
+  "timestamp-timeout": { type: "number", describe: "seconds to wait for each attempt [default: 10]" },
 } as const;
+
+/**
+ * Fills unset options from a profile. The profile module (zod, yaml) is imported only when a
+ * profile is asked for or a config file exists, so plain commands start fast.
+ */
+async function withProfile(args: Record<string, unknown>): Promise<void> {
+  const name =
+    typeof args["profile"] === "string" ? args["profile"] : process.env["CODESIGN_PROFILE"] || undefined;
+  const configFile = typeof args["config"] === "string" ? args["config"] : undefined;
+  if (!name && !configFile && !findConfigFile()) return;
+  const { selectProfile, applyProfile } = await import("../core/profile.js");
+  const chosen = selectProfile({ name, configFile });
+  if (chosen) applyProfile(args, chosen.profile);
+}
 
 export function buildCli(argv: string[]): Argv {
   return yargs(argv)
@@ -70,6 +84,12 @@ export function buildCli(argv: string[]): Argv {
       describe:
         "PKCS#11 module (.so); default: module-path/module-name in the URI, $CODESIGN_PKCS11_MODULE, p11-kit-proxy",
     })
+    .option("profile", {
+      type: "string",
+      describe: "named profile from codesign.config.json / .codesign.yaml (also $CODESIGN_PROFILE)",
+    })
+    .option("config", { type: "string", describe: "the profile file (default: found from here upwards)" })
+    .middleware(withProfile)
     .option("pin-file", {
       type: "string",
       describe: "file holding only the PIN, mode 0600 (else pin-source in the URI, $CODESIGN_PIN, a prompt)",
@@ -95,23 +115,48 @@ export function buildCli(argv: string[]): Argv {
       lazy("keys"),
     )
     .command(
-      "sign",
-      "sign a file with a token key (Authenticode, JAR, CMS or a raw signature)",
+      "sign [files..]",
+      "sign files with a token key (Authenticode, JAR, CMS or a raw signature)",
       (y) =>
         y
-          .options(keyOption)
+          .positional("files", {
+            type: "string",
+            array: true,
+            describe: "files to sign (or --in, --files-from)",
+          })
+          .option("key", {
+            type: "string",
+            describe: "RFC 7512 URI of the private key (see `codesign keys`); or from --profile",
+          })
           .option("tool", {
             choices: ["auto", "raw", "cms", "osslsigncode", "jarsigner", "openssl"],
-            default: "auto",
             describe:
-              "auto: osslsigncode for Authenticode files (.exe .dll .msi .cab .cat .appx .ps1 …), jarsigner for .jar/.war/.ear, else detached CMS",
+              "[default: auto] osslsigncode for Authenticode files (.exe .dll .msi .cab .cat .appx .ps1 …), jarsigner for .jar/.war/.ear, else detached CMS",
           })
-          .option("in", { type: "string", demandOption: true, describe: "file to sign (never modified)" })
+          .option("in", { type: "string", describe: "one file to sign (never modified)" })
           .option("out", {
             type: "string",
-            describe: "output (default: <in>.sig for raw, <in>.p7s for cms, <name>.signed.<ext> for tools)",
+            describe: "output for one file (default: <in>.sig raw, <in>.p7s cms, <name>.signed.<ext> tools)",
           })
-          .options(hashOption)
+          .option("files-from", {
+            type: "string",
+            describe: "read the files to sign from F, one per line (- for stdin)",
+          })
+          .option("out-dir", {
+            type: "string",
+            describe: "write outputs into D: D/<name>.sig, D/<name>.p7s, D/<name>",
+          })
+          .option("in-place", {
+            type: "boolean",
+            default: false,
+            describe: "Authenticode/JAR: replace each input with its signed copy",
+          })
+          .option("jobs", { type: "number", describe: "files in flight at once [default: min(4, cores)]" })
+          .option("fail-fast", { type: "boolean", default: false, describe: "stop at the first failed file" })
+          .option("hash", {
+            choices: ["sha256", "sha384", "sha512"],
+            describe: "digest algorithm [default: sha256]",
+          })
           .options(mechanismOption)
           .option("cert", {
             type: "string",
@@ -147,6 +192,14 @@ export function buildCli(argv: string[]): Argv {
             type: "string",
             describe: "the external tool's executable, when not on PATH",
           })
+          .example(
+            "$0 sign --tool raw --key 'pkcs11:token=release;object=signer' --out-dir sigs dist/*",
+            "a batch: one login",
+          )
+          .example(
+            "$0 sign --profile release dist/*.exe --out-dir signed",
+            "options from codesign.config.json",
+          )
           .example(
             "$0 sign --key 'pkcs11:token=release;object=signer;type=private' --in app.exe",
             "Authenticode via osslsigncode, writes app.signed.exe",
@@ -358,11 +411,24 @@ export function buildCli(argv: string[]): Argv {
 }
 
 /** Runs the CLI and returns the exit code; never throws. */
+/** yargs drops a bare "-" option value; keep `--files-from -` (stdin) as the user wrote it. */
+function keepDashValues(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (a === "--files-from" && argv[i + 1] === "-") {
+      out.push("--files-from=-");
+      i++;
+    } else out.push(a);
+  }
+  return out;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const debug = argv.includes("--debug");
   let usageError: string | undefined;
   try {
-    await buildCli(argv)
+    await buildCli(keepDashValues(argv))
       .fail((msg, err) => {
         if (err) throw err;
         usageError = msg;

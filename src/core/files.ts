@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { realpathSync } from "node:fs";
-import { chmod, open, rename, rm } from "node:fs/promises";
+import { open, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import { CodesignError } from "./errors.js";
 import { removeOnExit } from "./temp.js";
@@ -22,11 +22,11 @@ export async function writeFileAtomic(
     const fh = await open(temp, "wx", mode);
     try {
       await fh.writeFile(data);
-      await fh.sync();
+      await fh.datasync();
     } finally {
       await fh.close();
     }
-    await chmod(temp, mode); // open() honours the umask; the caller asked for this mode
+    // No chmod: open() applies the umask, which can only make the file stricter than `mode`.
     await rename(temp, target);
   } catch (cause) {
     await rm(temp, { force: true });

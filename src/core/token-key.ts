@@ -1,8 +1,10 @@
 import { CodesignError } from "./errors.js";
 import { findPrivateKey, type KeyInfo, type MechanismTable } from "./keys.js";
 import { chooseModule, type ModuleChoice } from "./module-path.js";
-import { requirePin, resolvePin, type PinOptions } from "./pin.js";
+import { requirePin, resolvePin, type PinOptions, type Secret } from "./pin.js";
 import { withModule, withSession, type Pkcs11Module, type Session, type TokenEntry } from "./pkcs11.js";
+import type { Signer } from "./signer.js";
+import { SignerPool } from "./signer-pool.js";
 import { TokenKeySigner } from "./token-signer.js";
 import { parseUri, type Pkcs11Uri } from "./uri.js";
 
@@ -12,13 +14,18 @@ export interface KeyAccessOptions {
   module?: string | undefined;
   pinFile?: string | undefined;
   prompt?: PinOptions["prompt"];
+  /** A PIN already resolved (e.g. to hand on to a tool afterwards): used as is, no other source read. */
+  pin?: Secret | undefined;
   env?: NodeJS.ProcessEnv;
   readWrite?: boolean;
+  /** Sessions to sign on in parallel (default 1); the login is shared by all of them. */
+  sessions?: number;
 }
 
 export interface OpenKey extends OpenToken {
   key: KeyInfo & { handle: Buffer };
-  signer: TokenKeySigner;
+  /** Safe to call concurrently: requests are spread over `sessions` sessions. */
+  signer: Signer;
 }
 
 export interface OpenToken {
@@ -49,7 +56,8 @@ export async function withToken<T>(
     ...(opts.env ? { env: opts.env } : {}),
   };
   const pin =
-    opts.login === "required" ? await requirePin(pinOptions, "this command") : await resolvePin(pinOptions);
+    opts.pin ??
+    (opts.login === "required" ? await requirePin(pinOptions, "this command") : await resolvePin(pinOptions));
   return withModule(moduleChoice.path, (module) => {
     const token = module.selectToken(uri);
     if (pin && token.flags.includes("user-pin-locked")) {
@@ -82,11 +90,20 @@ export async function withToken<T>(
   });
 }
 
-/** Everything between a key URI and a ready signer: module, token, session, one login, the key. */
+/**
+ * Everything between a key URI and a ready signer: module, token, session(s), one login, the key.
+ * With `sessions: n`, n sessions share that login and the signer spreads requests over them.
+ */
 export async function withTokenKey<T>(opts: KeyAccessOptions, fn: (k: OpenKey) => Promise<T>): Promise<T> {
-  return withToken({ ...opts, login: "required" }, (t) => {
+  return withToken({ ...opts, login: "required" }, async (t) => {
     const key = findPrivateKey(t.session, t.mechanisms, t.uri);
-    const signer = new TokenKeySigner(t.session, key, t.mechanisms);
-    return fn({ ...t, key, signer });
+    const extra: Session[] = [];
+    try {
+      for (let i = 1; i < Math.max(1, opts.sessions ?? 1); i++) extra.push(t.module.openSession(t.token));
+      const signers = [t.session, ...extra].map((s) => new TokenKeySigner(s, key, t.mechanisms));
+      return await fn({ ...t, key, signer: new SignerPool(signers) });
+    } finally {
+      for (const s of extra) s.close();
+    }
   });
 }

@@ -1,4 +1,6 @@
-import { readFile, stat } from "node:fs/promises";
+import { mkdir, readFile, stat } from "node:fs/promises";
+import os from "node:os";
+import { planOutputs, runBatch, type BatchItem, type BatchResult } from "../../core/batch.js";
 import { CodesignError } from "../../core/errors.js";
 import { assertDistinct, writeFileAtomic } from "../../core/files.js";
 import { fileKind } from "../../core/file-kind.js";
@@ -8,10 +10,12 @@ import {
   type HashName,
   type SignatureFormat,
   type SignatureScheme,
+  type Signer,
 } from "../../core/signer.js";
 import { withTokenKey } from "../../core/token-key.js";
 import { flag, keyAccess, str } from "../common.js";
 import { info, printJson } from "../output.js";
+import { progressBar } from "../progress.js";
 
 /** EdDSA (PureEdDSA) signs the whole message in one call, so the file must fit in memory. */
 const EDDSA_MAX_BYTES = 256 * 1024 * 1024;
@@ -25,63 +29,230 @@ export function toolFor(input: string, requested: string | undefined): SignTool 
   return kind === "authenticode" ? "osslsigncode" : kind === "jar" ? "jarsigner" : "cms";
 }
 
-export async function run(args: Record<string, unknown>): Promise<void> {
-  const tool = toolFor(str(args, "in") as string, str(args, "tool"));
-  if (tool === "raw") return signRaw(args);
-  if (tool === "cms") return (await import("./sign-cms.js")).run(args);
-  return (await import("./sign-tool.js")).run(args, tool);
+/** The files named by --in, the positional arguments and --files-from, in that order. */
+async function inputFiles(args: Record<string, unknown>): Promise<string[]> {
+  const files: string[] = [];
+  const one = str(args, "in");
+  if (one !== undefined) files.push(one);
+  const positional = args["files"];
+  if (Array.isArray(positional)) files.push(...positional.map(String));
+  const from = str(args, "files-from");
+  if (from !== undefined) {
+    let text: string;
+    try {
+      text = from === "-" ? await readStdin() : await readFile(from, "utf8");
+    } catch (cause) {
+      throw new CodesignError(
+        "INVALID_INPUT",
+        `cannot read --files-from ${from}: ${(cause as NodeJS.ErrnoException).code}`,
+        {
+          hint: "give a file with one path per line, or - for stdin",
+          cause,
+        },
+      );
+    }
+    files.push(...text.split(/\r?\n/).filter((l) => l.trim() !== ""));
+  }
+  if (files.length === 0) {
+    throw new CodesignError("USAGE", "no file to sign", {
+      hint: "name files, or use --in FILE or --files-from LIST",
+    });
+  }
+  return files;
 }
 
-async function signRaw(args: Record<string, unknown>): Promise<void> {
-  const input = str(args, "in") as string;
-  const output = str(args, "out") ?? `${input}.sig`;
-  assertDistinct(input, output);
-  const hash = (str(args, "hash") ?? "sha256") as HashName;
-  const format = (str(args, "signature-format") ?? "der") as SignatureFormat;
-  // Fail on an unreadable input before asking for a PIN or touching the token.
-  const size = await stat(input).then(
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+export async function run(args: Record<string, unknown>): Promise<void> {
+  if (str(args, "key") === undefined) {
+    throw new CodesignError("USAGE", "--key is required", {
+      hint: "give the key's URI (see `codesign keys`), or a --profile that names one",
+    });
+  }
+  const files = await inputFiles(args);
+  const batch = files.length > 1 || str(args, "out-dir") !== undefined;
+  if (batch && str(args, "out") !== undefined) {
+    throw new CodesignError("USAGE", "--out names one output; with several files use --out-dir", {
+      hint: "drop --out, or sign one file",
+    });
+  }
+  const tools = new Set(files.map((f) => toolFor(f, str(args, "tool"))));
+  const [tool] = tools;
+  if (tools.size > 1 || !tool) {
+    throw new CodesignError("USAGE", `these files call for different tools (${[...tools].join(", ")})`, {
+      hint: "sign each kind in its own run, or choose one with --tool",
+    });
+  }
+  if (!batch) {
+    args["in"] = files[0];
+    if (tool === "raw") return signRawOne(args);
+    if (tool === "cms") return (await import("./sign-cms.js")).run(args);
+    return (await import("./sign-tool.js")).run(args, tool);
+  }
+  const outDir = str(args, "out-dir");
+  if (outDir !== undefined) {
+    await mkdir(outDir, { recursive: true }).catch((cause: NodeJS.ErrnoException) => {
+      throw new CodesignError("IO", `cannot create --out-dir ${outDir}: ${cause.code}`, { cause });
+    });
+  }
+  if (tool === "raw") return signRawBatch(args, files);
+  // Other formats in a batch: one file at a time through their single-file commands.
+  const items = planOutputs(files, {
+    style: tool === "cms" ? { kind: "detached", suffix: ".p7s" } : { kind: "embedded" },
+    outDir: str(args, "out-dir"),
+    inPlace: flag(args, "in-place"),
+  });
+  const single =
+    tool === "cms"
+      ? (a: Record<string, unknown>) => import("./sign-cms.js").then((m) => m.run(a))
+      : (a: Record<string, unknown>) => import("./sign-tool.js").then((m) => m.run(a, tool));
+  await reportBatch(
+    args,
+    await runBatch(items, (item) => single({ ...args, in: item.input, out: item.output, json: false }), {
+      jobs: 1,
+      failFast: flag(args, "fail-fast"),
+      onResult: progressBar(items.length, args),
+    }),
+  );
+}
+
+interface RawOptions {
+  hash: HashName;
+  format: SignatureFormat;
+  mechanism: SignatureScheme | undefined;
+}
+
+function rawOptions(args: Record<string, unknown>): RawOptions {
+  return {
+    hash: (str(args, "hash") ?? "sha256") as HashName,
+    format: (str(args, "signature-format") ?? "der") as SignatureFormat,
+    mechanism: str(args, "mechanism") as SignatureScheme | undefined,
+  };
+}
+
+/** Fails on an unreadable input before asking for a PIN or touching the token. */
+async function sizeOf(input: string): Promise<number> {
+  return stat(input).then(
     (s) => s.size,
     (cause: NodeJS.ErrnoException) => {
-      throw new CodesignError("INVALID_INPUT", `cannot read --in ${input}: ${cause.code ?? cause.message}`, {
+      throw new CodesignError("INVALID_INPUT", `cannot read ${input}: ${cause.code ?? cause.message}`, {
         hint: "check the path",
         cause,
       });
     },
   );
-  const started = performance.now();
-  const report = await withTokenKey(keyAccess(args), async ({ signer, key }) => {
-    const scheme = (str(args, "mechanism") as SignatureScheme | undefined) ?? defaultScheme(key.keyType);
-    let signature: Uint8Array;
-    if (scheme === "eddsa") {
-      if (size > EDDSA_MAX_BYTES) {
-        throw new CodesignError(
-          "INVALID_INPUT",
-          `EdDSA signs the whole file in one call; ${input} is over 256 MiB`,
-          {
-            hint: "use an RSA or EC key for large files",
-          },
-        );
-      }
-      signature = await signer.sign({ hash, scheme, input: { message: await readFile(input) } });
-    } else {
-      signature = await signer.sign({ hash, scheme, input: { digest: await hashFile(input, hash) }, format });
+}
+
+/** One raw signature: the file hashed on the host (EdDSA: the whole file) and signed on the token. */
+async function signRawFile(signer: Signer, item: BatchItem, size: number, o: RawOptions) {
+  const scheme = o.mechanism ?? defaultScheme(signer.key.keyType);
+  let signature: Uint8Array;
+  if (scheme === "eddsa") {
+    if (size > EDDSA_MAX_BYTES) {
+      throw new CodesignError(
+        "INVALID_INPUT",
+        `EdDSA signs the whole file in one call; ${item.input} is over 256 MiB`,
+        {
+          hint: "use an RSA or EC key for large files",
+        },
+      );
     }
-    await writeFileAtomic(output, signature);
-    return {
-      input,
-      output,
-      key: key.uri,
-      keyType: key.keyType,
-      scheme,
-      hash: scheme === "eddsa" ? undefined : hash,
-      format: scheme === "ecdsa" ? format : undefined,
-      bytes: signature.length,
-      ms: Math.round(performance.now() - started),
-    };
-  });
+    signature = await signer.sign({ hash: o.hash, scheme, input: { message: await readFile(item.input) } });
+  } else {
+    const digest = await hashFile(item.input, o.hash);
+    signature = await signer.sign({ hash: o.hash, scheme, input: { digest }, format: o.format });
+  }
+  await writeFileAtomic(item.output, signature);
+  return {
+    scheme,
+    hash: scheme === "eddsa" ? undefined : o.hash,
+    format: scheme === "ecdsa" ? o.format : undefined,
+    bytes: signature.length,
+  };
+}
+
+async function signRawOne(args: Record<string, unknown>): Promise<void> {
+  const input = str(args, "in") as string;
+  const output = str(args, "out") ?? `${input}.sig`;
+  assertDistinct(input, output);
+  const o = rawOptions(args);
+  const size = await sizeOf(input);
+  const started = performance.now();
+  const report = await withTokenKey(keyAccess(args), async ({ signer, key }) => ({
+    input,
+    output,
+    key: key.uri,
+    keyType: key.keyType,
+    ...(await signRawFile(signer, { input, output }, size, o)),
+    ms: Math.round(performance.now() - started),
+  }));
   if (flag(args, "json")) printJson(report);
   else
     info(
       `signed ${input} with ${report.key} (${report.scheme}${report.hash ? `, ${report.hash}` : ""}) -> ${output}`,
     );
+}
+
+export function jobsOf(args: Record<string, unknown>): number {
+  const j = args["jobs"];
+  if (typeof j === "number") {
+    if (!Number.isInteger(j) || j < 1)
+      throw new CodesignError("USAGE", `--jobs ${j} must be a whole number ≥ 1`);
+    return j;
+  }
+  return Math.min(4, os.availableParallelism());
+}
+
+/** Many raw signatures: one module load, one login, --jobs sessions signing in parallel. */
+async function signRawBatch(args: Record<string, unknown>, files: string[]): Promise<void> {
+  const items = planOutputs(files, {
+    style: { kind: "detached", suffix: ".sig" },
+    outDir: str(args, "out-dir"),
+  });
+  const sizes = new Map(await Promise.all(files.map(async (f) => [f, await sizeOf(f)] as const)));
+  const o = rawOptions(args);
+  const jobs = jobsOf(args);
+  const results = await withTokenKey({ ...keyAccess(args), sessions: jobs }, ({ signer }) =>
+    runBatch(items, (item) => signRawFile(signer, item, sizes.get(item.input) ?? 0, o), {
+      // More files in flight than sessions: reading and writing the next files overlaps signing.
+      jobs: jobs * 4,
+      failFast: flag(args, "fail-fast"),
+      onResult: progressBar(items.length, args),
+    }),
+  );
+  await reportBatch(args, results);
+}
+
+/** Prints the batch report; throws (non-zero exit) when any file failed. */
+async function reportBatch(args: Record<string, unknown>, results: BatchResult<unknown>[]): Promise<void> {
+  const failed = results.filter((r) => !r.ok);
+  if (flag(args, "json")) {
+    printJson({
+      ok: failed.length === 0,
+      signed: results.length - failed.length,
+      failed: failed.length,
+      files: results.map((r) => ({
+        input: r.input,
+        output: r.output,
+        ok: r.ok,
+        ...(r.error ? { error: r.error } : {}),
+        ms: r.ms,
+      })),
+    });
+  } else {
+    for (const r of failed) info(`failed: ${r.input}: ${r.error?.message ?? "unknown error"}`);
+    info(`signed ${results.length - failed.length} of ${results.length} files`);
+  }
+  const first = failed[0]?.error;
+  if (first) {
+    throw new CodesignError(
+      first.code === "UNEXPECTED" ? "INTERNAL" : first.code,
+      `${failed.length} of ${results.length} files failed; the first: ${failed[0]?.input}: ${first.message}`,
+      { hint: "the files listed as signed are complete and valid; fix the cause and sign the rest again" },
+    );
+  }
 }
