@@ -84,6 +84,15 @@ export function buildCli(argv: string[]): Argv {
       describe:
         "PKCS#11 module (.so); default: module-path/module-name in the URI, $CODESIGN_PKCS11_MODULE, p11-kit-proxy",
     })
+    .option("remote", {
+      type: "string",
+      describe:
+        "use a token served by `codesign remote serve` (unix:path=SOCKET or a socket path; also $CODESIGN_REMOTE)",
+    })
+    .middleware((args) => {
+      // Through the environment, so the core and every tool codesign starts see the same remote.
+      if (typeof args["remote"] === "string") process.env["CODESIGN_REMOTE"] = args["remote"];
+    })
     .option("profile", {
       type: "string",
       describe: "named profile from codesign.config.json / .codesign.yaml (also $CODESIGN_PROFILE)",
@@ -384,6 +393,24 @@ export function buildCli(argv: string[]): Argv {
           lazy("dev-token", "remove"),
         )
         .demandCommand(1, "name a subcommand: init or rm"),
+    )
+    .command("remote", "share one token with other machines through p11-kit", (y) =>
+      y
+        .command(
+          "serve",
+          "run p11-kit server in the foreground, exporting one token over a unix socket",
+          (yy) =>
+            yy
+              .option("token", { type: "string", demandOption: true, describe: "URI of the token to export" })
+              .option("socket", { type: "string", demandOption: true, describe: "unix socket to create" })
+              .option("tool-path", { type: "string", describe: "p11-kit executable, when not on PATH" })
+              .example(
+                "$0 remote serve --module /usr/lib/softhsm/libsofthsm2.so --token 'pkcs11:token=release' --socket /run/codesign/p11.sock",
+                "then on a client: codesign --remote unix:path=/run/codesign/p11.sock keys",
+              ),
+          lazy("remote", "serve"),
+        )
+        .demandCommand(1, "name a subcommand: serve"),
     )
     .command("uri", "work with RFC 7512 PKCS#11 URIs", (y) =>
       y

@@ -5,7 +5,7 @@ import { CodesignError } from "./errors.js";
 import type { Pkcs11Uri } from "./uri.js";
 
 export type ModuleSource =
-  "--module" | "module-path" | "module-name" | "CODESIGN_PKCS11_MODULE" | "p11-kit-proxy";
+  "--remote" | "--module" | "module-path" | "module-name" | "CODESIGN_PKCS11_MODULE" | "p11-kit-proxy";
 
 export interface ModuleChoice {
   path: string;
@@ -109,9 +109,21 @@ export function resolveModuleName(name: string): string {
   return found.path;
 }
 
+/** `unix:path=/run/p11.sock` as p11-kit writes it; a bare socket path is accepted too. */
+export function remoteAddress(value: string): string {
+  const address =
+    value.startsWith("unix:") || value.includes("=") ? value : `unix:path=${path.resolve(value)}`;
+  if (/[\0\n\r]/.test(address))
+    throw new CodesignError("INVALID_INPUT", "the --remote address holds a control character");
+  return address;
+}
+
 /**
- * Picks the PKCS#11 module: --module, then the URI's module-path / module-name, then
+ * Picks the PKCS#11 module: a remote token ($CODESIGN_REMOTE, set by --remote) through
+ * p11-kit-client.so, else --module, the URI's module-path / module-name,
  * $CODESIGN_PKCS11_MODULE, else p11-kit-proxy (every module registered with p11-kit).
+ * For a remote, P11_KIT_SERVER_ADDRESS is set in this process, so every tool codesign
+ * starts inherits it.
  */
 export function chooseModule(opts: {
   flag?: string | undefined;
@@ -120,6 +132,26 @@ export function chooseModule(opts: {
 }): ModuleChoice {
   const env = opts.env ?? process.env;
   let choice: ModuleChoice | undefined;
+  const remote = env["CODESIGN_REMOTE"];
+  if (remote) {
+    if (opts.flag) {
+      throw new CodesignError("USAGE", "--remote and --module exclude each other", {
+        hint: "the module is chosen on the server side: `codesign remote serve --module …`",
+      });
+    }
+    const client = p11KitClientPath();
+    if (!client) {
+      throw new CodesignError(
+        "MODULE_NOT_FOUND",
+        "p11-kit-client.so is not installed, so --remote cannot work",
+        {
+          hint: "install p11-kit-modules (scripts/bootstrap does)",
+        },
+      );
+    }
+    env["P11_KIT_SERVER_ADDRESS"] = remoteAddress(remote);
+    return { path: client, source: "--remote" };
+  }
   if (opts.flag) choice = { path: opts.flag, source: "--module" };
   else if (opts.uri?.query["module-path"])
     choice = { path: opts.uri.query["module-path"], source: "module-path" };

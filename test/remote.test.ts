@@ -1,0 +1,144 @@
+import { execa, type ResultPromise } from "execa";
+import { existsSync } from "node:fs";
+import { mkdir, readdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BIN, codesign, tool } from "./helpers/cli.js";
+import { createTestToken, publicKeyPem, type TestToken } from "./helpers/token.js";
+
+let t: TestToken;
+let ecPub: string;
+const KEY = "pkcs11:token=codesign-dev;object=ec-p256;type=private";
+
+beforeAll(async () => {
+  t = await createTestToken();
+  ecPub = await publicKeyPem(t, "02");
+});
+
+afterAll(async () => {
+  await t?.cleanup();
+});
+
+/** Starts `codesign remote serve` and waits for the address line it prints. */
+async function serve(socket: string): Promise<{ child: ResultPromise; address: string }> {
+  const child = execa(
+    "node",
+    [
+      BIN,
+      "remote",
+      "serve",
+      "--module",
+      t.module,
+      "--token",
+      "pkcs11:token=codesign-dev",
+      "--socket",
+      socket,
+    ],
+    { env: { ...t.env, NO_COLOR: "1" }, reject: false, stdin: "ignore" },
+  );
+  let out = "";
+  child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
+  for (let i = 0; i < 100 && !out.includes("\n"); i++) await sleep(50);
+  const address = /^P11_KIT_SERVER_ADDRESS=(.+)$/m.exec(out)?.[1];
+  if (!address) throw new Error(`remote serve printed no address: ${out}`);
+  return { child, address };
+}
+
+/** The client side: no local module, no SoftHSM config; only the address. */
+const clientEnv = (extra: Record<string, string> = {}): Record<string, string> => ({ ...extra });
+
+describe("remote tokens over p11-kit", () => {
+  it("a signature made through --remote verifies; SIGTERM stops the server and removes the socket", async () => {
+    const socket = path.join(t.dir, "p11.sock");
+    const { child, address } = await serve(socket);
+    expect(address).toBe(`unix:path=${socket}`);
+    const data = path.join(t.dir, "remote.txt");
+    await writeFile(data, "signed far away\n");
+    const r = await codesign(
+      ["--remote", address, "sign", "--tool", "raw", "--key", KEY, "--pin-file", t.dev.pinFile, "--in", data],
+      { env: clientEnv() },
+    );
+    expect(r.exitCode, r.stderr).toBe(0);
+    const v = await tool("openssl", ["dgst", "-sha256", "-verify", ecPub, "-signature", `${data}.sig`, data]);
+    expect(v.stdout).toContain("Verified OK");
+    // CODESIGN_REMOTE works the same, and a bare socket path is accepted
+    const k = await codesign(["keys", "--json", "--pin-file", t.dev.pinFile], {
+      env: clientEnv({ CODESIGN_REMOTE: socket }),
+    });
+    expect(k.exitCode, k.stderr).toBe(0);
+    expect((JSON.parse(k.stdout) as { module: string }).module).toMatch(/p11-kit-client\.so$/);
+    child.kill("SIGTERM");
+    const done = await child;
+    expect(done.exitCode).toBe(0);
+    expect(existsSync(socket)).toBe(false);
+  });
+
+  it("refuses to export a key instead of a token", async () => {
+    const r = await codesign(
+      ["remote", "serve", "--module", t.module, "--token", KEY, "--socket", path.join(t.dir, "x.sock")],
+      { env: t.env },
+    );
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/--token must name a token, not a key/);
+  });
+
+  it("the token server dies mid-batch: non-zero exit, finished files valid, the rest listed, nothing partial", async () => {
+    const socket = path.join(t.dir, "dying.sock");
+    const { child, address } = await serve(socket);
+    const dir = path.join(t.dir, "batch-in");
+    const out = path.join(t.dir, "batch-out");
+    await mkdir(dir, { recursive: true });
+    const files: string[] = [];
+    for (let i = 0; i < 3000; i++) {
+      const f = path.join(dir, `f${i}.bin`);
+      await writeFile(f, `file ${i}\n`);
+      files.push(f);
+    }
+    const list = path.join(t.dir, "batch.list");
+    await writeFile(list, files.join("\n"));
+    const batch = execa(
+      "node",
+      [
+        BIN,
+        "--remote",
+        address,
+        "sign",
+        "--tool",
+        "raw",
+        "--key",
+        KEY,
+        "--pin-file",
+        t.dev.pinFile,
+        "--jobs",
+        "1",
+      ].concat(["--out-dir", out, "--files-from", list, "--json"]),
+      { reject: false, stdin: "ignore", env: { NO_COLOR: "1" } },
+    );
+    // kill the server once the batch is under way
+    for (let i = 0; i < 200; i++) {
+      if (existsSync(out) && (await readdir(out)).length >= 20) break;
+      await sleep(25);
+    }
+    // p11-kit serves each client from a p11-kit-remote child: that is the token going away
+    await execa("pkill", ["-KILL", "-f", "p11-kit-remote --provider"], { reject: false });
+    child.kill("SIGTERM");
+    const r = await batch;
+    expect(r.exitCode).not.toBe(0);
+    const report = JSON.parse(String(r.stdout)) as {
+      signed: number;
+      failed: number;
+      files: Array<{ input: string; output: string; ok: boolean }>;
+    };
+    expect(report.signed).toBeGreaterThan(0);
+    expect(report.failed).toBeGreaterThan(0);
+    expect(report.signed + report.failed).toBe(files.length);
+    const names = await readdir(out);
+    expect(names.filter((n) => n.endsWith(".tmp"))).toEqual([]);
+    expect(names.length).toBe(report.signed);
+    for (const f of report.files.filter((x) => x.ok).slice(0, 5)) {
+      const v = await tool("openssl", ["dgst", "-sha256", "-verify", ecPub, "-signature", f.output, f.input]);
+      expect(v.stdout).toContain("Verified OK");
+    }
+  });
+});
