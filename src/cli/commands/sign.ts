@@ -67,57 +67,82 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString("utf8");
 }
 
-export async function run(args: Record<string, unknown>): Promise<void> {
-  if (str(args, "key") === undefined) {
-    throw new CodesignError("USAGE", "--key is required", {
-      hint: "give the key's URI (see `codesign keys`), or a --profile that names one",
-    });
-  }
-  const files = await inputFiles(args);
-  const batch = files.length > 1 || str(args, "out-dir") !== undefined;
-  if (batch && str(args, "out") !== undefined) {
-    throw new CodesignError("USAGE", "--out names one output; with several files use --out-dir", {
-      hint: "drop --out, or sign one file",
-    });
-  }
-  const tools = new Set(files.map((f) => toolFor(f, str(args, "tool"))));
+/** The one tool a set of files calls for (mixed kinds need separate runs). */
+function toolForAll(files: string[], requested: string | undefined): SignTool {
+  const tools = new Set(files.map((f) => toolFor(f, requested)));
   const [tool] = tools;
   if (tools.size > 1 || !tool) {
     throw new CodesignError("USAGE", `these files call for different tools (${[...tools].join(", ")})`, {
       hint: "sign each kind in its own run, or choose one with --tool",
     });
   }
+  return tool;
+}
+
+export async function run(args: Record<string, unknown>): Promise<void> {
+  const files = await inputFiles(args);
+  const batch = files.length > 1 || str(args, "out-dir") !== undefined;
   if (!batch) {
+    requireKey(args);
     args["in"] = files[0];
+    const tool = toolForAll(files, str(args, "tool"));
     if (tool === "raw") return signRawOne(args);
     if (tool === "cms") return (await import("./sign-cms.js")).run(args);
     return (await import("./sign-tool.js")).run(args, tool);
   }
+  if (str(args, "out") !== undefined) {
+    throw new CodesignError("USAGE", "--out names one output; with several files use --out-dir", {
+      hint: "drop --out, or sign one file",
+    });
+  }
+  await reportBatch(args, await signMany(args, files));
+}
+
+function requireKey(args: Record<string, unknown>): void {
+  if (str(args, "key") === undefined) {
+    throw new CodesignError("USAGE", "--key is required", {
+      hint: "give the key's URI (see `codesign keys`), or a --profile that names one",
+    });
+  }
+}
+
+/**
+ * Signs every file and returns one result per file, printing nothing: the batch behind
+ * `codesign sign FILE…` and the GitHub Action. Outputs are planned (collisions refused) first.
+ */
+export async function signMany(
+  args: Record<string, unknown>,
+  files: string[],
+): Promise<BatchResult<unknown>[]> {
+  requireKey(args);
+  const tool = toolForAll(files, str(args, "tool"));
   const outDir = str(args, "out-dir");
+  const items = planOutputs(files, {
+    style:
+      tool === "raw"
+        ? { kind: "detached", suffix: ".sig" }
+        : tool === "cms"
+          ? { kind: "detached", suffix: ".p7s" }
+          : { kind: "embedded" },
+    outDir,
+    inPlace: flag(args, "in-place"),
+  });
   if (outDir !== undefined) {
     await mkdir(outDir, { recursive: true }).catch((cause: NodeJS.ErrnoException) => {
       throw new CodesignError("IO", `cannot create --out-dir ${outDir}: ${cause.code}`, { cause });
     });
   }
-  if (tool === "raw") return signRawBatch(args, files);
-  // Other formats in a batch: one file at a time through their single-file commands.
-  const items = planOutputs(files, {
-    style: tool === "cms" ? { kind: "detached", suffix: ".p7s" } : { kind: "embedded" },
-    outDir: str(args, "out-dir"),
-    inPlace: flag(args, "in-place"),
-  });
+  if (tool === "raw") return signRawBatch(args, items);
+  // Other formats: one file at a time through their single-file commands.
   const single =
     tool === "cms"
       ? (a: Record<string, unknown>) => import("./sign-cms.js").then((m) => m.run(a))
       : (a: Record<string, unknown>) => import("./sign-tool.js").then((m) => m.run(a, tool));
-  await reportBatch(
-    args,
-    await runBatch(items, (item) => single({ ...args, in: item.input, out: item.output, json: false }), {
-      jobs: 1,
-      failFast: flag(args, "fail-fast"),
-      onResult: progressBar(items.length, args),
-    }),
-  );
+  return runBatch(items, (item) => single({ ...args, in: item.input, out: item.output, json: false }), {
+    jobs: 1,
+    failFast: flag(args, "fail-fast"),
+    onResult: progressBar(items.length, args),
+  });
 }
 
 interface RawOptions {
@@ -208,15 +233,16 @@ export function jobsOf(args: Record<string, unknown>): number {
 }
 
 /** Many raw signatures: one module load, one login, --jobs sessions signing in parallel. */
-async function signRawBatch(args: Record<string, unknown>, files: string[]): Promise<void> {
-  const items = planOutputs(files, {
-    style: { kind: "detached", suffix: ".sig" },
-    outDir: str(args, "out-dir"),
-  });
-  const sizes = new Map(await Promise.all(files.map(async (f) => [f, await sizeOf(f)] as const)));
+async function signRawBatch(
+  args: Record<string, unknown>,
+  items: BatchItem[],
+): Promise<BatchResult<unknown>[]> {
+  const sizes = new Map(
+    await Promise.all(items.map(async ({ input }) => [input, await sizeOf(input)] as const)),
+  );
   const o = rawOptions(args);
   const jobs = jobsOf(args);
-  const results = await withTokenKey({ ...keyAccess(args), sessions: jobs }, ({ signer }) =>
+  return withTokenKey({ ...keyAccess(args), sessions: jobs }, ({ signer }) =>
     runBatch(items, (item) => signRawFile(signer, item, sizes.get(item.input) ?? 0, o), {
       // More files in flight than sessions: reading and writing the next files overlaps signing.
       jobs: jobs * 4,
@@ -224,7 +250,6 @@ async function signRawBatch(args: Record<string, unknown>, files: string[]): Pro
       onResult: progressBar(items.length, args),
     }),
   );
-  await reportBatch(args, results);
 }
 
 /** Prints the batch report; throws (non-zero exit) when any file failed. */
