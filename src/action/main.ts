@@ -1,0 +1,109 @@
+/**
+ * The GitHub Action: the same batch as `codesign sign FILE…`, with inputs from the workflow.
+ * The PIN is masked before anything else runs and reaches the core through a 0600 file in a
+ * private directory (never the environment of the tools we start, never a command line).
+ */
+import * as core from "@actions/core";
+import * as glob from "@actions/glob";
+import { existsSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
+import { isCodesignError } from "../core/errors.js";
+import { withPrivateDir } from "../core/temp.js";
+import { ensureAddon, installDebianTools } from "../../adapters/setup.js";
+import { signMany } from "../cli/commands/sign.js";
+import type { BatchResult } from "../core/batch.js";
+
+/** Newline-separated input, blank lines and surrounding spaces dropped. */
+const lines = (name: string): string[] =>
+  core
+    .getMultilineInput(name)
+    .map((l) => l.trim())
+    .filter(Boolean);
+
+const optional = (name: string): string | undefined => core.getInput(name).trim() || undefined;
+
+/** Paths and globs, in the order given; a line that matches nothing is an error, not a silent skip. */
+async function expandFiles(patterns: string[]): Promise<string[]> {
+  const files: string[] = [];
+  for (const p of patterns) {
+    if (existsSync(p)) {
+      files.push(p);
+      continue;
+    }
+    const matches = await (await glob.create(p, { matchDirectories: false })).glob();
+    if (matches.length === 0) throw new Error(`files: "${p}" matches no file`);
+    files.push(...matches.sort().map((m) => path.relative(process.cwd(), m) || m));
+  }
+  return [...new Set(files)];
+}
+
+function summary(results: BatchResult<unknown>[]): Promise<unknown> {
+  const rows = results.map((r) => [
+    r.input,
+    r.ok ? r.output : "",
+    r.ok ? "✅ signed" : `❌ ${r.error?.message ?? "failed"}`,
+  ]);
+  return core.summary
+    .addHeading("codesign", 3)
+    .addTable([
+      [
+        { data: "file", header: true },
+        { data: "output", header: true },
+        { data: "result", header: true },
+      ],
+      ...rows,
+    ])
+    .write();
+}
+
+export async function main(): Promise<void> {
+  const pin = core.getInput("pin");
+  if (pin) core.setSecret(pin); // first: from here on the runner masks it in every log line
+  try {
+    if (core.getBooleanInput("install-tools")) await installDebianTools((m) => core.info(m));
+    await ensureAddon((m) => core.info(m));
+    const remote = optional("remote");
+    if (remote) process.env["CODESIGN_REMOTE"] = remote;
+    const files = await expandFiles(lines("files"));
+    if (files.length === 0) throw new Error("files: no file to sign");
+    const args: Record<string, unknown> = {
+      key: core.getInput("key", { required: true }),
+      module: optional("module"),
+      "pin-file": optional("pin-file"),
+      tool: optional("tool") ?? "auto",
+      "out-dir": optional("out-dir"),
+      cert: optional("cert"),
+      chain: lines("chain"),
+      timestamp: lines("timestamp-url"),
+      hash: optional("hash"),
+      jobs: optional("jobs") === undefined ? undefined : Number(optional("jobs")),
+      json: false,
+    };
+    const results = await withPrivateDir(async (dir) => {
+      if (pin) {
+        const file = path.join(dir, "pin");
+        await writeFile(file, pin, { mode: 0o600 });
+        args["pin-file"] = file;
+      }
+      return signMany(args, files);
+    }, "codesign-action-");
+    const signed = results.filter((r) => r.ok);
+    for (const r of signed) core.info(`signed ${r.input} -> ${r.output}`);
+    core.setOutput("signed-files", signed.map((r) => r.output).join("\n"));
+    await summary(results);
+    const failed = results.filter((r) => !r.ok);
+    if (failed.length > 0) {
+      core.setFailed(
+        `${failed.length} of ${results.length} files failed:\n` +
+          failed.map((r) => `${r.input}: ${r.error?.message ?? "failed"}`).join("\n"),
+      );
+    }
+  } catch (e) {
+    core.setOutput("signed-files", ""); // nothing was signed: later steps see an empty list, not a missing one
+    if (isCodesignError(e)) core.setFailed(e.hint ? `${e.message}\nhint: ${e.hint}` : e.message);
+    else core.setFailed(e instanceof Error ? e.message : String(e));
+  }
+}
+
+await main();

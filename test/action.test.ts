@@ -1,0 +1,158 @@
+/**
+ * The GitHub Action, run the way the runner runs it: `node dist/action/index.js` with INPUT_*
+ * variables (hyphenated names kept, as GitHub passes them), GITHUB_OUTPUT and
+ * GITHUB_STEP_SUMMARY files. Every signature is checked by openssl.
+ */
+import { execa } from "execa";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ROOT, tool } from "./helpers/cli.js";
+import { createTestToken, publicKeyPem, type TestToken } from "./helpers/token.js";
+
+const BUNDLE = path.join(ROOT, "dist", "action", "index.js");
+const KEY = "pkcs11:token=codesign-dev;object=rsa-2048;type=private";
+let t: TestToken;
+let rsaPub: string;
+
+beforeAll(async () => {
+  t = await createTestToken();
+  rsaPub = await publicKeyPem(t, "01");
+});
+
+afterAll(async () => {
+  await t?.cleanup();
+});
+
+interface ActionRun {
+  exitCode: number;
+  log: string;
+  outputs: string;
+  summary: string;
+}
+
+/** One run of the bundled action in `cwd` with the given inputs (names as in action.yml). */
+async function runAction(cwd: string, inputs: Record<string, string>): Promise<ActionRun> {
+  const outputFile = path.join(cwd, "github-output");
+  const summaryFile = path.join(cwd, "github-summary");
+  await writeFile(outputFile, "");
+  await writeFile(summaryFile, "");
+  const env: Record<string, string> = {
+    ...t.env,
+    GITHUB_OUTPUT: outputFile,
+    GITHUB_STEP_SUMMARY: summaryFile,
+    "INPUT_INSTALL-TOOLS": "false",
+  };
+  // The runner upper-cases the name and keeps the hyphens: out-dir -> INPUT_OUT-DIR.
+  for (const [k, v] of Object.entries(inputs)) env[`INPUT_${k.toUpperCase()}`] = v;
+  const r = await execa("node", [BUNDLE], { cwd, env, extendEnv: false, reject: false, all: true });
+  return {
+    exitCode: r.exitCode ?? -1,
+    log: String(r.all),
+    outputs: await readFile(outputFile, "utf8"),
+    summary: await readFile(summaryFile, "utf8"),
+  };
+}
+
+/** The value of one output from a GITHUB_OUTPUT file (`name<<DELIM … DELIM`). */
+function output(file: string, name: string): string {
+  const m = new RegExp(`^${name}<<(\\S+)\\n([\\s\\S]*?)\\n\\1$`, "m").exec(file);
+  if (!m) throw new Error(`no output ${name} in:\n${file}`);
+  return m[2] ?? "";
+}
+
+/** The log as a user sees it: the runner swallows ::add-mask:: commands. */
+const visible = (log: string) =>
+  log
+    .split("\n")
+    .filter((l) => !l.startsWith("::add-mask::"))
+    .join("\n");
+
+describe("the GitHub Action", () => {
+  it("signs paths and globs into out-dir, sets signed-files and a job summary", async () => {
+    const ws = path.join(t.dir, "ws1");
+    await mkdir(path.join(ws, "dist"), { recursive: true });
+    for (const n of ["a.bin", "b.bin", "notes.txt"])
+      await writeFile(path.join(ws, "dist", n), `payload ${n}\n`);
+    const r = await runAction(ws, {
+      key: KEY,
+      pin: t.pin,
+      module: t.module,
+      tool: "raw",
+      files: "dist/*.bin\n\ndist/notes.txt\n",
+      "out-dir": "signatures",
+    });
+    expect(r.exitCode, r.log).toBe(0);
+    expect(r.log).toContain(`::add-mask::${t.pin}`); // masked before anything else ran
+    expect(r.log.indexOf("::add-mask::")).toBe(0);
+    expect(visible(r.log)).not.toContain(t.pin);
+    const signed = output(r.outputs, "signed-files").split("\n");
+    expect(signed).toEqual([
+      path.join("signatures", "a.bin.sig"),
+      path.join("signatures", "b.bin.sig"),
+      path.join("signatures", "notes.txt.sig"),
+    ]);
+    for (const name of ["a.bin", "b.bin", "notes.txt"]) {
+      const v = await tool(
+        "openssl",
+        ["dgst", "-sha256", "-verify", rsaPub, "-signature", `signatures/${name}.sig`, `dist/${name}`],
+        { cwd: ws },
+      );
+      expect(v.stdout, v.stderr).toContain("Verified OK");
+    }
+    expect(r.summary).toContain("dist/a.bin");
+    expect(r.summary).toContain("signed");
+  });
+
+  it("puts raw signatures next to their inputs when no out-dir is given", async () => {
+    const ws = path.join(t.dir, "ws2");
+    await mkdir(ws, { recursive: true });
+    await writeFile(path.join(ws, "app.bin"), "the app\n");
+    const r = await runAction(ws, { key: KEY, pin: t.pin, module: t.module, tool: "raw", files: "app.bin" });
+    expect(r.exitCode, r.log).toBe(0);
+    expect(output(r.outputs, "signed-files")).toBe("app.bin.sig");
+    const v = await tool(
+      "openssl",
+      ["dgst", "-sha256", "-verify", rsaPub, "-signature", "app.bin.sig", "app.bin"],
+      {
+        cwd: ws,
+      },
+    );
+    expect(v.stdout, v.stderr).toContain("Verified OK");
+  });
+
+  it("a wrong PIN fails with an ::error:: annotation, no signature, and no PIN in the log", async () => {
+    const ws = path.join(t.dir, "ws3");
+    await mkdir(ws, { recursive: true });
+    await writeFile(path.join(ws, "app.bin"), "the app\n");
+    const wrong = "wrong-pin-4711";
+    const r = await runAction(ws, { key: KEY, pin: wrong, module: t.module, tool: "raw", files: "app.bin" });
+    expect(r.exitCode).toBe(1);
+    expect(r.log).toMatch(/^::error::.*PIN/m);
+    expect(visible(r.log)).not.toContain(wrong);
+    expect(r.outputs).not.toContain(wrong);
+    expect(r.summary).not.toContain(wrong);
+    expect(output(r.outputs, "signed-files")).toBe("");
+    const v = await tool("ls", [ws]);
+    expect(v.stdout.split("\n").filter((f) => f.endsWith(".sig"))).toEqual([]);
+  });
+
+  it("a glob that matches nothing is an error naming it", async () => {
+    const ws = path.join(t.dir, "ws4");
+    await mkdir(ws, { recursive: true });
+    const r = await runAction(ws, { key: KEY, pin: t.pin, module: t.module, files: "build/**/*.exe" });
+    expect(r.exitCode).toBe(1);
+    expect(r.log).toMatch(/^::error::files: "build\/\*\*\/\*\.exe" matches no file/m);
+  });
+
+  it("the committed bundle is what the sources build to", async () => {
+    const fresh = path.join(t.dir, "fresh-bundle.js");
+    await execa("node", [path.join(ROOT, "scripts", "build-action.mjs"), fresh], { cwd: ROOT });
+    const [committed, built] = await Promise.all([readFile(BUNDLE, "utf8"), readFile(fresh, "utf8")]);
+    expect(built.length).toBeGreaterThan(10_000);
+    expect(
+      committed === built,
+      "dist/action/index.js is stale: run `npm run build:action` and commit it",
+    ).toBe(true);
+  });
+});
