@@ -7,10 +7,10 @@ import { execa } from "execa";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { actionOutput as output, BUNDLE, runAction, visibleLog as visible } from "./helpers/action.js";
 import { ROOT, tool } from "./helpers/cli.js";
 import { createTestToken, publicKeyPem, type TestToken } from "./helpers/token.js";
 
-const BUNDLE = path.join(ROOT, "dist", "action", "index.js");
 const KEY = "pkcs11:token=codesign-dev;object=rsa-2048;type=private";
 let t: TestToken;
 let rsaPub: string;
@@ -24,49 +24,7 @@ afterAll(async () => {
   await t?.cleanup();
 });
 
-interface ActionRun {
-  exitCode: number;
-  log: string;
-  outputs: string;
-  summary: string;
-}
-
-/** One run of the bundled action in `cwd` with the given inputs (names as in action.yml). */
-async function runAction(cwd: string, inputs: Record<string, string>): Promise<ActionRun> {
-  const outputFile = path.join(cwd, "github-output");
-  const summaryFile = path.join(cwd, "github-summary");
-  await writeFile(outputFile, "");
-  await writeFile(summaryFile, "");
-  const env: Record<string, string> = {
-    ...t.env,
-    GITHUB_OUTPUT: outputFile,
-    GITHUB_STEP_SUMMARY: summaryFile,
-    "INPUT_INSTALL-TOOLS": "false",
-  };
-  // The runner upper-cases the name and keeps the hyphens: out-dir -> INPUT_OUT-DIR.
-  for (const [k, v] of Object.entries(inputs)) env[`INPUT_${k.toUpperCase()}`] = v;
-  const r = await execa("node", [BUNDLE], { cwd, env, extendEnv: false, reject: false, all: true });
-  return {
-    exitCode: r.exitCode ?? -1,
-    log: String(r.all),
-    outputs: await readFile(outputFile, "utf8"),
-    summary: await readFile(summaryFile, "utf8"),
-  };
-}
-
-/** The value of one output from a GITHUB_OUTPUT file (`name<<DELIM … DELIM`). */
-function output(file: string, name: string): string {
-  const m = new RegExp(`^${name}<<(\\S+)\\n([\\s\\S]*?)\\n\\1$`, "m").exec(file);
-  if (!m) throw new Error(`no output ${name} in:\n${file}`);
-  return m[2] ?? "";
-}
-
-/** The log as a user sees it: the runner swallows ::add-mask:: commands. */
-const visible = (log: string) =>
-  log
-    .split("\n")
-    .filter((l) => !l.startsWith("::add-mask::"))
-    .join("\n");
+const run = (cwd: string, inputs: Record<string, string>) => runAction(cwd, inputs, t.env);
 
 describe("the GitHub Action", () => {
   it("signs paths and globs into out-dir, sets signed-files and a job summary", async () => {
@@ -74,7 +32,7 @@ describe("the GitHub Action", () => {
     await mkdir(path.join(ws, "dist"), { recursive: true });
     for (const n of ["a.bin", "b.bin", "notes.txt"])
       await writeFile(path.join(ws, "dist", n), `payload ${n}\n`);
-    const r = await runAction(ws, {
+    const r = await run(ws, {
       key: KEY,
       pin: t.pin,
       module: t.module,
@@ -108,7 +66,7 @@ describe("the GitHub Action", () => {
     const ws = path.join(t.dir, "ws2");
     await mkdir(ws, { recursive: true });
     await writeFile(path.join(ws, "app.bin"), "the app\n");
-    const r = await runAction(ws, { key: KEY, pin: t.pin, module: t.module, tool: "raw", files: "app.bin" });
+    const r = await run(ws, { key: KEY, pin: t.pin, module: t.module, tool: "raw", files: "app.bin" });
     expect(r.exitCode, r.log).toBe(0);
     expect(output(r.outputs, "signed-files")).toBe("app.bin.sig");
     const v = await tool(
@@ -126,7 +84,7 @@ describe("the GitHub Action", () => {
     await mkdir(ws, { recursive: true });
     await writeFile(path.join(ws, "app.bin"), "the app\n");
     const wrong = "wrong-pin-4711";
-    const r = await runAction(ws, { key: KEY, pin: wrong, module: t.module, tool: "raw", files: "app.bin" });
+    const r = await run(ws, { key: KEY, pin: wrong, module: t.module, tool: "raw", files: "app.bin" });
     expect(r.exitCode).toBe(1);
     expect(r.log).toMatch(/^::error::.*PIN/m);
     expect(visible(r.log)).not.toContain(wrong);
@@ -140,7 +98,7 @@ describe("the GitHub Action", () => {
   it("a glob that matches nothing is an error naming it", async () => {
     const ws = path.join(t.dir, "ws4");
     await mkdir(ws, { recursive: true });
-    const r = await runAction(ws, { key: KEY, pin: t.pin, module: t.module, files: "build/**/*.exe" });
+    const r = await run(ws, { key: KEY, pin: t.pin, module: t.module, files: "build/**/*.exe" });
     expect(r.exitCode).toBe(1);
     expect(r.log).toMatch(/^::error::files: "build\/\*\*\/\*\.exe" matches no file/m);
   });
