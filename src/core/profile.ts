@@ -84,7 +84,7 @@ export function loadConfigFile(file: string): Record<string, Profile> {
   }
   let data: unknown;
   try {
-    data = file.endsWith(".json") ? JSON.parse(text) : parseYaml(text);
+    data = file.endsWith(".json") ? JSON.parse(text) : parseYaml(text, { logLevel: "error" });
   } catch (cause) {
     throw new CodesignError(
       "INVALID_INPUT",
