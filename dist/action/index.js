@@ -517,13 +517,13 @@ var require_tunnel = __commonJS({
     var debug;
     if (process.env.NODE_DEBUG && /\btunnel\b/.test(process.env.NODE_DEBUG)) {
       debug = function() {
-        var args = Array.prototype.slice.call(arguments);
-        if (typeof args[0] === "string") {
-          args[0] = "TUNNEL: " + args[0];
+        var args4 = Array.prototype.slice.call(arguments);
+        if (typeof args4[0] === "string") {
+          args4[0] = "TUNNEL: " + args4[0];
         } else {
-          args.unshift("TUNNEL:");
+          args4.unshift("TUNNEL:");
         }
-        console.error.apply(console, args);
+        console.error.apply(console, args4);
       };
     } else {
       debug = function() {
@@ -1004,14 +1004,14 @@ var require_util = __commonJS({
         }
         const port = url.port != null ? url.port : url.protocol === "https:" ? 443 : 80;
         let origin = url.origin != null ? url.origin : `${url.protocol}//${url.hostname}:${port}`;
-        let path14 = url.path != null ? url.path : `${url.pathname || ""}${url.search || ""}`;
+        let path18 = url.path != null ? url.path : `${url.pathname || ""}${url.search || ""}`;
         if (origin.endsWith("/")) {
           origin = origin.substring(0, origin.length - 1);
         }
-        if (path14 && !path14.startsWith("/")) {
-          path14 = `/${path14}`;
+        if (path18 && !path18.startsWith("/")) {
+          path18 = `/${path18}`;
         }
-        url = new URL(origin + path14);
+        url = new URL(origin + path18);
       }
       return url;
     }
@@ -1226,8 +1226,8 @@ var require_util = __commonJS({
                 controller.close();
               });
             } else {
-              const buf = Buffer.isBuffer(value) ? value : Buffer.from(value);
-              controller.enqueue(new Uint8Array(buf));
+              const buf3 = Buffer.isBuffer(value) ? value : Buffer.from(value);
+              controller.enqueue(new Uint8Array(buf3));
             }
             return controller.desiredSize > 0;
           },
@@ -1800,7 +1800,7 @@ var require_Dicer = __commonJS({
       }
     };
     Dicer.prototype._oninfo = function(isMatch, data, start, end) {
-      let buf;
+      let buf3;
       const self2 = this;
       let i2 = 0;
       let r;
@@ -1812,7 +1812,7 @@ var require_Dicer = __commonJS({
             ++this._dashes;
           } else {
             if (this._dashes) {
-              buf = B_ONEDASH;
+              buf3 = B_ONEDASH;
             }
             this._dashes = 0;
             break;
@@ -1855,16 +1855,16 @@ var require_Dicer = __commonJS({
       }
       if (data && start < end && !this._ignoreData) {
         if (this._isPreamble || !this._inHeader) {
-          if (buf) {
-            shouldWriteMore = this._part.push(buf);
+          if (buf3) {
+            shouldWriteMore = this._part.push(buf3);
           }
           shouldWriteMore = this._part.push(data.slice(start, end));
           if (!shouldWriteMore) {
             this._pause = true;
           }
         } else if (!this._isPreamble && this._inHeader) {
-          if (buf) {
-            this._hparser.push(buf);
+          if (buf3) {
+            this._hparser.push(buf3);
           }
           r = this._hparser.push(data.slice(start, end));
           if (!this._inHeader && r !== void 0 && r < end) {
@@ -2625,20 +2625,20 @@ var require_parseParams = __commonJS({
 var require_basename = __commonJS({
   "node_modules/@fastify/busboy/lib/utils/basename.js"(exports, module) {
     "use strict";
-    module.exports = function basename(path14) {
-      if (typeof path14 !== "string") {
+    module.exports = function basename(path18) {
+      if (typeof path18 !== "string") {
         return "";
       }
-      for (var i2 = path14.length - 1; i2 >= 0; --i2) {
-        switch (path14.charCodeAt(i2)) {
+      for (var i2 = path18.length - 1; i2 >= 0; --i2) {
+        switch (path18.charCodeAt(i2)) {
           case 47:
           // '/'
           case 92:
-            path14 = path14.slice(i2 + 1);
-            return path14 === ".." || path14 === "." ? "" : path14;
+            path18 = path18.slice(i2 + 1);
+            return path18 === ".." || path18 === "." ? "" : path18;
         }
       }
-      return path14 === ".." || path14 === "." ? "" : path14;
+      return path18 === ".." || path18 === "." ? "" : path18;
     };
   }
 });
@@ -4979,21 +4979,21 @@ var require_file = __commonJS({
           lastModified: d
         };
       }
-      stream(...args) {
+      stream(...args4) {
         webidl.brandCheck(this, _FileLike);
-        return this[kState].blobLike.stream(...args);
+        return this[kState].blobLike.stream(...args4);
       }
-      arrayBuffer(...args) {
+      arrayBuffer(...args4) {
         webidl.brandCheck(this, _FileLike);
-        return this[kState].blobLike.arrayBuffer(...args);
+        return this[kState].blobLike.arrayBuffer(...args4);
       }
-      slice(...args) {
+      slice(...args4) {
         webidl.brandCheck(this, _FileLike);
-        return this[kState].blobLike.slice(...args);
+        return this[kState].blobLike.slice(...args4);
       }
-      text(...args) {
+      text(...args4) {
         webidl.brandCheck(this, _FileLike);
-        return this[kState].blobLike.text(...args);
+        return this[kState].blobLike.text(...args4);
       }
       get size() {
         webidl.brandCheck(this, _FileLike);
@@ -5668,7 +5668,7 @@ var require_request = __commonJS({
     }
     var Request = class _Request {
       constructor(origin, {
-        path: path14,
+        path: path18,
         method,
         body,
         headers,
@@ -5682,11 +5682,11 @@ var require_request = __commonJS({
         throwOnError,
         expectContinue
       }, handler) {
-        if (typeof path14 !== "string") {
+        if (typeof path18 !== "string") {
           throw new InvalidArgumentError("path must be a string");
-        } else if (path14[0] !== "/" && !(path14.startsWith("http://") || path14.startsWith("https://")) && method !== "CONNECT") {
+        } else if (path18[0] !== "/" && !(path18.startsWith("http://") || path18.startsWith("https://")) && method !== "CONNECT") {
           throw new InvalidArgumentError("path must be an absolute URL or start with a slash");
-        } else if (invalidPathRegex.exec(path14) !== null) {
+        } else if (invalidPathRegex.exec(path18) !== null) {
           throw new InvalidArgumentError("invalid request path");
         }
         if (typeof method !== "string") {
@@ -5749,7 +5749,7 @@ var require_request = __commonJS({
         this.completed = false;
         this.aborted = false;
         this.upgrade = upgrade || null;
-        this.path = query ? util.buildURL(path14, query) : path14;
+        this.path = query ? util.buildURL(path18, query) : path18;
         this.origin = origin;
         this.idempotent = idempotent == null ? method === "HEAD" || method === "GET" : idempotent;
         this.blocking = blocking == null ? false : blocking;
@@ -6757,9 +6757,9 @@ var require_RedirectHandler = __commonJS({
           return this.handler.onHeaders(statusCode, headers, resume, statusText);
         }
         const { origin, pathname, search } = util.parseURL(new URL(this.location, this.opts.origin && new URL(this.opts.path, this.opts.origin)));
-        const path14 = search ? `${pathname}${search}` : pathname;
+        const path18 = search ? `${pathname}${search}` : pathname;
         this.opts.headers = cleanRequestHeaders(this.opts.headers, statusCode === 303, this.opts.origin !== origin);
-        this.opts.path = path14;
+        this.opts.path = path18;
         this.opts.origin = origin;
         this.opts.maxRedirections = 0;
         this.opts.query = null;
@@ -7443,8 +7443,8 @@ var require_client = __commonJS({
         this.timeoutType = null;
         this.paused = false;
       }
-      onStatus(buf) {
-        this.statusText = buf.toString();
+      onStatus(buf3) {
+        this.statusText = buf3.toString();
       }
       onMessageBegin() {
         const { socket, client } = this;
@@ -7456,32 +7456,32 @@ var require_client = __commonJS({
           return -1;
         }
       }
-      onHeaderField(buf) {
+      onHeaderField(buf3) {
         const len = this.headers.length;
         if ((len & 1) === 0) {
-          this.headers.push(buf);
+          this.headers.push(buf3);
         } else {
-          this.headers[len - 1] = Buffer.concat([this.headers[len - 1], buf]);
+          this.headers[len - 1] = Buffer.concat([this.headers[len - 1], buf3]);
         }
-        this.trackHeader(buf.length);
+        this.trackHeader(buf3.length);
       }
-      onHeaderValue(buf) {
+      onHeaderValue(buf3) {
         let len = this.headers.length;
         if ((len & 1) === 1) {
-          this.headers.push(buf);
+          this.headers.push(buf3);
           len += 1;
         } else {
-          this.headers[len - 1] = Buffer.concat([this.headers[len - 1], buf]);
+          this.headers[len - 1] = Buffer.concat([this.headers[len - 1], buf3]);
         }
         const key = this.headers[len - 2];
         if (key.length === 10 && key.toString().toLowerCase() === "keep-alive") {
-          this.keepAlive += buf.toString();
+          this.keepAlive += buf3.toString();
         } else if (key.length === 10 && key.toString().toLowerCase() === "connection") {
-          this.connection += buf.toString();
+          this.connection += buf3.toString();
         } else if (key.length === 14 && key.toString().toLowerCase() === "content-length") {
-          this.contentLength += buf.toString();
+          this.contentLength += buf3.toString();
         }
-        this.trackHeader(buf.length);
+        this.trackHeader(buf3.length);
       }
       trackHeader(len) {
         this.headersSize += len;
@@ -7598,7 +7598,7 @@ var require_client = __commonJS({
         }
         return pause ? constants5.ERROR.PAUSED : 0;
       }
-      onBody(buf) {
+      onBody(buf3) {
         const { client, socket, statusCode, maxResponseSize } = this;
         if (socket.destroyed) {
           return -1;
@@ -7612,12 +7612,12 @@ var require_client = __commonJS({
           }
         }
         assert(statusCode >= 200);
-        if (maxResponseSize > -1 && this.bytesRead + buf.length > maxResponseSize) {
+        if (maxResponseSize > -1 && this.bytesRead + buf3.length > maxResponseSize) {
           util.destroy(socket, new ResponseExceededMaxSizeError());
           return -1;
         }
-        this.bytesRead += buf.length;
-        if (request.onData(buf) === false) {
+        this.bytesRead += buf3.length;
+        if (request.onData(buf3) === false) {
           return constants5.ERROR.PAUSED;
         }
       }
@@ -7999,7 +7999,7 @@ var require_client = __commonJS({
         writeH2(client, client[kHTTP2Session], request);
         return;
       }
-      const { body, method, path: path14, host, upgrade, headers, blocking, reset: reset2 } = request;
+      const { body, method, path: path18, host, upgrade, headers, blocking, reset: reset2 } = request;
       const expectsPayload = method === "PUT" || method === "POST" || method === "PATCH";
       if (body && typeof body.read === "function") {
         body.read(0);
@@ -8049,7 +8049,7 @@ var require_client = __commonJS({
       if (blocking) {
         socket[kBlocking] = true;
       }
-      let header = `${method} ${path14} HTTP/1.1\r
+      let header = `${method} ${path18} HTTP/1.1\r
 `;
       if (typeof host === "string") {
         header += `host: ${host}\r
@@ -8112,7 +8112,7 @@ upgrade: ${upgrade}\r
       return true;
     }
     function writeH2(client, session, request) {
-      const { body, method, path: path14, host, upgrade, expectContinue, signal, headers: reqHeaders } = request;
+      const { body, method, path: path18, host, upgrade, expectContinue, signal, headers: reqHeaders } = request;
       let headers;
       if (typeof reqHeaders === "string") headers = Request[kHTTP2CopyHeaders](reqHeaders.trim());
       else headers = reqHeaders;
@@ -8155,7 +8155,7 @@ upgrade: ${upgrade}\r
         });
         return true;
       }
-      headers[HTTP2_HEADER_PATH] = path14;
+      headers[HTTP2_HEADER_PATH] = path18;
       headers[HTTP2_HEADER_SCHEME] = "https";
       const expectsPayload = method === "PUT" || method === "POST" || method === "PATCH";
       if (body && typeof body.read === "function") {
@@ -8981,8 +8981,8 @@ var require_balanced_pool = __commonJS({
           pool[kWeight] = Math.max(1, pool[kWeight] - this[kErrorPenalty]);
           this._updateBalancedPoolStats();
         });
-        pool.on("disconnect", (...args) => {
-          const err = args[2];
+        pool.on("disconnect", (...args4) => {
+          const err = args4[2];
           if (err && err.code === "UND_ERR_SOCKET") {
             pool[kWeight] = Math.max(1, pool[kWeight] - this[kErrorPenalty]);
             this._updateBalancedPoolStats();
@@ -9256,32 +9256,32 @@ var require_readable = __commonJS({
         }
         return super.destroy(err);
       }
-      emit(ev, ...args) {
+      emit(ev, ...args4) {
         if (ev === "data") {
           this._readableState.dataEmitted = true;
         } else if (ev === "error") {
           this._readableState.errorEmitted = true;
         }
-        return super.emit(ev, ...args);
+        return super.emit(ev, ...args4);
       }
-      on(ev, ...args) {
+      on(ev, ...args4) {
         if (ev === "data" || ev === "readable") {
           this[kReading] = true;
         }
-        return super.on(ev, ...args);
+        return super.on(ev, ...args4);
       }
-      addListener(ev, ...args) {
-        return this.on(ev, ...args);
+      addListener(ev, ...args4) {
+        return this.on(ev, ...args4);
       }
-      off(ev, ...args) {
-        const ret = super.off(ev, ...args);
+      off(ev, ...args4) {
+        const ret = super.off(ev, ...args4);
         if (ev === "data" || ev === "readable") {
           this[kReading] = this.listenerCount("data") > 0 || this.listenerCount("readable") > 0;
         }
         return ret;
       }
-      removeListener(ev, ...args) {
-        return this.off(ev, ...args);
+      removeListener(ev, ...args4) {
+        return this.off(ev, ...args4);
       }
       push(chunk) {
         if (this[kConsume] && chunk !== null && this.readableLength === 0) {
@@ -9420,9 +9420,9 @@ var require_readable = __commonJS({
         } else if (type === "arrayBuffer") {
           const dst = new Uint8Array(length);
           let pos = 0;
-          for (const buf of body) {
-            dst.set(buf, pos);
-            pos += buf.byteLength;
+          for (const buf3 of body) {
+            dst.set(buf3, pos);
+            pos += buf3.byteLength;
           }
           resolve(dst.buffer);
         } else if (type === "blob") {
@@ -10395,20 +10395,20 @@ var require_mock_utils = __commonJS({
       }
       return true;
     }
-    function safeUrl(path14) {
-      if (typeof path14 !== "string") {
-        return path14;
+    function safeUrl(path18) {
+      if (typeof path18 !== "string") {
+        return path18;
       }
-      const pathSegments = path14.split("?");
+      const pathSegments = path18.split("?");
       if (pathSegments.length !== 2) {
-        return path14;
+        return path18;
       }
       const qp = new URLSearchParams(pathSegments.pop());
       qp.sort();
       return [...pathSegments, qp.toString()].join("?");
     }
-    function matchKey(mockDispatch2, { path: path14, method, body, headers }) {
-      const pathMatch = matchValue(mockDispatch2.path, path14);
+    function matchKey(mockDispatch2, { path: path18, method, body, headers }) {
+      const pathMatch = matchValue(mockDispatch2.path, path18);
       const methodMatch = matchValue(mockDispatch2.method, method);
       const bodyMatch = typeof mockDispatch2.body !== "undefined" ? matchValue(mockDispatch2.body, body) : true;
       const headersMatch = matchHeaders(mockDispatch2, headers);
@@ -10426,7 +10426,7 @@ var require_mock_utils = __commonJS({
     function getMockDispatch(mockDispatches, key) {
       const basePath = key.query ? buildURL(key.path, key.query) : key.path;
       const resolvedPath = typeof basePath === "string" ? safeUrl(basePath) : basePath;
-      let matchedMockDispatches = mockDispatches.filter(({ consumed }) => !consumed).filter(({ path: path14 }) => matchValue(safeUrl(path14), resolvedPath));
+      let matchedMockDispatches = mockDispatches.filter(({ consumed }) => !consumed).filter(({ path: path18 }) => matchValue(safeUrl(path18), resolvedPath));
       if (matchedMockDispatches.length === 0) {
         throw new MockNotMatchedError(`Mock dispatch not matched for path '${resolvedPath}'`);
       }
@@ -10463,9 +10463,9 @@ var require_mock_utils = __commonJS({
       }
     }
     function buildKey(opts) {
-      const { path: path14, method, body, headers, query } = opts;
+      const { path: path18, method, body, headers, query } = opts;
       return {
-        path: path14,
+        path: path18,
         method,
         body,
         headers,
@@ -10914,10 +10914,10 @@ var require_pending_interceptors_formatter = __commonJS({
       }
       format(pendingInterceptors) {
         const withPrettyHeaders = pendingInterceptors.map(
-          ({ method, path: path14, data: { statusCode }, persist, times, timesInvoked, origin }) => ({
+          ({ method, path: path18, data: { statusCode }, persist, times, timesInvoked, origin }) => ({
             Method: method,
             Origin: origin,
-            Path: path14,
+            Path: path18,
             "Status code": statusCode,
             Persistent: persist ? "\u2705" : "\u274C",
             Invocations: timesInvoked,
@@ -11528,26 +11528,26 @@ var require_DecoratorHandler = __commonJS({
       constructor(handler) {
         this.handler = handler;
       }
-      onConnect(...args) {
-        return this.handler.onConnect(...args);
+      onConnect(...args4) {
+        return this.handler.onConnect(...args4);
       }
-      onError(...args) {
-        return this.handler.onError(...args);
+      onError(...args4) {
+        return this.handler.onError(...args4);
       }
-      onUpgrade(...args) {
-        return this.handler.onUpgrade(...args);
+      onUpgrade(...args4) {
+        return this.handler.onUpgrade(...args4);
       }
-      onHeaders(...args) {
-        return this.handler.onHeaders(...args);
+      onHeaders(...args4) {
+        return this.handler.onHeaders(...args4);
       }
-      onData(...args) {
-        return this.handler.onData(...args);
+      onData(...args4) {
+        return this.handler.onData(...args4);
       }
-      onComplete(...args) {
-        return this.handler.onComplete(...args);
+      onComplete(...args4) {
+        return this.handler.onComplete(...args4);
       }
-      onBodySent(...args) {
-        return this.handler.onBodySent(...args);
+      onBodySent(...args4) {
+        return this.handler.onBodySent(...args4);
       }
     };
   }
@@ -12489,20 +12489,20 @@ var require_request2 = __commonJS({
         if (init.referrerPolicy !== void 0) {
           request.referrerPolicy = init.referrerPolicy;
         }
-        let mode;
+        let mode2;
         if (init.mode !== void 0) {
-          mode = init.mode;
+          mode2 = init.mode;
         } else {
-          mode = fallbackMode;
+          mode2 = fallbackMode;
         }
-        if (mode === "navigate") {
+        if (mode2 === "navigate") {
           throw webidl.errors.exception({
             header: "Request constructor",
             message: "invalid request mode navigate."
           });
         }
-        if (mode != null) {
-          request.mode = mode;
+        if (mode2 != null) {
+          request.mode = mode2;
         }
         if (init.credentials !== void 0) {
           request.credentials = init.credentials;
@@ -12575,7 +12575,7 @@ var require_request2 = __commonJS({
         this[kHeaders][kHeadersList] = request.headersList;
         this[kHeaders][kGuard] = "request";
         this[kHeaders][kRealm] = this[kRealm];
-        if (mode === "no-cors") {
+        if (mode2 === "no-cors") {
           if (!corsSafeListedMethodsSet.has(request.method)) {
             throw new TypeError(
               `'${request.method} is unsupported in no-cors mode.`
@@ -13059,7 +13059,7 @@ var require_fetch = __commonJS({
         this.emit("terminated", error);
       }
     };
-    function fetch(input, init = {}) {
+    function fetch2(input, init = {}) {
       webidl.argumentLengthCheck(arguments, 1, { header: "globalThis.fetch" });
       const p = createDeferredPromise();
       let requestObject;
@@ -13989,7 +13989,7 @@ var require_fetch = __commonJS({
       }
     }
     module.exports = {
-      fetch,
+      fetch: fetch2,
       Fetch,
       fetching,
       finalizeAndReportTiming
@@ -15537,8 +15537,8 @@ var require_util6 = __commonJS({
         }
       }
     }
-    function validateCookiePath(path14) {
-      for (const char of path14) {
+    function validateCookiePath(path18) {
+      for (const char of path18) {
         const code = char.charCodeAt(0);
         if (code < 33 || char === ";") {
           throw new Error("Invalid cookie path");
@@ -17218,11 +17218,11 @@ var require_undici = __commonJS({
           if (typeof opts.path !== "string") {
             throw new InvalidArgumentError("invalid opts.path");
           }
-          let path14 = opts.path;
+          let path18 = opts.path;
           if (!opts.path.startsWith("/")) {
-            path14 = `/${path14}`;
+            path18 = `/${path18}`;
           }
-          url = new URL(util.parseOrigin(url).origin + path14);
+          url = new URL(util.parseOrigin(url).origin + path18);
         } else {
           if (!opts) {
             opts = typeof url === "object" ? url : {};
@@ -17245,7 +17245,7 @@ var require_undici = __commonJS({
     module.exports.getGlobalDispatcher = getGlobalDispatcher;
     if (util.nodeMajor > 16 || util.nodeMajor === 16 && util.nodeMinor >= 8) {
       let fetchImpl = null;
-      module.exports.fetch = async function fetch(resource) {
+      module.exports.fetch = async function fetch2(resource) {
         if (!fetchImpl) {
           fetchImpl = require_fetch().fetch;
         }
@@ -18153,7 +18153,7 @@ var require_summary = __commonJS({
     exports.summary = exports.markdownSummary = exports.SUMMARY_DOCS_URL = exports.SUMMARY_ENV_VAR = void 0;
     var os_1 = __require("os");
     var fs_1 = __require("fs");
-    var { access, appendFile, writeFile: writeFile2 } = fs_1.promises;
+    var { access, appendFile, writeFile: writeFile6 } = fs_1.promises;
     exports.SUMMARY_ENV_VAR = "GITHUB_STEP_SUMMARY";
     exports.SUMMARY_DOCS_URL = "https://docs.github.com/actions/using-workflows/workflow-commands-for-github-actions#adding-a-job-summary";
     var Summary = class {
@@ -18211,7 +18211,7 @@ var require_summary = __commonJS({
         return __awaiter(this, void 0, void 0, function* () {
           const overwrite = !!(options === null || options === void 0 ? void 0 : options.overwrite);
           const filePath = yield this.filePath();
-          const writeFunc = overwrite ? writeFile2 : appendFile;
+          const writeFunc = overwrite ? writeFile6 : appendFile;
           yield writeFunc(filePath, this._buffer, { encoding: "utf8" });
           return this.emptyBuffer();
         });
@@ -18445,7 +18445,7 @@ var require_path_utils = __commonJS({
     };
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.toPlatformPath = exports.toWin32Path = exports.toPosixPath = void 0;
-    var path14 = __importStar(__require("path"));
+    var path18 = __importStar(__require("path"));
     function toPosixPath(pth) {
       return pth.replace(/[\\]/g, "/");
     }
@@ -18455,7 +18455,7 @@ var require_path_utils = __commonJS({
     }
     exports.toWin32Path = toWin32Path;
     function toPlatformPath(pth) {
-      return pth.replace(/[/\\]/g, path14.sep);
+      return pth.replace(/[/\\]/g, path18.sep);
     }
     exports.toPlatformPath = toPlatformPath;
   }
@@ -18519,7 +18519,7 @@ var require_io_util = __commonJS({
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.getCmdPath = exports.tryGetExecutablePath = exports.isRooted = exports.isDirectory = exports.exists = exports.READONLY = exports.UV_FS_O_EXLOCK = exports.IS_WINDOWS = exports.unlink = exports.symlink = exports.stat = exports.rmdir = exports.rm = exports.rename = exports.readlink = exports.readdir = exports.open = exports.mkdir = exports.lstat = exports.copyFile = exports.chmod = void 0;
     var fs = __importStar(__require("fs"));
-    var path14 = __importStar(__require("path"));
+    var path18 = __importStar(__require("path"));
     _a = fs.promises, exports.chmod = _a.chmod, exports.copyFile = _a.copyFile, exports.lstat = _a.lstat, exports.mkdir = _a.mkdir, exports.open = _a.open, exports.readdir = _a.readdir, exports.readlink = _a.readlink, exports.rename = _a.rename, exports.rm = _a.rm, exports.rmdir = _a.rmdir, exports.stat = _a.stat, exports.symlink = _a.symlink, exports.unlink = _a.unlink;
     exports.IS_WINDOWS = process.platform === "win32";
     exports.UV_FS_O_EXLOCK = 268435456;
@@ -18568,7 +18568,7 @@ var require_io_util = __commonJS({
         }
         if (stats && stats.isFile()) {
           if (exports.IS_WINDOWS) {
-            const upperExt = path14.extname(filePath).toUpperCase();
+            const upperExt = path18.extname(filePath).toUpperCase();
             if (extensions.some((validExt) => validExt.toUpperCase() === upperExt)) {
               return filePath;
             }
@@ -18592,11 +18592,11 @@ var require_io_util = __commonJS({
           if (stats && stats.isFile()) {
             if (exports.IS_WINDOWS) {
               try {
-                const directory = path14.dirname(filePath);
-                const upperName = path14.basename(filePath).toUpperCase();
+                const directory = path18.dirname(filePath);
+                const upperName = path18.basename(filePath).toUpperCase();
                 for (const actualName of yield exports.readdir(directory)) {
                   if (upperName === actualName.toUpperCase()) {
-                    filePath = path14.join(directory, actualName);
+                    filePath = path18.join(directory, actualName);
                     break;
                   }
                 }
@@ -18691,7 +18691,7 @@ var require_io = __commonJS({
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.findInPath = exports.which = exports.mkdirP = exports.rmRF = exports.mv = exports.cp = void 0;
     var assert_1 = __require("assert");
-    var path14 = __importStar(__require("path"));
+    var path18 = __importStar(__require("path"));
     var ioUtil = __importStar(require_io_util());
     function cp(source, dest, options = {}) {
       return __awaiter(this, void 0, void 0, function* () {
@@ -18700,7 +18700,7 @@ var require_io = __commonJS({
         if (destStat && destStat.isFile() && !force) {
           return;
         }
-        const newDest = destStat && destStat.isDirectory() && copySourceDirectory ? path14.join(dest, path14.basename(source)) : dest;
+        const newDest = destStat && destStat.isDirectory() && copySourceDirectory ? path18.join(dest, path18.basename(source)) : dest;
         if (!(yield ioUtil.exists(source))) {
           throw new Error(`no such file or directory: ${source}`);
         }
@@ -18712,7 +18712,7 @@ var require_io = __commonJS({
             yield cpDirRecursive(source, newDest, 0, force);
           }
         } else {
-          if (path14.relative(source, newDest) === "") {
+          if (path18.relative(source, newDest) === "") {
             throw new Error(`'${newDest}' and '${source}' are the same file`);
           }
           yield copyFile(source, newDest, force);
@@ -18725,7 +18725,7 @@ var require_io = __commonJS({
         if (yield ioUtil.exists(dest)) {
           let destExists = true;
           if (yield ioUtil.isDirectory(dest)) {
-            dest = path14.join(dest, path14.basename(source));
+            dest = path18.join(dest, path18.basename(source));
             destExists = yield ioUtil.exists(dest);
           }
           if (destExists) {
@@ -18736,7 +18736,7 @@ var require_io = __commonJS({
             }
           }
         }
-        yield mkdirP(path14.dirname(dest));
+        yield mkdirP(path18.dirname(dest));
         yield ioUtil.rename(source, dest);
       });
     }
@@ -18799,7 +18799,7 @@ var require_io = __commonJS({
         }
         const extensions = [];
         if (ioUtil.IS_WINDOWS && process.env["PATHEXT"]) {
-          for (const extension of process.env["PATHEXT"].split(path14.delimiter)) {
+          for (const extension of process.env["PATHEXT"].split(path18.delimiter)) {
             if (extension) {
               extensions.push(extension);
             }
@@ -18812,12 +18812,12 @@ var require_io = __commonJS({
           }
           return [];
         }
-        if (tool.includes(path14.sep)) {
+        if (tool.includes(path18.sep)) {
           return [];
         }
         const directories = [];
         if (process.env.PATH) {
-          for (const p of process.env.PATH.split(path14.delimiter)) {
+          for (const p of process.env.PATH.split(path18.delimiter)) {
             if (p) {
               directories.push(p);
             }
@@ -18825,7 +18825,7 @@ var require_io = __commonJS({
         }
         const matches = [];
         for (const directory of directories) {
-          const filePath = yield ioUtil.tryGetExecutablePath(path14.join(directory, tool), extensions);
+          const filePath = yield ioUtil.tryGetExecutablePath(path18.join(directory, tool), extensions);
           if (filePath) {
             matches.push(filePath);
           }
@@ -18941,19 +18941,19 @@ var require_toolrunner = __commonJS({
     var os3 = __importStar(__require("os"));
     var events = __importStar(__require("events"));
     var child = __importStar(__require("child_process"));
-    var path14 = __importStar(__require("path"));
+    var path18 = __importStar(__require("path"));
     var io = __importStar(require_io());
     var ioUtil = __importStar(require_io_util());
     var timers_1 = __require("timers");
     var IS_WINDOWS = process.platform === "win32";
     var ToolRunner = class extends events.EventEmitter {
-      constructor(toolPath, args, options) {
+      constructor(toolPath, args4, options) {
         super();
         if (!toolPath) {
           throw new Error("Parameter 'toolPath' cannot be null or empty.");
         }
         this.toolPath = toolPath;
-        this.args = args || [];
+        this.args = args4 || [];
         this.options = options || {};
       }
       _debug(message) {
@@ -18963,28 +18963,28 @@ var require_toolrunner = __commonJS({
       }
       _getCommandString(options, noPrefix) {
         const toolPath = this._getSpawnFileName();
-        const args = this._getSpawnArgs(options);
+        const args4 = this._getSpawnArgs(options);
         let cmd = noPrefix ? "" : "[command]";
         if (IS_WINDOWS) {
           if (this._isCmdFile()) {
             cmd += toolPath;
-            for (const a2 of args) {
+            for (const a2 of args4) {
               cmd += ` ${a2}`;
             }
           } else if (options.windowsVerbatimArguments) {
             cmd += `"${toolPath}"`;
-            for (const a2 of args) {
+            for (const a2 of args4) {
               cmd += ` ${a2}`;
             }
           } else {
             cmd += this._windowsQuoteCmdArg(toolPath);
-            for (const a2 of args) {
+            for (const a2 of args4) {
               cmd += ` ${this._windowsQuoteCmdArg(a2)}`;
             }
           }
         } else {
           cmd += toolPath;
-          for (const a2 of args) {
+          for (const a2 of args4) {
             cmd += ` ${a2}`;
           }
         }
@@ -19156,7 +19156,7 @@ var require_toolrunner = __commonJS({
       exec() {
         return __awaiter(this, void 0, void 0, function* () {
           if (!ioUtil.isRooted(this.toolPath) && (this.toolPath.includes("/") || IS_WINDOWS && this.toolPath.includes("\\"))) {
-            this.toolPath = path14.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
+            this.toolPath = path18.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
           }
           this.toolPath = yield io.which(this.toolPath, true);
           return new Promise((resolve, reject) => __awaiter(this, void 0, void 0, function* () {
@@ -19257,7 +19257,7 @@ var require_toolrunner = __commonJS({
     };
     exports.ToolRunner = ToolRunner;
     function argStringToArray(argString) {
-      const args = [];
+      const args4 = [];
       let inQuotes = false;
       let escaped = false;
       let arg = "";
@@ -19288,7 +19288,7 @@ var require_toolrunner = __commonJS({
         }
         if (c3 === " " && !inQuotes) {
           if (arg.length > 0) {
-            args.push(arg);
+            args4.push(arg);
             arg = "";
           }
           continue;
@@ -19296,9 +19296,9 @@ var require_toolrunner = __commonJS({
         append(c3);
       }
       if (arg.length > 0) {
-        args.push(arg.trim());
+        args4.push(arg.trim());
       }
-      return args;
+      return args4;
     }
     exports.argStringToArray = argStringToArray;
     var ExecState = class _ExecState extends events.EventEmitter {
@@ -19424,20 +19424,20 @@ var require_exec = __commonJS({
     exports.getExecOutput = exports.exec = void 0;
     var string_decoder_1 = __require("string_decoder");
     var tr = __importStar(require_toolrunner());
-    function exec(commandLine, args, options) {
+    function exec(commandLine, args4, options) {
       return __awaiter(this, void 0, void 0, function* () {
         const commandArgs = tr.argStringToArray(commandLine);
         if (commandArgs.length === 0) {
           throw new Error(`Parameter 'commandLine' cannot be null or empty.`);
         }
         const toolPath = commandArgs[0];
-        args = commandArgs.slice(1).concat(args || []);
-        const runner = new tr.ToolRunner(toolPath, args, options);
+        args4 = commandArgs.slice(1).concat(args4 || []);
+        const runner = new tr.ToolRunner(toolPath, args4, options);
         return runner.exec();
       });
     }
     exports.exec = exec;
-    function getExecOutput(commandLine, args, options) {
+    function getExecOutput(commandLine, args4, options) {
       var _a, _b;
       return __awaiter(this, void 0, void 0, function* () {
         let stdout = "";
@@ -19459,7 +19459,7 @@ var require_exec = __commonJS({
           }
         };
         const listeners = Object.assign(Object.assign({}, options === null || options === void 0 ? void 0 : options.listeners), { stdout: stdOutListener, stderr: stdErrListener });
-        const exitCode = yield exec(commandLine, args, Object.assign(Object.assign({}, options), { listeners }));
+        const exitCode = yield exec(commandLine, args4, Object.assign(Object.assign({}, options), { listeners }));
         stdout += stdoutDecoder.end();
         stderr += stderrDecoder.end();
         return {
@@ -19539,7 +19539,7 @@ var require_platform = __commonJS({
     var os_1 = __importDefault(__require("os"));
     var exec = __importStar(require_exec());
     var getWindowsInfo = () => __awaiter(void 0, void 0, void 0, function* () {
-      const { stdout: version } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Version"', void 0, {
+      const { stdout: version3 } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Version"', void 0, {
         silent: true
       });
       const { stdout: name } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Caption"', void 0, {
@@ -19547,7 +19547,7 @@ var require_platform = __commonJS({
       });
       return {
         name: name.trim(),
-        version: version.trim()
+        version: version3.trim()
       };
     });
     var getMacOsInfo = () => __awaiter(void 0, void 0, void 0, function* () {
@@ -19555,21 +19555,21 @@ var require_platform = __commonJS({
       const { stdout } = yield exec.getExecOutput("sw_vers", void 0, {
         silent: true
       });
-      const version = (_b = (_a = stdout.match(/ProductVersion:\s*(.+)/)) === null || _a === void 0 ? void 0 : _a[1]) !== null && _b !== void 0 ? _b : "";
+      const version3 = (_b = (_a = stdout.match(/ProductVersion:\s*(.+)/)) === null || _a === void 0 ? void 0 : _a[1]) !== null && _b !== void 0 ? _b : "";
       const name = (_d = (_c = stdout.match(/ProductName:\s*(.+)/)) === null || _c === void 0 ? void 0 : _c[1]) !== null && _d !== void 0 ? _d : "";
       return {
         name,
-        version
+        version: version3
       };
     });
     var getLinuxInfo = () => __awaiter(void 0, void 0, void 0, function* () {
       const { stdout } = yield exec.getExecOutput("lsb_release", ["-i", "-r", "-s"], {
         silent: true
       });
-      const [name, version] = stdout.trim().split("\n");
+      const [name, version3] = stdout.trim().split("\n");
       return {
         name,
-        version
+        version: version3
       };
     });
     exports.platform = os_1.default.platform();
@@ -19656,7 +19656,7 @@ var require_core = __commonJS({
     var file_command_1 = require_file_command();
     var utils_1 = require_utils();
     var os3 = __importStar(__require("os"));
-    var path14 = __importStar(__require("path"));
+    var path18 = __importStar(__require("path"));
     var oidc_utils_1 = require_oidc_utils();
     var ExitCode;
     (function(ExitCode2) {
@@ -19684,7 +19684,7 @@ var require_core = __commonJS({
       } else {
         (0, command_1.issueCommand)("add-path", {}, inputPath);
       }
-      process.env["PATH"] = `${inputPath}${path14.delimiter}${process.env["PATH"]}`;
+      process.env["PATH"] = `${inputPath}${path18.delimiter}${process.env["PATH"]}`;
     }
     exports.addPath = addPath;
     function getInput2(name, options) {
@@ -20904,14 +20904,14 @@ var require_util8 = __commonJS({
         }
         const port = url.port != null ? url.port : url.protocol === "https:" ? 443 : 80;
         let origin = url.origin != null ? url.origin : `${url.protocol || ""}//${url.hostname || ""}:${port}`;
-        let path14 = url.path != null ? url.path : `${url.pathname || ""}${url.search || ""}`;
+        let path18 = url.path != null ? url.path : `${url.pathname || ""}${url.search || ""}`;
         if (origin[origin.length - 1] === "/") {
           origin = origin.slice(0, origin.length - 1);
         }
-        if (path14 && path14[0] !== "/") {
-          path14 = `/${path14}`;
+        if (path18 && path18[0] !== "/") {
+          path18 = `/${path18}`;
         }
-        return new URL(`${origin}${path14}`);
+        return new URL(`${origin}${path18}`);
       }
       if (!isHttpOrHttpsPrefixed(url.origin || url.protocol)) {
         throw new InvalidArgumentError("Invalid URL protocol: the URL must start with `http:` or `https:`.");
@@ -21120,9 +21120,9 @@ var require_util8 = __commonJS({
                 controller.byobRequest?.respond(0);
               });
             } else {
-              const buf = Buffer.isBuffer(value) ? value : Buffer.from(value);
-              if (buf.byteLength) {
-                controller.enqueue(new Uint8Array(buf));
+              const buf3 = Buffer.isBuffer(value) ? value : Buffer.from(value);
+              if (buf3.byteLength) {
+                controller.enqueue(new Uint8Array(buf3));
               }
             }
             return controller.desiredSize > 0;
@@ -21327,74 +21327,74 @@ var require_diagnostics = __commonJS({
       const debuglog2 = fetchDebuglog.enabled ? fetchDebuglog : undiciDebugLog;
       diagnosticsChannel.channel("undici:client:beforeConnect").subscribe((evt) => {
         const {
-          connectParams: { version, protocol, port, host }
+          connectParams: { version: version3, protocol, port, host }
         } = evt;
         debuglog2(
           "connecting to %s using %s%s",
           `${host}${port ? `:${port}` : ""}`,
           protocol,
-          version
+          version3
         );
       });
       diagnosticsChannel.channel("undici:client:connected").subscribe((evt) => {
         const {
-          connectParams: { version, protocol, port, host }
+          connectParams: { version: version3, protocol, port, host }
         } = evt;
         debuglog2(
           "connected to %s using %s%s",
           `${host}${port ? `:${port}` : ""}`,
           protocol,
-          version
+          version3
         );
       });
       diagnosticsChannel.channel("undici:client:connectError").subscribe((evt) => {
         const {
-          connectParams: { version, protocol, port, host },
+          connectParams: { version: version3, protocol, port, host },
           error
         } = evt;
         debuglog2(
           "connection to %s using %s%s errored - %s",
           `${host}${port ? `:${port}` : ""}`,
           protocol,
-          version,
+          version3,
           error.message
         );
       });
       diagnosticsChannel.channel("undici:client:sendHeaders").subscribe((evt) => {
         const {
-          request: { method, path: path14, origin }
+          request: { method, path: path18, origin }
         } = evt;
-        debuglog2("sending request to %s %s/%s", method, origin, path14);
+        debuglog2("sending request to %s %s/%s", method, origin, path18);
       });
       diagnosticsChannel.channel("undici:request:headers").subscribe((evt) => {
         const {
-          request: { method, path: path14, origin },
+          request: { method, path: path18, origin },
           response: { statusCode }
         } = evt;
         debuglog2(
           "received response to %s %s/%s - HTTP %d",
           method,
           origin,
-          path14,
+          path18,
           statusCode
         );
       });
       diagnosticsChannel.channel("undici:request:trailers").subscribe((evt) => {
         const {
-          request: { method, path: path14, origin }
+          request: { method, path: path18, origin }
         } = evt;
-        debuglog2("trailers received from %s %s/%s", method, origin, path14);
+        debuglog2("trailers received from %s %s/%s", method, origin, path18);
       });
       diagnosticsChannel.channel("undici:request:error").subscribe((evt) => {
         const {
-          request: { method, path: path14, origin },
+          request: { method, path: path18, origin },
           error
         } = evt;
         debuglog2(
           "request to %s %s/%s errored - %s",
           method,
           origin,
-          path14,
+          path18,
           error.message
         );
       });
@@ -21405,31 +21405,31 @@ var require_diagnostics = __commonJS({
         const debuglog2 = undiciDebugLog.enabled ? undiciDebugLog : websocketDebuglog;
         diagnosticsChannel.channel("undici:client:beforeConnect").subscribe((evt) => {
           const {
-            connectParams: { version, protocol, port, host }
+            connectParams: { version: version3, protocol, port, host }
           } = evt;
           debuglog2(
             "connecting to %s%s using %s%s",
             host,
             port ? `:${port}` : "",
             protocol,
-            version
+            version3
           );
         });
         diagnosticsChannel.channel("undici:client:connected").subscribe((evt) => {
           const {
-            connectParams: { version, protocol, port, host }
+            connectParams: { version: version3, protocol, port, host }
           } = evt;
           debuglog2(
             "connected to %s%s using %s%s",
             host,
             port ? `:${port}` : "",
             protocol,
-            version
+            version3
           );
         });
         diagnosticsChannel.channel("undici:client:connectError").subscribe((evt) => {
           const {
-            connectParams: { version, protocol, port, host },
+            connectParams: { version: version3, protocol, port, host },
             error
           } = evt;
           debuglog2(
@@ -21437,15 +21437,15 @@ var require_diagnostics = __commonJS({
             host,
             port ? `:${port}` : "",
             protocol,
-            version,
+            version3,
             error.message
           );
         });
         diagnosticsChannel.channel("undici:client:sendHeaders").subscribe((evt) => {
           const {
-            request: { method, path: path14, origin }
+            request: { method, path: path18, origin }
           } = evt;
-          debuglog2("sending request to %s %s/%s", method, origin, path14);
+          debuglog2("sending request to %s %s/%s", method, origin, path18);
         });
       }
       diagnosticsChannel.channel("undici:websocket:open").subscribe((evt) => {
@@ -21508,7 +21508,7 @@ var require_request3 = __commonJS({
     var kHandler = Symbol("handler");
     var Request = class {
       constructor(origin, {
-        path: path14,
+        path: path18,
         method,
         body,
         headers,
@@ -21523,11 +21523,11 @@ var require_request3 = __commonJS({
         expectContinue,
         servername
       }, handler) {
-        if (typeof path14 !== "string") {
+        if (typeof path18 !== "string") {
           throw new InvalidArgumentError("path must be a string");
-        } else if (path14[0] !== "/" && !(path14.startsWith("http://") || path14.startsWith("https://")) && method !== "CONNECT") {
+        } else if (path18[0] !== "/" && !(path18.startsWith("http://") || path18.startsWith("https://")) && method !== "CONNECT") {
           throw new InvalidArgumentError("path must be an absolute URL or start with a slash");
-        } else if (invalidPathRegex.test(path14)) {
+        } else if (invalidPathRegex.test(path18)) {
           throw new InvalidArgumentError("invalid request path");
         }
         if (typeof method !== "string") {
@@ -21593,7 +21593,7 @@ var require_request3 = __commonJS({
         this.completed = false;
         this.aborted = false;
         this.upgrade = upgrade || null;
-        this.path = query ? buildURL(path14, query) : path14;
+        this.path = query ? buildURL(path18, query) : path18;
         this.origin = origin;
         this.idempotent = idempotent == null ? method === "HEAD" || method === "GET" : idempotent;
         this.blocking = blocking == null ? false : blocking;
@@ -21890,8 +21890,8 @@ var require_dispatcher2 = __commonJS({
       destroy() {
         throw new Error("not implemented");
       }
-      compose(...args) {
-        const interceptors = Array.isArray(args[0]) ? args[0] : args;
+      compose(...args4) {
+        const interceptors = Array.isArray(args4[0]) ? args4[0] : args4;
         let dispatch = this.dispatch.bind(this);
         for (const interceptor of interceptors) {
           if (interceptor == null) {
@@ -21916,14 +21916,14 @@ var require_dispatcher2 = __commonJS({
         this.#dispatcher = dispatcher;
         this.#dispatch = dispatch;
       }
-      dispatch(...args) {
-        this.#dispatch(...args);
+      dispatch(...args4) {
+        this.#dispatch(...args4);
       }
-      close(...args) {
-        return this.#dispatcher.close(...args);
+      close(...args4) {
+        return this.#dispatcher.close(...args4);
       }
-      destroy(...args) {
-        return this.#dispatcher.destroy(...args);
+      destroy(...args4) {
+        return this.#dispatcher.destroy(...args4);
       }
     };
     module.exports = Dispatcher;
@@ -24805,21 +24805,21 @@ var require_file2 = __commonJS({
           lastModified: d
         };
       }
-      stream(...args) {
+      stream(...args4) {
         webidl.brandCheck(this, _FileLike);
-        return this[kState].blobLike.stream(...args);
+        return this[kState].blobLike.stream(...args4);
       }
-      arrayBuffer(...args) {
+      arrayBuffer(...args4) {
         webidl.brandCheck(this, _FileLike);
-        return this[kState].blobLike.arrayBuffer(...args);
+        return this[kState].blobLike.arrayBuffer(...args4);
       }
-      slice(...args) {
+      slice(...args4) {
         webidl.brandCheck(this, _FileLike);
-        return this[kState].blobLike.slice(...args);
+        return this[kState].blobLike.slice(...args4);
       }
-      text(...args) {
+      text(...args4) {
         webidl.brandCheck(this, _FileLike);
-        return this[kState].blobLike.text(...args);
+        return this[kState].blobLike.text(...args4);
       }
       get size() {
         webidl.brandCheck(this, _FileLike);
@@ -25218,16 +25218,16 @@ var require_formdata_parser = __commonJS({
       }
       return input.subarray(position.position, position.position = start);
     }
-    function removeChars(buf, leading, trailing, predicate) {
+    function removeChars(buf3, leading, trailing, predicate) {
       let lead = 0;
-      let trail = buf.length - 1;
+      let trail = buf3.length - 1;
       if (leading) {
-        while (lead < buf.length && predicate(buf[lead])) lead++;
+        while (lead < buf3.length && predicate(buf3[lead])) lead++;
       }
       if (trailing) {
-        while (trail > 0 && predicate(buf[trail])) trail--;
+        while (trail > 0 && predicate(buf3[trail])) trail--;
       }
-      return lead === 0 && trail === buf.length - 1 ? buf : buf.subarray(lead, trail + 1);
+      return lead === 0 && trail === buf3.length - 1 ? buf3 : buf3.subarray(lead, trail + 1);
     }
     function bufferStartsWith(buffer, start, position) {
       if (buffer.length < start.length) {
@@ -25845,8 +25845,8 @@ var require_client_h1 = __commonJS({
         this.timeoutType = null;
         this.paused = false;
       }
-      onStatus(buf) {
-        this.statusText = buf.toString();
+      onStatus(buf3) {
+        this.statusText = buf3.toString();
       }
       onMessageBegin() {
         const { socket, client } = this;
@@ -25863,35 +25863,35 @@ var require_client_h1 = __commonJS({
         }
         request.onResponseStarted();
       }
-      onHeaderField(buf) {
+      onHeaderField(buf3) {
         const len = this.headers.length;
         if ((len & 1) === 0) {
-          this.headers.push(buf);
+          this.headers.push(buf3);
         } else {
-          this.headers[len - 1] = Buffer.concat([this.headers[len - 1], buf]);
+          this.headers[len - 1] = Buffer.concat([this.headers[len - 1], buf3]);
         }
-        this.trackHeader(buf.length);
+        this.trackHeader(buf3.length);
       }
-      onHeaderValue(buf) {
+      onHeaderValue(buf3) {
         let len = this.headers.length;
         if ((len & 1) === 1) {
-          this.headers.push(buf);
+          this.headers.push(buf3);
           len += 1;
         } else {
-          this.headers[len - 1] = Buffer.concat([this.headers[len - 1], buf]);
+          this.headers[len - 1] = Buffer.concat([this.headers[len - 1], buf3]);
         }
         const key = this.headers[len - 2];
         if (key.length === 10) {
           const headerName = util.bufferToLowerCasedHeaderName(key);
           if (headerName === "keep-alive") {
-            this.keepAlive += buf.toString();
+            this.keepAlive += buf3.toString();
           } else if (headerName === "connection") {
-            this.connection += buf.toString();
+            this.connection += buf3.toString();
           }
         } else if (key.length === 14 && util.bufferToLowerCasedHeaderName(key) === "content-length") {
-          this.contentLength += buf.toString();
+          this.contentLength += buf3.toString();
         }
-        this.trackHeader(buf.length);
+        this.trackHeader(buf3.length);
       }
       trackHeader(len) {
         this.headersSize += len;
@@ -26014,7 +26014,7 @@ var require_client_h1 = __commonJS({
         }
         return pause ? constants5.ERROR.PAUSED : 0;
       }
-      onBody(buf) {
+      onBody(buf3) {
         const { client, socket, statusCode, maxResponseSize } = this;
         if (socket.destroyed) {
           return -1;
@@ -26028,12 +26028,12 @@ var require_client_h1 = __commonJS({
           }
         }
         assert(statusCode >= 200);
-        if (maxResponseSize > -1 && this.bytesRead + buf.length > maxResponseSize) {
+        if (maxResponseSize > -1 && this.bytesRead + buf3.length > maxResponseSize) {
           util.destroy(socket, new ResponseExceededMaxSizeError());
           return -1;
         }
-        this.bytesRead += buf.length;
-        if (request.onData(buf) === false) {
+        this.bytesRead += buf3.length;
+        if (request.onData(buf3) === false) {
           return constants5.ERROR.PAUSED;
         }
       }
@@ -26182,8 +26182,8 @@ var require_client_h1 = __commonJS({
       return {
         version: "h1",
         defaultPipelining: 1,
-        write(...args) {
-          return writeH1(client, ...args);
+        write(...args4) {
+          return writeH1(client, ...args4);
         },
         resume() {
           resumeH1(client);
@@ -26286,7 +26286,7 @@ var require_client_h1 = __commonJS({
       return method !== "GET" && method !== "HEAD" && method !== "OPTIONS" && method !== "TRACE" && method !== "CONNECT";
     }
     function writeH1(client, request) {
-      const { method, path: path14, host, upgrade, blocking, reset: reset2 } = request;
+      const { method, path: path18, host, upgrade, blocking, reset: reset2 } = request;
       let { body, headers, contentLength } = request;
       const expectsPayload = method === "PUT" || method === "POST" || method === "PATCH" || method === "QUERY" || method === "PROPFIND" || method === "PROPPATCH";
       if (util.isFormDataLike(body)) {
@@ -26367,7 +26367,7 @@ var require_client_h1 = __commonJS({
       if (blocking) {
         socket[kBlocking] = true;
       }
-      let header = `${method} ${path14} HTTP/1.1\r
+      let header = `${method} ${path18} HTTP/1.1\r
 `;
       if (typeof host === "string") {
         header += `host: ${host}\r
@@ -26822,8 +26822,8 @@ var require_client_h2 = __commonJS({
       return {
         version: "h2",
         defaultPipelining: Infinity,
-        write(...args) {
-          return writeH2(client, ...args);
+        write(...args4) {
+          return writeH2(client, ...args4);
         },
         resume() {
           resumeH2(client);
@@ -26896,7 +26896,7 @@ var require_client_h2 = __commonJS({
     }
     function writeH2(client, request) {
       const session = client[kHTTP2Session];
-      const { method, path: path14, host, upgrade, expectContinue, signal, headers: reqHeaders } = request;
+      const { method, path: path18, host, upgrade, expectContinue, signal, headers: reqHeaders } = request;
       let { body } = request;
       if (upgrade) {
         util.errorRequest(client, request, new Error("Upgrade not supported for H2"));
@@ -26993,7 +26993,7 @@ var require_client_h2 = __commonJS({
         });
         return true;
       }
-      headers[HTTP2_HEADER_PATH] = path14;
+      headers[HTTP2_HEADER_PATH] = path18;
       headers[HTTP2_HEADER_SCHEME] = "https";
       const expectsPayload = method === "PUT" || method === "POST" || method === "PATCH";
       if (body && typeof body.read === "function") {
@@ -27346,9 +27346,9 @@ var require_redirect_handler = __commonJS({
           return this.handler.onHeaders(statusCode, headers, resume, statusText);
         }
         const { origin, pathname, search } = util.parseURL(new URL(this.location, this.opts.origin && new URL(this.opts.path, this.opts.origin)));
-        const path14 = search ? `${pathname}${search}` : pathname;
+        const path18 = search ? `${pathname}${search}` : pathname;
         this.opts.headers = cleanRequestHeaders(this.opts.headers, statusCode === 303, this.opts.origin !== origin);
-        this.opts.path = path14;
+        this.opts.path = path18;
         this.opts.origin = origin;
         this.opts.maxRedirections = 0;
         this.opts.query = null;
@@ -28357,8 +28357,8 @@ var require_balanced_pool2 = __commonJS({
           pool[kWeight] = Math.max(1, pool[kWeight] - this[kErrorPenalty]);
           this._updateBalancedPoolStats();
         });
-        pool.on("disconnect", (...args) => {
-          const err = args[2];
+        pool.on("disconnect", (...args4) => {
+          const err = args4[2];
           if (err && err.code === "UND_ERR_SOCKET") {
             pool[kWeight] = Math.max(1, pool[kWeight] - this[kErrorPenalty]);
             this._updateBalancedPoolStats();
@@ -28587,10 +28587,10 @@ var require_proxy_agent2 = __commonJS({
         };
         const {
           origin,
-          path: path14 = "/",
+          path: path18 = "/",
           headers = {}
         } = opts;
-        opts.path = origin + path14;
+        opts.path = origin + path18;
         if (!("host" in headers) && !("Host" in headers)) {
           const { host } = new URL2(origin);
           headers.host = host;
@@ -29327,24 +29327,24 @@ var require_readable2 = __commonJS({
           callback(err);
         }
       }
-      on(ev, ...args) {
+      on(ev, ...args4) {
         if (ev === "data" || ev === "readable") {
           this[kReading] = true;
         }
-        return super.on(ev, ...args);
+        return super.on(ev, ...args4);
       }
-      addListener(ev, ...args) {
-        return this.on(ev, ...args);
+      addListener(ev, ...args4) {
+        return this.on(ev, ...args4);
       }
-      off(ev, ...args) {
-        const ret = super.off(ev, ...args);
+      off(ev, ...args4) {
+        const ret = super.off(ev, ...args4);
         if (ev === "data" || ev === "readable") {
           this[kReading] = this.listenerCount("data") > 0 || this.listenerCount("readable") > 0;
         }
         return ret;
       }
-      removeListener(ev, ...args) {
-        return this.off(ev, ...args);
+      removeListener(ev, ...args4) {
+        return this.off(ev, ...args4);
       }
       push(chunk) {
         if (this[kConsume] && chunk !== null) {
@@ -30562,20 +30562,20 @@ var require_mock_utils2 = __commonJS({
       }
       return true;
     }
-    function safeUrl(path14) {
-      if (typeof path14 !== "string") {
-        return path14;
+    function safeUrl(path18) {
+      if (typeof path18 !== "string") {
+        return path18;
       }
-      const pathSegments = path14.split("?");
+      const pathSegments = path18.split("?");
       if (pathSegments.length !== 2) {
-        return path14;
+        return path18;
       }
       const qp = new URLSearchParams(pathSegments.pop());
       qp.sort();
       return [...pathSegments, qp.toString()].join("?");
     }
-    function matchKey(mockDispatch2, { path: path14, method, body, headers }) {
-      const pathMatch = matchValue(mockDispatch2.path, path14);
+    function matchKey(mockDispatch2, { path: path18, method, body, headers }) {
+      const pathMatch = matchValue(mockDispatch2.path, path18);
       const methodMatch = matchValue(mockDispatch2.method, method);
       const bodyMatch = typeof mockDispatch2.body !== "undefined" ? matchValue(mockDispatch2.body, body) : true;
       const headersMatch = matchHeaders(mockDispatch2, headers);
@@ -30597,7 +30597,7 @@ var require_mock_utils2 = __commonJS({
     function getMockDispatch(mockDispatches, key) {
       const basePath = key.query ? buildURL(key.path, key.query) : key.path;
       const resolvedPath = typeof basePath === "string" ? safeUrl(basePath) : basePath;
-      let matchedMockDispatches = mockDispatches.filter(({ consumed }) => !consumed).filter(({ path: path14 }) => matchValue(safeUrl(path14), resolvedPath));
+      let matchedMockDispatches = mockDispatches.filter(({ consumed }) => !consumed).filter(({ path: path18 }) => matchValue(safeUrl(path18), resolvedPath));
       if (matchedMockDispatches.length === 0) {
         throw new MockNotMatchedError(`Mock dispatch not matched for path '${resolvedPath}'`);
       }
@@ -30635,9 +30635,9 @@ var require_mock_utils2 = __commonJS({
       }
     }
     function buildKey(opts) {
-      const { path: path14, method, body, headers, query } = opts;
+      const { path: path18, method, body, headers, query } = opts;
       return {
-        path: path14,
+        path: path18,
         method,
         body,
         headers,
@@ -31100,10 +31100,10 @@ var require_pending_interceptors_formatter2 = __commonJS({
       }
       format(pendingInterceptors) {
         const withPrettyHeaders = pendingInterceptors.map(
-          ({ method, path: path14, data: { statusCode }, persist, times, timesInvoked, origin }) => ({
+          ({ method, path: path18, data: { statusCode }, persist, times, timesInvoked, origin }) => ({
             Method: method,
             Origin: origin,
-            Path: path14,
+            Path: path18,
             "Status code": statusCode,
             Persistent: persist ? PERSISTENT : NOT_PERSISTENT,
             Invocations: timesInvoked,
@@ -31290,29 +31290,29 @@ var require_decorator_handler = __commonJS({
         }
         this.#handler = handler;
       }
-      onConnect(...args) {
-        return this.#handler.onConnect?.(...args);
+      onConnect(...args4) {
+        return this.#handler.onConnect?.(...args4);
       }
-      onError(...args) {
-        return this.#handler.onError?.(...args);
+      onError(...args4) {
+        return this.#handler.onError?.(...args4);
       }
-      onUpgrade(...args) {
-        return this.#handler.onUpgrade?.(...args);
+      onUpgrade(...args4) {
+        return this.#handler.onUpgrade?.(...args4);
       }
-      onResponseStarted(...args) {
-        return this.#handler.onResponseStarted?.(...args);
+      onResponseStarted(...args4) {
+        return this.#handler.onResponseStarted?.(...args4);
       }
-      onHeaders(...args) {
-        return this.#handler.onHeaders?.(...args);
+      onHeaders(...args4) {
+        return this.#handler.onHeaders?.(...args4);
       }
-      onData(...args) {
-        return this.#handler.onData?.(...args);
+      onData(...args4) {
+        return this.#handler.onData?.(...args4);
       }
-      onComplete(...args) {
-        return this.#handler.onComplete?.(...args);
+      onComplete(...args4) {
+        return this.#handler.onComplete?.(...args4);
       }
-      onBodySent(...args) {
-        return this.#handler.onBodySent?.(...args);
+      onBodySent(...args4) {
+        return this.#handler.onBodySent?.(...args4);
       }
     };
   }
@@ -32825,20 +32825,20 @@ var require_request4 = __commonJS({
         if (init.referrerPolicy !== void 0) {
           request.referrerPolicy = init.referrerPolicy;
         }
-        let mode;
+        let mode2;
         if (init.mode !== void 0) {
-          mode = init.mode;
+          mode2 = init.mode;
         } else {
-          mode = fallbackMode;
+          mode2 = fallbackMode;
         }
-        if (mode === "navigate") {
+        if (mode2 === "navigate") {
           throw webidl.errors.exception({
             header: "Request constructor",
             message: "invalid request mode navigate."
           });
         }
-        if (mode != null) {
-          request.mode = mode;
+        if (mode2 != null) {
+          request.mode = mode2;
         }
         if (init.credentials !== void 0) {
           request.credentials = init.credentials;
@@ -32916,7 +32916,7 @@ var require_request4 = __commonJS({
         this[kHeaders] = new Headers(kConstruct);
         setHeadersList(this[kHeaders], request.headersList);
         setHeadersGuard(this[kHeaders], "request");
-        if (mode === "no-cors") {
+        if (mode2 === "no-cors") {
           if (!corsSafeListedMethodsSet.has(request.method)) {
             throw new TypeError(
               `'${request.method} is unsupported in no-cors mode.`
@@ -33437,7 +33437,7 @@ var require_fetch2 = __commonJS({
     function handleFetchDone(response) {
       finalizeAndReportTiming(response, "fetch");
     }
-    function fetch(input, init = void 0) {
+    function fetch2(input, init = void 0) {
       webidl.argumentLengthCheck(arguments, 1, "globalThis.fetch");
       let p = createDeferredPromise();
       let requestObject;
@@ -34392,7 +34392,7 @@ var require_fetch2 = __commonJS({
       }
     }
     module.exports = {
-      fetch,
+      fetch: fetch2,
       Fetch,
       fetching,
       finalizeAndReportTiming
@@ -35982,9 +35982,9 @@ var require_util13 = __commonJS({
         }
       }
     }
-    function validateCookiePath(path14) {
-      for (let i2 = 0; i2 < path14.length; ++i2) {
-        const code = path14.charCodeAt(i2);
+    function validateCookiePath(path18) {
+      for (let i2 = 0; i2 < path18.length; ++i2) {
+        const code = path18.charCodeAt(i2);
         if (code < 32 || // exclude CTLs (0-31)
         code > 126 || // exclude DEL and non-ascii
         code === 59) {
@@ -38904,11 +38904,11 @@ var require_undici2 = __commonJS({
           if (typeof opts.path !== "string") {
             throw new InvalidArgumentError("invalid opts.path");
           }
-          let path14 = opts.path;
+          let path18 = opts.path;
           if (!opts.path.startsWith("/")) {
-            path14 = `/${path14}`;
+            path18 = `/${path18}`;
           }
-          url = new URL(util.parseOrigin(url).origin + path14);
+          url = new URL(util.parseOrigin(url).origin + path18);
         } else {
           if (!opts) {
             opts = typeof url === "object" ? url : {};
@@ -38930,7 +38930,7 @@ var require_undici2 = __commonJS({
     module.exports.setGlobalDispatcher = setGlobalDispatcher;
     module.exports.getGlobalDispatcher = getGlobalDispatcher;
     var fetchImpl = require_fetch2().fetch;
-    module.exports.fetch = async function fetch(init, options = void 0) {
+    module.exports.fetch = async function fetch2(init, options = void 0) {
       try {
         return await fetchImpl(init, options);
       } catch (err) {
@@ -39907,7 +39907,7 @@ var require_summary2 = __commonJS({
     exports.summary = exports.markdownSummary = exports.SUMMARY_DOCS_URL = exports.SUMMARY_ENV_VAR = void 0;
     var os_1 = __require("os");
     var fs_1 = __require("fs");
-    var { access, appendFile, writeFile: writeFile2 } = fs_1.promises;
+    var { access, appendFile, writeFile: writeFile6 } = fs_1.promises;
     exports.SUMMARY_ENV_VAR = "GITHUB_STEP_SUMMARY";
     exports.SUMMARY_DOCS_URL = "https://docs.github.com/actions/using-workflows/workflow-commands-for-github-actions#adding-a-job-summary";
     var Summary = class {
@@ -39965,7 +39965,7 @@ var require_summary2 = __commonJS({
         return __awaiter(this, void 0, void 0, function* () {
           const overwrite = !!(options === null || options === void 0 ? void 0 : options.overwrite);
           const filePath = yield this.filePath();
-          const writeFunc = overwrite ? writeFile2 : appendFile;
+          const writeFunc = overwrite ? writeFile6 : appendFile;
           yield writeFunc(filePath, this._buffer, { encoding: "utf8" });
           return this.emptyBuffer();
         });
@@ -40211,7 +40211,7 @@ var require_path_utils2 = __commonJS({
     exports.toPosixPath = toPosixPath;
     exports.toWin32Path = toWin32Path;
     exports.toPlatformPath = toPlatformPath;
-    var path14 = __importStar(__require("path"));
+    var path18 = __importStar(__require("path"));
     function toPosixPath(pth) {
       return pth.replace(/[\\]/g, "/");
     }
@@ -40219,7 +40219,7 @@ var require_path_utils2 = __commonJS({
       return pth.replace(/[/]/g, "\\");
     }
     function toPlatformPath(pth) {
-      return pth.replace(/[/\\]/g, path14.sep);
+      return pth.replace(/[/\\]/g, path18.sep);
     }
   }
 });
@@ -40302,7 +40302,7 @@ var require_io_util2 = __commonJS({
     exports.tryGetExecutablePath = tryGetExecutablePath;
     exports.getCmdPath = getCmdPath;
     var fs = __importStar(__require("fs"));
-    var path14 = __importStar(__require("path"));
+    var path18 = __importStar(__require("path"));
     _a = fs.promises, exports.chmod = _a.chmod, exports.copyFile = _a.copyFile, exports.lstat = _a.lstat, exports.mkdir = _a.mkdir, exports.open = _a.open, exports.readdir = _a.readdir, exports.rename = _a.rename, exports.rm = _a.rm, exports.rmdir = _a.rmdir, exports.stat = _a.stat, exports.symlink = _a.symlink, exports.unlink = _a.unlink;
     exports.IS_WINDOWS = process.platform === "win32";
     function readlink(fsPath) {
@@ -40357,7 +40357,7 @@ var require_io_util2 = __commonJS({
         }
         if (stats && stats.isFile()) {
           if (exports.IS_WINDOWS) {
-            const upperExt = path14.extname(filePath).toUpperCase();
+            const upperExt = path18.extname(filePath).toUpperCase();
             if (extensions.some((validExt) => validExt.toUpperCase() === upperExt)) {
               return filePath;
             }
@@ -40381,11 +40381,11 @@ var require_io_util2 = __commonJS({
           if (stats && stats.isFile()) {
             if (exports.IS_WINDOWS) {
               try {
-                const directory = path14.dirname(filePath);
-                const upperName = path14.basename(filePath).toUpperCase();
+                const directory = path18.dirname(filePath);
+                const upperName = path18.basename(filePath).toUpperCase();
                 for (const actualName of yield (0, exports.readdir)(directory)) {
                   if (upperName === actualName.toUpperCase()) {
-                    filePath = path14.join(directory, actualName);
+                    filePath = path18.join(directory, actualName);
                     break;
                   }
                 }
@@ -40497,7 +40497,7 @@ var require_io2 = __commonJS({
     exports.which = which;
     exports.findInPath = findInPath;
     var assert_1 = __require("assert");
-    var path14 = __importStar(__require("path"));
+    var path18 = __importStar(__require("path"));
     var ioUtil = __importStar(require_io_util2());
     function cp(source_1, dest_1) {
       return __awaiter(this, arguments, void 0, function* (source, dest, options = {}) {
@@ -40506,7 +40506,7 @@ var require_io2 = __commonJS({
         if (destStat && destStat.isFile() && !force) {
           return;
         }
-        const newDest = destStat && destStat.isDirectory() && copySourceDirectory ? path14.join(dest, path14.basename(source)) : dest;
+        const newDest = destStat && destStat.isDirectory() && copySourceDirectory ? path18.join(dest, path18.basename(source)) : dest;
         if (!(yield ioUtil.exists(source))) {
           throw new Error(`no such file or directory: ${source}`);
         }
@@ -40518,7 +40518,7 @@ var require_io2 = __commonJS({
             yield cpDirRecursive(source, newDest, 0, force);
           }
         } else {
-          if (path14.relative(source, newDest) === "") {
+          if (path18.relative(source, newDest) === "") {
             throw new Error(`'${newDest}' and '${source}' are the same file`);
           }
           yield copyFile(source, newDest, force);
@@ -40530,7 +40530,7 @@ var require_io2 = __commonJS({
         if (yield ioUtil.exists(dest)) {
           let destExists = true;
           if (yield ioUtil.isDirectory(dest)) {
-            dest = path14.join(dest, path14.basename(source));
+            dest = path18.join(dest, path18.basename(source));
             destExists = yield ioUtil.exists(dest);
           }
           if (destExists) {
@@ -40541,7 +40541,7 @@ var require_io2 = __commonJS({
             }
           }
         }
-        yield mkdirP(path14.dirname(dest));
+        yield mkdirP(path18.dirname(dest));
         yield ioUtil.rename(source, dest);
       });
     }
@@ -40600,7 +40600,7 @@ var require_io2 = __commonJS({
         }
         const extensions = [];
         if (ioUtil.IS_WINDOWS && process.env["PATHEXT"]) {
-          for (const extension of process.env["PATHEXT"].split(path14.delimiter)) {
+          for (const extension of process.env["PATHEXT"].split(path18.delimiter)) {
             if (extension) {
               extensions.push(extension);
             }
@@ -40613,12 +40613,12 @@ var require_io2 = __commonJS({
           }
           return [];
         }
-        if (tool.includes(path14.sep)) {
+        if (tool.includes(path18.sep)) {
           return [];
         }
         const directories = [];
         if (process.env.PATH) {
-          for (const p of process.env.PATH.split(path14.delimiter)) {
+          for (const p of process.env.PATH.split(path18.delimiter)) {
             if (p) {
               directories.push(p);
             }
@@ -40626,7 +40626,7 @@ var require_io2 = __commonJS({
         }
         const matches = [];
         for (const directory of directories) {
-          const filePath = yield ioUtil.tryGetExecutablePath(path14.join(directory, tool), extensions);
+          const filePath = yield ioUtil.tryGetExecutablePath(path18.join(directory, tool), extensions);
           if (filePath) {
             matches.push(filePath);
           }
@@ -40756,19 +40756,19 @@ var require_toolrunner2 = __commonJS({
     var os3 = __importStar(__require("os"));
     var events = __importStar(__require("events"));
     var child = __importStar(__require("child_process"));
-    var path14 = __importStar(__require("path"));
+    var path18 = __importStar(__require("path"));
     var io = __importStar(require_io2());
     var ioUtil = __importStar(require_io_util2());
     var timers_1 = __require("timers");
     var IS_WINDOWS = process.platform === "win32";
     var ToolRunner = class extends events.EventEmitter {
-      constructor(toolPath, args, options) {
+      constructor(toolPath, args4, options) {
         super();
         if (!toolPath) {
           throw new Error("Parameter 'toolPath' cannot be null or empty.");
         }
         this.toolPath = toolPath;
-        this.args = args || [];
+        this.args = args4 || [];
         this.options = options || {};
       }
       _debug(message) {
@@ -40778,28 +40778,28 @@ var require_toolrunner2 = __commonJS({
       }
       _getCommandString(options, noPrefix) {
         const toolPath = this._getSpawnFileName();
-        const args = this._getSpawnArgs(options);
+        const args4 = this._getSpawnArgs(options);
         let cmd = noPrefix ? "" : "[command]";
         if (IS_WINDOWS) {
           if (this._isCmdFile()) {
             cmd += toolPath;
-            for (const a2 of args) {
+            for (const a2 of args4) {
               cmd += ` ${a2}`;
             }
           } else if (options.windowsVerbatimArguments) {
             cmd += `"${toolPath}"`;
-            for (const a2 of args) {
+            for (const a2 of args4) {
               cmd += ` ${a2}`;
             }
           } else {
             cmd += this._windowsQuoteCmdArg(toolPath);
-            for (const a2 of args) {
+            for (const a2 of args4) {
               cmd += ` ${this._windowsQuoteCmdArg(a2)}`;
             }
           }
         } else {
           cmd += toolPath;
-          for (const a2 of args) {
+          for (const a2 of args4) {
             cmd += ` ${a2}`;
           }
         }
@@ -40971,7 +40971,7 @@ var require_toolrunner2 = __commonJS({
       exec() {
         return __awaiter(this, void 0, void 0, function* () {
           if (!ioUtil.isRooted(this.toolPath) && (this.toolPath.includes("/") || IS_WINDOWS && this.toolPath.includes("\\"))) {
-            this.toolPath = path14.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
+            this.toolPath = path18.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
           }
           this.toolPath = yield io.which(this.toolPath, true);
           return new Promise((resolve, reject) => __awaiter(this, void 0, void 0, function* () {
@@ -41072,7 +41072,7 @@ var require_toolrunner2 = __commonJS({
     };
     exports.ToolRunner = ToolRunner;
     function argStringToArray(argString) {
-      const args = [];
+      const args4 = [];
       let inQuotes = false;
       let escaped = false;
       let arg = "";
@@ -41103,7 +41103,7 @@ var require_toolrunner2 = __commonJS({
         }
         if (c3 === " " && !inQuotes) {
           if (arg.length > 0) {
-            args.push(arg);
+            args4.push(arg);
             arg = "";
           }
           continue;
@@ -41111,9 +41111,9 @@ var require_toolrunner2 = __commonJS({
         append(c3);
       }
       if (arg.length > 0) {
-        args.push(arg.trim());
+        args4.push(arg.trim());
       }
-      return args;
+      return args4;
     }
     var ExecState = class _ExecState extends events.EventEmitter {
       constructor(options, toolPath) {
@@ -41253,19 +41253,19 @@ var require_exec2 = __commonJS({
     exports.getExecOutput = getExecOutput;
     var string_decoder_1 = __require("string_decoder");
     var tr = __importStar(require_toolrunner2());
-    function exec(commandLine, args, options) {
+    function exec(commandLine, args4, options) {
       return __awaiter(this, void 0, void 0, function* () {
         const commandArgs = tr.argStringToArray(commandLine);
         if (commandArgs.length === 0) {
           throw new Error(`Parameter 'commandLine' cannot be null or empty.`);
         }
         const toolPath = commandArgs[0];
-        args = commandArgs.slice(1).concat(args || []);
-        const runner = new tr.ToolRunner(toolPath, args, options);
+        args4 = commandArgs.slice(1).concat(args4 || []);
+        const runner = new tr.ToolRunner(toolPath, args4, options);
         return runner.exec();
       });
     }
-    function getExecOutput(commandLine, args, options) {
+    function getExecOutput(commandLine, args4, options) {
       return __awaiter(this, void 0, void 0, function* () {
         var _a, _b;
         let stdout = "";
@@ -41287,7 +41287,7 @@ var require_exec2 = __commonJS({
           }
         };
         const listeners = Object.assign(Object.assign({}, options === null || options === void 0 ? void 0 : options.listeners), { stdout: stdOutListener, stderr: stdErrListener });
-        const exitCode = yield exec(commandLine, args, Object.assign(Object.assign({}, options), { listeners }));
+        const exitCode = yield exec(commandLine, args4, Object.assign(Object.assign({}, options), { listeners }));
         stdout += stdoutDecoder.end();
         stderr += stderrDecoder.end();
         return {
@@ -41377,7 +41377,7 @@ var require_platform2 = __commonJS({
     var os_1 = __importDefault(__require("os"));
     var exec = __importStar(require_exec2());
     var getWindowsInfo = () => __awaiter(void 0, void 0, void 0, function* () {
-      const { stdout: version } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Version"', void 0, {
+      const { stdout: version3 } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Version"', void 0, {
         silent: true
       });
       const { stdout: name } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Caption"', void 0, {
@@ -41385,7 +41385,7 @@ var require_platform2 = __commonJS({
       });
       return {
         name: name.trim(),
-        version: version.trim()
+        version: version3.trim()
       };
     });
     var getMacOsInfo = () => __awaiter(void 0, void 0, void 0, function* () {
@@ -41393,21 +41393,21 @@ var require_platform2 = __commonJS({
       const { stdout } = yield exec.getExecOutput("sw_vers", void 0, {
         silent: true
       });
-      const version = (_b = (_a = stdout.match(/ProductVersion:\s*(.+)/)) === null || _a === void 0 ? void 0 : _a[1]) !== null && _b !== void 0 ? _b : "";
+      const version3 = (_b = (_a = stdout.match(/ProductVersion:\s*(.+)/)) === null || _a === void 0 ? void 0 : _a[1]) !== null && _b !== void 0 ? _b : "";
       const name = (_d = (_c = stdout.match(/ProductName:\s*(.+)/)) === null || _c === void 0 ? void 0 : _c[1]) !== null && _d !== void 0 ? _d : "";
       return {
         name,
-        version
+        version: version3
       };
     });
     var getLinuxInfo = () => __awaiter(void 0, void 0, void 0, function* () {
       const { stdout } = yield exec.getExecOutput("lsb_release", ["-i", "-r", "-s"], {
         silent: true
       });
-      const [name, version] = stdout.trim().split("\n");
+      const [name, version3] = stdout.trim().split("\n");
       return {
         name,
-        version
+        version: version3
       };
     });
     exports.platform = os_1.default.platform();
@@ -41524,7 +41524,7 @@ var require_core2 = __commonJS({
     var file_command_1 = require_file_command2();
     var utils_1 = require_utils3();
     var os3 = __importStar(__require("os"));
-    var path14 = __importStar(__require("path"));
+    var path18 = __importStar(__require("path"));
     var oidc_utils_1 = require_oidc_utils2();
     var ExitCode;
     (function(ExitCode2) {
@@ -41550,7 +41550,7 @@ var require_core2 = __commonJS({
       } else {
         (0, command_1.issueCommand)("add-path", {}, inputPath);
       }
-      process.env["PATH"] = `${inputPath}${path14.delimiter}${process.env["PATH"]}`;
+      process.env["PATH"] = `${inputPath}${path18.delimiter}${process.env["PATH"]}`;
     }
     function getInput2(name, options) {
       const val = process.env[`INPUT_${name.replace(/ /g, "_").toUpperCase()}`] || "";
@@ -41798,7 +41798,7 @@ var require_internal_path_helper = __commonJS({
     exports.hasRoot = hasRoot;
     exports.normalizeSeparators = normalizeSeparators;
     exports.safeTrimTrailingSeparator = safeTrimTrailingSeparator;
-    var path14 = __importStar(__require("path"));
+    var path18 = __importStar(__require("path"));
     var assert_1 = __importDefault(__require("assert"));
     var IS_WINDOWS = process.platform === "win32";
     function dirname(p) {
@@ -41806,7 +41806,7 @@ var require_internal_path_helper = __commonJS({
       if (IS_WINDOWS && /^\\\\[^\\]+(\\[^\\]+)?$/.test(p)) {
         return p;
       }
-      let result = path14.dirname(p);
+      let result = path18.dirname(p);
       if (IS_WINDOWS && /^\\\\[^\\]+\\[^\\]+\\$/.test(result)) {
         result = safeTrimTrailingSeparator(result);
       }
@@ -41843,7 +41843,7 @@ var require_internal_path_helper = __commonJS({
       (0, assert_1.default)(hasAbsoluteRoot(root), `ensureAbsoluteRoot parameter 'root' must have an absolute root`);
       if (root.endsWith("/") || IS_WINDOWS && root.endsWith("\\")) {
       } else {
-        root += path14.sep;
+        root += path18.sep;
       }
       return root + itemPath;
     }
@@ -41877,10 +41877,10 @@ var require_internal_path_helper = __commonJS({
         return "";
       }
       p = normalizeSeparators(p);
-      if (!p.endsWith(path14.sep)) {
+      if (!p.endsWith(path18.sep)) {
         return p;
       }
-      if (p === path14.sep) {
+      if (p === path18.sep) {
         return p;
       }
       if (IS_WINDOWS && /^[A-Z]:\\$/i.test(p)) {
@@ -42506,7 +42506,7 @@ var require_minimatch = __commonJS({
   "node_modules/minimatch/minimatch.js"(exports, module) {
     module.exports = minimatch;
     minimatch.Minimatch = Minimatch;
-    var path14 = (function() {
+    var path18 = (function() {
       try {
         return __require("path");
       } catch (e) {
@@ -42514,7 +42514,7 @@ var require_minimatch = __commonJS({
     })() || {
       sep: "/"
     };
-    minimatch.sep = path14.sep;
+    minimatch.sep = path18.sep;
     var GLOBSTAR = minimatch.GLOBSTAR = Minimatch.GLOBSTAR = {};
     var expand = require_brace_expansion();
     var plTypes = {
@@ -42603,8 +42603,8 @@ var require_minimatch = __commonJS({
       assertValidPattern(pattern);
       if (!options) options = {};
       pattern = pattern.trim();
-      if (!options.allowWindowsEscape && path14.sep !== "/") {
-        pattern = pattern.split(path14.sep).join("/");
+      if (!options.allowWindowsEscape && path18.sep !== "/") {
+        pattern = pattern.split(path18.sep).join("/");
       }
       this.options = options;
       this.maxGlobstarRecursion = options.maxGlobstarRecursion !== void 0 ? options.maxGlobstarRecursion : 200;
@@ -42975,8 +42975,8 @@ var require_minimatch = __commonJS({
       if (this.empty) return f === "";
       if (f === "/" && partial) return true;
       var options = this.options;
-      if (path14.sep !== "/") {
-        f = f.split(path14.sep).join("/");
+      if (path18.sep !== "/") {
+        f = f.split(path18.sep).join("/");
       }
       f = f.split(slashSplit);
       this.debug(this.pattern, "split", f);
@@ -43219,7 +43219,7 @@ var require_internal_path = __commonJS({
     };
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.Path = void 0;
-    var path14 = __importStar(__require("path"));
+    var path18 = __importStar(__require("path"));
     var pathHelper = __importStar(require_internal_path_helper());
     var assert_1 = __importDefault(__require("assert"));
     var IS_WINDOWS = process.platform === "win32";
@@ -43234,12 +43234,12 @@ var require_internal_path = __commonJS({
           (0, assert_1.default)(itemPath, `Parameter 'itemPath' must not be empty`);
           itemPath = pathHelper.safeTrimTrailingSeparator(itemPath);
           if (!pathHelper.hasRoot(itemPath)) {
-            this.segments = itemPath.split(path14.sep);
+            this.segments = itemPath.split(path18.sep);
           } else {
             let remaining = itemPath;
             let dir = pathHelper.dirname(remaining);
             while (dir !== remaining) {
-              const basename = path14.basename(remaining);
+              const basename = path18.basename(remaining);
               this.segments.unshift(basename);
               remaining = dir;
               dir = pathHelper.dirname(remaining);
@@ -43257,7 +43257,7 @@ var require_internal_path = __commonJS({
               (0, assert_1.default)(segment === pathHelper.dirname(segment), `Parameter 'itemPath' root segment contains information for multiple segments`);
               this.segments.push(segment);
             } else {
-              (0, assert_1.default)(!segment.includes(path14.sep), `Parameter 'itemPath' contains unexpected path separators`);
+              (0, assert_1.default)(!segment.includes(path18.sep), `Parameter 'itemPath' contains unexpected path separators`);
               this.segments.push(segment);
             }
           }
@@ -43268,12 +43268,12 @@ var require_internal_path = __commonJS({
        */
       toString() {
         let result = this.segments[0];
-        let skipSlash = result.endsWith(path14.sep) || IS_WINDOWS && /^[A-Z]:$/i.test(result);
+        let skipSlash = result.endsWith(path18.sep) || IS_WINDOWS && /^[A-Z]:$/i.test(result);
         for (let i2 = 1; i2 < this.segments.length; i2++) {
           if (skipSlash) {
             skipSlash = false;
           } else {
-            result += path14.sep;
+            result += path18.sep;
           }
           result += this.segments[i2];
         }
@@ -43331,7 +43331,7 @@ var require_internal_pattern = __commonJS({
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.Pattern = void 0;
     var os3 = __importStar(__require("os"));
-    var path14 = __importStar(__require("path"));
+    var path18 = __importStar(__require("path"));
     var pathHelper = __importStar(require_internal_path_helper());
     var assert_1 = __importDefault(__require("assert"));
     var minimatch_1 = require_minimatch();
@@ -43360,7 +43360,7 @@ var require_internal_pattern = __commonJS({
         }
         pattern = _Pattern.fixupPattern(pattern, homedir2);
         this.segments = new internal_path_1.Path(pattern).segments;
-        this.trailingSeparator = pathHelper.normalizeSeparators(pattern).endsWith(path14.sep);
+        this.trailingSeparator = pathHelper.normalizeSeparators(pattern).endsWith(path18.sep);
         pattern = pathHelper.safeTrimTrailingSeparator(pattern);
         let foundGlob = false;
         const searchSegments = this.segments.map((x) => _Pattern.getLiteral(x)).filter((x) => !foundGlob && !(foundGlob = x === ""));
@@ -43384,8 +43384,8 @@ var require_internal_pattern = __commonJS({
       match(itemPath) {
         if (this.segments[this.segments.length - 1] === "**") {
           itemPath = pathHelper.normalizeSeparators(itemPath);
-          if (!itemPath.endsWith(path14.sep) && this.isImplicitPattern === false) {
-            itemPath = `${itemPath}${path14.sep}`;
+          if (!itemPath.endsWith(path18.sep) && this.isImplicitPattern === false) {
+            itemPath = `${itemPath}${path18.sep}`;
           }
         } else {
           itemPath = pathHelper.safeTrimTrailingSeparator(itemPath);
@@ -43420,9 +43420,9 @@ var require_internal_pattern = __commonJS({
         (0, assert_1.default)(literalSegments.every((x, i2) => (x !== "." || i2 === 0) && x !== ".."), `Invalid pattern '${pattern}'. Relative pathing '.' and '..' is not allowed.`);
         (0, assert_1.default)(!pathHelper.hasRoot(pattern) || literalSegments[0], `Invalid pattern '${pattern}'. Root segment must not contain globs.`);
         pattern = pathHelper.normalizeSeparators(pattern);
-        if (pattern === "." || pattern.startsWith(`.${path14.sep}`)) {
+        if (pattern === "." || pattern.startsWith(`.${path18.sep}`)) {
           pattern = _Pattern.globEscape(process.cwd()) + pattern.substr(1);
-        } else if (pattern === "~" || pattern.startsWith(`~${path14.sep}`)) {
+        } else if (pattern === "~" || pattern.startsWith(`~${path18.sep}`)) {
           homedir2 = homedir2 || os3.homedir();
           (0, assert_1.default)(homedir2, "Unable to determine HOME directory");
           (0, assert_1.default)(pathHelper.hasAbsoluteRoot(homedir2), `Expected HOME directory to be a rooted path. Actual '${homedir2}'`);
@@ -43506,8 +43506,8 @@ var require_internal_search_state = __commonJS({
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.SearchState = void 0;
     var SearchState = class {
-      constructor(path14, level) {
-        this.path = path14;
+      constructor(path18, level) {
+        this.path = path18;
         this.level = level;
       }
     };
@@ -43651,7 +43651,7 @@ var require_internal_globber = __commonJS({
     var core2 = __importStar(require_core2());
     var fs = __importStar(__require("fs"));
     var globOptionsHelper = __importStar(require_internal_glob_options_helper());
-    var path14 = __importStar(__require("path"));
+    var path18 = __importStar(__require("path"));
     var patternHelper = __importStar(require_internal_pattern_helper());
     var internal_match_kind_1 = require_internal_match_kind();
     var internal_pattern_1 = require_internal_pattern();
@@ -43727,7 +43727,7 @@ var require_internal_globber = __commonJS({
             if (!stats) {
               continue;
             }
-            if (options.excludeHiddenFiles && path14.basename(item.path).match(/^\./)) {
+            if (options.excludeHiddenFiles && path18.basename(item.path).match(/^\./)) {
               continue;
             }
             if (stats.isDirectory()) {
@@ -43737,7 +43737,7 @@ var require_internal_globber = __commonJS({
                 continue;
               }
               const childLevel = item.level + 1;
-              const childItems = (yield __await(fs.promises.readdir(item.path))).map((x) => new internal_search_state_1.SearchState(path14.join(item.path, x), childLevel));
+              const childItems = (yield __await(fs.promises.readdir(item.path))).map((x) => new internal_search_state_1.SearchState(path18.join(item.path, x), childLevel));
               stack.push(...childItems.reverse());
             } else if (match & internal_match_kind_1.MatchKind.File) {
               yield yield __await(item.path);
@@ -43899,7 +43899,7 @@ var require_internal_hash_files = __commonJS({
     var fs = __importStar(__require("fs"));
     var stream = __importStar(__require("stream"));
     var util = __importStar(__require("util"));
-    var path14 = __importStar(__require("path"));
+    var path18 = __importStar(__require("path"));
     function hashFiles(globber_1, currentWorkspace_1) {
       return __awaiter(this, arguments, void 0, function* (globber, currentWorkspace, verbose = false) {
         var _a, e_1, _b, _c;
@@ -43915,7 +43915,7 @@ var require_internal_hash_files = __commonJS({
             _e = false;
             const file = _c;
             writeDelegate(file);
-            if (!file.startsWith(`${githubWorkspace}${path14.sep}`)) {
+            if (!file.startsWith(`${githubWorkspace}${path18.sep}`)) {
               writeDelegate(`Ignore '${file}' since it is not under GITHUB_WORKSPACE.`);
               continue;
             }
@@ -44029,13 +44029,1066 @@ var init_errors = __esm({
   }
 });
 
+// src/core/temp.ts
+import { mkdtempSync, rmSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+function removeAllSync() {
+  for (const p of live) rmSync(p, { recursive: true, force: true });
+  live.clear();
+}
+function hook() {
+  if (hooked) return;
+  hooked = true;
+  process.on("exit", removeAllSync);
+  for (const [signal, n2] of Object.entries(SIGNALS)) {
+    process.once(signal, () => {
+      removeAllSync();
+      process.exit(128 + n2);
+    });
+  }
+}
+function removeOnExit(p) {
+  hook();
+  live.add(p);
+  return () => live.delete(p);
+}
+function privateTempDir(prefix = "codesign-") {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  const forget = removeOnExit(dir);
+  return {
+    path: dir,
+    async remove() {
+      forget();
+      await rm(dir, { recursive: true, force: true });
+    }
+  };
+}
+async function withPrivateDir(fn, prefix) {
+  const d = privateTempDir(prefix);
+  try {
+    return await fn(d.path);
+  } finally {
+    await d.remove();
+  }
+}
+var live, hooked, SIGNALS;
+var init_temp = __esm({
+  "src/core/temp.ts"() {
+    "use strict";
+    live = /* @__PURE__ */ new Set();
+    hooked = false;
+    SIGNALS = { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 };
+  }
+});
+
+// src/core/native.ts
+import { createRequire } from "node:module";
+function loadPkcs11Js() {
+  if (cached) return cached;
+  try {
+    cached = createRequire(import.meta.url)("pkcs11js");
+    return cached;
+  } catch (cause) {
+    throw new CodesignError("NATIVE_ADDON", "the pkcs11js native addon could not be loaded", {
+      hint: "run `npm ci` (it builds node_modules/pkcs11js with node-gyp; python3, make and g++ are needed)",
+      cause
+    });
+  }
+}
+var cached;
+var init_native = __esm({
+  "src/core/native.ts"() {
+    "use strict";
+    init_errors();
+  }
+});
+
+// node_modules/is-plain-obj/index.js
+function isPlainObject(value) {
+  if (typeof value !== "object" || value === null) {
+    return false;
+  }
+  const prototype = Object.getPrototypeOf(value);
+  return (prototype === null || prototype === Object.prototype || Object.getPrototypeOf(prototype) === null) && !(Symbol.toStringTag in value) && !(Symbol.iterator in value);
+}
+var init_is_plain_obj = __esm({
+  "node_modules/is-plain-obj/index.js"() {
+  }
+});
+
+// node_modules/execa/lib/arguments/file-url.js
+import { fileURLToPath } from "node:url";
+var safeNormalizeFileUrl, normalizeDenoExecPath, isDenoExecPath, normalizeFileUrl;
+var init_file_url = __esm({
+  "node_modules/execa/lib/arguments/file-url.js"() {
+    safeNormalizeFileUrl = (file, name) => {
+      const fileString = normalizeFileUrl(normalizeDenoExecPath(file));
+      if (typeof fileString !== "string") {
+        throw new TypeError(`${name} must be a string or a file URL: ${fileString}.`);
+      }
+      return fileString;
+    };
+    normalizeDenoExecPath = (file) => isDenoExecPath(file) ? file.toString() : file;
+    isDenoExecPath = (file) => typeof file !== "string" && file && Object.getPrototypeOf(file) === String.prototype;
+    normalizeFileUrl = (file) => file instanceof URL ? fileURLToPath(file) : file;
+  }
+});
+
+// node_modules/execa/lib/methods/parameters.js
+var normalizeParameters;
+var init_parameters = __esm({
+  "node_modules/execa/lib/methods/parameters.js"() {
+    init_is_plain_obj();
+    init_file_url();
+    normalizeParameters = (rawFile, rawArguments = [], rawOptions2 = {}) => {
+      const filePath = safeNormalizeFileUrl(rawFile, "First argument");
+      const [commandArguments, options] = isPlainObject(rawArguments) ? [[], rawArguments] : [rawArguments, rawOptions2];
+      if (!Array.isArray(commandArguments)) {
+        throw new TypeError(`Second argument must be either an array of arguments or an options object: ${commandArguments}`);
+      }
+      if (commandArguments.some((commandArgument) => typeof commandArgument === "object" && commandArgument !== null)) {
+        throw new TypeError(`Second argument must be an array of strings: ${commandArguments}`);
+      }
+      const normalizedArguments = commandArguments.map(String);
+      const nullByteArgument = normalizedArguments.find((normalizedArgument) => normalizedArgument.includes("\0"));
+      if (nullByteArgument !== void 0) {
+        throw new TypeError(`Arguments cannot contain null bytes ("\\0"): ${nullByteArgument}`);
+      }
+      if (!isPlainObject(options)) {
+        throw new TypeError(`Last argument must be an options object: ${options}`);
+      }
+      return [filePath, normalizedArguments, options];
+    };
+  }
+});
+
+// node_modules/execa/lib/utils/uint-array.js
+import { StringDecoder } from "node:string_decoder";
+var objectToString, isArrayBuffer, isUint8Array, bufferToUint8Array, textEncoder, stringToUint8Array, textDecoder, uint8ArrayToString, joinToString, uint8ArraysToStrings, joinToUint8Array, stringsToUint8Arrays, concatUint8Arrays, getJoinLength;
+var init_uint_array = __esm({
+  "node_modules/execa/lib/utils/uint-array.js"() {
+    ({ toString: objectToString } = Object.prototype);
+    isArrayBuffer = (value) => objectToString.call(value) === "[object ArrayBuffer]";
+    isUint8Array = (value) => objectToString.call(value) === "[object Uint8Array]";
+    bufferToUint8Array = (buffer) => new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+    textEncoder = new TextEncoder();
+    stringToUint8Array = (string) => textEncoder.encode(string);
+    textDecoder = new TextDecoder();
+    uint8ArrayToString = (uint8Array) => textDecoder.decode(uint8Array);
+    joinToString = (uint8ArraysOrStrings, encoding) => {
+      const strings = uint8ArraysToStrings(uint8ArraysOrStrings, encoding);
+      return strings.join("");
+    };
+    uint8ArraysToStrings = (uint8ArraysOrStrings, encoding) => {
+      if (encoding === "utf8" && uint8ArraysOrStrings.every((uint8ArrayOrString) => typeof uint8ArrayOrString === "string")) {
+        return uint8ArraysOrStrings;
+      }
+      const decoder = new StringDecoder(encoding);
+      const strings = uint8ArraysOrStrings.map((uint8ArrayOrString) => typeof uint8ArrayOrString === "string" ? stringToUint8Array(uint8ArrayOrString) : uint8ArrayOrString).map((uint8Array) => decoder.write(uint8Array));
+      const finalString = decoder.end();
+      return finalString === "" ? strings : [...strings, finalString];
+    };
+    joinToUint8Array = (uint8ArraysOrStrings) => {
+      if (uint8ArraysOrStrings.length === 1 && isUint8Array(uint8ArraysOrStrings[0])) {
+        return uint8ArraysOrStrings[0];
+      }
+      return concatUint8Arrays(stringsToUint8Arrays(uint8ArraysOrStrings));
+    };
+    stringsToUint8Arrays = (uint8ArraysOrStrings) => uint8ArraysOrStrings.map((uint8ArrayOrString) => typeof uint8ArrayOrString === "string" ? stringToUint8Array(uint8ArrayOrString) : uint8ArrayOrString);
+    concatUint8Arrays = (uint8Arrays) => {
+      const result = new Uint8Array(getJoinLength(uint8Arrays));
+      let index = 0;
+      for (const uint8Array of uint8Arrays) {
+        result.set(uint8Array, index);
+        index += uint8Array.length;
+      }
+      return result;
+    };
+    getJoinLength = (uint8Arrays) => {
+      let joinLength = 0;
+      for (const uint8Array of uint8Arrays) {
+        joinLength += uint8Array.length;
+      }
+      return joinLength;
+    };
+  }
+});
+
+// node_modules/execa/lib/methods/template.js
+import { ChildProcess } from "node:child_process";
+var isTemplateString, parseTemplates, parseTemplate, splitByWhitespaces, DELIMITERS, ESCAPE_LENGTH, concatTokens, parseExpression, getSubprocessResult;
+var init_template = __esm({
+  "node_modules/execa/lib/methods/template.js"() {
+    init_is_plain_obj();
+    init_uint_array();
+    isTemplateString = (templates) => Array.isArray(templates) && Array.isArray(templates.raw);
+    parseTemplates = (templates, expressions) => {
+      let tokens = [];
+      for (const [index, template] of templates.entries()) {
+        tokens = parseTemplate({
+          templates,
+          expressions,
+          tokens,
+          index,
+          template
+        });
+      }
+      if (tokens.length === 0) {
+        throw new TypeError("Template script must not be empty");
+      }
+      const [file, ...commandArguments] = tokens;
+      return [file, commandArguments, {}];
+    };
+    parseTemplate = ({ templates, expressions, tokens, index, template }) => {
+      if (template === void 0) {
+        throw new TypeError(`Invalid backslash sequence: ${templates.raw[index]}`);
+      }
+      const { nextTokens, leadingWhitespaces, trailingWhitespaces } = splitByWhitespaces(template, templates.raw[index]);
+      const newTokens = concatTokens(tokens, nextTokens, leadingWhitespaces);
+      if (index === expressions.length) {
+        return newTokens;
+      }
+      const expression = expressions[index];
+      const expressionTokens = Array.isArray(expression) ? expression.map((expression2) => parseExpression(expression2)) : [parseExpression(expression)];
+      return concatTokens(newTokens, expressionTokens, trailingWhitespaces);
+    };
+    splitByWhitespaces = (template, rawTemplate) => {
+      if (rawTemplate.length === 0) {
+        return { nextTokens: [], leadingWhitespaces: false, trailingWhitespaces: false };
+      }
+      const nextTokens = [];
+      let templateStart = 0;
+      const leadingWhitespaces = DELIMITERS.has(rawTemplate[0]);
+      for (let templateIndex = 0, rawIndex = 0; templateIndex < template.length; templateIndex += 1, rawIndex += 1) {
+        const rawCharacter = rawTemplate[rawIndex];
+        if (DELIMITERS.has(rawCharacter)) {
+          if (templateStart !== templateIndex) {
+            nextTokens.push(template.slice(templateStart, templateIndex));
+          }
+          templateStart = templateIndex + 1;
+        } else if (rawCharacter === "\\") {
+          const nextRawCharacter = rawTemplate[rawIndex + 1];
+          if (nextRawCharacter === "\n") {
+            templateIndex -= 1;
+            rawIndex += 1;
+          } else if (nextRawCharacter === "u" && rawTemplate[rawIndex + 2] === "{") {
+            rawIndex = rawTemplate.indexOf("}", rawIndex + 3);
+          } else {
+            rawIndex += ESCAPE_LENGTH[nextRawCharacter] ?? 1;
+          }
+        }
+      }
+      const trailingWhitespaces = templateStart === template.length;
+      if (!trailingWhitespaces) {
+        nextTokens.push(template.slice(templateStart));
+      }
+      return { nextTokens, leadingWhitespaces, trailingWhitespaces };
+    };
+    DELIMITERS = /* @__PURE__ */ new Set([" ", "	", "\r", "\n"]);
+    ESCAPE_LENGTH = { x: 3, u: 5 };
+    concatTokens = (tokens, nextTokens, isSeparated) => isSeparated || tokens.length === 0 || nextTokens.length === 0 ? [...tokens, ...nextTokens] : [
+      ...tokens.slice(0, -1),
+      `${tokens.at(-1)}${nextTokens[0]}`,
+      ...nextTokens.slice(1)
+    ];
+    parseExpression = (expression) => {
+      const typeOfExpression = typeof expression;
+      if (typeOfExpression === "string") {
+        return expression;
+      }
+      if (typeOfExpression === "number") {
+        return String(expression);
+      }
+      if (isPlainObject(expression) && ("stdout" in expression || "isMaxBuffer" in expression)) {
+        return getSubprocessResult(expression);
+      }
+      if (expression instanceof ChildProcess || Object.prototype.toString.call(expression) === "[object Promise]") {
+        throw new TypeError("Unexpected subprocess in template expression. Please use ${await subprocess} instead of ${subprocess}.");
+      }
+      throw new TypeError(`Unexpected "${typeOfExpression}" in template expression`);
+    };
+    getSubprocessResult = ({ stdout }) => {
+      if (typeof stdout === "string") {
+        return stdout;
+      }
+      if (isUint8Array(stdout)) {
+        return uint8ArrayToString(stdout);
+      }
+      if (stdout === void 0) {
+        throw new TypeError(`Missing result.stdout in template expression. This is probably due to the previous subprocess' "stdout" option.`);
+      }
+      throw new TypeError(`Unexpected "${typeof stdout}" stdout in template expression`);
+    };
+  }
+});
+
+// node_modules/execa/lib/utils/standard-stream.js
+import process2 from "node:process";
+var isStandardStream, STANDARD_STREAMS, STANDARD_STREAMS_ALIASES, getStreamName;
+var init_standard_stream = __esm({
+  "node_modules/execa/lib/utils/standard-stream.js"() {
+    isStandardStream = (stream) => STANDARD_STREAMS.includes(stream);
+    STANDARD_STREAMS = [process2.stdin, process2.stdout, process2.stderr];
+    STANDARD_STREAMS_ALIASES = ["stdin", "stdout", "stderr"];
+    getStreamName = (fdNumber) => STANDARD_STREAMS_ALIASES[fdNumber] ?? `stdio[${fdNumber}]`;
+  }
+});
+
+// node_modules/execa/lib/arguments/specific.js
+import { debuglog } from "node:util";
+var normalizeFdSpecificOptions, normalizeFdSpecificOption, getStdioLength, normalizeFdSpecificValue, normalizeOptionObject, compareFdName, getFdNameOrder, parseFdName, parseFd, FD_REGEXP, addDefaultValue, verboseDefault, DEFAULT_OPTIONS, FD_SPECIFIC_OPTIONS, getFdSpecificValue;
+var init_specific = __esm({
+  "node_modules/execa/lib/arguments/specific.js"() {
+    init_is_plain_obj();
+    init_standard_stream();
+    normalizeFdSpecificOptions = (options) => {
+      const optionsCopy = { ...options };
+      for (const optionName of FD_SPECIFIC_OPTIONS) {
+        optionsCopy[optionName] = normalizeFdSpecificOption(options, optionName);
+      }
+      return optionsCopy;
+    };
+    normalizeFdSpecificOption = (options, optionName) => {
+      const optionBaseArray = Array.from({ length: getStdioLength(options) + 1 });
+      const optionArray = normalizeFdSpecificValue(options[optionName], optionBaseArray, optionName);
+      return addDefaultValue(optionArray, optionName);
+    };
+    getStdioLength = ({ stdio }) => Array.isArray(stdio) ? Math.max(stdio.length, STANDARD_STREAMS_ALIASES.length) : STANDARD_STREAMS_ALIASES.length;
+    normalizeFdSpecificValue = (optionValue, optionArray, optionName) => isPlainObject(optionValue) ? normalizeOptionObject(optionValue, optionArray, optionName) : optionArray.fill(optionValue);
+    normalizeOptionObject = (optionValue, optionArray, optionName) => {
+      for (const fdName of Object.keys(optionValue).sort(compareFdName)) {
+        for (const fdNumber of parseFdName(fdName, optionName, optionArray)) {
+          optionArray[fdNumber] = optionValue[fdName];
+        }
+      }
+      return optionArray;
+    };
+    compareFdName = (fdNameA, fdNameB) => getFdNameOrder(fdNameA) < getFdNameOrder(fdNameB) ? 1 : -1;
+    getFdNameOrder = (fdName) => {
+      if (fdName === "stdout" || fdName === "stderr") {
+        return 0;
+      }
+      return fdName === "all" ? 2 : 1;
+    };
+    parseFdName = (fdName, optionName, optionArray) => {
+      if (fdName === "ipc") {
+        return [optionArray.length - 1];
+      }
+      const fdNumber = parseFd(fdName);
+      if (fdNumber === void 0 || fdNumber === 0) {
+        throw new TypeError(`"${optionName}.${fdName}" is invalid.
+It must be "${optionName}.stdout", "${optionName}.stderr", "${optionName}.all", "${optionName}.ipc", or "${optionName}.fd3", "${optionName}.fd4" (and so on).`);
+      }
+      if (fdNumber >= optionArray.length) {
+        throw new TypeError(`"${optionName}.${fdName}" is invalid: that file descriptor does not exist.
+Please set the "stdio" option to ensure that file descriptor exists.`);
+      }
+      return fdNumber === "all" ? [1, 2] : [fdNumber];
+    };
+    parseFd = (fdName) => {
+      if (fdName === "all") {
+        return fdName;
+      }
+      if (STANDARD_STREAMS_ALIASES.includes(fdName)) {
+        return STANDARD_STREAMS_ALIASES.indexOf(fdName);
+      }
+      const regexpResult = FD_REGEXP.exec(fdName);
+      if (regexpResult !== null) {
+        return Number(regexpResult[1]);
+      }
+    };
+    FD_REGEXP = /^fd(\d+)$/;
+    addDefaultValue = (optionArray, optionName) => optionArray.map((optionValue) => optionValue === void 0 ? DEFAULT_OPTIONS[optionName] : optionValue);
+    verboseDefault = debuglog("execa").enabled ? "full" : "none";
+    DEFAULT_OPTIONS = {
+      lines: false,
+      buffer: true,
+      maxBuffer: 1e3 * 1e3 * 100,
+      verbose: verboseDefault,
+      stripFinalNewline: true
+    };
+    FD_SPECIFIC_OPTIONS = ["lines", "buffer", "maxBuffer", "verbose", "stripFinalNewline"];
+    getFdSpecificValue = (optionArray, fdNumber) => fdNumber === "ipc" ? optionArray.at(-1) : optionArray[fdNumber];
+  }
+});
+
+// node_modules/execa/lib/verbose/values.js
+var isVerbose, isFullVerbose, getVerboseFunction, getFdVerbose, getFdGenericVerbose, isVerboseFunction, VERBOSE_VALUES;
+var init_values = __esm({
+  "node_modules/execa/lib/verbose/values.js"() {
+    init_specific();
+    isVerbose = ({ verbose }, fdNumber) => getFdVerbose(verbose, fdNumber) !== "none";
+    isFullVerbose = ({ verbose }, fdNumber) => !["none", "short"].includes(getFdVerbose(verbose, fdNumber));
+    getVerboseFunction = ({ verbose }, fdNumber) => {
+      const fdVerbose = getFdVerbose(verbose, fdNumber);
+      return isVerboseFunction(fdVerbose) ? fdVerbose : void 0;
+    };
+    getFdVerbose = (verbose, fdNumber) => fdNumber === void 0 ? getFdGenericVerbose(verbose) : getFdSpecificValue(verbose, fdNumber);
+    getFdGenericVerbose = (verbose) => verbose.find((fdVerbose) => isVerboseFunction(fdVerbose)) ?? VERBOSE_VALUES.findLast((fdVerbose) => verbose.includes(fdVerbose));
+    isVerboseFunction = (fdVerbose) => typeof fdVerbose === "function";
+    VERBOSE_VALUES = ["none", "short", "full"];
+  }
+});
+
+// node_modules/execa/lib/arguments/escape.js
+import { platform } from "node:process";
+import { stripVTControlCharacters } from "node:util";
+var joinCommand, escapeLines, escapeControlCharacters, escapeControlCharacter, getSpecialCharRegExp, SPECIAL_CHAR_REGEXP, COMMON_ESCAPES, ASTRAL_START, quoteString, NO_ESCAPE_REGEXP;
+var init_escape = __esm({
+  "node_modules/execa/lib/arguments/escape.js"() {
+    joinCommand = (filePath, rawArguments) => {
+      const fileAndArguments = [filePath, ...rawArguments];
+      const command = fileAndArguments.join(" ");
+      const escapedCommand = fileAndArguments.map((fileAndArgument) => quoteString(escapeControlCharacters(fileAndArgument))).join(" ");
+      return { command, escapedCommand };
+    };
+    escapeLines = (lines2) => stripVTControlCharacters(lines2).split("\n").map((line) => escapeControlCharacters(line)).join("\n");
+    escapeControlCharacters = (line) => line.replaceAll(SPECIAL_CHAR_REGEXP, (character) => escapeControlCharacter(character));
+    escapeControlCharacter = (character) => {
+      const commonEscape = COMMON_ESCAPES[character];
+      if (commonEscape !== void 0) {
+        return commonEscape;
+      }
+      const codepoint = character.codePointAt(0);
+      const codepointHex = codepoint.toString(16);
+      return codepoint <= ASTRAL_START ? `\\u${codepointHex.padStart(4, "0")}` : `\\U${codepointHex}`;
+    };
+    getSpecialCharRegExp = () => {
+      try {
+        return new RegExp("\\p{Separator}|\\p{Other}", "gu");
+      } catch {
+        return /[\s\u0000-\u001F\u007F-\u009F\u00AD]/g;
+      }
+    };
+    SPECIAL_CHAR_REGEXP = getSpecialCharRegExp();
+    COMMON_ESCAPES = {
+      " ": " ",
+      "\b": "\\b",
+      "\f": "\\f",
+      "\n": "\\n",
+      "\r": "\\r",
+      "	": "\\t"
+    };
+    ASTRAL_START = 65535;
+    quoteString = (escapedArgument) => {
+      if (NO_ESCAPE_REGEXP.test(escapedArgument)) {
+        return escapedArgument;
+      }
+      return platform === "win32" ? `"${escapedArgument.replaceAll('"', '""')}"` : `'${escapedArgument.replaceAll("'", "'\\''")}'`;
+    };
+    NO_ESCAPE_REGEXP = /^[\w./-]+$/;
+  }
+});
+
+// node_modules/is-unicode-supported/index.js
+import process3 from "node:process";
+function isUnicodeSupported() {
+  const { env } = process3;
+  const { TERM, TERM_PROGRAM } = env;
+  if (process3.platform !== "win32") {
+    return TERM !== "linux";
+  }
+  return Boolean(env.WT_SESSION) || Boolean(env.TERMINUS_SUBLIME) || env.ConEmuTask === "{cmd::Cmder}" || TERM_PROGRAM === "Terminus-Sublime" || TERM_PROGRAM === "vscode" || TERM === "xterm-256color" || TERM === "alacritty" || TERM === "rxvt-unicode" || TERM === "rxvt-unicode-256color" || env.TERMINAL_EMULATOR === "JetBrains-JediTerm";
+}
+var init_is_unicode_supported = __esm({
+  "node_modules/is-unicode-supported/index.js"() {
+  }
+});
+
+// node_modules/figures/index.js
+var common, specialMainSymbols, specialFallbackSymbols, mainSymbols, fallbackSymbols, shouldUseMain, figures, figures_default, replacements;
+var init_figures = __esm({
+  "node_modules/figures/index.js"() {
+    init_is_unicode_supported();
+    common = {
+      circleQuestionMark: "(?)",
+      questionMarkPrefix: "(?)",
+      square: "\u2588",
+      squareDarkShade: "\u2593",
+      squareMediumShade: "\u2592",
+      squareLightShade: "\u2591",
+      squareTop: "\u2580",
+      squareBottom: "\u2584",
+      squareLeft: "\u258C",
+      squareRight: "\u2590",
+      squareCenter: "\u25A0",
+      bullet: "\u25CF",
+      dot: "\u2024",
+      ellipsis: "\u2026",
+      pointerSmall: "\u203A",
+      triangleUp: "\u25B2",
+      triangleUpSmall: "\u25B4",
+      triangleDown: "\u25BC",
+      triangleDownSmall: "\u25BE",
+      triangleLeftSmall: "\u25C2",
+      triangleRightSmall: "\u25B8",
+      home: "\u2302",
+      heart: "\u2665",
+      musicNote: "\u266A",
+      musicNoteBeamed: "\u266B",
+      arrowUp: "\u2191",
+      arrowDown: "\u2193",
+      arrowLeft: "\u2190",
+      arrowRight: "\u2192",
+      arrowLeftRight: "\u2194",
+      arrowUpDown: "\u2195",
+      almostEqual: "\u2248",
+      notEqual: "\u2260",
+      lessOrEqual: "\u2264",
+      greaterOrEqual: "\u2265",
+      identical: "\u2261",
+      infinity: "\u221E",
+      subscriptZero: "\u2080",
+      subscriptOne: "\u2081",
+      subscriptTwo: "\u2082",
+      subscriptThree: "\u2083",
+      subscriptFour: "\u2084",
+      subscriptFive: "\u2085",
+      subscriptSix: "\u2086",
+      subscriptSeven: "\u2087",
+      subscriptEight: "\u2088",
+      subscriptNine: "\u2089",
+      oneHalf: "\xBD",
+      oneThird: "\u2153",
+      oneQuarter: "\xBC",
+      oneFifth: "\u2155",
+      oneSixth: "\u2159",
+      oneEighth: "\u215B",
+      twoThirds: "\u2154",
+      twoFifths: "\u2156",
+      threeQuarters: "\xBE",
+      threeFifths: "\u2157",
+      threeEighths: "\u215C",
+      fourFifths: "\u2158",
+      fiveSixths: "\u215A",
+      fiveEighths: "\u215D",
+      sevenEighths: "\u215E",
+      line: "\u2500",
+      lineBold: "\u2501",
+      lineDouble: "\u2550",
+      lineDashed0: "\u2504",
+      lineDashed1: "\u2505",
+      lineDashed2: "\u2508",
+      lineDashed3: "\u2509",
+      lineDashed4: "\u254C",
+      lineDashed5: "\u254D",
+      lineDashed6: "\u2574",
+      lineDashed7: "\u2576",
+      lineDashed8: "\u2578",
+      lineDashed9: "\u257A",
+      lineDashed10: "\u257C",
+      lineDashed11: "\u257E",
+      lineDashed12: "\u2212",
+      lineDashed13: "\u2013",
+      lineDashed14: "\u2010",
+      lineDashed15: "\u2043",
+      lineVertical: "\u2502",
+      lineVerticalBold: "\u2503",
+      lineVerticalDouble: "\u2551",
+      lineVerticalDashed0: "\u2506",
+      lineVerticalDashed1: "\u2507",
+      lineVerticalDashed2: "\u250A",
+      lineVerticalDashed3: "\u250B",
+      lineVerticalDashed4: "\u254E",
+      lineVerticalDashed5: "\u254F",
+      lineVerticalDashed6: "\u2575",
+      lineVerticalDashed7: "\u2577",
+      lineVerticalDashed8: "\u2579",
+      lineVerticalDashed9: "\u257B",
+      lineVerticalDashed10: "\u257D",
+      lineVerticalDashed11: "\u257F",
+      lineDownLeft: "\u2510",
+      lineDownLeftArc: "\u256E",
+      lineDownBoldLeftBold: "\u2513",
+      lineDownBoldLeft: "\u2512",
+      lineDownLeftBold: "\u2511",
+      lineDownDoubleLeftDouble: "\u2557",
+      lineDownDoubleLeft: "\u2556",
+      lineDownLeftDouble: "\u2555",
+      lineDownRight: "\u250C",
+      lineDownRightArc: "\u256D",
+      lineDownBoldRightBold: "\u250F",
+      lineDownBoldRight: "\u250E",
+      lineDownRightBold: "\u250D",
+      lineDownDoubleRightDouble: "\u2554",
+      lineDownDoubleRight: "\u2553",
+      lineDownRightDouble: "\u2552",
+      lineUpLeft: "\u2518",
+      lineUpLeftArc: "\u256F",
+      lineUpBoldLeftBold: "\u251B",
+      lineUpBoldLeft: "\u251A",
+      lineUpLeftBold: "\u2519",
+      lineUpDoubleLeftDouble: "\u255D",
+      lineUpDoubleLeft: "\u255C",
+      lineUpLeftDouble: "\u255B",
+      lineUpRight: "\u2514",
+      lineUpRightArc: "\u2570",
+      lineUpBoldRightBold: "\u2517",
+      lineUpBoldRight: "\u2516",
+      lineUpRightBold: "\u2515",
+      lineUpDoubleRightDouble: "\u255A",
+      lineUpDoubleRight: "\u2559",
+      lineUpRightDouble: "\u2558",
+      lineUpDownLeft: "\u2524",
+      lineUpBoldDownBoldLeftBold: "\u252B",
+      lineUpBoldDownBoldLeft: "\u2528",
+      lineUpDownLeftBold: "\u2525",
+      lineUpBoldDownLeftBold: "\u2529",
+      lineUpDownBoldLeftBold: "\u252A",
+      lineUpDownBoldLeft: "\u2527",
+      lineUpBoldDownLeft: "\u2526",
+      lineUpDoubleDownDoubleLeftDouble: "\u2563",
+      lineUpDoubleDownDoubleLeft: "\u2562",
+      lineUpDownLeftDouble: "\u2561",
+      lineUpDownRight: "\u251C",
+      lineUpBoldDownBoldRightBold: "\u2523",
+      lineUpBoldDownBoldRight: "\u2520",
+      lineUpDownRightBold: "\u251D",
+      lineUpBoldDownRightBold: "\u2521",
+      lineUpDownBoldRightBold: "\u2522",
+      lineUpDownBoldRight: "\u251F",
+      lineUpBoldDownRight: "\u251E",
+      lineUpDoubleDownDoubleRightDouble: "\u2560",
+      lineUpDoubleDownDoubleRight: "\u255F",
+      lineUpDownRightDouble: "\u255E",
+      lineDownLeftRight: "\u252C",
+      lineDownBoldLeftBoldRightBold: "\u2533",
+      lineDownLeftBoldRightBold: "\u252F",
+      lineDownBoldLeftRight: "\u2530",
+      lineDownBoldLeftBoldRight: "\u2531",
+      lineDownBoldLeftRightBold: "\u2532",
+      lineDownLeftRightBold: "\u252E",
+      lineDownLeftBoldRight: "\u252D",
+      lineDownDoubleLeftDoubleRightDouble: "\u2566",
+      lineDownDoubleLeftRight: "\u2565",
+      lineDownLeftDoubleRightDouble: "\u2564",
+      lineUpLeftRight: "\u2534",
+      lineUpBoldLeftBoldRightBold: "\u253B",
+      lineUpLeftBoldRightBold: "\u2537",
+      lineUpBoldLeftRight: "\u2538",
+      lineUpBoldLeftBoldRight: "\u2539",
+      lineUpBoldLeftRightBold: "\u253A",
+      lineUpLeftRightBold: "\u2536",
+      lineUpLeftBoldRight: "\u2535",
+      lineUpDoubleLeftDoubleRightDouble: "\u2569",
+      lineUpDoubleLeftRight: "\u2568",
+      lineUpLeftDoubleRightDouble: "\u2567",
+      lineUpDownLeftRight: "\u253C",
+      lineUpBoldDownBoldLeftBoldRightBold: "\u254B",
+      lineUpDownBoldLeftBoldRightBold: "\u2548",
+      lineUpBoldDownLeftBoldRightBold: "\u2547",
+      lineUpBoldDownBoldLeftRightBold: "\u254A",
+      lineUpBoldDownBoldLeftBoldRight: "\u2549",
+      lineUpBoldDownLeftRight: "\u2540",
+      lineUpDownBoldLeftRight: "\u2541",
+      lineUpDownLeftBoldRight: "\u253D",
+      lineUpDownLeftRightBold: "\u253E",
+      lineUpBoldDownBoldLeftRight: "\u2542",
+      lineUpDownLeftBoldRightBold: "\u253F",
+      lineUpBoldDownLeftBoldRight: "\u2543",
+      lineUpBoldDownLeftRightBold: "\u2544",
+      lineUpDownBoldLeftBoldRight: "\u2545",
+      lineUpDownBoldLeftRightBold: "\u2546",
+      lineUpDoubleDownDoubleLeftDoubleRightDouble: "\u256C",
+      lineUpDoubleDownDoubleLeftRight: "\u256B",
+      lineUpDownLeftDoubleRightDouble: "\u256A",
+      lineCross: "\u2573",
+      lineBackslash: "\u2572",
+      lineSlash: "\u2571"
+    };
+    specialMainSymbols = {
+      tick: "\u2714",
+      info: "\u2139",
+      warning: "\u26A0",
+      cross: "\u2718",
+      squareSmall: "\u25FB",
+      squareSmallFilled: "\u25FC",
+      circle: "\u25EF",
+      circleFilled: "\u25C9",
+      circleDotted: "\u25CC",
+      circleDouble: "\u25CE",
+      circleCircle: "\u24DE",
+      circleCross: "\u24E7",
+      circlePipe: "\u24BE",
+      radioOn: "\u25C9",
+      radioOff: "\u25EF",
+      checkboxOn: "\u2612",
+      checkboxOff: "\u2610",
+      checkboxCircleOn: "\u24E7",
+      checkboxCircleOff: "\u24BE",
+      pointer: "\u276F",
+      triangleUpOutline: "\u25B3",
+      triangleLeft: "\u25C0",
+      triangleRight: "\u25B6",
+      lozenge: "\u25C6",
+      lozengeOutline: "\u25C7",
+      hamburger: "\u2630",
+      smiley: "\u32E1",
+      mustache: "\u0DF4",
+      star: "\u2605",
+      play: "\u25B6",
+      nodejs: "\u2B22",
+      oneSeventh: "\u2150",
+      oneNinth: "\u2151",
+      oneTenth: "\u2152"
+    };
+    specialFallbackSymbols = {
+      tick: "\u221A",
+      info: "i",
+      warning: "\u203C",
+      cross: "\xD7",
+      squareSmall: "\u25A1",
+      squareSmallFilled: "\u25A0",
+      circle: "( )",
+      circleFilled: "(*)",
+      circleDotted: "( )",
+      circleDouble: "( )",
+      circleCircle: "(\u25CB)",
+      circleCross: "(\xD7)",
+      circlePipe: "(\u2502)",
+      radioOn: "(*)",
+      radioOff: "( )",
+      checkboxOn: "[\xD7]",
+      checkboxOff: "[ ]",
+      checkboxCircleOn: "(\xD7)",
+      checkboxCircleOff: "( )",
+      pointer: ">",
+      triangleUpOutline: "\u2206",
+      triangleLeft: "\u25C4",
+      triangleRight: "\u25BA",
+      lozenge: "\u2666",
+      lozengeOutline: "\u25CA",
+      hamburger: "\u2261",
+      smiley: "\u263A",
+      mustache: "\u250C\u2500\u2510",
+      star: "\u2736",
+      play: "\u25BA",
+      nodejs: "\u2666",
+      oneSeventh: "1/7",
+      oneNinth: "1/9",
+      oneTenth: "1/10"
+    };
+    mainSymbols = { ...common, ...specialMainSymbols };
+    fallbackSymbols = { ...common, ...specialFallbackSymbols };
+    shouldUseMain = isUnicodeSupported();
+    figures = shouldUseMain ? mainSymbols : fallbackSymbols;
+    figures_default = figures;
+    replacements = Object.entries(specialMainSymbols);
+  }
+});
+
+// node_modules/yoctocolors/base.js
+import tty from "node:tty";
+var hasColors, format, reset, bold, dim, italic, underline, underlineDouble, underlineCurly, underlineDotted, underlineDashed, overline, inverse, hidden, strikethrough, black, red, green, yellow, blue, magenta, cyan, white, gray, bgBlack, bgRed, bgGreen, bgYellow, bgBlue, bgMagenta, bgCyan, bgWhite, bgGray, redBright, greenBright, yellowBright, blueBright, magentaBright, cyanBright, whiteBright, bgRedBright, bgGreenBright, bgYellowBright, bgBlueBright, bgMagentaBright, bgCyanBright, bgWhiteBright, underlineBlack, underlineRed, underlineGreen, underlineYellow, underlineBlue, underlineMagenta, underlineCyan, underlineWhite, underlineGray, underlineRedBright, underlineGreenBright, underlineYellowBright, underlineBlueBright, underlineMagentaBright, underlineCyanBright, underlineWhiteBright;
+var init_base = __esm({
+  "node_modules/yoctocolors/base.js"() {
+    hasColors = tty?.WriteStream?.prototype?.hasColors?.() ?? false;
+    format = (open3, close) => {
+      if (!hasColors) {
+        return (input) => input;
+      }
+      const openCode = `\x1B[${open3}m`;
+      const closeCode = `\x1B[${close}m`;
+      return (input) => {
+        const string = input + "";
+        let index = string.indexOf(closeCode);
+        if (index === -1) {
+          return openCode + string + closeCode;
+        }
+        let result = openCode;
+        let lastIndex = 0;
+        const reopenOnNestedClose = close === 22;
+        const replaceCode = (reopenOnNestedClose ? closeCode : "") + openCode;
+        while (index !== -1) {
+          result += string.slice(lastIndex, index) + replaceCode;
+          lastIndex = index + closeCode.length;
+          index = string.indexOf(closeCode, lastIndex);
+        }
+        result += string.slice(lastIndex) + closeCode;
+        return result;
+      };
+    };
+    reset = format(0, 0);
+    bold = format(1, 22);
+    dim = format(2, 22);
+    italic = format(3, 23);
+    underline = format(4, 24);
+    underlineDouble = format("4:2", 24);
+    underlineCurly = format("4:3", 24);
+    underlineDotted = format("4:4", 24);
+    underlineDashed = format("4:5", 24);
+    overline = format(53, 55);
+    inverse = format(7, 27);
+    hidden = format(8, 28);
+    strikethrough = format(9, 29);
+    black = format(30, 39);
+    red = format(31, 39);
+    green = format(32, 39);
+    yellow = format(33, 39);
+    blue = format(34, 39);
+    magenta = format(35, 39);
+    cyan = format(36, 39);
+    white = format(37, 39);
+    gray = format(90, 39);
+    bgBlack = format(40, 49);
+    bgRed = format(41, 49);
+    bgGreen = format(42, 49);
+    bgYellow = format(43, 49);
+    bgBlue = format(44, 49);
+    bgMagenta = format(45, 49);
+    bgCyan = format(46, 49);
+    bgWhite = format(47, 49);
+    bgGray = format(100, 49);
+    redBright = format(91, 39);
+    greenBright = format(92, 39);
+    yellowBright = format(93, 39);
+    blueBright = format(94, 39);
+    magentaBright = format(95, 39);
+    cyanBright = format(96, 39);
+    whiteBright = format(97, 39);
+    bgRedBright = format(101, 49);
+    bgGreenBright = format(102, 49);
+    bgYellowBright = format(103, 49);
+    bgBlueBright = format(104, 49);
+    bgMagentaBright = format(105, 49);
+    bgCyanBright = format(106, 49);
+    bgWhiteBright = format(107, 49);
+    underlineBlack = format("58;5;0", 59);
+    underlineRed = format("58;5;1", 59);
+    underlineGreen = format("58;5;2", 59);
+    underlineYellow = format("58;5;3", 59);
+    underlineBlue = format("58;5;4", 59);
+    underlineMagenta = format("58;5;5", 59);
+    underlineCyan = format("58;5;6", 59);
+    underlineWhite = format("58;5;7", 59);
+    underlineGray = format("58;5;8", 59);
+    underlineRedBright = format("58;5;9", 59);
+    underlineGreenBright = format("58;5;10", 59);
+    underlineYellowBright = format("58;5;11", 59);
+    underlineBlueBright = format("58;5;12", 59);
+    underlineMagentaBright = format("58;5;13", 59);
+    underlineCyanBright = format("58;5;14", 59);
+    underlineWhiteBright = format("58;5;15", 59);
+  }
+});
+
+// node_modules/yoctocolors/index.js
+var init_yoctocolors = __esm({
+  "node_modules/yoctocolors/index.js"() {
+    init_base();
+    init_base();
+  }
+});
+
+// node_modules/execa/lib/verbose/default.js
+var defaultVerboseFunction, serializeTimestamp, padField, getFinalIcon, ICONS, identity, COLORS;
+var init_default = __esm({
+  "node_modules/execa/lib/verbose/default.js"() {
+    init_figures();
+    init_yoctocolors();
+    defaultVerboseFunction = ({
+      type,
+      message,
+      timestamp,
+      piped,
+      commandId,
+      result: { failed = false } = {},
+      options: { reject = true }
+    }) => {
+      const timestampString = serializeTimestamp(timestamp);
+      const icon = ICONS[type]({ failed, reject, piped });
+      const color = COLORS[type]({ reject });
+      return `${gray(`[${timestampString}]`)} ${gray(`[${commandId}]`)} ${color(icon)} ${color(message)}`;
+    };
+    serializeTimestamp = (timestamp) => `${padField(timestamp.getHours(), 2)}:${padField(timestamp.getMinutes(), 2)}:${padField(timestamp.getSeconds(), 2)}.${padField(timestamp.getMilliseconds(), 3)}`;
+    padField = (field, padding) => String(field).padStart(padding, "0");
+    getFinalIcon = ({ failed, reject }) => {
+      if (!failed) {
+        return figures_default.tick;
+      }
+      return reject ? figures_default.cross : figures_default.warning;
+    };
+    ICONS = {
+      command: ({ piped }) => piped ? "|" : "$",
+      output: () => " ",
+      ipc: () => "*",
+      error: getFinalIcon,
+      duration: getFinalIcon
+    };
+    identity = (string) => string;
+    COLORS = {
+      command: () => bold,
+      output: () => identity,
+      ipc: () => identity,
+      error: ({ reject }) => reject ? redBright : yellowBright,
+      duration: () => gray
+    };
+  }
+});
+
+// node_modules/execa/lib/verbose/custom.js
+var applyVerboseOnLines, applyVerboseFunction, appendNewline;
+var init_custom = __esm({
+  "node_modules/execa/lib/verbose/custom.js"() {
+    init_values();
+    applyVerboseOnLines = (printedLines, verboseInfo, fdNumber) => {
+      const verboseFunction = getVerboseFunction(verboseInfo, fdNumber);
+      return printedLines.map(({ verboseLine, verboseObject }) => applyVerboseFunction(verboseLine, verboseObject, verboseFunction)).filter((printedLine) => printedLine !== void 0).map((printedLine) => appendNewline(printedLine)).join("");
+    };
+    applyVerboseFunction = (verboseLine, verboseObject, verboseFunction) => {
+      if (verboseFunction === void 0) {
+        return verboseLine;
+      }
+      const printedLine = verboseFunction(verboseLine, verboseObject);
+      if (typeof printedLine === "string") {
+        return printedLine;
+      }
+    };
+    appendNewline = (printedLine) => printedLine.endsWith("\n") ? printedLine : `${printedLine}
+`;
+  }
+});
+
+// node_modules/execa/lib/verbose/log.js
+import { inspect } from "node:util";
+var verboseLog, getVerboseObject, getPrintedLines, getPrintedLine, serializeVerboseMessage, TAB_SIZE;
+var init_log = __esm({
+  "node_modules/execa/lib/verbose/log.js"() {
+    init_escape();
+    init_default();
+    init_custom();
+    verboseLog = ({ type, verboseMessage, fdNumber, verboseInfo, result }) => {
+      const verboseObject = getVerboseObject({ type, result, verboseInfo });
+      const printedLines = getPrintedLines(verboseMessage, verboseObject);
+      const finalLines = applyVerboseOnLines(printedLines, verboseInfo, fdNumber);
+      if (finalLines !== "") {
+        console.warn(finalLines.slice(0, -1));
+      }
+    };
+    getVerboseObject = ({
+      type,
+      result,
+      verboseInfo: { escapedCommand, commandId, rawOptions: { piped = false, ...options } }
+    }) => ({
+      type,
+      escapedCommand,
+      commandId: `${commandId}`,
+      timestamp: /* @__PURE__ */ new Date(),
+      piped,
+      result,
+      options
+    });
+    getPrintedLines = (verboseMessage, verboseObject) => verboseMessage.split("\n").map((message) => getPrintedLine({ ...verboseObject, message }));
+    getPrintedLine = (verboseObject) => {
+      const verboseLine = defaultVerboseFunction(verboseObject);
+      return { verboseLine, verboseObject };
+    };
+    serializeVerboseMessage = (message) => {
+      const messageString = typeof message === "string" ? message : inspect(message);
+      const escapedMessage = escapeLines(messageString);
+      return escapedMessage.replaceAll("	", " ".repeat(TAB_SIZE));
+    };
+    TAB_SIZE = 2;
+  }
+});
+
+// node_modules/execa/lib/verbose/start.js
+var logCommand;
+var init_start = __esm({
+  "node_modules/execa/lib/verbose/start.js"() {
+    init_values();
+    init_log();
+    logCommand = (escapedCommand, verboseInfo) => {
+      if (!isVerbose(verboseInfo)) {
+        return;
+      }
+      verboseLog({
+        type: "command",
+        verboseMessage: escapedCommand,
+        verboseInfo
+      });
+    };
+  }
+});
+
+// node_modules/execa/lib/verbose/info.js
+var getVerboseInfo, getCommandId, COMMAND_ID, validateVerbose;
+var init_info = __esm({
+  "node_modules/execa/lib/verbose/info.js"() {
+    init_values();
+    getVerboseInfo = (verbose, escapedCommand, rawOptions2) => {
+      validateVerbose(verbose);
+      const commandId = getCommandId(verbose);
+      return {
+        verbose,
+        escapedCommand,
+        commandId,
+        rawOptions: rawOptions2
+      };
+    };
+    getCommandId = (verbose) => isVerbose({ verbose }) ? COMMAND_ID++ : void 0;
+    COMMAND_ID = 0n;
+    validateVerbose = (verbose) => {
+      for (const fdVerbose of verbose) {
+        if (fdVerbose === false) {
+          throw new TypeError(`The "verbose: false" option was renamed to "verbose: 'none'".`);
+        }
+        if (fdVerbose === true) {
+          throw new TypeError(`The "verbose: true" option was renamed to "verbose: 'short'".`);
+        }
+        if (!VERBOSE_VALUES.includes(fdVerbose) && !isVerboseFunction(fdVerbose)) {
+          const allowedValues = VERBOSE_VALUES.map((allowedValue) => `'${allowedValue}'`).join(", ");
+          throw new TypeError(`The "verbose" option must not be ${fdVerbose}. Allowed values are: ${allowedValues} or a function.`);
+        }
+      }
+    };
+  }
+});
+
+// node_modules/execa/lib/return/duration.js
+import { hrtime } from "node:process";
+var getStartTime, getDurationMs;
+var init_duration = __esm({
+  "node_modules/execa/lib/return/duration.js"() {
+    getStartTime = () => hrtime.bigint();
+    getDurationMs = (startTime) => Number(hrtime.bigint() - startTime) / 1e6;
+  }
+});
+
+// node_modules/execa/lib/arguments/command.js
+var handleCommand;
+var init_command = __esm({
+  "node_modules/execa/lib/arguments/command.js"() {
+    init_start();
+    init_info();
+    init_duration();
+    init_escape();
+    init_specific();
+    handleCommand = (filePath, rawArguments, rawOptions2) => {
+      const startTime = getStartTime();
+      const { command, escapedCommand } = joinCommand(filePath, rawArguments);
+      const verbose = normalizeFdSpecificOption(rawOptions2, "verbose");
+      const verboseInfo = getVerboseInfo(verbose, escapedCommand, { ...rawOptions2 });
+      logCommand(escapedCommand, verboseInfo);
+      return {
+        command,
+        escapedCommand,
+        startTime,
+        verboseInfo
+      };
+    };
+  }
+});
+
 // node_modules/isexe/windows.js
 var require_windows = __commonJS({
   "node_modules/isexe/windows.js"(exports, module) {
     module.exports = isexe;
     isexe.sync = sync;
     var fs = __require("fs");
-    function checkPathExt(path14, options) {
+    function checkPathExt(path18, options) {
       var pathext = options.pathExt !== void 0 ? options.pathExt : process.env.PATHEXT;
       if (!pathext) {
         return true;
@@ -44046,25 +45099,25 @@ var require_windows = __commonJS({
       }
       for (var i2 = 0; i2 < pathext.length; i2++) {
         var p = pathext[i2].toLowerCase();
-        if (p && path14.substr(-p.length).toLowerCase() === p) {
+        if (p && path18.substr(-p.length).toLowerCase() === p) {
           return true;
         }
       }
       return false;
     }
-    function checkStat(stat2, path14, options) {
-      if (!stat2.isSymbolicLink() && !stat2.isFile()) {
+    function checkStat(stat5, path18, options) {
+      if (!stat5.isSymbolicLink() && !stat5.isFile()) {
         return false;
       }
-      return checkPathExt(path14, options);
+      return checkPathExt(path18, options);
     }
-    function isexe(path14, options, cb) {
-      fs.stat(path14, function(er, stat2) {
-        cb(er, er ? false : checkStat(stat2, path14, options));
+    function isexe(path18, options, cb) {
+      fs.stat(path18, function(er, stat5) {
+        cb(er, er ? false : checkStat(stat5, path18, options));
       });
     }
-    function sync(path14, options) {
-      return checkStat(fs.statSync(path14), path14, options);
+    function sync(path18, options) {
+      return checkStat(fs.statSync(path18), path18, options);
     }
   }
 });
@@ -44075,21 +45128,21 @@ var require_mode = __commonJS({
     module.exports = isexe;
     isexe.sync = sync;
     var fs = __require("fs");
-    function isexe(path14, options, cb) {
-      fs.stat(path14, function(er, stat2) {
-        cb(er, er ? false : checkStat(stat2, options));
+    function isexe(path18, options, cb) {
+      fs.stat(path18, function(er, stat5) {
+        cb(er, er ? false : checkStat(stat5, options));
       });
     }
-    function sync(path14, options) {
-      return checkStat(fs.statSync(path14), options);
+    function sync(path18, options) {
+      return checkStat(fs.statSync(path18), options);
     }
-    function checkStat(stat2, options) {
-      return stat2.isFile() && checkMode(stat2, options);
+    function checkStat(stat5, options) {
+      return stat5.isFile() && checkMode(stat5, options);
     }
-    function checkMode(stat2, options) {
-      var mod = stat2.mode;
-      var uid = stat2.uid;
-      var gid = stat2.gid;
+    function checkMode(stat5, options) {
+      var mod = stat5.mode;
+      var uid = stat5.uid;
+      var gid = stat5.gid;
       var myUid = options.uid !== void 0 ? options.uid : process.getuid && process.getuid();
       var myGid = options.gid !== void 0 ? options.gid : process.getgid && process.getgid();
       var u2 = parseInt("100", 8);
@@ -44114,7 +45167,7 @@ var require_isexe = __commonJS({
     }
     module.exports = isexe;
     isexe.sync = sync;
-    function isexe(path14, options, cb) {
+    function isexe(path18, options, cb) {
       if (typeof options === "function") {
         cb = options;
         options = {};
@@ -44124,7 +45177,7 @@ var require_isexe = __commonJS({
           throw new TypeError("callback not provided");
         }
         return new Promise(function(resolve, reject) {
-          isexe(path14, options || {}, function(er, is) {
+          isexe(path18, options || {}, function(er, is) {
             if (er) {
               reject(er);
             } else {
@@ -44133,7 +45186,7 @@ var require_isexe = __commonJS({
           });
         });
       }
-      core2(path14, options || {}, function(er, is) {
+      core2(path18, options || {}, function(er, is) {
         if (er) {
           if (er.code === "EACCES" || options && options.ignoreErrors) {
             er = null;
@@ -44143,9 +45196,9 @@ var require_isexe = __commonJS({
         cb(er, is);
       });
     }
-    function sync(path14, options) {
+    function sync(path18, options) {
       try {
-        return core2.sync(path14, options || {});
+        return core2.sync(path18, options || {});
       } catch (er) {
         if (options && options.ignoreErrors || er.code === "EACCES") {
           return false;
@@ -44161,7 +45214,7 @@ var require_isexe = __commonJS({
 var require_which = __commonJS({
   "node_modules/which/which.js"(exports, module) {
     var isWindows = process.platform === "win32" || process.env.OSTYPE === "cygwin" || process.env.OSTYPE === "msys";
-    var path14 = __require("path");
+    var path18 = __require("path");
     var COLON = isWindows ? ";" : ":";
     var isexe = require_isexe();
     var getNotFoundError = (cmd) => Object.assign(new Error(`not found: ${cmd}`), { code: "ENOENT" });
@@ -44199,7 +45252,7 @@ var require_which = __commonJS({
           return opt.all && found.length ? resolve(found) : reject(getNotFoundError(cmd));
         const ppRaw = pathEnv[i2];
         const pathPart = /^".*"$/.test(ppRaw) ? ppRaw.slice(1, -1) : ppRaw;
-        const pCmd = path14.join(pathPart, cmd);
+        const pCmd = path18.join(pathPart, cmd);
         const p = !pathPart && /^\.[\\\/]/.test(cmd) ? cmd.slice(0, 2) + pCmd : pCmd;
         resolve(subStep(p, i2, 0));
       });
@@ -44226,7 +45279,7 @@ var require_which = __commonJS({
       for (let i2 = 0; i2 < pathEnv.length; i2++) {
         const ppRaw = pathEnv[i2];
         const pathPart = /^".*"$/.test(ppRaw) ? ppRaw.slice(1, -1) : ppRaw;
-        const pCmd = path14.join(pathPart, cmd);
+        const pCmd = path18.join(pathPart, cmd);
         const p = !pathPart && /^\.[\\\/]/.test(cmd) ? cmd.slice(0, 2) + pCmd : pCmd;
         for (let j = 0; j < pathExt.length; j++) {
           const cur = p + pathExt[j];
@@ -44274,7 +45327,7 @@ var require_path_key = __commonJS({
 var require_resolveCommand = __commonJS({
   "node_modules/cross-spawn/lib/util/resolveCommand.js"(exports, module) {
     "use strict";
-    var path14 = __require("path");
+    var path18 = __require("path");
     var which = require_which();
     var getPathKey = require_path_key();
     function resolveCommandAttempt(parsed, withoutPathExt) {
@@ -44292,7 +45345,7 @@ var require_resolveCommand = __commonJS({
       try {
         resolved = which.sync(parsed.command, {
           path: env[getPathKey({ env })],
-          pathExt: withoutPathExt ? path14.delimiter : void 0
+          pathExt: withoutPathExt ? path18.delimiter : void 0
         });
       } catch (e) {
       } finally {
@@ -44301,7 +45354,7 @@ var require_resolveCommand = __commonJS({
         }
       }
       if (resolved) {
-        resolved = path14.resolve(hasCustomCwd ? parsed.options.cwd : "", resolved);
+        resolved = path18.resolve(hasCustomCwd ? parsed.options.cwd : "", resolved);
       }
       return resolved;
     }
@@ -44355,8 +45408,8 @@ var require_shebang_command = __commonJS({
       if (!match) {
         return null;
       }
-      const [path14, argument] = match[0].replace(/#! ?/, "").split(" ");
-      const binary = path14.split("/").pop();
+      const [path18, argument] = match[0].replace(/#! ?/, "").split(" ");
+      const binary = path18.split("/").pop();
       if (binary === "env") {
         return argument;
       }
@@ -44391,7 +45444,7 @@ var require_readShebang = __commonJS({
 var require_parse3 = __commonJS({
   "node_modules/cross-spawn/lib/parse.js"(exports, module) {
     "use strict";
-    var path14 = __require("path");
+    var path18 = __require("path");
     var resolveCommand = require_resolveCommand();
     var escape2 = require_escape();
     var readShebang = require_readShebang();
@@ -44416,7 +45469,7 @@ var require_parse3 = __commonJS({
       const needsShell = !isExecutableRegExp.test(commandFile);
       if (parsed.options.forceShell || needsShell) {
         const needsDoubleEscapeMetaChars = isCmdShimRegExp.test(commandFile);
-        parsed.command = path14.normalize(parsed.command);
+        parsed.command = path18.normalize(parsed.command);
         parsed.command = escape2.command(parsed.command);
         parsed.args = parsed.args.map((arg) => escape2.argument(arg, needsDoubleEscapeMetaChars));
         const shellCommand = [parsed.command].concat(parsed.args).join(" ");
@@ -44426,21 +45479,21 @@ var require_parse3 = __commonJS({
       }
       return parsed;
     }
-    function parse(command, args, options) {
-      if (args && !Array.isArray(args)) {
-        options = args;
-        args = null;
+    function parse(command, args4, options) {
+      if (args4 && !Array.isArray(args4)) {
+        options = args4;
+        args4 = null;
       }
-      args = args ? args.slice(0) : [];
+      args4 = args4 ? args4.slice(0) : [];
       options = Object.assign({}, options);
       const parsed = {
         command,
-        args,
+        args: args4,
         options,
         file: void 0,
         original: {
           command,
-          args
+          args: args4
         }
       };
       return options.shell ? parsed : parseNonShell(parsed);
@@ -44506,14 +45559,14 @@ var require_cross_spawn = __commonJS({
     var cp = __require("child_process");
     var parse = require_parse3();
     var enoent = require_enoent();
-    function spawn2(command, args, options) {
-      const parsed = parse(command, args, options);
+    function spawn2(command, args4, options) {
+      const parsed = parse(command, args4, options);
       const spawned = cp.spawn(parsed.command, parsed.args, parsed.options);
       enoent.hookChildProcess(spawned, parsed);
       return spawned;
     }
-    function spawnSync2(command, args, options) {
-      const parsed = parse(command, args, options);
+    function spawnSync2(command, args4, options) {
+      const parsed = parse(command, args4, options);
       const result = cp.spawnSync(parsed.command, parsed.args, parsed.options);
       result.error = result.error || enoent.verifyENOENTSync(result.status, parsed);
       return result;
@@ -44523,6 +45576,7141 @@ var require_cross_spawn = __commonJS({
     module.exports.sync = spawnSync2;
     module.exports._parse = parse;
     module.exports._enoent = enoent;
+  }
+});
+
+// node_modules/npm-run-path/node_modules/path-key/index.js
+function pathKey(options = {}) {
+  const {
+    env = process.env,
+    platform: platform2 = process.platform
+  } = options;
+  if (platform2 !== "win32") {
+    return "PATH";
+  }
+  return Object.keys(env).reverse().find((key) => key.toUpperCase() === "PATH") || "Path";
+}
+var init_path_key = __esm({
+  "node_modules/npm-run-path/node_modules/path-key/index.js"() {
+  }
+});
+
+// node_modules/unicorn-magic/default.js
+var init_default2 = __esm({
+  "node_modules/unicorn-magic/default.js"() {
+  }
+});
+
+// node_modules/unicorn-magic/node.js
+import { promisify } from "node:util";
+import { execFile as execFileCallback, execFileSync as execFileSyncOriginal } from "node:child_process";
+import path2 from "node:path";
+import { fileURLToPath as fileURLToPath2 } from "node:url";
+function toPath(urlOrPath) {
+  return urlOrPath instanceof URL ? fileURLToPath2(urlOrPath) : urlOrPath;
+}
+function traversePathUp(startPath) {
+  return {
+    *[Symbol.iterator]() {
+      let currentPath = path2.resolve(toPath(startPath));
+      let previousPath;
+      while (previousPath !== currentPath) {
+        yield currentPath;
+        previousPath = currentPath;
+        currentPath = path2.resolve(currentPath, "..");
+      }
+    }
+  };
+}
+var execFileOriginal, TEN_MEGABYTES_IN_BYTES;
+var init_node = __esm({
+  "node_modules/unicorn-magic/node.js"() {
+    init_default2();
+    execFileOriginal = promisify(execFileCallback);
+    TEN_MEGABYTES_IN_BYTES = 10 * 1024 * 1024;
+  }
+});
+
+// node_modules/npm-run-path/index.js
+import process4 from "node:process";
+import path3 from "node:path";
+var npmRunPath, applyPreferLocal, applyExecPath, npmRunPathEnv;
+var init_npm_run_path = __esm({
+  "node_modules/npm-run-path/index.js"() {
+    init_path_key();
+    init_node();
+    npmRunPath = ({
+      cwd = process4.cwd(),
+      path: pathOption = process4.env[pathKey()],
+      preferLocal = true,
+      execPath: execPath2 = process4.execPath,
+      addExecPath = true
+    } = {}) => {
+      const cwdPath = path3.resolve(toPath(cwd));
+      const result = [];
+      const pathParts = pathOption.split(path3.delimiter);
+      if (preferLocal) {
+        applyPreferLocal(result, pathParts, cwdPath);
+      }
+      if (addExecPath) {
+        applyExecPath(result, pathParts, execPath2, cwdPath);
+      }
+      return pathOption === "" || pathOption === path3.delimiter ? `${result.join(path3.delimiter)}${pathOption}` : [...result, pathOption].join(path3.delimiter);
+    };
+    applyPreferLocal = (result, pathParts, cwdPath) => {
+      for (const directory of traversePathUp(cwdPath)) {
+        const pathPart = path3.join(directory, "node_modules/.bin");
+        if (!pathParts.includes(pathPart)) {
+          result.push(pathPart);
+        }
+      }
+    };
+    applyExecPath = (result, pathParts, execPath2, cwdPath) => {
+      const pathPart = path3.resolve(cwdPath, toPath(execPath2), "..");
+      if (!pathParts.includes(pathPart)) {
+        result.push(pathPart);
+      }
+    };
+    npmRunPathEnv = ({ env = process4.env, ...options } = {}) => {
+      env = { ...env };
+      const pathName = pathKey({ env });
+      options.path = env[pathName];
+      env[pathName] = npmRunPath(options);
+      return env;
+    };
+  }
+});
+
+// node_modules/execa/lib/return/final-error.js
+var getFinalError, DiscardedError, setErrorName, isExecaError, execaErrorSymbol, isErrorInstance, ExecaError, ExecaSyncError;
+var init_final_error = __esm({
+  "node_modules/execa/lib/return/final-error.js"() {
+    getFinalError = (originalError, message, isSync) => {
+      const ErrorClass = isSync ? ExecaSyncError : ExecaError;
+      const options = originalError instanceof DiscardedError ? {} : { cause: originalError };
+      return new ErrorClass(message, options);
+    };
+    DiscardedError = class extends Error {
+    };
+    setErrorName = (ErrorClass, value) => {
+      Object.defineProperty(ErrorClass.prototype, "name", {
+        value,
+        writable: true,
+        enumerable: false,
+        configurable: true
+      });
+      Object.defineProperty(ErrorClass.prototype, execaErrorSymbol, {
+        value: true,
+        writable: false,
+        enumerable: false,
+        configurable: false
+      });
+    };
+    isExecaError = (error) => isErrorInstance(error) && execaErrorSymbol in error;
+    execaErrorSymbol = Symbol("isExecaError");
+    isErrorInstance = (value) => Object.prototype.toString.call(value) === "[object Error]";
+    ExecaError = class extends Error {
+    };
+    setErrorName(ExecaError, ExecaError.name);
+    ExecaSyncError = class extends Error {
+    };
+    setErrorName(ExecaSyncError, ExecaSyncError.name);
+  }
+});
+
+// node_modules/human-signals/build/src/realtime.js
+var getRealtimeSignals, getRealtimeSignal, SIGRTMIN, SIGRTMAX;
+var init_realtime = __esm({
+  "node_modules/human-signals/build/src/realtime.js"() {
+    getRealtimeSignals = () => {
+      const length = SIGRTMAX - SIGRTMIN + 1;
+      return Array.from({ length }, getRealtimeSignal);
+    };
+    getRealtimeSignal = (value, index) => ({
+      name: `SIGRT${index + 1}`,
+      number: SIGRTMIN + index,
+      action: "terminate",
+      description: "Application-specific signal (realtime)",
+      standard: "posix"
+    });
+    SIGRTMIN = 34;
+    SIGRTMAX = 64;
+  }
+});
+
+// node_modules/human-signals/build/src/core.js
+var SIGNALS2;
+var init_core = __esm({
+  "node_modules/human-signals/build/src/core.js"() {
+    SIGNALS2 = [
+      {
+        name: "SIGHUP",
+        number: 1,
+        action: "terminate",
+        description: "Terminal closed",
+        standard: "posix"
+      },
+      {
+        name: "SIGINT",
+        number: 2,
+        action: "terminate",
+        description: "User interruption with CTRL-C",
+        standard: "ansi"
+      },
+      {
+        name: "SIGQUIT",
+        number: 3,
+        action: "core",
+        description: "User interruption with CTRL-\\",
+        standard: "posix"
+      },
+      {
+        name: "SIGILL",
+        number: 4,
+        action: "core",
+        description: "Invalid machine instruction",
+        standard: "ansi"
+      },
+      {
+        name: "SIGTRAP",
+        number: 5,
+        action: "core",
+        description: "Debugger breakpoint",
+        standard: "posix"
+      },
+      {
+        name: "SIGABRT",
+        number: 6,
+        action: "core",
+        description: "Aborted",
+        standard: "ansi"
+      },
+      {
+        name: "SIGIOT",
+        number: 6,
+        action: "core",
+        description: "Aborted",
+        standard: "bsd"
+      },
+      {
+        name: "SIGBUS",
+        number: 7,
+        action: "core",
+        description: "Bus error due to misaligned, non-existing address or paging error",
+        standard: "bsd"
+      },
+      {
+        name: "SIGEMT",
+        number: 7,
+        action: "terminate",
+        description: "Command should be emulated but is not implemented",
+        standard: "other"
+      },
+      {
+        name: "SIGFPE",
+        number: 8,
+        action: "core",
+        description: "Floating point arithmetic error",
+        standard: "ansi"
+      },
+      {
+        name: "SIGKILL",
+        number: 9,
+        action: "terminate",
+        description: "Forced termination",
+        standard: "posix",
+        forced: true
+      },
+      {
+        name: "SIGUSR1",
+        number: 10,
+        action: "terminate",
+        description: "Application-specific signal",
+        standard: "posix"
+      },
+      {
+        name: "SIGSEGV",
+        number: 11,
+        action: "core",
+        description: "Segmentation fault",
+        standard: "ansi"
+      },
+      {
+        name: "SIGUSR2",
+        number: 12,
+        action: "terminate",
+        description: "Application-specific signal",
+        standard: "posix"
+      },
+      {
+        name: "SIGPIPE",
+        number: 13,
+        action: "terminate",
+        description: "Broken pipe or socket",
+        standard: "posix"
+      },
+      {
+        name: "SIGALRM",
+        number: 14,
+        action: "terminate",
+        description: "Timeout or timer",
+        standard: "posix"
+      },
+      {
+        name: "SIGTERM",
+        number: 15,
+        action: "terminate",
+        description: "Termination",
+        standard: "ansi"
+      },
+      {
+        name: "SIGSTKFLT",
+        number: 16,
+        action: "terminate",
+        description: "Stack is empty or overflowed",
+        standard: "other"
+      },
+      {
+        name: "SIGCHLD",
+        number: 17,
+        action: "ignore",
+        description: "Child process terminated, paused or unpaused",
+        standard: "posix"
+      },
+      {
+        name: "SIGCLD",
+        number: 17,
+        action: "ignore",
+        description: "Child process terminated, paused or unpaused",
+        standard: "other"
+      },
+      {
+        name: "SIGCONT",
+        number: 18,
+        action: "unpause",
+        description: "Unpaused",
+        standard: "posix",
+        forced: true
+      },
+      {
+        name: "SIGSTOP",
+        number: 19,
+        action: "pause",
+        description: "Paused",
+        standard: "posix",
+        forced: true
+      },
+      {
+        name: "SIGTSTP",
+        number: 20,
+        action: "pause",
+        description: 'Paused using CTRL-Z or "suspend"',
+        standard: "posix"
+      },
+      {
+        name: "SIGTTIN",
+        number: 21,
+        action: "pause",
+        description: "Background process cannot read terminal input",
+        standard: "posix"
+      },
+      {
+        name: "SIGBREAK",
+        number: 21,
+        action: "terminate",
+        description: "User interruption with CTRL-BREAK",
+        standard: "other"
+      },
+      {
+        name: "SIGTTOU",
+        number: 22,
+        action: "pause",
+        description: "Background process cannot write to terminal output",
+        standard: "posix"
+      },
+      {
+        name: "SIGURG",
+        number: 23,
+        action: "ignore",
+        description: "Socket received out-of-band data",
+        standard: "bsd"
+      },
+      {
+        name: "SIGXCPU",
+        number: 24,
+        action: "core",
+        description: "Process timed out",
+        standard: "bsd"
+      },
+      {
+        name: "SIGXFSZ",
+        number: 25,
+        action: "core",
+        description: "File too big",
+        standard: "bsd"
+      },
+      {
+        name: "SIGVTALRM",
+        number: 26,
+        action: "terminate",
+        description: "Timeout or timer",
+        standard: "bsd"
+      },
+      {
+        name: "SIGPROF",
+        number: 27,
+        action: "terminate",
+        description: "Timeout or timer",
+        standard: "bsd"
+      },
+      {
+        name: "SIGWINCH",
+        number: 28,
+        action: "ignore",
+        description: "Terminal window size changed",
+        standard: "bsd"
+      },
+      {
+        name: "SIGIO",
+        number: 29,
+        action: "terminate",
+        description: "I/O is available",
+        standard: "other"
+      },
+      {
+        name: "SIGPOLL",
+        number: 29,
+        action: "terminate",
+        description: "Watched event",
+        standard: "other"
+      },
+      {
+        name: "SIGINFO",
+        number: 29,
+        action: "ignore",
+        description: "Request for process information",
+        standard: "other"
+      },
+      {
+        name: "SIGPWR",
+        number: 30,
+        action: "terminate",
+        description: "Device running out of power",
+        standard: "systemv"
+      },
+      {
+        name: "SIGSYS",
+        number: 31,
+        action: "core",
+        description: "Invalid system call",
+        standard: "other"
+      },
+      {
+        name: "SIGUNUSED",
+        number: 31,
+        action: "terminate",
+        description: "Invalid system call",
+        standard: "other"
+      }
+    ];
+  }
+});
+
+// node_modules/human-signals/build/src/signals.js
+import { constants } from "node:os";
+var getSignals, normalizeSignal;
+var init_signals = __esm({
+  "node_modules/human-signals/build/src/signals.js"() {
+    init_core();
+    init_realtime();
+    getSignals = () => {
+      const realtimeSignals = getRealtimeSignals();
+      const signals2 = [...SIGNALS2, ...realtimeSignals].map(normalizeSignal);
+      return signals2;
+    };
+    normalizeSignal = ({
+      name,
+      number: defaultNumber,
+      description,
+      action,
+      forced = false,
+      standard
+    }) => {
+      const {
+        signals: { [name]: constantSignal }
+      } = constants;
+      const supported = constantSignal !== void 0;
+      const number = supported ? constantSignal : defaultNumber;
+      return { name, number, description, supported, action, forced, standard };
+    };
+  }
+});
+
+// node_modules/human-signals/build/src/main.js
+import { constants as constants2 } from "node:os";
+var getSignalsByName, getSignalByName, signalsByName, getSignalsByNumber, getSignalByNumber, findSignalByNumber, signalsByNumber;
+var init_main = __esm({
+  "node_modules/human-signals/build/src/main.js"() {
+    init_realtime();
+    init_signals();
+    getSignalsByName = () => {
+      const signals2 = getSignals();
+      return Object.fromEntries(signals2.map(getSignalByName));
+    };
+    getSignalByName = ({
+      name,
+      number,
+      description,
+      supported,
+      action,
+      forced,
+      standard
+    }) => [name, { name, number, description, supported, action, forced, standard }];
+    signalsByName = getSignalsByName();
+    getSignalsByNumber = () => {
+      const signals2 = getSignals();
+      const length = SIGRTMAX + 1;
+      const signalsA = Array.from(
+        { length },
+        (value, number) => getSignalByNumber(number, signals2)
+      );
+      return Object.assign({}, ...signalsA);
+    };
+    getSignalByNumber = (number, signals2) => {
+      const signal = findSignalByNumber(number, signals2);
+      if (signal === void 0) {
+        return {};
+      }
+      const { name, description, supported, action, forced, standard } = signal;
+      return {
+        [number]: {
+          name,
+          number,
+          description,
+          supported,
+          action,
+          forced,
+          standard
+        }
+      };
+    };
+    findSignalByNumber = (number, signals2) => {
+      const signal = signals2.find(({ name }) => constants2.signals[name] === number);
+      if (signal !== void 0) {
+        return signal;
+      }
+      return signals2.find((signalA) => signalA.number === number);
+    };
+    signalsByNumber = getSignalsByNumber();
+  }
+});
+
+// node_modules/execa/lib/terminate/signal.js
+import { constants as constants3 } from "node:os";
+var normalizeKillSignal, normalizeSignalArgument, normalizeSignal2, normalizeSignalInteger, getSignalsIntegerToName, signalsIntegerToName, normalizeSignalName, getAvailableSignals, getAvailableSignalNames, getAvailableSignalIntegers, getSignalDescription;
+var init_signal = __esm({
+  "node_modules/execa/lib/terminate/signal.js"() {
+    init_main();
+    normalizeKillSignal = (killSignal) => {
+      const optionName = "option `killSignal`";
+      if (killSignal === 0) {
+        throw new TypeError(`Invalid ${optionName}: 0 cannot be used.`);
+      }
+      return normalizeSignal2(killSignal, optionName);
+    };
+    normalizeSignalArgument = (signal) => signal === 0 ? signal : normalizeSignal2(signal, "`subprocess.kill()`'s argument");
+    normalizeSignal2 = (signalNameOrInteger, optionName) => {
+      if (Number.isInteger(signalNameOrInteger)) {
+        return normalizeSignalInteger(signalNameOrInteger, optionName);
+      }
+      if (typeof signalNameOrInteger === "string") {
+        return normalizeSignalName(signalNameOrInteger, optionName);
+      }
+      throw new TypeError(`Invalid ${optionName} ${String(signalNameOrInteger)}: it must be a string or an integer.
+${getAvailableSignals()}`);
+    };
+    normalizeSignalInteger = (signalInteger, optionName) => {
+      if (signalsIntegerToName.has(signalInteger)) {
+        return signalsIntegerToName.get(signalInteger);
+      }
+      throw new TypeError(`Invalid ${optionName} ${signalInteger}: this signal integer does not exist.
+${getAvailableSignals()}`);
+    };
+    getSignalsIntegerToName = () => new Map(Object.entries(constants3.signals).reverse().map(([signalName, signalInteger]) => [signalInteger, signalName]));
+    signalsIntegerToName = getSignalsIntegerToName();
+    normalizeSignalName = (signalName, optionName) => {
+      if (signalName in constants3.signals) {
+        return signalName;
+      }
+      if (signalName.toUpperCase() in constants3.signals) {
+        throw new TypeError(`Invalid ${optionName} '${signalName}': please rename it to '${signalName.toUpperCase()}'.`);
+      }
+      throw new TypeError(`Invalid ${optionName} '${signalName}': this signal name does not exist.
+${getAvailableSignals()}`);
+    };
+    getAvailableSignals = () => `Available signal names: ${getAvailableSignalNames()}.
+Available signal numbers: ${getAvailableSignalIntegers()}.`;
+    getAvailableSignalNames = () => Object.keys(constants3.signals).sort().map((signalName) => `'${signalName}'`).join(", ");
+    getAvailableSignalIntegers = () => [...new Set(Object.values(constants3.signals).sort((signalInteger, signalIntegerTwo) => signalInteger - signalIntegerTwo))].join(", ");
+    getSignalDescription = (signal) => signalsByName[signal].description;
+  }
+});
+
+// node_modules/execa/lib/terminate/kill.js
+import { setTimeout as setTimeout2 } from "node:timers/promises";
+var normalizeForceKillAfterDelay, DEFAULT_FORCE_KILL_TIMEOUT, subprocessKill, parseKillArguments, emitKillError, setKillTimeout, killOnTimeout;
+var init_kill = __esm({
+  "node_modules/execa/lib/terminate/kill.js"() {
+    init_final_error();
+    init_signal();
+    normalizeForceKillAfterDelay = (forceKillAfterDelay) => {
+      if (forceKillAfterDelay === false) {
+        return forceKillAfterDelay;
+      }
+      if (forceKillAfterDelay === true) {
+        return DEFAULT_FORCE_KILL_TIMEOUT;
+      }
+      if (!Number.isFinite(forceKillAfterDelay) || forceKillAfterDelay < 0) {
+        throw new TypeError(`Expected the \`forceKillAfterDelay\` option to be a non-negative integer, got \`${forceKillAfterDelay}\` (${typeof forceKillAfterDelay})`);
+      }
+      return forceKillAfterDelay;
+    };
+    DEFAULT_FORCE_KILL_TIMEOUT = 1e3 * 5;
+    subprocessKill = ({ kill, options: { forceKillAfterDelay, killSignal }, onInternalError, context, controller }, signalOrError, errorArgument) => {
+      const { signal, error } = parseKillArguments(signalOrError, errorArgument, killSignal);
+      emitKillError(error, onInternalError);
+      const killResult = kill(signal);
+      setKillTimeout({
+        kill,
+        signal,
+        forceKillAfterDelay,
+        killSignal,
+        killResult,
+        context,
+        controller
+      });
+      return killResult;
+    };
+    parseKillArguments = (signalOrError, errorArgument, killSignal) => {
+      const [signal = killSignal, error] = isErrorInstance(signalOrError) ? [void 0, signalOrError] : [signalOrError, errorArgument];
+      if (typeof signal !== "string" && !Number.isInteger(signal)) {
+        throw new TypeError(`The first argument must be an error instance or a signal name string/integer: ${String(signal)}`);
+      }
+      if (error !== void 0 && !isErrorInstance(error)) {
+        throw new TypeError(`The second argument is optional. If specified, it must be an error instance: ${error}`);
+      }
+      return { signal: normalizeSignalArgument(signal), error };
+    };
+    emitKillError = (error, onInternalError) => {
+      if (error !== void 0) {
+        onInternalError.reject(error);
+      }
+    };
+    setKillTimeout = async ({ kill, signal, forceKillAfterDelay, killSignal, killResult, context, controller }) => {
+      if (signal === killSignal && killResult) {
+        killOnTimeout({
+          kill,
+          forceKillAfterDelay,
+          context,
+          controllerSignal: controller.signal
+        });
+      }
+    };
+    killOnTimeout = async ({ kill, forceKillAfterDelay, context, controllerSignal }) => {
+      if (forceKillAfterDelay === false) {
+        return;
+      }
+      try {
+        await setTimeout2(forceKillAfterDelay, void 0, { signal: controllerSignal });
+        if (kill("SIGKILL")) {
+          context.isForcefullyTerminated ??= true;
+        }
+      } catch {
+      }
+    };
+  }
+});
+
+// node_modules/execa/lib/utils/abort-signal.js
+import { once } from "node:events";
+var onAbortedSignal;
+var init_abort_signal = __esm({
+  "node_modules/execa/lib/utils/abort-signal.js"() {
+    onAbortedSignal = async (mainSignal, stopSignal) => {
+      if (!mainSignal.aborted) {
+        await once(mainSignal, "abort", { signal: stopSignal });
+      }
+    };
+  }
+});
+
+// node_modules/execa/lib/terminate/cancel.js
+var validateCancelSignal, throwOnCancel, terminateOnCancel;
+var init_cancel = __esm({
+  "node_modules/execa/lib/terminate/cancel.js"() {
+    init_abort_signal();
+    validateCancelSignal = ({ cancelSignal }) => {
+      if (cancelSignal !== void 0 && Object.prototype.toString.call(cancelSignal) !== "[object AbortSignal]") {
+        throw new Error(`The \`cancelSignal\` option must be an AbortSignal: ${String(cancelSignal)}`);
+      }
+    };
+    throwOnCancel = ({ subprocess, cancelSignal, gracefulCancel, context, controller }) => cancelSignal === void 0 || gracefulCancel ? [] : [terminateOnCancel(subprocess, cancelSignal, context, controller)];
+    terminateOnCancel = async (subprocess, cancelSignal, context, { signal }) => {
+      await onAbortedSignal(cancelSignal, signal);
+      context.terminationReason ??= "cancel";
+      subprocess.kill();
+      throw cancelSignal.reason;
+    };
+  }
+});
+
+// node_modules/execa/lib/ipc/validation.js
+var validateIpcMethod, validateIpcOption, validateConnection, throwOnEarlyDisconnect, throwOnStrictDeadlockError, getStrictResponseError, throwOnMissingStrict, throwOnStrictDisconnect, getAbortDisconnectError, throwOnMissingParent, handleEpipeError, handleSerializationError, isSerializationError, SERIALIZATION_ERROR_CODES, SERIALIZATION_ERROR_MESSAGES, getMethodName, getNamespaceName, getOtherProcessName, disconnect;
+var init_validation = __esm({
+  "node_modules/execa/lib/ipc/validation.js"() {
+    validateIpcMethod = ({ methodName, isSubprocess, ipc, isConnected: isConnected2 }) => {
+      validateIpcOption(methodName, isSubprocess, ipc);
+      validateConnection(methodName, isSubprocess, isConnected2);
+    };
+    validateIpcOption = (methodName, isSubprocess, ipc) => {
+      if (!ipc) {
+        throw new Error(`${getMethodName(methodName, isSubprocess)} can only be used if the \`ipc\` option is \`true\`.`);
+      }
+    };
+    validateConnection = (methodName, isSubprocess, isConnected2) => {
+      if (!isConnected2) {
+        throw new Error(`${getMethodName(methodName, isSubprocess)} cannot be used: the ${getOtherProcessName(isSubprocess)} has already exited or disconnected.`);
+      }
+    };
+    throwOnEarlyDisconnect = (isSubprocess) => {
+      throw new Error(`${getMethodName("getOneMessage", isSubprocess)} could not complete: the ${getOtherProcessName(isSubprocess)} exited or disconnected.`);
+    };
+    throwOnStrictDeadlockError = (isSubprocess) => {
+      throw new Error(`${getMethodName("sendMessage", isSubprocess)} failed: the ${getOtherProcessName(isSubprocess)} is sending a message too, instead of listening to incoming messages.
+This can be fixed by both sending a message and listening to incoming messages at the same time:
+
+const [receivedMessage] = await Promise.all([
+	${getMethodName("getOneMessage", isSubprocess)},
+	${getMethodName("sendMessage", isSubprocess, "message, {strict: true}")},
+]);`);
+    };
+    getStrictResponseError = (error, isSubprocess) => new Error(`${getMethodName("sendMessage", isSubprocess)} failed when sending an acknowledgment response to the ${getOtherProcessName(isSubprocess)}.`, { cause: error });
+    throwOnMissingStrict = (isSubprocess) => {
+      throw new Error(`${getMethodName("sendMessage", isSubprocess)} failed: the ${getOtherProcessName(isSubprocess)} is not listening to incoming messages.`);
+    };
+    throwOnStrictDisconnect = (isSubprocess) => {
+      throw new Error(`${getMethodName("sendMessage", isSubprocess)} failed: the ${getOtherProcessName(isSubprocess)} exited without listening to incoming messages.`);
+    };
+    getAbortDisconnectError = () => new Error(`\`cancelSignal\` aborted: the ${getOtherProcessName(true)} disconnected.`);
+    throwOnMissingParent = () => {
+      throw new Error("`getCancelSignal()` cannot be used without setting the `cancelSignal` subprocess option.");
+    };
+    handleEpipeError = ({ error, methodName, isSubprocess }) => {
+      if (error.code === "EPIPE") {
+        throw new Error(`${getMethodName(methodName, isSubprocess)} cannot be used: the ${getOtherProcessName(isSubprocess)} is disconnecting.`, { cause: error });
+      }
+    };
+    handleSerializationError = ({ error, methodName, isSubprocess, message }) => {
+      if (isSerializationError(error)) {
+        throw new Error(`${getMethodName(methodName, isSubprocess)}'s argument type is invalid: the message cannot be serialized: ${String(message)}.`, { cause: error });
+      }
+    };
+    isSerializationError = ({ code, message }) => SERIALIZATION_ERROR_CODES.has(code) || SERIALIZATION_ERROR_MESSAGES.some((serializationErrorMessage) => message.includes(serializationErrorMessage));
+    SERIALIZATION_ERROR_CODES = /* @__PURE__ */ new Set([
+      // Message is `undefined`
+      "ERR_MISSING_ARGS",
+      // Message is a function, a bigint, a symbol
+      "ERR_INVALID_ARG_TYPE"
+    ]);
+    SERIALIZATION_ERROR_MESSAGES = [
+      // Message is a promise or a proxy, with `serialization: 'advanced'`
+      "could not be cloned",
+      // Message has cycles, with `serialization: 'json'`
+      "circular structure",
+      // Message has cycles inside toJSON(), with `serialization: 'json'`
+      "call stack size exceeded"
+    ];
+    getMethodName = (methodName, isSubprocess, parameters = "") => methodName === "cancelSignal" ? "`cancelSignal`'s `controller.abort()`" : `${getNamespaceName(isSubprocess)}${methodName}(${parameters})`;
+    getNamespaceName = (isSubprocess) => isSubprocess ? "" : "subprocess.";
+    getOtherProcessName = (isSubprocess) => isSubprocess ? "parent process" : "subprocess";
+    disconnect = (anyProcess) => {
+      if (anyProcess.connected) {
+        anyProcess.disconnect();
+      }
+    };
+  }
+});
+
+// node_modules/execa/lib/utils/deferred.js
+var createDeferred;
+var init_deferred = __esm({
+  "node_modules/execa/lib/utils/deferred.js"() {
+    createDeferred = () => {
+      const methods = {};
+      const promise = new Promise((resolve, reject) => {
+        Object.assign(methods, { resolve, reject });
+      });
+      return Object.assign(promise, methods);
+    };
+  }
+});
+
+// node_modules/execa/lib/arguments/fd-options.js
+var getToStream, getFromStream, SUBPROCESS_OPTIONS, getFdNumber, parseFdNumber, validateFdNumber, getInvalidStdioOptionMessage, getInvalidStdioOption, getUsedDescriptor, getOptionName, serializeOptionValue;
+var init_fd_options = __esm({
+  "node_modules/execa/lib/arguments/fd-options.js"() {
+    init_specific();
+    getToStream = (destination, to = "stdin") => {
+      const isWritable = true;
+      const { options, fileDescriptors } = SUBPROCESS_OPTIONS.get(destination);
+      const fdNumber = getFdNumber(fileDescriptors, to, isWritable);
+      const destinationStream = destination.stdio[fdNumber];
+      if (destinationStream === null) {
+        throw new TypeError(getInvalidStdioOptionMessage(fdNumber, to, options, isWritable));
+      }
+      return destinationStream;
+    };
+    getFromStream = (source, from = "stdout") => {
+      const isWritable = false;
+      const { options, fileDescriptors } = SUBPROCESS_OPTIONS.get(source);
+      const fdNumber = getFdNumber(fileDescriptors, from, isWritable);
+      const sourceStream = fdNumber === "all" ? source.all : source.stdio[fdNumber];
+      if (sourceStream === null || sourceStream === void 0) {
+        throw new TypeError(getInvalidStdioOptionMessage(fdNumber, from, options, isWritable));
+      }
+      return sourceStream;
+    };
+    SUBPROCESS_OPTIONS = /* @__PURE__ */ new WeakMap();
+    getFdNumber = (fileDescriptors, fdName, isWritable) => {
+      const fdNumber = parseFdNumber(fdName, isWritable);
+      validateFdNumber(fdNumber, fdName, isWritable, fileDescriptors);
+      return fdNumber;
+    };
+    parseFdNumber = (fdName, isWritable) => {
+      const fdNumber = parseFd(fdName);
+      if (fdNumber !== void 0) {
+        return fdNumber;
+      }
+      const { validOptions, defaultValue } = isWritable ? { validOptions: '"stdin"', defaultValue: "stdin" } : { validOptions: '"stdout", "stderr", "all"', defaultValue: "stdout" };
+      throw new TypeError(`"${getOptionName(isWritable)}" must not be "${fdName}".
+It must be ${validOptions} or "fd3", "fd4" (and so on).
+It is optional and defaults to "${defaultValue}".`);
+    };
+    validateFdNumber = (fdNumber, fdName, isWritable, fileDescriptors) => {
+      const fileDescriptor = fileDescriptors[getUsedDescriptor(fdNumber)];
+      if (fileDescriptor === void 0) {
+        throw new TypeError(`"${getOptionName(isWritable)}" must not be ${fdName}. That file descriptor does not exist.
+Please set the "stdio" option to ensure that file descriptor exists.`);
+      }
+      if (fileDescriptor.direction === "input" && !isWritable) {
+        throw new TypeError(`"${getOptionName(isWritable)}" must not be ${fdName}. It must be a readable stream, not writable.`);
+      }
+      if (fileDescriptor.direction !== "input" && isWritable) {
+        throw new TypeError(`"${getOptionName(isWritable)}" must not be ${fdName}. It must be a writable stream, not readable.`);
+      }
+    };
+    getInvalidStdioOptionMessage = (fdNumber, fdName, options, isWritable) => {
+      if (fdNumber === "all" && !options.all) {
+        return `The "all" option must be true to use "from: 'all'".`;
+      }
+      const { optionName, optionValue } = getInvalidStdioOption(fdNumber, options);
+      return `The "${optionName}: ${serializeOptionValue(optionValue)}" option is incompatible with using "${getOptionName(isWritable)}: ${serializeOptionValue(fdName)}".
+Please set this option with "pipe" instead.`;
+    };
+    getInvalidStdioOption = (fdNumber, { stdin, stdout, stderr, stdio }) => {
+      const usedDescriptor = getUsedDescriptor(fdNumber);
+      if (usedDescriptor === 0 && stdin !== void 0) {
+        return { optionName: "stdin", optionValue: stdin };
+      }
+      if (usedDescriptor === 1 && stdout !== void 0) {
+        return { optionName: "stdout", optionValue: stdout };
+      }
+      if (usedDescriptor === 2 && stderr !== void 0) {
+        return { optionName: "stderr", optionValue: stderr };
+      }
+      return { optionName: `stdio[${usedDescriptor}]`, optionValue: stdio[usedDescriptor] };
+    };
+    getUsedDescriptor = (fdNumber) => fdNumber === "all" ? 1 : fdNumber;
+    getOptionName = (isWritable) => isWritable ? "to" : "from";
+    serializeOptionValue = (value) => {
+      if (typeof value === "string") {
+        return `'${value}'`;
+      }
+      return typeof value === "number" ? `${value}` : "Stream";
+    };
+  }
+});
+
+// node_modules/execa/lib/utils/max-listeners.js
+import { addAbortListener } from "node:events";
+var incrementMaxListeners;
+var init_max_listeners = __esm({
+  "node_modules/execa/lib/utils/max-listeners.js"() {
+    incrementMaxListeners = (eventEmitter, maxListenersIncrement, signal) => {
+      const maxListeners = eventEmitter.getMaxListeners();
+      if (maxListeners === 0 || maxListeners === Number.POSITIVE_INFINITY) {
+        return;
+      }
+      eventEmitter.setMaxListeners(maxListeners + maxListenersIncrement);
+      addAbortListener(signal, () => {
+        eventEmitter.setMaxListeners(eventEmitter.getMaxListeners() - maxListenersIncrement);
+      });
+    };
+  }
+});
+
+// node_modules/execa/lib/ipc/reference.js
+var addReference, addReferenceCount, removeReference, removeReferenceCount, undoAddedReferences, redoAddedReferences;
+var init_reference = __esm({
+  "node_modules/execa/lib/ipc/reference.js"() {
+    addReference = (channel, reference) => {
+      if (reference) {
+        addReferenceCount(channel);
+      }
+    };
+    addReferenceCount = (channel) => {
+      channel.refCounted();
+    };
+    removeReference = (channel, reference) => {
+      if (reference) {
+        removeReferenceCount(channel);
+      }
+    };
+    removeReferenceCount = (channel) => {
+      channel.unrefCounted();
+    };
+    undoAddedReferences = (channel, isSubprocess) => {
+      if (isSubprocess) {
+        removeReferenceCount(channel);
+        removeReferenceCount(channel);
+      }
+    };
+    redoAddedReferences = (channel, isSubprocess) => {
+      if (isSubprocess) {
+        addReferenceCount(channel);
+        addReferenceCount(channel);
+      }
+    };
+  }
+});
+
+// node_modules/execa/lib/ipc/incoming.js
+import { once as once2 } from "node:events";
+import { scheduler } from "node:timers/promises";
+var onMessage, onDisconnect, INCOMING_MESSAGES;
+var init_incoming = __esm({
+  "node_modules/execa/lib/ipc/incoming.js"() {
+    init_outgoing();
+    init_reference();
+    init_strict();
+    init_graceful();
+    onMessage = async ({ anyProcess, channel, isSubprocess, ipcEmitter }, wrappedMessage) => {
+      if (handleStrictResponse(wrappedMessage) || handleAbort(wrappedMessage)) {
+        return;
+      }
+      if (!INCOMING_MESSAGES.has(anyProcess)) {
+        INCOMING_MESSAGES.set(anyProcess, []);
+      }
+      const incomingMessages = INCOMING_MESSAGES.get(anyProcess);
+      incomingMessages.push(wrappedMessage);
+      if (incomingMessages.length > 1) {
+        return;
+      }
+      while (incomingMessages.length > 0) {
+        await waitForOutgoingMessages(anyProcess, ipcEmitter, wrappedMessage);
+        await scheduler.yield();
+        const message = await handleStrictRequest({
+          wrappedMessage: incomingMessages[0],
+          anyProcess,
+          channel,
+          isSubprocess,
+          ipcEmitter
+        });
+        incomingMessages.shift();
+        ipcEmitter.emit("message", message);
+        ipcEmitter.emit("message:done");
+      }
+    };
+    onDisconnect = async ({ anyProcess, channel, isSubprocess, ipcEmitter, boundOnMessage }) => {
+      abortOnDisconnect();
+      const incomingMessages = INCOMING_MESSAGES.get(anyProcess);
+      while (incomingMessages?.length > 0) {
+        await once2(ipcEmitter, "message:done");
+      }
+      anyProcess.removeListener("message", boundOnMessage);
+      redoAddedReferences(channel, isSubprocess);
+      ipcEmitter.connected = false;
+      ipcEmitter.emit("disconnect");
+    };
+    INCOMING_MESSAGES = /* @__PURE__ */ new WeakMap();
+  }
+});
+
+// node_modules/execa/lib/ipc/forward.js
+import { EventEmitter } from "node:events";
+var getIpcEmitter, IPC_EMITTERS, forwardEvents, isConnected;
+var init_forward = __esm({
+  "node_modules/execa/lib/ipc/forward.js"() {
+    init_incoming();
+    init_reference();
+    getIpcEmitter = (anyProcess, channel, isSubprocess) => {
+      if (IPC_EMITTERS.has(anyProcess)) {
+        return IPC_EMITTERS.get(anyProcess);
+      }
+      const ipcEmitter = new EventEmitter();
+      ipcEmitter.connected = true;
+      IPC_EMITTERS.set(anyProcess, ipcEmitter);
+      forwardEvents({
+        ipcEmitter,
+        anyProcess,
+        channel,
+        isSubprocess
+      });
+      return ipcEmitter;
+    };
+    IPC_EMITTERS = /* @__PURE__ */ new WeakMap();
+    forwardEvents = ({ ipcEmitter, anyProcess, channel, isSubprocess }) => {
+      const boundOnMessage = onMessage.bind(void 0, {
+        anyProcess,
+        channel,
+        isSubprocess,
+        ipcEmitter
+      });
+      anyProcess.on("message", boundOnMessage);
+      anyProcess.once("disconnect", onDisconnect.bind(void 0, {
+        anyProcess,
+        channel,
+        isSubprocess,
+        ipcEmitter,
+        boundOnMessage
+      }));
+      undoAddedReferences(channel, isSubprocess);
+    };
+    isConnected = (anyProcess) => {
+      const ipcEmitter = IPC_EMITTERS.get(anyProcess);
+      return ipcEmitter === void 0 ? anyProcess.channel !== null : ipcEmitter.connected;
+    };
+  }
+});
+
+// node_modules/execa/lib/ipc/strict.js
+import { once as once3 } from "node:events";
+var handleSendStrict, count, validateStrictDeadlock, handleStrictRequest, handleStrictResponse, waitForStrictResponse, STRICT_RESPONSES, throwOnDisconnect, REQUEST_TYPE, RESPONSE_TYPE;
+var init_strict = __esm({
+  "node_modules/execa/lib/ipc/strict.js"() {
+    init_deferred();
+    init_max_listeners();
+    init_send();
+    init_validation();
+    init_forward();
+    init_outgoing();
+    handleSendStrict = ({ anyProcess, channel, isSubprocess, message, strict }) => {
+      if (!strict) {
+        return message;
+      }
+      const ipcEmitter = getIpcEmitter(anyProcess, channel, isSubprocess);
+      const hasListeners = hasMessageListeners(anyProcess, ipcEmitter);
+      return {
+        id: count++,
+        type: REQUEST_TYPE,
+        message,
+        hasListeners
+      };
+    };
+    count = 0n;
+    validateStrictDeadlock = (outgoingMessages, wrappedMessage) => {
+      if (wrappedMessage?.type !== REQUEST_TYPE || wrappedMessage.hasListeners) {
+        return;
+      }
+      for (const { id } of outgoingMessages) {
+        if (id !== void 0) {
+          STRICT_RESPONSES[id].resolve({ isDeadlock: true, hasListeners: false });
+        }
+      }
+    };
+    handleStrictRequest = async ({ wrappedMessage, anyProcess, channel, isSubprocess, ipcEmitter }) => {
+      if (wrappedMessage?.type !== REQUEST_TYPE || !anyProcess.connected) {
+        return wrappedMessage;
+      }
+      const { id, message } = wrappedMessage;
+      const response = { id, type: RESPONSE_TYPE, message: hasMessageListeners(anyProcess, ipcEmitter) };
+      try {
+        await sendMessage({
+          anyProcess,
+          channel,
+          isSubprocess,
+          ipc: true
+        }, response);
+      } catch (error) {
+        ipcEmitter.emit("strict:error", error);
+      }
+      return message;
+    };
+    handleStrictResponse = (wrappedMessage) => {
+      if (wrappedMessage?.type !== RESPONSE_TYPE) {
+        return false;
+      }
+      const { id, message: hasListeners } = wrappedMessage;
+      STRICT_RESPONSES[id]?.resolve({ isDeadlock: false, hasListeners });
+      return true;
+    };
+    waitForStrictResponse = async (wrappedMessage, anyProcess, isSubprocess) => {
+      if (wrappedMessage?.type !== REQUEST_TYPE) {
+        return;
+      }
+      const deferred = createDeferred();
+      STRICT_RESPONSES[wrappedMessage.id] = deferred;
+      const controller = new AbortController();
+      try {
+        const { isDeadlock, hasListeners } = await Promise.race([
+          deferred,
+          throwOnDisconnect(anyProcess, isSubprocess, controller)
+        ]);
+        if (isDeadlock) {
+          throwOnStrictDeadlockError(isSubprocess);
+        }
+        if (!hasListeners) {
+          throwOnMissingStrict(isSubprocess);
+        }
+      } finally {
+        controller.abort();
+        delete STRICT_RESPONSES[wrappedMessage.id];
+      }
+    };
+    STRICT_RESPONSES = {};
+    throwOnDisconnect = async (anyProcess, isSubprocess, { signal }) => {
+      incrementMaxListeners(anyProcess, 1, signal);
+      await once3(anyProcess, "disconnect", { signal });
+      throwOnStrictDisconnect(isSubprocess);
+    };
+    REQUEST_TYPE = "execa:ipc:request";
+    RESPONSE_TYPE = "execa:ipc:response";
+  }
+});
+
+// node_modules/execa/lib/ipc/outgoing.js
+var startSendMessage, endSendMessage, waitForOutgoingMessages, OUTGOING_MESSAGES, hasMessageListeners, getMinListenerCount;
+var init_outgoing = __esm({
+  "node_modules/execa/lib/ipc/outgoing.js"() {
+    init_deferred();
+    init_specific();
+    init_fd_options();
+    init_strict();
+    startSendMessage = (anyProcess, wrappedMessage, strict) => {
+      if (!OUTGOING_MESSAGES.has(anyProcess)) {
+        OUTGOING_MESSAGES.set(anyProcess, /* @__PURE__ */ new Set());
+      }
+      const outgoingMessages = OUTGOING_MESSAGES.get(anyProcess);
+      const onMessageSent = createDeferred();
+      const id = strict ? wrappedMessage.id : void 0;
+      const outgoingMessage = { onMessageSent, id };
+      outgoingMessages.add(outgoingMessage);
+      return { outgoingMessages, outgoingMessage };
+    };
+    endSendMessage = ({ outgoingMessages, outgoingMessage }) => {
+      outgoingMessages.delete(outgoingMessage);
+      outgoingMessage.onMessageSent.resolve();
+    };
+    waitForOutgoingMessages = async (anyProcess, ipcEmitter, wrappedMessage) => {
+      while (!hasMessageListeners(anyProcess, ipcEmitter) && OUTGOING_MESSAGES.get(anyProcess)?.size > 0) {
+        const outgoingMessages = [...OUTGOING_MESSAGES.get(anyProcess)];
+        validateStrictDeadlock(outgoingMessages, wrappedMessage);
+        await Promise.all(outgoingMessages.map(({ onMessageSent }) => onMessageSent));
+      }
+    };
+    OUTGOING_MESSAGES = /* @__PURE__ */ new WeakMap();
+    hasMessageListeners = (anyProcess, ipcEmitter) => ipcEmitter.listenerCount("message") > getMinListenerCount(anyProcess);
+    getMinListenerCount = (anyProcess) => SUBPROCESS_OPTIONS.has(anyProcess) && !getFdSpecificValue(SUBPROCESS_OPTIONS.get(anyProcess).options.buffer, "ipc") ? 1 : 0;
+  }
+});
+
+// node_modules/execa/lib/ipc/send.js
+import { promisify as promisify2 } from "node:util";
+var sendMessage, sendMessageAsync, sendOneMessage, getSendMethod, PROCESS_SEND_METHODS;
+var init_send = __esm({
+  "node_modules/execa/lib/ipc/send.js"() {
+    init_validation();
+    init_outgoing();
+    init_strict();
+    sendMessage = ({ anyProcess, channel, isSubprocess, ipc }, message, { strict = false } = {}) => {
+      const methodName = "sendMessage";
+      validateIpcMethod({
+        methodName,
+        isSubprocess,
+        ipc,
+        isConnected: anyProcess.connected
+      });
+      return sendMessageAsync({
+        anyProcess,
+        channel,
+        methodName,
+        isSubprocess,
+        message,
+        strict
+      });
+    };
+    sendMessageAsync = async ({ anyProcess, channel, methodName, isSubprocess, message, strict }) => {
+      const wrappedMessage = handleSendStrict({
+        anyProcess,
+        channel,
+        isSubprocess,
+        message,
+        strict
+      });
+      const outgoingMessagesState = startSendMessage(anyProcess, wrappedMessage, strict);
+      try {
+        await sendOneMessage({
+          anyProcess,
+          methodName,
+          isSubprocess,
+          wrappedMessage,
+          message
+        });
+      } catch (error) {
+        disconnect(anyProcess);
+        throw error;
+      } finally {
+        endSendMessage(outgoingMessagesState);
+      }
+    };
+    sendOneMessage = async ({ anyProcess, methodName, isSubprocess, wrappedMessage, message }) => {
+      const sendMethod = getSendMethod(anyProcess);
+      try {
+        await Promise.all([
+          waitForStrictResponse(wrappedMessage, anyProcess, isSubprocess),
+          sendMethod(wrappedMessage)
+        ]);
+      } catch (error) {
+        handleEpipeError({ error, methodName, isSubprocess });
+        handleSerializationError({
+          error,
+          methodName,
+          isSubprocess,
+          message
+        });
+        throw error;
+      }
+    };
+    getSendMethod = (anyProcess) => {
+      if (PROCESS_SEND_METHODS.has(anyProcess)) {
+        return PROCESS_SEND_METHODS.get(anyProcess);
+      }
+      const sendMethod = promisify2(anyProcess.send.bind(anyProcess));
+      PROCESS_SEND_METHODS.set(anyProcess, sendMethod);
+      return sendMethod;
+    };
+    PROCESS_SEND_METHODS = /* @__PURE__ */ new WeakMap();
+  }
+});
+
+// node_modules/execa/lib/ipc/graceful.js
+import { scheduler as scheduler2 } from "node:timers/promises";
+var sendAbort, getCancelSignal, startIpc, cancelListening, handleAbort, GRACEFUL_CANCEL_TYPE, abortOnDisconnect, cancelController;
+var init_graceful = __esm({
+  "node_modules/execa/lib/ipc/graceful.js"() {
+    init_send();
+    init_forward();
+    init_validation();
+    sendAbort = (subprocess, message) => {
+      const methodName = "cancelSignal";
+      validateConnection(methodName, false, subprocess.connected);
+      return sendOneMessage({
+        anyProcess: subprocess,
+        methodName,
+        isSubprocess: false,
+        wrappedMessage: { type: GRACEFUL_CANCEL_TYPE, message },
+        message
+      });
+    };
+    getCancelSignal = async ({ anyProcess, channel, isSubprocess, ipc }) => {
+      await startIpc({
+        anyProcess,
+        channel,
+        isSubprocess,
+        ipc
+      });
+      return cancelController.signal;
+    };
+    startIpc = async ({ anyProcess, channel, isSubprocess, ipc }) => {
+      if (cancelListening) {
+        return;
+      }
+      cancelListening = true;
+      if (!ipc) {
+        throwOnMissingParent();
+        return;
+      }
+      if (channel === null) {
+        abortOnDisconnect();
+        return;
+      }
+      getIpcEmitter(anyProcess, channel, isSubprocess);
+      await scheduler2.yield();
+    };
+    cancelListening = false;
+    handleAbort = (wrappedMessage) => {
+      if (wrappedMessage?.type !== GRACEFUL_CANCEL_TYPE) {
+        return false;
+      }
+      cancelController.abort(wrappedMessage.message);
+      return true;
+    };
+    GRACEFUL_CANCEL_TYPE = "execa:ipc:cancel";
+    abortOnDisconnect = () => {
+      cancelController.abort(getAbortDisconnectError());
+    };
+    cancelController = new AbortController();
+  }
+});
+
+// node_modules/execa/lib/terminate/graceful.js
+var validateGracefulCancel, throwOnGracefulCancel, sendOnAbort, getReason;
+var init_graceful2 = __esm({
+  "node_modules/execa/lib/terminate/graceful.js"() {
+    init_abort_signal();
+    init_graceful();
+    init_kill();
+    validateGracefulCancel = ({ gracefulCancel, cancelSignal, ipc, serialization }) => {
+      if (!gracefulCancel) {
+        return;
+      }
+      if (cancelSignal === void 0) {
+        throw new Error("The `cancelSignal` option must be defined when setting the `gracefulCancel` option.");
+      }
+      if (!ipc) {
+        throw new Error("The `ipc` option cannot be false when setting the `gracefulCancel` option.");
+      }
+      if (serialization === "json") {
+        throw new Error("The `serialization` option cannot be 'json' when setting the `gracefulCancel` option.");
+      }
+    };
+    throwOnGracefulCancel = ({
+      subprocess,
+      cancelSignal,
+      gracefulCancel,
+      forceKillAfterDelay,
+      context,
+      controller
+    }) => gracefulCancel ? [sendOnAbort({
+      subprocess,
+      cancelSignal,
+      forceKillAfterDelay,
+      context,
+      controller
+    })] : [];
+    sendOnAbort = async ({ subprocess, cancelSignal, forceKillAfterDelay, context, controller: { signal } }) => {
+      await onAbortedSignal(cancelSignal, signal);
+      const reason = getReason(cancelSignal);
+      await sendAbort(subprocess, reason);
+      killOnTimeout({
+        kill: subprocess.kill,
+        forceKillAfterDelay,
+        context,
+        controllerSignal: signal
+      });
+      context.terminationReason ??= "gracefulCancel";
+      throw cancelSignal.reason;
+    };
+    getReason = ({ reason }) => {
+      if (!(reason instanceof DOMException)) {
+        return reason;
+      }
+      const error = new Error(reason.message);
+      Object.defineProperty(error, "stack", {
+        value: reason.stack,
+        enumerable: false,
+        configurable: true,
+        writable: true
+      });
+      return error;
+    };
+  }
+});
+
+// node_modules/execa/lib/terminate/timeout.js
+import { setTimeout as setTimeout3 } from "node:timers/promises";
+var validateTimeout, throwOnTimeout, killAfterTimeout;
+var init_timeout = __esm({
+  "node_modules/execa/lib/terminate/timeout.js"() {
+    init_final_error();
+    validateTimeout = ({ timeout }) => {
+      if (timeout !== void 0 && (!Number.isFinite(timeout) || timeout < 0)) {
+        throw new TypeError(`Expected the \`timeout\` option to be a non-negative integer, got \`${timeout}\` (${typeof timeout})`);
+      }
+    };
+    throwOnTimeout = (subprocess, timeout, context, controller) => timeout === 0 || timeout === void 0 ? [] : [killAfterTimeout(subprocess, timeout, context, controller)];
+    killAfterTimeout = async (subprocess, timeout, context, { signal }) => {
+      await setTimeout3(timeout, void 0, { signal });
+      context.terminationReason ??= "timeout";
+      subprocess.kill();
+      throw new DiscardedError();
+    };
+  }
+});
+
+// node_modules/execa/lib/methods/node.js
+import { execPath, execArgv } from "node:process";
+import path4 from "node:path";
+var mapNode, handleNodeOption;
+var init_node2 = __esm({
+  "node_modules/execa/lib/methods/node.js"() {
+    init_file_url();
+    mapNode = ({ options }) => {
+      if (options.node === false) {
+        throw new TypeError('The "node" option cannot be false with `execaNode()`.');
+      }
+      return { options: { ...options, node: true } };
+    };
+    handleNodeOption = (file, commandArguments, {
+      node: shouldHandleNode = false,
+      nodePath = execPath,
+      nodeOptions = execArgv.filter((nodeOption) => !nodeOption.startsWith("--inspect")),
+      cwd,
+      execPath: formerNodePath,
+      ...options
+    }) => {
+      if (formerNodePath !== void 0) {
+        throw new TypeError('The "execPath" option has been removed. Please use the "nodePath" option instead.');
+      }
+      const normalizedNodePath = safeNormalizeFileUrl(nodePath, 'The "nodePath" option');
+      const resolvedNodePath = path4.resolve(cwd, normalizedNodePath);
+      const newOptions = {
+        ...options,
+        nodePath: resolvedNodePath,
+        node: shouldHandleNode,
+        cwd
+      };
+      if (!shouldHandleNode) {
+        return [file, commandArguments, newOptions];
+      }
+      if (path4.basename(file, ".exe") === "node") {
+        throw new TypeError('When the "node" option is true, the first argument does not need to be "node".');
+      }
+      return [
+        resolvedNodePath,
+        [...nodeOptions, file, ...commandArguments],
+        { ipc: true, ...newOptions, shell: false }
+      ];
+    };
+  }
+});
+
+// node_modules/execa/lib/ipc/ipc-input.js
+import { serialize } from "node:v8";
+var validateIpcInputOption, validateAdvancedInput, validateJsonInput, validateIpcInput, sendIpcInput;
+var init_ipc_input = __esm({
+  "node_modules/execa/lib/ipc/ipc-input.js"() {
+    validateIpcInputOption = ({ ipcInput, ipc, serialization }) => {
+      if (ipcInput === void 0) {
+        return;
+      }
+      if (!ipc) {
+        throw new Error("The `ipcInput` option cannot be set unless the `ipc` option is `true`.");
+      }
+      validateIpcInput[serialization](ipcInput);
+    };
+    validateAdvancedInput = (ipcInput) => {
+      try {
+        serialize(ipcInput);
+      } catch (error) {
+        throw new Error("The `ipcInput` option is not serializable with a structured clone.", { cause: error });
+      }
+    };
+    validateJsonInput = (ipcInput) => {
+      try {
+        JSON.stringify(ipcInput);
+      } catch (error) {
+        throw new Error("The `ipcInput` option is not serializable with JSON.", { cause: error });
+      }
+    };
+    validateIpcInput = {
+      advanced: validateAdvancedInput,
+      json: validateJsonInput
+    };
+    sendIpcInput = async (subprocess, ipcInput) => {
+      if (ipcInput === void 0) {
+        return;
+      }
+      await subprocess.sendMessage(ipcInput);
+    };
+  }
+});
+
+// node_modules/execa/lib/arguments/encoding-option.js
+var validateEncoding, TEXT_ENCODINGS, BINARY_ENCODINGS, ENCODINGS, getCorrectEncoding, ENCODING_ALIASES, serializeEncoding;
+var init_encoding_option = __esm({
+  "node_modules/execa/lib/arguments/encoding-option.js"() {
+    validateEncoding = ({ encoding }) => {
+      if (ENCODINGS.has(encoding)) {
+        return;
+      }
+      const correctEncoding = getCorrectEncoding(encoding);
+      if (correctEncoding !== void 0) {
+        throw new TypeError(`Invalid option \`encoding: ${serializeEncoding(encoding)}\`.
+Please rename it to ${serializeEncoding(correctEncoding)}.`);
+      }
+      const correctEncodings = [...ENCODINGS].map((correctEncoding2) => serializeEncoding(correctEncoding2)).join(", ");
+      throw new TypeError(`Invalid option \`encoding: ${serializeEncoding(encoding)}\`.
+Please rename it to one of: ${correctEncodings}.`);
+    };
+    TEXT_ENCODINGS = /* @__PURE__ */ new Set(["utf8", "utf16le"]);
+    BINARY_ENCODINGS = /* @__PURE__ */ new Set(["buffer", "hex", "base64", "base64url", "latin1", "ascii"]);
+    ENCODINGS = /* @__PURE__ */ new Set([...TEXT_ENCODINGS, ...BINARY_ENCODINGS]);
+    getCorrectEncoding = (encoding) => {
+      if (encoding === null) {
+        return "buffer";
+      }
+      if (typeof encoding !== "string") {
+        return;
+      }
+      const lowerEncoding = encoding.toLowerCase();
+      if (lowerEncoding in ENCODING_ALIASES) {
+        return ENCODING_ALIASES[lowerEncoding];
+      }
+      if (ENCODINGS.has(lowerEncoding)) {
+        return lowerEncoding;
+      }
+    };
+    ENCODING_ALIASES = {
+      // eslint-disable-next-line unicorn/text-encoding-identifier-case
+      "utf-8": "utf8",
+      "utf-16le": "utf16le",
+      "ucs-2": "utf16le",
+      ucs2: "utf16le",
+      binary: "latin1"
+    };
+    serializeEncoding = (encoding) => typeof encoding === "string" ? `"${encoding}"` : String(encoding);
+  }
+});
+
+// node_modules/execa/lib/arguments/cwd.js
+import { statSync } from "node:fs";
+import path5 from "node:path";
+import process5 from "node:process";
+var normalizeCwd, getDefaultCwd, fixCwdError;
+var init_cwd = __esm({
+  "node_modules/execa/lib/arguments/cwd.js"() {
+    init_file_url();
+    normalizeCwd = (cwd = getDefaultCwd()) => {
+      const cwdString = safeNormalizeFileUrl(cwd, 'The "cwd" option');
+      return path5.resolve(cwdString);
+    };
+    getDefaultCwd = () => {
+      try {
+        return process5.cwd();
+      } catch (error) {
+        error.message = `The current directory does not exist.
+${error.message}`;
+        throw error;
+      }
+    };
+    fixCwdError = (originalMessage, cwd) => {
+      if (cwd === getDefaultCwd()) {
+        return originalMessage;
+      }
+      let cwdStat;
+      try {
+        cwdStat = statSync(cwd);
+      } catch (error) {
+        return `The "cwd" option is invalid: ${cwd}.
+${error.message}
+${originalMessage}`;
+      }
+      if (!cwdStat.isDirectory()) {
+        return `The "cwd" option is not a directory: ${cwd}.
+${originalMessage}`;
+      }
+      return originalMessage;
+    };
+  }
+});
+
+// node_modules/execa/lib/arguments/options.js
+import path6 from "node:path";
+import process6 from "node:process";
+var import_cross_spawn, normalizeOptions, addDefaultOptions, getEnv;
+var init_options = __esm({
+  "node_modules/execa/lib/arguments/options.js"() {
+    import_cross_spawn = __toESM(require_cross_spawn(), 1);
+    init_npm_run_path();
+    init_kill();
+    init_signal();
+    init_cancel();
+    init_graceful2();
+    init_timeout();
+    init_node2();
+    init_ipc_input();
+    init_encoding_option();
+    init_cwd();
+    init_file_url();
+    init_specific();
+    normalizeOptions = (filePath, rawArguments, rawOptions2) => {
+      rawOptions2.cwd = normalizeCwd(rawOptions2.cwd);
+      const [processedFile, processedArguments, processedOptions] = handleNodeOption(filePath, rawArguments, rawOptions2);
+      const { command: file, args: commandArguments, options: initialOptions } = import_cross_spawn.default._parse(processedFile, processedArguments, processedOptions);
+      const fdOptions = normalizeFdSpecificOptions(initialOptions);
+      const options = addDefaultOptions(fdOptions);
+      validateTimeout(options);
+      validateEncoding(options);
+      validateIpcInputOption(options);
+      validateCancelSignal(options);
+      validateGracefulCancel(options);
+      options.shell = normalizeFileUrl(options.shell);
+      options.env = getEnv(options);
+      options.killSignal = normalizeKillSignal(options.killSignal);
+      options.forceKillAfterDelay = normalizeForceKillAfterDelay(options.forceKillAfterDelay);
+      options.lines = options.lines.map((lines2, fdNumber) => lines2 && !BINARY_ENCODINGS.has(options.encoding) && options.buffer[fdNumber]);
+      if (process6.platform === "win32" && path6.basename(file, ".exe") === "cmd") {
+        commandArguments.unshift("/q");
+      }
+      return { file, commandArguments, options };
+    };
+    addDefaultOptions = ({
+      extendEnv = true,
+      preferLocal = false,
+      cwd,
+      localDir: localDirectory = cwd,
+      encoding = "utf8",
+      reject = true,
+      cleanup = true,
+      all = false,
+      windowsHide = true,
+      killSignal = "SIGTERM",
+      forceKillAfterDelay = true,
+      gracefulCancel = false,
+      ipcInput,
+      ipc = ipcInput !== void 0 || gracefulCancel,
+      serialization = "advanced",
+      ...options
+    }) => ({
+      ...options,
+      extendEnv,
+      preferLocal,
+      cwd,
+      localDirectory,
+      encoding,
+      reject,
+      cleanup,
+      all,
+      windowsHide,
+      killSignal,
+      forceKillAfterDelay,
+      gracefulCancel,
+      ipcInput,
+      ipc,
+      serialization
+    });
+    getEnv = ({ env: envOption, extendEnv, preferLocal, node, localDirectory, nodePath }) => {
+      const env = extendEnv ? { ...process6.env, ...envOption } : envOption;
+      if (preferLocal || node) {
+        return npmRunPathEnv({
+          env,
+          cwd: localDirectory,
+          execPath: nodePath,
+          preferLocal,
+          addExecPath: node
+        });
+      }
+      return env;
+    };
+  }
+});
+
+// node_modules/execa/lib/arguments/shell.js
+var concatenateShell;
+var init_shell = __esm({
+  "node_modules/execa/lib/arguments/shell.js"() {
+    concatenateShell = (file, commandArguments, options) => options.shell && commandArguments.length > 0 ? [[file, ...commandArguments].join(" "), [], options] : [file, commandArguments, options];
+  }
+});
+
+// node_modules/strip-final-newline/index.js
+function stripFinalNewline(input) {
+  if (typeof input === "string") {
+    return stripFinalNewlineString(input);
+  }
+  if (!(ArrayBuffer.isView(input) && input.BYTES_PER_ELEMENT === 1)) {
+    throw new Error("Input must be a string or a Uint8Array");
+  }
+  return stripFinalNewlineBinary(input);
+}
+var stripFinalNewlineString, stripFinalNewlineBinary, LF, LF_BINARY, CR, CR_BINARY;
+var init_strip_final_newline = __esm({
+  "node_modules/strip-final-newline/index.js"() {
+    stripFinalNewlineString = (input) => input.at(-1) === LF ? input.slice(0, input.at(-2) === CR ? -2 : -1) : input;
+    stripFinalNewlineBinary = (input) => input.at(-1) === LF_BINARY ? input.subarray(0, input.at(-2) === CR_BINARY ? -2 : -1) : input;
+    LF = "\n";
+    LF_BINARY = LF.codePointAt(0);
+    CR = "\r";
+    CR_BINARY = CR.codePointAt(0);
+  }
+});
+
+// node_modules/is-stream/index.js
+function isStream(stream, { checkOpen = true } = {}) {
+  return stream !== null && typeof stream === "object" && (stream.writable || stream.readable || !checkOpen || stream.writable === void 0 && stream.readable === void 0) && typeof stream.pipe === "function";
+}
+function isWritableStream(stream, { checkOpen = true } = {}) {
+  return isStream(stream, { checkOpen }) && (stream.writable || !checkOpen) && typeof stream.write === "function" && typeof stream.end === "function" && typeof stream.writable === "boolean" && typeof stream.writableObjectMode === "boolean" && typeof stream.destroy === "function" && typeof stream.destroyed === "boolean";
+}
+function isReadableStream(stream, { checkOpen = true } = {}) {
+  return isStream(stream, { checkOpen }) && (stream.readable || !checkOpen) && typeof stream.read === "function" && typeof stream.readable === "boolean" && typeof stream.readableObjectMode === "boolean" && typeof stream.destroy === "function" && typeof stream.destroyed === "boolean";
+}
+function isDuplexStream(stream, options) {
+  return isWritableStream(stream, options) && isReadableStream(stream, options);
+}
+var init_is_stream = __esm({
+  "node_modules/is-stream/index.js"() {
+  }
+});
+
+// node_modules/@sec-ant/readable-stream/dist/ponyfill/asyncIterator.js
+function i() {
+  return this[n].next();
+}
+function o(r) {
+  return this[n].return(r);
+}
+function h({ preventCancel: r = false } = {}) {
+  const e = this.getReader(), t = new c(
+    e,
+    r
+  ), s = Object.create(u);
+  return s[n] = t, s;
+}
+var a, c, n, u;
+var init_asyncIterator = __esm({
+  "node_modules/@sec-ant/readable-stream/dist/ponyfill/asyncIterator.js"() {
+    a = Object.getPrototypeOf(
+      Object.getPrototypeOf(
+        /* istanbul ignore next */
+        async function* () {
+        }
+      ).prototype
+    );
+    c = class {
+      #t;
+      #n;
+      #r = false;
+      #e = void 0;
+      constructor(e, t) {
+        this.#t = e, this.#n = t;
+      }
+      next() {
+        const e = () => this.#s();
+        return this.#e = this.#e ? this.#e.then(e, e) : e(), this.#e;
+      }
+      return(e) {
+        const t = () => this.#i(e);
+        return this.#e ? this.#e.then(t, t) : t();
+      }
+      async #s() {
+        if (this.#r)
+          return {
+            done: true,
+            value: void 0
+          };
+        let e;
+        try {
+          e = await this.#t.read();
+        } catch (t) {
+          throw this.#e = void 0, this.#r = true, this.#t.releaseLock(), t;
+        }
+        return e.done && (this.#e = void 0, this.#r = true, this.#t.releaseLock()), e;
+      }
+      async #i(e) {
+        if (this.#r)
+          return {
+            done: true,
+            value: e
+          };
+        if (this.#r = true, !this.#n) {
+          const t = this.#t.cancel(e);
+          return this.#t.releaseLock(), await t, {
+            done: true,
+            value: e
+          };
+        }
+        return this.#t.releaseLock(), {
+          done: true,
+          value: e
+        };
+      }
+    };
+    n = Symbol();
+    Object.defineProperty(i, "name", { value: "next" });
+    Object.defineProperty(o, "name", { value: "return" });
+    u = Object.create(a, {
+      next: {
+        enumerable: true,
+        configurable: true,
+        writable: true,
+        value: i
+      },
+      return: {
+        enumerable: true,
+        configurable: true,
+        writable: true,
+        value: o
+      }
+    });
+  }
+});
+
+// node_modules/@sec-ant/readable-stream/dist/ponyfill/fromAnyIterable.js
+var init_fromAnyIterable = __esm({
+  "node_modules/@sec-ant/readable-stream/dist/ponyfill/fromAnyIterable.js"() {
+  }
+});
+
+// node_modules/@sec-ant/readable-stream/dist/ponyfill/index.js
+var init_ponyfill = __esm({
+  "node_modules/@sec-ant/readable-stream/dist/ponyfill/index.js"() {
+    init_asyncIterator();
+    init_fromAnyIterable();
+  }
+});
+
+// node_modules/get-stream/source/stream.js
+var getAsyncIterable, toString, getStreamIterable, handleStreamEnd, nodeImports;
+var init_stream = __esm({
+  "node_modules/get-stream/source/stream.js"() {
+    init_is_stream();
+    init_ponyfill();
+    getAsyncIterable = (stream) => {
+      if (isReadableStream(stream, { checkOpen: false }) && nodeImports.on !== void 0) {
+        return getStreamIterable(stream);
+      }
+      if (typeof stream?.[Symbol.asyncIterator] === "function") {
+        return stream;
+      }
+      if (toString.call(stream) === "[object ReadableStream]") {
+        return h.call(stream);
+      }
+      throw new TypeError("The first argument must be a Readable, a ReadableStream, or an async iterable.");
+    };
+    ({ toString } = Object.prototype);
+    getStreamIterable = async function* (stream) {
+      const controller = new AbortController();
+      const state = {};
+      handleStreamEnd(stream, controller, state);
+      try {
+        for await (const [chunk] of nodeImports.on(stream, "data", { signal: controller.signal })) {
+          yield chunk;
+        }
+      } catch (error) {
+        if (state.error !== void 0) {
+          throw state.error;
+        } else if (!controller.signal.aborted) {
+          throw error;
+        }
+      } finally {
+        stream.destroy();
+      }
+    };
+    handleStreamEnd = async (stream, controller, state) => {
+      try {
+        await nodeImports.finished(stream, {
+          cleanup: true,
+          readable: true,
+          writable: false,
+          error: false
+        });
+      } catch (error) {
+        state.error = error;
+      } finally {
+        controller.abort();
+      }
+    };
+    nodeImports = {};
+  }
+});
+
+// node_modules/get-stream/source/contents.js
+var getStreamContents, appendFinalChunk, appendChunk, addNewChunk, getChunkType, objectToString2, MaxBufferError;
+var init_contents = __esm({
+  "node_modules/get-stream/source/contents.js"() {
+    init_stream();
+    getStreamContents = async (stream, { init, convertChunk, getSize, truncateChunk, addChunk, getFinalChunk, finalize }, { maxBuffer = Number.POSITIVE_INFINITY } = {}) => {
+      const asyncIterable = getAsyncIterable(stream);
+      const state = init();
+      state.length = 0;
+      try {
+        for await (const chunk of asyncIterable) {
+          const chunkType = getChunkType(chunk);
+          const convertedChunk = convertChunk[chunkType](chunk, state);
+          appendChunk({
+            convertedChunk,
+            state,
+            getSize,
+            truncateChunk,
+            addChunk,
+            maxBuffer
+          });
+        }
+        appendFinalChunk({
+          state,
+          convertChunk,
+          getSize,
+          truncateChunk,
+          addChunk,
+          getFinalChunk,
+          maxBuffer
+        });
+        return finalize(state);
+      } catch (error) {
+        const normalizedError = typeof error === "object" && error !== null ? error : new Error(error);
+        normalizedError.bufferedData = finalize(state);
+        throw normalizedError;
+      }
+    };
+    appendFinalChunk = ({ state, getSize, truncateChunk, addChunk, getFinalChunk, maxBuffer }) => {
+      const convertedChunk = getFinalChunk(state);
+      if (convertedChunk !== void 0) {
+        appendChunk({
+          convertedChunk,
+          state,
+          getSize,
+          truncateChunk,
+          addChunk,
+          maxBuffer
+        });
+      }
+    };
+    appendChunk = ({ convertedChunk, state, getSize, truncateChunk, addChunk, maxBuffer }) => {
+      const chunkSize = getSize(convertedChunk);
+      const newLength = state.length + chunkSize;
+      if (newLength <= maxBuffer) {
+        addNewChunk(convertedChunk, state, addChunk, newLength);
+        return;
+      }
+      const truncatedChunk = truncateChunk(convertedChunk, maxBuffer - state.length);
+      if (truncatedChunk !== void 0) {
+        addNewChunk(truncatedChunk, state, addChunk, maxBuffer);
+      }
+      throw new MaxBufferError();
+    };
+    addNewChunk = (convertedChunk, state, addChunk, newLength) => {
+      state.contents = addChunk(convertedChunk, state, newLength);
+      state.length = newLength;
+    };
+    getChunkType = (chunk) => {
+      const typeOfChunk = typeof chunk;
+      if (typeOfChunk === "string") {
+        return "string";
+      }
+      if (typeOfChunk !== "object" || chunk === null) {
+        return "others";
+      }
+      if (globalThis.Buffer?.isBuffer(chunk)) {
+        return "buffer";
+      }
+      const prototypeName = objectToString2.call(chunk);
+      if (prototypeName === "[object ArrayBuffer]") {
+        return "arrayBuffer";
+      }
+      if (prototypeName === "[object DataView]") {
+        return "dataView";
+      }
+      if (Number.isInteger(chunk.byteLength) && Number.isInteger(chunk.byteOffset) && objectToString2.call(chunk.buffer) === "[object ArrayBuffer]") {
+        return "typedArray";
+      }
+      return "others";
+    };
+    ({ toString: objectToString2 } = Object.prototype);
+    MaxBufferError = class extends Error {
+      name = "MaxBufferError";
+      constructor() {
+        super("maxBuffer exceeded");
+      }
+    };
+  }
+});
+
+// node_modules/get-stream/source/utils.js
+var identity2, noop, getContentsProperty, throwObjectStream, getLengthProperty;
+var init_utils = __esm({
+  "node_modules/get-stream/source/utils.js"() {
+    identity2 = (value) => value;
+    noop = () => void 0;
+    getContentsProperty = ({ contents }) => contents;
+    throwObjectStream = (chunk) => {
+      throw new Error(`Streams in object mode are not supported: ${String(chunk)}`);
+    };
+    getLengthProperty = (convertedChunk) => convertedChunk.length;
+  }
+});
+
+// node_modules/get-stream/source/array.js
+async function getStreamAsArray(stream, options) {
+  return getStreamContents(stream, arrayMethods, options);
+}
+var initArray, increment, addArrayChunk, arrayMethods;
+var init_array = __esm({
+  "node_modules/get-stream/source/array.js"() {
+    init_contents();
+    init_utils();
+    initArray = () => ({ contents: [] });
+    increment = () => 1;
+    addArrayChunk = (convertedChunk, { contents }) => {
+      contents.push(convertedChunk);
+      return contents;
+    };
+    arrayMethods = {
+      init: initArray,
+      convertChunk: {
+        string: identity2,
+        buffer: identity2,
+        arrayBuffer: identity2,
+        dataView: identity2,
+        typedArray: identity2,
+        others: identity2
+      },
+      getSize: increment,
+      truncateChunk: noop,
+      addChunk: addArrayChunk,
+      getFinalChunk: noop,
+      finalize: getContentsProperty
+    };
+  }
+});
+
+// node_modules/get-stream/source/array-buffer.js
+async function getStreamAsArrayBuffer(stream, options) {
+  return getStreamContents(stream, arrayBufferMethods, options);
+}
+var initArrayBuffer, useTextEncoder, textEncoder2, useUint8Array, useUint8ArrayWithOffset, truncateArrayBufferChunk, addArrayBufferChunk, resizeArrayBufferSlow, resizeArrayBuffer, getNewContentsLength, SCALE_FACTOR, finalizeArrayBuffer, hasArrayBufferResize, arrayBufferMethods;
+var init_array_buffer = __esm({
+  "node_modules/get-stream/source/array-buffer.js"() {
+    init_contents();
+    init_utils();
+    initArrayBuffer = () => ({ contents: new ArrayBuffer(0) });
+    useTextEncoder = (chunk) => textEncoder2.encode(chunk);
+    textEncoder2 = new TextEncoder();
+    useUint8Array = (chunk) => new Uint8Array(chunk);
+    useUint8ArrayWithOffset = (chunk) => new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    truncateArrayBufferChunk = (convertedChunk, chunkSize) => convertedChunk.slice(0, chunkSize);
+    addArrayBufferChunk = (convertedChunk, { contents, length: previousLength }, length) => {
+      const newContents = hasArrayBufferResize() ? resizeArrayBuffer(contents, length) : resizeArrayBufferSlow(contents, length);
+      new Uint8Array(newContents).set(convertedChunk, previousLength);
+      return newContents;
+    };
+    resizeArrayBufferSlow = (contents, length) => {
+      if (length <= contents.byteLength) {
+        return contents;
+      }
+      const arrayBuffer = new ArrayBuffer(getNewContentsLength(length));
+      new Uint8Array(arrayBuffer).set(new Uint8Array(contents), 0);
+      return arrayBuffer;
+    };
+    resizeArrayBuffer = (contents, length) => {
+      if (length <= contents.maxByteLength) {
+        contents.resize(length);
+        return contents;
+      }
+      const arrayBuffer = new ArrayBuffer(length, { maxByteLength: getNewContentsLength(length) });
+      new Uint8Array(arrayBuffer).set(new Uint8Array(contents), 0);
+      return arrayBuffer;
+    };
+    getNewContentsLength = (length) => SCALE_FACTOR ** Math.ceil(Math.log(length) / Math.log(SCALE_FACTOR));
+    SCALE_FACTOR = 2;
+    finalizeArrayBuffer = ({ contents, length }) => hasArrayBufferResize() ? contents : contents.slice(0, length);
+    hasArrayBufferResize = () => "resize" in ArrayBuffer.prototype;
+    arrayBufferMethods = {
+      init: initArrayBuffer,
+      convertChunk: {
+        string: useTextEncoder,
+        buffer: useUint8Array,
+        arrayBuffer: useUint8Array,
+        dataView: useUint8ArrayWithOffset,
+        typedArray: useUint8ArrayWithOffset,
+        others: throwObjectStream
+      },
+      getSize: getLengthProperty,
+      truncateChunk: truncateArrayBufferChunk,
+      addChunk: addArrayBufferChunk,
+      getFinalChunk: noop,
+      finalize: finalizeArrayBuffer
+    };
+  }
+});
+
+// node_modules/get-stream/source/string.js
+async function getStreamAsString(stream, options) {
+  return getStreamContents(stream, stringMethods, options);
+}
+var initString, useTextDecoder, addStringChunk, truncateStringChunk, getFinalStringChunk, stringMethods;
+var init_string = __esm({
+  "node_modules/get-stream/source/string.js"() {
+    init_contents();
+    init_utils();
+    initString = () => ({ contents: "", textDecoder: new TextDecoder() });
+    useTextDecoder = (chunk, { textDecoder: textDecoder2 }) => textDecoder2.decode(chunk, { stream: true });
+    addStringChunk = (convertedChunk, { contents }) => contents + convertedChunk;
+    truncateStringChunk = (convertedChunk, chunkSize) => convertedChunk.slice(0, chunkSize);
+    getFinalStringChunk = ({ textDecoder: textDecoder2 }) => {
+      const finalChunk = textDecoder2.decode();
+      return finalChunk === "" ? void 0 : finalChunk;
+    };
+    stringMethods = {
+      init: initString,
+      convertChunk: {
+        string: identity2,
+        buffer: useTextDecoder,
+        arrayBuffer: useTextDecoder,
+        dataView: useTextDecoder,
+        typedArray: useTextDecoder,
+        others: throwObjectStream
+      },
+      getSize: getLengthProperty,
+      truncateChunk: truncateStringChunk,
+      addChunk: addStringChunk,
+      getFinalChunk: getFinalStringChunk,
+      finalize: getContentsProperty
+    };
+  }
+});
+
+// node_modules/get-stream/source/exports.js
+var init_exports = __esm({
+  "node_modules/get-stream/source/exports.js"() {
+    init_array();
+    init_array_buffer();
+    init_string();
+    init_contents();
+  }
+});
+
+// node_modules/get-stream/source/index.js
+import { on } from "node:events";
+import { finished } from "node:stream/promises";
+var init_source = __esm({
+  "node_modules/get-stream/source/index.js"() {
+    init_stream();
+    init_exports();
+    Object.assign(nodeImports, { on, finished });
+  }
+});
+
+// node_modules/execa/lib/io/max-buffer.js
+var handleMaxBuffer, getMaxBufferUnit, checkIpcMaxBuffer, getMaxBufferMessage, getMaxBufferInfo, isMaxBufferSync, truncateMaxBufferSync, getMaxBufferSync;
+var init_max_buffer = __esm({
+  "node_modules/execa/lib/io/max-buffer.js"() {
+    init_source();
+    init_standard_stream();
+    init_specific();
+    handleMaxBuffer = ({ error, stream, readableObjectMode, lines: lines2, encoding, fdNumber }) => {
+      if (!(error instanceof MaxBufferError)) {
+        throw error;
+      }
+      if (fdNumber === "all") {
+        return error;
+      }
+      const unit = getMaxBufferUnit(readableObjectMode, lines2, encoding);
+      error.maxBufferInfo = { fdNumber, unit };
+      stream.destroy();
+      throw error;
+    };
+    getMaxBufferUnit = (readableObjectMode, lines2, encoding) => {
+      if (readableObjectMode) {
+        return "objects";
+      }
+      if (lines2) {
+        return "lines";
+      }
+      if (encoding === "buffer") {
+        return "bytes";
+      }
+      return "characters";
+    };
+    checkIpcMaxBuffer = (subprocess, ipcOutput, maxBuffer) => {
+      if (ipcOutput.length !== maxBuffer) {
+        return;
+      }
+      const error = new MaxBufferError();
+      error.maxBufferInfo = { fdNumber: "ipc" };
+      throw error;
+    };
+    getMaxBufferMessage = (error, maxBuffer) => {
+      const { streamName, threshold, unit } = getMaxBufferInfo(error, maxBuffer);
+      return `Command's ${streamName} was larger than ${threshold} ${unit}`;
+    };
+    getMaxBufferInfo = (error, maxBuffer) => {
+      if (error?.maxBufferInfo === void 0) {
+        return { streamName: "output", threshold: maxBuffer[1], unit: "bytes" };
+      }
+      const { maxBufferInfo: { fdNumber, unit } } = error;
+      delete error.maxBufferInfo;
+      const threshold = getFdSpecificValue(maxBuffer, fdNumber);
+      if (fdNumber === "ipc") {
+        return { streamName: "IPC output", threshold, unit: "messages" };
+      }
+      return { streamName: getStreamName(fdNumber), threshold, unit };
+    };
+    isMaxBufferSync = (resultError, output, maxBuffer) => resultError?.code === "ENOBUFS" && output !== null && output.some((result) => result !== null && result.length > getMaxBufferSync(maxBuffer));
+    truncateMaxBufferSync = (result, isMaxBuffer, maxBuffer) => {
+      if (!isMaxBuffer) {
+        return result;
+      }
+      const maxBufferValue = getMaxBufferSync(maxBuffer);
+      return result.length > maxBufferValue ? result.slice(0, maxBufferValue) : result;
+    };
+    getMaxBufferSync = ([, stdoutMaxBuffer]) => stdoutMaxBuffer;
+  }
+});
+
+// node_modules/execa/lib/return/message.js
+import { inspect as inspect2 } from "node:util";
+var createMessages, getErrorPrefix, getForcefulSuffix, getOriginalMessage, serializeIpcMessage, serializeMessagePart, serializeMessageItem;
+var init_message = __esm({
+  "node_modules/execa/lib/return/message.js"() {
+    init_strip_final_newline();
+    init_uint_array();
+    init_cwd();
+    init_escape();
+    init_max_buffer();
+    init_signal();
+    init_final_error();
+    createMessages = ({
+      stdio,
+      all,
+      ipcOutput,
+      originalError,
+      signal,
+      signalDescription,
+      exitCode,
+      escapedCommand,
+      timedOut,
+      isCanceled,
+      isGracefullyCanceled,
+      isMaxBuffer,
+      isForcefullyTerminated,
+      forceKillAfterDelay,
+      killSignal,
+      maxBuffer,
+      timeout,
+      cwd
+    }) => {
+      const errorCode = originalError?.code;
+      const prefix = getErrorPrefix({
+        originalError,
+        timedOut,
+        timeout,
+        isMaxBuffer,
+        maxBuffer,
+        errorCode,
+        signal,
+        signalDescription,
+        exitCode,
+        isCanceled,
+        isGracefullyCanceled,
+        isForcefullyTerminated,
+        forceKillAfterDelay,
+        killSignal
+      });
+      const originalMessage = getOriginalMessage(originalError, cwd);
+      const suffix = originalMessage === void 0 ? "" : `
+${originalMessage}`;
+      const shortMessage = `${prefix}: ${escapedCommand}${suffix}`;
+      const messageStdio = all === void 0 ? [stdio[2], stdio[1]] : [all];
+      const message = [
+        shortMessage,
+        ...messageStdio,
+        ...stdio.slice(3),
+        ipcOutput.map((ipcMessage) => serializeIpcMessage(ipcMessage)).join("\n")
+      ].map((messagePart) => escapeLines(stripFinalNewline(serializeMessagePart(messagePart)))).filter(Boolean).join("\n\n");
+      return { originalMessage, shortMessage, message };
+    };
+    getErrorPrefix = ({
+      originalError,
+      timedOut,
+      timeout,
+      isMaxBuffer,
+      maxBuffer,
+      errorCode,
+      signal,
+      signalDescription,
+      exitCode,
+      isCanceled,
+      isGracefullyCanceled,
+      isForcefullyTerminated,
+      forceKillAfterDelay,
+      killSignal
+    }) => {
+      const forcefulSuffix = getForcefulSuffix(isForcefullyTerminated, forceKillAfterDelay);
+      if (timedOut) {
+        return `Command timed out after ${timeout} milliseconds${forcefulSuffix}`;
+      }
+      if (isGracefullyCanceled) {
+        if (signal === void 0) {
+          return `Command was gracefully canceled with exit code ${exitCode}`;
+        }
+        return isForcefullyTerminated ? `Command was gracefully canceled${forcefulSuffix}` : `Command was gracefully canceled with ${signal} (${signalDescription})`;
+      }
+      if (isCanceled) {
+        return `Command was canceled${forcefulSuffix}`;
+      }
+      if (isMaxBuffer) {
+        return `${getMaxBufferMessage(originalError, maxBuffer)}${forcefulSuffix}`;
+      }
+      if (errorCode !== void 0) {
+        return `Command failed with ${errorCode}${forcefulSuffix}`;
+      }
+      if (isForcefullyTerminated) {
+        return `Command was killed with ${killSignal} (${getSignalDescription(killSignal)})${forcefulSuffix}`;
+      }
+      if (signal !== void 0) {
+        return `Command was killed with ${signal} (${signalDescription})`;
+      }
+      if (exitCode !== void 0) {
+        return `Command failed with exit code ${exitCode}`;
+      }
+      return "Command failed";
+    };
+    getForcefulSuffix = (isForcefullyTerminated, forceKillAfterDelay) => isForcefullyTerminated ? ` and was forcefully terminated after ${forceKillAfterDelay} milliseconds` : "";
+    getOriginalMessage = (originalError, cwd) => {
+      if (originalError instanceof DiscardedError) {
+        return;
+      }
+      const originalMessage = isExecaError(originalError) ? originalError.originalMessage : String(originalError?.message ?? originalError);
+      const escapedOriginalMessage = escapeLines(fixCwdError(originalMessage, cwd));
+      return escapedOriginalMessage === "" ? void 0 : escapedOriginalMessage;
+    };
+    serializeIpcMessage = (ipcMessage) => typeof ipcMessage === "string" ? ipcMessage : inspect2(ipcMessage);
+    serializeMessagePart = (messagePart) => Array.isArray(messagePart) ? messagePart.map((messageItem) => stripFinalNewline(serializeMessageItem(messageItem))).filter(Boolean).join("\n") : serializeMessageItem(messagePart);
+    serializeMessageItem = (messageItem) => {
+      if (typeof messageItem === "string") {
+        return messageItem;
+      }
+      if (isUint8Array(messageItem)) {
+        return uint8ArrayToString(messageItem);
+      }
+      return "";
+    };
+  }
+});
+
+// node_modules/execa/lib/return/result.js
+var makeSuccessResult, makeEarlyError, makeError, getErrorProperties, omitUndefinedProperties, normalizeExitPayload;
+var init_result = __esm({
+  "node_modules/execa/lib/return/result.js"() {
+    init_signal();
+    init_duration();
+    init_final_error();
+    init_message();
+    makeSuccessResult = ({
+      command,
+      escapedCommand,
+      stdio,
+      all,
+      ipcOutput,
+      options: { cwd },
+      startTime
+    }) => omitUndefinedProperties({
+      command,
+      escapedCommand,
+      cwd,
+      durationMs: getDurationMs(startTime),
+      failed: false,
+      timedOut: false,
+      isCanceled: false,
+      isGracefullyCanceled: false,
+      isTerminated: false,
+      isMaxBuffer: false,
+      isForcefullyTerminated: false,
+      exitCode: 0,
+      stdout: stdio[1],
+      stderr: stdio[2],
+      all,
+      stdio,
+      ipcOutput,
+      pipedFrom: []
+    });
+    makeEarlyError = ({
+      error,
+      command,
+      escapedCommand,
+      fileDescriptors,
+      options,
+      startTime,
+      isSync
+    }) => makeError({
+      error,
+      command,
+      escapedCommand,
+      startTime,
+      timedOut: false,
+      isCanceled: false,
+      isGracefullyCanceled: false,
+      isMaxBuffer: false,
+      isForcefullyTerminated: false,
+      stdio: Array.from({ length: fileDescriptors.length }),
+      ipcOutput: [],
+      options,
+      isSync
+    });
+    makeError = ({
+      error: originalError,
+      command,
+      escapedCommand,
+      startTime,
+      timedOut,
+      isCanceled,
+      isGracefullyCanceled,
+      isMaxBuffer,
+      isForcefullyTerminated,
+      exitCode: rawExitCode,
+      signal: rawSignal,
+      stdio,
+      all,
+      ipcOutput,
+      options: {
+        timeoutDuration,
+        timeout = timeoutDuration,
+        forceKillAfterDelay,
+        killSignal,
+        cwd,
+        maxBuffer
+      },
+      isSync
+    }) => {
+      const { exitCode, signal, signalDescription } = normalizeExitPayload(rawExitCode, rawSignal);
+      const { originalMessage, shortMessage, message } = createMessages({
+        stdio,
+        all,
+        ipcOutput,
+        originalError,
+        signal,
+        signalDescription,
+        exitCode,
+        escapedCommand,
+        timedOut,
+        isCanceled,
+        isGracefullyCanceled,
+        isMaxBuffer,
+        isForcefullyTerminated,
+        forceKillAfterDelay,
+        killSignal,
+        maxBuffer,
+        timeout,
+        cwd
+      });
+      const error = getFinalError(originalError, message, isSync);
+      Object.assign(error, getErrorProperties({
+        error,
+        command,
+        escapedCommand,
+        startTime,
+        timedOut,
+        isCanceled,
+        isGracefullyCanceled,
+        isMaxBuffer,
+        isForcefullyTerminated,
+        exitCode,
+        signal,
+        signalDescription,
+        stdio,
+        all,
+        ipcOutput,
+        cwd,
+        originalMessage,
+        shortMessage
+      }));
+      return error;
+    };
+    getErrorProperties = ({
+      error,
+      command,
+      escapedCommand,
+      startTime,
+      timedOut,
+      isCanceled,
+      isGracefullyCanceled,
+      isMaxBuffer,
+      isForcefullyTerminated,
+      exitCode,
+      signal,
+      signalDescription,
+      stdio,
+      all,
+      ipcOutput,
+      cwd,
+      originalMessage,
+      shortMessage
+    }) => omitUndefinedProperties({
+      shortMessage,
+      originalMessage,
+      command,
+      escapedCommand,
+      cwd,
+      durationMs: getDurationMs(startTime),
+      failed: true,
+      timedOut,
+      isCanceled,
+      isGracefullyCanceled,
+      isTerminated: signal !== void 0,
+      isMaxBuffer,
+      isForcefullyTerminated,
+      exitCode,
+      signal,
+      signalDescription,
+      code: error.cause?.code,
+      stdout: stdio[1],
+      stderr: stdio[2],
+      all,
+      stdio,
+      ipcOutput,
+      pipedFrom: []
+    });
+    omitUndefinedProperties = (result) => Object.fromEntries(Object.entries(result).filter(([, value]) => value !== void 0));
+    normalizeExitPayload = (rawExitCode, rawSignal) => {
+      const exitCode = rawExitCode === null ? void 0 : rawExitCode;
+      const signal = rawSignal === null ? void 0 : rawSignal;
+      const signalDescription = signal === void 0 ? void 0 : getSignalDescription(rawSignal);
+      return { exitCode, signal, signalDescription };
+    };
+  }
+});
+
+// node_modules/parse-ms/index.js
+function parseNumber(milliseconds) {
+  return {
+    days: Math.trunc(milliseconds / 864e5),
+    hours: Math.trunc(milliseconds / 36e5 % 24),
+    minutes: Math.trunc(milliseconds / 6e4 % 60),
+    seconds: Math.trunc(milliseconds / 1e3 % 60),
+    milliseconds: Math.trunc(milliseconds % 1e3),
+    microseconds: Math.trunc(toZeroIfInfinity(milliseconds * 1e3) % 1e3),
+    nanoseconds: Math.trunc(toZeroIfInfinity(milliseconds * 1e6) % 1e3)
+  };
+}
+function parseBigint(milliseconds) {
+  return {
+    days: milliseconds / 86400000n,
+    hours: milliseconds / 3600000n % 24n,
+    minutes: milliseconds / 60000n % 60n,
+    seconds: milliseconds / 1000n % 60n,
+    milliseconds: milliseconds % 1000n,
+    microseconds: 0n,
+    nanoseconds: 0n
+  };
+}
+function parseMilliseconds(milliseconds) {
+  switch (typeof milliseconds) {
+    case "number": {
+      if (Number.isFinite(milliseconds)) {
+        return parseNumber(milliseconds);
+      }
+      break;
+    }
+    case "bigint": {
+      return parseBigint(milliseconds);
+    }
+  }
+  throw new TypeError("Expected a finite number or bigint");
+}
+var toZeroIfInfinity;
+var init_parse_ms = __esm({
+  "node_modules/parse-ms/index.js"() {
+    toZeroIfInfinity = (value) => Number.isFinite(value) ? value : 0;
+  }
+});
+
+// node_modules/pretty-ms/index.js
+function prettyMilliseconds(milliseconds, options) {
+  const isBigInt = typeof milliseconds === "bigint";
+  if (!isBigInt && !Number.isFinite(milliseconds)) {
+    throw new TypeError("Expected a finite number or bigint");
+  }
+  options = { ...options };
+  const sign4 = milliseconds < 0 ? "-" : "";
+  milliseconds = milliseconds < 0 ? -milliseconds : milliseconds;
+  if (options.colonNotation) {
+    options.compact = false;
+    options.formatSubMilliseconds = false;
+    options.separateMilliseconds = false;
+    options.verbose = false;
+  }
+  if (options.compact) {
+    options.unitCount = 1;
+    options.secondsDecimalDigits = 0;
+    options.millisecondsDecimalDigits = 0;
+  }
+  let result = [];
+  const floorDecimals = (value, decimalDigits) => {
+    const flooredInterimValue = Math.floor(value * 10 ** decimalDigits + SECOND_ROUNDING_EPSILON);
+    const flooredValue = Math.round(flooredInterimValue) / 10 ** decimalDigits;
+    return flooredValue.toFixed(decimalDigits);
+  };
+  const add = (value, long, short, valueString) => {
+    if ((result.length === 0 || !options.colonNotation) && isZero(value) && !(options.colonNotation && short === "m")) {
+      return;
+    }
+    valueString ??= String(value);
+    if (options.colonNotation) {
+      const wholeDigits = valueString.includes(".") ? valueString.split(".")[0].length : valueString.length;
+      const minLength = result.length > 0 ? 2 : 1;
+      valueString = "0".repeat(Math.max(0, minLength - wholeDigits)) + valueString;
+    } else {
+      valueString += options.verbose ? " " + pluralize(long, value) : short;
+    }
+    result.push(valueString);
+  };
+  const parsed = parseMilliseconds(milliseconds);
+  const days = BigInt(parsed.days);
+  if (options.hideYearAndDays) {
+    add(BigInt(days) * 24n + BigInt(parsed.hours), "hour", "h");
+  } else {
+    if (options.hideYear) {
+      add(days, "day", "d");
+    } else {
+      add(days / 365n, "year", "y");
+      add(days % 365n, "day", "d");
+    }
+    add(Number(parsed.hours), "hour", "h");
+  }
+  add(Number(parsed.minutes), "minute", "m");
+  if (!options.hideSeconds) {
+    if (options.separateMilliseconds || options.formatSubMilliseconds || !options.colonNotation && milliseconds < 1e3 && !options.subSecondsAsDecimals) {
+      const seconds = Number(parsed.seconds);
+      const milliseconds2 = Number(parsed.milliseconds);
+      const microseconds = Number(parsed.microseconds);
+      const nanoseconds = Number(parsed.nanoseconds);
+      add(seconds, "second", "s");
+      if (options.formatSubMilliseconds) {
+        add(milliseconds2, "millisecond", "ms");
+        add(microseconds, "microsecond", "\xB5s");
+        add(nanoseconds, "nanosecond", "ns");
+      } else {
+        const millisecondsAndBelow = milliseconds2 + microseconds / 1e3 + nanoseconds / 1e6;
+        const millisecondsDecimalDigits = typeof options.millisecondsDecimalDigits === "number" ? options.millisecondsDecimalDigits : 0;
+        const roundedMilliseconds = millisecondsAndBelow >= 1 ? Math.round(millisecondsAndBelow) : Math.ceil(millisecondsAndBelow);
+        const maximumMilliseconds = 1e3 - 10 ** -millisecondsDecimalDigits;
+        const millisecondsString = millisecondsDecimalDigits ? Math.min(millisecondsAndBelow, maximumMilliseconds).toFixed(millisecondsDecimalDigits) : Math.min(roundedMilliseconds, maximumMilliseconds);
+        add(
+          Number.parseFloat(millisecondsString),
+          "millisecond",
+          "ms",
+          millisecondsString
+        );
+      }
+    } else {
+      const seconds = (isBigInt ? Number(milliseconds % ONE_DAY_IN_MILLISECONDS) : milliseconds) / 1e3 % 60;
+      const secondsDecimalDigits = typeof options.secondsDecimalDigits === "number" ? options.secondsDecimalDigits : 1;
+      const secondsFixed = floorDecimals(seconds, secondsDecimalDigits);
+      const secondsString = options.keepDecimalsOnWholeSeconds ? secondsFixed : secondsFixed.replace(/\.0+$/, "");
+      add(Number.parseFloat(secondsString), "second", "s", secondsString);
+    }
+  }
+  if (result.length === 0) {
+    return sign4 + "0" + (options.verbose ? " milliseconds" : "ms");
+  }
+  const separator = options.colonNotation ? ":" : " ";
+  if (typeof options.unitCount === "number") {
+    result = result.slice(0, Math.max(options.unitCount, 1));
+  }
+  return sign4 + result.join(separator);
+}
+var isZero, pluralize, SECOND_ROUNDING_EPSILON, ONE_DAY_IN_MILLISECONDS;
+var init_pretty_ms = __esm({
+  "node_modules/pretty-ms/index.js"() {
+    init_parse_ms();
+    isZero = (value) => value === 0 || value === 0n;
+    pluralize = (word, count2) => count2 === 1 || count2 === 1n ? word : `${word}s`;
+    SECOND_ROUNDING_EPSILON = 1e-7;
+    ONE_DAY_IN_MILLISECONDS = 24n * 60n * 60n * 1000n;
+  }
+});
+
+// node_modules/execa/lib/verbose/error.js
+var logError;
+var init_error = __esm({
+  "node_modules/execa/lib/verbose/error.js"() {
+    init_log();
+    logError = (result, verboseInfo) => {
+      if (result.failed) {
+        verboseLog({
+          type: "error",
+          verboseMessage: result.shortMessage,
+          verboseInfo,
+          result
+        });
+      }
+    };
+  }
+});
+
+// node_modules/execa/lib/verbose/complete.js
+var logResult, logDuration;
+var init_complete = __esm({
+  "node_modules/execa/lib/verbose/complete.js"() {
+    init_pretty_ms();
+    init_values();
+    init_log();
+    init_error();
+    logResult = (result, verboseInfo) => {
+      if (!isVerbose(verboseInfo)) {
+        return;
+      }
+      logError(result, verboseInfo);
+      logDuration(result, verboseInfo);
+    };
+    logDuration = (result, verboseInfo) => {
+      const verboseMessage = `(done in ${prettyMilliseconds(result.durationMs)})`;
+      verboseLog({
+        type: "duration",
+        verboseMessage,
+        verboseInfo,
+        result
+      });
+    };
+  }
+});
+
+// node_modules/execa/lib/return/reject.js
+var handleResult;
+var init_reject = __esm({
+  "node_modules/execa/lib/return/reject.js"() {
+    init_complete();
+    handleResult = (result, verboseInfo, { reject }) => {
+      logResult(result, verboseInfo);
+      if (result.failed && reject) {
+        throw result;
+      }
+      return result;
+    };
+  }
+});
+
+// node_modules/execa/lib/stdio/type.js
+var getStdioItemType, getTransformObjectType, getDuplexType, getTransformStreamType, validateNonGeneratorType, checkUndefinedOption, getGeneratorObjectType, checkBooleanOption, isGenerator, isAsyncGenerator, isSyncGenerator, isTransformOptions, isUrl, isRegularUrl, isFilePathObject, FILE_PATH_KEYS, isFilePathString, isUnknownStdioString, KNOWN_STDIO_STRINGS, isReadableStream2, isWritableStream2, isWebStream, isTransformStream, isAsyncIterableObject, isIterableObject, isObject, TRANSFORM_TYPES, FILE_TYPES, SPECIAL_DUPLICATE_TYPES_SYNC, SPECIAL_DUPLICATE_TYPES, FORBID_DUPLICATE_TYPES, TYPE_TO_MESSAGE;
+var init_type = __esm({
+  "node_modules/execa/lib/stdio/type.js"() {
+    init_is_stream();
+    init_is_plain_obj();
+    init_uint_array();
+    getStdioItemType = (value, optionName) => {
+      if (isAsyncGenerator(value)) {
+        return "asyncGenerator";
+      }
+      if (isSyncGenerator(value)) {
+        return "generator";
+      }
+      if (isUrl(value)) {
+        return "fileUrl";
+      }
+      if (isFilePathObject(value)) {
+        return "filePath";
+      }
+      if (isWebStream(value)) {
+        return "webStream";
+      }
+      if (isStream(value, { checkOpen: false })) {
+        return "native";
+      }
+      if (isUint8Array(value)) {
+        return "uint8Array";
+      }
+      if (isAsyncIterableObject(value)) {
+        return "asyncIterable";
+      }
+      if (isIterableObject(value)) {
+        return "iterable";
+      }
+      if (isTransformStream(value)) {
+        return getTransformStreamType({ transform: value }, optionName);
+      }
+      if (isTransformOptions(value)) {
+        return getTransformObjectType(value, optionName);
+      }
+      return "native";
+    };
+    getTransformObjectType = (value, optionName) => {
+      if (isDuplexStream(value.transform, { checkOpen: false })) {
+        return getDuplexType(value, optionName);
+      }
+      if (isTransformStream(value.transform)) {
+        return getTransformStreamType(value, optionName);
+      }
+      return getGeneratorObjectType(value, optionName);
+    };
+    getDuplexType = (value, optionName) => {
+      validateNonGeneratorType(value, optionName, "Duplex stream");
+      return "duplex";
+    };
+    getTransformStreamType = (value, optionName) => {
+      validateNonGeneratorType(value, optionName, "web TransformStream");
+      return "webTransform";
+    };
+    validateNonGeneratorType = ({ final, binary, objectMode }, optionName, typeName) => {
+      checkUndefinedOption(final, `${optionName}.final`, typeName);
+      checkUndefinedOption(binary, `${optionName}.binary`, typeName);
+      checkBooleanOption(objectMode, `${optionName}.objectMode`);
+    };
+    checkUndefinedOption = (value, optionName, typeName) => {
+      if (value !== void 0) {
+        throw new TypeError(`The \`${optionName}\` option can only be defined when using a generator, not a ${typeName}.`);
+      }
+    };
+    getGeneratorObjectType = ({ transform, final, binary, objectMode }, optionName) => {
+      if (transform !== void 0 && !isGenerator(transform)) {
+        throw new TypeError(`The \`${optionName}.transform\` option must be a generator, a Duplex stream or a web TransformStream.`);
+      }
+      if (isDuplexStream(final, { checkOpen: false })) {
+        throw new TypeError(`The \`${optionName}.final\` option must not be a Duplex stream.`);
+      }
+      if (isTransformStream(final)) {
+        throw new TypeError(`The \`${optionName}.final\` option must not be a web TransformStream.`);
+      }
+      if (final !== void 0 && !isGenerator(final)) {
+        throw new TypeError(`The \`${optionName}.final\` option must be a generator.`);
+      }
+      checkBooleanOption(binary, `${optionName}.binary`);
+      checkBooleanOption(objectMode, `${optionName}.objectMode`);
+      return isAsyncGenerator(transform) || isAsyncGenerator(final) ? "asyncGenerator" : "generator";
+    };
+    checkBooleanOption = (value, optionName) => {
+      if (value !== void 0 && typeof value !== "boolean") {
+        throw new TypeError(`The \`${optionName}\` option must use a boolean.`);
+      }
+    };
+    isGenerator = (value) => isAsyncGenerator(value) || isSyncGenerator(value);
+    isAsyncGenerator = (value) => Object.prototype.toString.call(value) === "[object AsyncGeneratorFunction]";
+    isSyncGenerator = (value) => Object.prototype.toString.call(value) === "[object GeneratorFunction]";
+    isTransformOptions = (value) => isPlainObject(value) && (value.transform !== void 0 || value.final !== void 0);
+    isUrl = (value) => Object.prototype.toString.call(value) === "[object URL]";
+    isRegularUrl = (value) => isUrl(value) && value.protocol !== "file:";
+    isFilePathObject = (value) => isPlainObject(value) && Object.keys(value).length > 0 && Object.keys(value).every((key) => FILE_PATH_KEYS.has(key)) && isFilePathString(value.file);
+    FILE_PATH_KEYS = /* @__PURE__ */ new Set(["file", "append"]);
+    isFilePathString = (file) => typeof file === "string";
+    isUnknownStdioString = (type, value) => type === "native" && typeof value === "string" && !KNOWN_STDIO_STRINGS.has(value);
+    KNOWN_STDIO_STRINGS = /* @__PURE__ */ new Set(["ipc", "ignore", "inherit", "overlapped", "pipe"]);
+    isReadableStream2 = (value) => Object.prototype.toString.call(value) === "[object ReadableStream]";
+    isWritableStream2 = (value) => Object.prototype.toString.call(value) === "[object WritableStream]";
+    isWebStream = (value) => isReadableStream2(value) || isWritableStream2(value);
+    isTransformStream = (value) => isReadableStream2(value?.readable) && isWritableStream2(value?.writable);
+    isAsyncIterableObject = (value) => isObject(value) && typeof value[Symbol.asyncIterator] === "function";
+    isIterableObject = (value) => isObject(value) && typeof value[Symbol.iterator] === "function";
+    isObject = (value) => typeof value === "object" && value !== null;
+    TRANSFORM_TYPES = /* @__PURE__ */ new Set(["generator", "asyncGenerator", "duplex", "webTransform"]);
+    FILE_TYPES = /* @__PURE__ */ new Set(["fileUrl", "filePath", "fileNumber"]);
+    SPECIAL_DUPLICATE_TYPES_SYNC = /* @__PURE__ */ new Set(["fileUrl", "filePath"]);
+    SPECIAL_DUPLICATE_TYPES = /* @__PURE__ */ new Set([...SPECIAL_DUPLICATE_TYPES_SYNC, "webStream", "nodeStream"]);
+    FORBID_DUPLICATE_TYPES = /* @__PURE__ */ new Set(["webTransform", "duplex"]);
+    TYPE_TO_MESSAGE = {
+      generator: "a generator",
+      asyncGenerator: "an async generator",
+      fileUrl: "a file URL",
+      filePath: "a file path string",
+      fileNumber: "a file descriptor number",
+      webStream: "a web stream",
+      nodeStream: "a Node.js stream",
+      webTransform: "a web TransformStream",
+      duplex: "a Duplex stream",
+      native: "any value",
+      iterable: "an iterable",
+      asyncIterable: "an async iterable",
+      string: "a string",
+      uint8Array: "a Uint8Array"
+    };
+  }
+});
+
+// node_modules/execa/lib/transform/object-mode.js
+var getTransformObjectModes, getOutputObjectModes, getInputObjectModes, getFdObjectMode;
+var init_object_mode = __esm({
+  "node_modules/execa/lib/transform/object-mode.js"() {
+    init_type();
+    getTransformObjectModes = (objectMode, index, newTransforms, direction) => direction === "output" ? getOutputObjectModes(objectMode, index, newTransforms) : getInputObjectModes(objectMode, index, newTransforms);
+    getOutputObjectModes = (objectMode, index, newTransforms) => {
+      const writableObjectMode = index !== 0 && newTransforms[index - 1].value.readableObjectMode;
+      const readableObjectMode = objectMode ?? writableObjectMode;
+      return { writableObjectMode, readableObjectMode };
+    };
+    getInputObjectModes = (objectMode, index, newTransforms) => {
+      const writableObjectMode = index === 0 ? objectMode === true : newTransforms[index - 1].value.readableObjectMode;
+      const readableObjectMode = index !== newTransforms.length - 1 && (objectMode ?? writableObjectMode);
+      return { writableObjectMode, readableObjectMode };
+    };
+    getFdObjectMode = (stdioItems, direction) => {
+      const lastTransform = stdioItems.findLast(({ type }) => TRANSFORM_TYPES.has(type));
+      if (lastTransform === void 0) {
+        return false;
+      }
+      return direction === "input" ? lastTransform.value.writableObjectMode : lastTransform.value.readableObjectMode;
+    };
+  }
+});
+
+// node_modules/execa/lib/transform/normalize.js
+var normalizeTransforms, getTransforms, normalizeTransform, normalizeDuplex, normalizeTransformStream, normalizeGenerator, sortTransforms;
+var init_normalize = __esm({
+  "node_modules/execa/lib/transform/normalize.js"() {
+    init_is_plain_obj();
+    init_encoding_option();
+    init_type();
+    init_object_mode();
+    normalizeTransforms = (stdioItems, optionName, direction, options) => [
+      ...stdioItems.filter(({ type }) => !TRANSFORM_TYPES.has(type)),
+      ...getTransforms(stdioItems, optionName, direction, options)
+    ];
+    getTransforms = (stdioItems, optionName, direction, { encoding }) => {
+      const transforms = stdioItems.filter(({ type }) => TRANSFORM_TYPES.has(type));
+      const newTransforms = Array.from({ length: transforms.length });
+      for (const [index, stdioItem] of Object.entries(transforms)) {
+        newTransforms[index] = normalizeTransform({
+          stdioItem,
+          index: Number(index),
+          newTransforms,
+          optionName,
+          direction,
+          encoding
+        });
+      }
+      return sortTransforms(newTransforms, direction);
+    };
+    normalizeTransform = ({ stdioItem, stdioItem: { type }, index, newTransforms, optionName, direction, encoding }) => {
+      if (type === "duplex") {
+        return normalizeDuplex({ stdioItem, optionName });
+      }
+      if (type === "webTransform") {
+        return normalizeTransformStream({
+          stdioItem,
+          index,
+          newTransforms,
+          direction
+        });
+      }
+      return normalizeGenerator({
+        stdioItem,
+        index,
+        newTransforms,
+        direction,
+        encoding
+      });
+    };
+    normalizeDuplex = ({
+      stdioItem,
+      stdioItem: {
+        value: {
+          transform,
+          transform: { writableObjectMode, readableObjectMode },
+          objectMode = readableObjectMode
+        }
+      },
+      optionName
+    }) => {
+      if (objectMode && !readableObjectMode) {
+        throw new TypeError(`The \`${optionName}.objectMode\` option can only be \`true\` if \`new Duplex({objectMode: true})\` is used.`);
+      }
+      if (!objectMode && readableObjectMode) {
+        throw new TypeError(`The \`${optionName}.objectMode\` option cannot be \`false\` if \`new Duplex({objectMode: true})\` is used.`);
+      }
+      return {
+        ...stdioItem,
+        value: { transform, writableObjectMode, readableObjectMode }
+      };
+    };
+    normalizeTransformStream = ({ stdioItem, stdioItem: { value }, index, newTransforms, direction }) => {
+      const { transform, objectMode } = isPlainObject(value) ? value : { transform: value };
+      const { writableObjectMode, readableObjectMode } = getTransformObjectModes(objectMode, index, newTransforms, direction);
+      return {
+        ...stdioItem,
+        value: { transform, writableObjectMode, readableObjectMode }
+      };
+    };
+    normalizeGenerator = ({ stdioItem, stdioItem: { value }, index, newTransforms, direction, encoding }) => {
+      const {
+        transform,
+        final,
+        binary: binaryOption = false,
+        preserveNewlines = false,
+        objectMode
+      } = isPlainObject(value) ? value : { transform: value };
+      const binary = binaryOption || BINARY_ENCODINGS.has(encoding);
+      const { writableObjectMode, readableObjectMode } = getTransformObjectModes(objectMode, index, newTransforms, direction);
+      return {
+        ...stdioItem,
+        value: {
+          transform,
+          final,
+          binary,
+          preserveNewlines,
+          writableObjectMode,
+          readableObjectMode
+        }
+      };
+    };
+    sortTransforms = (newTransforms, direction) => direction === "input" ? newTransforms.reverse() : newTransforms;
+  }
+});
+
+// node_modules/execa/lib/stdio/direction.js
+import process7 from "node:process";
+var getStreamDirection, getStdioItemDirection, KNOWN_DIRECTIONS, anyDirection, alwaysInput, guessStreamDirection, getStandardStreamDirection, DEFAULT_DIRECTION;
+var init_direction = __esm({
+  "node_modules/execa/lib/stdio/direction.js"() {
+    init_is_stream();
+    init_type();
+    getStreamDirection = (stdioItems, fdNumber, optionName) => {
+      const directions = stdioItems.map((stdioItem) => getStdioItemDirection(stdioItem, fdNumber));
+      if (directions.includes("input") && directions.includes("output")) {
+        throw new TypeError(`The \`${optionName}\` option must not be an array of both readable and writable values.`);
+      }
+      return directions.find(Boolean) ?? DEFAULT_DIRECTION;
+    };
+    getStdioItemDirection = ({ type, value }, fdNumber) => KNOWN_DIRECTIONS[fdNumber] ?? guessStreamDirection[type](value);
+    KNOWN_DIRECTIONS = ["input", "output", "output"];
+    anyDirection = () => void 0;
+    alwaysInput = () => "input";
+    guessStreamDirection = {
+      generator: anyDirection,
+      asyncGenerator: anyDirection,
+      fileUrl: anyDirection,
+      filePath: anyDirection,
+      iterable: alwaysInput,
+      asyncIterable: alwaysInput,
+      uint8Array: alwaysInput,
+      webStream: (value) => isWritableStream2(value) ? "output" : "input",
+      nodeStream(value) {
+        if (!isReadableStream(value, { checkOpen: false })) {
+          return "output";
+        }
+        return isWritableStream(value, { checkOpen: false }) ? void 0 : "input";
+      },
+      webTransform: anyDirection,
+      duplex: anyDirection,
+      native(value) {
+        const standardStreamDirection = getStandardStreamDirection(value);
+        if (standardStreamDirection !== void 0) {
+          return standardStreamDirection;
+        }
+        if (isStream(value, { checkOpen: false })) {
+          return guessStreamDirection.nodeStream(value);
+        }
+      }
+    };
+    getStandardStreamDirection = (value) => {
+      if ([0, process7.stdin].includes(value)) {
+        return "input";
+      }
+      if ([1, 2, process7.stdout, process7.stderr].includes(value)) {
+        return "output";
+      }
+    };
+    DEFAULT_DIRECTION = "output";
+  }
+});
+
+// node_modules/execa/lib/ipc/array.js
+var normalizeIpcStdioArray;
+var init_array2 = __esm({
+  "node_modules/execa/lib/ipc/array.js"() {
+    normalizeIpcStdioArray = (stdioArray, ipc) => ipc && !stdioArray.includes("ipc") ? [...stdioArray, "ipc"] : stdioArray;
+  }
+});
+
+// node_modules/execa/lib/stdio/stdio-option.js
+var normalizeStdioOption, getStdioArray, hasAlias, addDefaultValue2, normalizeStdioSync, isOutputPipeOnly;
+var init_stdio_option = __esm({
+  "node_modules/execa/lib/stdio/stdio-option.js"() {
+    init_standard_stream();
+    init_array2();
+    init_values();
+    normalizeStdioOption = ({ stdio, ipc, buffer, ...options }, verboseInfo, isSync) => {
+      const stdioArray = getStdioArray(stdio, options).map((stdioOption, fdNumber) => addDefaultValue2(stdioOption, fdNumber));
+      return isSync ? normalizeStdioSync(stdioArray, buffer, verboseInfo) : normalizeIpcStdioArray(stdioArray, ipc);
+    };
+    getStdioArray = (stdio, options) => {
+      if (stdio === void 0) {
+        return STANDARD_STREAMS_ALIASES.map((alias) => options[alias]);
+      }
+      if (hasAlias(options)) {
+        throw new Error(`It's not possible to provide \`stdio\` in combination with one of ${STANDARD_STREAMS_ALIASES.map((alias) => `\`${alias}\``).join(", ")}`);
+      }
+      if (typeof stdio === "string") {
+        return [stdio, stdio, stdio];
+      }
+      if (!Array.isArray(stdio)) {
+        throw new TypeError(`Expected \`stdio\` to be of type \`string\` or \`Array\`, got \`${typeof stdio}\``);
+      }
+      const length = Math.max(stdio.length, STANDARD_STREAMS_ALIASES.length);
+      return Array.from({ length }, (_, fdNumber) => stdio[fdNumber]);
+    };
+    hasAlias = (options) => STANDARD_STREAMS_ALIASES.some((alias) => options[alias] !== void 0);
+    addDefaultValue2 = (stdioOption, fdNumber) => {
+      if (Array.isArray(stdioOption)) {
+        return stdioOption.map((item) => addDefaultValue2(item, fdNumber));
+      }
+      if (stdioOption === null || stdioOption === void 0) {
+        return fdNumber >= STANDARD_STREAMS_ALIASES.length ? "ignore" : "pipe";
+      }
+      return stdioOption;
+    };
+    normalizeStdioSync = (stdioArray, buffer, verboseInfo) => stdioArray.map((stdioOption, fdNumber) => !buffer[fdNumber] && fdNumber !== 0 && !isFullVerbose(verboseInfo, fdNumber) && isOutputPipeOnly(stdioOption) ? "ignore" : stdioOption);
+    isOutputPipeOnly = (stdioOption) => stdioOption === "pipe" || Array.isArray(stdioOption) && stdioOption.every((item) => item === "pipe");
+  }
+});
+
+// node_modules/execa/lib/stdio/native.js
+import { readFileSync } from "node:fs";
+import tty2 from "node:tty";
+var handleNativeStream, handleNativeStreamSync, getTargetFd, getTargetFdNumber, handleNativeStreamAsync, getStandardStream;
+var init_native2 = __esm({
+  "node_modules/execa/lib/stdio/native.js"() {
+    init_is_stream();
+    init_standard_stream();
+    init_uint_array();
+    init_fd_options();
+    handleNativeStream = ({ stdioItem, stdioItem: { type }, isStdioArray, fdNumber, direction, isSync }) => {
+      if (!isStdioArray || type !== "native") {
+        return stdioItem;
+      }
+      return isSync ? handleNativeStreamSync({ stdioItem, fdNumber, direction }) : handleNativeStreamAsync({ stdioItem, fdNumber });
+    };
+    handleNativeStreamSync = ({ stdioItem, stdioItem: { value, optionName }, fdNumber, direction }) => {
+      const targetFd = getTargetFd({
+        value,
+        optionName,
+        fdNumber,
+        direction
+      });
+      if (targetFd !== void 0) {
+        return targetFd;
+      }
+      if (isStream(value, { checkOpen: false })) {
+        throw new TypeError(`The \`${optionName}: Stream\` option cannot both be an array and include a stream with synchronous methods.`);
+      }
+      return stdioItem;
+    };
+    getTargetFd = ({ value, optionName, fdNumber, direction }) => {
+      const targetFdNumber = getTargetFdNumber(value, fdNumber);
+      if (targetFdNumber === void 0) {
+        return;
+      }
+      if (direction === "output") {
+        return { type: "fileNumber", value: targetFdNumber, optionName };
+      }
+      if (tty2.isatty(targetFdNumber)) {
+        throw new TypeError(`The \`${optionName}: ${serializeOptionValue(value)}\` option is invalid: it cannot be a TTY with synchronous methods.`);
+      }
+      return { type: "uint8Array", value: bufferToUint8Array(readFileSync(targetFdNumber)), optionName };
+    };
+    getTargetFdNumber = (value, fdNumber) => {
+      if (value === "inherit") {
+        return fdNumber;
+      }
+      if (typeof value === "number") {
+        return value;
+      }
+      const standardStreamIndex = STANDARD_STREAMS.indexOf(value);
+      if (standardStreamIndex !== -1) {
+        return standardStreamIndex;
+      }
+    };
+    handleNativeStreamAsync = ({ stdioItem, stdioItem: { value, optionName }, fdNumber }) => {
+      if (value === "inherit") {
+        return { type: "nodeStream", value: getStandardStream(fdNumber, value, optionName), optionName };
+      }
+      if (typeof value === "number") {
+        return { type: "nodeStream", value: getStandardStream(value, value, optionName), optionName };
+      }
+      if (isStream(value, { checkOpen: false })) {
+        return { type: "nodeStream", value, optionName };
+      }
+      return stdioItem;
+    };
+    getStandardStream = (fdNumber, value, optionName) => {
+      const standardStream = STANDARD_STREAMS[fdNumber];
+      if (standardStream === void 0) {
+        throw new TypeError(`The \`${optionName}: ${value}\` option is invalid: no such standard stream.`);
+      }
+      return standardStream;
+    };
+  }
+});
+
+// node_modules/execa/lib/stdio/input-option.js
+var handleInputOptions, handleInputOption, getInputType, handleInputFileOption, getInputFileType;
+var init_input_option = __esm({
+  "node_modules/execa/lib/stdio/input-option.js"() {
+    init_is_stream();
+    init_uint_array();
+    init_type();
+    handleInputOptions = ({ input, inputFile }, fdNumber) => fdNumber === 0 ? [
+      ...handleInputOption(input),
+      ...handleInputFileOption(inputFile)
+    ] : [];
+    handleInputOption = (input) => input === void 0 ? [] : [{
+      type: getInputType(input),
+      value: input,
+      optionName: "input"
+    }];
+    getInputType = (input) => {
+      if (isReadableStream(input, { checkOpen: false })) {
+        return "nodeStream";
+      }
+      if (typeof input === "string") {
+        return "string";
+      }
+      if (isUint8Array(input)) {
+        return "uint8Array";
+      }
+      throw new Error("The `input` option must be a string, a Uint8Array or a Node.js Readable stream.");
+    };
+    handleInputFileOption = (inputFile) => inputFile === void 0 ? [] : [{
+      ...getInputFileType(inputFile),
+      optionName: "inputFile"
+    }];
+    getInputFileType = (inputFile) => {
+      if (isUrl(inputFile)) {
+        return { type: "fileUrl", value: inputFile };
+      }
+      if (isFilePathString(inputFile)) {
+        return { type: "filePath", value: { file: inputFile } };
+      }
+      throw new Error("The `inputFile` option must be a file path string or a file URL.");
+    };
+  }
+});
+
+// node_modules/execa/lib/stdio/duplicate.js
+var filterDuplicates, getDuplicateStream, getOtherStdioItems, validateDuplicateStreamSync, getDuplicateStreamInstance, hasSameValue, validateDuplicateTransform, throwOnDuplicateStream;
+var init_duplicate = __esm({
+  "node_modules/execa/lib/stdio/duplicate.js"() {
+    init_type();
+    filterDuplicates = (stdioItems) => stdioItems.filter((stdioItemOne, indexOne) => stdioItems.every((stdioItemTwo, indexTwo) => stdioItemOne.value !== stdioItemTwo.value || indexOne >= indexTwo || stdioItemOne.type === "generator" || stdioItemOne.type === "asyncGenerator"));
+    getDuplicateStream = ({ stdioItem: { type, value, optionName }, direction, fileDescriptors, isSync }) => {
+      const otherStdioItems = getOtherStdioItems(fileDescriptors, type);
+      if (otherStdioItems.length === 0) {
+        return;
+      }
+      if (isSync) {
+        validateDuplicateStreamSync({
+          otherStdioItems,
+          type,
+          value,
+          optionName,
+          direction
+        });
+        return;
+      }
+      if (SPECIAL_DUPLICATE_TYPES.has(type)) {
+        return getDuplicateStreamInstance({
+          otherStdioItems,
+          type,
+          value,
+          optionName,
+          direction
+        });
+      }
+      if (FORBID_DUPLICATE_TYPES.has(type)) {
+        validateDuplicateTransform({
+          otherStdioItems,
+          type,
+          value,
+          optionName
+        });
+      }
+    };
+    getOtherStdioItems = (fileDescriptors, type) => fileDescriptors.flatMap(({ direction, stdioItems }) => stdioItems.filter((stdioItem) => stdioItem.type === type).map(((stdioItem) => ({ ...stdioItem, direction }))));
+    validateDuplicateStreamSync = ({ otherStdioItems, type, value, optionName, direction }) => {
+      if (SPECIAL_DUPLICATE_TYPES_SYNC.has(type)) {
+        getDuplicateStreamInstance({
+          otherStdioItems,
+          type,
+          value,
+          optionName,
+          direction
+        });
+      }
+    };
+    getDuplicateStreamInstance = ({ otherStdioItems, type, value, optionName, direction }) => {
+      const duplicateStdioItems = otherStdioItems.filter((stdioItem) => hasSameValue(stdioItem, value));
+      if (duplicateStdioItems.length === 0) {
+        return;
+      }
+      const differentStdioItem = duplicateStdioItems.find((stdioItem) => stdioItem.direction !== direction);
+      throwOnDuplicateStream(differentStdioItem, optionName, type);
+      return direction === "output" ? duplicateStdioItems[0].stream : void 0;
+    };
+    hasSameValue = ({ type, value }, secondValue) => {
+      if (type === "filePath") {
+        return value.file === secondValue.file;
+      }
+      if (type === "fileUrl") {
+        return value.href === secondValue.href;
+      }
+      return value === secondValue;
+    };
+    validateDuplicateTransform = ({ otherStdioItems, type, value, optionName }) => {
+      const duplicateStdioItem = otherStdioItems.find(({ value: { transform } }) => transform === value.transform);
+      throwOnDuplicateStream(duplicateStdioItem, optionName, type);
+    };
+    throwOnDuplicateStream = (stdioItem, optionName, type) => {
+      if (stdioItem !== void 0) {
+        throw new TypeError(`The \`${stdioItem.optionName}\` and \`${optionName}\` options must not target ${TYPE_TO_MESSAGE[type]} that is the same.`);
+      }
+    };
+  }
+});
+
+// node_modules/execa/lib/stdio/handle.js
+var handleStdio, getFileDescriptor, initializeStdioItems, initializeStdioItem, validateStdioArray, INVALID_STDIO_ARRAY_OPTIONS, validateStreams, validateFileStdio, validateFileObjectMode, getFinalFileDescriptors, getFinalFileDescriptor, addStreamProperties, cleanupCustomStreams, forwardStdio;
+var init_handle = __esm({
+  "node_modules/execa/lib/stdio/handle.js"() {
+    init_standard_stream();
+    init_normalize();
+    init_object_mode();
+    init_type();
+    init_direction();
+    init_stdio_option();
+    init_native2();
+    init_input_option();
+    init_duplicate();
+    handleStdio = (addProperties3, options, verboseInfo, isSync) => {
+      const stdio = normalizeStdioOption(options, verboseInfo, isSync);
+      const initialFileDescriptors = stdio.map((stdioOption, fdNumber) => getFileDescriptor({
+        stdioOption,
+        fdNumber,
+        options,
+        isSync
+      }));
+      const fileDescriptors = getFinalFileDescriptors({
+        initialFileDescriptors,
+        addProperties: addProperties3,
+        options,
+        isSync
+      });
+      options.stdio = fileDescriptors.map(({ stdioItems }) => forwardStdio(stdioItems));
+      return fileDescriptors;
+    };
+    getFileDescriptor = ({ stdioOption, fdNumber, options, isSync }) => {
+      const optionName = getStreamName(fdNumber);
+      const { stdioItems: initialStdioItems, isStdioArray } = initializeStdioItems({
+        stdioOption,
+        fdNumber,
+        options,
+        optionName
+      });
+      const direction = getStreamDirection(initialStdioItems, fdNumber, optionName);
+      const stdioItems = initialStdioItems.map((stdioItem) => handleNativeStream({
+        stdioItem,
+        isStdioArray,
+        fdNumber,
+        direction,
+        isSync
+      }));
+      const normalizedStdioItems = normalizeTransforms(stdioItems, optionName, direction, options);
+      const objectMode = getFdObjectMode(normalizedStdioItems, direction);
+      validateFileObjectMode(normalizedStdioItems, objectMode);
+      return { direction, objectMode, stdioItems: normalizedStdioItems };
+    };
+    initializeStdioItems = ({ stdioOption, fdNumber, options, optionName }) => {
+      const values = Array.isArray(stdioOption) ? stdioOption : [stdioOption];
+      const initialStdioItems = [
+        ...values.map((value) => initializeStdioItem(value, optionName)),
+        ...handleInputOptions(options, fdNumber)
+      ];
+      const stdioItems = filterDuplicates(initialStdioItems);
+      const isStdioArray = stdioItems.length > 1;
+      validateStdioArray(stdioItems, isStdioArray, optionName);
+      validateStreams(stdioItems);
+      return { stdioItems, isStdioArray };
+    };
+    initializeStdioItem = (value, optionName) => ({
+      type: getStdioItemType(value, optionName),
+      value,
+      optionName
+    });
+    validateStdioArray = (stdioItems, isStdioArray, optionName) => {
+      if (stdioItems.length === 0) {
+        throw new TypeError(`The \`${optionName}\` option must not be an empty array.`);
+      }
+      if (!isStdioArray) {
+        return;
+      }
+      for (const { value, optionName: optionName2 } of stdioItems) {
+        if (INVALID_STDIO_ARRAY_OPTIONS.has(value)) {
+          throw new Error(`The \`${optionName2}\` option must not include \`${value}\`.`);
+        }
+      }
+    };
+    INVALID_STDIO_ARRAY_OPTIONS = /* @__PURE__ */ new Set(["ignore", "ipc"]);
+    validateStreams = (stdioItems) => {
+      for (const stdioItem of stdioItems) {
+        validateFileStdio(stdioItem);
+      }
+    };
+    validateFileStdio = ({ type, value, optionName }) => {
+      if (isRegularUrl(value)) {
+        throw new TypeError(`The \`${optionName}: URL\` option must use the \`file:\` scheme.
+For example, you can use the \`pathToFileURL()\` method of the \`url\` core module.`);
+      }
+      if (isUnknownStdioString(type, value)) {
+        throw new TypeError(`The \`${optionName}: { file: '...' }\` option must be used instead of \`${optionName}: '...'\`.`);
+      }
+    };
+    validateFileObjectMode = (stdioItems, objectMode) => {
+      if (!objectMode) {
+        return;
+      }
+      const fileStdioItem = stdioItems.find(({ type }) => FILE_TYPES.has(type));
+      if (fileStdioItem !== void 0) {
+        throw new TypeError(`The \`${fileStdioItem.optionName}\` option cannot use both files and transforms in objectMode.`);
+      }
+    };
+    getFinalFileDescriptors = ({ initialFileDescriptors, addProperties: addProperties3, options, isSync }) => {
+      const fileDescriptors = [];
+      try {
+        for (const fileDescriptor of initialFileDescriptors) {
+          fileDescriptors.push(getFinalFileDescriptor({
+            fileDescriptor,
+            fileDescriptors,
+            addProperties: addProperties3,
+            options,
+            isSync
+          }));
+        }
+        return fileDescriptors;
+      } catch (error) {
+        cleanupCustomStreams(fileDescriptors);
+        throw error;
+      }
+    };
+    getFinalFileDescriptor = ({
+      fileDescriptor: { direction, objectMode, stdioItems },
+      fileDescriptors,
+      addProperties: addProperties3,
+      options,
+      isSync
+    }) => {
+      const finalStdioItems = stdioItems.map((stdioItem) => addStreamProperties({
+        stdioItem,
+        addProperties: addProperties3,
+        direction,
+        options,
+        fileDescriptors,
+        isSync
+      }));
+      return { direction, objectMode, stdioItems: finalStdioItems };
+    };
+    addStreamProperties = ({ stdioItem, addProperties: addProperties3, direction, options, fileDescriptors, isSync }) => {
+      const duplicateStream = getDuplicateStream({
+        stdioItem,
+        direction,
+        fileDescriptors,
+        isSync
+      });
+      if (duplicateStream !== void 0) {
+        return { ...stdioItem, stream: duplicateStream };
+      }
+      return {
+        ...stdioItem,
+        ...addProperties3[direction][stdioItem.type](stdioItem, options)
+      };
+    };
+    cleanupCustomStreams = (fileDescriptors) => {
+      for (const { stdioItems } of fileDescriptors) {
+        for (const { stream } of stdioItems) {
+          if (stream !== void 0 && !isStandardStream(stream)) {
+            stream.destroy();
+          }
+        }
+      }
+    };
+    forwardStdio = (stdioItems) => {
+      if (stdioItems.length > 1) {
+        return stdioItems.some(({ value: value2 }) => value2 === "overlapped") ? "overlapped" : "pipe";
+      }
+      const [{ type, value }] = stdioItems;
+      return type === "native" ? value : "pipe";
+    };
+  }
+});
+
+// node_modules/execa/lib/stdio/handle-sync.js
+import { readFileSync as readFileSync2 } from "node:fs";
+var handleStdioSync, forbiddenIfSync, forbiddenNativeIfSync, throwInvalidSyncValue, addProperties, addPropertiesSync;
+var init_handle_sync = __esm({
+  "node_modules/execa/lib/stdio/handle-sync.js"() {
+    init_uint_array();
+    init_handle();
+    init_type();
+    handleStdioSync = (options, verboseInfo) => handleStdio(addPropertiesSync, options, verboseInfo, true);
+    forbiddenIfSync = ({ type, optionName }) => {
+      throwInvalidSyncValue(optionName, TYPE_TO_MESSAGE[type]);
+    };
+    forbiddenNativeIfSync = ({ optionName, value }) => {
+      if (value === "ipc" || value === "overlapped") {
+        throwInvalidSyncValue(optionName, `"${value}"`);
+      }
+      return {};
+    };
+    throwInvalidSyncValue = (optionName, value) => {
+      throw new TypeError(`The \`${optionName}\` option cannot be ${value} with synchronous methods.`);
+    };
+    addProperties = {
+      generator() {
+      },
+      asyncGenerator: forbiddenIfSync,
+      webStream: forbiddenIfSync,
+      nodeStream: forbiddenIfSync,
+      webTransform: forbiddenIfSync,
+      duplex: forbiddenIfSync,
+      asyncIterable: forbiddenIfSync,
+      native: forbiddenNativeIfSync
+    };
+    addPropertiesSync = {
+      input: {
+        ...addProperties,
+        fileUrl: ({ value }) => ({ contents: [bufferToUint8Array(readFileSync2(value))] }),
+        filePath: ({ value: { file } }) => ({ contents: [bufferToUint8Array(readFileSync2(file))] }),
+        fileNumber: forbiddenIfSync,
+        iterable: ({ value }) => ({ contents: [...value] }),
+        string: ({ value }) => ({ contents: [value] }),
+        uint8Array: ({ value }) => ({ contents: [value] })
+      },
+      output: {
+        ...addProperties,
+        fileUrl: ({ value }) => ({ path: value }),
+        filePath: ({ value: { file, append } }) => ({ path: file, append }),
+        fileNumber: ({ value }) => ({ path: value }),
+        iterable: forbiddenIfSync,
+        string: forbiddenIfSync,
+        uint8Array: forbiddenIfSync
+      }
+    };
+  }
+});
+
+// node_modules/execa/lib/io/strip-newline.js
+var stripNewline, getStripFinalNewline;
+var init_strip_newline = __esm({
+  "node_modules/execa/lib/io/strip-newline.js"() {
+    init_strip_final_newline();
+    stripNewline = (value, { stripFinalNewline: stripFinalNewline2 }, fdNumber) => getStripFinalNewline(stripFinalNewline2, fdNumber) && value !== void 0 && !Array.isArray(value) ? stripFinalNewline(value) : value;
+    getStripFinalNewline = (stripFinalNewline2, fdNumber) => fdNumber === "all" ? stripFinalNewline2[1] || stripFinalNewline2[2] : stripFinalNewline2[fdNumber];
+  }
+});
+
+// node_modules/execa/lib/transform/split.js
+var getSplitLinesGenerator, splitLinesSync, splitLinesItemSync, initializeSplitLines, splitGenerator, getNewlineLength, linesFinal, getAppendNewlineGenerator, appendNewlineGenerator, concatString, linesStringInfo, concatUint8Array, linesUint8ArrayInfo;
+var init_split = __esm({
+  "node_modules/execa/lib/transform/split.js"() {
+    getSplitLinesGenerator = (binary, preserveNewlines, skipped, state) => binary || skipped ? void 0 : initializeSplitLines(preserveNewlines, state);
+    splitLinesSync = (chunk, preserveNewlines, objectMode) => objectMode ? chunk.flatMap((item) => splitLinesItemSync(item, preserveNewlines)) : splitLinesItemSync(chunk, preserveNewlines);
+    splitLinesItemSync = (chunk, preserveNewlines) => {
+      const { transform, final } = initializeSplitLines(preserveNewlines, {});
+      return [...transform(chunk), ...final()];
+    };
+    initializeSplitLines = (preserveNewlines, state) => {
+      state.previousChunks = "";
+      return {
+        transform: splitGenerator.bind(void 0, state, preserveNewlines),
+        final: linesFinal.bind(void 0, state)
+      };
+    };
+    splitGenerator = function* (state, preserveNewlines, chunk) {
+      if (typeof chunk !== "string") {
+        yield chunk;
+        return;
+      }
+      let { previousChunks } = state;
+      let start = -1;
+      for (let end = 0; end < chunk.length; end += 1) {
+        if (chunk[end] === "\n") {
+          const newlineLength = getNewlineLength(chunk, end, preserveNewlines, state);
+          let line = chunk.slice(start + 1, end + 1 - newlineLength);
+          if (previousChunks.length > 0) {
+            line = concatString(previousChunks, line);
+            previousChunks = "";
+          }
+          yield line;
+          start = end;
+        }
+      }
+      if (start !== chunk.length - 1) {
+        previousChunks = concatString(previousChunks, chunk.slice(start + 1));
+      }
+      state.previousChunks = previousChunks;
+    };
+    getNewlineLength = (chunk, end, preserveNewlines, state) => {
+      if (preserveNewlines) {
+        return 0;
+      }
+      state.isWindowsNewline = end !== 0 && chunk[end - 1] === "\r";
+      return state.isWindowsNewline ? 2 : 1;
+    };
+    linesFinal = function* ({ previousChunks }) {
+      if (previousChunks.length > 0) {
+        yield previousChunks;
+      }
+    };
+    getAppendNewlineGenerator = ({ binary, preserveNewlines, readableObjectMode, state }) => binary || preserveNewlines || readableObjectMode ? void 0 : { transform: appendNewlineGenerator.bind(void 0, state) };
+    appendNewlineGenerator = function* ({ isWindowsNewline = false }, chunk) {
+      const { unixNewline, windowsNewline, LF: LF2, concatBytes } = typeof chunk === "string" ? linesStringInfo : linesUint8ArrayInfo;
+      if (chunk.at(-1) === LF2) {
+        yield chunk;
+        return;
+      }
+      const newline = isWindowsNewline ? windowsNewline : unixNewline;
+      yield concatBytes(chunk, newline);
+    };
+    concatString = (firstChunk, secondChunk) => `${firstChunk}${secondChunk}`;
+    linesStringInfo = {
+      windowsNewline: "\r\n",
+      unixNewline: "\n",
+      LF: "\n",
+      concatBytes: concatString
+    };
+    concatUint8Array = (firstChunk, secondChunk) => {
+      const chunk = new Uint8Array(firstChunk.length + secondChunk.length);
+      chunk.set(firstChunk, 0);
+      chunk.set(secondChunk, firstChunk.length);
+      return chunk;
+    };
+    linesUint8ArrayInfo = {
+      windowsNewline: new Uint8Array([13, 10]),
+      unixNewline: new Uint8Array([10]),
+      LF: 10,
+      concatBytes: concatUint8Array
+    };
+  }
+});
+
+// node_modules/execa/lib/transform/validate.js
+import { Buffer as Buffer2 } from "node:buffer";
+var getValidateTransformInput, validateStringTransformInput, getValidateTransformReturn, validateObjectTransformReturn, validateStringTransformReturn, validateEmptyReturn;
+var init_validate = __esm({
+  "node_modules/execa/lib/transform/validate.js"() {
+    init_uint_array();
+    getValidateTransformInput = (writableObjectMode, optionName) => writableObjectMode ? void 0 : validateStringTransformInput.bind(void 0, optionName);
+    validateStringTransformInput = function* (optionName, chunk) {
+      if (typeof chunk !== "string" && !isUint8Array(chunk) && !Buffer2.isBuffer(chunk)) {
+        throw new TypeError(`The \`${optionName}\` option's transform must use "objectMode: true" to receive as input: ${typeof chunk}.`);
+      }
+      yield chunk;
+    };
+    getValidateTransformReturn = (readableObjectMode, optionName) => readableObjectMode ? validateObjectTransformReturn.bind(void 0, optionName) : validateStringTransformReturn.bind(void 0, optionName);
+    validateObjectTransformReturn = function* (optionName, chunk) {
+      validateEmptyReturn(optionName, chunk);
+      yield chunk;
+    };
+    validateStringTransformReturn = function* (optionName, chunk) {
+      validateEmptyReturn(optionName, chunk);
+      if (typeof chunk !== "string" && !isUint8Array(chunk)) {
+        throw new TypeError(`The \`${optionName}\` option's function must yield a string or an Uint8Array, not ${typeof chunk}.`);
+      }
+      yield chunk;
+    };
+    validateEmptyReturn = (optionName, chunk) => {
+      if (chunk === null || chunk === void 0) {
+        throw new TypeError(`The \`${optionName}\` option's function must not call \`yield ${chunk}\`.
+Instead, \`yield\` should either be called with a value, or not be called at all. For example:
+  if (condition) { yield value; }`);
+      }
+    };
+  }
+});
+
+// node_modules/execa/lib/transform/encoding-transform.js
+import { Buffer as Buffer3 } from "node:buffer";
+import { StringDecoder as StringDecoder2 } from "node:string_decoder";
+var getEncodingTransformGenerator, encodingUint8ArrayGenerator, encodingStringGenerator, encodingStringFinal;
+var init_encoding_transform = __esm({
+  "node_modules/execa/lib/transform/encoding-transform.js"() {
+    init_uint_array();
+    getEncodingTransformGenerator = (binary, encoding, skipped) => {
+      if (skipped) {
+        return;
+      }
+      if (binary) {
+        return { transform: encodingUint8ArrayGenerator.bind(void 0, new TextEncoder()) };
+      }
+      const stringDecoder = new StringDecoder2(encoding);
+      return {
+        transform: encodingStringGenerator.bind(void 0, stringDecoder),
+        final: encodingStringFinal.bind(void 0, stringDecoder)
+      };
+    };
+    encodingUint8ArrayGenerator = function* (textEncoder3, chunk) {
+      if (Buffer3.isBuffer(chunk)) {
+        yield bufferToUint8Array(chunk);
+      } else if (typeof chunk === "string") {
+        yield textEncoder3.encode(chunk);
+      } else {
+        yield chunk;
+      }
+    };
+    encodingStringGenerator = function* (stringDecoder, chunk) {
+      yield isUint8Array(chunk) ? stringDecoder.write(chunk) : chunk;
+    };
+    encodingStringFinal = function* (stringDecoder) {
+      const lastChunk = stringDecoder.end();
+      if (lastChunk !== "") {
+        yield lastChunk;
+      }
+    };
+  }
+});
+
+// node_modules/execa/lib/transform/run-async.js
+import { callbackify } from "node:util";
+var pushChunks, transformChunk, finalChunks, generatorFinalChunks, destroyTransform, identityGenerator;
+var init_run_async = __esm({
+  "node_modules/execa/lib/transform/run-async.js"() {
+    pushChunks = callbackify(async (getChunks, state, getChunksArguments, transformStream) => {
+      state.currentIterable = getChunks(...getChunksArguments);
+      try {
+        for await (const chunk of state.currentIterable) {
+          transformStream.push(chunk);
+        }
+      } finally {
+        delete state.currentIterable;
+      }
+    });
+    transformChunk = async function* (chunk, generators, index) {
+      if (index === generators.length) {
+        yield chunk;
+        return;
+      }
+      const { transform = identityGenerator } = generators[index];
+      for await (const transformedChunk of transform(chunk)) {
+        yield* transformChunk(transformedChunk, generators, index + 1);
+      }
+    };
+    finalChunks = async function* (generators) {
+      for (const [index, { final }] of Object.entries(generators)) {
+        yield* generatorFinalChunks(final, Number(index), generators);
+      }
+    };
+    generatorFinalChunks = async function* (final, index, generators) {
+      if (final === void 0) {
+        return;
+      }
+      for await (const finalChunk of final()) {
+        yield* transformChunk(finalChunk, generators, index + 1);
+      }
+    };
+    destroyTransform = callbackify(async ({ currentIterable }, error) => {
+      if (currentIterable !== void 0) {
+        await (error ? currentIterable.throw(error) : currentIterable.return());
+        return;
+      }
+      if (error) {
+        throw error;
+      }
+    });
+    identityGenerator = function* (chunk) {
+      yield chunk;
+    };
+  }
+});
+
+// node_modules/execa/lib/transform/run-sync.js
+var pushChunksSync, runTransformSync, transformChunkSync, finalChunksSync, generatorFinalChunksSync, identityGenerator2;
+var init_run_sync = __esm({
+  "node_modules/execa/lib/transform/run-sync.js"() {
+    pushChunksSync = (getChunksSync, getChunksArguments, transformStream, done) => {
+      try {
+        for (const chunk of getChunksSync(...getChunksArguments)) {
+          transformStream.push(chunk);
+        }
+        done();
+      } catch (error) {
+        done(error);
+      }
+    };
+    runTransformSync = (generators, chunks) => [
+      ...chunks.flatMap((chunk) => [...transformChunkSync(chunk, generators, 0)]),
+      ...finalChunksSync(generators)
+    ];
+    transformChunkSync = function* (chunk, generators, index) {
+      if (index === generators.length) {
+        yield chunk;
+        return;
+      }
+      const { transform = identityGenerator2 } = generators[index];
+      for (const transformedChunk of transform(chunk)) {
+        yield* transformChunkSync(transformedChunk, generators, index + 1);
+      }
+    };
+    finalChunksSync = function* (generators) {
+      for (const [index, { final }] of Object.entries(generators)) {
+        yield* generatorFinalChunksSync(final, Number(index), generators);
+      }
+    };
+    generatorFinalChunksSync = function* (final, index, generators) {
+      if (final === void 0) {
+        return;
+      }
+      for (const finalChunk of final()) {
+        yield* transformChunkSync(finalChunk, generators, index + 1);
+      }
+    };
+    identityGenerator2 = function* (chunk) {
+      yield chunk;
+    };
+  }
+});
+
+// node_modules/execa/lib/transform/generator.js
+import { Transform, getDefaultHighWaterMark } from "node:stream";
+var generatorToStream, runGeneratorsSync, addInternalGenerators;
+var init_generator = __esm({
+  "node_modules/execa/lib/transform/generator.js"() {
+    init_type();
+    init_split();
+    init_validate();
+    init_encoding_transform();
+    init_run_async();
+    init_run_sync();
+    generatorToStream = ({
+      value,
+      value: { transform, final, writableObjectMode, readableObjectMode },
+      optionName
+    }, { encoding }) => {
+      const state = {};
+      const generators = addInternalGenerators(value, encoding, optionName);
+      const transformAsync = isAsyncGenerator(transform);
+      const finalAsync = isAsyncGenerator(final);
+      const transformMethod = transformAsync ? pushChunks.bind(void 0, transformChunk, state) : pushChunksSync.bind(void 0, transformChunkSync);
+      const finalMethod = transformAsync || finalAsync ? pushChunks.bind(void 0, finalChunks, state) : pushChunksSync.bind(void 0, finalChunksSync);
+      const destroyMethod = transformAsync || finalAsync ? destroyTransform.bind(void 0, state) : void 0;
+      const stream = new Transform({
+        writableObjectMode,
+        writableHighWaterMark: getDefaultHighWaterMark(writableObjectMode),
+        readableObjectMode,
+        readableHighWaterMark: getDefaultHighWaterMark(readableObjectMode),
+        transform(chunk, encoding2, done) {
+          transformMethod([chunk, generators, 0], this, done);
+        },
+        flush(done) {
+          finalMethod([generators], this, done);
+        },
+        destroy: destroyMethod
+      });
+      return { stream };
+    };
+    runGeneratorsSync = (chunks, stdioItems, encoding, isInput) => {
+      const generators = stdioItems.filter(({ type }) => type === "generator");
+      const reversedGenerators = isInput ? generators.reverse() : generators;
+      for (const { value, optionName } of reversedGenerators) {
+        const generators2 = addInternalGenerators(value, encoding, optionName);
+        chunks = runTransformSync(generators2, chunks);
+      }
+      return chunks;
+    };
+    addInternalGenerators = ({ transform, final, binary, writableObjectMode, readableObjectMode, preserveNewlines }, encoding, optionName) => {
+      const state = {};
+      return [
+        { transform: getValidateTransformInput(writableObjectMode, optionName) },
+        getEncodingTransformGenerator(binary, encoding, writableObjectMode),
+        getSplitLinesGenerator(binary, preserveNewlines, writableObjectMode, state),
+        { transform, final },
+        { transform: getValidateTransformReturn(readableObjectMode, optionName) },
+        getAppendNewlineGenerator({
+          binary,
+          preserveNewlines,
+          readableObjectMode,
+          state
+        })
+      ].filter(Boolean);
+    };
+  }
+});
+
+// node_modules/execa/lib/io/input-sync.js
+var addInputOptionsSync, getInputFdNumbers, addInputOptionSync, applySingleInputGeneratorsSync, validateSerializable;
+var init_input_sync = __esm({
+  "node_modules/execa/lib/io/input-sync.js"() {
+    init_generator();
+    init_uint_array();
+    init_type();
+    addInputOptionsSync = (fileDescriptors, options) => {
+      for (const fdNumber of getInputFdNumbers(fileDescriptors)) {
+        addInputOptionSync(fileDescriptors, fdNumber, options);
+      }
+    };
+    getInputFdNumbers = (fileDescriptors) => new Set(Object.entries(fileDescriptors).filter(([, { direction }]) => direction === "input").map(([fdNumber]) => Number(fdNumber)));
+    addInputOptionSync = (fileDescriptors, fdNumber, options) => {
+      const { stdioItems } = fileDescriptors[fdNumber];
+      const allStdioItems = stdioItems.filter(({ contents }) => contents !== void 0);
+      if (allStdioItems.length === 0) {
+        return;
+      }
+      if (fdNumber !== 0) {
+        const [{ type, optionName }] = allStdioItems;
+        throw new TypeError(`Only the \`stdin\` option, not \`${optionName}\`, can be ${TYPE_TO_MESSAGE[type]} with synchronous methods.`);
+      }
+      const allContents = allStdioItems.map(({ contents }) => contents);
+      const transformedContents = allContents.map((contents) => applySingleInputGeneratorsSync(contents, stdioItems));
+      options.input = joinToUint8Array(transformedContents);
+    };
+    applySingleInputGeneratorsSync = (contents, stdioItems) => {
+      const newContents = runGeneratorsSync(contents, stdioItems, "utf8", true);
+      validateSerializable(newContents);
+      return joinToUint8Array(newContents);
+    };
+    validateSerializable = (newContents) => {
+      const invalidItem = newContents.find((item) => typeof item !== "string" && !isUint8Array(item));
+      if (invalidItem !== void 0) {
+        throw new TypeError(`The \`stdin\` option is invalid: when passing objects as input, a transform must be used to serialize them to strings or Uint8Arrays: ${invalidItem}.`);
+      }
+    };
+  }
+});
+
+// node_modules/execa/lib/verbose/output.js
+var shouldLogOutput, fdUsesVerbose, PIPED_STDIO_VALUES, logLines, logLinesSync, isPipingStream, logLine;
+var init_output = __esm({
+  "node_modules/execa/lib/verbose/output.js"() {
+    init_encoding_option();
+    init_type();
+    init_log();
+    init_values();
+    shouldLogOutput = ({ stdioItems, encoding, verboseInfo, fdNumber }) => fdNumber !== "all" && isFullVerbose(verboseInfo, fdNumber) && !BINARY_ENCODINGS.has(encoding) && fdUsesVerbose(fdNumber) && (stdioItems.some(({ type, value }) => type === "native" && PIPED_STDIO_VALUES.has(value)) || stdioItems.every(({ type }) => TRANSFORM_TYPES.has(type)));
+    fdUsesVerbose = (fdNumber) => fdNumber === 1 || fdNumber === 2;
+    PIPED_STDIO_VALUES = /* @__PURE__ */ new Set(["pipe", "overlapped"]);
+    logLines = async (linesIterable, stream, fdNumber, verboseInfo) => {
+      for await (const line of linesIterable) {
+        if (!isPipingStream(stream)) {
+          logLine(line, fdNumber, verboseInfo);
+        }
+      }
+    };
+    logLinesSync = (linesArray, fdNumber, verboseInfo) => {
+      for (const line of linesArray) {
+        logLine(line, fdNumber, verboseInfo);
+      }
+    };
+    isPipingStream = (stream) => stream._readableState.pipes.length > 0;
+    logLine = (line, fdNumber, verboseInfo) => {
+      const verboseMessage = serializeVerboseMessage(line);
+      verboseLog({
+        type: "output",
+        verboseMessage,
+        fdNumber,
+        verboseInfo
+      });
+    };
+  }
+});
+
+// node_modules/execa/lib/io/output-sync.js
+import { writeFileSync, appendFileSync } from "node:fs";
+var transformOutputSync, transformOutputResultSync, runOutputGeneratorsSync, serializeChunks, logOutputSync, writeToFiles;
+var init_output_sync = __esm({
+  "node_modules/execa/lib/io/output-sync.js"() {
+    init_output();
+    init_generator();
+    init_split();
+    init_uint_array();
+    init_type();
+    init_max_buffer();
+    transformOutputSync = ({ fileDescriptors, syncResult: { output }, options, isMaxBuffer, verboseInfo }) => {
+      if (output === null) {
+        return { output: Array.from({ length: 3 }) };
+      }
+      const state = {};
+      const outputFiles = /* @__PURE__ */ new Set([]);
+      const transformedOutput = output.map((result, fdNumber) => transformOutputResultSync({
+        result,
+        fileDescriptors,
+        fdNumber,
+        state,
+        outputFiles,
+        isMaxBuffer,
+        verboseInfo
+      }, options));
+      return { output: transformedOutput, ...state };
+    };
+    transformOutputResultSync = ({ result, fileDescriptors, fdNumber, state, outputFiles, isMaxBuffer, verboseInfo }, { buffer, encoding, lines: lines2, stripFinalNewline: stripFinalNewline2, maxBuffer }) => {
+      if (result === null) {
+        return;
+      }
+      const truncatedResult = truncateMaxBufferSync(result, isMaxBuffer, maxBuffer);
+      const uint8ArrayResult = bufferToUint8Array(truncatedResult);
+      const { stdioItems, objectMode } = fileDescriptors[fdNumber];
+      const chunks = runOutputGeneratorsSync([uint8ArrayResult], stdioItems, encoding, state);
+      const { serializedResult, finalResult = serializedResult } = serializeChunks({
+        chunks,
+        objectMode,
+        encoding,
+        lines: lines2,
+        stripFinalNewline: stripFinalNewline2,
+        fdNumber
+      });
+      logOutputSync({
+        serializedResult,
+        fdNumber,
+        state,
+        verboseInfo,
+        encoding,
+        stdioItems,
+        objectMode
+      });
+      const returnedResult = buffer[fdNumber] ? finalResult : void 0;
+      try {
+        if (state.error === void 0) {
+          writeToFiles(serializedResult, stdioItems, outputFiles);
+        }
+        return returnedResult;
+      } catch (error) {
+        state.error = error;
+        return returnedResult;
+      }
+    };
+    runOutputGeneratorsSync = (chunks, stdioItems, encoding, state) => {
+      try {
+        return runGeneratorsSync(chunks, stdioItems, encoding, false);
+      } catch (error) {
+        state.error = error;
+        return chunks;
+      }
+    };
+    serializeChunks = ({ chunks, objectMode, encoding, lines: lines2, stripFinalNewline: stripFinalNewline2, fdNumber }) => {
+      if (objectMode) {
+        return { serializedResult: chunks };
+      }
+      if (encoding === "buffer") {
+        return { serializedResult: joinToUint8Array(chunks) };
+      }
+      const serializedResult = joinToString(chunks, encoding);
+      if (lines2[fdNumber]) {
+        return { serializedResult, finalResult: splitLinesSync(serializedResult, !stripFinalNewline2[fdNumber], objectMode) };
+      }
+      return { serializedResult };
+    };
+    logOutputSync = ({ serializedResult, fdNumber, state, verboseInfo, encoding, stdioItems, objectMode }) => {
+      if (!shouldLogOutput({
+        stdioItems,
+        encoding,
+        verboseInfo,
+        fdNumber
+      })) {
+        return;
+      }
+      const linesArray = splitLinesSync(serializedResult, false, objectMode);
+      try {
+        logLinesSync(linesArray, fdNumber, verboseInfo);
+      } catch (error) {
+        state.error ??= error;
+      }
+    };
+    writeToFiles = (serializedResult, stdioItems, outputFiles) => {
+      for (const { path: path18, append } of stdioItems.filter(({ type }) => FILE_TYPES.has(type))) {
+        const pathString = typeof path18 === "string" ? path18 : path18.toString();
+        if (append || outputFiles.has(pathString)) {
+          appendFileSync(path18, serializedResult);
+        } else {
+          outputFiles.add(pathString);
+          writeFileSync(path18, serializedResult);
+        }
+      }
+    };
+  }
+});
+
+// node_modules/execa/lib/resolve/all-sync.js
+var getAllSync;
+var init_all_sync = __esm({
+  "node_modules/execa/lib/resolve/all-sync.js"() {
+    init_uint_array();
+    init_strip_newline();
+    getAllSync = ([, stdout, stderr], options) => {
+      if (!options.all) {
+        return;
+      }
+      if (stdout === void 0) {
+        return stderr;
+      }
+      if (stderr === void 0) {
+        return stdout;
+      }
+      if (Array.isArray(stdout)) {
+        return Array.isArray(stderr) ? [...stdout, ...stderr] : [...stdout, stripNewline(stderr, options, "all")];
+      }
+      if (Array.isArray(stderr)) {
+        return [stripNewline(stdout, options, "all"), ...stderr];
+      }
+      if (isUint8Array(stdout) && isUint8Array(stderr)) {
+        return concatUint8Arrays([stdout, stderr]);
+      }
+      return `${stdout}${stderr}`;
+    };
+  }
+});
+
+// node_modules/execa/lib/resolve/exit-async.js
+import { once as once4 } from "node:events";
+var waitForExit, waitForExitOrError, waitForSubprocessExit, waitForSuccessfulExit, isSubprocessErrorExit, isFailedExit;
+var init_exit_async = __esm({
+  "node_modules/execa/lib/resolve/exit-async.js"() {
+    init_final_error();
+    waitForExit = async (subprocess, context) => {
+      const [exitCode, signal] = await waitForExitOrError(subprocess);
+      context.isForcefullyTerminated ??= false;
+      return [exitCode, signal];
+    };
+    waitForExitOrError = async (subprocess) => {
+      const [spawnPayload, exitPayload] = await Promise.allSettled([
+        once4(subprocess, "spawn"),
+        once4(subprocess, "exit")
+      ]);
+      if (spawnPayload.status === "rejected") {
+        return [];
+      }
+      return exitPayload.status === "rejected" ? waitForSubprocessExit(subprocess) : exitPayload.value;
+    };
+    waitForSubprocessExit = async (subprocess) => {
+      try {
+        return await once4(subprocess, "exit");
+      } catch {
+        return waitForSubprocessExit(subprocess);
+      }
+    };
+    waitForSuccessfulExit = async (exitPromise) => {
+      const [exitCode, signal] = await exitPromise;
+      if (!isSubprocessErrorExit(exitCode, signal) && isFailedExit(exitCode, signal)) {
+        throw new DiscardedError();
+      }
+      return [exitCode, signal];
+    };
+    isSubprocessErrorExit = (exitCode, signal) => exitCode === void 0 && signal === void 0;
+    isFailedExit = (exitCode, signal) => exitCode !== 0 || signal !== null;
+  }
+});
+
+// node_modules/execa/lib/resolve/exit-sync.js
+var getExitResultSync, getResultError;
+var init_exit_sync = __esm({
+  "node_modules/execa/lib/resolve/exit-sync.js"() {
+    init_final_error();
+    init_max_buffer();
+    init_exit_async();
+    getExitResultSync = ({ error, status: exitCode, signal, output }, { maxBuffer }) => {
+      const resultError = getResultError(error, exitCode, signal);
+      const timedOut = resultError?.code === "ETIMEDOUT";
+      const isMaxBuffer = isMaxBufferSync(resultError, output, maxBuffer);
+      return {
+        resultError,
+        exitCode,
+        signal,
+        timedOut,
+        isMaxBuffer
+      };
+    };
+    getResultError = (error, exitCode, signal) => {
+      if (error !== void 0) {
+        return error;
+      }
+      return isFailedExit(exitCode, signal) ? new DiscardedError() : void 0;
+    };
+  }
+});
+
+// node_modules/execa/lib/methods/main-sync.js
+import { spawnSync } from "node:child_process";
+var execaCoreSync, handleSyncArguments, normalizeSyncOptions, validateSyncOptions, throwInvalidSyncOption, spawnSubprocessSync, runSubprocessSync, normalizeSpawnSyncOptions, getSyncResult;
+var init_main_sync = __esm({
+  "node_modules/execa/lib/methods/main-sync.js"() {
+    init_command();
+    init_options();
+    init_shell();
+    init_result();
+    init_reject();
+    init_handle_sync();
+    init_strip_newline();
+    init_input_sync();
+    init_output_sync();
+    init_max_buffer();
+    init_all_sync();
+    init_exit_sync();
+    execaCoreSync = (rawFile, rawArguments, rawOptions2) => {
+      const { file, commandArguments, command, escapedCommand, startTime, verboseInfo, options, fileDescriptors } = handleSyncArguments(rawFile, rawArguments, rawOptions2);
+      const result = spawnSubprocessSync({
+        file,
+        commandArguments,
+        options,
+        command,
+        escapedCommand,
+        verboseInfo,
+        fileDescriptors,
+        startTime
+      });
+      return handleResult(result, verboseInfo, options);
+    };
+    handleSyncArguments = (rawFile, rawArguments, rawOptions2) => {
+      const { command, escapedCommand, startTime, verboseInfo } = handleCommand(rawFile, rawArguments, rawOptions2);
+      const syncOptions = normalizeSyncOptions(rawOptions2);
+      const { file, commandArguments, options } = normalizeOptions(rawFile, rawArguments, syncOptions);
+      validateSyncOptions(options);
+      const fileDescriptors = handleStdioSync(options, verboseInfo);
+      return {
+        file,
+        commandArguments,
+        command,
+        escapedCommand,
+        startTime,
+        verboseInfo,
+        options,
+        fileDescriptors
+      };
+    };
+    normalizeSyncOptions = (options) => options.node && !options.ipc ? { ...options, ipc: false } : options;
+    validateSyncOptions = ({ ipc, ipcInput, detached, cancelSignal }) => {
+      if (ipcInput) {
+        throwInvalidSyncOption("ipcInput");
+      }
+      if (ipc) {
+        throwInvalidSyncOption("ipc: true");
+      }
+      if (detached) {
+        throwInvalidSyncOption("detached: true");
+      }
+      if (cancelSignal) {
+        throwInvalidSyncOption("cancelSignal");
+      }
+    };
+    throwInvalidSyncOption = (value) => {
+      throw new TypeError(`The "${value}" option cannot be used with synchronous methods.`);
+    };
+    spawnSubprocessSync = ({ file, commandArguments, options, command, escapedCommand, verboseInfo, fileDescriptors, startTime }) => {
+      const syncResult = runSubprocessSync({
+        file,
+        commandArguments,
+        options,
+        command,
+        escapedCommand,
+        fileDescriptors,
+        startTime
+      });
+      if (syncResult.failed) {
+        return syncResult;
+      }
+      const { resultError, exitCode, signal, timedOut, isMaxBuffer } = getExitResultSync(syncResult, options);
+      const { output, error = resultError } = transformOutputSync({
+        fileDescriptors,
+        syncResult,
+        options,
+        isMaxBuffer,
+        verboseInfo
+      });
+      const stdio = output.map((stdioOutput, fdNumber) => stripNewline(stdioOutput, options, fdNumber));
+      const all = stripNewline(getAllSync(output, options), options, "all");
+      return getSyncResult({
+        error,
+        exitCode,
+        signal,
+        timedOut,
+        isMaxBuffer,
+        stdio,
+        all,
+        options,
+        command,
+        escapedCommand,
+        startTime
+      });
+    };
+    runSubprocessSync = ({ file, commandArguments, options, command, escapedCommand, fileDescriptors, startTime }) => {
+      try {
+        addInputOptionsSync(fileDescriptors, options);
+        const normalizedOptions = normalizeSpawnSyncOptions(options);
+        return spawnSync(...concatenateShell(file, commandArguments, normalizedOptions));
+      } catch (error) {
+        return makeEarlyError({
+          error,
+          command,
+          escapedCommand,
+          fileDescriptors,
+          options,
+          startTime,
+          isSync: true
+        });
+      }
+    };
+    normalizeSpawnSyncOptions = ({ encoding, maxBuffer, ...options }) => ({ ...options, encoding: "buffer", maxBuffer: getMaxBufferSync(maxBuffer) });
+    getSyncResult = ({ error, exitCode, signal, timedOut, isMaxBuffer, stdio, all, options, command, escapedCommand, startTime }) => error === void 0 ? makeSuccessResult({
+      command,
+      escapedCommand,
+      stdio,
+      all,
+      ipcOutput: [],
+      options,
+      startTime
+    }) : makeError({
+      error,
+      command,
+      escapedCommand,
+      timedOut,
+      isCanceled: false,
+      isGracefullyCanceled: false,
+      isMaxBuffer,
+      isForcefullyTerminated: false,
+      exitCode,
+      signal,
+      stdio,
+      all,
+      ipcOutput: [],
+      options,
+      startTime,
+      isSync: true
+    });
+  }
+});
+
+// node_modules/execa/lib/ipc/get-one.js
+import { once as once5, on as on2 } from "node:events";
+var getOneMessage, getOneMessageAsync, getMessage, throwOnDisconnect2, throwOnStrictError;
+var init_get_one = __esm({
+  "node_modules/execa/lib/ipc/get-one.js"() {
+    init_validation();
+    init_forward();
+    init_reference();
+    getOneMessage = ({ anyProcess, channel, isSubprocess, ipc }, { reference = true, filter } = {}) => {
+      validateIpcMethod({
+        methodName: "getOneMessage",
+        isSubprocess,
+        ipc,
+        isConnected: isConnected(anyProcess)
+      });
+      return getOneMessageAsync({
+        anyProcess,
+        channel,
+        isSubprocess,
+        filter,
+        reference
+      });
+    };
+    getOneMessageAsync = async ({ anyProcess, channel, isSubprocess, filter, reference }) => {
+      addReference(channel, reference);
+      const ipcEmitter = getIpcEmitter(anyProcess, channel, isSubprocess);
+      const controller = new AbortController();
+      try {
+        return await Promise.race([
+          getMessage(ipcEmitter, filter, controller),
+          throwOnDisconnect2(ipcEmitter, isSubprocess, controller),
+          throwOnStrictError(ipcEmitter, isSubprocess, controller)
+        ]);
+      } catch (error) {
+        disconnect(anyProcess);
+        throw error;
+      } finally {
+        controller.abort();
+        removeReference(channel, reference);
+      }
+    };
+    getMessage = async (ipcEmitter, filter, { signal }) => {
+      if (filter === void 0) {
+        const [message] = await once5(ipcEmitter, "message", { signal });
+        return message;
+      }
+      for await (const [message] of on2(ipcEmitter, "message", { signal })) {
+        if (filter(message)) {
+          return message;
+        }
+      }
+    };
+    throwOnDisconnect2 = async (ipcEmitter, isSubprocess, { signal }) => {
+      await once5(ipcEmitter, "disconnect", { signal });
+      throwOnEarlyDisconnect(isSubprocess);
+    };
+    throwOnStrictError = async (ipcEmitter, isSubprocess, { signal }) => {
+      const [error] = await once5(ipcEmitter, "strict:error", { signal });
+      throw getStrictResponseError(error, isSubprocess);
+    };
+  }
+});
+
+// node_modules/execa/lib/ipc/get-each.js
+import { once as once6, on as on3 } from "node:events";
+var getEachMessage, loopOnMessages, stopOnDisconnect, abortOnStrictError, iterateOnMessages, throwIfStrictError;
+var init_get_each = __esm({
+  "node_modules/execa/lib/ipc/get-each.js"() {
+    init_validation();
+    init_forward();
+    init_reference();
+    getEachMessage = ({ anyProcess, channel, isSubprocess, ipc }, { reference = true } = {}) => loopOnMessages({
+      anyProcess,
+      channel,
+      isSubprocess,
+      ipc,
+      shouldAwait: !isSubprocess,
+      reference
+    });
+    loopOnMessages = ({ anyProcess, channel, isSubprocess, ipc, shouldAwait, reference }) => {
+      validateIpcMethod({
+        methodName: "getEachMessage",
+        isSubprocess,
+        ipc,
+        isConnected: isConnected(anyProcess)
+      });
+      addReference(channel, reference);
+      const ipcEmitter = getIpcEmitter(anyProcess, channel, isSubprocess);
+      const controller = new AbortController();
+      const state = {};
+      stopOnDisconnect(anyProcess, ipcEmitter, controller);
+      abortOnStrictError({
+        ipcEmitter,
+        isSubprocess,
+        controller,
+        state
+      });
+      return iterateOnMessages({
+        anyProcess,
+        channel,
+        ipcEmitter,
+        isSubprocess,
+        shouldAwait,
+        controller,
+        state,
+        reference
+      });
+    };
+    stopOnDisconnect = async (anyProcess, ipcEmitter, controller) => {
+      try {
+        await once6(ipcEmitter, "disconnect", { signal: controller.signal });
+        controller.abort();
+      } catch {
+      }
+    };
+    abortOnStrictError = async ({ ipcEmitter, isSubprocess, controller, state }) => {
+      try {
+        const [error] = await once6(ipcEmitter, "strict:error", { signal: controller.signal });
+        state.error = getStrictResponseError(error, isSubprocess);
+        controller.abort();
+      } catch {
+      }
+    };
+    iterateOnMessages = async function* ({ anyProcess, channel, ipcEmitter, isSubprocess, shouldAwait, controller, state, reference }) {
+      try {
+        for await (const [message] of on3(ipcEmitter, "message", { signal: controller.signal })) {
+          throwIfStrictError(state);
+          yield message;
+        }
+      } catch {
+        throwIfStrictError(state);
+      } finally {
+        controller.abort();
+        removeReference(channel, reference);
+        if (!isSubprocess) {
+          disconnect(anyProcess);
+        }
+        if (shouldAwait) {
+          await anyProcess;
+        }
+      }
+    };
+    throwIfStrictError = ({ error }) => {
+      if (error) {
+        throw error;
+      }
+    };
+  }
+});
+
+// node_modules/execa/lib/ipc/methods.js
+import process8 from "node:process";
+var addIpcMethods, getIpcExport, getIpcMethods;
+var init_methods = __esm({
+  "node_modules/execa/lib/ipc/methods.js"() {
+    init_send();
+    init_get_one();
+    init_get_each();
+    init_graceful();
+    addIpcMethods = (subprocess, { ipc }) => {
+      Object.assign(subprocess, getIpcMethods(subprocess, false, ipc));
+    };
+    getIpcExport = () => {
+      const anyProcess = process8;
+      const isSubprocess = true;
+      const ipc = process8.channel !== void 0;
+      return {
+        ...getIpcMethods(anyProcess, isSubprocess, ipc),
+        getCancelSignal: getCancelSignal.bind(void 0, {
+          anyProcess,
+          channel: anyProcess.channel,
+          isSubprocess,
+          ipc
+        })
+      };
+    };
+    getIpcMethods = (anyProcess, isSubprocess, ipc) => ({
+      sendMessage: sendMessage.bind(void 0, {
+        anyProcess,
+        channel: anyProcess.channel,
+        isSubprocess,
+        ipc
+      }),
+      getOneMessage: getOneMessage.bind(void 0, {
+        anyProcess,
+        channel: anyProcess.channel,
+        isSubprocess,
+        ipc
+      }),
+      getEachMessage: getEachMessage.bind(void 0, {
+        anyProcess,
+        channel: anyProcess.channel,
+        isSubprocess,
+        ipc
+      })
+    });
+  }
+});
+
+// node_modules/execa/lib/return/early-error.js
+import { ChildProcess as ChildProcess2 } from "node:child_process";
+import {
+  PassThrough,
+  Readable,
+  Writable,
+  Duplex
+} from "node:stream";
+var handleEarlyError, createDummyStreams, createDummyStream, readable, writable, duplex, handleDummyPromise;
+var init_early_error = __esm({
+  "node_modules/execa/lib/return/early-error.js"() {
+    init_handle();
+    init_result();
+    init_reject();
+    handleEarlyError = ({ error, command, escapedCommand, fileDescriptors, options, startTime, verboseInfo }) => {
+      cleanupCustomStreams(fileDescriptors);
+      const subprocess = new ChildProcess2();
+      createDummyStreams(subprocess, fileDescriptors);
+      Object.assign(subprocess, { readable, writable, duplex });
+      const earlyError = makeEarlyError({
+        error,
+        command,
+        escapedCommand,
+        fileDescriptors,
+        options,
+        startTime,
+        isSync: false
+      });
+      const promise = handleDummyPromise(earlyError, verboseInfo, options);
+      return { subprocess, promise };
+    };
+    createDummyStreams = (subprocess, fileDescriptors) => {
+      const stdin = createDummyStream();
+      const stdout = createDummyStream();
+      const stderr = createDummyStream();
+      const extraStdio = Array.from({ length: fileDescriptors.length - 3 }, createDummyStream);
+      const all = createDummyStream();
+      const stdio = [stdin, stdout, stderr, ...extraStdio];
+      Object.assign(subprocess, {
+        stdin,
+        stdout,
+        stderr,
+        all,
+        stdio
+      });
+    };
+    createDummyStream = () => {
+      const stream = new PassThrough();
+      stream.end();
+      return stream;
+    };
+    readable = () => new Readable({ read() {
+    } });
+    writable = () => new Writable({ write() {
+    } });
+    duplex = () => new Duplex({ read() {
+    }, write() {
+    } });
+    handleDummyPromise = async (error, verboseInfo, options) => handleResult(error, verboseInfo, options);
+  }
+});
+
+// node_modules/execa/lib/stdio/handle-async.js
+import { createReadStream, createWriteStream } from "node:fs";
+import { Buffer as Buffer4 } from "node:buffer";
+import { Readable as Readable2, Writable as Writable2, Duplex as Duplex2 } from "node:stream";
+var handleStdioAsync, forbiddenIfAsync, addProperties2, addPropertiesAsync;
+var init_handle_async = __esm({
+  "node_modules/execa/lib/stdio/handle-async.js"() {
+    init_generator();
+    init_handle();
+    init_type();
+    handleStdioAsync = (options, verboseInfo) => handleStdio(addPropertiesAsync, options, verboseInfo, false);
+    forbiddenIfAsync = ({ type, optionName }) => {
+      throw new TypeError(`The \`${optionName}\` option cannot be ${TYPE_TO_MESSAGE[type]}.`);
+    };
+    addProperties2 = {
+      fileNumber: forbiddenIfAsync,
+      generator: generatorToStream,
+      asyncGenerator: generatorToStream,
+      nodeStream: ({ value }) => ({ stream: value }),
+      webTransform({ value: { transform, writableObjectMode, readableObjectMode } }) {
+        const objectMode = writableObjectMode || readableObjectMode;
+        const stream = Duplex2.fromWeb(transform, { objectMode });
+        return { stream };
+      },
+      duplex: ({ value: { transform } }) => ({ stream: transform }),
+      native() {
+      }
+    };
+    addPropertiesAsync = {
+      input: {
+        ...addProperties2,
+        fileUrl: ({ value }) => ({ stream: createReadStream(value) }),
+        filePath: ({ value: { file } }) => ({ stream: createReadStream(file) }),
+        webStream: ({ value }) => ({ stream: Readable2.fromWeb(value) }),
+        iterable: ({ value }) => ({ stream: Readable2.from(value) }),
+        asyncIterable: ({ value }) => ({ stream: Readable2.from(value) }),
+        string: ({ value }) => ({ stream: Readable2.from(value) }),
+        uint8Array: ({ value }) => ({ stream: Readable2.from(Buffer4.from(value)) })
+      },
+      output: {
+        ...addProperties2,
+        fileUrl: ({ value }) => ({ stream: createWriteStream(value) }),
+        filePath: ({ value: { file, append } }) => ({ stream: createWriteStream(file, append ? { flags: "a" } : {}) }),
+        webStream: ({ value }) => ({ stream: Writable2.fromWeb(value) }),
+        iterable: forbiddenIfAsync,
+        asyncIterable: forbiddenIfAsync,
+        string: forbiddenIfAsync,
+        uint8Array: forbiddenIfAsync
+      }
+    };
+  }
+});
+
+// node_modules/@sindresorhus/merge-streams/index.js
+import { on as on4, once as once7 } from "node:events";
+import { PassThrough as PassThroughStream, getDefaultHighWaterMark as getDefaultHighWaterMark2 } from "node:stream";
+import { finished as finished2 } from "node:stream/promises";
+function mergeStreams(streams) {
+  if (!Array.isArray(streams)) {
+    throw new TypeError(`Expected an array, got \`${typeof streams}\`.`);
+  }
+  for (const stream of streams) {
+    validateStream(stream);
+  }
+  const objectMode = streams.some(({ readableObjectMode }) => readableObjectMode);
+  const highWaterMark = getHighWaterMark(streams, objectMode);
+  const passThroughStream = new MergedStream({
+    objectMode,
+    writableHighWaterMark: highWaterMark,
+    readableHighWaterMark: highWaterMark
+  });
+  for (const stream of streams) {
+    passThroughStream.add(stream);
+  }
+  return passThroughStream;
+}
+var getHighWaterMark, MergedStream, onMergedStreamFinished, onMergedStreamEnd, onInputStreamsUnpipe, validateStream, endWhenStreamsDone, afterMergedStreamFinished, onInputStreamEnd, onInputStreamUnpipe, endStream, errorOrAbortStream, isAbortError, abortStream, errorStream, noop2, updateMaxListeners, PASSTHROUGH_LISTENERS_COUNT, PASSTHROUGH_LISTENERS_PER_STREAM;
+var init_merge_streams = __esm({
+  "node_modules/@sindresorhus/merge-streams/index.js"() {
+    getHighWaterMark = (streams, objectMode) => {
+      if (streams.length === 0) {
+        return getDefaultHighWaterMark2(objectMode);
+      }
+      const highWaterMarks = streams.filter(({ readableObjectMode }) => readableObjectMode === objectMode).map(({ readableHighWaterMark }) => readableHighWaterMark);
+      return Math.max(...highWaterMarks);
+    };
+    MergedStream = class extends PassThroughStream {
+      #streams = /* @__PURE__ */ new Set([]);
+      #ended = /* @__PURE__ */ new Set([]);
+      #aborted = /* @__PURE__ */ new Set([]);
+      #onFinished;
+      #unpipeEvent = Symbol("unpipe");
+      #streamPromises = /* @__PURE__ */ new WeakMap();
+      add(stream) {
+        validateStream(stream);
+        if (this.#streams.has(stream)) {
+          return;
+        }
+        this.#streams.add(stream);
+        this.#onFinished ??= onMergedStreamFinished(this, this.#streams, this.#unpipeEvent);
+        const streamPromise = endWhenStreamsDone({
+          passThroughStream: this,
+          stream,
+          streams: this.#streams,
+          ended: this.#ended,
+          aborted: this.#aborted,
+          onFinished: this.#onFinished,
+          unpipeEvent: this.#unpipeEvent
+        });
+        this.#streamPromises.set(stream, streamPromise);
+        stream.pipe(this, { end: false });
+      }
+      async remove(stream) {
+        validateStream(stream);
+        if (!this.#streams.has(stream)) {
+          return false;
+        }
+        const streamPromise = this.#streamPromises.get(stream);
+        if (streamPromise === void 0) {
+          return false;
+        }
+        this.#streamPromises.delete(stream);
+        stream.unpipe(this);
+        await streamPromise;
+        return true;
+      }
+    };
+    onMergedStreamFinished = async (passThroughStream, streams, unpipeEvent) => {
+      updateMaxListeners(passThroughStream, PASSTHROUGH_LISTENERS_COUNT);
+      const controller = new AbortController();
+      try {
+        await Promise.race([
+          onMergedStreamEnd(passThroughStream, controller),
+          onInputStreamsUnpipe(passThroughStream, streams, unpipeEvent, controller)
+        ]);
+      } finally {
+        controller.abort();
+        updateMaxListeners(passThroughStream, -PASSTHROUGH_LISTENERS_COUNT);
+      }
+    };
+    onMergedStreamEnd = async (passThroughStream, { signal }) => {
+      try {
+        await finished2(passThroughStream, { signal, cleanup: true });
+      } catch (error) {
+        errorOrAbortStream(passThroughStream, error);
+        throw error;
+      }
+    };
+    onInputStreamsUnpipe = async (passThroughStream, streams, unpipeEvent, { signal }) => {
+      for await (const [unpipedStream] of on4(passThroughStream, "unpipe", { signal })) {
+        if (streams.has(unpipedStream)) {
+          unpipedStream.emit(unpipeEvent);
+        }
+      }
+    };
+    validateStream = (stream) => {
+      if (typeof stream?.pipe !== "function") {
+        throw new TypeError(`Expected a readable stream, got: \`${typeof stream}\`.`);
+      }
+    };
+    endWhenStreamsDone = async ({ passThroughStream, stream, streams, ended, aborted: aborted2, onFinished, unpipeEvent }) => {
+      updateMaxListeners(passThroughStream, PASSTHROUGH_LISTENERS_PER_STREAM);
+      const controller = new AbortController();
+      try {
+        await Promise.race([
+          afterMergedStreamFinished(onFinished, stream, controller),
+          onInputStreamEnd({
+            passThroughStream,
+            stream,
+            streams,
+            ended,
+            aborted: aborted2,
+            controller
+          }),
+          onInputStreamUnpipe({
+            stream,
+            streams,
+            ended,
+            aborted: aborted2,
+            unpipeEvent,
+            controller
+          })
+        ]);
+      } finally {
+        controller.abort();
+        updateMaxListeners(passThroughStream, -PASSTHROUGH_LISTENERS_PER_STREAM);
+      }
+      if (streams.size > 0 && streams.size === ended.size + aborted2.size) {
+        if (ended.size === 0 && aborted2.size > 0) {
+          abortStream(passThroughStream);
+        } else {
+          endStream(passThroughStream);
+        }
+      }
+    };
+    afterMergedStreamFinished = async (onFinished, stream, { signal }) => {
+      try {
+        await onFinished;
+        if (!signal.aborted) {
+          abortStream(stream);
+        }
+      } catch (error) {
+        if (!signal.aborted) {
+          errorOrAbortStream(stream, error);
+        }
+      }
+    };
+    onInputStreamEnd = async ({ passThroughStream, stream, streams, ended, aborted: aborted2, controller: { signal } }) => {
+      try {
+        await finished2(stream, {
+          signal,
+          cleanup: true,
+          readable: true,
+          writable: false
+        });
+        if (streams.has(stream)) {
+          ended.add(stream);
+        }
+      } catch (error) {
+        if (signal.aborted || !streams.has(stream)) {
+          return;
+        }
+        if (isAbortError(error)) {
+          aborted2.add(stream);
+        } else {
+          errorStream(passThroughStream, error);
+        }
+      }
+    };
+    onInputStreamUnpipe = async ({ stream, streams, ended, aborted: aborted2, unpipeEvent, controller: { signal } }) => {
+      await once7(stream, unpipeEvent, { signal });
+      if (!stream.readable) {
+        return once7(signal, "abort", { signal });
+      }
+      streams.delete(stream);
+      ended.delete(stream);
+      aborted2.delete(stream);
+    };
+    endStream = (stream) => {
+      if (stream.writable) {
+        stream.end();
+      }
+    };
+    errorOrAbortStream = (stream, error) => {
+      if (isAbortError(error)) {
+        abortStream(stream);
+      } else {
+        errorStream(stream, error);
+      }
+    };
+    isAbortError = (error) => error?.code === "ERR_STREAM_PREMATURE_CLOSE";
+    abortStream = (stream) => {
+      if (stream.readable || stream.writable) {
+        stream.destroy();
+      }
+    };
+    errorStream = (stream, error) => {
+      if (!stream.destroyed) {
+        stream.once("error", noop2);
+        stream.destroy(error);
+      }
+    };
+    noop2 = () => {
+    };
+    updateMaxListeners = (passThroughStream, increment2) => {
+      const maxListeners = passThroughStream.getMaxListeners();
+      if (maxListeners !== 0 && maxListeners !== Number.POSITIVE_INFINITY) {
+        passThroughStream.setMaxListeners(maxListeners + increment2);
+      }
+    };
+    PASSTHROUGH_LISTENERS_COUNT = 2;
+    PASSTHROUGH_LISTENERS_PER_STREAM = 1;
+  }
+});
+
+// node_modules/execa/lib/io/pipeline.js
+import { finished as finished3 } from "node:stream/promises";
+var pipeStreams, onSourceFinish, endDestinationStream, onDestinationFinish, abortSourceStream;
+var init_pipeline = __esm({
+  "node_modules/execa/lib/io/pipeline.js"() {
+    init_standard_stream();
+    pipeStreams = (source, destination) => {
+      source.pipe(destination);
+      onSourceFinish(source, destination);
+      onDestinationFinish(source, destination);
+    };
+    onSourceFinish = async (source, destination) => {
+      if (isStandardStream(source) || isStandardStream(destination)) {
+        return;
+      }
+      try {
+        await finished3(source, { cleanup: true, readable: true, writable: false });
+      } catch {
+      }
+      endDestinationStream(destination);
+    };
+    endDestinationStream = (destination) => {
+      if (destination.writable) {
+        destination.end();
+      }
+    };
+    onDestinationFinish = async (source, destination) => {
+      if (isStandardStream(source) || isStandardStream(destination)) {
+        return;
+      }
+      try {
+        await finished3(destination, { cleanup: true, readable: false, writable: true });
+      } catch {
+      }
+      abortSourceStream(source);
+    };
+    abortSourceStream = (source) => {
+      if (source.readable) {
+        source.destroy();
+      }
+    };
+  }
+});
+
+// node_modules/execa/lib/io/output-async.js
+var pipeOutputAsync, pipeTransform, SUBPROCESS_STREAM_PROPERTIES, pipeStdioItem, setStandardStreamMaxListeners, MAX_LISTENERS_INCREMENT;
+var init_output_async = __esm({
+  "node_modules/execa/lib/io/output-async.js"() {
+    init_merge_streams();
+    init_standard_stream();
+    init_max_listeners();
+    init_type();
+    init_pipeline();
+    pipeOutputAsync = (subprocess, fileDescriptors, controller) => {
+      const pipeGroups = /* @__PURE__ */ new Map();
+      for (const [fdNumber, { stdioItems, direction }] of Object.entries(fileDescriptors)) {
+        for (const { stream } of stdioItems.filter(({ type }) => TRANSFORM_TYPES.has(type))) {
+          pipeTransform(subprocess, stream, direction, fdNumber);
+        }
+        for (const { stream } of stdioItems.filter(({ type }) => !TRANSFORM_TYPES.has(type))) {
+          pipeStdioItem({
+            subprocess,
+            stream,
+            direction,
+            fdNumber,
+            pipeGroups,
+            controller
+          });
+        }
+      }
+      for (const [outputStream, inputStreams] of pipeGroups.entries()) {
+        const inputStream = inputStreams.length === 1 ? inputStreams[0] : mergeStreams(inputStreams);
+        pipeStreams(inputStream, outputStream);
+      }
+    };
+    pipeTransform = (subprocess, stream, direction, fdNumber) => {
+      if (direction === "output") {
+        pipeStreams(subprocess.stdio[fdNumber], stream);
+      } else {
+        pipeStreams(stream, subprocess.stdio[fdNumber]);
+      }
+      const streamProperty = SUBPROCESS_STREAM_PROPERTIES[fdNumber];
+      if (streamProperty !== void 0) {
+        subprocess[streamProperty] = stream;
+      }
+      subprocess.stdio[fdNumber] = stream;
+    };
+    SUBPROCESS_STREAM_PROPERTIES = ["stdin", "stdout", "stderr"];
+    pipeStdioItem = ({ subprocess, stream, direction, fdNumber, pipeGroups, controller }) => {
+      if (stream === void 0) {
+        return;
+      }
+      setStandardStreamMaxListeners(stream, controller);
+      const [inputStream, outputStream] = direction === "output" ? [stream, subprocess.stdio[fdNumber]] : [subprocess.stdio[fdNumber], stream];
+      const outputStreams = pipeGroups.get(inputStream) ?? [];
+      pipeGroups.set(inputStream, [...outputStreams, outputStream]);
+    };
+    setStandardStreamMaxListeners = (stream, { signal }) => {
+      if (isStandardStream(stream)) {
+        incrementMaxListeners(stream, MAX_LISTENERS_INCREMENT, signal);
+      }
+    };
+    MAX_LISTENERS_INCREMENT = 2;
+  }
+});
+
+// node_modules/signal-exit/dist/mjs/signals.js
+var signals;
+var init_signals2 = __esm({
+  "node_modules/signal-exit/dist/mjs/signals.js"() {
+    signals = [];
+    signals.push("SIGHUP", "SIGINT", "SIGTERM");
+    if (process.platform !== "win32") {
+      signals.push(
+        "SIGALRM",
+        "SIGABRT",
+        "SIGVTALRM",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGUSR2",
+        "SIGTRAP",
+        "SIGSYS",
+        "SIGQUIT",
+        "SIGIOT"
+        // should detect profiler and enable/disable accordingly.
+        // see #21
+        // 'SIGPROF'
+      );
+    }
+    if (process.platform === "linux") {
+      signals.push("SIGIO", "SIGPOLL", "SIGPWR", "SIGSTKFLT");
+    }
+  }
+});
+
+// node_modules/signal-exit/dist/mjs/index.js
+var processOk, kExitEmitter, global2, ObjectDefineProperty, Emitter, SignalExitBase, signalExitWrap, SignalExitFallback, SignalExit, process9, onExit, load, unload;
+var init_mjs = __esm({
+  "node_modules/signal-exit/dist/mjs/index.js"() {
+    init_signals2();
+    processOk = (process10) => !!process10 && typeof process10 === "object" && typeof process10.removeListener === "function" && typeof process10.emit === "function" && typeof process10.reallyExit === "function" && typeof process10.listeners === "function" && typeof process10.kill === "function" && typeof process10.pid === "number" && typeof process10.on === "function";
+    kExitEmitter = Symbol.for("signal-exit emitter");
+    global2 = globalThis;
+    ObjectDefineProperty = Object.defineProperty.bind(Object);
+    Emitter = class {
+      emitted = {
+        afterExit: false,
+        exit: false
+      };
+      listeners = {
+        afterExit: [],
+        exit: []
+      };
+      count = 0;
+      id = Math.random();
+      constructor() {
+        if (global2[kExitEmitter]) {
+          return global2[kExitEmitter];
+        }
+        ObjectDefineProperty(global2, kExitEmitter, {
+          value: this,
+          writable: false,
+          enumerable: false,
+          configurable: false
+        });
+      }
+      on(ev, fn) {
+        this.listeners[ev].push(fn);
+      }
+      removeListener(ev, fn) {
+        const list = this.listeners[ev];
+        const i2 = list.indexOf(fn);
+        if (i2 === -1) {
+          return;
+        }
+        if (i2 === 0 && list.length === 1) {
+          list.length = 0;
+        } else {
+          list.splice(i2, 1);
+        }
+      }
+      emit(ev, code, signal) {
+        if (this.emitted[ev]) {
+          return false;
+        }
+        this.emitted[ev] = true;
+        let ret = false;
+        for (const fn of this.listeners[ev]) {
+          ret = fn(code, signal) === true || ret;
+        }
+        if (ev === "exit") {
+          ret = this.emit("afterExit", code, signal) || ret;
+        }
+        return ret;
+      }
+    };
+    SignalExitBase = class {
+    };
+    signalExitWrap = (handler) => {
+      return {
+        onExit(cb, opts) {
+          return handler.onExit(cb, opts);
+        },
+        load() {
+          return handler.load();
+        },
+        unload() {
+          return handler.unload();
+        }
+      };
+    };
+    SignalExitFallback = class extends SignalExitBase {
+      onExit() {
+        return () => {
+        };
+      }
+      load() {
+      }
+      unload() {
+      }
+    };
+    SignalExit = class extends SignalExitBase {
+      // "SIGHUP" throws an `ENOSYS` error on Windows,
+      // so use a supported signal instead
+      /* c8 ignore start */
+      #hupSig = process9.platform === "win32" ? "SIGINT" : "SIGHUP";
+      /* c8 ignore stop */
+      #emitter = new Emitter();
+      #process;
+      #originalProcessEmit;
+      #originalProcessReallyExit;
+      #sigListeners = {};
+      #loaded = false;
+      constructor(process10) {
+        super();
+        this.#process = process10;
+        this.#sigListeners = {};
+        for (const sig of signals) {
+          this.#sigListeners[sig] = () => {
+            const listeners = this.#process.listeners(sig);
+            let { count: count2 } = this.#emitter;
+            const p = process10;
+            if (typeof p.__signal_exit_emitter__ === "object" && typeof p.__signal_exit_emitter__.count === "number") {
+              count2 += p.__signal_exit_emitter__.count;
+            }
+            if (listeners.length === count2) {
+              this.unload();
+              const ret = this.#emitter.emit("exit", null, sig);
+              const s = sig === "SIGHUP" ? this.#hupSig : sig;
+              if (!ret)
+                process10.kill(process10.pid, s);
+            }
+          };
+        }
+        this.#originalProcessReallyExit = process10.reallyExit;
+        this.#originalProcessEmit = process10.emit;
+      }
+      onExit(cb, opts) {
+        if (!processOk(this.#process)) {
+          return () => {
+          };
+        }
+        if (this.#loaded === false) {
+          this.load();
+        }
+        const ev = opts?.alwaysLast ? "afterExit" : "exit";
+        this.#emitter.on(ev, cb);
+        return () => {
+          this.#emitter.removeListener(ev, cb);
+          if (this.#emitter.listeners["exit"].length === 0 && this.#emitter.listeners["afterExit"].length === 0) {
+            this.unload();
+          }
+        };
+      }
+      load() {
+        if (this.#loaded) {
+          return;
+        }
+        this.#loaded = true;
+        this.#emitter.count += 1;
+        for (const sig of signals) {
+          try {
+            const fn = this.#sigListeners[sig];
+            if (fn)
+              this.#process.on(sig, fn);
+          } catch (_) {
+          }
+        }
+        this.#process.emit = (ev, ...a2) => {
+          return this.#processEmit(ev, ...a2);
+        };
+        this.#process.reallyExit = (code) => {
+          return this.#processReallyExit(code);
+        };
+      }
+      unload() {
+        if (!this.#loaded) {
+          return;
+        }
+        this.#loaded = false;
+        signals.forEach((sig) => {
+          const listener = this.#sigListeners[sig];
+          if (!listener) {
+            throw new Error("Listener not defined for signal: " + sig);
+          }
+          try {
+            this.#process.removeListener(sig, listener);
+          } catch (_) {
+          }
+        });
+        this.#process.emit = this.#originalProcessEmit;
+        this.#process.reallyExit = this.#originalProcessReallyExit;
+        this.#emitter.count -= 1;
+      }
+      #processReallyExit(code) {
+        if (!processOk(this.#process)) {
+          return 0;
+        }
+        this.#process.exitCode = code || 0;
+        this.#emitter.emit("exit", this.#process.exitCode, null);
+        return this.#originalProcessReallyExit.call(this.#process, this.#process.exitCode);
+      }
+      #processEmit(ev, ...args4) {
+        const og = this.#originalProcessEmit;
+        if (ev === "exit" && processOk(this.#process)) {
+          if (typeof args4[0] === "number") {
+            this.#process.exitCode = args4[0];
+          }
+          const ret = og.call(this.#process, ev, ...args4);
+          this.#emitter.emit("exit", this.#process.exitCode, null);
+          return ret;
+        } else {
+          return og.call(this.#process, ev, ...args4);
+        }
+      }
+    };
+    process9 = globalThis.process;
+    ({
+      onExit: (
+        /**
+         * Called when the process is exiting, whether via signal, explicit
+         * exit, or running out of stuff to do.
+         *
+         * If the global process object is not suitable for instrumentation,
+         * then this will be a no-op.
+         *
+         * Returns a function that may be used to unload signal-exit.
+         */
+        onExit
+      ),
+      load: (
+        /**
+         * Load the listeners.  Likely you never need to call this, unless
+         * doing a rather deep integration with signal-exit functionality.
+         * Mostly exposed for the benefit of testing.
+         *
+         * @internal
+         */
+        load
+      ),
+      unload: (
+        /**
+         * Unload the listeners.  Likely you never need to call this, unless
+         * doing a rather deep integration with signal-exit functionality.
+         * Mostly exposed for the benefit of testing.
+         *
+         * @internal
+         */
+        unload
+      )
+    } = signalExitWrap(processOk(process9) ? new SignalExit(process9) : new SignalExitFallback()));
+  }
+});
+
+// node_modules/execa/lib/terminate/cleanup.js
+import { addAbortListener as addAbortListener2 } from "node:events";
+var cleanupOnExit;
+var init_cleanup = __esm({
+  "node_modules/execa/lib/terminate/cleanup.js"() {
+    init_mjs();
+    cleanupOnExit = (subprocess, { cleanup, detached }, { signal }) => {
+      if (!cleanup || detached) {
+        return;
+      }
+      const removeExitHandler = onExit(() => {
+        subprocess.kill();
+      });
+      addAbortListener2(signal, () => {
+        removeExitHandler();
+      });
+    };
+  }
+});
+
+// node_modules/execa/lib/pipe/pipe-arguments.js
+var normalizePipeArguments, getDestinationStream, getDestination, mapDestinationArguments, getSourceStream;
+var init_pipe_arguments = __esm({
+  "node_modules/execa/lib/pipe/pipe-arguments.js"() {
+    init_parameters();
+    init_duration();
+    init_fd_options();
+    init_file_url();
+    normalizePipeArguments = ({ source, sourcePromise, boundOptions, createNested }, ...pipeArguments) => {
+      const startTime = getStartTime();
+      const {
+        destination,
+        destinationStream,
+        destinationError,
+        from,
+        unpipeSignal
+      } = getDestinationStream(boundOptions, createNested, pipeArguments);
+      const { sourceStream, sourceError } = getSourceStream(source, from);
+      const { options: sourceOptions, fileDescriptors } = SUBPROCESS_OPTIONS.get(source);
+      return {
+        sourcePromise,
+        sourceStream,
+        sourceOptions,
+        sourceError,
+        destination,
+        destinationStream,
+        destinationError,
+        unpipeSignal,
+        fileDescriptors,
+        startTime
+      };
+    };
+    getDestinationStream = (boundOptions, createNested, pipeArguments) => {
+      try {
+        const {
+          destination,
+          pipeOptions: { from, to, unpipeSignal } = {}
+        } = getDestination(boundOptions, createNested, ...pipeArguments);
+        const destinationStream = getToStream(destination, to);
+        return {
+          destination,
+          destinationStream,
+          from,
+          unpipeSignal
+        };
+      } catch (error) {
+        return { destinationError: error };
+      }
+    };
+    getDestination = (boundOptions, createNested, firstArgument, ...pipeArguments) => {
+      if (Array.isArray(firstArgument)) {
+        const destination = createNested(mapDestinationArguments, boundOptions)(firstArgument, ...pipeArguments);
+        return { destination, pipeOptions: boundOptions };
+      }
+      if (typeof firstArgument === "string" || firstArgument instanceof URL || isDenoExecPath(firstArgument)) {
+        if (Object.keys(boundOptions).length > 0) {
+          throw new TypeError('Please use .pipe("file", ..., options) or .pipe(execa("file", ..., options)) instead of .pipe(options)("file", ...).');
+        }
+        const [rawFile, rawArguments, rawOptions2] = normalizeParameters(firstArgument, ...pipeArguments);
+        const destination = createNested(mapDestinationArguments)(rawFile, rawArguments, rawOptions2);
+        return { destination, pipeOptions: rawOptions2 };
+      }
+      if (SUBPROCESS_OPTIONS.has(firstArgument)) {
+        if (Object.keys(boundOptions).length > 0) {
+          throw new TypeError("Please use .pipe(options)`command` or .pipe($(options)`command`) instead of .pipe(options)($`command`).");
+        }
+        return { destination: firstArgument, pipeOptions: pipeArguments[0] };
+      }
+      throw new TypeError(`The first argument must be a template string, an options object, or an Execa subprocess: ${firstArgument}`);
+    };
+    mapDestinationArguments = ({ options }) => ({ options: { ...options, stdin: "pipe", piped: true } });
+    getSourceStream = (source, from) => {
+      try {
+        const sourceStream = getFromStream(source, from);
+        return { sourceStream };
+      } catch (error) {
+        return { sourceError: error };
+      }
+    };
+  }
+});
+
+// node_modules/execa/lib/pipe/throw.js
+var handlePipeArgumentsError, getPipeArgumentsError, createNonCommandError, PIPE_COMMAND_MESSAGE;
+var init_throw = __esm({
+  "node_modules/execa/lib/pipe/throw.js"() {
+    init_result();
+    init_pipeline();
+    handlePipeArgumentsError = ({
+      sourceStream,
+      sourceError,
+      destinationStream,
+      destinationError,
+      fileDescriptors,
+      sourceOptions,
+      startTime
+    }) => {
+      const error = getPipeArgumentsError({
+        sourceStream,
+        sourceError,
+        destinationStream,
+        destinationError
+      });
+      if (error !== void 0) {
+        throw createNonCommandError({
+          error,
+          fileDescriptors,
+          sourceOptions,
+          startTime
+        });
+      }
+    };
+    getPipeArgumentsError = ({ sourceStream, sourceError, destinationStream, destinationError }) => {
+      if (sourceError !== void 0 && destinationError !== void 0) {
+        return destinationError;
+      }
+      if (destinationError !== void 0) {
+        abortSourceStream(sourceStream);
+        return destinationError;
+      }
+      if (sourceError !== void 0) {
+        endDestinationStream(destinationStream);
+        return sourceError;
+      }
+    };
+    createNonCommandError = ({ error, fileDescriptors, sourceOptions, startTime }) => makeEarlyError({
+      error,
+      command: PIPE_COMMAND_MESSAGE,
+      escapedCommand: PIPE_COMMAND_MESSAGE,
+      fileDescriptors,
+      options: sourceOptions,
+      startTime,
+      isSync: false
+    });
+    PIPE_COMMAND_MESSAGE = "source.pipe(destination)";
+  }
+});
+
+// node_modules/execa/lib/pipe/sequence.js
+var waitForBothSubprocesses;
+var init_sequence = __esm({
+  "node_modules/execa/lib/pipe/sequence.js"() {
+    waitForBothSubprocesses = async (subprocessPromises) => {
+      const [
+        { status: sourceStatus, reason: sourceReason, value: sourceResult = sourceReason },
+        { status: destinationStatus, reason: destinationReason, value: destinationResult = destinationReason }
+      ] = await subprocessPromises;
+      if (!destinationResult.pipedFrom.includes(sourceResult)) {
+        destinationResult.pipedFrom.push(sourceResult);
+      }
+      if (destinationStatus === "rejected") {
+        throw destinationResult;
+      }
+      if (sourceStatus === "rejected") {
+        throw sourceResult;
+      }
+      return destinationResult;
+    };
+  }
+});
+
+// node_modules/execa/lib/pipe/streaming.js
+import { finished as finished4 } from "node:stream/promises";
+var pipeSubprocessStream, pipeFirstSubprocessStream, pipeMoreSubprocessStream, cleanupMergedStreamsMap, MERGED_STREAMS, SOURCE_LISTENERS_PER_PIPE, DESTINATION_LISTENERS_PER_PIPE;
+var init_streaming = __esm({
+  "node_modules/execa/lib/pipe/streaming.js"() {
+    init_merge_streams();
+    init_max_listeners();
+    init_pipeline();
+    pipeSubprocessStream = (sourceStream, destinationStream, maxListenersController) => {
+      const mergedStream = MERGED_STREAMS.has(destinationStream) ? pipeMoreSubprocessStream(sourceStream, destinationStream) : pipeFirstSubprocessStream(sourceStream, destinationStream);
+      incrementMaxListeners(sourceStream, SOURCE_LISTENERS_PER_PIPE, maxListenersController.signal);
+      incrementMaxListeners(destinationStream, DESTINATION_LISTENERS_PER_PIPE, maxListenersController.signal);
+      cleanupMergedStreamsMap(destinationStream);
+      return mergedStream;
+    };
+    pipeFirstSubprocessStream = (sourceStream, destinationStream) => {
+      const mergedStream = mergeStreams([sourceStream]);
+      pipeStreams(mergedStream, destinationStream);
+      MERGED_STREAMS.set(destinationStream, mergedStream);
+      return mergedStream;
+    };
+    pipeMoreSubprocessStream = (sourceStream, destinationStream) => {
+      const mergedStream = MERGED_STREAMS.get(destinationStream);
+      mergedStream.add(sourceStream);
+      return mergedStream;
+    };
+    cleanupMergedStreamsMap = async (destinationStream) => {
+      try {
+        await finished4(destinationStream, { cleanup: true, readable: false, writable: true });
+      } catch {
+      }
+      MERGED_STREAMS.delete(destinationStream);
+    };
+    MERGED_STREAMS = /* @__PURE__ */ new WeakMap();
+    SOURCE_LISTENERS_PER_PIPE = 2;
+    DESTINATION_LISTENERS_PER_PIPE = 1;
+  }
+});
+
+// node_modules/execa/lib/pipe/abort.js
+import { aborted } from "node:util";
+var unpipeOnAbort, unpipeOnSignalAbort;
+var init_abort = __esm({
+  "node_modules/execa/lib/pipe/abort.js"() {
+    init_throw();
+    unpipeOnAbort = (unpipeSignal, unpipeContext) => unpipeSignal === void 0 ? [] : [unpipeOnSignalAbort(unpipeSignal, unpipeContext)];
+    unpipeOnSignalAbort = async (unpipeSignal, { sourceStream, mergedStream, fileDescriptors, sourceOptions, startTime }) => {
+      await aborted(unpipeSignal, sourceStream);
+      await mergedStream.remove(sourceStream);
+      const error = new Error("Pipe canceled by `unpipeSignal` option.");
+      throw createNonCommandError({
+        error,
+        fileDescriptors,
+        sourceOptions,
+        startTime
+      });
+    };
+  }
+});
+
+// node_modules/execa/lib/pipe/setup.js
+var pipeToSubprocess, handlePipePromise, getSubprocessPromises;
+var init_setup = __esm({
+  "node_modules/execa/lib/pipe/setup.js"() {
+    init_is_plain_obj();
+    init_pipe_arguments();
+    init_throw();
+    init_sequence();
+    init_streaming();
+    init_abort();
+    pipeToSubprocess = (sourceInfo, ...pipeArguments) => {
+      if (isPlainObject(pipeArguments[0])) {
+        return pipeToSubprocess.bind(void 0, {
+          ...sourceInfo,
+          boundOptions: { ...sourceInfo.boundOptions, ...pipeArguments[0] }
+        });
+      }
+      const { destination, ...normalizedInfo } = normalizePipeArguments(sourceInfo, ...pipeArguments);
+      const promise = handlePipePromise({ ...normalizedInfo, destination });
+      promise.pipe = pipeToSubprocess.bind(void 0, {
+        ...sourceInfo,
+        source: destination,
+        sourcePromise: promise,
+        boundOptions: {}
+      });
+      return promise;
+    };
+    handlePipePromise = async ({
+      sourcePromise,
+      sourceStream,
+      sourceOptions,
+      sourceError,
+      destination,
+      destinationStream,
+      destinationError,
+      unpipeSignal,
+      fileDescriptors,
+      startTime
+    }) => {
+      const subprocessPromises = getSubprocessPromises(sourcePromise, destination);
+      handlePipeArgumentsError({
+        sourceStream,
+        sourceError,
+        destinationStream,
+        destinationError,
+        fileDescriptors,
+        sourceOptions,
+        startTime
+      });
+      const maxListenersController = new AbortController();
+      try {
+        const mergedStream = pipeSubprocessStream(sourceStream, destinationStream, maxListenersController);
+        return await Promise.race([
+          waitForBothSubprocesses(subprocessPromises),
+          ...unpipeOnAbort(unpipeSignal, {
+            sourceStream,
+            mergedStream,
+            sourceOptions,
+            fileDescriptors,
+            startTime
+          })
+        ]);
+      } finally {
+        maxListenersController.abort();
+      }
+    };
+    getSubprocessPromises = (sourcePromise, destination) => Promise.allSettled([sourcePromise, destination]);
+  }
+});
+
+// node_modules/execa/lib/io/iterate.js
+import { on as on5 } from "node:events";
+import { getDefaultHighWaterMark as getDefaultHighWaterMark3 } from "node:stream";
+var iterateOnSubprocessStream, stopReadingOnExit, iterateForResult, stopReadingOnStreamEnd, iterateOnStream, DEFAULT_OBJECT_HIGH_WATER_MARK, HIGH_WATER_MARK, iterateOnData, getGenerators;
+var init_iterate = __esm({
+  "node_modules/execa/lib/io/iterate.js"() {
+    init_encoding_transform();
+    init_split();
+    init_run_sync();
+    iterateOnSubprocessStream = ({ subprocessStdout, subprocess, binary, shouldEncode, encoding, preserveNewlines }) => {
+      const controller = new AbortController();
+      stopReadingOnExit(subprocess, controller);
+      return iterateOnStream({
+        stream: subprocessStdout,
+        controller,
+        binary,
+        shouldEncode: !subprocessStdout.readableObjectMode && shouldEncode,
+        encoding,
+        shouldSplit: !subprocessStdout.readableObjectMode,
+        preserveNewlines
+      });
+    };
+    stopReadingOnExit = async (subprocess, controller) => {
+      try {
+        await subprocess;
+      } catch {
+      } finally {
+        controller.abort();
+      }
+    };
+    iterateForResult = ({ stream, onStreamEnd, lines: lines2, encoding, stripFinalNewline: stripFinalNewline2, allMixed }) => {
+      const controller = new AbortController();
+      stopReadingOnStreamEnd(onStreamEnd, controller, stream);
+      const objectMode = stream.readableObjectMode && !allMixed;
+      return iterateOnStream({
+        stream,
+        controller,
+        binary: encoding === "buffer",
+        shouldEncode: !objectMode,
+        encoding,
+        shouldSplit: !objectMode && lines2,
+        preserveNewlines: !stripFinalNewline2
+      });
+    };
+    stopReadingOnStreamEnd = async (onStreamEnd, controller, stream) => {
+      try {
+        await onStreamEnd;
+      } catch {
+        stream.destroy();
+      } finally {
+        controller.abort();
+      }
+    };
+    iterateOnStream = ({ stream, controller, binary, shouldEncode, encoding, shouldSplit, preserveNewlines }) => {
+      const onStdoutChunk = on5(stream, "data", {
+        signal: controller.signal,
+        highWaterMark: HIGH_WATER_MARK,
+        // Backward compatibility with older name for this option
+        // See https://github.com/nodejs/node/pull/52080#discussion_r1525227861
+        // @todo Remove after removing support for Node 21
+        highWatermark: HIGH_WATER_MARK
+      });
+      return iterateOnData({
+        onStdoutChunk,
+        controller,
+        binary,
+        shouldEncode,
+        encoding,
+        shouldSplit,
+        preserveNewlines
+      });
+    };
+    DEFAULT_OBJECT_HIGH_WATER_MARK = getDefaultHighWaterMark3(true);
+    HIGH_WATER_MARK = DEFAULT_OBJECT_HIGH_WATER_MARK;
+    iterateOnData = async function* ({ onStdoutChunk, controller, binary, shouldEncode, encoding, shouldSplit, preserveNewlines }) {
+      const generators = getGenerators({
+        binary,
+        shouldEncode,
+        encoding,
+        shouldSplit,
+        preserveNewlines
+      });
+      try {
+        for await (const [chunk] of onStdoutChunk) {
+          yield* transformChunkSync(chunk, generators, 0);
+        }
+      } catch (error) {
+        if (!controller.signal.aborted) {
+          throw error;
+        }
+      } finally {
+        yield* finalChunksSync(generators);
+      }
+    };
+    getGenerators = ({ binary, shouldEncode, encoding, shouldSplit, preserveNewlines }) => [
+      getEncodingTransformGenerator(binary, encoding, !shouldEncode),
+      getSplitLinesGenerator(binary, preserveNewlines, !shouldSplit, {})
+    ].filter(Boolean);
+  }
+});
+
+// node_modules/execa/lib/io/contents.js
+import { setImmediate as setImmediate2 } from "node:timers/promises";
+var getStreamOutput, logOutputAsync, resumeStream, getStreamContents2, getBufferedData, handleBufferedData;
+var init_contents2 = __esm({
+  "node_modules/execa/lib/io/contents.js"() {
+    init_source();
+    init_uint_array();
+    init_output();
+    init_iterate();
+    init_max_buffer();
+    init_strip_newline();
+    getStreamOutput = async ({ stream, onStreamEnd, fdNumber, encoding, buffer, maxBuffer, lines: lines2, allMixed, stripFinalNewline: stripFinalNewline2, verboseInfo, streamInfo }) => {
+      const logPromise = logOutputAsync({
+        stream,
+        onStreamEnd,
+        fdNumber,
+        encoding,
+        allMixed,
+        verboseInfo,
+        streamInfo
+      });
+      if (!buffer) {
+        await Promise.all([resumeStream(stream), logPromise]);
+        return;
+      }
+      const stripFinalNewlineValue = getStripFinalNewline(stripFinalNewline2, fdNumber);
+      const iterable = iterateForResult({
+        stream,
+        onStreamEnd,
+        lines: lines2,
+        encoding,
+        stripFinalNewline: stripFinalNewlineValue,
+        allMixed
+      });
+      const [output] = await Promise.all([
+        getStreamContents2({
+          stream,
+          iterable,
+          fdNumber,
+          encoding,
+          maxBuffer,
+          lines: lines2
+        }),
+        logPromise
+      ]);
+      return output;
+    };
+    logOutputAsync = async ({ stream, onStreamEnd, fdNumber, encoding, allMixed, verboseInfo, streamInfo: { fileDescriptors } }) => {
+      if (!shouldLogOutput({
+        stdioItems: fileDescriptors[fdNumber]?.stdioItems,
+        encoding,
+        verboseInfo,
+        fdNumber
+      })) {
+        return;
+      }
+      const linesIterable = iterateForResult({
+        stream,
+        onStreamEnd,
+        lines: true,
+        encoding,
+        stripFinalNewline: true,
+        allMixed
+      });
+      await logLines(linesIterable, stream, fdNumber, verboseInfo);
+    };
+    resumeStream = async (stream) => {
+      await setImmediate2();
+      if (stream.readableFlowing === null) {
+        stream.resume();
+      }
+    };
+    getStreamContents2 = async ({ stream, stream: { readableObjectMode }, iterable, fdNumber, encoding, maxBuffer, lines: lines2 }) => {
+      try {
+        if (readableObjectMode || lines2) {
+          return await getStreamAsArray(iterable, { maxBuffer });
+        }
+        if (encoding === "buffer") {
+          return new Uint8Array(await getStreamAsArrayBuffer(iterable, { maxBuffer }));
+        }
+        return await getStreamAsString(iterable, { maxBuffer });
+      } catch (error) {
+        return handleBufferedData(handleMaxBuffer({
+          error,
+          stream,
+          readableObjectMode,
+          lines: lines2,
+          encoding,
+          fdNumber
+        }));
+      }
+    };
+    getBufferedData = async (streamPromise) => {
+      try {
+        return await streamPromise;
+      } catch (error) {
+        return handleBufferedData(error);
+      }
+    };
+    handleBufferedData = ({ bufferedData }) => isArrayBuffer(bufferedData) ? new Uint8Array(bufferedData) : bufferedData;
+  }
+});
+
+// node_modules/execa/lib/resolve/wait-stream.js
+import { finished as finished5 } from "node:stream/promises";
+var waitForStream, handleStdinDestroy, spyOnStdinDestroy, setStdinCleanedUp, handleStreamError, shouldIgnoreStreamError, isInputFileDescriptor, isStreamAbort, isStreamEpipe;
+var init_wait_stream = __esm({
+  "node_modules/execa/lib/resolve/wait-stream.js"() {
+    waitForStream = async (stream, fdNumber, streamInfo, { isSameDirection, stopOnExit = false } = {}) => {
+      const state = handleStdinDestroy(stream, streamInfo);
+      const abortController = new AbortController();
+      try {
+        await Promise.race([
+          ...stopOnExit ? [streamInfo.exitPromise] : [],
+          finished5(stream, { cleanup: true, signal: abortController.signal })
+        ]);
+      } catch (error) {
+        if (!state.stdinCleanedUp) {
+          handleStreamError(error, fdNumber, streamInfo, isSameDirection);
+        }
+      } finally {
+        abortController.abort();
+      }
+    };
+    handleStdinDestroy = (stream, { originalStreams: [originalStdin], subprocess }) => {
+      const state = { stdinCleanedUp: false };
+      if (stream === originalStdin) {
+        spyOnStdinDestroy(stream, subprocess, state);
+      }
+      return state;
+    };
+    spyOnStdinDestroy = (subprocessStdin, subprocess, state) => {
+      const { _destroy } = subprocessStdin;
+      subprocessStdin._destroy = (...destroyArguments) => {
+        setStdinCleanedUp(subprocess, state);
+        _destroy.call(subprocessStdin, ...destroyArguments);
+      };
+    };
+    setStdinCleanedUp = ({ exitCode, signalCode }, state) => {
+      if (exitCode !== null || signalCode !== null) {
+        state.stdinCleanedUp = true;
+      }
+    };
+    handleStreamError = (error, fdNumber, streamInfo, isSameDirection) => {
+      if (!shouldIgnoreStreamError(error, fdNumber, streamInfo, isSameDirection)) {
+        throw error;
+      }
+    };
+    shouldIgnoreStreamError = (error, fdNumber, streamInfo, isSameDirection = true) => {
+      if (streamInfo.propagating) {
+        return isStreamEpipe(error) || isStreamAbort(error);
+      }
+      streamInfo.propagating = true;
+      return isInputFileDescriptor(streamInfo, fdNumber) === isSameDirection ? isStreamEpipe(error) : isStreamAbort(error);
+    };
+    isInputFileDescriptor = ({ fileDescriptors }, fdNumber) => fdNumber !== "all" && fileDescriptors[fdNumber].direction === "input";
+    isStreamAbort = (error) => error?.code === "ERR_STREAM_PREMATURE_CLOSE";
+    isStreamEpipe = (error) => error?.code === "EPIPE";
+  }
+});
+
+// node_modules/execa/lib/resolve/stdio.js
+var waitForStdioStreams, waitForSubprocessStream;
+var init_stdio = __esm({
+  "node_modules/execa/lib/resolve/stdio.js"() {
+    init_contents2();
+    init_wait_stream();
+    waitForStdioStreams = ({ subprocess, encoding, buffer, maxBuffer, lines: lines2, stripFinalNewline: stripFinalNewline2, verboseInfo, streamInfo }) => subprocess.stdio.map((stream, fdNumber) => waitForSubprocessStream({
+      stream,
+      fdNumber,
+      encoding,
+      buffer: buffer[fdNumber],
+      maxBuffer: maxBuffer[fdNumber],
+      lines: lines2[fdNumber],
+      allMixed: false,
+      stripFinalNewline: stripFinalNewline2,
+      verboseInfo,
+      streamInfo
+    }));
+    waitForSubprocessStream = async ({ stream, fdNumber, encoding, buffer, maxBuffer, lines: lines2, allMixed, stripFinalNewline: stripFinalNewline2, verboseInfo, streamInfo }) => {
+      if (!stream) {
+        return;
+      }
+      const onStreamEnd = waitForStream(stream, fdNumber, streamInfo);
+      if (isInputFileDescriptor(streamInfo, fdNumber)) {
+        await onStreamEnd;
+        return;
+      }
+      const [output] = await Promise.all([
+        getStreamOutput({
+          stream,
+          onStreamEnd,
+          fdNumber,
+          encoding,
+          buffer,
+          maxBuffer,
+          lines: lines2,
+          allMixed,
+          stripFinalNewline: stripFinalNewline2,
+          verboseInfo,
+          streamInfo
+        }),
+        onStreamEnd
+      ]);
+      return output;
+    };
+  }
+});
+
+// node_modules/execa/lib/resolve/all-async.js
+var makeAllStream, waitForAllStream, getAllStream, getAllMixed;
+var init_all_async = __esm({
+  "node_modules/execa/lib/resolve/all-async.js"() {
+    init_merge_streams();
+    init_stdio();
+    makeAllStream = ({ stdout, stderr }, { all }) => all && (stdout || stderr) ? mergeStreams([stdout, stderr].filter(Boolean)) : void 0;
+    waitForAllStream = ({ subprocess, encoding, buffer, maxBuffer, lines: lines2, stripFinalNewline: stripFinalNewline2, verboseInfo, streamInfo }) => waitForSubprocessStream({
+      ...getAllStream(subprocess, buffer),
+      fdNumber: "all",
+      encoding,
+      maxBuffer: maxBuffer[1] + maxBuffer[2],
+      lines: lines2[1] || lines2[2],
+      allMixed: getAllMixed(subprocess),
+      stripFinalNewline: stripFinalNewline2,
+      verboseInfo,
+      streamInfo
+    });
+    getAllStream = ({ stdout, stderr, all }, [, bufferStdout, bufferStderr]) => {
+      const buffer = bufferStdout || bufferStderr;
+      if (!buffer) {
+        return { stream: all, buffer };
+      }
+      if (!bufferStdout) {
+        return { stream: stderr, buffer };
+      }
+      if (!bufferStderr) {
+        return { stream: stdout, buffer };
+      }
+      return { stream: all, buffer };
+    };
+    getAllMixed = ({ all, stdout, stderr }) => all && stdout && stderr && stdout.readableObjectMode !== stderr.readableObjectMode;
+  }
+});
+
+// node_modules/execa/lib/verbose/ipc.js
+var shouldLogIpc, logIpcOutput;
+var init_ipc = __esm({
+  "node_modules/execa/lib/verbose/ipc.js"() {
+    init_log();
+    init_values();
+    shouldLogIpc = (verboseInfo) => isFullVerbose(verboseInfo, "ipc");
+    logIpcOutput = (message, verboseInfo) => {
+      const verboseMessage = serializeVerboseMessage(message);
+      verboseLog({
+        type: "ipc",
+        verboseMessage,
+        fdNumber: "ipc",
+        verboseInfo
+      });
+    };
+  }
+});
+
+// node_modules/execa/lib/ipc/buffer-messages.js
+var waitForIpcOutput, getBufferedIpcOutput;
+var init_buffer_messages = __esm({
+  "node_modules/execa/lib/ipc/buffer-messages.js"() {
+    init_max_buffer();
+    init_ipc();
+    init_specific();
+    init_get_each();
+    waitForIpcOutput = async ({
+      subprocess,
+      buffer: bufferArray,
+      maxBuffer: maxBufferArray,
+      ipc,
+      ipcOutput,
+      verboseInfo
+    }) => {
+      if (!ipc) {
+        return ipcOutput;
+      }
+      const isVerbose2 = shouldLogIpc(verboseInfo);
+      const buffer = getFdSpecificValue(bufferArray, "ipc");
+      const maxBuffer = getFdSpecificValue(maxBufferArray, "ipc");
+      for await (const message of loopOnMessages({
+        anyProcess: subprocess,
+        channel: subprocess.channel,
+        isSubprocess: false,
+        ipc,
+        shouldAwait: false,
+        reference: true
+      })) {
+        if (buffer) {
+          checkIpcMaxBuffer(subprocess, ipcOutput, maxBuffer);
+          ipcOutput.push(message);
+        }
+        if (isVerbose2) {
+          logIpcOutput(message, verboseInfo);
+        }
+      }
+      return ipcOutput;
+    };
+    getBufferedIpcOutput = async (ipcOutputPromise, ipcOutput) => {
+      await Promise.allSettled([ipcOutputPromise]);
+      return ipcOutput;
+    };
+  }
+});
+
+// node_modules/execa/lib/resolve/wait-subprocess.js
+import { once as once8 } from "node:events";
+var waitForSubprocessResult, waitForOriginalStreams, waitForCustomStreamsEnd, throwOnSubprocessError;
+var init_wait_subprocess = __esm({
+  "node_modules/execa/lib/resolve/wait-subprocess.js"() {
+    init_is_stream();
+    init_timeout();
+    init_cancel();
+    init_graceful2();
+    init_standard_stream();
+    init_type();
+    init_contents2();
+    init_buffer_messages();
+    init_ipc_input();
+    init_all_async();
+    init_stdio();
+    init_exit_async();
+    init_wait_stream();
+    waitForSubprocessResult = async ({
+      subprocess,
+      options: {
+        encoding,
+        buffer,
+        maxBuffer,
+        lines: lines2,
+        timeoutDuration: timeout,
+        cancelSignal,
+        gracefulCancel,
+        forceKillAfterDelay,
+        stripFinalNewline: stripFinalNewline2,
+        ipc,
+        ipcInput
+      },
+      context,
+      verboseInfo,
+      fileDescriptors,
+      originalStreams,
+      onInternalError,
+      controller
+    }) => {
+      const exitPromise = waitForExit(subprocess, context);
+      const streamInfo = {
+        originalStreams,
+        fileDescriptors,
+        subprocess,
+        exitPromise,
+        propagating: false
+      };
+      const stdioPromises = waitForStdioStreams({
+        subprocess,
+        encoding,
+        buffer,
+        maxBuffer,
+        lines: lines2,
+        stripFinalNewline: stripFinalNewline2,
+        verboseInfo,
+        streamInfo
+      });
+      const allPromise = waitForAllStream({
+        subprocess,
+        encoding,
+        buffer,
+        maxBuffer,
+        lines: lines2,
+        stripFinalNewline: stripFinalNewline2,
+        verboseInfo,
+        streamInfo
+      });
+      const ipcOutput = [];
+      const ipcOutputPromise = waitForIpcOutput({
+        subprocess,
+        buffer,
+        maxBuffer,
+        ipc,
+        ipcOutput,
+        verboseInfo
+      });
+      const originalPromises = waitForOriginalStreams(originalStreams, subprocess, streamInfo);
+      const customStreamsEndPromises = waitForCustomStreamsEnd(fileDescriptors, streamInfo);
+      try {
+        return await Promise.race([
+          Promise.all([
+            {},
+            waitForSuccessfulExit(exitPromise),
+            Promise.all(stdioPromises),
+            allPromise,
+            ipcOutputPromise,
+            sendIpcInput(subprocess, ipcInput),
+            ...originalPromises,
+            ...customStreamsEndPromises
+          ]),
+          onInternalError,
+          throwOnSubprocessError(subprocess, controller),
+          ...throwOnTimeout(subprocess, timeout, context, controller),
+          ...throwOnCancel({
+            subprocess,
+            cancelSignal,
+            gracefulCancel,
+            context,
+            controller
+          }),
+          ...throwOnGracefulCancel({
+            subprocess,
+            cancelSignal,
+            gracefulCancel,
+            forceKillAfterDelay,
+            context,
+            controller
+          })
+        ]);
+      } catch (error) {
+        context.terminationReason ??= "other";
+        return Promise.all([
+          { error },
+          exitPromise,
+          Promise.all(stdioPromises.map((stdioPromise) => getBufferedData(stdioPromise))),
+          getBufferedData(allPromise),
+          getBufferedIpcOutput(ipcOutputPromise, ipcOutput),
+          Promise.allSettled(originalPromises),
+          Promise.allSettled(customStreamsEndPromises)
+        ]);
+      }
+    };
+    waitForOriginalStreams = (originalStreams, subprocess, streamInfo) => originalStreams.map((stream, fdNumber) => stream === subprocess.stdio[fdNumber] ? void 0 : waitForStream(stream, fdNumber, streamInfo));
+    waitForCustomStreamsEnd = (fileDescriptors, streamInfo) => fileDescriptors.flatMap(({ stdioItems }, fdNumber) => stdioItems.filter(({ value, stream = value }) => isStream(stream, { checkOpen: false }) && !isStandardStream(stream)).map(({ type, value, stream = value }) => waitForStream(stream, fdNumber, streamInfo, {
+      isSameDirection: TRANSFORM_TYPES.has(type),
+      stopOnExit: type === "native"
+    })));
+    throwOnSubprocessError = async (subprocess, { signal }) => {
+      const [error] = await once8(subprocess, "error", { signal });
+      throw error;
+    };
+  }
+});
+
+// node_modules/execa/lib/convert/concurrent.js
+var initializeConcurrentStreams, addConcurrentStream, waitForConcurrentStreams;
+var init_concurrent = __esm({
+  "node_modules/execa/lib/convert/concurrent.js"() {
+    init_deferred();
+    initializeConcurrentStreams = () => ({
+      readableDestroy: /* @__PURE__ */ new WeakMap(),
+      writableFinal: /* @__PURE__ */ new WeakMap(),
+      writableDestroy: /* @__PURE__ */ new WeakMap()
+    });
+    addConcurrentStream = (concurrentStreams, stream, waitName) => {
+      const weakMap = concurrentStreams[waitName];
+      if (!weakMap.has(stream)) {
+        weakMap.set(stream, []);
+      }
+      const promises = weakMap.get(stream);
+      const promise = createDeferred();
+      promises.push(promise);
+      const resolve = promise.resolve.bind(promise);
+      return { resolve, promises };
+    };
+    waitForConcurrentStreams = async ({ resolve, promises }, subprocess) => {
+      resolve();
+      const [isSubprocessExit] = await Promise.race([
+        Promise.allSettled([true, subprocess]),
+        Promise.all([false, ...promises])
+      ]);
+      return !isSubprocessExit;
+    };
+  }
+});
+
+// node_modules/execa/lib/convert/shared.js
+import { finished as finished6 } from "node:stream/promises";
+var safeWaitForSubprocessStdin, safeWaitForSubprocessStdout, waitForSubprocessStdin, waitForSubprocessStdout, waitForSubprocess, destroyOtherStream;
+var init_shared = __esm({
+  "node_modules/execa/lib/convert/shared.js"() {
+    init_wait_stream();
+    safeWaitForSubprocessStdin = async (subprocessStdin) => {
+      if (subprocessStdin === void 0) {
+        return;
+      }
+      try {
+        await waitForSubprocessStdin(subprocessStdin);
+      } catch {
+      }
+    };
+    safeWaitForSubprocessStdout = async (subprocessStdout) => {
+      if (subprocessStdout === void 0) {
+        return;
+      }
+      try {
+        await waitForSubprocessStdout(subprocessStdout);
+      } catch {
+      }
+    };
+    waitForSubprocessStdin = async (subprocessStdin) => {
+      await finished6(subprocessStdin, { cleanup: true, readable: false, writable: true });
+    };
+    waitForSubprocessStdout = async (subprocessStdout) => {
+      await finished6(subprocessStdout, { cleanup: true, readable: true, writable: false });
+    };
+    waitForSubprocess = async (subprocess, error) => {
+      await subprocess;
+      if (error) {
+        throw error;
+      }
+    };
+    destroyOtherStream = (stream, isOpen, error) => {
+      if (error && !isStreamAbort(error)) {
+        stream.destroy(error);
+      } else if (isOpen) {
+        stream.destroy();
+      }
+    };
+  }
+});
+
+// node_modules/execa/lib/convert/readable.js
+import { Readable as Readable3 } from "node:stream";
+import { callbackify as callbackify2 } from "node:util";
+var createReadable, getSubprocessStdout, getReadableOptions, getReadableMethods, onRead, onStdoutFinished, onReadableDestroy, destroyOtherReadable;
+var init_readable = __esm({
+  "node_modules/execa/lib/convert/readable.js"() {
+    init_encoding_option();
+    init_fd_options();
+    init_iterate();
+    init_deferred();
+    init_concurrent();
+    init_shared();
+    createReadable = ({ subprocess, concurrentStreams, encoding }, { from, binary: binaryOption = true, preserveNewlines = true } = {}) => {
+      const binary = binaryOption || BINARY_ENCODINGS.has(encoding);
+      const { subprocessStdout, waitReadableDestroy } = getSubprocessStdout(subprocess, from, concurrentStreams);
+      const { readableEncoding, readableObjectMode, readableHighWaterMark } = getReadableOptions(subprocessStdout, binary);
+      const { read, onStdoutDataDone } = getReadableMethods({
+        subprocessStdout,
+        subprocess,
+        binary,
+        encoding,
+        preserveNewlines
+      });
+      const readable4 = new Readable3({
+        read,
+        destroy: callbackify2(onReadableDestroy.bind(void 0, { subprocessStdout, subprocess, waitReadableDestroy })),
+        highWaterMark: readableHighWaterMark,
+        objectMode: readableObjectMode,
+        encoding: readableEncoding
+      });
+      onStdoutFinished({
+        subprocessStdout,
+        onStdoutDataDone,
+        readable: readable4,
+        subprocess
+      });
+      return readable4;
+    };
+    getSubprocessStdout = (subprocess, from, concurrentStreams) => {
+      const subprocessStdout = getFromStream(subprocess, from);
+      const waitReadableDestroy = addConcurrentStream(concurrentStreams, subprocessStdout, "readableDestroy");
+      return { subprocessStdout, waitReadableDestroy };
+    };
+    getReadableOptions = ({ readableEncoding, readableObjectMode, readableHighWaterMark }, binary) => binary ? { readableEncoding, readableObjectMode, readableHighWaterMark } : { readableEncoding, readableObjectMode: true, readableHighWaterMark: DEFAULT_OBJECT_HIGH_WATER_MARK };
+    getReadableMethods = ({ subprocessStdout, subprocess, binary, encoding, preserveNewlines }) => {
+      const onStdoutDataDone = createDeferred();
+      const onStdoutData = iterateOnSubprocessStream({
+        subprocessStdout,
+        subprocess,
+        binary,
+        shouldEncode: !binary,
+        encoding,
+        preserveNewlines
+      });
+      return {
+        read() {
+          onRead(this, onStdoutData, onStdoutDataDone);
+        },
+        onStdoutDataDone
+      };
+    };
+    onRead = async (readable4, onStdoutData, onStdoutDataDone) => {
+      try {
+        const { value, done } = await onStdoutData.next();
+        if (done) {
+          onStdoutDataDone.resolve();
+        } else {
+          readable4.push(value);
+        }
+      } catch {
+      }
+    };
+    onStdoutFinished = async ({ subprocessStdout, onStdoutDataDone, readable: readable4, subprocess, subprocessStdin }) => {
+      try {
+        await waitForSubprocessStdout(subprocessStdout);
+        await subprocess;
+        await safeWaitForSubprocessStdin(subprocessStdin);
+        await onStdoutDataDone;
+        if (readable4.readable) {
+          readable4.push(null);
+        }
+      } catch (error) {
+        await safeWaitForSubprocessStdin(subprocessStdin);
+        destroyOtherReadable(readable4, error);
+      }
+    };
+    onReadableDestroy = async ({ subprocessStdout, subprocess, waitReadableDestroy }, error) => {
+      if (await waitForConcurrentStreams(waitReadableDestroy, subprocess)) {
+        destroyOtherReadable(subprocessStdout, error);
+        await waitForSubprocess(subprocess, error);
+      }
+    };
+    destroyOtherReadable = (stream, error) => {
+      destroyOtherStream(stream, stream.readable, error);
+    };
+  }
+});
+
+// node_modules/execa/lib/convert/writable.js
+import { Writable as Writable3 } from "node:stream";
+import { callbackify as callbackify3 } from "node:util";
+var createWritable, getSubprocessStdin, getWritableMethods, onWrite, onWritableFinal, onStdinFinished, onWritableDestroy, destroyOtherWritable;
+var init_writable = __esm({
+  "node_modules/execa/lib/convert/writable.js"() {
+    init_fd_options();
+    init_concurrent();
+    init_shared();
+    createWritable = ({ subprocess, concurrentStreams }, { to } = {}) => {
+      const { subprocessStdin, waitWritableFinal, waitWritableDestroy } = getSubprocessStdin(subprocess, to, concurrentStreams);
+      const writable2 = new Writable3({
+        ...getWritableMethods(subprocessStdin, subprocess, waitWritableFinal),
+        destroy: callbackify3(onWritableDestroy.bind(void 0, {
+          subprocessStdin,
+          subprocess,
+          waitWritableFinal,
+          waitWritableDestroy
+        })),
+        highWaterMark: subprocessStdin.writableHighWaterMark,
+        objectMode: subprocessStdin.writableObjectMode
+      });
+      onStdinFinished(subprocessStdin, writable2);
+      return writable2;
+    };
+    getSubprocessStdin = (subprocess, to, concurrentStreams) => {
+      const subprocessStdin = getToStream(subprocess, to);
+      const waitWritableFinal = addConcurrentStream(concurrentStreams, subprocessStdin, "writableFinal");
+      const waitWritableDestroy = addConcurrentStream(concurrentStreams, subprocessStdin, "writableDestroy");
+      return { subprocessStdin, waitWritableFinal, waitWritableDestroy };
+    };
+    getWritableMethods = (subprocessStdin, subprocess, waitWritableFinal) => ({
+      write: onWrite.bind(void 0, subprocessStdin),
+      final: callbackify3(onWritableFinal.bind(void 0, subprocessStdin, subprocess, waitWritableFinal))
+    });
+    onWrite = (subprocessStdin, chunk, encoding, done) => {
+      if (subprocessStdin.write(chunk, encoding)) {
+        done();
+      } else {
+        subprocessStdin.once("drain", done);
+      }
+    };
+    onWritableFinal = async (subprocessStdin, subprocess, waitWritableFinal) => {
+      if (await waitForConcurrentStreams(waitWritableFinal, subprocess)) {
+        if (subprocessStdin.writable) {
+          subprocessStdin.end();
+        }
+        await subprocess;
+      }
+    };
+    onStdinFinished = async (subprocessStdin, writable2, subprocessStdout) => {
+      try {
+        await waitForSubprocessStdin(subprocessStdin);
+        if (writable2.writable) {
+          writable2.end();
+        }
+      } catch (error) {
+        await safeWaitForSubprocessStdout(subprocessStdout);
+        destroyOtherWritable(writable2, error);
+      }
+    };
+    onWritableDestroy = async ({ subprocessStdin, subprocess, waitWritableFinal, waitWritableDestroy }, error) => {
+      await waitForConcurrentStreams(waitWritableFinal, subprocess);
+      if (await waitForConcurrentStreams(waitWritableDestroy, subprocess)) {
+        destroyOtherWritable(subprocessStdin, error);
+        await waitForSubprocess(subprocess, error);
+      }
+    };
+    destroyOtherWritable = (stream, error) => {
+      destroyOtherStream(stream, stream.writable, error);
+    };
+  }
+});
+
+// node_modules/execa/lib/convert/duplex.js
+import { Duplex as Duplex3 } from "node:stream";
+import { callbackify as callbackify4 } from "node:util";
+var createDuplex, onDuplexDestroy;
+var init_duplex = __esm({
+  "node_modules/execa/lib/convert/duplex.js"() {
+    init_encoding_option();
+    init_readable();
+    init_writable();
+    createDuplex = ({ subprocess, concurrentStreams, encoding }, { from, to, binary: binaryOption = true, preserveNewlines = true } = {}) => {
+      const binary = binaryOption || BINARY_ENCODINGS.has(encoding);
+      const { subprocessStdout, waitReadableDestroy } = getSubprocessStdout(subprocess, from, concurrentStreams);
+      const { subprocessStdin, waitWritableFinal, waitWritableDestroy } = getSubprocessStdin(subprocess, to, concurrentStreams);
+      const { readableEncoding, readableObjectMode, readableHighWaterMark } = getReadableOptions(subprocessStdout, binary);
+      const { read, onStdoutDataDone } = getReadableMethods({
+        subprocessStdout,
+        subprocess,
+        binary,
+        encoding,
+        preserveNewlines
+      });
+      const duplex2 = new Duplex3({
+        read,
+        ...getWritableMethods(subprocessStdin, subprocess, waitWritableFinal),
+        destroy: callbackify4(onDuplexDestroy.bind(void 0, {
+          subprocessStdout,
+          subprocessStdin,
+          subprocess,
+          waitReadableDestroy,
+          waitWritableFinal,
+          waitWritableDestroy
+        })),
+        readableHighWaterMark,
+        writableHighWaterMark: subprocessStdin.writableHighWaterMark,
+        readableObjectMode,
+        writableObjectMode: subprocessStdin.writableObjectMode,
+        encoding: readableEncoding
+      });
+      onStdoutFinished({
+        subprocessStdout,
+        onStdoutDataDone,
+        readable: duplex2,
+        subprocess,
+        subprocessStdin
+      });
+      onStdinFinished(subprocessStdin, duplex2, subprocessStdout);
+      return duplex2;
+    };
+    onDuplexDestroy = async ({ subprocessStdout, subprocessStdin, subprocess, waitReadableDestroy, waitWritableFinal, waitWritableDestroy }, error) => {
+      await Promise.all([
+        onReadableDestroy({ subprocessStdout, subprocess, waitReadableDestroy }, error),
+        onWritableDestroy({
+          subprocessStdin,
+          subprocess,
+          waitWritableFinal,
+          waitWritableDestroy
+        }, error)
+      ]);
+    };
+  }
+});
+
+// node_modules/execa/lib/convert/iterable.js
+var createIterable, iterateOnStdoutData;
+var init_iterable = __esm({
+  "node_modules/execa/lib/convert/iterable.js"() {
+    init_encoding_option();
+    init_fd_options();
+    init_iterate();
+    createIterable = (subprocess, encoding, {
+      from,
+      binary: binaryOption = false,
+      preserveNewlines = false
+    } = {}) => {
+      const binary = binaryOption || BINARY_ENCODINGS.has(encoding);
+      const subprocessStdout = getFromStream(subprocess, from);
+      const onStdoutData = iterateOnSubprocessStream({
+        subprocessStdout,
+        subprocess,
+        binary,
+        shouldEncode: true,
+        encoding,
+        preserveNewlines
+      });
+      return iterateOnStdoutData(onStdoutData, subprocessStdout, subprocess);
+    };
+    iterateOnStdoutData = async function* (onStdoutData, subprocessStdout, subprocess) {
+      try {
+        yield* onStdoutData;
+      } finally {
+        if (subprocessStdout.readable) {
+          subprocessStdout.destroy();
+        }
+        await subprocess;
+      }
+    };
+  }
+});
+
+// node_modules/execa/lib/convert/add.js
+var addConvertedStreams;
+var init_add = __esm({
+  "node_modules/execa/lib/convert/add.js"() {
+    init_concurrent();
+    init_readable();
+    init_writable();
+    init_duplex();
+    init_iterable();
+    addConvertedStreams = (subprocess, { encoding }) => {
+      const concurrentStreams = initializeConcurrentStreams();
+      subprocess.readable = createReadable.bind(void 0, { subprocess, concurrentStreams, encoding });
+      subprocess.writable = createWritable.bind(void 0, { subprocess, concurrentStreams });
+      subprocess.duplex = createDuplex.bind(void 0, { subprocess, concurrentStreams, encoding });
+      subprocess.iterable = createIterable.bind(void 0, subprocess, encoding);
+      subprocess[Symbol.asyncIterator] = createIterable.bind(void 0, subprocess, encoding, {});
+    };
+  }
+});
+
+// node_modules/execa/lib/methods/promise.js
+var mergePromise, nativePromisePrototype, descriptors;
+var init_promise = __esm({
+  "node_modules/execa/lib/methods/promise.js"() {
+    mergePromise = (subprocess, promise) => {
+      for (const [property, descriptor] of descriptors) {
+        const value = descriptor.value.bind(promise);
+        Reflect.defineProperty(subprocess, property, { ...descriptor, value });
+      }
+    };
+    nativePromisePrototype = (async () => {
+    })().constructor.prototype;
+    descriptors = ["then", "catch", "finally"].map((property) => [
+      property,
+      Reflect.getOwnPropertyDescriptor(nativePromisePrototype, property)
+    ]);
+  }
+});
+
+// node_modules/execa/lib/methods/main-async.js
+import { setMaxListeners } from "node:events";
+import { spawn } from "node:child_process";
+var execaCoreAsync, handleAsyncArguments, handleAsyncOptions, spawnSubprocessAsync, handlePromise, getAsyncResult;
+var init_main_async = __esm({
+  "node_modules/execa/lib/methods/main-async.js"() {
+    init_source();
+    init_command();
+    init_options();
+    init_fd_options();
+    init_shell();
+    init_methods();
+    init_result();
+    init_reject();
+    init_early_error();
+    init_handle_async();
+    init_strip_newline();
+    init_output_async();
+    init_kill();
+    init_cleanup();
+    init_setup();
+    init_all_async();
+    init_wait_subprocess();
+    init_add();
+    init_deferred();
+    init_promise();
+    execaCoreAsync = (rawFile, rawArguments, rawOptions2, createNested) => {
+      const { file, commandArguments, command, escapedCommand, startTime, verboseInfo, options, fileDescriptors } = handleAsyncArguments(rawFile, rawArguments, rawOptions2);
+      const { subprocess, promise } = spawnSubprocessAsync({
+        file,
+        commandArguments,
+        options,
+        startTime,
+        verboseInfo,
+        command,
+        escapedCommand,
+        fileDescriptors
+      });
+      subprocess.pipe = pipeToSubprocess.bind(void 0, {
+        source: subprocess,
+        sourcePromise: promise,
+        boundOptions: {},
+        createNested
+      });
+      mergePromise(subprocess, promise);
+      SUBPROCESS_OPTIONS.set(subprocess, { options, fileDescriptors });
+      return subprocess;
+    };
+    handleAsyncArguments = (rawFile, rawArguments, rawOptions2) => {
+      const { command, escapedCommand, startTime, verboseInfo } = handleCommand(rawFile, rawArguments, rawOptions2);
+      const { file, commandArguments, options: normalizedOptions } = normalizeOptions(rawFile, rawArguments, rawOptions2);
+      const options = handleAsyncOptions(normalizedOptions);
+      const fileDescriptors = handleStdioAsync(options, verboseInfo);
+      return {
+        file,
+        commandArguments,
+        command,
+        escapedCommand,
+        startTime,
+        verboseInfo,
+        options,
+        fileDescriptors
+      };
+    };
+    handleAsyncOptions = ({ timeout, signal, ...options }) => {
+      if (signal !== void 0) {
+        throw new TypeError('The "signal" option has been renamed to "cancelSignal" instead.');
+      }
+      return { ...options, timeoutDuration: timeout };
+    };
+    spawnSubprocessAsync = ({ file, commandArguments, options, startTime, verboseInfo, command, escapedCommand, fileDescriptors }) => {
+      let subprocess;
+      try {
+        subprocess = spawn(...concatenateShell(file, commandArguments, options));
+      } catch (error) {
+        return handleEarlyError({
+          error,
+          command,
+          escapedCommand,
+          fileDescriptors,
+          options,
+          startTime,
+          verboseInfo
+        });
+      }
+      const controller = new AbortController();
+      setMaxListeners(Number.POSITIVE_INFINITY, controller.signal);
+      const originalStreams = [...subprocess.stdio];
+      pipeOutputAsync(subprocess, fileDescriptors, controller);
+      cleanupOnExit(subprocess, options, controller);
+      const context = {};
+      const onInternalError = createDeferred();
+      subprocess.kill = subprocessKill.bind(void 0, {
+        kill: subprocess.kill.bind(subprocess),
+        options,
+        onInternalError,
+        context,
+        controller
+      });
+      subprocess.all = makeAllStream(subprocess, options);
+      addConvertedStreams(subprocess, options);
+      addIpcMethods(subprocess, options);
+      const promise = handlePromise({
+        subprocess,
+        options,
+        startTime,
+        verboseInfo,
+        fileDescriptors,
+        originalStreams,
+        command,
+        escapedCommand,
+        context,
+        onInternalError,
+        controller
+      });
+      return { subprocess, promise };
+    };
+    handlePromise = async ({ subprocess, options, startTime, verboseInfo, fileDescriptors, originalStreams, command, escapedCommand, context, onInternalError, controller }) => {
+      const [
+        errorInfo,
+        [exitCode, signal],
+        stdioResults,
+        allResult,
+        ipcOutput
+      ] = await waitForSubprocessResult({
+        subprocess,
+        options,
+        context,
+        verboseInfo,
+        fileDescriptors,
+        originalStreams,
+        onInternalError,
+        controller
+      });
+      controller.abort();
+      onInternalError.resolve();
+      const stdio = stdioResults.map((stdioResult, fdNumber) => stripNewline(stdioResult, options, fdNumber));
+      const all = stripNewline(allResult, options, "all");
+      const result = getAsyncResult({
+        errorInfo,
+        exitCode,
+        signal,
+        stdio,
+        all,
+        ipcOutput,
+        context,
+        options,
+        command,
+        escapedCommand,
+        startTime
+      });
+      return handleResult(result, verboseInfo, options);
+    };
+    getAsyncResult = ({ errorInfo, exitCode, signal, stdio, all, ipcOutput, context, options, command, escapedCommand, startTime }) => "error" in errorInfo ? makeError({
+      error: errorInfo.error,
+      command,
+      escapedCommand,
+      timedOut: context.terminationReason === "timeout",
+      isCanceled: context.terminationReason === "cancel" || context.terminationReason === "gracefulCancel",
+      isGracefullyCanceled: context.terminationReason === "gracefulCancel",
+      isMaxBuffer: errorInfo.error instanceof MaxBufferError,
+      isForcefullyTerminated: context.isForcefullyTerminated,
+      exitCode,
+      signal,
+      stdio,
+      all,
+      ipcOutput,
+      options,
+      startTime,
+      isSync: false
+    }) : makeSuccessResult({
+      command,
+      escapedCommand,
+      stdio,
+      all,
+      ipcOutput,
+      options,
+      startTime
+    });
+  }
+});
+
+// node_modules/execa/lib/methods/bind.js
+var mergeOptions, mergeOption, DEEP_OPTIONS;
+var init_bind = __esm({
+  "node_modules/execa/lib/methods/bind.js"() {
+    init_is_plain_obj();
+    init_specific();
+    mergeOptions = (boundOptions, options) => {
+      const newOptions = Object.fromEntries(
+        Object.entries(options).map(([optionName, optionValue]) => [
+          optionName,
+          mergeOption(optionName, boundOptions[optionName], optionValue)
+        ])
+      );
+      return { ...boundOptions, ...newOptions };
+    };
+    mergeOption = (optionName, boundOptionValue, optionValue) => {
+      if (DEEP_OPTIONS.has(optionName) && isPlainObject(boundOptionValue) && isPlainObject(optionValue)) {
+        return { ...boundOptionValue, ...optionValue };
+      }
+      return optionValue;
+    };
+    DEEP_OPTIONS = /* @__PURE__ */ new Set(["env", ...FD_SPECIFIC_OPTIONS]);
+  }
+});
+
+// node_modules/execa/lib/methods/create.js
+var createExeca, callBoundExeca, parseArguments;
+var init_create = __esm({
+  "node_modules/execa/lib/methods/create.js"() {
+    init_is_plain_obj();
+    init_parameters();
+    init_template();
+    init_main_sync();
+    init_main_async();
+    init_bind();
+    createExeca = (mapArguments, boundOptions, deepOptions, setBoundExeca) => {
+      const createNested = (mapArguments2, boundOptions2, setBoundExeca2) => createExeca(mapArguments2, boundOptions2, deepOptions, setBoundExeca2);
+      const boundExeca = (...execaArguments) => callBoundExeca({
+        mapArguments,
+        deepOptions,
+        boundOptions,
+        setBoundExeca,
+        createNested
+      }, ...execaArguments);
+      if (setBoundExeca !== void 0) {
+        setBoundExeca(boundExeca, createNested, boundOptions);
+      }
+      return boundExeca;
+    };
+    callBoundExeca = ({ mapArguments, deepOptions = {}, boundOptions = {}, setBoundExeca, createNested }, firstArgument, ...nextArguments) => {
+      if (isPlainObject(firstArgument)) {
+        return createNested(mapArguments, mergeOptions(boundOptions, firstArgument), setBoundExeca);
+      }
+      const { file, commandArguments, options, isSync } = parseArguments({
+        mapArguments,
+        firstArgument,
+        nextArguments,
+        deepOptions,
+        boundOptions
+      });
+      return isSync ? execaCoreSync(file, commandArguments, options) : execaCoreAsync(file, commandArguments, options, createNested);
+    };
+    parseArguments = ({ mapArguments, firstArgument, nextArguments, deepOptions, boundOptions }) => {
+      const callArguments = isTemplateString(firstArgument) ? parseTemplates(firstArgument, nextArguments) : [firstArgument, ...nextArguments];
+      const [initialFile, initialArguments, initialOptions] = normalizeParameters(...callArguments);
+      const mergedOptions = mergeOptions(mergeOptions(deepOptions, boundOptions), initialOptions);
+      const {
+        file = initialFile,
+        commandArguments = initialArguments,
+        options = mergedOptions,
+        isSync = false
+      } = mapArguments({ file: initialFile, commandArguments: initialArguments, options: mergedOptions });
+      return {
+        file,
+        commandArguments,
+        options,
+        isSync
+      };
+    };
+  }
+});
+
+// node_modules/execa/lib/methods/command.js
+var mapCommandAsync, mapCommandSync, parseCommand, parseCommandString, SPACES_REGEXP;
+var init_command2 = __esm({
+  "node_modules/execa/lib/methods/command.js"() {
+    mapCommandAsync = ({ file, commandArguments }) => parseCommand(file, commandArguments);
+    mapCommandSync = ({ file, commandArguments }) => ({ ...parseCommand(file, commandArguments), isSync: true });
+    parseCommand = (command, unusedArguments) => {
+      if (unusedArguments.length > 0) {
+        throw new TypeError(`The command and its arguments must be passed as a single string: ${command} ${unusedArguments}.`);
+      }
+      const [file, ...commandArguments] = parseCommandString(command);
+      return { file, commandArguments };
+    };
+    parseCommandString = (command) => {
+      if (typeof command !== "string") {
+        throw new TypeError(`The command must be a string: ${String(command)}.`);
+      }
+      const trimmedCommand = command.trim();
+      if (trimmedCommand === "") {
+        return [];
+      }
+      const tokens = [];
+      for (const token of trimmedCommand.split(SPACES_REGEXP)) {
+        const previousToken = tokens.at(-1);
+        if (previousToken && previousToken.endsWith("\\")) {
+          tokens[tokens.length - 1] = `${previousToken.slice(0, -1)} ${token}`;
+        } else {
+          tokens.push(token);
+        }
+      }
+      return tokens;
+    };
+    SPACES_REGEXP = / +/g;
+  }
+});
+
+// node_modules/execa/lib/methods/script.js
+var setScriptSync, mapScriptAsync, mapScriptSync, getScriptOptions, getScriptStdinOption, deepScriptOptions;
+var init_script = __esm({
+  "node_modules/execa/lib/methods/script.js"() {
+    setScriptSync = (boundExeca, createNested, boundOptions) => {
+      boundExeca.sync = createNested(mapScriptSync, boundOptions);
+      boundExeca.s = boundExeca.sync;
+    };
+    mapScriptAsync = ({ options }) => getScriptOptions(options);
+    mapScriptSync = ({ options }) => ({ ...getScriptOptions(options), isSync: true });
+    getScriptOptions = (options) => ({ options: { ...getScriptStdinOption(options), ...options } });
+    getScriptStdinOption = ({ input, inputFile, stdio }) => input === void 0 && inputFile === void 0 && stdio === void 0 ? { stdin: "inherit" } : {};
+    deepScriptOptions = { preferLocal: true };
+  }
+});
+
+// node_modules/execa/index.js
+var execa, execaSync, execaCommand, execaCommandSync, execaNode, $, sendMessage2, getOneMessage2, getEachMessage2, getCancelSignal2;
+var init_execa = __esm({
+  "node_modules/execa/index.js"() {
+    init_create();
+    init_command2();
+    init_node2();
+    init_script();
+    init_methods();
+    execa = createExeca(() => ({}));
+    execaSync = createExeca(() => ({ isSync: true }));
+    execaCommand = createExeca(mapCommandAsync);
+    execaCommandSync = createExeca(mapCommandSync);
+    execaNode = createExeca(mapNode);
+    $ = createExeca(mapScriptAsync, {}, deepScriptOptions, setScriptSync);
+    ({
+      sendMessage: sendMessage2,
+      getOneMessage: getOneMessage2,
+      getEachMessage: getEachMessage2,
+      getCancelSignal: getCancelSignal2
+    } = getIpcExport());
+  }
+});
+
+// adapters/run.ts
+import { accessSync, closeSync, constants as constants4, openSync, unlinkSync, writeFileSync as writeFileSync2 } from "node:fs";
+import path7 from "node:path";
+function findTool(name, toolPath) {
+  const candidates = toolPath ? [toolPath] : (process.env["PATH"] ?? "").split(path7.delimiter).filter(Boolean).map((d) => path7.join(d, name));
+  for (const c3 of candidates) {
+    try {
+      accessSync(c3, constants4.X_OK);
+      return c3;
+    } catch {
+    }
+  }
+  throw new CodesignError(
+    "TOOL_FAILED",
+    toolPath ? `${toolPath} is not an executable` : `${name} is not installed (not on PATH)`,
+    {
+      hint: toolPath ? "check --tool-path" : `install it (scripts/bootstrap does), or give its location with --tool-path`
+    }
+  );
+}
+function scrub(text, secret) {
+  const value = secret?.reveal();
+  return value ? text.split(value).join("****") : text;
+}
+function pinDescriptor(secret) {
+  const dir = privateTempDir("codesign-pin-");
+  const file = path7.join(dir.path, "pin");
+  try {
+    writeFileSync2(file, `${secret.reveal()}
+`, { mode: 384, flag: "wx" });
+    const fd = openSync(file, "r");
+    unlinkSync(file);
+    return fd;
+  } finally {
+    void dir.remove();
+  }
+}
+async function runToolRaw(run3) {
+  const pinEnv = run3.pin?.via === "env" ? { [run3.pin.name]: run3.pin.secret.reveal() } : {};
+  const pinFd = run3.pin?.via === "fd3" ? pinDescriptor(run3.pin.secret) : void 0;
+  const child = execa(run3.file, [...run3.args], {
+    env: { ...run3.env, ...pinEnv },
+    reject: false,
+    stripFinalNewline: false,
+    ...run3.cwd ? { cwd: run3.cwd } : {},
+    ...run3.cancelSignal ? { cancelSignal: run3.cancelSignal } : {},
+    ...pinFd !== void 0 ? { stdio: ["ignore", "pipe", "pipe", [pinFd]] } : run3.pin?.via === "stdin" ? { input: `${run3.pin.secret.reveal()}
+` } : { stdin: "ignore" }
+  });
+  if (pinFd !== void 0) closeSync(pinFd);
+  const r = await child;
+  if (r.failed && r.exitCode === void 0) {
+    if (r.isCanceled || r.isTerminated) {
+      const err = new Error(`${run3.tool} gave no answer in time`);
+      err.name = "TimeoutError";
+      throw err;
+    }
+    const code = r.cause?.code;
+    throw new CodesignError(
+      "TOOL_FAILED",
+      code === "ENOENT" ? `${run3.tool} is not installed (${run3.file} not found)` : `${run3.tool} could not start: ${r.shortMessage}`,
+      { hint: "install it (scripts/bootstrap does), or give its location with --tool-path", cause: r.cause }
+    );
+  }
+  return {
+    stdout: scrub(String(r.stdout ?? ""), run3.pin?.secret),
+    stderr: scrub(String(r.stderr ?? ""), run3.pin?.secret),
+    exitCode: r.exitCode ?? 1
+  };
+}
+async function runTool(run3) {
+  const out = await runToolRaw(run3);
+  if (out.exitCode !== 0) {
+    throw new CodesignError("TOOL_FAILED", `${run3.tool} failed (exit ${out.exitCode}): ${lastWords(out)}`, {
+      hint: `the message above is ${run3.tool}'s own; run with --debug for its full output`,
+      cause: new Error(`${out.stdout}
+${out.stderr}`)
+    });
+  }
+  return out;
+}
+function lastWords(out, lines2 = 4) {
+  const text = (out.stderr.trim() || out.stdout.trim()).split("\n").filter((l) => l.trim() !== "");
+  return text.slice(-lines2).join(" | ") || "(no output)";
+}
+var init_run = __esm({
+  "adapters/run.ts"() {
+    "use strict";
+    init_execa();
+    init_errors();
+    init_temp();
+  }
+});
+
+// src/core/batch.ts
+import path9 from "node:path";
+function planOutputs(inputs, opts) {
+  if (inputs.length === 0)
+    throw new CodesignError("USAGE", "no files to sign", { hint: "name files, or use --files-from" });
+  const items = inputs.map((input) => {
+    const name = path9.basename(input);
+    if (opts.style.kind === "detached") {
+      const file = `${name}${opts.style.suffix}`;
+      return {
+        input,
+        output: opts.outDir ? path9.join(opts.outDir, file) : path9.join(path9.dirname(input), file)
+      };
+    }
+    if (opts.outDir) return { input, output: path9.join(opts.outDir, name) };
+    if (opts.inPlace) return { input, output: input };
+    throw new CodesignError(
+      "USAGE",
+      "signing several files in an embedded format needs --out-dir or --in-place",
+      {
+        hint: "add --out-dir DIR for signed copies, or --in-place to replace each input once its signed copy is made"
+      }
+    );
+  });
+  const seen = /* @__PURE__ */ new Map();
+  for (const { input, output } of items) {
+    const key = path9.resolve(output);
+    const other = seen.get(key);
+    if (other !== void 0) {
+      throw new CodesignError("USAGE", `${other} and ${input} would both be written to ${output}`, {
+        hint: "rename one of them, or sign them in separate runs"
+      });
+    }
+    seen.set(key, input);
+    if (!opts.inPlace && key === path9.resolve(input)) {
+      throw new CodesignError("USAGE", `${input} would be overwritten by its own output`, {
+        hint: "choose another --out-dir, or say --in-place"
+      });
+    }
+  }
+  return items;
+}
+async function runBatch(items, work, opts) {
+  const results = new Array(items.length);
+  let next = 0;
+  let done = 0;
+  let stop = false;
+  const worker = async () => {
+    for (; ; ) {
+      const i2 = next++;
+      const item = items[i2];
+      if (item === void 0) return;
+      const started = performance.now();
+      let result;
+      if (stop) {
+        result = {
+          ...item,
+          ok: false,
+          ms: 0,
+          error: { code: "USAGE", message: "not signed: an earlier file failed and --fail-fast is set" }
+        };
+      } else {
+        try {
+          const detail = await work(item);
+          result = { ...item, ok: true, ms: Math.round(performance.now() - started), detail };
+        } catch (e) {
+          if (opts.failFast) stop = true;
+          result = {
+            ...item,
+            ok: false,
+            ms: Math.round(performance.now() - started),
+            error: isCodesignError(e) ? { code: e.code, message: e.message } : { code: "UNEXPECTED", message: e instanceof Error ? e.message : String(e) }
+          };
+        }
+      }
+      results[i2] = result;
+      opts.onResult?.(result, ++done, items.length);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.jobs, items.length)) }, worker));
+  return results;
+}
+var init_batch = __esm({
+  "src/core/batch.ts"() {
+    "use strict";
+    init_errors();
+  }
+});
+
+// src/core/files.ts
+import { randomBytes } from "node:crypto";
+import { realpathSync } from "node:fs";
+import { open, rename, rm as rm2 } from "node:fs/promises";
+import path10 from "node:path";
+async function writeFileAtomic(target, data, opts = {}) {
+  const dir = path10.dirname(path10.resolve(target));
+  const temp = path10.join(dir, `.${path10.basename(target)}.${randomBytes(6).toString("hex")}.tmp`);
+  const mode2 = opts.mode ?? 420;
+  const forget = removeOnExit(temp);
+  try {
+    const fh = await open(temp, "wx", mode2);
+    try {
+      await fh.writeFile(data);
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    await rename(temp, target);
+  } catch (cause) {
+    await rm2(temp, { force: true });
+    throw new CodesignError(
+      "IO",
+      `cannot write ${target}: ${cause.code ?? cause}`,
+      {
+        hint: "check that the directory exists and is writable",
+        cause
+      }
+    );
+  } finally {
+    forget();
+  }
+}
+async function withAtomicOutput(target, produce) {
+  const dir = path10.dirname(path10.resolve(target));
+  const temp = path10.join(dir, `.${path10.basename(target)}.${randomBytes(6).toString("hex")}.tmp`);
+  const forget = removeOnExit(temp);
+  try {
+    const result = await produce(temp);
+    await rename(temp, target).catch((cause) => {
+      throw new CodesignError("IO", `cannot write ${target}: ${cause.code ?? cause.message}`, {
+        hint: "check that the directory exists and is writable",
+        cause
+      });
+    });
+    return result;
+  } finally {
+    forget();
+    await rm2(temp, { force: true });
+  }
+}
+function realOrResolved(p) {
+  try {
+    return realpathSync(p);
+  } catch {
+    return path10.resolve(p);
+  }
+}
+function assertDistinct(input, output) {
+  if (realOrResolved(input) === realOrResolved(output)) {
+    throw new CodesignError("USAGE", `--out ${output} is the input file`, {
+      hint: "write the signature to another file; codesign never changes its input"
+    });
+  }
+}
+var init_files = __esm({
+  "src/core/files.ts"() {
+    "use strict";
+    init_errors();
+    init_temp();
+  }
+});
+
+// src/core/file-kind.ts
+import path11 from "node:path";
+function fileKind(file) {
+  const ext = path11.extname(file).toLowerCase();
+  if (AUTHENTICODE_EXTENSIONS.includes(ext)) return "authenticode";
+  if (JAR_EXTENSIONS.includes(ext)) return "jar";
+  return "other";
+}
+var AUTHENTICODE_EXTENSIONS, JAR_EXTENSIONS;
+var init_file_kind = __esm({
+  "src/core/file-kind.ts"() {
+    "use strict";
+    AUTHENTICODE_EXTENSIONS = [
+      ".exe",
+      ".dll",
+      ".sys",
+      ".ocx",
+      ".scr",
+      ".cpl",
+      ".efi",
+      ".drv",
+      ".mui",
+      ".msi",
+      ".msp",
+      ".msm",
+      ".cab",
+      ".cat",
+      ".appx",
+      ".msix",
+      ".appxbundle",
+      ".msixbundle",
+      ".ps1",
+      ".psm1",
+      ".psd1",
+      ".ps1xml",
+      ".psc1",
+      ".cdxml",
+      ".mof",
+      ".js",
+      ".vbs",
+      ".wsf"
+    ];
+    JAR_EXTENSIONS = [".jar", ".war", ".ear"];
+  }
+});
+
+// src/core/hash.ts
+import { createHash } from "node:crypto";
+import { open as open2 } from "node:fs/promises";
+async function hashFile(file, hash) {
+  const h2 = createHash(hash);
+  let fh;
+  try {
+    fh = await open2(file, "r");
+  } catch (cause) {
+    throw new CodesignError(
+      "INVALID_INPUT",
+      `cannot read ${file}: ${cause.code ?? cause}`,
+      {
+        hint: "check the path and its permissions",
+        cause
+      }
+    );
+  }
+  const buf3 = spare.pop() ?? Buffer.allocUnsafe(CHUNK);
+  try {
+    for (; ; ) {
+      const { bytesRead } = await fh.read(buf3, 0, CHUNK, null);
+      if (bytesRead === 0) break;
+      h2.update(buf3.subarray(0, bytesRead));
+    }
+  } finally {
+    spare.push(buf3);
+    await fh.close();
+  }
+  return new Uint8Array(h2.digest());
+}
+var CHUNK, spare;
+var init_hash = __esm({
+  "src/core/hash.ts"() {
+    "use strict";
+    init_errors();
+    CHUNK = 4 * 1024 * 1024;
+    spare = [];
+  }
+});
+
+// src/core/signer.ts
+function defaultScheme(keyType) {
+  return keyType === "rsa" ? "rsa-pkcs1" : keyType === "ec" ? "ecdsa" : "eddsa";
+}
+function schemeFitsKey(scheme, keyType) {
+  return defaultScheme(keyType) === scheme || keyType === "rsa" && scheme === "rsa-pss";
+}
+var HASH_NAMES;
+var init_signer = __esm({
+  "src/core/signer.ts"() {
+    "use strict";
+    HASH_NAMES = ["sha256", "sha384", "sha512"];
   }
 });
 
@@ -44581,17 +52769,17 @@ var require_build = __commonJS({
         }
         return true;
       }
-      static concat(...args) {
+      static concat(...args4) {
         let buffers;
-        if (Array.isArray(args[0]) && !(args[1] instanceof Function)) {
-          buffers = args[0];
-        } else if (Array.isArray(args[0]) && args[1] instanceof Function) {
-          buffers = args[0];
+        if (Array.isArray(args4[0]) && !(args4[1] instanceof Function)) {
+          buffers = args4[0];
+        } else if (Array.isArray(args4[0]) && args4[1] instanceof Function) {
+          buffers = args4[0];
         } else {
-          if (args[args.length - 1] instanceof Function) {
-            buffers = args.slice(0, args.length - 1);
+          if (args4[args4.length - 1] instanceof Function) {
+            buffers = args4.slice(0, args4.length - 1);
           } else {
-            buffers = args;
+            buffers = args4;
           }
         }
         let size = 0;
@@ -44605,8 +52793,8 @@ var require_build = __commonJS({
           res.set(view, offset);
           offset += view.length;
         }
-        if (args[args.length - 1] instanceof Function) {
-          return this.toView(res, args[args.length - 1]);
+        if (args4[args4.length - 1] instanceof Function) {
+          return this.toView(res, args4[args4.length - 1]);
         }
         return res.buffer;
       }
@@ -44625,10 +52813,10 @@ var require_build = __commonJS({
         return uintArray.buffer;
       }
       static toString(buffer) {
-        const buf = BufferSourceConverter.toUint8Array(buffer);
+        const buf3 = BufferSourceConverter.toUint8Array(buffer);
         let encodedString = "";
-        for (let i2 = 0; i2 < buf.length; i2++) {
-          encodedString += String.fromCharCode(buf[i2]);
+        for (let i2 = 0; i2 < buf3.length; i2++) {
+          encodedString += String.fromCharCode(buf3[i2]);
         }
         const decodedString = decodeURIComponent(escape(encodedString));
         return decodedString;
@@ -44665,23 +52853,23 @@ var require_build = __commonJS({
         return typeof data === STRING_TYPE && BASE64URL_REGEX.test(data);
       }
       static ToString(buffer, enc = "utf8") {
-        const buf = BufferSourceConverter.toUint8Array(buffer);
+        const buf3 = BufferSourceConverter.toUint8Array(buffer);
         switch (enc.toLowerCase()) {
           case "utf8":
-            return this.ToUtf8String(buf);
+            return this.ToUtf8String(buf3);
           case "binary":
-            return this.ToBinary(buf);
+            return this.ToBinary(buf3);
           case "hex":
-            return this.ToHex(buf);
+            return this.ToHex(buf3);
           case "base64":
-            return this.ToBase64(buf);
+            return this.ToBase64(buf3);
           case "base64url":
-            return this.ToBase64Url(buf);
+            return this.ToBase64Url(buf3);
           case "utf16le":
-            return Utf16Converter.toString(buf, true);
+            return Utf16Converter.toString(buf3, true);
           case "utf16":
           case "utf16be":
-            return Utf16Converter.toString(buf);
+            return Utf16Converter.toString(buf3);
           default:
             throw new Error(`Unknown type of encoding '${enc}'`);
         }
@@ -44711,12 +52899,12 @@ var require_build = __commonJS({
         }
       }
       static ToBase64(buffer) {
-        const buf = BufferSourceConverter.toUint8Array(buffer);
+        const buf3 = BufferSourceConverter.toUint8Array(buffer);
         if (typeof btoa !== "undefined") {
-          const binary = this.ToString(buf, "binary");
+          const binary = this.ToString(buf3, "binary");
           return btoa(binary);
         } else {
-          return Buffer.from(buf).toString("base64");
+          return Buffer.from(buf3).toString("base64");
         }
       }
       static FromBase64(base64) {
@@ -44787,19 +52975,19 @@ var require_build = __commonJS({
         return resultView.buffer;
       }
       static ToBinary(buffer) {
-        const buf = BufferSourceConverter.toUint8Array(buffer);
+        const buf3 = BufferSourceConverter.toUint8Array(buffer);
         let res = "";
-        for (let i2 = 0; i2 < buf.length; i2++) {
-          res += String.fromCharCode(buf[i2]);
+        for (let i2 = 0; i2 < buf3.length; i2++) {
+          res += String.fromCharCode(buf3[i2]);
         }
         return res;
       }
       static ToHex(buffer) {
-        const buf = BufferSourceConverter.toUint8Array(buffer);
+        const buf3 = BufferSourceConverter.toUint8Array(buffer);
         let result = "";
-        const len = buf.length;
+        const len = buf3.length;
         for (let i2 = 0; i2 < len; i2++) {
-          const byte = buf[i2];
+          const byte = buf3[i2];
           if (byte < 16) {
             result += "0";
           }
@@ -44855,11 +53043,11 @@ var require_build = __commonJS({
       }
       return res;
     }
-    function combine(...buf) {
-      const totalByteLength = buf.map((item) => item.byteLength).reduce((prev, cur) => prev + cur);
+    function combine(...buf3) {
+      const totalByteLength = buf3.map((item) => item.byteLength).reduce((prev, cur) => prev + cur);
       const res = new Uint8Array(totalByteLength);
       let currentPos = 0;
-      buf.map((item) => new Uint8Array(item)).forEach((arr) => {
+      buf3.map((item) => new Uint8Array(item)).forEach((arr) => {
         for (const item2 of arr) {
           res[currentPos++] = item2;
         }
@@ -45011,10 +53199,10 @@ var require_utils5 = __commonJS({
       return retView;
     }
     function utilDecodeTC() {
-      const buf = new Uint8Array(this.valueHex);
+      const buf3 = new Uint8Array(this.valueHex);
       if (this.valueHex.byteLength >= 2) {
-        const condition1 = buf[0] === 255 && buf[1] & 128;
-        const condition2 = buf[0] === 0 && (buf[1] & 128) === 0;
+        const condition1 = buf3[0] === 255 && buf3[1] & 128;
+        const condition2 = buf3[0] === 0 && (buf3[1] & 128) === 0;
         if (condition1 || condition2) {
           this.warnings.push("Needlessly long format");
         }
@@ -45024,12 +53212,12 @@ var require_utils5 = __commonJS({
       for (let i2 = 0; i2 < this.valueHex.byteLength; i2++) {
         bigIntView[i2] = 0;
       }
-      bigIntView[0] = buf[0] & 128;
+      bigIntView[0] = buf3[0] & 128;
       const bigInt = utilFromBase(bigIntView, 8);
       const smallIntBuffer = new ArrayBuffer(this.valueHex.byteLength);
       const smallIntView = new Uint8Array(smallIntBuffer);
       for (let j = 0; j < this.valueHex.byteLength; j++) {
-        smallIntView[j] = buf[j];
+        smallIntView[j] = buf3[j];
       }
       smallIntView[0] &= 127;
       const smallInt = utilFromBase(smallIntView, 8);
@@ -45316,8 +53504,8 @@ var require_build2 = __commonJS({
       constructor() {
         this.items = [];
       }
-      write(buf) {
-        this.items.push(buf instanceof ArrayBuffer ? buf : concat([buf]));
+      write(buf3) {
+        this.items.push(buf3 instanceof ArrayBuffer ? buf3 : concat([buf3]));
       }
       final() {
         return concat(this.items);
@@ -45350,10 +53538,10 @@ var require_build2 = __commonJS({
         set valueHex(value) {
           this.valueHexView = new Uint8Array(value);
         }
-        constructor(...args) {
+        constructor(...args4) {
           var _b2;
-          super(...args);
-          const params = args[0] || {};
+          super(...args4);
+          const params = args4[0] || {};
           this.isHexOnly = (_b2 = params.isHexOnly) !== null && _b2 !== void 0 ? _b2 : false;
           this.valueHexView = params.valueHex ? pvtsutils__namespace.BufferSourceConverter.toUint8Array(params.valueHex) : EMPTY_VIEW;
         }
@@ -46711,7 +54899,7 @@ ${values.join("\n")}` : `${blockName} :`;
     })();
     EndOfContent.NAME = END_OF_CONTENT_NAME;
     var _a$t;
-    var Null2 = class extends BaseBlock {
+    var Null3 = class extends BaseBlock {
       constructor(parameters = {}) {
         super(parameters, ValueBlock);
         this.idBlock.tagClass = 1;
@@ -46747,11 +54935,11 @@ ${values.join("\n")}` : `${blockName} :`;
         return `${this.constructor.NAME}`;
       }
     };
-    _a$t = Null2;
+    _a$t = Null3;
     (() => {
       typeStore.Null = _a$t;
     })();
-    Null2.NAME = "NULL";
+    Null3.NAME = "NULL";
     var LocalBooleanValueBlock = class extends HexBlock(ValueBlock) {
       get value() {
         for (const octet of this.valueHexView) {
@@ -46870,7 +55058,7 @@ ${values.join("\n")}` : `${blockName} :`;
     LocalOctetStringValueBlock.NAME = "OctetStringValueBlock";
     var ORIGINAL_LOCAL_OCTET_STRING_TO_BER = LocalOctetStringValueBlock.prototype.toBER;
     var _a$r;
-    var OctetString3 = class extends BaseBlock {
+    var OctetString5 = class extends BaseBlock {
       constructor({ idBlock = {}, lenBlock = {}, ...parameters } = {}) {
         var _b2, _c2;
         (_b2 = parameters.isConstructed) !== null && _b2 !== void 0 ? _b2 : parameters.isConstructed = !!((_c2 = parameters.value) === null || _c2 === void 0 ? void 0 : _c2.length);
@@ -46900,11 +55088,11 @@ ${values.join("\n")}` : `${blockName} :`;
         }
         if (!this.valueBlock.isConstructed && (context === null || context === void 0 ? void 0 : context.parseEmbedded) !== false) {
           const view = inputBuffer instanceof ArrayBuffer ? new Uint8Array(inputBuffer) : inputBuffer;
-          const buf = view.subarray(inputOffset, inputOffset + inputLength);
+          const buf3 = view.subarray(inputOffset, inputOffset + inputLength);
           try {
-            if (buf.byteLength) {
+            if (buf3.byteLength) {
               const parseContext = context !== null && context !== void 0 ? context : createFromBerContext();
-              const asn = localFromBERWithChildContext(buf, 0, buf.byteLength, parseContext);
+              const asn = localFromBERWithChildContext(buf3, 0, buf3.byteLength, parseContext);
               if (asn.offset !== -1 && asn.offset === inputLength) {
                 this.valueBlock.value = [asn.result];
               }
@@ -46935,11 +55123,11 @@ ${values.join("\n")}` : `${blockName} :`;
         return pvtsutils__namespace.BufferSourceConverter.concat(array);
       }
     };
-    _a$r = OctetString3;
+    _a$r = OctetString5;
     (() => {
       typeStore.OctetString = _a$r;
     })();
-    OctetString3.NAME = OCTET_STRING_NAME;
+    OctetString5.NAME = OCTET_STRING_NAME;
     var LocalBitStringValueBlock = class extends HexBlock(LocalConstructedValueBlock) {
       constructor({ unusedBits = 0, isConstructed: isConstructed2 = false, ...parameters } = {}) {
         super(parameters);
@@ -46990,11 +55178,11 @@ ${values.join("\n")}` : `${blockName} :`;
           return -1;
         }
         if (!this.unusedBits && (context === null || context === void 0 ? void 0 : context.parseEmbedded) !== false) {
-          const buf = intBuffer.subarray(1);
+          const buf3 = intBuffer.subarray(1);
           try {
-            if (buf.byteLength) {
+            if (buf3.byteLength) {
               const parseContext = context !== null && context !== void 0 ? context : createFromBerContext();
-              const asn = localFromBERWithChildContext(buf, 0, buf.byteLength, parseContext);
+              const asn = localFromBERWithChildContext(buf3, 0, buf3.byteLength, parseContext);
               if (asn.offset !== -1 && asn.offset === inputLength - 1) {
                 this.value = [asn.result];
               }
@@ -47229,7 +55417,7 @@ ${values.join("\n")}` : `${blockName} :`;
     var ORIGINAL_LOCAL_INTEGER_TO_BER = LocalIntegerValueBlock.prototype.toBER;
     var ORIGINAL_LOCAL_INTEGER_TO_STRING = LocalIntegerValueBlock.prototype.toString;
     var _a$o;
-    var Integer2 = class extends BaseBlock {
+    var Integer3 = class extends BaseBlock {
       constructor(parameters = {}) {
         super(parameters, LocalIntegerValueBlock);
         this.idBlock.tagClass = 1;
@@ -47280,13 +55468,13 @@ ${values.join("\n")}` : `${blockName} :`;
         return `${this.constructor.NAME} : ${this.valueBlock.toString()}`;
       }
     };
-    _a$o = Integer2;
+    _a$o = Integer3;
     (() => {
       typeStore.Integer = _a$o;
     })();
-    Integer2.NAME = "INTEGER";
+    Integer3.NAME = "INTEGER";
     var _a$n;
-    var Enumerated = class extends Integer2 {
+    var Enumerated = class extends Integer3 {
       constructor(parameters = {}) {
         super(parameters);
         this.idBlock.tagClass = 1;
@@ -47549,7 +55737,7 @@ ${values.join("\n")}` : `${blockName} :`;
     };
     LocalObjectIdentifierValueBlock.NAME = "ObjectIdentifierValueBlock";
     var _a$m;
-    var ObjectIdentifier3 = class extends BaseBlock {
+    var ObjectIdentifier4 = class extends BaseBlock {
       getValue() {
         return this.valueBlock.toString();
       }
@@ -47571,11 +55759,11 @@ ${values.join("\n")}` : `${blockName} :`;
         };
       }
     };
-    _a$m = ObjectIdentifier3;
+    _a$m = ObjectIdentifier4;
     (() => {
       typeStore.ObjectIdentifier = _a$m;
     })();
-    ObjectIdentifier3.NAME = "OBJECT IDENTIFIER";
+    ObjectIdentifier4.NAME = "OBJECT IDENTIFIER";
     var LocalRelativeSidValueBlock = class extends HexBlock(LocalBaseBlock) {
       constructor({ valueDec = 0, ...parameters } = {}) {
         super(parameters);
@@ -48054,7 +56242,7 @@ ${values.join("\n")}` : `${blockName} :`;
     })();
     CharacterString.NAME = "CharacterString";
     var _a$6;
-    var UTCTime = class extends VisibleString {
+    var UTCTime2 = class extends VisibleString {
       constructor({ value, valueDate, ...parameters } = {}) {
         super(parameters);
         this.year = 0;
@@ -48145,13 +56333,13 @@ ${values.join("\n")}` : `${blockName} :`;
         };
       }
     };
-    _a$6 = UTCTime;
+    _a$6 = UTCTime2;
     (() => {
       typeStore.UTCTime = _a$6;
     })();
-    UTCTime.NAME = "UTCTime";
+    UTCTime2.NAME = "UTCTime";
     var _a$5;
-    var GeneralizedTime = class extends UTCTime {
+    var GeneralizedTime = class extends UTCTime2 {
       constructor(parameters = {}) {
         var _b2;
         super(parameters);
@@ -48744,7 +56932,7 @@ ${values.join("\n")}` : `${blockName} :`;
       }
       return compareSchema(asn1.result, asn1.result, inputSchema);
     }
-    registerBuiltinEncoder({ BitString: BitString3, Integer: Integer2, OctetString: OctetString3, Primitive, Constructed, Sequence: Sequence3, Set: Set3 }, {
+    registerBuiltinEncoder({ BitString: BitString3, Integer: Integer3, OctetString: OctetString5, Primitive, Constructed, Sequence: Sequence3, Set: Set3 }, {
       BaseBlock,
       ViewWriter,
       LocalIdentificationBlock,
@@ -48765,7 +56953,7 @@ ${values.join("\n")}` : `${blockName} :`;
       originalConstructedToBER: ORIGINAL_LOCAL_CONSTRUCTED_TO_BER,
       originalPrimitiveToBER: ORIGINAL_LOCAL_PRIMITIVE_TO_BER
     });
-    registerFastParser({ Integer: Integer2, Null: Null2, Sequence: Sequence3 });
+    registerFastParser({ Integer: Integer3, Null: Null3, Sequence: Sequence3 });
     exports.Any = Any;
     exports.BaseBlock = BaseBlock;
     exports.BaseStringBlock = BaseStringBlock2;
@@ -48788,11 +56976,11 @@ ${values.join("\n")}` : `${blockName} :`;
     exports.GraphicString = GraphicString;
     exports.HexBlock = HexBlock;
     exports.IA5String = IA5String2;
-    exports.Integer = Integer2;
-    exports.Null = Null2;
+    exports.Integer = Integer3;
+    exports.Null = Null3;
     exports.NumericString = NumericString;
-    exports.ObjectIdentifier = ObjectIdentifier3;
-    exports.OctetString = OctetString3;
+    exports.ObjectIdentifier = ObjectIdentifier4;
+    exports.OctetString = OctetString5;
     exports.Primitive = Primitive;
     exports.PrintableString = PrintableString3;
     exports.RawData = RawData;
@@ -48803,7 +56991,7 @@ ${values.join("\n")}` : `${blockName} :`;
     exports.TIME = TIME;
     exports.TeletexString = TeletexString;
     exports.TimeOfDay = TimeOfDay;
-    exports.UTCTime = UTCTime;
+    exports.UTCTime = UTCTime2;
     exports.UniversalString = UniversalString;
     exports.Utf8String = Utf8String2;
     exports.ValueBlock = ValueBlock;
@@ -49035,15 +57223,15 @@ var require_byte_stream = __commonJS({
         for (let i2 = 0; i2 < patternLength; i2++)
           patternArray.push(pattern.view[i2]);
         for (let i2 = 0; i2 <= length - patternLength; i2++) {
-          let equal = true;
+          let equal2 = true;
           const equalStart = backward ? start - patternLength - i2 : start + i2;
           for (let j = 0; j < patternLength; j++) {
             if (this.view[j + equalStart] != patternArray[j]) {
-              equal = false;
+              equal2 = false;
               break;
             }
           }
-          if (equal) {
+          if (equal2) {
             return backward ? start - patternLength - i2 : start + patternLength + i2;
           }
         }
@@ -49107,15 +57295,15 @@ var require_byte_stream = __commonJS({
         }
         const patternArray = Array.from(pattern.view);
         for (let i2 = 0; i2 <= length - patternLength; i2++) {
-          let equal = true;
+          let equal2 = true;
           const equalStart = start + i2;
           for (let j = 0; j < patternLength; j++) {
             if (this.view[j + equalStart] != patternArray[j]) {
-              equal = false;
+              equal2 = false;
               break;
             }
           }
-          if (equal) {
+          if (equal2) {
             result.push(start + patternLength + i2);
             i2 += patternLength - 1;
           }
@@ -49381,14 +57569,14 @@ var require_byte_stream = __commonJS({
         for (let k = 0; k < patterns.length; k++) {
           const patternLength = patterns[k].length;
           const equalStart = backward ? result - patternLength : result;
-          let equal = true;
+          let equal2 = true;
           for (let j = 0; j < patternLength; j++) {
             if (this.view[j + equalStart] != patterns[k].view[j]) {
-              equal = false;
+              equal2 = false;
               break;
             }
           }
-          if (equal) {
+          if (equal2) {
             k = -1;
             if (backward) {
               result -= patternLength;
@@ -49410,14 +57598,14 @@ var require_byte_stream = __commonJS({
           for (let k = 0; k < patterns.length; k++) {
             const patternLength = patterns[k].length;
             const equalStart = backward ? start - i2 - patternLength : start + i2;
-            let equal = true;
+            let equal2 = true;
             for (let j = 0; j < patternLength; j++) {
               if (this.view[j + equalStart] != patterns[k].view[j]) {
-                equal = false;
+                equal2 = false;
                 break;
               }
             }
-            if (equal) {
+            if (equal2) {
               result = backward ? start - i2 : start + i2;
               break;
             }
@@ -50793,7 +58981,7 @@ var require_utils6 = __commonJS({
     exports.rotl = rotl;
     exports.byteSwap = byteSwap;
     exports.byteSwap32 = byteSwap32;
-    exports.bytesToHex = bytesToHex;
+    exports.bytesToHex = bytesToHex2;
     exports.hexToBytes = hexToBytes;
     exports.asyncLoop = asyncLoop;
     exports.utf8ToBytes = utf8ToBytes;
@@ -50805,7 +58993,7 @@ var require_utils6 = __commonJS({
     exports.createHasher = createHasher;
     exports.createOptHasher = createOptHasher;
     exports.createXOFer = createXOFer;
-    exports.randomBytes = randomBytes2;
+    exports.randomBytes = randomBytes3;
     var crypto_1 = require_cryptoNode();
     function isBytes(a2) {
       return a2 instanceof Uint8Array || ArrayBuffer.isView(a2) && a2.constructor.name === "Uint8Array";
@@ -50877,7 +59065,7 @@ var require_utils6 = __commonJS({
       typeof Uint8Array.from([]).toHex === "function" && typeof Uint8Array.fromHex === "function"
     ))();
     var hexes = /* @__PURE__ */ Array.from({ length: 256 }, (_, i2) => i2.toString(16).padStart(2, "0"));
-    function bytesToHex(bytes) {
+    function bytesToHex2(bytes) {
       abytes(bytes);
       if (hasHexBuiltin)
         return bytes.toHex();
@@ -51003,7 +59191,7 @@ var require_utils6 = __commonJS({
     exports.wrapConstructor = createHasher;
     exports.wrapConstructorWithOpts = createOptHasher;
     exports.wrapXOFConstructorWithOpts = createXOFer;
-    function randomBytes2(bytesLength = 32) {
+    function randomBytes3(bytesLength = 32) {
       if (crypto_1.crypto && typeof crypto_1.crypto.getRandomValues === "function") {
         return crypto_1.crypto.getRandomValues(new Uint8Array(bytesLength));
       }
@@ -52043,7 +60231,7 @@ var require_sha2 = __commonJS({
 var require_build3 = __commonJS({
   "node_modules/pkijs/build/index.js"(exports) {
     "use strict";
-    var asn1js3 = require_build2();
+    var asn1js5 = require_build2();
     var pvtsutils = require_build();
     var pvutils = require_utils5();
     var bs = require_cjs();
@@ -52067,7 +60255,7 @@ var require_build3 = __commonJS({
       n2.default = e;
       return Object.freeze(n2);
     }
-    var asn1js__namespace = /* @__PURE__ */ _interopNamespaceDefault(asn1js3);
+    var asn1js__namespace = /* @__PURE__ */ _interopNamespaceDefault(asn1js5);
     var pvtsutils__namespace = /* @__PURE__ */ _interopNamespaceDefault(pvtsutils);
     var pvutils__namespace = /* @__PURE__ */ _interopNamespaceDefault(pvutils);
     var bs__namespace = /* @__PURE__ */ _interopNamespaceDefault(bs);
@@ -52106,17 +60294,17 @@ var require_build3 = __commonJS({
     };
     ArgumentError.NAME = "ArgumentError";
     var ParameterError = class _ParameterError extends TypeError {
-      static assert(...args) {
+      static assert(...args4) {
         let target = null;
         let params;
         let fields;
-        if (typeof args[0] === "string") {
-          target = args[0];
-          params = args[1];
-          fields = args.slice(2);
+        if (typeof args4[0] === "string") {
+          target = args4[0];
+          params = args4[1];
+          fields = args4.slice(2);
         } else {
-          params = args[0];
-          fields = args.slice(1);
+          params = args4[0];
+          fields = args4.slice(1);
         }
         ArgumentError.assert(params, "parameters", "object");
         for (const field of fields) {
@@ -53047,7 +61235,7 @@ var require_build3 = __commonJS({
     var ALGORITHM$2 = "algorithm";
     var PARAMS = "params";
     var CLEAR_PROPS$1u = [ALGORITHM$2, PARAMS];
-    var AlgorithmIdentifier2 = class _AlgorithmIdentifier extends PkiObject {
+    var AlgorithmIdentifier3 = class _AlgorithmIdentifier extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.algorithmId = pvutils__namespace.getParametersValue(parameters, ALGORITHM_ID, _AlgorithmIdentifier.defaultValues(ALGORITHM_ID));
@@ -53138,7 +61326,7 @@ var require_build3 = __commonJS({
         return true;
       }
     };
-    AlgorithmIdentifier2.CLASS_NAME = "AlgorithmIdentifier";
+    AlgorithmIdentifier3.CLASS_NAME = "AlgorithmIdentifier";
     var ALT_NAMES = "altNames";
     var CLEAR_PROPS$1t = [ALT_NAMES];
     var AltName = class _AltName extends PkiObject {
@@ -53196,7 +61384,7 @@ var require_build3 = __commonJS({
     var TYPE$3 = "type";
     var VALUES$1 = "values";
     var CLEAR_PROPS$1s = [TYPE$3, VALUES$1];
-    var Attribute = class _Attribute extends PkiObject {
+    var Attribute3 = class _Attribute extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.type = pvutils__namespace.getParametersValue(parameters, TYPE$3, _Attribute.defaultValues(TYPE$3));
@@ -53272,7 +61460,7 @@ var require_build3 = __commonJS({
         };
       }
     };
-    Attribute.CLASS_NAME = "Attribute";
+    Attribute3.CLASS_NAME = "Attribute";
     var NOT_BEFORE_TIME = "notBeforeTime";
     var NOT_AFTER_TIME = "notAfterTime";
     var CLEAR_PROPS$1r = [NOT_BEFORE_TIME, NOT_AFTER_TIME];
@@ -55612,7 +63800,7 @@ var require_build3 = __commonJS({
       static defaultValues(memberName) {
         switch (memberName) {
           case ALGORITHM$1:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case SUBJECT_PUBLIC_KEY:
             return new asn1js__namespace.BitString();
           default:
@@ -55623,7 +63811,7 @@ var require_build3 = __commonJS({
         const names = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
           name: names.blockName || EMPTY_STRING,
-          value: [AlgorithmIdentifier2.schema(names.algorithm || {}), new asn1js__namespace.BitString({ name: names.subjectPublicKey || EMPTY_STRING })]
+          value: [AlgorithmIdentifier3.schema(names.algorithm || {}), new asn1js__namespace.BitString({ name: names.subjectPublicKey || EMPTY_STRING })]
         });
       }
       fromSchema(schema) {
@@ -55639,7 +63827,7 @@ var require_build3 = __commonJS({
           }
         }));
         AsnError.assertSchema(asn1, this.className);
-        this.algorithm = new AlgorithmIdentifier2({ schema: asn1.result.algorithm });
+        this.algorithm = new AlgorithmIdentifier3({ schema: asn1.result.algorithm });
         this.subjectPublicKey = asn1.result.subjectPublicKey;
       }
       toSchema() {
@@ -55673,14 +63861,14 @@ var require_build3 = __commonJS({
           switch (json.kty.toUpperCase()) {
             case "EC":
               this.parsedKey = new ECPublicKey({ json });
-              this.algorithm = new AlgorithmIdentifier2({
+              this.algorithm = new AlgorithmIdentifier3({
                 algorithmId: "1.2.840.10045.2.1",
                 algorithmParams: new asn1js__namespace.ObjectIdentifier({ value: this.parsedKey.namedCurve })
               });
               break;
             case "RSA":
               this.parsedKey = new RSAPublicKey2({ json });
-              this.algorithm = new AlgorithmIdentifier2({
+              this.algorithm = new AlgorithmIdentifier3({
                 algorithmId: "1.2.840.113549.1.1.1",
                 algorithmParams: new asn1js__namespace.Null()
               });
@@ -56153,7 +64341,7 @@ var require_build3 = __commonJS({
           case VERSION$j:
             return 0;
           case PRIVATE_KEY_ALGORITHM:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case PRIVATE_KEY:
             return new asn1js__namespace.OctetString();
           case ATTRIBUTES$5:
@@ -56170,7 +64358,7 @@ var require_build3 = __commonJS({
           name: names.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Integer({ name: names.version || EMPTY_STRING }),
-            AlgorithmIdentifier2.schema(names.privateKeyAlgorithm || {}),
+            AlgorithmIdentifier3.schema(names.privateKeyAlgorithm || {}),
             new asn1js__namespace.OctetString({ name: names.privateKey || EMPTY_STRING }),
             new asn1js__namespace.Constructed({
               optional: true,
@@ -56181,7 +64369,7 @@ var require_build3 = __commonJS({
               value: [
                 new asn1js__namespace.Repeated({
                   name: names.attributes || EMPTY_STRING,
-                  value: Attribute.schema()
+                  value: Attribute3.schema()
                 })
               ]
             })
@@ -56204,10 +64392,10 @@ var require_build3 = __commonJS({
         }));
         AsnError.assertSchema(asn1, this.className);
         this.version = asn1.result.version.valueBlock.valueDec;
-        this.privateKeyAlgorithm = new AlgorithmIdentifier2({ schema: asn1.result.privateKeyAlgorithm });
+        this.privateKeyAlgorithm = new AlgorithmIdentifier3({ schema: asn1.result.privateKeyAlgorithm });
         this.privateKey = asn1.result.privateKey;
         if (ATTRIBUTES$5 in asn1.result)
-          this.attributes = Array.from(asn1.result.attributes, (element) => new Attribute({ schema: element }));
+          this.attributes = Array.from(asn1.result.attributes, (element) => new Attribute3({ schema: element }));
         switch (this.privateKeyAlgorithm.algorithmId) {
           case "1.2.840.113549.1.1.1":
             {
@@ -56277,14 +64465,14 @@ var require_build3 = __commonJS({
           switch (json.kty.toUpperCase()) {
             case "EC":
               this.parsedKey = new ECPrivateKey({ json });
-              this.privateKeyAlgorithm = new AlgorithmIdentifier2({
+              this.privateKeyAlgorithm = new AlgorithmIdentifier3({
                 algorithmId: "1.2.840.10045.2.1",
                 algorithmParams: new asn1js__namespace.ObjectIdentifier({ value: this.parsedKey.namedCurve })
               });
               break;
             case "RSA":
               this.parsedKey = new RSAPrivateKey({ json });
-              this.privateKeyAlgorithm = new AlgorithmIdentifier2({
+              this.privateKeyAlgorithm = new AlgorithmIdentifier3({
                 algorithmId: "1.2.840.113549.1.1.1",
                 algorithmParams: new asn1js__namespace.Null()
               });
@@ -56343,7 +64531,7 @@ var require_build3 = __commonJS({
           case CONTENT_TYPE$1:
             return EMPTY_STRING;
           case CONTENT_ENCRYPTION_ALGORITHM:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case ENCRYPTED_CONTENT:
             return new asn1js__namespace.OctetString();
           default:
@@ -56368,7 +64556,7 @@ var require_build3 = __commonJS({
           name: names.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.ObjectIdentifier({ name: names.contentType || EMPTY_STRING }),
-            AlgorithmIdentifier2.schema(names.contentEncryptionAlgorithm || {}),
+            AlgorithmIdentifier3.schema(names.contentEncryptionAlgorithm || {}),
             new asn1js__namespace.Choice({
               value: [
                 new asn1js__namespace.Constructed({
@@ -56410,7 +64598,7 @@ var require_build3 = __commonJS({
         }));
         AsnError.assertSchema(asn1, this.className);
         this.contentType = asn1.result.contentType.valueBlock.toString();
-        this.contentEncryptionAlgorithm = new AlgorithmIdentifier2({
+        this.contentEncryptionAlgorithm = new AlgorithmIdentifier3({
           schema: asn1.result.contentEncryptionAlgorithm
         });
         if (ENCRYPTED_CONTENT in asn1.result) {
@@ -56476,14 +64664,14 @@ var require_build3 = __commonJS({
       static defaultValues(memberName) {
         switch (memberName) {
           case HASH_ALGORITHM$4:
-            return new AlgorithmIdentifier2({
+            return new AlgorithmIdentifier3({
               algorithmId: "1.3.14.3.2.26",
               algorithmParams: new asn1js__namespace.Null()
             });
           case MASK_GEN_ALGORITHM$1:
-            return new AlgorithmIdentifier2({
+            return new AlgorithmIdentifier3({
               algorithmId: "1.2.840.113549.1.1.8",
-              algorithmParams: new AlgorithmIdentifier2({
+              algorithmParams: new AlgorithmIdentifier3({
                 algorithmId: "1.3.14.3.2.26",
                 algorithmParams: new asn1js__namespace.Null()
               }).toSchema()
@@ -56507,7 +64695,7 @@ var require_build3 = __commonJS({
                 tagNumber: 0
               },
               optional: true,
-              value: [AlgorithmIdentifier2.schema(names.hashAlgorithm || {})]
+              value: [AlgorithmIdentifier3.schema(names.hashAlgorithm || {})]
             }),
             new asn1js__namespace.Constructed({
               idBlock: {
@@ -56515,7 +64703,7 @@ var require_build3 = __commonJS({
                 tagNumber: 1
               },
               optional: true,
-              value: [AlgorithmIdentifier2.schema(names.maskGenAlgorithm || {})]
+              value: [AlgorithmIdentifier3.schema(names.maskGenAlgorithm || {})]
             }),
             new asn1js__namespace.Constructed({
               idBlock: {
@@ -56556,9 +64744,9 @@ var require_build3 = __commonJS({
         }));
         AsnError.assertSchema(asn1, this.className);
         if (HASH_ALGORITHM$4 in asn1.result)
-          this.hashAlgorithm = new AlgorithmIdentifier2({ schema: asn1.result.hashAlgorithm });
+          this.hashAlgorithm = new AlgorithmIdentifier3({ schema: asn1.result.hashAlgorithm });
         if (MASK_GEN_ALGORITHM$1 in asn1.result)
-          this.maskGenAlgorithm = new AlgorithmIdentifier2({ schema: asn1.result.maskGenAlgorithm });
+          this.maskGenAlgorithm = new AlgorithmIdentifier3({ schema: asn1.result.maskGenAlgorithm });
         if (SALT_LENGTH in asn1.result)
           this.saltLength = asn1.result.saltLength.valueBlock.valueDec;
         if (TRAILER_FIELD in asn1.result)
@@ -56653,7 +64841,7 @@ var require_build3 = __commonJS({
           case KEY_LENGTH:
             return 0;
           case PRF:
-            return new AlgorithmIdentifier2({
+            return new AlgorithmIdentifier3({
               algorithmId: "1.3.14.3.2.26",
               algorithmParams: new asn1js__namespace.Null()
             });
@@ -56667,14 +64855,14 @@ var require_build3 = __commonJS({
           name: names.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Choice({
-              value: [new asn1js__namespace.OctetString({ name: names.saltPrimitive || EMPTY_STRING }), AlgorithmIdentifier2.schema(names.saltConstructed || {})]
+              value: [new asn1js__namespace.OctetString({ name: names.saltPrimitive || EMPTY_STRING }), AlgorithmIdentifier3.schema(names.saltConstructed || {})]
             }),
             new asn1js__namespace.Integer({ name: names.iterationCount || EMPTY_STRING }),
             new asn1js__namespace.Integer({
               name: names.keyLength || EMPTY_STRING,
               optional: true
             }),
-            AlgorithmIdentifier2.schema(names.prf || {
+            AlgorithmIdentifier3.schema(names.prf || {
               names: {
                 optional: true
               }
@@ -56708,7 +64896,7 @@ var require_build3 = __commonJS({
         if (KEY_LENGTH in asn1.result)
           this.keyLength = asn1.result.keyLength.valueBlock.valueDec;
         if (PRF in asn1.result)
-          this.prf = new AlgorithmIdentifier2({ schema: asn1.result.prf });
+          this.prf = new AlgorithmIdentifier3({ schema: asn1.result.prf });
       }
       toSchema() {
         const outputArray = [];
@@ -56758,9 +64946,9 @@ var require_build3 = __commonJS({
       static defaultValues(memberName) {
         switch (memberName) {
           case KEY_DERIVATION_FUNC:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case ENCRYPTION_SCHEME:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           default:
             return super.defaultValues(memberName);
         }
@@ -56769,7 +64957,7 @@ var require_build3 = __commonJS({
         const names = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
           name: names.blockName || EMPTY_STRING,
-          value: [AlgorithmIdentifier2.schema(names.keyDerivationFunc || {}), AlgorithmIdentifier2.schema(names.encryptionScheme || {})]
+          value: [AlgorithmIdentifier3.schema(names.keyDerivationFunc || {}), AlgorithmIdentifier3.schema(names.encryptionScheme || {})]
         });
       }
       fromSchema(schema) {
@@ -56789,8 +64977,8 @@ var require_build3 = __commonJS({
           }
         }));
         AsnError.assertSchema(asn1, this.className);
-        this.keyDerivationFunc = new AlgorithmIdentifier2({ schema: asn1.result.keyDerivationFunc });
-        this.encryptionScheme = new AlgorithmIdentifier2({ schema: asn1.result.encryptionScheme });
+        this.keyDerivationFunc = new AlgorithmIdentifier3({ schema: asn1.result.keyDerivationFunc });
+        this.encryptionScheme = new AlgorithmIdentifier3({ schema: asn1.result.encryptionScheme });
       }
       toSchema() {
         return new asn1js__namespace.Sequence({
@@ -56811,41 +64999,41 @@ var require_build3 = __commonJS({
         this.subtle = "webkitSubtle" in parameters.crypto ? parameters.crypto.webkitSubtle : parameters.crypto.subtle;
         this.name = pvutils__namespace.getParametersValue(parameters, "name", EMPTY_STRING);
       }
-      async encrypt(...args) {
-        return this.subtle.encrypt(...args);
+      async encrypt(...args4) {
+        return this.subtle.encrypt(...args4);
       }
-      async decrypt(...args) {
-        return this.subtle.decrypt(...args);
+      async decrypt(...args4) {
+        return this.subtle.decrypt(...args4);
       }
-      sign(...args) {
-        return this.subtle.sign(...args);
+      sign(...args4) {
+        return this.subtle.sign(...args4);
       }
-      async verify(...args) {
-        return this.subtle.verify(...args);
+      async verify(...args4) {
+        return this.subtle.verify(...args4);
       }
-      async digest(...args) {
-        return this.subtle.digest(...args);
+      async digest(...args4) {
+        return this.subtle.digest(...args4);
       }
-      async generateKey(...args) {
-        return this.subtle.generateKey(...args);
+      async generateKey(...args4) {
+        return this.subtle.generateKey(...args4);
       }
-      async deriveKey(...args) {
-        return this.subtle.deriveKey(...args);
+      async deriveKey(...args4) {
+        return this.subtle.deriveKey(...args4);
       }
-      async deriveBits(...args) {
-        return this.subtle.deriveBits(...args);
+      async deriveBits(...args4) {
+        return this.subtle.deriveBits(...args4);
       }
-      async wrapKey(...args) {
-        return this.subtle.wrapKey(...args);
+      async wrapKey(...args4) {
+        return this.subtle.wrapKey(...args4);
       }
-      async unwrapKey(...args) {
-        return this.subtle.unwrapKey(...args);
+      async unwrapKey(...args4) {
+        return this.subtle.unwrapKey(...args4);
       }
-      exportKey(...args) {
-        return this.subtle.exportKey(...args);
+      exportKey(...args4) {
+        return this.subtle.exportKey(...args4);
       }
-      importKey(...args) {
-        return this.subtle.importKey(...args);
+      importKey(...args4) {
+        return this.subtle.importKey(...args4);
       }
       getRandomValues(array) {
         if (array === null) {
@@ -58125,7 +66313,7 @@ var require_build3 = __commonJS({
         const pbkdf2Params = new PBKDF2Params({
           salt: new asn1js__namespace.OctetString({ valueHex: saltBuffer }),
           iterationCount: parameters.iterationCount,
-          prf: new AlgorithmIdentifier2({
+          prf: new AlgorithmIdentifier3({
             algorithmId: hmacOID,
             algorithmParams: new asn1js__namespace.Null()
           })
@@ -58145,18 +66333,18 @@ var require_build3 = __commonJS({
           iv: ivView
         }, derivedKey, contentView);
         const pbes2Parameters = new PBES2Params({
-          keyDerivationFunc: new AlgorithmIdentifier2({
+          keyDerivationFunc: new AlgorithmIdentifier3({
             algorithmId: pbkdf2OID,
             algorithmParams: pbkdf2Params.toSchema()
           }),
-          encryptionScheme: new AlgorithmIdentifier2({
+          encryptionScheme: new AlgorithmIdentifier3({
             algorithmId: contentEncryptionOID,
             algorithmParams: new asn1js__namespace.OctetString({ valueHex: ivBuffer })
           })
         });
         return new EncryptedContentInfo({
           contentType: parameters.contentType,
-          contentEncryptionAlgorithm: new AlgorithmIdentifier2({
+          contentEncryptionAlgorithm: new AlgorithmIdentifier3({
             algorithmId: "1.2.840.113549.1.5.13",
             algorithmParams: pbes2Parameters.toSchema()
           }),
@@ -58273,7 +66461,7 @@ var require_build3 = __commonJS({
       }
       async getSignatureParameters(privateKey, hashAlgorithm2 = "SHA-1") {
         this.getOIDByAlgorithm({ name: hashAlgorithm2 }, true, "hashAlgorithm");
-        const signatureAlgorithm2 = new AlgorithmIdentifier2();
+        const signatureAlgorithm2 = new AlgorithmIdentifier3();
         const parameters = this.getAlgorithmParameters(privateKey.algorithm.name, "sign");
         if (!Object.keys(parameters.algorithm).length) {
           throw new Error("Parameter 'algorithm' is empty");
@@ -58305,11 +66493,11 @@ var require_build3 = __commonJS({
               const paramsObject = {};
               if (algorithm.hash.name.toUpperCase() !== "SHA-1") {
                 const hashAlgorithmOID = this.getOIDByAlgorithm({ name: algorithm.hash.name }, true, "hashAlgorithm");
-                paramsObject.hashAlgorithm = new AlgorithmIdentifier2({
+                paramsObject.hashAlgorithm = new AlgorithmIdentifier3({
                   algorithmId: hashAlgorithmOID,
                   algorithmParams: new asn1js__namespace.Null()
                 });
-                paramsObject.maskGenAlgorithm = new AlgorithmIdentifier2({
+                paramsObject.maskGenAlgorithm = new AlgorithmIdentifier3({
                   algorithmId: "1.2.840.113549.1.1.8",
                   algorithmParams: paramsObject.hashAlgorithm.toSchema()
                 });
@@ -58446,17 +66634,17 @@ var require_build3 = __commonJS({
     function getEngineGlobalKey() {
       return typeof process !== "undefined" && Number.isInteger(process.pid) ? process.pid : Symbol.for("pkijs.engine");
     }
-    function setEngine(name, ...args) {
+    function setEngine(name, ...args4) {
       let crypto2 = null;
-      if (args.length < 2) {
-        if (args.length) {
-          crypto2 = args[0];
+      if (args4.length < 2) {
+        if (args4.length) {
+          crypto2 = args4[0];
         } else {
           crypto2 = typeof self !== "undefined" && self.crypto ? new CryptoEngine({ name: "browser", crypto: self.crypto }) : null;
         }
       } else {
-        const cryptoArg = args[0];
-        const subtleArg = args[1];
+        const cryptoArg = args4[0];
+        const subtleArg = args4[1];
         if (isCryptoEngine(subtleArg)) {
           crypto2 = subtleArg;
         } else if (isCryptoEngine(cryptoArg)) {
@@ -58780,7 +66968,7 @@ var require_build3 = __commonJS({
           new asn1js__namespace.Integer({
             name: names.tbsCertificateSerialNumber || TBS_CERTIFICATE_SERIAL_NUMBER
           }),
-          AlgorithmIdentifier2.schema(names.signature || {
+          AlgorithmIdentifier3.schema(names.signature || {
             names: {
               blockName: TBS_CERTIFICATE_SIGNATURE
             }
@@ -58850,7 +67038,7 @@ var require_build3 = __commonJS({
         ]
       });
     }
-    var Certificate2 = class _Certificate extends PkiObject {
+    var Certificate3 = class _Certificate extends PkiObject {
       get tbs() {
         return pvtsutils__namespace.BufferSourceConverter.toArrayBuffer(this.tbsView);
       }
@@ -58892,7 +67080,7 @@ var require_build3 = __commonJS({
           case SERIAL_NUMBER$6:
             return new asn1js__namespace.Integer();
           case SIGNATURE$7:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case ISSUER$5:
             return new RelativeDistinguishedNames2();
           case NOT_BEFORE:
@@ -58910,7 +67098,7 @@ var require_build3 = __commonJS({
           case EXTENSIONS$6:
             return [];
           case SIGNATURE_ALGORITHM$8:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case SIGNATURE_VALUE$4:
             return new asn1js__namespace.BitString();
           default:
@@ -58923,7 +67111,7 @@ var require_build3 = __commonJS({
           name: names.blockName || EMPTY_STRING,
           value: [
             tbsCertificate(names.tbsCertificate),
-            AlgorithmIdentifier2.schema(names.signatureAlgorithm || {
+            AlgorithmIdentifier3.schema(names.signatureAlgorithm || {
               names: {
                 blockName: SIGNATURE_ALGORITHM$8
               }
@@ -58952,7 +67140,7 @@ var require_build3 = __commonJS({
         if (TBS_CERTIFICATE_VERSION in asn1.result)
           this.version = asn1.result[TBS_CERTIFICATE_VERSION].valueBlock.valueDec;
         this.serialNumber = asn1.result[TBS_CERTIFICATE_SERIAL_NUMBER];
-        this.signature = new AlgorithmIdentifier2({ schema: asn1.result[TBS_CERTIFICATE_SIGNATURE] });
+        this.signature = new AlgorithmIdentifier3({ schema: asn1.result[TBS_CERTIFICATE_SIGNATURE] });
         this.issuer = new RelativeDistinguishedNames2({ schema: asn1.result[TBS_CERTIFICATE_ISSUER] });
         this.notBefore = new Time2({ schema: asn1.result[TBS_CERTIFICATE_NOT_BEFORE] });
         this.notAfter = new Time2({ schema: asn1.result[TBS_CERTIFICATE_NOT_AFTER] });
@@ -58966,7 +67154,7 @@ var require_build3 = __commonJS({
           this.subjectUniqueID = asn1.result[TBS_CERTIFICATE_SUBJECT_UNIQUE_ID].valueBlock.valueHex;
         if (TBS_CERTIFICATE_EXTENSIONS in asn1.result)
           this.extensions = Array.from(asn1.result[TBS_CERTIFICATE_EXTENSIONS], (element) => new Extension2({ schema: element }));
-        this.signatureAlgorithm = new AlgorithmIdentifier2({ schema: asn1.result.signatureAlgorithm });
+        this.signatureAlgorithm = new AlgorithmIdentifier3({ schema: asn1.result.signatureAlgorithm });
         this.signatureValue = asn1.result.signatureValue;
       }
       encodeTBS() {
@@ -59104,7 +67292,7 @@ var require_build3 = __commonJS({
         return crypto2.verifyWithPublicKey(this.tbsView, this.signatureValue, subjectPublicKeyInfo, this.signatureAlgorithm);
       }
     };
-    Certificate2.CLASS_NAME = "Certificate";
+    Certificate3.CLASS_NAME = "Certificate";
     function checkCA(cert, signerCert = null) {
       if (signerCert && cert.issuer.isEqual(signerCert.issuer) && cert.serialNumber.isEqual(signerCert.serialNumber)) {
         return null;
@@ -59367,7 +67555,7 @@ var require_build3 = __commonJS({
       const decoded = asn1js__namespace.fromBER(encoded);
       if (decoded.offset !== encoded.byteLength || !hasConstructedTag(decoded.result, 1, 16))
         throw new Error("Invalid certificate TBS encoding");
-      const tbsSchema = Certificate2.schema().valueBlock.value[0];
+      const tbsSchema = Certificate3.schema().valueBlock.value[0];
       if (!asn1js__namespace.compareSchema(decoded.result, decoded.result, tbsSchema).verified)
         throw new Error("Invalid certificate TBS encoding");
       return decoded.result;
@@ -59537,7 +67725,7 @@ var require_build3 = __commonJS({
           value: [
             new asn1js__namespace.Repeated({
               name: names.attributes || EMPTY_STRING,
-              value: Attribute.schema()
+              value: Attribute3.schema()
             })
           ]
         });
@@ -59550,7 +67738,7 @@ var require_build3 = __commonJS({
           }
         }));
         AsnError.assertSchema(asn1, this.className);
-        this.attributes = Array.from(asn1.result.attributes, (element) => new Attribute({ schema: element }));
+        this.attributes = Array.from(asn1.result.attributes, (element) => new Attribute3({ schema: element }));
       }
       toSchema() {
         return new asn1js__namespace.Sequence({
@@ -59901,7 +68089,7 @@ var require_build3 = __commonJS({
           case ISSUER$3:
             return new GeneralNames();
           case SIGNATURE$5:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case SERIAL_NUMBER$4:
             return new asn1js__namespace.Integer();
           case ATTR_CERT_VALIDITY_PERIOD$1:
@@ -59947,14 +68135,14 @@ var require_build3 = __commonJS({
                 blockName: names.issuer || EMPTY_STRING
               }
             }),
-            AlgorithmIdentifier2.schema(names.signature || {}),
+            AlgorithmIdentifier3.schema(names.signature || {}),
             new asn1js__namespace.Integer({ name: names.serialNumber || EMPTY_STRING }),
             AttCertValidityPeriod.schema(names.attrCertValidityPeriod || {}),
             new asn1js__namespace.Sequence({
               name: names.attributes || EMPTY_STRING,
               value: [
                 new asn1js__namespace.Repeated({
-                  value: Attribute.schema()
+                  value: Attribute3.schema()
                 })
               ]
             }),
@@ -60011,12 +68199,12 @@ var require_build3 = __commonJS({
           });
         }
         this.issuer = asn1.result.issuer;
-        this.signature = new AlgorithmIdentifier2({ schema: asn1.result.signature });
+        this.signature = new AlgorithmIdentifier3({ schema: asn1.result.signature });
         this.serialNumber = asn1.result.serialNumber;
         this.attrCertValidityPeriod = new AttCertValidityPeriod({
           schema: asn1.result.attrCertValidityPeriod
         });
-        this.attributes = Array.from(asn1.result.attributes.valueBlock.value, (element) => new Attribute({ schema: element }));
+        this.attributes = Array.from(asn1.result.attributes.valueBlock.value, (element) => new Attribute3({ schema: element }));
         if (ISSUER_UNIQUE_ID$1 in asn1.result) {
           this.issuerUniqueID = asn1.result.issuerUniqueID;
         }
@@ -60105,7 +68293,7 @@ var require_build3 = __commonJS({
           case ACINFO$1:
             return new AttributeCertificateInfoV1();
           case SIGNATURE_ALGORITHM$6:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case SIGNATURE_VALUE$3:
             return new asn1js__namespace.BitString();
           default:
@@ -60116,7 +68304,7 @@ var require_build3 = __commonJS({
         const names = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
           name: names.blockName || EMPTY_STRING,
-          value: [AttributeCertificateInfoV1.schema(names.acinfo || {}), AlgorithmIdentifier2.schema(names.signatureAlgorithm || {}), new asn1js__namespace.BitString({ name: names.signatureValue || EMPTY_STRING })]
+          value: [AttributeCertificateInfoV1.schema(names.acinfo || {}), AlgorithmIdentifier3.schema(names.signatureAlgorithm || {}), new asn1js__namespace.BitString({ name: names.signatureValue || EMPTY_STRING })]
         });
       }
       fromSchema(schema) {
@@ -60138,7 +68326,7 @@ var require_build3 = __commonJS({
         }));
         AsnError.assertSchema(asn1, this.className);
         this.acinfo = new AttributeCertificateInfoV1({ schema: asn1.result.acinfo });
-        this.signatureAlgorithm = new AlgorithmIdentifier2({ schema: asn1.result.signatureAlgorithm });
+        this.signatureAlgorithm = new AlgorithmIdentifier3({ schema: asn1.result.signatureAlgorithm });
         this.signatureValue = asn1.result.signatureValue;
       }
       toSchema() {
@@ -60180,7 +68368,7 @@ var require_build3 = __commonJS({
           case OTHER_OBJECT_TYPE_ID:
             return new asn1js__namespace.ObjectIdentifier();
           case DIGEST_ALGORITHM$2:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case OBJECT_DIGEST:
             return new asn1js__namespace.BitString();
           default:
@@ -60197,7 +68385,7 @@ var require_build3 = __commonJS({
               optional: true,
               name: names.otherObjectTypeID || EMPTY_STRING
             }),
-            AlgorithmIdentifier2.schema(names.digestAlgorithm || {}),
+            AlgorithmIdentifier3.schema(names.digestAlgorithm || {}),
             new asn1js__namespace.BitString({ name: names.objectDigest || EMPTY_STRING })
           ]
         });
@@ -60221,7 +68409,7 @@ var require_build3 = __commonJS({
         if (OTHER_OBJECT_TYPE_ID in asn1.result) {
           this.otherObjectTypeID = asn1.result.otherObjectTypeID;
         }
-        this.digestAlgorithm = new AlgorithmIdentifier2({ schema: asn1.result.digestAlgorithm });
+        this.digestAlgorithm = new AlgorithmIdentifier3({ schema: asn1.result.digestAlgorithm });
         this.objectDigest = asn1.result.objectDigest;
       }
       toSchema() {
@@ -60561,7 +68749,7 @@ var require_build3 = __commonJS({
           case ISSUER$2:
             return {};
           case SIGNATURE$4:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case SERIAL_NUMBER$3:
             return new asn1js__namespace.Integer();
           case ATTR_CERT_VALIDITY_PERIOD:
@@ -60600,14 +68788,14 @@ var require_build3 = __commonJS({
                 })
               ]
             }),
-            AlgorithmIdentifier2.schema(names.signature || {}),
+            AlgorithmIdentifier3.schema(names.signature || {}),
             new asn1js__namespace.Integer({ name: names.serialNumber || EMPTY_STRING }),
             AttCertValidityPeriod.schema(names.attrCertValidityPeriod || {}),
             new asn1js__namespace.Sequence({
               name: names.attributes || EMPTY_STRING,
               value: [
                 new asn1js__namespace.Repeated({
-                  value: Attribute.schema()
+                  value: Attribute3.schema()
                 })
               ]
             }),
@@ -60665,12 +68853,12 @@ var require_build3 = __commonJS({
           default:
             throw new Error("Incorrect value for 'issuer' in AttributeCertificateInfoV2");
         }
-        this.signature = new AlgorithmIdentifier2({ schema: asn1.result.signature });
+        this.signature = new AlgorithmIdentifier3({ schema: asn1.result.signature });
         this.serialNumber = asn1.result.serialNumber;
         this.attrCertValidityPeriod = new AttCertValidityPeriod({
           schema: asn1.result.attrCertValidityPeriod
         });
-        this.attributes = Array.from(asn1.result.attributes.valueBlock.value, (element) => new Attribute({ schema: element }));
+        this.attributes = Array.from(asn1.result.attributes.valueBlock.value, (element) => new Attribute3({ schema: element }));
         if (ISSUER_UNIQUE_ID in asn1.result) {
           this.issuerUniqueID = asn1.result.issuerUniqueID;
         }
@@ -60745,7 +68933,7 @@ var require_build3 = __commonJS({
           case ACINFO:
             return new AttributeCertificateInfoV2();
           case SIGNATURE_ALGORITHM$5:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case SIGNATURE_VALUE$2:
             return new asn1js__namespace.BitString();
           default:
@@ -60756,7 +68944,7 @@ var require_build3 = __commonJS({
         const names = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
           name: names.blockName || EMPTY_STRING,
-          value: [AttributeCertificateInfoV2.schema(names.acinfo || {}), AlgorithmIdentifier2.schema(names.signatureAlgorithm || {}), new asn1js__namespace.BitString({ name: names.signatureValue || EMPTY_STRING })]
+          value: [AttributeCertificateInfoV2.schema(names.acinfo || {}), AlgorithmIdentifier3.schema(names.signatureAlgorithm || {}), new asn1js__namespace.BitString({ name: names.signatureValue || EMPTY_STRING })]
         });
       }
       fromSchema(schema) {
@@ -60778,7 +68966,7 @@ var require_build3 = __commonJS({
         }));
         AsnError.assertSchema(asn1, this.className);
         this.acinfo = new AttributeCertificateInfoV2({ schema: asn1.result.acinfo });
-        this.signatureAlgorithm = new AlgorithmIdentifier2({ schema: asn1.result.signatureAlgorithm });
+        this.signatureAlgorithm = new AlgorithmIdentifier3({ schema: asn1.result.signatureAlgorithm });
         this.signatureValue = asn1.result.signatureValue;
       }
       toSchema() {
@@ -60798,7 +68986,7 @@ var require_build3 = __commonJS({
     var CONTENT_TYPE = "contentType";
     var CONTENT = "content";
     var CLEAR_PROPS$Q = [CONTENT_TYPE, CONTENT];
-    var ContentInfo = class _ContentInfo extends PkiObject {
+    var ContentInfo2 = class _ContentInfo extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.contentType = pvutils__namespace.getParametersValue(parameters, CONTENT_TYPE, _ContentInfo.defaultValues(CONTENT_TYPE));
@@ -60878,11 +69066,11 @@ var require_build3 = __commonJS({
         return object;
       }
     };
-    ContentInfo.CLASS_NAME = "ContentInfo";
-    ContentInfo.DATA = id_ContentType_Data;
-    ContentInfo.SIGNED_DATA = id_ContentType_SignedData;
-    ContentInfo.ENVELOPED_DATA = id_ContentType_EnvelopedData;
-    ContentInfo.ENCRYPTED_DATA = id_ContentType_EncryptedData;
+    ContentInfo2.CLASS_NAME = "ContentInfo";
+    ContentInfo2.DATA = id_ContentType_Data;
+    ContentInfo2.SIGNED_DATA = id_ContentType_SignedData;
+    ContentInfo2.ENVELOPED_DATA = id_ContentType_EnvelopedData;
+    ContentInfo2.ENCRYPTED_DATA = id_ContentType_EncryptedData;
     var CERT_ID$1 = "certId";
     var CERT_VALUE = "certValue";
     var PARSED_VALUE$4 = "parsedValue";
@@ -60955,7 +69143,7 @@ var require_build3 = __commonJS({
           case id_CertBag_X509Certificate:
             {
               try {
-                this.parsedValue = Certificate2.fromBER(certValueHex);
+                this.parsedValue = Certificate3.fromBER(certValueHex);
               } catch {
                 AttributeCertificateV2.fromBER(certValueHex);
               }
@@ -61122,7 +69310,7 @@ var require_build3 = __commonJS({
             name: names.tbsCertListVersion || TBS_CERT_LIST_VERSION,
             value: 2
           }),
-          AlgorithmIdentifier2.schema(names.signature || {
+          AlgorithmIdentifier3.schema(names.signature || {
             names: {
               blockName: TBS_CERT_LIST_SIGNATURE
             }
@@ -61220,7 +69408,7 @@ var require_build3 = __commonJS({
           case VERSION$e:
             return 0;
           case SIGNATURE$3:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case ISSUER$1:
             return new RelativeDistinguishedNames2();
           case THIS_UPDATE$1:
@@ -61232,7 +69420,7 @@ var require_build3 = __commonJS({
           case CRL_EXTENSIONS:
             return new Extensions();
           case SIGNATURE_ALGORITHM$4:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case SIGNATURE_VALUE$1:
             return new asn1js__namespace.BitString();
           default:
@@ -61245,7 +69433,7 @@ var require_build3 = __commonJS({
           name: names.blockName || "CertificateList",
           value: [
             tbsCertList(parameters),
-            AlgorithmIdentifier2.schema(names.signatureAlgorithm || {
+            AlgorithmIdentifier3.schema(names.signatureAlgorithm || {
               names: {
                 blockName: SIGNATURE_ALGORITHM$4
               }
@@ -61262,7 +69450,7 @@ var require_build3 = __commonJS({
         if (TBS_CERT_LIST_VERSION in asn1.result) {
           this.version = asn1.result[TBS_CERT_LIST_VERSION].valueBlock.valueDec;
         }
-        this.signature = new AlgorithmIdentifier2({ schema: asn1.result[TBS_CERT_LIST_SIGNATURE] });
+        this.signature = new AlgorithmIdentifier3({ schema: asn1.result[TBS_CERT_LIST_SIGNATURE] });
         this.issuer = new RelativeDistinguishedNames2({ schema: asn1.result[TBS_CERT_LIST_ISSUER] });
         this.thisUpdate = new Time2({ schema: asn1.result[TBS_CERT_LIST_THIS_UPDATE] });
         if (TBS_CERT_LIST_NEXT_UPDATE in asn1.result) {
@@ -61274,7 +69462,7 @@ var require_build3 = __commonJS({
         if (TBS_CERT_LIST_EXTENSIONS in asn1.result) {
           this.crlExtensions = new Extensions({ schema: asn1.result[TBS_CERT_LIST_EXTENSIONS] });
         }
-        this.signatureAlgorithm = new AlgorithmIdentifier2({ schema: asn1.result.signatureAlgorithm });
+        this.signatureAlgorithm = new AlgorithmIdentifier3({ schema: asn1.result.signatureAlgorithm });
         this.signatureValue = asn1.result.signatureValue;
       }
       encodeTBS() {
@@ -61559,7 +69747,7 @@ var require_build3 = __commonJS({
               value: [
                 new asn1js__namespace.Repeated({
                   name: names.unprotectedAttrs || EMPTY_STRING,
-                  value: Attribute.schema()
+                  value: Attribute3.schema()
                 })
               ]
             })
@@ -61585,7 +69773,7 @@ var require_build3 = __commonJS({
           schema: asn1.result.encryptedContentInfo
         });
         if (UNPROTECTED_ATTRS$1 in asn1.result)
-          this.unprotectedAttrs = Array.from(asn1.result.unprotectedAttrs, (element) => new Attribute({ schema: element }));
+          this.unprotectedAttrs = Array.from(asn1.result.unprotectedAttrs, (element) => new Attribute3({ schema: element }));
       }
       toSchema() {
         const outputArray = [];
@@ -61651,7 +69839,7 @@ var require_build3 = __commonJS({
       static defaultValues(memberName) {
         switch (memberName) {
           case ENCRYPTION_ALGORITHM:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case ENCRYPTED_DATA:
             return new asn1js__namespace.OctetString();
           case PARSED_VALUE$2:
@@ -61663,7 +69851,7 @@ var require_build3 = __commonJS({
       static compareWithDefault(memberName, memberValue) {
         switch (memberName) {
           case ENCRYPTION_ALGORITHM:
-            return AlgorithmIdentifier2.compareWithDefault("algorithmId", memberValue.algorithmId) && "algorithmParams" in memberValue === false;
+            return AlgorithmIdentifier3.compareWithDefault("algorithmId", memberValue.algorithmId) && "algorithmParams" in memberValue === false;
           case ENCRYPTED_DATA:
             return memberValue.isEqual(_PKCS8ShroudedKeyBag.defaultValues(memberName));
           case PARSED_VALUE$2:
@@ -61677,7 +69865,7 @@ var require_build3 = __commonJS({
         return new asn1js__namespace.Sequence({
           name: names.blockName || EMPTY_STRING,
           value: [
-            AlgorithmIdentifier2.schema(names.encryptionAlgorithm || {
+            AlgorithmIdentifier3.schema(names.encryptionAlgorithm || {
               names: {
                 blockName: ENCRYPTION_ALGORITHM
               }
@@ -61709,7 +69897,7 @@ var require_build3 = __commonJS({
           }
         }));
         AsnError.assertSchema(asn1, this.className);
-        this.encryptionAlgorithm = new AlgorithmIdentifier2({ schema: asn1.result.encryptionAlgorithm });
+        this.encryptionAlgorithm = new AlgorithmIdentifier3({ schema: asn1.result.encryptionAlgorithm });
         this.encryptedData = asn1.result.encryptedData;
       }
       toSchema() {
@@ -61911,7 +70099,7 @@ var require_build3 = __commonJS({
               value: [
                 new asn1js__namespace.Repeated({
                   name: names.bagAttributes || BAG_ATTRIBUTES,
-                  value: Attribute.schema()
+                  value: Attribute3.schema()
                 })
               ]
             })
@@ -61935,7 +70123,7 @@ var require_build3 = __commonJS({
         }
         this.bagValue = new bagType({ schema: asn1.result.bagValue });
         if (BAG_ATTRIBUTES in asn1.result) {
-          this.bagAttributes = Array.from(asn1.result.bagAttributes, (element) => new Attribute({ schema: element }));
+          this.bagAttributes = Array.from(asn1.result.bagAttributes, (element) => new Attribute3({ schema: element }));
         }
       }
       toSchema() {
@@ -62107,7 +70295,7 @@ var require_build3 = __commonJS({
               name: names.certificates || CERTIFICATES$1,
               value: new asn1js__namespace.Choice({
                 value: [
-                  Certificate2.schema(),
+                  Certificate3.schema(),
                   new asn1js__namespace.Constructed({
                     idBlock: {
                       tagClass: 3,
@@ -62149,7 +70337,7 @@ var require_build3 = __commonJS({
         this.certificates = Array.from(asn1.result.certificates || [], (element) => {
           const initialTagNumber = element.idBlock.tagNumber;
           if (element.idBlock.tagClass === 1)
-            return new Certificate2({ schema: element });
+            return new Certificate3({ schema: element });
           const elementSequence = new asn1js__namespace.Sequence({
             value: element.valueBlock.value
           });
@@ -62172,7 +70360,7 @@ var require_build3 = __commonJS({
         return new asn1js__namespace.Set({
           value: Array.from(this.certificates, (element) => {
             switch (true) {
-              case element instanceof Certificate2:
+              case element instanceof Certificate3:
                 return element.toSchema();
               case element instanceof AttributeCertificateV1:
                 return new asn1js__namespace.Constructed({
@@ -62465,7 +70653,7 @@ var require_build3 = __commonJS({
     var ISSUER = "issuer";
     var SERIAL_NUMBER$2 = "serialNumber";
     var CLEAR_PROPS$C = [ISSUER, SERIAL_NUMBER$2];
-    var IssuerAndSerialNumber = class _IssuerAndSerialNumber extends PkiObject {
+    var IssuerAndSerialNumber2 = class _IssuerAndSerialNumber extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.issuer = pvutils__namespace.getParametersValue(parameters, ISSUER, _IssuerAndSerialNumber.defaultValues(ISSUER));
@@ -62519,7 +70707,7 @@ var require_build3 = __commonJS({
         };
       }
     };
-    IssuerAndSerialNumber.CLASS_NAME = "IssuerAndSerialNumber";
+    IssuerAndSerialNumber2.CLASS_NAME = "IssuerAndSerialNumber";
     var VARIANT$3 = "variant";
     var VALUE$3 = "value";
     var CLEAR_PROPS$B = ["blockName"];
@@ -62558,7 +70746,7 @@ var require_build3 = __commonJS({
         const names = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Choice({
           value: [
-            IssuerAndSerialNumber.schema({
+            IssuerAndSerialNumber2.schema({
               names: {
                 blockName: names.blockName || EMPTY_STRING
               }
@@ -62583,7 +70771,7 @@ var require_build3 = __commonJS({
         AsnError.assertSchema(asn1, this.className);
         if (asn1.result.blockName.idBlock.tagClass === 1) {
           this.variant = 1;
-          this.value = new IssuerAndSerialNumber({ schema: asn1.result.blockName });
+          this.value = new IssuerAndSerialNumber2({ schema: asn1.result.blockName });
         } else {
           this.variant = 2;
           this.value = new asn1js__namespace.OctetString({ valueHex: asn1.result.blockName.valueBlock.valueHex });
@@ -62592,7 +70780,7 @@ var require_build3 = __commonJS({
       toSchema() {
         switch (this.variant) {
           case 1:
-            if (!(this.value instanceof IssuerAndSerialNumber)) {
+            if (!(this.value instanceof IssuerAndSerialNumber2)) {
               throw new Error("Incorrect type of RecipientIdentifier.value. It should be IssuerAndSerialNumber.");
             }
             return this.value.toSchema();
@@ -62647,11 +70835,11 @@ var require_build3 = __commonJS({
           case RID$1:
             return {};
           case KEY_ENCRYPTION_ALGORITHM$3:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case ENCRYPTED_KEY$3:
             return new asn1js__namespace.OctetString();
           case RECIPIENT_CERTIFICATE$1:
-            return new Certificate2();
+            return new Certificate3();
           default:
             return super.defaultValues(memberName);
         }
@@ -62678,7 +70866,7 @@ var require_build3 = __commonJS({
           value: [
             new asn1js__namespace.Integer({ name: names.version || EMPTY_STRING }),
             RecipientIdentifier.schema(names.rid || {}),
-            AlgorithmIdentifier2.schema(names.keyEncryptionAlgorithm || {}),
+            AlgorithmIdentifier3.schema(names.keyEncryptionAlgorithm || {}),
             new asn1js__namespace.OctetString({ name: names.encryptedKey || EMPTY_STRING })
           ]
         });
@@ -62706,16 +70894,16 @@ var require_build3 = __commonJS({
         if (asn1.result.rid.idBlock.tagClass === 3) {
           this.rid = new asn1js__namespace.OctetString({ valueHex: asn1.result.rid.valueBlock.valueHex });
         } else {
-          this.rid = new IssuerAndSerialNumber({ schema: asn1.result.rid });
+          this.rid = new IssuerAndSerialNumber2({ schema: asn1.result.rid });
         }
-        this.keyEncryptionAlgorithm = new AlgorithmIdentifier2({
+        this.keyEncryptionAlgorithm = new AlgorithmIdentifier3({
           schema: asn1.result.keyEncryptionAlgorithm
         });
         this.encryptedKey = asn1.result.encryptedKey;
       }
       toSchema() {
         const outputArray = [];
-        if (this.rid instanceof IssuerAndSerialNumber) {
+        if (this.rid instanceof IssuerAndSerialNumber2) {
           this.version = 0;
           outputArray.push(new asn1js__namespace.Integer({ value: this.version }));
           outputArray.push(this.rid.toSchema());
@@ -62761,7 +70949,7 @@ var require_build3 = __commonJS({
       static defaultValues(memberName) {
         switch (memberName) {
           case ALGORITHM:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case PUBLIC_KEY:
             return new asn1js__namespace.BitString();
           default:
@@ -62781,7 +70969,7 @@ var require_build3 = __commonJS({
         const names = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
           name: names.blockName || EMPTY_STRING,
-          value: [AlgorithmIdentifier2.schema(names.algorithm || {}), new asn1js__namespace.BitString({ name: names.publicKey || EMPTY_STRING })]
+          value: [AlgorithmIdentifier3.schema(names.algorithm || {}), new asn1js__namespace.BitString({ name: names.publicKey || EMPTY_STRING })]
         });
       }
       fromSchema(schema) {
@@ -62797,7 +70985,7 @@ var require_build3 = __commonJS({
           }
         }));
         AsnError.assertSchema(asn1, this.className);
-        this.algorithm = new AlgorithmIdentifier2({ schema: asn1.result.algorithm });
+        this.algorithm = new AlgorithmIdentifier3({ schema: asn1.result.algorithm });
         this.publicKey = asn1.result.publicKey;
       }
       toSchema() {
@@ -62851,7 +71039,7 @@ var require_build3 = __commonJS({
         const names = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Choice({
           value: [
-            IssuerAndSerialNumber.schema({
+            IssuerAndSerialNumber2.schema({
               names: {
                 blockName: names.blockName || EMPTY_STRING
               }
@@ -62884,7 +71072,7 @@ var require_build3 = __commonJS({
         AsnError.assertSchema(asn1, this.className);
         if (asn1.result.blockName.idBlock.tagClass === 1) {
           this.variant = 1;
-          this.value = new IssuerAndSerialNumber({ schema: asn1.result.blockName });
+          this.value = new IssuerAndSerialNumber2({ schema: asn1.result.blockName });
         } else {
           if (asn1.result.blockName.idBlock.tagNumber === 0) {
             asn1.result.blockName.idBlock.tagClass = 1;
@@ -63152,7 +71340,7 @@ var require_build3 = __commonJS({
         const names = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Choice({
           value: [
-            IssuerAndSerialNumber.schema(names.issuerAndSerialNumber || {
+            IssuerAndSerialNumber2.schema(names.issuerAndSerialNumber || {
               names: {
                 blockName: names.blockName || EMPTY_STRING
               }
@@ -63182,7 +71370,7 @@ var require_build3 = __commonJS({
         AsnError.assertSchema(asn1, this.className);
         if (asn1.result.blockName.idBlock.tagClass === 1) {
           this.variant = 1;
-          this.value = new IssuerAndSerialNumber({ schema: asn1.result.blockName });
+          this.value = new IssuerAndSerialNumber2({ schema: asn1.result.blockName });
         } else {
           this.variant = 2;
           this.value = new RecipientKeyIdentifier({
@@ -63381,11 +71569,11 @@ var require_build3 = __commonJS({
           case UKM:
             return new asn1js__namespace.OctetString();
           case KEY_ENCRYPTION_ALGORITHM$2:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case RECIPIENT_ENCRYPTED_KEY:
             return new RecipientEncryptedKeys();
           case RECIPIENT_CERTIFICATE:
-            return new Certificate2();
+            return new Certificate3();
           case RECIPIENT_PUBLIC_KEY:
             return null;
           default:
@@ -63433,7 +71621,7 @@ var require_build3 = __commonJS({
               },
               value: [new asn1js__namespace.OctetString({ name: names.ukm || EMPTY_STRING })]
             }),
-            AlgorithmIdentifier2.schema(names.keyEncryptionAlgorithm || {}),
+            AlgorithmIdentifier3.schema(names.keyEncryptionAlgorithm || {}),
             RecipientEncryptedKeys.schema(names.recipientEncryptedKeys || {})
           ]
         });
@@ -63466,7 +71654,7 @@ var require_build3 = __commonJS({
         this.originator = new OriginatorIdentifierOrKey({ schema: asn1.result.originator });
         if (UKM in asn1.result)
           this.ukm = asn1.result.ukm;
-        this.keyEncryptionAlgorithm = new AlgorithmIdentifier2({
+        this.keyEncryptionAlgorithm = new AlgorithmIdentifier3({
           schema: asn1.result.keyEncryptionAlgorithm
         });
         this.recipientEncryptedKeys = new RecipientEncryptedKeys({
@@ -63641,7 +71829,7 @@ var require_build3 = __commonJS({
           case KEK_ID:
             return new KEKIdentifier();
           case KEY_ENCRYPTION_ALGORITHM$1:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case ENCRYPTED_KEY$1:
             return new asn1js__namespace.OctetString();
           case PER_DEFINED_KEK:
@@ -63673,7 +71861,7 @@ var require_build3 = __commonJS({
           value: [
             new asn1js__namespace.Integer({ name: names.version || EMPTY_STRING }),
             KEKIdentifier.schema(names.kekid || {}),
-            AlgorithmIdentifier2.schema(names.keyEncryptionAlgorithm || {}),
+            AlgorithmIdentifier3.schema(names.keyEncryptionAlgorithm || {}),
             new asn1js__namespace.OctetString({ name: names.encryptedKey || EMPTY_STRING })
           ]
         });
@@ -63699,7 +71887,7 @@ var require_build3 = __commonJS({
         AsnError.assertSchema(asn1, this.className);
         this.version = asn1.result.version.valueBlock.valueDec;
         this.kekid = new KEKIdentifier({ schema: asn1.result.kekid });
-        this.keyEncryptionAlgorithm = new AlgorithmIdentifier2({
+        this.keyEncryptionAlgorithm = new AlgorithmIdentifier3({
           schema: asn1.result.keyEncryptionAlgorithm
         });
         this.encryptedKey = asn1.result.encryptedKey;
@@ -63744,9 +71932,9 @@ var require_build3 = __commonJS({
           case VERSION$9:
             return -1;
           case KEY_DERIVATION_ALGORITHM:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case KEY_ENCRYPTION_ALGORITHM:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case ENCRYPTED_KEY:
             return new asn1js__namespace.OctetString();
           case PASSWORD:
@@ -63783,9 +71971,9 @@ var require_build3 = __commonJS({
                 tagClass: 3,
                 tagNumber: 0
               },
-              value: AlgorithmIdentifier2.schema().valueBlock.value
+              value: AlgorithmIdentifier3.schema().valueBlock.value
             }),
-            AlgorithmIdentifier2.schema(names.keyEncryptionAlgorithm || {}),
+            AlgorithmIdentifier3.schema(names.keyEncryptionAlgorithm || {}),
             new asn1js__namespace.OctetString({ name: names.encryptedKey || EMPTY_STRING })
           ]
         });
@@ -63807,13 +71995,13 @@ var require_build3 = __commonJS({
         AsnError.assertSchema(asn1, this.className);
         this.version = asn1.result.version.valueBlock.valueDec;
         if (KEY_DERIVATION_ALGORITHM in asn1.result) {
-          this.keyDerivationAlgorithm = new AlgorithmIdentifier2({
+          this.keyDerivationAlgorithm = new AlgorithmIdentifier3({
             schema: new asn1js__namespace.Sequence({
               value: asn1.result.keyDerivationAlgorithm.valueBlock.value
             })
           });
         }
-        this.keyEncryptionAlgorithm = new AlgorithmIdentifier2({
+        this.keyEncryptionAlgorithm = new AlgorithmIdentifier3({
           schema: asn1.result.keyEncryptionAlgorithm
         });
         this.encryptedKey = asn1.result.encryptedKey;
@@ -64075,20 +72263,20 @@ var require_build3 = __commonJS({
       static defaultValues(memberName) {
         switch (memberName) {
           case HASH_ALGORITHM$2:
-            return new AlgorithmIdentifier2({
+            return new AlgorithmIdentifier3({
               algorithmId: "1.3.14.3.2.26",
               algorithmParams: new asn1js__namespace.Null()
             });
           case MASK_GEN_ALGORITHM:
-            return new AlgorithmIdentifier2({
+            return new AlgorithmIdentifier3({
               algorithmId: "1.2.840.113549.1.1.8",
-              algorithmParams: new AlgorithmIdentifier2({
+              algorithmParams: new AlgorithmIdentifier3({
                 algorithmId: "1.3.14.3.2.26",
                 algorithmParams: new asn1js__namespace.Null()
               }).toSchema()
             });
           case P_SOURCE_ALGORITHM:
-            return new AlgorithmIdentifier2({
+            return new AlgorithmIdentifier3({
               algorithmId: "1.2.840.113549.1.1.9",
               algorithmParams: new asn1js__namespace.OctetString({
                 valueHex: new Uint8Array([218, 57, 163, 238, 94, 107, 75, 13, 50, 85, 191, 239, 149, 96, 24, 144, 175, 216, 7, 9]).buffer
@@ -64109,7 +72297,7 @@ var require_build3 = __commonJS({
                 tagNumber: 0
               },
               optional: true,
-              value: [AlgorithmIdentifier2.schema(names.hashAlgorithm || {})]
+              value: [AlgorithmIdentifier3.schema(names.hashAlgorithm || {})]
             }),
             new asn1js__namespace.Constructed({
               idBlock: {
@@ -64117,7 +72305,7 @@ var require_build3 = __commonJS({
                 tagNumber: 1
               },
               optional: true,
-              value: [AlgorithmIdentifier2.schema(names.maskGenAlgorithm || {})]
+              value: [AlgorithmIdentifier3.schema(names.maskGenAlgorithm || {})]
             }),
             new asn1js__namespace.Constructed({
               idBlock: {
@@ -64125,7 +72313,7 @@ var require_build3 = __commonJS({
                 tagNumber: 2
               },
               optional: true,
-              value: [AlgorithmIdentifier2.schema(names.pSourceAlgorithm || {})]
+              value: [AlgorithmIdentifier3.schema(names.pSourceAlgorithm || {})]
             })
           ]
         });
@@ -64153,11 +72341,11 @@ var require_build3 = __commonJS({
         }));
         AsnError.assertSchema(asn1, this.className);
         if (HASH_ALGORITHM$2 in asn1.result)
-          this.hashAlgorithm = new AlgorithmIdentifier2({ schema: asn1.result.hashAlgorithm });
+          this.hashAlgorithm = new AlgorithmIdentifier3({ schema: asn1.result.hashAlgorithm });
         if (MASK_GEN_ALGORITHM in asn1.result)
-          this.maskGenAlgorithm = new AlgorithmIdentifier2({ schema: asn1.result.maskGenAlgorithm });
+          this.maskGenAlgorithm = new AlgorithmIdentifier3({ schema: asn1.result.maskGenAlgorithm });
         if (P_SOURCE_ALGORITHM in asn1.result)
-          this.pSourceAlgorithm = new AlgorithmIdentifier2({ schema: asn1.result.pSourceAlgorithm });
+          this.pSourceAlgorithm = new AlgorithmIdentifier3({ schema: asn1.result.pSourceAlgorithm });
       }
       toSchema() {
         const outputArray = [];
@@ -64226,7 +72414,7 @@ var require_build3 = __commonJS({
       static defaultValues(memberName) {
         switch (memberName) {
           case KEY_INFO:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case ENTITY_U_INFO:
             return new asn1js__namespace.OctetString();
           case SUPP_PUB_INFO:
@@ -64250,7 +72438,7 @@ var require_build3 = __commonJS({
         return new asn1js__namespace.Sequence({
           name: names.blockName || EMPTY_STRING,
           value: [
-            AlgorithmIdentifier2.schema(names.keyInfo || {}),
+            AlgorithmIdentifier3.schema(names.keyInfo || {}),
             new asn1js__namespace.Constructed({
               name: names.entityUInfo || EMPTY_STRING,
               idBlock: {
@@ -64285,7 +72473,7 @@ var require_build3 = __commonJS({
           }
         }));
         AsnError.assertSchema(asn1, this.className);
-        this.keyInfo = new AlgorithmIdentifier2({ schema: asn1.result.keyInfo });
+        this.keyInfo = new AlgorithmIdentifier3({ schema: asn1.result.keyInfo });
         if (ENTITY_U_INFO in asn1.result)
           this.entityUInfo = asn1.result.entityUInfo.valueBlock.value[0];
         this.suppPubInfo = asn1.result.suppPubInfo.valueBlock.value[0];
@@ -64423,7 +72611,7 @@ var require_build3 = __commonJS({
               value: [
                 new asn1js__namespace.Repeated({
                   name: names.unprotectedAttrs || EMPTY_STRING,
-                  value: Attribute.schema()
+                  value: Attribute3.schema()
                 })
               ]
             })
@@ -64459,7 +72647,7 @@ var require_build3 = __commonJS({
           schema: asn1.result.encryptedContentInfo
         });
         if (UNPROTECTED_ATTRS in asn1.result)
-          this.unprotectedAttrs = Array.from(asn1.result.unprotectedAttrs, (o2) => new Attribute({ schema: o2 }));
+          this.unprotectedAttrs = Array.from(asn1.result.unprotectedAttrs, (o2) => new Attribute3({ schema: o2 }));
       }
       toSchema() {
         const outputArray = [];
@@ -64526,13 +72714,13 @@ var require_build3 = __commonJS({
                 const hashOID = crypto2.getOIDByAlgorithm({
                   name: encryptionParameters.oaepHashAlgorithm
                 }, true, "RSAES-OAEP-params");
-                const hashAlgorithm2 = new AlgorithmIdentifier2({
+                const hashAlgorithm2 = new AlgorithmIdentifier3({
                   algorithmId: hashOID,
                   algorithmParams: new asn1js__namespace.Null()
                 });
                 const rsaOAEPParams = new RSAESOAEPParams({
                   hashAlgorithm: hashAlgorithm2,
-                  maskGenAlgorithm: new AlgorithmIdentifier2({
+                  maskGenAlgorithm: new AlgorithmIdentifier3({
                     algorithmId: "1.2.840.113549.1.1.8",
                     algorithmParams: hashAlgorithm2.toSchema()
                   })
@@ -64548,11 +72736,11 @@ var require_build3 = __commonJS({
               }
               const keyInfo = new KeyTransRecipientInfo({
                 version: 0,
-                rid: new IssuerAndSerialNumber({
+                rid: new IssuerAndSerialNumber2({
                   issuer: certificate.issuer,
                   serialNumber: certificate.serialNumber
                 }),
-                keyEncryptionAlgorithm: new AlgorithmIdentifier2({
+                keyEncryptionAlgorithm: new AlgorithmIdentifier3({
                   algorithmId,
                   algorithmParams
                 }),
@@ -64568,7 +72756,7 @@ var require_build3 = __commonJS({
             {
               const recipientIdentifier = new KeyAgreeRecipientIdentifier({
                 variant: 1,
-                value: new IssuerAndSerialNumber({
+                value: new IssuerAndSerialNumber2({
                   issuer: certificate.issuer,
                   serialNumber: certificate.serialNumber
                 })
@@ -64614,7 +72802,7 @@ var require_build3 = __commonJS({
                 kekid: new KEKIdentifier({
                   keyIdentifier: new asn1js__namespace.OctetString({ valueHex: parameters.keyIdentifier })
                 }),
-                keyEncryptionAlgorithm: new AlgorithmIdentifier2({
+                keyEncryptionAlgorithm: new AlgorithmIdentifier3({
                   algorithmId: kekOID,
                   algorithmParams: parameters.keyEncryptionAlgorithmParams
                 }),
@@ -64641,7 +72829,7 @@ var require_build3 = __commonJS({
               const pbkdf2Params = new PBKDF2Params({
                 salt: new asn1js__namespace.OctetString({ valueHex: saltBuffer }),
                 iterationCount: parameters.iterationCount,
-                prf: new AlgorithmIdentifier2({
+                prf: new AlgorithmIdentifier3({
                   algorithmId: hmacOID,
                   algorithmParams: new asn1js__namespace.Null()
                 })
@@ -64649,11 +72837,11 @@ var require_build3 = __commonJS({
               const kekOID = crypto2.getOIDByAlgorithm(parameters.keyEncryptionAlgorithm, true, "keyEncryptionAlgorithm");
               const keyInfo = new PasswordRecipientinfo({
                 version: 0,
-                keyDerivationAlgorithm: new AlgorithmIdentifier2({
+                keyDerivationAlgorithm: new AlgorithmIdentifier3({
                   algorithmId: pbkdf2OID,
                   algorithmParams: pbkdf2Params.toSchema()
                 }),
-                keyEncryptionAlgorithm: new AlgorithmIdentifier2({
+                keyEncryptionAlgorithm: new AlgorithmIdentifier3({
                   algorithmId: kekOID,
                   algorithmParams: parameters.keyEncryptionAlgorithmParams
                 }),
@@ -64687,7 +72875,7 @@ var require_build3 = __commonJS({
           name: "AES-KW",
           length: encryptionParameters.kekEncryptionLength
         }, true, "keyEncryptionAlgorithm");
-        const aesKW = new AlgorithmIdentifier2({
+        const aesKW = new AlgorithmIdentifier3({
           algorithmId: aesKWoid
         });
         const ecdhOID = crypto2.getOIDByAlgorithm({
@@ -64700,7 +72888,7 @@ var require_build3 = __commonJS({
         const recipientInfoParams = {
           version: 3,
           ukm: new asn1js__namespace.OctetString({ valueHex: ukmBuffer }),
-          keyEncryptionAlgorithm: new AlgorithmIdentifier2({
+          keyEncryptionAlgorithm: new AlgorithmIdentifier3({
             algorithmId: ecdhOID,
             algorithmParams: aesKW.toSchema()
           }),
@@ -64730,7 +72918,7 @@ var require_build3 = __commonJS({
         this.encryptedContentInfo = new EncryptedContentInfo({
           disableSplit: this.policy.disableSplit,
           contentType: "1.2.840.113549.1.7.1",
-          contentEncryptionAlgorithm: new AlgorithmIdentifier2({
+          contentEncryptionAlgorithm: new AlgorithmIdentifier3({
             algorithmId: contentEncryptionOID,
             algorithmParams: new asn1js__namespace.OctetString({ valueHex: ivBuffer })
           }),
@@ -64780,7 +72968,7 @@ var require_build3 = __commonJS({
             name: "ECDH",
             public: recipientPublicKey
           }, ecdhKeys.privateKey, recipientCurveLength);
-          const aesKWAlgorithm = new AlgorithmIdentifier2({
+          const aesKWAlgorithm = new AlgorithmIdentifier3({
             schema: recipientInfo.keyEncryptionAlgorithm.algorithmParams
           });
           const kwAlgorithm = crypto2.getAlgorithmByOID(aesKWAlgorithm.algorithmId, true, "aesKWAlgorithm");
@@ -64792,7 +72980,7 @@ var require_build3 = __commonJS({
             kwLength >>= 8;
           }
           const eccInfo = new ECCCMSSharedInfo({
-            keyInfo: new AlgorithmIdentifier2({
+            keyInfo: new AlgorithmIdentifier3({
               algorithmId: aesKWAlgorithm.algorithmId
             }),
             entityUInfo: recipientInfo.ukm,
@@ -64966,7 +73154,7 @@ var require_build3 = __commonJS({
           }, ecdhPrivateKey, recipientCurveLength);
           async function applyKDF(includeAlgorithmParams) {
             includeAlgorithmParams = includeAlgorithmParams || false;
-            const aesKWAlgorithm = new AlgorithmIdentifier2({
+            const aesKWAlgorithm = new AlgorithmIdentifier3({
               schema: recipientInfo.keyEncryptionAlgorithm.algorithmParams
             });
             const kwAlgorithm = crypto2.getAlgorithmByOID(aesKWAlgorithm.algorithmId, true, "kwAlgorithm");
@@ -64984,7 +73172,7 @@ var require_build3 = __commonJS({
               keyInfoAlgorithm.algorithmParams = new asn1js__namespace.Null();
             }
             const eccInfo = new ECCCMSSharedInfo({
-              keyInfo: new AlgorithmIdentifier2(keyInfoAlgorithm),
+              keyInfo: new AlgorithmIdentifier3(keyInfoAlgorithm),
               entityUInfo: recipientInfo.ukm,
               suppPubInfo: new asn1js__namespace.OctetString({ valueHex: kwLengthBuffer })
             });
@@ -65165,7 +73353,7 @@ var require_build3 = __commonJS({
           value: [
             new asn1js__namespace.Repeated({
               name: names.contentInfos || EMPTY_STRING,
-              value: ContentInfo.schema()
+              value: ContentInfo2.schema()
             })
           ]
         });
@@ -65178,7 +73366,7 @@ var require_build3 = __commonJS({
           }
         }));
         AsnError.assertSchema(asn1, this.className);
-        this.safeContents = Array.from(asn1.result.contentInfos, (element) => new ContentInfo({ schema: element }));
+        this.safeContents = Array.from(asn1.result.contentInfos, (element) => new ContentInfo2({ schema: element }));
       }
       toSchema() {
         return new asn1js__namespace.Sequence({
@@ -65269,7 +73457,7 @@ var require_build3 = __commonJS({
             case 0:
               {
                 const contentBuffer = content.value.toSchema().toBER(false);
-                this.safeContents.push(new ContentInfo({
+                this.safeContents.push(new ContentInfo2({
                   contentType: "1.2.840.113549.1.7.1",
                   content: new asn1js__namespace.OctetString({ valueHex: contentBuffer })
                 }));
@@ -65281,7 +73469,7 @@ var require_build3 = __commonJS({
                 const currentParameters = parameters.safeContents[index];
                 currentParameters.contentToEncrypt = content.value.toSchema().toBER(false);
                 await cmsEncrypted.encrypt(currentParameters, crypto2);
-                this.safeContents.push(new ContentInfo({
+                this.safeContents.push(new ContentInfo2({
                   contentType: "1.2.840.113549.1.7.6",
                   content: cmsEncrypted.toSchema()
                 }));
@@ -65311,7 +73499,7 @@ var require_build3 = __commonJS({
                 const encryptionAlgorithm = safeContent.encryptionAlgorithm;
                 cmsEnveloped.addRecipientByCertificate(safeContent.encryptingCertificate, {}, void 0, crypto2);
                 await cmsEnveloped.encrypt(encryptionAlgorithm, contentToEncrypt, crypto2);
-                this.safeContents.push(new ContentInfo({
+                this.safeContents.push(new ContentInfo2({
                   contentType: "1.2.840.113549.1.7.3",
                   content: cmsEnveloped.toSchema()
                 }));
@@ -65349,7 +73537,7 @@ var require_build3 = __commonJS({
       static defaultValues(memberName) {
         switch (memberName) {
           case HASH_ALGORITHM$1:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case ISSUER_NAME_HASH:
           case ISSUER_KEY_HASH:
             return new asn1js__namespace.OctetString();
@@ -65376,7 +73564,7 @@ var require_build3 = __commonJS({
         return new asn1js__namespace.Sequence({
           name: names.blockName || EMPTY_STRING,
           value: [
-            AlgorithmIdentifier2.schema(names.hashAlgorithmObject || {
+            AlgorithmIdentifier3.schema(names.hashAlgorithmObject || {
               names: {
                 blockName: names.hashAlgorithm || EMPTY_STRING
               }
@@ -65398,7 +73586,7 @@ var require_build3 = __commonJS({
           }
         }));
         AsnError.assertSchema(asn1, this.className);
-        this.hashAlgorithm = new AlgorithmIdentifier2({ schema: asn1.result.hashAlgorithm });
+        this.hashAlgorithm = new AlgorithmIdentifier3({ schema: asn1.result.hashAlgorithm });
         this.issuerNameHash = asn1.result.issuerNameHash;
         this.issuerKeyHash = asn1.result.issuerKeyHash;
         this.serialNumber = asn1.result.serialNumber;
@@ -65434,7 +73622,7 @@ var require_build3 = __commonJS({
       async createForCertificate(certificate, parameters, crypto2 = getCrypto(true)) {
         ParameterError.assert(parameters, HASH_ALGORITHM$1, "issuerCertificate");
         const hashOID = crypto2.getOIDByAlgorithm({ name: parameters.hashAlgorithm }, true, "hashAlgorithm");
-        this.hashAlgorithm = new AlgorithmIdentifier2({
+        this.hashAlgorithm = new AlgorithmIdentifier3({
           algorithmId: hashOID,
           algorithmParams: new asn1js__namespace.Null()
         });
@@ -66201,9 +74389,9 @@ var require_build3 = __commonJS({
             resultMessage: EMPTY_STRING
           };
         }
-        const basicCheck = async (path14, checkDate) => {
-          for (let i2 = 0; i2 < path14.length; i2++) {
-            if (path14[i2].notBefore.value > checkDate || path14[i2].notAfter.value < checkDate) {
+        const basicCheck = async (path18, checkDate) => {
+          for (let i2 = 0; i2 < path18.length; i2++) {
+            if (path18[i2].notBefore.value > checkDate || path18[i2].notAfter.value < checkDate) {
               return {
                 result: false,
                 resultCode: 8,
@@ -66211,16 +74399,16 @@ var require_build3 = __commonJS({
               };
             }
           }
-          if (path14.length < 2) {
+          if (path18.length < 2) {
             return {
               result: false,
               resultCode: 9,
               resultMessage: "Too short certificate path"
             };
           }
-          for (let i2 = path14.length - 2; i2 >= 0; i2--) {
-            if (path14[i2].issuer.isEqual(path14[i2].subject) === false) {
-              if (path14[i2].issuer.isEqual(path14[i2 + 1].subject) === false) {
+          for (let i2 = path18.length - 2; i2 >= 0; i2--) {
+            if (path18[i2].issuer.isEqual(path18[i2].subject) === false) {
+              if (path18[i2].issuer.isEqual(path18[i2 + 1].subject) === false) {
                 return {
                   result: false,
                   resultCode: 10,
@@ -66230,14 +74418,14 @@ var require_build3 = __commonJS({
             }
           }
           if (this.crls.length !== 0 || this.ocsps.length !== 0) {
-            for (let i2 = 0; i2 < path14.length - 1; i2++) {
+            for (let i2 = 0; i2 < path18.length - 1; i2++) {
               let ocspResult = 2;
               let crlResult = {
                 status: 0,
                 statusMessage: EMPTY_STRING
               };
               if (this.ocsps.length !== 0) {
-                ocspResult = await findOCSP(path14[i2], path14[i2 + 1]);
+                ocspResult = await findOCSP(path18[i2], path18[i2 + 1]);
                 switch (ocspResult) {
                   case 0:
                     continue;
@@ -66250,10 +74438,10 @@ var require_build3 = __commonJS({
                 }
               }
               if (this.crls.length !== 0) {
-                crlResult = await findCRL(path14[i2]);
+                crlResult = await findCRL(path18[i2]);
                 if (crlResult.status === 0 && crlResult.result) {
                   for (let j = 0; j < crlResult.result.length; j++) {
-                    const isCertificateRevoked = crlResult.result[j].crl.isCertificateRevoked(path14[i2]);
+                    const isCertificateRevoked = crlResult.result[j].crl.isCertificateRevoked(path18[i2]);
                     if (isCertificateRevoked) {
                       return {
                         result: false,
@@ -66285,7 +74473,7 @@ var require_build3 = __commonJS({
                 }
               }
               if (ocspResult === 2 && crlResult.status === 2 && passedWhenNotRevValues) {
-                const issuerCertificate = path14[i2 + 1];
+                const issuerCertificate = path18[i2 + 1];
                 let extensionFound = false;
                 if (issuerCertificate.extensions) {
                   for (const extension of issuerCertificate.extensions) {
@@ -66304,7 +74492,7 @@ var require_build3 = __commonJS({
               }
             }
           }
-          for (const [i2, cert] of path14.entries()) {
+          for (const [i2, cert] of path18.entries()) {
             if (!i2) {
               continue;
             }
@@ -67019,7 +75207,7 @@ var require_build3 = __commonJS({
           case TBS_RESPONSE_DATA:
             return new ResponseData();
           case SIGNATURE_ALGORITHM$3:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case SIGNATURE$2:
             return new asn1js__namespace.BitString();
           case CERTS$1:
@@ -67056,7 +75244,7 @@ var require_build3 = __commonJS({
                 blockName: BASIC_OCSP_RESPONSE_TBS_RESPONSE_DATA
               }
             }),
-            AlgorithmIdentifier2.schema(names.signatureAlgorithm || {
+            AlgorithmIdentifier3.schema(names.signatureAlgorithm || {
               names: {
                 blockName: BASIC_OCSP_RESPONSE_SIGNATURE_ALGORITHM
               }
@@ -67073,7 +75261,7 @@ var require_build3 = __commonJS({
                   value: [
                     new asn1js__namespace.Repeated({
                       name: BASIC_OCSP_RESPONSE_CERTS,
-                      value: Certificate2.schema(names.certs || {})
+                      value: Certificate3.schema(names.certs || {})
                     })
                   ]
                 })
@@ -67089,12 +75277,12 @@ var require_build3 = __commonJS({
         this.tbsResponseData = new ResponseData({
           schema: asn1.result[BASIC_OCSP_RESPONSE_TBS_RESPONSE_DATA]
         });
-        this.signatureAlgorithm = new AlgorithmIdentifier2({
+        this.signatureAlgorithm = new AlgorithmIdentifier3({
           schema: asn1.result[BASIC_OCSP_RESPONSE_SIGNATURE_ALGORITHM]
         });
         this.signature = asn1.result[BASIC_OCSP_RESPONSE_SIGNATURE];
         if (BASIC_OCSP_RESPONSE_CERTS in asn1.result) {
-          this.certs = Array.from(asn1.result[BASIC_OCSP_RESPONSE_CERTS], (element) => new Certificate2({ schema: element }));
+          this.certs = Array.from(asn1.result[BASIC_OCSP_RESPONSE_CERTS], (element) => new Certificate3({ schema: element }));
         }
       }
       toSchema() {
@@ -67489,7 +75677,7 @@ var require_build3 = __commonJS({
               new asn1js__namespace.Repeated({
                 optional: true,
                 name: names.CertificationRequestInfoAttributes || CSR_INFO_ATTRS,
-                value: Attribute.schema(names.attributes || {})
+                value: Attribute3.schema(names.attributes || {})
               })
             ]
           })
@@ -67531,7 +75719,7 @@ var require_build3 = __commonJS({
           case ATTRIBUTES$1:
             return [];
           case SIGNATURE_ALGORITHM$2:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case SIGNATURE_VALUE:
             return new asn1js__namespace.BitString();
           default:
@@ -67560,9 +75748,9 @@ var require_build3 = __commonJS({
         this.subject = new RelativeDistinguishedNames2({ schema: asn1.result[CSR_INFO_SUBJECT] });
         this.subjectPublicKeyInfo = new PublicKeyInfo3({ schema: asn1.result[CSR_INFO_SPKI] });
         if (CSR_INFO_ATTRS in asn1.result) {
-          this.attributes = Array.from(asn1.result[CSR_INFO_ATTRS], (element) => new Attribute({ schema: element }));
+          this.attributes = Array.from(asn1.result[CSR_INFO_ATTRS], (element) => new Attribute3({ schema: element }));
         }
-        this.signatureAlgorithm = new AlgorithmIdentifier2({ schema: asn1.result.signatureAlgorithm });
+        this.signatureAlgorithm = new AlgorithmIdentifier3({ schema: asn1.result.signatureAlgorithm });
         this.signatureValue = asn1.result.signatureValue;
       }
       encodeTBS() {
@@ -67644,7 +75832,7 @@ var require_build3 = __commonJS({
       static defaultValues(memberName) {
         switch (memberName) {
           case DIGEST_ALGORITHM$1:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case DIGEST:
             return new asn1js__namespace.OctetString();
           default:
@@ -67654,7 +75842,7 @@ var require_build3 = __commonJS({
       static compareWithDefault(memberName, memberValue) {
         switch (memberName) {
           case DIGEST_ALGORITHM$1:
-            return AlgorithmIdentifier2.compareWithDefault("algorithmId", memberValue.algorithmId) && "algorithmParams" in memberValue === false;
+            return AlgorithmIdentifier3.compareWithDefault("algorithmId", memberValue.algorithmId) && "algorithmParams" in memberValue === false;
           case DIGEST:
             return memberValue.isEqual(_DigestInfo.defaultValues(memberName));
           default:
@@ -67666,7 +75854,7 @@ var require_build3 = __commonJS({
         return new asn1js__namespace.Sequence({
           name: names.blockName || EMPTY_STRING,
           value: [
-            AlgorithmIdentifier2.schema(names.digestAlgorithm || {
+            AlgorithmIdentifier3.schema(names.digestAlgorithm || {
               names: {
                 blockName: DIGEST_ALGORITHM$1
               }
@@ -67688,7 +75876,7 @@ var require_build3 = __commonJS({
           }
         }));
         AsnError.assertSchema(asn1, this.className);
-        this.digestAlgorithm = new AlgorithmIdentifier2({ schema: asn1.result.digestAlgorithm });
+        this.digestAlgorithm = new AlgorithmIdentifier3({ schema: asn1.result.digestAlgorithm });
         this.digest = asn1.result.digest;
       }
       toSchema() {
@@ -67707,7 +75895,7 @@ var require_build3 = __commonJS({
     var E_CONTENT_TYPE = "eContentType";
     var E_CONTENT = "eContent";
     var CLEAR_PROPS$d = [E_CONTENT_TYPE, E_CONTENT];
-    var EncapsulatedContentInfo = class _EncapsulatedContentInfo extends PkiObject {
+    var EncapsulatedContentInfo2 = class _EncapsulatedContentInfo extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.eContentType = pvutils__namespace.getParametersValue(parameters, E_CONTENT_TYPE, _EncapsulatedContentInfo.defaultValues(E_CONTENT_TYPE));
@@ -67825,7 +76013,7 @@ var require_build3 = __commonJS({
         return res;
       }
     };
-    EncapsulatedContentInfo.CLASS_NAME = "EncapsulatedContentInfo";
+    EncapsulatedContentInfo2.CLASS_NAME = "EncapsulatedContentInfo";
     var KeyBag = class extends PrivateKeyInfo {
       constructor(parameters = {}) {
         super(parameters);
@@ -67933,12 +76121,12 @@ var require_build3 = __commonJS({
     var HASH_ALGORITHM = "hashAlgorithm";
     var HASHED_MESSAGE = "hashedMessage";
     var CLEAR_PROPS$b = [HASH_ALGORITHM, HASHED_MESSAGE];
-    var MessageImprint = class _MessageImprint extends PkiObject {
+    var MessageImprint2 = class _MessageImprint extends PkiObject {
       static async create(hashAlgorithm2, message, crypto2 = getCrypto(true)) {
         const hashAlgorithmOID = crypto2.getOIDByAlgorithm({ name: hashAlgorithm2 }, true, "hashAlgorithm");
         const hashedMessage = await crypto2.digest(hashAlgorithm2, message);
         const res = new _MessageImprint({
-          hashAlgorithm: new AlgorithmIdentifier2({
+          hashAlgorithm: new AlgorithmIdentifier3({
             algorithmId: hashAlgorithmOID,
             algorithmParams: new asn1js__namespace.Null()
           }),
@@ -67957,7 +76145,7 @@ var require_build3 = __commonJS({
       static defaultValues(memberName) {
         switch (memberName) {
           case HASH_ALGORITHM:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case HASHED_MESSAGE:
             return new asn1js__namespace.OctetString();
           default:
@@ -67978,7 +76166,7 @@ var require_build3 = __commonJS({
         const names = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
           name: names.blockName || EMPTY_STRING,
-          value: [AlgorithmIdentifier2.schema(names.hashAlgorithm || {}), new asn1js__namespace.OctetString({ name: names.hashedMessage || EMPTY_STRING })]
+          value: [AlgorithmIdentifier3.schema(names.hashAlgorithm || {}), new asn1js__namespace.OctetString({ name: names.hashedMessage || EMPTY_STRING })]
         });
       }
       fromSchema(schema) {
@@ -67994,7 +76182,7 @@ var require_build3 = __commonJS({
           }
         }));
         AsnError.assertSchema(asn1, this.className);
-        this.hashAlgorithm = new AlgorithmIdentifier2({ schema: asn1.result.hashAlgorithm });
+        this.hashAlgorithm = new AlgorithmIdentifier3({ schema: asn1.result.hashAlgorithm });
         this.hashedMessage = asn1.result.hashedMessage;
       }
       toSchema() {
@@ -68009,7 +76197,7 @@ var require_build3 = __commonJS({
         };
       }
     };
-    MessageImprint.CLASS_NAME = "MessageImprint";
+    MessageImprint2.CLASS_NAME = "MessageImprint";
     var REQ_CERT = "reqCert";
     var SINGLE_REQUEST_EXTENSIONS = "singleRequestExtensions";
     var CLEAR_PROPS$a = [REQ_CERT, SINGLE_REQUEST_EXTENSIONS];
@@ -68338,7 +76526,7 @@ var require_build3 = __commonJS({
       static defaultValues(memberName) {
         switch (memberName) {
           case SIGNATURE_ALGORITHM$1:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case SIGNATURE$1:
             return new asn1js__namespace.BitString();
           case CERTS:
@@ -68364,7 +76552,7 @@ var require_build3 = __commonJS({
         return new asn1js__namespace.Sequence({
           name: names.blockName || EMPTY_STRING,
           value: [
-            AlgorithmIdentifier2.schema(names.signatureAlgorithm || {}),
+            AlgorithmIdentifier3.schema(names.signatureAlgorithm || {}),
             new asn1js__namespace.BitString({ name: names.signature || EMPTY_STRING }),
             new asn1js__namespace.Constructed({
               optional: true,
@@ -68377,7 +76565,7 @@ var require_build3 = __commonJS({
                   value: [
                     new asn1js__namespace.Repeated({
                       name: names.certs || EMPTY_STRING,
-                      value: Certificate2.schema({})
+                      value: Certificate3.schema({})
                     })
                   ]
                 })
@@ -68400,10 +76588,10 @@ var require_build3 = __commonJS({
           }
         }));
         AsnError.assertSchema(asn1, this.className);
-        this.signatureAlgorithm = new AlgorithmIdentifier2({ schema: asn1.result.signatureAlgorithm });
+        this.signatureAlgorithm = new AlgorithmIdentifier3({ schema: asn1.result.signatureAlgorithm });
         this.signature = asn1.result.signature;
         if (CERTS in asn1.result)
-          this.certs = Array.from(asn1.result.certs, (element) => new Certificate2({ schema: element }));
+          this.certs = Array.from(asn1.result.certs, (element) => new Certificate3({ schema: element }));
       }
       toSchema() {
         const outputArray = [];
@@ -68758,7 +76946,7 @@ var require_build3 = __commonJS({
     var ATTRIBUTES = "attributes";
     var ENCODED_VALUE = "encodedValue";
     var CLEAR_PROPS$6 = [ATTRIBUTES];
-    var SignedAndUnsignedAttributes = class _SignedAndUnsignedAttributes extends PkiObject {
+    var SignedAndUnsignedAttributes3 = class _SignedAndUnsignedAttributes extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.type = pvutils__namespace.getParametersValue(parameters, TYPE, _SignedAndUnsignedAttributes.defaultValues(TYPE));
@@ -68804,7 +76992,7 @@ var require_build3 = __commonJS({
           value: [
             new asn1js__namespace.Repeated({
               name: names.attributes || EMPTY_STRING,
-              value: Attribute.schema()
+              value: Attribute3.schema()
             })
           ]
         });
@@ -68828,7 +77016,7 @@ var require_build3 = __commonJS({
           else
             return;
         }
-        this.attributes = Array.from(asn1.result.attributes, (element) => new Attribute({ schema: element }));
+        this.attributes = Array.from(asn1.result.attributes, (element) => new Attribute3({ schema: element }));
       }
       toSchema() {
         if (_SignedAndUnsignedAttributes.compareWithDefault(TYPE, this.type) || _SignedAndUnsignedAttributes.compareWithDefault(ATTRIBUTES, this.attributes))
@@ -68851,7 +77039,7 @@ var require_build3 = __commonJS({
         };
       }
     };
-    SignedAndUnsignedAttributes.CLASS_NAME = "SignedAndUnsignedAttributes";
+    SignedAndUnsignedAttributes3.CLASS_NAME = "SignedAndUnsignedAttributes";
     var VERSION$4 = "version";
     var SID = "sid";
     var DIGEST_ALGORITHM = "digestAlgorithm";
@@ -68868,7 +77056,7 @@ var require_build3 = __commonJS({
     var SIGNER_INFO_SIGNATURE = `${SIGNER_INFO}.${SIGNATURE}`;
     var SIGNER_INFO_UNSIGNED_ATTRS = `${SIGNER_INFO}.${UNSIGNED_ATTRS}`;
     var CLEAR_PROPS$5 = [SIGNER_INFO_VERSION, SIGNER_INFO_SID, SIGNER_INFO_DIGEST_ALGORITHM, SIGNER_INFO_SIGNED_ATTRS, SIGNER_INFO_SIGNATURE_ALGORITHM, SIGNER_INFO_SIGNATURE, SIGNER_INFO_UNSIGNED_ATTRS];
-    var SignerInfo = class _SignerInfo extends PkiObject {
+    var SignerInfo2 = class _SignerInfo extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.version = pvutils__namespace.getParametersValue(parameters, VERSION$4, _SignerInfo.defaultValues(VERSION$4));
@@ -68893,15 +77081,15 @@ var require_build3 = __commonJS({
           case SID:
             return new asn1js__namespace.Any();
           case DIGEST_ALGORITHM:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case SIGNED_ATTRS:
-            return new SignedAndUnsignedAttributes({ type: 0 });
+            return new SignedAndUnsignedAttributes3({ type: 0 });
           case SIGNATURE_ALGORITHM:
-            return new AlgorithmIdentifier2();
+            return new AlgorithmIdentifier3();
           case SIGNATURE:
             return new asn1js__namespace.OctetString();
           case UNSIGNED_ATTRS:
-            return new SignedAndUnsignedAttributes({ type: 1 });
+            return new SignedAndUnsignedAttributes3({ type: 1 });
           default:
             return super.defaultValues(memberName);
         }
@@ -68913,18 +77101,18 @@ var require_build3 = __commonJS({
           case SID:
             return memberValue instanceof asn1js__namespace.Any;
           case DIGEST_ALGORITHM:
-            if (memberValue instanceof AlgorithmIdentifier2 === false)
+            if (memberValue instanceof AlgorithmIdentifier3 === false)
               return false;
             return memberValue.isEqual(_SignerInfo.defaultValues(DIGEST_ALGORITHM));
           case SIGNED_ATTRS:
-            return SignedAndUnsignedAttributes.compareWithDefault("type", memberValue.type) && SignedAndUnsignedAttributes.compareWithDefault("attributes", memberValue.attributes) && SignedAndUnsignedAttributes.compareWithDefault("encodedValue", memberValue.encodedValue);
+            return SignedAndUnsignedAttributes3.compareWithDefault("type", memberValue.type) && SignedAndUnsignedAttributes3.compareWithDefault("attributes", memberValue.attributes) && SignedAndUnsignedAttributes3.compareWithDefault("encodedValue", memberValue.encodedValue);
           case SIGNATURE_ALGORITHM:
-            if (memberValue instanceof AlgorithmIdentifier2 === false)
+            if (memberValue instanceof AlgorithmIdentifier3 === false)
               return false;
             return memberValue.isEqual(_SignerInfo.defaultValues(SIGNATURE_ALGORITHM));
           case SIGNATURE:
           case UNSIGNED_ATTRS:
-            return SignedAndUnsignedAttributes.compareWithDefault("type", memberValue.type) && SignedAndUnsignedAttributes.compareWithDefault("attributes", memberValue.attributes) && SignedAndUnsignedAttributes.compareWithDefault("encodedValue", memberValue.encodedValue);
+            return SignedAndUnsignedAttributes3.compareWithDefault("type", memberValue.type) && SignedAndUnsignedAttributes3.compareWithDefault("attributes", memberValue.attributes) && SignedAndUnsignedAttributes3.compareWithDefault("encodedValue", memberValue.encodedValue);
           default:
             return super.defaultValues(memberName);
         }
@@ -68937,7 +77125,7 @@ var require_build3 = __commonJS({
             new asn1js__namespace.Integer({ name: names.version || SIGNER_INFO_VERSION }),
             new asn1js__namespace.Choice({
               value: [
-                IssuerAndSerialNumber.schema(names.sidSchema || {
+                IssuerAndSerialNumber2.schema(names.sidSchema || {
                   names: {
                     blockName: SIGNER_INFO_SID
                   }
@@ -68965,24 +77153,24 @@ var require_build3 = __commonJS({
                 })
               ]
             }),
-            AlgorithmIdentifier2.schema(names.digestAlgorithm || {
+            AlgorithmIdentifier3.schema(names.digestAlgorithm || {
               names: {
                 blockName: SIGNER_INFO_DIGEST_ALGORITHM
               }
             }),
-            SignedAndUnsignedAttributes.schema(names.signedAttrs || {
+            SignedAndUnsignedAttributes3.schema(names.signedAttrs || {
               names: {
                 blockName: SIGNER_INFO_SIGNED_ATTRS,
                 tagNumber: 0
               }
             }),
-            AlgorithmIdentifier2.schema(names.signatureAlgorithm || {
+            AlgorithmIdentifier3.schema(names.signatureAlgorithm || {
               names: {
                 blockName: SIGNER_INFO_SIGNATURE_ALGORITHM
               }
             }),
             new asn1js__namespace.OctetString({ name: names.signature || SIGNER_INFO_SIGNATURE }),
-            SignedAndUnsignedAttributes.schema(names.unsignedAttrs || {
+            SignedAndUnsignedAttributes3.schema(names.unsignedAttrs || {
               names: {
                 blockName: SIGNER_INFO_UNSIGNED_ATTRS,
                 tagNumber: 1
@@ -68998,23 +77186,23 @@ var require_build3 = __commonJS({
         this.version = asn1.result[SIGNER_INFO_VERSION].valueBlock.valueDec;
         const currentSid = asn1.result[SIGNER_INFO_SID];
         if (currentSid.idBlock.tagClass === 1)
-          this.sid = new IssuerAndSerialNumber({ schema: currentSid });
+          this.sid = new IssuerAndSerialNumber2({ schema: currentSid });
         else
           this.sid = currentSid;
-        this.digestAlgorithm = new AlgorithmIdentifier2({
+        this.digestAlgorithm = new AlgorithmIdentifier3({
           schema: asn1.result[SIGNER_INFO_DIGEST_ALGORITHM]
         });
         if (SIGNER_INFO_SIGNED_ATTRS in asn1.result)
-          this.signedAttrs = new SignedAndUnsignedAttributes({
+          this.signedAttrs = new SignedAndUnsignedAttributes3({
             type: 0,
             schema: asn1.result[SIGNER_INFO_SIGNED_ATTRS]
           });
-        this.signatureAlgorithm = new AlgorithmIdentifier2({
+        this.signatureAlgorithm = new AlgorithmIdentifier3({
           schema: asn1.result[SIGNER_INFO_SIGNATURE_ALGORITHM]
         });
         this.signature = asn1.result[SIGNER_INFO_SIGNATURE];
         if (SIGNER_INFO_UNSIGNED_ATTRS in asn1.result)
-          this.unsignedAttrs = new SignedAndUnsignedAttributes({
+          this.unsignedAttrs = new SignedAndUnsignedAttributes3({
             type: 1,
             schema: asn1.result[SIGNER_INFO_UNSIGNED_ATTRS]
           });
@@ -69024,7 +77212,7 @@ var require_build3 = __commonJS({
           throw new Error('Incorrectly initialized "SignerInfo" class');
         const outputArray = [];
         outputArray.push(new asn1js__namespace.Integer({ value: this.version }));
-        if (this.sid instanceof IssuerAndSerialNumber)
+        if (this.sid instanceof IssuerAndSerialNumber2)
           outputArray.push(this.sid.toSchema());
         else
           outputArray.push(this.sid);
@@ -69064,7 +77252,7 @@ var require_build3 = __commonJS({
         return res;
       }
     };
-    SignerInfo.CLASS_NAME = "SignerInfo";
+    SignerInfo2.CLASS_NAME = "SignerInfo";
     var VERSION$3 = "version";
     var POLICY = "policy";
     var MESSAGE_IMPRINT$1 = "messageImprint";
@@ -69098,7 +77286,7 @@ var require_build3 = __commonJS({
       TST_INFO_TSA,
       TST_INFO_EXTENSIONS
     ];
-    var TSTInfo = class _TSTInfo extends PkiObject {
+    var TSTInfo2 = class _TSTInfo extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.version = pvutils__namespace.getParametersValue(parameters, VERSION$3, _TSTInfo.defaultValues(VERSION$3));
@@ -69132,7 +77320,7 @@ var require_build3 = __commonJS({
           case POLICY:
             return EMPTY_STRING;
           case MESSAGE_IMPRINT$1:
-            return new MessageImprint();
+            return new MessageImprint2();
           case SERIAL_NUMBER:
             return new asn1js__namespace.Integer();
           case GEN_TIME:
@@ -69159,7 +77347,7 @@ var require_build3 = __commonJS({
           case ORDERING:
             return memberValue === _TSTInfo.defaultValues(ORDERING);
           case MESSAGE_IMPRINT$1:
-            return MessageImprint.compareWithDefault(HASH_ALGORITHM, memberValue.hashAlgorithm) && MessageImprint.compareWithDefault(HASHED_MESSAGE, memberValue.hashedMessage);
+            return MessageImprint2.compareWithDefault(HASH_ALGORITHM, memberValue.hashAlgorithm) && MessageImprint2.compareWithDefault(HASHED_MESSAGE, memberValue.hashedMessage);
           case SERIAL_NUMBER:
           case NONCE$1:
             return memberValue.isEqual(_TSTInfo.defaultValues(NONCE$1));
@@ -69180,7 +77368,7 @@ var require_build3 = __commonJS({
           value: [
             new asn1js__namespace.Integer({ name: names.version || TST_INFO_VERSION }),
             new asn1js__namespace.ObjectIdentifier({ name: names.policy || TST_INFO_POLICY }),
-            MessageImprint.schema(names.messageImprint || {
+            MessageImprint2.schema(names.messageImprint || {
               names: {
                 blockName: TST_INFO_MESSAGE_IMPRINT
               }
@@ -69236,7 +77424,7 @@ var require_build3 = __commonJS({
         AsnError.assertSchema(asn1, this.className);
         this.version = asn1.result[TST_INFO_VERSION].valueBlock.valueDec;
         this.policy = asn1.result[TST_INFO_POLICY].valueBlock.toString();
-        this.messageImprint = new MessageImprint({ schema: asn1.result[TST_INFO_MESSAGE_IMPRINT] });
+        this.messageImprint = new MessageImprint2({ schema: asn1.result[TST_INFO_MESSAGE_IMPRINT] });
         this.serialNumber = asn1.result[TST_INFO_SERIAL_NUMBER];
         this.genTime = asn1.result[TST_INFO_GEN_TIME].toDate();
         if (TST_INFO_ACCURACY in asn1.result)
@@ -69325,7 +77513,7 @@ var require_build3 = __commonJS({
         return pvtsutils__namespace.BufferSourceConverter.isEqual(hash, this.messageImprint.hashedMessage.valueBlock.valueHexView);
       }
     };
-    TSTInfo.CLASS_NAME = "TSTInfo";
+    TSTInfo2.CLASS_NAME = "TSTInfo";
     var VERSION$2 = "version";
     var DIGEST_ALGORITHMS = "digestAlgorithms";
     var ENCAP_CONTENT_INFO = "encapContentInfo";
@@ -69354,7 +77542,7 @@ var require_build3 = __commonJS({
         this.certificatePath = certificatePath;
       }
     };
-    var SignedData = class _SignedData extends PkiObject {
+    var SignedData3 = class _SignedData extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.version = pvutils__namespace.getParametersValue(parameters, VERSION$2, _SignedData.defaultValues(VERSION$2));
@@ -69381,7 +77569,7 @@ var require_build3 = __commonJS({
           case DIGEST_ALGORITHMS:
             return [];
           case ENCAP_CONTENT_INFO:
-            return new EncapsulatedContentInfo();
+            return new EncapsulatedContentInfo2();
           case CERTIFICATES:
             return [];
           case CRLS:
@@ -69399,7 +77587,7 @@ var require_build3 = __commonJS({
           case VERSION$2:
             return memberValue === _SignedData.defaultValues(VERSION$2);
           case ENCAP_CONTENT_INFO:
-            return EncapsulatedContentInfo.compareWithDefault("eContentType", memberValue.eContentType) && EncapsulatedContentInfo.compareWithDefault("eContent", memberValue.eContent);
+            return EncapsulatedContentInfo2.compareWithDefault("eContentType", memberValue.eContentType) && EncapsulatedContentInfo2.compareWithDefault("eContent", memberValue.eContent);
           case DIGEST_ALGORITHMS:
           case CERTIFICATES:
           case CRLS:
@@ -69424,11 +77612,11 @@ var require_build3 = __commonJS({
               value: [
                 new asn1js__namespace.Repeated({
                   name: names.digestAlgorithms || SIGNED_DATA_DIGEST_ALGORITHMS,
-                  value: AlgorithmIdentifier2.schema()
+                  value: AlgorithmIdentifier3.schema()
                 })
               ]
             }),
-            EncapsulatedContentInfo.schema(names.encapContentInfo || {
+            EncapsulatedContentInfo2.schema(names.encapContentInfo || {
               names: {
                 blockName: SIGNED_DATA_ENCAP_CONTENT_INFO
               }
@@ -69458,7 +77646,7 @@ var require_build3 = __commonJS({
               value: [
                 new asn1js__namespace.Repeated({
                   name: names.signerInfos || SIGNED_DATA_SIGNER_INFOS,
-                  value: SignerInfo.schema()
+                  value: SignerInfo2.schema()
                 })
               ]
             })
@@ -69471,8 +77659,8 @@ var require_build3 = __commonJS({
         AsnError.assertSchema(asn1, this.className);
         this.version = asn1.result[SIGNED_DATA_VERSION].valueBlock.valueDec;
         if (SIGNED_DATA_DIGEST_ALGORITHMS in asn1.result)
-          this.digestAlgorithms = Array.from(asn1.result[SIGNED_DATA_DIGEST_ALGORITHMS], (algorithm) => new AlgorithmIdentifier2({ schema: algorithm }));
-        this.encapContentInfo = new EncapsulatedContentInfo({
+          this.digestAlgorithms = Array.from(asn1.result[SIGNED_DATA_DIGEST_ALGORITHMS], (algorithm) => new AlgorithmIdentifier3({ schema: algorithm }));
+        this.encapContentInfo = new EncapsulatedContentInfo2({
           schema: asn1.result[SIGNED_DATA_ENCAP_CONTENT_INFO]
         });
         if (SIGNED_DATA_CERTIFICATES in asn1.result) {
@@ -69493,7 +77681,7 @@ var require_build3 = __commonJS({
           });
         }
         if (SIGNED_DATA_SIGNER_INFOS in asn1.result)
-          this.signerInfos = Array.from(asn1.result[SIGNED_DATA_SIGNER_INFOS], (signerInfoSchema) => new SignerInfo({ schema: signerInfoSchema }));
+          this.signerInfos = Array.from(asn1.result[SIGNED_DATA_SIGNER_INFOS], (signerInfoSchema) => new SignerInfo2({ schema: signerInfoSchema }));
       }
       toSchema(encodeFlag = false) {
         const outputArray = [];
@@ -69583,9 +77771,9 @@ var require_build3 = __commonJS({
               message: "No certificates attached to this signed data"
             });
           }
-          if (signerInfo.sid instanceof IssuerAndSerialNumber) {
+          if (signerInfo.sid instanceof IssuerAndSerialNumber2) {
             for (const certificate of this.certificates) {
-              if (!(certificate instanceof Certificate2))
+              if (!(certificate instanceof Certificate3))
                 continue;
               if (certificate.issuer.isEqual(signerInfo.sid.issuer) && certificate.serialNumber.isEqual(signerInfo.sid.serialNumber)) {
                 signerCert = certificate;
@@ -69596,7 +77784,7 @@ var require_build3 = __commonJS({
             const sid = signerInfo.sid;
             const keyId = sid.idBlock.isConstructed ? sid.valueBlock.value[0].valueBlock.valueHex : sid.valueBlock.valueHex;
             for (const certificate of this.certificates) {
-              if (!(certificate instanceof Certificate2)) {
+              if (!(certificate instanceof Certificate3)) {
                 continue;
               }
               const digest = await crypto2.digest({ name: "sha-1" }, certificate.subjectPublicKeyInfo.subjectPublicKey.valueBlock.valueHexView);
@@ -69627,7 +77815,7 @@ var require_build3 = __commonJS({
             }
             let tstInfo;
             try {
-              tstInfo = TSTInfo.fromBER(this.encapContentInfo.eContent.valueBlock.valueHexView);
+              tstInfo = TSTInfo2.fromBER(this.encapContentInfo.eContent.valueBlock.valueHexView);
             } catch {
               throw new SignedDataVerifyError({
                 date: checkDate,
@@ -69661,7 +77849,7 @@ var require_build3 = __commonJS({
             }
           }
           if (checkChain) {
-            const certs = this.certificates.filter((certificate) => certificate instanceof Certificate2 && !!checkCA(certificate, signerCert));
+            const certs = this.certificates.filter((certificate) => certificate instanceof Certificate3 && !!checkCA(certificate, signerCert));
             const chainParams = {
               checkDate,
               certs,
@@ -69828,12 +78016,12 @@ var require_build3 = __commonJS({
         }
         const hashAlgorithmOID = crypto2.getOIDByAlgorithm({ name: hashAlgorithm2 }, true, "hashAlgorithm");
         if (this.digestAlgorithms.filter((algorithm) => algorithm.algorithmId === hashAlgorithmOID).length === 0) {
-          this.digestAlgorithms.push(new AlgorithmIdentifier2({
+          this.digestAlgorithms.push(new AlgorithmIdentifier3({
             algorithmId: hashAlgorithmOID,
             algorithmParams: new asn1js__namespace.Null()
           }));
         }
-        signerInfo.digestAlgorithm = new AlgorithmIdentifier2({
+        signerInfo.digestAlgorithm = new AlgorithmIdentifier3({
           algorithmId: hashAlgorithmOID,
           algorithmParams: new asn1js__namespace.Null()
         });
@@ -69864,8 +78052,8 @@ var require_build3 = __commonJS({
         signerInfo.signature = new asn1js__namespace.OctetString({ valueHex: signature });
       }
     };
-    SignedData.CLASS_NAME = "SignedData";
-    SignedData.ID_DATA = id_ContentType_Data;
+    SignedData3.CLASS_NAME = "SignedData";
+    SignedData3.ID_DATA = id_ContentType_Data;
     var VERSION$1 = "version";
     var AUTH_SAFE = "authSafe";
     var MAC_DATA = "macData";
@@ -69891,7 +78079,7 @@ var require_build3 = __commonJS({
           case VERSION$1:
             return 3;
           case AUTH_SAFE:
-            return new ContentInfo();
+            return new ContentInfo2();
           case MAC_DATA:
             return new MacData();
           case PARSED_VALUE:
@@ -69905,7 +78093,7 @@ var require_build3 = __commonJS({
           case VERSION$1:
             return memberValue === _PFX.defaultValues(memberName);
           case AUTH_SAFE:
-            return ContentInfo.compareWithDefault("contentType", memberValue.contentType) && ContentInfo.compareWithDefault("content", memberValue.content);
+            return ContentInfo2.compareWithDefault("contentType", memberValue.contentType) && ContentInfo2.compareWithDefault("content", memberValue.content);
           case MAC_DATA:
             return MacData.compareWithDefault("mac", memberValue.mac) && MacData.compareWithDefault("macSalt", memberValue.macSalt) && MacData.compareWithDefault("iterations", memberValue.iterations);
           case PARSED_VALUE:
@@ -69920,7 +78108,7 @@ var require_build3 = __commonJS({
           name: names.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Integer({ name: names.version || VERSION$1 }),
-            ContentInfo.schema(names.authSafe || {
+            ContentInfo2.schema(names.authSafe || {
               names: {
                 blockName: AUTH_SAFE
               }
@@ -69953,7 +78141,7 @@ var require_build3 = __commonJS({
         }));
         AsnError.assertSchema(asn1, this.className);
         this.version = asn1.result.version.valueBlock.valueDec;
-        this.authSafe = new ContentInfo({ schema: asn1.result.authSafe });
+        this.authSafe = new ContentInfo2({ schema: asn1.result.authSafe });
         if (MAC_DATA in asn1.result)
           this.macData = new MacData({ schema: asn1.result.macData });
       }
@@ -69995,8 +78183,8 @@ var require_build3 = __commonJS({
               const saltView = new Uint8Array(saltBuffer);
               crypto2.getRandomValues(saltView);
               const data = this.parsedValue.authenticatedSafe.toSchema().toBER(false);
-              this.authSafe = new ContentInfo({
-                contentType: ContentInfo.DATA,
+              this.authSafe = new ContentInfo2({
+                contentType: ContentInfo2.DATA,
                 content: new asn1js__namespace.OctetString({ valueHex: data })
               });
               const result = await crypto2.stampDataWithPassword({
@@ -70008,7 +78196,7 @@ var require_build3 = __commonJS({
               });
               this.macData = new MacData({
                 mac: new DigestInfo2({
-                  digestAlgorithm: new AlgorithmIdentifier2({
+                  digestAlgorithm: new AlgorithmIdentifier3({
                     algorithmId: crypto2.getOIDByAlgorithm({ name: parameters.hmacHashAlgorithm }, true, "hmacHashAlgorithm")
                   }),
                   digest: new asn1js__namespace.OctetString({ valueHex: result })
@@ -70026,9 +78214,9 @@ var require_build3 = __commonJS({
               ParameterError.assertEmpty(parameters.privateKey, "privateKey");
               ParameterError.assertEmpty(parameters.hashAlgorithm, "hashAlgorithm");
               const toBeSigned = this.parsedValue.authenticatedSafe.toSchema().toBER(false);
-              const cmsSigned = new SignedData({
+              const cmsSigned = new SignedData3({
                 version: 1,
-                encapContentInfo: new EncapsulatedContentInfo({
+                encapContentInfo: new EncapsulatedContentInfo2({
                   eContentType: "1.2.840.113549.1.7.1",
                   eContent: new asn1js__namespace.OctetString({ valueHex: toBeSigned })
                 }),
@@ -70036,31 +78224,31 @@ var require_build3 = __commonJS({
               });
               const result = await crypto2.digest({ name: parameters.hashAlgorithm }, new Uint8Array(toBeSigned));
               const signedAttr = [];
-              signedAttr.push(new Attribute({
+              signedAttr.push(new Attribute3({
                 type: "1.2.840.113549.1.9.3",
                 values: [new asn1js__namespace.ObjectIdentifier({ value: "1.2.840.113549.1.7.1" })]
               }));
-              signedAttr.push(new Attribute({
+              signedAttr.push(new Attribute3({
                 type: "1.2.840.113549.1.9.5",
                 values: [new asn1js__namespace.UTCTime({ valueDate: /* @__PURE__ */ new Date() })]
               }));
-              signedAttr.push(new Attribute({
+              signedAttr.push(new Attribute3({
                 type: "1.2.840.113549.1.9.4",
                 values: [new asn1js__namespace.OctetString({ valueHex: result })]
               }));
-              cmsSigned.signerInfos.push(new SignerInfo({
+              cmsSigned.signerInfos.push(new SignerInfo2({
                 version: 1,
-                sid: new IssuerAndSerialNumber({
+                sid: new IssuerAndSerialNumber2({
                   issuer: parameters.signingCertificate.issuer,
                   serialNumber: parameters.signingCertificate.serialNumber
                 }),
-                signedAttrs: new SignedAndUnsignedAttributes({
+                signedAttrs: new SignedAndUnsignedAttributes3({
                   type: 0,
                   attributes: signedAttr
                 })
               }));
               await cmsSigned.sign(parameters.privateKey, 0, parameters.hashAlgorithm, void 0, crypto2);
-              this.authSafe = new ContentInfo({
+              this.authSafe = new ContentInfo2({
                 contentType: "1.2.840.113549.1.7.2",
                 content: cmsSigned.toSchema(true)
               });
@@ -70077,7 +78265,7 @@ var require_build3 = __commonJS({
         }
         this.parsedValue = {};
         switch (this.authSafe.contentType) {
-          case ContentInfo.DATA:
+          case ContentInfo2.DATA:
             {
               ParameterError.assertEmpty(parameters.password, "password");
               this.parsedValue.integrityMode = 0;
@@ -70103,10 +78291,10 @@ var require_build3 = __commonJS({
               }
             }
             break;
-          case ContentInfo.SIGNED_DATA:
+          case ContentInfo2.SIGNED_DATA:
             {
               this.parsedValue.integrityMode = 1;
-              const cmsSigned = new SignedData({ schema: this.authSafe.content });
+              const cmsSigned = new SignedData3({ schema: this.authSafe.content });
               const eContent = cmsSigned.encapContentInfo.eContent;
               ParameterError.assert(eContent, "eContent", "cmsSigned.encapContentInfo");
               ArgumentError.assert(eContent, "eContent", asn1js__namespace.OctetString);
@@ -70260,7 +78448,7 @@ var require_build3 = __commonJS({
     var TIME_STAMP_REQ_CERT_REQ = `${TIME_STAMP_REQ}.${CERT_REQ}`;
     var TIME_STAMP_REQ_EXTENSIONS = `${TIME_STAMP_REQ}.${EXTENSIONS}`;
     var CLEAR_PROPS$1 = [TIME_STAMP_REQ_VERSION, TIME_STAMP_REQ_MESSAGE_IMPRINT, TIME_STAMP_REQ_POLICY, TIME_STAMP_REQ_NONCE, TIME_STAMP_REQ_CERT_REQ, TIME_STAMP_REQ_EXTENSIONS];
-    var TimeStampReq = class _TimeStampReq extends PkiObject {
+    var TimeStampReq2 = class _TimeStampReq extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.version = pvutils__namespace.getParametersValue(parameters, VERSION, _TimeStampReq.defaultValues(VERSION));
@@ -70286,7 +78474,7 @@ var require_build3 = __commonJS({
           case VERSION:
             return 0;
           case MESSAGE_IMPRINT:
-            return new MessageImprint();
+            return new MessageImprint2();
           case REQ_POLICY:
             return EMPTY_STRING;
           case NONCE:
@@ -70306,7 +78494,7 @@ var require_build3 = __commonJS({
           case CERT_REQ:
             return memberValue === _TimeStampReq.defaultValues(memberName);
           case MESSAGE_IMPRINT:
-            return MessageImprint.compareWithDefault("hashAlgorithm", memberValue.hashAlgorithm) && MessageImprint.compareWithDefault("hashedMessage", memberValue.hashedMessage);
+            return MessageImprint2.compareWithDefault("hashAlgorithm", memberValue.hashAlgorithm) && MessageImprint2.compareWithDefault("hashedMessage", memberValue.hashedMessage);
           case NONCE:
             return memberValue.isEqual(_TimeStampReq.defaultValues(memberName));
           case EXTENSIONS:
@@ -70321,7 +78509,7 @@ var require_build3 = __commonJS({
           name: names.blockName || TIME_STAMP_REQ,
           value: [
             new asn1js__namespace.Integer({ name: names.version || TIME_STAMP_REQ_VERSION }),
-            MessageImprint.schema(names.messageImprint || {
+            MessageImprint2.schema(names.messageImprint || {
               names: {
                 blockName: TIME_STAMP_REQ_MESSAGE_IMPRINT
               }
@@ -70359,7 +78547,7 @@ var require_build3 = __commonJS({
         const asn1 = asn1js__namespace.compareSchema(schema, schema, _TimeStampReq.schema());
         AsnError.assertSchema(asn1, this.className);
         this.version = asn1.result[TIME_STAMP_REQ_VERSION].valueBlock.valueDec;
-        this.messageImprint = new MessageImprint({
+        this.messageImprint = new MessageImprint2({
           schema: asn1.result[TIME_STAMP_REQ_MESSAGE_IMPRINT]
         });
         if (TIME_STAMP_REQ_POLICY in asn1.result)
@@ -70411,14 +78599,14 @@ var require_build3 = __commonJS({
         return res;
       }
     };
-    TimeStampReq.CLASS_NAME = "TimeStampReq";
+    TimeStampReq2.CLASS_NAME = "TimeStampReq";
     var STATUS = "status";
     var TIME_STAMP_TOKEN = "timeStampToken";
     var TIME_STAMP_RESP = "TimeStampResp";
     var TIME_STAMP_RESP_STATUS = `${TIME_STAMP_RESP}.${STATUS}`;
     var TIME_STAMP_RESP_TOKEN = `${TIME_STAMP_RESP}.${TIME_STAMP_TOKEN}`;
     var CLEAR_PROPS = [TIME_STAMP_RESP_STATUS, TIME_STAMP_RESP_TOKEN];
-    var TimeStampResp = class _TimeStampResp extends PkiObject {
+    var TimeStampResp2 = class _TimeStampResp extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.status = pvutils__namespace.getParametersValue(parameters, STATUS, _TimeStampResp.defaultValues(STATUS));
@@ -70434,7 +78622,7 @@ var require_build3 = __commonJS({
           case STATUS:
             return new PKIStatusInfo();
           case TIME_STAMP_TOKEN:
-            return new ContentInfo();
+            return new ContentInfo2();
           default:
             return super.defaultValues(memberName);
         }
@@ -70459,7 +78647,7 @@ var require_build3 = __commonJS({
                 blockName: TIME_STAMP_RESP_STATUS
               }
             }),
-            ContentInfo.schema(names.timeStampToken || {
+            ContentInfo2.schema(names.timeStampToken || {
               names: {
                 blockName: TIME_STAMP_RESP_TOKEN,
                 optional: true
@@ -70474,7 +78662,7 @@ var require_build3 = __commonJS({
         AsnError.assertSchema(asn1, this.className);
         this.status = new PKIStatusInfo({ schema: asn1.result[TIME_STAMP_RESP_STATUS] });
         if (TIME_STAMP_RESP_TOKEN in asn1.result)
-          this.timeStampToken = new ContentInfo({ schema: asn1.result[TIME_STAMP_RESP_TOKEN] });
+          this.timeStampToken = new ContentInfo2({ schema: asn1.result[TIME_STAMP_RESP_TOKEN] });
       }
       toSchema() {
         const outputArray = [];
@@ -70497,7 +78685,7 @@ var require_build3 = __commonJS({
       }
       async sign(privateKey, hashAlgorithm2, crypto2 = getCrypto(true)) {
         this.assertContentType();
-        const signed = new SignedData({ schema: this.timeStampToken.content });
+        const signed = new SignedData3({ schema: this.timeStampToken.content });
         return signed.sign(privateKey, 0, hashAlgorithm2, void 0, crypto2);
       }
       async verify(verificationParameters = {
@@ -70506,7 +78694,7 @@ var require_build3 = __commonJS({
         data: EMPTY_BUFFER
       }, crypto2 = getCrypto(true)) {
         this.assertContentType();
-        const signed = new SignedData({ schema: this.timeStampToken.content });
+        const signed = new SignedData3({ schema: this.timeStampToken.content });
         return signed.verify(verificationParameters, crypto2);
       }
       assertContentType() {
@@ -70518,7 +78706,7 @@ var require_build3 = __commonJS({
         }
       }
     };
-    TimeStampResp.CLASS_NAME = "TimeStampResp";
+    TimeStampResp2.CLASS_NAME = "TimeStampResp";
     function initCryptoEngine() {
       if (typeof globalThis !== "undefined" && "crypto" in globalThis) {
         let engineName = "webcrypto";
@@ -70536,12 +78724,12 @@ var require_build3 = __commonJS({
     exports.AbstractCryptoEngine = AbstractCryptoEngine;
     exports.AccessDescription = AccessDescription;
     exports.Accuracy = Accuracy;
-    exports.AlgorithmIdentifier = AlgorithmIdentifier2;
+    exports.AlgorithmIdentifier = AlgorithmIdentifier3;
     exports.AltName = AltName;
     exports.ArgumentError = ArgumentError;
     exports.AsnError = AsnError;
     exports.AttCertValidityPeriod = AttCertValidityPeriod;
-    exports.Attribute = Attribute;
+    exports.Attribute = Attribute3;
     exports.AttributeCertificateInfoV1 = AttributeCertificateInfoV1;
     exports.AttributeCertificateInfoV2 = AttributeCertificateInfoV2;
     exports.AttributeCertificateV1 = AttributeCertificateV1;
@@ -70556,7 +78744,7 @@ var require_build3 = __commonJS({
     exports.CRLDistributionPoints = CRLDistributionPoints;
     exports.CertBag = CertBag;
     exports.CertID = CertID;
-    exports.Certificate = Certificate2;
+    exports.Certificate = Certificate3;
     exports.CertificateChainValidationEngine = CertificateChainValidationEngine;
     exports.CertificatePolicies = CertificatePolicies;
     exports.CertificateRevocationList = CertificateRevocationList;
@@ -70564,7 +78752,7 @@ var require_build3 = __commonJS({
     exports.CertificateTemplate = CertificateTemplate;
     exports.CertificationRequest = CertificationRequest2;
     exports.ChainValidationError = ChainValidationError;
-    exports.ContentInfo = ContentInfo;
+    exports.ContentInfo = ContentInfo2;
     exports.CryptoEngine = CryptoEngine;
     exports.DigestInfo = DigestInfo2;
     exports.DistributionPoint = DistributionPoint;
@@ -70572,7 +78760,7 @@ var require_build3 = __commonJS({
     exports.ECNamedCurves = ECNamedCurves;
     exports.ECPrivateKey = ECPrivateKey;
     exports.ECPublicKey = ECPublicKey;
-    exports.EncapsulatedContentInfo = EncapsulatedContentInfo;
+    exports.EncapsulatedContentInfo = EncapsulatedContentInfo2;
     exports.EncryptedContentInfo = EncryptedContentInfo;
     exports.EncryptedData = EncryptedData;
     exports.EnvelopedData = EnvelopedData;
@@ -70587,7 +78775,7 @@ var require_build3 = __commonJS({
     exports.HASH_ALGORITHM = HASH_ALGORITHM;
     exports.Holder = Holder;
     exports.InfoAccess = InfoAccess;
-    exports.IssuerAndSerialNumber = IssuerAndSerialNumber;
+    exports.IssuerAndSerialNumber = IssuerAndSerialNumber2;
     exports.IssuerSerial = IssuerSerial;
     exports.IssuingDistributionPoint = IssuingDistributionPoint;
     exports.KEKIdentifier = KEKIdentifier;
@@ -70599,7 +78787,7 @@ var require_build3 = __commonJS({
     exports.MICROS = MICROS;
     exports.MILLIS = MILLIS;
     exports.MacData = MacData;
-    exports.MessageImprint = MessageImprint;
+    exports.MessageImprint = MessageImprint2;
     exports.NameConstraints = NameConstraints;
     exports.OCSPRequest = OCSPRequest;
     exports.OCSPResponse = OCSPResponse;
@@ -70654,21 +78842,21 @@ var require_build3 = __commonJS({
     exports.SafeContents = SafeContents;
     exports.SecretBag = SecretBag;
     exports.Signature = Signature;
-    exports.SignedAndUnsignedAttributes = SignedAndUnsignedAttributes;
+    exports.SignedAndUnsignedAttributes = SignedAndUnsignedAttributes3;
     exports.SignedCertificateTimestamp = SignedCertificateTimestamp;
     exports.SignedCertificateTimestampList = SignedCertificateTimestampList;
-    exports.SignedData = SignedData;
+    exports.SignedData = SignedData3;
     exports.SignedDataVerifyError = SignedDataVerifyError;
-    exports.SignerInfo = SignerInfo;
+    exports.SignerInfo = SignerInfo2;
     exports.SingleResponse = SingleResponse;
     exports.SubjectDirectoryAttributes = SubjectDirectoryAttributes;
     exports.TBSRequest = TBSRequest;
-    exports.TSTInfo = TSTInfo;
+    exports.TSTInfo = TSTInfo2;
     exports.TYPE = TYPE$4;
     exports.TYPE_AND_VALUES = TYPE_AND_VALUES;
     exports.Time = Time2;
-    exports.TimeStampReq = TimeStampReq;
-    exports.TimeStampResp = TimeStampResp;
+    exports.TimeStampReq = TimeStampReq2;
+    exports.TimeStampResp = TimeStampResp2;
     exports.V2Form = V2Form;
     exports.VALUE = VALUE$5;
     exports.VALUE_BEFORE_DECODE = VALUE_BEFORE_DECODE;
@@ -70736,6 +78924,1702 @@ var require_build3 = __commonJS({
     exports.setEngine = setEngine;
     exports.stringPrep = stringPrep;
     exports.verifySCTsForCertificate = verifySCTsForCertificate;
+  }
+});
+
+// src/core/asn1.ts
+function invalid(message, hint) {
+  return new CodesignError("INVALID_INPUT", message, hint === void 0 ? {} : { hint });
+}
+function checkHash(hash) {
+  if (!HASH_NAMES.includes(hash)) {
+    throw invalid(`unsupported hash "${String(hash)}"`, `use one of ${HASH_NAMES.join(", ")}`);
+  }
+}
+function hashOid(hash) {
+  checkHash(hash);
+  return HASH_OIDS[hash];
+}
+function parseDer(der, what) {
+  const parsed = asn1js.fromBER(der);
+  if (parsed.offset === -1 || parsed.result.error) {
+    throw invalid(`${what} is not valid DER: ${parsed.result.error || "parse error"}`);
+  }
+  if (parsed.offset !== der.byteLength) {
+    throw invalid(`${what} has ${der.byteLength - parsed.offset} trailing bytes`);
+  }
+  return parsed.result;
+}
+function toHex(bytes) {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
+}
+function unsignedInteger(bytes) {
+  return asn1js.Integer.fromBigInt(bytes.length === 0 ? 0n : BigInt(`0x${toHex(bytes)}`));
+}
+function ecdsaRawToDer(rs) {
+  if (rs.length === 0 || rs.length % 2 !== 0) {
+    throw invalid(
+      `a raw ECDSA signature must be r\u2016s of two equal halves, got ${rs.length} bytes`,
+      "the token returned an unexpected ECDSA signature"
+    );
+  }
+  const half = rs.length / 2;
+  const seq = new asn1js.Sequence({
+    value: [unsignedInteger(rs.subarray(0, half)), unsignedInteger(rs.subarray(half))]
+  });
+  return new Uint8Array(seq.toBER());
+}
+function hashAlgorithm(hash) {
+  return new pkijs.AlgorithmIdentifier({ algorithmId: hashOid(hash), algorithmParams: new asn1js.Null() });
+}
+function digestInfo(hash, digest) {
+  checkHash(hash);
+  if (digest.length !== HASH_BYTES[hash]) {
+    throw invalid(`a ${hash} digest must be ${HASH_BYTES[hash]} bytes, got ${digest.length}`);
+  }
+  const info3 = new pkijs.DigestInfo({
+    digestAlgorithm: hashAlgorithm(hash),
+    digest: new asn1js.OctetString({ valueHex: digest })
+  });
+  return new Uint8Array(info3.toSchema().toBER());
+}
+function signatureAlgorithm(keyType, scheme, hash, curve) {
+  if (!schemeFitsKey(scheme, keyType)) {
+    throw invalid(
+      `the ${scheme} signature scheme does not fit a ${keyType} key`,
+      keyType === "rsa" ? "use rsa-pkcs1 or rsa-pss" : `use ${keyType === "ec" ? "ecdsa" : "eddsa"}`
+    );
+  }
+  if (scheme === "eddsa") {
+    if (curve !== void 0 && curve !== "Ed25519" && curve !== "Ed448") {
+      throw invalid(`unsupported EdDSA curve ${curve}`, "use an Ed25519 or Ed448 key");
+    }
+    return new pkijs.AlgorithmIdentifier({ algorithmId: curve === "Ed448" ? OID_ED448 : OID_ED25519 });
+  }
+  checkHash(hash);
+  if (scheme === "rsa-pkcs1") {
+    return new pkijs.AlgorithmIdentifier({
+      algorithmId: RSA_PKCS1_OIDS[hash],
+      algorithmParams: new asn1js.Null()
+    });
+  }
+  if (scheme === "rsa-pss") {
+    const params = new pkijs.RSASSAPSSParams({
+      hashAlgorithm: hashAlgorithm(hash),
+      maskGenAlgorithm: new pkijs.AlgorithmIdentifier({
+        algorithmId: OID_MGF1,
+        algorithmParams: hashAlgorithm(hash).toSchema()
+      }),
+      saltLength: HASH_BYTES[hash]
+    });
+    return new pkijs.AlgorithmIdentifier({ algorithmId: OID_RSASSA_PSS, algorithmParams: params.toSchema() });
+  }
+  return new pkijs.AlgorithmIdentifier({ algorithmId: ECDSA_OIDS[hash] });
+}
+function curveByName(name) {
+  return CURVES.find((c3) => c3.name === name);
+}
+function curveFromEcParams(ecParamsDer) {
+  if (ecParamsDer.length === 0) throw invalid("CKA_EC_PARAMS is empty");
+  const params = parseDer(ecParamsDer, "CKA_EC_PARAMS");
+  let id;
+  if (params instanceof asn1js.ObjectIdentifier) id = params.getValue();
+  else if (params instanceof asn1js.PrintableString) id = params.getValue();
+  else if (params instanceof asn1js.Sequence) {
+    throw invalid("explicit EC domain parameters are not supported", "use a key on a named curve");
+  } else {
+    throw invalid("CKA_EC_PARAMS is neither a curve OID nor a curve name");
+  }
+  const alias = CURVE_ALIASES[id];
+  const curve = alias ? curveByName(alias) : CURVES.find((c3) => c3.oid === id);
+  if (!curve) {
+    throw invalid(
+      `unsupported elliptic curve ${id}`,
+      "supported curves: P-256, P-384, P-521, secp256k1, Ed25519, Ed448"
+    );
+  }
+  return { ...curve };
+}
+function spki(algorithm, key) {
+  const info3 = new pkijs.PublicKeyInfo({
+    algorithm,
+    subjectPublicKey: new asn1js.BitString({ valueHex: key })
+  });
+  return new Uint8Array(info3.toSchema().toBER());
+}
+function spkiFromRsa(modulus, publicExponent) {
+  if (!modulus.some((b) => b !== 0)) throw invalid("the RSA modulus is empty");
+  if (!publicExponent.some((b) => b !== 0)) throw invalid("the RSA public exponent is empty");
+  const key = new pkijs.RSAPublicKey({
+    modulus: unsignedInteger(modulus),
+    publicExponent: unsignedInteger(publicExponent)
+  });
+  return spki(
+    new pkijs.AlgorithmIdentifier({ algorithmId: OID_RSA_ENCRYPTION, algorithmParams: new asn1js.Null() }),
+    new Uint8Array(key.toSchema().toBER())
+  );
+}
+function unwrapPoint(point, valid) {
+  const parsed = asn1js.fromBER(point);
+  if (parsed.offset === point.byteLength && !parsed.result.error && parsed.result instanceof asn1js.OctetString && !parsed.result.idBlock.isConstructed) {
+    const inner = new Uint8Array(parsed.result.valueBlock.valueHexView);
+    if (valid(inner)) return inner;
+  }
+  return valid(point) ? new Uint8Array(point) : void 0;
+}
+function spkiFromEc(ecParamsDer, ecPointDer) {
+  const curve = curveFromEcParams(ecParamsDer);
+  if (curve.edwards) return spkiFromEdwards(ecParamsDer, ecPointDer);
+  const n2 = curve.size;
+  const point = unwrapPoint(
+    ecPointDer,
+    (p) => p.length === 2 * n2 + 1 && p[0] === 4 || p.length === n2 + 1 && (p[0] === 2 || p[0] === 3)
+  );
+  if (!point) {
+    throw invalid(`CKA_EC_POINT is not a ${curve.name} point (${ecPointDer.length} bytes)`);
+  }
+  return spki(
+    new pkijs.AlgorithmIdentifier({
+      algorithmId: OID_EC_PUBLIC_KEY,
+      algorithmParams: new asn1js.ObjectIdentifier({ value: curve.oid })
+    }),
+    point
+  );
+}
+function spkiFromEdwards(ecParamsDer, ecPointDer) {
+  const curve = curveFromEcParams(ecParamsDer);
+  if (!curve.edwards) throw invalid(`${curve.name} is not an Edwards curve`);
+  const point = unwrapPoint(ecPointDer, (p) => p.length === curve.size);
+  if (!point) {
+    throw invalid(`CKA_EC_POINT is not an ${curve.name} public key (${ecPointDer.length} bytes)`);
+  }
+  return spki(new pkijs.AlgorithmIdentifier({ algorithmId: curve.oid }), point);
+}
+function pemEncode(label, der) {
+  if (!/^[A-Z0-9]+(?:[ -][A-Z0-9]+)*$/.test(label)) throw invalid(`invalid PEM label "${label}"`);
+  const b64 = Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString("base64");
+  const lines2 = b64.match(/.{1,64}/g) ?? [];
+  return `-----BEGIN ${label}-----
+${lines2.join("\n")}${lines2.length ? "\n" : ""}-----END ${label}-----
+`;
+}
+function pemDecode(text) {
+  const s = typeof text === "string" ? text : Buffer.from(text).toString("latin1");
+  const out = [];
+  const re = /-----BEGIN ([^-\r\n]*)-----([\s\S]*?)-----END ([^-\r\n]*)-----/g;
+  for (const m of s.matchAll(re)) {
+    const [, label = "", body = "", end = ""] = m;
+    if (label !== end) throw invalid(`PEM block "BEGIN ${label}" ends with "END ${end}"`);
+    const b64 = body.replace(/\s+/g, "");
+    if (b64.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(b64)) {
+      throw invalid(
+        `the PEM block "${label}" is not valid base64`,
+        "encrypted or annotated PEM is not supported"
+      );
+    }
+    out.push({ label, der: new Uint8Array(Buffer.from(b64, "base64")) });
+  }
+  return out;
+}
+function derOrPem(bytes, labels) {
+  if (bytes[0] === 48) return new Uint8Array(bytes);
+  const blocks = pemDecode(bytes).filter((b) => !labels || labels.includes(b.label));
+  const first = blocks[0];
+  if (!first) {
+    throw invalid(
+      labels ? `no ${labels.join(" or ")} found in PEM or DER input` : "the input is neither DER nor PEM"
+    );
+  }
+  return first.der;
+}
+var asn1js, pkijs, HASH_OIDS, HASH_BYTES, OID_RSA_ENCRYPTION, OID_RSASSA_PSS, OID_MGF1, OID_EC_PUBLIC_KEY, OID_ED25519, OID_ED448, RSA_PKCS1_OIDS, ECDSA_OIDS, CURVES, CURVE_ALIASES;
+var init_asn1 = __esm({
+  "src/core/asn1.ts"() {
+    "use strict";
+    asn1js = __toESM(require_build2(), 1);
+    pkijs = __toESM(require_build3(), 1);
+    init_errors();
+    init_signer();
+    HASH_OIDS = {
+      sha256: "2.16.840.1.101.3.4.2.1",
+      sha384: "2.16.840.1.101.3.4.2.2",
+      sha512: "2.16.840.1.101.3.4.2.3"
+    };
+    HASH_BYTES = { sha256: 32, sha384: 48, sha512: 64 };
+    OID_RSA_ENCRYPTION = "1.2.840.113549.1.1.1";
+    OID_RSASSA_PSS = "1.2.840.113549.1.1.10";
+    OID_MGF1 = "1.2.840.113549.1.1.8";
+    OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1";
+    OID_ED25519 = "1.3.101.112";
+    OID_ED448 = "1.3.101.113";
+    RSA_PKCS1_OIDS = {
+      sha256: "1.2.840.113549.1.1.11",
+      sha384: "1.2.840.113549.1.1.12",
+      sha512: "1.2.840.113549.1.1.13"
+    };
+    ECDSA_OIDS = {
+      sha256: "1.2.840.10045.4.3.2",
+      sha384: "1.2.840.10045.4.3.3",
+      sha512: "1.2.840.10045.4.3.4"
+    };
+    CURVES = [
+      { name: "P-256", oid: "1.2.840.10045.3.1.7", size: 32, edwards: false },
+      { name: "P-384", oid: "1.3.132.0.34", size: 48, edwards: false },
+      { name: "P-521", oid: "1.3.132.0.35", size: 66, edwards: false },
+      { name: "secp256k1", oid: "1.3.132.0.10", size: 32, edwards: false },
+      { name: "Ed25519", oid: OID_ED25519, size: 32, edwards: true },
+      { name: "Ed448", oid: OID_ED448, size: 57, edwards: true }
+    ];
+    CURVE_ALIASES = {
+      edwards25519: "Ed25519",
+      edwards448: "Ed448",
+      "1.3.6.1.4.1.11591.15.1": "Ed25519"
+    };
+  }
+});
+
+// src/core/ckr.ts
+function ckrName(e) {
+  if (e instanceof Error && /^CKR_[A-Z0-9_]+$/.test(e.message)) return e.message;
+  return void 0;
+}
+function fromPkcs11Error(e, during) {
+  if (e instanceof CodesignError) return e;
+  const name = ckrName(e);
+  if (name === void 0) {
+    const text = e instanceof Error ? e.message : String(e);
+    return new CodesignError("TOKEN_ERROR", `${during} failed: ${text}`, { cause: e });
+  }
+  const meaning = MEANINGS[name];
+  if (meaning === void 0) {
+    return new CodesignError("TOKEN_ERROR", `${during} failed: ${name}`, { cause: e });
+  }
+  return new CodesignError(meaning.code, `${during} failed: ${meaning.words} (${name})`, {
+    ...meaning.hint === void 0 ? {} : { hint: meaning.hint },
+    cause: e
+  });
+}
+var MEANINGS;
+var init_ckr = __esm({
+  "src/core/ckr.ts"() {
+    "use strict";
+    init_errors();
+    MEANINGS = {
+      CKR_PIN_INCORRECT: {
+        code: "PIN_INCORRECT",
+        words: "the PIN was rejected by the token",
+        hint: "check the PIN source; codesign does not retry, because repeated failures lock the token"
+      },
+      CKR_PIN_LOCKED: {
+        code: "PIN_LOCKED",
+        words: "the user PIN is locked after too many failed logins",
+        hint: "the security officer must unlock or reset it (for SoftHSM2: softhsm2-util --init-pin)"
+      },
+      CKR_PIN_EXPIRED: {
+        code: "PIN_EXPIRED",
+        words: "the user PIN has expired",
+        hint: "set a new PIN with the token's own tool (e.g. pkcs11-tool --change-pin), then try again"
+      },
+      CKR_PIN_LEN_RANGE: {
+        code: "PIN_INCORRECT",
+        words: "the PIN has a length the token does not accept",
+        hint: "check the PIN source for stray characters"
+      },
+      CKR_PIN_INVALID: { code: "PIN_INCORRECT", words: "the PIN contains characters the token does not accept" },
+      CKR_USER_PIN_NOT_INITIALIZED: {
+        code: "LOGIN_FAILED",
+        words: "the token's user PIN was never initialised",
+        hint: "initialise it with softhsm2-util --init-pin or pkcs11-tool --init-pin"
+      },
+      CKR_USER_NOT_LOGGED_IN: { code: "LOGIN_FAILED", words: "the operation needs a login", hint: "give a PIN" },
+      CKR_TOKEN_NOT_PRESENT: {
+        code: "TOKEN_NOT_FOUND",
+        words: "the token is not present",
+        hint: "insert the token or check the module's configuration"
+      },
+      CKR_TOKEN_NOT_RECOGNIZED: { code: "TOKEN_NOT_FOUND", words: "the token was not recognised" },
+      CKR_DEVICE_REMOVED: { code: "TOKEN_ERROR", words: "the token was removed during the operation" },
+      CKR_SLOT_ID_INVALID: {
+        code: "TOKEN_NOT_FOUND",
+        words: "the slot does not exist (slot ids can change when a token is initialised)",
+        hint: "select the token by label or serial instead of slot-id"
+      },
+      CKR_MECHANISM_INVALID: {
+        code: "MECHANISM_UNSUPPORTED",
+        words: "the token does not support this mechanism",
+        hint: "list what the key offers with `codesign keys` and choose --mechanism accordingly"
+      },
+      CKR_MECHANISM_PARAM_INVALID: {
+        code: "MECHANISM_UNSUPPORTED",
+        words: "the token rejected the mechanism parameters"
+      },
+      CKR_KEY_TYPE_INCONSISTENT: {
+        code: "MECHANISM_UNSUPPORTED",
+        words: "the mechanism does not fit this key type"
+      },
+      CKR_KEY_FUNCTION_NOT_PERMITTED: {
+        code: "MECHANISM_UNSUPPORTED",
+        words: "the key is not allowed to sign (CKA_SIGN is false)"
+      },
+      CKR_DATA_LEN_RANGE: {
+        code: "INVALID_INPUT",
+        words: "the data to sign has a length the token does not accept"
+      },
+      CKR_FUNCTION_FAILED: {
+        code: "TOKEN_ERROR",
+        words: "the module reported a failure; for network modules this usually means a transient error (timeout, HTTP 503)",
+        hint: "try again later"
+      },
+      CKR_DEVICE_ERROR: {
+        code: "TOKEN_ERROR",
+        words: "the token or signing service reported an error (for network modules: a non-transient service error)"
+      },
+      CKR_ARGUMENTS_BAD: {
+        code: "TOKEN_ERROR",
+        words: "the module rejected the request (for network modules: the service refused it, HTTP 4xx)",
+        hint: "check the key, its permissions on the service and the module configuration"
+      },
+      CKR_GENERAL_ERROR: { code: "TOKEN_ERROR", words: "the module reported an unspecified error" },
+      CKR_DEVICE_MEMORY: { code: "TOKEN_ERROR", words: "the token is out of memory" },
+      CKR_SESSION_COUNT: {
+        code: "TOKEN_ERROR",
+        words: "the token has no free sessions",
+        hint: "use fewer --jobs"
+      },
+      CKR_TOKEN_WRITE_PROTECTED: { code: "TOKEN_ERROR", words: "the token is write-protected" },
+      CKR_CRYPTOKI_NOT_INITIALIZED: { code: "INTERNAL", words: "the module was used before C_Initialize" }
+    };
+  }
+});
+
+// src/core/pkcs11.ts
+function slotIdOf(handle) {
+  return handle.length >= 8 ? handle.readBigUInt64LE(0).toString() : handle.readUInt32LE(0).toString();
+}
+function call(during, fn) {
+  try {
+    return fn();
+  } catch (e) {
+    throw fromPkcs11Error(e, during);
+  }
+}
+function versionMatches(wanted, actual) {
+  const [wMajor, wMinor] = wanted.split(".");
+  const [aMajor, aMinor] = actual.split(".");
+  return Number(wMajor) === Number(aMajor) && (wMinor === void 0 || Number(wMinor) === Number(aMinor));
+}
+function mechanismNames(lib) {
+  if (mechanismNameCache) return mechanismNameCache;
+  mechanismNameCache = /* @__PURE__ */ new Map();
+  for (const [name, value] of Object.entries(lib)) {
+    if (name.startsWith("CKM_") && typeof value === "number" && !mechanismNameCache.has(value)) {
+      mechanismNameCache.set(value, name);
+    }
+  }
+  mechanismNameCache.set(CKM_EDDSA, "CKM_EDDSA");
+  mechanismNameCache.set(CKM_EC_EDWARDS_KEY_PAIR_GEN, "CKM_EC_EDWARDS_KEY_PAIR_GEN");
+  return mechanismNameCache;
+}
+async function withModule(modulePath, fn) {
+  const m = Pkcs11Module.open(modulePath);
+  try {
+    return await fn(m);
+  } finally {
+    m.close();
+  }
+}
+async function withSession(m, token, fn, opts = {}) {
+  const s = m.openSession(token, opts);
+  try {
+    return await fn(s);
+  } finally {
+    s.close();
+  }
+}
+var TOKEN_FLAGS, trim, Pkcs11Module, mechanismNameCache, CKK_EC_EDWARDS, CKM_EDDSA, CKM_EC_EDWARDS_KEY_PAIR_GEN, Session;
+var init_pkcs11 = __esm({
+  "src/core/pkcs11.ts"() {
+    "use strict";
+    init_ckr();
+    init_errors();
+    init_native();
+    TOKEN_FLAGS = [
+      ["CKF_RNG", "rng"],
+      ["CKF_WRITE_PROTECTED", "write-protected"],
+      ["CKF_LOGIN_REQUIRED", "login-required"],
+      ["CKF_USER_PIN_INITIALIZED", "user-pin-initialized"],
+      ["CKF_PROTECTED_AUTHENTICATION_PATH", "protected-authentication-path"],
+      ["CKF_TOKEN_INITIALIZED", "token-initialized"],
+      ["CKF_USER_PIN_COUNT_LOW", "user-pin-count-low"],
+      ["CKF_USER_PIN_FINAL_TRY", "user-pin-final-try"],
+      ["CKF_USER_PIN_LOCKED", "user-pin-locked"],
+      ["CKF_USER_PIN_TO_BE_CHANGED", "user-pin-to-be-changed"]
+    ];
+    trim = (s) => s.replace(/[\s\0]+$/, "");
+    Pkcs11Module = class _Pkcs11Module {
+      lib;
+      p11;
+      path;
+      finalized = false;
+      constructor(lib, p11, path18) {
+        this.lib = lib;
+        this.p11 = p11;
+        this.path = path18;
+      }
+      static open(modulePath) {
+        const lib = loadPkcs11Js();
+        const p11 = new lib.PKCS11();
+        try {
+          p11.load(modulePath);
+        } catch (cause) {
+          throw new CodesignError("MODULE_NOT_FOUND", `cannot load PKCS#11 module ${modulePath}`, {
+            hint: "check that the file is a PKCS#11 library for this machine's architecture",
+            cause
+          });
+        }
+        try {
+          p11.C_Initialize({ flags: lib.CKF_OS_LOCKING_OK });
+        } catch (e) {
+          p11.close();
+          throw fromPkcs11Error(e, `C_Initialize of ${modulePath}`);
+        }
+        return new _Pkcs11Module(lib, p11, modulePath);
+      }
+      close() {
+        if (this.finalized) return;
+        this.finalized = true;
+        try {
+          this.p11.C_Finalize();
+        } finally {
+          this.p11.close();
+        }
+      }
+      describe() {
+        const info3 = call("C_GetInfo", () => this.p11.C_GetInfo());
+        return {
+          path: this.path,
+          manufacturer: trim(info3.manufacturerID),
+          description: trim(info3.libraryDescription),
+          version: `${info3.libraryVersion.major}.${info3.libraryVersion.minor}`,
+          cryptokiVersion: `${info3.cryptokiVersion.major}.${info3.cryptokiVersion.minor}`
+        };
+      }
+      tokens() {
+        const slots = call("C_GetSlotList", () => this.p11.C_GetSlotList(true));
+        const out = [];
+        for (const handle of slots) {
+          const slot = call("C_GetSlotInfo", () => this.p11.C_GetSlotInfo(handle));
+          let token;
+          try {
+            token = this.p11.C_GetTokenInfo(handle);
+          } catch {
+            continue;
+          }
+          out.push({
+            handle,
+            slotId: slotIdOf(handle),
+            slotDescription: trim(slot.slotDescription),
+            slotManufacturer: trim(slot.manufacturerID),
+            label: trim(token.label),
+            manufacturer: trim(token.manufacturerID),
+            model: trim(token.model),
+            serial: trim(token.serialNumber),
+            flags: TOKEN_FLAGS.filter(
+              ([name]) => (token.flags & this.lib[name]) !== 0
+            ).map(([, word]) => word)
+          });
+        }
+        return out;
+      }
+      /** Initialised tokens matching the URI's token, slot and library attributes. */
+      matchingTokens(uri) {
+        const tokens = this.tokens().filter((t) => t.flags.includes("token-initialized"));
+        if (!uri) return tokens;
+        const p = uri.path;
+        if (p["library-manufacturer"] !== void 0 || p["library-description"] !== void 0 || p["library-version"] !== void 0) {
+          const m = this.describe();
+          if (p["library-manufacturer"] !== void 0 && p["library-manufacturer"] !== m.manufacturer) return [];
+          if (p["library-description"] !== void 0 && p["library-description"] !== m.description) return [];
+          if (p["library-version"] !== void 0 && !versionMatches(p["library-version"], m.version)) return [];
+        }
+        return tokens.filter(
+          (t) => (p.token === void 0 || p.token === t.label) && (p.manufacturer === void 0 || p.manufacturer === t.manufacturer) && (p.model === void 0 || p.model === t.model) && (p.serial === void 0 || p.serial === t.serial) && (p["slot-id"] === void 0 || String(p["slot-id"]) === t.slotId) && (p["slot-description"] === void 0 || p["slot-description"] === t.slotDescription) && (p["slot-manufacturer"] === void 0 || p["slot-manufacturer"] === t.slotManufacturer)
+        );
+      }
+      /** Exactly one token for the URI, or an error that lists what is there. */
+      selectToken(uri) {
+        const found = this.matchingTokens(uri);
+        if (found.length === 1 && found[0]) return found[0];
+        const all = this.tokens();
+        const listing = all.map((t) => `"${t.label}" (serial ${t.serial}, slot ${t.slotId})`).join(", ") || "none";
+        if (found.length === 0) {
+          throw new CodesignError("TOKEN_NOT_FOUND", `no token matches the key URI (module ${this.path})`, {
+            hint: `tokens present: ${listing}; run \`codesign tokens\` and use its URI`
+          });
+        }
+        throw new CodesignError("AMBIGUOUS", `${found.length} tokens match the key URI`, {
+          hint: `add token= or serial= to the URI; tokens present: ${listing}`
+        });
+      }
+      openSession(token, opts = {}) {
+        const flags = this.lib.CKF_SERIAL_SESSION | (opts.readWrite ? this.lib.CKF_RW_SESSION : 0);
+        const handle = call("C_OpenSession", () => this.p11.C_OpenSession(token.handle, flags));
+        return new Session(this, token, handle);
+      }
+      /** Names of the mechanisms the token offers, with their flags. */
+      mechanisms(token) {
+        const list = call("C_GetMechanismList", () => this.p11.C_GetMechanismList(token.handle));
+        const names = mechanismNames(this.lib);
+        const out = /* @__PURE__ */ new Map();
+        for (const type of list) {
+          let sign4 = false;
+          let minKey = 0;
+          let maxKey = 0;
+          try {
+            const info3 = this.p11.C_GetMechanismInfo(token.handle, type);
+            sign4 = (info3.flags & this.lib.CKF_SIGN) !== 0;
+            minKey = info3.minKeySize;
+            maxKey = info3.maxKeySize;
+          } catch {
+          }
+          out.set(type, { name: names.get(type) ?? `0x${type.toString(16)}`, sign: sign4, minKey, maxKey });
+        }
+        return out;
+      }
+    };
+    CKK_EC_EDWARDS = 64;
+    CKM_EDDSA = 4183;
+    CKM_EC_EDWARDS_KEY_PAIR_GEN = 4181;
+    Session = class {
+      module;
+      token;
+      handle;
+      closed = false;
+      constructor(module, token, handle) {
+        this.module = module;
+        this.token = token;
+        this.handle = handle;
+      }
+      get p11() {
+        return this.module.p11;
+      }
+      /**
+       * One C_Login, never retried: a wrong PIN tried again is how tokens get locked.
+       * Already logged in (another session of this process) counts as success.
+       */
+      login(pin, userType = "user") {
+        const lib = this.module.lib;
+        try {
+          this.p11.C_Login(this.handle, userType === "user" ? lib.CKU_USER : lib.CKU_SO, pin.reveal());
+        } catch (e) {
+          if (e instanceof Error && e.message === "CKR_USER_ALREADY_LOGGED_IN") return;
+          throw fromPkcs11Error(e, `login to token "${this.token.label}"`);
+        }
+      }
+      logout() {
+        try {
+          this.p11.C_Logout(this.handle);
+        } catch {
+        }
+      }
+      close() {
+        if (this.closed) return;
+        this.closed = true;
+        try {
+          this.p11.C_CloseSession(this.handle);
+        } catch {
+        }
+      }
+      find(template, max = 1e3) {
+        call("C_FindObjectsInit", () => this.p11.C_FindObjectsInit(this.handle, template));
+        try {
+          return call("C_FindObjects", () => this.p11.C_FindObjects(this.handle, max));
+        } finally {
+          this.p11.C_FindObjectsFinal(this.handle);
+        }
+      }
+      /** Reads attributes; an attribute the object does not have (or hides) comes back undefined. */
+      attributes(object, types) {
+        const out = /* @__PURE__ */ new Map();
+        for (const type of types) {
+          try {
+            const [attr] = this.p11.C_GetAttributeValue(this.handle, object, [{ type }]);
+            out.set(type, attr?.value);
+          } catch {
+            out.set(type, void 0);
+          }
+        }
+        return out;
+      }
+      async signOnce(mechanism, key, data) {
+        call("C_SignInit", () => this.p11.C_SignInit(this.handle, mechanism, key));
+        try {
+          return await this.p11.C_SignAsync(this.handle, data, Buffer.alloc(1024));
+        } catch (e) {
+          throw fromPkcs11Error(e, "C_Sign");
+        }
+      }
+    };
+  }
+});
+
+// src/core/uri.ts
+function invalid2(message) {
+  return new CodesignError("INVALID_INPUT", `invalid PKCS#11 URI: ${message}`, {
+    hint: "a key URI looks like pkcs11:token=NAME;object=LABEL;type=private (see `codesign keys` and docs/key-uris.md)"
+  });
+}
+function isPathName(n2) {
+  return PATH_NAMES.includes(n2);
+}
+function isQueryName(n2) {
+  return QUERY_NAMES.includes(n2);
+}
+function decodeBytes(raw, allowed, name) {
+  const secret = name === "pin-value";
+  const out = [];
+  for (let i2 = 0; i2 < raw.length; i2++) {
+    const c3 = raw[i2];
+    if (c3 === "%") {
+      const hex = raw.slice(i2 + 1, i2 + 3);
+      if (!/^[0-9A-Fa-f]{2}$/.test(hex)) {
+        throw invalid2(
+          secret ? `bad percent-escape in pin-value` : `bad percent-escape "%${hex}" in ${name}= (write %25 for a literal %)`
+        );
+      }
+      out.push(parseInt(hex, 16));
+      i2 += 2;
+    } else if (allowed.has(c3)) {
+      out.push(c3.charCodeAt(0));
+    } else {
+      const code = c3.codePointAt(0) ?? 0;
+      const encoded = Array.from(Buffer.from(String.fromCodePoint(code), "utf8")).map((b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`).join("");
+      throw invalid2(
+        secret ? "pin-value holds a character that must be percent-encoded" : `${JSON.stringify(String.fromCodePoint(code))} in ${name}= must be percent-encoded as ${encoded}`
+      );
+    }
+  }
+  return Uint8Array.from(out);
+}
+function decodeText(raw, allowed, name) {
+  const bytes = decodeBytes(raw, allowed, name);
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw invalid2(`${name}= is not valid UTF-8 after percent-decoding`);
+  }
+}
+function splitAttribute(attr, where) {
+  const eq = attr.indexOf("=");
+  if (eq <= 0) {
+    throw invalid2(
+      eq === 0 ? `an attribute in the ${where} has no name` : `the ${where} attribute "${attr.length > 40 || where === "query" ? "\u2026" : attr}" has no "=value"`
+    );
+  }
+  const name = attr.slice(0, eq);
+  for (const c3 of name) {
+    if (!NAME_CHARS.has(c3)) throw invalid2(`attribute name "${name}" may only hold letters, digits, - and _`);
+  }
+  return [name, attr.slice(eq + 1)];
+}
+function isPkcs11Uri(s) {
+  return s.slice(0, SCHEME.length).toLowerCase() === SCHEME;
+}
+function parseUri(input) {
+  if (!isPkcs11Uri(input)) {
+    const colon = input.indexOf(":");
+    throw invalid2(
+      colon > 0 && colon < 20 ? `scheme "${input.slice(0, colon)}:" is not "pkcs11:"` : `it must start with "pkcs11:"`
+    );
+  }
+  const rest = input.slice(SCHEME.length);
+  const q = rest.indexOf("?");
+  const pathPart = q < 0 ? rest : rest.slice(0, q);
+  const queryPart = q < 0 ? void 0 : rest.slice(q + 1);
+  if (pathPart.includes("#") || (queryPart?.includes("#") ?? false)) {
+    throw invalid2('"#" is not allowed; percent-encode it as %23');
+  }
+  const uri = { path: {}, query: {}, vendorPath: [], vendorQuery: [] };
+  const seen = /* @__PURE__ */ new Set();
+  const once9 = (name, where) => {
+    const key = `${where}:${name}`;
+    if (seen.has(key)) throw invalid2(`attribute ${name}= appears more than once in the ${where}`);
+    seen.add(key);
+  };
+  if (pathPart !== "") {
+    for (const attr of pathPart.split(";")) {
+      if (attr === "") throw invalid2('empty attribute in the path (two ";" in a row, or a trailing ";")');
+      const [name, raw] = splitAttribute(attr, "path");
+      once9(name, "path");
+      if (isQueryName(name)) throw invalid2(`${name} is a query attribute: write it after "?"`);
+      if (!isPathName(name)) {
+        uri.vendorPath.push([name, decodeText(raw, PATH_CHARS, name)]);
+        continue;
+      }
+      setPath(uri.path, name, raw);
+    }
+  }
+  if (queryPart !== void 0 && queryPart !== "") {
+    for (const attr of queryPart.split("&")) {
+      if (attr === "") throw invalid2('empty attribute in the query (two "&" in a row, or a trailing "&")');
+      const [name, raw] = splitAttribute(attr, "query");
+      once9(name, "query");
+      if (isPathName(name)) throw invalid2(`${name} is a path attribute: write it before "?"`);
+      const value = decodeText(raw, QUERY_CHARS, name);
+      if (isQueryName(name)) uri.query[name] = value;
+      else uri.vendorQuery.push([name, value]);
+    }
+  }
+  return uri;
+}
+function setPath(p, name, raw) {
+  switch (name) {
+    case "id":
+      p.id = decodeBytes(raw, PATH_CHARS, name);
+      return;
+    case "type": {
+      const v = decodeText(raw, PATH_CHARS, name);
+      if (!OBJECT_TYPES.includes(v)) {
+        throw invalid2(`type=${v} is not one of ${OBJECT_TYPES.join(", ")}`);
+      }
+      p.type = v;
+      return;
+    }
+    case "library-version": {
+      const v = decodeText(raw, PATH_CHARS, name);
+      if (!/^\d+(\.\d+)?$/.test(v)) throw invalid2(`library-version=${v} must be MAJOR or MAJOR.MINOR digits`);
+      p[name] = v;
+      return;
+    }
+    case "slot-id": {
+      const v = decodeText(raw, PATH_CHARS, name);
+      const n2 = Number(v);
+      if (!/^\d+$/.test(v) || !Number.isSafeInteger(n2))
+        throw invalid2(`slot-id=${v} must be a decimal number`);
+      p[name] = n2;
+      return;
+    }
+    default:
+      p[name] = decodeText(raw, PATH_CHARS, name);
+  }
+}
+function encode(bytes, allowed) {
+  let out = "";
+  for (const b of bytes) {
+    const c3 = String.fromCharCode(b);
+    out += b < 128 && allowed.has(c3) ? c3 : `%${b.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
+}
+function keyUri(parts) {
+  const order = [
+    "token",
+    "manufacturer",
+    "model",
+    "serial",
+    "object",
+    "id",
+    "type"
+  ];
+  const attrs = [];
+  for (const name of order) {
+    const v = parts[name];
+    if (v === void 0) continue;
+    attrs.push(`${name}=${v instanceof Uint8Array ? encode(v, /* @__PURE__ */ new Set()) : encodeText(v, PATH_CHARS)}`);
+  }
+  return `${SCHEME}${attrs.join(";")}`;
+}
+var OBJECT_TYPES, SCHEME, PATH_NAMES, QUERY_NAMES, ALPHA_DIGIT, UNRESERVED, RES_AVAIL, PATH_CHARS, QUERY_CHARS, NAME_CHARS, utf8, encodeText;
+var init_uri = __esm({
+  "src/core/uri.ts"() {
+    "use strict";
+    init_errors();
+    OBJECT_TYPES = ["public", "private", "cert", "secret-key", "data"];
+    SCHEME = "pkcs11:";
+    PATH_NAMES = [
+      "token",
+      "manufacturer",
+      "serial",
+      "model",
+      "library-manufacturer",
+      "library-description",
+      "library-version",
+      "object",
+      "type",
+      "id",
+      "slot-manufacturer",
+      "slot-description",
+      "slot-id"
+    ];
+    QUERY_NAMES = ["pin-source", "pin-value", "module-name", "module-path"];
+    ALPHA_DIGIT = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    UNRESERVED = `${ALPHA_DIGIT}-._~`;
+    RES_AVAIL = ":[]@!$'()*+,=";
+    PATH_CHARS = new Set(`${UNRESERVED}${RES_AVAIL}&`);
+    QUERY_CHARS = new Set(`${UNRESERVED}${RES_AVAIL}/?|`);
+    NAME_CHARS = new Set(`${ALPHA_DIGIT}-_`);
+    utf8 = new TextDecoder("utf-8", { fatal: true });
+    encodeText = (s, allowed) => encode(Buffer.from(s, "utf8"), allowed);
+  }
+});
+
+// src/core/x509.ts
+function malformed(message) {
+  return new CodesignError("INVALID_INPUT", message);
+}
+function escapeValue(value) {
+  let out = value.replace(/["+,;<>\\]/g, (c3) => `\\${c3}`).replace(/\0/g, "\\00");
+  if (out.startsWith(" ") || out.startsWith("#")) out = `\\${out}`;
+  if (out.endsWith(" ") && out.length > 1) out = `${out.slice(0, -1)}\\ `;
+  return out;
+}
+function bytesToHex(bytes) {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
+}
+function formatName(nameDer) {
+  const name = parseDer(nameDer, "the name");
+  if (!(name instanceof asn1js2.Sequence)) throw malformed("the name is not a SEQUENCE");
+  const rdns = name.valueBlock.value.map((rdn) => {
+    if (!(rdn instanceof asn1js2.Set)) throw malformed("a name component is not a SET");
+    return rdn.valueBlock.value.map((atv) => {
+      const [oid, value] = atv instanceof asn1js2.Sequence ? atv.valueBlock.value : [];
+      if (!(oid instanceof asn1js2.ObjectIdentifier) || !value)
+        throw malformed("a malformed name attribute");
+      const id = oid.getValue();
+      const type = TYPE_BY_OID.get(id)?.name ?? id;
+      const text = value instanceof asn1js2.BaseStringBlock ? escapeValue(value.getValue()) : `#${bytesToHex(new Uint8Array(value.toBER()))}`;
+      return `${type}=${text}`;
+    }).join("+");
+  });
+  return rdns.reverse().join(",");
+}
+function parseCertificate(certDer) {
+  const der = derOrPem(certDer, ["CERTIFICATE"]);
+  try {
+    return new pkijs2.Certificate({ schema: parseDer(der, "the certificate") });
+  } catch (cause) {
+    if (cause instanceof CodesignError) throw cause;
+    throw new CodesignError("INVALID_INPUT", "not an X.509 certificate", {
+      hint: "give a DER or PEM certificate",
+      cause
+    });
+  }
+}
+function certificatePublicKey(certDer) {
+  return new Uint8Array(parseCertificate(certDer).subjectPublicKeyInfo.toSchema().toBER());
+}
+function describeCertificate(certDer) {
+  const cert = parseCertificate(certDer);
+  let serial = cert.serialNumber.valueBlock.valueHexView;
+  if (serial.length > 1 && serial[0] === 0) serial = serial.subarray(1);
+  const eku = cert.extensions?.find((e) => e.extnID === OID_EXT_KEY_USAGE);
+  let hasCodeSigningEku = false;
+  if (eku) {
+    try {
+      const usage = pkijs2.ExtKeyUsage.fromBER(eku.extnValue.valueBlock.valueHexView);
+      hasCodeSigningEku = usage.keyPurposes.includes(OID_CODE_SIGNING);
+    } catch {
+      hasCodeSigningEku = false;
+    }
+  }
+  return {
+    subject: formatName(new Uint8Array(cert.subject.valueBeforeDecode)),
+    issuer: formatName(new Uint8Array(cert.issuer.valueBeforeDecode)),
+    notBefore: cert.notBefore.value,
+    notAfter: cert.notAfter.value,
+    serialHex: bytesToHex(serial).toUpperCase(),
+    hasCodeSigningEku
+  };
+}
+var asn1js2, pkijs2, ATTRIBUTE_TYPES, TYPE_BY_NAME, TYPE_BY_OID, utf82, OID_EXT_KEY_USAGE, OID_CODE_SIGNING;
+var init_x509 = __esm({
+  "src/core/x509.ts"() {
+    "use strict";
+    asn1js2 = __toESM(require_build2(), 1);
+    pkijs2 = __toESM(require_build3(), 1);
+    init_asn1();
+    init_errors();
+    init_signer();
+    ATTRIBUTE_TYPES = [
+      { name: "CN", oid: "2.5.4.3", kind: "utf8", aliases: ["commonName"] },
+      { name: "O", oid: "2.5.4.10", kind: "utf8", aliases: ["organizationName"] },
+      { name: "OU", oid: "2.5.4.11", kind: "utf8", aliases: ["organizationalUnitName"] },
+      { name: "C", oid: "2.5.4.6", kind: "country", aliases: ["countryName"] },
+      { name: "L", oid: "2.5.4.7", kind: "utf8", aliases: ["localityName"] },
+      { name: "ST", oid: "2.5.4.8", kind: "utf8", aliases: ["stateOrProvinceName", "S"] },
+      { name: "street", oid: "2.5.4.9", kind: "utf8", aliases: ["streetAddress"] },
+      { name: "postalCode", oid: "2.5.4.17", kind: "utf8" },
+      { name: "emailAddress", oid: "1.2.840.113549.1.9.1", kind: "ia5", aliases: ["E", "email"] },
+      { name: "serialNumber", oid: "2.5.4.5", kind: "printable" },
+      { name: "DC", oid: "0.9.2342.19200300.100.1.25", kind: "ia5", aliases: ["domainComponent"] },
+      { name: "UID", oid: "0.9.2342.19200300.100.1.1", kind: "utf8", aliases: ["userId"] },
+      { name: "title", oid: "2.5.4.12", kind: "utf8" },
+      { name: "GN", oid: "2.5.4.42", kind: "utf8", aliases: ["givenName"] },
+      { name: "SN", oid: "2.5.4.4", kind: "utf8", aliases: ["surname"] },
+      { name: "organizationIdentifier", oid: "2.5.4.97", kind: "utf8" },
+      { name: "businessCategory", oid: "2.5.4.15", kind: "utf8" },
+      {
+        name: "jurisdictionC",
+        oid: "1.3.6.1.4.1.311.60.2.1.3",
+        kind: "country",
+        aliases: ["jurisdictionCountryName"]
+      }
+    ];
+    TYPE_BY_NAME = /* @__PURE__ */ new Map();
+    for (const t of ATTRIBUTE_TYPES) {
+      for (const n2 of [t.name, ...t.aliases ?? []]) TYPE_BY_NAME.set(n2.toLowerCase(), t);
+    }
+    TYPE_BY_OID = new Map(ATTRIBUTE_TYPES.map((t) => [t.oid, t]));
+    utf82 = new TextEncoder();
+    OID_EXT_KEY_USAGE = "2.5.29.37";
+    OID_CODE_SIGNING = "1.3.6.1.5.5.7.3.3";
+  }
+});
+
+// src/core/keys.ts
+function keyTypeOf(m, raw) {
+  if (!raw) return void 0;
+  const value = raw.length >= 8 ? Number(raw.readBigUInt64LE(0)) : raw.readUInt32LE(0);
+  if (value === m.lib.CKK_RSA) return "rsa";
+  if (value === m.lib.CKK_EC) return "ec";
+  if (value === CKK_EC_EDWARDS) return "eddsa";
+  return void 0;
+}
+function mechanismDisplayName(ckmName) {
+  return ckmName.replace(/^CKM_/, "").replaceAll("_", "-");
+}
+function signingMechanismsFor(keyType, table) {
+  const pattern = keyType === "rsa" ? /^CKM_(SHA\d*_)?RSA_PKCS(_PSS)?$/ : keyType === "ec" ? /^CKM_ECDSA(_SHA\d+)?$/ : /^CKM_EDDSA$/;
+  return [...table.values()].filter((m) => m.sign && pattern.test(m.name)).map((m) => mechanismDisplayName(m.name)).sort();
+}
+function objectTemplate(m, cls, uri) {
+  const t = [{ type: m.lib.CKA_CLASS, value: cls }];
+  if (uri?.path.object !== void 0)
+    t.push({ type: m.lib.CKA_LABEL, value: Buffer.from(uri.path.object, "utf8") });
+  if (uri?.path.id !== void 0) t.push({ type: m.lib.CKA_ID, value: Buffer.from(uri.path.id) });
+  return t;
+}
+function findById(s, cls, id) {
+  const lib = s.module.lib;
+  const tmpl = [
+    { type: lib.CKA_CLASS, value: cls },
+    { type: lib.CKA_ID, value: Buffer.from(id) }
+  ];
+  if (cls === lib.CKO_CERTIFICATE) tmpl.push({ type: lib.CKA_CERTIFICATE_TYPE, value: lib.CKC_X_509 });
+  return s.find(tmpl, 1)[0];
+}
+function readCertificate(s, id) {
+  const lib = s.module.lib;
+  const cert = findById(s, lib.CKO_CERTIFICATE, id);
+  if (!cert) return void 0;
+  const value = s.attributes(cert, [lib.CKA_VALUE]).get(lib.CKA_VALUE);
+  return value && value.length > 0 ? new Uint8Array(value) : void 0;
+}
+function publicKeyOf(s, object, keyType, id, certificate) {
+  const lib = s.module.lib;
+  if (keyType === "rsa") {
+    let a2 = s.attributes(object, [lib.CKA_MODULUS, lib.CKA_PUBLIC_EXPONENT]);
+    if (!a2.get(lib.CKA_MODULUS) || !a2.get(lib.CKA_PUBLIC_EXPONENT)) {
+      const pub = findById(s, lib.CKO_PUBLIC_KEY, id);
+      if (pub) a2 = s.attributes(pub, [lib.CKA_MODULUS, lib.CKA_PUBLIC_EXPONENT]);
+    }
+    const modulus = a2.get(lib.CKA_MODULUS);
+    const exponent = a2.get(lib.CKA_PUBLIC_EXPONENT);
+    if (modulus && exponent) {
+      const firstNonZero = modulus.findIndex((b) => b !== 0);
+      const bits = firstNonZero < 0 ? 0 : (modulus.length - firstNonZero) * 8 - Math.clz32(modulus[firstNonZero] ?? 0) + 24;
+      return { spki: spkiFromRsa(modulus, exponent), bits };
+    }
+    return certificate ? { spki: certificatePublicKey(certificate) } : {};
+  }
+  const params = s.attributes(object, [lib.CKA_EC_PARAMS]).get(lib.CKA_EC_PARAMS);
+  const curve = params ? curveFromEcParams(params).name : void 0;
+  let point = s.attributes(object, [lib.CKA_EC_POINT]).get(lib.CKA_EC_POINT);
+  if (!point) {
+    const pub = findById(s, lib.CKO_PUBLIC_KEY, id);
+    if (pub) point = s.attributes(pub, [lib.CKA_EC_POINT]).get(lib.CKA_EC_POINT);
+  }
+  const base = curve === void 0 ? {} : { curve };
+  if (params && point) {
+    return {
+      ...base,
+      spki: keyType === "eddsa" ? spkiFromEdwards(params, point) : spkiFromEc(params, point)
+    };
+  }
+  return certificate ? { ...base, spki: certificatePublicKey(certificate) } : base;
+}
+function describeObject(s, object, table, isPrivate) {
+  const lib = s.module.lib;
+  const a2 = s.attributes(object, [lib.CKA_KEY_TYPE, lib.CKA_LABEL, lib.CKA_ID]);
+  const keyType = keyTypeOf(s.module, a2.get(lib.CKA_KEY_TYPE));
+  if (!keyType) return void 0;
+  const label = a2.get(lib.CKA_LABEL)?.toString("utf8") ?? "";
+  const id = new Uint8Array(a2.get(lib.CKA_ID) ?? Buffer.alloc(0));
+  const certificate = id.length > 0 ? readCertificate(s, id) : void 0;
+  const pub = publicKeyOf(s, object, keyType, id, certificate);
+  const t = s.token;
+  return {
+    ...isPrivate ? { handle: object } : {},
+    label,
+    id,
+    keyType,
+    ...pub,
+    ...certificate ? { certificate } : {},
+    mechanisms: signingMechanismsFor(keyType, table),
+    uri: keyUri({
+      token: t.label,
+      ...t.serial ? { serial: t.serial } : {},
+      ...label ? { object: label } : {},
+      ...id.length > 0 ? { id } : {},
+      type: "private"
+    })
+  };
+}
+function listKeys(s, table, uri) {
+  const lib = s.module.lib;
+  const privates = s.find(objectTemplate(s.module, lib.CKO_PRIVATE_KEY, uri));
+  if (privates.length > 0) {
+    return privates.flatMap((o2) => describeObject(s, o2, table, true) ?? []);
+  }
+  return s.find(objectTemplate(s.module, lib.CKO_PUBLIC_KEY, uri)).flatMap((o2) => describeObject(s, o2, table, false) ?? []);
+}
+function findPrivateKey(s, table, uri) {
+  if (uri.path.type !== void 0 && uri.path.type !== "private") {
+    throw new CodesignError(
+      "INVALID_INPUT",
+      `the key URI names an object of type=${uri.path.type}; signing needs type=private`,
+      {
+        hint: "use the URI printed by `codesign keys`"
+      }
+    );
+  }
+  if (uri.path.object === void 0 && uri.path.id === void 0) {
+    throw new CodesignError("INVALID_INPUT", "the key URI names no key (it has neither object= nor id=)", {
+      hint: "use the URI printed by `codesign keys`"
+    });
+  }
+  const keys = listKeys(s, table, uri).filter(
+    (k) => k.handle !== void 0
+  );
+  const [only] = keys;
+  if (keys.length === 1 && only) return only;
+  const wanted = [
+    uri.path.object !== void 0 ? `object=${uri.path.object}` : "",
+    uri.path.id !== void 0 ? `id=${Buffer.from(uri.path.id).toString("hex")}` : ""
+  ].filter(Boolean).join(" ");
+  if (keys.length === 0) {
+    throw new CodesignError("KEY_NOT_FOUND", `no private key with ${wanted} on token "${s.token.label}"`, {
+      hint: "run `codesign keys` to list the keys and their URIs"
+    });
+  }
+  throw new CodesignError(
+    "AMBIGUOUS",
+    `${keys.length} private keys match ${wanted} on token "${s.token.label}"`,
+    {
+      hint: "add id= to the URI (see `codesign keys`)"
+    }
+  );
+}
+var init_keys = __esm({
+  "src/core/keys.ts"() {
+    "use strict";
+    init_asn1();
+    init_errors();
+    init_pkcs11();
+    init_uri();
+    init_x509();
+  }
+});
+
+// src/core/module-path.ts
+import { existsSync, readdirSync, readFileSync as readFileSync4 } from "node:fs";
+import { homedir } from "node:os";
+import path12 from "node:path";
+function libDirs() {
+  const triple = MULTIARCH[process.arch];
+  return [...triple ? [`/usr/lib/${triple}`] : [], "/usr/lib64", "/usr/lib", "/usr/local/lib"];
+}
+function p11KitConfigDirs() {
+  return [
+    "/usr/share/p11-kit/modules",
+    "/etc/pkcs11/modules",
+    path12.join(homedir(), ".config/pkcs11/modules")
+  ];
+}
+function firstExisting(candidates) {
+  return candidates.find((p) => existsSync(p));
+}
+function p11KitProxyPath() {
+  return firstExisting(libDirs().map((d) => path12.join(d, "p11-kit-proxy.so")));
+}
+function p11KitClientPath() {
+  return firstExisting(libDirs().map((d) => path12.join(d, "pkcs11", "p11-kit-client.so")));
+}
+function registeredModules(dirs = p11KitConfigDirs()) {
+  const byName = /* @__PURE__ */ new Map();
+  for (const dir of dirs) {
+    let entries;
+    try {
+      entries = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const entry of entries.sort()) {
+      if (!entry.endsWith(".module")) continue;
+      const configFile = path12.join(dir, entry);
+      const match = /^\s*module\s*:\s*(.+?)\s*$/m.exec(readFileSync4(configFile, "utf8"));
+      if (!match?.[1]) continue;
+      const lib = match[1];
+      const resolved = path12.isAbsolute(lib) ? lib : firstExisting(libDirs().map((d) => path12.join(d, "pkcs11", lib))) ?? lib;
+      byName.set(entry.slice(0, -".module".length), {
+        name: entry.slice(0, -".module".length),
+        path: resolved,
+        configFile
+      });
+    }
+  }
+  return [...byName.values()];
+}
+function libraryBaseName(file) {
+  return path12.basename(file).replace(/\.(so|dylib|dll)(\.[0-9.]+)?$/, "").replace(/^lib/, "");
+}
+function resolveModuleName(name) {
+  const modules = registeredModules();
+  const found = modules.find((m) => m.name === name) ?? modules.find((m) => libraryBaseName(m.path) === name);
+  if (!found) {
+    throw new CodesignError(
+      "MODULE_NOT_FOUND",
+      `no PKCS#11 module named "${name}" is registered with p11-kit`,
+      {
+        hint: modules.length === 0 ? `register one with a .module file in ${p11KitConfigDirs()[1]}, or give --module PATH` : `registered modules: ${modules.map((m) => m.name).join(", ")}; or give --module PATH`
+      }
+    );
+  }
+  return found.path;
+}
+function remoteAddress(value) {
+  const address = value.startsWith("unix:") || value.includes("=") ? value : `unix:path=${path12.resolve(value)}`;
+  if (/[\0\n\r]/.test(address))
+    throw new CodesignError("INVALID_INPUT", "the --remote address holds a control character");
+  return address;
+}
+function chooseModule(opts) {
+  const env = opts.env ?? process.env;
+  let choice;
+  const remote = env["CODESIGN_REMOTE"];
+  if (remote) {
+    if (opts.flag) {
+      throw new CodesignError("USAGE", "--remote and --module exclude each other", {
+        hint: "the module is chosen on the server side: `codesign remote serve --module \u2026`"
+      });
+    }
+    const client = p11KitClientPath();
+    if (!client) {
+      throw new CodesignError(
+        "MODULE_NOT_FOUND",
+        "p11-kit-client.so is not installed, so --remote cannot work",
+        {
+          hint: "install p11-kit-modules (scripts/bootstrap does)"
+        }
+      );
+    }
+    env["P11_KIT_SERVER_ADDRESS"] = remoteAddress(remote);
+    return { path: client, source: "--remote" };
+  }
+  if (opts.flag) choice = { path: opts.flag, source: "--module" };
+  else if (opts.uri?.query["module-path"])
+    choice = { path: opts.uri.query["module-path"], source: "module-path" };
+  else if (opts.uri?.query["module-name"])
+    choice = { path: resolveModuleName(opts.uri.query["module-name"]), source: "module-name" };
+  else if (env["CODESIGN_PKCS11_MODULE"])
+    choice = { path: env["CODESIGN_PKCS11_MODULE"], source: "CODESIGN_PKCS11_MODULE" };
+  else {
+    const proxy = p11KitProxyPath();
+    if (!proxy) {
+      throw new CodesignError(
+        "MODULE_NOT_FOUND",
+        "no PKCS#11 module given and p11-kit-proxy.so is not installed",
+        {
+          hint: "give --module PATH (e.g. /usr/lib/softhsm/libsofthsm2.so), set CODESIGN_PKCS11_MODULE, or install p11-kit-modules"
+        }
+      );
+    }
+    choice = { path: proxy, source: "p11-kit-proxy" };
+  }
+  if (!existsSync(choice.path)) {
+    throw new CodesignError(
+      "MODULE_NOT_FOUND",
+      `PKCS#11 module not found: ${choice.path} (from ${choice.source})`,
+      {
+        hint: "check the path; `codesign doctor` lists the modules registered with p11-kit"
+      }
+    );
+  }
+  return choice;
+}
+var MULTIARCH;
+var init_module_path = __esm({
+  "src/core/module-path.ts"() {
+    "use strict";
+    init_errors();
+    MULTIARCH = {
+      x64: "x86_64-linux-gnu",
+      arm64: "aarch64-linux-gnu",
+      arm: "arm-linux-gnueabihf",
+      ppc64: "powerpc64le-linux-gnu",
+      s390x: "s390x-linux-gnu"
+    };
+  }
+});
+
+// src/core/pin.ts
+import { readFileSync as readFileSync5, statSync as statSync2 } from "node:fs";
+import { inspect as inspect3 } from "node:util";
+function readPinFile(file, origin) {
+  let mode2;
+  try {
+    mode2 = statSync2(file).mode;
+  } catch (cause) {
+    throw new CodesignError("INVALID_INPUT", `cannot read the PIN file ${file} (from ${origin})`, {
+      hint: "check the path",
+      cause
+    });
+  }
+  if ((mode2 & 63) !== 0) {
+    throw new CodesignError(
+      "PIN_FILE_INSECURE",
+      `the PIN file ${file} is accessible by group or others (mode ${(mode2 & 511).toString(8).padStart(4, "0")})`,
+      { hint: `restrict it with: chmod 600 '${file}'` }
+    );
+  }
+  let text = readFileSync5(file, "utf8");
+  if (text.endsWith("\r\n")) text = text.slice(0, -2);
+  else if (text.endsWith("\n")) text = text.slice(0, -1);
+  if (text.length === 0) {
+    throw new CodesignError("INVALID_INPUT", `the PIN file ${file} is empty`, {
+      hint: `write only the PIN into it, e.g. printf '%s' "$PIN" > FILE`
+    });
+  }
+  if (/[\r\n]/.test(text)) {
+    throw new CodesignError("INVALID_INPUT", `the PIN file ${file} holds more than one line`, {
+      hint: "a PIN file holds only the PIN; one trailing newline is tolerated"
+    });
+  }
+  return text;
+}
+function pinSourceFile(source) {
+  if (source.startsWith("file:")) {
+    const rest = source.slice("file:".length);
+    return rest.startsWith("//") ? rest.slice(2) : rest;
+  }
+  if (source.startsWith("/")) return source;
+  throw new CodesignError("INVALID_INPUT", `pin-source "${source}" is not a file: URI`, {
+    hint: "use pin-source=file:/path/to/pin-file"
+  });
+}
+async function resolvePin(opts) {
+  const uriPin = opts.uri?.query["pin-value"];
+  if (uriPin !== void 0) return new Secret(uriPin, "pin-value");
+  const uriSource = opts.uri?.query["pin-source"];
+  if (uriSource !== void 0)
+    return new Secret(readPinFile(pinSourceFile(uriSource), "pin-source"), "pin-source");
+  if (opts.pinFile !== void 0) return new Secret(readPinFile(opts.pinFile, "--pin-file"), "--pin-file");
+  const env = opts.env ?? process.env;
+  const envFile = env["CODESIGN_PIN_FILE"];
+  if (envFile) return new Secret(readPinFile(envFile, "CODESIGN_PIN_FILE"), "CODESIGN_PIN_FILE");
+  const fromEnv = env["CODESIGN_PIN"];
+  if (fromEnv !== void 0 && fromEnv !== "") return new Secret(fromEnv, "CODESIGN_PIN");
+  if (opts.prompt && (opts.isTty ?? process.stdin.isTTY === true))
+    return new Secret(await opts.prompt(), "prompt");
+  return void 0;
+}
+async function requirePin(opts, what) {
+  const pin = await resolvePin(opts);
+  if (!pin)
+    throw new CodesignError("PIN_REQUIRED", `${what} needs the token's PIN and none was given`, {
+      hint: PIN_OPTIONS_HINT
+    });
+  return pin;
+}
+var Secret, PIN_OPTIONS_HINT;
+var init_pin = __esm({
+  "src/core/pin.ts"() {
+    "use strict";
+    init_errors();
+    Secret = class {
+      #value;
+      source;
+      constructor(value, source) {
+        this.#value = value;
+        this.source = source;
+      }
+      reveal() {
+        return this.#value;
+      }
+      toString() {
+        return "[redacted]";
+      }
+      toJSON() {
+        return "[redacted]";
+      }
+      [inspect3.custom]() {
+        return `Secret([redacted] from ${this.source})`;
+      }
+    };
+    PIN_OPTIONS_HINT = "give the PIN with --pin-file FILE (mode 0600), $CODESIGN_PIN_FILE, $CODESIGN_PIN, pin-source=file:FILE in the key URI, or run in a terminal to be prompted";
+  }
+});
+
+// src/core/signer-pool.ts
+var SignerPool;
+var init_signer_pool = __esm({
+  "src/core/signer-pool.ts"() {
+    "use strict";
+    SignerPool = class {
+      key;
+      idle;
+      waiting = [];
+      constructor(signers) {
+        const [first] = signers;
+        if (!first) throw new Error("SignerPool needs at least one signer");
+        this.key = first.key;
+        this.idle = [...signers];
+      }
+      /** How many signatures can be in flight at once. */
+      get size() {
+        return this.idle.length + this.busy;
+      }
+      busy = 0;
+      acquire() {
+        const s = this.idle.pop();
+        if (s) {
+          this.busy++;
+          return Promise.resolve(s);
+        }
+        return new Promise((resolve) => this.waiting.push(resolve));
+      }
+      release(s) {
+        const next = this.waiting.shift();
+        if (next) next(s);
+        else {
+          this.busy--;
+          this.idle.push(s);
+        }
+      }
+      async sign(request) {
+        const s = await this.acquire();
+        try {
+          return await s.sign(request);
+        } finally {
+          this.release(s);
+        }
+      }
+    };
+  }
+});
+
+// src/core/token-signer.ts
+import { createHash as createHash2 } from "node:crypto";
+var HASH_BYTES2, TokenKeySigner;
+var init_token_signer = __esm({
+  "src/core/token-signer.ts"() {
+    "use strict";
+    init_asn1();
+    init_errors();
+    init_pkcs11();
+    init_signer();
+    HASH_BYTES2 = { sha256: 32, sha384: 48, sha512: 64 };
+    TokenKeySigner = class {
+      key;
+      session;
+      handle;
+      offered;
+      label;
+      constructor(session, key, table) {
+        if (!key.spki) {
+          throw new CodesignError(
+            "KEY_NOT_FOUND",
+            `the public key of "${key.label}" is not readable from the token`,
+            {
+              hint: "store the public key or a certificate with the same CKA_ID on the token"
+            }
+          );
+        }
+        this.key = {
+          keyType: key.keyType,
+          spki: key.spki,
+          ...key.bits === void 0 ? {} : { bits: key.bits },
+          ...key.curve === void 0 ? {} : { curve: key.curve }
+        };
+        this.session = session;
+        this.handle = key.handle;
+        this.label = key.label;
+        this.offered = new Set([...table.values()].filter((m) => m.sign).map((m) => m.name));
+      }
+      has(name) {
+        return this.offered.has(name);
+      }
+      mechanism(name, parameter) {
+        const lib = this.session.module.lib;
+        const value = name === "CKM_EDDSA" ? CKM_EDDSA : lib[name];
+        return parameter === void 0 ? { mechanism: value } : { mechanism: value, parameter };
+      }
+      pssParams(hash) {
+        const lib = this.session.module.lib;
+        const H = hash.toUpperCase();
+        return {
+          type: lib.CK_PARAMS_RSA_PSS,
+          hashAlg: lib[`CKM_${H}`],
+          mgf: lib[`CKG_MGF1_${H}`],
+          saltLen: HASH_BYTES2[hash]
+        };
+      }
+      unsupported(what) {
+        return new CodesignError("MECHANISM_UNSUPPORTED", `token key "${this.label}" cannot sign with ${what}`, {
+          hint: `the token offers: ${[...this.offered].filter((n2) => /RSA|ECDSA|EDDSA/.test(n2)).join(", ") || "no signing mechanisms"}`
+        });
+      }
+      async sign(req) {
+        const { hash, scheme } = req;
+        if (!schemeFitsKey(scheme, this.key.keyType)) {
+          throw new CodesignError(
+            "INVALID_INPUT",
+            `--mechanism ${scheme} does not fit a ${this.key.keyType} key`,
+            {
+              hint: this.key.keyType === "rsa" ? "use rsa-pkcs1 or rsa-pss" : `use ${this.key.keyType === "ec" ? "ecdsa" : "eddsa"}`
+            }
+          );
+        }
+        const H = hash.toUpperCase();
+        const input = req.input;
+        const message = "message" in input ? Buffer.from(input.message) : void 0;
+        if (scheme === "eddsa") {
+          if (!message) throw new CodesignError("INVALID_INPUT", "EdDSA signs the message itself, not a digest");
+          if (!this.has("CKM_EDDSA")) throw this.unsupported("EdDSA");
+          return this.session.signOnce(this.mechanism("CKM_EDDSA"), this.handle, message);
+        }
+        const combined = {
+          "rsa-pkcs1": `CKM_${H}_RSA_PKCS`,
+          "rsa-pss": `CKM_${H}_RSA_PKCS_PSS`,
+          ecdsa: `CKM_ECDSA_${H}`
+        }[scheme];
+        let out;
+        if (message && this.has(combined)) {
+          out = await this.session.signOnce(
+            this.mechanism(combined, scheme === "rsa-pss" ? this.pssParams(hash) : void 0),
+            this.handle,
+            message
+          );
+        } else {
+          const digest = "digest" in input ? Buffer.from(input.digest) : createHash2(hash).update(input.message).digest();
+          if (digest.length !== HASH_BYTES2[hash]) {
+            throw new CodesignError(
+              "INTERNAL",
+              `a ${hash} digest must be ${HASH_BYTES2[hash]} bytes, got ${digest.length}`
+            );
+          }
+          if (scheme === "rsa-pkcs1") {
+            if (!this.has("CKM_RSA_PKCS")) throw this.unsupported(`RSA PKCS#1 v1.5 over a host ${hash} digest`);
+            out = await this.session.signOnce(
+              this.mechanism("CKM_RSA_PKCS"),
+              this.handle,
+              Buffer.from(digestInfo(hash, digest))
+            );
+          } else if (scheme === "rsa-pss") {
+            if (!this.has("CKM_RSA_PKCS_PSS")) throw this.unsupported(`RSA-PSS over a host ${hash} digest`);
+            out = await this.session.signOnce(
+              this.mechanism("CKM_RSA_PKCS_PSS", this.pssParams(hash)),
+              this.handle,
+              digest
+            );
+          } else {
+            if (!this.has("CKM_ECDSA")) throw this.unsupported(`ECDSA over a host ${hash} digest`);
+            out = await this.session.signOnce(this.mechanism("CKM_ECDSA"), this.handle, digest);
+          }
+        }
+        if (scheme === "ecdsa" && (req.format ?? "der") === "der") return ecdsaRawToDer(out);
+        return new Uint8Array(out);
+      }
+    };
+  }
+});
+
+// src/core/token-key.ts
+async function withToken(opts, fn) {
+  const uri = parseUri(opts.key);
+  const moduleChoice = chooseModule({ flag: opts.module, uri, ...opts.env ? { env: opts.env } : {} });
+  const pinOptions = {
+    uri,
+    pinFile: opts.pinFile,
+    prompt: opts.prompt,
+    ...opts.env ? { env: opts.env } : {}
+  };
+  const pin = opts.pin ?? (opts.login === "required" ? await requirePin(pinOptions, "this command") : await resolvePin(pinOptions));
+  return withModule(moduleChoice.path, (module) => {
+    const token = module.selectToken(uri);
+    if (pin && token.flags.includes("user-pin-locked")) {
+      throw new CodesignError("PIN_LOCKED", `the user PIN of token "${token.label}" is locked`, {
+        hint: "the security officer must unlock or reset it; codesign will not try to log in"
+      });
+    }
+    const mechanisms = module.mechanisms(token);
+    return withSession(
+      module,
+      token,
+      async (session) => {
+        if (pin) session.login(pin);
+        try {
+          return await fn({
+            module,
+            moduleChoice,
+            token,
+            session,
+            mechanisms,
+            uri,
+            loggedIn: pin !== void 0
+          });
+        } finally {
+          if (pin) session.logout();
+        }
+      },
+      { readWrite: opts.readWrite ?? false }
+    );
+  });
+}
+async function withTokenKey(opts, fn) {
+  return withToken({ ...opts, login: "required" }, async (t) => {
+    const key = findPrivateKey(t.session, t.mechanisms, t.uri);
+    const extra = [];
+    try {
+      for (let i2 = 1; i2 < Math.max(1, opts.sessions ?? 1); i2++) extra.push(t.module.openSession(t.token));
+      const signers = [t.session, ...extra].map((s) => new TokenKeySigner(s, key, t.mechanisms));
+      return await fn({ ...t, key, signer: new SignerPool(signers) });
+    } finally {
+      for (const s of extra) s.close();
+    }
+  });
+}
+var init_token_key = __esm({
+  "src/core/token-key.ts"() {
+    "use strict";
+    init_errors();
+    init_keys();
+    init_module_path();
+    init_pin();
+    init_pkcs11();
+    init_signer_pool();
+    init_token_signer();
+    init_uri();
+  }
+});
+
+// src/cli/output.ts
+function useColor(stream = process.stderr) {
+  return stream.isTTY === true && !("NO_COLOR" in process.env && process.env["NO_COLOR"] !== "") && process.env["TERM"] !== "dumb";
+}
+function paint(code, text, stream) {
+  return useColor(stream) ? `\x1B[${code}m${text}\x1B[0m` : text;
+}
+function printJson(value) {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}
+`);
+}
+function info(text) {
+  process.stderr.write(`${text}
+`);
+}
+function warn(text) {
+  process.stderr.write(`${style.yellow("warning:")} ${text}
+`);
+}
+var style;
+var init_output2 = __esm({
+  "src/cli/output.ts"() {
+    "use strict";
+    init_errors();
+    style = {
+      bold: (t, s = process.stdout) => paint("1", t, s),
+      dim: (t, s = process.stdout) => paint("2", t, s),
+      red: (t, s = process.stderr) => paint("31", t, s),
+      green: (t, s = process.stdout) => paint("32", t, s),
+      yellow: (t, s = process.stderr) => paint("33", t, s)
+    };
+  }
+});
+
+// src/cli/prompt.ts
+function promptPin(question = "Token PIN: ") {
+  const stdin = process.stdin;
+  return new Promise((resolve, reject) => {
+    let value = "";
+    process.stderr.write(question);
+    stdin.setRawMode(true);
+    stdin.resume();
+    stdin.setEncoding("utf8");
+    const done = (err) => {
+      stdin.setRawMode(false);
+      stdin.pause();
+      stdin.off("data", onData);
+      process.stderr.write("\n");
+      if (err) reject(err);
+      else resolve(value);
+    };
+    const onData = (chunk) => {
+      for (const ch of chunk) {
+        if (ch === "\r" || ch === "\n" || ch === "") return done();
+        if (ch === "") return done(new CodesignError("PIN_REQUIRED", "PIN entry cancelled"));
+        if (ch === "\x7F" || ch === "\b") value = value.slice(0, -1);
+        else value += ch;
+      }
+    };
+    stdin.on("data", onData);
+  });
+}
+var init_prompt = __esm({
+  "src/cli/prompt.ts"() {
+    "use strict";
+    init_errors();
+  }
+});
+
+// src/cli/common.ts
+function str(args4, name) {
+  const v = args4[name];
+  return typeof v === "string" ? v : void 0;
+}
+function flag(args4, name) {
+  return args4[name] === true;
+}
+function keyAccess(args4, key = str(args4, "key")) {
+  return {
+    key: key ?? "pkcs11:",
+    module: str(args4, "module"),
+    pinFile: str(args4, "pin-file"),
+    prompt: () => promptPin()
+  };
+}
+function timestampOptions(args4) {
+  const raw = args4["timestamp"];
+  const urls = (Array.isArray(raw) ? raw : raw === void 0 ? [] : [raw]).map(String);
+  const retries = Number(args4["timestamp-retries"] ?? 2);
+  const timeout = Number(args4["timestamp-timeout"] ?? 10);
+  return {
+    urls,
+    failover: {
+      what: "timestamp server",
+      retries: Number.isFinite(retries) && retries >= 0 ? Math.floor(retries) : 2,
+      timeoutMs: Number.isFinite(timeout) && timeout > 0 ? timeout * 1e3 : 1e4,
+      onFailure: ({ url, attempt, reason, next }) => warn(
+        `timestamp server ${url} failed (attempt ${attempt}): ${reason}${next === "retry" ? "; retrying" : next === "next-url" ? "; trying the next one" : ""}`
+      )
+    }
+  };
+}
+var init_common = __esm({
+  "src/cli/common.ts"() {
+    "use strict";
+    init_output2();
+    init_prompt();
   }
 });
 
@@ -71610,33 +81494,1221 @@ var require_cli_progress = __commonJS({
   }
 });
 
+// src/cli/progress.ts
+function progressBar(total, args4) {
+  if (!process.stderr.isTTY || flag(args4, "json") || total < 2) return void 0;
+  let bar;
+  let loading;
+  return (_r, done) => {
+    if (!loading) {
+      loading = Promise.resolve().then(() => __toESM(require_cli_progress(), 1)).then(({ default: cliProgress }) => {
+        bar = new cliProgress.SingleBar(
+          {
+            stream: process.stderr,
+            format: "signing [{bar}] {value}/{total} files  {eta_formatted} left",
+            hideCursor: true,
+            clearOnComplete: true
+          },
+          cliProgress.Presets.shades_classic
+        );
+        bar.start(total, 0);
+      });
+    }
+    void loading.then(() => {
+      bar?.update(done);
+      if (done === total) bar?.stop();
+    });
+  };
+}
+var init_progress = __esm({
+  "src/cli/progress.ts"() {
+    "use strict";
+    init_common();
+  }
+});
+
+// src/core/certificate.ts
+import { readFile } from "node:fs/promises";
+async function readCertificates(file) {
+  let bytes;
+  try {
+    bytes = await readFile(file);
+  } catch (cause) {
+    throw new CodesignError(
+      "INVALID_INPUT",
+      `cannot read certificate file ${file}: ${cause.code ?? cause}`,
+      {
+        hint: "check the path",
+        cause
+      }
+    );
+  }
+  if (bytes[0] === 48) return [new Uint8Array(bytes)];
+  const certs = pemDecode(bytes).filter((b) => b.label === "CERTIFICATE").map((b) => b.der);
+  if (certs.length === 0) {
+    throw new CodesignError(
+      "INVALID_INPUT",
+      `${file} holds no certificate (neither DER nor a PEM CERTIFICATE block)`,
+      {
+        hint: "give an X.509 certificate in PEM or DER"
+      }
+    );
+  }
+  for (const der of certs) describeCertificate(der);
+  return certs;
+}
+function assertCertificateMatchesKey(certDer, key, origin) {
+  if (!key.spki) return;
+  if (!equalBytes(certificatePublicKey(certDer), key.spki)) {
+    const subject = describeCertificate(certDer).subject;
+    throw new CodesignError(
+      "INVALID_INPUT",
+      `the certificate ${origin} (${subject}) is not for the key ${key.uri}: its public key differs`,
+      {
+        hint: "give the certificate issued for this key (compare with `codesign pubkey --key \u2026`), or use the key the certificate belongs to"
+      }
+    );
+  }
+}
+async function resolveSignerCertificate(key, certFile) {
+  if (certFile !== void 0) {
+    const [der] = await readCertificates(certFile);
+    if (!der) throw new CodesignError("INTERNAL", "readCertificates returned nothing");
+    assertCertificateMatchesKey(der, key, `in ${certFile}`);
+    return { der, source: "file", file: certFile };
+  }
+  if (!key.certificate) {
+    throw new CodesignError(
+      "CERT_NOT_FOUND",
+      `no certificate for the key ${key.uri} on the token (none with its CKA_ID)`,
+      {
+        hint: "give one with --cert FILE, or put one on the token: `codesign cert selfsign --store` for testing, or import the CA-issued one with the key's id"
+      }
+    );
+  }
+  assertCertificateMatchesKey(key.certificate, key, "on the token");
+  return { der: key.certificate, source: "token" };
+}
+var equalBytes, certificatePem;
+var init_certificate = __esm({
+  "src/core/certificate.ts"() {
+    "use strict";
+    init_asn1();
+    init_errors();
+    init_x509();
+    equalBytes = (a2, b) => a2.length === b.length && a2.every((x, i2) => x === b[i2]);
+    certificatePem = (der) => pemEncode("CERTIFICATE", der);
+  }
+});
+
+// src/core/cms.ts
+import { readFile as readFile2, stat } from "node:fs/promises";
+function signedAttributesDer(attrs) {
+  const der = new Uint8Array(attrs.toSchema().toBER());
+  der[0] = 49;
+  return der;
+}
+function cmsSignatureAlgorithm(signer, scheme, hash) {
+  if (scheme === "rsa-pkcs1") {
+    return new pkijs3.AlgorithmIdentifier({
+      algorithmId: OID.rsaEncryption,
+      algorithmParams: new asn1js3.Null()
+    });
+  }
+  return signatureAlgorithm(signer.key.keyType, scheme, hash, signer.key.curve);
+}
+async function signCms(signer, input, o2) {
+  const hash = o2.scheme === "eddsa" ? "sha512" : o2.hash;
+  let content;
+  if (o2.attached) {
+    const size = (await stat(input)).size;
+    if (size > ATTACHED_MAX_BYTES) {
+      throw new CodesignError(
+        "INVALID_INPUT",
+        `${input} is over 256 MiB: too large to embed in the signature`,
+        {
+          hint: "sign it detached (drop --attached); the signature then travels beside the file"
+        }
+      );
+    }
+    content = new Uint8Array(await readFile2(input));
+  }
+  const digest = await hashFile(input, hash);
+  const cert = pkijs3.Certificate.fromBER(buf(o2.certificate));
+  const signerInfo = new pkijs3.SignerInfo({
+    version: 1,
+    sid: new pkijs3.IssuerAndSerialNumber({ issuer: cert.issuer, serialNumber: cert.serialNumber }),
+    digestAlgorithm: hashAlgorithm(hash),
+    signatureAlgorithm: cmsSignatureAlgorithm(signer, o2.scheme, hash)
+  });
+  let signature;
+  if (o2.signedAttributes) {
+    signerInfo.signedAttrs = new pkijs3.SignedAndUnsignedAttributes({
+      type: 0,
+      attributes: [
+        new pkijs3.Attribute({
+          type: OID.contentType,
+          values: [new asn1js3.ObjectIdentifier({ value: OID.data })]
+        }),
+        new pkijs3.Attribute({
+          type: OID.messageDigest,
+          values: [new asn1js3.OctetString({ valueHex: buf(digest) })]
+        }),
+        new pkijs3.Attribute({
+          type: OID.signingTime,
+          values: [new asn1js3.UTCTime({ valueDate: o2.signingTime ?? /* @__PURE__ */ new Date() })]
+        })
+      ]
+    });
+    signature = await signer.sign({
+      hash,
+      scheme: o2.scheme,
+      input: { message: signedAttributesDer(signerInfo.signedAttrs) }
+    });
+  } else if (o2.scheme === "eddsa") {
+    throw new CodesignError("INVALID_INPUT", "EdDSA CMS signatures need signed attributes", {
+      hint: "drop --no-signed-attributes, or use an RSA or EC key"
+    });
+  } else {
+    signature = await signer.sign({ hash, scheme: o2.scheme, input: { digest } });
+  }
+  signerInfo.signature = new asn1js3.OctetString({ valueHex: buf(signature) });
+  const signed = new pkijs3.SignedData({
+    version: 1,
+    digestAlgorithms: [hashAlgorithm(hash)],
+    encapContentInfo: new pkijs3.EncapsulatedContentInfo({
+      eContentType: OID.data,
+      ...content ? { eContent: new asn1js3.OctetString({ valueHex: buf(content) }) } : {}
+    }),
+    certificates: [cert, ...o2.chain.map((c3) => pkijs3.Certificate.fromBER(buf(c3)))],
+    signerInfos: [signerInfo]
+  });
+  return encodeSignedData(signed);
+}
+function encodeSignedData(signed) {
+  const info3 = new pkijs3.ContentInfo({ contentType: OID.signedData, content: signed.toSchema(true) });
+  return new Uint8Array(info3.toSchema().toBER());
+}
+function parseSignedData(bytes, what) {
+  try {
+    const der = derOrPem(bytes, ["CMS", "PKCS7"]);
+    const info3 = pkijs3.ContentInfo.fromBER(buf(der));
+    if (info3.contentType !== OID.signedData) throw new Error(`content type ${info3.contentType}`);
+    return new pkijs3.SignedData({ schema: info3.content });
+  } catch (cause) {
+    throw new CodesignError("INVALID_INPUT", `${what} is not a CMS/PKCS#7 signature`, {
+      hint: "give a .p7s made by codesign sign --tool cms or openssl cms -sign (DER or PEM)",
+      cause
+    });
+  }
+}
+function cmsOutput(der, format2) {
+  return format2 === "pem" ? pemEncode("CMS", der) : der;
+}
+var asn1js3, pkijs3, OID, ATTACHED_MAX_BYTES, buf;
+var init_cms = __esm({
+  "src/core/cms.ts"() {
+    "use strict";
+    asn1js3 = __toESM(require_build2(), 1);
+    pkijs3 = __toESM(require_build3(), 1);
+    init_asn1();
+    init_errors();
+    init_hash();
+    OID = {
+      data: "1.2.840.113549.1.7.1",
+      signedData: "1.2.840.113549.1.7.2",
+      contentType: "1.2.840.113549.1.9.3",
+      messageDigest: "1.2.840.113549.1.9.4",
+      signingTime: "1.2.840.113549.1.9.5",
+      timeStampToken: "1.2.840.113549.1.9.16.2.14",
+      rsaEncryption: "1.2.840.113549.1.1.1"
+    };
+    ATTACHED_MAX_BYTES = 256 * 1024 * 1024;
+    buf = (u2) => u2.slice().buffer;
+  }
+});
+
+// src/core/failover.ts
+import { setTimeout as sleep } from "node:timers/promises";
+function reasonOf(e, timeoutMs) {
+  if (e instanceof Error && (e.name === "TimeoutError" || e.name === "AbortError")) {
+    return `no answer within ${timeoutMs / 1e3} s`;
+  }
+  if (e instanceof Error) {
+    const cause = e.cause instanceof Error ? e.cause.message : void 0;
+    return cause && !e.message.includes(cause) ? `${e.message} (${cause})` : e.message;
+  }
+  return String(e);
+}
+async function tryEach(urls, attempt, opts = {}) {
+  const retries = opts.retries ?? FAILOVER_DEFAULTS.retries;
+  const timeoutMs = opts.timeoutMs ?? FAILOVER_DEFAULTS.timeoutMs;
+  const backoffMs = opts.backoffMs ?? FAILOVER_DEFAULTS.backoffMs;
+  const what = opts.what ?? "server";
+  if (urls.length === 0) throw new CodesignError("USAGE", `no ${what} URL given`);
+  const failures = [];
+  for (const [u2, url] of urls.entries()) {
+    let reason = "";
+    for (let i2 = 0; i2 <= retries; i2++) {
+      try {
+        return { value: await attempt(url, AbortSignal.timeout(timeoutMs)), url };
+      } catch (e) {
+        if (e instanceof CodesignError && NEVER_RETRY.includes(e.code)) throw e;
+        reason = reasonOf(e, timeoutMs);
+        const next = i2 < retries ? "retry" : u2 < urls.length - 1 ? "next-url" : "give-up";
+        opts.onFailure?.({ url, attempt: i2 + 1, reason, next });
+        if (next === "retry") await sleep(backoffMs * 2 ** i2);
+      }
+    }
+    failures.push(`${url}: ${reason} (${retries + 1} attempt${retries === 0 ? "" : "s"})`);
+  }
+  throw new CodesignError("NETWORK", `every ${what} failed:
+    ${failures.join("\n    ")}`, {
+    hint: `check the URLs, add another --timestamp URL, or raise --timestamp-timeout / --timestamp-retries`
+  });
+}
+var FAILOVER_DEFAULTS, NEVER_RETRY;
+var init_failover = __esm({
+  "src/core/failover.ts"() {
+    "use strict";
+    init_errors();
+    FAILOVER_DEFAULTS = { retries: 2, timeoutMs: 1e4, backoffMs: 1e3 };
+    NEVER_RETRY = [
+      "PIN_INCORRECT",
+      "PIN_LOCKED",
+      "PIN_EXPIRED",
+      "PIN_REQUIRED",
+      "PIN_FILE_INSECURE",
+      "LOGIN_FAILED",
+      "USAGE"
+    ];
+  }
+});
+
+// src/core/timestamp.ts
+import { createHash as createHash3, randomBytes as randomBytes2 } from "node:crypto";
+async function checkTimestampToken(token, signature) {
+  const signed = new pkijs4.SignedData({ schema: token.content });
+  const eContent = signed.encapContentInfo.eContent;
+  if (!eContent) throw new Error("the timestamp token has no TSTInfo");
+  const tst = pkijs4.TSTInfo.fromBER(eContent.getValue());
+  const algo = tst.messageImprint.hashAlgorithm.algorithmId;
+  const name = {
+    "2.16.840.1.101.3.4.2.1": "sha256",
+    "2.16.840.1.101.3.4.2.2": "sha384",
+    "2.16.840.1.101.3.4.2.3": "sha512"
+  }[algo];
+  if (!name) throw new Error(`the timestamp's imprint uses an unsupported hash (${algo})`);
+  const expected = new Uint8Array(createHash3(name).update(signature).digest());
+  if (!equal(new Uint8Array(tst.messageImprint.hashedMessage.valueBlock.valueHexView), expected)) {
+    throw new Error("the timestamp is for other data (its message imprint does not match the signature)");
+  }
+  let ok = false;
+  try {
+    ok = (await signed.verify({ signer: 0, checkChain: false, extendedMode: true })).signatureVerified === true;
+  } catch (cause) {
+    throw new Error(
+      `the TSA's signature on the timestamp does not verify (${cause.message ?? cause})`
+    );
+  }
+  if (!ok) throw new Error("the TSA's signature on the timestamp does not verify");
+  return tst;
+}
+async function requestOnce(url, signature, signal) {
+  const nonce = new Uint8Array(randomBytes2(8));
+  nonce[0] = (nonce[0] ?? 0) & 127 | 1;
+  const req = new pkijs4.TimeStampReq({
+    version: 1,
+    messageImprint: new pkijs4.MessageImprint({
+      hashAlgorithm: hashAlgorithm("sha256"),
+      hashedMessage: new asn1js4.OctetString({
+        valueHex: buf2(new Uint8Array(createHash3("sha256").update(signature).digest()))
+      })
+    }),
+    nonce: new asn1js4.Integer({ valueHex: buf2(nonce) }),
+    certReq: true
+  });
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/timestamp-query", Accept: "application/timestamp-reply" },
+    body: new Uint8Array(req.toSchema().toBER()),
+    signal
+  });
+  if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`.trim());
+  const body = new Uint8Array(await res.arrayBuffer());
+  let resp;
+  try {
+    resp = pkijs4.TimeStampResp.fromBER(buf2(body));
+  } catch {
+    throw new Error(`the answer is not an RFC 3161 response (${body.length} bytes)`);
+  }
+  const status = resp.status.status;
+  if (status !== 0 && status !== 1) {
+    const words = resp.status.statusStrings?.map((s) => s.valueBlock.value).join("; ");
+    throw new Error(`the server refused: PKI status ${status}${words ? ` (${words})` : ""}`);
+  }
+  if (!resp.timeStampToken) throw new Error("the response holds no timestamp token");
+  const tst = await checkTimestampToken(resp.timeStampToken, signature);
+  const got = tst.nonce ? new Uint8Array(tst.nonce.valueBlock.valueHexView) : void 0;
+  if (!got || !equal(got, nonce))
+    throw new Error("the response's nonce does not match the request (a replay?)");
+  return { token: resp.timeStampToken, genTime: tst.genTime, url };
+}
+async function fetchTimestamp(signature, urls, failover) {
+  for (const u2 of urls) {
+    if (!/^https?:\/\//i.test(u2)) {
+      throw new CodesignError("USAGE", `timestamp URL ${u2} is not http:// or https://`, {
+        hint: "give the TSA's URL, e.g. http://timestamp.digicert.com"
+      });
+    }
+  }
+  const { value } = await tryEach(urls, (url, signal) => requestOnce(url, signature, signal), {
+    what: "timestamp server",
+    ...failover
+  });
+  return value;
+}
+async function timestampSignedData(signed, urls, failover) {
+  const results = [];
+  for (const si of signed.signerInfos) {
+    const ts = await fetchTimestamp(new Uint8Array(si.signature.valueBlock.valueHexView), urls, failover);
+    const attr = new pkijs4.Attribute({ type: OID.timeStampToken, values: [ts.token.toSchema()] });
+    const others = si.unsignedAttrs?.attributes.filter((a2) => a2.type !== OID.timeStampToken) ?? [];
+    si.unsignedAttrs = new pkijs4.SignedAndUnsignedAttributes({ type: 1, attributes: [...others, attr] });
+    results.push(ts);
+  }
+  return results;
+}
+var asn1js4, pkijs4, buf2, equal;
+var init_timestamp = __esm({
+  "src/core/timestamp.ts"() {
+    "use strict";
+    asn1js4 = __toESM(require_build2(), 1);
+    pkijs4 = __toESM(require_build3(), 1);
+    init_asn1();
+    init_cms();
+    init_errors();
+    init_failover();
+    buf2 = (u2) => u2.slice().buffer;
+    equal = (a2, b) => a2.length === b.length && a2.every((x, i2) => x === b[i2]);
+  }
+});
+
 // src/cli/commands/sign-cms.ts
 var sign_cms_exports = {};
 __export(sign_cms_exports, {
-  run: () => run
+  run: () => run,
+  signBatch: () => signBatch
 });
-async function run(_args, _tool) {
-  throw new CodesignError("INTERNAL", "sign-cms is not built yet");
+import { stat as stat2 } from "node:fs/promises";
+function cmsArgs(args4) {
+  const chain = args4["chain"];
+  return {
+    hash: str(args4, "hash") ?? "sha256",
+    mechanism: str(args4, "mechanism"),
+    attached: flag(args4, "attached"),
+    format: str(args4, "format") === "pem" ? "pem" : "der",
+    signedAttributes: args4["signed-attributes"] !== false,
+    chainFiles: (Array.isArray(chain) ? chain : chain === void 0 ? [] : [chain]).map(String),
+    certFile: str(args4, "cert"),
+    timestamps: timestampOptions(args4)
+  };
+}
+async function readable2(input) {
+  await stat2(input).catch((cause) => {
+    throw new CodesignError("INVALID_INPUT", `cannot read ${input}: ${cause.code ?? cause.message}`, {
+      hint: "check the path",
+      cause
+    });
+  });
+}
+async function prepare(k, o2) {
+  const cert = await resolveSignerCertificate(k.key, o2.certFile);
+  const chain = (await Promise.all(o2.chainFiles.map((f) => readCertificates(f)))).flat();
+  return { signer: k.signer, cert: cert.der, chain, scheme: o2.mechanism ?? defaultScheme(k.key.keyType), o: o2 };
+}
+async function signOne(p, item) {
+  const der = await signCms(p.signer, item.input, {
+    hash: p.o.hash,
+    scheme: p.scheme,
+    certificate: p.cert,
+    chain: p.chain,
+    attached: p.o.attached,
+    signedAttributes: p.o.signedAttributes
+  });
+  let final = der;
+  let timestamp;
+  if (p.o.timestamps.urls.length > 0) {
+    const signed = parseSignedData(der, "the new signature");
+    const [ts] = await timestampSignedData(signed, p.o.timestamps.urls, p.o.timestamps.failover);
+    final = encodeSignedData(signed);
+    if (ts) timestamp = { url: ts.url, genTime: ts.genTime.toISOString() };
+  }
+  await writeFileAtomic(item.output, cmsOutput(final, p.o.format));
+  return {
+    scheme: p.scheme,
+    attached: p.o.attached,
+    format: p.o.format,
+    ...timestamp ? { timestamp } : {}
+  };
+}
+async function run(args4) {
+  const input = str(args4, "in");
+  const output = str(args4, "out") ?? `${input}.p7s`;
+  assertDistinct(input, output);
+  await readable2(input);
+  const o2 = cmsArgs(args4);
+  const started = performance.now();
+  const report = await withTokenKey(keyAccess(args4), async (k) => ({
+    input,
+    output,
+    key: k.key.uri,
+    ...await signOne(await prepare(k, o2), { input, output }),
+    ms: Math.round(performance.now() - started)
+  }));
+  if (flag(args4, "json")) printJson(report);
+  else
+    info(
+      `signed ${input} with ${report.key} (CMS ${report.attached ? "attached" : "detached"}, ${report.scheme}${report.timestamp ? `, timestamped by ${report.timestamp.url}` : ""}) -> ${output}`
+    );
+}
+async function signBatch(args4, items) {
+  for (const item of items) await readable2(item.input);
+  const o2 = cmsArgs(args4);
+  const jobs = jobsOf(args4);
+  return withTokenKey({ ...keyAccess(args4), sessions: jobs }, async (k) => {
+    const p = await prepare(k, o2);
+    return runBatch(items, (item) => signOne(p, item), {
+      jobs: jobs * 2,
+      failFast: flag(args4, "fail-fast"),
+      onResult: progressBar(items.length, args4)
+    });
+  });
 }
 var init_sign_cms = __esm({
   "src/cli/commands/sign-cms.ts"() {
     "use strict";
+    init_batch();
+    init_certificate();
+    init_cms();
     init_errors();
+    init_files();
+    init_signer();
+    init_timestamp();
+    init_token_key();
+    init_common();
+    init_output2();
+    init_progress();
+    init_sign();
+  }
+});
+
+// adapters/osslsigncode.ts
+var osslsigncode_exports = {};
+__export(osslsigncode_exports, {
+  adapter: () => adapter,
+  safePath: () => safePath,
+  verifyAuthenticode: () => verifyAuthenticode
+});
+import { readFile as readFile3, rm as rm3, writeFile } from "node:fs/promises";
+import path13 from "node:path";
+async function version(toolPath) {
+  const file = findTool("osslsigncode", toolPath);
+  const out = await runToolRaw({ tool: "osslsigncode", file, args: ["--version"] });
+  const v = /osslsigncode\s+(\d+)\.(\d+)/.exec(`${out.stdout}${out.stderr}`);
+  if (!v) throw new CodesignError("TOOL_FAILED", `cannot tell the version of ${file}: ${lastWords(out)}`);
+  if (Number(v[1]) < 2) {
+    throw new CodesignError(
+      "TOOL_FAILED",
+      `osslsigncode ${v[1]}.${v[2]} is too old: -pkcs11module needs 2.0 or newer`,
+      {
+        hint: "install osslsigncode 2.x (Debian bookworm-backports has 2.9)"
+      }
+    );
+  }
+  return `${v[1]}.${v[2]}`;
+}
+function args(job, extra = {}) {
+  return [
+    "sign",
+    "-pkcs11module",
+    job.modulePath,
+    "-key",
+    job.keyUri,
+    "-certs",
+    safePath(job.certFile),
+    ...job.chainFiles.flatMap((f) => ["-ac", safePath(f)]),
+    "-h",
+    job.hash,
+    ...job.description ? ["-n", job.description] : [],
+    ...job.url ? ["-i", job.url] : [],
+    ...extra.timestampUrl ? ["-ts", extra.timestampUrl] : [],
+    "-readpass",
+    "/dev/fd/3",
+    "-in",
+    safePath(job.input),
+    "-out",
+    safePath(job.output)
+  ];
+}
+async function sign(job) {
+  const file = findTool("osslsigncode", job.toolPath);
+  const v = await version(job.toolPath);
+  const pin = { secret: job.pin, via: "fd3" };
+  if (job.timestamps.length === 0) {
+    await runTool({ tool: "osslsigncode", file, args: args(job), pin });
+    return { tool: "osslsigncode", version: v };
+  }
+  const unstamped = `${job.output}.unstamped`;
+  try {
+    await runTool({ tool: "osslsigncode", file, args: args({ ...job, output: unstamped }), pin });
+    const { url } = await tryEach(
+      job.timestamps,
+      async (tsUrl, signal) => {
+        await rm3(job.output, { force: true });
+        await runTool({
+          tool: "osslsigncode",
+          file,
+          args: [
+            "add",
+            "-ts",
+            tsUrl,
+            "-h",
+            job.hash,
+            "-in",
+            safePath(unstamped),
+            "-out",
+            safePath(job.output)
+          ],
+          cancelSignal: signal
+        });
+      },
+      job.failover
+    );
+    return { tool: "osslsigncode", version: v, timestampUrl: url };
+  } catch (e) {
+    await rm3(job.output, { force: true });
+    throw e;
+  } finally {
+    await rm3(unstamped, { force: true });
+  }
+}
+async function verifyAuthenticode(input, o2) {
+  const file = findTool("osslsigncode", o2.toolPath);
+  const out = await withPrivateDir(async (dir) => {
+    let ca = [];
+    if (o2.caFiles.length > 0) {
+      const joined = path13.join(dir, "ca.pem");
+      await writeFile(joined, (await Promise.all(o2.caFiles.map((f) => readFile3(f, "utf8")))).join("\n"));
+      ca = ["-CAfile", joined];
+    }
+    return runToolRaw({ tool: "osslsigncode", file, args: ["verify", ...ca, "-in", safePath(input)] });
+  }, "codesign-verify-");
+  const text = `${out.stdout}
+${out.stderr}`;
+  if (out.exitCode !== 0 || !/^Succeeded/m.test(text)) {
+    throw new CodesignError(
+      "VERIFY_FAILED",
+      `osslsigncode verify: ${input} is not validly signed: ${lastWords(out, 3)}`,
+      {
+        hint: /No signature found/i.test(text) ? "the file is not signed" : "give the signer's CA with --ca FILE"
+      }
+    );
+  }
+  return { tool: "osslsigncode", output: text };
+}
+var safePath, adapter;
+var init_osslsigncode = __esm({
+  "adapters/osslsigncode.ts"() {
+    "use strict";
+    init_errors();
+    init_failover();
+    init_run();
+    init_temp();
+    safePath = (p) => path13.resolve(p);
+    adapter = { name: "osslsigncode", version, args, sign };
+  }
+});
+
+// templates/validate.ts
+function configValue(field, value) {
+  if (CONTROL.test(value)) {
+    throw new CodesignError(
+      "INVALID_INPUT",
+      `the ${field} contains a control character (${JSON.stringify(value)}); it cannot go into a config file`,
+      {
+        hint: "a label or path with a newline or other control character would inject lines into the file; rename it"
+      }
+    );
+  }
+  return value;
+}
+var CONTROL;
+var init_validate2 = __esm({
+  "templates/validate.ts"() {
+    "use strict";
+    init_errors();
+    CONTROL = /[\u0000-\u001f\u007f]/;
+  }
+});
+
+// templates/sunpkcs11.ts
+function sunpkcs11Config(o2) {
+  const name = configValue("provider name", o2.name).replace(/[^A-Za-z0-9_-]/g, "-");
+  const library = configValue("module path", o2.library);
+  if (!Number.isSafeInteger(o2.slot) || o2.slot < 0) throw new RangeError(`bad slot id ${o2.slot}`);
+  return [
+    "# SunPKCS11 provider config written by codesign",
+    `name = ${name}`,
+    `library = "${library.replace(/"/g, '\\"')}"`,
+    `slot = ${o2.slot}`,
+    ""
+  ].join("\n");
+}
+var init_sunpkcs11 = __esm({
+  "templates/sunpkcs11.ts"() {
+    "use strict";
+    init_validate2();
+  }
+});
+
+// adapters/jarsigner.ts
+var jarsigner_exports = {};
+__export(jarsigner_exports, {
+  adapter: () => adapter2,
+  sigalg: () => sigalg,
+  verifyJar: () => verifyJar
+});
+import { writeFile as writeFile2, rm as rm4 } from "node:fs/promises";
+import path14 from "node:path";
+function sigalg(keyType, hash) {
+  const h2 = hash.toUpperCase();
+  if (keyType === "rsa") return `${h2}withRSA`;
+  if (keyType === "ec") return `${h2}withECDSA`;
+  return "Ed25519";
+}
+async function version2(toolPath) {
+  const file = findTool("jarsigner", toolPath);
+  const java = path14.join(path14.dirname(file), "java");
+  const out = await runToolRaw({ tool: "java", file: java, args: ["-version"] }).catch(() => void 0);
+  const v = out ? /version "([^"]+)"/.exec(out.stderr)?.[1] : void 0;
+  return v ?? "unknown";
+}
+function args2(job, extra = {}) {
+  return [
+    "-keystore",
+    "NONE",
+    "-storetype",
+    "PKCS11",
+    "-addprovider",
+    "SunPKCS11",
+    "-providerArg",
+    configPath(job),
+    `-storepass:env`,
+    PIN_VAR,
+    "-sigalg",
+    sigalg(job.key.keyType, job.hash),
+    "-digestalg",
+    job.hash.replace("sha", "SHA-"),
+    ...job.certOnToken ? [] : ["-certchain", safePath(job.certFile)],
+    ...extra.timestampUrl ? ["-tsa", extra.timestampUrl] : [],
+    "-signedjar",
+    safePath(job.output),
+    safePath(job.input),
+    job.key.label
+  ];
+}
+async function sign2(job) {
+  const file = findTool("jarsigner", job.toolPath);
+  await writeFile2(
+    configPath(job),
+    sunpkcs11Config({ name: "codesign", library: job.modulePath, slot: Number(job.token.slotId) }),
+    { mode: 384 }
+  );
+  const v = await version2(job.toolPath);
+  const once9 = async (timestampUrl, signal) => {
+    const out = await runTool({
+      tool: "jarsigner",
+      file,
+      args: args2(job, timestampUrl ? { timestampUrl } : {}),
+      pin: { secret: job.pin, via: "env", name: PIN_VAR },
+      ...signal ? { cancelSignal: signal } : {}
+    }).catch((e) => {
+      if (e instanceof CodesignError && /Certificate chain not found|not found for/i.test(e.message)) {
+        throw new CodesignError("CERT_NOT_FOUND", `${e.message}`, {
+          hint: "SunPKCS11 only sees keys with a certificate object of the same CKA_ID on the token: store the certificate on the token (codesign cert selfsign --store, or import the CA-issued one with the key's id)"
+        });
+      }
+      throw e;
+    });
+    if (/jar signed/i.test(out.stdout) === false && /warning/i.test(out.stdout) === false) {
+      throw new CodesignError("TOOL_FAILED", `jarsigner did not report a signed jar: ${lastWords(out)}`);
+    }
+  };
+  if (job.timestamps.length === 0) {
+    await once9();
+    return { tool: "jarsigner", version: v };
+  }
+  try {
+    const { url } = await tryEach(job.timestamps, (u2, signal) => once9(u2, signal), job.failover);
+    return { tool: "jarsigner", version: v, timestampUrl: url };
+  } catch (e) {
+    await rm4(job.output, { force: true });
+    throw e;
+  }
+}
+async function verifyJar(input, o2) {
+  const file = findTool("jarsigner", o2.toolPath);
+  return withPrivateDir(async (dir) => {
+    const trust = [];
+    if (o2.caFiles.length > 0) {
+      const store = path14.join(dir, "trust.p12");
+      const keytool = path14.join(path14.dirname(file), "keytool");
+      for (const [i2, ca] of o2.caFiles.entries()) {
+        await runTool({
+          tool: "keytool",
+          file: keytool,
+          args: [
+            "-importcert",
+            "-noprompt",
+            "-alias",
+            `ca${i2}`,
+            "-file",
+            safePath(ca),
+            "-keystore",
+            store,
+            "-storetype",
+            "PKCS12",
+            "-storepass:env",
+            "CODESIGN_TRUST_PASS"
+          ],
+          env: { CODESIGN_TRUST_PASS: TRUST_PASS }
+        });
+      }
+      trust.push("-keystore", store, "-storetype", "PKCS12", "-storepass:env", "CODESIGN_TRUST_PASS");
+    }
+    const out = await runToolRaw({
+      tool: "jarsigner",
+      file,
+      args: ["-verify", "-strict", ...trust, safePath(input)],
+      env: { CODESIGN_TRUST_PASS: TRUST_PASS }
+    });
+    const text = `${out.stdout}
+${out.stderr}`;
+    if (out.exitCode !== 0 || !/^jar verified\./m.test(text)) {
+      const unsigned = /jar is unsigned/.test(text);
+      throw new CodesignError(
+        "VERIFY_FAILED",
+        `jarsigner -verify -strict: ${input} ${unsigned ? "is not signed" : `does not verify: ${lastWords(out, 3)}`}`,
+        {
+          hint: unsigned ? "sign it with codesign sign --tool jarsigner" : "give the signer's CA with --ca FILE"
+        }
+      );
+    }
+    return { tool: "jarsigner", output: text };
+  }, "codesign-verify-");
+}
+var PIN_VAR, configPath, adapter2, TRUST_PASS;
+var init_jarsigner = __esm({
+  "adapters/jarsigner.ts"() {
+    "use strict";
+    init_errors();
+    init_failover();
+    init_sunpkcs11();
+    init_run();
+    init_temp();
+    init_osslsigncode();
+    PIN_VAR = "CODESIGN_JAR_PIN";
+    configPath = (job) => path14.join(job.workDir, "sunpkcs11.cfg");
+    adapter2 = { name: "jarsigner", version: version2, args: args2, sign: sign2 };
+    TRUST_PASS = "codesign-truststore";
+  }
+});
+
+// templates/openssl-engine.ts
+function opensslEngineConfig(o2) {
+  return [
+    "# openssl.cnf for the PKCS#11 engine (libp11), written by codesign",
+    "openssl_conf = openssl_init",
+    "",
+    "[openssl_init]",
+    "engines = engine_section",
+    "",
+    "[engine_section]",
+    "pkcs11 = pkcs11_section",
+    "",
+    "[pkcs11_section]",
+    "engine_id = pkcs11",
+    `dynamic_path = ${configValue("engine path", o2.enginePath ?? LIBP11_ENGINE)}`,
+    `MODULE_PATH = ${configValue("module path", o2.module)}`,
+    ...o2.pin !== void 0 ? [`PIN = ${configValue("PIN", o2.pin)}`] : [],
+    "init = 0",
+    ""
+  ].join("\n");
+}
+var LIBP11_ENGINE;
+var init_openssl_engine = __esm({
+  "templates/openssl-engine.ts"() {
+    "use strict";
+    init_validate2();
+    LIBP11_ENGINE = "/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so";
+  }
+});
+
+// adapters/openssl.ts
+var openssl_exports = {};
+__export(openssl_exports, {
+  adapter: () => adapter3,
+  affectedByEarly30Bug: () => affectedByEarly30Bug,
+  enginePath: () => enginePath,
+  opensslVersion: () => opensslVersion
+});
+import { writeFile as writeFile3 } from "node:fs/promises";
+import path15 from "node:path";
+async function opensslVersion(toolPath) {
+  const out = await runToolRaw({ tool: "openssl", file: findTool("openssl", toolPath), args: ["version"] });
+  const v = /OpenSSL\s+(\d+\.\d+\.\d+)/.exec(out.stdout)?.[1];
+  if (!v) throw new CodesignError("TOOL_FAILED", `cannot tell the OpenSSL version: ${lastWords(out)}`);
+  return v;
+}
+function affectedByEarly30Bug(v) {
+  const [a2, b, c3] = v.split(".").map(Number);
+  return a2 === 3 && b === 0 && (c3 ?? 0) <= 8;
+}
+function args3(job) {
+  const common2 = ["-engine", "pkcs11", "-keyform", "engine"];
+  if (mode(job) === "cms") {
+    return [
+      "cms",
+      "-sign",
+      "-binary",
+      ...common2,
+      "-inkey",
+      job.keyUri,
+      "-passin",
+      `env:${PIN_VAR2}`,
+      "-signer",
+      safePath(job.certFile),
+      ...job.chainFiles.flatMap((f) => ["-certfile", safePath(f)]),
+      "-md",
+      job.hash,
+      "-outform",
+      "DER",
+      "-in",
+      safePath(job.input),
+      "-out",
+      safePath(job.output)
+    ];
+  }
+  return [
+    "dgst",
+    `-${job.hash}`,
+    ...common2,
+    "-sign",
+    job.keyUri,
+    "-passin",
+    `env:${PIN_VAR2}`,
+    "-out",
+    safePath(job.output),
+    safePath(job.input)
+  ];
+}
+async function sign3(job) {
+  const file = findTool("openssl", job.toolPath);
+  const v = await opensslVersion(job.toolPath);
+  if (job.timestamps.length > 0) {
+    throw new CodesignError("USAGE", "--tool openssl does not timestamp", {
+      hint: "use --tool cms (RFC 3161 with fail-over), or `codesign timestamp` on the openssl CMS output"
+    });
+  }
+  await writeFile3(confPath(job), opensslEngineConfig({ module: job.modulePath }), { mode: 384 });
+  await runTool({
+    tool: "openssl",
+    file,
+    args: args3(job),
+    env: { OPENSSL_CONF: confPath(job) },
+    pin: { secret: job.pin, via: "env", name: PIN_VAR2 }
+  });
+  return { tool: "openssl", version: v };
+}
+var PIN_VAR2, enginePath, confPath, mode, adapter3;
+var init_openssl = __esm({
+  "adapters/openssl.ts"() {
+    "use strict";
+    init_errors();
+    init_openssl_engine();
+    init_run();
+    init_osslsigncode();
+    PIN_VAR2 = "CODESIGN_OPENSSL_PIN";
+    enginePath = () => LIBP11_ENGINE;
+    confPath = (job) => path15.join(job.workDir, "openssl-engine.cnf");
+    mode = (job) => job.options["mode"] === "cms" ? "cms" : "dgst";
+    adapter3 = { name: "openssl", version: opensslVersion, args: args3, sign: sign3 };
+  }
+});
+
+// adapters/index.ts
+async function adapterFor(tool) {
+  switch (tool) {
+    case "osslsigncode":
+      return (await Promise.resolve().then(() => (init_osslsigncode(), osslsigncode_exports))).adapter;
+    case "jarsigner":
+      return (await Promise.resolve().then(() => (init_jarsigner(), jarsigner_exports))).adapter;
+    case "openssl":
+      return (await Promise.resolve().then(() => (init_openssl(), openssl_exports))).adapter;
+  }
+}
+var init_adapters = __esm({
+  "adapters/index.ts"() {
+    "use strict";
   }
 });
 
 // src/cli/commands/sign-tool.ts
 var sign_tool_exports = {};
 __export(sign_tool_exports, {
-  run: () => run2
+  defaultSignedName: () => defaultSignedName,
+  run: () => run2,
+  signBatch: () => signBatch2
 });
-async function run2(_args, _tool) {
-  throw new CodesignError("INTERNAL", "sign-tool is not built yet");
+import { mkdtemp, stat as stat3, writeFile as writeFile4 } from "node:fs/promises";
+import path16 from "node:path";
+function defaultSignedName(input) {
+  const ext = path16.extname(input);
+  return path16.join(path16.dirname(input), `${path16.basename(input, ext)}.signed${ext}`);
+}
+async function readable3(input) {
+  await stat3(input).catch((cause) => {
+    throw new CodesignError("INVALID_INPUT", `cannot read ${input}: ${cause.code ?? cause.message}`, {
+      hint: "check the path",
+      cause
+    });
+  });
+}
+async function withToolJobs(args4, tool, fn) {
+  const access = keyAccess(args4);
+  const adapter4 = await adapterFor(tool);
+  await adapter4.version(str(args4, "tool-path"));
+  const pin = await requirePin(
+    { uri: parseUri(access.key), pinFile: access.pinFile, prompt: access.prompt },
+    "signing"
+  );
+  const { urls, failover } = timestampOptions(args4);
+  const chain = args4["chain"];
+  const chainFiles = (Array.isArray(chain) ? chain : chain === void 0 ? [] : [chain]).map(String);
+  return withTokenKey({ ...access, pin }, async (k) => {
+    const cert = await resolveSignerCertificate(k.key, str(args4, "cert"));
+    return withPrivateDir(async (dir) => {
+      const certFile = path16.join(dir, "signer.pem");
+      await writeFile4(certFile, certificatePem(cert.der), { mode: 384 });
+      const jobFor = async (item) => ({
+        input: item.input,
+        output: item.output,
+        keyUri: k.key.uri,
+        key: k.key,
+        token: k.token,
+        modulePath: k.moduleChoice.path,
+        pin,
+        certFile,
+        certOnToken: cert.source === "token",
+        chainFiles,
+        hash: str(args4, "hash") ?? "sha256",
+        timestamps: urls,
+        failover,
+        description: str(args4, "description"),
+        url: str(args4, "url"),
+        workDir: await mkdtemp(path16.join(dir, "job-")),
+        toolPath: str(args4, "tool-path"),
+        options: { mode: str(args4, "mode") }
+      });
+      return fn(jobFor);
+    }, "codesign-tool-");
+  });
+}
+async function signFile(tool, jobFor, item) {
+  const adapter4 = await adapterFor(tool);
+  return withAtomicOutput(item.output, async (temp) => {
+    const job = await jobFor({ input: item.input, output: temp });
+    return adapter4.sign(job);
+  });
+}
+async function run2(args4, tool) {
+  const input = str(args4, "in");
+  const inPlace = flag(args4, "in-place");
+  const output = inPlace ? input : str(args4, "out") ?? defaultSignedName(input);
+  if (!inPlace) assertDistinct(input, output);
+  await readable3(input);
+  const started = performance.now();
+  const outcome = await withToolJobs(
+    args4,
+    tool,
+    (jobFor) => signFile(tool, jobFor, { input, output })
+  );
+  const report = { input, output, ...outcome, ms: Math.round(performance.now() - started) };
+  if (flag(args4, "json")) printJson(report);
+  else
+    info(
+      `signed ${input} with ${outcome.tool} ${outcome.version}${outcome.timestampUrl ? `, timestamped by ${outcome.timestampUrl}` : ""} -> ${output}`
+    );
+}
+async function signBatch2(args4, items, tool) {
+  for (const item of items) await readable3(item.input);
+  return withToolJobs(
+    args4,
+    tool,
+    (jobFor) => runBatch(items, (item) => signFile(tool, jobFor, item), {
+      jobs: jobsOf(args4),
+      failFast: flag(args4, "fail-fast"),
+      onResult: progressBar(items.length, args4)
+    })
+  );
 }
 var init_sign_tool = __esm({
   "src/cli/commands/sign-tool.ts"() {
     "use strict";
+    init_adapters();
+    init_batch();
+    init_certificate();
     init_errors();
+    init_files();
+    init_pin();
+    init_temp();
+    init_token_key();
+    init_uri();
+    init_common();
+    init_output2();
+    init_progress();
+    init_sign();
+  }
+});
+
+// src/cli/commands/sign.ts
+import { mkdir, readFile as readFile4, stat as stat4 } from "node:fs/promises";
+import os2 from "node:os";
+function toolFor(input, requested) {
+  if (requested && requested !== "auto") return requested;
+  const kind = fileKind(input);
+  return kind === "authenticode" ? "osslsigncode" : kind === "jar" ? "jarsigner" : "cms";
+}
+function toolForAll(files, requested) {
+  const tools = new Set(files.map((f) => toolFor(f, requested)));
+  const [tool] = tools;
+  if (tools.size > 1 || !tool) {
+    throw new CodesignError("USAGE", `these files call for different tools (${[...tools].join(", ")})`, {
+      hint: "sign each kind in its own run, or choose one with --tool"
+    });
+  }
+  return tool;
+}
+function requireKey(args4) {
+  if (str(args4, "key") === void 0) {
+    throw new CodesignError("USAGE", "--key is required", {
+      hint: "give the key's URI (see `codesign keys`), or a --profile that names one"
+    });
+  }
+}
+async function signMany(args4, files) {
+  requireKey(args4);
+  const tool = toolForAll(files, str(args4, "tool"));
+  const outDir = str(args4, "out-dir");
+  const items = planOutputs(files, {
+    style: tool === "raw" ? { kind: "detached", suffix: ".sig" } : tool === "cms" ? { kind: "detached", suffix: ".p7s" } : { kind: "embedded" },
+    outDir,
+    inPlace: flag(args4, "in-place")
+  });
+  if (outDir !== void 0) {
+    await mkdir(outDir, { recursive: true }).catch((cause) => {
+      throw new CodesignError("IO", `cannot create --out-dir ${outDir}: ${cause.code}`, { cause });
+    });
+  }
+  if (tool === "raw") return signRawBatch(args4, items);
+  if (tool === "cms") return (await Promise.resolve().then(() => (init_sign_cms(), sign_cms_exports))).signBatch(args4, items);
+  return (await Promise.resolve().then(() => (init_sign_tool(), sign_tool_exports))).signBatch(args4, items, tool);
+}
+function rawOptions(args4) {
+  return {
+    hash: str(args4, "hash") ?? "sha256",
+    format: str(args4, "signature-format") ?? "der",
+    mechanism: str(args4, "mechanism")
+  };
+}
+async function sizeOf(input) {
+  return stat4(input).then(
+    (s) => s.size,
+    (cause) => {
+      throw new CodesignError("INVALID_INPUT", `cannot read ${input}: ${cause.code ?? cause.message}`, {
+        hint: "check the path",
+        cause
+      });
+    }
+  );
+}
+async function signRawFile(signer, item, size, o2) {
+  const scheme = o2.mechanism ?? defaultScheme(signer.key.keyType);
+  let signature;
+  if (scheme === "eddsa") {
+    if (size > EDDSA_MAX_BYTES) {
+      throw new CodesignError(
+        "INVALID_INPUT",
+        `EdDSA signs the whole file in one call; ${item.input} is over 256 MiB`,
+        {
+          hint: "use an RSA or EC key for large files"
+        }
+      );
+    }
+    signature = await signer.sign({ hash: o2.hash, scheme, input: { message: await readFile4(item.input) } });
+  } else {
+    const digest = await hashFile(item.input, o2.hash);
+    signature = await signer.sign({ hash: o2.hash, scheme, input: { digest }, format: o2.format });
+  }
+  await writeFileAtomic(item.output, signature);
+  return {
+    scheme,
+    hash: scheme === "eddsa" ? void 0 : o2.hash,
+    format: scheme === "ecdsa" ? o2.format : void 0,
+    bytes: signature.length
+  };
+}
+function jobsOf(args4) {
+  const j = args4["jobs"];
+  if (typeof j === "number") {
+    if (!Number.isInteger(j) || j < 1)
+      throw new CodesignError("USAGE", `--jobs ${j} must be a whole number \u2265 1`);
+    return j;
+  }
+  return Math.min(4, os2.availableParallelism());
+}
+async function signRawBatch(args4, items) {
+  const sizes = new Map(
+    await Promise.all(items.map(async ({ input }) => [input, await sizeOf(input)]))
+  );
+  const o2 = rawOptions(args4);
+  const jobs = jobsOf(args4);
+  return withTokenKey(
+    { ...keyAccess(args4), sessions: jobs },
+    ({ signer }) => runBatch(items, (item) => signRawFile(signer, item, sizes.get(item.input) ?? 0, o2), {
+      // More files in flight than sessions: reading and writing the next files overlaps signing.
+      jobs: jobs * 4,
+      failFast: flag(args4, "fail-fast"),
+      onResult: progressBar(items.length, args4)
+    })
+  );
+}
+var EDDSA_MAX_BYTES;
+var init_sign = __esm({
+  "src/cli/commands/sign.ts"() {
+    "use strict";
+    init_batch();
+    init_errors();
+    init_files();
+    init_file_kind();
+    init_hash();
+    init_signer();
+    init_token_key();
+    init_common();
+    init_output2();
+    init_progress();
+    EDDSA_MAX_BYTES = 256 * 1024 * 1024;
   }
 });
 
@@ -71644,6970 +82716,18 @@ var init_sign_tool = __esm({
 var core = __toESM(require_core(), 1);
 var glob = __toESM(require_glob(), 1);
 init_errors();
+init_temp();
 import { existsSync as existsSync2 } from "node:fs";
-import { writeFile } from "node:fs/promises";
-import path13 from "node:path";
-
-// src/core/temp.ts
-import { mkdtempSync, rmSync } from "node:fs";
-import { rm } from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
-var live = /* @__PURE__ */ new Set();
-var hooked = false;
-function removeAllSync() {
-  for (const p of live) rmSync(p, { recursive: true, force: true });
-  live.clear();
-}
-var SIGNALS = { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 };
-function hook() {
-  if (hooked) return;
-  hooked = true;
-  process.on("exit", removeAllSync);
-  for (const [signal, n2] of Object.entries(SIGNALS)) {
-    process.once(signal, () => {
-      removeAllSync();
-      process.exit(128 + n2);
-    });
-  }
-}
-function removeOnExit(p) {
-  hook();
-  live.add(p);
-  return () => live.delete(p);
-}
-function privateTempDir(prefix = "codesign-") {
-  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
-  const forget = removeOnExit(dir);
-  return {
-    path: dir,
-    async remove() {
-      forget();
-      await rm(dir, { recursive: true, force: true });
-    }
-  };
-}
-async function withPrivateDir(fn, prefix) {
-  const d = privateTempDir(prefix);
-  try {
-    return await fn(d.path);
-  } finally {
-    await d.remove();
-  }
-}
+import { writeFile as writeFile5 } from "node:fs/promises";
+import path17 from "node:path";
 
 // adapters/setup.ts
 init_errors();
+init_native();
+init_run();
 import { readFileSync as readFileSync3 } from "node:fs";
 import path8 from "node:path";
 import { fileURLToPath as fileURLToPath3 } from "node:url";
-
-// src/core/native.ts
-init_errors();
-import { createRequire } from "node:module";
-var cached;
-function loadPkcs11Js() {
-  if (cached) return cached;
-  try {
-    cached = createRequire(import.meta.url)("pkcs11js");
-    return cached;
-  } catch (cause) {
-    throw new CodesignError("NATIVE_ADDON", "the pkcs11js native addon could not be loaded", {
-      hint: "run `npm ci` (it builds node_modules/pkcs11js with node-gyp; python3, make and g++ are needed)",
-      cause
-    });
-  }
-}
-
-// node_modules/is-plain-obj/index.js
-function isPlainObject(value) {
-  if (typeof value !== "object" || value === null) {
-    return false;
-  }
-  const prototype = Object.getPrototypeOf(value);
-  return (prototype === null || prototype === Object.prototype || Object.getPrototypeOf(prototype) === null) && !(Symbol.toStringTag in value) && !(Symbol.iterator in value);
-}
-
-// node_modules/execa/lib/arguments/file-url.js
-import { fileURLToPath } from "node:url";
-var safeNormalizeFileUrl = (file, name) => {
-  const fileString = normalizeFileUrl(normalizeDenoExecPath(file));
-  if (typeof fileString !== "string") {
-    throw new TypeError(`${name} must be a string or a file URL: ${fileString}.`);
-  }
-  return fileString;
-};
-var normalizeDenoExecPath = (file) => isDenoExecPath(file) ? file.toString() : file;
-var isDenoExecPath = (file) => typeof file !== "string" && file && Object.getPrototypeOf(file) === String.prototype;
-var normalizeFileUrl = (file) => file instanceof URL ? fileURLToPath(file) : file;
-
-// node_modules/execa/lib/methods/parameters.js
-var normalizeParameters = (rawFile, rawArguments = [], rawOptions2 = {}) => {
-  const filePath = safeNormalizeFileUrl(rawFile, "First argument");
-  const [commandArguments, options] = isPlainObject(rawArguments) ? [[], rawArguments] : [rawArguments, rawOptions2];
-  if (!Array.isArray(commandArguments)) {
-    throw new TypeError(`Second argument must be either an array of arguments or an options object: ${commandArguments}`);
-  }
-  if (commandArguments.some((commandArgument) => typeof commandArgument === "object" && commandArgument !== null)) {
-    throw new TypeError(`Second argument must be an array of strings: ${commandArguments}`);
-  }
-  const normalizedArguments = commandArguments.map(String);
-  const nullByteArgument = normalizedArguments.find((normalizedArgument) => normalizedArgument.includes("\0"));
-  if (nullByteArgument !== void 0) {
-    throw new TypeError(`Arguments cannot contain null bytes ("\\0"): ${nullByteArgument}`);
-  }
-  if (!isPlainObject(options)) {
-    throw new TypeError(`Last argument must be an options object: ${options}`);
-  }
-  return [filePath, normalizedArguments, options];
-};
-
-// node_modules/execa/lib/methods/template.js
-import { ChildProcess } from "node:child_process";
-
-// node_modules/execa/lib/utils/uint-array.js
-import { StringDecoder } from "node:string_decoder";
-var { toString: objectToString } = Object.prototype;
-var isArrayBuffer = (value) => objectToString.call(value) === "[object ArrayBuffer]";
-var isUint8Array = (value) => objectToString.call(value) === "[object Uint8Array]";
-var bufferToUint8Array = (buffer) => new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
-var textEncoder = new TextEncoder();
-var stringToUint8Array = (string) => textEncoder.encode(string);
-var textDecoder = new TextDecoder();
-var uint8ArrayToString = (uint8Array) => textDecoder.decode(uint8Array);
-var joinToString = (uint8ArraysOrStrings, encoding) => {
-  const strings = uint8ArraysToStrings(uint8ArraysOrStrings, encoding);
-  return strings.join("");
-};
-var uint8ArraysToStrings = (uint8ArraysOrStrings, encoding) => {
-  if (encoding === "utf8" && uint8ArraysOrStrings.every((uint8ArrayOrString) => typeof uint8ArrayOrString === "string")) {
-    return uint8ArraysOrStrings;
-  }
-  const decoder = new StringDecoder(encoding);
-  const strings = uint8ArraysOrStrings.map((uint8ArrayOrString) => typeof uint8ArrayOrString === "string" ? stringToUint8Array(uint8ArrayOrString) : uint8ArrayOrString).map((uint8Array) => decoder.write(uint8Array));
-  const finalString = decoder.end();
-  return finalString === "" ? strings : [...strings, finalString];
-};
-var joinToUint8Array = (uint8ArraysOrStrings) => {
-  if (uint8ArraysOrStrings.length === 1 && isUint8Array(uint8ArraysOrStrings[0])) {
-    return uint8ArraysOrStrings[0];
-  }
-  return concatUint8Arrays(stringsToUint8Arrays(uint8ArraysOrStrings));
-};
-var stringsToUint8Arrays = (uint8ArraysOrStrings) => uint8ArraysOrStrings.map((uint8ArrayOrString) => typeof uint8ArrayOrString === "string" ? stringToUint8Array(uint8ArrayOrString) : uint8ArrayOrString);
-var concatUint8Arrays = (uint8Arrays) => {
-  const result = new Uint8Array(getJoinLength(uint8Arrays));
-  let index = 0;
-  for (const uint8Array of uint8Arrays) {
-    result.set(uint8Array, index);
-    index += uint8Array.length;
-  }
-  return result;
-};
-var getJoinLength = (uint8Arrays) => {
-  let joinLength = 0;
-  for (const uint8Array of uint8Arrays) {
-    joinLength += uint8Array.length;
-  }
-  return joinLength;
-};
-
-// node_modules/execa/lib/methods/template.js
-var isTemplateString = (templates) => Array.isArray(templates) && Array.isArray(templates.raw);
-var parseTemplates = (templates, expressions) => {
-  let tokens = [];
-  for (const [index, template] of templates.entries()) {
-    tokens = parseTemplate({
-      templates,
-      expressions,
-      tokens,
-      index,
-      template
-    });
-  }
-  if (tokens.length === 0) {
-    throw new TypeError("Template script must not be empty");
-  }
-  const [file, ...commandArguments] = tokens;
-  return [file, commandArguments, {}];
-};
-var parseTemplate = ({ templates, expressions, tokens, index, template }) => {
-  if (template === void 0) {
-    throw new TypeError(`Invalid backslash sequence: ${templates.raw[index]}`);
-  }
-  const { nextTokens, leadingWhitespaces, trailingWhitespaces } = splitByWhitespaces(template, templates.raw[index]);
-  const newTokens = concatTokens(tokens, nextTokens, leadingWhitespaces);
-  if (index === expressions.length) {
-    return newTokens;
-  }
-  const expression = expressions[index];
-  const expressionTokens = Array.isArray(expression) ? expression.map((expression2) => parseExpression(expression2)) : [parseExpression(expression)];
-  return concatTokens(newTokens, expressionTokens, trailingWhitespaces);
-};
-var splitByWhitespaces = (template, rawTemplate) => {
-  if (rawTemplate.length === 0) {
-    return { nextTokens: [], leadingWhitespaces: false, trailingWhitespaces: false };
-  }
-  const nextTokens = [];
-  let templateStart = 0;
-  const leadingWhitespaces = DELIMITERS.has(rawTemplate[0]);
-  for (let templateIndex = 0, rawIndex = 0; templateIndex < template.length; templateIndex += 1, rawIndex += 1) {
-    const rawCharacter = rawTemplate[rawIndex];
-    if (DELIMITERS.has(rawCharacter)) {
-      if (templateStart !== templateIndex) {
-        nextTokens.push(template.slice(templateStart, templateIndex));
-      }
-      templateStart = templateIndex + 1;
-    } else if (rawCharacter === "\\") {
-      const nextRawCharacter = rawTemplate[rawIndex + 1];
-      if (nextRawCharacter === "\n") {
-        templateIndex -= 1;
-        rawIndex += 1;
-      } else if (nextRawCharacter === "u" && rawTemplate[rawIndex + 2] === "{") {
-        rawIndex = rawTemplate.indexOf("}", rawIndex + 3);
-      } else {
-        rawIndex += ESCAPE_LENGTH[nextRawCharacter] ?? 1;
-      }
-    }
-  }
-  const trailingWhitespaces = templateStart === template.length;
-  if (!trailingWhitespaces) {
-    nextTokens.push(template.slice(templateStart));
-  }
-  return { nextTokens, leadingWhitespaces, trailingWhitespaces };
-};
-var DELIMITERS = /* @__PURE__ */ new Set([" ", "	", "\r", "\n"]);
-var ESCAPE_LENGTH = { x: 3, u: 5 };
-var concatTokens = (tokens, nextTokens, isSeparated) => isSeparated || tokens.length === 0 || nextTokens.length === 0 ? [...tokens, ...nextTokens] : [
-  ...tokens.slice(0, -1),
-  `${tokens.at(-1)}${nextTokens[0]}`,
-  ...nextTokens.slice(1)
-];
-var parseExpression = (expression) => {
-  const typeOfExpression = typeof expression;
-  if (typeOfExpression === "string") {
-    return expression;
-  }
-  if (typeOfExpression === "number") {
-    return String(expression);
-  }
-  if (isPlainObject(expression) && ("stdout" in expression || "isMaxBuffer" in expression)) {
-    return getSubprocessResult(expression);
-  }
-  if (expression instanceof ChildProcess || Object.prototype.toString.call(expression) === "[object Promise]") {
-    throw new TypeError("Unexpected subprocess in template expression. Please use ${await subprocess} instead of ${subprocess}.");
-  }
-  throw new TypeError(`Unexpected "${typeOfExpression}" in template expression`);
-};
-var getSubprocessResult = ({ stdout }) => {
-  if (typeof stdout === "string") {
-    return stdout;
-  }
-  if (isUint8Array(stdout)) {
-    return uint8ArrayToString(stdout);
-  }
-  if (stdout === void 0) {
-    throw new TypeError(`Missing result.stdout in template expression. This is probably due to the previous subprocess' "stdout" option.`);
-  }
-  throw new TypeError(`Unexpected "${typeof stdout}" stdout in template expression`);
-};
-
-// node_modules/execa/lib/methods/main-sync.js
-import { spawnSync } from "node:child_process";
-
-// node_modules/execa/lib/arguments/specific.js
-import { debuglog } from "node:util";
-
-// node_modules/execa/lib/utils/standard-stream.js
-import process2 from "node:process";
-var isStandardStream = (stream) => STANDARD_STREAMS.includes(stream);
-var STANDARD_STREAMS = [process2.stdin, process2.stdout, process2.stderr];
-var STANDARD_STREAMS_ALIASES = ["stdin", "stdout", "stderr"];
-var getStreamName = (fdNumber) => STANDARD_STREAMS_ALIASES[fdNumber] ?? `stdio[${fdNumber}]`;
-
-// node_modules/execa/lib/arguments/specific.js
-var normalizeFdSpecificOptions = (options) => {
-  const optionsCopy = { ...options };
-  for (const optionName of FD_SPECIFIC_OPTIONS) {
-    optionsCopy[optionName] = normalizeFdSpecificOption(options, optionName);
-  }
-  return optionsCopy;
-};
-var normalizeFdSpecificOption = (options, optionName) => {
-  const optionBaseArray = Array.from({ length: getStdioLength(options) + 1 });
-  const optionArray = normalizeFdSpecificValue(options[optionName], optionBaseArray, optionName);
-  return addDefaultValue(optionArray, optionName);
-};
-var getStdioLength = ({ stdio }) => Array.isArray(stdio) ? Math.max(stdio.length, STANDARD_STREAMS_ALIASES.length) : STANDARD_STREAMS_ALIASES.length;
-var normalizeFdSpecificValue = (optionValue, optionArray, optionName) => isPlainObject(optionValue) ? normalizeOptionObject(optionValue, optionArray, optionName) : optionArray.fill(optionValue);
-var normalizeOptionObject = (optionValue, optionArray, optionName) => {
-  for (const fdName of Object.keys(optionValue).sort(compareFdName)) {
-    for (const fdNumber of parseFdName(fdName, optionName, optionArray)) {
-      optionArray[fdNumber] = optionValue[fdName];
-    }
-  }
-  return optionArray;
-};
-var compareFdName = (fdNameA, fdNameB) => getFdNameOrder(fdNameA) < getFdNameOrder(fdNameB) ? 1 : -1;
-var getFdNameOrder = (fdName) => {
-  if (fdName === "stdout" || fdName === "stderr") {
-    return 0;
-  }
-  return fdName === "all" ? 2 : 1;
-};
-var parseFdName = (fdName, optionName, optionArray) => {
-  if (fdName === "ipc") {
-    return [optionArray.length - 1];
-  }
-  const fdNumber = parseFd(fdName);
-  if (fdNumber === void 0 || fdNumber === 0) {
-    throw new TypeError(`"${optionName}.${fdName}" is invalid.
-It must be "${optionName}.stdout", "${optionName}.stderr", "${optionName}.all", "${optionName}.ipc", or "${optionName}.fd3", "${optionName}.fd4" (and so on).`);
-  }
-  if (fdNumber >= optionArray.length) {
-    throw new TypeError(`"${optionName}.${fdName}" is invalid: that file descriptor does not exist.
-Please set the "stdio" option to ensure that file descriptor exists.`);
-  }
-  return fdNumber === "all" ? [1, 2] : [fdNumber];
-};
-var parseFd = (fdName) => {
-  if (fdName === "all") {
-    return fdName;
-  }
-  if (STANDARD_STREAMS_ALIASES.includes(fdName)) {
-    return STANDARD_STREAMS_ALIASES.indexOf(fdName);
-  }
-  const regexpResult = FD_REGEXP.exec(fdName);
-  if (regexpResult !== null) {
-    return Number(regexpResult[1]);
-  }
-};
-var FD_REGEXP = /^fd(\d+)$/;
-var addDefaultValue = (optionArray, optionName) => optionArray.map((optionValue) => optionValue === void 0 ? DEFAULT_OPTIONS[optionName] : optionValue);
-var verboseDefault = debuglog("execa").enabled ? "full" : "none";
-var DEFAULT_OPTIONS = {
-  lines: false,
-  buffer: true,
-  maxBuffer: 1e3 * 1e3 * 100,
-  verbose: verboseDefault,
-  stripFinalNewline: true
-};
-var FD_SPECIFIC_OPTIONS = ["lines", "buffer", "maxBuffer", "verbose", "stripFinalNewline"];
-var getFdSpecificValue = (optionArray, fdNumber) => fdNumber === "ipc" ? optionArray.at(-1) : optionArray[fdNumber];
-
-// node_modules/execa/lib/verbose/values.js
-var isVerbose = ({ verbose }, fdNumber) => getFdVerbose(verbose, fdNumber) !== "none";
-var isFullVerbose = ({ verbose }, fdNumber) => !["none", "short"].includes(getFdVerbose(verbose, fdNumber));
-var getVerboseFunction = ({ verbose }, fdNumber) => {
-  const fdVerbose = getFdVerbose(verbose, fdNumber);
-  return isVerboseFunction(fdVerbose) ? fdVerbose : void 0;
-};
-var getFdVerbose = (verbose, fdNumber) => fdNumber === void 0 ? getFdGenericVerbose(verbose) : getFdSpecificValue(verbose, fdNumber);
-var getFdGenericVerbose = (verbose) => verbose.find((fdVerbose) => isVerboseFunction(fdVerbose)) ?? VERBOSE_VALUES.findLast((fdVerbose) => verbose.includes(fdVerbose));
-var isVerboseFunction = (fdVerbose) => typeof fdVerbose === "function";
-var VERBOSE_VALUES = ["none", "short", "full"];
-
-// node_modules/execa/lib/verbose/log.js
-import { inspect } from "node:util";
-
-// node_modules/execa/lib/arguments/escape.js
-import { platform } from "node:process";
-import { stripVTControlCharacters } from "node:util";
-var joinCommand = (filePath, rawArguments) => {
-  const fileAndArguments = [filePath, ...rawArguments];
-  const command = fileAndArguments.join(" ");
-  const escapedCommand = fileAndArguments.map((fileAndArgument) => quoteString(escapeControlCharacters(fileAndArgument))).join(" ");
-  return { command, escapedCommand };
-};
-var escapeLines = (lines2) => stripVTControlCharacters(lines2).split("\n").map((line) => escapeControlCharacters(line)).join("\n");
-var escapeControlCharacters = (line) => line.replaceAll(SPECIAL_CHAR_REGEXP, (character) => escapeControlCharacter(character));
-var escapeControlCharacter = (character) => {
-  const commonEscape = COMMON_ESCAPES[character];
-  if (commonEscape !== void 0) {
-    return commonEscape;
-  }
-  const codepoint = character.codePointAt(0);
-  const codepointHex = codepoint.toString(16);
-  return codepoint <= ASTRAL_START ? `\\u${codepointHex.padStart(4, "0")}` : `\\U${codepointHex}`;
-};
-var getSpecialCharRegExp = () => {
-  try {
-    return new RegExp("\\p{Separator}|\\p{Other}", "gu");
-  } catch {
-    return /[\s\u0000-\u001F\u007F-\u009F\u00AD]/g;
-  }
-};
-var SPECIAL_CHAR_REGEXP = getSpecialCharRegExp();
-var COMMON_ESCAPES = {
-  " ": " ",
-  "\b": "\\b",
-  "\f": "\\f",
-  "\n": "\\n",
-  "\r": "\\r",
-  "	": "\\t"
-};
-var ASTRAL_START = 65535;
-var quoteString = (escapedArgument) => {
-  if (NO_ESCAPE_REGEXP.test(escapedArgument)) {
-    return escapedArgument;
-  }
-  return platform === "win32" ? `"${escapedArgument.replaceAll('"', '""')}"` : `'${escapedArgument.replaceAll("'", "'\\''")}'`;
-};
-var NO_ESCAPE_REGEXP = /^[\w./-]+$/;
-
-// node_modules/is-unicode-supported/index.js
-import process3 from "node:process";
-function isUnicodeSupported() {
-  const { env } = process3;
-  const { TERM, TERM_PROGRAM } = env;
-  if (process3.platform !== "win32") {
-    return TERM !== "linux";
-  }
-  return Boolean(env.WT_SESSION) || Boolean(env.TERMINUS_SUBLIME) || env.ConEmuTask === "{cmd::Cmder}" || TERM_PROGRAM === "Terminus-Sublime" || TERM_PROGRAM === "vscode" || TERM === "xterm-256color" || TERM === "alacritty" || TERM === "rxvt-unicode" || TERM === "rxvt-unicode-256color" || env.TERMINAL_EMULATOR === "JetBrains-JediTerm";
-}
-
-// node_modules/figures/index.js
-var common = {
-  circleQuestionMark: "(?)",
-  questionMarkPrefix: "(?)",
-  square: "\u2588",
-  squareDarkShade: "\u2593",
-  squareMediumShade: "\u2592",
-  squareLightShade: "\u2591",
-  squareTop: "\u2580",
-  squareBottom: "\u2584",
-  squareLeft: "\u258C",
-  squareRight: "\u2590",
-  squareCenter: "\u25A0",
-  bullet: "\u25CF",
-  dot: "\u2024",
-  ellipsis: "\u2026",
-  pointerSmall: "\u203A",
-  triangleUp: "\u25B2",
-  triangleUpSmall: "\u25B4",
-  triangleDown: "\u25BC",
-  triangleDownSmall: "\u25BE",
-  triangleLeftSmall: "\u25C2",
-  triangleRightSmall: "\u25B8",
-  home: "\u2302",
-  heart: "\u2665",
-  musicNote: "\u266A",
-  musicNoteBeamed: "\u266B",
-  arrowUp: "\u2191",
-  arrowDown: "\u2193",
-  arrowLeft: "\u2190",
-  arrowRight: "\u2192",
-  arrowLeftRight: "\u2194",
-  arrowUpDown: "\u2195",
-  almostEqual: "\u2248",
-  notEqual: "\u2260",
-  lessOrEqual: "\u2264",
-  greaterOrEqual: "\u2265",
-  identical: "\u2261",
-  infinity: "\u221E",
-  subscriptZero: "\u2080",
-  subscriptOne: "\u2081",
-  subscriptTwo: "\u2082",
-  subscriptThree: "\u2083",
-  subscriptFour: "\u2084",
-  subscriptFive: "\u2085",
-  subscriptSix: "\u2086",
-  subscriptSeven: "\u2087",
-  subscriptEight: "\u2088",
-  subscriptNine: "\u2089",
-  oneHalf: "\xBD",
-  oneThird: "\u2153",
-  oneQuarter: "\xBC",
-  oneFifth: "\u2155",
-  oneSixth: "\u2159",
-  oneEighth: "\u215B",
-  twoThirds: "\u2154",
-  twoFifths: "\u2156",
-  threeQuarters: "\xBE",
-  threeFifths: "\u2157",
-  threeEighths: "\u215C",
-  fourFifths: "\u2158",
-  fiveSixths: "\u215A",
-  fiveEighths: "\u215D",
-  sevenEighths: "\u215E",
-  line: "\u2500",
-  lineBold: "\u2501",
-  lineDouble: "\u2550",
-  lineDashed0: "\u2504",
-  lineDashed1: "\u2505",
-  lineDashed2: "\u2508",
-  lineDashed3: "\u2509",
-  lineDashed4: "\u254C",
-  lineDashed5: "\u254D",
-  lineDashed6: "\u2574",
-  lineDashed7: "\u2576",
-  lineDashed8: "\u2578",
-  lineDashed9: "\u257A",
-  lineDashed10: "\u257C",
-  lineDashed11: "\u257E",
-  lineDashed12: "\u2212",
-  lineDashed13: "\u2013",
-  lineDashed14: "\u2010",
-  lineDashed15: "\u2043",
-  lineVertical: "\u2502",
-  lineVerticalBold: "\u2503",
-  lineVerticalDouble: "\u2551",
-  lineVerticalDashed0: "\u2506",
-  lineVerticalDashed1: "\u2507",
-  lineVerticalDashed2: "\u250A",
-  lineVerticalDashed3: "\u250B",
-  lineVerticalDashed4: "\u254E",
-  lineVerticalDashed5: "\u254F",
-  lineVerticalDashed6: "\u2575",
-  lineVerticalDashed7: "\u2577",
-  lineVerticalDashed8: "\u2579",
-  lineVerticalDashed9: "\u257B",
-  lineVerticalDashed10: "\u257D",
-  lineVerticalDashed11: "\u257F",
-  lineDownLeft: "\u2510",
-  lineDownLeftArc: "\u256E",
-  lineDownBoldLeftBold: "\u2513",
-  lineDownBoldLeft: "\u2512",
-  lineDownLeftBold: "\u2511",
-  lineDownDoubleLeftDouble: "\u2557",
-  lineDownDoubleLeft: "\u2556",
-  lineDownLeftDouble: "\u2555",
-  lineDownRight: "\u250C",
-  lineDownRightArc: "\u256D",
-  lineDownBoldRightBold: "\u250F",
-  lineDownBoldRight: "\u250E",
-  lineDownRightBold: "\u250D",
-  lineDownDoubleRightDouble: "\u2554",
-  lineDownDoubleRight: "\u2553",
-  lineDownRightDouble: "\u2552",
-  lineUpLeft: "\u2518",
-  lineUpLeftArc: "\u256F",
-  lineUpBoldLeftBold: "\u251B",
-  lineUpBoldLeft: "\u251A",
-  lineUpLeftBold: "\u2519",
-  lineUpDoubleLeftDouble: "\u255D",
-  lineUpDoubleLeft: "\u255C",
-  lineUpLeftDouble: "\u255B",
-  lineUpRight: "\u2514",
-  lineUpRightArc: "\u2570",
-  lineUpBoldRightBold: "\u2517",
-  lineUpBoldRight: "\u2516",
-  lineUpRightBold: "\u2515",
-  lineUpDoubleRightDouble: "\u255A",
-  lineUpDoubleRight: "\u2559",
-  lineUpRightDouble: "\u2558",
-  lineUpDownLeft: "\u2524",
-  lineUpBoldDownBoldLeftBold: "\u252B",
-  lineUpBoldDownBoldLeft: "\u2528",
-  lineUpDownLeftBold: "\u2525",
-  lineUpBoldDownLeftBold: "\u2529",
-  lineUpDownBoldLeftBold: "\u252A",
-  lineUpDownBoldLeft: "\u2527",
-  lineUpBoldDownLeft: "\u2526",
-  lineUpDoubleDownDoubleLeftDouble: "\u2563",
-  lineUpDoubleDownDoubleLeft: "\u2562",
-  lineUpDownLeftDouble: "\u2561",
-  lineUpDownRight: "\u251C",
-  lineUpBoldDownBoldRightBold: "\u2523",
-  lineUpBoldDownBoldRight: "\u2520",
-  lineUpDownRightBold: "\u251D",
-  lineUpBoldDownRightBold: "\u2521",
-  lineUpDownBoldRightBold: "\u2522",
-  lineUpDownBoldRight: "\u251F",
-  lineUpBoldDownRight: "\u251E",
-  lineUpDoubleDownDoubleRightDouble: "\u2560",
-  lineUpDoubleDownDoubleRight: "\u255F",
-  lineUpDownRightDouble: "\u255E",
-  lineDownLeftRight: "\u252C",
-  lineDownBoldLeftBoldRightBold: "\u2533",
-  lineDownLeftBoldRightBold: "\u252F",
-  lineDownBoldLeftRight: "\u2530",
-  lineDownBoldLeftBoldRight: "\u2531",
-  lineDownBoldLeftRightBold: "\u2532",
-  lineDownLeftRightBold: "\u252E",
-  lineDownLeftBoldRight: "\u252D",
-  lineDownDoubleLeftDoubleRightDouble: "\u2566",
-  lineDownDoubleLeftRight: "\u2565",
-  lineDownLeftDoubleRightDouble: "\u2564",
-  lineUpLeftRight: "\u2534",
-  lineUpBoldLeftBoldRightBold: "\u253B",
-  lineUpLeftBoldRightBold: "\u2537",
-  lineUpBoldLeftRight: "\u2538",
-  lineUpBoldLeftBoldRight: "\u2539",
-  lineUpBoldLeftRightBold: "\u253A",
-  lineUpLeftRightBold: "\u2536",
-  lineUpLeftBoldRight: "\u2535",
-  lineUpDoubleLeftDoubleRightDouble: "\u2569",
-  lineUpDoubleLeftRight: "\u2568",
-  lineUpLeftDoubleRightDouble: "\u2567",
-  lineUpDownLeftRight: "\u253C",
-  lineUpBoldDownBoldLeftBoldRightBold: "\u254B",
-  lineUpDownBoldLeftBoldRightBold: "\u2548",
-  lineUpBoldDownLeftBoldRightBold: "\u2547",
-  lineUpBoldDownBoldLeftRightBold: "\u254A",
-  lineUpBoldDownBoldLeftBoldRight: "\u2549",
-  lineUpBoldDownLeftRight: "\u2540",
-  lineUpDownBoldLeftRight: "\u2541",
-  lineUpDownLeftBoldRight: "\u253D",
-  lineUpDownLeftRightBold: "\u253E",
-  lineUpBoldDownBoldLeftRight: "\u2542",
-  lineUpDownLeftBoldRightBold: "\u253F",
-  lineUpBoldDownLeftBoldRight: "\u2543",
-  lineUpBoldDownLeftRightBold: "\u2544",
-  lineUpDownBoldLeftBoldRight: "\u2545",
-  lineUpDownBoldLeftRightBold: "\u2546",
-  lineUpDoubleDownDoubleLeftDoubleRightDouble: "\u256C",
-  lineUpDoubleDownDoubleLeftRight: "\u256B",
-  lineUpDownLeftDoubleRightDouble: "\u256A",
-  lineCross: "\u2573",
-  lineBackslash: "\u2572",
-  lineSlash: "\u2571"
-};
-var specialMainSymbols = {
-  tick: "\u2714",
-  info: "\u2139",
-  warning: "\u26A0",
-  cross: "\u2718",
-  squareSmall: "\u25FB",
-  squareSmallFilled: "\u25FC",
-  circle: "\u25EF",
-  circleFilled: "\u25C9",
-  circleDotted: "\u25CC",
-  circleDouble: "\u25CE",
-  circleCircle: "\u24DE",
-  circleCross: "\u24E7",
-  circlePipe: "\u24BE",
-  radioOn: "\u25C9",
-  radioOff: "\u25EF",
-  checkboxOn: "\u2612",
-  checkboxOff: "\u2610",
-  checkboxCircleOn: "\u24E7",
-  checkboxCircleOff: "\u24BE",
-  pointer: "\u276F",
-  triangleUpOutline: "\u25B3",
-  triangleLeft: "\u25C0",
-  triangleRight: "\u25B6",
-  lozenge: "\u25C6",
-  lozengeOutline: "\u25C7",
-  hamburger: "\u2630",
-  smiley: "\u32E1",
-  mustache: "\u0DF4",
-  star: "\u2605",
-  play: "\u25B6",
-  nodejs: "\u2B22",
-  oneSeventh: "\u2150",
-  oneNinth: "\u2151",
-  oneTenth: "\u2152"
-};
-var specialFallbackSymbols = {
-  tick: "\u221A",
-  info: "i",
-  warning: "\u203C",
-  cross: "\xD7",
-  squareSmall: "\u25A1",
-  squareSmallFilled: "\u25A0",
-  circle: "( )",
-  circleFilled: "(*)",
-  circleDotted: "( )",
-  circleDouble: "( )",
-  circleCircle: "(\u25CB)",
-  circleCross: "(\xD7)",
-  circlePipe: "(\u2502)",
-  radioOn: "(*)",
-  radioOff: "( )",
-  checkboxOn: "[\xD7]",
-  checkboxOff: "[ ]",
-  checkboxCircleOn: "(\xD7)",
-  checkboxCircleOff: "( )",
-  pointer: ">",
-  triangleUpOutline: "\u2206",
-  triangleLeft: "\u25C4",
-  triangleRight: "\u25BA",
-  lozenge: "\u2666",
-  lozengeOutline: "\u25CA",
-  hamburger: "\u2261",
-  smiley: "\u263A",
-  mustache: "\u250C\u2500\u2510",
-  star: "\u2736",
-  play: "\u25BA",
-  nodejs: "\u2666",
-  oneSeventh: "1/7",
-  oneNinth: "1/9",
-  oneTenth: "1/10"
-};
-var mainSymbols = { ...common, ...specialMainSymbols };
-var fallbackSymbols = { ...common, ...specialFallbackSymbols };
-var shouldUseMain = isUnicodeSupported();
-var figures = shouldUseMain ? mainSymbols : fallbackSymbols;
-var figures_default = figures;
-var replacements = Object.entries(specialMainSymbols);
-
-// node_modules/yoctocolors/base.js
-import tty from "node:tty";
-var hasColors = tty?.WriteStream?.prototype?.hasColors?.() ?? false;
-var format = (open3, close) => {
-  if (!hasColors) {
-    return (input) => input;
-  }
-  const openCode = `\x1B[${open3}m`;
-  const closeCode = `\x1B[${close}m`;
-  return (input) => {
-    const string = input + "";
-    let index = string.indexOf(closeCode);
-    if (index === -1) {
-      return openCode + string + closeCode;
-    }
-    let result = openCode;
-    let lastIndex = 0;
-    const reopenOnNestedClose = close === 22;
-    const replaceCode = (reopenOnNestedClose ? closeCode : "") + openCode;
-    while (index !== -1) {
-      result += string.slice(lastIndex, index) + replaceCode;
-      lastIndex = index + closeCode.length;
-      index = string.indexOf(closeCode, lastIndex);
-    }
-    result += string.slice(lastIndex) + closeCode;
-    return result;
-  };
-};
-var reset = format(0, 0);
-var bold = format(1, 22);
-var dim = format(2, 22);
-var italic = format(3, 23);
-var underline = format(4, 24);
-var underlineDouble = format("4:2", 24);
-var underlineCurly = format("4:3", 24);
-var underlineDotted = format("4:4", 24);
-var underlineDashed = format("4:5", 24);
-var overline = format(53, 55);
-var inverse = format(7, 27);
-var hidden = format(8, 28);
-var strikethrough = format(9, 29);
-var black = format(30, 39);
-var red = format(31, 39);
-var green = format(32, 39);
-var yellow = format(33, 39);
-var blue = format(34, 39);
-var magenta = format(35, 39);
-var cyan = format(36, 39);
-var white = format(37, 39);
-var gray = format(90, 39);
-var bgBlack = format(40, 49);
-var bgRed = format(41, 49);
-var bgGreen = format(42, 49);
-var bgYellow = format(43, 49);
-var bgBlue = format(44, 49);
-var bgMagenta = format(45, 49);
-var bgCyan = format(46, 49);
-var bgWhite = format(47, 49);
-var bgGray = format(100, 49);
-var redBright = format(91, 39);
-var greenBright = format(92, 39);
-var yellowBright = format(93, 39);
-var blueBright = format(94, 39);
-var magentaBright = format(95, 39);
-var cyanBright = format(96, 39);
-var whiteBright = format(97, 39);
-var bgRedBright = format(101, 49);
-var bgGreenBright = format(102, 49);
-var bgYellowBright = format(103, 49);
-var bgBlueBright = format(104, 49);
-var bgMagentaBright = format(105, 49);
-var bgCyanBright = format(106, 49);
-var bgWhiteBright = format(107, 49);
-var underlineBlack = format("58;5;0", 59);
-var underlineRed = format("58;5;1", 59);
-var underlineGreen = format("58;5;2", 59);
-var underlineYellow = format("58;5;3", 59);
-var underlineBlue = format("58;5;4", 59);
-var underlineMagenta = format("58;5;5", 59);
-var underlineCyan = format("58;5;6", 59);
-var underlineWhite = format("58;5;7", 59);
-var underlineGray = format("58;5;8", 59);
-var underlineRedBright = format("58;5;9", 59);
-var underlineGreenBright = format("58;5;10", 59);
-var underlineYellowBright = format("58;5;11", 59);
-var underlineBlueBright = format("58;5;12", 59);
-var underlineMagentaBright = format("58;5;13", 59);
-var underlineCyanBright = format("58;5;14", 59);
-var underlineWhiteBright = format("58;5;15", 59);
-
-// node_modules/execa/lib/verbose/default.js
-var defaultVerboseFunction = ({
-  type,
-  message,
-  timestamp,
-  piped,
-  commandId,
-  result: { failed = false } = {},
-  options: { reject = true }
-}) => {
-  const timestampString = serializeTimestamp(timestamp);
-  const icon = ICONS[type]({ failed, reject, piped });
-  const color = COLORS[type]({ reject });
-  return `${gray(`[${timestampString}]`)} ${gray(`[${commandId}]`)} ${color(icon)} ${color(message)}`;
-};
-var serializeTimestamp = (timestamp) => `${padField(timestamp.getHours(), 2)}:${padField(timestamp.getMinutes(), 2)}:${padField(timestamp.getSeconds(), 2)}.${padField(timestamp.getMilliseconds(), 3)}`;
-var padField = (field, padding) => String(field).padStart(padding, "0");
-var getFinalIcon = ({ failed, reject }) => {
-  if (!failed) {
-    return figures_default.tick;
-  }
-  return reject ? figures_default.cross : figures_default.warning;
-};
-var ICONS = {
-  command: ({ piped }) => piped ? "|" : "$",
-  output: () => " ",
-  ipc: () => "*",
-  error: getFinalIcon,
-  duration: getFinalIcon
-};
-var identity = (string) => string;
-var COLORS = {
-  command: () => bold,
-  output: () => identity,
-  ipc: () => identity,
-  error: ({ reject }) => reject ? redBright : yellowBright,
-  duration: () => gray
-};
-
-// node_modules/execa/lib/verbose/custom.js
-var applyVerboseOnLines = (printedLines, verboseInfo, fdNumber) => {
-  const verboseFunction = getVerboseFunction(verboseInfo, fdNumber);
-  return printedLines.map(({ verboseLine, verboseObject }) => applyVerboseFunction(verboseLine, verboseObject, verboseFunction)).filter((printedLine) => printedLine !== void 0).map((printedLine) => appendNewline(printedLine)).join("");
-};
-var applyVerboseFunction = (verboseLine, verboseObject, verboseFunction) => {
-  if (verboseFunction === void 0) {
-    return verboseLine;
-  }
-  const printedLine = verboseFunction(verboseLine, verboseObject);
-  if (typeof printedLine === "string") {
-    return printedLine;
-  }
-};
-var appendNewline = (printedLine) => printedLine.endsWith("\n") ? printedLine : `${printedLine}
-`;
-
-// node_modules/execa/lib/verbose/log.js
-var verboseLog = ({ type, verboseMessage, fdNumber, verboseInfo, result }) => {
-  const verboseObject = getVerboseObject({ type, result, verboseInfo });
-  const printedLines = getPrintedLines(verboseMessage, verboseObject);
-  const finalLines = applyVerboseOnLines(printedLines, verboseInfo, fdNumber);
-  if (finalLines !== "") {
-    console.warn(finalLines.slice(0, -1));
-  }
-};
-var getVerboseObject = ({
-  type,
-  result,
-  verboseInfo: { escapedCommand, commandId, rawOptions: { piped = false, ...options } }
-}) => ({
-  type,
-  escapedCommand,
-  commandId: `${commandId}`,
-  timestamp: /* @__PURE__ */ new Date(),
-  piped,
-  result,
-  options
-});
-var getPrintedLines = (verboseMessage, verboseObject) => verboseMessage.split("\n").map((message) => getPrintedLine({ ...verboseObject, message }));
-var getPrintedLine = (verboseObject) => {
-  const verboseLine = defaultVerboseFunction(verboseObject);
-  return { verboseLine, verboseObject };
-};
-var serializeVerboseMessage = (message) => {
-  const messageString = typeof message === "string" ? message : inspect(message);
-  const escapedMessage = escapeLines(messageString);
-  return escapedMessage.replaceAll("	", " ".repeat(TAB_SIZE));
-};
-var TAB_SIZE = 2;
-
-// node_modules/execa/lib/verbose/start.js
-var logCommand = (escapedCommand, verboseInfo) => {
-  if (!isVerbose(verboseInfo)) {
-    return;
-  }
-  verboseLog({
-    type: "command",
-    verboseMessage: escapedCommand,
-    verboseInfo
-  });
-};
-
-// node_modules/execa/lib/verbose/info.js
-var getVerboseInfo = (verbose, escapedCommand, rawOptions2) => {
-  validateVerbose(verbose);
-  const commandId = getCommandId(verbose);
-  return {
-    verbose,
-    escapedCommand,
-    commandId,
-    rawOptions: rawOptions2
-  };
-};
-var getCommandId = (verbose) => isVerbose({ verbose }) ? COMMAND_ID++ : void 0;
-var COMMAND_ID = 0n;
-var validateVerbose = (verbose) => {
-  for (const fdVerbose of verbose) {
-    if (fdVerbose === false) {
-      throw new TypeError(`The "verbose: false" option was renamed to "verbose: 'none'".`);
-    }
-    if (fdVerbose === true) {
-      throw new TypeError(`The "verbose: true" option was renamed to "verbose: 'short'".`);
-    }
-    if (!VERBOSE_VALUES.includes(fdVerbose) && !isVerboseFunction(fdVerbose)) {
-      const allowedValues = VERBOSE_VALUES.map((allowedValue) => `'${allowedValue}'`).join(", ");
-      throw new TypeError(`The "verbose" option must not be ${fdVerbose}. Allowed values are: ${allowedValues} or a function.`);
-    }
-  }
-};
-
-// node_modules/execa/lib/return/duration.js
-import { hrtime } from "node:process";
-var getStartTime = () => hrtime.bigint();
-var getDurationMs = (startTime) => Number(hrtime.bigint() - startTime) / 1e6;
-
-// node_modules/execa/lib/arguments/command.js
-var handleCommand = (filePath, rawArguments, rawOptions2) => {
-  const startTime = getStartTime();
-  const { command, escapedCommand } = joinCommand(filePath, rawArguments);
-  const verbose = normalizeFdSpecificOption(rawOptions2, "verbose");
-  const verboseInfo = getVerboseInfo(verbose, escapedCommand, { ...rawOptions2 });
-  logCommand(escapedCommand, verboseInfo);
-  return {
-    command,
-    escapedCommand,
-    startTime,
-    verboseInfo
-  };
-};
-
-// node_modules/execa/lib/arguments/options.js
-var import_cross_spawn = __toESM(require_cross_spawn(), 1);
-import path6 from "node:path";
-import process6 from "node:process";
-
-// node_modules/npm-run-path/index.js
-import process4 from "node:process";
-import path3 from "node:path";
-
-// node_modules/npm-run-path/node_modules/path-key/index.js
-function pathKey(options = {}) {
-  const {
-    env = process.env,
-    platform: platform2 = process.platform
-  } = options;
-  if (platform2 !== "win32") {
-    return "PATH";
-  }
-  return Object.keys(env).reverse().find((key) => key.toUpperCase() === "PATH") || "Path";
-}
-
-// node_modules/unicorn-magic/node.js
-import { promisify } from "node:util";
-import { execFile as execFileCallback, execFileSync as execFileSyncOriginal } from "node:child_process";
-import path2 from "node:path";
-import { fileURLToPath as fileURLToPath2 } from "node:url";
-var execFileOriginal = promisify(execFileCallback);
-function toPath(urlOrPath) {
-  return urlOrPath instanceof URL ? fileURLToPath2(urlOrPath) : urlOrPath;
-}
-function traversePathUp(startPath) {
-  return {
-    *[Symbol.iterator]() {
-      let currentPath = path2.resolve(toPath(startPath));
-      let previousPath;
-      while (previousPath !== currentPath) {
-        yield currentPath;
-        previousPath = currentPath;
-        currentPath = path2.resolve(currentPath, "..");
-      }
-    }
-  };
-}
-var TEN_MEGABYTES_IN_BYTES = 10 * 1024 * 1024;
-
-// node_modules/npm-run-path/index.js
-var npmRunPath = ({
-  cwd = process4.cwd(),
-  path: pathOption = process4.env[pathKey()],
-  preferLocal = true,
-  execPath: execPath2 = process4.execPath,
-  addExecPath = true
-} = {}) => {
-  const cwdPath = path3.resolve(toPath(cwd));
-  const result = [];
-  const pathParts = pathOption.split(path3.delimiter);
-  if (preferLocal) {
-    applyPreferLocal(result, pathParts, cwdPath);
-  }
-  if (addExecPath) {
-    applyExecPath(result, pathParts, execPath2, cwdPath);
-  }
-  return pathOption === "" || pathOption === path3.delimiter ? `${result.join(path3.delimiter)}${pathOption}` : [...result, pathOption].join(path3.delimiter);
-};
-var applyPreferLocal = (result, pathParts, cwdPath) => {
-  for (const directory of traversePathUp(cwdPath)) {
-    const pathPart = path3.join(directory, "node_modules/.bin");
-    if (!pathParts.includes(pathPart)) {
-      result.push(pathPart);
-    }
-  }
-};
-var applyExecPath = (result, pathParts, execPath2, cwdPath) => {
-  const pathPart = path3.resolve(cwdPath, toPath(execPath2), "..");
-  if (!pathParts.includes(pathPart)) {
-    result.push(pathPart);
-  }
-};
-var npmRunPathEnv = ({ env = process4.env, ...options } = {}) => {
-  env = { ...env };
-  const pathName = pathKey({ env });
-  options.path = env[pathName];
-  env[pathName] = npmRunPath(options);
-  return env;
-};
-
-// node_modules/execa/lib/terminate/kill.js
-import { setTimeout as setTimeout2 } from "node:timers/promises";
-
-// node_modules/execa/lib/return/final-error.js
-var getFinalError = (originalError, message, isSync) => {
-  const ErrorClass = isSync ? ExecaSyncError : ExecaError;
-  const options = originalError instanceof DiscardedError ? {} : { cause: originalError };
-  return new ErrorClass(message, options);
-};
-var DiscardedError = class extends Error {
-};
-var setErrorName = (ErrorClass, value) => {
-  Object.defineProperty(ErrorClass.prototype, "name", {
-    value,
-    writable: true,
-    enumerable: false,
-    configurable: true
-  });
-  Object.defineProperty(ErrorClass.prototype, execaErrorSymbol, {
-    value: true,
-    writable: false,
-    enumerable: false,
-    configurable: false
-  });
-};
-var isExecaError = (error) => isErrorInstance(error) && execaErrorSymbol in error;
-var execaErrorSymbol = Symbol("isExecaError");
-var isErrorInstance = (value) => Object.prototype.toString.call(value) === "[object Error]";
-var ExecaError = class extends Error {
-};
-setErrorName(ExecaError, ExecaError.name);
-var ExecaSyncError = class extends Error {
-};
-setErrorName(ExecaSyncError, ExecaSyncError.name);
-
-// node_modules/execa/lib/terminate/signal.js
-import { constants as constants3 } from "node:os";
-
-// node_modules/human-signals/build/src/main.js
-import { constants as constants2 } from "node:os";
-
-// node_modules/human-signals/build/src/realtime.js
-var getRealtimeSignals = () => {
-  const length = SIGRTMAX - SIGRTMIN + 1;
-  return Array.from({ length }, getRealtimeSignal);
-};
-var getRealtimeSignal = (value, index) => ({
-  name: `SIGRT${index + 1}`,
-  number: SIGRTMIN + index,
-  action: "terminate",
-  description: "Application-specific signal (realtime)",
-  standard: "posix"
-});
-var SIGRTMIN = 34;
-var SIGRTMAX = 64;
-
-// node_modules/human-signals/build/src/signals.js
-import { constants } from "node:os";
-
-// node_modules/human-signals/build/src/core.js
-var SIGNALS2 = [
-  {
-    name: "SIGHUP",
-    number: 1,
-    action: "terminate",
-    description: "Terminal closed",
-    standard: "posix"
-  },
-  {
-    name: "SIGINT",
-    number: 2,
-    action: "terminate",
-    description: "User interruption with CTRL-C",
-    standard: "ansi"
-  },
-  {
-    name: "SIGQUIT",
-    number: 3,
-    action: "core",
-    description: "User interruption with CTRL-\\",
-    standard: "posix"
-  },
-  {
-    name: "SIGILL",
-    number: 4,
-    action: "core",
-    description: "Invalid machine instruction",
-    standard: "ansi"
-  },
-  {
-    name: "SIGTRAP",
-    number: 5,
-    action: "core",
-    description: "Debugger breakpoint",
-    standard: "posix"
-  },
-  {
-    name: "SIGABRT",
-    number: 6,
-    action: "core",
-    description: "Aborted",
-    standard: "ansi"
-  },
-  {
-    name: "SIGIOT",
-    number: 6,
-    action: "core",
-    description: "Aborted",
-    standard: "bsd"
-  },
-  {
-    name: "SIGBUS",
-    number: 7,
-    action: "core",
-    description: "Bus error due to misaligned, non-existing address or paging error",
-    standard: "bsd"
-  },
-  {
-    name: "SIGEMT",
-    number: 7,
-    action: "terminate",
-    description: "Command should be emulated but is not implemented",
-    standard: "other"
-  },
-  {
-    name: "SIGFPE",
-    number: 8,
-    action: "core",
-    description: "Floating point arithmetic error",
-    standard: "ansi"
-  },
-  {
-    name: "SIGKILL",
-    number: 9,
-    action: "terminate",
-    description: "Forced termination",
-    standard: "posix",
-    forced: true
-  },
-  {
-    name: "SIGUSR1",
-    number: 10,
-    action: "terminate",
-    description: "Application-specific signal",
-    standard: "posix"
-  },
-  {
-    name: "SIGSEGV",
-    number: 11,
-    action: "core",
-    description: "Segmentation fault",
-    standard: "ansi"
-  },
-  {
-    name: "SIGUSR2",
-    number: 12,
-    action: "terminate",
-    description: "Application-specific signal",
-    standard: "posix"
-  },
-  {
-    name: "SIGPIPE",
-    number: 13,
-    action: "terminate",
-    description: "Broken pipe or socket",
-    standard: "posix"
-  },
-  {
-    name: "SIGALRM",
-    number: 14,
-    action: "terminate",
-    description: "Timeout or timer",
-    standard: "posix"
-  },
-  {
-    name: "SIGTERM",
-    number: 15,
-    action: "terminate",
-    description: "Termination",
-    standard: "ansi"
-  },
-  {
-    name: "SIGSTKFLT",
-    number: 16,
-    action: "terminate",
-    description: "Stack is empty or overflowed",
-    standard: "other"
-  },
-  {
-    name: "SIGCHLD",
-    number: 17,
-    action: "ignore",
-    description: "Child process terminated, paused or unpaused",
-    standard: "posix"
-  },
-  {
-    name: "SIGCLD",
-    number: 17,
-    action: "ignore",
-    description: "Child process terminated, paused or unpaused",
-    standard: "other"
-  },
-  {
-    name: "SIGCONT",
-    number: 18,
-    action: "unpause",
-    description: "Unpaused",
-    standard: "posix",
-    forced: true
-  },
-  {
-    name: "SIGSTOP",
-    number: 19,
-    action: "pause",
-    description: "Paused",
-    standard: "posix",
-    forced: true
-  },
-  {
-    name: "SIGTSTP",
-    number: 20,
-    action: "pause",
-    description: 'Paused using CTRL-Z or "suspend"',
-    standard: "posix"
-  },
-  {
-    name: "SIGTTIN",
-    number: 21,
-    action: "pause",
-    description: "Background process cannot read terminal input",
-    standard: "posix"
-  },
-  {
-    name: "SIGBREAK",
-    number: 21,
-    action: "terminate",
-    description: "User interruption with CTRL-BREAK",
-    standard: "other"
-  },
-  {
-    name: "SIGTTOU",
-    number: 22,
-    action: "pause",
-    description: "Background process cannot write to terminal output",
-    standard: "posix"
-  },
-  {
-    name: "SIGURG",
-    number: 23,
-    action: "ignore",
-    description: "Socket received out-of-band data",
-    standard: "bsd"
-  },
-  {
-    name: "SIGXCPU",
-    number: 24,
-    action: "core",
-    description: "Process timed out",
-    standard: "bsd"
-  },
-  {
-    name: "SIGXFSZ",
-    number: 25,
-    action: "core",
-    description: "File too big",
-    standard: "bsd"
-  },
-  {
-    name: "SIGVTALRM",
-    number: 26,
-    action: "terminate",
-    description: "Timeout or timer",
-    standard: "bsd"
-  },
-  {
-    name: "SIGPROF",
-    number: 27,
-    action: "terminate",
-    description: "Timeout or timer",
-    standard: "bsd"
-  },
-  {
-    name: "SIGWINCH",
-    number: 28,
-    action: "ignore",
-    description: "Terminal window size changed",
-    standard: "bsd"
-  },
-  {
-    name: "SIGIO",
-    number: 29,
-    action: "terminate",
-    description: "I/O is available",
-    standard: "other"
-  },
-  {
-    name: "SIGPOLL",
-    number: 29,
-    action: "terminate",
-    description: "Watched event",
-    standard: "other"
-  },
-  {
-    name: "SIGINFO",
-    number: 29,
-    action: "ignore",
-    description: "Request for process information",
-    standard: "other"
-  },
-  {
-    name: "SIGPWR",
-    number: 30,
-    action: "terminate",
-    description: "Device running out of power",
-    standard: "systemv"
-  },
-  {
-    name: "SIGSYS",
-    number: 31,
-    action: "core",
-    description: "Invalid system call",
-    standard: "other"
-  },
-  {
-    name: "SIGUNUSED",
-    number: 31,
-    action: "terminate",
-    description: "Invalid system call",
-    standard: "other"
-  }
-];
-
-// node_modules/human-signals/build/src/signals.js
-var getSignals = () => {
-  const realtimeSignals = getRealtimeSignals();
-  const signals2 = [...SIGNALS2, ...realtimeSignals].map(normalizeSignal);
-  return signals2;
-};
-var normalizeSignal = ({
-  name,
-  number: defaultNumber,
-  description,
-  action,
-  forced = false,
-  standard
-}) => {
-  const {
-    signals: { [name]: constantSignal }
-  } = constants;
-  const supported = constantSignal !== void 0;
-  const number = supported ? constantSignal : defaultNumber;
-  return { name, number, description, supported, action, forced, standard };
-};
-
-// node_modules/human-signals/build/src/main.js
-var getSignalsByName = () => {
-  const signals2 = getSignals();
-  return Object.fromEntries(signals2.map(getSignalByName));
-};
-var getSignalByName = ({
-  name,
-  number,
-  description,
-  supported,
-  action,
-  forced,
-  standard
-}) => [name, { name, number, description, supported, action, forced, standard }];
-var signalsByName = getSignalsByName();
-var getSignalsByNumber = () => {
-  const signals2 = getSignals();
-  const length = SIGRTMAX + 1;
-  const signalsA = Array.from(
-    { length },
-    (value, number) => getSignalByNumber(number, signals2)
-  );
-  return Object.assign({}, ...signalsA);
-};
-var getSignalByNumber = (number, signals2) => {
-  const signal = findSignalByNumber(number, signals2);
-  if (signal === void 0) {
-    return {};
-  }
-  const { name, description, supported, action, forced, standard } = signal;
-  return {
-    [number]: {
-      name,
-      number,
-      description,
-      supported,
-      action,
-      forced,
-      standard
-    }
-  };
-};
-var findSignalByNumber = (number, signals2) => {
-  const signal = signals2.find(({ name }) => constants2.signals[name] === number);
-  if (signal !== void 0) {
-    return signal;
-  }
-  return signals2.find((signalA) => signalA.number === number);
-};
-var signalsByNumber = getSignalsByNumber();
-
-// node_modules/execa/lib/terminate/signal.js
-var normalizeKillSignal = (killSignal) => {
-  const optionName = "option `killSignal`";
-  if (killSignal === 0) {
-    throw new TypeError(`Invalid ${optionName}: 0 cannot be used.`);
-  }
-  return normalizeSignal2(killSignal, optionName);
-};
-var normalizeSignalArgument = (signal) => signal === 0 ? signal : normalizeSignal2(signal, "`subprocess.kill()`'s argument");
-var normalizeSignal2 = (signalNameOrInteger, optionName) => {
-  if (Number.isInteger(signalNameOrInteger)) {
-    return normalizeSignalInteger(signalNameOrInteger, optionName);
-  }
-  if (typeof signalNameOrInteger === "string") {
-    return normalizeSignalName(signalNameOrInteger, optionName);
-  }
-  throw new TypeError(`Invalid ${optionName} ${String(signalNameOrInteger)}: it must be a string or an integer.
-${getAvailableSignals()}`);
-};
-var normalizeSignalInteger = (signalInteger, optionName) => {
-  if (signalsIntegerToName.has(signalInteger)) {
-    return signalsIntegerToName.get(signalInteger);
-  }
-  throw new TypeError(`Invalid ${optionName} ${signalInteger}: this signal integer does not exist.
-${getAvailableSignals()}`);
-};
-var getSignalsIntegerToName = () => new Map(Object.entries(constants3.signals).reverse().map(([signalName, signalInteger]) => [signalInteger, signalName]));
-var signalsIntegerToName = getSignalsIntegerToName();
-var normalizeSignalName = (signalName, optionName) => {
-  if (signalName in constants3.signals) {
-    return signalName;
-  }
-  if (signalName.toUpperCase() in constants3.signals) {
-    throw new TypeError(`Invalid ${optionName} '${signalName}': please rename it to '${signalName.toUpperCase()}'.`);
-  }
-  throw new TypeError(`Invalid ${optionName} '${signalName}': this signal name does not exist.
-${getAvailableSignals()}`);
-};
-var getAvailableSignals = () => `Available signal names: ${getAvailableSignalNames()}.
-Available signal numbers: ${getAvailableSignalIntegers()}.`;
-var getAvailableSignalNames = () => Object.keys(constants3.signals).sort().map((signalName) => `'${signalName}'`).join(", ");
-var getAvailableSignalIntegers = () => [...new Set(Object.values(constants3.signals).sort((signalInteger, signalIntegerTwo) => signalInteger - signalIntegerTwo))].join(", ");
-var getSignalDescription = (signal) => signalsByName[signal].description;
-
-// node_modules/execa/lib/terminate/kill.js
-var normalizeForceKillAfterDelay = (forceKillAfterDelay) => {
-  if (forceKillAfterDelay === false) {
-    return forceKillAfterDelay;
-  }
-  if (forceKillAfterDelay === true) {
-    return DEFAULT_FORCE_KILL_TIMEOUT;
-  }
-  if (!Number.isFinite(forceKillAfterDelay) || forceKillAfterDelay < 0) {
-    throw new TypeError(`Expected the \`forceKillAfterDelay\` option to be a non-negative integer, got \`${forceKillAfterDelay}\` (${typeof forceKillAfterDelay})`);
-  }
-  return forceKillAfterDelay;
-};
-var DEFAULT_FORCE_KILL_TIMEOUT = 1e3 * 5;
-var subprocessKill = ({ kill, options: { forceKillAfterDelay, killSignal }, onInternalError, context, controller }, signalOrError, errorArgument) => {
-  const { signal, error } = parseKillArguments(signalOrError, errorArgument, killSignal);
-  emitKillError(error, onInternalError);
-  const killResult = kill(signal);
-  setKillTimeout({
-    kill,
-    signal,
-    forceKillAfterDelay,
-    killSignal,
-    killResult,
-    context,
-    controller
-  });
-  return killResult;
-};
-var parseKillArguments = (signalOrError, errorArgument, killSignal) => {
-  const [signal = killSignal, error] = isErrorInstance(signalOrError) ? [void 0, signalOrError] : [signalOrError, errorArgument];
-  if (typeof signal !== "string" && !Number.isInteger(signal)) {
-    throw new TypeError(`The first argument must be an error instance or a signal name string/integer: ${String(signal)}`);
-  }
-  if (error !== void 0 && !isErrorInstance(error)) {
-    throw new TypeError(`The second argument is optional. If specified, it must be an error instance: ${error}`);
-  }
-  return { signal: normalizeSignalArgument(signal), error };
-};
-var emitKillError = (error, onInternalError) => {
-  if (error !== void 0) {
-    onInternalError.reject(error);
-  }
-};
-var setKillTimeout = async ({ kill, signal, forceKillAfterDelay, killSignal, killResult, context, controller }) => {
-  if (signal === killSignal && killResult) {
-    killOnTimeout({
-      kill,
-      forceKillAfterDelay,
-      context,
-      controllerSignal: controller.signal
-    });
-  }
-};
-var killOnTimeout = async ({ kill, forceKillAfterDelay, context, controllerSignal }) => {
-  if (forceKillAfterDelay === false) {
-    return;
-  }
-  try {
-    await setTimeout2(forceKillAfterDelay, void 0, { signal: controllerSignal });
-    if (kill("SIGKILL")) {
-      context.isForcefullyTerminated ??= true;
-    }
-  } catch {
-  }
-};
-
-// node_modules/execa/lib/utils/abort-signal.js
-import { once } from "node:events";
-var onAbortedSignal = async (mainSignal, stopSignal) => {
-  if (!mainSignal.aborted) {
-    await once(mainSignal, "abort", { signal: stopSignal });
-  }
-};
-
-// node_modules/execa/lib/terminate/cancel.js
-var validateCancelSignal = ({ cancelSignal }) => {
-  if (cancelSignal !== void 0 && Object.prototype.toString.call(cancelSignal) !== "[object AbortSignal]") {
-    throw new Error(`The \`cancelSignal\` option must be an AbortSignal: ${String(cancelSignal)}`);
-  }
-};
-var throwOnCancel = ({ subprocess, cancelSignal, gracefulCancel, context, controller }) => cancelSignal === void 0 || gracefulCancel ? [] : [terminateOnCancel(subprocess, cancelSignal, context, controller)];
-var terminateOnCancel = async (subprocess, cancelSignal, context, { signal }) => {
-  await onAbortedSignal(cancelSignal, signal);
-  context.terminationReason ??= "cancel";
-  subprocess.kill();
-  throw cancelSignal.reason;
-};
-
-// node_modules/execa/lib/ipc/graceful.js
-import { scheduler as scheduler2 } from "node:timers/promises";
-
-// node_modules/execa/lib/ipc/send.js
-import { promisify as promisify2 } from "node:util";
-
-// node_modules/execa/lib/ipc/validation.js
-var validateIpcMethod = ({ methodName, isSubprocess, ipc, isConnected: isConnected2 }) => {
-  validateIpcOption(methodName, isSubprocess, ipc);
-  validateConnection(methodName, isSubprocess, isConnected2);
-};
-var validateIpcOption = (methodName, isSubprocess, ipc) => {
-  if (!ipc) {
-    throw new Error(`${getMethodName(methodName, isSubprocess)} can only be used if the \`ipc\` option is \`true\`.`);
-  }
-};
-var validateConnection = (methodName, isSubprocess, isConnected2) => {
-  if (!isConnected2) {
-    throw new Error(`${getMethodName(methodName, isSubprocess)} cannot be used: the ${getOtherProcessName(isSubprocess)} has already exited or disconnected.`);
-  }
-};
-var throwOnEarlyDisconnect = (isSubprocess) => {
-  throw new Error(`${getMethodName("getOneMessage", isSubprocess)} could not complete: the ${getOtherProcessName(isSubprocess)} exited or disconnected.`);
-};
-var throwOnStrictDeadlockError = (isSubprocess) => {
-  throw new Error(`${getMethodName("sendMessage", isSubprocess)} failed: the ${getOtherProcessName(isSubprocess)} is sending a message too, instead of listening to incoming messages.
-This can be fixed by both sending a message and listening to incoming messages at the same time:
-
-const [receivedMessage] = await Promise.all([
-	${getMethodName("getOneMessage", isSubprocess)},
-	${getMethodName("sendMessage", isSubprocess, "message, {strict: true}")},
-]);`);
-};
-var getStrictResponseError = (error, isSubprocess) => new Error(`${getMethodName("sendMessage", isSubprocess)} failed when sending an acknowledgment response to the ${getOtherProcessName(isSubprocess)}.`, { cause: error });
-var throwOnMissingStrict = (isSubprocess) => {
-  throw new Error(`${getMethodName("sendMessage", isSubprocess)} failed: the ${getOtherProcessName(isSubprocess)} is not listening to incoming messages.`);
-};
-var throwOnStrictDisconnect = (isSubprocess) => {
-  throw new Error(`${getMethodName("sendMessage", isSubprocess)} failed: the ${getOtherProcessName(isSubprocess)} exited without listening to incoming messages.`);
-};
-var getAbortDisconnectError = () => new Error(`\`cancelSignal\` aborted: the ${getOtherProcessName(true)} disconnected.`);
-var throwOnMissingParent = () => {
-  throw new Error("`getCancelSignal()` cannot be used without setting the `cancelSignal` subprocess option.");
-};
-var handleEpipeError = ({ error, methodName, isSubprocess }) => {
-  if (error.code === "EPIPE") {
-    throw new Error(`${getMethodName(methodName, isSubprocess)} cannot be used: the ${getOtherProcessName(isSubprocess)} is disconnecting.`, { cause: error });
-  }
-};
-var handleSerializationError = ({ error, methodName, isSubprocess, message }) => {
-  if (isSerializationError(error)) {
-    throw new Error(`${getMethodName(methodName, isSubprocess)}'s argument type is invalid: the message cannot be serialized: ${String(message)}.`, { cause: error });
-  }
-};
-var isSerializationError = ({ code, message }) => SERIALIZATION_ERROR_CODES.has(code) || SERIALIZATION_ERROR_MESSAGES.some((serializationErrorMessage) => message.includes(serializationErrorMessage));
-var SERIALIZATION_ERROR_CODES = /* @__PURE__ */ new Set([
-  // Message is `undefined`
-  "ERR_MISSING_ARGS",
-  // Message is a function, a bigint, a symbol
-  "ERR_INVALID_ARG_TYPE"
-]);
-var SERIALIZATION_ERROR_MESSAGES = [
-  // Message is a promise or a proxy, with `serialization: 'advanced'`
-  "could not be cloned",
-  // Message has cycles, with `serialization: 'json'`
-  "circular structure",
-  // Message has cycles inside toJSON(), with `serialization: 'json'`
-  "call stack size exceeded"
-];
-var getMethodName = (methodName, isSubprocess, parameters = "") => methodName === "cancelSignal" ? "`cancelSignal`'s `controller.abort()`" : `${getNamespaceName(isSubprocess)}${methodName}(${parameters})`;
-var getNamespaceName = (isSubprocess) => isSubprocess ? "" : "subprocess.";
-var getOtherProcessName = (isSubprocess) => isSubprocess ? "parent process" : "subprocess";
-var disconnect = (anyProcess) => {
-  if (anyProcess.connected) {
-    anyProcess.disconnect();
-  }
-};
-
-// node_modules/execa/lib/utils/deferred.js
-var createDeferred = () => {
-  const methods = {};
-  const promise = new Promise((resolve, reject) => {
-    Object.assign(methods, { resolve, reject });
-  });
-  return Object.assign(promise, methods);
-};
-
-// node_modules/execa/lib/arguments/fd-options.js
-var getToStream = (destination, to = "stdin") => {
-  const isWritable = true;
-  const { options, fileDescriptors } = SUBPROCESS_OPTIONS.get(destination);
-  const fdNumber = getFdNumber(fileDescriptors, to, isWritable);
-  const destinationStream = destination.stdio[fdNumber];
-  if (destinationStream === null) {
-    throw new TypeError(getInvalidStdioOptionMessage(fdNumber, to, options, isWritable));
-  }
-  return destinationStream;
-};
-var getFromStream = (source, from = "stdout") => {
-  const isWritable = false;
-  const { options, fileDescriptors } = SUBPROCESS_OPTIONS.get(source);
-  const fdNumber = getFdNumber(fileDescriptors, from, isWritable);
-  const sourceStream = fdNumber === "all" ? source.all : source.stdio[fdNumber];
-  if (sourceStream === null || sourceStream === void 0) {
-    throw new TypeError(getInvalidStdioOptionMessage(fdNumber, from, options, isWritable));
-  }
-  return sourceStream;
-};
-var SUBPROCESS_OPTIONS = /* @__PURE__ */ new WeakMap();
-var getFdNumber = (fileDescriptors, fdName, isWritable) => {
-  const fdNumber = parseFdNumber(fdName, isWritable);
-  validateFdNumber(fdNumber, fdName, isWritable, fileDescriptors);
-  return fdNumber;
-};
-var parseFdNumber = (fdName, isWritable) => {
-  const fdNumber = parseFd(fdName);
-  if (fdNumber !== void 0) {
-    return fdNumber;
-  }
-  const { validOptions, defaultValue } = isWritable ? { validOptions: '"stdin"', defaultValue: "stdin" } : { validOptions: '"stdout", "stderr", "all"', defaultValue: "stdout" };
-  throw new TypeError(`"${getOptionName(isWritable)}" must not be "${fdName}".
-It must be ${validOptions} or "fd3", "fd4" (and so on).
-It is optional and defaults to "${defaultValue}".`);
-};
-var validateFdNumber = (fdNumber, fdName, isWritable, fileDescriptors) => {
-  const fileDescriptor = fileDescriptors[getUsedDescriptor(fdNumber)];
-  if (fileDescriptor === void 0) {
-    throw new TypeError(`"${getOptionName(isWritable)}" must not be ${fdName}. That file descriptor does not exist.
-Please set the "stdio" option to ensure that file descriptor exists.`);
-  }
-  if (fileDescriptor.direction === "input" && !isWritable) {
-    throw new TypeError(`"${getOptionName(isWritable)}" must not be ${fdName}. It must be a readable stream, not writable.`);
-  }
-  if (fileDescriptor.direction !== "input" && isWritable) {
-    throw new TypeError(`"${getOptionName(isWritable)}" must not be ${fdName}. It must be a writable stream, not readable.`);
-  }
-};
-var getInvalidStdioOptionMessage = (fdNumber, fdName, options, isWritable) => {
-  if (fdNumber === "all" && !options.all) {
-    return `The "all" option must be true to use "from: 'all'".`;
-  }
-  const { optionName, optionValue } = getInvalidStdioOption(fdNumber, options);
-  return `The "${optionName}: ${serializeOptionValue(optionValue)}" option is incompatible with using "${getOptionName(isWritable)}: ${serializeOptionValue(fdName)}".
-Please set this option with "pipe" instead.`;
-};
-var getInvalidStdioOption = (fdNumber, { stdin, stdout, stderr, stdio }) => {
-  const usedDescriptor = getUsedDescriptor(fdNumber);
-  if (usedDescriptor === 0 && stdin !== void 0) {
-    return { optionName: "stdin", optionValue: stdin };
-  }
-  if (usedDescriptor === 1 && stdout !== void 0) {
-    return { optionName: "stdout", optionValue: stdout };
-  }
-  if (usedDescriptor === 2 && stderr !== void 0) {
-    return { optionName: "stderr", optionValue: stderr };
-  }
-  return { optionName: `stdio[${usedDescriptor}]`, optionValue: stdio[usedDescriptor] };
-};
-var getUsedDescriptor = (fdNumber) => fdNumber === "all" ? 1 : fdNumber;
-var getOptionName = (isWritable) => isWritable ? "to" : "from";
-var serializeOptionValue = (value) => {
-  if (typeof value === "string") {
-    return `'${value}'`;
-  }
-  return typeof value === "number" ? `${value}` : "Stream";
-};
-
-// node_modules/execa/lib/ipc/strict.js
-import { once as once3 } from "node:events";
-
-// node_modules/execa/lib/utils/max-listeners.js
-import { addAbortListener } from "node:events";
-var incrementMaxListeners = (eventEmitter, maxListenersIncrement, signal) => {
-  const maxListeners = eventEmitter.getMaxListeners();
-  if (maxListeners === 0 || maxListeners === Number.POSITIVE_INFINITY) {
-    return;
-  }
-  eventEmitter.setMaxListeners(maxListeners + maxListenersIncrement);
-  addAbortListener(signal, () => {
-    eventEmitter.setMaxListeners(eventEmitter.getMaxListeners() - maxListenersIncrement);
-  });
-};
-
-// node_modules/execa/lib/ipc/forward.js
-import { EventEmitter } from "node:events";
-
-// node_modules/execa/lib/ipc/incoming.js
-import { once as once2 } from "node:events";
-import { scheduler } from "node:timers/promises";
-
-// node_modules/execa/lib/ipc/reference.js
-var addReference = (channel, reference) => {
-  if (reference) {
-    addReferenceCount(channel);
-  }
-};
-var addReferenceCount = (channel) => {
-  channel.refCounted();
-};
-var removeReference = (channel, reference) => {
-  if (reference) {
-    removeReferenceCount(channel);
-  }
-};
-var removeReferenceCount = (channel) => {
-  channel.unrefCounted();
-};
-var undoAddedReferences = (channel, isSubprocess) => {
-  if (isSubprocess) {
-    removeReferenceCount(channel);
-    removeReferenceCount(channel);
-  }
-};
-var redoAddedReferences = (channel, isSubprocess) => {
-  if (isSubprocess) {
-    addReferenceCount(channel);
-    addReferenceCount(channel);
-  }
-};
-
-// node_modules/execa/lib/ipc/incoming.js
-var onMessage = async ({ anyProcess, channel, isSubprocess, ipcEmitter }, wrappedMessage) => {
-  if (handleStrictResponse(wrappedMessage) || handleAbort(wrappedMessage)) {
-    return;
-  }
-  if (!INCOMING_MESSAGES.has(anyProcess)) {
-    INCOMING_MESSAGES.set(anyProcess, []);
-  }
-  const incomingMessages = INCOMING_MESSAGES.get(anyProcess);
-  incomingMessages.push(wrappedMessage);
-  if (incomingMessages.length > 1) {
-    return;
-  }
-  while (incomingMessages.length > 0) {
-    await waitForOutgoingMessages(anyProcess, ipcEmitter, wrappedMessage);
-    await scheduler.yield();
-    const message = await handleStrictRequest({
-      wrappedMessage: incomingMessages[0],
-      anyProcess,
-      channel,
-      isSubprocess,
-      ipcEmitter
-    });
-    incomingMessages.shift();
-    ipcEmitter.emit("message", message);
-    ipcEmitter.emit("message:done");
-  }
-};
-var onDisconnect = async ({ anyProcess, channel, isSubprocess, ipcEmitter, boundOnMessage }) => {
-  abortOnDisconnect();
-  const incomingMessages = INCOMING_MESSAGES.get(anyProcess);
-  while (incomingMessages?.length > 0) {
-    await once2(ipcEmitter, "message:done");
-  }
-  anyProcess.removeListener("message", boundOnMessage);
-  redoAddedReferences(channel, isSubprocess);
-  ipcEmitter.connected = false;
-  ipcEmitter.emit("disconnect");
-};
-var INCOMING_MESSAGES = /* @__PURE__ */ new WeakMap();
-
-// node_modules/execa/lib/ipc/forward.js
-var getIpcEmitter = (anyProcess, channel, isSubprocess) => {
-  if (IPC_EMITTERS.has(anyProcess)) {
-    return IPC_EMITTERS.get(anyProcess);
-  }
-  const ipcEmitter = new EventEmitter();
-  ipcEmitter.connected = true;
-  IPC_EMITTERS.set(anyProcess, ipcEmitter);
-  forwardEvents({
-    ipcEmitter,
-    anyProcess,
-    channel,
-    isSubprocess
-  });
-  return ipcEmitter;
-};
-var IPC_EMITTERS = /* @__PURE__ */ new WeakMap();
-var forwardEvents = ({ ipcEmitter, anyProcess, channel, isSubprocess }) => {
-  const boundOnMessage = onMessage.bind(void 0, {
-    anyProcess,
-    channel,
-    isSubprocess,
-    ipcEmitter
-  });
-  anyProcess.on("message", boundOnMessage);
-  anyProcess.once("disconnect", onDisconnect.bind(void 0, {
-    anyProcess,
-    channel,
-    isSubprocess,
-    ipcEmitter,
-    boundOnMessage
-  }));
-  undoAddedReferences(channel, isSubprocess);
-};
-var isConnected = (anyProcess) => {
-  const ipcEmitter = IPC_EMITTERS.get(anyProcess);
-  return ipcEmitter === void 0 ? anyProcess.channel !== null : ipcEmitter.connected;
-};
-
-// node_modules/execa/lib/ipc/strict.js
-var handleSendStrict = ({ anyProcess, channel, isSubprocess, message, strict }) => {
-  if (!strict) {
-    return message;
-  }
-  const ipcEmitter = getIpcEmitter(anyProcess, channel, isSubprocess);
-  const hasListeners = hasMessageListeners(anyProcess, ipcEmitter);
-  return {
-    id: count++,
-    type: REQUEST_TYPE,
-    message,
-    hasListeners
-  };
-};
-var count = 0n;
-var validateStrictDeadlock = (outgoingMessages, wrappedMessage) => {
-  if (wrappedMessage?.type !== REQUEST_TYPE || wrappedMessage.hasListeners) {
-    return;
-  }
-  for (const { id } of outgoingMessages) {
-    if (id !== void 0) {
-      STRICT_RESPONSES[id].resolve({ isDeadlock: true, hasListeners: false });
-    }
-  }
-};
-var handleStrictRequest = async ({ wrappedMessage, anyProcess, channel, isSubprocess, ipcEmitter }) => {
-  if (wrappedMessage?.type !== REQUEST_TYPE || !anyProcess.connected) {
-    return wrappedMessage;
-  }
-  const { id, message } = wrappedMessage;
-  const response = { id, type: RESPONSE_TYPE, message: hasMessageListeners(anyProcess, ipcEmitter) };
-  try {
-    await sendMessage({
-      anyProcess,
-      channel,
-      isSubprocess,
-      ipc: true
-    }, response);
-  } catch (error) {
-    ipcEmitter.emit("strict:error", error);
-  }
-  return message;
-};
-var handleStrictResponse = (wrappedMessage) => {
-  if (wrappedMessage?.type !== RESPONSE_TYPE) {
-    return false;
-  }
-  const { id, message: hasListeners } = wrappedMessage;
-  STRICT_RESPONSES[id]?.resolve({ isDeadlock: false, hasListeners });
-  return true;
-};
-var waitForStrictResponse = async (wrappedMessage, anyProcess, isSubprocess) => {
-  if (wrappedMessage?.type !== REQUEST_TYPE) {
-    return;
-  }
-  const deferred = createDeferred();
-  STRICT_RESPONSES[wrappedMessage.id] = deferred;
-  const controller = new AbortController();
-  try {
-    const { isDeadlock, hasListeners } = await Promise.race([
-      deferred,
-      throwOnDisconnect(anyProcess, isSubprocess, controller)
-    ]);
-    if (isDeadlock) {
-      throwOnStrictDeadlockError(isSubprocess);
-    }
-    if (!hasListeners) {
-      throwOnMissingStrict(isSubprocess);
-    }
-  } finally {
-    controller.abort();
-    delete STRICT_RESPONSES[wrappedMessage.id];
-  }
-};
-var STRICT_RESPONSES = {};
-var throwOnDisconnect = async (anyProcess, isSubprocess, { signal }) => {
-  incrementMaxListeners(anyProcess, 1, signal);
-  await once3(anyProcess, "disconnect", { signal });
-  throwOnStrictDisconnect(isSubprocess);
-};
-var REQUEST_TYPE = "execa:ipc:request";
-var RESPONSE_TYPE = "execa:ipc:response";
-
-// node_modules/execa/lib/ipc/outgoing.js
-var startSendMessage = (anyProcess, wrappedMessage, strict) => {
-  if (!OUTGOING_MESSAGES.has(anyProcess)) {
-    OUTGOING_MESSAGES.set(anyProcess, /* @__PURE__ */ new Set());
-  }
-  const outgoingMessages = OUTGOING_MESSAGES.get(anyProcess);
-  const onMessageSent = createDeferred();
-  const id = strict ? wrappedMessage.id : void 0;
-  const outgoingMessage = { onMessageSent, id };
-  outgoingMessages.add(outgoingMessage);
-  return { outgoingMessages, outgoingMessage };
-};
-var endSendMessage = ({ outgoingMessages, outgoingMessage }) => {
-  outgoingMessages.delete(outgoingMessage);
-  outgoingMessage.onMessageSent.resolve();
-};
-var waitForOutgoingMessages = async (anyProcess, ipcEmitter, wrappedMessage) => {
-  while (!hasMessageListeners(anyProcess, ipcEmitter) && OUTGOING_MESSAGES.get(anyProcess)?.size > 0) {
-    const outgoingMessages = [...OUTGOING_MESSAGES.get(anyProcess)];
-    validateStrictDeadlock(outgoingMessages, wrappedMessage);
-    await Promise.all(outgoingMessages.map(({ onMessageSent }) => onMessageSent));
-  }
-};
-var OUTGOING_MESSAGES = /* @__PURE__ */ new WeakMap();
-var hasMessageListeners = (anyProcess, ipcEmitter) => ipcEmitter.listenerCount("message") > getMinListenerCount(anyProcess);
-var getMinListenerCount = (anyProcess) => SUBPROCESS_OPTIONS.has(anyProcess) && !getFdSpecificValue(SUBPROCESS_OPTIONS.get(anyProcess).options.buffer, "ipc") ? 1 : 0;
-
-// node_modules/execa/lib/ipc/send.js
-var sendMessage = ({ anyProcess, channel, isSubprocess, ipc }, message, { strict = false } = {}) => {
-  const methodName = "sendMessage";
-  validateIpcMethod({
-    methodName,
-    isSubprocess,
-    ipc,
-    isConnected: anyProcess.connected
-  });
-  return sendMessageAsync({
-    anyProcess,
-    channel,
-    methodName,
-    isSubprocess,
-    message,
-    strict
-  });
-};
-var sendMessageAsync = async ({ anyProcess, channel, methodName, isSubprocess, message, strict }) => {
-  const wrappedMessage = handleSendStrict({
-    anyProcess,
-    channel,
-    isSubprocess,
-    message,
-    strict
-  });
-  const outgoingMessagesState = startSendMessage(anyProcess, wrappedMessage, strict);
-  try {
-    await sendOneMessage({
-      anyProcess,
-      methodName,
-      isSubprocess,
-      wrappedMessage,
-      message
-    });
-  } catch (error) {
-    disconnect(anyProcess);
-    throw error;
-  } finally {
-    endSendMessage(outgoingMessagesState);
-  }
-};
-var sendOneMessage = async ({ anyProcess, methodName, isSubprocess, wrappedMessage, message }) => {
-  const sendMethod = getSendMethod(anyProcess);
-  try {
-    await Promise.all([
-      waitForStrictResponse(wrappedMessage, anyProcess, isSubprocess),
-      sendMethod(wrappedMessage)
-    ]);
-  } catch (error) {
-    handleEpipeError({ error, methodName, isSubprocess });
-    handleSerializationError({
-      error,
-      methodName,
-      isSubprocess,
-      message
-    });
-    throw error;
-  }
-};
-var getSendMethod = (anyProcess) => {
-  if (PROCESS_SEND_METHODS.has(anyProcess)) {
-    return PROCESS_SEND_METHODS.get(anyProcess);
-  }
-  const sendMethod = promisify2(anyProcess.send.bind(anyProcess));
-  PROCESS_SEND_METHODS.set(anyProcess, sendMethod);
-  return sendMethod;
-};
-var PROCESS_SEND_METHODS = /* @__PURE__ */ new WeakMap();
-
-// node_modules/execa/lib/ipc/graceful.js
-var sendAbort = (subprocess, message) => {
-  const methodName = "cancelSignal";
-  validateConnection(methodName, false, subprocess.connected);
-  return sendOneMessage({
-    anyProcess: subprocess,
-    methodName,
-    isSubprocess: false,
-    wrappedMessage: { type: GRACEFUL_CANCEL_TYPE, message },
-    message
-  });
-};
-var getCancelSignal = async ({ anyProcess, channel, isSubprocess, ipc }) => {
-  await startIpc({
-    anyProcess,
-    channel,
-    isSubprocess,
-    ipc
-  });
-  return cancelController.signal;
-};
-var startIpc = async ({ anyProcess, channel, isSubprocess, ipc }) => {
-  if (cancelListening) {
-    return;
-  }
-  cancelListening = true;
-  if (!ipc) {
-    throwOnMissingParent();
-    return;
-  }
-  if (channel === null) {
-    abortOnDisconnect();
-    return;
-  }
-  getIpcEmitter(anyProcess, channel, isSubprocess);
-  await scheduler2.yield();
-};
-var cancelListening = false;
-var handleAbort = (wrappedMessage) => {
-  if (wrappedMessage?.type !== GRACEFUL_CANCEL_TYPE) {
-    return false;
-  }
-  cancelController.abort(wrappedMessage.message);
-  return true;
-};
-var GRACEFUL_CANCEL_TYPE = "execa:ipc:cancel";
-var abortOnDisconnect = () => {
-  cancelController.abort(getAbortDisconnectError());
-};
-var cancelController = new AbortController();
-
-// node_modules/execa/lib/terminate/graceful.js
-var validateGracefulCancel = ({ gracefulCancel, cancelSignal, ipc, serialization }) => {
-  if (!gracefulCancel) {
-    return;
-  }
-  if (cancelSignal === void 0) {
-    throw new Error("The `cancelSignal` option must be defined when setting the `gracefulCancel` option.");
-  }
-  if (!ipc) {
-    throw new Error("The `ipc` option cannot be false when setting the `gracefulCancel` option.");
-  }
-  if (serialization === "json") {
-    throw new Error("The `serialization` option cannot be 'json' when setting the `gracefulCancel` option.");
-  }
-};
-var throwOnGracefulCancel = ({
-  subprocess,
-  cancelSignal,
-  gracefulCancel,
-  forceKillAfterDelay,
-  context,
-  controller
-}) => gracefulCancel ? [sendOnAbort({
-  subprocess,
-  cancelSignal,
-  forceKillAfterDelay,
-  context,
-  controller
-})] : [];
-var sendOnAbort = async ({ subprocess, cancelSignal, forceKillAfterDelay, context, controller: { signal } }) => {
-  await onAbortedSignal(cancelSignal, signal);
-  const reason = getReason(cancelSignal);
-  await sendAbort(subprocess, reason);
-  killOnTimeout({
-    kill: subprocess.kill,
-    forceKillAfterDelay,
-    context,
-    controllerSignal: signal
-  });
-  context.terminationReason ??= "gracefulCancel";
-  throw cancelSignal.reason;
-};
-var getReason = ({ reason }) => {
-  if (!(reason instanceof DOMException)) {
-    return reason;
-  }
-  const error = new Error(reason.message);
-  Object.defineProperty(error, "stack", {
-    value: reason.stack,
-    enumerable: false,
-    configurable: true,
-    writable: true
-  });
-  return error;
-};
-
-// node_modules/execa/lib/terminate/timeout.js
-import { setTimeout as setTimeout3 } from "node:timers/promises";
-var validateTimeout = ({ timeout }) => {
-  if (timeout !== void 0 && (!Number.isFinite(timeout) || timeout < 0)) {
-    throw new TypeError(`Expected the \`timeout\` option to be a non-negative integer, got \`${timeout}\` (${typeof timeout})`);
-  }
-};
-var throwOnTimeout = (subprocess, timeout, context, controller) => timeout === 0 || timeout === void 0 ? [] : [killAfterTimeout(subprocess, timeout, context, controller)];
-var killAfterTimeout = async (subprocess, timeout, context, { signal }) => {
-  await setTimeout3(timeout, void 0, { signal });
-  context.terminationReason ??= "timeout";
-  subprocess.kill();
-  throw new DiscardedError();
-};
-
-// node_modules/execa/lib/methods/node.js
-import { execPath, execArgv } from "node:process";
-import path4 from "node:path";
-var mapNode = ({ options }) => {
-  if (options.node === false) {
-    throw new TypeError('The "node" option cannot be false with `execaNode()`.');
-  }
-  return { options: { ...options, node: true } };
-};
-var handleNodeOption = (file, commandArguments, {
-  node: shouldHandleNode = false,
-  nodePath = execPath,
-  nodeOptions = execArgv.filter((nodeOption) => !nodeOption.startsWith("--inspect")),
-  cwd,
-  execPath: formerNodePath,
-  ...options
-}) => {
-  if (formerNodePath !== void 0) {
-    throw new TypeError('The "execPath" option has been removed. Please use the "nodePath" option instead.');
-  }
-  const normalizedNodePath = safeNormalizeFileUrl(nodePath, 'The "nodePath" option');
-  const resolvedNodePath = path4.resolve(cwd, normalizedNodePath);
-  const newOptions = {
-    ...options,
-    nodePath: resolvedNodePath,
-    node: shouldHandleNode,
-    cwd
-  };
-  if (!shouldHandleNode) {
-    return [file, commandArguments, newOptions];
-  }
-  if (path4.basename(file, ".exe") === "node") {
-    throw new TypeError('When the "node" option is true, the first argument does not need to be "node".');
-  }
-  return [
-    resolvedNodePath,
-    [...nodeOptions, file, ...commandArguments],
-    { ipc: true, ...newOptions, shell: false }
-  ];
-};
-
-// node_modules/execa/lib/ipc/ipc-input.js
-import { serialize } from "node:v8";
-var validateIpcInputOption = ({ ipcInput, ipc, serialization }) => {
-  if (ipcInput === void 0) {
-    return;
-  }
-  if (!ipc) {
-    throw new Error("The `ipcInput` option cannot be set unless the `ipc` option is `true`.");
-  }
-  validateIpcInput[serialization](ipcInput);
-};
-var validateAdvancedInput = (ipcInput) => {
-  try {
-    serialize(ipcInput);
-  } catch (error) {
-    throw new Error("The `ipcInput` option is not serializable with a structured clone.", { cause: error });
-  }
-};
-var validateJsonInput = (ipcInput) => {
-  try {
-    JSON.stringify(ipcInput);
-  } catch (error) {
-    throw new Error("The `ipcInput` option is not serializable with JSON.", { cause: error });
-  }
-};
-var validateIpcInput = {
-  advanced: validateAdvancedInput,
-  json: validateJsonInput
-};
-var sendIpcInput = async (subprocess, ipcInput) => {
-  if (ipcInput === void 0) {
-    return;
-  }
-  await subprocess.sendMessage(ipcInput);
-};
-
-// node_modules/execa/lib/arguments/encoding-option.js
-var validateEncoding = ({ encoding }) => {
-  if (ENCODINGS.has(encoding)) {
-    return;
-  }
-  const correctEncoding = getCorrectEncoding(encoding);
-  if (correctEncoding !== void 0) {
-    throw new TypeError(`Invalid option \`encoding: ${serializeEncoding(encoding)}\`.
-Please rename it to ${serializeEncoding(correctEncoding)}.`);
-  }
-  const correctEncodings = [...ENCODINGS].map((correctEncoding2) => serializeEncoding(correctEncoding2)).join(", ");
-  throw new TypeError(`Invalid option \`encoding: ${serializeEncoding(encoding)}\`.
-Please rename it to one of: ${correctEncodings}.`);
-};
-var TEXT_ENCODINGS = /* @__PURE__ */ new Set(["utf8", "utf16le"]);
-var BINARY_ENCODINGS = /* @__PURE__ */ new Set(["buffer", "hex", "base64", "base64url", "latin1", "ascii"]);
-var ENCODINGS = /* @__PURE__ */ new Set([...TEXT_ENCODINGS, ...BINARY_ENCODINGS]);
-var getCorrectEncoding = (encoding) => {
-  if (encoding === null) {
-    return "buffer";
-  }
-  if (typeof encoding !== "string") {
-    return;
-  }
-  const lowerEncoding = encoding.toLowerCase();
-  if (lowerEncoding in ENCODING_ALIASES) {
-    return ENCODING_ALIASES[lowerEncoding];
-  }
-  if (ENCODINGS.has(lowerEncoding)) {
-    return lowerEncoding;
-  }
-};
-var ENCODING_ALIASES = {
-  // eslint-disable-next-line unicorn/text-encoding-identifier-case
-  "utf-8": "utf8",
-  "utf-16le": "utf16le",
-  "ucs-2": "utf16le",
-  ucs2: "utf16le",
-  binary: "latin1"
-};
-var serializeEncoding = (encoding) => typeof encoding === "string" ? `"${encoding}"` : String(encoding);
-
-// node_modules/execa/lib/arguments/cwd.js
-import { statSync } from "node:fs";
-import path5 from "node:path";
-import process5 from "node:process";
-var normalizeCwd = (cwd = getDefaultCwd()) => {
-  const cwdString = safeNormalizeFileUrl(cwd, 'The "cwd" option');
-  return path5.resolve(cwdString);
-};
-var getDefaultCwd = () => {
-  try {
-    return process5.cwd();
-  } catch (error) {
-    error.message = `The current directory does not exist.
-${error.message}`;
-    throw error;
-  }
-};
-var fixCwdError = (originalMessage, cwd) => {
-  if (cwd === getDefaultCwd()) {
-    return originalMessage;
-  }
-  let cwdStat;
-  try {
-    cwdStat = statSync(cwd);
-  } catch (error) {
-    return `The "cwd" option is invalid: ${cwd}.
-${error.message}
-${originalMessage}`;
-  }
-  if (!cwdStat.isDirectory()) {
-    return `The "cwd" option is not a directory: ${cwd}.
-${originalMessage}`;
-  }
-  return originalMessage;
-};
-
-// node_modules/execa/lib/arguments/options.js
-var normalizeOptions = (filePath, rawArguments, rawOptions2) => {
-  rawOptions2.cwd = normalizeCwd(rawOptions2.cwd);
-  const [processedFile, processedArguments, processedOptions] = handleNodeOption(filePath, rawArguments, rawOptions2);
-  const { command: file, args: commandArguments, options: initialOptions } = import_cross_spawn.default._parse(processedFile, processedArguments, processedOptions);
-  const fdOptions = normalizeFdSpecificOptions(initialOptions);
-  const options = addDefaultOptions(fdOptions);
-  validateTimeout(options);
-  validateEncoding(options);
-  validateIpcInputOption(options);
-  validateCancelSignal(options);
-  validateGracefulCancel(options);
-  options.shell = normalizeFileUrl(options.shell);
-  options.env = getEnv(options);
-  options.killSignal = normalizeKillSignal(options.killSignal);
-  options.forceKillAfterDelay = normalizeForceKillAfterDelay(options.forceKillAfterDelay);
-  options.lines = options.lines.map((lines2, fdNumber) => lines2 && !BINARY_ENCODINGS.has(options.encoding) && options.buffer[fdNumber]);
-  if (process6.platform === "win32" && path6.basename(file, ".exe") === "cmd") {
-    commandArguments.unshift("/q");
-  }
-  return { file, commandArguments, options };
-};
-var addDefaultOptions = ({
-  extendEnv = true,
-  preferLocal = false,
-  cwd,
-  localDir: localDirectory = cwd,
-  encoding = "utf8",
-  reject = true,
-  cleanup = true,
-  all = false,
-  windowsHide = true,
-  killSignal = "SIGTERM",
-  forceKillAfterDelay = true,
-  gracefulCancel = false,
-  ipcInput,
-  ipc = ipcInput !== void 0 || gracefulCancel,
-  serialization = "advanced",
-  ...options
-}) => ({
-  ...options,
-  extendEnv,
-  preferLocal,
-  cwd,
-  localDirectory,
-  encoding,
-  reject,
-  cleanup,
-  all,
-  windowsHide,
-  killSignal,
-  forceKillAfterDelay,
-  gracefulCancel,
-  ipcInput,
-  ipc,
-  serialization
-});
-var getEnv = ({ env: envOption, extendEnv, preferLocal, node, localDirectory, nodePath }) => {
-  const env = extendEnv ? { ...process6.env, ...envOption } : envOption;
-  if (preferLocal || node) {
-    return npmRunPathEnv({
-      env,
-      cwd: localDirectory,
-      execPath: nodePath,
-      preferLocal,
-      addExecPath: node
-    });
-  }
-  return env;
-};
-
-// node_modules/execa/lib/arguments/shell.js
-var concatenateShell = (file, commandArguments, options) => options.shell && commandArguments.length > 0 ? [[file, ...commandArguments].join(" "), [], options] : [file, commandArguments, options];
-
-// node_modules/execa/lib/return/message.js
-import { inspect as inspect2 } from "node:util";
-
-// node_modules/strip-final-newline/index.js
-function stripFinalNewline(input) {
-  if (typeof input === "string") {
-    return stripFinalNewlineString(input);
-  }
-  if (!(ArrayBuffer.isView(input) && input.BYTES_PER_ELEMENT === 1)) {
-    throw new Error("Input must be a string or a Uint8Array");
-  }
-  return stripFinalNewlineBinary(input);
-}
-var stripFinalNewlineString = (input) => input.at(-1) === LF ? input.slice(0, input.at(-2) === CR ? -2 : -1) : input;
-var stripFinalNewlineBinary = (input) => input.at(-1) === LF_BINARY ? input.subarray(0, input.at(-2) === CR_BINARY ? -2 : -1) : input;
-var LF = "\n";
-var LF_BINARY = LF.codePointAt(0);
-var CR = "\r";
-var CR_BINARY = CR.codePointAt(0);
-
-// node_modules/get-stream/source/index.js
-import { on } from "node:events";
-import { finished } from "node:stream/promises";
-
-// node_modules/is-stream/index.js
-function isStream(stream, { checkOpen = true } = {}) {
-  return stream !== null && typeof stream === "object" && (stream.writable || stream.readable || !checkOpen || stream.writable === void 0 && stream.readable === void 0) && typeof stream.pipe === "function";
-}
-function isWritableStream(stream, { checkOpen = true } = {}) {
-  return isStream(stream, { checkOpen }) && (stream.writable || !checkOpen) && typeof stream.write === "function" && typeof stream.end === "function" && typeof stream.writable === "boolean" && typeof stream.writableObjectMode === "boolean" && typeof stream.destroy === "function" && typeof stream.destroyed === "boolean";
-}
-function isReadableStream(stream, { checkOpen = true } = {}) {
-  return isStream(stream, { checkOpen }) && (stream.readable || !checkOpen) && typeof stream.read === "function" && typeof stream.readable === "boolean" && typeof stream.readableObjectMode === "boolean" && typeof stream.destroy === "function" && typeof stream.destroyed === "boolean";
-}
-function isDuplexStream(stream, options) {
-  return isWritableStream(stream, options) && isReadableStream(stream, options);
-}
-
-// node_modules/@sec-ant/readable-stream/dist/ponyfill/asyncIterator.js
-var a = Object.getPrototypeOf(
-  Object.getPrototypeOf(
-    /* istanbul ignore next */
-    async function* () {
-    }
-  ).prototype
-);
-var c = class {
-  #t;
-  #n;
-  #r = false;
-  #e = void 0;
-  constructor(e, t) {
-    this.#t = e, this.#n = t;
-  }
-  next() {
-    const e = () => this.#s();
-    return this.#e = this.#e ? this.#e.then(e, e) : e(), this.#e;
-  }
-  return(e) {
-    const t = () => this.#i(e);
-    return this.#e ? this.#e.then(t, t) : t();
-  }
-  async #s() {
-    if (this.#r)
-      return {
-        done: true,
-        value: void 0
-      };
-    let e;
-    try {
-      e = await this.#t.read();
-    } catch (t) {
-      throw this.#e = void 0, this.#r = true, this.#t.releaseLock(), t;
-    }
-    return e.done && (this.#e = void 0, this.#r = true, this.#t.releaseLock()), e;
-  }
-  async #i(e) {
-    if (this.#r)
-      return {
-        done: true,
-        value: e
-      };
-    if (this.#r = true, !this.#n) {
-      const t = this.#t.cancel(e);
-      return this.#t.releaseLock(), await t, {
-        done: true,
-        value: e
-      };
-    }
-    return this.#t.releaseLock(), {
-      done: true,
-      value: e
-    };
-  }
-};
-var n = Symbol();
-function i() {
-  return this[n].next();
-}
-Object.defineProperty(i, "name", { value: "next" });
-function o(r) {
-  return this[n].return(r);
-}
-Object.defineProperty(o, "name", { value: "return" });
-var u = Object.create(a, {
-  next: {
-    enumerable: true,
-    configurable: true,
-    writable: true,
-    value: i
-  },
-  return: {
-    enumerable: true,
-    configurable: true,
-    writable: true,
-    value: o
-  }
-});
-function h({ preventCancel: r = false } = {}) {
-  const e = this.getReader(), t = new c(
-    e,
-    r
-  ), s = Object.create(u);
-  return s[n] = t, s;
-}
-
-// node_modules/get-stream/source/stream.js
-var getAsyncIterable = (stream) => {
-  if (isReadableStream(stream, { checkOpen: false }) && nodeImports.on !== void 0) {
-    return getStreamIterable(stream);
-  }
-  if (typeof stream?.[Symbol.asyncIterator] === "function") {
-    return stream;
-  }
-  if (toString.call(stream) === "[object ReadableStream]") {
-    return h.call(stream);
-  }
-  throw new TypeError("The first argument must be a Readable, a ReadableStream, or an async iterable.");
-};
-var { toString } = Object.prototype;
-var getStreamIterable = async function* (stream) {
-  const controller = new AbortController();
-  const state = {};
-  handleStreamEnd(stream, controller, state);
-  try {
-    for await (const [chunk] of nodeImports.on(stream, "data", { signal: controller.signal })) {
-      yield chunk;
-    }
-  } catch (error) {
-    if (state.error !== void 0) {
-      throw state.error;
-    } else if (!controller.signal.aborted) {
-      throw error;
-    }
-  } finally {
-    stream.destroy();
-  }
-};
-var handleStreamEnd = async (stream, controller, state) => {
-  try {
-    await nodeImports.finished(stream, {
-      cleanup: true,
-      readable: true,
-      writable: false,
-      error: false
-    });
-  } catch (error) {
-    state.error = error;
-  } finally {
-    controller.abort();
-  }
-};
-var nodeImports = {};
-
-// node_modules/get-stream/source/contents.js
-var getStreamContents = async (stream, { init, convertChunk, getSize, truncateChunk, addChunk, getFinalChunk, finalize }, { maxBuffer = Number.POSITIVE_INFINITY } = {}) => {
-  const asyncIterable = getAsyncIterable(stream);
-  const state = init();
-  state.length = 0;
-  try {
-    for await (const chunk of asyncIterable) {
-      const chunkType = getChunkType(chunk);
-      const convertedChunk = convertChunk[chunkType](chunk, state);
-      appendChunk({
-        convertedChunk,
-        state,
-        getSize,
-        truncateChunk,
-        addChunk,
-        maxBuffer
-      });
-    }
-    appendFinalChunk({
-      state,
-      convertChunk,
-      getSize,
-      truncateChunk,
-      addChunk,
-      getFinalChunk,
-      maxBuffer
-    });
-    return finalize(state);
-  } catch (error) {
-    const normalizedError = typeof error === "object" && error !== null ? error : new Error(error);
-    normalizedError.bufferedData = finalize(state);
-    throw normalizedError;
-  }
-};
-var appendFinalChunk = ({ state, getSize, truncateChunk, addChunk, getFinalChunk, maxBuffer }) => {
-  const convertedChunk = getFinalChunk(state);
-  if (convertedChunk !== void 0) {
-    appendChunk({
-      convertedChunk,
-      state,
-      getSize,
-      truncateChunk,
-      addChunk,
-      maxBuffer
-    });
-  }
-};
-var appendChunk = ({ convertedChunk, state, getSize, truncateChunk, addChunk, maxBuffer }) => {
-  const chunkSize = getSize(convertedChunk);
-  const newLength = state.length + chunkSize;
-  if (newLength <= maxBuffer) {
-    addNewChunk(convertedChunk, state, addChunk, newLength);
-    return;
-  }
-  const truncatedChunk = truncateChunk(convertedChunk, maxBuffer - state.length);
-  if (truncatedChunk !== void 0) {
-    addNewChunk(truncatedChunk, state, addChunk, maxBuffer);
-  }
-  throw new MaxBufferError();
-};
-var addNewChunk = (convertedChunk, state, addChunk, newLength) => {
-  state.contents = addChunk(convertedChunk, state, newLength);
-  state.length = newLength;
-};
-var getChunkType = (chunk) => {
-  const typeOfChunk = typeof chunk;
-  if (typeOfChunk === "string") {
-    return "string";
-  }
-  if (typeOfChunk !== "object" || chunk === null) {
-    return "others";
-  }
-  if (globalThis.Buffer?.isBuffer(chunk)) {
-    return "buffer";
-  }
-  const prototypeName = objectToString2.call(chunk);
-  if (prototypeName === "[object ArrayBuffer]") {
-    return "arrayBuffer";
-  }
-  if (prototypeName === "[object DataView]") {
-    return "dataView";
-  }
-  if (Number.isInteger(chunk.byteLength) && Number.isInteger(chunk.byteOffset) && objectToString2.call(chunk.buffer) === "[object ArrayBuffer]") {
-    return "typedArray";
-  }
-  return "others";
-};
-var { toString: objectToString2 } = Object.prototype;
-var MaxBufferError = class extends Error {
-  name = "MaxBufferError";
-  constructor() {
-    super("maxBuffer exceeded");
-  }
-};
-
-// node_modules/get-stream/source/utils.js
-var identity2 = (value) => value;
-var noop = () => void 0;
-var getContentsProperty = ({ contents }) => contents;
-var throwObjectStream = (chunk) => {
-  throw new Error(`Streams in object mode are not supported: ${String(chunk)}`);
-};
-var getLengthProperty = (convertedChunk) => convertedChunk.length;
-
-// node_modules/get-stream/source/array.js
-async function getStreamAsArray(stream, options) {
-  return getStreamContents(stream, arrayMethods, options);
-}
-var initArray = () => ({ contents: [] });
-var increment = () => 1;
-var addArrayChunk = (convertedChunk, { contents }) => {
-  contents.push(convertedChunk);
-  return contents;
-};
-var arrayMethods = {
-  init: initArray,
-  convertChunk: {
-    string: identity2,
-    buffer: identity2,
-    arrayBuffer: identity2,
-    dataView: identity2,
-    typedArray: identity2,
-    others: identity2
-  },
-  getSize: increment,
-  truncateChunk: noop,
-  addChunk: addArrayChunk,
-  getFinalChunk: noop,
-  finalize: getContentsProperty
-};
-
-// node_modules/get-stream/source/array-buffer.js
-async function getStreamAsArrayBuffer(stream, options) {
-  return getStreamContents(stream, arrayBufferMethods, options);
-}
-var initArrayBuffer = () => ({ contents: new ArrayBuffer(0) });
-var useTextEncoder = (chunk) => textEncoder2.encode(chunk);
-var textEncoder2 = new TextEncoder();
-var useUint8Array = (chunk) => new Uint8Array(chunk);
-var useUint8ArrayWithOffset = (chunk) => new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-var truncateArrayBufferChunk = (convertedChunk, chunkSize) => convertedChunk.slice(0, chunkSize);
-var addArrayBufferChunk = (convertedChunk, { contents, length: previousLength }, length) => {
-  const newContents = hasArrayBufferResize() ? resizeArrayBuffer(contents, length) : resizeArrayBufferSlow(contents, length);
-  new Uint8Array(newContents).set(convertedChunk, previousLength);
-  return newContents;
-};
-var resizeArrayBufferSlow = (contents, length) => {
-  if (length <= contents.byteLength) {
-    return contents;
-  }
-  const arrayBuffer = new ArrayBuffer(getNewContentsLength(length));
-  new Uint8Array(arrayBuffer).set(new Uint8Array(contents), 0);
-  return arrayBuffer;
-};
-var resizeArrayBuffer = (contents, length) => {
-  if (length <= contents.maxByteLength) {
-    contents.resize(length);
-    return contents;
-  }
-  const arrayBuffer = new ArrayBuffer(length, { maxByteLength: getNewContentsLength(length) });
-  new Uint8Array(arrayBuffer).set(new Uint8Array(contents), 0);
-  return arrayBuffer;
-};
-var getNewContentsLength = (length) => SCALE_FACTOR ** Math.ceil(Math.log(length) / Math.log(SCALE_FACTOR));
-var SCALE_FACTOR = 2;
-var finalizeArrayBuffer = ({ contents, length }) => hasArrayBufferResize() ? contents : contents.slice(0, length);
-var hasArrayBufferResize = () => "resize" in ArrayBuffer.prototype;
-var arrayBufferMethods = {
-  init: initArrayBuffer,
-  convertChunk: {
-    string: useTextEncoder,
-    buffer: useUint8Array,
-    arrayBuffer: useUint8Array,
-    dataView: useUint8ArrayWithOffset,
-    typedArray: useUint8ArrayWithOffset,
-    others: throwObjectStream
-  },
-  getSize: getLengthProperty,
-  truncateChunk: truncateArrayBufferChunk,
-  addChunk: addArrayBufferChunk,
-  getFinalChunk: noop,
-  finalize: finalizeArrayBuffer
-};
-
-// node_modules/get-stream/source/string.js
-async function getStreamAsString(stream, options) {
-  return getStreamContents(stream, stringMethods, options);
-}
-var initString = () => ({ contents: "", textDecoder: new TextDecoder() });
-var useTextDecoder = (chunk, { textDecoder: textDecoder2 }) => textDecoder2.decode(chunk, { stream: true });
-var addStringChunk = (convertedChunk, { contents }) => contents + convertedChunk;
-var truncateStringChunk = (convertedChunk, chunkSize) => convertedChunk.slice(0, chunkSize);
-var getFinalStringChunk = ({ textDecoder: textDecoder2 }) => {
-  const finalChunk = textDecoder2.decode();
-  return finalChunk === "" ? void 0 : finalChunk;
-};
-var stringMethods = {
-  init: initString,
-  convertChunk: {
-    string: identity2,
-    buffer: useTextDecoder,
-    arrayBuffer: useTextDecoder,
-    dataView: useTextDecoder,
-    typedArray: useTextDecoder,
-    others: throwObjectStream
-  },
-  getSize: getLengthProperty,
-  truncateChunk: truncateStringChunk,
-  addChunk: addStringChunk,
-  getFinalChunk: getFinalStringChunk,
-  finalize: getContentsProperty
-};
-
-// node_modules/get-stream/source/index.js
-Object.assign(nodeImports, { on, finished });
-
-// node_modules/execa/lib/io/max-buffer.js
-var handleMaxBuffer = ({ error, stream, readableObjectMode, lines: lines2, encoding, fdNumber }) => {
-  if (!(error instanceof MaxBufferError)) {
-    throw error;
-  }
-  if (fdNumber === "all") {
-    return error;
-  }
-  const unit = getMaxBufferUnit(readableObjectMode, lines2, encoding);
-  error.maxBufferInfo = { fdNumber, unit };
-  stream.destroy();
-  throw error;
-};
-var getMaxBufferUnit = (readableObjectMode, lines2, encoding) => {
-  if (readableObjectMode) {
-    return "objects";
-  }
-  if (lines2) {
-    return "lines";
-  }
-  if (encoding === "buffer") {
-    return "bytes";
-  }
-  return "characters";
-};
-var checkIpcMaxBuffer = (subprocess, ipcOutput, maxBuffer) => {
-  if (ipcOutput.length !== maxBuffer) {
-    return;
-  }
-  const error = new MaxBufferError();
-  error.maxBufferInfo = { fdNumber: "ipc" };
-  throw error;
-};
-var getMaxBufferMessage = (error, maxBuffer) => {
-  const { streamName, threshold, unit } = getMaxBufferInfo(error, maxBuffer);
-  return `Command's ${streamName} was larger than ${threshold} ${unit}`;
-};
-var getMaxBufferInfo = (error, maxBuffer) => {
-  if (error?.maxBufferInfo === void 0) {
-    return { streamName: "output", threshold: maxBuffer[1], unit: "bytes" };
-  }
-  const { maxBufferInfo: { fdNumber, unit } } = error;
-  delete error.maxBufferInfo;
-  const threshold = getFdSpecificValue(maxBuffer, fdNumber);
-  if (fdNumber === "ipc") {
-    return { streamName: "IPC output", threshold, unit: "messages" };
-  }
-  return { streamName: getStreamName(fdNumber), threshold, unit };
-};
-var isMaxBufferSync = (resultError, output, maxBuffer) => resultError?.code === "ENOBUFS" && output !== null && output.some((result) => result !== null && result.length > getMaxBufferSync(maxBuffer));
-var truncateMaxBufferSync = (result, isMaxBuffer, maxBuffer) => {
-  if (!isMaxBuffer) {
-    return result;
-  }
-  const maxBufferValue = getMaxBufferSync(maxBuffer);
-  return result.length > maxBufferValue ? result.slice(0, maxBufferValue) : result;
-};
-var getMaxBufferSync = ([, stdoutMaxBuffer]) => stdoutMaxBuffer;
-
-// node_modules/execa/lib/return/message.js
-var createMessages = ({
-  stdio,
-  all,
-  ipcOutput,
-  originalError,
-  signal,
-  signalDescription,
-  exitCode,
-  escapedCommand,
-  timedOut,
-  isCanceled,
-  isGracefullyCanceled,
-  isMaxBuffer,
-  isForcefullyTerminated,
-  forceKillAfterDelay,
-  killSignal,
-  maxBuffer,
-  timeout,
-  cwd
-}) => {
-  const errorCode = originalError?.code;
-  const prefix = getErrorPrefix({
-    originalError,
-    timedOut,
-    timeout,
-    isMaxBuffer,
-    maxBuffer,
-    errorCode,
-    signal,
-    signalDescription,
-    exitCode,
-    isCanceled,
-    isGracefullyCanceled,
-    isForcefullyTerminated,
-    forceKillAfterDelay,
-    killSignal
-  });
-  const originalMessage = getOriginalMessage(originalError, cwd);
-  const suffix = originalMessage === void 0 ? "" : `
-${originalMessage}`;
-  const shortMessage = `${prefix}: ${escapedCommand}${suffix}`;
-  const messageStdio = all === void 0 ? [stdio[2], stdio[1]] : [all];
-  const message = [
-    shortMessage,
-    ...messageStdio,
-    ...stdio.slice(3),
-    ipcOutput.map((ipcMessage) => serializeIpcMessage(ipcMessage)).join("\n")
-  ].map((messagePart) => escapeLines(stripFinalNewline(serializeMessagePart(messagePart)))).filter(Boolean).join("\n\n");
-  return { originalMessage, shortMessage, message };
-};
-var getErrorPrefix = ({
-  originalError,
-  timedOut,
-  timeout,
-  isMaxBuffer,
-  maxBuffer,
-  errorCode,
-  signal,
-  signalDescription,
-  exitCode,
-  isCanceled,
-  isGracefullyCanceled,
-  isForcefullyTerminated,
-  forceKillAfterDelay,
-  killSignal
-}) => {
-  const forcefulSuffix = getForcefulSuffix(isForcefullyTerminated, forceKillAfterDelay);
-  if (timedOut) {
-    return `Command timed out after ${timeout} milliseconds${forcefulSuffix}`;
-  }
-  if (isGracefullyCanceled) {
-    if (signal === void 0) {
-      return `Command was gracefully canceled with exit code ${exitCode}`;
-    }
-    return isForcefullyTerminated ? `Command was gracefully canceled${forcefulSuffix}` : `Command was gracefully canceled with ${signal} (${signalDescription})`;
-  }
-  if (isCanceled) {
-    return `Command was canceled${forcefulSuffix}`;
-  }
-  if (isMaxBuffer) {
-    return `${getMaxBufferMessage(originalError, maxBuffer)}${forcefulSuffix}`;
-  }
-  if (errorCode !== void 0) {
-    return `Command failed with ${errorCode}${forcefulSuffix}`;
-  }
-  if (isForcefullyTerminated) {
-    return `Command was killed with ${killSignal} (${getSignalDescription(killSignal)})${forcefulSuffix}`;
-  }
-  if (signal !== void 0) {
-    return `Command was killed with ${signal} (${signalDescription})`;
-  }
-  if (exitCode !== void 0) {
-    return `Command failed with exit code ${exitCode}`;
-  }
-  return "Command failed";
-};
-var getForcefulSuffix = (isForcefullyTerminated, forceKillAfterDelay) => isForcefullyTerminated ? ` and was forcefully terminated after ${forceKillAfterDelay} milliseconds` : "";
-var getOriginalMessage = (originalError, cwd) => {
-  if (originalError instanceof DiscardedError) {
-    return;
-  }
-  const originalMessage = isExecaError(originalError) ? originalError.originalMessage : String(originalError?.message ?? originalError);
-  const escapedOriginalMessage = escapeLines(fixCwdError(originalMessage, cwd));
-  return escapedOriginalMessage === "" ? void 0 : escapedOriginalMessage;
-};
-var serializeIpcMessage = (ipcMessage) => typeof ipcMessage === "string" ? ipcMessage : inspect2(ipcMessage);
-var serializeMessagePart = (messagePart) => Array.isArray(messagePart) ? messagePart.map((messageItem) => stripFinalNewline(serializeMessageItem(messageItem))).filter(Boolean).join("\n") : serializeMessageItem(messagePart);
-var serializeMessageItem = (messageItem) => {
-  if (typeof messageItem === "string") {
-    return messageItem;
-  }
-  if (isUint8Array(messageItem)) {
-    return uint8ArrayToString(messageItem);
-  }
-  return "";
-};
-
-// node_modules/execa/lib/return/result.js
-var makeSuccessResult = ({
-  command,
-  escapedCommand,
-  stdio,
-  all,
-  ipcOutput,
-  options: { cwd },
-  startTime
-}) => omitUndefinedProperties({
-  command,
-  escapedCommand,
-  cwd,
-  durationMs: getDurationMs(startTime),
-  failed: false,
-  timedOut: false,
-  isCanceled: false,
-  isGracefullyCanceled: false,
-  isTerminated: false,
-  isMaxBuffer: false,
-  isForcefullyTerminated: false,
-  exitCode: 0,
-  stdout: stdio[1],
-  stderr: stdio[2],
-  all,
-  stdio,
-  ipcOutput,
-  pipedFrom: []
-});
-var makeEarlyError = ({
-  error,
-  command,
-  escapedCommand,
-  fileDescriptors,
-  options,
-  startTime,
-  isSync
-}) => makeError({
-  error,
-  command,
-  escapedCommand,
-  startTime,
-  timedOut: false,
-  isCanceled: false,
-  isGracefullyCanceled: false,
-  isMaxBuffer: false,
-  isForcefullyTerminated: false,
-  stdio: Array.from({ length: fileDescriptors.length }),
-  ipcOutput: [],
-  options,
-  isSync
-});
-var makeError = ({
-  error: originalError,
-  command,
-  escapedCommand,
-  startTime,
-  timedOut,
-  isCanceled,
-  isGracefullyCanceled,
-  isMaxBuffer,
-  isForcefullyTerminated,
-  exitCode: rawExitCode,
-  signal: rawSignal,
-  stdio,
-  all,
-  ipcOutput,
-  options: {
-    timeoutDuration,
-    timeout = timeoutDuration,
-    forceKillAfterDelay,
-    killSignal,
-    cwd,
-    maxBuffer
-  },
-  isSync
-}) => {
-  const { exitCode, signal, signalDescription } = normalizeExitPayload(rawExitCode, rawSignal);
-  const { originalMessage, shortMessage, message } = createMessages({
-    stdio,
-    all,
-    ipcOutput,
-    originalError,
-    signal,
-    signalDescription,
-    exitCode,
-    escapedCommand,
-    timedOut,
-    isCanceled,
-    isGracefullyCanceled,
-    isMaxBuffer,
-    isForcefullyTerminated,
-    forceKillAfterDelay,
-    killSignal,
-    maxBuffer,
-    timeout,
-    cwd
-  });
-  const error = getFinalError(originalError, message, isSync);
-  Object.assign(error, getErrorProperties({
-    error,
-    command,
-    escapedCommand,
-    startTime,
-    timedOut,
-    isCanceled,
-    isGracefullyCanceled,
-    isMaxBuffer,
-    isForcefullyTerminated,
-    exitCode,
-    signal,
-    signalDescription,
-    stdio,
-    all,
-    ipcOutput,
-    cwd,
-    originalMessage,
-    shortMessage
-  }));
-  return error;
-};
-var getErrorProperties = ({
-  error,
-  command,
-  escapedCommand,
-  startTime,
-  timedOut,
-  isCanceled,
-  isGracefullyCanceled,
-  isMaxBuffer,
-  isForcefullyTerminated,
-  exitCode,
-  signal,
-  signalDescription,
-  stdio,
-  all,
-  ipcOutput,
-  cwd,
-  originalMessage,
-  shortMessage
-}) => omitUndefinedProperties({
-  shortMessage,
-  originalMessage,
-  command,
-  escapedCommand,
-  cwd,
-  durationMs: getDurationMs(startTime),
-  failed: true,
-  timedOut,
-  isCanceled,
-  isGracefullyCanceled,
-  isTerminated: signal !== void 0,
-  isMaxBuffer,
-  isForcefullyTerminated,
-  exitCode,
-  signal,
-  signalDescription,
-  code: error.cause?.code,
-  stdout: stdio[1],
-  stderr: stdio[2],
-  all,
-  stdio,
-  ipcOutput,
-  pipedFrom: []
-});
-var omitUndefinedProperties = (result) => Object.fromEntries(Object.entries(result).filter(([, value]) => value !== void 0));
-var normalizeExitPayload = (rawExitCode, rawSignal) => {
-  const exitCode = rawExitCode === null ? void 0 : rawExitCode;
-  const signal = rawSignal === null ? void 0 : rawSignal;
-  const signalDescription = signal === void 0 ? void 0 : getSignalDescription(rawSignal);
-  return { exitCode, signal, signalDescription };
-};
-
-// node_modules/parse-ms/index.js
-var toZeroIfInfinity = (value) => Number.isFinite(value) ? value : 0;
-function parseNumber(milliseconds) {
-  return {
-    days: Math.trunc(milliseconds / 864e5),
-    hours: Math.trunc(milliseconds / 36e5 % 24),
-    minutes: Math.trunc(milliseconds / 6e4 % 60),
-    seconds: Math.trunc(milliseconds / 1e3 % 60),
-    milliseconds: Math.trunc(milliseconds % 1e3),
-    microseconds: Math.trunc(toZeroIfInfinity(milliseconds * 1e3) % 1e3),
-    nanoseconds: Math.trunc(toZeroIfInfinity(milliseconds * 1e6) % 1e3)
-  };
-}
-function parseBigint(milliseconds) {
-  return {
-    days: milliseconds / 86400000n,
-    hours: milliseconds / 3600000n % 24n,
-    minutes: milliseconds / 60000n % 60n,
-    seconds: milliseconds / 1000n % 60n,
-    milliseconds: milliseconds % 1000n,
-    microseconds: 0n,
-    nanoseconds: 0n
-  };
-}
-function parseMilliseconds(milliseconds) {
-  switch (typeof milliseconds) {
-    case "number": {
-      if (Number.isFinite(milliseconds)) {
-        return parseNumber(milliseconds);
-      }
-      break;
-    }
-    case "bigint": {
-      return parseBigint(milliseconds);
-    }
-  }
-  throw new TypeError("Expected a finite number or bigint");
-}
-
-// node_modules/pretty-ms/index.js
-var isZero = (value) => value === 0 || value === 0n;
-var pluralize = (word, count2) => count2 === 1 || count2 === 1n ? word : `${word}s`;
-var SECOND_ROUNDING_EPSILON = 1e-7;
-var ONE_DAY_IN_MILLISECONDS = 24n * 60n * 60n * 1000n;
-function prettyMilliseconds(milliseconds, options) {
-  const isBigInt = typeof milliseconds === "bigint";
-  if (!isBigInt && !Number.isFinite(milliseconds)) {
-    throw new TypeError("Expected a finite number or bigint");
-  }
-  options = { ...options };
-  const sign = milliseconds < 0 ? "-" : "";
-  milliseconds = milliseconds < 0 ? -milliseconds : milliseconds;
-  if (options.colonNotation) {
-    options.compact = false;
-    options.formatSubMilliseconds = false;
-    options.separateMilliseconds = false;
-    options.verbose = false;
-  }
-  if (options.compact) {
-    options.unitCount = 1;
-    options.secondsDecimalDigits = 0;
-    options.millisecondsDecimalDigits = 0;
-  }
-  let result = [];
-  const floorDecimals = (value, decimalDigits) => {
-    const flooredInterimValue = Math.floor(value * 10 ** decimalDigits + SECOND_ROUNDING_EPSILON);
-    const flooredValue = Math.round(flooredInterimValue) / 10 ** decimalDigits;
-    return flooredValue.toFixed(decimalDigits);
-  };
-  const add = (value, long, short, valueString) => {
-    if ((result.length === 0 || !options.colonNotation) && isZero(value) && !(options.colonNotation && short === "m")) {
-      return;
-    }
-    valueString ??= String(value);
-    if (options.colonNotation) {
-      const wholeDigits = valueString.includes(".") ? valueString.split(".")[0].length : valueString.length;
-      const minLength = result.length > 0 ? 2 : 1;
-      valueString = "0".repeat(Math.max(0, minLength - wholeDigits)) + valueString;
-    } else {
-      valueString += options.verbose ? " " + pluralize(long, value) : short;
-    }
-    result.push(valueString);
-  };
-  const parsed = parseMilliseconds(milliseconds);
-  const days = BigInt(parsed.days);
-  if (options.hideYearAndDays) {
-    add(BigInt(days) * 24n + BigInt(parsed.hours), "hour", "h");
-  } else {
-    if (options.hideYear) {
-      add(days, "day", "d");
-    } else {
-      add(days / 365n, "year", "y");
-      add(days % 365n, "day", "d");
-    }
-    add(Number(parsed.hours), "hour", "h");
-  }
-  add(Number(parsed.minutes), "minute", "m");
-  if (!options.hideSeconds) {
-    if (options.separateMilliseconds || options.formatSubMilliseconds || !options.colonNotation && milliseconds < 1e3 && !options.subSecondsAsDecimals) {
-      const seconds = Number(parsed.seconds);
-      const milliseconds2 = Number(parsed.milliseconds);
-      const microseconds = Number(parsed.microseconds);
-      const nanoseconds = Number(parsed.nanoseconds);
-      add(seconds, "second", "s");
-      if (options.formatSubMilliseconds) {
-        add(milliseconds2, "millisecond", "ms");
-        add(microseconds, "microsecond", "\xB5s");
-        add(nanoseconds, "nanosecond", "ns");
-      } else {
-        const millisecondsAndBelow = milliseconds2 + microseconds / 1e3 + nanoseconds / 1e6;
-        const millisecondsDecimalDigits = typeof options.millisecondsDecimalDigits === "number" ? options.millisecondsDecimalDigits : 0;
-        const roundedMilliseconds = millisecondsAndBelow >= 1 ? Math.round(millisecondsAndBelow) : Math.ceil(millisecondsAndBelow);
-        const maximumMilliseconds = 1e3 - 10 ** -millisecondsDecimalDigits;
-        const millisecondsString = millisecondsDecimalDigits ? Math.min(millisecondsAndBelow, maximumMilliseconds).toFixed(millisecondsDecimalDigits) : Math.min(roundedMilliseconds, maximumMilliseconds);
-        add(
-          Number.parseFloat(millisecondsString),
-          "millisecond",
-          "ms",
-          millisecondsString
-        );
-      }
-    } else {
-      const seconds = (isBigInt ? Number(milliseconds % ONE_DAY_IN_MILLISECONDS) : milliseconds) / 1e3 % 60;
-      const secondsDecimalDigits = typeof options.secondsDecimalDigits === "number" ? options.secondsDecimalDigits : 1;
-      const secondsFixed = floorDecimals(seconds, secondsDecimalDigits);
-      const secondsString = options.keepDecimalsOnWholeSeconds ? secondsFixed : secondsFixed.replace(/\.0+$/, "");
-      add(Number.parseFloat(secondsString), "second", "s", secondsString);
-    }
-  }
-  if (result.length === 0) {
-    return sign + "0" + (options.verbose ? " milliseconds" : "ms");
-  }
-  const separator = options.colonNotation ? ":" : " ";
-  if (typeof options.unitCount === "number") {
-    result = result.slice(0, Math.max(options.unitCount, 1));
-  }
-  return sign + result.join(separator);
-}
-
-// node_modules/execa/lib/verbose/error.js
-var logError = (result, verboseInfo) => {
-  if (result.failed) {
-    verboseLog({
-      type: "error",
-      verboseMessage: result.shortMessage,
-      verboseInfo,
-      result
-    });
-  }
-};
-
-// node_modules/execa/lib/verbose/complete.js
-var logResult = (result, verboseInfo) => {
-  if (!isVerbose(verboseInfo)) {
-    return;
-  }
-  logError(result, verboseInfo);
-  logDuration(result, verboseInfo);
-};
-var logDuration = (result, verboseInfo) => {
-  const verboseMessage = `(done in ${prettyMilliseconds(result.durationMs)})`;
-  verboseLog({
-    type: "duration",
-    verboseMessage,
-    verboseInfo,
-    result
-  });
-};
-
-// node_modules/execa/lib/return/reject.js
-var handleResult = (result, verboseInfo, { reject }) => {
-  logResult(result, verboseInfo);
-  if (result.failed && reject) {
-    throw result;
-  }
-  return result;
-};
-
-// node_modules/execa/lib/stdio/handle-sync.js
-import { readFileSync as readFileSync2 } from "node:fs";
-
-// node_modules/execa/lib/stdio/type.js
-var getStdioItemType = (value, optionName) => {
-  if (isAsyncGenerator(value)) {
-    return "asyncGenerator";
-  }
-  if (isSyncGenerator(value)) {
-    return "generator";
-  }
-  if (isUrl(value)) {
-    return "fileUrl";
-  }
-  if (isFilePathObject(value)) {
-    return "filePath";
-  }
-  if (isWebStream(value)) {
-    return "webStream";
-  }
-  if (isStream(value, { checkOpen: false })) {
-    return "native";
-  }
-  if (isUint8Array(value)) {
-    return "uint8Array";
-  }
-  if (isAsyncIterableObject(value)) {
-    return "asyncIterable";
-  }
-  if (isIterableObject(value)) {
-    return "iterable";
-  }
-  if (isTransformStream(value)) {
-    return getTransformStreamType({ transform: value }, optionName);
-  }
-  if (isTransformOptions(value)) {
-    return getTransformObjectType(value, optionName);
-  }
-  return "native";
-};
-var getTransformObjectType = (value, optionName) => {
-  if (isDuplexStream(value.transform, { checkOpen: false })) {
-    return getDuplexType(value, optionName);
-  }
-  if (isTransformStream(value.transform)) {
-    return getTransformStreamType(value, optionName);
-  }
-  return getGeneratorObjectType(value, optionName);
-};
-var getDuplexType = (value, optionName) => {
-  validateNonGeneratorType(value, optionName, "Duplex stream");
-  return "duplex";
-};
-var getTransformStreamType = (value, optionName) => {
-  validateNonGeneratorType(value, optionName, "web TransformStream");
-  return "webTransform";
-};
-var validateNonGeneratorType = ({ final, binary, objectMode }, optionName, typeName) => {
-  checkUndefinedOption(final, `${optionName}.final`, typeName);
-  checkUndefinedOption(binary, `${optionName}.binary`, typeName);
-  checkBooleanOption(objectMode, `${optionName}.objectMode`);
-};
-var checkUndefinedOption = (value, optionName, typeName) => {
-  if (value !== void 0) {
-    throw new TypeError(`The \`${optionName}\` option can only be defined when using a generator, not a ${typeName}.`);
-  }
-};
-var getGeneratorObjectType = ({ transform, final, binary, objectMode }, optionName) => {
-  if (transform !== void 0 && !isGenerator(transform)) {
-    throw new TypeError(`The \`${optionName}.transform\` option must be a generator, a Duplex stream or a web TransformStream.`);
-  }
-  if (isDuplexStream(final, { checkOpen: false })) {
-    throw new TypeError(`The \`${optionName}.final\` option must not be a Duplex stream.`);
-  }
-  if (isTransformStream(final)) {
-    throw new TypeError(`The \`${optionName}.final\` option must not be a web TransformStream.`);
-  }
-  if (final !== void 0 && !isGenerator(final)) {
-    throw new TypeError(`The \`${optionName}.final\` option must be a generator.`);
-  }
-  checkBooleanOption(binary, `${optionName}.binary`);
-  checkBooleanOption(objectMode, `${optionName}.objectMode`);
-  return isAsyncGenerator(transform) || isAsyncGenerator(final) ? "asyncGenerator" : "generator";
-};
-var checkBooleanOption = (value, optionName) => {
-  if (value !== void 0 && typeof value !== "boolean") {
-    throw new TypeError(`The \`${optionName}\` option must use a boolean.`);
-  }
-};
-var isGenerator = (value) => isAsyncGenerator(value) || isSyncGenerator(value);
-var isAsyncGenerator = (value) => Object.prototype.toString.call(value) === "[object AsyncGeneratorFunction]";
-var isSyncGenerator = (value) => Object.prototype.toString.call(value) === "[object GeneratorFunction]";
-var isTransformOptions = (value) => isPlainObject(value) && (value.transform !== void 0 || value.final !== void 0);
-var isUrl = (value) => Object.prototype.toString.call(value) === "[object URL]";
-var isRegularUrl = (value) => isUrl(value) && value.protocol !== "file:";
-var isFilePathObject = (value) => isPlainObject(value) && Object.keys(value).length > 0 && Object.keys(value).every((key) => FILE_PATH_KEYS.has(key)) && isFilePathString(value.file);
-var FILE_PATH_KEYS = /* @__PURE__ */ new Set(["file", "append"]);
-var isFilePathString = (file) => typeof file === "string";
-var isUnknownStdioString = (type, value) => type === "native" && typeof value === "string" && !KNOWN_STDIO_STRINGS.has(value);
-var KNOWN_STDIO_STRINGS = /* @__PURE__ */ new Set(["ipc", "ignore", "inherit", "overlapped", "pipe"]);
-var isReadableStream2 = (value) => Object.prototype.toString.call(value) === "[object ReadableStream]";
-var isWritableStream2 = (value) => Object.prototype.toString.call(value) === "[object WritableStream]";
-var isWebStream = (value) => isReadableStream2(value) || isWritableStream2(value);
-var isTransformStream = (value) => isReadableStream2(value?.readable) && isWritableStream2(value?.writable);
-var isAsyncIterableObject = (value) => isObject(value) && typeof value[Symbol.asyncIterator] === "function";
-var isIterableObject = (value) => isObject(value) && typeof value[Symbol.iterator] === "function";
-var isObject = (value) => typeof value === "object" && value !== null;
-var TRANSFORM_TYPES = /* @__PURE__ */ new Set(["generator", "asyncGenerator", "duplex", "webTransform"]);
-var FILE_TYPES = /* @__PURE__ */ new Set(["fileUrl", "filePath", "fileNumber"]);
-var SPECIAL_DUPLICATE_TYPES_SYNC = /* @__PURE__ */ new Set(["fileUrl", "filePath"]);
-var SPECIAL_DUPLICATE_TYPES = /* @__PURE__ */ new Set([...SPECIAL_DUPLICATE_TYPES_SYNC, "webStream", "nodeStream"]);
-var FORBID_DUPLICATE_TYPES = /* @__PURE__ */ new Set(["webTransform", "duplex"]);
-var TYPE_TO_MESSAGE = {
-  generator: "a generator",
-  asyncGenerator: "an async generator",
-  fileUrl: "a file URL",
-  filePath: "a file path string",
-  fileNumber: "a file descriptor number",
-  webStream: "a web stream",
-  nodeStream: "a Node.js stream",
-  webTransform: "a web TransformStream",
-  duplex: "a Duplex stream",
-  native: "any value",
-  iterable: "an iterable",
-  asyncIterable: "an async iterable",
-  string: "a string",
-  uint8Array: "a Uint8Array"
-};
-
-// node_modules/execa/lib/transform/object-mode.js
-var getTransformObjectModes = (objectMode, index, newTransforms, direction) => direction === "output" ? getOutputObjectModes(objectMode, index, newTransforms) : getInputObjectModes(objectMode, index, newTransforms);
-var getOutputObjectModes = (objectMode, index, newTransforms) => {
-  const writableObjectMode = index !== 0 && newTransforms[index - 1].value.readableObjectMode;
-  const readableObjectMode = objectMode ?? writableObjectMode;
-  return { writableObjectMode, readableObjectMode };
-};
-var getInputObjectModes = (objectMode, index, newTransforms) => {
-  const writableObjectMode = index === 0 ? objectMode === true : newTransforms[index - 1].value.readableObjectMode;
-  const readableObjectMode = index !== newTransforms.length - 1 && (objectMode ?? writableObjectMode);
-  return { writableObjectMode, readableObjectMode };
-};
-var getFdObjectMode = (stdioItems, direction) => {
-  const lastTransform = stdioItems.findLast(({ type }) => TRANSFORM_TYPES.has(type));
-  if (lastTransform === void 0) {
-    return false;
-  }
-  return direction === "input" ? lastTransform.value.writableObjectMode : lastTransform.value.readableObjectMode;
-};
-
-// node_modules/execa/lib/transform/normalize.js
-var normalizeTransforms = (stdioItems, optionName, direction, options) => [
-  ...stdioItems.filter(({ type }) => !TRANSFORM_TYPES.has(type)),
-  ...getTransforms(stdioItems, optionName, direction, options)
-];
-var getTransforms = (stdioItems, optionName, direction, { encoding }) => {
-  const transforms = stdioItems.filter(({ type }) => TRANSFORM_TYPES.has(type));
-  const newTransforms = Array.from({ length: transforms.length });
-  for (const [index, stdioItem] of Object.entries(transforms)) {
-    newTransforms[index] = normalizeTransform({
-      stdioItem,
-      index: Number(index),
-      newTransforms,
-      optionName,
-      direction,
-      encoding
-    });
-  }
-  return sortTransforms(newTransforms, direction);
-};
-var normalizeTransform = ({ stdioItem, stdioItem: { type }, index, newTransforms, optionName, direction, encoding }) => {
-  if (type === "duplex") {
-    return normalizeDuplex({ stdioItem, optionName });
-  }
-  if (type === "webTransform") {
-    return normalizeTransformStream({
-      stdioItem,
-      index,
-      newTransforms,
-      direction
-    });
-  }
-  return normalizeGenerator({
-    stdioItem,
-    index,
-    newTransforms,
-    direction,
-    encoding
-  });
-};
-var normalizeDuplex = ({
-  stdioItem,
-  stdioItem: {
-    value: {
-      transform,
-      transform: { writableObjectMode, readableObjectMode },
-      objectMode = readableObjectMode
-    }
-  },
-  optionName
-}) => {
-  if (objectMode && !readableObjectMode) {
-    throw new TypeError(`The \`${optionName}.objectMode\` option can only be \`true\` if \`new Duplex({objectMode: true})\` is used.`);
-  }
-  if (!objectMode && readableObjectMode) {
-    throw new TypeError(`The \`${optionName}.objectMode\` option cannot be \`false\` if \`new Duplex({objectMode: true})\` is used.`);
-  }
-  return {
-    ...stdioItem,
-    value: { transform, writableObjectMode, readableObjectMode }
-  };
-};
-var normalizeTransformStream = ({ stdioItem, stdioItem: { value }, index, newTransforms, direction }) => {
-  const { transform, objectMode } = isPlainObject(value) ? value : { transform: value };
-  const { writableObjectMode, readableObjectMode } = getTransformObjectModes(objectMode, index, newTransforms, direction);
-  return {
-    ...stdioItem,
-    value: { transform, writableObjectMode, readableObjectMode }
-  };
-};
-var normalizeGenerator = ({ stdioItem, stdioItem: { value }, index, newTransforms, direction, encoding }) => {
-  const {
-    transform,
-    final,
-    binary: binaryOption = false,
-    preserveNewlines = false,
-    objectMode
-  } = isPlainObject(value) ? value : { transform: value };
-  const binary = binaryOption || BINARY_ENCODINGS.has(encoding);
-  const { writableObjectMode, readableObjectMode } = getTransformObjectModes(objectMode, index, newTransforms, direction);
-  return {
-    ...stdioItem,
-    value: {
-      transform,
-      final,
-      binary,
-      preserveNewlines,
-      writableObjectMode,
-      readableObjectMode
-    }
-  };
-};
-var sortTransforms = (newTransforms, direction) => direction === "input" ? newTransforms.reverse() : newTransforms;
-
-// node_modules/execa/lib/stdio/direction.js
-import process7 from "node:process";
-var getStreamDirection = (stdioItems, fdNumber, optionName) => {
-  const directions = stdioItems.map((stdioItem) => getStdioItemDirection(stdioItem, fdNumber));
-  if (directions.includes("input") && directions.includes("output")) {
-    throw new TypeError(`The \`${optionName}\` option must not be an array of both readable and writable values.`);
-  }
-  return directions.find(Boolean) ?? DEFAULT_DIRECTION;
-};
-var getStdioItemDirection = ({ type, value }, fdNumber) => KNOWN_DIRECTIONS[fdNumber] ?? guessStreamDirection[type](value);
-var KNOWN_DIRECTIONS = ["input", "output", "output"];
-var anyDirection = () => void 0;
-var alwaysInput = () => "input";
-var guessStreamDirection = {
-  generator: anyDirection,
-  asyncGenerator: anyDirection,
-  fileUrl: anyDirection,
-  filePath: anyDirection,
-  iterable: alwaysInput,
-  asyncIterable: alwaysInput,
-  uint8Array: alwaysInput,
-  webStream: (value) => isWritableStream2(value) ? "output" : "input",
-  nodeStream(value) {
-    if (!isReadableStream(value, { checkOpen: false })) {
-      return "output";
-    }
-    return isWritableStream(value, { checkOpen: false }) ? void 0 : "input";
-  },
-  webTransform: anyDirection,
-  duplex: anyDirection,
-  native(value) {
-    const standardStreamDirection = getStandardStreamDirection(value);
-    if (standardStreamDirection !== void 0) {
-      return standardStreamDirection;
-    }
-    if (isStream(value, { checkOpen: false })) {
-      return guessStreamDirection.nodeStream(value);
-    }
-  }
-};
-var getStandardStreamDirection = (value) => {
-  if ([0, process7.stdin].includes(value)) {
-    return "input";
-  }
-  if ([1, 2, process7.stdout, process7.stderr].includes(value)) {
-    return "output";
-  }
-};
-var DEFAULT_DIRECTION = "output";
-
-// node_modules/execa/lib/ipc/array.js
-var normalizeIpcStdioArray = (stdioArray, ipc) => ipc && !stdioArray.includes("ipc") ? [...stdioArray, "ipc"] : stdioArray;
-
-// node_modules/execa/lib/stdio/stdio-option.js
-var normalizeStdioOption = ({ stdio, ipc, buffer, ...options }, verboseInfo, isSync) => {
-  const stdioArray = getStdioArray(stdio, options).map((stdioOption, fdNumber) => addDefaultValue2(stdioOption, fdNumber));
-  return isSync ? normalizeStdioSync(stdioArray, buffer, verboseInfo) : normalizeIpcStdioArray(stdioArray, ipc);
-};
-var getStdioArray = (stdio, options) => {
-  if (stdio === void 0) {
-    return STANDARD_STREAMS_ALIASES.map((alias) => options[alias]);
-  }
-  if (hasAlias(options)) {
-    throw new Error(`It's not possible to provide \`stdio\` in combination with one of ${STANDARD_STREAMS_ALIASES.map((alias) => `\`${alias}\``).join(", ")}`);
-  }
-  if (typeof stdio === "string") {
-    return [stdio, stdio, stdio];
-  }
-  if (!Array.isArray(stdio)) {
-    throw new TypeError(`Expected \`stdio\` to be of type \`string\` or \`Array\`, got \`${typeof stdio}\``);
-  }
-  const length = Math.max(stdio.length, STANDARD_STREAMS_ALIASES.length);
-  return Array.from({ length }, (_, fdNumber) => stdio[fdNumber]);
-};
-var hasAlias = (options) => STANDARD_STREAMS_ALIASES.some((alias) => options[alias] !== void 0);
-var addDefaultValue2 = (stdioOption, fdNumber) => {
-  if (Array.isArray(stdioOption)) {
-    return stdioOption.map((item) => addDefaultValue2(item, fdNumber));
-  }
-  if (stdioOption === null || stdioOption === void 0) {
-    return fdNumber >= STANDARD_STREAMS_ALIASES.length ? "ignore" : "pipe";
-  }
-  return stdioOption;
-};
-var normalizeStdioSync = (stdioArray, buffer, verboseInfo) => stdioArray.map((stdioOption, fdNumber) => !buffer[fdNumber] && fdNumber !== 0 && !isFullVerbose(verboseInfo, fdNumber) && isOutputPipeOnly(stdioOption) ? "ignore" : stdioOption);
-var isOutputPipeOnly = (stdioOption) => stdioOption === "pipe" || Array.isArray(stdioOption) && stdioOption.every((item) => item === "pipe");
-
-// node_modules/execa/lib/stdio/native.js
-import { readFileSync } from "node:fs";
-import tty2 from "node:tty";
-var handleNativeStream = ({ stdioItem, stdioItem: { type }, isStdioArray, fdNumber, direction, isSync }) => {
-  if (!isStdioArray || type !== "native") {
-    return stdioItem;
-  }
-  return isSync ? handleNativeStreamSync({ stdioItem, fdNumber, direction }) : handleNativeStreamAsync({ stdioItem, fdNumber });
-};
-var handleNativeStreamSync = ({ stdioItem, stdioItem: { value, optionName }, fdNumber, direction }) => {
-  const targetFd = getTargetFd({
-    value,
-    optionName,
-    fdNumber,
-    direction
-  });
-  if (targetFd !== void 0) {
-    return targetFd;
-  }
-  if (isStream(value, { checkOpen: false })) {
-    throw new TypeError(`The \`${optionName}: Stream\` option cannot both be an array and include a stream with synchronous methods.`);
-  }
-  return stdioItem;
-};
-var getTargetFd = ({ value, optionName, fdNumber, direction }) => {
-  const targetFdNumber = getTargetFdNumber(value, fdNumber);
-  if (targetFdNumber === void 0) {
-    return;
-  }
-  if (direction === "output") {
-    return { type: "fileNumber", value: targetFdNumber, optionName };
-  }
-  if (tty2.isatty(targetFdNumber)) {
-    throw new TypeError(`The \`${optionName}: ${serializeOptionValue(value)}\` option is invalid: it cannot be a TTY with synchronous methods.`);
-  }
-  return { type: "uint8Array", value: bufferToUint8Array(readFileSync(targetFdNumber)), optionName };
-};
-var getTargetFdNumber = (value, fdNumber) => {
-  if (value === "inherit") {
-    return fdNumber;
-  }
-  if (typeof value === "number") {
-    return value;
-  }
-  const standardStreamIndex = STANDARD_STREAMS.indexOf(value);
-  if (standardStreamIndex !== -1) {
-    return standardStreamIndex;
-  }
-};
-var handleNativeStreamAsync = ({ stdioItem, stdioItem: { value, optionName }, fdNumber }) => {
-  if (value === "inherit") {
-    return { type: "nodeStream", value: getStandardStream(fdNumber, value, optionName), optionName };
-  }
-  if (typeof value === "number") {
-    return { type: "nodeStream", value: getStandardStream(value, value, optionName), optionName };
-  }
-  if (isStream(value, { checkOpen: false })) {
-    return { type: "nodeStream", value, optionName };
-  }
-  return stdioItem;
-};
-var getStandardStream = (fdNumber, value, optionName) => {
-  const standardStream = STANDARD_STREAMS[fdNumber];
-  if (standardStream === void 0) {
-    throw new TypeError(`The \`${optionName}: ${value}\` option is invalid: no such standard stream.`);
-  }
-  return standardStream;
-};
-
-// node_modules/execa/lib/stdio/input-option.js
-var handleInputOptions = ({ input, inputFile }, fdNumber) => fdNumber === 0 ? [
-  ...handleInputOption(input),
-  ...handleInputFileOption(inputFile)
-] : [];
-var handleInputOption = (input) => input === void 0 ? [] : [{
-  type: getInputType(input),
-  value: input,
-  optionName: "input"
-}];
-var getInputType = (input) => {
-  if (isReadableStream(input, { checkOpen: false })) {
-    return "nodeStream";
-  }
-  if (typeof input === "string") {
-    return "string";
-  }
-  if (isUint8Array(input)) {
-    return "uint8Array";
-  }
-  throw new Error("The `input` option must be a string, a Uint8Array or a Node.js Readable stream.");
-};
-var handleInputFileOption = (inputFile) => inputFile === void 0 ? [] : [{
-  ...getInputFileType(inputFile),
-  optionName: "inputFile"
-}];
-var getInputFileType = (inputFile) => {
-  if (isUrl(inputFile)) {
-    return { type: "fileUrl", value: inputFile };
-  }
-  if (isFilePathString(inputFile)) {
-    return { type: "filePath", value: { file: inputFile } };
-  }
-  throw new Error("The `inputFile` option must be a file path string or a file URL.");
-};
-
-// node_modules/execa/lib/stdio/duplicate.js
-var filterDuplicates = (stdioItems) => stdioItems.filter((stdioItemOne, indexOne) => stdioItems.every((stdioItemTwo, indexTwo) => stdioItemOne.value !== stdioItemTwo.value || indexOne >= indexTwo || stdioItemOne.type === "generator" || stdioItemOne.type === "asyncGenerator"));
-var getDuplicateStream = ({ stdioItem: { type, value, optionName }, direction, fileDescriptors, isSync }) => {
-  const otherStdioItems = getOtherStdioItems(fileDescriptors, type);
-  if (otherStdioItems.length === 0) {
-    return;
-  }
-  if (isSync) {
-    validateDuplicateStreamSync({
-      otherStdioItems,
-      type,
-      value,
-      optionName,
-      direction
-    });
-    return;
-  }
-  if (SPECIAL_DUPLICATE_TYPES.has(type)) {
-    return getDuplicateStreamInstance({
-      otherStdioItems,
-      type,
-      value,
-      optionName,
-      direction
-    });
-  }
-  if (FORBID_DUPLICATE_TYPES.has(type)) {
-    validateDuplicateTransform({
-      otherStdioItems,
-      type,
-      value,
-      optionName
-    });
-  }
-};
-var getOtherStdioItems = (fileDescriptors, type) => fileDescriptors.flatMap(({ direction, stdioItems }) => stdioItems.filter((stdioItem) => stdioItem.type === type).map(((stdioItem) => ({ ...stdioItem, direction }))));
-var validateDuplicateStreamSync = ({ otherStdioItems, type, value, optionName, direction }) => {
-  if (SPECIAL_DUPLICATE_TYPES_SYNC.has(type)) {
-    getDuplicateStreamInstance({
-      otherStdioItems,
-      type,
-      value,
-      optionName,
-      direction
-    });
-  }
-};
-var getDuplicateStreamInstance = ({ otherStdioItems, type, value, optionName, direction }) => {
-  const duplicateStdioItems = otherStdioItems.filter((stdioItem) => hasSameValue(stdioItem, value));
-  if (duplicateStdioItems.length === 0) {
-    return;
-  }
-  const differentStdioItem = duplicateStdioItems.find((stdioItem) => stdioItem.direction !== direction);
-  throwOnDuplicateStream(differentStdioItem, optionName, type);
-  return direction === "output" ? duplicateStdioItems[0].stream : void 0;
-};
-var hasSameValue = ({ type, value }, secondValue) => {
-  if (type === "filePath") {
-    return value.file === secondValue.file;
-  }
-  if (type === "fileUrl") {
-    return value.href === secondValue.href;
-  }
-  return value === secondValue;
-};
-var validateDuplicateTransform = ({ otherStdioItems, type, value, optionName }) => {
-  const duplicateStdioItem = otherStdioItems.find(({ value: { transform } }) => transform === value.transform);
-  throwOnDuplicateStream(duplicateStdioItem, optionName, type);
-};
-var throwOnDuplicateStream = (stdioItem, optionName, type) => {
-  if (stdioItem !== void 0) {
-    throw new TypeError(`The \`${stdioItem.optionName}\` and \`${optionName}\` options must not target ${TYPE_TO_MESSAGE[type]} that is the same.`);
-  }
-};
-
-// node_modules/execa/lib/stdio/handle.js
-var handleStdio = (addProperties3, options, verboseInfo, isSync) => {
-  const stdio = normalizeStdioOption(options, verboseInfo, isSync);
-  const initialFileDescriptors = stdio.map((stdioOption, fdNumber) => getFileDescriptor({
-    stdioOption,
-    fdNumber,
-    options,
-    isSync
-  }));
-  const fileDescriptors = getFinalFileDescriptors({
-    initialFileDescriptors,
-    addProperties: addProperties3,
-    options,
-    isSync
-  });
-  options.stdio = fileDescriptors.map(({ stdioItems }) => forwardStdio(stdioItems));
-  return fileDescriptors;
-};
-var getFileDescriptor = ({ stdioOption, fdNumber, options, isSync }) => {
-  const optionName = getStreamName(fdNumber);
-  const { stdioItems: initialStdioItems, isStdioArray } = initializeStdioItems({
-    stdioOption,
-    fdNumber,
-    options,
-    optionName
-  });
-  const direction = getStreamDirection(initialStdioItems, fdNumber, optionName);
-  const stdioItems = initialStdioItems.map((stdioItem) => handleNativeStream({
-    stdioItem,
-    isStdioArray,
-    fdNumber,
-    direction,
-    isSync
-  }));
-  const normalizedStdioItems = normalizeTransforms(stdioItems, optionName, direction, options);
-  const objectMode = getFdObjectMode(normalizedStdioItems, direction);
-  validateFileObjectMode(normalizedStdioItems, objectMode);
-  return { direction, objectMode, stdioItems: normalizedStdioItems };
-};
-var initializeStdioItems = ({ stdioOption, fdNumber, options, optionName }) => {
-  const values = Array.isArray(stdioOption) ? stdioOption : [stdioOption];
-  const initialStdioItems = [
-    ...values.map((value) => initializeStdioItem(value, optionName)),
-    ...handleInputOptions(options, fdNumber)
-  ];
-  const stdioItems = filterDuplicates(initialStdioItems);
-  const isStdioArray = stdioItems.length > 1;
-  validateStdioArray(stdioItems, isStdioArray, optionName);
-  validateStreams(stdioItems);
-  return { stdioItems, isStdioArray };
-};
-var initializeStdioItem = (value, optionName) => ({
-  type: getStdioItemType(value, optionName),
-  value,
-  optionName
-});
-var validateStdioArray = (stdioItems, isStdioArray, optionName) => {
-  if (stdioItems.length === 0) {
-    throw new TypeError(`The \`${optionName}\` option must not be an empty array.`);
-  }
-  if (!isStdioArray) {
-    return;
-  }
-  for (const { value, optionName: optionName2 } of stdioItems) {
-    if (INVALID_STDIO_ARRAY_OPTIONS.has(value)) {
-      throw new Error(`The \`${optionName2}\` option must not include \`${value}\`.`);
-    }
-  }
-};
-var INVALID_STDIO_ARRAY_OPTIONS = /* @__PURE__ */ new Set(["ignore", "ipc"]);
-var validateStreams = (stdioItems) => {
-  for (const stdioItem of stdioItems) {
-    validateFileStdio(stdioItem);
-  }
-};
-var validateFileStdio = ({ type, value, optionName }) => {
-  if (isRegularUrl(value)) {
-    throw new TypeError(`The \`${optionName}: URL\` option must use the \`file:\` scheme.
-For example, you can use the \`pathToFileURL()\` method of the \`url\` core module.`);
-  }
-  if (isUnknownStdioString(type, value)) {
-    throw new TypeError(`The \`${optionName}: { file: '...' }\` option must be used instead of \`${optionName}: '...'\`.`);
-  }
-};
-var validateFileObjectMode = (stdioItems, objectMode) => {
-  if (!objectMode) {
-    return;
-  }
-  const fileStdioItem = stdioItems.find(({ type }) => FILE_TYPES.has(type));
-  if (fileStdioItem !== void 0) {
-    throw new TypeError(`The \`${fileStdioItem.optionName}\` option cannot use both files and transforms in objectMode.`);
-  }
-};
-var getFinalFileDescriptors = ({ initialFileDescriptors, addProperties: addProperties3, options, isSync }) => {
-  const fileDescriptors = [];
-  try {
-    for (const fileDescriptor of initialFileDescriptors) {
-      fileDescriptors.push(getFinalFileDescriptor({
-        fileDescriptor,
-        fileDescriptors,
-        addProperties: addProperties3,
-        options,
-        isSync
-      }));
-    }
-    return fileDescriptors;
-  } catch (error) {
-    cleanupCustomStreams(fileDescriptors);
-    throw error;
-  }
-};
-var getFinalFileDescriptor = ({
-  fileDescriptor: { direction, objectMode, stdioItems },
-  fileDescriptors,
-  addProperties: addProperties3,
-  options,
-  isSync
-}) => {
-  const finalStdioItems = stdioItems.map((stdioItem) => addStreamProperties({
-    stdioItem,
-    addProperties: addProperties3,
-    direction,
-    options,
-    fileDescriptors,
-    isSync
-  }));
-  return { direction, objectMode, stdioItems: finalStdioItems };
-};
-var addStreamProperties = ({ stdioItem, addProperties: addProperties3, direction, options, fileDescriptors, isSync }) => {
-  const duplicateStream = getDuplicateStream({
-    stdioItem,
-    direction,
-    fileDescriptors,
-    isSync
-  });
-  if (duplicateStream !== void 0) {
-    return { ...stdioItem, stream: duplicateStream };
-  }
-  return {
-    ...stdioItem,
-    ...addProperties3[direction][stdioItem.type](stdioItem, options)
-  };
-};
-var cleanupCustomStreams = (fileDescriptors) => {
-  for (const { stdioItems } of fileDescriptors) {
-    for (const { stream } of stdioItems) {
-      if (stream !== void 0 && !isStandardStream(stream)) {
-        stream.destroy();
-      }
-    }
-  }
-};
-var forwardStdio = (stdioItems) => {
-  if (stdioItems.length > 1) {
-    return stdioItems.some(({ value: value2 }) => value2 === "overlapped") ? "overlapped" : "pipe";
-  }
-  const [{ type, value }] = stdioItems;
-  return type === "native" ? value : "pipe";
-};
-
-// node_modules/execa/lib/stdio/handle-sync.js
-var handleStdioSync = (options, verboseInfo) => handleStdio(addPropertiesSync, options, verboseInfo, true);
-var forbiddenIfSync = ({ type, optionName }) => {
-  throwInvalidSyncValue(optionName, TYPE_TO_MESSAGE[type]);
-};
-var forbiddenNativeIfSync = ({ optionName, value }) => {
-  if (value === "ipc" || value === "overlapped") {
-    throwInvalidSyncValue(optionName, `"${value}"`);
-  }
-  return {};
-};
-var throwInvalidSyncValue = (optionName, value) => {
-  throw new TypeError(`The \`${optionName}\` option cannot be ${value} with synchronous methods.`);
-};
-var addProperties = {
-  generator() {
-  },
-  asyncGenerator: forbiddenIfSync,
-  webStream: forbiddenIfSync,
-  nodeStream: forbiddenIfSync,
-  webTransform: forbiddenIfSync,
-  duplex: forbiddenIfSync,
-  asyncIterable: forbiddenIfSync,
-  native: forbiddenNativeIfSync
-};
-var addPropertiesSync = {
-  input: {
-    ...addProperties,
-    fileUrl: ({ value }) => ({ contents: [bufferToUint8Array(readFileSync2(value))] }),
-    filePath: ({ value: { file } }) => ({ contents: [bufferToUint8Array(readFileSync2(file))] }),
-    fileNumber: forbiddenIfSync,
-    iterable: ({ value }) => ({ contents: [...value] }),
-    string: ({ value }) => ({ contents: [value] }),
-    uint8Array: ({ value }) => ({ contents: [value] })
-  },
-  output: {
-    ...addProperties,
-    fileUrl: ({ value }) => ({ path: value }),
-    filePath: ({ value: { file, append } }) => ({ path: file, append }),
-    fileNumber: ({ value }) => ({ path: value }),
-    iterable: forbiddenIfSync,
-    string: forbiddenIfSync,
-    uint8Array: forbiddenIfSync
-  }
-};
-
-// node_modules/execa/lib/io/strip-newline.js
-var stripNewline = (value, { stripFinalNewline: stripFinalNewline2 }, fdNumber) => getStripFinalNewline(stripFinalNewline2, fdNumber) && value !== void 0 && !Array.isArray(value) ? stripFinalNewline(value) : value;
-var getStripFinalNewline = (stripFinalNewline2, fdNumber) => fdNumber === "all" ? stripFinalNewline2[1] || stripFinalNewline2[2] : stripFinalNewline2[fdNumber];
-
-// node_modules/execa/lib/transform/generator.js
-import { Transform, getDefaultHighWaterMark } from "node:stream";
-
-// node_modules/execa/lib/transform/split.js
-var getSplitLinesGenerator = (binary, preserveNewlines, skipped, state) => binary || skipped ? void 0 : initializeSplitLines(preserveNewlines, state);
-var splitLinesSync = (chunk, preserveNewlines, objectMode) => objectMode ? chunk.flatMap((item) => splitLinesItemSync(item, preserveNewlines)) : splitLinesItemSync(chunk, preserveNewlines);
-var splitLinesItemSync = (chunk, preserveNewlines) => {
-  const { transform, final } = initializeSplitLines(preserveNewlines, {});
-  return [...transform(chunk), ...final()];
-};
-var initializeSplitLines = (preserveNewlines, state) => {
-  state.previousChunks = "";
-  return {
-    transform: splitGenerator.bind(void 0, state, preserveNewlines),
-    final: linesFinal.bind(void 0, state)
-  };
-};
-var splitGenerator = function* (state, preserveNewlines, chunk) {
-  if (typeof chunk !== "string") {
-    yield chunk;
-    return;
-  }
-  let { previousChunks } = state;
-  let start = -1;
-  for (let end = 0; end < chunk.length; end += 1) {
-    if (chunk[end] === "\n") {
-      const newlineLength = getNewlineLength(chunk, end, preserveNewlines, state);
-      let line = chunk.slice(start + 1, end + 1 - newlineLength);
-      if (previousChunks.length > 0) {
-        line = concatString(previousChunks, line);
-        previousChunks = "";
-      }
-      yield line;
-      start = end;
-    }
-  }
-  if (start !== chunk.length - 1) {
-    previousChunks = concatString(previousChunks, chunk.slice(start + 1));
-  }
-  state.previousChunks = previousChunks;
-};
-var getNewlineLength = (chunk, end, preserveNewlines, state) => {
-  if (preserveNewlines) {
-    return 0;
-  }
-  state.isWindowsNewline = end !== 0 && chunk[end - 1] === "\r";
-  return state.isWindowsNewline ? 2 : 1;
-};
-var linesFinal = function* ({ previousChunks }) {
-  if (previousChunks.length > 0) {
-    yield previousChunks;
-  }
-};
-var getAppendNewlineGenerator = ({ binary, preserveNewlines, readableObjectMode, state }) => binary || preserveNewlines || readableObjectMode ? void 0 : { transform: appendNewlineGenerator.bind(void 0, state) };
-var appendNewlineGenerator = function* ({ isWindowsNewline = false }, chunk) {
-  const { unixNewline, windowsNewline, LF: LF2, concatBytes } = typeof chunk === "string" ? linesStringInfo : linesUint8ArrayInfo;
-  if (chunk.at(-1) === LF2) {
-    yield chunk;
-    return;
-  }
-  const newline = isWindowsNewline ? windowsNewline : unixNewline;
-  yield concatBytes(chunk, newline);
-};
-var concatString = (firstChunk, secondChunk) => `${firstChunk}${secondChunk}`;
-var linesStringInfo = {
-  windowsNewline: "\r\n",
-  unixNewline: "\n",
-  LF: "\n",
-  concatBytes: concatString
-};
-var concatUint8Array = (firstChunk, secondChunk) => {
-  const chunk = new Uint8Array(firstChunk.length + secondChunk.length);
-  chunk.set(firstChunk, 0);
-  chunk.set(secondChunk, firstChunk.length);
-  return chunk;
-};
-var linesUint8ArrayInfo = {
-  windowsNewline: new Uint8Array([13, 10]),
-  unixNewline: new Uint8Array([10]),
-  LF: 10,
-  concatBytes: concatUint8Array
-};
-
-// node_modules/execa/lib/transform/validate.js
-import { Buffer as Buffer2 } from "node:buffer";
-var getValidateTransformInput = (writableObjectMode, optionName) => writableObjectMode ? void 0 : validateStringTransformInput.bind(void 0, optionName);
-var validateStringTransformInput = function* (optionName, chunk) {
-  if (typeof chunk !== "string" && !isUint8Array(chunk) && !Buffer2.isBuffer(chunk)) {
-    throw new TypeError(`The \`${optionName}\` option's transform must use "objectMode: true" to receive as input: ${typeof chunk}.`);
-  }
-  yield chunk;
-};
-var getValidateTransformReturn = (readableObjectMode, optionName) => readableObjectMode ? validateObjectTransformReturn.bind(void 0, optionName) : validateStringTransformReturn.bind(void 0, optionName);
-var validateObjectTransformReturn = function* (optionName, chunk) {
-  validateEmptyReturn(optionName, chunk);
-  yield chunk;
-};
-var validateStringTransformReturn = function* (optionName, chunk) {
-  validateEmptyReturn(optionName, chunk);
-  if (typeof chunk !== "string" && !isUint8Array(chunk)) {
-    throw new TypeError(`The \`${optionName}\` option's function must yield a string or an Uint8Array, not ${typeof chunk}.`);
-  }
-  yield chunk;
-};
-var validateEmptyReturn = (optionName, chunk) => {
-  if (chunk === null || chunk === void 0) {
-    throw new TypeError(`The \`${optionName}\` option's function must not call \`yield ${chunk}\`.
-Instead, \`yield\` should either be called with a value, or not be called at all. For example:
-  if (condition) { yield value; }`);
-  }
-};
-
-// node_modules/execa/lib/transform/encoding-transform.js
-import { Buffer as Buffer3 } from "node:buffer";
-import { StringDecoder as StringDecoder2 } from "node:string_decoder";
-var getEncodingTransformGenerator = (binary, encoding, skipped) => {
-  if (skipped) {
-    return;
-  }
-  if (binary) {
-    return { transform: encodingUint8ArrayGenerator.bind(void 0, new TextEncoder()) };
-  }
-  const stringDecoder = new StringDecoder2(encoding);
-  return {
-    transform: encodingStringGenerator.bind(void 0, stringDecoder),
-    final: encodingStringFinal.bind(void 0, stringDecoder)
-  };
-};
-var encodingUint8ArrayGenerator = function* (textEncoder3, chunk) {
-  if (Buffer3.isBuffer(chunk)) {
-    yield bufferToUint8Array(chunk);
-  } else if (typeof chunk === "string") {
-    yield textEncoder3.encode(chunk);
-  } else {
-    yield chunk;
-  }
-};
-var encodingStringGenerator = function* (stringDecoder, chunk) {
-  yield isUint8Array(chunk) ? stringDecoder.write(chunk) : chunk;
-};
-var encodingStringFinal = function* (stringDecoder) {
-  const lastChunk = stringDecoder.end();
-  if (lastChunk !== "") {
-    yield lastChunk;
-  }
-};
-
-// node_modules/execa/lib/transform/run-async.js
-import { callbackify } from "node:util";
-var pushChunks = callbackify(async (getChunks, state, getChunksArguments, transformStream) => {
-  state.currentIterable = getChunks(...getChunksArguments);
-  try {
-    for await (const chunk of state.currentIterable) {
-      transformStream.push(chunk);
-    }
-  } finally {
-    delete state.currentIterable;
-  }
-});
-var transformChunk = async function* (chunk, generators, index) {
-  if (index === generators.length) {
-    yield chunk;
-    return;
-  }
-  const { transform = identityGenerator } = generators[index];
-  for await (const transformedChunk of transform(chunk)) {
-    yield* transformChunk(transformedChunk, generators, index + 1);
-  }
-};
-var finalChunks = async function* (generators) {
-  for (const [index, { final }] of Object.entries(generators)) {
-    yield* generatorFinalChunks(final, Number(index), generators);
-  }
-};
-var generatorFinalChunks = async function* (final, index, generators) {
-  if (final === void 0) {
-    return;
-  }
-  for await (const finalChunk of final()) {
-    yield* transformChunk(finalChunk, generators, index + 1);
-  }
-};
-var destroyTransform = callbackify(async ({ currentIterable }, error) => {
-  if (currentIterable !== void 0) {
-    await (error ? currentIterable.throw(error) : currentIterable.return());
-    return;
-  }
-  if (error) {
-    throw error;
-  }
-});
-var identityGenerator = function* (chunk) {
-  yield chunk;
-};
-
-// node_modules/execa/lib/transform/run-sync.js
-var pushChunksSync = (getChunksSync, getChunksArguments, transformStream, done) => {
-  try {
-    for (const chunk of getChunksSync(...getChunksArguments)) {
-      transformStream.push(chunk);
-    }
-    done();
-  } catch (error) {
-    done(error);
-  }
-};
-var runTransformSync = (generators, chunks) => [
-  ...chunks.flatMap((chunk) => [...transformChunkSync(chunk, generators, 0)]),
-  ...finalChunksSync(generators)
-];
-var transformChunkSync = function* (chunk, generators, index) {
-  if (index === generators.length) {
-    yield chunk;
-    return;
-  }
-  const { transform = identityGenerator2 } = generators[index];
-  for (const transformedChunk of transform(chunk)) {
-    yield* transformChunkSync(transformedChunk, generators, index + 1);
-  }
-};
-var finalChunksSync = function* (generators) {
-  for (const [index, { final }] of Object.entries(generators)) {
-    yield* generatorFinalChunksSync(final, Number(index), generators);
-  }
-};
-var generatorFinalChunksSync = function* (final, index, generators) {
-  if (final === void 0) {
-    return;
-  }
-  for (const finalChunk of final()) {
-    yield* transformChunkSync(finalChunk, generators, index + 1);
-  }
-};
-var identityGenerator2 = function* (chunk) {
-  yield chunk;
-};
-
-// node_modules/execa/lib/transform/generator.js
-var generatorToStream = ({
-  value,
-  value: { transform, final, writableObjectMode, readableObjectMode },
-  optionName
-}, { encoding }) => {
-  const state = {};
-  const generators = addInternalGenerators(value, encoding, optionName);
-  const transformAsync = isAsyncGenerator(transform);
-  const finalAsync = isAsyncGenerator(final);
-  const transformMethod = transformAsync ? pushChunks.bind(void 0, transformChunk, state) : pushChunksSync.bind(void 0, transformChunkSync);
-  const finalMethod = transformAsync || finalAsync ? pushChunks.bind(void 0, finalChunks, state) : pushChunksSync.bind(void 0, finalChunksSync);
-  const destroyMethod = transformAsync || finalAsync ? destroyTransform.bind(void 0, state) : void 0;
-  const stream = new Transform({
-    writableObjectMode,
-    writableHighWaterMark: getDefaultHighWaterMark(writableObjectMode),
-    readableObjectMode,
-    readableHighWaterMark: getDefaultHighWaterMark(readableObjectMode),
-    transform(chunk, encoding2, done) {
-      transformMethod([chunk, generators, 0], this, done);
-    },
-    flush(done) {
-      finalMethod([generators], this, done);
-    },
-    destroy: destroyMethod
-  });
-  return { stream };
-};
-var runGeneratorsSync = (chunks, stdioItems, encoding, isInput) => {
-  const generators = stdioItems.filter(({ type }) => type === "generator");
-  const reversedGenerators = isInput ? generators.reverse() : generators;
-  for (const { value, optionName } of reversedGenerators) {
-    const generators2 = addInternalGenerators(value, encoding, optionName);
-    chunks = runTransformSync(generators2, chunks);
-  }
-  return chunks;
-};
-var addInternalGenerators = ({ transform, final, binary, writableObjectMode, readableObjectMode, preserveNewlines }, encoding, optionName) => {
-  const state = {};
-  return [
-    { transform: getValidateTransformInput(writableObjectMode, optionName) },
-    getEncodingTransformGenerator(binary, encoding, writableObjectMode),
-    getSplitLinesGenerator(binary, preserveNewlines, writableObjectMode, state),
-    { transform, final },
-    { transform: getValidateTransformReturn(readableObjectMode, optionName) },
-    getAppendNewlineGenerator({
-      binary,
-      preserveNewlines,
-      readableObjectMode,
-      state
-    })
-  ].filter(Boolean);
-};
-
-// node_modules/execa/lib/io/input-sync.js
-var addInputOptionsSync = (fileDescriptors, options) => {
-  for (const fdNumber of getInputFdNumbers(fileDescriptors)) {
-    addInputOptionSync(fileDescriptors, fdNumber, options);
-  }
-};
-var getInputFdNumbers = (fileDescriptors) => new Set(Object.entries(fileDescriptors).filter(([, { direction }]) => direction === "input").map(([fdNumber]) => Number(fdNumber)));
-var addInputOptionSync = (fileDescriptors, fdNumber, options) => {
-  const { stdioItems } = fileDescriptors[fdNumber];
-  const allStdioItems = stdioItems.filter(({ contents }) => contents !== void 0);
-  if (allStdioItems.length === 0) {
-    return;
-  }
-  if (fdNumber !== 0) {
-    const [{ type, optionName }] = allStdioItems;
-    throw new TypeError(`Only the \`stdin\` option, not \`${optionName}\`, can be ${TYPE_TO_MESSAGE[type]} with synchronous methods.`);
-  }
-  const allContents = allStdioItems.map(({ contents }) => contents);
-  const transformedContents = allContents.map((contents) => applySingleInputGeneratorsSync(contents, stdioItems));
-  options.input = joinToUint8Array(transformedContents);
-};
-var applySingleInputGeneratorsSync = (contents, stdioItems) => {
-  const newContents = runGeneratorsSync(contents, stdioItems, "utf8", true);
-  validateSerializable(newContents);
-  return joinToUint8Array(newContents);
-};
-var validateSerializable = (newContents) => {
-  const invalidItem = newContents.find((item) => typeof item !== "string" && !isUint8Array(item));
-  if (invalidItem !== void 0) {
-    throw new TypeError(`The \`stdin\` option is invalid: when passing objects as input, a transform must be used to serialize them to strings or Uint8Arrays: ${invalidItem}.`);
-  }
-};
-
-// node_modules/execa/lib/io/output-sync.js
-import { writeFileSync, appendFileSync } from "node:fs";
-
-// node_modules/execa/lib/verbose/output.js
-var shouldLogOutput = ({ stdioItems, encoding, verboseInfo, fdNumber }) => fdNumber !== "all" && isFullVerbose(verboseInfo, fdNumber) && !BINARY_ENCODINGS.has(encoding) && fdUsesVerbose(fdNumber) && (stdioItems.some(({ type, value }) => type === "native" && PIPED_STDIO_VALUES.has(value)) || stdioItems.every(({ type }) => TRANSFORM_TYPES.has(type)));
-var fdUsesVerbose = (fdNumber) => fdNumber === 1 || fdNumber === 2;
-var PIPED_STDIO_VALUES = /* @__PURE__ */ new Set(["pipe", "overlapped"]);
-var logLines = async (linesIterable, stream, fdNumber, verboseInfo) => {
-  for await (const line of linesIterable) {
-    if (!isPipingStream(stream)) {
-      logLine(line, fdNumber, verboseInfo);
-    }
-  }
-};
-var logLinesSync = (linesArray, fdNumber, verboseInfo) => {
-  for (const line of linesArray) {
-    logLine(line, fdNumber, verboseInfo);
-  }
-};
-var isPipingStream = (stream) => stream._readableState.pipes.length > 0;
-var logLine = (line, fdNumber, verboseInfo) => {
-  const verboseMessage = serializeVerboseMessage(line);
-  verboseLog({
-    type: "output",
-    verboseMessage,
-    fdNumber,
-    verboseInfo
-  });
-};
-
-// node_modules/execa/lib/io/output-sync.js
-var transformOutputSync = ({ fileDescriptors, syncResult: { output }, options, isMaxBuffer, verboseInfo }) => {
-  if (output === null) {
-    return { output: Array.from({ length: 3 }) };
-  }
-  const state = {};
-  const outputFiles = /* @__PURE__ */ new Set([]);
-  const transformedOutput = output.map((result, fdNumber) => transformOutputResultSync({
-    result,
-    fileDescriptors,
-    fdNumber,
-    state,
-    outputFiles,
-    isMaxBuffer,
-    verboseInfo
-  }, options));
-  return { output: transformedOutput, ...state };
-};
-var transformOutputResultSync = ({ result, fileDescriptors, fdNumber, state, outputFiles, isMaxBuffer, verboseInfo }, { buffer, encoding, lines: lines2, stripFinalNewline: stripFinalNewline2, maxBuffer }) => {
-  if (result === null) {
-    return;
-  }
-  const truncatedResult = truncateMaxBufferSync(result, isMaxBuffer, maxBuffer);
-  const uint8ArrayResult = bufferToUint8Array(truncatedResult);
-  const { stdioItems, objectMode } = fileDescriptors[fdNumber];
-  const chunks = runOutputGeneratorsSync([uint8ArrayResult], stdioItems, encoding, state);
-  const { serializedResult, finalResult = serializedResult } = serializeChunks({
-    chunks,
-    objectMode,
-    encoding,
-    lines: lines2,
-    stripFinalNewline: stripFinalNewline2,
-    fdNumber
-  });
-  logOutputSync({
-    serializedResult,
-    fdNumber,
-    state,
-    verboseInfo,
-    encoding,
-    stdioItems,
-    objectMode
-  });
-  const returnedResult = buffer[fdNumber] ? finalResult : void 0;
-  try {
-    if (state.error === void 0) {
-      writeToFiles(serializedResult, stdioItems, outputFiles);
-    }
-    return returnedResult;
-  } catch (error) {
-    state.error = error;
-    return returnedResult;
-  }
-};
-var runOutputGeneratorsSync = (chunks, stdioItems, encoding, state) => {
-  try {
-    return runGeneratorsSync(chunks, stdioItems, encoding, false);
-  } catch (error) {
-    state.error = error;
-    return chunks;
-  }
-};
-var serializeChunks = ({ chunks, objectMode, encoding, lines: lines2, stripFinalNewline: stripFinalNewline2, fdNumber }) => {
-  if (objectMode) {
-    return { serializedResult: chunks };
-  }
-  if (encoding === "buffer") {
-    return { serializedResult: joinToUint8Array(chunks) };
-  }
-  const serializedResult = joinToString(chunks, encoding);
-  if (lines2[fdNumber]) {
-    return { serializedResult, finalResult: splitLinesSync(serializedResult, !stripFinalNewline2[fdNumber], objectMode) };
-  }
-  return { serializedResult };
-};
-var logOutputSync = ({ serializedResult, fdNumber, state, verboseInfo, encoding, stdioItems, objectMode }) => {
-  if (!shouldLogOutput({
-    stdioItems,
-    encoding,
-    verboseInfo,
-    fdNumber
-  })) {
-    return;
-  }
-  const linesArray = splitLinesSync(serializedResult, false, objectMode);
-  try {
-    logLinesSync(linesArray, fdNumber, verboseInfo);
-  } catch (error) {
-    state.error ??= error;
-  }
-};
-var writeToFiles = (serializedResult, stdioItems, outputFiles) => {
-  for (const { path: path14, append } of stdioItems.filter(({ type }) => FILE_TYPES.has(type))) {
-    const pathString = typeof path14 === "string" ? path14 : path14.toString();
-    if (append || outputFiles.has(pathString)) {
-      appendFileSync(path14, serializedResult);
-    } else {
-      outputFiles.add(pathString);
-      writeFileSync(path14, serializedResult);
-    }
-  }
-};
-
-// node_modules/execa/lib/resolve/all-sync.js
-var getAllSync = ([, stdout, stderr], options) => {
-  if (!options.all) {
-    return;
-  }
-  if (stdout === void 0) {
-    return stderr;
-  }
-  if (stderr === void 0) {
-    return stdout;
-  }
-  if (Array.isArray(stdout)) {
-    return Array.isArray(stderr) ? [...stdout, ...stderr] : [...stdout, stripNewline(stderr, options, "all")];
-  }
-  if (Array.isArray(stderr)) {
-    return [stripNewline(stdout, options, "all"), ...stderr];
-  }
-  if (isUint8Array(stdout) && isUint8Array(stderr)) {
-    return concatUint8Arrays([stdout, stderr]);
-  }
-  return `${stdout}${stderr}`;
-};
-
-// node_modules/execa/lib/resolve/exit-async.js
-import { once as once4 } from "node:events";
-var waitForExit = async (subprocess, context) => {
-  const [exitCode, signal] = await waitForExitOrError(subprocess);
-  context.isForcefullyTerminated ??= false;
-  return [exitCode, signal];
-};
-var waitForExitOrError = async (subprocess) => {
-  const [spawnPayload, exitPayload] = await Promise.allSettled([
-    once4(subprocess, "spawn"),
-    once4(subprocess, "exit")
-  ]);
-  if (spawnPayload.status === "rejected") {
-    return [];
-  }
-  return exitPayload.status === "rejected" ? waitForSubprocessExit(subprocess) : exitPayload.value;
-};
-var waitForSubprocessExit = async (subprocess) => {
-  try {
-    return await once4(subprocess, "exit");
-  } catch {
-    return waitForSubprocessExit(subprocess);
-  }
-};
-var waitForSuccessfulExit = async (exitPromise) => {
-  const [exitCode, signal] = await exitPromise;
-  if (!isSubprocessErrorExit(exitCode, signal) && isFailedExit(exitCode, signal)) {
-    throw new DiscardedError();
-  }
-  return [exitCode, signal];
-};
-var isSubprocessErrorExit = (exitCode, signal) => exitCode === void 0 && signal === void 0;
-var isFailedExit = (exitCode, signal) => exitCode !== 0 || signal !== null;
-
-// node_modules/execa/lib/resolve/exit-sync.js
-var getExitResultSync = ({ error, status: exitCode, signal, output }, { maxBuffer }) => {
-  const resultError = getResultError(error, exitCode, signal);
-  const timedOut = resultError?.code === "ETIMEDOUT";
-  const isMaxBuffer = isMaxBufferSync(resultError, output, maxBuffer);
-  return {
-    resultError,
-    exitCode,
-    signal,
-    timedOut,
-    isMaxBuffer
-  };
-};
-var getResultError = (error, exitCode, signal) => {
-  if (error !== void 0) {
-    return error;
-  }
-  return isFailedExit(exitCode, signal) ? new DiscardedError() : void 0;
-};
-
-// node_modules/execa/lib/methods/main-sync.js
-var execaCoreSync = (rawFile, rawArguments, rawOptions2) => {
-  const { file, commandArguments, command, escapedCommand, startTime, verboseInfo, options, fileDescriptors } = handleSyncArguments(rawFile, rawArguments, rawOptions2);
-  const result = spawnSubprocessSync({
-    file,
-    commandArguments,
-    options,
-    command,
-    escapedCommand,
-    verboseInfo,
-    fileDescriptors,
-    startTime
-  });
-  return handleResult(result, verboseInfo, options);
-};
-var handleSyncArguments = (rawFile, rawArguments, rawOptions2) => {
-  const { command, escapedCommand, startTime, verboseInfo } = handleCommand(rawFile, rawArguments, rawOptions2);
-  const syncOptions = normalizeSyncOptions(rawOptions2);
-  const { file, commandArguments, options } = normalizeOptions(rawFile, rawArguments, syncOptions);
-  validateSyncOptions(options);
-  const fileDescriptors = handleStdioSync(options, verboseInfo);
-  return {
-    file,
-    commandArguments,
-    command,
-    escapedCommand,
-    startTime,
-    verboseInfo,
-    options,
-    fileDescriptors
-  };
-};
-var normalizeSyncOptions = (options) => options.node && !options.ipc ? { ...options, ipc: false } : options;
-var validateSyncOptions = ({ ipc, ipcInput, detached, cancelSignal }) => {
-  if (ipcInput) {
-    throwInvalidSyncOption("ipcInput");
-  }
-  if (ipc) {
-    throwInvalidSyncOption("ipc: true");
-  }
-  if (detached) {
-    throwInvalidSyncOption("detached: true");
-  }
-  if (cancelSignal) {
-    throwInvalidSyncOption("cancelSignal");
-  }
-};
-var throwInvalidSyncOption = (value) => {
-  throw new TypeError(`The "${value}" option cannot be used with synchronous methods.`);
-};
-var spawnSubprocessSync = ({ file, commandArguments, options, command, escapedCommand, verboseInfo, fileDescriptors, startTime }) => {
-  const syncResult = runSubprocessSync({
-    file,
-    commandArguments,
-    options,
-    command,
-    escapedCommand,
-    fileDescriptors,
-    startTime
-  });
-  if (syncResult.failed) {
-    return syncResult;
-  }
-  const { resultError, exitCode, signal, timedOut, isMaxBuffer } = getExitResultSync(syncResult, options);
-  const { output, error = resultError } = transformOutputSync({
-    fileDescriptors,
-    syncResult,
-    options,
-    isMaxBuffer,
-    verboseInfo
-  });
-  const stdio = output.map((stdioOutput, fdNumber) => stripNewline(stdioOutput, options, fdNumber));
-  const all = stripNewline(getAllSync(output, options), options, "all");
-  return getSyncResult({
-    error,
-    exitCode,
-    signal,
-    timedOut,
-    isMaxBuffer,
-    stdio,
-    all,
-    options,
-    command,
-    escapedCommand,
-    startTime
-  });
-};
-var runSubprocessSync = ({ file, commandArguments, options, command, escapedCommand, fileDescriptors, startTime }) => {
-  try {
-    addInputOptionsSync(fileDescriptors, options);
-    const normalizedOptions = normalizeSpawnSyncOptions(options);
-    return spawnSync(...concatenateShell(file, commandArguments, normalizedOptions));
-  } catch (error) {
-    return makeEarlyError({
-      error,
-      command,
-      escapedCommand,
-      fileDescriptors,
-      options,
-      startTime,
-      isSync: true
-    });
-  }
-};
-var normalizeSpawnSyncOptions = ({ encoding, maxBuffer, ...options }) => ({ ...options, encoding: "buffer", maxBuffer: getMaxBufferSync(maxBuffer) });
-var getSyncResult = ({ error, exitCode, signal, timedOut, isMaxBuffer, stdio, all, options, command, escapedCommand, startTime }) => error === void 0 ? makeSuccessResult({
-  command,
-  escapedCommand,
-  stdio,
-  all,
-  ipcOutput: [],
-  options,
-  startTime
-}) : makeError({
-  error,
-  command,
-  escapedCommand,
-  timedOut,
-  isCanceled: false,
-  isGracefullyCanceled: false,
-  isMaxBuffer,
-  isForcefullyTerminated: false,
-  exitCode,
-  signal,
-  stdio,
-  all,
-  ipcOutput: [],
-  options,
-  startTime,
-  isSync: true
-});
-
-// node_modules/execa/lib/methods/main-async.js
-import { setMaxListeners } from "node:events";
-import { spawn } from "node:child_process";
-
-// node_modules/execa/lib/ipc/methods.js
-import process8 from "node:process";
-
-// node_modules/execa/lib/ipc/get-one.js
-import { once as once5, on as on2 } from "node:events";
-var getOneMessage = ({ anyProcess, channel, isSubprocess, ipc }, { reference = true, filter } = {}) => {
-  validateIpcMethod({
-    methodName: "getOneMessage",
-    isSubprocess,
-    ipc,
-    isConnected: isConnected(anyProcess)
-  });
-  return getOneMessageAsync({
-    anyProcess,
-    channel,
-    isSubprocess,
-    filter,
-    reference
-  });
-};
-var getOneMessageAsync = async ({ anyProcess, channel, isSubprocess, filter, reference }) => {
-  addReference(channel, reference);
-  const ipcEmitter = getIpcEmitter(anyProcess, channel, isSubprocess);
-  const controller = new AbortController();
-  try {
-    return await Promise.race([
-      getMessage(ipcEmitter, filter, controller),
-      throwOnDisconnect2(ipcEmitter, isSubprocess, controller),
-      throwOnStrictError(ipcEmitter, isSubprocess, controller)
-    ]);
-  } catch (error) {
-    disconnect(anyProcess);
-    throw error;
-  } finally {
-    controller.abort();
-    removeReference(channel, reference);
-  }
-};
-var getMessage = async (ipcEmitter, filter, { signal }) => {
-  if (filter === void 0) {
-    const [message] = await once5(ipcEmitter, "message", { signal });
-    return message;
-  }
-  for await (const [message] of on2(ipcEmitter, "message", { signal })) {
-    if (filter(message)) {
-      return message;
-    }
-  }
-};
-var throwOnDisconnect2 = async (ipcEmitter, isSubprocess, { signal }) => {
-  await once5(ipcEmitter, "disconnect", { signal });
-  throwOnEarlyDisconnect(isSubprocess);
-};
-var throwOnStrictError = async (ipcEmitter, isSubprocess, { signal }) => {
-  const [error] = await once5(ipcEmitter, "strict:error", { signal });
-  throw getStrictResponseError(error, isSubprocess);
-};
-
-// node_modules/execa/lib/ipc/get-each.js
-import { once as once6, on as on3 } from "node:events";
-var getEachMessage = ({ anyProcess, channel, isSubprocess, ipc }, { reference = true } = {}) => loopOnMessages({
-  anyProcess,
-  channel,
-  isSubprocess,
-  ipc,
-  shouldAwait: !isSubprocess,
-  reference
-});
-var loopOnMessages = ({ anyProcess, channel, isSubprocess, ipc, shouldAwait, reference }) => {
-  validateIpcMethod({
-    methodName: "getEachMessage",
-    isSubprocess,
-    ipc,
-    isConnected: isConnected(anyProcess)
-  });
-  addReference(channel, reference);
-  const ipcEmitter = getIpcEmitter(anyProcess, channel, isSubprocess);
-  const controller = new AbortController();
-  const state = {};
-  stopOnDisconnect(anyProcess, ipcEmitter, controller);
-  abortOnStrictError({
-    ipcEmitter,
-    isSubprocess,
-    controller,
-    state
-  });
-  return iterateOnMessages({
-    anyProcess,
-    channel,
-    ipcEmitter,
-    isSubprocess,
-    shouldAwait,
-    controller,
-    state,
-    reference
-  });
-};
-var stopOnDisconnect = async (anyProcess, ipcEmitter, controller) => {
-  try {
-    await once6(ipcEmitter, "disconnect", { signal: controller.signal });
-    controller.abort();
-  } catch {
-  }
-};
-var abortOnStrictError = async ({ ipcEmitter, isSubprocess, controller, state }) => {
-  try {
-    const [error] = await once6(ipcEmitter, "strict:error", { signal: controller.signal });
-    state.error = getStrictResponseError(error, isSubprocess);
-    controller.abort();
-  } catch {
-  }
-};
-var iterateOnMessages = async function* ({ anyProcess, channel, ipcEmitter, isSubprocess, shouldAwait, controller, state, reference }) {
-  try {
-    for await (const [message] of on3(ipcEmitter, "message", { signal: controller.signal })) {
-      throwIfStrictError(state);
-      yield message;
-    }
-  } catch {
-    throwIfStrictError(state);
-  } finally {
-    controller.abort();
-    removeReference(channel, reference);
-    if (!isSubprocess) {
-      disconnect(anyProcess);
-    }
-    if (shouldAwait) {
-      await anyProcess;
-    }
-  }
-};
-var throwIfStrictError = ({ error }) => {
-  if (error) {
-    throw error;
-  }
-};
-
-// node_modules/execa/lib/ipc/methods.js
-var addIpcMethods = (subprocess, { ipc }) => {
-  Object.assign(subprocess, getIpcMethods(subprocess, false, ipc));
-};
-var getIpcExport = () => {
-  const anyProcess = process8;
-  const isSubprocess = true;
-  const ipc = process8.channel !== void 0;
-  return {
-    ...getIpcMethods(anyProcess, isSubprocess, ipc),
-    getCancelSignal: getCancelSignal.bind(void 0, {
-      anyProcess,
-      channel: anyProcess.channel,
-      isSubprocess,
-      ipc
-    })
-  };
-};
-var getIpcMethods = (anyProcess, isSubprocess, ipc) => ({
-  sendMessage: sendMessage.bind(void 0, {
-    anyProcess,
-    channel: anyProcess.channel,
-    isSubprocess,
-    ipc
-  }),
-  getOneMessage: getOneMessage.bind(void 0, {
-    anyProcess,
-    channel: anyProcess.channel,
-    isSubprocess,
-    ipc
-  }),
-  getEachMessage: getEachMessage.bind(void 0, {
-    anyProcess,
-    channel: anyProcess.channel,
-    isSubprocess,
-    ipc
-  })
-});
-
-// node_modules/execa/lib/return/early-error.js
-import { ChildProcess as ChildProcess2 } from "node:child_process";
-import {
-  PassThrough,
-  Readable,
-  Writable,
-  Duplex
-} from "node:stream";
-var handleEarlyError = ({ error, command, escapedCommand, fileDescriptors, options, startTime, verboseInfo }) => {
-  cleanupCustomStreams(fileDescriptors);
-  const subprocess = new ChildProcess2();
-  createDummyStreams(subprocess, fileDescriptors);
-  Object.assign(subprocess, { readable, writable, duplex });
-  const earlyError = makeEarlyError({
-    error,
-    command,
-    escapedCommand,
-    fileDescriptors,
-    options,
-    startTime,
-    isSync: false
-  });
-  const promise = handleDummyPromise(earlyError, verboseInfo, options);
-  return { subprocess, promise };
-};
-var createDummyStreams = (subprocess, fileDescriptors) => {
-  const stdin = createDummyStream();
-  const stdout = createDummyStream();
-  const stderr = createDummyStream();
-  const extraStdio = Array.from({ length: fileDescriptors.length - 3 }, createDummyStream);
-  const all = createDummyStream();
-  const stdio = [stdin, stdout, stderr, ...extraStdio];
-  Object.assign(subprocess, {
-    stdin,
-    stdout,
-    stderr,
-    all,
-    stdio
-  });
-};
-var createDummyStream = () => {
-  const stream = new PassThrough();
-  stream.end();
-  return stream;
-};
-var readable = () => new Readable({ read() {
-} });
-var writable = () => new Writable({ write() {
-} });
-var duplex = () => new Duplex({ read() {
-}, write() {
-} });
-var handleDummyPromise = async (error, verboseInfo, options) => handleResult(error, verboseInfo, options);
-
-// node_modules/execa/lib/stdio/handle-async.js
-import { createReadStream, createWriteStream } from "node:fs";
-import { Buffer as Buffer4 } from "node:buffer";
-import { Readable as Readable2, Writable as Writable2, Duplex as Duplex2 } from "node:stream";
-var handleStdioAsync = (options, verboseInfo) => handleStdio(addPropertiesAsync, options, verboseInfo, false);
-var forbiddenIfAsync = ({ type, optionName }) => {
-  throw new TypeError(`The \`${optionName}\` option cannot be ${TYPE_TO_MESSAGE[type]}.`);
-};
-var addProperties2 = {
-  fileNumber: forbiddenIfAsync,
-  generator: generatorToStream,
-  asyncGenerator: generatorToStream,
-  nodeStream: ({ value }) => ({ stream: value }),
-  webTransform({ value: { transform, writableObjectMode, readableObjectMode } }) {
-    const objectMode = writableObjectMode || readableObjectMode;
-    const stream = Duplex2.fromWeb(transform, { objectMode });
-    return { stream };
-  },
-  duplex: ({ value: { transform } }) => ({ stream: transform }),
-  native() {
-  }
-};
-var addPropertiesAsync = {
-  input: {
-    ...addProperties2,
-    fileUrl: ({ value }) => ({ stream: createReadStream(value) }),
-    filePath: ({ value: { file } }) => ({ stream: createReadStream(file) }),
-    webStream: ({ value }) => ({ stream: Readable2.fromWeb(value) }),
-    iterable: ({ value }) => ({ stream: Readable2.from(value) }),
-    asyncIterable: ({ value }) => ({ stream: Readable2.from(value) }),
-    string: ({ value }) => ({ stream: Readable2.from(value) }),
-    uint8Array: ({ value }) => ({ stream: Readable2.from(Buffer4.from(value)) })
-  },
-  output: {
-    ...addProperties2,
-    fileUrl: ({ value }) => ({ stream: createWriteStream(value) }),
-    filePath: ({ value: { file, append } }) => ({ stream: createWriteStream(file, append ? { flags: "a" } : {}) }),
-    webStream: ({ value }) => ({ stream: Writable2.fromWeb(value) }),
-    iterable: forbiddenIfAsync,
-    asyncIterable: forbiddenIfAsync,
-    string: forbiddenIfAsync,
-    uint8Array: forbiddenIfAsync
-  }
-};
-
-// node_modules/@sindresorhus/merge-streams/index.js
-import { on as on4, once as once7 } from "node:events";
-import { PassThrough as PassThroughStream, getDefaultHighWaterMark as getDefaultHighWaterMark2 } from "node:stream";
-import { finished as finished2 } from "node:stream/promises";
-function mergeStreams(streams) {
-  if (!Array.isArray(streams)) {
-    throw new TypeError(`Expected an array, got \`${typeof streams}\`.`);
-  }
-  for (const stream of streams) {
-    validateStream(stream);
-  }
-  const objectMode = streams.some(({ readableObjectMode }) => readableObjectMode);
-  const highWaterMark = getHighWaterMark(streams, objectMode);
-  const passThroughStream = new MergedStream({
-    objectMode,
-    writableHighWaterMark: highWaterMark,
-    readableHighWaterMark: highWaterMark
-  });
-  for (const stream of streams) {
-    passThroughStream.add(stream);
-  }
-  return passThroughStream;
-}
-var getHighWaterMark = (streams, objectMode) => {
-  if (streams.length === 0) {
-    return getDefaultHighWaterMark2(objectMode);
-  }
-  const highWaterMarks = streams.filter(({ readableObjectMode }) => readableObjectMode === objectMode).map(({ readableHighWaterMark }) => readableHighWaterMark);
-  return Math.max(...highWaterMarks);
-};
-var MergedStream = class extends PassThroughStream {
-  #streams = /* @__PURE__ */ new Set([]);
-  #ended = /* @__PURE__ */ new Set([]);
-  #aborted = /* @__PURE__ */ new Set([]);
-  #onFinished;
-  #unpipeEvent = Symbol("unpipe");
-  #streamPromises = /* @__PURE__ */ new WeakMap();
-  add(stream) {
-    validateStream(stream);
-    if (this.#streams.has(stream)) {
-      return;
-    }
-    this.#streams.add(stream);
-    this.#onFinished ??= onMergedStreamFinished(this, this.#streams, this.#unpipeEvent);
-    const streamPromise = endWhenStreamsDone({
-      passThroughStream: this,
-      stream,
-      streams: this.#streams,
-      ended: this.#ended,
-      aborted: this.#aborted,
-      onFinished: this.#onFinished,
-      unpipeEvent: this.#unpipeEvent
-    });
-    this.#streamPromises.set(stream, streamPromise);
-    stream.pipe(this, { end: false });
-  }
-  async remove(stream) {
-    validateStream(stream);
-    if (!this.#streams.has(stream)) {
-      return false;
-    }
-    const streamPromise = this.#streamPromises.get(stream);
-    if (streamPromise === void 0) {
-      return false;
-    }
-    this.#streamPromises.delete(stream);
-    stream.unpipe(this);
-    await streamPromise;
-    return true;
-  }
-};
-var onMergedStreamFinished = async (passThroughStream, streams, unpipeEvent) => {
-  updateMaxListeners(passThroughStream, PASSTHROUGH_LISTENERS_COUNT);
-  const controller = new AbortController();
-  try {
-    await Promise.race([
-      onMergedStreamEnd(passThroughStream, controller),
-      onInputStreamsUnpipe(passThroughStream, streams, unpipeEvent, controller)
-    ]);
-  } finally {
-    controller.abort();
-    updateMaxListeners(passThroughStream, -PASSTHROUGH_LISTENERS_COUNT);
-  }
-};
-var onMergedStreamEnd = async (passThroughStream, { signal }) => {
-  try {
-    await finished2(passThroughStream, { signal, cleanup: true });
-  } catch (error) {
-    errorOrAbortStream(passThroughStream, error);
-    throw error;
-  }
-};
-var onInputStreamsUnpipe = async (passThroughStream, streams, unpipeEvent, { signal }) => {
-  for await (const [unpipedStream] of on4(passThroughStream, "unpipe", { signal })) {
-    if (streams.has(unpipedStream)) {
-      unpipedStream.emit(unpipeEvent);
-    }
-  }
-};
-var validateStream = (stream) => {
-  if (typeof stream?.pipe !== "function") {
-    throw new TypeError(`Expected a readable stream, got: \`${typeof stream}\`.`);
-  }
-};
-var endWhenStreamsDone = async ({ passThroughStream, stream, streams, ended, aborted: aborted2, onFinished, unpipeEvent }) => {
-  updateMaxListeners(passThroughStream, PASSTHROUGH_LISTENERS_PER_STREAM);
-  const controller = new AbortController();
-  try {
-    await Promise.race([
-      afterMergedStreamFinished(onFinished, stream, controller),
-      onInputStreamEnd({
-        passThroughStream,
-        stream,
-        streams,
-        ended,
-        aborted: aborted2,
-        controller
-      }),
-      onInputStreamUnpipe({
-        stream,
-        streams,
-        ended,
-        aborted: aborted2,
-        unpipeEvent,
-        controller
-      })
-    ]);
-  } finally {
-    controller.abort();
-    updateMaxListeners(passThroughStream, -PASSTHROUGH_LISTENERS_PER_STREAM);
-  }
-  if (streams.size > 0 && streams.size === ended.size + aborted2.size) {
-    if (ended.size === 0 && aborted2.size > 0) {
-      abortStream(passThroughStream);
-    } else {
-      endStream(passThroughStream);
-    }
-  }
-};
-var afterMergedStreamFinished = async (onFinished, stream, { signal }) => {
-  try {
-    await onFinished;
-    if (!signal.aborted) {
-      abortStream(stream);
-    }
-  } catch (error) {
-    if (!signal.aborted) {
-      errorOrAbortStream(stream, error);
-    }
-  }
-};
-var onInputStreamEnd = async ({ passThroughStream, stream, streams, ended, aborted: aborted2, controller: { signal } }) => {
-  try {
-    await finished2(stream, {
-      signal,
-      cleanup: true,
-      readable: true,
-      writable: false
-    });
-    if (streams.has(stream)) {
-      ended.add(stream);
-    }
-  } catch (error) {
-    if (signal.aborted || !streams.has(stream)) {
-      return;
-    }
-    if (isAbortError(error)) {
-      aborted2.add(stream);
-    } else {
-      errorStream(passThroughStream, error);
-    }
-  }
-};
-var onInputStreamUnpipe = async ({ stream, streams, ended, aborted: aborted2, unpipeEvent, controller: { signal } }) => {
-  await once7(stream, unpipeEvent, { signal });
-  if (!stream.readable) {
-    return once7(signal, "abort", { signal });
-  }
-  streams.delete(stream);
-  ended.delete(stream);
-  aborted2.delete(stream);
-};
-var endStream = (stream) => {
-  if (stream.writable) {
-    stream.end();
-  }
-};
-var errorOrAbortStream = (stream, error) => {
-  if (isAbortError(error)) {
-    abortStream(stream);
-  } else {
-    errorStream(stream, error);
-  }
-};
-var isAbortError = (error) => error?.code === "ERR_STREAM_PREMATURE_CLOSE";
-var abortStream = (stream) => {
-  if (stream.readable || stream.writable) {
-    stream.destroy();
-  }
-};
-var errorStream = (stream, error) => {
-  if (!stream.destroyed) {
-    stream.once("error", noop2);
-    stream.destroy(error);
-  }
-};
-var noop2 = () => {
-};
-var updateMaxListeners = (passThroughStream, increment2) => {
-  const maxListeners = passThroughStream.getMaxListeners();
-  if (maxListeners !== 0 && maxListeners !== Number.POSITIVE_INFINITY) {
-    passThroughStream.setMaxListeners(maxListeners + increment2);
-  }
-};
-var PASSTHROUGH_LISTENERS_COUNT = 2;
-var PASSTHROUGH_LISTENERS_PER_STREAM = 1;
-
-// node_modules/execa/lib/io/pipeline.js
-import { finished as finished3 } from "node:stream/promises";
-var pipeStreams = (source, destination) => {
-  source.pipe(destination);
-  onSourceFinish(source, destination);
-  onDestinationFinish(source, destination);
-};
-var onSourceFinish = async (source, destination) => {
-  if (isStandardStream(source) || isStandardStream(destination)) {
-    return;
-  }
-  try {
-    await finished3(source, { cleanup: true, readable: true, writable: false });
-  } catch {
-  }
-  endDestinationStream(destination);
-};
-var endDestinationStream = (destination) => {
-  if (destination.writable) {
-    destination.end();
-  }
-};
-var onDestinationFinish = async (source, destination) => {
-  if (isStandardStream(source) || isStandardStream(destination)) {
-    return;
-  }
-  try {
-    await finished3(destination, { cleanup: true, readable: false, writable: true });
-  } catch {
-  }
-  abortSourceStream(source);
-};
-var abortSourceStream = (source) => {
-  if (source.readable) {
-    source.destroy();
-  }
-};
-
-// node_modules/execa/lib/io/output-async.js
-var pipeOutputAsync = (subprocess, fileDescriptors, controller) => {
-  const pipeGroups = /* @__PURE__ */ new Map();
-  for (const [fdNumber, { stdioItems, direction }] of Object.entries(fileDescriptors)) {
-    for (const { stream } of stdioItems.filter(({ type }) => TRANSFORM_TYPES.has(type))) {
-      pipeTransform(subprocess, stream, direction, fdNumber);
-    }
-    for (const { stream } of stdioItems.filter(({ type }) => !TRANSFORM_TYPES.has(type))) {
-      pipeStdioItem({
-        subprocess,
-        stream,
-        direction,
-        fdNumber,
-        pipeGroups,
-        controller
-      });
-    }
-  }
-  for (const [outputStream, inputStreams] of pipeGroups.entries()) {
-    const inputStream = inputStreams.length === 1 ? inputStreams[0] : mergeStreams(inputStreams);
-    pipeStreams(inputStream, outputStream);
-  }
-};
-var pipeTransform = (subprocess, stream, direction, fdNumber) => {
-  if (direction === "output") {
-    pipeStreams(subprocess.stdio[fdNumber], stream);
-  } else {
-    pipeStreams(stream, subprocess.stdio[fdNumber]);
-  }
-  const streamProperty = SUBPROCESS_STREAM_PROPERTIES[fdNumber];
-  if (streamProperty !== void 0) {
-    subprocess[streamProperty] = stream;
-  }
-  subprocess.stdio[fdNumber] = stream;
-};
-var SUBPROCESS_STREAM_PROPERTIES = ["stdin", "stdout", "stderr"];
-var pipeStdioItem = ({ subprocess, stream, direction, fdNumber, pipeGroups, controller }) => {
-  if (stream === void 0) {
-    return;
-  }
-  setStandardStreamMaxListeners(stream, controller);
-  const [inputStream, outputStream] = direction === "output" ? [stream, subprocess.stdio[fdNumber]] : [subprocess.stdio[fdNumber], stream];
-  const outputStreams = pipeGroups.get(inputStream) ?? [];
-  pipeGroups.set(inputStream, [...outputStreams, outputStream]);
-};
-var setStandardStreamMaxListeners = (stream, { signal }) => {
-  if (isStandardStream(stream)) {
-    incrementMaxListeners(stream, MAX_LISTENERS_INCREMENT, signal);
-  }
-};
-var MAX_LISTENERS_INCREMENT = 2;
-
-// node_modules/execa/lib/terminate/cleanup.js
-import { addAbortListener as addAbortListener2 } from "node:events";
-
-// node_modules/signal-exit/dist/mjs/signals.js
-var signals = [];
-signals.push("SIGHUP", "SIGINT", "SIGTERM");
-if (process.platform !== "win32") {
-  signals.push(
-    "SIGALRM",
-    "SIGABRT",
-    "SIGVTALRM",
-    "SIGXCPU",
-    "SIGXFSZ",
-    "SIGUSR2",
-    "SIGTRAP",
-    "SIGSYS",
-    "SIGQUIT",
-    "SIGIOT"
-    // should detect profiler and enable/disable accordingly.
-    // see #21
-    // 'SIGPROF'
-  );
-}
-if (process.platform === "linux") {
-  signals.push("SIGIO", "SIGPOLL", "SIGPWR", "SIGSTKFLT");
-}
-
-// node_modules/signal-exit/dist/mjs/index.js
-var processOk = (process10) => !!process10 && typeof process10 === "object" && typeof process10.removeListener === "function" && typeof process10.emit === "function" && typeof process10.reallyExit === "function" && typeof process10.listeners === "function" && typeof process10.kill === "function" && typeof process10.pid === "number" && typeof process10.on === "function";
-var kExitEmitter = Symbol.for("signal-exit emitter");
-var global2 = globalThis;
-var ObjectDefineProperty = Object.defineProperty.bind(Object);
-var Emitter = class {
-  emitted = {
-    afterExit: false,
-    exit: false
-  };
-  listeners = {
-    afterExit: [],
-    exit: []
-  };
-  count = 0;
-  id = Math.random();
-  constructor() {
-    if (global2[kExitEmitter]) {
-      return global2[kExitEmitter];
-    }
-    ObjectDefineProperty(global2, kExitEmitter, {
-      value: this,
-      writable: false,
-      enumerable: false,
-      configurable: false
-    });
-  }
-  on(ev, fn) {
-    this.listeners[ev].push(fn);
-  }
-  removeListener(ev, fn) {
-    const list = this.listeners[ev];
-    const i2 = list.indexOf(fn);
-    if (i2 === -1) {
-      return;
-    }
-    if (i2 === 0 && list.length === 1) {
-      list.length = 0;
-    } else {
-      list.splice(i2, 1);
-    }
-  }
-  emit(ev, code, signal) {
-    if (this.emitted[ev]) {
-      return false;
-    }
-    this.emitted[ev] = true;
-    let ret = false;
-    for (const fn of this.listeners[ev]) {
-      ret = fn(code, signal) === true || ret;
-    }
-    if (ev === "exit") {
-      ret = this.emit("afterExit", code, signal) || ret;
-    }
-    return ret;
-  }
-};
-var SignalExitBase = class {
-};
-var signalExitWrap = (handler) => {
-  return {
-    onExit(cb, opts) {
-      return handler.onExit(cb, opts);
-    },
-    load() {
-      return handler.load();
-    },
-    unload() {
-      return handler.unload();
-    }
-  };
-};
-var SignalExitFallback = class extends SignalExitBase {
-  onExit() {
-    return () => {
-    };
-  }
-  load() {
-  }
-  unload() {
-  }
-};
-var SignalExit = class extends SignalExitBase {
-  // "SIGHUP" throws an `ENOSYS` error on Windows,
-  // so use a supported signal instead
-  /* c8 ignore start */
-  #hupSig = process9.platform === "win32" ? "SIGINT" : "SIGHUP";
-  /* c8 ignore stop */
-  #emitter = new Emitter();
-  #process;
-  #originalProcessEmit;
-  #originalProcessReallyExit;
-  #sigListeners = {};
-  #loaded = false;
-  constructor(process10) {
-    super();
-    this.#process = process10;
-    this.#sigListeners = {};
-    for (const sig of signals) {
-      this.#sigListeners[sig] = () => {
-        const listeners = this.#process.listeners(sig);
-        let { count: count2 } = this.#emitter;
-        const p = process10;
-        if (typeof p.__signal_exit_emitter__ === "object" && typeof p.__signal_exit_emitter__.count === "number") {
-          count2 += p.__signal_exit_emitter__.count;
-        }
-        if (listeners.length === count2) {
-          this.unload();
-          const ret = this.#emitter.emit("exit", null, sig);
-          const s = sig === "SIGHUP" ? this.#hupSig : sig;
-          if (!ret)
-            process10.kill(process10.pid, s);
-        }
-      };
-    }
-    this.#originalProcessReallyExit = process10.reallyExit;
-    this.#originalProcessEmit = process10.emit;
-  }
-  onExit(cb, opts) {
-    if (!processOk(this.#process)) {
-      return () => {
-      };
-    }
-    if (this.#loaded === false) {
-      this.load();
-    }
-    const ev = opts?.alwaysLast ? "afterExit" : "exit";
-    this.#emitter.on(ev, cb);
-    return () => {
-      this.#emitter.removeListener(ev, cb);
-      if (this.#emitter.listeners["exit"].length === 0 && this.#emitter.listeners["afterExit"].length === 0) {
-        this.unload();
-      }
-    };
-  }
-  load() {
-    if (this.#loaded) {
-      return;
-    }
-    this.#loaded = true;
-    this.#emitter.count += 1;
-    for (const sig of signals) {
-      try {
-        const fn = this.#sigListeners[sig];
-        if (fn)
-          this.#process.on(sig, fn);
-      } catch (_) {
-      }
-    }
-    this.#process.emit = (ev, ...a2) => {
-      return this.#processEmit(ev, ...a2);
-    };
-    this.#process.reallyExit = (code) => {
-      return this.#processReallyExit(code);
-    };
-  }
-  unload() {
-    if (!this.#loaded) {
-      return;
-    }
-    this.#loaded = false;
-    signals.forEach((sig) => {
-      const listener = this.#sigListeners[sig];
-      if (!listener) {
-        throw new Error("Listener not defined for signal: " + sig);
-      }
-      try {
-        this.#process.removeListener(sig, listener);
-      } catch (_) {
-      }
-    });
-    this.#process.emit = this.#originalProcessEmit;
-    this.#process.reallyExit = this.#originalProcessReallyExit;
-    this.#emitter.count -= 1;
-  }
-  #processReallyExit(code) {
-    if (!processOk(this.#process)) {
-      return 0;
-    }
-    this.#process.exitCode = code || 0;
-    this.#emitter.emit("exit", this.#process.exitCode, null);
-    return this.#originalProcessReallyExit.call(this.#process, this.#process.exitCode);
-  }
-  #processEmit(ev, ...args) {
-    const og = this.#originalProcessEmit;
-    if (ev === "exit" && processOk(this.#process)) {
-      if (typeof args[0] === "number") {
-        this.#process.exitCode = args[0];
-      }
-      const ret = og.call(this.#process, ev, ...args);
-      this.#emitter.emit("exit", this.#process.exitCode, null);
-      return ret;
-    } else {
-      return og.call(this.#process, ev, ...args);
-    }
-  }
-};
-var process9 = globalThis.process;
-var {
-  /**
-   * Called when the process is exiting, whether via signal, explicit
-   * exit, or running out of stuff to do.
-   *
-   * If the global process object is not suitable for instrumentation,
-   * then this will be a no-op.
-   *
-   * Returns a function that may be used to unload signal-exit.
-   */
-  onExit,
-  /**
-   * Load the listeners.  Likely you never need to call this, unless
-   * doing a rather deep integration with signal-exit functionality.
-   * Mostly exposed for the benefit of testing.
-   *
-   * @internal
-   */
-  load,
-  /**
-   * Unload the listeners.  Likely you never need to call this, unless
-   * doing a rather deep integration with signal-exit functionality.
-   * Mostly exposed for the benefit of testing.
-   *
-   * @internal
-   */
-  unload
-} = signalExitWrap(processOk(process9) ? new SignalExit(process9) : new SignalExitFallback());
-
-// node_modules/execa/lib/terminate/cleanup.js
-var cleanupOnExit = (subprocess, { cleanup, detached }, { signal }) => {
-  if (!cleanup || detached) {
-    return;
-  }
-  const removeExitHandler = onExit(() => {
-    subprocess.kill();
-  });
-  addAbortListener2(signal, () => {
-    removeExitHandler();
-  });
-};
-
-// node_modules/execa/lib/pipe/pipe-arguments.js
-var normalizePipeArguments = ({ source, sourcePromise, boundOptions, createNested }, ...pipeArguments) => {
-  const startTime = getStartTime();
-  const {
-    destination,
-    destinationStream,
-    destinationError,
-    from,
-    unpipeSignal
-  } = getDestinationStream(boundOptions, createNested, pipeArguments);
-  const { sourceStream, sourceError } = getSourceStream(source, from);
-  const { options: sourceOptions, fileDescriptors } = SUBPROCESS_OPTIONS.get(source);
-  return {
-    sourcePromise,
-    sourceStream,
-    sourceOptions,
-    sourceError,
-    destination,
-    destinationStream,
-    destinationError,
-    unpipeSignal,
-    fileDescriptors,
-    startTime
-  };
-};
-var getDestinationStream = (boundOptions, createNested, pipeArguments) => {
-  try {
-    const {
-      destination,
-      pipeOptions: { from, to, unpipeSignal } = {}
-    } = getDestination(boundOptions, createNested, ...pipeArguments);
-    const destinationStream = getToStream(destination, to);
-    return {
-      destination,
-      destinationStream,
-      from,
-      unpipeSignal
-    };
-  } catch (error) {
-    return { destinationError: error };
-  }
-};
-var getDestination = (boundOptions, createNested, firstArgument, ...pipeArguments) => {
-  if (Array.isArray(firstArgument)) {
-    const destination = createNested(mapDestinationArguments, boundOptions)(firstArgument, ...pipeArguments);
-    return { destination, pipeOptions: boundOptions };
-  }
-  if (typeof firstArgument === "string" || firstArgument instanceof URL || isDenoExecPath(firstArgument)) {
-    if (Object.keys(boundOptions).length > 0) {
-      throw new TypeError('Please use .pipe("file", ..., options) or .pipe(execa("file", ..., options)) instead of .pipe(options)("file", ...).');
-    }
-    const [rawFile, rawArguments, rawOptions2] = normalizeParameters(firstArgument, ...pipeArguments);
-    const destination = createNested(mapDestinationArguments)(rawFile, rawArguments, rawOptions2);
-    return { destination, pipeOptions: rawOptions2 };
-  }
-  if (SUBPROCESS_OPTIONS.has(firstArgument)) {
-    if (Object.keys(boundOptions).length > 0) {
-      throw new TypeError("Please use .pipe(options)`command` or .pipe($(options)`command`) instead of .pipe(options)($`command`).");
-    }
-    return { destination: firstArgument, pipeOptions: pipeArguments[0] };
-  }
-  throw new TypeError(`The first argument must be a template string, an options object, or an Execa subprocess: ${firstArgument}`);
-};
-var mapDestinationArguments = ({ options }) => ({ options: { ...options, stdin: "pipe", piped: true } });
-var getSourceStream = (source, from) => {
-  try {
-    const sourceStream = getFromStream(source, from);
-    return { sourceStream };
-  } catch (error) {
-    return { sourceError: error };
-  }
-};
-
-// node_modules/execa/lib/pipe/throw.js
-var handlePipeArgumentsError = ({
-  sourceStream,
-  sourceError,
-  destinationStream,
-  destinationError,
-  fileDescriptors,
-  sourceOptions,
-  startTime
-}) => {
-  const error = getPipeArgumentsError({
-    sourceStream,
-    sourceError,
-    destinationStream,
-    destinationError
-  });
-  if (error !== void 0) {
-    throw createNonCommandError({
-      error,
-      fileDescriptors,
-      sourceOptions,
-      startTime
-    });
-  }
-};
-var getPipeArgumentsError = ({ sourceStream, sourceError, destinationStream, destinationError }) => {
-  if (sourceError !== void 0 && destinationError !== void 0) {
-    return destinationError;
-  }
-  if (destinationError !== void 0) {
-    abortSourceStream(sourceStream);
-    return destinationError;
-  }
-  if (sourceError !== void 0) {
-    endDestinationStream(destinationStream);
-    return sourceError;
-  }
-};
-var createNonCommandError = ({ error, fileDescriptors, sourceOptions, startTime }) => makeEarlyError({
-  error,
-  command: PIPE_COMMAND_MESSAGE,
-  escapedCommand: PIPE_COMMAND_MESSAGE,
-  fileDescriptors,
-  options: sourceOptions,
-  startTime,
-  isSync: false
-});
-var PIPE_COMMAND_MESSAGE = "source.pipe(destination)";
-
-// node_modules/execa/lib/pipe/sequence.js
-var waitForBothSubprocesses = async (subprocessPromises) => {
-  const [
-    { status: sourceStatus, reason: sourceReason, value: sourceResult = sourceReason },
-    { status: destinationStatus, reason: destinationReason, value: destinationResult = destinationReason }
-  ] = await subprocessPromises;
-  if (!destinationResult.pipedFrom.includes(sourceResult)) {
-    destinationResult.pipedFrom.push(sourceResult);
-  }
-  if (destinationStatus === "rejected") {
-    throw destinationResult;
-  }
-  if (sourceStatus === "rejected") {
-    throw sourceResult;
-  }
-  return destinationResult;
-};
-
-// node_modules/execa/lib/pipe/streaming.js
-import { finished as finished4 } from "node:stream/promises";
-var pipeSubprocessStream = (sourceStream, destinationStream, maxListenersController) => {
-  const mergedStream = MERGED_STREAMS.has(destinationStream) ? pipeMoreSubprocessStream(sourceStream, destinationStream) : pipeFirstSubprocessStream(sourceStream, destinationStream);
-  incrementMaxListeners(sourceStream, SOURCE_LISTENERS_PER_PIPE, maxListenersController.signal);
-  incrementMaxListeners(destinationStream, DESTINATION_LISTENERS_PER_PIPE, maxListenersController.signal);
-  cleanupMergedStreamsMap(destinationStream);
-  return mergedStream;
-};
-var pipeFirstSubprocessStream = (sourceStream, destinationStream) => {
-  const mergedStream = mergeStreams([sourceStream]);
-  pipeStreams(mergedStream, destinationStream);
-  MERGED_STREAMS.set(destinationStream, mergedStream);
-  return mergedStream;
-};
-var pipeMoreSubprocessStream = (sourceStream, destinationStream) => {
-  const mergedStream = MERGED_STREAMS.get(destinationStream);
-  mergedStream.add(sourceStream);
-  return mergedStream;
-};
-var cleanupMergedStreamsMap = async (destinationStream) => {
-  try {
-    await finished4(destinationStream, { cleanup: true, readable: false, writable: true });
-  } catch {
-  }
-  MERGED_STREAMS.delete(destinationStream);
-};
-var MERGED_STREAMS = /* @__PURE__ */ new WeakMap();
-var SOURCE_LISTENERS_PER_PIPE = 2;
-var DESTINATION_LISTENERS_PER_PIPE = 1;
-
-// node_modules/execa/lib/pipe/abort.js
-import { aborted } from "node:util";
-var unpipeOnAbort = (unpipeSignal, unpipeContext) => unpipeSignal === void 0 ? [] : [unpipeOnSignalAbort(unpipeSignal, unpipeContext)];
-var unpipeOnSignalAbort = async (unpipeSignal, { sourceStream, mergedStream, fileDescriptors, sourceOptions, startTime }) => {
-  await aborted(unpipeSignal, sourceStream);
-  await mergedStream.remove(sourceStream);
-  const error = new Error("Pipe canceled by `unpipeSignal` option.");
-  throw createNonCommandError({
-    error,
-    fileDescriptors,
-    sourceOptions,
-    startTime
-  });
-};
-
-// node_modules/execa/lib/pipe/setup.js
-var pipeToSubprocess = (sourceInfo, ...pipeArguments) => {
-  if (isPlainObject(pipeArguments[0])) {
-    return pipeToSubprocess.bind(void 0, {
-      ...sourceInfo,
-      boundOptions: { ...sourceInfo.boundOptions, ...pipeArguments[0] }
-    });
-  }
-  const { destination, ...normalizedInfo } = normalizePipeArguments(sourceInfo, ...pipeArguments);
-  const promise = handlePipePromise({ ...normalizedInfo, destination });
-  promise.pipe = pipeToSubprocess.bind(void 0, {
-    ...sourceInfo,
-    source: destination,
-    sourcePromise: promise,
-    boundOptions: {}
-  });
-  return promise;
-};
-var handlePipePromise = async ({
-  sourcePromise,
-  sourceStream,
-  sourceOptions,
-  sourceError,
-  destination,
-  destinationStream,
-  destinationError,
-  unpipeSignal,
-  fileDescriptors,
-  startTime
-}) => {
-  const subprocessPromises = getSubprocessPromises(sourcePromise, destination);
-  handlePipeArgumentsError({
-    sourceStream,
-    sourceError,
-    destinationStream,
-    destinationError,
-    fileDescriptors,
-    sourceOptions,
-    startTime
-  });
-  const maxListenersController = new AbortController();
-  try {
-    const mergedStream = pipeSubprocessStream(sourceStream, destinationStream, maxListenersController);
-    return await Promise.race([
-      waitForBothSubprocesses(subprocessPromises),
-      ...unpipeOnAbort(unpipeSignal, {
-        sourceStream,
-        mergedStream,
-        sourceOptions,
-        fileDescriptors,
-        startTime
-      })
-    ]);
-  } finally {
-    maxListenersController.abort();
-  }
-};
-var getSubprocessPromises = (sourcePromise, destination) => Promise.allSettled([sourcePromise, destination]);
-
-// node_modules/execa/lib/io/contents.js
-import { setImmediate as setImmediate2 } from "node:timers/promises";
-
-// node_modules/execa/lib/io/iterate.js
-import { on as on5 } from "node:events";
-import { getDefaultHighWaterMark as getDefaultHighWaterMark3 } from "node:stream";
-var iterateOnSubprocessStream = ({ subprocessStdout, subprocess, binary, shouldEncode, encoding, preserveNewlines }) => {
-  const controller = new AbortController();
-  stopReadingOnExit(subprocess, controller);
-  return iterateOnStream({
-    stream: subprocessStdout,
-    controller,
-    binary,
-    shouldEncode: !subprocessStdout.readableObjectMode && shouldEncode,
-    encoding,
-    shouldSplit: !subprocessStdout.readableObjectMode,
-    preserveNewlines
-  });
-};
-var stopReadingOnExit = async (subprocess, controller) => {
-  try {
-    await subprocess;
-  } catch {
-  } finally {
-    controller.abort();
-  }
-};
-var iterateForResult = ({ stream, onStreamEnd, lines: lines2, encoding, stripFinalNewline: stripFinalNewline2, allMixed }) => {
-  const controller = new AbortController();
-  stopReadingOnStreamEnd(onStreamEnd, controller, stream);
-  const objectMode = stream.readableObjectMode && !allMixed;
-  return iterateOnStream({
-    stream,
-    controller,
-    binary: encoding === "buffer",
-    shouldEncode: !objectMode,
-    encoding,
-    shouldSplit: !objectMode && lines2,
-    preserveNewlines: !stripFinalNewline2
-  });
-};
-var stopReadingOnStreamEnd = async (onStreamEnd, controller, stream) => {
-  try {
-    await onStreamEnd;
-  } catch {
-    stream.destroy();
-  } finally {
-    controller.abort();
-  }
-};
-var iterateOnStream = ({ stream, controller, binary, shouldEncode, encoding, shouldSplit, preserveNewlines }) => {
-  const onStdoutChunk = on5(stream, "data", {
-    signal: controller.signal,
-    highWaterMark: HIGH_WATER_MARK,
-    // Backward compatibility with older name for this option
-    // See https://github.com/nodejs/node/pull/52080#discussion_r1525227861
-    // @todo Remove after removing support for Node 21
-    highWatermark: HIGH_WATER_MARK
-  });
-  return iterateOnData({
-    onStdoutChunk,
-    controller,
-    binary,
-    shouldEncode,
-    encoding,
-    shouldSplit,
-    preserveNewlines
-  });
-};
-var DEFAULT_OBJECT_HIGH_WATER_MARK = getDefaultHighWaterMark3(true);
-var HIGH_WATER_MARK = DEFAULT_OBJECT_HIGH_WATER_MARK;
-var iterateOnData = async function* ({ onStdoutChunk, controller, binary, shouldEncode, encoding, shouldSplit, preserveNewlines }) {
-  const generators = getGenerators({
-    binary,
-    shouldEncode,
-    encoding,
-    shouldSplit,
-    preserveNewlines
-  });
-  try {
-    for await (const [chunk] of onStdoutChunk) {
-      yield* transformChunkSync(chunk, generators, 0);
-    }
-  } catch (error) {
-    if (!controller.signal.aborted) {
-      throw error;
-    }
-  } finally {
-    yield* finalChunksSync(generators);
-  }
-};
-var getGenerators = ({ binary, shouldEncode, encoding, shouldSplit, preserveNewlines }) => [
-  getEncodingTransformGenerator(binary, encoding, !shouldEncode),
-  getSplitLinesGenerator(binary, preserveNewlines, !shouldSplit, {})
-].filter(Boolean);
-
-// node_modules/execa/lib/io/contents.js
-var getStreamOutput = async ({ stream, onStreamEnd, fdNumber, encoding, buffer, maxBuffer, lines: lines2, allMixed, stripFinalNewline: stripFinalNewline2, verboseInfo, streamInfo }) => {
-  const logPromise = logOutputAsync({
-    stream,
-    onStreamEnd,
-    fdNumber,
-    encoding,
-    allMixed,
-    verboseInfo,
-    streamInfo
-  });
-  if (!buffer) {
-    await Promise.all([resumeStream(stream), logPromise]);
-    return;
-  }
-  const stripFinalNewlineValue = getStripFinalNewline(stripFinalNewline2, fdNumber);
-  const iterable = iterateForResult({
-    stream,
-    onStreamEnd,
-    lines: lines2,
-    encoding,
-    stripFinalNewline: stripFinalNewlineValue,
-    allMixed
-  });
-  const [output] = await Promise.all([
-    getStreamContents2({
-      stream,
-      iterable,
-      fdNumber,
-      encoding,
-      maxBuffer,
-      lines: lines2
-    }),
-    logPromise
-  ]);
-  return output;
-};
-var logOutputAsync = async ({ stream, onStreamEnd, fdNumber, encoding, allMixed, verboseInfo, streamInfo: { fileDescriptors } }) => {
-  if (!shouldLogOutput({
-    stdioItems: fileDescriptors[fdNumber]?.stdioItems,
-    encoding,
-    verboseInfo,
-    fdNumber
-  })) {
-    return;
-  }
-  const linesIterable = iterateForResult({
-    stream,
-    onStreamEnd,
-    lines: true,
-    encoding,
-    stripFinalNewline: true,
-    allMixed
-  });
-  await logLines(linesIterable, stream, fdNumber, verboseInfo);
-};
-var resumeStream = async (stream) => {
-  await setImmediate2();
-  if (stream.readableFlowing === null) {
-    stream.resume();
-  }
-};
-var getStreamContents2 = async ({ stream, stream: { readableObjectMode }, iterable, fdNumber, encoding, maxBuffer, lines: lines2 }) => {
-  try {
-    if (readableObjectMode || lines2) {
-      return await getStreamAsArray(iterable, { maxBuffer });
-    }
-    if (encoding === "buffer") {
-      return new Uint8Array(await getStreamAsArrayBuffer(iterable, { maxBuffer }));
-    }
-    return await getStreamAsString(iterable, { maxBuffer });
-  } catch (error) {
-    return handleBufferedData(handleMaxBuffer({
-      error,
-      stream,
-      readableObjectMode,
-      lines: lines2,
-      encoding,
-      fdNumber
-    }));
-  }
-};
-var getBufferedData = async (streamPromise) => {
-  try {
-    return await streamPromise;
-  } catch (error) {
-    return handleBufferedData(error);
-  }
-};
-var handleBufferedData = ({ bufferedData }) => isArrayBuffer(bufferedData) ? new Uint8Array(bufferedData) : bufferedData;
-
-// node_modules/execa/lib/resolve/wait-stream.js
-import { finished as finished5 } from "node:stream/promises";
-var waitForStream = async (stream, fdNumber, streamInfo, { isSameDirection, stopOnExit = false } = {}) => {
-  const state = handleStdinDestroy(stream, streamInfo);
-  const abortController = new AbortController();
-  try {
-    await Promise.race([
-      ...stopOnExit ? [streamInfo.exitPromise] : [],
-      finished5(stream, { cleanup: true, signal: abortController.signal })
-    ]);
-  } catch (error) {
-    if (!state.stdinCleanedUp) {
-      handleStreamError(error, fdNumber, streamInfo, isSameDirection);
-    }
-  } finally {
-    abortController.abort();
-  }
-};
-var handleStdinDestroy = (stream, { originalStreams: [originalStdin], subprocess }) => {
-  const state = { stdinCleanedUp: false };
-  if (stream === originalStdin) {
-    spyOnStdinDestroy(stream, subprocess, state);
-  }
-  return state;
-};
-var spyOnStdinDestroy = (subprocessStdin, subprocess, state) => {
-  const { _destroy } = subprocessStdin;
-  subprocessStdin._destroy = (...destroyArguments) => {
-    setStdinCleanedUp(subprocess, state);
-    _destroy.call(subprocessStdin, ...destroyArguments);
-  };
-};
-var setStdinCleanedUp = ({ exitCode, signalCode }, state) => {
-  if (exitCode !== null || signalCode !== null) {
-    state.stdinCleanedUp = true;
-  }
-};
-var handleStreamError = (error, fdNumber, streamInfo, isSameDirection) => {
-  if (!shouldIgnoreStreamError(error, fdNumber, streamInfo, isSameDirection)) {
-    throw error;
-  }
-};
-var shouldIgnoreStreamError = (error, fdNumber, streamInfo, isSameDirection = true) => {
-  if (streamInfo.propagating) {
-    return isStreamEpipe(error) || isStreamAbort(error);
-  }
-  streamInfo.propagating = true;
-  return isInputFileDescriptor(streamInfo, fdNumber) === isSameDirection ? isStreamEpipe(error) : isStreamAbort(error);
-};
-var isInputFileDescriptor = ({ fileDescriptors }, fdNumber) => fdNumber !== "all" && fileDescriptors[fdNumber].direction === "input";
-var isStreamAbort = (error) => error?.code === "ERR_STREAM_PREMATURE_CLOSE";
-var isStreamEpipe = (error) => error?.code === "EPIPE";
-
-// node_modules/execa/lib/resolve/stdio.js
-var waitForStdioStreams = ({ subprocess, encoding, buffer, maxBuffer, lines: lines2, stripFinalNewline: stripFinalNewline2, verboseInfo, streamInfo }) => subprocess.stdio.map((stream, fdNumber) => waitForSubprocessStream({
-  stream,
-  fdNumber,
-  encoding,
-  buffer: buffer[fdNumber],
-  maxBuffer: maxBuffer[fdNumber],
-  lines: lines2[fdNumber],
-  allMixed: false,
-  stripFinalNewline: stripFinalNewline2,
-  verboseInfo,
-  streamInfo
-}));
-var waitForSubprocessStream = async ({ stream, fdNumber, encoding, buffer, maxBuffer, lines: lines2, allMixed, stripFinalNewline: stripFinalNewline2, verboseInfo, streamInfo }) => {
-  if (!stream) {
-    return;
-  }
-  const onStreamEnd = waitForStream(stream, fdNumber, streamInfo);
-  if (isInputFileDescriptor(streamInfo, fdNumber)) {
-    await onStreamEnd;
-    return;
-  }
-  const [output] = await Promise.all([
-    getStreamOutput({
-      stream,
-      onStreamEnd,
-      fdNumber,
-      encoding,
-      buffer,
-      maxBuffer,
-      lines: lines2,
-      allMixed,
-      stripFinalNewline: stripFinalNewline2,
-      verboseInfo,
-      streamInfo
-    }),
-    onStreamEnd
-  ]);
-  return output;
-};
-
-// node_modules/execa/lib/resolve/all-async.js
-var makeAllStream = ({ stdout, stderr }, { all }) => all && (stdout || stderr) ? mergeStreams([stdout, stderr].filter(Boolean)) : void 0;
-var waitForAllStream = ({ subprocess, encoding, buffer, maxBuffer, lines: lines2, stripFinalNewline: stripFinalNewline2, verboseInfo, streamInfo }) => waitForSubprocessStream({
-  ...getAllStream(subprocess, buffer),
-  fdNumber: "all",
-  encoding,
-  maxBuffer: maxBuffer[1] + maxBuffer[2],
-  lines: lines2[1] || lines2[2],
-  allMixed: getAllMixed(subprocess),
-  stripFinalNewline: stripFinalNewline2,
-  verboseInfo,
-  streamInfo
-});
-var getAllStream = ({ stdout, stderr, all }, [, bufferStdout, bufferStderr]) => {
-  const buffer = bufferStdout || bufferStderr;
-  if (!buffer) {
-    return { stream: all, buffer };
-  }
-  if (!bufferStdout) {
-    return { stream: stderr, buffer };
-  }
-  if (!bufferStderr) {
-    return { stream: stdout, buffer };
-  }
-  return { stream: all, buffer };
-};
-var getAllMixed = ({ all, stdout, stderr }) => all && stdout && stderr && stdout.readableObjectMode !== stderr.readableObjectMode;
-
-// node_modules/execa/lib/resolve/wait-subprocess.js
-import { once as once8 } from "node:events";
-
-// node_modules/execa/lib/verbose/ipc.js
-var shouldLogIpc = (verboseInfo) => isFullVerbose(verboseInfo, "ipc");
-var logIpcOutput = (message, verboseInfo) => {
-  const verboseMessage = serializeVerboseMessage(message);
-  verboseLog({
-    type: "ipc",
-    verboseMessage,
-    fdNumber: "ipc",
-    verboseInfo
-  });
-};
-
-// node_modules/execa/lib/ipc/buffer-messages.js
-var waitForIpcOutput = async ({
-  subprocess,
-  buffer: bufferArray,
-  maxBuffer: maxBufferArray,
-  ipc,
-  ipcOutput,
-  verboseInfo
-}) => {
-  if (!ipc) {
-    return ipcOutput;
-  }
-  const isVerbose2 = shouldLogIpc(verboseInfo);
-  const buffer = getFdSpecificValue(bufferArray, "ipc");
-  const maxBuffer = getFdSpecificValue(maxBufferArray, "ipc");
-  for await (const message of loopOnMessages({
-    anyProcess: subprocess,
-    channel: subprocess.channel,
-    isSubprocess: false,
-    ipc,
-    shouldAwait: false,
-    reference: true
-  })) {
-    if (buffer) {
-      checkIpcMaxBuffer(subprocess, ipcOutput, maxBuffer);
-      ipcOutput.push(message);
-    }
-    if (isVerbose2) {
-      logIpcOutput(message, verboseInfo);
-    }
-  }
-  return ipcOutput;
-};
-var getBufferedIpcOutput = async (ipcOutputPromise, ipcOutput) => {
-  await Promise.allSettled([ipcOutputPromise]);
-  return ipcOutput;
-};
-
-// node_modules/execa/lib/resolve/wait-subprocess.js
-var waitForSubprocessResult = async ({
-  subprocess,
-  options: {
-    encoding,
-    buffer,
-    maxBuffer,
-    lines: lines2,
-    timeoutDuration: timeout,
-    cancelSignal,
-    gracefulCancel,
-    forceKillAfterDelay,
-    stripFinalNewline: stripFinalNewline2,
-    ipc,
-    ipcInput
-  },
-  context,
-  verboseInfo,
-  fileDescriptors,
-  originalStreams,
-  onInternalError,
-  controller
-}) => {
-  const exitPromise = waitForExit(subprocess, context);
-  const streamInfo = {
-    originalStreams,
-    fileDescriptors,
-    subprocess,
-    exitPromise,
-    propagating: false
-  };
-  const stdioPromises = waitForStdioStreams({
-    subprocess,
-    encoding,
-    buffer,
-    maxBuffer,
-    lines: lines2,
-    stripFinalNewline: stripFinalNewline2,
-    verboseInfo,
-    streamInfo
-  });
-  const allPromise = waitForAllStream({
-    subprocess,
-    encoding,
-    buffer,
-    maxBuffer,
-    lines: lines2,
-    stripFinalNewline: stripFinalNewline2,
-    verboseInfo,
-    streamInfo
-  });
-  const ipcOutput = [];
-  const ipcOutputPromise = waitForIpcOutput({
-    subprocess,
-    buffer,
-    maxBuffer,
-    ipc,
-    ipcOutput,
-    verboseInfo
-  });
-  const originalPromises = waitForOriginalStreams(originalStreams, subprocess, streamInfo);
-  const customStreamsEndPromises = waitForCustomStreamsEnd(fileDescriptors, streamInfo);
-  try {
-    return await Promise.race([
-      Promise.all([
-        {},
-        waitForSuccessfulExit(exitPromise),
-        Promise.all(stdioPromises),
-        allPromise,
-        ipcOutputPromise,
-        sendIpcInput(subprocess, ipcInput),
-        ...originalPromises,
-        ...customStreamsEndPromises
-      ]),
-      onInternalError,
-      throwOnSubprocessError(subprocess, controller),
-      ...throwOnTimeout(subprocess, timeout, context, controller),
-      ...throwOnCancel({
-        subprocess,
-        cancelSignal,
-        gracefulCancel,
-        context,
-        controller
-      }),
-      ...throwOnGracefulCancel({
-        subprocess,
-        cancelSignal,
-        gracefulCancel,
-        forceKillAfterDelay,
-        context,
-        controller
-      })
-    ]);
-  } catch (error) {
-    context.terminationReason ??= "other";
-    return Promise.all([
-      { error },
-      exitPromise,
-      Promise.all(stdioPromises.map((stdioPromise) => getBufferedData(stdioPromise))),
-      getBufferedData(allPromise),
-      getBufferedIpcOutput(ipcOutputPromise, ipcOutput),
-      Promise.allSettled(originalPromises),
-      Promise.allSettled(customStreamsEndPromises)
-    ]);
-  }
-};
-var waitForOriginalStreams = (originalStreams, subprocess, streamInfo) => originalStreams.map((stream, fdNumber) => stream === subprocess.stdio[fdNumber] ? void 0 : waitForStream(stream, fdNumber, streamInfo));
-var waitForCustomStreamsEnd = (fileDescriptors, streamInfo) => fileDescriptors.flatMap(({ stdioItems }, fdNumber) => stdioItems.filter(({ value, stream = value }) => isStream(stream, { checkOpen: false }) && !isStandardStream(stream)).map(({ type, value, stream = value }) => waitForStream(stream, fdNumber, streamInfo, {
-  isSameDirection: TRANSFORM_TYPES.has(type),
-  stopOnExit: type === "native"
-})));
-var throwOnSubprocessError = async (subprocess, { signal }) => {
-  const [error] = await once8(subprocess, "error", { signal });
-  throw error;
-};
-
-// node_modules/execa/lib/convert/concurrent.js
-var initializeConcurrentStreams = () => ({
-  readableDestroy: /* @__PURE__ */ new WeakMap(),
-  writableFinal: /* @__PURE__ */ new WeakMap(),
-  writableDestroy: /* @__PURE__ */ new WeakMap()
-});
-var addConcurrentStream = (concurrentStreams, stream, waitName) => {
-  const weakMap = concurrentStreams[waitName];
-  if (!weakMap.has(stream)) {
-    weakMap.set(stream, []);
-  }
-  const promises = weakMap.get(stream);
-  const promise = createDeferred();
-  promises.push(promise);
-  const resolve = promise.resolve.bind(promise);
-  return { resolve, promises };
-};
-var waitForConcurrentStreams = async ({ resolve, promises }, subprocess) => {
-  resolve();
-  const [isSubprocessExit] = await Promise.race([
-    Promise.allSettled([true, subprocess]),
-    Promise.all([false, ...promises])
-  ]);
-  return !isSubprocessExit;
-};
-
-// node_modules/execa/lib/convert/readable.js
-import { Readable as Readable3 } from "node:stream";
-import { callbackify as callbackify2 } from "node:util";
-
-// node_modules/execa/lib/convert/shared.js
-import { finished as finished6 } from "node:stream/promises";
-var safeWaitForSubprocessStdin = async (subprocessStdin) => {
-  if (subprocessStdin === void 0) {
-    return;
-  }
-  try {
-    await waitForSubprocessStdin(subprocessStdin);
-  } catch {
-  }
-};
-var safeWaitForSubprocessStdout = async (subprocessStdout) => {
-  if (subprocessStdout === void 0) {
-    return;
-  }
-  try {
-    await waitForSubprocessStdout(subprocessStdout);
-  } catch {
-  }
-};
-var waitForSubprocessStdin = async (subprocessStdin) => {
-  await finished6(subprocessStdin, { cleanup: true, readable: false, writable: true });
-};
-var waitForSubprocessStdout = async (subprocessStdout) => {
-  await finished6(subprocessStdout, { cleanup: true, readable: true, writable: false });
-};
-var waitForSubprocess = async (subprocess, error) => {
-  await subprocess;
-  if (error) {
-    throw error;
-  }
-};
-var destroyOtherStream = (stream, isOpen, error) => {
-  if (error && !isStreamAbort(error)) {
-    stream.destroy(error);
-  } else if (isOpen) {
-    stream.destroy();
-  }
-};
-
-// node_modules/execa/lib/convert/readable.js
-var createReadable = ({ subprocess, concurrentStreams, encoding }, { from, binary: binaryOption = true, preserveNewlines = true } = {}) => {
-  const binary = binaryOption || BINARY_ENCODINGS.has(encoding);
-  const { subprocessStdout, waitReadableDestroy } = getSubprocessStdout(subprocess, from, concurrentStreams);
-  const { readableEncoding, readableObjectMode, readableHighWaterMark } = getReadableOptions(subprocessStdout, binary);
-  const { read, onStdoutDataDone } = getReadableMethods({
-    subprocessStdout,
-    subprocess,
-    binary,
-    encoding,
-    preserveNewlines
-  });
-  const readable2 = new Readable3({
-    read,
-    destroy: callbackify2(onReadableDestroy.bind(void 0, { subprocessStdout, subprocess, waitReadableDestroy })),
-    highWaterMark: readableHighWaterMark,
-    objectMode: readableObjectMode,
-    encoding: readableEncoding
-  });
-  onStdoutFinished({
-    subprocessStdout,
-    onStdoutDataDone,
-    readable: readable2,
-    subprocess
-  });
-  return readable2;
-};
-var getSubprocessStdout = (subprocess, from, concurrentStreams) => {
-  const subprocessStdout = getFromStream(subprocess, from);
-  const waitReadableDestroy = addConcurrentStream(concurrentStreams, subprocessStdout, "readableDestroy");
-  return { subprocessStdout, waitReadableDestroy };
-};
-var getReadableOptions = ({ readableEncoding, readableObjectMode, readableHighWaterMark }, binary) => binary ? { readableEncoding, readableObjectMode, readableHighWaterMark } : { readableEncoding, readableObjectMode: true, readableHighWaterMark: DEFAULT_OBJECT_HIGH_WATER_MARK };
-var getReadableMethods = ({ subprocessStdout, subprocess, binary, encoding, preserveNewlines }) => {
-  const onStdoutDataDone = createDeferred();
-  const onStdoutData = iterateOnSubprocessStream({
-    subprocessStdout,
-    subprocess,
-    binary,
-    shouldEncode: !binary,
-    encoding,
-    preserveNewlines
-  });
-  return {
-    read() {
-      onRead(this, onStdoutData, onStdoutDataDone);
-    },
-    onStdoutDataDone
-  };
-};
-var onRead = async (readable2, onStdoutData, onStdoutDataDone) => {
-  try {
-    const { value, done } = await onStdoutData.next();
-    if (done) {
-      onStdoutDataDone.resolve();
-    } else {
-      readable2.push(value);
-    }
-  } catch {
-  }
-};
-var onStdoutFinished = async ({ subprocessStdout, onStdoutDataDone, readable: readable2, subprocess, subprocessStdin }) => {
-  try {
-    await waitForSubprocessStdout(subprocessStdout);
-    await subprocess;
-    await safeWaitForSubprocessStdin(subprocessStdin);
-    await onStdoutDataDone;
-    if (readable2.readable) {
-      readable2.push(null);
-    }
-  } catch (error) {
-    await safeWaitForSubprocessStdin(subprocessStdin);
-    destroyOtherReadable(readable2, error);
-  }
-};
-var onReadableDestroy = async ({ subprocessStdout, subprocess, waitReadableDestroy }, error) => {
-  if (await waitForConcurrentStreams(waitReadableDestroy, subprocess)) {
-    destroyOtherReadable(subprocessStdout, error);
-    await waitForSubprocess(subprocess, error);
-  }
-};
-var destroyOtherReadable = (stream, error) => {
-  destroyOtherStream(stream, stream.readable, error);
-};
-
-// node_modules/execa/lib/convert/writable.js
-import { Writable as Writable3 } from "node:stream";
-import { callbackify as callbackify3 } from "node:util";
-var createWritable = ({ subprocess, concurrentStreams }, { to } = {}) => {
-  const { subprocessStdin, waitWritableFinal, waitWritableDestroy } = getSubprocessStdin(subprocess, to, concurrentStreams);
-  const writable2 = new Writable3({
-    ...getWritableMethods(subprocessStdin, subprocess, waitWritableFinal),
-    destroy: callbackify3(onWritableDestroy.bind(void 0, {
-      subprocessStdin,
-      subprocess,
-      waitWritableFinal,
-      waitWritableDestroy
-    })),
-    highWaterMark: subprocessStdin.writableHighWaterMark,
-    objectMode: subprocessStdin.writableObjectMode
-  });
-  onStdinFinished(subprocessStdin, writable2);
-  return writable2;
-};
-var getSubprocessStdin = (subprocess, to, concurrentStreams) => {
-  const subprocessStdin = getToStream(subprocess, to);
-  const waitWritableFinal = addConcurrentStream(concurrentStreams, subprocessStdin, "writableFinal");
-  const waitWritableDestroy = addConcurrentStream(concurrentStreams, subprocessStdin, "writableDestroy");
-  return { subprocessStdin, waitWritableFinal, waitWritableDestroy };
-};
-var getWritableMethods = (subprocessStdin, subprocess, waitWritableFinal) => ({
-  write: onWrite.bind(void 0, subprocessStdin),
-  final: callbackify3(onWritableFinal.bind(void 0, subprocessStdin, subprocess, waitWritableFinal))
-});
-var onWrite = (subprocessStdin, chunk, encoding, done) => {
-  if (subprocessStdin.write(chunk, encoding)) {
-    done();
-  } else {
-    subprocessStdin.once("drain", done);
-  }
-};
-var onWritableFinal = async (subprocessStdin, subprocess, waitWritableFinal) => {
-  if (await waitForConcurrentStreams(waitWritableFinal, subprocess)) {
-    if (subprocessStdin.writable) {
-      subprocessStdin.end();
-    }
-    await subprocess;
-  }
-};
-var onStdinFinished = async (subprocessStdin, writable2, subprocessStdout) => {
-  try {
-    await waitForSubprocessStdin(subprocessStdin);
-    if (writable2.writable) {
-      writable2.end();
-    }
-  } catch (error) {
-    await safeWaitForSubprocessStdout(subprocessStdout);
-    destroyOtherWritable(writable2, error);
-  }
-};
-var onWritableDestroy = async ({ subprocessStdin, subprocess, waitWritableFinal, waitWritableDestroy }, error) => {
-  await waitForConcurrentStreams(waitWritableFinal, subprocess);
-  if (await waitForConcurrentStreams(waitWritableDestroy, subprocess)) {
-    destroyOtherWritable(subprocessStdin, error);
-    await waitForSubprocess(subprocess, error);
-  }
-};
-var destroyOtherWritable = (stream, error) => {
-  destroyOtherStream(stream, stream.writable, error);
-};
-
-// node_modules/execa/lib/convert/duplex.js
-import { Duplex as Duplex3 } from "node:stream";
-import { callbackify as callbackify4 } from "node:util";
-var createDuplex = ({ subprocess, concurrentStreams, encoding }, { from, to, binary: binaryOption = true, preserveNewlines = true } = {}) => {
-  const binary = binaryOption || BINARY_ENCODINGS.has(encoding);
-  const { subprocessStdout, waitReadableDestroy } = getSubprocessStdout(subprocess, from, concurrentStreams);
-  const { subprocessStdin, waitWritableFinal, waitWritableDestroy } = getSubprocessStdin(subprocess, to, concurrentStreams);
-  const { readableEncoding, readableObjectMode, readableHighWaterMark } = getReadableOptions(subprocessStdout, binary);
-  const { read, onStdoutDataDone } = getReadableMethods({
-    subprocessStdout,
-    subprocess,
-    binary,
-    encoding,
-    preserveNewlines
-  });
-  const duplex2 = new Duplex3({
-    read,
-    ...getWritableMethods(subprocessStdin, subprocess, waitWritableFinal),
-    destroy: callbackify4(onDuplexDestroy.bind(void 0, {
-      subprocessStdout,
-      subprocessStdin,
-      subprocess,
-      waitReadableDestroy,
-      waitWritableFinal,
-      waitWritableDestroy
-    })),
-    readableHighWaterMark,
-    writableHighWaterMark: subprocessStdin.writableHighWaterMark,
-    readableObjectMode,
-    writableObjectMode: subprocessStdin.writableObjectMode,
-    encoding: readableEncoding
-  });
-  onStdoutFinished({
-    subprocessStdout,
-    onStdoutDataDone,
-    readable: duplex2,
-    subprocess,
-    subprocessStdin
-  });
-  onStdinFinished(subprocessStdin, duplex2, subprocessStdout);
-  return duplex2;
-};
-var onDuplexDestroy = async ({ subprocessStdout, subprocessStdin, subprocess, waitReadableDestroy, waitWritableFinal, waitWritableDestroy }, error) => {
-  await Promise.all([
-    onReadableDestroy({ subprocessStdout, subprocess, waitReadableDestroy }, error),
-    onWritableDestroy({
-      subprocessStdin,
-      subprocess,
-      waitWritableFinal,
-      waitWritableDestroy
-    }, error)
-  ]);
-};
-
-// node_modules/execa/lib/convert/iterable.js
-var createIterable = (subprocess, encoding, {
-  from,
-  binary: binaryOption = false,
-  preserveNewlines = false
-} = {}) => {
-  const binary = binaryOption || BINARY_ENCODINGS.has(encoding);
-  const subprocessStdout = getFromStream(subprocess, from);
-  const onStdoutData = iterateOnSubprocessStream({
-    subprocessStdout,
-    subprocess,
-    binary,
-    shouldEncode: true,
-    encoding,
-    preserveNewlines
-  });
-  return iterateOnStdoutData(onStdoutData, subprocessStdout, subprocess);
-};
-var iterateOnStdoutData = async function* (onStdoutData, subprocessStdout, subprocess) {
-  try {
-    yield* onStdoutData;
-  } finally {
-    if (subprocessStdout.readable) {
-      subprocessStdout.destroy();
-    }
-    await subprocess;
-  }
-};
-
-// node_modules/execa/lib/convert/add.js
-var addConvertedStreams = (subprocess, { encoding }) => {
-  const concurrentStreams = initializeConcurrentStreams();
-  subprocess.readable = createReadable.bind(void 0, { subprocess, concurrentStreams, encoding });
-  subprocess.writable = createWritable.bind(void 0, { subprocess, concurrentStreams });
-  subprocess.duplex = createDuplex.bind(void 0, { subprocess, concurrentStreams, encoding });
-  subprocess.iterable = createIterable.bind(void 0, subprocess, encoding);
-  subprocess[Symbol.asyncIterator] = createIterable.bind(void 0, subprocess, encoding, {});
-};
-
-// node_modules/execa/lib/methods/promise.js
-var mergePromise = (subprocess, promise) => {
-  for (const [property, descriptor] of descriptors) {
-    const value = descriptor.value.bind(promise);
-    Reflect.defineProperty(subprocess, property, { ...descriptor, value });
-  }
-};
-var nativePromisePrototype = (async () => {
-})().constructor.prototype;
-var descriptors = ["then", "catch", "finally"].map((property) => [
-  property,
-  Reflect.getOwnPropertyDescriptor(nativePromisePrototype, property)
-]);
-
-// node_modules/execa/lib/methods/main-async.js
-var execaCoreAsync = (rawFile, rawArguments, rawOptions2, createNested) => {
-  const { file, commandArguments, command, escapedCommand, startTime, verboseInfo, options, fileDescriptors } = handleAsyncArguments(rawFile, rawArguments, rawOptions2);
-  const { subprocess, promise } = spawnSubprocessAsync({
-    file,
-    commandArguments,
-    options,
-    startTime,
-    verboseInfo,
-    command,
-    escapedCommand,
-    fileDescriptors
-  });
-  subprocess.pipe = pipeToSubprocess.bind(void 0, {
-    source: subprocess,
-    sourcePromise: promise,
-    boundOptions: {},
-    createNested
-  });
-  mergePromise(subprocess, promise);
-  SUBPROCESS_OPTIONS.set(subprocess, { options, fileDescriptors });
-  return subprocess;
-};
-var handleAsyncArguments = (rawFile, rawArguments, rawOptions2) => {
-  const { command, escapedCommand, startTime, verboseInfo } = handleCommand(rawFile, rawArguments, rawOptions2);
-  const { file, commandArguments, options: normalizedOptions } = normalizeOptions(rawFile, rawArguments, rawOptions2);
-  const options = handleAsyncOptions(normalizedOptions);
-  const fileDescriptors = handleStdioAsync(options, verboseInfo);
-  return {
-    file,
-    commandArguments,
-    command,
-    escapedCommand,
-    startTime,
-    verboseInfo,
-    options,
-    fileDescriptors
-  };
-};
-var handleAsyncOptions = ({ timeout, signal, ...options }) => {
-  if (signal !== void 0) {
-    throw new TypeError('The "signal" option has been renamed to "cancelSignal" instead.');
-  }
-  return { ...options, timeoutDuration: timeout };
-};
-var spawnSubprocessAsync = ({ file, commandArguments, options, startTime, verboseInfo, command, escapedCommand, fileDescriptors }) => {
-  let subprocess;
-  try {
-    subprocess = spawn(...concatenateShell(file, commandArguments, options));
-  } catch (error) {
-    return handleEarlyError({
-      error,
-      command,
-      escapedCommand,
-      fileDescriptors,
-      options,
-      startTime,
-      verboseInfo
-    });
-  }
-  const controller = new AbortController();
-  setMaxListeners(Number.POSITIVE_INFINITY, controller.signal);
-  const originalStreams = [...subprocess.stdio];
-  pipeOutputAsync(subprocess, fileDescriptors, controller);
-  cleanupOnExit(subprocess, options, controller);
-  const context = {};
-  const onInternalError = createDeferred();
-  subprocess.kill = subprocessKill.bind(void 0, {
-    kill: subprocess.kill.bind(subprocess),
-    options,
-    onInternalError,
-    context,
-    controller
-  });
-  subprocess.all = makeAllStream(subprocess, options);
-  addConvertedStreams(subprocess, options);
-  addIpcMethods(subprocess, options);
-  const promise = handlePromise({
-    subprocess,
-    options,
-    startTime,
-    verboseInfo,
-    fileDescriptors,
-    originalStreams,
-    command,
-    escapedCommand,
-    context,
-    onInternalError,
-    controller
-  });
-  return { subprocess, promise };
-};
-var handlePromise = async ({ subprocess, options, startTime, verboseInfo, fileDescriptors, originalStreams, command, escapedCommand, context, onInternalError, controller }) => {
-  const [
-    errorInfo,
-    [exitCode, signal],
-    stdioResults,
-    allResult,
-    ipcOutput
-  ] = await waitForSubprocessResult({
-    subprocess,
-    options,
-    context,
-    verboseInfo,
-    fileDescriptors,
-    originalStreams,
-    onInternalError,
-    controller
-  });
-  controller.abort();
-  onInternalError.resolve();
-  const stdio = stdioResults.map((stdioResult, fdNumber) => stripNewline(stdioResult, options, fdNumber));
-  const all = stripNewline(allResult, options, "all");
-  const result = getAsyncResult({
-    errorInfo,
-    exitCode,
-    signal,
-    stdio,
-    all,
-    ipcOutput,
-    context,
-    options,
-    command,
-    escapedCommand,
-    startTime
-  });
-  return handleResult(result, verboseInfo, options);
-};
-var getAsyncResult = ({ errorInfo, exitCode, signal, stdio, all, ipcOutput, context, options, command, escapedCommand, startTime }) => "error" in errorInfo ? makeError({
-  error: errorInfo.error,
-  command,
-  escapedCommand,
-  timedOut: context.terminationReason === "timeout",
-  isCanceled: context.terminationReason === "cancel" || context.terminationReason === "gracefulCancel",
-  isGracefullyCanceled: context.terminationReason === "gracefulCancel",
-  isMaxBuffer: errorInfo.error instanceof MaxBufferError,
-  isForcefullyTerminated: context.isForcefullyTerminated,
-  exitCode,
-  signal,
-  stdio,
-  all,
-  ipcOutput,
-  options,
-  startTime,
-  isSync: false
-}) : makeSuccessResult({
-  command,
-  escapedCommand,
-  stdio,
-  all,
-  ipcOutput,
-  options,
-  startTime
-});
-
-// node_modules/execa/lib/methods/bind.js
-var mergeOptions = (boundOptions, options) => {
-  const newOptions = Object.fromEntries(
-    Object.entries(options).map(([optionName, optionValue]) => [
-      optionName,
-      mergeOption(optionName, boundOptions[optionName], optionValue)
-    ])
-  );
-  return { ...boundOptions, ...newOptions };
-};
-var mergeOption = (optionName, boundOptionValue, optionValue) => {
-  if (DEEP_OPTIONS.has(optionName) && isPlainObject(boundOptionValue) && isPlainObject(optionValue)) {
-    return { ...boundOptionValue, ...optionValue };
-  }
-  return optionValue;
-};
-var DEEP_OPTIONS = /* @__PURE__ */ new Set(["env", ...FD_SPECIFIC_OPTIONS]);
-
-// node_modules/execa/lib/methods/create.js
-var createExeca = (mapArguments, boundOptions, deepOptions, setBoundExeca) => {
-  const createNested = (mapArguments2, boundOptions2, setBoundExeca2) => createExeca(mapArguments2, boundOptions2, deepOptions, setBoundExeca2);
-  const boundExeca = (...execaArguments) => callBoundExeca({
-    mapArguments,
-    deepOptions,
-    boundOptions,
-    setBoundExeca,
-    createNested
-  }, ...execaArguments);
-  if (setBoundExeca !== void 0) {
-    setBoundExeca(boundExeca, createNested, boundOptions);
-  }
-  return boundExeca;
-};
-var callBoundExeca = ({ mapArguments, deepOptions = {}, boundOptions = {}, setBoundExeca, createNested }, firstArgument, ...nextArguments) => {
-  if (isPlainObject(firstArgument)) {
-    return createNested(mapArguments, mergeOptions(boundOptions, firstArgument), setBoundExeca);
-  }
-  const { file, commandArguments, options, isSync } = parseArguments({
-    mapArguments,
-    firstArgument,
-    nextArguments,
-    deepOptions,
-    boundOptions
-  });
-  return isSync ? execaCoreSync(file, commandArguments, options) : execaCoreAsync(file, commandArguments, options, createNested);
-};
-var parseArguments = ({ mapArguments, firstArgument, nextArguments, deepOptions, boundOptions }) => {
-  const callArguments = isTemplateString(firstArgument) ? parseTemplates(firstArgument, nextArguments) : [firstArgument, ...nextArguments];
-  const [initialFile, initialArguments, initialOptions] = normalizeParameters(...callArguments);
-  const mergedOptions = mergeOptions(mergeOptions(deepOptions, boundOptions), initialOptions);
-  const {
-    file = initialFile,
-    commandArguments = initialArguments,
-    options = mergedOptions,
-    isSync = false
-  } = mapArguments({ file: initialFile, commandArguments: initialArguments, options: mergedOptions });
-  return {
-    file,
-    commandArguments,
-    options,
-    isSync
-  };
-};
-
-// node_modules/execa/lib/methods/command.js
-var mapCommandAsync = ({ file, commandArguments }) => parseCommand(file, commandArguments);
-var mapCommandSync = ({ file, commandArguments }) => ({ ...parseCommand(file, commandArguments), isSync: true });
-var parseCommand = (command, unusedArguments) => {
-  if (unusedArguments.length > 0) {
-    throw new TypeError(`The command and its arguments must be passed as a single string: ${command} ${unusedArguments}.`);
-  }
-  const [file, ...commandArguments] = parseCommandString(command);
-  return { file, commandArguments };
-};
-var parseCommandString = (command) => {
-  if (typeof command !== "string") {
-    throw new TypeError(`The command must be a string: ${String(command)}.`);
-  }
-  const trimmedCommand = command.trim();
-  if (trimmedCommand === "") {
-    return [];
-  }
-  const tokens = [];
-  for (const token of trimmedCommand.split(SPACES_REGEXP)) {
-    const previousToken = tokens.at(-1);
-    if (previousToken && previousToken.endsWith("\\")) {
-      tokens[tokens.length - 1] = `${previousToken.slice(0, -1)} ${token}`;
-    } else {
-      tokens.push(token);
-    }
-  }
-  return tokens;
-};
-var SPACES_REGEXP = / +/g;
-
-// node_modules/execa/lib/methods/script.js
-var setScriptSync = (boundExeca, createNested, boundOptions) => {
-  boundExeca.sync = createNested(mapScriptSync, boundOptions);
-  boundExeca.s = boundExeca.sync;
-};
-var mapScriptAsync = ({ options }) => getScriptOptions(options);
-var mapScriptSync = ({ options }) => ({ ...getScriptOptions(options), isSync: true });
-var getScriptOptions = (options) => ({ options: { ...getScriptStdinOption(options), ...options } });
-var getScriptStdinOption = ({ input, inputFile, stdio }) => input === void 0 && inputFile === void 0 && stdio === void 0 ? { stdin: "inherit" } : {};
-var deepScriptOptions = { preferLocal: true };
-
-// node_modules/execa/index.js
-var execa = createExeca(() => ({}));
-var execaSync = createExeca(() => ({ isSync: true }));
-var execaCommand = createExeca(mapCommandAsync);
-var execaCommandSync = createExeca(mapCommandSync);
-var execaNode = createExeca(mapNode);
-var $ = createExeca(mapScriptAsync, {}, deepScriptOptions, setScriptSync);
-var {
-  sendMessage: sendMessage2,
-  getOneMessage: getOneMessage2,
-  getEachMessage: getEachMessage2,
-  getCancelSignal: getCancelSignal2
-} = getIpcExport();
-
-// adapters/run.ts
-init_errors();
-import { accessSync, closeSync, constants as constants4, openSync, unlinkSync, writeFileSync as writeFileSync2 } from "node:fs";
-import path7 from "node:path";
-function findTool(name, toolPath) {
-  const candidates = toolPath ? [toolPath] : (process.env["PATH"] ?? "").split(path7.delimiter).filter(Boolean).map((d) => path7.join(d, name));
-  for (const c3 of candidates) {
-    try {
-      accessSync(c3, constants4.X_OK);
-      return c3;
-    } catch {
-    }
-  }
-  throw new CodesignError(
-    "TOOL_FAILED",
-    toolPath ? `${toolPath} is not an executable` : `${name} is not installed (not on PATH)`,
-    {
-      hint: toolPath ? "check --tool-path" : `install it (scripts/bootstrap does), or give its location with --tool-path`
-    }
-  );
-}
-function scrub(text, secret) {
-  const value = secret?.reveal();
-  return value ? text.split(value).join("****") : text;
-}
-function pinDescriptor(secret) {
-  const dir = privateTempDir("codesign-pin-");
-  const file = path7.join(dir.path, "pin");
-  try {
-    writeFileSync2(file, `${secret.reveal()}
-`, { mode: 384, flag: "wx" });
-    const fd = openSync(file, "r");
-    unlinkSync(file);
-    return fd;
-  } finally {
-    void dir.remove();
-  }
-}
-async function runToolRaw(run3) {
-  const pinEnv = run3.pin?.via === "env" ? { [run3.pin.name]: run3.pin.secret.reveal() } : {};
-  const pinFd = run3.pin?.via === "fd3" ? pinDescriptor(run3.pin.secret) : void 0;
-  const child = execa(run3.file, [...run3.args], {
-    env: { ...run3.env, ...pinEnv },
-    reject: false,
-    stripFinalNewline: false,
-    ...run3.cwd ? { cwd: run3.cwd } : {},
-    ...run3.cancelSignal ? { cancelSignal: run3.cancelSignal } : {},
-    ...pinFd !== void 0 ? { stdio: ["ignore", "pipe", "pipe", [pinFd]] } : run3.pin?.via === "stdin" ? { input: `${run3.pin.secret.reveal()}
-` } : { stdin: "ignore" }
-  });
-  if (pinFd !== void 0) closeSync(pinFd);
-  const r = await child;
-  if (r.failed && r.exitCode === void 0) {
-    if (r.isCanceled || r.isTerminated) {
-      const err = new Error(`${run3.tool} gave no answer in time`);
-      err.name = "TimeoutError";
-      throw err;
-    }
-    const code = r.cause?.code;
-    throw new CodesignError(
-      "TOOL_FAILED",
-      code === "ENOENT" ? `${run3.tool} is not installed (${run3.file} not found)` : `${run3.tool} could not start: ${r.shortMessage}`,
-      { hint: "install it (scripts/bootstrap does), or give its location with --tool-path", cause: r.cause }
-    );
-  }
-  return {
-    stdout: scrub(String(r.stdout ?? ""), run3.pin?.secret),
-    stderr: scrub(String(r.stderr ?? ""), run3.pin?.secret),
-    exitCode: r.exitCode ?? 1
-  };
-}
-async function runTool(run3) {
-  const out = await runToolRaw(run3);
-  if (out.exitCode !== 0) {
-    throw new CodesignError("TOOL_FAILED", `${run3.tool} failed (exit ${out.exitCode}): ${lastWords(out)}`, {
-      hint: `the message above is ${run3.tool}'s own; run with --debug for its full output`,
-      cause: new Error(`${out.stdout}
-${out.stderr}`)
-    });
-  }
-  return out;
-}
-function lastWords(out, lines2 = 4) {
-  const text = (out.stderr.trim() || out.stdout.trim()).split("\n").filter((l) => l.trim() !== "");
-  return text.slice(-lines2).join(" | ") || "(no output)";
-}
-
-// adapters/setup.ts
 function packageRoot() {
   let dir = path8.dirname(fileURLToPath3(import.meta.url));
   for (let i2 = 0; i2 < 4; i2++) {
@@ -78637,7 +82757,7 @@ async function installDebianTools(log) {
   }
   if (missing.length === 0) return log("install-tools: every Debian package is already installed");
   const root = process.getuid?.() === 0;
-  const sudo = (args) => root ? { file: args[0] ?? "", args: args.slice(1) } : { file: "sudo", args: ["-n", ...args] };
+  const sudo = (args4) => root ? { file: args4[0] ?? "", args: args4.slice(1) } : { file: "sudo", args: ["-n", ...args4] };
   log(`install-tools: installing ${missing.join(" ")}`);
   const env = { DEBIAN_FRONTEND: "noninteractive" };
   await runTool({ tool: "apt-get", ...sudo(["apt-get", "update", "-qq"]), env });
@@ -78655,1821 +82775,19 @@ async function ensureAddon(log) {
   }
   const root = packageRoot();
   const pkg = JSON.parse(readFileSync3(path8.join(root, "package.json"), "utf8"));
-  const version = pkg.dependencies?.["pkcs11js"] ?? "latest";
-  log(`building the pkcs11js native addon (pkcs11js@${version}) in ${root}`);
+  const version3 = pkg.dependencies?.["pkcs11js"] ?? "latest";
+  log(`building the pkcs11js native addon (pkcs11js@${version3}) in ${root}`);
   await runTool({
     tool: "npm",
     file: "npm",
-    args: ["install", "--no-save", "--no-package-lock", "--no-audit", "--no-fund", `pkcs11js@${version}`],
+    args: ["install", "--no-save", "--no-package-lock", "--no-audit", "--no-fund", `pkcs11js@${version3}`],
     cwd: root
   });
   loadPkcs11Js();
 }
 
-// src/cli/commands/sign.ts
-import { mkdir, readFile, stat } from "node:fs/promises";
-import os2 from "node:os";
-
-// src/core/batch.ts
-init_errors();
-import path9 from "node:path";
-function planOutputs(inputs, opts) {
-  if (inputs.length === 0)
-    throw new CodesignError("USAGE", "no files to sign", { hint: "name files, or use --files-from" });
-  const items = inputs.map((input) => {
-    const name = path9.basename(input);
-    if (opts.style.kind === "detached") {
-      const file = `${name}${opts.style.suffix}`;
-      return {
-        input,
-        output: opts.outDir ? path9.join(opts.outDir, file) : path9.join(path9.dirname(input), file)
-      };
-    }
-    if (opts.outDir) return { input, output: path9.join(opts.outDir, name) };
-    if (opts.inPlace) return { input, output: input };
-    throw new CodesignError(
-      "USAGE",
-      "signing several files in an embedded format needs --out-dir or --in-place",
-      {
-        hint: "add --out-dir DIR for signed copies, or --in-place to replace each input once its signed copy is made"
-      }
-    );
-  });
-  const seen = /* @__PURE__ */ new Map();
-  for (const { input, output } of items) {
-    const key = path9.resolve(output);
-    const other = seen.get(key);
-    if (other !== void 0) {
-      throw new CodesignError("USAGE", `${other} and ${input} would both be written to ${output}`, {
-        hint: "rename one of them, or sign them in separate runs"
-      });
-    }
-    seen.set(key, input);
-    if (!opts.inPlace && key === path9.resolve(input)) {
-      throw new CodesignError("USAGE", `${input} would be overwritten by its own output`, {
-        hint: "choose another --out-dir, or say --in-place"
-      });
-    }
-  }
-  return items;
-}
-async function runBatch(items, work, opts) {
-  const results = new Array(items.length);
-  let next = 0;
-  let done = 0;
-  let stop = false;
-  const worker = async () => {
-    for (; ; ) {
-      const i2 = next++;
-      const item = items[i2];
-      if (item === void 0) return;
-      const started = performance.now();
-      let result;
-      if (stop) {
-        result = {
-          ...item,
-          ok: false,
-          ms: 0,
-          error: { code: "USAGE", message: "not signed: an earlier file failed and --fail-fast is set" }
-        };
-      } else {
-        try {
-          const detail = await work(item);
-          result = { ...item, ok: true, ms: Math.round(performance.now() - started), detail };
-        } catch (e) {
-          if (opts.failFast) stop = true;
-          result = {
-            ...item,
-            ok: false,
-            ms: Math.round(performance.now() - started),
-            error: isCodesignError(e) ? { code: e.code, message: e.message } : { code: "UNEXPECTED", message: e instanceof Error ? e.message : String(e) }
-          };
-        }
-      }
-      results[i2] = result;
-      opts.onResult?.(result, ++done, items.length);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.jobs, items.length)) }, worker));
-  return results;
-}
-
-// src/cli/commands/sign.ts
-init_errors();
-
-// src/core/files.ts
-import { randomBytes } from "node:crypto";
-init_errors();
-import { open, rename, rm as rm2 } from "node:fs/promises";
-import path10 from "node:path";
-async function writeFileAtomic(target, data, opts = {}) {
-  const dir = path10.dirname(path10.resolve(target));
-  const temp = path10.join(dir, `.${path10.basename(target)}.${randomBytes(6).toString("hex")}.tmp`);
-  const mode = opts.mode ?? 420;
-  const forget = removeOnExit(temp);
-  try {
-    const fh = await open(temp, "wx", mode);
-    try {
-      await fh.writeFile(data);
-      await fh.datasync();
-    } finally {
-      await fh.close();
-    }
-    await rename(temp, target);
-  } catch (cause) {
-    await rm2(temp, { force: true });
-    throw new CodesignError(
-      "IO",
-      `cannot write ${target}: ${cause.code ?? cause}`,
-      {
-        hint: "check that the directory exists and is writable",
-        cause
-      }
-    );
-  } finally {
-    forget();
-  }
-}
-
-// src/core/file-kind.ts
-import path11 from "node:path";
-var AUTHENTICODE_EXTENSIONS = [
-  ".exe",
-  ".dll",
-  ".sys",
-  ".ocx",
-  ".scr",
-  ".cpl",
-  ".efi",
-  ".drv",
-  ".mui",
-  ".msi",
-  ".msp",
-  ".msm",
-  ".cab",
-  ".cat",
-  ".appx",
-  ".msix",
-  ".appxbundle",
-  ".msixbundle",
-  ".ps1",
-  ".psm1",
-  ".psd1",
-  ".ps1xml",
-  ".psc1",
-  ".cdxml",
-  ".mof",
-  ".js",
-  ".vbs",
-  ".wsf"
-];
-var JAR_EXTENSIONS = [".jar", ".war", ".ear"];
-function fileKind(file) {
-  const ext = path11.extname(file).toLowerCase();
-  if (AUTHENTICODE_EXTENSIONS.includes(ext)) return "authenticode";
-  if (JAR_EXTENSIONS.includes(ext)) return "jar";
-  return "other";
-}
-
-// src/core/hash.ts
-init_errors();
-import { createHash } from "node:crypto";
-import { open as open2 } from "node:fs/promises";
-var CHUNK = 4 * 1024 * 1024;
-var spare = [];
-async function hashFile(file, hash) {
-  const h2 = createHash(hash);
-  let fh;
-  try {
-    fh = await open2(file, "r");
-  } catch (cause) {
-    throw new CodesignError(
-      "INVALID_INPUT",
-      `cannot read ${file}: ${cause.code ?? cause}`,
-      {
-        hint: "check the path and its permissions",
-        cause
-      }
-    );
-  }
-  const buf = spare.pop() ?? Buffer.allocUnsafe(CHUNK);
-  try {
-    for (; ; ) {
-      const { bytesRead } = await fh.read(buf, 0, CHUNK, null);
-      if (bytesRead === 0) break;
-      h2.update(buf.subarray(0, bytesRead));
-    }
-  } finally {
-    spare.push(buf);
-    await fh.close();
-  }
-  return new Uint8Array(h2.digest());
-}
-
-// src/core/signer.ts
-var HASH_NAMES = ["sha256", "sha384", "sha512"];
-function defaultScheme(keyType) {
-  return keyType === "rsa" ? "rsa-pkcs1" : keyType === "ec" ? "ecdsa" : "eddsa";
-}
-function schemeFitsKey(scheme, keyType) {
-  return defaultScheme(keyType) === scheme || keyType === "rsa" && scheme === "rsa-pss";
-}
-
-// src/core/token-key.ts
-init_errors();
-
-// src/core/asn1.ts
-var asn1js = __toESM(require_build2(), 1);
-var pkijs = __toESM(require_build3(), 1);
-init_errors();
-var HASH_OIDS = {
-  sha256: "2.16.840.1.101.3.4.2.1",
-  sha384: "2.16.840.1.101.3.4.2.2",
-  sha512: "2.16.840.1.101.3.4.2.3"
-};
-var HASH_BYTES = { sha256: 32, sha384: 48, sha512: 64 };
-var OID_RSA_ENCRYPTION = "1.2.840.113549.1.1.1";
-var OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1";
-var OID_ED25519 = "1.3.101.112";
-var OID_ED448 = "1.3.101.113";
-var CURVES = [
-  { name: "P-256", oid: "1.2.840.10045.3.1.7", size: 32, edwards: false },
-  { name: "P-384", oid: "1.3.132.0.34", size: 48, edwards: false },
-  { name: "P-521", oid: "1.3.132.0.35", size: 66, edwards: false },
-  { name: "secp256k1", oid: "1.3.132.0.10", size: 32, edwards: false },
-  { name: "Ed25519", oid: OID_ED25519, size: 32, edwards: true },
-  { name: "Ed448", oid: OID_ED448, size: 57, edwards: true }
-];
-var CURVE_ALIASES = {
-  edwards25519: "Ed25519",
-  edwards448: "Ed448",
-  "1.3.6.1.4.1.11591.15.1": "Ed25519"
-};
-function invalid(message, hint) {
-  return new CodesignError("INVALID_INPUT", message, hint === void 0 ? {} : { hint });
-}
-function checkHash(hash) {
-  if (!HASH_NAMES.includes(hash)) {
-    throw invalid(`unsupported hash "${String(hash)}"`, `use one of ${HASH_NAMES.join(", ")}`);
-  }
-}
-function hashOid(hash) {
-  checkHash(hash);
-  return HASH_OIDS[hash];
-}
-function parseDer(der, what) {
-  const parsed = asn1js.fromBER(der);
-  if (parsed.offset === -1 || parsed.result.error) {
-    throw invalid(`${what} is not valid DER: ${parsed.result.error || "parse error"}`);
-  }
-  if (parsed.offset !== der.byteLength) {
-    throw invalid(`${what} has ${der.byteLength - parsed.offset} trailing bytes`);
-  }
-  return parsed.result;
-}
-function toHex(bytes) {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
-}
-function unsignedInteger(bytes) {
-  return asn1js.Integer.fromBigInt(bytes.length === 0 ? 0n : BigInt(`0x${toHex(bytes)}`));
-}
-function ecdsaRawToDer(rs) {
-  if (rs.length === 0 || rs.length % 2 !== 0) {
-    throw invalid(
-      `a raw ECDSA signature must be r\u2016s of two equal halves, got ${rs.length} bytes`,
-      "the token returned an unexpected ECDSA signature"
-    );
-  }
-  const half = rs.length / 2;
-  const seq = new asn1js.Sequence({
-    value: [unsignedInteger(rs.subarray(0, half)), unsignedInteger(rs.subarray(half))]
-  });
-  return new Uint8Array(seq.toBER());
-}
-function hashAlgorithm(hash) {
-  return new pkijs.AlgorithmIdentifier({ algorithmId: hashOid(hash), algorithmParams: new asn1js.Null() });
-}
-function digestInfo(hash, digest) {
-  checkHash(hash);
-  if (digest.length !== HASH_BYTES[hash]) {
-    throw invalid(`a ${hash} digest must be ${HASH_BYTES[hash]} bytes, got ${digest.length}`);
-  }
-  const info3 = new pkijs.DigestInfo({
-    digestAlgorithm: hashAlgorithm(hash),
-    digest: new asn1js.OctetString({ valueHex: digest })
-  });
-  return new Uint8Array(info3.toSchema().toBER());
-}
-function curveByName(name) {
-  return CURVES.find((c3) => c3.name === name);
-}
-function curveFromEcParams(ecParamsDer) {
-  if (ecParamsDer.length === 0) throw invalid("CKA_EC_PARAMS is empty");
-  const params = parseDer(ecParamsDer, "CKA_EC_PARAMS");
-  let id;
-  if (params instanceof asn1js.ObjectIdentifier) id = params.getValue();
-  else if (params instanceof asn1js.PrintableString) id = params.getValue();
-  else if (params instanceof asn1js.Sequence) {
-    throw invalid("explicit EC domain parameters are not supported", "use a key on a named curve");
-  } else {
-    throw invalid("CKA_EC_PARAMS is neither a curve OID nor a curve name");
-  }
-  const alias = CURVE_ALIASES[id];
-  const curve = alias ? curveByName(alias) : CURVES.find((c3) => c3.oid === id);
-  if (!curve) {
-    throw invalid(
-      `unsupported elliptic curve ${id}`,
-      "supported curves: P-256, P-384, P-521, secp256k1, Ed25519, Ed448"
-    );
-  }
-  return { ...curve };
-}
-function spki(algorithm, key) {
-  const info3 = new pkijs.PublicKeyInfo({
-    algorithm,
-    subjectPublicKey: new asn1js.BitString({ valueHex: key })
-  });
-  return new Uint8Array(info3.toSchema().toBER());
-}
-function spkiFromRsa(modulus, publicExponent) {
-  if (!modulus.some((b) => b !== 0)) throw invalid("the RSA modulus is empty");
-  if (!publicExponent.some((b) => b !== 0)) throw invalid("the RSA public exponent is empty");
-  const key = new pkijs.RSAPublicKey({
-    modulus: unsignedInteger(modulus),
-    publicExponent: unsignedInteger(publicExponent)
-  });
-  return spki(
-    new pkijs.AlgorithmIdentifier({ algorithmId: OID_RSA_ENCRYPTION, algorithmParams: new asn1js.Null() }),
-    new Uint8Array(key.toSchema().toBER())
-  );
-}
-function unwrapPoint(point, valid) {
-  const parsed = asn1js.fromBER(point);
-  if (parsed.offset === point.byteLength && !parsed.result.error && parsed.result instanceof asn1js.OctetString && !parsed.result.idBlock.isConstructed) {
-    const inner = new Uint8Array(parsed.result.valueBlock.valueHexView);
-    if (valid(inner)) return inner;
-  }
-  return valid(point) ? new Uint8Array(point) : void 0;
-}
-function spkiFromEc(ecParamsDer, ecPointDer) {
-  const curve = curveFromEcParams(ecParamsDer);
-  if (curve.edwards) return spkiFromEdwards(ecParamsDer, ecPointDer);
-  const n2 = curve.size;
-  const point = unwrapPoint(
-    ecPointDer,
-    (p) => p.length === 2 * n2 + 1 && p[0] === 4 || p.length === n2 + 1 && (p[0] === 2 || p[0] === 3)
-  );
-  if (!point) {
-    throw invalid(`CKA_EC_POINT is not a ${curve.name} point (${ecPointDer.length} bytes)`);
-  }
-  return spki(
-    new pkijs.AlgorithmIdentifier({
-      algorithmId: OID_EC_PUBLIC_KEY,
-      algorithmParams: new asn1js.ObjectIdentifier({ value: curve.oid })
-    }),
-    point
-  );
-}
-function spkiFromEdwards(ecParamsDer, ecPointDer) {
-  const curve = curveFromEcParams(ecParamsDer);
-  if (!curve.edwards) throw invalid(`${curve.name} is not an Edwards curve`);
-  const point = unwrapPoint(ecPointDer, (p) => p.length === curve.size);
-  if (!point) {
-    throw invalid(`CKA_EC_POINT is not an ${curve.name} public key (${ecPointDer.length} bytes)`);
-  }
-  return spki(new pkijs.AlgorithmIdentifier({ algorithmId: curve.oid }), point);
-}
-function pemDecode(text) {
-  const s = typeof text === "string" ? text : Buffer.from(text).toString("latin1");
-  const out = [];
-  const re = /-----BEGIN ([^-\r\n]*)-----([\s\S]*?)-----END ([^-\r\n]*)-----/g;
-  for (const m of s.matchAll(re)) {
-    const [, label = "", body = "", end = ""] = m;
-    if (label !== end) throw invalid(`PEM block "BEGIN ${label}" ends with "END ${end}"`);
-    const b64 = body.replace(/\s+/g, "");
-    if (b64.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(b64)) {
-      throw invalid(
-        `the PEM block "${label}" is not valid base64`,
-        "encrypted or annotated PEM is not supported"
-      );
-    }
-    out.push({ label, der: new Uint8Array(Buffer.from(b64, "base64")) });
-  }
-  return out;
-}
-function derOrPem(bytes, labels) {
-  if (bytes[0] === 48) return new Uint8Array(bytes);
-  const blocks = pemDecode(bytes).filter((b) => !labels || labels.includes(b.label));
-  const first = blocks[0];
-  if (!first) {
-    throw invalid(
-      labels ? `no ${labels.join(" or ")} found in PEM or DER input` : "the input is neither DER nor PEM"
-    );
-  }
-  return first.der;
-}
-
-// src/core/keys.ts
-init_errors();
-
-// src/core/ckr.ts
-init_errors();
-var MEANINGS = {
-  CKR_PIN_INCORRECT: {
-    code: "PIN_INCORRECT",
-    words: "the PIN was rejected by the token",
-    hint: "check the PIN source; codesign does not retry, because repeated failures lock the token"
-  },
-  CKR_PIN_LOCKED: {
-    code: "PIN_LOCKED",
-    words: "the user PIN is locked after too many failed logins",
-    hint: "the security officer must unlock or reset it (for SoftHSM2: softhsm2-util --init-pin)"
-  },
-  CKR_PIN_EXPIRED: {
-    code: "PIN_EXPIRED",
-    words: "the user PIN has expired",
-    hint: "set a new PIN with the token's own tool (e.g. pkcs11-tool --change-pin), then try again"
-  },
-  CKR_PIN_LEN_RANGE: {
-    code: "PIN_INCORRECT",
-    words: "the PIN has a length the token does not accept",
-    hint: "check the PIN source for stray characters"
-  },
-  CKR_PIN_INVALID: { code: "PIN_INCORRECT", words: "the PIN contains characters the token does not accept" },
-  CKR_USER_PIN_NOT_INITIALIZED: {
-    code: "LOGIN_FAILED",
-    words: "the token's user PIN was never initialised",
-    hint: "initialise it with softhsm2-util --init-pin or pkcs11-tool --init-pin"
-  },
-  CKR_USER_NOT_LOGGED_IN: { code: "LOGIN_FAILED", words: "the operation needs a login", hint: "give a PIN" },
-  CKR_TOKEN_NOT_PRESENT: {
-    code: "TOKEN_NOT_FOUND",
-    words: "the token is not present",
-    hint: "insert the token or check the module's configuration"
-  },
-  CKR_TOKEN_NOT_RECOGNIZED: { code: "TOKEN_NOT_FOUND", words: "the token was not recognised" },
-  CKR_DEVICE_REMOVED: { code: "TOKEN_ERROR", words: "the token was removed during the operation" },
-  CKR_SLOT_ID_INVALID: {
-    code: "TOKEN_NOT_FOUND",
-    words: "the slot does not exist (slot ids can change when a token is initialised)",
-    hint: "select the token by label or serial instead of slot-id"
-  },
-  CKR_MECHANISM_INVALID: {
-    code: "MECHANISM_UNSUPPORTED",
-    words: "the token does not support this mechanism",
-    hint: "list what the key offers with `codesign keys` and choose --mechanism accordingly"
-  },
-  CKR_MECHANISM_PARAM_INVALID: {
-    code: "MECHANISM_UNSUPPORTED",
-    words: "the token rejected the mechanism parameters"
-  },
-  CKR_KEY_TYPE_INCONSISTENT: {
-    code: "MECHANISM_UNSUPPORTED",
-    words: "the mechanism does not fit this key type"
-  },
-  CKR_KEY_FUNCTION_NOT_PERMITTED: {
-    code: "MECHANISM_UNSUPPORTED",
-    words: "the key is not allowed to sign (CKA_SIGN is false)"
-  },
-  CKR_DATA_LEN_RANGE: {
-    code: "INVALID_INPUT",
-    words: "the data to sign has a length the token does not accept"
-  },
-  CKR_FUNCTION_FAILED: {
-    code: "TOKEN_ERROR",
-    words: "the module reported a failure; for network modules this usually means a transient error (timeout, HTTP 503)",
-    hint: "try again later"
-  },
-  CKR_DEVICE_ERROR: {
-    code: "TOKEN_ERROR",
-    words: "the token or signing service reported an error (for network modules: a non-transient service error)"
-  },
-  CKR_ARGUMENTS_BAD: {
-    code: "TOKEN_ERROR",
-    words: "the module rejected the request (for network modules: the service refused it, HTTP 4xx)",
-    hint: "check the key, its permissions on the service and the module configuration"
-  },
-  CKR_GENERAL_ERROR: { code: "TOKEN_ERROR", words: "the module reported an unspecified error" },
-  CKR_DEVICE_MEMORY: { code: "TOKEN_ERROR", words: "the token is out of memory" },
-  CKR_SESSION_COUNT: {
-    code: "TOKEN_ERROR",
-    words: "the token has no free sessions",
-    hint: "use fewer --jobs"
-  },
-  CKR_TOKEN_WRITE_PROTECTED: { code: "TOKEN_ERROR", words: "the token is write-protected" },
-  CKR_CRYPTOKI_NOT_INITIALIZED: { code: "INTERNAL", words: "the module was used before C_Initialize" }
-};
-function ckrName(e) {
-  if (e instanceof Error && /^CKR_[A-Z0-9_]+$/.test(e.message)) return e.message;
-  return void 0;
-}
-function fromPkcs11Error(e, during) {
-  if (e instanceof CodesignError) return e;
-  const name = ckrName(e);
-  if (name === void 0) {
-    const text = e instanceof Error ? e.message : String(e);
-    return new CodesignError("TOKEN_ERROR", `${during} failed: ${text}`, { cause: e });
-  }
-  const meaning = MEANINGS[name];
-  if (meaning === void 0) {
-    return new CodesignError("TOKEN_ERROR", `${during} failed: ${name}`, { cause: e });
-  }
-  return new CodesignError(meaning.code, `${during} failed: ${meaning.words} (${name})`, {
-    ...meaning.hint === void 0 ? {} : { hint: meaning.hint },
-    cause: e
-  });
-}
-
-// src/core/pkcs11.ts
-init_errors();
-var TOKEN_FLAGS = [
-  ["CKF_RNG", "rng"],
-  ["CKF_WRITE_PROTECTED", "write-protected"],
-  ["CKF_LOGIN_REQUIRED", "login-required"],
-  ["CKF_USER_PIN_INITIALIZED", "user-pin-initialized"],
-  ["CKF_PROTECTED_AUTHENTICATION_PATH", "protected-authentication-path"],
-  ["CKF_TOKEN_INITIALIZED", "token-initialized"],
-  ["CKF_USER_PIN_COUNT_LOW", "user-pin-count-low"],
-  ["CKF_USER_PIN_FINAL_TRY", "user-pin-final-try"],
-  ["CKF_USER_PIN_LOCKED", "user-pin-locked"],
-  ["CKF_USER_PIN_TO_BE_CHANGED", "user-pin-to-be-changed"]
-];
-var trim = (s) => s.replace(/[\s\0]+$/, "");
-function slotIdOf(handle) {
-  return handle.length >= 8 ? handle.readBigUInt64LE(0).toString() : handle.readUInt32LE(0).toString();
-}
-function call(during, fn) {
-  try {
-    return fn();
-  } catch (e) {
-    throw fromPkcs11Error(e, during);
-  }
-}
-var Pkcs11Module = class _Pkcs11Module {
-  lib;
-  p11;
-  path;
-  finalized = false;
-  constructor(lib, p11, path14) {
-    this.lib = lib;
-    this.p11 = p11;
-    this.path = path14;
-  }
-  static open(modulePath) {
-    const lib = loadPkcs11Js();
-    const p11 = new lib.PKCS11();
-    try {
-      p11.load(modulePath);
-    } catch (cause) {
-      throw new CodesignError("MODULE_NOT_FOUND", `cannot load PKCS#11 module ${modulePath}`, {
-        hint: "check that the file is a PKCS#11 library for this machine's architecture",
-        cause
-      });
-    }
-    try {
-      p11.C_Initialize({ flags: lib.CKF_OS_LOCKING_OK });
-    } catch (e) {
-      p11.close();
-      throw fromPkcs11Error(e, `C_Initialize of ${modulePath}`);
-    }
-    return new _Pkcs11Module(lib, p11, modulePath);
-  }
-  close() {
-    if (this.finalized) return;
-    this.finalized = true;
-    try {
-      this.p11.C_Finalize();
-    } finally {
-      this.p11.close();
-    }
-  }
-  describe() {
-    const info3 = call("C_GetInfo", () => this.p11.C_GetInfo());
-    return {
-      path: this.path,
-      manufacturer: trim(info3.manufacturerID),
-      description: trim(info3.libraryDescription),
-      version: `${info3.libraryVersion.major}.${info3.libraryVersion.minor}`,
-      cryptokiVersion: `${info3.cryptokiVersion.major}.${info3.cryptokiVersion.minor}`
-    };
-  }
-  tokens() {
-    const slots = call("C_GetSlotList", () => this.p11.C_GetSlotList(true));
-    const out = [];
-    for (const handle of slots) {
-      const slot = call("C_GetSlotInfo", () => this.p11.C_GetSlotInfo(handle));
-      let token;
-      try {
-        token = this.p11.C_GetTokenInfo(handle);
-      } catch {
-        continue;
-      }
-      out.push({
-        handle,
-        slotId: slotIdOf(handle),
-        slotDescription: trim(slot.slotDescription),
-        slotManufacturer: trim(slot.manufacturerID),
-        label: trim(token.label),
-        manufacturer: trim(token.manufacturerID),
-        model: trim(token.model),
-        serial: trim(token.serialNumber),
-        flags: TOKEN_FLAGS.filter(
-          ([name]) => (token.flags & this.lib[name]) !== 0
-        ).map(([, word]) => word)
-      });
-    }
-    return out;
-  }
-  /** Initialised tokens matching the URI's token, slot and library attributes. */
-  matchingTokens(uri) {
-    const tokens = this.tokens().filter((t) => t.flags.includes("token-initialized"));
-    if (!uri) return tokens;
-    const p = uri.path;
-    if (p["library-manufacturer"] !== void 0 || p["library-description"] !== void 0 || p["library-version"] !== void 0) {
-      const m = this.describe();
-      if (p["library-manufacturer"] !== void 0 && p["library-manufacturer"] !== m.manufacturer) return [];
-      if (p["library-description"] !== void 0 && p["library-description"] !== m.description) return [];
-      if (p["library-version"] !== void 0 && !versionMatches(p["library-version"], m.version)) return [];
-    }
-    return tokens.filter(
-      (t) => (p.token === void 0 || p.token === t.label) && (p.manufacturer === void 0 || p.manufacturer === t.manufacturer) && (p.model === void 0 || p.model === t.model) && (p.serial === void 0 || p.serial === t.serial) && (p["slot-id"] === void 0 || String(p["slot-id"]) === t.slotId) && (p["slot-description"] === void 0 || p["slot-description"] === t.slotDescription) && (p["slot-manufacturer"] === void 0 || p["slot-manufacturer"] === t.slotManufacturer)
-    );
-  }
-  /** Exactly one token for the URI, or an error that lists what is there. */
-  selectToken(uri) {
-    const found = this.matchingTokens(uri);
-    if (found.length === 1 && found[0]) return found[0];
-    const all = this.tokens();
-    const listing = all.map((t) => `"${t.label}" (serial ${t.serial}, slot ${t.slotId})`).join(", ") || "none";
-    if (found.length === 0) {
-      throw new CodesignError("TOKEN_NOT_FOUND", `no token matches the key URI (module ${this.path})`, {
-        hint: `tokens present: ${listing}; run \`codesign tokens\` and use its URI`
-      });
-    }
-    throw new CodesignError("AMBIGUOUS", `${found.length} tokens match the key URI`, {
-      hint: `add token= or serial= to the URI; tokens present: ${listing}`
-    });
-  }
-  openSession(token, opts = {}) {
-    const flags = this.lib.CKF_SERIAL_SESSION | (opts.readWrite ? this.lib.CKF_RW_SESSION : 0);
-    const handle = call("C_OpenSession", () => this.p11.C_OpenSession(token.handle, flags));
-    return new Session(this, token, handle);
-  }
-  /** Names of the mechanisms the token offers, with their flags. */
-  mechanisms(token) {
-    const list = call("C_GetMechanismList", () => this.p11.C_GetMechanismList(token.handle));
-    const names = mechanismNames(this.lib);
-    const out = /* @__PURE__ */ new Map();
-    for (const type of list) {
-      let sign = false;
-      let minKey = 0;
-      let maxKey = 0;
-      try {
-        const info3 = this.p11.C_GetMechanismInfo(token.handle, type);
-        sign = (info3.flags & this.lib.CKF_SIGN) !== 0;
-        minKey = info3.minKeySize;
-        maxKey = info3.maxKeySize;
-      } catch {
-      }
-      out.set(type, { name: names.get(type) ?? `0x${type.toString(16)}`, sign, minKey, maxKey });
-    }
-    return out;
-  }
-};
-function versionMatches(wanted, actual) {
-  const [wMajor, wMinor] = wanted.split(".");
-  const [aMajor, aMinor] = actual.split(".");
-  return Number(wMajor) === Number(aMajor) && (wMinor === void 0 || Number(wMinor) === Number(aMinor));
-}
-var mechanismNameCache;
-function mechanismNames(lib) {
-  if (mechanismNameCache) return mechanismNameCache;
-  mechanismNameCache = /* @__PURE__ */ new Map();
-  for (const [name, value] of Object.entries(lib)) {
-    if (name.startsWith("CKM_") && typeof value === "number" && !mechanismNameCache.has(value)) {
-      mechanismNameCache.set(value, name);
-    }
-  }
-  mechanismNameCache.set(CKM_EDDSA, "CKM_EDDSA");
-  mechanismNameCache.set(CKM_EC_EDWARDS_KEY_PAIR_GEN, "CKM_EC_EDWARDS_KEY_PAIR_GEN");
-  return mechanismNameCache;
-}
-var CKK_EC_EDWARDS = 64;
-var CKM_EDDSA = 4183;
-var CKM_EC_EDWARDS_KEY_PAIR_GEN = 4181;
-var Session = class {
-  module;
-  token;
-  handle;
-  closed = false;
-  constructor(module, token, handle) {
-    this.module = module;
-    this.token = token;
-    this.handle = handle;
-  }
-  get p11() {
-    return this.module.p11;
-  }
-  /**
-   * One C_Login, never retried: a wrong PIN tried again is how tokens get locked.
-   * Already logged in (another session of this process) counts as success.
-   */
-  login(pin, userType = "user") {
-    const lib = this.module.lib;
-    try {
-      this.p11.C_Login(this.handle, userType === "user" ? lib.CKU_USER : lib.CKU_SO, pin.reveal());
-    } catch (e) {
-      if (e instanceof Error && e.message === "CKR_USER_ALREADY_LOGGED_IN") return;
-      throw fromPkcs11Error(e, `login to token "${this.token.label}"`);
-    }
-  }
-  logout() {
-    try {
-      this.p11.C_Logout(this.handle);
-    } catch {
-    }
-  }
-  close() {
-    if (this.closed) return;
-    this.closed = true;
-    try {
-      this.p11.C_CloseSession(this.handle);
-    } catch {
-    }
-  }
-  find(template, max = 1e3) {
-    call("C_FindObjectsInit", () => this.p11.C_FindObjectsInit(this.handle, template));
-    try {
-      return call("C_FindObjects", () => this.p11.C_FindObjects(this.handle, max));
-    } finally {
-      this.p11.C_FindObjectsFinal(this.handle);
-    }
-  }
-  /** Reads attributes; an attribute the object does not have (or hides) comes back undefined. */
-  attributes(object, types) {
-    const out = /* @__PURE__ */ new Map();
-    for (const type of types) {
-      try {
-        const [attr] = this.p11.C_GetAttributeValue(this.handle, object, [{ type }]);
-        out.set(type, attr?.value);
-      } catch {
-        out.set(type, void 0);
-      }
-    }
-    return out;
-  }
-  async signOnce(mechanism, key, data) {
-    call("C_SignInit", () => this.p11.C_SignInit(this.handle, mechanism, key));
-    try {
-      return await this.p11.C_SignAsync(this.handle, data, Buffer.alloc(1024));
-    } catch (e) {
-      throw fromPkcs11Error(e, "C_Sign");
-    }
-  }
-};
-async function withModule(modulePath, fn) {
-  const m = Pkcs11Module.open(modulePath);
-  try {
-    return await fn(m);
-  } finally {
-    m.close();
-  }
-}
-async function withSession(m, token, fn, opts = {}) {
-  const s = m.openSession(token, opts);
-  try {
-    return await fn(s);
-  } finally {
-    s.close();
-  }
-}
-
-// src/core/uri.ts
-init_errors();
-var OBJECT_TYPES = ["public", "private", "cert", "secret-key", "data"];
-var SCHEME = "pkcs11:";
-var PATH_NAMES = [
-  "token",
-  "manufacturer",
-  "serial",
-  "model",
-  "library-manufacturer",
-  "library-description",
-  "library-version",
-  "object",
-  "type",
-  "id",
-  "slot-manufacturer",
-  "slot-description",
-  "slot-id"
-];
-var QUERY_NAMES = ["pin-source", "pin-value", "module-name", "module-path"];
-var ALPHA_DIGIT = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-var UNRESERVED = `${ALPHA_DIGIT}-._~`;
-var RES_AVAIL = ":[]@!$'()*+,=";
-var PATH_CHARS = new Set(`${UNRESERVED}${RES_AVAIL}&`);
-var QUERY_CHARS = new Set(`${UNRESERVED}${RES_AVAIL}/?|`);
-var NAME_CHARS = new Set(`${ALPHA_DIGIT}-_`);
-function invalid2(message) {
-  return new CodesignError("INVALID_INPUT", `invalid PKCS#11 URI: ${message}`, {
-    hint: "a key URI looks like pkcs11:token=NAME;object=LABEL;type=private (see `codesign keys` and docs/key-uris.md)"
-  });
-}
-function isPathName(n2) {
-  return PATH_NAMES.includes(n2);
-}
-function isQueryName(n2) {
-  return QUERY_NAMES.includes(n2);
-}
-function decodeBytes(raw, allowed, name) {
-  const secret = name === "pin-value";
-  const out = [];
-  for (let i2 = 0; i2 < raw.length; i2++) {
-    const c3 = raw[i2];
-    if (c3 === "%") {
-      const hex = raw.slice(i2 + 1, i2 + 3);
-      if (!/^[0-9A-Fa-f]{2}$/.test(hex)) {
-        throw invalid2(
-          secret ? `bad percent-escape in pin-value` : `bad percent-escape "%${hex}" in ${name}= (write %25 for a literal %)`
-        );
-      }
-      out.push(parseInt(hex, 16));
-      i2 += 2;
-    } else if (allowed.has(c3)) {
-      out.push(c3.charCodeAt(0));
-    } else {
-      const code = c3.codePointAt(0) ?? 0;
-      const encoded = Array.from(Buffer.from(String.fromCodePoint(code), "utf8")).map((b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`).join("");
-      throw invalid2(
-        secret ? "pin-value holds a character that must be percent-encoded" : `${JSON.stringify(String.fromCodePoint(code))} in ${name}= must be percent-encoded as ${encoded}`
-      );
-    }
-  }
-  return Uint8Array.from(out);
-}
-var utf8 = new TextDecoder("utf-8", { fatal: true });
-function decodeText(raw, allowed, name) {
-  const bytes = decodeBytes(raw, allowed, name);
-  try {
-    return utf8.decode(bytes);
-  } catch {
-    throw invalid2(`${name}= is not valid UTF-8 after percent-decoding`);
-  }
-}
-function splitAttribute(attr, where) {
-  const eq = attr.indexOf("=");
-  if (eq <= 0) {
-    throw invalid2(
-      eq === 0 ? `an attribute in the ${where} has no name` : `the ${where} attribute "${attr.length > 40 || where === "query" ? "\u2026" : attr}" has no "=value"`
-    );
-  }
-  const name = attr.slice(0, eq);
-  for (const c3 of name) {
-    if (!NAME_CHARS.has(c3)) throw invalid2(`attribute name "${name}" may only hold letters, digits, - and _`);
-  }
-  return [name, attr.slice(eq + 1)];
-}
-function isPkcs11Uri(s) {
-  return s.slice(0, SCHEME.length).toLowerCase() === SCHEME;
-}
-function parseUri(input) {
-  if (!isPkcs11Uri(input)) {
-    const colon = input.indexOf(":");
-    throw invalid2(
-      colon > 0 && colon < 20 ? `scheme "${input.slice(0, colon)}:" is not "pkcs11:"` : `it must start with "pkcs11:"`
-    );
-  }
-  const rest = input.slice(SCHEME.length);
-  const q = rest.indexOf("?");
-  const pathPart = q < 0 ? rest : rest.slice(0, q);
-  const queryPart = q < 0 ? void 0 : rest.slice(q + 1);
-  if (pathPart.includes("#") || (queryPart?.includes("#") ?? false)) {
-    throw invalid2('"#" is not allowed; percent-encode it as %23');
-  }
-  const uri = { path: {}, query: {}, vendorPath: [], vendorQuery: [] };
-  const seen = /* @__PURE__ */ new Set();
-  const once9 = (name, where) => {
-    const key = `${where}:${name}`;
-    if (seen.has(key)) throw invalid2(`attribute ${name}= appears more than once in the ${where}`);
-    seen.add(key);
-  };
-  if (pathPart !== "") {
-    for (const attr of pathPart.split(";")) {
-      if (attr === "") throw invalid2('empty attribute in the path (two ";" in a row, or a trailing ";")');
-      const [name, raw] = splitAttribute(attr, "path");
-      once9(name, "path");
-      if (isQueryName(name)) throw invalid2(`${name} is a query attribute: write it after "?"`);
-      if (!isPathName(name)) {
-        uri.vendorPath.push([name, decodeText(raw, PATH_CHARS, name)]);
-        continue;
-      }
-      setPath(uri.path, name, raw);
-    }
-  }
-  if (queryPart !== void 0 && queryPart !== "") {
-    for (const attr of queryPart.split("&")) {
-      if (attr === "") throw invalid2('empty attribute in the query (two "&" in a row, or a trailing "&")');
-      const [name, raw] = splitAttribute(attr, "query");
-      once9(name, "query");
-      if (isPathName(name)) throw invalid2(`${name} is a path attribute: write it before "?"`);
-      const value = decodeText(raw, QUERY_CHARS, name);
-      if (isQueryName(name)) uri.query[name] = value;
-      else uri.vendorQuery.push([name, value]);
-    }
-  }
-  return uri;
-}
-function setPath(p, name, raw) {
-  switch (name) {
-    case "id":
-      p.id = decodeBytes(raw, PATH_CHARS, name);
-      return;
-    case "type": {
-      const v = decodeText(raw, PATH_CHARS, name);
-      if (!OBJECT_TYPES.includes(v)) {
-        throw invalid2(`type=${v} is not one of ${OBJECT_TYPES.join(", ")}`);
-      }
-      p.type = v;
-      return;
-    }
-    case "library-version": {
-      const v = decodeText(raw, PATH_CHARS, name);
-      if (!/^\d+(\.\d+)?$/.test(v)) throw invalid2(`library-version=${v} must be MAJOR or MAJOR.MINOR digits`);
-      p[name] = v;
-      return;
-    }
-    case "slot-id": {
-      const v = decodeText(raw, PATH_CHARS, name);
-      const n2 = Number(v);
-      if (!/^\d+$/.test(v) || !Number.isSafeInteger(n2))
-        throw invalid2(`slot-id=${v} must be a decimal number`);
-      p[name] = n2;
-      return;
-    }
-    default:
-      p[name] = decodeText(raw, PATH_CHARS, name);
-  }
-}
-function encode(bytes, allowed) {
-  let out = "";
-  for (const b of bytes) {
-    const c3 = String.fromCharCode(b);
-    out += b < 128 && allowed.has(c3) ? c3 : `%${b.toString(16).toUpperCase().padStart(2, "0")}`;
-  }
-  return out;
-}
-var encodeText = (s, allowed) => encode(Buffer.from(s, "utf8"), allowed);
-function keyUri(parts) {
-  const order = [
-    "token",
-    "manufacturer",
-    "model",
-    "serial",
-    "object",
-    "id",
-    "type"
-  ];
-  const attrs = [];
-  for (const name of order) {
-    const v = parts[name];
-    if (v === void 0) continue;
-    attrs.push(`${name}=${v instanceof Uint8Array ? encode(v, /* @__PURE__ */ new Set()) : encodeText(v, PATH_CHARS)}`);
-  }
-  return `${SCHEME}${attrs.join(";")}`;
-}
-
-// src/core/x509.ts
-var asn1js2 = __toESM(require_build2(), 1);
-var pkijs2 = __toESM(require_build3(), 1);
-init_errors();
-var ATTRIBUTE_TYPES = [
-  { name: "CN", oid: "2.5.4.3", kind: "utf8", aliases: ["commonName"] },
-  { name: "O", oid: "2.5.4.10", kind: "utf8", aliases: ["organizationName"] },
-  { name: "OU", oid: "2.5.4.11", kind: "utf8", aliases: ["organizationalUnitName"] },
-  { name: "C", oid: "2.5.4.6", kind: "country", aliases: ["countryName"] },
-  { name: "L", oid: "2.5.4.7", kind: "utf8", aliases: ["localityName"] },
-  { name: "ST", oid: "2.5.4.8", kind: "utf8", aliases: ["stateOrProvinceName", "S"] },
-  { name: "street", oid: "2.5.4.9", kind: "utf8", aliases: ["streetAddress"] },
-  { name: "postalCode", oid: "2.5.4.17", kind: "utf8" },
-  { name: "emailAddress", oid: "1.2.840.113549.1.9.1", kind: "ia5", aliases: ["E", "email"] },
-  { name: "serialNumber", oid: "2.5.4.5", kind: "printable" },
-  { name: "DC", oid: "0.9.2342.19200300.100.1.25", kind: "ia5", aliases: ["domainComponent"] },
-  { name: "UID", oid: "0.9.2342.19200300.100.1.1", kind: "utf8", aliases: ["userId"] },
-  { name: "title", oid: "2.5.4.12", kind: "utf8" },
-  { name: "GN", oid: "2.5.4.42", kind: "utf8", aliases: ["givenName"] },
-  { name: "SN", oid: "2.5.4.4", kind: "utf8", aliases: ["surname"] },
-  { name: "organizationIdentifier", oid: "2.5.4.97", kind: "utf8" },
-  { name: "businessCategory", oid: "2.5.4.15", kind: "utf8" },
-  {
-    name: "jurisdictionC",
-    oid: "1.3.6.1.4.1.311.60.2.1.3",
-    kind: "country",
-    aliases: ["jurisdictionCountryName"]
-  }
-];
-var TYPE_BY_NAME = /* @__PURE__ */ new Map();
-for (const t of ATTRIBUTE_TYPES) {
-  for (const n2 of [t.name, ...t.aliases ?? []]) TYPE_BY_NAME.set(n2.toLowerCase(), t);
-}
-var TYPE_BY_OID = new Map(ATTRIBUTE_TYPES.map((t) => [t.oid, t]));
-var utf82 = new TextEncoder();
-function parseCertificate(certDer) {
-  const der = derOrPem(certDer, ["CERTIFICATE"]);
-  try {
-    return new pkijs2.Certificate({ schema: parseDer(der, "the certificate") });
-  } catch (cause) {
-    if (cause instanceof CodesignError) throw cause;
-    throw new CodesignError("INVALID_INPUT", "not an X.509 certificate", {
-      hint: "give a DER or PEM certificate",
-      cause
-    });
-  }
-}
-function certificatePublicKey(certDer) {
-  return new Uint8Array(parseCertificate(certDer).subjectPublicKeyInfo.toSchema().toBER());
-}
-
-// src/core/keys.ts
-function keyTypeOf(m, raw) {
-  if (!raw) return void 0;
-  const value = raw.length >= 8 ? Number(raw.readBigUInt64LE(0)) : raw.readUInt32LE(0);
-  if (value === m.lib.CKK_RSA) return "rsa";
-  if (value === m.lib.CKK_EC) return "ec";
-  if (value === CKK_EC_EDWARDS) return "eddsa";
-  return void 0;
-}
-function mechanismDisplayName(ckmName) {
-  return ckmName.replace(/^CKM_/, "").replaceAll("_", "-");
-}
-function signingMechanismsFor(keyType, table) {
-  const pattern = keyType === "rsa" ? /^CKM_(SHA\d*_)?RSA_PKCS(_PSS)?$/ : keyType === "ec" ? /^CKM_ECDSA(_SHA\d+)?$/ : /^CKM_EDDSA$/;
-  return [...table.values()].filter((m) => m.sign && pattern.test(m.name)).map((m) => mechanismDisplayName(m.name)).sort();
-}
-function objectTemplate(m, cls, uri) {
-  const t = [{ type: m.lib.CKA_CLASS, value: cls }];
-  if (uri?.path.object !== void 0)
-    t.push({ type: m.lib.CKA_LABEL, value: Buffer.from(uri.path.object, "utf8") });
-  if (uri?.path.id !== void 0) t.push({ type: m.lib.CKA_ID, value: Buffer.from(uri.path.id) });
-  return t;
-}
-function findById(s, cls, id) {
-  const lib = s.module.lib;
-  const tmpl = [
-    { type: lib.CKA_CLASS, value: cls },
-    { type: lib.CKA_ID, value: Buffer.from(id) }
-  ];
-  if (cls === lib.CKO_CERTIFICATE) tmpl.push({ type: lib.CKA_CERTIFICATE_TYPE, value: lib.CKC_X_509 });
-  return s.find(tmpl, 1)[0];
-}
-function readCertificate(s, id) {
-  const lib = s.module.lib;
-  const cert = findById(s, lib.CKO_CERTIFICATE, id);
-  if (!cert) return void 0;
-  const value = s.attributes(cert, [lib.CKA_VALUE]).get(lib.CKA_VALUE);
-  return value && value.length > 0 ? new Uint8Array(value) : void 0;
-}
-function publicKeyOf(s, object, keyType, id, certificate) {
-  const lib = s.module.lib;
-  if (keyType === "rsa") {
-    let a2 = s.attributes(object, [lib.CKA_MODULUS, lib.CKA_PUBLIC_EXPONENT]);
-    if (!a2.get(lib.CKA_MODULUS) || !a2.get(lib.CKA_PUBLIC_EXPONENT)) {
-      const pub = findById(s, lib.CKO_PUBLIC_KEY, id);
-      if (pub) a2 = s.attributes(pub, [lib.CKA_MODULUS, lib.CKA_PUBLIC_EXPONENT]);
-    }
-    const modulus = a2.get(lib.CKA_MODULUS);
-    const exponent = a2.get(lib.CKA_PUBLIC_EXPONENT);
-    if (modulus && exponent) {
-      const firstNonZero = modulus.findIndex((b) => b !== 0);
-      const bits = firstNonZero < 0 ? 0 : (modulus.length - firstNonZero) * 8 - Math.clz32(modulus[firstNonZero] ?? 0) + 24;
-      return { spki: spkiFromRsa(modulus, exponent), bits };
-    }
-    return certificate ? { spki: certificatePublicKey(certificate) } : {};
-  }
-  const params = s.attributes(object, [lib.CKA_EC_PARAMS]).get(lib.CKA_EC_PARAMS);
-  const curve = params ? curveFromEcParams(params).name : void 0;
-  let point = s.attributes(object, [lib.CKA_EC_POINT]).get(lib.CKA_EC_POINT);
-  if (!point) {
-    const pub = findById(s, lib.CKO_PUBLIC_KEY, id);
-    if (pub) point = s.attributes(pub, [lib.CKA_EC_POINT]).get(lib.CKA_EC_POINT);
-  }
-  const base = curve === void 0 ? {} : { curve };
-  if (params && point) {
-    return {
-      ...base,
-      spki: keyType === "eddsa" ? spkiFromEdwards(params, point) : spkiFromEc(params, point)
-    };
-  }
-  return certificate ? { ...base, spki: certificatePublicKey(certificate) } : base;
-}
-function describeObject(s, object, table, isPrivate) {
-  const lib = s.module.lib;
-  const a2 = s.attributes(object, [lib.CKA_KEY_TYPE, lib.CKA_LABEL, lib.CKA_ID]);
-  const keyType = keyTypeOf(s.module, a2.get(lib.CKA_KEY_TYPE));
-  if (!keyType) return void 0;
-  const label = a2.get(lib.CKA_LABEL)?.toString("utf8") ?? "";
-  const id = new Uint8Array(a2.get(lib.CKA_ID) ?? Buffer.alloc(0));
-  const certificate = id.length > 0 ? readCertificate(s, id) : void 0;
-  const pub = publicKeyOf(s, object, keyType, id, certificate);
-  const t = s.token;
-  return {
-    ...isPrivate ? { handle: object } : {},
-    label,
-    id,
-    keyType,
-    ...pub,
-    ...certificate ? { certificate } : {},
-    mechanisms: signingMechanismsFor(keyType, table),
-    uri: keyUri({
-      token: t.label,
-      ...t.serial ? { serial: t.serial } : {},
-      ...label ? { object: label } : {},
-      ...id.length > 0 ? { id } : {},
-      type: "private"
-    })
-  };
-}
-function listKeys(s, table, uri) {
-  const lib = s.module.lib;
-  const privates = s.find(objectTemplate(s.module, lib.CKO_PRIVATE_KEY, uri));
-  if (privates.length > 0) {
-    return privates.flatMap((o2) => describeObject(s, o2, table, true) ?? []);
-  }
-  return s.find(objectTemplate(s.module, lib.CKO_PUBLIC_KEY, uri)).flatMap((o2) => describeObject(s, o2, table, false) ?? []);
-}
-function findPrivateKey(s, table, uri) {
-  if (uri.path.type !== void 0 && uri.path.type !== "private") {
-    throw new CodesignError(
-      "INVALID_INPUT",
-      `the key URI names an object of type=${uri.path.type}; signing needs type=private`,
-      {
-        hint: "use the URI printed by `codesign keys`"
-      }
-    );
-  }
-  if (uri.path.object === void 0 && uri.path.id === void 0) {
-    throw new CodesignError("INVALID_INPUT", "the key URI names no key (it has neither object= nor id=)", {
-      hint: "use the URI printed by `codesign keys`"
-    });
-  }
-  const keys = listKeys(s, table, uri).filter(
-    (k) => k.handle !== void 0
-  );
-  const [only] = keys;
-  if (keys.length === 1 && only) return only;
-  const wanted = [
-    uri.path.object !== void 0 ? `object=${uri.path.object}` : "",
-    uri.path.id !== void 0 ? `id=${Buffer.from(uri.path.id).toString("hex")}` : ""
-  ].filter(Boolean).join(" ");
-  if (keys.length === 0) {
-    throw new CodesignError("KEY_NOT_FOUND", `no private key with ${wanted} on token "${s.token.label}"`, {
-      hint: "run `codesign keys` to list the keys and their URIs"
-    });
-  }
-  throw new CodesignError(
-    "AMBIGUOUS",
-    `${keys.length} private keys match ${wanted} on token "${s.token.label}"`,
-    {
-      hint: "add id= to the URI (see `codesign keys`)"
-    }
-  );
-}
-
-// src/core/module-path.ts
-init_errors();
-import { existsSync, readdirSync, readFileSync as readFileSync4 } from "node:fs";
-import { homedir } from "node:os";
-import path12 from "node:path";
-var MULTIARCH = {
-  x64: "x86_64-linux-gnu",
-  arm64: "aarch64-linux-gnu",
-  arm: "arm-linux-gnueabihf",
-  ppc64: "powerpc64le-linux-gnu",
-  s390x: "s390x-linux-gnu"
-};
-function libDirs() {
-  const triple = MULTIARCH[process.arch];
-  return [...triple ? [`/usr/lib/${triple}`] : [], "/usr/lib64", "/usr/lib", "/usr/local/lib"];
-}
-function p11KitConfigDirs() {
-  return [
-    "/usr/share/p11-kit/modules",
-    "/etc/pkcs11/modules",
-    path12.join(homedir(), ".config/pkcs11/modules")
-  ];
-}
-function firstExisting(candidates) {
-  return candidates.find((p) => existsSync(p));
-}
-function p11KitProxyPath() {
-  return firstExisting(libDirs().map((d) => path12.join(d, "p11-kit-proxy.so")));
-}
-function p11KitClientPath() {
-  return firstExisting(libDirs().map((d) => path12.join(d, "pkcs11", "p11-kit-client.so")));
-}
-function registeredModules(dirs = p11KitConfigDirs()) {
-  const byName = /* @__PURE__ */ new Map();
-  for (const dir of dirs) {
-    let entries;
-    try {
-      entries = readdirSync(dir);
-    } catch {
-      continue;
-    }
-    for (const entry of entries.sort()) {
-      if (!entry.endsWith(".module")) continue;
-      const configFile = path12.join(dir, entry);
-      const match = /^\s*module\s*:\s*(.+?)\s*$/m.exec(readFileSync4(configFile, "utf8"));
-      if (!match?.[1]) continue;
-      const lib = match[1];
-      const resolved = path12.isAbsolute(lib) ? lib : firstExisting(libDirs().map((d) => path12.join(d, "pkcs11", lib))) ?? lib;
-      byName.set(entry.slice(0, -".module".length), {
-        name: entry.slice(0, -".module".length),
-        path: resolved,
-        configFile
-      });
-    }
-  }
-  return [...byName.values()];
-}
-function libraryBaseName(file) {
-  return path12.basename(file).replace(/\.(so|dylib|dll)(\.[0-9.]+)?$/, "").replace(/^lib/, "");
-}
-function resolveModuleName(name) {
-  const modules = registeredModules();
-  const found = modules.find((m) => m.name === name) ?? modules.find((m) => libraryBaseName(m.path) === name);
-  if (!found) {
-    throw new CodesignError(
-      "MODULE_NOT_FOUND",
-      `no PKCS#11 module named "${name}" is registered with p11-kit`,
-      {
-        hint: modules.length === 0 ? `register one with a .module file in ${p11KitConfigDirs()[1]}, or give --module PATH` : `registered modules: ${modules.map((m) => m.name).join(", ")}; or give --module PATH`
-      }
-    );
-  }
-  return found.path;
-}
-function remoteAddress(value) {
-  const address = value.startsWith("unix:") || value.includes("=") ? value : `unix:path=${path12.resolve(value)}`;
-  if (/[\0\n\r]/.test(address))
-    throw new CodesignError("INVALID_INPUT", "the --remote address holds a control character");
-  return address;
-}
-function chooseModule(opts) {
-  const env = opts.env ?? process.env;
-  let choice;
-  const remote = env["CODESIGN_REMOTE"];
-  if (remote) {
-    if (opts.flag) {
-      throw new CodesignError("USAGE", "--remote and --module exclude each other", {
-        hint: "the module is chosen on the server side: `codesign remote serve --module \u2026`"
-      });
-    }
-    const client = p11KitClientPath();
-    if (!client) {
-      throw new CodesignError(
-        "MODULE_NOT_FOUND",
-        "p11-kit-client.so is not installed, so --remote cannot work",
-        {
-          hint: "install p11-kit-modules (scripts/bootstrap does)"
-        }
-      );
-    }
-    env["P11_KIT_SERVER_ADDRESS"] = remoteAddress(remote);
-    return { path: client, source: "--remote" };
-  }
-  if (opts.flag) choice = { path: opts.flag, source: "--module" };
-  else if (opts.uri?.query["module-path"])
-    choice = { path: opts.uri.query["module-path"], source: "module-path" };
-  else if (opts.uri?.query["module-name"])
-    choice = { path: resolveModuleName(opts.uri.query["module-name"]), source: "module-name" };
-  else if (env["CODESIGN_PKCS11_MODULE"])
-    choice = { path: env["CODESIGN_PKCS11_MODULE"], source: "CODESIGN_PKCS11_MODULE" };
-  else {
-    const proxy = p11KitProxyPath();
-    if (!proxy) {
-      throw new CodesignError(
-        "MODULE_NOT_FOUND",
-        "no PKCS#11 module given and p11-kit-proxy.so is not installed",
-        {
-          hint: "give --module PATH (e.g. /usr/lib/softhsm/libsofthsm2.so), set CODESIGN_PKCS11_MODULE, or install p11-kit-modules"
-        }
-      );
-    }
-    choice = { path: proxy, source: "p11-kit-proxy" };
-  }
-  if (!existsSync(choice.path)) {
-    throw new CodesignError(
-      "MODULE_NOT_FOUND",
-      `PKCS#11 module not found: ${choice.path} (from ${choice.source})`,
-      {
-        hint: "check the path; `codesign doctor` lists the modules registered with p11-kit"
-      }
-    );
-  }
-  return choice;
-}
-
-// src/core/pin.ts
-init_errors();
-import { readFileSync as readFileSync5, statSync as statSync2 } from "node:fs";
-import { inspect as inspect3 } from "node:util";
-var Secret = class {
-  #value;
-  source;
-  constructor(value, source) {
-    this.#value = value;
-    this.source = source;
-  }
-  reveal() {
-    return this.#value;
-  }
-  toString() {
-    return "[redacted]";
-  }
-  toJSON() {
-    return "[redacted]";
-  }
-  [inspect3.custom]() {
-    return `Secret([redacted] from ${this.source})`;
-  }
-};
-var PIN_OPTIONS_HINT = "give the PIN with --pin-file FILE (mode 0600), $CODESIGN_PIN_FILE, $CODESIGN_PIN, pin-source=file:FILE in the key URI, or run in a terminal to be prompted";
-function readPinFile(file, origin) {
-  let mode;
-  try {
-    mode = statSync2(file).mode;
-  } catch (cause) {
-    throw new CodesignError("INVALID_INPUT", `cannot read the PIN file ${file} (from ${origin})`, {
-      hint: "check the path",
-      cause
-    });
-  }
-  if ((mode & 63) !== 0) {
-    throw new CodesignError(
-      "PIN_FILE_INSECURE",
-      `the PIN file ${file} is accessible by group or others (mode ${(mode & 511).toString(8).padStart(4, "0")})`,
-      { hint: `restrict it with: chmod 600 '${file}'` }
-    );
-  }
-  let text = readFileSync5(file, "utf8");
-  if (text.endsWith("\r\n")) text = text.slice(0, -2);
-  else if (text.endsWith("\n")) text = text.slice(0, -1);
-  if (text.length === 0) {
-    throw new CodesignError("INVALID_INPUT", `the PIN file ${file} is empty`, {
-      hint: `write only the PIN into it, e.g. printf '%s' "$PIN" > FILE`
-    });
-  }
-  if (/[\r\n]/.test(text)) {
-    throw new CodesignError("INVALID_INPUT", `the PIN file ${file} holds more than one line`, {
-      hint: "a PIN file holds only the PIN; one trailing newline is tolerated"
-    });
-  }
-  return text;
-}
-function pinSourceFile(source) {
-  if (source.startsWith("file:")) {
-    const rest = source.slice("file:".length);
-    return rest.startsWith("//") ? rest.slice(2) : rest;
-  }
-  if (source.startsWith("/")) return source;
-  throw new CodesignError("INVALID_INPUT", `pin-source "${source}" is not a file: URI`, {
-    hint: "use pin-source=file:/path/to/pin-file"
-  });
-}
-async function resolvePin(opts) {
-  const uriPin = opts.uri?.query["pin-value"];
-  if (uriPin !== void 0) return new Secret(uriPin, "pin-value");
-  const uriSource = opts.uri?.query["pin-source"];
-  if (uriSource !== void 0)
-    return new Secret(readPinFile(pinSourceFile(uriSource), "pin-source"), "pin-source");
-  if (opts.pinFile !== void 0) return new Secret(readPinFile(opts.pinFile, "--pin-file"), "--pin-file");
-  const env = opts.env ?? process.env;
-  const envFile = env["CODESIGN_PIN_FILE"];
-  if (envFile) return new Secret(readPinFile(envFile, "CODESIGN_PIN_FILE"), "CODESIGN_PIN_FILE");
-  const fromEnv = env["CODESIGN_PIN"];
-  if (fromEnv !== void 0 && fromEnv !== "") return new Secret(fromEnv, "CODESIGN_PIN");
-  if (opts.prompt && (opts.isTty ?? process.stdin.isTTY === true))
-    return new Secret(await opts.prompt(), "prompt");
-  return void 0;
-}
-async function requirePin(opts, what) {
-  const pin = await resolvePin(opts);
-  if (!pin)
-    throw new CodesignError("PIN_REQUIRED", `${what} needs the token's PIN and none was given`, {
-      hint: PIN_OPTIONS_HINT
-    });
-  return pin;
-}
-
-// src/core/signer-pool.ts
-var SignerPool = class {
-  key;
-  idle;
-  waiting = [];
-  constructor(signers) {
-    const [first] = signers;
-    if (!first) throw new Error("SignerPool needs at least one signer");
-    this.key = first.key;
-    this.idle = [...signers];
-  }
-  /** How many signatures can be in flight at once. */
-  get size() {
-    return this.idle.length + this.busy;
-  }
-  busy = 0;
-  acquire() {
-    const s = this.idle.pop();
-    if (s) {
-      this.busy++;
-      return Promise.resolve(s);
-    }
-    return new Promise((resolve) => this.waiting.push(resolve));
-  }
-  release(s) {
-    const next = this.waiting.shift();
-    if (next) next(s);
-    else {
-      this.busy--;
-      this.idle.push(s);
-    }
-  }
-  async sign(request) {
-    const s = await this.acquire();
-    try {
-      return await s.sign(request);
-    } finally {
-      this.release(s);
-    }
-  }
-};
-
-// src/core/token-signer.ts
-import { createHash as createHash2 } from "node:crypto";
-init_errors();
-var HASH_BYTES2 = { sha256: 32, sha384: 48, sha512: 64 };
-var TokenKeySigner = class {
-  key;
-  session;
-  handle;
-  offered;
-  label;
-  constructor(session, key, table) {
-    if (!key.spki) {
-      throw new CodesignError(
-        "KEY_NOT_FOUND",
-        `the public key of "${key.label}" is not readable from the token`,
-        {
-          hint: "store the public key or a certificate with the same CKA_ID on the token"
-        }
-      );
-    }
-    this.key = {
-      keyType: key.keyType,
-      spki: key.spki,
-      ...key.bits === void 0 ? {} : { bits: key.bits },
-      ...key.curve === void 0 ? {} : { curve: key.curve }
-    };
-    this.session = session;
-    this.handle = key.handle;
-    this.label = key.label;
-    this.offered = new Set([...table.values()].filter((m) => m.sign).map((m) => m.name));
-  }
-  has(name) {
-    return this.offered.has(name);
-  }
-  mechanism(name, parameter) {
-    const lib = this.session.module.lib;
-    const value = name === "CKM_EDDSA" ? CKM_EDDSA : lib[name];
-    return parameter === void 0 ? { mechanism: value } : { mechanism: value, parameter };
-  }
-  pssParams(hash) {
-    const lib = this.session.module.lib;
-    const H = hash.toUpperCase();
-    return {
-      type: lib.CK_PARAMS_RSA_PSS,
-      hashAlg: lib[`CKM_${H}`],
-      mgf: lib[`CKG_MGF1_${H}`],
-      saltLen: HASH_BYTES2[hash]
-    };
-  }
-  unsupported(what) {
-    return new CodesignError("MECHANISM_UNSUPPORTED", `token key "${this.label}" cannot sign with ${what}`, {
-      hint: `the token offers: ${[...this.offered].filter((n2) => /RSA|ECDSA|EDDSA/.test(n2)).join(", ") || "no signing mechanisms"}`
-    });
-  }
-  async sign(req) {
-    const { hash, scheme } = req;
-    if (!schemeFitsKey(scheme, this.key.keyType)) {
-      throw new CodesignError(
-        "INVALID_INPUT",
-        `--mechanism ${scheme} does not fit a ${this.key.keyType} key`,
-        {
-          hint: this.key.keyType === "rsa" ? "use rsa-pkcs1 or rsa-pss" : `use ${this.key.keyType === "ec" ? "ecdsa" : "eddsa"}`
-        }
-      );
-    }
-    const H = hash.toUpperCase();
-    const input = req.input;
-    const message = "message" in input ? Buffer.from(input.message) : void 0;
-    if (scheme === "eddsa") {
-      if (!message) throw new CodesignError("INVALID_INPUT", "EdDSA signs the message itself, not a digest");
-      if (!this.has("CKM_EDDSA")) throw this.unsupported("EdDSA");
-      return this.session.signOnce(this.mechanism("CKM_EDDSA"), this.handle, message);
-    }
-    const combined = {
-      "rsa-pkcs1": `CKM_${H}_RSA_PKCS`,
-      "rsa-pss": `CKM_${H}_RSA_PKCS_PSS`,
-      ecdsa: `CKM_ECDSA_${H}`
-    }[scheme];
-    let out;
-    if (message && this.has(combined)) {
-      out = await this.session.signOnce(
-        this.mechanism(combined, scheme === "rsa-pss" ? this.pssParams(hash) : void 0),
-        this.handle,
-        message
-      );
-    } else {
-      const digest = "digest" in input ? Buffer.from(input.digest) : createHash2(hash).update(input.message).digest();
-      if (digest.length !== HASH_BYTES2[hash]) {
-        throw new CodesignError(
-          "INTERNAL",
-          `a ${hash} digest must be ${HASH_BYTES2[hash]} bytes, got ${digest.length}`
-        );
-      }
-      if (scheme === "rsa-pkcs1") {
-        if (!this.has("CKM_RSA_PKCS")) throw this.unsupported(`RSA PKCS#1 v1.5 over a host ${hash} digest`);
-        out = await this.session.signOnce(
-          this.mechanism("CKM_RSA_PKCS"),
-          this.handle,
-          Buffer.from(digestInfo(hash, digest))
-        );
-      } else if (scheme === "rsa-pss") {
-        if (!this.has("CKM_RSA_PKCS_PSS")) throw this.unsupported(`RSA-PSS over a host ${hash} digest`);
-        out = await this.session.signOnce(
-          this.mechanism("CKM_RSA_PKCS_PSS", this.pssParams(hash)),
-          this.handle,
-          digest
-        );
-      } else {
-        if (!this.has("CKM_ECDSA")) throw this.unsupported(`ECDSA over a host ${hash} digest`);
-        out = await this.session.signOnce(this.mechanism("CKM_ECDSA"), this.handle, digest);
-      }
-    }
-    if (scheme === "ecdsa" && (req.format ?? "der") === "der") return ecdsaRawToDer(out);
-    return new Uint8Array(out);
-  }
-};
-
-// src/core/token-key.ts
-async function withToken(opts, fn) {
-  const uri = parseUri(opts.key);
-  const moduleChoice = chooseModule({ flag: opts.module, uri, ...opts.env ? { env: opts.env } : {} });
-  const pinOptions = {
-    uri,
-    pinFile: opts.pinFile,
-    prompt: opts.prompt,
-    ...opts.env ? { env: opts.env } : {}
-  };
-  const pin = opts.pin ?? (opts.login === "required" ? await requirePin(pinOptions, "this command") : await resolvePin(pinOptions));
-  return withModule(moduleChoice.path, (module) => {
-    const token = module.selectToken(uri);
-    if (pin && token.flags.includes("user-pin-locked")) {
-      throw new CodesignError("PIN_LOCKED", `the user PIN of token "${token.label}" is locked`, {
-        hint: "the security officer must unlock or reset it; codesign will not try to log in"
-      });
-    }
-    const mechanisms = module.mechanisms(token);
-    return withSession(
-      module,
-      token,
-      async (session) => {
-        if (pin) session.login(pin);
-        try {
-          return await fn({
-            module,
-            moduleChoice,
-            token,
-            session,
-            mechanisms,
-            uri,
-            loggedIn: pin !== void 0
-          });
-        } finally {
-          if (pin) session.logout();
-        }
-      },
-      { readWrite: opts.readWrite ?? false }
-    );
-  });
-}
-async function withTokenKey(opts, fn) {
-  return withToken({ ...opts, login: "required" }, async (t) => {
-    const key = findPrivateKey(t.session, t.mechanisms, t.uri);
-    const extra = [];
-    try {
-      for (let i2 = 1; i2 < Math.max(1, opts.sessions ?? 1); i2++) extra.push(t.module.openSession(t.token));
-      const signers = [t.session, ...extra].map((s) => new TokenKeySigner(s, key, t.mechanisms));
-      return await fn({ ...t, key, signer: new SignerPool(signers) });
-    } finally {
-      for (const s of extra) s.close();
-    }
-  });
-}
-
-// src/cli/output.ts
-init_errors();
-
-// src/cli/prompt.ts
-init_errors();
-function promptPin(question = "Token PIN: ") {
-  const stdin = process.stdin;
-  return new Promise((resolve, reject) => {
-    let value = "";
-    process.stderr.write(question);
-    stdin.setRawMode(true);
-    stdin.resume();
-    stdin.setEncoding("utf8");
-    const done = (err) => {
-      stdin.setRawMode(false);
-      stdin.pause();
-      stdin.off("data", onData);
-      process.stderr.write("\n");
-      if (err) reject(err);
-      else resolve(value);
-    };
-    const onData = (chunk) => {
-      for (const ch of chunk) {
-        if (ch === "\r" || ch === "\n" || ch === "") return done();
-        if (ch === "") return done(new CodesignError("PIN_REQUIRED", "PIN entry cancelled"));
-        if (ch === "\x7F" || ch === "\b") value = value.slice(0, -1);
-        else value += ch;
-      }
-    };
-    stdin.on("data", onData);
-  });
-}
-
-// src/cli/common.ts
-function str(args, name) {
-  const v = args[name];
-  return typeof v === "string" ? v : void 0;
-}
-function flag(args, name) {
-  return args[name] === true;
-}
-function keyAccess(args, key = str(args, "key")) {
-  return {
-    key: key ?? "pkcs11:",
-    module: str(args, "module"),
-    pinFile: str(args, "pin-file"),
-    prompt: () => promptPin()
-  };
-}
-
-// src/cli/progress.ts
-function progressBar(total, args) {
-  if (!process.stderr.isTTY || flag(args, "json") || total < 2) return void 0;
-  let bar;
-  let loading;
-  return (_r, done) => {
-    if (!loading) {
-      loading = Promise.resolve().then(() => __toESM(require_cli_progress(), 1)).then(({ default: cliProgress }) => {
-        bar = new cliProgress.SingleBar(
-          {
-            stream: process.stderr,
-            format: "signing [{bar}] {value}/{total} files  {eta_formatted} left",
-            hideCursor: true,
-            clearOnComplete: true
-          },
-          cliProgress.Presets.shades_classic
-        );
-        bar.start(total, 0);
-      });
-    }
-    void loading.then(() => {
-      bar?.update(done);
-      if (done === total) bar?.stop();
-    });
-  };
-}
-
-// src/cli/commands/sign.ts
-var EDDSA_MAX_BYTES = 256 * 1024 * 1024;
-function toolFor(input, requested) {
-  if (requested && requested !== "auto") return requested;
-  const kind = fileKind(input);
-  return kind === "authenticode" ? "osslsigncode" : kind === "jar" ? "jarsigner" : "cms";
-}
-function toolForAll(files, requested) {
-  const tools = new Set(files.map((f) => toolFor(f, requested)));
-  const [tool] = tools;
-  if (tools.size > 1 || !tool) {
-    throw new CodesignError("USAGE", `these files call for different tools (${[...tools].join(", ")})`, {
-      hint: "sign each kind in its own run, or choose one with --tool"
-    });
-  }
-  return tool;
-}
-function requireKey(args) {
-  if (str(args, "key") === void 0) {
-    throw new CodesignError("USAGE", "--key is required", {
-      hint: "give the key's URI (see `codesign keys`), or a --profile that names one"
-    });
-  }
-}
-async function signMany(args, files) {
-  requireKey(args);
-  const tool = toolForAll(files, str(args, "tool"));
-  const outDir = str(args, "out-dir");
-  const items = planOutputs(files, {
-    style: tool === "raw" ? { kind: "detached", suffix: ".sig" } : tool === "cms" ? { kind: "detached", suffix: ".p7s" } : { kind: "embedded" },
-    outDir,
-    inPlace: flag(args, "in-place")
-  });
-  if (outDir !== void 0) {
-    await mkdir(outDir, { recursive: true }).catch((cause) => {
-      throw new CodesignError("IO", `cannot create --out-dir ${outDir}: ${cause.code}`, { cause });
-    });
-  }
-  if (tool === "raw") return signRawBatch(args, items);
-  const single = tool === "cms" ? (a2) => Promise.resolve().then(() => (init_sign_cms(), sign_cms_exports)).then((m) => m.run(a2)) : (a2) => Promise.resolve().then(() => (init_sign_tool(), sign_tool_exports)).then((m) => m.run(a2, tool));
-  return runBatch(items, (item) => single({ ...args, in: item.input, out: item.output, json: false }), {
-    jobs: 1,
-    failFast: flag(args, "fail-fast"),
-    onResult: progressBar(items.length, args)
-  });
-}
-function rawOptions(args) {
-  return {
-    hash: str(args, "hash") ?? "sha256",
-    format: str(args, "signature-format") ?? "der",
-    mechanism: str(args, "mechanism")
-  };
-}
-async function sizeOf(input) {
-  return stat(input).then(
-    (s) => s.size,
-    (cause) => {
-      throw new CodesignError("INVALID_INPUT", `cannot read ${input}: ${cause.code ?? cause.message}`, {
-        hint: "check the path",
-        cause
-      });
-    }
-  );
-}
-async function signRawFile(signer, item, size, o2) {
-  const scheme = o2.mechanism ?? defaultScheme(signer.key.keyType);
-  let signature;
-  if (scheme === "eddsa") {
-    if (size > EDDSA_MAX_BYTES) {
-      throw new CodesignError(
-        "INVALID_INPUT",
-        `EdDSA signs the whole file in one call; ${item.input} is over 256 MiB`,
-        {
-          hint: "use an RSA or EC key for large files"
-        }
-      );
-    }
-    signature = await signer.sign({ hash: o2.hash, scheme, input: { message: await readFile(item.input) } });
-  } else {
-    const digest = await hashFile(item.input, o2.hash);
-    signature = await signer.sign({ hash: o2.hash, scheme, input: { digest }, format: o2.format });
-  }
-  await writeFileAtomic(item.output, signature);
-  return {
-    scheme,
-    hash: scheme === "eddsa" ? void 0 : o2.hash,
-    format: scheme === "ecdsa" ? o2.format : void 0,
-    bytes: signature.length
-  };
-}
-function jobsOf(args) {
-  const j = args["jobs"];
-  if (typeof j === "number") {
-    if (!Number.isInteger(j) || j < 1)
-      throw new CodesignError("USAGE", `--jobs ${j} must be a whole number \u2265 1`);
-    return j;
-  }
-  return Math.min(4, os2.availableParallelism());
-}
-async function signRawBatch(args, items) {
-  const sizes = new Map(
-    await Promise.all(items.map(async ({ input }) => [input, await sizeOf(input)]))
-  );
-  const o2 = rawOptions(args);
-  const jobs = jobsOf(args);
-  return withTokenKey(
-    { ...keyAccess(args), sessions: jobs },
-    ({ signer }) => runBatch(items, (item) => signRawFile(signer, item, sizes.get(item.input) ?? 0, o2), {
-      // More files in flight than sessions: reading and writing the next files overlaps signing.
-      jobs: jobs * 4,
-      failFast: flag(args, "fail-fast"),
-      onResult: progressBar(items.length, args)
-    })
-  );
-}
-
 // src/action/main.ts
+init_sign();
 var lines = (name) => core.getMultilineInput(name).map((l) => l.trim()).filter(Boolean);
 var optional = (name) => core.getInput(name).trim() || void 0;
 async function expandFiles(patterns) {
@@ -80481,7 +82799,7 @@ async function expandFiles(patterns) {
     }
     const matches = await (await glob.create(p, { matchDirectories: false })).glob();
     if (matches.length === 0) throw new Error(`files: "${p}" matches no file`);
-    files.push(...matches.sort().map((m) => path13.relative(process.cwd(), m) || m));
+    files.push(...matches.sort().map((m) => path17.relative(process.cwd(), m) || m));
   }
   return [...new Set(files)];
 }
@@ -80510,7 +82828,7 @@ async function main() {
     if (remote) process.env["CODESIGN_REMOTE"] = remote;
     const files = await expandFiles(lines("files"));
     if (files.length === 0) throw new Error("files: no file to sign");
-    const args = {
+    const args4 = {
       key: core.getInput("key", { required: true }),
       module: optional("module"),
       "pin-file": optional("pin-file"),
@@ -80525,11 +82843,11 @@ async function main() {
     };
     const results = await withPrivateDir(async (dir) => {
       if (pin) {
-        const file = path13.join(dir, "pin");
-        await writeFile(file, pin, { mode: 384 });
-        args["pin-file"] = file;
+        const file = path17.join(dir, "pin");
+        await writeFile5(file, pin, { mode: 384 });
+        args4["pin-file"] = file;
       }
-      return signMany(args, files);
+      return signMany(args4, files);
     }, "codesign-action-");
     const signed = results.filter((r) => r.ok);
     for (const r of signed) core.info(`signed ${r.input} -> ${r.output}`);

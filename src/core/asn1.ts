@@ -155,7 +155,7 @@ export function ecdsaDerToRaw(der: Uint8Array, size: number): Uint8Array {
 // ---------------------------------------------------------------------------------------------
 // Algorithm identifiers
 
-function hashAlgorithm(hash: HashName): pkijs.AlgorithmIdentifier {
+export function hashAlgorithm(hash: HashName): pkijs.AlgorithmIdentifier {
   return new pkijs.AlgorithmIdentifier({ algorithmId: hashOid(hash), algorithmParams: new asn1js.Null() });
 }
 

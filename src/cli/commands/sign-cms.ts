@@ -1,5 +1,131 @@
+/** `codesign sign --tool cms`: detached (default) or attached CMS, optionally timestamped. */
+import { stat } from "node:fs/promises";
+import { runBatch, type BatchItem, type BatchResult } from "../../core/batch.js";
+import { readCertificates, resolveSignerCertificate } from "../../core/certificate.js";
+import { cmsOutput, parseSignedData, signCms } from "../../core/cms.js";
 import { CodesignError } from "../../core/errors.js";
+import { assertDistinct, writeFileAtomic } from "../../core/files.js";
+import { defaultScheme, type HashName, type SignatureScheme, type Signer } from "../../core/signer.js";
+import { encodeSignedData, timestampSignedData } from "../../core/timestamp.js";
+import { withTokenKey, type OpenKey } from "../../core/token-key.js";
+import { flag, keyAccess, str, timestampOptions } from "../common.js";
+import { info, printJson } from "../output.js";
+import { progressBar } from "../progress.js";
+import { jobsOf } from "./sign.js";
 
-export async function run(_args: Record<string, unknown>, _tool?: string): Promise<void> {
-  throw new CodesignError("INTERNAL", "sign-cms is not built yet");
+interface CmsArgs {
+  hash: HashName;
+  mechanism: SignatureScheme | undefined;
+  attached: boolean;
+  format: "der" | "pem";
+  signedAttributes: boolean;
+  chainFiles: string[];
+  certFile: string | undefined;
+  timestamps: ReturnType<typeof timestampOptions>;
+}
+
+function cmsArgs(args: Record<string, unknown>): CmsArgs {
+  const chain = args["chain"];
+  return {
+    hash: (str(args, "hash") ?? "sha256") as HashName,
+    mechanism: str(args, "mechanism") as SignatureScheme | undefined,
+    attached: flag(args, "attached"),
+    format: str(args, "format") === "pem" ? "pem" : "der",
+    signedAttributes: args["signed-attributes"] !== false,
+    chainFiles: (Array.isArray(chain) ? chain : chain === undefined ? [] : [chain]).map(String),
+    certFile: str(args, "cert"),
+    timestamps: timestampOptions(args),
+  };
+}
+
+/** Fails on an unreadable input before a PIN is asked for or the token touched. */
+async function readable(input: string): Promise<void> {
+  await stat(input).catch((cause: NodeJS.ErrnoException) => {
+    throw new CodesignError("INVALID_INPUT", `cannot read ${input}: ${cause.code ?? cause.message}`, {
+      hint: "check the path",
+      cause,
+    });
+  });
+}
+
+type Prepared = {
+  signer: Signer;
+  cert: Uint8Array;
+  chain: Uint8Array[];
+  scheme: SignatureScheme;
+  o: CmsArgs;
+};
+
+async function prepare(k: OpenKey, o: CmsArgs): Promise<Prepared> {
+  const cert = await resolveSignerCertificate(k.key, o.certFile);
+  const chain = (await Promise.all(o.chainFiles.map((f) => readCertificates(f)))).flat();
+  return { signer: k.signer, cert: cert.der, chain, scheme: o.mechanism ?? defaultScheme(k.key.keyType), o };
+}
+
+/** One file: sign, timestamp when asked, write atomically. Nothing is written when any step fails. */
+async function signOne(p: Prepared, item: BatchItem) {
+  const der = await signCms(p.signer, item.input, {
+    hash: p.o.hash,
+    scheme: p.scheme,
+    certificate: p.cert,
+    chain: p.chain,
+    attached: p.o.attached,
+    signedAttributes: p.o.signedAttributes,
+  });
+  let final = der;
+  let timestamp: { url: string; genTime: string } | undefined;
+  if (p.o.timestamps.urls.length > 0) {
+    const signed = parseSignedData(der, "the new signature");
+    const [ts] = await timestampSignedData(signed, p.o.timestamps.urls, p.o.timestamps.failover);
+    final = encodeSignedData(signed);
+    if (ts) timestamp = { url: ts.url, genTime: ts.genTime.toISOString() };
+  }
+  await writeFileAtomic(item.output, cmsOutput(final, p.o.format));
+  return {
+    scheme: p.scheme,
+    attached: p.o.attached,
+    format: p.o.format,
+    ...(timestamp ? { timestamp } : {}),
+  };
+}
+
+export async function run(args: Record<string, unknown>): Promise<void> {
+  const input = str(args, "in") as string;
+  const output = str(args, "out") ?? `${input}.p7s`;
+  assertDistinct(input, output);
+  await readable(input);
+  const o = cmsArgs(args);
+  const started = performance.now();
+  const report = await withTokenKey(keyAccess(args), async (k) => ({
+    input,
+    output,
+    key: k.key.uri,
+    ...(await signOne(await prepare(k, o), { input, output })),
+    ms: Math.round(performance.now() - started),
+  }));
+  if (flag(args, "json")) printJson(report);
+  else
+    info(
+      `signed ${input} with ${report.key} (CMS ${report.attached ? "attached" : "detached"}, ${report.scheme}${
+        report.timestamp ? `, timestamped by ${report.timestamp.url}` : ""
+      }) -> ${output}`,
+    );
+}
+
+/** Many files, one login: `--jobs` sessions share it. */
+export async function signBatch(
+  args: Record<string, unknown>,
+  items: BatchItem[],
+): Promise<BatchResult<unknown>[]> {
+  for (const item of items) await readable(item.input);
+  const o = cmsArgs(args);
+  const jobs = jobsOf(args);
+  return withTokenKey({ ...keyAccess(args), sessions: jobs }, async (k) => {
+    const p = await prepare(k, o);
+    return runBatch(items, (item) => signOne(p, item), {
+      jobs: jobs * 2,
+      failFast: flag(args, "fail-fast"),
+      onResult: progressBar(items.length, args),
+    });
+  });
 }

@@ -133,16 +133,9 @@ export async function signMany(
     });
   }
   if (tool === "raw") return signRawBatch(args, items);
-  // Other formats: one file at a time through their single-file commands.
-  const single =
-    tool === "cms"
-      ? (a: Record<string, unknown>) => import("./sign-cms.js").then((m) => m.run(a))
-      : (a: Record<string, unknown>) => import("./sign-tool.js").then((m) => m.run(a, tool));
-  return runBatch(items, (item) => single({ ...args, in: item.input, out: item.output, json: false }), {
-    jobs: 1,
-    failFast: flag(args, "fail-fast"),
-    onResult: progressBar(items.length, args),
-  });
+  // One login for the whole batch in every format.
+  if (tool === "cms") return (await import("./sign-cms.js")).signBatch(args, items);
+  return (await import("./sign-tool.js")).signBatch(args, items, tool);
 }
 
 interface RawOptions {

@@ -1,0 +1,165 @@
+/**
+ * jarsigner with a SunPKCS11 keystore (Java 9+ `-addprovider SunPKCS11 -providerArg CFG`). The
+ * generated config names the slot that holds the URI's token — never `slotListIndex`, which picks
+ * whatever token comes first. The PIN goes by `-storepass:env`, the alias is the key's CKA_LABEL.
+ */
+import { writeFile, rm } from "node:fs/promises";
+import path from "node:path";
+import type { SignJob, SigningAdapter } from "./contract.js";
+import { CodesignError } from "../src/core/errors.js";
+import { tryEach } from "../src/core/failover.js";
+import type { HashName, KeyType } from "../src/core/signer.js";
+import { sunpkcs11Config } from "../templates/sunpkcs11.js";
+import { findTool, lastWords, runTool, runToolRaw } from "./run.js";
+import { withPrivateDir } from "../src/core/temp.js";
+import { safePath } from "./osslsigncode.js";
+
+const PIN_VAR = "CODESIGN_JAR_PIN";
+
+export function sigalg(keyType: KeyType, hash: HashName): string {
+  const h = hash.toUpperCase();
+  if (keyType === "rsa") return `${h}withRSA`;
+  if (keyType === "ec") return `${h}withECDSA`;
+  return "Ed25519";
+}
+
+async function version(toolPath?: string): Promise<string> {
+  // jarsigner has no --version; the JDK's java does, next to it.
+  const file = findTool("jarsigner", toolPath);
+  const java = path.join(path.dirname(file), "java");
+  const out = await runToolRaw({ tool: "java", file: java, args: ["-version"] }).catch(() => undefined);
+  const v = out ? /version "([^"]+)"/.exec(out.stderr)?.[1] : undefined;
+  return v ?? "unknown";
+}
+
+const configPath = (job: SignJob) => path.join(job.workDir, "sunpkcs11.cfg");
+
+function args(job: SignJob, extra: { timestampUrl?: string } = {}): string[] {
+  return [
+    "-keystore",
+    "NONE",
+    "-storetype",
+    "PKCS11",
+    "-addprovider",
+    "SunPKCS11",
+    "-providerArg",
+    configPath(job),
+    `-storepass:env`,
+    PIN_VAR,
+    "-sigalg",
+    sigalg(job.key.keyType, job.hash),
+    "-digestalg",
+    job.hash.replace("sha", "SHA-"),
+    ...(job.certOnToken ? [] : ["-certchain", safePath(job.certFile)]),
+    ...(extra.timestampUrl ? ["-tsa", extra.timestampUrl] : []),
+    "-signedjar",
+    safePath(job.output),
+    safePath(job.input),
+    job.key.label,
+  ];
+}
+
+async function sign(job: SignJob) {
+  const file = findTool("jarsigner", job.toolPath);
+  await writeFile(
+    configPath(job),
+    sunpkcs11Config({ name: "codesign", library: job.modulePath, slot: Number(job.token.slotId) }),
+    { mode: 0o600 },
+  );
+  const v = await version(job.toolPath);
+  const once = async (timestampUrl?: string, signal?: AbortSignal) => {
+    const out = await runTool({
+      tool: "jarsigner",
+      file,
+      args: args(job, timestampUrl ? { timestampUrl } : {}),
+      pin: { secret: job.pin, via: "env", name: PIN_VAR },
+      ...(signal ? { cancelSignal: signal } : {}),
+    }).catch((e: unknown) => {
+      if (e instanceof CodesignError && /Certificate chain not found|not found for/i.test(e.message)) {
+        throw new CodesignError("CERT_NOT_FOUND", `${e.message}`, {
+          hint: "SunPKCS11 only sees keys with a certificate object of the same CKA_ID on the token: store the certificate on the token (codesign cert selfsign --store, or import the CA-issued one with the key's id)",
+        });
+      }
+      throw e;
+    });
+    if (/jar signed/i.test(out.stdout) === false && /warning/i.test(out.stdout) === false) {
+      throw new CodesignError("TOOL_FAILED", `jarsigner did not report a signed jar: ${lastWords(out)}`);
+    }
+  };
+  if (job.timestamps.length === 0) {
+    await once();
+    return { tool: "jarsigner" as const, version: v };
+  }
+  try {
+    const { url } = await tryEach(job.timestamps, (u, signal) => once(u, signal), job.failover);
+    return { tool: "jarsigner" as const, version: v, timestampUrl: url };
+  } catch (e) {
+    await rm(job.output, { force: true });
+    throw e;
+  }
+}
+
+export const adapter = { name: "jarsigner", version, args, sign } satisfies SigningAdapter;
+
+/**
+ * `jarsigner -verify -strict`, read by its words (it exits 0 for an unsigned jar). With CA files,
+ * they become the trust anchors through a throw-away PKCS#12 truststore in a private directory.
+ */
+export async function verifyJar(
+  input: string,
+  o: { caFiles: string[]; toolPath?: string | undefined },
+): Promise<{ tool: string; output: string }> {
+  const file = findTool("jarsigner", o.toolPath);
+  return withPrivateDir(async (dir) => {
+    const trust: string[] = [];
+    if (o.caFiles.length > 0) {
+      const store = path.join(dir, "trust.p12");
+      const keytool = path.join(path.dirname(file), "keytool");
+      for (const [i, ca] of o.caFiles.entries()) {
+        await runTool({
+          tool: "keytool",
+          file: keytool,
+          args: [
+            "-importcert",
+            "-noprompt",
+            "-alias",
+            `ca${i}`,
+            "-file",
+            safePath(ca),
+            "-keystore",
+            store,
+            "-storetype",
+            "PKCS12",
+            "-storepass:env",
+            "CODESIGN_TRUST_PASS",
+          ],
+          env: { CODESIGN_TRUST_PASS: TRUST_PASS },
+        });
+      }
+      trust.push("-keystore", store, "-storetype", "PKCS12", "-storepass:env", "CODESIGN_TRUST_PASS");
+    }
+    const out = await runToolRaw({
+      tool: "jarsigner",
+      file,
+      args: ["-verify", "-strict", ...trust, safePath(input)],
+      env: { CODESIGN_TRUST_PASS: TRUST_PASS },
+    });
+    const text = `${out.stdout}\n${out.stderr}`;
+    if (out.exitCode !== 0 || !/^jar verified\./m.test(text)) {
+      const unsigned = /jar is unsigned/.test(text);
+      throw new CodesignError(
+        "VERIFY_FAILED",
+        `jarsigner -verify -strict: ${input} ${unsigned ? "is not signed" : `does not verify: ${lastWords(out, 3)}`}`,
+        {
+          hint: unsigned
+            ? "sign it with codesign sign --tool jarsigner"
+            : "give the signer's CA with --ca FILE",
+        },
+      );
+    }
+    return { tool: "jarsigner", output: text };
+  }, "codesign-verify-");
+}
+
+/** Protects nothing (the truststore holds public certificates); keytool insists on one. */
+const TRUST_PASS = "codesign-truststore";

@@ -1,0 +1,92 @@
+/**
+ * openssl with the libp11 engine: `dgst -sign` (raw) or `cms -sign` (detached CMS). The engine
+ * config is generated into the job's private directory and loaded with OPENSSL_CONF; the PIN goes
+ * by `-passin env:` (the child's environment only).
+ */
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
+import type { SignJob, SigningAdapter } from "./contract.js";
+import { CodesignError } from "../src/core/errors.js";
+import { opensslEngineConfig, LIBP11_ENGINE } from "../templates/openssl-engine.js";
+import { findTool, lastWords, runTool, runToolRaw } from "./run.js";
+import { safePath } from "./osslsigncode.js";
+
+const PIN_VAR = "CODESIGN_OPENSSL_PIN";
+
+export async function opensslVersion(toolPath?: string): Promise<string> {
+  const out = await runToolRaw({ tool: "openssl", file: findTool("openssl", toolPath), args: ["version"] });
+  const v = /OpenSSL\s+(\d+\.\d+\.\d+)/.exec(out.stdout)?.[1];
+  if (!v) throw new CodesignError("TOOL_FAILED", `cannot tell the OpenSSL version: ${lastWords(out)}`);
+  return v;
+}
+
+/** OpenSSL 3.0.0–3.0.8 mishandles network PKCS#11 modules (seed 002). */
+export function affectedByEarly30Bug(v: string): boolean {
+  const [a, b, c] = v.split(".").map(Number);
+  return a === 3 && b === 0 && (c ?? 0) <= 8;
+}
+
+export const enginePath = (): string => LIBP11_ENGINE;
+
+const confPath = (job: SignJob) => path.join(job.workDir, "openssl-engine.cnf");
+const mode = (job: SignJob) => (job.options["mode"] === "cms" ? "cms" : "dgst");
+
+function args(job: SignJob): string[] {
+  const common = ["-engine", "pkcs11", "-keyform", "engine"];
+  if (mode(job) === "cms") {
+    return [
+      "cms",
+      "-sign",
+      "-binary",
+      ...common,
+      "-inkey",
+      job.keyUri,
+      "-passin",
+      `env:${PIN_VAR}`,
+      "-signer",
+      safePath(job.certFile),
+      ...job.chainFiles.flatMap((f) => ["-certfile", safePath(f)]),
+      "-md",
+      job.hash,
+      "-outform",
+      "DER",
+      "-in",
+      safePath(job.input),
+      "-out",
+      safePath(job.output),
+    ];
+  }
+  return [
+    "dgst",
+    `-${job.hash}`,
+    ...common,
+    "-sign",
+    job.keyUri,
+    "-passin",
+    `env:${PIN_VAR}`,
+    "-out",
+    safePath(job.output),
+    safePath(job.input),
+  ];
+}
+
+async function sign(job: SignJob) {
+  const file = findTool("openssl", job.toolPath);
+  const v = await opensslVersion(job.toolPath);
+  if (job.timestamps.length > 0) {
+    throw new CodesignError("USAGE", "--tool openssl does not timestamp", {
+      hint: "use --tool cms (RFC 3161 with fail-over), or `codesign timestamp` on the openssl CMS output",
+    });
+  }
+  await writeFile(confPath(job), opensslEngineConfig({ module: job.modulePath }), { mode: 0o600 });
+  await runTool({
+    tool: "openssl",
+    file,
+    args: args(job),
+    env: { OPENSSL_CONF: confPath(job) },
+    pin: { secret: job.pin, via: "env", name: PIN_VAR },
+  });
+  return { tool: "openssl" as const, version: v };
+}
+
+export const adapter = { name: "openssl", version: opensslVersion, args, sign } satisfies SigningAdapter;

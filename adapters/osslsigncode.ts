@@ -1,0 +1,134 @@
+/**
+ * osslsigncode: Authenticode for PE, MSI, CAB, CAT, APPX and scripts. The module goes in with
+ * -pkcs11module (osslsigncode ≥ 2 loads it through libp11 itself), the key as its URI, the PIN
+ * through -readpass on descriptor 3 (never -pass, which puts it on argv). A timestamp is added
+ * afterwards with `osslsigncode add -ts`, tried across every URL.
+ */
+import { readFile, rm, writeFile } from "node:fs/promises";
+import path from "node:path";
+import type { SignJob, SigningAdapter } from "./contract.js";
+import { CodesignError } from "../src/core/errors.js";
+import { tryEach } from "../src/core/failover.js";
+import { findTool, lastWords, runTool, runToolRaw } from "./run.js";
+import { withPrivateDir } from "../src/core/temp.js";
+
+/** A path a tool can never read as an option, whatever the file is called. */
+export const safePath = (p: string): string => path.resolve(p);
+
+async function version(toolPath?: string): Promise<string> {
+  const file = findTool("osslsigncode", toolPath);
+  const out = await runToolRaw({ tool: "osslsigncode", file, args: ["--version"] });
+  const v = /osslsigncode\s+(\d+)\.(\d+)/.exec(`${out.stdout}${out.stderr}`);
+  if (!v) throw new CodesignError("TOOL_FAILED", `cannot tell the version of ${file}: ${lastWords(out)}`);
+  if (Number(v[1]) < 2) {
+    throw new CodesignError(
+      "TOOL_FAILED",
+      `osslsigncode ${v[1]}.${v[2]} is too old: -pkcs11module needs 2.0 or newer`,
+      {
+        hint: "install osslsigncode 2.x (Debian bookworm-backports has 2.9)",
+      },
+    );
+  }
+  return `${v[1]}.${v[2]}`;
+}
+
+function args(job: SignJob, extra: { timestampUrl?: string } = {}): string[] {
+  return [
+    "sign",
+    "-pkcs11module",
+    job.modulePath,
+    "-key",
+    job.keyUri,
+    "-certs",
+    safePath(job.certFile),
+    ...job.chainFiles.flatMap((f) => ["-ac", safePath(f)]),
+    "-h",
+    job.hash,
+    ...(job.description ? ["-n", job.description] : []),
+    ...(job.url ? ["-i", job.url] : []),
+    ...(extra.timestampUrl ? ["-ts", extra.timestampUrl] : []),
+    "-readpass",
+    "/dev/fd/3",
+    "-in",
+    safePath(job.input),
+    "-out",
+    safePath(job.output),
+  ];
+}
+
+async function sign(job: SignJob) {
+  const file = findTool("osslsigncode", job.toolPath);
+  const v = await version(job.toolPath);
+  const pin = { secret: job.pin, via: "fd3" as const };
+  if (job.timestamps.length === 0) {
+    await runTool({ tool: "osslsigncode", file, args: args(job), pin });
+    return { tool: "osslsigncode" as const, version: v };
+  }
+  // Sign once, then timestamp the signed file: a failing TSA never costs another login.
+  const unstamped = `${job.output}.unstamped`;
+  try {
+    await runTool({ tool: "osslsigncode", file, args: args({ ...job, output: unstamped }), pin });
+    const { url } = await tryEach(
+      job.timestamps,
+      async (tsUrl, signal) => {
+        await rm(job.output, { force: true });
+        await runTool({
+          tool: "osslsigncode",
+          file,
+          args: [
+            "add",
+            "-ts",
+            tsUrl,
+            "-h",
+            job.hash,
+            "-in",
+            safePath(unstamped),
+            "-out",
+            safePath(job.output),
+          ],
+          cancelSignal: signal,
+        });
+      },
+      job.failover,
+    );
+    return { tool: "osslsigncode" as const, version: v, timestampUrl: url };
+  } catch (e) {
+    await rm(job.output, { force: true });
+    throw e;
+  } finally {
+    await rm(unstamped, { force: true });
+  }
+}
+
+export const adapter = { name: "osslsigncode", version, args, sign } satisfies SigningAdapter;
+
+/** `osslsigncode verify`, read by its words; throws VERIFY_FAILED with them when not valid. */
+export async function verifyAuthenticode(
+  input: string,
+  o: { caFiles: string[]; toolPath?: string | undefined },
+): Promise<{ tool: string; output: string }> {
+  const file = findTool("osslsigncode", o.toolPath);
+  // osslsigncode takes one CA file: several --ca files are joined in a private copy.
+  const out = await withPrivateDir(async (dir) => {
+    let ca: string[] = [];
+    if (o.caFiles.length > 0) {
+      const joined = path.join(dir, "ca.pem");
+      await writeFile(joined, (await Promise.all(o.caFiles.map((f) => readFile(f, "utf8")))).join("\n"));
+      ca = ["-CAfile", joined];
+    }
+    return runToolRaw({ tool: "osslsigncode", file, args: ["verify", ...ca, "-in", safePath(input)] });
+  }, "codesign-verify-");
+  const text = `${out.stdout}\n${out.stderr}`;
+  if (out.exitCode !== 0 || !/^Succeeded/m.test(text)) {
+    throw new CodesignError(
+      "VERIFY_FAILED",
+      `osslsigncode verify: ${input} is not validly signed: ${lastWords(out, 3)}`,
+      {
+        hint: /No signature found/i.test(text)
+          ? "the file is not signed"
+          : "give the signer's CA with --ca FILE",
+      },
+    );
+  }
+  return { tool: "osslsigncode", output: text };
+}

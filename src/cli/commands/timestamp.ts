@@ -1,0 +1,39 @@
+/** `codesign timestamp`: add an RFC 3161 timestamp to an existing CMS signature. */
+import { readFile } from "node:fs/promises";
+import { cmsOutput, parseSignedData } from "../../core/cms.js";
+import { CodesignError } from "../../core/errors.js";
+import { assertDistinct, writeFileAtomic } from "../../core/files.js";
+import { encodeSignedData, timestampSignedData } from "../../core/timestamp.js";
+import { flag, str, timestampOptions } from "../common.js";
+import { info, printJson } from "../output.js";
+
+export async function run(args: Record<string, unknown>): Promise<void> {
+  const input = str(args, "in") as string;
+  const output = str(args, "out") as string;
+  assertDistinct(input, output);
+  const { urls, failover } = timestampOptions(args);
+  if (urls.length === 0) {
+    throw new CodesignError("USAGE", "no timestamp server given", {
+      hint: "add --timestamp URL (repeat for fail-over)",
+    });
+  }
+  const bytes = await readFile(input).catch((cause: NodeJS.ErrnoException) => {
+    throw new CodesignError("INVALID_INPUT", `cannot read ${input}: ${cause.code ?? cause.message}`, {
+      cause,
+    });
+  });
+  const signed = parseSignedData(new Uint8Array(bytes), input);
+  const results = await timestampSignedData(signed, urls, failover);
+  const pem = bytes.subarray(0, 11).toString() === "-----BEGIN ";
+  await writeFileAtomic(output, cmsOutput(encodeSignedData(signed), pem ? "pem" : "der"));
+  const report = {
+    input,
+    output,
+    timestamps: results.map((r) => ({ url: r.url, genTime: r.genTime.toISOString() })),
+  };
+  if (flag(args, "json")) printJson(report);
+  else
+    info(
+      `timestamped ${input} (${results.map((r) => `${r.url} at ${r.genTime.toISOString()}`).join(", ")}) -> ${output}`,
+    );
+}
