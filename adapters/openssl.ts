@@ -90,3 +90,25 @@ async function sign(job: SignJob) {
 }
 
 export const adapter = { name: "openssl", version: opensslVersion, args, sign } satisfies SigningAdapter;
+
+/** Whether pkcs11-provider loads (`openssl list -providers -provider pkcs11`); not packaged in Debian 12. */
+export async function providerAvailable(toolPath?: string): Promise<boolean> {
+  const out = await runToolRaw({
+    tool: "openssl",
+    file: findTool("openssl", toolPath),
+    args: ["list", "-providers", "-provider", "pkcs11"],
+  });
+  return out.exitCode === 0 && /pkcs11/i.test(out.stdout);
+}
+
+/** Whether a program is on PATH, and what it says its version is. */
+export async function probe(name: string, args: string[]): Promise<string | undefined> {
+  let file: string;
+  try {
+    file = findTool(name);
+  } catch {
+    return undefined;
+  }
+  const out = await runToolRaw({ tool: name, file, args }).catch(() => undefined);
+  return out ? (`${out.stdout}\n${out.stderr}`.trim().split("\n")[0] ?? "") : undefined;
+}

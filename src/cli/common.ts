@@ -6,7 +6,9 @@ import { promptPin } from "./prompt.js";
 /** Reads a string option that yargs has already validated. */
 export function str(args: Record<string, unknown>, name: string): string | undefined {
   const v = args[name];
-  return typeof v === "string" ? v : undefined;
+  // A repeated single-value option (`--in a --in b`) arrives as an array: the last one wins.
+  const last = Array.isArray(v) ? v.at(-1) : v;
+  return typeof last === "string" ? last : undefined;
 }
 
 export function flag(args: Record<string, unknown>, name: string): boolean {

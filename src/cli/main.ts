@@ -63,11 +63,20 @@ const timestampOptions = {
  * Fills unset options from a profile. The profile module (zod, yaml) is imported only when a
  * profile is asked for or a config file exists, so plain commands start fast.
  */
-async function withProfile(args: Record<string, unknown>): Promise<void> {
+function withProfile(args: Record<string, unknown>): Promise<void> | void {
   const name =
     typeof args["profile"] === "string" ? args["profile"] : process.env["CODESIGN_PROFILE"] || undefined;
   const configFile = typeof args["config"] === "string" ? args["config"] : undefined;
+  // No profile: stay synchronous, so plain commands never wait for a module import.
   if (!name && !configFile && !findConfigFile()) return;
+  return applyProfileFrom(args, name, configFile);
+}
+
+async function applyProfileFrom(
+  args: Record<string, unknown>,
+  name: string | undefined,
+  configFile: string | undefined,
+): Promise<void> {
   const { selectProfile, applyProfile } = await import("../core/profile.js");
   const chosen = selectProfile({ name, configFile });
   if (chosen) applyProfile(args, chosen.profile);
@@ -75,10 +84,15 @@ async function withProfile(args: Record<string, unknown>): Promise<void> {
 
 export function buildCli(argv: string[]): Argv {
   return yargs(argv)
+    .strict()
     .scriptName("codesign")
     .usage("$0 <command> [options]\n\nSign software with keys that never leave a PKCS#11 token.")
     .option("json", { type: "boolean", default: false, describe: "print machine-readable JSON on stdout" })
-    .option("debug", { type: "boolean", default: false, describe: "show stack traces and causes on errors" })
+    .option("debug", {
+      type: "boolean",
+      default: false,
+      describe: "show stack traces and causes on errors",
+    })
     .option("module", {
       type: "string",
       describe:
@@ -161,7 +175,11 @@ export function buildCli(argv: string[]): Argv {
             describe: "Authenticode/JAR: replace each input with its signed copy",
           })
           .option("jobs", { type: "number", describe: "files in flight at once [default: min(4, cores)]" })
-          .option("fail-fast", { type: "boolean", default: false, describe: "stop at the first failed file" })
+          .option("fail-fast", {
+            type: "boolean",
+            default: false,
+            describe: "stop at the first failed file",
+          })
           .option("hash", {
             choices: ["sha256", "sha384", "sha512"],
             describe: "digest algorithm [default: sha256]",
@@ -236,7 +254,11 @@ export function buildCli(argv: string[]): Argv {
       "add an RFC 3161 timestamp to an existing CMS signature",
       (y) =>
         y
-          .option("in", { type: "string", demandOption: true, describe: "CMS signature (.p7s, DER or PEM)" })
+          .option("in", {
+            type: "string",
+            demandOption: true,
+            describe: "CMS signature (.p7s, DER or PEM)",
+          })
           .option("out", { type: "string", demandOption: true, describe: "timestamped signature" })
           .options(timestampOptions)
           .demandOption("timestamp")
@@ -401,7 +423,11 @@ export function buildCli(argv: string[]): Argv {
           "run p11-kit server in the foreground, exporting one token over a unix socket",
           (yy) =>
             yy
-              .option("token", { type: "string", demandOption: true, describe: "URI of the token to export" })
+              .option("token", {
+                type: "string",
+                demandOption: true,
+                describe: "URI of the token to export",
+              })
               .option("socket", { type: "string", demandOption: true, describe: "unix socket to create" })
               .option("tool-path", { type: "string", describe: "p11-kit executable, when not on PATH" })
               .example(
@@ -426,7 +452,6 @@ export function buildCli(argv: string[]): Argv {
         .demandCommand(1, "name a subcommand: parse"),
     )
     .demandCommand(1, "name a command; see codesign --help")
-    .strict()
     .recommendCommands()
     .epilogue(
       "Exit codes: 0 ok, 1 unexpected, 2 usage or invalid input, 3 login/PIN, 4 not found, 5 external tool or network, 6 verification failed.\nDocs: docs/ in the repository.",
@@ -451,20 +476,27 @@ function keepDashValues(argv: string[]): string[] {
   return out;
 }
 
+/** yargs stores `-_`-like flags into its own positional list and then crashes: refuse them first. */
+function refuseUnderscoreFlags(argv: string[]): void {
+  const end = argv.indexOf("--");
+  for (const a of end === -1 ? argv : argv.slice(0, end)) {
+    if (/^-[^-=\d]*_|^--_/.test(a)) {
+      throw new CodesignError("USAGE", `unknown option ${a}`, { hint: "see codesign --help" });
+    }
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   const debug = argv.includes("--debug");
-  let usageError: string | undefined;
   try {
+    refuseUnderscoreFlags(argv);
     await buildCli(keepDashValues(argv))
       .fail((msg, err) => {
+        // Throwing stops yargs here: a handler must never run after a validation failure.
         if (err) throw err;
-        usageError = msg;
+        throw new CodesignError("USAGE", msg, { hint: "see codesign --help" });
       })
       .parseAsync();
-    if (usageError !== undefined) {
-      process.stderr.write(`codesign: error: ${usageError}\n  hint: see codesign --help\n`);
-      return EXIT.USAGE;
-    }
     return process.exitCode === undefined ? EXIT.OK : Number(process.exitCode);
   } catch (e) {
     process.stderr.write(formatError(e, debug));

@@ -11,6 +11,7 @@ import { hashAlgorithm } from "./asn1.js";
 import { OID, encodeSignedData } from "./cms.js";
 import { CodesignError } from "./errors.js";
 import { tryEach, type FailoverOptions } from "./failover.js";
+import { checkTimestampToken } from "./verify.js";
 
 const buf = (u: Uint8Array): ArrayBuffer => u.slice().buffer as ArrayBuffer;
 const equal = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
@@ -20,39 +21,6 @@ export interface TimestampResult {
   token: pkijs.ContentInfo;
   genTime: Date;
   url: string;
-}
-
-/** Checks a TimeStampToken: TSA signature valid, imprint over `signature`; returns its TSTInfo. */
-export async function checkTimestampToken(
-  token: pkijs.ContentInfo,
-  signature: Uint8Array,
-): Promise<pkijs.TSTInfo> {
-  const signed = new pkijs.SignedData({ schema: token.content });
-  const eContent = signed.encapContentInfo.eContent;
-  if (!eContent) throw new Error("the timestamp token has no TSTInfo");
-  const tst = pkijs.TSTInfo.fromBER(eContent.getValue());
-  const algo = tst.messageImprint.hashAlgorithm.algorithmId;
-  const name = {
-    "2.16.840.1.101.3.4.2.1": "sha256",
-    "2.16.840.1.101.3.4.2.2": "sha384",
-    "2.16.840.1.101.3.4.2.3": "sha512",
-  }[algo];
-  if (!name) throw new Error(`the timestamp's imprint uses an unsupported hash (${algo})`);
-  const expected = new Uint8Array(createHash(name).update(signature).digest());
-  if (!equal(new Uint8Array(tst.messageImprint.hashedMessage.valueBlock.valueHexView), expected)) {
-    throw new Error("the timestamp is for other data (its message imprint does not match the signature)");
-  }
-  let ok = false;
-  try {
-    ok =
-      (await signed.verify({ signer: 0, checkChain: false, extendedMode: true })).signatureVerified === true;
-  } catch (cause) {
-    throw new Error(
-      `the TSA's signature on the timestamp does not verify (${(cause as { message?: string }).message ?? cause})`,
-    );
-  }
-  if (!ok) throw new Error("the TSA's signature on the timestamp does not verify");
-  return tst;
 }
 
 /** One request to one server; any problem is thrown as a plain Error for the fail-over to report. */

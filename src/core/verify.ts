@@ -21,7 +21,6 @@ import { OID } from "./cms.js";
 import { CodesignError } from "./errors.js";
 import { hashFile } from "./hash.js";
 import type { HashName, SignatureScheme } from "./signer.js";
-import { checkTimestampToken } from "./timestamp.js";
 
 export interface VerifyReport {
   valid: true;
@@ -183,6 +182,101 @@ function checkChain(
   );
 }
 
+/**
+ * Checks the first SignerInfo: the content digest against messageDigest, and the signature with
+ * the embedded signer certificate's key. `content` is the content itself or a file to stream.
+ */
+export async function checkSignerInfo(
+  signed: pkijs.SignedData,
+  hash: HashName,
+  digest: Uint8Array,
+  content: Uint8Array | string,
+): Promise<{ cert: X509Certificate; certs: pkijs.Certificate[] }> {
+  const si = signed.signerInfos[0];
+  if (!si) throw fail("the CMS holds no signer");
+  const sig = new Uint8Array(si.signature.valueBlock.valueHexView);
+  const certs = (signed.certificates ?? []).filter(
+    (c): c is pkijs.Certificate => c instanceof pkijs.Certificate,
+  );
+  const sid = si.sid as pkijs.IssuerAndSerialNumber;
+  const signerCert = certs.find(
+    (c) =>
+      sid instanceof pkijs.IssuerAndSerialNumber &&
+      c.serialNumber.isEqual(sid.serialNumber) &&
+      Buffer.from(c.issuer.toSchema().toBER()).equals(Buffer.from(sid.issuer.toSchema().toBER())),
+  );
+  if (!signerCert)
+    throw fail(
+      "the signer's certificate is not in the signature",
+      "sign with the certificate included (codesign does by default)",
+    );
+  const cert = x509(signerCert);
+
+  const algo = si.signatureAlgorithm.algorithmId;
+  const pss = algo === "1.2.840.113549.1.1.10";
+  const opts = {
+    ...(pss
+      ? { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: createHash(hash).digest().length }
+      : {}),
+  };
+  let ok: boolean;
+  if (si.signedAttrs) {
+    const md = si.signedAttrs.attributes.find((a) => a.type === OID.messageDigest);
+    const value = md?.values[0]?.valueBlock?.valueHexView as Uint8Array | undefined;
+    if (!value || !Buffer.from(value).equals(Buffer.from(digest))) {
+      throw fail(
+        `the content does not match the signature (message digest differs)`,
+        "the file changed after it was signed, or this is another file's signature",
+      );
+    }
+    const signedBytes = new Uint8Array(si.signedAttrs.encodedValue.slice(0));
+    signedBytes[0] = 0x31;
+    const edwards = cert.publicKey.asymmetricKeyType?.startsWith("ed");
+    ok = verifyOneShot(edwards ? null : hash, signedBytes, { key: cert.publicKey, ...opts }, sig);
+  } else if (typeof content !== "string") {
+    ok = verifyOneShot(hash, content, { key: cert.publicKey, ...opts }, sig);
+  } else {
+    ok = await streamVerify(content, hash, cert.publicKey, sig, pss ? { pss: opts.saltLength } : {});
+  }
+  if (!ok)
+    throw fail(
+      "the CMS signature does not verify with the signer certificate's key",
+      "the signature was altered, or the wrong certificate is embedded",
+    );
+
+  return { cert, certs };
+}
+
+/** Checks a TimeStampToken: TSA signature valid, imprint over `signature`; returns its TSTInfo. */
+export async function checkTimestampToken(
+  token: pkijs.ContentInfo,
+  signature: Uint8Array,
+): Promise<pkijs.TSTInfo> {
+  const signed = new pkijs.SignedData({ schema: token.content });
+  const eContent = signed.encapContentInfo.eContent;
+  if (!eContent) throw new Error("the timestamp token has no TSTInfo");
+  const tstDer = new Uint8Array(eContent.getValue());
+  const tst = pkijs.TSTInfo.fromBER(tstDer.slice().buffer);
+  const name = HASH_BY_OID[tst.messageImprint.hashAlgorithm.algorithmId];
+  if (!name)
+    throw new Error(
+      `the timestamp's imprint uses an unsupported hash (${tst.messageImprint.hashAlgorithm.algorithmId})`,
+    );
+  const expected = createHash(name).update(signature).digest();
+  if (!Buffer.from(tst.messageImprint.hashedMessage.valueBlock.valueHexView).equals(expected)) {
+    throw new Error("the timestamp is for other data (its message imprint does not match the signature)");
+  }
+  const si = signed.signerInfos[0];
+  const hash = si ? HASH_BY_OID[si.digestAlgorithm.algorithmId] : undefined;
+  if (!hash) throw new Error("the timestamp's signer uses an unsupported digest");
+  try {
+    await checkSignerInfo(signed, hash, new Uint8Array(createHash(hash).update(tstDer).digest()), tstDer);
+  } catch (e) {
+    throw new Error(`the TSA's signature on the timestamp does not verify (${(e as Error).message})`);
+  }
+  return tst;
+}
+
 /** Verifies a CMS SignedData; `contentFile` for a detached signature. */
 export async function verifyCms(
   signed: pkijs.SignedData,
@@ -205,61 +299,8 @@ export async function verifyCms(
     ? new Uint8Array(createHash(hash).update(content).digest())
     : await hashFile(contentFile as string, hash);
 
-  const certs = (signed.certificates ?? []).filter(
-    (c): c is pkijs.Certificate => c instanceof pkijs.Certificate,
-  );
-  const sid = si.sid as pkijs.IssuerAndSerialNumber;
-  const signerCert = certs.find(
-    (c) =>
-      sid instanceof pkijs.IssuerAndSerialNumber &&
-      c.serialNumber.isEqual(sid.serialNumber) &&
-      Buffer.from(c.issuer.toSchema().toBER()).equals(Buffer.from(sid.issuer.toSchema().toBER())),
-  );
-  if (!signerCert)
-    throw fail(
-      "the signer's certificate is not in the signature",
-      "sign with the certificate included (codesign does by default)",
-    );
-  const cert = x509(signerCert);
-
+  const { cert, certs } = await checkSignerInfo(signed, hash, digest, content ?? (contentFile as string));
   const sig = new Uint8Array(si.signature.valueBlock.valueHexView);
-  const algo = si.signatureAlgorithm.algorithmId;
-  const pss = algo === "1.2.840.113549.1.1.10";
-  const opts = {
-    ...(pss
-      ? { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: createHash(hash).digest().length }
-      : {}),
-  };
-  let ok: boolean;
-  if (si.signedAttrs) {
-    const md = si.signedAttrs.attributes.find((a) => a.type === OID.messageDigest);
-    const value = md?.values[0]?.valueBlock?.valueHexView as Uint8Array | undefined;
-    if (!value || !Buffer.from(value).equals(Buffer.from(digest))) {
-      throw fail(
-        `the content does not match the signature (message digest differs)`,
-        "the file changed after it was signed, or this is another file's signature",
-      );
-    }
-    const signedBytes = new Uint8Array(si.signedAttrs.encodedValue.slice(0));
-    signedBytes[0] = 0x31;
-    const edwards = cert.publicKey.asymmetricKeyType?.startsWith("ed");
-    ok = verifyOneShot(edwards ? null : hash, signedBytes, { key: cert.publicKey, ...opts }, sig);
-  } else if (content) {
-    ok = verifyOneShot(hash, content, { key: cert.publicKey, ...opts }, sig);
-  } else {
-    ok = await streamVerify(
-      contentFile as string,
-      hash,
-      cert.publicKey,
-      sig,
-      pss ? { pss: opts.saltLength } : {},
-    );
-  }
-  if (!ok)
-    throw fail(
-      "the CMS signature does not verify with the signer certificate's key",
-      "the signature was altered, or the wrong certificate is embedded",
-    );
 
   const timestamps: VerifyReport["timestamps"] = [];
   for (const attr of si.unsignedAttrs?.attributes ?? []) {

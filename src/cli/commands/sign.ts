@@ -216,7 +216,8 @@ async function signRawOne(args: Record<string, unknown>): Promise<void> {
 }
 
 export function jobsOf(args: Record<string, unknown>): number {
-  const j = args["jobs"];
+  const raw = args["jobs"];
+  const j = Array.isArray(raw) ? raw.at(-1) : raw;
   if (typeof j === "number") {
     if (!Number.isInteger(j) || j < 1)
       throw new CodesignError("USAGE", `--jobs ${j} must be a whole number ≥ 1`);
