@@ -65,7 +65,11 @@ async function sign(job: SignJob) {
     return { tool: "osslsigncode" as const, version: v };
   }
   // Sign once, then timestamp the signed file: a failing TSA never costs another login.
-  const unstamped = `${job.output}.unstamped`;
+  // osslsigncode tells scripts apart by their extension, so the intermediate file keeps the input's.
+  const unstamped = path.join(
+    path.dirname(path.resolve(job.output)),
+    `.${path.basename(job.output)}.unstamped${path.extname(job.input)}`,
+  );
   try {
     await runTool({ tool: "osslsigncode", file, args: args({ ...job, output: unstamped }), pin });
     const { url } = await tryEach(

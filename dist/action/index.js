@@ -82151,7 +82151,10 @@ async function sign(job) {
     await runTool({ tool: "osslsigncode", file, args: args(job), pin });
     return { tool: "osslsigncode", version: v };
   }
-  const unstamped = `${job.output}.unstamped`;
+  const unstamped = path13.join(
+    path13.dirname(path13.resolve(job.output)),
+    `.${path13.basename(job.output)}.unstamped${path13.extname(job.input)}`
+  );
   try {
     await runTool({ tool: "osslsigncode", file, args: args({ ...job, output: unstamped }), pin });
     const { url } = await tryEach(

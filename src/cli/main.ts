@@ -49,7 +49,8 @@ const mechanismOption = {
 const timestampOptions = {
   timestamp: {
     type: "string",
-    array: true,
+    // Repeatable, but not greedy: `--timestamp URL file.exe` must leave file.exe a positional.
+    requiresArg: true,
     describe: "RFC 3161 timestamp server URL; repeat for fail-over, tried in order",
   },
   "timestamp-retries": {
@@ -192,7 +193,8 @@ export function buildCli(argv: string[]): Argv {
           })
           .option("chain", {
             type: "string",
-            array: true,
+            // Repeatable, but not greedy: `--timestamp URL file.exe` must leave file.exe a positional.
+            requiresArg: true,
             describe: "further certificates to include (repeatable)",
           })
           .options(timestampOptions)
@@ -278,7 +280,8 @@ export function buildCli(argv: string[]): Argv {
           .option("signature", { type: "string", describe: "detached signature (raw .sig or CMS .p7s)" })
           .option("ca", {
             type: "string",
-            array: true,
+            // Repeatable, but not greedy: `--timestamp URL file.exe` must leave file.exe a positional.
+            requiresArg: true,
             describe: "trusted root/intermediate certificates (repeatable)",
           })
           .option("cert", { type: "string", describe: "raw: the signer's certificate" })
