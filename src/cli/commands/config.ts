@@ -14,6 +14,7 @@ import { opensslEngineConfig } from "../../../templates/openssl-engine.js";
 import { opensslProviderConfig } from "../../../templates/openssl-provider.js";
 import { p11KitModuleConfig } from "../../../templates/p11-kit-module.js";
 import { sunpkcs11Config } from "../../../templates/sunpkcs11.js";
+import { configValue } from "../../../templates/validate.js";
 import { flag, keyAccess, str } from "../common.js";
 import { info, printJson, printLine } from "../output.js";
 
@@ -42,7 +43,9 @@ export async function run(args: Record<string, unknown>): Promise<void> {
       hint: "add --force to replace it, or choose another --out",
     });
   }
-  const module = chooseModule({ flag: str(args, "module"), uri }).path;
+  const flagModule = str(args, "module");
+  if (flagModule !== undefined) configValue("module path", flagModule); // before any lookup
+  const module = chooseModule({ flag: flagModule, uri }).path;
   let text: string;
   let command: string;
   switch (kind) {
