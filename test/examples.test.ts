@@ -34,6 +34,30 @@ async function example(name: string): Promise<string> {
 }
 
 describe("examples/", () => {
+  it("sign-windows.sh: a PE and a PowerShell script that osslsigncode verify accepts", async () => {
+    const out = await example("sign-windows.sh");
+    expect(out.match(/^Succeeded$/gm)).toHaveLength(2);
+    expect(out).not.toMatch(/^Failed/m);
+  });
+
+  it("sign-jar.sh: a JAR that jarsigner -verify -strict and codesign verify accept", async () => {
+    const out = await example("sign-jar.sh");
+    expect(out).toMatch(/^jar verified\.$/m);
+    expect(out).toMatch(/^verified: .*app\.signed\.jar \(JAR, by jarsigner\)$/m);
+  });
+
+  it("cms-detached.sh: a detached CMS that codesign verify and openssl cms -verify accept", async () => {
+    const out = await example("cms-detached.sh");
+    expect(out).toMatch(/^verified: .*release\.tar\.gz \(cms, /m);
+    expect(out).toContain("Verification successful");
+  });
+
+  it("openssl-configs.sh: an existing openssl pipeline and keytool work through generated configs", async () => {
+    const out = await example("openssl-configs.sh");
+    expect(out).toContain("Verified OK");
+    expect(out).toMatch(/^rsa-2048, PrivateKeyEntry/m);
+  });
+
   it("remote-signing.sh: a signature made through `codesign remote serve` verifies", async () => {
     const out = await example("remote-signing.sh");
     expect(out).toMatch(/serving at unix:path=/);
