@@ -154,6 +154,14 @@ describe("osslsigncode", () => {
     expect(await readFile(ps1, "utf8")).toBe('Write-Output "hello from codesign"\r\n'); // the input is untouched
   });
 
+  it("--in-place replaces the input with a signed copy that verifies", async () => {
+    const copy = path.join(t.dir, "inplace.exe");
+    await writeFile(copy, await readFile(exe));
+    const r = await sign(["--key", RSA, "--in-place", copy]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    await osslVerify(copy, rsaCert);
+  });
+
   it("unverified files are refused by verify (exit 6)", async () => {
     const v = await codesign(["verify", "--in", exe, "--ca", rsaCert]);
     expect(v.exitCode).toBe(6);

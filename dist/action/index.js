@@ -82645,12 +82645,41 @@ async function signFile(tool, jobFor, item) {
   const adapter4 = await adapterFor(tool);
   return withAtomicOutput(item.output, async (temp) => {
     const job = await jobFor({ input: item.input, output: temp });
-    return adapter4.sign(job);
+    const outcome = await adapter4.sign(job);
+    if (path16.resolve(item.output) === path16.resolve(item.input)) await verifyBeforeReplacing(tool, job, temp);
+    return outcome;
   });
+}
+async function verifyBeforeReplacing(tool, job, temp) {
+  const caFiles = [job.certFile, ...job.chainFiles];
+  try {
+    if (tool === "osslsigncode") {
+      const { verifyAuthenticode: verifyAuthenticode2 } = await Promise.resolve().then(() => (init_osslsigncode(), osslsigncode_exports));
+      await verifyAuthenticode2(temp, { caFiles, toolPath: job.toolPath });
+    } else if (tool === "jarsigner") {
+      const { verifyJar: verifyJar2 } = await Promise.resolve().then(() => (init_jarsigner(), jarsigner_exports));
+      await verifyJar2(temp, { caFiles, toolPath: job.toolPath });
+    }
+  } catch (cause) {
+    throw new CodesignError(
+      "VERIFY_FAILED",
+      `the signed copy of ${job.input} did not verify, so the input was left untouched`,
+      { hint: "give the issuing CA with --chain, or write a copy with --out / --out-dir", cause }
+    );
+  }
 }
 async function run2(args4, tool) {
   const input = str(args4, "in");
   const inPlace = flag(args4, "in-place");
+  if (inPlace && tool === "openssl") {
+    throw new CodesignError(
+      "USAGE",
+      "--in-place does not apply to --tool openssl: it writes a detached signature",
+      {
+        hint: "drop --in-place; the signature goes to --out"
+      }
+    );
+  }
   const output = inPlace ? input : str(args4, "out") ?? defaultSignedName(input);
   if (!inPlace) assertDistinct(input, output);
   await readable3(input);

@@ -88,13 +88,47 @@ async function signFile(tool: ToolName, jobFor: JobFor, item: BatchItem) {
   const adapter = await adapterFor(tool);
   return withAtomicOutput(item.output, async (temp) => {
     const job = await jobFor({ input: item.input, output: temp });
-    return adapter.sign(job);
+    const outcome = await adapter.sign(job);
+    if (path.resolve(item.output) === path.resolve(item.input)) await verifyBeforeReplacing(tool, job, temp);
+    return outcome;
   });
+}
+
+/**
+ * --in-place: the input is replaced only by a signed copy that verifies, with the signer's
+ * certificate and --chain as the trust anchors.
+ */
+async function verifyBeforeReplacing(tool: ToolName, job: SignJob, temp: string): Promise<void> {
+  const caFiles = [job.certFile, ...job.chainFiles];
+  try {
+    if (tool === "osslsigncode") {
+      const { verifyAuthenticode } = await import("../../../adapters/osslsigncode.js");
+      await verifyAuthenticode(temp, { caFiles, toolPath: job.toolPath });
+    } else if (tool === "jarsigner") {
+      const { verifyJar } = await import("../../../adapters/jarsigner.js");
+      await verifyJar(temp, { caFiles, toolPath: job.toolPath });
+    }
+  } catch (cause) {
+    throw new CodesignError(
+      "VERIFY_FAILED",
+      `the signed copy of ${job.input} did not verify, so the input was left untouched`,
+      { hint: "give the issuing CA with --chain, or write a copy with --out / --out-dir", cause },
+    );
+  }
 }
 
 export async function run(args: Record<string, unknown>, tool: string): Promise<void> {
   const input = str(args, "in") as string;
   const inPlace = flag(args, "in-place");
+  if (inPlace && tool === "openssl") {
+    throw new CodesignError(
+      "USAGE",
+      "--in-place does not apply to --tool openssl: it writes a detached signature",
+      {
+        hint: "drop --in-place; the signature goes to --out",
+      },
+    );
+  }
   const output = inPlace ? input : (str(args, "out") ?? defaultSignedName(input));
   if (!inPlace) assertDistinct(input, output);
   await readable(input);
