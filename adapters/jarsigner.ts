@@ -10,7 +10,7 @@ import { CodesignError } from "../src/core/errors.js";
 import { tryEach } from "../src/core/failover.js";
 import type { HashName, KeyType } from "../src/core/signer.js";
 import { sunpkcs11Config } from "../templates/sunpkcs11.js";
-import { findTool, lastWords, runTool, runToolRaw } from "./run.js";
+import { findTool, lastWords, oncePerKey, runTool, runToolRaw } from "./run.js";
 import { withPrivateDir } from "../src/core/temp.js";
 import { safePath } from "./osslsigncode.js";
 
@@ -23,14 +23,14 @@ export function sigalg(keyType: KeyType, hash: HashName): string {
   return "Ed25519";
 }
 
-async function version(toolPath?: string): Promise<string> {
+const version = oncePerKey(async (toolPath?: string): Promise<string> => {
   // jarsigner has no --version; the JDK's java does, next to it.
   const file = findTool("jarsigner", toolPath);
   const java = path.join(path.dirname(file), "java");
   const out = await runToolRaw({ tool: "java", file: java, args: ["-version"] }).catch(() => undefined);
   const v = out ? /version "([^"]+)"/.exec(out.stderr)?.[1] : undefined;
   return v ?? "unknown";
-}
+});
 
 const configPath = (job: SignJob) => path.join(job.workDir, "sunpkcs11.cfg");
 

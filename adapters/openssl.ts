@@ -8,17 +8,17 @@ import path from "node:path";
 import type { SignJob, SigningAdapter } from "./contract.js";
 import { CodesignError } from "../src/core/errors.js";
 import { opensslEngineConfig, LIBP11_ENGINE } from "../templates/openssl-engine.js";
-import { findTool, lastWords, runTool, runToolRaw } from "./run.js";
+import { findTool, lastWords, oncePerKey, runTool, runToolRaw } from "./run.js";
 import { safePath } from "./osslsigncode.js";
 
 const PIN_VAR = "CODESIGN_OPENSSL_PIN";
 
-export async function opensslVersion(toolPath?: string): Promise<string> {
+export const opensslVersion = oncePerKey(async (toolPath?: string): Promise<string> => {
   const out = await runToolRaw({ tool: "openssl", file: findTool("openssl", toolPath), args: ["version"] });
   const v = /OpenSSL\s+(\d+\.\d+\.\d+)/.exec(out.stdout)?.[1];
   if (!v) throw new CodesignError("TOOL_FAILED", `cannot tell the OpenSSL version: ${lastWords(out)}`);
   return v;
-}
+});
 
 /** OpenSSL 3.0.0–3.0.8 mishandles network PKCS#11 modules (seed 002). */
 export function affectedByEarly30Bug(v: string): boolean {

@@ -9,13 +9,13 @@ import path from "node:path";
 import type { SignJob, SigningAdapter } from "./contract.js";
 import { CodesignError } from "../src/core/errors.js";
 import { tryEach } from "../src/core/failover.js";
-import { findTool, lastWords, runTool, runToolRaw } from "./run.js";
+import { findTool, lastWords, oncePerKey, runTool, runToolRaw } from "./run.js";
 import { withPrivateDir } from "../src/core/temp.js";
 
 /** A path a tool can never read as an option, whatever the file is called. */
 export const safePath = (p: string): string => path.resolve(p);
 
-async function version(toolPath?: string): Promise<string> {
+const version = oncePerKey(async (toolPath?: string): Promise<string> => {
   const file = findTool("osslsigncode", toolPath);
   const out = await runToolRaw({ tool: "osslsigncode", file, args: ["--version"] });
   const v = /osslsigncode\s+(\d+)\.(\d+)/.exec(`${out.stdout}${out.stderr}`);
@@ -30,7 +30,7 @@ async function version(toolPath?: string): Promise<string> {
     );
   }
   return `${v[1]}.${v[2]}`;
-}
+});
 
 function args(job: SignJob, extra: { timestampUrl?: string } = {}): string[] {
   return [

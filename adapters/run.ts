@@ -137,3 +137,20 @@ export function lastWords(out: { stdout: string; stderr: string }, lines = 4): s
   const text = (out.stderr.trim() || out.stdout.trim()).split("\n").filter((l) => l.trim() !== "");
   return text.slice(-lines).join(" | ") || "(no output)";
 }
+
+/**
+ * Caches an async lookup per key (e.g. a tool's version per --tool-path): a batch asks once, not
+ * once per file. A failure is not cached.
+ */
+export function oncePerKey<T>(fn: (key?: string) => Promise<T>): (key?: string) => Promise<T> {
+  const cache = new Map<string | undefined, Promise<T>>();
+  return (key) => {
+    let p = cache.get(key);
+    if (!p) {
+      p = fn(key);
+      p.catch(() => cache.delete(key));
+      cache.set(key, p);
+    }
+    return p;
+  };
+}

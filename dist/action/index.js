@@ -52441,6 +52441,18 @@ function lastWords(out, lines2 = 4) {
   const text = (out.stderr.trim() || out.stdout.trim()).split("\n").filter((l) => l.trim() !== "");
   return text.slice(-lines2).join(" | ") || "(no output)";
 }
+function oncePerKey(fn) {
+  const cache = /* @__PURE__ */ new Map();
+  return (key) => {
+    let p = cache.get(key);
+    if (!p) {
+      p = fn(key);
+      p.catch(() => cache.delete(key));
+      cache.set(key, p);
+    }
+    return p;
+  };
+}
 var init_run = __esm({
   "adapters/run.ts"() {
     "use strict";
@@ -82104,22 +82116,6 @@ __export(osslsigncode_exports, {
 });
 import { readFile as readFile3, rm as rm3, writeFile } from "node:fs/promises";
 import path13 from "node:path";
-async function version(toolPath) {
-  const file = findTool("osslsigncode", toolPath);
-  const out = await runToolRaw({ tool: "osslsigncode", file, args: ["--version"] });
-  const v = /osslsigncode\s+(\d+)\.(\d+)/.exec(`${out.stdout}${out.stderr}`);
-  if (!v) throw new CodesignError("TOOL_FAILED", `cannot tell the version of ${file}: ${lastWords(out)}`);
-  if (Number(v[1]) < 2) {
-    throw new CodesignError(
-      "TOOL_FAILED",
-      `osslsigncode ${v[1]}.${v[2]} is too old: -pkcs11module needs 2.0 or newer`,
-      {
-        hint: "install osslsigncode 2.x (Debian bookworm-backports has 2.9)"
-      }
-    );
-  }
-  return `${v[1]}.${v[2]}`;
-}
 function args(job, extra = {}) {
   return [
     "sign",
@@ -82212,7 +82208,7 @@ ${out.stderr}`;
   }
   return { tool: "osslsigncode", output: text };
 }
-var safePath, adapter;
+var safePath, version, adapter;
 var init_osslsigncode = __esm({
   "adapters/osslsigncode.ts"() {
     "use strict";
@@ -82221,6 +82217,22 @@ var init_osslsigncode = __esm({
     init_run();
     init_temp();
     safePath = (p) => path13.resolve(p);
+    version = oncePerKey(async (toolPath) => {
+      const file = findTool("osslsigncode", toolPath);
+      const out = await runToolRaw({ tool: "osslsigncode", file, args: ["--version"] });
+      const v = /osslsigncode\s+(\d+)\.(\d+)/.exec(`${out.stdout}${out.stderr}`);
+      if (!v) throw new CodesignError("TOOL_FAILED", `cannot tell the version of ${file}: ${lastWords(out)}`);
+      if (Number(v[1]) < 2) {
+        throw new CodesignError(
+          "TOOL_FAILED",
+          `osslsigncode ${v[1]}.${v[2]} is too old: -pkcs11module needs 2.0 or newer`,
+          {
+            hint: "install osslsigncode 2.x (Debian bookworm-backports has 2.9)"
+          }
+        );
+      }
+      return `${v[1]}.${v[2]}`;
+    });
     adapter = { name: "osslsigncode", version, args, sign };
   }
 });
@@ -82281,13 +82293,6 @@ function sigalg(keyType, hash) {
   if (keyType === "rsa") return `${h2}withRSA`;
   if (keyType === "ec") return `${h2}withECDSA`;
   return "Ed25519";
-}
-async function version2(toolPath) {
-  const file = findTool("jarsigner", toolPath);
-  const java = path14.join(path14.dirname(file), "java");
-  const out = await runToolRaw({ tool: "java", file: java, args: ["-version"] }).catch(() => void 0);
-  const v = out ? /version "([^"]+)"/.exec(out.stderr)?.[1] : void 0;
-  return v ?? "unknown";
 }
 function args2(job, extra = {}) {
   return [
@@ -82403,7 +82408,7 @@ ${out.stderr}`;
     return { tool: "jarsigner", output: text };
   }, "codesign-verify-");
 }
-var PIN_VAR, configPath, adapter2, TRUST_PASS;
+var PIN_VAR, version2, configPath, adapter2, TRUST_PASS;
 var init_jarsigner = __esm({
   "adapters/jarsigner.ts"() {
     "use strict";
@@ -82414,6 +82419,13 @@ var init_jarsigner = __esm({
     init_temp();
     init_osslsigncode();
     PIN_VAR = "CODESIGN_JAR_PIN";
+    version2 = oncePerKey(async (toolPath) => {
+      const file = findTool("jarsigner", toolPath);
+      const java = path14.join(path14.dirname(file), "java");
+      const out = await runToolRaw({ tool: "java", file: java, args: ["-version"] }).catch(() => void 0);
+      const v = out ? /version "([^"]+)"/.exec(out.stderr)?.[1] : void 0;
+      return v ?? "unknown";
+    });
     configPath = (job) => path14.join(job.workDir, "sunpkcs11.cfg");
     adapter2 = { name: "jarsigner", version: version2, args: args2, sign: sign2 };
     TRUST_PASS = "codesign-truststore";
@@ -82462,12 +82474,6 @@ __export(openssl_exports, {
 });
 import { writeFile as writeFile3 } from "node:fs/promises";
 import path15 from "node:path";
-async function opensslVersion(toolPath) {
-  const out = await runToolRaw({ tool: "openssl", file: findTool("openssl", toolPath), args: ["version"] });
-  const v = /OpenSSL\s+(\d+\.\d+\.\d+)/.exec(out.stdout)?.[1];
-  if (!v) throw new CodesignError("TOOL_FAILED", `cannot tell the OpenSSL version: ${lastWords(out)}`);
-  return v;
-}
 function affectedByEarly30Bug(v) {
   const [a2, b, c3] = v.split(".").map(Number);
   return a2 === 3 && b === 0 && (c3 ?? 0) <= 8;
@@ -82547,7 +82553,7 @@ async function probe(name, args4) {
   return out ? `${out.stdout}
 ${out.stderr}`.trim().split("\n")[0] ?? "" : void 0;
 }
-var PIN_VAR2, enginePath, confPath, mode, adapter3;
+var PIN_VAR2, opensslVersion, enginePath, confPath, mode, adapter3;
 var init_openssl = __esm({
   "adapters/openssl.ts"() {
     "use strict";
@@ -82556,6 +82562,12 @@ var init_openssl = __esm({
     init_run();
     init_osslsigncode();
     PIN_VAR2 = "CODESIGN_OPENSSL_PIN";
+    opensslVersion = oncePerKey(async (toolPath) => {
+      const out = await runToolRaw({ tool: "openssl", file: findTool("openssl", toolPath), args: ["version"] });
+      const v = /OpenSSL\s+(\d+\.\d+\.\d+)/.exec(out.stdout)?.[1];
+      if (!v) throw new CodesignError("TOOL_FAILED", `cannot tell the OpenSSL version: ${lastWords(out)}`);
+      return v;
+    });
     enginePath = () => LIBP11_ENGINE;
     confPath = (job) => path15.join(job.workDir, "openssl-engine.cnf");
     mode = (job) => job.options["mode"] === "cms" ? "cms" : "dgst";
@@ -82788,7 +82800,7 @@ async function sizeOf(input) {
     }
   );
 }
-async function signRawFile(signer, item, size, o2) {
+async function signRawFile(signer, item, size, o2, early) {
   const scheme = o2.mechanism ?? defaultScheme(signer.key.keyType);
   let signature;
   if (scheme === "eddsa") {
@@ -82803,7 +82815,7 @@ async function signRawFile(signer, item, size, o2) {
     }
     signature = await signer.sign({ hash: o2.hash, scheme, input: { message: await readFile4(item.input) } });
   } else {
-    const digest = await hashFile(item.input, o2.hash);
+    const digest = await (early ?? hashFile(item.input, o2.hash));
     signature = await signer.sign({ hash: o2.hash, scheme, input: { digest }, format: o2.format });
   }
   await writeFileAtomic(item.output, signature);

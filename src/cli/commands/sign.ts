@@ -166,7 +166,13 @@ async function sizeOf(input: string): Promise<number> {
 }
 
 /** One raw signature: the file hashed on the host (EdDSA: the whole file) and signed on the token. */
-async function signRawFile(signer: Signer, item: BatchItem, size: number, o: RawOptions) {
+async function signRawFile(
+  signer: Signer,
+  item: BatchItem,
+  size: number,
+  o: RawOptions,
+  early?: Promise<Uint8Array>,
+) {
   const scheme = o.mechanism ?? defaultScheme(signer.key.keyType);
   let signature: Uint8Array;
   if (scheme === "eddsa") {
@@ -181,7 +187,7 @@ async function signRawFile(signer: Signer, item: BatchItem, size: number, o: Raw
     }
     signature = await signer.sign({ hash: o.hash, scheme, input: { message: await readFile(item.input) } });
   } else {
-    const digest = await hashFile(item.input, o.hash);
+    const digest = await (early ?? hashFile(item.input, o.hash));
     signature = await signer.sign({ hash: o.hash, scheme, input: { digest }, format: o.format });
   }
   await writeFileAtomic(item.output, signature);
@@ -200,12 +206,15 @@ async function signRawOne(args: Record<string, unknown>): Promise<void> {
   const o = rawOptions(args);
   const size = await sizeOf(input);
   const started = performance.now();
+  // Hash while the module loads and logs in: for a large file that hides the token's start-up.
+  const early = o.mechanism === "eddsa" ? undefined : hashFile(input, o.hash);
+  early?.catch(() => undefined); // reported when awaited; never an unhandled rejection
   const report = await withTokenKey(keyAccess(args), async ({ signer, key }) => ({
     input,
     output,
     key: key.uri,
     keyType: key.keyType,
-    ...(await signRawFile(signer, { input, output }, size, o)),
+    ...(await signRawFile(signer, { input, output }, size, o, key.keyType === "eddsa" ? undefined : early)),
     ms: Math.round(performance.now() - started),
   }));
   if (flag(args, "json")) printJson(report);
