@@ -496,8 +496,11 @@ export async function main(argv: string[]): Promise<number> {
     await buildCli(keepDashValues(argv))
       .fail((msg, err) => {
         // Throwing stops yargs here: a handler must never run after a validation failure.
-        if (err) throw err;
-        throw new CodesignError("USAGE", msg, { hint: "see codesign --help" });
+        // yargs' own argument errors (YError) are usage errors; anything else is ours or a bug.
+        if (err && err.name !== "YError") throw err;
+        throw new CodesignError("USAGE", msg || err?.message || "invalid arguments", {
+          hint: "see codesign --help",
+        });
       })
       .parseAsync();
     return process.exitCode === undefined ? EXIT.OK : Number(process.exitCode);
