@@ -16,7 +16,7 @@ import { Secret } from "../src/core/pin.js";
 import type { KeyInfo } from "../src/core/keys.js";
 import type { TokenEntry } from "../src/core/pkcs11.js";
 import { codesign, tool } from "./helpers/cli.js";
-import { createTestToken, publicKeyPem, type TestToken } from "./helpers/token.js";
+import { createTestTokenNotFirst, publicKeyPem, tokenLabels, type TestToken } from "./helpers/token.js";
 import { startTsa, type Tsa } from "./helpers/tsa.js";
 
 const RSA = "pkcs11:token=codesign-dev;object=rsa-2048;type=private";
@@ -36,21 +36,7 @@ async function must(file: string, args: string[], cwd?: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  t = await createTestToken();
-  // More tokens, until the dev token is not at slot index 0 (SoftHSM2 orders them by directory
-  // name, which is random): a config that picked "the first slot" would find the wrong one.
-  for (let i = 0; i < 8 && (await tokenLabels())[0] === "codesign-dev"; i++) {
-    await must("softhsm2-util", [
-      "--init-token",
-      "--free",
-      "--label",
-      `other-${i}`,
-      "--so-pin",
-      "12345678",
-      "--pin",
-      "1234",
-    ]);
-  }
+  t = await createTestTokenNotFirst();
   dir = path.join(t.dir, "in");
   await mkdir(dir);
   ps1 = path.join(dir, "install script.ps1");
@@ -74,11 +60,6 @@ afterAll(async () => {
 });
 
 const sign = (args: string[]) => codesign(["sign", "--pin-file", t.dev.pinFile, ...args], { env: t.env });
-
-async function tokenLabels(): Promise<string[]> {
-  const r = await tool("pkcs11-tool", ["--module", t.module, "-L"], { env: t.env });
-  return [...r.stdout.matchAll(/token label\s*:\s*(\S+)/g)].map((m) => m[1] ?? "");
-}
 
 async function osslVerify(file: string, ca: string): Promise<void> {
   const r = await tool("osslsigncode", ["verify", "-CAfile", ca, "-in", file]);
@@ -121,7 +102,7 @@ async function jarVerify(file: string, ...cas: string[]): Promise<string> {
 
 describe("the token is not in the first slot", () => {
   it("softhsm2 lists another token before it", async () => {
-    const labels = await tokenLabels();
+    const labels = await tokenLabels(t);
     expect(labels.indexOf("codesign-dev")).toBeGreaterThan(0);
   });
 });

@@ -30,6 +30,36 @@ export async function createTestToken(): Promise<TestToken> {
   };
 }
 
+/** Token labels in the order the module lists its slots, read by pkcs11-tool. */
+export async function tokenLabels(t: TestToken): Promise<string[]> {
+  const r = await tool("pkcs11-tool", ["--module", t.module, "-L"], { env: t.env });
+  if (r.exitCode !== 0) throw new Error(`pkcs11-tool -L failed: ${r.stderr}`);
+  return [...r.stdout.matchAll(/token label\s*:\s*(\S+)/g)].map((m) => m[1] ?? "");
+}
+
+/**
+ * A test token that is NOT in the first slot, so that anything picking "the first slot" finds
+ * the wrong token. SoftHSM2 orders slots by an id taken from each token's random serial: four
+ * other tokens are added, and when the dev token still comes first (1 time in 5) the whole set is
+ * made again. Six attempts fail together about once in 15,600 runs, and then say so.
+ */
+export async function createTestTokenNotFirst(): Promise<TestToken> {
+  for (let attempt = 1; attempt <= 6; attempt++) {
+    const t = await createTestToken();
+    for (let i = 0; i < 4; i++) {
+      const r = await tool(
+        "softhsm2-util",
+        ["--init-token", "--free", "--label", `other-${i}`, "--so-pin", "12345678", "--pin", "1234"],
+        { env: t.env },
+      );
+      if (r.exitCode !== 0) throw new Error(`softhsm2-util --init-token failed: ${r.stderr}`);
+    }
+    if ((await tokenLabels(t))[0] !== "codesign-dev") return t;
+    await t.cleanup();
+  }
+  throw new Error("SoftHSM2 listed the dev token first in six fresh token sets");
+}
+
 /** Adds a key pair with pkcs11-tool; the PIN goes by environment (`--pin env:VAR`), never argv. */
 export async function addKeyWithPkcs11Tool(
   t: TestToken,
