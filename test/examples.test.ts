@@ -48,7 +48,7 @@ describe("examples/", () => {
 
   it("cms-detached.sh: a detached CMS that codesign verify and openssl cms -verify accept", async () => {
     const out = await example("cms-detached.sh");
-    expect(out).toMatch(/^verified: .*release\.tar\.gz \(cms, /m);
+    expect(out).toMatch(/^verified: .*release\.tar\.gz \(CMS detached, signed by /m);
     expect(out).toContain("Verification successful");
   });
 

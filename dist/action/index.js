@@ -42130,20 +42130,20 @@ var require_brace_expansion = __commonJS({
     }
     function maskUnmatchedOpens(masked, budget) {
       budget.remaining -= masked.length;
-      var open3 = [];
+      var open4 = [];
       for (var i2 = 0; i2 < masked.length; i2++) {
         var c3 = masked.charCodeAt(i2);
         if (c3 === 123) {
-          open3.push(i2);
-        } else if (c3 === 125 && open3.length) {
-          open3.pop();
+          open4.push(i2);
+        } else if (c3 === 125 && open4.length) {
+          open4.pop();
         }
       }
       var out = "";
       var last = 0;
-      for (var j = 0; j < open3.length; j++) {
-        out += masked.slice(last, open3[j]) + "\0";
-        last = open3[j] + 1;
+      for (var j = 0; j < open4.length; j++) {
+        out += masked.slice(last, open4[j]) + "\0";
+        last = open4[j] + 1;
       }
       return out + masked.slice(last);
     }
@@ -44785,11 +44785,11 @@ var hasColors, format, reset, bold, dim, italic, underline, underlineDouble, und
 var init_base = __esm({
   "node_modules/yoctocolors/base.js"() {
     hasColors = tty?.WriteStream?.prototype?.hasColors?.() ?? false;
-    format = (open3, close) => {
+    format = (open4, close) => {
       if (!hasColors) {
         return (input) => input;
       }
-      const openCode = `\x1B[${open3}m`;
+      const openCode = `\x1B[${open4}m`;
       const closeCode = `\x1B[${close}m`;
       return (input) => {
         const string = input + "";
@@ -51729,7 +51729,7 @@ var init_readable = __esm({
         encoding,
         preserveNewlines
       });
-      const readable4 = new Readable3({
+      const readable3 = new Readable3({
         read,
         destroy: callbackify2(onReadableDestroy.bind(void 0, { subprocessStdout, subprocess, waitReadableDestroy })),
         highWaterMark: readableHighWaterMark,
@@ -51739,10 +51739,10 @@ var init_readable = __esm({
       onStdoutFinished({
         subprocessStdout,
         onStdoutDataDone,
-        readable: readable4,
+        readable: readable3,
         subprocess
       });
-      return readable4;
+      return readable3;
     };
     getSubprocessStdout = (subprocess, from, concurrentStreams) => {
       const subprocessStdout = getFromStream(subprocess, from);
@@ -51767,29 +51767,29 @@ var init_readable = __esm({
         onStdoutDataDone
       };
     };
-    onRead = async (readable4, onStdoutData, onStdoutDataDone) => {
+    onRead = async (readable3, onStdoutData, onStdoutDataDone) => {
       try {
         const { value, done } = await onStdoutData.next();
         if (done) {
           onStdoutDataDone.resolve();
         } else {
-          readable4.push(value);
+          readable3.push(value);
         }
       } catch {
       }
     };
-    onStdoutFinished = async ({ subprocessStdout, onStdoutDataDone, readable: readable4, subprocess, subprocessStdin }) => {
+    onStdoutFinished = async ({ subprocessStdout, onStdoutDataDone, readable: readable3, subprocess, subprocessStdin }) => {
       try {
         await waitForSubprocessStdout(subprocessStdout);
         await subprocess;
         await safeWaitForSubprocessStdin(subprocessStdin);
         await onStdoutDataDone;
-        if (readable4.readable) {
-          readable4.push(null);
+        if (readable3.readable) {
+          readable3.push(null);
         }
       } catch (error) {
         await safeWaitForSubprocessStdin(subprocessStdin);
-        destroyOtherReadable(readable4, error);
+        destroyOtherReadable(readable3, error);
       }
     };
     onReadableDestroy = async ({ subprocessStdout, subprocess, waitReadableDestroy }, error) => {
@@ -54410,17 +54410,17 @@ var require_build2 = __commonJS({
     LocalPrimitiveValueBlock.NAME = "PrimitiveValueBlock";
     var ORIGINAL_LOCAL_PRIMITIVE_TO_BER = (_a$x = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(LocalPrimitiveValueBlock.prototype), "toBER")) === null || _a$x === void 0 ? void 0 : _a$x.value;
     var _a$w;
-    var Primitive = class extends BaseBlock {
+    var Primitive2 = class extends BaseBlock {
       constructor(parameters = {}) {
         super(parameters, LocalPrimitiveValueBlock);
         this.idBlock.isConstructed = false;
       }
     };
-    _a$w = Primitive;
+    _a$w = Primitive2;
     (() => {
       typeStore.Primitive = _a$w;
     })();
-    Primitive.NAME = "PRIMITIVE";
+    Primitive2.NAME = "PRIMITIVE";
     var fastParserRegistry;
     function registerFastParser(constructors) {
       fastParserRegistry = {
@@ -54767,7 +54767,7 @@ var require_build2 = __commonJS({
         result: returnObject
       };
     }
-    function fromBER2(inputBuffer, options = {}) {
+    function fromBER3(inputBuffer, options = {}) {
       if (!inputBuffer.byteLength) {
         const result = new BaseBlock({}, ValueBlock);
         result.error = "Input buffer has zero length";
@@ -54853,7 +54853,7 @@ var require_build2 = __commonJS({
     LocalConstructedValueBlock.NAME = "ConstructedValueBlock";
     var ORIGINAL_LOCAL_CONSTRUCTED_TO_BER = LocalConstructedValueBlock.prototype.toBER;
     var _a$v;
-    var Constructed = class extends BaseBlock {
+    var Constructed2 = class extends BaseBlock {
       constructor(parameters = {}) {
         super(parameters, LocalConstructedValueBlock);
         this.idBlock.isConstructed = true;
@@ -54883,11 +54883,11 @@ var require_build2 = __commonJS({
 ${values.join("\n")}` : `${blockName} :`;
       }
     };
-    _a$v = Constructed;
+    _a$v = Constructed2;
     (() => {
       typeStore.Constructed = _a$v;
     })();
-    Constructed.NAME = "CONSTRUCTED";
+    Constructed2.NAME = "CONSTRUCTED";
     var LocalEndOfContentValueBlock = class extends ValueBlock {
       fromBER(inputBuffer, inputOffset, _inputLength) {
         return inputOffset;
@@ -55116,7 +55116,7 @@ ${values.join("\n")}` : `${blockName} :`;
       }
       onAsciiEncoding() {
         if (this.valueBlock.isConstructed || this.valueBlock.value && this.valueBlock.value.length) {
-          return Constructed.prototype.onAsciiEncoding.call(this);
+          return Constructed2.prototype.onAsciiEncoding.call(this);
         }
         const name = this.constructor.NAME;
         const value = pvtsutils__namespace.Convert.ToHex(this.valueBlock.valueHexView);
@@ -55259,7 +55259,7 @@ ${values.join("\n")}` : `${blockName} :`;
       }
       onAsciiEncoding() {
         if (this.valueBlock.isConstructed || this.valueBlock.value && this.valueBlock.value.length) {
-          return Constructed.prototype.onAsciiEncoding.call(this);
+          return Constructed2.prototype.onAsciiEncoding.call(this);
         } else {
           const bits = [];
           const valueHex = this.valueBlock.valueHexView;
@@ -55429,7 +55429,7 @@ ${values.join("\n")}` : `${blockName} :`;
     var ORIGINAL_LOCAL_INTEGER_TO_BER = LocalIntegerValueBlock.prototype.toBER;
     var ORIGINAL_LOCAL_INTEGER_TO_STRING = LocalIntegerValueBlock.prototype.toString;
     var _a$o;
-    var Integer3 = class extends BaseBlock {
+    var Integer4 = class extends BaseBlock {
       constructor(parameters = {}) {
         super(parameters, LocalIntegerValueBlock);
         this.idBlock.tagClass = 1;
@@ -55480,13 +55480,13 @@ ${values.join("\n")}` : `${blockName} :`;
         return `${this.constructor.NAME} : ${this.valueBlock.toString()}`;
       }
     };
-    _a$o = Integer3;
+    _a$o = Integer4;
     (() => {
       typeStore.Integer = _a$o;
     })();
-    Integer3.NAME = "INTEGER";
+    Integer4.NAME = "INTEGER";
     var _a$n;
-    var Enumerated = class extends Integer3 {
+    var Enumerated = class extends Integer4 {
       constructor(parameters = {}) {
         super(parameters);
         this.idBlock.tagClass = 1;
@@ -55749,7 +55749,7 @@ ${values.join("\n")}` : `${blockName} :`;
     };
     LocalObjectIdentifierValueBlock.NAME = "ObjectIdentifierValueBlock";
     var _a$m;
-    var ObjectIdentifier4 = class extends BaseBlock {
+    var ObjectIdentifier5 = class extends BaseBlock {
       getValue() {
         return this.valueBlock.toString();
       }
@@ -55771,11 +55771,11 @@ ${values.join("\n")}` : `${blockName} :`;
         };
       }
     };
-    _a$m = ObjectIdentifier4;
+    _a$m = ObjectIdentifier5;
     (() => {
       typeStore.ObjectIdentifier = _a$m;
     })();
-    ObjectIdentifier4.NAME = "OBJECT IDENTIFIER";
+    ObjectIdentifier5.NAME = "OBJECT IDENTIFIER";
     var LocalRelativeSidValueBlock = class extends HexBlock(LocalBaseBlock) {
       constructor({ valueDec = 0, ...parameters } = {}) {
         super(parameters);
@@ -55984,20 +55984,20 @@ ${values.join("\n")}` : `${blockName} :`;
     })();
     RelativeObjectIdentifier.NAME = "RelativeObjectIdentifier";
     var _a$k;
-    var Sequence3 = class extends Constructed {
+    var Sequence4 = class extends Constructed2 {
       constructor(parameters = {}) {
         super(parameters);
         this.idBlock.tagClass = 1;
         this.idBlock.tagNumber = 16;
       }
     };
-    _a$k = Sequence3;
+    _a$k = Sequence4;
     (() => {
       typeStore.Sequence = _a$k;
     })();
-    Sequence3.NAME = "SEQUENCE";
+    Sequence4.NAME = "SEQUENCE";
     var _a$j;
-    var Set3 = class extends Constructed {
+    var Set3 = class extends Constructed2 {
       constructor(parameters = {}) {
         super(parameters);
         this.idBlock.tagClass = 1;
@@ -56944,7 +56944,7 @@ ${values.join("\n")}` : `${blockName} :`;
       }
       return compareSchema(asn1.result, asn1.result, inputSchema);
     }
-    registerBuiltinEncoder({ BitString: BitString3, Integer: Integer3, OctetString: OctetString5, Primitive, Constructed, Sequence: Sequence3, Set: Set3 }, {
+    registerBuiltinEncoder({ BitString: BitString3, Integer: Integer4, OctetString: OctetString5, Primitive: Primitive2, Constructed: Constructed2, Sequence: Sequence4, Set: Set3 }, {
       BaseBlock,
       ViewWriter,
       LocalIdentificationBlock,
@@ -56965,7 +56965,7 @@ ${values.join("\n")}` : `${blockName} :`;
       originalConstructedToBER: ORIGINAL_LOCAL_CONSTRUCTED_TO_BER,
       originalPrimitiveToBER: ORIGINAL_LOCAL_PRIMITIVE_TO_BER
     });
-    registerFastParser({ Integer: Integer3, Null: Null3, Sequence: Sequence3 });
+    registerFastParser({ Integer: Integer4, Null: Null3, Sequence: Sequence4 });
     exports.Any = Any;
     exports.BaseBlock = BaseBlock;
     exports.BaseStringBlock = BaseStringBlock2;
@@ -56974,7 +56974,7 @@ ${values.join("\n")}` : `${blockName} :`;
     exports.Boolean = Boolean2;
     exports.CharacterString = CharacterString;
     exports.Choice = Choice;
-    exports.Constructed = Constructed;
+    exports.Constructed = Constructed2;
     exports.DATE = DATE;
     exports.DEFAULT_MAX_CONTENT_LENGTH = DEFAULT_MAX_CONTENT_LENGTH;
     exports.DEFAULT_MAX_DEPTH = DEFAULT_MAX_DEPTH;
@@ -56988,17 +56988,17 @@ ${values.join("\n")}` : `${blockName} :`;
     exports.GraphicString = GraphicString;
     exports.HexBlock = HexBlock;
     exports.IA5String = IA5String2;
-    exports.Integer = Integer3;
+    exports.Integer = Integer4;
     exports.Null = Null3;
     exports.NumericString = NumericString;
-    exports.ObjectIdentifier = ObjectIdentifier4;
+    exports.ObjectIdentifier = ObjectIdentifier5;
     exports.OctetString = OctetString5;
-    exports.Primitive = Primitive;
+    exports.Primitive = Primitive2;
     exports.PrintableString = PrintableString3;
     exports.RawData = RawData;
     exports.RelativeObjectIdentifier = RelativeObjectIdentifier;
     exports.Repeated = Repeated;
-    exports.Sequence = Sequence3;
+    exports.Sequence = Sequence4;
     exports.Set = Set3;
     exports.TIME = TIME;
     exports.TeletexString = TeletexString;
@@ -57011,7 +57011,7 @@ ${values.join("\n")}` : `${blockName} :`;
     exports.ViewWriter = ViewWriter;
     exports.VisibleString = VisibleString;
     exports.compareSchema = compareSchema;
-    exports.fromBER = fromBER2;
+    exports.fromBER = fromBER3;
     exports.verifySchema = verifySchema;
   }
 });
@@ -60243,7 +60243,7 @@ var require_sha2 = __commonJS({
 var require_build3 = __commonJS({
   "node_modules/pkijs/build/index.js"(exports) {
     "use strict";
-    var asn1js5 = require_build2();
+    var asn1js6 = require_build2();
     var pvtsutils = require_build();
     var pvutils = require_utils5();
     var bs = require_cjs();
@@ -60267,7 +60267,7 @@ var require_build3 = __commonJS({
       n2.default = e;
       return Object.freeze(n2);
     }
-    var asn1js__namespace = /* @__PURE__ */ _interopNamespaceDefault(asn1js5);
+    var asn1js__namespace = /* @__PURE__ */ _interopNamespaceDefault(asn1js6);
     var pvtsutils__namespace = /* @__PURE__ */ _interopNamespaceDefault(pvtsutils);
     var pvutils__namespace = /* @__PURE__ */ _interopNamespaceDefault(pvutils);
     var bs__namespace = /* @__PURE__ */ _interopNamespaceDefault(bs);
@@ -60522,7 +60522,7 @@ var require_build3 = __commonJS({
     var TYPE_AND_VALUES = "typesAndValues";
     var VALUE_BEFORE_DECODE = "valueBeforeDecode";
     var RDN = "RDN";
-    var RelativeDistinguishedNames2 = class _RelativeDistinguishedNames extends PkiObject {
+    var RelativeDistinguishedNames3 = class _RelativeDistinguishedNames extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.typesAndValues = pvutils__namespace.getParametersValue(parameters, TYPE_AND_VALUES, _RelativeDistinguishedNames.defaultValues(TYPE_AND_VALUES));
@@ -60622,7 +60622,7 @@ var require_build3 = __commonJS({
         return false;
       }
     };
-    RelativeDistinguishedNames2.CLASS_NAME = "RelativeDistinguishedNames";
+    RelativeDistinguishedNames3.CLASS_NAME = "RelativeDistinguishedNames";
     var TYPE$4 = "type";
     var VALUE$5 = "value";
     function builtInStandardAttributes(parameters = {}, optional2 = false) {
@@ -60869,7 +60869,7 @@ var require_build3 = __commonJS({
                 tagNumber: 4
               },
               name: names.blockName || EMPTY_STRING,
-              value: [RelativeDistinguishedNames2.schema(names.directoryName || {})]
+              value: [RelativeDistinguishedNames3.schema(names.directoryName || {})]
             }),
             new asn1js__namespace.Constructed({
               idBlock: {
@@ -60970,7 +60970,7 @@ var require_build3 = __commonJS({
             this.value = asn1.result.blockName;
             break;
           case 4:
-            this.value = new RelativeDistinguishedNames2({ schema: asn1.result.directoryName });
+            this.value = new RelativeDistinguishedNames3({ schema: asn1.result.directoryName });
             break;
           case 5:
             this.value = asn1.result.ediPartyName;
@@ -62286,7 +62286,7 @@ var require_build3 = __commonJS({
                         tagClass: 3,
                         tagNumber: 1
                       },
-                      value: RelativeDistinguishedNames2.schema().valueBlock.value
+                      value: RelativeDistinguishedNames3.schema().valueBlock.value
                     })
                   ]
                 })
@@ -62334,7 +62334,7 @@ var require_build3 = __commonJS({
             this.distributionPoint = Array.from(asn1.result.distributionPointNames, (element) => new GeneralName({ schema: element }));
           }
           if (asn1.result.distributionPoint.idBlock.tagNumber === 1) {
-            this.distributionPoint = new RelativeDistinguishedNames2({
+            this.distributionPoint = new RelativeDistinguishedNames3({
               schema: new asn1js__namespace.Sequence({
                 value: asn1.result.distributionPoint.valueBlock.value
               })
@@ -62649,7 +62649,7 @@ var require_build3 = __commonJS({
                         tagClass: 3,
                         tagNumber: 1
                       },
-                      value: RelativeDistinguishedNames2.schema().valueBlock.value
+                      value: RelativeDistinguishedNames3.schema().valueBlock.value
                     })
                   ]
                 })
@@ -62719,7 +62719,7 @@ var require_build3 = __commonJS({
               break;
             case asn1.result.distributionPoint.idBlock.tagNumber === 1:
               {
-                this.distributionPoint = new RelativeDistinguishedNames2({
+                this.distributionPoint = new RelativeDistinguishedNames3({
                   schema: new asn1js__namespace.Sequence({
                     value: asn1.result.distributionPoint.valueBlock.value
                   })
@@ -64662,7 +64662,7 @@ var require_build3 = __commonJS({
     var SALT_LENGTH = "saltLength";
     var TRAILER_FIELD = "trailerField";
     var CLEAR_PROPS$14 = [HASH_ALGORITHM$4, MASK_GEN_ALGORITHM$1, SALT_LENGTH, TRAILER_FIELD];
-    var RSASSAPSSParams2 = class _RSASSAPSSParams extends PkiObject {
+    var RSASSAPSSParams3 = class _RSASSAPSSParams extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.hashAlgorithm = pvutils__namespace.getParametersValue(parameters, HASH_ALGORITHM$4, _RSASSAPSSParams.defaultValues(HASH_ALGORITHM$4));
@@ -64823,7 +64823,7 @@ var require_build3 = __commonJS({
         return res;
       }
     };
-    RSASSAPSSParams2.CLASS_NAME = "RSASSAPSSParams";
+    RSASSAPSSParams3.CLASS_NAME = "RSASSAPSSParams";
     var SALT = "salt";
     var ITERATION_COUNT = "iterationCount";
     var KEY_LENGTH = "keyLength";
@@ -66286,7 +66286,7 @@ var require_build3 = __commonJS({
           case "1.2.840.113549.1.1.10":
             {
               try {
-                const params = new RSASSAPSSParams2({ schema: signatureAlgorithm2.algorithmParams });
+                const params = new RSASSAPSSParams3({ schema: signatureAlgorithm2.algorithmParams });
                 if (params.hashAlgorithm) {
                   const algorithm = this.getAlgorithmByOID(params.hashAlgorithm.algorithmId);
                   if ("name" in algorithm) {
@@ -66516,7 +66516,7 @@ var require_build3 = __commonJS({
               }
               if (algorithm.saltLength !== 20)
                 paramsObject.saltLength = algorithm.saltLength;
-              const pssParameters = new RSASSAPSSParams2(paramsObject);
+              const pssParameters = new RSASSAPSSParams3(paramsObject);
               signatureAlgorithm2.algorithmId = "1.2.840.113549.1.1.10";
               signatureAlgorithm2.algorithmParams = pssParameters.toSchema();
             }
@@ -66621,7 +66621,7 @@ var require_build3 = __commonJS({
           signatureValue = createECDSASignatureFromCMS(asn1.result, namedCurve.size);
         }
         if (publicKey.algorithm.name === "RSA-PSS") {
-          const pssParameters = new RSASSAPSSParams2({ schema: signatureAlgorithm2.algorithmParams });
+          const pssParameters = new RSASSAPSSParams3({ schema: signatureAlgorithm2.algorithmParams });
           if ("saltLength" in pssParameters)
             algorithm.algorithm.saltLength = pssParameters.saltLength;
           else
@@ -66985,7 +66985,7 @@ var require_build3 = __commonJS({
               blockName: TBS_CERTIFICATE_SIGNATURE
             }
           }),
-          RelativeDistinguishedNames2.schema(names.issuer || {
+          RelativeDistinguishedNames3.schema(names.issuer || {
             names: {
               blockName: TBS_CERTIFICATE_ISSUER
             }
@@ -67007,7 +67007,7 @@ var require_build3 = __commonJS({
               })
             ]
           }),
-          RelativeDistinguishedNames2.schema(names.subject || {
+          RelativeDistinguishedNames3.schema(names.subject || {
             names: {
               blockName: TBS_CERTIFICATE_SUBJECT
             }
@@ -67094,13 +67094,13 @@ var require_build3 = __commonJS({
           case SIGNATURE$7:
             return new AlgorithmIdentifier3();
           case ISSUER$5:
-            return new RelativeDistinguishedNames2();
+            return new RelativeDistinguishedNames3();
           case NOT_BEFORE:
             return new Time2();
           case NOT_AFTER:
             return new Time2();
           case SUBJECT$1:
-            return new RelativeDistinguishedNames2();
+            return new RelativeDistinguishedNames3();
           case SUBJECT_PUBLIC_KEY_INFO:
             return new PublicKeyInfo3();
           case ISSUER_UNIQUE_ID$2:
@@ -67153,10 +67153,10 @@ var require_build3 = __commonJS({
           this.version = asn1.result[TBS_CERTIFICATE_VERSION].valueBlock.valueDec;
         this.serialNumber = asn1.result[TBS_CERTIFICATE_SERIAL_NUMBER];
         this.signature = new AlgorithmIdentifier3({ schema: asn1.result[TBS_CERTIFICATE_SIGNATURE] });
-        this.issuer = new RelativeDistinguishedNames2({ schema: asn1.result[TBS_CERTIFICATE_ISSUER] });
+        this.issuer = new RelativeDistinguishedNames3({ schema: asn1.result[TBS_CERTIFICATE_ISSUER] });
         this.notBefore = new Time2({ schema: asn1.result[TBS_CERTIFICATE_NOT_BEFORE] });
         this.notAfter = new Time2({ schema: asn1.result[TBS_CERTIFICATE_NOT_AFTER] });
-        this.subject = new RelativeDistinguishedNames2({ schema: asn1.result[TBS_CERTIFICATE_SUBJECT] });
+        this.subject = new RelativeDistinguishedNames3({ schema: asn1.result[TBS_CERTIFICATE_SUBJECT] });
         this.subjectPublicKeyInfo = new PublicKeyInfo3({
           schema: asn1.result[TBS_CERTIFICATE_SUBJECT_PUBLIC_KEY]
         });
@@ -69327,7 +69327,7 @@ var require_build3 = __commonJS({
               blockName: TBS_CERT_LIST_SIGNATURE
             }
           }),
-          RelativeDistinguishedNames2.schema(names.issuer || {
+          RelativeDistinguishedNames3.schema(names.issuer || {
             names: {
               blockName: TBS_CERT_LIST_ISSUER
             }
@@ -69422,7 +69422,7 @@ var require_build3 = __commonJS({
           case SIGNATURE$3:
             return new AlgorithmIdentifier3();
           case ISSUER$1:
-            return new RelativeDistinguishedNames2();
+            return new RelativeDistinguishedNames3();
           case THIS_UPDATE$1:
             return new Time2();
           case NEXT_UPDATE$1:
@@ -69463,7 +69463,7 @@ var require_build3 = __commonJS({
           this.version = asn1.result[TBS_CERT_LIST_VERSION].valueBlock.valueDec;
         }
         this.signature = new AlgorithmIdentifier3({ schema: asn1.result[TBS_CERT_LIST_SIGNATURE] });
-        this.issuer = new RelativeDistinguishedNames2({ schema: asn1.result[TBS_CERT_LIST_ISSUER] });
+        this.issuer = new RelativeDistinguishedNames3({ schema: asn1.result[TBS_CERT_LIST_ISSUER] });
         this.thisUpdate = new Time2({ schema: asn1.result[TBS_CERT_LIST_THIS_UPDATE] });
         if (TBS_CERT_LIST_NEXT_UPDATE in asn1.result) {
           this.nextUpdate = new Time2({ schema: asn1.result[TBS_CERT_LIST_NEXT_UPDATE] });
@@ -70677,7 +70677,7 @@ var require_build3 = __commonJS({
       static defaultValues(memberName) {
         switch (memberName) {
           case ISSUER:
-            return new RelativeDistinguishedNames2();
+            return new RelativeDistinguishedNames3();
           case SERIAL_NUMBER$2:
             return new asn1js__namespace.Integer();
           default:
@@ -70688,7 +70688,7 @@ var require_build3 = __commonJS({
         const names = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
           name: names.blockName || EMPTY_STRING,
-          value: [RelativeDistinguishedNames2.schema(names.issuer || {}), new asn1js__namespace.Integer({ name: names.serialNumber || EMPTY_STRING })]
+          value: [RelativeDistinguishedNames3.schema(names.issuer || {}), new asn1js__namespace.Integer({ name: names.serialNumber || EMPTY_STRING })]
         });
       }
       fromSchema(schema) {
@@ -70704,7 +70704,7 @@ var require_build3 = __commonJS({
           }
         }));
         AsnError.assertSchema(asn1, this.className);
-        this.issuer = new RelativeDistinguishedNames2({ schema: asn1.result.issuer });
+        this.issuer = new RelativeDistinguishedNames3({ schema: asn1.result.issuer });
         this.serialNumber = asn1.result.serialNumber;
       }
       toSchema() {
@@ -73922,7 +73922,7 @@ var require_build3 = __commonJS({
                     tagNumber: 1
                   },
                   value: [
-                    RelativeDistinguishedNames2.schema(names.ResponseDataByName || {
+                    RelativeDistinguishedNames3.schema(names.ResponseDataByName || {
                       names: {
                         blockName: "ResponseData.byName"
                       }
@@ -73973,7 +73973,7 @@ var require_build3 = __commonJS({
         if (RESPONSE_DATA_VERSION in asn1.result)
           this.version = asn1.result[RESPONSE_DATA_VERSION].valueBlock.valueDec;
         if (asn1.result[RESPONSE_DATA_RESPONDER_ID].idBlock.tagNumber === 1)
-          this.responderID = new RelativeDistinguishedNames2({
+          this.responderID = new RelativeDistinguishedNames3({
             schema: asn1.result[RESPONSE_DATA_RESPONDER_ID].valueBlock.value[0]
           });
         else
@@ -74003,7 +74003,7 @@ var require_build3 = __commonJS({
               value: [new asn1js__namespace.Integer({ value: this.version })]
             }));
           }
-          if (this.responderID instanceof RelativeDistinguishedNames2) {
+          if (this.responderID instanceof RelativeDistinguishedNames3) {
             outputArray.push(new asn1js__namespace.Constructed({
               idBlock: {
                 tagClass: 3,
@@ -75474,7 +75474,7 @@ var require_build3 = __commonJS({
       static async collectResponderCandidates(certs, responderID, crypto2 = getCrypto(true)) {
         var _a2;
         const indices = [];
-        if (responderID instanceof RelativeDistinguishedNames2) {
+        if (responderID instanceof RelativeDistinguishedNames3) {
           for (const [index, certificate] of certs.entries()) {
             if (certificate.subject.isEqual(responderID)) {
               indices.push(index);
@@ -75669,7 +75669,7 @@ var require_build3 = __commonJS({
         name: names.CertificationRequestInfo || CSR_INFO,
         value: [
           new asn1js__namespace.Integer({ name: names.CertificationRequestInfoVersion || CSR_INFO_VERSION }),
-          RelativeDistinguishedNames2.schema(names.subject || {
+          RelativeDistinguishedNames3.schema(names.subject || {
             names: {
               blockName: CSR_INFO_SUBJECT
             }
@@ -75725,7 +75725,7 @@ var require_build3 = __commonJS({
           case VERSION$6:
             return 0;
           case SUBJECT:
-            return new RelativeDistinguishedNames2();
+            return new RelativeDistinguishedNames3();
           case SPKI:
             return new PublicKeyInfo3();
           case ATTRIBUTES$1:
@@ -75757,7 +75757,7 @@ var require_build3 = __commonJS({
         AsnError.assertSchema(asn1, this.className);
         this.tbsView = asn1.result.CertificationRequestInfo.valueBeforeDecodeView;
         this.version = asn1.result[CSR_INFO_VERSION].valueBlock.valueDec;
-        this.subject = new RelativeDistinguishedNames2({ schema: asn1.result[CSR_INFO_SUBJECT] });
+        this.subject = new RelativeDistinguishedNames3({ schema: asn1.result[CSR_INFO_SUBJECT] });
         this.subjectPublicKeyInfo = new PublicKeyInfo3({ schema: asn1.result[CSR_INFO_SPKI] });
         if (CSR_INFO_ATTRS in asn1.result) {
           this.attributes = Array.from(asn1.result[CSR_INFO_ATTRS], (element) => new Attribute3({ schema: element }));
@@ -78836,13 +78836,13 @@ var require_build3 = __commonJS({
     exports.RSAESOAEPParams = RSAESOAEPParams;
     exports.RSAPrivateKey = RSAPrivateKey;
     exports.RSAPublicKey = RSAPublicKey2;
-    exports.RSASSAPSSParams = RSASSAPSSParams2;
+    exports.RSASSAPSSParams = RSASSAPSSParams3;
     exports.RecipientEncryptedKey = RecipientEncryptedKey;
     exports.RecipientEncryptedKeys = RecipientEncryptedKeys;
     exports.RecipientIdentifier = RecipientIdentifier;
     exports.RecipientInfo = RecipientInfo;
     exports.RecipientKeyIdentifier = RecipientKeyIdentifier;
-    exports.RelativeDistinguishedNames = RelativeDistinguishedNames2;
+    exports.RelativeDistinguishedNames = RelativeDistinguishedNames3;
     exports.Request = Request;
     exports.ResponseBytes = ResponseBytes;
     exports.ResponseData = ResponseData;
@@ -81615,7 +81615,8 @@ var init_certificate = __esm({
 });
 
 // src/core/cms.ts
-import { readFile as readFile2, stat } from "node:fs/promises";
+import { createHash as createHash3 } from "node:crypto";
+import { open as open3, readFile as readFile2, stat } from "node:fs/promises";
 function signedAttributesDer(attrs) {
   const der = new Uint8Array(attrs.toSchema().toBER());
   der[0] = 49;
@@ -81646,7 +81647,7 @@ async function signCms(signer, input, o2) {
     }
     content = new Uint8Array(await readFile2(input));
   }
-  const digest = await hashFile(input, hash);
+  const digest = content ? new Uint8Array(createHash3(hash).update(content).digest()) : o2.early?.hash === hash ? await o2.early.digest : await hashFile(input, hash);
   const cert = pkijs3.Certificate.fromBER(buf(o2.certificate));
   const signerInfo = new pkijs3.SignerInfo({
     version: 1,
@@ -81693,10 +81694,22 @@ async function signCms(signer, input, o2) {
       eContentType: OID.data,
       ...content ? { eContent: new asn1js3.OctetString({ valueHex: buf(content) }) } : {}
     }),
-    certificates: [cert, ...o2.chain.map((c3) => pkijs3.Certificate.fromBER(buf(c3)))],
+    certificates: [
+      cert,
+      ...uniqueChain(o2.certificate, o2.chain).map((c3) => pkijs3.Certificate.fromBER(buf(c3)))
+    ],
     signerInfos: [signerInfo]
   });
   return encodeSignedData(signed);
+}
+function uniqueChain(signer, chain) {
+  const seen = /* @__PURE__ */ new Set([Buffer.from(signer).toString("base64")]);
+  return chain.filter((c3) => {
+    const k = Buffer.from(c3).toString("base64");
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
 }
 function encodeSignedData(signed) {
   const info3 = new pkijs3.ContentInfo({ contentType: OID.signedData, content: signed.toSchema(true) });
@@ -81718,7 +81731,7 @@ function parseSignedData(bytes, what) {
 function cmsOutput(der, format2) {
   return format2 === "pem" ? pemEncode("CMS", der) : der;
 }
-var asn1js3, pkijs3, OID, ATTACHED_MAX_BYTES, buf;
+var asn1js3, pkijs3, OID, ATTACHED_MAX_BYTES, buf, SIGNED_DATA_OID_DER;
 var init_cms = __esm({
   "src/core/cms.ts"() {
     "use strict";
@@ -81738,6 +81751,7 @@ var init_cms = __esm({
     };
     ATTACHED_MAX_BYTES = 256 * 1024 * 1024;
     buf = (u2) => u2.slice().buffer;
+    SIGNED_DATA_OID_DER = Buffer.from("06092a864886f70d010702", "hex");
   }
 });
 
@@ -81800,37 +81814,42 @@ var init_failover = __esm({
 
 // src/core/verify.ts
 import {
-  createHash as createHash3,
+  constants as constants5,
+  createHash as createHash4,
   createPublicKey,
   createVerify,
   verify as verifyOneShot,
-  X509Certificate,
-  constants as constants5
+  X509Certificate
 } from "node:crypto";
 import { createReadStream as createReadStream2 } from "node:fs";
-async function streamVerify(file, hash, key, signature, opts = {}) {
-  const v = createVerify(hash);
-  for await (const chunk of createReadStream2(file, { highWaterMark: 4 * 1024 * 1024 }))
-    v.update(chunk);
-  return v.verify(
-    {
-      key,
-      ...opts.pss !== void 0 ? { padding: constants5.RSA_PKCS1_PSS_PADDING, saltLength: opts.pss } : {},
-      ...opts.dsa ? { dsaEncoding: opts.dsa } : {}
-    },
-    signature
-  );
+async function streamVerify(file, hash, key, signature, candidates) {
+  const verifiers = candidates.map(() => createVerify(hash));
+  for await (const chunk of createReadStream2(file, { highWaterMark: 4 * 1024 * 1024 })) {
+    for (const v of verifiers) v.update(chunk);
+  }
+  return verifiers.findIndex((v, i2) => v.verify({ key, ...candidates[i2] }, signature));
+}
+function signatureOptions(algo, digestHash) {
+  if (algo.algorithmId !== OID_RSASSA_PSS2) return { hash: digestHash, opts: {} };
+  const params = new pkijs4.RSASSAPSSParams({ schema: algo.algorithmParams });
+  const hash = HASH_BY_OID[params.hashAlgorithm.algorithmId];
+  if (!hash) throw fail(`RSA-PSS with an unsupported hash (${params.hashAlgorithm.algorithmId})`);
+  return {
+    hash,
+    opts: { padding: constants5.RSA_PKCS1_PSS_PADDING, saltLength: params.saltLength }
+  };
 }
 async function checkSignerInfo(signed, hash, digest, content) {
   const si = signed.signerInfos[0];
   if (!si) throw fail("the CMS holds no signer");
+  if (signed.signerInfos.length > 1) throw fail("the CMS holds more than one signer; codesign checks one");
   const sig = new Uint8Array(si.signature.valueBlock.valueHexView);
   const certs = (signed.certificates ?? []).filter(
     (c3) => c3 instanceof pkijs4.Certificate
   );
   const sid = si.sid;
   const signerCert = certs.find(
-    (c3) => sid instanceof pkijs4.IssuerAndSerialNumber && c3.serialNumber.isEqual(sid.serialNumber) && Buffer.from(c3.issuer.toSchema().toBER()).equals(Buffer.from(sid.issuer.toSchema().toBER()))
+    (c3) => sid instanceof pkijs4.IssuerAndSerialNumber ? c3.serialNumber.isEqual(sid.serialNumber) && Buffer.from(c3.issuer.toSchema().toBER()).equals(Buffer.from(sid.issuer.toSchema().toBER())) : sid instanceof asn1js4.Constructed || sid instanceof asn1js4.Primitive ? subjectKeyIdMatches(c3, sid) : false
   );
   if (!signerCert)
     throw fail(
@@ -81838,38 +81857,45 @@ async function checkSignerInfo(signed, hash, digest, content) {
       "sign with the certificate included (codesign does by default)"
     );
   const cert = x509(signerCert);
-  const algo = si.signatureAlgorithm.algorithmId;
-  const pss = algo === "1.2.840.113549.1.1.10";
-  const opts = {
-    ...pss ? { padding: constants5.RSA_PKCS1_PSS_PADDING, saltLength: createHash3(hash).digest().length } : {}
-  };
+  const { hash: sigHash, opts } = signatureOptions(si.signatureAlgorithm, hash);
+  const key = { key: cert.publicKey, ...opts };
   let ok;
   if (si.signedAttrs) {
-    const md = si.signedAttrs.attributes.find((a2) => a2.type === OID.messageDigest);
-    const value = md?.values[0]?.valueBlock?.valueHexView;
-    if (!value || !Buffer.from(value).equals(Buffer.from(digest))) {
+    const md = attrValue(si, OID.messageDigest)?.valueBlock?.valueHexView;
+    if (!md || !Buffer.from(md).equals(Buffer.from(digest))) {
       throw fail(
         `the content does not match the signature (message digest differs)`,
         "the file changed after it was signed, or this is another file's signature"
       );
     }
+    const ct = attrValue(si, OID.contentType);
+    if (!(ct instanceof asn1js4.ObjectIdentifier) || ct.getValue() !== signed.encapContentInfo.eContentType) {
+      throw fail("the signed contentType attribute does not match the content type");
+    }
     const signedBytes = new Uint8Array(si.signedAttrs.encodedValue.slice(0));
     signedBytes[0] = 49;
     const edwards = cert.publicKey.asymmetricKeyType?.startsWith("ed");
-    ok = verifyOneShot(edwards ? null : hash, signedBytes, { key: cert.publicKey, ...opts }, sig);
+    ok = verifyOneShot(edwards ? null : sigHash, signedBytes, key, sig);
   } else if (typeof content !== "string") {
-    ok = verifyOneShot(hash, content, { key: cert.publicKey, ...opts }, sig);
+    ok = verifyOneShot(sigHash, content, key, sig);
   } else {
-    ok = await streamVerify(content, hash, cert.publicKey, sig, pss ? { pss: opts.saltLength } : {});
+    ok = await streamVerify(content, sigHash, cert.publicKey, sig, [opts]) === 0;
   }
   if (!ok)
     throw fail(
       "the CMS signature does not verify with the signer certificate's key",
       "the signature was altered, or the wrong certificate is embedded"
     );
-  return { cert, certs };
+  return { cert, certs: certs.map(x509) };
 }
-async function checkTimestampToken(token, signature) {
+function subjectKeyIdMatches(c3, sid) {
+  const ext = c3.extensions?.find((e) => e.extnID === "2.5.29.14");
+  if (!ext) return false;
+  const ski = ext.parsedValue?.valueBlock.valueHexView;
+  const wanted = sid.valueBlock.valueHexView;
+  return ski !== void 0 && Buffer.from(ski).equals(Buffer.from(wanted));
+}
+async function inspectTimestampToken(token, signature) {
   const signed = new pkijs4.SignedData({ schema: token.content });
   const eContent = signed.encapContentInfo.eContent;
   if (!eContent) throw new Error("the timestamp token has no TSTInfo");
@@ -81880,26 +81906,39 @@ async function checkTimestampToken(token, signature) {
     throw new Error(
       `the timestamp's imprint uses an unsupported hash (${tst.messageImprint.hashAlgorithm.algorithmId})`
     );
-  const expected = createHash3(name).update(signature).digest();
+  const expected = createHash4(name).update(signature).digest();
   if (!Buffer.from(tst.messageImprint.hashedMessage.valueBlock.valueHexView).equals(expected)) {
     throw new Error("the timestamp is for other data (its message imprint does not match the signature)");
   }
   const si = signed.signerInfos[0];
   const hash = si ? HASH_BY_OID[si.digestAlgorithm.algorithmId] : void 0;
   if (!hash) throw new Error("the timestamp's signer uses an unsupported digest");
+  let checked;
   try {
-    await checkSignerInfo(signed, hash, new Uint8Array(createHash3(hash).update(tstDer).digest()), tstDer);
+    checked = await checkSignerInfo(
+      signed,
+      hash,
+      new Uint8Array(createHash4(hash).update(tstDer).digest()),
+      tstDer
+    );
   } catch (e) {
     throw new Error(`the TSA's signature on the timestamp does not verify (${e.message})`);
   }
-  return tst;
+  if (!(checked.cert.keyUsage ?? []).includes(OID_TIME_STAMPING)) {
+    throw new Error(`the TSA certificate (${subjectOf(checked.cert)}) is not for timestamping`);
+  }
+  return { tst, ...checked };
 }
-var pkijs4, fail, HASH_BY_OID, x509;
+async function checkTimestampToken(token, signature) {
+  return (await inspectTimestampToken(token, signature)).tst;
+}
+var asn1js4, pkijs4, fail, HASH_BY_OID, OID_RSASSA_PSS2, OID_TIME_STAMPING, EDDSA_MAX_BYTES, subjectOf, PKCS1, PSS_ANY_SALT, x509, attrValue;
 var init_verify = __esm({
   "src/core/verify.ts"() {
     "use strict";
+    asn1js4 = __toESM(require_build2(), 1);
     pkijs4 = __toESM(require_build3(), 1);
-    init_asn1();
+    init_certificate();
     init_cms();
     init_errors();
     init_hash();
@@ -81909,14 +81948,22 @@ var init_verify = __esm({
       "2.16.840.1.101.3.4.2.2": "sha384",
       "2.16.840.1.101.3.4.2.3": "sha512"
     };
-    x509 = (c3) => new X509Certificate(
-      Buffer.from(c3 instanceof Uint8Array ? c3 : new Uint8Array(c3.toSchema().toBER()))
-    );
+    OID_RSASSA_PSS2 = "1.2.840.113549.1.1.10";
+    OID_TIME_STAMPING = "1.3.6.1.5.5.7.3.8";
+    EDDSA_MAX_BYTES = 256 * 1024 * 1024;
+    subjectOf = (c3) => c3.subject.replace(/\n/g, ", ");
+    PKCS1 = { padding: constants5.RSA_PKCS1_PADDING };
+    PSS_ANY_SALT = {
+      padding: constants5.RSA_PKCS1_PSS_PADDING,
+      saltLength: constants5.RSA_PSS_SALTLEN_AUTO
+    };
+    x509 = (c3) => new X509Certificate(Buffer.from(c3.toSchema().toBER()));
+    attrValue = (si, type) => si.signedAttrs?.attributes.find((a2) => a2.type === type)?.values[0];
   }
 });
 
 // src/core/timestamp.ts
-import { createHash as createHash4, randomBytes as randomBytes2 } from "node:crypto";
+import { createHash as createHash5, randomBytes as randomBytes2 } from "node:crypto";
 async function requestOnce(url, signature, signal) {
   const nonce = new Uint8Array(randomBytes2(8));
   nonce[0] = (nonce[0] ?? 0) & 127 | 1;
@@ -81924,11 +81971,11 @@ async function requestOnce(url, signature, signal) {
     version: 1,
     messageImprint: new pkijs5.MessageImprint({
       hashAlgorithm: hashAlgorithm("sha256"),
-      hashedMessage: new asn1js4.OctetString({
-        valueHex: buf2(new Uint8Array(createHash4("sha256").update(signature).digest()))
+      hashedMessage: new asn1js5.OctetString({
+        valueHex: buf2(new Uint8Array(createHash5("sha256").update(signature).digest()))
       })
     }),
-    nonce: new asn1js4.Integer({ valueHex: buf2(nonce) }),
+    nonce: new asn1js5.Integer({ valueHex: buf2(nonce) }),
     certReq: true
   });
   const res = await fetch(url, {
@@ -81952,8 +81999,8 @@ async function requestOnce(url, signature, signal) {
   }
   if (!resp.timeStampToken) throw new Error("the response holds no timestamp token");
   const tst = await checkTimestampToken(resp.timeStampToken, signature);
-  const got = tst.nonce ? new Uint8Array(tst.nonce.valueBlock.valueHexView) : void 0;
-  if (!got || !equal(got, nonce))
+  if (!tst.nonce) throw new Error("the response carries no nonce (the request had one)");
+  if (!equal(new Uint8Array(tst.nonce.valueBlock.valueHexView), nonce))
     throw new Error("the response's nonce does not match the request (a replay?)");
   return { token: resp.timeStampToken, genTime: tst.genTime, url };
 }
@@ -81982,11 +82029,11 @@ async function timestampSignedData(signed, urls, failover) {
   }
   return results;
 }
-var asn1js4, pkijs5, buf2, equal;
+var asn1js5, pkijs5, buf2, equal;
 var init_timestamp = __esm({
   "src/core/timestamp.ts"() {
     "use strict";
-    asn1js4 = __toESM(require_build2(), 1);
+    asn1js5 = __toESM(require_build2(), 1);
     pkijs5 = __toESM(require_build3(), 1);
     init_asn1();
     init_cms();
@@ -82018,27 +82065,37 @@ function cmsArgs(args4) {
     timestamps: timestampOptions(args4)
   };
 }
-async function readable2(input) {
-  await stat2(input).catch((cause) => {
+async function checkInput(input, attached) {
+  const { size } = await stat2(input).catch((cause) => {
     throw new CodesignError("INVALID_INPUT", `cannot read ${input}: ${cause.code ?? cause.message}`, {
       hint: "check the path",
       cause
     });
   });
+  if (attached && size > ATTACHED_MAX_BYTES) {
+    throw new CodesignError(
+      "INVALID_INPUT",
+      `${input} is over 256 MiB: too large to embed in the signature`,
+      {
+        hint: "sign it detached (drop --attached); the signature then travels beside the file"
+      }
+    );
+  }
 }
 async function prepare(k, o2) {
   const cert = await resolveSignerCertificate(k.key, o2.certFile);
   const chain = (await Promise.all(o2.chainFiles.map((f) => readCertificates(f)))).flat();
   return { signer: k.signer, cert: cert.der, chain, scheme: o2.mechanism ?? defaultScheme(k.key.keyType), o: o2 };
 }
-async function signOne(p, item) {
+async function signOne(p, item, early) {
   const der = await signCms(p.signer, item.input, {
     hash: p.o.hash,
     scheme: p.scheme,
     certificate: p.cert,
     chain: p.chain,
     attached: p.o.attached,
-    signedAttributes: p.o.signedAttributes
+    signedAttributes: p.o.signedAttributes,
+    ...early ? { early: { hash: p.o.hash, digest: early } } : {}
   });
   let final = der;
   let timestamp;
@@ -82060,14 +82117,16 @@ async function run(args4) {
   const input = str(args4, "in");
   const output = str(args4, "out") ?? `${input}.p7s`;
   assertDistinct(input, output);
-  await readable2(input);
   const o2 = cmsArgs(args4);
+  await checkInput(input, o2.attached);
   const started = performance.now();
+  const early = o2.attached || o2.mechanism === "eddsa" ? void 0 : hashFile(input, o2.hash);
+  early?.catch(() => void 0);
   const report = await withTokenKey(keyAccess(args4), async (k) => ({
     input,
     output,
     key: k.key.uri,
-    ...await signOne(await prepare(k, o2), { input, output }),
+    ...await signOne(await prepare(k, o2), { input, output }, early),
     ms: Math.round(performance.now() - started)
   }));
   if (flag(args4, "json")) printJson(report);
@@ -82076,16 +82135,17 @@ async function run(args4) {
       `signed ${input} with ${report.key} (CMS ${report.attached ? "attached" : "detached"}, ${report.scheme}${report.timestamp ? `, timestamped by ${report.timestamp.url}` : ""}) -> ${output}`
     );
 }
-async function signBatch(args4, items) {
-  for (const item of items) await readable2(item.input);
+async function signBatch(args4, items, onResult) {
   const o2 = cmsArgs(args4);
+  for (const item of items) await checkInput(item.input, o2.attached);
   const jobs = jobsOf(args4);
   return withTokenKey({ ...keyAccess(args4), sessions: jobs }, async (k) => {
     const p = await prepare(k, o2);
     return runBatch(items, (item) => signOne(p, item), {
+      // More files in flight than sessions: hashing the next files overlaps signing.
       jobs: jobs * 2,
       failFast: flag(args4, "fail-fast"),
-      onResult: progressBar(items.length, args4)
+      onResult: onResult ?? progressBar(items.length, args4)
     });
   });
 }
@@ -82097,6 +82157,7 @@ var init_sign_cms = __esm({
     init_cms();
     init_errors();
     init_files();
+    init_hash();
     init_signer();
     init_timestamp();
     init_token_key();
@@ -82605,7 +82666,7 @@ function defaultSignedName(input) {
   const ext = path16.extname(input);
   return path16.join(path16.dirname(input), `${path16.basename(input, ext)}.signed${ext}`);
 }
-async function readable3(input) {
+async function readable2(input) {
   await stat3(input).catch((cause) => {
     throw new CodesignError("INVALID_INPUT", `cannot read ${input}: ${cause.code ?? cause.message}`, {
       hint: "check the path",
@@ -82694,7 +82755,7 @@ async function run2(args4, tool) {
   }
   const output = inPlace ? input : str(args4, "out") ?? defaultSignedName(input);
   if (!inPlace) assertDistinct(input, output);
-  await readable3(input);
+  await readable2(input);
   const started = performance.now();
   const outcome = await withToolJobs(
     args4,
@@ -82709,7 +82770,7 @@ async function run2(args4, tool) {
     );
 }
 async function signBatch2(args4, items, tool) {
-  for (const item of items) await readable3(item.input);
+  for (const item of items) await readable2(item.input);
   return withToolJobs(
     args4,
     tool,
@@ -82804,7 +82865,7 @@ async function signRawFile(signer, item, size, o2, early) {
   const scheme = o2.mechanism ?? defaultScheme(signer.key.keyType);
   let signature;
   if (scheme === "eddsa") {
-    if (size > EDDSA_MAX_BYTES) {
+    if (size > EDDSA_MAX_BYTES2) {
       throw new CodesignError(
         "INVALID_INPUT",
         `EdDSA signs the whole file in one call; ${item.input} is over 256 MiB`,
@@ -82852,7 +82913,7 @@ async function signRawBatch(args4, items) {
     })
   );
 }
-var EDDSA_MAX_BYTES;
+var EDDSA_MAX_BYTES2;
 var init_sign = __esm({
   "src/cli/commands/sign.ts"() {
     "use strict";
@@ -82866,7 +82927,7 @@ var init_sign = __esm({
     init_common();
     init_output2();
     init_progress();
-    EDDSA_MAX_BYTES = 256 * 1024 * 1024;
+    EDDSA_MAX_BYTES2 = 256 * 1024 * 1024;
   }
 });
 

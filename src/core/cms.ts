@@ -5,7 +5,8 @@
  * needs flat memory.
  */
 import * as asn1js from "asn1js";
-import { readFile, stat } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { open, readFile, stat } from "node:fs/promises";
 import * as pkijs from "pkijs";
 import { derOrPem, hashAlgorithm, pemEncode, signatureAlgorithm } from "./asn1.js";
 import { CodesignError } from "./errors.js";
@@ -35,6 +36,11 @@ export interface CmsSignOptions {
   /** Default true: contentType, messageDigest and signingTime are signed. */
   signedAttributes: boolean;
   signingTime?: Date;
+  /**
+   * The content digest, when the caller started hashing early (e.g. while the token logs in);
+   * used only when its hash is the one this signature needs.
+   */
+  early?: { hash: HashName; digest: Promise<Uint8Array> };
 }
 
 const buf = (u: Uint8Array): ArrayBuffer => u.slice().buffer as ArrayBuffer;
@@ -79,7 +85,11 @@ export async function signCms(signer: Signer, input: string, o: CmsSignOptions):
     }
     content = new Uint8Array(await readFile(input));
   }
-  const digest = await hashFile(input, hash);
+  const digest = content
+    ? new Uint8Array(createHash(hash).update(content).digest())
+    : o.early?.hash === hash
+      ? await o.early.digest
+      : await hashFile(input, hash);
   const cert = pkijs.Certificate.fromBER(buf(o.certificate));
   const signerInfo = new pkijs.SignerInfo({
     version: 1,
@@ -126,10 +136,24 @@ export async function signCms(signer: Signer, input: string, o: CmsSignOptions):
       eContentType: OID.data,
       ...(content ? { eContent: new asn1js.OctetString({ valueHex: buf(content) }) } : {}),
     }),
-    certificates: [cert, ...o.chain.map((c) => pkijs.Certificate.fromBER(buf(c)))],
+    certificates: [
+      cert,
+      ...uniqueChain(o.certificate, o.chain).map((c) => pkijs.Certificate.fromBER(buf(c))),
+    ],
     signerInfos: [signerInfo],
   });
   return encodeSignedData(signed);
+}
+
+/** --chain files often repeat the signer certificate or each other; each goes in once. */
+function uniqueChain(signer: Uint8Array, chain: Uint8Array[]): Uint8Array[] {
+  const seen = new Set([Buffer.from(signer).toString("base64")]);
+  return chain.filter((c) => {
+    const k = Buffer.from(c).toString("base64");
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
 }
 
 export function encodeSignedData(signed: pkijs.SignedData): Uint8Array {
@@ -149,6 +173,36 @@ export function parseSignedData(bytes: Uint8Array, what: string): pkijs.SignedDa
       hint: "give a .p7s made by codesign sign --tool cms or openssl cms -sign (DER or PEM)",
       cause,
     });
+  }
+}
+
+// DER of the OID 1.2.840.113549.1.7.2 (id-signedData), as it follows the outer SEQUENCE header.
+const SIGNED_DATA_OID_DER = Buffer.from("06092a864886f70d010702", "hex");
+
+/**
+ * Whether bytes look like a CMS SignedData, from their start only: PEM `CMS`/`PKCS7`, or DER
+ * whose ContentInfo names id-signedData. Deciding by shape, not by a full parse, lets a damaged
+ * CMS be reported as a damaged CMS instead of being taken for a raw signature.
+ */
+export function looksLikeCms(head: Uint8Array): boolean {
+  const text = Buffer.from(head.subarray(0, 64)).toString("latin1");
+  if (/^\s*-----BEGIN (CMS|PKCS7)-----/.test(text)) return true;
+  if (head[0] !== 0x30 || head.length < 2) return false;
+  // Skip the SEQUENCE's length octets (short form, or long form 0x8N + N bytes).
+  const lenByte = head[1] ?? 0;
+  const at = 2 + (lenByte & 0x80 ? lenByte & 0x7f : 0);
+  return Buffer.from(head.subarray(at, at + SIGNED_DATA_OID_DER.length)).equals(SIGNED_DATA_OID_DER);
+}
+
+/** The first bytes of a file (enough for looksLikeCms), without reading it whole. */
+export async function fileHead(file: string, bytes = 64): Promise<Uint8Array> {
+  const fh = await open(file, "r");
+  try {
+    const b = Buffer.alloc(bytes);
+    const { bytesRead } = await fh.read(b, 0, bytes, 0);
+    return new Uint8Array(b.subarray(0, bytesRead));
+  } finally {
+    await fh.close();
   }
 }
 

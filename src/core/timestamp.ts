@@ -63,8 +63,8 @@ async function requestOnce(
   }
   if (!resp.timeStampToken) throw new Error("the response holds no timestamp token");
   const tst = await checkTimestampToken(resp.timeStampToken, signature);
-  const got = tst.nonce ? new Uint8Array(tst.nonce.valueBlock.valueHexView) : undefined;
-  if (!got || !equal(got, nonce))
+  if (!tst.nonce) throw new Error("the response carries no nonce (the request had one)");
+  if (!equal(new Uint8Array(tst.nonce.valueBlock.valueHexView), nonce))
     throw new Error("the response's nonce does not match the request (a replay?)");
   return { token: resp.timeStampToken, genTime: tst.genTime, url };
 }

@@ -2,9 +2,13 @@
  * A test timestamp authority on 127.0.0.1 with a random port. Good answers are real RFC 3161
  * responses made by `openssl ts -reply` with a throw-away TSA CA; the fault modes are what real
  * TSAs do on a bad day: HTTP 500, a body that is not DER, no answer at all, a refusal (PKI status
- * rejection), and a replayed response (wrong nonce).
+ * rejection), a replay of an earlier good answer, answers with another nonce or for other data
+ * (wrong imprint), and a token whose signature does not verify. Nothing is mocked: each
+ * response, faulty or not, is a real `openssl ts -reply` answer or an HTTP failure.
  */
+import * as asn1js from "asn1js";
 import { execa } from "execa";
+import { createHash } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -12,12 +16,23 @@ import os from "node:os";
 import path from "node:path";
 import * as pkijs from "pkijs";
 
-export type TsaMode = "good" | "http500" | "garbage" | "hang" | "rejection" | "replay";
+export type TsaMode =
+  | "good"
+  | "http500"
+  | "garbage"
+  | "hang"
+  | "rejection"
+  | "replay"
+  | "wrong-imprint"
+  | "wrong-nonce"
+  | "bad-signature";
 
 export interface Tsa {
   url: string;
-  /** Requests seen so far. */
+  /** Requests seen so far, in all modes. */
   requests: number;
+  /** Requests seen so far per mode. */
+  requestsIn(mode: TsaMode): number;
   /** The TSA's CA certificate (PEM file) for `openssl ts -verify -CAfile`. */
   caFile: string;
   /** The TSA's own certificate (PEM file). */
@@ -117,11 +132,25 @@ async function makeTsaPki(dir: string): Promise<string> {
   return cnf;
 }
 
+/** The same request with another imprint (the SHA-256 of other data) or another nonce. */
+function altered(query: Buffer, what: "imprint" | "nonce"): Buffer {
+  const req = pkijs.TimeStampReq.fromBER(new Uint8Array(query).buffer);
+  if (what === "imprint") {
+    req.messageImprint.hashedMessage = new asn1js.OctetString({
+      valueHex: new Uint8Array(createHash("sha256").update("other data").digest()).buffer,
+    });
+  } else {
+    req.nonce = new asn1js.Integer({ value: 4242 });
+  }
+  return Buffer.from(req.toSchema().toBER());
+}
+
 export async function startTsa(mode: TsaMode | (() => TsaMode) = "good"): Promise<Tsa> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "codesign-tsa-"));
   const cnf = await makeTsaPki(dir);
   let first: Buffer | undefined;
   let n = 0;
+  const perMode = new Map<TsaMode, number>();
   const hanging = new Set<http.ServerResponse>();
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -129,6 +158,7 @@ export async function startTsa(mode: TsaMode | (() => TsaMode) = "good"): Promis
     req.on("end", () => {
       n++;
       const m = typeof mode === "function" ? mode() : mode;
+      perMode.set(m, (perMode.get(m) ?? 0) + 1);
       void (async () => {
         if (m === "http500") return res.writeHead(500).end("internal error");
         if (m === "garbage")
@@ -146,13 +176,23 @@ export async function startTsa(mode: TsaMode | (() => TsaMode) = "good"): Promis
         }
         const reqFile = path.join(dir, `q${n}.der`);
         const respFile = path.join(dir, `r${n}.der`);
-        await writeFile(reqFile, Buffer.concat(chunks));
+        await writeFile(
+          reqFile,
+          m === "wrong-imprint"
+            ? altered(Buffer.concat(chunks), "imprint")
+            : m === "wrong-nonce"
+              ? altered(Buffer.concat(chunks), "nonce")
+              : Buffer.concat(chunks),
+        );
         await openssl(["ts", "-reply", "-config", cnf, "-queryfile", reqFile, "-out", respFile], dir);
         const answer = await readFile(respFile);
-        first ??= answer;
+        if (m === "good") first ??= answer;
+        // The SignerInfo's signature is the last element openssl writes: its last byte flipped
+        // keeps the DER valid and breaks the TSA's signature.
+        if (m === "bad-signature") answer.writeUInt8((answer.at(-1) ?? 0) ^ 0x01, answer.length - 1);
         res
           .writeHead(200, { "Content-Type": "application/timestamp-reply" })
-          .end(m === "replay" ? first : answer);
+          .end(m === "replay" ? (first ?? answer) : answer);
       })().catch((e: Error) => res.writeHead(599).end(e.message));
     });
   });
@@ -163,6 +203,7 @@ export async function startTsa(mode: TsaMode | (() => TsaMode) = "good"): Promis
     get requests() {
       return n;
     },
+    requestsIn: (m) => perMode.get(m) ?? 0,
     caFile: path.join(dir, "ca.pem"),
     certFile: path.join(dir, "tsa.pem"),
     async close() {
@@ -182,4 +223,82 @@ export async function closedPortUrl(): Promise<string> {
   const port = (s.address() as AddressInfo).port;
   await new Promise<void>((resolve) => s.close(() => resolve()));
   return `http://127.0.0.1:${port}/tsa`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Independent checks: what codesign signs and timestamps, verified by openssl.
+
+/** `openssl cms -verify` of a detached (with `content`) or attached signature; fails the test otherwise. */
+export async function opensslCmsVerify(
+  sig: string,
+  caFile: string,
+  opts: { content?: string; pem?: boolean; out?: string } = {},
+): Promise<void> {
+  const r = await execa(
+    "openssl",
+    [
+      "cms",
+      "-verify",
+      "-binary",
+      "-inform",
+      opts.pem ? "PEM" : "DER",
+      "-in",
+      sig,
+      ...(opts.content ? ["-content", opts.content] : []),
+      "-CAfile",
+      caFile,
+      "-purpose",
+      "any",
+      "-out",
+      opts.out ?? "/dev/null",
+    ],
+    { reject: false, stdin: "ignore" },
+  );
+  if (r.exitCode !== 0 || !r.stderr.includes("Verification successful"))
+    throw new Error(`openssl cms -verify ${sig} failed (${r.exitCode}): ${r.stderr}`);
+}
+
+/** The first SignerInfo of a DER or PEM CMS file. */
+export async function signerInfoOf(sigFile: string): Promise<pkijs.SignerInfo> {
+  const bytes = await readFile(sigFile);
+  const text = bytes.toString("latin1");
+  const der = text.startsWith("-----BEGIN ")
+    ? Buffer.from(text.replace(/-----[^-]+-----/g, "").replace(/\s+/g, ""), "base64")
+    : bytes;
+  const info = pkijs.ContentInfo.fromBER(new Uint8Array(der).buffer);
+  const si = new pkijs.SignedData({ schema: info.content }).signerInfos[0];
+  if (!si) throw new Error(`${sigFile} holds no SignerInfo`);
+  return si;
+}
+
+/**
+ * The embedded TimeStampToken and the signature value it covers, written out and checked by
+ * `openssl ts -verify -token_in -data` against the TSA's CA; fails the test otherwise.
+ */
+export async function opensslTsVerify(sigFile: string, tsa: Tsa): Promise<void> {
+  const si = await signerInfoOf(sigFile);
+  const attr = si.unsignedAttrs?.attributes.find((a) => a.type === "1.2.840.113549.1.9.16.2.14");
+  if (!attr?.values[0]) throw new Error(`no timestamp token in ${sigFile}`);
+  const tokenFile = `${sigFile}.tst`;
+  const valueFile = `${sigFile}.sigvalue`;
+  await writeFile(tokenFile, Buffer.from(attr.values[0].toBER()));
+  await writeFile(valueFile, Buffer.from(si.signature.valueBlock.valueHexView));
+  const r = await execa(
+    "openssl",
+    [
+      "ts",
+      "-verify",
+      "-in",
+      tokenFile,
+      "-token_in",
+      "-data",
+      valueFile,
+      // No -untrusted: the TSA certificate must be in the token (certReq true).
+      "-CAfile",
+      tsa.caFile,
+    ],
+    { reject: false, stdin: "ignore" },
+  );
+  if (!r.stdout.includes("Verification: OK"))
+    throw new Error(`openssl ts -verify of ${sigFile} failed: ${r.stdout} ${r.stderr}`);
 }

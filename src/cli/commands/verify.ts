@@ -1,8 +1,17 @@
-/** `codesign verify`: raw and CMS in-process; Authenticode and JAR through their own tools. */
+/**
+ * `codesign verify`: raw and CMS in-process; Authenticode and JAR through their own tools.
+ *
+ * What is verified is decided from the files, in this order:
+ * 1. no --signature and an Authenticode or JAR name: the tool's own verifier;
+ * 2. no --signature and --in is a CMS: an attached signature, verified alone (a detached one
+ *    is refused, asking for the signed file);
+ * 3. no --signature otherwise: `<in>.p7s`, else `<in>.sig`, beside the file;
+ * 4. a signature that looks like CMS (PEM CMS/PKCS7, or DER naming id-signedData): CMS, else raw.
+ */
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
-import { isCms, parseSignedData } from "../../core/cms.js";
-import { CodesignError } from "../../core/errors.js";
+import { readFile, stat } from "node:fs/promises";
+import { ATTACHED_MAX_BYTES, fileHead, looksLikeCms, parseSignedData } from "../../core/cms.js";
+import { CodesignError, isCodesignError } from "../../core/errors.js";
 import { fileKind } from "../../core/file-kind.js";
 import type { HashName, SignatureScheme } from "../../core/signer.js";
 import { publicKeyFrom, verifyCms, verifyRaw, type VerifyReport } from "../../core/verify.js";
@@ -12,51 +21,69 @@ import { info, printJson, warn } from "../output.js";
 const list = (v: unknown): string[] =>
   Array.isArray(v) ? v.map(String) : v === undefined ? [] : [String(v)];
 
-async function read(file: string, what: string): Promise<Uint8Array> {
-  return new Uint8Array(
-    await readFile(file).catch((cause: NodeJS.ErrnoException) => {
-      throw new CodesignError(
-        "INVALID_INPUT",
-        `cannot read ${what} ${file}: ${cause.code ?? cause.message}`,
-        {
-          hint: "check the path",
-          cause,
-        },
-      );
-    }),
-  );
+const unreadable =
+  (file: string, what: string) =>
+  (cause: NodeJS.ErrnoException): never => {
+    throw new CodesignError("INVALID_INPUT", `cannot read ${what} ${file}: ${cause.code ?? cause.message}`, {
+      hint: "check the path",
+      cause,
+    });
+  };
+
+/** A signature file, whole; an attached CMS is the largest it can legitimately be. */
+async function readSignature(file: string, what: string): Promise<Uint8Array> {
+  const { size } = await stat(file).catch(unreadable(file, what));
+  if (size > ATTACHED_MAX_BYTES + 1024 * 1024) {
+    throw new CodesignError("INVALID_INPUT", `${what} ${file} is too large to be a signature`, {
+      hint: "--signature names the .p7s or .sig, --in the signed file",
+    });
+  }
+  return new Uint8Array(await readFile(file).catch(unreadable(file, what)));
 }
+
+/** A damaged signature is a signature that does not verify (exit 6), not a usage error. */
+function parseForVerify(bytes: Uint8Array, file: string) {
+  try {
+    return parseSignedData(bytes, file);
+  } catch (e) {
+    if (!isCodesignError(e)) throw e;
+    throw new CodesignError("VERIFY_FAILED", `${file} looks like CMS but cannot be read: it is damaged`, {
+      hint: "fetch the signature again; a truncated or altered .p7s never verifies",
+      cause: e,
+    });
+  }
+}
+
+type Report = VerifyReport & { input: string; signature?: string };
 
 export async function run(args: Record<string, unknown>): Promise<void> {
   const input = str(args, "in") as string;
   let signature = str(args, "signature");
   const ca = list(args["ca"]);
-  let report: VerifyReport & { input: string; signature?: string };
   if (signature === undefined) {
     const kind = fileKind(input);
     if (kind === "authenticode" || kind === "jar") {
       return (await import("./verify-tool.js")).run(args, kind);
     }
-    const bytes = await read(input, "the file");
-    if (isCms(bytes)) {
-      // An attached CMS verifies on its own.
-      report = { input, ...(await verifyCms(parseSignedData(bytes, input), undefined, ca)) };
-      return print(args, report);
+    // Only the first bytes are read: --in may be a large signed file, not a signature.
+    if (looksLikeCms(await fileHead(input).catch(unreadable(input, "the file")))) {
+      const signed = parseForVerify(await readSignature(input, "the signature"), input);
+      return print(args, { input, ...(await verifyCms(signed, undefined, ca)) });
     }
     signature = [`${input}.p7s`, `${input}.sig`].find((f) => existsSync(f));
     if (!signature) {
       throw new CodesignError(
         "USAGE",
         `no signature given for ${input}, and neither ${input}.p7s nor ${input}.sig exists`,
-        {
-          hint: "name it with --signature FILE",
-        },
+        { hint: "name it with --signature FILE" },
       );
     }
   }
-  const sig = await read(signature, "the signature");
-  if (isCms(sig)) {
-    report = { input, signature, ...(await verifyCms(parseSignedData(sig, signature), input, ca)) };
+  await stat(input).catch(unreadable(input, "the file"));
+  const sig = await readSignature(signature, "the signature");
+  let report: Report;
+  if (looksLikeCms(sig)) {
+    report = { input, signature, ...(await verifyCms(parseForVerify(sig, signature), input, ca)) };
   } else {
     const key = await publicKeyFrom({ cert: str(args, "cert"), pubkey: str(args, "pubkey") });
     report = {
@@ -71,14 +98,15 @@ export async function run(args: Record<string, unknown>): Promise<void> {
   print(args, report);
 }
 
-function print(
-  args: Record<string, unknown>,
-  report: VerifyReport & { input: string; signature?: string },
-): void {
+function print(args: Record<string, unknown>, report: Report): void {
   if (flag(args, "json")) return printJson(report);
   for (const w of report.warnings) warn(w);
-  const ts = report.timestamps.map((t) => `, timestamped ${t.genTime}`).join("");
-  info(
-    `verified: ${report.input} (${report.kind}${report.signer ? `, signed by ${report.signer}` : ""}${ts})`,
-  );
+  const what =
+    report.kind === "raw"
+      ? `raw ${report.scheme ?? ""}`.trim()
+      : `CMS ${report.attached ? "attached" : "detached"}`;
+  const ts = report.timestamps
+    .map((t) => `, timestamped ${t.genTime}${t.trusted ? "" : " (TSA not trusted)"}`)
+    .join("");
+  info(`verified: ${report.input} (${what}${report.signer ? `, signed by ${report.signer}` : ""}${ts})`);
 }
