@@ -11804,9 +11804,9 @@ var require_headers = __commonJS({
       // https://fetch.spec.whatwg.org/#dom-headers-getsetcookie
       getSetCookie() {
         webidl.brandCheck(this, _Headers);
-        const list = this[kHeadersList].cookies;
-        if (list) {
-          return [...list];
+        const list2 = this[kHeadersList].cookies;
+        if (list2) {
+          return [...list2];
         }
         return [];
       }
@@ -24685,8 +24685,8 @@ var require_util9 = __commonJS({
       }
       return values;
     }
-    function getDecodeSplit(name, list) {
-      const value = list.get(name, true);
+    function getDecodeSplit(name, list2) {
+      const value = list2.get(name, true);
       if (value === null) {
         return null;
       }
@@ -32098,9 +32098,9 @@ var require_headers2 = __commonJS({
       // https://fetch.spec.whatwg.org/#dom-headers-getsetcookie
       getSetCookie() {
         webidl.brandCheck(this, _Headers);
-        const list = this.#headersList.cookies;
-        if (list) {
-          return [...list];
+        const list2 = this.#headersList.cookies;
+        if (list2) {
+          return [...list2];
         }
         return [];
       }
@@ -32140,8 +32140,8 @@ var require_headers2 = __commonJS({
       static getHeadersList(o2) {
         return o2.#headersList;
       }
-      static setHeadersList(o2, list) {
-        o2.#headersList = list;
+      static setHeadersList(o2, list2) {
+        o2.#headersList = list2;
       }
     };
     var { getHeadersGuard, setHeadersGuard, getHeadersList, setHeadersList } = Headers;
@@ -33109,13 +33109,13 @@ var require_request4 = __commonJS({
         if (this.signal.aborted) {
           ac.abort(this.signal.reason);
         } else {
-          let list = dependentControllerMap.get(this.signal);
-          if (list === void 0) {
-            list = /* @__PURE__ */ new Set();
-            dependentControllerMap.set(this.signal, list);
+          let list2 = dependentControllerMap.get(this.signal);
+          if (list2 === void 0) {
+            list2 = /* @__PURE__ */ new Set();
+            dependentControllerMap.set(this.signal, list2);
           }
           const acRef = new WeakRef(ac);
-          list.add(acRef);
+          list2.add(acRef);
           util.addAbortListener(
             ac.signal,
             buildAbort(acRef)
@@ -42539,7 +42539,7 @@ var require_minimatch = __commonJS({
     minimatch.filter = filter;
     function filter(pattern, options) {
       options = options || {};
-      return function(p, i2, list) {
+      return function(p, i2, list2) {
         return minimatch(p, pattern, options);
       };
     }
@@ -42580,8 +42580,8 @@ var require_minimatch = __commonJS({
       m.braceExpand = function braceExpand2(pattern, options) {
         return orig.braceExpand(pattern, ext(def, options));
       };
-      m.match = function(list, pattern, options) {
-        return orig.match(list, pattern, ext(def, options));
+      m.match = function(list2, pattern, options) {
+        return orig.match(list2, pattern, ext(def, options));
       };
       return m;
     };
@@ -42957,16 +42957,16 @@ var require_minimatch = __commonJS({
       }
       return this.regexp;
     }
-    minimatch.match = function(list, pattern, options) {
+    minimatch.match = function(list2, pattern, options) {
       options = options || {};
       var mm = new Minimatch(pattern, options);
-      list = list.filter(function(f) {
+      list2 = list2.filter(function(f) {
         return mm.match(f);
       });
-      if (mm.options.nonull && !list.length) {
-        list.push(pattern);
+      if (mm.options.nonull && !list2.length) {
+        list2.push(pattern);
       }
-      return list;
+      return list2;
     };
     Minimatch.prototype.match = function match(f, partial) {
       if (typeof partial === "undefined") partial = this.partial;
@@ -45105,15 +45105,15 @@ var require_windows = __commonJS({
       }
       return false;
     }
-    function checkStat(stat5, path18, options) {
-      if (!stat5.isSymbolicLink() && !stat5.isFile()) {
+    function checkStat(stat3, path18, options) {
+      if (!stat3.isSymbolicLink() && !stat3.isFile()) {
         return false;
       }
       return checkPathExt(path18, options);
     }
     function isexe(path18, options, cb) {
-      fs.stat(path18, function(er, stat5) {
-        cb(er, er ? false : checkStat(stat5, path18, options));
+      fs.stat(path18, function(er, stat3) {
+        cb(er, er ? false : checkStat(stat3, path18, options));
       });
     }
     function sync(path18, options) {
@@ -45129,20 +45129,20 @@ var require_mode = __commonJS({
     isexe.sync = sync;
     var fs = __require("fs");
     function isexe(path18, options, cb) {
-      fs.stat(path18, function(er, stat5) {
-        cb(er, er ? false : checkStat(stat5, options));
+      fs.stat(path18, function(er, stat3) {
+        cb(er, er ? false : checkStat(stat3, options));
       });
     }
     function sync(path18, options) {
       return checkStat(fs.statSync(path18), options);
     }
-    function checkStat(stat5, options) {
-      return stat5.isFile() && checkMode(stat5, options);
+    function checkStat(stat3, options) {
+      return stat3.isFile() && checkMode(stat3, options);
     }
-    function checkMode(stat5, options) {
-      var mod = stat5.mode;
-      var uid = stat5.uid;
-      var gid = stat5.gid;
+    function checkMode(stat3, options) {
+      var mod = stat3.mode;
+      var uid = stat3.uid;
+      var gid = stat3.gid;
       var myUid = options.uid !== void 0 ? options.uid : process.getuid && process.getuid();
       var myGid = options.gid !== void 0 ? options.gid : process.getgid && process.getgid();
       var u2 = parseInt("100", 8);
@@ -50567,15 +50567,15 @@ var init_mjs = __esm({
         this.listeners[ev].push(fn);
       }
       removeListener(ev, fn) {
-        const list = this.listeners[ev];
-        const i2 = list.indexOf(fn);
+        const list2 = this.listeners[ev];
+        const i2 = list2.indexOf(fn);
         if (i2 === -1) {
           return;
         }
-        if (i2 === 0 && list.length === 1) {
-          list.length = 0;
+        if (i2 === 0 && list2.length === 1) {
+          list2.length = 0;
         } else {
-          list.splice(i2, 1);
+          list2.splice(i2, 1);
         }
       }
       emit(ev, code, signal) {
@@ -51729,7 +51729,7 @@ var init_readable = __esm({
         encoding,
         preserveNewlines
       });
-      const readable3 = new Readable3({
+      const readable2 = new Readable3({
         read,
         destroy: callbackify2(onReadableDestroy.bind(void 0, { subprocessStdout, subprocess, waitReadableDestroy })),
         highWaterMark: readableHighWaterMark,
@@ -51739,10 +51739,10 @@ var init_readable = __esm({
       onStdoutFinished({
         subprocessStdout,
         onStdoutDataDone,
-        readable: readable3,
+        readable: readable2,
         subprocess
       });
-      return readable3;
+      return readable2;
     };
     getSubprocessStdout = (subprocess, from, concurrentStreams) => {
       const subprocessStdout = getFromStream(subprocess, from);
@@ -51767,29 +51767,29 @@ var init_readable = __esm({
         onStdoutDataDone
       };
     };
-    onRead = async (readable3, onStdoutData, onStdoutDataDone) => {
+    onRead = async (readable2, onStdoutData, onStdoutDataDone) => {
       try {
         const { value, done } = await onStdoutData.next();
         if (done) {
           onStdoutDataDone.resolve();
         } else {
-          readable3.push(value);
+          readable2.push(value);
         }
       } catch {
       }
     };
-    onStdoutFinished = async ({ subprocessStdout, onStdoutDataDone, readable: readable3, subprocess, subprocessStdin }) => {
+    onStdoutFinished = async ({ subprocessStdout, onStdoutDataDone, readable: readable2, subprocess, subprocessStdin }) => {
       try {
         await waitForSubprocessStdout(subprocessStdout);
         await subprocess;
         await safeWaitForSubprocessStdin(subprocessStdin);
         await onStdoutDataDone;
-        if (readable3.readable) {
-          readable3.push(null);
+        if (readable2.readable) {
+          readable2.push(null);
         }
       } catch (error) {
         await safeWaitForSubprocessStdin(subprocessStdin);
-        destroyOtherReadable(readable3, error);
+        destroyOtherReadable(readable2, error);
       }
     };
     onReadableDestroy = async ({ subprocessStdout, subprocess, waitReadableDestroy }, error) => {
@@ -79480,10 +79480,10 @@ var init_pkcs11 = __esm({
       }
       /** Names of the mechanisms the token offers, with their flags. */
       mechanisms(token) {
-        const list = call("C_GetMechanismList", () => this.p11.C_GetMechanismList(token.handle));
+        const list2 = call("C_GetMechanismList", () => this.p11.C_GetMechanismList(token.handle));
         const names = mechanismNames(this.lib);
         const out = /* @__PURE__ */ new Map();
-        for (const type of list) {
+        for (const type of list2) {
           let sign4 = false;
           let minKey = 0;
           let maxKey = 0;
@@ -80595,10 +80595,15 @@ var init_prompt = __esm({
 });
 
 // src/cli/common.ts
+import { stat } from "node:fs/promises";
 function str(args4, name) {
   const v = args4[name];
   const last = Array.isArray(v) ? v.at(-1) : v;
   return typeof last === "string" ? last : void 0;
+}
+function list(args4, name) {
+  const v = args4[name];
+  return (Array.isArray(v) ? v : v === void 0 ? [] : [v]).map(String);
 }
 function flag(args4, name) {
   return args4[name] === true;
@@ -80612,8 +80617,7 @@ function keyAccess(args4, key = str(args4, "key")) {
   };
 }
 function timestampOptions(args4) {
-  const raw = args4["timestamp"];
-  const urls = (Array.isArray(raw) ? raw : raw === void 0 ? [] : [raw]).map(String);
+  const urls = list(args4, "timestamp");
   const retries = Number(args4["timestamp-retries"] ?? 2);
   const timeout = Number(args4["timestamp-timeout"] ?? 10);
   return {
@@ -80628,11 +80632,24 @@ function timestampOptions(args4) {
     }
   };
 }
+var unreadable, inputSize;
 var init_common = __esm({
   "src/cli/common.ts"() {
     "use strict";
+    init_errors();
     init_output2();
     init_prompt();
+    unreadable = (file, what = "") => (cause) => {
+      throw new CodesignError(
+        "INVALID_INPUT",
+        `cannot read ${what ? `${what} ` : ""}${file}: ${cause.code ?? cause.message}`,
+        {
+          hint: "check the path",
+          cause
+        }
+      );
+    };
+    inputSize = async (input) => (await stat(input).catch(unreadable(input))).size;
   }
 });
 
@@ -81616,7 +81633,7 @@ var init_certificate = __esm({
 
 // src/core/cms.ts
 import { createHash as createHash3 } from "node:crypto";
-import { open as open3, readFile as readFile2, stat } from "node:fs/promises";
+import { open as open3, readFile as readFile2, stat as stat2 } from "node:fs/promises";
 function signedAttributesDer(attrs) {
   const der = new Uint8Array(attrs.toSchema().toBER());
   der[0] = 49;
@@ -81635,7 +81652,7 @@ async function signCms(signer, input, o2) {
   const hash = o2.scheme === "eddsa" ? "sha512" : o2.hash;
   let content;
   if (o2.attached) {
-    const size = (await stat(input)).size;
+    const size = (await stat2(input)).size;
     if (size > ATTACHED_MAX_BYTES) {
       throw new CodesignError(
         "INVALID_INPUT",
@@ -82051,27 +82068,20 @@ __export(sign_cms_exports, {
   run: () => run,
   signBatch: () => signBatch
 });
-import { stat as stat2 } from "node:fs/promises";
 function cmsArgs(args4) {
-  const chain = args4["chain"];
   return {
     hash: str(args4, "hash") ?? "sha256",
     mechanism: str(args4, "mechanism"),
     attached: flag(args4, "attached"),
     format: str(args4, "format") === "pem" ? "pem" : "der",
     signedAttributes: args4["signed-attributes"] !== false,
-    chainFiles: (Array.isArray(chain) ? chain : chain === void 0 ? [] : [chain]).map(String),
+    chainFiles: list(args4, "chain"),
     certFile: str(args4, "cert"),
     timestamps: timestampOptions(args4)
   };
 }
 async function checkInput(input, attached) {
-  const { size } = await stat2(input).catch((cause) => {
-    throw new CodesignError("INVALID_INPUT", `cannot read ${input}: ${cause.code ?? cause.message}`, {
-      hint: "check the path",
-      cause
-    });
-  });
+  const size = await inputSize(input);
   if (attached && size > ATTACHED_MAX_BYTES) {
     throw new CodesignError(
       "INVALID_INPUT",
@@ -82660,19 +82670,11 @@ __export(sign_tool_exports, {
   run: () => run2,
   signBatch: () => signBatch2
 });
-import { mkdtemp, stat as stat3, writeFile as writeFile4 } from "node:fs/promises";
+import { mkdtemp, writeFile as writeFile4 } from "node:fs/promises";
 import path16 from "node:path";
 function defaultSignedName(input) {
   const ext = path16.extname(input);
   return path16.join(path16.dirname(input), `${path16.basename(input, ext)}.signed${ext}`);
-}
-async function readable2(input) {
-  await stat3(input).catch((cause) => {
-    throw new CodesignError("INVALID_INPUT", `cannot read ${input}: ${cause.code ?? cause.message}`, {
-      hint: "check the path",
-      cause
-    });
-  });
 }
 async function withToolJobs(args4, tool, fn) {
   const access = keyAccess(args4);
@@ -82683,8 +82685,7 @@ async function withToolJobs(args4, tool, fn) {
     "signing"
   );
   const { urls, failover } = timestampOptions(args4);
-  const chain = args4["chain"];
-  const chainFiles = (Array.isArray(chain) ? chain : chain === void 0 ? [] : [chain]).map(String);
+  const chainFiles = list(args4, "chain");
   return withTokenKey({ ...access, pin }, async (k) => {
     const cert = await resolveSignerCertificate(k.key, str(args4, "cert"));
     return withPrivateDir(async (dir) => {
@@ -82755,7 +82756,7 @@ async function run2(args4, tool) {
   }
   const output = inPlace ? input : str(args4, "out") ?? defaultSignedName(input);
   if (!inPlace) assertDistinct(input, output);
-  await readable2(input);
+  await inputSize(input);
   const started = performance.now();
   const outcome = await withToolJobs(
     args4,
@@ -82770,7 +82771,7 @@ async function run2(args4, tool) {
     );
 }
 async function signBatch2(args4, items, tool) {
-  for (const item of items) await readable2(item.input);
+  for (const item of items) await inputSize(item.input);
   return withToolJobs(
     args4,
     tool,
@@ -82801,7 +82802,7 @@ var init_sign_tool = __esm({
 });
 
 // src/cli/commands/sign.ts
-import { mkdir, readFile as readFile4, stat as stat4 } from "node:fs/promises";
+import { mkdir, readFile as readFile4 } from "node:fs/promises";
 import os2 from "node:os";
 function toolFor(input, requested) {
   if (requested && requested !== "auto") return requested;
@@ -82850,17 +82851,6 @@ function rawOptions(args4) {
     mechanism: str(args4, "mechanism")
   };
 }
-async function sizeOf(input) {
-  return stat4(input).then(
-    (s) => s.size,
-    (cause) => {
-      throw new CodesignError("INVALID_INPUT", `cannot read ${input}: ${cause.code ?? cause.message}`, {
-        hint: "check the path",
-        cause
-      });
-    }
-  );
-}
 async function signRawFile(signer, item, size, o2, early) {
   const scheme = o2.mechanism ?? defaultScheme(signer.key.keyType);
   let signature;
@@ -82899,7 +82889,7 @@ function jobsOf(args4) {
 }
 async function signRawBatch(args4, items) {
   const sizes = new Map(
-    await Promise.all(items.map(async ({ input }) => [input, await sizeOf(input)]))
+    await Promise.all(items.map(async ({ input }) => [input, await inputSize(input)]))
   );
   const o2 = rawOptions(args4);
   const jobs = jobsOf(args4);

@@ -1,3 +1,5 @@
+import { stat } from "node:fs/promises";
+import { CodesignError } from "../core/errors.js";
 import type { FailoverOptions } from "../core/failover.js";
 import type { KeyAccessOptions } from "../core/token-key.js";
 import { warn } from "./output.js";
@@ -10,6 +12,30 @@ export function str(args: Record<string, unknown>, name: string): string | undef
   const last = Array.isArray(v) ? v.at(-1) : v;
   return typeof last === "string" ? last : undefined;
 }
+
+/** Reads a repeatable option (`--chain a --chain b`) as a list; absent is empty. */
+export function list(args: Record<string, unknown>, name: string): string[] {
+  const v = args[name];
+  return (Array.isArray(v) ? v : v === undefined ? [] : [v]).map(String);
+}
+
+/** A `.catch` handler: a file that cannot be read is bad input naming the file and the reason. */
+export const unreadable =
+  (file: string, what = "") =>
+  (cause: NodeJS.ErrnoException): never => {
+    throw new CodesignError(
+      "INVALID_INPUT",
+      `cannot read ${what ? `${what} ` : ""}${file}: ${cause.code ?? cause.message}`,
+      {
+        hint: "check the path",
+        cause,
+      },
+    );
+  };
+
+/** An input's size; fails on an unreadable input before a PIN is asked for or the token touched. */
+export const inputSize = async (input: string): Promise<number> =>
+  (await stat(input).catch(unreadable(input))).size;
 
 export function flag(args: Record<string, unknown>, name: string): boolean {
   return args[name] === true;
@@ -33,8 +59,7 @@ export function timestampOptions(args: Record<string, unknown>): {
   urls: string[];
   failover: FailoverOptions;
 } {
-  const raw = args["timestamp"];
-  const urls = (Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]).map(String);
+  const urls = list(args, "timestamp");
   const retries = Number(args["timestamp-retries"] ?? 2);
   const timeout = Number(args["timestamp-timeout"] ?? 10);
   return {

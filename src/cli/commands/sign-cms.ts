@@ -1,5 +1,4 @@
 /** `codesign sign --tool cms`: detached (default) or attached CMS, optionally timestamped. */
-import { stat } from "node:fs/promises";
 import { runBatch, type BatchItem, type BatchResult } from "../../core/batch.js";
 import { readCertificates, resolveSignerCertificate } from "../../core/certificate.js";
 import { ATTACHED_MAX_BYTES, cmsOutput, parseSignedData, signCms } from "../../core/cms.js";
@@ -9,7 +8,7 @@ import { hashFile } from "../../core/hash.js";
 import { defaultScheme, type HashName, type SignatureScheme, type Signer } from "../../core/signer.js";
 import { encodeSignedData, timestampSignedData } from "../../core/timestamp.js";
 import { withTokenKey, type OpenKey } from "../../core/token-key.js";
-import { flag, keyAccess, str, timestampOptions } from "../common.js";
+import { flag, inputSize, keyAccess, list, str, timestampOptions } from "../common.js";
 import { info, printJson } from "../output.js";
 import { progressBar } from "../progress.js";
 import { jobsOf } from "./sign.js";
@@ -26,14 +25,13 @@ interface CmsArgs {
 }
 
 function cmsArgs(args: Record<string, unknown>): CmsArgs {
-  const chain = args["chain"];
   return {
     hash: (str(args, "hash") ?? "sha256") as HashName,
     mechanism: str(args, "mechanism") as SignatureScheme | undefined,
     attached: flag(args, "attached"),
     format: str(args, "format") === "pem" ? "pem" : "der",
     signedAttributes: args["signed-attributes"] !== false,
-    chainFiles: (Array.isArray(chain) ? chain : chain === undefined ? [] : [chain]).map(String),
+    chainFiles: list(args, "chain"),
     certFile: str(args, "cert"),
     timestamps: timestampOptions(args),
   };
@@ -44,12 +42,7 @@ function cmsArgs(args: Record<string, unknown>): CmsArgs {
  * token touched.
  */
 async function checkInput(input: string, attached: boolean): Promise<void> {
-  const { size } = await stat(input).catch((cause: NodeJS.ErrnoException) => {
-    throw new CodesignError("INVALID_INPUT", `cannot read ${input}: ${cause.code ?? cause.message}`, {
-      hint: "check the path",
-      cause,
-    });
-  });
+  const size = await inputSize(input);
   if (attached && size > ATTACHED_MAX_BYTES) {
     throw new CodesignError(
       "INVALID_INPUT",

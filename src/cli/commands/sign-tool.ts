@@ -3,7 +3,7 @@
  * finds the key, token and certificate; then the tool runs once per file (up to --jobs at once),
  * each result written to a temp file beside its target and renamed only when the tool succeeded.
  */
-import { mkdtemp, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { adapterFor } from "../../../adapters/index.js";
 import type { SignJob, ToolName } from "../../../adapters/contract.js";
@@ -16,7 +16,7 @@ import type { HashName } from "../../core/signer.js";
 import { withPrivateDir } from "../../core/temp.js";
 import { withTokenKey } from "../../core/token-key.js";
 import { parseUri } from "../../core/uri.js";
-import { flag, keyAccess, str, timestampOptions } from "../common.js";
+import { flag, inputSize, keyAccess, list, str, timestampOptions } from "../common.js";
 import { info, printJson } from "../output.js";
 import { progressBar } from "../progress.js";
 import { jobsOf } from "./sign.js";
@@ -25,15 +25,6 @@ import { jobsOf } from "./sign.js";
 export function defaultSignedName(input: string): string {
   const ext = path.extname(input);
   return path.join(path.dirname(input), `${path.basename(input, ext)}.signed${ext}`);
-}
-
-async function readable(input: string): Promise<void> {
-  await stat(input).catch((cause: NodeJS.ErrnoException) => {
-    throw new CodesignError("INVALID_INPUT", `cannot read ${input}: ${cause.code ?? cause.message}`, {
-      hint: "check the path",
-      cause,
-    });
-  });
 }
 
 type JobFor = (item: BatchItem) => Promise<SignJob>;
@@ -52,8 +43,7 @@ async function withToolJobs<T>(
     "signing",
   );
   const { urls, failover } = timestampOptions(args);
-  const chain = args["chain"];
-  const chainFiles = (Array.isArray(chain) ? chain : chain === undefined ? [] : [chain]).map(String);
+  const chainFiles = list(args, "chain");
   return withTokenKey({ ...access, pin }, async (k) => {
     const cert = await resolveSignerCertificate(k.key, str(args, "cert"));
     return withPrivateDir(async (dir) => {
@@ -131,7 +121,7 @@ export async function run(args: Record<string, unknown>, tool: string): Promise<
   }
   const output = inPlace ? input : (str(args, "out") ?? defaultSignedName(input));
   if (!inPlace) assertDistinct(input, output);
-  await readable(input);
+  await inputSize(input);
   const started = performance.now();
   const outcome = await withToolJobs(args, tool as ToolName, (jobFor) =>
     signFile(tool as ToolName, jobFor, { input, output }),
@@ -150,7 +140,7 @@ export async function signBatch(
   items: BatchItem[],
   tool: string,
 ): Promise<BatchResult<unknown>[]> {
-  for (const item of items) await readable(item.input);
+  for (const item of items) await inputSize(item.input);
   return withToolJobs(args, tool as ToolName, (jobFor) =>
     runBatch(items, (item) => signFile(tool as ToolName, jobFor, item), {
       jobs: jobsOf(args),

@@ -1,4 +1,4 @@
-import { mkdir, readFile, stat } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import os from "node:os";
 import { planOutputs, runBatch, type BatchItem, type BatchResult } from "../../core/batch.js";
 import { CodesignError } from "../../core/errors.js";
@@ -13,7 +13,7 @@ import {
   type Signer,
 } from "../../core/signer.js";
 import { withTokenKey } from "../../core/token-key.js";
-import { flag, keyAccess, str } from "../common.js";
+import { flag, inputSize, keyAccess, str } from "../common.js";
 import { info, printJson } from "../output.js";
 import { progressBar } from "../progress.js";
 
@@ -152,19 +152,6 @@ function rawOptions(args: Record<string, unknown>): RawOptions {
   };
 }
 
-/** Fails on an unreadable input before asking for a PIN or touching the token. */
-async function sizeOf(input: string): Promise<number> {
-  return stat(input).then(
-    (s) => s.size,
-    (cause: NodeJS.ErrnoException) => {
-      throw new CodesignError("INVALID_INPUT", `cannot read ${input}: ${cause.code ?? cause.message}`, {
-        hint: "check the path",
-        cause,
-      });
-    },
-  );
-}
-
 /** One raw signature: the file hashed on the host (EdDSA: the whole file) and signed on the token. */
 async function signRawFile(
   signer: Signer,
@@ -204,7 +191,7 @@ async function signRawOne(args: Record<string, unknown>): Promise<void> {
   const output = str(args, "out") ?? `${input}.sig`;
   assertDistinct(input, output);
   const o = rawOptions(args);
-  const size = await sizeOf(input);
+  const size = await inputSize(input);
   const started = performance.now();
   // Hash while the module loads and logs in: for a large file that hides the token's start-up.
   const early = o.mechanism === "eddsa" ? undefined : hashFile(input, o.hash);
@@ -241,7 +228,7 @@ async function signRawBatch(
   items: BatchItem[],
 ): Promise<BatchResult<unknown>[]> {
   const sizes = new Map(
-    await Promise.all(items.map(async ({ input }) => [input, await sizeOf(input)] as const)),
+    await Promise.all(items.map(async ({ input }) => [input, await inputSize(input)] as const)),
   );
   const o = rawOptions(args);
   const jobs = jobsOf(args);

@@ -1,13 +1,12 @@
 /** `codesign verify` for Authenticode (osslsigncode verify) and JAR (jarsigner -verify). */
 import { verifyJar } from "../../../adapters/jarsigner.js";
 import { verifyAuthenticode } from "../../../adapters/osslsigncode.js";
-import { flag, str } from "../common.js";
+import { flag, list, str } from "../common.js";
 import { info, printJson } from "../output.js";
 
 export async function run(args: Record<string, unknown>, kind: "authenticode" | "jar"): Promise<void> {
   const input = str(args, "in") as string;
-  const ca = args["ca"];
-  const caFiles = (Array.isArray(ca) ? ca : ca === undefined ? [] : [ca]).map(String);
+  const caFiles = list(args, "ca");
   const toolPath = str(args, "tool-path");
   const r =
     kind === "jar"

@@ -15,20 +15,8 @@ import { CodesignError, isCodesignError } from "../../core/errors.js";
 import { fileKind } from "../../core/file-kind.js";
 import type { HashName, SignatureScheme } from "../../core/signer.js";
 import { publicKeyFrom, verifyCms, verifyRaw, type VerifyReport } from "../../core/verify.js";
-import { flag, str } from "../common.js";
+import { flag, list, str, unreadable } from "../common.js";
 import { info, printJson, warn } from "../output.js";
-
-const list = (v: unknown): string[] =>
-  Array.isArray(v) ? v.map(String) : v === undefined ? [] : [String(v)];
-
-const unreadable =
-  (file: string, what: string) =>
-  (cause: NodeJS.ErrnoException): never => {
-    throw new CodesignError("INVALID_INPUT", `cannot read ${what} ${file}: ${cause.code ?? cause.message}`, {
-      hint: "check the path",
-      cause,
-    });
-  };
 
 /** A signature file, whole; an attached CMS is the largest it can legitimately be. */
 async function readSignature(file: string, what: string): Promise<Uint8Array> {
@@ -59,7 +47,7 @@ type Report = VerifyReport & { input: string; signature?: string };
 export async function run(args: Record<string, unknown>): Promise<void> {
   const input = str(args, "in") as string;
   let signature = str(args, "signature");
-  const ca = list(args["ca"]);
+  const ca = list(args, "ca");
   if (signature === undefined) {
     const kind = fileKind(input);
     if (kind === "authenticode" || kind === "jar") {
