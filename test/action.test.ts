@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { actionOutput as output, BUNDLE, runAction, visibleLog as visible } from "./helpers/action.js";
 import { ROOT, tool } from "./helpers/cli.js";
 import { createTestToken, publicKeyPem, type TestToken } from "./helpers/token.js";
+import { opensslDgstVerify } from "./helpers/verifiers.js";
 
 const KEY = "pkcs11:token=codesign-dev;object=rsa-2048;type=private";
 let t: TestToken;
@@ -51,12 +52,11 @@ describe("the GitHub Action", () => {
       path.join("signatures", "notes.txt.sig"),
     ]);
     for (const name of ["a.bin", "b.bin", "notes.txt"]) {
-      const v = await tool(
-        "openssl",
-        ["dgst", "-sha256", "-verify", rsaPub, "-signature", `signatures/${name}.sig`, `dist/${name}`],
-        { cwd: ws },
+      await opensslDgstVerify(
+        rsaPub,
+        path.join(ws, "dist", name),
+        path.join(ws, "signatures", `${name}.sig`),
       );
-      expect(v.stdout, v.stderr).toContain("Verified OK");
     }
     expect(r.summary).toContain("dist/a.bin");
     expect(r.summary).toContain("signed");
@@ -69,14 +69,7 @@ describe("the GitHub Action", () => {
     const r = await run(ws, { key: KEY, pin: t.pin, module: t.module, tool: "raw", files: "app.bin" });
     expect(r.exitCode, r.log).toBe(0);
     expect(output(r.outputs, "signed-files")).toBe("app.bin.sig");
-    const v = await tool(
-      "openssl",
-      ["dgst", "-sha256", "-verify", rsaPub, "-signature", "app.bin.sig", "app.bin"],
-      {
-        cwd: ws,
-      },
-    );
-    expect(v.stdout, v.stderr).toContain("Verified OK");
+    await opensslDgstVerify(rsaPub, path.join(ws, "app.bin"), path.join(ws, "app.bin.sig"));
   });
 
   it("a wrong PIN fails with an ::error:: annotation, no signature, and no PIN in the log", async () => {

@@ -1,10 +1,12 @@
 import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
+import type { Options } from "execa";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { planOutputs, runBatch } from "../src/core/batch.js";
 import { CodesignError } from "../src/core/errors.js";
-import { codesign, tool } from "./helpers/cli.js";
+import { codesign } from "./helpers/cli.js";
 import { createTestToken, publicKeyPem, type TestToken } from "./helpers/token.js";
+import { opensslDgstVerify } from "./helpers/verifiers.js";
 
 let t: TestToken;
 let files: string[];
@@ -28,10 +30,15 @@ afterAll(async () => {
   await t?.cleanup();
 });
 
-async function verifyRaw(file: string, sig: string, hash = "sha256"): Promise<void> {
-  const r = await tool("openssl", ["dgst", `-${hash}`, "-verify", rsaPub, "-signature", sig, file]);
-  expect(r.stdout, `${file}: ${r.stderr}`).toContain("Verified OK");
-}
+/** `codesign sign --tool raw` with the RSA key and the dev token's PIN file. */
+const signRaw = (args: string[], opts: Options = {}) =>
+  codesign(["sign", "--tool", "raw", "--key", KEY, "--pin-file", t.dev.pinFile, ...args], {
+    env: t.env,
+    ...opts,
+  });
+
+const verifyRaw = (file: string, sig: string, hash = "sha256") =>
+  opensslDgstVerify(rsaPub, file, sig, { hash });
 
 interface Report {
   ok: boolean;
@@ -50,15 +57,8 @@ describe("many files in one run", () => {
   it("signs 40 files with one login (pkcs11-spy), two sessions, all verified by openssl", async () => {
     const out = path.join(t.dir, "out-spy");
     const spyLog = path.join(t.dir, "batch-spy.log");
-    const r = await codesign(
+    const r = await signRaw(
       [
-        "sign",
-        "--tool",
-        "raw",
-        "--key",
-        KEY,
-        "--pin-file",
-        t.dev.pinFile,
         "--module",
         "/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so",
         "--jobs",
@@ -83,33 +83,16 @@ describe("many files in one run", () => {
   it("reads the list from --files-from, a file or stdin, and puts signatures beside the inputs", async () => {
     const list = path.join(t.dir, "list.txt");
     await writeFile(list, `${files.slice(0, 3).join("\n")}\n\n`);
-    const a = await codesign(
-      ["sign", "--tool", "raw", "--key", KEY, "--pin-file", t.dev.pinFile, "--files-from", list],
-      {
-        env: t.env,
-      },
-    );
+    const a = await signRaw(["--files-from", list]);
     expect(a.exitCode, a.stderr).toBe(0);
     expect(a.stderr).toMatch(/signed 3 of 3 files/);
     for (const f of files.slice(0, 3)) await verifyRaw(f, `${f}.sig`);
 
     const out = path.join(t.dir, "out-stdin");
-    const b = await codesign(
-      [
-        "sign",
-        "--tool",
-        "raw",
-        "--key",
-        KEY,
-        "--pin-file",
-        t.dev.pinFile,
-        "--out-dir",
-        out,
-        "--files-from",
-        "-",
-      ],
-      { env: t.env, stdin: "pipe", input: files.slice(3, 6).join("\n") },
-    );
+    const b = await signRaw(["--out-dir", out, "--files-from", "-"], {
+      stdin: "pipe",
+      input: files.slice(3, 6).join("\n"),
+    });
     expect(b.exitCode, b.stderr).toBe(0);
     expect((await readdir(out)).sort()).toEqual(
       files
@@ -125,22 +108,7 @@ describe("many files in one run", () => {
     const twin = path.join(other, path.basename(files[0] as string));
     await writeFile(twin, "twin\n");
     const out = path.join(t.dir, "out-collide");
-    const r = await codesign(
-      [
-        "sign",
-        "--tool",
-        "raw",
-        "--key",
-        KEY,
-        "--pin-file",
-        t.dev.pinFile,
-        "--out-dir",
-        out,
-        files[0] as string,
-        twin,
-      ],
-      { env: t.env },
-    );
+    const r = await signRaw(["--out-dir", out, files[0] as string, twin]);
     expect(r.exitCode).toBe(2);
     expect(r.stderr).toMatch(/would both be written to/);
     expect(await readdir(out).catch(() => [])).toEqual([]);
@@ -149,22 +117,7 @@ describe("many files in one run", () => {
   it("a failed file does not stop the others; the run exits non-zero and reports it", async () => {
     const out = path.join(t.dir, "out-partial");
     await mkdir(path.join(out, `${path.basename(files[1] as string)}.sig`), { recursive: true }); // a directory in the way
-    const r = await codesign(
-      [
-        "sign",
-        "--tool",
-        "raw",
-        "--key",
-        KEY,
-        "--pin-file",
-        t.dev.pinFile,
-        "--out-dir",
-        out,
-        "--json",
-        ...files.slice(0, 5),
-      ],
-      { env: t.env },
-    );
+    const r = await signRaw(["--out-dir", out, "--json", ...files.slice(0, 5)]);
     expect(r.exitCode).not.toBe(0);
     const report = JSON.parse(r.stdout) as Report;
     expect(report).toMatchObject({ ok: false, signed: 4, failed: 1 });
@@ -177,22 +130,7 @@ describe("many files in one run", () => {
 
   it("a missing input stops the run before any signing (exit 2)", async () => {
     const out = path.join(t.dir, "out-missing");
-    const r = await codesign(
-      [
-        "sign",
-        "--tool",
-        "raw",
-        "--key",
-        KEY,
-        "--pin-file",
-        t.dev.pinFile,
-        "--out-dir",
-        out,
-        files[0] as string,
-        "/nonexistent/x",
-      ],
-      { env: t.env },
-    );
+    const r = await signRaw(["--out-dir", out, files[0] as string, "/nonexistent/x"]);
     expect(r.exitCode).toBe(2);
     expect(r.stderr).toMatch(/cannot read \/nonexistent\/x: ENOENT/);
     expect(await readdir(out).catch(() => [])).toEqual([]);

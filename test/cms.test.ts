@@ -10,7 +10,8 @@ import * as pkijs from "pkijs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { codesign, tool } from "./helpers/cli.js";
 import { addKeyWithPkcs11Tool, createTestToken, type TestToken } from "./helpers/token.js";
-import { opensslCmsVerify, signerInfoOf } from "./helpers/tsa.js";
+import { signerInfoOf } from "./helpers/tsa.js";
+import { opensslCmsVerify } from "./helpers/verifiers.js";
 
 const RSA = "pkcs11:token=codesign-dev;object=rsa-2048;type=private";
 const EC = "pkcs11:token=codesign-dev;object=ec-p256;type=private";

@@ -8,6 +8,7 @@ import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { codesign, tool } from "./helpers/cli.js";
+import { opensslDgstVerify } from "./helpers/verifiers.js";
 import { createTestTokenNotFirst, publicKeyPem, tokenLabels, type TestToken } from "./helpers/token.js";
 
 const TOKEN = "pkcs11:token=codesign-dev";
@@ -55,16 +56,7 @@ describe("codesign config", () => {
       { env: { ...t.env, OPENSSL_CONF: cnf, PIN: t.pin } },
     );
     expect(sign.exitCode, sign.stderr).toBe(0);
-    const v = await tool("openssl", [
-      "dgst",
-      "-sha256",
-      "-verify",
-      await publicKeyPem(t, "01"),
-      "-signature",
-      `${data}.sig`,
-      data,
-    ]);
-    expect(v.stdout).toContain("Verified OK");
+    await opensslDgstVerify(await publicKeyPem(t, "01"), data, `${data}.sig`);
   });
 
   it("refuses to overwrite without --force, and with --embed-pin writes the PIN into a 0600 file", async () => {

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { initDevToken } from "../src/core/dev-token.js";
 import { codesign, ROOT, tool } from "./helpers/cli.js";
 import { createTestToken, publicKeyPem, type TestToken } from "./helpers/token.js";
+import { opensslDgstVerify } from "./helpers/verifiers.js";
 
 let t: TestToken;
 
@@ -77,16 +78,7 @@ describe("tokens and keys", () => {
       { env: t.env },
     );
     expect(s.exitCode, s.stderr).toBe(0);
-    const v = await tool("openssl", [
-      "dgst",
-      "-sha256",
-      "-verify",
-      await publicKeyPem(t, "01"),
-      "-signature",
-      sig,
-      t.dev.config,
-    ]);
-    expect(v.stdout.trim()).toBe("Verified OK");
+    await opensslDgstVerify(await publicKeyPem(t, "01"), t.dev.config, sig);
   });
 
   it("keys without a PIN: the public view and a note that a login shows more", async () => {

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { actionOutput, runAction, visibleLog } from "./helpers/action.js";
 import { ROOT, tool } from "./helpers/cli.js";
 import { createTestToken, type TestToken } from "./helpers/token.js";
+import { opensslCmsVerify } from "./helpers/verifiers.js";
 
 let t: TestToken;
 
@@ -106,29 +107,9 @@ describe("examples/", () => {
     expect(signed).toEqual(["signatures/app-1.0.tar.gz.p7s", "signatures/checksums.txt.p7s"]);
     const cert = t.dev.keys.find((k) => k.label === "rsa-2048")?.certificate ?? "";
     for (const name of ["app-1.0.tar.gz", "checksums.txt"]) {
-      const v = await tool(
-        "openssl",
-        [
-          "cms",
-          "-verify",
-          "-binary",
-          "-inform",
-          "DER",
-          "-in",
-          `signatures/${name}.p7s`,
-          "-content",
-          `dist/${name}`,
-          "-CAfile",
-          cert,
-          "-purpose",
-          "any",
-          "-out",
-          "/dev/null",
-        ],
-        { cwd: ws },
-      );
-      expect(v.exitCode, v.stderr).toBe(0);
-      expect(v.stderr).toContain("Verification successful");
+      await opensslCmsVerify(path.join(ws, "signatures", `${name}.p7s`), cert, {
+        content: path.join(ws, "dist", name),
+      });
     }
   });
 });

@@ -4,8 +4,9 @@ import { mkdir, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BIN, codesign, tool } from "./helpers/cli.js";
+import { BIN, codesign } from "./helpers/cli.js";
 import { createTestToken, publicKeyPem, type TestToken } from "./helpers/token.js";
+import { opensslDgstVerify } from "./helpers/verifiers.js";
 
 let t: TestToken;
 let ecPub: string;
@@ -60,8 +61,7 @@ describe("remote tokens over p11-kit", () => {
       { env: clientEnv() },
     );
     expect(r.exitCode, r.stderr).toBe(0);
-    const v = await tool("openssl", ["dgst", "-sha256", "-verify", ecPub, "-signature", `${data}.sig`, data]);
-    expect(v.stdout).toContain("Verified OK");
+    await opensslDgstVerify(ecPub, data, `${data}.sig`);
     // CODESIGN_REMOTE works the same, and a bare socket path is accepted
     const k = await codesign(["keys", "--json", "--pin-file", t.dev.pinFile], {
       env: clientEnv({ CODESIGN_REMOTE: socket }),
@@ -137,8 +137,7 @@ describe("remote tokens over p11-kit", () => {
     expect(names.filter((n) => n.endsWith(".tmp"))).toEqual([]);
     expect(names.length).toBe(report.signed);
     for (const f of report.files.filter((x) => x.ok).slice(0, 5)) {
-      const v = await tool("openssl", ["dgst", "-sha256", "-verify", ecPub, "-signature", f.output, f.input]);
-      expect(v.stdout).toContain("Verified OK");
+      await opensslDgstVerify(ecPub, f.input, f.output);
     }
   });
 });

@@ -4,6 +4,7 @@ import { createPublicKey, verify } from "node:crypto";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { codesign, tool } from "./helpers/cli.js";
+import { opensslDgstVerify } from "./helpers/verifiers.js";
 import { addKeyWithPkcs11Tool, createTestToken, publicKeyPem, type TestToken } from "./helpers/token.js";
 
 let t: TestToken;
@@ -46,43 +47,30 @@ async function signWith(object: string, extra: string[], out: string): Promise<v
   expect(r.exitCode, r.stderr).toBe(0);
 }
 
-async function opensslDgstVerify(
-  pub: string,
-  hash: string,
-  sig: string,
-  sigopts: string[] = [],
-): Promise<void> {
-  const r = await tool("openssl", ["dgst", `-${hash}`, "-verify", pub, ...sigopts, "-signature", sig, data]);
-  expect(r.stdout.trim(), r.stderr).toBe("Verified OK");
-  expect(r.exitCode).toBe(0);
-}
-
 describe("sign --tool raw, verified by openssl with the key read by pkcs11-tool", () => {
   for (const hash of ["sha256", "sha384", "sha512"]) {
     it(`RSA PKCS#1 v1.5 ${hash}`, async () => {
       const sig = path.join(t.dir, `rsa-${hash}.sig`);
       await signWith("rsa-2048", ["--hash", hash], sig);
-      await opensslDgstVerify(pubkeys["01"] as string, hash, sig);
+      await opensslDgstVerify(pubkeys["01"] as string, data, sig, { hash });
     });
     it(`RSA-PSS ${hash}`, async () => {
       const sig = path.join(t.dir, `pss-${hash}.sig`);
       await signWith("rsa-2048", ["--hash", hash, "--mechanism", "rsa-pss"], sig);
-      await opensslDgstVerify(pubkeys["01"] as string, hash, sig, [
-        "-sigopt",
-        "rsa_padding_mode:pss",
-        "-sigopt",
-        "rsa_pss_saltlen:digest",
-      ]);
+      await opensslDgstVerify(pubkeys["01"] as string, data, sig, {
+        hash,
+        sigopts: ["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:digest"],
+      });
     });
     it(`ECDSA P-256 ${hash}`, async () => {
       const sig = path.join(t.dir, `p256-${hash}.sig`);
       await signWith("ec-p256", ["--hash", hash], sig);
-      await opensslDgstVerify(pubkeys["02"] as string, hash, sig);
+      await opensslDgstVerify(pubkeys["02"] as string, data, sig, { hash });
     });
     it(`ECDSA P-384 ${hash}`, async () => {
       const sig = path.join(t.dir, `p384-${hash}.sig`);
       await signWith("ec-p384", ["--hash", hash], sig);
-      await opensslDgstVerify(pubkeys["03"] as string, hash, sig);
+      await opensslDgstVerify(pubkeys["03"] as string, data, sig, { hash });
     });
   }
 
@@ -139,7 +127,7 @@ describe("sign --tool raw, verified by openssl with the key read by pkcs11-tool"
       hash: "sha256",
     });
     expect(r.stdout).not.toContain(t.pin);
-    await opensslDgstVerify(pubkeys["01"] as string, "sha256", `${data}.sig`);
+    await opensslDgstVerify(pubkeys["01"] as string, data, `${data}.sig`);
   });
 
   it("takes the PIN from CODESIGN_PIN", async () => {
@@ -161,7 +149,7 @@ describe("sign --tool raw, verified by openssl with the key read by pkcs11-tool"
       },
     );
     expect(r.exitCode, r.stderr).toBe(0);
-    await opensslDgstVerify(pubkeys["02"] as string, "sha256", sig);
+    await opensslDgstVerify(pubkeys["02"] as string, data, sig);
   });
 
   it("refuses a mechanism that does not fit the key (exit 2)", async () => {

@@ -11,13 +11,13 @@ import { codesign } from "./helpers/cli.js";
 import { createTestToken, type TestToken } from "./helpers/token.js";
 import {
   closedPortUrl,
-  opensslCmsVerify,
   opensslTsVerify,
   signerInfoOf,
   startTsa,
   type Tsa,
   type TsaMode,
 } from "./helpers/tsa.js";
+import { opensslCmsVerify } from "./helpers/verifiers.js";
 
 const RSA = "pkcs11:token=codesign-dev;object=rsa-2048;type=private";
 const EC = "pkcs11:token=codesign-dev;object=ec-p256;type=private";

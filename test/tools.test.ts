@@ -18,6 +18,12 @@ import type { TokenEntry } from "../src/core/pkcs11.js";
 import { codesign, tool } from "./helpers/cli.js";
 import { createTestTokenNotFirst, publicKeyPem, tokenLabels, type TestToken } from "./helpers/token.js";
 import { startTsa, type Tsa } from "./helpers/tsa.js";
+import {
+  jarsignerVerify,
+  opensslCmsVerify,
+  opensslDgstVerify,
+  osslsigncodeVerify,
+} from "./helpers/verifiers.js";
 
 const RSA = "pkcs11:token=codesign-dev;object=rsa-2048;type=private";
 const EC = "pkcs11:token=codesign-dev;object=ec-p256;type=private";
@@ -61,45 +67,6 @@ afterAll(async () => {
 
 const sign = (args: string[]) => codesign(["sign", "--pin-file", t.dev.pinFile, ...args], { env: t.env });
 
-async function osslVerify(file: string, ca: string): Promise<void> {
-  const r = await tool("osslsigncode", ["verify", "-CAfile", ca, "-in", file]);
-  expect(`${r.stdout}${r.stderr}`).toMatch(/^Succeeded/m);
-}
-
-async function jarVerify(file: string, ...cas: string[]): Promise<string> {
-  const store = `${file}.trust.p12`;
-  for (const [i, ca] of cas.entries()) {
-    await must("keytool", [
-      "-importcert",
-      "-noprompt",
-      "-alias",
-      `ca${i}`,
-      "-file",
-      ca,
-      "-keystore",
-      store,
-      "-storetype",
-      "PKCS12",
-      "-storepass",
-      "changeit",
-    ]);
-  }
-  const r = await tool("jarsigner", [
-    "-verify",
-    "-strict",
-    "-keystore",
-    store,
-    "-storetype",
-    "PKCS12",
-    "-storepass",
-    "changeit",
-    file,
-  ]);
-  expect(r.stdout, r.stderr).toMatch(/^jar verified\./m);
-  expect(r.exitCode).toBe(0);
-  return r.stdout;
-}
-
 describe("the token is not in the first slot", () => {
   it("softhsm2 lists another token before it", async () => {
     const labels = await tokenLabels(t);
@@ -112,7 +79,7 @@ describe("osslsigncode", () => {
     const out = path.join(t.dir, "app.signed.exe");
     const r = await sign(["--tool", "osslsigncode", "--key", RSA, "--in", exe, "--out", out]);
     expect(r.exitCode, r.stderr).toBe(0);
-    await osslVerify(out, rsaCert);
+    await osslsigncodeVerify(out, rsaCert);
     const v = await codesign(["verify", "--in", out, "--ca", rsaCert]);
     expect(v.exitCode, v.stderr).toBe(0);
   });
@@ -121,7 +88,7 @@ describe("osslsigncode", () => {
     const r = await sign(["--key", EC, "--timestamp", tsa.url, ps1]);
     expect(r.exitCode, r.stderr).toBe(0);
     const out = path.join(dir, "install script.signed.ps1");
-    await osslVerify(out, ecCert);
+    await osslsigncodeVerify(out, ecCert);
     const text = await tool("osslsigncode", [
       "verify",
       "-CAfile",
@@ -140,7 +107,7 @@ describe("osslsigncode", () => {
     await writeFile(copy, await readFile(exe));
     const r = await sign(["--key", RSA, "--in-place", copy]);
     expect(r.exitCode, r.stderr).toBe(0);
-    await osslVerify(copy, rsaCert);
+    await osslsigncodeVerify(copy, rsaCert);
   });
 
   it("unverified files are refused by verify (exit 6)", async () => {
@@ -169,7 +136,7 @@ describe("osslsigncode", () => {
       },
     );
     expect(r.exitCode, r.stderr).toBe(0);
-    await osslVerify(out, rsaCert);
+    await osslsigncodeVerify(out, rsaCert);
   });
 
   it("a batch with --out-dir: three scripts, one login, all verified", async () => {
@@ -182,7 +149,7 @@ describe("osslsigncode", () => {
     const out = path.join(t.dir, "signed-batch");
     const r = await sign(["--key", RSA, "--out-dir", out, "--jobs", "2", ...files]);
     expect(r.exitCode, r.stderr).toBe(0);
-    for (const f of files) await osslVerify(path.join(out, path.basename(f)), rsaCert);
+    for (const f of files) await osslsigncodeVerify(path.join(out, path.basename(f)), rsaCert);
   });
 
   it("a wrong PIN: exit 3 before the tool runs, no output, the PIN not echoed", async () => {
@@ -205,7 +172,7 @@ describe("jarsigner", () => {
       const out = path.join(t.dir, `app-${name}.jar`);
       const r = await sign(["--key", key, "--in", jar, "--out", out]);
       expect(r.exitCode, r.stderr).toBe(0);
-      await jarVerify(out, cert());
+      await jarsignerVerify(out, cert());
       expect((await codesign(["verify", "--in", out, "--ca", cert()])).exitCode).toBe(0);
     });
   }
@@ -227,7 +194,7 @@ describe("jarsigner", () => {
       out,
     ]);
     expect(r.exitCode, r.stderr).toBe(0);
-    const text = await jarVerify(out, rsaCert, tsa.caFile);
+    const text = await jarsignerVerify(out, rsaCert, tsa.caFile);
     expect(text).not.toMatch(/do not include a timestamp/);
   });
 
@@ -244,16 +211,7 @@ describe("openssl (engine)", () => {
     await writeFile(data, "data for openssl\n");
     const r = await sign(["--tool", "openssl", "--key", RSA, "--in", data, "--out", `${data}.sig`]);
     expect(r.exitCode, r.stderr).toBe(0);
-    const v = await tool("openssl", [
-      "dgst",
-      "-sha256",
-      "-verify",
-      await publicKeyPem(t, "01"),
-      "-signature",
-      `${data}.sig`,
-      data,
-    ]);
-    expect(v.stdout).toContain("Verified OK");
+    await opensslDgstVerify(await publicKeyPem(t, "01"), data, `${data}.sig`);
   });
 
   it("cms: detached CMS that openssl cms -verify accepts", async () => {
@@ -272,24 +230,7 @@ describe("openssl (engine)", () => {
       `${data}.p7s`,
     ]);
     expect(r.exitCode, r.stderr).toBe(0);
-    const v = await tool("openssl", [
-      "cms",
-      "-verify",
-      "-binary",
-      "-inform",
-      "DER",
-      "-in",
-      `${data}.p7s`,
-      "-content",
-      data,
-      "-CAfile",
-      ecCert,
-      "-purpose",
-      "any",
-      "-out",
-      "/dev/null",
-    ]);
-    expect(v.stderr).toContain("Verification successful");
+    await opensslCmsVerify(`${data}.p7s`, ecCert, { content: data });
   });
 });
 

@@ -226,37 +226,7 @@ export async function closedPortUrl(): Promise<string> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Independent checks: what codesign signs and timestamps, verified by openssl.
-
-/** `openssl cms -verify` of a detached (with `content`) or attached signature; fails the test otherwise. */
-export async function opensslCmsVerify(
-  sig: string,
-  caFile: string,
-  opts: { content?: string; pem?: boolean; out?: string } = {},
-): Promise<void> {
-  const r = await execa(
-    "openssl",
-    [
-      "cms",
-      "-verify",
-      "-binary",
-      "-inform",
-      opts.pem ? "PEM" : "DER",
-      "-in",
-      sig,
-      ...(opts.content ? ["-content", opts.content] : []),
-      "-CAfile",
-      caFile,
-      "-purpose",
-      "any",
-      "-out",
-      opts.out ?? "/dev/null",
-    ],
-    { reject: false, stdin: "ignore" },
-  );
-  if (r.exitCode !== 0 || !r.stderr.includes("Verification successful"))
-    throw new Error(`openssl cms -verify ${sig} failed (${r.exitCode}): ${r.stderr}`);
-}
+// Independent checks: what codesign timestamps, verified by openssl.
 
 /** The first SignerInfo of a DER or PEM CMS file. */
 export async function signerInfoOf(sigFile: string): Promise<pkijs.SignerInfo> {
