@@ -79144,7 +79144,7 @@ function derOrPem(bytes, labels) {
   }
   return first.der;
 }
-var asn1js, pkijs, HASH_OIDS, HASH_BYTES, OID_RSA_ENCRYPTION, OID_RSASSA_PSS, OID_MGF1, OID_EC_PUBLIC_KEY, OID_ED25519, OID_ED448, RSA_PKCS1_OIDS, ECDSA_OIDS, CURVES, CURVE_ALIASES;
+var asn1js, pkijs, HASH_OIDS, hashByOid, HASH_BYTES, OID_RSA_ENCRYPTION, OID_RSASSA_PSS, OID_MGF1, OID_EC_PUBLIC_KEY, OID_ED25519, OID_ED448, RSA_PKCS1_OIDS, ECDSA_OIDS, CURVES, CURVE_ALIASES;
 var init_asn1 = __esm({
   "src/core/asn1.ts"() {
     "use strict";
@@ -79157,6 +79157,7 @@ var init_asn1 = __esm({
       sha384: "2.16.840.1.101.3.4.2.2",
       sha512: "2.16.840.1.101.3.4.2.3"
     };
+    hashByOid = (oid) => Object.keys(HASH_OIDS).find((h2) => HASH_OIDS[h2] === oid);
     HASH_BYTES = { sha256: 32, sha384: 48, sha512: 64 };
     OID_RSA_ENCRYPTION = "1.2.840.113549.1.1.1";
     OID_RSASSA_PSS = "1.2.840.113549.1.1.10";
@@ -81847,9 +81848,9 @@ async function streamVerify(file, hash, key, signature, candidates) {
   return verifiers.findIndex((v, i2) => v.verify({ key, ...candidates[i2] }, signature));
 }
 function signatureOptions(algo, digestHash) {
-  if (algo.algorithmId !== OID_RSASSA_PSS2) return { hash: digestHash, opts: {} };
+  if (algo.algorithmId !== OID_RSASSA_PSS) return { hash: digestHash, opts: {} };
   const params = new pkijs4.RSASSAPSSParams({ schema: algo.algorithmParams });
-  const hash = HASH_BY_OID[params.hashAlgorithm.algorithmId];
+  const hash = hashByOid(params.hashAlgorithm.algorithmId);
   if (!hash) throw fail(`RSA-PSS with an unsupported hash (${params.hashAlgorithm.algorithmId})`);
   return {
     hash,
@@ -81918,7 +81919,7 @@ async function inspectTimestampToken(token, signature) {
   if (!eContent) throw new Error("the timestamp token has no TSTInfo");
   const tstDer = new Uint8Array(eContent.getValue());
   const tst = pkijs4.TSTInfo.fromBER(tstDer.slice().buffer);
-  const name = HASH_BY_OID[tst.messageImprint.hashAlgorithm.algorithmId];
+  const name = hashByOid(tst.messageImprint.hashAlgorithm.algorithmId);
   if (!name)
     throw new Error(
       `the timestamp's imprint uses an unsupported hash (${tst.messageImprint.hashAlgorithm.algorithmId})`
@@ -81928,7 +81929,7 @@ async function inspectTimestampToken(token, signature) {
     throw new Error("the timestamp is for other data (its message imprint does not match the signature)");
   }
   const si = signed.signerInfos[0];
-  const hash = si ? HASH_BY_OID[si.digestAlgorithm.algorithmId] : void 0;
+  const hash = si ? hashByOid(si.digestAlgorithm.algorithmId) : void 0;
   if (!hash) throw new Error("the timestamp's signer uses an unsupported digest");
   let checked;
   try {
@@ -81949,23 +81950,18 @@ async function inspectTimestampToken(token, signature) {
 async function checkTimestampToken(token, signature) {
   return (await inspectTimestampToken(token, signature)).tst;
 }
-var asn1js4, pkijs4, fail, HASH_BY_OID, OID_RSASSA_PSS2, OID_TIME_STAMPING, EDDSA_MAX_BYTES, subjectOf, PKCS1, PSS_ANY_SALT, x509, attrValue;
+var asn1js4, pkijs4, fail, OID_TIME_STAMPING, EDDSA_MAX_BYTES, subjectOf, PKCS1, PSS_ANY_SALT, x509, attrValue;
 var init_verify = __esm({
   "src/core/verify.ts"() {
     "use strict";
     asn1js4 = __toESM(require_build2(), 1);
     pkijs4 = __toESM(require_build3(), 1);
+    init_asn1();
     init_certificate();
     init_cms();
     init_errors();
     init_hash();
     fail = (message, hint) => new CodesignError("VERIFY_FAILED", message, hint ? { hint } : {});
-    HASH_BY_OID = {
-      "2.16.840.1.101.3.4.2.1": "sha256",
-      "2.16.840.1.101.3.4.2.2": "sha384",
-      "2.16.840.1.101.3.4.2.3": "sha512"
-    };
-    OID_RSASSA_PSS2 = "1.2.840.113549.1.1.10";
     OID_TIME_STAMPING = "1.3.6.1.5.5.7.3.8";
     EDDSA_MAX_BYTES = 256 * 1024 * 1024;
     subjectOf = (c3) => c3.subject.replace(/\n/g, ", ");
@@ -82145,7 +82141,7 @@ async function run(args4) {
       `signed ${input} with ${report.key} (CMS ${report.attached ? "attached" : "detached"}, ${report.scheme}${report.timestamp ? `, timestamped by ${report.timestamp.url}` : ""}) -> ${output}`
     );
 }
-async function signBatch(args4, items, onResult) {
+async function signBatch(args4, items) {
   const o2 = cmsArgs(args4);
   for (const item of items) await checkInput(item.input, o2.attached);
   const jobs = jobsOf(args4);
@@ -82155,7 +82151,7 @@ async function signBatch(args4, items, onResult) {
       // More files in flight than sessions: hashing the next files overlaps signing.
       jobs: jobs * 2,
       failFast: flag(args4, "fail-fast"),
-      onResult: onResult ?? progressBar(items.length, args4)
+      onResult: progressBar(items.length, args4)
     });
   });
 }

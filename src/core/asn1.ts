@@ -17,10 +17,13 @@ const HASH_OIDS: Record<HashName, string> = {
   sha384: "2.16.840.1.101.3.4.2.2",
   sha512: "2.16.840.1.101.3.4.2.3",
 };
+/** The hash an AlgorithmIdentifier OID names, when it is one codesign knows. */
+export const hashByOid = (oid: string): HashName | undefined =>
+  (Object.keys(HASH_OIDS) as HashName[]).find((h) => HASH_OIDS[h] === oid);
 export const HASH_BYTES: Record<HashName, number> = { sha256: 32, sha384: 48, sha512: 64 };
 
 const OID_RSA_ENCRYPTION = "1.2.840.113549.1.1.1";
-const OID_RSASSA_PSS = "1.2.840.113549.1.1.10";
+export const OID_RSASSA_PSS = "1.2.840.113549.1.1.10";
 const OID_MGF1 = "1.2.840.113549.1.1.8";
 const OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1";
 const OID_ED25519 = "1.3.101.112";

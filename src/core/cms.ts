@@ -206,15 +206,6 @@ export async function fileHead(file: string, bytes = 64): Promise<Uint8Array> {
   }
 }
 
-export const isCms = (bytes: Uint8Array): boolean => {
-  try {
-    parseSignedData(bytes, "input");
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 export function cmsOutput(der: Uint8Array, format: "der" | "pem"): Uint8Array | string {
   return format === "pem" ? pemEncode("CMS", der) : der;
 }

@@ -17,6 +17,7 @@ import { createReadStream } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import tls from "node:tls";
 import * as pkijs from "pkijs";
+import { hashByOid, OID_RSASSA_PSS } from "./asn1.js";
 import { readCertificates } from "./certificate.js";
 import { OID } from "./cms.js";
 import { CodesignError } from "./errors.js";
@@ -47,12 +48,6 @@ export interface VerifyReport {
 const fail = (message: string, hint?: string): CodesignError =>
   new CodesignError("VERIFY_FAILED", message, hint ? { hint } : {});
 
-const HASH_BY_OID: Record<string, HashName> = {
-  "2.16.840.1.101.3.4.2.1": "sha256",
-  "2.16.840.1.101.3.4.2.2": "sha384",
-  "2.16.840.1.101.3.4.2.3": "sha512",
-};
-const OID_RSASSA_PSS = "1.2.840.113549.1.1.10";
 const OID_CODE_SIGNING = "1.3.6.1.5.5.7.3.3";
 const OID_TIME_STAMPING = "1.3.6.1.5.5.7.3.8";
 const EC_SIZES: Record<string, number> = { prime256v1: 32, secp384r1: 48, secp521r1: 66, secp256k1: 32 };
@@ -249,7 +244,7 @@ function signatureOptions(
   if (algo.algorithmId !== OID_RSASSA_PSS) return { hash: digestHash, opts: {} };
   // RFC 4055 defaults (SHA-1, salt 20) apply only when the parameters are absent.
   const params = new pkijs.RSASSAPSSParams({ schema: algo.algorithmParams });
-  const hash = HASH_BY_OID[params.hashAlgorithm.algorithmId];
+  const hash = hashByOid(params.hashAlgorithm.algorithmId);
   if (!hash) throw fail(`RSA-PSS with an unsupported hash (${params.hashAlgorithm.algorithmId})`);
   return {
     hash,
@@ -355,7 +350,7 @@ export async function inspectTimestampToken(
   if (!eContent) throw new Error("the timestamp token has no TSTInfo");
   const tstDer = new Uint8Array(eContent.getValue());
   const tst = pkijs.TSTInfo.fromBER(tstDer.slice().buffer);
-  const name = HASH_BY_OID[tst.messageImprint.hashAlgorithm.algorithmId];
+  const name = hashByOid(tst.messageImprint.hashAlgorithm.algorithmId);
   if (!name)
     throw new Error(
       `the timestamp's imprint uses an unsupported hash (${tst.messageImprint.hashAlgorithm.algorithmId})`,
@@ -365,7 +360,7 @@ export async function inspectTimestampToken(
     throw new Error("the timestamp is for other data (its message imprint does not match the signature)");
   }
   const si = signed.signerInfos[0];
-  const hash = si ? HASH_BY_OID[si.digestAlgorithm.algorithmId] : undefined;
+  const hash = si ? hashByOid(si.digestAlgorithm.algorithmId) : undefined;
   if (!hash) throw new Error("the timestamp's signer uses an unsupported digest");
   let checked: { cert: X509Certificate; certs: X509Certificate[] };
   try {
@@ -420,7 +415,7 @@ export async function verifyCms(
       hint: "codesign verify --in FILE --signature FILE.p7s",
     });
   }
-  const hash = HASH_BY_OID[si.digestAlgorithm.algorithmId];
+  const hash = hashByOid(si.digestAlgorithm.algorithmId);
   if (!hash) throw fail(`unsupported digest algorithm ${si.digestAlgorithm.algorithmId}`);
   const content = attached ? new Uint8Array(eContent.getValue()) : undefined;
   const digest = content

@@ -123,14 +123,10 @@ export async function run(args: Record<string, unknown>): Promise<void> {
     );
 }
 
-/**
- * Many files, one login: `--jobs` sessions share it. `onResult` is called as each file finishes
- * (default: the progress bar).
- */
+/** Many files, one login: `--jobs` sessions share it. */
 export async function signBatch(
   args: Record<string, unknown>,
   items: BatchItem[],
-  onResult?: (result: BatchResult<unknown>, done: number, total: number) => void,
 ): Promise<BatchResult<unknown>[]> {
   const o = cmsArgs(args);
   for (const item of items) await checkInput(item.input, o.attached);
@@ -141,7 +137,7 @@ export async function signBatch(
       // More files in flight than sessions: hashing the next files overlaps signing.
       jobs: jobs * 2,
       failFast: flag(args, "fail-fast"),
-      onResult: onResult ?? progressBar(items.length, args),
+      onResult: progressBar(items.length, args),
     });
   });
 }

@@ -4,7 +4,7 @@ import { cmsOutput, parseSignedData } from "../../core/cms.js";
 import { CodesignError } from "../../core/errors.js";
 import { assertDistinct, writeFileAtomic } from "../../core/files.js";
 import { encodeSignedData, timestampSignedData } from "../../core/timestamp.js";
-import { flag, str, timestampOptions } from "../common.js";
+import { flag, str, timestampOptions, unreadable } from "../common.js";
 import { info, printJson } from "../output.js";
 
 export async function run(args: Record<string, unknown>): Promise<void> {
@@ -17,11 +17,7 @@ export async function run(args: Record<string, unknown>): Promise<void> {
       hint: "add --timestamp URL (repeat for fail-over)",
     });
   }
-  const bytes = await readFile(input).catch((cause: NodeJS.ErrnoException) => {
-    throw new CodesignError("INVALID_INPUT", `cannot read ${input}: ${cause.code ?? cause.message}`, {
-      cause,
-    });
-  });
+  const bytes = await readFile(input).catch(unreadable(input));
   const signed = parseSignedData(new Uint8Array(bytes), input);
   const results = await timestampSignedData(signed, urls, failover);
   const pem = bytes.subarray(0, 11).toString() === "-----BEGIN ";
