@@ -4,10 +4,10 @@
  * login of our own, certificate resolved and exported, a private work directory — and the adapter
  * only builds the tool's command line and runs it.
  */
-import type { FailoverOptions } from "../src/core/failover.js";
-import type { KeyInfo } from "../src/core/keys.js";
-import type { Secret } from "../src/core/pin.js";
-import type { TokenEntry } from "../src/core/pkcs11.js";
+import type { FailoverOptions } from "../src/core/util/failover.js";
+import type { KeyInfo } from "../src/core/pkcs11/keys.js";
+import type { Secret } from "../src/core/pkcs11/pin.js";
+import type { TokenEntry } from "../src/core/pkcs11/module.js";
 import type { HashName } from "../src/core/signer.js";
 
 export type ToolName = "osslsigncode" | "jarsigner" | "openssl";

@@ -7,11 +7,11 @@ import { writeFile, rm } from "node:fs/promises";
 import path from "node:path";
 import type { SignJob, SigningAdapter } from "./contract.js";
 import { CodesignError } from "../src/core/errors.js";
-import { tryEach } from "../src/core/failover.js";
+import { tryEach } from "../src/core/util/failover.js";
 import type { HashName, KeyType } from "../src/core/signer.js";
 import { sunpkcs11Config } from "../templates/sunpkcs11.js";
 import { findTool, lastWords, oncePerKey, runTool, runToolRaw } from "./run.js";
-import { withPrivateDir } from "../src/core/temp.js";
+import { withPrivateDir } from "../src/core/util/temp.js";
 import { safePath } from "./osslsigncode.js";
 
 const PIN_VAR = "CODESIGN_JAR_PIN";

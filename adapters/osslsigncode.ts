@@ -8,9 +8,9 @@ import { readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { SignJob, SigningAdapter } from "./contract.js";
 import { CodesignError } from "../src/core/errors.js";
-import { tryEach } from "../src/core/failover.js";
+import { tryEach } from "../src/core/util/failover.js";
 import { findTool, lastWords, oncePerKey, runTool, runToolRaw } from "./run.js";
-import { withPrivateDir } from "../src/core/temp.js";
+import { withPrivateDir } from "../src/core/util/temp.js";
 
 /** A path a tool can never read as an option, whatever the file is called. */
 export const safePath = (p: string): string => path.resolve(p);

@@ -7,8 +7,8 @@ import { execa, type Options } from "execa";
 import { accessSync, closeSync, constants, openSync, unlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { CodesignError } from "../src/core/errors.js";
-import type { Secret } from "../src/core/pin.js";
-import { privateTempDir } from "../src/core/temp.js";
+import type { Secret } from "../src/core/pkcs11/pin.js";
+import { privateTempDir } from "../src/core/util/temp.js";
 
 export interface ToolRun {
   /** Display name, e.g. "osslsigncode". */

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { CodesignError } from "../src/core/errors.js";
-import { loadPkcs11Js } from "../src/core/native.js";
+import { loadPkcs11Js } from "../src/core/pkcs11/native.js";
 import { findTool, runTool, runToolRaw } from "./run.js";
 
 /** The repository root: this file is adapters/setup.ts, dist/adapters/setup.js or dist/action/index.js. */

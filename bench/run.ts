@@ -16,8 +16,8 @@ import { mkdir, mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises"
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { initDevToken } from "../src/core/dev-token.js";
-import { loadPkcs11Js } from "../src/core/native.js";
+import { initDevToken } from "../src/core/pkcs11/dev-token.js";
+import { loadPkcs11Js } from "../src/core/pkcs11/native.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const CLI = path.join(ROOT, "bin", "codesign.js");

@@ -25,7 +25,7 @@ import {
   spkiFromEdwards,
   spkiFromRsa,
   spkiInfo,
-} from "../src/core/asn1.js";
+} from "../src/core/pki/asn1.js";
 import { CodesignError } from "../src/core/errors.js";
 import type { HashName } from "../src/core/signer.js";
 

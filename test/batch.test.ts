@@ -2,7 +2,7 @@ import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import type { Options } from "execa";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { planOutputs, runBatch } from "../src/core/batch.js";
+import { planOutputs, runBatch } from "../src/app/batch.js";
 import { CodesignError } from "../src/core/errors.js";
 import { codesign } from "./helpers/cli.js";
 import { createTestToken, publicKeyPem, type TestToken } from "./helpers/token.js";

@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { initDevToken } from "../src/core/dev-token.js";
+import { initDevToken } from "../src/core/pkcs11/dev-token.js";
 import { codesign, ROOT, tool } from "./helpers/cli.js";
 import { createTestToken, publicKeyPem, type TestToken } from "./helpers/token.js";
 import { opensslDgstVerify } from "./helpers/verifiers.js";

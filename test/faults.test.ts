@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { fromPkcs11Error } from "../src/core/ckr.js";
+import { fromPkcs11Error } from "../src/core/pkcs11/ckr.js";
 import { exitCodeFor } from "../src/cli/exit-codes.js";
 import { BIN, codesign, tool } from "./helpers/cli.js";
 import { createTestToken, publicKeyPem, type TestToken } from "./helpers/token.js";

@@ -10,7 +10,7 @@ import path from "node:path";
 import { stringify } from "yaml";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { CodesignError } from "../src/core/errors.js";
-import { loadConfigFile } from "../src/core/profile.js";
+import { loadConfigFile } from "../src/app/profile.js";
 import { ROOT } from "./helpers/cli.js";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "codesign-hostile-"));

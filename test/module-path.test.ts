@@ -2,8 +2,8 @@ import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chooseModule, p11KitProxyPath, registeredModules } from "../src/core/module-path.js";
-import { parseUri } from "../src/core/uri.js";
+import { chooseModule, p11KitProxyPath, registeredModules } from "../src/core/pkcs11/module-path.js";
+import { parseUri } from "../src/core/pkcs11/uri.js";
 
 let dir: string;
 beforeAll(async () => {

@@ -4,8 +4,8 @@ import path from "node:path";
 import { inspect } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CodesignError } from "../src/core/errors.js";
-import { readPinFile, resolvePin, Secret } from "../src/core/pin.js";
-import { parseUri } from "../src/core/uri.js";
+import { readPinFile, resolvePin, Secret } from "../src/core/pkcs11/pin.js";
+import { parseUri } from "../src/core/pkcs11/uri.js";
 
 let dir: string;
 beforeAll(async () => {

@@ -9,7 +9,7 @@ import {
   parseUri,
   type Pkcs11Uri,
   type UriPath,
-} from "../src/core/uri.js";
+} from "../src/core/pkcs11/uri.js";
 
 const bytes = (...b: number[]): Uint8Array => Uint8Array.from(b);
 

@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { pemEncode } from "../src/core/asn1.js";
+import { pemEncode } from "../src/core/pki/asn1.js";
 import { CodesignError } from "../src/core/errors.js";
 import type { HashName, KeyDescription, SignatureScheme, Signer, SignRequest } from "../src/core/signer.js";
 import {
@@ -13,7 +13,7 @@ import {
   createSelfSignedCertificate,
   describeCertificate,
   parseSubject,
-} from "../src/core/x509.js";
+} from "../src/core/pki/x509.js";
 
 const HASH_BYTES: Record<HashName, number> = { sha256: 32, sha384: 48, sha512: 64 };
 

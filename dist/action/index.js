@@ -44029,7 +44029,7 @@ var init_errors = __esm({
   }
 });
 
-// src/core/temp.ts
+// src/core/util/temp.ts
 import { mkdtempSync, rmSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import os from "node:os";
@@ -44075,7 +44075,7 @@ async function withPrivateDir(fn, prefix) {
 }
 var live, hooked, SIGNALS;
 var init_temp = __esm({
-  "src/core/temp.ts"() {
+  "src/core/util/temp.ts"() {
     "use strict";
     live = /* @__PURE__ */ new Set();
     hooked = false;
@@ -44083,7 +44083,7 @@ var init_temp = __esm({
   }
 });
 
-// src/core/native.ts
+// src/core/pkcs11/native.ts
 import { createRequire } from "node:module";
 function loadPkcs11Js() {
   if (cached) return cached;
@@ -44099,7 +44099,7 @@ function loadPkcs11Js() {
 }
 var cached;
 var init_native = __esm({
-  "src/core/native.ts"() {
+  "src/core/pkcs11/native.ts"() {
     "use strict";
     init_errors();
   }
@@ -52462,7 +52462,7 @@ var init_run = __esm({
   }
 });
 
-// src/core/batch.ts
+// src/app/batch.ts
 import path9 from "node:path";
 function planOutputs(inputs, opts) {
   if (inputs.length === 0)
@@ -52545,13 +52545,13 @@ async function runBatch(items, work, opts) {
   return results;
 }
 var init_batch = __esm({
-  "src/core/batch.ts"() {
+  "src/app/batch.ts"() {
     "use strict";
     init_errors();
   }
 });
 
-// src/core/files.ts
+// src/core/util/files.ts
 import { randomBytes } from "node:crypto";
 import { realpathSync } from "node:fs";
 import { open, rename, rm as rm2 } from "node:fs/promises";
@@ -52617,14 +52617,14 @@ function assertDistinct(input, output) {
   }
 }
 var init_files = __esm({
-  "src/core/files.ts"() {
+  "src/core/util/files.ts"() {
     "use strict";
     init_errors();
     init_temp();
   }
 });
 
-// src/core/file-kind.ts
+// src/app/file-kind.ts
 import path11 from "node:path";
 function fileKind(file) {
   const ext = path11.extname(file).toLowerCase();
@@ -52634,7 +52634,7 @@ function fileKind(file) {
 }
 var AUTHENTICODE_EXTENSIONS, JAR_EXTENSIONS;
 var init_file_kind = __esm({
-  "src/core/file-kind.ts"() {
+  "src/app/file-kind.ts"() {
     "use strict";
     AUTHENTICODE_EXTENSIONS = [
       ".exe",
@@ -52670,7 +52670,7 @@ var init_file_kind = __esm({
   }
 });
 
-// src/core/hash.ts
+// src/core/util/hash.ts
 import { createHash } from "node:crypto";
 import { open as open2 } from "node:fs/promises";
 async function hashFile(file, hash) {
@@ -52703,7 +52703,7 @@ async function hashFile(file, hash) {
 }
 var CHUNK, spare;
 var init_hash = __esm({
-  "src/core/hash.ts"() {
+  "src/core/util/hash.ts"() {
     "use strict";
     init_errors();
     CHUNK = 4 * 1024 * 1024;
@@ -78939,7 +78939,7 @@ var require_build3 = __commonJS({
   }
 });
 
-// src/core/asn1.ts
+// src/core/pki/asn1.ts
 function invalid(message, hint) {
   return new CodesignError("INVALID_INPUT", message, hint === void 0 ? {} : { hint });
 }
@@ -79146,7 +79146,7 @@ function derOrPem(bytes, labels) {
 }
 var asn1js, pkijs, HASH_OIDS, hashByOid, HASH_BYTES, OID_RSA_ENCRYPTION, OID_RSASSA_PSS, OID_MGF1, OID_EC_PUBLIC_KEY, OID_ED25519, OID_ED448, RSA_PKCS1_OIDS, ECDSA_OIDS, CURVES, CURVE_ALIASES;
 var init_asn1 = __esm({
-  "src/core/asn1.ts"() {
+  "src/core/pki/asn1.ts"() {
     "use strict";
     asn1js = __toESM(require_build2(), 1);
     pkijs = __toESM(require_build3(), 1);
@@ -79191,7 +79191,7 @@ var init_asn1 = __esm({
   }
 });
 
-// src/core/ckr.ts
+// src/core/pkcs11/ckr.ts
 function ckrName(e) {
   if (e instanceof Error && /^CKR_[A-Z0-9_]+$/.test(e.message)) return e.message;
   return void 0;
@@ -79214,7 +79214,7 @@ function fromPkcs11Error(e, during) {
 }
 var MEANINGS;
 var init_ckr = __esm({
-  "src/core/ckr.ts"() {
+  "src/core/pkcs11/ckr.ts"() {
     "use strict";
     init_errors();
     MEANINGS = {
@@ -79305,7 +79305,7 @@ var init_ckr = __esm({
   }
 });
 
-// src/core/pkcs11.ts
+// src/core/pkcs11/module.ts
 function slotIdOf(handle) {
   return handle.length >= 8 ? handle.readBigUInt64LE(0).toString() : handle.readUInt32LE(0).toString();
 }
@@ -79350,8 +79350,8 @@ async function withSession(m, token, fn, opts = {}) {
   }
 }
 var TOKEN_FLAGS, trim, Pkcs11Module, mechanismNameCache, CKK_EC_EDWARDS, CKM_EDDSA, CKM_EC_EDWARDS_KEY_PAIR_GEN, Session;
-var init_pkcs11 = __esm({
-  "src/core/pkcs11.ts"() {
+var init_module = __esm({
+  "src/core/pkcs11/module.ts"() {
     "use strict";
     init_ckr();
     init_errors();
@@ -79576,7 +79576,7 @@ var init_pkcs11 = __esm({
   }
 });
 
-// src/core/uri.ts
+// src/core/pkcs11/uri.ts
 function invalid2(message) {
   return new CodesignError("INVALID_INPUT", `invalid PKCS#11 URI: ${message}`, {
     hint: "a key URI looks like pkcs11:token=NAME;object=LABEL;type=private (see `codesign keys` and docs/key-uris.md)"
@@ -79744,7 +79744,7 @@ function keyUri(parts) {
 }
 var OBJECT_TYPES, SCHEME, PATH_NAMES, QUERY_NAMES, ALPHA_DIGIT, UNRESERVED, RES_AVAIL, PATH_CHARS, QUERY_CHARS, NAME_CHARS, utf8, encodeText;
 var init_uri = __esm({
-  "src/core/uri.ts"() {
+  "src/core/pkcs11/uri.ts"() {
     "use strict";
     init_errors();
     OBJECT_TYPES = ["public", "private", "cert", "secret-key", "data"];
@@ -79776,7 +79776,7 @@ var init_uri = __esm({
   }
 });
 
-// src/core/x509.ts
+// src/core/pki/x509.ts
 function malformed(message) {
   return new CodesignError("INVALID_INPUT", message);
 }
@@ -79846,7 +79846,7 @@ function describeCertificate(certDer) {
 }
 var asn1js2, pkijs2, ATTRIBUTE_TYPES, TYPE_BY_NAME, TYPE_BY_OID, utf82, OID_EXT_KEY_USAGE, OID_CODE_SIGNING;
 var init_x509 = __esm({
-  "src/core/x509.ts"() {
+  "src/core/pki/x509.ts"() {
     "use strict";
     asn1js2 = __toESM(require_build2(), 1);
     pkijs2 = __toESM(require_build3(), 1);
@@ -79889,7 +79889,7 @@ var init_x509 = __esm({
   }
 });
 
-// src/core/keys.ts
+// src/core/pkcs11/keys.ts
 function keyTypeOf(m, raw) {
   if (!raw) return void 0;
   const value = raw.length >= 8 ? Number(raw.readBigUInt64LE(0)) : raw.readUInt32LE(0);
@@ -80034,17 +80034,17 @@ function findPrivateKey(s, table, uri) {
   );
 }
 var init_keys = __esm({
-  "src/core/keys.ts"() {
+  "src/core/pkcs11/keys.ts"() {
     "use strict";
     init_asn1();
     init_errors();
-    init_pkcs11();
+    init_module();
     init_uri();
     init_x509();
   }
 });
 
-// src/core/module-path.ts
+// src/core/pkcs11/module-path.ts
 import { existsSync, readdirSync, readFileSync as readFileSync4 } from "node:fs";
 import { homedir } from "node:os";
 import path12 from "node:path";
@@ -80172,7 +80172,7 @@ function chooseModule(opts) {
 }
 var MULTIARCH;
 var init_module_path = __esm({
-  "src/core/module-path.ts"() {
+  "src/core/pkcs11/module-path.ts"() {
     "use strict";
     init_errors();
     MULTIARCH = {
@@ -80185,7 +80185,7 @@ var init_module_path = __esm({
   }
 });
 
-// src/core/pin.ts
+// src/core/pkcs11/pin.ts
 import { readFileSync as readFileSync5, statSync as statSync2 } from "node:fs";
 import { inspect as inspect3 } from "node:util";
 function readPinFile(file, origin) {
@@ -80256,7 +80256,7 @@ async function requirePin(opts, what) {
 }
 var Secret, PIN_OPTIONS_HINT;
 var init_pin = __esm({
-  "src/core/pin.ts"() {
+  "src/core/pkcs11/pin.ts"() {
     "use strict";
     init_errors();
     Secret = class {
@@ -80283,10 +80283,10 @@ var init_pin = __esm({
   }
 });
 
-// src/core/signer-pool.ts
+// src/core/pkcs11/signer-pool.ts
 var SignerPool;
 var init_signer_pool = __esm({
-  "src/core/signer-pool.ts"() {
+  "src/core/pkcs11/signer-pool.ts"() {
     "use strict";
     SignerPool = class {
       key;
@@ -80331,15 +80331,15 @@ var init_signer_pool = __esm({
   }
 });
 
-// src/core/token-signer.ts
+// src/core/pkcs11/token-signer.ts
 import { createHash as createHash2 } from "node:crypto";
 var HASH_BYTES2, TokenKeySigner;
 var init_token_signer = __esm({
-  "src/core/token-signer.ts"() {
+  "src/core/pkcs11/token-signer.ts"() {
     "use strict";
     init_asn1();
     init_errors();
-    init_pkcs11();
+    init_module();
     init_signer();
     HASH_BYTES2 = { sha256: 32, sha384: 48, sha512: 64 };
     TokenKeySigner = class {
@@ -80457,7 +80457,7 @@ var init_token_signer = __esm({
   }
 });
 
-// src/core/token-key.ts
+// src/core/pkcs11/token-key.ts
 async function withToken(opts, fn) {
   const uri = parseUri(opts.key);
   const moduleChoice = chooseModule({ flag: opts.module, uri, ...opts.env ? { env: opts.env } : {} });
@@ -80513,13 +80513,13 @@ async function withTokenKey(opts, fn) {
   });
 }
 var init_token_key = __esm({
-  "src/core/token-key.ts"() {
+  "src/core/pkcs11/token-key.ts"() {
     "use strict";
     init_errors();
     init_keys();
     init_module_path();
     init_pin();
-    init_pkcs11();
+    init_module();
     init_signer_pool();
     init_token_signer();
     init_uri();
@@ -81558,7 +81558,7 @@ var init_progress = __esm({
   }
 });
 
-// src/core/certificate.ts
+// src/core/pki/certificate.ts
 import { readFile } from "node:fs/promises";
 async function readCertificates(file) {
   let bytes;
@@ -81622,7 +81622,7 @@ async function resolveSignerCertificate(key, certFile) {
 }
 var equalBytes, certificatePem;
 var init_certificate = __esm({
-  "src/core/certificate.ts"() {
+  "src/core/pki/certificate.ts"() {
     "use strict";
     init_asn1();
     init_errors();
@@ -81632,7 +81632,7 @@ var init_certificate = __esm({
   }
 });
 
-// src/core/cms.ts
+// src/core/pki/cms.ts
 import { createHash as createHash3 } from "node:crypto";
 import { open as open3, readFile as readFile2, stat as stat2 } from "node:fs/promises";
 function signedAttributesDer(attrs) {
@@ -81751,7 +81751,7 @@ function cmsOutput(der, format2) {
 }
 var asn1js3, pkijs3, OID, ATTACHED_MAX_BYTES, buf, SIGNED_DATA_OID_DER;
 var init_cms = __esm({
-  "src/core/cms.ts"() {
+  "src/core/pki/cms.ts"() {
     "use strict";
     asn1js3 = __toESM(require_build2(), 1);
     pkijs3 = __toESM(require_build3(), 1);
@@ -81773,7 +81773,7 @@ var init_cms = __esm({
   }
 });
 
-// src/core/failover.ts
+// src/core/util/failover.ts
 import { setTimeout as sleep } from "node:timers/promises";
 function reasonOf(e, timeoutMs) {
   if (e instanceof Error && (e.name === "TimeoutError" || e.name === "AbortError")) {
@@ -81814,7 +81814,7 @@ async function tryEach(urls, attempt, opts = {}) {
 }
 var FAILOVER_DEFAULTS, NEVER_RETRY;
 var init_failover = __esm({
-  "src/core/failover.ts"() {
+  "src/core/util/failover.ts"() {
     "use strict";
     init_errors();
     FAILOVER_DEFAULTS = { retries: 2, timeoutMs: 1e4, backoffMs: 1e3 };
@@ -81830,7 +81830,7 @@ var init_failover = __esm({
   }
 });
 
-// src/core/verify.ts
+// src/core/pki/verify.ts
 import {
   constants as constants5,
   createHash as createHash4,
@@ -81952,7 +81952,7 @@ async function checkTimestampToken(token, signature) {
 }
 var asn1js4, pkijs4, fail, OID_TIME_STAMPING, EDDSA_MAX_BYTES, subjectOf, PKCS1, PSS_ANY_SALT, x509, attrValue;
 var init_verify = __esm({
-  "src/core/verify.ts"() {
+  "src/core/pki/verify.ts"() {
     "use strict";
     asn1js4 = __toESM(require_build2(), 1);
     pkijs4 = __toESM(require_build3(), 1);
@@ -81975,7 +81975,7 @@ var init_verify = __esm({
   }
 });
 
-// src/core/timestamp.ts
+// src/core/pki/timestamp.ts
 import { createHash as createHash5, randomBytes as randomBytes2 } from "node:crypto";
 async function requestOnce(url, signature, signal) {
   const nonce = new Uint8Array(randomBytes2(8));
@@ -82044,7 +82044,7 @@ async function timestampSignedData(signed, urls, failover) {
 }
 var asn1js5, pkijs5, buf2, equal;
 var init_timestamp = __esm({
-  "src/core/timestamp.ts"() {
+  "src/core/pki/timestamp.ts"() {
     "use strict";
     asn1js5 = __toESM(require_build2(), 1);
     pkijs5 = __toESM(require_build3(), 1);

@@ -9,10 +9,10 @@ import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { isCodesignError } from "../core/errors.js";
-import { withPrivateDir } from "../core/temp.js";
+import { withPrivateDir } from "../core/util/temp.js";
 import { ensureAddon, installDebianTools } from "../../adapters/setup.js";
 import { signMany } from "../cli/commands/sign.js";
-import type { BatchResult } from "../core/batch.js";
+import type { BatchResult } from "../app/batch.js";
 
 /** Newline-separated input, blank lines and surrounding spaces dropped. */
 const lines = (name: string): string[] =>

@@ -1,7 +1,7 @@
 import { stat } from "node:fs/promises";
 import { CodesignError } from "../core/errors.js";
-import type { FailoverOptions } from "../core/failover.js";
-import type { KeyAccessOptions } from "../core/token-key.js";
+import type { FailoverOptions } from "../core/util/failover.js";
+import type { KeyAccessOptions } from "../core/pkcs11/token-key.js";
 import { warn } from "./output.js";
 import { promptPin } from "./prompt.js";
 

@@ -3,7 +3,7 @@
  * runs, so `--help` and `uri parse` never load pkcs11js, pkijs or a PKCS#11 module.
  */
 import yargs, { type Argv } from "yargs";
-import { findConfigFile } from "../core/config-file.js";
+import { findConfigFile } from "../app/config-file.js";
 import { CodesignError, isCodesignError } from "../core/errors.js";
 import { EXIT, exitCodeFor } from "./exit-codes.js";
 import { formatError } from "./output.js";
@@ -78,7 +78,7 @@ async function applyProfileFrom(
   name: string | undefined,
   configFile: string | undefined,
 ): Promise<void> {
-  const { selectProfile, applyProfile } = await import("../core/profile.js");
+  const { selectProfile, applyProfile } = await import("../app/profile.js");
   const chosen = selectProfile({ name, configFile });
   if (chosen) applyProfile(args, chosen.profile);
 }

@@ -1,5 +1,5 @@
 /** A progress bar on stderr for batches, only when stderr is a terminal and output is not JSON. */
-import type { BatchResult } from "../core/batch.js";
+import type { BatchResult } from "../app/batch.js";
 import { flag } from "./common.js";
 
 export function progressBar(

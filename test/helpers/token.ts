@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { initDevToken, softhsmModulePath, type DevToken } from "../../src/core/dev-token.js";
+import { initDevToken, softhsmModulePath, type DevToken } from "../../src/core/pkcs11/dev-token.js";
 import { tool } from "./cli.js";
 
 export interface TestToken {

@@ -6,10 +6,10 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { CodesignError } from "../../core/errors.js";
-import { writeFileAtomic } from "../../core/files.js";
-import { chooseModule } from "../../core/module-path.js";
-import { requirePin } from "../../core/pin.js";
-import { parseUri } from "../../core/uri.js";
+import { writeFileAtomic } from "../../core/util/files.js";
+import { chooseModule } from "../../core/pkcs11/module-path.js";
+import { requirePin } from "../../core/pkcs11/pin.js";
+import { parseUri } from "../../core/pkcs11/uri.js";
 import { opensslEngineConfig } from "../../../templates/openssl-engine.js";
 import { opensslProviderConfig } from "../../../templates/openssl-provider.js";
 import { p11KitModuleConfig } from "../../../templates/p11-kit-module.js";
@@ -68,7 +68,7 @@ export async function run(args: Record<string, unknown>): Promise<void> {
     }
     case "sunpkcs11": {
       // The slot that holds this token now, found by label/serial — never a list position.
-      const { withToken } = await import("../../core/token-key.js");
+      const { withToken } = await import("../../core/pkcs11/token-key.js");
       // No login: the slot list needs none, so no PIN source is read and no prompt shown.
       const noPin = { ...process.env, CODESIGN_PIN: "", CODESIGN_PIN_FILE: "" };
       const slot = await withToken(

@@ -1,8 +1,8 @@
-import { pemEncode } from "../../core/asn1.js";
-import { writeFileAtomic } from "../../core/files.js";
+import { pemEncode } from "../../core/pki/asn1.js";
+import { writeFileAtomic } from "../../core/util/files.js";
 import type { HashName, SignatureScheme } from "../../core/signer.js";
-import { withTokenKey } from "../../core/token-key.js";
-import { createCsr } from "../../core/x509.js";
+import { withTokenKey } from "../../core/pkcs11/token-key.js";
+import { createCsr } from "../../core/pki/x509.js";
 import { flag, keyAccess, str } from "../common.js";
 import { info, printJson } from "../output.js";
 

@@ -1,4 +1,4 @@
-import { initDevToken, removeDevToken } from "../../core/dev-token.js";
+import { initDevToken, removeDevToken } from "../../core/pkcs11/dev-token.js";
 import { flag, str } from "../common.js";
 import { info, printJson, printLine } from "../output.js";
 

@@ -11,11 +11,11 @@ import {
 } from "node:crypto";
 import { existsSync } from "node:fs";
 import { CodesignError } from "../../core/errors.js";
-import { chooseModule } from "../../core/module-path.js";
-import { loadPkcs11Js } from "../../core/native.js";
-import { resolvePin } from "../../core/pin.js";
+import { chooseModule } from "../../core/pkcs11/module-path.js";
+import { loadPkcs11Js } from "../../core/pkcs11/native.js";
+import { resolvePin } from "../../core/pkcs11/pin.js";
 import { defaultScheme } from "../../core/signer.js";
-import { parseUri } from "../../core/uri.js";
+import { parseUri } from "../../core/pkcs11/uri.js";
 import {
   affectedByEarly30Bug,
   enginePath,
@@ -56,8 +56,8 @@ async function tokenChecks(args: Record<string, unknown>): Promise<void> {
   } catch (e) {
     return void bad("module", message(e), hintOf(e, "give --module PATH"));
   }
-  const { withModule } = await import("../../core/pkcs11.js");
-  const { withToken, withTokenKey } = await import("../../core/token-key.js");
+  const { withModule } = await import("../../core/pkcs11/module.js");
+  const { withToken, withTokenKey } = await import("../../core/pkcs11/token-key.js");
   try {
     await withModule(modulePath, (m) => {
       const d = m.describe();

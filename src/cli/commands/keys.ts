@@ -1,9 +1,9 @@
 import { CodesignError } from "../../core/errors.js";
-import { listKeys, type KeyInfo } from "../../core/keys.js";
-import { chooseModule } from "../../core/module-path.js";
-import { resolvePin } from "../../core/pin.js";
-import { withModule, withSession } from "../../core/pkcs11.js";
-import { parseUri } from "../../core/uri.js";
+import { listKeys, type KeyInfo } from "../../core/pkcs11/keys.js";
+import { chooseModule } from "../../core/pkcs11/module-path.js";
+import { resolvePin } from "../../core/pkcs11/pin.js";
+import { withModule, withSession } from "../../core/pkcs11/module.js";
+import { parseUri } from "../../core/pkcs11/uri.js";
 import { flag, str } from "../common.js";
 import { promptPin } from "../prompt.js";
 import { info, printJson, printLine, table } from "../output.js";

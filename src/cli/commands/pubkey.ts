@@ -1,8 +1,8 @@
-import { pemEncode } from "../../core/asn1.js";
+import { pemEncode } from "../../core/pki/asn1.js";
 import { CodesignError } from "../../core/errors.js";
-import { writeFileAtomic } from "../../core/files.js";
-import { listKeys } from "../../core/keys.js";
-import { withToken } from "../../core/token-key.js";
+import { writeFileAtomic } from "../../core/util/files.js";
+import { listKeys } from "../../core/pkcs11/keys.js";
+import { withToken } from "../../core/pkcs11/token-key.js";
 import { flag, keyAccess, str } from "../common.js";
 import { info, printJson } from "../output.js";
 

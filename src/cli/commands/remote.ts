@@ -1,8 +1,8 @@
 import path from "node:path";
 import { serveToken } from "../../../adapters/p11-kit-server.js";
 import { CodesignError } from "../../core/errors.js";
-import { chooseModule } from "../../core/module-path.js";
-import { keyUri, parseUri } from "../../core/uri.js";
+import { chooseModule } from "../../core/pkcs11/module-path.js";
+import { keyUri, parseUri } from "../../core/pkcs11/uri.js";
 import { flag, str } from "../common.js";
 import { info, printJson, printLine } from "../output.js";
 

@@ -1,13 +1,13 @@
 /** `codesign sign --tool cms`: detached (default) or attached CMS, optionally timestamped. */
-import { runBatch, type BatchItem, type BatchResult } from "../../core/batch.js";
-import { readCertificates, resolveSignerCertificate } from "../../core/certificate.js";
-import { ATTACHED_MAX_BYTES, cmsOutput, parseSignedData, signCms } from "../../core/cms.js";
+import { runBatch, type BatchItem, type BatchResult } from "../../app/batch.js";
+import { readCertificates, resolveSignerCertificate } from "../../core/pki/certificate.js";
+import { ATTACHED_MAX_BYTES, cmsOutput, parseSignedData, signCms } from "../../core/pki/cms.js";
 import { CodesignError } from "../../core/errors.js";
-import { assertDistinct, writeFileAtomic } from "../../core/files.js";
-import { hashFile } from "../../core/hash.js";
+import { assertDistinct, writeFileAtomic } from "../../core/util/files.js";
+import { hashFile } from "../../core/util/hash.js";
 import { defaultScheme, type HashName, type SignatureScheme, type Signer } from "../../core/signer.js";
-import { encodeSignedData, timestampSignedData } from "../../core/timestamp.js";
-import { withTokenKey, type OpenKey } from "../../core/token-key.js";
+import { encodeSignedData, timestampSignedData } from "../../core/pki/timestamp.js";
+import { withTokenKey, type OpenKey } from "../../core/pkcs11/token-key.js";
 import { flag, inputSize, keyAccess, list, str, timestampOptions } from "../common.js";
 import { info, printJson } from "../output.js";
 import { progressBar } from "../progress.js";

@@ -1,10 +1,10 @@
 import { mkdir, readFile } from "node:fs/promises";
 import os from "node:os";
-import { planOutputs, runBatch, type BatchItem, type BatchResult } from "../../core/batch.js";
+import { planOutputs, runBatch, type BatchItem, type BatchResult } from "../../app/batch.js";
 import { CodesignError } from "../../core/errors.js";
-import { assertDistinct, writeFileAtomic } from "../../core/files.js";
-import { fileKind } from "../../core/file-kind.js";
-import { hashFile } from "../../core/hash.js";
+import { assertDistinct, writeFileAtomic } from "../../core/util/files.js";
+import { fileKind } from "../../app/file-kind.js";
+import { hashFile } from "../../core/util/hash.js";
 import {
   defaultScheme,
   type HashName,
@@ -12,7 +12,7 @@ import {
   type SignatureScheme,
   type Signer,
 } from "../../core/signer.js";
-import { withTokenKey } from "../../core/token-key.js";
+import { withTokenKey } from "../../core/pkcs11/token-key.js";
 import { flag, inputSize, keyAccess, str } from "../common.js";
 import { info, printJson } from "../output.js";
 import { progressBar } from "../progress.js";

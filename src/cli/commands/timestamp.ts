@@ -1,9 +1,9 @@
 /** `codesign timestamp`: add an RFC 3161 timestamp to an existing CMS signature. */
 import { readFile } from "node:fs/promises";
-import { cmsOutput, parseSignedData } from "../../core/cms.js";
+import { cmsOutput, parseSignedData } from "../../core/pki/cms.js";
 import { CodesignError } from "../../core/errors.js";
-import { assertDistinct, writeFileAtomic } from "../../core/files.js";
-import { encodeSignedData, timestampSignedData } from "../../core/timestamp.js";
+import { assertDistinct, writeFileAtomic } from "../../core/util/files.js";
+import { encodeSignedData, timestampSignedData } from "../../core/pki/timestamp.js";
 import { flag, str, timestampOptions, unreadable } from "../common.js";
 import { info, printJson } from "../output.js";
 

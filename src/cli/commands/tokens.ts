@@ -1,6 +1,6 @@
-import { tokenUri } from "../../core/keys.js";
-import { chooseModule } from "../../core/module-path.js";
-import { withModule } from "../../core/pkcs11.js";
+import { tokenUri } from "../../core/pkcs11/keys.js";
+import { chooseModule } from "../../core/pkcs11/module-path.js";
+import { withModule } from "../../core/pkcs11/module.js";
 import { flag, str } from "../common.js";
 import { info, printJson, printLine, table } from "../output.js";
 

@@ -1,4 +1,4 @@
-import { describeUri, parseUri } from "../../core/uri.js";
+import { describeUri, parseUri } from "../../core/pkcs11/uri.js";
 import { flag, str } from "../common.js";
 import { info, printJson, printLine, table } from "../output.js";
 

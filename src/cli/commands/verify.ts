@@ -10,11 +10,11 @@
  */
 import { existsSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
-import { ATTACHED_MAX_BYTES, fileHead, looksLikeCms, parseSignedData } from "../../core/cms.js";
+import { ATTACHED_MAX_BYTES, fileHead, looksLikeCms, parseSignedData } from "../../core/pki/cms.js";
 import { CodesignError, isCodesignError } from "../../core/errors.js";
-import { fileKind } from "../../core/file-kind.js";
+import { fileKind } from "../../app/file-kind.js";
 import type { HashName, SignatureScheme } from "../../core/signer.js";
-import { publicKeyFrom, verifyCms, verifyRaw, type VerifyReport } from "../../core/verify.js";
+import { publicKeyFrom, verifyCms, verifyRaw, type VerifyReport } from "../../core/pki/verify.js";
 import { flag, list, str, unreadable } from "../common.js";
 import { info, printJson, warn } from "../output.js";
 

@@ -20,9 +20,9 @@ import * as pkijs from "pkijs";
 import { hashByOid, OID_RSASSA_PSS } from "./asn1.js";
 import { readCertificates } from "./certificate.js";
 import { OID } from "./cms.js";
-import { CodesignError } from "./errors.js";
-import { hashFile } from "./hash.js";
-import type { HashName, SignatureScheme } from "./signer.js";
+import { CodesignError } from "../errors.js";
+import { hashFile } from "../util/hash.js";
+import type { HashName, SignatureScheme } from "../signer.js";
 
 export interface TimestampReport {
   genTime: string;

@@ -1,6 +1,6 @@
 import { readFileSync, statSync } from "node:fs";
 import { inspect } from "node:util";
-import { CodesignError } from "./errors.js";
+import { CodesignError } from "../errors.js";
 import type { Pkcs11Uri } from "./uri.js";
 
 /**

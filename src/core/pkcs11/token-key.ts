@@ -1,9 +1,9 @@
-import { CodesignError } from "./errors.js";
+import { CodesignError } from "../errors.js";
 import { findPrivateKey, type KeyInfo, type MechanismTable } from "./keys.js";
 import { chooseModule, type ModuleChoice } from "./module-path.js";
 import { requirePin, resolvePin, type PinOptions, type Secret } from "./pin.js";
-import { withModule, withSession, type Pkcs11Module, type Session, type TokenEntry } from "./pkcs11.js";
-import type { Signer } from "./signer.js";
+import { withModule, withSession, type Pkcs11Module, type Session, type TokenEntry } from "./module.js";
+import type { Signer } from "../signer.js";
 import { SignerPool } from "./signer-pool.js";
 import { TokenKeySigner } from "./token-signer.js";
 import { parseUri, type Pkcs11Uri } from "./uri.js";

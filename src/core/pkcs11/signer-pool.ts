@@ -3,7 +3,7 @@
  * operation at a time, so parallel signing needs one session per operation in flight. Callers
  * see the ordinary one-method Signer; requests wait for a free session.
  */
-import type { KeyDescription, SignRequest, Signer } from "./signer.js";
+import type { KeyDescription, SignRequest, Signer } from "../signer.js";
 
 export class SignerPool implements Signer {
   readonly key: KeyDescription;

@@ -9,8 +9,8 @@ import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { CONFIG_FILE_NAMES, findConfigFile } from "./config-file.js";
-import { CodesignError } from "./errors.js";
-import { isPkcs11Uri, parseUri } from "./uri.js";
+import { CodesignError } from "../core/errors.js";
+import { isPkcs11Uri, parseUri } from "../core/pkcs11/uri.js";
 
 const stringList = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
 

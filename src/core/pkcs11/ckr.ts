@@ -1,4 +1,4 @@
-import { CodesignError, type ErrorCode } from "./errors.js";
+import { CodesignError, type ErrorCode } from "../errors.js";
 
 interface CkrMeaning {
   code: ErrorCode;

@@ -9,9 +9,9 @@ import { createHash } from "node:crypto";
 import { open, readFile, stat } from "node:fs/promises";
 import * as pkijs from "pkijs";
 import { derOrPem, hashAlgorithm, pemEncode, signatureAlgorithm } from "./asn1.js";
-import { CodesignError } from "./errors.js";
-import { hashFile } from "./hash.js";
-import type { HashName, SignatureScheme, Signer } from "./signer.js";
+import { CodesignError } from "../errors.js";
+import { hashFile } from "../util/hash.js";
+import type { HashName, SignatureScheme, Signer } from "../signer.js";
 
 export const OID = {
   data: "1.2.840.113549.1.7.1",

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
-import { CodesignError } from "./errors.js";
-import type { HashName } from "./signer.js";
+import { CodesignError } from "../errors.js";
+import type { HashName } from "../signer.js";
 
 /** Reads in large chunks into one reused buffer: Node's default streams were measured 1.8× slower than openssl. */
 const CHUNK = 4 * 1024 * 1024;

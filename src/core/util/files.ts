@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { realpathSync } from "node:fs";
 import { open, rename, rm } from "node:fs/promises";
 import path from "node:path";
-import { CodesignError } from "./errors.js";
+import { CodesignError } from "../errors.js";
 import { removeOnExit } from "./temp.js";
 
 /**

@@ -1,16 +1,16 @@
 import { createHash } from "node:crypto";
 import type { Mechanism, RsaPSS } from "pkcs11js";
-import { digestInfo, ecdsaRawToDer } from "./asn1.js";
-import { CodesignError } from "./errors.js";
+import { digestInfo, ecdsaRawToDer } from "../pki/asn1.js";
+import { CodesignError } from "../errors.js";
 import type { KeyInfo, MechanismTable } from "./keys.js";
-import { CKM_EDDSA, type Session } from "./pkcs11.js";
+import { CKM_EDDSA, type Session } from "./module.js";
 import {
   type HashName,
   type KeyDescription,
   type SignRequest,
   type Signer,
   schemeFitsKey,
-} from "./signer.js";
+} from "../signer.js";
 
 const HASH_BYTES: Record<HashName, number> = { sha256: 32, sha384: 48, sha512: 64 };
 

@@ -5,8 +5,8 @@
  */
 import { readFile } from "node:fs/promises";
 import { pemDecode, pemEncode } from "./asn1.js";
-import { CodesignError } from "./errors.js";
-import type { KeyInfo } from "./keys.js";
+import { CodesignError } from "../errors.js";
+import type { KeyInfo } from "../pkcs11/keys.js";
 import { certificatePublicKey, describeCertificate } from "./x509.js";
 
 export interface SignerCertificate {

@@ -1,8 +1,8 @@
 import * as pkijs from "pkijs";
 import type { Template } from "pkcs11js";
-import { ecParamsForCurve } from "./asn1.js";
-import { CodesignError } from "./errors.js";
-import type { Session } from "./pkcs11.js";
+import { ecParamsForCurve } from "../pki/asn1.js";
+import { CodesignError } from "../errors.js";
+import type { Session } from "./module.js";
 import { fromPkcs11Error } from "./ckr.js";
 
 export type KeySpec = { type: "rsa"; bits: number } | { type: "ec"; curve: "P-256" | "P-384" | "P-521" };

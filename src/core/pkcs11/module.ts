@@ -5,7 +5,7 @@
  */
 import type { PKCS11, Template } from "pkcs11js";
 import { fromPkcs11Error } from "./ckr.js";
-import { CodesignError } from "./errors.js";
+import { CodesignError } from "../errors.js";
 import { loadPkcs11Js, type Pkcs11Js } from "./native.js";
 import type { Secret } from "./pin.js";
 import type { Pkcs11Uri } from "./uri.js";

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import path from "node:path";
-import { CodesignError } from "./errors.js";
+import { CodesignError } from "../errors.js";
 import type { Pkcs11Uri } from "./uri.js";
 
 export type ModuleSource =

@@ -14,7 +14,7 @@ import {
   spkiInfo,
   unsignedInteger,
 } from "./asn1.js";
-import { CodesignError } from "./errors.js";
+import { CodesignError } from "../errors.js";
 import {
   defaultScheme,
   HASH_NAMES,
@@ -23,7 +23,7 @@ import {
   SIGNATURE_SCHEMES,
   type SignatureScheme,
   type Signer,
-} from "./signer.js";
+} from "../signer.js";
 
 // ---------------------------------------------------------------------------------------------
 // Distinguished names

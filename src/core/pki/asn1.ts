@@ -5,9 +5,9 @@
  */
 import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
-import { CodesignError } from "./errors.js";
-import type { HashName, KeyType, SignatureScheme } from "./signer.js";
-import { HASH_NAMES, schemeFitsKey } from "./signer.js";
+import { CodesignError } from "../errors.js";
+import type { HashName, KeyType, SignatureScheme } from "../signer.js";
+import { HASH_NAMES, schemeFitsKey } from "../signer.js";
 
 // ---------------------------------------------------------------------------------------------
 // Object identifiers

@@ -5,7 +5,7 @@
  * never retried: a token counts every failed login towards a lock-out.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { CodesignError, type ErrorCode } from "./errors.js";
+import { CodesignError, type ErrorCode } from "../errors.js";
 
 export interface FailoverOptions {
   /** Extra attempts per URL after the first (default 2). */

@@ -3,7 +3,7 @@
  * then a bounded number of files in flight, a failure not stopping the others unless failFast.
  */
 import path from "node:path";
-import { CodesignError, isCodesignError, type ErrorCode } from "./errors.js";
+import { CodesignError, isCodesignError, type ErrorCode } from "../core/errors.js";
 
 export interface BatchItem {
   input: string;

@@ -1,5 +1,5 @@
 import { createRequire } from "node:module";
-import { CodesignError } from "./errors.js";
+import { CodesignError } from "../errors.js";
 
 export type Pkcs11Js = typeof import("pkcs11js");
 

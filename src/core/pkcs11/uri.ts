@@ -9,7 +9,7 @@
  *
  * Error messages never quote a pin-value, not even one character of it.
  */
-import { CodesignError } from "./errors.js";
+import { CodesignError } from "../errors.js";
 
 export const OBJECT_TYPES = ["public", "private", "cert", "secret-key", "data"] as const;
 export type ObjectType = (typeof OBJECT_TYPES)[number];

@@ -9,8 +9,8 @@ import { createHash, randomBytes } from "node:crypto";
 import * as pkijs from "pkijs";
 import { hashAlgorithm } from "./asn1.js";
 import { OID, encodeSignedData } from "./cms.js";
-import { CodesignError } from "./errors.js";
-import { tryEach, type FailoverOptions } from "./failover.js";
+import { CodesignError } from "../errors.js";
+import { tryEach, type FailoverOptions } from "../util/failover.js";
 import { checkTimestampToken } from "./verify.js";
 
 const buf = (u: Uint8Array): ArrayBuffer => u.slice().buffer as ArrayBuffer;

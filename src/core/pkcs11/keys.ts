@@ -1,11 +1,11 @@
 import type { Template } from "pkcs11js";
-import { curveFromEcParams, spkiFromEc, spkiFromEdwards, spkiFromRsa } from "./asn1.js";
-import { CodesignError } from "./errors.js";
-import { CKK_EC_EDWARDS, type Pkcs11Module, type Session, type TokenEntry } from "./pkcs11.js";
-import type { KeyType } from "./signer.js";
+import { curveFromEcParams, spkiFromEc, spkiFromEdwards, spkiFromRsa } from "../pki/asn1.js";
+import { CodesignError } from "../errors.js";
+import { CKK_EC_EDWARDS, type Pkcs11Module, type Session, type TokenEntry } from "./module.js";
+import type { KeyType } from "../signer.js";
 import type { Pkcs11Uri } from "./uri.js";
 import { keyUri } from "./uri.js";
-import { certificatePublicKey } from "./x509.js";
+import { certificatePublicKey } from "../pki/x509.js";
 
 export interface KeyInfo {
   /** Private-key handle; absent when only the public half could be seen (no login). */
