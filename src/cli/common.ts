@@ -1,5 +1,3 @@
-import { stat } from "node:fs/promises";
-import { CodesignError } from "../core/errors.js";
 import type { FailoverOptions } from "../core/util/failover.js";
 import type { KeyAccessOptions } from "../core/pkcs11/token-key.js";
 import { warn } from "./output.js";
@@ -18,24 +16,6 @@ export function list(args: Record<string, unknown>, name: string): string[] {
   const v = args[name];
   return (Array.isArray(v) ? v : v === undefined ? [] : [v]).map(String);
 }
-
-/** A `.catch` handler: a file that cannot be read is bad input naming the file and the reason. */
-export const unreadable =
-  (file: string, what = "") =>
-  (cause: NodeJS.ErrnoException): never => {
-    throw new CodesignError(
-      "INVALID_INPUT",
-      `cannot read ${what ? `${what} ` : ""}${file}: ${cause.code ?? cause.message}`,
-      {
-        hint: "check the path",
-        cause,
-      },
-    );
-  };
-
-/** An input's size; fails on an unreadable input before a PIN is asked for or the token touched. */
-export const inputSize = async (input: string): Promise<number> =>
-  (await stat(input).catch(unreadable(input))).size;
 
 export function flag(args: Record<string, unknown>, name: string): boolean {
   return args[name] === true;

@@ -13,7 +13,8 @@ import {
   type Signer,
 } from "../../core/signer.js";
 import { withTokenKey } from "../../core/pkcs11/token-key.js";
-import { flag, inputSize, keyAccess, str } from "../common.js";
+import { inputSize } from "../../core/util/files.js";
+import { flag, keyAccess, str } from "../common.js";
 import { info, printJson } from "../output.js";
 import { progressBar } from "../progress.js";
 

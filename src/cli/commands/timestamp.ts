@@ -4,7 +4,8 @@ import { cmsOutput, parseSignedData } from "../../core/pki/cms.js";
 import { CodesignError } from "../../core/errors.js";
 import { assertDistinct, writeFileAtomic } from "../../core/util/files.js";
 import { encodeSignedData, timestampSignedData } from "../../core/pki/timestamp.js";
-import { flag, str, timestampOptions, unreadable } from "../common.js";
+import { unreadable } from "../../core/util/files.js";
+import { flag, str, timestampOptions } from "../common.js";
 import { info, printJson } from "../output.js";
 
 export async function run(args: Record<string, unknown>): Promise<void> {

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { realpathSync } from "node:fs";
-import { open, rename, rm } from "node:fs/promises";
+import { open, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { CodesignError } from "../errors.js";
 import { removeOnExit } from "./temp.js";
@@ -85,3 +85,21 @@ export function assertDistinct(input: string, output: string): void {
     });
   }
 }
+
+/** A `.catch` handler: a file that cannot be read is bad input naming the file and the reason. */
+export const unreadable =
+  (file: string, what = "") =>
+  (cause: NodeJS.ErrnoException): never => {
+    throw new CodesignError(
+      "INVALID_INPUT",
+      `cannot read ${what ? `${what} ` : ""}${file}: ${cause.code ?? cause.message}`,
+      {
+        hint: "check the path",
+        cause,
+      },
+    );
+  };
+
+/** An input's size; fails on an unreadable input before a PIN is asked for or the token touched. */
+export const inputSize = async (input: string): Promise<number> =>
+  (await stat(input).catch(unreadable(input))).size;
