@@ -1,0 +1,15 @@
+import type { Argv } from "yargs";
+import { lazy } from "../lazy.js";
+import { keyOption } from "../options.js";
+
+export const pubkey = (y: Argv): Argv =>
+  y.command(
+    "pubkey",
+    "print a token key's public key (PEM SubjectPublicKeyInfo)",
+    (y) =>
+      y
+        .options(keyOption)
+        .option("out", { type: "string", describe: "write to a file instead of stdout" })
+        .example("$0 pubkey --key 'pkcs11:token=release;object=signer' --out pub.pem", ""),
+    lazy("pubkey"),
+  );

@@ -1,0 +1,115 @@
+import type { Argv } from "yargs";
+import { lazy } from "../lazy.js";
+import { mechanismOption, timestampOptions } from "../options.js";
+
+export const sign = (y: Argv): Argv =>
+  y.command(
+    "sign [files..]",
+    "sign files with a token key (Authenticode, JAR, CMS or a raw signature)",
+    (y) =>
+      y
+        .positional("files", {
+          type: "string",
+          array: true,
+          describe: "files to sign (or --in, --files-from)",
+        })
+        .option("key", {
+          type: "string",
+          describe: "RFC 7512 URI of the private key (see `codesign keys`); or from --profile",
+        })
+        .option("tool", {
+          choices: ["auto", "raw", "cms", "osslsigncode", "jarsigner", "openssl"],
+          describe:
+            "[default: auto] osslsigncode for Authenticode files (.exe .dll .msi .cab .cat .appx .ps1 …), jarsigner for .jar/.war/.ear, else detached CMS",
+        })
+        .option("in", { type: "string", describe: "one file to sign (never modified)" })
+        .option("out", {
+          type: "string",
+          describe: "output for one file (default: <in>.sig raw, <in>.p7s cms, <name>.signed.<ext> tools)",
+        })
+        .option("files-from", {
+          type: "string",
+          describe: "read the files to sign from F, one per line (- for stdin)",
+        })
+        .option("out-dir", {
+          type: "string",
+          describe: "write outputs into D: D/<name>.sig, D/<name>.p7s, D/<name>",
+        })
+        .option("in-place", {
+          type: "boolean",
+          default: false,
+          describe: "Authenticode/JAR: replace each input with its signed copy",
+        })
+        .option("jobs", { type: "number", describe: "files in flight at once [default: min(4, cores)]" })
+        .option("fail-fast", {
+          type: "boolean",
+          default: false,
+          describe: "stop at the first failed file",
+        })
+        .option("hash", {
+          choices: ["sha256", "sha384", "sha512"],
+          describe: "digest algorithm [default: sha256]",
+        })
+        .options(mechanismOption)
+        .option("cert", {
+          type: "string",
+          describe:
+            "signer certificate, PEM or DER (default: the certificate on the token with the key's id)",
+        })
+        .option("chain", {
+          type: "string",
+          // Repeatable, but not greedy: `--timestamp URL file.exe` must leave file.exe a positional.
+          requiresArg: true,
+          describe: "further certificates to include (repeatable)",
+        })
+        .options(timestampOptions)
+        .option("attached", { type: "boolean", default: false, describe: "cms: embed the content" })
+        .option("format", { choices: ["der", "pem"], default: "der", describe: "cms: output encoding" })
+        .option("signed-attributes", {
+          type: "boolean",
+          default: true,
+          describe: "cms: sign contentType, messageDigest and signingTime (--no-signed-attributes to omit)",
+        })
+        .option("signature-format", {
+          choices: ["der", "p1363"],
+          default: "der",
+          describe: "raw: ECDSA encoding, der (OpenSSL, X.509) or p1363 (r‖s)",
+        })
+        .option("description", { type: "string", describe: "osslsigncode: program description (-n)" })
+        .option("url", { type: "string", describe: "osslsigncode: program URL (-i)" })
+        .option("mode", {
+          choices: ["dgst", "cms"],
+          default: "dgst",
+          describe: "openssl: dgst -sign or cms -sign",
+        })
+        .option("tool-path", {
+          type: "string",
+          describe: "the external tool's executable, when not on PATH",
+        })
+        .example(
+          "$0 sign --tool raw --key 'pkcs11:token=release;object=signer' --out-dir sigs dist/*",
+          "a batch: one login",
+        )
+        .example("$0 sign --profile release dist/*.exe --out-dir signed", "options from codesign.config.json")
+        .example(
+          "$0 sign --key 'pkcs11:token=release;object=signer;type=private' --in app.exe",
+          "Authenticode via osslsigncode, writes app.signed.exe",
+        )
+        .example(
+          "$0 sign --key 'pkcs11:token=release;object=signer' --in app.jar --out app-signed.jar",
+          "jarsigner",
+        )
+        .example(
+          "$0 sign --key 'pkcs11:token=release;object=signer' --in app.tar.gz --timestamp http://tsa.example/tsr",
+          "detached CMS app.tar.gz.p7s with a timestamp",
+        )
+        .example(
+          "$0 sign --tool raw --key 'pkcs11:token=release;object=signer' --in app.tar.gz",
+          "writes app.tar.gz.sig",
+        )
+        .example(
+          "openssl dgst -sha256 -verify pub.pem -signature app.tar.gz.sig app.tar.gz",
+          "verify a raw signature (pub.pem from `codesign pubkey`)",
+        ),
+    lazy("sign"),
+  );
