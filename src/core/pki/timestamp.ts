@@ -89,17 +89,22 @@ export async function fetchTimestamp(
   return value;
 }
 
-/** Timestamps every SignerInfo of `signed` in place (unsigned attribute id-aa-timeStampToken). */
+/**
+ * Timestamps every SignerInfo of `signed` in place, as the unsigned attribute `attribute`:
+ * id-aa-timeStampToken for CMS (RFC 3161 appendix A), Microsoft's SPC_RFC3161_OBJID for
+ * Authenticode. Both stamp the SignerInfo's signature value.
+ */
 export async function timestampSignedData(
   signed: pkijs.SignedData,
   urls: readonly string[],
   failover: FailoverOptions,
+  attribute: string = OID.timeStampToken,
 ): Promise<TimestampResult[]> {
   const results: TimestampResult[] = [];
   for (const si of signed.signerInfos) {
     const ts = await fetchTimestamp(new Uint8Array(si.signature.valueBlock.valueHexView), urls, failover);
-    const attr = new pkijs.Attribute({ type: OID.timeStampToken, values: [ts.token.toSchema()] });
-    const others = si.unsignedAttrs?.attributes.filter((a) => a.type !== OID.timeStampToken) ?? [];
+    const attr = new pkijs.Attribute({ type: attribute, values: [ts.token.toSchema()] });
+    const others = si.unsignedAttrs?.attributes.filter((a) => a.type !== attribute) ?? [];
     si.unsignedAttrs = new pkijs.SignedAndUnsignedAttributes({ type: 1, attributes: [...others, attr] });
     results.push(ts);
   }
