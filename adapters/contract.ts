@@ -1,8 +1,11 @@
 /**
- * The contract every signing adapter satisfies (checked with `satisfies SigningAdapter`), so
- * adding a tool is adding one file. The CLI prepares a SignJob — key found, PIN checked by one
- * login of our own, certificate resolved and exported, a private work directory — and the adapter
- * only builds the tool's command line and runs it.
+ * The contracts adapters satisfy (checked with `satisfies`), so adding a tool is adding one file.
+ * Two kinds of tool exist:
+ * - a tool that only shapes a file (osslsigncode): it prepares what must be signed and attaches
+ *   the finished signature; codesign's core signs in between, and the tool never sees the token;
+ * - a tool that must log in itself (jarsigner through SunPKCS11, openssl through libp11): the
+ *   explicit exception. The app prepares a SignJob — key found, PIN checked by one login of our
+ *   own, certificate exported, a private work directory — and the adapter builds the command line.
  */
 import type { FailoverOptions } from "../src/core/util/failover.js";
 import type { KeyInfo } from "../src/core/pkcs11/keys.js";
@@ -12,10 +15,35 @@ import type { HashName } from "../src/core/signer.js";
 
 export type ToolName = "osslsigncode" | "jarsigner" | "openssl";
 
+export interface ToolAdapter {
+  readonly name: ToolName;
+  /** The tool's version, or a TOOL_FAILED error naming what is missing or too old. */
+  version(toolPath?: string): Promise<string>;
+}
+
+/** A tool that prepares a file for signing and attaches the signature codesign made. */
+export interface ShapingAdapter extends ToolAdapter {
+  extractData(o: {
+    input: string;
+    hash: HashName;
+    output: string;
+    toolPath?: string | undefined;
+  }): Promise<void>;
+  attachSignature(o: {
+    input: string;
+    signature: string;
+    output: string;
+    hash: HashName;
+    caFile: string;
+    nest?: boolean;
+    toolPath?: string | undefined;
+  }): Promise<void>;
+}
+
 export interface SignJob {
   /** The file to sign; never modified. */
   input: string;
-  /** Where the tool writes its result: a temp path the caller renames onto --out on success. */
+  /** Where the tool writes its result: a temp path the caller renames onto the output on success. */
   output: string;
   /** The key's RFC 7512 URI for the tool: token, object/id, type=private; no PIN, no module. */
   keyUri: string;
@@ -34,8 +62,6 @@ export interface SignJob {
   /** RFC 3161 timestamp URLs, tried in order with fail-over. Empty: no timestamp. */
   timestamps: string[];
   failover: FailoverOptions;
-  description?: string | undefined;
-  url?: string | undefined;
   /** A private 0700 directory for generated configs; removed after the job. */
   workDir: string;
   /** The tool's executable when not on PATH. */
@@ -51,10 +77,9 @@ export interface SignOutcome {
   timestampUrl?: string | undefined;
 }
 
-export interface SigningAdapter {
-  readonly name: ToolName;
-  /** The tool's version, or a TOOL_FAILED error naming what is missing or too old. */
-  version(toolPath?: string): Promise<string>;
+/** A tool that logs in to the token itself. */
+export interface SigningAdapter extends ToolAdapter {
+  readonly name: "jarsigner" | "openssl";
   /** The exact argv the tool is run with (no PIN in it, ever); pure, for tests and --debug. */
   args(job: SignJob, extra?: { timestampUrl?: string }): string[];
   sign(job: SignJob): Promise<SignOutcome>;

@@ -1,13 +1,8 @@
-/** The signing adapters by name, each loaded only when used. */
-import type { SigningAdapter, ToolName } from "./contract.js";
+/** The adapters of tools that log in themselves, by name, each loaded only when used. */
+import type { SigningAdapter } from "./contract.js";
 
-export async function adapterFor(tool: ToolName): Promise<SigningAdapter> {
-  switch (tool) {
-    case "osslsigncode":
-      return (await import("./osslsigncode.js")).adapter;
-    case "jarsigner":
-      return (await import("./jarsigner.js")).adapter;
-    case "openssl":
-      return (await import("./openssl.js")).adapter;
-  }
+export async function signingAdapter(tool: SigningAdapter["name"]): Promise<SigningAdapter> {
+  return tool === "jarsigner"
+    ? (await import("./jarsigner.js")).adapter
+    : (await import("./openssl.js")).adapter;
 }

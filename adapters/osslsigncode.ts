@@ -1,14 +1,14 @@
 /**
- * osslsigncode: Authenticode for PE, MSI, CAB, CAT, APPX and scripts. The module goes in with
- * -pkcs11module (osslsigncode ≥ 2 loads it through libp11 itself), the key as its URI, the PIN
- * through -readpass on descriptor 3 (never -pass, which puts it on argv). A timestamp is added
- * afterwards with `osslsigncode add -ts`, tried across every URL.
+ * osslsigncode shapes Authenticode files and never touches the token: `extract-data` gives the
+ * SpcIndirectDataContent to sign (PE including EFI, MSI, CAB, CAT, APPX, PowerShell), codesign
+ * signs it in-process, and `attach-signature` puts the finished PKCS#7 into a copy of the file.
+ * osslsigncode is never given a module, a key URI or a PIN.
  */
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import type { SignJob, SigningAdapter } from "./contract.js";
+import type { ShapingAdapter } from "./contract.js";
 import { CodesignError } from "../src/core/errors.js";
-import { tryEach } from "../src/core/util/failover.js";
+import type { HashName } from "../src/core/signer.js";
 import { findTool, lastWords, oncePerKey, runTool, runToolRaw } from "./run.js";
 import { withPrivateDir } from "../src/core/util/temp.js";
 
@@ -20,91 +20,76 @@ const version = oncePerKey(async (toolPath?: string): Promise<string> => {
   const out = await runToolRaw({ tool: "osslsigncode", file, args: ["--version"] });
   const v = /osslsigncode\s+(\d+)\.(\d+)/.exec(`${out.stdout}${out.stderr}`);
   if (!v) throw new CodesignError("TOOL_FAILED", `cannot tell the version of ${file}: ${lastWords(out)}`);
-  if (Number(v[1]) < 2) {
+  const [major, minor] = [Number(v[1]), Number(v[2])];
+  // extract-data and attach-signature (and PowerShell scripts) arrived in 2.6.
+  if (major < 2 || (major === 2 && minor < 6)) {
     throw new CodesignError(
       "TOOL_FAILED",
-      `osslsigncode ${v[1]}.${v[2]} is too old: -pkcs11module needs 2.0 or newer`,
+      `osslsigncode ${major}.${minor} is too old: signing through the token needs extract-data and attach-signature (2.6 or newer)`,
       {
-        hint: "install osslsigncode 2.x (Debian bookworm-backports has 2.9)",
+        hint: "install osslsigncode 2.9 from bookworm-backports: apt-get install -t bookworm-backports osslsigncode",
       },
     );
   }
-  return `${v[1]}.${v[2]}`;
+  return `${major}.${minor}`;
 });
 
-function args(job: SignJob, extra: { timestampUrl?: string } = {}): string[] {
-  return [
-    "sign",
-    "-pkcs11module",
-    job.modulePath,
-    "-key",
-    job.keyUri,
-    "-certs",
-    safePath(job.certFile),
-    ...job.chainFiles.flatMap((f) => ["-ac", safePath(f)]),
-    "-h",
-    job.hash,
-    ...(job.description ? ["-n", job.description] : []),
-    ...(job.url ? ["-i", job.url] : []),
-    ...(extra.timestampUrl ? ["-ts", extra.timestampUrl] : []),
-    "-readpass",
-    "/dev/fd/3",
-    "-in",
-    safePath(job.input),
-    "-out",
-    safePath(job.output),
-  ];
+/** `osslsigncode extract-data`: the unsigned PKCS#7 (DER) holding what must be signed for `input`. */
+async function extractData(o: {
+  input: string;
+  hash: HashName;
+  output: string;
+  toolPath?: string | undefined;
+}): Promise<void> {
+  const file = findTool("osslsigncode", o.toolPath);
+  await runTool({
+    tool: "osslsigncode",
+    file,
+    args: ["extract-data", "-h", o.hash, "-in", safePath(o.input), "-out", safePath(o.output)],
+  });
 }
 
-async function sign(job: SignJob) {
-  const file = findTool("osslsigncode", job.toolPath);
-  const v = await version(job.toolPath);
-  const pin = { secret: job.pin, via: "fd3" as const };
-  if (job.timestamps.length === 0) {
-    await runTool({ tool: "osslsigncode", file, args: args(job), pin });
-    return { tool: "osslsigncode" as const, version: v };
-  }
-  // Sign once, then timestamp the signed file: a failing TSA never costs another login.
-  // osslsigncode tells scripts apart by their extension, so the intermediate file keeps the input's.
-  const unstamped = path.join(
-    path.dirname(path.resolve(job.output)),
-    `.${path.basename(job.output)}.unstamped${path.extname(job.input)}`,
-  );
-  try {
-    await runTool({ tool: "osslsigncode", file, args: args({ ...job, output: unstamped }), pin });
-    const { url } = await tryEach(
-      job.timestamps,
-      async (tsUrl, signal) => {
-        await rm(job.output, { force: true });
-        await runTool({
-          tool: "osslsigncode",
-          file,
-          args: [
-            "add",
-            "-ts",
-            tsUrl,
-            "-h",
-            job.hash,
-            "-in",
-            safePath(unstamped),
-            "-out",
-            safePath(job.output),
-          ],
-          cancelSignal: signal,
-        });
-      },
-      job.failover,
-    );
-    return { tool: "osslsigncode" as const, version: v, timestampUrl: url };
-  } catch (e) {
-    await rm(job.output, { force: true });
-    throw e;
-  } finally {
-    await rm(unstamped, { force: true });
-  }
+/**
+ * `osslsigncode attach-signature`: a copy of `input` with `signature` (DER PKCS#7) in it, at
+ * `output`. `caFile` only spares osslsigncode loading the system store (attach checks the
+ * digest, not the chain). The output keeps the input's extension: scripts are told apart by it.
+ */
+async function attachSignature(o: {
+  input: string;
+  signature: string;
+  output: string;
+  hash: HashName;
+  caFile: string;
+  nest?: boolean;
+  toolPath?: string | undefined;
+}): Promise<void> {
+  const file = findTool("osslsigncode", o.toolPath);
+  await runTool({
+    tool: "osslsigncode",
+    file,
+    args: [
+      "attach-signature",
+      "-sigin",
+      safePath(o.signature),
+      "-CAfile",
+      safePath(o.caFile),
+      "-h",
+      o.hash,
+      ...(o.nest ? ["-nest"] : []),
+      "-in",
+      safePath(o.input),
+      "-out",
+      safePath(o.output),
+    ],
+  });
 }
 
-export const adapter = { name: "osslsigncode", version, args, sign } satisfies SigningAdapter;
+export const adapter = {
+  name: "osslsigncode",
+  version,
+  extractData,
+  attachSignature,
+} satisfies ShapingAdapter;
 
 /** `osslsigncode verify`, read by its words; throws VERIFY_FAILED with them when not valid. */
 export async function verifyAuthenticode(

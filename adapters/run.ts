@@ -1,14 +1,13 @@
 /**
- * The one way codesign runs another program: execa with an argument array (never a shell), the
- * PIN by environment, stdin or an inherited descriptor (never argv), failures turned into exit 5 with the tool's own
- * words, and any secret scrubbed from what is reported.
+ * The one way codesign runs another program: execa with an argument array (never a shell), an
+ * environment without secrets (the PIN only for a tool that logs in itself, never on argv),
+ * failures turned into exit 5 with the tool's own words, and any secret scrubbed from reports.
  */
-import { execa, type Options } from "execa";
-import { accessSync, closeSync, constants, openSync, unlinkSync, writeFileSync } from "node:fs";
+import { execa } from "execa";
+import { accessSync, constants } from "node:fs";
 import path from "node:path";
 import { CodesignError } from "../src/core/errors.js";
 import type { Secret } from "../src/core/pkcs11/pin.js";
-import { privateTempDir } from "../src/core/util/temp.js";
 
 export interface ToolRun {
   /** Display name, e.g. "osslsigncode". */
@@ -18,8 +17,8 @@ export interface ToolRun {
   args: readonly string[];
   /** Extra environment for the child (merged over ours). */
   env?: Record<string, string | undefined>;
-  /** The PIN for the child: readable at `/dev/fd/3`, on stdin, or in an environment variable. */
-  pin?: { secret: Secret; via: "fd3" | "stdin" } | { secret: Secret; via: "env"; name: string };
+  /** Only for a tool that must log in itself: the PIN in one environment variable of that child. */
+  pin?: { secret: Secret; via: "env"; name: string };
   cancelSignal?: AbortSignal;
   cwd?: string;
 }
@@ -57,46 +56,37 @@ export function findTool(name: string, toolPath?: string): string {
   );
 }
 
+/**
+ * The environment a child starts with: ours without any secret. CODESIGN_PIN (and the Action's
+ * INPUT_PIN) stay in codesign's process; a tool that must log in itself gets the PIN in its one
+ * variable (ToolRun.pin), nothing else does.
+ */
+export function childEnvironment(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (value !== undefined && !SECRET_VARIABLE.test(name)) out[name] = value;
+  }
+  return out;
+}
+const SECRET_VARIABLE = /(^|_)(PIN|PASSWORD|PASSPHRASE|SECRET)(_|$)|^CODESIGN_PKCS11_MODULE_ARGS$/i;
+
 function scrub(text: string, secret: Secret | undefined): string {
   const value = secret?.reveal();
   return value ? text.split(value).join("****") : text;
 }
 
-/**
- * A read-only descriptor holding the PIN, for a child's `/dev/fd/3`. Node's pipes are sockets,
- * which Linux refuses to reopen through /dev/fd; an unlinked 0600 file in a 0700 directory can
- * be reopened, and its name is gone before the child starts.
- */
-function pinDescriptor(secret: Secret): number {
-  const dir = privateTempDir("codesign-pin-");
-  const file = path.join(dir.path, "pin");
-  try {
-    writeFileSync(file, `${secret.reveal()}\n`, { mode: 0o600, flag: "wx" });
-    const fd = openSync(file, "r");
-    unlinkSync(file);
-    return fd;
-  } finally {
-    void dir.remove();
-  }
-}
-
 /** Runs the tool and returns its output, whatever its exit code (the caller reads the words). */
 export async function runToolRaw(run: ToolRun): Promise<ToolOutput> {
-  const pinEnv = run.pin?.via === "env" ? { [run.pin.name]: run.pin.secret.reveal() } : {};
-  const pinFd = run.pin?.via === "fd3" ? pinDescriptor(run.pin.secret) : undefined;
+  const pinEnv = run.pin ? { [run.pin.name]: run.pin.secret.reveal() } : {};
   const child = execa(run.file, [...run.args], {
-    env: { ...run.env, ...pinEnv },
+    env: { ...childEnvironment(), ...run.env, ...pinEnv },
+    extendEnv: false,
     reject: false,
     stripFinalNewline: false,
     ...(run.cwd ? { cwd: run.cwd } : {}),
     ...(run.cancelSignal ? { cancelSignal: run.cancelSignal } : {}),
-    ...(pinFd !== undefined
-      ? { stdio: ["ignore", "pipe", "pipe", [pinFd]] as Options["stdio"] }
-      : run.pin?.via === "stdin"
-        ? { input: `${run.pin.secret.reveal()}\n` }
-        : { stdin: "ignore" as const }),
+    stdin: "ignore",
   });
-  if (pinFd !== undefined) closeSync(pinFd); // the child has its own copy now
   const r = await child;
   if (r.failed && r.exitCode === undefined) {
     if (r.isCanceled || r.isTerminated) {

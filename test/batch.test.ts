@@ -144,7 +144,7 @@ describe("many files in one run", () => {
       },
     );
     expect(r.exitCode).toBe(2);
-    expect(r.stderr).toMatch(/with several files use --out-dir/);
+    expect(r.stderr).toMatch(/one output file was named for 2 inputs/);
   });
 });
 
@@ -230,8 +230,15 @@ describe("planOutputs and runBatch", () => {
     expect(planOutputs(["a/x.exe"], { style: { kind: "embedded" }, outDir: "signed" })).toEqual([
       { input: "a/x.exe", output: path.join("signed", "x.exe") },
     ]);
-    expect(() => planOutputs(["a/x.exe", "b/y.exe"], { style: { kind: "embedded" } })).toThrow(
-      /--out-dir or --in-place/,
+    expect(planOutputs(["a/x.exe", "b/y.exe"], { style: { kind: "embedded" } })).toEqual([
+      { input: "a/x.exe", output: path.join("a", "x.signed.exe") },
+      { input: "b/y.exe", output: path.join("b", "y.signed.exe") },
+    ]);
+    expect(() =>
+      planOutputs(["a/x.bin"], { style: { kind: "detached", suffix: ".sig" }, inPlace: true }),
+    ).toThrow(/in-place replacement applies to Authenticode and JAR/);
+    expect(() => planOutputs(["a/x.exe", "b/y.exe"], { style: { kind: "embedded" }, out: "o.exe" })).toThrow(
+      /one output file was named for 2 inputs/,
     );
   });
 
@@ -249,6 +256,6 @@ describe("planOutputs and runBatch", () => {
     );
     expect(ff.map((r) => r.ok)).toEqual([false, false, false, false]);
     expect(ff[0]?.error).toEqual({ code: "IO", message: "disk full" });
-    expect(ff[1]?.error?.message).toMatch(/--fail-fast/);
+    expect(ff[1]?.error?.message).toMatch(/an earlier file failed and the run stopped there/);
   });
 });

@@ -76,7 +76,12 @@ describe("codesign sign --tool cms", () => {
       expect(si?.signatureAlgorithm.algorithmId).toBe(algorithm);
       const attrs = si?.signedAttrs?.attributes.map((a) => a.type) ?? [];
       if (extra.includes("--no-signed-attributes" as never)) expect(si?.signedAttrs).toBeUndefined();
-      else expect(attrs).toEqual(["1.2.840.113549.1.9.3", "1.2.840.113549.1.9.4", "1.2.840.113549.1.9.5"]);
+      else
+        expect([...attrs].sort()).toEqual([
+          "1.2.840.113549.1.9.3",
+          "1.2.840.113549.1.9.4",
+          "1.2.840.113549.1.9.5",
+        ]);
       if (algorithm === "1.2.840.113549.1.1.10") {
         // As openssl writes it: SHA-256, MGF1 with SHA-256, salt = hash length.
         const params = new pkijs.RSASSAPSSParams({ schema: si?.signatureAlgorithm.algorithmParams });
@@ -134,11 +139,9 @@ describe("codesign sign --tool cms", () => {
     });
     expect(r.exitCode, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({
-      input,
-      output: `${input}.p7s`,
-      scheme: "ecdsa",
-      attached: false,
-      format: "der",
+      ok: true,
+      tool: "cms",
+      files: [{ input, output: `${input}.p7s`, ok: true, scheme: "ecdsa", attached: false, encoding: "der" }],
     });
     expect(r.stdout).not.toContain(t.pin);
     await opensslCmsVerify(`${input}.p7s`, ecCert, { content: input });

@@ -118,14 +118,17 @@ describe("sign --tool raw, verified by openssl with the key read by pkcs11-tool"
       { env: t.env },
     );
     expect(r.exitCode, r.stderr).toBe(0);
-    const report = JSON.parse(r.stdout) as Record<string, unknown>;
-    expect(report).toMatchObject({
-      input: data,
-      output: `${data}.sig`,
-      keyType: "rsa",
-      scheme: "rsa-pkcs1",
-      hash: "sha256",
-    });
+    const report = JSON.parse(r.stdout) as { files: unknown[] };
+    expect(report).toMatchObject({ ok: true, tool: "raw", keyType: "rsa", signed: 1, failed: 0 });
+    expect(report.files).toEqual([
+      expect.objectContaining({
+        input: data,
+        output: `${data}.sig`,
+        ok: true,
+        scheme: "rsa-pkcs1",
+        hash: "sha256",
+      }),
+    ]);
     expect(r.stdout).not.toContain(t.pin);
     await opensslDgstVerify(pubkeys["01"] as string, data, `${data}.sig`);
   });
@@ -172,7 +175,7 @@ describe("sign --tool raw, verified by openssl with the key read by pkcs11-tool"
       { env: t.env },
     );
     expect(r.exitCode).toBe(2);
-    expect(r.stderr).toMatch(/rsa-pss does not fit a ec key/);
+    expect(r.stderr).toMatch(/the rsa-pss scheme does not fit this EC key/);
     expect(existsSync(path.join(t.dir, "x.sig"))).toBe(false);
   });
 });

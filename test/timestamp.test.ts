@@ -96,9 +96,10 @@ describe("sign --timestamp", () => {
       { env: { ...t.env, CODESIGN_PIN: t.pin } },
     );
     expect(r.exitCode, r.stderr).toBe(0);
-    const report = JSON.parse(r.stdout) as { timestamp: { url: string; genTime: string } };
-    expect(report.timestamp.url).toBe(good.url);
-    expect(Math.abs(Date.parse(report.timestamp.genTime) - Date.now())).toBeLessThan(120_000);
+    const report = JSON.parse(r.stdout) as { files: { timestamp: { url: string; genTime: string } }[] };
+    const stamp = report.files[0]?.timestamp;
+    expect(stamp?.url).toBe(good.url);
+    expect(Math.abs(Date.parse(stamp?.genTime ?? "") - Date.now())).toBeLessThan(120_000);
     await opensslTsVerify(out, good);
   });
 

@@ -11,7 +11,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SignJob } from "../adapters/contract.js";
 import { adapter as jarsigner } from "../adapters/jarsigner.js";
 import { adapter as openssl } from "../adapters/openssl.js";
-import { adapter as osslsigncode } from "../adapters/osslsigncode.js";
 import { Secret } from "../src/core/pkcs11/pin.js";
 import type { KeyInfo } from "../src/core/pkcs11/keys.js";
 import type { TokenEntry } from "../src/core/pkcs11/module.js";
@@ -256,42 +255,10 @@ describe("exact command lines", () => {
     hash: "sha256",
     timestamps: [],
     failover: {},
-    description: "App",
-    url: "https://example.com",
     workDir: "/w",
     options: {},
   };
   const cwd = process.cwd();
-
-  it("osslsigncode", () => {
-    const argv = osslsigncode.args(job, { timestampUrl: "http://tsa" });
-    expect(argv).toEqual([
-      "sign",
-      "-pkcs11module",
-      "/lib/module.so",
-      "-key",
-      job.keyUri,
-      "-certs",
-      "/w/signer.pem",
-      "-ac",
-      "/w/ca.pem",
-      "-h",
-      "sha256",
-      "-n",
-      "App",
-      "-i",
-      "https://example.com",
-      "-ts",
-      "http://tsa",
-      "-readpass",
-      "/dev/fd/3",
-      "-in",
-      path.join(cwd, "-in.exe"),
-      "-out",
-      "/out/app.exe",
-    ]);
-    expect(argv.join(" ")).not.toContain(pin);
-  });
 
   it("jarsigner", () => {
     const argv = jarsigner.args({ ...job, input: "app.jar", output: "signed.jar" });

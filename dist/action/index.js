@@ -517,13 +517,13 @@ var require_tunnel = __commonJS({
     var debug;
     if (process.env.NODE_DEBUG && /\btunnel\b/.test(process.env.NODE_DEBUG)) {
       debug = function() {
-        var args4 = Array.prototype.slice.call(arguments);
-        if (typeof args4[0] === "string") {
-          args4[0] = "TUNNEL: " + args4[0];
+        var args3 = Array.prototype.slice.call(arguments);
+        if (typeof args3[0] === "string") {
+          args3[0] = "TUNNEL: " + args3[0];
         } else {
-          args4.unshift("TUNNEL:");
+          args3.unshift("TUNNEL:");
         }
-        console.error.apply(console, args4);
+        console.error.apply(console, args3);
       };
     } else {
       debug = function() {
@@ -1004,14 +1004,14 @@ var require_util = __commonJS({
         }
         const port = url.port != null ? url.port : url.protocol === "https:" ? 443 : 80;
         let origin = url.origin != null ? url.origin : `${url.protocol}//${url.hostname}:${port}`;
-        let path18 = url.path != null ? url.path : `${url.pathname || ""}${url.search || ""}`;
+        let path20 = url.path != null ? url.path : `${url.pathname || ""}${url.search || ""}`;
         if (origin.endsWith("/")) {
           origin = origin.substring(0, origin.length - 1);
         }
-        if (path18 && !path18.startsWith("/")) {
-          path18 = `/${path18}`;
+        if (path20 && !path20.startsWith("/")) {
+          path20 = `/${path20}`;
         }
-        url = new URL(origin + path18);
+        url = new URL(origin + path20);
       }
       return url;
     }
@@ -2522,7 +2522,7 @@ var require_parseParams = __commonJS({
     var STATE_VALUE = 1;
     var STATE_CHARSET = 2;
     var STATE_LANG = 3;
-    function parseParams(str2) {
+    function parseParams(str) {
       const res = [];
       let state = STATE_KEY;
       let charset = "";
@@ -2530,9 +2530,9 @@ var require_parseParams = __commonJS({
       let escaping = false;
       let p = 0;
       let tmp = "";
-      const len = str2.length;
+      const len = str.length;
       for (var i2 = 0; i2 < len; ++i2) {
-        const char = str2[i2];
+        const char = str[i2];
         if (char === "\\" && inquote) {
           if (escaping) {
             escaping = false;
@@ -2625,20 +2625,20 @@ var require_parseParams = __commonJS({
 var require_basename = __commonJS({
   "node_modules/@fastify/busboy/lib/utils/basename.js"(exports, module) {
     "use strict";
-    module.exports = function basename(path18) {
-      if (typeof path18 !== "string") {
+    module.exports = function basename(path20) {
+      if (typeof path20 !== "string") {
         return "";
       }
-      for (var i2 = path18.length - 1; i2 >= 0; --i2) {
-        switch (path18.charCodeAt(i2)) {
+      for (var i2 = path20.length - 1; i2 >= 0; --i2) {
+        switch (path20.charCodeAt(i2)) {
           case 47:
           // '/'
           case 92:
-            path18 = path18.slice(i2 + 1);
-            return path18 === ".." || path18 === "." ? "" : path18;
+            path20 = path20.slice(i2 + 1);
+            return path20 === ".." || path20 === "." ? "" : path20;
         }
       }
-      return path18 === ".." || path18 === "." ? "" : path18;
+      return path20 === ".." || path20 === "." ? "" : path20;
     };
   }
 });
@@ -3061,29 +3061,29 @@ var require_Decoder = __commonJS({
     function Decoder() {
       this.buffer = void 0;
     }
-    Decoder.prototype.write = function(str2) {
-      str2 = str2.replace(RE_PLUS, " ");
+    Decoder.prototype.write = function(str) {
+      str = str.replace(RE_PLUS, " ");
       let res = "";
       let i2 = 0;
       let p = 0;
-      const len = str2.length;
+      const len = str.length;
       for (; i2 < len; ++i2) {
         if (this.buffer !== void 0) {
-          if (!HEX[str2.charCodeAt(i2)]) {
+          if (!HEX[str.charCodeAt(i2)]) {
             res += "%" + this.buffer;
             this.buffer = void 0;
             --i2;
           } else {
-            this.buffer += str2[i2];
+            this.buffer += str[i2];
             ++p;
             if (this.buffer.length === 2) {
               res += String.fromCharCode(parseInt(this.buffer, 16));
               this.buffer = void 0;
             }
           }
-        } else if (str2[i2] === "%") {
+        } else if (str[i2] === "%") {
           if (i2 > p) {
-            res += str2.substring(p, i2);
+            res += str.substring(p, i2);
             p = i2;
           }
           this.buffer = "";
@@ -3091,7 +3091,7 @@ var require_Decoder = __commonJS({
         }
       }
       if (p < len && this.buffer === void 0) {
-        res += str2.substring(p);
+        res += str.substring(p);
       }
       return res;
     };
@@ -4274,18 +4274,18 @@ var require_webidl = __commonJS({
     webidl.errors.exception = function(message) {
       return new TypeError(`${message.header}: ${message.message}`);
     };
-    webidl.errors.conversionFailed = function(context) {
-      const plural = context.types.length === 1 ? "" : " one of";
-      const message = `${context.argument} could not be converted to${plural}: ${context.types.join(", ")}.`;
+    webidl.errors.conversionFailed = function(context2) {
+      const plural = context2.types.length === 1 ? "" : " one of";
+      const message = `${context2.argument} could not be converted to${plural}: ${context2.types.join(", ")}.`;
       return webidl.errors.exception({
-        header: context.prefix,
+        header: context2.prefix,
         message
       });
     };
-    webidl.errors.invalidArgument = function(context) {
+    webidl.errors.invalidArgument = function(context2) {
       return webidl.errors.exception({
-        header: context.prefix,
-        message: `"${context.value}" is an invalid ${context.type}.`
+        header: context2.prefix,
+        message: `"${context2.value}" is an invalid ${context2.type}.`
       });
     };
     webidl.brandCheck = function(V, I, opts = void 0) {
@@ -4877,30 +4877,30 @@ var require_dataURL = __commonJS({
     function isHTTPWhiteSpace(char) {
       return char === "\r" || char === "\n" || char === "	" || char === " ";
     }
-    function removeHTTPWhitespace(str2, leading = true, trailing = true) {
+    function removeHTTPWhitespace(str, leading = true, trailing = true) {
       let lead = 0;
-      let trail = str2.length - 1;
+      let trail = str.length - 1;
       if (leading) {
-        for (; lead < str2.length && isHTTPWhiteSpace(str2[lead]); lead++) ;
+        for (; lead < str.length && isHTTPWhiteSpace(str[lead]); lead++) ;
       }
       if (trailing) {
-        for (; trail > 0 && isHTTPWhiteSpace(str2[trail]); trail--) ;
+        for (; trail > 0 && isHTTPWhiteSpace(str[trail]); trail--) ;
       }
-      return str2.slice(lead, trail + 1);
+      return str.slice(lead, trail + 1);
     }
     function isASCIIWhitespace(char) {
       return char === "\r" || char === "\n" || char === "	" || char === "\f" || char === " ";
     }
-    function removeASCIIWhitespace(str2, leading = true, trailing = true) {
+    function removeASCIIWhitespace(str, leading = true, trailing = true) {
       let lead = 0;
-      let trail = str2.length - 1;
+      let trail = str.length - 1;
       if (leading) {
-        for (; lead < str2.length && isASCIIWhitespace(str2[lead]); lead++) ;
+        for (; lead < str.length && isASCIIWhitespace(str[lead]); lead++) ;
       }
       if (trailing) {
-        for (; trail > 0 && isASCIIWhitespace(str2[trail]); trail--) ;
+        for (; trail > 0 && isASCIIWhitespace(str[trail]); trail--) ;
       }
-      return str2.slice(lead, trail + 1);
+      return str.slice(lead, trail + 1);
     }
     module.exports = {
       dataURLProcessor,
@@ -4979,21 +4979,21 @@ var require_file = __commonJS({
           lastModified: d
         };
       }
-      stream(...args4) {
+      stream(...args3) {
         webidl.brandCheck(this, _FileLike);
-        return this[kState].blobLike.stream(...args4);
+        return this[kState].blobLike.stream(...args3);
       }
-      arrayBuffer(...args4) {
+      arrayBuffer(...args3) {
         webidl.brandCheck(this, _FileLike);
-        return this[kState].blobLike.arrayBuffer(...args4);
+        return this[kState].blobLike.arrayBuffer(...args3);
       }
-      slice(...args4) {
+      slice(...args3) {
         webidl.brandCheck(this, _FileLike);
-        return this[kState].blobLike.slice(...args4);
+        return this[kState].blobLike.slice(...args3);
       }
-      text(...args4) {
+      text(...args3) {
         webidl.brandCheck(this, _FileLike);
-        return this[kState].blobLike.text(...args4);
+        return this[kState].blobLike.text(...args3);
       }
       get size() {
         webidl.brandCheck(this, _FileLike);
@@ -5334,7 +5334,7 @@ var require_body = __commonJS({
         const boundary = `----formdata-undici-0${`${random(1e11)}`.padStart(11, "0")}`;
         const prefix = `--${boundary}\r
 Content-Disposition: form-data`;
-        const escape2 = (str2) => str2.replace(/\n/g, "%0A").replace(/\r/g, "%0D").replace(/"/g, "%22");
+        const escape2 = (str) => str.replace(/\n/g, "%0A").replace(/\r/g, "%0D").replace(/"/g, "%22");
         const normalizeLinefeeds = (value) => value.replace(/\r?\n|\r/g, "\r\n");
         const blobParts = [];
         const rn = new Uint8Array([13, 10]);
@@ -5668,7 +5668,7 @@ var require_request = __commonJS({
     }
     var Request = class _Request {
       constructor(origin, {
-        path: path18,
+        path: path20,
         method,
         body,
         headers,
@@ -5682,11 +5682,11 @@ var require_request = __commonJS({
         throwOnError,
         expectContinue
       }, handler) {
-        if (typeof path18 !== "string") {
+        if (typeof path20 !== "string") {
           throw new InvalidArgumentError("path must be a string");
-        } else if (path18[0] !== "/" && !(path18.startsWith("http://") || path18.startsWith("https://")) && method !== "CONNECT") {
+        } else if (path20[0] !== "/" && !(path20.startsWith("http://") || path20.startsWith("https://")) && method !== "CONNECT") {
           throw new InvalidArgumentError("path must be an absolute URL or start with a slash");
-        } else if (invalidPathRegex.exec(path18) !== null) {
+        } else if (invalidPathRegex.exec(path20) !== null) {
           throw new InvalidArgumentError("invalid request path");
         }
         if (typeof method !== "string") {
@@ -5749,7 +5749,7 @@ var require_request = __commonJS({
         this.completed = false;
         this.aborted = false;
         this.upgrade = upgrade || null;
-        this.path = query ? util.buildURL(path18, query) : path18;
+        this.path = query ? util.buildURL(path20, query) : path20;
         this.origin = origin;
         this.idempotent = idempotent == null ? method === "HEAD" || method === "GET" : idempotent;
         this.blocking = blocking == null ? false : blocking;
@@ -5925,8 +5925,8 @@ var require_request = __commonJS({
         }
         return request;
       }
-      static [kHTTP2CopyHeaders](raw) {
-        const rawHeaders = raw.split("\r\n");
+      static [kHTTP2CopyHeaders](raw2) {
+        const rawHeaders = raw2.split("\r\n");
         const headers = {};
         for (const header of rawHeaders) {
           const [key, value] = header.split(": ");
@@ -6757,9 +6757,9 @@ var require_RedirectHandler = __commonJS({
           return this.handler.onHeaders(statusCode, headers, resume, statusText);
         }
         const { origin, pathname, search } = util.parseURL(new URL(this.location, this.opts.origin && new URL(this.opts.path, this.opts.origin)));
-        const path18 = search ? `${pathname}${search}` : pathname;
+        const path20 = search ? `${pathname}${search}` : pathname;
         this.opts.headers = cleanRequestHeaders(this.opts.headers, statusCode === 303, this.opts.origin !== origin);
-        this.opts.path = path18;
+        this.opts.path = path20;
         this.opts.origin = origin;
         this.opts.maxRedirections = 0;
         this.opts.query = null;
@@ -7999,7 +7999,7 @@ var require_client = __commonJS({
         writeH2(client, client[kHTTP2Session], request);
         return;
       }
-      const { body, method, path: path18, host, upgrade, headers, blocking, reset: reset2 } = request;
+      const { body, method, path: path20, host, upgrade, headers, blocking, reset: reset2 } = request;
       const expectsPayload = method === "PUT" || method === "POST" || method === "PATCH";
       if (body && typeof body.read === "function") {
         body.read(0);
@@ -8049,7 +8049,7 @@ var require_client = __commonJS({
       if (blocking) {
         socket[kBlocking] = true;
       }
-      let header = `${method} ${path18} HTTP/1.1\r
+      let header = `${method} ${path20} HTTP/1.1\r
 `;
       if (typeof host === "string") {
         header += `host: ${host}\r
@@ -8112,7 +8112,7 @@ upgrade: ${upgrade}\r
       return true;
     }
     function writeH2(client, session, request) {
-      const { body, method, path: path18, host, upgrade, expectContinue, signal, headers: reqHeaders } = request;
+      const { body, method, path: path20, host, upgrade, expectContinue, signal, headers: reqHeaders } = request;
       let headers;
       if (typeof reqHeaders === "string") headers = Request[kHTTP2CopyHeaders](reqHeaders.trim());
       else headers = reqHeaders;
@@ -8155,7 +8155,7 @@ upgrade: ${upgrade}\r
         });
         return true;
       }
-      headers[HTTP2_HEADER_PATH] = path18;
+      headers[HTTP2_HEADER_PATH] = path20;
       headers[HTTP2_HEADER_SCHEME] = "https";
       const expectsPayload = method === "PUT" || method === "POST" || method === "PATCH";
       if (body && typeof body.read === "function") {
@@ -8981,8 +8981,8 @@ var require_balanced_pool = __commonJS({
           pool[kWeight] = Math.max(1, pool[kWeight] - this[kErrorPenalty]);
           this._updateBalancedPoolStats();
         });
-        pool.on("disconnect", (...args4) => {
-          const err = args4[2];
+        pool.on("disconnect", (...args3) => {
+          const err = args3[2];
           if (err && err.code === "UND_ERR_SOCKET") {
             pool[kWeight] = Math.max(1, pool[kWeight] - this[kErrorPenalty]);
             this._updateBalancedPoolStats();
@@ -9256,32 +9256,32 @@ var require_readable = __commonJS({
         }
         return super.destroy(err);
       }
-      emit(ev, ...args4) {
+      emit(ev, ...args3) {
         if (ev === "data") {
           this._readableState.dataEmitted = true;
         } else if (ev === "error") {
           this._readableState.errorEmitted = true;
         }
-        return super.emit(ev, ...args4);
+        return super.emit(ev, ...args3);
       }
-      on(ev, ...args4) {
+      on(ev, ...args3) {
         if (ev === "data" || ev === "readable") {
           this[kReading] = true;
         }
-        return super.on(ev, ...args4);
+        return super.on(ev, ...args3);
       }
-      addListener(ev, ...args4) {
-        return this.on(ev, ...args4);
+      addListener(ev, ...args3) {
+        return this.on(ev, ...args3);
       }
-      off(ev, ...args4) {
-        const ret = super.off(ev, ...args4);
+      off(ev, ...args3) {
+        const ret = super.off(ev, ...args3);
         if (ev === "data" || ev === "readable") {
           this[kReading] = this.listenerCount("data") > 0 || this.listenerCount("readable") > 0;
         }
         return ret;
       }
-      removeListener(ev, ...args4) {
-        return this.off(ev, ...args4);
+      removeListener(ev, ...args3) {
+        return this.off(ev, ...args3);
       }
       push(chunk) {
         if (this[kConsume] && chunk !== null && this.readableLength === 0) {
@@ -9611,15 +9611,15 @@ var require_api_request = __commonJS({
         }
         addSignal(this, signal);
       }
-      onConnect(abort, context) {
+      onConnect(abort, context2) {
         if (!this.callback) {
           throw new RequestAbortedError();
         }
         this.abort = abort;
-        this.context = context;
+        this.context = context2;
       }
       onHeaders(statusCode, rawHeaders, resume, statusMessage) {
-        const { callback, opaque, abort, context, responseHeaders, highWaterMark } = this;
+        const { callback, opaque, abort, context: context2, responseHeaders, highWaterMark } = this;
         const headers = responseHeaders === "raw" ? util.parseRawHeaders(rawHeaders) : util.parseHeaders(rawHeaders);
         if (statusCode < 200) {
           if (this.onInfo) {
@@ -9646,7 +9646,7 @@ var require_api_request = __commonJS({
               trailers: this.trailers,
               opaque,
               body,
-              context
+              context: context2
             });
           }
         }
@@ -9766,15 +9766,15 @@ var require_api_stream = __commonJS({
         }
         addSignal(this, signal);
       }
-      onConnect(abort, context) {
+      onConnect(abort, context2) {
         if (!this.callback) {
           throw new RequestAbortedError();
         }
         this.abort = abort;
-        this.context = context;
+        this.context = context2;
       }
       onHeaders(statusCode, rawHeaders, resume, statusMessage) {
-        const { factory, opaque, context, callback, responseHeaders } = this;
+        const { factory, opaque, context: context2, callback, responseHeaders } = this;
         const headers = responseHeaders === "raw" ? util.parseRawHeaders(rawHeaders) : util.parseHeaders(rawHeaders);
         if (statusCode < 200) {
           if (this.onInfo) {
@@ -9802,7 +9802,7 @@ var require_api_stream = __commonJS({
             statusCode,
             headers,
             opaque,
-            context
+            context: context2
           });
           if (!res || typeof res.write !== "function" || typeof res.end !== "function" || typeof res.on !== "function") {
             throw new InvalidReturnValueError("expected Writable");
@@ -9994,17 +9994,17 @@ var require_api_pipeline = __commonJS({
         this.res = null;
         addSignal(this, signal);
       }
-      onConnect(abort, context) {
+      onConnect(abort, context2) {
         const { ret, res } = this;
         assert(!res, "pipeline cannot be retried");
         if (ret.destroyed) {
           throw new RequestAbortedError();
         }
         this.abort = abort;
-        this.context = context;
+        this.context = context2;
       }
       onHeaders(statusCode, rawHeaders, resume) {
-        const { opaque, handler, context } = this;
+        const { opaque, handler, context: context2 } = this;
         if (statusCode < 200) {
           if (this.onInfo) {
             const headers = this.responseHeaders === "raw" ? util.parseRawHeaders(rawHeaders) : util.parseHeaders(rawHeaders);
@@ -10022,7 +10022,7 @@ var require_api_pipeline = __commonJS({
             headers,
             opaque,
             body: this.res,
-            context
+            context: context2
           });
         } catch (err) {
           this.res.on("error", util.nop);
@@ -10106,7 +10106,7 @@ var require_api_upgrade = __commonJS({
         this.context = null;
         addSignal(this, signal);
       }
-      onConnect(abort, context) {
+      onConnect(abort, context2) {
         if (!this.callback) {
           throw new RequestAbortedError();
         }
@@ -10117,7 +10117,7 @@ var require_api_upgrade = __commonJS({
         throw new SocketError("bad upgrade", null);
       }
       onUpgrade(statusCode, rawHeaders, socket) {
-        const { callback, opaque, context } = this;
+        const { callback, opaque, context: context2 } = this;
         assert.strictEqual(statusCode, 101);
         removeSignal(this);
         this.callback = null;
@@ -10126,7 +10126,7 @@ var require_api_upgrade = __commonJS({
           headers,
           socket,
           opaque,
-          context
+          context: context2
         });
       }
       onError(err) {
@@ -10194,18 +10194,18 @@ var require_api_connect = __commonJS({
         this.abort = null;
         addSignal(this, signal);
       }
-      onConnect(abort, context) {
+      onConnect(abort, context2) {
         if (!this.callback) {
           throw new RequestAbortedError();
         }
         this.abort = abort;
-        this.context = context;
+        this.context = context2;
       }
       onHeaders() {
         throw new SocketError("bad connect", null);
       }
       onUpgrade(statusCode, rawHeaders, socket) {
-        const { callback, opaque, context } = this;
+        const { callback, opaque, context: context2 } = this;
         removeSignal(this);
         this.callback = null;
         let headers = rawHeaders;
@@ -10217,7 +10217,7 @@ var require_api_connect = __commonJS({
           headers,
           socket,
           opaque,
-          context
+          context: context2
         });
       }
       onError(err) {
@@ -10395,20 +10395,20 @@ var require_mock_utils = __commonJS({
       }
       return true;
     }
-    function safeUrl(path18) {
-      if (typeof path18 !== "string") {
-        return path18;
+    function safeUrl(path20) {
+      if (typeof path20 !== "string") {
+        return path20;
       }
-      const pathSegments = path18.split("?");
+      const pathSegments = path20.split("?");
       if (pathSegments.length !== 2) {
-        return path18;
+        return path20;
       }
       const qp = new URLSearchParams(pathSegments.pop());
       qp.sort();
       return [...pathSegments, qp.toString()].join("?");
     }
-    function matchKey(mockDispatch2, { path: path18, method, body, headers }) {
-      const pathMatch = matchValue(mockDispatch2.path, path18);
+    function matchKey(mockDispatch2, { path: path20, method, body, headers }) {
+      const pathMatch = matchValue(mockDispatch2.path, path20);
       const methodMatch = matchValue(mockDispatch2.method, method);
       const bodyMatch = typeof mockDispatch2.body !== "undefined" ? matchValue(mockDispatch2.body, body) : true;
       const headersMatch = matchHeaders(mockDispatch2, headers);
@@ -10426,7 +10426,7 @@ var require_mock_utils = __commonJS({
     function getMockDispatch(mockDispatches, key) {
       const basePath = key.query ? buildURL(key.path, key.query) : key.path;
       const resolvedPath = typeof basePath === "string" ? safeUrl(basePath) : basePath;
-      let matchedMockDispatches = mockDispatches.filter(({ consumed }) => !consumed).filter(({ path: path18 }) => matchValue(safeUrl(path18), resolvedPath));
+      let matchedMockDispatches = mockDispatches.filter(({ consumed }) => !consumed).filter(({ path: path20 }) => matchValue(safeUrl(path20), resolvedPath));
       if (matchedMockDispatches.length === 0) {
         throw new MockNotMatchedError(`Mock dispatch not matched for path '${resolvedPath}'`);
       }
@@ -10463,9 +10463,9 @@ var require_mock_utils = __commonJS({
       }
     }
     function buildKey(opts) {
-      const { path: path18, method, body, headers, query } = opts;
+      const { path: path20, method, body, headers, query } = opts;
       return {
-        path: path18,
+        path: path20,
         method,
         body,
         headers,
@@ -10914,10 +10914,10 @@ var require_pending_interceptors_formatter = __commonJS({
       }
       format(pendingInterceptors) {
         const withPrettyHeaders = pendingInterceptors.map(
-          ({ method, path: path18, data: { statusCode }, persist, times, timesInvoked, origin }) => ({
+          ({ method, path: path20, data: { statusCode }, persist, times, timesInvoked, origin }) => ({
             Method: method,
             Origin: origin,
-            Path: path18,
+            Path: path20,
             "Status code": statusCode,
             Persistent: persist ? "\u2705" : "\u274C",
             Invocations: timesInvoked,
@@ -11528,26 +11528,26 @@ var require_DecoratorHandler = __commonJS({
       constructor(handler) {
         this.handler = handler;
       }
-      onConnect(...args4) {
-        return this.handler.onConnect(...args4);
+      onConnect(...args3) {
+        return this.handler.onConnect(...args3);
       }
-      onError(...args4) {
-        return this.handler.onError(...args4);
+      onError(...args3) {
+        return this.handler.onError(...args3);
       }
-      onUpgrade(...args4) {
-        return this.handler.onUpgrade(...args4);
+      onUpgrade(...args3) {
+        return this.handler.onUpgrade(...args3);
       }
-      onHeaders(...args4) {
-        return this.handler.onHeaders(...args4);
+      onHeaders(...args3) {
+        return this.handler.onHeaders(...args3);
       }
-      onData(...args4) {
-        return this.handler.onData(...args4);
+      onData(...args3) {
+        return this.handler.onData(...args3);
       }
-      onComplete(...args4) {
-        return this.handler.onComplete(...args4);
+      onComplete(...args3) {
+        return this.handler.onComplete(...args3);
       }
-      onBodySent(...args4) {
-        return this.handler.onBodySent(...args4);
+      onBodySent(...args3) {
+        return this.handler.onBodySent(...args3);
       }
     };
   }
@@ -11804,9 +11804,9 @@ var require_headers = __commonJS({
       // https://fetch.spec.whatwg.org/#dom-headers-getsetcookie
       getSetCookie() {
         webidl.brandCheck(this, _Headers);
-        const list2 = this[kHeadersList].cookies;
-        if (list2) {
-          return [...list2];
+        const list = this[kHeadersList].cookies;
+        if (list) {
+          return [...list];
         }
         return [];
       }
@@ -15537,8 +15537,8 @@ var require_util6 = __commonJS({
         }
       }
     }
-    function validateCookiePath(path18) {
-      for (const char of path18) {
+    function validateCookiePath(path20) {
+      for (const char of path20) {
         const code = char.charCodeAt(0);
         if (code < 33 || char === ";") {
           throw new Error("Invalid cookie path");
@@ -15837,8 +15837,8 @@ var require_cookies = __commonJS({
       webidl.argumentLengthCheck(arguments, 2, { header: "setCookie" });
       webidl.brandCheck(headers, Headers, { strict: false });
       cookie = webidl.converters.Cookie(cookie);
-      const str2 = stringify(cookie);
-      if (str2) {
+      const str = stringify(cookie);
+      if (str) {
         headers.append("Set-Cookie", stringify(cookie));
       }
     }
@@ -17218,11 +17218,11 @@ var require_undici = __commonJS({
           if (typeof opts.path !== "string") {
             throw new InvalidArgumentError("invalid opts.path");
           }
-          let path18 = opts.path;
+          let path20 = opts.path;
           if (!opts.path.startsWith("/")) {
-            path18 = `/${path18}`;
+            path20 = `/${path20}`;
           }
-          url = new URL(util.parseOrigin(url).origin + path18);
+          url = new URL(util.parseOrigin(url).origin + path20);
         } else {
           if (!opts) {
             opts = typeof url === "object" ? url : {};
@@ -17594,12 +17594,12 @@ var require_lib = __commonJS({
             throw new Error("Client has already been disposed.");
           }
           const parsedUrl = new URL(requestUrl);
-          let info3 = this._prepareRequest(verb, parsedUrl, headers);
+          let info2 = this._prepareRequest(verb, parsedUrl, headers);
           const maxTries = this._allowRetries && RetryableHttpVerbs.includes(verb) ? this._maxRetries + 1 : 1;
           let numTries = 0;
           let response;
           do {
-            response = yield this.requestRaw(info3, data);
+            response = yield this.requestRaw(info2, data);
             if (response && response.message && response.message.statusCode === HttpCodes.Unauthorized) {
               let authenticationHandler;
               for (const handler of this.handlers) {
@@ -17609,7 +17609,7 @@ var require_lib = __commonJS({
                 }
               }
               if (authenticationHandler) {
-                return authenticationHandler.handleAuthentication(this, info3, data);
+                return authenticationHandler.handleAuthentication(this, info2, data);
               } else {
                 return response;
               }
@@ -17632,8 +17632,8 @@ var require_lib = __commonJS({
                   }
                 }
               }
-              info3 = this._prepareRequest(verb, parsedRedirectUrl, headers);
-              response = yield this.requestRaw(info3, data);
+              info2 = this._prepareRequest(verb, parsedRedirectUrl, headers);
+              response = yield this.requestRaw(info2, data);
               redirectsRemaining--;
             }
             if (!response.message.statusCode || !HttpResponseRetryCodes.includes(response.message.statusCode)) {
@@ -17662,7 +17662,7 @@ var require_lib = __commonJS({
        * @param info
        * @param data
        */
-      requestRaw(info3, data) {
+      requestRaw(info2, data) {
         return __awaiter(this, void 0, void 0, function* () {
           return new Promise((resolve, reject) => {
             function callbackForResult(err, res) {
@@ -17674,7 +17674,7 @@ var require_lib = __commonJS({
                 resolve(res);
               }
             }
-            this.requestRawWithCallback(info3, data, callbackForResult);
+            this.requestRawWithCallback(info2, data, callbackForResult);
           });
         });
       }
@@ -17684,12 +17684,12 @@ var require_lib = __commonJS({
        * @param data
        * @param onResult
        */
-      requestRawWithCallback(info3, data, onResult) {
+      requestRawWithCallback(info2, data, onResult) {
         if (typeof data === "string") {
-          if (!info3.options.headers) {
-            info3.options.headers = {};
+          if (!info2.options.headers) {
+            info2.options.headers = {};
           }
-          info3.options.headers["Content-Length"] = Buffer.byteLength(data, "utf8");
+          info2.options.headers["Content-Length"] = Buffer.byteLength(data, "utf8");
         }
         let callbackCalled = false;
         function handleResult2(err, res) {
@@ -17698,7 +17698,7 @@ var require_lib = __commonJS({
             onResult(err, res);
           }
         }
-        const req = info3.httpModule.request(info3.options, (msg) => {
+        const req = info2.httpModule.request(info2.options, (msg) => {
           const res = new HttpClientResponse(msg);
           handleResult2(void 0, res);
         });
@@ -17710,7 +17710,7 @@ var require_lib = __commonJS({
           if (socket) {
             socket.end();
           }
-          handleResult2(new Error(`Request timeout: ${info3.options.path}`));
+          handleResult2(new Error(`Request timeout: ${info2.options.path}`));
         });
         req.on("error", function(err) {
           handleResult2(err);
@@ -17746,27 +17746,27 @@ var require_lib = __commonJS({
         return this._getProxyAgentDispatcher(parsedUrl, proxyUrl);
       }
       _prepareRequest(method, requestUrl, headers) {
-        const info3 = {};
-        info3.parsedUrl = requestUrl;
-        const usingSsl = info3.parsedUrl.protocol === "https:";
-        info3.httpModule = usingSsl ? https : http;
+        const info2 = {};
+        info2.parsedUrl = requestUrl;
+        const usingSsl = info2.parsedUrl.protocol === "https:";
+        info2.httpModule = usingSsl ? https : http;
         const defaultPort = usingSsl ? 443 : 80;
-        info3.options = {};
-        info3.options.host = info3.parsedUrl.hostname;
-        info3.options.port = info3.parsedUrl.port ? parseInt(info3.parsedUrl.port) : defaultPort;
-        info3.options.path = (info3.parsedUrl.pathname || "") + (info3.parsedUrl.search || "");
-        info3.options.method = method;
-        info3.options.headers = this._mergeHeaders(headers);
+        info2.options = {};
+        info2.options.host = info2.parsedUrl.hostname;
+        info2.options.port = info2.parsedUrl.port ? parseInt(info2.parsedUrl.port) : defaultPort;
+        info2.options.path = (info2.parsedUrl.pathname || "") + (info2.parsedUrl.search || "");
+        info2.options.method = method;
+        info2.options.headers = this._mergeHeaders(headers);
         if (this.userAgent != null) {
-          info3.options.headers["user-agent"] = this.userAgent;
+          info2.options.headers["user-agent"] = this.userAgent;
         }
-        info3.options.agent = this._getAgent(info3.parsedUrl);
+        info2.options.agent = this._getAgent(info2.parsedUrl);
         if (this.handlers) {
           for (const handler of this.handlers) {
-            handler.prepareRequest(info3.options);
+            handler.prepareRequest(info2.options);
           }
         }
-        return info3;
+        return info2;
       }
       _mergeHeaders(headers) {
         if (this.requestOptions && this.requestOptions.headers) {
@@ -18153,7 +18153,7 @@ var require_summary = __commonJS({
     exports.summary = exports.markdownSummary = exports.SUMMARY_DOCS_URL = exports.SUMMARY_ENV_VAR = void 0;
     var os_1 = __require("os");
     var fs_1 = __require("fs");
-    var { access, appendFile, writeFile: writeFile6 } = fs_1.promises;
+    var { access, appendFile, writeFile: writeFile8 } = fs_1.promises;
     exports.SUMMARY_ENV_VAR = "GITHUB_STEP_SUMMARY";
     exports.SUMMARY_DOCS_URL = "https://docs.github.com/actions/using-workflows/workflow-commands-for-github-actions#adding-a-job-summary";
     var Summary = class {
@@ -18211,7 +18211,7 @@ var require_summary = __commonJS({
         return __awaiter(this, void 0, void 0, function* () {
           const overwrite = !!(options === null || options === void 0 ? void 0 : options.overwrite);
           const filePath = yield this.filePath();
-          const writeFunc = overwrite ? writeFile6 : appendFile;
+          const writeFunc = overwrite ? writeFile8 : appendFile;
           yield writeFunc(filePath, this._buffer, { encoding: "utf8" });
           return this.emptyBuffer();
         });
@@ -18445,7 +18445,7 @@ var require_path_utils = __commonJS({
     };
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.toPlatformPath = exports.toWin32Path = exports.toPosixPath = void 0;
-    var path18 = __importStar(__require("path"));
+    var path20 = __importStar(__require("path"));
     function toPosixPath(pth) {
       return pth.replace(/[\\]/g, "/");
     }
@@ -18455,7 +18455,7 @@ var require_path_utils = __commonJS({
     }
     exports.toWin32Path = toWin32Path;
     function toPlatformPath(pth) {
-      return pth.replace(/[/\\]/g, path18.sep);
+      return pth.replace(/[/\\]/g, path20.sep);
     }
     exports.toPlatformPath = toPlatformPath;
   }
@@ -18519,7 +18519,7 @@ var require_io_util = __commonJS({
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.getCmdPath = exports.tryGetExecutablePath = exports.isRooted = exports.isDirectory = exports.exists = exports.READONLY = exports.UV_FS_O_EXLOCK = exports.IS_WINDOWS = exports.unlink = exports.symlink = exports.stat = exports.rmdir = exports.rm = exports.rename = exports.readlink = exports.readdir = exports.open = exports.mkdir = exports.lstat = exports.copyFile = exports.chmod = void 0;
     var fs = __importStar(__require("fs"));
-    var path18 = __importStar(__require("path"));
+    var path20 = __importStar(__require("path"));
     _a = fs.promises, exports.chmod = _a.chmod, exports.copyFile = _a.copyFile, exports.lstat = _a.lstat, exports.mkdir = _a.mkdir, exports.open = _a.open, exports.readdir = _a.readdir, exports.readlink = _a.readlink, exports.rename = _a.rename, exports.rm = _a.rm, exports.rmdir = _a.rmdir, exports.stat = _a.stat, exports.symlink = _a.symlink, exports.unlink = _a.unlink;
     exports.IS_WINDOWS = process.platform === "win32";
     exports.UV_FS_O_EXLOCK = 268435456;
@@ -18568,7 +18568,7 @@ var require_io_util = __commonJS({
         }
         if (stats && stats.isFile()) {
           if (exports.IS_WINDOWS) {
-            const upperExt = path18.extname(filePath).toUpperCase();
+            const upperExt = path20.extname(filePath).toUpperCase();
             if (extensions.some((validExt) => validExt.toUpperCase() === upperExt)) {
               return filePath;
             }
@@ -18592,11 +18592,11 @@ var require_io_util = __commonJS({
           if (stats && stats.isFile()) {
             if (exports.IS_WINDOWS) {
               try {
-                const directory = path18.dirname(filePath);
-                const upperName = path18.basename(filePath).toUpperCase();
+                const directory = path20.dirname(filePath);
+                const upperName = path20.basename(filePath).toUpperCase();
                 for (const actualName of yield exports.readdir(directory)) {
                   if (upperName === actualName.toUpperCase()) {
-                    filePath = path18.join(directory, actualName);
+                    filePath = path20.join(directory, actualName);
                     break;
                   }
                 }
@@ -18691,7 +18691,7 @@ var require_io = __commonJS({
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.findInPath = exports.which = exports.mkdirP = exports.rmRF = exports.mv = exports.cp = void 0;
     var assert_1 = __require("assert");
-    var path18 = __importStar(__require("path"));
+    var path20 = __importStar(__require("path"));
     var ioUtil = __importStar(require_io_util());
     function cp(source, dest, options = {}) {
       return __awaiter(this, void 0, void 0, function* () {
@@ -18700,7 +18700,7 @@ var require_io = __commonJS({
         if (destStat && destStat.isFile() && !force) {
           return;
         }
-        const newDest = destStat && destStat.isDirectory() && copySourceDirectory ? path18.join(dest, path18.basename(source)) : dest;
+        const newDest = destStat && destStat.isDirectory() && copySourceDirectory ? path20.join(dest, path20.basename(source)) : dest;
         if (!(yield ioUtil.exists(source))) {
           throw new Error(`no such file or directory: ${source}`);
         }
@@ -18712,7 +18712,7 @@ var require_io = __commonJS({
             yield cpDirRecursive(source, newDest, 0, force);
           }
         } else {
-          if (path18.relative(source, newDest) === "") {
+          if (path20.relative(source, newDest) === "") {
             throw new Error(`'${newDest}' and '${source}' are the same file`);
           }
           yield copyFile(source, newDest, force);
@@ -18725,7 +18725,7 @@ var require_io = __commonJS({
         if (yield ioUtil.exists(dest)) {
           let destExists = true;
           if (yield ioUtil.isDirectory(dest)) {
-            dest = path18.join(dest, path18.basename(source));
+            dest = path20.join(dest, path20.basename(source));
             destExists = yield ioUtil.exists(dest);
           }
           if (destExists) {
@@ -18736,7 +18736,7 @@ var require_io = __commonJS({
             }
           }
         }
-        yield mkdirP(path18.dirname(dest));
+        yield mkdirP(path20.dirname(dest));
         yield ioUtil.rename(source, dest);
       });
     }
@@ -18799,7 +18799,7 @@ var require_io = __commonJS({
         }
         const extensions = [];
         if (ioUtil.IS_WINDOWS && process.env["PATHEXT"]) {
-          for (const extension of process.env["PATHEXT"].split(path18.delimiter)) {
+          for (const extension of process.env["PATHEXT"].split(path20.delimiter)) {
             if (extension) {
               extensions.push(extension);
             }
@@ -18812,12 +18812,12 @@ var require_io = __commonJS({
           }
           return [];
         }
-        if (tool.includes(path18.sep)) {
+        if (tool.includes(path20.sep)) {
           return [];
         }
         const directories = [];
         if (process.env.PATH) {
-          for (const p of process.env.PATH.split(path18.delimiter)) {
+          for (const p of process.env.PATH.split(path20.delimiter)) {
             if (p) {
               directories.push(p);
             }
@@ -18825,7 +18825,7 @@ var require_io = __commonJS({
         }
         const matches = [];
         for (const directory of directories) {
-          const filePath = yield ioUtil.tryGetExecutablePath(path18.join(directory, tool), extensions);
+          const filePath = yield ioUtil.tryGetExecutablePath(path20.join(directory, tool), extensions);
           if (filePath) {
             matches.push(filePath);
           }
@@ -18941,19 +18941,19 @@ var require_toolrunner = __commonJS({
     var os3 = __importStar(__require("os"));
     var events = __importStar(__require("events"));
     var child = __importStar(__require("child_process"));
-    var path18 = __importStar(__require("path"));
+    var path20 = __importStar(__require("path"));
     var io = __importStar(require_io());
     var ioUtil = __importStar(require_io_util());
     var timers_1 = __require("timers");
     var IS_WINDOWS = process.platform === "win32";
     var ToolRunner = class extends events.EventEmitter {
-      constructor(toolPath, args4, options) {
+      constructor(toolPath, args3, options) {
         super();
         if (!toolPath) {
           throw new Error("Parameter 'toolPath' cannot be null or empty.");
         }
         this.toolPath = toolPath;
-        this.args = args4 || [];
+        this.args = args3 || [];
         this.options = options || {};
       }
       _debug(message) {
@@ -18963,28 +18963,28 @@ var require_toolrunner = __commonJS({
       }
       _getCommandString(options, noPrefix) {
         const toolPath = this._getSpawnFileName();
-        const args4 = this._getSpawnArgs(options);
+        const args3 = this._getSpawnArgs(options);
         let cmd = noPrefix ? "" : "[command]";
         if (IS_WINDOWS) {
           if (this._isCmdFile()) {
             cmd += toolPath;
-            for (const a2 of args4) {
+            for (const a2 of args3) {
               cmd += ` ${a2}`;
             }
           } else if (options.windowsVerbatimArguments) {
             cmd += `"${toolPath}"`;
-            for (const a2 of args4) {
+            for (const a2 of args3) {
               cmd += ` ${a2}`;
             }
           } else {
             cmd += this._windowsQuoteCmdArg(toolPath);
-            for (const a2 of args4) {
+            for (const a2 of args3) {
               cmd += ` ${this._windowsQuoteCmdArg(a2)}`;
             }
           }
         } else {
           cmd += toolPath;
-          for (const a2 of args4) {
+          for (const a2 of args3) {
             cmd += ` ${a2}`;
           }
         }
@@ -19028,8 +19028,8 @@ var require_toolrunner = __commonJS({
         }
         return this.args;
       }
-      _endsWith(str2, end) {
-        return str2.endsWith(end);
+      _endsWith(str, end) {
+        return str.endsWith(end);
       }
       _isCmdFile() {
         const upperToolPath = this.toolPath.toUpperCase();
@@ -19156,7 +19156,7 @@ var require_toolrunner = __commonJS({
       exec() {
         return __awaiter(this, void 0, void 0, function* () {
           if (!ioUtil.isRooted(this.toolPath) && (this.toolPath.includes("/") || IS_WINDOWS && this.toolPath.includes("\\"))) {
-            this.toolPath = path18.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
+            this.toolPath = path20.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
           }
           this.toolPath = yield io.which(this.toolPath, true);
           return new Promise((resolve, reject) => __awaiter(this, void 0, void 0, function* () {
@@ -19257,7 +19257,7 @@ var require_toolrunner = __commonJS({
     };
     exports.ToolRunner = ToolRunner;
     function argStringToArray(argString) {
-      const args4 = [];
+      const args3 = [];
       let inQuotes = false;
       let escaped = false;
       let arg = "";
@@ -19288,7 +19288,7 @@ var require_toolrunner = __commonJS({
         }
         if (c3 === " " && !inQuotes) {
           if (arg.length > 0) {
-            args4.push(arg);
+            args3.push(arg);
             arg = "";
           }
           continue;
@@ -19296,9 +19296,9 @@ var require_toolrunner = __commonJS({
         append(c3);
       }
       if (arg.length > 0) {
-        args4.push(arg.trim());
+        args3.push(arg.trim());
       }
-      return args4;
+      return args3;
     }
     exports.argStringToArray = argStringToArray;
     var ExecState = class _ExecState extends events.EventEmitter {
@@ -19424,20 +19424,20 @@ var require_exec = __commonJS({
     exports.getExecOutput = exports.exec = void 0;
     var string_decoder_1 = __require("string_decoder");
     var tr = __importStar(require_toolrunner());
-    function exec(commandLine, args4, options) {
+    function exec(commandLine, args3, options) {
       return __awaiter(this, void 0, void 0, function* () {
         const commandArgs = tr.argStringToArray(commandLine);
         if (commandArgs.length === 0) {
           throw new Error(`Parameter 'commandLine' cannot be null or empty.`);
         }
         const toolPath = commandArgs[0];
-        args4 = commandArgs.slice(1).concat(args4 || []);
-        const runner = new tr.ToolRunner(toolPath, args4, options);
+        args3 = commandArgs.slice(1).concat(args3 || []);
+        const runner = new tr.ToolRunner(toolPath, args3, options);
         return runner.exec();
       });
     }
     exports.exec = exec;
-    function getExecOutput(commandLine, args4, options) {
+    function getExecOutput(commandLine, args3, options) {
       var _a, _b;
       return __awaiter(this, void 0, void 0, function* () {
         let stdout = "";
@@ -19459,7 +19459,7 @@ var require_exec = __commonJS({
           }
         };
         const listeners = Object.assign(Object.assign({}, options === null || options === void 0 ? void 0 : options.listeners), { stdout: stdOutListener, stderr: stdErrListener });
-        const exitCode = yield exec(commandLine, args4, Object.assign(Object.assign({}, options), { listeners }));
+        const exitCode = yield exec(commandLine, args3, Object.assign(Object.assign({}, options), { listeners }));
         stdout += stdoutDecoder.end();
         stderr += stderrDecoder.end();
         return {
@@ -19656,7 +19656,7 @@ var require_core = __commonJS({
     var file_command_1 = require_file_command();
     var utils_1 = require_utils();
     var os3 = __importStar(__require("os"));
-    var path18 = __importStar(__require("path"));
+    var path20 = __importStar(__require("path"));
     var oidc_utils_1 = require_oidc_utils();
     var ExitCode;
     (function(ExitCode2) {
@@ -19684,7 +19684,7 @@ var require_core = __commonJS({
       } else {
         (0, command_1.issueCommand)("add-path", {}, inputPath);
       }
-      process.env["PATH"] = `${inputPath}${path18.delimiter}${process.env["PATH"]}`;
+      process.env["PATH"] = `${inputPath}${path20.delimiter}${process.env["PATH"]}`;
     }
     exports.addPath = addPath;
     function getInput2(name, options) {
@@ -19748,18 +19748,18 @@ Support boolean input list: \`true | True | TRUE | false | False | FALSE\``);
       (0, command_1.issueCommand)("error", (0, utils_1.toCommandProperties)(properties), message instanceof Error ? message.toString() : message);
     }
     exports.error = error;
-    function warning(message, properties = {}) {
+    function warning2(message, properties = {}) {
       (0, command_1.issueCommand)("warning", (0, utils_1.toCommandProperties)(properties), message instanceof Error ? message.toString() : message);
     }
-    exports.warning = warning;
+    exports.warning = warning2;
     function notice(message, properties = {}) {
       (0, command_1.issueCommand)("notice", (0, utils_1.toCommandProperties)(properties), message instanceof Error ? message.toString() : message);
     }
     exports.notice = notice;
-    function info3(message) {
+    function info2(message) {
       process.stdout.write(message + os3.EOL);
     }
-    exports.info = info3;
+    exports.info = info2;
     function startGroup(name) {
       (0, command_1.issue)("group", name);
     }
@@ -20904,14 +20904,14 @@ var require_util8 = __commonJS({
         }
         const port = url.port != null ? url.port : url.protocol === "https:" ? 443 : 80;
         let origin = url.origin != null ? url.origin : `${url.protocol || ""}//${url.hostname || ""}:${port}`;
-        let path18 = url.path != null ? url.path : `${url.pathname || ""}${url.search || ""}`;
+        let path20 = url.path != null ? url.path : `${url.pathname || ""}${url.search || ""}`;
         if (origin[origin.length - 1] === "/") {
           origin = origin.slice(0, origin.length - 1);
         }
-        if (path18 && path18[0] !== "/") {
-          path18 = `/${path18}`;
+        if (path20 && path20[0] !== "/") {
+          path20 = `/${path20}`;
         }
-        return new URL(`${origin}${path18}`);
+        return new URL(`${origin}${path20}`);
       }
       if (!isHttpOrHttpsPrefixed(url.origin || url.protocol)) {
         throw new InvalidArgumentError("Invalid URL protocol: the URL must start with `http:` or `https:`.");
@@ -21362,39 +21362,39 @@ var require_diagnostics = __commonJS({
       });
       diagnosticsChannel.channel("undici:client:sendHeaders").subscribe((evt) => {
         const {
-          request: { method, path: path18, origin }
+          request: { method, path: path20, origin }
         } = evt;
-        debuglog2("sending request to %s %s/%s", method, origin, path18);
+        debuglog2("sending request to %s %s/%s", method, origin, path20);
       });
       diagnosticsChannel.channel("undici:request:headers").subscribe((evt) => {
         const {
-          request: { method, path: path18, origin },
+          request: { method, path: path20, origin },
           response: { statusCode }
         } = evt;
         debuglog2(
           "received response to %s %s/%s - HTTP %d",
           method,
           origin,
-          path18,
+          path20,
           statusCode
         );
       });
       diagnosticsChannel.channel("undici:request:trailers").subscribe((evt) => {
         const {
-          request: { method, path: path18, origin }
+          request: { method, path: path20, origin }
         } = evt;
-        debuglog2("trailers received from %s %s/%s", method, origin, path18);
+        debuglog2("trailers received from %s %s/%s", method, origin, path20);
       });
       diagnosticsChannel.channel("undici:request:error").subscribe((evt) => {
         const {
-          request: { method, path: path18, origin },
+          request: { method, path: path20, origin },
           error
         } = evt;
         debuglog2(
           "request to %s %s/%s errored - %s",
           method,
           origin,
-          path18,
+          path20,
           error.message
         );
       });
@@ -21443,9 +21443,9 @@ var require_diagnostics = __commonJS({
         });
         diagnosticsChannel.channel("undici:client:sendHeaders").subscribe((evt) => {
           const {
-            request: { method, path: path18, origin }
+            request: { method, path: path20, origin }
           } = evt;
-          debuglog2("sending request to %s %s/%s", method, origin, path18);
+          debuglog2("sending request to %s %s/%s", method, origin, path20);
         });
       }
       diagnosticsChannel.channel("undici:websocket:open").subscribe((evt) => {
@@ -21508,7 +21508,7 @@ var require_request3 = __commonJS({
     var kHandler = Symbol("handler");
     var Request = class {
       constructor(origin, {
-        path: path18,
+        path: path20,
         method,
         body,
         headers,
@@ -21523,11 +21523,11 @@ var require_request3 = __commonJS({
         expectContinue,
         servername
       }, handler) {
-        if (typeof path18 !== "string") {
+        if (typeof path20 !== "string") {
           throw new InvalidArgumentError("path must be a string");
-        } else if (path18[0] !== "/" && !(path18.startsWith("http://") || path18.startsWith("https://")) && method !== "CONNECT") {
+        } else if (path20[0] !== "/" && !(path20.startsWith("http://") || path20.startsWith("https://")) && method !== "CONNECT") {
           throw new InvalidArgumentError("path must be an absolute URL or start with a slash");
-        } else if (invalidPathRegex.test(path18)) {
+        } else if (invalidPathRegex.test(path20)) {
           throw new InvalidArgumentError("invalid request path");
         }
         if (typeof method !== "string") {
@@ -21593,7 +21593,7 @@ var require_request3 = __commonJS({
         this.completed = false;
         this.aborted = false;
         this.upgrade = upgrade || null;
-        this.path = query ? buildURL(path18, query) : path18;
+        this.path = query ? buildURL(path20, query) : path20;
         this.origin = origin;
         this.idempotent = idempotent == null ? method === "HEAD" || method === "GET" : idempotent;
         this.blocking = blocking == null ? false : blocking;
@@ -21816,11 +21816,11 @@ var require_request3 = __commonJS({
           } else if (typeof val[i2] === "object") {
             throw new InvalidArgumentError(`invalid ${key} header`);
           } else {
-            const str2 = `${val[i2]}`;
-            if (!isValidHeaderValue(str2)) {
+            const str = `${val[i2]}`;
+            if (!isValidHeaderValue(str)) {
               throw new InvalidArgumentError(`invalid ${key} header`);
             }
-            arr.push(str2);
+            arr.push(str);
           }
         }
         val = arr;
@@ -21890,8 +21890,8 @@ var require_dispatcher2 = __commonJS({
       destroy() {
         throw new Error("not implemented");
       }
-      compose(...args4) {
-        const interceptors = Array.isArray(args4[0]) ? args4[0] : args4;
+      compose(...args3) {
+        const interceptors = Array.isArray(args3[0]) ? args3[0] : args3;
         let dispatch = this.dispatch.bind(this);
         for (const interceptor of interceptors) {
           if (interceptor == null) {
@@ -21916,14 +21916,14 @@ var require_dispatcher2 = __commonJS({
         this.#dispatcher = dispatcher;
         this.#dispatch = dispatch;
       }
-      dispatch(...args4) {
-        this.#dispatch(...args4);
+      dispatch(...args3) {
+        this.#dispatch(...args3);
       }
-      close(...args4) {
-        return this.#dispatcher.close(...args4);
+      close(...args3) {
+        return this.#dispatcher.close(...args3);
       }
-      destroy(...args4) {
-        return this.#dispatcher.destroy(...args4);
+      destroy(...args3) {
+        return this.#dispatcher.destroy(...args3);
       }
     };
     module.exports = Dispatcher;
@@ -23393,25 +23393,25 @@ var require_data_url = __commonJS({
     function isHTTPWhiteSpace(char) {
       return char === 13 || char === 10 || char === 9 || char === 32;
     }
-    function removeHTTPWhitespace(str2, leading = true, trailing = true) {
-      return removeChars(str2, leading, trailing, isHTTPWhiteSpace);
+    function removeHTTPWhitespace(str, leading = true, trailing = true) {
+      return removeChars(str, leading, trailing, isHTTPWhiteSpace);
     }
     function isASCIIWhitespace(char) {
       return char === 13 || char === 10 || char === 9 || char === 12 || char === 32;
     }
-    function removeASCIIWhitespace(str2, leading = true, trailing = true) {
-      return removeChars(str2, leading, trailing, isASCIIWhitespace);
+    function removeASCIIWhitespace(str, leading = true, trailing = true) {
+      return removeChars(str, leading, trailing, isASCIIWhitespace);
     }
-    function removeChars(str2, leading, trailing, predicate) {
+    function removeChars(str, leading, trailing, predicate) {
       let lead = 0;
-      let trail = str2.length - 1;
+      let trail = str.length - 1;
       if (leading) {
-        while (lead < str2.length && predicate(str2.charCodeAt(lead))) lead++;
+        while (lead < str.length && predicate(str.charCodeAt(lead))) lead++;
       }
       if (trailing) {
-        while (trail > 0 && predicate(str2.charCodeAt(trail))) trail--;
+        while (trail > 0 && predicate(str.charCodeAt(trail))) trail--;
       }
-      return lead === 0 && trail === str2.length - 1 ? str2 : str2.slice(lead, trail + 1);
+      return lead === 0 && trail === str.length - 1 ? str : str.slice(lead, trail + 1);
     }
     function isomorphicDecode(input) {
       const length = input.length;
@@ -23497,18 +23497,18 @@ var require_webidl2 = __commonJS({
     webidl.errors.exception = function(message) {
       return new TypeError(`${message.header}: ${message.message}`);
     };
-    webidl.errors.conversionFailed = function(context) {
-      const plural = context.types.length === 1 ? "" : " one of";
-      const message = `${context.argument} could not be converted to${plural}: ${context.types.join(", ")}.`;
+    webidl.errors.conversionFailed = function(context2) {
+      const plural = context2.types.length === 1 ? "" : " one of";
+      const message = `${context2.argument} could not be converted to${plural}: ${context2.types.join(", ")}.`;
       return webidl.errors.exception({
-        header: context.prefix,
+        header: context2.prefix,
         message
       });
     };
-    webidl.errors.invalidArgument = function(context) {
+    webidl.errors.invalidArgument = function(context2) {
       return webidl.errors.exception({
-        header: context.prefix,
-        message: `"${context.value}" is an invalid ${context.type}.`
+        header: context2.prefix,
+        message: `"${context2.value}" is an invalid ${context2.type}.`
       });
     };
     webidl.brandCheck = function(V, I, opts) {
@@ -24046,8 +24046,8 @@ var require_util9 = __commonJS({
         request.headersList.append("origin", serializedOrigin, true);
       }
     }
-    function coarsenTime(timestamp, crossOriginIsolatedCapability) {
-      return timestamp;
+    function coarsenTime(timestamp2, crossOriginIsolatedCapability) {
+      return timestamp2;
     }
     function clampAndCoarsenConnectionTimingInfo(connectionTimingInfo, defaultStartTime, crossOriginIsolatedCapability) {
       if (!connectionTimingInfo?.startTime || connectionTimingInfo.startTime < defaultStartTime) {
@@ -24685,8 +24685,8 @@ var require_util9 = __commonJS({
       }
       return values;
     }
-    function getDecodeSplit(name, list2) {
-      const value = list2.get(name, true);
+    function getDecodeSplit(name, list) {
+      const value = list.get(name, true);
       if (value === null) {
         return null;
       }
@@ -24805,21 +24805,21 @@ var require_file2 = __commonJS({
           lastModified: d
         };
       }
-      stream(...args4) {
+      stream(...args3) {
         webidl.brandCheck(this, _FileLike);
-        return this[kState].blobLike.stream(...args4);
+        return this[kState].blobLike.stream(...args3);
       }
-      arrayBuffer(...args4) {
+      arrayBuffer(...args3) {
         webidl.brandCheck(this, _FileLike);
-        return this[kState].blobLike.arrayBuffer(...args4);
+        return this[kState].blobLike.arrayBuffer(...args3);
       }
-      slice(...args4) {
+      slice(...args3) {
         webidl.brandCheck(this, _FileLike);
-        return this[kState].blobLike.slice(...args4);
+        return this[kState].blobLike.slice(...args3);
       }
-      text(...args4) {
+      text(...args3) {
         webidl.brandCheck(this, _FileLike);
-        return this[kState].blobLike.text(...args4);
+        return this[kState].blobLike.text(...args3);
       }
       get size() {
         webidl.brandCheck(this, _FileLike);
@@ -25330,7 +25330,7 @@ var require_body2 = __commonJS({
         const boundary = `----formdata-undici-0${`${random(1e11)}`.padStart(11, "0")}`;
         const prefix = `--${boundary}\r
 Content-Disposition: form-data`;
-        const escape2 = (str2) => str2.replace(/\n/g, "%0A").replace(/\r/g, "%0D").replace(/"/g, "%22");
+        const escape2 = (str) => str.replace(/\n/g, "%0A").replace(/\r/g, "%0D").replace(/"/g, "%22");
         const normalizeLinefeeds = (value) => value.replace(/\r?\n|\r/g, "\r\n");
         const blobParts = [];
         const rn = new Uint8Array([13, 10]);
@@ -26182,8 +26182,8 @@ var require_client_h1 = __commonJS({
       return {
         version: "h1",
         defaultPipelining: 1,
-        write(...args4) {
-          return writeH1(client, ...args4);
+        write(...args3) {
+          return writeH1(client, ...args3);
         },
         resume() {
           resumeH1(client);
@@ -26286,7 +26286,7 @@ var require_client_h1 = __commonJS({
       return method !== "GET" && method !== "HEAD" && method !== "OPTIONS" && method !== "TRACE" && method !== "CONNECT";
     }
     function writeH1(client, request) {
-      const { method, path: path18, host, upgrade, blocking, reset: reset2 } = request;
+      const { method, path: path20, host, upgrade, blocking, reset: reset2 } = request;
       let { body, headers, contentLength } = request;
       const expectsPayload = method === "PUT" || method === "POST" || method === "PATCH" || method === "QUERY" || method === "PROPFIND" || method === "PROPPATCH";
       if (util.isFormDataLike(body)) {
@@ -26367,7 +26367,7 @@ var require_client_h1 = __commonJS({
       if (blocking) {
         socket[kBlocking] = true;
       }
-      let header = `${method} ${path18} HTTP/1.1\r
+      let header = `${method} ${path20} HTTP/1.1\r
 `;
       if (typeof host === "string") {
         header += `host: ${host}\r
@@ -26822,8 +26822,8 @@ var require_client_h2 = __commonJS({
       return {
         version: "h2",
         defaultPipelining: Infinity,
-        write(...args4) {
-          return writeH2(client, ...args4);
+        write(...args3) {
+          return writeH2(client, ...args3);
         },
         resume() {
           resumeH2(client);
@@ -26896,7 +26896,7 @@ var require_client_h2 = __commonJS({
     }
     function writeH2(client, request) {
       const session = client[kHTTP2Session];
-      const { method, path: path18, host, upgrade, expectContinue, signal, headers: reqHeaders } = request;
+      const { method, path: path20, host, upgrade, expectContinue, signal, headers: reqHeaders } = request;
       let { body } = request;
       if (upgrade) {
         util.errorRequest(client, request, new Error("Upgrade not supported for H2"));
@@ -26993,7 +26993,7 @@ var require_client_h2 = __commonJS({
         });
         return true;
       }
-      headers[HTTP2_HEADER_PATH] = path18;
+      headers[HTTP2_HEADER_PATH] = path20;
       headers[HTTP2_HEADER_SCHEME] = "https";
       const expectsPayload = method === "PUT" || method === "POST" || method === "PATCH";
       if (body && typeof body.read === "function") {
@@ -27346,9 +27346,9 @@ var require_redirect_handler = __commonJS({
           return this.handler.onHeaders(statusCode, headers, resume, statusText);
         }
         const { origin, pathname, search } = util.parseURL(new URL(this.location, this.opts.origin && new URL(this.opts.path, this.opts.origin)));
-        const path18 = search ? `${pathname}${search}` : pathname;
+        const path20 = search ? `${pathname}${search}` : pathname;
         this.opts.headers = cleanRequestHeaders(this.opts.headers, statusCode === 303, this.opts.origin !== origin);
-        this.opts.path = path18;
+        this.opts.path = path20;
         this.opts.origin = origin;
         this.opts.maxRedirections = 0;
         this.opts.query = null;
@@ -28357,8 +28357,8 @@ var require_balanced_pool2 = __commonJS({
           pool[kWeight] = Math.max(1, pool[kWeight] - this[kErrorPenalty]);
           this._updateBalancedPoolStats();
         });
-        pool.on("disconnect", (...args4) => {
-          const err = args4[2];
+        pool.on("disconnect", (...args3) => {
+          const err = args3[2];
           if (err && err.code === "UND_ERR_SOCKET") {
             pool[kWeight] = Math.max(1, pool[kWeight] - this[kErrorPenalty]);
             this._updateBalancedPoolStats();
@@ -28587,10 +28587,10 @@ var require_proxy_agent2 = __commonJS({
         };
         const {
           origin,
-          path: path18 = "/",
+          path: path20 = "/",
           headers = {}
         } = opts;
-        opts.path = origin + path18;
+        opts.path = origin + path20;
         if (!("host" in headers) && !("Host" in headers)) {
           const { host } = new URL2(origin);
           headers.host = host;
@@ -29327,24 +29327,24 @@ var require_readable2 = __commonJS({
           callback(err);
         }
       }
-      on(ev, ...args4) {
+      on(ev, ...args3) {
         if (ev === "data" || ev === "readable") {
           this[kReading] = true;
         }
-        return super.on(ev, ...args4);
+        return super.on(ev, ...args3);
       }
-      addListener(ev, ...args4) {
-        return this.on(ev, ...args4);
+      addListener(ev, ...args3) {
+        return this.on(ev, ...args3);
       }
-      off(ev, ...args4) {
-        const ret = super.off(ev, ...args4);
+      off(ev, ...args3) {
+        const ret = super.off(ev, ...args3);
         if (ev === "data" || ev === "readable") {
           this[kReading] = this.listenerCount("data") > 0 || this.listenerCount("readable") > 0;
         }
         return ret;
       }
-      removeListener(ev, ...args4) {
-        return this.off(ev, ...args4);
+      removeListener(ev, ...args3) {
+        return this.off(ev, ...args3);
       }
       push(chunk) {
         if (this[kConsume] && chunk !== null) {
@@ -29703,17 +29703,17 @@ var require_api_request2 = __commonJS({
           }
         }
       }
-      onConnect(abort, context) {
+      onConnect(abort, context2) {
         if (this.reason) {
           abort(this.reason);
           return;
         }
         assert(this.callback);
         this.abort = abort;
-        this.context = context;
+        this.context = context2;
       }
       onHeaders(statusCode, rawHeaders, resume, statusMessage) {
-        const { callback, opaque, abort, context, responseHeaders, highWaterMark } = this;
+        const { callback, opaque, abort, context: context2, responseHeaders, highWaterMark } = this;
         const headers = responseHeaders === "raw" ? util.parseRawHeaders(rawHeaders) : util.parseHeaders(rawHeaders);
         if (statusCode < 200) {
           if (this.onInfo) {
@@ -29750,7 +29750,7 @@ var require_api_request2 = __commonJS({
               trailers: this.trailers,
               opaque,
               body: res,
-              context
+              context: context2
             });
           }
         }
@@ -29919,17 +29919,17 @@ var require_api_stream2 = __commonJS({
         }
         addSignal(this, signal);
       }
-      onConnect(abort, context) {
+      onConnect(abort, context2) {
         if (this.reason) {
           abort(this.reason);
           return;
         }
         assert(this.callback);
         this.abort = abort;
-        this.context = context;
+        this.context = context2;
       }
       onHeaders(statusCode, rawHeaders, resume, statusMessage) {
-        const { factory, opaque, context, callback, responseHeaders } = this;
+        const { factory, opaque, context: context2, callback, responseHeaders } = this;
         const headers = responseHeaders === "raw" ? util.parseRawHeaders(rawHeaders) : util.parseHeaders(rawHeaders);
         if (statusCode < 200) {
           if (this.onInfo) {
@@ -29957,7 +29957,7 @@ var require_api_stream2 = __commonJS({
             statusCode,
             headers,
             opaque,
-            context
+            context: context2
           });
           if (!res || typeof res.write !== "function" || typeof res.end !== "function" || typeof res.on !== "function") {
             throw new InvalidReturnValueError("expected Writable");
@@ -30149,7 +30149,7 @@ var require_api_pipeline2 = __commonJS({
         this.res = null;
         addSignal(this, signal);
       }
-      onConnect(abort, context) {
+      onConnect(abort, context2) {
         const { ret, res } = this;
         if (this.reason) {
           abort(this.reason);
@@ -30158,10 +30158,10 @@ var require_api_pipeline2 = __commonJS({
         assert(!res, "pipeline cannot be retried");
         assert(!ret.destroyed);
         this.abort = abort;
-        this.context = context;
+        this.context = context2;
       }
       onHeaders(statusCode, rawHeaders, resume) {
-        const { opaque, handler, context } = this;
+        const { opaque, handler, context: context2 } = this;
         if (statusCode < 200) {
           if (this.onInfo) {
             const headers = this.responseHeaders === "raw" ? util.parseRawHeaders(rawHeaders) : util.parseHeaders(rawHeaders);
@@ -30179,7 +30179,7 @@ var require_api_pipeline2 = __commonJS({
             headers,
             opaque,
             body: this.res,
-            context
+            context: context2
           });
         } catch (err) {
           this.res.on("error", util.nop);
@@ -30263,7 +30263,7 @@ var require_api_upgrade2 = __commonJS({
         this.context = null;
         addSignal(this, signal);
       }
-      onConnect(abort, context) {
+      onConnect(abort, context2) {
         if (this.reason) {
           abort(this.reason);
           return;
@@ -30277,7 +30277,7 @@ var require_api_upgrade2 = __commonJS({
       }
       onUpgrade(statusCode, rawHeaders, socket) {
         assert(statusCode === 101);
-        const { callback, opaque, context } = this;
+        const { callback, opaque, context: context2 } = this;
         removeSignal(this);
         this.callback = null;
         const headers = this.responseHeaders === "raw" ? util.parseRawHeaders(rawHeaders) : util.parseHeaders(rawHeaders);
@@ -30285,7 +30285,7 @@ var require_api_upgrade2 = __commonJS({
           headers,
           socket,
           opaque,
-          context
+          context: context2
         });
       }
       onError(err) {
@@ -30354,20 +30354,20 @@ var require_api_connect2 = __commonJS({
         this.abort = null;
         addSignal(this, signal);
       }
-      onConnect(abort, context) {
+      onConnect(abort, context2) {
         if (this.reason) {
           abort(this.reason);
           return;
         }
         assert(this.callback);
         this.abort = abort;
-        this.context = context;
+        this.context = context2;
       }
       onHeaders() {
         throw new SocketError("bad connect", null);
       }
       onUpgrade(statusCode, rawHeaders, socket) {
-        const { callback, opaque, context } = this;
+        const { callback, opaque, context: context2 } = this;
         removeSignal(this);
         this.callback = null;
         let headers = rawHeaders;
@@ -30379,7 +30379,7 @@ var require_api_connect2 = __commonJS({
           headers,
           socket,
           opaque,
-          context
+          context: context2
         });
       }
       onError(err) {
@@ -30562,20 +30562,20 @@ var require_mock_utils2 = __commonJS({
       }
       return true;
     }
-    function safeUrl(path18) {
-      if (typeof path18 !== "string") {
-        return path18;
+    function safeUrl(path20) {
+      if (typeof path20 !== "string") {
+        return path20;
       }
-      const pathSegments = path18.split("?");
+      const pathSegments = path20.split("?");
       if (pathSegments.length !== 2) {
-        return path18;
+        return path20;
       }
       const qp = new URLSearchParams(pathSegments.pop());
       qp.sort();
       return [...pathSegments, qp.toString()].join("?");
     }
-    function matchKey(mockDispatch2, { path: path18, method, body, headers }) {
-      const pathMatch = matchValue(mockDispatch2.path, path18);
+    function matchKey(mockDispatch2, { path: path20, method, body, headers }) {
+      const pathMatch = matchValue(mockDispatch2.path, path20);
       const methodMatch = matchValue(mockDispatch2.method, method);
       const bodyMatch = typeof mockDispatch2.body !== "undefined" ? matchValue(mockDispatch2.body, body) : true;
       const headersMatch = matchHeaders(mockDispatch2, headers);
@@ -30597,7 +30597,7 @@ var require_mock_utils2 = __commonJS({
     function getMockDispatch(mockDispatches, key) {
       const basePath = key.query ? buildURL(key.path, key.query) : key.path;
       const resolvedPath = typeof basePath === "string" ? safeUrl(basePath) : basePath;
-      let matchedMockDispatches = mockDispatches.filter(({ consumed }) => !consumed).filter(({ path: path18 }) => matchValue(safeUrl(path18), resolvedPath));
+      let matchedMockDispatches = mockDispatches.filter(({ consumed }) => !consumed).filter(({ path: path20 }) => matchValue(safeUrl(path20), resolvedPath));
       if (matchedMockDispatches.length === 0) {
         throw new MockNotMatchedError(`Mock dispatch not matched for path '${resolvedPath}'`);
       }
@@ -30635,9 +30635,9 @@ var require_mock_utils2 = __commonJS({
       }
     }
     function buildKey(opts) {
-      const { path: path18, method, body, headers, query } = opts;
+      const { path: path20, method, body, headers, query } = opts;
       return {
-        path: path18,
+        path: path20,
         method,
         body,
         headers,
@@ -31100,10 +31100,10 @@ var require_pending_interceptors_formatter2 = __commonJS({
       }
       format(pendingInterceptors) {
         const withPrettyHeaders = pendingInterceptors.map(
-          ({ method, path: path18, data: { statusCode }, persist, times, timesInvoked, origin }) => ({
+          ({ method, path: path20, data: { statusCode }, persist, times, timesInvoked, origin }) => ({
             Method: method,
             Origin: origin,
-            Path: path18,
+            Path: path20,
             "Status code": statusCode,
             Persistent: persist ? PERSISTENT : NOT_PERSISTENT,
             Invocations: timesInvoked,
@@ -31290,29 +31290,29 @@ var require_decorator_handler = __commonJS({
         }
         this.#handler = handler;
       }
-      onConnect(...args4) {
-        return this.#handler.onConnect?.(...args4);
+      onConnect(...args3) {
+        return this.#handler.onConnect?.(...args3);
       }
-      onError(...args4) {
-        return this.#handler.onError?.(...args4);
+      onError(...args3) {
+        return this.#handler.onError?.(...args3);
       }
-      onUpgrade(...args4) {
-        return this.#handler.onUpgrade?.(...args4);
+      onUpgrade(...args3) {
+        return this.#handler.onUpgrade?.(...args3);
       }
-      onResponseStarted(...args4) {
-        return this.#handler.onResponseStarted?.(...args4);
+      onResponseStarted(...args3) {
+        return this.#handler.onResponseStarted?.(...args3);
       }
-      onHeaders(...args4) {
-        return this.#handler.onHeaders?.(...args4);
+      onHeaders(...args3) {
+        return this.#handler.onHeaders?.(...args3);
       }
-      onData(...args4) {
-        return this.#handler.onData?.(...args4);
+      onData(...args3) {
+        return this.#handler.onData?.(...args3);
       }
-      onComplete(...args4) {
-        return this.#handler.onComplete?.(...args4);
+      onComplete(...args3) {
+        return this.#handler.onComplete?.(...args3);
       }
-      onBodySent(...args4) {
-        return this.#handler.onBodySent?.(...args4);
+      onBodySent(...args3) {
+        return this.#handler.onBodySent?.(...args3);
       }
     };
   }
@@ -31622,10 +31622,10 @@ var require_dns = __commonJS({
         return ip;
       }
       setRecords(origin, addresses) {
-        const timestamp = Date.now();
+        const timestamp2 = Date.now();
         const records = { records: { 4: null, 6: null } };
         for (const record of addresses) {
-          record.timestamp = timestamp;
+          record.timestamp = timestamp2;
           if (typeof record.ttl === "number") {
             record.ttl = Math.min(record.ttl, this.#maxTTL);
           } else {
@@ -32098,9 +32098,9 @@ var require_headers2 = __commonJS({
       // https://fetch.spec.whatwg.org/#dom-headers-getsetcookie
       getSetCookie() {
         webidl.brandCheck(this, _Headers);
-        const list2 = this.#headersList.cookies;
-        if (list2) {
-          return [...list2];
+        const list = this.#headersList.cookies;
+        if (list) {
+          return [...list];
         }
         return [];
       }
@@ -32140,8 +32140,8 @@ var require_headers2 = __commonJS({
       static getHeadersList(o2) {
         return o2.#headersList;
       }
-      static setHeadersList(o2, list2) {
-        o2.#headersList = list2;
+      static setHeadersList(o2, list) {
+        o2.#headersList = list;
       }
     };
     var { getHeadersGuard, setHeadersGuard, getHeadersList, setHeadersList } = Headers;
@@ -33109,13 +33109,13 @@ var require_request4 = __commonJS({
         if (this.signal.aborted) {
           ac.abort(this.signal.reason);
         } else {
-          let list2 = dependentControllerMap.get(this.signal);
-          if (list2 === void 0) {
-            list2 = /* @__PURE__ */ new Set();
-            dependentControllerMap.set(this.signal, list2);
+          let list = dependentControllerMap.get(this.signal);
+          if (list === void 0) {
+            list = /* @__PURE__ */ new Set();
+            dependentControllerMap.set(this.signal, list);
           }
           const acRef = new WeakRef(ac);
-          list2.add(acRef);
+          list.add(acRef);
           util.addAbortListener(
             ac.signal,
             buildAbort(acRef)
@@ -35982,9 +35982,9 @@ var require_util13 = __commonJS({
         }
       }
     }
-    function validateCookiePath(path18) {
-      for (let i2 = 0; i2 < path18.length; ++i2) {
-        const code = path18.charCodeAt(i2);
+    function validateCookiePath(path20) {
+      for (let i2 = 0; i2 < path20.length; ++i2) {
+        const code = path20.charCodeAt(i2);
         if (code < 32 || // exclude CTLs (0-31)
         code > 126 || // exclude DEL and non-ascii
         code === 59) {
@@ -36313,9 +36313,9 @@ var require_cookies2 = __commonJS({
       webidl.argumentLengthCheck(arguments, 2, "setCookie");
       webidl.brandCheck(headers, Headers, { strict: false });
       cookie = webidl.converters.Cookie(cookie);
-      const str2 = stringify(cookie);
-      if (str2) {
-        headers.append("Set-Cookie", str2);
+      const str = stringify(cookie);
+      if (str) {
+        headers.append("Set-Cookie", str);
       }
     }
     webidl.converters.DeleteCookieAttributes = webidl.dictionaryConverter([
@@ -38904,11 +38904,11 @@ var require_undici2 = __commonJS({
           if (typeof opts.path !== "string") {
             throw new InvalidArgumentError("invalid opts.path");
           }
-          let path18 = opts.path;
+          let path20 = opts.path;
           if (!opts.path.startsWith("/")) {
-            path18 = `/${path18}`;
+            path20 = `/${path20}`;
           }
-          url = new URL(util.parseOrigin(url).origin + path18);
+          url = new URL(util.parseOrigin(url).origin + path20);
         } else {
           if (!opts) {
             opts = typeof url === "object" ? url : {};
@@ -39286,12 +39286,12 @@ var require_lib2 = __commonJS({
             throw new Error("Client has already been disposed.");
           }
           const parsedUrl = new URL(requestUrl);
-          let info3 = this._prepareRequest(verb, parsedUrl, headers);
+          let info2 = this._prepareRequest(verb, parsedUrl, headers);
           const maxTries = this._allowRetries && RetryableHttpVerbs.includes(verb) ? this._maxRetries + 1 : 1;
           let numTries = 0;
           let response;
           do {
-            response = yield this.requestRaw(info3, data);
+            response = yield this.requestRaw(info2, data);
             if (response && response.message && response.message.statusCode === HttpCodes.Unauthorized) {
               let authenticationHandler;
               for (const handler of this.handlers) {
@@ -39301,7 +39301,7 @@ var require_lib2 = __commonJS({
                 }
               }
               if (authenticationHandler) {
-                return authenticationHandler.handleAuthentication(this, info3, data);
+                return authenticationHandler.handleAuthentication(this, info2, data);
               } else {
                 return response;
               }
@@ -39324,8 +39324,8 @@ var require_lib2 = __commonJS({
                   }
                 }
               }
-              info3 = this._prepareRequest(verb, parsedRedirectUrl, headers);
-              response = yield this.requestRaw(info3, data);
+              info2 = this._prepareRequest(verb, parsedRedirectUrl, headers);
+              response = yield this.requestRaw(info2, data);
               redirectsRemaining--;
             }
             if (!response.message.statusCode || !HttpResponseRetryCodes.includes(response.message.statusCode)) {
@@ -39354,7 +39354,7 @@ var require_lib2 = __commonJS({
        * @param info
        * @param data
        */
-      requestRaw(info3, data) {
+      requestRaw(info2, data) {
         return __awaiter(this, void 0, void 0, function* () {
           return new Promise((resolve, reject) => {
             function callbackForResult(err, res) {
@@ -39366,7 +39366,7 @@ var require_lib2 = __commonJS({
                 resolve(res);
               }
             }
-            this.requestRawWithCallback(info3, data, callbackForResult);
+            this.requestRawWithCallback(info2, data, callbackForResult);
           });
         });
       }
@@ -39376,12 +39376,12 @@ var require_lib2 = __commonJS({
        * @param data
        * @param onResult
        */
-      requestRawWithCallback(info3, data, onResult) {
+      requestRawWithCallback(info2, data, onResult) {
         if (typeof data === "string") {
-          if (!info3.options.headers) {
-            info3.options.headers = {};
+          if (!info2.options.headers) {
+            info2.options.headers = {};
           }
-          info3.options.headers["Content-Length"] = Buffer.byteLength(data, "utf8");
+          info2.options.headers["Content-Length"] = Buffer.byteLength(data, "utf8");
         }
         let callbackCalled = false;
         function handleResult2(err, res) {
@@ -39390,7 +39390,7 @@ var require_lib2 = __commonJS({
             onResult(err, res);
           }
         }
-        const req = info3.httpModule.request(info3.options, (msg) => {
+        const req = info2.httpModule.request(info2.options, (msg) => {
           const res = new HttpClientResponse(msg);
           handleResult2(void 0, res);
         });
@@ -39402,7 +39402,7 @@ var require_lib2 = __commonJS({
           if (socket) {
             socket.end();
           }
-          handleResult2(new Error(`Request timeout: ${info3.options.path}`));
+          handleResult2(new Error(`Request timeout: ${info2.options.path}`));
         });
         req.on("error", function(err) {
           handleResult2(err);
@@ -39438,27 +39438,27 @@ var require_lib2 = __commonJS({
         return this._getProxyAgentDispatcher(parsedUrl, proxyUrl);
       }
       _prepareRequest(method, requestUrl, headers) {
-        const info3 = {};
-        info3.parsedUrl = requestUrl;
-        const usingSsl = info3.parsedUrl.protocol === "https:";
-        info3.httpModule = usingSsl ? https : http;
+        const info2 = {};
+        info2.parsedUrl = requestUrl;
+        const usingSsl = info2.parsedUrl.protocol === "https:";
+        info2.httpModule = usingSsl ? https : http;
         const defaultPort = usingSsl ? 443 : 80;
-        info3.options = {};
-        info3.options.host = info3.parsedUrl.hostname;
-        info3.options.port = info3.parsedUrl.port ? parseInt(info3.parsedUrl.port) : defaultPort;
-        info3.options.path = (info3.parsedUrl.pathname || "") + (info3.parsedUrl.search || "");
-        info3.options.method = method;
-        info3.options.headers = this._mergeHeaders(headers);
+        info2.options = {};
+        info2.options.host = info2.parsedUrl.hostname;
+        info2.options.port = info2.parsedUrl.port ? parseInt(info2.parsedUrl.port) : defaultPort;
+        info2.options.path = (info2.parsedUrl.pathname || "") + (info2.parsedUrl.search || "");
+        info2.options.method = method;
+        info2.options.headers = this._mergeHeaders(headers);
         if (this.userAgent != null) {
-          info3.options.headers["user-agent"] = this.userAgent;
+          info2.options.headers["user-agent"] = this.userAgent;
         }
-        info3.options.agent = this._getAgent(info3.parsedUrl);
+        info2.options.agent = this._getAgent(info2.parsedUrl);
         if (this.handlers) {
           for (const handler of this.handlers) {
-            handler.prepareRequest(info3.options);
+            handler.prepareRequest(info2.options);
           }
         }
-        return info3;
+        return info2;
       }
       _mergeHeaders(headers) {
         if (this.requestOptions && this.requestOptions.headers) {
@@ -39907,7 +39907,7 @@ var require_summary2 = __commonJS({
     exports.summary = exports.markdownSummary = exports.SUMMARY_DOCS_URL = exports.SUMMARY_ENV_VAR = void 0;
     var os_1 = __require("os");
     var fs_1 = __require("fs");
-    var { access, appendFile, writeFile: writeFile6 } = fs_1.promises;
+    var { access, appendFile, writeFile: writeFile8 } = fs_1.promises;
     exports.SUMMARY_ENV_VAR = "GITHUB_STEP_SUMMARY";
     exports.SUMMARY_DOCS_URL = "https://docs.github.com/actions/using-workflows/workflow-commands-for-github-actions#adding-a-job-summary";
     var Summary = class {
@@ -39965,7 +39965,7 @@ var require_summary2 = __commonJS({
         return __awaiter(this, void 0, void 0, function* () {
           const overwrite = !!(options === null || options === void 0 ? void 0 : options.overwrite);
           const filePath = yield this.filePath();
-          const writeFunc = overwrite ? writeFile6 : appendFile;
+          const writeFunc = overwrite ? writeFile8 : appendFile;
           yield writeFunc(filePath, this._buffer, { encoding: "utf8" });
           return this.emptyBuffer();
         });
@@ -40211,7 +40211,7 @@ var require_path_utils2 = __commonJS({
     exports.toPosixPath = toPosixPath;
     exports.toWin32Path = toWin32Path;
     exports.toPlatformPath = toPlatformPath;
-    var path18 = __importStar(__require("path"));
+    var path20 = __importStar(__require("path"));
     function toPosixPath(pth) {
       return pth.replace(/[\\]/g, "/");
     }
@@ -40219,7 +40219,7 @@ var require_path_utils2 = __commonJS({
       return pth.replace(/[/]/g, "\\");
     }
     function toPlatformPath(pth) {
-      return pth.replace(/[/\\]/g, path18.sep);
+      return pth.replace(/[/\\]/g, path20.sep);
     }
   }
 });
@@ -40302,7 +40302,7 @@ var require_io_util2 = __commonJS({
     exports.tryGetExecutablePath = tryGetExecutablePath;
     exports.getCmdPath = getCmdPath;
     var fs = __importStar(__require("fs"));
-    var path18 = __importStar(__require("path"));
+    var path20 = __importStar(__require("path"));
     _a = fs.promises, exports.chmod = _a.chmod, exports.copyFile = _a.copyFile, exports.lstat = _a.lstat, exports.mkdir = _a.mkdir, exports.open = _a.open, exports.readdir = _a.readdir, exports.rename = _a.rename, exports.rm = _a.rm, exports.rmdir = _a.rmdir, exports.stat = _a.stat, exports.symlink = _a.symlink, exports.unlink = _a.unlink;
     exports.IS_WINDOWS = process.platform === "win32";
     function readlink(fsPath) {
@@ -40357,7 +40357,7 @@ var require_io_util2 = __commonJS({
         }
         if (stats && stats.isFile()) {
           if (exports.IS_WINDOWS) {
-            const upperExt = path18.extname(filePath).toUpperCase();
+            const upperExt = path20.extname(filePath).toUpperCase();
             if (extensions.some((validExt) => validExt.toUpperCase() === upperExt)) {
               return filePath;
             }
@@ -40381,11 +40381,11 @@ var require_io_util2 = __commonJS({
           if (stats && stats.isFile()) {
             if (exports.IS_WINDOWS) {
               try {
-                const directory = path18.dirname(filePath);
-                const upperName = path18.basename(filePath).toUpperCase();
+                const directory = path20.dirname(filePath);
+                const upperName = path20.basename(filePath).toUpperCase();
                 for (const actualName of yield (0, exports.readdir)(directory)) {
                   if (upperName === actualName.toUpperCase()) {
-                    filePath = path18.join(directory, actualName);
+                    filePath = path20.join(directory, actualName);
                     break;
                   }
                 }
@@ -40497,7 +40497,7 @@ var require_io2 = __commonJS({
     exports.which = which;
     exports.findInPath = findInPath;
     var assert_1 = __require("assert");
-    var path18 = __importStar(__require("path"));
+    var path20 = __importStar(__require("path"));
     var ioUtil = __importStar(require_io_util2());
     function cp(source_1, dest_1) {
       return __awaiter(this, arguments, void 0, function* (source, dest, options = {}) {
@@ -40506,7 +40506,7 @@ var require_io2 = __commonJS({
         if (destStat && destStat.isFile() && !force) {
           return;
         }
-        const newDest = destStat && destStat.isDirectory() && copySourceDirectory ? path18.join(dest, path18.basename(source)) : dest;
+        const newDest = destStat && destStat.isDirectory() && copySourceDirectory ? path20.join(dest, path20.basename(source)) : dest;
         if (!(yield ioUtil.exists(source))) {
           throw new Error(`no such file or directory: ${source}`);
         }
@@ -40518,7 +40518,7 @@ var require_io2 = __commonJS({
             yield cpDirRecursive(source, newDest, 0, force);
           }
         } else {
-          if (path18.relative(source, newDest) === "") {
+          if (path20.relative(source, newDest) === "") {
             throw new Error(`'${newDest}' and '${source}' are the same file`);
           }
           yield copyFile(source, newDest, force);
@@ -40530,7 +40530,7 @@ var require_io2 = __commonJS({
         if (yield ioUtil.exists(dest)) {
           let destExists = true;
           if (yield ioUtil.isDirectory(dest)) {
-            dest = path18.join(dest, path18.basename(source));
+            dest = path20.join(dest, path20.basename(source));
             destExists = yield ioUtil.exists(dest);
           }
           if (destExists) {
@@ -40541,7 +40541,7 @@ var require_io2 = __commonJS({
             }
           }
         }
-        yield mkdirP(path18.dirname(dest));
+        yield mkdirP(path20.dirname(dest));
         yield ioUtil.rename(source, dest);
       });
     }
@@ -40600,7 +40600,7 @@ var require_io2 = __commonJS({
         }
         const extensions = [];
         if (ioUtil.IS_WINDOWS && process.env["PATHEXT"]) {
-          for (const extension of process.env["PATHEXT"].split(path18.delimiter)) {
+          for (const extension of process.env["PATHEXT"].split(path20.delimiter)) {
             if (extension) {
               extensions.push(extension);
             }
@@ -40613,12 +40613,12 @@ var require_io2 = __commonJS({
           }
           return [];
         }
-        if (tool.includes(path18.sep)) {
+        if (tool.includes(path20.sep)) {
           return [];
         }
         const directories = [];
         if (process.env.PATH) {
-          for (const p of process.env.PATH.split(path18.delimiter)) {
+          for (const p of process.env.PATH.split(path20.delimiter)) {
             if (p) {
               directories.push(p);
             }
@@ -40626,7 +40626,7 @@ var require_io2 = __commonJS({
         }
         const matches = [];
         for (const directory of directories) {
-          const filePath = yield ioUtil.tryGetExecutablePath(path18.join(directory, tool), extensions);
+          const filePath = yield ioUtil.tryGetExecutablePath(path20.join(directory, tool), extensions);
           if (filePath) {
             matches.push(filePath);
           }
@@ -40756,19 +40756,19 @@ var require_toolrunner2 = __commonJS({
     var os3 = __importStar(__require("os"));
     var events = __importStar(__require("events"));
     var child = __importStar(__require("child_process"));
-    var path18 = __importStar(__require("path"));
+    var path20 = __importStar(__require("path"));
     var io = __importStar(require_io2());
     var ioUtil = __importStar(require_io_util2());
     var timers_1 = __require("timers");
     var IS_WINDOWS = process.platform === "win32";
     var ToolRunner = class extends events.EventEmitter {
-      constructor(toolPath, args4, options) {
+      constructor(toolPath, args3, options) {
         super();
         if (!toolPath) {
           throw new Error("Parameter 'toolPath' cannot be null or empty.");
         }
         this.toolPath = toolPath;
-        this.args = args4 || [];
+        this.args = args3 || [];
         this.options = options || {};
       }
       _debug(message) {
@@ -40778,28 +40778,28 @@ var require_toolrunner2 = __commonJS({
       }
       _getCommandString(options, noPrefix) {
         const toolPath = this._getSpawnFileName();
-        const args4 = this._getSpawnArgs(options);
+        const args3 = this._getSpawnArgs(options);
         let cmd = noPrefix ? "" : "[command]";
         if (IS_WINDOWS) {
           if (this._isCmdFile()) {
             cmd += toolPath;
-            for (const a2 of args4) {
+            for (const a2 of args3) {
               cmd += ` ${a2}`;
             }
           } else if (options.windowsVerbatimArguments) {
             cmd += `"${toolPath}"`;
-            for (const a2 of args4) {
+            for (const a2 of args3) {
               cmd += ` ${a2}`;
             }
           } else {
             cmd += this._windowsQuoteCmdArg(toolPath);
-            for (const a2 of args4) {
+            for (const a2 of args3) {
               cmd += ` ${this._windowsQuoteCmdArg(a2)}`;
             }
           }
         } else {
           cmd += toolPath;
-          for (const a2 of args4) {
+          for (const a2 of args3) {
             cmd += ` ${a2}`;
           }
         }
@@ -40843,8 +40843,8 @@ var require_toolrunner2 = __commonJS({
         }
         return this.args;
       }
-      _endsWith(str2, end) {
-        return str2.endsWith(end);
+      _endsWith(str, end) {
+        return str.endsWith(end);
       }
       _isCmdFile() {
         const upperToolPath = this.toolPath.toUpperCase();
@@ -40971,7 +40971,7 @@ var require_toolrunner2 = __commonJS({
       exec() {
         return __awaiter(this, void 0, void 0, function* () {
           if (!ioUtil.isRooted(this.toolPath) && (this.toolPath.includes("/") || IS_WINDOWS && this.toolPath.includes("\\"))) {
-            this.toolPath = path18.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
+            this.toolPath = path20.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
           }
           this.toolPath = yield io.which(this.toolPath, true);
           return new Promise((resolve, reject) => __awaiter(this, void 0, void 0, function* () {
@@ -41072,7 +41072,7 @@ var require_toolrunner2 = __commonJS({
     };
     exports.ToolRunner = ToolRunner;
     function argStringToArray(argString) {
-      const args4 = [];
+      const args3 = [];
       let inQuotes = false;
       let escaped = false;
       let arg = "";
@@ -41103,7 +41103,7 @@ var require_toolrunner2 = __commonJS({
         }
         if (c3 === " " && !inQuotes) {
           if (arg.length > 0) {
-            args4.push(arg);
+            args3.push(arg);
             arg = "";
           }
           continue;
@@ -41111,9 +41111,9 @@ var require_toolrunner2 = __commonJS({
         append(c3);
       }
       if (arg.length > 0) {
-        args4.push(arg.trim());
+        args3.push(arg.trim());
       }
-      return args4;
+      return args3;
     }
     var ExecState = class _ExecState extends events.EventEmitter {
       constructor(options, toolPath) {
@@ -41253,19 +41253,19 @@ var require_exec2 = __commonJS({
     exports.getExecOutput = getExecOutput;
     var string_decoder_1 = __require("string_decoder");
     var tr = __importStar(require_toolrunner2());
-    function exec(commandLine, args4, options) {
+    function exec(commandLine, args3, options) {
       return __awaiter(this, void 0, void 0, function* () {
         const commandArgs = tr.argStringToArray(commandLine);
         if (commandArgs.length === 0) {
           throw new Error(`Parameter 'commandLine' cannot be null or empty.`);
         }
         const toolPath = commandArgs[0];
-        args4 = commandArgs.slice(1).concat(args4 || []);
-        const runner = new tr.ToolRunner(toolPath, args4, options);
+        args3 = commandArgs.slice(1).concat(args3 || []);
+        const runner = new tr.ToolRunner(toolPath, args3, options);
         return runner.exec();
       });
     }
-    function getExecOutput(commandLine, args4, options) {
+    function getExecOutput(commandLine, args3, options) {
       return __awaiter(this, void 0, void 0, function* () {
         var _a, _b;
         let stdout = "";
@@ -41287,7 +41287,7 @@ var require_exec2 = __commonJS({
           }
         };
         const listeners = Object.assign(Object.assign({}, options === null || options === void 0 ? void 0 : options.listeners), { stdout: stdOutListener, stderr: stdErrListener });
-        const exitCode = yield exec(commandLine, args4, Object.assign(Object.assign({}, options), { listeners }));
+        const exitCode = yield exec(commandLine, args3, Object.assign(Object.assign({}, options), { listeners }));
         stdout += stdoutDecoder.end();
         stderr += stderrDecoder.end();
         return {
@@ -41511,9 +41511,9 @@ var require_core2 = __commonJS({
     exports.isDebug = isDebug;
     exports.debug = debug;
     exports.error = error;
-    exports.warning = warning;
+    exports.warning = warning2;
     exports.notice = notice;
-    exports.info = info3;
+    exports.info = info2;
     exports.startGroup = startGroup;
     exports.endGroup = endGroup;
     exports.group = group;
@@ -41524,7 +41524,7 @@ var require_core2 = __commonJS({
     var file_command_1 = require_file_command2();
     var utils_1 = require_utils3();
     var os3 = __importStar(__require("os"));
-    var path18 = __importStar(__require("path"));
+    var path20 = __importStar(__require("path"));
     var oidc_utils_1 = require_oidc_utils2();
     var ExitCode;
     (function(ExitCode2) {
@@ -41550,7 +41550,7 @@ var require_core2 = __commonJS({
       } else {
         (0, command_1.issueCommand)("add-path", {}, inputPath);
       }
-      process.env["PATH"] = `${inputPath}${path18.delimiter}${process.env["PATH"]}`;
+      process.env["PATH"] = `${inputPath}${path20.delimiter}${process.env["PATH"]}`;
     }
     function getInput2(name, options) {
       const val = process.env[`INPUT_${name.replace(/ /g, "_").toUpperCase()}`] || "";
@@ -41604,13 +41604,13 @@ Support boolean input list: \`true | True | TRUE | false | False | FALSE\``);
     function error(message, properties = {}) {
       (0, command_1.issueCommand)("error", (0, utils_1.toCommandProperties)(properties), message instanceof Error ? message.toString() : message);
     }
-    function warning(message, properties = {}) {
+    function warning2(message, properties = {}) {
       (0, command_1.issueCommand)("warning", (0, utils_1.toCommandProperties)(properties), message instanceof Error ? message.toString() : message);
     }
     function notice(message, properties = {}) {
       (0, command_1.issueCommand)("notice", (0, utils_1.toCommandProperties)(properties), message instanceof Error ? message.toString() : message);
     }
-    function info3(message) {
+    function info2(message) {
       process.stdout.write(message + os3.EOL);
     }
     function startGroup(name) {
@@ -41798,7 +41798,7 @@ var require_internal_path_helper = __commonJS({
     exports.hasRoot = hasRoot;
     exports.normalizeSeparators = normalizeSeparators;
     exports.safeTrimTrailingSeparator = safeTrimTrailingSeparator;
-    var path18 = __importStar(__require("path"));
+    var path20 = __importStar(__require("path"));
     var assert_1 = __importDefault(__require("assert"));
     var IS_WINDOWS = process.platform === "win32";
     function dirname(p) {
@@ -41806,7 +41806,7 @@ var require_internal_path_helper = __commonJS({
       if (IS_WINDOWS && /^\\\\[^\\]+(\\[^\\]+)?$/.test(p)) {
         return p;
       }
-      let result = path18.dirname(p);
+      let result = path20.dirname(p);
       if (IS_WINDOWS && /^\\\\[^\\]+\\[^\\]+\\$/.test(result)) {
         result = safeTrimTrailingSeparator(result);
       }
@@ -41843,7 +41843,7 @@ var require_internal_path_helper = __commonJS({
       (0, assert_1.default)(hasAbsoluteRoot(root), `ensureAbsoluteRoot parameter 'root' must have an absolute root`);
       if (root.endsWith("/") || IS_WINDOWS && root.endsWith("\\")) {
       } else {
-        root += path18.sep;
+        root += path20.sep;
       }
       return root + itemPath;
     }
@@ -41877,10 +41877,10 @@ var require_internal_path_helper = __commonJS({
         return "";
       }
       p = normalizeSeparators(p);
-      if (!p.endsWith(path18.sep)) {
+      if (!p.endsWith(path20.sep)) {
         return p;
       }
-      if (p === path18.sep) {
+      if (p === path20.sep) {
         return p;
       }
       if (IS_WINDOWS && /^[A-Z]:\\$/i.test(p)) {
@@ -42026,38 +42026,38 @@ var require_balanced_match = __commonJS({
   "node_modules/balanced-match/index.js"(exports, module) {
     "use strict";
     module.exports = balanced;
-    function balanced(a2, b, str2) {
-      if (a2 instanceof RegExp) a2 = maybeMatch(a2, str2);
-      if (b instanceof RegExp) b = maybeMatch(b, str2);
-      var r = range(a2, b, str2);
+    function balanced(a2, b, str) {
+      if (a2 instanceof RegExp) a2 = maybeMatch(a2, str);
+      if (b instanceof RegExp) b = maybeMatch(b, str);
+      var r = range(a2, b, str);
       return r && {
         start: r[0],
         end: r[1],
-        pre: str2.slice(0, r[0]),
-        body: str2.slice(r[0] + a2.length, r[1]),
-        post: str2.slice(r[1] + b.length)
+        pre: str.slice(0, r[0]),
+        body: str.slice(r[0] + a2.length, r[1]),
+        post: str.slice(r[1] + b.length)
       };
     }
-    function maybeMatch(reg, str2) {
-      var m = str2.match(reg);
+    function maybeMatch(reg, str) {
+      var m = str.match(reg);
       return m ? m[0] : null;
     }
     balanced.range = range;
-    function range(a2, b, str2) {
+    function range(a2, b, str) {
       var begs, beg, left, right, result;
-      var ai = str2.indexOf(a2);
-      var bi = str2.indexOf(b, ai + 1);
+      var ai = str.indexOf(a2);
+      var bi = str.indexOf(b, ai + 1);
       var i2 = ai;
       if (ai >= 0 && bi > 0) {
         if (a2 === b) {
           return [ai, bi];
         }
         begs = [];
-        left = str2.length;
+        left = str.length;
         while (i2 >= 0 && !result) {
           if (i2 == ai) {
             begs.push(i2);
-            ai = str2.indexOf(a2, i2 + 1);
+            ai = str.indexOf(a2, i2 + 1);
           } else if (begs.length == 1) {
             result = [begs.pop(), bi];
           } else {
@@ -42066,7 +42066,7 @@ var require_balanced_match = __commonJS({
               left = beg;
               right = bi;
             }
-            bi = str2.indexOf(b, i2 + 1);
+            bi = str.indexOf(b, i2 + 1);
           }
           i2 = ai < bi && ai >= 0 ? ai : bi;
         }
@@ -42096,85 +42096,85 @@ var require_brace_expansion = __commonJS({
     var EXPANSION_MAX_REWRITES = 1e3;
     var EXPANSION_MAX_STEPS = 2e7;
     var CALL_STEPS = 16;
-    function numeric(str2) {
-      return parseInt(str2, 10) == str2 ? parseInt(str2, 10) : str2.charCodeAt(0);
+    function numeric(str) {
+      return parseInt(str, 10) == str ? parseInt(str, 10) : str.charCodeAt(0);
     }
-    function escapeBraces(str2) {
-      return str2.split("\\\\").join(escSlash).split("\\{").join(escOpen).split("\\}").join(escClose).split("\\,").join(escComma).split("\\.").join(escPeriod);
+    function escapeBraces(str) {
+      return str.split("\\\\").join(escSlash).split("\\{").join(escOpen).split("\\}").join(escClose).split("\\,").join(escComma).split("\\.").join(escPeriod);
     }
-    function unescapeBraces(str2) {
-      return str2.split(escSlash).join("\\").split(escOpen).join("{").split(escClose).join("}").split(escComma).join(",").split(escPeriod).join(".");
+    function unescapeBraces(str) {
+      return str.split(escSlash).join("\\").split(escOpen).join("{").split(escClose).join("}").split(escComma).join(",").split(escPeriod).join(".");
     }
     function pushAll(target, items) {
       for (var i2 = 0; i2 < items.length; i2++) {
         target.push(items[i2]);
       }
     }
-    function balancedWithBudget(str2, masked, budget) {
+    function balancedWithBudget(str, masked, budget) {
       if (budget.remaining < 0) {
         return void 0;
       }
       var r = balanced.range("{", "}", masked);
       var unmatched = r !== void 0 && masked.indexOf("{") < r[0];
-      budget.remaining -= r && !unmatched ? r[1] + 1 : str2.length;
+      budget.remaining -= r && !unmatched ? r[1] + 1 : str.length;
       if (!r || budget.remaining < 0) {
         return void 0;
       }
       return {
         end: r[1],
-        pre: str2.slice(0, r[0]),
-        body: str2.slice(r[0] + 1, r[1]),
-        post: str2.slice(r[1] + 1),
+        pre: str.slice(0, r[0]),
+        body: str.slice(r[0] + 1, r[1]),
+        post: str.slice(r[1] + 1),
         unmatched
       };
     }
     function maskUnmatchedOpens(masked, budget) {
       budget.remaining -= masked.length;
-      var open4 = [];
+      var open3 = [];
       for (var i2 = 0; i2 < masked.length; i2++) {
         var c3 = masked.charCodeAt(i2);
         if (c3 === 123) {
-          open4.push(i2);
-        } else if (c3 === 125 && open4.length) {
-          open4.pop();
+          open3.push(i2);
+        } else if (c3 === 125 && open3.length) {
+          open3.pop();
         }
       }
       var out = "";
       var last = 0;
-      for (var j = 0; j < open4.length; j++) {
-        out += masked.slice(last, open4[j]) + "\0";
-        last = open4[j] + 1;
+      for (var j = 0; j < open3.length; j++) {
+        out += masked.slice(last, open3[j]) + "\0";
+        last = open3[j] + 1;
       }
       return out + masked.slice(last);
     }
-    function commaSetFollows(str2, budget) {
-      budget.remaining -= str2.length;
+    function commaSetFollows(str, budget) {
+      budget.remaining -= str.length;
       if (budget.remaining < 0) {
         return false;
       }
       var close = false;
-      for (var i2 = str2.length - 1; i2 >= 0; i2--) {
-        var c3 = str2.charCodeAt(i2);
+      for (var i2 = str.length - 1; i2 >= 0; i2--) {
+        var c3 = str.charCodeAt(i2);
         if (c3 === 125) {
           close = true;
         } else if (c3 === 10 || c3 === 13 || c3 === 8232 || c3 === 8233) {
           close = false;
-        } else if (c3 === 44 && close && str2.charCodeAt(i2 + 1) !== 44) {
+        } else if (c3 === 44 && close && str.charCodeAt(i2 + 1) !== 44) {
           return true;
         }
       }
       return false;
     }
-    function parseCommaParts(str2, budget) {
+    function parseCommaParts(str, budget) {
       var parts = [];
       var carry = "";
       for (; ; ) {
-        var m = balancedWithBudget(str2, str2, budget);
+        var m = balancedWithBudget(str, str, budget);
         if (budget.remaining < 0) {
           return void 0;
         }
         if (!m) {
-          var tail = str2.split(",");
+          var tail = str.split(",");
           tail[0] = carry + tail[0];
           pushAll(parts, tail);
           return parts;
@@ -42191,25 +42191,25 @@ var require_brace_expansion = __commonJS({
         }
         carry = p.pop();
         pushAll(parts, p);
-        str2 = post;
+        str = post;
       }
     }
     function bound(value, fallback) {
       return value == null || isNaN(value) ? fallback : value;
     }
-    function expandTop(str2, options) {
-      if (!str2) return [];
+    function expandTop(str, options) {
+      if (!str) return [];
       options = options || {};
       var max = bound(options.max, EXPANSION_MAX);
       var maxLength = bound(options.maxLength, EXPANSION_MAX_LENGTH);
       var maxDepth = bound(options.maxDepth, EXPANSION_MAX_DEPTH);
       var maxRewrites = bound(options.maxRewrites, EXPANSION_MAX_REWRITES);
       var maxSteps = bound(options.maxSteps, EXPANSION_MAX_STEPS);
-      if (str2.substr(0, 2) === "{}") {
-        str2 = "\\{\\}" + str2.substr(2);
+      if (str.substr(0, 2) === "{}") {
+        str = "\\{\\}" + str.substr(2);
       }
       return expand(
-        escapeBraces(str2),
+        escapeBraces(str),
         max,
         maxLength,
         maxDepth,
@@ -42219,8 +42219,8 @@ var require_brace_expansion = __commonJS({
         true
       ).map(unescapeBraces);
     }
-    function embrace(str2) {
-      return "{" + str2 + "}";
+    function embrace(str) {
+      return "{" + str + "}";
     }
     function isPadded(el) {
       return /^-?0\d/.test(el);
@@ -42304,25 +42304,25 @@ var require_brace_expansion = __commonJS({
       }
       return N;
     }
-    function expand(str2, max, maxLength, maxDepth, depth, maxRewrites, budget, isTop) {
+    function expand(str, max, maxLength, maxDepth, depth, maxRewrites, budget, isTop) {
       budget.remaining -= CALL_STEPS;
       if (depth > maxDepth) {
-        return [str2];
+        return [str];
       }
       var acc = [""];
       var accBase = [0];
       var rewrites = 0;
       var dropEmpties = false;
       var firstGroup = true;
-      var masked = str2;
+      var masked = str;
       var nextBase;
       for (; ; ) {
-        var m = balancedWithBudget(str2, masked, budget);
+        var m = balancedWithBudget(str, masked, budget);
         if (!m) {
           return combine(
             acc,
             accBase,
-            str2,
+            str,
             [""],
             max,
             maxLength,
@@ -42352,7 +42352,7 @@ var require_brace_expansion = __commonJS({
           return combine(
             acc,
             accBase,
-            str2,
+            str,
             [""],
             max,
             maxLength,
@@ -42370,7 +42370,7 @@ var require_brace_expansion = __commonJS({
         if (!isSequence && !isOptions) {
           if (rewrites < maxRewrites && commaSetFollows(m.post, budget)) {
             rewrites++;
-            str2 = m.pre + "{" + m.body + escClose + m.post;
+            str = m.pre + "{" + m.body + escClose + m.post;
             masked = masked.slice(0, m.end) + escClose + masked.slice(m.end + 1);
             isTop = true;
             firstGroup = true;
@@ -42437,7 +42437,7 @@ var require_brace_expansion = __commonJS({
               acc = single;
               accBase = nextBase;
               if (!m.post.length) break;
-              str2 = m.post;
+              str = m.post;
               masked = masked.slice(m.end + 1);
               continue;
             }
@@ -42493,7 +42493,7 @@ var require_brace_expansion = __commonJS({
         acc = next;
         accBase = nextBase;
         if (!m.post.length) break;
-        str2 = m.post;
+        str = m.post;
         masked = masked.slice(m.end + 1);
       }
       return acc;
@@ -42506,7 +42506,7 @@ var require_minimatch = __commonJS({
   "node_modules/minimatch/minimatch.js"(exports, module) {
     module.exports = minimatch;
     minimatch.Minimatch = Minimatch;
-    var path18 = (function() {
+    var path20 = (function() {
       try {
         return __require("path");
       } catch (e) {
@@ -42514,7 +42514,7 @@ var require_minimatch = __commonJS({
     })() || {
       sep: "/"
     };
-    minimatch.sep = path18.sep;
+    minimatch.sep = path20.sep;
     var GLOBSTAR = minimatch.GLOBSTAR = Minimatch.GLOBSTAR = {};
     var expand = require_brace_expansion();
     var plTypes = {
@@ -42539,7 +42539,7 @@ var require_minimatch = __commonJS({
     minimatch.filter = filter;
     function filter(pattern, options) {
       options = options || {};
-      return function(p, i2, list2) {
+      return function(p, i2, list) {
         return minimatch(p, pattern, options);
       };
     }
@@ -42580,8 +42580,8 @@ var require_minimatch = __commonJS({
       m.braceExpand = function braceExpand2(pattern, options) {
         return orig.braceExpand(pattern, ext(def, options));
       };
-      m.match = function(list2, pattern, options) {
-        return orig.match(list2, pattern, ext(def, options));
+      m.match = function(list, pattern, options) {
+        return orig.match(list, pattern, ext(def, options));
       };
       return m;
     };
@@ -42603,8 +42603,8 @@ var require_minimatch = __commonJS({
       assertValidPattern(pattern);
       if (!options) options = {};
       pattern = pattern.trim();
-      if (!options.allowWindowsEscape && path18.sep !== "/") {
-        pattern = pattern.split(path18.sep).join("/");
+      if (!options.allowWindowsEscape && path20.sep !== "/") {
+        pattern = pattern.split(path20.sep).join("/");
       }
       this.options = options;
       this.maxGlobstarRecursion = options.maxGlobstarRecursion !== void 0 ? options.maxGlobstarRecursion : 200;
@@ -42957,16 +42957,16 @@ var require_minimatch = __commonJS({
       }
       return this.regexp;
     }
-    minimatch.match = function(list2, pattern, options) {
+    minimatch.match = function(list, pattern, options) {
       options = options || {};
       var mm = new Minimatch(pattern, options);
-      list2 = list2.filter(function(f) {
+      list = list.filter(function(f) {
         return mm.match(f);
       });
-      if (mm.options.nonull && !list2.length) {
-        list2.push(pattern);
+      if (mm.options.nonull && !list.length) {
+        list.push(pattern);
       }
-      return list2;
+      return list;
     };
     Minimatch.prototype.match = function match(f, partial) {
       if (typeof partial === "undefined") partial = this.partial;
@@ -42975,8 +42975,8 @@ var require_minimatch = __commonJS({
       if (this.empty) return f === "";
       if (f === "/" && partial) return true;
       var options = this.options;
-      if (path18.sep !== "/") {
-        f = f.split(path18.sep).join("/");
+      if (path20.sep !== "/") {
+        f = f.split(path20.sep).join("/");
       }
       f = f.split(slashSplit);
       this.debug(this.pattern, "split", f);
@@ -43029,8 +43029,8 @@ var require_minimatch = __commonJS({
       var body = partial ? pattern.slice(firstgs + 1) : pattern.slice(firstgs + 1, lastgs);
       var tail = partial ? [] : pattern.slice(lastgs + 1);
       if (head.length) {
-        var fileHead = file.slice(fileIndex, fileIndex + head.length);
-        if (!this._matchOne(fileHead, head, partial, 0, 0)) {
+        var fileHead2 = file.slice(fileIndex, fileIndex + head.length);
+        if (!this._matchOne(fileHead2, head, partial, 0, 0)) {
           return false;
         }
         fileIndex += head.length;
@@ -43219,7 +43219,7 @@ var require_internal_path = __commonJS({
     };
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.Path = void 0;
-    var path18 = __importStar(__require("path"));
+    var path20 = __importStar(__require("path"));
     var pathHelper = __importStar(require_internal_path_helper());
     var assert_1 = __importDefault(__require("assert"));
     var IS_WINDOWS = process.platform === "win32";
@@ -43234,12 +43234,12 @@ var require_internal_path = __commonJS({
           (0, assert_1.default)(itemPath, `Parameter 'itemPath' must not be empty`);
           itemPath = pathHelper.safeTrimTrailingSeparator(itemPath);
           if (!pathHelper.hasRoot(itemPath)) {
-            this.segments = itemPath.split(path18.sep);
+            this.segments = itemPath.split(path20.sep);
           } else {
             let remaining = itemPath;
             let dir = pathHelper.dirname(remaining);
             while (dir !== remaining) {
-              const basename = path18.basename(remaining);
+              const basename = path20.basename(remaining);
               this.segments.unshift(basename);
               remaining = dir;
               dir = pathHelper.dirname(remaining);
@@ -43257,7 +43257,7 @@ var require_internal_path = __commonJS({
               (0, assert_1.default)(segment === pathHelper.dirname(segment), `Parameter 'itemPath' root segment contains information for multiple segments`);
               this.segments.push(segment);
             } else {
-              (0, assert_1.default)(!segment.includes(path18.sep), `Parameter 'itemPath' contains unexpected path separators`);
+              (0, assert_1.default)(!segment.includes(path20.sep), `Parameter 'itemPath' contains unexpected path separators`);
               this.segments.push(segment);
             }
           }
@@ -43268,12 +43268,12 @@ var require_internal_path = __commonJS({
        */
       toString() {
         let result = this.segments[0];
-        let skipSlash = result.endsWith(path18.sep) || IS_WINDOWS && /^[A-Z]:$/i.test(result);
+        let skipSlash = result.endsWith(path20.sep) || IS_WINDOWS && /^[A-Z]:$/i.test(result);
         for (let i2 = 1; i2 < this.segments.length; i2++) {
           if (skipSlash) {
             skipSlash = false;
           } else {
-            result += path18.sep;
+            result += path20.sep;
           }
           result += this.segments[i2];
         }
@@ -43331,7 +43331,7 @@ var require_internal_pattern = __commonJS({
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.Pattern = void 0;
     var os3 = __importStar(__require("os"));
-    var path18 = __importStar(__require("path"));
+    var path20 = __importStar(__require("path"));
     var pathHelper = __importStar(require_internal_path_helper());
     var assert_1 = __importDefault(__require("assert"));
     var minimatch_1 = require_minimatch();
@@ -43360,7 +43360,7 @@ var require_internal_pattern = __commonJS({
         }
         pattern = _Pattern.fixupPattern(pattern, homedir2);
         this.segments = new internal_path_1.Path(pattern).segments;
-        this.trailingSeparator = pathHelper.normalizeSeparators(pattern).endsWith(path18.sep);
+        this.trailingSeparator = pathHelper.normalizeSeparators(pattern).endsWith(path20.sep);
         pattern = pathHelper.safeTrimTrailingSeparator(pattern);
         let foundGlob = false;
         const searchSegments = this.segments.map((x) => _Pattern.getLiteral(x)).filter((x) => !foundGlob && !(foundGlob = x === ""));
@@ -43384,8 +43384,8 @@ var require_internal_pattern = __commonJS({
       match(itemPath) {
         if (this.segments[this.segments.length - 1] === "**") {
           itemPath = pathHelper.normalizeSeparators(itemPath);
-          if (!itemPath.endsWith(path18.sep) && this.isImplicitPattern === false) {
-            itemPath = `${itemPath}${path18.sep}`;
+          if (!itemPath.endsWith(path20.sep) && this.isImplicitPattern === false) {
+            itemPath = `${itemPath}${path20.sep}`;
           }
         } else {
           itemPath = pathHelper.safeTrimTrailingSeparator(itemPath);
@@ -43420,9 +43420,9 @@ var require_internal_pattern = __commonJS({
         (0, assert_1.default)(literalSegments.every((x, i2) => (x !== "." || i2 === 0) && x !== ".."), `Invalid pattern '${pattern}'. Relative pathing '.' and '..' is not allowed.`);
         (0, assert_1.default)(!pathHelper.hasRoot(pattern) || literalSegments[0], `Invalid pattern '${pattern}'. Root segment must not contain globs.`);
         pattern = pathHelper.normalizeSeparators(pattern);
-        if (pattern === "." || pattern.startsWith(`.${path18.sep}`)) {
+        if (pattern === "." || pattern.startsWith(`.${path20.sep}`)) {
           pattern = _Pattern.globEscape(process.cwd()) + pattern.substr(1);
-        } else if (pattern === "~" || pattern.startsWith(`~${path18.sep}`)) {
+        } else if (pattern === "~" || pattern.startsWith(`~${path20.sep}`)) {
           homedir2 = homedir2 || os3.homedir();
           (0, assert_1.default)(homedir2, "Unable to determine HOME directory");
           (0, assert_1.default)(pathHelper.hasAbsoluteRoot(homedir2), `Expected HOME directory to be a rooted path. Actual '${homedir2}'`);
@@ -43506,8 +43506,8 @@ var require_internal_search_state = __commonJS({
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.SearchState = void 0;
     var SearchState = class {
-      constructor(path18, level) {
-        this.path = path18;
+      constructor(path20, level) {
+        this.path = path20;
         this.level = level;
       }
     };
@@ -43651,7 +43651,7 @@ var require_internal_globber = __commonJS({
     var core2 = __importStar(require_core2());
     var fs = __importStar(__require("fs"));
     var globOptionsHelper = __importStar(require_internal_glob_options_helper());
-    var path18 = __importStar(__require("path"));
+    var path20 = __importStar(__require("path"));
     var patternHelper = __importStar(require_internal_pattern_helper());
     var internal_match_kind_1 = require_internal_match_kind();
     var internal_pattern_1 = require_internal_pattern();
@@ -43727,7 +43727,7 @@ var require_internal_globber = __commonJS({
             if (!stats) {
               continue;
             }
-            if (options.excludeHiddenFiles && path18.basename(item.path).match(/^\./)) {
+            if (options.excludeHiddenFiles && path20.basename(item.path).match(/^\./)) {
               continue;
             }
             if (stats.isDirectory()) {
@@ -43737,7 +43737,7 @@ var require_internal_globber = __commonJS({
                 continue;
               }
               const childLevel = item.level + 1;
-              const childItems = (yield __await(fs.promises.readdir(item.path))).map((x) => new internal_search_state_1.SearchState(path18.join(item.path, x), childLevel));
+              const childItems = (yield __await(fs.promises.readdir(item.path))).map((x) => new internal_search_state_1.SearchState(path20.join(item.path, x), childLevel));
               stack.push(...childItems.reverse());
             } else if (match & internal_match_kind_1.MatchKind.File) {
               yield yield __await(item.path);
@@ -43899,7 +43899,7 @@ var require_internal_hash_files = __commonJS({
     var fs = __importStar(__require("fs"));
     var stream = __importStar(__require("stream"));
     var util = __importStar(__require("util"));
-    var path18 = __importStar(__require("path"));
+    var path20 = __importStar(__require("path"));
     function hashFiles(globber_1, currentWorkspace_1) {
       return __awaiter(this, arguments, void 0, function* (globber, currentWorkspace, verbose = false) {
         var _a, e_1, _b, _c;
@@ -43915,7 +43915,7 @@ var require_internal_hash_files = __commonJS({
             _e = false;
             const file = _c;
             writeDelegate(file);
-            if (!file.startsWith(`${githubWorkspace}${path18.sep}`)) {
+            if (!file.startsWith(`${githubWorkspace}${path20.sep}`)) {
               writeDelegate(`Ignore '${file}' since it is not under GITHUB_WORKSPACE.`);
               continue;
             }
@@ -44142,9 +44142,9 @@ var init_parameters = __esm({
   "node_modules/execa/lib/methods/parameters.js"() {
     init_is_plain_obj();
     init_file_url();
-    normalizeParameters = (rawFile, rawArguments = [], rawOptions2 = {}) => {
+    normalizeParameters = (rawFile, rawArguments = [], rawOptions = {}) => {
       const filePath = safeNormalizeFileUrl(rawFile, "First argument");
-      const [commandArguments, options] = isPlainObject(rawArguments) ? [[], rawArguments] : [rawArguments, rawOptions2];
+      const [commandArguments, options] = isPlainObject(rawArguments) ? [[], rawArguments] : [rawArguments, rawOptions];
       if (!Array.isArray(commandArguments)) {
         throw new TypeError(`Second argument must be either an array of arguments or an options object: ${commandArguments}`);
       }
@@ -44785,11 +44785,11 @@ var hasColors, format, reset, bold, dim, italic, underline, underlineDouble, und
 var init_base = __esm({
   "node_modules/yoctocolors/base.js"() {
     hasColors = tty?.WriteStream?.prototype?.hasColors?.() ?? false;
-    format = (open4, close) => {
+    format = (open3, close) => {
       if (!hasColors) {
         return (input) => input;
       }
-      const openCode = `\x1B[${open4}m`;
+      const openCode = `\x1B[${open3}m`;
       const closeCode = `\x1B[${close}m`;
       return (input) => {
         const string = input + "";
@@ -44891,18 +44891,18 @@ var init_default = __esm({
     defaultVerboseFunction = ({
       type,
       message,
-      timestamp,
+      timestamp: timestamp2,
       piped,
       commandId,
       result: { failed = false } = {},
       options: { reject = true }
     }) => {
-      const timestampString = serializeTimestamp(timestamp);
+      const timestampString = serializeTimestamp(timestamp2);
       const icon = ICONS[type]({ failed, reject, piped });
       const color = COLORS[type]({ reject });
       return `${gray(`[${timestampString}]`)} ${gray(`[${commandId}]`)} ${color(icon)} ${color(message)}`;
     };
-    serializeTimestamp = (timestamp) => `${padField(timestamp.getHours(), 2)}:${padField(timestamp.getMinutes(), 2)}:${padField(timestamp.getSeconds(), 2)}.${padField(timestamp.getMilliseconds(), 3)}`;
+    serializeTimestamp = (timestamp2) => `${padField(timestamp2.getHours(), 2)}:${padField(timestamp2.getMinutes(), 2)}:${padField(timestamp2.getSeconds(), 2)}.${padField(timestamp2.getMilliseconds(), 3)}`;
     padField = (field, padding) => String(field).padStart(padding, "0");
     getFinalIcon = ({ failed, reject }) => {
       if (!failed) {
@@ -45018,14 +45018,14 @@ var getVerboseInfo, getCommandId, COMMAND_ID, validateVerbose;
 var init_info = __esm({
   "node_modules/execa/lib/verbose/info.js"() {
     init_values();
-    getVerboseInfo = (verbose, escapedCommand, rawOptions2) => {
+    getVerboseInfo = (verbose, escapedCommand, rawOptions) => {
       validateVerbose(verbose);
       const commandId = getCommandId(verbose);
       return {
         verbose,
         escapedCommand,
         commandId,
-        rawOptions: rawOptions2
+        rawOptions
       };
     };
     getCommandId = (verbose) => isVerbose({ verbose }) ? COMMAND_ID++ : void 0;
@@ -45066,11 +45066,11 @@ var init_command = __esm({
     init_duration();
     init_escape();
     init_specific();
-    handleCommand = (filePath, rawArguments, rawOptions2) => {
+    handleCommand = (filePath, rawArguments, rawOptions) => {
       const startTime = getStartTime();
       const { command, escapedCommand } = joinCommand(filePath, rawArguments);
-      const verbose = normalizeFdSpecificOption(rawOptions2, "verbose");
-      const verboseInfo = getVerboseInfo(verbose, escapedCommand, { ...rawOptions2 });
+      const verbose = normalizeFdSpecificOption(rawOptions, "verbose");
+      const verboseInfo = getVerboseInfo(verbose, escapedCommand, { ...rawOptions });
       logCommand(escapedCommand, verboseInfo);
       return {
         command,
@@ -45088,7 +45088,7 @@ var require_windows = __commonJS({
     module.exports = isexe;
     isexe.sync = sync;
     var fs = __require("fs");
-    function checkPathExt(path18, options) {
+    function checkPathExt(path20, options) {
       var pathext = options.pathExt !== void 0 ? options.pathExt : process.env.PATHEXT;
       if (!pathext) {
         return true;
@@ -45099,25 +45099,25 @@ var require_windows = __commonJS({
       }
       for (var i2 = 0; i2 < pathext.length; i2++) {
         var p = pathext[i2].toLowerCase();
-        if (p && path18.substr(-p.length).toLowerCase() === p) {
+        if (p && path20.substr(-p.length).toLowerCase() === p) {
           return true;
         }
       }
       return false;
     }
-    function checkStat(stat3, path18, options) {
-      if (!stat3.isSymbolicLink() && !stat3.isFile()) {
+    function checkStat(stat2, path20, options) {
+      if (!stat2.isSymbolicLink() && !stat2.isFile()) {
         return false;
       }
-      return checkPathExt(path18, options);
+      return checkPathExt(path20, options);
     }
-    function isexe(path18, options, cb) {
-      fs.stat(path18, function(er, stat3) {
-        cb(er, er ? false : checkStat(stat3, path18, options));
+    function isexe(path20, options, cb) {
+      fs.stat(path20, function(er, stat2) {
+        cb(er, er ? false : checkStat(stat2, path20, options));
       });
     }
-    function sync(path18, options) {
-      return checkStat(fs.statSync(path18), path18, options);
+    function sync(path20, options) {
+      return checkStat(fs.statSync(path20), path20, options);
     }
   }
 });
@@ -45128,21 +45128,21 @@ var require_mode = __commonJS({
     module.exports = isexe;
     isexe.sync = sync;
     var fs = __require("fs");
-    function isexe(path18, options, cb) {
-      fs.stat(path18, function(er, stat3) {
-        cb(er, er ? false : checkStat(stat3, options));
+    function isexe(path20, options, cb) {
+      fs.stat(path20, function(er, stat2) {
+        cb(er, er ? false : checkStat(stat2, options));
       });
     }
-    function sync(path18, options) {
-      return checkStat(fs.statSync(path18), options);
+    function sync(path20, options) {
+      return checkStat(fs.statSync(path20), options);
     }
-    function checkStat(stat3, options) {
-      return stat3.isFile() && checkMode(stat3, options);
+    function checkStat(stat2, options) {
+      return stat2.isFile() && checkMode(stat2, options);
     }
-    function checkMode(stat3, options) {
-      var mod = stat3.mode;
-      var uid = stat3.uid;
-      var gid = stat3.gid;
+    function checkMode(stat2, options) {
+      var mod = stat2.mode;
+      var uid = stat2.uid;
+      var gid = stat2.gid;
       var myUid = options.uid !== void 0 ? options.uid : process.getuid && process.getuid();
       var myGid = options.gid !== void 0 ? options.gid : process.getgid && process.getgid();
       var u2 = parseInt("100", 8);
@@ -45167,7 +45167,7 @@ var require_isexe = __commonJS({
     }
     module.exports = isexe;
     isexe.sync = sync;
-    function isexe(path18, options, cb) {
+    function isexe(path20, options, cb) {
       if (typeof options === "function") {
         cb = options;
         options = {};
@@ -45177,7 +45177,7 @@ var require_isexe = __commonJS({
           throw new TypeError("callback not provided");
         }
         return new Promise(function(resolve, reject) {
-          isexe(path18, options || {}, function(er, is) {
+          isexe(path20, options || {}, function(er, is) {
             if (er) {
               reject(er);
             } else {
@@ -45186,7 +45186,7 @@ var require_isexe = __commonJS({
           });
         });
       }
-      core2(path18, options || {}, function(er, is) {
+      core2(path20, options || {}, function(er, is) {
         if (er) {
           if (er.code === "EACCES" || options && options.ignoreErrors) {
             er = null;
@@ -45196,9 +45196,9 @@ var require_isexe = __commonJS({
         cb(er, is);
       });
     }
-    function sync(path18, options) {
+    function sync(path20, options) {
       try {
-        return core2.sync(path18, options || {});
+        return core2.sync(path20, options || {});
       } catch (er) {
         if (options && options.ignoreErrors || er.code === "EACCES") {
           return false;
@@ -45214,7 +45214,7 @@ var require_isexe = __commonJS({
 var require_which = __commonJS({
   "node_modules/which/which.js"(exports, module) {
     var isWindows = process.platform === "win32" || process.env.OSTYPE === "cygwin" || process.env.OSTYPE === "msys";
-    var path18 = __require("path");
+    var path20 = __require("path");
     var COLON = isWindows ? ";" : ":";
     var isexe = require_isexe();
     var getNotFoundError = (cmd) => Object.assign(new Error(`not found: ${cmd}`), { code: "ENOENT" });
@@ -45252,7 +45252,7 @@ var require_which = __commonJS({
           return opt.all && found.length ? resolve(found) : reject(getNotFoundError(cmd));
         const ppRaw = pathEnv[i2];
         const pathPart = /^".*"$/.test(ppRaw) ? ppRaw.slice(1, -1) : ppRaw;
-        const pCmd = path18.join(pathPart, cmd);
+        const pCmd = path20.join(pathPart, cmd);
         const p = !pathPart && /^\.[\\\/]/.test(cmd) ? cmd.slice(0, 2) + pCmd : pCmd;
         resolve(subStep(p, i2, 0));
       });
@@ -45279,7 +45279,7 @@ var require_which = __commonJS({
       for (let i2 = 0; i2 < pathEnv.length; i2++) {
         const ppRaw = pathEnv[i2];
         const pathPart = /^".*"$/.test(ppRaw) ? ppRaw.slice(1, -1) : ppRaw;
-        const pCmd = path18.join(pathPart, cmd);
+        const pCmd = path20.join(pathPart, cmd);
         const p = !pathPart && /^\.[\\\/]/.test(cmd) ? cmd.slice(0, 2) + pCmd : pCmd;
         for (let j = 0; j < pathExt.length; j++) {
           const cur = p + pathExt[j];
@@ -45327,7 +45327,7 @@ var require_path_key = __commonJS({
 var require_resolveCommand = __commonJS({
   "node_modules/cross-spawn/lib/util/resolveCommand.js"(exports, module) {
     "use strict";
-    var path18 = __require("path");
+    var path20 = __require("path");
     var which = require_which();
     var getPathKey = require_path_key();
     function resolveCommandAttempt(parsed, withoutPathExt) {
@@ -45345,7 +45345,7 @@ var require_resolveCommand = __commonJS({
       try {
         resolved = which.sync(parsed.command, {
           path: env[getPathKey({ env })],
-          pathExt: withoutPathExt ? path18.delimiter : void 0
+          pathExt: withoutPathExt ? path20.delimiter : void 0
         });
       } catch (e) {
       } finally {
@@ -45354,7 +45354,7 @@ var require_resolveCommand = __commonJS({
         }
       }
       if (resolved) {
-        resolved = path18.resolve(hasCustomCwd ? parsed.options.cwd : "", resolved);
+        resolved = path20.resolve(hasCustomCwd ? parsed.options.cwd : "", resolved);
       }
       return resolved;
     }
@@ -45408,8 +45408,8 @@ var require_shebang_command = __commonJS({
       if (!match) {
         return null;
       }
-      const [path18, argument] = match[0].replace(/#! ?/, "").split(" ");
-      const binary = path18.split("/").pop();
+      const [path20, argument] = match[0].replace(/#! ?/, "").split(" ");
+      const binary = path20.split("/").pop();
       if (binary === "env") {
         return argument;
       }
@@ -45444,7 +45444,7 @@ var require_readShebang = __commonJS({
 var require_parse3 = __commonJS({
   "node_modules/cross-spawn/lib/parse.js"(exports, module) {
     "use strict";
-    var path18 = __require("path");
+    var path20 = __require("path");
     var resolveCommand = require_resolveCommand();
     var escape2 = require_escape();
     var readShebang = require_readShebang();
@@ -45469,7 +45469,7 @@ var require_parse3 = __commonJS({
       const needsShell = !isExecutableRegExp.test(commandFile);
       if (parsed.options.forceShell || needsShell) {
         const needsDoubleEscapeMetaChars = isCmdShimRegExp.test(commandFile);
-        parsed.command = path18.normalize(parsed.command);
+        parsed.command = path20.normalize(parsed.command);
         parsed.command = escape2.command(parsed.command);
         parsed.args = parsed.args.map((arg) => escape2.argument(arg, needsDoubleEscapeMetaChars));
         const shellCommand = [parsed.command].concat(parsed.args).join(" ");
@@ -45479,21 +45479,21 @@ var require_parse3 = __commonJS({
       }
       return parsed;
     }
-    function parse(command, args4, options) {
-      if (args4 && !Array.isArray(args4)) {
-        options = args4;
-        args4 = null;
+    function parse(command, args3, options) {
+      if (args3 && !Array.isArray(args3)) {
+        options = args3;
+        args3 = null;
       }
-      args4 = args4 ? args4.slice(0) : [];
+      args3 = args3 ? args3.slice(0) : [];
       options = Object.assign({}, options);
       const parsed = {
         command,
-        args: args4,
+        args: args3,
         options,
         file: void 0,
         original: {
           command,
-          args: args4
+          args: args3
         }
       };
       return options.shell ? parsed : parseNonShell(parsed);
@@ -45559,14 +45559,14 @@ var require_cross_spawn = __commonJS({
     var cp = __require("child_process");
     var parse = require_parse3();
     var enoent = require_enoent();
-    function spawn2(command, args4, options) {
-      const parsed = parse(command, args4, options);
+    function spawn2(command, args3, options) {
+      const parsed = parse(command, args3, options);
       const spawned = cp.spawn(parsed.command, parsed.args, parsed.options);
       enoent.hookChildProcess(spawned, parsed);
       return spawned;
     }
-    function spawnSync2(command, args4, options) {
-      const parsed = parse(command, args4, options);
+    function spawnSync2(command, args3, options) {
+      const parsed = parse(command, args3, options);
       const result = cp.spawnSync(parsed.command, parsed.args, parsed.options);
       result.error = result.error || enoent.verifyENOENTSync(result.status, parsed);
       return result;
@@ -46176,7 +46176,7 @@ var init_kill = __esm({
       return forceKillAfterDelay;
     };
     DEFAULT_FORCE_KILL_TIMEOUT = 1e3 * 5;
-    subprocessKill = ({ kill, options: { forceKillAfterDelay, killSignal }, onInternalError, context, controller }, signalOrError, errorArgument) => {
+    subprocessKill = ({ kill, options: { forceKillAfterDelay, killSignal }, onInternalError, context: context2, controller }, signalOrError, errorArgument) => {
       const { signal, error } = parseKillArguments(signalOrError, errorArgument, killSignal);
       emitKillError(error, onInternalError);
       const killResult = kill(signal);
@@ -46186,7 +46186,7 @@ var init_kill = __esm({
         forceKillAfterDelay,
         killSignal,
         killResult,
-        context,
+        context: context2,
         controller
       });
       return killResult;
@@ -46206,24 +46206,24 @@ var init_kill = __esm({
         onInternalError.reject(error);
       }
     };
-    setKillTimeout = async ({ kill, signal, forceKillAfterDelay, killSignal, killResult, context, controller }) => {
+    setKillTimeout = async ({ kill, signal, forceKillAfterDelay, killSignal, killResult, context: context2, controller }) => {
       if (signal === killSignal && killResult) {
         killOnTimeout({
           kill,
           forceKillAfterDelay,
-          context,
+          context: context2,
           controllerSignal: controller.signal
         });
       }
     };
-    killOnTimeout = async ({ kill, forceKillAfterDelay, context, controllerSignal }) => {
+    killOnTimeout = async ({ kill, forceKillAfterDelay, context: context2, controllerSignal }) => {
       if (forceKillAfterDelay === false) {
         return;
       }
       try {
         await setTimeout2(forceKillAfterDelay, void 0, { signal: controllerSignal });
         if (kill("SIGKILL")) {
-          context.isForcefullyTerminated ??= true;
+          context2.isForcefullyTerminated ??= true;
         }
       } catch {
       }
@@ -46254,10 +46254,10 @@ var init_cancel = __esm({
         throw new Error(`The \`cancelSignal\` option must be an AbortSignal: ${String(cancelSignal)}`);
       }
     };
-    throwOnCancel = ({ subprocess, cancelSignal, gracefulCancel, context, controller }) => cancelSignal === void 0 || gracefulCancel ? [] : [terminateOnCancel(subprocess, cancelSignal, context, controller)];
-    terminateOnCancel = async (subprocess, cancelSignal, context, { signal }) => {
+    throwOnCancel = ({ subprocess, cancelSignal, gracefulCancel, context: context2, controller }) => cancelSignal === void 0 || gracefulCancel ? [] : [terminateOnCancel(subprocess, cancelSignal, context2, controller)];
+    terminateOnCancel = async (subprocess, cancelSignal, context2, { signal }) => {
       await onAbortedSignal(cancelSignal, signal);
-      context.terminationReason ??= "cancel";
+      context2.terminationReason ??= "cancel";
       subprocess.kill();
       throw cancelSignal.reason;
     };
@@ -46889,26 +46889,26 @@ var init_graceful2 = __esm({
       cancelSignal,
       gracefulCancel,
       forceKillAfterDelay,
-      context,
+      context: context2,
       controller
     }) => gracefulCancel ? [sendOnAbort({
       subprocess,
       cancelSignal,
       forceKillAfterDelay,
-      context,
+      context: context2,
       controller
     })] : [];
-    sendOnAbort = async ({ subprocess, cancelSignal, forceKillAfterDelay, context, controller: { signal } }) => {
+    sendOnAbort = async ({ subprocess, cancelSignal, forceKillAfterDelay, context: context2, controller: { signal } }) => {
       await onAbortedSignal(cancelSignal, signal);
       const reason = getReason(cancelSignal);
       await sendAbort(subprocess, reason);
       killOnTimeout({
         kill: subprocess.kill,
         forceKillAfterDelay,
-        context,
+        context: context2,
         controllerSignal: signal
       });
-      context.terminationReason ??= "gracefulCancel";
+      context2.terminationReason ??= "gracefulCancel";
       throw cancelSignal.reason;
     };
     getReason = ({ reason }) => {
@@ -46938,10 +46938,10 @@ var init_timeout = __esm({
         throw new TypeError(`Expected the \`timeout\` option to be a non-negative integer, got \`${timeout}\` (${typeof timeout})`);
       }
     };
-    throwOnTimeout = (subprocess, timeout, context, controller) => timeout === 0 || timeout === void 0 ? [] : [killAfterTimeout(subprocess, timeout, context, controller)];
-    killAfterTimeout = async (subprocess, timeout, context, { signal }) => {
+    throwOnTimeout = (subprocess, timeout, context2, controller) => timeout === 0 || timeout === void 0 ? [] : [killAfterTimeout(subprocess, timeout, context2, controller)];
+    killAfterTimeout = async (subprocess, timeout, context2, { signal }) => {
       await setTimeout3(timeout, void 0, { signal });
-      context.terminationReason ??= "timeout";
+      context2.terminationReason ??= "timeout";
       subprocess.kill();
       throw new DiscardedError();
     };
@@ -47144,9 +47144,9 @@ var init_options = __esm({
     init_cwd();
     init_file_url();
     init_specific();
-    normalizeOptions = (filePath, rawArguments, rawOptions2) => {
-      rawOptions2.cwd = normalizeCwd(rawOptions2.cwd);
-      const [processedFile, processedArguments, processedOptions] = handleNodeOption(filePath, rawArguments, rawOptions2);
+    normalizeOptions = (filePath, rawArguments, rawOptions) => {
+      rawOptions.cwd = normalizeCwd(rawOptions.cwd);
+      const [processedFile, processedArguments, processedOptions] = handleNodeOption(filePath, rawArguments, rawOptions);
       const { command: file, args: commandArguments, options: initialOptions } = import_cross_spawn.default._parse(processedFile, processedArguments, processedOptions);
       const fdOptions = normalizeFdSpecificOptions(initialOptions);
       const options = addDefaultOptions(fdOptions);
@@ -49600,13 +49600,13 @@ var init_output_sync = __esm({
       }
     };
     writeToFiles = (serializedResult, stdioItems, outputFiles) => {
-      for (const { path: path18, append } of stdioItems.filter(({ type }) => FILE_TYPES.has(type))) {
-        const pathString = typeof path18 === "string" ? path18 : path18.toString();
+      for (const { path: path20, append } of stdioItems.filter(({ type }) => FILE_TYPES.has(type))) {
+        const pathString = typeof path20 === "string" ? path20 : path20.toString();
         if (append || outputFiles.has(pathString)) {
-          appendFileSync(path18, serializedResult);
+          appendFileSync(path20, serializedResult);
         } else {
           outputFiles.add(pathString);
-          writeFileSync(path18, serializedResult);
+          writeFileSync(path20, serializedResult);
         }
       }
     };
@@ -49649,9 +49649,9 @@ var waitForExit, waitForExitOrError, waitForSubprocessExit, waitForSuccessfulExi
 var init_exit_async = __esm({
   "node_modules/execa/lib/resolve/exit-async.js"() {
     init_final_error();
-    waitForExit = async (subprocess, context) => {
+    waitForExit = async (subprocess, context2) => {
       const [exitCode, signal] = await waitForExitOrError(subprocess);
-      context.isForcefullyTerminated ??= false;
+      context2.isForcefullyTerminated ??= false;
       return [exitCode, signal];
     };
     waitForExitOrError = async (subprocess) => {
@@ -49728,8 +49728,8 @@ var init_main_sync = __esm({
     init_max_buffer();
     init_all_sync();
     init_exit_sync();
-    execaCoreSync = (rawFile, rawArguments, rawOptions2) => {
-      const { file, commandArguments, command, escapedCommand, startTime, verboseInfo, options, fileDescriptors } = handleSyncArguments(rawFile, rawArguments, rawOptions2);
+    execaCoreSync = (rawFile, rawArguments, rawOptions) => {
+      const { file, commandArguments, command, escapedCommand, startTime, verboseInfo, options, fileDescriptors } = handleSyncArguments(rawFile, rawArguments, rawOptions);
       const result = spawnSubprocessSync({
         file,
         commandArguments,
@@ -49742,9 +49742,9 @@ var init_main_sync = __esm({
       });
       return handleResult(result, verboseInfo, options);
     };
-    handleSyncArguments = (rawFile, rawArguments, rawOptions2) => {
-      const { command, escapedCommand, startTime, verboseInfo } = handleCommand(rawFile, rawArguments, rawOptions2);
-      const syncOptions = normalizeSyncOptions(rawOptions2);
+    handleSyncArguments = (rawFile, rawArguments, rawOptions) => {
+      const { command, escapedCommand, startTime, verboseInfo } = handleCommand(rawFile, rawArguments, rawOptions);
+      const syncOptions = normalizeSyncOptions(rawOptions);
       const { file, commandArguments, options } = normalizeOptions(rawFile, rawArguments, syncOptions);
       validateSyncOptions(options);
       const fileDescriptors = handleStdioSync(options, verboseInfo);
@@ -50567,15 +50567,15 @@ var init_mjs = __esm({
         this.listeners[ev].push(fn);
       }
       removeListener(ev, fn) {
-        const list2 = this.listeners[ev];
-        const i2 = list2.indexOf(fn);
+        const list = this.listeners[ev];
+        const i2 = list.indexOf(fn);
         if (i2 === -1) {
           return;
         }
-        if (i2 === 0 && list2.length === 1) {
-          list2.length = 0;
+        if (i2 === 0 && list.length === 1) {
+          list.length = 0;
         } else {
-          list2.splice(i2, 1);
+          list.splice(i2, 1);
         }
       }
       emit(ev, code, signal) {
@@ -50719,17 +50719,17 @@ var init_mjs = __esm({
         this.#emitter.emit("exit", this.#process.exitCode, null);
         return this.#originalProcessReallyExit.call(this.#process, this.#process.exitCode);
       }
-      #processEmit(ev, ...args4) {
+      #processEmit(ev, ...args3) {
         const og = this.#originalProcessEmit;
         if (ev === "exit" && processOk(this.#process)) {
-          if (typeof args4[0] === "number") {
-            this.#process.exitCode = args4[0];
+          if (typeof args3[0] === "number") {
+            this.#process.exitCode = args3[0];
           }
-          const ret = og.call(this.#process, ev, ...args4);
+          const ret = og.call(this.#process, ev, ...args3);
           this.#emitter.emit("exit", this.#process.exitCode, null);
           return ret;
         } else {
-          return og.call(this.#process, ev, ...args4);
+          return og.call(this.#process, ev, ...args3);
         }
       }
     };
@@ -50849,9 +50849,9 @@ var init_pipe_arguments = __esm({
         if (Object.keys(boundOptions).length > 0) {
           throw new TypeError('Please use .pipe("file", ..., options) or .pipe(execa("file", ..., options)) instead of .pipe(options)("file", ...).');
         }
-        const [rawFile, rawArguments, rawOptions2] = normalizeParameters(firstArgument, ...pipeArguments);
-        const destination = createNested(mapDestinationArguments)(rawFile, rawArguments, rawOptions2);
-        return { destination, pipeOptions: rawOptions2 };
+        const [rawFile, rawArguments, rawOptions] = normalizeParameters(firstArgument, ...pipeArguments);
+        const destination = createNested(mapDestinationArguments)(rawFile, rawArguments, rawOptions);
+        return { destination, pipeOptions: rawOptions };
       }
       if (SUBPROCESS_OPTIONS.has(firstArgument)) {
         if (Object.keys(boundOptions).length > 0) {
@@ -51526,14 +51526,14 @@ var init_wait_subprocess = __esm({
         ipc,
         ipcInput
       },
-      context,
+      context: context2,
       verboseInfo,
       fileDescriptors,
       originalStreams,
       onInternalError,
       controller
     }) => {
-      const exitPromise = waitForExit(subprocess, context);
+      const exitPromise = waitForExit(subprocess, context2);
       const streamInfo = {
         originalStreams,
         fileDescriptors,
@@ -51586,12 +51586,12 @@ var init_wait_subprocess = __esm({
           ]),
           onInternalError,
           throwOnSubprocessError(subprocess, controller),
-          ...throwOnTimeout(subprocess, timeout, context, controller),
+          ...throwOnTimeout(subprocess, timeout, context2, controller),
           ...throwOnCancel({
             subprocess,
             cancelSignal,
             gracefulCancel,
-            context,
+            context: context2,
             controller
           }),
           ...throwOnGracefulCancel({
@@ -51599,12 +51599,12 @@ var init_wait_subprocess = __esm({
             cancelSignal,
             gracefulCancel,
             forceKillAfterDelay,
-            context,
+            context: context2,
             controller
           })
         ]);
       } catch (error) {
-        context.terminationReason ??= "other";
+        context2.terminationReason ??= "other";
         return Promise.all([
           { error },
           exitPromise,
@@ -52042,8 +52042,8 @@ var init_main_async = __esm({
     init_add();
     init_deferred();
     init_promise();
-    execaCoreAsync = (rawFile, rawArguments, rawOptions2, createNested) => {
-      const { file, commandArguments, command, escapedCommand, startTime, verboseInfo, options, fileDescriptors } = handleAsyncArguments(rawFile, rawArguments, rawOptions2);
+    execaCoreAsync = (rawFile, rawArguments, rawOptions, createNested) => {
+      const { file, commandArguments, command, escapedCommand, startTime, verboseInfo, options, fileDescriptors } = handleAsyncArguments(rawFile, rawArguments, rawOptions);
       const { subprocess, promise } = spawnSubprocessAsync({
         file,
         commandArguments,
@@ -52064,9 +52064,9 @@ var init_main_async = __esm({
       SUBPROCESS_OPTIONS.set(subprocess, { options, fileDescriptors });
       return subprocess;
     };
-    handleAsyncArguments = (rawFile, rawArguments, rawOptions2) => {
-      const { command, escapedCommand, startTime, verboseInfo } = handleCommand(rawFile, rawArguments, rawOptions2);
-      const { file, commandArguments, options: normalizedOptions } = normalizeOptions(rawFile, rawArguments, rawOptions2);
+    handleAsyncArguments = (rawFile, rawArguments, rawOptions) => {
+      const { command, escapedCommand, startTime, verboseInfo } = handleCommand(rawFile, rawArguments, rawOptions);
+      const { file, commandArguments, options: normalizedOptions } = normalizeOptions(rawFile, rawArguments, rawOptions);
       const options = handleAsyncOptions(normalizedOptions);
       const fileDescriptors = handleStdioAsync(options, verboseInfo);
       return {
@@ -52106,13 +52106,13 @@ var init_main_async = __esm({
       const originalStreams = [...subprocess.stdio];
       pipeOutputAsync(subprocess, fileDescriptors, controller);
       cleanupOnExit(subprocess, options, controller);
-      const context = {};
+      const context2 = {};
       const onInternalError = createDeferred();
       subprocess.kill = subprocessKill.bind(void 0, {
         kill: subprocess.kill.bind(subprocess),
         options,
         onInternalError,
-        context,
+        context: context2,
         controller
       });
       subprocess.all = makeAllStream(subprocess, options);
@@ -52127,13 +52127,13 @@ var init_main_async = __esm({
         originalStreams,
         command,
         escapedCommand,
-        context,
+        context: context2,
         onInternalError,
         controller
       });
       return { subprocess, promise };
     };
-    handlePromise = async ({ subprocess, options, startTime, verboseInfo, fileDescriptors, originalStreams, command, escapedCommand, context, onInternalError, controller }) => {
+    handlePromise = async ({ subprocess, options, startTime, verboseInfo, fileDescriptors, originalStreams, command, escapedCommand, context: context2, onInternalError, controller }) => {
       const [
         errorInfo,
         [exitCode, signal],
@@ -52143,7 +52143,7 @@ var init_main_async = __esm({
       ] = await waitForSubprocessResult({
         subprocess,
         options,
-        context,
+        context: context2,
         verboseInfo,
         fileDescriptors,
         originalStreams,
@@ -52161,7 +52161,7 @@ var init_main_async = __esm({
         stdio,
         all,
         ipcOutput,
-        context,
+        context: context2,
         options,
         command,
         escapedCommand,
@@ -52169,15 +52169,15 @@ var init_main_async = __esm({
       });
       return handleResult(result, verboseInfo, options);
     };
-    getAsyncResult = ({ errorInfo, exitCode, signal, stdio, all, ipcOutput, context, options, command, escapedCommand, startTime }) => "error" in errorInfo ? makeError({
+    getAsyncResult = ({ errorInfo, exitCode, signal, stdio, all, ipcOutput, context: context2, options, command, escapedCommand, startTime }) => "error" in errorInfo ? makeError({
       error: errorInfo.error,
       command,
       escapedCommand,
-      timedOut: context.terminationReason === "timeout",
-      isCanceled: context.terminationReason === "cancel" || context.terminationReason === "gracefulCancel",
-      isGracefullyCanceled: context.terminationReason === "gracefulCancel",
+      timedOut: context2.terminationReason === "timeout",
+      isCanceled: context2.terminationReason === "cancel" || context2.terminationReason === "gracefulCancel",
+      isGracefullyCanceled: context2.terminationReason === "gracefulCancel",
       isMaxBuffer: errorInfo.error instanceof MaxBufferError,
-      isForcefullyTerminated: context.isForcefullyTerminated,
+      isForcefullyTerminated: context2.isForcefullyTerminated,
       exitCode,
       signal,
       stdio,
@@ -52357,7 +52357,7 @@ var init_execa = __esm({
 });
 
 // adapters/run.ts
-import { accessSync, closeSync, constants as constants4, openSync, unlinkSync, writeFileSync as writeFileSync2 } from "node:fs";
+import { accessSync, constants as constants4 } from "node:fs";
 import path7 from "node:path";
 function findTool(name, toolPath) {
   const candidates = toolPath ? [toolPath] : (process.env["PATH"] ?? "").split(path7.delimiter).filter(Boolean).map((d) => path7.join(d, name));
@@ -52376,61 +52376,53 @@ function findTool(name, toolPath) {
     }
   );
 }
+function childEnvironment(env = process.env) {
+  const out = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (value !== void 0 && !SECRET_VARIABLE.test(name)) out[name] = value;
+  }
+  return out;
+}
 function scrub(text, secret) {
   const value = secret?.reveal();
   return value ? text.split(value).join("****") : text;
 }
-function pinDescriptor(secret) {
-  const dir = privateTempDir("codesign-pin-");
-  const file = path7.join(dir.path, "pin");
-  try {
-    writeFileSync2(file, `${secret.reveal()}
-`, { mode: 384, flag: "wx" });
-    const fd = openSync(file, "r");
-    unlinkSync(file);
-    return fd;
-  } finally {
-    void dir.remove();
-  }
-}
-async function runToolRaw(run3) {
-  const pinEnv = run3.pin?.via === "env" ? { [run3.pin.name]: run3.pin.secret.reveal() } : {};
-  const pinFd = run3.pin?.via === "fd3" ? pinDescriptor(run3.pin.secret) : void 0;
-  const child = execa(run3.file, [...run3.args], {
-    env: { ...run3.env, ...pinEnv },
+async function runToolRaw(run) {
+  const pinEnv = run.pin ? { [run.pin.name]: run.pin.secret.reveal() } : {};
+  const child = execa(run.file, [...run.args], {
+    env: { ...childEnvironment(), ...run.env, ...pinEnv },
+    extendEnv: false,
     reject: false,
     stripFinalNewline: false,
-    ...run3.cwd ? { cwd: run3.cwd } : {},
-    ...run3.cancelSignal ? { cancelSignal: run3.cancelSignal } : {},
-    ...pinFd !== void 0 ? { stdio: ["ignore", "pipe", "pipe", [pinFd]] } : run3.pin?.via === "stdin" ? { input: `${run3.pin.secret.reveal()}
-` } : { stdin: "ignore" }
+    ...run.cwd ? { cwd: run.cwd } : {},
+    ...run.cancelSignal ? { cancelSignal: run.cancelSignal } : {},
+    stdin: "ignore"
   });
-  if (pinFd !== void 0) closeSync(pinFd);
   const r = await child;
   if (r.failed && r.exitCode === void 0) {
     if (r.isCanceled || r.isTerminated) {
-      const err = new Error(`${run3.tool} gave no answer in time`);
+      const err = new Error(`${run.tool} gave no answer in time`);
       err.name = "TimeoutError";
       throw err;
     }
     const code = r.cause?.code;
     throw new CodesignError(
       "TOOL_FAILED",
-      code === "ENOENT" ? `${run3.tool} is not installed (${run3.file} not found)` : `${run3.tool} could not start: ${r.shortMessage}`,
+      code === "ENOENT" ? `${run.tool} is not installed (${run.file} not found)` : `${run.tool} could not start: ${r.shortMessage}`,
       { hint: "install it (scripts/bootstrap does), or give its location with --tool-path", cause: r.cause }
     );
   }
   return {
-    stdout: scrub(String(r.stdout ?? ""), run3.pin?.secret),
-    stderr: scrub(String(r.stderr ?? ""), run3.pin?.secret),
+    stdout: scrub(String(r.stdout ?? ""), run.pin?.secret),
+    stderr: scrub(String(r.stderr ?? ""), run.pin?.secret),
     exitCode: r.exitCode ?? 1
   };
 }
-async function runTool(run3) {
-  const out = await runToolRaw(run3);
+async function runTool(run) {
+  const out = await runToolRaw(run);
   if (out.exitCode !== 0) {
-    throw new CodesignError("TOOL_FAILED", `${run3.tool} failed (exit ${out.exitCode}): ${lastWords(out)}`, {
-      hint: `the message above is ${run3.tool}'s own; run with --debug for its full output`,
+    throw new CodesignError("TOOL_FAILED", `${run.tool} failed (exit ${out.exitCode}): ${lastWords(out)}`, {
+      hint: `the message above is ${run.tool}'s own; run with --debug for its full output`,
       cause: new Error(`${out.stdout}
 ${out.stderr}`)
     });
@@ -52453,276 +52445,13 @@ function oncePerKey(fn) {
     return p;
   };
 }
+var SECRET_VARIABLE;
 var init_run = __esm({
   "adapters/run.ts"() {
     "use strict";
     init_execa();
     init_errors();
-    init_temp();
-  }
-});
-
-// src/app/batch.ts
-import path9 from "node:path";
-function planOutputs(inputs, opts) {
-  if (inputs.length === 0)
-    throw new CodesignError("USAGE", "no files to sign", { hint: "name files, or use --files-from" });
-  const items = inputs.map((input) => {
-    const name = path9.basename(input);
-    if (opts.style.kind === "detached") {
-      const file = `${name}${opts.style.suffix}`;
-      return {
-        input,
-        output: opts.outDir ? path9.join(opts.outDir, file) : path9.join(path9.dirname(input), file)
-      };
-    }
-    if (opts.outDir) return { input, output: path9.join(opts.outDir, name) };
-    if (opts.inPlace) return { input, output: input };
-    throw new CodesignError(
-      "USAGE",
-      "signing several files in an embedded format needs --out-dir or --in-place",
-      {
-        hint: "add --out-dir DIR for signed copies, or --in-place to replace each input once its signed copy is made"
-      }
-    );
-  });
-  const seen = /* @__PURE__ */ new Map();
-  for (const { input, output } of items) {
-    const key = path9.resolve(output);
-    const other = seen.get(key);
-    if (other !== void 0) {
-      throw new CodesignError("USAGE", `${other} and ${input} would both be written to ${output}`, {
-        hint: "rename one of them, or sign them in separate runs"
-      });
-    }
-    seen.set(key, input);
-    if (!opts.inPlace && key === path9.resolve(input)) {
-      throw new CodesignError("USAGE", `${input} would be overwritten by its own output`, {
-        hint: "choose another --out-dir, or say --in-place"
-      });
-    }
-  }
-  return items;
-}
-async function runBatch(items, work, opts) {
-  const results = new Array(items.length);
-  let next = 0;
-  let done = 0;
-  let stop = false;
-  const worker = async () => {
-    for (; ; ) {
-      const i2 = next++;
-      const item = items[i2];
-      if (item === void 0) return;
-      const started = performance.now();
-      let result;
-      if (stop) {
-        result = {
-          ...item,
-          ok: false,
-          ms: 0,
-          error: { code: "USAGE", message: "not signed: an earlier file failed and --fail-fast is set" }
-        };
-      } else {
-        try {
-          const detail = await work(item);
-          result = { ...item, ok: true, ms: Math.round(performance.now() - started), detail };
-        } catch (e) {
-          if (opts.failFast) stop = true;
-          result = {
-            ...item,
-            ok: false,
-            ms: Math.round(performance.now() - started),
-            error: isCodesignError(e) ? { code: e.code, message: e.message } : { code: "UNEXPECTED", message: e instanceof Error ? e.message : String(e) }
-          };
-        }
-      }
-      results[i2] = result;
-      opts.onResult?.(result, ++done, items.length);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.jobs, items.length)) }, worker));
-  return results;
-}
-var init_batch = __esm({
-  "src/app/batch.ts"() {
-    "use strict";
-    init_errors();
-  }
-});
-
-// src/core/util/files.ts
-import { randomBytes } from "node:crypto";
-import { realpathSync } from "node:fs";
-import { open, rename, rm as rm2 } from "node:fs/promises";
-import path10 from "node:path";
-async function writeFileAtomic(target, data, opts = {}) {
-  const dir = path10.dirname(path10.resolve(target));
-  const temp = path10.join(dir, `.${path10.basename(target)}.${randomBytes(6).toString("hex")}.tmp`);
-  const mode2 = opts.mode ?? 420;
-  const forget = removeOnExit(temp);
-  try {
-    const fh = await open(temp, "wx", mode2);
-    try {
-      await fh.writeFile(data);
-      await fh.datasync();
-    } finally {
-      await fh.close();
-    }
-    await rename(temp, target);
-  } catch (cause) {
-    await rm2(temp, { force: true });
-    throw new CodesignError(
-      "IO",
-      `cannot write ${target}: ${cause.code ?? cause}`,
-      {
-        hint: "check that the directory exists and is writable",
-        cause
-      }
-    );
-  } finally {
-    forget();
-  }
-}
-async function withAtomicOutput(target, produce) {
-  const dir = path10.dirname(path10.resolve(target));
-  const temp = path10.join(dir, `.${path10.basename(target)}.${randomBytes(6).toString("hex")}.tmp`);
-  const forget = removeOnExit(temp);
-  try {
-    const result = await produce(temp);
-    await rename(temp, target).catch((cause) => {
-      throw new CodesignError("IO", `cannot write ${target}: ${cause.code ?? cause.message}`, {
-        hint: "check that the directory exists and is writable",
-        cause
-      });
-    });
-    return result;
-  } finally {
-    forget();
-    await rm2(temp, { force: true });
-  }
-}
-function realOrResolved(p) {
-  try {
-    return realpathSync(p);
-  } catch {
-    return path10.resolve(p);
-  }
-}
-function assertDistinct(input, output) {
-  if (realOrResolved(input) === realOrResolved(output)) {
-    throw new CodesignError("USAGE", `--out ${output} is the input file`, {
-      hint: "write the signature to another file; codesign never changes its input"
-    });
-  }
-}
-var init_files = __esm({
-  "src/core/util/files.ts"() {
-    "use strict";
-    init_errors();
-    init_temp();
-  }
-});
-
-// src/app/file-kind.ts
-import path11 from "node:path";
-function fileKind(file) {
-  const ext = path11.extname(file).toLowerCase();
-  if (AUTHENTICODE_EXTENSIONS.includes(ext)) return "authenticode";
-  if (JAR_EXTENSIONS.includes(ext)) return "jar";
-  return "other";
-}
-var AUTHENTICODE_EXTENSIONS, JAR_EXTENSIONS;
-var init_file_kind = __esm({
-  "src/app/file-kind.ts"() {
-    "use strict";
-    AUTHENTICODE_EXTENSIONS = [
-      ".exe",
-      ".dll",
-      ".sys",
-      ".ocx",
-      ".scr",
-      ".cpl",
-      ".efi",
-      ".drv",
-      ".mui",
-      ".msi",
-      ".msp",
-      ".msm",
-      ".cab",
-      ".cat",
-      ".appx",
-      ".msix",
-      ".appxbundle",
-      ".msixbundle",
-      ".ps1",
-      ".psm1",
-      ".psd1",
-      ".ps1xml",
-      ".psc1",
-      ".cdxml",
-      ".mof",
-      ".js",
-      ".vbs",
-      ".wsf"
-    ];
-    JAR_EXTENSIONS = [".jar", ".war", ".ear"];
-  }
-});
-
-// src/core/util/hash.ts
-import { createHash } from "node:crypto";
-import { open as open2 } from "node:fs/promises";
-async function hashFile(file, hash) {
-  const h2 = createHash(hash);
-  let fh;
-  try {
-    fh = await open2(file, "r");
-  } catch (cause) {
-    throw new CodesignError(
-      "INVALID_INPUT",
-      `cannot read ${file}: ${cause.code ?? cause}`,
-      {
-        hint: "check the path and its permissions",
-        cause
-      }
-    );
-  }
-  const buf3 = spare.pop() ?? Buffer.allocUnsafe(CHUNK);
-  try {
-    for (; ; ) {
-      const { bytesRead } = await fh.read(buf3, 0, CHUNK, null);
-      if (bytesRead === 0) break;
-      h2.update(buf3.subarray(0, bytesRead));
-    }
-  } finally {
-    spare.push(buf3);
-    await fh.close();
-  }
-  return new Uint8Array(h2.digest());
-}
-var CHUNK, spare;
-var init_hash = __esm({
-  "src/core/util/hash.ts"() {
-    "use strict";
-    init_errors();
-    CHUNK = 4 * 1024 * 1024;
-    spare = [];
-  }
-});
-
-// src/core/signer.ts
-function defaultScheme(keyType) {
-  return keyType === "rsa" ? "rsa-pkcs1" : keyType === "ec" ? "ecdsa" : "eddsa";
-}
-function schemeFitsKey(scheme, keyType) {
-  return defaultScheme(keyType) === scheme || keyType === "rsa" && scheme === "rsa-pss";
-}
-var HASH_NAMES;
-var init_signer = __esm({
-  "src/core/signer.ts"() {
-    "use strict";
-    HASH_NAMES = ["sha256", "sha384", "sha512"];
+    SECRET_VARIABLE = /(^|_)(PIN|PASSWORD|PASSPHRASE|SECRET)(_|$)|^CODESIGN_PKCS11_MODULE_ARGS$/i;
   }
 });
 
@@ -52781,17 +52510,17 @@ var require_build = __commonJS({
         }
         return true;
       }
-      static concat(...args4) {
+      static concat(...args3) {
         let buffers;
-        if (Array.isArray(args4[0]) && !(args4[1] instanceof Function)) {
-          buffers = args4[0];
-        } else if (Array.isArray(args4[0]) && args4[1] instanceof Function) {
-          buffers = args4[0];
+        if (Array.isArray(args3[0]) && !(args3[1] instanceof Function)) {
+          buffers = args3[0];
+        } else if (Array.isArray(args3[0]) && args3[1] instanceof Function) {
+          buffers = args3[0];
         } else {
-          if (args4[args4.length - 1] instanceof Function) {
-            buffers = args4.slice(0, args4.length - 1);
+          if (args3[args3.length - 1] instanceof Function) {
+            buffers = args3.slice(0, args3.length - 1);
           } else {
-            buffers = args4;
+            buffers = args3;
           }
         }
         let size = 0;
@@ -52805,8 +52534,8 @@ var require_build = __commonJS({
           res.set(view, offset);
           offset += view.length;
         }
-        if (args4[args4.length - 1] instanceof Function) {
-          return this.toView(res, args4[args4.length - 1]);
+        if (args3[args3.length - 1] instanceof Function) {
+          return this.toView(res, args3[args3.length - 1]);
         }
         return res.buffer;
       }
@@ -52886,26 +52615,26 @@ var require_build = __commonJS({
             throw new Error(`Unknown type of encoding '${enc}'`);
         }
       }
-      static FromString(str2, enc = "utf8") {
-        if (!str2) {
+      static FromString(str, enc = "utf8") {
+        if (!str) {
           return new ArrayBuffer(0);
         }
         switch (enc.toLowerCase()) {
           case "utf8":
-            return this.FromUtf8String(str2);
+            return this.FromUtf8String(str);
           case "binary":
-            return this.FromBinary(str2);
+            return this.FromBinary(str);
           case "hex":
-            return this.FromHex(str2);
+            return this.FromHex(str);
           case "base64":
-            return this.FromBase64(str2);
+            return this.FromBase64(str);
           case "base64url":
-            return this.FromBase64Url(str2);
+            return this.FromBase64Url(str);
           case "utf16le":
-            return Utf16Converter.fromString(str2, true);
+            return Utf16Converter.fromString(str, true);
           case "utf16":
           case "utf16be":
-            return Utf16Converter.fromString(str2);
+            return Utf16Converter.fromString(str);
           default:
             throw new Error(`Unknown type of encoding '${enc}'`);
         }
@@ -53108,11 +52837,11 @@ var require_utils5 = __commonJS({
     function bufferToHexCodes(inputBuffer, inputOffset = 0, inputLength = inputBuffer.byteLength - inputOffset, insertSpace = false) {
       let result = "";
       for (const item of new Uint8Array(inputBuffer, inputOffset, inputLength)) {
-        const str2 = item.toString(16).toUpperCase();
-        if (str2.length === 1) {
+        const str = item.toString(16).toUpperCase();
+        if (str.length === 1) {
           result += "0";
         }
-        result += str2;
+        result += str;
         if (insertSpace) {
           result += " ";
         }
@@ -53279,17 +53008,17 @@ var require_utils5 = __commonJS({
       return true;
     }
     function padNumber(inputNumber, fullLength) {
-      const str2 = inputNumber.toString(10);
-      if (fullLength < str2.length) {
+      const str = inputNumber.toString(10);
+      if (fullLength < str.length) {
         return "";
       }
-      const dif = fullLength - str2.length;
+      const dif = fullLength - str.length;
       const padding = Array.from({ length: dif });
       for (let i2 = 0; i2 < dif; i2++) {
         padding[i2] = "0";
       }
       const paddingString = padding.join("");
-      return paddingString.concat(str2);
+      return paddingString.concat(str);
     }
     var base64Template = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=";
     var base64UrlTemplate = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=";
@@ -53401,12 +53130,12 @@ var require_utils5 = __commonJS({
       }
       return resultString;
     }
-    function stringToArrayBuffer(str2) {
-      const stringLength = str2.length;
+    function stringToArrayBuffer(str) {
+      const stringLength = str.length;
       const resultBuffer = new ArrayBuffer(stringLength);
       const resultView = new Uint8Array(resultBuffer);
       for (let i2 = 0; i2 < stringLength; i2++) {
-        resultView[i2] = str2.charCodeAt(i2);
+        resultView[i2] = str.charCodeAt(i2);
       }
       return resultBuffer;
     }
@@ -53550,10 +53279,10 @@ var require_build2 = __commonJS({
         set valueHex(value) {
           this.valueHexView = new Uint8Array(value);
         }
-        constructor(...args4) {
+        constructor(...args3) {
           var _b2;
-          super(...args4);
-          const params = args4[0] || {};
+          super(...args3);
+          const params = args3[0] || {};
           this.isHexOnly = (_b2 = params.isHexOnly) !== null && _b2 !== void 0 ? _b2 : false;
           this.valueHexView = params.valueHex ? pvtsutils__namespace.BufferSourceConverter.toUint8Array(params.valueHex) : EMPTY_VIEW;
         }
@@ -54274,8 +54003,8 @@ var require_build2 = __commonJS({
         this.lenBlock = new LocalLengthBlock(parameters);
         this.valueBlock = valueBlockType ? new valueBlockType(parameters) : new ValueBlock(parameters);
       }
-      fromBER(inputBuffer, inputOffset, inputLength, context) {
-        const resultOffset = this.valueBlock.fromBER(inputBuffer, inputOffset, this.lenBlock.isIndefiniteForm ? inputLength : this.lenBlock.length, context);
+      fromBER(inputBuffer, inputOffset, inputLength, context2) {
+        const resultOffset = this.valueBlock.fromBER(inputBuffer, inputOffset, this.lenBlock.isIndefiniteForm ? inputLength : this.lenBlock.length, context2);
         if (resultOffset === -1) {
           this.error = this.valueBlock.error;
           return resultOffset;
@@ -54410,17 +54139,17 @@ var require_build2 = __commonJS({
     LocalPrimitiveValueBlock.NAME = "PrimitiveValueBlock";
     var ORIGINAL_LOCAL_PRIMITIVE_TO_BER = (_a$x = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(LocalPrimitiveValueBlock.prototype), "toBER")) === null || _a$x === void 0 ? void 0 : _a$x.value;
     var _a$w;
-    var Primitive2 = class extends BaseBlock {
+    var Primitive3 = class extends BaseBlock {
       constructor(parameters = {}) {
         super(parameters, LocalPrimitiveValueBlock);
         this.idBlock.isConstructed = false;
       }
     };
-    _a$w = Primitive2;
+    _a$w = Primitive3;
     (() => {
       typeStore.Primitive = _a$w;
     })();
-    Primitive2.NAME = "PRIMITIVE";
+    Primitive3.NAME = "PRIMITIVE";
     var fastParserRegistry;
     function registerFastParser(constructors) {
       fastParserRegistry = {
@@ -54429,10 +54158,10 @@ var require_build2 = __commonJS({
         Sequence: constructors.Sequence
       };
     }
-    function fastParserContext(context) {
-      const nodes = Object.getOwnPropertyDescriptor(context, "nodesCount");
-      const maxNodes = Object.getOwnPropertyDescriptor(context, "maxNodes");
-      const maxContentLength = Object.getOwnPropertyDescriptor(context, "maxContentLength");
+    function fastParserContext(context2) {
+      const nodes = Object.getOwnPropertyDescriptor(context2, "nodesCount");
+      const maxNodes = Object.getOwnPropertyDescriptor(context2, "maxNodes");
+      const maxContentLength = Object.getOwnPropertyDescriptor(context2, "maxContentLength");
       if (!nodes || !("value" in nodes) || nodes.writable !== true)
         return false;
       if (!maxNodes || !("value" in maxNodes) || !maxContentLength || !("value" in maxContentLength))
@@ -54443,7 +54172,7 @@ var require_build2 = __commonJS({
       const descriptor = Object.getOwnPropertyDescriptor(store, name);
       return !!descriptor && "value" in descriptor && descriptor.value === value;
     }
-    function tryFastFromBER(inputBuffer, inputOffset, inputLength, context) {
+    function tryFastFromBER(inputBuffer, inputOffset, inputLength, context2) {
       const registry = fastParserRegistry;
       if (!registry)
         return void 0;
@@ -54465,9 +54194,9 @@ var require_build2 = __commonJS({
           return void 0;
         if (tag === 5 && length !== 0)
           return void 0;
-        if (!fastParserContext(context))
+        if (!fastParserContext(context2))
           return void 0;
-        if (length > Object.getOwnPropertyDescriptor(context, "maxContentLength").value) {
+        if (length > Object.getOwnPropertyDescriptor(context2, "maxContentLength").value) {
           return void 0;
         }
         const constructorName = tag === 2 ? "Integer" : tag === 5 ? "Null" : "Sequence";
@@ -54493,8 +54222,8 @@ var require_build2 = __commonJS({
       result.lenBlock.longFormUsed = false;
       result.lenBlock.length = length;
       result.lenBlock.blockLength = 1;
-      context.nodesCount += 1;
-      const resultOffset = result.fromBER(inputBuffer, inputOffset + 2, length, context);
+      context2.nodesCount += 1;
+      const resultOffset = result.fromBER(inputBuffer, inputOffset + 2, length, context2);
       result.valueBeforeDecodeView = inputBuffer.subarray(inputOffset, inputOffset + result.blockLength);
       return { offset: resultOffset, result };
     }
@@ -54523,29 +54252,29 @@ var require_build2 = __commonJS({
         result
       };
     }
-    function checkNodesLimit(context) {
-      context.nodesCount += 1;
-      if (context.nodesCount > context.maxNodes) {
+    function checkNodesLimit(context2) {
+      context2.nodesCount += 1;
+      if (context2.nodesCount > context2.maxNodes) {
         return MAX_NODES_EXCEEDED_ERROR;
       }
       return void 0;
     }
-    function checkContentLengthLimit(inputLength, context) {
-      if (inputLength > context.maxContentLength) {
+    function checkContentLengthLimit(inputLength, context2) {
+      if (inputLength > context2.maxContentLength) {
         return MAX_CONTENT_LENGTH_EXCEEDED_ERROR;
       }
       return void 0;
     }
-    function localFromBERWithChildContext(inputBuffer, inputOffset, inputLength, context) {
-      const childDepth = context.depth + 1;
-      if (childDepth > context.maxDepth) {
+    function localFromBERWithChildContext(inputBuffer, inputOffset, inputLength, context2) {
+      const childDepth = context2.depth + 1;
+      if (childDepth > context2.maxDepth) {
         return createErrorResult(MAX_DEPTH_EXCEEDED_ERROR);
       }
-      context.depth = childDepth;
+      context2.depth = childDepth;
       try {
-        return localFromBER(inputBuffer, inputOffset, inputLength, context);
+        return localFromBER(inputBuffer, inputOffset, inputLength, context2);
       } finally {
-        context.depth -= 1;
+        context2.depth -= 1;
       }
     }
     function localChangeType(inputObject, newType) {
@@ -54559,8 +54288,8 @@ var require_build2 = __commonJS({
       newObject.valueBeforeDecodeView = inputObject.valueBeforeDecodeView;
       return newObject;
     }
-    function localFromBER(inputBuffer, inputOffset = 0, inputLength = inputBuffer.length, context = createFromBerContext()) {
-      const fastResult = tryFastFromBER(inputBuffer, inputOffset, inputLength, context);
+    function localFromBER(inputBuffer, inputOffset = 0, inputLength = inputBuffer.length, context2 = createFromBerContext()) {
+      const fastResult = tryFastFromBER(inputBuffer, inputOffset, inputLength, context2);
       if (fastResult)
         return fastResult;
       const incomingOffset = inputOffset;
@@ -54579,7 +54308,7 @@ var require_build2 = __commonJS({
           result: returnObject
         };
       }
-      const nodesLimitError = checkNodesLimit(context);
+      const nodesLimitError = checkNodesLimit(context2);
       if (nodesLimitError) {
         returnObject.error = nodesLimitError;
         return {
@@ -54614,7 +54343,7 @@ var require_build2 = __commonJS({
       inputOffset = resultOffset;
       inputLength -= returnObject.lenBlock.blockLength;
       const valueLength = returnObject.lenBlock.isIndefiniteForm ? inputLength : returnObject.lenBlock.length;
-      const contentLengthError = checkContentLengthLimit(valueLength, context);
+      const contentLengthError = checkContentLengthLimit(valueLength, context2);
       if (contentLengthError) {
         returnObject.error = contentLengthError;
         return {
@@ -54760,7 +54489,7 @@ var require_build2 = __commonJS({
         }
       }
       returnObject = localChangeType(returnObject, newASN1Type);
-      resultOffset = returnObject.fromBER(inputBuffer, inputOffset, valueLength, context);
+      resultOffset = returnObject.fromBER(inputBuffer, inputOffset, valueLength, context2);
       returnObject.valueBeforeDecodeView = inputBuffer.subarray(incomingOffset, incomingOffset + returnObject.blockLength);
       return {
         offset: resultOffset,
@@ -54792,9 +54521,9 @@ var require_build2 = __commonJS({
         this.value = value;
         this.isIndefiniteForm = isIndefiniteForm;
       }
-      fromBER(inputBuffer, inputOffset, inputLength, context) {
+      fromBER(inputBuffer, inputOffset, inputLength, context2) {
         const view = pvtsutils__namespace.BufferSourceConverter.toUint8Array(inputBuffer);
-        const parseContext = context !== null && context !== void 0 ? context : createFromBerContext();
+        const parseContext = context2 !== null && context2 !== void 0 ? context2 : createFromBerContext();
         if (!checkBufferParams(this, view, inputOffset, inputLength)) {
           return -1;
         }
@@ -54853,14 +54582,14 @@ var require_build2 = __commonJS({
     LocalConstructedValueBlock.NAME = "ConstructedValueBlock";
     var ORIGINAL_LOCAL_CONSTRUCTED_TO_BER = LocalConstructedValueBlock.prototype.toBER;
     var _a$v;
-    var Constructed2 = class extends BaseBlock {
+    var Constructed3 = class extends BaseBlock {
       constructor(parameters = {}) {
         super(parameters, LocalConstructedValueBlock);
         this.idBlock.isConstructed = true;
       }
-      fromBER(inputBuffer, inputOffset, inputLength, context) {
+      fromBER(inputBuffer, inputOffset, inputLength, context2) {
         this.valueBlock.isIndefiniteForm = this.lenBlock.isIndefiniteForm;
-        const resultOffset = this.valueBlock.fromBER(inputBuffer, inputOffset, this.lenBlock.isIndefiniteForm ? inputLength : this.lenBlock.length, context);
+        const resultOffset = this.valueBlock.fromBER(inputBuffer, inputOffset, this.lenBlock.isIndefiniteForm ? inputLength : this.lenBlock.length, context2);
         if (resultOffset === -1) {
           this.error = this.valueBlock.error;
           return resultOffset;
@@ -54883,11 +54612,11 @@ var require_build2 = __commonJS({
 ${values.join("\n")}` : `${blockName} :`;
       }
     };
-    _a$v = Constructed2;
+    _a$v = Constructed3;
     (() => {
       typeStore.Constructed = _a$v;
     })();
-    Constructed2.NAME = "CONSTRUCTED";
+    Constructed3.NAME = "CONSTRUCTED";
     var LocalEndOfContentValueBlock = class extends ValueBlock {
       fromBER(inputBuffer, inputOffset, _inputLength) {
         return inputOffset;
@@ -55026,11 +54755,11 @@ ${values.join("\n")}` : `${blockName} :`;
         super(parameters);
         this.isConstructed = isConstructed2;
       }
-      fromBER(inputBuffer, inputOffset, inputLength, context) {
+      fromBER(inputBuffer, inputOffset, inputLength, context2) {
         let resultOffset = 0;
         if (this.isConstructed) {
           this.isHexOnly = false;
-          resultOffset = LocalConstructedValueBlock.prototype.fromBER.call(this, inputBuffer, inputOffset, inputLength, context);
+          resultOffset = LocalConstructedValueBlock.prototype.fromBER.call(this, inputBuffer, inputOffset, inputLength, context2);
           if (resultOffset === -1)
             return resultOffset;
           for (let i2 = 0; i2 < this.value.length; i2++) {
@@ -55070,7 +54799,7 @@ ${values.join("\n")}` : `${blockName} :`;
     LocalOctetStringValueBlock.NAME = "OctetStringValueBlock";
     var ORIGINAL_LOCAL_OCTET_STRING_TO_BER = LocalOctetStringValueBlock.prototype.toBER;
     var _a$r;
-    var OctetString5 = class extends BaseBlock {
+    var OctetString6 = class extends BaseBlock {
       constructor({ idBlock = {}, lenBlock = {}, ...parameters } = {}) {
         var _b2, _c2;
         (_b2 = parameters.isConstructed) !== null && _b2 !== void 0 ? _b2 : parameters.isConstructed = !!((_c2 = parameters.value) === null || _c2 === void 0 ? void 0 : _c2.length);
@@ -55088,7 +54817,7 @@ ${values.join("\n")}` : `${blockName} :`;
         this.idBlock.tagClass = 1;
         this.idBlock.tagNumber = 4;
       }
-      fromBER(inputBuffer, inputOffset, inputLength, context) {
+      fromBER(inputBuffer, inputOffset, inputLength, context2) {
         this.valueBlock.isConstructed = this.idBlock.isConstructed;
         this.valueBlock.isIndefiniteForm = this.lenBlock.isIndefiniteForm;
         if (inputLength === 0) {
@@ -55098,12 +54827,12 @@ ${values.join("\n")}` : `${blockName} :`;
             this.blockLength += this.lenBlock.blockLength;
           return inputOffset;
         }
-        if (!this.valueBlock.isConstructed && (context === null || context === void 0 ? void 0 : context.parseEmbedded) !== false) {
+        if (!this.valueBlock.isConstructed && (context2 === null || context2 === void 0 ? void 0 : context2.parseEmbedded) !== false) {
           const view = inputBuffer instanceof ArrayBuffer ? new Uint8Array(inputBuffer) : inputBuffer;
           const buf3 = view.subarray(inputOffset, inputOffset + inputLength);
           try {
             if (buf3.byteLength) {
-              const parseContext = context !== null && context !== void 0 ? context : createFromBerContext();
+              const parseContext = context2 !== null && context2 !== void 0 ? context2 : createFromBerContext();
               const asn = localFromBERWithChildContext(buf3, 0, buf3.byteLength, parseContext);
               if (asn.offset !== -1 && asn.offset === inputLength) {
                 this.valueBlock.value = [asn.result];
@@ -55112,11 +54841,11 @@ ${values.join("\n")}` : `${blockName} :`;
           } catch {
           }
         }
-        return super.fromBER(inputBuffer, inputOffset, inputLength, context);
+        return super.fromBER(inputBuffer, inputOffset, inputLength, context2);
       }
       onAsciiEncoding() {
         if (this.valueBlock.isConstructed || this.valueBlock.value && this.valueBlock.value.length) {
-          return Constructed2.prototype.onAsciiEncoding.call(this);
+          return Constructed3.prototype.onAsciiEncoding.call(this);
         }
         const name = this.constructor.NAME;
         const value = pvtsutils__namespace.Convert.ToHex(this.valueBlock.valueHexView);
@@ -55135,11 +54864,11 @@ ${values.join("\n")}` : `${blockName} :`;
         return pvtsutils__namespace.BufferSourceConverter.concat(array);
       }
     };
-    _a$r = OctetString5;
+    _a$r = OctetString6;
     (() => {
       typeStore.OctetString = _a$r;
     })();
-    OctetString5.NAME = OCTET_STRING_NAME;
+    OctetString6.NAME = OCTET_STRING_NAME;
     var LocalBitStringValueBlock = class extends HexBlock(LocalConstructedValueBlock) {
       constructor({ unusedBits = 0, isConstructed: isConstructed2 = false, ...parameters } = {}) {
         super(parameters);
@@ -55147,13 +54876,13 @@ ${values.join("\n")}` : `${blockName} :`;
         this.isConstructed = isConstructed2;
         this.blockLength = this.valueHexView.byteLength;
       }
-      fromBER(inputBuffer, inputOffset, inputLength, context) {
+      fromBER(inputBuffer, inputOffset, inputLength, context2) {
         if (!inputLength) {
           return inputOffset;
         }
         let resultOffset = -1;
         if (this.isConstructed) {
-          resultOffset = LocalConstructedValueBlock.prototype.fromBER.call(this, inputBuffer, inputOffset, inputLength, context);
+          resultOffset = LocalConstructedValueBlock.prototype.fromBER.call(this, inputBuffer, inputOffset, inputLength, context2);
           if (resultOffset === -1)
             return resultOffset;
           for (const value of this.value) {
@@ -55189,11 +54918,11 @@ ${values.join("\n")}` : `${blockName} :`;
           this.error = "Unused bits for BitString must be in range 0-7";
           return -1;
         }
-        if (!this.unusedBits && (context === null || context === void 0 ? void 0 : context.parseEmbedded) !== false) {
+        if (!this.unusedBits && (context2 === null || context2 === void 0 ? void 0 : context2.parseEmbedded) !== false) {
           const buf3 = intBuffer.subarray(1);
           try {
             if (buf3.byteLength) {
-              const parseContext = context !== null && context !== void 0 ? context : createFromBerContext();
+              const parseContext = context2 !== null && context2 !== void 0 ? context2 : createFromBerContext();
               const asn = localFromBERWithChildContext(buf3, 0, buf3.byteLength, parseContext);
               if (asn.offset !== -1 && asn.offset === inputLength - 1) {
                 this.value = [asn.result];
@@ -55252,14 +54981,14 @@ ${values.join("\n")}` : `${blockName} :`;
         this.idBlock.tagClass = 1;
         this.idBlock.tagNumber = 3;
       }
-      fromBER(inputBuffer, inputOffset, inputLength, context) {
+      fromBER(inputBuffer, inputOffset, inputLength, context2) {
         this.valueBlock.isConstructed = this.idBlock.isConstructed;
         this.valueBlock.isIndefiniteForm = this.lenBlock.isIndefiniteForm;
-        return super.fromBER(inputBuffer, inputOffset, inputLength, context);
+        return super.fromBER(inputBuffer, inputOffset, inputLength, context2);
       }
       onAsciiEncoding() {
         if (this.valueBlock.isConstructed || this.valueBlock.value && this.valueBlock.value.length) {
-          return Constructed2.prototype.onAsciiEncoding.call(this);
+          return Constructed3.prototype.onAsciiEncoding.call(this);
         } else {
           const bits = [];
           const valueHex = this.valueBlock.valueHexView;
@@ -55668,7 +55397,7 @@ ${values.join("\n")}` : `${blockName} :`;
         let pos1 = 0;
         let pos2 = 0;
         let sid = "";
-        let flag2 = false;
+        let flag = false;
         do {
           pos2 = string.indexOf(".", pos1);
           if (pos2 === -1)
@@ -55676,7 +55405,7 @@ ${values.join("\n")}` : `${blockName} :`;
           else
             sid = string.substring(pos1, pos2);
           pos1 = pos2 + 1;
-          if (flag2) {
+          if (flag) {
             const sidBlock = this.value[0];
             let plus = 0;
             switch (sidBlock.valueDec) {
@@ -55696,7 +55425,7 @@ ${values.join("\n")}` : `${blockName} :`;
             if (isNaN(parsedSID))
               return;
             sidBlock.valueDec = parsedSID + plus;
-            flag2 = false;
+            flag = false;
           } else {
             const sidBlock = new LocalSidValueBlock();
             if (sid > Number.MAX_SAFE_INTEGER) {
@@ -55710,7 +55439,7 @@ ${values.join("\n")}` : `${blockName} :`;
             }
             if (!this.value.length) {
               sidBlock.isFirstSid = true;
-              flag2 = true;
+              flag = true;
             }
             this.value.push(sidBlock);
           }
@@ -55749,7 +55478,7 @@ ${values.join("\n")}` : `${blockName} :`;
     };
     LocalObjectIdentifierValueBlock.NAME = "ObjectIdentifierValueBlock";
     var _a$m;
-    var ObjectIdentifier5 = class extends BaseBlock {
+    var ObjectIdentifier6 = class extends BaseBlock {
       getValue() {
         return this.valueBlock.toString();
       }
@@ -55771,11 +55500,11 @@ ${values.join("\n")}` : `${blockName} :`;
         };
       }
     };
-    _a$m = ObjectIdentifier5;
+    _a$m = ObjectIdentifier6;
     (() => {
       typeStore.ObjectIdentifier = _a$m;
     })();
-    ObjectIdentifier5.NAME = "OBJECT IDENTIFIER";
+    ObjectIdentifier6.NAME = "OBJECT IDENTIFIER";
     var LocalRelativeSidValueBlock = class extends HexBlock(LocalBaseBlock) {
       constructor({ valueDec = 0, ...parameters } = {}) {
         super(parameters);
@@ -55984,20 +55713,20 @@ ${values.join("\n")}` : `${blockName} :`;
     })();
     RelativeObjectIdentifier.NAME = "RelativeObjectIdentifier";
     var _a$k;
-    var Sequence4 = class extends Constructed2 {
+    var Sequence5 = class extends Constructed3 {
       constructor(parameters = {}) {
         super(parameters);
         this.idBlock.tagClass = 1;
         this.idBlock.tagNumber = 16;
       }
     };
-    _a$k = Sequence4;
+    _a$k = Sequence5;
     (() => {
       typeStore.Sequence = _a$k;
     })();
-    Sequence4.NAME = "SEQUENCE";
+    Sequence5.NAME = "SEQUENCE";
     var _a$j;
-    var Set3 = class extends Constructed2 {
+    var Set3 = class extends Constructed3 {
       constructor(parameters = {}) {
         super(parameters);
         this.idBlock.tagClass = 1;
@@ -56280,11 +56009,11 @@ ${values.join("\n")}` : `${blockName} :`;
         this.fromString(String.fromCharCode.apply(null, pvtsutils__namespace.BufferSourceConverter.toUint8Array(inputBuffer)));
       }
       toBuffer() {
-        const str2 = this.toString();
-        const buffer = new ArrayBuffer(str2.length);
+        const str = this.toString();
+        const buffer = new ArrayBuffer(str.length);
         const view = new Uint8Array(buffer);
-        for (let i2 = 0; i2 < str2.length; i2++)
-          view[i2] = str2.charCodeAt(i2);
+        for (let i2 = 0; i2 < str.length; i2++)
+          view[i2] = str.charCodeAt(i2);
         return buffer;
       }
       fromDate(inputDate) {
@@ -56944,7 +56673,7 @@ ${values.join("\n")}` : `${blockName} :`;
       }
       return compareSchema(asn1.result, asn1.result, inputSchema);
     }
-    registerBuiltinEncoder({ BitString: BitString3, Integer: Integer4, OctetString: OctetString5, Primitive: Primitive2, Constructed: Constructed2, Sequence: Sequence4, Set: Set3 }, {
+    registerBuiltinEncoder({ BitString: BitString3, Integer: Integer4, OctetString: OctetString6, Primitive: Primitive3, Constructed: Constructed3, Sequence: Sequence5, Set: Set3 }, {
       BaseBlock,
       ViewWriter,
       LocalIdentificationBlock,
@@ -56965,7 +56694,7 @@ ${values.join("\n")}` : `${blockName} :`;
       originalConstructedToBER: ORIGINAL_LOCAL_CONSTRUCTED_TO_BER,
       originalPrimitiveToBER: ORIGINAL_LOCAL_PRIMITIVE_TO_BER
     });
-    registerFastParser({ Integer: Integer4, Null: Null3, Sequence: Sequence4 });
+    registerFastParser({ Integer: Integer4, Null: Null3, Sequence: Sequence5 });
     exports.Any = Any;
     exports.BaseBlock = BaseBlock;
     exports.BaseStringBlock = BaseStringBlock2;
@@ -56974,7 +56703,7 @@ ${values.join("\n")}` : `${blockName} :`;
     exports.Boolean = Boolean2;
     exports.CharacterString = CharacterString;
     exports.Choice = Choice;
-    exports.Constructed = Constructed2;
+    exports.Constructed = Constructed3;
     exports.DATE = DATE;
     exports.DEFAULT_MAX_CONTENT_LENGTH = DEFAULT_MAX_CONTENT_LENGTH;
     exports.DEFAULT_MAX_DEPTH = DEFAULT_MAX_DEPTH;
@@ -56991,14 +56720,14 @@ ${values.join("\n")}` : `${blockName} :`;
     exports.Integer = Integer4;
     exports.Null = Null3;
     exports.NumericString = NumericString;
-    exports.ObjectIdentifier = ObjectIdentifier5;
-    exports.OctetString = OctetString5;
-    exports.Primitive = Primitive2;
+    exports.ObjectIdentifier = ObjectIdentifier6;
+    exports.OctetString = OctetString6;
+    exports.Primitive = Primitive3;
     exports.PrintableString = PrintableString3;
     exports.RawData = RawData;
     exports.RelativeObjectIdentifier = RelativeObjectIdentifier;
     exports.Repeated = Repeated;
-    exports.Sequence = Sequence4;
+    exports.Sequence = Sequence5;
     exports.Set = Set3;
     exports.TIME = TIME;
     exports.TeletexString = TeletexString;
@@ -57144,8 +56873,8 @@ var require_byte_stream = __commonJS({
           length = this.view.length - start;
         }
         for (let i2 = start; i2 < start + length; i2++) {
-          const str2 = this.view[i2].toString(16).toUpperCase();
-          result = result + (str2.length == 1 ? "0" : "") + str2;
+          const str = this.view[i2].toString(16).toUpperCase();
+          result = result + (str.length == 1 ? "0" : "") + str;
         }
         return result;
       }
@@ -59132,10 +58861,10 @@ var require_utils6 = __commonJS({
         ts += diff;
       }
     }
-    function utf8ToBytes(str2) {
-      if (typeof str2 !== "string")
+    function utf8ToBytes(str) {
+      if (typeof str !== "string")
         throw new Error("string expected");
-      return new Uint8Array(new TextEncoder().encode(str2));
+      return new Uint8Array(new TextEncoder().encode(str));
     }
     function bytesToUtf8(bytes) {
       return new TextDecoder().decode(bytes);
@@ -60243,7 +59972,7 @@ var require_sha2 = __commonJS({
 var require_build3 = __commonJS({
   "node_modules/pkijs/build/index.js"(exports) {
     "use strict";
-    var asn1js6 = require_build2();
+    var asn1js8 = require_build2();
     var pvtsutils = require_build();
     var pvutils = require_utils5();
     var bs = require_cjs();
@@ -60267,7 +59996,7 @@ var require_build3 = __commonJS({
       n2.default = e;
       return Object.freeze(n2);
     }
-    var asn1js__namespace = /* @__PURE__ */ _interopNamespaceDefault(asn1js6);
+    var asn1js__namespace = /* @__PURE__ */ _interopNamespaceDefault(asn1js8);
     var pvtsutils__namespace = /* @__PURE__ */ _interopNamespaceDefault(pvtsutils);
     var pvutils__namespace = /* @__PURE__ */ _interopNamespaceDefault(pvutils);
     var bs__namespace = /* @__PURE__ */ _interopNamespaceDefault(bs);
@@ -60306,17 +60035,17 @@ var require_build3 = __commonJS({
     };
     ArgumentError.NAME = "ArgumentError";
     var ParameterError = class _ParameterError extends TypeError {
-      static assert(...args4) {
+      static assert(...args3) {
         let target = null;
         let params;
         let fields;
-        if (typeof args4[0] === "string") {
-          target = args4[0];
-          params = args4[1];
-          fields = args4.slice(2);
+        if (typeof args3[0] === "string") {
+          target = args3[0];
+          params = args3[1];
+          fields = args3.slice(2);
         } else {
-          params = args4[0];
-          fields = args4.slice(1);
+          params = args3[0];
+          fields = args3.slice(1);
         }
         ArgumentError.assert(params, "parameters", "object");
         for (const field of fields) {
@@ -60366,8 +60095,8 @@ var require_build3 = __commonJS({
       static blockName() {
         return this.CLASS_NAME;
       }
-      static fromBER(raw) {
-        const asn1 = asn1js__namespace.fromBER(raw);
+      static fromBER(raw2) {
+        const asn1 = asn1js__namespace.fromBER(raw2);
         AsnError.assert(asn1, this.name);
         try {
           return new this({ schema: asn1.result });
@@ -61396,7 +61125,7 @@ var require_build3 = __commonJS({
     var TYPE$3 = "type";
     var VALUES$1 = "values";
     var CLEAR_PROPS$1s = [TYPE$3, VALUES$1];
-    var Attribute3 = class _Attribute extends PkiObject {
+    var Attribute4 = class _Attribute extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.type = pvutils__namespace.getParametersValue(parameters, TYPE$3, _Attribute.defaultValues(TYPE$3));
@@ -61472,7 +61201,7 @@ var require_build3 = __commonJS({
         };
       }
     };
-    Attribute3.CLASS_NAME = "Attribute";
+    Attribute4.CLASS_NAME = "Attribute";
     var NOT_BEFORE_TIME = "notBeforeTime";
     var NOT_AFTER_TIME = "notAfterTime";
     var CLEAR_PROPS$1r = [NOT_BEFORE_TIME, NOT_AFTER_TIME];
@@ -64381,7 +64110,7 @@ var require_build3 = __commonJS({
               value: [
                 new asn1js__namespace.Repeated({
                   name: names.attributes || EMPTY_STRING,
-                  value: Attribute3.schema()
+                  value: Attribute4.schema()
                 })
               ]
             })
@@ -64407,7 +64136,7 @@ var require_build3 = __commonJS({
         this.privateKeyAlgorithm = new AlgorithmIdentifier3({ schema: asn1.result.privateKeyAlgorithm });
         this.privateKey = asn1.result.privateKey;
         if (ATTRIBUTES$5 in asn1.result)
-          this.attributes = Array.from(asn1.result.attributes, (element) => new Attribute3({ schema: element }));
+          this.attributes = Array.from(asn1.result.attributes, (element) => new Attribute4({ schema: element }));
         switch (this.privateKeyAlgorithm.algorithmId) {
           case "1.2.840.113549.1.1.1":
             {
@@ -65011,41 +64740,41 @@ var require_build3 = __commonJS({
         this.subtle = "webkitSubtle" in parameters.crypto ? parameters.crypto.webkitSubtle : parameters.crypto.subtle;
         this.name = pvutils__namespace.getParametersValue(parameters, "name", EMPTY_STRING);
       }
-      async encrypt(...args4) {
-        return this.subtle.encrypt(...args4);
+      async encrypt(...args3) {
+        return this.subtle.encrypt(...args3);
       }
-      async decrypt(...args4) {
-        return this.subtle.decrypt(...args4);
+      async decrypt(...args3) {
+        return this.subtle.decrypt(...args3);
       }
-      sign(...args4) {
-        return this.subtle.sign(...args4);
+      sign(...args3) {
+        return this.subtle.sign(...args3);
       }
-      async verify(...args4) {
-        return this.subtle.verify(...args4);
+      async verify(...args3) {
+        return this.subtle.verify(...args3);
       }
-      async digest(...args4) {
-        return this.subtle.digest(...args4);
+      async digest(...args3) {
+        return this.subtle.digest(...args3);
       }
-      async generateKey(...args4) {
-        return this.subtle.generateKey(...args4);
+      async generateKey(...args3) {
+        return this.subtle.generateKey(...args3);
       }
-      async deriveKey(...args4) {
-        return this.subtle.deriveKey(...args4);
+      async deriveKey(...args3) {
+        return this.subtle.deriveKey(...args3);
       }
-      async deriveBits(...args4) {
-        return this.subtle.deriveBits(...args4);
+      async deriveBits(...args3) {
+        return this.subtle.deriveBits(...args3);
       }
-      async wrapKey(...args4) {
-        return this.subtle.wrapKey(...args4);
+      async wrapKey(...args3) {
+        return this.subtle.wrapKey(...args3);
       }
-      async unwrapKey(...args4) {
-        return this.subtle.unwrapKey(...args4);
+      async unwrapKey(...args3) {
+        return this.subtle.unwrapKey(...args3);
       }
-      exportKey(...args4) {
-        return this.subtle.exportKey(...args4);
+      exportKey(...args3) {
+        return this.subtle.exportKey(...args3);
       }
-      importKey(...args4) {
-        return this.subtle.importKey(...args4);
+      importKey(...args3) {
+        return this.subtle.importKey(...args3);
       }
       getRandomValues(array) {
         if (array === null) {
@@ -66646,17 +66375,17 @@ var require_build3 = __commonJS({
     function getEngineGlobalKey() {
       return typeof process !== "undefined" && Number.isInteger(process.pid) ? process.pid : Symbol.for("pkijs.engine");
     }
-    function setEngine(name, ...args4) {
+    function setEngine(name, ...args3) {
       let crypto2 = null;
-      if (args4.length < 2) {
-        if (args4.length) {
-          crypto2 = args4[0];
+      if (args3.length < 2) {
+        if (args3.length) {
+          crypto2 = args3[0];
         } else {
           crypto2 = typeof self !== "undefined" && self.crypto ? new CryptoEngine({ name: "browser", crypto: self.crypto }) : null;
         }
       } else {
-        const cryptoArg = args4[0];
-        const subtleArg = args4[1];
+        const cryptoArg = args3[0];
+        const subtleArg = args3[1];
         if (isCryptoEngine(subtleArg)) {
           crypto2 = subtleArg;
         } else if (isCryptoEngine(cryptoArg)) {
@@ -67629,8 +67358,8 @@ var require_build3 = __commonJS({
       const preCert = stream.stream.slice(0, stream.length);
       if (index === -1) {
         const verifyArray = [];
-        for (const timestamp of parsedValue.timestamps) {
-          const verifyResult = await timestamp.verify(logs, preCert.buffer, 1, crypto2);
+        for (const timestamp2 of parsedValue.timestamps) {
+          const verifyResult = await timestamp2.verify(logs, preCert.buffer, 1, crypto2);
           verifyArray.push(verifyResult);
         }
         return verifyArray;
@@ -67694,14 +67423,14 @@ var require_build3 = __commonJS({
         const stream = new bs__namespace.SeqStream();
         let overallLength = 0;
         const timestampsData = [];
-        for (const timestamp of this.timestamps) {
-          const timestampStream = timestamp.toStream();
+        for (const timestamp2 of this.timestamps) {
+          const timestampStream = timestamp2.toStream();
           timestampsData.push(timestampStream);
           overallLength += timestampStream.stream.buffer.byteLength;
         }
         stream.appendUint16(overallLength);
-        for (const timestamp of timestampsData) {
-          stream.appendView(timestamp.stream.view);
+        for (const timestamp2 of timestampsData) {
+          stream.appendView(timestamp2.stream.view);
         }
         return new asn1js__namespace.OctetString({ valueHex: stream.stream.buffer.slice(0) });
       }
@@ -67737,7 +67466,7 @@ var require_build3 = __commonJS({
           value: [
             new asn1js__namespace.Repeated({
               name: names.attributes || EMPTY_STRING,
-              value: Attribute3.schema()
+              value: Attribute4.schema()
             })
           ]
         });
@@ -67750,7 +67479,7 @@ var require_build3 = __commonJS({
           }
         }));
         AsnError.assertSchema(asn1, this.className);
-        this.attributes = Array.from(asn1.result.attributes, (element) => new Attribute3({ schema: element }));
+        this.attributes = Array.from(asn1.result.attributes, (element) => new Attribute4({ schema: element }));
       }
       toSchema() {
         return new asn1js__namespace.Sequence({
@@ -67793,8 +67522,8 @@ var require_build3 = __commonJS({
         }
         return this.types;
       }
-      static fromBER(id, raw) {
-        const asn1 = asn1js__namespace.fromBER(raw);
+      static fromBER(id, raw2) {
+        const asn1 = asn1js__namespace.fromBER(raw2);
         if (asn1.offset === -1) {
           return null;
         }
@@ -68154,7 +67883,7 @@ var require_build3 = __commonJS({
               name: names.attributes || EMPTY_STRING,
               value: [
                 new asn1js__namespace.Repeated({
-                  value: Attribute3.schema()
+                  value: Attribute4.schema()
                 })
               ]
             }),
@@ -68216,7 +67945,7 @@ var require_build3 = __commonJS({
         this.attrCertValidityPeriod = new AttCertValidityPeriod({
           schema: asn1.result.attrCertValidityPeriod
         });
-        this.attributes = Array.from(asn1.result.attributes.valueBlock.value, (element) => new Attribute3({ schema: element }));
+        this.attributes = Array.from(asn1.result.attributes.valueBlock.value, (element) => new Attribute4({ schema: element }));
         if (ISSUER_UNIQUE_ID$1 in asn1.result) {
           this.issuerUniqueID = asn1.result.issuerUniqueID;
         }
@@ -68807,7 +68536,7 @@ var require_build3 = __commonJS({
               name: names.attributes || EMPTY_STRING,
               value: [
                 new asn1js__namespace.Repeated({
-                  value: Attribute3.schema()
+                  value: Attribute4.schema()
                 })
               ]
             }),
@@ -68870,7 +68599,7 @@ var require_build3 = __commonJS({
         this.attrCertValidityPeriod = new AttCertValidityPeriod({
           schema: asn1.result.attrCertValidityPeriod
         });
-        this.attributes = Array.from(asn1.result.attributes.valueBlock.value, (element) => new Attribute3({ schema: element }));
+        this.attributes = Array.from(asn1.result.attributes.valueBlock.value, (element) => new Attribute4({ schema: element }));
         if (ISSUER_UNIQUE_ID in asn1.result) {
           this.issuerUniqueID = asn1.result.issuerUniqueID;
         }
@@ -68998,7 +68727,7 @@ var require_build3 = __commonJS({
     var CONTENT_TYPE = "contentType";
     var CONTENT = "content";
     var CLEAR_PROPS$Q = [CONTENT_TYPE, CONTENT];
-    var ContentInfo3 = class _ContentInfo extends PkiObject {
+    var ContentInfo4 = class _ContentInfo extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.contentType = pvutils__namespace.getParametersValue(parameters, CONTENT_TYPE, _ContentInfo.defaultValues(CONTENT_TYPE));
@@ -69078,11 +68807,11 @@ var require_build3 = __commonJS({
         return object;
       }
     };
-    ContentInfo3.CLASS_NAME = "ContentInfo";
-    ContentInfo3.DATA = id_ContentType_Data;
-    ContentInfo3.SIGNED_DATA = id_ContentType_SignedData;
-    ContentInfo3.ENVELOPED_DATA = id_ContentType_EnvelopedData;
-    ContentInfo3.ENCRYPTED_DATA = id_ContentType_EncryptedData;
+    ContentInfo4.CLASS_NAME = "ContentInfo";
+    ContentInfo4.DATA = id_ContentType_Data;
+    ContentInfo4.SIGNED_DATA = id_ContentType_SignedData;
+    ContentInfo4.ENVELOPED_DATA = id_ContentType_EnvelopedData;
+    ContentInfo4.ENCRYPTED_DATA = id_ContentType_EncryptedData;
     var CERT_ID$1 = "certId";
     var CERT_VALUE = "certValue";
     var PARSED_VALUE$4 = "parsedValue";
@@ -69759,7 +69488,7 @@ var require_build3 = __commonJS({
               value: [
                 new asn1js__namespace.Repeated({
                   name: names.unprotectedAttrs || EMPTY_STRING,
-                  value: Attribute3.schema()
+                  value: Attribute4.schema()
                 })
               ]
             })
@@ -69785,7 +69514,7 @@ var require_build3 = __commonJS({
           schema: asn1.result.encryptedContentInfo
         });
         if (UNPROTECTED_ATTRS$1 in asn1.result)
-          this.unprotectedAttrs = Array.from(asn1.result.unprotectedAttrs, (element) => new Attribute3({ schema: element }));
+          this.unprotectedAttrs = Array.from(asn1.result.unprotectedAttrs, (element) => new Attribute4({ schema: element }));
       }
       toSchema() {
         const outputArray = [];
@@ -70111,7 +69840,7 @@ var require_build3 = __commonJS({
               value: [
                 new asn1js__namespace.Repeated({
                   name: names.bagAttributes || BAG_ATTRIBUTES,
-                  value: Attribute3.schema()
+                  value: Attribute4.schema()
                 })
               ]
             })
@@ -70135,7 +69864,7 @@ var require_build3 = __commonJS({
         }
         this.bagValue = new bagType({ schema: asn1.result.bagValue });
         if (BAG_ATTRIBUTES in asn1.result) {
-          this.bagAttributes = Array.from(asn1.result.bagAttributes, (element) => new Attribute3({ schema: element }));
+          this.bagAttributes = Array.from(asn1.result.bagAttributes, (element) => new Attribute4({ schema: element }));
         }
       }
       toSchema() {
@@ -72623,7 +72352,7 @@ var require_build3 = __commonJS({
               value: [
                 new asn1js__namespace.Repeated({
                   name: names.unprotectedAttrs || EMPTY_STRING,
-                  value: Attribute3.schema()
+                  value: Attribute4.schema()
                 })
               ]
             })
@@ -72659,7 +72388,7 @@ var require_build3 = __commonJS({
           schema: asn1.result.encryptedContentInfo
         });
         if (UNPROTECTED_ATTRS in asn1.result)
-          this.unprotectedAttrs = Array.from(asn1.result.unprotectedAttrs, (o2) => new Attribute3({ schema: o2 }));
+          this.unprotectedAttrs = Array.from(asn1.result.unprotectedAttrs, (o2) => new Attribute4({ schema: o2 }));
       }
       toSchema() {
         const outputArray = [];
@@ -73365,7 +73094,7 @@ var require_build3 = __commonJS({
           value: [
             new asn1js__namespace.Repeated({
               name: names.contentInfos || EMPTY_STRING,
-              value: ContentInfo3.schema()
+              value: ContentInfo4.schema()
             })
           ]
         });
@@ -73378,7 +73107,7 @@ var require_build3 = __commonJS({
           }
         }));
         AsnError.assertSchema(asn1, this.className);
-        this.safeContents = Array.from(asn1.result.contentInfos, (element) => new ContentInfo3({ schema: element }));
+        this.safeContents = Array.from(asn1.result.contentInfos, (element) => new ContentInfo4({ schema: element }));
       }
       toSchema() {
         return new asn1js__namespace.Sequence({
@@ -73469,7 +73198,7 @@ var require_build3 = __commonJS({
             case 0:
               {
                 const contentBuffer = content.value.toSchema().toBER(false);
-                this.safeContents.push(new ContentInfo3({
+                this.safeContents.push(new ContentInfo4({
                   contentType: "1.2.840.113549.1.7.1",
                   content: new asn1js__namespace.OctetString({ valueHex: contentBuffer })
                 }));
@@ -73481,7 +73210,7 @@ var require_build3 = __commonJS({
                 const currentParameters = parameters.safeContents[index];
                 currentParameters.contentToEncrypt = content.value.toSchema().toBER(false);
                 await cmsEncrypted.encrypt(currentParameters, crypto2);
-                this.safeContents.push(new ContentInfo3({
+                this.safeContents.push(new ContentInfo4({
                   contentType: "1.2.840.113549.1.7.6",
                   content: cmsEncrypted.toSchema()
                 }));
@@ -73511,7 +73240,7 @@ var require_build3 = __commonJS({
                 const encryptionAlgorithm = safeContent.encryptionAlgorithm;
                 cmsEnveloped.addRecipientByCertificate(safeContent.encryptingCertificate, {}, void 0, crypto2);
                 await cmsEnveloped.encrypt(encryptionAlgorithm, contentToEncrypt, crypto2);
-                this.safeContents.push(new ContentInfo3({
+                this.safeContents.push(new ContentInfo4({
                   contentType: "1.2.840.113549.1.7.3",
                   content: cmsEnveloped.toSchema()
                 }));
@@ -74401,9 +74130,9 @@ var require_build3 = __commonJS({
             resultMessage: EMPTY_STRING
           };
         }
-        const basicCheck = async (path18, checkDate) => {
-          for (let i2 = 0; i2 < path18.length; i2++) {
-            if (path18[i2].notBefore.value > checkDate || path18[i2].notAfter.value < checkDate) {
+        const basicCheck = async (path20, checkDate) => {
+          for (let i2 = 0; i2 < path20.length; i2++) {
+            if (path20[i2].notBefore.value > checkDate || path20[i2].notAfter.value < checkDate) {
               return {
                 result: false,
                 resultCode: 8,
@@ -74411,16 +74140,16 @@ var require_build3 = __commonJS({
               };
             }
           }
-          if (path18.length < 2) {
+          if (path20.length < 2) {
             return {
               result: false,
               resultCode: 9,
               resultMessage: "Too short certificate path"
             };
           }
-          for (let i2 = path18.length - 2; i2 >= 0; i2--) {
-            if (path18[i2].issuer.isEqual(path18[i2].subject) === false) {
-              if (path18[i2].issuer.isEqual(path18[i2 + 1].subject) === false) {
+          for (let i2 = path20.length - 2; i2 >= 0; i2--) {
+            if (path20[i2].issuer.isEqual(path20[i2].subject) === false) {
+              if (path20[i2].issuer.isEqual(path20[i2 + 1].subject) === false) {
                 return {
                   result: false,
                   resultCode: 10,
@@ -74430,14 +74159,14 @@ var require_build3 = __commonJS({
             }
           }
           if (this.crls.length !== 0 || this.ocsps.length !== 0) {
-            for (let i2 = 0; i2 < path18.length - 1; i2++) {
+            for (let i2 = 0; i2 < path20.length - 1; i2++) {
               let ocspResult = 2;
               let crlResult = {
                 status: 0,
                 statusMessage: EMPTY_STRING
               };
               if (this.ocsps.length !== 0) {
-                ocspResult = await findOCSP(path18[i2], path18[i2 + 1]);
+                ocspResult = await findOCSP(path20[i2], path20[i2 + 1]);
                 switch (ocspResult) {
                   case 0:
                     continue;
@@ -74450,10 +74179,10 @@ var require_build3 = __commonJS({
                 }
               }
               if (this.crls.length !== 0) {
-                crlResult = await findCRL(path18[i2]);
+                crlResult = await findCRL(path20[i2]);
                 if (crlResult.status === 0 && crlResult.result) {
                   for (let j = 0; j < crlResult.result.length; j++) {
-                    const isCertificateRevoked = crlResult.result[j].crl.isCertificateRevoked(path18[i2]);
+                    const isCertificateRevoked = crlResult.result[j].crl.isCertificateRevoked(path20[i2]);
                     if (isCertificateRevoked) {
                       return {
                         result: false,
@@ -74485,7 +74214,7 @@ var require_build3 = __commonJS({
                 }
               }
               if (ocspResult === 2 && crlResult.status === 2 && passedWhenNotRevValues) {
-                const issuerCertificate = path18[i2 + 1];
+                const issuerCertificate = path20[i2 + 1];
                 let extensionFound = false;
                 if (issuerCertificate.extensions) {
                   for (const extension of issuerCertificate.extensions) {
@@ -74504,7 +74233,7 @@ var require_build3 = __commonJS({
               }
             }
           }
-          for (const [i2, cert] of path18.entries()) {
+          for (const [i2, cert] of path20.entries()) {
             if (!i2) {
               continue;
             }
@@ -75689,7 +75418,7 @@ var require_build3 = __commonJS({
               new asn1js__namespace.Repeated({
                 optional: true,
                 name: names.CertificationRequestInfoAttributes || CSR_INFO_ATTRS,
-                value: Attribute3.schema(names.attributes || {})
+                value: Attribute4.schema(names.attributes || {})
               })
             ]
           })
@@ -75760,7 +75489,7 @@ var require_build3 = __commonJS({
         this.subject = new RelativeDistinguishedNames3({ schema: asn1.result[CSR_INFO_SUBJECT] });
         this.subjectPublicKeyInfo = new PublicKeyInfo3({ schema: asn1.result[CSR_INFO_SPKI] });
         if (CSR_INFO_ATTRS in asn1.result) {
-          this.attributes = Array.from(asn1.result[CSR_INFO_ATTRS], (element) => new Attribute3({ schema: element }));
+          this.attributes = Array.from(asn1.result[CSR_INFO_ATTRS], (element) => new Attribute4({ schema: element }));
         }
         this.signatureAlgorithm = new AlgorithmIdentifier3({ schema: asn1.result.signatureAlgorithm });
         this.signatureValue = asn1.result.signatureValue;
@@ -77004,7 +76733,7 @@ var require_build3 = __commonJS({
           value: [
             new asn1js__namespace.Repeated({
               name: names.attributes || EMPTY_STRING,
-              value: Attribute3.schema()
+              value: Attribute4.schema()
             })
           ]
         });
@@ -77028,7 +76757,7 @@ var require_build3 = __commonJS({
           else
             return;
         }
-        this.attributes = Array.from(asn1.result.attributes, (element) => new Attribute3({ schema: element }));
+        this.attributes = Array.from(asn1.result.attributes, (element) => new Attribute4({ schema: element }));
       }
       toSchema() {
         if (_SignedAndUnsignedAttributes.compareWithDefault(TYPE, this.type) || _SignedAndUnsignedAttributes.compareWithDefault(ATTRIBUTES, this.attributes))
@@ -77554,7 +77283,7 @@ var require_build3 = __commonJS({
         this.certificatePath = certificatePath;
       }
     };
-    var SignedData3 = class _SignedData extends PkiObject {
+    var SignedData4 = class _SignedData extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.version = pvutils__namespace.getParametersValue(parameters, VERSION$2, _SignedData.defaultValues(VERSION$2));
@@ -78064,8 +77793,8 @@ var require_build3 = __commonJS({
         signerInfo.signature = new asn1js__namespace.OctetString({ valueHex: signature });
       }
     };
-    SignedData3.CLASS_NAME = "SignedData";
-    SignedData3.ID_DATA = id_ContentType_Data;
+    SignedData4.CLASS_NAME = "SignedData";
+    SignedData4.ID_DATA = id_ContentType_Data;
     var VERSION$1 = "version";
     var AUTH_SAFE = "authSafe";
     var MAC_DATA = "macData";
@@ -78091,7 +77820,7 @@ var require_build3 = __commonJS({
           case VERSION$1:
             return 3;
           case AUTH_SAFE:
-            return new ContentInfo3();
+            return new ContentInfo4();
           case MAC_DATA:
             return new MacData();
           case PARSED_VALUE:
@@ -78105,7 +77834,7 @@ var require_build3 = __commonJS({
           case VERSION$1:
             return memberValue === _PFX.defaultValues(memberName);
           case AUTH_SAFE:
-            return ContentInfo3.compareWithDefault("contentType", memberValue.contentType) && ContentInfo3.compareWithDefault("content", memberValue.content);
+            return ContentInfo4.compareWithDefault("contentType", memberValue.contentType) && ContentInfo4.compareWithDefault("content", memberValue.content);
           case MAC_DATA:
             return MacData.compareWithDefault("mac", memberValue.mac) && MacData.compareWithDefault("macSalt", memberValue.macSalt) && MacData.compareWithDefault("iterations", memberValue.iterations);
           case PARSED_VALUE:
@@ -78120,7 +77849,7 @@ var require_build3 = __commonJS({
           name: names.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Integer({ name: names.version || VERSION$1 }),
-            ContentInfo3.schema(names.authSafe || {
+            ContentInfo4.schema(names.authSafe || {
               names: {
                 blockName: AUTH_SAFE
               }
@@ -78153,7 +77882,7 @@ var require_build3 = __commonJS({
         }));
         AsnError.assertSchema(asn1, this.className);
         this.version = asn1.result.version.valueBlock.valueDec;
-        this.authSafe = new ContentInfo3({ schema: asn1.result.authSafe });
+        this.authSafe = new ContentInfo4({ schema: asn1.result.authSafe });
         if (MAC_DATA in asn1.result)
           this.macData = new MacData({ schema: asn1.result.macData });
       }
@@ -78195,8 +77924,8 @@ var require_build3 = __commonJS({
               const saltView = new Uint8Array(saltBuffer);
               crypto2.getRandomValues(saltView);
               const data = this.parsedValue.authenticatedSafe.toSchema().toBER(false);
-              this.authSafe = new ContentInfo3({
-                contentType: ContentInfo3.DATA,
+              this.authSafe = new ContentInfo4({
+                contentType: ContentInfo4.DATA,
                 content: new asn1js__namespace.OctetString({ valueHex: data })
               });
               const result = await crypto2.stampDataWithPassword({
@@ -78226,7 +77955,7 @@ var require_build3 = __commonJS({
               ParameterError.assertEmpty(parameters.privateKey, "privateKey");
               ParameterError.assertEmpty(parameters.hashAlgorithm, "hashAlgorithm");
               const toBeSigned = this.parsedValue.authenticatedSafe.toSchema().toBER(false);
-              const cmsSigned = new SignedData3({
+              const cmsSigned = new SignedData4({
                 version: 1,
                 encapContentInfo: new EncapsulatedContentInfo2({
                   eContentType: "1.2.840.113549.1.7.1",
@@ -78236,15 +77965,15 @@ var require_build3 = __commonJS({
               });
               const result = await crypto2.digest({ name: parameters.hashAlgorithm }, new Uint8Array(toBeSigned));
               const signedAttr = [];
-              signedAttr.push(new Attribute3({
+              signedAttr.push(new Attribute4({
                 type: "1.2.840.113549.1.9.3",
                 values: [new asn1js__namespace.ObjectIdentifier({ value: "1.2.840.113549.1.7.1" })]
               }));
-              signedAttr.push(new Attribute3({
+              signedAttr.push(new Attribute4({
                 type: "1.2.840.113549.1.9.5",
                 values: [new asn1js__namespace.UTCTime({ valueDate: /* @__PURE__ */ new Date() })]
               }));
-              signedAttr.push(new Attribute3({
+              signedAttr.push(new Attribute4({
                 type: "1.2.840.113549.1.9.4",
                 values: [new asn1js__namespace.OctetString({ valueHex: result })]
               }));
@@ -78260,7 +77989,7 @@ var require_build3 = __commonJS({
                 })
               }));
               await cmsSigned.sign(parameters.privateKey, 0, parameters.hashAlgorithm, void 0, crypto2);
-              this.authSafe = new ContentInfo3({
+              this.authSafe = new ContentInfo4({
                 contentType: "1.2.840.113549.1.7.2",
                 content: cmsSigned.toSchema(true)
               });
@@ -78277,7 +78006,7 @@ var require_build3 = __commonJS({
         }
         this.parsedValue = {};
         switch (this.authSafe.contentType) {
-          case ContentInfo3.DATA:
+          case ContentInfo4.DATA:
             {
               ParameterError.assertEmpty(parameters.password, "password");
               this.parsedValue.integrityMode = 0;
@@ -78303,10 +78032,10 @@ var require_build3 = __commonJS({
               }
             }
             break;
-          case ContentInfo3.SIGNED_DATA:
+          case ContentInfo4.SIGNED_DATA:
             {
               this.parsedValue.integrityMode = 1;
-              const cmsSigned = new SignedData3({ schema: this.authSafe.content });
+              const cmsSigned = new SignedData4({ schema: this.authSafe.content });
               const eContent = cmsSigned.encapContentInfo.eContent;
               ParameterError.assert(eContent, "eContent", "cmsSigned.encapContentInfo");
               ArgumentError.assert(eContent, "eContent", asn1js__namespace.OctetString);
@@ -78634,7 +78363,7 @@ var require_build3 = __commonJS({
           case STATUS:
             return new PKIStatusInfo();
           case TIME_STAMP_TOKEN:
-            return new ContentInfo3();
+            return new ContentInfo4();
           default:
             return super.defaultValues(memberName);
         }
@@ -78659,7 +78388,7 @@ var require_build3 = __commonJS({
                 blockName: TIME_STAMP_RESP_STATUS
               }
             }),
-            ContentInfo3.schema(names.timeStampToken || {
+            ContentInfo4.schema(names.timeStampToken || {
               names: {
                 blockName: TIME_STAMP_RESP_TOKEN,
                 optional: true
@@ -78674,7 +78403,7 @@ var require_build3 = __commonJS({
         AsnError.assertSchema(asn1, this.className);
         this.status = new PKIStatusInfo({ schema: asn1.result[TIME_STAMP_RESP_STATUS] });
         if (TIME_STAMP_RESP_TOKEN in asn1.result)
-          this.timeStampToken = new ContentInfo3({ schema: asn1.result[TIME_STAMP_RESP_TOKEN] });
+          this.timeStampToken = new ContentInfo4({ schema: asn1.result[TIME_STAMP_RESP_TOKEN] });
       }
       toSchema() {
         const outputArray = [];
@@ -78697,7 +78426,7 @@ var require_build3 = __commonJS({
       }
       async sign(privateKey, hashAlgorithm2, crypto2 = getCrypto(true)) {
         this.assertContentType();
-        const signed = new SignedData3({ schema: this.timeStampToken.content });
+        const signed = new SignedData4({ schema: this.timeStampToken.content });
         return signed.sign(privateKey, 0, hashAlgorithm2, void 0, crypto2);
       }
       async verify(verificationParameters = {
@@ -78706,7 +78435,7 @@ var require_build3 = __commonJS({
         data: EMPTY_BUFFER
       }, crypto2 = getCrypto(true)) {
         this.assertContentType();
-        const signed = new SignedData3({ schema: this.timeStampToken.content });
+        const signed = new SignedData4({ schema: this.timeStampToken.content });
         return signed.verify(verificationParameters, crypto2);
       }
       assertContentType() {
@@ -78741,7 +78470,7 @@ var require_build3 = __commonJS({
     exports.ArgumentError = ArgumentError;
     exports.AsnError = AsnError;
     exports.AttCertValidityPeriod = AttCertValidityPeriod;
-    exports.Attribute = Attribute3;
+    exports.Attribute = Attribute4;
     exports.AttributeCertificateInfoV1 = AttributeCertificateInfoV1;
     exports.AttributeCertificateInfoV2 = AttributeCertificateInfoV2;
     exports.AttributeCertificateV1 = AttributeCertificateV1;
@@ -78764,7 +78493,7 @@ var require_build3 = __commonJS({
     exports.CertificateTemplate = CertificateTemplate;
     exports.CertificationRequest = CertificationRequest2;
     exports.ChainValidationError = ChainValidationError;
-    exports.ContentInfo = ContentInfo3;
+    exports.ContentInfo = ContentInfo4;
     exports.CryptoEngine = CryptoEngine;
     exports.DigestInfo = DigestInfo2;
     exports.DistributionPoint = DistributionPoint;
@@ -78857,7 +78586,7 @@ var require_build3 = __commonJS({
     exports.SignedAndUnsignedAttributes = SignedAndUnsignedAttributes3;
     exports.SignedCertificateTimestamp = SignedCertificateTimestamp;
     exports.SignedCertificateTimestampList = SignedCertificateTimestampList;
-    exports.SignedData = SignedData3;
+    exports.SignedData = SignedData4;
     exports.SignedDataVerifyError = SignedDataVerifyError;
     exports.SignerInfo = SignerInfo2;
     exports.SingleResponse = SingleResponse;
@@ -78939,6 +78668,21 @@ var require_build3 = __commonJS({
   }
 });
 
+// src/core/signer.ts
+function defaultScheme(keyType) {
+  return keyType === "rsa" ? "rsa-pkcs1" : keyType === "ec" ? "ecdsa" : "eddsa";
+}
+function schemeFitsKey(scheme, keyType) {
+  return defaultScheme(keyType) === scheme || keyType === "rsa" && scheme === "rsa-pss";
+}
+var HASH_NAMES;
+var init_signer = __esm({
+  "src/core/signer.ts"() {
+    "use strict";
+    HASH_NAMES = ["sha256", "sha384", "sha512"];
+  }
+});
+
 // src/core/pki/asn1.ts
 function invalid(message, hint) {
   return new CodesignError("INVALID_INPUT", message, hint === void 0 ? {} : { hint });
@@ -78989,11 +78733,11 @@ function digestInfo(hash, digest) {
   if (digest.length !== HASH_BYTES[hash]) {
     throw invalid(`a ${hash} digest must be ${HASH_BYTES[hash]} bytes, got ${digest.length}`);
   }
-  const info3 = new pkijs.DigestInfo({
+  const info2 = new pkijs.DigestInfo({
     digestAlgorithm: hashAlgorithm(hash),
     digest: new asn1js.OctetString({ valueHex: digest })
   });
-  return new Uint8Array(info3.toSchema().toBER());
+  return new Uint8Array(info2.toSchema().toBER());
 }
 function signatureAlgorithm(keyType, scheme, hash, curve) {
   if (!schemeFitsKey(scheme, keyType)) {
@@ -79053,11 +78797,11 @@ function curveFromEcParams(ecParamsDer) {
   return { ...curve };
 }
 function spki(algorithm, key) {
-  const info3 = new pkijs.PublicKeyInfo({
+  const info2 = new pkijs.PublicKeyInfo({
     algorithm,
     subjectPublicKey: new asn1js.BitString({ valueHex: key })
   });
-  return new Uint8Array(info3.toSchema().toBER());
+  return new Uint8Array(info2.toSchema().toBER());
 }
 function spkiFromRsa(modulus, publicExponent) {
   if (!modulus.some((b) => b !== 0)) throw invalid("the RSA modulus is empty");
@@ -79374,10 +79118,10 @@ var init_module = __esm({
       p11;
       path;
       finalized = false;
-      constructor(lib, p11, path18) {
+      constructor(lib, p11, path20) {
         this.lib = lib;
         this.p11 = p11;
-        this.path = path18;
+        this.path = path20;
       }
       static open(modulePath) {
         const lib = loadPkcs11Js();
@@ -79408,13 +79152,13 @@ var init_module = __esm({
         }
       }
       describe() {
-        const info3 = call("C_GetInfo", () => this.p11.C_GetInfo());
+        const info2 = call("C_GetInfo", () => this.p11.C_GetInfo());
         return {
           path: this.path,
-          manufacturer: trim(info3.manufacturerID),
-          description: trim(info3.libraryDescription),
-          version: `${info3.libraryVersion.major}.${info3.libraryVersion.minor}`,
-          cryptokiVersion: `${info3.cryptokiVersion.major}.${info3.cryptokiVersion.minor}`
+          manufacturer: trim(info2.manufacturerID),
+          description: trim(info2.libraryDescription),
+          version: `${info2.libraryVersion.major}.${info2.libraryVersion.minor}`,
+          cryptokiVersion: `${info2.cryptokiVersion.major}.${info2.cryptokiVersion.minor}`
         };
       }
       tokens() {
@@ -79481,18 +79225,18 @@ var init_module = __esm({
       }
       /** Names of the mechanisms the token offers, with their flags. */
       mechanisms(token) {
-        const list2 = call("C_GetMechanismList", () => this.p11.C_GetMechanismList(token.handle));
+        const list = call("C_GetMechanismList", () => this.p11.C_GetMechanismList(token.handle));
         const names = mechanismNames(this.lib);
         const out = /* @__PURE__ */ new Map();
-        for (const type of list2) {
+        for (const type of list) {
           let sign4 = false;
           let minKey = 0;
           let maxKey = 0;
           try {
-            const info3 = this.p11.C_GetMechanismInfo(token.handle, type);
-            sign4 = (info3.flags & this.lib.CKF_SIGN) !== 0;
-            minKey = info3.minKeySize;
-            maxKey = info3.maxKeySize;
+            const info2 = this.p11.C_GetMechanismInfo(token.handle, type);
+            sign4 = (info2.flags & this.lib.CKF_SIGN) !== 0;
+            minKey = info2.minKeySize;
+            maxKey = info2.maxKeySize;
           } catch {
           }
           out.set(type, { name: names.get(type) ?? `0x${type.toString(16)}`, sign: sign4, minKey, maxKey });
@@ -79588,13 +79332,13 @@ function isPathName(n2) {
 function isQueryName(n2) {
   return QUERY_NAMES.includes(n2);
 }
-function decodeBytes(raw, allowed, name) {
+function decodeBytes(raw2, allowed, name) {
   const secret = name === "pin-value";
   const out = [];
-  for (let i2 = 0; i2 < raw.length; i2++) {
-    const c3 = raw[i2];
+  for (let i2 = 0; i2 < raw2.length; i2++) {
+    const c3 = raw2[i2];
     if (c3 === "%") {
-      const hex = raw.slice(i2 + 1, i2 + 3);
+      const hex = raw2.slice(i2 + 1, i2 + 3);
       if (!/^[0-9A-Fa-f]{2}$/.test(hex)) {
         throw invalid2(
           secret ? `bad percent-escape in pin-value` : `bad percent-escape "%${hex}" in ${name}= (write %25 for a literal %)`
@@ -79614,8 +79358,8 @@ function decodeBytes(raw, allowed, name) {
   }
   return Uint8Array.from(out);
 }
-function decodeText(raw, allowed, name) {
-  const bytes = decodeBytes(raw, allowed, name);
+function decodeText(raw2, allowed, name) {
+  const bytes = decodeBytes(raw2, allowed, name);
   try {
     return utf8.decode(bytes);
   } catch {
@@ -79662,36 +79406,36 @@ function parseUri(input) {
   if (pathPart !== "") {
     for (const attr of pathPart.split(";")) {
       if (attr === "") throw invalid2('empty attribute in the path (two ";" in a row, or a trailing ";")');
-      const [name, raw] = splitAttribute(attr, "path");
+      const [name, raw2] = splitAttribute(attr, "path");
       once9(name, "path");
       if (isQueryName(name)) throw invalid2(`${name} is a query attribute: write it after "?"`);
       if (!isPathName(name)) {
-        uri.vendorPath.push([name, decodeText(raw, PATH_CHARS, name)]);
+        uri.vendorPath.push([name, decodeText(raw2, PATH_CHARS, name)]);
         continue;
       }
-      setPath(uri.path, name, raw);
+      setPath(uri.path, name, raw2);
     }
   }
   if (queryPart !== void 0 && queryPart !== "") {
     for (const attr of queryPart.split("&")) {
       if (attr === "") throw invalid2('empty attribute in the query (two "&" in a row, or a trailing "&")');
-      const [name, raw] = splitAttribute(attr, "query");
+      const [name, raw2] = splitAttribute(attr, "query");
       once9(name, "query");
       if (isPathName(name)) throw invalid2(`${name} is a path attribute: write it before "?"`);
-      const value = decodeText(raw, QUERY_CHARS, name);
+      const value = decodeText(raw2, QUERY_CHARS, name);
       if (isQueryName(name)) uri.query[name] = value;
       else uri.vendorQuery.push([name, value]);
     }
   }
   return uri;
 }
-function setPath(p, name, raw) {
+function setPath(p, name, raw2) {
   switch (name) {
     case "id":
-      p.id = decodeBytes(raw, PATH_CHARS, name);
+      p.id = decodeBytes(raw2, PATH_CHARS, name);
       return;
     case "type": {
-      const v = decodeText(raw, PATH_CHARS, name);
+      const v = decodeText(raw2, PATH_CHARS, name);
       if (!OBJECT_TYPES.includes(v)) {
         throw invalid2(`type=${v} is not one of ${OBJECT_TYPES.join(", ")}`);
       }
@@ -79699,13 +79443,13 @@ function setPath(p, name, raw) {
       return;
     }
     case "library-version": {
-      const v = decodeText(raw, PATH_CHARS, name);
+      const v = decodeText(raw2, PATH_CHARS, name);
       if (!/^\d+(\.\d+)?$/.test(v)) throw invalid2(`library-version=${v} must be MAJOR or MAJOR.MINOR digits`);
       p[name] = v;
       return;
     }
     case "slot-id": {
-      const v = decodeText(raw, PATH_CHARS, name);
+      const v = decodeText(raw2, PATH_CHARS, name);
       const n2 = Number(v);
       if (!/^\d+$/.test(v) || !Number.isSafeInteger(n2))
         throw invalid2(`slot-id=${v} must be a decimal number`);
@@ -79713,7 +79457,7 @@ function setPath(p, name, raw) {
       return;
     }
     default:
-      p[name] = decodeText(raw, PATH_CHARS, name);
+      p[name] = decodeText(raw2, PATH_CHARS, name);
   }
 }
 function encode(bytes, allowed) {
@@ -79890,9 +79634,9 @@ var init_x509 = __esm({
 });
 
 // src/core/pkcs11/keys.ts
-function keyTypeOf(m, raw) {
-  if (!raw) return void 0;
-  const value = raw.length >= 8 ? Number(raw.readBigUInt64LE(0)) : raw.readUInt32LE(0);
+function keyTypeOf(m, raw2) {
+  if (!raw2) return void 0;
+  const value = raw2.length >= 8 ? Number(raw2.readBigUInt64LE(0)) : raw2.readUInt32LE(0);
   if (value === m.lib.CKK_RSA) return "rsa";
   if (value === m.lib.CKK_EC) return "ec";
   if (value === CKK_EC_EDWARDS) return "eddsa";
@@ -80047,7 +79791,7 @@ var init_keys = __esm({
 // src/core/pkcs11/module-path.ts
 import { existsSync, readdirSync, readFileSync as readFileSync4 } from "node:fs";
 import { homedir } from "node:os";
-import path12 from "node:path";
+import path9 from "node:path";
 function libDirs() {
   const triple = MULTIARCH[process.arch];
   return [...triple ? [`/usr/lib/${triple}`] : [], "/usr/lib64", "/usr/lib", "/usr/local/lib"];
@@ -80056,17 +79800,17 @@ function p11KitConfigDirs() {
   return [
     "/usr/share/p11-kit/modules",
     "/etc/pkcs11/modules",
-    path12.join(homedir(), ".config/pkcs11/modules")
+    path9.join(homedir(), ".config/pkcs11/modules")
   ];
 }
 function firstExisting(candidates) {
   return candidates.find((p) => existsSync(p));
 }
 function p11KitProxyPath() {
-  return firstExisting(libDirs().map((d) => path12.join(d, "p11-kit-proxy.so")));
+  return firstExisting(libDirs().map((d) => path9.join(d, "p11-kit-proxy.so")));
 }
 function p11KitClientPath() {
-  return firstExisting(libDirs().map((d) => path12.join(d, "pkcs11", "p11-kit-client.so")));
+  return firstExisting(libDirs().map((d) => path9.join(d, "pkcs11", "p11-kit-client.so")));
 }
 function registeredModules(dirs = p11KitConfigDirs()) {
   const byName = /* @__PURE__ */ new Map();
@@ -80079,11 +79823,11 @@ function registeredModules(dirs = p11KitConfigDirs()) {
     }
     for (const entry of entries.sort()) {
       if (!entry.endsWith(".module")) continue;
-      const configFile = path12.join(dir, entry);
+      const configFile = path9.join(dir, entry);
       const match = /^\s*module\s*:\s*(.+?)\s*$/m.exec(readFileSync4(configFile, "utf8"));
       if (!match?.[1]) continue;
       const lib = match[1];
-      const resolved = path12.isAbsolute(lib) ? lib : firstExisting(libDirs().map((d) => path12.join(d, "pkcs11", lib))) ?? lib;
+      const resolved = path9.isAbsolute(lib) ? lib : firstExisting(libDirs().map((d) => path9.join(d, "pkcs11", lib))) ?? lib;
       byName.set(entry.slice(0, -".module".length), {
         name: entry.slice(0, -".module".length),
         path: resolved,
@@ -80094,7 +79838,7 @@ function registeredModules(dirs = p11KitConfigDirs()) {
   return [...byName.values()];
 }
 function libraryBaseName(file) {
-  return path12.basename(file).replace(/\.(so|dylib|dll)(\.[0-9.]+)?$/, "").replace(/^lib/, "");
+  return path9.basename(file).replace(/\.(so|dylib|dll)(\.[0-9.]+)?$/, "").replace(/^lib/, "");
 }
 function resolveModuleName(name) {
   const modules = registeredModules();
@@ -80111,14 +79855,14 @@ function resolveModuleName(name) {
   return found.path;
 }
 function remoteAddress(value) {
-  const address = value.startsWith("unix:") || value.includes("=") ? value : `unix:path=${path12.resolve(value)}`;
+  const address = value.startsWith("unix:") || value.includes("=") ? value : `unix:path=${path9.resolve(value)}`;
   if (/[\0\n\r]/.test(address))
     throw new CodesignError("INVALID_INPUT", "the --remote address holds a control character");
   return address;
 }
 function chooseModule(opts) {
   const env = opts.env ?? process.env;
-  let choice;
+  let choice2;
   const remote = env["CODESIGN_REMOTE"];
   if (remote) {
     if (opts.flag) {
@@ -80139,13 +79883,13 @@ function chooseModule(opts) {
     env["P11_KIT_SERVER_ADDRESS"] = remoteAddress(remote);
     return { path: client, source: "--remote" };
   }
-  if (opts.flag) choice = { path: opts.flag, source: "--module" };
+  if (opts.flag) choice2 = { path: opts.flag, source: "--module" };
   else if (opts.uri?.query["module-path"])
-    choice = { path: opts.uri.query["module-path"], source: "module-path" };
+    choice2 = { path: opts.uri.query["module-path"], source: "module-path" };
   else if (opts.uri?.query["module-name"])
-    choice = { path: resolveModuleName(opts.uri.query["module-name"]), source: "module-name" };
+    choice2 = { path: resolveModuleName(opts.uri.query["module-name"]), source: "module-name" };
   else if (env["CODESIGN_PKCS11_MODULE"])
-    choice = { path: env["CODESIGN_PKCS11_MODULE"], source: "CODESIGN_PKCS11_MODULE" };
+    choice2 = { path: env["CODESIGN_PKCS11_MODULE"], source: "CODESIGN_PKCS11_MODULE" };
   else {
     const proxy = p11KitProxyPath();
     if (!proxy) {
@@ -80157,18 +79901,18 @@ function chooseModule(opts) {
         }
       );
     }
-    choice = { path: proxy, source: "p11-kit-proxy" };
+    choice2 = { path: proxy, source: "p11-kit-proxy" };
   }
-  if (!existsSync(choice.path)) {
+  if (!existsSync(choice2.path)) {
     throw new CodesignError(
       "MODULE_NOT_FOUND",
-      `PKCS#11 module not found: ${choice.path} (from ${choice.source})`,
+      `PKCS#11 module not found: ${choice2.path} (from ${choice2.source})`,
       {
         hint: "check the path; `codesign doctor` lists the modules registered with p11-kit"
       }
     );
   }
-  return choice;
+  return choice2;
 }
 var MULTIARCH;
 var init_module_path = __esm({
@@ -80332,7 +80076,7 @@ var init_signer_pool = __esm({
 });
 
 // src/core/pkcs11/token-signer.ts
-import { createHash as createHash2 } from "node:crypto";
+import { createHash } from "node:crypto";
 var HASH_BYTES2, TokenKeySigner;
 var init_token_signer = __esm({
   "src/core/pkcs11/token-signer.ts"() {
@@ -80424,7 +80168,7 @@ var init_token_signer = __esm({
             message
           );
         } else {
-          const digest = "digest" in input ? Buffer.from(input.digest) : createHash2(hash).update(input.message).digest();
+          const digest = "digest" in input ? Buffer.from(input.digest) : createHash(hash).update(input.message).digest();
           if (digest.length !== HASH_BYTES2[hash]) {
             throw new CodesignError(
               "INTERNAL",
@@ -80526,1038 +80270,6 @@ var init_token_key = __esm({
   }
 });
 
-// src/cli/output.ts
-function useColor(stream = process.stderr) {
-  return stream.isTTY === true && !("NO_COLOR" in process.env && process.env["NO_COLOR"] !== "") && process.env["TERM"] !== "dumb";
-}
-function paint(code, text, stream) {
-  return useColor(stream) ? `\x1B[${code}m${text}\x1B[0m` : text;
-}
-function printJson(value) {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}
-`);
-}
-function info(text) {
-  process.stderr.write(`${text}
-`);
-}
-function warn(text) {
-  process.stderr.write(`${style.yellow("warning:")} ${text}
-`);
-}
-var style;
-var init_output2 = __esm({
-  "src/cli/output.ts"() {
-    "use strict";
-    init_errors();
-    style = {
-      bold: (t, s = process.stdout) => paint("1", t, s),
-      dim: (t, s = process.stdout) => paint("2", t, s),
-      red: (t, s = process.stderr) => paint("31", t, s),
-      green: (t, s = process.stdout) => paint("32", t, s),
-      yellow: (t, s = process.stderr) => paint("33", t, s)
-    };
-  }
-});
-
-// src/cli/prompt.ts
-function promptPin(question = "Token PIN: ") {
-  const stdin = process.stdin;
-  return new Promise((resolve, reject) => {
-    let value = "";
-    process.stderr.write(question);
-    stdin.setRawMode(true);
-    stdin.resume();
-    stdin.setEncoding("utf8");
-    const done = (err) => {
-      stdin.setRawMode(false);
-      stdin.pause();
-      stdin.off("data", onData);
-      process.stderr.write("\n");
-      if (err) reject(err);
-      else resolve(value);
-    };
-    const onData = (chunk) => {
-      for (const ch of chunk) {
-        if (ch === "\r" || ch === "\n" || ch === "") return done();
-        if (ch === "") return done(new CodesignError("PIN_REQUIRED", "PIN entry cancelled"));
-        if (ch === "\x7F" || ch === "\b") value = value.slice(0, -1);
-        else value += ch;
-      }
-    };
-    stdin.on("data", onData);
-  });
-}
-var init_prompt = __esm({
-  "src/cli/prompt.ts"() {
-    "use strict";
-    init_errors();
-  }
-});
-
-// src/cli/common.ts
-import { stat } from "node:fs/promises";
-function str(args4, name) {
-  const v = args4[name];
-  const last = Array.isArray(v) ? v.at(-1) : v;
-  return typeof last === "string" ? last : void 0;
-}
-function list(args4, name) {
-  const v = args4[name];
-  return (Array.isArray(v) ? v : v === void 0 ? [] : [v]).map(String);
-}
-function flag(args4, name) {
-  return args4[name] === true;
-}
-function keyAccess(args4, key = str(args4, "key")) {
-  return {
-    key: key ?? "pkcs11:",
-    module: str(args4, "module"),
-    pinFile: str(args4, "pin-file"),
-    prompt: () => promptPin()
-  };
-}
-function timestampOptions(args4) {
-  const urls = list(args4, "timestamp");
-  const retries = Number(args4["timestamp-retries"] ?? 2);
-  const timeout = Number(args4["timestamp-timeout"] ?? 10);
-  return {
-    urls,
-    failover: {
-      what: "timestamp server",
-      retries: Number.isFinite(retries) && retries >= 0 ? Math.floor(retries) : 2,
-      timeoutMs: Number.isFinite(timeout) && timeout > 0 ? timeout * 1e3 : 1e4,
-      onFailure: ({ url, attempt, reason, next }) => warn(
-        `timestamp server ${url} failed (attempt ${attempt}): ${reason}${next === "retry" ? "; retrying" : next === "next-url" ? "; trying the next one" : ""}`
-      )
-    }
-  };
-}
-var unreadable, inputSize;
-var init_common = __esm({
-  "src/cli/common.ts"() {
-    "use strict";
-    init_errors();
-    init_output2();
-    init_prompt();
-    unreadable = (file, what = "") => (cause) => {
-      throw new CodesignError(
-        "INVALID_INPUT",
-        `cannot read ${what ? `${what} ` : ""}${file}: ${cause.code ?? cause.message}`,
-        {
-          hint: "check the path",
-          cause
-        }
-      );
-    };
-    inputSize = async (input) => (await stat(input).catch(unreadable(input))).size;
-  }
-});
-
-// node_modules/cli-progress/lib/eta.js
-var require_eta = __commonJS({
-  "node_modules/cli-progress/lib/eta.js"(exports, module) {
-    var ETA = class {
-      constructor(length, initTime, initValue) {
-        this.etaBufferLength = length || 100;
-        this.valueBuffer = [initValue];
-        this.timeBuffer = [initTime];
-        this.eta = "0";
-      }
-      // add new values to calculation buffer
-      update(time, value, total) {
-        this.valueBuffer.push(value);
-        this.timeBuffer.push(time);
-        this.calculate(total - value);
-      }
-      // fetch estimated time
-      getTime() {
-        return this.eta;
-      }
-      // eta calculation - request number of remaining events
-      calculate(remaining) {
-        const currentBufferSize = this.valueBuffer.length;
-        const buffer = Math.min(this.etaBufferLength, currentBufferSize);
-        const v_diff = this.valueBuffer[currentBufferSize - 1] - this.valueBuffer[currentBufferSize - buffer];
-        const t_diff = this.timeBuffer[currentBufferSize - 1] - this.timeBuffer[currentBufferSize - buffer];
-        const vt_rate = v_diff / t_diff;
-        this.valueBuffer = this.valueBuffer.slice(-this.etaBufferLength);
-        this.timeBuffer = this.timeBuffer.slice(-this.etaBufferLength);
-        const eta = Math.ceil(remaining / vt_rate / 1e3);
-        if (isNaN(eta)) {
-          this.eta = "NULL";
-        } else if (!isFinite(eta)) {
-          this.eta = "INF";
-        } else if (eta > 1e7) {
-          this.eta = "INF";
-        } else if (eta < 0) {
-          this.eta = 0;
-        } else {
-          this.eta = eta;
-        }
-      }
-    };
-    module.exports = ETA;
-  }
-});
-
-// node_modules/cli-progress/lib/terminal.js
-var require_terminal = __commonJS({
-  "node_modules/cli-progress/lib/terminal.js"(exports, module) {
-    var _readline = __require("readline");
-    var Terminal = class {
-      constructor(outputStream) {
-        this.stream = outputStream;
-        this.linewrap = true;
-        this.dy = 0;
-      }
-      // save cursor position + settings
-      cursorSave() {
-        if (!this.stream.isTTY) {
-          return;
-        }
-        this.stream.write("\x1B7");
-      }
-      // restore last cursor position + settings
-      cursorRestore() {
-        if (!this.stream.isTTY) {
-          return;
-        }
-        this.stream.write("\x1B8");
-      }
-      // show/hide cursor
-      cursor(enabled) {
-        if (!this.stream.isTTY) {
-          return;
-        }
-        if (enabled) {
-          this.stream.write("\x1B[?25h");
-        } else {
-          this.stream.write("\x1B[?25l");
-        }
-      }
-      // change cursor positionn
-      cursorTo(x = null, y = null) {
-        if (!this.stream.isTTY) {
-          return;
-        }
-        _readline.cursorTo(this.stream, x, y);
-      }
-      // change relative cursor position
-      cursorRelative(dx = null, dy = null) {
-        if (!this.stream.isTTY) {
-          return;
-        }
-        this.dy = this.dy + dy;
-        _readline.moveCursor(this.stream, dx, dy);
-      }
-      // relative reset
-      cursorRelativeReset() {
-        if (!this.stream.isTTY) {
-          return;
-        }
-        _readline.moveCursor(this.stream, 0, -this.dy);
-        _readline.cursorTo(this.stream, 0, null);
-        this.dy = 0;
-      }
-      // clear to the right from cursor
-      clearRight() {
-        if (!this.stream.isTTY) {
-          return;
-        }
-        _readline.clearLine(this.stream, 1);
-      }
-      // clear the full line
-      clearLine() {
-        if (!this.stream.isTTY) {
-          return;
-        }
-        _readline.clearLine(this.stream, 0);
-      }
-      // clear everyting beyond the current line
-      clearBottom() {
-        if (!this.stream.isTTY) {
-          return;
-        }
-        _readline.clearScreenDown(this.stream);
-      }
-      // add new line; increment counter
-      newline() {
-        this.stream.write("\n");
-        this.dy++;
-      }
-      // write content to output stream
-      // @TODO use string-width to strip length
-      write(s, rawWrite = false) {
-        if (this.linewrap === true && rawWrite === false) {
-          this.stream.write(s.substr(0, this.getWidth()));
-        } else {
-          this.stream.write(s);
-        }
-      }
-      // control line wrapping
-      lineWrapping(enabled) {
-        if (!this.stream.isTTY) {
-          return;
-        }
-        this.linewrap = enabled;
-        if (enabled) {
-          this.stream.write("\x1B[?7h");
-        } else {
-          this.stream.write("\x1B[?7l");
-        }
-      }
-      // tty environment ?
-      isTTY() {
-        return this.stream.isTTY === true;
-      }
-      // get terminal width
-      getWidth() {
-        return this.stream.columns || (this.stream.isTTY ? 80 : 200);
-      }
-    };
-    module.exports = Terminal;
-  }
-});
-
-// node_modules/ansi-regex/index.js
-var require_ansi_regex = __commonJS({
-  "node_modules/ansi-regex/index.js"(exports, module) {
-    "use strict";
-    module.exports = ({ onlyFirst = false } = {}) => {
-      const pattern = [
-        "[\\u001B\\u009B][[\\]()#;?]*(?:(?:(?:(?:;[-a-zA-Z\\d\\/#&.:=?%@~_]+)*|[a-zA-Z\\d]+(?:;[-a-zA-Z\\d\\/#&.:=?%@~_]*)*)?\\u0007)",
-        "(?:(?:\\d{1,4}(?:;\\d{0,4})*)?[\\dA-PR-TZcf-ntqry=><~]))"
-      ].join("|");
-      return new RegExp(pattern, onlyFirst ? void 0 : "g");
-    };
-  }
-});
-
-// node_modules/strip-ansi/index.js
-var require_strip_ansi = __commonJS({
-  "node_modules/strip-ansi/index.js"(exports, module) {
-    "use strict";
-    var ansiRegex = require_ansi_regex();
-    module.exports = (string) => typeof string === "string" ? string.replace(ansiRegex(), "") : string;
-  }
-});
-
-// node_modules/is-fullwidth-code-point/index.js
-var require_is_fullwidth_code_point = __commonJS({
-  "node_modules/is-fullwidth-code-point/index.js"(exports, module) {
-    "use strict";
-    var isFullwidthCodePoint = (codePoint) => {
-      if (Number.isNaN(codePoint)) {
-        return false;
-      }
-      if (codePoint >= 4352 && (codePoint <= 4447 || // Hangul Jamo
-      codePoint === 9001 || // LEFT-POINTING ANGLE BRACKET
-      codePoint === 9002 || // RIGHT-POINTING ANGLE BRACKET
-      // CJK Radicals Supplement .. Enclosed CJK Letters and Months
-      11904 <= codePoint && codePoint <= 12871 && codePoint !== 12351 || // Enclosed CJK Letters and Months .. CJK Unified Ideographs Extension A
-      12880 <= codePoint && codePoint <= 19903 || // CJK Unified Ideographs .. Yi Radicals
-      19968 <= codePoint && codePoint <= 42182 || // Hangul Jamo Extended-A
-      43360 <= codePoint && codePoint <= 43388 || // Hangul Syllables
-      44032 <= codePoint && codePoint <= 55203 || // CJK Compatibility Ideographs
-      63744 <= codePoint && codePoint <= 64255 || // Vertical Forms
-      65040 <= codePoint && codePoint <= 65049 || // CJK Compatibility Forms .. Small Form Variants
-      65072 <= codePoint && codePoint <= 65131 || // Halfwidth and Fullwidth Forms
-      65281 <= codePoint && codePoint <= 65376 || 65504 <= codePoint && codePoint <= 65510 || // Kana Supplement
-      110592 <= codePoint && codePoint <= 110593 || // Enclosed Ideographic Supplement
-      127488 <= codePoint && codePoint <= 127569 || // CJK Unified Ideographs Extension B .. Tertiary Ideographic Plane
-      131072 <= codePoint && codePoint <= 262141)) {
-        return true;
-      }
-      return false;
-    };
-    module.exports = isFullwidthCodePoint;
-    module.exports.default = isFullwidthCodePoint;
-  }
-});
-
-// node_modules/emoji-regex/index.js
-var require_emoji_regex = __commonJS({
-  "node_modules/emoji-regex/index.js"(exports, module) {
-    "use strict";
-    module.exports = function() {
-      return /\uD83C\uDFF4\uDB40\uDC67\uDB40\uDC62(?:\uDB40\uDC65\uDB40\uDC6E\uDB40\uDC67|\uDB40\uDC73\uDB40\uDC63\uDB40\uDC74|\uDB40\uDC77\uDB40\uDC6C\uDB40\uDC73)\uDB40\uDC7F|\uD83D\uDC68(?:\uD83C\uDFFC\u200D(?:\uD83E\uDD1D\u200D\uD83D\uDC68\uD83C\uDFFB|\uD83C[\uDF3E\uDF73\uDF93\uDFA4\uDFA8\uDFEB\uDFED]|\uD83D[\uDCBB\uDCBC\uDD27\uDD2C\uDE80\uDE92]|\uD83E[\uDDAF-\uDDB3\uDDBC\uDDBD])|\uD83C\uDFFF\u200D(?:\uD83E\uDD1D\u200D\uD83D\uDC68(?:\uD83C[\uDFFB-\uDFFE])|\uD83C[\uDF3E\uDF73\uDF93\uDFA4\uDFA8\uDFEB\uDFED]|\uD83D[\uDCBB\uDCBC\uDD27\uDD2C\uDE80\uDE92]|\uD83E[\uDDAF-\uDDB3\uDDBC\uDDBD])|\uD83C\uDFFE\u200D(?:\uD83E\uDD1D\u200D\uD83D\uDC68(?:\uD83C[\uDFFB-\uDFFD])|\uD83C[\uDF3E\uDF73\uDF93\uDFA4\uDFA8\uDFEB\uDFED]|\uD83D[\uDCBB\uDCBC\uDD27\uDD2C\uDE80\uDE92]|\uD83E[\uDDAF-\uDDB3\uDDBC\uDDBD])|\uD83C\uDFFD\u200D(?:\uD83E\uDD1D\u200D\uD83D\uDC68(?:\uD83C[\uDFFB\uDFFC])|\uD83C[\uDF3E\uDF73\uDF93\uDFA4\uDFA8\uDFEB\uDFED]|\uD83D[\uDCBB\uDCBC\uDD27\uDD2C\uDE80\uDE92]|\uD83E[\uDDAF-\uDDB3\uDDBC\uDDBD])|\u200D(?:\u2764\uFE0F\u200D(?:\uD83D\uDC8B\u200D)?\uD83D\uDC68|(?:\uD83D[\uDC68\uDC69])\u200D(?:\uD83D\uDC66\u200D\uD83D\uDC66|\uD83D\uDC67\u200D(?:\uD83D[\uDC66\uDC67]))|\uD83D\uDC66\u200D\uD83D\uDC66|\uD83D\uDC67\u200D(?:\uD83D[\uDC66\uDC67])|(?:\uD83D[\uDC68\uDC69])\u200D(?:\uD83D[\uDC66\uDC67])|[\u2695\u2696\u2708]\uFE0F|\uD83D[\uDC66\uDC67]|\uD83C[\uDF3E\uDF73\uDF93\uDFA4\uDFA8\uDFEB\uDFED]|\uD83D[\uDCBB\uDCBC\uDD27\uDD2C\uDE80\uDE92]|\uD83E[\uDDAF-\uDDB3\uDDBC\uDDBD])|(?:\uD83C\uDFFB\u200D[\u2695\u2696\u2708]|\uD83C\uDFFF\u200D[\u2695\u2696\u2708]|\uD83C\uDFFE\u200D[\u2695\u2696\u2708]|\uD83C\uDFFD\u200D[\u2695\u2696\u2708]|\uD83C\uDFFC\u200D[\u2695\u2696\u2708])\uFE0F|\uD83C\uDFFB\u200D(?:\uD83C[\uDF3E\uDF73\uDF93\uDFA4\uDFA8\uDFEB\uDFED]|\uD83D[\uDCBB\uDCBC\uDD27\uDD2C\uDE80\uDE92]|\uD83E[\uDDAF-\uDDB3\uDDBC\uDDBD])|\uD83C[\uDFFB-\uDFFF])|(?:\uD83E\uDDD1\uD83C\uDFFB\u200D\uD83E\uDD1D\u200D\uD83E\uDDD1|\uD83D\uDC69\uD83C\uDFFC\u200D\uD83E\uDD1D\u200D\uD83D\uDC69)\uD83C\uDFFB|\uD83E\uDDD1(?:\uD83C\uDFFF\u200D\uD83E\uDD1D\u200D\uD83E\uDDD1(?:\uD83C[\uDFFB-\uDFFF])|\u200D\uD83E\uDD1D\u200D\uD83E\uDDD1)|(?:\uD83E\uDDD1\uD83C\uDFFE\u200D\uD83E\uDD1D\u200D\uD83E\uDDD1|\uD83D\uDC69\uD83C\uDFFF\u200D\uD83E\uDD1D\u200D(?:\uD83D[\uDC68\uDC69]))(?:\uD83C[\uDFFB-\uDFFE])|(?:\uD83E\uDDD1\uD83C\uDFFC\u200D\uD83E\uDD1D\u200D\uD83E\uDDD1|\uD83D\uDC69\uD83C\uDFFD\u200D\uD83E\uDD1D\u200D\uD83D\uDC69)(?:\uD83C[\uDFFB\uDFFC])|\uD83D\uDC69(?:\uD83C\uDFFE\u200D(?:\uD83E\uDD1D\u200D\uD83D\uDC68(?:\uD83C[\uDFFB-\uDFFD\uDFFF])|\uD83C[\uDF3E\uDF73\uDF93\uDFA4\uDFA8\uDFEB\uDFED]|\uD83D[\uDCBB\uDCBC\uDD27\uDD2C\uDE80\uDE92]|\uD83E[\uDDAF-\uDDB3\uDDBC\uDDBD])|\uD83C\uDFFC\u200D(?:\uD83E\uDD1D\u200D\uD83D\uDC68(?:\uD83C[\uDFFB\uDFFD-\uDFFF])|\uD83C[\uDF3E\uDF73\uDF93\uDFA4\uDFA8\uDFEB\uDFED]|\uD83D[\uDCBB\uDCBC\uDD27\uDD2C\uDE80\uDE92]|\uD83E[\uDDAF-\uDDB3\uDDBC\uDDBD])|\uD83C\uDFFB\u200D(?:\uD83E\uDD1D\u200D\uD83D\uDC68(?:\uD83C[\uDFFC-\uDFFF])|\uD83C[\uDF3E\uDF73\uDF93\uDFA4\uDFA8\uDFEB\uDFED]|\uD83D[\uDCBB\uDCBC\uDD27\uDD2C\uDE80\uDE92]|\uD83E[\uDDAF-\uDDB3\uDDBC\uDDBD])|\uD83C\uDFFD\u200D(?:\uD83E\uDD1D\u200D\uD83D\uDC68(?:\uD83C[\uDFFB\uDFFC\uDFFE\uDFFF])|\uD83C[\uDF3E\uDF73\uDF93\uDFA4\uDFA8\uDFEB\uDFED]|\uD83D[\uDCBB\uDCBC\uDD27\uDD2C\uDE80\uDE92]|\uD83E[\uDDAF-\uDDB3\uDDBC\uDDBD])|\u200D(?:\u2764\uFE0F\u200D(?:\uD83D\uDC8B\u200D(?:\uD83D[\uDC68\uDC69])|\uD83D[\uDC68\uDC69])|\uD83C[\uDF3E\uDF73\uDF93\uDFA4\uDFA8\uDFEB\uDFED]|\uD83D[\uDCBB\uDCBC\uDD27\uDD2C\uDE80\uDE92]|\uD83E[\uDDAF-\uDDB3\uDDBC\uDDBD])|\uD83C\uDFFF\u200D(?:\uD83C[\uDF3E\uDF73\uDF93\uDFA4\uDFA8\uDFEB\uDFED]|\uD83D[\uDCBB\uDCBC\uDD27\uDD2C\uDE80\uDE92]|\uD83E[\uDDAF-\uDDB3\uDDBC\uDDBD]))|\uD83D\uDC69\u200D\uD83D\uDC69\u200D(?:\uD83D\uDC66\u200D\uD83D\uDC66|\uD83D\uDC67\u200D(?:\uD83D[\uDC66\uDC67]))|(?:\uD83E\uDDD1\uD83C\uDFFD\u200D\uD83E\uDD1D\u200D\uD83E\uDDD1|\uD83D\uDC69\uD83C\uDFFE\u200D\uD83E\uDD1D\u200D\uD83D\uDC69)(?:\uD83C[\uDFFB-\uDFFD])|\uD83D\uDC69\u200D\uD83D\uDC66\u200D\uD83D\uDC66|\uD83D\uDC69\u200D\uD83D\uDC69\u200D(?:\uD83D[\uDC66\uDC67])|(?:\uD83D\uDC41\uFE0F\u200D\uD83D\uDDE8|\uD83D\uDC69(?:\uD83C\uDFFF\u200D[\u2695\u2696\u2708]|\uD83C\uDFFE\u200D[\u2695\u2696\u2708]|\uD83C\uDFFC\u200D[\u2695\u2696\u2708]|\uD83C\uDFFB\u200D[\u2695\u2696\u2708]|\uD83C\uDFFD\u200D[\u2695\u2696\u2708]|\u200D[\u2695\u2696\u2708])|(?:(?:\u26F9|\uD83C[\uDFCB\uDFCC]|\uD83D\uDD75)\uFE0F|\uD83D\uDC6F|\uD83E[\uDD3C\uDDDE\uDDDF])\u200D[\u2640\u2642]|(?:\u26F9|\uD83C[\uDFCB\uDFCC]|\uD83D\uDD75)(?:\uD83C[\uDFFB-\uDFFF])\u200D[\u2640\u2642]|(?:\uD83C[\uDFC3\uDFC4\uDFCA]|\uD83D[\uDC6E\uDC71\uDC73\uDC77\uDC81\uDC82\uDC86\uDC87\uDE45-\uDE47\uDE4B\uDE4D\uDE4E\uDEA3\uDEB4-\uDEB6]|\uD83E[\uDD26\uDD37-\uDD39\uDD3D\uDD3E\uDDB8\uDDB9\uDDCD-\uDDCF\uDDD6-\uDDDD])(?:(?:\uD83C[\uDFFB-\uDFFF])\u200D[\u2640\u2642]|\u200D[\u2640\u2642])|\uD83C\uDFF4\u200D\u2620)\uFE0F|\uD83D\uDC69\u200D\uD83D\uDC67\u200D(?:\uD83D[\uDC66\uDC67])|\uD83C\uDFF3\uFE0F\u200D\uD83C\uDF08|\uD83D\uDC15\u200D\uD83E\uDDBA|\uD83D\uDC69\u200D\uD83D\uDC66|\uD83D\uDC69\u200D\uD83D\uDC67|\uD83C\uDDFD\uD83C\uDDF0|\uD83C\uDDF4\uD83C\uDDF2|\uD83C\uDDF6\uD83C\uDDE6|[#\*0-9]\uFE0F\u20E3|\uD83C\uDDE7(?:\uD83C[\uDDE6\uDDE7\uDDE9-\uDDEF\uDDF1-\uDDF4\uDDF6-\uDDF9\uDDFB\uDDFC\uDDFE\uDDFF])|\uD83C\uDDF9(?:\uD83C[\uDDE6\uDDE8\uDDE9\uDDEB-\uDDED\uDDEF-\uDDF4\uDDF7\uDDF9\uDDFB\uDDFC\uDDFF])|\uD83C\uDDEA(?:\uD83C[\uDDE6\uDDE8\uDDEA\uDDEC\uDDED\uDDF7-\uDDFA])|\uD83E\uDDD1(?:\uD83C[\uDFFB-\uDFFF])|\uD83C\uDDF7(?:\uD83C[\uDDEA\uDDF4\uDDF8\uDDFA\uDDFC])|\uD83D\uDC69(?:\uD83C[\uDFFB-\uDFFF])|\uD83C\uDDF2(?:\uD83C[\uDDE6\uDDE8-\uDDED\uDDF0-\uDDFF])|\uD83C\uDDE6(?:\uD83C[\uDDE8-\uDDEC\uDDEE\uDDF1\uDDF2\uDDF4\uDDF6-\uDDFA\uDDFC\uDDFD\uDDFF])|\uD83C\uDDF0(?:\uD83C[\uDDEA\uDDEC-\uDDEE\uDDF2\uDDF3\uDDF5\uDDF7\uDDFC\uDDFE\uDDFF])|\uD83C\uDDED(?:\uD83C[\uDDF0\uDDF2\uDDF3\uDDF7\uDDF9\uDDFA])|\uD83C\uDDE9(?:\uD83C[\uDDEA\uDDEC\uDDEF\uDDF0\uDDF2\uDDF4\uDDFF])|\uD83C\uDDFE(?:\uD83C[\uDDEA\uDDF9])|\uD83C\uDDEC(?:\uD83C[\uDDE6\uDDE7\uDDE9-\uDDEE\uDDF1-\uDDF3\uDDF5-\uDDFA\uDDFC\uDDFE])|\uD83C\uDDF8(?:\uD83C[\uDDE6-\uDDEA\uDDEC-\uDDF4\uDDF7-\uDDF9\uDDFB\uDDFD-\uDDFF])|\uD83C\uDDEB(?:\uD83C[\uDDEE-\uDDF0\uDDF2\uDDF4\uDDF7])|\uD83C\uDDF5(?:\uD83C[\uDDE6\uDDEA-\uDDED\uDDF0-\uDDF3\uDDF7-\uDDF9\uDDFC\uDDFE])|\uD83C\uDDFB(?:\uD83C[\uDDE6\uDDE8\uDDEA\uDDEC\uDDEE\uDDF3\uDDFA])|\uD83C\uDDF3(?:\uD83C[\uDDE6\uDDE8\uDDEA-\uDDEC\uDDEE\uDDF1\uDDF4\uDDF5\uDDF7\uDDFA\uDDFF])|\uD83C\uDDE8(?:\uD83C[\uDDE6\uDDE8\uDDE9\uDDEB-\uDDEE\uDDF0-\uDDF5\uDDF7\uDDFA-\uDDFF])|\uD83C\uDDF1(?:\uD83C[\uDDE6-\uDDE8\uDDEE\uDDF0\uDDF7-\uDDFB\uDDFE])|\uD83C\uDDFF(?:\uD83C[\uDDE6\uDDF2\uDDFC])|\uD83C\uDDFC(?:\uD83C[\uDDEB\uDDF8])|\uD83C\uDDFA(?:\uD83C[\uDDE6\uDDEC\uDDF2\uDDF3\uDDF8\uDDFE\uDDFF])|\uD83C\uDDEE(?:\uD83C[\uDDE8-\uDDEA\uDDF1-\uDDF4\uDDF6-\uDDF9])|\uD83C\uDDEF(?:\uD83C[\uDDEA\uDDF2\uDDF4\uDDF5])|(?:\uD83C[\uDFC3\uDFC4\uDFCA]|\uD83D[\uDC6E\uDC71\uDC73\uDC77\uDC81\uDC82\uDC86\uDC87\uDE45-\uDE47\uDE4B\uDE4D\uDE4E\uDEA3\uDEB4-\uDEB6]|\uD83E[\uDD26\uDD37-\uDD39\uDD3D\uDD3E\uDDB8\uDDB9\uDDCD-\uDDCF\uDDD6-\uDDDD])(?:\uD83C[\uDFFB-\uDFFF])|(?:\u26F9|\uD83C[\uDFCB\uDFCC]|\uD83D\uDD75)(?:\uD83C[\uDFFB-\uDFFF])|(?:[\u261D\u270A-\u270D]|\uD83C[\uDF85\uDFC2\uDFC7]|\uD83D[\uDC42\uDC43\uDC46-\uDC50\uDC66\uDC67\uDC6B-\uDC6D\uDC70\uDC72\uDC74-\uDC76\uDC78\uDC7C\uDC83\uDC85\uDCAA\uDD74\uDD7A\uDD90\uDD95\uDD96\uDE4C\uDE4F\uDEC0\uDECC]|\uD83E[\uDD0F\uDD18-\uDD1C\uDD1E\uDD1F\uDD30-\uDD36\uDDB5\uDDB6\uDDBB\uDDD2-\uDDD5])(?:\uD83C[\uDFFB-\uDFFF])|(?:[\u231A\u231B\u23E9-\u23EC\u23F0\u23F3\u25FD\u25FE\u2614\u2615\u2648-\u2653\u267F\u2693\u26A1\u26AA\u26AB\u26BD\u26BE\u26C4\u26C5\u26CE\u26D4\u26EA\u26F2\u26F3\u26F5\u26FA\u26FD\u2705\u270A\u270B\u2728\u274C\u274E\u2753-\u2755\u2757\u2795-\u2797\u27B0\u27BF\u2B1B\u2B1C\u2B50\u2B55]|\uD83C[\uDC04\uDCCF\uDD8E\uDD91-\uDD9A\uDDE6-\uDDFF\uDE01\uDE1A\uDE2F\uDE32-\uDE36\uDE38-\uDE3A\uDE50\uDE51\uDF00-\uDF20\uDF2D-\uDF35\uDF37-\uDF7C\uDF7E-\uDF93\uDFA0-\uDFCA\uDFCF-\uDFD3\uDFE0-\uDFF0\uDFF4\uDFF8-\uDFFF]|\uD83D[\uDC00-\uDC3E\uDC40\uDC42-\uDCFC\uDCFF-\uDD3D\uDD4B-\uDD4E\uDD50-\uDD67\uDD7A\uDD95\uDD96\uDDA4\uDDFB-\uDE4F\uDE80-\uDEC5\uDECC\uDED0-\uDED2\uDED5\uDEEB\uDEEC\uDEF4-\uDEFA\uDFE0-\uDFEB]|\uD83E[\uDD0D-\uDD3A\uDD3C-\uDD45\uDD47-\uDD71\uDD73-\uDD76\uDD7A-\uDDA2\uDDA5-\uDDAA\uDDAE-\uDDCA\uDDCD-\uDDFF\uDE70-\uDE73\uDE78-\uDE7A\uDE80-\uDE82\uDE90-\uDE95])|(?:[#\*0-9\xA9\xAE\u203C\u2049\u2122\u2139\u2194-\u2199\u21A9\u21AA\u231A\u231B\u2328\u23CF\u23E9-\u23F3\u23F8-\u23FA\u24C2\u25AA\u25AB\u25B6\u25C0\u25FB-\u25FE\u2600-\u2604\u260E\u2611\u2614\u2615\u2618\u261D\u2620\u2622\u2623\u2626\u262A\u262E\u262F\u2638-\u263A\u2640\u2642\u2648-\u2653\u265F\u2660\u2663\u2665\u2666\u2668\u267B\u267E\u267F\u2692-\u2697\u2699\u269B\u269C\u26A0\u26A1\u26AA\u26AB\u26B0\u26B1\u26BD\u26BE\u26C4\u26C5\u26C8\u26CE\u26CF\u26D1\u26D3\u26D4\u26E9\u26EA\u26F0-\u26F5\u26F7-\u26FA\u26FD\u2702\u2705\u2708-\u270D\u270F\u2712\u2714\u2716\u271D\u2721\u2728\u2733\u2734\u2744\u2747\u274C\u274E\u2753-\u2755\u2757\u2763\u2764\u2795-\u2797\u27A1\u27B0\u27BF\u2934\u2935\u2B05-\u2B07\u2B1B\u2B1C\u2B50\u2B55\u3030\u303D\u3297\u3299]|\uD83C[\uDC04\uDCCF\uDD70\uDD71\uDD7E\uDD7F\uDD8E\uDD91-\uDD9A\uDDE6-\uDDFF\uDE01\uDE02\uDE1A\uDE2F\uDE32-\uDE3A\uDE50\uDE51\uDF00-\uDF21\uDF24-\uDF93\uDF96\uDF97\uDF99-\uDF9B\uDF9E-\uDFF0\uDFF3-\uDFF5\uDFF7-\uDFFF]|\uD83D[\uDC00-\uDCFD\uDCFF-\uDD3D\uDD49-\uDD4E\uDD50-\uDD67\uDD6F\uDD70\uDD73-\uDD7A\uDD87\uDD8A-\uDD8D\uDD90\uDD95\uDD96\uDDA4\uDDA5\uDDA8\uDDB1\uDDB2\uDDBC\uDDC2-\uDDC4\uDDD1-\uDDD3\uDDDC-\uDDDE\uDDE1\uDDE3\uDDE8\uDDEF\uDDF3\uDDFA-\uDE4F\uDE80-\uDEC5\uDECB-\uDED2\uDED5\uDEE0-\uDEE5\uDEE9\uDEEB\uDEEC\uDEF0\uDEF3-\uDEFA\uDFE0-\uDFEB]|\uD83E[\uDD0D-\uDD3A\uDD3C-\uDD45\uDD47-\uDD71\uDD73-\uDD76\uDD7A-\uDDA2\uDDA5-\uDDAA\uDDAE-\uDDCA\uDDCD-\uDDFF\uDE70-\uDE73\uDE78-\uDE7A\uDE80-\uDE82\uDE90-\uDE95])\uFE0F|(?:[\u261D\u26F9\u270A-\u270D]|\uD83C[\uDF85\uDFC2-\uDFC4\uDFC7\uDFCA-\uDFCC]|\uD83D[\uDC42\uDC43\uDC46-\uDC50\uDC66-\uDC78\uDC7C\uDC81-\uDC83\uDC85-\uDC87\uDC8F\uDC91\uDCAA\uDD74\uDD75\uDD7A\uDD90\uDD95\uDD96\uDE45-\uDE47\uDE4B-\uDE4F\uDEA3\uDEB4-\uDEB6\uDEC0\uDECC]|\uD83E[\uDD0F\uDD18-\uDD1F\uDD26\uDD30-\uDD39\uDD3C-\uDD3E\uDDB5\uDDB6\uDDB8\uDDB9\uDDBB\uDDCD-\uDDCF\uDDD1-\uDDDD])/g;
-    };
-  }
-});
-
-// node_modules/string-width/index.js
-var require_string_width = __commonJS({
-  "node_modules/string-width/index.js"(exports, module) {
-    "use strict";
-    var stripAnsi = require_strip_ansi();
-    var isFullwidthCodePoint = require_is_fullwidth_code_point();
-    var emojiRegex = require_emoji_regex();
-    var stringWidth = (string) => {
-      if (typeof string !== "string" || string.length === 0) {
-        return 0;
-      }
-      string = stripAnsi(string);
-      if (string.length === 0) {
-        return 0;
-      }
-      string = string.replace(emojiRegex(), "  ");
-      let width = 0;
-      for (let i2 = 0; i2 < string.length; i2++) {
-        const code = string.codePointAt(i2);
-        if (code <= 31 || code >= 127 && code <= 159) {
-          continue;
-        }
-        if (code >= 768 && code <= 879) {
-          continue;
-        }
-        if (code > 65535) {
-          i2++;
-        }
-        width += isFullwidthCodePoint(code) ? 2 : 1;
-      }
-      return width;
-    };
-    module.exports = stringWidth;
-    module.exports.default = stringWidth;
-  }
-});
-
-// node_modules/cli-progress/lib/format-value.js
-var require_format_value = __commonJS({
-  "node_modules/cli-progress/lib/format-value.js"(exports, module) {
-    module.exports = function formatValue(v, options, type) {
-      if (options.autopadding !== true) {
-        return v;
-      }
-      function autopadding(value, length) {
-        return (options.autopaddingChar + value).slice(-length);
-      }
-      switch (type) {
-        case "percentage":
-          return autopadding(v, 3);
-        default:
-          return v;
-      }
-    };
-  }
-});
-
-// node_modules/cli-progress/lib/format-bar.js
-var require_format_bar = __commonJS({
-  "node_modules/cli-progress/lib/format-bar.js"(exports, module) {
-    module.exports = function formatBar(progress, options) {
-      const completeSize = Math.round(progress * options.barsize);
-      const incompleteSize = options.barsize - completeSize;
-      return options.barCompleteString.substr(0, completeSize) + options.barGlue + options.barIncompleteString.substr(0, incompleteSize);
-    };
-  }
-});
-
-// node_modules/cli-progress/lib/format-time.js
-var require_format_time = __commonJS({
-  "node_modules/cli-progress/lib/format-time.js"(exports, module) {
-    module.exports = function formatTime(t, options, roundToMultipleOf) {
-      function round(input) {
-        if (roundToMultipleOf) {
-          return roundToMultipleOf * Math.round(input / roundToMultipleOf);
-        } else {
-          return input;
-        }
-      }
-      function autopadding(v) {
-        return (options.autopaddingChar + v).slice(-2);
-      }
-      if (t > 3600) {
-        return autopadding(Math.floor(t / 3600)) + "h" + autopadding(round(t % 3600 / 60)) + "m";
-      } else if (t > 60) {
-        return autopadding(Math.floor(t / 60)) + "m" + autopadding(round(t % 60)) + "s";
-      } else if (t > 10) {
-        return autopadding(round(t)) + "s";
-      } else {
-        return autopadding(t) + "s";
-      }
-    };
-  }
-});
-
-// node_modules/cli-progress/lib/formatter.js
-var require_formatter = __commonJS({
-  "node_modules/cli-progress/lib/formatter.js"(exports, module) {
-    var _stringWidth = require_string_width();
-    var _defaultFormatValue = require_format_value();
-    var _defaultFormatBar = require_format_bar();
-    var _defaultFormatTime = require_format_time();
-    module.exports = function defaultFormatter(options, params, payload) {
-      let s = options.format;
-      const formatTime = options.formatTime || _defaultFormatTime;
-      const formatValue = options.formatValue || _defaultFormatValue;
-      const formatBar = options.formatBar || _defaultFormatBar;
-      const percentage = Math.floor(params.progress * 100) + "";
-      const stopTime = params.stopTime || Date.now();
-      const elapsedTime = Math.round((stopTime - params.startTime) / 1e3);
-      const context = Object.assign({}, payload, {
-        bar: formatBar(params.progress, options),
-        percentage: formatValue(percentage, options, "percentage"),
-        total: formatValue(params.total, options, "total"),
-        value: formatValue(params.value, options, "value"),
-        eta: formatValue(params.eta, options, "eta"),
-        eta_formatted: formatTime(params.eta, options, 5),
-        duration: formatValue(elapsedTime, options, "duration"),
-        duration_formatted: formatTime(elapsedTime, options, 1)
-      });
-      s = s.replace(/\{(\w+)\}/g, function(match, key) {
-        if (typeof context[key] !== "undefined") {
-          return context[key];
-        }
-        return match;
-      });
-      const fullMargin = Math.max(0, params.maxWidth - _stringWidth(s) - 2);
-      const halfMargin = Math.floor(fullMargin / 2);
-      switch (options.align) {
-        // fill start-of-line with whitespaces
-        case "right":
-          s = fullMargin > 0 ? " ".repeat(fullMargin) + s : s;
-          break;
-        // distribute whitespaces to left+right
-        case "center":
-          s = halfMargin > 0 ? " ".repeat(halfMargin) + s : s;
-          break;
-        // default: left align, no additional whitespaces
-        case "left":
-        default:
-          break;
-      }
-      return s;
-    };
-  }
-});
-
-// node_modules/cli-progress/lib/options.js
-var require_options = __commonJS({
-  "node_modules/cli-progress/lib/options.js"(exports, module) {
-    function mergeOption2(v, defaultValue) {
-      if (typeof v === "undefined" || v === null) {
-        return defaultValue;
-      } else {
-        return v;
-      }
-    }
-    module.exports = {
-      // set global options
-      parse: function parse(rawOptions2, preset) {
-        const options = {};
-        const opt = Object.assign({}, preset, rawOptions2);
-        options.throttleTime = 1e3 / mergeOption2(opt.fps, 10);
-        options.stream = mergeOption2(opt.stream, process.stderr);
-        options.terminal = mergeOption2(opt.terminal, null);
-        options.clearOnComplete = mergeOption2(opt.clearOnComplete, false);
-        options.stopOnComplete = mergeOption2(opt.stopOnComplete, false);
-        options.barsize = mergeOption2(opt.barsize, 40);
-        options.align = mergeOption2(opt.align, "left");
-        options.hideCursor = mergeOption2(opt.hideCursor, false);
-        options.linewrap = mergeOption2(opt.linewrap, false);
-        options.barGlue = mergeOption2(opt.barGlue, "");
-        options.barCompleteChar = mergeOption2(opt.barCompleteChar, "=");
-        options.barIncompleteChar = mergeOption2(opt.barIncompleteChar, "-");
-        options.format = mergeOption2(opt.format, "progress [{bar}] {percentage}% | ETA: {eta}s | {value}/{total}");
-        options.formatTime = mergeOption2(opt.formatTime, null);
-        options.formatValue = mergeOption2(opt.formatValue, null);
-        options.formatBar = mergeOption2(opt.formatBar, null);
-        options.etaBufferLength = mergeOption2(opt.etaBuffer, 10);
-        options.etaAsynchronousUpdate = mergeOption2(opt.etaAsynchronousUpdate, false);
-        options.progressCalculationRelative = mergeOption2(opt.progressCalculationRelative, false);
-        options.synchronousUpdate = mergeOption2(opt.synchronousUpdate, true);
-        options.noTTYOutput = mergeOption2(opt.noTTYOutput, false);
-        options.notTTYSchedule = mergeOption2(opt.notTTYSchedule, 2e3);
-        options.emptyOnZero = mergeOption2(opt.emptyOnZero, false);
-        options.forceRedraw = mergeOption2(opt.forceRedraw, false);
-        options.autopadding = mergeOption2(opt.autopadding, false);
-        options.gracefulExit = mergeOption2(opt.gracefulExit, false);
-        return options;
-      },
-      // derived options: instance specific, has to be created for every bar element
-      assignDerivedOptions: function assignDerivedOptions(options) {
-        options.barCompleteString = options.barCompleteChar.repeat(options.barsize + 1);
-        options.barIncompleteString = options.barIncompleteChar.repeat(options.barsize + 1);
-        options.autopaddingChar = options.autopadding ? mergeOption2(options.autopaddingChar, "   ") : "";
-        return options;
-      }
-    };
-  }
-});
-
-// node_modules/cli-progress/lib/generic-bar.js
-var require_generic_bar = __commonJS({
-  "node_modules/cli-progress/lib/generic-bar.js"(exports, module) {
-    var _ETA = require_eta();
-    var _Terminal = require_terminal();
-    var _formatter = require_formatter();
-    var _options = require_options();
-    var _EventEmitter = __require("events");
-    module.exports = class GenericBar extends _EventEmitter {
-      constructor(options) {
-        super();
-        this.options = _options.assignDerivedOptions(options);
-        this.terminal = this.options.terminal ? this.options.terminal : new _Terminal(this.options.stream);
-        this.value = 0;
-        this.startValue = 0;
-        this.total = 100;
-        this.lastDrawnString = null;
-        this.startTime = null;
-        this.stopTime = null;
-        this.lastRedraw = Date.now();
-        this.eta = new _ETA(this.options.etaBufferLength, 0, 0);
-        this.payload = {};
-        this.isActive = false;
-        this.formatter = typeof this.options.format === "function" ? this.options.format : _formatter;
-      }
-      // internal render function
-      render(forceRendering = false) {
-        const params = {
-          progress: this.getProgress(),
-          eta: this.eta.getTime(),
-          startTime: this.startTime,
-          stopTime: this.stopTime,
-          total: this.total,
-          value: this.value,
-          maxWidth: this.terminal.getWidth()
-        };
-        if (this.options.etaAsynchronousUpdate) {
-          this.updateETA();
-        }
-        const s = this.formatter(this.options, params, this.payload);
-        const forceRedraw = forceRendering || this.options.forceRedraw || this.options.noTTYOutput && !this.terminal.isTTY();
-        if (forceRedraw || this.lastDrawnString != s) {
-          this.emit("redraw-pre");
-          this.terminal.cursorTo(0, null);
-          this.terminal.write(s);
-          this.terminal.clearRight();
-          this.lastDrawnString = s;
-          this.lastRedraw = Date.now();
-          this.emit("redraw-post");
-        }
-      }
-      // start the progress bar
-      start(total, startValue, payload) {
-        this.value = startValue || 0;
-        this.total = typeof total !== "undefined" && total >= 0 ? total : 100;
-        this.startValue = startValue || 0;
-        this.payload = payload || {};
-        this.startTime = Date.now();
-        this.stopTime = null;
-        this.lastDrawnString = "";
-        this.eta = new _ETA(this.options.etaBufferLength, this.startTime, this.value);
-        this.isActive = true;
-        this.emit("start", total, startValue);
-      }
-      // stop the bar
-      stop() {
-        this.isActive = false;
-        this.stopTime = Date.now();
-        this.emit("stop", this.total, this.value);
-      }
-      // update the bar value
-      // update(value, payload)
-      // update(payload)
-      update(arg0, arg1 = {}) {
-        if (typeof arg0 === "number") {
-          this.value = arg0;
-          this.eta.update(Date.now(), arg0, this.total);
-        }
-        const payloadData = (typeof arg0 === "object" ? arg0 : arg1) || {};
-        this.emit("update", this.total, this.value);
-        for (const key in payloadData) {
-          this.payload[key] = payloadData[key];
-        }
-        if (this.value >= this.getTotal() && this.options.stopOnComplete) {
-          this.stop();
-        }
-      }
-      // calculate the actual progress value
-      getProgress() {
-        let progress = this.value / this.total;
-        if (this.options.progressCalculationRelative) {
-          progress = (this.value - this.startValue) / (this.total - this.startValue);
-        }
-        if (isNaN(progress)) {
-          progress = this.options && this.options.emptyOnZero ? 0 : 1;
-        }
-        progress = Math.min(Math.max(progress, 0), 1);
-        return progress;
-      }
-      // update the bar value
-      // increment(delta, payload)
-      // increment(payload)
-      increment(arg0 = 1, arg1 = {}) {
-        if (typeof arg0 === "object") {
-          this.update(this.value + 1, arg0);
-        } else {
-          this.update(this.value + arg0, arg1);
-        }
-      }
-      // get the total (limit) value
-      getTotal() {
-        return this.total;
-      }
-      // set the total (limit) value
-      setTotal(total) {
-        if (typeof total !== "undefined" && total >= 0) {
-          this.total = total;
-        }
-      }
-      // force eta calculation update (long running processes)
-      updateETA() {
-        this.eta.update(Date.now(), this.value, this.total);
-      }
-    };
-  }
-});
-
-// node_modules/cli-progress/lib/single-bar.js
-var require_single_bar = __commonJS({
-  "node_modules/cli-progress/lib/single-bar.js"(exports, module) {
-    var _GenericBar = require_generic_bar();
-    var _options = require_options();
-    module.exports = class SingleBar extends _GenericBar {
-      constructor(options, preset) {
-        super(_options.parse(options, preset));
-        this.timer = null;
-        if (this.options.noTTYOutput && this.terminal.isTTY() === false) {
-          this.options.synchronousUpdate = false;
-        }
-        this.schedulingRate = this.terminal.isTTY() ? this.options.throttleTime : this.options.notTTYSchedule;
-        this.sigintCallback = null;
-      }
-      // internal render function
-      render() {
-        if (this.timer) {
-          clearTimeout(this.timer);
-          this.timer = null;
-        }
-        super.render();
-        if (this.options.noTTYOutput && this.terminal.isTTY() === false) {
-          this.terminal.newline();
-        }
-        this.timer = setTimeout(this.render.bind(this), this.schedulingRate);
-      }
-      update(current, payload) {
-        if (!this.timer) {
-          return;
-        }
-        super.update(current, payload);
-        if (this.options.synchronousUpdate && this.lastRedraw + this.options.throttleTime * 2 < Date.now()) {
-          this.render();
-        }
-      }
-      // start the progress bar
-      start(total, startValue, payload) {
-        if (this.options.noTTYOutput === false && this.terminal.isTTY() === false) {
-          return;
-        }
-        if (this.sigintCallback === null && this.options.gracefulExit) {
-          this.sigintCallback = this.stop.bind(this);
-          process.once("SIGINT", this.sigintCallback);
-          process.once("SIGTERM", this.sigintCallback);
-        }
-        this.terminal.cursorSave();
-        if (this.options.hideCursor === true) {
-          this.terminal.cursor(false);
-        }
-        if (this.options.linewrap === false) {
-          this.terminal.lineWrapping(false);
-        }
-        super.start(total, startValue, payload);
-        this.render();
-      }
-      // stop the bar
-      stop() {
-        if (!this.timer) {
-          return;
-        }
-        if (this.sigintCallback) {
-          process.removeListener("SIGINT", this.sigintCallback);
-          process.removeListener("SIGTERM", this.sigintCallback);
-          this.sigintCallback = null;
-        }
-        this.render();
-        super.stop();
-        clearTimeout(this.timer);
-        this.timer = null;
-        if (this.options.hideCursor === true) {
-          this.terminal.cursor(true);
-        }
-        if (this.options.linewrap === false) {
-          this.terminal.lineWrapping(true);
-        }
-        this.terminal.cursorRestore();
-        if (this.options.clearOnComplete) {
-          this.terminal.cursorTo(0, null);
-          this.terminal.clearLine();
-        } else {
-          this.terminal.newline();
-        }
-      }
-    };
-  }
-});
-
-// node_modules/cli-progress/lib/multi-bar.js
-var require_multi_bar = __commonJS({
-  "node_modules/cli-progress/lib/multi-bar.js"(exports, module) {
-    var _Terminal = require_terminal();
-    var _BarElement = require_generic_bar();
-    var _options = require_options();
-    var _EventEmitter = __require("events");
-    module.exports = class MultiBar extends _EventEmitter {
-      constructor(options, preset) {
-        super();
-        this.bars = [];
-        this.options = _options.parse(options, preset);
-        this.options.synchronousUpdate = false;
-        this.terminal = this.options.terminal ? this.options.terminal : new _Terminal(this.options.stream);
-        this.timer = null;
-        this.isActive = false;
-        this.schedulingRate = this.terminal.isTTY() ? this.options.throttleTime : this.options.notTTYSchedule;
-        this.loggingBuffer = [];
-        this.sigintCallback = null;
-      }
-      // add a new bar to the stack
-      create(total, startValue, payload, barOptions = {}) {
-        const bar = new _BarElement(Object.assign(
-          {},
-          // global options
-          this.options,
-          // terminal instance
-          {
-            terminal: this.terminal
-          },
-          // overrides
-          barOptions
-        ));
-        this.bars.push(bar);
-        if (this.options.noTTYOutput === false && this.terminal.isTTY() === false) {
-          return bar;
-        }
-        if (this.sigintCallback === null && this.options.gracefulExit) {
-          this.sigintCallback = this.stop.bind(this);
-          process.once("SIGINT", this.sigintCallback);
-          process.once("SIGTERM", this.sigintCallback);
-        }
-        if (!this.isActive) {
-          if (this.options.hideCursor === true) {
-            this.terminal.cursor(false);
-          }
-          if (this.options.linewrap === false) {
-            this.terminal.lineWrapping(false);
-          }
-          this.timer = setTimeout(this.update.bind(this), this.schedulingRate);
-        }
-        this.isActive = true;
-        bar.start(total, startValue, payload);
-        this.emit("start");
-        return bar;
-      }
-      // remove a bar from the stack
-      remove(bar) {
-        const index = this.bars.indexOf(bar);
-        if (index < 0) {
-          return false;
-        }
-        this.bars.splice(index, 1);
-        this.update();
-        this.terminal.newline();
-        this.terminal.clearBottom();
-        return true;
-      }
-      // internal update routine
-      update() {
-        if (this.timer) {
-          clearTimeout(this.timer);
-          this.timer = null;
-        }
-        this.emit("update-pre");
-        this.terminal.cursorRelativeReset();
-        this.emit("redraw-pre");
-        if (this.loggingBuffer.length > 0) {
-          this.terminal.clearLine();
-          while (this.loggingBuffer.length > 0) {
-            this.terminal.write(this.loggingBuffer.shift(), true);
-          }
-        }
-        for (let i2 = 0; i2 < this.bars.length; i2++) {
-          if (i2 > 0) {
-            this.terminal.newline();
-          }
-          this.bars[i2].render();
-        }
-        this.emit("redraw-post");
-        if (this.options.noTTYOutput && this.terminal.isTTY() === false) {
-          this.terminal.newline();
-          this.terminal.newline();
-        }
-        this.timer = setTimeout(this.update.bind(this), this.schedulingRate);
-        this.emit("update-post");
-        if (this.options.stopOnComplete && !this.bars.find((bar) => bar.isActive)) {
-          this.stop();
-        }
-      }
-      stop() {
-        clearTimeout(this.timer);
-        this.timer = null;
-        if (this.sigintCallback) {
-          process.removeListener("SIGINT", this.sigintCallback);
-          process.removeListener("SIGTERM", this.sigintCallback);
-          this.sigintCallback = null;
-        }
-        this.isActive = false;
-        if (this.options.hideCursor === true) {
-          this.terminal.cursor(true);
-        }
-        if (this.options.linewrap === false) {
-          this.terminal.lineWrapping(true);
-        }
-        this.terminal.cursorRelativeReset();
-        this.emit("stop-pre-clear");
-        if (this.options.clearOnComplete) {
-          this.terminal.clearBottom();
-        } else {
-          for (let i2 = 0; i2 < this.bars.length; i2++) {
-            if (i2 > 0) {
-              this.terminal.newline();
-            }
-            this.bars[i2].render();
-            this.bars[i2].stop();
-          }
-          this.terminal.newline();
-        }
-        this.emit("stop");
-      }
-      log(s) {
-        this.loggingBuffer.push(s);
-      }
-    };
-  }
-});
-
-// node_modules/cli-progress/presets/legacy.js
-var require_legacy2 = __commonJS({
-  "node_modules/cli-progress/presets/legacy.js"(exports, module) {
-    module.exports = {
-      format: "progress [{bar}] {percentage}% | ETA: {eta}s | {value}/{total}",
-      barCompleteChar: "=",
-      barIncompleteChar: "-"
-    };
-  }
-});
-
-// node_modules/cli-progress/presets/shades-classic.js
-var require_shades_classic = __commonJS({
-  "node_modules/cli-progress/presets/shades-classic.js"(exports, module) {
-    module.exports = {
-      format: " {bar} {percentage}% | ETA: {eta}s | {value}/{total}",
-      barCompleteChar: "\u2588",
-      barIncompleteChar: "\u2591"
-    };
-  }
-});
-
-// node_modules/cli-progress/presets/shades-grey.js
-var require_shades_grey = __commonJS({
-  "node_modules/cli-progress/presets/shades-grey.js"(exports, module) {
-    module.exports = {
-      format: " \x1B[90m{bar}\x1B[0m {percentage}% | ETA: {eta}s | {value}/{total}",
-      barCompleteChar: "\u2588",
-      barIncompleteChar: "\u2591"
-    };
-  }
-});
-
-// node_modules/cli-progress/presets/rect.js
-var require_rect = __commonJS({
-  "node_modules/cli-progress/presets/rect.js"(exports, module) {
-    module.exports = {
-      format: " {bar}\u25A0 {percentage}% | ETA: {eta}s | {value}/{total}",
-      barCompleteChar: "\u25A0",
-      barIncompleteChar: " "
-    };
-  }
-});
-
-// node_modules/cli-progress/presets/index.js
-var require_presets = __commonJS({
-  "node_modules/cli-progress/presets/index.js"(exports, module) {
-    var _legacy = require_legacy2();
-    var _shades_classic = require_shades_classic();
-    var _shades_grey = require_shades_grey();
-    var _rect = require_rect();
-    module.exports = {
-      legacy: _legacy,
-      shades_classic: _shades_classic,
-      shades_grey: _shades_grey,
-      rect: _rect
-    };
-  }
-});
-
-// node_modules/cli-progress/cli-progress.js
-var require_cli_progress = __commonJS({
-  "node_modules/cli-progress/cli-progress.js"(exports, module) {
-    var _SingleBar = require_single_bar();
-    var _MultiBar = require_multi_bar();
-    var _Presets = require_presets();
-    var _Formatter = require_formatter();
-    var _defaultFormatValue = require_format_value();
-    var _defaultFormatBar = require_format_bar();
-    var _defaultFormatTime = require_format_time();
-    module.exports = {
-      Bar: _SingleBar,
-      SingleBar: _SingleBar,
-      MultiBar: _MultiBar,
-      Presets: _Presets,
-      Format: {
-        Formatter: _Formatter,
-        BarFormat: _defaultFormatBar,
-        ValueFormat: _defaultFormatValue,
-        TimeFormat: _defaultFormatTime
-      }
-    };
-  }
-});
-
-// src/cli/progress.ts
-function progressBar(total, args4) {
-  if (!process.stderr.isTTY || flag(args4, "json") || total < 2) return void 0;
-  let bar;
-  let loading;
-  return (_r, done) => {
-    if (!loading) {
-      loading = Promise.resolve().then(() => __toESM(require_cli_progress(), 1)).then(({ default: cliProgress }) => {
-        bar = new cliProgress.SingleBar(
-          {
-            stream: process.stderr,
-            format: "signing [{bar}] {value}/{total} files  {eta_formatted} left",
-            hideCursor: true,
-            clearOnComplete: true
-          },
-          cliProgress.Presets.shades_classic
-        );
-        bar.start(total, 0);
-      });
-    }
-    void loading.then(() => {
-      bar?.update(done);
-      if (done === total) bar?.stop();
-    });
-  };
-}
-var init_progress = __esm({
-  "src/cli/progress.ts"() {
-    "use strict";
-    init_common();
-  }
-});
-
 // src/core/pki/certificate.ts
 import { readFile } from "node:fs/promises";
 async function readCertificates(file) {
@@ -81632,93 +80344,345 @@ var init_certificate = __esm({
   }
 });
 
+// src/core/util/hash.ts
+import { createHash as createHash2 } from "node:crypto";
+import { open } from "node:fs/promises";
+async function hashFile(file, hash) {
+  const h2 = createHash2(hash);
+  let fh;
+  try {
+    fh = await open(file, "r");
+  } catch (cause) {
+    throw new CodesignError(
+      "INVALID_INPUT",
+      `cannot read ${file}: ${cause.code ?? cause}`,
+      {
+        hint: "check the path and its permissions",
+        cause
+      }
+    );
+  }
+  const buf3 = spare.pop() ?? Buffer.allocUnsafe(CHUNK);
+  try {
+    for (; ; ) {
+      const { bytesRead } = await fh.read(buf3, 0, CHUNK, null);
+      if (bytesRead === 0) break;
+      h2.update(buf3.subarray(0, bytesRead));
+    }
+  } finally {
+    spare.push(buf3);
+    await fh.close();
+  }
+  return new Uint8Array(h2.digest());
+}
+var CHUNK, spare;
+var init_hash = __esm({
+  "src/core/util/hash.ts"() {
+    "use strict";
+    init_errors();
+    CHUNK = 4 * 1024 * 1024;
+    spare = [];
+  }
+});
+
+// src/app/batch.ts
+import { realpathSync } from "node:fs";
+import path10 from "node:path";
+function signedName(file) {
+  const ext = path10.extname(file);
+  return path10.join(path10.dirname(file), `${path10.basename(file, ext)}.signed${ext}`);
+}
+function realOrResolved(p) {
+  try {
+    return realpathSync(p);
+  } catch {
+    return path10.resolve(p);
+  }
+}
+function planOutputs(inputs, opts) {
+  if (inputs.length === 0) {
+    throw new CodesignError("USAGE", "no file to sign", { hint: "name the files to sign" });
+  }
+  if (opts.out !== void 0 && (inputs.length > 1 || opts.outDir !== void 0 || opts.inPlace)) {
+    throw new CodesignError(
+      "USAGE",
+      inputs.length > 1 ? `one output file was named for ${inputs.length} inputs` : "an output file was named together with an output directory or in-place replacement",
+      { hint: "name an output directory for many files, or one output for one file" }
+    );
+  }
+  if (opts.inPlace && opts.style.kind === "detached") {
+    throw new CodesignError(
+      "USAGE",
+      "in-place replacement applies to Authenticode and JAR files; this format writes a detached signature",
+      { hint: "the signature goes beside the input, or into an output directory" }
+    );
+  }
+  const items = inputs.map((input) => {
+    if (opts.out !== void 0) return { input, output: opts.out };
+    if (opts.inPlace) return { input, output: input };
+    const name = path10.basename(input);
+    const dir = opts.outDir ?? path10.dirname(input);
+    if (opts.style.kind === "detached")
+      return { input, output: path10.join(dir, `${name}${opts.style.suffix}`) };
+    return { input, output: opts.outDir ? path10.join(opts.outDir, name) : signedName(input) };
+  });
+  const seen = /* @__PURE__ */ new Map();
+  for (const { input, output } of items) {
+    const key = realOrResolved(output);
+    const other = seen.get(key);
+    if (other !== void 0) {
+      throw new CodesignError("USAGE", `${other} and ${input} would both be written to ${output}`, {
+        hint: "rename one of them, or sign them in separate runs"
+      });
+    }
+    seen.set(key, input);
+    if (!opts.inPlace && key === realOrResolved(input)) {
+      throw new CodesignError("USAGE", `${input} would be overwritten by its own output`, {
+        hint: "write the output elsewhere; codesign never changes an input unless asked to replace it in place"
+      });
+    }
+  }
+  return items;
+}
+async function runBatch(items, work, opts) {
+  const results = new Array(items.length);
+  let next = 0;
+  let done = 0;
+  let stop = false;
+  const worker = async () => {
+    for (; ; ) {
+      const i2 = next++;
+      const item = items[i2];
+      if (item === void 0) return;
+      const started = performance.now();
+      let result;
+      if (stop) {
+        result = {
+          ...item,
+          ok: false,
+          ms: 0,
+          error: { code: "USAGE", message: "not signed: an earlier file failed and the run stopped there" }
+        };
+      } else {
+        try {
+          const detail = await work(item);
+          result = { ...item, ok: true, ms: Math.round(performance.now() - started), detail };
+        } catch (e) {
+          if (opts.failFast || opts.fatal?.(e)) stop = true;
+          result = {
+            ...item,
+            ok: false,
+            ms: Math.round(performance.now() - started),
+            error: isCodesignError(e) ? { code: e.code, message: e.message, ...e.hint ? { hint: e.hint } : {} } : { code: "UNEXPECTED", message: e instanceof Error ? e.message : String(e) }
+          };
+        }
+      }
+      results[i2] = result;
+      opts.onResult?.(result, ++done, items.length);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.jobs, items.length)) }, worker));
+  return results;
+}
+var init_batch = __esm({
+  "src/app/batch.ts"() {
+    "use strict";
+    init_errors();
+  }
+});
+
+// src/core/util/files.ts
+import { randomBytes } from "node:crypto";
+import { open as open2, rename, rm as rm2, stat } from "node:fs/promises";
+import path12 from "node:path";
+async function writeFileAtomic(target, data, opts = {}) {
+  const dir = path12.dirname(path12.resolve(target));
+  const temp = path12.join(dir, `.${path12.basename(target)}.${randomBytes(6).toString("hex")}.tmp`);
+  const mode2 = opts.mode ?? 420;
+  const forget = removeOnExit(temp);
+  try {
+    const fh = await open2(temp, "wx", mode2);
+    try {
+      await fh.writeFile(data);
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    await rename(temp, target);
+  } catch (cause) {
+    await rm2(temp, { force: true });
+    throw new CodesignError(
+      "IO",
+      `cannot write ${target}: ${cause.code ?? cause}`,
+      {
+        hint: "check that the directory exists and is writable",
+        cause
+      }
+    );
+  } finally {
+    forget();
+  }
+}
+async function withAtomicOutput(target, produce, opts = {}) {
+  const dir = path12.dirname(path12.resolve(target));
+  const ext = opts.keepExtension ? path12.extname(target) : "";
+  const temp = path12.join(dir, `.${path12.basename(target)}.${randomBytes(6).toString("hex")}.tmp${ext}`);
+  const forget = removeOnExit(temp);
+  try {
+    const result = await produce(temp);
+    await rename(temp, target).catch((cause) => {
+      throw new CodesignError("IO", `cannot write ${target}: ${cause.code ?? cause.message}`, {
+        hint: "check that the directory exists and is writable",
+        cause
+      });
+    });
+    return result;
+  } finally {
+    forget();
+    await rm2(temp, { force: true });
+  }
+}
+var unreadable, inputSize;
+var init_files = __esm({
+  "src/core/util/files.ts"() {
+    "use strict";
+    init_errors();
+    init_temp();
+    unreadable = (file, what = "") => (cause) => {
+      throw new CodesignError(
+        "INVALID_INPUT",
+        `cannot read ${what ? `${what} ` : ""}${file}: ${cause.code ?? cause.message}`,
+        {
+          hint: "check the path",
+          cause
+        }
+      );
+    };
+    inputSize = async (input) => (await stat(input).catch(unreadable(input))).size;
+  }
+});
+
+// src/app/formats/raw.ts
+var raw_exports = {};
+__export(raw_exports, {
+  raw: () => raw
+});
+import { readFile as readFile2 } from "node:fs/promises";
+var EDDSA_MAX_BYTES, raw;
+var init_raw = __esm({
+  "src/app/formats/raw.ts"() {
+    "use strict";
+    init_errors();
+    init_files();
+    EDDSA_MAX_BYTES = 256 * 1024 * 1024;
+    raw = {
+      name: "raw",
+      output: { kind: "detached", suffix: ".sig" },
+      needsCertificate: false,
+      overlap: 4,
+      fileDigest: (o2) => o2.mechanism === "eddsa" ? void 0 : o2.hash ?? "sha256",
+      check: async (input) => void await inputSize(input),
+      async prepare(item, ctx) {
+        const { scheme, hash } = ctx;
+        let request;
+        if (scheme === "eddsa") {
+          if (await inputSize(item.input) > EDDSA_MAX_BYTES) {
+            throw new CodesignError(
+              "INVALID_INPUT",
+              `EdDSA signs the whole file in one call; ${item.input} is over 256 MiB`,
+              { hint: "use an RSA or EC key for large files" }
+            );
+          }
+          request = { hash, scheme, input: { message: await readFile2(item.input) } };
+        } else {
+          const format2 = ctx.options.signatureFormat ?? "der";
+          request = { hash, scheme, input: { digest: await ctx.digest(item.input, hash) }, format: format2 };
+        }
+        return {
+          request,
+          async finish(signature) {
+            await writeFileAtomic(item.output, signature);
+            return {
+              scheme,
+              ...scheme === "eddsa" ? {} : { hash },
+              ...scheme === "ecdsa" ? { format: ctx.options.signatureFormat ?? "der" } : {},
+              bytes: signature.length
+            };
+          }
+        };
+      }
+    };
+  }
+});
+
 // src/core/pki/cms.ts
-import { createHash as createHash3 } from "node:crypto";
-import { open as open3, readFile as readFile2, stat as stat2 } from "node:fs/promises";
 function signedAttributesDer(attrs) {
   const der = new Uint8Array(attrs.toSchema().toBER());
   der[0] = 49;
   return der;
 }
-function cmsSignatureAlgorithm(signer, scheme, hash) {
+function signerSignatureAlgorithm(key, scheme, hash) {
   if (scheme === "rsa-pkcs1") {
     return new pkijs3.AlgorithmIdentifier({
       algorithmId: OID.rsaEncryption,
       algorithmParams: new asn1js3.Null()
     });
   }
-  return signatureAlgorithm(signer.key.keyType, scheme, hash, signer.key.curve);
+  return signatureAlgorithm(key.keyType, scheme, hash, key.curve);
 }
-async function signCms(signer, input, o2) {
-  const hash = o2.scheme === "eddsa" ? "sha512" : o2.hash;
-  let content;
-  if (o2.attached) {
-    const size = (await stat2(input)).size;
-    if (size > ATTACHED_MAX_BYTES) {
-      throw new CodesignError(
-        "INVALID_INPUT",
-        `${input} is over 256 MiB: too large to embed in the signature`,
-        {
-          hint: "sign it detached (drop --attached); the signature then travels beside the file"
-        }
-      );
-    }
-    content = new Uint8Array(await readFile2(input));
-  }
-  const digest = content ? new Uint8Array(createHash3(hash).update(content).digest()) : o2.early?.hash === hash ? await o2.early.digest : await hashFile(input, hash);
+function prepareSignerInfo(o2) {
   const cert = pkijs3.Certificate.fromBER(buf(o2.certificate));
   const signerInfo = new pkijs3.SignerInfo({
     version: 1,
     sid: new pkijs3.IssuerAndSerialNumber({ issuer: cert.issuer, serialNumber: cert.serialNumber }),
-    digestAlgorithm: hashAlgorithm(hash),
-    signatureAlgorithm: cmsSignatureAlgorithm(signer, o2.scheme, hash)
+    digestAlgorithm: hashAlgorithm(o2.hash),
+    signatureAlgorithm: signerSignatureAlgorithm(o2.key, o2.scheme, o2.hash)
   });
-  let signature;
-  if (o2.signedAttributes) {
-    signerInfo.signedAttrs = new pkijs3.SignedAndUnsignedAttributes({
-      type: 0,
-      attributes: [
-        new pkijs3.Attribute({
-          type: OID.contentType,
-          values: [new asn1js3.ObjectIdentifier({ value: OID.data })]
-        }),
-        new pkijs3.Attribute({
-          type: OID.messageDigest,
-          values: [new asn1js3.OctetString({ valueHex: buf(digest) })]
-        }),
-        new pkijs3.Attribute({
-          type: OID.signingTime,
-          values: [new asn1js3.UTCTime({ valueDate: o2.signingTime ?? /* @__PURE__ */ new Date() })]
-        })
-      ]
-    });
-    signature = await signer.sign({
-      hash,
-      scheme: o2.scheme,
-      input: { message: signedAttributesDer(signerInfo.signedAttrs) }
-    });
-  } else if (o2.scheme === "eddsa") {
-    throw new CodesignError("INVALID_INPUT", "EdDSA CMS signatures need signed attributes", {
-      hint: "drop --no-signed-attributes, or use an RSA or EC key"
-    });
-  } else {
-    signature = await signer.sign({ hash, scheme: o2.scheme, input: { digest } });
+  if (o2.signedAttributes === false) {
+    if (o2.scheme === "eddsa") {
+      throw new CodesignError("INVALID_INPUT", "EdDSA CMS signatures need signed attributes", {
+        hint: "keep the signed attributes, or use an RSA or EC key"
+      });
+    }
+    return { signerInfo, toSign: { digest: o2.digest } };
   }
-  signerInfo.signature = new asn1js3.OctetString({ valueHex: buf(signature) });
-  const signed = new pkijs3.SignedData({
-    version: 1,
-    digestAlgorithms: [hashAlgorithm(hash)],
-    encapContentInfo: new pkijs3.EncapsulatedContentInfo({
-      eContentType: OID.data,
-      ...content ? { eContent: new asn1js3.OctetString({ valueHex: buf(content) }) } : {}
+  const attributes = [
+    new pkijs3.Attribute({
+      type: OID.contentType,
+      values: [new asn1js3.ObjectIdentifier({ value: o2.contentType })]
     }),
-    certificates: [
-      cert,
-      ...uniqueChain(o2.certificate, o2.chain).map((c3) => pkijs3.Certificate.fromBER(buf(c3)))
-    ],
-    signerInfos: [signerInfo]
+    new pkijs3.Attribute({
+      type: OID.messageDigest,
+      values: [new asn1js3.OctetString({ valueHex: buf(o2.digest) })]
+    }),
+    ...o2.signedAttributes
+  ];
+  const der = (a2) => Buffer.from(a2.toSchema().toBER());
+  attributes.sort((x, y) => Buffer.compare(der(x), der(y)));
+  signerInfo.signedAttrs = new pkijs3.SignedAndUnsignedAttributes({ type: 0, attributes });
+  return { signerInfo, toSign: { message: signedAttributesDer(signerInfo.signedAttrs) } };
+}
+function signingTimeAttribute(when = /* @__PURE__ */ new Date()) {
+  return new pkijs3.Attribute({
+    type: OID.signingTime,
+    values: [new asn1js3.UTCTime({ valueDate: when })]
   });
-  return encodeSignedData(signed);
+}
+function assembleSignedData(o2) {
+  o2.signerInfo.signature = new asn1js3.OctetString({ valueHex: buf(o2.signature) });
+  return new pkijs3.SignedData({
+    version: 1,
+    digestAlgorithms: [hashAlgorithm(o2.hash)],
+    encapContentInfo: new pkijs3.EncapsulatedContentInfo({
+      eContentType: o2.eContentType,
+      // pkijs types eContent as an OCTET STRING, but writes whatever it holds under [0] EXPLICIT.
+      ...o2.eContent ? { eContent: o2.eContent } : {}
+    }),
+    certificates: [o2.certificate, ...uniqueChain(o2.certificate, o2.chain)].map(
+      (c3) => pkijs3.Certificate.fromBER(buf(c3))
+    ),
+    signerInfos: [o2.signerInfo]
+  });
 }
 function uniqueChain(signer, chain) {
   const seen = /* @__PURE__ */ new Set([Buffer.from(signer).toString("base64")]);
@@ -81730,21 +80694,8 @@ function uniqueChain(signer, chain) {
   });
 }
 function encodeSignedData(signed) {
-  const info3 = new pkijs3.ContentInfo({ contentType: OID.signedData, content: signed.toSchema(true) });
-  return new Uint8Array(info3.toSchema().toBER());
-}
-function parseSignedData(bytes, what) {
-  try {
-    const der = derOrPem(bytes, ["CMS", "PKCS7"]);
-    const info3 = pkijs3.ContentInfo.fromBER(buf(der));
-    if (info3.contentType !== OID.signedData) throw new Error(`content type ${info3.contentType}`);
-    return new pkijs3.SignedData({ schema: info3.content });
-  } catch (cause) {
-    throw new CodesignError("INVALID_INPUT", `${what} is not a CMS/PKCS#7 signature`, {
-      hint: "give a .p7s made by codesign sign --tool cms or openssl cms -sign (DER or PEM)",
-      cause
-    });
-  }
+  const info2 = new pkijs3.ContentInfo({ contentType: OID.signedData, content: signed.toSchema(true) });
+  return new Uint8Array(info2.toSchema().toBER());
 }
 function cmsOutput(der, format2) {
   return format2 === "pem" ? pemEncode("CMS", der) : der;
@@ -81757,7 +80708,6 @@ var init_cms = __esm({
     pkijs3 = __toESM(require_build3(), 1);
     init_asn1();
     init_errors();
-    init_hash();
     OID = {
       data: "1.2.840.113549.1.7.1",
       signedData: "1.2.840.113549.1.7.2",
@@ -81833,7 +80783,7 @@ var init_failover = __esm({
 // src/core/pki/verify.ts
 import {
   constants as constants5,
-  createHash as createHash4,
+  createHash as createHash3,
   createPublicKey,
   createVerify,
   verify as verifyOneShot,
@@ -81924,7 +80874,7 @@ async function inspectTimestampToken(token, signature) {
     throw new Error(
       `the timestamp's imprint uses an unsupported hash (${tst.messageImprint.hashAlgorithm.algorithmId})`
     );
-  const expected = createHash4(name).update(signature).digest();
+  const expected = createHash3(name).update(signature).digest();
   if (!Buffer.from(tst.messageImprint.hashedMessage.valueBlock.valueHexView).equals(expected)) {
     throw new Error("the timestamp is for other data (its message imprint does not match the signature)");
   }
@@ -81936,7 +80886,7 @@ async function inspectTimestampToken(token, signature) {
     checked = await checkSignerInfo(
       signed,
       hash,
-      new Uint8Array(createHash4(hash).update(tstDer).digest()),
+      new Uint8Array(createHash3(hash).update(tstDer).digest()),
       tstDer
     );
   } catch (e) {
@@ -81950,7 +80900,7 @@ async function inspectTimestampToken(token, signature) {
 async function checkTimestampToken(token, signature) {
   return (await inspectTimestampToken(token, signature)).tst;
 }
-var asn1js4, pkijs4, fail, OID_TIME_STAMPING, EDDSA_MAX_BYTES, subjectOf, PKCS1, PSS_ANY_SALT, x509, attrValue;
+var asn1js4, pkijs4, fail, OID_TIME_STAMPING, EDDSA_MAX_BYTES2, subjectOf, PKCS1, PSS_ANY_SALT, x509, attrValue;
 var init_verify = __esm({
   "src/core/pki/verify.ts"() {
     "use strict";
@@ -81963,7 +80913,7 @@ var init_verify = __esm({
     init_hash();
     fail = (message, hint) => new CodesignError("VERIFY_FAILED", message, hint ? { hint } : {});
     OID_TIME_STAMPING = "1.3.6.1.5.5.7.3.8";
-    EDDSA_MAX_BYTES = 256 * 1024 * 1024;
+    EDDSA_MAX_BYTES2 = 256 * 1024 * 1024;
     subjectOf = (c3) => c3.subject.replace(/\n/g, ", ");
     PKCS1 = { padding: constants5.RSA_PKCS1_PADDING };
     PSS_ANY_SALT = {
@@ -81976,7 +80926,7 @@ var init_verify = __esm({
 });
 
 // src/core/pki/timestamp.ts
-import { createHash as createHash5, randomBytes as randomBytes2 } from "node:crypto";
+import { createHash as createHash4, randomBytes as randomBytes2 } from "node:crypto";
 async function requestOnce(url, signature, signal) {
   const nonce = new Uint8Array(randomBytes2(8));
   nonce[0] = (nonce[0] ?? 0) & 127 | 1;
@@ -81985,7 +80935,7 @@ async function requestOnce(url, signature, signal) {
     messageImprint: new pkijs5.MessageImprint({
       hashAlgorithm: hashAlgorithm("sha256"),
       hashedMessage: new asn1js5.OctetString({
-        valueHex: buf2(new Uint8Array(createHash5("sha256").update(signature).digest()))
+        valueHex: buf2(new Uint8Array(createHash4("sha256").update(signature).digest()))
       })
     }),
     nonce: new asn1js5.Integer({ valueHex: buf2(nonce) }),
@@ -82031,12 +80981,12 @@ async function fetchTimestamp(signature, urls, failover) {
   });
   return value;
 }
-async function timestampSignedData(signed, urls, failover) {
+async function timestampSignedData(signed, urls, failover, attribute = OID.timeStampToken) {
   const results = [];
   for (const si of signed.signerInfos) {
     const ts = await fetchTimestamp(new Uint8Array(si.signature.valueBlock.valueHexView), urls, failover);
-    const attr = new pkijs5.Attribute({ type: OID.timeStampToken, values: [ts.token.toSchema()] });
-    const others = si.unsignedAttrs?.attributes.filter((a2) => a2.type !== OID.timeStampToken) ?? [];
+    const attr = new pkijs5.Attribute({ type: attribute, values: [ts.token.toSchema()] });
+    const others = si.unsignedAttrs?.attributes.filter((a2) => a2.type !== attribute) ?? [];
     si.unsignedAttrs = new pkijs5.SignedAndUnsignedAttributes({ type: 1, attributes: [...others, attr] });
     results.push(ts);
   }
@@ -82058,198 +81008,130 @@ var init_timestamp = __esm({
   }
 });
 
-// src/cli/commands/sign-cms.ts
-var sign_cms_exports = {};
-__export(sign_cms_exports, {
-  run: () => run,
-  signBatch: () => signBatch
-});
-function cmsArgs(args4) {
-  return {
-    hash: str(args4, "hash") ?? "sha256",
-    mechanism: str(args4, "mechanism"),
-    attached: flag(args4, "attached"),
-    format: str(args4, "format") === "pem" ? "pem" : "der",
-    signedAttributes: args4["signed-attributes"] !== false,
-    chainFiles: list(args4, "chain"),
-    certFile: str(args4, "cert"),
-    timestamps: timestampOptions(args4)
-  };
+// src/app/formats/timestamp.ts
+async function timestamp(signed, o2, attribute) {
+  const t = o2.timestamp;
+  if (!t || t.urls.length === 0) return {};
+  const [ts] = await timestampSignedData(
+    signed,
+    t.urls,
+    {
+      what: "timestamp server",
+      ...t.retries === void 0 ? {} : { retries: t.retries },
+      ...t.timeoutSeconds === void 0 ? {} : { timeoutMs: t.timeoutSeconds * 1e3 },
+      ...t.onFailure ? { onFailure: t.onFailure } : {}
+    },
+    attribute
+  );
+  return ts ? { timestamp: { url: ts.url, genTime: ts.genTime.toISOString() } } : {};
 }
-async function checkInput(input, attached) {
-  const size = await inputSize(input);
-  if (attached && size > ATTACHED_MAX_BYTES) {
-    throw new CodesignError(
-      "INVALID_INPUT",
-      `${input} is over 256 MiB: too large to embed in the signature`,
-      {
-        hint: "sign it detached (drop --attached); the signature then travels beside the file"
-      }
-    );
-  }
-}
-async function prepare(k, o2) {
-  const cert = await resolveSignerCertificate(k.key, o2.certFile);
-  const chain = (await Promise.all(o2.chainFiles.map((f) => readCertificates(f)))).flat();
-  return { signer: k.signer, cert: cert.der, chain, scheme: o2.mechanism ?? defaultScheme(k.key.keyType), o: o2 };
-}
-async function signOne(p, item, early) {
-  const der = await signCms(p.signer, item.input, {
-    hash: p.o.hash,
-    scheme: p.scheme,
-    certificate: p.cert,
-    chain: p.chain,
-    attached: p.o.attached,
-    signedAttributes: p.o.signedAttributes,
-    ...early ? { early: { hash: p.o.hash, digest: early } } : {}
-  });
-  let final = der;
-  let timestamp;
-  if (p.o.timestamps.urls.length > 0) {
-    const signed = parseSignedData(der, "the new signature");
-    const [ts] = await timestampSignedData(signed, p.o.timestamps.urls, p.o.timestamps.failover);
-    final = encodeSignedData(signed);
-    if (ts) timestamp = { url: ts.url, genTime: ts.genTime.toISOString() };
-  }
-  await writeFileAtomic(item.output, cmsOutput(final, p.o.format));
-  return {
-    scheme: p.scheme,
-    attached: p.o.attached,
-    format: p.o.format,
-    ...timestamp ? { timestamp } : {}
-  };
-}
-async function run(args4) {
-  const input = str(args4, "in");
-  const output = str(args4, "out") ?? `${input}.p7s`;
-  assertDistinct(input, output);
-  const o2 = cmsArgs(args4);
-  await checkInput(input, o2.attached);
-  const started = performance.now();
-  const early = o2.attached || o2.mechanism === "eddsa" ? void 0 : hashFile(input, o2.hash);
-  early?.catch(() => void 0);
-  const report = await withTokenKey(keyAccess(args4), async (k) => ({
-    input,
-    output,
-    key: k.key.uri,
-    ...await signOne(await prepare(k, o2), { input, output }, early),
-    ms: Math.round(performance.now() - started)
-  }));
-  if (flag(args4, "json")) printJson(report);
-  else
-    info(
-      `signed ${input} with ${report.key} (CMS ${report.attached ? "attached" : "detached"}, ${report.scheme}${report.timestamp ? `, timestamped by ${report.timestamp.url}` : ""}) -> ${output}`
-    );
-}
-async function signBatch(args4, items) {
-  const o2 = cmsArgs(args4);
-  for (const item of items) await checkInput(item.input, o2.attached);
-  const jobs = jobsOf(args4);
-  return withTokenKey({ ...keyAccess(args4), sessions: jobs }, async (k) => {
-    const p = await prepare(k, o2);
-    return runBatch(items, (item) => signOne(p, item), {
-      // More files in flight than sessions: hashing the next files overlaps signing.
-      jobs: jobs * 2,
-      failFast: flag(args4, "fail-fast"),
-      onResult: progressBar(items.length, args4)
-    });
-  });
-}
-var init_sign_cms = __esm({
-  "src/cli/commands/sign-cms.ts"() {
+var init_timestamp2 = __esm({
+  "src/app/formats/timestamp.ts"() {
     "use strict";
-    init_batch();
-    init_certificate();
-    init_cms();
-    init_errors();
-    init_files();
-    init_hash();
-    init_signer();
     init_timestamp();
-    init_token_key();
-    init_common();
-    init_output2();
-    init_progress();
-    init_sign();
+  }
+});
+
+// src/app/formats/cms.ts
+var cms_exports = {};
+__export(cms_exports, {
+  cms: () => cms
+});
+import { createHash as createHash5 } from "node:crypto";
+import { readFile as readFile3 } from "node:fs/promises";
+var asn1js6, cms;
+var init_cms2 = __esm({
+  "src/app/formats/cms.ts"() {
+    "use strict";
+    asn1js6 = __toESM(require_build2(), 1);
+    init_errors();
+    init_cms();
+    init_files();
+    init_timestamp2();
+    cms = {
+      name: "cms",
+      output: { kind: "detached", suffix: ".p7s" },
+      needsCertificate: true,
+      overlap: 2,
+      fileDigest: (o2) => o2.attached || o2.mechanism === "eddsa" ? void 0 : o2.hash ?? "sha256",
+      async check(input, o2) {
+        if (await inputSize(input) > ATTACHED_MAX_BYTES && o2.attached) {
+          throw new CodesignError(
+            "INVALID_INPUT",
+            `${input} is over 256 MiB: too large to embed in the signature`,
+            { hint: "sign it detached; the signature then travels beside the file" }
+          );
+        }
+      },
+      async prepare(item, ctx) {
+        const o2 = ctx.options;
+        const certificate = ctx.certificate;
+        const hash = ctx.scheme === "eddsa" ? "sha512" : ctx.hash;
+        const content = o2.attached ? new Uint8Array(await readFile3(item.input)) : void 0;
+        const digest = content ? new Uint8Array(createHash5(hash).update(content).digest()) : await ctx.digest(item.input, hash);
+        const { signerInfo, toSign } = prepareSignerInfo({
+          hash,
+          scheme: ctx.scheme,
+          key: ctx.key,
+          certificate,
+          contentType: OID.data,
+          digest,
+          signedAttributes: o2.signedAttributes === false ? false : [signingTimeAttribute()]
+        });
+        return {
+          request: { hash, scheme: ctx.scheme, input: toSign },
+          async finish(signature) {
+            const signed = assembleSignedData({
+              signerInfo,
+              signature,
+              hash,
+              certificate,
+              chain: ctx.chain,
+              eContentType: OID.data,
+              eContent: content ? new asn1js6.OctetString({ valueHex: content.slice().buffer }) : void 0
+            });
+            const stamp = await timestamp(signed, o2, OID.timeStampToken);
+            const encoding = o2.encoding ?? "der";
+            await writeFileAtomic(item.output, cmsOutput(encodeSignedData(signed), encoding));
+            return { scheme: ctx.scheme, attached: o2.attached === true, encoding, ...stamp };
+          }
+        };
+      }
+    };
   }
 });
 
 // adapters/osslsigncode.ts
-var osslsigncode_exports = {};
-__export(osslsigncode_exports, {
-  adapter: () => adapter,
-  safePath: () => safePath,
-  verifyAuthenticode: () => verifyAuthenticode
-});
-import { readFile as readFile3, rm as rm3, writeFile } from "node:fs/promises";
+import { readFile as readFile4, writeFile } from "node:fs/promises";
 import path13 from "node:path";
-function args(job, extra = {}) {
-  return [
-    "sign",
-    "-pkcs11module",
-    job.modulePath,
-    "-key",
-    job.keyUri,
-    "-certs",
-    safePath(job.certFile),
-    ...job.chainFiles.flatMap((f) => ["-ac", safePath(f)]),
-    "-h",
-    job.hash,
-    ...job.description ? ["-n", job.description] : [],
-    ...job.url ? ["-i", job.url] : [],
-    ...extra.timestampUrl ? ["-ts", extra.timestampUrl] : [],
-    "-readpass",
-    "/dev/fd/3",
-    "-in",
-    safePath(job.input),
-    "-out",
-    safePath(job.output)
-  ];
+async function extractData(o2) {
+  const file = findTool("osslsigncode", o2.toolPath);
+  await runTool({
+    tool: "osslsigncode",
+    file,
+    args: ["extract-data", "-h", o2.hash, "-in", safePath(o2.input), "-out", safePath(o2.output)]
+  });
 }
-async function sign(job) {
-  const file = findTool("osslsigncode", job.toolPath);
-  const v = await version(job.toolPath);
-  const pin = { secret: job.pin, via: "fd3" };
-  if (job.timestamps.length === 0) {
-    await runTool({ tool: "osslsigncode", file, args: args(job), pin });
-    return { tool: "osslsigncode", version: v };
-  }
-  const unstamped = path13.join(
-    path13.dirname(path13.resolve(job.output)),
-    `.${path13.basename(job.output)}.unstamped${path13.extname(job.input)}`
-  );
-  try {
-    await runTool({ tool: "osslsigncode", file, args: args({ ...job, output: unstamped }), pin });
-    const { url } = await tryEach(
-      job.timestamps,
-      async (tsUrl, signal) => {
-        await rm3(job.output, { force: true });
-        await runTool({
-          tool: "osslsigncode",
-          file,
-          args: [
-            "add",
-            "-ts",
-            tsUrl,
-            "-h",
-            job.hash,
-            "-in",
-            safePath(unstamped),
-            "-out",
-            safePath(job.output)
-          ],
-          cancelSignal: signal
-        });
-      },
-      job.failover
-    );
-    return { tool: "osslsigncode", version: v, timestampUrl: url };
-  } catch (e) {
-    await rm3(job.output, { force: true });
-    throw e;
-  } finally {
-    await rm3(unstamped, { force: true });
-  }
+async function attachSignature(o2) {
+  const file = findTool("osslsigncode", o2.toolPath);
+  await runTool({
+    tool: "osslsigncode",
+    file,
+    args: [
+      "attach-signature",
+      "-sigin",
+      safePath(o2.signature),
+      "-CAfile",
+      safePath(o2.caFile),
+      "-h",
+      o2.hash,
+      ...o2.nest ? ["-nest"] : [],
+      "-in",
+      safePath(o2.input),
+      "-out",
+      safePath(o2.output)
+    ]
+  });
 }
 async function verifyAuthenticode(input, o2) {
   const file = findTool("osslsigncode", o2.toolPath);
@@ -82257,7 +81139,7 @@ async function verifyAuthenticode(input, o2) {
     let ca = [];
     if (o2.caFiles.length > 0) {
       const joined = path13.join(dir, "ca.pem");
-      await writeFile(joined, (await Promise.all(o2.caFiles.map((f) => readFile3(f, "utf8")))).join("\n"));
+      await writeFile(joined, (await Promise.all(o2.caFiles.map((f) => readFile4(f, "utf8")))).join("\n"));
       ca = ["-CAfile", joined];
     }
     return runToolRaw({ tool: "osslsigncode", file, args: ["verify", ...ca, "-in", safePath(input)] });
@@ -82280,7 +81162,6 @@ var init_osslsigncode = __esm({
   "adapters/osslsigncode.ts"() {
     "use strict";
     init_errors();
-    init_failover();
     init_run();
     init_temp();
     safePath = (p) => path13.resolve(p);
@@ -82289,18 +81170,229 @@ var init_osslsigncode = __esm({
       const out = await runToolRaw({ tool: "osslsigncode", file, args: ["--version"] });
       const v = /osslsigncode\s+(\d+)\.(\d+)/.exec(`${out.stdout}${out.stderr}`);
       if (!v) throw new CodesignError("TOOL_FAILED", `cannot tell the version of ${file}: ${lastWords(out)}`);
-      if (Number(v[1]) < 2) {
+      const [major, minor] = [Number(v[1]), Number(v[2])];
+      if (major < 2 || major === 2 && minor < 6) {
         throw new CodesignError(
           "TOOL_FAILED",
-          `osslsigncode ${v[1]}.${v[2]} is too old: -pkcs11module needs 2.0 or newer`,
+          `osslsigncode ${major}.${minor} is too old: signing through the token needs extract-data and attach-signature (2.6 or newer)`,
           {
-            hint: "install osslsigncode 2.x (Debian bookworm-backports has 2.9)"
+            hint: "install osslsigncode 2.9 from bookworm-backports: apt-get install -t bookworm-backports osslsigncode"
           }
         );
       }
-      return `${v[1]}.${v[2]}`;
+      return `${major}.${minor}`;
     });
-    adapter = { name: "osslsigncode", version, args, sign };
+    adapter = {
+      name: "osslsigncode",
+      version,
+      extractData,
+      attachSignature
+    };
+  }
+});
+
+// src/core/pki/authenticode.ts
+function readExtractedContent(der, file) {
+  try {
+    const info2 = pkijs6.ContentInfo.fromBER(der.slice().buffer);
+    if (info2.contentType !== OID.signedData) throw new Error(`content type ${info2.contentType}`);
+    const signed = new pkijs6.SignedData({ schema: info2.content });
+    const content = signed.encapContentInfo.eContent;
+    if (!content || !(content instanceof asn1js7.Constructed)) throw new Error("no structured content");
+    return {
+      contentType: signed.encapContentInfo.eContentType,
+      content,
+      digestedOctets: new Uint8Array(content.valueBlock.toBER())
+    };
+  } catch (cause) {
+    throw new CodesignError(
+      "TOOL_FAILED",
+      `osslsigncode extract-data gave no Authenticode content for ${file}`,
+      { hint: "check that osslsigncode can sign this file type (osslsigncode 2.9 or newer)", cause }
+    );
+  }
+}
+function taggedString(tagNumber, bytes) {
+  return new asn1js7.Primitive({ idBlock: { tagClass: 3, tagNumber }, valueHex: bytes.slice().buffer });
+}
+function spcString(text) {
+  if (/^[\x20-\x7e]*$/.test(text)) return taggedString(1, new TextEncoder().encode(text));
+  return taggedString(0, Buffer.from(text, "utf16le").swap16());
+}
+function authenticodeAttributes(o2) {
+  const attributes = [
+    new pkijs6.Attribute({
+      type: AUTHENTICODE_OID.statementType,
+      values: [
+        new asn1js7.Sequence({
+          value: [new asn1js7.ObjectIdentifier({ value: AUTHENTICODE_OID.individualCodeSigning })]
+        })
+      ]
+    })
+  ];
+  if (o2.url !== void 0 && !/^[\x20-\x7e]*$/.test(o2.url)) {
+    throw new CodesignError("INVALID_INPUT", `the program URL ${JSON.stringify(o2.url)} is not plain ASCII`, {
+      hint: "percent-encode it, as a URL is"
+    });
+  }
+  if (o2.description !== void 0 || o2.url !== void 0) {
+    attributes.push(
+      new pkijs6.Attribute({
+        type: AUTHENTICODE_OID.opusInfo,
+        values: [
+          new asn1js7.Sequence({
+            value: [
+              ...o2.description !== void 0 ? [context(0, spcString(o2.description))] : [],
+              ...o2.url !== void 0 ? [context(1, taggedString(0, new TextEncoder().encode(o2.url)))] : []
+            ]
+          })
+        ]
+      })
+    );
+  }
+  return attributes;
+}
+var asn1js7, pkijs6, AUTHENTICODE_OID, context;
+var init_authenticode = __esm({
+  "src/core/pki/authenticode.ts"() {
+    "use strict";
+    asn1js7 = __toESM(require_build2(), 1);
+    pkijs6 = __toESM(require_build3(), 1);
+    init_errors();
+    init_cms();
+    AUTHENTICODE_OID = {
+      /** SPC_INDIRECT_DATA_OBJID: the content type of PE, MSI, CAB, APPX and script signatures. */
+      indirectData: "1.3.6.1.4.1.311.2.1.4",
+      statementType: "1.3.6.1.4.1.311.2.1.11",
+      individualCodeSigning: "1.3.6.1.4.1.311.2.1.21",
+      opusInfo: "1.3.6.1.4.1.311.2.1.12",
+      /** SPC_RFC3161_OBJID: the unsigned attribute holding an RFC 3161 timestamp token. */
+      rfc3161Timestamp: "1.3.6.1.4.1.311.3.3.1"
+    };
+    context = (tagNumber, value) => new asn1js7.Constructed({ idBlock: { tagClass: 3, tagNumber }, value: [value] });
+  }
+});
+
+// src/app/formats/in-place.ts
+async function verifyBeforeReplacing(input, check) {
+  try {
+    await check();
+  } catch (cause) {
+    throw new CodesignError(
+      "VERIFY_FAILED",
+      `the signed copy of ${input} did not verify, so the input was left untouched`,
+      { hint: "include the issuing CA in the chain, or write the signed copy elsewhere", cause }
+    );
+  }
+}
+var init_in_place = __esm({
+  "src/app/formats/in-place.ts"() {
+    "use strict";
+    init_errors();
+  }
+});
+
+// src/app/formats/authenticode.ts
+var authenticode_exports = {};
+__export(authenticode_exports, {
+  authenticode: () => authenticode
+});
+import { createHash as createHash6 } from "node:crypto";
+import { mkdtemp, readFile as readFile5, rm as rm3, writeFile as writeFile2 } from "node:fs/promises";
+import path14 from "node:path";
+var authenticode;
+var init_authenticode2 = __esm({
+  "src/app/formats/authenticode.ts"() {
+    "use strict";
+    init_osslsigncode();
+    init_authenticode();
+    init_cms();
+    init_files();
+    init_in_place();
+    init_timestamp2();
+    authenticode = {
+      name: "osslsigncode",
+      output: { kind: "embedded" },
+      needsCertificate: true,
+      // Each file is two short osslsigncode runs around one signature: keep the next files' runs going.
+      overlap: 2,
+      fileDigest: () => void 0,
+      async check(input, o2) {
+        await inputSize(input);
+        await adapter.version(o2.toolPath);
+      },
+      async prepare(item, ctx) {
+        const o2 = ctx.options;
+        const { hash, scheme } = ctx;
+        const certificate = ctx.certificate;
+        const dir = await mkdtemp(path14.join(ctx.workDir, "file-"));
+        try {
+          const data = path14.join(dir, "content.p7");
+          await adapter.extractData({ input: item.input, hash, output: data, toolPath: o2.toolPath });
+          const extracted = readExtractedContent(new Uint8Array(await readFile5(data)), item.input);
+          const { signerInfo, toSign } = prepareSignerInfo({
+            hash,
+            scheme,
+            key: ctx.key,
+            certificate,
+            contentType: extracted.contentType,
+            digest: new Uint8Array(createHash6(hash).update(extracted.digestedOctets).digest()),
+            signedAttributes: authenticodeAttributes(o2)
+          });
+          return {
+            request: { hash, scheme, input: toSign },
+            async finish(signature) {
+              try {
+                const signed = assembleSignedData({
+                  signerInfo,
+                  signature,
+                  hash,
+                  certificate,
+                  chain: ctx.chain,
+                  eContentType: extracted.contentType,
+                  eContent: extracted.content
+                });
+                const stamp = await timestamp(signed, o2, AUTHENTICODE_OID.rfc3161Timestamp);
+                const sigFile = path14.join(dir, "signature.p7");
+                await writeFile2(sigFile, encodeSignedData(signed), { mode: 384 });
+                await withAtomicOutput(
+                  item.output,
+                  async (temp) => {
+                    await adapter.attachSignature({
+                      input: item.input,
+                      signature: sigFile,
+                      output: temp,
+                      hash,
+                      caFile: ctx.certificateFiles[0],
+                      toolPath: o2.toolPath
+                    });
+                    if (path14.resolve(item.output) === path14.resolve(item.input)) {
+                      await verifyBeforeReplacing(
+                        item.input,
+                        () => verifyAuthenticode(temp, { caFiles: ctx.certificateFiles, toolPath: o2.toolPath })
+                      );
+                    }
+                  },
+                  { keepExtension: true }
+                );
+                return {
+                  scheme,
+                  hash,
+                  tool: "osslsigncode",
+                  version: await adapter.version(o2.toolPath),
+                  ...stamp
+                };
+              } finally {
+                await rm3(dir, { recursive: true, force: true });
+              }
+            }
+          };
+        } catch (e) {
+          await rm3(dir, { recursive: true, force: true });
+          throw e;
+        }
+      }
+    };
   }
 });
 
@@ -82353,15 +81445,15 @@ __export(jarsigner_exports, {
   sigalg: () => sigalg,
   verifyJar: () => verifyJar
 });
-import { writeFile as writeFile2, rm as rm4 } from "node:fs/promises";
-import path14 from "node:path";
+import { writeFile as writeFile3, rm as rm4 } from "node:fs/promises";
+import path15 from "node:path";
 function sigalg(keyType, hash) {
   const h2 = hash.toUpperCase();
   if (keyType === "rsa") return `${h2}withRSA`;
   if (keyType === "ec") return `${h2}withECDSA`;
   return "Ed25519";
 }
-function args2(job, extra = {}) {
+function args(job, extra = {}) {
   return [
     "-keystore",
     "NONE",
@@ -82385,9 +81477,9 @@ function args2(job, extra = {}) {
     job.key.label
   ];
 }
-async function sign2(job) {
+async function sign(job) {
   const file = findTool("jarsigner", job.toolPath);
-  await writeFile2(
+  await writeFile3(
     configPath(job),
     sunpkcs11Config({ name: "codesign", library: job.modulePath, slot: Number(job.token.slotId) }),
     { mode: 384 }
@@ -82397,7 +81489,7 @@ async function sign2(job) {
     const out = await runTool({
       tool: "jarsigner",
       file,
-      args: args2(job, timestampUrl ? { timestampUrl } : {}),
+      args: args(job, timestampUrl ? { timestampUrl } : {}),
       pin: { secret: job.pin, via: "env", name: PIN_VAR },
       ...signal ? { cancelSignal: signal } : {}
     }).catch((e) => {
@@ -82429,8 +81521,8 @@ async function verifyJar(input, o2) {
   return withPrivateDir(async (dir) => {
     const trust = [];
     if (o2.caFiles.length > 0) {
-      const store = path14.join(dir, "trust.p12");
-      const keytool = path14.join(path14.dirname(file), "keytool");
+      const store = path15.join(dir, "trust.p12");
+      const keytool = path15.join(path15.dirname(file), "keytool");
       for (const [i2, ca] of o2.caFiles.entries()) {
         await runTool({
           tool: "keytool",
@@ -82488,13 +81580,13 @@ var init_jarsigner = __esm({
     PIN_VAR = "CODESIGN_JAR_PIN";
     version2 = oncePerKey(async (toolPath) => {
       const file = findTool("jarsigner", toolPath);
-      const java = path14.join(path14.dirname(file), "java");
+      const java = path15.join(path15.dirname(file), "java");
       const out = await runToolRaw({ tool: "java", file: java, args: ["-version"] }).catch(() => void 0);
       const v = out ? /version "([^"]+)"/.exec(out.stderr)?.[1] : void 0;
       return v ?? "unknown";
     });
-    configPath = (job) => path14.join(job.workDir, "sunpkcs11.cfg");
-    adapter2 = { name: "jarsigner", version: version2, args: args2, sign: sign2 };
+    configPath = (job) => path15.join(job.workDir, "sunpkcs11.cfg");
+    adapter2 = { name: "jarsigner", version: version2, args, sign };
     TRUST_PASS = "codesign-truststore";
   }
 });
@@ -82539,13 +81631,13 @@ __export(openssl_exports, {
   probe: () => probe,
   providerAvailable: () => providerAvailable
 });
-import { writeFile as writeFile3 } from "node:fs/promises";
-import path15 from "node:path";
+import { writeFile as writeFile4 } from "node:fs/promises";
+import path16 from "node:path";
 function affectedByEarly30Bug(v) {
   const [a2, b, c3] = v.split(".").map(Number);
   return a2 === 3 && b === 0 && (c3 ?? 0) <= 8;
 }
-function args3(job) {
+function args2(job) {
   const common2 = ["-engine", "pkcs11", "-keyform", "engine"];
   if (mode(job) === "cms") {
     return [
@@ -82583,7 +81675,7 @@ function args3(job) {
     safePath(job.input)
   ];
 }
-async function sign3(job) {
+async function sign2(job) {
   const file = findTool("openssl", job.toolPath);
   const v = await opensslVersion(job.toolPath);
   if (job.timestamps.length > 0) {
@@ -82591,11 +81683,11 @@ async function sign3(job) {
       hint: "use --tool cms (RFC 3161 with fail-over), or `codesign timestamp` on the openssl CMS output"
     });
   }
-  await writeFile3(confPath(job), opensslEngineConfig({ module: job.modulePath }), { mode: 384 });
+  await writeFile4(confPath(job), opensslEngineConfig({ module: job.modulePath }), { mode: 384 });
   await runTool({
     tool: "openssl",
     file,
-    args: args3(job),
+    args: args2(job),
     env: { OPENSSL_CONF: confPath(job) },
     pin: { secret: job.pin, via: "env", name: PIN_VAR2 }
   });
@@ -82609,14 +81701,14 @@ async function providerAvailable(toolPath) {
   });
   return out.exitCode === 0 && /pkcs11/i.test(out.stdout);
 }
-async function probe(name, args4) {
+async function probe(name, args3) {
   let file;
   try {
     file = findTool(name);
   } catch {
     return void 0;
   }
-  const out = await runToolRaw({ tool: name, file, args: args4 }).catch(() => void 0);
+  const out = await runToolRaw({ tool: name, file, args: args3 }).catch(() => void 0);
   return out ? `${out.stdout}
 ${out.stderr}`.trim().split("\n")[0] ?? "" : void 0;
 }
@@ -82636,22 +81728,15 @@ var init_openssl = __esm({
       return v;
     });
     enginePath = () => LIBP11_ENGINE;
-    confPath = (job) => path15.join(job.workDir, "openssl-engine.cnf");
+    confPath = (job) => path16.join(job.workDir, "openssl-engine.cnf");
     mode = (job) => job.options["mode"] === "cms" ? "cms" : "dgst";
-    adapter3 = { name: "openssl", version: opensslVersion, args: args3, sign: sign3 };
+    adapter3 = { name: "openssl", version: opensslVersion, args: args2, sign: sign2 };
   }
 });
 
 // adapters/index.ts
-async function adapterFor(tool) {
-  switch (tool) {
-    case "osslsigncode":
-      return (await Promise.resolve().then(() => (init_osslsigncode(), osslsigncode_exports))).adapter;
-    case "jarsigner":
-      return (await Promise.resolve().then(() => (init_jarsigner(), jarsigner_exports))).adapter;
-    case "openssl":
-      return (await Promise.resolve().then(() => (init_openssl(), openssl_exports))).adapter;
-  }
+async function signingAdapter(tool) {
+  return tool === "jarsigner" ? (await Promise.resolve().then(() => (init_jarsigner(), jarsigner_exports))).adapter : (await Promise.resolve().then(() => (init_openssl(), openssl_exports))).adapter;
 }
 var init_adapters = __esm({
   "adapters/index.ts"() {
@@ -82659,35 +81744,39 @@ var init_adapters = __esm({
   }
 });
 
-// src/cli/commands/sign-tool.ts
-var sign_tool_exports = {};
-__export(sign_tool_exports, {
-  defaultSignedName: () => defaultSignedName,
-  run: () => run2,
-  signBatch: () => signBatch2
+// src/app/formats/tool.ts
+var tool_exports = {};
+__export(tool_exports, {
+  signWithTool: () => signWithTool,
+  toolOutput: () => toolOutput
 });
-import { mkdtemp, writeFile as writeFile4 } from "node:fs/promises";
-import path16 from "node:path";
-function defaultSignedName(input) {
-  const ext = path16.extname(input);
-  return path16.join(path16.dirname(input), `${path16.basename(input, ext)}.signed${ext}`);
+import { mkdtemp as mkdtemp2, writeFile as writeFile5 } from "node:fs/promises";
+import path17 from "node:path";
+function toolOutput(tool, o2) {
+  if (tool === "jarsigner") return { kind: "embedded" };
+  return { kind: "detached", suffix: o2.opensslMode === "cms" ? ".p7s" : ".sig" };
 }
-async function withToolJobs(args4, tool, fn) {
-  const access = keyAccess(args4);
-  const adapter4 = await adapterFor(tool);
-  await adapter4.version(str(args4, "tool-path"));
+async function signWithTool(tool, items, o2, jobs) {
+  const adapter4 = await signingAdapter(tool);
+  for (const item of items) await inputSize(item.input);
+  await adapter4.version(o2.toolPath);
+  if (tool === "openssl" && (o2.timestamp?.urls.length ?? 0) > 0) {
+    throw new CodesignError("USAGE", "openssl does not timestamp", {
+      hint: "sign with the cms format (RFC 3161 with fail-over), or timestamp openssl's CMS output with `codesign timestamp`"
+    });
+  }
+  const access = { key: o2.key, module: o2.module, pinFile: o2.pinFile, prompt: o2.promptPin };
   const pin = await requirePin(
     { uri: parseUri(access.key), pinFile: access.pinFile, prompt: access.prompt },
     "signing"
   );
-  const { urls, failover } = timestampOptions(args4);
-  const chainFiles = list(args4, "chain");
+  const chainFiles = [...o2.chain ?? []];
   return withTokenKey({ ...access, pin }, async (k) => {
-    const cert = await resolveSignerCertificate(k.key, str(args4, "cert"));
+    const cert = await resolveSignerCertificate(k.key, o2.cert);
     return withPrivateDir(async (dir) => {
-      const certFile = path16.join(dir, "signer.pem");
-      await writeFile4(certFile, certificatePem(cert.der), { mode: 384 });
-      const jobFor = async (item) => ({
+      const certFile = path17.join(dir, "signer.pem");
+      await writeFile5(certFile, certificatePem(cert.der), { mode: 384 });
+      const job = async (item) => ({
         input: item.input,
         output: item.output,
         keyUri: k.key.uri,
@@ -82698,222 +81787,54 @@ async function withToolJobs(args4, tool, fn) {
         certFile,
         certOnToken: cert.source === "token",
         chainFiles,
-        hash: str(args4, "hash") ?? "sha256",
-        timestamps: urls,
-        failover,
-        description: str(args4, "description"),
-        url: str(args4, "url"),
-        workDir: await mkdtemp(path16.join(dir, "job-")),
-        toolPath: str(args4, "tool-path"),
-        options: { mode: str(args4, "mode") }
+        hash: o2.hash ?? "sha256",
+        timestamps: [...o2.timestamp?.urls ?? []],
+        failover: {
+          ...o2.timestamp?.retries === void 0 ? {} : { retries: o2.timestamp.retries },
+          ...o2.timestamp?.timeoutSeconds === void 0 ? {} : { timeoutMs: o2.timestamp.timeoutSeconds * 1e3 },
+          ...o2.timestamp?.onFailure ? { onFailure: o2.timestamp.onFailure } : {}
+        },
+        workDir: await mkdtemp2(path17.join(dir, "job-")),
+        toolPath: o2.toolPath,
+        options: { mode: o2.opensslMode }
       });
-      return fn(jobFor);
+      const files = await runBatch(
+        items,
+        (item) => withAtomicOutput(item.output, async (temp) => {
+          const j = await job({ input: item.input, output: temp });
+          const outcome = await adapter4.sign(j);
+          if (tool === "jarsigner" && path17.resolve(item.output) === path17.resolve(item.input)) {
+            await verifyBeforeReplacing(
+              item.input,
+              () => verifyJar(temp, { caFiles: [certFile, ...chainFiles], toolPath: o2.toolPath })
+            );
+          }
+          return {
+            tool: outcome.tool,
+            version: outcome.version,
+            ...outcome.timestampUrl ? { timestamp: { url: outcome.timestampUrl } } : {}
+          };
+        }),
+        { jobs, failFast: o2.failFast === true, onResult: (r, done, total) => o2.onProgress?.(done, total, r) }
+      );
+      return { key: k.key, files };
     }, "codesign-tool-");
   });
 }
-async function signFile(tool, jobFor, item) {
-  const adapter4 = await adapterFor(tool);
-  return withAtomicOutput(item.output, async (temp) => {
-    const job = await jobFor({ input: item.input, output: temp });
-    const outcome = await adapter4.sign(job);
-    if (path16.resolve(item.output) === path16.resolve(item.input)) await verifyBeforeReplacing(tool, job, temp);
-    return outcome;
-  });
-}
-async function verifyBeforeReplacing(tool, job, temp) {
-  const caFiles = [job.certFile, ...job.chainFiles];
-  try {
-    if (tool === "osslsigncode") {
-      const { verifyAuthenticode: verifyAuthenticode2 } = await Promise.resolve().then(() => (init_osslsigncode(), osslsigncode_exports));
-      await verifyAuthenticode2(temp, { caFiles, toolPath: job.toolPath });
-    } else if (tool === "jarsigner") {
-      const { verifyJar: verifyJar2 } = await Promise.resolve().then(() => (init_jarsigner(), jarsigner_exports));
-      await verifyJar2(temp, { caFiles, toolPath: job.toolPath });
-    }
-  } catch (cause) {
-    throw new CodesignError(
-      "VERIFY_FAILED",
-      `the signed copy of ${job.input} did not verify, so the input was left untouched`,
-      { hint: "give the issuing CA with --chain, or write a copy with --out / --out-dir", cause }
-    );
-  }
-}
-async function run2(args4, tool) {
-  const input = str(args4, "in");
-  const inPlace = flag(args4, "in-place");
-  if (inPlace && tool === "openssl") {
-    throw new CodesignError(
-      "USAGE",
-      "--in-place does not apply to --tool openssl: it writes a detached signature",
-      {
-        hint: "drop --in-place; the signature goes to --out"
-      }
-    );
-  }
-  const output = inPlace ? input : str(args4, "out") ?? defaultSignedName(input);
-  if (!inPlace) assertDistinct(input, output);
-  await inputSize(input);
-  const started = performance.now();
-  const outcome = await withToolJobs(
-    args4,
-    tool,
-    (jobFor) => signFile(tool, jobFor, { input, output })
-  );
-  const report = { input, output, ...outcome, ms: Math.round(performance.now() - started) };
-  if (flag(args4, "json")) printJson(report);
-  else
-    info(
-      `signed ${input} with ${outcome.tool} ${outcome.version}${outcome.timestampUrl ? `, timestamped by ${outcome.timestampUrl}` : ""} -> ${output}`
-    );
-}
-async function signBatch2(args4, items, tool) {
-  for (const item of items) await inputSize(item.input);
-  return withToolJobs(
-    args4,
-    tool,
-    (jobFor) => runBatch(items, (item) => signFile(tool, jobFor, item), {
-      jobs: jobsOf(args4),
-      failFast: flag(args4, "fail-fast"),
-      onResult: progressBar(items.length, args4)
-    })
-  );
-}
-var init_sign_tool = __esm({
-  "src/cli/commands/sign-tool.ts"() {
+var init_tool = __esm({
+  "src/app/formats/tool.ts"() {
     "use strict";
     init_adapters();
-    init_batch();
-    init_certificate();
+    init_jarsigner();
     init_errors();
-    init_files();
     init_pin();
-    init_temp();
     init_token_key();
     init_uri();
-    init_common();
-    init_output2();
-    init_progress();
-    init_sign();
-  }
-});
-
-// src/cli/commands/sign.ts
-import { mkdir, readFile as readFile4 } from "node:fs/promises";
-import os2 from "node:os";
-function toolFor(input, requested) {
-  if (requested && requested !== "auto") return requested;
-  const kind = fileKind(input);
-  return kind === "authenticode" ? "osslsigncode" : kind === "jar" ? "jarsigner" : "cms";
-}
-function toolForAll(files, requested) {
-  const tools = new Set(files.map((f) => toolFor(f, requested)));
-  const [tool] = tools;
-  if (tools.size > 1 || !tool) {
-    throw new CodesignError("USAGE", `these files call for different tools (${[...tools].join(", ")})`, {
-      hint: "sign each kind in its own run, or choose one with --tool"
-    });
-  }
-  return tool;
-}
-function requireKey(args4) {
-  if (str(args4, "key") === void 0) {
-    throw new CodesignError("USAGE", "--key is required", {
-      hint: "give the key's URI (see `codesign keys`), or a --profile that names one"
-    });
-  }
-}
-async function signMany(args4, files) {
-  requireKey(args4);
-  const tool = toolForAll(files, str(args4, "tool"));
-  const outDir = str(args4, "out-dir");
-  const items = planOutputs(files, {
-    style: tool === "raw" ? { kind: "detached", suffix: ".sig" } : tool === "cms" ? { kind: "detached", suffix: ".p7s" } : { kind: "embedded" },
-    outDir,
-    inPlace: flag(args4, "in-place")
-  });
-  if (outDir !== void 0) {
-    await mkdir(outDir, { recursive: true }).catch((cause) => {
-      throw new CodesignError("IO", `cannot create --out-dir ${outDir}: ${cause.code}`, { cause });
-    });
-  }
-  if (tool === "raw") return signRawBatch(args4, items);
-  if (tool === "cms") return (await Promise.resolve().then(() => (init_sign_cms(), sign_cms_exports))).signBatch(args4, items);
-  return (await Promise.resolve().then(() => (init_sign_tool(), sign_tool_exports))).signBatch(args4, items, tool);
-}
-function rawOptions(args4) {
-  return {
-    hash: str(args4, "hash") ?? "sha256",
-    format: str(args4, "signature-format") ?? "der",
-    mechanism: str(args4, "mechanism")
-  };
-}
-async function signRawFile(signer, item, size, o2, early) {
-  const scheme = o2.mechanism ?? defaultScheme(signer.key.keyType);
-  let signature;
-  if (scheme === "eddsa") {
-    if (size > EDDSA_MAX_BYTES2) {
-      throw new CodesignError(
-        "INVALID_INPUT",
-        `EdDSA signs the whole file in one call; ${item.input} is over 256 MiB`,
-        {
-          hint: "use an RSA or EC key for large files"
-        }
-      );
-    }
-    signature = await signer.sign({ hash: o2.hash, scheme, input: { message: await readFile4(item.input) } });
-  } else {
-    const digest = await (early ?? hashFile(item.input, o2.hash));
-    signature = await signer.sign({ hash: o2.hash, scheme, input: { digest }, format: o2.format });
-  }
-  await writeFileAtomic(item.output, signature);
-  return {
-    scheme,
-    hash: scheme === "eddsa" ? void 0 : o2.hash,
-    format: scheme === "ecdsa" ? o2.format : void 0,
-    bytes: signature.length
-  };
-}
-function jobsOf(args4) {
-  const raw = args4["jobs"];
-  const j = Array.isArray(raw) ? raw.at(-1) : raw;
-  if (typeof j === "number") {
-    if (!Number.isInteger(j) || j < 1)
-      throw new CodesignError("USAGE", `--jobs ${j} must be a whole number \u2265 1`);
-    return j;
-  }
-  return Math.min(4, os2.availableParallelism());
-}
-async function signRawBatch(args4, items) {
-  const sizes = new Map(
-    await Promise.all(items.map(async ({ input }) => [input, await inputSize(input)]))
-  );
-  const o2 = rawOptions(args4);
-  const jobs = jobsOf(args4);
-  return withTokenKey(
-    { ...keyAccess(args4), sessions: jobs },
-    ({ signer }) => runBatch(items, (item) => signRawFile(signer, item, sizes.get(item.input) ?? 0, o2), {
-      // More files in flight than sessions: reading and writing the next files overlaps signing.
-      jobs: jobs * 4,
-      failFast: flag(args4, "fail-fast"),
-      onResult: progressBar(items.length, args4)
-    })
-  );
-}
-var EDDSA_MAX_BYTES2;
-var init_sign = __esm({
-  "src/cli/commands/sign.ts"() {
-    "use strict";
-    init_batch();
-    init_errors();
+    init_certificate();
     init_files();
-    init_file_kind();
-    init_hash();
-    init_signer();
-    init_token_key();
-    init_common();
-    init_output2();
-    init_progress();
-    EDDSA_MAX_BYTES2 = 256 * 1024 * 1024;
+    init_temp();
+    init_batch();
+    init_in_place();
   }
 });
 
@@ -82923,8 +81844,8 @@ var glob = __toESM(require_glob(), 1);
 init_errors();
 init_temp();
 import { existsSync as existsSync2 } from "node:fs";
-import { writeFile as writeFile5 } from "node:fs/promises";
-import path17 from "node:path";
+import { writeFile as writeFile7 } from "node:fs/promises";
+import path19 from "node:path";
 
 // adapters/setup.ts
 init_errors();
@@ -82962,7 +81883,7 @@ async function installDebianTools(log) {
   }
   if (missing.length === 0) return log("install-tools: every Debian package is already installed");
   const root = process.getuid?.() === 0;
-  const sudo = (args4) => root ? { file: args4[0] ?? "", args: args4.slice(1) } : { file: "sudo", args: ["-n", ...args4] };
+  const sudo = (args3) => root ? { file: args3[0] ?? "", args: args3.slice(1) } : { file: "sudo", args: ["-n", ...args3] };
   log(`install-tools: installing ${missing.join(" ")}`);
   const env = { DEBIAN_FRONTEND: "noninteractive" };
   await runTool({ tool: "apt-get", ...sudo(["apt-get", "update", "-qq"]), env });
@@ -82991,8 +81912,224 @@ async function ensureAddon(log) {
   loadPkcs11Js();
 }
 
+// src/app/sign.ts
+init_errors();
+init_token_key();
+init_certificate();
+init_signer();
+init_hash();
+init_temp();
+init_batch();
+import { mkdir, writeFile as writeFile6 } from "node:fs/promises";
+import os2 from "node:os";
+import path18 from "node:path";
+
+// src/app/file-kind.ts
+import path11 from "node:path";
+var AUTHENTICODE_EXTENSIONS = [
+  ".exe",
+  ".dll",
+  ".sys",
+  ".ocx",
+  ".scr",
+  ".cpl",
+  ".efi",
+  ".drv",
+  ".mui",
+  ".msi",
+  ".msp",
+  ".msm",
+  ".cab",
+  ".cat",
+  ".appx",
+  ".msix",
+  ".appxbundle",
+  ".msixbundle",
+  ".ps1",
+  ".psm1",
+  ".psd1",
+  ".ps1xml",
+  ".psc1",
+  ".cdxml",
+  ".mof",
+  ".js",
+  ".vbs",
+  ".wsf"
+];
+var JAR_EXTENSIONS = [".jar", ".war", ".ear"];
+function fileKind(file) {
+  const ext = path11.extname(file).toLowerCase();
+  if (AUTHENTICODE_EXTENSIONS.includes(ext)) return "authenticode";
+  if (JAR_EXTENSIONS.includes(ext)) return "jar";
+  return "other";
+}
+
+// src/app/sign.ts
+function formatFor(file) {
+  const kind = fileKind(file);
+  return kind === "authenticode" ? "osslsigncode" : kind === "jar" ? "jarsigner" : "cms";
+}
+function chooseFormat(files, o2) {
+  if (o2.tool !== void 0 && o2.tool !== "auto") return o2.tool;
+  const names = new Set(files.map(formatFor));
+  const [name] = names;
+  if (names.size > 1 || !name) {
+    throw new CodesignError("USAGE", `these files call for different formats (${[...names].join(", ")})`, {
+      hint: "sign each kind of file in its own run, or choose one format for all"
+    });
+  }
+  return name;
+}
+async function tokenFormat(name) {
+  if (name === "raw") return (await Promise.resolve().then(() => (init_raw(), raw_exports))).raw;
+  if (name === "cms") return (await Promise.resolve().then(() => (init_cms2(), cms_exports))).cms;
+  return (await Promise.resolve().then(() => (init_authenticode2(), authenticode_exports))).authenticode;
+}
+function jobsOf(o2) {
+  if (o2.jobs === void 0) return Math.min(4, os2.availableParallelism());
+  if (!Number.isInteger(o2.jobs) || o2.jobs < 1) {
+    throw new CodesignError("USAGE", `the number of parallel jobs (${o2.jobs}) must be a whole number \u2265 1`, {
+      hint: "give 1 or more, or leave it out for min(4, cores)"
+    });
+  }
+  return o2.jobs;
+}
+var isPinError = (e) => isCodesignError(e) && ["PIN_INCORRECT", "PIN_LOCKED", "PIN_EXPIRED", "LOGIN_FAILED"].includes(e.code);
+var Digests = class {
+  started = /* @__PURE__ */ new Map();
+  start(file, hash) {
+    const p = hashFile(file, hash);
+    p.catch(() => void 0);
+    this.started.set(`${hash}:${path18.resolve(file)}`, p);
+  }
+  get(file, hash) {
+    const key = `${hash}:${path18.resolve(file)}`;
+    const early = this.started.get(key);
+    if (!early) return hashFile(file, hash);
+    this.started.delete(key);
+    return early;
+  }
+};
+async function sign3(o2) {
+  const started = performance.now();
+  if (!o2.key) {
+    throw new CodesignError("USAGE", "no key was named", {
+      hint: "give the key's RFC 7512 URI (`codesign keys` lists them), or a profile that names one"
+    });
+  }
+  const name = chooseFormat(o2.files, o2);
+  const jobs = jobsOf(o2);
+  if (name === "jarsigner" || name === "openssl") {
+    const { signWithTool: signWithTool2, toolOutput: toolOutput2 } = await Promise.resolve().then(() => (init_tool(), tool_exports));
+    const items2 = await plan(o2, toolOutput2(name, o2));
+    const run = await signWithTool2(name, items2, o2, jobs);
+    return report(name, run.key, 1, run.files, started);
+  }
+  const format2 = await tokenFormat(name);
+  const items = await plan(o2, format2.output);
+  for (const item of items) await format2.check(item.input, o2);
+  const hash = o2.hash ?? "sha256";
+  const digests = new Digests();
+  const early = format2.fileDigest(o2);
+  if (early) for (const item of items.slice(0, jobs * format2.overlap)) digests.start(item.input, early);
+  return withTokenKey(
+    { key: o2.key, module: o2.module, pinFile: o2.pinFile, prompt: o2.promptPin, sessions: jobs },
+    async (k) => {
+      const scheme = o2.mechanism ?? defaultScheme(k.key.keyType);
+      if (!schemeFitsKey(scheme, k.key.keyType)) {
+        throw new CodesignError(
+          "USAGE",
+          `the ${scheme} scheme does not fit this ${k.key.keyType.toUpperCase()} key`,
+          {
+            hint: k.key.keyType === "rsa" ? "use rsa-pkcs1 or rsa-pss" : `use ${defaultScheme(k.key.keyType)}`
+          }
+        );
+      }
+      return withPrivateDir(async (workDir) => {
+        const ctx = {
+          options: o2,
+          key: k.key,
+          hash,
+          scheme,
+          certificate: void 0,
+          chain: [],
+          certificateFiles: [],
+          workDir,
+          digest: (file, h2) => digests.get(file, h2)
+        };
+        if (format2.needsCertificate) {
+          ctx.certificate = (await resolveSignerCertificate(k.key, o2.cert)).der;
+          ctx.chain = (await Promise.all((o2.chain ?? []).map((f) => readCertificates(f)))).flat();
+          const certFile = path18.join(workDir, "signer.pem");
+          await writeFile6(certFile, certificatePem(ctx.certificate), { mode: 384 });
+          ctx.certificateFiles = [certFile, ...o2.chain ?? []];
+        }
+        const files = await runBatch(
+          items,
+          async (item) => {
+            const prepared = await format2.prepare(item, ctx);
+            return prepared.finish(await k.signer.sign(prepared.request));
+          },
+          {
+            jobs: jobs * format2.overlap,
+            failFast: o2.failFast === true,
+            fatal: isPinError,
+            onResult: (r, done, total) => o2.onProgress?.(done, total, r)
+          }
+        );
+        return report(name, k.key, jobs, files, started);
+      }, "codesign-sign-");
+    }
+  );
+}
+async function plan(o2, style) {
+  const items = planOutputs(o2.files, { style, out: o2.out, outDir: o2.outDir, inPlace: o2.inPlace });
+  if (o2.outDir !== void 0) {
+    const dir = o2.outDir;
+    await mkdir(dir, { recursive: true }).catch((cause) => {
+      throw new CodesignError("IO", `cannot create the output directory ${dir}: ${cause.code}`, { cause });
+    });
+  }
+  return items;
+}
+function report(tool, key, sessions, results, started) {
+  const files = results.map(({ detail, ...row }) => ({ ...row, ...detail }));
+  const failed = files.filter((f) => !f.ok).length;
+  return {
+    ok: failed === 0,
+    tool,
+    key: key.uri,
+    keyType: key.keyType,
+    signed: files.length - failed,
+    failed,
+    sessions,
+    files,
+    ms: Math.round(performance.now() - started)
+  };
+}
+
+// src/app/verify.ts
+init_jarsigner();
+init_osslsigncode();
+init_errors();
+init_cms();
+init_verify();
+init_files();
+
+// src/app/options.ts
+var TOOL_CHOICES = [
+  "auto",
+  "raw",
+  "cms",
+  "osslsigncode",
+  "jarsigner",
+  "openssl"
+];
+
+// src/app/index.ts
+init_errors();
+
 // src/action/main.ts
-init_sign();
 var lines = (name) => core.getMultilineInput(name).map((l) => l.trim()).filter(Boolean);
 var optional = (name) => core.getInput(name).trim() || void 0;
 async function expandFiles(patterns) {
@@ -83004,9 +82141,22 @@ async function expandFiles(patterns) {
     }
     const matches = await (await glob.create(p, { matchDirectories: false })).glob();
     if (matches.length === 0) throw new Error(`files: "${p}" matches no file`);
-    files.push(...matches.sort().map((m) => path17.relative(process.cwd(), m) || m));
+    files.push(...matches.sort().map((m) => path19.relative(process.cwd(), m) || m));
   }
   return [...new Set(files)];
+}
+function positiveInteger(name) {
+  const text = optional(name);
+  if (text === void 0) return void 0;
+  const n2 = Number(text);
+  if (!Number.isInteger(n2) || n2 < 1) throw new Error(`${name}: "${text}" is not a whole number \u2265 1`);
+  return n2;
+}
+function choice(name, allowed) {
+  const text = optional(name);
+  if (text === void 0) return void 0;
+  if (!allowed.includes(text)) throw new Error(`${name}: "${text}" is not one of ${allowed.join(", ")}`);
+  return text;
 }
 function summary2(results) {
   const rows = results.map((r) => [
@@ -83033,26 +82183,28 @@ async function main() {
     if (remote) process.env["CODESIGN_REMOTE"] = remote;
     const files = await expandFiles(lines("files"));
     if (files.length === 0) throw new Error("files: no file to sign");
-    const args4 = {
+    const options = {
+      files,
       key: core.getInput("key", { required: true }),
       module: optional("module"),
-      "pin-file": optional("pin-file"),
-      tool: optional("tool") ?? "auto",
-      "out-dir": optional("out-dir"),
+      tool: choice("tool", TOOL_CHOICES) ?? "auto",
+      outDir: optional("out-dir"),
       cert: optional("cert"),
       chain: lines("chain"),
-      timestamp: lines("timestamp-url"),
-      hash: optional("hash"),
-      jobs: optional("jobs") === void 0 ? void 0 : Number(optional("jobs")),
-      json: false
+      timestamp: {
+        urls: lines("timestamp-url"),
+        onFailure: ({ url, reason }) => core.warning(`timestamp server ${url}: ${reason}`)
+      },
+      hash: choice("hash", ["sha256", "sha384", "sha512"]),
+      jobs: positiveInteger("jobs")
     };
     const results = await withPrivateDir(async (dir) => {
+      let pinFile = optional("pin-file");
       if (pin) {
-        const file = path17.join(dir, "pin");
-        await writeFile5(file, pin, { mode: 384 });
-        args4["pin-file"] = file;
+        pinFile = path19.join(dir, "pin");
+        await writeFile7(pinFile, pin, { mode: 384 });
       }
-      return signMany(args4, files);
+      return (await sign3({ ...options, pinFile })).files;
     }, "codesign-action-");
     const signed = results.filter((r) => r.ok);
     for (const r of signed) core.info(`signed ${r.input} -> ${r.output}`);

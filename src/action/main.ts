@@ -1,5 +1,6 @@
 /**
- * The GitHub Action: the same batch as `codesign sign FILE…`, with inputs from the workflow.
+ * The GitHub Action: the app layer's `sign()`, as `codesign sign FILE…` runs it, with options
+ * built from the workflow's inputs (errors name the input, never a command-line flag).
  * The PIN is masked before anything else runs and reaches the core through a 0600 file in a
  * private directory (never the environment of the tools we start, never a command line).
  */
@@ -11,8 +12,7 @@ import path from "node:path";
 import { isCodesignError } from "../core/errors.js";
 import { withPrivateDir } from "../core/util/temp.js";
 import { ensureAddon, installDebianTools } from "../../adapters/setup.js";
-import { signMany } from "../cli/commands/sign.js";
-import type { BatchResult } from "../app/batch.js";
+import { TOOL_CHOICES, sign, type FileResult, type HashName, type ToolChoice } from "../app/index.js";
 
 /** Newline-separated input, blank lines and surrounding spaces dropped. */
 const lines = (name: string): string[] =>
@@ -38,7 +38,23 @@ async function expandFiles(patterns: string[]): Promise<string[]> {
   return [...new Set(files)];
 }
 
-function summary(results: BatchResult<unknown>[]): Promise<unknown> {
+/** A whole number ≥ 1, or undefined when the input is empty. */
+function positiveInteger(name: string): number | undefined {
+  const text = optional(name);
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name}: "${text}" is not a whole number ≥ 1`);
+  return n;
+}
+
+function choice<T extends string>(name: string, allowed: readonly T[]): T | undefined {
+  const text = optional(name);
+  if (text === undefined) return undefined;
+  if (!allowed.includes(text as T)) throw new Error(`${name}: "${text}" is not one of ${allowed.join(", ")}`);
+  return text as T;
+}
+
+function summary(results: FileResult[]): Promise<unknown> {
   const rows = results.map((r) => [
     r.input,
     r.ok ? r.output : "",
@@ -67,26 +83,29 @@ export async function main(): Promise<void> {
     if (remote) process.env["CODESIGN_REMOTE"] = remote;
     const files = await expandFiles(lines("files"));
     if (files.length === 0) throw new Error("files: no file to sign");
-    const args: Record<string, unknown> = {
+    const options = {
+      files,
       key: core.getInput("key", { required: true }),
       module: optional("module"),
-      "pin-file": optional("pin-file"),
-      tool: optional("tool") ?? "auto",
-      "out-dir": optional("out-dir"),
+      tool: choice<ToolChoice>("tool", TOOL_CHOICES) ?? "auto",
+      outDir: optional("out-dir"),
       cert: optional("cert"),
       chain: lines("chain"),
-      timestamp: lines("timestamp-url"),
-      hash: optional("hash"),
-      jobs: optional("jobs") === undefined ? undefined : Number(optional("jobs")),
-      json: false,
+      timestamp: {
+        urls: lines("timestamp-url"),
+        onFailure: ({ url, reason }: { url: string; reason: string }) =>
+          core.warning(`timestamp server ${url}: ${reason}`),
+      },
+      hash: choice<HashName>("hash", ["sha256", "sha384", "sha512"]),
+      jobs: positiveInteger("jobs"),
     };
     const results = await withPrivateDir(async (dir) => {
+      let pinFile = optional("pin-file");
       if (pin) {
-        const file = path.join(dir, "pin");
-        await writeFile(file, pin, { mode: 0o600 });
-        args["pin-file"] = file;
+        pinFile = path.join(dir, "pin");
+        await writeFile(pinFile, pin, { mode: 0o600 });
       }
-      return signMany(args, files);
+      return (await sign({ ...options, pinFile })).files;
     }, "codesign-action-");
     const signed = results.filter((r) => r.ok);
     for (const r of signed) core.info(`signed ${r.input} -> ${r.output}`);

@@ -1,15 +1,14 @@
 /** A progress bar on stderr for batches, only when stderr is a terminal and output is not JSON. */
-import type { BatchResult } from "../app/batch.js";
 import { flag } from "./common.js";
 
 export function progressBar(
   total: number,
   args: Record<string, unknown>,
-): ((r: BatchResult<unknown>, done: number, total: number) => void) | undefined {
+): ((done: number, total: number) => void) | undefined {
   if (!process.stderr.isTTY || flag(args, "json") || total < 2) return undefined;
   let bar: import("cli-progress").SingleBar | undefined;
   let loading: Promise<void> | undefined;
-  return (_r, done) => {
+  return (done) => {
     if (!loading) {
       loading = import("cli-progress").then(({ default: cliProgress }) => {
         bar = new cliProgress.SingleBar(

@@ -1,17 +1,15 @@
 /**
- * CMS/PKCS#7 SignedData made with a token key (RFC 5652), built with pkijs + asn1js. The token
- * signs the DER of the signed attributes re-tagged as a SET, as RFC 5652 §5.4 requires; the
- * content itself is only hashed on the host, streamed, so a detached signature of any size
- * needs flat memory.
+ * CMS/PKCS#7 SignedData (RFC 5652), built with pkijs + asn1js, in two pure steps around the
+ * token: `prepareSignerInfo` says what must be signed — the DER of the signed attributes
+ * re-tagged as a SET, as RFC 5652 §5.4 requires — and `assembleSignedData` puts the signature in.
+ * Authenticode is the same structure with another content type and more attributes.
  */
 import * as asn1js from "asn1js";
-import { createHash } from "node:crypto";
-import { open, readFile, stat } from "node:fs/promises";
+import { open } from "node:fs/promises";
 import * as pkijs from "pkijs";
 import { derOrPem, hashAlgorithm, pemEncode, signatureAlgorithm } from "./asn1.js";
 import { CodesignError } from "../errors.js";
-import { hashFile } from "../util/hash.js";
-import type { HashName, SignatureScheme, Signer } from "../signer.js";
+import type { HashName, KeyDescription, SignInput, SignatureScheme } from "../signer.js";
 
 export const OID = {
   data: "1.2.840.113549.1.7.1",
@@ -26,35 +24,18 @@ export const OID = {
 /** Attached content is held in memory once; past this, detached is the only sane choice. */
 export const ATTACHED_MAX_BYTES = 256 * 1024 * 1024;
 
-export interface CmsSignOptions {
-  hash: HashName;
-  scheme: SignatureScheme;
-  /** DER signer certificate; must hold the signer's public key (checked by the caller). */
-  certificate: Uint8Array;
-  chain: Uint8Array[];
-  attached: boolean;
-  /** Default true: contentType, messageDigest and signingTime are signed. */
-  signedAttributes: boolean;
-  signingTime?: Date;
-  /**
-   * The content digest, when the caller started hashing early (e.g. while the token logs in);
-   * used only when its hash is the one this signature needs.
-   */
-  early?: { hash: HashName; digest: Promise<Uint8Array> };
-}
-
 const buf = (u: Uint8Array): ArrayBuffer => u.slice().buffer as ArrayBuffer;
 
-/** The bytes the signer signs: the signed attributes as `SET OF Attribute` (tag 0x31, not [0]). */
+/** The signed attributes as the token signs them: `SET OF Attribute`, DER (sorted, tag 0x31). */
 export function signedAttributesDer(attrs: pkijs.SignedAndUnsignedAttributes): Uint8Array {
   const der = new Uint8Array(attrs.toSchema().toBER());
   der[0] = 0x31;
   return der;
 }
 
-/** The SignedData's signature algorithm field, as `openssl cms` writes it. */
-function cmsSignatureAlgorithm(
-  signer: Signer,
+/** The SignerInfo's signature algorithm field, as `openssl cms` and osslsigncode write it. */
+function signerSignatureAlgorithm(
+  key: Pick<KeyDescription, "keyType" | "curve">,
   scheme: SignatureScheme,
   hash: HashName,
 ): pkijs.AlgorithmIdentifier {
@@ -64,85 +45,96 @@ function cmsSignatureAlgorithm(
       algorithmParams: new asn1js.Null(),
     });
   }
-  return signatureAlgorithm(signer.key.keyType, scheme, hash, signer.key.curve);
+  return signatureAlgorithm(key.keyType, scheme, hash, key.curve);
 }
 
-/** Signs `input` (a file path) and returns the DER ContentInfo. */
-export async function signCms(signer: Signer, input: string, o: CmsSignOptions): Promise<Uint8Array> {
-  // EdDSA in CMS (RFC 8419) pairs Ed25519 with SHA-512 for the message digest.
-  const hash: HashName = o.scheme === "eddsa" ? "sha512" : o.hash;
-  let content: Uint8Array | undefined;
-  if (o.attached) {
-    const size = (await stat(input)).size;
-    if (size > ATTACHED_MAX_BYTES) {
-      throw new CodesignError(
-        "INVALID_INPUT",
-        `${input} is over 256 MiB: too large to embed in the signature`,
-        {
-          hint: "sign it detached (drop --attached); the signature then travels beside the file",
-        },
-      );
-    }
-    content = new Uint8Array(await readFile(input));
-  }
-  const digest = content
-    ? new Uint8Array(createHash(hash).update(content).digest())
-    : o.early?.hash === hash
-      ? await o.early.digest
-      : await hashFile(input, hash);
+export interface SignerInfoRequest {
+  hash: HashName;
+  scheme: SignatureScheme;
+  key: Pick<KeyDescription, "keyType" | "curve">;
+  /** DER signer certificate: its issuer and serial name the signer. */
+  certificate: Uint8Array;
+  /** The content type the signature covers (id-data for CMS, SpcIndirectDataContent for Authenticode). */
+  contentType: string;
+  /** The digest of the content, with `hash`. */
+  digest: Uint8Array;
+  /**
+   * Signed attributes besides contentType and messageDigest (which are always added), or
+   * `false` for none at all: then the token signs the content digest directly.
+   */
+  signedAttributes: pkijs.Attribute[] | false;
+}
+
+/**
+ * A SignerInfo waiting for its signature, and what the token must sign for it: the DER of the
+ * signed attributes (sorted, as DER wants of a SET OF), or the content digest when there are none.
+ */
+export function prepareSignerInfo(o: SignerInfoRequest): { signerInfo: pkijs.SignerInfo; toSign: SignInput } {
   const cert = pkijs.Certificate.fromBER(buf(o.certificate));
   const signerInfo = new pkijs.SignerInfo({
     version: 1,
     sid: new pkijs.IssuerAndSerialNumber({ issuer: cert.issuer, serialNumber: cert.serialNumber }),
-    digestAlgorithm: hashAlgorithm(hash),
-    signatureAlgorithm: cmsSignatureAlgorithm(signer, o.scheme, hash),
+    digestAlgorithm: hashAlgorithm(o.hash),
+    signatureAlgorithm: signerSignatureAlgorithm(o.key, o.scheme, o.hash),
   });
-  let signature: Uint8Array;
-  if (o.signedAttributes) {
-    signerInfo.signedAttrs = new pkijs.SignedAndUnsignedAttributes({
-      type: 0,
-      attributes: [
-        new pkijs.Attribute({
-          type: OID.contentType,
-          values: [new asn1js.ObjectIdentifier({ value: OID.data })],
-        }),
-        new pkijs.Attribute({
-          type: OID.messageDigest,
-          values: [new asn1js.OctetString({ valueHex: buf(digest) })],
-        }),
-        new pkijs.Attribute({
-          type: OID.signingTime,
-          values: [new asn1js.UTCTime({ valueDate: o.signingTime ?? new Date() })],
-        }),
-      ],
-    });
-    signature = await signer.sign({
-      hash,
-      scheme: o.scheme,
-      input: { message: signedAttributesDer(signerInfo.signedAttrs) },
-    });
-  } else if (o.scheme === "eddsa") {
-    throw new CodesignError("INVALID_INPUT", "EdDSA CMS signatures need signed attributes", {
-      hint: "drop --no-signed-attributes, or use an RSA or EC key",
-    });
-  } else {
-    signature = await signer.sign({ hash, scheme: o.scheme, input: { digest } });
+  if (o.signedAttributes === false) {
+    if (o.scheme === "eddsa") {
+      throw new CodesignError("INVALID_INPUT", "EdDSA CMS signatures need signed attributes", {
+        hint: "keep the signed attributes, or use an RSA or EC key",
+      });
+    }
+    return { signerInfo, toSign: { digest: o.digest } };
   }
-  signerInfo.signature = new asn1js.OctetString({ valueHex: buf(signature) });
-  const signed = new pkijs.SignedData({
-    version: 1,
-    digestAlgorithms: [hashAlgorithm(hash)],
-    encapContentInfo: new pkijs.EncapsulatedContentInfo({
-      eContentType: OID.data,
-      ...(content ? { eContent: new asn1js.OctetString({ valueHex: buf(content) }) } : {}),
+  const attributes = [
+    new pkijs.Attribute({
+      type: OID.contentType,
+      values: [new asn1js.ObjectIdentifier({ value: o.contentType })],
     }),
-    certificates: [
-      cert,
-      ...uniqueChain(o.certificate, o.chain).map((c) => pkijs.Certificate.fromBER(buf(c))),
-    ],
-    signerInfos: [signerInfo],
+    new pkijs.Attribute({
+      type: OID.messageDigest,
+      values: [new asn1js.OctetString({ valueHex: buf(o.digest) })],
+    }),
+    ...o.signedAttributes,
+  ];
+  const der = (a: pkijs.Attribute) => Buffer.from(a.toSchema().toBER());
+  attributes.sort((x, y) => Buffer.compare(der(x), der(y)));
+  signerInfo.signedAttrs = new pkijs.SignedAndUnsignedAttributes({ type: 0, attributes });
+  return { signerInfo, toSign: { message: signedAttributesDer(signerInfo.signedAttrs) } };
+}
+
+/** The signingTime attribute CMS signatures carry. */
+export function signingTimeAttribute(when: Date = new Date()): pkijs.Attribute {
+  return new pkijs.Attribute({
+    type: OID.signingTime,
+    values: [new asn1js.UTCTime({ valueDate: when })],
   });
-  return encodeSignedData(signed);
+}
+
+/** The SignedData around one signed SignerInfo, with the signer certificate and the chain. */
+export function assembleSignedData(o: {
+  signerInfo: pkijs.SignerInfo;
+  signature: Uint8Array;
+  hash: HashName;
+  certificate: Uint8Array;
+  chain: Uint8Array[];
+  eContentType: string;
+  /** Attached content: an OCTET STRING for id-data, the content's own structure otherwise. */
+  eContent?: asn1js.BaseBlock | undefined;
+}): pkijs.SignedData {
+  o.signerInfo.signature = new asn1js.OctetString({ valueHex: buf(o.signature) });
+  return new pkijs.SignedData({
+    version: 1,
+    digestAlgorithms: [hashAlgorithm(o.hash)],
+    encapContentInfo: new pkijs.EncapsulatedContentInfo({
+      eContentType: o.eContentType,
+      // pkijs types eContent as an OCTET STRING, but writes whatever it holds under [0] EXPLICIT.
+      ...(o.eContent ? { eContent: o.eContent as asn1js.OctetString } : {}),
+    }),
+    certificates: [o.certificate, ...uniqueChain(o.certificate, o.chain)].map((c) =>
+      pkijs.Certificate.fromBER(buf(c)),
+    ),
+    signerInfos: [o.signerInfo],
+  });
 }
 
 /** --chain files often repeat the signer certificate or each other; each goes in once. */

@@ -50,9 +50,12 @@ export async function writeFileAtomic(
 export async function withAtomicOutput<T>(
   target: string,
   produce: (tempPath: string) => Promise<T>,
+  opts: { keepExtension?: boolean } = {},
 ): Promise<T> {
   const dir = path.dirname(path.resolve(target));
-  const temp = path.join(dir, `.${path.basename(target)}.${randomBytes(6).toString("hex")}.tmp`);
+  // Tools that tell file types apart by their extension (osslsigncode and scripts) need it kept.
+  const ext = opts.keepExtension ? path.extname(target) : "";
+  const temp = path.join(dir, `.${path.basename(target)}.${randomBytes(6).toString("hex")}.tmp${ext}`);
   const forget = removeOnExit(temp);
   try {
     const result = await produce(temp);

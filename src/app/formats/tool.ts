@@ -1,0 +1,106 @@
+/**
+ * The explicit exception to "only the core touches the token": jarsigner (SunPKCS11) and openssl
+ * (libp11) log in themselves. codesign logs in once first — to prove the PIN before any tool can
+ * spend a try on it, find the key and export the certificate — then runs the tool per file, each
+ * result written to a temp file beside its target and renamed only when the tool succeeded.
+ */
+import { mkdtemp, writeFile } from "node:fs/promises";
+import path from "node:path";
+import type { SignJob } from "../../../adapters/contract.js";
+import { signingAdapter } from "../../../adapters/index.js";
+import { verifyJar } from "../../../adapters/jarsigner.js";
+import { CodesignError } from "../../core/errors.js";
+import { requirePin } from "../../core/pkcs11/pin.js";
+import { withTokenKey } from "../../core/pkcs11/token-key.js";
+import { parseUri } from "../../core/pkcs11/uri.js";
+import { certificatePem, resolveSignerCertificate } from "../../core/pki/certificate.js";
+import { inputSize, withAtomicOutput } from "../../core/util/files.js";
+import { withPrivateDir } from "../../core/util/temp.js";
+import { runBatch, type BatchItem, type BatchResult, type OutputStyle } from "../batch.js";
+import type { FileDetail, SignOptions } from "../options.js";
+import { verifyBeforeReplacing } from "./in-place.js";
+
+export type LoginTool = "jarsigner" | "openssl";
+
+export function toolOutput(tool: LoginTool, o: SignOptions): OutputStyle {
+  if (tool === "jarsigner") return { kind: "embedded" };
+  return { kind: "detached", suffix: o.opensslMode === "cms" ? ".p7s" : ".sig" };
+}
+
+export interface ToolRun {
+  key: { uri: string; keyType: string };
+  files: BatchResult<FileDetail>[];
+}
+
+export async function signWithTool(
+  tool: LoginTool,
+  items: BatchItem[],
+  o: SignOptions,
+  jobs: number,
+): Promise<ToolRun> {
+  const adapter = await signingAdapter(tool);
+  for (const item of items) await inputSize(item.input);
+  await adapter.version(o.toolPath); // a missing tool fails before any login
+  if (tool === "openssl" && (o.timestamp?.urls.length ?? 0) > 0) {
+    throw new CodesignError("USAGE", "openssl does not timestamp", {
+      hint: "sign with the cms format (RFC 3161 with fail-over), or timestamp openssl's CMS output with `codesign timestamp`",
+    });
+  }
+  const access = { key: o.key, module: o.module, pinFile: o.pinFile, prompt: o.promptPin };
+  const pin = await requirePin(
+    { uri: parseUri(access.key), pinFile: access.pinFile, prompt: access.prompt },
+    "signing",
+  );
+  const chainFiles = [...(o.chain ?? [])];
+  return withTokenKey({ ...access, pin }, async (k) => {
+    const cert = await resolveSignerCertificate(k.key, o.cert);
+    return withPrivateDir(async (dir) => {
+      const certFile = path.join(dir, "signer.pem");
+      await writeFile(certFile, certificatePem(cert.der), { mode: 0o600 });
+      const job = async (item: BatchItem): Promise<SignJob> => ({
+        input: item.input,
+        output: item.output,
+        keyUri: k.key.uri,
+        key: k.key,
+        token: k.token,
+        modulePath: k.moduleChoice.path,
+        pin,
+        certFile,
+        certOnToken: cert.source === "token",
+        chainFiles,
+        hash: o.hash ?? "sha256",
+        timestamps: [...(o.timestamp?.urls ?? [])],
+        failover: {
+          ...(o.timestamp?.retries === undefined ? {} : { retries: o.timestamp.retries }),
+          ...(o.timestamp?.timeoutSeconds === undefined
+            ? {}
+            : { timeoutMs: o.timestamp.timeoutSeconds * 1000 }),
+          ...(o.timestamp?.onFailure ? { onFailure: o.timestamp.onFailure } : {}),
+        },
+        workDir: await mkdtemp(path.join(dir, "job-")),
+        toolPath: o.toolPath,
+        options: { mode: o.opensslMode },
+      });
+      const files = await runBatch<FileDetail>(
+        items,
+        (item) =>
+          withAtomicOutput(item.output, async (temp) => {
+            const j = await job({ input: item.input, output: temp });
+            const outcome = await adapter.sign(j);
+            if (tool === "jarsigner" && path.resolve(item.output) === path.resolve(item.input)) {
+              await verifyBeforeReplacing(item.input, () =>
+                verifyJar(temp, { caFiles: [certFile, ...chainFiles], toolPath: o.toolPath }),
+              );
+            }
+            return {
+              tool: outcome.tool,
+              version: outcome.version,
+              ...(outcome.timestampUrl ? { timestamp: { url: outcome.timestampUrl } } : {}),
+            };
+          }),
+        { jobs, failFast: o.failFast === true, onResult: (r, done, total) => o.onProgress?.(done, total, r) },
+      );
+      return { key: k.key, files };
+    }, "codesign-tool-");
+  });
+}

@@ -1,0 +1,116 @@
+/**
+ * What `sign()` takes and returns. Built once from the command line (src/cli) and once from the
+ * Action's inputs (src/action); neither knows the other's flags, so errors raised from here speak
+ * of the problem, not of an option name.
+ */
+import type { FailoverOptions } from "../core/util/failover.js";
+import type { HashName, SignatureFormat, SignatureScheme } from "../core/signer.js";
+import type { BatchResult } from "./batch.js";
+
+/**
+ * How a file is signed: in-process formats whose signature the token makes (raw, cms, and
+ * Authenticode shaped by osslsigncode), or a tool that logs in itself (jarsigner, openssl).
+ */
+export type FormatName = "raw" | "cms" | "osslsigncode" | "jarsigner" | "openssl";
+export type ToolChoice = "auto" | FormatName;
+export const TOOL_CHOICES: readonly ToolChoice[] = [
+  "auto",
+  "raw",
+  "cms",
+  "osslsigncode",
+  "jarsigner",
+  "openssl",
+];
+
+export interface TimestampOptions {
+  /** RFC 3161 servers, tried in order. */
+  urls: readonly string[];
+  /** Extra attempts per server after the first (default 2). */
+  retries?: number | undefined;
+  /** Seconds to wait for each attempt (default 10). */
+  timeoutSeconds?: number | undefined;
+  /** Told about each failed attempt, e.g. to print it. */
+  onFailure?: FailoverOptions["onFailure"];
+}
+
+export interface SignOptions {
+  /** The files to sign, in order; one file is a batch of one. */
+  files: readonly string[];
+  /** RFC 7512 URI of the private key. */
+  key: string;
+  /** PKCS#11 module; default: from the URI, $CODESIGN_PKCS11_MODULE, p11-kit-proxy. */
+  module?: string | undefined;
+  /** A file holding only the PIN (else pin-source in the URI, $CODESIGN_PIN, promptPin). */
+  pinFile?: string | undefined;
+  /** Asks for the PIN when no other source has one. */
+  promptPin?: (() => Promise<string>) | undefined;
+  /** Default "auto": the format each file's type calls for. */
+  tool?: ToolChoice | undefined;
+  /** The output of a single file (default beside it: .sig, .p7s, or <name>.signed<ext>). */
+  out?: string | undefined;
+  /** A directory for every output, named after its input. */
+  outDir?: string | undefined;
+  /** Signed copies (Authenticode, JAR) replace their inputs, once each copy verifies. */
+  inPlace?: boolean | undefined;
+  /** Signatures in flight at once, each on its own session of the one login (default min(4, cores)). */
+  jobs?: number | undefined;
+  /** Stop at the first failed file; the rest are reported as not signed. */
+  failFast?: boolean | undefined;
+  /** Default sha256. */
+  hash?: HashName | undefined;
+  /** Default from the key: rsa-pkcs1, ecdsa or eddsa. */
+  mechanism?: SignatureScheme | undefined;
+  /** Raw ECDSA signatures: DER (default) or IEEE P1363 r‖s. */
+  signatureFormat?: SignatureFormat | undefined;
+  /** Signer certificate file; default the certificate on the token with the key's CKA_ID. */
+  cert?: string | undefined;
+  /** Further certificates to include. */
+  chain?: readonly string[] | undefined;
+  timestamp?: TimestampOptions | undefined;
+  /** CMS: embed the content. */
+  attached?: boolean | undefined;
+  /** CMS: DER (default) or PEM. */
+  encoding?: "der" | "pem" | undefined;
+  /** CMS: sign contentType, messageDigest and signingTime (default true). */
+  signedAttributes?: boolean | undefined;
+  /** Authenticode: program description and URL. */
+  description?: string | undefined;
+  url?: string | undefined;
+  /** openssl: `dgst -sign` (default) or `cms -sign`. */
+  opensslMode?: "dgst" | "cms" | undefined;
+  /** The external tool's executable, when not on PATH. */
+  toolPath?: string | undefined;
+  /** Told as each file finishes, e.g. for a progress bar. */
+  onProgress?: ((done: number, total: number, file: { input: string; ok: boolean }) => void) | undefined;
+}
+
+/** What one file's signing produced, by format. */
+export interface FileDetail {
+  scheme?: string;
+  hash?: string;
+  format?: string;
+  bytes?: number;
+  attached?: boolean;
+  encoding?: "der" | "pem";
+  tool?: string;
+  version?: string;
+  timestamp?: { url: string; genTime?: string };
+}
+
+/** One row of the report per input, in input order: what was made, or why not. */
+export type FileResult = Omit<BatchResult<FileDetail>, "detail"> & FileDetail;
+
+export interface SignReport {
+  ok: boolean;
+  /** The format every file went through. */
+  tool: FormatName;
+  /** The key's full URI and type. */
+  key: string;
+  keyType?: string;
+  signed: number;
+  failed: number;
+  /** Token sessions that signed in parallel. */
+  sessions: number;
+  files: FileResult[];
+  ms: number;
+}
