@@ -30,10 +30,11 @@ export interface TokenEntry {
 
 /**
  * CK_EFFECTIVELY_INFINITE (0) and CK_UNAVAILABLE_INFORMATION (~0, which pkcs11js hands over
- * cut to 32 bits) both mean "no limit we can plan with".
+ * cut to 32 bits) both mean "no limit we can plan with"; so do the huge values some modules
+ * give instead (opencryptoki: ~0 - 1).
  */
 function sessionCountOf(n: number): number | undefined {
-  return n === 0 || n >= 0xffffffff ? undefined : n;
+  return n === 0 || n >= 0x80000000 ? undefined : n;
 }
 
 export interface ModuleDescription {
