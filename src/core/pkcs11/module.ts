@@ -244,22 +244,28 @@ function optional<K extends string>(key: K, value: number | undefined): { [P in 
 
 /**
  * The init string itself is never part of the error: it can hold a password. CKR_ARGUMENTS_BAD
- * here is what NSS softokn and similar modules say when they needed one and got none.
+ * without one is what NSS softokn and similar modules say when they needed one.
  */
 function initializeError(
   e: unknown,
   modulePath: string,
   initArgs: Secret<InitArgsSource> | undefined,
 ): CodesignError {
-  if (ckrName(e) !== "CKR_ARGUMENTS_BAD") return fromPkcs11Error(e, `C_Initialize of ${modulePath}`);
+  const base = fromPkcs11Error(e, `C_Initialize of ${modulePath}`);
+  if (initArgs) {
+    return new CodesignError(base.code, `${base.message} with the init string from ${initArgs.source}`, {
+      hint: `check the init string (${initArgs.source}; not shown, as it can hold a password)`,
+      cause: e,
+    });
+  }
+  if (ckrName(e) !== "CKR_ARGUMENTS_BAD") return base;
   return new CodesignError(
     "TOKEN_ERROR",
     `C_Initialize of ${modulePath} failed: the module rejected its initialisation arguments (CKR_ARGUMENTS_BAD)`,
     {
-      hint: initArgs
-        ? `check the init string (from ${initArgs.source}; not shown, it can hold a password)`
-        : "this module may need an init string: give it with --module-args or CODESIGN_PKCS11_MODULE_ARGS " +
-          "(NSS softokn: configdir='sql:DIR' certPrefix='' keyPrefix='' secmod='secmod.db' flags=)",
+      hint:
+        "this module may need an init string: give it with --module-args or CODESIGN_PKCS11_MODULE_ARGS " +
+        "(NSS softokn: configdir='sql:DIR' certPrefix='' keyPrefix='' secmod='secmod.db' flags=)",
       cause: e,
     },
   );
