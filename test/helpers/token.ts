@@ -60,12 +60,16 @@ export async function createTestTokenNotFirst(): Promise<TestToken> {
   throw new Error("SoftHSM2 listed the dev token first in six fresh token sets");
 }
 
-/** Adds a key pair with pkcs11-tool; the PIN goes by environment (`--pin env:VAR`), never argv. */
+/**
+ * Adds a key pair with pkcs11-tool; the PIN goes by environment (`--pin env:VAR`), never argv.
+ * `alwaysAuth` sets CKA_ALWAYS_AUTHENTICATE (a PIN per signature, as on PIV cards).
+ */
 export async function addKeyWithPkcs11Tool(
   t: TestToken,
   keyType: string,
   id: string,
   label: string,
+  opts: { alwaysAuth?: boolean } = {},
 ): Promise<void> {
   const r = await tool(
     "pkcs11-tool",
@@ -84,6 +88,7 @@ export async function addKeyWithPkcs11Tool(
       id,
       "--label",
       label,
+      ...(opts.alwaysAuth ? ["--always-auth"] : []),
     ],
     { env: { ...t.env, TEST_PIN: t.pin } },
   );
@@ -135,4 +140,34 @@ export async function publicKeyPem(t: TestToken, id: string): Promise<string> {
   );
   if (g.exitCode !== 0) throw new Error(`p11tool --export-pubkey id ${id} failed: ${g.stderr}`);
   return pem;
+}
+
+export const PKCS11_SPY = "/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so";
+
+export interface LoginCounts {
+  user: number;
+  context: number;
+  so: number;
+  /** Calls that returned a PIN error (only C_Login returns those). */
+  failed: number;
+}
+
+/**
+ * Counts C_Login calls in a pkcs11-spy log, line by line: C_SignAsync runs on pkcs11js' worker
+ * threads, so the spy's multi-line call blocks can interleave, but each `N: C_Login` header and
+ * `[in] userType = CKU_…` line is written whole.
+ */
+export function countLogins(spyLog: string): LoginCounts {
+  const n = (re: RegExp) => spyLog.match(re)?.length ?? 0;
+  const counts: LoginCounts = {
+    user: n(/^\[in\] userType = CKU_USER\s*$/gm),
+    context: n(/^\[in\] userType = CKU_CONTEXT_SPECIFIC\s*$/gm),
+    so: n(/^\[in\] userType = CKU_SO\s*$/gm),
+    failed: n(/^Returned:\s+\d+ CKR_PIN_\w+/gm),
+  };
+  const calls = n(/^\d+: C_Login\s*$/gm);
+  if (calls !== counts.user + counts.context + counts.so) {
+    throw new Error(`the spy log has ${calls} C_Login calls but ${JSON.stringify(counts)} user types`);
+  }
+  return counts;
 }

@@ -11,7 +11,7 @@ import {
 } from "node:crypto";
 import { existsSync } from "node:fs";
 import { CodesignError } from "../../core/errors.js";
-import { chooseModule } from "../../core/pkcs11/module-path.js";
+import { chooseModule, type ModuleChoice } from "../../core/pkcs11/module-path.js";
 import { loadPkcs11Js } from "../../core/pkcs11/native.js";
 import { resolvePin } from "../../core/pkcs11/pin.js";
 import { defaultScheme } from "../../core/signer.js";
@@ -35,6 +35,7 @@ interface Check {
 }
 
 const checks: Check[] = [];
+let keyReport: { uri: string; alwaysAuthenticate: boolean } | undefined;
 const ok = (name: string, detail: string) => checks.push({ name, ok: true, severity: "ok", detail });
 const bad = (name: string, detail: string, fix: string, severity: "warning" | "fail" = "fail") =>
   checks.push({ name, ok: false, severity, detail, fix });
@@ -50,28 +51,41 @@ async function tokenChecks(args: Record<string, unknown>): Promise<void> {
   }
   const key = str(args, "key");
   const uri = parseUri(key ?? "pkcs11:");
-  let modulePath: string;
+  let choice: ModuleChoice;
   try {
-    modulePath = chooseModule({ flag: str(args, "module"), uri }).path;
+    choice = chooseModule({ flag: str(args, "module"), uri, moduleArgs: str(args, "module-args") });
   } catch (e) {
     return void bad("module", message(e), hintOf(e, "give --module PATH"));
   }
   const { withModule } = await import("../../core/pkcs11/module.js");
   const { withToken, withTokenKey } = await import("../../core/pkcs11/token-key.js");
   try {
-    await withModule(modulePath, (m) => {
+    const modulePath = choice.path;
+    await withModule(choice, (m) => {
       const d = m.describe();
-      ok("module", `${modulePath} loads (${d.manufacturer} ${d.description}, Cryptoki ${d.cryptokiVersion})`);
+      ok(
+        "module",
+        `${modulePath} loads${choice.initArgs ? ` with an init string (from ${choice.initArgs.source})` : ""} (${d.manufacturer} ${d.description}, Cryptoki ${d.cryptokiVersion})`,
+      );
       const tokens = m.tokens();
       if (tokens.length === 0)
         bad("tokens", "the module shows no token", "initialise one, or check the module's own configuration");
-      else ok("tokens", tokens.map((t) => `"${t.label}" (slot ${t.slotId})`).join(", "));
+      else
+        ok(
+          "tokens",
+          tokens
+            .map(
+              (t) =>
+                `"${t.label}" (slot ${t.slotId}${t.maxSessions === undefined ? "" : `, at most ${t.maxSessions} sessions`})`,
+            )
+            .join(", "),
+        );
     });
   } catch (e) {
     return void bad("module", message(e), hintOf(e, "check --module / CODESIGN_PKCS11_MODULE"));
   }
   if (!key) return;
-  const access = keyAccess(args, key);
+  const access = { ...keyAccess(args, key), moduleArgs: str(args, "module-args") };
   const pin = await resolvePin({ uri, pinFile: access.pinFile }).catch((e: unknown) => {
     bad("PIN", message(e), hintOf(e, "check the PIN source"));
     return undefined;
@@ -100,6 +114,13 @@ async function tokenChecks(args: Record<string, unknown>): Promise<void> {
       ok(
         "key",
         `${k.key.uri} (${k.key.keyType}${k.key.bits ? ` ${k.key.bits}` : ""}${k.key.curve ? ` ${k.key.curve}` : ""})`,
+      );
+      keyReport = { uri: k.key.uri, alwaysAuthenticate: k.key.alwaysAuthenticate === true };
+      ok(
+        "always-authenticate",
+        k.key.alwaysAuthenticate === true
+          ? "yes: the key wants the PIN for every signature; codesign logs in once per signature (the test signature below did)"
+          : "no: one login covers every signature",
       );
       if (k.key.mechanisms.length > 0) ok("mechanisms", k.key.mechanisms.join(", "));
       else
@@ -216,7 +237,7 @@ async function toolChecks(): Promise<void> {
 export async function run(args: Record<string, unknown>): Promise<void> {
   await tokenChecks(args);
   await toolChecks();
-  if (flag(args, "json")) printJson({ checks });
+  if (flag(args, "json")) printJson({ checks, ...(keyReport ? { key: keyReport } : {}) });
   else {
     for (const c of checks) {
       const mark =

@@ -17,15 +17,17 @@ interface KeyRow {
   bits?: number;
   curve?: string;
   hasCertificate: boolean;
+  /** CKA_ALWAYS_AUTHENTICATE: a PIN per signature (only known after a login). */
+  alwaysAuthenticate: boolean;
   mechanisms: string[];
 }
 
 export async function run(args: Record<string, unknown>): Promise<void> {
   const tokenArg = str(args, "token");
   const uri = tokenArg === undefined ? undefined : parseUri(tokenArg);
-  const choice = chooseModule({ flag: str(args, "module"), uri });
+  const choice = chooseModule({ flag: str(args, "module"), uri, moduleArgs: str(args, "module-args") });
   const pin = await resolvePin({ uri, pinFile: str(args, "pin-file"), prompt: () => promptPin() });
-  const result = await withModule(choice.path, async (m) => {
+  const result = await withModule(choice, async (m) => {
     const tokens = m.matchingTokens(uri);
     if (tokens.length === 0) {
       throw new CodesignError(
@@ -54,6 +56,7 @@ export async function run(args: Record<string, unknown>): Promise<void> {
               ...(k.bits === undefined ? {} : { bits: k.bits }),
               ...(k.curve === undefined ? {} : { curve: k.curve }),
               hasCertificate: k.certificate !== undefined,
+              alwaysAuthenticate: k.alwaysAuthenticate === true,
               mechanisms: k.mechanisms,
             });
           }
@@ -77,6 +80,9 @@ export async function run(args: Record<string, unknown>): Promise<void> {
   if (result.rows.length === 0) {
     info("no signing keys found");
     return;
+  }
+  for (const r of result.rows.filter((row) => row.alwaysAuthenticate)) {
+    info(`${r.label || r.id}: always-authenticate key, the PIN is given again for every signature`);
   }
   printLine(
     table([

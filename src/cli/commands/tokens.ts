@@ -5,8 +5,8 @@ import { flag, str } from "../common.js";
 import { info, printJson, printLine, table } from "../output.js";
 
 export async function run(args: Record<string, unknown>): Promise<void> {
-  const choice = chooseModule({ flag: str(args, "module") });
-  const tokens = await withModule(choice.path, (m) =>
+  const choice = chooseModule({ flag: str(args, "module"), moduleArgs: str(args, "module-args") });
+  const tokens = await withModule(choice, (m) =>
     m.tokens().map((t) => ({
       label: t.label,
       manufacturer: t.manufacturer,
@@ -14,6 +14,7 @@ export async function run(args: Record<string, unknown>): Promise<void> {
       serial: t.serial,
       slotId: t.slotId,
       flags: t.flags,
+      ...(t.maxSessions === undefined ? {} : { maxSessions: t.maxSessions }),
       uri: tokenUri(t),
     })),
   );

@@ -19,6 +19,13 @@ export interface KeyInfo {
   spki?: Uint8Array;
   /** DER certificate object on the token with the key's CKA_ID. */
   certificate?: Uint8Array;
+  /**
+   * CKA_ALWAYS_AUTHENTICATE (PIV/YubiKey style): every signature needs its own context-specific
+   * login. Known only for private keys; false when the key was inferred from public objects.
+   * Optional only so that hand-made KeyInfo values in older tests still type-check; listKeys
+   * always sets it.
+   */
+  alwaysAuthenticate?: boolean;
   /** Signing mechanisms the token offers for this key type, pkcs11-tool style names. */
   mechanisms: string[];
   uri: string;
@@ -137,9 +144,13 @@ function describeObject(
   const id = new Uint8Array(a.get(lib.CKA_ID) ?? Buffer.alloc(0));
   const certificate = id.length > 0 ? readCertificate(s, id) : undefined;
   const pub = publicKeyOf(s, object, keyType, id, certificate);
+  const always = isPrivate
+    ? s.attributes(object, [lib.CKA_ALWAYS_AUTHENTICATE]).get(lib.CKA_ALWAYS_AUTHENTICATE)
+    : undefined;
   const t = s.token;
   return {
     ...(isPrivate ? { handle: object } : {}),
+    alwaysAuthenticate: always !== undefined && always.length > 0 && always[0] !== 0,
     label,
     id,
     keyType,

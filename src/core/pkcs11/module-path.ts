@@ -2,14 +2,22 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import path from "node:path";
 import { CodesignError } from "../errors.js";
+import { Secret } from "./pin.js";
 import type { Pkcs11Uri } from "./uri.js";
 
 export type ModuleSource =
   "--remote" | "--module" | "module-path" | "module-name" | "CODESIGN_PKCS11_MODULE" | "p11-kit-proxy";
 
+export type InitArgsSource = "moduleArgs" | "x-init-reserved" | "CODESIGN_PKCS11_MODULE_ARGS";
+
 export interface ModuleChoice {
   path: string;
   source: ModuleSource;
+  /**
+   * The module's init string (C_Initialize pReserved, NSS's LibraryParameters). A Secret
+   * because it can hold a password (NSS: `password=`), so it never reaches a log or JSON.
+   */
+  initArgs?: Secret<InitArgsSource>;
 }
 
 const MULTIARCH: Record<string, string> = {
@@ -51,6 +59,8 @@ export interface RegisteredModule {
   name: string;
   path: string;
   configFile: string;
+  /** The file's `x-init-reserved:` value, which p11-kit hands to the module's C_Initialize. */
+  initReserved?: string;
 }
 
 /** Modules registered with p11-kit: one `<name>.module` file each, `module:` giving the library. */
@@ -66,8 +76,10 @@ export function registeredModules(dirs: string[] = p11KitConfigDirs()): Register
     for (const entry of entries.sort()) {
       if (!entry.endsWith(".module")) continue;
       const configFile = path.join(dir, entry);
-      const match = /^\s*module\s*:\s*(.+?)\s*$/m.exec(readFileSync(configFile, "utf8"));
+      const text = readFileSync(configFile, "utf8");
+      const match = /^\s*module\s*:\s*(.+?)\s*$/m.exec(text);
       if (!match?.[1]) continue;
+      const reserved = /^\s*x-init-reserved\s*:\s*(.*?)\s*$/m.exec(text)?.[1];
       const lib = match[1];
       const resolved = path.isAbsolute(lib)
         ? lib
@@ -77,6 +89,7 @@ export function registeredModules(dirs: string[] = p11KitConfigDirs()): Register
         name: entry.slice(0, -".module".length),
         path: resolved,
         configFile,
+        ...(reserved ? { initReserved: reserved } : {}),
       });
     }
   }
@@ -91,7 +104,7 @@ function libraryBaseName(file: string): string {
     .replace(/^lib/, "");
 }
 
-export function resolveModuleName(name: string): string {
+export function resolveModuleName(name: string): RegisteredModule {
   const modules = registeredModules();
   const found = modules.find((m) => m.name === name) ?? modules.find((m) => libraryBaseName(m.path) === name);
   if (!found) {
@@ -106,7 +119,7 @@ export function resolveModuleName(name: string): string {
       },
     );
   }
-  return found.path;
+  return found;
 }
 
 /** `unix:path=/run/p11.sock` as p11-kit writes it; a bare socket path is accepted too. */
@@ -116,6 +129,22 @@ export function remoteAddress(value: string): string {
   if (/[\0\n\r]/.test(address))
     throw new CodesignError("INVALID_INPUT", "the --remote address holds a control character");
   return address;
+}
+
+/**
+ * The init string: an explicit `moduleArgs` wins; a module found through p11-kit's registry
+ * brings its file's `x-init-reserved:`, as p11-kit itself would pass it; otherwise
+ * $CODESIGN_PKCS11_MODULE_ARGS, like $CODESIGN_PKCS11_MODULE the last resort.
+ */
+function chooseInitArgs(
+  moduleArgs: string | undefined,
+  registered: RegisteredModule | undefined,
+  env: NodeJS.ProcessEnv,
+): Secret<InitArgsSource> | undefined {
+  if (moduleArgs) return new Secret(moduleArgs, "moduleArgs");
+  if (registered?.initReserved) return new Secret(registered.initReserved, "x-init-reserved");
+  const fromEnv = env["CODESIGN_PKCS11_MODULE_ARGS"];
+  return fromEnv ? new Secret(fromEnv, "CODESIGN_PKCS11_MODULE_ARGS") : undefined;
 }
 
 /**
@@ -129,6 +158,8 @@ export function chooseModule(opts: {
   flag?: string | undefined;
   uri?: Pkcs11Uri | undefined;
   env?: NodeJS.ProcessEnv;
+  /** The module's init string; see chooseInitArgs for where else it can come from. */
+  moduleArgs?: string | undefined;
 }): ModuleChoice {
   const env = opts.env ?? process.env;
   let choice: ModuleChoice | undefined;
@@ -150,14 +181,17 @@ export function chooseModule(opts: {
       );
     }
     env["P11_KIT_SERVER_ADDRESS"] = remoteAddress(remote);
+    // The server side initialises the real module; the client takes no init string.
     return { path: client, source: "--remote" };
   }
+  let registered: RegisteredModule | undefined;
   if (opts.flag) choice = { path: opts.flag, source: "--module" };
   else if (opts.uri?.query["module-path"])
     choice = { path: opts.uri.query["module-path"], source: "module-path" };
-  else if (opts.uri?.query["module-name"])
-    choice = { path: resolveModuleName(opts.uri.query["module-name"]), source: "module-name" };
-  else if (env["CODESIGN_PKCS11_MODULE"])
+  else if (opts.uri?.query["module-name"]) {
+    registered = resolveModuleName(opts.uri.query["module-name"]);
+    choice = { path: registered.path, source: "module-name" };
+  } else if (env["CODESIGN_PKCS11_MODULE"])
     choice = { path: env["CODESIGN_PKCS11_MODULE"], source: "CODESIGN_PKCS11_MODULE" };
   else {
     const proxy = p11KitProxyPath();
@@ -181,5 +215,8 @@ export function chooseModule(opts: {
       },
     );
   }
-  return choice;
+  // p11-kit-proxy hands each module it loads that module's own x-init-reserved.
+  const initArgs =
+    choice.source === "p11-kit-proxy" ? undefined : chooseInitArgs(opts.moduleArgs, registered, env);
+  return initArgs ? { ...choice, initArgs } : choice;
 }

@@ -4,9 +4,10 @@
  * when the module is done with (see `withModule`).
  */
 import type { PKCS11, Template } from "pkcs11js";
-import { fromPkcs11Error } from "./ckr.js";
+import { ckrName, fromPkcs11Error } from "./ckr.js";
 import { CodesignError } from "../errors.js";
 import { loadPkcs11Js, type Pkcs11Js } from "./native.js";
+import type { InitArgsSource, ModuleChoice } from "./module-path.js";
 import type { Secret } from "./pin.js";
 import type { Pkcs11Uri } from "./uri.js";
 
@@ -21,6 +22,19 @@ export interface TokenEntry {
   model: string;
   serial: string;
   flags: string[];
+  /** ulMaxSessionCount; undefined when the token sets no limit or does not say. */
+  maxSessions?: number;
+  /** ulSessionCount (sessions open on the token, all applications), when the token says. */
+  openSessions?: number;
+}
+
+/**
+ * CK_EFFECTIVELY_INFINITE (0) and CK_UNAVAILABLE_INFORMATION (~0, which pkcs11js hands over
+ * cut to 32 bits) both mean "no limit we can plan with"; so do the huge values some modules
+ * give instead (opencryptoki: ~0 - 1).
+ */
+function sessionCountOf(n: number): number | undefined {
+  return n === 0 || n >= 0x80000000 ? undefined : n;
 }
 
 export interface ModuleDescription {
@@ -71,7 +85,7 @@ export class Pkcs11Module {
     this.path = path;
   }
 
-  static open(modulePath: string): Pkcs11Module {
+  static open(modulePath: string, initArgs?: Secret<InitArgsSource>): Pkcs11Module {
     const lib = loadPkcs11Js();
     const p11 = new lib.PKCS11();
     try {
@@ -83,10 +97,16 @@ export class Pkcs11Module {
       });
     }
     try {
-      p11.C_Initialize({ flags: lib.CKF_OS_LOCKING_OK });
+      // pkcs11js copies libraryParameters one byte short (napi buffer size without the NUL),
+      // so the terminator is sent along to keep the string's last character.
+      p11.C_Initialize(
+        initArgs
+          ? { flags: lib.CKF_OS_LOCKING_OK, libraryParameters: `${initArgs.reveal()}\0` }
+          : { flags: lib.CKF_OS_LOCKING_OK },
+      );
     } catch (e) {
       p11.close();
-      throw fromPkcs11Error(e, `C_Initialize of ${modulePath}`);
+      throw initializeError(e, modulePath, initArgs);
     }
     return new Pkcs11Module(lib, p11, modulePath);
   }
@@ -132,6 +152,8 @@ export class Pkcs11Module {
         manufacturer: trim(token.manufacturerID),
         model: trim(token.model),
         serial: trim(token.serialNumber),
+        ...optional("maxSessions", sessionCountOf(token.maxSessionCount)),
+        ...optional("openSessions", sessionCountOf(token.sessionCount)),
         flags: TOKEN_FLAGS.filter(
           ([name]) => (token.flags & (this.lib[name as keyof Pkcs11Js] as number)) !== 0,
         ).map(([, word]) => word),
@@ -216,6 +238,39 @@ export class Pkcs11Module {
   }
 }
 
+function optional<K extends string>(key: K, value: number | undefined): { [P in K]?: number } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: number };
+}
+
+/**
+ * The init string itself is never part of the error: it can hold a password. CKR_ARGUMENTS_BAD
+ * without one is what NSS softokn and similar modules say when they needed one.
+ */
+function initializeError(
+  e: unknown,
+  modulePath: string,
+  initArgs: Secret<InitArgsSource> | undefined,
+): CodesignError {
+  const base = fromPkcs11Error(e, `C_Initialize of ${modulePath}`);
+  if (initArgs) {
+    return new CodesignError(base.code, `${base.message} with the init string from ${initArgs.source}`, {
+      hint: `check the init string (${initArgs.source}; not shown, as it can hold a password)`,
+      cause: e,
+    });
+  }
+  if (ckrName(e) !== "CKR_ARGUMENTS_BAD") return base;
+  return new CodesignError(
+    "TOKEN_ERROR",
+    `C_Initialize of ${modulePath} failed: the module rejected its initialisation arguments (CKR_ARGUMENTS_BAD)`,
+    {
+      hint:
+        "this module may need an init string: give it with --module-args or CODESIGN_PKCS11_MODULE_ARGS " +
+        "(NSS softokn: configdir='sql:DIR' certPrefix='' keyPrefix='' secmod='secmod.db' flags=)",
+      cause: e,
+    },
+  );
+}
+
 function versionMatches(wanted: string, actual: string): boolean {
   const [wMajor, wMinor] = wanted.split(".");
   const [aMajor, aMinor] = actual.split(".");
@@ -272,6 +327,18 @@ export class Session {
     }
   }
 
+  /**
+   * C_Login(CKU_CONTEXT_SPECIFIC) for a key with CKA_ALWAYS_AUTHENTICATE: between C_SignInit and
+   * C_Sign, it authorises that one operation only.
+   */
+  contextLogin(pin: Secret): void {
+    try {
+      this.p11.C_Login(this.handle, this.module.lib.CKU_CONTEXT_SPECIFIC, pin.reveal());
+    } catch (e) {
+      throw fromPkcs11Error(e, `per-signature login to key on token "${this.token.label}"`);
+    }
+  }
+
   logout(): void {
     try {
       this.p11.C_Logout(this.handle);
@@ -313,8 +380,26 @@ export class Session {
     return out;
   }
 
-  async signOnce(mechanism: Parameters<PKCS11["C_SignInit"]>[1], key: Buffer, data: Buffer): Promise<Buffer> {
+  /** `authorize` runs between C_SignInit and C_Sign: the context login of always-authenticate keys. */
+  async signOnce(
+    mechanism: Parameters<PKCS11["C_SignInit"]>[1],
+    key: Buffer,
+    data: Buffer,
+    authorize?: (s: Session) => void,
+  ): Promise<Buffer> {
     call("C_SignInit", () => this.p11.C_SignInit(this.handle, mechanism, key));
+    try {
+      authorize?.(this);
+    } catch (e) {
+      // A failed C_Sign ends the operation (PKCS#11 5.2), so the session is usable again;
+      // without the login this one cannot succeed, and its result is not wanted anyway.
+      try {
+        this.p11.C_Sign(this.handle, data, Buffer.alloc(1024));
+      } catch {
+        // expected: CKR_USER_NOT_LOGGED_IN
+      }
+      throw e;
+    }
     try {
       return await this.p11.C_SignAsync(this.handle, data, Buffer.alloc(1024));
     } catch (e) {
@@ -323,9 +408,13 @@ export class Session {
   }
 }
 
-/** Opens the module, runs `fn`, and always finalises (C_Finalize) afterwards. */
-export async function withModule<T>(modulePath: string, fn: (m: Pkcs11Module) => Promise<T> | T): Promise<T> {
-  const m = Pkcs11Module.open(modulePath);
+/** Opens the module (with the choice's init string), runs `fn`, and always finalises (C_Finalize) afterwards. */
+export async function withModule<T>(
+  module: string | ModuleChoice,
+  fn: (m: Pkcs11Module) => Promise<T> | T,
+): Promise<T> {
+  const m =
+    typeof module === "string" ? Pkcs11Module.open(module) : Pkcs11Module.open(module.path, module.initArgs);
   try {
     return await fn(m);
   } finally {

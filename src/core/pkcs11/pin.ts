@@ -5,13 +5,14 @@ import type { Pkcs11Uri } from "./uri.js";
 
 /**
  * A PIN that refuses to be printed: String(), JSON and util.inspect all give "[redacted]", so a
- * stray log line or `--json` dump cannot leak it. `reveal()` is the one way to the value.
+ * stray log line or `--json` dump cannot leak it. `reveal()` is the one way to the value. Module
+ * init strings use it too (`Secret<InitArgsSource>`): they can hold a database password.
  */
-export class Secret {
+export class Secret<S extends string = PinSource> {
   readonly #value: string;
-  readonly source: PinSource;
+  readonly source: S;
 
-  constructor(value: string, source: PinSource) {
+  constructor(value: string, source: S) {
     this.#value = value;
     this.source = source;
   }

@@ -1,9 +1,11 @@
 import { CodesignError } from "../errors.js";
+import { ckrName } from "./ckr.js";
 import { findPrivateKey, type KeyInfo, type MechanismTable } from "./keys.js";
 import { chooseModule, type ModuleChoice } from "./module-path.js";
 import { requirePin, resolvePin, type PinOptions, type Secret } from "./pin.js";
 import { withModule, withSession, type Pkcs11Module, type Session, type TokenEntry } from "./module.js";
 import type { Signer } from "../signer.js";
+import { LoginFuse } from "./login-fuse.js";
 import { SignerPool } from "./signer-pool.js";
 import { TokenKeySigner } from "./token-signer.js";
 import { parseUri, type Pkcs11Uri } from "./uri.js";
@@ -18,14 +20,21 @@ export interface KeyAccessOptions {
   pin?: Secret | undefined;
   env?: NodeJS.ProcessEnv;
   readWrite?: boolean;
-  /** Sessions to sign on in parallel (default 1); the login is shared by all of them. */
+  /**
+   * Sessions to sign on in parallel (default 1); the login is shared by all of them. Fewer are
+   * opened when the token allows fewer (see OpenKey.sessions).
+   */
   sessions?: number;
+  /** The module's init string; else x-init-reserved (module-name) or $CODESIGN_PKCS11_MODULE_ARGS. */
+  moduleArgs?: string | undefined;
 }
 
 export interface OpenKey extends OpenToken {
   key: KeyInfo & { handle: Buffer };
   /** Safe to call concurrently: requests are spread over `sessions` sessions. */
   signer: Signer;
+  /** Sessions actually opened for signing: `opts.sessions`, lowered to what the token allows. */
+  sessions: number;
 }
 
 export interface OpenToken {
@@ -36,6 +45,8 @@ export interface OpenToken {
   mechanisms: MechanismTable;
   uri: Pkcs11Uri;
   loggedIn: boolean;
+  /** The PIN of the login, kept for the run (always-authenticate keys need it per signature). */
+  pin?: Secret;
 }
 
 /**
@@ -47,7 +58,12 @@ export async function withToken<T>(
   fn: (t: OpenToken) => Promise<T>,
 ): Promise<T> {
   const uri = parseUri(opts.key);
-  const moduleChoice = chooseModule({ flag: opts.module, uri, ...(opts.env ? { env: opts.env } : {}) });
+  const moduleChoice = chooseModule({
+    flag: opts.module,
+    uri,
+    moduleArgs: opts.moduleArgs,
+    ...(opts.env ? { env: opts.env } : {}),
+  });
   // Resolve the PIN before touching the token, so a missing PIN costs no module load.
   const pinOptions = {
     uri,
@@ -58,7 +74,7 @@ export async function withToken<T>(
   const pin =
     opts.pin ??
     (opts.login === "required" ? await requirePin(pinOptions, "this command") : await resolvePin(pinOptions));
-  return withModule(moduleChoice.path, (module) => {
+  return withModule(moduleChoice, (module) => {
     const token = module.selectToken(uri);
     if (pin && token.flags.includes("user-pin-locked")) {
       throw new CodesignError("PIN_LOCKED", `the user PIN of token "${token.label}" is locked`, {
@@ -80,6 +96,7 @@ export async function withToken<T>(
             mechanisms,
             uri,
             loggedIn: pin !== undefined,
+            ...(pin ? { pin } : {}),
           });
         } finally {
           if (pin) session.logout();
@@ -97,13 +114,44 @@ export async function withToken<T>(
 export async function withTokenKey<T>(opts: KeyAccessOptions, fn: (k: OpenKey) => Promise<T>): Promise<T> {
   return withToken({ ...opts, login: "required" }, async (t) => {
     const key = findPrivateKey(t.session, t.mechanisms, t.uri);
+    const context = key.alwaysAuthenticate && t.pin ? { pin: t.pin, fuse: new LoginFuse() } : undefined;
     const extra: Session[] = [];
     try {
-      for (let i = 1; i < Math.max(1, opts.sessions ?? 1); i++) extra.push(t.module.openSession(t.token));
-      const signers = [t.session, ...extra].map((s) => new TokenKeySigner(s, key, t.mechanisms));
-      return await fn({ ...t, key, signer: new SignerPool(signers) });
+      const budget = sessionBudget(opts.sessions ?? 1, t.token);
+      for (let i = 1; i < budget; i++) {
+        const s = openExtraSession(t.module, t.token);
+        if (!s) break;
+        extra.push(s);
+      }
+      const signers = [t.session, ...extra].map((s) => new TokenKeySigner(s, key, t.mechanisms, context));
+      return await fn({ ...t, key, signer: new SignerPool(signers), sessions: signers.length });
     } finally {
       for (const s of extra) s.close();
     }
   });
+}
+
+/**
+ * How many sessions to sign on, the login's own included: what was asked, at least one, and no
+ * more than the token's ulMaxSessionCount leaves free (ulSessionCount, read before the login's
+ * session was opened, counts other applications' sessions too).
+ */
+export function sessionBudget(
+  wanted: number,
+  token: Pick<TokenEntry, "maxSessions" | "openSessions">,
+): number {
+  const asked = Math.max(1, Math.floor(wanted));
+  if (token.maxSessions === undefined) return asked;
+  const free = token.maxSessions - (token.openSessions ?? 0);
+  return Math.max(1, Math.min(asked, free));
+}
+
+/** One more session, or undefined when the token has no more (CKR_SESSION_COUNT): the pool just stays smaller. */
+function openExtraSession(module: Pkcs11Module, token: TokenEntry): Session | undefined {
+  try {
+    return module.openSession(token);
+  } catch (e) {
+    if (e instanceof CodesignError && ckrName(e.cause) === "CKR_SESSION_COUNT") return undefined;
+    throw e;
+  }
 }

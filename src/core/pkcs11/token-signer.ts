@@ -3,7 +3,9 @@ import type { Mechanism, RsaPSS } from "pkcs11js";
 import { digestInfo, ecdsaRawToDer } from "../pki/asn1.js";
 import { CodesignError } from "../errors.js";
 import type { KeyInfo, MechanismTable } from "./keys.js";
+import type { LoginFuse } from "./login-fuse.js";
 import { CKM_EDDSA, type Session } from "./module.js";
+import type { Secret } from "./pin.js";
 import {
   type HashName,
   type KeyDescription,
@@ -14,6 +16,13 @@ import {
 
 const HASH_BYTES: Record<HashName, number> = { sha256: 32, sha384: 48, sha512: 64 };
 
+export interface ContextLogin {
+  /** The user PIN, kept in memory for the run: an always-authenticate key wants it per signature. */
+  pin: Secret;
+  /** Shared by every signer of the run, so one rejected PIN stops them all. */
+  fuse: LoginFuse;
+}
+
 /** A private key on a token, behind the one-method Signer contract. */
 export class TokenKeySigner implements Signer {
   readonly key: KeyDescription;
@@ -21,8 +30,15 @@ export class TokenKeySigner implements Signer {
   private readonly handle: Buffer;
   private readonly offered: Set<string>;
   private readonly label: string;
+  private readonly authorize: ((s: Session) => void) | undefined;
+  private readonly fuse: LoginFuse | undefined;
 
-  constructor(session: Session, key: KeyInfo & { handle: Buffer }, table: MechanismTable) {
+  constructor(
+    session: Session,
+    key: KeyInfo & { handle: Buffer },
+    table: MechanismTable,
+    context?: ContextLogin,
+  ) {
     if (!key.spki) {
       throw new CodesignError(
         "KEY_NOT_FOUND",
@@ -42,6 +58,29 @@ export class TokenKeySigner implements Signer {
     this.handle = key.handle;
     this.label = key.label;
     this.offered = new Set([...table.values()].filter((m) => m.sign).map((m) => m.name));
+    if (key.alwaysAuthenticate === true) {
+      if (!context) {
+        throw new CodesignError(
+          "PIN_REQUIRED",
+          `the key "${key.label}" needs a PIN for every signature (CKA_ALWAYS_AUTHENTICATE)`,
+          { hint: "sign through withTokenKey, which keeps the PIN for the run" },
+        );
+      }
+      const { pin, fuse } = context;
+      this.fuse = fuse;
+      this.authorize = (s) => {
+        fuse.check();
+        try {
+          s.contextLogin(pin);
+        } catch (e) {
+          throw fuse.observe(e);
+        }
+      };
+    }
+  }
+
+  private signOnce(mechanism: Mechanism, data: Buffer): Promise<Buffer> {
+    return this.session.signOnce(mechanism, this.handle, data, this.authorize);
   }
 
   private has(name: string): boolean {
@@ -72,6 +111,8 @@ export class TokenKeySigner implements Signer {
   }
 
   async sign(req: SignRequest): Promise<Uint8Array> {
+    // Before C_SignInit too: after a rejected PIN not even an operation is started.
+    this.fuse?.check();
     const { hash, scheme } = req;
     if (!schemeFitsKey(scheme, this.key.keyType)) {
       throw new CodesignError(
@@ -91,7 +132,7 @@ export class TokenKeySigner implements Signer {
     if (scheme === "eddsa") {
       if (!message) throw new CodesignError("INVALID_INPUT", "EdDSA signs the message itself, not a digest");
       if (!this.has("CKM_EDDSA")) throw this.unsupported("EdDSA");
-      return this.session.signOnce(this.mechanism("CKM_EDDSA"), this.handle, message);
+      return this.signOnce(this.mechanism("CKM_EDDSA"), message);
     }
     // Small data goes to a hash-and-sign mechanism when the token has one; otherwise (and for
     // files, which are always hashed on the host) the host digest goes to the raw mechanism.
@@ -102,9 +143,8 @@ export class TokenKeySigner implements Signer {
     }[scheme];
     let out: Buffer;
     if (message && this.has(combined)) {
-      out = await this.session.signOnce(
+      out = await this.signOnce(
         this.mechanism(combined, scheme === "rsa-pss" ? this.pssParams(hash) : undefined),
-        this.handle,
         message,
       );
     } else {
@@ -118,21 +158,13 @@ export class TokenKeySigner implements Signer {
       }
       if (scheme === "rsa-pkcs1") {
         if (!this.has("CKM_RSA_PKCS")) throw this.unsupported(`RSA PKCS#1 v1.5 over a host ${hash} digest`);
-        out = await this.session.signOnce(
-          this.mechanism("CKM_RSA_PKCS"),
-          this.handle,
-          Buffer.from(digestInfo(hash, digest)),
-        );
+        out = await this.signOnce(this.mechanism("CKM_RSA_PKCS"), Buffer.from(digestInfo(hash, digest)));
       } else if (scheme === "rsa-pss") {
         if (!this.has("CKM_RSA_PKCS_PSS")) throw this.unsupported(`RSA-PSS over a host ${hash} digest`);
-        out = await this.session.signOnce(
-          this.mechanism("CKM_RSA_PKCS_PSS", this.pssParams(hash)),
-          this.handle,
-          digest,
-        );
+        out = await this.signOnce(this.mechanism("CKM_RSA_PKCS_PSS", this.pssParams(hash)), digest);
       } else {
         if (!this.has("CKM_ECDSA")) throw this.unsupported(`ECDSA over a host ${hash} digest`);
-        out = await this.session.signOnce(this.mechanism("CKM_ECDSA"), this.handle, digest);
+        out = await this.signOnce(this.mechanism("CKM_ECDSA"), digest);
       }
     }
     if (scheme === "ecdsa" && (req.format ?? "der") === "der") return ecdsaRawToDer(out);
