@@ -7,6 +7,7 @@
 import { chmod, mkdir, mkdtemp, readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { childEnvironment } from "../adapters/run.js";
 import { codesign, tool, type CliResult } from "./helpers/cli.js";
 import { createTestToken, type TestToken } from "./helpers/token.js";
 
@@ -213,5 +214,28 @@ describe("the PIN never leaks", () => {
     expect(await readdir(tmp)).toEqual([]);
     const left = (await readdir(work)).filter((n) => n.endsWith(".tmp"));
     expect(left).toEqual([]);
+  });
+});
+
+describe("children start without secrets", () => {
+  it("the PIN variables (ours and the Action's), passwords and init strings are not passed on", () => {
+    const env = childEnvironment({
+      PATH: "/usr/bin",
+      HOME: "/root",
+      CODESIGN_PIN: "1",
+      CODESIGN_PIN_FILE: "/p",
+      INPUT_PIN: "2",
+      DB_PASSWORD: "3",
+      MY_SECRET: "4",
+      CODESIGN_PKCS11_MODULE_ARGS: "configdir=x password=5",
+      CODESIGN_PKCS11_MODULE: "/m.so",
+      SPINNER: "kept: PIN only as a whole word",
+    });
+    expect(env).toEqual({
+      PATH: "/usr/bin",
+      HOME: "/root",
+      CODESIGN_PKCS11_MODULE: "/m.so",
+      SPINNER: "kept: PIN only as a whole word",
+    });
   });
 });

@@ -52455,6 +52455,120 @@ var init_run = __esm({
   }
 });
 
+// src/core/pkcs11/ckr.ts
+function ckrName(e) {
+  if (e instanceof Error && /^CKR_[A-Z0-9_]+$/.test(e.message)) return e.message;
+  return void 0;
+}
+function fromPkcs11Error(e, during) {
+  if (e instanceof CodesignError) return e;
+  const name = ckrName(e);
+  if (name === void 0) {
+    const text = e instanceof Error ? e.message : String(e);
+    return new CodesignError("TOKEN_ERROR", `${during} failed: ${text}`, { cause: e });
+  }
+  const meaning = MEANINGS[name];
+  if (meaning === void 0) {
+    return new CodesignError("TOKEN_ERROR", `${during} failed: ${name}`, { cause: e });
+  }
+  return new CodesignError(meaning.code, `${during} failed: ${meaning.words} (${name})`, {
+    ...meaning.hint === void 0 ? {} : { hint: meaning.hint },
+    cause: e
+  });
+}
+var MEANINGS;
+var init_ckr = __esm({
+  "src/core/pkcs11/ckr.ts"() {
+    "use strict";
+    init_errors();
+    MEANINGS = {
+      CKR_PIN_INCORRECT: {
+        code: "PIN_INCORRECT",
+        words: "the PIN was rejected by the token",
+        hint: "check the PIN source; codesign does not retry, because repeated failures lock the token"
+      },
+      CKR_PIN_LOCKED: {
+        code: "PIN_LOCKED",
+        words: "the user PIN is locked after too many failed logins",
+        hint: "the security officer must unlock or reset it (for SoftHSM2: softhsm2-util --init-pin)"
+      },
+      CKR_PIN_EXPIRED: {
+        code: "PIN_EXPIRED",
+        words: "the user PIN has expired",
+        hint: "set a new PIN with the token's own tool (e.g. pkcs11-tool --change-pin), then try again"
+      },
+      CKR_PIN_LEN_RANGE: {
+        code: "PIN_INCORRECT",
+        words: "the PIN has a length the token does not accept",
+        hint: "check the PIN source for stray characters"
+      },
+      CKR_PIN_INVALID: { code: "PIN_INCORRECT", words: "the PIN contains characters the token does not accept" },
+      CKR_USER_PIN_NOT_INITIALIZED: {
+        code: "LOGIN_FAILED",
+        words: "the token's user PIN was never initialised",
+        hint: "initialise it with softhsm2-util --init-pin or pkcs11-tool --init-pin"
+      },
+      CKR_USER_NOT_LOGGED_IN: { code: "LOGIN_FAILED", words: "the operation needs a login", hint: "give a PIN" },
+      CKR_TOKEN_NOT_PRESENT: {
+        code: "TOKEN_NOT_FOUND",
+        words: "the token is not present",
+        hint: "insert the token or check the module's configuration"
+      },
+      CKR_TOKEN_NOT_RECOGNIZED: { code: "TOKEN_NOT_FOUND", words: "the token was not recognised" },
+      CKR_DEVICE_REMOVED: { code: "TOKEN_ERROR", words: "the token was removed during the operation" },
+      CKR_SLOT_ID_INVALID: {
+        code: "TOKEN_NOT_FOUND",
+        words: "the slot does not exist (slot ids can change when a token is initialised)",
+        hint: "select the token by label or serial instead of slot-id"
+      },
+      CKR_MECHANISM_INVALID: {
+        code: "MECHANISM_UNSUPPORTED",
+        words: "the token does not support this mechanism",
+        hint: "list what the key offers with `codesign keys` and choose --mechanism accordingly"
+      },
+      CKR_MECHANISM_PARAM_INVALID: {
+        code: "MECHANISM_UNSUPPORTED",
+        words: "the token rejected the mechanism parameters"
+      },
+      CKR_KEY_TYPE_INCONSISTENT: {
+        code: "MECHANISM_UNSUPPORTED",
+        words: "the mechanism does not fit this key type"
+      },
+      CKR_KEY_FUNCTION_NOT_PERMITTED: {
+        code: "MECHANISM_UNSUPPORTED",
+        words: "the key is not allowed to sign (CKA_SIGN is false)"
+      },
+      CKR_DATA_LEN_RANGE: {
+        code: "INVALID_INPUT",
+        words: "the data to sign has a length the token does not accept"
+      },
+      CKR_FUNCTION_FAILED: {
+        code: "TOKEN_ERROR",
+        words: "the module reported a failure; for network modules this usually means a transient error (timeout, HTTP 503)",
+        hint: "try again later"
+      },
+      CKR_DEVICE_ERROR: {
+        code: "TOKEN_ERROR",
+        words: "the token or signing service reported an error (for network modules: a non-transient service error)"
+      },
+      CKR_ARGUMENTS_BAD: {
+        code: "TOKEN_ERROR",
+        words: "the module rejected the request (for network modules: the service refused it, HTTP 4xx)",
+        hint: "check the key, its permissions on the service and the module configuration"
+      },
+      CKR_GENERAL_ERROR: { code: "TOKEN_ERROR", words: "the module reported an unspecified error" },
+      CKR_DEVICE_MEMORY: { code: "TOKEN_ERROR", words: "the token is out of memory" },
+      CKR_SESSION_COUNT: {
+        code: "TOKEN_ERROR",
+        words: "the token has no free sessions",
+        hint: "use fewer --jobs"
+      },
+      CKR_TOKEN_WRITE_PROTECTED: { code: "TOKEN_ERROR", words: "the token is write-protected" },
+      CKR_CRYPTOKI_NOT_INITIALIZED: { code: "INTERNAL", words: "the module was used before C_Initialize" }
+    };
+  }
+});
+
 // node_modules/pvtsutils/build/index.js
 var require_build = __commonJS({
   "node_modules/pvtsutils/build/index.js"(exports) {
@@ -53992,10 +54106,10 @@ var require_build2 = __commonJS({
       return output.buffer;
     }
     var BaseBlock = class extends LocalBaseBlock {
-      constructor({ name = EMPTY_STRING, optional: optional2 = false, primitiveSchema, ...parameters } = {}, valueBlockType) {
+      constructor({ name = EMPTY_STRING, optional: optional3 = false, primitiveSchema, ...parameters } = {}, valueBlockType) {
         super(parameters);
         this.name = name;
-        this.optional = optional2;
+        this.optional = optional3;
         if (primitiveSchema) {
           this.primitiveSchema = primitiveSchema;
         }
@@ -56324,9 +56438,9 @@ ${values.join("\n")}` : `${blockName} :`;
     })();
     TIME.NAME = "TIME";
     var Any = class {
-      constructor({ name = EMPTY_STRING, optional: optional2 = false } = {}) {
+      constructor({ name = EMPTY_STRING, optional: optional3 = false } = {}) {
         this.name = name;
-        this.optional = optional2;
+        this.optional = optional3;
       }
     };
     var Choice = class extends Any {
@@ -60354,10 +60468,10 @@ var require_build3 = __commonJS({
     RelativeDistinguishedNames3.CLASS_NAME = "RelativeDistinguishedNames";
     var TYPE$4 = "type";
     var VALUE$5 = "value";
-    function builtInStandardAttributes(parameters = {}, optional2 = false) {
+    function builtInStandardAttributes(parameters = {}, optional3 = false) {
       const names = pvutils__namespace.getParametersValue(parameters, "names", {});
       return new asn1js__namespace.Sequence({
-        optional: optional2,
+        optional: optional3,
         value: [
           new asn1js__namespace.Constructed({
             optional: true,
@@ -60491,15 +60605,15 @@ var require_build3 = __commonJS({
         ]
       });
     }
-    function builtInDomainDefinedAttributes(optional2 = false) {
+    function builtInDomainDefinedAttributes(optional3 = false) {
       return new asn1js__namespace.Sequence({
-        optional: optional2,
+        optional: optional3,
         value: [new asn1js__namespace.PrintableString(), new asn1js__namespace.PrintableString()]
       });
     }
-    function extensionAttributes(optional2 = false) {
+    function extensionAttributes(optional3 = false) {
       return new asn1js__namespace.Set({
-        optional: optional2,
+        optional: optional3,
         value: [
           new asn1js__namespace.Primitive({
             optional: true,
@@ -61273,10 +61387,10 @@ var require_build3 = __commonJS({
             return super.defaultValues(memberName);
         }
       }
-      static schema(parameters = {}, optional2 = false) {
+      static schema(parameters = {}, optional3 = false) {
         const names = pvutils__namespace.getParametersValue(parameters, NAMES, {});
         return new asn1js__namespace.Sequence({
-          optional: optional2,
+          optional: optional3,
           name: names.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Repeated({
@@ -66608,10 +66722,10 @@ var require_build3 = __commonJS({
             return super.defaultValues(memberName);
         }
       }
-      static schema(parameters = {}, optional2 = false) {
+      static schema(parameters = {}, optional3 = false) {
         const names = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Choice({
-          optional: optional2,
+          optional: optional3,
           value: [new asn1js__namespace.UTCTime({ name: names.utcTimeName || EMPTY_STRING }), new asn1js__namespace.GeneralizedTime({ name: names.generalTimeName || EMPTY_STRING })]
         });
       }
@@ -67667,10 +67781,10 @@ var require_build3 = __commonJS({
             return super.defaultValues(memberName);
         }
       }
-      static schema(parameters = {}, optional2 = false) {
+      static schema(parameters = {}, optional3 = false) {
         const names = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          optional: optional2,
+          optional: optional3,
           name: names.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Repeated({
@@ -78935,121 +79049,10 @@ var init_asn1 = __esm({
   }
 });
 
-// src/core/pkcs11/ckr.ts
-function ckrName(e) {
-  if (e instanceof Error && /^CKR_[A-Z0-9_]+$/.test(e.message)) return e.message;
-  return void 0;
-}
-function fromPkcs11Error(e, during) {
-  if (e instanceof CodesignError) return e;
-  const name = ckrName(e);
-  if (name === void 0) {
-    const text = e instanceof Error ? e.message : String(e);
-    return new CodesignError("TOKEN_ERROR", `${during} failed: ${text}`, { cause: e });
-  }
-  const meaning = MEANINGS[name];
-  if (meaning === void 0) {
-    return new CodesignError("TOKEN_ERROR", `${during} failed: ${name}`, { cause: e });
-  }
-  return new CodesignError(meaning.code, `${during} failed: ${meaning.words} (${name})`, {
-    ...meaning.hint === void 0 ? {} : { hint: meaning.hint },
-    cause: e
-  });
-}
-var MEANINGS;
-var init_ckr = __esm({
-  "src/core/pkcs11/ckr.ts"() {
-    "use strict";
-    init_errors();
-    MEANINGS = {
-      CKR_PIN_INCORRECT: {
-        code: "PIN_INCORRECT",
-        words: "the PIN was rejected by the token",
-        hint: "check the PIN source; codesign does not retry, because repeated failures lock the token"
-      },
-      CKR_PIN_LOCKED: {
-        code: "PIN_LOCKED",
-        words: "the user PIN is locked after too many failed logins",
-        hint: "the security officer must unlock or reset it (for SoftHSM2: softhsm2-util --init-pin)"
-      },
-      CKR_PIN_EXPIRED: {
-        code: "PIN_EXPIRED",
-        words: "the user PIN has expired",
-        hint: "set a new PIN with the token's own tool (e.g. pkcs11-tool --change-pin), then try again"
-      },
-      CKR_PIN_LEN_RANGE: {
-        code: "PIN_INCORRECT",
-        words: "the PIN has a length the token does not accept",
-        hint: "check the PIN source for stray characters"
-      },
-      CKR_PIN_INVALID: { code: "PIN_INCORRECT", words: "the PIN contains characters the token does not accept" },
-      CKR_USER_PIN_NOT_INITIALIZED: {
-        code: "LOGIN_FAILED",
-        words: "the token's user PIN was never initialised",
-        hint: "initialise it with softhsm2-util --init-pin or pkcs11-tool --init-pin"
-      },
-      CKR_USER_NOT_LOGGED_IN: { code: "LOGIN_FAILED", words: "the operation needs a login", hint: "give a PIN" },
-      CKR_TOKEN_NOT_PRESENT: {
-        code: "TOKEN_NOT_FOUND",
-        words: "the token is not present",
-        hint: "insert the token or check the module's configuration"
-      },
-      CKR_TOKEN_NOT_RECOGNIZED: { code: "TOKEN_NOT_FOUND", words: "the token was not recognised" },
-      CKR_DEVICE_REMOVED: { code: "TOKEN_ERROR", words: "the token was removed during the operation" },
-      CKR_SLOT_ID_INVALID: {
-        code: "TOKEN_NOT_FOUND",
-        words: "the slot does not exist (slot ids can change when a token is initialised)",
-        hint: "select the token by label or serial instead of slot-id"
-      },
-      CKR_MECHANISM_INVALID: {
-        code: "MECHANISM_UNSUPPORTED",
-        words: "the token does not support this mechanism",
-        hint: "list what the key offers with `codesign keys` and choose --mechanism accordingly"
-      },
-      CKR_MECHANISM_PARAM_INVALID: {
-        code: "MECHANISM_UNSUPPORTED",
-        words: "the token rejected the mechanism parameters"
-      },
-      CKR_KEY_TYPE_INCONSISTENT: {
-        code: "MECHANISM_UNSUPPORTED",
-        words: "the mechanism does not fit this key type"
-      },
-      CKR_KEY_FUNCTION_NOT_PERMITTED: {
-        code: "MECHANISM_UNSUPPORTED",
-        words: "the key is not allowed to sign (CKA_SIGN is false)"
-      },
-      CKR_DATA_LEN_RANGE: {
-        code: "INVALID_INPUT",
-        words: "the data to sign has a length the token does not accept"
-      },
-      CKR_FUNCTION_FAILED: {
-        code: "TOKEN_ERROR",
-        words: "the module reported a failure; for network modules this usually means a transient error (timeout, HTTP 503)",
-        hint: "try again later"
-      },
-      CKR_DEVICE_ERROR: {
-        code: "TOKEN_ERROR",
-        words: "the token or signing service reported an error (for network modules: a non-transient service error)"
-      },
-      CKR_ARGUMENTS_BAD: {
-        code: "TOKEN_ERROR",
-        words: "the module rejected the request (for network modules: the service refused it, HTTP 4xx)",
-        hint: "check the key, its permissions on the service and the module configuration"
-      },
-      CKR_GENERAL_ERROR: { code: "TOKEN_ERROR", words: "the module reported an unspecified error" },
-      CKR_DEVICE_MEMORY: { code: "TOKEN_ERROR", words: "the token is out of memory" },
-      CKR_SESSION_COUNT: {
-        code: "TOKEN_ERROR",
-        words: "the token has no free sessions",
-        hint: "use fewer --jobs"
-      },
-      CKR_TOKEN_WRITE_PROTECTED: { code: "TOKEN_ERROR", words: "the token is write-protected" },
-      CKR_CRYPTOKI_NOT_INITIALIZED: { code: "INTERNAL", words: "the module was used before C_Initialize" }
-    };
-  }
-});
-
 // src/core/pkcs11/module.ts
+function sessionCountOf(n2) {
+  return n2 === 0 || n2 >= 2147483648 ? void 0 : n2;
+}
 function slotIdOf(handle) {
   return handle.length >= 8 ? handle.readBigUInt64LE(0).toString() : handle.readUInt32LE(0).toString();
 }
@@ -79059,6 +79062,27 @@ function call(during, fn) {
   } catch (e) {
     throw fromPkcs11Error(e, during);
   }
+}
+function optional(key, value) {
+  return value === void 0 ? {} : { [key]: value };
+}
+function initializeError(e, modulePath, initArgs) {
+  const base = fromPkcs11Error(e, `C_Initialize of ${modulePath}`);
+  if (initArgs) {
+    return new CodesignError(base.code, `${base.message} with the init string from ${initArgs.source}`, {
+      hint: `check the init string (${initArgs.source}; not shown, as it can hold a password)`,
+      cause: e
+    });
+  }
+  if (ckrName(e) !== "CKR_ARGUMENTS_BAD") return base;
+  return new CodesignError(
+    "TOKEN_ERROR",
+    `C_Initialize of ${modulePath} failed: the module rejected its initialisation arguments (CKR_ARGUMENTS_BAD)`,
+    {
+      hint: "this module may need an init string: give it with --module-args or CODESIGN_PKCS11_MODULE_ARGS (NSS softokn: configdir='sql:DIR' certPrefix='' keyPrefix='' secmod='secmod.db' flags=)",
+      cause: e
+    }
+  );
 }
 function versionMatches(wanted, actual) {
   const [wMajor, wMinor] = wanted.split(".");
@@ -79077,8 +79101,8 @@ function mechanismNames(lib) {
   mechanismNameCache.set(CKM_EC_EDWARDS_KEY_PAIR_GEN, "CKM_EC_EDWARDS_KEY_PAIR_GEN");
   return mechanismNameCache;
 }
-async function withModule(modulePath, fn) {
-  const m = Pkcs11Module.open(modulePath);
+async function withModule(module, fn) {
+  const m = typeof module === "string" ? Pkcs11Module.open(module) : Pkcs11Module.open(module.path, module.initArgs);
   try {
     return await fn(m);
   } finally {
@@ -79123,7 +79147,7 @@ var init_module = __esm({
         this.p11 = p11;
         this.path = path20;
       }
-      static open(modulePath) {
+      static open(modulePath, initArgs) {
         const lib = loadPkcs11Js();
         const p11 = new lib.PKCS11();
         try {
@@ -79135,10 +79159,12 @@ var init_module = __esm({
           });
         }
         try {
-          p11.C_Initialize({ flags: lib.CKF_OS_LOCKING_OK });
+          p11.C_Initialize(
+            initArgs ? { flags: lib.CKF_OS_LOCKING_OK, libraryParameters: `${initArgs.reveal()}\0` } : { flags: lib.CKF_OS_LOCKING_OK }
+          );
         } catch (e) {
           p11.close();
-          throw fromPkcs11Error(e, `C_Initialize of ${modulePath}`);
+          throw initializeError(e, modulePath, initArgs);
         }
         return new _Pkcs11Module(lib, p11, modulePath);
       }
@@ -79181,6 +79207,8 @@ var init_module = __esm({
             manufacturer: trim(token.manufacturerID),
             model: trim(token.model),
             serial: trim(token.serialNumber),
+            ...optional("maxSessions", sessionCountOf(token.maxSessionCount)),
+            ...optional("openSessions", sessionCountOf(token.sessionCount)),
             flags: TOKEN_FLAGS.filter(
               ([name]) => (token.flags & this.lib[name]) !== 0
             ).map(([, word]) => word)
@@ -79273,6 +79301,17 @@ var init_module = __esm({
           throw fromPkcs11Error(e, `login to token "${this.token.label}"`);
         }
       }
+      /**
+       * C_Login(CKU_CONTEXT_SPECIFIC) for a key with CKA_ALWAYS_AUTHENTICATE: between C_SignInit and
+       * C_Sign, it authorises that one operation only.
+       */
+      contextLogin(pin) {
+        try {
+          this.p11.C_Login(this.handle, this.module.lib.CKU_CONTEXT_SPECIFIC, pin.reveal());
+        } catch (e) {
+          throw fromPkcs11Error(e, `per-signature login to key on token "${this.token.label}"`);
+        }
+      }
       logout() {
         try {
           this.p11.C_Logout(this.handle);
@@ -79308,8 +79347,18 @@ var init_module = __esm({
         }
         return out;
       }
-      async signOnce(mechanism, key, data) {
+      /** `authorize` runs between C_SignInit and C_Sign: the context login of always-authenticate keys. */
+      async signOnce(mechanism, key, data, authorize) {
         call("C_SignInit", () => this.p11.C_SignInit(this.handle, mechanism, key));
+        try {
+          authorize?.(this);
+        } catch (e) {
+          try {
+            this.p11.C_Sign(this.handle, data, Buffer.alloc(1024));
+          } catch {
+          }
+          throw e;
+        }
         try {
           return await this.p11.C_SignAsync(this.handle, data, Buffer.alloc(1024));
         } catch (e) {
@@ -79714,9 +79763,11 @@ function describeObject(s, object, table, isPrivate) {
   const id = new Uint8Array(a2.get(lib.CKA_ID) ?? Buffer.alloc(0));
   const certificate = id.length > 0 ? readCertificate(s, id) : void 0;
   const pub = publicKeyOf(s, object, keyType, id, certificate);
+  const always = isPrivate ? s.attributes(object, [lib.CKA_ALWAYS_AUTHENTICATE]).get(lib.CKA_ALWAYS_AUTHENTICATE) : void 0;
   const t = s.token;
   return {
     ...isPrivate ? { handle: object } : {},
+    alwaysAuthenticate: always !== void 0 && always.length > 0 && always[0] !== 0,
     label,
     id,
     keyType,
@@ -79788,149 +79839,8 @@ var init_keys = __esm({
   }
 });
 
-// src/core/pkcs11/module-path.ts
-import { existsSync, readdirSync, readFileSync as readFileSync4 } from "node:fs";
-import { homedir } from "node:os";
-import path9 from "node:path";
-function libDirs() {
-  const triple = MULTIARCH[process.arch];
-  return [...triple ? [`/usr/lib/${triple}`] : [], "/usr/lib64", "/usr/lib", "/usr/local/lib"];
-}
-function p11KitConfigDirs() {
-  return [
-    "/usr/share/p11-kit/modules",
-    "/etc/pkcs11/modules",
-    path9.join(homedir(), ".config/pkcs11/modules")
-  ];
-}
-function firstExisting(candidates) {
-  return candidates.find((p) => existsSync(p));
-}
-function p11KitProxyPath() {
-  return firstExisting(libDirs().map((d) => path9.join(d, "p11-kit-proxy.so")));
-}
-function p11KitClientPath() {
-  return firstExisting(libDirs().map((d) => path9.join(d, "pkcs11", "p11-kit-client.so")));
-}
-function registeredModules(dirs = p11KitConfigDirs()) {
-  const byName = /* @__PURE__ */ new Map();
-  for (const dir of dirs) {
-    let entries;
-    try {
-      entries = readdirSync(dir);
-    } catch {
-      continue;
-    }
-    for (const entry of entries.sort()) {
-      if (!entry.endsWith(".module")) continue;
-      const configFile = path9.join(dir, entry);
-      const match = /^\s*module\s*:\s*(.+?)\s*$/m.exec(readFileSync4(configFile, "utf8"));
-      if (!match?.[1]) continue;
-      const lib = match[1];
-      const resolved = path9.isAbsolute(lib) ? lib : firstExisting(libDirs().map((d) => path9.join(d, "pkcs11", lib))) ?? lib;
-      byName.set(entry.slice(0, -".module".length), {
-        name: entry.slice(0, -".module".length),
-        path: resolved,
-        configFile
-      });
-    }
-  }
-  return [...byName.values()];
-}
-function libraryBaseName(file) {
-  return path9.basename(file).replace(/\.(so|dylib|dll)(\.[0-9.]+)?$/, "").replace(/^lib/, "");
-}
-function resolveModuleName(name) {
-  const modules = registeredModules();
-  const found = modules.find((m) => m.name === name) ?? modules.find((m) => libraryBaseName(m.path) === name);
-  if (!found) {
-    throw new CodesignError(
-      "MODULE_NOT_FOUND",
-      `no PKCS#11 module named "${name}" is registered with p11-kit`,
-      {
-        hint: modules.length === 0 ? `register one with a .module file in ${p11KitConfigDirs()[1]}, or give --module PATH` : `registered modules: ${modules.map((m) => m.name).join(", ")}; or give --module PATH`
-      }
-    );
-  }
-  return found.path;
-}
-function remoteAddress(value) {
-  const address = value.startsWith("unix:") || value.includes("=") ? value : `unix:path=${path9.resolve(value)}`;
-  if (/[\0\n\r]/.test(address))
-    throw new CodesignError("INVALID_INPUT", "the --remote address holds a control character");
-  return address;
-}
-function chooseModule(opts) {
-  const env = opts.env ?? process.env;
-  let choice2;
-  const remote = env["CODESIGN_REMOTE"];
-  if (remote) {
-    if (opts.flag) {
-      throw new CodesignError("USAGE", "--remote and --module exclude each other", {
-        hint: "the module is chosen on the server side: `codesign remote serve --module \u2026`"
-      });
-    }
-    const client = p11KitClientPath();
-    if (!client) {
-      throw new CodesignError(
-        "MODULE_NOT_FOUND",
-        "p11-kit-client.so is not installed, so --remote cannot work",
-        {
-          hint: "install p11-kit-modules (scripts/bootstrap does)"
-        }
-      );
-    }
-    env["P11_KIT_SERVER_ADDRESS"] = remoteAddress(remote);
-    return { path: client, source: "--remote" };
-  }
-  if (opts.flag) choice2 = { path: opts.flag, source: "--module" };
-  else if (opts.uri?.query["module-path"])
-    choice2 = { path: opts.uri.query["module-path"], source: "module-path" };
-  else if (opts.uri?.query["module-name"])
-    choice2 = { path: resolveModuleName(opts.uri.query["module-name"]), source: "module-name" };
-  else if (env["CODESIGN_PKCS11_MODULE"])
-    choice2 = { path: env["CODESIGN_PKCS11_MODULE"], source: "CODESIGN_PKCS11_MODULE" };
-  else {
-    const proxy = p11KitProxyPath();
-    if (!proxy) {
-      throw new CodesignError(
-        "MODULE_NOT_FOUND",
-        "no PKCS#11 module given and p11-kit-proxy.so is not installed",
-        {
-          hint: "give --module PATH (e.g. /usr/lib/softhsm/libsofthsm2.so), set CODESIGN_PKCS11_MODULE, or install p11-kit-modules"
-        }
-      );
-    }
-    choice2 = { path: proxy, source: "p11-kit-proxy" };
-  }
-  if (!existsSync(choice2.path)) {
-    throw new CodesignError(
-      "MODULE_NOT_FOUND",
-      `PKCS#11 module not found: ${choice2.path} (from ${choice2.source})`,
-      {
-        hint: "check the path; `codesign doctor` lists the modules registered with p11-kit"
-      }
-    );
-  }
-  return choice2;
-}
-var MULTIARCH;
-var init_module_path = __esm({
-  "src/core/pkcs11/module-path.ts"() {
-    "use strict";
-    init_errors();
-    MULTIARCH = {
-      x64: "x86_64-linux-gnu",
-      arm64: "aarch64-linux-gnu",
-      arm: "arm-linux-gnueabihf",
-      ppc64: "powerpc64le-linux-gnu",
-      s390x: "s390x-linux-gnu"
-    };
-  }
-});
-
 // src/core/pkcs11/pin.ts
-import { readFileSync as readFileSync5, statSync as statSync2 } from "node:fs";
+import { readFileSync as readFileSync4, statSync as statSync2 } from "node:fs";
 import { inspect as inspect3 } from "node:util";
 function readPinFile(file, origin) {
   let mode2;
@@ -79949,7 +79859,7 @@ function readPinFile(file, origin) {
       { hint: `restrict it with: chmod 600 '${file}'` }
     );
   }
-  let text = readFileSync5(file, "utf8");
+  let text = readFileSync4(file, "utf8");
   if (text.endsWith("\r\n")) text = text.slice(0, -2);
   else if (text.endsWith("\n")) text = text.slice(0, -1);
   if (text.length === 0) {
@@ -80027,6 +79937,191 @@ var init_pin = __esm({
   }
 });
 
+// src/core/pkcs11/module-path.ts
+import { existsSync, readdirSync, readFileSync as readFileSync5 } from "node:fs";
+import { homedir } from "node:os";
+import path9 from "node:path";
+function libDirs() {
+  const triple = MULTIARCH[process.arch];
+  return [...triple ? [`/usr/lib/${triple}`] : [], "/usr/lib64", "/usr/lib", "/usr/local/lib"];
+}
+function p11KitConfigDirs() {
+  return [
+    "/usr/share/p11-kit/modules",
+    "/etc/pkcs11/modules",
+    path9.join(homedir(), ".config/pkcs11/modules")
+  ];
+}
+function firstExisting(candidates) {
+  return candidates.find((p) => existsSync(p));
+}
+function p11KitProxyPath() {
+  return firstExisting(libDirs().map((d) => path9.join(d, "p11-kit-proxy.so")));
+}
+function p11KitClientPath() {
+  return firstExisting(libDirs().map((d) => path9.join(d, "pkcs11", "p11-kit-client.so")));
+}
+function registeredModules(dirs = p11KitConfigDirs()) {
+  const byName = /* @__PURE__ */ new Map();
+  for (const dir of dirs) {
+    let entries;
+    try {
+      entries = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const entry of entries.sort()) {
+      if (!entry.endsWith(".module")) continue;
+      const configFile = path9.join(dir, entry);
+      const text = readFileSync5(configFile, "utf8");
+      const match = /^\s*module\s*:\s*(.+?)\s*$/m.exec(text);
+      if (!match?.[1]) continue;
+      const reserved = /^\s*x-init-reserved\s*:\s*(.*?)\s*$/m.exec(text)?.[1];
+      const lib = match[1];
+      const resolved = path9.isAbsolute(lib) ? lib : firstExisting(libDirs().map((d) => path9.join(d, "pkcs11", lib))) ?? lib;
+      byName.set(entry.slice(0, -".module".length), {
+        name: entry.slice(0, -".module".length),
+        path: resolved,
+        configFile,
+        ...reserved ? { initReserved: reserved } : {}
+      });
+    }
+  }
+  return [...byName.values()];
+}
+function libraryBaseName(file) {
+  return path9.basename(file).replace(/\.(so|dylib|dll)(\.[0-9.]+)?$/, "").replace(/^lib/, "");
+}
+function resolveModuleName(name) {
+  const modules = registeredModules();
+  const found = modules.find((m) => m.name === name) ?? modules.find((m) => libraryBaseName(m.path) === name);
+  if (!found) {
+    throw new CodesignError(
+      "MODULE_NOT_FOUND",
+      `no PKCS#11 module named "${name}" is registered with p11-kit`,
+      {
+        hint: modules.length === 0 ? `register one with a .module file in ${p11KitConfigDirs()[1]}, or give --module PATH` : `registered modules: ${modules.map((m) => m.name).join(", ")}; or give --module PATH`
+      }
+    );
+  }
+  return found;
+}
+function remoteAddress(value) {
+  const address = value.startsWith("unix:") || value.includes("=") ? value : `unix:path=${path9.resolve(value)}`;
+  if (/[\0\n\r]/.test(address))
+    throw new CodesignError("INVALID_INPUT", "the --remote address holds a control character");
+  return address;
+}
+function chooseInitArgs(moduleArgs, registered, env) {
+  if (moduleArgs) return new Secret(moduleArgs, "moduleArgs");
+  if (registered?.initReserved) return new Secret(registered.initReserved, "x-init-reserved");
+  const fromEnv = env["CODESIGN_PKCS11_MODULE_ARGS"];
+  return fromEnv ? new Secret(fromEnv, "CODESIGN_PKCS11_MODULE_ARGS") : void 0;
+}
+function chooseModule(opts) {
+  const env = opts.env ?? process.env;
+  let choice2;
+  const remote = env["CODESIGN_REMOTE"];
+  if (remote) {
+    if (opts.flag) {
+      throw new CodesignError("USAGE", "--remote and --module exclude each other", {
+        hint: "the module is chosen on the server side: `codesign remote serve --module \u2026`"
+      });
+    }
+    const client = p11KitClientPath();
+    if (!client) {
+      throw new CodesignError(
+        "MODULE_NOT_FOUND",
+        "p11-kit-client.so is not installed, so --remote cannot work",
+        {
+          hint: "install p11-kit-modules (scripts/bootstrap does)"
+        }
+      );
+    }
+    env["P11_KIT_SERVER_ADDRESS"] = remoteAddress(remote);
+    return { path: client, source: "--remote" };
+  }
+  let registered;
+  if (opts.flag) choice2 = { path: opts.flag, source: "--module" };
+  else if (opts.uri?.query["module-path"])
+    choice2 = { path: opts.uri.query["module-path"], source: "module-path" };
+  else if (opts.uri?.query["module-name"]) {
+    registered = resolveModuleName(opts.uri.query["module-name"]);
+    choice2 = { path: registered.path, source: "module-name" };
+  } else if (env["CODESIGN_PKCS11_MODULE"])
+    choice2 = { path: env["CODESIGN_PKCS11_MODULE"], source: "CODESIGN_PKCS11_MODULE" };
+  else {
+    const proxy = p11KitProxyPath();
+    if (!proxy) {
+      throw new CodesignError(
+        "MODULE_NOT_FOUND",
+        "no PKCS#11 module given and p11-kit-proxy.so is not installed",
+        {
+          hint: "give --module PATH (e.g. /usr/lib/softhsm/libsofthsm2.so), set CODESIGN_PKCS11_MODULE, or install p11-kit-modules"
+        }
+      );
+    }
+    choice2 = { path: proxy, source: "p11-kit-proxy" };
+  }
+  if (!existsSync(choice2.path)) {
+    throw new CodesignError(
+      "MODULE_NOT_FOUND",
+      `PKCS#11 module not found: ${choice2.path} (from ${choice2.source})`,
+      {
+        hint: "check the path; `codesign doctor` lists the modules registered with p11-kit"
+      }
+    );
+  }
+  const initArgs = choice2.source === "p11-kit-proxy" ? void 0 : chooseInitArgs(opts.moduleArgs, registered, env);
+  return initArgs ? { ...choice2, initArgs } : choice2;
+}
+var MULTIARCH;
+var init_module_path = __esm({
+  "src/core/pkcs11/module-path.ts"() {
+    "use strict";
+    init_errors();
+    init_pin();
+    MULTIARCH = {
+      x64: "x86_64-linux-gnu",
+      arm64: "aarch64-linux-gnu",
+      arm: "arm-linux-gnueabihf",
+      ppc64: "powerpc64le-linux-gnu",
+      s390x: "s390x-linux-gnu"
+    };
+  }
+});
+
+// src/core/pkcs11/login-fuse.ts
+var FATAL, LoginFuse;
+var init_login_fuse = __esm({
+  "src/core/pkcs11/login-fuse.ts"() {
+    "use strict";
+    init_errors();
+    FATAL = /* @__PURE__ */ new Set(["PIN_INCORRECT", "PIN_LOCKED", "PIN_EXPIRED", "LOGIN_FAILED"]);
+    LoginFuse = class {
+      #blown;
+      get blown() {
+        return this.#blown !== void 0;
+      }
+      /** Throws the error that blew the fuse, if it has. Call before every C_Login. */
+      check() {
+        const e = this.#blown;
+        if (e) {
+          throw new CodesignError(e.code, `not signing: an earlier per-signature login failed (${e.message})`, {
+            hint: e.hint ?? "check the PIN; codesign does not retry a rejected PIN",
+            cause: e
+          });
+        }
+      }
+      /** Blows the fuse when `e` is a PIN failure; returns `e` for rethrowing either way. */
+      observe(e) {
+        if (e instanceof CodesignError && FATAL.has(e.code)) this.#blown ??= e;
+        return e;
+      }
+    };
+  }
+});
+
 // src/core/pkcs11/signer-pool.ts
 var SignerPool;
 var init_signer_pool = __esm({
@@ -80092,7 +80187,9 @@ var init_token_signer = __esm({
       handle;
       offered;
       label;
-      constructor(session, key, table) {
+      authorize;
+      fuse;
+      constructor(session, key, table, context2) {
         if (!key.spki) {
           throw new CodesignError(
             "KEY_NOT_FOUND",
@@ -80112,6 +80209,28 @@ var init_token_signer = __esm({
         this.handle = key.handle;
         this.label = key.label;
         this.offered = new Set([...table.values()].filter((m) => m.sign).map((m) => m.name));
+        if (key.alwaysAuthenticate === true) {
+          if (!context2) {
+            throw new CodesignError(
+              "PIN_REQUIRED",
+              `the key "${key.label}" needs a PIN for every signature (CKA_ALWAYS_AUTHENTICATE)`,
+              { hint: "sign through withTokenKey, which keeps the PIN for the run" }
+            );
+          }
+          const { pin, fuse } = context2;
+          this.fuse = fuse;
+          this.authorize = (s) => {
+            fuse.check();
+            try {
+              s.contextLogin(pin);
+            } catch (e) {
+              throw fuse.observe(e);
+            }
+          };
+        }
+      }
+      signOnce(mechanism, data) {
+        return this.session.signOnce(mechanism, this.handle, data, this.authorize);
       }
       has(name) {
         return this.offered.has(name);
@@ -80137,6 +80256,7 @@ var init_token_signer = __esm({
         });
       }
       async sign(req) {
+        this.fuse?.check();
         const { hash, scheme } = req;
         if (!schemeFitsKey(scheme, this.key.keyType)) {
           throw new CodesignError(
@@ -80153,7 +80273,7 @@ var init_token_signer = __esm({
         if (scheme === "eddsa") {
           if (!message) throw new CodesignError("INVALID_INPUT", "EdDSA signs the message itself, not a digest");
           if (!this.has("CKM_EDDSA")) throw this.unsupported("EdDSA");
-          return this.session.signOnce(this.mechanism("CKM_EDDSA"), this.handle, message);
+          return this.signOnce(this.mechanism("CKM_EDDSA"), message);
         }
         const combined = {
           "rsa-pkcs1": `CKM_${H}_RSA_PKCS`,
@@ -80162,9 +80282,8 @@ var init_token_signer = __esm({
         }[scheme];
         let out;
         if (message && this.has(combined)) {
-          out = await this.session.signOnce(
+          out = await this.signOnce(
             this.mechanism(combined, scheme === "rsa-pss" ? this.pssParams(hash) : void 0),
-            this.handle,
             message
           );
         } else {
@@ -80177,21 +80296,13 @@ var init_token_signer = __esm({
           }
           if (scheme === "rsa-pkcs1") {
             if (!this.has("CKM_RSA_PKCS")) throw this.unsupported(`RSA PKCS#1 v1.5 over a host ${hash} digest`);
-            out = await this.session.signOnce(
-              this.mechanism("CKM_RSA_PKCS"),
-              this.handle,
-              Buffer.from(digestInfo(hash, digest))
-            );
+            out = await this.signOnce(this.mechanism("CKM_RSA_PKCS"), Buffer.from(digestInfo(hash, digest)));
           } else if (scheme === "rsa-pss") {
             if (!this.has("CKM_RSA_PKCS_PSS")) throw this.unsupported(`RSA-PSS over a host ${hash} digest`);
-            out = await this.session.signOnce(
-              this.mechanism("CKM_RSA_PKCS_PSS", this.pssParams(hash)),
-              this.handle,
-              digest
-            );
+            out = await this.signOnce(this.mechanism("CKM_RSA_PKCS_PSS", this.pssParams(hash)), digest);
           } else {
             if (!this.has("CKM_ECDSA")) throw this.unsupported(`ECDSA over a host ${hash} digest`);
-            out = await this.session.signOnce(this.mechanism("CKM_ECDSA"), this.handle, digest);
+            out = await this.signOnce(this.mechanism("CKM_ECDSA"), digest);
           }
         }
         if (scheme === "ecdsa" && (req.format ?? "der") === "der") return ecdsaRawToDer(out);
@@ -80204,7 +80315,12 @@ var init_token_signer = __esm({
 // src/core/pkcs11/token-key.ts
 async function withToken(opts, fn) {
   const uri = parseUri(opts.key);
-  const moduleChoice = chooseModule({ flag: opts.module, uri, ...opts.env ? { env: opts.env } : {} });
+  const moduleChoice = chooseModule({
+    flag: opts.module,
+    uri,
+    moduleArgs: opts.moduleArgs,
+    ...opts.env ? { env: opts.env } : {}
+  });
   const pinOptions = {
     uri,
     pinFile: opts.pinFile,
@@ -80212,7 +80328,7 @@ async function withToken(opts, fn) {
     ...opts.env ? { env: opts.env } : {}
   };
   const pin = opts.pin ?? (opts.login === "required" ? await requirePin(pinOptions, "this command") : await resolvePin(pinOptions));
-  return withModule(moduleChoice.path, (module) => {
+  return withModule(moduleChoice, (module) => {
     const token = module.selectToken(uri);
     if (pin && token.flags.includes("user-pin-locked")) {
       throw new CodesignError("PIN_LOCKED", `the user PIN of token "${token.label}" is locked`, {
@@ -80233,7 +80349,8 @@ async function withToken(opts, fn) {
             session,
             mechanisms,
             uri,
-            loggedIn: pin !== void 0
+            loggedIn: pin !== void 0,
+            ...pin ? { pin } : {}
           });
         } finally {
           if (pin) session.logout();
@@ -80246,24 +80363,46 @@ async function withToken(opts, fn) {
 async function withTokenKey(opts, fn) {
   return withToken({ ...opts, login: "required" }, async (t) => {
     const key = findPrivateKey(t.session, t.mechanisms, t.uri);
+    const context2 = key.alwaysAuthenticate && t.pin ? { pin: t.pin, fuse: new LoginFuse() } : void 0;
     const extra = [];
     try {
-      for (let i2 = 1; i2 < Math.max(1, opts.sessions ?? 1); i2++) extra.push(t.module.openSession(t.token));
-      const signers = [t.session, ...extra].map((s) => new TokenKeySigner(s, key, t.mechanisms));
-      return await fn({ ...t, key, signer: new SignerPool(signers) });
+      const budget = sessionBudget(opts.sessions ?? 1, t.token);
+      for (let i2 = 1; i2 < budget; i2++) {
+        const s = openExtraSession(t.module, t.token);
+        if (!s) break;
+        extra.push(s);
+      }
+      const signers = [t.session, ...extra].map((s) => new TokenKeySigner(s, key, t.mechanisms, context2));
+      return await fn({ ...t, key, signer: new SignerPool(signers), sessions: signers.length });
     } finally {
       for (const s of extra) s.close();
     }
   });
 }
+function sessionBudget(wanted, token) {
+  const asked = Math.max(1, Math.floor(wanted));
+  if (token.maxSessions === void 0) return asked;
+  const free = token.maxSessions - (token.openSessions ?? 0);
+  return Math.max(1, Math.min(asked, free));
+}
+function openExtraSession(module, token) {
+  try {
+    return module.openSession(token);
+  } catch (e) {
+    if (e instanceof CodesignError && ckrName(e.cause) === "CKR_SESSION_COUNT") return void 0;
+    throw e;
+  }
+}
 var init_token_key = __esm({
   "src/core/pkcs11/token-key.ts"() {
     "use strict";
     init_errors();
+    init_ckr();
     init_keys();
     init_module_path();
     init_pin();
     init_module();
+    init_login_fuse();
     init_signer_pool();
     init_token_signer();
     init_uri();
@@ -80718,7 +80857,7 @@ var init_cms = __esm({
       rsaEncryption: "1.2.840.113549.1.1.1"
     };
     ATTACHED_MAX_BYTES = 256 * 1024 * 1024;
-    buf = (u2) => u2.slice().buffer;
+    buf = (u2) => Uint8Array.from(u2).buffer;
     SIGNED_DATA_OID_DER = Buffer.from("06092a864886f70d010702", "hex");
   }
 });
@@ -81088,7 +81227,7 @@ var init_cms2 = __esm({
               certificate,
               chain: ctx.chain,
               eContentType: OID.data,
-              eContent: content ? new asn1js6.OctetString({ valueHex: content.slice().buffer }) : void 0
+              eContent: content ? new asn1js6.OctetString({ valueHex: Uint8Array.from(content).buffer }) : void 0
             });
             const stamp = await timestamp(signed, o2, OID.timeStampToken);
             const encoding = o2.encoding ?? "der";
@@ -81194,7 +81333,7 @@ var init_osslsigncode = __esm({
 // src/core/pki/authenticode.ts
 function readExtractedContent(der, file) {
   try {
-    const info2 = pkijs6.ContentInfo.fromBER(der.slice().buffer);
+    const info2 = pkijs6.ContentInfo.fromBER(Uint8Array.from(der).buffer);
     if (info2.contentType !== OID.signedData) throw new Error(`content type ${info2.contentType}`);
     const signed = new pkijs6.SignedData({ schema: info2.content });
     const content = signed.encapContentInfo.eContent;
@@ -81213,7 +81352,10 @@ function readExtractedContent(der, file) {
   }
 }
 function taggedString(tagNumber, bytes) {
-  return new asn1js7.Primitive({ idBlock: { tagClass: 3, tagNumber }, valueHex: bytes.slice().buffer });
+  return new asn1js7.Primitive({
+    idBlock: { tagClass: 3, tagNumber },
+    valueHex: Uint8Array.from(bytes).buffer
+  });
 }
 function spcString(text) {
   if (/^[\x20-\x7e]*$/.test(text)) return taggedString(1, new TextEncoder().encode(text));
@@ -81765,13 +81907,28 @@ async function signWithTool(tool, items, o2, jobs) {
       hint: "sign with the cms format (RFC 3161 with fail-over), or timestamp openssl's CMS output with `codesign timestamp`"
     });
   }
-  const access = { key: o2.key, module: o2.module, pinFile: o2.pinFile, prompt: o2.promptPin };
+  const access = {
+    key: o2.key,
+    module: o2.module,
+    moduleArgs: o2.moduleArgs,
+    pinFile: o2.pinFile,
+    prompt: o2.promptPin
+  };
   const pin = await requirePin(
     { uri: parseUri(access.key), pinFile: access.pinFile, prompt: access.prompt },
     "signing"
   );
   const chainFiles = [...o2.chain ?? []];
   return withTokenKey({ ...access, pin }, async (k) => {
+    if (k.key.alwaysAuthenticate) {
+      throw new CodesignError(
+        "USAGE",
+        `the key ${k.key.uri} needs a login for every signature, which ${tool} cannot do`,
+        {
+          hint: tool === "jarsigner" ? "codesign signs such keys itself: raw, CMS and Authenticode formats" : "sign in-process instead: the raw format for `openssl dgst -verify`, the cms format for `openssl cms -verify`"
+        }
+      );
+    }
     const cert = await resolveSignerCertificate(k.key, o2.cert);
     return withPrivateDir(async (dir) => {
       const certFile = path17.join(dir, "signer.pem");
@@ -82033,7 +82190,14 @@ async function sign3(o2) {
   const early = format2.fileDigest(o2);
   if (early) for (const item of items.slice(0, jobs * format2.overlap)) digests.start(item.input, early);
   return withTokenKey(
-    { key: o2.key, module: o2.module, pinFile: o2.pinFile, prompt: o2.promptPin, sessions: jobs },
+    {
+      key: o2.key,
+      module: o2.module,
+      moduleArgs: o2.moduleArgs,
+      pinFile: o2.pinFile,
+      prompt: o2.promptPin,
+      sessions: jobs
+    },
     async (k) => {
       const scheme = o2.mechanism ?? defaultScheme(k.key.keyType);
       if (!schemeFitsKey(scheme, k.key.keyType)) {
@@ -82071,13 +82235,13 @@ async function sign3(o2) {
             return prepared.finish(await k.signer.sign(prepared.request));
           },
           {
-            jobs: jobs * format2.overlap,
+            jobs: k.sessions * format2.overlap,
             failFast: o2.failFast === true,
             fatal: isPinError,
             onResult: (r, done, total) => o2.onProgress?.(done, total, r)
           }
         );
-        return report(name, k.key, jobs, files, started);
+        return report(name, k.key, k.sessions, files, started);
       }, "codesign-sign-");
     }
   );
@@ -82131,7 +82295,7 @@ init_errors();
 
 // src/action/main.ts
 var lines = (name) => core.getMultilineInput(name).map((l) => l.trim()).filter(Boolean);
-var optional = (name) => core.getInput(name).trim() || void 0;
+var optional2 = (name) => core.getInput(name).trim() || void 0;
 async function expandFiles(patterns) {
   const files = [];
   for (const p of patterns) {
@@ -82146,14 +82310,14 @@ async function expandFiles(patterns) {
   return [...new Set(files)];
 }
 function positiveInteger(name) {
-  const text = optional(name);
+  const text = optional2(name);
   if (text === void 0) return void 0;
   const n2 = Number(text);
   if (!Number.isInteger(n2) || n2 < 1) throw new Error(`${name}: "${text}" is not a whole number \u2265 1`);
   return n2;
 }
 function choice(name, allowed) {
-  const text = optional(name);
+  const text = optional2(name);
   if (text === void 0) return void 0;
   if (!allowed.includes(text)) throw new Error(`${name}: "${text}" is not one of ${allowed.join(", ")}`);
   return text;
@@ -82176,20 +82340,23 @@ function summary2(results) {
 async function main() {
   const pin = core.getInput("pin");
   if (pin) core.setSecret(pin);
+  const moduleArgs = core.getInput("module-args");
+  if (moduleArgs) core.setSecret(moduleArgs);
   try {
     if (core.getBooleanInput("install-tools")) await installDebianTools((m) => core.info(m));
     await ensureAddon((m) => core.info(m));
-    const remote = optional("remote");
+    const remote = optional2("remote");
     if (remote) process.env["CODESIGN_REMOTE"] = remote;
     const files = await expandFiles(lines("files"));
     if (files.length === 0) throw new Error("files: no file to sign");
     const options = {
       files,
       key: core.getInput("key", { required: true }),
-      module: optional("module"),
+      module: optional2("module"),
+      moduleArgs: optional2("module-args"),
       tool: choice("tool", TOOL_CHOICES) ?? "auto",
-      outDir: optional("out-dir"),
-      cert: optional("cert"),
+      outDir: optional2("out-dir"),
+      cert: optional2("cert"),
       chain: lines("chain"),
       timestamp: {
         urls: lines("timestamp-url"),
@@ -82199,7 +82366,7 @@ async function main() {
       jobs: positiveInteger("jobs")
     };
     const results = await withPrivateDir(async (dir) => {
-      let pinFile = optional("pin-file");
+      let pinFile = optional2("pin-file");
       if (pin) {
         pinFile = path19.join(dir, "pin");
         await writeFile7(pinFile, pin, { mode: 384 });

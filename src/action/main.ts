@@ -76,6 +76,8 @@ function summary(results: FileResult[]): Promise<unknown> {
 export async function main(): Promise<void> {
   const pin = core.getInput("pin");
   if (pin) core.setSecret(pin); // first: from here on the runner masks it in every log line
+  const moduleArgs = core.getInput("module-args");
+  if (moduleArgs) core.setSecret(moduleArgs); // an init string can hold a password too
   try {
     if (core.getBooleanInput("install-tools")) await installDebianTools((m) => core.info(m));
     await ensureAddon((m) => core.info(m));
@@ -87,6 +89,7 @@ export async function main(): Promise<void> {
       files,
       key: core.getInput("key", { required: true }),
       module: optional("module"),
+      moduleArgs: optional("module-args"),
       tool: choice<ToolChoice>("tool", TOOL_CHOICES) ?? "auto",
       outDir: optional("out-dir"),
       cert: optional("cert"),

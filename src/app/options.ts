@@ -40,6 +40,8 @@ export interface SignOptions {
   key: string;
   /** PKCS#11 module; default: from the URI, $CODESIGN_PKCS11_MODULE, p11-kit-proxy. */
   module?: string | undefined;
+  /** The module's init string (C_Initialize pReserved); default: from p11-kit's module file, $CODESIGN_PKCS11_MODULE_ARGS. */
+  moduleArgs?: string | undefined;
   /** A file holding only the PIN (else pin-source in the URI, $CODESIGN_PIN, promptPin). */
   pinFile?: string | undefined;
   /** Asks for the PIN when no other source has one. */

@@ -99,7 +99,14 @@ export async function sign(o: SignOptions): Promise<SignReport> {
   const early = format.fileDigest(o);
   if (early) for (const item of items.slice(0, jobs * format.overlap)) digests.start(item.input, early);
   return withTokenKey(
-    { key: o.key, module: o.module, pinFile: o.pinFile, prompt: o.promptPin, sessions: jobs },
+    {
+      key: o.key,
+      module: o.module,
+      moduleArgs: o.moduleArgs,
+      pinFile: o.pinFile,
+      prompt: o.promptPin,
+      sessions: jobs,
+    },
     async (k) => {
       const scheme = o.mechanism ?? defaultScheme(k.key.keyType);
       if (!schemeFitsKey(scheme, k.key.keyType)) {
@@ -138,13 +145,13 @@ export async function sign(o: SignOptions): Promise<SignReport> {
             return prepared.finish(await k.signer.sign(prepared.request));
           },
           {
-            jobs: jobs * format.overlap,
+            jobs: k.sessions * format.overlap,
             failFast: o.failFast === true,
             fatal: isPinError,
             onResult: (r, done, total) => o.onProgress?.(done, total, r),
           },
         );
-        return report(name, k.key, jobs, files, started);
+        return report(name, k.key, k.sessions, files, started);
       }, "codesign-sign-");
     },
   );

@@ -29,6 +29,7 @@ export function keyAccess(
   return {
     key: key ?? "pkcs11:",
     module: str(args, "module"),
+    moduleArgs: str(args, "module-args"),
     pinFile: str(args, "pin-file"),
     prompt: () => promptPin(),
   };

@@ -72,6 +72,11 @@ export const globalOptions = (y: Argv): Argv =>
       describe:
         "PKCS#11 module (.so); default: module-path/module-name in the URI, $CODESIGN_PKCS11_MODULE, p11-kit-proxy",
     })
+    .option("module-args", {
+      type: "string",
+      describe:
+        "the module's init string (C_Initialize pReserved), e.g. NSS softokn's configdir=…; also $CODESIGN_PKCS11_MODULE_ARGS",
+    })
     .option("remote", {
       type: "string",
       describe:

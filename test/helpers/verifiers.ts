@@ -82,3 +82,10 @@ export async function jarsignerVerify(file: string, ...cas: string[]): Promise<s
   expect(r.exitCode).toBe(0);
   return r.stdout;
 }
+
+/** `sbverify --cert`: the UEFI signing tools' own check of a SHA-256 Authenticode signature on an EFI image. */
+export async function sbverify(file: string, cert: string): Promise<void> {
+  const r = await tool("sbverify", ["--cert", cert, file]);
+  expect(`${r.stdout}${r.stderr}`).toMatch(/^Signature verification OK/m);
+  expect(r.exitCode).toBe(0);
+}

@@ -60,7 +60,9 @@ export const cms = {
           certificate,
           chain: ctx.chain,
           eContentType: OID.data,
-          eContent: content ? new asn1js.OctetString({ valueHex: content.slice().buffer }) : undefined,
+          eContent: content
+            ? new asn1js.OctetString({ valueHex: Uint8Array.from(content).buffer })
+            : undefined,
         });
         const stamp = await timestamp(signed, o, OID.timeStampToken);
         const encoding = o.encoding ?? "der";

@@ -46,13 +46,32 @@ export async function signWithTool(
       hint: "sign with the cms format (RFC 3161 with fail-over), or timestamp openssl's CMS output with `codesign timestamp`",
     });
   }
-  const access = { key: o.key, module: o.module, pinFile: o.pinFile, prompt: o.promptPin };
+  const access = {
+    key: o.key,
+    module: o.module,
+    moduleArgs: o.moduleArgs,
+    pinFile: o.pinFile,
+    prompt: o.promptPin,
+  };
   const pin = await requirePin(
     { uri: parseUri(access.key), pinFile: access.pinFile, prompt: access.prompt },
     "signing",
   );
   const chainFiles = [...(o.chain ?? [])];
   return withTokenKey({ ...access, pin }, async (k) => {
+    if (k.key.alwaysAuthenticate) {
+      // The tool would need a login per signature, which it can only ask for on a terminal.
+      throw new CodesignError(
+        "USAGE",
+        `the key ${k.key.uri} needs a login for every signature, which ${tool} cannot do`,
+        {
+          hint:
+            tool === "jarsigner"
+              ? "codesign signs such keys itself: raw, CMS and Authenticode formats"
+              : "sign in-process instead: the raw format for `openssl dgst -verify`, the cms format for `openssl cms -verify`",
+        },
+      );
+    }
     const cert = await resolveSignerCertificate(k.key, o.cert);
     return withPrivateDir(async (dir) => {
       const certFile = path.join(dir, "signer.pem");

@@ -85,7 +85,7 @@ async function tokenChecks(args: Record<string, unknown>): Promise<void> {
     return void bad("module", message(e), hintOf(e, "check --module / CODESIGN_PKCS11_MODULE"));
   }
   if (!key) return;
-  const access = { ...keyAccess(args, key), moduleArgs: str(args, "module-args") };
+  const access = keyAccess(args, key);
   const pin = await resolvePin({ uri, pinFile: access.pinFile }).catch((e: unknown) => {
     bad("PIN", message(e), hintOf(e, "check the PIN source"));
     return undefined;

@@ -64,6 +64,7 @@ export async function run(args: Record<string, unknown>): Promise<void> {
     files,
     key,
     module: str(args, "module"),
+    moduleArgs: str(args, "module-args"),
     pinFile: str(args, "pin-file"),
     promptPin: () => promptPin(),
     tool: str(args, "tool") as ToolChoice | undefined,

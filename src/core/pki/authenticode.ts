@@ -32,7 +32,7 @@ export interface ExtractedContent {
 /** Reads the unsigned PKCS#7 `osslsigncode extract-data` writes (DER). */
 export function readExtractedContent(der: Uint8Array, file: string): ExtractedContent {
   try {
-    const info = pkijs.ContentInfo.fromBER(der.slice().buffer);
+    const info = pkijs.ContentInfo.fromBER(Uint8Array.from(der).buffer);
     if (info.contentType !== OID.signedData) throw new Error(`content type ${info.contentType}`);
     const signed = new pkijs.SignedData({ schema: info.content });
     const content = signed.encapContentInfo.eContent as asn1js.BaseBlock | undefined;
@@ -56,7 +56,10 @@ const context = (tagNumber: number, value: asn1js.BaseBlock) =>
 
 /** An IMPLICIT context-tagged string: [n] IA5String for ASCII, [n] BMPString otherwise. */
 function taggedString(tagNumber: number, bytes: Uint8Array): asn1js.Primitive {
-  return new asn1js.Primitive({ idBlock: { tagClass: 3, tagNumber }, valueHex: bytes.slice().buffer });
+  return new asn1js.Primitive({
+    idBlock: { tagClass: 3, tagNumber },
+    valueHex: Uint8Array.from(bytes).buffer,
+  });
 }
 
 /** SpcString: ascii [1] IMPLICIT IA5String when it can be, else unicode [0] IMPLICIT BMPString. */

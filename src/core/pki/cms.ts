@@ -24,7 +24,8 @@ export const OID = {
 /** Attached content is held in memory once; past this, detached is the only sane choice. */
 export const ATTACHED_MAX_BYTES = 256 * 1024 * 1024;
 
-const buf = (u: Uint8Array): ArrayBuffer => u.slice().buffer as ArrayBuffer;
+// A copy of exactly these bytes: a Buffer's slice() is a view into a shared pool, whose .buffer is the whole pool.
+const buf = (u: Uint8Array): ArrayBuffer => Uint8Array.from(u).buffer;
 
 /** The signed attributes as the token signs them: `SET OF Attribute`, DER (sorted, tag 0x31). */
 export function signedAttributesDer(attrs: pkijs.SignedAndUnsignedAttributes): Uint8Array {
