@@ -6,8 +6,14 @@
 import { readFile } from "node:fs/promises";
 import { pemDecode, pemEncode } from "./asn1.js";
 import { CodesignError } from "../errors.js";
-import type { KeyInfo } from "../pkcs11/keys.js";
 import { certificatePublicKey, describeCertificate } from "./x509.js";
+
+/** What a certificate is checked against: the token key's URI, public key and stored certificate. */
+export interface KeyForCertificate {
+  uri: string;
+  spki?: Uint8Array | undefined;
+  certificate?: Uint8Array | undefined;
+}
 
 export interface SignerCertificate {
   der: Uint8Array;
@@ -52,7 +58,11 @@ const equalBytes = (a: Uint8Array, b: Uint8Array): boolean =>
   a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** Throws INVALID_INPUT (exit 2) when the certificate is not for this key. */
-export function assertCertificateMatchesKey(certDer: Uint8Array, key: KeyInfo, origin: string): void {
+export function assertCertificateMatchesKey(
+  certDer: Uint8Array,
+  key: KeyForCertificate,
+  origin: string,
+): void {
   if (!key.spki) return; // nothing to compare with (the token hides the public key)
   if (!equalBytes(certificatePublicKey(certDer), key.spki)) {
     const subject = describeCertificate(certDer).subject;
@@ -66,7 +76,10 @@ export function assertCertificateMatchesKey(certDer: Uint8Array, key: KeyInfo, o
   }
 }
 
-export async function resolveSignerCertificate(key: KeyInfo, certFile?: string): Promise<SignerCertificate> {
+export async function resolveSignerCertificate(
+  key: KeyForCertificate,
+  certFile?: string,
+): Promise<SignerCertificate> {
   if (certFile !== undefined) {
     const [der] = await readCertificates(certFile);
     if (!der) throw new CodesignError("INTERNAL", "readCertificates returned nothing");
