@@ -6,7 +6,8 @@
  *   A  N small files, raw RSA-2048: codesign (--jobs 1, 2) vs a loop of `openssl dgst -engine
  *      pkcs11` per file, and vs the in-process one-session ceiling (a plain pkcs11js sign loop)
  *   B  one large file, raw and CMS: vs `openssl dgst -sha256` on the same warm file; peak RSS
- *   C  osslsigncode adapter on 50 scripts vs a direct osslsigncode loop
+ *   C  Authenticode on 200 scripts through codesign's core (one login) vs a direct
+ *      `osslsigncode sign -pkcs11module` loop (a module load and a login per file)
  *   D  `codesign --help` vs `node -e 0`
  */
 import { execa } from "execa";
@@ -24,7 +25,7 @@ const CLI = path.join(ROOT, "bin", "codesign.js");
 const quick = process.argv.includes("--quick");
 const SMALL_FILES = quick ? 200 : 1000;
 const BIG_MIB = quick ? 256 : 1024;
-const TOOL_FILES = quick ? 20 : 50;
+const TOOL_FILES = quick ? 50 : 200;
 const ENGINE = [
   "/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so",
   "/usr/lib/aarch64-linux-gnu/engines-3/pkcs11.so",
@@ -231,7 +232,7 @@ async function main(): Promise<void> {
     }
     await rm(big, { force: true });
 
-    // ---- C: osslsigncode, direct loop vs the adapter -------------------------------------------
+    // ---- C: Authenticode, a direct osslsigncode loop vs codesign's pipeline ----------------------
     const scripts = path.join(work, "scripts");
     await mkdir(scripts);
     const ps1: string[] = [];
@@ -273,25 +274,24 @@ async function main(): Promise<void> {
       perSecond: TOOL_FILES / direct.seconds,
     });
     try {
-      const adapter = await timed(() =>
-        codesign(
-          ["sign", "--tool", "osslsigncode", "--key", key, "--out-dir", path.join(work, "signed"), ...ps1],
-          env,
-        ),
+      const pipeline = await timed(() =>
+        codesign(["sign", "--key", key, "--out-dir", path.join(work, "signed"), ...ps1], env),
       );
+      const speedup = direct.seconds / pipeline.seconds;
       rows.push({
         group: "C",
-        what: `codesign sign --tool osslsigncode, ${TOOL_FILES} scripts`,
-        seconds: adapter.seconds,
-        ratio: adapter.seconds / direct.seconds,
-        ratioOf: "× the direct loop's time",
-        target: "≤ 1.0×",
-        met: adapter.seconds / direct.seconds <= 1,
+        what: `codesign sign (Authenticode, token signs in-process), ${TOOL_FILES} scripts`,
+        seconds: pipeline.seconds,
+        perSecond: TOOL_FILES / pipeline.seconds,
+        ratio: speedup,
+        ratioOf: "× faster than the direct loop",
+        target: "≥ 2×",
+        met: speedup >= 2,
       });
     } catch (e) {
       rows.push({
         group: "C",
-        what: `codesign osslsigncode adapter: failed (${(e as Error).message.split("\n")[0]})`,
+        what: `codesign Authenticode: failed (${(e as Error).message.split("\n")[0]})`,
         seconds: NaN,
       });
     }

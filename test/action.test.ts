@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { actionOutput as output, BUNDLE, runAction, visibleLog as visible } from "./helpers/action.js";
 import { ROOT, tool } from "./helpers/cli.js";
 import { createTestToken, publicKeyPem, type TestToken } from "./helpers/token.js";
-import { opensslDgstVerify } from "./helpers/verifiers.js";
+import { opensslDgstVerify, osslsigncodeVerify } from "./helpers/verifiers.js";
 
 const KEY = "pkcs11:token=codesign-dev;object=rsa-2048;type=private";
 let t: TestToken;
@@ -94,6 +94,37 @@ describe("the GitHub Action", () => {
     const r = await run(ws, { key: KEY, pin: t.pin, module: t.module, files: "build/**/*.exe" });
     expect(r.exitCode).toBe(1);
     expect(r.log).toMatch(/^::error::files: "build\/\*\*\/\*\.exe" matches no file/m);
+  });
+
+  it("errors name the Action's input, never a command-line flag", async () => {
+    const ws = path.join(t.dir, "ws5");
+    await mkdir(ws, { recursive: true });
+    await writeFile(path.join(ws, "app.bin"), "the app\n");
+    const r = await run(ws, {
+      key: KEY,
+      pin: t.pin,
+      module: t.module,
+      tool: "raw",
+      files: "app.bin",
+      jobs: "two",
+    });
+    expect(r.exitCode).toBe(1);
+    expect(r.log).toMatch(/^::error::jobs: "two" is not a whole number ≥ 1/m);
+    const h = await run(ws, { key: KEY, pin: t.pin, module: t.module, tool: "rsa", files: "app.bin" });
+    expect(h.exitCode).toBe(1);
+    expect(h.log).toMatch(/^::error::tool: "rsa" is not one of auto, raw, cms/m);
+    expect(`${r.log}${h.log}`).not.toMatch(/--[a-z]/);
+  });
+
+  it("signs several Authenticode scripts into signed copies beside them, verified by osslsigncode", async () => {
+    const ws = path.join(t.dir, "ws6");
+    await mkdir(ws, { recursive: true });
+    for (const n of ["a", "b"]) await writeFile(path.join(ws, `${n}.ps1`), `Write-Output "${n}"\r\n`);
+    const r = await run(ws, { key: KEY, pin: t.pin, module: t.module, files: "*.ps1", jobs: "2" });
+    expect(r.exitCode, r.log).toBe(0);
+    expect(output(r.outputs, "signed-files").split("\n")).toEqual(["a.signed.ps1", "b.signed.ps1"]);
+    const cert = t.dev.keys.find((k) => k.label === "rsa-2048")?.certificate ?? "";
+    for (const n of ["a", "b"]) await osslsigncodeVerify(path.join(ws, `${n}.signed.ps1`), cert);
   });
 
   it("the committed bundle is what the sources build to", async () => {
