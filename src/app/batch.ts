@@ -38,12 +38,25 @@ export function signedName(file: string): string {
   return path.join(path.dirname(file), `${path.basename(file, ext)}.signed${ext}`);
 }
 
-function realOrResolved(p: string): string {
-  try {
-    return realpathSync(p);
-  } catch {
-    return path.resolve(p);
-  }
+/**
+ * A path with its directory's symlinks resolved (the file itself need not exist yet). Directories
+ * are resolved once per plan: a batch of thousands of files in one directory costs one realpath.
+ */
+function canonical(cache: Map<string, string>): (p: string) => string {
+  return (p) => {
+    const abs = path.resolve(p);
+    const dir = path.dirname(abs);
+    let real = cache.get(dir);
+    if (real === undefined) {
+      try {
+        real = realpathSync(dir);
+      } catch {
+        real = dir;
+      }
+      cache.set(dir, real);
+    }
+    return path.join(real, path.basename(abs));
+  };
 }
 
 /** Where each input's result goes. Throws USAGE before any signing when two land on one path. */
@@ -77,6 +90,7 @@ export function planOutputs(inputs: readonly string[], opts: PlanOptions): Batch
     return { input, output: opts.outDir ? path.join(opts.outDir, name) : signedName(input) };
   });
   const seen = new Map<string, string>();
+  const realOrResolved = canonical(new Map());
   for (const { input, output } of items) {
     const key = realOrResolved(output);
     const other = seen.get(key);

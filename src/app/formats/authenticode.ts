@@ -3,8 +3,8 @@
  * `attach-signature` after), codesign builds the PKCS#7 with pkijs and the token signs it
  * in-process. osslsigncode never loads the module and never sees the PIN.
  */
-import { createHash } from "node:crypto";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createHash, randomBytes } from "node:crypto";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { adapter as osslsigncode, verifyAuthenticode } from "../../../adapters/osslsigncode.js";
 import {
@@ -33,9 +33,12 @@ export const authenticode = {
     const o = ctx.options;
     const { hash, scheme } = ctx;
     const certificate = ctx.certificate as Uint8Array;
-    const dir = await mkdtemp(path.join(ctx.workDir, "file-"));
+    // Files of their own in the run's private directory (removed with it): no directory per file.
+    const base = path.join(ctx.workDir, `${randomBytes(8).toString("hex")}`);
+    const data = `${base}.content.p7`;
+    const sigFile = `${base}.signature.p7`;
+    const cleanup = () => Promise.all([rm(data, { force: true }), rm(sigFile, { force: true })]);
     try {
-      const data = path.join(dir, "content.p7");
       await osslsigncode.extractData({ input: item.input, hash, output: data, toolPath: o.toolPath });
       const extracted = readExtractedContent(new Uint8Array(await readFile(data)), item.input);
       const { signerInfo, toSign } = prepareSignerInfo({
@@ -61,7 +64,6 @@ export const authenticode = {
               eContent: extracted.content,
             });
             const stamp = await timestamp(signed, o, AUTHENTICODE_OID.rfc3161Timestamp);
-            const sigFile = path.join(dir, "signature.p7");
             await writeFile(sigFile, encodeSignedData(signed), { mode: 0o600 });
             await withAtomicOutput(
               item.output,
@@ -90,12 +92,12 @@ export const authenticode = {
               ...stamp,
             };
           } finally {
-            await rm(dir, { recursive: true, force: true });
+            await cleanup();
           }
         },
       };
     } catch (e) {
-      await rm(dir, { recursive: true, force: true });
+      await cleanup();
       throw e;
     }
   },

@@ -27,6 +27,17 @@ export const ATTACHED_MAX_BYTES = 256 * 1024 * 1024;
 // A copy of exactly these bytes: a Buffer's slice() is a view into a shared pool, whose .buffer is the whole pool.
 const buf = (u: Uint8Array): ArrayBuffer => Uint8Array.from(u).buffer;
 
+/** Parsed certificates, per DER array: a batch parses its signer and chain once, not once per file. */
+const parsed = new WeakMap<Uint8Array, pkijs.Certificate>();
+function certificateOf(der: Uint8Array): pkijs.Certificate {
+  let cert = parsed.get(der);
+  if (!cert) {
+    cert = pkijs.Certificate.fromBER(buf(der));
+    parsed.set(der, cert);
+  }
+  return cert;
+}
+
 /** The signed attributes as the token signs them: `SET OF Attribute`, DER (sorted, tag 0x31). */
 export function signedAttributesDer(attrs: pkijs.SignedAndUnsignedAttributes): Uint8Array {
   const der = new Uint8Array(attrs.toSchema().toBER());
@@ -71,7 +82,7 @@ export interface SignerInfoRequest {
  * signed attributes (sorted, as DER wants of a SET OF), or the content digest when there are none.
  */
 export function prepareSignerInfo(o: SignerInfoRequest): { signerInfo: pkijs.SignerInfo; toSign: SignInput } {
-  const cert = pkijs.Certificate.fromBER(buf(o.certificate));
+  const cert = certificateOf(o.certificate);
   const signerInfo = new pkijs.SignerInfo({
     version: 1,
     sid: new pkijs.IssuerAndSerialNumber({ issuer: cert.issuer, serialNumber: cert.serialNumber }),
@@ -131,9 +142,7 @@ export function assembleSignedData(o: {
       // pkijs types eContent as an OCTET STRING, but writes whatever it holds under [0] EXPLICIT.
       ...(o.eContent ? { eContent: o.eContent as asn1js.OctetString } : {}),
     }),
-    certificates: [o.certificate, ...uniqueChain(o.certificate, o.chain)].map((c) =>
-      pkijs.Certificate.fromBER(buf(c)),
-    ),
+    certificates: [o.certificate, ...uniqueChain(o.certificate, o.chain)].map(certificateOf),
     signerInfos: [o.signerInfo],
   });
 }
