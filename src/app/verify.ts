@@ -137,9 +137,9 @@ export async function verify(o: VerifyOptions): Promise<VerifyResult> {
   const key = await publicKeyFrom({ cert: o.cert, pubkey: o.pubkey });
   const report = await verifyRaw(input, sig, key, { hash: o.hash ?? "sha256", mechanism: o.mechanism });
   if (o.cert !== undefined) {
-    const [der] = await readCertificates(o.cert);
+    const [der, ...others] = await readCertificates(o.cert);
     if (!der) throw new CodesignError("INVALID_INPUT", `${o.cert} holds no certificate`);
-    const j = await judgeSignerCertificate(der, ca, purpose);
+    const j = await judgeSignerCertificate(der, others, ca, purpose);
     return {
       input,
       signature,

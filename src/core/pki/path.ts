@@ -130,6 +130,30 @@ function checkPathExtras(path: pkijs.Certificate[], what: string): void {
       );
     }
   }
+  // nameConstraints, directoryName: RFC 5280 §7.1 wants the constraint's RDNs as a prefix of the
+  // subject; PKI.js accepts them anywhere in it, so the prefix rule is checked here.
+  for (let k = path.length - 1; k >= 1; k--) {
+    const nc: unknown = extension(path[k] as pkijs.Certificate, EXT.nameConstraints)?.parsedValue;
+    if (!(nc instanceof pkijs.NameConstraints)) continue;
+    const permitted = (nc.permittedSubtrees ?? []).filter((t) => t.base.type === 4);
+    if (permitted.length === 0) continue;
+    for (const c of path.slice(0, k)) {
+      const rdns = c.subject.typesAndValues;
+      if (rdns.length === 0) continue;
+      const inside = permitted.some((t) => {
+        const want = (t.base.value as pkijs.RelativeDistinguishedNames).typesAndValues;
+        return (
+          want.length <= rdns.length &&
+          want.every((w, i) => (rdns[i] as pkijs.AttributeTypeAndValue).isEqual(w))
+        );
+      });
+      if (!inside) {
+        throw fail(
+          `the ${what} chain breaks a name constraint: ${subjectOf(c)} is outside the names ${subjectOf(path[k] as pkijs.Certificate)} may issue`,
+        );
+      }
+    }
+  }
   // pathLenConstraint of the CA at index k bounds the non-self-issued intermediates below it.
   for (let k = 1; k < path.length; k++) {
     const ca = path[k] as pkijs.Certificate;

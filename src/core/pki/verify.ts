@@ -600,11 +600,12 @@ export interface CertificateJudgement {
 }
 
 /**
- * Raw signatures: the --cert's certificate chained to the --ca anchors and judged by the policy;
+ * Raw signatures: the --cert's certificate (`others`: the rest of its file, intermediates) chained to the --ca anchors and judged by the policy;
  * without --ca it is checked for dates and purpose only and reported as not chained.
  */
 export async function judgeSignerCertificate(
   der: Uint8Array,
+  others: readonly Uint8Array[],
   ca: readonly string[],
   purpose: VerifyPurpose,
   now: Date = new Date(),
@@ -612,7 +613,12 @@ export async function judgeSignerCertificate(
   try {
     const cert = pkijs.Certificate.fromBER(der);
     if (ca.length > 0) {
-      const path = await validatePath(cert, [], await loadAnchors(ca), { at: now, what: "signer" });
+      const path = await validatePath(
+        cert,
+        others.map((d) => pkijs.Certificate.fromBER(d)),
+        await loadAnchors(ca),
+        { at: now, what: "signer" },
+      );
       return {
         signer: subjectOf(cert),
         trusted: true,
