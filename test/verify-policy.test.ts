@@ -156,7 +156,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  if (dir) await rm(dir, { recursive: true, force: true });
+  if (dir && !process.env["KEEP_CORPUS"]) await rm(dir, { recursive: true, force: true });
 });
 
 interface Case {
@@ -614,4 +614,106 @@ describe("which signature, and hostile files", () => {
     );
     expect((await run(["--signature", f("junk.p7s")])).exitCode).toBe(6);
   }, 30_000);
+});
+
+describe("Authenticode and JAR: every signature, everything signed", () => {
+  const ossl = (args: string[]) =>
+    execa("osslsigncode", args, { reject: false, stdin: "ignore" }).then((r) => {
+      if (r.exitCode !== 0) throw new Error(`osslsigncode ${args.join(" ")}: ${r.stderr}`);
+    });
+  const sign = (signer: string, input: string, out: string, nest = false) =>
+    ossl([
+      "sign",
+      ...(nest ? ["-nest"] : []),
+      "-certs",
+      pki.chain(signer),
+      "-key",
+      pki.key(signer),
+      "-h",
+      "sha256",
+      "-in",
+      input,
+      "-out",
+      out,
+    ]);
+
+  it("a valid nested signature does not rescue an untrusted primary (exit 6); two good ones pass", async () => {
+    const ps1 = f("script.ps1");
+    await writeFile(ps1, 'Write-Output "hello"\r\n');
+    await sign("self-signed", ps1, f("p1.ps1"));
+    await sign("good", f("p1.ps1"), f("nested-bad-primary.ps1"), true);
+    const bad = await exitOf({ input: f("nested-bad-primary.ps1") });
+    expect(bad.code, bad.message).toBe(6);
+    expect(bad.message).toMatch(/signature 0 \(.*Self-signed signer/);
+
+    await sign("good", ps1, f("g1.ps1"));
+    await sign("good2", f("g1.ps1"), f("nested-good.ps1"), true);
+    const ok = await exitOf({ input: f("nested-good.ps1") });
+    expect(ok.code, ok.message).toBe(0);
+    expect(ok.result).toMatchObject({
+      kind: "authenticode",
+      signatures: [
+        { index: 0, trusted: true, hash: "SHA256", signer: expect.stringContaining("Good signer") },
+        { index: 1, trusted: true, signer: expect.stringContaining("Second signer") },
+      ],
+    });
+  }, 30_000);
+
+  it("a JAR with a signed entry deleted, or an unsigned entry added, is exit 6", async () => {
+    const jdir = f("jar");
+    await execa("mkdir", ["-p", jdir]);
+    await writeFile(path.join(jdir, "a.txt"), "a\n");
+    await writeFile(path.join(jdir, "b.txt"), "b\n");
+    await execa("jar", ["cf", "app.jar", "a.txt", "b.txt"], { cwd: jdir });
+    await openssl(
+      [
+        "pkcs12",
+        "-export",
+        "-in",
+        pki.chain("good"),
+        "-inkey",
+        pki.key("good"),
+        // jarsigner -strict -keystore wants the anchor among the certificates the jar carries
+        "-certfile",
+        pki.pem("root"),
+        "-name",
+        "signer",
+        "-passout",
+        "pass:secret",
+        "-out",
+        "ks.p12",
+      ],
+      jdir,
+    );
+    await execa(
+      "jarsigner",
+      [
+        "-keystore",
+        "ks.p12",
+        "-storetype",
+        "PKCS12",
+        "-storepass",
+        "secret",
+        "-signedjar",
+        "signed.jar",
+        "app.jar",
+        "signer",
+      ],
+      { cwd: jdir },
+    );
+    const ok = await exitOf({ input: path.join(jdir, "signed.jar") });
+    expect(ok.code, ok.message).toBe(0);
+    expect(ok.result).toMatchObject({ kind: "jar", signers: [expect.stringContaining("Good signer")] });
+
+    await execa("cp", ["signed.jar", "deleted.jar"], { cwd: jdir });
+    await execa("zip", ["-q", "-d", "deleted.jar", "b.txt"], { cwd: jdir });
+    const deleted = await exitOf({ input: path.join(jdir, "deleted.jar") });
+    expect(deleted.code, deleted.message).toBe(6);
+    expect(deleted.message).toMatch(/signed entries for files that do not exist/);
+
+    await execa("cp", ["signed.jar", "added.jar"], { cwd: jdir });
+    await writeFile(path.join(jdir, "c.txt"), "c\n");
+    await execa("jar", ["uf", "added.jar", "c.txt"], { cwd: jdir });
+    expect((await exitOf({ input: path.join(jdir, "added.jar") })).code).toBe(6);
+  }, 60_000);
 });

@@ -15,6 +15,7 @@ import { verifyAuthenticode } from "../../adapters/osslsigncode.js";
 import { CodesignError, isCodesignError } from "../core/errors.js";
 import { ATTACHED_MAX_BYTES, fileHead, looksLikeCms, parseSignedData } from "../core/pki/cms.js";
 import { readCertificates } from "../core/pki/certificate.js";
+import { loadAnchors } from "../core/pki/path.js";
 import {
   judgeSignerCertificate,
   publicKeyFrom,
@@ -65,8 +66,12 @@ export interface ToolVerifyReport {
   valid: true;
   kind: "authenticode" | "jar";
   tool: string;
-  /** Each signature the tool reported (Authenticode: the primary and every nested one). */
+  /** Authenticode: each signature, the primary (0) and every nested one, each verified. */
   signatures?: ToolSignatureReport[];
+  /** The signers' subjects, as the tool names them. */
+  signers: string[];
+  /** The timestamps the tool reported (time, and TSA for JAR). */
+  timestamps: string[];
   warnings: string[];
 }
 
@@ -100,9 +105,32 @@ export async function verify(o: VerifyOptions): Promise<VerifyResult> {
   if (signature === undefined) {
     const kind = fileKind(input);
     if (kind === "authenticode" || kind === "jar") {
+      // The --ca files are read here first: regular, bounded, certificates — or exit 2.
+      if (ca.length > 0) await loadAnchors(ca);
       const tool = { caFiles: ca, toolPath: o.toolPath };
-      const r = kind === "jar" ? await verifyJar(input, tool) : await verifyAuthenticode(input, tool);
-      return { valid: true, kind, input, tool: r.tool, warnings: [] };
+      if (kind === "jar") {
+        const r = await verifyJar(input, tool);
+        return {
+          valid: true,
+          kind,
+          input,
+          tool: r.tool,
+          signers: r.signers,
+          timestamps: r.timestamps,
+          warnings: r.warnings,
+        };
+      }
+      const r = await verifyAuthenticode(input, tool);
+      return {
+        valid: true,
+        kind,
+        input,
+        tool: r.tool,
+        signatures: r.signatures,
+        signers: [...new Set(r.signatures.flatMap((x) => (x.signer ? [x.signer] : [])))],
+        timestamps: r.signatures.flatMap((x) => (x.timestamp ? [x.timestamp] : [])),
+        warnings: [],
+      };
     }
     // A detached signature beside the file is the one meant, even when the file is itself a CMS:
     // `--in X` never verifies X as its own attached signature while X.p7s or X.sig is there.

@@ -202,6 +202,7 @@ export async function makePki(dir: string): Promise<Pki> {
     },
     { name: "tsa", subject: "/O=Test/CN=Trusted TSA", issuer: "int", ext: "tsa", ...LONG },
     { name: "tsa-noeku", subject: "/O=Test/CN=TSA without EKU", issuer: "int", ext: "tsa_noeku", ...LONG },
+    { name: "self-signed", subject: "/O=Else/CN=Self-signed signer", issuer: "self", ext: "leaf", ...LONG },
     { name: "tsa-untrusted", subject: "/O=Else/CN=Untrusted TSA", issuer: "self", ext: "tsa", ...LONG },
   ];
   const issuerOf = new Map<string, string>();

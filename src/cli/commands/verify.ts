@@ -24,7 +24,15 @@ export async function run(args: Record<string, unknown>): Promise<void> {
 function print(report: VerifyResult): void {
   for (const w of report.warnings) warn(w);
   if ("tool" in report) {
-    info(`verified: ${report.input} (${report.kind === "jar" ? "JAR" : "Authenticode"}, by ${report.tool})`);
+    for (const sig of report.signatures ?? []) {
+      info(
+        `  signature ${sig.index}: ${sig.signer ?? "?"} (${sig.hash ?? "?"}${sig.timestamp ? `, timestamped ${sig.timestamp}` : ""})`,
+      );
+    }
+    const by = report.signers.length > 0 ? `, signed by ${report.signers.join("; ")}` : "";
+    info(
+      `verified: ${report.input} (${report.kind === "jar" ? "JAR" : "Authenticode"}${by}, by ${report.tool})`,
+    );
     return;
   }
   const what =
