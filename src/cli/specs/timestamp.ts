@@ -15,6 +15,16 @@ export const timestamp = (y: Argv): Argv =>
         })
         .option("out", { type: "string", demandOption: true, describe: "timestamped signature" })
         .options(timestampOptions)
+        .option("tsa-ca", {
+          type: "string",
+          requiresArg: true,
+          describe:
+            "anchors for the TSA's certificate, PEM bundle or DER (repeatable; default the system store)",
+        })
+        .option("allow-untrusted-tsa", {
+          type: "boolean",
+          describe: "accept a TSA whose certificate does not chain to --tsa-ca (the token is still checked)",
+        })
         .demandOption("timestamp")
         .example("$0 timestamp --in app.p7s --timestamp http://tsa.example/tsr --out app.ts.p7s", ""),
     lazy("timestamp"),
