@@ -718,6 +718,84 @@ describe("Authenticode and JAR: every signature, everything signed", () => {
   }, 60_000);
 });
 
+describe("revocation: --crl", () => {
+  it("a signer listed in its issuer's CRL is exit 6, as openssl -crl_check says; others pass", async () => {
+    await openssl(
+      [
+        "ca",
+        "-config",
+        "ca.cnf",
+        "-revoke",
+        pki.pem("good2"),
+        "-keyfile",
+        pki.key("int"),
+        "-cert",
+        pki.pem("int"),
+      ],
+      dir,
+    );
+    const crl = f("int.crl");
+    await openssl(
+      [
+        "ca",
+        "-config",
+        "ca.cnf",
+        "-gencrl",
+        "-crldays",
+        "30",
+        "-keyfile",
+        pki.key("int"),
+        "-cert",
+        pki.pem("int"),
+        "-out",
+        crl,
+      ],
+      dir,
+    );
+    const revokedSig = await cmsSign(f("revoked.p7s"), ["good2"]);
+    // openssl cms takes CRLs from the CAfile
+    const rootAndCrl = f("root-and-crl.pem");
+    await writeFile(rootAndCrl, (await readFile(pki.pem("root"), "utf8")) + (await readFile(crl, "utf8")));
+    const opensslSays = async (sig: string) =>
+      (
+        await execa(
+          "openssl",
+          [
+            "cms",
+            "-verify",
+            "-binary",
+            "-purpose",
+            "any",
+            "-crl_check",
+            "-inform",
+            "DER",
+            "-in",
+            sig,
+            "-content",
+            data,
+            "-CAfile",
+            rootAndCrl,
+            "-out",
+            "/dev/null",
+          ],
+          { reject: false },
+        )
+      ).exitCode;
+    const revoked = await exitOf({ signature: revokedSig, crl: [crl] });
+    expect(revoked.code, revoked.message).toBe(6);
+    expect(revoked.message).toMatch(/revoked/);
+    expect(await opensslSays(revokedSig)).not.toBe(0);
+    const fine = await exitOf({ signature: f("good.p7s"), crl: [crl] });
+    expect(fine.code, fine.message).toBe(0);
+    expect(await opensslSays(f("good.p7s"))).toBe(0);
+    // raw with --cert and --ca: the same CRL applies
+    const rawSig = f("raw-revoked.sig");
+    await openssl(["dgst", "-sha256", "-sign", pki.key("good2"), "-out", rawSig, data], dir);
+    expect((await exitOf({ signature: rawSig, cert: pki.chain("good2"), crl: [crl] })).code).toBe(6);
+    expect((await exitOf({ signature: rawSig, cert: pki.chain("good2") })).code).toBe(0);
+  });
+});
+
 describe("damaged real signatures", () => {
   it("random byte flips and truncations of a good CMS end in exit 6 or 2, never 1 (200 cases)", async () => {
     const good = await readFile(f("good.p7s"));

@@ -15,7 +15,7 @@ import { verifyAuthenticode } from "../../adapters/osslsigncode.js";
 import { CodesignError, isCodesignError } from "../core/errors.js";
 import { ATTACHED_MAX_BYTES, fileHead, looksLikeCms, parseSignedData } from "../core/pki/cms.js";
 import { readCertificates } from "../core/pki/certificate.js";
-import { loadAnchors } from "../core/pki/path.js";
+import { loadAnchors, loadCrls } from "../core/pki/path.js";
 import {
   judgeSignerCertificate,
   publicKeyFrom,
@@ -43,6 +43,8 @@ export interface VerifyOptions {
   hash?: HashName | undefined;
   /** Raw: the scheme (default: from the key; RSA tries PKCS#1 v1.5, then PSS). */
   mechanism?: SignatureScheme | undefined;
+  /** CRLs (PEM or DER) every certificate of the signer and TSA chains is checked against. */
+  crl?: readonly string[] | undefined;
   /** What the signer certificate must be for: code signing (default), or "any" (EKU not checked). */
   purpose?: VerifyPurpose | undefined;
   /** osslsigncode / jarsigner executable, when not on PATH. */
@@ -99,6 +101,7 @@ export async function verify(o: VerifyOptions): Promise<VerifyResult> {
   const input = o.input;
   const ca = [...(o.ca ?? [])];
   const purpose = o.purpose ?? "code-signing";
+  const crls = o.crl && o.crl.length > 0 ? await loadCrls(o.crl) : undefined;
   // Only regular files are read: a FIFO or a device as --in fails at once (exit 2).
   await assertRegularFile(input, "the file");
   let signature = o.signature;
@@ -139,7 +142,7 @@ export async function verify(o: VerifyOptions): Promise<VerifyResult> {
       // Only the first bytes are read: the input may be a large signed file, not a signature.
       if (looksLikeCms(await fileHead(input).catch(unreadable(input, "the file")))) {
         const signed = parseForVerify(await readSignature(input), input);
-        return { input, ...(await verifyCms(signed, undefined, { ca, purpose })) };
+        return { input, ...(await verifyCms(signed, undefined, { ca, purpose, crls })) };
       }
       throw new CodesignError(
         "USAGE",
@@ -155,7 +158,11 @@ export async function verify(o: VerifyOptions): Promise<VerifyResult> {
         hint: "a CMS signature carries its certificate: give the anchors with --ca",
       });
     }
-    return { input, signature, ...(await verifyCms(parseForVerify(sig, signature), input, { ca, purpose })) };
+    return {
+      input,
+      signature,
+      ...(await verifyCms(parseForVerify(sig, signature), input, { ca, purpose, crls })),
+    };
   }
   if (ca.length > 0 && o.cert === undefined) {
     throw new CodesignError("USAGE", "--ca with a raw signature needs the signer's --cert", {
@@ -167,7 +174,7 @@ export async function verify(o: VerifyOptions): Promise<VerifyResult> {
   if (o.cert !== undefined) {
     const [der, ...others] = await readCertificates(o.cert);
     if (!der) throw new CodesignError("INVALID_INPUT", `${o.cert} holds no certificate`);
-    const j = await judgeSignerCertificate(der, others, ca, purpose);
+    const j = await judgeSignerCertificate(der, others, ca, purpose, crls);
     return {
       input,
       signature,

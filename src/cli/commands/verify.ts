@@ -15,6 +15,7 @@ export async function run(args: Record<string, unknown>): Promise<void> {
     hash: str(args, "hash") as HashName | undefined,
     mechanism: str(args, "mechanism") as SignatureScheme | undefined,
     purpose: str(args, "purpose") as VerifyPurpose | undefined,
+    crl: list(args, "crl"),
     toolPath: str(args, "tool-path"),
   });
   if (flag(args, "json")) return printJson(report);

@@ -21,6 +21,11 @@ export const verify = (y: Argv): Argv =>
           describe:
             "trust anchors: every certificate in each file, PEM bundle or DER (repeatable; default the system store)",
         })
+        .option("crl", {
+          type: "string",
+          requiresArg: true,
+          describe: "a CRL (PEM or DER) to check the signer and TSA chains against (repeatable)",
+        })
         .option("cert", {
           type: "string",
           describe:

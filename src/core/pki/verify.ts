@@ -608,6 +608,7 @@ export async function judgeSignerCertificate(
   others: readonly Uint8Array[],
   ca: readonly string[],
   purpose: VerifyPurpose,
+  crls?: pkijs.CertificateRevocationList[],
   now: Date = new Date(),
 ): Promise<CertificateJudgement> {
   try {
@@ -617,7 +618,7 @@ export async function judgeSignerCertificate(
         cert,
         others.map((d) => pkijs.Certificate.fromBER(d)),
         await loadAnchors(ca),
-        { at: now, what: "signer" },
+        { at: now, what: "signer", crls },
       );
       return {
         signer: subjectOf(cert),
