@@ -30,10 +30,8 @@ function print(report: VerifyResult): void {
         `  signature ${sig.index}: ${sig.signer ?? "?"} (${sig.hash ?? "?"}${sig.timestamp ? `, timestamped ${sig.timestamp}` : ""})`,
       );
     }
-    const by = report.signers.length > 0 ? `, signed by ${report.signers.join("; ")}` : "";
-    info(
-      `verified: ${report.input} (${report.kind === "jar" ? "JAR" : "Authenticode"}${by}, by ${report.tool})`,
-    );
+    if (!report.signatures && report.signers.length > 0) info(`  signed by ${report.signers.join("; ")}`);
+    info(`verified: ${report.input} (${report.kind === "jar" ? "JAR" : "Authenticode"}, by ${report.tool})`);
     return;
   }
   const what =
