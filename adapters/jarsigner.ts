@@ -108,7 +108,7 @@ export const adapter = { name: "jarsigner", version, args, sign } satisfies Sign
 export async function verifyJar(
   input: string,
   o: { caFiles: string[]; toolPath?: string | undefined },
-): Promise<{ tool: string; output: string }> {
+): Promise<{ tool: string; output: string; signers: string[]; timestamps: string[]; warnings: string[] }> {
   const file = findTool("jarsigner", o.toolPath);
   return withPrivateDir(async (dir) => {
     const trust: string[] = [];
@@ -141,7 +141,7 @@ export async function verifyJar(
     const out = await runToolRaw({
       tool: "jarsigner",
       file,
-      args: ["-verify", "-strict", ...trust, safePath(input)],
+      args: ["-verify", "-strict", "-verbose", ...trust, safePath(input)],
       env: { CODESIGN_TRUST_PASS: TRUST_PASS },
     });
     const text = `${out.stdout}\n${out.stderr}`;
@@ -157,9 +157,44 @@ export async function verifyJar(
         },
       );
     }
-    return { tool: "jarsigner", output: text };
+    // Not everything signed: jarsigner still says "jar verified." for a deleted signed entry.
+    const incomplete = JAR_INCOMPLETE.filter((re) => re.test(text));
+    if (incomplete.length > 0) {
+      throw new CodesignError(
+        "VERIFY_FAILED",
+        `jarsigner -verify -strict: ${input} is not wholly signed: ${incomplete
+          .map((re) => re.exec(text)?.[0] ?? "")
+          .join("; ")}`,
+        { hint: "sign the jar again after its last change; entries were added or removed after signing" },
+      );
+    }
+    return { tool: "jarsigner", output: text, ...jarDetails(text) };
   }, "codesign-verify-");
 }
 
 /** Protects nothing (the truststore holds public certificates); keytool insists on one. */
 const TRUST_PASS = "codesign-truststore";
+
+/** jarsigner's words for a jar whose signature does not cover what is in it. */
+const JAR_INCOMPLETE = [
+  /This jar contains signed entries for files that do not exist\./,
+  /This jar contains unsigned entries which have not been integrity-checked\./,
+  /This jar contains entries whose signer certificate is not yet valid\./,
+  /This jar contains entries whose signer certificate has expired\./,
+];
+
+/** Signers, timestamps and the Warning: section of `jarsigner -verify -verbose`. */
+function jarDetails(text: string): { signers: string[]; timestamps: string[]; warnings: string[] } {
+  const uniq = (xs: string[]) => [...new Set(xs)];
+  const signers = uniq([...text.matchAll(/^- Signed by "(.+)"$/gm)].map((m) => m[1] ?? ""));
+  const timestamps = uniq(
+    [...text.matchAll(/Timestamped by "(.+)" on (.+)$/gm)].map((m) => `${m[2] ?? ""} by ${m[1] ?? ""}`),
+  );
+  const section = /^Warning:\s*\n([\s\S]*?)(?:\n\s*\n|$)/m.exec(text)?.[1] ?? "";
+  const warnings = section
+    .split("\n")
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .map((l) => `jarsigner: ${l}`);
+  return { signers, timestamps, warnings };
+}

@@ -95,29 +95,87 @@ export const adapter = {
 export async function verifyAuthenticode(
   input: string,
   o: { caFiles: string[]; toolPath?: string | undefined },
-): Promise<{ tool: string; output: string }> {
+): Promise<{ tool: string; output: string; signatures: AuthenticodeSignatureReport[] }> {
   const file = findTool("osslsigncode", o.toolPath);
-  // osslsigncode takes one CA file: several --ca files are joined in a private copy.
+  // osslsigncode takes one CA file: several --ca files are joined in a private copy. The same
+  // anchors judge the timestamps (-TSA-CAfile), with the system store for public TSAs.
   const out = await withPrivateDir(async (dir) => {
     let ca: string[] = [];
     if (o.caFiles.length > 0) {
+      const pems = await Promise.all(o.caFiles.map((f) => readFile(f, "utf8")));
       const joined = path.join(dir, "ca.pem");
-      await writeFile(joined, (await Promise.all(o.caFiles.map((f) => readFile(f, "utf8")))).join("\n"));
-      ca = ["-CAfile", joined];
+      await writeFile(joined, pems.join("\n"));
+      const tsa = path.join(dir, "tsa-ca.pem");
+      const system = await readFile(SYSTEM_BUNDLE, "utf8").catch(() => "");
+      await writeFile(tsa, [...pems, system].join("\n"));
+      ca = ["-CAfile", joined, "-TSA-CAfile", tsa];
     }
     return runToolRaw({ tool: "osslsigncode", file, args: ["verify", ...ca, "-in", safePath(input)] });
   }, "codesign-verify-");
   const text = `${out.stdout}\n${out.stderr}`;
-  if (out.exitCode !== 0 || !/^Succeeded/m.test(text)) {
+  const signatures = parseAuthenticodeVerify(text);
+  // osslsigncode ends "Succeeded" when ANY signature verifies: every one must.
+  const failed = signatures.filter((s) => !s.trusted);
+  if (out.exitCode !== 0 || !/^Succeeded/m.test(text) || signatures.length === 0 || failed.length > 0) {
+    const which = failed.map(
+      (s) => `signature ${s.index}${s.signer ? ` (${s.signer})` : ""}: ${s.problem ?? "failed"}`,
+    );
     throw new CodesignError(
       "VERIFY_FAILED",
-      `osslsigncode verify: ${input} is not validly signed: ${lastWords(out, 3)}`,
+      `osslsigncode verify: ${input} is not validly signed: ${which.length > 0 ? which.join("; ") : lastWords(out, 3)}`,
       {
         hint: /No signature found/i.test(text)
           ? "the file is not signed"
-          : "give the signer's CA with --ca FILE",
+          : "every signature (the primary and each nested one) must verify; give the signers' CA with --ca FILE",
       },
     );
   }
-  return { tool: "osslsigncode", output: text };
+  return { tool: "osslsigncode", output: text, signatures };
+}
+
+/** Where osslsigncode itself looks for TSA roots when not told (Debian). */
+const SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
+
+/** One signature as `osslsigncode verify` reported it: 0 is the primary, 1… nested ones. */
+export interface AuthenticodeSignatureReport {
+  index: number;
+  signer?: string;
+  hash?: string;
+  timestamp?: string;
+  /** The signature verified and its chain reached a trust anchor. */
+  trusted: boolean;
+  problem?: string;
+}
+
+/**
+ * Splits `osslsigncode verify` output (2.x) into its per-signature blocks ("Signature Index: N")
+ * and reads each: signer subject, digest, timestamp, and whether it verified ("Signature
+ * verification: ok", matching digests, no "Error:" line).
+ */
+export function parseAuthenticodeVerify(text: string): AuthenticodeSignatureReport[] {
+  const parts = text.split(/^Signature Index: (\d+)/m);
+  const out: AuthenticodeSignatureReport[] = [];
+  for (let i = 1; i + 1 < parts.length; i += 2) {
+    const block = parts[i + 1] ?? "";
+    const current = /Current message digest\s*:\s*([0-9A-F]+)/i.exec(block)?.[1];
+    const calculated = /Calculated message digest\s*:\s*([0-9A-F]+)/i.exec(block)?.[1];
+    const verified = /^Signature verification: ok\s*$/m.test(block);
+    const error = /^\s*Error: (.+)$/m.exec(block)?.[1];
+    const digestOk = current !== undefined && current === calculated;
+    const signer = /Signer's certificate:[\s\S]*?Subject: (.+)/.exec(block)?.[1]?.trim();
+    const hash = /Message digest algorithm\s*:\s*(\S+)/.exec(block)?.[1];
+    const timestamp = /(?:Timestamp time|The signature is timestamped)\s*:\s*(.+)/.exec(block)?.[1]?.trim();
+    const trusted = verified && digestOk && !error;
+    out.push({
+      index: Number(parts[i]),
+      ...(signer ? { signer } : {}),
+      ...(hash ? { hash } : {}),
+      ...(timestamp ? { timestamp } : {}),
+      trusted,
+      ...(trusted
+        ? {}
+        : { problem: error ?? (digestOk ? "signature verification failed" : "message digest mismatch") }),
+    });
+  }
+  return out;
 }

@@ -4,7 +4,8 @@
  * in uri.test.ts (7,000 cases) this runs well over 10,000 cases per CI run.
  */
 import fc from "fast-check";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { stringify } from "yaml";
@@ -188,5 +189,63 @@ describe("command lines", () => {
     } finally {
       process.env = env;
     }
+  });
+});
+
+describe("files that are not regular files, and long names", () => {
+  it("a FIFO, a directory or a device as the PIN file is refused at once (exit 2), never waited on", async () => {
+    const { readPinFile } = await import("../src/core/pkcs11/pin.js");
+    const fifo = path.join(dir, "pin.fifo");
+    execFileSync("mkfifo", ["-m", "600", fifo]);
+    for (const f of [fifo, dir, "/dev/zero"]) {
+      let err: unknown;
+      try {
+        readPinFile(f, "--pin-file");
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(CodesignError);
+      expect((err as CodesignError).code).toBe("INVALID_INPUT");
+    }
+  });
+
+  it("temp names beside a 255-byte file name stay within NAME_MAX", async () => {
+    const { tempNameFor, writeFileAtomic } = await import("../src/core/util/files.js");
+    for (const name of ["a".repeat(255), "é".repeat(127), "😀".repeat(63)]) {
+      const target = path.join(dir, name);
+      expect(Buffer.byteLength(path.basename(tempNameFor(target)))).toBeLessThanOrEqual(255);
+      await writeFileAtomic(target, "x");
+      expect(readFileSync(target, "utf8")).toBe("x");
+    }
+  });
+
+  it("malformed CMS in many shapes is exit 6 or 2, never 1 (300 cases)", async () => {
+    const { verify } = await import("../src/app/verify.js");
+    const { exitCodeFor } = await import("../src/cli/exit-codes.js");
+    const content = path.join(dir, "content.bin");
+    writeFileSync(content, "content");
+    // the id-signedData ContentInfo prefix, then anything: every shape of damage after it
+    const prefix = Buffer.from("06092a864886f70d010702", "hex");
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uint8Array({ maxLength: 200 }),
+        fc.integer({ min: 0, max: 3 }),
+        async (tail, form) => {
+          const body = form === 0 ? Buffer.from(tail) : Buffer.concat([prefix, Buffer.from(tail)]);
+          const len = body.length;
+          const header = len < 128 ? Buffer.from([0x30, len]) : Buffer.from([0x30, 0x81, len & 0xff]);
+          const sig = path.join(dir, "fuzz.p7s");
+          writeFileSync(sig, Buffer.concat([header, body]));
+          try {
+            await verify({ input: content, signature: sig, ca: [] });
+            throw new Error("a random signature verified");
+          } catch (e) {
+            expect(e, String(e)).toBeInstanceOf(CodesignError);
+            expect([2, 6]).toContain(exitCodeFor((e as CodesignError).code));
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });

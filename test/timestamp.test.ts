@@ -46,8 +46,23 @@ afterAll(async () => {
   await t?.cleanup();
 });
 
+/** Signing trusts the test TSAs' own CAs, as a user trusts their TSA's root. */
 const sign = (args: string[]) =>
-  codesign(["sign", "--tool", "cms", "--pin-file", t.dev.pinFile, ...args], { env: t.env });
+  codesign(
+    [
+      "sign",
+      "--tool",
+      "cms",
+      "--pin-file",
+      t.dev.pinFile,
+      "--tsa-ca",
+      good.caFile,
+      "--tsa-ca",
+      flaky.caFile,
+      ...args,
+    ],
+    { env: t.env },
+  );
 
 const leftovers = async () => (await readdir(t.dir)).filter((n) => n.includes(".tmp"));
 
@@ -92,7 +107,22 @@ describe("sign --timestamp", () => {
   it("--json reports the TSA and its time", async () => {
     const out = path.join(t.dir, "ts-json.p7s");
     const r = await codesign(
-      ["--json", "sign", "--tool", "cms", "--key", EC, "--timestamp", good.url, "--in", data, "--out", out],
+      [
+        "--json",
+        "sign",
+        "--tool",
+        "cms",
+        "--key",
+        EC,
+        "--timestamp",
+        good.url,
+        "--tsa-ca",
+        good.caFile,
+        "--in",
+        data,
+        "--out",
+        out,
+      ],
       { env: { ...t.env, CODESIGN_PIN: t.pin } },
     );
     expect(r.exitCode, r.stderr).toBe(0);
@@ -195,7 +225,18 @@ describe("sign --timestamp", () => {
     try {
       const out = path.join(t.dir, "ts-recover.p7s");
       const started = Date.now();
-      const r = await sign(["--key", EC, "--timestamp", recovering.url, "--in", data, "--out", out]);
+      const r = await sign([
+        "--key",
+        EC,
+        "--timestamp",
+        recovering.url,
+        "--tsa-ca",
+        recovering.caFile,
+        "--in",
+        data,
+        "--out",
+        out,
+      ]);
       expect(r.exitCode, r.stderr).toBe(0);
       expect(recovering.requests).toBe(3);
       expect(Date.now() - started).toBeGreaterThanOrEqual(3000); // waited 1 s, then 2 s
@@ -242,7 +283,17 @@ describe("codesign timestamp", () => {
       expect(s.exitCode, s.stderr).toBe(0);
       expect((await signerInfoOf(plain)).unsignedAttrs).toBeUndefined();
       const stamped = path.join(t.dir, `later-ts.${format}.p7s`);
-      const r = await codesign(["timestamp", "--in", plain, "--timestamp", good.url, "--out", stamped]);
+      const r = await codesign([
+        "timestamp",
+        "--in",
+        plain,
+        "--timestamp",
+        good.url,
+        "--tsa-ca",
+        good.caFile,
+        "--out",
+        stamped,
+      ]);
       expect(r.exitCode, r.stderr).toBe(0);
       const text = await readFile(stamped, "latin1");
       expect(text.startsWith("-----BEGIN CMS-----")).toBe(format === "pem");
@@ -256,7 +307,17 @@ describe("codesign timestamp", () => {
   it("stamping again replaces the timestamp instead of adding a second", async () => {
     const once = path.join(t.dir, "later-ts.der.p7s");
     const twice = path.join(t.dir, "twice.p7s");
-    const r = await codesign(["timestamp", "--in", once, "--timestamp", good.url, "--out", twice]);
+    const r = await codesign([
+      "timestamp",
+      "--in",
+      once,
+      "--timestamp",
+      good.url,
+      "--tsa-ca",
+      good.caFile,
+      "--out",
+      twice,
+    ]);
     expect(r.exitCode, r.stderr).toBe(0);
     const attrs = (await signerInfoOf(twice)).unsignedAttrs?.attributes ?? [];
     expect(attrs.map((a) => a.type)).toEqual([TST_OID]);
@@ -286,5 +347,55 @@ describe("codesign timestamp", () => {
     expect(notCms.exitCode).toBe(2);
     expect(notCms.stderr).toMatch(/not a CMS/);
     expect(existsSync(out)).toBe(false);
+  });
+
+  it("a TSA not chained to --tsa-ca is refused and the next URL is used; --allow-untrusted-tsa accepts it", async () => {
+    const plain = path.join(t.dir, "later.der.p7s");
+    const out = path.join(t.dir, "trust.p7s");
+    flakyMode = "good"; // a working TSA under another CA
+    const base = ["timestamp", "--in", plain, "--timestamp-retries", "0", "--out", out];
+    const next = await codesign([
+      "--json",
+      ...base,
+      "--timestamp",
+      flaky.url,
+      "--timestamp",
+      good.url,
+      "--tsa-ca",
+      good.caFile,
+    ]);
+    expect(next.exitCode, next.stderr).toBe(0);
+    expect(JSON.parse(next.stdout).timestamps[0].url).toBe(good.url);
+
+    const only = await codesign([...base, "--timestamp", flaky.url, "--tsa-ca", good.caFile]);
+    expect(only.exitCode).toBe(5);
+    expect(only.stderr).toMatch(/not trusted/);
+    // without --tsa-ca the anchors are the system store: the test TSA is not in it
+    expect((await codesign([...base, "--timestamp", good.url])).exitCode).toBe(5);
+    const allowed = await codesign([...base, "--timestamp", flaky.url, "--allow-untrusted-tsa"]);
+    expect(allowed.exitCode, allowed.stderr).toBe(0);
+  });
+
+  it("a 307 redirect is followed for the POST; an answer over 1 MiB is refused", async () => {
+    const plain = path.join(t.dir, "later.der.p7s");
+    const out = path.join(t.dir, "redirected.p7s");
+    const base = [
+      "timestamp",
+      "--in",
+      plain,
+      "--timestamp-retries",
+      "0",
+      "--allow-untrusted-tsa",
+      "--out",
+      out,
+    ];
+    flakyMode = "redirect";
+    const r = await codesign([...base, "--timestamp", flaky.url]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    flakyMode = "huge";
+    const huge = await codesign([...base, "--timestamp", flaky.url]);
+    expect(huge.exitCode).toBe(5);
+    expect(huge.stderr).toMatch(/limit/);
+    flakyMode = "good";
   });
 });

@@ -84,7 +84,7 @@ describe("osslsigncode", () => {
   });
 
   it("a PowerShell script with an EC key, --tool auto, default output name, and a timestamp", async () => {
-    const r = await sign(["--key", EC, "--timestamp", tsa.url, ps1]);
+    const r = await sign(["--key", EC, "--timestamp", tsa.url, "--tsa-ca", tsa.caFile, ps1]);
     expect(r.exitCode, r.stderr).toBe(0);
     const out = path.join(dir, "install script.signed.ps1");
     await osslsigncodeVerify(out, ecCert);

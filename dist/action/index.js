@@ -308,7 +308,7 @@ var require_tunnel = __commonJS({
   "node_modules/tunnel/lib/tunnel.js"(exports) {
     "use strict";
     var net = __require("net");
-    var tls = __require("tls");
+    var tls2 = __require("tls");
     var http = __require("http");
     var https = __require("https");
     var events = __require("events");
@@ -484,7 +484,7 @@ var require_tunnel = __commonJS({
           socket,
           servername: hostHeader ? hostHeader.replace(/:.*$/, "") : options.host
         });
-        var secureSocket = tls.connect(0, tlsOptions);
+        var secureSocket = tls2.connect(0, tlsOptions);
         self2.sockets[self2.sockets.indexOf(socket)] = secureSocket;
         cb(secureSocket);
       });
@@ -2735,18 +2735,18 @@ var require_multipart = __commonJS({
         part.on("header", function(header) {
           let contype;
           let fieldname;
-          let parsed;
+          let parsed2;
           let charset;
           let encoding;
           let filename;
           let nsize = 0;
           if (header["content-type"]) {
-            parsed = parseParams(header["content-type"][0]);
-            if (parsed[0]) {
-              contype = parsed[0].toLowerCase();
-              for (i2 = 0, len = parsed.length; i2 < len; ++i2) {
-                if (RE_CHARSET.test(parsed[i2][0])) {
-                  charset = parsed[i2][1].toLowerCase();
+            parsed2 = parseParams(header["content-type"][0]);
+            if (parsed2[0]) {
+              contype = parsed2[0].toLowerCase();
+              for (i2 = 0, len = parsed2.length; i2 < len; ++i2) {
+                if (RE_CHARSET.test(parsed2[i2][0])) {
+                  charset = parsed2[i2][1].toLowerCase();
                   break;
                 }
               }
@@ -2759,15 +2759,15 @@ var require_multipart = __commonJS({
             charset = defCharset;
           }
           if (header["content-disposition"]) {
-            parsed = parseParams(header["content-disposition"][0]);
-            if (!RE_FIELD.test(parsed[0])) {
+            parsed2 = parseParams(header["content-disposition"][0]);
+            if (!RE_FIELD.test(parsed2[0])) {
               return skipPart(part);
             }
-            for (i2 = 0, len = parsed.length; i2 < len; ++i2) {
-              if (RE_NAME.test(parsed[i2][0])) {
-                fieldname = parsed[i2][1];
-              } else if (RE_FILENAME.test(parsed[i2][0])) {
-                filename = parsed[i2][1];
+            for (i2 = 0, len = parsed2.length; i2 < len; ++i2) {
+              if (RE_NAME.test(parsed2[i2][0])) {
+                fieldname = parsed2[i2][1];
+              } else if (RE_FILENAME.test(parsed2[i2][0])) {
+                filename = parsed2[i2][1];
                 if (!preservePath) {
                   filename = basename(filename);
                 }
@@ -3367,7 +3367,7 @@ var require_main = __commonJS({
       WritableStream.prototype.emit.apply(this, arguments);
     };
     Busboy.prototype.getParserByHeaders = function(headers) {
-      const parsed = parseParams(headers["content-type"]);
+      const parsed2 = parseParams(headers["content-type"]);
       const cfg = {
         defCharset: this.opts.defCharset,
         fileHwm: this.opts.fileHwm,
@@ -3375,13 +3375,13 @@ var require_main = __commonJS({
         highWaterMark: this.opts.highWaterMark,
         isPartAFile: this.opts.isPartAFile,
         limits: this.opts.limits,
-        parsedConType: parsed,
+        parsedConType: parsed2,
         preservePath: this.opts.preservePath
       };
-      if (MultipartParser.detect.test(parsed[0])) {
+      if (MultipartParser.detect.test(parsed2[0])) {
         return new MultipartParser(this, cfg);
       }
-      if (UrlencodedParser.detect.test(parsed[0])) {
+      if (UrlencodedParser.detect.test(parsed2[0])) {
         return new UrlencodedParser(this, cfg);
       }
       throw new Error("Unsupported Content-Type.");
@@ -6196,7 +6196,7 @@ var require_connect = __commonJS({
     var assert = __require("assert");
     var util = require_util();
     var { InvalidArgumentError, ConnectTimeoutError } = require_errors();
-    var tls;
+    var tls2;
     var SessionCache;
     if (global.FinalizationRegistry && !process.env.NODE_V8_COVERAGE) {
       SessionCache = class WeakSessionCache {
@@ -6257,14 +6257,14 @@ var require_connect = __commonJS({
       return function connect({ hostname, host, protocol, port, servername, localAddress, httpSocket }, callback) {
         let socket;
         if (protocol === "https:") {
-          if (!tls) {
-            tls = __require("tls");
+          if (!tls2) {
+            tls2 = __require("tls");
           }
           servername = servername || options.servername || util.getServerName(host) || null;
           const sessionKey = servername || hostname;
           const session = sessionCache.get(sessionKey) || null;
           assert(sessionKey);
-          socket = tls.connect({
+          socket = tls2.connect({
             highWaterMark: 16384,
             // TLS in node can't have bigger HWM anyway...
             ...options,
@@ -7005,7 +7005,7 @@ var require_client = __commonJS({
         keepAliveTimeoutThreshold,
         socketPath,
         pipelining,
-        tls,
+        tls: tls2,
         strictContentLength,
         maxCachedSessions,
         maxRedirections,
@@ -7085,7 +7085,7 @@ var require_client = __commonJS({
         }
         if (typeof connect2 !== "function") {
           connect2 = buildConnector({
-            ...tls,
+            ...tls2,
             maxCachedSessions,
             allowH2,
             socketPath,
@@ -7255,7 +7255,7 @@ var require_client = __commonJS({
       );
       resume(client);
     }
-    var constants6 = require_constants3();
+    var constants7 = require_constants3();
     var createRedirectInterceptor = require_redirectInterceptor();
     var EMPTY_BUF = Buffer.alloc(0);
     async function lazyllhttp() {
@@ -7322,7 +7322,7 @@ var require_client = __commonJS({
       constructor(client, socket, { exports: exports2 }) {
         assert(Number.isFinite(client[kMaxHeadersSize]) && client[kMaxHeadersSize] > 0);
         this.llhttp = exports2;
-        this.ptr = this.llhttp.llhttp_alloc(constants6.TYPE.RESPONSE);
+        this.ptr = this.llhttp.llhttp_alloc(constants7.TYPE.RESPONSE);
         this.client = client;
         this.socket = socket;
         this.timeout = null;
@@ -7414,19 +7414,19 @@ var require_client = __commonJS({
             currentBufferRef = null;
           }
           const offset = llhttp.llhttp_get_error_pos(this.ptr) - currentBufferPtr;
-          if (ret === constants6.ERROR.PAUSED_UPGRADE) {
+          if (ret === constants7.ERROR.PAUSED_UPGRADE) {
             this.onUpgrade(data.slice(offset));
-          } else if (ret === constants6.ERROR.PAUSED) {
+          } else if (ret === constants7.ERROR.PAUSED) {
             this.paused = true;
             socket.unshift(data.slice(offset));
-          } else if (ret !== constants6.ERROR.OK) {
+          } else if (ret !== constants7.ERROR.OK) {
             const ptr = llhttp.llhttp_get_error_reason(this.ptr);
             let message = "";
             if (ptr) {
               const len = new Uint8Array(llhttp.memory.buffer, ptr).indexOf(0);
               message = "Response does not match the HTTP/1.1 protocol (" + Buffer.from(llhttp.memory.buffer, ptr, len).toString() + ")";
             }
-            throw new HTTPParserError(message, constants6.ERROR[ret], data.slice(offset));
+            throw new HTTPParserError(message, constants7.ERROR[ret], data.slice(offset));
           }
         } catch (err) {
           util.destroy(socket, err);
@@ -7596,7 +7596,7 @@ var require_client = __commonJS({
           socket[kBlocking] = false;
           resume(client);
         }
-        return pause ? constants6.ERROR.PAUSED : 0;
+        return pause ? constants7.ERROR.PAUSED : 0;
       }
       onBody(buf3) {
         const { client, socket, statusCode, maxResponseSize } = this;
@@ -7618,7 +7618,7 @@ var require_client = __commonJS({
         }
         this.bytesRead += buf3.length;
         if (request.onData(buf3) === false) {
-          return constants6.ERROR.PAUSED;
+          return constants7.ERROR.PAUSED;
         }
       }
       onMessageComplete() {
@@ -7653,13 +7653,13 @@ var require_client = __commonJS({
         if (socket[kWriting]) {
           assert.strictEqual(client[kRunning], 0);
           util.destroy(socket, new InformationalError("reset"));
-          return constants6.ERROR.PAUSED;
+          return constants7.ERROR.PAUSED;
         } else if (!shouldKeepAlive) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants6.ERROR.PAUSED;
+          return constants7.ERROR.PAUSED;
         } else if (socket[kReset] && client[kRunning] === 0) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants6.ERROR.PAUSED;
+          return constants7.ERROR.PAUSED;
         } else if (client[kPipelining] === 1) {
           setImmediate(resume, client);
         } else {
@@ -8852,7 +8852,7 @@ var require_pool = __commonJS({
         factory = defaultFactory,
         connect,
         connectTimeout,
-        tls,
+        tls: tls2,
         maxCachedSessions,
         socketPath,
         autoSelectFamily,
@@ -8872,7 +8872,7 @@ var require_pool = __commonJS({
         }
         if (typeof connect !== "function") {
           connect = buildConnector({
-            ...tls,
+            ...tls2,
             maxCachedSessions,
             allowH2,
             socketPath,
@@ -11816,10 +11816,10 @@ var require_headers = __commonJS({
           return this[kHeadersList][kHeadersSortedMap];
         }
         const headers = [];
-        const names = [...this[kHeadersList]].sort((a2, b) => a2[0] < b[0] ? -1 : 1);
+        const names2 = [...this[kHeadersList]].sort((a2, b) => a2[0] < b[0] ? -1 : 1);
         const cookies = this[kHeadersList].cookies;
-        for (let i2 = 0; i2 < names.length; ++i2) {
-          const [name, value] = names[i2];
+        for (let i2 = 0; i2 < names2.length; ++i2) {
+          const [name, value] = names2[i2];
           if (name === "set-cookie") {
             for (let j = 0; j < cookies.length; ++j) {
               headers.push([name, cookies[j]]);
@@ -14468,9 +14468,9 @@ var require_util4 = __commonJS({
       switch (type) {
         case "DataURL": {
           let dataURL = "data:";
-          const parsed = parseMIMEType(mimeType || "application/octet-stream");
-          if (parsed !== "failure") {
-            dataURL += serializeAMimeType(parsed);
+          const parsed2 = parseMIMEType(mimeType || "application/octet-stream");
+          if (parsed2 !== "failure") {
+            dataURL += serializeAMimeType(parsed2);
           }
           dataURL += ";base64,";
           const decoder = new StringDecoder3("latin1");
@@ -18579,8 +18579,8 @@ var require_io_util = __commonJS({
           }
         }
         const originalFilePath = filePath;
-        for (const extension of extensions) {
-          filePath = originalFilePath + extension;
+        for (const extension2 of extensions) {
+          filePath = originalFilePath + extension2;
           stats = void 0;
           try {
             stats = yield exports.stat(filePath);
@@ -18799,9 +18799,9 @@ var require_io = __commonJS({
         }
         const extensions = [];
         if (ioUtil.IS_WINDOWS && process.env["PATHEXT"]) {
-          for (const extension of process.env["PATHEXT"].split(path20.delimiter)) {
-            if (extension) {
-              extensions.push(extension);
+          for (const extension2 of process.env["PATHEXT"].split(path20.delimiter)) {
+            if (extension2) {
+              extensions.push(extension2);
             }
           }
         }
@@ -22349,7 +22349,7 @@ var require_connect2 = __commonJS({
     var timers = require_timers2();
     function noop3() {
     }
-    var tls;
+    var tls2;
     var SessionCache;
     if (global.FinalizationRegistry && !(process.env.NODE_V8_COVERAGE || process.env.UNDICI_NO_FG)) {
       SessionCache = class WeakSessionCache {
@@ -22410,15 +22410,15 @@ var require_connect2 = __commonJS({
       return function connect({ hostname, host, protocol, port, servername, localAddress, httpSocket }, callback) {
         let socket;
         if (protocol === "https:") {
-          if (!tls) {
-            tls = __require("node:tls");
+          if (!tls2) {
+            tls2 = __require("node:tls");
           }
           servername = servername || options.servername || util.getServerName(host) || null;
           const sessionKey = servername || hostname;
           assert(sessionKey);
           const session = customSession || sessionCache.get(sessionKey) || null;
           port = port || 443;
-          socket = tls.connect({
+          socket = tls2.connect({
             highWaterMark: 16384,
             // TLS in node can't have bigger HWM anyway...
             ...options,
@@ -25478,12 +25478,12 @@ Content-Type: ${value.type || "application/octet-stream"}\r
             if (mimeType !== null) {
               switch (mimeType.essence) {
                 case "multipart/form-data": {
-                  const parsed = multipartFormDataParser(value, mimeType);
-                  if (parsed === "failure") {
+                  const parsed2 = multipartFormDataParser(value, mimeType);
+                  if (parsed2 === "failure") {
                     throw new TypeError("Failed to parse body as FormData.");
                   }
                   const fd = new FormData();
-                  fd[kState] = parsed;
+                  fd[kState] = parsed2;
                   return fd;
                 }
                 case "application/x-www-form-urlencoded": {
@@ -25615,7 +25615,7 @@ var require_client_h1 = __commonJS({
       kResume,
       kHTTPContext
     } = require_symbols6();
-    var constants6 = require_constants7();
+    var constants7 = require_constants7();
     var EMPTY_BUF = Buffer.alloc(0);
     var FastBuffer = Buffer[Symbol.species];
     var addListener = util.addListener;
@@ -25690,7 +25690,7 @@ var require_client_h1 = __commonJS({
       constructor(client, socket, { exports: exports2 }) {
         assert(Number.isFinite(client[kMaxHeadersSize]) && client[kMaxHeadersSize] > 0);
         this.llhttp = exports2;
-        this.ptr = this.llhttp.llhttp_alloc(constants6.TYPE.RESPONSE);
+        this.ptr = this.llhttp.llhttp_alloc(constants7.TYPE.RESPONSE);
         this.client = client;
         this.socket = socket;
         this.timeout = null;
@@ -25785,11 +25785,11 @@ var require_client_h1 = __commonJS({
             currentBufferRef = null;
           }
           const offset = llhttp.llhttp_get_error_pos(this.ptr) - currentBufferPtr;
-          if (ret !== constants6.ERROR.OK) {
+          if (ret !== constants7.ERROR.OK) {
             const body = data.subarray(offset);
-            if (ret === constants6.ERROR.PAUSED_UPGRADE) {
+            if (ret === constants7.ERROR.PAUSED_UPGRADE) {
               this.onUpgrade(body);
-            } else if (ret === constants6.ERROR.PAUSED) {
+            } else if (ret === constants7.ERROR.PAUSED) {
               this.paused = true;
               socket.unshift(body);
             } else {
@@ -25812,10 +25812,10 @@ var require_client_h1 = __commonJS({
         } finally {
           currentParser = null;
         }
-        if (ret === constants6.ERROR.OK) {
+        if (ret === constants7.ERROR.OK) {
           return null;
         }
-        if (ret === constants6.ERROR.PAUSED || ret === constants6.ERROR.PAUSED_UPGRADE) {
+        if (ret === constants7.ERROR.PAUSED || ret === constants7.ERROR.PAUSED_UPGRADE) {
           this.paused = true;
           return null;
         }
@@ -25832,7 +25832,7 @@ var require_client_h1 = __commonJS({
           const len = new Uint8Array(llhttp.memory.buffer, ptr).indexOf(0);
           message = "Response does not match the HTTP/1.1 protocol (" + Buffer.from(llhttp.memory.buffer, ptr, len).toString() + ")";
         }
-        return new HTTPParserError(message, constants6.ERROR[ret], data);
+        return new HTTPParserError(message, constants7.ERROR[ret], data);
       }
       destroy() {
         assert(this.ptr != null);
@@ -26012,7 +26012,7 @@ var require_client_h1 = __commonJS({
           socket[kBlocking] = false;
           client[kResume]();
         }
-        return pause ? constants6.ERROR.PAUSED : 0;
+        return pause ? constants7.ERROR.PAUSED : 0;
       }
       onBody(buf3) {
         const { client, socket, statusCode, maxResponseSize } = this;
@@ -26034,7 +26034,7 @@ var require_client_h1 = __commonJS({
         }
         this.bytesRead += buf3.length;
         if (request.onData(buf3) === false) {
-          return constants6.ERROR.PAUSED;
+          return constants7.ERROR.PAUSED;
         }
       }
       onMessageComplete() {
@@ -26070,13 +26070,13 @@ var require_client_h1 = __commonJS({
         if (socket[kWriting]) {
           assert(client[kRunning] === 0);
           util.destroy(socket, new InformationalError("reset"));
-          return constants6.ERROR.PAUSED;
+          return constants7.ERROR.PAUSED;
         } else if (!shouldKeepAlive) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants6.ERROR.PAUSED;
+          return constants7.ERROR.PAUSED;
         } else if (socket[kReset] && client[kRunning] === 0) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants6.ERROR.PAUSED;
+          return constants7.ERROR.PAUSED;
         } else if (client[kPipelining] == null || client[kPipelining] === 1) {
           setImmediate(() => client[kResume]());
         } else {
@@ -27536,7 +27536,7 @@ var require_client2 = __commonJS({
         keepAliveTimeoutThreshold,
         socketPath,
         pipelining,
-        tls,
+        tls: tls2,
         strictContentLength,
         maxCachedSessions,
         maxRedirections,
@@ -27618,7 +27618,7 @@ var require_client2 = __commonJS({
         }
         if (typeof connect2 !== "function") {
           connect2 = buildConnector({
-            ...tls,
+            ...tls2,
             maxCachedSessions,
             allowH2,
             socketPath,
@@ -28222,7 +28222,7 @@ var require_pool2 = __commonJS({
         factory = defaultFactory,
         connect,
         connectTimeout,
-        tls,
+        tls: tls2,
         maxCachedSessions,
         socketPath,
         autoSelectFamily,
@@ -28241,7 +28241,7 @@ var require_pool2 = __commonJS({
         }
         if (typeof connect !== "function") {
           connect = buildConnector({
-            ...tls,
+            ...tls2,
             maxCachedSessions,
             allowH2,
             socketPath,
@@ -28449,7 +28449,7 @@ var require_agent2 = __commonJS({
       return opts && opts.connections === 1 ? new Client(origin, opts) : new Pool(origin, opts);
     }
     var Agent = class extends DispatcherBase {
-      constructor({ factory = defaultFactory, maxRedirections = 0, connect, tls, ...options } = {}) {
+      constructor({ factory = defaultFactory, maxRedirections = 0, connect, tls: tls2, ...options } = {}) {
         if (typeof factory !== "function") {
           throw new InvalidArgumentError("factory must be a function.");
         }
@@ -28463,11 +28463,11 @@ var require_agent2 = __commonJS({
         if (connect && typeof connect !== "function") {
           connect = { ...connect };
         }
-        if (tls && typeof tls !== "function") {
-          tls = { ...tls };
+        if (tls2 && typeof tls2 !== "function") {
+          tls2 = { ...tls2 };
         }
         this[kInterceptors] = options.interceptors?.Agent && Array.isArray(options.interceptors.Agent) ? options.interceptors.Agent : [createRedirectInterceptor({ maxRedirections })];
-        this[kOptions] = { ...util.deepClone(options), connect, tls };
+        this[kOptions] = { ...util.deepClone(options), connect, tls: tls2 };
         this[kOptions].interceptors = options.interceptors ? { ...options.interceptors } : void 0;
         this[kMaxRedirections] = maxRedirections;
         this[kFactory] = factory;
@@ -28863,10 +28863,10 @@ var require_env_http_proxy_agent = __commonJS({
           if (!entry) {
             continue;
           }
-          const parsed = entry.match(/^(.+):(\d+)$/);
+          const parsed2 = entry.match(/^(.+):(\d+)$/);
           noProxyEntries.push({
-            hostname: (parsed ? parsed[1] : entry).toLowerCase(),
-            port: parsed ? Number.parseInt(parsed[2], 10) : 0
+            hostname: (parsed2 ? parsed2[1] : entry).toLowerCase(),
+            port: parsed2 ? Number.parseInt(parsed2[2], 10) : 0
           });
         }
         this.#noProxyValue = noProxyValue;
@@ -32110,13 +32110,13 @@ var require_headers2 = __commonJS({
           return this.#headersList[kHeadersSortedMap];
         }
         const headers = [];
-        const names = this.#headersList.toSortedArray();
+        const names2 = this.#headersList.toSortedArray();
         const cookies = this.#headersList.cookies;
         if (cookies === null || cookies.length === 1) {
-          return this.#headersList[kHeadersSortedMap] = names;
+          return this.#headersList[kHeadersSortedMap] = names2;
         }
-        for (let i2 = 0; i2 < names.length; ++i2) {
-          const { 0: name, 1: value } = names[i2];
+        for (let i2 = 0; i2 < names2.length; ++i2) {
+          const { 0: name, 1: value } = names2[i2];
           if (name === "set-cookie") {
             for (let j = 0; j < cookies.length; ++j) {
               headers.push([name, cookies[j]]);
@@ -34870,9 +34870,9 @@ var require_util11 = __commonJS({
       switch (type) {
         case "DataURL": {
           let dataURL = "data:";
-          const parsed = parseMIMEType(mimeType || "application/octet-stream");
-          if (parsed !== "failure") {
-            dataURL += serializeAMimeType(parsed);
+          const parsed2 = parseMIMEType(mimeType || "application/octet-stream");
+          if (parsed2 !== "failure") {
+            dataURL += serializeAMimeType(parsed2);
           }
           dataURL += ";base64,";
           const decoder = new StringDecoder3("latin1");
@@ -40368,8 +40368,8 @@ var require_io_util2 = __commonJS({
           }
         }
         const originalFilePath = filePath;
-        for (const extension of extensions) {
-          filePath = originalFilePath + extension;
+        for (const extension2 of extensions) {
+          filePath = originalFilePath + extension2;
           stats = void 0;
           try {
             stats = yield (0, exports.stat)(filePath);
@@ -40600,9 +40600,9 @@ var require_io2 = __commonJS({
         }
         const extensions = [];
         if (ioUtil.IS_WINDOWS && process.env["PATHEXT"]) {
-          for (const extension of process.env["PATHEXT"].split(path20.delimiter)) {
-            if (extension) {
-              extensions.push(extension);
+          for (const extension2 of process.env["PATHEXT"].split(path20.delimiter)) {
+            if (extension2) {
+              extensions.push(extension2);
             }
           }
         }
@@ -45330,20 +45330,20 @@ var require_resolveCommand = __commonJS({
     var path20 = __require("path");
     var which = require_which();
     var getPathKey = require_path_key();
-    function resolveCommandAttempt(parsed, withoutPathExt) {
-      const env = parsed.options.env || process.env;
+    function resolveCommandAttempt(parsed2, withoutPathExt) {
+      const env = parsed2.options.env || process.env;
       const cwd = process.cwd();
-      const hasCustomCwd = parsed.options.cwd != null;
+      const hasCustomCwd = parsed2.options.cwd != null;
       const shouldSwitchCwd = hasCustomCwd && process.chdir !== void 0 && !process.chdir.disabled;
       if (shouldSwitchCwd) {
         try {
-          process.chdir(parsed.options.cwd);
+          process.chdir(parsed2.options.cwd);
         } catch (err) {
         }
       }
       let resolved;
       try {
-        resolved = which.sync(parsed.command, {
+        resolved = which.sync(parsed2.command, {
           path: env[getPathKey({ env })],
           pathExt: withoutPathExt ? path20.delimiter : void 0
         });
@@ -45354,12 +45354,12 @@ var require_resolveCommand = __commonJS({
         }
       }
       if (resolved) {
-        resolved = path20.resolve(hasCustomCwd ? parsed.options.cwd : "", resolved);
+        resolved = path20.resolve(hasCustomCwd ? parsed2.options.cwd : "", resolved);
       }
       return resolved;
     }
-    function resolveCommand(parsed) {
-      return resolveCommandAttempt(parsed) || resolveCommandAttempt(parsed, true);
+    function resolveCommand(parsed2) {
+      return resolveCommandAttempt(parsed2) || resolveCommandAttempt(parsed2, true);
     }
     module.exports = resolveCommand;
   }
@@ -45451,33 +45451,33 @@ var require_parse3 = __commonJS({
     var isWin = process.platform === "win32";
     var isExecutableRegExp = /\.(?:com|exe)$/i;
     var isCmdShimRegExp = /node_modules[\\/].bin[\\/][^\\/]+\.cmd$/i;
-    function detectShebang(parsed) {
-      parsed.file = resolveCommand(parsed);
-      const shebang = parsed.file && readShebang(parsed.file);
+    function detectShebang(parsed2) {
+      parsed2.file = resolveCommand(parsed2);
+      const shebang = parsed2.file && readShebang(parsed2.file);
       if (shebang) {
-        parsed.args.unshift(parsed.file);
-        parsed.command = shebang;
-        return resolveCommand(parsed);
+        parsed2.args.unshift(parsed2.file);
+        parsed2.command = shebang;
+        return resolveCommand(parsed2);
       }
-      return parsed.file;
+      return parsed2.file;
     }
-    function parseNonShell(parsed) {
+    function parseNonShell(parsed2) {
       if (!isWin) {
-        return parsed;
+        return parsed2;
       }
-      const commandFile = detectShebang(parsed);
+      const commandFile = detectShebang(parsed2);
       const needsShell = !isExecutableRegExp.test(commandFile);
-      if (parsed.options.forceShell || needsShell) {
+      if (parsed2.options.forceShell || needsShell) {
         const needsDoubleEscapeMetaChars = isCmdShimRegExp.test(commandFile);
-        parsed.command = path20.normalize(parsed.command);
-        parsed.command = escape2.command(parsed.command);
-        parsed.args = parsed.args.map((arg) => escape2.argument(arg, needsDoubleEscapeMetaChars));
-        const shellCommand = [parsed.command].concat(parsed.args).join(" ");
-        parsed.args = ["/d", "/s", "/c", `"${shellCommand}"`];
-        parsed.command = process.env.comspec || "cmd.exe";
-        parsed.options.windowsVerbatimArguments = true;
+        parsed2.command = path20.normalize(parsed2.command);
+        parsed2.command = escape2.command(parsed2.command);
+        parsed2.args = parsed2.args.map((arg) => escape2.argument(arg, needsDoubleEscapeMetaChars));
+        const shellCommand = [parsed2.command].concat(parsed2.args).join(" ");
+        parsed2.args = ["/d", "/s", "/c", `"${shellCommand}"`];
+        parsed2.command = process.env.comspec || "cmd.exe";
+        parsed2.options.windowsVerbatimArguments = true;
       }
-      return parsed;
+      return parsed2;
     }
     function parse(command, args3, options) {
       if (args3 && !Array.isArray(args3)) {
@@ -45486,7 +45486,7 @@ var require_parse3 = __commonJS({
       }
       args3 = args3 ? args3.slice(0) : [];
       options = Object.assign({}, options);
-      const parsed = {
+      const parsed2 = {
         command,
         args: args3,
         options,
@@ -45496,7 +45496,7 @@ var require_parse3 = __commonJS({
           args: args3
         }
       };
-      return options.shell ? parsed : parseNonShell(parsed);
+      return options.shell ? parsed2 : parseNonShell(parsed2);
     }
     module.exports = parse;
   }
@@ -45516,14 +45516,14 @@ var require_enoent = __commonJS({
         spawnargs: original.args
       });
     }
-    function hookChildProcess(cp, parsed) {
+    function hookChildProcess(cp, parsed2) {
       if (!isWin) {
         return;
       }
       const originalEmit = cp.emit;
       cp.emit = function(name, arg1) {
         if (name === "exit") {
-          const err = verifyENOENT(arg1, parsed);
+          const err = verifyENOENT(arg1, parsed2);
           if (err) {
             return originalEmit.call(cp, "error", err);
           }
@@ -45531,15 +45531,15 @@ var require_enoent = __commonJS({
         return originalEmit.apply(cp, arguments);
       };
     }
-    function verifyENOENT(status, parsed) {
-      if (isWin && status === 1 && !parsed.file) {
-        return notFoundError(parsed.original, "spawn");
+    function verifyENOENT(status, parsed2) {
+      if (isWin && status === 1 && !parsed2.file) {
+        return notFoundError(parsed2.original, "spawn");
       }
       return null;
     }
-    function verifyENOENTSync(status, parsed) {
-      if (isWin && status === 1 && !parsed.file) {
-        return notFoundError(parsed.original, "spawnSync");
+    function verifyENOENTSync(status, parsed2) {
+      if (isWin && status === 1 && !parsed2.file) {
+        return notFoundError(parsed2.original, "spawnSync");
       }
       return null;
     }
@@ -45560,15 +45560,15 @@ var require_cross_spawn = __commonJS({
     var parse = require_parse3();
     var enoent = require_enoent();
     function spawn2(command, args3, options) {
-      const parsed = parse(command, args3, options);
-      const spawned = cp.spawn(parsed.command, parsed.args, parsed.options);
-      enoent.hookChildProcess(spawned, parsed);
+      const parsed2 = parse(command, args3, options);
+      const spawned = cp.spawn(parsed2.command, parsed2.args, parsed2.options);
+      enoent.hookChildProcess(spawned, parsed2);
       return spawned;
     }
     function spawnSync2(command, args3, options) {
-      const parsed = parse(command, args3, options);
-      const result = cp.spawnSync(parsed.command, parsed.args, parsed.options);
-      result.error = result.error || enoent.verifyENOENTSync(result.status, parsed);
+      const parsed2 = parse(command, args3, options);
+      const result = cp.spawnSync(parsed2.command, parsed2.args, parsed2.options);
+      result.error = result.error || enoent.verifyENOENTSync(result.status, parsed2);
       return result;
     }
     module.exports = spawn2;
@@ -48156,10 +48156,10 @@ function prettyMilliseconds(milliseconds, options) {
     }
     result.push(valueString);
   };
-  const parsed = parseMilliseconds(milliseconds);
-  const days = BigInt(parsed.days);
+  const parsed2 = parseMilliseconds(milliseconds);
+  const days = BigInt(parsed2.days);
   if (options.hideYearAndDays) {
-    add(BigInt(days) * 24n + BigInt(parsed.hours), "hour", "h");
+    add(BigInt(days) * 24n + BigInt(parsed2.hours), "hour", "h");
   } else {
     if (options.hideYear) {
       add(days, "day", "d");
@@ -48167,15 +48167,15 @@ function prettyMilliseconds(milliseconds, options) {
       add(days / 365n, "year", "y");
       add(days % 365n, "day", "d");
     }
-    add(Number(parsed.hours), "hour", "h");
+    add(Number(parsed2.hours), "hour", "h");
   }
-  add(Number(parsed.minutes), "minute", "m");
+  add(Number(parsed2.minutes), "minute", "m");
   if (!options.hideSeconds) {
     if (options.separateMilliseconds || options.formatSubMilliseconds || !options.colonNotation && milliseconds < 1e3 && !options.subSecondsAsDecimals) {
-      const seconds = Number(parsed.seconds);
-      const milliseconds2 = Number(parsed.milliseconds);
-      const microseconds = Number(parsed.microseconds);
-      const nanoseconds = Number(parsed.nanoseconds);
+      const seconds = Number(parsed2.seconds);
+      const milliseconds2 = Number(parsed2.milliseconds);
+      const microseconds = Number(parsed2.microseconds);
+      const nanoseconds = Number(parsed2.nanoseconds);
       add(seconds, "second", "s");
       if (options.formatSubMilliseconds) {
         add(milliseconds2, "millisecond", "ms");
@@ -54610,7 +54610,7 @@ var require_build2 = __commonJS({
         result: returnObject
       };
     }
-    function fromBER3(inputBuffer, options = {}) {
+    function fromBER4(inputBuffer, options = {}) {
       if (!inputBuffer.byteLength) {
         const result = new BaseBlock({}, ValueBlock);
         result.error = "Input buffer has zero length";
@@ -54843,7 +54843,7 @@ ${values.join("\n")}` : `${blockName} :`;
     };
     LocalBooleanValueBlock.NAME = "BooleanValueBlock";
     var _a$s;
-    var Boolean2 = class extends BaseBlock {
+    var Boolean3 = class extends BaseBlock {
       getValue() {
         return this.valueBlock.value;
       }
@@ -54859,11 +54859,11 @@ ${values.join("\n")}` : `${blockName} :`;
         return `${this.constructor.NAME} : ${this.getValue}`;
       }
     };
-    _a$s = Boolean2;
+    _a$s = Boolean3;
     (() => {
       typeStore.Boolean = _a$s;
     })();
-    Boolean2.NAME = "BOOLEAN";
+    Boolean3.NAME = "BOOLEAN";
     var LocalOctetStringValueBlock = class extends HexBlock(LocalConstructedValueBlock) {
       constructor({ isConstructed: isConstructed2 = false, ...parameters } = {}) {
         super(parameters);
@@ -55272,7 +55272,7 @@ ${values.join("\n")}` : `${blockName} :`;
     var ORIGINAL_LOCAL_INTEGER_TO_BER = LocalIntegerValueBlock.prototype.toBER;
     var ORIGINAL_LOCAL_INTEGER_TO_STRING = LocalIntegerValueBlock.prototype.toString;
     var _a$o;
-    var Integer4 = class extends BaseBlock {
+    var Integer5 = class extends BaseBlock {
       constructor(parameters = {}) {
         super(parameters, LocalIntegerValueBlock);
         this.idBlock.tagClass = 1;
@@ -55323,13 +55323,13 @@ ${values.join("\n")}` : `${blockName} :`;
         return `${this.constructor.NAME} : ${this.valueBlock.toString()}`;
       }
     };
-    _a$o = Integer4;
+    _a$o = Integer5;
     (() => {
       typeStore.Integer = _a$o;
     })();
-    Integer4.NAME = "INTEGER";
+    Integer5.NAME = "INTEGER";
     var _a$n;
-    var Enumerated = class extends Integer4 {
+    var Enumerated = class extends Integer5 {
       constructor(parameters = {}) {
         super(parameters);
         this.idBlock.tagClass = 1;
@@ -55827,18 +55827,18 @@ ${values.join("\n")}` : `${blockName} :`;
     })();
     RelativeObjectIdentifier.NAME = "RelativeObjectIdentifier";
     var _a$k;
-    var Sequence5 = class extends Constructed3 {
+    var Sequence6 = class extends Constructed3 {
       constructor(parameters = {}) {
         super(parameters);
         this.idBlock.tagClass = 1;
         this.idBlock.tagNumber = 16;
       }
     };
-    _a$k = Sequence5;
+    _a$k = Sequence6;
     (() => {
       typeStore.Sequence = _a$k;
     })();
-    Sequence5.NAME = "SEQUENCE";
+    Sequence6.NAME = "SEQUENCE";
     var _a$j;
     var Set3 = class extends Constructed3 {
       constructor(parameters = {}) {
@@ -56787,7 +56787,7 @@ ${values.join("\n")}` : `${blockName} :`;
       }
       return compareSchema(asn1.result, asn1.result, inputSchema);
     }
-    registerBuiltinEncoder({ BitString: BitString3, Integer: Integer4, OctetString: OctetString6, Primitive: Primitive3, Constructed: Constructed3, Sequence: Sequence5, Set: Set3 }, {
+    registerBuiltinEncoder({ BitString: BitString3, Integer: Integer5, OctetString: OctetString6, Primitive: Primitive3, Constructed: Constructed3, Sequence: Sequence6, Set: Set3 }, {
       BaseBlock,
       ViewWriter,
       LocalIdentificationBlock,
@@ -56808,13 +56808,13 @@ ${values.join("\n")}` : `${blockName} :`;
       originalConstructedToBER: ORIGINAL_LOCAL_CONSTRUCTED_TO_BER,
       originalPrimitiveToBER: ORIGINAL_LOCAL_PRIMITIVE_TO_BER
     });
-    registerFastParser({ Integer: Integer4, Null: Null3, Sequence: Sequence5 });
+    registerFastParser({ Integer: Integer5, Null: Null3, Sequence: Sequence6 });
     exports.Any = Any;
     exports.BaseBlock = BaseBlock;
     exports.BaseStringBlock = BaseStringBlock2;
     exports.BitString = BitString3;
     exports.BmpString = BmpString;
-    exports.Boolean = Boolean2;
+    exports.Boolean = Boolean3;
     exports.CharacterString = CharacterString;
     exports.Choice = Choice;
     exports.Constructed = Constructed3;
@@ -56831,7 +56831,7 @@ ${values.join("\n")}` : `${blockName} :`;
     exports.GraphicString = GraphicString;
     exports.HexBlock = HexBlock;
     exports.IA5String = IA5String2;
-    exports.Integer = Integer4;
+    exports.Integer = Integer5;
     exports.Null = Null3;
     exports.NumericString = NumericString;
     exports.ObjectIdentifier = ObjectIdentifier6;
@@ -56841,7 +56841,7 @@ ${values.join("\n")}` : `${blockName} :`;
     exports.RawData = RawData;
     exports.RelativeObjectIdentifier = RelativeObjectIdentifier;
     exports.Repeated = Repeated;
-    exports.Sequence = Sequence5;
+    exports.Sequence = Sequence6;
     exports.Set = Set3;
     exports.TIME = TIME;
     exports.TeletexString = TeletexString;
@@ -56854,7 +56854,7 @@ ${values.join("\n")}` : `${blockName} :`;
     exports.ViewWriter = ViewWriter;
     exports.VisibleString = VisibleString;
     exports.compareSchema = compareSchema;
-    exports.fromBER = fromBER3;
+    exports.fromBER = fromBER4;
     exports.verifySchema = verifySchema;
   }
 });
@@ -58848,7 +58848,7 @@ var require_utils6 = __commonJS({
     exports.createHasher = createHasher;
     exports.createOptHasher = createOptHasher;
     exports.createXOFer = createXOFer;
-    exports.randomBytes = randomBytes3;
+    exports.randomBytes = randomBytes4;
     var crypto_1 = require_cryptoNode();
     function isBytes(a2) {
       return a2 instanceof Uint8Array || ArrayBuffer.isView(a2) && a2.constructor.name === "Uint8Array";
@@ -59046,7 +59046,7 @@ var require_utils6 = __commonJS({
     exports.wrapConstructor = createHasher;
     exports.wrapConstructorWithOpts = createOptHasher;
     exports.wrapXOFConstructorWithOpts = createXOFer;
-    function randomBytes3(bytesLength = 32) {
+    function randomBytes4(bytesLength = 32) {
       if (crypto_1.crypto && typeof crypto_1.crypto.getRandomValues === "function") {
         return crypto_1.crypto.getRandomValues(new Uint8Array(bytesLength));
       }
@@ -60086,7 +60086,7 @@ var require_sha2 = __commonJS({
 var require_build3 = __commonJS({
   "node_modules/pkijs/build/index.js"(exports) {
     "use strict";
-    var asn1js8 = require_build2();
+    var asn1js9 = require_build2();
     var pvtsutils = require_build();
     var pvutils = require_utils5();
     var bs = require_cjs();
@@ -60110,7 +60110,7 @@ var require_build3 = __commonJS({
       n2.default = e;
       return Object.freeze(n2);
     }
-    var asn1js__namespace = /* @__PURE__ */ _interopNamespaceDefault(asn1js8);
+    var asn1js__namespace = /* @__PURE__ */ _interopNamespaceDefault(asn1js9);
     var pvtsutils__namespace = /* @__PURE__ */ _interopNamespaceDefault(pvtsutils);
     var pvutils__namespace = /* @__PURE__ */ _interopNamespaceDefault(pvutils);
     var bs__namespace = /* @__PURE__ */ _interopNamespaceDefault(bs);
@@ -60278,10 +60278,10 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
-          value: [new asn1js__namespace.ObjectIdentifier({ name: names.type || EMPTY_STRING }), new asn1js__namespace.Any({ name: names.value || EMPTY_STRING })]
+          name: names2.blockName || EMPTY_STRING,
+          value: [new asn1js__namespace.ObjectIdentifier({ name: names2.type || EMPTY_STRING }), new asn1js__namespace.Any({ name: names2.value || EMPTY_STRING })]
         });
       }
       fromSchema(schema) {
@@ -60395,17 +60395,17 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Repeated({
-              name: names.repeatedSequence || EMPTY_STRING,
+              name: names2.repeatedSequence || EMPTY_STRING,
               value: new asn1js__namespace.Set({
                 value: [
                   new asn1js__namespace.Repeated({
-                    name: names.repeatedSet || EMPTY_STRING,
-                    value: AttributeTypeAndValue.schema(names.typeAndValue || {})
+                    name: names2.repeatedSet || EMPTY_STRING,
+                    value: AttributeTypeAndValue.schema(names2.typeAndValue || {})
                   })
                 ]
               })
@@ -60469,7 +60469,7 @@ var require_build3 = __commonJS({
     var TYPE$4 = "type";
     var VALUE$5 = "value";
     function builtInStandardAttributes(parameters = {}, optional3 = false) {
-      const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+      const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
       return new asn1js__namespace.Sequence({
         optional: optional3,
         value: [
@@ -60479,7 +60479,7 @@ var require_build3 = __commonJS({
               tagClass: 2,
               tagNumber: 1
             },
-            name: names.country_name || EMPTY_STRING,
+            name: names2.country_name || EMPTY_STRING,
             value: [
               new asn1js__namespace.Choice({
                 value: [new asn1js__namespace.NumericString(), new asn1js__namespace.PrintableString()]
@@ -60492,7 +60492,7 @@ var require_build3 = __commonJS({
               tagClass: 2,
               tagNumber: 2
             },
-            name: names.administration_domain_name || EMPTY_STRING,
+            name: names2.administration_domain_name || EMPTY_STRING,
             value: [
               new asn1js__namespace.Choice({
                 value: [new asn1js__namespace.NumericString(), new asn1js__namespace.PrintableString()]
@@ -60505,7 +60505,7 @@ var require_build3 = __commonJS({
               tagClass: 3,
               tagNumber: 0
             },
-            name: names.network_address || EMPTY_STRING,
+            name: names2.network_address || EMPTY_STRING,
             isHexOnly: true
           }),
           new asn1js__namespace.Primitive({
@@ -60514,7 +60514,7 @@ var require_build3 = __commonJS({
               tagClass: 3,
               tagNumber: 1
             },
-            name: names.terminal_identifier || EMPTY_STRING,
+            name: names2.terminal_identifier || EMPTY_STRING,
             isHexOnly: true
           }),
           new asn1js__namespace.Constructed({
@@ -60523,7 +60523,7 @@ var require_build3 = __commonJS({
               tagClass: 3,
               tagNumber: 2
             },
-            name: names.private_domain_name || EMPTY_STRING,
+            name: names2.private_domain_name || EMPTY_STRING,
             value: [
               new asn1js__namespace.Choice({
                 value: [new asn1js__namespace.NumericString(), new asn1js__namespace.PrintableString()]
@@ -60536,12 +60536,12 @@ var require_build3 = __commonJS({
               tagClass: 3,
               tagNumber: 3
             },
-            name: names.organization_name || EMPTY_STRING,
+            name: names2.organization_name || EMPTY_STRING,
             isHexOnly: true
           }),
           new asn1js__namespace.Primitive({
             optional: true,
-            name: names.numeric_user_identifier || EMPTY_STRING,
+            name: names2.numeric_user_identifier || EMPTY_STRING,
             idBlock: {
               tagClass: 3,
               tagNumber: 4
@@ -60550,7 +60550,7 @@ var require_build3 = __commonJS({
           }),
           new asn1js__namespace.Constructed({
             optional: true,
-            name: names.personal_name || EMPTY_STRING,
+            name: names2.personal_name || EMPTY_STRING,
             idBlock: {
               tagClass: 3,
               tagNumber: 5
@@ -60591,7 +60591,7 @@ var require_build3 = __commonJS({
           }),
           new asn1js__namespace.Constructed({
             optional: true,
-            name: names.organizational_unit_names || EMPTY_STRING,
+            name: names2.organizational_unit_names || EMPTY_STRING,
             idBlock: {
               tagClass: 3,
               tagNumber: 6
@@ -60664,7 +60664,7 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Choice({
           value: [
             new asn1js__namespace.Constructed({
@@ -60672,7 +60672,7 @@ var require_build3 = __commonJS({
                 tagClass: 3,
                 tagNumber: 0
               },
-              name: names.blockName || EMPTY_STRING,
+              name: names2.blockName || EMPTY_STRING,
               value: [
                 new asn1js__namespace.ObjectIdentifier(),
                 new asn1js__namespace.Constructed({
@@ -60685,14 +60685,14 @@ var require_build3 = __commonJS({
               ]
             }),
             new asn1js__namespace.Primitive({
-              name: names.blockName || EMPTY_STRING,
+              name: names2.blockName || EMPTY_STRING,
               idBlock: {
                 tagClass: 3,
                 tagNumber: 1
               }
             }),
             new asn1js__namespace.Primitive({
-              name: names.blockName || EMPTY_STRING,
+              name: names2.blockName || EMPTY_STRING,
               idBlock: {
                 tagClass: 3,
                 tagNumber: 2
@@ -60703,23 +60703,23 @@ var require_build3 = __commonJS({
                 tagClass: 3,
                 tagNumber: 3
               },
-              name: names.blockName || EMPTY_STRING,
-              value: [builtInStandardAttributes(names.builtInStandardAttributes || {}, false), builtInDomainDefinedAttributes(true), extensionAttributes(true)]
+              name: names2.blockName || EMPTY_STRING,
+              value: [builtInStandardAttributes(names2.builtInStandardAttributes || {}, false), builtInDomainDefinedAttributes(true), extensionAttributes(true)]
             }),
             new asn1js__namespace.Constructed({
               idBlock: {
                 tagClass: 3,
                 tagNumber: 4
               },
-              name: names.blockName || EMPTY_STRING,
-              value: [RelativeDistinguishedNames3.schema(names.directoryName || {})]
+              name: names2.blockName || EMPTY_STRING,
+              value: [RelativeDistinguishedNames3.schema(names2.directoryName || {})]
             }),
             new asn1js__namespace.Constructed({
               idBlock: {
                 tagClass: 3,
                 tagNumber: 5
               },
-              name: names.blockName || EMPTY_STRING,
+              name: names2.blockName || EMPTY_STRING,
               value: [
                 new asn1js__namespace.Constructed({
                   optional: true,
@@ -60747,21 +60747,21 @@ var require_build3 = __commonJS({
               ]
             }),
             new asn1js__namespace.Primitive({
-              name: names.blockName || EMPTY_STRING,
+              name: names2.blockName || EMPTY_STRING,
               idBlock: {
                 tagClass: 3,
                 tagNumber: 6
               }
             }),
             new asn1js__namespace.Primitive({
-              name: names.blockName || EMPTY_STRING,
+              name: names2.blockName || EMPTY_STRING,
               idBlock: {
                 tagClass: 3,
                 tagNumber: 7
               }
             }),
             new asn1js__namespace.Primitive({
-              name: names.blockName || EMPTY_STRING,
+              name: names2.blockName || EMPTY_STRING,
               idBlock: {
                 tagClass: 3,
                 tagNumber: 8
@@ -60920,10 +60920,10 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
-          value: [new asn1js__namespace.ObjectIdentifier({ name: names.accessMethod || EMPTY_STRING }), GeneralName.schema(names.accessLocation || {})]
+          name: names2.blockName || EMPTY_STRING,
+          value: [new asn1js__namespace.ObjectIdentifier({ name: names2.accessMethod || EMPTY_STRING }), GeneralName.schema(names2.accessLocation || {})]
         });
       }
       fromSchema(schema) {
@@ -60995,17 +60995,17 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           optional: true,
           value: [
             new asn1js__namespace.Integer({
               optional: true,
-              name: names.seconds || EMPTY_STRING
+              name: names2.seconds || EMPTY_STRING
             }),
             new asn1js__namespace.Primitive({
-              name: names.millis || EMPTY_STRING,
+              name: names2.millis || EMPTY_STRING,
               optional: true,
               idBlock: {
                 tagClass: 3,
@@ -61013,7 +61013,7 @@ var require_build3 = __commonJS({
               }
             }),
             new asn1js__namespace.Primitive({
-              name: names.micros || EMPTY_STRING,
+              name: names2.micros || EMPTY_STRING,
               optional: true,
               idBlock: {
                 tagClass: 3,
@@ -61122,11 +61122,11 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
-          optional: names.optional || false,
-          value: [new asn1js__namespace.ObjectIdentifier({ name: names.algorithmIdentifier || EMPTY_STRING }), new asn1js__namespace.Any({ name: names.algorithmParams || EMPTY_STRING, optional: true })]
+          name: names2.blockName || EMPTY_STRING,
+          optional: names2.optional || false,
+          value: [new asn1js__namespace.ObjectIdentifier({ name: names2.algorithmIdentifier || EMPTY_STRING }), new asn1js__namespace.Any({ name: names2.algorithmParams || EMPTY_STRING, optional: true })]
         });
       }
       fromSchema(schema) {
@@ -61201,12 +61201,12 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Repeated({
-              name: names.altNames || EMPTY_STRING,
+              name: names2.altNames || EMPTY_STRING,
               value: GeneralName.schema()
             })
           ]
@@ -61269,16 +61269,16 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.ObjectIdentifier({ name: names.type || EMPTY_STRING }),
+            new asn1js__namespace.ObjectIdentifier({ name: names2.type || EMPTY_STRING }),
             new asn1js__namespace.Set({
-              name: names.setName || EMPTY_STRING,
+              name: names2.setName || EMPTY_STRING,
               value: [
                 new asn1js__namespace.Repeated({
-                  name: names.values || EMPTY_STRING,
+                  name: names2.values || EMPTY_STRING,
                   value: new asn1js__namespace.Any()
                 })
               ]
@@ -61338,10 +61338,10 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
-          value: [new asn1js__namespace.GeneralizedTime({ name: names.notBeforeTime || EMPTY_STRING }), new asn1js__namespace.GeneralizedTime({ name: names.notAfterTime || EMPTY_STRING })]
+          name: names2.blockName || EMPTY_STRING,
+          value: [new asn1js__namespace.GeneralizedTime({ name: names2.notBeforeTime || EMPTY_STRING }), new asn1js__namespace.GeneralizedTime({ name: names2.notAfterTime || EMPTY_STRING })]
         });
       }
       fromSchema(schema) {
@@ -61388,13 +61388,13 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}, optional3 = false) {
-        const names = pvutils__namespace.getParametersValue(parameters, NAMES, {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, NAMES, {});
         return new asn1js__namespace.Sequence({
           optional: optional3,
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Repeated({
-              name: names.generalNames || EMPTY_STRING,
+              name: names2.generalNames || EMPTY_STRING,
               value: GeneralName.schema()
             })
           ]
@@ -61506,12 +61506,12 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Primitive({
-              name: names.keyIdentifier || EMPTY_STRING,
+              name: names2.keyIdentifier || EMPTY_STRING,
               optional: true,
               idBlock: {
                 tagClass: 3,
@@ -61526,13 +61526,13 @@ var require_build3 = __commonJS({
               },
               value: [
                 new asn1js__namespace.Repeated({
-                  name: names.authorityCertIssuer || EMPTY_STRING,
+                  name: names2.authorityCertIssuer || EMPTY_STRING,
                   value: GeneralName.schema()
                 })
               ]
             }),
             new asn1js__namespace.Primitive({
-              name: names.authorityCertSerialNumber || EMPTY_STRING,
+              name: names2.authorityCertSerialNumber || EMPTY_STRING,
               optional: true,
               idBlock: {
                 tagClass: 3,
@@ -61633,17 +61633,17 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Boolean({
               optional: true,
-              name: names.cA || EMPTY_STRING
+              name: names2.cA || EMPTY_STRING
             }),
             new asn1js__namespace.Integer({
               optional: true,
-              name: names.pathLenConstraint || EMPTY_STRING
+              name: names2.pathLenConstraint || EMPTY_STRING
             })
           ]
         });
@@ -61811,10 +61811,10 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
-          value: [new asn1js__namespace.ObjectIdentifier({ name: names.policyQualifierId || EMPTY_STRING }), new asn1js__namespace.Any({ name: names.qualifier || EMPTY_STRING })]
+          name: names2.blockName || EMPTY_STRING,
+          value: [new asn1js__namespace.ObjectIdentifier({ name: names2.policyQualifierId || EMPTY_STRING }), new asn1js__namespace.Any({ name: names2.qualifier || EMPTY_STRING })]
         });
       }
       fromSchema(schema) {
@@ -61867,16 +61867,16 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.ObjectIdentifier({ name: names.policyIdentifier || EMPTY_STRING }),
+            new asn1js__namespace.ObjectIdentifier({ name: names2.policyIdentifier || EMPTY_STRING }),
             new asn1js__namespace.Sequence({
               optional: true,
               value: [
                 new asn1js__namespace.Repeated({
-                  name: names.policyQualifiers || EMPTY_STRING,
+                  name: names2.policyQualifiers || EMPTY_STRING,
                   value: PolicyQualifierInfo.schema()
                 })
               ]
@@ -61939,12 +61939,12 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Repeated({
-              name: names.certificatePolicies || EMPTY_STRING,
+              name: names2.certificatePolicies || EMPTY_STRING,
               value: PolicyInformation.schema()
             })
           ]
@@ -62002,17 +62002,17 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.ObjectIdentifier({ name: names.templateID || EMPTY_STRING }),
+            new asn1js__namespace.ObjectIdentifier({ name: names2.templateID || EMPTY_STRING }),
             new asn1js__namespace.Integer({
-              name: names.templateMajorVersion || EMPTY_STRING,
+              name: names2.templateMajorVersion || EMPTY_STRING,
               optional: true
             }),
             new asn1js__namespace.Integer({
-              name: names.templateMinorVersion || EMPTY_STRING,
+              name: names2.templateMinorVersion || EMPTY_STRING,
               optional: true
             })
           ]
@@ -62095,9 +62095,9 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Constructed({
               optional: true,
@@ -62109,7 +62109,7 @@ var require_build3 = __commonJS({
                 new asn1js__namespace.Choice({
                   value: [
                     new asn1js__namespace.Constructed({
-                      name: names.distributionPoint || EMPTY_STRING,
+                      name: names2.distributionPoint || EMPTY_STRING,
                       optional: true,
                       idBlock: {
                         tagClass: 3,
@@ -62117,13 +62117,13 @@ var require_build3 = __commonJS({
                       },
                       value: [
                         new asn1js__namespace.Repeated({
-                          name: names.distributionPointNames || EMPTY_STRING,
+                          name: names2.distributionPointNames || EMPTY_STRING,
                           value: GeneralName.schema()
                         })
                       ]
                     }),
                     new asn1js__namespace.Constructed({
-                      name: names.distributionPoint || EMPTY_STRING,
+                      name: names2.distributionPoint || EMPTY_STRING,
                       optional: true,
                       idBlock: {
                         tagClass: 3,
@@ -62136,7 +62136,7 @@ var require_build3 = __commonJS({
               ]
             }),
             new asn1js__namespace.Primitive({
-              name: names.reasons || EMPTY_STRING,
+              name: names2.reasons || EMPTY_STRING,
               optional: true,
               idBlock: {
                 tagClass: 3,
@@ -62144,7 +62144,7 @@ var require_build3 = __commonJS({
               }
             }),
             new asn1js__namespace.Constructed({
-              name: names.cRLIssuer || EMPTY_STRING,
+              name: names2.cRLIssuer || EMPTY_STRING,
               optional: true,
               idBlock: {
                 tagClass: 3,
@@ -62152,7 +62152,7 @@ var require_build3 = __commonJS({
               },
               value: [
                 new asn1js__namespace.Repeated({
-                  name: names.cRLIssuerNames || EMPTY_STRING,
+                  name: names2.cRLIssuerNames || EMPTY_STRING,
                   value: GeneralName.schema()
                 })
               ]
@@ -62280,12 +62280,12 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Repeated({
-              name: names.distributionPoints || EMPTY_STRING,
+              name: names2.distributionPoints || EMPTY_STRING,
               value: DistributionPoint.schema()
             })
           ]
@@ -62315,7 +62315,7 @@ var require_build3 = __commonJS({
     CRLDistributionPoints.CLASS_NAME = "CRLDistributionPoints";
     var KEY_PURPOSES = "keyPurposes";
     var CLEAR_PROPS$1j = [KEY_PURPOSES];
-    var ExtKeyUsage2 = class _ExtKeyUsage extends PkiObject {
+    var ExtKeyUsage3 = class _ExtKeyUsage extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.keyPurposes = pvutils__namespace.getParametersValue(parameters, KEY_PURPOSES, _ExtKeyUsage.defaultValues(KEY_PURPOSES));
@@ -62332,12 +62332,12 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Repeated({
-              name: names.keyPurposes || EMPTY_STRING,
+              name: names2.keyPurposes || EMPTY_STRING,
               value: new asn1js__namespace.ObjectIdentifier()
             })
           ]
@@ -62364,7 +62364,7 @@ var require_build3 = __commonJS({
         };
       }
     };
-    ExtKeyUsage2.CLASS_NAME = "ExtKeyUsage";
+    ExtKeyUsage3.CLASS_NAME = "ExtKeyUsage";
     var ACCESS_DESCRIPTIONS = "accessDescriptions";
     var InfoAccess = class _InfoAccess extends PkiObject {
       constructor(parameters = {}) {
@@ -62383,12 +62383,12 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Repeated({
-              name: names.accessDescriptions || EMPTY_STRING,
+              name: names2.accessDescriptions || EMPTY_STRING,
               value: AccessDescription.schema()
             })
           ]
@@ -62460,9 +62460,9 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Constructed({
               optional: true,
@@ -62474,20 +62474,20 @@ var require_build3 = __commonJS({
                 new asn1js__namespace.Choice({
                   value: [
                     new asn1js__namespace.Constructed({
-                      name: names.distributionPoint || EMPTY_STRING,
+                      name: names2.distributionPoint || EMPTY_STRING,
                       idBlock: {
                         tagClass: 3,
                         tagNumber: 0
                       },
                       value: [
                         new asn1js__namespace.Repeated({
-                          name: names.distributionPointNames || EMPTY_STRING,
+                          name: names2.distributionPointNames || EMPTY_STRING,
                           value: GeneralName.schema()
                         })
                       ]
                     }),
                     new asn1js__namespace.Constructed({
-                      name: names.distributionPoint || EMPTY_STRING,
+                      name: names2.distributionPoint || EMPTY_STRING,
                       idBlock: {
                         tagClass: 3,
                         tagNumber: 1
@@ -62499,7 +62499,7 @@ var require_build3 = __commonJS({
               ]
             }),
             new asn1js__namespace.Primitive({
-              name: names.onlyContainsUserCerts || EMPTY_STRING,
+              name: names2.onlyContainsUserCerts || EMPTY_STRING,
               optional: true,
               idBlock: {
                 tagClass: 3,
@@ -62507,7 +62507,7 @@ var require_build3 = __commonJS({
               }
             }),
             new asn1js__namespace.Primitive({
-              name: names.onlyContainsCACerts || EMPTY_STRING,
+              name: names2.onlyContainsCACerts || EMPTY_STRING,
               optional: true,
               idBlock: {
                 tagClass: 3,
@@ -62515,7 +62515,7 @@ var require_build3 = __commonJS({
               }
             }),
             new asn1js__namespace.Primitive({
-              name: names.onlySomeReasons || EMPTY_STRING,
+              name: names2.onlySomeReasons || EMPTY_STRING,
               optional: true,
               idBlock: {
                 tagClass: 3,
@@ -62523,7 +62523,7 @@ var require_build3 = __commonJS({
               }
             }),
             new asn1js__namespace.Primitive({
-              name: names.indirectCRL || EMPTY_STRING,
+              name: names2.indirectCRL || EMPTY_STRING,
               optional: true,
               idBlock: {
                 tagClass: 3,
@@ -62531,7 +62531,7 @@ var require_build3 = __commonJS({
               }
             }),
             new asn1js__namespace.Primitive({
-              name: names.onlyContainsAttributeCerts || EMPTY_STRING,
+              name: names2.onlyContainsAttributeCerts || EMPTY_STRING,
               optional: true,
               idBlock: {
                 tagClass: 3,
@@ -62728,18 +62728,18 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            GeneralName.schema(names.base || {}),
+            GeneralName.schema(names2.base || {}),
             new asn1js__namespace.Constructed({
               optional: true,
               idBlock: {
                 tagClass: 3,
                 tagNumber: 0
               },
-              value: [new asn1js__namespace.Integer({ name: names.minimum || EMPTY_STRING })]
+              value: [new asn1js__namespace.Integer({ name: names2.minimum || EMPTY_STRING })]
             }),
             new asn1js__namespace.Constructed({
               optional: true,
@@ -62747,7 +62747,7 @@ var require_build3 = __commonJS({
                 tagClass: 3,
                 tagNumber: 1
               },
-              value: [new asn1js__namespace.Integer({ name: names.maximum || EMPTY_STRING })]
+              value: [new asn1js__namespace.Integer({ name: names2.maximum || EMPTY_STRING })]
             })
           ]
         });
@@ -62844,7 +62844,7 @@ var require_build3 = __commonJS({
     var PERMITTED_SUBTREES = "permittedSubtrees";
     var EXCLUDED_SUBTREES = "excludedSubtrees";
     var CLEAR_PROPS$1g = [PERMITTED_SUBTREES, EXCLUDED_SUBTREES];
-    var NameConstraints = class _NameConstraints extends PkiObject {
+    var NameConstraints2 = class _NameConstraints extends PkiObject {
       constructor(parameters = {}) {
         super();
         if (PERMITTED_SUBTREES in parameters) {
@@ -62867,9 +62867,9 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Constructed({
               optional: true,
@@ -62879,7 +62879,7 @@ var require_build3 = __commonJS({
               },
               value: [
                 new asn1js__namespace.Repeated({
-                  name: names.permittedSubtrees || EMPTY_STRING,
+                  name: names2.permittedSubtrees || EMPTY_STRING,
                   value: GeneralSubtree.schema()
                 })
               ]
@@ -62892,7 +62892,7 @@ var require_build3 = __commonJS({
               },
               value: [
                 new asn1js__namespace.Repeated({
-                  name: names.excludedSubtrees || EMPTY_STRING,
+                  name: names2.excludedSubtrees || EMPTY_STRING,
                   value: GeneralSubtree.schema()
                 })
               ]
@@ -62949,7 +62949,7 @@ var require_build3 = __commonJS({
         return object;
       }
     };
-    NameConstraints.CLASS_NAME = "NameConstraints";
+    NameConstraints2.CLASS_NAME = "NameConstraints";
     var REQUIRE_EXPLICIT_POLICY = "requireExplicitPolicy";
     var INHIBIT_POLICY_MAPPING = "inhibitPolicyMapping";
     var CLEAR_PROPS$1f = [REQUIRE_EXPLICIT_POLICY, INHIBIT_POLICY_MAPPING];
@@ -62977,12 +62977,12 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Primitive({
-              name: names.requireExplicitPolicy || EMPTY_STRING,
+              name: names2.requireExplicitPolicy || EMPTY_STRING,
               optional: true,
               idBlock: {
                 tagClass: 3,
@@ -62990,7 +62990,7 @@ var require_build3 = __commonJS({
               }
             }),
             new asn1js__namespace.Primitive({
-              name: names.inhibitPolicyMapping || EMPTY_STRING,
+              name: names2.inhibitPolicyMapping || EMPTY_STRING,
               optional: true,
               idBlock: {
                 tagClass: 3,
@@ -63081,10 +63081,10 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
-          value: [new asn1js__namespace.ObjectIdentifier({ name: names.issuerDomainPolicy || EMPTY_STRING }), new asn1js__namespace.ObjectIdentifier({ name: names.subjectDomainPolicy || EMPTY_STRING })]
+          name: names2.blockName || EMPTY_STRING,
+          value: [new asn1js__namespace.ObjectIdentifier({ name: names2.issuerDomainPolicy || EMPTY_STRING }), new asn1js__namespace.ObjectIdentifier({ name: names2.subjectDomainPolicy || EMPTY_STRING })]
         });
       }
       fromSchema(schema) {
@@ -63131,12 +63131,12 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Repeated({
-              name: names.mappings || EMPTY_STRING,
+              name: names2.mappings || EMPTY_STRING,
               value: PolicyMapping.schema()
             })
           ]
@@ -63191,12 +63191,12 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Primitive({
-              name: names.notBefore || EMPTY_STRING,
+              name: names2.notBefore || EMPTY_STRING,
               optional: true,
               idBlock: {
                 tagClass: 3,
@@ -63204,7 +63204,7 @@ var require_build3 = __commonJS({
               }
             }),
             new asn1js__namespace.Primitive({
-              name: names.notAfter || EMPTY_STRING,
+              name: names2.notAfter || EMPTY_STRING,
               optional: true,
               idBlock: {
                 tagClass: 3,
@@ -63309,13 +63309,13 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.ObjectIdentifier({ name: names.id || EMPTY_STRING }),
+            new asn1js__namespace.ObjectIdentifier({ name: names2.id || EMPTY_STRING }),
             new asn1js__namespace.Any({
-              name: names.type || EMPTY_STRING,
+              name: names2.type || EMPTY_STRING,
               optional: true
             })
           ]
@@ -63378,13 +63378,13 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Repeated({
-              name: names.values || EMPTY_STRING,
-              value: QCStatement.schema(names.value || {})
+              name: names2.values || EMPTY_STRING,
+              value: QCStatement.schema(names2.value || {})
             })
           ]
         });
@@ -63556,10 +63556,10 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
-          value: [new asn1js__namespace.Integer({ name: names.modulus || EMPTY_STRING }), new asn1js__namespace.Integer({ name: names.publicExponent || EMPTY_STRING })]
+          name: names2.blockName || EMPTY_STRING,
+          value: [new asn1js__namespace.Integer({ name: names2.modulus || EMPTY_STRING }), new asn1js__namespace.Integer({ name: names2.publicExponent || EMPTY_STRING })]
         });
       }
       fromSchema(schema) {
@@ -63663,10 +63663,10 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
-          value: [AlgorithmIdentifier3.schema(names.algorithm || {}), new asn1js__namespace.BitString({ name: names.subjectPublicKey || EMPTY_STRING })]
+          name: names2.blockName || EMPTY_STRING,
+          value: [AlgorithmIdentifier3.schema(names2.algorithm || {}), new asn1js__namespace.BitString({ name: names2.subjectPublicKey || EMPTY_STRING })]
         });
       }
       fromSchema(schema) {
@@ -63807,19 +63807,19 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.Integer({ name: names.version || EMPTY_STRING }),
-            new asn1js__namespace.OctetString({ name: names.privateKey || EMPTY_STRING }),
+            new asn1js__namespace.Integer({ name: names2.version || EMPTY_STRING }),
+            new asn1js__namespace.OctetString({ name: names2.privateKey || EMPTY_STRING }),
             new asn1js__namespace.Constructed({
               optional: true,
               idBlock: {
                 tagClass: 3,
                 tagNumber: 0
               },
-              value: [new asn1js__namespace.ObjectIdentifier({ name: names.namedCurve || EMPTY_STRING })]
+              value: [new asn1js__namespace.ObjectIdentifier({ name: names2.namedCurve || EMPTY_STRING })]
             }),
             new asn1js__namespace.Constructed({
               optional: true,
@@ -63827,7 +63827,7 @@ var require_build3 = __commonJS({
                 tagClass: 3,
                 tagNumber: 1
               },
-              value: [new asn1js__namespace.BitString({ name: names.publicKey || EMPTY_STRING })]
+              value: [new asn1js__namespace.BitString({ name: names2.publicKey || EMPTY_STRING })]
             })
           ]
         });
@@ -63954,10 +63954,10 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
-          value: [new asn1js__namespace.Integer({ name: names.prime || EMPTY_STRING }), new asn1js__namespace.Integer({ name: names.exponent || EMPTY_STRING }), new asn1js__namespace.Integer({ name: names.coefficient || EMPTY_STRING })]
+          name: names2.blockName || EMPTY_STRING,
+          value: [new asn1js__namespace.Integer({ name: names2.prime || EMPTY_STRING }), new asn1js__namespace.Integer({ name: names2.exponent || EMPTY_STRING }), new asn1js__namespace.Integer({ name: names2.coefficient || EMPTY_STRING })]
         });
       }
       fromSchema(schema) {
@@ -64054,25 +64054,25 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.Integer({ name: names.version || EMPTY_STRING }),
-            new asn1js__namespace.Integer({ name: names.modulus || EMPTY_STRING }),
-            new asn1js__namespace.Integer({ name: names.publicExponent || EMPTY_STRING }),
-            new asn1js__namespace.Integer({ name: names.privateExponent || EMPTY_STRING }),
-            new asn1js__namespace.Integer({ name: names.prime1 || EMPTY_STRING }),
-            new asn1js__namespace.Integer({ name: names.prime2 || EMPTY_STRING }),
-            new asn1js__namespace.Integer({ name: names.exponent1 || EMPTY_STRING }),
-            new asn1js__namespace.Integer({ name: names.exponent2 || EMPTY_STRING }),
-            new asn1js__namespace.Integer({ name: names.coefficient || EMPTY_STRING }),
+            new asn1js__namespace.Integer({ name: names2.version || EMPTY_STRING }),
+            new asn1js__namespace.Integer({ name: names2.modulus || EMPTY_STRING }),
+            new asn1js__namespace.Integer({ name: names2.publicExponent || EMPTY_STRING }),
+            new asn1js__namespace.Integer({ name: names2.privateExponent || EMPTY_STRING }),
+            new asn1js__namespace.Integer({ name: names2.prime1 || EMPTY_STRING }),
+            new asn1js__namespace.Integer({ name: names2.prime2 || EMPTY_STRING }),
+            new asn1js__namespace.Integer({ name: names2.exponent1 || EMPTY_STRING }),
+            new asn1js__namespace.Integer({ name: names2.exponent2 || EMPTY_STRING }),
+            new asn1js__namespace.Integer({ name: names2.coefficient || EMPTY_STRING }),
             new asn1js__namespace.Sequence({
               optional: true,
               value: [
                 new asn1js__namespace.Repeated({
-                  name: names.otherPrimeInfosName || EMPTY_STRING,
-                  value: OtherPrimeInfo.schema(names.otherPrimeInfo || {})
+                  name: names2.otherPrimeInfosName || EMPTY_STRING,
+                  value: OtherPrimeInfo.schema(names2.otherPrimeInfo || {})
                 })
               ]
             })
@@ -64208,13 +64208,13 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.Integer({ name: names.version || EMPTY_STRING }),
-            AlgorithmIdentifier3.schema(names.privateKeyAlgorithm || {}),
-            new asn1js__namespace.OctetString({ name: names.privateKey || EMPTY_STRING }),
+            new asn1js__namespace.Integer({ name: names2.version || EMPTY_STRING }),
+            AlgorithmIdentifier3.schema(names2.privateKeyAlgorithm || {}),
+            new asn1js__namespace.OctetString({ name: names2.privateKey || EMPTY_STRING }),
             new asn1js__namespace.Constructed({
               optional: true,
               idBlock: {
@@ -64223,7 +64223,7 @@ var require_build3 = __commonJS({
               },
               value: [
                 new asn1js__namespace.Repeated({
-                  name: names.attributes || EMPTY_STRING,
+                  name: names2.attributes || EMPTY_STRING,
                   value: Attribute4.schema()
                 })
               ]
@@ -64406,16 +64406,16 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.ObjectIdentifier({ name: names.contentType || EMPTY_STRING }),
-            AlgorithmIdentifier3.schema(names.contentEncryptionAlgorithm || {}),
+            new asn1js__namespace.ObjectIdentifier({ name: names2.contentType || EMPTY_STRING }),
+            AlgorithmIdentifier3.schema(names2.contentEncryptionAlgorithm || {}),
             new asn1js__namespace.Choice({
               value: [
                 new asn1js__namespace.Constructed({
-                  name: names.encryptedContent || EMPTY_STRING,
+                  name: names2.encryptedContent || EMPTY_STRING,
                   idBlock: {
                     tagClass: 3,
                     tagNumber: 0
@@ -64427,7 +64427,7 @@ var require_build3 = __commonJS({
                   ]
                 }),
                 new asn1js__namespace.Primitive({
-                  name: names.encryptedContent || EMPTY_STRING,
+                  name: names2.encryptedContent || EMPTY_STRING,
                   idBlock: {
                     tagClass: 3,
                     tagNumber: 0
@@ -64540,9 +64540,9 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Constructed({
               idBlock: {
@@ -64550,7 +64550,7 @@ var require_build3 = __commonJS({
                 tagNumber: 0
               },
               optional: true,
-              value: [AlgorithmIdentifier3.schema(names.hashAlgorithm || {})]
+              value: [AlgorithmIdentifier3.schema(names2.hashAlgorithm || {})]
             }),
             new asn1js__namespace.Constructed({
               idBlock: {
@@ -64558,7 +64558,7 @@ var require_build3 = __commonJS({
                 tagNumber: 1
               },
               optional: true,
-              value: [AlgorithmIdentifier3.schema(names.maskGenAlgorithm || {})]
+              value: [AlgorithmIdentifier3.schema(names2.maskGenAlgorithm || {})]
             }),
             new asn1js__namespace.Constructed({
               idBlock: {
@@ -64566,7 +64566,7 @@ var require_build3 = __commonJS({
                 tagNumber: 2
               },
               optional: true,
-              value: [new asn1js__namespace.Integer({ name: names.saltLength || EMPTY_STRING })]
+              value: [new asn1js__namespace.Integer({ name: names2.saltLength || EMPTY_STRING })]
             }),
             new asn1js__namespace.Constructed({
               idBlock: {
@@ -64574,7 +64574,7 @@ var require_build3 = __commonJS({
                 tagNumber: 3
               },
               optional: true,
-              value: [new asn1js__namespace.Integer({ name: names.trailerField || EMPTY_STRING })]
+              value: [new asn1js__namespace.Integer({ name: names2.trailerField || EMPTY_STRING })]
             })
           ]
         });
@@ -64705,19 +64705,19 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Choice({
-              value: [new asn1js__namespace.OctetString({ name: names.saltPrimitive || EMPTY_STRING }), AlgorithmIdentifier3.schema(names.saltConstructed || {})]
+              value: [new asn1js__namespace.OctetString({ name: names2.saltPrimitive || EMPTY_STRING }), AlgorithmIdentifier3.schema(names2.saltConstructed || {})]
             }),
-            new asn1js__namespace.Integer({ name: names.iterationCount || EMPTY_STRING }),
+            new asn1js__namespace.Integer({ name: names2.iterationCount || EMPTY_STRING }),
             new asn1js__namespace.Integer({
-              name: names.keyLength || EMPTY_STRING,
+              name: names2.keyLength || EMPTY_STRING,
               optional: true
             }),
-            AlgorithmIdentifier3.schema(names.prf || {
+            AlgorithmIdentifier3.schema(names2.prf || {
               names: {
                 optional: true
               }
@@ -64809,10 +64809,10 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
-          value: [AlgorithmIdentifier3.schema(names.keyDerivationFunc || {}), AlgorithmIdentifier3.schema(names.encryptionScheme || {})]
+          name: names2.blockName || EMPTY_STRING,
+          value: [AlgorithmIdentifier3.schema(names2.keyDerivationFunc || {}), AlgorithmIdentifier3.schema(names2.encryptionScheme || {})]
         });
       }
       fromSchema(schema) {
@@ -66723,10 +66723,10 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}, optional3 = false) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Choice({
           optional: optional3,
-          value: [new asn1js__namespace.UTCTime({ name: names.utcTimeName || EMPTY_STRING }), new asn1js__namespace.GeneralizedTime({ name: names.generalTimeName || EMPTY_STRING })]
+          value: [new asn1js__namespace.UTCTime({ name: names2.utcTimeName || EMPTY_STRING }), new asn1js__namespace.GeneralizedTime({ name: names2.generalTimeName || EMPTY_STRING })]
         });
       }
       fromSchema(schema) {
@@ -66806,9 +66806,9 @@ var require_build3 = __commonJS({
       SIGNATURE_VALUE$4
     ];
     function tbsCertificate(parameters = {}) {
-      const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+      const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
       return new asn1js__namespace.Sequence({
-        name: names.blockName || TBS_CERTIFICATE,
+        name: names2.blockName || TBS_CERTIFICATE,
         value: [
           new asn1js__namespace.Constructed({
             optional: true,
@@ -66817,32 +66817,32 @@ var require_build3 = __commonJS({
               tagNumber: 0
             },
             value: [
-              new asn1js__namespace.Integer({ name: names.tbsCertificateVersion || TBS_CERTIFICATE_VERSION })
+              new asn1js__namespace.Integer({ name: names2.tbsCertificateVersion || TBS_CERTIFICATE_VERSION })
             ]
           }),
           new asn1js__namespace.Integer({
-            name: names.tbsCertificateSerialNumber || TBS_CERTIFICATE_SERIAL_NUMBER
+            name: names2.tbsCertificateSerialNumber || TBS_CERTIFICATE_SERIAL_NUMBER
           }),
-          AlgorithmIdentifier3.schema(names.signature || {
+          AlgorithmIdentifier3.schema(names2.signature || {
             names: {
               blockName: TBS_CERTIFICATE_SIGNATURE
             }
           }),
-          RelativeDistinguishedNames3.schema(names.issuer || {
+          RelativeDistinguishedNames3.schema(names2.issuer || {
             names: {
               blockName: TBS_CERTIFICATE_ISSUER
             }
           }),
           new asn1js__namespace.Sequence({
-            name: names.tbsCertificateValidity || "tbsCertificate.validity",
+            name: names2.tbsCertificateValidity || "tbsCertificate.validity",
             value: [
-              Time2.schema(names.notBefore || {
+              Time2.schema(names2.notBefore || {
                 names: {
                   utcTimeName: TBS_CERTIFICATE_NOT_BEFORE,
                   generalTimeName: TBS_CERTIFICATE_NOT_BEFORE
                 }
               }),
-              Time2.schema(names.notAfter || {
+              Time2.schema(names2.notAfter || {
                 names: {
                   utcTimeName: TBS_CERTIFICATE_NOT_AFTER,
                   generalTimeName: TBS_CERTIFICATE_NOT_AFTER
@@ -66850,18 +66850,18 @@ var require_build3 = __commonJS({
               })
             ]
           }),
-          RelativeDistinguishedNames3.schema(names.subject || {
+          RelativeDistinguishedNames3.schema(names2.subject || {
             names: {
               blockName: TBS_CERTIFICATE_SUBJECT
             }
           }),
-          PublicKeyInfo3.schema(names.subjectPublicKeyInfo || {
+          PublicKeyInfo3.schema(names2.subjectPublicKeyInfo || {
             names: {
               blockName: TBS_CERTIFICATE_SUBJECT_PUBLIC_KEY
             }
           }),
           new asn1js__namespace.Primitive({
-            name: names.tbsCertificateIssuerUniqueID || TBS_CERTIFICATE_ISSUER_UNIQUE_ID,
+            name: names2.tbsCertificateIssuerUniqueID || TBS_CERTIFICATE_ISSUER_UNIQUE_ID,
             optional: true,
             idBlock: {
               tagClass: 3,
@@ -66869,7 +66869,7 @@ var require_build3 = __commonJS({
             }
           }),
           new asn1js__namespace.Primitive({
-            name: names.tbsCertificateSubjectUniqueID || TBS_CERTIFICATE_SUBJECT_UNIQUE_ID,
+            name: names2.tbsCertificateSubjectUniqueID || TBS_CERTIFICATE_SUBJECT_UNIQUE_ID,
             optional: true,
             idBlock: {
               tagClass: 3,
@@ -66883,7 +66883,7 @@ var require_build3 = __commonJS({
               tagNumber: 3
             },
             value: [
-              Extensions.schema(names.extensions || {
+              Extensions.schema(names2.extensions || {
                 names: {
                   blockName: TBS_CERTIFICATE_EXTENSIONS
                 }
@@ -66893,7 +66893,7 @@ var require_build3 = __commonJS({
         ]
       });
     }
-    var Certificate4 = class _Certificate extends PkiObject {
+    var Certificate5 = class _Certificate extends PkiObject {
       get tbs() {
         return pvtsutils__namespace.BufferSourceConverter.toArrayBuffer(this.tbsView);
       }
@@ -66961,17 +66961,17 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            tbsCertificate(names.tbsCertificate),
-            AlgorithmIdentifier3.schema(names.signatureAlgorithm || {
+            tbsCertificate(names2.tbsCertificate),
+            AlgorithmIdentifier3.schema(names2.signatureAlgorithm || {
               names: {
                 blockName: SIGNATURE_ALGORITHM$8
               }
             }),
-            new asn1js__namespace.BitString({ name: names.signatureValue || SIGNATURE_VALUE$4 })
+            new asn1js__namespace.BitString({ name: names2.signatureValue || SIGNATURE_VALUE$4 })
           ]
         });
       }
@@ -67147,16 +67147,16 @@ var require_build3 = __commonJS({
         return crypto2.verifyWithPublicKey(this.tbsView, this.signatureValue, subjectPublicKeyInfo, this.signatureAlgorithm);
       }
     };
-    Certificate4.CLASS_NAME = "Certificate";
+    Certificate5.CLASS_NAME = "Certificate";
     function checkCA(cert, signerCert = null) {
       if (signerCert && cert.issuer.isEqual(signerCert.issuer) && cert.serialNumber.isEqual(signerCert.serialNumber)) {
         return null;
       }
       let isCA = false;
       if (cert.extensions) {
-        for (const extension of cert.extensions) {
-          if (extension.extnID === id_BasicConstraints && extension.parsedValue instanceof BasicConstraints2) {
-            if (extension.parsedValue.cA) {
+        for (const extension2 of cert.extensions) {
+          if (extension2.extnID === id_BasicConstraints && extension2.parsedValue instanceof BasicConstraints2) {
+            if (extension2.parsedValue.cA) {
               isCA = true;
               break;
             }
@@ -67410,7 +67410,7 @@ var require_build3 = __commonJS({
       const decoded = asn1js__namespace.fromBER(encoded);
       if (decoded.offset !== encoded.byteLength || !hasConstructedTag(decoded.result, 1, 16))
         throw new Error("Invalid certificate TBS encoding");
-      const tbsSchema = Certificate4.schema().valueBlock.value[0];
+      const tbsSchema = Certificate5.schema().valueBlock.value[0];
       if (!asn1js__namespace.compareSchema(decoded.result, decoded.result, tbsSchema).verified)
         throw new Error("Invalid certificate TBS encoding");
       return decoded.result;
@@ -67428,10 +67428,10 @@ var require_build3 = __commonJS({
         throw new Error("No SignedCertificateTimestampList extension in the specified certificate");
       return { field, extensions };
     }
-    function isSCTExtension(extension) {
-      if (!hasConstructedTag(extension, 1, 16))
+    function isSCTExtension(extension2) {
+      if (!hasConstructedTag(extension2, 1, 16))
         return false;
-      const oid = extension.valueBlock.value[0];
+      const oid = extension2.valueBlock.value[0];
       if (!oid || oid.idBlock.tagClass !== 1 || oid.idBlock.tagNumber !== 6 || oid.idBlock.isConstructed)
         return false;
       return pvutils__namespace.isEqualBuffer(oid.valueBlock.toBER(false), SCT_EXTENSION_OID);
@@ -67448,10 +67448,10 @@ var require_build3 = __commonJS({
       return timestamps;
     }
     function encodeExtensionsWithoutSCTs(field, extensions) {
-      const retained = extensions.valueBlock.value.filter((extension) => !isSCTExtension(extension));
+      const retained = extensions.valueBlock.value.filter((extension2) => !isSCTExtension(extension2));
       if (retained.length === 0)
         return [];
-      const encoded = encodeConstructedValue(extensions, retained.map((extension) => extension.valueBeforeDecodeView));
+      const encoded = encodeConstructedValue(extensions, retained.map((extension2) => extension2.valueBeforeDecodeView));
       return [new Uint8Array(encodeConstructedValue(field, [new Uint8Array(encoded)]))];
     }
     function preparePreCert(certificate) {
@@ -67509,11 +67509,11 @@ var require_build3 = __commonJS({
       }
       static schema(parameters = {}) {
         var _a2;
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
-        (_a2 = names.optional) !== null && _a2 !== void 0 ? _a2 : names.optional = false;
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
+        (_a2 = names2.optional) !== null && _a2 !== void 0 ? _a2 : names2.optional = false;
         return new asn1js__namespace.OctetString({
-          name: names.blockName || "SignedCertificateTimestampList",
-          optional: names.optional
+          name: names2.blockName || "SignedCertificateTimestampList",
+          optional: names2.optional
         });
       }
       fromSchema(schema) {
@@ -67574,12 +67574,12 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Repeated({
-              name: names.attributes || EMPTY_STRING,
+              name: names2.attributes || EMPTY_STRING,
               value: Attribute4.schema()
             })
           ]
@@ -67621,12 +67621,12 @@ var require_build3 = __commonJS({
           _ExtensionValueFactory.register(id_MicrosoftCertTemplateV2, "MicrosoftCertTemplateV2", CertificateTemplate);
           _ExtensionValueFactory.register(id_CRLDistributionPoints, "CRLDistributionPoints", CRLDistributionPoints);
           _ExtensionValueFactory.register(id_FreshestCRL, "FreshestCRL", CRLDistributionPoints);
-          _ExtensionValueFactory.register(id_ExtKeyUsage, "ExtKeyUsage", ExtKeyUsage2);
+          _ExtensionValueFactory.register(id_ExtKeyUsage, "ExtKeyUsage", ExtKeyUsage3);
           _ExtensionValueFactory.register(id_CertificateIssuer, "CertificateIssuer", GeneralNames);
           _ExtensionValueFactory.register(id_AuthorityInfoAccess, "AuthorityInfoAccess", InfoAccess);
           _ExtensionValueFactory.register(id_SubjectInfoAccess, "SubjectInfoAccess", InfoAccess);
           _ExtensionValueFactory.register(id_IssuingDistributionPoint, "IssuingDistributionPoint", IssuingDistributionPoint);
-          _ExtensionValueFactory.register(id_NameConstraints, "NameConstraints", NameConstraints);
+          _ExtensionValueFactory.register(id_NameConstraints, "NameConstraints", NameConstraints2);
           _ExtensionValueFactory.register(id_PolicyConstraints, "PolicyConstraints", PolicyConstraints);
           _ExtensionValueFactory.register(id_PolicyMappings, "PolicyMappings", PolicyMappings);
           _ExtensionValueFactory.register(id_PrivateKeyUsagePeriod, "PrivateKeyUsagePeriod", PrivateKeyUsagePeriod);
@@ -67708,16 +67708,16 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.ObjectIdentifier({ name: names.extnID || EMPTY_STRING }),
+            new asn1js__namespace.ObjectIdentifier({ name: names2.extnID || EMPTY_STRING }),
             new asn1js__namespace.Boolean({
-              name: names.critical || EMPTY_STRING,
+              name: names2.critical || EMPTY_STRING,
               optional: true
             }),
-            new asn1js__namespace.OctetString({ name: names.extnValue || EMPTY_STRING })
+            new asn1js__namespace.OctetString({ name: names2.extnValue || EMPTY_STRING })
           ]
         });
       }
@@ -67782,14 +67782,14 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}, optional3 = false) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
           optional: optional3,
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Repeated({
-              name: names.extensions || EMPTY_STRING,
-              value: Extension2.schema(names.extension || {})
+              name: names2.extensions || EMPTY_STRING,
+              value: Extension2.schema(names2.extension || {})
             })
           ]
         });
@@ -67845,15 +67845,15 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            GeneralNames.schema(names.issuer || {}),
-            new asn1js__namespace.Integer({ name: names.serialNumber || EMPTY_STRING }),
+            GeneralNames.schema(names2.issuer || {}),
+            new asn1js__namespace.Integer({ name: names2.serialNumber || EMPTY_STRING }),
             new asn1js__namespace.BitString({
               optional: true,
-              name: names.issuerUID || EMPTY_STRING
+              name: names2.issuerUID || EMPTY_STRING
             })
           ]
         });
@@ -67960,15 +67960,15 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.Integer({ name: names.version || EMPTY_STRING }),
+            new asn1js__namespace.Integer({ name: names2.version || EMPTY_STRING }),
             new asn1js__namespace.Choice({
               value: [
                 new asn1js__namespace.Constructed({
-                  name: names.baseCertificateID || EMPTY_STRING,
+                  name: names2.baseCertificateID || EMPTY_STRING,
                   idBlock: {
                     tagClass: 3,
                     tagNumber: 0
@@ -67976,7 +67976,7 @@ var require_build3 = __commonJS({
                   value: IssuerSerial.schema().valueBlock.value
                 }),
                 new asn1js__namespace.Constructed({
-                  name: names.subjectName || EMPTY_STRING,
+                  name: names2.subjectName || EMPTY_STRING,
                   idBlock: {
                     tagClass: 3,
                     tagNumber: 1
@@ -67987,14 +67987,14 @@ var require_build3 = __commonJS({
             }),
             GeneralNames.schema({
               names: {
-                blockName: names.issuer || EMPTY_STRING
+                blockName: names2.issuer || EMPTY_STRING
               }
             }),
-            AlgorithmIdentifier3.schema(names.signature || {}),
-            new asn1js__namespace.Integer({ name: names.serialNumber || EMPTY_STRING }),
-            AttCertValidityPeriod.schema(names.attrCertValidityPeriod || {}),
+            AlgorithmIdentifier3.schema(names2.signature || {}),
+            new asn1js__namespace.Integer({ name: names2.serialNumber || EMPTY_STRING }),
+            AttCertValidityPeriod.schema(names2.attrCertValidityPeriod || {}),
             new asn1js__namespace.Sequence({
-              name: names.attributes || EMPTY_STRING,
+              name: names2.attributes || EMPTY_STRING,
               value: [
                 new asn1js__namespace.Repeated({
                   value: Attribute4.schema()
@@ -68003,9 +68003,9 @@ var require_build3 = __commonJS({
             }),
             new asn1js__namespace.BitString({
               optional: true,
-              name: names.issuerUniqueID || EMPTY_STRING
+              name: names2.issuerUniqueID || EMPTY_STRING
             }),
-            Extensions.schema(names.extensions || {}, true)
+            Extensions.schema(names2.extensions || {}, true)
           ]
         });
       }
@@ -68156,10 +68156,10 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
-          value: [AttributeCertificateInfoV1.schema(names.acinfo || {}), AlgorithmIdentifier3.schema(names.signatureAlgorithm || {}), new asn1js__namespace.BitString({ name: names.signatureValue || EMPTY_STRING })]
+          name: names2.blockName || EMPTY_STRING,
+          value: [AttributeCertificateInfoV1.schema(names2.acinfo || {}), AlgorithmIdentifier3.schema(names2.signatureAlgorithm || {}), new asn1js__namespace.BitString({ name: names2.signatureValue || EMPTY_STRING })]
         });
       }
       fromSchema(schema) {
@@ -68231,17 +68231,17 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.Enumerated({ name: names.digestedObjectType || EMPTY_STRING }),
+            new asn1js__namespace.Enumerated({ name: names2.digestedObjectType || EMPTY_STRING }),
             new asn1js__namespace.ObjectIdentifier({
               optional: true,
-              name: names.otherObjectTypeID || EMPTY_STRING
+              name: names2.otherObjectTypeID || EMPTY_STRING
             }),
-            AlgorithmIdentifier3.schema(names.digestAlgorithm || {}),
-            new asn1js__namespace.BitString({ name: names.objectDigest || EMPTY_STRING })
+            AlgorithmIdentifier3.schema(names2.digestAlgorithm || {}),
+            new asn1js__namespace.BitString({ name: names2.objectDigest || EMPTY_STRING })
           ]
         });
       }
@@ -68324,18 +68324,18 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             GeneralNames.schema({
               names: {
-                blockName: names.issuerName
+                blockName: names2.issuerName
               }
             }, true),
             new asn1js__namespace.Constructed({
               optional: true,
-              name: names.baseCertificateID || EMPTY_STRING,
+              name: names2.baseCertificateID || EMPTY_STRING,
               idBlock: {
                 tagClass: 3,
                 tagNumber: 0
@@ -68344,7 +68344,7 @@ var require_build3 = __commonJS({
             }),
             new asn1js__namespace.Constructed({
               optional: true,
-              name: names.objectDigestInfo || EMPTY_STRING,
+              name: names2.objectDigestInfo || EMPTY_STRING,
               idBlock: {
                 tagClass: 3,
                 tagNumber: 1
@@ -68453,13 +68453,13 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Constructed({
               optional: true,
-              name: names.baseCertificateID || EMPTY_STRING,
+              name: names2.baseCertificateID || EMPTY_STRING,
               idBlock: {
                 tagClass: 3,
                 tagNumber: 0
@@ -68468,7 +68468,7 @@ var require_build3 = __commonJS({
             }),
             new asn1js__namespace.Constructed({
               optional: true,
-              name: names.entityName || EMPTY_STRING,
+              name: names2.entityName || EMPTY_STRING,
               idBlock: {
                 tagClass: 3,
                 tagNumber: 1
@@ -68477,7 +68477,7 @@ var require_build3 = __commonJS({
             }),
             new asn1js__namespace.Constructed({
               optional: true,
-              name: names.objectDigestInfo || EMPTY_STRING,
+              name: names2.objectDigestInfo || EMPTY_STRING,
               idBlock: {
                 tagClass: 3,
                 tagNumber: 2
@@ -68620,21 +68620,21 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.Integer({ name: names.version || EMPTY_STRING }),
-            Holder.schema(names.holder || {}),
+            new asn1js__namespace.Integer({ name: names2.version || EMPTY_STRING }),
+            Holder.schema(names2.holder || {}),
             new asn1js__namespace.Choice({
               value: [
                 GeneralNames.schema({
                   names: {
-                    blockName: names.issuer || EMPTY_STRING
+                    blockName: names2.issuer || EMPTY_STRING
                   }
                 }),
                 new asn1js__namespace.Constructed({
-                  name: names.issuer || EMPTY_STRING,
+                  name: names2.issuer || EMPTY_STRING,
                   idBlock: {
                     tagClass: 3,
                     tagNumber: 0
@@ -68643,11 +68643,11 @@ var require_build3 = __commonJS({
                 })
               ]
             }),
-            AlgorithmIdentifier3.schema(names.signature || {}),
-            new asn1js__namespace.Integer({ name: names.serialNumber || EMPTY_STRING }),
-            AttCertValidityPeriod.schema(names.attrCertValidityPeriod || {}),
+            AlgorithmIdentifier3.schema(names2.signature || {}),
+            new asn1js__namespace.Integer({ name: names2.serialNumber || EMPTY_STRING }),
+            AttCertValidityPeriod.schema(names2.attrCertValidityPeriod || {}),
             new asn1js__namespace.Sequence({
-              name: names.attributes || EMPTY_STRING,
+              name: names2.attributes || EMPTY_STRING,
               value: [
                 new asn1js__namespace.Repeated({
                   value: Attribute4.schema()
@@ -68656,9 +68656,9 @@ var require_build3 = __commonJS({
             }),
             new asn1js__namespace.BitString({
               optional: true,
-              name: names.issuerUniqueID || EMPTY_STRING
+              name: names2.issuerUniqueID || EMPTY_STRING
             }),
-            Extensions.schema(names.extensions || {}, true)
+            Extensions.schema(names2.extensions || {}, true)
           ]
         });
       }
@@ -68796,10 +68796,10 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
-          value: [AttributeCertificateInfoV2.schema(names.acinfo || {}), AlgorithmIdentifier3.schema(names.signatureAlgorithm || {}), new asn1js__namespace.BitString({ name: names.signatureValue || EMPTY_STRING })]
+          name: names2.blockName || EMPTY_STRING,
+          value: [AttributeCertificateInfoV2.schema(names2.acinfo || {}), AlgorithmIdentifier3.schema(names2.signatureAlgorithm || {}), new asn1js__namespace.BitString({ name: names2.signatureValue || EMPTY_STRING })]
         });
       }
       fromSchema(schema) {
@@ -68871,21 +68871,21 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
-        if ("optional" in names === false) {
-          names.optional = false;
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
+        if ("optional" in names2 === false) {
+          names2.optional = false;
         }
         return new asn1js__namespace.Sequence({
-          name: names.blockName || "ContentInfo",
-          optional: names.optional,
+          name: names2.blockName || "ContentInfo",
+          optional: names2.optional,
           value: [
-            new asn1js__namespace.ObjectIdentifier({ name: names.contentType || CONTENT_TYPE }),
+            new asn1js__namespace.ObjectIdentifier({ name: names2.contentType || CONTENT_TYPE }),
             new asn1js__namespace.Constructed({
               idBlock: {
                 tagClass: 3,
                 tagNumber: 0
               },
-              value: [new asn1js__namespace.Any({ name: names.content || CONTENT })]
+              value: [new asn1js__namespace.Any({ name: names2.content || CONTENT })]
             })
           ]
         });
@@ -68967,17 +68967,17 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.ObjectIdentifier({ name: names.id || "id" }),
+            new asn1js__namespace.ObjectIdentifier({ name: names2.id || "id" }),
             new asn1js__namespace.Constructed({
               idBlock: {
                 tagClass: 3,
                 tagNumber: 0
               },
-              value: [new asn1js__namespace.Any({ name: names.value || "value" })]
+              value: [new asn1js__namespace.Any({ name: names2.value || "value" })]
             })
           ]
         });
@@ -68998,7 +68998,7 @@ var require_build3 = __commonJS({
           case id_CertBag_X509Certificate:
             {
               try {
-                this.parsedValue = Certificate4.fromBER(certValueHex);
+                this.parsedValue = Certificate5.fromBER(certValueHex);
               } catch {
                 AttributeCertificateV2.fromBER(certValueHex);
               }
@@ -69075,20 +69075,20 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.Integer({ name: names.userCertificate || USER_CERTIFICATE }),
+            new asn1js__namespace.Integer({ name: names2.userCertificate || USER_CERTIFICATE }),
             Time2.schema({
               names: {
-                utcTimeName: names.revocationDate || REVOCATION_DATE,
-                generalTimeName: names.revocationDate || REVOCATION_DATE
+                utcTimeName: names2.revocationDate || REVOCATION_DATE,
+                generalTimeName: names2.revocationDate || REVOCATION_DATE
               }
             }),
             Extensions.schema({
               names: {
-                blockName: names.crlEntryExtensions || CRL_ENTRY_EXTENSIONS
+                blockName: names2.crlEntryExtensions || CRL_ENTRY_EXTENSIONS
               }
             }, true)
           ]
@@ -69156,32 +69156,32 @@ var require_build3 = __commonJS({
       SIGNATURE_VALUE$1
     ];
     function tbsCertList(parameters = {}) {
-      const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+      const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
       return new asn1js__namespace.Sequence({
-        name: names.blockName || TBS_CERT_LIST,
+        name: names2.blockName || TBS_CERT_LIST,
         value: [
           new asn1js__namespace.Integer({
             optional: true,
-            name: names.tbsCertListVersion || TBS_CERT_LIST_VERSION,
+            name: names2.tbsCertListVersion || TBS_CERT_LIST_VERSION,
             value: 2
           }),
-          AlgorithmIdentifier3.schema(names.signature || {
+          AlgorithmIdentifier3.schema(names2.signature || {
             names: {
               blockName: TBS_CERT_LIST_SIGNATURE
             }
           }),
-          RelativeDistinguishedNames3.schema(names.issuer || {
+          RelativeDistinguishedNames3.schema(names2.issuer || {
             names: {
               blockName: TBS_CERT_LIST_ISSUER
             }
           }),
-          Time2.schema(names.tbsCertListThisUpdate || {
+          Time2.schema(names2.tbsCertListThisUpdate || {
             names: {
               utcTimeName: TBS_CERT_LIST_THIS_UPDATE,
               generalTimeName: TBS_CERT_LIST_THIS_UPDATE
             }
           }),
-          Time2.schema(names.tbsCertListNextUpdate || {
+          Time2.schema(names2.tbsCertListNextUpdate || {
             names: {
               utcTimeName: TBS_CERT_LIST_NEXT_UPDATE,
               generalTimeName: TBS_CERT_LIST_NEXT_UPDATE
@@ -69191,7 +69191,7 @@ var require_build3 = __commonJS({
             optional: true,
             value: [
               new asn1js__namespace.Repeated({
-                name: names.tbsCertListRevokedCertificates || TBS_CERT_LIST_REVOKED_CERTIFICATES,
+                name: names2.tbsCertListRevokedCertificates || TBS_CERT_LIST_REVOKED_CERTIFICATES,
                 value: new asn1js__namespace.Sequence({
                   value: [new asn1js__namespace.Integer(), Time2.schema(), Extensions.schema({}, true)]
                 })
@@ -69205,7 +69205,7 @@ var require_build3 = __commonJS({
               tagNumber: 0
             },
             value: [
-              Extensions.schema(names.crlExtensions || {
+              Extensions.schema(names2.crlExtensions || {
                 names: {
                   blockName: TBS_CERT_LIST_EXTENSIONS
                 }
@@ -69227,7 +69227,7 @@ var require_build3 = __commonJS({
       id_InvalidityDate,
       id_CertificateIssuer
     ];
-    var CertificateRevocationList = class _CertificateRevocationList extends PkiObject {
+    var CertificateRevocationList2 = class _CertificateRevocationList extends PkiObject {
       get tbs() {
         return pvtsutils__namespace.BufferSourceConverter.toArrayBuffer(this.tbsView);
       }
@@ -69283,17 +69283,17 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || "CertificateList",
+          name: names2.blockName || "CertificateList",
           value: [
             tbsCertList(parameters),
-            AlgorithmIdentifier3.schema(names.signatureAlgorithm || {
+            AlgorithmIdentifier3.schema(names2.signatureAlgorithm || {
               names: {
                 blockName: SIGNATURE_ALGORITHM$4
               }
             }),
-            new asn1js__namespace.BitString({ name: names.signatureValue || SIGNATURE_VALUE$1 })
+            new asn1js__namespace.BitString({ name: names2.signatureValue || SIGNATURE_VALUE$1 })
           ]
         });
       }
@@ -69430,9 +69430,9 @@ var require_build3 = __commonJS({
           throw new Error("Issuer's certificate must be provided as an input parameter");
         }
         if (this.crlExtensions) {
-          for (const extension of this.crlExtensions.extensions) {
-            if (extension.critical) {
-              if (!WELL_KNOWN_EXTENSIONS.includes(extension.extnID))
+          for (const extension2 of this.crlExtensions.extensions) {
+            if (extension2.critical) {
+              if (!WELL_KNOWN_EXTENSIONS.includes(extension2.extnID))
                 return false;
             }
           }
@@ -69440,7 +69440,7 @@ var require_build3 = __commonJS({
         return crypto2.verifyWithPublicKey(this.tbsView, this.signatureValue, subjectPublicKeyInfo, this.signatureAlgorithm);
       }
     };
-    CertificateRevocationList.CLASS_NAME = "CertificateRevocationList";
+    CertificateRevocationList2.CLASS_NAME = "CertificateRevocationList";
     var CRL_ID = "crlId";
     var CRL_VALUE = "crlValue";
     var PARSED_VALUE$3 = "parsedValue";
@@ -69482,17 +69482,17 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.ObjectIdentifier({ name: names.id || "id" }),
+            new asn1js__namespace.ObjectIdentifier({ name: names2.id || "id" }),
             new asn1js__namespace.Constructed({
               idBlock: {
                 tagClass: 3,
                 tagNumber: 0
               },
-              value: [new asn1js__namespace.Any({ name: names.value || "value" })]
+              value: [new asn1js__namespace.Any({ name: names2.value || "value" })]
             })
           ]
         });
@@ -69511,7 +69511,7 @@ var require_build3 = __commonJS({
         switch (this.crlId) {
           case id_CRLBag_X509CRL:
             {
-              this.parsedValue = CertificateRevocationList.fromBER(this.certValue.valueBlock.valueHex);
+              this.parsedValue = CertificateRevocationList2.fromBER(this.certValue.valueBlock.valueHex);
             }
             break;
           default:
@@ -69587,12 +69587,12 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.Integer({ name: names.version || EMPTY_STRING }),
-            EncryptedContentInfo.schema(names.encryptedContentInfo || {}),
+            new asn1js__namespace.Integer({ name: names2.version || EMPTY_STRING }),
+            EncryptedContentInfo.schema(names2.encryptedContentInfo || {}),
             new asn1js__namespace.Constructed({
               optional: true,
               idBlock: {
@@ -69601,7 +69601,7 @@ var require_build3 = __commonJS({
               },
               value: [
                 new asn1js__namespace.Repeated({
-                  name: names.unprotectedAttrs || EMPTY_STRING,
+                  name: names2.unprotectedAttrs || EMPTY_STRING,
                   value: Attribute4.schema()
                 })
               ]
@@ -69716,23 +69716,23 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            AlgorithmIdentifier3.schema(names.encryptionAlgorithm || {
+            AlgorithmIdentifier3.schema(names2.encryptionAlgorithm || {
               names: {
                 blockName: ENCRYPTION_ALGORITHM
               }
             }),
             new asn1js__namespace.Choice({
               value: [
-                new asn1js__namespace.OctetString({ name: names.encryptedData || ENCRYPTED_DATA }),
+                new asn1js__namespace.OctetString({ name: names2.encryptedData || ENCRYPTED_DATA }),
                 new asn1js__namespace.OctetString({
                   idBlock: {
                     isConstructed: true
                   },
-                  name: names.encryptedData || ENCRYPTED_DATA
+                  name: names2.encryptedData || ENCRYPTED_DATA
                 })
               ]
             })
@@ -69827,17 +69827,17 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.ObjectIdentifier({ name: names.id || "id" }),
+            new asn1js__namespace.ObjectIdentifier({ name: names2.id || "id" }),
             new asn1js__namespace.Constructed({
               idBlock: {
                 tagClass: 3,
                 tagNumber: 0
               },
-              value: [new asn1js__namespace.Any({ name: names.value || "value" })]
+              value: [new asn1js__namespace.Any({ name: names2.value || "value" })]
             })
           ]
         });
@@ -69937,23 +69937,23 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.ObjectIdentifier({ name: names.bagId || BAG_ID }),
+            new asn1js__namespace.ObjectIdentifier({ name: names2.bagId || BAG_ID }),
             new asn1js__namespace.Constructed({
               idBlock: {
                 tagClass: 3,
                 tagNumber: 0
               },
-              value: [new asn1js__namespace.Any({ name: names.bagValue || BAG_VALUE })]
+              value: [new asn1js__namespace.Any({ name: names2.bagValue || BAG_VALUE })]
             }),
             new asn1js__namespace.Set({
               optional: true,
               value: [
                 new asn1js__namespace.Repeated({
-                  name: names.bagAttributes || BAG_ATTRIBUTES,
+                  name: names2.bagAttributes || BAG_ATTRIBUTES,
                   value: Attribute4.schema()
                 })
               ]
@@ -70039,12 +70039,12 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Repeated({
-              name: names.safeBags || EMPTY_STRING,
+              name: names2.safeBags || EMPTY_STRING,
               value: SafeBag.schema()
             })
           ]
@@ -70095,10 +70095,10 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
-          value: [new asn1js__namespace.ObjectIdentifier({ name: names.otherCertFormat || OTHER_CERT_FORMAT }), new asn1js__namespace.Any({ name: names.otherCert || OTHER_CERT })]
+          name: names2.blockName || EMPTY_STRING,
+          value: [new asn1js__namespace.ObjectIdentifier({ name: names2.otherCertFormat || OTHER_CERT_FORMAT }), new asn1js__namespace.Any({ name: names2.otherCert || OTHER_CERT })]
         });
       }
       fromSchema(schema) {
@@ -70142,15 +70142,15 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Set({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Repeated({
-              name: names.certificates || CERTIFICATES$1,
+              name: names2.certificates || CERTIFICATES$1,
               value: new asn1js__namespace.Choice({
                 value: [
-                  Certificate4.schema(),
+                  Certificate5.schema(),
                   new asn1js__namespace.Constructed({
                     idBlock: {
                       tagClass: 3,
@@ -70192,7 +70192,7 @@ var require_build3 = __commonJS({
         this.certificates = Array.from(asn1.result.certificates || [], (element) => {
           const initialTagNumber = element.idBlock.tagNumber;
           if (element.idBlock.tagClass === 1)
-            return new Certificate4({ schema: element });
+            return new Certificate5({ schema: element });
           const elementSequence = new asn1js__namespace.Sequence({
             value: element.valueBlock.value
           });
@@ -70215,7 +70215,7 @@ var require_build3 = __commonJS({
         return new asn1js__namespace.Set({
           value: Array.from(this.certificates, (element) => {
             switch (true) {
-              case element instanceof Certificate4:
+              case element instanceof Certificate5:
                 return element.toSchema();
               case element instanceof AttributeCertificateV1:
                 return new asn1js__namespace.Constructed({
@@ -70276,10 +70276,10 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
-          value: [new asn1js__namespace.ObjectIdentifier({ name: names.otherRevInfoFormat || OTHER_REV_INFO_FORMAT }), new asn1js__namespace.Any({ name: names.otherRevInfo || OTHER_REV_INFO })]
+          name: names2.blockName || EMPTY_STRING,
+          value: [new asn1js__namespace.ObjectIdentifier({ name: names2.otherRevInfoFormat || OTHER_REV_INFO_FORMAT }), new asn1js__namespace.Any({ name: names2.otherRevInfo || OTHER_REV_INFO })]
         });
       }
       fromSchema(schema) {
@@ -70328,15 +70328,15 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Set({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Repeated({
-              name: names.crls || EMPTY_STRING,
+              name: names2.crls || EMPTY_STRING,
               value: new asn1js__namespace.Choice({
                 value: [
-                  CertificateRevocationList.schema(),
+                  CertificateRevocationList2.schema(),
                   new asn1js__namespace.Constructed({
                     idBlock: {
                       tagClass: 3,
@@ -70361,7 +70361,7 @@ var require_build3 = __commonJS({
         if (asn1.result.crls) {
           for (const element of asn1.result.crls) {
             if (element.idBlock.tagClass === 1)
-              this.crls.push(new CertificateRevocationList({ schema: element }));
+              this.crls.push(new CertificateRevocationList2({ schema: element }));
             else
               this.otherRevocationInfos.push(new OtherRevocationInfoFormat({ schema: element }));
           }
@@ -70420,12 +70420,12 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Constructed({
-              name: names.certs || EMPTY_STRING,
+              name: names2.certs || EMPTY_STRING,
               optional: true,
               idBlock: {
                 tagClass: 3,
@@ -70434,7 +70434,7 @@ var require_build3 = __commonJS({
               value: CertificateSet.schema().valueBlock.value
             }),
             new asn1js__namespace.Constructed({
-              name: names.crls || EMPTY_STRING,
+              name: names2.crls || EMPTY_STRING,
               optional: true,
               idBlock: {
                 tagClass: 3,
@@ -70528,10 +70528,10 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
-          value: [RelativeDistinguishedNames3.schema(names.issuer || {}), new asn1js__namespace.Integer({ name: names.serialNumber || EMPTY_STRING })]
+          name: names2.blockName || EMPTY_STRING,
+          value: [RelativeDistinguishedNames3.schema(names2.issuer || {}), new asn1js__namespace.Integer({ name: names2.serialNumber || EMPTY_STRING })]
         });
       }
       fromSchema(schema) {
@@ -70598,16 +70598,16 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Choice({
           value: [
             IssuerAndSerialNumber3.schema({
               names: {
-                blockName: names.blockName || EMPTY_STRING
+                blockName: names2.blockName || EMPTY_STRING
               }
             }),
             new asn1js__namespace.Primitive({
-              name: names.blockName || EMPTY_STRING,
+              name: names2.blockName || EMPTY_STRING,
               idBlock: {
                 tagClass: 3,
                 tagNumber: 0
@@ -70694,7 +70694,7 @@ var require_build3 = __commonJS({
           case ENCRYPTED_KEY$3:
             return new asn1js__namespace.OctetString();
           case RECIPIENT_CERTIFICATE$1:
-            return new Certificate4();
+            return new Certificate5();
           default:
             return super.defaultValues(memberName);
         }
@@ -70715,14 +70715,14 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.Integer({ name: names.version || EMPTY_STRING }),
-            RecipientIdentifier.schema(names.rid || {}),
-            AlgorithmIdentifier3.schema(names.keyEncryptionAlgorithm || {}),
-            new asn1js__namespace.OctetString({ name: names.encryptedKey || EMPTY_STRING })
+            new asn1js__namespace.Integer({ name: names2.version || EMPTY_STRING }),
+            RecipientIdentifier.schema(names2.rid || {}),
+            AlgorithmIdentifier3.schema(names2.keyEncryptionAlgorithm || {}),
+            new asn1js__namespace.OctetString({ name: names2.encryptedKey || EMPTY_STRING })
           ]
         });
       }
@@ -70821,10 +70821,10 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
-          value: [AlgorithmIdentifier3.schema(names.algorithm || {}), new asn1js__namespace.BitString({ name: names.publicKey || EMPTY_STRING })]
+          name: names2.blockName || EMPTY_STRING,
+          value: [AlgorithmIdentifier3.schema(names2.algorithm || {}), new asn1js__namespace.BitString({ name: names2.publicKey || EMPTY_STRING })]
         });
       }
       fromSchema(schema) {
@@ -70891,12 +70891,12 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Choice({
           value: [
             IssuerAndSerialNumber3.schema({
               names: {
-                blockName: names.blockName || EMPTY_STRING
+                blockName: names2.blockName || EMPTY_STRING
               }
             }),
             new asn1js__namespace.Primitive({
@@ -70904,14 +70904,14 @@ var require_build3 = __commonJS({
                 tagClass: 3,
                 tagNumber: 0
               },
-              name: names.blockName || EMPTY_STRING
+              name: names2.blockName || EMPTY_STRING
             }),
             new asn1js__namespace.Constructed({
               idBlock: {
                 tagClass: 3,
                 tagNumber: 1
               },
-              name: names.blockName || EMPTY_STRING,
+              name: names2.blockName || EMPTY_STRING,
               value: OriginatorPublicKey.schema().valueBlock.value
             })
           ]
@@ -71008,15 +71008,15 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          optional: names.optional || true,
-          name: names.blockName || EMPTY_STRING,
+          optional: names2.optional || true,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.ObjectIdentifier({ name: names.keyAttrId || EMPTY_STRING }),
+            new asn1js__namespace.ObjectIdentifier({ name: names2.keyAttrId || EMPTY_STRING }),
             new asn1js__namespace.Any({
               optional: true,
-              name: names.keyAttr || EMPTY_STRING
+              name: names2.keyAttr || EMPTY_STRING
             })
           ]
         });
@@ -71099,16 +71099,16 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.OctetString({ name: names.subjectKeyIdentifier || EMPTY_STRING }),
+            new asn1js__namespace.OctetString({ name: names2.subjectKeyIdentifier || EMPTY_STRING }),
             new asn1js__namespace.GeneralizedTime({
               optional: true,
-              name: names.date || EMPTY_STRING
+              name: names2.date || EMPTY_STRING
             }),
-            OtherKeyAttribute.schema(names.other || {})
+            OtherKeyAttribute.schema(names2.other || {})
           ]
         });
       }
@@ -71192,23 +71192,23 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Choice({
           value: [
-            IssuerAndSerialNumber3.schema(names.issuerAndSerialNumber || {
+            IssuerAndSerialNumber3.schema(names2.issuerAndSerialNumber || {
               names: {
-                blockName: names.blockName || EMPTY_STRING
+                blockName: names2.blockName || EMPTY_STRING
               }
             }),
             new asn1js__namespace.Constructed({
-              name: names.blockName || EMPTY_STRING,
+              name: names2.blockName || EMPTY_STRING,
               idBlock: {
                 tagClass: 3,
                 tagNumber: 0
               },
-              value: RecipientKeyIdentifier.schema(names.rKeyId || {
+              value: RecipientKeyIdentifier.schema(names2.rKeyId || {
                 names: {
-                  blockName: names.blockName || EMPTY_STRING
+                  blockName: names2.blockName || EMPTY_STRING
                 }
               }).valueBlock.value
             })
@@ -71295,10 +71295,10 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
-          value: [KeyAgreeRecipientIdentifier.schema(names.rid || {}), new asn1js__namespace.OctetString({ name: names.encryptedKey || EMPTY_STRING })]
+          name: names2.blockName || EMPTY_STRING,
+          value: [KeyAgreeRecipientIdentifier.schema(names2.rid || {}), new asn1js__namespace.OctetString({ name: names2.encryptedKey || EMPTY_STRING })]
         });
       }
       fromSchema(schema) {
@@ -71358,12 +71358,12 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Repeated({
-              name: names.RecipientEncryptedKeys || EMPTY_STRING,
+              name: names2.RecipientEncryptedKeys || EMPTY_STRING,
               value: RecipientEncryptedKey.schema()
             })
           ]
@@ -71428,7 +71428,7 @@ var require_build3 = __commonJS({
           case RECIPIENT_ENCRYPTED_KEY:
             return new RecipientEncryptedKeys();
           case RECIPIENT_CERTIFICATE:
-            return new Certificate4();
+            return new Certificate5();
           case RECIPIENT_PUBLIC_KEY:
             return null;
           default:
@@ -71456,17 +71456,17 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.Integer({ name: names.version || EMPTY_STRING }),
+            new asn1js__namespace.Integer({ name: names2.version || EMPTY_STRING }),
             new asn1js__namespace.Constructed({
               idBlock: {
                 tagClass: 3,
                 tagNumber: 0
               },
-              value: [OriginatorIdentifierOrKey.schema(names.originator || {})]
+              value: [OriginatorIdentifierOrKey.schema(names2.originator || {})]
             }),
             new asn1js__namespace.Constructed({
               optional: true,
@@ -71474,10 +71474,10 @@ var require_build3 = __commonJS({
                 tagClass: 3,
                 tagNumber: 1
               },
-              value: [new asn1js__namespace.OctetString({ name: names.ukm || EMPTY_STRING })]
+              value: [new asn1js__namespace.OctetString({ name: names2.ukm || EMPTY_STRING })]
             }),
-            AlgorithmIdentifier3.schema(names.keyEncryptionAlgorithm || {}),
-            RecipientEncryptedKeys.schema(names.recipientEncryptedKeys || {})
+            AlgorithmIdentifier3.schema(names2.keyEncryptionAlgorithm || {}),
+            RecipientEncryptedKeys.schema(names2.recipientEncryptedKeys || {})
           ]
         });
       }
@@ -71599,16 +71599,16 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.OctetString({ name: names.keyIdentifier || EMPTY_STRING }),
+            new asn1js__namespace.OctetString({ name: names2.keyIdentifier || EMPTY_STRING }),
             new asn1js__namespace.GeneralizedTime({
               optional: true,
-              name: names.date || EMPTY_STRING
+              name: names2.date || EMPTY_STRING
             }),
-            OtherKeyAttribute.schema(names.other || {})
+            OtherKeyAttribute.schema(names2.other || {})
           ]
         });
       }
@@ -71710,14 +71710,14 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.Integer({ name: names.version || EMPTY_STRING }),
-            KEKIdentifier.schema(names.kekid || {}),
-            AlgorithmIdentifier3.schema(names.keyEncryptionAlgorithm || {}),
-            new asn1js__namespace.OctetString({ name: names.encryptedKey || EMPTY_STRING })
+            new asn1js__namespace.Integer({ name: names2.version || EMPTY_STRING }),
+            KEKIdentifier.schema(names2.kekid || {}),
+            AlgorithmIdentifier3.schema(names2.keyEncryptionAlgorithm || {}),
+            new asn1js__namespace.OctetString({ name: names2.encryptedKey || EMPTY_STRING })
           ]
         });
       }
@@ -71814,13 +71814,13 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.Integer({ name: names.version || EMPTY_STRING }),
+            new asn1js__namespace.Integer({ name: names2.version || EMPTY_STRING }),
             new asn1js__namespace.Constructed({
-              name: names.keyDerivationAlgorithm || EMPTY_STRING,
+              name: names2.keyDerivationAlgorithm || EMPTY_STRING,
               optional: true,
               idBlock: {
                 tagClass: 3,
@@ -71828,8 +71828,8 @@ var require_build3 = __commonJS({
               },
               value: AlgorithmIdentifier3.schema().valueBlock.value
             }),
-            AlgorithmIdentifier3.schema(names.keyEncryptionAlgorithm || {}),
-            new asn1js__namespace.OctetString({ name: names.encryptedKey || EMPTY_STRING })
+            AlgorithmIdentifier3.schema(names2.keyEncryptionAlgorithm || {}),
+            new asn1js__namespace.OctetString({ name: names2.encryptedKey || EMPTY_STRING })
           ]
         });
       }
@@ -71925,10 +71925,10 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
-          value: [new asn1js__namespace.ObjectIdentifier({ name: names.oriType || EMPTY_STRING }), new asn1js__namespace.Any({ name: names.oriValue || EMPTY_STRING })]
+          name: names2.blockName || EMPTY_STRING,
+          value: [new asn1js__namespace.ObjectIdentifier({ name: names2.oriType || EMPTY_STRING }), new asn1js__namespace.Any({ name: names2.oriValue || EMPTY_STRING })]
         });
       }
       fromSchema(schema) {
@@ -71994,16 +71994,16 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Choice({
           value: [
             KeyTransRecipientInfo.schema({
               names: {
-                blockName: names.blockName || EMPTY_STRING
+                blockName: names2.blockName || EMPTY_STRING
               }
             }),
             new asn1js__namespace.Constructed({
-              name: names.blockName || EMPTY_STRING,
+              name: names2.blockName || EMPTY_STRING,
               idBlock: {
                 tagClass: 3,
                 tagNumber: 1
@@ -72011,7 +72011,7 @@ var require_build3 = __commonJS({
               value: KeyAgreeRecipientInfo.schema().valueBlock.value
             }),
             new asn1js__namespace.Constructed({
-              name: names.blockName || EMPTY_STRING,
+              name: names2.blockName || EMPTY_STRING,
               idBlock: {
                 tagClass: 3,
                 tagNumber: 2
@@ -72019,7 +72019,7 @@ var require_build3 = __commonJS({
               value: KEKRecipientInfo.schema().valueBlock.value
             }),
             new asn1js__namespace.Constructed({
-              name: names.blockName || EMPTY_STRING,
+              name: names2.blockName || EMPTY_STRING,
               idBlock: {
                 tagClass: 3,
                 tagNumber: 3
@@ -72027,7 +72027,7 @@ var require_build3 = __commonJS({
               value: PasswordRecipientinfo.schema().valueBlock.value
             }),
             new asn1js__namespace.Constructed({
-              name: names.blockName || EMPTY_STRING,
+              name: names2.blockName || EMPTY_STRING,
               idBlock: {
                 tagClass: 3,
                 tagNumber: 4
@@ -72142,9 +72142,9 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Constructed({
               idBlock: {
@@ -72152,7 +72152,7 @@ var require_build3 = __commonJS({
                 tagNumber: 0
               },
               optional: true,
-              value: [AlgorithmIdentifier3.schema(names.hashAlgorithm || {})]
+              value: [AlgorithmIdentifier3.schema(names2.hashAlgorithm || {})]
             }),
             new asn1js__namespace.Constructed({
               idBlock: {
@@ -72160,7 +72160,7 @@ var require_build3 = __commonJS({
                 tagNumber: 1
               },
               optional: true,
-              value: [AlgorithmIdentifier3.schema(names.maskGenAlgorithm || {})]
+              value: [AlgorithmIdentifier3.schema(names2.maskGenAlgorithm || {})]
             }),
             new asn1js__namespace.Constructed({
               idBlock: {
@@ -72168,7 +72168,7 @@ var require_build3 = __commonJS({
                 tagNumber: 2
               },
               optional: true,
-              value: [AlgorithmIdentifier3.schema(names.pSourceAlgorithm || {})]
+              value: [AlgorithmIdentifier3.schema(names2.pSourceAlgorithm || {})]
             })
           ]
         });
@@ -72289,13 +72289,13 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            AlgorithmIdentifier3.schema(names.keyInfo || {}),
+            AlgorithmIdentifier3.schema(names2.keyInfo || {}),
             new asn1js__namespace.Constructed({
-              name: names.entityUInfo || EMPTY_STRING,
+              name: names2.entityUInfo || EMPTY_STRING,
               idBlock: {
                 tagClass: 3,
                 tagNumber: 0
@@ -72304,7 +72304,7 @@ var require_build3 = __commonJS({
               value: [new asn1js__namespace.OctetString()]
             }),
             new asn1js__namespace.Constructed({
-              name: names.suppPubInfo || EMPTY_STRING,
+              name: names2.suppPubInfo || EMPTY_STRING,
               idBlock: {
                 tagClass: 3,
                 tagNumber: 2
@@ -72434,13 +72434,13 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.Integer({ name: names.version || EMPTY_STRING }),
+            new asn1js__namespace.Integer({ name: names2.version || EMPTY_STRING }),
             new asn1js__namespace.Constructed({
-              name: names.originatorInfo || EMPTY_STRING,
+              name: names2.originatorInfo || EMPTY_STRING,
               optional: true,
               idBlock: {
                 tagClass: 3,
@@ -72451,12 +72451,12 @@ var require_build3 = __commonJS({
             new asn1js__namespace.Set({
               value: [
                 new asn1js__namespace.Repeated({
-                  name: names.recipientInfos || EMPTY_STRING,
+                  name: names2.recipientInfos || EMPTY_STRING,
                   value: RecipientInfo.schema()
                 })
               ]
             }),
-            EncryptedContentInfo.schema(names.encryptedContentInfo || {}),
+            EncryptedContentInfo.schema(names2.encryptedContentInfo || {}),
             new asn1js__namespace.Constructed({
               optional: true,
               idBlock: {
@@ -72465,7 +72465,7 @@ var require_build3 = __commonJS({
               },
               value: [
                 new asn1js__namespace.Repeated({
-                  name: names.unprotectedAttrs || EMPTY_STRING,
+                  name: names2.unprotectedAttrs || EMPTY_STRING,
                   value: Attribute4.schema()
                 })
               ]
@@ -73202,12 +73202,12 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Repeated({
-              name: names.contentInfos || EMPTY_STRING,
+              name: names2.contentInfos || EMPTY_STRING,
               value: ContentInfo4.schema()
             })
           ]
@@ -73415,18 +73415,18 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            AlgorithmIdentifier3.schema(names.hashAlgorithmObject || {
+            AlgorithmIdentifier3.schema(names2.hashAlgorithmObject || {
               names: {
-                blockName: names.hashAlgorithm || EMPTY_STRING
+                blockName: names2.hashAlgorithm || EMPTY_STRING
               }
             }),
-            new asn1js__namespace.OctetString({ name: names.issuerNameHash || EMPTY_STRING }),
-            new asn1js__namespace.OctetString({ name: names.issuerKeyHash || EMPTY_STRING }),
-            new asn1js__namespace.Integer({ name: names.serialNumber || EMPTY_STRING })
+            new asn1js__namespace.OctetString({ name: names2.issuerNameHash || EMPTY_STRING }),
+            new asn1js__namespace.OctetString({ name: names2.issuerKeyHash || EMPTY_STRING }),
+            new asn1js__namespace.Integer({ name: names2.serialNumber || EMPTY_STRING })
           ]
         });
       }
@@ -73542,22 +73542,22 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            CertID.schema(names.certID || {}),
+            CertID.schema(names2.certID || {}),
             new asn1js__namespace.Choice({
               value: [
                 new asn1js__namespace.Primitive({
-                  name: names.certStatus || EMPTY_STRING,
+                  name: names2.certStatus || EMPTY_STRING,
                   idBlock: {
                     tagClass: 3,
                     tagNumber: 0
                   }
                 }),
                 new asn1js__namespace.Constructed({
-                  name: names.certStatus || EMPTY_STRING,
+                  name: names2.certStatus || EMPTY_STRING,
                   idBlock: {
                     tagClass: 3,
                     tagNumber: 1
@@ -73575,7 +73575,7 @@ var require_build3 = __commonJS({
                   ]
                 }),
                 new asn1js__namespace.Primitive({
-                  name: names.certStatus || EMPTY_STRING,
+                  name: names2.certStatus || EMPTY_STRING,
                   idBlock: {
                     tagClass: 3,
                     tagNumber: 2
@@ -73584,14 +73584,14 @@ var require_build3 = __commonJS({
                 })
               ]
             }),
-            new asn1js__namespace.GeneralizedTime({ name: names.thisUpdate || EMPTY_STRING }),
+            new asn1js__namespace.GeneralizedTime({ name: names2.thisUpdate || EMPTY_STRING }),
             new asn1js__namespace.Constructed({
               optional: true,
               idBlock: {
                 tagClass: 3,
                 tagNumber: 0
               },
-              value: [new asn1js__namespace.GeneralizedTime({ name: names.nextUpdate || EMPTY_STRING })]
+              value: [new asn1js__namespace.GeneralizedTime({ name: names2.nextUpdate || EMPTY_STRING })]
             }),
             new asn1js__namespace.Constructed({
               optional: true,
@@ -73599,7 +73599,7 @@ var require_build3 = __commonJS({
                 tagClass: 3,
                 tagNumber: 1
               },
-              value: [Extensions.schema(names.singleExtensions || {})]
+              value: [Extensions.schema(names2.singleExtensions || {})]
             })
           ]
         });
@@ -73744,9 +73744,9 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || RESPONSE_DATA,
+          name: names2.blockName || RESPONSE_DATA,
           value: [
             new asn1js__namespace.Constructed({
               optional: true,
@@ -73754,18 +73754,18 @@ var require_build3 = __commonJS({
                 tagClass: 3,
                 tagNumber: 0
               },
-              value: [new asn1js__namespace.Integer({ name: names.version || RESPONSE_DATA_VERSION })]
+              value: [new asn1js__namespace.Integer({ name: names2.version || RESPONSE_DATA_VERSION })]
             }),
             new asn1js__namespace.Choice({
               value: [
                 new asn1js__namespace.Constructed({
-                  name: names.responderID || RESPONSE_DATA_RESPONDER_ID,
+                  name: names2.responderID || RESPONSE_DATA_RESPONDER_ID,
                   idBlock: {
                     tagClass: 3,
                     tagNumber: 1
                   },
                   value: [
-                    RelativeDistinguishedNames3.schema(names.ResponseDataByName || {
+                    RelativeDistinguishedNames3.schema(names2.ResponseDataByName || {
                       names: {
                         blockName: "ResponseData.byName"
                       }
@@ -73773,21 +73773,21 @@ var require_build3 = __commonJS({
                   ]
                 }),
                 new asn1js__namespace.Constructed({
-                  name: names.responderID || RESPONSE_DATA_RESPONDER_ID,
+                  name: names2.responderID || RESPONSE_DATA_RESPONDER_ID,
                   idBlock: {
                     tagClass: 3,
                     tagNumber: 2
                   },
-                  value: [new asn1js__namespace.OctetString({ name: names.ResponseDataByKey || "ResponseData.byKey" })]
+                  value: [new asn1js__namespace.OctetString({ name: names2.ResponseDataByKey || "ResponseData.byKey" })]
                 })
               ]
             }),
-            new asn1js__namespace.GeneralizedTime({ name: names.producedAt || RESPONSE_DATA_PRODUCED_AT }),
+            new asn1js__namespace.GeneralizedTime({ name: names2.producedAt || RESPONSE_DATA_PRODUCED_AT }),
             new asn1js__namespace.Sequence({
               value: [
                 new asn1js__namespace.Repeated({
                   name: RESPONSE_DATA_RESPONSES,
-                  value: SingleResponse.schema(names.response || {})
+                  value: SingleResponse.schema(names2.response || {})
                 })
               ]
             }),
@@ -73798,7 +73798,7 @@ var require_build3 = __commonJS({
                 tagNumber: 1
               },
               value: [
-                Extensions.schema(names.extensions || {
+                Extensions.schema(names2.extensions || {
                   names: {
                     blockName: RESPONSE_DATA_RESPONSE_EXTENSIONS
                   }
@@ -73939,7 +73939,7 @@ var require_build3 = __commonJS({
       }
       return false;
     }
-    var CertificateChainValidationEngine = class _CertificateChainValidationEngine {
+    var CertificateChainValidationEngine2 = class _CertificateChainValidationEngine {
       constructor(parameters = {}) {
         this.trustedCerts = pvutils__namespace.getParametersValue(parameters, TRUSTED_CERTS, this.defaultValues(TRUSTED_CERTS));
         this.certs = pvutils__namespace.getParametersValue(parameters, CERTS$2, this.defaultValues(CERTS$2));
@@ -73983,16 +73983,16 @@ var require_build3 = __commonJS({
           }
         }
         if (certificate.extensions) {
-          for (const extension of certificate.extensions) {
-            if (extension.extnID === id_AuthorityKeyIdentifier && extension.parsedValue instanceof AuthorityKeyIdentifier2) {
-              if (extension.parsedValue.keyIdentifier) {
-                keyIdentifier = extension.parsedValue.keyIdentifier;
+          for (const extension2 of certificate.extensions) {
+            if (extension2.extnID === id_AuthorityKeyIdentifier && extension2.parsedValue instanceof AuthorityKeyIdentifier2) {
+              if (extension2.parsedValue.keyIdentifier) {
+                keyIdentifier = extension2.parsedValue.keyIdentifier;
               } else {
-                if (extension.parsedValue.authorityCertIssuer) {
-                  authorityCertIssuer = extension.parsedValue.authorityCertIssuer;
+                if (extension2.parsedValue.authorityCertIssuer) {
+                  authorityCertIssuer = extension2.parsedValue.authorityCertIssuer;
                 }
-                if (extension.parsedValue.authorityCertSerialNumber) {
-                  authorityCertSerialNumber = extension.parsedValue.authorityCertSerialNumber;
+                if (extension2.parsedValue.authorityCertSerialNumber) {
+                  authorityCertSerialNumber = extension2.parsedValue.authorityCertSerialNumber;
                 }
               }
               break;
@@ -74003,10 +74003,10 @@ var require_build3 = __commonJS({
           if (keyIdentifier !== null) {
             if (possibleIssuer.extensions) {
               let extensionFound = false;
-              for (const extension of possibleIssuer.extensions) {
-                if (extension.extnID === id_SubjectKeyIdentifier && extension.parsedValue) {
+              for (const extension2 of possibleIssuer.extensions) {
+                if (extension2.extnID === id_SubjectKeyIdentifier && extension2.parsedValue) {
                   extensionFound = true;
-                  if (pvtsutils__namespace.BufferSourceConverter.isEqual(extension.parsedValue.valueBlock.valueHex, keyIdentifier.valueBlock.valueHexView)) {
+                  if (pvtsutils__namespace.BufferSourceConverter.isEqual(extension2.parsedValue.valueBlock.valueHex, keyIdentifier.valueBlock.valueHexView)) {
                     result.push(possibleIssuer);
                   }
                   break;
@@ -74186,25 +74186,25 @@ var require_build3 = __commonJS({
           let cRLSign = false;
           if (certificate.extensions) {
             for (let j = 0; j < certificate.extensions.length; j++) {
-              const extension = certificate.extensions[j];
-              if (extension.critical && !extension.parsedValue) {
+              const extension2 = certificate.extensions[j];
+              if (extension2.critical && !extension2.parsedValue) {
                 return {
                   result: false,
                   resultCode: 6,
-                  resultMessage: `Unable to parse critical certificate extension: ${extension.extnID}`
+                  resultMessage: `Unable to parse critical certificate extension: ${extension2.extnID}`
                 };
               }
-              if (extension.extnID === id_KeyUsage) {
+              if (extension2.extnID === id_KeyUsage) {
                 keyUsagePresent = true;
-                const view = new Uint8Array(extension.parsedValue.valueBlock.valueHex);
+                const view = new Uint8Array(extension2.parsedValue.valueBlock.valueHex);
                 if ((view[0] & 4) === 4)
                   mustBeCA = true;
                 if ((view[0] & 2) === 2)
                   cRLSign = true;
               }
-              if (extension.extnID === id_BasicConstraints) {
-                if ("cA" in extension.parsedValue) {
-                  if (extension.parsedValue.cA === true)
+              if (extension2.extnID === id_BasicConstraints) {
+                if ("cA" in extension2.parsedValue) {
+                  if (extension2.parsedValue.cA === true)
                     isCA = true;
                 }
               }
@@ -74331,8 +74331,8 @@ var require_build3 = __commonJS({
                 const issuerCertificate = path20[i2 + 1];
                 let extensionFound = false;
                 if (issuerCertificate.extensions) {
-                  for (const extension of issuerCertificate.extensions) {
-                    switch (extension.extnID) {
+                  for (const extension2 of issuerCertificate.extensions) {
+                    switch (extension2.extnID) {
                       case id_CRLDistributionPoints:
                       case id_FreshestCRL:
                       case id_AuthorityInfoAccess:
@@ -74588,18 +74588,18 @@ var require_build3 = __commonJS({
             const cert = this.certs[i2];
             if (cert.extensions) {
               for (let j = 0; j < cert.extensions.length; j++) {
-                const extension = cert.extensions[j];
-                if (extension.extnID === id_CertificatePolicies) {
-                  certPolicies[i2] = extension.parsedValue;
+                const extension2 = cert.extensions[j];
+                if (extension2.extnID === id_CertificatePolicies) {
+                  certPolicies[i2] = extension2.parsedValue;
                   for (let s = 0; s < allPolicies.length; s++) {
                     if (allPolicies[s] === id_AnyPolicy) {
                       delete policiesAndCerts[s][i2];
                       break;
                     }
                   }
-                  for (let k = 0; k < extension.parsedValue.certificatePolicies.length; k++) {
+                  for (let k = 0; k < extension2.parsedValue.certificatePolicies.length; k++) {
                     let policyIndex = -1;
-                    const policyId = extension.parsedValue.certificatePolicies[k].policyIdentifier;
+                    const policyId = extension2.parsedValue.certificatePolicies[k].policyIdentifier;
                     for (let s = 0; s < allPolicies.length; s++) {
                       if (policyId === allPolicies[s]) {
                         policyIndex = s;
@@ -74615,7 +74615,7 @@ var require_build3 = __commonJS({
                       policiesAndCerts[policyIndex][i2] = true;
                   }
                 }
-                if (extension.extnID === id_PolicyMappings) {
+                if (extension2.extnID === id_PolicyMappings) {
                   if (policyMappingInhibitIndicator) {
                     return {
                       result: false,
@@ -74623,41 +74623,41 @@ var require_build3 = __commonJS({
                       resultMessage: "Policy mapping prohibited"
                     };
                   }
-                  policyMappings[i2] = extension.parsedValue;
+                  policyMappings[i2] = extension2.parsedValue;
                 }
-                if (extension.extnID === id_PolicyConstraints) {
+                if (extension2.extnID === id_PolicyConstraints) {
                   if (explicitPolicyIndicator === false) {
-                    if (extension.parsedValue.requireExplicitPolicy === 0) {
+                    if (extension2.parsedValue.requireExplicitPolicy === 0) {
                       explicitPolicyIndicator = true;
                       explicitPolicyStart = i2;
                     } else {
                       if (pendingConstraints[0] === false) {
                         pendingConstraints[0] = true;
-                        explicitPolicyPending = extension.parsedValue.requireExplicitPolicy;
+                        explicitPolicyPending = extension2.parsedValue.requireExplicitPolicy;
                       } else
-                        explicitPolicyPending = explicitPolicyPending > extension.parsedValue.requireExplicitPolicy ? extension.parsedValue.requireExplicitPolicy : explicitPolicyPending;
+                        explicitPolicyPending = explicitPolicyPending > extension2.parsedValue.requireExplicitPolicy ? extension2.parsedValue.requireExplicitPolicy : explicitPolicyPending;
                     }
-                    if (extension.parsedValue.inhibitPolicyMapping === 0)
+                    if (extension2.parsedValue.inhibitPolicyMapping === 0)
                       policyMappingInhibitIndicator = true;
                     else {
                       if (pendingConstraints[1] === false) {
                         pendingConstraints[1] = true;
-                        policyMappingInhibitPending = extension.parsedValue.inhibitPolicyMapping + 1;
+                        policyMappingInhibitPending = extension2.parsedValue.inhibitPolicyMapping + 1;
                       } else
-                        policyMappingInhibitPending = policyMappingInhibitPending > extension.parsedValue.inhibitPolicyMapping + 1 ? extension.parsedValue.inhibitPolicyMapping + 1 : policyMappingInhibitPending;
+                        policyMappingInhibitPending = policyMappingInhibitPending > extension2.parsedValue.inhibitPolicyMapping + 1 ? extension2.parsedValue.inhibitPolicyMapping + 1 : policyMappingInhibitPending;
                     }
                   }
                 }
-                if (extension.extnID === id_InhibitAnyPolicy) {
+                if (extension2.extnID === id_InhibitAnyPolicy) {
                   if (inhibitAnyPolicyIndicator === false) {
-                    if (extension.parsedValue.valueBlock.valueDec === 0)
+                    if (extension2.parsedValue.valueBlock.valueDec === 0)
                       inhibitAnyPolicyIndicator = true;
                     else {
                       if (pendingConstraints[2] === false) {
                         pendingConstraints[2] = true;
-                        inhibitAnyPolicyPending = extension.parsedValue.valueBlock.valueDec;
+                        inhibitAnyPolicyPending = extension2.parsedValue.valueBlock.valueDec;
                       } else
-                        inhibitAnyPolicyPending = inhibitAnyPolicyPending > extension.parsedValue.valueBlock.valueDec ? extension.parsedValue.valueBlock.valueDec : inhibitAnyPolicyPending;
+                        inhibitAnyPolicyPending = inhibitAnyPolicyPending > extension2.parsedValue.valueBlock.valueDec ? extension2.parsedValue.valueBlock.valueDec : inhibitAnyPolicyPending;
                     }
                   }
                 }
@@ -74811,15 +74811,15 @@ var require_build3 = __commonJS({
             let certExcludedSubtrees = [];
             if (cert.extensions) {
               for (let j = 0; j < cert.extensions.length; j++) {
-                const extension = cert.extensions[j];
-                if (extension.extnID === id_NameConstraints) {
-                  if ("permittedSubtrees" in extension.parsedValue)
-                    certPermittedSubtrees = certPermittedSubtrees.concat(extension.parsedValue.permittedSubtrees);
-                  if ("excludedSubtrees" in extension.parsedValue)
-                    certExcludedSubtrees = certExcludedSubtrees.concat(extension.parsedValue.excludedSubtrees);
+                const extension2 = cert.extensions[j];
+                if (extension2.extnID === id_NameConstraints) {
+                  if ("permittedSubtrees" in extension2.parsedValue)
+                    certPermittedSubtrees = certPermittedSubtrees.concat(extension2.parsedValue.permittedSubtrees);
+                  if ("excludedSubtrees" in extension2.parsedValue)
+                    certExcludedSubtrees = certExcludedSubtrees.concat(extension2.parsedValue.excludedSubtrees);
                 }
-                if (extension.extnID === id_SubjectAltName)
-                  subjectAltNames = subjectAltNames.concat(extension.parsedValue.altNames);
+                if (extension2.extnID === id_SubjectAltName)
+                  subjectAltNames = subjectAltNames.concat(extension2.parsedValue.altNames);
               }
             }
             let formFound = requiredNameForms.length <= 0;
@@ -75090,21 +75090,21 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || BASIC_OCSP_RESPONSE,
+          name: names2.blockName || BASIC_OCSP_RESPONSE,
           value: [
-            ResponseData.schema(names.tbsResponseData || {
+            ResponseData.schema(names2.tbsResponseData || {
               names: {
                 blockName: BASIC_OCSP_RESPONSE_TBS_RESPONSE_DATA
               }
             }),
-            AlgorithmIdentifier3.schema(names.signatureAlgorithm || {
+            AlgorithmIdentifier3.schema(names2.signatureAlgorithm || {
               names: {
                 blockName: BASIC_OCSP_RESPONSE_SIGNATURE_ALGORITHM
               }
             }),
-            new asn1js__namespace.BitString({ name: names.signature || BASIC_OCSP_RESPONSE_SIGNATURE }),
+            new asn1js__namespace.BitString({ name: names2.signature || BASIC_OCSP_RESPONSE_SIGNATURE }),
             new asn1js__namespace.Constructed({
               optional: true,
               idBlock: {
@@ -75116,7 +75116,7 @@ var require_build3 = __commonJS({
                   value: [
                     new asn1js__namespace.Repeated({
                       name: BASIC_OCSP_RESPONSE_CERTS,
-                      value: Certificate4.schema(names.certs || {})
+                      value: Certificate5.schema(names2.certs || {})
                     })
                   ]
                 })
@@ -75137,7 +75137,7 @@ var require_build3 = __commonJS({
         });
         this.signature = asn1.result[BASIC_OCSP_RESPONSE_SIGNATURE];
         if (BASIC_OCSP_RESPONSE_CERTS in asn1.result) {
-          this.certs = Array.from(asn1.result[BASIC_OCSP_RESPONSE_CERTS], (element) => new Certificate4({ schema: element }));
+          this.certs = Array.from(asn1.result[BASIC_OCSP_RESPONSE_CERTS], (element) => new Certificate5({ schema: element }));
         }
       }
       toSchema() {
@@ -75311,8 +75311,8 @@ var require_build3 = __commonJS({
         throw new Error(`OCSP responder verification failed. Reasons: ${errors.join("; ")}`);
       }
       static containsCertificateByDer(certs, cert) {
-        const certDer = cert.toSchema(true).toBER(false);
-        return certs.some((c3) => pvtsutils__namespace.BufferSourceConverter.isEqual(c3.toSchema(true).toBER(false), certDer));
+        const certDer2 = cert.toSchema(true).toBER(false);
+        return certs.some((c3) => pvtsutils__namespace.BufferSourceConverter.isEqual(c3.toSchema(true).toBER(false), certDer2));
       }
       static async collectResponderCandidates(certs, responderID, crypto2 = getCrypto(true)) {
         var _a2;
@@ -75357,7 +75357,7 @@ var require_build3 = __commonJS({
           addIfCa(cert);
         }
         additionalCerts.push(signerCert);
-        const engine = new CertificateChainValidationEngine({
+        const engine = new CertificateChainValidationEngine2({
           certs: additionalCerts,
           trustedCerts
         });
@@ -75455,9 +75455,9 @@ var require_build3 = __commonJS({
         if (!ext) {
           return false;
         }
-        const parsed = ext.parsedValue;
-        if (parsed instanceof ExtKeyUsage2) {
-          return parsed.keyPurposes.includes(ID_KP_OCSP_SIGNING);
+        const parsed2 = ext.parsedValue;
+        if (parsed2 instanceof ExtKeyUsage3) {
+          return parsed2.keyPurposes.includes(ID_KP_OCSP_SIGNING);
         }
         try {
           const asn1 = asn1js__namespace.fromBER(ext.extnValue.valueBlock.valueHexView);
@@ -75465,7 +75465,7 @@ var require_build3 = __commonJS({
             return false;
           if (!(asn1.result instanceof asn1js__namespace.Sequence))
             return false;
-          const eku = new ExtKeyUsage2({ schema: asn1.result });
+          const eku = new ExtKeyUsage3({ schema: asn1.result });
           return eku.keyPurposes.includes(ID_KP_OCSP_SIGNING);
         } catch {
           return false;
@@ -75507,12 +75507,12 @@ var require_build3 = __commonJS({
     var CSR_INFO_ATTRS = `${CSR_INFO}.attributes`;
     var CLEAR_PROPS$f = [CSR_INFO, CSR_INFO_VERSION, CSR_INFO_SUBJECT, CSR_INFO_SPKI, CSR_INFO_ATTRS, SIGNATURE_ALGORITHM$2, SIGNATURE_VALUE];
     function CertificationRequestInfo(parameters = {}) {
-      const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+      const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
       return new asn1js__namespace.Sequence({
-        name: names.CertificationRequestInfo || CSR_INFO,
+        name: names2.CertificationRequestInfo || CSR_INFO,
         value: [
-          new asn1js__namespace.Integer({ name: names.CertificationRequestInfoVersion || CSR_INFO_VERSION }),
-          RelativeDistinguishedNames3.schema(names.subject || {
+          new asn1js__namespace.Integer({ name: names2.CertificationRequestInfoVersion || CSR_INFO_VERSION }),
+          RelativeDistinguishedNames3.schema(names2.subject || {
             names: {
               blockName: CSR_INFO_SUBJECT
             }
@@ -75531,8 +75531,8 @@ var require_build3 = __commonJS({
             value: [
               new asn1js__namespace.Repeated({
                 optional: true,
-                name: names.CertificationRequestInfoAttributes || CSR_INFO_ATTRS,
-                value: Attribute4.schema(names.attributes || {})
+                name: names2.CertificationRequestInfoAttributes || CSR_INFO_ATTRS,
+                value: Attribute4.schema(names2.attributes || {})
               })
             ]
           })
@@ -75582,15 +75582,15 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
           value: [
-            CertificationRequestInfo(names.certificationRequestInfo || {}),
+            CertificationRequestInfo(names2.certificationRequestInfo || {}),
             new asn1js__namespace.Sequence({
-              name: names.signatureAlgorithm || SIGNATURE_ALGORITHM$2,
+              name: names2.signatureAlgorithm || SIGNATURE_ALGORITHM$2,
               value: [new asn1js__namespace.ObjectIdentifier(), new asn1js__namespace.Any({ optional: true })]
             }),
-            new asn1js__namespace.BitString({ name: names.signatureValue || SIGNATURE_VALUE })
+            new asn1js__namespace.BitString({ name: names2.signatureValue || SIGNATURE_VALUE })
           ]
         });
       }
@@ -75705,16 +75705,16 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            AlgorithmIdentifier3.schema(names.digestAlgorithm || {
+            AlgorithmIdentifier3.schema(names2.digestAlgorithm || {
               names: {
                 blockName: DIGEST_ALGORITHM$1
               }
             }),
-            new asn1js__namespace.OctetString({ name: names.digest || DIGEST })
+            new asn1js__namespace.OctetString({ name: names2.digest || DIGEST })
           ]
         });
       }
@@ -75808,11 +75808,11 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.ObjectIdentifier({ name: names.eContentType || EMPTY_STRING }),
+            new asn1js__namespace.ObjectIdentifier({ name: names2.eContentType || EMPTY_STRING }),
             new asn1js__namespace.Constructed({
               optional: true,
               idBlock: {
@@ -75820,7 +75820,7 @@ var require_build3 = __commonJS({
                 tagNumber: 0
               },
               value: [
-                new asn1js__namespace.Any({ name: names.eContent || EMPTY_STRING })
+                new asn1js__namespace.Any({ name: names2.eContent || EMPTY_STRING })
               ]
             })
           ]
@@ -75915,20 +75915,20 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
-          optional: names.optional || true,
+          name: names2.blockName || EMPTY_STRING,
+          optional: names2.optional || true,
           value: [
-            DigestInfo2.schema(names.mac || {
+            DigestInfo2.schema(names2.mac || {
               names: {
                 blockName: MAC
               }
             }),
-            new asn1js__namespace.OctetString({ name: names.macSalt || MAC_SALT }),
+            new asn1js__namespace.OctetString({ name: names2.macSalt || MAC_SALT }),
             new asn1js__namespace.Integer({
               optional: true,
-              name: names.iterations || ITERATIONS
+              name: names2.iterations || ITERATIONS
             })
           ]
         });
@@ -76018,10 +76018,10 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
-          value: [AlgorithmIdentifier3.schema(names.hashAlgorithm || {}), new asn1js__namespace.OctetString({ name: names.hashedMessage || EMPTY_STRING })]
+          name: names2.blockName || EMPTY_STRING,
+          value: [AlgorithmIdentifier3.schema(names2.hashAlgorithm || {}), new asn1js__namespace.OctetString({ name: names2.hashedMessage || EMPTY_STRING })]
         });
       }
       fromSchema(schema) {
@@ -76088,11 +76088,11 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            CertID.schema(names.reqCert || {}),
+            CertID.schema(names2.reqCert || {}),
             new asn1js__namespace.Constructed({
               optional: true,
               idBlock: {
@@ -76100,9 +76100,9 @@ var require_build3 = __commonJS({
                 tagNumber: 0
               },
               value: [
-                Extensions.schema(names.extensions || {
+                Extensions.schema(names2.extensions || {
                   names: {
-                    blockName: names.singleRequestExtensions || EMPTY_STRING
+                    blockName: names2.singleRequestExtensions || EMPTY_STRING
                   }
                 })
               ]
@@ -76230,9 +76230,9 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || TBS_REQUEST$1,
+          name: names2.blockName || TBS_REQUEST$1,
           value: [
             new asn1js__namespace.Constructed({
               optional: true,
@@ -76240,7 +76240,7 @@ var require_build3 = __commonJS({
                 tagClass: 3,
                 tagNumber: 0
               },
-              value: [new asn1js__namespace.Integer({ name: names.TBSRequestVersion || TBS_REQUEST_VERSION })]
+              value: [new asn1js__namespace.Integer({ name: names2.TBSRequestVersion || TBS_REQUEST_VERSION })]
             }),
             new asn1js__namespace.Constructed({
               optional: true,
@@ -76249,7 +76249,7 @@ var require_build3 = __commonJS({
                 tagNumber: 1
               },
               value: [
-                GeneralName.schema(names.requestorName || {
+                GeneralName.schema(names2.requestorName || {
                   names: {
                     blockName: TBS_REQUEST_REQUESTOR_NAME
                   }
@@ -76257,11 +76257,11 @@ var require_build3 = __commonJS({
               ]
             }),
             new asn1js__namespace.Sequence({
-              name: names.requestList || "TBSRequest.requestList",
+              name: names2.requestList || "TBSRequest.requestList",
               value: [
                 new asn1js__namespace.Repeated({
-                  name: names.requests || TBS_REQUEST_REQUESTS,
-                  value: Request.schema(names.requestNames || {})
+                  name: names2.requests || TBS_REQUEST_REQUESTS,
+                  value: Request.schema(names2.requestNames || {})
                 })
               ]
             }),
@@ -76272,9 +76272,9 @@ var require_build3 = __commonJS({
                 tagNumber: 2
               },
               value: [
-                Extensions.schema(names.extensions || {
+                Extensions.schema(names2.extensions || {
                   names: {
-                    blockName: names.requestExtensions || TBS_REQUEST_REQUEST_EXTENSIONS
+                    blockName: names2.requestExtensions || TBS_REQUEST_REQUEST_EXTENSIONS
                   }
                 })
               ]
@@ -76403,12 +76403,12 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            AlgorithmIdentifier3.schema(names.signatureAlgorithm || {}),
-            new asn1js__namespace.BitString({ name: names.signature || EMPTY_STRING }),
+            AlgorithmIdentifier3.schema(names2.signatureAlgorithm || {}),
+            new asn1js__namespace.BitString({ name: names2.signature || EMPTY_STRING }),
             new asn1js__namespace.Constructed({
               optional: true,
               idBlock: {
@@ -76419,8 +76419,8 @@ var require_build3 = __commonJS({
                 new asn1js__namespace.Sequence({
                   value: [
                     new asn1js__namespace.Repeated({
-                      name: names.certs || EMPTY_STRING,
-                      value: Certificate4.schema({})
+                      name: names2.certs || EMPTY_STRING,
+                      value: Certificate5.schema({})
                     })
                   ]
                 })
@@ -76446,7 +76446,7 @@ var require_build3 = __commonJS({
         this.signatureAlgorithm = new AlgorithmIdentifier3({ schema: asn1.result.signatureAlgorithm });
         this.signature = asn1.result.signature;
         if (CERTS in asn1.result)
-          this.certs = Array.from(asn1.result.certs, (element) => new Certificate4({ schema: element }));
+          this.certs = Array.from(asn1.result.certs, (element) => new Certificate5({ schema: element }));
       }
       toSchema() {
         const outputArray = [];
@@ -76517,11 +76517,11 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || "OCSPRequest",
+          name: names2.blockName || "OCSPRequest",
           value: [
-            TBSRequest.schema(names.tbsRequest || {
+            TBSRequest.schema(names2.tbsRequest || {
               names: {
                 blockName: TBS_REQUEST
               }
@@ -76533,7 +76533,7 @@ var require_build3 = __commonJS({
                 tagNumber: 0
               },
               value: [
-                Signature.schema(names.optionalSignature || {
+                Signature.schema(names2.optionalSignature || {
                   names: {
                     blockName: OPTIONAL_SIGNATURE
                   }
@@ -76632,10 +76632,10 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
-          value: [new asn1js__namespace.ObjectIdentifier({ name: names.responseType || EMPTY_STRING }), new asn1js__namespace.OctetString({ name: names.response || EMPTY_STRING })]
+          name: names2.blockName || EMPTY_STRING,
+          value: [new asn1js__namespace.ObjectIdentifier({ name: names2.responseType || EMPTY_STRING }), new asn1js__namespace.OctetString({ name: names2.response || EMPTY_STRING })]
         });
       }
       fromSchema(schema) {
@@ -76697,11 +76697,11 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || "OCSPResponse",
+          name: names2.blockName || "OCSPResponse",
           value: [
-            new asn1js__namespace.Enumerated({ name: names.responseStatus || RESPONSE_STATUS }),
+            new asn1js__namespace.Enumerated({ name: names2.responseStatus || RESPONSE_STATUS }),
             new asn1js__namespace.Constructed({
               optional: true,
               idBlock: {
@@ -76709,7 +76709,7 @@ var require_build3 = __commonJS({
                 tagNumber: 0
               },
               value: [
-                ResponseBytes.schema(names.responseBytes || {
+                ResponseBytes.schema(names2.responseBytes || {
                   names: {
                     blockName: RESPONSE_BYTES
                   }
@@ -76836,17 +76836,17 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Constructed({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           optional: true,
           idBlock: {
             tagClass: 3,
-            tagNumber: names.tagNumber || 0
+            tagNumber: names2.tagNumber || 0
           },
           value: [
             new asn1js__namespace.Repeated({
-              name: names.attributes || EMPTY_STRING,
+              name: names2.attributes || EMPTY_STRING,
               value: Attribute4.schema()
             })
           ]
@@ -76973,14 +76973,14 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
           name: SIGNER_INFO,
           value: [
-            new asn1js__namespace.Integer({ name: names.version || SIGNER_INFO_VERSION }),
+            new asn1js__namespace.Integer({ name: names2.version || SIGNER_INFO_VERSION }),
             new asn1js__namespace.Choice({
               value: [
-                IssuerAndSerialNumber3.schema(names.sidSchema || {
+                IssuerAndSerialNumber3.schema(names2.sidSchema || {
                   names: {
                     blockName: SIGNER_INFO_SID
                   }
@@ -76989,7 +76989,7 @@ var require_build3 = __commonJS({
                   value: [
                     new asn1js__namespace.Constructed({
                       optional: true,
-                      name: names.sid || SIGNER_INFO_SID,
+                      name: names2.sid || SIGNER_INFO_SID,
                       idBlock: {
                         tagClass: 3,
                         tagNumber: 0
@@ -76998,7 +76998,7 @@ var require_build3 = __commonJS({
                     }),
                     new asn1js__namespace.Primitive({
                       optional: true,
-                      name: names.sid || SIGNER_INFO_SID,
+                      name: names2.sid || SIGNER_INFO_SID,
                       idBlock: {
                         tagClass: 3,
                         tagNumber: 0
@@ -77008,24 +77008,24 @@ var require_build3 = __commonJS({
                 })
               ]
             }),
-            AlgorithmIdentifier3.schema(names.digestAlgorithm || {
+            AlgorithmIdentifier3.schema(names2.digestAlgorithm || {
               names: {
                 blockName: SIGNER_INFO_DIGEST_ALGORITHM
               }
             }),
-            SignedAndUnsignedAttributes3.schema(names.signedAttrs || {
+            SignedAndUnsignedAttributes3.schema(names2.signedAttrs || {
               names: {
                 blockName: SIGNER_INFO_SIGNED_ATTRS,
                 tagNumber: 0
               }
             }),
-            AlgorithmIdentifier3.schema(names.signatureAlgorithm || {
+            AlgorithmIdentifier3.schema(names2.signatureAlgorithm || {
               names: {
                 blockName: SIGNER_INFO_SIGNATURE_ALGORITHM
               }
             }),
-            new asn1js__namespace.OctetString({ name: names.signature || SIGNER_INFO_SIGNATURE }),
-            SignedAndUnsignedAttributes3.schema(names.unsignedAttrs || {
+            new asn1js__namespace.OctetString({ name: names2.signature || SIGNER_INFO_SIGNATURE }),
+            SignedAndUnsignedAttributes3.schema(names2.unsignedAttrs || {
               names: {
                 blockName: SIGNER_INFO_UNSIGNED_ATTRS,
                 tagNumber: 1
@@ -77217,30 +77217,30 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || TST_INFO,
+          name: names2.blockName || TST_INFO,
           value: [
-            new asn1js__namespace.Integer({ name: names.version || TST_INFO_VERSION }),
-            new asn1js__namespace.ObjectIdentifier({ name: names.policy || TST_INFO_POLICY }),
-            MessageImprint2.schema(names.messageImprint || {
+            new asn1js__namespace.Integer({ name: names2.version || TST_INFO_VERSION }),
+            new asn1js__namespace.ObjectIdentifier({ name: names2.policy || TST_INFO_POLICY }),
+            MessageImprint2.schema(names2.messageImprint || {
               names: {
                 blockName: TST_INFO_MESSAGE_IMPRINT
               }
             }),
-            new asn1js__namespace.Integer({ name: names.serialNumber || TST_INFO_SERIAL_NUMBER }),
-            new asn1js__namespace.GeneralizedTime({ name: names.genTime || TST_INFO_GEN_TIME }),
-            Accuracy.schema(names.accuracy || {
+            new asn1js__namespace.Integer({ name: names2.serialNumber || TST_INFO_SERIAL_NUMBER }),
+            new asn1js__namespace.GeneralizedTime({ name: names2.genTime || TST_INFO_GEN_TIME }),
+            Accuracy.schema(names2.accuracy || {
               names: {
                 blockName: TST_INFO_ACCURACY
               }
             }),
             new asn1js__namespace.Boolean({
-              name: names.ordering || TST_INFO_ORDERING,
+              name: names2.ordering || TST_INFO_ORDERING,
               optional: true
             }),
             new asn1js__namespace.Integer({
-              name: names.nonce || TST_INFO_NONCE,
+              name: names2.nonce || TST_INFO_NONCE,
               optional: true
             }),
             new asn1js__namespace.Constructed({
@@ -77250,7 +77250,7 @@ var require_build3 = __commonJS({
                 tagNumber: 0
               },
               value: [
-                GeneralName.schema(names.tsa || {
+                GeneralName.schema(names2.tsa || {
                   names: {
                     blockName: TST_INFO_TSA
                   }
@@ -77265,8 +77265,8 @@ var require_build3 = __commonJS({
               },
               value: [
                 new asn1js__namespace.Repeated({
-                  name: names.extensions || TST_INFO_EXTENSIONS,
-                  value: Extension2.schema(names.extension || {})
+                  name: names2.extensions || TST_INFO_EXTENSIONS,
+                  value: Extension2.schema(names2.extension || {})
                 })
               ]
             })
@@ -77385,14 +77385,14 @@ var require_build3 = __commonJS({
     var SIGNED_DATA_SIGNER_INFOS = `${SIGNED_DATA}.${SIGNER_INFOS}`;
     var CLEAR_PROPS$3 = [SIGNED_DATA_VERSION, SIGNED_DATA_DIGEST_ALGORITHMS, SIGNED_DATA_ENCAP_CONTENT_INFO, SIGNED_DATA_CERTIFICATES, SIGNED_DATA_CRLS, SIGNED_DATA_SIGNER_INFOS];
     var SignedDataVerifyError = class extends Error {
-      constructor({ message, code = 0, date = /* @__PURE__ */ new Date(), signatureVerified = null, signerCertificate = null, signerCertificateVerified = null, timestampSerial = null, certificatePath = [] }) {
+      constructor({ message, code = 0, date = /* @__PURE__ */ new Date(), signatureVerified = null, signerCertificate: signerCertificate2 = null, signerCertificateVerified = null, timestampSerial = null, certificatePath = [] }) {
         super(message);
         this.name = "SignedDataVerifyError";
         this.date = date;
         this.code = code;
         this.timestampSerial = timestampSerial;
         this.signatureVerified = signatureVerified;
-        this.signerCertificate = signerCertificate;
+        this.signerCertificate = signerCertificate2;
         this.signerCertificateVerified = signerCertificateVerified;
         this.certificatePath = certificatePath;
       }
@@ -77454,30 +77454,30 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
-        if (names.optional === void 0) {
-          names.optional = false;
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
+        if (names2.optional === void 0) {
+          names2.optional = false;
         }
         return new asn1js__namespace.Sequence({
-          name: names.blockName || SIGNED_DATA,
-          optional: names.optional,
+          name: names2.blockName || SIGNED_DATA,
+          optional: names2.optional,
           value: [
-            new asn1js__namespace.Integer({ name: names.version || SIGNED_DATA_VERSION }),
+            new asn1js__namespace.Integer({ name: names2.version || SIGNED_DATA_VERSION }),
             new asn1js__namespace.Set({
               value: [
                 new asn1js__namespace.Repeated({
-                  name: names.digestAlgorithms || SIGNED_DATA_DIGEST_ALGORITHMS,
+                  name: names2.digestAlgorithms || SIGNED_DATA_DIGEST_ALGORITHMS,
                   value: AlgorithmIdentifier3.schema()
                 })
               ]
             }),
-            EncapsulatedContentInfo2.schema(names.encapContentInfo || {
+            EncapsulatedContentInfo2.schema(names2.encapContentInfo || {
               names: {
                 blockName: SIGNED_DATA_ENCAP_CONTENT_INFO
               }
             }),
             new asn1js__namespace.Constructed({
-              name: names.certificates || SIGNED_DATA_CERTIFICATES,
+              name: names2.certificates || SIGNED_DATA_CERTIFICATES,
               optional: true,
               idBlock: {
                 tagClass: 3,
@@ -77491,7 +77491,7 @@ var require_build3 = __commonJS({
                 tagClass: 3,
                 tagNumber: 1
               },
-              value: RevocationInfoChoices.schema(names.crls || {
+              value: RevocationInfoChoices.schema(names2.crls || {
                 names: {
                   crls: SIGNED_DATA_CRLS
                 }
@@ -77500,7 +77500,7 @@ var require_build3 = __commonJS({
             new asn1js__namespace.Set({
               value: [
                 new asn1js__namespace.Repeated({
-                  name: names.signerInfos || SIGNED_DATA_SIGNER_INFOS,
+                  name: names2.signerInfos || SIGNED_DATA_SIGNER_INFOS,
                   value: SignerInfo2.schema()
                 })
               ]
@@ -77529,7 +77529,7 @@ var require_build3 = __commonJS({
         if (SIGNED_DATA_CRLS in asn1.result) {
           this.crls = Array.from(asn1.result[SIGNED_DATA_CRLS], (crl) => {
             if (crl.idBlock.tagClass === 1)
-              return new CertificateRevocationList({ schema: crl });
+              return new CertificateRevocationList2({ schema: crl });
             crl.idBlock.tagClass = 1;
             crl.idBlock.tagNumber = 16;
             return new OtherRevocationInfoFormat({ schema: crl });
@@ -77628,7 +77628,7 @@ var require_build3 = __commonJS({
           }
           if (signerInfo.sid instanceof IssuerAndSerialNumber3) {
             for (const certificate of this.certificates) {
-              if (!(certificate instanceof Certificate4))
+              if (!(certificate instanceof Certificate5))
                 continue;
               if (certificate.issuer.isEqual(signerInfo.sid.issuer) && certificate.serialNumber.isEqual(signerInfo.sid.serialNumber)) {
                 signerCert = certificate;
@@ -77639,7 +77639,7 @@ var require_build3 = __commonJS({
             const sid = signerInfo.sid;
             const keyId = sid.idBlock.isConstructed ? sid.valueBlock.value[0].valueBlock.valueHex : sid.valueBlock.valueHex;
             for (const certificate of this.certificates) {
-              if (!(certificate instanceof Certificate4)) {
+              if (!(certificate instanceof Certificate5)) {
                 continue;
               }
               const digest = await crypto2.digest({ name: "sha-1" }, certificate.subjectPublicKeyInfo.subjectPublicKey.valueBlock.valueHexView);
@@ -77704,7 +77704,7 @@ var require_build3 = __commonJS({
             }
           }
           if (checkChain) {
-            const certs = this.certificates.filter((certificate) => certificate instanceof Certificate4 && !!checkCA(certificate, signerCert));
+            const certs = this.certificates.filter((certificate) => certificate instanceof Certificate5 && !!checkCA(certificate, signerCert));
             const chainParams = {
               checkDate,
               certs,
@@ -77716,7 +77716,7 @@ var require_build3 = __commonJS({
             if (findOrigin) {
               chainParams.findOrigin = findOrigin;
             }
-            const chainEngine = new CertificateChainValidationEngine(chainParams);
+            const chainEngine = new CertificateChainValidationEngine2(chainParams);
             chainEngine.certs.push(signerCert);
             if (this.crls) {
               for (const crl of this.crls) {
@@ -77958,17 +77958,17 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.Integer({ name: names.version || VERSION$1 }),
-            ContentInfo4.schema(names.authSafe || {
+            new asn1js__namespace.Integer({ name: names2.version || VERSION$1 }),
+            ContentInfo4.schema(names2.authSafe || {
               names: {
                 blockName: AUTH_SAFE
               }
             }),
-            MacData.schema(names.macData || {
+            MacData.schema(names2.macData || {
               names: {
                 blockName: MAC_DATA,
                 optional: true
@@ -78219,22 +78219,22 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || EMPTY_STRING,
+          name: names2.blockName || EMPTY_STRING,
           value: [
-            new asn1js__namespace.Integer({ name: names.status || EMPTY_STRING }),
+            new asn1js__namespace.Integer({ name: names2.status || EMPTY_STRING }),
             new asn1js__namespace.Sequence({
               optional: true,
               value: [
                 new asn1js__namespace.Repeated({
-                  name: names.statusStrings || EMPTY_STRING,
+                  name: names2.statusStrings || EMPTY_STRING,
                   value: new asn1js__namespace.Utf8String()
                 })
               ]
             }),
             new asn1js__namespace.BitString({
-              name: names.failInfo || EMPTY_STRING,
+              name: names2.failInfo || EMPTY_STRING,
               optional: true
             })
           ]
@@ -78359,26 +78359,26 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || TIME_STAMP_REQ,
+          name: names2.blockName || TIME_STAMP_REQ,
           value: [
-            new asn1js__namespace.Integer({ name: names.version || TIME_STAMP_REQ_VERSION }),
-            MessageImprint2.schema(names.messageImprint || {
+            new asn1js__namespace.Integer({ name: names2.version || TIME_STAMP_REQ_VERSION }),
+            MessageImprint2.schema(names2.messageImprint || {
               names: {
                 blockName: TIME_STAMP_REQ_MESSAGE_IMPRINT
               }
             }),
             new asn1js__namespace.ObjectIdentifier({
-              name: names.reqPolicy || TIME_STAMP_REQ_POLICY,
+              name: names2.reqPolicy || TIME_STAMP_REQ_POLICY,
               optional: true
             }),
             new asn1js__namespace.Integer({
-              name: names.nonce || TIME_STAMP_REQ_NONCE,
+              name: names2.nonce || TIME_STAMP_REQ_NONCE,
               optional: true
             }),
             new asn1js__namespace.Boolean({
-              name: names.certReq || TIME_STAMP_REQ_CERT_REQ,
+              name: names2.certReq || TIME_STAMP_REQ_CERT_REQ,
               optional: true
             }),
             new asn1js__namespace.Constructed({
@@ -78389,7 +78389,7 @@ var require_build3 = __commonJS({
               },
               value: [
                 new asn1js__namespace.Repeated({
-                  name: names.extensions || TIME_STAMP_REQ_EXTENSIONS,
+                  name: names2.extensions || TIME_STAMP_REQ_EXTENSIONS,
                   value: Extension2.schema()
                 })
               ]
@@ -78493,16 +78493,16 @@ var require_build3 = __commonJS({
         }
       }
       static schema(parameters = {}) {
-        const names = pvutils__namespace.getParametersValue(parameters, "names", {});
+        const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Sequence({
-          name: names.blockName || TIME_STAMP_RESP,
+          name: names2.blockName || TIME_STAMP_RESP,
           value: [
-            PKIStatusInfo.schema(names.status || {
+            PKIStatusInfo.schema(names2.status || {
               names: {
                 blockName: TIME_STAMP_RESP_STATUS
               }
             }),
-            ContentInfo4.schema(names.timeStampToken || {
+            ContentInfo4.schema(names2.timeStampToken || {
               names: {
                 blockName: TIME_STAMP_RESP_TOKEN,
                 optional: true
@@ -78599,10 +78599,10 @@ var require_build3 = __commonJS({
     exports.CRLDistributionPoints = CRLDistributionPoints;
     exports.CertBag = CertBag;
     exports.CertID = CertID;
-    exports.Certificate = Certificate4;
-    exports.CertificateChainValidationEngine = CertificateChainValidationEngine;
+    exports.Certificate = Certificate5;
+    exports.CertificateChainValidationEngine = CertificateChainValidationEngine2;
     exports.CertificatePolicies = CertificatePolicies;
-    exports.CertificateRevocationList = CertificateRevocationList;
+    exports.CertificateRevocationList = CertificateRevocationList2;
     exports.CertificateSet = CertificateSet;
     exports.CertificateTemplate = CertificateTemplate;
     exports.CertificationRequest = CertificationRequest2;
@@ -78619,7 +78619,7 @@ var require_build3 = __commonJS({
     exports.EncryptedContentInfo = EncryptedContentInfo;
     exports.EncryptedData = EncryptedData;
     exports.EnvelopedData = EnvelopedData;
-    exports.ExtKeyUsage = ExtKeyUsage2;
+    exports.ExtKeyUsage = ExtKeyUsage3;
     exports.Extension = Extension2;
     exports.ExtensionValueFactory = ExtensionValueFactory;
     exports.Extensions = Extensions;
@@ -78643,7 +78643,7 @@ var require_build3 = __commonJS({
     exports.MILLIS = MILLIS;
     exports.MacData = MacData;
     exports.MessageImprint = MessageImprint2;
-    exports.NameConstraints = NameConstraints;
+    exports.NameConstraints = NameConstraints2;
     exports.OCSPRequest = OCSPRequest;
     exports.OCSPResponse = OCSPResponse;
     exports.ObjectDigestInfo = ObjectDigestInfo;
@@ -78811,14 +78811,14 @@ function hashOid(hash) {
   return HASH_OIDS[hash];
 }
 function parseDer(der, what) {
-  const parsed = asn1js.fromBER(der);
-  if (parsed.offset === -1 || parsed.result.error) {
-    throw invalid(`${what} is not valid DER: ${parsed.result.error || "parse error"}`);
+  const parsed2 = asn1js.fromBER(der);
+  if (parsed2.offset === -1 || parsed2.result.error) {
+    throw invalid(`${what} is not valid DER: ${parsed2.result.error || "parse error"}`);
   }
-  if (parsed.offset !== der.byteLength) {
-    throw invalid(`${what} has ${der.byteLength - parsed.offset} trailing bytes`);
+  if (parsed2.offset !== der.byteLength) {
+    throw invalid(`${what} has ${der.byteLength - parsed2.offset} trailing bytes`);
   }
-  return parsed.result;
+  return parsed2.result;
 }
 function toHex(bytes) {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
@@ -78930,9 +78930,9 @@ function spkiFromRsa(modulus, publicExponent) {
   );
 }
 function unwrapPoint(point, valid) {
-  const parsed = asn1js.fromBER(point);
-  if (parsed.offset === point.byteLength && !parsed.result.error && parsed.result instanceof asn1js.OctetString && !parsed.result.idBlock.isConstructed) {
-    const inner = new Uint8Array(parsed.result.valueBlock.valueHexView);
+  const parsed2 = asn1js.fromBER(point);
+  if (parsed2.offset === point.byteLength && !parsed2.result.error && parsed2.result instanceof asn1js.OctetString && !parsed2.result.idBlock.isConstructed) {
+    const inner = new Uint8Array(parsed2.result.valueBlock.valueHexView);
     if (valid(inner)) return inner;
   }
   return valid(point) ? new Uint8Array(point) : void 0;
@@ -79254,7 +79254,7 @@ var init_module = __esm({
       /** Names of the mechanisms the token offers, with their flags. */
       mechanisms(token) {
         const list = call("C_GetMechanismList", () => this.p11.C_GetMechanismList(token.handle));
-        const names = mechanismNames(this.lib);
+        const names2 = mechanismNames(this.lib);
         const out = /* @__PURE__ */ new Map();
         for (const type of list) {
           let sign4 = false;
@@ -79267,7 +79267,7 @@ var init_module = __esm({
             maxKey = info2.maxKeySize;
           } catch {
           }
-          out.set(type, { name: names.get(type) ?? `0x${type.toString(16)}`, sign: sign4, minKey, maxKey });
+          out.set(type, { name: names2.get(type) ?? `0x${type.toString(16)}`, sign: sign4, minKey, maxKey });
         }
         return out;
       }
@@ -79599,8 +79599,8 @@ function formatName(nameDer) {
   });
   return rdns.reverse().join(",");
 }
-function parseCertificate(certDer) {
-  const der = derOrPem(certDer, ["CERTIFICATE"]);
+function parseCertificate(certDer2) {
+  const der = derOrPem(certDer2, ["CERTIFICATE"]);
   try {
     return new pkijs2.Certificate({ schema: parseDer(der, "the certificate") });
   } catch (cause) {
@@ -79611,11 +79611,11 @@ function parseCertificate(certDer) {
     });
   }
 }
-function certificatePublicKey(certDer) {
-  return new Uint8Array(parseCertificate(certDer).subjectPublicKeyInfo.toSchema().toBER());
+function certificatePublicKey(certDer2) {
+  return new Uint8Array(parseCertificate(certDer2).subjectPublicKeyInfo.toSchema().toBER());
 }
-function describeCertificate(certDer) {
-  const cert = parseCertificate(certDer);
+function describeCertificate(certDer2) {
+  const cert = parseCertificate(certDer2);
   let serial = cert.serialNumber.valueBlock.valueHexView;
   if (serial.length > 1 && serial[0] === 0) serial = serial.subarray(1);
   const eku = cert.extensions?.find((e) => e.extnID === OID_EXT_KEY_USAGE);
@@ -79840,26 +79840,51 @@ var init_keys = __esm({
 });
 
 // src/core/pkcs11/pin.ts
-import { readFileSync as readFileSync4, statSync as statSync2 } from "node:fs";
+import { closeSync, constants as constants5, fstatSync, openSync, readSync } from "node:fs";
 import { inspect as inspect3 } from "node:util";
 function readPinFile(file, origin) {
-  let mode2;
+  let fd;
+  let st;
   try {
-    mode2 = statSync2(file).mode;
+    fd = openSync(file, constants5.O_RDONLY | constants5.O_NONBLOCK);
+    st = fstatSync(fd);
   } catch (cause) {
     throw new CodesignError("INVALID_INPUT", `cannot read the PIN file ${file} (from ${origin})`, {
       hint: "check the path",
       cause
     });
   }
-  if ((mode2 & 63) !== 0) {
-    throw new CodesignError(
-      "PIN_FILE_INSECURE",
-      `the PIN file ${file} is accessible by group or others (mode ${(mode2 & 511).toString(8).padStart(4, "0")})`,
-      { hint: `restrict it with: chmod 600 '${file}'` }
-    );
+  let text;
+  try {
+    if (!st.isFile()) {
+      throw new CodesignError(
+        "INVALID_INPUT",
+        `the PIN file ${file} (from ${origin}) is not a regular file`,
+        {
+          hint: "give a file holding only the PIN; FIFOs and devices are not read"
+        }
+      );
+    }
+    const mode2 = st.mode;
+    if ((mode2 & 63) !== 0) {
+      throw new CodesignError(
+        "PIN_FILE_INSECURE",
+        `the PIN file ${file} is accessible by group or others (mode ${(mode2 & 511).toString(8).padStart(4, "0")})`,
+        { hint: `restrict it with: chmod 600 '${file}'` }
+      );
+    }
+    const buf3 = Buffer.alloc(PIN_FILE_MAX + 1);
+    let n2 = 0;
+    for (let r = -1; r !== 0 && n2 < buf3.length; n2 += r) r = readSync(fd, buf3, n2, buf3.length - n2, null);
+    if (n2 > PIN_FILE_MAX) {
+      throw new CodesignError("INVALID_INPUT", `the PIN file ${file} is larger than ${PIN_FILE_MAX} bytes`, {
+        hint: "a PIN file holds only the PIN"
+      });
+    }
+    text = buf3.subarray(0, n2).toString("utf8");
+  } finally {
+    closeSync(fd);
   }
-  let text = readFileSync4(file, "utf8");
   if (text.endsWith("\r\n")) text = text.slice(0, -2);
   else if (text.endsWith("\n")) text = text.slice(0, -1);
   if (text.length === 0) {
@@ -79908,7 +79933,7 @@ async function requirePin(opts, what) {
     });
   return pin;
 }
-var Secret, PIN_OPTIONS_HINT;
+var Secret, PIN_OPTIONS_HINT, PIN_FILE_MAX;
 var init_pin = __esm({
   "src/core/pkcs11/pin.ts"() {
     "use strict";
@@ -79934,11 +79959,12 @@ var init_pin = __esm({
       }
     };
     PIN_OPTIONS_HINT = "give the PIN with --pin-file FILE (mode 0600), $CODESIGN_PIN_FILE, $CODESIGN_PIN, pin-source=file:FILE in the key URI, or run in a terminal to be prompted";
+    PIN_FILE_MAX = 4096;
   }
 });
 
 // src/core/pkcs11/module-path.ts
-import { existsSync, readdirSync, readFileSync as readFileSync5 } from "node:fs";
+import { existsSync, readdirSync, readFileSync as readFileSync4 } from "node:fs";
 import { homedir } from "node:os";
 import path9 from "node:path";
 function libDirs() {
@@ -79973,7 +79999,7 @@ function registeredModules(dirs = p11KitConfigDirs()) {
     for (const entry of entries.sort()) {
       if (!entry.endsWith(".module")) continue;
       const configFile = path9.join(dir, entry);
-      const text = readFileSync5(configFile, "utf8");
+      const text = readFileSync4(configFile, "utf8");
       const match = /^\s*module\s*:\s*(.+?)\s*$/m.exec(text);
       if (!match?.[1]) continue;
       const reserved = /^\s*x-init-reserved\s*:\s*(.*?)\s*$/m.exec(text)?.[1];
@@ -80409,23 +80435,129 @@ var init_token_key = __esm({
   }
 });
 
-// src/core/pki/certificate.ts
-import { readFile } from "node:fs/promises";
-async function readCertificates(file) {
-  let bytes;
+// src/core/util/files.ts
+import { randomBytes } from "node:crypto";
+import { constants as fsConstants, realpathSync } from "node:fs";
+import { open, rename, rm as rm2, stat } from "node:fs/promises";
+import path10 from "node:path";
+async function writeFileAtomic(target, data, opts = {}) {
+  const temp = tempNameFor(target);
+  const mode2 = opts.mode ?? 420;
+  const forget = removeOnExit(temp);
   try {
-    bytes = await readFile(file);
+    const fh = await open(temp, "wx", mode2);
+    try {
+      await fh.writeFile(data);
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    await rename(temp, target);
   } catch (cause) {
+    await rm2(temp, { force: true });
     throw new CodesignError(
-      "INVALID_INPUT",
-      `cannot read certificate file ${file}: ${cause.code ?? cause}`,
+      "IO",
+      `cannot write ${target}: ${cause.code ?? cause}`,
       {
-        hint: "check the path",
+        hint: "check that the directory exists and is writable",
         cause
       }
     );
+  } finally {
+    forget();
   }
-  if (bytes[0] === 48) return [new Uint8Array(bytes)];
+}
+async function withAtomicOutput(target, produce, opts = {}) {
+  const temp = tempNameFor(target, opts.keepExtension ? path10.extname(target) : "");
+  const forget = removeOnExit(temp);
+  try {
+    const result = await produce(temp);
+    await rename(temp, target).catch((cause) => {
+      throw new CodesignError("IO", `cannot write ${target}: ${cause.code ?? cause.message}`, {
+        hint: "check that the directory exists and is writable",
+        cause
+      });
+    });
+    return result;
+  } finally {
+    forget();
+    await rm2(temp, { force: true });
+  }
+}
+function tempNameFor(target, extension2 = "") {
+  const dir = path10.dirname(path10.resolve(target));
+  const suffix = `.${randomBytes(6).toString("hex")}.tmp${extension2}`;
+  const room = NAME_MAX - 1 - Buffer.byteLength(suffix);
+  let base = path10.basename(target);
+  while (Buffer.byteLength(base) > room) base = base.slice(0, -1);
+  if (/[\uD800-\uDBFF]$/.test(base)) base = base.slice(0, -1);
+  return path10.join(dir, `.${base}${suffix}`);
+}
+async function openRegularFile(file, what) {
+  const fh = await open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK).catch(unreadable(file, what));
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) {
+      throw new CodesignError("INVALID_INPUT", `${what} ${file} is not a regular file`, {
+        hint: "give a file: FIFOs, devices and directories are not read"
+      });
+    }
+    return { fh, size: st.size };
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
+}
+async function readRegularFile(file, what, max) {
+  const { fh, size } = await openRegularFile(file, what);
+  try {
+    const tooLarge = () => new CodesignError("INVALID_INPUT", `${what} ${file} is larger than ${max} bytes`, {
+      hint: "check that this is the right file"
+    });
+    if (size > max) throw tooLarge();
+    const chunks = [];
+    let total = 0;
+    for (; ; ) {
+      const chunk = Buffer.alloc(Math.min(1024 * 1024, max + 1 - total));
+      if (chunk.length === 0) throw tooLarge();
+      const { bytesRead } = await fh.read(chunk, 0, chunk.length, null).catch(unreadable(file, what));
+      if (bytesRead === 0) break;
+      chunks.push(chunk.subarray(0, bytesRead));
+      total += bytesRead;
+    }
+    return new Uint8Array(Buffer.concat(chunks, total));
+  } finally {
+    await fh.close();
+  }
+}
+var unreadable, inputSize, NAME_MAX;
+var init_files = __esm({
+  "src/core/util/files.ts"() {
+    "use strict";
+    init_errors();
+    init_temp();
+    unreadable = (file, what = "") => (cause) => {
+      throw new CodesignError(
+        "INVALID_INPUT",
+        `cannot read ${what ? `${what} ` : ""}${file}: ${cause.code ?? cause.message}`,
+        {
+          hint: "check the path",
+          cause
+        }
+      );
+    };
+    inputSize = async (input) => (await stat(input).catch(unreadable(input))).size;
+    NAME_MAX = 255;
+  }
+});
+
+// src/core/pki/certificate.ts
+async function readCertificates(file) {
+  const bytes = await readRegularFile(file, "the certificate file", CERT_FILE_MAX);
+  if (bytes[0] === 48) {
+    describeCertificate(bytes);
+    return [bytes];
+  }
   const certs = pemDecode(bytes).filter((b) => b.label === "CERTIFICATE").map((b) => b.der);
   if (certs.length === 0) {
     throw new CodesignError(
@@ -80439,10 +80571,10 @@ async function readCertificates(file) {
   for (const der of certs) describeCertificate(der);
   return certs;
 }
-function assertCertificateMatchesKey(certDer, key, origin) {
+function assertCertificateMatchesKey(certDer2, key, origin) {
   if (!key.spki) return;
-  if (!equalBytes(certificatePublicKey(certDer), key.spki)) {
-    const subject = describeCertificate(certDer).subject;
+  if (!equalBytes(certificatePublicKey(certDer2), key.spki)) {
+    const subject = describeCertificate(certDer2).subject;
     throw new CodesignError(
       "INVALID_INPUT",
       `the certificate ${origin} (${subject}) is not for the key ${key.uri}: its public key differs`,
@@ -80471,13 +80603,15 @@ async function resolveSignerCertificate(key, certFile) {
   assertCertificateMatchesKey(key.certificate, key, "on the token");
   return { der: key.certificate, source: "token" };
 }
-var equalBytes, certificatePem;
+var CERT_FILE_MAX, equalBytes, certificatePem;
 var init_certificate = __esm({
   "src/core/pki/certificate.ts"() {
     "use strict";
     init_asn1();
     init_errors();
+    init_files();
     init_x509();
+    CERT_FILE_MAX = 16 * 1024 * 1024;
     equalBytes = (a2, b) => a2.length === b.length && a2.every((x, i2) => x === b[i2]);
     certificatePem = (der) => pemEncode("CERTIFICATE", der);
   }
@@ -80485,12 +80619,12 @@ var init_certificate = __esm({
 
 // src/core/util/hash.ts
 import { createHash as createHash2 } from "node:crypto";
-import { open } from "node:fs/promises";
+import { open as open2 } from "node:fs/promises";
 async function hashFile(file, hash) {
   const h2 = createHash2(hash);
   let fh;
   try {
-    fh = await open(file, "r");
+    fh = await open2(file, "r");
   } catch (cause) {
     throw new CodesignError(
       "INVALID_INPUT",
@@ -80525,18 +80659,27 @@ var init_hash = __esm({
 });
 
 // src/app/batch.ts
-import { realpathSync } from "node:fs";
-import path10 from "node:path";
+import { realpathSync as realpathSync2 } from "node:fs";
+import path11 from "node:path";
 function signedName(file) {
-  const ext = path10.extname(file);
-  return path10.join(path10.dirname(file), `${path10.basename(file, ext)}.signed${ext}`);
+  const ext = path11.extname(file);
+  return path11.join(path11.dirname(file), `${path11.basename(file, ext)}.signed${ext}`);
 }
-function realOrResolved(p) {
-  try {
-    return realpathSync(p);
-  } catch {
-    return path10.resolve(p);
-  }
+function canonical(cache) {
+  return (p) => {
+    const abs = path11.resolve(p);
+    const dir = path11.dirname(abs);
+    let real = cache.get(dir);
+    if (real === void 0) {
+      try {
+        real = realpathSync2(dir);
+      } catch {
+        real = dir;
+      }
+      cache.set(dir, real);
+    }
+    return path11.join(real, path11.basename(abs));
+  };
 }
 function planOutputs(inputs, opts) {
   if (inputs.length === 0) {
@@ -80559,13 +80702,14 @@ function planOutputs(inputs, opts) {
   const items = inputs.map((input) => {
     if (opts.out !== void 0) return { input, output: opts.out };
     if (opts.inPlace) return { input, output: input };
-    const name = path10.basename(input);
-    const dir = opts.outDir ?? path10.dirname(input);
+    const name = path11.basename(input);
+    const dir = opts.outDir ?? path11.dirname(input);
     if (opts.style.kind === "detached")
-      return { input, output: path10.join(dir, `${name}${opts.style.suffix}`) };
-    return { input, output: opts.outDir ? path10.join(opts.outDir, name) : signedName(input) };
+      return { input, output: path11.join(dir, `${name}${opts.style.suffix}`) };
+    return { input, output: opts.outDir ? path11.join(opts.outDir, name) : signedName(input) };
   });
   const seen = /* @__PURE__ */ new Map();
+  const realOrResolved = canonical(/* @__PURE__ */ new Map());
   for (const { input, output } of items) {
     const key = realOrResolved(output);
     const other = seen.get(key);
@@ -80630,83 +80774,12 @@ var init_batch = __esm({
   }
 });
 
-// src/core/util/files.ts
-import { randomBytes } from "node:crypto";
-import { open as open2, rename, rm as rm2, stat } from "node:fs/promises";
-import path12 from "node:path";
-async function writeFileAtomic(target, data, opts = {}) {
-  const dir = path12.dirname(path12.resolve(target));
-  const temp = path12.join(dir, `.${path12.basename(target)}.${randomBytes(6).toString("hex")}.tmp`);
-  const mode2 = opts.mode ?? 420;
-  const forget = removeOnExit(temp);
-  try {
-    const fh = await open2(temp, "wx", mode2);
-    try {
-      await fh.writeFile(data);
-      await fh.datasync();
-    } finally {
-      await fh.close();
-    }
-    await rename(temp, target);
-  } catch (cause) {
-    await rm2(temp, { force: true });
-    throw new CodesignError(
-      "IO",
-      `cannot write ${target}: ${cause.code ?? cause}`,
-      {
-        hint: "check that the directory exists and is writable",
-        cause
-      }
-    );
-  } finally {
-    forget();
-  }
-}
-async function withAtomicOutput(target, produce, opts = {}) {
-  const dir = path12.dirname(path12.resolve(target));
-  const ext = opts.keepExtension ? path12.extname(target) : "";
-  const temp = path12.join(dir, `.${path12.basename(target)}.${randomBytes(6).toString("hex")}.tmp${ext}`);
-  const forget = removeOnExit(temp);
-  try {
-    const result = await produce(temp);
-    await rename(temp, target).catch((cause) => {
-      throw new CodesignError("IO", `cannot write ${target}: ${cause.code ?? cause.message}`, {
-        hint: "check that the directory exists and is writable",
-        cause
-      });
-    });
-    return result;
-  } finally {
-    forget();
-    await rm2(temp, { force: true });
-  }
-}
-var unreadable, inputSize;
-var init_files = __esm({
-  "src/core/util/files.ts"() {
-    "use strict";
-    init_errors();
-    init_temp();
-    unreadable = (file, what = "") => (cause) => {
-      throw new CodesignError(
-        "INVALID_INPUT",
-        `cannot read ${what ? `${what} ` : ""}${file}: ${cause.code ?? cause.message}`,
-        {
-          hint: "check the path",
-          cause
-        }
-      );
-    };
-    inputSize = async (input) => (await stat(input).catch(unreadable(input))).size;
-  }
-});
-
 // src/app/formats/raw.ts
 var raw_exports = {};
 __export(raw_exports, {
   raw: () => raw
 });
-import { readFile as readFile2 } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 var EDDSA_MAX_BYTES, raw;
 var init_raw = __esm({
   "src/app/formats/raw.ts"() {
@@ -80732,7 +80805,7 @@ var init_raw = __esm({
               { hint: "use an RSA or EC key for large files" }
             );
           }
-          request = { hash, scheme, input: { message: await readFile2(item.input) } };
+          request = { hash, scheme, input: { message: await readFile(item.input) } };
         } else {
           const format2 = ctx.options.signatureFormat ?? "der";
           request = { hash, scheme, input: { digest: await ctx.digest(item.input, hash) }, format: format2 };
@@ -80755,6 +80828,14 @@ var init_raw = __esm({
 });
 
 // src/core/pki/cms.ts
+function certificateOf(der) {
+  let cert = parsed.get(der);
+  if (!cert) {
+    cert = pkijs3.Certificate.fromBER(buf(der));
+    parsed.set(der, cert);
+  }
+  return cert;
+}
 function signedAttributesDer(attrs) {
   const der = new Uint8Array(attrs.toSchema().toBER());
   der[0] = 49;
@@ -80770,7 +80851,7 @@ function signerSignatureAlgorithm(key, scheme, hash) {
   return signatureAlgorithm(key.keyType, scheme, hash, key.curve);
 }
 function prepareSignerInfo(o2) {
-  const cert = pkijs3.Certificate.fromBER(buf(o2.certificate));
+  const cert = certificateOf(o2.certificate);
   const signerInfo = new pkijs3.SignerInfo({
     version: 1,
     sid: new pkijs3.IssuerAndSerialNumber({ issuer: cert.issuer, serialNumber: cert.serialNumber }),
@@ -80817,9 +80898,7 @@ function assembleSignedData(o2) {
       // pkijs types eContent as an OCTET STRING, but writes whatever it holds under [0] EXPLICIT.
       ...o2.eContent ? { eContent: o2.eContent } : {}
     }),
-    certificates: [o2.certificate, ...uniqueChain(o2.certificate, o2.chain)].map(
-      (c3) => pkijs3.Certificate.fromBER(buf(c3))
-    ),
+    certificates: [o2.certificate, ...uniqueChain(o2.certificate, o2.chain)].map(certificateOf),
     signerInfos: [o2.signerInfo]
   });
 }
@@ -80839,7 +80918,7 @@ function encodeSignedData(signed) {
 function cmsOutput(der, format2) {
   return format2 === "pem" ? pemEncode("CMS", der) : der;
 }
-var asn1js3, pkijs3, OID, ATTACHED_MAX_BYTES, buf, SIGNED_DATA_OID_DER;
+var asn1js3, pkijs3, OID, ATTACHED_MAX_BYTES, buf, parsed, SIGNED_DATA_OID_DER;
 var init_cms = __esm({
   "src/core/pki/cms.ts"() {
     "use strict";
@@ -80858,6 +80937,7 @@ var init_cms = __esm({
     };
     ATTACHED_MAX_BYTES = 256 * 1024 * 1024;
     buf = (u2) => Uint8Array.from(u2).buffer;
+    parsed = /* @__PURE__ */ new WeakMap();
     SIGNED_DATA_OID_DER = Buffer.from("06092a864886f70d010702", "hex");
   }
 });
@@ -80919,14 +80999,296 @@ var init_failover = __esm({
   }
 });
 
+// src/core/pki/path.ts
+import { X509Certificate } from "node:crypto";
+import { existsSync as existsSync2 } from "node:fs";
+import tls from "node:tls";
+async function loadAnchors(caFiles) {
+  if (caFiles.length > 0) {
+    const certs2 = [];
+    for (const f of caFiles) for (const der of await readCertificates(f)) certs2.push(parseCert(der));
+    return { certs: certs2, source: caFiles.join(", ") };
+  }
+  const bundle = SYSTEM_BUNDLES.find((f) => existsSync2(f));
+  const pems = bundle ? pemDecode(await readRegularFile(bundle, "the system trust store", ANCHOR_FILE_MAX)).filter((b) => b.label === "CERTIFICATE").map((b) => b.der) : tls.rootCertificates.flatMap((p) => pemDecode(p).map((b) => b.der));
+  const certs = [];
+  for (const der of pems) {
+    try {
+      certs.push(parseCert(der));
+    } catch {
+    }
+  }
+  return { certs, source: bundle ?? "node" };
+}
+function subjectOf(c3) {
+  try {
+    return new X509Certificate(certDer(c3)).subject.replace(/\n/g, ", ");
+  } catch {
+    return "(unreadable subject)";
+  }
+}
+function basicConstraints(c3) {
+  const ext = extension(c3, EXT.basicConstraints);
+  if (!ext) return void 0;
+  const parsed2 = asn1js4.fromBER(ext.extnValue.valueBlock.valueHexView);
+  const items = parsed2.result instanceof asn1js4.Sequence ? parsed2.result.valueBlock.value : [];
+  const ca = items.find((i2) => i2 instanceof asn1js4.Boolean);
+  const len = items.find((i2) => i2 instanceof asn1js4.Integer);
+  return {
+    cA: ca instanceof asn1js4.Boolean ? ca.getValue() : false,
+    ...len instanceof asn1js4.Integer ? { pathLen: len.valueBlock.valueDec } : {}
+  };
+}
+function dateProblem(c3, at) {
+  return `${subjectOf(c3)} is not valid at ${at.toISOString()} (valid ${c3.notBefore.value.toISOString()} to ${c3.notAfter.value.toISOString()})`;
+}
+function checkPathExtras(path20, what) {
+  for (const c3 of path20) {
+    const unknown = (c3.extensions ?? []).filter((e) => e.critical && !UNDERSTOOD.has(e.extnID));
+    if (unknown.length > 0) {
+      throw fail(
+        `the ${what} chain has a critical extension codesign does not understand (${unknown.map((e) => e.extnID).join(", ")}) in ${subjectOf(c3)}`,
+        "RFC 5280: a certificate with an unrecognised critical extension must be rejected"
+      );
+    }
+  }
+  for (let k = path20.length - 1; k >= 1; k--) {
+    const nc = extension(path20[k], EXT.nameConstraints)?.parsedValue;
+    if (!(nc instanceof pkijs4.NameConstraints)) continue;
+    const permitted = (nc.permittedSubtrees ?? []).filter((t) => t.base.type === 4);
+    if (permitted.length === 0) continue;
+    for (const c3 of path20.slice(0, k)) {
+      const rdns = c3.subject.typesAndValues;
+      if (rdns.length === 0) continue;
+      const inside = permitted.some((t) => {
+        const want = t.base.value.typesAndValues;
+        return want.length <= rdns.length && want.every((w, i2) => rdns[i2].isEqual(w));
+      });
+      if (!inside) {
+        throw fail(
+          `the ${what} chain breaks a name constraint: ${subjectOf(c3)} is outside the names ${subjectOf(path20[k])} may issue`
+        );
+      }
+    }
+  }
+  for (let k = 1; k < path20.length; k++) {
+    const ca = path20[k];
+    const pathLen = basicConstraints(ca)?.pathLen;
+    if (pathLen === void 0) continue;
+    const below = path20.slice(1, k).filter((c3) => !c3.subject.isEqual(c3.issuer)).length;
+    if (below > pathLen) {
+      throw fail(
+        `the ${what} chain is too long for ${subjectOf(ca)}: pathLenConstraint ${pathLen}, ${below} intermediate CA(s) below it`
+      );
+    }
+  }
+}
+async function validatePath(leaf, others, anchors, o2) {
+  if (anchors.certs.some((a2) => sameCert(a2, leaf))) {
+    if (!validAt(leaf, o2.at)) throw fail(`the ${o2.what} certificate ${dateProblem(leaf, o2.at)}`);
+    checkPathExtras([leaf], o2.what);
+    return [leaf];
+  }
+  const intermediates = others.filter(
+    (c3) => !sameCert(c3, leaf) && !anchors.certs.some((a2) => sameCert(a2, c3))
+  );
+  const engine = new pkijs4.CertificateChainValidationEngine({
+    trustedCerts: anchors.certs,
+    // The engine takes the last certificate as the one to validate.
+    certs: [...intermediates, leaf],
+    checkDate: o2.at
+  });
+  let result;
+  try {
+    result = await engine.verify({ passedWhenNotRevValues: false });
+  } catch (e) {
+    result = { result: false, resultCode: -1, resultMessage: e.message };
+  }
+  if (!result.result) {
+    if (result.resultCode === 8) {
+      const candidates = [
+        leaf,
+        ...intermediates,
+        ...anchors.certs.filter((a2) => issuesAny(a2, [leaf, ...intermediates]))
+      ];
+      const stale = candidates.filter((c3) => !validAt(c3, o2.at)).map((c3) => dateProblem(c3, o2.at));
+      throw fail(
+        `the ${o2.what} chain has a certificate that is not valid: ${stale.join("; ") || result.resultMessage}`,
+        "a trusted timestamp from the signing time keeps a signature valid after its certificate expires"
+      );
+    }
+    throw fail(
+      `the ${o2.what} certificate (${subjectOf(leaf)}) does not chain to a trust anchor: ${result.resultMessage}`,
+      anchors.source === "node" || anchors.source.startsWith("/etc/") ? "give the issuing CA with --ca FILE (without it the system trust store is used)" : "check that the --ca files hold the issuing root, and that the chain's constraints hold"
+    );
+  }
+  const path20 = result.certificatePath ?? [];
+  if (path20.length === 0) throw fail(`the ${o2.what} chain could not be built`);
+  checkPathExtras(path20, o2.what);
+  if (o2.crls && o2.crls.length > 0) await checkRevocation(path20, o2.crls, o2.at, o2.what);
+  return path20;
+}
+async function checkRevocation(path20, crls, at, what) {
+  for (let i2 = 0; i2 + 1 < path20.length; i2++) {
+    const cert = path20[i2];
+    const issuer = path20[i2 + 1];
+    for (const crl of crls) {
+      if (!crl.issuer.isEqual(cert.issuer)) continue;
+      let genuine = false;
+      try {
+        genuine = await crl.verify({ issuerCertificate: issuer });
+      } catch {
+        genuine = false;
+      }
+      if (!genuine) continue;
+      if (crl.isCertificateRevoked(cert)) {
+        const entry = crl.revokedCertificates?.find((r) => r.userCertificate.isEqual(cert.serialNumber));
+        const when = entry?.revocationDate.value;
+        throw fail(
+          `the ${what} chain has a revoked certificate: ${subjectOf(cert)}${when ? ` (revoked ${when.toISOString()})` : ""}`,
+          `checked at ${at.toISOString()} against the CRL of ${subjectOf(issuer)}`
+        );
+      }
+    }
+  }
+}
+var asn1js4, pkijs4, EXT, UNDERSTOOD, SYSTEM_BUNDLES, ANCHOR_FILE_MAX, parseCert, certDer, sameCert, fail, extension, validAt, issuesAny;
+var init_path = __esm({
+  "src/core/pki/path.ts"() {
+    "use strict";
+    asn1js4 = __toESM(require_build2(), 1);
+    pkijs4 = __toESM(require_build3(), 1);
+    init_asn1();
+    init_certificate();
+    init_errors();
+    init_files();
+    EXT = {
+      subjectKeyIdentifier: "2.5.29.14",
+      keyUsage: "2.5.29.15",
+      subjectAltName: "2.5.29.17",
+      issuerAltName: "2.5.29.18",
+      basicConstraints: "2.5.29.19",
+      nameConstraints: "2.5.29.30",
+      crlDistributionPoints: "2.5.29.31",
+      certificatePolicies: "2.5.29.32",
+      policyMappings: "2.5.29.33",
+      authorityKeyIdentifier: "2.5.29.35",
+      policyConstraints: "2.5.29.36",
+      extKeyUsage: "2.5.29.37",
+      inhibitAnyPolicy: "2.5.29.54",
+      authorityInfoAccess: "1.3.6.1.5.5.7.1.1"
+    };
+    UNDERSTOOD = new Set(Object.values(EXT));
+    SYSTEM_BUNDLES = [
+      "/etc/ssl/certs/ca-certificates.crt",
+      "/etc/pki/tls/certs/ca-bundle.crt",
+      "/etc/ssl/cert.pem"
+    ];
+    ANCHOR_FILE_MAX = 16 * 1024 * 1024;
+    parseCert = (der) => pkijs4.Certificate.fromBER(der);
+    certDer = (c3) => new Uint8Array(c3.toSchema().toBER());
+    sameCert = (a2, b) => Buffer.from(certDer(a2)).equals(Buffer.from(certDer(b)));
+    fail = (message, hint) => new CodesignError("VERIFY_FAILED", message, hint ? { hint } : {});
+    extension = (c3, oid) => c3.extensions?.find((e) => e.extnID === oid);
+    validAt = (c3, at) => c3.notBefore.value.getTime() <= at.getTime() && at.getTime() <= c3.notAfter.value.getTime();
+    issuesAny = (a2, certs) => certs.some((c3) => c3.issuer.isEqual(a2.subject));
+  }
+});
+
+// src/core/pki/policy.ts
+function extendedKeyUsage(c3) {
+  const ext = extension(c3, EXT.extKeyUsage);
+  if (!ext) return void 0;
+  const parsed2 = ext.parsedValue;
+  if (parsed2 instanceof pkijs5.ExtKeyUsage) return parsed2.keyPurposes;
+  throw fail2(`the extendedKeyUsage of ${subjectOf(c3)} cannot be read`);
+}
+function keyUsageBits(c3) {
+  const ext = extension(c3, EXT.keyUsage);
+  if (!ext) return void 0;
+  const parsed2 = ext.parsedValue;
+  if (!(parsed2 instanceof Object) || !("valueBlock" in parsed2)) {
+    throw fail2(`the keyUsage of ${subjectOf(c3)} cannot be read`);
+  }
+  const first = parsed2.valueBlock.valueHexView[0] ?? 0;
+  return { digitalSignature: (first & 128) !== 0, nonRepudiation: (first & 64) !== 0 };
+}
+function checkPolicy(path20, purpose) {
+  const leaf = path20[0];
+  if (!leaf) throw fail2("no signer certificate");
+  const who = purpose === "timestamping" ? "TSA" : "signer";
+  const warnings = [];
+  if (basicConstraints(leaf)?.cA) {
+    throw fail2(
+      `the ${who} certificate ${subjectOf(leaf)} is a CA certificate (basicConstraints cA); a CA never signs ${purpose === "timestamping" ? "timestamps" : "code"}`,
+      "sign with an end-entity certificate issued by the CA"
+    );
+  }
+  const ku = keyUsageBits(leaf);
+  if (ku && !ku.digitalSignature && !(purpose === "timestamping" && ku.nonRepudiation)) {
+    throw fail2(
+      `the ${who} certificate ${subjectOf(leaf)} has a keyUsage without digitalSignature`,
+      "its key is not meant to make signatures"
+    );
+  }
+  if (purpose === "any") {
+    warnings.push("--purpose any: the extended key usage was not checked (not a code-signing verdict)");
+    return warnings;
+  }
+  const wanted = purpose === "timestamping" ? EKU.timeStamping : EKU.codeSigning;
+  const wantedName = EKU_NAMES[wanted];
+  const leafEku = extendedKeyUsage(leaf);
+  if (!leafEku || !leafEku.includes(wanted)) {
+    throw fail2(
+      `the ${who} certificate ${subjectOf(leaf)} is not for ${wantedName} (extended key usage: ${leafEku ? names(leafEku) : "absent"})`,
+      purpose === "code-signing" ? "code needs a certificate with the codeSigning extended key usage (--purpose any lifts this rule, explicitly)" : "RFC 3161: a TSA certificate has the timeStamping extended key usage"
+    );
+  }
+  for (const ca of path20.slice(1)) {
+    const eku = extendedKeyUsage(ca);
+    if (eku && !eku.includes(wanted) && !eku.includes(EKU.any)) {
+      throw fail2(
+        `the issuing CA ${subjectOf(ca)} is restricted to ${names(eku)}: it cannot issue ${wantedName} certificates`
+      );
+    }
+  }
+  return warnings;
+}
+var pkijs5, EKU, EKU_NAMES, fail2, names;
+var init_policy = __esm({
+  "src/core/pki/policy.ts"() {
+    "use strict";
+    pkijs5 = __toESM(require_build3(), 1);
+    init_errors();
+    init_path();
+    EKU = {
+      any: "2.5.29.37.0",
+      serverAuth: "1.3.6.1.5.5.7.3.1",
+      codeSigning: "1.3.6.1.5.5.7.3.3",
+      timeStamping: "1.3.6.1.5.5.7.3.8"
+    };
+    EKU_NAMES = {
+      [EKU.any]: "anyExtendedKeyUsage",
+      [EKU.serverAuth]: "serverAuth",
+      "1.3.6.1.5.5.7.3.2": "clientAuth",
+      [EKU.codeSigning]: "codeSigning",
+      "1.3.6.1.5.5.7.3.4": "emailProtection",
+      [EKU.timeStamping]: "timeStamping",
+      "1.3.6.1.5.5.7.3.9": "OCSPSigning"
+    };
+    fail2 = (message, hint) => new CodesignError("VERIFY_FAILED", message, hint ? { hint } : {});
+    names = (ekus) => ekus.map((o2) => EKU_NAMES[o2] ?? o2).join(", ") || "none";
+  }
+});
+
 // src/core/pki/verify.ts
 import {
-  constants as constants5,
+  constants as constants6,
   createHash as createHash3,
   createPublicKey,
   createVerify,
   verify as verifyOneShot,
-  X509Certificate
+  X509Certificate as X509Certificate2
 } from "node:crypto";
 import { createReadStream as createReadStream2 } from "node:fs";
 async function streamVerify(file, hash, key, signature, candidates) {
@@ -80938,46 +81300,45 @@ async function streamVerify(file, hash, key, signature, candidates) {
 }
 function signatureOptions(algo, digestHash) {
   if (algo.algorithmId !== OID_RSASSA_PSS) return { hash: digestHash, opts: {} };
-  const params = new pkijs4.RSASSAPSSParams({ schema: algo.algorithmParams });
+  const params = new pkijs6.RSASSAPSSParams({ schema: algo.algorithmParams });
   const hash = hashByOid(params.hashAlgorithm.algorithmId);
-  if (!hash) throw fail(`RSA-PSS with an unsupported hash (${params.hashAlgorithm.algorithmId})`);
+  if (!hash) throw fail3(`RSA-PSS with an unsupported hash (${params.hashAlgorithm.algorithmId})`);
   return {
     hash,
-    opts: { padding: constants5.RSA_PKCS1_PSS_PADDING, saltLength: params.saltLength }
+    opts: { padding: constants6.RSA_PKCS1_PSS_PADDING, saltLength: params.saltLength }
   };
 }
-async function checkSignerInfo(signed, hash, digest, content) {
-  const si = signed.signerInfos[0];
-  if (!si) throw fail("the CMS holds no signer");
-  if (signed.signerInfos.length > 1) throw fail("the CMS holds more than one signer; codesign checks one");
-  const sig = new Uint8Array(si.signature.valueBlock.valueHexView);
-  const certs = (signed.certificates ?? []).filter(
-    (c3) => c3 instanceof pkijs4.Certificate
-  );
+function signerCertificate(signed, si) {
   const sid = si.sid;
-  const signerCert = certs.find(
-    (c3) => sid instanceof pkijs4.IssuerAndSerialNumber ? c3.serialNumber.isEqual(sid.serialNumber) && Buffer.from(c3.issuer.toSchema().toBER()).equals(Buffer.from(sid.issuer.toSchema().toBER())) : sid instanceof asn1js4.Constructed || sid instanceof asn1js4.Primitive ? subjectKeyIdMatches(c3, sid) : false
+  const cert = certificatesOf(signed).find(
+    (c3) => sid instanceof pkijs6.IssuerAndSerialNumber ? c3.serialNumber.isEqual(sid.serialNumber) && Buffer.from(c3.issuer.toSchema().toBER()).equals(Buffer.from(sid.issuer.toSchema().toBER())) : sid instanceof asn1js5.Constructed || sid instanceof asn1js5.Primitive ? subjectKeyIdMatches(c3, sid) : false
   );
-  if (!signerCert)
-    throw fail(
+  if (!cert)
+    throw fail3(
       "the signer's certificate is not in the signature",
       "sign with the certificate included (codesign does by default)"
     );
-  const cert = x509(signerCert);
+  return cert;
+}
+async function checkSignerInfo(signed, si, hash, digest, content) {
+  const sig = new Uint8Array(si.signature.valueBlock.valueHexView);
+  const signerCert = signerCertificate(signed, si);
+  const cert = new X509Certificate2(certDer(signerCert));
   const { hash: sigHash, opts } = signatureOptions(si.signatureAlgorithm, hash);
   const key = { key: cert.publicKey, ...opts };
   let ok;
   if (si.signedAttrs) {
     const md = attrValue(si, OID.messageDigest)?.valueBlock?.valueHexView;
-    if (!md || !Buffer.from(md).equals(Buffer.from(digest))) {
-      throw fail(
+    if (!md) throw fail3("the signed attributes hold no messageDigest");
+    if (!Buffer.from(md).equals(Buffer.from(digest))) {
+      throw fail3(
         `the content does not match the signature (message digest differs)`,
         "the file changed after it was signed, or this is another file's signature"
       );
     }
     const ct = attrValue(si, OID.contentType);
-    if (!(ct instanceof asn1js4.ObjectIdentifier) || ct.getValue() !== signed.encapContentInfo.eContentType) {
-      throw fail("the signed contentType attribute does not match the content type");
+    if (!(ct instanceof asn1js5.ObjectIdentifier) || ct.getValue() !== signed.encapContentInfo.eContentType) {
+      throw fail3("the signed contentType attribute does not match the content type");
     }
     const signedBytes = new Uint8Array(si.signedAttrs.encodedValue.slice(0));
     signedBytes[0] = 49;
@@ -80989,11 +81350,11 @@ async function checkSignerInfo(signed, hash, digest, content) {
     ok = await streamVerify(content, sigHash, cert.publicKey, sig, [opts]) === 0;
   }
   if (!ok)
-    throw fail(
-      "the CMS signature does not verify with the signer certificate's key",
+    throw fail3(
+      `the CMS signature of ${subjectOf(signerCert)} does not verify with its certificate's key`,
       "the signature was altered, or the wrong certificate is embedded"
     );
-  return { cert, certs: certs.map(x509) };
+  return signerCert;
 }
 function subjectKeyIdMatches(c3, sid) {
   const ext = c3.extensions?.find((e) => e.extnID === "2.5.29.14");
@@ -81002,12 +81363,22 @@ function subjectKeyIdMatches(c3, sid) {
   const wanted = sid.valueBlock.valueHexView;
   return ski !== void 0 && Buffer.from(ski).equals(Buffer.from(wanted));
 }
-async function inspectTimestampToken(token, signature) {
-  const signed = new pkijs4.SignedData({ schema: token.content });
+async function inspectTimestampToken(token, signature, now = /* @__PURE__ */ new Date()) {
+  if (token.contentType !== OID.signedData) throw new Error("the timestamp token is not a SignedData");
+  const signed = new pkijs6.SignedData({ schema: token.content });
+  if (signed.encapContentInfo.eContentType !== OID_TST_INFO) {
+    throw new Error(
+      `the timestamp token's content is not a TSTInfo (eContentType ${signed.encapContentInfo.eContentType})`
+    );
+  }
+  if (signed.signerInfos.length !== 1) throw new Error("a timestamp token has exactly one signer");
   const eContent = signed.encapContentInfo.eContent;
   if (!eContent) throw new Error("the timestamp token has no TSTInfo");
   const tstDer = new Uint8Array(eContent.getValue());
-  const tst = pkijs4.TSTInfo.fromBER(tstDer.slice().buffer);
+  const tst = pkijs6.TSTInfo.fromBER(tstDer.slice().buffer);
+  if (tst.genTime.getTime() > now.getTime() + TIMESTAMP_FUTURE_SKEW_MS) {
+    throw new Error(`the timestamp's genTime ${tst.genTime.toISOString()} is in the future`);
+  }
   const name = hashByOid(tst.messageImprint.hashAlgorithm.algorithmId);
   if (!name)
     throw new Error(
@@ -81018,12 +81389,13 @@ async function inspectTimestampToken(token, signature) {
     throw new Error("the timestamp is for other data (its message imprint does not match the signature)");
   }
   const si = signed.signerInfos[0];
-  const hash = si ? hashByOid(si.digestAlgorithm.algorithmId) : void 0;
+  const hash = hashByOid(si.digestAlgorithm.algorithmId);
   if (!hash) throw new Error("the timestamp's signer uses an unsupported digest");
-  let checked;
+  let cert;
   try {
-    checked = await checkSignerInfo(
+    cert = await checkSignerInfo(
       signed,
+      si,
       hash,
       new Uint8Array(createHash3(hash).update(tstDer).digest()),
       tstDer
@@ -81031,66 +81403,64 @@ async function inspectTimestampToken(token, signature) {
   } catch (e) {
     throw new Error(`the TSA's signature on the timestamp does not verify (${e.message})`);
   }
-  if (!(checked.cert.keyUsage ?? []).includes(OID_TIME_STAMPING)) {
-    throw new Error(`the TSA certificate (${subjectOf(checked.cert)}) is not for timestamping`);
+  if (!(extendedKeyUsage(cert) ?? []).includes(EKU.timeStamping)) {
+    throw new Error(`the TSA certificate (${subjectOf(cert)}) is not for timestamping`);
   }
-  return { tst, ...checked };
+  return { tst, cert, certs: certificatesOf(signed) };
 }
-async function checkTimestampToken(token, signature) {
-  return (await inspectTimestampToken(token, signature)).tst;
+async function validateTsaChain(ts, anchors, crls) {
+  const path20 = await validatePath(ts.cert, ts.certs, anchors, { at: ts.tst.genTime, what: "TSA", crls });
+  checkPolicy(path20, "timestamping");
+  return path20;
 }
-var asn1js4, pkijs4, fail, OID_TIME_STAMPING, EDDSA_MAX_BYTES2, subjectOf, PKCS1, PSS_ANY_SALT, x509, attrValue;
+var asn1js5, pkijs6, fail3, OID_TST_INFO, TIMESTAMP_FUTURE_SKEW_MS, KEY_FILE_MAX, EDDSA_MAX_BYTES2, PKCS1, PSS_ANY_SALT, attrValue, certificatesOf;
 var init_verify = __esm({
   "src/core/pki/verify.ts"() {
     "use strict";
-    asn1js4 = __toESM(require_build2(), 1);
-    pkijs4 = __toESM(require_build3(), 1);
+    asn1js5 = __toESM(require_build2(), 1);
+    pkijs6 = __toESM(require_build3(), 1);
     init_asn1();
-    init_certificate();
     init_cms();
+    init_path();
+    init_policy();
     init_errors();
     init_hash();
-    fail = (message, hint) => new CodesignError("VERIFY_FAILED", message, hint ? { hint } : {});
-    OID_TIME_STAMPING = "1.3.6.1.5.5.7.3.8";
+    init_files();
+    fail3 = (message, hint) => new CodesignError("VERIFY_FAILED", message, hint ? { hint } : {});
+    OID_TST_INFO = "1.2.840.113549.1.9.16.1.4";
+    TIMESTAMP_FUTURE_SKEW_MS = 5 * 60 * 1e3;
+    KEY_FILE_MAX = 1024 * 1024;
     EDDSA_MAX_BYTES2 = 256 * 1024 * 1024;
-    subjectOf = (c3) => c3.subject.replace(/\n/g, ", ");
-    PKCS1 = { padding: constants5.RSA_PKCS1_PADDING };
+    PKCS1 = { padding: constants6.RSA_PKCS1_PADDING };
     PSS_ANY_SALT = {
-      padding: constants5.RSA_PKCS1_PSS_PADDING,
-      saltLength: constants5.RSA_PSS_SALTLEN_AUTO
+      padding: constants6.RSA_PKCS1_PSS_PADDING,
+      saltLength: constants6.RSA_PSS_SALTLEN_AUTO
     };
-    x509 = (c3) => new X509Certificate(Buffer.from(c3.toSchema().toBER()));
     attrValue = (si, type) => si.signedAttrs?.attributes.find((a2) => a2.type === type)?.values[0];
+    certificatesOf = (signed) => (signed.certificates ?? []).filter((c3) => c3 instanceof pkijs6.Certificate);
   }
 });
 
 // src/core/pki/timestamp.ts
 import { createHash as createHash4, randomBytes as randomBytes2 } from "node:crypto";
-async function requestOnce(url, signature, signal) {
+async function requestOnce(url, signature, signal, trust, allowUntrusted) {
   const nonce = new Uint8Array(randomBytes2(8));
   nonce[0] = (nonce[0] ?? 0) & 127 | 1;
-  const req = new pkijs5.TimeStampReq({
+  const req = new pkijs7.TimeStampReq({
     version: 1,
-    messageImprint: new pkijs5.MessageImprint({
+    messageImprint: new pkijs7.MessageImprint({
       hashAlgorithm: hashAlgorithm("sha256"),
-      hashedMessage: new asn1js5.OctetString({
+      hashedMessage: new asn1js6.OctetString({
         valueHex: buf2(new Uint8Array(createHash4("sha256").update(signature).digest()))
       })
     }),
-    nonce: new asn1js5.Integer({ valueHex: buf2(nonce) }),
+    nonce: new asn1js6.Integer({ valueHex: buf2(nonce) }),
     certReq: true
   });
-  const res = await fetch(url, {
-    method: "POST",
-    headers: { "Content-Type": "application/timestamp-query", Accept: "application/timestamp-reply" },
-    body: new Uint8Array(req.toSchema().toBER()),
-    signal
-  });
-  if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`.trim());
-  const body = new Uint8Array(await res.arrayBuffer());
+  const body = await postBounded(url, new Uint8Array(req.toSchema().toBER()), signal);
   let resp;
   try {
-    resp = pkijs5.TimeStampResp.fromBER(buf2(body));
+    resp = pkijs7.TimeStampResp.fromBER(buf2(body));
   } catch {
     throw new Error(`the answer is not an RFC 3161 response (${body.length} bytes)`);
   }
@@ -81100,13 +81470,70 @@ async function requestOnce(url, signature, signal) {
     throw new Error(`the server refused: PKI status ${status}${words ? ` (${words})` : ""}`);
   }
   if (!resp.timeStampToken) throw new Error("the response holds no timestamp token");
-  const tst = await checkTimestampToken(resp.timeStampToken, signature);
+  const checked = await inspectTimestampToken(resp.timeStampToken, signature);
+  const tst = checked.tst;
+  if (trust) {
+    try {
+      await validateTsaChain(checked, await trust());
+    } catch (e) {
+      if (!allowUntrusted) {
+        throw new Error(
+          `the TSA's certificate (${subjectOf(checked.cert)}) is not trusted: ${e.message} (--tsa-ca FILE, or --allow-untrusted-tsa)`
+        );
+      }
+    }
+  }
   if (!tst.nonce) throw new Error("the response carries no nonce (the request had one)");
   if (!equal(new Uint8Array(tst.nonce.valueBlock.valueHexView), nonce))
     throw new Error("the response's nonce does not match the request (a replay?)");
   return { token: resp.timeStampToken, genTime: tst.genTime, url };
 }
-async function fetchTimestamp(signature, urls, failover) {
+async function postBounded(url, body, signal) {
+  let target = url;
+  for (let hop = 0; ; hop++) {
+    const res = await fetch(target, {
+      method: "POST",
+      headers: { "Content-Type": "application/timestamp-query", Accept: "application/timestamp-reply" },
+      body,
+      signal,
+      redirect: "manual"
+    });
+    if (res.status === 307 || res.status === 308) {
+      const location = res.headers.get("location");
+      await res.body?.cancel();
+      if (!location || hop >= MAX_REDIRECTS)
+        throw new Error(`HTTP ${res.status}: too many or empty redirects`);
+      target = new URL(location, target).toString();
+      if (!/^https?:/i.test(target)) throw new Error(`redirect to ${target} is not http(s)`);
+      continue;
+    }
+    if (!res.ok) {
+      await res.body?.cancel();
+      throw new Error(`HTTP ${res.status} ${res.statusText}`.trim());
+    }
+    const declared = Number(res.headers.get("content-length") ?? "0");
+    if (declared > TSA_RESPONSE_MAX_BYTES) {
+      await res.body?.cancel();
+      throw new Error(`the answer is ${declared} bytes, over the ${TSA_RESPONSE_MAX_BYTES} limit`);
+    }
+    const chunks = [];
+    let total = 0;
+    const reader = res.body?.getReader();
+    if (!reader) return new Uint8Array(0);
+    for (; ; ) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.length;
+      if (total > TSA_RESPONSE_MAX_BYTES) {
+        await reader.cancel();
+        throw new Error(`the answer is over the ${TSA_RESPONSE_MAX_BYTES}-byte limit`);
+      }
+      chunks.push(value);
+    }
+    return new Uint8Array(Buffer.concat(chunks, total));
+  }
+}
+async function fetchTimestamp(signature, urls, failover, trust) {
   for (const u2 of urls) {
     if (!/^https?:\/\//i.test(u2)) {
       throw new CodesignError("USAGE", `timestamp URL ${u2} is not http:// or https://`, {
@@ -81114,35 +81541,51 @@ async function fetchTimestamp(signature, urls, failover) {
       });
     }
   }
-  const { value } = await tryEach(urls, (url, signal) => requestOnce(url, signature, signal), {
-    what: "timestamp server",
-    ...failover
-  });
+  let anchors;
+  const getAnchors = trust ? () => anchors ??= loadAnchors(trust.tsaCa ?? []) : void 0;
+  if (getAnchors) await getAnchors();
+  const allow = trust?.allowUntrustedTsa ?? false;
+  const { value } = await tryEach(
+    urls,
+    (url, signal) => requestOnce(url, signature, signal, getAnchors, allow),
+    {
+      what: "timestamp server",
+      ...failover
+    }
+  );
   return value;
 }
-async function timestampSignedData(signed, urls, failover, attribute = OID.timeStampToken) {
+async function timestampSignedData(signed, urls, failover, attribute = OID.timeStampToken, trust) {
   const results = [];
   for (const si of signed.signerInfos) {
-    const ts = await fetchTimestamp(new Uint8Array(si.signature.valueBlock.valueHexView), urls, failover);
-    const attr = new pkijs5.Attribute({ type: attribute, values: [ts.token.toSchema()] });
+    const ts = await fetchTimestamp(
+      new Uint8Array(si.signature.valueBlock.valueHexView),
+      urls,
+      failover,
+      trust
+    );
+    const attr = new pkijs7.Attribute({ type: attribute, values: [ts.token.toSchema()] });
     const others = si.unsignedAttrs?.attributes.filter((a2) => a2.type !== attribute) ?? [];
-    si.unsignedAttrs = new pkijs5.SignedAndUnsignedAttributes({ type: 1, attributes: [...others, attr] });
+    si.unsignedAttrs = new pkijs7.SignedAndUnsignedAttributes({ type: 1, attributes: [...others, attr] });
     results.push(ts);
   }
   return results;
 }
-var asn1js5, pkijs5, buf2, equal;
+var asn1js6, pkijs7, TSA_RESPONSE_MAX_BYTES, MAX_REDIRECTS, buf2, equal;
 var init_timestamp = __esm({
   "src/core/pki/timestamp.ts"() {
     "use strict";
-    asn1js5 = __toESM(require_build2(), 1);
-    pkijs5 = __toESM(require_build3(), 1);
+    asn1js6 = __toESM(require_build2(), 1);
+    pkijs7 = __toESM(require_build3(), 1);
     init_asn1();
     init_cms();
     init_errors();
     init_failover();
+    init_path();
     init_verify();
-    buf2 = (u2) => u2.slice().buffer;
+    TSA_RESPONSE_MAX_BYTES = 1024 * 1024;
+    MAX_REDIRECTS = 3;
+    buf2 = (u2) => Uint8Array.from(u2).buffer;
     equal = (a2, b) => a2.length === b.length && a2.every((x, i2) => x === b[i2]);
   }
 });
@@ -81160,7 +81603,9 @@ async function timestamp(signed, o2, attribute) {
       ...t.timeoutSeconds === void 0 ? {} : { timeoutMs: t.timeoutSeconds * 1e3 },
       ...t.onFailure ? { onFailure: t.onFailure } : {}
     },
-    attribute
+    attribute,
+    // Strict by default: a TSA that chains to no anchor is a failed server (the next URL is tried).
+    { tsaCa: t.tsaCa, allowUntrustedTsa: t.allowUntrustedTsa }
   );
   return ts ? { timestamp: { url: ts.url, genTime: ts.genTime.toISOString() } } : {};
 }
@@ -81177,12 +81622,12 @@ __export(cms_exports, {
   cms: () => cms
 });
 import { createHash as createHash5 } from "node:crypto";
-import { readFile as readFile3 } from "node:fs/promises";
-var asn1js6, cms;
+import { readFile as readFile2 } from "node:fs/promises";
+var asn1js7, cms;
 var init_cms2 = __esm({
   "src/app/formats/cms.ts"() {
     "use strict";
-    asn1js6 = __toESM(require_build2(), 1);
+    asn1js7 = __toESM(require_build2(), 1);
     init_errors();
     init_cms();
     init_files();
@@ -81206,7 +81651,7 @@ var init_cms2 = __esm({
         const o2 = ctx.options;
         const certificate = ctx.certificate;
         const hash = ctx.scheme === "eddsa" ? "sha512" : ctx.hash;
-        const content = o2.attached ? new Uint8Array(await readFile3(item.input)) : void 0;
+        const content = o2.attached ? new Uint8Array(await readFile2(item.input)) : void 0;
         const digest = content ? new Uint8Array(createHash5(hash).update(content).digest()) : await ctx.digest(item.input, hash);
         const { signerInfo, toSign } = prepareSignerInfo({
           hash,
@@ -81227,7 +81672,7 @@ var init_cms2 = __esm({
               certificate,
               chain: ctx.chain,
               eContentType: OID.data,
-              eContent: content ? new asn1js6.OctetString({ valueHex: Uint8Array.from(content).buffer }) : void 0
+              eContent: content ? new asn1js7.OctetString({ valueHex: Uint8Array.from(content).buffer }) : void 0
             });
             const stamp = await timestamp(signed, o2, OID.timeStampToken);
             const encoding = o2.encoding ?? "der";
@@ -81241,7 +81686,7 @@ var init_cms2 = __esm({
 });
 
 // adapters/osslsigncode.ts
-import { readFile as readFile4, writeFile } from "node:fs/promises";
+import { readFile as readFile3, writeFile } from "node:fs/promises";
 import path13 from "node:path";
 async function extractData(o2) {
   const file = findTool("osslsigncode", o2.toolPath);
@@ -81277,26 +81722,60 @@ async function verifyAuthenticode(input, o2) {
   const out = await withPrivateDir(async (dir) => {
     let ca = [];
     if (o2.caFiles.length > 0) {
+      const pems = await Promise.all(o2.caFiles.map((f) => readFile3(f, "utf8")));
       const joined = path13.join(dir, "ca.pem");
-      await writeFile(joined, (await Promise.all(o2.caFiles.map((f) => readFile4(f, "utf8")))).join("\n"));
-      ca = ["-CAfile", joined];
+      await writeFile(joined, pems.join("\n"));
+      const tsa = path13.join(dir, "tsa-ca.pem");
+      const system = await readFile3(SYSTEM_BUNDLE, "utf8").catch(() => "");
+      await writeFile(tsa, [...pems, system].join("\n"));
+      ca = ["-CAfile", joined, "-TSA-CAfile", tsa];
     }
     return runToolRaw({ tool: "osslsigncode", file, args: ["verify", ...ca, "-in", safePath(input)] });
   }, "codesign-verify-");
   const text = `${out.stdout}
 ${out.stderr}`;
-  if (out.exitCode !== 0 || !/^Succeeded/m.test(text)) {
+  const signatures = parseAuthenticodeVerify(text);
+  const failed = signatures.filter((s) => !s.trusted);
+  if (out.exitCode !== 0 || !/^Succeeded/m.test(text) || signatures.length === 0 || failed.length > 0) {
+    const which = failed.map(
+      (s) => `signature ${s.index}${s.signer ? ` (${s.signer})` : ""}: ${s.problem ?? "failed"}`
+    );
     throw new CodesignError(
       "VERIFY_FAILED",
-      `osslsigncode verify: ${input} is not validly signed: ${lastWords(out, 3)}`,
+      `osslsigncode verify: ${input} is not validly signed: ${which.length > 0 ? which.join("; ") : lastWords(out, 3)}`,
       {
-        hint: /No signature found/i.test(text) ? "the file is not signed" : "give the signer's CA with --ca FILE"
+        hint: /No signature found/i.test(text) ? "the file is not signed" : "every signature (the primary and each nested one) must verify; give the signers' CA with --ca FILE"
       }
     );
   }
-  return { tool: "osslsigncode", output: text };
+  return { tool: "osslsigncode", output: text, signatures };
 }
-var safePath, version, adapter;
+function parseAuthenticodeVerify(text) {
+  const parts = text.split(/^Signature Index: (\d+)/m);
+  const out = [];
+  for (let i2 = 1; i2 + 1 < parts.length; i2 += 2) {
+    const block = parts[i2 + 1] ?? "";
+    const current = /Current message digest\s*:\s*([0-9A-F]+)/i.exec(block)?.[1];
+    const calculated = /Calculated message digest\s*:\s*([0-9A-F]+)/i.exec(block)?.[1];
+    const verified = /^Signature verification: ok\s*$/m.test(block);
+    const error = /^\s*Error: (.+)$/m.exec(block)?.[1];
+    const digestOk = current !== void 0 && current === calculated;
+    const signer = /Signer's certificate:[\s\S]*?Subject: (.+)/.exec(block)?.[1]?.trim();
+    const hash = /Message digest algorithm\s*:\s*(\S+)/.exec(block)?.[1];
+    const timestamp2 = /(?:Timestamp time|The signature is timestamped)\s*:\s*(.+)/.exec(block)?.[1]?.trim();
+    const trusted = verified && digestOk && !error;
+    out.push({
+      index: Number(parts[i2]),
+      ...signer ? { signer } : {},
+      ...hash ? { hash } : {},
+      ...timestamp2 ? { timestamp: timestamp2 } : {},
+      trusted,
+      ...trusted ? {} : { problem: error ?? (digestOk ? "signature verification failed" : "message digest mismatch") }
+    });
+  }
+  return out;
+}
+var safePath, version, adapter, SYSTEM_BUNDLE;
 var init_osslsigncode = __esm({
   "adapters/osslsigncode.ts"() {
     "use strict";
@@ -81327,17 +81806,18 @@ var init_osslsigncode = __esm({
       extractData,
       attachSignature
     };
+    SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
   }
 });
 
 // src/core/pki/authenticode.ts
 function readExtractedContent(der, file) {
   try {
-    const info2 = pkijs6.ContentInfo.fromBER(Uint8Array.from(der).buffer);
+    const info2 = pkijs8.ContentInfo.fromBER(Uint8Array.from(der).buffer);
     if (info2.contentType !== OID.signedData) throw new Error(`content type ${info2.contentType}`);
-    const signed = new pkijs6.SignedData({ schema: info2.content });
+    const signed = new pkijs8.SignedData({ schema: info2.content });
     const content = signed.encapContentInfo.eContent;
-    if (!content || !(content instanceof asn1js7.Constructed)) throw new Error("no structured content");
+    if (!content || !(content instanceof asn1js8.Constructed)) throw new Error("no structured content");
     return {
       contentType: signed.encapContentInfo.eContentType,
       content,
@@ -81352,7 +81832,7 @@ function readExtractedContent(der, file) {
   }
 }
 function taggedString(tagNumber, bytes) {
-  return new asn1js7.Primitive({
+  return new asn1js8.Primitive({
     idBlock: { tagClass: 3, tagNumber },
     valueHex: Uint8Array.from(bytes).buffer
   });
@@ -81363,11 +81843,11 @@ function spcString(text) {
 }
 function authenticodeAttributes(o2) {
   const attributes = [
-    new pkijs6.Attribute({
+    new pkijs8.Attribute({
       type: AUTHENTICODE_OID.statementType,
       values: [
-        new asn1js7.Sequence({
-          value: [new asn1js7.ObjectIdentifier({ value: AUTHENTICODE_OID.individualCodeSigning })]
+        new asn1js8.Sequence({
+          value: [new asn1js8.ObjectIdentifier({ value: AUTHENTICODE_OID.individualCodeSigning })]
         })
       ]
     })
@@ -81379,10 +81859,10 @@ function authenticodeAttributes(o2) {
   }
   if (o2.description !== void 0 || o2.url !== void 0) {
     attributes.push(
-      new pkijs6.Attribute({
+      new pkijs8.Attribute({
         type: AUTHENTICODE_OID.opusInfo,
         values: [
-          new asn1js7.Sequence({
+          new asn1js8.Sequence({
             value: [
               ...o2.description !== void 0 ? [context(0, spcString(o2.description))] : [],
               ...o2.url !== void 0 ? [context(1, taggedString(0, new TextEncoder().encode(o2.url)))] : []
@@ -81394,12 +81874,12 @@ function authenticodeAttributes(o2) {
   }
   return attributes;
 }
-var asn1js7, pkijs6, AUTHENTICODE_OID, context;
+var asn1js8, pkijs8, AUTHENTICODE_OID, context;
 var init_authenticode = __esm({
   "src/core/pki/authenticode.ts"() {
     "use strict";
-    asn1js7 = __toESM(require_build2(), 1);
-    pkijs6 = __toESM(require_build3(), 1);
+    asn1js8 = __toESM(require_build2(), 1);
+    pkijs8 = __toESM(require_build3(), 1);
     init_errors();
     init_cms();
     AUTHENTICODE_OID = {
@@ -81411,7 +81891,7 @@ var init_authenticode = __esm({
       /** SPC_RFC3161_OBJID: the unsigned attribute holding an RFC 3161 timestamp token. */
       rfc3161Timestamp: "1.3.6.1.4.1.311.3.3.1"
     };
-    context = (tagNumber, value) => new asn1js7.Constructed({ idBlock: { tagClass: 3, tagNumber }, value: [value] });
+    context = (tagNumber, value) => new asn1js8.Constructed({ idBlock: { tagClass: 3, tagNumber }, value: [value] });
   }
 });
 
@@ -81439,8 +81919,8 @@ var authenticode_exports = {};
 __export(authenticode_exports, {
   authenticode: () => authenticode
 });
-import { createHash as createHash6 } from "node:crypto";
-import { mkdtemp, readFile as readFile5, rm as rm3, writeFile as writeFile2 } from "node:fs/promises";
+import { createHash as createHash6, randomBytes as randomBytes3 } from "node:crypto";
+import { readFile as readFile4, rm as rm3, writeFile as writeFile2 } from "node:fs/promises";
 import path14 from "node:path";
 var authenticode;
 var init_authenticode2 = __esm({
@@ -81467,11 +81947,13 @@ var init_authenticode2 = __esm({
         const o2 = ctx.options;
         const { hash, scheme } = ctx;
         const certificate = ctx.certificate;
-        const dir = await mkdtemp(path14.join(ctx.workDir, "file-"));
+        const base = path14.join(ctx.workDir, `${randomBytes3(8).toString("hex")}`);
+        const data = `${base}.content.p7`;
+        const sigFile = `${base}.signature.p7`;
+        const cleanup = () => Promise.all([rm3(data, { force: true }), rm3(sigFile, { force: true })]);
         try {
-          const data = path14.join(dir, "content.p7");
           await adapter.extractData({ input: item.input, hash, output: data, toolPath: o2.toolPath });
-          const extracted = readExtractedContent(new Uint8Array(await readFile5(data)), item.input);
+          const extracted = readExtractedContent(new Uint8Array(await readFile4(data)), item.input);
           const { signerInfo, toSign } = prepareSignerInfo({
             hash,
             scheme,
@@ -81495,7 +81977,6 @@ var init_authenticode2 = __esm({
                   eContent: extracted.content
                 });
                 const stamp = await timestamp(signed, o2, AUTHENTICODE_OID.rfc3161Timestamp);
-                const sigFile = path14.join(dir, "signature.p7");
                 await writeFile2(sigFile, encodeSignedData(signed), { mode: 384 });
                 await withAtomicOutput(
                   item.output,
@@ -81525,12 +82006,12 @@ var init_authenticode2 = __esm({
                   ...stamp
                 };
               } finally {
-                await rm3(dir, { recursive: true, force: true });
+                await cleanup();
               }
             }
           };
         } catch (e) {
-          await rm3(dir, { recursive: true, force: true });
+          await cleanup();
           throw e;
         }
       }
@@ -81691,7 +82172,7 @@ async function verifyJar(input, o2) {
     const out = await runToolRaw({
       tool: "jarsigner",
       file,
-      args: ["-verify", "-strict", ...trust, safePath(input)],
+      args: ["-verify", "-strict", "-verbose", ...trust, safePath(input)],
       env: { CODESIGN_TRUST_PASS: TRUST_PASS }
     });
     const text = `${out.stdout}
@@ -81706,10 +82187,28 @@ ${out.stderr}`;
         }
       );
     }
-    return { tool: "jarsigner", output: text };
+    const incomplete = JAR_INCOMPLETE.filter((re) => re.test(text));
+    if (incomplete.length > 0) {
+      throw new CodesignError(
+        "VERIFY_FAILED",
+        `jarsigner -verify -strict: ${input} is not wholly signed: ${incomplete.map((re) => re.exec(text)?.[0] ?? "").join("; ")}`,
+        { hint: "sign the jar again after its last change; entries were added or removed after signing" }
+      );
+    }
+    return { tool: "jarsigner", output: text, ...jarDetails(text) };
   }, "codesign-verify-");
 }
-var PIN_VAR, version2, configPath, adapter2, TRUST_PASS;
+function jarDetails(text) {
+  const uniq = (xs) => [...new Set(xs)];
+  const signers = uniq([...text.matchAll(/^- Signed by "(.+)"$/gm)].map((m) => m[1] ?? ""));
+  const timestamps = uniq(
+    [...text.matchAll(/Timestamped by "(.+)" on (.+)$/gm)].map((m) => `${m[2] ?? ""} by ${m[1] ?? ""}`)
+  );
+  const section = /^Warning:\s*\n([\s\S]*?)(?:\n\s*\n|$)/m.exec(text)?.[1] ?? "";
+  const warnings = section.split("\n").map((l) => l.trim()).filter(Boolean).map((l) => `jarsigner: ${l}`);
+  return { signers, timestamps, warnings };
+}
+var PIN_VAR, version2, configPath, adapter2, TRUST_PASS, JAR_INCOMPLETE;
 var init_jarsigner = __esm({
   "adapters/jarsigner.ts"() {
     "use strict";
@@ -81730,6 +82229,12 @@ var init_jarsigner = __esm({
     configPath = (job) => path15.join(job.workDir, "sunpkcs11.cfg");
     adapter2 = { name: "jarsigner", version: version2, args, sign };
     TRUST_PASS = "codesign-truststore";
+    JAR_INCOMPLETE = [
+      /This jar contains signed entries for files that do not exist\./,
+      /This jar contains unsigned entries which have not been integrity-checked\./,
+      /This jar contains entries whose signer certificate is not yet valid\./,
+      /This jar contains entries whose signer certificate has expired\./
+    ];
   }
 });
 
@@ -81892,7 +82397,7 @@ __export(tool_exports, {
   signWithTool: () => signWithTool,
   toolOutput: () => toolOutput
 });
-import { mkdtemp as mkdtemp2, writeFile as writeFile5 } from "node:fs/promises";
+import { mkdtemp, writeFile as writeFile5 } from "node:fs/promises";
 import path17 from "node:path";
 function toolOutput(tool, o2) {
   if (tool === "jarsigner") return { kind: "embedded" };
@@ -81951,7 +82456,7 @@ async function signWithTool(tool, items, o2, jobs) {
           ...o2.timestamp?.timeoutSeconds === void 0 ? {} : { timeoutMs: o2.timestamp.timeoutSeconds * 1e3 },
           ...o2.timestamp?.onFailure ? { onFailure: o2.timestamp.onFailure } : {}
         },
-        workDir: await mkdtemp2(path17.join(dir, "job-")),
+        workDir: await mkdtemp(path17.join(dir, "job-")),
         toolPath: o2.toolPath,
         options: { mode: o2.opensslMode }
       });
@@ -82000,7 +82505,7 @@ var core = __toESM(require_core(), 1);
 var glob = __toESM(require_glob(), 1);
 init_errors();
 init_temp();
-import { existsSync as existsSync2 } from "node:fs";
+import { existsSync as existsSync3 } from "node:fs";
 import { writeFile as writeFile7 } from "node:fs/promises";
 import path19 from "node:path";
 
@@ -82082,7 +82587,7 @@ import os2 from "node:os";
 import path18 from "node:path";
 
 // src/app/file-kind.ts
-import path11 from "node:path";
+import path12 from "node:path";
 var AUTHENTICODE_EXTENSIONS = [
   ".exe",
   ".dll",
@@ -82115,7 +82620,7 @@ var AUTHENTICODE_EXTENSIONS = [
 ];
 var JAR_EXTENSIONS = [".jar", ".war", ".ear"];
 function fileKind(file) {
-  const ext = path11.extname(file).toLowerCase();
+  const ext = path12.extname(file).toLowerCase();
   if (AUTHENTICODE_EXTENSIONS.includes(ext)) return "authenticode";
   if (JAR_EXTENSIONS.includes(ext)) return "jar";
   return "other";
@@ -82128,10 +82633,10 @@ function formatFor(file) {
 }
 function chooseFormat(files, o2) {
   if (o2.tool !== void 0 && o2.tool !== "auto") return o2.tool;
-  const names = new Set(files.map(formatFor));
-  const [name] = names;
-  if (names.size > 1 || !name) {
-    throw new CodesignError("USAGE", `these files call for different formats (${[...names].join(", ")})`, {
+  const names2 = new Set(files.map(formatFor));
+  const [name] = names2;
+  if (names2.size > 1 || !name) {
+    throw new CodesignError("USAGE", `these files call for different formats (${[...names2].join(", ")})`, {
       hint: "sign each kind of file in its own run, or choose one format for all"
     });
   }
@@ -82277,6 +82782,8 @@ init_jarsigner();
 init_osslsigncode();
 init_errors();
 init_cms();
+init_certificate();
+init_path();
 init_verify();
 init_files();
 
@@ -82299,7 +82806,7 @@ var optional2 = (name) => core.getInput(name).trim() || void 0;
 async function expandFiles(patterns) {
   const files = [];
   for (const p of patterns) {
-    if (existsSync2(p)) {
+    if (existsSync3(p)) {
       files.push(p);
       continue;
     }

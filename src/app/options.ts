@@ -31,6 +31,10 @@ export interface TimestampOptions {
   timeoutSeconds?: number | undefined;
   /** Told about each failed attempt, e.g. to print it. */
   onFailure?: FailoverOptions["onFailure"];
+  /** Anchors for the TSA's certificate (PEM bundles or DER); default the system store. */
+  tsaCa?: readonly string[] | undefined;
+  /** Embed a timestamp whose TSA chains to no anchor (its token is still checked). */
+  allowUntrustedTsa?: boolean | undefined;
 }
 
 export interface SignOptions {

@@ -3,20 +3,29 @@
  *
  * What is verified is decided from the files, in this order:
  * 1. no signature given and an Authenticode or JAR name: the tool's own verifier;
- * 2. no signature given and the input is a CMS: an attached signature, verified alone (a
- *    detached one is refused, asking for the signed file);
- * 3. no signature given otherwise: `<input>.p7s`, else `<input>.sig`, beside the file;
+ * 2. no signature given: `<input>.p7s`, else `<input>.sig`, beside the file — even when the input
+ *    is itself a CMS (the detached signature beside it is the one meant);
+ * 3. no signature given and none beside it, and the input is a CMS: an attached signature,
+ *    verified alone (a detached one is refused, asking for the signed file);
  * 4. a signature that looks like CMS (PEM CMS/PKCS7, or DER naming id-signedData): CMS, else raw.
  */
 import { existsSync } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
 import { verifyJar } from "../../adapters/jarsigner.js";
 import { verifyAuthenticode } from "../../adapters/osslsigncode.js";
 import { CodesignError, isCodesignError } from "../core/errors.js";
 import { ATTACHED_MAX_BYTES, fileHead, looksLikeCms, parseSignedData } from "../core/pki/cms.js";
-import { publicKeyFrom, verifyCms, verifyRaw, type VerifyReport } from "../core/pki/verify.js";
+import { readCertificates } from "../core/pki/certificate.js";
+import { loadAnchors, loadCrls } from "../core/pki/path.js";
+import {
+  judgeSignerCertificate,
+  publicKeyFrom,
+  verifyCms,
+  verifyRaw,
+  type VerifyPurpose,
+  type VerifyReport,
+} from "../core/pki/verify.js";
 import type { HashName, SignatureScheme } from "../core/signer.js";
-import { unreadable } from "../core/util/files.js";
+import { assertRegularFile, readRegularFile, unreadable } from "../core/util/files.js";
 import { fileKind } from "./file-kind.js";
 
 export interface VerifyOptions {
@@ -24,9 +33,9 @@ export interface VerifyOptions {
   input: string;
   /** A detached signature (raw or CMS); default `<input>.p7s`, else `<input>.sig`. */
   signature?: string | undefined;
-  /** Trust anchors (PEM bundles or DER); default the system store. */
+  /** Trust anchors: every certificate of every file (PEM bundles or DER); default the system store. */
   ca?: readonly string[] | undefined;
-  /** Raw: the signer's certificate. */
+  /** Raw: the signer's certificate (chained to `ca` when given). */
   cert?: string | undefined;
   /** Raw: the signer's public key (PEM). */
   pubkey?: string | undefined;
@@ -34,29 +43,45 @@ export interface VerifyOptions {
   hash?: HashName | undefined;
   /** Raw: the scheme (default: from the key; RSA tries PKCS#1 v1.5, then PSS). */
   mechanism?: SignatureScheme | undefined;
+  /** CRLs (PEM or DER) every certificate of the signer and TSA chains is checked against. */
+  crl?: readonly string[] | undefined;
+  /** What the signer certificate must be for: code signing (default), or "any" (EKU not checked). */
+  purpose?: VerifyPurpose | undefined;
   /** osslsigncode / jarsigner executable, when not on PATH. */
   toolPath?: string | undefined;
+}
+
+/** One signature of an Authenticode or JAR file, as its tool reported it. */
+export interface ToolSignatureReport {
+  /** 0: the primary signature; 1…: nested ones. */
+  index: number;
+  signer?: string;
+  hash?: string;
+  timestamp?: string;
+  /** Whether it verified and chained to a trust anchor. */
+  trusted: boolean;
+  /** The tool's words when it did not. */
+  problem?: string;
 }
 
 export interface ToolVerifyReport {
   valid: true;
   kind: "authenticode" | "jar";
   tool: string;
+  /** Authenticode: each signature, the primary (0) and every nested one, each verified. */
+  signatures?: ToolSignatureReport[];
+  /** The signers' subjects, as the tool names them. */
+  signers: string[];
+  /** The timestamps the tool reported (time, and TSA for JAR). */
+  timestamps: string[];
   warnings: string[];
 }
 
 export type VerifyResult = (VerifyReport | ToolVerifyReport) & { input: string; signature?: string };
 
-/** A signature file, whole; an attached CMS is the largest it can legitimately be. */
-async function readSignature(file: string, what: string): Promise<Uint8Array> {
-  const { size } = await stat(file).catch(unreadable(file, what));
-  if (size > ATTACHED_MAX_BYTES + 1024 * 1024) {
-    throw new CodesignError("INVALID_INPUT", `${what} ${file} is too large to be a signature`, {
-      hint: "the signature is the .p7s or .sig; the signed file is the input",
-    });
-  }
-  return new Uint8Array(await readFile(file).catch(unreadable(file, what)));
-}
+/** A signature file, whole and bounded; an attached CMS is the largest it can legitimately be. */
+const readSignature = (file: string): Promise<Uint8Array> =>
+  readRegularFile(file, "the signature", ATTACHED_MAX_BYTES + 1024 * 1024);
 
 /** A damaged signature is a signature that does not verify (exit 6), not a usage error. */
 function parseForVerify(bytes: Uint8Array, file: string) {
@@ -75,21 +100,50 @@ function parseForVerify(bytes: Uint8Array, file: string) {
 export async function verify(o: VerifyOptions): Promise<VerifyResult> {
   const input = o.input;
   const ca = [...(o.ca ?? [])];
+  const purpose = o.purpose ?? "code-signing";
+  const crls = o.crl && o.crl.length > 0 ? await loadCrls(o.crl) : undefined;
+  // Only regular files are read: a FIFO or a device as --in fails at once (exit 2).
+  await assertRegularFile(input, "the file");
   let signature = o.signature;
   if (signature === undefined) {
     const kind = fileKind(input);
     if (kind === "authenticode" || kind === "jar") {
+      // The --ca files are read here first: regular, bounded, certificates — or exit 2.
+      if (ca.length > 0) await loadAnchors(ca);
       const tool = { caFiles: ca, toolPath: o.toolPath };
-      const r = kind === "jar" ? await verifyJar(input, tool) : await verifyAuthenticode(input, tool);
-      return { valid: true, kind, input, tool: r.tool, warnings: [] };
+      if (kind === "jar") {
+        const r = await verifyJar(input, tool);
+        return {
+          valid: true,
+          kind,
+          input,
+          tool: r.tool,
+          signers: r.signers,
+          timestamps: r.timestamps,
+          warnings: r.warnings,
+        };
+      }
+      const r = await verifyAuthenticode(input, tool);
+      return {
+        valid: true,
+        kind,
+        input,
+        tool: r.tool,
+        signatures: r.signatures,
+        signers: [...new Set(r.signatures.flatMap((x) => (x.signer ? [x.signer] : [])))],
+        timestamps: r.signatures.flatMap((x) => (x.timestamp ? [x.timestamp] : [])),
+        warnings: [],
+      };
     }
-    // Only the first bytes are read: the input may be a large signed file, not a signature.
-    if (looksLikeCms(await fileHead(input).catch(unreadable(input, "the file")))) {
-      const signed = parseForVerify(await readSignature(input, "the signature"), input);
-      return { input, ...(await verifyCms(signed, undefined, ca)) };
-    }
+    // A detached signature beside the file is the one meant, even when the file is itself a CMS:
+    // `--in X` never verifies X as its own attached signature while X.p7s or X.sig is there.
     signature = [`${input}.p7s`, `${input}.sig`].find((f) => existsSync(f));
     if (!signature) {
+      // Only the first bytes are read: the input may be a large signed file, not a signature.
+      if (looksLikeCms(await fileHead(input).catch(unreadable(input, "the file")))) {
+        const signed = parseForVerify(await readSignature(input), input);
+        return { input, ...(await verifyCms(signed, undefined, { ca, purpose, crls })) };
+      }
       throw new CodesignError(
         "USAGE",
         `no signature given for ${input}, and neither ${input}.p7s nor ${input}.sig exists`,
@@ -97,15 +151,49 @@ export async function verify(o: VerifyOptions): Promise<VerifyResult> {
       );
     }
   }
-  await stat(input).catch(unreadable(input, "the file"));
-  const sig = await readSignature(signature, "the signature");
+  const sig = await readSignature(signature);
   if (looksLikeCms(sig)) {
-    return { input, signature, ...(await verifyCms(parseForVerify(sig, signature), input, ca)) };
+    if (o.cert !== undefined || o.pubkey !== undefined) {
+      throw new CodesignError("USAGE", "--cert and --pubkey are for raw signatures; this one is CMS", {
+        hint: "a CMS signature carries its certificate: give the anchors with --ca",
+      });
+    }
+    return {
+      input,
+      signature,
+      ...(await verifyCms(parseForVerify(sig, signature), input, { ca, purpose, crls })),
+    };
+  }
+  if (ca.length > 0 && o.cert === undefined) {
+    throw new CodesignError("USAGE", "--ca with a raw signature needs the signer's --cert", {
+      hint: "a bare public key (--pubkey) has no chain to check; give the certificate with --cert",
+    });
   }
   const key = await publicKeyFrom({ cert: o.cert, pubkey: o.pubkey });
+  const report = await verifyRaw(input, sig, key, { hash: o.hash ?? "sha256", mechanism: o.mechanism });
+  if (o.cert !== undefined) {
+    const [der, ...others] = await readCertificates(o.cert);
+    if (!der) throw new CodesignError("INVALID_INPUT", `${o.cert} holds no certificate`);
+    const j = await judgeSignerCertificate(der, others, ca, purpose, crls);
+    return {
+      input,
+      signature,
+      ...report,
+      signer: j.signer,
+      trusted: j.trusted,
+      purpose,
+      ...(j.chain ? { chain: j.chain } : {}),
+      warnings: [...report.warnings, ...j.warnings],
+    };
+  }
   return {
     input,
     signature,
-    ...(await verifyRaw(input, sig, key, { hash: o.hash ?? "sha256", mechanism: o.mechanism })),
+    ...report,
+    trusted: false,
+    warnings: [
+      ...report.warnings,
+      "a bare public key: no certificate, so nothing is chained to a trust anchor and no purpose is checked",
+    ],
   };
 }

@@ -33,6 +33,15 @@ export const timestampOptions = {
     describe: "retries per timestamp server after the first attempt, with exponential backoff [default: 2]",
   },
   "timestamp-timeout": { type: "number", describe: "seconds to wait for each attempt [default: 10]" },
+  "tsa-ca": {
+    type: "string",
+    requiresArg: true,
+    describe: "anchors for the TSA's certificate, PEM bundle or DER (repeatable; default the system store)",
+  },
+  "allow-untrusted-tsa": {
+    type: "boolean",
+    describe: "accept a TSA whose certificate does not chain to --tsa-ca (the token is still checked)",
+  },
 } as const;
 
 /**

@@ -25,7 +25,9 @@ export type TsaMode =
   | "replay"
   | "wrong-imprint"
   | "wrong-nonce"
-  | "bad-signature";
+  | "bad-signature"
+  | "huge"
+  | "redirect";
 
 export interface Tsa {
   url: string;
@@ -157,7 +159,9 @@ export async function startTsa(mode: TsaMode | (() => TsaMode) = "good"): Promis
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
       n++;
-      const m = typeof mode === "function" ? mode() : mode;
+      const asked = typeof mode === "function" ? mode() : mode;
+      // "redirect": a 307 to the same server, which then answers well
+      const m: TsaMode = asked === "redirect" && req.url?.includes("redirected") ? "good" : asked;
       perMode.set(m, (perMode.get(m) ?? 0) + 1);
       void (async () => {
         if (m === "http500") return res.writeHead(500).end("internal error");
@@ -166,6 +170,13 @@ export async function startTsa(mode: TsaMode | (() => TsaMode) = "good"): Promis
             .writeHead(200, { "Content-Type": "application/timestamp-reply" })
             .end("<html>oops</html>");
         if (m === "hang") return void hanging.add(res);
+        if (m === "redirect") return res.writeHead(307, { Location: "/tsa?redirected" }).end();
+        if (m === "huge") {
+          // 2 MiB, streamed without a Content-Length: only an incremental bound stops it
+          res.writeHead(200, { "Content-Type": "application/timestamp-reply" });
+          for (let i = 0; i < 32; i++) res.write(Buffer.alloc(64 * 1024, 0x30));
+          return res.end();
+        }
         if (m === "rejection") {
           const resp = new pkijs.TimeStampResp({
             status: new pkijs.PKIStatusInfo({ status: pkijs.PKIStatus.rejection }),

@@ -20,6 +20,8 @@ export async function timestamp(
       ...(t.onFailure ? { onFailure: t.onFailure } : {}),
     },
     attribute,
+    // Strict by default: a TSA that chains to no anchor is a failed server (the next URL is tried).
+    { tsaCa: t.tsaCa, allowUntrustedTsa: t.allowUntrustedTsa },
   );
   return ts ? { timestamp: { url: ts.url, genTime: ts.genTime.toISOString() } } : {};
 }

@@ -83,6 +83,8 @@ export async function run(args: Record<string, unknown>): Promise<void> {
       retries: failover.retries,
       timeoutSeconds: (failover.timeoutMs ?? 10_000) / 1000,
       onFailure: failover.onFailure,
+      tsaCa: list(args, "tsa-ca"),
+      allowUntrustedTsa: flag(args, "allow-untrusted-tsa"),
     },
     attached: flag(args, "attached"),
     encoding: str(args, "format") === "pem" ? "pem" : "der",

@@ -1,11 +1,10 @@
 /** `codesign timestamp`: add an RFC 3161 timestamp to an existing CMS signature. */
-import { readFile } from "node:fs/promises";
-import { cmsOutput, parseSignedData } from "../../core/pki/cms.js";
+import { ATTACHED_MAX_BYTES, cmsOutput, parseSignedData } from "../../core/pki/cms.js";
 import { CodesignError } from "../../core/errors.js";
 import { assertDistinct, writeFileAtomic } from "../../core/util/files.js";
 import { encodeSignedData, timestampSignedData } from "../../core/pki/timestamp.js";
-import { unreadable } from "../../core/util/files.js";
-import { flag, str, timestampOptions } from "../common.js";
+import { readRegularFile } from "../../core/util/files.js";
+import { flag, list, str, timestampOptions } from "../common.js";
 import { info, printJson } from "../output.js";
 
 export async function run(args: Record<string, unknown>): Promise<void> {
@@ -18,9 +17,12 @@ export async function run(args: Record<string, unknown>): Promise<void> {
       hint: "add --timestamp URL (repeat for fail-over)",
     });
   }
-  const bytes = await readFile(input).catch(unreadable(input));
+  const bytes = Buffer.from(await readRegularFile(input, "the signature", ATTACHED_MAX_BYTES + 1024 * 1024));
   const signed = parseSignedData(new Uint8Array(bytes), input);
-  const results = await timestampSignedData(signed, urls, failover);
+  const results = await timestampSignedData(signed, urls, failover, undefined, {
+    tsaCa: list(args, "tsa-ca"),
+    allowUntrustedTsa: flag(args, "allow-untrusted-tsa"),
+  });
   const pem = bytes.subarray(0, 11).toString() === "-----BEGIN ";
   await writeFileAtomic(output, cmsOutput(encodeSignedData(signed), pem ? "pem" : "der"));
   const report = {

@@ -18,10 +18,26 @@ export const verify = (y: Argv): Argv =>
           type: "string",
           // Repeatable, but not greedy: `--timestamp URL file.exe` must leave file.exe a positional.
           requiresArg: true,
-          describe: "trusted root/intermediate certificates (repeatable)",
+          describe:
+            "trust anchors: every certificate in each file, PEM bundle or DER (repeatable; default the system store)",
         })
-        .option("cert", { type: "string", describe: "raw: the signer's certificate" })
+        .option("crl", {
+          type: "string",
+          requiresArg: true,
+          describe: "a CRL (PEM or DER) to check the signer and TSA chains against (repeatable)",
+        })
+        .option("cert", {
+          type: "string",
+          describe:
+            "raw: the signer's certificate (chained to --ca when given, else reported as not chained)",
+        })
         .option("pubkey", { type: "string", describe: "raw: the signer's public key (PEM)" })
+        .option("purpose", {
+          choices: ["code-signing", "any"],
+          default: "code-signing",
+          describe:
+            "what the signer certificate must be for; `any` lifts the codeSigning EKU rule (reported as a warning)",
+        })
         .options(hashOption)
         .options(mechanismOption)
         .option("tool-path", {

@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { inspect } from "node:util";
 import { CodesignError } from "../errors.js";
 import type { Pkcs11Uri } from "./uri.js";
@@ -41,28 +41,58 @@ export const PIN_OPTIONS_HINT =
   "give the PIN with --pin-file FILE (mode 0600), $CODESIGN_PIN_FILE, $CODESIGN_PIN, " +
   "pin-source=file:FILE in the key URI, or run in a terminal to be prompted";
 
+/** A PIN file larger than this is not one. */
+const PIN_FILE_MAX = 4096;
+
 /**
  * Reads a PIN file under the rules pkcs11-sign-provider documents: only the PIN (one trailing
  * newline tolerated), and no access at all for group or others.
  */
 export function readPinFile(file: string, origin: string): string {
-  let mode: number;
+  // Non-blocking open + fstat: a FIFO, device or directory is refused at once, never waited on.
+  let fd: number;
+  let st: ReturnType<typeof fstatSync>;
   try {
-    mode = statSync(file).mode;
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    st = fstatSync(fd);
   } catch (cause) {
     throw new CodesignError("INVALID_INPUT", `cannot read the PIN file ${file} (from ${origin})`, {
       hint: "check the path",
       cause,
     });
   }
-  if ((mode & 0o077) !== 0) {
-    throw new CodesignError(
-      "PIN_FILE_INSECURE",
-      `the PIN file ${file} is accessible by group or others (mode ${(mode & 0o777).toString(8).padStart(4, "0")})`,
-      { hint: `restrict it with: chmod 600 '${file}'` },
-    );
+  let text: string;
+  try {
+    if (!st.isFile()) {
+      throw new CodesignError(
+        "INVALID_INPUT",
+        `the PIN file ${file} (from ${origin}) is not a regular file`,
+        {
+          hint: "give a file holding only the PIN; FIFOs and devices are not read",
+        },
+      );
+    }
+    const mode = st.mode;
+    if ((mode & 0o077) !== 0) {
+      throw new CodesignError(
+        "PIN_FILE_INSECURE",
+        `the PIN file ${file} is accessible by group or others (mode ${(mode & 0o777).toString(8).padStart(4, "0")})`,
+        { hint: `restrict it with: chmod 600 '${file}'` },
+      );
+    }
+    // Bounded: a PIN is short; more than this is not a PIN file.
+    const buf = Buffer.alloc(PIN_FILE_MAX + 1);
+    let n = 0;
+    for (let r = -1; r !== 0 && n < buf.length; n += r) r = readSync(fd, buf, n, buf.length - n, null);
+    if (n > PIN_FILE_MAX) {
+      throw new CodesignError("INVALID_INPUT", `the PIN file ${file} is larger than ${PIN_FILE_MAX} bytes`, {
+        hint: "a PIN file holds only the PIN",
+      });
+    }
+    text = buf.subarray(0, n).toString("utf8");
+  } finally {
+    closeSync(fd);
   }
-  let text = readFileSync(file, "utf8");
   if (text.endsWith("\r\n")) text = text.slice(0, -2);
   else if (text.endsWith("\n")) text = text.slice(0, -1);
   if (text.length === 0) {

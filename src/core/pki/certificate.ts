@@ -3,9 +3,9 @@
  * key's CKA_ID. Either way it must hold the token key's public key — the most common mistake in
  * HSM signing is a certificate for another key.
  */
-import { readFile } from "node:fs/promises";
 import { pemDecode, pemEncode } from "./asn1.js";
 import { CodesignError } from "../errors.js";
+import { readRegularFile } from "../util/files.js";
 import { certificatePublicKey, describeCertificate } from "./x509.js";
 
 /** What a certificate is checked against: the token key's URI, public key and stored certificate. */
@@ -22,22 +22,17 @@ export interface SignerCertificate {
   file?: string;
 }
 
+/** A certificate bundle larger than this is not a certificate file. */
+const CERT_FILE_MAX = 16 * 1024 * 1024;
+
 /** Every certificate in a PEM file (in order), or the one certificate of a DER file. */
 export async function readCertificates(file: string): Promise<Uint8Array[]> {
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(file);
-  } catch (cause) {
-    throw new CodesignError(
-      "INVALID_INPUT",
-      `cannot read certificate file ${file}: ${(cause as NodeJS.ErrnoException).code ?? cause}`,
-      {
-        hint: "check the path",
-        cause,
-      },
-    );
+  // Bounded, regular files only: a FIFO or /dev/zero given as a certificate fails at once.
+  const bytes = await readRegularFile(file, "the certificate file", CERT_FILE_MAX);
+  if (bytes[0] === 0x30) {
+    describeCertificate(bytes); // a DER file that is no certificate fails here, naming the problem
+    return [bytes];
   }
-  if (bytes[0] === 0x30) return [new Uint8Array(bytes)];
   const certs = pemDecode(bytes)
     .filter((b) => b.label === "CERTIFICATE")
     .map((b) => b.der);

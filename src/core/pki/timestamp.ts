@@ -11,9 +11,23 @@ import { hashAlgorithm } from "./asn1.js";
 import { OID, encodeSignedData } from "./cms.js";
 import { CodesignError } from "../errors.js";
 import { tryEach, type FailoverOptions } from "../util/failover.js";
-import { checkTimestampToken } from "./verify.js";
+import { loadAnchors, subjectOf, type Anchors } from "./path.js";
+import { inspectTimestampToken, validateTsaChain } from "./verify.js";
 
-const buf = (u: Uint8Array): ArrayBuffer => u.slice().buffer as ArrayBuffer;
+/** How far a TSA's answer may go: more is not a timestamp response. */
+export const TSA_RESPONSE_MAX_BYTES = 1024 * 1024;
+/** 307/308 redirects followed per request (other redirects would turn the POST into a GET). */
+const MAX_REDIRECTS = 3;
+
+/** Trust in the TSA at signing time (the 5th parameter of timestampSignedData). */
+export interface TimestampTrustOptions {
+  /** Anchors for the TSA's certificate (PEM bundles or DER); default the system store. */
+  tsaCa?: readonly string[] | undefined;
+  /** Accept a TSA that does not chain to `tsaCa` (its token is still checked otherwise). */
+  allowUntrustedTsa?: boolean | undefined;
+}
+
+const buf = (u: Uint8Array): ArrayBuffer => Uint8Array.from(u).buffer;
 const equal = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 export interface TimestampResult {
@@ -28,6 +42,8 @@ async function requestOnce(
   url: string,
   signature: Uint8Array,
   signal: AbortSignal,
+  trust: (() => Promise<Anchors>) | undefined,
+  allowUntrusted: boolean,
 ): Promise<TimestampResult> {
   const nonce = new Uint8Array(randomBytes(8));
   nonce[0] = ((nonce[0] ?? 0) & 0x7f) | 0x01; // positive, no leading zero byte
@@ -42,14 +58,7 @@ async function requestOnce(
     nonce: new asn1js.Integer({ valueHex: buf(nonce) }),
     certReq: true,
   });
-  const res = await fetch(url, {
-    method: "POST",
-    headers: { "Content-Type": "application/timestamp-query", Accept: "application/timestamp-reply" },
-    body: new Uint8Array(req.toSchema().toBER()),
-    signal,
-  });
-  if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`.trim());
-  const body = new Uint8Array(await res.arrayBuffer());
+  const body = await postBounded(url, new Uint8Array(req.toSchema().toBER()), signal);
   let resp: pkijs.TimeStampResp;
   try {
     resp = pkijs.TimeStampResp.fromBER(buf(body));
@@ -62,18 +71,87 @@ async function requestOnce(
     throw new Error(`the server refused: PKI status ${status}${words ? ` (${words})` : ""}`);
   }
   if (!resp.timeStampToken) throw new Error("the response holds no timestamp token");
-  const tst = await checkTimestampToken(resp.timeStampToken, signature);
+  const checked = await inspectTimestampToken(resp.timeStampToken, signature);
+  const tst = checked.tst;
+  if (trust) {
+    try {
+      await validateTsaChain(checked, await trust());
+    } catch (e) {
+      if (!allowUntrusted) {
+        throw new Error(
+          `the TSA's certificate (${subjectOf(checked.cert)}) is not trusted: ${(e as Error).message} (--tsa-ca FILE, or --allow-untrusted-tsa)`,
+        );
+      }
+    }
+  }
   if (!tst.nonce) throw new Error("the response carries no nonce (the request had one)");
   if (!equal(new Uint8Array(tst.nonce.valueBlock.valueHexView), nonce))
     throw new Error("the response's nonce does not match the request (a replay?)");
   return { token: resp.timeStampToken, genTime: tst.genTime, url };
 }
 
-/** A verified timestamp over `signature` from the first server that gives one. */
+/**
+ * POSTs `body` and reads the answer incrementally, never more than TSA_RESPONSE_MAX_BYTES;
+ * follows 307/308 (which keep the method and body), refuses other redirects. `signal` is the
+ * attempt's deadline and covers the body too.
+ */
+async function postBounded(url: string, body: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
+  let target = url;
+  for (let hop = 0; ; hop++) {
+    const res = await fetch(target, {
+      method: "POST",
+      headers: { "Content-Type": "application/timestamp-query", Accept: "application/timestamp-reply" },
+      body,
+      signal,
+      redirect: "manual",
+    });
+    if (res.status === 307 || res.status === 308) {
+      const location = res.headers.get("location");
+      await res.body?.cancel();
+      if (!location || hop >= MAX_REDIRECTS)
+        throw new Error(`HTTP ${res.status}: too many or empty redirects`);
+      target = new URL(location, target).toString();
+      if (!/^https?:/i.test(target)) throw new Error(`redirect to ${target} is not http(s)`);
+      continue;
+    }
+    if (!res.ok) {
+      await res.body?.cancel();
+      throw new Error(`HTTP ${res.status} ${res.statusText}`.trim());
+    }
+    const declared = Number(res.headers.get("content-length") ?? "0");
+    if (declared > TSA_RESPONSE_MAX_BYTES) {
+      await res.body?.cancel();
+      throw new Error(`the answer is ${declared} bytes, over the ${TSA_RESPONSE_MAX_BYTES} limit`);
+    }
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    const reader = res.body?.getReader();
+    if (!reader) return new Uint8Array(0);
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.length;
+      if (total > TSA_RESPONSE_MAX_BYTES) {
+        await reader.cancel();
+        throw new Error(`the answer is over the ${TSA_RESPONSE_MAX_BYTES}-byte limit`);
+      }
+      chunks.push(value);
+    }
+    return new Uint8Array(Buffer.concat(chunks, total));
+  }
+}
+
+/**
+ * A verified timestamp over `signature` from the first server that gives one. With `trust`, the
+ * TSA's certificate must chain to its anchors (default the system store) and have the
+ * timeStamping EKU, unless allowUntrustedTsa; an untrusted TSA counts as a failed server, and
+ * the next URL is tried.
+ */
 export async function fetchTimestamp(
   signature: Uint8Array,
   urls: readonly string[],
   failover: FailoverOptions,
+  trust?: TimestampTrustOptions,
 ): Promise<TimestampResult> {
   for (const u of urls) {
     if (!/^https?:\/\//i.test(u)) {
@@ -82,10 +160,18 @@ export async function fetchTimestamp(
       });
     }
   }
-  const { value } = await tryEach(urls, (url, signal) => requestOnce(url, signature, signal), {
-    what: "timestamp server",
-    ...failover,
-  });
+  let anchors: Promise<Anchors> | undefined;
+  const getAnchors = trust ? () => (anchors ??= loadAnchors(trust.tsaCa ?? [])) : undefined;
+  if (getAnchors) await getAnchors(); // a bad --tsa-ca file is a usage error before any request
+  const allow = trust?.allowUntrustedTsa ?? false;
+  const { value } = await tryEach(
+    urls,
+    (url, signal) => requestOnce(url, signature, signal, getAnchors, allow),
+    {
+      what: "timestamp server",
+      ...failover,
+    },
+  );
   return value;
 }
 
@@ -93,16 +179,25 @@ export async function fetchTimestamp(
  * Timestamps every SignerInfo of `signed` in place, as the unsigned attribute `attribute`:
  * id-aa-timeStampToken for CMS (RFC 3161 appendix A), Microsoft's SPC_RFC3161_OBJID for
  * Authenticode. Both stamp the SignerInfo's signature value.
+ *
+ * `trust`: when given, the TSA is chained (TimestampTrustOptions; `{}` = the system store,
+ * untrusted refused); without it the token is checked but the TSA's chain is not.
  */
 export async function timestampSignedData(
   signed: pkijs.SignedData,
   urls: readonly string[],
   failover: FailoverOptions,
   attribute: string = OID.timeStampToken,
+  trust?: TimestampTrustOptions,
 ): Promise<TimestampResult[]> {
   const results: TimestampResult[] = [];
   for (const si of signed.signerInfos) {
-    const ts = await fetchTimestamp(new Uint8Array(si.signature.valueBlock.valueHexView), urls, failover);
+    const ts = await fetchTimestamp(
+      new Uint8Array(si.signature.valueBlock.valueHexView),
+      urls,
+      failover,
+      trust,
+    );
     const attr = new pkijs.Attribute({ type: attribute, values: [ts.token.toSchema()] });
     const others = si.unsignedAttrs?.attributes.filter((a) => a.type !== attribute) ?? [];
     si.unsignedAttrs = new pkijs.SignedAndUnsignedAttributes({ type: 1, attributes: [...others, attr] });

@@ -1,7 +1,8 @@
 /**
  * In-process verification of what codesign makes: raw signatures and CMS SignedData (detached or
- * attached), with their embedded RFC 3161 timestamps. Content is streamed, never held whole.
- * Anything invalid is a VERIFY_FAILED error (exit 6) saying why.
+ * attached, every signer), with their embedded RFC 3161 timestamps. Content is streamed, never
+ * held whole. Chains are validated by path.ts (PKI.js' engine plus what it lacks) and judged by
+ * the code-signing policy (policy.ts). Anything invalid is a VERIFY_FAILED error (exit 6).
  */
 import * as asn1js from "asn1js";
 import {
@@ -14,15 +15,17 @@ import {
   type KeyObject,
 } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
-import tls from "node:tls";
 import * as pkijs from "pkijs";
 import { hashByOid, OID_RSASSA_PSS } from "./asn1.js";
-import { readCertificates } from "./certificate.js";
 import { OID } from "./cms.js";
-import { CodesignError } from "../errors.js";
+import { certDer, loadAnchors, subjectOf, validatePath, type Anchors } from "./path.js";
+import { checkPolicy, EKU, extendedKeyUsage, type VerifyPurpose } from "./policy.js";
+import { CodesignError, isCodesignError } from "../errors.js";
 import { hashFile } from "../util/hash.js";
+import { assertRegularFile, readRegularFile } from "../util/files.js";
 import type { HashName, SignatureScheme } from "../signer.js";
+
+export type { VerifyPurpose } from "./policy.js";
 
 export interface TimestampReport {
   genTime: string;
@@ -34,12 +37,32 @@ export interface TimestampReport {
   trusted: boolean;
 }
 
+export interface SignerReport {
+  /** The signer certificate's subject. */
+  signer: string;
+  /** The validated path's subjects, signer first, trust anchor last. */
+  chain: string[];
+  /** The digest algorithm of this SignerInfo. */
+  hash: string;
+  /** The time the certificates were judged at: a trusted timestamp's, else the time of verifying. */
+  checkedAt: string;
+  timestamps: TimestampReport[];
+}
+
 export interface VerifyReport {
   valid: true;
   kind: "raw" | "cms";
   /** Raw: the scheme that verified (rsa-pkcs1 or rsa-pss when --mechanism was not given). */
   scheme?: SignatureScheme;
   signer?: string;
+  /** CMS: every SignerInfo, each verified. */
+  signers?: SignerReport[];
+  /** Whether the signer chains to a trust anchor (false: raw with --pubkey, or --cert alone). */
+  trusted: boolean;
+  /** The purpose the signer certificate was checked for ("any": EKU not checked). */
+  purpose?: VerifyPurpose;
+  /** Raw with --cert and --ca, or CMS: the validated path (signer first). */
+  chain?: string[];
   attached?: boolean;
   timestamps: TimestampReport[];
   warnings: string[];
@@ -48,15 +71,34 @@ export interface VerifyReport {
 const fail = (message: string, hint?: string): CodesignError =>
   new CodesignError("VERIFY_FAILED", message, hint ? { hint } : {});
 
-const OID_CODE_SIGNING = "1.3.6.1.5.5.7.3.3";
-const OID_TIME_STAMPING = "1.3.6.1.5.5.7.3.8";
+/** id-ct-TSTInfo: the only content a TimeStampToken may carry (RFC 3161 §2.4.2). */
+const OID_TST_INFO = "1.2.840.113549.1.9.16.1.4";
+/** A genTime later than now by more than this is refused: clocks differ, but not by hours. */
+export const TIMESTAMP_FUTURE_SKEW_MS = 5 * 60 * 1000;
+/** A certificate or public key file larger than this is not one. */
+const KEY_FILE_MAX = 1024 * 1024;
+
+/** --mechanism must be one the key can make (exit 2 otherwise: a usage mistake, not a bad signature). */
+function assertMechanismFits(mechanism: SignatureScheme | undefined, type: string | undefined): void {
+  if (!mechanism) return;
+  const fits =
+    mechanism === "rsa-pkcs1" || mechanism === "rsa-pss"
+      ? type === "rsa" || (type === "rsa-pss" && mechanism === "rsa-pss")
+      : mechanism === "ecdsa"
+        ? type === "ec"
+        : type === "ed25519" || type === "ed448";
+  if (!fits) {
+    throw new CodesignError("USAGE", `--mechanism ${mechanism} does not fit a ${type ?? "unknown"} key`, {
+      hint: "leave --mechanism out (the key decides), or give the key the signature was made with",
+    });
+  }
+}
+
 const EC_SIZES: Record<string, number> = { prime256v1: 32, secp384r1: 48, secp521r1: 66, secp256k1: 32 };
 /** EdDSA verifies the whole message at once (no streaming), as signing does. */
 const EDDSA_MAX_BYTES = 256 * 1024 * 1024;
 
-const subjectOf = (c: X509Certificate): string => c.subject.replace(/\n/g, ", ");
-
-interface VerifyOptions {
+interface SigOptions {
   padding?: number;
   saltLength?: number;
   dsaEncoding?: "der" | "ieee-p1363";
@@ -71,7 +113,7 @@ async function streamVerify(
   hash: HashName,
   key: KeyObject,
   signature: Uint8Array,
-  candidates: VerifyOptions[],
+  candidates: SigOptions[],
 ): Promise<number> {
   const verifiers = candidates.map(() => createVerify(hash));
   for await (const chunk of createReadStream(file, { highWaterMark: 4 * 1024 * 1024 })) {
@@ -88,9 +130,9 @@ function isDerEcdsa(sig: Uint8Array): boolean {
   return items.length === 2 && items.every((i) => i instanceof asn1js.Integer);
 }
 
-const PKCS1: VerifyOptions = { padding: constants.RSA_PKCS1_PADDING };
+const PKCS1: SigOptions = { padding: constants.RSA_PKCS1_PADDING };
 // Verifying, the salt length is read from the signature: PSS made with any salt length passes.
-const PSS_ANY_SALT: VerifyOptions = {
+const PSS_ANY_SALT: SigOptions = {
   padding: constants.RSA_PKCS1_PSS_PADDING,
   saltLength: constants.RSA_PSS_SALTLEN_AUTO,
 };
@@ -103,16 +145,18 @@ export async function verifyRaw(
   o: { hash: HashName; mechanism?: SignatureScheme | undefined },
 ): Promise<VerifyReport> {
   const type = key.asymmetricKeyType;
+  assertMechanismFits(o.mechanism, type);
   let scheme: SignatureScheme | undefined;
   let hint = "the file changed, or it was signed with another key or hash (--hash)";
   if (type === "ed25519" || type === "ed448") {
-    if ((await stat(file)).size > EDDSA_MAX_BYTES) {
+    if ((await assertRegularFile(file, "the file")) > EDDSA_MAX_BYTES) {
       throw new CodesignError(
         "INVALID_INPUT",
         `EdDSA verifies the whole file at once; ${file} is over 256 MiB`,
       );
     }
-    if (verifyOneShot(null, await readFile(file), key, signature)) scheme = "eddsa";
+    const whole = await readRegularFile(file, "the file", EDDSA_MAX_BYTES);
+    if (verifyOneShot(null, whole, key, signature)) scheme = "eddsa";
   } else if (type === "rsa" || type === "rsa-pss") {
     // Without --mechanism both RSA schemes are tried in the same pass over the file.
     const schemes: SignatureScheme[] =
@@ -151,7 +195,7 @@ export async function verifyRaw(
     });
   }
   if (!scheme) throw fail(`the signature does not match ${file} and this key`, hint);
-  return { valid: true, kind: "raw", scheme, timestamps: [], warnings: [] };
+  return { valid: true, kind: "raw", scheme, trusted: false, timestamps: [], warnings: [] };
 }
 
 /** The public key from `--pubkey` (PEM/DER SPKI) or `--cert` (PEM/DER certificate). */
@@ -164,17 +208,12 @@ export async function publicKeyFrom(o: {
     throw new CodesignError("USAGE", "a raw signature needs --cert or --pubkey", {
       hint: "give the signer's certificate or public key (`codesign pubkey --key URI --out pub.pem`)",
     });
-  const bytes = await readFile(file).catch((cause: NodeJS.ErrnoException) => {
-    throw new CodesignError("INVALID_INPUT", `cannot read ${file}: ${cause.code ?? cause.message}`, {
-      hint: "check the path",
-      cause,
-    });
-  });
+  const bytes = await readRegularFile(file, o.cert ? "the certificate" : "the public key", KEY_FILE_MAX);
   try {
     if (o.cert) return new X509Certificate(bytes).publicKey;
     return bytes[0] === 0x30
-      ? createPublicKey({ key: bytes, format: "der", type: "spki" })
-      : createPublicKey(bytes);
+      ? createPublicKey({ key: Buffer.from(bytes), format: "der", type: "spki" })
+      : createPublicKey(Buffer.from(bytes));
   } catch (cause) {
     throw new CodesignError("INVALID_INPUT", `${file} holds no ${o.cert ? "certificate" : "public key"}`, {
       hint: "give PEM or DER",
@@ -183,64 +222,11 @@ export async function publicKeyFrom(o: {
   }
 }
 
-const x509 = (c: pkijs.Certificate): X509Certificate =>
-  new X509Certificate(Buffer.from(c.toSchema().toBER()));
-
-/** Trust anchors: the --ca files (PEM with one or more certificates, or DER). */
-async function caCertificates(caFiles: string[]): Promise<X509Certificate[]> {
-  const out: X509Certificate[] = [];
-  for (const f of caFiles) for (const der of await readCertificates(f)) out.push(new X509Certificate(der));
-  return out;
-}
-
-const systemRoots = (): X509Certificate[] => tls.rootCertificates.map((pem) => new X509Certificate(pem));
-
-/** Trust anchors: --ca files, else the system store. */
-export async function trustAnchors(caFiles: string[]): Promise<X509Certificate[]> {
-  return caFiles.length === 0 ? systemRoots() : caCertificates(caFiles);
-}
-
-/**
- * Walks from `leaf` through the included certificates to an anchor, each certificate valid at
- * `at` and every issuer a CA. Throws VERIFY_FAILED naming the first problem.
- */
-function checkChain(
-  leaf: X509Certificate,
-  included: X509Certificate[],
-  anchors: X509Certificate[],
-  at: Date,
-  what: string,
-): void {
-  let current = leaf;
-  for (let depth = 0; depth < 10; depth++) {
-    const from = new Date(current.validFrom);
-    const to = new Date(current.validTo);
-    if (at < from || at > to) {
-      throw fail(
-        `the certificate ${subjectOf(current)} is not valid at ${at.toISOString()} (valid ${from.toISOString()} to ${to.toISOString()})`,
-        "a trusted timestamp from the signing time keeps a signature valid after its certificate expires",
-      );
-    }
-    if (anchors.some((a) => a.fingerprint256 === current.fingerprint256)) return;
-    const issued = (c: X509Certificate) =>
-      c.fingerprint256 !== current.fingerprint256 && current.checkIssued(c) && current.verify(c.publicKey);
-    // An anchor is trusted as given (old roots lack basicConstraints); intermediates must be CAs.
-    if (anchors.some((a) => issued(a))) return;
-    const next = included.find((c) => c.ca && issued(c));
-    if (!next) break;
-    current = next;
-  }
-  throw fail(
-    `the ${what} certificate (${subjectOf(leaf)}) does not chain to a trusted CA`,
-    "give the issuing CA with --ca FILE (the system trust store is used without it)",
-  );
-}
-
 /** Signature options for a SignerInfo's algorithm (RSA-PSS: hash and salt from its parameters). */
 function signatureOptions(
   algo: pkijs.AlgorithmIdentifier,
   digestHash: HashName,
-): { hash: HashName; opts: VerifyOptions } {
+): { hash: HashName; opts: SigOptions } {
   if (algo.algorithmId !== OID_RSASSA_PSS) return { hash: digestHash, opts: {} };
   // RFC 4055 defaults (SHA-1, salt 20) apply only when the parameters are absent.
   const params = new pkijs.RSASSAPSSParams({ schema: algo.algorithmParams });
@@ -255,25 +241,13 @@ function signatureOptions(
 const attrValue = (si: pkijs.SignerInfo, type: string) =>
   si.signedAttrs?.attributes.find((a) => a.type === type)?.values[0];
 
-/**
- * Checks the first SignerInfo: the content digest against messageDigest, and the signature with
- * the embedded signer certificate's key. `content` is the content itself or a file to stream.
- */
-async function checkSignerInfo(
-  signed: pkijs.SignedData,
-  hash: HashName,
-  digest: Uint8Array,
-  content: Uint8Array | string,
-): Promise<{ cert: X509Certificate; certs: X509Certificate[] }> {
-  const si = signed.signerInfos[0];
-  if (!si) throw fail("the CMS holds no signer");
-  if (signed.signerInfos.length > 1) throw fail("the CMS holds more than one signer; codesign checks one");
-  const sig = new Uint8Array(si.signature.valueBlock.valueHexView);
-  const certs = (signed.certificates ?? []).filter(
-    (c): c is pkijs.Certificate => c instanceof pkijs.Certificate,
-  );
+const certificatesOf = (signed: pkijs.SignedData): pkijs.Certificate[] =>
+  (signed.certificates ?? []).filter((c): c is pkijs.Certificate => c instanceof pkijs.Certificate);
+
+/** The certificate a SignerInfo's sid names, among those the SignedData carries. */
+function signerCertificate(signed: pkijs.SignedData, si: pkijs.SignerInfo): pkijs.Certificate {
   const sid = si.sid as unknown;
-  const signerCert = certs.find((c) =>
+  const cert = certificatesOf(signed).find((c) =>
     sid instanceof pkijs.IssuerAndSerialNumber
       ? c.serialNumber.isEqual(sid.serialNumber) &&
         Buffer.from(c.issuer.toSchema().toBER()).equals(Buffer.from(sid.issuer.toSchema().toBER()))
@@ -281,19 +255,37 @@ async function checkSignerInfo(
         ? subjectKeyIdMatches(c, sid)
         : false,
   );
-  if (!signerCert)
+  if (!cert)
     throw fail(
       "the signer's certificate is not in the signature",
       "sign with the certificate included (codesign does by default)",
     );
-  const cert = x509(signerCert);
+  return cert;
+}
+
+/**
+ * Checks one SignerInfo: the content digest against messageDigest, the contentType attribute,
+ * and the signature with the signer certificate's key. `content` is the content itself or a file
+ * to stream. Returns the signer certificate.
+ */
+async function checkSignerInfo(
+  signed: pkijs.SignedData,
+  si: pkijs.SignerInfo,
+  hash: HashName,
+  digest: Uint8Array,
+  content: Uint8Array | string,
+): Promise<pkijs.Certificate> {
+  const sig = new Uint8Array(si.signature.valueBlock.valueHexView);
+  const signerCert = signerCertificate(signed, si);
+  const cert = new X509Certificate(certDer(signerCert));
   const { hash: sigHash, opts } = signatureOptions(si.signatureAlgorithm, hash);
   const key = { key: cert.publicKey, ...opts };
 
   let ok: boolean;
   if (si.signedAttrs) {
     const md = attrValue(si, OID.messageDigest)?.valueBlock?.valueHexView as Uint8Array | undefined;
-    if (!md || !Buffer.from(md).equals(Buffer.from(digest))) {
+    if (!md) throw fail("the signed attributes hold no messageDigest");
+    if (!Buffer.from(md).equals(Buffer.from(digest))) {
       throw fail(
         `the content does not match the signature (message digest differs)`,
         "the file changed after it was signed, or this is another file's signature",
@@ -315,10 +307,10 @@ async function checkSignerInfo(
   }
   if (!ok)
     throw fail(
-      "the CMS signature does not verify with the signer certificate's key",
+      `the CMS signature of ${subjectOf(signerCert)} does not verify with its certificate's key`,
       "the signature was altered, or the wrong certificate is embedded",
     );
-  return { cert, certs: certs.map(x509) };
+  return signerCert;
 }
 
 /** SignerIdentifier [0] SubjectKeyIdentifier against the certificate's extension. */
@@ -333,23 +325,36 @@ function subjectKeyIdMatches(c: pkijs.Certificate, sid: asn1js.BaseBlock): boole
 export interface CheckedTimestamp {
   tst: pkijs.TSTInfo;
   /** The TSA's certificate and the certificates the token carries. */
-  cert: X509Certificate;
-  certs: X509Certificate[];
+  cert: pkijs.Certificate;
+  certs: pkijs.Certificate[];
 }
 
 /**
- * Checks a TimeStampToken: its imprint is over `signature`, the TSA's signature verifies, and
- * the TSA certificate is for timestamping. Plain Errors, for the caller to word.
+ * Checks a TimeStampToken: a SignedData over id-ct-TSTInfo with one signer, its imprint is over
+ * `signature`, its genTime not in the future, the TSA's signature verifies, and the TSA
+ * certificate has the timeStamping EKU. The chain is the caller's (the anchors differ). Plain
+ * Errors, for the caller to word.
  */
 export async function inspectTimestampToken(
   token: pkijs.ContentInfo,
   signature: Uint8Array,
+  now: Date = new Date(),
 ): Promise<CheckedTimestamp> {
+  if (token.contentType !== OID.signedData) throw new Error("the timestamp token is not a SignedData");
   const signed = new pkijs.SignedData({ schema: token.content });
+  if (signed.encapContentInfo.eContentType !== OID_TST_INFO) {
+    throw new Error(
+      `the timestamp token's content is not a TSTInfo (eContentType ${signed.encapContentInfo.eContentType})`,
+    );
+  }
+  if (signed.signerInfos.length !== 1) throw new Error("a timestamp token has exactly one signer");
   const eContent = signed.encapContentInfo.eContent;
   if (!eContent) throw new Error("the timestamp token has no TSTInfo");
   const tstDer = new Uint8Array(eContent.getValue());
   const tst = pkijs.TSTInfo.fromBER(tstDer.slice().buffer);
+  if (tst.genTime.getTime() > now.getTime() + TIMESTAMP_FUTURE_SKEW_MS) {
+    throw new Error(`the timestamp's genTime ${tst.genTime.toISOString()} is in the future`);
+  }
   const name = hashByOid(tst.messageImprint.hashAlgorithm.algorithmId);
   if (!name)
     throw new Error(
@@ -359,13 +364,14 @@ export async function inspectTimestampToken(
   if (!Buffer.from(tst.messageImprint.hashedMessage.valueBlock.valueHexView).equals(expected)) {
     throw new Error("the timestamp is for other data (its message imprint does not match the signature)");
   }
-  const si = signed.signerInfos[0];
-  const hash = si ? hashByOid(si.digestAlgorithm.algorithmId) : undefined;
+  const si = signed.signerInfos[0] as pkijs.SignerInfo;
+  const hash = hashByOid(si.digestAlgorithm.algorithmId);
   if (!hash) throw new Error("the timestamp's signer uses an unsupported digest");
-  let checked: { cert: X509Certificate; certs: X509Certificate[] };
+  let cert: pkijs.Certificate;
   try {
-    checked = await checkSignerInfo(
+    cert = await checkSignerInfo(
       signed,
+      si,
       hash,
       new Uint8Array(createHash(hash).update(tstDer).digest()),
       tstDer,
@@ -374,10 +380,10 @@ export async function inspectTimestampToken(
     throw new Error(`the TSA's signature on the timestamp does not verify (${(e as Error).message})`);
   }
   // RFC 3161 §2.3: a TSA certificate has the timeStamping extended key usage.
-  if (!(checked.cert.keyUsage ?? []).includes(OID_TIME_STAMPING)) {
-    throw new Error(`the TSA certificate (${subjectOf(checked.cert)}) is not for timestamping`);
+  if (!(extendedKeyUsage(cert) ?? []).includes(EKU.timeStamping)) {
+    throw new Error(`the TSA certificate (${subjectOf(cert)}) is not for timestamping`);
   }
-  return { tst, ...checked };
+  return { tst, cert, certs: certificatesOf(signed) };
 }
 
 /** {@link inspectTimestampToken}, returning the TSTInfo. */
@@ -386,6 +392,20 @@ export async function checkTimestampToken(
   signature: Uint8Array,
 ): Promise<pkijs.TSTInfo> {
   return (await inspectTimestampToken(token, signature)).tst;
+}
+
+/**
+ * A TSA's chain: validated to `anchors` at the genTime and judged for timeStamping. Returns the
+ * path; throws VERIFY_FAILED naming the problem.
+ */
+export async function validateTsaChain(
+  ts: CheckedTimestamp,
+  anchors: Anchors,
+  crls?: pkijs.CertificateRevocationList[],
+): Promise<pkijs.Certificate[]> {
+  const path = await validatePath(ts.cert, ts.certs, anchors, { at: ts.tst.genTime, what: "TSA", crls });
+  checkPolicy(path, "timestamping");
+  return path;
 }
 
 /** The TSA's name from a TSTInfo (a directoryName, a URI or a DNS name), when present. */
@@ -397,17 +417,56 @@ function tsaName(tst: pkijs.TSTInfo): string | undefined {
   return String(v);
 }
 
+export interface CmsVerifyOptions {
+  /** --ca files; empty: the system store. */
+  ca: readonly string[];
+  purpose?: VerifyPurpose | undefined;
+  crls?: pkijs.CertificateRevocationList[] | undefined;
+  /** The time of verifying (tests). */
+  now?: Date | undefined;
+}
+
+/** Anything a hostile structure makes PKI.js or asn1js throw is a signature that does not verify. */
+function malformed(e: unknown): never {
+  if (isCodesignError(e)) throw e;
+  throw new CodesignError(
+    "VERIFY_FAILED",
+    `the signature is malformed: ${(e as Error).message ?? String(e)}`,
+    {
+      hint: "a damaged or crafted signature never verifies",
+      cause: e,
+    },
+  );
+}
+
 /**
- * Verifies a CMS SignedData. `contentFile`: the signed file of a detached signature; for an
- * attached one, when given, it must be the embedded content.
+ * Verifies a CMS SignedData: every SignerInfo must verify, chain to a trust anchor and meet the
+ * code-signing policy. `contentFile`: the signed file of a detached signature; for an attached
+ * one, when given, it must be the embedded content.
  */
 export async function verifyCms(
   signed: pkijs.SignedData,
   contentFile: string | undefined,
-  caFiles: string[],
+  o: CmsVerifyOptions,
 ): Promise<VerifyReport> {
-  const si = signed.signerInfos[0];
-  if (!si) throw fail("the CMS holds no signer");
+  try {
+    return await verifyCmsInner(signed, contentFile, o);
+  } catch (e) {
+    return malformed(e);
+  }
+}
+
+async function verifyCmsInner(
+  signed: pkijs.SignedData,
+  contentFile: string | undefined,
+  o: CmsVerifyOptions,
+): Promise<VerifyReport> {
+  const now = o.now ?? new Date();
+  const purpose = o.purpose ?? "code-signing";
+  if (signed.signerInfos.length === 0) throw fail("the CMS holds no signer");
+  if (signed.encapContentInfo.eContentType === OID_TST_INFO) {
+    throw fail("this is an RFC 3161 timestamp token, not a code signature");
+  }
   const eContent = signed.encapContentInfo.eContent;
   const attached = eContent !== undefined;
   if (!attached && contentFile === undefined) {
@@ -415,15 +474,10 @@ export async function verifyCms(
       hint: "codesign verify --in FILE --signature FILE.p7s",
     });
   }
-  const hash = hashByOid(si.digestAlgorithm.algorithmId);
-  if (!hash) throw fail(`unsupported digest algorithm ${si.digestAlgorithm.algorithmId}`);
   const content = attached ? new Uint8Array(eContent.getValue()) : undefined;
-  const digest = content
-    ? new Uint8Array(createHash(hash).update(content).digest())
-    : await hashFile(contentFile as string, hash);
   if (content && contentFile !== undefined) {
-    const file = await hashFile(contentFile, hash);
-    if (!Buffer.from(file).equals(Buffer.from(digest))) {
+    const inFile = await hashFile(contentFile, "sha256");
+    if (!Buffer.from(inFile).equals(createHash("sha256").update(content).digest())) {
       throw fail(
         `${contentFile} is not the content embedded in this attached signature`,
         "verify the attached signature alone: codesign verify --in FILE.p7s",
@@ -431,47 +485,157 @@ export async function verifyCms(
     }
   }
 
-  const { cert, certs } = await checkSignerInfo(signed, hash, digest, content ?? (contentFile as string));
-  const sig = new Uint8Array(si.signature.valueBlock.valueHexView);
-  const anchors = await trustAnchors(caFiles);
+  const anchors = await loadAnchors(o.ca);
+  let tsaAnchors: Anchors | undefined;
+  // Public TSAs chain to the system store, a private one to a --ca file: both are asked.
+  const getTsaAnchors = async (): Promise<Anchors> => {
+    if (!tsaAnchors) {
+      const system = o.ca.length > 0 ? await loadAnchors([]) : anchors;
+      tsaAnchors =
+        system === anchors
+          ? anchors
+          : { certs: [...anchors.certs, ...system.certs], source: `${anchors.source}, ${system.source}` };
+    }
+    return tsaAnchors;
+  };
   const warnings: string[] = [];
+  const signers: SignerReport[] = [];
+  const digests = new Map<HashName, Uint8Array>();
 
-  const timestamps: TimestampReport[] = [];
-  let trustedTime: Date | undefined;
-  for (const attr of si.unsignedAttrs?.attributes ?? []) {
-    if (attr.type !== OID.timeStampToken) continue;
-    let ts: CheckedTimestamp;
-    try {
-      ts = await inspectTimestampToken(new pkijs.ContentInfo({ schema: attr.values[0] }), sig);
-    } catch (e) {
-      throw fail(`the embedded timestamp is invalid: ${(e as Error).message}`);
+  for (const [index, si] of signed.signerInfos.entries()) {
+    const which =
+      signed.signerInfos.length > 1 ? ` (signer ${index + 1} of ${signed.signerInfos.length})` : "";
+    const hash = hashByOid(si.digestAlgorithm.algorithmId);
+    if (!hash) throw fail(`unsupported digest algorithm ${si.digestAlgorithm.algorithmId}${which}`);
+    let digest = digests.get(hash);
+    if (!digest) {
+      digest = content
+        ? new Uint8Array(createHash(hash).update(content).digest())
+        : await hashFile(contentFile as string, hash);
+      digests.set(hash, digest);
     }
-    // Public TSAs chain to the system store; a private one to a --ca file: both are asked.
-    const tsaAnchors = caFiles.length === 0 ? anchors : [...anchors, ...systemRoots()];
-    let trusted = true;
-    try {
-      checkChain(ts.cert, ts.certs, tsaAnchors, ts.tst.genTime, "TSA");
-    } catch (e) {
-      trusted = false;
-      warnings.push(
-        `the timestamp's TSA is not trusted (${(e as Error).message}); its time is reported but not relied on`,
-      );
+    const cert = await withContext(which, () =>
+      checkSignerInfo(signed, si, hash, digest, content ?? (contentFile as string)),
+    );
+    const sig = new Uint8Array(si.signature.valueBlock.valueHexView);
+
+    const timestamps: TimestampReport[] = [];
+    let trustedTime: Date | undefined;
+    for (const attr of si.unsignedAttrs?.attributes ?? []) {
+      if (attr.type !== OID.timeStampToken) continue;
+      let ts: CheckedTimestamp;
+      try {
+        ts = await inspectTimestampToken(new pkijs.ContentInfo({ schema: attr.values[0] }), sig, now);
+      } catch (e) {
+        throw fail(`the embedded timestamp is invalid${which}: ${(e as Error).message}`);
+      }
+      let trusted = true;
+      try {
+        await validateTsaChain(ts, await getTsaAnchors(), o.crls);
+      } catch (e) {
+        trusted = false;
+        warnings.push(
+          `the timestamp's TSA is not trusted${which} (${(e as Error).message}); its time is reported but not relied on`,
+        );
+      }
+      if (trusted) trustedTime ??= ts.tst.genTime;
+      const name = tsaName(ts.tst);
+      timestamps.push({
+        genTime: ts.tst.genTime.toISOString(),
+        ...(name ? { tsa: name } : {}),
+        signer: subjectOf(ts.cert),
+        trusted,
+      });
     }
-    if (trusted) trustedTime ??= ts.tst.genTime;
-    const name = tsaName(ts.tst);
-    timestamps.push({
-      genTime: ts.tst.genTime.toISOString(),
-      ...(name ? { tsa: name } : {}),
-      signer: subjectOf(ts.cert),
-      trusted,
+    // The certificates are judged at the trusted signing time, else now.
+    const at = trustedTime ?? now;
+    const path = await withContext(which, async () => {
+      const p = await validatePath(cert, certificatesOf(signed), anchors, {
+        at,
+        what: "signer",
+        crls: o.crls,
+      });
+      for (const w of checkPolicy(p, purpose)) if (!warnings.includes(w)) warnings.push(w);
+      return p;
+    });
+    signers.push({
+      signer: subjectOf(cert),
+      chain: path.map(subjectOf),
+      hash,
+      checkedAt: at.toISOString(),
+      timestamps,
     });
   }
-  // The certificates are judged at the trusted signing time, else now.
-  checkChain(cert, certs, anchors, trustedTime ?? new Date(), "signer");
-  if (!(cert.keyUsage ?? []).includes(OID_CODE_SIGNING)) {
-    warnings.push(
-      "the signer certificate has no codeSigning extended key usage; code-signing verifiers may refuse it",
-    );
+  const first = signers[0] as SignerReport;
+  return {
+    valid: true,
+    kind: "cms",
+    signer: first.signer,
+    signers,
+    trusted: true,
+    purpose,
+    chain: first.chain,
+    attached,
+    timestamps: signers.flatMap((s) => s.timestamps),
+    warnings,
+  };
+}
+
+/** Adds "(signer 2 of 2)" to a failure's message, when there are several signers. */
+async function withContext<T>(which: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    if (which && isCodesignError(e))
+      throw new CodesignError(e.code, `${e.message}${which}`, { hint: e.hint ?? "", cause: e });
+    throw e;
   }
-  return { valid: true, kind: "cms", signer: subjectOf(cert), attached, timestamps, warnings };
+}
+
+export interface CertificateJudgement {
+  signer: string;
+  trusted: boolean;
+  chain?: string[];
+  warnings: string[];
+}
+
+/**
+ * Raw signatures: the --cert's certificate (`others`: the rest of its file, intermediates) chained to the --ca anchors and judged by the policy;
+ * without --ca it is checked for dates and purpose only and reported as not chained.
+ */
+export async function judgeSignerCertificate(
+  der: Uint8Array,
+  others: readonly Uint8Array[],
+  ca: readonly string[],
+  purpose: VerifyPurpose,
+  crls?: pkijs.CertificateRevocationList[],
+  now: Date = new Date(),
+): Promise<CertificateJudgement> {
+  try {
+    const cert = pkijs.Certificate.fromBER(der);
+    if (ca.length > 0) {
+      const path = await validatePath(
+        cert,
+        others.map((d) => pkijs.Certificate.fromBER(d)),
+        await loadAnchors(ca),
+        { at: now, what: "signer", crls },
+      );
+      return {
+        signer: subjectOf(cert),
+        trusted: true,
+        chain: path.map(subjectOf),
+        warnings: checkPolicy(path, purpose),
+      };
+    }
+    if (cert.notBefore.value > now || cert.notAfter.value < now) {
+      throw fail(
+        `the signer certificate ${subjectOf(cert)} is not valid at ${now.toISOString()} (valid ${cert.notBefore.value.toISOString()} to ${cert.notAfter.value.toISOString()})`,
+      );
+    }
+    const warnings = checkPolicy([cert], purpose);
+    warnings.push("the signer certificate is not chained to a trust anchor (give --ca to chain it)");
+    return { signer: subjectOf(cert), trusted: false, warnings };
+  } catch (e) {
+    return malformed(e);
+  }
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { realpathSync } from "node:fs";
-import { open, rename, rm, stat } from "node:fs/promises";
+import { constants as fsConstants, realpathSync } from "node:fs";
+import { open, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { CodesignError } from "../errors.js";
 import { removeOnExit } from "./temp.js";
@@ -14,8 +14,7 @@ export async function writeFileAtomic(
   data: Uint8Array | string,
   opts: { mode?: number } = {},
 ): Promise<void> {
-  const dir = path.dirname(path.resolve(target));
-  const temp = path.join(dir, `.${path.basename(target)}.${randomBytes(6).toString("hex")}.tmp`);
+  const temp = tempNameFor(target);
   const mode = opts.mode ?? 0o644;
   const forget = removeOnExit(temp); // a partial file never survives, even on Ctrl-C
   try {
@@ -52,10 +51,8 @@ export async function withAtomicOutput<T>(
   produce: (tempPath: string) => Promise<T>,
   opts: { keepExtension?: boolean } = {},
 ): Promise<T> {
-  const dir = path.dirname(path.resolve(target));
   // Tools that tell file types apart by their extension (osslsigncode and scripts) need it kept.
-  const ext = opts.keepExtension ? path.extname(target) : "";
-  const temp = path.join(dir, `.${path.basename(target)}.${randomBytes(6).toString("hex")}.tmp${ext}`);
+  const temp = tempNameFor(target, opts.keepExtension ? path.extname(target) : "");
   const forget = removeOnExit(temp);
   try {
     const result = await produce(temp);
@@ -106,3 +103,77 @@ export const unreadable =
 /** An input's size; fails on an unreadable input before a PIN is asked for or the token touched. */
 export const inputSize = async (input: string): Promise<number> =>
   (await stat(input).catch(unreadable(input))).size;
+
+/** Longest file name (bytes) the common Linux/macOS file systems accept. */
+const NAME_MAX = 255;
+
+/**
+ * A temp name beside `target`: `.NAME.RANDOM.tmp`, with NAME shortened (on a UTF-8 boundary) so the
+ * whole never exceeds NAME_MAX bytes, however long the target's own name is.
+ */
+export function tempNameFor(target: string, extension = ""): string {
+  const dir = path.dirname(path.resolve(target));
+  const suffix = `.${randomBytes(6).toString("hex")}.tmp${extension}`;
+  const room = NAME_MAX - 1 - Buffer.byteLength(suffix);
+  let base = path.basename(target);
+  while (Buffer.byteLength(base) > room) base = base.slice(0, -1);
+  // A cut inside a surrogate pair leaves a lone surrogate: drop it too.
+  if (/[\uD800-\uDBFF]$/.test(base)) base = base.slice(0, -1);
+  return path.join(dir, `.${base}${suffix}`);
+}
+
+/**
+ * Opens `file` for reading only when it is a regular file: a FIFO, a directory, a socket or a
+ * device is refused at once (O_NONBLOCK keeps the open itself from waiting on a FIFO's writer).
+ * Returns the open handle and the size; the caller closes it.
+ */
+export async function openRegularFile(file: string, what: string): Promise<{ fh: FileHandle; size: number }> {
+  const fh = await open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK).catch(unreadable(file, what));
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) {
+      throw new CodesignError("INVALID_INPUT", `${what} ${file} is not a regular file`, {
+        hint: "give a file: FIFOs, devices and directories are not read",
+      });
+    }
+    return { fh, size: st.size };
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
+}
+
+/** Fails (exit 2) unless `file` is a regular file; for inputs that are streamed later. */
+export async function assertRegularFile(file: string, what: string): Promise<number> {
+  const { fh, size } = await openRegularFile(file, what);
+  await fh.close();
+  return size;
+}
+
+/**
+ * Reads a regular file whole, never more than `max` bytes: the size is checked first and the
+ * read stops at `max` + 1 even if the file grows meanwhile.
+ */
+export async function readRegularFile(file: string, what: string, max: number): Promise<Uint8Array> {
+  const { fh, size } = await openRegularFile(file, what);
+  try {
+    const tooLarge = (): CodesignError =>
+      new CodesignError("INVALID_INPUT", `${what} ${file} is larger than ${max} bytes`, {
+        hint: "check that this is the right file",
+      });
+    if (size > max) throw tooLarge();
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const chunk = Buffer.alloc(Math.min(1024 * 1024, max + 1 - total));
+      if (chunk.length === 0) throw tooLarge();
+      const { bytesRead } = await fh.read(chunk, 0, chunk.length, null).catch(unreadable(file, what));
+      if (bytesRead === 0) break;
+      chunks.push(chunk.subarray(0, bytesRead));
+      total += bytesRead;
+    }
+    return new Uint8Array(Buffer.concat(chunks, total));
+  } finally {
+    await fh.close();
+  }
+}
