@@ -70,6 +70,9 @@ function existingSignature(input: string, o: SignOptions): Promise<Uint8Array | 
   return p;
 }
 
+/** Types osslsigncode cannot nest into (it would replace the signature with a warning). */
+const ONE_SIGNATURE = [".cat", ".appx", ".msix", ".appxbundle", ".msixbundle"];
+
 const alreadySigned = (input: string): CodesignError =>
   new CodesignError(
     "USAGE",
@@ -119,6 +122,11 @@ function authenticodeFormat(detached: boolean) {
       if (detached && !o.skipSigned) return; // the file is not changed: its signatures do not matter
       const current = await existingSignature(input, o);
       if (current && !o.nest && !o.replace && !o.skipSigned) throw alreadySigned(input);
+      if (current && o.nest && ONE_SIGNATURE.includes(path.extname(input).toLowerCase())) {
+        throw new CodesignError("USAGE", `${input} can hold one signature only: it cannot be nested into`, {
+          hint: "replace its signature (--replace), or leave it as it is (--skip-signed)",
+        });
+      }
     },
     async skip(input, o) {
       if (!o.skipSigned) return undefined;
