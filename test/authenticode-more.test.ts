@@ -14,7 +14,7 @@ import * as pkijs from "pkijs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { codesign, tool } from "./helpers/cli.js";
 import { countLogins, createTestToken, PKCS11_SPY, type TestToken } from "./helpers/token.js";
-import { startTsa, type Tsa } from "./helpers/tsa.js";
+import { closedPortUrl, startTsa, type Tsa } from "./helpers/tsa.js";
 import { osslsigncodeVerify } from "./helpers/verifiers.js";
 
 const RSA = "pkcs11:token=codesign-dev;object=rsa-2048;type=private";
@@ -359,11 +359,15 @@ describe("--dry-run", () => {
 
   it("a certificate for another key: non-zero, nothing written, no login; the text plan names the problem", async () => {
     const spy = spied("dry-bad");
-    const r = await codesign(["sign", "--dry-run", "--key", RSA, "--cert", ecCert, "--in", exe], {
-      env: spy.env,
-    });
+    // A dead TSA too: the certificate comes first, as a run would meet it, and decides the exit code.
+    const deadTsa = await closedPortUrl();
+    const r = await codesign(
+      ["sign", "--dry-run", "--key", RSA, "--cert", ecCert, "--timestamp", deadTsa, "--in", exe],
+      { env: spy.env },
+    );
     expect(r.exitCode).toBe(2);
-    expect(r.stderr).toMatch(/not for the key/);
+    expect(r.stderr).toMatch(/2 problems; the first: the certificate .* is not for the key/);
+    expect(r.stderr).toMatch(/no timestamp server answered/);
     expect(r.stderr).toMatch(/dry run: not ready/);
     expect(existsSync(path.join(dir, "app.signed.exe"))).toBe(false);
     expect(countLogins(await spyLog(spy.log)).user).toBe(0);

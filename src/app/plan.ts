@@ -118,11 +118,13 @@ async function checkTimestampServers(o: SignOptions): Promise<PlannedTimestamp[]
   return Promise.all(
     urls.map(async (url): Promise<PlannedTimestamp> => {
       const started = performance.now();
+      let reason: string | undefined;
       try {
         const ts = await fetchTimestamp(new Uint8Array(randomBytes(32)), [url], {
           what: "timestamp server",
           retries: 0,
           timeoutMs,
+          onFailure: (f) => (reason = f.reason),
         });
         return {
           url,
@@ -131,7 +133,8 @@ async function checkTimestampServers(o: SignOptions): Promise<PlannedTimestamp[]
           genTime: ts.genTime.toISOString(),
         };
       } catch (e) {
-        return { url, ok: false, ms: Math.round(performance.now() - started), error: asProblem(e).message };
+        const error = reason ?? asProblem(e).message;
+        return { url, ok: false, ms: Math.round(performance.now() - started), error };
       }
     }),
   );
@@ -261,27 +264,8 @@ export async function dryRun(o: SignOptions): Promise<DryRunReport> {
     }
   }
 
-  const chain: DryRunReport["chain"] = [];
-  for (const file of o.chain ?? []) {
-    try {
-      chain.push({ file, certificates: (await readCertificates(file)).length });
-    } catch (e) {
-      problems.push(asProblem(e));
-    }
-  }
-  const timestamps = await checkTimestampServers(o);
-  if (timestamps.length > 0 && !timestamps.some((t) => t.ok)) {
-    problems.push({
-      code: "NETWORK",
-      message: `no timestamp server answered: ${timestamps.map((t) => `${t.url}: ${t.error ?? "failed"}`).join("; ")}`,
-      hint: "check the URLs and the network (proxy, firewall), or add another server with --timestamp",
-    });
-  } else {
-    for (const t of timestamps.filter((x) => !x.ok)) {
-      notes.push(`timestamp server ${t.url} did not answer (${t.error ?? "failed"}); another one did`);
-    }
-  }
-
+  // The servers are asked while the token is looked at; their problems are listed after its.
+  const timestampsChecked = checkTimestampServers(o);
   const hash = o.hash ?? "sha256";
   const needsCertificate = format ? format.needsCertificate : true;
   let key: PlannedKey = { uri: o.key, seen: "unchecked" };
@@ -373,6 +357,27 @@ export async function dryRun(o: SignOptions): Promise<DryRunReport> {
     }
   }
   if (certificate) judgeCertificate(certificate, problems, notes);
+
+  const chain: DryRunReport["chain"] = [];
+  for (const file of o.chain ?? []) {
+    try {
+      chain.push({ file, certificates: (await readCertificates(file)).length });
+    } catch (e) {
+      problems.push(asProblem(e));
+    }
+  }
+  const timestamps = await timestampsChecked;
+  if (timestamps.length > 0 && !timestamps.some((t) => t.ok)) {
+    problems.push({
+      code: "NETWORK",
+      message: `no timestamp server answered: ${timestamps.map((t) => `${t.url}: ${t.error ?? "failed"}`).join("; ")}`,
+      hint: "check the URLs and the network (proxy, firewall), or add another server with --timestamp",
+    });
+  } else {
+    for (const t of timestamps.filter((x) => !x.ok)) {
+      notes.push(`timestamp server ${t.url} did not answer (${t.error ?? "failed"}); another one did`);
+    }
+  }
 
   const fileProblems = files.filter((f) => f.problem !== undefined).length;
   return {

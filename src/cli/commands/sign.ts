@@ -155,7 +155,8 @@ async function runDry(options: SignOptions, args: Record<string, unknown>): Prom
   const plan = await dryRun(options);
   if (flag(args, "json")) printJson(plan);
   else printPlan(plan);
-  const first = plan.problems[0] ?? plan.files.find((f) => f.problem)?.problem;
+  // In the order a run would meet them: the files first, then the token, the chain, the TSAs.
+  const first = plan.files.find((f) => f.problem)?.problem ?? plan.problems[0];
   if (!first) return;
   const count = plan.problems.length + plan.files.filter((f) => f.problem).length;
   throw new CodesignError(
