@@ -64,7 +64,7 @@ async function attachSignature(o: {
   toolPath?: string | undefined;
 }): Promise<void> {
   const file = findTool("osslsigncode", o.toolPath);
-  await runTool({
+  const out = await runTool({
     tool: "osslsigncode",
     file,
     args: [
@@ -82,6 +82,24 @@ async function attachSignature(o: {
       safePath(o.output),
     ],
   });
+  const text = `${out.stdout}\n${out.stderr}`;
+  // osslsigncode exits 0 in both cases, having written the file: the caller's temp is dropped.
+  if (o.nest && /Unsupported nesting/i.test(text)) {
+    throw new CodesignError(
+      "USAGE",
+      `osslsigncode cannot nest signatures in ${path.basename(o.input)}: it would replace the existing one`,
+      {
+        hint: "catalog (.cat) and APPX/MSIX files hold one signature; replace it instead, or leave the file",
+      },
+    );
+  }
+  if (/MISMATCH/.test(text)) {
+    throw new CodesignError(
+      "VERIFY_FAILED",
+      `the signature does not match ${path.basename(o.input)}: osslsigncode reports a digest mismatch after attaching it`,
+      { hint: "the signature was made for another file (or another version of it); sign this file again" },
+    );
+  }
 }
 
 export const adapter = {
@@ -90,6 +108,40 @@ export const adapter = {
   extractData,
   attachSignature,
 } satisfies ShapingAdapter;
+
+/**
+ * `osslsigncode extract-signature`: the file's existing Authenticode signature (DER PKCS#7, with
+ * any nested ones) written to `output`; false when the file has none.
+ * Asking the tool itself decides "already signed" the way it reads every format it knows.
+ */
+export async function extractSignature(o: {
+  input: string;
+  output: string;
+  toolPath?: string | undefined;
+}): Promise<boolean> {
+  const file = findTool("osslsigncode", o.toolPath);
+  const out = await runToolRaw({
+    tool: "osslsigncode",
+    file,
+    args: ["extract-signature", "-in", safePath(o.input), "-out", safePath(o.output)],
+  });
+  if (out.exitCode === 0) return true;
+  // Each file format says it in its own words (osslsigncode 2.9: pe/script/cab/cat, msi, appx).
+  if (
+    /No signature found|MSI file has no signature|AppxSignature\.p7x does not exist/i.test(
+      `${out.stdout}\n${out.stderr}`,
+    )
+  )
+    return false;
+  throw new CodesignError(
+    "TOOL_FAILED",
+    `osslsigncode extract-signature cannot read ${o.input} (exit ${out.exitCode}): ${lastWords(out)}`,
+    {
+      hint: "check that osslsigncode can sign this file type",
+      cause: new Error(`${out.stdout}\n${out.stderr}`),
+    },
+  );
+}
 
 /** `osslsigncode verify`, read by its words; throws VERIFY_FAILED with them when not valid. */
 export async function verifyAuthenticode(

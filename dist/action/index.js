@@ -55272,7 +55272,7 @@ ${values.join("\n")}` : `${blockName} :`;
     var ORIGINAL_LOCAL_INTEGER_TO_BER = LocalIntegerValueBlock.prototype.toBER;
     var ORIGINAL_LOCAL_INTEGER_TO_STRING = LocalIntegerValueBlock.prototype.toString;
     var _a$o;
-    var Integer5 = class extends BaseBlock {
+    var Integer6 = class extends BaseBlock {
       constructor(parameters = {}) {
         super(parameters, LocalIntegerValueBlock);
         this.idBlock.tagClass = 1;
@@ -55323,13 +55323,13 @@ ${values.join("\n")}` : `${blockName} :`;
         return `${this.constructor.NAME} : ${this.valueBlock.toString()}`;
       }
     };
-    _a$o = Integer5;
+    _a$o = Integer6;
     (() => {
       typeStore.Integer = _a$o;
     })();
-    Integer5.NAME = "INTEGER";
+    Integer6.NAME = "INTEGER";
     var _a$n;
-    var Enumerated = class extends Integer5 {
+    var Enumerated = class extends Integer6 {
       constructor(parameters = {}) {
         super(parameters);
         this.idBlock.tagClass = 1;
@@ -56787,7 +56787,7 @@ ${values.join("\n")}` : `${blockName} :`;
       }
       return compareSchema(asn1.result, asn1.result, inputSchema);
     }
-    registerBuiltinEncoder({ BitString: BitString3, Integer: Integer5, OctetString: OctetString6, Primitive: Primitive3, Constructed: Constructed3, Sequence: Sequence6, Set: Set3 }, {
+    registerBuiltinEncoder({ BitString: BitString3, Integer: Integer6, OctetString: OctetString6, Primitive: Primitive3, Constructed: Constructed3, Sequence: Sequence6, Set: Set3 }, {
       BaseBlock,
       ViewWriter,
       LocalIdentificationBlock,
@@ -56808,7 +56808,7 @@ ${values.join("\n")}` : `${blockName} :`;
       originalConstructedToBER: ORIGINAL_LOCAL_CONSTRUCTED_TO_BER,
       originalPrimitiveToBER: ORIGINAL_LOCAL_PRIMITIVE_TO_BER
     });
-    registerFastParser({ Integer: Integer5, Null: Null3, Sequence: Sequence6 });
+    registerFastParser({ Integer: Integer6, Null: Null3, Sequence: Sequence6 });
     exports.Any = Any;
     exports.BaseBlock = BaseBlock;
     exports.BaseStringBlock = BaseStringBlock2;
@@ -56831,7 +56831,7 @@ ${values.join("\n")}` : `${blockName} :`;
     exports.GraphicString = GraphicString;
     exports.HexBlock = HexBlock;
     exports.IA5String = IA5String2;
-    exports.Integer = Integer5;
+    exports.Integer = Integer6;
     exports.Null = Null3;
     exports.NumericString = NumericString;
     exports.ObjectIdentifier = ObjectIdentifier6;
@@ -62315,7 +62315,7 @@ var require_build3 = __commonJS({
     CRLDistributionPoints.CLASS_NAME = "CRLDistributionPoints";
     var KEY_PURPOSES = "keyPurposes";
     var CLEAR_PROPS$1j = [KEY_PURPOSES];
-    var ExtKeyUsage3 = class _ExtKeyUsage extends PkiObject {
+    var ExtKeyUsage4 = class _ExtKeyUsage extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.keyPurposes = pvutils__namespace.getParametersValue(parameters, KEY_PURPOSES, _ExtKeyUsage.defaultValues(KEY_PURPOSES));
@@ -62364,7 +62364,7 @@ var require_build3 = __commonJS({
         };
       }
     };
-    ExtKeyUsage3.CLASS_NAME = "ExtKeyUsage";
+    ExtKeyUsage4.CLASS_NAME = "ExtKeyUsage";
     var ACCESS_DESCRIPTIONS = "accessDescriptions";
     var InfoAccess = class _InfoAccess extends PkiObject {
       constructor(parameters = {}) {
@@ -66893,7 +66893,7 @@ var require_build3 = __commonJS({
         ]
       });
     }
-    var Certificate5 = class _Certificate extends PkiObject {
+    var Certificate6 = class _Certificate extends PkiObject {
       get tbs() {
         return pvtsutils__namespace.BufferSourceConverter.toArrayBuffer(this.tbsView);
       }
@@ -67147,7 +67147,7 @@ var require_build3 = __commonJS({
         return crypto2.verifyWithPublicKey(this.tbsView, this.signatureValue, subjectPublicKeyInfo, this.signatureAlgorithm);
       }
     };
-    Certificate5.CLASS_NAME = "Certificate";
+    Certificate6.CLASS_NAME = "Certificate";
     function checkCA(cert, signerCert = null) {
       if (signerCert && cert.issuer.isEqual(signerCert.issuer) && cert.serialNumber.isEqual(signerCert.serialNumber)) {
         return null;
@@ -67410,7 +67410,7 @@ var require_build3 = __commonJS({
       const decoded = asn1js__namespace.fromBER(encoded);
       if (decoded.offset !== encoded.byteLength || !hasConstructedTag(decoded.result, 1, 16))
         throw new Error("Invalid certificate TBS encoding");
-      const tbsSchema = Certificate5.schema().valueBlock.value[0];
+      const tbsSchema = Certificate6.schema().valueBlock.value[0];
       if (!asn1js__namespace.compareSchema(decoded.result, decoded.result, tbsSchema).verified)
         throw new Error("Invalid certificate TBS encoding");
       return decoded.result;
@@ -67621,7 +67621,7 @@ var require_build3 = __commonJS({
           _ExtensionValueFactory.register(id_MicrosoftCertTemplateV2, "MicrosoftCertTemplateV2", CertificateTemplate);
           _ExtensionValueFactory.register(id_CRLDistributionPoints, "CRLDistributionPoints", CRLDistributionPoints);
           _ExtensionValueFactory.register(id_FreshestCRL, "FreshestCRL", CRLDistributionPoints);
-          _ExtensionValueFactory.register(id_ExtKeyUsage, "ExtKeyUsage", ExtKeyUsage3);
+          _ExtensionValueFactory.register(id_ExtKeyUsage, "ExtKeyUsage", ExtKeyUsage4);
           _ExtensionValueFactory.register(id_CertificateIssuer, "CertificateIssuer", GeneralNames);
           _ExtensionValueFactory.register(id_AuthorityInfoAccess, "AuthorityInfoAccess", InfoAccess);
           _ExtensionValueFactory.register(id_SubjectInfoAccess, "SubjectInfoAccess", InfoAccess);
@@ -68998,7 +68998,7 @@ var require_build3 = __commonJS({
           case id_CertBag_X509Certificate:
             {
               try {
-                this.parsedValue = Certificate5.fromBER(certValueHex);
+                this.parsedValue = Certificate6.fromBER(certValueHex);
               } catch {
                 AttributeCertificateV2.fromBER(certValueHex);
               }
@@ -70150,7 +70150,7 @@ var require_build3 = __commonJS({
               name: names2.certificates || CERTIFICATES$1,
               value: new asn1js__namespace.Choice({
                 value: [
-                  Certificate5.schema(),
+                  Certificate6.schema(),
                   new asn1js__namespace.Constructed({
                     idBlock: {
                       tagClass: 3,
@@ -70192,7 +70192,7 @@ var require_build3 = __commonJS({
         this.certificates = Array.from(asn1.result.certificates || [], (element) => {
           const initialTagNumber = element.idBlock.tagNumber;
           if (element.idBlock.tagClass === 1)
-            return new Certificate5({ schema: element });
+            return new Certificate6({ schema: element });
           const elementSequence = new asn1js__namespace.Sequence({
             value: element.valueBlock.value
           });
@@ -70215,7 +70215,7 @@ var require_build3 = __commonJS({
         return new asn1js__namespace.Set({
           value: Array.from(this.certificates, (element) => {
             switch (true) {
-              case element instanceof Certificate5:
+              case element instanceof Certificate6:
                 return element.toSchema();
               case element instanceof AttributeCertificateV1:
                 return new asn1js__namespace.Constructed({
@@ -70508,7 +70508,7 @@ var require_build3 = __commonJS({
     var ISSUER = "issuer";
     var SERIAL_NUMBER$2 = "serialNumber";
     var CLEAR_PROPS$C = [ISSUER, SERIAL_NUMBER$2];
-    var IssuerAndSerialNumber3 = class _IssuerAndSerialNumber extends PkiObject {
+    var IssuerAndSerialNumber4 = class _IssuerAndSerialNumber extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.issuer = pvutils__namespace.getParametersValue(parameters, ISSUER, _IssuerAndSerialNumber.defaultValues(ISSUER));
@@ -70562,7 +70562,7 @@ var require_build3 = __commonJS({
         };
       }
     };
-    IssuerAndSerialNumber3.CLASS_NAME = "IssuerAndSerialNumber";
+    IssuerAndSerialNumber4.CLASS_NAME = "IssuerAndSerialNumber";
     var VARIANT$3 = "variant";
     var VALUE$3 = "value";
     var CLEAR_PROPS$B = ["blockName"];
@@ -70601,7 +70601,7 @@ var require_build3 = __commonJS({
         const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Choice({
           value: [
-            IssuerAndSerialNumber3.schema({
+            IssuerAndSerialNumber4.schema({
               names: {
                 blockName: names2.blockName || EMPTY_STRING
               }
@@ -70626,7 +70626,7 @@ var require_build3 = __commonJS({
         AsnError.assertSchema(asn1, this.className);
         if (asn1.result.blockName.idBlock.tagClass === 1) {
           this.variant = 1;
-          this.value = new IssuerAndSerialNumber3({ schema: asn1.result.blockName });
+          this.value = new IssuerAndSerialNumber4({ schema: asn1.result.blockName });
         } else {
           this.variant = 2;
           this.value = new asn1js__namespace.OctetString({ valueHex: asn1.result.blockName.valueBlock.valueHex });
@@ -70635,7 +70635,7 @@ var require_build3 = __commonJS({
       toSchema() {
         switch (this.variant) {
           case 1:
-            if (!(this.value instanceof IssuerAndSerialNumber3)) {
+            if (!(this.value instanceof IssuerAndSerialNumber4)) {
               throw new Error("Incorrect type of RecipientIdentifier.value. It should be IssuerAndSerialNumber.");
             }
             return this.value.toSchema();
@@ -70694,7 +70694,7 @@ var require_build3 = __commonJS({
           case ENCRYPTED_KEY$3:
             return new asn1js__namespace.OctetString();
           case RECIPIENT_CERTIFICATE$1:
-            return new Certificate5();
+            return new Certificate6();
           default:
             return super.defaultValues(memberName);
         }
@@ -70749,7 +70749,7 @@ var require_build3 = __commonJS({
         if (asn1.result.rid.idBlock.tagClass === 3) {
           this.rid = new asn1js__namespace.OctetString({ valueHex: asn1.result.rid.valueBlock.valueHex });
         } else {
-          this.rid = new IssuerAndSerialNumber3({ schema: asn1.result.rid });
+          this.rid = new IssuerAndSerialNumber4({ schema: asn1.result.rid });
         }
         this.keyEncryptionAlgorithm = new AlgorithmIdentifier3({
           schema: asn1.result.keyEncryptionAlgorithm
@@ -70758,7 +70758,7 @@ var require_build3 = __commonJS({
       }
       toSchema() {
         const outputArray = [];
-        if (this.rid instanceof IssuerAndSerialNumber3) {
+        if (this.rid instanceof IssuerAndSerialNumber4) {
           this.version = 0;
           outputArray.push(new asn1js__namespace.Integer({ value: this.version }));
           outputArray.push(this.rid.toSchema());
@@ -70894,7 +70894,7 @@ var require_build3 = __commonJS({
         const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Choice({
           value: [
-            IssuerAndSerialNumber3.schema({
+            IssuerAndSerialNumber4.schema({
               names: {
                 blockName: names2.blockName || EMPTY_STRING
               }
@@ -70927,7 +70927,7 @@ var require_build3 = __commonJS({
         AsnError.assertSchema(asn1, this.className);
         if (asn1.result.blockName.idBlock.tagClass === 1) {
           this.variant = 1;
-          this.value = new IssuerAndSerialNumber3({ schema: asn1.result.blockName });
+          this.value = new IssuerAndSerialNumber4({ schema: asn1.result.blockName });
         } else {
           if (asn1.result.blockName.idBlock.tagNumber === 0) {
             asn1.result.blockName.idBlock.tagClass = 1;
@@ -71195,7 +71195,7 @@ var require_build3 = __commonJS({
         const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Choice({
           value: [
-            IssuerAndSerialNumber3.schema(names2.issuerAndSerialNumber || {
+            IssuerAndSerialNumber4.schema(names2.issuerAndSerialNumber || {
               names: {
                 blockName: names2.blockName || EMPTY_STRING
               }
@@ -71225,7 +71225,7 @@ var require_build3 = __commonJS({
         AsnError.assertSchema(asn1, this.className);
         if (asn1.result.blockName.idBlock.tagClass === 1) {
           this.variant = 1;
-          this.value = new IssuerAndSerialNumber3({ schema: asn1.result.blockName });
+          this.value = new IssuerAndSerialNumber4({ schema: asn1.result.blockName });
         } else {
           this.variant = 2;
           this.value = new RecipientKeyIdentifier({
@@ -71428,7 +71428,7 @@ var require_build3 = __commonJS({
           case RECIPIENT_ENCRYPTED_KEY:
             return new RecipientEncryptedKeys();
           case RECIPIENT_CERTIFICATE:
-            return new Certificate5();
+            return new Certificate6();
           case RECIPIENT_PUBLIC_KEY:
             return null;
           default:
@@ -72591,7 +72591,7 @@ var require_build3 = __commonJS({
               }
               const keyInfo = new KeyTransRecipientInfo({
                 version: 0,
-                rid: new IssuerAndSerialNumber3({
+                rid: new IssuerAndSerialNumber4({
                   issuer: certificate.issuer,
                   serialNumber: certificate.serialNumber
                 }),
@@ -72611,7 +72611,7 @@ var require_build3 = __commonJS({
             {
               const recipientIdentifier = new KeyAgreeRecipientIdentifier({
                 variant: 1,
-                value: new IssuerAndSerialNumber3({
+                value: new IssuerAndSerialNumber4({
                   issuer: certificate.issuer,
                   serialNumber: certificate.serialNumber
                 })
@@ -75116,7 +75116,7 @@ var require_build3 = __commonJS({
                   value: [
                     new asn1js__namespace.Repeated({
                       name: BASIC_OCSP_RESPONSE_CERTS,
-                      value: Certificate5.schema(names2.certs || {})
+                      value: Certificate6.schema(names2.certs || {})
                     })
                   ]
                 })
@@ -75137,7 +75137,7 @@ var require_build3 = __commonJS({
         });
         this.signature = asn1.result[BASIC_OCSP_RESPONSE_SIGNATURE];
         if (BASIC_OCSP_RESPONSE_CERTS in asn1.result) {
-          this.certs = Array.from(asn1.result[BASIC_OCSP_RESPONSE_CERTS], (element) => new Certificate5({ schema: element }));
+          this.certs = Array.from(asn1.result[BASIC_OCSP_RESPONSE_CERTS], (element) => new Certificate6({ schema: element }));
         }
       }
       toSchema() {
@@ -75456,7 +75456,7 @@ var require_build3 = __commonJS({
           return false;
         }
         const parsed2 = ext.parsedValue;
-        if (parsed2 instanceof ExtKeyUsage3) {
+        if (parsed2 instanceof ExtKeyUsage4) {
           return parsed2.keyPurposes.includes(ID_KP_OCSP_SIGNING);
         }
         try {
@@ -75465,7 +75465,7 @@ var require_build3 = __commonJS({
             return false;
           if (!(asn1.result instanceof asn1js__namespace.Sequence))
             return false;
-          const eku = new ExtKeyUsage3({ schema: asn1.result });
+          const eku = new ExtKeyUsage4({ schema: asn1.result });
           return eku.keyPurposes.includes(ID_KP_OCSP_SIGNING);
         } catch {
           return false;
@@ -76420,7 +76420,7 @@ var require_build3 = __commonJS({
                   value: [
                     new asn1js__namespace.Repeated({
                       name: names2.certs || EMPTY_STRING,
-                      value: Certificate5.schema({})
+                      value: Certificate6.schema({})
                     })
                   ]
                 })
@@ -76446,7 +76446,7 @@ var require_build3 = __commonJS({
         this.signatureAlgorithm = new AlgorithmIdentifier3({ schema: asn1.result.signatureAlgorithm });
         this.signature = asn1.result.signature;
         if (CERTS in asn1.result)
-          this.certs = Array.from(asn1.result.certs, (element) => new Certificate5({ schema: element }));
+          this.certs = Array.from(asn1.result.certs, (element) => new Certificate6({ schema: element }));
       }
       toSchema() {
         const outputArray = [];
@@ -76980,7 +76980,7 @@ var require_build3 = __commonJS({
             new asn1js__namespace.Integer({ name: names2.version || SIGNER_INFO_VERSION }),
             new asn1js__namespace.Choice({
               value: [
-                IssuerAndSerialNumber3.schema(names2.sidSchema || {
+                IssuerAndSerialNumber4.schema(names2.sidSchema || {
                   names: {
                     blockName: SIGNER_INFO_SID
                   }
@@ -77041,7 +77041,7 @@ var require_build3 = __commonJS({
         this.version = asn1.result[SIGNER_INFO_VERSION].valueBlock.valueDec;
         const currentSid = asn1.result[SIGNER_INFO_SID];
         if (currentSid.idBlock.tagClass === 1)
-          this.sid = new IssuerAndSerialNumber3({ schema: currentSid });
+          this.sid = new IssuerAndSerialNumber4({ schema: currentSid });
         else
           this.sid = currentSid;
         this.digestAlgorithm = new AlgorithmIdentifier3({
@@ -77067,7 +77067,7 @@ var require_build3 = __commonJS({
           throw new Error('Incorrectly initialized "SignerInfo" class');
         const outputArray = [];
         outputArray.push(new asn1js__namespace.Integer({ value: this.version }));
-        if (this.sid instanceof IssuerAndSerialNumber3)
+        if (this.sid instanceof IssuerAndSerialNumber4)
           outputArray.push(this.sid.toSchema());
         else
           outputArray.push(this.sid);
@@ -77626,9 +77626,9 @@ var require_build3 = __commonJS({
               message: "No certificates attached to this signed data"
             });
           }
-          if (signerInfo.sid instanceof IssuerAndSerialNumber3) {
+          if (signerInfo.sid instanceof IssuerAndSerialNumber4) {
             for (const certificate of this.certificates) {
-              if (!(certificate instanceof Certificate5))
+              if (!(certificate instanceof Certificate6))
                 continue;
               if (certificate.issuer.isEqual(signerInfo.sid.issuer) && certificate.serialNumber.isEqual(signerInfo.sid.serialNumber)) {
                 signerCert = certificate;
@@ -77639,7 +77639,7 @@ var require_build3 = __commonJS({
             const sid = signerInfo.sid;
             const keyId = sid.idBlock.isConstructed ? sid.valueBlock.value[0].valueBlock.valueHex : sid.valueBlock.valueHex;
             for (const certificate of this.certificates) {
-              if (!(certificate instanceof Certificate5)) {
+              if (!(certificate instanceof Certificate6)) {
                 continue;
               }
               const digest = await crypto2.digest({ name: "sha-1" }, certificate.subjectPublicKeyInfo.subjectPublicKey.valueBlock.valueHexView);
@@ -77704,7 +77704,7 @@ var require_build3 = __commonJS({
             }
           }
           if (checkChain) {
-            const certs = this.certificates.filter((certificate) => certificate instanceof Certificate5 && !!checkCA(certificate, signerCert));
+            const certs = this.certificates.filter((certificate) => certificate instanceof Certificate6 && !!checkCA(certificate, signerCert));
             const chainParams = {
               checkDate,
               certs,
@@ -78093,7 +78093,7 @@ var require_build3 = __commonJS({
               }));
               cmsSigned.signerInfos.push(new SignerInfo2({
                 version: 1,
-                sid: new IssuerAndSerialNumber3({
+                sid: new IssuerAndSerialNumber4({
                   issuer: parameters.signingCertificate.issuer,
                   serialNumber: parameters.signingCertificate.serialNumber
                 }),
@@ -78599,7 +78599,7 @@ var require_build3 = __commonJS({
     exports.CRLDistributionPoints = CRLDistributionPoints;
     exports.CertBag = CertBag;
     exports.CertID = CertID;
-    exports.Certificate = Certificate5;
+    exports.Certificate = Certificate6;
     exports.CertificateChainValidationEngine = CertificateChainValidationEngine2;
     exports.CertificatePolicies = CertificatePolicies;
     exports.CertificateRevocationList = CertificateRevocationList2;
@@ -78619,7 +78619,7 @@ var require_build3 = __commonJS({
     exports.EncryptedContentInfo = EncryptedContentInfo;
     exports.EncryptedData = EncryptedData;
     exports.EnvelopedData = EnvelopedData;
-    exports.ExtKeyUsage = ExtKeyUsage3;
+    exports.ExtKeyUsage = ExtKeyUsage4;
     exports.Extension = Extension2;
     exports.ExtensionValueFactory = ExtensionValueFactory;
     exports.Extensions = Extensions;
@@ -78630,7 +78630,7 @@ var require_build3 = __commonJS({
     exports.HASH_ALGORITHM = HASH_ALGORITHM;
     exports.Holder = Holder;
     exports.InfoAccess = InfoAccess;
-    exports.IssuerAndSerialNumber = IssuerAndSerialNumber3;
+    exports.IssuerAndSerialNumber = IssuerAndSerialNumber4;
     exports.IssuerSerial = IssuerSerial;
     exports.IssuingDistributionPoint = IssuingDistributionPoint;
     exports.KEKIdentifier = KEKIdentifier;
@@ -80484,6 +80484,20 @@ async function withAtomicOutput(target, produce, opts = {}) {
     await rm2(temp, { force: true });
   }
 }
+function realOrResolved(p) {
+  try {
+    return realpathSync(p);
+  } catch {
+    return path10.resolve(p);
+  }
+}
+function assertDistinct(input, output) {
+  if (realOrResolved(input) === realOrResolved(output)) {
+    throw new CodesignError("USAGE", `--out ${output} is the input file`, {
+      hint: "write the signature to another file; codesign never changes its input"
+    });
+  }
+}
 function tempNameFor(target, extension2 = "") {
   const dir = path10.dirname(path10.resolve(target));
   const suffix = `.${randomBytes(6).toString("hex")}.tmp${extension2}`;
@@ -80709,9 +80723,9 @@ function planOutputs(inputs, opts) {
     return { input, output: opts.outDir ? path11.join(opts.outDir, name) : signedName(input) };
   });
   const seen = /* @__PURE__ */ new Map();
-  const realOrResolved = canonical(/* @__PURE__ */ new Map());
+  const realOrResolved2 = canonical(/* @__PURE__ */ new Map());
   for (const { input, output } of items) {
-    const key = realOrResolved(output);
+    const key = realOrResolved2(output);
     const other = seen.get(key);
     if (other !== void 0) {
       throw new CodesignError("USAGE", `${other} and ${input} would both be written to ${output}`, {
@@ -80719,7 +80733,7 @@ function planOutputs(inputs, opts) {
       });
     }
     seen.set(key, input);
-    if (!opts.inPlace && key === realOrResolved(input)) {
+    if (!opts.inPlace && key === realOrResolved2(input)) {
       throw new CodesignError("USAGE", `${input} would be overwritten by its own output`, {
         hint: "write the output elsewhere; codesign never changes an input unless asked to replace it in place"
       });
@@ -80914,6 +80928,19 @@ function uniqueChain(signer, chain) {
 function encodeSignedData(signed) {
   const info2 = new pkijs3.ContentInfo({ contentType: OID.signedData, content: signed.toSchema(true) });
   return new Uint8Array(info2.toSchema().toBER());
+}
+function parseSignedData(bytes, what) {
+  try {
+    const der = derOrPem(bytes, ["CMS", "PKCS7"]);
+    const info2 = pkijs3.ContentInfo.fromBER(buf(der));
+    if (info2.contentType !== OID.signedData) throw new Error(`content type ${info2.contentType}`);
+    return new pkijs3.SignedData({ schema: info2.content });
+  } catch (cause) {
+    throw new CodesignError("INVALID_INPUT", `${what} is not a CMS/PKCS#7 signature`, {
+      hint: "give a .p7s made by codesign sign --tool cms or openssl cms -sign (DER or PEM)",
+      cause
+    });
+  }
 }
 function cmsOutput(der, format2) {
   return format2 === "pem" ? pemEncode("CMS", der) : der;
@@ -81698,7 +81725,7 @@ async function extractData(o2) {
 }
 async function attachSignature(o2) {
   const file = findTool("osslsigncode", o2.toolPath);
-  await runTool({
+  const out = await runTool({
     tool: "osslsigncode",
     file,
     args: [
@@ -81716,6 +81743,47 @@ async function attachSignature(o2) {
       safePath(o2.output)
     ]
   });
+  const text = `${out.stdout}
+${out.stderr}`;
+  if (o2.nest && /Unsupported nesting/i.test(text)) {
+    throw new CodesignError(
+      "USAGE",
+      `osslsigncode cannot nest signatures in ${path13.basename(o2.input)}: it would replace the existing one`,
+      {
+        hint: "catalog (.cat) and APPX/MSIX files hold one signature; replace it instead, or leave the file"
+      }
+    );
+  }
+  if (/MISMATCH/.test(text)) {
+    throw new CodesignError(
+      "VERIFY_FAILED",
+      `the signature does not match ${path13.basename(o2.input)}: osslsigncode reports a digest mismatch after attaching it`,
+      { hint: "the signature was made for another file (or another version of it); sign this file again" }
+    );
+  }
+}
+async function extractSignature(o2) {
+  const file = findTool("osslsigncode", o2.toolPath);
+  const out = await runToolRaw({
+    tool: "osslsigncode",
+    file,
+    args: ["extract-signature", "-in", safePath(o2.input), "-out", safePath(o2.output)]
+  });
+  if (out.exitCode === 0) return true;
+  if (/No signature found|MSI file has no signature|AppxSignature\.p7x does not exist/i.test(
+    `${out.stdout}
+${out.stderr}`
+  ))
+    return false;
+  throw new CodesignError(
+    "TOOL_FAILED",
+    `osslsigncode extract-signature cannot read ${o2.input} (exit ${out.exitCode}): ${lastWords(out)}`,
+    {
+      hint: "check that osslsigncode can sign this file type",
+      cause: new Error(`${out.stdout}
+${out.stderr}`)
+    }
+  );
 }
 async function verifyAuthenticode(input, o2) {
   const file = findTool("osslsigncode", o2.toolPath);
@@ -81874,6 +81942,55 @@ function authenticodeAttributes(o2) {
   }
   return attributes;
 }
+function nestedSignatureCount(existing, file) {
+  const signed = parseSignedData(existing, `the signature in ${file}`);
+  const primary = signed.signerInfos[0];
+  const nested = primary?.unsignedAttrs?.attributes.filter(
+    (a2) => a2.type === AUTHENTICODE_OID.nestedSignature
+  );
+  return (nested ?? []).reduce((n2, a2) => n2 + a2.values.length, 0);
+}
+function sequenceNumberAttribute(n2) {
+  return new pkijs8.Attribute({
+    type: AUTHENTICODE_OID.sequenceNumber,
+    values: [new asn1js8.Integer({ value: n2 })]
+  });
+}
+function coverageOf(contentType, content) {
+  if (contentType === AUTHENTICODE_OID.indirectData && content instanceof asn1js8.Sequence) {
+    const digest = content.valueBlock.value[1];
+    if (digest) return new Uint8Array(digest.toBER());
+  }
+  return new Uint8Array(content.toBER());
+}
+function extractedCoverage(extracted) {
+  return coverageOf(extracted.contentType, extracted.content);
+}
+function readDetachedSignature(bytes, file) {
+  const signed = parseSignedData(bytes, file);
+  const content = signed.encapContentInfo.eContent;
+  const signer = signed.signerInfos[0];
+  const hash = signer ? hashByOid(signer.digestAlgorithm.algorithmId) : void 0;
+  if (!content || !(content instanceof asn1js8.Constructed) || !signer || !hash) {
+    throw new CodesignError("INVALID_INPUT", `${file} is not a detached Authenticode signature`, {
+      hint: "give the PKCS#7 written by codesign sign --detached-signature (one signer, SHA-256/384/512)"
+    });
+  }
+  let signerCertificate2;
+  const sid = signer.sid;
+  for (const c3 of signed.certificates ?? []) {
+    if (!(c3 instanceof pkijs8.Certificate)) continue;
+    if (sid instanceof pkijs8.IssuerAndSerialNumber && c3.serialNumber.isEqual(sid.serialNumber) && c3.issuer.isEqual(sid.issuer)) {
+      signerCertificate2 = new Uint8Array(c3.toSchema().toBER());
+    }
+  }
+  return {
+    hash,
+    contentType: signed.encapContentInfo.eContentType,
+    covers: coverageOf(signed.encapContentInfo.eContentType, content),
+    signerCertificate: signerCertificate2
+  };
+}
 var asn1js8, pkijs8, AUTHENTICODE_OID, context;
 var init_authenticode = __esm({
   "src/core/pki/authenticode.ts"() {
@@ -81881,6 +81998,7 @@ var init_authenticode = __esm({
     asn1js8 = __toESM(require_build2(), 1);
     pkijs8 = __toESM(require_build3(), 1);
     init_errors();
+    init_asn1();
     init_cms();
     AUTHENTICODE_OID = {
       /** SPC_INDIRECT_DATA_OBJID: the content type of PE, MSI, CAB, APPX and script signatures. */
@@ -81889,7 +82007,14 @@ var init_authenticode = __esm({
       individualCodeSigning: "1.3.6.1.4.1.311.2.1.21",
       opusInfo: "1.3.6.1.4.1.311.2.1.12",
       /** SPC_RFC3161_OBJID: the unsigned attribute holding an RFC 3161 timestamp token. */
-      rfc3161Timestamp: "1.3.6.1.4.1.311.3.3.1"
+      rfc3161Timestamp: "1.3.6.1.4.1.311.3.3.1",
+      /** SPC_NESTED_SIGNATURE_OBJID: the primary signer's unsigned attribute holding further signatures. */
+      nestedSignature: "1.3.6.1.4.1.311.2.4.1",
+      /**
+       * PKCS9_SEQUENCE_NUMBER as osslsigncode names it: the signed attribute `sign -nest` gives each
+       * nested signature (1, 2, …), by which verifiers list them in order.
+       */
+      sequenceNumber: "1.2.840.113549.1.9.25.4"
     };
     context = (tagNumber, value) => new asn1js8.Constructed({ idBlock: { tagClass: 3, tagNumber }, value: [value] });
   }
@@ -81917,105 +82042,251 @@ var init_in_place = __esm({
 // src/app/formats/authenticode.ts
 var authenticode_exports = {};
 __export(authenticode_exports, {
-  authenticode: () => authenticode
+  attach: () => attach,
+  authenticode: () => authenticode,
+  authenticodeDetached: () => authenticodeDetached
 });
 import { createHash as createHash6, randomBytes as randomBytes3 } from "node:crypto";
 import { readFile as readFile4, rm as rm3, writeFile as writeFile2 } from "node:fs/promises";
 import path14 from "node:path";
-var authenticode;
+async function readExistingSignature(input, toolPath) {
+  return withPrivateDir(async (dir) => {
+    const out = path14.join(dir, "existing.p7");
+    const found = await extractSignature({ input, output: out, toolPath });
+    return found ? new Uint8Array(await readFile4(out)) : void 0;
+  }, "codesign-existing-");
+}
+function existingSignature(input, o2) {
+  let run = existingByRun.get(o2);
+  if (!run) existingByRun.set(o2, run = /* @__PURE__ */ new Map());
+  const key = path14.resolve(input);
+  let p = run.get(key);
+  if (!p) {
+    p = readExistingSignature(input, o2.toolPath);
+    run.set(key, p);
+  }
+  return p;
+}
+function refuseConflicts(o2) {
+  const chosen = [
+    ...o2.nest ? ["nest (--nest)"] : [],
+    ...o2.replace ? ["replace (--replace)"] : [],
+    ...o2.skipSigned ? ["skip signed files (--skip-signed)"] : []
+  ];
+  if (chosen.length > 1) {
+    throw new CodesignError("USAGE", `choose one way to treat signed files, not ${chosen.join(" and ")}`, {
+      hint: "--nest adds a signature, --replace drops the existing ones, --skip-signed leaves the file"
+    });
+  }
+  if (o2.detachedSignature && (o2.nest || o2.replace)) {
+    throw new CodesignError(
+      "USAGE",
+      "a detached signature leaves the file unchanged: nesting or replacing is decided when it is attached",
+      { hint: "give --nest or --replace to `codesign attach`" }
+    );
+  }
+}
+function authenticodeFormat(detached) {
+  const output = detached ? { kind: "detached", suffix: ".p7" } : { kind: "embedded" };
+  return {
+    name: "osslsigncode",
+    output,
+    needsCertificate: true,
+    // Each file is two short osslsigncode runs around one signature: keep the next files' runs going.
+    overlap: 2,
+    fileDigest: () => void 0,
+    async check(input, o2) {
+      refuseConflicts(o2);
+      await inputSize(input);
+      await adapter.version(o2.toolPath);
+      if (detached && !o2.skipSigned) return;
+      const current = await existingSignature(input, o2);
+      if (current && !o2.nest && !o2.replace && !o2.skipSigned) throw alreadySigned(input);
+      if (current && o2.nest && ONE_SIGNATURE.includes(path14.extname(input).toLowerCase())) {
+        throw new CodesignError("USAGE", `${input} can hold one signature only: it cannot be nested into`, {
+          hint: "replace its signature (--replace), or leave it as it is (--skip-signed)"
+        });
+      }
+    },
+    async skip(input, o2) {
+      if (!o2.skipSigned) return void 0;
+      return await existingSignature(input, o2) ? "already signed" : void 0;
+    },
+    async prepare(item, ctx) {
+      const o2 = ctx.options;
+      const { hash, scheme } = ctx;
+      const certificate = ctx.certificate;
+      const current = detached ? void 0 : await existingSignature(item.input, o2);
+      const sequence = current && o2.nest ? nestedSignatureCount(current, item.input) + 1 : void 0;
+      const base = path14.join(ctx.workDir, randomBytes3(8).toString("hex"));
+      const data = `${base}.content.p7`;
+      const sigFile = `${base}.signature.p7`;
+      const cleanup = () => Promise.all([rm3(data, { force: true }), rm3(sigFile, { force: true })]);
+      try {
+        await adapter.extractData({ input: item.input, hash, output: data, toolPath: o2.toolPath });
+        const extracted = readExtractedContent(new Uint8Array(await readFile4(data)), item.input);
+        const { signerInfo, toSign } = prepareSignerInfo({
+          hash,
+          scheme,
+          key: ctx.key,
+          certificate,
+          contentType: extracted.contentType,
+          digest: new Uint8Array(createHash6(hash).update(extracted.digestedOctets).digest()),
+          signedAttributes: [
+            ...authenticodeAttributes(o2),
+            ...sequence === void 0 ? [] : [sequenceNumberAttribute(sequence)]
+          ]
+        });
+        return {
+          request: { hash, scheme, input: toSign },
+          async finish(signature) {
+            try {
+              const signed = assembleSignedData({
+                signerInfo,
+                signature,
+                hash,
+                certificate,
+                chain: ctx.chain,
+                eContentType: extracted.contentType,
+                eContent: extracted.content
+              });
+              const stamp = await timestamp(signed, o2, AUTHENTICODE_OID.rfc3161Timestamp);
+              const version3 = await adapter.version(o2.toolPath);
+              if (detached) {
+                await writeFileAtomic(item.output, encodeSignedData(signed));
+                return { scheme, hash, tool: "osslsigncode", version: version3, detached: true, ...stamp };
+              }
+              await writeFile2(sigFile, encodeSignedData(signed), { mode: 384 });
+              await withAtomicOutput(
+                item.output,
+                async (temp) => {
+                  await adapter.attachSignature({
+                    input: item.input,
+                    signature: sigFile,
+                    output: temp,
+                    hash,
+                    caFile: ctx.certificateFiles[0],
+                    nest: sequence !== void 0,
+                    toolPath: o2.toolPath
+                  });
+                  if (path14.resolve(item.output) === path14.resolve(item.input)) {
+                    await verifyBeforeReplacing(
+                      item.input,
+                      () => verifyAuthenticode(temp, { caFiles: ctx.certificateFiles, toolPath: o2.toolPath })
+                    );
+                  }
+                },
+                { keepExtension: true }
+              );
+              return {
+                scheme,
+                hash,
+                tool: "osslsigncode",
+                version: version3,
+                ...sequence === void 0 ? {} : { nested: { sequence } },
+                ...current && sequence === void 0 ? { replaced: true } : {},
+                ...stamp
+              };
+            } finally {
+              await cleanup();
+            }
+          }
+        };
+      } catch (e) {
+        await cleanup();
+        throw e;
+      }
+    }
+  };
+}
+async function attach(o2) {
+  const started = performance.now();
+  refuseConflicts(o2);
+  const output = o2.out ?? signedName(o2.input);
+  assertDistinct(o2.input, output);
+  await inputSize(o2.input);
+  const version3 = await adapter.version(o2.toolPath);
+  const bytes = new Uint8Array(await readFile4(o2.signature).catch(unreadable(o2.signature, "the signature")));
+  const sig = readDetachedSignature(bytes, o2.signature);
+  if (!sig.signerCertificate) {
+    throw new CodesignError("INVALID_INPUT", `${o2.signature} carries no signer certificate`, {
+      hint: "Authenticode signatures carry their signer's certificate; sign again with codesign sign --detached-signature"
+    });
+  }
+  const signerCertificate2 = sig.signerCertificate;
+  return withPrivateDir(async (dir) => {
+    const signed = await extractSignature({
+      input: o2.input,
+      output: path14.join(dir, "existing.p7"),
+      toolPath: o2.toolPath
+    });
+    if (signed && !o2.nest && !o2.replace) throw alreadySigned(o2.input);
+    const data = path14.join(dir, "content.p7");
+    await adapter.extractData({ input: o2.input, hash: sig.hash, output: data, toolPath: o2.toolPath });
+    const extracted = readExtractedContent(new Uint8Array(await readFile4(data)), o2.input);
+    if (extracted.contentType !== sig.contentType || !sameBytes(extractedCoverage(extracted), sig.covers)) {
+      throw new CodesignError(
+        "INVALID_INPUT",
+        `${o2.signature} was not made for ${o2.input}: the file's Authenticode digest differs`,
+        { hint: "attach the signature to the exact file it was made from (same build, unchanged since)" }
+      );
+    }
+    const sigFile = path14.join(dir, "signature.p7");
+    await writeFile2(sigFile, derOrPem(bytes, ["PKCS7", "CMS"]), { mode: 384 });
+    const caFile = path14.join(dir, "signer.pem");
+    await writeFile2(caFile, certificatePem(signerCertificate2), { mode: 384 });
+    const nest = signed && o2.nest === true;
+    await withAtomicOutput(
+      output,
+      (temp) => adapter.attachSignature({
+        input: o2.input,
+        signature: sigFile,
+        output: temp,
+        hash: sig.hash,
+        caFile,
+        nest,
+        toolPath: o2.toolPath
+      }),
+      { keepExtension: true }
+    );
+    return {
+      input: o2.input,
+      output,
+      signature: o2.signature,
+      hash: sig.hash,
+      nested: nest,
+      replaced: signed && !nest,
+      tool: "osslsigncode",
+      version: version3,
+      ms: Math.round(performance.now() - started)
+    };
+  }, "codesign-attach-");
+}
+var existingByRun, ONE_SIGNATURE, alreadySigned, authenticode, authenticodeDetached, sameBytes;
 var init_authenticode2 = __esm({
   "src/app/formats/authenticode.ts"() {
     "use strict";
     init_osslsigncode();
+    init_errors();
+    init_asn1();
     init_authenticode();
+    init_certificate();
     init_cms();
     init_files();
+    init_temp();
+    init_batch();
     init_in_place();
     init_timestamp2();
-    authenticode = {
-      name: "osslsigncode",
-      output: { kind: "embedded" },
-      needsCertificate: true,
-      // Each file is two short osslsigncode runs around one signature: keep the next files' runs going.
-      overlap: 2,
-      fileDigest: () => void 0,
-      async check(input, o2) {
-        await inputSize(input);
-        await adapter.version(o2.toolPath);
-      },
-      async prepare(item, ctx) {
-        const o2 = ctx.options;
-        const { hash, scheme } = ctx;
-        const certificate = ctx.certificate;
-        const base = path14.join(ctx.workDir, `${randomBytes3(8).toString("hex")}`);
-        const data = `${base}.content.p7`;
-        const sigFile = `${base}.signature.p7`;
-        const cleanup = () => Promise.all([rm3(data, { force: true }), rm3(sigFile, { force: true })]);
-        try {
-          await adapter.extractData({ input: item.input, hash, output: data, toolPath: o2.toolPath });
-          const extracted = readExtractedContent(new Uint8Array(await readFile4(data)), item.input);
-          const { signerInfo, toSign } = prepareSignerInfo({
-            hash,
-            scheme,
-            key: ctx.key,
-            certificate,
-            contentType: extracted.contentType,
-            digest: new Uint8Array(createHash6(hash).update(extracted.digestedOctets).digest()),
-            signedAttributes: authenticodeAttributes(o2)
-          });
-          return {
-            request: { hash, scheme, input: toSign },
-            async finish(signature) {
-              try {
-                const signed = assembleSignedData({
-                  signerInfo,
-                  signature,
-                  hash,
-                  certificate,
-                  chain: ctx.chain,
-                  eContentType: extracted.contentType,
-                  eContent: extracted.content
-                });
-                const stamp = await timestamp(signed, o2, AUTHENTICODE_OID.rfc3161Timestamp);
-                await writeFile2(sigFile, encodeSignedData(signed), { mode: 384 });
-                await withAtomicOutput(
-                  item.output,
-                  async (temp) => {
-                    await adapter.attachSignature({
-                      input: item.input,
-                      signature: sigFile,
-                      output: temp,
-                      hash,
-                      caFile: ctx.certificateFiles[0],
-                      toolPath: o2.toolPath
-                    });
-                    if (path14.resolve(item.output) === path14.resolve(item.input)) {
-                      await verifyBeforeReplacing(
-                        item.input,
-                        () => verifyAuthenticode(temp, { caFiles: ctx.certificateFiles, toolPath: o2.toolPath })
-                      );
-                    }
-                  },
-                  { keepExtension: true }
-                );
-                return {
-                  scheme,
-                  hash,
-                  tool: "osslsigncode",
-                  version: await adapter.version(o2.toolPath),
-                  ...stamp
-                };
-              } finally {
-                await cleanup();
-              }
-            }
-          };
-        } catch (e) {
-          await cleanup();
-          throw e;
-        }
-      }
-    };
+    existingByRun = /* @__PURE__ */ new WeakMap();
+    ONE_SIGNATURE = [".cat", ".appx", ".msix", ".appxbundle", ".msixbundle"];
+    alreadySigned = (input) => new CodesignError(
+      "USAGE",
+      `${input} is already signed: nest the new signature beside the existing one (--nest) or replace it (--replace)`,
+      { hint: "or leave files that already carry a signature as they are (--skip-signed)" }
+    );
+    authenticode = authenticodeFormat(false);
+    authenticodeDetached = authenticodeFormat(true);
+    sameBytes = (a2, b) => a2.length === b.length && a2.every((x, i2) => x === b[i2]);
   }
 });
 
@@ -82642,10 +82913,34 @@ function chooseFormat(files, o2) {
   }
   return name;
 }
-async function tokenFormat(name) {
+function refuseAuthenticodeOnly(name, o2) {
+  if (name === "osslsigncode") return;
+  const given = [
+    ...o2.nest ? ["nesting"] : [],
+    ...o2.replace ? ["replacing signatures"] : [],
+    ...o2.skipSigned ? ["skipping signed files"] : [],
+    ...o2.detachedSignature ? ["a detached Authenticode signature"] : []
+  ];
+  if (given.length > 0) {
+    throw new CodesignError("USAGE", `${given.join(", ")} applies to Authenticode files, not to ${name}`, {
+      hint: "sign Authenticode files (.exe .dll .msi .ps1 \u2026) in their own run"
+    });
+  }
+}
+async function tokenFormat(name, o2) {
   if (name === "raw") return (await Promise.resolve().then(() => (init_raw(), raw_exports))).raw;
   if (name === "cms") return (await Promise.resolve().then(() => (init_cms2(), cms_exports))).cms;
-  return (await Promise.resolve().then(() => (init_authenticode2(), authenticode_exports))).authenticode;
+  const a2 = await Promise.resolve().then(() => (init_authenticode2(), authenticode_exports));
+  return o2.detachedSignature ? a2.authenticodeDetached : a2.authenticode;
+}
+async function skippedInputs(format2, items, o2) {
+  const skipped = /* @__PURE__ */ new Map();
+  if (!format2.skip) return skipped;
+  for (const item of items) {
+    const reason = await format2.skip(item.input, o2);
+    if (reason !== void 0) skipped.set(item.input, reason);
+  }
+  return skipped;
 }
 function jobsOf(o2) {
   if (o2.jobs === void 0) return Math.min(4, os2.availableParallelism());
@@ -82679,7 +82974,13 @@ async function sign3(o2) {
       hint: "give the key's RFC 7512 URI (`codesign keys` lists them), or a profile that names one"
     });
   }
+  if (o2.dryRun) {
+    throw new CodesignError("USAGE", "sign() was asked for a dry run", {
+      hint: "call dryRun(options) from src/app/plan.ts: it checks everything and signs nothing"
+    });
+  }
   const name = chooseFormat(o2.files, o2);
+  refuseAuthenticodeOnly(name, o2);
   const jobs = jobsOf(o2);
   if (name === "jarsigner" || name === "openssl") {
     const { signWithTool: signWithTool2, toolOutput: toolOutput2 } = await Promise.resolve().then(() => (init_tool(), tool_exports));
@@ -82687,9 +82988,14 @@ async function sign3(o2) {
     const run = await signWithTool2(name, items2, o2, jobs);
     return report(name, run.key, 1, run.files, started);
   }
-  const format2 = await tokenFormat(name);
+  const format2 = await tokenFormat(name, o2);
   const items = await plan(o2, format2.output);
   for (const item of items) await format2.check(item.input, o2);
+  const skipped = await skippedInputs(format2, items, o2);
+  if (skipped.size === items.length) {
+    const rows = items.map((item) => ({ ...item, ok: true, ms: 0, detail: skipRow(skipped, item) ?? {} }));
+    return report(name, { uri: o2.key, keyType: "" }, 0, rows, started);
+  }
   const hash = o2.hash ?? "sha256";
   const digests = new Digests();
   const early = format2.fileDigest(o2);
@@ -82736,6 +83042,8 @@ async function sign3(o2) {
         const files = await runBatch(
           items,
           async (item) => {
+            const skip = skipRow(skipped, item);
+            if (skip) return skip;
             const prepared = await format2.prepare(item, ctx);
             return prepared.finish(await k.signer.sign(prepared.request));
           },
@@ -82751,6 +83059,10 @@ async function sign3(o2) {
     }
   );
 }
+function skipRow(skipped, item) {
+  const reason = skipped.get(item.input);
+  return reason === void 0 ? void 0 : { skipped: true, reason };
+}
 async function plan(o2, style) {
   const items = planOutputs(o2.files, { style, out: o2.out, outDir: o2.outDir, inPlace: o2.inPlace });
   if (o2.outDir !== void 0) {
@@ -82762,15 +83074,21 @@ async function plan(o2, style) {
   return items;
 }
 function report(tool, key, sessions, results, started) {
-  const files = results.map(({ detail, ...row }) => ({ ...row, ...detail }));
+  const files = results.map(({ detail, ...row }) => ({
+    ...row,
+    ...detail,
+    ...detail?.skipped ? { output: row.input } : {}
+  }));
   const failed = files.filter((f) => !f.ok).length;
+  const skipped = files.filter((f) => f.ok && f.skipped === true).length;
   return {
     ok: failed === 0,
     tool,
     key: key.uri,
-    keyType: key.keyType,
-    signed: files.length - failed,
+    ...key.keyType ? { keyType: key.keyType } : {},
+    signed: files.length - failed - skipped,
     failed,
+    skipped,
     sessions,
     files,
     ms: Math.round(performance.now() - started)

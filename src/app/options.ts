@@ -82,6 +82,24 @@ export interface SignOptions {
   /** Authenticode: program description and URL. */
   description?: string | undefined;
   url?: string | undefined;
+  /**
+   * Authenticode, a file that already carries a signature: add the new one beside it (nested,
+   * `nest`), drop the existing ones (`replace`), or leave the file untouched and report it as
+   * skipped (`skipSigned`). With none of them such a file is refused before any PIN is asked for.
+   * Unsigned files are signed as usual whichever is chosen.
+   */
+  nest?: boolean | undefined;
+  replace?: boolean | undefined;
+  skipSigned?: boolean | undefined;
+  /**
+   * Authenticode: write the signature (a PKCS#7) to `out` — or `<name>.p7` beside each input, or
+   * in `outDir` — and leave the file unchanged; `attach()` puts it in later.
+   */
+  detachedSignature?: boolean | undefined;
+  /** Check everything a run needs and sign nothing (`dryRun(options)`, src/app/plan.ts). */
+  dryRun?: boolean | undefined;
+  /** Dry run: log in to prove the PIN (otherwise the token is opened without a login). */
+  login?: boolean | undefined;
   /** openssl: `dgst -sign` (default) or `cms -sign`. */
   opensslMode?: "dgst" | "cms" | undefined;
   /** The external tool's executable, when not on PATH. */
@@ -101,6 +119,15 @@ export interface FileDetail {
   tool?: string;
   version?: string;
   timestamp?: { url: string; genTime?: string };
+  /** Left as it was (already signed, with skipSigned); `reason` says why. */
+  skipped?: boolean;
+  reason?: string;
+  /** Authenticode: the new signature was nested beside existing ones (with its sequence number). */
+  nested?: { sequence: number };
+  /** Authenticode: the existing signatures were replaced. */
+  replaced?: boolean;
+  /** Authenticode: the output is the PKCS#7 alone; the input is unchanged. */
+  detached?: boolean;
 }
 
 /** One row of the report per input, in input order: what was made, or why not. */
@@ -115,8 +142,37 @@ export interface SignReport {
   keyType?: string;
   signed: number;
   failed: number;
+  /** Files left untouched (skipSigned): rows with `skipped: true`, counted neither signed nor failed. */
+  skipped: number;
   /** Token sessions that signed in parallel. */
   sessions: number;
   files: FileResult[];
+  ms: number;
+}
+
+/** What `attach()` takes: a detached Authenticode signature and the file it was made for. */
+export interface AttachOptions {
+  /** The detached PKCS#7 (DER or PEM), as `sign` with detachedSignature writes it. */
+  signature: string;
+  /** The file to put it in; never modified. */
+  input: string;
+  /** Default `<name>.signed<ext>` beside the input. */
+  out?: string | undefined;
+  /** The input is already signed: add this signature beside the existing ones, or replace them. */
+  nest?: boolean | undefined;
+  replace?: boolean | undefined;
+  toolPath?: string | undefined;
+}
+
+export interface AttachReport {
+  input: string;
+  output: string;
+  signature: string;
+  hash: HashName;
+  /** The input already carried signatures, and they were kept (nest) or dropped (replace). */
+  nested: boolean;
+  replaced: boolean;
+  tool: "osslsigncode";
+  version: string;
   ms: number;
 }

@@ -25,7 +25,7 @@ export function formatFor(file: string): FormatName {
 }
 
 /** The one format every file of the run goes through (mixed kinds need separate runs). */
-function chooseFormat(files: readonly string[], o: SignOptions): FormatName {
+export function chooseFormat(files: readonly string[], o: SignOptions): FormatName {
   if (o.tool !== undefined && o.tool !== "auto") return o.tool;
   const names = new Set(files.map(formatFor));
   const [name] = names;
@@ -37,10 +37,41 @@ function chooseFormat(files: readonly string[], o: SignOptions): FormatName {
   return name;
 }
 
-async function tokenFormat(name: Exclude<FormatName, "jarsigner" | "openssl">): Promise<TokenFormat> {
+/** Choices only Authenticode has; any other format refuses them rather than ignoring them. */
+export function refuseAuthenticodeOnly(name: FormatName, o: SignOptions): void {
+  if (name === "osslsigncode") return;
+  const given = [
+    ...(o.nest ? ["nesting"] : []),
+    ...(o.replace ? ["replacing signatures"] : []),
+    ...(o.skipSigned ? ["skipping signed files"] : []),
+    ...(o.detachedSignature ? ["a detached Authenticode signature"] : []),
+  ];
+  if (given.length > 0) {
+    throw new CodesignError("USAGE", `${given.join(", ")} applies to Authenticode files, not to ${name}`, {
+      hint: "sign Authenticode files (.exe .dll .msi .ps1 …) in their own run",
+    });
+  }
+}
+
+export async function tokenFormat(
+  name: Exclude<FormatName, "jarsigner" | "openssl">,
+  o: SignOptions,
+): Promise<TokenFormat> {
   if (name === "raw") return (await import("./formats/raw.js")).raw;
   if (name === "cms") return (await import("./formats/cms.js")).cms;
-  return (await import("./formats/authenticode.js")).authenticode;
+  const a = await import("./formats/authenticode.js");
+  return o.detachedSignature ? a.authenticodeDetached : a.authenticode;
+}
+
+/** Inputs the format leaves as they are (e.g. already signed), and why; asked before any login. */
+export async function skippedInputs(format: TokenFormat, items: readonly BatchItem[], o: SignOptions) {
+  const skipped = new Map<string, string>();
+  if (!format.skip) return skipped;
+  for (const item of items) {
+    const reason = await format.skip(item.input, o);
+    if (reason !== undefined) skipped.set(item.input, reason);
+  }
+  return skipped;
 }
 
 function jobsOf(o: SignOptions): number {
@@ -83,7 +114,13 @@ export async function sign(o: SignOptions): Promise<SignReport> {
       hint: "give the key's RFC 7512 URI (`codesign keys` lists them), or a profile that names one",
     });
   }
+  if (o.dryRun) {
+    throw new CodesignError("USAGE", "sign() was asked for a dry run", {
+      hint: "call dryRun(options) from src/app/plan.ts: it checks everything and signs nothing",
+    });
+  }
   const name = chooseFormat(o.files, o);
+  refuseAuthenticodeOnly(name, o);
   const jobs = jobsOf(o);
   if (name === "jarsigner" || name === "openssl") {
     const { signWithTool, toolOutput } = await import("./formats/tool.js");
@@ -91,9 +128,15 @@ export async function sign(o: SignOptions): Promise<SignReport> {
     const run = await signWithTool(name, items, o, jobs);
     return report(name, run.key, 1, run.files, started);
   }
-  const format = await tokenFormat(name);
+  const format = await tokenFormat(name, o);
   const items = await plan(o, format.output);
   for (const item of items) await format.check(item.input, o);
+  const skipped = await skippedInputs(format, items, o);
+  if (skipped.size === items.length) {
+    // Nothing to sign: no PIN asked for, the token not touched.
+    const rows = items.map((item) => ({ ...item, ok: true, ms: 0, detail: skipRow(skipped, item) ?? {} }));
+    return report(name, { uri: o.key, keyType: "" }, 0, rows, started);
+  }
   const hash = o.hash ?? "sha256";
   const digests = new Digests();
   const early = format.fileDigest(o);
@@ -141,6 +184,8 @@ export async function sign(o: SignOptions): Promise<SignReport> {
         const files = await runBatch<FileDetail>(
           items,
           async (item) => {
+            const skip = skipRow(skipped, item);
+            if (skip) return skip;
             const prepared = await format.prepare(item, ctx);
             return prepared.finish(await k.signer.sign(prepared.request));
           },
@@ -155,6 +200,12 @@ export async function sign(o: SignOptions): Promise<SignReport> {
       }, "codesign-sign-");
     },
   );
+}
+
+/** The report row of a file the run leaves as it is: nothing is written. */
+function skipRow(skipped: ReadonlyMap<string, string>, item: BatchItem): FileDetail | undefined {
+  const reason = skipped.get(item.input);
+  return reason === undefined ? undefined : { skipped: true, reason };
 }
 
 /** Outputs for every input, planned before anything is signed; the output directory made. */
@@ -176,15 +227,22 @@ function report(
   results: BatchResult<FileDetail>[],
   started: number,
 ): SignReport {
-  const files = results.map(({ detail, ...row }): FileResult => ({ ...row, ...detail }));
+  // A skipped file's result is the input itself, as it was: nothing was written for it.
+  const files = results.map(({ detail, ...row }): FileResult => ({
+    ...row,
+    ...detail,
+    ...(detail?.skipped ? { output: row.input } : {}),
+  }));
   const failed = files.filter((f) => !f.ok).length;
+  const skipped = files.filter((f) => f.ok && f.skipped === true).length;
   return {
     ok: failed === 0,
     tool,
     key: key.uri,
-    keyType: key.keyType,
-    signed: files.length - failed,
+    ...(key.keyType ? { keyType: key.keyType } : {}),
+    signed: files.length - failed - skipped,
     failed,
+    skipped,
     sessions,
     files,
     ms: Math.round(performance.now() - started),

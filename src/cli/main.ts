@@ -8,6 +8,7 @@ import { CodesignError, isCodesignError } from "../core/errors.js";
 import { EXIT, exitCodeFor } from "./exit-codes.js";
 import { globalOptions } from "./options.js";
 import { formatError } from "./output.js";
+import { attach } from "./specs/attach.js";
 import { cert } from "./specs/cert.js";
 import { config } from "./specs/config.js";
 import { csr } from "./specs/csr.js";
@@ -27,6 +28,7 @@ const COMMANDS = [
   tokens,
   keys,
   sign,
+  attach,
   timestamp,
   verify,
   config,

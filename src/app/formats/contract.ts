@@ -43,6 +43,11 @@ export interface TokenFormat {
   fileDigest(options: SignOptions): HashName | undefined;
   /** Refuses an input before any PIN is asked for or the token touched. */
   check(input: string, options: SignOptions): Promise<void>;
+  /**
+   * Why this run leaves an input as it is (e.g. already signed, with skipSigned), or undefined to
+   * sign it. Asked after `check`, before the token is opened: a run of skipped files needs no PIN.
+   */
+  skip?(input: string, options: SignOptions): Promise<string | undefined>;
   /** Step 1: what must be signed for this file, and how to finish it. */
   prepare(item: BatchItem, ctx: FormatContext): Promise<PreparedSignature>;
 }

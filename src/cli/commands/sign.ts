@@ -1,6 +1,7 @@
 /** `codesign sign`: the command line turned into SignOptions once, `sign()` run, the report printed. */
 import { readFile } from "node:fs/promises";
-import type { ToolChoice } from "../../app/options.js";
+import type { SignOptions, SignReport, ToolChoice } from "../../app/options.js";
+import type { DryRunReport } from "../../app/plan.js";
 import { sign } from "../../app/sign.js";
 import { CodesignError } from "../../core/errors.js";
 import type { HashName, SignatureFormat, SignatureScheme } from "../../core/signer.js";
@@ -60,7 +61,14 @@ export async function run(args: Record<string, unknown>): Promise<void> {
   }
   const { urls, failover } = timestampOptions(args);
   const mode = str(args, "mode");
-  const report = await sign({
+  // `--detached-signature F` names the one output; bare, outputs are <name>.p7 (or in --out-dir).
+  const detached = str(args, "detached-signature");
+  if (detached !== undefined && detached !== "" && str(args, "out") !== undefined) {
+    throw new CodesignError("USAGE", "--detached-signature F already names the output; --out says it again", {
+      hint: "give the signature's path once, with --detached-signature F",
+    });
+  }
+  const options: SignOptions = {
     files,
     key,
     module: str(args, "module"),
@@ -68,7 +76,7 @@ export async function run(args: Record<string, unknown>): Promise<void> {
     pinFile: str(args, "pin-file"),
     promptPin: () => promptPin(),
     tool: str(args, "tool") as ToolChoice | undefined,
-    out: str(args, "out"),
+    out: detached ? detached : str(args, "out"),
     outDir: str(args, "out-dir"),
     inPlace: flag(args, "in-place"),
     jobs: jobs(args),
@@ -93,19 +101,21 @@ export async function run(args: Record<string, unknown>): Promise<void> {
     url: str(args, "url"),
     opensslMode: mode === "cms" ? "cms" : "dgst",
     toolPath: str(args, "tool-path"),
-    onProgress: progressBar(files.length, args),
-  });
-  if (flag(args, "json")) printJson(report);
-  else {
-    for (const f of report.files) {
-      if (f.ok) {
-        const ts = f.timestamp ? `, timestamped by ${f.timestamp.url}` : "";
-        if (report.files.length === 1)
-          info(`signed ${f.input} with ${report.key} (${report.tool}${ts}) -> ${f.output}`);
-      } else info(`failed: ${f.input}: ${f.error?.message ?? "unknown error"}`);
-    }
-    if (report.files.length > 1) info(`signed ${report.signed} of ${report.files.length} files`);
+    nest: flag(args, "nest"),
+    replace: flag(args, "replace"),
+    skipSigned: flag(args, "skip-signed"),
+    detachedSignature: detached !== undefined,
+    login: flag(args, "login"),
+  };
+  if (flag(args, "dry-run")) return runDry(options, args);
+  if (flag(args, "login")) {
+    throw new CodesignError("USAGE", "--login belongs to --dry-run (signing always logs in)", {
+      hint: "add --dry-run, or leave --login out",
+    });
   }
+  const report = await sign({ ...options, onProgress: progressBar(files.length, args) });
+  if (flag(args, "json")) printJson(report);
+  else printReport(report);
   const failed = report.files.filter((f) => !f.ok);
   const first = failed[0]?.error;
   if (!first) return;
@@ -120,4 +130,80 @@ export async function run(args: Record<string, unknown>): Promise<void> {
     `${failed.length} of ${report.files.length} files failed; the first: ${failed[0]?.input}: ${first.message}`,
     { hint: "the files listed as signed are complete and valid; fix the cause and sign the rest again" },
   );
+}
+
+function printReport(report: SignReport): void {
+  for (const f of report.files) {
+    if (f.skipped) info(`skipped ${f.input}: ${f.reason ?? "left as it is"}`);
+    else if (f.ok) {
+      const ts = f.timestamp ? `, timestamped by ${f.timestamp.url}` : "";
+      const how = f.nested
+        ? `, nested as signature ${f.nested.sequence + 1}`
+        : f.replaced
+          ? ", replacing the existing signatures"
+          : "";
+      const what = f.detached ? `, detached: ${f.input} is unchanged` : "";
+      if (report.files.length === 1)
+        info(`signed ${f.input} with ${report.key} (${report.tool}${ts}${how}${what}) -> ${f.output}`);
+    } else info(`failed: ${f.input}: ${f.error?.message ?? "unknown error"}`);
+  }
+  const skipped = report.skipped > 0 ? `, skipped ${report.skipped} already signed` : "";
+  if (report.files.length > 1) info(`signed ${report.signed} of ${report.files.length} files${skipped}`);
+}
+
+/** `--dry-run`: the plan printed (or --json), then the first problem as the exit code. */
+async function runDry(options: SignOptions, args: Record<string, unknown>): Promise<void> {
+  const { dryRun } = await import("../../app/plan.js");
+  const plan = await dryRun(options);
+  if (flag(args, "json")) printJson(plan);
+  else printPlan(plan);
+  // In the order a run would meet them: the files first, then the token, the chain, the TSAs.
+  const first = plan.files.find((f) => f.problem)?.problem ?? plan.problems[0];
+  if (!first) return;
+  const count = plan.problems.length + plan.files.filter((f) => f.problem).length;
+  throw new CodesignError(
+    first.code === "UNEXPECTED" ? "INTERNAL" : first.code,
+    count > 1 ? `dry run: ${count} problems; the first: ${first.message}` : `dry run: ${first.message}`,
+    { ...(first.hint ? { hint: first.hint } : {}) },
+  );
+}
+
+function printPlan(p: DryRunReport): void {
+  info(`dry run: nothing is signed or written`);
+  for (const f of p.files) {
+    if (f.problem) info(`  ${f.input}: ${f.problem.message}`);
+    else if (f.skipped) info(`  ${f.input} -> skipped (${f.reason ?? "left as it is"})`);
+    else info(`  ${f.input} -> ${f.format} -> ${f.output}`);
+  }
+  const k = p.key;
+  const what = k.keyType
+    ? ` (${k.keyType.toUpperCase()}${k.bits ? ` ${k.bits}` : k.curve ? ` ${k.curve}` : ""})`
+    : "";
+  const seen = {
+    "private-key": "found",
+    "public-objects": "its public key found (the private key shows only after a login)",
+    unchecked: "not checked without --login",
+    "not-found": "not found",
+  }[k.seen];
+  info(`key: ${k.uri}${what}: ${seen}${p.loggedIn ? ", logged in" : ", no login"}`);
+  if (p.token) info(`token: ${p.token.label} (serial ${p.token.serial}) via ${p.token.module}`);
+  if (p.scheme) info(`scheme: ${p.scheme} with ${p.hash}`);
+  if (p.certificate) {
+    const c = p.certificate;
+    const match =
+      c.matchesKey === "unchecked"
+        ? "not compared with the key"
+        : c.matchesKey
+          ? "matches the key"
+          : "NOT the key's";
+    info(
+      `certificate (${c.source}): ${c.subject}, expires ${c.notAfter}, ${match}, codeSigning: ${c.codeSigning}`,
+    );
+  }
+  for (const c of p.chain) info(`chain: ${c.file}: ${c.certificates} certificate(s)`);
+  for (const t of p.timestamps)
+    info(`timestamp: ${t.url}: ${t.ok ? `answered in ${t.ms} ms` : `failed: ${t.error ?? ""}`}`);
+  for (const n of p.notes) info(`note: ${n}`);
+  for (const pr of p.problems) info(`problem: ${pr.message}`);
+  info(p.ok ? "dry run: ready to sign" : "dry run: not ready");
 }

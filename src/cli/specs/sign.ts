@@ -77,6 +77,33 @@ export const sign = (y: Argv): Argv =>
         })
         .option("description", { type: "string", describe: "osslsigncode: program description (-n)" })
         .option("url", { type: "string", describe: "osslsigncode: program URL (-i)" })
+        .option("nest", {
+          type: "boolean",
+          describe: "Authenticode, already signed files: add this signature beside the existing ones",
+        })
+        .option("replace", {
+          type: "boolean",
+          describe: "Authenticode, already signed files: drop the existing signatures (this one alone)",
+        })
+        .option("skip-signed", {
+          type: "boolean",
+          describe:
+            "Authenticode: leave files that already carry a signature untouched (reported as skipped)",
+        })
+        .option("detached-signature", {
+          type: "string",
+          describe:
+            "Authenticode: write the signature (PKCS#7) to F and leave the file unchanged; without F: <name>.p7 beside each file or in --out-dir (see `codesign attach`)",
+        })
+        .option("dry-run", {
+          type: "boolean",
+          describe:
+            "check files, outputs, key, certificate, chain and timestamp servers; sign and write nothing",
+        })
+        .option("login", {
+          type: "boolean",
+          describe: "--dry-run: log in to prove the PIN (without it the token is opened without a login)",
+        })
         .option("mode", {
           choices: ["dgst", "cms"],
           default: "dgst",
