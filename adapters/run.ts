@@ -8,6 +8,7 @@ import { accessSync, constants } from "node:fs";
 import path from "node:path";
 import { CodesignError } from "../src/core/errors.js";
 import type { Secret } from "../src/core/pkcs11/pin.js";
+import { viaSpawner, type SpawnReply } from "./spawner.js";
 
 export interface ToolRun {
   /** Display name, e.g. "osslsigncode". */
@@ -77,6 +78,21 @@ function scrub(text: string, secret: Secret | undefined): string {
 
 /** Runs the tool and returns its output, whatever its exit code (the caller reads the words). */
 export async function runToolRaw(run: ToolRun): Promise<ToolOutput> {
+  // A tool that gets no PIN may be started by the helper process, which forks far cheaper.
+  const helper = run.pin ? undefined : viaSpawner(childEnvironment());
+  if (helper)
+    return fromHelper(
+      run,
+      await helper.run(
+        {
+          file: run.file,
+          args: run.args,
+          env: childEnvironment({ ...process.env, ...run.env }),
+          cwd: run.cwd,
+        },
+        run.cancelSignal,
+      ),
+    );
   const pinEnv = run.pin ? { [run.pin.name]: run.pin.secret.reveal() } : {};
   const child = execa(run.file, [...run.args], {
     env: { ...childEnvironment(), ...run.env, ...pinEnv },
@@ -108,6 +124,24 @@ export async function runToolRaw(run: ToolRun): Promise<ToolOutput> {
     stderr: scrub(String(r.stderr ?? ""), run.pin?.secret),
     exitCode: r.exitCode ?? 1,
   };
+}
+
+function fromHelper(run: ToolRun, r: SpawnReply): ToolOutput {
+  if (r.error !== undefined || r.exitCode === null) {
+    if (run.cancelSignal?.aborted) {
+      const err = new Error(`${run.tool} gave no answer in time`);
+      err.name = "TimeoutError";
+      throw err;
+    }
+    throw new CodesignError(
+      "TOOL_FAILED",
+      r.error === "ENOENT"
+        ? `${run.tool} is not installed (${run.file} not found)`
+        : `${run.tool} could not start or was stopped: ${r.error ?? r.signal ?? "unknown"}`,
+      { hint: "install it (scripts/bootstrap does), or give its location with --tool-path" },
+    );
+  }
+  return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode };
 }
 
 /** Runs the tool; a non-zero exit becomes TOOL_FAILED (exit 5) carrying the tool's last words. */

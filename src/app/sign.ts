@@ -84,6 +84,32 @@ function jobsOf(o: SignOptions): number {
   return o.jobs;
 }
 
+/**
+ * Checks every input before any PIN is asked for, several at once (a check may run a tool), and
+ * throws the first failure in input order.
+ */
+async function checkInputs(
+  items: readonly BatchItem[],
+  check: (input: string) => Promise<void>,
+  concurrency: number,
+): Promise<void> {
+  const errors: unknown[] = new Array(items.length);
+  let next = 0;
+  let failed = false;
+  const worker = async (): Promise<void> => {
+    for (let i = next++; i < items.length && !failed; i = next++) {
+      const item = items[i] as BatchItem;
+      await check(item.input).catch((e: unknown) => {
+        errors[i] = e;
+        failed = true;
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, worker));
+  const first = errors.find((e) => e !== undefined);
+  if (first !== undefined) throw first;
+}
+
 /** Errors after which no further file is tried: every failed login counts towards a lock-out. */
 const isPinError = (e: unknown): boolean =>
   isCodesignError(e) && ["PIN_INCORRECT", "PIN_LOCKED", "PIN_EXPIRED", "LOGIN_FAILED"].includes(e.code);
@@ -130,7 +156,7 @@ export async function sign(o: SignOptions): Promise<SignReport> {
   }
   const format = await tokenFormat(name, o);
   const items = await plan(o, format.output);
-  for (const item of items) await format.check(item.input, o);
+  await checkInputs(items, (input) => format.check(input, o), jobs * format.overlap);
   const skipped = await skippedInputs(format, items, o);
   if (skipped.size === items.length) {
     // Nothing to sign: no PIN asked for, the token not touched.
