@@ -45559,7 +45559,7 @@ var require_cross_spawn = __commonJS({
     var cp = __require("child_process");
     var parse = require_parse3();
     var enoent = require_enoent();
-    function spawn2(command, args3, options) {
+    function spawn3(command, args3, options) {
       const parsed2 = parse(command, args3, options);
       const spawned = cp.spawn(parsed2.command, parsed2.args, parsed2.options);
       enoent.hookChildProcess(spawned, parsed2);
@@ -45571,8 +45571,8 @@ var require_cross_spawn = __commonJS({
       result.error = result.error || enoent.verifyENOENTSync(result.status, parsed2);
       return result;
     }
-    module.exports = spawn2;
-    module.exports.spawn = spawn2;
+    module.exports = spawn3;
+    module.exports.spawn = spawn3;
     module.exports.sync = spawnSync2;
     module.exports._parse = parse;
     module.exports._enoent = enoent;
@@ -52356,6 +52356,102 @@ var init_execa = __esm({
   }
 });
 
+// adapters/spawner.ts
+import { spawn as spawn2 } from "node:child_process";
+function viaSpawner(env) {
+  if (process.env["CODESIGN_DIRECT_SPAWN"] === "1") return void 0;
+  if (++started <= 6) return void 0;
+  spawner ??= new Spawner(env);
+  return spawner;
+}
+var HELPER, Spawner, spawner, started;
+var init_spawner = __esm({
+  "adapters/spawner.ts"() {
+    "use strict";
+    HELPER = `
+const { spawn } = require("node:child_process");
+const LIMIT = 1 << 20;
+const running = new Map();
+process.on("message", (m) => {
+  if (m.kill) { running.get(m.id)?.kill("SIGTERM"); return; }
+  const out = [], err = [];
+  let size = 0;
+  let child;
+  try {
+    child = spawn(m.file, m.args, { env: m.env, cwd: m.cwd, stdio: ["ignore", "pipe", "pipe"] });
+  } catch (e) {
+    process.send({ id: m.id, error: e.code || String(e) });
+    return;
+  }
+  running.set(m.id, child);
+  const keep = (list) => (d) => { if (size < LIMIT) { list.push(d); size += d.length; } };
+  child.stdout.on("data", keep(out));
+  child.stderr.on("data", keep(err));
+  child.on("error", (e) => {
+    if (running.delete(m.id)) process.send({ id: m.id, error: e.code || e.message });
+  });
+  child.on("close", (exitCode, signal) => {
+    if (!running.delete(m.id)) return;
+    process.send({ id: m.id, exitCode, signal, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") });
+  });
+});
+process.on("disconnect", () => {
+  // codesign is gone (finished, or stopped by a signal): so are the tools it asked for.
+  for (const child of running.values()) child.kill("SIGTERM");
+  process.exit(0);
+});
+`;
+    Spawner = class {
+      child;
+      pending = /* @__PURE__ */ new Map();
+      next = 1;
+      constructor(env) {
+        this.child = spawn2(process.execPath, ["--max-old-space-size=64", "-e", HELPER], {
+          stdio: ["ignore", "ignore", "inherit", "ipc"],
+          env
+        });
+        this.child.on("message", (m) => {
+          const p = this.pending.get(m.id);
+          if (!p) return;
+          this.pending.delete(m.id);
+          this.idle();
+          p.resolve(m);
+        });
+        this.child.on("exit", () => {
+          if (spawner === this) spawner = void 0;
+          for (const p of this.pending.values()) p.reject(new Error("the process starter exited"));
+          this.pending.clear();
+        });
+        this.child.on("error", () => void 0);
+        this.idle();
+      }
+      /** The helper keeps codesign alive only while a tool it started is running. */
+      idle() {
+        if (this.pending.size === 0) {
+          this.child.unref();
+          this.child.channel?.unref();
+        }
+      }
+      run(request, signal) {
+        const id = this.next++;
+        this.child.ref();
+        this.child.channel?.ref();
+        return new Promise((resolve, reject) => {
+          this.pending.set(id, { resolve, reject });
+          this.child.send({ id, ...request }, (e) => {
+            if (!e) return;
+            this.pending.delete(id);
+            this.idle();
+            reject(e);
+          });
+          signal?.addEventListener("abort", () => this.child.send({ id, kill: true }), { once: true });
+        });
+      }
+    };
+    started = 0;
+  }
+});
+
 // adapters/run.ts
 import { accessSync, constants as constants4 } from "node:fs";
 import path7 from "node:path";
@@ -52388,6 +52484,20 @@ function scrub(text, secret) {
   return value ? text.split(value).join("****") : text;
 }
 async function runToolRaw(run) {
+  const helper = run.pin ? void 0 : viaSpawner(childEnvironment());
+  if (helper)
+    return fromHelper(
+      run,
+      await helper.run(
+        {
+          file: run.file,
+          args: run.args,
+          env: childEnvironment({ ...process.env, ...run.env }),
+          cwd: run.cwd
+        },
+        run.cancelSignal
+      )
+    );
   const pinEnv = run.pin ? { [run.pin.name]: run.pin.secret.reveal() } : {};
   const child = execa(run.file, [...run.args], {
     env: { ...childEnvironment(), ...run.env, ...pinEnv },
@@ -52417,6 +52527,21 @@ async function runToolRaw(run) {
     stderr: scrub(String(r.stderr ?? ""), run.pin?.secret),
     exitCode: r.exitCode ?? 1
   };
+}
+function fromHelper(run, r) {
+  if (r.error !== void 0 || r.exitCode === null) {
+    if (run.cancelSignal?.aborted) {
+      const err = new Error(`${run.tool} gave no answer in time`);
+      err.name = "TimeoutError";
+      throw err;
+    }
+    throw new CodesignError(
+      "TOOL_FAILED",
+      r.error === "ENOENT" ? `${run.tool} is not installed (${run.file} not found)` : `${run.tool} could not start or was stopped: ${r.error ?? r.signal ?? "unknown"}`,
+      { hint: "install it (scripts/bootstrap does), or give its location with --tool-path" }
+    );
+  }
+  return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode };
 }
 async function runTool(run) {
   const out = await runToolRaw(run);
@@ -52451,6 +52576,7 @@ var init_run = __esm({
     "use strict";
     init_execa();
     init_errors();
+    init_spawner();
     SECRET_VARIABLE = /(^|_)(PIN|PASSWORD|PASSPHRASE|SECRET)(_|$)|^CODESIGN_PKCS11_MODULE_ARGS$/i;
   }
 });
@@ -80751,7 +80877,7 @@ async function runBatch(items, work, opts) {
       const i2 = next++;
       const item = items[i2];
       if (item === void 0) return;
-      const started = performance.now();
+      const started2 = performance.now();
       let result;
       if (stop) {
         result = {
@@ -80763,13 +80889,13 @@ async function runBatch(items, work, opts) {
       } else {
         try {
           const detail = await work(item);
-          result = { ...item, ok: true, ms: Math.round(performance.now() - started), detail };
+          result = { ...item, ok: true, ms: Math.round(performance.now() - started2), detail };
         } catch (e) {
           if (opts.failFast || opts.fatal?.(e)) stop = true;
           result = {
             ...item,
             ok: false,
-            ms: Math.round(performance.now() - started),
+            ms: Math.round(performance.now() - started2),
             error: isCodesignError(e) ? { code: e.code, message: e.message, ...e.hint ? { hint: e.hint } : {} } : { code: "UNEXPECTED", message: e instanceof Error ? e.message : String(e) }
           };
         }
@@ -82200,7 +82326,7 @@ function authenticodeFormat(detached) {
   };
 }
 async function attach(o2) {
-  const started = performance.now();
+  const started2 = performance.now();
   refuseConflicts(o2);
   const output = o2.out ?? signedName(o2.input);
   assertDistinct(o2.input, output);
@@ -82258,7 +82384,7 @@ async function attach(o2) {
       replaced: signed && !nest,
       tool: "osslsigncode",
       version: version3,
-      ms: Math.round(performance.now() - started)
+      ms: Math.round(performance.now() - started2)
     };
   }, "codesign-attach-");
 }
@@ -82951,6 +83077,23 @@ function jobsOf(o2) {
   }
   return o2.jobs;
 }
+async function checkInputs(items, check, concurrency) {
+  const errors = new Array(items.length);
+  let next = 0;
+  let failed = false;
+  const worker = async () => {
+    for (let i2 = next++; i2 < items.length && !failed; i2 = next++) {
+      const item = items[i2];
+      await check(item.input).catch((e) => {
+        errors[i2] = e;
+        failed = true;
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, worker));
+  const first = errors.find((e) => e !== void 0);
+  if (first !== void 0) throw first;
+}
 var isPinError = (e) => isCodesignError(e) && ["PIN_INCORRECT", "PIN_LOCKED", "PIN_EXPIRED", "LOGIN_FAILED"].includes(e.code);
 var Digests = class {
   started = /* @__PURE__ */ new Map();
@@ -82968,7 +83111,7 @@ var Digests = class {
   }
 };
 async function sign3(o2) {
-  const started = performance.now();
+  const started2 = performance.now();
   if (!o2.key) {
     throw new CodesignError("USAGE", "no key was named", {
       hint: "give the key's RFC 7512 URI (`codesign keys` lists them), or a profile that names one"
@@ -82986,15 +83129,15 @@ async function sign3(o2) {
     const { signWithTool: signWithTool2, toolOutput: toolOutput2 } = await Promise.resolve().then(() => (init_tool(), tool_exports));
     const items2 = await plan(o2, toolOutput2(name, o2));
     const run = await signWithTool2(name, items2, o2, jobs);
-    return report(name, run.key, 1, run.files, started);
+    return report(name, run.key, 1, run.files, started2);
   }
   const format2 = await tokenFormat(name, o2);
   const items = await plan(o2, format2.output);
-  for (const item of items) await format2.check(item.input, o2);
+  await checkInputs(items, (input) => format2.check(input, o2), jobs * format2.overlap);
   const skipped = await skippedInputs(format2, items, o2);
   if (skipped.size === items.length) {
     const rows = items.map((item) => ({ ...item, ok: true, ms: 0, detail: skipRow(skipped, item) ?? {} }));
-    return report(name, { uri: o2.key, keyType: "" }, 0, rows, started);
+    return report(name, { uri: o2.key, keyType: "" }, 0, rows, started2);
   }
   const hash = o2.hash ?? "sha256";
   const digests = new Digests();
@@ -83054,7 +83197,7 @@ async function sign3(o2) {
             onResult: (r, done, total) => o2.onProgress?.(done, total, r)
           }
         );
-        return report(name, k.key, k.sessions, files, started);
+        return report(name, k.key, k.sessions, files, started2);
       }, "codesign-sign-");
     }
   );
@@ -83073,7 +83216,7 @@ async function plan(o2, style) {
   }
   return items;
 }
-function report(tool, key, sessions, results, started) {
+function report(tool, key, sessions, results, started2) {
   const files = results.map(({ detail, ...row }) => ({
     ...row,
     ...detail,
@@ -83091,7 +83234,7 @@ function report(tool, key, sessions, results, started) {
     skipped,
     sessions,
     files,
-    ms: Math.round(performance.now() - started)
+    ms: Math.round(performance.now() - started2)
   };
 }
 
