@@ -5,10 +5,12 @@
  * command line and environment. Each output is checked by osslsigncode verify, EFI images also by
  * sbverify.
  */
-import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { execa } from "execa";
+import { chmod, mkdir, mkdtemp, readFile, readdir, writeFile } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { codesign, tool } from "./helpers/cli.js";
+import { BIN, codesign, tool } from "./helpers/cli.js";
 import {
   addKeyWithPkcs11Tool,
   countLogins,
@@ -224,5 +226,42 @@ describe("every file type osslsigncode shapes", () => {
       expect(v.stdout).toMatch(/URL description: https:\/\/example.com\/app/);
       expect(v.stdout).toMatch(/Text description: Codesign Tëst/);
     }
+  });
+});
+
+describe("interrupted", () => {
+  it("SIGINT in the middle of an Authenticode batch: finished copies verify, nothing partial, no tool left running", async () => {
+    const src = path.join(t.dir, "many");
+    await mkdir(src);
+    const files: string[] = [];
+    for (let i = 0; i < 400; i++) {
+      const f = path.join(src, `s${i}.ps1`);
+      await writeFile(f, `Write-Output "${i}"\r\n`);
+      files.push(f);
+    }
+    const out = path.join(t.dir, "many-out");
+    const tmp = await mkdtemp(path.join(t.dir, "tmpdir-"));
+    const child = execa("node", [BIN, "sign", "--key", RSA, "--out-dir", out, ...files], {
+      env: { ...t.env, CODESIGN_PIN: t.pin, TMPDIR: tmp, NO_COLOR: "1" },
+      reject: false,
+      stdin: "ignore",
+    });
+    for (let i = 0; i < 400; i++) {
+      const done = await readdir(out).catch(() => []);
+      if (done.length >= 30) break;
+      await sleep(25);
+    }
+    child.kill("SIGINT");
+    const r = await child;
+    expect(r.exitCode).not.toBe(0);
+    await sleep(500); // a tool still running would write its temp file now
+    const written = await readdir(out);
+    expect(written.filter((n) => n.includes(".tmp"))).toEqual([]);
+    expect(written.length).toBeGreaterThan(0);
+    expect(written.length, "the batch was not interrupted").toBeLessThan(files.length);
+    for (const n of written.slice(0, 10)) await osslsigncodeVerify(path.join(out, n), rsaCert);
+    expect(await readdir(tmp)).toEqual([]);
+    const running = await tool("pgrep", ["-f", out]);
+    expect(running.stdout.trim()).toBe("");
   });
 });
