@@ -84,3 +84,16 @@ export interface SigningAdapter extends ToolAdapter {
   args(job: SignJob, extra?: { timestampUrl?: string }): string[];
   sign(job: SignJob): Promise<SignOutcome>;
 }
+
+/** One signature of an Authenticode or JAR file, as its tool's verifier reported it. */
+export interface ToolSignatureReport {
+  /** 0: the primary signature; 1…: nested ones. */
+  index: number;
+  signer?: string;
+  hash?: string;
+  timestamp?: string;
+  /** Whether it verified and chained to a trust anchor. */
+  trusted: boolean;
+  /** The tool's words when it did not. */
+  problem?: string;
+}

@@ -6,7 +6,7 @@
  */
 import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import type { ShapingAdapter } from "./contract.js";
+import type { ShapingAdapter, ToolSignatureReport } from "./contract.js";
 import { CodesignError } from "../src/core/errors.js";
 import type { HashName } from "../src/core/signer.js";
 import { findTool, lastWords, oncePerKey, runTool, runToolRaw } from "./run.js";
@@ -147,7 +147,7 @@ export async function extractSignature(o: {
 export async function verifyAuthenticode(
   input: string,
   o: { caFiles: string[]; toolPath?: string | undefined },
-): Promise<{ tool: string; output: string; signatures: AuthenticodeSignatureReport[] }> {
+): Promise<{ tool: string; output: string; signatures: ToolSignatureReport[] }> {
   const file = findTool("osslsigncode", o.toolPath);
   // osslsigncode takes one CA file: several --ca files are joined in a private copy. The same
   // anchors judge the timestamps (-TSA-CAfile), with the system store for public TSAs.
@@ -188,25 +188,14 @@ export async function verifyAuthenticode(
 /** Where osslsigncode itself looks for TSA roots when not told (Debian). */
 const SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
 
-/** One signature as `osslsigncode verify` reported it: 0 is the primary, 1… nested ones. */
-export interface AuthenticodeSignatureReport {
-  index: number;
-  signer?: string;
-  hash?: string;
-  timestamp?: string;
-  /** The signature verified and its chain reached a trust anchor. */
-  trusted: boolean;
-  problem?: string;
-}
-
 /**
  * Splits `osslsigncode verify` output (2.x) into its per-signature blocks ("Signature Index: N")
  * and reads each: signer subject, digest, timestamp, and whether it verified ("Signature
  * verification: ok", matching digests, no "Error:" line).
  */
-export function parseAuthenticodeVerify(text: string): AuthenticodeSignatureReport[] {
+export function parseAuthenticodeVerify(text: string): ToolSignatureReport[] {
   const parts = text.split(/^Signature Index: (\d+)/m);
-  const out: AuthenticodeSignatureReport[] = [];
+  const out: ToolSignatureReport[] = [];
   for (let i = 1; i + 1 < parts.length; i += 2) {
     const block = parts[i + 1] ?? "";
     const current = /Current message digest\s*:\s*([0-9A-F]+)/i.exec(block)?.[1];

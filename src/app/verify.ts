@@ -10,6 +10,7 @@
  * 4. a signature that looks like CMS (PEM CMS/PKCS7, or DER naming id-signedData): CMS, else raw.
  */
 import { existsSync } from "node:fs";
+import type { ToolSignatureReport } from "../../adapters/contract.js";
 import { verifyJar } from "../../adapters/jarsigner.js";
 import { verifyAuthenticode } from "../../adapters/osslsigncode.js";
 import { CodesignError, isCodesignError } from "../core/errors.js";
@@ -51,18 +52,7 @@ export interface VerifyOptions {
   toolPath?: string | undefined;
 }
 
-/** One signature of an Authenticode or JAR file, as its tool reported it. */
-export interface ToolSignatureReport {
-  /** 0: the primary signature; 1…: nested ones. */
-  index: number;
-  signer?: string;
-  hash?: string;
-  timestamp?: string;
-  /** Whether it verified and chained to a trust anchor. */
-  trusted: boolean;
-  /** The tool's words when it did not. */
-  problem?: string;
-}
+export type { ToolSignatureReport };
 
 export interface ToolVerifyReport {
   valid: true;
