@@ -23,6 +23,7 @@ import {
   probe,
   providerAvailable,
 } from "../../../adapters/openssl.js";
+import { adapter as osslsigncode } from "../../../adapters/osslsigncode.js";
 import { flag, keyAccess, str } from "../common.js";
 import { printJson, printLine, style } from "../output.js";
 
@@ -216,16 +217,26 @@ async function toolChecks(): Promise<void> {
       "optional: install pkcs11-provider where packaged",
       "warning",
     );
+  // Present but unable to do what sign needs (extract-data, attach-signature) is a failure;
+  // absent only rules Authenticode out, as a missing jarsigner rules JARs out.
   const ossl = await probe("osslsigncode", ["--version"]);
-  const major = Number(/osslsigncode\s+(\d+)/.exec(ossl ?? "")?.[1] ?? 0);
-  if (ossl && major >= 2) ok("osslsigncode", ossl);
-  else
+  if (ossl === undefined)
     bad(
       "osslsigncode",
-      ossl ? `${ossl}: -pkcs11module needs 2.0+` : "not installed",
-      "install osslsigncode 2.x (scripts/bootstrap does)",
+      "not installed: Authenticode signing is unavailable",
+      "install osslsigncode 2.6 or newer (scripts/bootstrap does; on Debian 12 from bookworm-backports)",
       "warning",
     );
+  else {
+    try {
+      ok(
+        "osslsigncode",
+        `osslsigncode ${await osslsigncode.version()}: extract-data and attach-signature available`,
+      );
+    } catch (e) {
+      bad("osslsigncode", message(e), hintOf(e, "install osslsigncode 2.6 or newer"));
+    }
+  }
   const jar = await probe("jarsigner", ["-help"]);
   if (jar !== undefined) ok("jarsigner", "installed");
   else bad("jarsigner", "not installed", "install a JDK (openjdk-17-jdk-headless)", "warning");
