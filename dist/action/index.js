@@ -82109,11 +82109,27 @@ var AUTHENTICODE_EXTENSIONS = [
   ".ps1xml",
   ".psc1",
   ".cdxml",
-  ".mof",
-  ".js",
-  ".vbs",
-  ".wsf"
+  ".mof"
 ];
+var WSH_HINT = "osslsigncode 2.9 cannot sign .js/.vbs/.wsf scripts; for a detached signature beside the file use --tool cms";
+var UNSIGNABLE_UNDER_AUTO = {
+  ".js": {
+    type: "a Windows Script Host script (.js)",
+    hint: WSH_HINT
+  },
+  ".vbs": {
+    type: "a Windows Script Host script (.vbs)",
+    hint: WSH_HINT
+  },
+  ".wsf": {
+    type: "a Windows Script Host script (.wsf)",
+    hint: WSH_HINT
+  },
+  ".apk": {
+    type: "an Android package (.apk)",
+    hint: "APKs need apksigner (APK Signature Scheme v2+); point it at the token with the SunPKCS11 config from `codesign config sunpkcs11`, or use --tool cms for a detached signature"
+  }
+};
 var JAR_EXTENSIONS = [".jar", ".war", ".ear"];
 function fileKind(file) {
   const ext = path11.extname(file).toLowerCase();
@@ -82124,6 +82140,12 @@ function fileKind(file) {
 
 // src/app/sign.ts
 function formatFor(file) {
+  const refused = UNSIGNABLE_UNDER_AUTO[path18.extname(file).toLowerCase()];
+  if (refused) {
+    throw new CodesignError("USAGE", `${file} is ${refused.type}, which codesign does not sign by type`, {
+      hint: refused.hint
+    });
+  }
   const kind = fileKind(file);
   return kind === "authenticode" ? "osslsigncode" : kind === "jar" ? "jarsigner" : "cms";
 }

@@ -14,12 +14,18 @@ import { defaultScheme, schemeFitsKey, type HashName } from "../core/signer.js";
 import { hashFile } from "../core/util/hash.js";
 import { withPrivateDir } from "../core/util/temp.js";
 import { planOutputs, runBatch, type BatchItem, type BatchResult } from "./batch.js";
-import { fileKind } from "./file-kind.js";
+import { fileKind, UNSIGNABLE_UNDER_AUTO } from "./file-kind.js";
 import type { FormatContext, TokenFormat } from "./formats/contract.js";
 import type { FileDetail, FileResult, FormatName, SignOptions, SignReport } from "./options.js";
 
-/** The format a file calls for under `auto`. */
+/** The format a file calls for under `auto`; a type no format here can sign properly is refused. */
 export function formatFor(file: string): FormatName {
+  const refused = UNSIGNABLE_UNDER_AUTO[path.extname(file).toLowerCase()];
+  if (refused) {
+    throw new CodesignError("USAGE", `${file} is ${refused.type}, which codesign does not sign by type`, {
+      hint: refused.hint,
+    });
+  }
   const kind = fileKind(file);
   return kind === "authenticode" ? "osslsigncode" : kind === "jar" ? "jarsigner" : "cms";
 }
