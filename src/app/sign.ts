@@ -4,7 +4,7 @@
  * sessions; then each file goes through its format's three steps — prepare what must be signed,
  * the one token signer signs it, finish the output atomically. A single file is a batch of one.
  */
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { CodesignError, isCodesignError } from "../core/errors.js";
@@ -59,6 +59,9 @@ function jobsOf(o: SignOptions): number {
   return o.jobs;
 }
 
+/** Check failures that belong to one input (missing, unreadable, too large) rather than to the run. */
+const PER_FILE: ReadonlySet<string> = new Set(["INVALID_INPUT", "IO"]);
+
 /** Errors after which no further file is tried: every failed login counts towards a lock-out. */
 const isPinError = (e: unknown): boolean =>
   isCodesignError(e) && ["PIN_INCORRECT", "PIN_LOCKED", "PIN_EXPIRED", "LOGIN_FAILED"].includes(e.code);
@@ -98,8 +101,31 @@ export async function sign(o: SignOptions): Promise<SignReport> {
     return report(name, run.key, 1, run.files, started);
   }
   const format = await tokenFormat(name);
-  const items = await plan(o, format.output);
-  for (const item of items) await format.check(item.input, o);
+  const planned = await plan(o, format.output);
+  // Every input is checked before any PIN is asked for; one that is missing or unreadable becomes
+  // a failed row of the report, and the others are still signed.
+  const refused = new Map<BatchItem, BatchResult<FileDetail>>();
+  for (const item of planned) {
+    const at = performance.now();
+    try {
+      await format.check(item.input, o);
+    } catch (e) {
+      if (!isCodesignError(e) || !PER_FILE.has(e.code)) throw e; // e.g. a tool too old: the whole run
+      refused.set(item, {
+        ...item,
+        ok: false,
+        ms: Math.round(performance.now() - at),
+        error: { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}) },
+      });
+      o.onProgress?.(refused.size, planned.length, { input: item.input, ok: false });
+    }
+  }
+  const items = planned.filter((item) => !refused.has(item));
+  const inOrder = (signed: BatchResult<FileDetail>[]): BatchResult<FileDetail>[] => {
+    const byItem = new Map(items.map((item, i) => [item, signed[i]]));
+    return planned.map((item) => (refused.get(item) ?? byItem.get(item)) as BatchResult<FileDetail>);
+  };
+  if (items.length === 0) return report(name, { uri: o.key }, 0, inOrder([]), started);
   const hash = o.hash ?? "sha256";
   const digests = new Digests();
   const early = format.fileDigest(o);
@@ -154,10 +180,10 @@ export async function sign(o: SignOptions): Promise<SignReport> {
             jobs: k.sessions * format.overlap,
             failFast: o.failFast === true,
             fatal: isPinError,
-            onResult: (r, done, total) => o.onProgress?.(done, total, r),
+            onResult: (r, done) => o.onProgress?.(refused.size + done, planned.length, r),
           },
         );
-        return report(name, k.key, k.sessions, files, started);
+        return report(name, k.key, k.sessions, inOrder(files), started);
       }, "codesign-sign-");
     },
   );
@@ -166,6 +192,19 @@ export async function sign(o: SignOptions): Promise<SignReport> {
 /** Outputs for every input, planned before anything is signed; the output directory made. */
 async function plan(o: SignOptions, style: Parameters<typeof planOutputs>[1]["style"]): Promise<BatchItem[]> {
   const items = planOutputs(o.files, { style, out: o.out, outDir: o.outDir, inPlace: o.inPlace });
+  if (o.out !== undefined) {
+    // Found now, not after a login and a signature that could not be written.
+    const dir = path.dirname(path.resolve(o.out));
+    const isDir = await stat(dir).then(
+      (s) => s.isDirectory(),
+      () => false,
+    );
+    if (!isDir) {
+      throw new CodesignError("USAGE", `the output ${o.out} cannot be written: ${dir} is not a directory`, {
+        hint: `create ${dir} first, or name an output in an existing directory`,
+      });
+    }
+  }
   if (o.outDir !== undefined) {
     const dir = o.outDir;
     await mkdir(dir, { recursive: true }).catch((cause: NodeJS.ErrnoException) => {
@@ -177,7 +216,7 @@ async function plan(o: SignOptions, style: Parameters<typeof planOutputs>[1]["st
 
 function report(
   tool: FormatName,
-  key: { uri: string; keyType: string },
+  key: { uri: string; keyType?: string },
   sessions: number,
   results: BatchResult<FileDetail>[],
   started: number,
@@ -188,7 +227,7 @@ function report(
     ok: failed === 0,
     tool,
     key: key.uri,
-    keyType: key.keyType,
+    ...(key.keyType === undefined ? {} : { keyType: key.keyType }),
     signed: files.length - failed,
     failed,
     sessions,

@@ -5,9 +5,10 @@
  */
 import yargs, { type Argv } from "yargs";
 import { CodesignError, isCodesignError } from "../core/errors.js";
+import { looksCutAtSemicolon, QUOTE_URI_HINT } from "../core/pkcs11/uri.js";
 import { EXIT, exitCodeFor } from "./exit-codes.js";
 import { globalOptions } from "./options.js";
-import { formatError } from "./output.js";
+import { errorJson, formatError, printJson, wroteJson } from "./output.js";
 import { cert } from "./specs/cert.js";
 import { config } from "./specs/config.js";
 import { csr } from "./specs/csr.js";
@@ -58,7 +59,6 @@ export function buildCli(argv: string[]): Argv {
     .version();
 }
 
-/** Runs the CLI and returns the exit code; never throws. */
 /** yargs drops a bare "-" option value; keep `--files-from -` (stdin) as the user wrote it. */
 function keepDashValues(argv: string[]): string[] {
   const out: string[] = [];
@@ -82,6 +82,37 @@ function refuseUnderscoreFlags(argv: string[]): void {
   }
 }
 
+/** The values given to --key (`--key V` or `--key=V`) before `--`. */
+function keyValues(argv: string[]): string[] {
+  const end = argv.indexOf("--");
+  const args = end === -1 ? argv : argv.slice(0, end);
+  return args.flatMap((a, i) =>
+    a === "--key" ? [args[i + 1] ?? ""] : a.startsWith("--key=") ? [a.slice("--key=".length)] : [],
+  );
+}
+
+/** A key that was not found, or matched several, after the shell cut its URI at ";": say so. */
+function explainCutUri(e: unknown, argv: string[]): unknown {
+  if (!isCodesignError(e) || !keyValues(argv).some(looksCutAtSemicolon)) return e;
+  if (!["KEY_NOT_FOUND", "AMBIGUOUS", "CERT_NOT_FOUND", "USAGE", "INVALID_INPUT"].includes(e.code)) return e;
+  return new CodesignError(e.code, e.message, {
+    hint: e.hint ? `${e.hint}; ${QUOTE_URI_HINT}` : QUOTE_URI_HINT,
+    cause: e,
+  });
+}
+
+/** `--json` anywhere before `--`, as a flag or `--json=true`. */
+function wantsJson(argv: string[]): boolean {
+  const end = argv.indexOf("--");
+  return (end === -1 ? argv : argv.slice(0, end)).some((a) => a === "--json" || a === "--json=true");
+}
+
+/**
+ * Runs the CLI and returns the exit code; never throws. Every failure is one error on stderr and
+ * its exit code; with --json also one `{"ok":false,"error":{code,message,hint}}` on stdout —
+ * unless the command already printed its report there (sign and doctor carry `ok` in theirs),
+ * so stdout always holds exactly one JSON document.
+ */
 export async function main(argv: string[]): Promise<number> {
   const debug = argv.includes("--debug");
   try {
@@ -97,8 +128,10 @@ export async function main(argv: string[]): Promise<number> {
       })
       .parseAsync();
     return process.exitCode === undefined ? EXIT.OK : Number(process.exitCode);
-  } catch (e) {
+  } catch (caught) {
+    const e = explainCutUri(caught, argv);
     process.stderr.write(formatError(e, debug));
+    if (wantsJson(argv) && !wroteJson()) printJson({ ok: false, error: errorJson(e) });
     return isCodesignError(e) ? exitCodeFor(e.code) : EXIT.UNEXPECTED;
   }
 }

@@ -22,8 +22,40 @@ export const style = {
   yellow: (t: string, s: NodeJS.WriteStream = process.stderr) => paint("33", t, s),
 };
 
+let jsonWritten = false;
+
 export function printJson(value: unknown): void {
+  jsonWritten = true;
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** Whether this run already put its one JSON document on stdout (a report that carries `ok`). */
+export function wroteJson(): boolean {
+  return jsonWritten;
+}
+
+/** What a failure is to a script: `{code, message, hint}`, the code the one the exit code comes from. */
+export function errorJson(e: unknown): { code: string; message: string; hint: string | null } {
+  if (e instanceof CodesignError) return { code: e.code, message: e.message, hint: e.hint ?? null };
+  return {
+    code: "UNEXPECTED",
+    message: `unexpected failure: ${e instanceof Error ? e.message : String(e)}`,
+    hint: "this is a bug in codesign; run again with --debug and report it",
+  };
+}
+
+/**
+ * Text from a token or the file system made safe for a terminal: control characters (C0, DEL,
+ * C1) become visible escapes, so a label cannot move the cursor, fake a line or hide a row.
+ */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => {
+    if (c === "\n") return "\\n";
+    if (c === "\r") return "\\r";
+    if (c === "\t") return "\\t";
+    return `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`;
+  });
 }
 
 export function printLine(text = ""): void {
@@ -39,8 +71,9 @@ export function warn(text: string): void {
   process.stderr.write(`${style.yellow("warning:")} ${text}\n`);
 }
 
-/** Aligned columns for human-readable listings. */
-export function table(rows: string[][]): string {
+/** Aligned columns for human-readable listings; every cell made printable. */
+export function table(cells: string[][]): string {
+  const rows = cells.map((row) => row.map(printable));
   const widths: number[] = [];
   for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
   return rows
@@ -64,4 +97,16 @@ export function formatError(e: unknown, debug: boolean): string {
     if (e instanceof Error && e.cause !== undefined) lines.push(`cause: ${inspect(e.cause, { depth: 4 })}`);
   }
   return `codesign: ${lines.join("\n")}\n`;
+}
+
+/** Where to look when a module shows no token: the dev token and SoftHSM2's configuration. */
+export function noTokensHint(env: NodeJS.ProcessEnv = process.env): string {
+  const conf = env["SOFTHSM2_CONF"];
+  return [
+    'for the SoftHSM2 dev token run `eval "$(codesign dev-token init)"`, which creates it and sets SOFTHSM2_CONF',
+    conf
+      ? `SoftHSM2 reads its tokens from the directory named in SOFTHSM2_CONF=${printable(conf)}`
+      : "SOFTHSM2_CONF is not set, so SoftHSM2 uses its system-wide store",
+    "for another module, give --module (or CODESIGN_PKCS11_MODULE) and check that its token is inserted",
+  ].join("; ");
 }

@@ -25,7 +25,7 @@ import {
 } from "../../../adapters/openssl.js";
 import { adapter as osslsigncode } from "../../../adapters/osslsigncode.js";
 import { flag, keyAccess, str } from "../common.js";
-import { printJson, printLine, style } from "../output.js";
+import { errorJson, printable, printJson, printLine, style } from "../output.js";
 
 interface Check {
   name: string;
@@ -248,7 +248,22 @@ async function toolChecks(): Promise<void> {
 export async function run(args: Record<string, unknown>): Promise<void> {
   await tokenChecks(args);
   await toolChecks();
-  if (flag(args, "json")) printJson({ checks, ...(keyReport ? { key: keyReport } : {}) });
+  const failed = checks.filter((c) => c.severity === "fail");
+  const error =
+    failed.length === 0
+      ? undefined
+      : new CodesignError(
+          "TOOL_FAILED",
+          `${failed.length} check${failed.length === 1 ? "" : "s"} failed: ${failed.map((c) => c.name).join(", ")}`,
+          { hint: "each failed check above names its fix" },
+        );
+  if (flag(args, "json"))
+    printJson({
+      ok: error === undefined,
+      ...(error ? { error: errorJson(error) } : {}),
+      checks,
+      ...(keyReport ? { key: keyReport } : {}),
+    });
   else {
     for (const c of checks) {
       const mark =
@@ -257,17 +272,8 @@ export async function run(args: Record<string, unknown>): Promise<void> {
           : c.severity === "warning"
             ? style.yellow("warn", process.stdout)
             : style.red("FAIL", process.stdout);
-      printLine(`${mark}  ${c.name}: ${c.detail}${c.fix ? `\n      fix: ${c.fix}` : ""}`);
+      printLine(`${mark}  ${c.name}: ${printable(c.detail)}${c.fix ? `\n      fix: ${c.fix}` : ""}`);
     }
   }
-  const failed = checks.filter((c) => c.severity === "fail");
-  if (failed.length > 0) {
-    throw new CodesignError(
-      "TOOL_FAILED",
-      `${failed.length} check${failed.length === 1 ? "" : "s"} failed: ${failed.map((c) => c.name).join(", ")}`,
-      {
-        hint: "each failed check above names its fix",
-      },
-    );
-  }
+  if (error) throw error;
 }
