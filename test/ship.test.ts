@@ -286,3 +286,71 @@ describe("messages that name the cause", () => {
     expect(r.stderr).toContain(path.join(t.dir, "no-such-dir"));
   });
 });
+
+describe("help that can be copied", () => {
+  const COMMANDS = [
+    ["tokens"],
+    ["keys"],
+    ["sign"],
+    ["timestamp"],
+    ["verify"],
+    ["config"],
+    ["doctor"],
+    ["pubkey"],
+    ["csr"],
+    ["cert", "selfsign"],
+    ["dev-token", "init"],
+    ["remote", "serve"],
+    ["uri", "parse"],
+  ];
+
+  it.each([80, 120])("at %i columns every example line is whole: no URI or command cut", async (width) => {
+    const seen: string[] = [];
+    for (const command of COMMANDS) {
+      const r = await codesign([...command, "--help"], { env: { COLUMNS: String(width) } });
+      expect(r.exitCode, r.stderr).toBe(0);
+      const at = r.stdout.indexOf("\nExamples:\n");
+      expect(at, `${command.join(" ")} has examples`).toBeGreaterThan(0);
+      const lines = r.stdout
+        .slice(at + "\nExamples:\n".length)
+        .split("\n")
+        .filter((l) => l.trim() !== "");
+      for (const [i, line] of lines.entries()) {
+        expect([...line].length, `${command.join(" ")}: ${line}`).toBeLessThanOrEqual(Math.min(width, 78));
+        if (!line.startsWith("  #"))
+          expect((line.match(/'/g) ?? []).length % 2, `${command.join(" ")}: quotes closed: ${line}`).toBe(0);
+        const previous = lines[i - 1] ?? "";
+        if (!line.startsWith("  #") && !previous.endsWith("\\")) {
+          expect(line, `${command.join(" ")}: a command`).toMatch(/^ {2}(codesign|openssl|eval) /);
+          seen.push(line.trim());
+        }
+      }
+    }
+    expect(seen.filter((l) => l.includes("pkcs11:")).length).toBeGreaterThan(10);
+  });
+
+  it("dev-token init: stdout is only what eval runs; what it says it shows goes to stderr", async () => {
+    const dir = path.join(t.dir, "demo token");
+    const r = await codesign(["dev-token", "init", "--dir", dir]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout.trim().split("\n")).toEqual([
+      `export SOFTHSM2_CONF='${dir}/softhsm2.conf'`,
+      expect.stringMatching(/^export CODESIGN_PKCS11_MODULE=\S+$/),
+      `export CODESIGN_PIN_FILE='${dir}/user.pin'`,
+    ]);
+    expect(r.stderr).toMatch(
+      /^keys \(each with a self-signed code-signing certificate on the token\):\n {2}rsa-2048: pkcs11:token=codesign-dev;object=rsa-2048;type=private/m,
+    );
+    expect(r.stderr).toContain(`eval "$(codesign dev-token init --dir '${dir}')"`);
+    const used = await tool(
+      "bash",
+      [
+        "-ec",
+        `eval "$(node '${BIN}' dev-token init --dir '${dir}')"; node '${BIN}' keys --pin-file "$CODESIGN_PIN_FILE"`,
+      ],
+      { env: { NO_COLOR: "1" } },
+    );
+    expect(used.exitCode, used.stderr).toBe(0);
+    expect(used.stdout).toContain("pkcs11:token=codesign-dev;");
+  });
+});

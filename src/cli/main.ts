@@ -47,16 +47,19 @@ export function buildCli(argv: string[]): Argv {
       .scriptName("codesign")
       .usage("$0 <command> [options]\n\nSign software with keys that never leave a PKCS#11 token."),
   );
-  return COMMANDS.reduce((y, add) => add(y), base)
-    .demandCommand(1, "name a command; see codesign --help")
-    .recommendCommands()
-    .epilogue(
-      "Exit codes: 0 ok, 1 unexpected, 2 usage or invalid input, 3 login/PIN, 4 not found, 5 external tool or network, 6 verification failed.\nDocs: docs/ in the repository.",
-    )
-    .wrap(Math.min(120, process.stdout.columns || 100))
-    .help()
-    .alias("h", "help")
-    .version();
+  return (
+    COMMANDS.reduce((y, add) => add(y), base)
+      .demandCommand(1, "name a command; see codesign --help")
+      .recommendCommands()
+      .epilogue(
+        "Exit codes: 0 ok, 1 unexpected, 2 usage or invalid input, 3 login/PIN, 4 not found, 5 external tool or network, 6 verification failed.\nDocs: docs/ in the repository.",
+      )
+      // A terminal's width, else $COLUMNS (set by shells, and by `COLUMNS=80 codesign … | less`), else 100.
+      .wrap(Math.min(120, process.stdout.columns || Number(process.env["COLUMNS"]) || 100))
+      .help()
+      .alias("h", "help")
+      .version()
+  );
 }
 
 /** yargs drops a bare "-" option value; keep `--files-from -` (stdin) as the user wrote it. */

@@ -110,3 +110,19 @@ export function noTokensHint(env: NodeJS.ProcessEnv = process.env): string {
     "for another module, give --module (or CODESIGN_PKCS11_MODULE) and check that its token is inserted",
   ].join("; ");
 }
+
+/**
+ * A command's examples as its epilogue. yargs' example column wraps at any character, cutting URIs
+ * in two; these lines are printed as written. Each example is a comment and a command given as
+ * lines that continue with " \\" — every line fits 78 columns, so nothing is wrapped at 80.
+ */
+export function examples(...list: ReadonlyArray<readonly [comment: string, ...lines: string[]]>): string {
+  const out = ["Examples:"];
+  for (const [comment, ...lines] of list) {
+    out.push(`  # ${comment}`);
+    lines.forEach((line, i) =>
+      out.push(`${i === 0 ? "  " : "      "}${line}${i < lines.length - 1 ? " \\" : ""}`),
+    );
+  }
+  return out.join("\n");
+}
