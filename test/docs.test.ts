@@ -9,7 +9,8 @@
  * The docs speak of a release token, a vendor module and public TSAs: the few names in MAP are
  * replaced with the dev token's, SoftHSM2's and local ones, and nothing else is changed.
  */
-import { chmod, copyFile, cp, mkdir, readFile, readdir, symlink, writeFile } from "node:fs/promises";
+import { readdirSync } from "node:fs";
+import { chmod, copyFile, cp, mkdir, readFile, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BIN, ROOT, tool } from "./helpers/cli.js";
@@ -179,11 +180,8 @@ beforeAll(async () => {
   );
   expect(build.exitCode, build.stderr).toBe(0);
 
-  const files = ["README.md", ...(await readdir(path.join(ROOT, "docs"))).map((f) => `docs/${f}`)].filter(
-    (f) => f.endsWith(".md"),
-  );
-  for (const file of files.sort()) {
-    all.push(...extractBlocks(file, await readFile(path.join(ROOT, file), "utf8")));
+  for (const file of ["README.md", ...readdirSync(path.join(ROOT, "docs")).map((f) => `docs/${f}`)]) {
+    if (file.endsWith(".md")) all.push(...extractBlocks(file, await readFile(path.join(ROOT, file), "utf8")));
   }
 }, 60_000);
 
@@ -193,29 +191,17 @@ afterAll(async () => {
 });
 
 describe("the docs' shell blocks", () => {
+  // Every Markdown file at the top and in docs/: a new doc is run without being listed here.
   const files = [
     "README.md",
-    "docs/api.md",
-    "docs/batch.md",
-    "docs/cms.md",
-    "docs/configs.md",
-    "docs/doctor.md",
-    "docs/getting-started.md",
-    "docs/jarsigner.md",
-    "docs/key-uris.md",
-    "docs/modules.md",
-    "docs/openssl.md",
-    "docs/osslsigncode.md",
-    "docs/pin-handling.md",
-    "docs/profiles.md",
-    "docs/raw-signatures.md",
-    "docs/remote.md",
-    "docs/timestamps.md",
-    "docs/verify.md",
-  ];
+    ...readdirSync(path.join(ROOT, "docs"))
+      .filter((f) => f.endsWith(".md"))
+      .map((f) => `docs/${f}`),
+  ].sort();
 
-  it("every doc with a shell block is listed here", () => {
-    expect([...new Set(all.map((b) => b.file))].sort()).toEqual([...files].sort());
+  it("finds the shell blocks of the README and the docs", () => {
+    expect(all.length).toBeGreaterThan(30);
+    expect(new Set(all.map((b) => b.file)).size).toBeGreaterThan(15);
   });
 
   it.each(files)("%s: every block not marked `not run` runs and succeeds", async (file) => {
