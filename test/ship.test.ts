@@ -153,8 +153,8 @@ describe("output a script can trust", () => {
       { env: t.env },
     );
     expect(r.exitCode).toBe(2);
-    const report = JSON.parse(r.stdout) as SignReport;
-    expect(report).toMatchObject({ ok: false, signed: 2, failed: 1 });
+    const report = JSON.parse(r.stdout) as SignReport & { error: unknown };
+    expect(report).toMatchObject({ ok: false, signed: 2, failed: 1, error: { code: "INVALID_INPUT" } });
     expect(report.files.map((f) => [path.basename(f.input), f.ok])).toEqual([
       ["a.txt", true],
       ["missing.txt", false],

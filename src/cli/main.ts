@@ -8,7 +8,7 @@ import { CodesignError, isCodesignError } from "../core/errors.js";
 import { looksCutAtSemicolon, QUOTE_URI_HINT } from "../core/pkcs11/uri.js";
 import { EXIT, exitCodeFor } from "./exit-codes.js";
 import { globalOptions } from "./options.js";
-import { errorJson, formatError, printJson, wroteJson } from "./output.js";
+import { finishJson, formatError } from "./output.js";
 import { cert } from "./specs/cert.js";
 import { config } from "./specs/config.js";
 import { csr } from "./specs/csr.js";
@@ -112,9 +112,9 @@ function wantsJson(argv: string[]): boolean {
 
 /**
  * Runs the CLI and returns the exit code; never throws. Every failure is one error on stderr and
- * its exit code; with --json also one `{"ok":false,"error":{code,message,hint}}` on stdout —
- * unless the command already printed its report there (sign and doctor carry `ok` in theirs),
- * so stdout always holds exactly one JSON document.
+ * its exit code; with --json also `"ok":false` and `"error":{code,message,hint}` on stdout, in
+ * the command's own report when it printed one (sign), else as `{"ok":false,"error":…}` — so
+ * stdout always holds exactly one JSON document.
  */
 export async function main(argv: string[]): Promise<number> {
   const debug = argv.includes("--debug");
@@ -130,11 +130,12 @@ export async function main(argv: string[]): Promise<number> {
         });
       })
       .parseAsync();
+    finishJson(undefined, false);
     return process.exitCode === undefined ? EXIT.OK : Number(process.exitCode);
   } catch (caught) {
     const e = explainCutUri(caught, argv);
     process.stderr.write(formatError(e, debug));
-    if (wantsJson(argv) && !wroteJson()) printJson({ ok: false, error: errorJson(e) });
+    finishJson({ error: e }, wantsJson(argv));
     return isCodesignError(e) ? exitCodeFor(e.code) : EXIT.UNEXPECTED;
   }
 }

@@ -23,15 +23,30 @@ export const style = {
 };
 
 let jsonWritten = false;
+/** A report that says it failed (`ok: false`), held until main knows the error to add to it. */
+let failedReport: Record<string, unknown> | undefined;
+
+const writeJson = (value: unknown): void => {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+};
 
 export function printJson(value: unknown): void {
   jsonWritten = true;
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  if (typeof value === "object" && value !== null && (value as { ok?: unknown }).ok === false)
+    failedReport = value as Record<string, unknown>;
+  else writeJson(value);
 }
 
-/** Whether this run already put its one JSON document on stdout (a report that carries `ok`). */
-export function wroteJson(): boolean {
-  return jsonWritten;
+/**
+ * The end of a run's JSON on stdout, called once by main: a failed report held back gets the
+ * run's error added (`{...report, error}`); a failure with no report yet prints
+ * `{"ok":false,"error":…}` when --json was asked for. Either way stdout holds one document.
+ */
+export function finishJson(failure: { error: unknown } | undefined, json: boolean): void {
+  const report = failedReport;
+  failedReport = undefined;
+  if (report) writeJson(failure ? { ...report, error: errorJson(failure.error) } : report);
+  else if (failure && json && !jsonWritten) writeJson({ ok: false, error: errorJson(failure.error) });
 }
 
 /** What a failure is to a script: `{code, message, hint}`, the code the one the exit code comes from. */

@@ -25,7 +25,7 @@ import {
 } from "../../../adapters/openssl.js";
 import { adapter as osslsigncode } from "../../../adapters/osslsigncode.js";
 import { flag, keyAccess, str } from "../common.js";
-import { errorJson, printable, printJson, printLine, style } from "../output.js";
+import { printable, printJson, printLine, style } from "../output.js";
 
 interface Check {
   name: string;
@@ -259,8 +259,7 @@ export async function run(args: Record<string, unknown>): Promise<void> {
         );
   if (flag(args, "json"))
     printJson({
-      ok: error === undefined,
-      ...(error ? { error: errorJson(error) } : {}),
+      ok: error === undefined, // on failure main adds the error (one place for every command)
       checks,
       ...(keyReport ? { key: keyReport } : {}),
     });
