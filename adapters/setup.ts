@@ -10,19 +10,22 @@ import { CodesignError } from "../src/core/errors.js";
 import { loadPkcs11Js } from "../src/core/pkcs11/native.js";
 import { findTool, runTool, runToolRaw } from "./run.js";
 
+/** The npm package's name (package.json); the command it installs is still `codesign`. */
+export const PACKAGE_NAME = "pkcs11-codesign";
+
 /** The repository root: this file is adapters/setup.ts, dist/adapters/setup.js or dist/action/index.js. */
 function packageRoot(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 4; i++) {
     try {
       const pkg = JSON.parse(readFileSync(path.join(dir, "package.json"), "utf8")) as { name?: string };
-      if (pkg.name === "codesign") return dir;
+      if (pkg.name === PACKAGE_NAME) return dir;
     } catch {
       // not here
     }
     dir = path.dirname(dir);
   }
-  throw new CodesignError("INTERNAL", "cannot find codesign's package.json next to the action");
+  throw new CodesignError("INTERNAL", `cannot find the package.json of ${PACKAGE_NAME} next to the action`);
 }
 
 export function debianPackages(root = packageRoot()): string[] {

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 dir="${1:-.codesign/dev-token}"
 codesign() { node bin/codesign.js "$@"; }
 
-echo "1. dev token: codesign dev-token init --dir $dir"
+echo "1. dev token: eval \"\$(codesign dev-token init --dir $dir)\""
 eval "$(codesign dev-token init --dir "$dir")"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -21,4 +21,6 @@ for object in rsa-2048 ec-p256; do
   echo "3. verify: openssl dgst -sha256 -verify $object.pub.pem -signature hello.txt.$object.sig hello.txt"
   openssl dgst -sha256 -verify "$work/$object.pub.pem" -signature "$work/hello.txt.$object.sig" "$work/hello.txt"
 done
-echo "done: the dev token is in $dir; run 'codesign keys' after the export lines above to see its keys."
+echo "done: the dev token is in $dir. To use it in your shell:"
+echo "  eval \"\$(npx codesign dev-token init --dir $dir)\"   # sets SOFTHSM2_CONF, CODESIGN_PKCS11_MODULE, CODESIGN_PIN_FILE"
+echo "  npx codesign keys --pin-file \"\$CODESIGN_PIN_FILE\""

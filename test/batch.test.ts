@@ -128,12 +128,13 @@ describe("many files in one run", () => {
     expect((await readdir(out)).filter((n) => n.endsWith(".tmp"))).toEqual([]);
   });
 
-  it("a missing input stops the run before any signing (exit 2)", async () => {
+  it("a missing input is a failed row: the others are signed, the run exits 2 naming it", async () => {
     const out = path.join(t.dir, "out-missing");
     const r = await signRaw(["--out-dir", out, files[0] as string, "/nonexistent/x"]);
     expect(r.exitCode).toBe(2);
-    expect(r.stderr).toMatch(/cannot read \/nonexistent\/x: ENOENT/);
-    expect(await readdir(out).catch(() => [])).toEqual([]);
+    expect(r.stderr).toMatch(/1 of 2 files failed; the first: \/nonexistent\/x/);
+    expect(await readdir(out)).toEqual([`${path.basename(files[0] as string)}.sig`]);
+    await verifyRaw(files[0] as string, path.join(out, `${path.basename(files[0] as string)}.sig`));
   });
 
   it("--out with several files is a usage error", async () => {

@@ -87,10 +87,13 @@ describe("PIN sources, first found wins", () => {
       value: "from-uri",
       source: "pin-value",
     });
-    expect(await value({ ...all, uri: parseUri(`pkcs11:object=k?pin-source=file:${f1}`) })).toEqual({
-      value: "from-uri-file",
-      source: "pin-source",
-    });
+    expect(
+      await value({ env, prompt, isTty: true, uri: parseUri(`pkcs11:object=k?pin-source=file:${f1}`) }),
+    ).toEqual({ value: "from-uri-file", source: "pin-source" });
+    // A pin-source in the URI and a --pin-file naming another file: refused, not silently overridden.
+    await expect(
+      resolvePin({ ...all, uri: parseUri(`pkcs11:object=k?pin-source=file:${f1}`) }),
+    ).rejects.toThrow(/pin-source/);
     expect(await value({ ...all, uri: parseUri("pkcs11:object=k") })).toEqual({
       value: "from-flag",
       source: "--pin-file",

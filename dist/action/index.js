@@ -1004,14 +1004,14 @@ var require_util = __commonJS({
         }
         const port = url.port != null ? url.port : url.protocol === "https:" ? 443 : 80;
         let origin = url.origin != null ? url.origin : `${url.protocol}//${url.hostname}:${port}`;
-        let path20 = url.path != null ? url.path : `${url.pathname || ""}${url.search || ""}`;
+        let path21 = url.path != null ? url.path : `${url.pathname || ""}${url.search || ""}`;
         if (origin.endsWith("/")) {
           origin = origin.substring(0, origin.length - 1);
         }
-        if (path20 && !path20.startsWith("/")) {
-          path20 = `/${path20}`;
+        if (path21 && !path21.startsWith("/")) {
+          path21 = `/${path21}`;
         }
-        url = new URL(origin + path20);
+        url = new URL(origin + path21);
       }
       return url;
     }
@@ -2625,20 +2625,20 @@ var require_parseParams = __commonJS({
 var require_basename = __commonJS({
   "node_modules/@fastify/busboy/lib/utils/basename.js"(exports, module) {
     "use strict";
-    module.exports = function basename(path20) {
-      if (typeof path20 !== "string") {
+    module.exports = function basename(path21) {
+      if (typeof path21 !== "string") {
         return "";
       }
-      for (var i2 = path20.length - 1; i2 >= 0; --i2) {
-        switch (path20.charCodeAt(i2)) {
+      for (var i2 = path21.length - 1; i2 >= 0; --i2) {
+        switch (path21.charCodeAt(i2)) {
           case 47:
           // '/'
           case 92:
-            path20 = path20.slice(i2 + 1);
-            return path20 === ".." || path20 === "." ? "" : path20;
+            path21 = path21.slice(i2 + 1);
+            return path21 === ".." || path21 === "." ? "" : path21;
         }
       }
-      return path20 === ".." || path20 === "." ? "" : path20;
+      return path21 === ".." || path21 === "." ? "" : path21;
     };
   }
 });
@@ -5668,7 +5668,7 @@ var require_request = __commonJS({
     }
     var Request = class _Request {
       constructor(origin, {
-        path: path20,
+        path: path21,
         method,
         body,
         headers,
@@ -5682,11 +5682,11 @@ var require_request = __commonJS({
         throwOnError,
         expectContinue
       }, handler) {
-        if (typeof path20 !== "string") {
+        if (typeof path21 !== "string") {
           throw new InvalidArgumentError("path must be a string");
-        } else if (path20[0] !== "/" && !(path20.startsWith("http://") || path20.startsWith("https://")) && method !== "CONNECT") {
+        } else if (path21[0] !== "/" && !(path21.startsWith("http://") || path21.startsWith("https://")) && method !== "CONNECT") {
           throw new InvalidArgumentError("path must be an absolute URL or start with a slash");
-        } else if (invalidPathRegex.exec(path20) !== null) {
+        } else if (invalidPathRegex.exec(path21) !== null) {
           throw new InvalidArgumentError("invalid request path");
         }
         if (typeof method !== "string") {
@@ -5749,7 +5749,7 @@ var require_request = __commonJS({
         this.completed = false;
         this.aborted = false;
         this.upgrade = upgrade || null;
-        this.path = query ? util.buildURL(path20, query) : path20;
+        this.path = query ? util.buildURL(path21, query) : path21;
         this.origin = origin;
         this.idempotent = idempotent == null ? method === "HEAD" || method === "GET" : idempotent;
         this.blocking = blocking == null ? false : blocking;
@@ -6757,9 +6757,9 @@ var require_RedirectHandler = __commonJS({
           return this.handler.onHeaders(statusCode, headers, resume, statusText);
         }
         const { origin, pathname, search } = util.parseURL(new URL(this.location, this.opts.origin && new URL(this.opts.path, this.opts.origin)));
-        const path20 = search ? `${pathname}${search}` : pathname;
+        const path21 = search ? `${pathname}${search}` : pathname;
         this.opts.headers = cleanRequestHeaders(this.opts.headers, statusCode === 303, this.opts.origin !== origin);
-        this.opts.path = path20;
+        this.opts.path = path21;
         this.opts.origin = origin;
         this.opts.maxRedirections = 0;
         this.opts.query = null;
@@ -7999,7 +7999,7 @@ var require_client = __commonJS({
         writeH2(client, client[kHTTP2Session], request);
         return;
       }
-      const { body, method, path: path20, host, upgrade, headers, blocking, reset: reset2 } = request;
+      const { body, method, path: path21, host, upgrade, headers, blocking, reset: reset2 } = request;
       const expectsPayload = method === "PUT" || method === "POST" || method === "PATCH";
       if (body && typeof body.read === "function") {
         body.read(0);
@@ -8049,7 +8049,7 @@ var require_client = __commonJS({
       if (blocking) {
         socket[kBlocking] = true;
       }
-      let header = `${method} ${path20} HTTP/1.1\r
+      let header = `${method} ${path21} HTTP/1.1\r
 `;
       if (typeof host === "string") {
         header += `host: ${host}\r
@@ -8112,7 +8112,7 @@ upgrade: ${upgrade}\r
       return true;
     }
     function writeH2(client, session, request) {
-      const { body, method, path: path20, host, upgrade, expectContinue, signal, headers: reqHeaders } = request;
+      const { body, method, path: path21, host, upgrade, expectContinue, signal, headers: reqHeaders } = request;
       let headers;
       if (typeof reqHeaders === "string") headers = Request[kHTTP2CopyHeaders](reqHeaders.trim());
       else headers = reqHeaders;
@@ -8155,7 +8155,7 @@ upgrade: ${upgrade}\r
         });
         return true;
       }
-      headers[HTTP2_HEADER_PATH] = path20;
+      headers[HTTP2_HEADER_PATH] = path21;
       headers[HTTP2_HEADER_SCHEME] = "https";
       const expectsPayload = method === "PUT" || method === "POST" || method === "PATCH";
       if (body && typeof body.read === "function") {
@@ -10395,20 +10395,20 @@ var require_mock_utils = __commonJS({
       }
       return true;
     }
-    function safeUrl(path20) {
-      if (typeof path20 !== "string") {
-        return path20;
+    function safeUrl(path21) {
+      if (typeof path21 !== "string") {
+        return path21;
       }
-      const pathSegments = path20.split("?");
+      const pathSegments = path21.split("?");
       if (pathSegments.length !== 2) {
-        return path20;
+        return path21;
       }
       const qp = new URLSearchParams(pathSegments.pop());
       qp.sort();
       return [...pathSegments, qp.toString()].join("?");
     }
-    function matchKey(mockDispatch2, { path: path20, method, body, headers }) {
-      const pathMatch = matchValue(mockDispatch2.path, path20);
+    function matchKey(mockDispatch2, { path: path21, method, body, headers }) {
+      const pathMatch = matchValue(mockDispatch2.path, path21);
       const methodMatch = matchValue(mockDispatch2.method, method);
       const bodyMatch = typeof mockDispatch2.body !== "undefined" ? matchValue(mockDispatch2.body, body) : true;
       const headersMatch = matchHeaders(mockDispatch2, headers);
@@ -10426,7 +10426,7 @@ var require_mock_utils = __commonJS({
     function getMockDispatch(mockDispatches, key) {
       const basePath = key.query ? buildURL(key.path, key.query) : key.path;
       const resolvedPath = typeof basePath === "string" ? safeUrl(basePath) : basePath;
-      let matchedMockDispatches = mockDispatches.filter(({ consumed }) => !consumed).filter(({ path: path20 }) => matchValue(safeUrl(path20), resolvedPath));
+      let matchedMockDispatches = mockDispatches.filter(({ consumed }) => !consumed).filter(({ path: path21 }) => matchValue(safeUrl(path21), resolvedPath));
       if (matchedMockDispatches.length === 0) {
         throw new MockNotMatchedError(`Mock dispatch not matched for path '${resolvedPath}'`);
       }
@@ -10463,9 +10463,9 @@ var require_mock_utils = __commonJS({
       }
     }
     function buildKey(opts) {
-      const { path: path20, method, body, headers, query } = opts;
+      const { path: path21, method, body, headers, query } = opts;
       return {
-        path: path20,
+        path: path21,
         method,
         body,
         headers,
@@ -10914,10 +10914,10 @@ var require_pending_interceptors_formatter = __commonJS({
       }
       format(pendingInterceptors) {
         const withPrettyHeaders = pendingInterceptors.map(
-          ({ method, path: path20, data: { statusCode }, persist, times, timesInvoked, origin }) => ({
+          ({ method, path: path21, data: { statusCode }, persist, times, timesInvoked, origin }) => ({
             Method: method,
             Origin: origin,
-            Path: path20,
+            Path: path21,
             "Status code": statusCode,
             Persistent: persist ? "\u2705" : "\u274C",
             Invocations: timesInvoked,
@@ -15537,8 +15537,8 @@ var require_util6 = __commonJS({
         }
       }
     }
-    function validateCookiePath(path20) {
-      for (const char of path20) {
+    function validateCookiePath(path21) {
+      for (const char of path21) {
         const code = char.charCodeAt(0);
         if (code < 33 || char === ";") {
           throw new Error("Invalid cookie path");
@@ -17218,11 +17218,11 @@ var require_undici = __commonJS({
           if (typeof opts.path !== "string") {
             throw new InvalidArgumentError("invalid opts.path");
           }
-          let path20 = opts.path;
+          let path21 = opts.path;
           if (!opts.path.startsWith("/")) {
-            path20 = `/${path20}`;
+            path21 = `/${path21}`;
           }
-          url = new URL(util.parseOrigin(url).origin + path20);
+          url = new URL(util.parseOrigin(url).origin + path21);
         } else {
           if (!opts) {
             opts = typeof url === "object" ? url : {};
@@ -18445,7 +18445,7 @@ var require_path_utils = __commonJS({
     };
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.toPlatformPath = exports.toWin32Path = exports.toPosixPath = void 0;
-    var path20 = __importStar(__require("path"));
+    var path21 = __importStar(__require("path"));
     function toPosixPath(pth) {
       return pth.replace(/[\\]/g, "/");
     }
@@ -18455,7 +18455,7 @@ var require_path_utils = __commonJS({
     }
     exports.toWin32Path = toWin32Path;
     function toPlatformPath(pth) {
-      return pth.replace(/[/\\]/g, path20.sep);
+      return pth.replace(/[/\\]/g, path21.sep);
     }
     exports.toPlatformPath = toPlatformPath;
   }
@@ -18519,7 +18519,7 @@ var require_io_util = __commonJS({
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.getCmdPath = exports.tryGetExecutablePath = exports.isRooted = exports.isDirectory = exports.exists = exports.READONLY = exports.UV_FS_O_EXLOCK = exports.IS_WINDOWS = exports.unlink = exports.symlink = exports.stat = exports.rmdir = exports.rm = exports.rename = exports.readlink = exports.readdir = exports.open = exports.mkdir = exports.lstat = exports.copyFile = exports.chmod = void 0;
     var fs = __importStar(__require("fs"));
-    var path20 = __importStar(__require("path"));
+    var path21 = __importStar(__require("path"));
     _a = fs.promises, exports.chmod = _a.chmod, exports.copyFile = _a.copyFile, exports.lstat = _a.lstat, exports.mkdir = _a.mkdir, exports.open = _a.open, exports.readdir = _a.readdir, exports.readlink = _a.readlink, exports.rename = _a.rename, exports.rm = _a.rm, exports.rmdir = _a.rmdir, exports.stat = _a.stat, exports.symlink = _a.symlink, exports.unlink = _a.unlink;
     exports.IS_WINDOWS = process.platform === "win32";
     exports.UV_FS_O_EXLOCK = 268435456;
@@ -18568,7 +18568,7 @@ var require_io_util = __commonJS({
         }
         if (stats && stats.isFile()) {
           if (exports.IS_WINDOWS) {
-            const upperExt = path20.extname(filePath).toUpperCase();
+            const upperExt = path21.extname(filePath).toUpperCase();
             if (extensions.some((validExt) => validExt.toUpperCase() === upperExt)) {
               return filePath;
             }
@@ -18592,11 +18592,11 @@ var require_io_util = __commonJS({
           if (stats && stats.isFile()) {
             if (exports.IS_WINDOWS) {
               try {
-                const directory = path20.dirname(filePath);
-                const upperName = path20.basename(filePath).toUpperCase();
+                const directory = path21.dirname(filePath);
+                const upperName = path21.basename(filePath).toUpperCase();
                 for (const actualName of yield exports.readdir(directory)) {
                   if (upperName === actualName.toUpperCase()) {
-                    filePath = path20.join(directory, actualName);
+                    filePath = path21.join(directory, actualName);
                     break;
                   }
                 }
@@ -18691,7 +18691,7 @@ var require_io = __commonJS({
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.findInPath = exports.which = exports.mkdirP = exports.rmRF = exports.mv = exports.cp = void 0;
     var assert_1 = __require("assert");
-    var path20 = __importStar(__require("path"));
+    var path21 = __importStar(__require("path"));
     var ioUtil = __importStar(require_io_util());
     function cp(source, dest, options = {}) {
       return __awaiter(this, void 0, void 0, function* () {
@@ -18700,7 +18700,7 @@ var require_io = __commonJS({
         if (destStat && destStat.isFile() && !force) {
           return;
         }
-        const newDest = destStat && destStat.isDirectory() && copySourceDirectory ? path20.join(dest, path20.basename(source)) : dest;
+        const newDest = destStat && destStat.isDirectory() && copySourceDirectory ? path21.join(dest, path21.basename(source)) : dest;
         if (!(yield ioUtil.exists(source))) {
           throw new Error(`no such file or directory: ${source}`);
         }
@@ -18712,7 +18712,7 @@ var require_io = __commonJS({
             yield cpDirRecursive(source, newDest, 0, force);
           }
         } else {
-          if (path20.relative(source, newDest) === "") {
+          if (path21.relative(source, newDest) === "") {
             throw new Error(`'${newDest}' and '${source}' are the same file`);
           }
           yield copyFile(source, newDest, force);
@@ -18725,7 +18725,7 @@ var require_io = __commonJS({
         if (yield ioUtil.exists(dest)) {
           let destExists = true;
           if (yield ioUtil.isDirectory(dest)) {
-            dest = path20.join(dest, path20.basename(source));
+            dest = path21.join(dest, path21.basename(source));
             destExists = yield ioUtil.exists(dest);
           }
           if (destExists) {
@@ -18736,7 +18736,7 @@ var require_io = __commonJS({
             }
           }
         }
-        yield mkdirP(path20.dirname(dest));
+        yield mkdirP(path21.dirname(dest));
         yield ioUtil.rename(source, dest);
       });
     }
@@ -18799,7 +18799,7 @@ var require_io = __commonJS({
         }
         const extensions = [];
         if (ioUtil.IS_WINDOWS && process.env["PATHEXT"]) {
-          for (const extension2 of process.env["PATHEXT"].split(path20.delimiter)) {
+          for (const extension2 of process.env["PATHEXT"].split(path21.delimiter)) {
             if (extension2) {
               extensions.push(extension2);
             }
@@ -18812,12 +18812,12 @@ var require_io = __commonJS({
           }
           return [];
         }
-        if (tool.includes(path20.sep)) {
+        if (tool.includes(path21.sep)) {
           return [];
         }
         const directories = [];
         if (process.env.PATH) {
-          for (const p of process.env.PATH.split(path20.delimiter)) {
+          for (const p of process.env.PATH.split(path21.delimiter)) {
             if (p) {
               directories.push(p);
             }
@@ -18825,7 +18825,7 @@ var require_io = __commonJS({
         }
         const matches = [];
         for (const directory of directories) {
-          const filePath = yield ioUtil.tryGetExecutablePath(path20.join(directory, tool), extensions);
+          const filePath = yield ioUtil.tryGetExecutablePath(path21.join(directory, tool), extensions);
           if (filePath) {
             matches.push(filePath);
           }
@@ -18941,7 +18941,7 @@ var require_toolrunner = __commonJS({
     var os3 = __importStar(__require("os"));
     var events = __importStar(__require("events"));
     var child = __importStar(__require("child_process"));
-    var path20 = __importStar(__require("path"));
+    var path21 = __importStar(__require("path"));
     var io = __importStar(require_io());
     var ioUtil = __importStar(require_io_util());
     var timers_1 = __require("timers");
@@ -19156,7 +19156,7 @@ var require_toolrunner = __commonJS({
       exec() {
         return __awaiter(this, void 0, void 0, function* () {
           if (!ioUtil.isRooted(this.toolPath) && (this.toolPath.includes("/") || IS_WINDOWS && this.toolPath.includes("\\"))) {
-            this.toolPath = path20.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
+            this.toolPath = path21.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
           }
           this.toolPath = yield io.which(this.toolPath, true);
           return new Promise((resolve, reject) => __awaiter(this, void 0, void 0, function* () {
@@ -19656,7 +19656,7 @@ var require_core = __commonJS({
     var file_command_1 = require_file_command();
     var utils_1 = require_utils();
     var os3 = __importStar(__require("os"));
-    var path20 = __importStar(__require("path"));
+    var path21 = __importStar(__require("path"));
     var oidc_utils_1 = require_oidc_utils();
     var ExitCode;
     (function(ExitCode2) {
@@ -19684,7 +19684,7 @@ var require_core = __commonJS({
       } else {
         (0, command_1.issueCommand)("add-path", {}, inputPath);
       }
-      process.env["PATH"] = `${inputPath}${path20.delimiter}${process.env["PATH"]}`;
+      process.env["PATH"] = `${inputPath}${path21.delimiter}${process.env["PATH"]}`;
     }
     exports.addPath = addPath;
     function getInput2(name, options) {
@@ -20904,14 +20904,14 @@ var require_util8 = __commonJS({
         }
         const port = url.port != null ? url.port : url.protocol === "https:" ? 443 : 80;
         let origin = url.origin != null ? url.origin : `${url.protocol || ""}//${url.hostname || ""}:${port}`;
-        let path20 = url.path != null ? url.path : `${url.pathname || ""}${url.search || ""}`;
+        let path21 = url.path != null ? url.path : `${url.pathname || ""}${url.search || ""}`;
         if (origin[origin.length - 1] === "/") {
           origin = origin.slice(0, origin.length - 1);
         }
-        if (path20 && path20[0] !== "/") {
-          path20 = `/${path20}`;
+        if (path21 && path21[0] !== "/") {
+          path21 = `/${path21}`;
         }
-        return new URL(`${origin}${path20}`);
+        return new URL(`${origin}${path21}`);
       }
       if (!isHttpOrHttpsPrefixed(url.origin || url.protocol)) {
         throw new InvalidArgumentError("Invalid URL protocol: the URL must start with `http:` or `https:`.");
@@ -21362,39 +21362,39 @@ var require_diagnostics = __commonJS({
       });
       diagnosticsChannel.channel("undici:client:sendHeaders").subscribe((evt) => {
         const {
-          request: { method, path: path20, origin }
+          request: { method, path: path21, origin }
         } = evt;
-        debuglog2("sending request to %s %s/%s", method, origin, path20);
+        debuglog2("sending request to %s %s/%s", method, origin, path21);
       });
       diagnosticsChannel.channel("undici:request:headers").subscribe((evt) => {
         const {
-          request: { method, path: path20, origin },
+          request: { method, path: path21, origin },
           response: { statusCode }
         } = evt;
         debuglog2(
           "received response to %s %s/%s - HTTP %d",
           method,
           origin,
-          path20,
+          path21,
           statusCode
         );
       });
       diagnosticsChannel.channel("undici:request:trailers").subscribe((evt) => {
         const {
-          request: { method, path: path20, origin }
+          request: { method, path: path21, origin }
         } = evt;
-        debuglog2("trailers received from %s %s/%s", method, origin, path20);
+        debuglog2("trailers received from %s %s/%s", method, origin, path21);
       });
       diagnosticsChannel.channel("undici:request:error").subscribe((evt) => {
         const {
-          request: { method, path: path20, origin },
+          request: { method, path: path21, origin },
           error
         } = evt;
         debuglog2(
           "request to %s %s/%s errored - %s",
           method,
           origin,
-          path20,
+          path21,
           error.message
         );
       });
@@ -21443,9 +21443,9 @@ var require_diagnostics = __commonJS({
         });
         diagnosticsChannel.channel("undici:client:sendHeaders").subscribe((evt) => {
           const {
-            request: { method, path: path20, origin }
+            request: { method, path: path21, origin }
           } = evt;
-          debuglog2("sending request to %s %s/%s", method, origin, path20);
+          debuglog2("sending request to %s %s/%s", method, origin, path21);
         });
       }
       diagnosticsChannel.channel("undici:websocket:open").subscribe((evt) => {
@@ -21508,7 +21508,7 @@ var require_request3 = __commonJS({
     var kHandler = Symbol("handler");
     var Request = class {
       constructor(origin, {
-        path: path20,
+        path: path21,
         method,
         body,
         headers,
@@ -21523,11 +21523,11 @@ var require_request3 = __commonJS({
         expectContinue,
         servername
       }, handler) {
-        if (typeof path20 !== "string") {
+        if (typeof path21 !== "string") {
           throw new InvalidArgumentError("path must be a string");
-        } else if (path20[0] !== "/" && !(path20.startsWith("http://") || path20.startsWith("https://")) && method !== "CONNECT") {
+        } else if (path21[0] !== "/" && !(path21.startsWith("http://") || path21.startsWith("https://")) && method !== "CONNECT") {
           throw new InvalidArgumentError("path must be an absolute URL or start with a slash");
-        } else if (invalidPathRegex.test(path20)) {
+        } else if (invalidPathRegex.test(path21)) {
           throw new InvalidArgumentError("invalid request path");
         }
         if (typeof method !== "string") {
@@ -21593,7 +21593,7 @@ var require_request3 = __commonJS({
         this.completed = false;
         this.aborted = false;
         this.upgrade = upgrade || null;
-        this.path = query ? buildURL(path20, query) : path20;
+        this.path = query ? buildURL(path21, query) : path21;
         this.origin = origin;
         this.idempotent = idempotent == null ? method === "HEAD" || method === "GET" : idempotent;
         this.blocking = blocking == null ? false : blocking;
@@ -26286,7 +26286,7 @@ var require_client_h1 = __commonJS({
       return method !== "GET" && method !== "HEAD" && method !== "OPTIONS" && method !== "TRACE" && method !== "CONNECT";
     }
     function writeH1(client, request) {
-      const { method, path: path20, host, upgrade, blocking, reset: reset2 } = request;
+      const { method, path: path21, host, upgrade, blocking, reset: reset2 } = request;
       let { body, headers, contentLength } = request;
       const expectsPayload = method === "PUT" || method === "POST" || method === "PATCH" || method === "QUERY" || method === "PROPFIND" || method === "PROPPATCH";
       if (util.isFormDataLike(body)) {
@@ -26367,7 +26367,7 @@ var require_client_h1 = __commonJS({
       if (blocking) {
         socket[kBlocking] = true;
       }
-      let header = `${method} ${path20} HTTP/1.1\r
+      let header = `${method} ${path21} HTTP/1.1\r
 `;
       if (typeof host === "string") {
         header += `host: ${host}\r
@@ -26896,7 +26896,7 @@ var require_client_h2 = __commonJS({
     }
     function writeH2(client, request) {
       const session = client[kHTTP2Session];
-      const { method, path: path20, host, upgrade, expectContinue, signal, headers: reqHeaders } = request;
+      const { method, path: path21, host, upgrade, expectContinue, signal, headers: reqHeaders } = request;
       let { body } = request;
       if (upgrade) {
         util.errorRequest(client, request, new Error("Upgrade not supported for H2"));
@@ -26993,7 +26993,7 @@ var require_client_h2 = __commonJS({
         });
         return true;
       }
-      headers[HTTP2_HEADER_PATH] = path20;
+      headers[HTTP2_HEADER_PATH] = path21;
       headers[HTTP2_HEADER_SCHEME] = "https";
       const expectsPayload = method === "PUT" || method === "POST" || method === "PATCH";
       if (body && typeof body.read === "function") {
@@ -27346,9 +27346,9 @@ var require_redirect_handler = __commonJS({
           return this.handler.onHeaders(statusCode, headers, resume, statusText);
         }
         const { origin, pathname, search } = util.parseURL(new URL(this.location, this.opts.origin && new URL(this.opts.path, this.opts.origin)));
-        const path20 = search ? `${pathname}${search}` : pathname;
+        const path21 = search ? `${pathname}${search}` : pathname;
         this.opts.headers = cleanRequestHeaders(this.opts.headers, statusCode === 303, this.opts.origin !== origin);
-        this.opts.path = path20;
+        this.opts.path = path21;
         this.opts.origin = origin;
         this.opts.maxRedirections = 0;
         this.opts.query = null;
@@ -28587,10 +28587,10 @@ var require_proxy_agent2 = __commonJS({
         };
         const {
           origin,
-          path: path20 = "/",
+          path: path21 = "/",
           headers = {}
         } = opts;
-        opts.path = origin + path20;
+        opts.path = origin + path21;
         if (!("host" in headers) && !("Host" in headers)) {
           const { host } = new URL2(origin);
           headers.host = host;
@@ -30562,20 +30562,20 @@ var require_mock_utils2 = __commonJS({
       }
       return true;
     }
-    function safeUrl(path20) {
-      if (typeof path20 !== "string") {
-        return path20;
+    function safeUrl(path21) {
+      if (typeof path21 !== "string") {
+        return path21;
       }
-      const pathSegments = path20.split("?");
+      const pathSegments = path21.split("?");
       if (pathSegments.length !== 2) {
-        return path20;
+        return path21;
       }
       const qp = new URLSearchParams(pathSegments.pop());
       qp.sort();
       return [...pathSegments, qp.toString()].join("?");
     }
-    function matchKey(mockDispatch2, { path: path20, method, body, headers }) {
-      const pathMatch = matchValue(mockDispatch2.path, path20);
+    function matchKey(mockDispatch2, { path: path21, method, body, headers }) {
+      const pathMatch = matchValue(mockDispatch2.path, path21);
       const methodMatch = matchValue(mockDispatch2.method, method);
       const bodyMatch = typeof mockDispatch2.body !== "undefined" ? matchValue(mockDispatch2.body, body) : true;
       const headersMatch = matchHeaders(mockDispatch2, headers);
@@ -30597,7 +30597,7 @@ var require_mock_utils2 = __commonJS({
     function getMockDispatch(mockDispatches, key) {
       const basePath = key.query ? buildURL(key.path, key.query) : key.path;
       const resolvedPath = typeof basePath === "string" ? safeUrl(basePath) : basePath;
-      let matchedMockDispatches = mockDispatches.filter(({ consumed }) => !consumed).filter(({ path: path20 }) => matchValue(safeUrl(path20), resolvedPath));
+      let matchedMockDispatches = mockDispatches.filter(({ consumed }) => !consumed).filter(({ path: path21 }) => matchValue(safeUrl(path21), resolvedPath));
       if (matchedMockDispatches.length === 0) {
         throw new MockNotMatchedError(`Mock dispatch not matched for path '${resolvedPath}'`);
       }
@@ -30635,9 +30635,9 @@ var require_mock_utils2 = __commonJS({
       }
     }
     function buildKey(opts) {
-      const { path: path20, method, body, headers, query } = opts;
+      const { path: path21, method, body, headers, query } = opts;
       return {
-        path: path20,
+        path: path21,
         method,
         body,
         headers,
@@ -31100,10 +31100,10 @@ var require_pending_interceptors_formatter2 = __commonJS({
       }
       format(pendingInterceptors) {
         const withPrettyHeaders = pendingInterceptors.map(
-          ({ method, path: path20, data: { statusCode }, persist, times, timesInvoked, origin }) => ({
+          ({ method, path: path21, data: { statusCode }, persist, times, timesInvoked, origin }) => ({
             Method: method,
             Origin: origin,
-            Path: path20,
+            Path: path21,
             "Status code": statusCode,
             Persistent: persist ? PERSISTENT : NOT_PERSISTENT,
             Invocations: timesInvoked,
@@ -35982,9 +35982,9 @@ var require_util13 = __commonJS({
         }
       }
     }
-    function validateCookiePath(path20) {
-      for (let i2 = 0; i2 < path20.length; ++i2) {
-        const code = path20.charCodeAt(i2);
+    function validateCookiePath(path21) {
+      for (let i2 = 0; i2 < path21.length; ++i2) {
+        const code = path21.charCodeAt(i2);
         if (code < 32 || // exclude CTLs (0-31)
         code > 126 || // exclude DEL and non-ascii
         code === 59) {
@@ -38904,11 +38904,11 @@ var require_undici2 = __commonJS({
           if (typeof opts.path !== "string") {
             throw new InvalidArgumentError("invalid opts.path");
           }
-          let path20 = opts.path;
+          let path21 = opts.path;
           if (!opts.path.startsWith("/")) {
-            path20 = `/${path20}`;
+            path21 = `/${path21}`;
           }
-          url = new URL(util.parseOrigin(url).origin + path20);
+          url = new URL(util.parseOrigin(url).origin + path21);
         } else {
           if (!opts) {
             opts = typeof url === "object" ? url : {};
@@ -40211,7 +40211,7 @@ var require_path_utils2 = __commonJS({
     exports.toPosixPath = toPosixPath;
     exports.toWin32Path = toWin32Path;
     exports.toPlatformPath = toPlatformPath;
-    var path20 = __importStar(__require("path"));
+    var path21 = __importStar(__require("path"));
     function toPosixPath(pth) {
       return pth.replace(/[\\]/g, "/");
     }
@@ -40219,7 +40219,7 @@ var require_path_utils2 = __commonJS({
       return pth.replace(/[/]/g, "\\");
     }
     function toPlatformPath(pth) {
-      return pth.replace(/[/\\]/g, path20.sep);
+      return pth.replace(/[/\\]/g, path21.sep);
     }
   }
 });
@@ -40302,7 +40302,7 @@ var require_io_util2 = __commonJS({
     exports.tryGetExecutablePath = tryGetExecutablePath;
     exports.getCmdPath = getCmdPath;
     var fs = __importStar(__require("fs"));
-    var path20 = __importStar(__require("path"));
+    var path21 = __importStar(__require("path"));
     _a = fs.promises, exports.chmod = _a.chmod, exports.copyFile = _a.copyFile, exports.lstat = _a.lstat, exports.mkdir = _a.mkdir, exports.open = _a.open, exports.readdir = _a.readdir, exports.rename = _a.rename, exports.rm = _a.rm, exports.rmdir = _a.rmdir, exports.stat = _a.stat, exports.symlink = _a.symlink, exports.unlink = _a.unlink;
     exports.IS_WINDOWS = process.platform === "win32";
     function readlink(fsPath) {
@@ -40357,7 +40357,7 @@ var require_io_util2 = __commonJS({
         }
         if (stats && stats.isFile()) {
           if (exports.IS_WINDOWS) {
-            const upperExt = path20.extname(filePath).toUpperCase();
+            const upperExt = path21.extname(filePath).toUpperCase();
             if (extensions.some((validExt) => validExt.toUpperCase() === upperExt)) {
               return filePath;
             }
@@ -40381,11 +40381,11 @@ var require_io_util2 = __commonJS({
           if (stats && stats.isFile()) {
             if (exports.IS_WINDOWS) {
               try {
-                const directory = path20.dirname(filePath);
-                const upperName = path20.basename(filePath).toUpperCase();
+                const directory = path21.dirname(filePath);
+                const upperName = path21.basename(filePath).toUpperCase();
                 for (const actualName of yield (0, exports.readdir)(directory)) {
                   if (upperName === actualName.toUpperCase()) {
-                    filePath = path20.join(directory, actualName);
+                    filePath = path21.join(directory, actualName);
                     break;
                   }
                 }
@@ -40497,7 +40497,7 @@ var require_io2 = __commonJS({
     exports.which = which;
     exports.findInPath = findInPath;
     var assert_1 = __require("assert");
-    var path20 = __importStar(__require("path"));
+    var path21 = __importStar(__require("path"));
     var ioUtil = __importStar(require_io_util2());
     function cp(source_1, dest_1) {
       return __awaiter(this, arguments, void 0, function* (source, dest, options = {}) {
@@ -40506,7 +40506,7 @@ var require_io2 = __commonJS({
         if (destStat && destStat.isFile() && !force) {
           return;
         }
-        const newDest = destStat && destStat.isDirectory() && copySourceDirectory ? path20.join(dest, path20.basename(source)) : dest;
+        const newDest = destStat && destStat.isDirectory() && copySourceDirectory ? path21.join(dest, path21.basename(source)) : dest;
         if (!(yield ioUtil.exists(source))) {
           throw new Error(`no such file or directory: ${source}`);
         }
@@ -40518,7 +40518,7 @@ var require_io2 = __commonJS({
             yield cpDirRecursive(source, newDest, 0, force);
           }
         } else {
-          if (path20.relative(source, newDest) === "") {
+          if (path21.relative(source, newDest) === "") {
             throw new Error(`'${newDest}' and '${source}' are the same file`);
           }
           yield copyFile(source, newDest, force);
@@ -40530,7 +40530,7 @@ var require_io2 = __commonJS({
         if (yield ioUtil.exists(dest)) {
           let destExists = true;
           if (yield ioUtil.isDirectory(dest)) {
-            dest = path20.join(dest, path20.basename(source));
+            dest = path21.join(dest, path21.basename(source));
             destExists = yield ioUtil.exists(dest);
           }
           if (destExists) {
@@ -40541,7 +40541,7 @@ var require_io2 = __commonJS({
             }
           }
         }
-        yield mkdirP(path20.dirname(dest));
+        yield mkdirP(path21.dirname(dest));
         yield ioUtil.rename(source, dest);
       });
     }
@@ -40600,7 +40600,7 @@ var require_io2 = __commonJS({
         }
         const extensions = [];
         if (ioUtil.IS_WINDOWS && process.env["PATHEXT"]) {
-          for (const extension2 of process.env["PATHEXT"].split(path20.delimiter)) {
+          for (const extension2 of process.env["PATHEXT"].split(path21.delimiter)) {
             if (extension2) {
               extensions.push(extension2);
             }
@@ -40613,12 +40613,12 @@ var require_io2 = __commonJS({
           }
           return [];
         }
-        if (tool.includes(path20.sep)) {
+        if (tool.includes(path21.sep)) {
           return [];
         }
         const directories = [];
         if (process.env.PATH) {
-          for (const p of process.env.PATH.split(path20.delimiter)) {
+          for (const p of process.env.PATH.split(path21.delimiter)) {
             if (p) {
               directories.push(p);
             }
@@ -40626,7 +40626,7 @@ var require_io2 = __commonJS({
         }
         const matches = [];
         for (const directory of directories) {
-          const filePath = yield ioUtil.tryGetExecutablePath(path20.join(directory, tool), extensions);
+          const filePath = yield ioUtil.tryGetExecutablePath(path21.join(directory, tool), extensions);
           if (filePath) {
             matches.push(filePath);
           }
@@ -40756,7 +40756,7 @@ var require_toolrunner2 = __commonJS({
     var os3 = __importStar(__require("os"));
     var events = __importStar(__require("events"));
     var child = __importStar(__require("child_process"));
-    var path20 = __importStar(__require("path"));
+    var path21 = __importStar(__require("path"));
     var io = __importStar(require_io2());
     var ioUtil = __importStar(require_io_util2());
     var timers_1 = __require("timers");
@@ -40971,7 +40971,7 @@ var require_toolrunner2 = __commonJS({
       exec() {
         return __awaiter(this, void 0, void 0, function* () {
           if (!ioUtil.isRooted(this.toolPath) && (this.toolPath.includes("/") || IS_WINDOWS && this.toolPath.includes("\\"))) {
-            this.toolPath = path20.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
+            this.toolPath = path21.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
           }
           this.toolPath = yield io.which(this.toolPath, true);
           return new Promise((resolve, reject) => __awaiter(this, void 0, void 0, function* () {
@@ -41524,7 +41524,7 @@ var require_core2 = __commonJS({
     var file_command_1 = require_file_command2();
     var utils_1 = require_utils3();
     var os3 = __importStar(__require("os"));
-    var path20 = __importStar(__require("path"));
+    var path21 = __importStar(__require("path"));
     var oidc_utils_1 = require_oidc_utils2();
     var ExitCode;
     (function(ExitCode2) {
@@ -41550,7 +41550,7 @@ var require_core2 = __commonJS({
       } else {
         (0, command_1.issueCommand)("add-path", {}, inputPath);
       }
-      process.env["PATH"] = `${inputPath}${path20.delimiter}${process.env["PATH"]}`;
+      process.env["PATH"] = `${inputPath}${path21.delimiter}${process.env["PATH"]}`;
     }
     function getInput2(name, options) {
       const val = process.env[`INPUT_${name.replace(/ /g, "_").toUpperCase()}`] || "";
@@ -41798,7 +41798,7 @@ var require_internal_path_helper = __commonJS({
     exports.hasRoot = hasRoot;
     exports.normalizeSeparators = normalizeSeparators;
     exports.safeTrimTrailingSeparator = safeTrimTrailingSeparator;
-    var path20 = __importStar(__require("path"));
+    var path21 = __importStar(__require("path"));
     var assert_1 = __importDefault(__require("assert"));
     var IS_WINDOWS = process.platform === "win32";
     function dirname(p) {
@@ -41806,7 +41806,7 @@ var require_internal_path_helper = __commonJS({
       if (IS_WINDOWS && /^\\\\[^\\]+(\\[^\\]+)?$/.test(p)) {
         return p;
       }
-      let result = path20.dirname(p);
+      let result = path21.dirname(p);
       if (IS_WINDOWS && /^\\\\[^\\]+\\[^\\]+\\$/.test(result)) {
         result = safeTrimTrailingSeparator(result);
       }
@@ -41843,7 +41843,7 @@ var require_internal_path_helper = __commonJS({
       (0, assert_1.default)(hasAbsoluteRoot(root), `ensureAbsoluteRoot parameter 'root' must have an absolute root`);
       if (root.endsWith("/") || IS_WINDOWS && root.endsWith("\\")) {
       } else {
-        root += path20.sep;
+        root += path21.sep;
       }
       return root + itemPath;
     }
@@ -41877,10 +41877,10 @@ var require_internal_path_helper = __commonJS({
         return "";
       }
       p = normalizeSeparators(p);
-      if (!p.endsWith(path20.sep)) {
+      if (!p.endsWith(path21.sep)) {
         return p;
       }
-      if (p === path20.sep) {
+      if (p === path21.sep) {
         return p;
       }
       if (IS_WINDOWS && /^[A-Z]:\\$/i.test(p)) {
@@ -42506,7 +42506,7 @@ var require_minimatch = __commonJS({
   "node_modules/minimatch/minimatch.js"(exports, module) {
     module.exports = minimatch;
     minimatch.Minimatch = Minimatch;
-    var path20 = (function() {
+    var path21 = (function() {
       try {
         return __require("path");
       } catch (e) {
@@ -42514,7 +42514,7 @@ var require_minimatch = __commonJS({
     })() || {
       sep: "/"
     };
-    minimatch.sep = path20.sep;
+    minimatch.sep = path21.sep;
     var GLOBSTAR = minimatch.GLOBSTAR = Minimatch.GLOBSTAR = {};
     var expand = require_brace_expansion();
     var plTypes = {
@@ -42603,8 +42603,8 @@ var require_minimatch = __commonJS({
       assertValidPattern(pattern);
       if (!options) options = {};
       pattern = pattern.trim();
-      if (!options.allowWindowsEscape && path20.sep !== "/") {
-        pattern = pattern.split(path20.sep).join("/");
+      if (!options.allowWindowsEscape && path21.sep !== "/") {
+        pattern = pattern.split(path21.sep).join("/");
       }
       this.options = options;
       this.maxGlobstarRecursion = options.maxGlobstarRecursion !== void 0 ? options.maxGlobstarRecursion : 200;
@@ -42975,8 +42975,8 @@ var require_minimatch = __commonJS({
       if (this.empty) return f === "";
       if (f === "/" && partial) return true;
       var options = this.options;
-      if (path20.sep !== "/") {
-        f = f.split(path20.sep).join("/");
+      if (path21.sep !== "/") {
+        f = f.split(path21.sep).join("/");
       }
       f = f.split(slashSplit);
       this.debug(this.pattern, "split", f);
@@ -43219,7 +43219,7 @@ var require_internal_path = __commonJS({
     };
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.Path = void 0;
-    var path20 = __importStar(__require("path"));
+    var path21 = __importStar(__require("path"));
     var pathHelper = __importStar(require_internal_path_helper());
     var assert_1 = __importDefault(__require("assert"));
     var IS_WINDOWS = process.platform === "win32";
@@ -43234,12 +43234,12 @@ var require_internal_path = __commonJS({
           (0, assert_1.default)(itemPath, `Parameter 'itemPath' must not be empty`);
           itemPath = pathHelper.safeTrimTrailingSeparator(itemPath);
           if (!pathHelper.hasRoot(itemPath)) {
-            this.segments = itemPath.split(path20.sep);
+            this.segments = itemPath.split(path21.sep);
           } else {
             let remaining = itemPath;
             let dir = pathHelper.dirname(remaining);
             while (dir !== remaining) {
-              const basename = path20.basename(remaining);
+              const basename = path21.basename(remaining);
               this.segments.unshift(basename);
               remaining = dir;
               dir = pathHelper.dirname(remaining);
@@ -43257,7 +43257,7 @@ var require_internal_path = __commonJS({
               (0, assert_1.default)(segment === pathHelper.dirname(segment), `Parameter 'itemPath' root segment contains information for multiple segments`);
               this.segments.push(segment);
             } else {
-              (0, assert_1.default)(!segment.includes(path20.sep), `Parameter 'itemPath' contains unexpected path separators`);
+              (0, assert_1.default)(!segment.includes(path21.sep), `Parameter 'itemPath' contains unexpected path separators`);
               this.segments.push(segment);
             }
           }
@@ -43268,12 +43268,12 @@ var require_internal_path = __commonJS({
        */
       toString() {
         let result = this.segments[0];
-        let skipSlash = result.endsWith(path20.sep) || IS_WINDOWS && /^[A-Z]:$/i.test(result);
+        let skipSlash = result.endsWith(path21.sep) || IS_WINDOWS && /^[A-Z]:$/i.test(result);
         for (let i2 = 1; i2 < this.segments.length; i2++) {
           if (skipSlash) {
             skipSlash = false;
           } else {
-            result += path20.sep;
+            result += path21.sep;
           }
           result += this.segments[i2];
         }
@@ -43331,7 +43331,7 @@ var require_internal_pattern = __commonJS({
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.Pattern = void 0;
     var os3 = __importStar(__require("os"));
-    var path20 = __importStar(__require("path"));
+    var path21 = __importStar(__require("path"));
     var pathHelper = __importStar(require_internal_path_helper());
     var assert_1 = __importDefault(__require("assert"));
     var minimatch_1 = require_minimatch();
@@ -43360,7 +43360,7 @@ var require_internal_pattern = __commonJS({
         }
         pattern = _Pattern.fixupPattern(pattern, homedir2);
         this.segments = new internal_path_1.Path(pattern).segments;
-        this.trailingSeparator = pathHelper.normalizeSeparators(pattern).endsWith(path20.sep);
+        this.trailingSeparator = pathHelper.normalizeSeparators(pattern).endsWith(path21.sep);
         pattern = pathHelper.safeTrimTrailingSeparator(pattern);
         let foundGlob = false;
         const searchSegments = this.segments.map((x) => _Pattern.getLiteral(x)).filter((x) => !foundGlob && !(foundGlob = x === ""));
@@ -43384,8 +43384,8 @@ var require_internal_pattern = __commonJS({
       match(itemPath) {
         if (this.segments[this.segments.length - 1] === "**") {
           itemPath = pathHelper.normalizeSeparators(itemPath);
-          if (!itemPath.endsWith(path20.sep) && this.isImplicitPattern === false) {
-            itemPath = `${itemPath}${path20.sep}`;
+          if (!itemPath.endsWith(path21.sep) && this.isImplicitPattern === false) {
+            itemPath = `${itemPath}${path21.sep}`;
           }
         } else {
           itemPath = pathHelper.safeTrimTrailingSeparator(itemPath);
@@ -43420,9 +43420,9 @@ var require_internal_pattern = __commonJS({
         (0, assert_1.default)(literalSegments.every((x, i2) => (x !== "." || i2 === 0) && x !== ".."), `Invalid pattern '${pattern}'. Relative pathing '.' and '..' is not allowed.`);
         (0, assert_1.default)(!pathHelper.hasRoot(pattern) || literalSegments[0], `Invalid pattern '${pattern}'. Root segment must not contain globs.`);
         pattern = pathHelper.normalizeSeparators(pattern);
-        if (pattern === "." || pattern.startsWith(`.${path20.sep}`)) {
+        if (pattern === "." || pattern.startsWith(`.${path21.sep}`)) {
           pattern = _Pattern.globEscape(process.cwd()) + pattern.substr(1);
-        } else if (pattern === "~" || pattern.startsWith(`~${path20.sep}`)) {
+        } else if (pattern === "~" || pattern.startsWith(`~${path21.sep}`)) {
           homedir2 = homedir2 || os3.homedir();
           (0, assert_1.default)(homedir2, "Unable to determine HOME directory");
           (0, assert_1.default)(pathHelper.hasAbsoluteRoot(homedir2), `Expected HOME directory to be a rooted path. Actual '${homedir2}'`);
@@ -43506,8 +43506,8 @@ var require_internal_search_state = __commonJS({
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.SearchState = void 0;
     var SearchState = class {
-      constructor(path20, level) {
-        this.path = path20;
+      constructor(path21, level) {
+        this.path = path21;
         this.level = level;
       }
     };
@@ -43651,7 +43651,7 @@ var require_internal_globber = __commonJS({
     var core2 = __importStar(require_core2());
     var fs = __importStar(__require("fs"));
     var globOptionsHelper = __importStar(require_internal_glob_options_helper());
-    var path20 = __importStar(__require("path"));
+    var path21 = __importStar(__require("path"));
     var patternHelper = __importStar(require_internal_pattern_helper());
     var internal_match_kind_1 = require_internal_match_kind();
     var internal_pattern_1 = require_internal_pattern();
@@ -43727,7 +43727,7 @@ var require_internal_globber = __commonJS({
             if (!stats) {
               continue;
             }
-            if (options.excludeHiddenFiles && path20.basename(item.path).match(/^\./)) {
+            if (options.excludeHiddenFiles && path21.basename(item.path).match(/^\./)) {
               continue;
             }
             if (stats.isDirectory()) {
@@ -43737,7 +43737,7 @@ var require_internal_globber = __commonJS({
                 continue;
               }
               const childLevel = item.level + 1;
-              const childItems = (yield __await(fs.promises.readdir(item.path))).map((x) => new internal_search_state_1.SearchState(path20.join(item.path, x), childLevel));
+              const childItems = (yield __await(fs.promises.readdir(item.path))).map((x) => new internal_search_state_1.SearchState(path21.join(item.path, x), childLevel));
               stack.push(...childItems.reverse());
             } else if (match & internal_match_kind_1.MatchKind.File) {
               yield yield __await(item.path);
@@ -43899,7 +43899,7 @@ var require_internal_hash_files = __commonJS({
     var fs = __importStar(__require("fs"));
     var stream = __importStar(__require("stream"));
     var util = __importStar(__require("util"));
-    var path20 = __importStar(__require("path"));
+    var path21 = __importStar(__require("path"));
     function hashFiles(globber_1, currentWorkspace_1) {
       return __awaiter(this, arguments, void 0, function* (globber, currentWorkspace, verbose = false) {
         var _a, e_1, _b, _c;
@@ -43915,7 +43915,7 @@ var require_internal_hash_files = __commonJS({
             _e = false;
             const file = _c;
             writeDelegate(file);
-            if (!file.startsWith(`${githubWorkspace}${path20.sep}`)) {
+            if (!file.startsWith(`${githubWorkspace}${path21.sep}`)) {
               writeDelegate(`Ignore '${file}' since it is not under GITHUB_WORKSPACE.`);
               continue;
             }
@@ -45088,7 +45088,7 @@ var require_windows = __commonJS({
     module.exports = isexe;
     isexe.sync = sync;
     var fs = __require("fs");
-    function checkPathExt(path20, options) {
+    function checkPathExt(path21, options) {
       var pathext = options.pathExt !== void 0 ? options.pathExt : process.env.PATHEXT;
       if (!pathext) {
         return true;
@@ -45099,25 +45099,25 @@ var require_windows = __commonJS({
       }
       for (var i2 = 0; i2 < pathext.length; i2++) {
         var p = pathext[i2].toLowerCase();
-        if (p && path20.substr(-p.length).toLowerCase() === p) {
+        if (p && path21.substr(-p.length).toLowerCase() === p) {
           return true;
         }
       }
       return false;
     }
-    function checkStat(stat2, path20, options) {
-      if (!stat2.isSymbolicLink() && !stat2.isFile()) {
+    function checkStat(stat3, path21, options) {
+      if (!stat3.isSymbolicLink() && !stat3.isFile()) {
         return false;
       }
-      return checkPathExt(path20, options);
+      return checkPathExt(path21, options);
     }
-    function isexe(path20, options, cb) {
-      fs.stat(path20, function(er, stat2) {
-        cb(er, er ? false : checkStat(stat2, path20, options));
+    function isexe(path21, options, cb) {
+      fs.stat(path21, function(er, stat3) {
+        cb(er, er ? false : checkStat(stat3, path21, options));
       });
     }
-    function sync(path20, options) {
-      return checkStat(fs.statSync(path20), path20, options);
+    function sync(path21, options) {
+      return checkStat(fs.statSync(path21), path21, options);
     }
   }
 });
@@ -45128,21 +45128,21 @@ var require_mode = __commonJS({
     module.exports = isexe;
     isexe.sync = sync;
     var fs = __require("fs");
-    function isexe(path20, options, cb) {
-      fs.stat(path20, function(er, stat2) {
-        cb(er, er ? false : checkStat(stat2, options));
+    function isexe(path21, options, cb) {
+      fs.stat(path21, function(er, stat3) {
+        cb(er, er ? false : checkStat(stat3, options));
       });
     }
-    function sync(path20, options) {
-      return checkStat(fs.statSync(path20), options);
+    function sync(path21, options) {
+      return checkStat(fs.statSync(path21), options);
     }
-    function checkStat(stat2, options) {
-      return stat2.isFile() && checkMode(stat2, options);
+    function checkStat(stat3, options) {
+      return stat3.isFile() && checkMode(stat3, options);
     }
-    function checkMode(stat2, options) {
-      var mod = stat2.mode;
-      var uid = stat2.uid;
-      var gid = stat2.gid;
+    function checkMode(stat3, options) {
+      var mod = stat3.mode;
+      var uid = stat3.uid;
+      var gid = stat3.gid;
       var myUid = options.uid !== void 0 ? options.uid : process.getuid && process.getuid();
       var myGid = options.gid !== void 0 ? options.gid : process.getgid && process.getgid();
       var u2 = parseInt("100", 8);
@@ -45167,7 +45167,7 @@ var require_isexe = __commonJS({
     }
     module.exports = isexe;
     isexe.sync = sync;
-    function isexe(path20, options, cb) {
+    function isexe(path21, options, cb) {
       if (typeof options === "function") {
         cb = options;
         options = {};
@@ -45177,7 +45177,7 @@ var require_isexe = __commonJS({
           throw new TypeError("callback not provided");
         }
         return new Promise(function(resolve, reject) {
-          isexe(path20, options || {}, function(er, is) {
+          isexe(path21, options || {}, function(er, is) {
             if (er) {
               reject(er);
             } else {
@@ -45186,7 +45186,7 @@ var require_isexe = __commonJS({
           });
         });
       }
-      core2(path20, options || {}, function(er, is) {
+      core2(path21, options || {}, function(er, is) {
         if (er) {
           if (er.code === "EACCES" || options && options.ignoreErrors) {
             er = null;
@@ -45196,9 +45196,9 @@ var require_isexe = __commonJS({
         cb(er, is);
       });
     }
-    function sync(path20, options) {
+    function sync(path21, options) {
       try {
-        return core2.sync(path20, options || {});
+        return core2.sync(path21, options || {});
       } catch (er) {
         if (options && options.ignoreErrors || er.code === "EACCES") {
           return false;
@@ -45214,7 +45214,7 @@ var require_isexe = __commonJS({
 var require_which = __commonJS({
   "node_modules/which/which.js"(exports, module) {
     var isWindows = process.platform === "win32" || process.env.OSTYPE === "cygwin" || process.env.OSTYPE === "msys";
-    var path20 = __require("path");
+    var path21 = __require("path");
     var COLON = isWindows ? ";" : ":";
     var isexe = require_isexe();
     var getNotFoundError = (cmd) => Object.assign(new Error(`not found: ${cmd}`), { code: "ENOENT" });
@@ -45252,7 +45252,7 @@ var require_which = __commonJS({
           return opt.all && found.length ? resolve(found) : reject(getNotFoundError(cmd));
         const ppRaw = pathEnv[i2];
         const pathPart = /^".*"$/.test(ppRaw) ? ppRaw.slice(1, -1) : ppRaw;
-        const pCmd = path20.join(pathPart, cmd);
+        const pCmd = path21.join(pathPart, cmd);
         const p = !pathPart && /^\.[\\\/]/.test(cmd) ? cmd.slice(0, 2) + pCmd : pCmd;
         resolve(subStep(p, i2, 0));
       });
@@ -45279,7 +45279,7 @@ var require_which = __commonJS({
       for (let i2 = 0; i2 < pathEnv.length; i2++) {
         const ppRaw = pathEnv[i2];
         const pathPart = /^".*"$/.test(ppRaw) ? ppRaw.slice(1, -1) : ppRaw;
-        const pCmd = path20.join(pathPart, cmd);
+        const pCmd = path21.join(pathPart, cmd);
         const p = !pathPart && /^\.[\\\/]/.test(cmd) ? cmd.slice(0, 2) + pCmd : pCmd;
         for (let j = 0; j < pathExt.length; j++) {
           const cur = p + pathExt[j];
@@ -45327,7 +45327,7 @@ var require_path_key = __commonJS({
 var require_resolveCommand = __commonJS({
   "node_modules/cross-spawn/lib/util/resolveCommand.js"(exports, module) {
     "use strict";
-    var path20 = __require("path");
+    var path21 = __require("path");
     var which = require_which();
     var getPathKey = require_path_key();
     function resolveCommandAttempt(parsed2, withoutPathExt) {
@@ -45345,7 +45345,7 @@ var require_resolveCommand = __commonJS({
       try {
         resolved = which.sync(parsed2.command, {
           path: env[getPathKey({ env })],
-          pathExt: withoutPathExt ? path20.delimiter : void 0
+          pathExt: withoutPathExt ? path21.delimiter : void 0
         });
       } catch (e) {
       } finally {
@@ -45354,7 +45354,7 @@ var require_resolveCommand = __commonJS({
         }
       }
       if (resolved) {
-        resolved = path20.resolve(hasCustomCwd ? parsed2.options.cwd : "", resolved);
+        resolved = path21.resolve(hasCustomCwd ? parsed2.options.cwd : "", resolved);
       }
       return resolved;
     }
@@ -45408,8 +45408,8 @@ var require_shebang_command = __commonJS({
       if (!match) {
         return null;
       }
-      const [path20, argument] = match[0].replace(/#! ?/, "").split(" ");
-      const binary = path20.split("/").pop();
+      const [path21, argument] = match[0].replace(/#! ?/, "").split(" ");
+      const binary = path21.split("/").pop();
       if (binary === "env") {
         return argument;
       }
@@ -45444,7 +45444,7 @@ var require_readShebang = __commonJS({
 var require_parse3 = __commonJS({
   "node_modules/cross-spawn/lib/parse.js"(exports, module) {
     "use strict";
-    var path20 = __require("path");
+    var path21 = __require("path");
     var resolveCommand = require_resolveCommand();
     var escape2 = require_escape();
     var readShebang = require_readShebang();
@@ -45469,7 +45469,7 @@ var require_parse3 = __commonJS({
       const needsShell = !isExecutableRegExp.test(commandFile);
       if (parsed2.options.forceShell || needsShell) {
         const needsDoubleEscapeMetaChars = isCmdShimRegExp.test(commandFile);
-        parsed2.command = path20.normalize(parsed2.command);
+        parsed2.command = path21.normalize(parsed2.command);
         parsed2.command = escape2.command(parsed2.command);
         parsed2.args = parsed2.args.map((arg) => escape2.argument(arg, needsDoubleEscapeMetaChars));
         const shellCommand = [parsed2.command].concat(parsed2.args).join(" ");
@@ -49600,13 +49600,13 @@ var init_output_sync = __esm({
       }
     };
     writeToFiles = (serializedResult, stdioItems, outputFiles) => {
-      for (const { path: path20, append } of stdioItems.filter(({ type }) => FILE_TYPES.has(type))) {
-        const pathString = typeof path20 === "string" ? path20 : path20.toString();
+      for (const { path: path21, append } of stdioItems.filter(({ type }) => FILE_TYPES.has(type))) {
+        const pathString = typeof path21 === "string" ? path21 : path21.toString();
         if (append || outputFiles.has(pathString)) {
-          appendFileSync(path20, serializedResult);
+          appendFileSync(path21, serializedResult);
         } else {
           outputFiles.add(pathString);
-          writeFileSync(path20, serializedResult);
+          writeFileSync(path21, serializedResult);
         }
       }
     };
@@ -74370,9 +74370,9 @@ var require_build3 = __commonJS({
             resultMessage: EMPTY_STRING
           };
         }
-        const basicCheck = async (path20, checkDate) => {
-          for (let i2 = 0; i2 < path20.length; i2++) {
-            if (path20[i2].notBefore.value > checkDate || path20[i2].notAfter.value < checkDate) {
+        const basicCheck = async (path21, checkDate) => {
+          for (let i2 = 0; i2 < path21.length; i2++) {
+            if (path21[i2].notBefore.value > checkDate || path21[i2].notAfter.value < checkDate) {
               return {
                 result: false,
                 resultCode: 8,
@@ -74380,16 +74380,16 @@ var require_build3 = __commonJS({
               };
             }
           }
-          if (path20.length < 2) {
+          if (path21.length < 2) {
             return {
               result: false,
               resultCode: 9,
               resultMessage: "Too short certificate path"
             };
           }
-          for (let i2 = path20.length - 2; i2 >= 0; i2--) {
-            if (path20[i2].issuer.isEqual(path20[i2].subject) === false) {
-              if (path20[i2].issuer.isEqual(path20[i2 + 1].subject) === false) {
+          for (let i2 = path21.length - 2; i2 >= 0; i2--) {
+            if (path21[i2].issuer.isEqual(path21[i2].subject) === false) {
+              if (path21[i2].issuer.isEqual(path21[i2 + 1].subject) === false) {
                 return {
                   result: false,
                   resultCode: 10,
@@ -74399,14 +74399,14 @@ var require_build3 = __commonJS({
             }
           }
           if (this.crls.length !== 0 || this.ocsps.length !== 0) {
-            for (let i2 = 0; i2 < path20.length - 1; i2++) {
+            for (let i2 = 0; i2 < path21.length - 1; i2++) {
               let ocspResult = 2;
               let crlResult = {
                 status: 0,
                 statusMessage: EMPTY_STRING
               };
               if (this.ocsps.length !== 0) {
-                ocspResult = await findOCSP(path20[i2], path20[i2 + 1]);
+                ocspResult = await findOCSP(path21[i2], path21[i2 + 1]);
                 switch (ocspResult) {
                   case 0:
                     continue;
@@ -74419,10 +74419,10 @@ var require_build3 = __commonJS({
                 }
               }
               if (this.crls.length !== 0) {
-                crlResult = await findCRL(path20[i2]);
+                crlResult = await findCRL(path21[i2]);
                 if (crlResult.status === 0 && crlResult.result) {
                   for (let j = 0; j < crlResult.result.length; j++) {
-                    const isCertificateRevoked = crlResult.result[j].crl.isCertificateRevoked(path20[i2]);
+                    const isCertificateRevoked = crlResult.result[j].crl.isCertificateRevoked(path21[i2]);
                     if (isCertificateRevoked) {
                       return {
                         result: false,
@@ -74454,7 +74454,7 @@ var require_build3 = __commonJS({
                 }
               }
               if (ocspResult === 2 && crlResult.status === 2 && passedWhenNotRevValues) {
-                const issuerCertificate = path20[i2 + 1];
+                const issuerCertificate = path21[i2 + 1];
                 let extensionFound = false;
                 if (issuerCertificate.extensions) {
                   for (const extension2 of issuerCertificate.extensions) {
@@ -74473,7 +74473,7 @@ var require_build3 = __commonJS({
               }
             }
           }
-          for (const [i2, cert] of path20.entries()) {
+          for (const [i2, cert] of path21.entries()) {
             if (!i2) {
               continue;
             }
@@ -79268,10 +79268,10 @@ var init_module = __esm({
       p11;
       path;
       finalized = false;
-      constructor(lib, p11, path20) {
+      constructor(lib, p11, path21) {
         this.lib = lib;
         this.p11 = p11;
-        this.path = path20;
+        this.path = path21;
       }
       static open(modulePath, initArgs) {
         const lib = loadPkcs11Js();
@@ -79501,6 +79501,34 @@ function invalid2(message) {
     hint: "a key URI looks like pkcs11:token=NAME;object=LABEL;type=private (see `codesign keys` and docs/key-uris.md)"
   });
 }
+function distance(a2, b) {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i2 = 1; i2 <= a2.length; i2++) {
+    const next = [i2];
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(
+        row[j] + 1,
+        next[j - 1] + 1,
+        row[j - 1] + (a2[i2 - 1] === b[j - 1] ? 0 : 1)
+      );
+    }
+    row = next;
+  }
+  return row[b.length];
+}
+function unknownPathAttribute(name) {
+  const lower = name.toLowerCase();
+  const [best] = [...PATH_NAMES, ...QUERY_NAMES].map((known) => ({ known, d: distance(lower, known) })).sort((a2, b) => a2.d - b.d);
+  const near = best && best.d <= Math.max(2, Math.floor(best.known.length / 3)) ? best.known : void 0;
+  const where = near !== void 0 && isQueryName(near) ? ` (a query attribute: write it after "?")` : "";
+  return new CodesignError(
+    "INVALID_INPUT",
+    `invalid PKCS#11 URI: unknown path attribute ${name}=${near ? `; did you mean ${near}=${where}?` : ""}`,
+    {
+      hint: `the path attributes are ${PATH_NAMES.join(", ")}; vendor attributes start with x-`
+    }
+  );
+}
 function isPathName(n2) {
   return PATH_NAMES.includes(n2);
 }
@@ -79585,6 +79613,7 @@ function parseUri(input) {
       once9(name, "path");
       if (isQueryName(name)) throw invalid2(`${name} is a query attribute: write it after "?"`);
       if (!isPathName(name)) {
+        if (!name.toLowerCase().startsWith("x-")) throw unknownPathAttribute(name);
         uri.vendorPath.push([name, decodeText(raw2, PATH_CHARS, name)]);
         continue;
       }
@@ -79966,7 +79995,8 @@ var init_keys = __esm({
 });
 
 // src/core/pkcs11/pin.ts
-import { closeSync, constants as constants5, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, constants as constants5, fstatSync, openSync, readSync, realpathSync } from "node:fs";
+import path9 from "node:path";
 import { inspect as inspect3 } from "node:util";
 function readPinFile(file, origin) {
   let fd;
@@ -80035,7 +80065,16 @@ function pinSourceFile(source) {
     hint: "use pin-source=file:/path/to/pin-file"
   });
 }
+function refuseTwoPinFiles(opts) {
+  const source = opts.uri?.query["pin-source"];
+  if (opts.pinFile === void 0 || source === void 0) return;
+  if (sameFile(pinSourceFile(source), opts.pinFile)) return;
+  throw new CodesignError("USAGE", "the key URI's pin-source and --pin-file name different PIN files", {
+    hint: "give the PIN one way: drop --pin-file, or remove pin-source from the URI"
+  });
+}
 async function resolvePin(opts) {
+  refuseTwoPinFiles(opts);
   const uriPin = opts.uri?.query["pin-value"];
   if (uriPin !== void 0) return new Secret(uriPin, "pin-value");
   const uriSource = opts.uri?.query["pin-source"];
@@ -80059,7 +80098,7 @@ async function requirePin(opts, what) {
     });
   return pin;
 }
-var Secret, PIN_OPTIONS_HINT, PIN_FILE_MAX;
+var Secret, PIN_OPTIONS_HINT, PIN_FILE_MAX, sameFile;
 var init_pin = __esm({
   "src/core/pkcs11/pin.ts"() {
     "use strict";
@@ -80086,13 +80125,20 @@ var init_pin = __esm({
     };
     PIN_OPTIONS_HINT = "give the PIN with --pin-file FILE (mode 0600), $CODESIGN_PIN_FILE, $CODESIGN_PIN, pin-source=file:FILE in the key URI, or run in a terminal to be prompted";
     PIN_FILE_MAX = 4096;
+    sameFile = (a2, b) => {
+      try {
+        return realpathSync(a2) === realpathSync(b);
+      } catch {
+        return path9.resolve(a2) === path9.resolve(b);
+      }
+    };
   }
 });
 
 // src/core/pkcs11/module-path.ts
 import { existsSync, readdirSync, readFileSync as readFileSync4 } from "node:fs";
 import { homedir } from "node:os";
-import path9 from "node:path";
+import path10 from "node:path";
 function libDirs() {
   const triple = MULTIARCH[process.arch];
   return [...triple ? [`/usr/lib/${triple}`] : [], "/usr/lib64", "/usr/lib", "/usr/local/lib"];
@@ -80101,17 +80147,17 @@ function p11KitConfigDirs() {
   return [
     "/usr/share/p11-kit/modules",
     "/etc/pkcs11/modules",
-    path9.join(homedir(), ".config/pkcs11/modules")
+    path10.join(homedir(), ".config/pkcs11/modules")
   ];
 }
 function firstExisting(candidates) {
   return candidates.find((p) => existsSync(p));
 }
 function p11KitProxyPath() {
-  return firstExisting(libDirs().map((d) => path9.join(d, "p11-kit-proxy.so")));
+  return firstExisting(libDirs().map((d) => path10.join(d, "p11-kit-proxy.so")));
 }
 function p11KitClientPath() {
-  return firstExisting(libDirs().map((d) => path9.join(d, "pkcs11", "p11-kit-client.so")));
+  return firstExisting(libDirs().map((d) => path10.join(d, "pkcs11", "p11-kit-client.so")));
 }
 function registeredModules(dirs = p11KitConfigDirs()) {
   const byName = /* @__PURE__ */ new Map();
@@ -80124,13 +80170,13 @@ function registeredModules(dirs = p11KitConfigDirs()) {
     }
     for (const entry of entries.sort()) {
       if (!entry.endsWith(".module")) continue;
-      const configFile = path9.join(dir, entry);
+      const configFile = path10.join(dir, entry);
       const text = readFileSync4(configFile, "utf8");
       const match = /^\s*module\s*:\s*(.+?)\s*$/m.exec(text);
       if (!match?.[1]) continue;
       const reserved = /^\s*x-init-reserved\s*:\s*(.*?)\s*$/m.exec(text)?.[1];
       const lib = match[1];
-      const resolved = path9.isAbsolute(lib) ? lib : firstExisting(libDirs().map((d) => path9.join(d, "pkcs11", lib))) ?? lib;
+      const resolved = path10.isAbsolute(lib) ? lib : firstExisting(libDirs().map((d) => path10.join(d, "pkcs11", lib))) ?? lib;
       byName.set(entry.slice(0, -".module".length), {
         name: entry.slice(0, -".module".length),
         path: resolved,
@@ -80142,7 +80188,7 @@ function registeredModules(dirs = p11KitConfigDirs()) {
   return [...byName.values()];
 }
 function libraryBaseName(file) {
-  return path9.basename(file).replace(/\.(so|dylib|dll)(\.[0-9.]+)?$/, "").replace(/^lib/, "");
+  return path10.basename(file).replace(/\.(so|dylib|dll)(\.[0-9.]+)?$/, "").replace(/^lib/, "");
 }
 function resolveModuleName(name) {
   const modules = registeredModules();
@@ -80159,7 +80205,7 @@ function resolveModuleName(name) {
   return found;
 }
 function remoteAddress(value) {
-  const address = value.startsWith("unix:") || value.includes("=") ? value : `unix:path=${path9.resolve(value)}`;
+  const address = value.startsWith("unix:") || value.includes("=") ? value : `unix:path=${path10.resolve(value)}`;
   if (/[\0\n\r]/.test(address))
     throw new CodesignError("INVALID_INPUT", "the --remote address holds a control character");
   return address;
@@ -80563,9 +80609,9 @@ var init_token_key = __esm({
 
 // src/core/util/files.ts
 import { randomBytes } from "node:crypto";
-import { constants as fsConstants, realpathSync } from "node:fs";
+import { constants as fsConstants, realpathSync as realpathSync2 } from "node:fs";
 import { open, rename, rm as rm2, stat } from "node:fs/promises";
-import path10 from "node:path";
+import path11 from "node:path";
 async function writeFileAtomic(target, data, opts = {}) {
   const temp = tempNameFor(target);
   const mode2 = opts.mode ?? 420;
@@ -80594,7 +80640,7 @@ async function writeFileAtomic(target, data, opts = {}) {
   }
 }
 async function withAtomicOutput(target, produce, opts = {}) {
-  const temp = tempNameFor(target, opts.keepExtension ? path10.extname(target) : "");
+  const temp = tempNameFor(target, opts.keepExtension ? path11.extname(target) : "");
   const forget = removeOnExit(temp);
   try {
     const result = await produce(temp);
@@ -80612,9 +80658,9 @@ async function withAtomicOutput(target, produce, opts = {}) {
 }
 function realOrResolved(p) {
   try {
-    return realpathSync(p);
+    return realpathSync2(p);
   } catch {
-    return path10.resolve(p);
+    return path11.resolve(p);
   }
 }
 function assertDistinct(input, output) {
@@ -80625,13 +80671,13 @@ function assertDistinct(input, output) {
   }
 }
 function tempNameFor(target, extension2 = "") {
-  const dir = path10.dirname(path10.resolve(target));
+  const dir = path11.dirname(path11.resolve(target));
   const suffix = `.${randomBytes(6).toString("hex")}.tmp${extension2}`;
   const room = NAME_MAX - 1 - Buffer.byteLength(suffix);
-  let base = path10.basename(target);
+  let base = path11.basename(target);
   while (Buffer.byteLength(base) > room) base = base.slice(0, -1);
   if (/[\uD800-\uDBFF]$/.test(base)) base = base.slice(0, -1);
-  return path10.join(dir, `.${base}${suffix}`);
+  return path11.join(dir, `.${base}${suffix}`);
 }
 async function openRegularFile(file, what) {
   const fh = await open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK).catch(unreadable(file, what));
@@ -80799,26 +80845,26 @@ var init_hash = __esm({
 });
 
 // src/app/batch.ts
-import { realpathSync as realpathSync2 } from "node:fs";
-import path11 from "node:path";
+import { realpathSync as realpathSync3 } from "node:fs";
+import path12 from "node:path";
 function signedName(file) {
-  const ext = path11.extname(file);
-  return path11.join(path11.dirname(file), `${path11.basename(file, ext)}.signed${ext}`);
+  const ext = path12.extname(file);
+  return path12.join(path12.dirname(file), `${path12.basename(file, ext)}.signed${ext}`);
 }
 function canonical(cache) {
   return (p) => {
-    const abs = path11.resolve(p);
-    const dir = path11.dirname(abs);
+    const abs = path12.resolve(p);
+    const dir = path12.dirname(abs);
     let real = cache.get(dir);
     if (real === void 0) {
       try {
-        real = realpathSync2(dir);
+        real = realpathSync3(dir);
       } catch {
         real = dir;
       }
       cache.set(dir, real);
     }
-    return path11.join(real, path11.basename(abs));
+    return path12.join(real, path12.basename(abs));
   };
 }
 function planOutputs(inputs, opts) {
@@ -80842,11 +80888,11 @@ function planOutputs(inputs, opts) {
   const items = inputs.map((input) => {
     if (opts.out !== void 0) return { input, output: opts.out };
     if (opts.inPlace) return { input, output: input };
-    const name = path11.basename(input);
-    const dir = opts.outDir ?? path11.dirname(input);
+    const name = path12.basename(input);
+    const dir = opts.outDir ?? path12.dirname(input);
     if (opts.style.kind === "detached")
-      return { input, output: path11.join(dir, `${name}${opts.style.suffix}`) };
-    return { input, output: opts.outDir ? path11.join(opts.outDir, name) : signedName(input) };
+      return { input, output: path12.join(dir, `${name}${opts.style.suffix}`) };
+    return { input, output: opts.outDir ? path12.join(opts.outDir, name) : signedName(input) };
   });
   const seen = /* @__PURE__ */ new Map();
   const realOrResolved2 = canonical(/* @__PURE__ */ new Map());
@@ -81195,8 +81241,8 @@ function basicConstraints(c3) {
 function dateProblem(c3, at) {
   return `${subjectOf(c3)} is not valid at ${at.toISOString()} (valid ${c3.notBefore.value.toISOString()} to ${c3.notAfter.value.toISOString()})`;
 }
-function checkPathExtras(path20, what) {
-  for (const c3 of path20) {
+function checkPathExtras(path21, what) {
+  for (const c3 of path21) {
     const unknown = (c3.extensions ?? []).filter((e) => e.critical && !UNDERSTOOD.has(e.extnID));
     if (unknown.length > 0) {
       throw fail(
@@ -81205,12 +81251,12 @@ function checkPathExtras(path20, what) {
       );
     }
   }
-  for (let k = path20.length - 1; k >= 1; k--) {
-    const nc = extension(path20[k], EXT.nameConstraints)?.parsedValue;
+  for (let k = path21.length - 1; k >= 1; k--) {
+    const nc = extension(path21[k], EXT.nameConstraints)?.parsedValue;
     if (!(nc instanceof pkijs4.NameConstraints)) continue;
     const permitted = (nc.permittedSubtrees ?? []).filter((t) => t.base.type === 4);
     if (permitted.length === 0) continue;
-    for (const c3 of path20.slice(0, k)) {
+    for (const c3 of path21.slice(0, k)) {
       const rdns = c3.subject.typesAndValues;
       if (rdns.length === 0) continue;
       const inside = permitted.some((t) => {
@@ -81219,16 +81265,16 @@ function checkPathExtras(path20, what) {
       });
       if (!inside) {
         throw fail(
-          `the ${what} chain breaks a name constraint: ${subjectOf(c3)} is outside the names ${subjectOf(path20[k])} may issue`
+          `the ${what} chain breaks a name constraint: ${subjectOf(c3)} is outside the names ${subjectOf(path21[k])} may issue`
         );
       }
     }
   }
-  for (let k = 1; k < path20.length; k++) {
-    const ca = path20[k];
+  for (let k = 1; k < path21.length; k++) {
+    const ca = path21[k];
     const pathLen = basicConstraints(ca)?.pathLen;
     if (pathLen === void 0) continue;
-    const below = path20.slice(1, k).filter((c3) => !c3.subject.isEqual(c3.issuer)).length;
+    const below = path21.slice(1, k).filter((c3) => !c3.subject.isEqual(c3.issuer)).length;
     if (below > pathLen) {
       throw fail(
         `the ${what} chain is too long for ${subjectOf(ca)}: pathLenConstraint ${pathLen}, ${below} intermediate CA(s) below it`
@@ -81275,16 +81321,16 @@ async function validatePath(leaf, others, anchors, o2) {
       anchors.source === "node" || anchors.source.startsWith("/etc/") ? "give the issuing CA with --ca FILE (without it the system trust store is used)" : "check that the --ca files hold the issuing root, and that the chain's constraints hold"
     );
   }
-  const path20 = result.certificatePath ?? [];
-  if (path20.length === 0) throw fail(`the ${o2.what} chain could not be built`);
-  checkPathExtras(path20, o2.what);
-  if (o2.crls && o2.crls.length > 0) await checkRevocation(path20, o2.crls, o2.at, o2.what);
-  return path20;
+  const path21 = result.certificatePath ?? [];
+  if (path21.length === 0) throw fail(`the ${o2.what} chain could not be built`);
+  checkPathExtras(path21, o2.what);
+  if (o2.crls && o2.crls.length > 0) await checkRevocation(path21, o2.crls, o2.at, o2.what);
+  return path21;
 }
-async function checkRevocation(path20, crls, at, what) {
-  for (let i2 = 0; i2 + 1 < path20.length; i2++) {
-    const cert = path20[i2];
-    const issuer = path20[i2 + 1];
+async function checkRevocation(path21, crls, at, what) {
+  for (let i2 = 0; i2 + 1 < path21.length; i2++) {
+    const cert = path21[i2];
+    const issuer = path21[i2 + 1];
     for (const crl of crls) {
       if (!crl.issuer.isEqual(cert.issuer)) continue;
       let genuine = false;
@@ -81366,8 +81412,8 @@ function keyUsageBits(c3) {
   const first = parsed2.valueBlock.valueHexView[0] ?? 0;
   return { digitalSignature: (first & 128) !== 0, nonRepudiation: (first & 64) !== 0 };
 }
-function checkPolicy(path20, purpose) {
-  const leaf = path20[0];
+function checkPolicy(path21, purpose) {
+  const leaf = path21[0];
   if (!leaf) throw fail2("no signer certificate");
   const who = purpose === "timestamping" ? "TSA" : "signer";
   const warnings = [];
@@ -81397,7 +81443,7 @@ function checkPolicy(path20, purpose) {
       purpose === "code-signing" ? "code needs a certificate with the codeSigning extended key usage (--purpose any lifts this rule, explicitly)" : "RFC 3161: a TSA certificate has the timeStamping extended key usage"
     );
   }
-  for (const ca of path20.slice(1)) {
+  for (const ca of path21.slice(1)) {
     const eku = extendedKeyUsage(ca);
     if (eku && !eku.includes(wanted) && !eku.includes(EKU.any)) {
       throw fail2(
@@ -81562,9 +81608,9 @@ async function inspectTimestampToken(token, signature, now = /* @__PURE__ */ new
   return { tst, cert, certs: certificatesOf(signed) };
 }
 async function validateTsaChain(ts, anchors, crls) {
-  const path20 = await validatePath(ts.cert, ts.certs, anchors, { at: ts.tst.genTime, what: "TSA", crls });
-  checkPolicy(path20, "timestamping");
-  return path20;
+  const path21 = await validatePath(ts.cert, ts.certs, anchors, { at: ts.tst.genTime, what: "TSA", crls });
+  checkPolicy(path21, "timestamping");
+  return path21;
 }
 var asn1js5, pkijs6, fail3, OID_TST_INFO, TIMESTAMP_FUTURE_SKEW_MS, KEY_FILE_MAX, EDDSA_MAX_BYTES2, PKCS1, PSS_ANY_SALT, attrValue, certificatesOf;
 var init_verify = __esm({
@@ -81596,6 +81642,10 @@ var init_verify = __esm({
 
 // src/core/pki/timestamp.ts
 import { createHash as createHash4, randomBytes as randomBytes2 } from "node:crypto";
+function tsaAnchorFiles(trust) {
+  if (trust.tsaCa && trust.tsaCa.length > 0) return trust.tsaCa;
+  return (process.env["CODESIGN_TSA_CA"] ?? "").split(":").filter((f) => f !== "");
+}
 async function requestOnce(url, signature, signal, trust, allowUntrusted) {
   const nonce = new Uint8Array(randomBytes2(8));
   nonce[0] = (nonce[0] ?? 0) & 127 | 1;
@@ -81695,7 +81745,7 @@ async function fetchTimestamp(signature, urls, failover, trust) {
     }
   }
   let anchors;
-  const getAnchors = trust ? () => anchors ??= loadAnchors(trust.tsaCa ?? []) : void 0;
+  const getAnchors = trust ? () => anchors ??= loadAnchors(tsaAnchorFiles(trust)) : void 0;
   if (getAnchors) await getAnchors();
   const allow = trust?.allowUntrustedTsa ?? false;
   const { value } = await tryEach(
@@ -81840,7 +81890,7 @@ var init_cms2 = __esm({
 
 // adapters/osslsigncode.ts
 import { readFile as readFile3, writeFile } from "node:fs/promises";
-import path13 from "node:path";
+import path14 from "node:path";
 async function extractData(o2) {
   const file = findTool("osslsigncode", o2.toolPath);
   await runTool({
@@ -81874,7 +81924,7 @@ ${out.stderr}`;
   if (o2.nest && /Unsupported nesting/i.test(text)) {
     throw new CodesignError(
       "USAGE",
-      `osslsigncode cannot nest signatures in ${path13.basename(o2.input)}: it would replace the existing one`,
+      `osslsigncode cannot nest signatures in ${path14.basename(o2.input)}: it would replace the existing one`,
       {
         hint: "catalog (.cat) and APPX/MSIX files hold one signature; replace it instead, or leave the file"
       }
@@ -81883,7 +81933,7 @@ ${out.stderr}`;
   if (/MISMATCH/.test(text)) {
     throw new CodesignError(
       "VERIFY_FAILED",
-      `the signature does not match ${path13.basename(o2.input)}: osslsigncode reports a digest mismatch after attaching it`,
+      `the signature does not match ${path14.basename(o2.input)}: osslsigncode reports a digest mismatch after attaching it`,
       { hint: "the signature was made for another file (or another version of it); sign this file again" }
     );
   }
@@ -81917,9 +81967,9 @@ async function verifyAuthenticode(input, o2) {
     let ca = [];
     if (o2.caFiles.length > 0) {
       const pems = await Promise.all(o2.caFiles.map((f) => readFile3(f, "utf8")));
-      const joined = path13.join(dir, "ca.pem");
+      const joined = path14.join(dir, "ca.pem");
       await writeFile(joined, pems.join("\n"));
-      const tsa = path13.join(dir, "tsa-ca.pem");
+      const tsa = path14.join(dir, "tsa-ca.pem");
       const system = await readFile3(SYSTEM_BUNDLE, "utf8").catch(() => "");
       await writeFile(tsa, [...pems, system].join("\n"));
       ca = ["-CAfile", joined, "-TSA-CAfile", tsa];
@@ -81976,7 +82026,7 @@ var init_osslsigncode = __esm({
     init_errors();
     init_run();
     init_temp();
-    safePath = (p) => path13.resolve(p);
+    safePath = (p) => path14.resolve(p);
     version = oncePerKey(async (toolPath) => {
       const file = findTool("osslsigncode", toolPath);
       const out = await runToolRaw({ tool: "osslsigncode", file, args: ["--version"] });
@@ -82174,10 +82224,10 @@ __export(authenticode_exports, {
 });
 import { createHash as createHash6, randomBytes as randomBytes3 } from "node:crypto";
 import { readFile as readFile4, rm as rm3, writeFile as writeFile2 } from "node:fs/promises";
-import path14 from "node:path";
+import path15 from "node:path";
 async function readExistingSignature(input, toolPath) {
   return withPrivateDir(async (dir) => {
-    const out = path14.join(dir, "existing.p7");
+    const out = path15.join(dir, "existing.p7");
     const found = await extractSignature({ input, output: out, toolPath });
     return found ? new Uint8Array(await readFile4(out)) : void 0;
   }, "codesign-existing-");
@@ -82185,7 +82235,7 @@ async function readExistingSignature(input, toolPath) {
 function existingSignature(input, o2) {
   let run = existingByRun.get(o2);
   if (!run) existingByRun.set(o2, run = /* @__PURE__ */ new Map());
-  const key = path14.resolve(input);
+  const key = path15.resolve(input);
   let p = run.get(key);
   if (!p) {
     p = readExistingSignature(input, o2.toolPath);
@@ -82228,7 +82278,7 @@ function authenticodeFormat(detached) {
       if (detached && !o2.skipSigned) return;
       const current = await existingSignature(input, o2);
       if (current && !o2.nest && !o2.replace && !o2.skipSigned) throw alreadySigned(input);
-      if (current && o2.nest && ONE_SIGNATURE.includes(path14.extname(input).toLowerCase())) {
+      if (current && o2.nest && ONE_SIGNATURE.includes(path15.extname(input).toLowerCase())) {
         throw new CodesignError("USAGE", `${input} can hold one signature only: it cannot be nested into`, {
           hint: "replace its signature (--replace), or leave it as it is (--skip-signed)"
         });
@@ -82244,7 +82294,7 @@ function authenticodeFormat(detached) {
       const certificate = ctx.certificate;
       const current = detached ? void 0 : await existingSignature(item.input, o2);
       const sequence = current && o2.nest ? nestedSignatureCount(current, item.input) + 1 : void 0;
-      const base = path14.join(ctx.workDir, randomBytes3(8).toString("hex"));
+      const base = path15.join(ctx.workDir, randomBytes3(8).toString("hex"));
       const data = `${base}.content.p7`;
       const sigFile = `${base}.signature.p7`;
       const cleanup = () => Promise.all([rm3(data, { force: true }), rm3(sigFile, { force: true })]);
@@ -82295,7 +82345,7 @@ function authenticodeFormat(detached) {
                     nest: sequence !== void 0,
                     toolPath: o2.toolPath
                   });
-                  if (path14.resolve(item.output) === path14.resolve(item.input)) {
+                  if (path15.resolve(item.output) === path15.resolve(item.input)) {
                     await verifyBeforeReplacing(
                       item.input,
                       () => verifyAuthenticode(temp, { caFiles: ctx.certificateFiles, toolPath: o2.toolPath })
@@ -82343,11 +82393,11 @@ async function attach(o2) {
   return withPrivateDir(async (dir) => {
     const signed = await extractSignature({
       input: o2.input,
-      output: path14.join(dir, "existing.p7"),
+      output: path15.join(dir, "existing.p7"),
       toolPath: o2.toolPath
     });
     if (signed && !o2.nest && !o2.replace) throw alreadySigned(o2.input);
-    const data = path14.join(dir, "content.p7");
+    const data = path15.join(dir, "content.p7");
     await adapter.extractData({ input: o2.input, hash: sig.hash, output: data, toolPath: o2.toolPath });
     const extracted = readExtractedContent(new Uint8Array(await readFile4(data)), o2.input);
     if (extracted.contentType !== sig.contentType || !sameBytes(extractedCoverage(extracted), sig.covers)) {
@@ -82357,9 +82407,9 @@ async function attach(o2) {
         { hint: "attach the signature to the exact file it was made from (same build, unchanged since)" }
       );
     }
-    const sigFile = path14.join(dir, "signature.p7");
+    const sigFile = path15.join(dir, "signature.p7");
     await writeFile2(sigFile, derOrPem(bytes, ["PKCS7", "CMS"]), { mode: 384 });
-    const caFile = path14.join(dir, "signer.pem");
+    const caFile = path15.join(dir, "signer.pem");
     await writeFile2(caFile, certificatePem(signerCertificate2), { mode: 384 });
     const nest = signed && o2.nest === true;
     await withAtomicOutput(
@@ -82466,7 +82516,7 @@ __export(jarsigner_exports, {
   verifyJar: () => verifyJar
 });
 import { writeFile as writeFile3, rm as rm4 } from "node:fs/promises";
-import path15 from "node:path";
+import path16 from "node:path";
 function sigalg(keyType, hash) {
   const h2 = hash.toUpperCase();
   if (keyType === "rsa") return `${h2}withRSA`;
@@ -82541,8 +82591,8 @@ async function verifyJar(input, o2) {
   return withPrivateDir(async (dir) => {
     const trust = [];
     if (o2.caFiles.length > 0) {
-      const store = path15.join(dir, "trust.p12");
-      const keytool = path15.join(path15.dirname(file), "keytool");
+      const store = path16.join(dir, "trust.p12");
+      const keytool = path16.join(path16.dirname(file), "keytool");
       for (const [i2, ca] of o2.caFiles.entries()) {
         await runTool({
           tool: "keytool",
@@ -82618,12 +82668,12 @@ var init_jarsigner = __esm({
     PIN_VAR = "CODESIGN_JAR_PIN";
     version2 = oncePerKey(async (toolPath) => {
       const file = findTool("jarsigner", toolPath);
-      const java = path15.join(path15.dirname(file), "java");
+      const java = path16.join(path16.dirname(file), "java");
       const out = await runToolRaw({ tool: "java", file: java, args: ["-version"] }).catch(() => void 0);
       const v = out ? /version "([^"]+)"/.exec(out.stderr)?.[1] : void 0;
       return v ?? "unknown";
     });
-    configPath = (job) => path15.join(job.workDir, "sunpkcs11.cfg");
+    configPath = (job) => path16.join(job.workDir, "sunpkcs11.cfg");
     adapter2 = { name: "jarsigner", version: version2, args, sign };
     TRUST_PASS = "codesign-truststore";
     JAR_INCOMPLETE = [
@@ -82676,7 +82726,7 @@ __export(openssl_exports, {
   providerAvailable: () => providerAvailable
 });
 import { writeFile as writeFile4 } from "node:fs/promises";
-import path16 from "node:path";
+import path17 from "node:path";
 function affectedByEarly30Bug(v) {
   const [a2, b, c3] = v.split(".").map(Number);
   return a2 === 3 && b === 0 && (c3 ?? 0) <= 8;
@@ -82772,7 +82822,7 @@ var init_openssl = __esm({
       return v;
     });
     enginePath = () => LIBP11_ENGINE;
-    confPath = (job) => path16.join(job.workDir, "openssl-engine.cnf");
+    confPath = (job) => path17.join(job.workDir, "openssl-engine.cnf");
     mode = (job) => job.options["mode"] === "cms" ? "cms" : "dgst";
     adapter3 = { name: "openssl", version: opensslVersion, args: args2, sign: sign2 };
   }
@@ -82795,7 +82845,7 @@ __export(tool_exports, {
   toolOutput: () => toolOutput
 });
 import { mkdtemp, writeFile as writeFile5 } from "node:fs/promises";
-import path17 from "node:path";
+import path18 from "node:path";
 function toolOutput(tool, o2) {
   if (tool === "jarsigner") return { kind: "embedded" };
   return { kind: "detached", suffix: o2.opensslMode === "cms" ? ".p7s" : ".sig" };
@@ -82833,7 +82883,7 @@ async function signWithTool(tool, items, o2, jobs) {
     }
     const cert = await resolveSignerCertificate(k.key, o2.cert);
     return withPrivateDir(async (dir) => {
-      const certFile = path17.join(dir, "signer.pem");
+      const certFile = path18.join(dir, "signer.pem");
       await writeFile5(certFile, certificatePem(cert.der), { mode: 384 });
       const job = async (item) => ({
         input: item.input,
@@ -82853,7 +82903,7 @@ async function signWithTool(tool, items, o2, jobs) {
           ...o2.timestamp?.timeoutSeconds === void 0 ? {} : { timeoutMs: o2.timestamp.timeoutSeconds * 1e3 },
           ...o2.timestamp?.onFailure ? { onFailure: o2.timestamp.onFailure } : {}
         },
-        workDir: await mkdtemp(path17.join(dir, "job-")),
+        workDir: await mkdtemp(path18.join(dir, "job-")),
         toolPath: o2.toolPath,
         options: { mode: o2.opensslMode }
       });
@@ -82862,7 +82912,7 @@ async function signWithTool(tool, items, o2, jobs) {
         (item) => withAtomicOutput(item.output, async (temp) => {
           const j = await job({ input: item.input, output: temp });
           const outcome = await adapter4.sign(j);
-          if (tool === "jarsigner" && path17.resolve(item.output) === path17.resolve(item.input)) {
+          if (tool === "jarsigner" && path18.resolve(item.output) === path18.resolve(item.input)) {
             await verifyBeforeReplacing(
               item.input,
               () => verifyJar(temp, { caFiles: [certFile, ...chainFiles], toolPath: o2.toolPath })
@@ -82904,7 +82954,7 @@ init_errors();
 init_temp();
 import { existsSync as existsSync3 } from "node:fs";
 import { writeFile as writeFile7 } from "node:fs/promises";
-import path19 from "node:path";
+import path20 from "node:path";
 
 // adapters/setup.ts
 init_errors();
@@ -82913,17 +82963,18 @@ init_run();
 import { readFileSync as readFileSync3 } from "node:fs";
 import path8 from "node:path";
 import { fileURLToPath as fileURLToPath3 } from "node:url";
+var PACKAGE_NAME = "pkcs11-codesign";
 function packageRoot() {
   let dir = path8.dirname(fileURLToPath3(import.meta.url));
   for (let i2 = 0; i2 < 4; i2++) {
     try {
       const pkg = JSON.parse(readFileSync3(path8.join(dir, "package.json"), "utf8"));
-      if (pkg.name === "codesign") return dir;
+      if (pkg.name === PACKAGE_NAME) return dir;
     } catch {
     }
     dir = path8.dirname(dir);
   }
-  throw new CodesignError("INTERNAL", "cannot find codesign's package.json next to the action");
+  throw new CodesignError("INTERNAL", `cannot find the package.json of ${PACKAGE_NAME} next to the action`);
 }
 function debianPackages(root = packageRoot()) {
   return readFileSync3(path8.join(root, "scripts", "debian-packages.txt"), "utf8").split("\n").map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("#"));
@@ -82979,12 +83030,12 @@ init_signer();
 init_hash();
 init_temp();
 init_batch();
-import { mkdir, writeFile as writeFile6 } from "node:fs/promises";
+import { mkdir, stat as stat2, writeFile as writeFile6 } from "node:fs/promises";
 import os2 from "node:os";
-import path18 from "node:path";
+import path19 from "node:path";
 
 // src/app/file-kind.ts
-import path12 from "node:path";
+import path13 from "node:path";
 var AUTHENTICODE_EXTENSIONS = [
   ".exe",
   ".dll",
@@ -83010,14 +83061,30 @@ var AUTHENTICODE_EXTENSIONS = [
   ".ps1xml",
   ".psc1",
   ".cdxml",
-  ".mof",
-  ".js",
-  ".vbs",
-  ".wsf"
+  ".mof"
 ];
+var WSH_HINT = "osslsigncode 2.9 cannot sign .js/.vbs/.wsf scripts; for a detached signature beside the file use --tool cms";
+var UNSIGNABLE_UNDER_AUTO = {
+  ".js": {
+    type: "a Windows Script Host script (.js)",
+    hint: WSH_HINT
+  },
+  ".vbs": {
+    type: "a Windows Script Host script (.vbs)",
+    hint: WSH_HINT
+  },
+  ".wsf": {
+    type: "a Windows Script Host script (.wsf)",
+    hint: WSH_HINT
+  },
+  ".apk": {
+    type: "an Android package (.apk)",
+    hint: "APKs need apksigner (APK Signature Scheme v2+); point it at the token with the SunPKCS11 config from `codesign config sunpkcs11`, or use --tool cms for a detached signature"
+  }
+};
 var JAR_EXTENSIONS = [".jar", ".war", ".ear"];
 function fileKind(file) {
-  const ext = path12.extname(file).toLowerCase();
+  const ext = path13.extname(file).toLowerCase();
   if (AUTHENTICODE_EXTENSIONS.includes(ext)) return "authenticode";
   if (JAR_EXTENSIONS.includes(ext)) return "jar";
   return "other";
@@ -83025,6 +83092,12 @@ function fileKind(file) {
 
 // src/app/sign.ts
 function formatFor(file) {
+  const refused = UNSIGNABLE_UNDER_AUTO[path19.extname(file).toLowerCase()];
+  if (refused) {
+    throw new CodesignError("USAGE", `${file} is ${refused.type}, which codesign does not sign by type`, {
+      hint: refused.hint
+    });
+  }
   const kind = fileKind(file);
   return kind === "authenticode" ? "osslsigncode" : kind === "jar" ? "jarsigner" : "cms";
 }
@@ -83077,22 +83150,38 @@ function jobsOf(o2) {
   }
   return o2.jobs;
 }
-async function checkInputs(items, check, concurrency) {
-  const errors = new Array(items.length);
+var PER_FILE = /* @__PURE__ */ new Set(["INVALID_INPUT", "IO"]);
+async function checkInputs(items, check, concurrency, onRefused) {
+  const refused = /* @__PURE__ */ new Map();
+  const fatal = new Array(items.length);
   let next = 0;
-  let failed = false;
+  let stop = false;
   const worker = async () => {
-    for (let i2 = next++; i2 < items.length && !failed; i2 = next++) {
+    for (let i2 = next++; i2 < items.length && !stop; i2 = next++) {
       const item = items[i2];
-      await check(item.input).catch((e) => {
-        errors[i2] = e;
-        failed = true;
-      });
+      const at = performance.now();
+      try {
+        await check(item.input);
+      } catch (e) {
+        if (!isCodesignError(e) || !PER_FILE.has(e.code)) {
+          fatal[i2] = e;
+          stop = true;
+          continue;
+        }
+        refused.set(item, {
+          ...item,
+          ok: false,
+          ms: Math.round(performance.now() - at),
+          error: { code: e.code, message: e.message, ...e.hint ? { hint: e.hint } : {} }
+        });
+        onRefused(refused.size, item);
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, worker));
-  const first = errors.find((e) => e !== void 0);
+  const first = fatal.find((e) => e !== void 0);
   if (first !== void 0) throw first;
+  return refused;
 }
 var isPinError = (e) => isCodesignError(e) && ["PIN_INCORRECT", "PIN_LOCKED", "PIN_EXPIRED", "LOGIN_FAILED"].includes(e.code);
 var Digests = class {
@@ -83100,10 +83189,10 @@ var Digests = class {
   start(file, hash) {
     const p = hashFile(file, hash);
     p.catch(() => void 0);
-    this.started.set(`${hash}:${path18.resolve(file)}`, p);
+    this.started.set(`${hash}:${path19.resolve(file)}`, p);
   }
   get(file, hash) {
-    const key = `${hash}:${path18.resolve(file)}`;
+    const key = `${hash}:${path19.resolve(file)}`;
     const early = this.started.get(key);
     if (!early) return hashFile(file, hash);
     this.started.delete(key);
@@ -83132,12 +83221,22 @@ async function sign3(o2) {
     return report(name, run.key, 1, run.files, started2);
   }
   const format2 = await tokenFormat(name, o2);
-  const items = await plan(o2, format2.output);
-  await checkInputs(items, (input) => format2.check(input, o2), jobs * format2.overlap);
+  const planned = await plan(o2, format2.output);
+  const refused = await checkInputs(
+    planned,
+    (input) => format2.check(input, o2),
+    jobs * format2.overlap,
+    (n2, item) => o2.onProgress?.(n2, planned.length, { input: item.input, ok: false })
+  );
+  const items = planned.filter((item) => !refused.has(item));
+  const inOrder = (signed) => {
+    const byItem = new Map(items.map((item, i2) => [item, signed[i2]]));
+    return planned.map((item) => refused.get(item) ?? byItem.get(item));
+  };
   const skipped = await skippedInputs(format2, items, o2);
   if (skipped.size === items.length) {
     const rows = items.map((item) => ({ ...item, ok: true, ms: 0, detail: skipRow(skipped, item) ?? {} }));
-    return report(name, { uri: o2.key, keyType: "" }, 0, rows, started2);
+    return report(name, { uri: o2.key }, 0, inOrder(rows), started2);
   }
   const hash = o2.hash ?? "sha256";
   const digests = new Digests();
@@ -83178,7 +83277,7 @@ async function sign3(o2) {
         if (format2.needsCertificate) {
           ctx.certificate = (await resolveSignerCertificate(k.key, o2.cert)).der;
           ctx.chain = (await Promise.all((o2.chain ?? []).map((f) => readCertificates(f)))).flat();
-          const certFile = path18.join(workDir, "signer.pem");
+          const certFile = path19.join(workDir, "signer.pem");
           await writeFile6(certFile, certificatePem(ctx.certificate), { mode: 384 });
           ctx.certificateFiles = [certFile, ...o2.chain ?? []];
         }
@@ -83194,10 +83293,10 @@ async function sign3(o2) {
             jobs: k.sessions * format2.overlap,
             failFast: o2.failFast === true,
             fatal: isPinError,
-            onResult: (r, done, total) => o2.onProgress?.(done, total, r)
+            onResult: (r, done) => o2.onProgress?.(refused.size + done, planned.length, r)
           }
         );
-        return report(name, k.key, k.sessions, files, started2);
+        return report(name, k.key, k.sessions, inOrder(files), started2);
       }, "codesign-sign-");
     }
   );
@@ -83208,6 +83307,18 @@ function skipRow(skipped, item) {
 }
 async function plan(o2, style) {
   const items = planOutputs(o2.files, { style, out: o2.out, outDir: o2.outDir, inPlace: o2.inPlace });
+  if (o2.out !== void 0) {
+    const dir = path19.dirname(path19.resolve(o2.out));
+    const isDir = await stat2(dir).then(
+      (s) => s.isDirectory(),
+      () => false
+    );
+    if (!isDir) {
+      throw new CodesignError("USAGE", `the output ${o2.out} cannot be written: ${dir} is not a directory`, {
+        hint: `create ${dir} first, or name an output in an existing directory`
+      });
+    }
+  }
   if (o2.outDir !== void 0) {
     const dir = o2.outDir;
     await mkdir(dir, { recursive: true }).catch((cause) => {
@@ -83228,7 +83339,7 @@ function report(tool, key, sessions, results, started2) {
     ok: failed === 0,
     tool,
     key: key.uri,
-    ...key.keyType ? { keyType: key.keyType } : {},
+    ...key.keyType === void 0 ? {} : { keyType: key.keyType },
     signed: files.length - failed - skipped,
     failed,
     skipped,
@@ -83273,7 +83384,7 @@ async function expandFiles(patterns) {
     }
     const matches = await (await glob.create(p, { matchDirectories: false })).glob();
     if (matches.length === 0) throw new Error(`files: "${p}" matches no file`);
-    files.push(...matches.sort().map((m) => path19.relative(process.cwd(), m) || m));
+    files.push(...matches.sort().map((m) => path20.relative(process.cwd(), m) || m));
   }
   return [...new Set(files)];
 }
@@ -83336,7 +83447,7 @@ async function main() {
     const results = await withPrivateDir(async (dir) => {
       let pinFile = optional2("pin-file");
       if (pin) {
-        pinFile = path19.join(dir, "pin");
+        pinFile = path20.join(dir, "pin");
         await writeFile7(pinFile, pin, { mode: 384 });
       }
       return (await sign3({ ...options, pinFile })).files;

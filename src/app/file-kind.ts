@@ -3,7 +3,11 @@ import path from "node:path";
 
 export type FileKind = "authenticode" | "jar" | "other";
 
-/** Everything osslsigncode signs: PE, MSI, CAB, catalogs, APPX/MSIX and scripts. */
+/**
+ * What `--tool auto` sends to osslsigncode: PE, MSI, CAB, catalogs, APPX/MSIX and PowerShell —
+ * the types osslsigncode 2.9's extract-data and attach-signature handle. docs/osslsigncode.md
+ * lists the same set.
+ */
 export const AUTHENTICODE_EXTENSIONS: readonly string[] = [
   ".exe",
   ".dll",
@@ -30,10 +34,32 @@ export const AUTHENTICODE_EXTENSIONS: readonly string[] = [
   ".psc1",
   ".cdxml",
   ".mof",
-  ".js",
-  ".vbs",
-  ".wsf",
 ];
+
+/**
+ * Types `--tool auto` refuses rather than guess: what would have to sign them, and what codesign
+ * can offer instead. docs/osslsigncode.md lists the same set.
+ */
+const WSH_HINT =
+  "osslsigncode 2.9 cannot sign .js/.vbs/.wsf scripts; for a detached signature beside the file use --tool cms";
+export const UNSIGNABLE_UNDER_AUTO: Readonly<Record<string, { type: string; hint: string }>> = {
+  ".js": {
+    type: "a Windows Script Host script (.js)",
+    hint: WSH_HINT,
+  },
+  ".vbs": {
+    type: "a Windows Script Host script (.vbs)",
+    hint: WSH_HINT,
+  },
+  ".wsf": {
+    type: "a Windows Script Host script (.wsf)",
+    hint: WSH_HINT,
+  },
+  ".apk": {
+    type: "an Android package (.apk)",
+    hint: "APKs need apksigner (APK Signature Scheme v2+); point it at the token with the SunPKCS11 config from `codesign config sunpkcs11`, or use --tool cms for a detached signature",
+  },
+};
 export const JAR_EXTENSIONS: readonly string[] = [".jar", ".war", ".ear"];
 
 export function fileKind(file: string): FileKind {

@@ -4,7 +4,7 @@
  * sessions; then each file goes through its format's three steps — prepare what must be signed,
  * the one token signer signs it, finish the output atomically. A single file is a batch of one.
  */
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { CodesignError, isCodesignError } from "../core/errors.js";
@@ -14,12 +14,18 @@ import { defaultScheme, schemeFitsKey, type HashName } from "../core/signer.js";
 import { hashFile } from "../core/util/hash.js";
 import { withPrivateDir } from "../core/util/temp.js";
 import { planOutputs, runBatch, type BatchItem, type BatchResult } from "./batch.js";
-import { fileKind } from "./file-kind.js";
+import { fileKind, UNSIGNABLE_UNDER_AUTO } from "./file-kind.js";
 import type { FormatContext, TokenFormat } from "./formats/contract.js";
 import type { FileDetail, FileResult, FormatName, SignOptions, SignReport } from "./options.js";
 
-/** The format a file calls for under `auto`. */
+/** The format a file calls for under `auto`; a type no format here can sign properly is refused. */
 export function formatFor(file: string): FormatName {
+  const refused = UNSIGNABLE_UNDER_AUTO[path.extname(file).toLowerCase()];
+  if (refused) {
+    throw new CodesignError("USAGE", `${file} is ${refused.type}, which codesign does not sign by type`, {
+      hint: refused.hint,
+    });
+  }
   const kind = fileKind(file);
   return kind === "authenticode" ? "osslsigncode" : kind === "jar" ? "jarsigner" : "cms";
 }
@@ -84,30 +90,50 @@ function jobsOf(o: SignOptions): number {
   return o.jobs;
 }
 
+/** Check failures that belong to one input (missing, unreadable, too large) rather than to the run. */
+const PER_FILE: ReadonlySet<string> = new Set(["INVALID_INPUT", "IO"]);
+
 /**
- * Checks every input before any PIN is asked for, several at once (a check may run a tool), and
- * throws the first failure in input order.
+ * Checks every input before any PIN is asked for, several at once (a check may run a tool). A
+ * failure that belongs to one input becomes that input's failed row, and the others are still
+ * signed; any other failure (a tool too old, a signed file with no choice made) stops the run.
  */
 async function checkInputs(
   items: readonly BatchItem[],
   check: (input: string) => Promise<void>,
   concurrency: number,
-): Promise<void> {
-  const errors: unknown[] = new Array(items.length);
+  onRefused: (done: number, item: BatchItem) => void,
+): Promise<Map<BatchItem, BatchResult<FileDetail>>> {
+  const refused = new Map<BatchItem, BatchResult<FileDetail>>();
+  const fatal: unknown[] = new Array(items.length);
   let next = 0;
-  let failed = false;
+  let stop = false;
   const worker = async (): Promise<void> => {
-    for (let i = next++; i < items.length && !failed; i = next++) {
+    for (let i = next++; i < items.length && !stop; i = next++) {
       const item = items[i] as BatchItem;
-      await check(item.input).catch((e: unknown) => {
-        errors[i] = e;
-        failed = true;
-      });
+      const at = performance.now();
+      try {
+        await check(item.input);
+      } catch (e) {
+        if (!isCodesignError(e) || !PER_FILE.has(e.code)) {
+          fatal[i] = e;
+          stop = true;
+          continue;
+        }
+        refused.set(item, {
+          ...item,
+          ok: false,
+          ms: Math.round(performance.now() - at),
+          error: { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}) },
+        });
+        onRefused(refused.size, item);
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, worker));
-  const first = errors.find((e) => e !== undefined);
+  const first = fatal.find((e) => e !== undefined);
   if (first !== undefined) throw first;
+  return refused;
 }
 
 /** Errors after which no further file is tried: every failed login counts towards a lock-out. */
@@ -155,13 +181,24 @@ export async function sign(o: SignOptions): Promise<SignReport> {
     return report(name, run.key, 1, run.files, started);
   }
   const format = await tokenFormat(name, o);
-  const items = await plan(o, format.output);
-  await checkInputs(items, (input) => format.check(input, o), jobs * format.overlap);
+  const planned = await plan(o, format.output);
+  const refused = await checkInputs(
+    planned,
+    (input) => format.check(input, o),
+    jobs * format.overlap,
+    (n, item) => o.onProgress?.(n, planned.length, { input: item.input, ok: false }),
+  );
+  const items = planned.filter((item) => !refused.has(item));
+  // The report lists every input in the order given: refused ones among the signed.
+  const inOrder = (signed: BatchResult<FileDetail>[]): BatchResult<FileDetail>[] => {
+    const byItem = new Map(items.map((item, i) => [item, signed[i]]));
+    return planned.map((item) => (refused.get(item) ?? byItem.get(item)) as BatchResult<FileDetail>);
+  };
   const skipped = await skippedInputs(format, items, o);
   if (skipped.size === items.length) {
     // Nothing to sign: no PIN asked for, the token not touched.
     const rows = items.map((item) => ({ ...item, ok: true, ms: 0, detail: skipRow(skipped, item) ?? {} }));
-    return report(name, { uri: o.key, keyType: "" }, 0, rows, started);
+    return report(name, { uri: o.key }, 0, inOrder(rows), started);
   }
   const hash = o.hash ?? "sha256";
   const digests = new Digests();
@@ -219,10 +256,10 @@ export async function sign(o: SignOptions): Promise<SignReport> {
             jobs: k.sessions * format.overlap,
             failFast: o.failFast === true,
             fatal: isPinError,
-            onResult: (r, done, total) => o.onProgress?.(done, total, r),
+            onResult: (r, done) => o.onProgress?.(refused.size + done, planned.length, r),
           },
         );
-        return report(name, k.key, k.sessions, files, started);
+        return report(name, k.key, k.sessions, inOrder(files), started);
       }, "codesign-sign-");
     },
   );
@@ -237,6 +274,19 @@ function skipRow(skipped: ReadonlyMap<string, string>, item: BatchItem): FileDet
 /** Outputs for every input, planned before anything is signed; the output directory made. */
 async function plan(o: SignOptions, style: Parameters<typeof planOutputs>[1]["style"]): Promise<BatchItem[]> {
   const items = planOutputs(o.files, { style, out: o.out, outDir: o.outDir, inPlace: o.inPlace });
+  if (o.out !== undefined) {
+    // Found now, not after a login and a signature that could not be written.
+    const dir = path.dirname(path.resolve(o.out));
+    const isDir = await stat(dir).then(
+      (s) => s.isDirectory(),
+      () => false,
+    );
+    if (!isDir) {
+      throw new CodesignError("USAGE", `the output ${o.out} cannot be written: ${dir} is not a directory`, {
+        hint: `create ${dir} first, or name an output in an existing directory`,
+      });
+    }
+  }
   if (o.outDir !== undefined) {
     const dir = o.outDir;
     await mkdir(dir, { recursive: true }).catch((cause: NodeJS.ErrnoException) => {
@@ -248,7 +298,7 @@ async function plan(o: SignOptions, style: Parameters<typeof planOutputs>[1]["st
 
 function report(
   tool: FormatName,
-  key: { uri: string; keyType: string },
+  key: { uri: string; keyType?: string },
   sessions: number,
   results: BatchResult<FileDetail>[],
   started: number,
@@ -265,7 +315,7 @@ function report(
     ok: failed === 0,
     tool,
     key: key.uri,
-    ...(key.keyType ? { keyType: key.keyType } : {}),
+    ...(key.keyType === undefined ? {} : { keyType: key.keyType }),
     signed: files.length - failed - skipped,
     failed,
     skipped,

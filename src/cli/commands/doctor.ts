@@ -23,8 +23,9 @@ import {
   probe,
   providerAvailable,
 } from "../../../adapters/openssl.js";
+import { adapter as osslsigncode } from "../../../adapters/osslsigncode.js";
 import { flag, keyAccess, str } from "../common.js";
-import { printJson, printLine, style } from "../output.js";
+import { printable, printJson, printLine, style } from "../output.js";
 
 interface Check {
   name: string;
@@ -216,16 +217,26 @@ async function toolChecks(): Promise<void> {
       "optional: install pkcs11-provider where packaged",
       "warning",
     );
+  // Present but unable to do what sign needs (extract-data, attach-signature) is a failure;
+  // absent only rules Authenticode out, as a missing jarsigner rules JARs out.
   const ossl = await probe("osslsigncode", ["--version"]);
-  const major = Number(/osslsigncode\s+(\d+)/.exec(ossl ?? "")?.[1] ?? 0);
-  if (ossl && major >= 2) ok("osslsigncode", ossl);
-  else
+  if (ossl === undefined)
     bad(
       "osslsigncode",
-      ossl ? `${ossl}: -pkcs11module needs 2.0+` : "not installed",
-      "install osslsigncode 2.x (scripts/bootstrap does)",
+      "not installed: Authenticode signing is unavailable",
+      "install osslsigncode 2.6 or newer (scripts/bootstrap does; on Debian 12 from bookworm-backports)",
       "warning",
     );
+  else {
+    try {
+      ok(
+        "osslsigncode",
+        `osslsigncode ${await osslsigncode.version()}: extract-data and attach-signature available`,
+      );
+    } catch (e) {
+      bad("osslsigncode", message(e), hintOf(e, "install osslsigncode 2.6 or newer"));
+    }
+  }
   const jar = await probe("jarsigner", ["-help"]);
   if (jar !== undefined) ok("jarsigner", "installed");
   else bad("jarsigner", "not installed", "install a JDK (openjdk-17-jdk-headless)", "warning");
@@ -237,7 +248,21 @@ async function toolChecks(): Promise<void> {
 export async function run(args: Record<string, unknown>): Promise<void> {
   await tokenChecks(args);
   await toolChecks();
-  if (flag(args, "json")) printJson({ checks, ...(keyReport ? { key: keyReport } : {}) });
+  const failed = checks.filter((c) => c.severity === "fail");
+  const error =
+    failed.length === 0
+      ? undefined
+      : new CodesignError(
+          "TOOL_FAILED",
+          `${failed.length} check${failed.length === 1 ? "" : "s"} failed: ${failed.map((c) => c.name).join(", ")}`,
+          { hint: "each failed check above names its fix" },
+        );
+  if (flag(args, "json"))
+    printJson({
+      ok: error === undefined, // on failure main adds the error (one place for every command)
+      checks,
+      ...(keyReport ? { key: keyReport } : {}),
+    });
   else {
     for (const c of checks) {
       const mark =
@@ -246,17 +271,8 @@ export async function run(args: Record<string, unknown>): Promise<void> {
           : c.severity === "warning"
             ? style.yellow("warn", process.stdout)
             : style.red("FAIL", process.stdout);
-      printLine(`${mark}  ${c.name}: ${c.detail}${c.fix ? `\n      fix: ${c.fix}` : ""}`);
+      printLine(`${mark}  ${c.name}: ${printable(c.detail)}${c.fix ? `\n      fix: ${c.fix}` : ""}`);
     }
   }
-  const failed = checks.filter((c) => c.severity === "fail");
-  if (failed.length > 0) {
-    throw new CodesignError(
-      "TOOL_FAILED",
-      `${failed.length} check${failed.length === 1 ? "" : "s"} failed: ${failed.map((c) => c.name).join(", ")}`,
-      {
-        hint: "each failed check above names its fix",
-      },
-    );
-  }
+  if (error) throw error;
 }

@@ -6,7 +6,10 @@ import { withModule, withSession } from "../../core/pkcs11/module.js";
 import { parseUri } from "../../core/pkcs11/uri.js";
 import { flag, str } from "../common.js";
 import { promptPin } from "../prompt.js";
-import { info, printJson, printLine, table } from "../output.js";
+import { info, noTokensHint, printable, printJson, printLine, table } from "../output.js";
+
+/** Code-point order, the same on every machine (no locale). */
+const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 interface KeyRow {
   token: string;
@@ -32,9 +35,9 @@ export async function run(args: Record<string, unknown>): Promise<void> {
     if (tokens.length === 0) {
       throw new CodesignError(
         "TOKEN_NOT_FOUND",
-        tokenArg ? `no token matches ${tokenArg}` : "no tokens present",
+        tokenArg ? `no token matches ${tokenArg}` : `no tokens present in ${choice.path}`,
         {
-          hint: "run `codesign tokens` to see what the module offers",
+          hint: tokenArg ? "run `codesign tokens` to see what the module offers" : noTokensHint(),
         },
       );
     }
@@ -65,6 +68,7 @@ export async function run(args: Record<string, unknown>): Promise<void> {
         }
       });
     }
+    rows.sort((a, b) => compare(a.token, b.token) || compare(a.label, b.label) || compare(a.id, b.id));
     return { login, rows, several: tokens.length > 1 };
   });
   const note = result.login
@@ -82,7 +86,9 @@ export async function run(args: Record<string, unknown>): Promise<void> {
     return;
   }
   for (const r of result.rows.filter((row) => row.alwaysAuthenticate)) {
-    info(`${r.label || r.id}: always-authenticate key, the PIN is given again for every signature`);
+    info(
+      `${printable(r.label || r.id)}: always-authenticate key, the PIN is given again for every signature`,
+    );
   }
   printLine(
     table([

@@ -1,5 +1,6 @@
 import type { Argv } from "yargs";
 import { lazy } from "../lazy.js";
+import { examples } from "../output.js";
 import { keyOption, hashOption, mechanismOption } from "../options.js";
 
 export const cert = (y: Argv): Argv =>
@@ -25,9 +26,12 @@ export const cert = (y: Argv): Argv =>
             })
             .options(hashOption)
             .options(mechanismOption)
-            .example(
-              "$0 cert selfsign --key 'pkcs11:token=dev;object=signer' --subject CN=Dev --out dev.pem --store",
-              "",
+            .epilogue(
+              examples([
+                "a self-signed code-signing certificate, also stored on the token",
+                "codesign cert selfsign --key 'pkcs11:token=dev;object=signer'",
+                "--subject CN=Dev --out dev.pem --store",
+              ]),
             ),
         lazy("cert", "selfsign"),
       )

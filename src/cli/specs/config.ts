@@ -1,5 +1,6 @@
 import type { Argv } from "yargs";
 import { lazy } from "../lazy.js";
+import { examples } from "../output.js";
 
 export const config = (y: Argv): Argv =>
   y.command(
@@ -19,7 +20,18 @@ export const config = (y: Argv): Argv =>
           default: false,
           describe: "write the PIN into the file (mode 0600); default: never",
         })
-        .example("$0 config openssl-engine --key 'pkcs11:token=release' --out openssl.cnf", "")
-        .example("$0 config sunpkcs11 --key 'pkcs11:token=release' --out pkcs11.cfg", ""),
+        .epilogue(
+          examples(
+            [
+              "an openssl.cnf for the libp11 engine; prints the openssl command",
+              "codesign config openssl-engine --key 'pkcs11:token=release'",
+              "--out openssl.cnf",
+            ],
+            [
+              "a SunPKCS11 config for jarsigner and keytool",
+              "codesign config sunpkcs11 --key 'pkcs11:token=release' --out pkcs11.cfg",
+            ],
+          ),
+        ),
     lazy("config"),
   );

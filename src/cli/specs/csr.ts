@@ -1,5 +1,6 @@
 import type { Argv } from "yargs";
 import { lazy } from "../lazy.js";
+import { examples } from "../output.js";
 import { keyOption, hashOption, mechanismOption } from "../options.js";
 
 export const csr = (y: Argv): Argv =>
@@ -17,9 +18,12 @@ export const csr = (y: Argv): Argv =>
         .option("out", { type: "string", demandOption: true, describe: "PEM output file" })
         .options(hashOption)
         .options(mechanismOption)
-        .example(
-          "$0 csr --key 'pkcs11:token=release;object=signer' --subject 'CN=Example Release,O=Example' --out req.pem",
-          "",
+        .epilogue(
+          examples([
+            "a PKCS#10 request signed by the token key",
+            "codesign csr --key 'pkcs11:token=release;object=signer'",
+            "--subject 'CN=Example Release,O=Example' --out req.pem",
+          ]),
         ),
     lazy("csr"),
   );

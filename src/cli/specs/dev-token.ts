@@ -1,5 +1,6 @@
 import type { Argv } from "yargs";
 import { lazy } from "../lazy.js";
+import { examples } from "../output.js";
 
 export const devToken = (y: Argv): Argv =>
   y.command("dev-token", "a private SoftHSM2 token for trying codesign out", (y) =>
@@ -14,7 +15,12 @@ export const devToken = (y: Argv): Argv =>
               default: ".codesign/dev-token",
               describe: "where the token lives",
             })
-            .example("$0 dev-token init", "then paste the printed export lines"),
+            .epilogue(
+              examples([
+                "create the token if needed and point this shell at it",
+                'eval "$(codesign dev-token init)"',
+              ]),
+            ),
         lazy("dev-token", "init"),
       )
       .command(

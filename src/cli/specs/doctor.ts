@@ -1,5 +1,6 @@
 import type { Argv } from "yargs";
 import { lazy } from "../lazy.js";
+import { examples } from "../output.js";
 
 export const doctor = (y: Argv): Argv =>
   y.command(
@@ -8,6 +9,11 @@ export const doctor = (y: Argv): Argv =>
     (y) =>
       y
         .option("key", { type: "string", describe: "RFC 7512 URI of the key to check" })
-        .example("$0 doctor --key 'pkcs11:token=release;object=signer' --json", ""),
+        .epilogue(
+          examples([
+            "every check for one key, as JSON",
+            "codesign doctor --key 'pkcs11:token=release;object=signer' --json",
+          ]),
+        ),
     lazy("doctor"),
   );

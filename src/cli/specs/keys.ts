@@ -1,5 +1,6 @@
 import type { Argv } from "yargs";
 import { lazy } from "../lazy.js";
+import { examples } from "../output.js";
 
 export const keys = (y: Argv): Argv =>
   y.command(
@@ -11,7 +12,14 @@ export const keys = (y: Argv): Argv =>
           type: "string",
           describe: "URI selecting the token (e.g. pkcs11:token=release)",
         })
-        .example("$0 keys", "public view; a PIN shows every private key")
-        .example("CODESIGN_PIN=… $0 keys --token 'pkcs11:token=release' --json", ""),
+        .epilogue(
+          examples(
+            ["public view; a PIN shows every private key", "codesign keys"],
+            [
+              "one token's keys, logged in, as JSON",
+              "codesign keys --token 'pkcs11:token=release' --pin-file pin.txt --json",
+            ],
+          ),
+        ),
     lazy("keys"),
   );

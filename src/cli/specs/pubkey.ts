@@ -1,5 +1,6 @@
 import type { Argv } from "yargs";
 import { lazy } from "../lazy.js";
+import { examples } from "../output.js";
 import { keyOption } from "../options.js";
 
 export const pubkey = (y: Argv): Argv =>
@@ -10,6 +11,11 @@ export const pubkey = (y: Argv): Argv =>
       y
         .options(keyOption)
         .option("out", { type: "string", describe: "write to a file instead of stdout" })
-        .example("$0 pubkey --key 'pkcs11:token=release;object=signer' --out pub.pem", ""),
+        .epilogue(
+          examples([
+            "the key's public key as PEM",
+            "codesign pubkey --key 'pkcs11:token=release;object=signer' --out pub.pem",
+          ]),
+        ),
     lazy("pubkey"),
   );

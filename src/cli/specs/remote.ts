@@ -1,5 +1,6 @@
 import type { Argv } from "yargs";
 import { lazy } from "../lazy.js";
+import { examples } from "../output.js";
 
 export const remote = (y: Argv): Argv =>
   y.command("remote", "share one token with other machines through p11-kit", (y) =>
@@ -16,9 +17,15 @@ export const remote = (y: Argv): Argv =>
             })
             .option("socket", { type: "string", demandOption: true, describe: "unix socket to create" })
             .option("tool-path", { type: "string", describe: "p11-kit executable, when not on PATH" })
-            .example(
-              "$0 remote serve --module /usr/lib/softhsm/libsofthsm2.so --token 'pkcs11:token=release' --socket /run/codesign/p11.sock",
-              "then on a client: codesign --remote unix:path=/run/codesign/p11.sock keys",
+            .epilogue(
+              examples(
+                [
+                  "serve one token on a unix socket",
+                  "codesign remote serve --module /usr/lib/softhsm/libsofthsm2.so",
+                  "--token 'pkcs11:token=release' --socket /run/codesign/p11.sock",
+                ],
+                ["then, on a client", "codesign --remote unix:path=/run/codesign/p11.sock keys"],
+              ),
             ),
         lazy("remote", "serve"),
       )

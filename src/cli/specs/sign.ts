@@ -1,5 +1,6 @@
 import type { Argv } from "yargs";
 import { lazy } from "../lazy.js";
+import { examples } from "../output.js";
 import { mechanismOption, timestampOptions } from "../options.js";
 
 export const sign = (y: Argv): Argv =>
@@ -113,30 +114,42 @@ export const sign = (y: Argv): Argv =>
           type: "string",
           describe: "the external tool's executable, when not on PATH",
         })
-        .example(
-          "$0 sign --tool raw --key 'pkcs11:token=release;object=signer' --out-dir sigs dist/*",
-          "a batch: one login",
-        )
-        .example("$0 sign --profile release dist/*.exe --out-dir signed", "options from codesign.config.json")
-        .example(
-          "$0 sign --key 'pkcs11:token=release;object=signer;type=private' --in app.exe",
-          "Authenticode via osslsigncode, writes app.signed.exe",
-        )
-        .example(
-          "$0 sign --key 'pkcs11:token=release;object=signer' --in app.jar --out app-signed.jar",
-          "jarsigner",
-        )
-        .example(
-          "$0 sign --key 'pkcs11:token=release;object=signer' --in app.tar.gz --timestamp http://tsa.example/tsr",
-          "detached CMS app.tar.gz.p7s with a timestamp",
-        )
-        .example(
-          "$0 sign --tool raw --key 'pkcs11:token=release;object=signer' --in app.tar.gz",
-          "writes app.tar.gz.sig",
-        )
-        .example(
-          "openssl dgst -sha256 -verify pub.pem -signature app.tar.gz.sig app.tar.gz",
-          "verify a raw signature (pub.pem from `codesign pubkey`)",
+        .epilogue(
+          examples(
+            [
+              "a batch: one login",
+              "codesign sign --tool raw --key 'pkcs11:token=release;object=signer'",
+              "--out-dir sigs dist/*",
+            ],
+            [
+              "options from codesign.config.json",
+              "codesign sign --profile release dist/*.exe --out-dir signed",
+            ],
+            [
+              "Authenticode via osslsigncode, writes app.signed.exe",
+              "codesign sign --key 'pkcs11:token=release;object=signer;type=private'",
+              "--in app.exe",
+            ],
+            [
+              "jarsigner",
+              "codesign sign --key 'pkcs11:token=release;object=signer'",
+              "--in app.jar --out app-signed.jar",
+            ],
+            [
+              "detached CMS app.tar.gz.p7s with a timestamp",
+              "codesign sign --key 'pkcs11:token=release;object=signer' --in app.tar.gz",
+              "--timestamp http://tsa.example/tsr",
+            ],
+            [
+              "writes app.tar.gz.sig",
+              "codesign sign --tool raw --key 'pkcs11:token=release;object=signer'",
+              "--in app.tar.gz",
+            ],
+            [
+              "verify a raw signature (pub.pem from `codesign pubkey`)",
+              "openssl dgst -sha256 -verify pub.pem -signature app.tar.gz.sig app.tar.gz",
+            ],
+          ),
         ),
     lazy("sign"),
   );

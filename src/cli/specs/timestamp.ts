@@ -1,5 +1,6 @@
 import type { Argv } from "yargs";
 import { lazy } from "../lazy.js";
+import { examples } from "../output.js";
 import { timestampOptions } from "../options.js";
 
 export const timestamp = (y: Argv): Argv =>
@@ -16,6 +17,12 @@ export const timestamp = (y: Argv): Argv =>
         .option("out", { type: "string", demandOption: true, describe: "timestamped signature" })
         .options(timestampOptions)
         .demandOption("timestamp")
-        .example("$0 timestamp --in app.p7s --timestamp http://tsa.example/tsr --out app.ts.p7s", ""),
+        .epilogue(
+          examples([
+            "add an RFC 3161 timestamp to an existing CMS signature",
+            "codesign timestamp --in app.p7s --timestamp http://tsa.example/tsr",
+            "--out app.ts.p7s",
+          ]),
+        ),
     lazy("timestamp"),
   );

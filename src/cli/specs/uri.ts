@@ -1,5 +1,6 @@
 import type { Argv } from "yargs";
 import { lazy } from "../lazy.js";
+import { examples } from "../output.js";
 
 export const uri = (y: Argv): Argv =>
   y.command("uri", "work with RFC 7512 PKCS#11 URIs", (y) =>
@@ -10,7 +11,13 @@ export const uri = (y: Argv): Argv =>
         (yy) =>
           yy
             .positional("uri", { type: "string", demandOption: true })
-            .example("$0 uri parse 'pkcs11:token=My%20Token;object=signer;type=private' --json", ""),
+            .epilogue(
+              examples([
+                "the decoded attributes (never a PIN)",
+                "codesign uri parse --json",
+                "'pkcs11:token=My%20Token;object=signer;type=private'",
+              ]),
+            ),
         lazy("uri", "parse"),
       )
       .demandCommand(1, "name a subcommand: parse"),

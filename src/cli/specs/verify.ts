@@ -1,5 +1,6 @@
 import type { Argv } from "yargs";
 import { lazy } from "../lazy.js";
+import { examples } from "../output.js";
 import { hashOption, mechanismOption } from "../options.js";
 
 export const verify = (y: Argv): Argv =>
@@ -45,8 +46,15 @@ export const verify = (y: Argv): Argv =>
           describe: "osslsigncode/jarsigner executable, when not on PATH",
         })
         .conflicts("cert", "pubkey")
-        .example("$0 verify --in app.tar.gz --signature app.tar.gz.p7s --ca root.pem", "CMS")
-        .example("$0 verify --in app.tar.gz --signature app.tar.gz.sig --pubkey pub.pem", "raw")
-        .example("$0 verify --in app.signed.exe --ca root.pem", "Authenticode, through osslsigncode verify"),
+        .epilogue(
+          examples(
+            ["CMS", "codesign verify --in app.tar.gz --signature app.tar.gz.p7s --ca root.pem"],
+            ["raw", "codesign verify --in app.tar.gz --signature app.tar.gz.sig --pubkey pub.pem"],
+            [
+              "Authenticode, through osslsigncode verify",
+              "codesign verify --in app.signed.exe --ca root.pem",
+            ],
+          ),
+        ),
     lazy("verify"),
   );

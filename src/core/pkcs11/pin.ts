@@ -1,4 +1,5 @@
-import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readSync, realpathSync } from "node:fs";
+import path from "node:path";
 import { inspect } from "node:util";
 import { CodesignError } from "../errors.js";
 import type { Pkcs11Uri } from "./uri.js";
@@ -129,8 +130,30 @@ export interface PinOptions {
   isTty?: boolean;
 }
 
+const sameFile = (a: string, b: string): boolean => {
+  try {
+    return realpathSync(a) === realpathSync(b);
+  } catch {
+    return path.resolve(a) === path.resolve(b);
+  }
+};
+
+/**
+ * A URI pin-source and a --pin-file naming another file are refused before any login: silently
+ * preferring one could try the wrong PIN, and every wrong try counts towards a lock-out.
+ */
+function refuseTwoPinFiles(opts: PinOptions): void {
+  const source = opts.uri?.query["pin-source"];
+  if (opts.pinFile === undefined || source === undefined) return;
+  if (sameFile(pinSourceFile(source), opts.pinFile)) return;
+  throw new CodesignError("USAGE", "the key URI's pin-source and --pin-file name different PIN files", {
+    hint: "give the PIN one way: drop --pin-file, or remove pin-source from the URI",
+  });
+}
+
 /** First found wins: pin-value, pin-source (URI), --pin-file, $CODESIGN_PIN_FILE, $CODESIGN_PIN, a TTY prompt. */
 export async function resolvePin(opts: PinOptions): Promise<Secret | undefined> {
+  refuseTwoPinFiles(opts);
   const uriPin = opts.uri?.query["pin-value"];
   if (uriPin !== undefined) return new Secret(uriPin, "pin-value");
   const uriSource = opts.uri?.query["pin-source"];

@@ -4,8 +4,10 @@
  *   pkcs11:token=release;object=signer;type=private?pin-source=file:/run/pin&module-name=softhsm2
  *
  * Path attributes are separated by ";", query attributes by "&". Values are percent-encoded
- * UTF-8, except `id`, which is raw bytes. Attributes the RFC does not name are vendor
- * attributes: they are kept in order and written back unchanged.
+ * UTF-8, except `id`, which is raw bytes. A path attribute the RFC does not name is a typo
+ * (`tokn=` would silently match every token) unless it is a vendor attribute named `x-…`; vendor
+ * attributes are kept in order and written back unchanged. Query attributes the RFC does not name
+ * are vendor attributes too (`x-init-reserved`, module-specific ones).
  *
  * Error messages never quote a pin-value, not even one character of it.
  */
@@ -82,6 +84,40 @@ function invalid(message: string): CodesignError {
   return new CodesignError("INVALID_INPUT", `invalid PKCS#11 URI: ${message}`, {
     hint: "a key URI looks like pkcs11:token=NAME;object=LABEL;type=private (see `codesign keys` and docs/key-uris.md)",
   });
+}
+
+/** Edit distance, for did-you-mean on attribute names (short strings only). */
+function distance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(
+        (row[j] as number) + 1,
+        (next[j - 1] as number) + 1,
+        (row[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    row = next;
+  }
+  return row[b.length] as number;
+}
+
+/** An unknown path attribute: refused with the nearest RFC 7512 name, never its value. */
+function unknownPathAttribute(name: string): CodesignError {
+  const lower = name.toLowerCase();
+  const [best] = [...PATH_NAMES, ...QUERY_NAMES]
+    .map((known) => ({ known, d: distance(lower, known) }))
+    .sort((a, b) => a.d - b.d);
+  const near = best && best.d <= Math.max(2, Math.floor(best.known.length / 3)) ? best.known : undefined;
+  const where = near !== undefined && isQueryName(near) ? ` (a query attribute: write it after "?")` : "";
+  return new CodesignError(
+    "INVALID_INPUT",
+    `invalid PKCS#11 URI: unknown path attribute ${name}=${near ? `; did you mean ${near}=${where}?` : ""}`,
+    {
+      hint: `the path attributes are ${PATH_NAMES.join(", ")}; vendor attributes start with x-`,
+    },
+  );
 }
 
 function isPathName(n: string): n is PathName {
@@ -189,6 +225,7 @@ export function parseUri(input: string): Pkcs11Uri {
       once(name, "path");
       if (isQueryName(name)) throw invalid(`${name} is a query attribute: write it after "?"`);
       if (!isPathName(name)) {
+        if (!name.toLowerCase().startsWith("x-")) throw unknownPathAttribute(name);
         uri.vendorPath.push([name, decodeText(raw, PATH_CHARS, name)]);
         continue;
       }
@@ -328,3 +365,16 @@ export function describeUri(uri: Pkcs11Uri): Record<string, string | number> {
   for (const [name, v] of uri.vendorQuery) if (!(name in out)) out[name] = v;
   return out;
 }
+
+/**
+ * A key URI that looks cut by the shell at its first ";" (`--key pkcs11:token=a;object=b`
+ * unquoted runs `object=b` as a second command): one path attribute, and it names no object.
+ */
+export function looksCutAtSemicolon(input: string): boolean {
+  if (!isPkcs11Uri(input) || input.includes(";") || input.includes("?")) return false;
+  const path = input.slice(SCHEME.length);
+  return path !== "" && !/^(object|id)=/.test(path);
+}
+
+export const QUOTE_URI_HINT =
+  "if the URI had more attributes after a \";\", the shell cut it there: quote the whole URI, e.g. --key 'pkcs11:token=NAME;object=LABEL;type=private'";

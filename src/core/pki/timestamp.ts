@@ -20,8 +20,14 @@ export const TSA_RESPONSE_MAX_BYTES = 1024 * 1024;
 const MAX_REDIRECTS = 3;
 
 /** Trust in the TSA at signing time (the 5th parameter of timestampSignedData). */
+/** --tsa-ca, else $CODESIGN_TSA_CA (a path list), else (empty) the system store. */
+function tsaAnchorFiles(trust: TimestampTrustOptions): readonly string[] {
+  if (trust.tsaCa && trust.tsaCa.length > 0) return trust.tsaCa;
+  return (process.env["CODESIGN_TSA_CA"] ?? "").split(":").filter((f) => f !== "");
+}
+
 export interface TimestampTrustOptions {
-  /** Anchors for the TSA's certificate (PEM bundles or DER); default the system store. */
+  /** Anchors for the TSA's certificate (PEM bundles or DER); default $CODESIGN_TSA_CA, else the system store. */
   tsaCa?: readonly string[] | undefined;
   /** Accept a TSA that does not chain to `tsaCa` (its token is still checked otherwise). */
   allowUntrustedTsa?: boolean | undefined;
@@ -161,7 +167,7 @@ export async function fetchTimestamp(
     }
   }
   let anchors: Promise<Anchors> | undefined;
-  const getAnchors = trust ? () => (anchors ??= loadAnchors(trust.tsaCa ?? [])) : undefined;
+  const getAnchors = trust ? () => (anchors ??= loadAnchors(tsaAnchorFiles(trust))) : undefined;
   if (getAnchors) await getAnchors(); // a bad --tsa-ca file is a usage error before any request
   const allow = trust?.allowUntrustedTsa ?? false;
   const { value } = await tryEach(
