@@ -52,6 +52,7 @@ export async function signWithTool(
     moduleArgs: o.moduleArgs,
     pinFile: o.pinFile,
     prompt: o.promptPin,
+    tokenRetrySeconds: o.tokenRetrySeconds,
   };
   const pin = await requirePin(
     { uri: parseUri(access.key), pinFile: access.pinFile, prompt: access.prompt },
