@@ -1,9 +1,15 @@
 /**
  * jarsigner with a SunPKCS11 keystore (Java 9+ `-addprovider SunPKCS11 -providerArg CFG`). The
  * generated config names the slot that holds the URI's token — never `slotListIndex`, which picks
- * whatever token comes first. The PIN goes by `-storepass:env`, the alias is the key's CKA_LABEL.
+ * whatever token comes first. The PIN goes by `-storepass:env`. The alias is the name SunPKCS11
+ * itself gives the entry (the certificate's CKA_LABEL, a longer unique form when labels collide,
+ * the CKA_ID when there is no label): keytool is asked once per run and the entry whose
+ * certificate is the signer's is taken. `-certchain` always carries the signer and the --chain
+ * certificates, so a verifier holding only the root accepts the JAR.
  */
 import { writeFile, rm } from "node:fs/promises";
+import type { Secret } from "../src/core/pkcs11/pin.js";
+import { certificatePem, readCertificates } from "../src/core/pki/certificate.js";
 import path from "node:path";
 import type { SignJob, SigningAdapter } from "./contract.js";
 import { CodesignError } from "../src/core/errors.js";
@@ -33,6 +39,10 @@ const version = oncePerKey(async (toolPath?: string): Promise<string> => {
 });
 
 const configPath = (job: SignJob) => path.join(job.workDir, "sunpkcs11.cfg");
+const chainPath = (job: SignJob) => path.join(job.workDir, "certchain.pem");
+/** The SunPKCS11 alias found by `sunpkcs11Alias`, else the key's label. */
+const aliasOf = (job: SignJob): string =>
+  typeof job.options["alias"] === "string" ? job.options["alias"] : job.key.label;
 
 function args(job: SignJob, extra: { timestampUrl?: string } = {}): string[] {
   return [
@@ -50,12 +60,13 @@ function args(job: SignJob, extra: { timestampUrl?: string } = {}): string[] {
     sigalg(job.key.keyType, job.hash),
     "-digestalg",
     job.hash.replace("sha", "SHA-"),
-    ...(job.certOnToken ? [] : ["-certchain", safePath(job.certFile)]),
+    "-certchain",
+    safePath(chainPath(job)),
     ...(extra.timestampUrl ? ["-tsa", extra.timestampUrl] : []),
     "-signedjar",
     safePath(job.output),
     safePath(job.input),
-    job.key.label,
+    aliasOf(job),
   ];
 }
 
@@ -66,6 +77,11 @@ async function sign(job: SignJob) {
     sunpkcs11Config({ name: "codesign", library: job.modulePath, slot: Number(job.token.slotId) }),
     { mode: 0o600 },
   );
+  const certs = [
+    ...(await readCertificates(job.certFile)),
+    ...(await Promise.all(job.chainFiles.map((f) => readCertificates(f)))).flat(),
+  ];
+  await writeFile(chainPath(job), certs.map(certificatePem).join(""), { mode: 0o600 });
   const v = await version(job.toolPath);
   const once = async (timestampUrl?: string, signal?: AbortSignal) => {
     const out = await runTool({
@@ -100,6 +116,98 @@ async function sign(job: SignJob) {
 }
 
 export const adapter = { name: "jarsigner", version, args, sign } satisfies SigningAdapter;
+
+/**
+ * Why jarsigner cannot log in with this PIN, or undefined. SunPKCS11 turns each character into
+ * one byte (no UTF-8): a non-ASCII PIN reaches the token as other bytes than codesign's own
+ * login sent, and its login fails after ours succeeded — a failed try on the token's counter.
+ */
+export function jarsignerPinProblem(pin: string): string | undefined {
+  // eslint-disable-next-line no-control-regex
+  if (/[^\u0000-\u007f]/.test(pin)) {
+    return "SunPKCS11 sends one byte per PIN character, so a PIN with non-ASCII characters would be rejected by the token";
+  }
+  return undefined;
+}
+
+export interface KeystoreEntry {
+  alias: string;
+  type: string;
+  /** DER of the entry's first certificate (the end entity), when keytool printed one. */
+  certificate?: Buffer;
+}
+
+/** The entries of `keytool -list -rfc`: alias, entry type, first certificate. */
+export function keystoreEntries(text: string): KeystoreEntry[] {
+  const out: KeystoreEntry[] = [];
+  for (const block of text.split(/^(?=Alias name: )/m)) {
+    const alias = /^Alias name: (.*)$/m.exec(block)?.[1];
+    if (alias === undefined) continue;
+    const type = /^Entry type: (.*)$/m.exec(block)?.[1] ?? "";
+    const pem = /-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/.exec(block)?.[1];
+    out.push({
+      alias,
+      type,
+      ...(pem ? { certificate: Buffer.from(pem.replace(/\s+/g, ""), "base64") } : {}),
+    });
+  }
+  return out;
+}
+
+/**
+ * The alias SunPKCS11 gives the key whose certificate is `certificate`, asked of keytool (the
+ * source of truth: labels that collide get a longer unique alias, a missing label the CKA_ID).
+ * keytool logs in with the PIN codesign's own login has just proved.
+ */
+export async function sunpkcs11Alias(o: {
+  modulePath: string;
+  slot: number;
+  pin: Secret;
+  certificate: Uint8Array;
+  workDir: string;
+  toolPath?: string | undefined;
+}): Promise<string> {
+  const keytool = path.join(path.dirname(findTool("jarsigner", o.toolPath)), "keytool");
+  const cfg = path.join(o.workDir, "keytool-sunpkcs11.cfg");
+  await writeFile(cfg, sunpkcs11Config({ name: "codesign", library: o.modulePath, slot: o.slot }), {
+    mode: 0o600,
+  });
+  const out = await runTool({
+    tool: "keytool",
+    file: keytool,
+    args: [
+      "-list",
+      "-rfc",
+      "-keystore",
+      "NONE",
+      "-storetype",
+      "PKCS11",
+      "-addprovider",
+      "SunPKCS11",
+      "-providerArg",
+      cfg,
+      "-storepass:env",
+      PIN_VAR,
+    ],
+    pin: { secret: o.pin, via: "env", name: PIN_VAR },
+  });
+  const wanted = Buffer.from(o.certificate);
+  const entries = keystoreEntries(out.stdout);
+  const match = entries.filter((e) => e.type === "PrivateKeyEntry" && e.certificate?.equals(wanted));
+  const [entry] = match;
+  if (!entry || match.length > 1) {
+    throw new CodesignError(
+      "CERT_NOT_FOUND",
+      match.length > 1
+        ? `SunPKCS11 shows ${match.length} keys with the signer's certificate (${match.map((e) => e.alias).join(", ")})`
+        : "SunPKCS11 shows no key entry whose certificate is the signer's",
+      {
+        hint: `keytool lists: ${entries.map((e) => `${e.alias} (${e.type})`).join(", ") || "nothing"}; SunPKCS11 only shows a private key with a certificate object of the same CKA_ID`,
+      },
+    );
+  }
+  return entry.alias;
+}
 
 /**
  * `jarsigner -verify -strict`, read by its words (it exits 0 for an unsigned jar). With CA files,

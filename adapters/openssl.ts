@@ -3,7 +3,9 @@
  * config is generated into the job's private directory and loaded with OPENSSL_CONF; the PIN goes
  * by `-passin env:` (the child's environment only).
  */
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
+import type { Secret } from "../src/core/pkcs11/pin.js";
+import type { HashName } from "../src/core/signer.js";
 import path from "node:path";
 import type { SignJob, SigningAdapter } from "./contract.js";
 import { CodesignError } from "../src/core/errors.js";
@@ -24,6 +26,50 @@ export const opensslVersion = oncePerKey(async (toolPath?: string): Promise<stri
 export function affectedByEarly30Bug(v: string): boolean {
   const [a, b, c] = v.split(".").map(Number);
   return a === 3 && b === 0 && (c ?? 0) <= 8;
+}
+
+/** libp11 reads at most this many bytes of PIN; a longer one fails its login. */
+export const LIBP11_PIN_MAX = 32;
+
+/** Why openssl with the libp11 engine cannot log in with this PIN, or undefined. */
+export function opensslPinProblem(pin: string): string | undefined {
+  const bytes = Buffer.byteLength(pin, "utf8");
+  if (bytes > LIBP11_PIN_MAX) {
+    return `libp11 (the OpenSSL engine) takes at most ${LIBP11_PIN_MAX} bytes of PIN, and this one has ${bytes}: its login would fail`;
+  }
+  return undefined;
+}
+
+/**
+ * One real signature through the engine, as `--tool openssl` makes them (config, `-passin env:`),
+ * for `codesign doctor`: proves that openssl loads the module and the key. Returns the signature.
+ */
+export async function engineTestSignature(o: {
+  modulePath: string;
+  keyUri: string;
+  pin: Secret;
+  dir: string;
+  hash: HashName;
+}): Promise<Buffer> {
+  const conf = path.join(o.dir, "openssl-engine.cnf");
+  const data = path.join(o.dir, "doctor.bin");
+  const sig = path.join(o.dir, "doctor.sig");
+  await writeFile(conf, opensslEngineConfig({ module: o.modulePath }), { mode: 0o600 });
+  await writeFile(data, "codesign doctor: a test signature through the libp11 engine\n");
+  await runTool({
+    tool: "openssl",
+    file: findTool("openssl"),
+    args: ["dgst", `-${o.hash}`, "-engine", "pkcs11", "-keyform", "engine", "-sign", o.keyUri].concat([
+      "-passin",
+      `env:${PIN_VAR}`,
+      "-out",
+      sig,
+      data,
+    ]),
+    env: { OPENSSL_CONF: conf },
+    pin: { secret: o.pin, via: "env", name: PIN_VAR },
+  });
+  return readFile(sig);
 }
 
 export const enginePath = (): string => LIBP11_ENGINE;

@@ -2,7 +2,7 @@
  * openssl.cnf for the libp11 engine (seeds 002/003). The engine ignores `module-path` in key
  * URIs, so the module is named here with MODULE_PATH; load the file with OPENSSL_CONF.
  */
-import { configValue } from "./validate.js";
+import { opensslConfigValue } from "./validate.js";
 
 export const LIBP11_ENGINE = "/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so";
 
@@ -26,9 +26,9 @@ export function opensslEngineConfig(o: EngineConfigOptions): string {
     "",
     "[pkcs11_section]",
     "engine_id = pkcs11",
-    `dynamic_path = ${configValue("engine path", o.enginePath ?? LIBP11_ENGINE)}`,
-    `MODULE_PATH = ${configValue("module path", o.module)}`,
-    ...(o.pin !== undefined ? [`PIN = ${configValue("PIN", o.pin)}`] : []),
+    `dynamic_path = ${opensslConfigValue("engine path", o.enginePath ?? LIBP11_ENGINE)}`,
+    `MODULE_PATH = ${opensslConfigValue("module path", o.module)}`,
+    ...(o.pin !== undefined ? [`PIN = ${opensslConfigValue("PIN", o.pin)}`] : []),
     "init = 0",
     "",
   ].join("\n");

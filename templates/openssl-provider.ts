@@ -3,7 +3,7 @@
  * activated (the default one does hashing and everything the token does not). The PIN is never
  * written here; with a PIN file it is referenced as `file:PATH`.
  */
-import { configValue } from "./validate.js";
+import { opensslConfigValue } from "./validate.js";
 
 export interface ProviderConfigOptions {
   module: string;
@@ -28,9 +28,11 @@ export function opensslProviderConfig(o: ProviderConfigOptions): string {
     "activate = 1",
     "",
     "[pkcs11_section]",
-    ...(o.providerPath ? [`module = ${configValue("provider path", o.providerPath)}`] : []),
-    `pkcs11-module-path = ${configValue("module path", o.module)}`,
-    ...(o.pinFile ? [`pkcs11-module-token-pin = file:${configValue("PIN file path", o.pinFile)}`] : []),
+    ...(o.providerPath ? [`module = ${opensslConfigValue("provider path", o.providerPath)}`] : []),
+    `pkcs11-module-path = ${opensslConfigValue("module path", o.module)}`,
+    ...(o.pinFile
+      ? [`pkcs11-module-token-pin = file:${opensslConfigValue("PIN file path", o.pinFile)}`]
+      : []),
     // Log in only when a private key is used, and keep the session for the whole process.
     "pkcs11-module-login-behavior = auto",
     "pkcs11-module-cache-pins = cache",

@@ -20,3 +20,15 @@ export function configValue(field: string, value: string): string {
   }
   return value;
 }
+
+/**
+ * A value for openssl.cnf. OpenSSL's config syntax reads `#` as a comment, `$NAME` as a variable
+ * and `\` and quotes as escapes, and trims surrounding spaces; such a value is written in double
+ * quotes with `"` and `\` escaped, which OpenSSL reads back byte for byte (checked with the real
+ * openssl: `asn1parse -genconf` and an engine login with such a PIN).
+ */
+export function opensslConfigValue(field: string, value: string): string {
+  configValue(field, value);
+  if (/^[A-Za-z0-9_./:@+,=%~-]+$/.test(value)) return value;
+  return `"${value.replace(/["\\]/g, (c) => `\\${c}`)}"`;
+}

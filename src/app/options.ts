@@ -58,6 +58,8 @@ export interface SignOptions {
   outDir?: string | undefined;
   /** Signed copies (Authenticode, JAR) replace their inputs, once each copy verifies. */
   inPlace?: boolean | undefined;
+  /** Seconds a batch waits for a token that failed transiently or went away (default 30; 0: no retry). */
+  tokenRetrySeconds?: number | undefined;
   /** Signatures in flight at once, each on its own session of the one login (default min(4, cores)). */
   jobs?: number | undefined;
   /** Stop at the first failed file; the rest are reported as not signed. */

@@ -89,3 +89,20 @@ export async function sbverify(file: string, cert: string): Promise<void> {
   expect(`${r.stdout}${r.stderr}`).toMatch(/^Signature verification OK/m);
   expect(r.exitCode).toBe(0);
 }
+
+/**
+ * `openssl dgst -verify` of many raw signatures (one openssl process each, run by one shell
+ * loop so a batch of thousands stays cheap). Fails naming every pair openssl does not accept.
+ */
+export async function opensslDgstVerifyAll(
+  pub: string,
+  pairs: ReadonlyArray<{ file: string; sig: string }>,
+): Promise<void> {
+  const script =
+    'pub="$1"; shift; while [ "$#" -gt 1 ]; do ' +
+    'out=$(openssl dgst -sha256 -verify "$pub" -signature "$2" "$1" 2>&1); ' +
+    '[ "$out" = "Verified OK" ] || echo "BAD $1: $out"; shift 2; done';
+  const r = await tool("sh", ["-c", script, "sh", pub, ...pairs.flatMap((p) => [p.file, p.sig])]);
+  expect(r.stdout.trim(), r.stderr).toBe("");
+  expect(r.exitCode).toBe(0);
+}

@@ -8,7 +8,8 @@ import { mkdtemp, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { SignJob } from "../../../adapters/contract.js";
 import { signingAdapter } from "../../../adapters/index.js";
-import { verifyJar } from "../../../adapters/jarsigner.js";
+import { jarsignerPinProblem, sunpkcs11Alias, verifyJar } from "../../../adapters/jarsigner.js";
+import { opensslPinProblem } from "../../../adapters/openssl.js";
 import { CodesignError } from "../../core/errors.js";
 import { requirePin } from "../../core/pkcs11/pin.js";
 import { withTokenKey } from "../../core/pkcs11/token-key.js";
@@ -52,11 +53,22 @@ export async function signWithTool(
     moduleArgs: o.moduleArgs,
     pinFile: o.pinFile,
     prompt: o.promptPin,
+    tokenRetrySeconds: o.tokenRetrySeconds,
   };
   const pin = await requirePin(
     { uri: parseUri(access.key), pinFile: access.pinFile, prompt: access.prompt },
     "signing",
   );
+  // Before codesign's own login: a PIN the tool would mangle must not cost the token a try.
+  const problem = (tool === "jarsigner" ? jarsignerPinProblem : opensslPinProblem)(pin.reveal());
+  if (problem !== undefined) {
+    throw new CodesignError("USAGE", `${tool} cannot log in with this PIN: ${problem}`, {
+      hint:
+        tool === "jarsigner"
+          ? "nothing was tried on the token; give the token an ASCII PIN for jarsigner, or sign in-process (the cms or raw formats take any PIN)"
+          : "nothing was tried on the token; sign in-process instead: --tool raw (for openssl dgst -verify) or --tool cms (for openssl cms -verify) take any PIN",
+    });
+  }
   const chainFiles = [...(o.chain ?? [])];
   return withTokenKey({ ...access, pin }, async (k) => {
     if (k.key.alwaysAuthenticate) {
@@ -73,9 +85,31 @@ export async function signWithTool(
       );
     }
     const cert = await resolveSignerCertificate(k.key, o.cert);
+    const tokenCertificate = k.key.certificate;
+    if (tool === "jarsigner" && !tokenCertificate) {
+      // SunPKCS11 shows a private key only beside a certificate object with its CKA_ID.
+      throw new CodesignError(
+        "CERT_NOT_FOUND",
+        `jarsigner cannot see the key ${k.key.uri}: no certificate with its CKA_ID is on the token`,
+        {
+          hint: "SunPKCS11 only offers keys that have a certificate on the token: store it there (`codesign cert selfsign --store` for testing, or import the CA-issued one with the key's id); --cert alone is not enough",
+        },
+      );
+    }
     return withPrivateDir(async (dir) => {
       const certFile = path.join(dir, "signer.pem");
       await writeFile(certFile, certificatePem(cert.der), { mode: 0o600 });
+      const alias =
+        tool === "jarsigner" && tokenCertificate
+          ? await sunpkcs11Alias({
+              modulePath: k.moduleChoice.path,
+              slot: Number(k.token.slotId),
+              pin,
+              certificate: tokenCertificate,
+              workDir: dir,
+              toolPath: o.toolPath,
+            })
+          : undefined;
       const job = async (item: BatchItem): Promise<SignJob> => ({
         input: item.input,
         output: item.output,
@@ -98,7 +132,7 @@ export async function signWithTool(
         },
         workDir: await mkdtemp(path.join(dir, "job-")),
         toolPath: o.toolPath,
-        options: { mode: o.opensslMode },
+        options: { mode: o.opensslMode, alias },
       });
       const files = await runBatch<FileDetail>(
         items,

@@ -13,12 +13,16 @@ import { existsSync } from "node:fs";
 import { CodesignError } from "../../core/errors.js";
 import { chooseModule, type ModuleChoice } from "../../core/pkcs11/module-path.js";
 import { loadPkcs11Js } from "../../core/pkcs11/native.js";
-import { resolvePin } from "../../core/pkcs11/pin.js";
+import { resolvePin, type Secret } from "../../core/pkcs11/pin.js";
+import type { OpenKey } from "../../core/pkcs11/token-key.js";
+import { withPrivateDir } from "../../core/util/temp.js";
 import { defaultScheme } from "../../core/signer.js";
 import { parseUri } from "../../core/pkcs11/uri.js";
 import {
   affectedByEarly30Bug,
   enginePath,
+  engineTestSignature,
+  opensslPinProblem,
   opensslVersion,
   probe,
   providerAvailable,
@@ -156,6 +160,7 @@ async function tokenChecks(args: Record<string, unknown>): Promise<void> {
             "the key or the module is broken; try another mechanism with --mechanism",
           );
       }
+      await engineCheck(k, pin);
       const certDer = k.key.certificate;
       if (!certDer) {
         bad(
@@ -189,6 +194,40 @@ async function tokenChecks(args: Record<string, unknown>): Promise<void> {
     });
   } catch (e) {
     bad("login or key", message(e), hintOf(e, "check the key URI and the PIN"));
+  }
+}
+
+/**
+ * The `--tool openssl` path for real: the key loaded through the libp11 engine with the generated
+ * config, one signature made and checked against the token key's public half.
+ */
+async function engineCheck(k: OpenKey, pin: Secret): Promise<void> {
+  const name = "openssl engine key";
+  if (!existsSync(enginePath())) return;
+  if (k.key.alwaysAuthenticate || k.key.keyType === "eddsa" || !k.key.spki) {
+    return void ok(name, "not tried (this key signs in-process only)");
+  }
+  const problem = opensslPinProblem(pin.reveal());
+  if (problem)
+    return void bad(name, `--tool openssl is refused: ${problem}`, "sign with --tool raw or cms", "warning");
+  try {
+    const sig = await withPrivateDir(
+      (dir) =>
+        engineTestSignature({ modulePath: k.moduleChoice.path, keyUri: k.key.uri, pin, dir, hash: "sha256" }),
+      "codesign-doctor-",
+    );
+    const data = Buffer.from("codesign doctor: a test signature through the libp11 engine\n");
+    const pub = createPublicKey({ key: Buffer.from(k.key.spki), format: "der", type: "spki" });
+    if (cryptoVerify("sha256", data, pub, sig))
+      ok(name, "openssl loads the key through the engine and its signature verifies");
+    else
+      bad(
+        name,
+        "the engine's signature does not verify with the key's public half",
+        "check the module and the key URI",
+      );
+  } catch (e) {
+    bad(name, message(e), "--tool openssl will fail the same way; sign with --tool raw or cms", "warning");
   }
 }
 

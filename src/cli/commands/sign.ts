@@ -51,6 +51,12 @@ function jobs(args: Record<string, unknown>): number | undefined {
   return typeof j === "number" ? j : undefined;
 }
 
+function lastNumber(args: Record<string, unknown>, name: string): number | undefined {
+  const raw = args[name];
+  const v = Array.isArray(raw) ? raw.at(-1) : raw;
+  return typeof v === "number" ? v : undefined;
+}
+
 export async function run(args: Record<string, unknown>): Promise<void> {
   const files = await inputFiles(args);
   const key = str(args, "key");
@@ -80,6 +86,7 @@ export async function run(args: Record<string, unknown>): Promise<void> {
     outDir: str(args, "out-dir"),
     inPlace: flag(args, "in-place"),
     jobs: jobs(args),
+    tokenRetrySeconds: lastNumber(args, "token-retry-seconds"),
     failFast: flag(args, "fail-fast"),
     hash: str(args, "hash") as HashName | undefined,
     mechanism: str(args, "mechanism") as SignatureScheme | undefined,

@@ -42,6 +42,11 @@ export const sign = (y: Argv): Argv =>
           describe: "Authenticode/JAR: replace each input with its signed copy",
         })
         .option("jobs", { type: "number", describe: "files in flight at once [default: min(4, cores)]" })
+        .option("token-retry-seconds", {
+          type: "number",
+          describe:
+            "how long to retry and reconnect when the token or its server fails mid-run (never after a PIN error) [default: 30]",
+        })
         .option("fail-fast", {
           type: "boolean",
           default: false,

@@ -339,6 +339,17 @@ export class Session {
     }
   }
 
+  /** Whether the session still answers (C_GetSessionInfo): false once the token or its server is gone. */
+  alive(): boolean {
+    if (this.closed) return false;
+    try {
+      this.p11.C_GetSessionInfo(this.handle);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   logout(): void {
     try {
       this.p11.C_Logout(this.handle);

@@ -3,9 +3,10 @@ import { ckrName } from "./ckr.js";
 import { findPrivateKey, type KeyInfo, type MechanismTable } from "./keys.js";
 import { chooseModule, type ModuleChoice } from "./module-path.js";
 import { requirePin, resolvePin, type PinOptions, type Secret } from "./pin.js";
-import { withModule, withSession, type Pkcs11Module, type Session, type TokenEntry } from "./module.js";
+import { Pkcs11Module, withModule, withSession, type Session, type TokenEntry } from "./module.js";
 import type { Signer } from "../signer.js";
 import { LoginFuse } from "./login-fuse.js";
+import { ReconnectingSigner, type Connection } from "./reconnect.js";
 import { SignerPool } from "./signer-pool.js";
 import { TokenKeySigner } from "./token-signer.js";
 import { parseUri, type Pkcs11Uri } from "./uri.js";
@@ -27,6 +28,12 @@ export interface KeyAccessOptions {
   sessions?: number;
   /** The module's init string; else x-init-reserved (module-name) or $CODESIGN_PKCS11_MODULE_ARGS. */
   moduleArgs?: string | undefined;
+  /**
+   * How long signing waits for a token that failed transiently or went away (default 30 s,
+   * else $CODESIGN_TOKEN_RETRY_SECONDS): retries with backoff, reconnects with the PIN already
+   * accepted in this run, never after a PIN error. 0: the first token error fails the signature.
+   */
+  tokenRetrySeconds?: number | undefined;
 }
 
 export interface OpenKey extends OpenToken {
@@ -107,28 +114,150 @@ export async function withToken<T>(
   });
 }
 
+/** How long a batch waits for a token that went away, unless told otherwise. */
+export const DEFAULT_TOKEN_RETRY_SECONDS = 30;
+
 /**
  * Everything between a key URI and a ready signer: module, token, session(s), one login, the key.
  * With `sessions: n`, n sessions share that login and the signer spreads requests over them.
+ * The signer retries transient failures and reconnects within `tokenRetrySeconds` (see
+ * reconnect.ts); the other fields describe the first connection.
  */
 export async function withTokenKey<T>(opts: KeyAccessOptions, fn: (k: OpenKey) => Promise<T>): Promise<T> {
-  return withToken({ ...opts, login: "required" }, async (t) => {
-    const key = findPrivateKey(t.session, t.mechanisms, t.uri);
-    const context = key.alwaysAuthenticate && t.pin ? { pin: t.pin, fuse: new LoginFuse() } : undefined;
-    const extra: Session[] = [];
-    try {
-      const budget = sessionBudget(opts.sessions ?? 1, t.token);
-      for (let i = 1; i < budget; i++) {
-        const s = openExtraSession(t.module, t.token);
-        if (!s) break;
-        extra.push(s);
-      }
-      const signers = [t.session, ...extra].map((s) => new TokenKeySigner(s, key, t.mechanisms, context));
-      return await fn({ ...t, key, signer: new SignerPool(signers), sessions: signers.length });
-    } finally {
-      for (const s of extra) s.close();
-    }
+  const uri = parseUri(opts.key);
+  const moduleChoice = chooseModule({
+    flag: opts.module,
+    uri,
+    moduleArgs: opts.moduleArgs,
+    ...(opts.env ? { env: opts.env } : {}),
   });
+  const retryMs = tokenRetrySeconds(opts) * 1000;
+  // Resolve the PIN before touching the token, so a missing PIN costs no module load.
+  const pin =
+    opts.pin ??
+    (await requirePin(
+      { uri, pinFile: opts.pinFile, prompt: opts.prompt, ...(opts.env ? { env: opts.env } : {}) },
+      "this command",
+    ));
+  const fuse = new LoginFuse();
+  const target = { moduleChoice, uri, pin, fuse, sessions: opts.sessions ?? 1, readWrite: opts.readWrite };
+  const first = connectKey(target);
+  const signer = new ReconnectingSigner(first, {
+    retryMs,
+    connect: () => Promise.resolve(connectKey({ ...target, same: first.open })),
+  });
+  try {
+    return await fn({ ...first.open, signer });
+  } finally {
+    await signer.close();
+  }
+}
+
+/** `tokenRetrySeconds`, else $CODESIGN_TOKEN_RETRY_SECONDS, else 30; 0 turns retrying off. */
+export function tokenRetrySeconds(opts: Pick<KeyAccessOptions, "tokenRetrySeconds" | "env">): number {
+  const fromEnv = (opts.env ?? process.env)["CODESIGN_TOKEN_RETRY_SECONDS"];
+  const value =
+    opts.tokenRetrySeconds ?? (fromEnv === undefined || fromEnv === "" ? undefined : Number(fromEnv));
+  if (value === undefined) return DEFAULT_TOKEN_RETRY_SECONDS;
+  if (!Number.isFinite(value) || value < 0) {
+    throw new CodesignError("USAGE", `the token retry time (${String(value)} s) must be a number ≥ 0`, {
+      hint: "give seconds, e.g. 30; 0 fails at the first token error",
+    });
+  }
+  return value;
+}
+
+interface KeyTarget {
+  moduleChoice: ModuleChoice;
+  uri: Pkcs11Uri;
+  pin: Secret;
+  fuse: LoginFuse;
+  sessions: number;
+  readWrite: boolean | undefined;
+  /** On a reconnect: the first connection, whose token and key must be the ones found again. */
+  same?: Omit<OpenKey, "signer">;
+}
+
+type KeyConnection = Connection & { open: Omit<OpenKey, "signer"> };
+
+/** One connection: module loaded and initialised, the token, its sessions, one login, the key. */
+function connectKey(t: KeyTarget): KeyConnection {
+  const module = Pkcs11Module.open(t.moduleChoice.path, t.moduleChoice.initArgs);
+  const sessions: Session[] = [];
+  let loggedIn = false;
+  let closed = false;
+  const close = (): void => {
+    if (closed) return;
+    closed = true;
+    const [login, ...extra] = sessions;
+    for (const s of extra) s.close();
+    if (login) {
+      if (loggedIn) login.logout();
+      login.close();
+    }
+    try {
+      module.close();
+    } catch {
+      // C_Finalize of a module whose token or server went away: nothing left to release
+    }
+  };
+  try {
+    const token = module.selectToken(t.uri);
+    if (t.same && token.serial !== t.same.token.serial) {
+      throw new CodesignError(
+        "TOKEN_NOT_FOUND",
+        `the key URI now finds token serial ${token.serial}, not ${t.same.token.serial} that the run started with`,
+      );
+    }
+    if (token.flags.includes("user-pin-locked")) {
+      throw new CodesignError("PIN_LOCKED", `the user PIN of token "${token.label}" is locked`, {
+        hint: "the security officer must unlock or reset it; codesign will not try to log in",
+      });
+    }
+    const mechanisms = module.mechanisms(token);
+    const session = module.openSession(token, { readWrite: t.readWrite ?? false });
+    sessions.push(session);
+    session.login(t.pin);
+    loggedIn = true;
+    const key = findPrivateKey(session, mechanisms, t.uri);
+    if (t.same && !sameBytes(key.spki, t.same.key.spki)) {
+      throw new CodesignError("KEY_NOT_FOUND", "after reconnecting, the key URI finds a different key", {
+        hint: "the token changed while the run was signing; nothing more is signed with it",
+      });
+    }
+    const context = key.alwaysAuthenticate ? { pin: t.pin, fuse: t.fuse } : undefined;
+    const budget = sessionBudget(t.sessions, token);
+    for (let i = 1; i < budget; i++) {
+      const s = openExtraSession(module, token);
+      if (!s) break;
+      sessions.push(s);
+    }
+    const signers = sessions.map((s) => new TokenKeySigner(s, key, mechanisms, context));
+    return {
+      signer: new SignerPool(signers),
+      alive: () => session.alive(),
+      close,
+      open: {
+        module,
+        moduleChoice: t.moduleChoice,
+        token,
+        session,
+        mechanisms,
+        uri: t.uri,
+        loggedIn: true,
+        pin: t.pin,
+        key,
+        sessions: signers.length,
+      },
+    };
+  } catch (e) {
+    close();
+    throw e;
+  }
+}
+
+function sameBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
+  return a !== undefined && b !== undefined && Buffer.from(a).equals(Buffer.from(b));
 }
 
 /**
