@@ -54,7 +54,7 @@ export interface SignJob {
   pin: Secret;
   /** PEM file of the signer certificate (exported from the token into workDir when it lives there). */
   certFile: string;
-  /** True when the certificate is an object on the token (jarsigner then needs no -certchain). */
+  /** True when the certificate is an object on the token (SunPKCS11 sees only such keys). */
   certOnToken: boolean;
   /** PEM files of further certificates to include. */
   chainFiles: string[];

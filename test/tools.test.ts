@@ -278,7 +278,7 @@ describe("exact command lines", () => {
       "-digestalg",
       "SHA-256",
       "-certchain",
-      "/w/signer.pem",
+      "/w/certchain.pem",
       "-signedjar",
       path.join(cwd, "signed.jar"),
       path.join(cwd, "app.jar"),

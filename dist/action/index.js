@@ -79227,22 +79227,6 @@ function mechanismNames(lib) {
   mechanismNameCache.set(CKM_EC_EDWARDS_KEY_PAIR_GEN, "CKM_EC_EDWARDS_KEY_PAIR_GEN");
   return mechanismNameCache;
 }
-async function withModule(module, fn) {
-  const m = typeof module === "string" ? Pkcs11Module.open(module) : Pkcs11Module.open(module.path, module.initArgs);
-  try {
-    return await fn(m);
-  } finally {
-    m.close();
-  }
-}
-async function withSession(m, token, fn, opts = {}) {
-  const s = m.openSession(token, opts);
-  try {
-    return await fn(s);
-  } finally {
-    s.close();
-  }
-}
 var TOKEN_FLAGS, trim, Pkcs11Module, mechanismNameCache, CKK_EC_EDWARDS, CKM_EDDSA, CKM_EC_EDWARDS_KEY_PAIR_GEN, Session;
 var init_module = __esm({
   "src/core/pkcs11/module.ts"() {
@@ -79436,6 +79420,16 @@ var init_module = __esm({
           this.p11.C_Login(this.handle, this.module.lib.CKU_CONTEXT_SPECIFIC, pin.reveal());
         } catch (e) {
           throw fromPkcs11Error(e, `per-signature login to key on token "${this.token.label}"`);
+        }
+      }
+      /** Whether the session still answers (C_GetSessionInfo): false once the token or its server is gone. */
+      alive() {
+        if (this.closed) return false;
+        try {
+          this.p11.C_GetSessionInfo(this.handle);
+          return true;
+        } catch {
+          return false;
         }
       }
       logout() {
@@ -80320,6 +80314,154 @@ var init_login_fuse = __esm({
   }
 });
 
+// src/core/pkcs11/reconnect.ts
+import { setTimeout as sleep } from "node:timers/promises";
+function transientCkr(e) {
+  const name = ckrName(e) ?? (e instanceof Error ? ckrName(e.cause) : void 0);
+  return name !== void 0 && TRANSIENT_CKR.has(name) ? name : void 0;
+}
+var TRANSIENT_CKR, FATAL2, RETRY_CONNECT, reasonOf, ReconnectingSigner;
+var init_reconnect = __esm({
+  "src/core/pkcs11/reconnect.ts"() {
+    "use strict";
+    init_errors();
+    init_ckr();
+    TRANSIENT_CKR = /* @__PURE__ */ new Set([
+      "CKR_FUNCTION_FAILED",
+      "CKR_DEVICE_ERROR",
+      "CKR_DEVICE_REMOVED",
+      "CKR_TOKEN_NOT_PRESENT",
+      "CKR_SESSION_HANDLE_INVALID",
+      "CKR_SESSION_CLOSED"
+    ]);
+    FATAL2 = ["PIN_INCORRECT", "PIN_LOCKED", "PIN_EXPIRED", "LOGIN_FAILED"];
+    RETRY_CONNECT = ["TOKEN_NOT_FOUND", "TOKEN_ERROR"];
+    reasonOf = (e) => e instanceof Error ? e.message : String(e);
+    ReconnectingSigner = class {
+      key;
+      /** Reconnects so far (each one a fresh module load and one C_Login). */
+      reconnects = 0;
+      #conn;
+      #inflight = 0;
+      #drainWaiters = [];
+      #recovering;
+      #outage;
+      #dead;
+      #closed = false;
+      #o;
+      constructor(first, o2) {
+        this.key = first.signer.key;
+        this.#conn = first;
+        this.#o = o2;
+      }
+      async sign(request) {
+        for (; ; ) {
+          if (this.#dead !== void 0) throw this.#dead;
+          if (this.#recovering) {
+            await this.#recovering.catch(() => void 0);
+            continue;
+          }
+          const conn = this.#conn;
+          let failure;
+          this.#inflight++;
+          try {
+            const signature = await conn.signer.sign(request);
+            this.#outage = void 0;
+            return signature;
+          } catch (e) {
+            failure = e;
+          } finally {
+            this.#settled();
+          }
+          if (this.#o.retryMs <= 0 || transientCkr(failure) === void 0) throw failure;
+          await this.#recover(conn, failure);
+        }
+      }
+      /** Closes whatever connection is current; waits for a reconnect under way. */
+      async close() {
+        this.#closed = true;
+        await this.#recovering?.catch(() => void 0);
+        await this.#drained();
+        this.#conn.close();
+      }
+      #settled() {
+        this.#inflight--;
+        if (this.#inflight > 0) return;
+        for (const w of this.#drainWaiters.splice(0)) w();
+      }
+      /** Resolves when no signature is in flight: C_Finalize must not run under a C_Sign. */
+      #drained() {
+        if (this.#inflight === 0) return Promise.resolve();
+        return new Promise((resolve) => this.#drainWaiters.push(resolve));
+      }
+      /** One recovery at a time; every caller that met the same failure waits for it. */
+      #recover(conn, failure) {
+        if (this.#recovering) return this.#recovering;
+        if (conn !== this.#conn) return Promise.resolve();
+        const p = this.#recoverOnce(failure).finally(() => {
+          this.#recovering = void 0;
+        });
+        this.#recovering = p;
+        return p;
+      }
+      async #recoverOnce(failure) {
+        const first = this.#o.firstBackoffMs ?? 250;
+        const max = this.#o.maxBackoffMs ?? 4e3;
+        const outage = this.#outage ??= { since: performance.now(), backoff: first };
+        const deadline = outage.since + this.#o.retryMs;
+        let last = failure;
+        for (; ; ) {
+          const wait = Math.min(outage.backoff, deadline - performance.now());
+          if (wait <= 0 || this.#closed) this.#giveUp(last);
+          await sleep(wait);
+          outage.backoff = Math.min(outage.backoff * 2, max);
+          await this.#drained();
+          let alive;
+          try {
+            alive = this.#conn.alive();
+          } catch {
+            alive = false;
+          }
+          if (alive) {
+            this.#o.onEvent?.({ kind: "retry", reason: reasonOf(last) });
+            return;
+          }
+          this.#o.onEvent?.({ kind: "reconnecting", reason: reasonOf(last) });
+          this.#conn.close();
+          try {
+            this.#conn = await this.#o.connect();
+          } catch (e) {
+            if (!(e instanceof CodesignError) || !RETRY_CONNECT.includes(e.code)) {
+              this.#dead = e;
+              this.#o.onEvent?.({ kind: "gave-up", reason: reasonOf(e) });
+              throw e;
+            }
+            last = e;
+            continue;
+          }
+          this.reconnects++;
+          this.#o.onEvent?.({ kind: "reconnected", count: this.reconnects });
+          return;
+        }
+      }
+      #giveUp(last) {
+        const seconds = Math.round(this.#o.retryMs / 100) / 10;
+        const dead = last instanceof CodesignError && FATAL2.includes(last.code) ? last : new CodesignError(
+          "TOKEN_ERROR",
+          `the token did not come back within ${seconds} s: ${reasonOf(last)}`,
+          {
+            hint: "the files reported as not signed were not written; sign them again once the token answers, or allow a longer outage with --token-retry-seconds",
+            cause: last
+          }
+        );
+        this.#dead = dead;
+        this.#o.onEvent?.({ kind: "gave-up", reason: reasonOf(last) });
+        throw dead;
+      }
+    };
+  }
+});
+
 // src/core/pkcs11/signer-pool.ts
 var SignerPool;
 var init_signer_pool = __esm({
@@ -80511,7 +80653,7 @@ var init_token_signer = __esm({
 });
 
 // src/core/pkcs11/token-key.ts
-async function withToken(opts, fn) {
+async function withTokenKey(opts, fn) {
   const uri = parseUri(opts.key);
   const moduleChoice = chooseModule({
     flag: opts.module,
@@ -80519,63 +80661,110 @@ async function withToken(opts, fn) {
     moduleArgs: opts.moduleArgs,
     ...opts.env ? { env: opts.env } : {}
   });
-  const pinOptions = {
-    uri,
-    pinFile: opts.pinFile,
-    prompt: opts.prompt,
-    ...opts.env ? { env: opts.env } : {}
+  const retryMs = tokenRetrySeconds(opts) * 1e3;
+  const pin = opts.pin ?? await requirePin(
+    { uri, pinFile: opts.pinFile, prompt: opts.prompt, ...opts.env ? { env: opts.env } : {} },
+    "this command"
+  );
+  const fuse = new LoginFuse();
+  const target = { moduleChoice, uri, pin, fuse, sessions: opts.sessions ?? 1, readWrite: opts.readWrite };
+  const first = connectKey(target);
+  const signer = new ReconnectingSigner(first, {
+    retryMs,
+    connect: () => Promise.resolve(connectKey({ ...target, same: first.open }))
+  });
+  try {
+    return await fn({ ...first.open, signer });
+  } finally {
+    await signer.close();
+  }
+}
+function tokenRetrySeconds(opts) {
+  const fromEnv = (opts.env ?? process.env)["CODESIGN_TOKEN_RETRY_SECONDS"];
+  const value = opts.tokenRetrySeconds ?? (fromEnv === void 0 || fromEnv === "" ? void 0 : Number(fromEnv));
+  if (value === void 0) return DEFAULT_TOKEN_RETRY_SECONDS;
+  if (!Number.isFinite(value) || value < 0) {
+    throw new CodesignError("USAGE", `the token retry time (${String(value)} s) must be a number \u2265 0`, {
+      hint: "give seconds, e.g. 30; 0 fails at the first token error"
+    });
+  }
+  return value;
+}
+function connectKey(t) {
+  const module = Pkcs11Module.open(t.moduleChoice.path, t.moduleChoice.initArgs);
+  const sessions = [];
+  let loggedIn = false;
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    const [login, ...extra] = sessions;
+    for (const s of extra) s.close();
+    if (login) {
+      if (loggedIn) login.logout();
+      login.close();
+    }
+    try {
+      module.close();
+    } catch {
+    }
   };
-  const pin = opts.pin ?? (opts.login === "required" ? await requirePin(pinOptions, "this command") : await resolvePin(pinOptions));
-  return withModule(moduleChoice, (module) => {
-    const token = module.selectToken(uri);
-    if (pin && token.flags.includes("user-pin-locked")) {
+  try {
+    const token = module.selectToken(t.uri);
+    if (t.same && token.serial !== t.same.token.serial) {
+      throw new CodesignError(
+        "TOKEN_NOT_FOUND",
+        `the key URI now finds token serial ${token.serial}, not ${t.same.token.serial} that the run started with`
+      );
+    }
+    if (token.flags.includes("user-pin-locked")) {
       throw new CodesignError("PIN_LOCKED", `the user PIN of token "${token.label}" is locked`, {
         hint: "the security officer must unlock or reset it; codesign will not try to log in"
       });
     }
     const mechanisms = module.mechanisms(token);
-    return withSession(
-      module,
-      token,
-      async (session) => {
-        if (pin) session.login(pin);
-        try {
-          return await fn({
-            module,
-            moduleChoice,
-            token,
-            session,
-            mechanisms,
-            uri,
-            loggedIn: pin !== void 0,
-            ...pin ? { pin } : {}
-          });
-        } finally {
-          if (pin) session.logout();
-        }
-      },
-      { readWrite: opts.readWrite ?? false }
-    );
-  });
-}
-async function withTokenKey(opts, fn) {
-  return withToken({ ...opts, login: "required" }, async (t) => {
-    const key = findPrivateKey(t.session, t.mechanisms, t.uri);
-    const context2 = key.alwaysAuthenticate && t.pin ? { pin: t.pin, fuse: new LoginFuse() } : void 0;
-    const extra = [];
-    try {
-      const budget = sessionBudget(opts.sessions ?? 1, t.token);
-      for (let i2 = 1; i2 < budget; i2++) {
-        const s = openExtraSession(t.module, t.token);
-        if (!s) break;
-        extra.push(s);
-      }
-      const signers = [t.session, ...extra].map((s) => new TokenKeySigner(s, key, t.mechanisms, context2));
-      return await fn({ ...t, key, signer: new SignerPool(signers), sessions: signers.length });
-    } finally {
-      for (const s of extra) s.close();
+    const session = module.openSession(token, { readWrite: t.readWrite ?? false });
+    sessions.push(session);
+    session.login(t.pin);
+    loggedIn = true;
+    const key = findPrivateKey(session, mechanisms, t.uri);
+    if (t.same && !sameBytes(key.spki, t.same.key.spki)) {
+      throw new CodesignError("KEY_NOT_FOUND", "after reconnecting, the key URI finds a different key", {
+        hint: "the token changed while the run was signing; nothing more is signed with it"
+      });
     }
-  });
+    const context2 = key.alwaysAuthenticate ? { pin: t.pin, fuse: t.fuse } : void 0;
+    const budget = sessionBudget(t.sessions, token);
+    for (let i2 = 1; i2 < budget; i2++) {
+      const s = openExtraSession(module, token);
+      if (!s) break;
+      sessions.push(s);
+    }
+    const signers = sessions.map((s) => new TokenKeySigner(s, key, mechanisms, context2));
+    return {
+      signer: new SignerPool(signers),
+      alive: () => session.alive(),
+      close,
+      open: {
+        module,
+        moduleChoice: t.moduleChoice,
+        token,
+        session,
+        mechanisms,
+        uri: t.uri,
+        loggedIn: true,
+        pin: t.pin,
+        key,
+        sessions: signers.length
+      }
+    };
+  } catch (e) {
+    close();
+    throw e;
+  }
+}
+function sameBytes(a2, b) {
+  return a2 !== void 0 && b !== void 0 && Buffer.from(a2).equals(Buffer.from(b));
 }
 function sessionBudget(wanted, token) {
   const asked = Math.max(1, Math.floor(wanted));
@@ -80591,6 +80780,7 @@ function openExtraSession(module, token) {
     throw e;
   }
 }
+var DEFAULT_TOKEN_RETRY_SECONDS;
 var init_token_key = __esm({
   "src/core/pkcs11/token-key.ts"() {
     "use strict";
@@ -80601,9 +80791,11 @@ var init_token_key = __esm({
     init_pin();
     init_module();
     init_login_fuse();
+    init_reconnect();
     init_signer_pool();
     init_token_signer();
     init_uri();
+    DEFAULT_TOKEN_RETRY_SECONDS = 30;
   }
 });
 
@@ -81142,8 +81334,8 @@ var init_cms = __esm({
 });
 
 // src/core/util/failover.ts
-import { setTimeout as sleep } from "node:timers/promises";
-function reasonOf(e, timeoutMs) {
+import { setTimeout as sleep2 } from "node:timers/promises";
+function reasonOf2(e, timeoutMs) {
   if (e instanceof Error && (e.name === "TimeoutError" || e.name === "AbortError")) {
     return `no answer within ${timeoutMs / 1e3} s`;
   }
@@ -81167,10 +81359,10 @@ async function tryEach(urls, attempt, opts = {}) {
         return { value: await attempt(url, AbortSignal.timeout(timeoutMs)), url };
       } catch (e) {
         if (e instanceof CodesignError && NEVER_RETRY.includes(e.code)) throw e;
-        reason = reasonOf(e, timeoutMs);
+        reason = reasonOf2(e, timeoutMs);
         const next = i2 < retries ? "retry" : u2 < urls.length - 1 ? "next-url" : "give-up";
         opts.onFailure?.({ url, attempt: i2 + 1, reason, next });
-        if (next === "retry") await sleep(backoffMs * 2 ** i2);
+        if (next === "retry") await sleep2(backoffMs * 2 ** i2);
       }
     }
     failures.push(`${url}: ${reason} (${retries + 1} attempt${retries === 0 ? "" : "s"})`);
@@ -82400,7 +82592,7 @@ async function attach(o2) {
     const data = path15.join(dir, "content.p7");
     await adapter.extractData({ input: o2.input, hash: sig.hash, output: data, toolPath: o2.toolPath });
     const extracted = readExtractedContent(new Uint8Array(await readFile4(data)), o2.input);
-    if (extracted.contentType !== sig.contentType || !sameBytes(extractedCoverage(extracted), sig.covers)) {
+    if (extracted.contentType !== sig.contentType || !sameBytes2(extractedCoverage(extracted), sig.covers)) {
       throw new CodesignError(
         "INVALID_INPUT",
         `${o2.signature} was not made for ${o2.input}: the file's Authenticode digest differs`,
@@ -82438,7 +82630,7 @@ async function attach(o2) {
     };
   }, "codesign-attach-");
 }
-var existingByRun, ONE_SIGNATURE, alreadySigned, authenticode, authenticodeDetached, sameBytes;
+var existingByRun, ONE_SIGNATURE, alreadySigned, authenticode, authenticodeDetached, sameBytes2;
 var init_authenticode2 = __esm({
   "src/app/formats/authenticode.ts"() {
     "use strict";
@@ -82462,7 +82654,7 @@ var init_authenticode2 = __esm({
     );
     authenticode = authenticodeFormat(false);
     authenticodeDetached = authenticodeFormat(true);
-    sameBytes = (a2, b) => a2.length === b.length && a2.every((x, i2) => x === b[i2]);
+    sameBytes2 = (a2, b) => a2.length === b.length && a2.every((x, i2) => x === b[i2]);
   }
 });
 
@@ -82478,6 +82670,11 @@ function configValue(field, value) {
     );
   }
   return value;
+}
+function opensslConfigValue(field, value) {
+  configValue(field, value);
+  if (/^[A-Za-z0-9_./:@+,=%~-]+$/.test(value)) return value;
+  return `"${value.replace(/["\\]/g, (c3) => `\\${c3}`)}"`;
 }
 var CONTROL;
 var init_validate2 = __esm({
@@ -82512,7 +82709,10 @@ var init_sunpkcs11 = __esm({
 var jarsigner_exports = {};
 __export(jarsigner_exports, {
   adapter: () => adapter2,
+  jarsignerPinProblem: () => jarsignerPinProblem,
+  keystoreEntries: () => keystoreEntries,
   sigalg: () => sigalg,
+  sunpkcs11Alias: () => sunpkcs11Alias,
   verifyJar: () => verifyJar
 });
 import { writeFile as writeFile3, rm as rm4 } from "node:fs/promises";
@@ -82539,12 +82739,13 @@ function args(job, extra = {}) {
     sigalg(job.key.keyType, job.hash),
     "-digestalg",
     job.hash.replace("sha", "SHA-"),
-    ...job.certOnToken ? [] : ["-certchain", safePath(job.certFile)],
+    "-certchain",
+    safePath(chainPath(job)),
     ...extra.timestampUrl ? ["-tsa", extra.timestampUrl] : [],
     "-signedjar",
     safePath(job.output),
     safePath(job.input),
-    job.key.label
+    aliasOf(job)
   ];
 }
 async function sign(job) {
@@ -82554,6 +82755,11 @@ async function sign(job) {
     sunpkcs11Config({ name: "codesign", library: job.modulePath, slot: Number(job.token.slotId) }),
     { mode: 384 }
   );
+  const certs = [
+    ...await readCertificates(job.certFile),
+    ...(await Promise.all(job.chainFiles.map((f) => readCertificates(f)))).flat()
+  ];
+  await writeFile3(chainPath(job), certs.map(certificatePem).join(""), { mode: 384 });
   const v = await version2(job.toolPath);
   const once9 = async (timestampUrl, signal) => {
     const out = await runTool({
@@ -82585,6 +82791,67 @@ async function sign(job) {
     await rm4(job.output, { force: true });
     throw e;
   }
+}
+function jarsignerPinProblem(pin) {
+  if (/[^\u0000-\u007f]/.test(pin)) {
+    return "SunPKCS11 sends one byte per PIN character, so a PIN with non-ASCII characters would be rejected by the token";
+  }
+  return void 0;
+}
+function keystoreEntries(text) {
+  const out = [];
+  for (const block of text.split(/^(?=Alias name: )/m)) {
+    const alias = /^Alias name: (.*)$/m.exec(block)?.[1];
+    if (alias === void 0) continue;
+    const type = /^Entry type: (.*)$/m.exec(block)?.[1] ?? "";
+    const pem = /-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/.exec(block)?.[1];
+    out.push({
+      alias,
+      type,
+      ...pem ? { certificate: Buffer.from(pem.replace(/\s+/g, ""), "base64") } : {}
+    });
+  }
+  return out;
+}
+async function sunpkcs11Alias(o2) {
+  const keytool = path16.join(path16.dirname(findTool("jarsigner", o2.toolPath)), "keytool");
+  const cfg = path16.join(o2.workDir, "keytool-sunpkcs11.cfg");
+  await writeFile3(cfg, sunpkcs11Config({ name: "codesign", library: o2.modulePath, slot: o2.slot }), {
+    mode: 384
+  });
+  const out = await runTool({
+    tool: "keytool",
+    file: keytool,
+    args: [
+      "-list",
+      "-rfc",
+      "-keystore",
+      "NONE",
+      "-storetype",
+      "PKCS11",
+      "-addprovider",
+      "SunPKCS11",
+      "-providerArg",
+      cfg,
+      "-storepass:env",
+      PIN_VAR
+    ],
+    pin: { secret: o2.pin, via: "env", name: PIN_VAR }
+  });
+  const wanted = Buffer.from(o2.certificate);
+  const entries = keystoreEntries(out.stdout);
+  const match = entries.filter((e) => e.type === "PrivateKeyEntry" && e.certificate?.equals(wanted));
+  const [entry] = match;
+  if (!entry || match.length > 1) {
+    throw new CodesignError(
+      "CERT_NOT_FOUND",
+      match.length > 1 ? `SunPKCS11 shows ${match.length} keys with the signer's certificate (${match.map((e) => e.alias).join(", ")})` : "SunPKCS11 shows no key entry whose certificate is the signer's",
+      {
+        hint: `keytool lists: ${entries.map((e) => `${e.alias} (${e.type})`).join(", ") || "nothing"}; SunPKCS11 only shows a private key with a certificate object of the same CKA_ID`
+      }
+    );
+  }
+  return entry.alias;
 }
 async function verifyJar(input, o2) {
   const file = findTool("jarsigner", o2.toolPath);
@@ -82655,10 +82922,11 @@ function jarDetails(text) {
   const warnings = section.split("\n").map((l) => l.trim()).filter(Boolean).map((l) => `jarsigner: ${l}`);
   return { signers, timestamps, warnings };
 }
-var PIN_VAR, version2, configPath, adapter2, TRUST_PASS, JAR_INCOMPLETE;
+var PIN_VAR, version2, configPath, chainPath, aliasOf, adapter2, TRUST_PASS, JAR_INCOMPLETE;
 var init_jarsigner = __esm({
   "adapters/jarsigner.ts"() {
     "use strict";
+    init_certificate();
     init_errors();
     init_failover();
     init_sunpkcs11();
@@ -82674,6 +82942,8 @@ var init_jarsigner = __esm({
       return v ?? "unknown";
     });
     configPath = (job) => path16.join(job.workDir, "sunpkcs11.cfg");
+    chainPath = (job) => path16.join(job.workDir, "certchain.pem");
+    aliasOf = (job) => typeof job.options["alias"] === "string" ? job.options["alias"] : job.key.label;
     adapter2 = { name: "jarsigner", version: version2, args, sign };
     TRUST_PASS = "codesign-truststore";
     JAR_INCOMPLETE = [
@@ -82699,9 +82969,9 @@ function opensslEngineConfig(o2) {
     "",
     "[pkcs11_section]",
     "engine_id = pkcs11",
-    `dynamic_path = ${configValue("engine path", o2.enginePath ?? LIBP11_ENGINE)}`,
-    `MODULE_PATH = ${configValue("module path", o2.module)}`,
-    ...o2.pin !== void 0 ? [`PIN = ${configValue("PIN", o2.pin)}`] : [],
+    `dynamic_path = ${opensslConfigValue("engine path", o2.enginePath ?? LIBP11_ENGINE)}`,
+    `MODULE_PATH = ${opensslConfigValue("module path", o2.module)}`,
+    ...o2.pin !== void 0 ? [`PIN = ${opensslConfigValue("PIN", o2.pin)}`] : [],
     "init = 0",
     ""
   ].join("\n");
@@ -82718,18 +82988,49 @@ var init_openssl_engine = __esm({
 // adapters/openssl.ts
 var openssl_exports = {};
 __export(openssl_exports, {
+  LIBP11_PIN_MAX: () => LIBP11_PIN_MAX,
   adapter: () => adapter3,
   affectedByEarly30Bug: () => affectedByEarly30Bug,
   enginePath: () => enginePath,
+  engineTestSignature: () => engineTestSignature,
+  opensslPinProblem: () => opensslPinProblem,
   opensslVersion: () => opensslVersion,
   probe: () => probe,
   providerAvailable: () => providerAvailable
 });
-import { writeFile as writeFile4 } from "node:fs/promises";
+import { readFile as readFile5, writeFile as writeFile4 } from "node:fs/promises";
 import path17 from "node:path";
 function affectedByEarly30Bug(v) {
   const [a2, b, c3] = v.split(".").map(Number);
   return a2 === 3 && b === 0 && (c3 ?? 0) <= 8;
+}
+function opensslPinProblem(pin) {
+  const bytes = Buffer.byteLength(pin, "utf8");
+  if (bytes > LIBP11_PIN_MAX) {
+    return `libp11 (the OpenSSL engine) takes at most ${LIBP11_PIN_MAX} bytes of PIN, and this one has ${bytes}: its login would fail`;
+  }
+  return void 0;
+}
+async function engineTestSignature(o2) {
+  const conf = path17.join(o2.dir, "openssl-engine.cnf");
+  const data = path17.join(o2.dir, "doctor.bin");
+  const sig = path17.join(o2.dir, "doctor.sig");
+  await writeFile4(conf, opensslEngineConfig({ module: o2.modulePath }), { mode: 384 });
+  await writeFile4(data, "codesign doctor: a test signature through the libp11 engine\n");
+  await runTool({
+    tool: "openssl",
+    file: findTool("openssl"),
+    args: ["dgst", `-${o2.hash}`, "-engine", "pkcs11", "-keyform", "engine", "-sign", o2.keyUri].concat([
+      "-passin",
+      `env:${PIN_VAR2}`,
+      "-out",
+      sig,
+      data
+    ]),
+    env: { OPENSSL_CONF: conf },
+    pin: { secret: o2.pin, via: "env", name: PIN_VAR2 }
+  });
+  return readFile5(sig);
 }
 function args2(job) {
   const common2 = ["-engine", "pkcs11", "-keyform", "engine"];
@@ -82806,7 +83107,7 @@ async function probe(name, args3) {
   return out ? `${out.stdout}
 ${out.stderr}`.trim().split("\n")[0] ?? "" : void 0;
 }
-var PIN_VAR2, opensslVersion, enginePath, confPath, mode, adapter3;
+var PIN_VAR2, opensslVersion, LIBP11_PIN_MAX, enginePath, confPath, mode, adapter3;
 var init_openssl = __esm({
   "adapters/openssl.ts"() {
     "use strict";
@@ -82821,6 +83122,7 @@ var init_openssl = __esm({
       if (!v) throw new CodesignError("TOOL_FAILED", `cannot tell the OpenSSL version: ${lastWords(out)}`);
       return v;
     });
+    LIBP11_PIN_MAX = 32;
     enginePath = () => LIBP11_ENGINE;
     confPath = (job) => path17.join(job.workDir, "openssl-engine.cnf");
     mode = (job) => job.options["mode"] === "cms" ? "cms" : "dgst";
@@ -82864,12 +83166,19 @@ async function signWithTool(tool, items, o2, jobs) {
     module: o2.module,
     moduleArgs: o2.moduleArgs,
     pinFile: o2.pinFile,
-    prompt: o2.promptPin
+    prompt: o2.promptPin,
+    tokenRetrySeconds: o2.tokenRetrySeconds
   };
   const pin = await requirePin(
     { uri: parseUri(access.key), pinFile: access.pinFile, prompt: access.prompt },
     "signing"
   );
+  const problem = (tool === "jarsigner" ? jarsignerPinProblem : opensslPinProblem)(pin.reveal());
+  if (problem !== void 0) {
+    throw new CodesignError("USAGE", `${tool} cannot log in with this PIN: ${problem}`, {
+      hint: tool === "jarsigner" ? "nothing was tried on the token; give the token an ASCII PIN for jarsigner, or sign in-process (the cms or raw formats take any PIN)" : "nothing was tried on the token; sign in-process instead: --tool raw (for openssl dgst -verify) or --tool cms (for openssl cms -verify) take any PIN"
+    });
+  }
   const chainFiles = [...o2.chain ?? []];
   return withTokenKey({ ...access, pin }, async (k) => {
     if (k.key.alwaysAuthenticate) {
@@ -82882,9 +83191,27 @@ async function signWithTool(tool, items, o2, jobs) {
       );
     }
     const cert = await resolveSignerCertificate(k.key, o2.cert);
+    const tokenCertificate = k.key.certificate;
+    if (tool === "jarsigner" && !tokenCertificate) {
+      throw new CodesignError(
+        "CERT_NOT_FOUND",
+        `jarsigner cannot see the key ${k.key.uri}: no certificate with its CKA_ID is on the token`,
+        {
+          hint: "SunPKCS11 only offers keys that have a certificate on the token: store it there (`codesign cert selfsign --store` for testing, or import the CA-issued one with the key's id); --cert alone is not enough"
+        }
+      );
+    }
     return withPrivateDir(async (dir) => {
       const certFile = path18.join(dir, "signer.pem");
       await writeFile5(certFile, certificatePem(cert.der), { mode: 384 });
+      const alias = tool === "jarsigner" && tokenCertificate ? await sunpkcs11Alias({
+        modulePath: k.moduleChoice.path,
+        slot: Number(k.token.slotId),
+        pin,
+        certificate: tokenCertificate,
+        workDir: dir,
+        toolPath: o2.toolPath
+      }) : void 0;
       const job = async (item) => ({
         input: item.input,
         output: item.output,
@@ -82905,7 +83232,7 @@ async function signWithTool(tool, items, o2, jobs) {
         },
         workDir: await mkdtemp(path18.join(dir, "job-")),
         toolPath: o2.toolPath,
-        options: { mode: o2.opensslMode }
+        options: { mode: o2.opensslMode, alias }
       });
       const files = await runBatch(
         items,
@@ -82935,6 +83262,7 @@ var init_tool = __esm({
     "use strict";
     init_adapters();
     init_jarsigner();
+    init_openssl();
     init_errors();
     init_pin();
     init_token_key();
@@ -83249,7 +83577,8 @@ async function sign3(o2) {
       moduleArgs: o2.moduleArgs,
       pinFile: o2.pinFile,
       prompt: o2.promptPin,
-      sessions: jobs
+      sessions: jobs,
+      tokenRetrySeconds: o2.tokenRetrySeconds
     },
     async (k) => {
       const scheme = o2.mechanism ?? defaultScheme(k.key.keyType);

@@ -212,6 +212,7 @@ export async function sign(o: SignOptions): Promise<SignReport> {
       pinFile: o.pinFile,
       prompt: o.promptPin,
       sessions: jobs,
+      tokenRetrySeconds: o.tokenRetrySeconds,
     },
     async (k) => {
       const scheme = o.mechanism ?? defaultScheme(k.key.keyType);
