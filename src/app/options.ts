@@ -8,19 +8,25 @@ import type { HashName, SignatureFormat, SignatureScheme } from "../core/signer.
 import type { BatchResult } from "./batch.js";
 
 /**
- * How a file is signed: in-process formats whose signature the token makes (raw, cms, and
+ * How a file is signed: in-process formats whose signature the token makes (raw, cms, jar, and
  * Authenticode shaped by osslsigncode), or a tool that logs in itself (jarsigner, openssl).
  */
-export type FormatName = "raw" | "cms" | "osslsigncode" | "jarsigner" | "openssl";
+export type FormatName = "raw" | "cms" | "osslsigncode" | "jar" | "jarsigner" | "openssl";
 export type ToolChoice = "auto" | FormatName;
 export const TOOL_CHOICES: readonly ToolChoice[] = [
   "auto",
   "raw",
   "cms",
   "osslsigncode",
+  "jar",
   "jarsigner",
   "openssl",
 ];
+
+/** The formats whose tool logs in to the token itself (src/app/formats/tool.ts). */
+export type LoginToolName = "jarsigner" | "openssl";
+export const isLoginTool = (name: FormatName): name is LoginToolName =>
+  name === "jarsigner" || name === "openssl";
 
 export interface TimestampOptions {
   /** RFC 3161 servers, tried in order. */
