@@ -9,9 +9,9 @@ import type { BatchResult } from "./batch.js";
 
 /**
  * How a file is signed: in-process formats whose signature the token makes (raw, cms, jar, and
- * Authenticode shaped by osslsigncode), or a tool that logs in itself (jarsigner, openssl).
+ * Authenticode shaped by osslsigncode), or a tool that logs in itself (jarsigner, openssl, apksigner).
  */
-export type FormatName = "raw" | "cms" | "osslsigncode" | "jar" | "jarsigner" | "openssl";
+export type FormatName = "raw" | "cms" | "osslsigncode" | "jar" | "jarsigner" | "openssl" | "apksigner";
 export type ToolChoice = "auto" | FormatName;
 export const TOOL_CHOICES: readonly ToolChoice[] = [
   "auto",
@@ -21,12 +21,13 @@ export const TOOL_CHOICES: readonly ToolChoice[] = [
   "jar",
   "jarsigner",
   "openssl",
+  "apksigner",
 ];
 
 /** The formats whose tool logs in to the token itself (src/app/formats/tool.ts). */
-export type LoginToolName = "jarsigner" | "openssl";
+export type LoginToolName = "jarsigner" | "openssl" | "apksigner";
 export const isLoginTool = (name: FormatName): name is LoginToolName =>
-  name === "jarsigner" || name === "openssl";
+  name === "jarsigner" || name === "openssl" || name === "apksigner";
 
 export interface TimestampOptions {
   /** RFC 3161 servers, tried in order. */

@@ -31,6 +31,7 @@ export function formatFor(file: string): FormatName {
   const kind = fileKind(file);
   if (kind === "authenticode") return "osslsigncode";
   if (kind === "jar") return "jar"; // in-process; jarsigner stays a choice (--tool jarsigner)
+  if (kind === "apk") return "apksigner";
   return "cms";
 }
 
