@@ -13,7 +13,7 @@ import type { Secret } from "../src/core/pkcs11/pin.js";
 import type { TokenEntry } from "../src/core/pkcs11/module.js";
 import type { HashName } from "../src/core/signer.js";
 
-export type ToolName = "osslsigncode" | "jarsigner" | "openssl";
+export type ToolName = "osslsigncode" | "jarsigner" | "openssl" | "apksigner";
 
 export interface ToolAdapter {
   readonly name: ToolName;
@@ -79,7 +79,7 @@ export interface SignOutcome {
 
 /** A tool that logs in to the token itself. */
 export interface SigningAdapter extends ToolAdapter {
-  readonly name: "jarsigner" | "openssl";
+  readonly name: "jarsigner" | "openssl" | "apksigner";
   /** The exact argv the tool is run with (no PIN in it, ever); pure, for tests and --debug. */
   args(job: SignJob, extra?: { timestampUrl?: string }): string[];
   sign(job: SignJob): Promise<SignOutcome>;

@@ -223,7 +223,11 @@ export async function verifyJar(
     if (o.caFiles.length > 0) {
       const store = path.join(dir, "trust.p12");
       const keytool = path.join(path.dirname(file), "keytool");
-      for (const [i, ca] of o.caFiles.entries()) {
+      // keytool imports one certificate a file: every certificate of every bundle gets its own.
+      const certs = (await Promise.all(o.caFiles.map((f) => readCertificates(f)))).flat();
+      for (const [i, der] of certs.entries()) {
+        const ca = path.join(dir, `ca${i}.pem`);
+        await writeFile(ca, certificatePem(der));
         await runTool({
           tool: "keytool",
           file: keytool,

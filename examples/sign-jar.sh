@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A JAR signed with a key on the token through jarsigner and a generated SunPKCS11 config, then
-# checked by `jarsigner -verify -strict` against the signer's CA.
+# A JAR signed with a key on the token (the JAR v1 scheme written by codesign, the token signing
+# in-process), then checked by `jarsigner -verify -strict` against the signer's CA.
 # Usage: examples/sign-jar.sh [DEV_TOKEN_DIR]   (default .codesign/dev-token)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -97,6 +97,7 @@ function map(script: string, block: Block): string {
   const MAP: Array<[RegExp, string | ((url: string) => string)]> = [
     [/token=release/g, "token=codesign-dev"],
     [/object=signer/g, "object=rsa-2048"],
+    [/object=ec-signer/g, "object=ec-p256"],
     [/\/opt\/hsm\/lib\/libpkcs11\.so/g, t.module],
     [/\/run\/secrets\/pin/g, "pin.txt"],
     [/http:\/\/[\w.-]+\.example\.(?:com|net)/g, (url) => (failingTsas.has(url) ? failing.url : good.url)],

@@ -54,7 +54,6 @@ describe("--tool auto claims only what works", () => {
     ["script.js", /Windows Script Host script \(\.js\)/, /--tool cms/],
     ["script.vbs", /Windows Script Host script \(\.vbs\)/, /--tool cms/],
     ["job.wsf", /Windows Script Host script \(\.wsf\)/, /--tool cms/],
-    ["app.apk", /Android package \(\.apk\)/, /apksigner/],
   ])("refuses %s upfront (exit 2), naming the type and what can sign it", async (name, type, hint) => {
     const file = path.join(t.dir, name);
     await writeFile(file, "payload\n");

@@ -169,7 +169,7 @@ describe("jarsigner", () => {
   ] as const) {
     it(`signs a JAR with the ${name} key through a SunPKCS11 config naming the right slot`, async () => {
       const out = path.join(t.dir, `app-${name}.jar`);
-      const r = await sign(["--key", key, "--in", jar, "--out", out]);
+      const r = await sign(["--tool", "jarsigner", "--key", key, "--in", jar, "--out", out]);
       expect(r.exitCode, r.stderr).toBe(0);
       await jarsignerVerify(out, cert());
       expect((await codesign(["verify", "--in", out, "--ca", cert()])).exitCode).toBe(0);
@@ -179,6 +179,8 @@ describe("jarsigner", () => {
   it("timestamps with -tsa, failing over from a dead URL", async () => {
     const out = path.join(t.dir, "app-ts.jar");
     const r = await sign([
+      "--tool",
+      "jarsigner",
       "--key",
       RSA,
       "--timestamp",

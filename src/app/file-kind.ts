@@ -1,7 +1,7 @@
 /** Which signing format a file calls for, by its name (what `--tool auto` and `verify` use). */
 import path from "node:path";
 
-export type FileKind = "authenticode" | "jar" | "other";
+export type FileKind = "authenticode" | "jar" | "apk" | "other";
 
 /**
  * What `--tool auto` sends to osslsigncode: PE, MSI, CAB, catalogs, APPX/MSIX and PowerShell —
@@ -55,16 +55,15 @@ export const UNSIGNABLE_UNDER_AUTO: Readonly<Record<string, { type: string; hint
     type: "a Windows Script Host script (.wsf)",
     hint: WSH_HINT,
   },
-  ".apk": {
-    type: "an Android package (.apk)",
-    hint: "APKs need apksigner (APK Signature Scheme v2+); point it at the token with the SunPKCS11 config from `codesign config sunpkcs11`, or use --tool cms for a detached signature",
-  },
 };
 export const JAR_EXTENSIONS: readonly string[] = [".jar", ".war", ".ear"];
+/** Android packages: signed by apksigner (v1 + v2 + v3 schemes). */
+export const APK_EXTENSIONS: readonly string[] = [".apk"];
 
 export function fileKind(file: string): FileKind {
   const ext = path.extname(file).toLowerCase();
   if (AUTHENTICODE_EXTENSIONS.includes(ext)) return "authenticode";
   if (JAR_EXTENSIONS.includes(ext)) return "jar";
+  if (APK_EXTENSIONS.includes(ext)) return "apk";
   return "other";
 }

@@ -8,19 +8,26 @@ import type { HashName, SignatureFormat, SignatureScheme } from "../core/signer.
 import type { BatchResult } from "./batch.js";
 
 /**
- * How a file is signed: in-process formats whose signature the token makes (raw, cms, and
- * Authenticode shaped by osslsigncode), or a tool that logs in itself (jarsigner, openssl).
+ * How a file is signed: in-process formats whose signature the token makes (raw, cms, jar, and
+ * Authenticode shaped by osslsigncode), or a tool that logs in itself (jarsigner, openssl, apksigner).
  */
-export type FormatName = "raw" | "cms" | "osslsigncode" | "jarsigner" | "openssl";
+export type FormatName = "raw" | "cms" | "osslsigncode" | "jar" | "jarsigner" | "openssl" | "apksigner";
 export type ToolChoice = "auto" | FormatName;
 export const TOOL_CHOICES: readonly ToolChoice[] = [
   "auto",
   "raw",
   "cms",
   "osslsigncode",
+  "jar",
   "jarsigner",
   "openssl",
+  "apksigner",
 ];
+
+/** The formats whose tool logs in to the token itself (src/app/formats/tool.ts). */
+export type LoginToolName = "jarsigner" | "openssl" | "apksigner";
+export const isLoginTool = (name: FormatName): name is LoginToolName =>
+  name === "jarsigner" || name === "openssl" || name === "apksigner";
 
 export interface TimestampOptions {
   /** RFC 3161 servers, tried in order. */

@@ -21,7 +21,7 @@ import { defaultScheme, schemeFitsKey, type HashName, type SignatureScheme } fro
 import { inputSize } from "../core/util/files.js";
 import { planOutputs, type BatchItem, type OutputStyle } from "./batch.js";
 import type { TokenFormat } from "./formats/contract.js";
-import type { FormatName, SignOptions } from "./options.js";
+import { isLoginTool, type FormatName, type SignOptions } from "./options.js";
 import { chooseFormat, refuseAuthenticodeOnly, skippedInputs, tokenFormat } from "./sign.js";
 
 export interface Problem {
@@ -226,7 +226,7 @@ export async function dryRun(o: SignOptions): Promise<DryRunReport> {
   refuseAuthenticodeOnly(name, o);
   let format: TokenFormat | undefined;
   let style: OutputStyle;
-  if (name === "jarsigner" || name === "openssl") {
+  if (isLoginTool(name)) {
     style = (await import("./formats/tool.js")).toolOutput(name, o);
   } else {
     format = await tokenFormat(name, o);

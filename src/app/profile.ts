@@ -9,6 +9,7 @@ import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { CONFIG_FILE_NAMES, findConfigFile } from "./config-file.js";
+import { TOOL_CHOICES, type ToolChoice } from "./options.js";
 import { CodesignError } from "../core/errors.js";
 import { isPkcs11Uri, parseUri } from "../core/pkcs11/uri.js";
 
@@ -42,7 +43,7 @@ const profileSchema = z
     }),
     "timestamp-retries": z.number().int().min(0).max(10),
     "timestamp-timeout": z.number().positive().max(600),
-    tool: z.enum(["auto", "raw", "cms", "osslsigncode", "jarsigner", "openssl"]),
+    tool: z.enum(TOOL_CHOICES as [ToolChoice, ...ToolChoice[]]),
     hash: z.enum(["sha256", "sha384", "sha512"]),
     mechanism: z.enum(["rsa-pkcs1", "rsa-pss", "ecdsa", "eddsa"]),
     jobs: z.number().int().min(1).max(64),

@@ -16,7 +16,15 @@ import { withPrivateDir } from "../core/util/temp.js";
 import { planOutputs, runBatch, type BatchItem, type BatchResult } from "./batch.js";
 import { fileKind, UNSIGNABLE_UNDER_AUTO } from "./file-kind.js";
 import type { FormatContext, TokenFormat } from "./formats/contract.js";
-import type { FileDetail, FileResult, FormatName, SignOptions, SignReport } from "./options.js";
+import {
+  isLoginTool,
+  type FileDetail,
+  type FileResult,
+  type FormatName,
+  type LoginToolName,
+  type SignOptions,
+  type SignReport,
+} from "./options.js";
 
 /** The format a file calls for under `auto`; a type no format here can sign properly is refused. */
 export function formatFor(file: string): FormatName {
@@ -27,7 +35,10 @@ export function formatFor(file: string): FormatName {
     });
   }
   const kind = fileKind(file);
-  return kind === "authenticode" ? "osslsigncode" : kind === "jar" ? "jarsigner" : "cms";
+  if (kind === "authenticode") return "osslsigncode";
+  if (kind === "jar") return "jar"; // in-process; jarsigner stays a choice (--tool jarsigner)
+  if (kind === "apk") return "apksigner";
+  return "cms";
 }
 
 /** The one format every file of the run goes through (mixed kinds need separate runs). */
@@ -60,11 +71,12 @@ export function refuseAuthenticodeOnly(name: FormatName, o: SignOptions): void {
 }
 
 export async function tokenFormat(
-  name: Exclude<FormatName, "jarsigner" | "openssl">,
+  name: Exclude<FormatName, LoginToolName>,
   o: SignOptions,
 ): Promise<TokenFormat> {
   if (name === "raw") return (await import("./formats/raw.js")).raw;
   if (name === "cms") return (await import("./formats/cms.js")).cms;
+  if (name === "jar") return (await import("./formats/jar.js")).jar;
   const a = await import("./formats/authenticode.js");
   return o.detachedSignature ? a.authenticodeDetached : a.authenticode;
 }
@@ -174,7 +186,7 @@ export async function sign(o: SignOptions): Promise<SignReport> {
   const name = chooseFormat(o.files, o);
   refuseAuthenticodeOnly(name, o);
   const jobs = jobsOf(o);
-  if (name === "jarsigner" || name === "openssl") {
+  if (isLoginTool(name)) {
     const { signWithTool, toolOutput } = await import("./formats/tool.js");
     const items = await plan(o, toolOutput(name, o));
     const run = await signWithTool(name, items, o, jobs);

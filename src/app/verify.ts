@@ -11,6 +11,7 @@
  */
 import { existsSync } from "node:fs";
 import type { ToolSignatureReport } from "../../adapters/contract.js";
+import { verifyApk } from "../../adapters/apksigner.js";
 import { verifyJar } from "../../adapters/jarsigner.js";
 import { verifyAuthenticode } from "../../adapters/osslsigncode.js";
 import { CodesignError, isCodesignError } from "../core/errors.js";
@@ -56,7 +57,7 @@ export type { ToolSignatureReport };
 
 export interface ToolVerifyReport {
   valid: true;
-  kind: "authenticode" | "jar";
+  kind: "authenticode" | "jar" | "apk";
   tool: string;
   /** Authenticode: each signature, the primary (0) and every nested one, each verified. */
   signatures?: ToolSignatureReport[];
@@ -68,6 +69,41 @@ export interface ToolVerifyReport {
 }
 
 export type VerifyResult = (VerifyReport | ToolVerifyReport) & { input: string; signature?: string };
+
+/**
+ * An APK: apksigner checks its v1–v3 signatures; Android trusts a signer by its certificate, not
+ * by a chain, so the signer must be the certificate given (`cert`, else one of the `ca` files).
+ */
+async function verifyApkFile(input: string, o: VerifyOptions): Promise<VerifyResult> {
+  const candidates = o.cert !== undefined ? [o.cert] : [...(o.ca ?? [])];
+  if (candidates.length === 0) {
+    throw new CodesignError(
+      "USAGE",
+      `an APK's signer is trusted by its certificate, and none was given for ${input}`,
+      {
+        hint: "name the expected signer's certificate (--cert FILE, or --ca FILE)",
+      },
+    );
+  }
+  let last: unknown;
+  for (const certFile of candidates) {
+    try {
+      const r = await verifyApk(input, { certFile, toolPath: o.toolPath });
+      return {
+        valid: true,
+        kind: "apk",
+        input,
+        tool: r.tool,
+        signers: [certFile],
+        timestamps: [],
+        warnings: [],
+      };
+    } catch (e) {
+      last = e;
+    }
+  }
+  throw last;
+}
 
 /** A signature file, whole and bounded; an attached CMS is the largest it can legitimately be. */
 const readSignature = (file: string): Promise<Uint8Array> =>
@@ -97,6 +133,7 @@ export async function verify(o: VerifyOptions): Promise<VerifyResult> {
   let signature = o.signature;
   if (signature === undefined) {
     const kind = fileKind(input);
+    if (kind === "apk") return verifyApkFile(input, o);
     if (kind === "authenticode" || kind === "jar") {
       // The --ca files are read here first: regular, bounded, certificates — or exit 2.
       if (ca.length > 0) await loadAnchors(ca);

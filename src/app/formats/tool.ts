@@ -8,6 +8,7 @@ import { mkdtemp, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { SignJob } from "../../../adapters/contract.js";
 import { signingAdapter } from "../../../adapters/index.js";
+import { verifyApk } from "../../../adapters/apksigner.js";
 import { jarsignerPinProblem, sunpkcs11Alias, verifyJar } from "../../../adapters/jarsigner.js";
 import { opensslPinProblem } from "../../../adapters/openssl.js";
 import { CodesignError } from "../../core/errors.js";
@@ -21,10 +22,10 @@ import { runBatch, type BatchItem, type BatchResult, type OutputStyle } from "..
 import type { FileDetail, SignOptions } from "../options.js";
 import { verifyBeforeReplacing } from "./in-place.js";
 
-export type LoginTool = "jarsigner" | "openssl";
+export type LoginTool = "jarsigner" | "openssl" | "apksigner";
 
 export function toolOutput(tool: LoginTool, o: SignOptions): OutputStyle {
-  if (tool === "jarsigner") return { kind: "embedded" };
+  if (tool === "jarsigner" || tool === "apksigner") return { kind: "embedded" };
   return { kind: "detached", suffix: o.opensslMode === "cms" ? ".p7s" : ".sig" };
 }
 
@@ -45,6 +46,11 @@ export async function signWithTool(
   if (tool === "openssl" && (o.timestamp?.urls.length ?? 0) > 0) {
     throw new CodesignError("USAGE", "openssl does not timestamp", {
       hint: "sign with the cms format (RFC 3161 with fail-over), or timestamp openssl's CMS output with `codesign timestamp`",
+    });
+  }
+  if (tool === "apksigner" && ((o.timestamp?.urls.length ?? 0) > 0 || (o.hash ?? "sha256") !== "sha256")) {
+    throw new CodesignError("USAGE", "apksigner chooses its own digests and does not timestamp", {
+      hint: "sign APKs without --timestamp and --hash",
     });
   }
   const access = {
@@ -143,6 +149,11 @@ export async function signWithTool(
             if (tool === "jarsigner" && path.resolve(item.output) === path.resolve(item.input)) {
               await verifyBeforeReplacing(item.input, () =>
                 verifyJar(temp, { caFiles: [certFile, ...chainFiles], toolPath: o.toolPath }),
+              );
+            }
+            if (tool === "apksigner" && path.resolve(item.output) === path.resolve(item.input)) {
+              await verifyBeforeReplacing(item.input, () =>
+                verifyApk(temp, { certFile, toolPath: o.toolPath }),
               );
             }
             return {

@@ -19,9 +19,9 @@ export const sign = (y: Argv): Argv =>
           describe: "RFC 7512 URI of the private key (see `codesign keys`); or from --profile",
         })
         .option("tool", {
-          choices: ["auto", "raw", "cms", "osslsigncode", "jarsigner", "openssl"],
+          choices: ["auto", "raw", "cms", "osslsigncode", "jar", "jarsigner", "openssl", "apksigner"],
           describe:
-            "[default: auto] osslsigncode for Authenticode files (.exe .dll .msi .cab .cat .appx .ps1 …), jarsigner for .jar/.war/.ear, else detached CMS",
+            "[default: auto] osslsigncode for Authenticode files (.exe .dll .msi .cab .cat .appx .ps1 …), jar (in-process, no JDK) for .jar/.war/.ear, apksigner for .apk, else detached CMS",
         })
         .option("in", { type: "string", describe: "one file to sign (never modified)" })
         .option("out", {
