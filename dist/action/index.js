@@ -318,42 +318,42 @@ var require_tunnel = __commonJS({
     exports.httpsOverHttp = httpsOverHttp;
     exports.httpOverHttps = httpOverHttps;
     exports.httpsOverHttps = httpsOverHttps;
-    function httpOverHttp(options) {
-      var agent = new TunnelingAgent(options);
+    function httpOverHttp(options2) {
+      var agent = new TunnelingAgent(options2);
       agent.request = http.request;
       return agent;
     }
-    function httpsOverHttp(options) {
-      var agent = new TunnelingAgent(options);
+    function httpsOverHttp(options2) {
+      var agent = new TunnelingAgent(options2);
       agent.request = http.request;
       agent.createSocket = createSecureSocket;
       agent.defaultPort = 443;
       return agent;
     }
-    function httpOverHttps(options) {
-      var agent = new TunnelingAgent(options);
+    function httpOverHttps(options2) {
+      var agent = new TunnelingAgent(options2);
       agent.request = https.request;
       return agent;
     }
-    function httpsOverHttps(options) {
-      var agent = new TunnelingAgent(options);
+    function httpsOverHttps(options2) {
+      var agent = new TunnelingAgent(options2);
       agent.request = https.request;
       agent.createSocket = createSecureSocket;
       agent.defaultPort = 443;
       return agent;
     }
-    function TunnelingAgent(options) {
+    function TunnelingAgent(options2) {
       var self2 = this;
-      self2.options = options || {};
+      self2.options = options2 || {};
       self2.proxyOptions = self2.options.proxy || {};
       self2.maxSockets = self2.options.maxSockets || http.Agent.defaultMaxSockets;
       self2.requests = [];
       self2.sockets = [];
       self2.on("free", function onFree(socket, host, port, localAddress) {
-        var options2 = toOptions(host, port, localAddress);
+        var options3 = toOptions(host, port, localAddress);
         for (var i2 = 0, len = self2.requests.length; i2 < len; ++i2) {
           var pending = self2.requests[i2];
-          if (pending.host === options2.host && pending.port === options2.port) {
+          if (pending.host === options3.host && pending.port === options3.port) {
             self2.requests.splice(i2, 1);
             pending.request.onSocket(socket);
             return;
@@ -366,18 +366,18 @@ var require_tunnel = __commonJS({
     util.inherits(TunnelingAgent, events.EventEmitter);
     TunnelingAgent.prototype.addRequest = function addRequest(req, host, port, localAddress) {
       var self2 = this;
-      var options = mergeOptions2({ request: req }, self2.options, toOptions(host, port, localAddress));
+      var options2 = mergeOptions2({ request: req }, self2.options, toOptions(host, port, localAddress));
       if (self2.sockets.length >= this.maxSockets) {
-        self2.requests.push(options);
+        self2.requests.push(options2);
         return;
       }
-      self2.createSocket(options, function(socket) {
+      self2.createSocket(options2, function(socket) {
         socket.on("free", onFree);
         socket.on("close", onCloseOrRemove);
         socket.on("agentRemove", onCloseOrRemove);
         req.onSocket(socket);
         function onFree() {
-          self2.emit("free", socket, options);
+          self2.emit("free", socket, options2);
         }
         function onCloseOrRemove(err) {
           self2.removeSocket(socket);
@@ -387,20 +387,20 @@ var require_tunnel = __commonJS({
         }
       });
     };
-    TunnelingAgent.prototype.createSocket = function createSocket(options, cb) {
+    TunnelingAgent.prototype.createSocket = function createSocket(options2, cb) {
       var self2 = this;
       var placeholder = {};
       self2.sockets.push(placeholder);
       var connectOptions = mergeOptions2({}, self2.proxyOptions, {
         method: "CONNECT",
-        path: options.host + ":" + options.port,
+        path: options2.host + ":" + options2.port,
         agent: false,
         headers: {
-          host: options.host + ":" + options.port
+          host: options2.host + ":" + options2.port
         }
       });
-      if (options.localAddress) {
-        connectOptions.localAddress = options.localAddress;
+      if (options2.localAddress) {
+        connectOptions.localAddress = options2.localAddress;
       }
       if (connectOptions.proxyAuth) {
         connectOptions.headers = connectOptions.headers || {};
@@ -433,7 +433,7 @@ var require_tunnel = __commonJS({
           socket.destroy();
           var error = new Error("tunneling socket could not be established, statusCode=" + res.statusCode);
           error.code = "ECONNRESET";
-          options.request.emit("error", error);
+          options2.request.emit("error", error);
           self2.removeSocket(placeholder);
           return;
         }
@@ -442,7 +442,7 @@ var require_tunnel = __commonJS({
           socket.destroy();
           var error = new Error("got illegal response body from proxy");
           error.code = "ECONNRESET";
-          options.request.emit("error", error);
+          options2.request.emit("error", error);
           self2.removeSocket(placeholder);
           return;
         }
@@ -459,7 +459,7 @@ var require_tunnel = __commonJS({
         );
         var error = new Error("tunneling socket could not be established, cause=" + cause.message);
         error.code = "ECONNRESET";
-        options.request.emit("error", error);
+        options2.request.emit("error", error);
         self2.removeSocket(placeholder);
       }
     };
@@ -476,13 +476,13 @@ var require_tunnel = __commonJS({
         });
       }
     };
-    function createSecureSocket(options, cb) {
+    function createSecureSocket(options2, cb) {
       var self2 = this;
-      TunnelingAgent.prototype.createSocket.call(self2, options, function(socket) {
-        var hostHeader = options.request.getHeader("host");
+      TunnelingAgent.prototype.createSocket.call(self2, options2, function(socket) {
+        var hostHeader = options2.request.getHeader("host");
         var tlsOptions = mergeOptions2({}, self2.options, {
           socket,
-          servername: hostHeader ? hostHeader.replace(/:.*$/, "") : options.host
+          servername: hostHeader ? hostHeader.replace(/:.*$/, "") : options2.host
         });
         var secureSocket = tls2.connect(0, tlsOptions);
         self2.sockets[self2.sockets.indexOf(socket)] = secureSocket;
@@ -517,13 +517,13 @@ var require_tunnel = __commonJS({
     var debug;
     if (process.env.NODE_DEBUG && /\btunnel\b/.test(process.env.NODE_DEBUG)) {
       debug = function() {
-        var args3 = Array.prototype.slice.call(arguments);
-        if (typeof args3[0] === "string") {
-          args3[0] = "TUNNEL: " + args3[0];
+        var args4 = Array.prototype.slice.call(arguments);
+        if (typeof args4[0] === "string") {
+          args4[0] = "TUNNEL: " + args4[0];
         } else {
-          args3.unshift("TUNNEL:");
+          args4.unshift("TUNNEL:");
         }
-        console.error.apply(console, args3);
+        console.error.apply(console, args4);
       };
     } else {
       debug = function() {
@@ -1004,14 +1004,14 @@ var require_util = __commonJS({
         }
         const port = url.port != null ? url.port : url.protocol === "https:" ? 443 : 80;
         let origin = url.origin != null ? url.origin : `${url.protocol}//${url.hostname}:${port}`;
-        let path21 = url.path != null ? url.path : `${url.pathname || ""}${url.search || ""}`;
+        let path23 = url.path != null ? url.path : `${url.pathname || ""}${url.search || ""}`;
         if (origin.endsWith("/")) {
           origin = origin.substring(0, origin.length - 1);
         }
-        if (path21 && !path21.startsWith("/")) {
-          path21 = `/${path21}`;
+        if (path23 && !path23.startsWith("/")) {
+          path23 = `/${path23}`;
         }
-        url = new URL(origin + path21);
+        url = new URL(origin + path23);
       }
       return url;
     }
@@ -1644,24 +1644,24 @@ var require_HeaderParser = __commonJS({
       if (this.npairs === this.maxHeaderPairs) {
         return;
       }
-      const lines2 = this.buffer.split(RE_CRLF);
-      const len = lines2.length;
+      const lines3 = this.buffer.split(RE_CRLF);
+      const len = lines3.length;
       let m, h2;
       for (var i2 = 0; i2 < len; ++i2) {
-        if (lines2[i2].length === 0) {
+        if (lines3[i2].length === 0) {
           continue;
         }
-        if (lines2[i2][0] === "	" || lines2[i2][0] === " ") {
+        if (lines3[i2][0] === "	" || lines3[i2][0] === " ") {
           if (h2) {
-            this.header[h2][this.header[h2].length - 1] += lines2[i2];
+            this.header[h2][this.header[h2].length - 1] += lines3[i2];
             continue;
           }
         }
-        const posColon = lines2[i2].indexOf(":");
+        const posColon = lines3[i2].indexOf(":");
         if (posColon === -1 || posColon === 0) {
           return;
         }
-        m = RE_HDR.exec(lines2[i2]);
+        m = RE_HDR.exec(lines3[i2]);
         h2 = m[1].toLowerCase();
         this.header[h2] = this.header[h2] || [];
         this.header[h2].push(m[2] || "");
@@ -2625,20 +2625,20 @@ var require_parseParams = __commonJS({
 var require_basename = __commonJS({
   "node_modules/@fastify/busboy/lib/utils/basename.js"(exports, module) {
     "use strict";
-    module.exports = function basename(path21) {
-      if (typeof path21 !== "string") {
+    module.exports = function basename(path23) {
+      if (typeof path23 !== "string") {
         return "";
       }
-      for (var i2 = path21.length - 1; i2 >= 0; --i2) {
-        switch (path21.charCodeAt(i2)) {
+      for (var i2 = path23.length - 1; i2 >= 0; --i2) {
+        switch (path23.charCodeAt(i2)) {
           case 47:
           // '/'
           case 92:
-            path21 = path21.slice(i2 + 1);
-            return path21 === ".." || path21 === "." ? "" : path21;
+            path23 = path23.slice(i2 + 1);
+            return path23 === ".." || path23 === "." ? "" : path23;
         }
       }
-      return path21 === ".." || path21 === "." ? "" : path21;
+      return path23 === ".." || path23 === "." ? "" : path23;
     };
   }
 });
@@ -2647,7 +2647,7 @@ var require_basename = __commonJS({
 var require_multipart = __commonJS({
   "node_modules/@fastify/busboy/lib/types/multipart.js"(exports, module) {
     "use strict";
-    var { Readable: Readable4 } = __require("node:stream");
+    var { Readable: Readable5 } = __require("node:stream");
     var { inherits } = __require("node:util");
     var Dicer = require_Dicer();
     var parseParams = require_parseParams();
@@ -2912,11 +2912,11 @@ var require_multipart = __commonJS({
       part.resume();
     }
     function FileStream(opts) {
-      Readable4.call(this, opts);
+      Readable5.call(this, opts);
       this.bytesRead = 0;
       this.truncated = false;
     }
-    inherits(FileStream, Readable4);
+    inherits(FileStream, Readable5);
     FileStream.prototype._read = function(n2) {
     };
     module.exports = Multipart;
@@ -3555,7 +3555,7 @@ var require_constants2 = __commonJS({
     var channel;
     var structuredClone = globalThis.structuredClone ?? // https://github.com/nodejs/node/blob/b27ae24dcc4251bad726d9d84baf678d1f707fed/lib/internal/structured_clone.js
     // structuredClone was added in v17.0.0, but fetch supports v16.8
-    function structuredClone2(value, options = void 0) {
+    function structuredClone2(value, options2 = void 0) {
       if (arguments.length === 0) {
         throw new TypeError("missing argument");
       }
@@ -3564,7 +3564,7 @@ var require_constants2 = __commonJS({
       }
       channel.port1.unref();
       channel.port2.unref();
-      channel.port1.postMessage(value, options?.transfer);
+      channel.port1.postMessage(value, options2?.transfer);
       return receiveMessageOnPort(channel.port2).message;
     };
     module.exports = {
@@ -4474,8 +4474,8 @@ var require_webidl = __commonJS({
             message: `Expected ${dictionary} to be one of: Null, Undefined, Object.`
           });
         }
-        for (const options of converters) {
-          const { key, defaultValue, required, converter } = options;
+        for (const options2 of converters) {
+          const { key, defaultValue, required, converter } = options2;
           if (required === true) {
             if (!hasOwn(dictionary, key)) {
               throw webidl.errors.exception({
@@ -4485,16 +4485,16 @@ var require_webidl = __commonJS({
             }
           }
           let value = dictionary[key];
-          const hasDefault = hasOwn(options, "defaultValue");
+          const hasDefault = hasOwn(options2, "defaultValue");
           if (hasDefault && value !== null) {
             value = value ?? defaultValue;
           }
           if (required || hasDefault || value !== void 0) {
             value = converter(value);
-            if (options.allowedValues && !options.allowedValues.includes(value)) {
+            if (options2.allowedValues && !options2.allowedValues.includes(value)) {
               throw webidl.errors.exception({
                 header: "Dictionary",
-                message: `${value} is not an accepted type. Expected one of ${options.allowedValues.join(", ")}.`
+                message: `${value} is not an accepted type. Expected one of ${options2.allowedValues.join(", ")}.`
               });
             }
             dict[key] = value;
@@ -4928,13 +4928,13 @@ var require_file = __commonJS({
     var { kEnumerableProperty } = require_util();
     var encoder = new TextEncoder();
     var File = class _File extends Blob2 {
-      constructor(fileBits, fileName, options = {}) {
+      constructor(fileBits, fileName, options2 = {}) {
         webidl.argumentLengthCheck(arguments, 2, { header: "File constructor" });
         fileBits = webidl.converters["sequence<BlobPart>"](fileBits);
         fileName = webidl.converters.USVString(fileName);
-        options = webidl.converters.FilePropertyBag(options);
+        options2 = webidl.converters.FilePropertyBag(options2);
         const n2 = fileName;
-        let t = options.type;
+        let t = options2.type;
         let d;
         substep: {
           if (t) {
@@ -4945,9 +4945,9 @@ var require_file = __commonJS({
             }
             t = serializeAMimeType(t).toLowerCase();
           }
-          d = options.lastModified;
+          d = options2.lastModified;
         }
-        super(processBlobParts(fileBits, options), { type: t });
+        super(processBlobParts(fileBits, options2), { type: t });
         this[kState] = {
           name: n2,
           lastModified: d,
@@ -4968,10 +4968,10 @@ var require_file = __commonJS({
       }
     };
     var FileLike = class _FileLike {
-      constructor(blobLike, fileName, options = {}) {
+      constructor(blobLike, fileName, options2 = {}) {
         const n2 = fileName;
-        const t = options.type;
-        const d = options.lastModified ?? Date.now();
+        const t = options2.type;
+        const d = options2.lastModified ?? Date.now();
         this[kState] = {
           blobLike,
           name: n2,
@@ -4979,21 +4979,21 @@ var require_file = __commonJS({
           lastModified: d
         };
       }
-      stream(...args3) {
+      stream(...args4) {
         webidl.brandCheck(this, _FileLike);
-        return this[kState].blobLike.stream(...args3);
+        return this[kState].blobLike.stream(...args4);
       }
-      arrayBuffer(...args3) {
+      arrayBuffer(...args4) {
         webidl.brandCheck(this, _FileLike);
-        return this[kState].blobLike.arrayBuffer(...args3);
+        return this[kState].blobLike.arrayBuffer(...args4);
       }
-      slice(...args3) {
+      slice(...args4) {
         webidl.brandCheck(this, _FileLike);
-        return this[kState].blobLike.slice(...args3);
+        return this[kState].blobLike.slice(...args4);
       }
-      text(...args3) {
+      text(...args4) {
         webidl.brandCheck(this, _FileLike);
-        return this[kState].blobLike.text(...args3);
+        return this[kState].blobLike.text(...args4);
       }
       get size() {
         webidl.brandCheck(this, _FileLike);
@@ -5064,12 +5064,12 @@ var require_file = __commonJS({
         defaultValue: "transparent"
       }
     ]);
-    function processBlobParts(parts, options) {
+    function processBlobParts(parts, options2) {
       const bytes = [];
       for (const element of parts) {
         if (typeof element === "string") {
           let s = element;
-          if (options.endings === "native") {
+          if (options2.endings === "native") {
             s = convertLineEndingsNative(s);
           }
           bytes.push(encoder.encode(s));
@@ -5244,11 +5244,11 @@ var require_formdata = __commonJS({
           value = value instanceof Blob2 ? new File([value], "blob", { type: value.type }) : new FileLike(value, "blob", { type: value.type });
         }
         if (filename !== void 0) {
-          const options = {
+          const options2 = {
             type: value.type,
             lastModified: value.lastModified
           };
-          value = NativeFile && value instanceof NativeFile || value instanceof UndiciFile ? new File([value], filename, options) : new FileLike(value, filename, options);
+          value = NativeFile && value instanceof NativeFile || value instanceof UndiciFile ? new File([value], filename, options2) : new FileLike(value, filename, options2);
         }
       }
       return { name, value };
@@ -5668,7 +5668,7 @@ var require_request = __commonJS({
     }
     var Request = class _Request {
       constructor(origin, {
-        path: path21,
+        path: path23,
         method,
         body,
         headers,
@@ -5682,11 +5682,11 @@ var require_request = __commonJS({
         throwOnError,
         expectContinue
       }, handler) {
-        if (typeof path21 !== "string") {
+        if (typeof path23 !== "string") {
           throw new InvalidArgumentError("path must be a string");
-        } else if (path21[0] !== "/" && !(path21.startsWith("http://") || path21.startsWith("https://")) && method !== "CONNECT") {
+        } else if (path23[0] !== "/" && !(path23.startsWith("http://") || path23.startsWith("https://")) && method !== "CONNECT") {
           throw new InvalidArgumentError("path must be an absolute URL or start with a slash");
-        } else if (invalidPathRegex.exec(path21) !== null) {
+        } else if (invalidPathRegex.exec(path23) !== null) {
           throw new InvalidArgumentError("invalid request path");
         }
         if (typeof method !== "string") {
@@ -5749,7 +5749,7 @@ var require_request = __commonJS({
         this.completed = false;
         this.aborted = false;
         this.upgrade = upgrade || null;
-        this.path = query ? util.buildURL(path21, query) : path21;
+        this.path = query ? util.buildURL(path23, query) : path23;
         this.origin = origin;
         this.idempotent = idempotent == null ? method === "HEAD" || method === "GET" : idempotent;
         this.blocking = blocking == null ? false : blocking;
@@ -6250,7 +6250,7 @@ var require_connect = __commonJS({
       if (maxCachedSessions != null && (!Number.isInteger(maxCachedSessions) || maxCachedSessions < 0)) {
         throw new InvalidArgumentError("maxCachedSessions must be a positive integer or zero");
       }
-      const options = { path: socketPath, ...opts };
+      const options2 = { path: socketPath, ...opts };
       const sessionCache = new SessionCache(maxCachedSessions == null ? 100 : maxCachedSessions);
       timeout = timeout == null ? 1e4 : timeout;
       allowH2 = allowH2 != null ? allowH2 : false;
@@ -6260,14 +6260,14 @@ var require_connect = __commonJS({
           if (!tls2) {
             tls2 = __require("tls");
           }
-          servername = servername || options.servername || util.getServerName(host) || null;
+          servername = servername || options2.servername || util.getServerName(host) || null;
           const sessionKey = servername || hostname;
           const session = sessionCache.get(sessionKey) || null;
           assert(sessionKey);
           socket = tls2.connect({
             highWaterMark: 16384,
             // TLS in node can't have bigger HWM anyway...
-            ...options,
+            ...options2,
             servername,
             session,
             localAddress,
@@ -6286,14 +6286,14 @@ var require_connect = __commonJS({
           socket = net.connect({
             highWaterMark: 64 * 1024,
             // Same as nodejs fs streams.
-            ...options,
+            ...options2,
             localAddress,
             port: port || 80,
             host: hostname
           });
         }
-        if (options.keepAlive == null || options.keepAlive) {
-          const keepAliveInitialDelay = options.keepAliveInitialDelay === void 0 ? 6e4 : options.keepAliveInitialDelay;
+        if (options2.keepAlive == null || options2.keepAlive) {
+          const keepAliveInitialDelay = options2.keepAliveInitialDelay === void 0 ? 6e4 : options2.keepAliveInitialDelay;
           socket.setKeepAlive(true, keepAliveInitialDelay);
         }
         const cancelTimeout = setupTimeout(() => onConnectTimeout(socket), timeout);
@@ -6757,9 +6757,9 @@ var require_RedirectHandler = __commonJS({
           return this.handler.onHeaders(statusCode, headers, resume, statusText);
         }
         const { origin, pathname, search } = util.parseURL(new URL(this.location, this.opts.origin && new URL(this.opts.path, this.opts.origin)));
-        const path21 = search ? `${pathname}${search}` : pathname;
+        const path23 = search ? `${pathname}${search}` : pathname;
         this.opts.headers = cleanRequestHeaders(this.opts.headers, statusCode === 303, this.opts.origin !== origin);
-        this.opts.path = path21;
+        this.opts.path = path23;
         this.opts.origin = origin;
         this.opts.maxRedirections = 0;
         this.opts.query = null;
@@ -6878,7 +6878,7 @@ var require_client = __commonJS({
     var assert = __require("assert");
     var net = __require("net");
     var http = __require("http");
-    var { pipeline } = __require("stream");
+    var { pipeline: pipeline2 } = __require("stream");
     var util = require_util();
     var timers = require_timers();
     var Request = require_request();
@@ -7999,7 +7999,7 @@ var require_client = __commonJS({
         writeH2(client, client[kHTTP2Session], request);
         return;
       }
-      const { body, method, path: path21, host, upgrade, headers, blocking, reset: reset2 } = request;
+      const { body, method, path: path23, host, upgrade, headers, blocking, reset: reset2 } = request;
       const expectsPayload = method === "PUT" || method === "POST" || method === "PATCH";
       if (body && typeof body.read === "function") {
         body.read(0);
@@ -8049,7 +8049,7 @@ var require_client = __commonJS({
       if (blocking) {
         socket[kBlocking] = true;
       }
-      let header = `${method} ${path21} HTTP/1.1\r
+      let header = `${method} ${path23} HTTP/1.1\r
 `;
       if (typeof host === "string") {
         header += `host: ${host}\r
@@ -8112,7 +8112,7 @@ upgrade: ${upgrade}\r
       return true;
     }
     function writeH2(client, session, request) {
-      const { body, method, path: path21, host, upgrade, expectContinue, signal, headers: reqHeaders } = request;
+      const { body, method, path: path23, host, upgrade, expectContinue, signal, headers: reqHeaders } = request;
       let headers;
       if (typeof reqHeaders === "string") headers = Request[kHTTP2CopyHeaders](reqHeaders.trim());
       else headers = reqHeaders;
@@ -8155,7 +8155,7 @@ upgrade: ${upgrade}\r
         });
         return true;
       }
-      headers[HTTP2_HEADER_PATH] = path21;
+      headers[HTTP2_HEADER_PATH] = path23;
       headers[HTTP2_HEADER_SCHEME] = "https";
       const expectsPayload = method === "PUT" || method === "POST" || method === "PATCH";
       if (body && typeof body.read === "function") {
@@ -8296,7 +8296,7 @@ upgrade: ${upgrade}\r
         let onPipeData = function(chunk) {
           request.onBodySent(chunk);
         };
-        const pipe = pipeline(
+        const pipe = pipeline2(
           body,
           h2stream,
           (err) => {
@@ -8858,7 +8858,7 @@ var require_pool = __commonJS({
         autoSelectFamily,
         autoSelectFamilyAttemptTimeout,
         allowH2,
-        ...options
+        ...options2
       } = {}) {
         super();
         if (connections != null && (!Number.isFinite(connections) || connections < 0)) {
@@ -8881,11 +8881,11 @@ var require_pool = __commonJS({
             ...connect
           });
         }
-        this[kInterceptors] = options.interceptors && options.interceptors.Pool && Array.isArray(options.interceptors.Pool) ? options.interceptors.Pool : [];
+        this[kInterceptors] = options2.interceptors && options2.interceptors.Pool && Array.isArray(options2.interceptors.Pool) ? options2.interceptors.Pool : [];
         this[kConnections] = connections || null;
         this[kUrl] = util.parseOrigin(origin);
-        this[kOptions] = { ...util.deepClone(options), connect, allowH2 };
-        this[kOptions].interceptors = options.interceptors ? { ...options.interceptors } : void 0;
+        this[kOptions] = { ...util.deepClone(options2), connect, allowH2 };
+        this[kOptions].interceptors = options2.interceptors ? { ...options2.interceptors } : void 0;
         this[kFactory] = factory;
         this.on("connectionError", (origin2, targets, error) => {
           for (const target of targets) {
@@ -8981,8 +8981,8 @@ var require_balanced_pool = __commonJS({
           pool[kWeight] = Math.max(1, pool[kWeight] - this[kErrorPenalty]);
           this._updateBalancedPoolStats();
         });
-        pool.on("disconnect", (...args3) => {
-          const err = args3[2];
+        pool.on("disconnect", (...args4) => {
+          const err = args4[2];
           if (err && err.code === "UND_ERR_SOCKET") {
             pool[kWeight] = Math.max(1, pool[kWeight] - this[kErrorPenalty]);
             this._updateBalancedPoolStats();
@@ -9113,7 +9113,7 @@ var require_agent = __commonJS({
       return opts && opts.connections === 1 ? new Client(origin, opts) : new Pool(origin, opts);
     }
     var Agent = class extends DispatcherBase {
-      constructor({ factory = defaultFactory, maxRedirections = 0, connect, ...options } = {}) {
+      constructor({ factory = defaultFactory, maxRedirections = 0, connect, ...options2 } = {}) {
         super();
         if (typeof factory !== "function") {
           throw new InvalidArgumentError("factory must be a function.");
@@ -9127,9 +9127,9 @@ var require_agent = __commonJS({
         if (connect && typeof connect !== "function") {
           connect = { ...connect };
         }
-        this[kInterceptors] = options.interceptors && options.interceptors.Agent && Array.isArray(options.interceptors.Agent) ? options.interceptors.Agent : [createRedirectInterceptor({ maxRedirections })];
-        this[kOptions] = { ...util.deepClone(options), connect };
-        this[kOptions].interceptors = options.interceptors ? { ...options.interceptors } : void 0;
+        this[kInterceptors] = options2.interceptors && options2.interceptors.Agent && Array.isArray(options2.interceptors.Agent) ? options2.interceptors.Agent : [createRedirectInterceptor({ maxRedirections })];
+        this[kOptions] = { ...util.deepClone(options2), connect };
+        this[kOptions].interceptors = options2.interceptors ? { ...options2.interceptors } : void 0;
         this[kMaxRedirections] = maxRedirections;
         this[kFactory] = factory;
         this[kClients] = /* @__PURE__ */ new Map();
@@ -9212,7 +9212,7 @@ var require_readable = __commonJS({
   "node_modules/undici/lib/api/readable.js"(exports, module) {
     "use strict";
     var assert = __require("assert");
-    var { Readable: Readable4 } = __require("stream");
+    var { Readable: Readable5 } = __require("stream");
     var { RequestAbortedError, NotSupportedError, InvalidArgumentError } = require_errors();
     var util = require_util();
     var { ReadableStreamFrom, toUSVString } = require_util();
@@ -9224,7 +9224,7 @@ var require_readable = __commonJS({
     var kContentType = Symbol("kContentType");
     var noop3 = () => {
     };
-    module.exports = class BodyReadable extends Readable4 {
+    module.exports = class BodyReadable extends Readable5 {
       constructor({
         resume,
         abort,
@@ -9256,32 +9256,32 @@ var require_readable = __commonJS({
         }
         return super.destroy(err);
       }
-      emit(ev, ...args3) {
+      emit(ev, ...args4) {
         if (ev === "data") {
           this._readableState.dataEmitted = true;
         } else if (ev === "error") {
           this._readableState.errorEmitted = true;
         }
-        return super.emit(ev, ...args3);
+        return super.emit(ev, ...args4);
       }
-      on(ev, ...args3) {
+      on(ev, ...args4) {
         if (ev === "data" || ev === "readable") {
           this[kReading] = true;
         }
-        return super.on(ev, ...args3);
+        return super.on(ev, ...args4);
       }
-      addListener(ev, ...args3) {
-        return this.on(ev, ...args3);
+      addListener(ev, ...args4) {
+        return this.on(ev, ...args4);
       }
-      off(ev, ...args3) {
-        const ret = super.off(ev, ...args3);
+      off(ev, ...args4) {
+        const ret = super.off(ev, ...args4);
         if (ev === "data" || ev === "readable") {
           this[kReading] = this.listenerCount("data") > 0 || this.listenerCount("readable") > 0;
         }
         return ret;
       }
-      removeListener(ev, ...args3) {
-        return this.off(ev, ...args3);
+      removeListener(ev, ...args4) {
+        return this.off(ev, ...args4);
       }
       push(chunk) {
         if (this[kConsume] && chunk !== null && this.readableLength === 0) {
@@ -9555,7 +9555,7 @@ var require_abort_signal = __commonJS({
 var require_api_request = __commonJS({
   "node_modules/undici/lib/api/api-request.js"(exports, module) {
     "use strict";
-    var Readable4 = require_readable();
+    var Readable5 = require_readable();
     var {
       InvalidArgumentError,
       RequestAbortedError
@@ -9629,7 +9629,7 @@ var require_api_request = __commonJS({
         }
         const parsedHeaders = responseHeaders === "raw" ? util.parseHeaders(rawHeaders) : headers;
         const contentType = parsedHeaders["content-type"];
-        const body = new Readable4({ resume, abort, contentType, highWaterMark });
+        const body = new Readable5({ resume, abort, contentType, highWaterMark });
         this.callback = null;
         this.res = body;
         if (callback !== null) {
@@ -9884,7 +9884,7 @@ var require_api_pipeline = __commonJS({
   "node_modules/undici/lib/api/api-pipeline.js"(exports, module) {
     "use strict";
     var {
-      Readable: Readable4,
+      Readable: Readable5,
       Duplex: Duplex4,
       PassThrough: PassThrough2
     } = __require("stream");
@@ -9898,7 +9898,7 @@ var require_api_pipeline = __commonJS({
     var { addSignal, removeSignal } = require_abort_signal();
     var assert = __require("assert");
     var kResume = Symbol("resume");
-    var PipelineRequest = class extends Readable4 {
+    var PipelineRequest = class extends Readable5 {
       constructor() {
         super({ autoDestroy: true });
         this[kResume] = null;
@@ -9915,7 +9915,7 @@ var require_api_pipeline = __commonJS({
         callback(err);
       }
     };
-    var PipelineResponse = class extends Readable4 {
+    var PipelineResponse = class extends Readable5 {
       constructor(resume) {
         super({ autoDestroy: true });
         this[kResume] = resume;
@@ -10064,7 +10064,7 @@ var require_api_pipeline = __commonJS({
         util.destroy(ret, err);
       }
     };
-    function pipeline(opts, handler) {
+    function pipeline2(opts, handler) {
       try {
         const pipelineHandler = new PipelineHandler(opts, handler);
         this.dispatch({ ...opts, body: pipelineHandler.req }, pipelineHandler);
@@ -10073,7 +10073,7 @@ var require_api_pipeline = __commonJS({
         return new PassThrough2().destroy(err);
       }
     }
-    module.exports = pipeline;
+    module.exports = pipeline2;
   }
 });
 
@@ -10395,20 +10395,20 @@ var require_mock_utils = __commonJS({
       }
       return true;
     }
-    function safeUrl(path21) {
-      if (typeof path21 !== "string") {
-        return path21;
+    function safeUrl(path23) {
+      if (typeof path23 !== "string") {
+        return path23;
       }
-      const pathSegments = path21.split("?");
+      const pathSegments = path23.split("?");
       if (pathSegments.length !== 2) {
-        return path21;
+        return path23;
       }
       const qp = new URLSearchParams(pathSegments.pop());
       qp.sort();
       return [...pathSegments, qp.toString()].join("?");
     }
-    function matchKey(mockDispatch2, { path: path21, method, body, headers }) {
-      const pathMatch = matchValue(mockDispatch2.path, path21);
+    function matchKey(mockDispatch2, { path: path23, method, body, headers }) {
+      const pathMatch = matchValue(mockDispatch2.path, path23);
       const methodMatch = matchValue(mockDispatch2.method, method);
       const bodyMatch = typeof mockDispatch2.body !== "undefined" ? matchValue(mockDispatch2.body, body) : true;
       const headersMatch = matchHeaders(mockDispatch2, headers);
@@ -10426,7 +10426,7 @@ var require_mock_utils = __commonJS({
     function getMockDispatch(mockDispatches, key) {
       const basePath = key.query ? buildURL(key.path, key.query) : key.path;
       const resolvedPath = typeof basePath === "string" ? safeUrl(basePath) : basePath;
-      let matchedMockDispatches = mockDispatches.filter(({ consumed }) => !consumed).filter(({ path: path21 }) => matchValue(safeUrl(path21), resolvedPath));
+      let matchedMockDispatches = mockDispatches.filter(({ consumed }) => !consumed).filter(({ path: path23 }) => matchValue(safeUrl(path23), resolvedPath));
       if (matchedMockDispatches.length === 0) {
         throw new MockNotMatchedError(`Mock dispatch not matched for path '${resolvedPath}'`);
       }
@@ -10463,9 +10463,9 @@ var require_mock_utils = __commonJS({
       }
     }
     function buildKey(opts) {
-      const { path: path21, method, body, headers, query } = opts;
+      const { path: path23, method, body, headers, query } = opts;
       return {
-        path: path21,
+        path: path23,
         method,
         body,
         headers,
@@ -10896,11 +10896,11 @@ var require_pluralizer = __commonJS({
 var require_pending_interceptors_formatter = __commonJS({
   "node_modules/undici/lib/mock/pending-interceptors-formatter.js"(exports, module) {
     "use strict";
-    var { Transform: Transform2 } = __require("stream");
+    var { Transform: Transform3 } = __require("stream");
     var { Console } = __require("console");
     module.exports = class PendingInterceptorsFormatter {
       constructor({ disableColors } = {}) {
-        this.transform = new Transform2({
+        this.transform = new Transform3({
           transform(chunk, _enc, cb) {
             cb(null, chunk);
           }
@@ -10914,10 +10914,10 @@ var require_pending_interceptors_formatter = __commonJS({
       }
       format(pendingInterceptors) {
         const withPrettyHeaders = pendingInterceptors.map(
-          ({ method, path: path21, data: { statusCode }, persist, times, timesInvoked, origin }) => ({
+          ({ method, path: path23, data: { statusCode }, persist, times, timesInvoked, origin }) => ({
             Method: method,
             Origin: origin,
-            Path: path21,
+            Path: path23,
             "Status code": statusCode,
             Persistent: persist ? "\u2705" : "\u274C",
             Invocations: timesInvoked,
@@ -11528,26 +11528,26 @@ var require_DecoratorHandler = __commonJS({
       constructor(handler) {
         this.handler = handler;
       }
-      onConnect(...args3) {
-        return this.handler.onConnect(...args3);
+      onConnect(...args4) {
+        return this.handler.onConnect(...args4);
       }
-      onError(...args3) {
-        return this.handler.onError(...args3);
+      onError(...args4) {
+        return this.handler.onError(...args4);
       }
-      onUpgrade(...args3) {
-        return this.handler.onUpgrade(...args3);
+      onUpgrade(...args4) {
+        return this.handler.onUpgrade(...args4);
       }
-      onHeaders(...args3) {
-        return this.handler.onHeaders(...args3);
+      onHeaders(...args4) {
+        return this.handler.onHeaders(...args4);
       }
-      onData(...args3) {
-        return this.handler.onData(...args3);
+      onData(...args4) {
+        return this.handler.onData(...args4);
       }
-      onComplete(...args3) {
-        return this.handler.onComplete(...args3);
+      onComplete(...args4) {
+        return this.handler.onComplete(...args4);
       }
-      onBodySent(...args3) {
-        return this.handler.onBodySent(...args3);
+      onBodySent(...args4) {
+        return this.handler.onBodySent(...args4);
       }
     };
   }
@@ -13018,7 +13018,7 @@ var require_fetch = __commonJS({
     } = require_constants2();
     var { kHeadersList } = require_symbols();
     var EE = __require("events");
-    var { Readable: Readable4, pipeline } = __require("stream");
+    var { Readable: Readable5, pipeline: pipeline2 } = __require("stream");
     var { addAbortListener: addAbortListener3, isErrored, isReadable, nodeMajor, nodeMinor } = require_util();
     var { dataURLProcessor, serializeAMimeType } = require_dataURL();
     var { TransformStream: TransformStream2 } = __require("stream/web");
@@ -13909,7 +13909,7 @@ var require_fetch = __commonJS({
                   headers[kHeadersList].append(key, val);
                 }
               }
-              this.body = new Readable4({ read: resume });
+              this.body = new Readable5({ read: resume });
               const decoders = [];
               const willFollow = request.redirect === "follow" && location && redirectStatusSet.has(status);
               if (request.method !== "HEAD" && request.method !== "CONNECT" && !nullBodyStatus.includes(status) && !willFollow) {
@@ -13937,7 +13937,7 @@ var require_fetch = __commonJS({
                 status,
                 statusText,
                 headersList: headers[kHeadersList],
-                body: decoders.length ? pipeline(this.body, ...decoders, () => {
+                body: decoders.length ? pipeline2(this.body, ...decoders, () => {
                 }) : this.body.on("error", () => {
                 })
               });
@@ -14882,26 +14882,26 @@ var require_cache = __commonJS({
         }
         this.#relevantRequestResponseList = arguments[1];
       }
-      async match(request, options = {}) {
+      async match(request, options2 = {}) {
         webidl.brandCheck(this, _Cache);
         webidl.argumentLengthCheck(arguments, 1, { header: "Cache.match" });
         request = webidl.converters.RequestInfo(request);
-        options = webidl.converters.CacheQueryOptions(options);
-        const p = await this.matchAll(request, options);
+        options2 = webidl.converters.CacheQueryOptions(options2);
+        const p = await this.matchAll(request, options2);
         if (p.length === 0) {
           return;
         }
         return p[0];
       }
-      async matchAll(request = void 0, options = {}) {
+      async matchAll(request = void 0, options2 = {}) {
         webidl.brandCheck(this, _Cache);
         if (request !== void 0) request = webidl.converters.RequestInfo(request);
-        options = webidl.converters.CacheQueryOptions(options);
+        options2 = webidl.converters.CacheQueryOptions(options2);
         let r = null;
         if (request !== void 0) {
           if (request instanceof Request) {
             r = request[kState];
-            if (r.method !== "GET" && !options.ignoreMethod) {
+            if (r.method !== "GET" && !options2.ignoreMethod) {
               return [];
             }
           } else if (typeof request === "string") {
@@ -14914,7 +14914,7 @@ var require_cache = __commonJS({
             responses.push(requestResponse[1]);
           }
         } else {
-          const requestResponses = this.#queryCache(r, options);
+          const requestResponses = this.#queryCache(r, options2);
           for (const requestResponse of requestResponses) {
             responses.push(requestResponse[1]);
           }
@@ -15117,15 +15117,15 @@ var require_cache = __commonJS({
         });
         return cacheJobPromise.promise;
       }
-      async delete(request, options = {}) {
+      async delete(request, options2 = {}) {
         webidl.brandCheck(this, _Cache);
         webidl.argumentLengthCheck(arguments, 1, { header: "Cache.delete" });
         request = webidl.converters.RequestInfo(request);
-        options = webidl.converters.CacheQueryOptions(options);
+        options2 = webidl.converters.CacheQueryOptions(options2);
         let r = null;
         if (request instanceof Request) {
           r = request[kState];
-          if (r.method !== "GET" && !options.ignoreMethod) {
+          if (r.method !== "GET" && !options2.ignoreMethod) {
             return false;
           }
         } else {
@@ -15136,7 +15136,7 @@ var require_cache = __commonJS({
         const operation = {
           type: "delete",
           request: r,
-          options
+          options: options2
         };
         operations.push(operation);
         const cacheJobPromise = createDeferredPromise();
@@ -15162,15 +15162,15 @@ var require_cache = __commonJS({
        * @param {import('../../types/cache').CacheQueryOptions} options
        * @returns {readonly Request[]}
        */
-      async keys(request = void 0, options = {}) {
+      async keys(request = void 0, options2 = {}) {
         webidl.brandCheck(this, _Cache);
         if (request !== void 0) request = webidl.converters.RequestInfo(request);
-        options = webidl.converters.CacheQueryOptions(options);
+        options2 = webidl.converters.CacheQueryOptions(options2);
         let r = null;
         if (request !== void 0) {
           if (request instanceof Request) {
             r = request[kState];
-            if (r.method !== "GET" && !options.ignoreMethod) {
+            if (r.method !== "GET" && !options2.ignoreMethod) {
               return [];
             }
           } else if (typeof request === "string") {
@@ -15184,7 +15184,7 @@ var require_cache = __commonJS({
             requests.push(requestResponse[0]);
           }
         } else {
-          const requestResponses = this.#queryCache(r, options);
+          const requestResponses = this.#queryCache(r, options2);
           for (const requestResponse of requestResponses) {
             requests.push(requestResponse[0]);
           }
@@ -15292,12 +15292,12 @@ var require_cache = __commonJS({
        * @param {requestResponseList} targetStorage
        * @returns {requestResponseList}
        */
-      #queryCache(requestQuery, options, targetStorage) {
+      #queryCache(requestQuery, options2, targetStorage) {
         const resultList = [];
         const storage = targetStorage ?? this.#relevantRequestResponseList;
         for (const requestResponse of storage) {
           const [cachedRequest, cachedResponse] = requestResponse;
-          if (this.#requestMatchesCachedItem(requestQuery, cachedRequest, cachedResponse, options)) {
+          if (this.#requestMatchesCachedItem(requestQuery, cachedRequest, cachedResponse, options2)) {
             resultList.push(requestResponse);
           }
         }
@@ -15311,17 +15311,17 @@ var require_cache = __commonJS({
        * @param {import('../../types/cache').CacheQueryOptions | undefined} options
        * @returns {boolean}
        */
-      #requestMatchesCachedItem(requestQuery, request, response = null, options) {
+      #requestMatchesCachedItem(requestQuery, request, response = null, options2) {
         const queryURL = new URL(requestQuery.url);
         const cachedURL = new URL(request.url);
-        if (options?.ignoreSearch) {
+        if (options2?.ignoreSearch) {
           cachedURL.search = "";
           queryURL.search = "";
         }
         if (!urlEquals(queryURL, cachedURL, true)) {
           return false;
         }
-        if (response == null || options?.ignoreVary || !response.headersList.contains("vary")) {
+        if (response == null || options2?.ignoreVary || !response.headersList.contains("vary")) {
           return true;
         }
         const fieldValues = getFieldValues(response.headersList.get("vary"));
@@ -15405,21 +15405,21 @@ var require_cachestorage = __commonJS({
           webidl.illegalConstructor();
         }
       }
-      async match(request, options = {}) {
+      async match(request, options2 = {}) {
         webidl.brandCheck(this, _CacheStorage);
         webidl.argumentLengthCheck(arguments, 1, { header: "CacheStorage.match" });
         request = webidl.converters.RequestInfo(request);
-        options = webidl.converters.MultiCacheQueryOptions(options);
-        if (options.cacheName != null) {
-          if (this.#caches.has(options.cacheName)) {
-            const cacheList = this.#caches.get(options.cacheName);
+        options2 = webidl.converters.MultiCacheQueryOptions(options2);
+        if (options2.cacheName != null) {
+          if (this.#caches.has(options2.cacheName)) {
+            const cacheList = this.#caches.get(options2.cacheName);
             const cache = new Cache(kConstruct, cacheList);
-            return await cache.match(request, options);
+            return await cache.match(request, options2);
           }
         } else {
           for (const cacheList of this.#caches.values()) {
             const cache = new Cache(kConstruct, cacheList);
-            const response = await cache.match(request, options);
+            const response = await cache.match(request, options2);
             if (response !== void 0) {
               return response;
             }
@@ -15537,8 +15537,8 @@ var require_util6 = __commonJS({
         }
       }
     }
-    function validateCookiePath(path21) {
-      for (const char of path21) {
+    function validateCookiePath(path23) {
+      for (const char of path23) {
         const code = char.charCodeAt(0);
         if (code < 33 || char === ";") {
           throw new Error("Invalid cookie path");
@@ -16340,7 +16340,7 @@ var require_connection = __commonJS({
       crypto2 = __require("crypto");
     } catch {
     }
-    function establishWebSocketConnection(url, protocols, ws, onEstablish, options) {
+    function establishWebSocketConnection(url, protocols, ws, onEstablish, options2) {
       const requestURL = url;
       requestURL.protocol = url.protocol === "ws:" ? "http:" : "https:";
       const request = makeRequest({
@@ -16352,8 +16352,8 @@ var require_connection = __commonJS({
         cache: "no-store",
         redirect: "error"
       });
-      if (options.headers) {
-        const headersList = new Headers(options.headers)[kHeadersList];
+      if (options2.headers) {
+        const headersList = new Headers(options2.headers)[kHeadersList];
         request.headersList = headersList;
       }
       const keyValue = crypto2.randomBytes(16).toString("base64");
@@ -16366,7 +16366,7 @@ var require_connection = __commonJS({
       const controller = fetching({
         request,
         useParallelQueue: true,
-        dispatcher: options.dispatcher ?? getGlobalDispatcher(),
+        dispatcher: options2.dispatcher ?? getGlobalDispatcher(),
         processResponse(response) {
           if (response.type === "error" || response.status !== 101) {
             failWebsocketConnection(ws, "Received network error or non-101 status code.");
@@ -16802,9 +16802,9 @@ var require_websocket = __commonJS({
             code: "UNDICI-WS"
           });
         }
-        const options = webidl.converters["DOMString or sequence<DOMString> or WebSocketInit"](protocols);
+        const options2 = webidl.converters["DOMString or sequence<DOMString> or WebSocketInit"](protocols);
         url = webidl.converters.USVString(url);
-        protocols = options.protocols;
+        protocols = options2.protocols;
         const baseURL = getGlobalOrigin();
         let urlRecord;
         try {
@@ -16841,7 +16841,7 @@ var require_websocket = __commonJS({
           protocols,
           this,
           (response) => this.#onConnectionEstablished(response),
-          options
+          options2
         );
         this[kReadyState] = _WebSocket.CONNECTING;
         this[kBinaryType] = "blob";
@@ -17218,11 +17218,11 @@ var require_undici = __commonJS({
           if (typeof opts.path !== "string") {
             throw new InvalidArgumentError("invalid opts.path");
           }
-          let path21 = opts.path;
+          let path23 = opts.path;
           if (!opts.path.startsWith("/")) {
-            path21 = `/${path21}`;
+            path23 = `/${path23}`;
           }
-          url = new URL(util.parseOrigin(url).origin + path21);
+          url = new URL(util.parseOrigin(url).origin + path23);
         } else {
           if (!opts) {
             opts = typeof url === "object" ? url : {};
@@ -17818,8 +17818,8 @@ var require_lib = __commonJS({
           this._proxyAgent = agent;
         }
         if (!agent) {
-          const options = { keepAlive: this._keepAlive, maxSockets };
-          agent = usingSsl ? new https.Agent(options) : new http.Agent(options);
+          const options2 = { keepAlive: this._keepAlive, maxSockets };
+          agent = usingSsl ? new https.Agent(options2) : new http.Agent(options2);
           this._agent = agent;
         }
         if (usingSsl && this._ignoreSslError) {
@@ -17856,7 +17856,7 @@ var require_lib = __commonJS({
           return new Promise((resolve) => setTimeout(() => resolve(), ms));
         });
       }
-      _processResponse(res, options) {
+      _processResponse(res, options2) {
         return __awaiter(this, void 0, void 0, function* () {
           return new Promise((resolve, reject) => __awaiter(this, void 0, void 0, function* () {
             const statusCode = res.message.statusCode || 0;
@@ -17882,7 +17882,7 @@ var require_lib = __commonJS({
             try {
               contents = yield res.readBody();
               if (contents && contents.length > 0) {
-                if (options && options.deserializeDates) {
+                if (options2 && options2.deserializeDates) {
                   obj = JSON.parse(contents, dateTimeDeserializer);
                 } else {
                   obj = JSON.parse(contents);
@@ -17954,11 +17954,11 @@ var require_auth = __commonJS({
         this.username = username;
         this.password = password;
       }
-      prepareRequest(options) {
-        if (!options.headers) {
+      prepareRequest(options2) {
+        if (!options2.headers) {
           throw Error("The request has no headers");
         }
-        options.headers["Authorization"] = `Basic ${Buffer.from(`${this.username}:${this.password}`).toString("base64")}`;
+        options2.headers["Authorization"] = `Basic ${Buffer.from(`${this.username}:${this.password}`).toString("base64")}`;
       }
       // This handler cannot handle 401
       canHandleAuthentication() {
@@ -17977,11 +17977,11 @@ var require_auth = __commonJS({
       }
       // currently implements pre-authorization
       // TODO: support preAuth = false where it hooks on 401
-      prepareRequest(options) {
-        if (!options.headers) {
+      prepareRequest(options2) {
+        if (!options2.headers) {
           throw Error("The request has no headers");
         }
-        options.headers["Authorization"] = `Bearer ${this.token}`;
+        options2.headers["Authorization"] = `Bearer ${this.token}`;
       }
       // This handler cannot handle 401
       canHandleAuthentication() {
@@ -18000,11 +18000,11 @@ var require_auth = __commonJS({
       }
       // currently implements pre-authorization
       // TODO: support preAuth = false where it hooks on 401
-      prepareRequest(options) {
-        if (!options.headers) {
+      prepareRequest(options2) {
+        if (!options2.headers) {
           throw Error("The request has no headers");
         }
-        options.headers["Authorization"] = `Basic ${Buffer.from(`PAT:${this.token}`).toString("base64")}`;
+        options2.headers["Authorization"] = `Basic ${Buffer.from(`PAT:${this.token}`).toString("base64")}`;
       }
       // This handler cannot handle 401
       canHandleAuthentication() {
@@ -18153,7 +18153,7 @@ var require_summary = __commonJS({
     exports.summary = exports.markdownSummary = exports.SUMMARY_DOCS_URL = exports.SUMMARY_ENV_VAR = void 0;
     var os_1 = __require("os");
     var fs_1 = __require("fs");
-    var { access, appendFile, writeFile: writeFile8 } = fs_1.promises;
+    var { access, appendFile, writeFile: writeFile9 } = fs_1.promises;
     exports.SUMMARY_ENV_VAR = "GITHUB_STEP_SUMMARY";
     exports.SUMMARY_DOCS_URL = "https://docs.github.com/actions/using-workflows/workflow-commands-for-github-actions#adding-a-job-summary";
     var Summary = class {
@@ -18207,11 +18207,11 @@ var require_summary = __commonJS({
        *
        * @returns {Promise<Summary>} summary instance
        */
-      write(options) {
+      write(options2) {
         return __awaiter(this, void 0, void 0, function* () {
-          const overwrite = !!(options === null || options === void 0 ? void 0 : options.overwrite);
+          const overwrite = !!(options2 === null || options2 === void 0 ? void 0 : options2.overwrite);
           const filePath = yield this.filePath();
-          const writeFunc = overwrite ? writeFile8 : appendFile;
+          const writeFunc = overwrite ? writeFile9 : appendFile;
           yield writeFunc(filePath, this._buffer, { encoding: "utf8" });
           return this.emptyBuffer();
         });
@@ -18342,8 +18342,8 @@ var require_summary = __commonJS({
        *
        * @returns {Summary} summary instance
        */
-      addImage(src, alt, options) {
-        const { width, height } = options || {};
+      addImage(src, alt, options2) {
+        const { width, height } = options2 || {};
         const attrs = Object.assign(Object.assign({}, width && { width }), height && { height });
         const element = this.wrap("img", null, Object.assign({ src, alt }, attrs));
         return this.addRaw(element).addEOL();
@@ -18445,7 +18445,7 @@ var require_path_utils = __commonJS({
     };
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.toPlatformPath = exports.toWin32Path = exports.toPosixPath = void 0;
-    var path21 = __importStar(__require("path"));
+    var path23 = __importStar(__require("path"));
     function toPosixPath(pth) {
       return pth.replace(/[\\]/g, "/");
     }
@@ -18455,7 +18455,7 @@ var require_path_utils = __commonJS({
     }
     exports.toWin32Path = toWin32Path;
     function toPlatformPath(pth) {
-      return pth.replace(/[/\\]/g, path21.sep);
+      return pth.replace(/[/\\]/g, path23.sep);
     }
     exports.toPlatformPath = toPlatformPath;
   }
@@ -18519,7 +18519,7 @@ var require_io_util = __commonJS({
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.getCmdPath = exports.tryGetExecutablePath = exports.isRooted = exports.isDirectory = exports.exists = exports.READONLY = exports.UV_FS_O_EXLOCK = exports.IS_WINDOWS = exports.unlink = exports.symlink = exports.stat = exports.rmdir = exports.rm = exports.rename = exports.readlink = exports.readdir = exports.open = exports.mkdir = exports.lstat = exports.copyFile = exports.chmod = void 0;
     var fs = __importStar(__require("fs"));
-    var path21 = __importStar(__require("path"));
+    var path23 = __importStar(__require("path"));
     _a = fs.promises, exports.chmod = _a.chmod, exports.copyFile = _a.copyFile, exports.lstat = _a.lstat, exports.mkdir = _a.mkdir, exports.open = _a.open, exports.readdir = _a.readdir, exports.readlink = _a.readlink, exports.rename = _a.rename, exports.rm = _a.rm, exports.rmdir = _a.rmdir, exports.stat = _a.stat, exports.symlink = _a.symlink, exports.unlink = _a.unlink;
     exports.IS_WINDOWS = process.platform === "win32";
     exports.UV_FS_O_EXLOCK = 268435456;
@@ -18568,7 +18568,7 @@ var require_io_util = __commonJS({
         }
         if (stats && stats.isFile()) {
           if (exports.IS_WINDOWS) {
-            const upperExt = path21.extname(filePath).toUpperCase();
+            const upperExt = path23.extname(filePath).toUpperCase();
             if (extensions.some((validExt) => validExt.toUpperCase() === upperExt)) {
               return filePath;
             }
@@ -18592,11 +18592,11 @@ var require_io_util = __commonJS({
           if (stats && stats.isFile()) {
             if (exports.IS_WINDOWS) {
               try {
-                const directory = path21.dirname(filePath);
-                const upperName = path21.basename(filePath).toUpperCase();
+                const directory = path23.dirname(filePath);
+                const upperName = path23.basename(filePath).toUpperCase();
                 for (const actualName of yield exports.readdir(directory)) {
                   if (upperName === actualName.toUpperCase()) {
-                    filePath = path21.join(directory, actualName);
+                    filePath = path23.join(directory, actualName);
                     break;
                   }
                 }
@@ -18691,16 +18691,16 @@ var require_io = __commonJS({
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.findInPath = exports.which = exports.mkdirP = exports.rmRF = exports.mv = exports.cp = void 0;
     var assert_1 = __require("assert");
-    var path21 = __importStar(__require("path"));
+    var path23 = __importStar(__require("path"));
     var ioUtil = __importStar(require_io_util());
-    function cp(source, dest, options = {}) {
+    function cp(source, dest, options2 = {}) {
       return __awaiter(this, void 0, void 0, function* () {
-        const { force, recursive, copySourceDirectory } = readCopyOptions(options);
+        const { force, recursive, copySourceDirectory } = readCopyOptions(options2);
         const destStat = (yield ioUtil.exists(dest)) ? yield ioUtil.stat(dest) : null;
         if (destStat && destStat.isFile() && !force) {
           return;
         }
-        const newDest = destStat && destStat.isDirectory() && copySourceDirectory ? path21.join(dest, path21.basename(source)) : dest;
+        const newDest = destStat && destStat.isDirectory() && copySourceDirectory ? path23.join(dest, path23.basename(source)) : dest;
         if (!(yield ioUtil.exists(source))) {
           throw new Error(`no such file or directory: ${source}`);
         }
@@ -18712,7 +18712,7 @@ var require_io = __commonJS({
             yield cpDirRecursive(source, newDest, 0, force);
           }
         } else {
-          if (path21.relative(source, newDest) === "") {
+          if (path23.relative(source, newDest) === "") {
             throw new Error(`'${newDest}' and '${source}' are the same file`);
           }
           yield copyFile(source, newDest, force);
@@ -18720,23 +18720,23 @@ var require_io = __commonJS({
       });
     }
     exports.cp = cp;
-    function mv(source, dest, options = {}) {
+    function mv(source, dest, options2 = {}) {
       return __awaiter(this, void 0, void 0, function* () {
         if (yield ioUtil.exists(dest)) {
           let destExists = true;
           if (yield ioUtil.isDirectory(dest)) {
-            dest = path21.join(dest, path21.basename(source));
+            dest = path23.join(dest, path23.basename(source));
             destExists = yield ioUtil.exists(dest);
           }
           if (destExists) {
-            if (options.force == null || options.force) {
+            if (options2.force == null || options2.force) {
               yield rmRF(dest);
             } else {
               throw new Error("Destination already exists");
             }
           }
         }
-        yield mkdirP(path21.dirname(dest));
+        yield mkdirP(path23.dirname(dest));
         yield ioUtil.rename(source, dest);
       });
     }
@@ -18799,7 +18799,7 @@ var require_io = __commonJS({
         }
         const extensions = [];
         if (ioUtil.IS_WINDOWS && process.env["PATHEXT"]) {
-          for (const extension2 of process.env["PATHEXT"].split(path21.delimiter)) {
+          for (const extension2 of process.env["PATHEXT"].split(path23.delimiter)) {
             if (extension2) {
               extensions.push(extension2);
             }
@@ -18812,12 +18812,12 @@ var require_io = __commonJS({
           }
           return [];
         }
-        if (tool.includes(path21.sep)) {
+        if (tool.includes(path23.sep)) {
           return [];
         }
         const directories = [];
         if (process.env.PATH) {
-          for (const p of process.env.PATH.split(path21.delimiter)) {
+          for (const p of process.env.PATH.split(path23.delimiter)) {
             if (p) {
               directories.push(p);
             }
@@ -18825,7 +18825,7 @@ var require_io = __commonJS({
         }
         const matches = [];
         for (const directory of directories) {
-          const filePath = yield ioUtil.tryGetExecutablePath(path21.join(directory, tool), extensions);
+          const filePath = yield ioUtil.tryGetExecutablePath(path23.join(directory, tool), extensions);
           if (filePath) {
             matches.push(filePath);
           }
@@ -18834,10 +18834,10 @@ var require_io = __commonJS({
       });
     }
     exports.findInPath = findInPath;
-    function readCopyOptions(options) {
-      const force = options.force == null ? true : options.force;
-      const recursive = Boolean(options.recursive);
-      const copySourceDirectory = options.copySourceDirectory == null ? true : Boolean(options.copySourceDirectory);
+    function readCopyOptions(options2) {
+      const force = options2.force == null ? true : options2.force;
+      const recursive = Boolean(options2.recursive);
+      const copySourceDirectory = options2.copySourceDirectory == null ? true : Boolean(options2.copySourceDirectory);
       return { force, recursive, copySourceDirectory };
     }
     function cpDirRecursive(sourceDir, destDir, currentDepth, force) {
@@ -18941,50 +18941,50 @@ var require_toolrunner = __commonJS({
     var os3 = __importStar(__require("os"));
     var events = __importStar(__require("events"));
     var child = __importStar(__require("child_process"));
-    var path21 = __importStar(__require("path"));
+    var path23 = __importStar(__require("path"));
     var io = __importStar(require_io());
     var ioUtil = __importStar(require_io_util());
     var timers_1 = __require("timers");
     var IS_WINDOWS = process.platform === "win32";
     var ToolRunner = class extends events.EventEmitter {
-      constructor(toolPath, args3, options) {
+      constructor(toolPath, args4, options2) {
         super();
         if (!toolPath) {
           throw new Error("Parameter 'toolPath' cannot be null or empty.");
         }
         this.toolPath = toolPath;
-        this.args = args3 || [];
-        this.options = options || {};
+        this.args = args4 || [];
+        this.options = options2 || {};
       }
       _debug(message) {
         if (this.options.listeners && this.options.listeners.debug) {
           this.options.listeners.debug(message);
         }
       }
-      _getCommandString(options, noPrefix) {
+      _getCommandString(options2, noPrefix) {
         const toolPath = this._getSpawnFileName();
-        const args3 = this._getSpawnArgs(options);
+        const args4 = this._getSpawnArgs(options2);
         let cmd = noPrefix ? "" : "[command]";
         if (IS_WINDOWS) {
           if (this._isCmdFile()) {
             cmd += toolPath;
-            for (const a2 of args3) {
+            for (const a2 of args4) {
               cmd += ` ${a2}`;
             }
-          } else if (options.windowsVerbatimArguments) {
+          } else if (options2.windowsVerbatimArguments) {
             cmd += `"${toolPath}"`;
-            for (const a2 of args3) {
+            for (const a2 of args4) {
               cmd += ` ${a2}`;
             }
           } else {
             cmd += this._windowsQuoteCmdArg(toolPath);
-            for (const a2 of args3) {
+            for (const a2 of args4) {
               cmd += ` ${this._windowsQuoteCmdArg(a2)}`;
             }
           }
         } else {
           cmd += toolPath;
-          for (const a2 of args3) {
+          for (const a2 of args4) {
             cmd += ` ${a2}`;
           }
         }
@@ -19014,13 +19014,13 @@ var require_toolrunner = __commonJS({
         }
         return this.toolPath;
       }
-      _getSpawnArgs(options) {
+      _getSpawnArgs(options2) {
         if (IS_WINDOWS) {
           if (this._isCmdFile()) {
             let argline = `/D /S /C "${this._windowsQuoteCmdArg(this.toolPath)}`;
             for (const a2 of this.args) {
               argline += " ";
-              argline += options.windowsVerbatimArguments ? a2 : this._windowsQuoteCmdArg(a2);
+              argline += options2.windowsVerbatimArguments ? a2 : this._windowsQuoteCmdArg(a2);
             }
             argline += '"';
             return [argline];
@@ -19118,28 +19118,28 @@ var require_toolrunner = __commonJS({
         reverse += '"';
         return reverse.split("").reverse().join("");
       }
-      _cloneExecOptions(options) {
-        options = options || {};
+      _cloneExecOptions(options2) {
+        options2 = options2 || {};
         const result = {
-          cwd: options.cwd || process.cwd(),
-          env: options.env || process.env,
-          silent: options.silent || false,
-          windowsVerbatimArguments: options.windowsVerbatimArguments || false,
-          failOnStdErr: options.failOnStdErr || false,
-          ignoreReturnCode: options.ignoreReturnCode || false,
-          delay: options.delay || 1e4
+          cwd: options2.cwd || process.cwd(),
+          env: options2.env || process.env,
+          silent: options2.silent || false,
+          windowsVerbatimArguments: options2.windowsVerbatimArguments || false,
+          failOnStdErr: options2.failOnStdErr || false,
+          ignoreReturnCode: options2.ignoreReturnCode || false,
+          delay: options2.delay || 1e4
         };
-        result.outStream = options.outStream || process.stdout;
-        result.errStream = options.errStream || process.stderr;
+        result.outStream = options2.outStream || process.stdout;
+        result.errStream = options2.errStream || process.stderr;
         return result;
       }
-      _getSpawnOptions(options, toolPath) {
-        options = options || {};
+      _getSpawnOptions(options2, toolPath) {
+        options2 = options2 || {};
         const result = {};
-        result.cwd = options.cwd;
-        result.env = options.env;
-        result["windowsVerbatimArguments"] = options.windowsVerbatimArguments || this._isCmdFile();
-        if (options.windowsVerbatimArguments) {
+        result.cwd = options2.cwd;
+        result.env = options2.env;
+        result["windowsVerbatimArguments"] = options2.windowsVerbatimArguments || this._isCmdFile();
+        if (options2.windowsVerbatimArguments) {
           result.argv0 = `"${toolPath}"`;
         }
         return result;
@@ -19156,7 +19156,7 @@ var require_toolrunner = __commonJS({
       exec() {
         return __awaiter(this, void 0, void 0, function* () {
           if (!ioUtil.isRooted(this.toolPath) && (this.toolPath.includes("/") || IS_WINDOWS && this.toolPath.includes("\\"))) {
-            this.toolPath = path21.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
+            this.toolPath = path23.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
           }
           this.toolPath = yield io.which(this.toolPath, true);
           return new Promise((resolve, reject) => __awaiter(this, void 0, void 0, function* () {
@@ -19257,7 +19257,7 @@ var require_toolrunner = __commonJS({
     };
     exports.ToolRunner = ToolRunner;
     function argStringToArray(argString) {
-      const args3 = [];
+      const args4 = [];
       let inQuotes = false;
       let escaped = false;
       let arg = "";
@@ -19288,7 +19288,7 @@ var require_toolrunner = __commonJS({
         }
         if (c3 === " " && !inQuotes) {
           if (arg.length > 0) {
-            args3.push(arg);
+            args4.push(arg);
             arg = "";
           }
           continue;
@@ -19296,13 +19296,13 @@ var require_toolrunner = __commonJS({
         append(c3);
       }
       if (arg.length > 0) {
-        args3.push(arg.trim());
+        args4.push(arg.trim());
       }
-      return args3;
+      return args4;
     }
     exports.argStringToArray = argStringToArray;
     var ExecState = class _ExecState extends events.EventEmitter {
-      constructor(options, toolPath) {
+      constructor(options2, toolPath) {
         super();
         this.processClosed = false;
         this.processError = "";
@@ -19315,10 +19315,10 @@ var require_toolrunner = __commonJS({
         if (!toolPath) {
           throw new Error("toolPath must not be empty");
         }
-        this.options = options;
+        this.options = options2;
         this.toolPath = toolPath;
-        if (options.delay) {
-          this.delay = options.delay;
+        if (options2.delay) {
+          this.delay = options2.delay;
         }
       }
       CheckComplete() {
@@ -19424,28 +19424,28 @@ var require_exec = __commonJS({
     exports.getExecOutput = exports.exec = void 0;
     var string_decoder_1 = __require("string_decoder");
     var tr = __importStar(require_toolrunner());
-    function exec(commandLine, args3, options) {
+    function exec(commandLine, args4, options2) {
       return __awaiter(this, void 0, void 0, function* () {
         const commandArgs = tr.argStringToArray(commandLine);
         if (commandArgs.length === 0) {
           throw new Error(`Parameter 'commandLine' cannot be null or empty.`);
         }
         const toolPath = commandArgs[0];
-        args3 = commandArgs.slice(1).concat(args3 || []);
-        const runner = new tr.ToolRunner(toolPath, args3, options);
+        args4 = commandArgs.slice(1).concat(args4 || []);
+        const runner = new tr.ToolRunner(toolPath, args4, options2);
         return runner.exec();
       });
     }
     exports.exec = exec;
-    function getExecOutput(commandLine, args3, options) {
+    function getExecOutput(commandLine, args4, options2) {
       var _a, _b;
       return __awaiter(this, void 0, void 0, function* () {
         let stdout = "";
         let stderr = "";
         const stdoutDecoder = new string_decoder_1.StringDecoder("utf8");
         const stderrDecoder = new string_decoder_1.StringDecoder("utf8");
-        const originalStdoutListener = (_a = options === null || options === void 0 ? void 0 : options.listeners) === null || _a === void 0 ? void 0 : _a.stdout;
-        const originalStdErrListener = (_b = options === null || options === void 0 ? void 0 : options.listeners) === null || _b === void 0 ? void 0 : _b.stderr;
+        const originalStdoutListener = (_a = options2 === null || options2 === void 0 ? void 0 : options2.listeners) === null || _a === void 0 ? void 0 : _a.stdout;
+        const originalStdErrListener = (_b = options2 === null || options2 === void 0 ? void 0 : options2.listeners) === null || _b === void 0 ? void 0 : _b.stderr;
         const stdErrListener = (data) => {
           stderr += stderrDecoder.write(data);
           if (originalStdErrListener) {
@@ -19458,8 +19458,8 @@ var require_exec = __commonJS({
             originalStdoutListener(data);
           }
         };
-        const listeners = Object.assign(Object.assign({}, options === null || options === void 0 ? void 0 : options.listeners), { stdout: stdOutListener, stderr: stdErrListener });
-        const exitCode = yield exec(commandLine, args3, Object.assign(Object.assign({}, options), { listeners }));
+        const listeners = Object.assign(Object.assign({}, options2 === null || options2 === void 0 ? void 0 : options2.listeners), { stdout: stdOutListener, stderr: stdErrListener });
+        const exitCode = yield exec(commandLine, args4, Object.assign(Object.assign({}, options2), { listeners }));
         stdout += stdoutDecoder.end();
         stderr += stderrDecoder.end();
         return {
@@ -19539,7 +19539,7 @@ var require_platform = __commonJS({
     var os_1 = __importDefault(__require("os"));
     var exec = __importStar(require_exec());
     var getWindowsInfo = () => __awaiter(void 0, void 0, void 0, function* () {
-      const { stdout: version3 } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Version"', void 0, {
+      const { stdout: version4 } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Version"', void 0, {
         silent: true
       });
       const { stdout: name } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Caption"', void 0, {
@@ -19547,7 +19547,7 @@ var require_platform = __commonJS({
       });
       return {
         name: name.trim(),
-        version: version3.trim()
+        version: version4.trim()
       };
     });
     var getMacOsInfo = () => __awaiter(void 0, void 0, void 0, function* () {
@@ -19555,21 +19555,21 @@ var require_platform = __commonJS({
       const { stdout } = yield exec.getExecOutput("sw_vers", void 0, {
         silent: true
       });
-      const version3 = (_b = (_a = stdout.match(/ProductVersion:\s*(.+)/)) === null || _a === void 0 ? void 0 : _a[1]) !== null && _b !== void 0 ? _b : "";
+      const version4 = (_b = (_a = stdout.match(/ProductVersion:\s*(.+)/)) === null || _a === void 0 ? void 0 : _a[1]) !== null && _b !== void 0 ? _b : "";
       const name = (_d = (_c = stdout.match(/ProductName:\s*(.+)/)) === null || _c === void 0 ? void 0 : _c[1]) !== null && _d !== void 0 ? _d : "";
       return {
         name,
-        version: version3
+        version: version4
       };
     });
     var getLinuxInfo = () => __awaiter(void 0, void 0, void 0, function* () {
       const { stdout } = yield exec.getExecOutput("lsb_release", ["-i", "-r", "-s"], {
         silent: true
       });
-      const [name, version3] = stdout.trim().split("\n");
+      const [name, version4] = stdout.trim().split("\n");
       return {
         name,
-        version: version3
+        version: version4
       };
     });
     exports.platform = os_1.default.platform();
@@ -19656,7 +19656,7 @@ var require_core = __commonJS({
     var file_command_1 = require_file_command();
     var utils_1 = require_utils();
     var os3 = __importStar(__require("os"));
-    var path21 = __importStar(__require("path"));
+    var path23 = __importStar(__require("path"));
     var oidc_utils_1 = require_oidc_utils();
     var ExitCode;
     (function(ExitCode2) {
@@ -19684,32 +19684,32 @@ var require_core = __commonJS({
       } else {
         (0, command_1.issueCommand)("add-path", {}, inputPath);
       }
-      process.env["PATH"] = `${inputPath}${path21.delimiter}${process.env["PATH"]}`;
+      process.env["PATH"] = `${inputPath}${path23.delimiter}${process.env["PATH"]}`;
     }
     exports.addPath = addPath;
-    function getInput2(name, options) {
+    function getInput2(name, options2) {
       const val = process.env[`INPUT_${name.replace(/ /g, "_").toUpperCase()}`] || "";
-      if (options && options.required && !val) {
+      if (options2 && options2.required && !val) {
         throw new Error(`Input required and not supplied: ${name}`);
       }
-      if (options && options.trimWhitespace === false) {
+      if (options2 && options2.trimWhitespace === false) {
         return val;
       }
       return val.trim();
     }
     exports.getInput = getInput2;
-    function getMultilineInput2(name, options) {
-      const inputs = getInput2(name, options).split("\n").filter((x) => x !== "");
-      if (options && options.trimWhitespace === false) {
+    function getMultilineInput2(name, options2) {
+      const inputs = getInput2(name, options2).split("\n").filter((x) => x !== "");
+      if (options2 && options2.trimWhitespace === false) {
         return inputs;
       }
       return inputs.map((input) => input.trim());
     }
     exports.getMultilineInput = getMultilineInput2;
-    function getBooleanInput2(name, options) {
+    function getBooleanInput2(name, options2) {
       const trueValue = ["true", "True", "TRUE"];
       const falseValue = ["false", "False", "FALSE"];
-      const val = getInput2(name, options);
+      const val = getInput2(name, options2);
       if (trueValue.includes(val))
         return true;
       if (falseValue.includes(val))
@@ -20477,8 +20477,8 @@ var require_errors2 = __commonJS({
     };
     var kSecureProxyConnectionError = Symbol.for("undici.error.UND_ERR_PRX_TLS");
     var SecureProxyConnectionError = class extends UndiciError {
-      constructor(cause, message, options) {
-        super(message, { cause, ...options ?? {} });
+      constructor(cause, message, options2) {
+        super(message, { cause, ...options2 ?? {} });
         this.name = "SecureProxyConnectionError";
         this.message = message || "Secure Proxy Connection failed";
         this.code = "UND_ERR_PRX_TLS";
@@ -20904,14 +20904,14 @@ var require_util8 = __commonJS({
         }
         const port = url.port != null ? url.port : url.protocol === "https:" ? 443 : 80;
         let origin = url.origin != null ? url.origin : `${url.protocol || ""}//${url.hostname || ""}:${port}`;
-        let path21 = url.path != null ? url.path : `${url.pathname || ""}${url.search || ""}`;
+        let path23 = url.path != null ? url.path : `${url.pathname || ""}${url.search || ""}`;
         if (origin[origin.length - 1] === "/") {
           origin = origin.slice(0, origin.length - 1);
         }
-        if (path21 && path21[0] !== "/") {
-          path21 = `/${path21}`;
+        if (path23 && path23[0] !== "/") {
+          path23 = `/${path23}`;
         }
-        return new URL(`${origin}${path21}`);
+        return new URL(`${origin}${path23}`);
       }
       if (!isHttpOrHttpsPrefixed(url.origin || url.protocol)) {
         throw new InvalidArgumentError("Invalid URL protocol: the URL must start with `http:` or `https:`.");
@@ -21327,74 +21327,74 @@ var require_diagnostics = __commonJS({
       const debuglog2 = fetchDebuglog.enabled ? fetchDebuglog : undiciDebugLog;
       diagnosticsChannel.channel("undici:client:beforeConnect").subscribe((evt) => {
         const {
-          connectParams: { version: version3, protocol, port, host }
+          connectParams: { version: version4, protocol, port, host }
         } = evt;
         debuglog2(
           "connecting to %s using %s%s",
           `${host}${port ? `:${port}` : ""}`,
           protocol,
-          version3
+          version4
         );
       });
       diagnosticsChannel.channel("undici:client:connected").subscribe((evt) => {
         const {
-          connectParams: { version: version3, protocol, port, host }
+          connectParams: { version: version4, protocol, port, host }
         } = evt;
         debuglog2(
           "connected to %s using %s%s",
           `${host}${port ? `:${port}` : ""}`,
           protocol,
-          version3
+          version4
         );
       });
       diagnosticsChannel.channel("undici:client:connectError").subscribe((evt) => {
         const {
-          connectParams: { version: version3, protocol, port, host },
+          connectParams: { version: version4, protocol, port, host },
           error
         } = evt;
         debuglog2(
           "connection to %s using %s%s errored - %s",
           `${host}${port ? `:${port}` : ""}`,
           protocol,
-          version3,
+          version4,
           error.message
         );
       });
       diagnosticsChannel.channel("undici:client:sendHeaders").subscribe((evt) => {
         const {
-          request: { method, path: path21, origin }
+          request: { method, path: path23, origin }
         } = evt;
-        debuglog2("sending request to %s %s/%s", method, origin, path21);
+        debuglog2("sending request to %s %s/%s", method, origin, path23);
       });
       diagnosticsChannel.channel("undici:request:headers").subscribe((evt) => {
         const {
-          request: { method, path: path21, origin },
+          request: { method, path: path23, origin },
           response: { statusCode }
         } = evt;
         debuglog2(
           "received response to %s %s/%s - HTTP %d",
           method,
           origin,
-          path21,
+          path23,
           statusCode
         );
       });
       diagnosticsChannel.channel("undici:request:trailers").subscribe((evt) => {
         const {
-          request: { method, path: path21, origin }
+          request: { method, path: path23, origin }
         } = evt;
-        debuglog2("trailers received from %s %s/%s", method, origin, path21);
+        debuglog2("trailers received from %s %s/%s", method, origin, path23);
       });
       diagnosticsChannel.channel("undici:request:error").subscribe((evt) => {
         const {
-          request: { method, path: path21, origin },
+          request: { method, path: path23, origin },
           error
         } = evt;
         debuglog2(
           "request to %s %s/%s errored - %s",
           method,
           origin,
-          path21,
+          path23,
           error.message
         );
       });
@@ -21405,31 +21405,31 @@ var require_diagnostics = __commonJS({
         const debuglog2 = undiciDebugLog.enabled ? undiciDebugLog : websocketDebuglog;
         diagnosticsChannel.channel("undici:client:beforeConnect").subscribe((evt) => {
           const {
-            connectParams: { version: version3, protocol, port, host }
+            connectParams: { version: version4, protocol, port, host }
           } = evt;
           debuglog2(
             "connecting to %s%s using %s%s",
             host,
             port ? `:${port}` : "",
             protocol,
-            version3
+            version4
           );
         });
         diagnosticsChannel.channel("undici:client:connected").subscribe((evt) => {
           const {
-            connectParams: { version: version3, protocol, port, host }
+            connectParams: { version: version4, protocol, port, host }
           } = evt;
           debuglog2(
             "connected to %s%s using %s%s",
             host,
             port ? `:${port}` : "",
             protocol,
-            version3
+            version4
           );
         });
         diagnosticsChannel.channel("undici:client:connectError").subscribe((evt) => {
           const {
-            connectParams: { version: version3, protocol, port, host },
+            connectParams: { version: version4, protocol, port, host },
             error
           } = evt;
           debuglog2(
@@ -21437,15 +21437,15 @@ var require_diagnostics = __commonJS({
             host,
             port ? `:${port}` : "",
             protocol,
-            version3,
+            version4,
             error.message
           );
         });
         diagnosticsChannel.channel("undici:client:sendHeaders").subscribe((evt) => {
           const {
-            request: { method, path: path21, origin }
+            request: { method, path: path23, origin }
           } = evt;
-          debuglog2("sending request to %s %s/%s", method, origin, path21);
+          debuglog2("sending request to %s %s/%s", method, origin, path23);
         });
       }
       diagnosticsChannel.channel("undici:websocket:open").subscribe((evt) => {
@@ -21508,7 +21508,7 @@ var require_request3 = __commonJS({
     var kHandler = Symbol("handler");
     var Request = class {
       constructor(origin, {
-        path: path21,
+        path: path23,
         method,
         body,
         headers,
@@ -21523,11 +21523,11 @@ var require_request3 = __commonJS({
         expectContinue,
         servername
       }, handler) {
-        if (typeof path21 !== "string") {
+        if (typeof path23 !== "string") {
           throw new InvalidArgumentError("path must be a string");
-        } else if (path21[0] !== "/" && !(path21.startsWith("http://") || path21.startsWith("https://")) && method !== "CONNECT") {
+        } else if (path23[0] !== "/" && !(path23.startsWith("http://") || path23.startsWith("https://")) && method !== "CONNECT") {
           throw new InvalidArgumentError("path must be an absolute URL or start with a slash");
-        } else if (invalidPathRegex.test(path21)) {
+        } else if (invalidPathRegex.test(path23)) {
           throw new InvalidArgumentError("invalid request path");
         }
         if (typeof method !== "string") {
@@ -21593,7 +21593,7 @@ var require_request3 = __commonJS({
         this.completed = false;
         this.aborted = false;
         this.upgrade = upgrade || null;
-        this.path = query ? buildURL(path21, query) : path21;
+        this.path = query ? buildURL(path23, query) : path23;
         this.origin = origin;
         this.idempotent = idempotent == null ? method === "HEAD" || method === "GET" : idempotent;
         this.blocking = blocking == null ? false : blocking;
@@ -21890,8 +21890,8 @@ var require_dispatcher2 = __commonJS({
       destroy() {
         throw new Error("not implemented");
       }
-      compose(...args3) {
-        const interceptors = Array.isArray(args3[0]) ? args3[0] : args3;
+      compose(...args4) {
+        const interceptors = Array.isArray(args4[0]) ? args4[0] : args4;
         let dispatch = this.dispatch.bind(this);
         for (const interceptor of interceptors) {
           if (interceptor == null) {
@@ -21916,14 +21916,14 @@ var require_dispatcher2 = __commonJS({
         this.#dispatcher = dispatcher;
         this.#dispatch = dispatch;
       }
-      dispatch(...args3) {
-        this.#dispatch(...args3);
+      dispatch(...args4) {
+        this.#dispatch(...args4);
       }
-      close(...args3) {
-        return this.#dispatcher.close(...args3);
+      close(...args4) {
+        return this.#dispatcher.close(...args4);
       }
-      destroy(...args3) {
-        return this.#dispatcher.destroy(...args3);
+      destroy(...args4) {
+        return this.#dispatcher.destroy(...args4);
       }
     };
     module.exports = Dispatcher;
@@ -22403,7 +22403,7 @@ var require_connect2 = __commonJS({
       if (maxCachedSessions != null && (!Number.isInteger(maxCachedSessions) || maxCachedSessions < 0)) {
         throw new InvalidArgumentError("maxCachedSessions must be a positive integer or zero");
       }
-      const options = { path: socketPath, ...opts };
+      const options2 = { path: socketPath, ...opts };
       const sessionCache = new SessionCache(maxCachedSessions == null ? 100 : maxCachedSessions);
       timeout = timeout == null ? 1e4 : timeout;
       allowH2 = allowH2 != null ? allowH2 : false;
@@ -22413,7 +22413,7 @@ var require_connect2 = __commonJS({
           if (!tls2) {
             tls2 = __require("node:tls");
           }
-          servername = servername || options.servername || util.getServerName(host) || null;
+          servername = servername || options2.servername || util.getServerName(host) || null;
           const sessionKey = servername || hostname;
           assert(sessionKey);
           const session = customSession || sessionCache.get(sessionKey) || null;
@@ -22421,7 +22421,7 @@ var require_connect2 = __commonJS({
           socket = tls2.connect({
             highWaterMark: 16384,
             // TLS in node can't have bigger HWM anyway...
-            ...options,
+            ...options2,
             servername,
             session,
             localAddress,
@@ -22441,14 +22441,14 @@ var require_connect2 = __commonJS({
           socket = net.connect({
             highWaterMark: 64 * 1024,
             // Same as nodejs fs streams.
-            ...options,
+            ...options2,
             localAddress,
             port,
             host: hostname
           });
         }
-        if (options.keepAlive == null || options.keepAlive) {
-          const keepAliveInitialDelay = options.keepAliveInitialDelay === void 0 ? 6e4 : options.keepAliveInitialDelay;
+        if (options2.keepAlive == null || options2.keepAlive) {
+          const keepAliveInitialDelay = options2.keepAliveInitialDelay === void 0 ? 6e4 : options2.keepAliveInitialDelay;
           socket.setKeepAlive(true, keepAliveInitialDelay);
         }
         const clearConnectTimeout = setupConnectTimeout(new WeakRef(socket), { timeout, hostname, port });
@@ -23721,8 +23721,8 @@ var require_webidl2 = __commonJS({
             message: `Expected ${dictionary} to be one of: Null, Undefined, Object.`
           });
         }
-        for (const options of converters) {
-          const { key, defaultValue, required, converter } = options;
+        for (const options2 of converters) {
+          const { key, defaultValue, required, converter } = options2;
           if (required === true) {
             if (!Object.hasOwn(dictionary, key)) {
               throw webidl.errors.exception({
@@ -23732,16 +23732,16 @@ var require_webidl2 = __commonJS({
             }
           }
           let value = dictionary[key];
-          const hasDefault = Object.hasOwn(options, "defaultValue");
+          const hasDefault = Object.hasOwn(options2, "defaultValue");
           if (hasDefault && value !== null) {
             value ??= defaultValue();
           }
           if (required || hasDefault || value !== void 0) {
             value = converter(value, prefix, `${argument}.${key}`);
-            if (options.allowedValues && !options.allowedValues.includes(value)) {
+            if (options2.allowedValues && !options2.allowedValues.includes(value)) {
               throw webidl.errors.exception({
                 header: prefix,
-                message: `${value} is not an accepted type. Expected one of ${options.allowedValues.join(", ")}.`
+                message: `${value} is not an accepted type. Expected one of ${options2.allowedValues.join(", ")}.`
               });
             }
             dict[key] = value;
@@ -23906,7 +23906,7 @@ var require_webidl2 = __commonJS({
 var require_util9 = __commonJS({
   "node_modules/@actions/glob/node_modules/undici/lib/web/fetch/util.js"(exports, module) {
     "use strict";
-    var { Transform: Transform2 } = __require("node:stream");
+    var { Transform: Transform3 } = __require("node:stream");
     var zlib = __require("node:zlib");
     var { redirectStatusSet, referrerPolicySet: referrerPolicyTokens, badPortsSet } = require_constants8();
     var { getGlobalOrigin } = require_global3();
@@ -24594,7 +24594,7 @@ var require_util9 = __commonJS({
       contentRange += isomorphicEncode(`${fullLength}`);
       return contentRange;
     }
-    var InflateStream = class extends Transform2 {
+    var InflateStream = class extends Transform3 {
       #zlibOptions;
       /** @param {zlib.ZlibOptions} [zlibOptions] */
       constructor(zlibOptions) {
@@ -24794,10 +24794,10 @@ var require_file2 = __commonJS({
     var { kState } = require_symbols7();
     var { webidl } = require_webidl2();
     var FileLike = class _FileLike {
-      constructor(blobLike, fileName, options = {}) {
+      constructor(blobLike, fileName, options2 = {}) {
         const n2 = fileName;
-        const t = options.type;
-        const d = options.lastModified ?? Date.now();
+        const t = options2.type;
+        const d = options2.lastModified ?? Date.now();
         this[kState] = {
           blobLike,
           name: n2,
@@ -24805,21 +24805,21 @@ var require_file2 = __commonJS({
           lastModified: d
         };
       }
-      stream(...args3) {
+      stream(...args4) {
         webidl.brandCheck(this, _FileLike);
-        return this[kState].blobLike.stream(...args3);
+        return this[kState].blobLike.stream(...args4);
       }
-      arrayBuffer(...args3) {
+      arrayBuffer(...args4) {
         webidl.brandCheck(this, _FileLike);
-        return this[kState].blobLike.arrayBuffer(...args3);
+        return this[kState].blobLike.arrayBuffer(...args4);
       }
-      slice(...args3) {
+      slice(...args4) {
         webidl.brandCheck(this, _FileLike);
-        return this[kState].blobLike.slice(...args3);
+        return this[kState].blobLike.slice(...args4);
       }
-      text(...args3) {
+      text(...args4) {
         webidl.brandCheck(this, _FileLike);
-        return this[kState].blobLike.text(...args3);
+        return this[kState].blobLike.text(...args4);
       }
       get size() {
         webidl.brandCheck(this, _FileLike);
@@ -24944,7 +24944,7 @@ var require_formdata2 = __commonJS({
           this[kState].push(entry);
         }
       }
-      [nodeUtil.inspect.custom](depth, options) {
+      [nodeUtil.inspect.custom](depth, options2) {
         const state = this[kState].reduce((a2, b) => {
           if (a2[b.name]) {
             if (Array.isArray(a2[b.name])) {
@@ -24957,9 +24957,9 @@ var require_formdata2 = __commonJS({
           }
           return a2;
         }, { __proto__: null });
-        options.depth ??= depth;
-        options.colors ??= true;
-        const output = nodeUtil.formatWithOptions(options, state);
+        options2.depth ??= depth;
+        options2.colors ??= true;
+        const output = nodeUtil.formatWithOptions(options2, state);
         return `FormData ${output.slice(output.indexOf("]") + 2)}`;
       }
     };
@@ -24983,11 +24983,11 @@ var require_formdata2 = __commonJS({
           value = value instanceof Blob ? new File([value], "blob", { type: value.type }) : new FileLike(value, "blob", { type: value.type });
         }
         if (filename !== void 0) {
-          const options = {
+          const options2 = {
             type: value.type,
             lastModified: value.lastModified
           };
-          value = value instanceof NativeFile ? new File([value], filename, options) : new FileLike(value, filename, options);
+          value = value instanceof NativeFile ? new File([value], filename, options2) : new FileLike(value, filename, options2);
         }
       }
       return { name, value };
@@ -26182,8 +26182,8 @@ var require_client_h1 = __commonJS({
       return {
         version: "h1",
         defaultPipelining: 1,
-        write(...args3) {
-          return writeH1(client, ...args3);
+        write(...args4) {
+          return writeH1(client, ...args4);
         },
         resume() {
           resumeH1(client);
@@ -26286,7 +26286,7 @@ var require_client_h1 = __commonJS({
       return method !== "GET" && method !== "HEAD" && method !== "OPTIONS" && method !== "TRACE" && method !== "CONNECT";
     }
     function writeH1(client, request) {
-      const { method, path: path21, host, upgrade, blocking, reset: reset2 } = request;
+      const { method, path: path23, host, upgrade, blocking, reset: reset2 } = request;
       let { body, headers, contentLength } = request;
       const expectsPayload = method === "PUT" || method === "POST" || method === "PATCH" || method === "QUERY" || method === "PROPFIND" || method === "PROPPATCH";
       if (util.isFormDataLike(body)) {
@@ -26367,7 +26367,7 @@ var require_client_h1 = __commonJS({
       if (blocking) {
         socket[kBlocking] = true;
       }
-      let header = `${method} ${path21} HTTP/1.1\r
+      let header = `${method} ${path23} HTTP/1.1\r
 `;
       if (typeof host === "string") {
         header += `host: ${host}\r
@@ -26697,7 +26697,7 @@ var require_client_h2 = __commonJS({
     "use strict";
     var assert = __require("node:assert");
     var { errorMonitor } = __require("node:events");
-    var { pipeline } = __require("node:stream");
+    var { pipeline: pipeline2 } = __require("node:stream");
     var util = require_util8();
     var {
       RequestContentLengthMismatchError,
@@ -26822,8 +26822,8 @@ var require_client_h2 = __commonJS({
       return {
         version: "h2",
         defaultPipelining: Infinity,
-        write(...args3) {
-          return writeH2(client, ...args3);
+        write(...args4) {
+          return writeH2(client, ...args4);
         },
         resume() {
           resumeH2(client);
@@ -26896,7 +26896,7 @@ var require_client_h2 = __commonJS({
     }
     function writeH2(client, request) {
       const session = client[kHTTP2Session];
-      const { method, path: path21, host, upgrade, expectContinue, signal, headers: reqHeaders } = request;
+      const { method, path: path23, host, upgrade, expectContinue, signal, headers: reqHeaders } = request;
       let { body } = request;
       if (upgrade) {
         util.errorRequest(client, request, new Error("Upgrade not supported for H2"));
@@ -26993,7 +26993,7 @@ var require_client_h2 = __commonJS({
         });
         return true;
       }
-      headers[HTTP2_HEADER_PATH] = path21;
+      headers[HTTP2_HEADER_PATH] = path23;
       headers[HTTP2_HEADER_SCHEME] = "https";
       const expectsPayload = method === "PUT" || method === "POST" || method === "PATCH";
       if (body && typeof body.read === "function") {
@@ -27176,7 +27176,7 @@ var require_client_h2 = __commonJS({
     }
     function writeStream(abort, socket, expectsPayload, h2stream, body, client, request, contentLength) {
       assert(contentLength !== 0 || client[kRunning] === 0, "stream body cannot be pipelined");
-      const pipe = pipeline(
+      const pipe = pipeline2(
         body,
         h2stream,
         (err) => {
@@ -27346,9 +27346,9 @@ var require_redirect_handler = __commonJS({
           return this.handler.onHeaders(statusCode, headers, resume, statusText);
         }
         const { origin, pathname, search } = util.parseURL(new URL(this.location, this.opts.origin && new URL(this.opts.path, this.opts.origin)));
-        const path21 = search ? `${pathname}${search}` : pathname;
+        const path23 = search ? `${pathname}${search}` : pathname;
         this.opts.headers = cleanRequestHeaders(this.opts.headers, statusCode === 303, this.opts.origin !== origin);
-        this.opts.path = path21;
+        this.opts.path = path23;
         this.opts.origin = origin;
         this.opts.maxRedirections = 0;
         this.opts.query = null;
@@ -28228,7 +28228,7 @@ var require_pool2 = __commonJS({
         autoSelectFamily,
         autoSelectFamilyAttemptTimeout,
         allowH2,
-        ...options
+        ...options2
       } = {}) {
         if (connections != null && (!Number.isFinite(connections) || connections < 0)) {
           throw new InvalidArgumentError("invalid connections");
@@ -28250,12 +28250,12 @@ var require_pool2 = __commonJS({
             ...connect
           });
         }
-        super(options);
-        this[kInterceptors] = options.interceptors?.Pool && Array.isArray(options.interceptors.Pool) ? options.interceptors.Pool : [];
+        super(options2);
+        this[kInterceptors] = options2.interceptors?.Pool && Array.isArray(options2.interceptors.Pool) ? options2.interceptors.Pool : [];
         this[kConnections] = connections || null;
         this[kUrl] = util.parseOrigin(origin);
-        this[kOptions] = { ...util.deepClone(options), connect, allowH2 };
-        this[kOptions].interceptors = options.interceptors ? { ...options.interceptors } : void 0;
+        this[kOptions] = { ...util.deepClone(options2), connect, allowH2 };
+        this[kOptions].interceptors = options2.interceptors ? { ...options2.interceptors } : void 0;
         this[kFactory] = factory;
         this.on("connectionError", (origin2, targets, error) => {
           for (const target of targets) {
@@ -28357,8 +28357,8 @@ var require_balanced_pool2 = __commonJS({
           pool[kWeight] = Math.max(1, pool[kWeight] - this[kErrorPenalty]);
           this._updateBalancedPoolStats();
         });
-        pool.on("disconnect", (...args3) => {
-          const err = args3[2];
+        pool.on("disconnect", (...args4) => {
+          const err = args4[2];
           if (err && err.code === "UND_ERR_SOCKET") {
             pool[kWeight] = Math.max(1, pool[kWeight] - this[kErrorPenalty]);
             this._updateBalancedPoolStats();
@@ -28449,7 +28449,7 @@ var require_agent2 = __commonJS({
       return opts && opts.connections === 1 ? new Client(origin, opts) : new Pool(origin, opts);
     }
     var Agent = class extends DispatcherBase {
-      constructor({ factory = defaultFactory, maxRedirections = 0, connect, tls: tls2, ...options } = {}) {
+      constructor({ factory = defaultFactory, maxRedirections = 0, connect, tls: tls2, ...options2 } = {}) {
         if (typeof factory !== "function") {
           throw new InvalidArgumentError("factory must be a function.");
         }
@@ -28459,16 +28459,16 @@ var require_agent2 = __commonJS({
         if (!Number.isInteger(maxRedirections) || maxRedirections < 0) {
           throw new InvalidArgumentError("maxRedirections must be a positive number");
         }
-        super(options);
+        super(options2);
         if (connect && typeof connect !== "function") {
           connect = { ...connect };
         }
         if (tls2 && typeof tls2 !== "function") {
           tls2 = { ...tls2 };
         }
-        this[kInterceptors] = options.interceptors?.Agent && Array.isArray(options.interceptors.Agent) ? options.interceptors.Agent : [createRedirectInterceptor({ maxRedirections })];
-        this[kOptions] = { ...util.deepClone(options), connect, tls: tls2 };
-        this[kOptions].interceptors = options.interceptors ? { ...options.interceptors } : void 0;
+        this[kInterceptors] = options2.interceptors?.Agent && Array.isArray(options2.interceptors.Agent) ? options2.interceptors.Agent : [createRedirectInterceptor({ maxRedirections })];
+        this[kOptions] = { ...util.deepClone(options2), connect, tls: tls2 };
+        this[kOptions].interceptors = options2.interceptors ? { ...options2.interceptors } : void 0;
         this[kMaxRedirections] = maxRedirections;
         this[kFactory] = factory;
         this[kClients] = /* @__PURE__ */ new Map();
@@ -28587,10 +28587,10 @@ var require_proxy_agent2 = __commonJS({
         };
         const {
           origin,
-          path: path21 = "/",
+          path: path23 = "/",
           headers = {}
         } = opts;
-        opts.path = origin + path21;
+        opts.path = origin + path23;
         if (!("host" in headers) && !("Host" in headers)) {
           const { host } = new URL2(origin);
           headers.host = host;
@@ -28636,7 +28636,7 @@ var require_proxy_agent2 = __commonJS({
         const connect = buildConnector({ ...opts.proxyTls });
         this[kConnectEndpoint] = buildConnector({ ...opts.requestTls });
         const agentFactory = opts.factory || defaultAgentFactory;
-        const factory = (origin2, options) => {
+        const factory = (origin2, options2) => {
           const { protocol: protocol2 } = new URL2(origin2);
           if (!this[kTunnelProxy] && protocol2 === "http:" && this[kProxy].protocol === "http:") {
             return new Http1ProxyWrapper(this[kProxy].uri, {
@@ -28645,7 +28645,7 @@ var require_proxy_agent2 = __commonJS({
               factory: agentFactory
             });
           }
-          return agentFactory(origin2, options);
+          return agentFactory(origin2, options2);
         };
         this[kClient] = clientFactory(url, { connect });
         this[kAgent] = new Agent({
@@ -29244,10 +29244,10 @@ var require_retry_agent = __commonJS({
     var RetryAgent = class extends Dispatcher {
       #agent = null;
       #options = null;
-      constructor(agent, options = {}) {
-        super(options);
+      constructor(agent, options2 = {}) {
+        super(options2);
         this.#agent = agent;
-        this.#options = options;
+        this.#options = options2;
       }
       dispatch(opts, handler) {
         const retry = new RetryHandler({
@@ -29275,7 +29275,7 @@ var require_readable2 = __commonJS({
   "node_modules/@actions/glob/node_modules/undici/lib/api/readable.js"(exports, module) {
     "use strict";
     var assert = __require("node:assert");
-    var { Readable: Readable4 } = __require("node:stream");
+    var { Readable: Readable5 } = __require("node:stream");
     var { RequestAbortedError, NotSupportedError, InvalidArgumentError, AbortError } = require_errors2();
     var util = require_util8();
     var { ReadableStreamFrom } = require_util8();
@@ -29287,7 +29287,7 @@ var require_readable2 = __commonJS({
     var kContentLength = Symbol("kContentLength");
     var noop3 = () => {
     };
-    var BodyReadable = class extends Readable4 {
+    var BodyReadable = class extends Readable5 {
       constructor({
         resume,
         abort,
@@ -29327,24 +29327,24 @@ var require_readable2 = __commonJS({
           callback(err);
         }
       }
-      on(ev, ...args3) {
+      on(ev, ...args4) {
         if (ev === "data" || ev === "readable") {
           this[kReading] = true;
         }
-        return super.on(ev, ...args3);
+        return super.on(ev, ...args4);
       }
-      addListener(ev, ...args3) {
-        return this.on(ev, ...args3);
+      addListener(ev, ...args4) {
+        return this.on(ev, ...args4);
       }
-      off(ev, ...args3) {
-        const ret = super.off(ev, ...args3);
+      off(ev, ...args4) {
+        const ret = super.off(ev, ...args4);
         if (ev === "data" || ev === "readable") {
           this[kReading] = this.listenerCount("data") > 0 || this.listenerCount("readable") > 0;
         }
         return ret;
       }
-      removeListener(ev, ...args3) {
-        return this.off(ev, ...args3);
+      removeListener(ev, ...args4) {
+        return this.off(ev, ...args4);
       }
       push(chunk) {
         if (this[kConsume] && chunk !== null) {
@@ -29629,7 +29629,7 @@ var require_api_request2 = __commonJS({
   "node_modules/@actions/glob/node_modules/undici/lib/api/api-request.js"(exports, module) {
     "use strict";
     var assert = __require("node:assert");
-    var { Readable: Readable4 } = require_readable2();
+    var { Readable: Readable5 } = require_readable2();
     var { InvalidArgumentError, RequestAbortedError } = require_errors2();
     var util = require_util8();
     var { getResolveErrorBodyCallback } = require_util10();
@@ -29724,7 +29724,7 @@ var require_api_request2 = __commonJS({
         const parsedHeaders = responseHeaders === "raw" ? util.parseHeaders(rawHeaders) : headers;
         const contentType = parsedHeaders["content-type"];
         const contentLength = parsedHeaders["content-length"];
-        const res = new Readable4({
+        const res = new Readable5({
           resume,
           abort,
           contentType,
@@ -30039,7 +30039,7 @@ var require_api_pipeline2 = __commonJS({
   "node_modules/@actions/glob/node_modules/undici/lib/api/api-pipeline.js"(exports, module) {
     "use strict";
     var {
-      Readable: Readable4,
+      Readable: Readable5,
       Duplex: Duplex4,
       PassThrough: PassThrough2
     } = __require("node:stream");
@@ -30053,7 +30053,7 @@ var require_api_pipeline2 = __commonJS({
     var { addSignal, removeSignal } = require_abort_signal2();
     var assert = __require("node:assert");
     var kResume = Symbol("resume");
-    var PipelineRequest = class extends Readable4 {
+    var PipelineRequest = class extends Readable5 {
       constructor() {
         super({ autoDestroy: true });
         this[kResume] = null;
@@ -30070,7 +30070,7 @@ var require_api_pipeline2 = __commonJS({
         callback(err);
       }
     };
-    var PipelineResponse = class extends Readable4 {
+    var PipelineResponse = class extends Readable5 {
       constructor(resume) {
         super({ autoDestroy: true });
         this[kResume] = resume;
@@ -30221,7 +30221,7 @@ var require_api_pipeline2 = __commonJS({
         util.destroy(ret, err);
       }
     };
-    function pipeline(opts, handler) {
+    function pipeline2(opts, handler) {
       try {
         const pipelineHandler = new PipelineHandler(opts, handler);
         this.dispatch({ ...opts, body: pipelineHandler.req }, pipelineHandler);
@@ -30230,7 +30230,7 @@ var require_api_pipeline2 = __commonJS({
         return new PassThrough2().destroy(err);
       }
     }
-    module.exports = pipeline;
+    module.exports = pipeline2;
   }
 });
 
@@ -30562,20 +30562,20 @@ var require_mock_utils2 = __commonJS({
       }
       return true;
     }
-    function safeUrl(path21) {
-      if (typeof path21 !== "string") {
-        return path21;
+    function safeUrl(path23) {
+      if (typeof path23 !== "string") {
+        return path23;
       }
-      const pathSegments = path21.split("?");
+      const pathSegments = path23.split("?");
       if (pathSegments.length !== 2) {
-        return path21;
+        return path23;
       }
       const qp = new URLSearchParams(pathSegments.pop());
       qp.sort();
       return [...pathSegments, qp.toString()].join("?");
     }
-    function matchKey(mockDispatch2, { path: path21, method, body, headers }) {
-      const pathMatch = matchValue(mockDispatch2.path, path21);
+    function matchKey(mockDispatch2, { path: path23, method, body, headers }) {
+      const pathMatch = matchValue(mockDispatch2.path, path23);
       const methodMatch = matchValue(mockDispatch2.method, method);
       const bodyMatch = typeof mockDispatch2.body !== "undefined" ? matchValue(mockDispatch2.body, body) : true;
       const headersMatch = matchHeaders(mockDispatch2, headers);
@@ -30597,7 +30597,7 @@ var require_mock_utils2 = __commonJS({
     function getMockDispatch(mockDispatches, key) {
       const basePath = key.query ? buildURL(key.path, key.query) : key.path;
       const resolvedPath = typeof basePath === "string" ? safeUrl(basePath) : basePath;
-      let matchedMockDispatches = mockDispatches.filter(({ consumed }) => !consumed).filter(({ path: path21 }) => matchValue(safeUrl(path21), resolvedPath));
+      let matchedMockDispatches = mockDispatches.filter(({ consumed }) => !consumed).filter(({ path: path23 }) => matchValue(safeUrl(path23), resolvedPath));
       if (matchedMockDispatches.length === 0) {
         throw new MockNotMatchedError(`Mock dispatch not matched for path '${resolvedPath}'`);
       }
@@ -30635,9 +30635,9 @@ var require_mock_utils2 = __commonJS({
       }
     }
     function buildKey(opts) {
-      const { path: path21, method, body, headers, query } = opts;
+      const { path: path23, method, body, headers, query } = opts;
       return {
-        path: path21,
+        path: path23,
         method,
         body,
         headers,
@@ -31080,13 +31080,13 @@ var require_pluralizer2 = __commonJS({
 var require_pending_interceptors_formatter2 = __commonJS({
   "node_modules/@actions/glob/node_modules/undici/lib/mock/pending-interceptors-formatter.js"(exports, module) {
     "use strict";
-    var { Transform: Transform2 } = __require("node:stream");
+    var { Transform: Transform3 } = __require("node:stream");
     var { Console } = __require("node:console");
     var PERSISTENT = process.versions.icu ? "\u2705" : "Y ";
     var NOT_PERSISTENT = process.versions.icu ? "\u274C" : "N ";
     module.exports = class PendingInterceptorsFormatter {
       constructor({ disableColors } = {}) {
-        this.transform = new Transform2({
+        this.transform = new Transform3({
           transform(chunk, _enc, cb) {
             cb(null, chunk);
           }
@@ -31100,10 +31100,10 @@ var require_pending_interceptors_formatter2 = __commonJS({
       }
       format(pendingInterceptors) {
         const withPrettyHeaders = pendingInterceptors.map(
-          ({ method, path: path21, data: { statusCode }, persist, times, timesInvoked, origin }) => ({
+          ({ method, path: path23, data: { statusCode }, persist, times, timesInvoked, origin }) => ({
             Method: method,
             Origin: origin,
-            Path: path21,
+            Path: path23,
             "Status code": statusCode,
             Persistent: persist ? PERSISTENT : NOT_PERSISTENT,
             Invocations: timesInvoked,
@@ -31290,29 +31290,29 @@ var require_decorator_handler = __commonJS({
         }
         this.#handler = handler;
       }
-      onConnect(...args3) {
-        return this.#handler.onConnect?.(...args3);
+      onConnect(...args4) {
+        return this.#handler.onConnect?.(...args4);
       }
-      onError(...args3) {
-        return this.#handler.onError?.(...args3);
+      onError(...args4) {
+        return this.#handler.onError?.(...args4);
       }
-      onUpgrade(...args3) {
-        return this.#handler.onUpgrade?.(...args3);
+      onUpgrade(...args4) {
+        return this.#handler.onUpgrade?.(...args4);
       }
-      onResponseStarted(...args3) {
-        return this.#handler.onResponseStarted?.(...args3);
+      onResponseStarted(...args4) {
+        return this.#handler.onResponseStarted?.(...args4);
       }
-      onHeaders(...args3) {
-        return this.#handler.onHeaders?.(...args3);
+      onHeaders(...args4) {
+        return this.#handler.onHeaders?.(...args4);
       }
-      onData(...args3) {
-        return this.#handler.onData?.(...args3);
+      onData(...args4) {
+        return this.#handler.onData?.(...args4);
       }
-      onComplete(...args3) {
-        return this.#handler.onComplete?.(...args3);
+      onComplete(...args4) {
+        return this.#handler.onComplete?.(...args4);
       }
-      onBodySent(...args3) {
-        return this.#handler.onBodySent?.(...args3);
+      onBodySent(...args4) {
+        return this.#handler.onBodySent?.(...args4);
       }
     };
   }
@@ -32127,9 +32127,9 @@ var require_headers2 = __commonJS({
         }
         return this.#headersList[kHeadersSortedMap] = headers;
       }
-      [util.inspect.custom](depth, options) {
-        options.depth ??= depth;
-        return `Headers ${util.formatWithOptions(options, this.#headersList.entries)}`;
+      [util.inspect.custom](depth, options2) {
+        options2.depth ??= depth;
+        return `Headers ${util.formatWithOptions(options2, this.#headersList.entries)}`;
       }
       static getHeadersGuard(o2) {
         return o2.#guard;
@@ -32354,11 +32354,11 @@ var require_response2 = __commonJS({
         }
         return fromInnerResponse(clonedResponse, getHeadersGuard(this[kHeaders]));
       }
-      [nodeUtil.inspect.custom](depth, options) {
-        if (options.depth === null) {
-          options.depth = 2;
+      [nodeUtil.inspect.custom](depth, options2) {
+        if (options2.depth === null) {
+          options2.depth = 2;
         }
-        options.colors ??= true;
+        options2.colors ??= true;
         const properties = {
           status: this.status,
           statusText: this.statusText,
@@ -32370,7 +32370,7 @@ var require_response2 = __commonJS({
           type: this.type,
           url: this.url
         };
-        return `Response ${nodeUtil.formatWithOptions(options, properties)}`;
+        return `Response ${nodeUtil.formatWithOptions(options2, properties)}`;
       }
     };
     mixinBody(Response);
@@ -33123,11 +33123,11 @@ var require_request4 = __commonJS({
         }
         return fromInnerRequest(clonedRequest, ac.signal, getHeadersGuard(this[kHeaders]));
       }
-      [nodeUtil.inspect.custom](depth, options) {
-        if (options.depth === null) {
-          options.depth = 2;
+      [nodeUtil.inspect.custom](depth, options2) {
+        if (options2.depth === null) {
+          options2.depth = 2;
         }
-        options.colors ??= true;
+        options2.colors ??= true;
         const properties = {
           method: this.method,
           url: this.url,
@@ -33145,7 +33145,7 @@ var require_request4 = __commonJS({
           isHistoryNavigation: this.isHistoryNavigation,
           signal: this.signal
         };
-        return `Request ${nodeUtil.formatWithOptions(options, properties)}`;
+        return `Request ${nodeUtil.formatWithOptions(options2, properties)}`;
       }
     };
     mixinBody(Request);
@@ -33395,7 +33395,7 @@ var require_fetch2 = __commonJS({
       subresourceSet
     } = require_constants8();
     var EE = __require("node:events");
-    var { Readable: Readable4, pipeline, finished: finished7 } = __require("node:stream");
+    var { Readable: Readable5, pipeline: pipeline2, finished: finished7 } = __require("node:stream");
     var { addAbortListener: addAbortListener3, isErrored, isReadable, bufferToLowerCasedHeaderName } = require_util8();
     var { dataURLProcessor, serializeAMimeType, minimizeSupportedMimeType } = require_data_url();
     var { getGlobalDispatcher } = require_global4();
@@ -34334,13 +34334,13 @@ var require_fetch2 = __commonJS({
                   }
                 }
               }
-              this.body = new Readable4({ read: resume });
+              this.body = new Readable5({ read: resume });
               const onError = this.onError.bind(this);
               resolve({
                 status,
                 statusText,
                 headersList,
-                body: decoders.length ? pipeline(this.body, ...decoders, (err) => {
+                body: decoders.length ? pipeline2(this.body, ...decoders, (err) => {
                   if (err) {
                     this.onError(err);
                   }
@@ -35280,24 +35280,24 @@ var require_cache2 = __commonJS({
         webidl.util.markAsUncloneable(this);
         this.#relevantRequestResponseList = arguments[1];
       }
-      async match(request, options = {}) {
+      async match(request, options2 = {}) {
         webidl.brandCheck(this, _Cache);
         const prefix = "Cache.match";
         webidl.argumentLengthCheck(arguments, 1, prefix);
         request = webidl.converters.RequestInfo(request, prefix, "request");
-        options = webidl.converters.CacheQueryOptions(options, prefix, "options");
-        const p = this.#internalMatchAll(request, options, 1);
+        options2 = webidl.converters.CacheQueryOptions(options2, prefix, "options");
+        const p = this.#internalMatchAll(request, options2, 1);
         if (p.length === 0) {
           return;
         }
         return p[0];
       }
-      async matchAll(request = void 0, options = {}) {
+      async matchAll(request = void 0, options2 = {}) {
         webidl.brandCheck(this, _Cache);
         const prefix = "Cache.matchAll";
         if (request !== void 0) request = webidl.converters.RequestInfo(request, prefix, "request");
-        options = webidl.converters.CacheQueryOptions(options, prefix, "options");
-        return this.#internalMatchAll(request, options);
+        options2 = webidl.converters.CacheQueryOptions(options2, prefix, "options");
+        return this.#internalMatchAll(request, options2);
       }
       async add(request) {
         webidl.brandCheck(this, _Cache);
@@ -35494,16 +35494,16 @@ var require_cache2 = __commonJS({
         });
         return cacheJobPromise.promise;
       }
-      async delete(request, options = {}) {
+      async delete(request, options2 = {}) {
         webidl.brandCheck(this, _Cache);
         const prefix = "Cache.delete";
         webidl.argumentLengthCheck(arguments, 1, prefix);
         request = webidl.converters.RequestInfo(request, prefix, "request");
-        options = webidl.converters.CacheQueryOptions(options, prefix, "options");
+        options2 = webidl.converters.CacheQueryOptions(options2, prefix, "options");
         let r = null;
         if (request instanceof Request) {
           r = request[kState];
-          if (r.method !== "GET" && !options.ignoreMethod) {
+          if (r.method !== "GET" && !options2.ignoreMethod) {
             return false;
           }
         } else {
@@ -35514,7 +35514,7 @@ var require_cache2 = __commonJS({
         const operation = {
           type: "delete",
           request: r,
-          options
+          options: options2
         };
         operations.push(operation);
         const cacheJobPromise = createDeferredPromise();
@@ -35540,16 +35540,16 @@ var require_cache2 = __commonJS({
        * @param {import('../../types/cache').CacheQueryOptions} options
        * @returns {Promise<readonly Request[]>}
        */
-      async keys(request = void 0, options = {}) {
+      async keys(request = void 0, options2 = {}) {
         webidl.brandCheck(this, _Cache);
         const prefix = "Cache.keys";
         if (request !== void 0) request = webidl.converters.RequestInfo(request, prefix, "request");
-        options = webidl.converters.CacheQueryOptions(options, prefix, "options");
+        options2 = webidl.converters.CacheQueryOptions(options2, prefix, "options");
         let r = null;
         if (request !== void 0) {
           if (request instanceof Request) {
             r = request[kState];
-            if (r.method !== "GET" && !options.ignoreMethod) {
+            if (r.method !== "GET" && !options2.ignoreMethod) {
               return [];
             }
           } else if (typeof request === "string") {
@@ -35563,7 +35563,7 @@ var require_cache2 = __commonJS({
             requests.push(requestResponse[0]);
           }
         } else {
-          const requestResponses = this.#queryCache(r, options);
+          const requestResponses = this.#queryCache(r, options2);
           for (const requestResponse of requestResponses) {
             requests.push(requestResponse[0]);
           }
@@ -35671,12 +35671,12 @@ var require_cache2 = __commonJS({
        * @param {requestResponseList} targetStorage
        * @returns {requestResponseList}
        */
-      #queryCache(requestQuery, options, targetStorage) {
+      #queryCache(requestQuery, options2, targetStorage) {
         const resultList = [];
         const storage = targetStorage ?? this.#relevantRequestResponseList;
         for (const requestResponse of storage) {
           const [cachedRequest, cachedResponse] = requestResponse;
-          if (this.#requestMatchesCachedItem(requestQuery, cachedRequest, cachedResponse, options)) {
+          if (this.#requestMatchesCachedItem(requestQuery, cachedRequest, cachedResponse, options2)) {
             resultList.push(requestResponse);
           }
         }
@@ -35690,17 +35690,17 @@ var require_cache2 = __commonJS({
        * @param {import('../../types/cache').CacheQueryOptions | undefined} options
        * @returns {boolean}
        */
-      #requestMatchesCachedItem(requestQuery, request, response = null, options) {
+      #requestMatchesCachedItem(requestQuery, request, response = null, options2) {
         const queryURL = new URL(requestQuery.url);
         const cachedURL = new URL(request.url);
-        if (options?.ignoreSearch) {
+        if (options2?.ignoreSearch) {
           cachedURL.search = "";
           queryURL.search = "";
         }
         if (!urlEquals(queryURL, cachedURL, true)) {
           return false;
         }
-        if (response == null || options?.ignoreVary || !response.headersList.contains("vary")) {
+        if (response == null || options2?.ignoreVary || !response.headersList.contains("vary")) {
           return true;
         }
         const fieldValues = getFieldValues(response.headersList.get("vary"));
@@ -35716,12 +35716,12 @@ var require_cache2 = __commonJS({
         }
         return true;
       }
-      #internalMatchAll(request, options, maxResponses = Infinity) {
+      #internalMatchAll(request, options2, maxResponses = Infinity) {
         let r = null;
         if (request !== void 0) {
           if (request instanceof Request) {
             r = request[kState];
-            if (r.method !== "GET" && !options.ignoreMethod) {
+            if (r.method !== "GET" && !options2.ignoreMethod) {
               return [];
             }
           } else if (typeof request === "string") {
@@ -35734,7 +35734,7 @@ var require_cache2 = __commonJS({
             responses.push(requestResponse[1]);
           }
         } else {
-          const requestResponses = this.#queryCache(r, options);
+          const requestResponses = this.#queryCache(r, options2);
           for (const requestResponse of requestResponses) {
             responses.push(requestResponse[1]);
           }
@@ -35818,21 +35818,21 @@ var require_cachestorage2 = __commonJS({
         }
         webidl.util.markAsUncloneable(this);
       }
-      async match(request, options = {}) {
+      async match(request, options2 = {}) {
         webidl.brandCheck(this, _CacheStorage);
         webidl.argumentLengthCheck(arguments, 1, "CacheStorage.match");
         request = webidl.converters.RequestInfo(request);
-        options = webidl.converters.MultiCacheQueryOptions(options);
-        if (options.cacheName != null) {
-          if (this.#caches.has(options.cacheName)) {
-            const cacheList = this.#caches.get(options.cacheName);
+        options2 = webidl.converters.MultiCacheQueryOptions(options2);
+        if (options2.cacheName != null) {
+          if (this.#caches.has(options2.cacheName)) {
+            const cacheList = this.#caches.get(options2.cacheName);
             const cache = new Cache(kConstruct, cacheList);
-            return await cache.match(request, options);
+            return await cache.match(request, options2);
           }
         } else {
           for (const cacheList of this.#caches.values()) {
             const cache = new Cache(kConstruct, cacheList);
-            const response = await cache.match(request, options);
+            const response = await cache.match(request, options2);
             if (response !== void 0) {
               return response;
             }
@@ -35982,9 +35982,9 @@ var require_util13 = __commonJS({
         }
       }
     }
-    function validateCookiePath(path21) {
-      for (let i2 = 0; i2 < path21.length; ++i2) {
-        const code = path21.charCodeAt(i2);
+    function validateCookiePath(path23) {
+      for (let i2 = 0; i2 < path23.length; ++i2) {
+        const code = path23.charCodeAt(i2);
         if (code < 32 || // exclude CTLs (0-31)
         code > 126 || // exclude DEL and non-ascii
         code === 59) {
@@ -37009,7 +37009,7 @@ var require_connection2 = __commonJS({
       crypto2 = __require("node:crypto");
     } catch {
     }
-    function establishWebSocketConnection(url, protocols, client, ws, onEstablish, options) {
+    function establishWebSocketConnection(url, protocols, client, ws, onEstablish, options2) {
       const requestURL = url;
       requestURL.protocol = url.protocol === "ws:" ? "http:" : "https:";
       const request = makeRequest({
@@ -37022,8 +37022,8 @@ var require_connection2 = __commonJS({
         cache: "no-store",
         redirect: "error"
       });
-      if (options.headers) {
-        const headersList = getHeadersList(new Headers(options.headers));
+      if (options2.headers) {
+        const headersList = getHeadersList(new Headers(options2.headers));
         request.headersList = headersList;
       }
       const keyValue = crypto2.randomBytes(16).toString("base64");
@@ -37037,7 +37037,7 @@ var require_connection2 = __commonJS({
       const controller = fetching({
         request,
         useParallelQueue: true,
-        dispatcher: options.dispatcher,
+        dispatcher: options2.dispatcher,
         processResponse(response) {
           if (response.type === "error" || response.status !== 101) {
             failWebsocketConnection(ws, "Received network error or non-101 status code.");
@@ -37187,10 +37187,10 @@ var require_permessage_deflate = __commonJS({
       /**
        * @param {Map<string, string>} extensions
        */
-      constructor(extensions, options) {
+      constructor(extensions, options2) {
         this.#options.serverNoContextTakeover = extensions.has("server_no_context_takeover");
         this.#options.serverMaxWindowBits = extensions.get("server_max_window_bits");
-        this.#maxPayloadSize = options.maxPayloadSize;
+        this.#maxPayloadSize = options2.maxPayloadSize;
       }
       /**
        * Decompress a compressed payload.
@@ -37297,14 +37297,14 @@ var require_receiver2 = __commonJS({
        * @param {Map<string, string>|null} extensions
        * @param {{ maxFragments?: number, maxPayloadSize?: number }} [options]
        */
-      constructor(ws, extensions, options = {}) {
+      constructor(ws, extensions, options2 = {}) {
         super();
         this.ws = ws;
         this.#extensions = extensions == null ? /* @__PURE__ */ new Map() : extensions;
-        this.#maxFragments = options.maxFragments ?? 0;
-        this.#maxPayloadSize = options.maxPayloadSize ?? 0;
+        this.#maxFragments = options2.maxFragments ?? 0;
+        this.#maxPayloadSize = options2.maxPayloadSize ?? 0;
         if (this.#extensions.has("permessage-deflate")) {
-          this.#extensions.set("permessage-deflate", new PerMessageDeflate(extensions, options));
+          this.#extensions.set("permessage-deflate", new PerMessageDeflate(extensions, options2));
         }
       }
       /**
@@ -37767,9 +37767,9 @@ var require_websocket2 = __commonJS({
         webidl.util.markAsUncloneable(this);
         const prefix = "WebSocket constructor";
         webidl.argumentLengthCheck(arguments, 1, prefix);
-        const options = webidl.converters["DOMString or sequence<DOMString> or WebSocketInit"](protocols, prefix, "options");
+        const options2 = webidl.converters["DOMString or sequence<DOMString> or WebSocketInit"](protocols, prefix, "options");
         url = webidl.converters.USVString(url, prefix, "url");
-        protocols = options.protocols;
+        protocols = options2.protocols;
         const baseURL = environmentSettingsObject.settingsObject.baseUrl;
         let urlRecord;
         try {
@@ -37808,7 +37808,7 @@ var require_websocket2 = __commonJS({
           client,
           this,
           (response, extensions) => this.#onConnectionEstablished(response, extensions),
-          options
+          options2
         );
         this[kReadyState] = _WebSocket.CONNECTING;
         this[kSentClose] = sentCloseFrameState.NOT_SENT;
@@ -38137,7 +38137,7 @@ var require_eventsource_stream = __commonJS({
   "node_modules/@actions/glob/node_modules/undici/lib/web/eventsource/eventsource-stream.js"(exports, module) {
     "use strict";
     var buffer = __require("node:buffer");
-    var { Transform: Transform2 } = __require("node:stream");
+    var { Transform: Transform3 } = __require("node:stream");
     var { isASCIINumber, isValidLastEventId } = require_util15();
     var BOM = [239, 187, 191];
     var LF2 = 10;
@@ -38187,7 +38187,7 @@ var require_eventsource_stream = __commonJS({
       error.aborted = false;
       return error;
     }
-    var EventSourceStream = class extends Transform2 {
+    var EventSourceStream = class extends Transform3 {
       /**
        * @type {eventSourceSettings}
        */
@@ -38232,16 +38232,16 @@ var require_eventsource_stream = __commonJS({
        * @param {eventSourceSettings} options.eventSourceSettings
        * @param {Function} [options.push]
        */
-      constructor(options = {}) {
-        options.readableObjectMode = true;
-        super(options);
-        this.state = options.eventSourceSettings || {};
-        this.maxEventSize = options.maxEventSize ?? defaultMaxEventSize;
+      constructor(options2 = {}) {
+        options2.readableObjectMode = true;
+        super(options2);
+        this.state = options2.eventSourceSettings || {};
+        this.maxEventSize = options2.maxEventSize ?? defaultMaxEventSize;
         const parserItemLimit = this.maxEventSize > 0 ? Math.min(maxParserItems, Math.max(minParserItems, Math.floor(this.maxEventSize / bytesPerParserItem))) : 0;
         this.maxDataLines = parserItemLimit;
         this.maxBufferedChunks = parserItemLimit;
-        if (options.push) {
-          this.push = options.push;
+        if (options2.push) {
+          this.push = options2.push;
         }
       }
       /**
@@ -38541,7 +38541,7 @@ ${value}`;
 var require_eventsource = __commonJS({
   "node_modules/@actions/glob/node_modules/undici/lib/web/eventsource/eventsource.js"(exports, module) {
     "use strict";
-    var { pipeline } = __require("node:stream");
+    var { pipeline: pipeline2 } = __require("node:stream");
     var { fetching } = require_fetch2();
     var { makeRequest } = require_request4();
     var { webidl } = require_webidl2();
@@ -38701,7 +38701,7 @@ var require_eventsource = __commonJS({
               ));
             }
           });
-          pipeline(
+          pipeline2(
             response.body.stream,
             eventSourceStream,
             (error) => {
@@ -38904,11 +38904,11 @@ var require_undici2 = __commonJS({
           if (typeof opts.path !== "string") {
             throw new InvalidArgumentError("invalid opts.path");
           }
-          let path21 = opts.path;
+          let path23 = opts.path;
           if (!opts.path.startsWith("/")) {
-            path21 = `/${path21}`;
+            path23 = `/${path23}`;
           }
-          url = new URL(util.parseOrigin(url).origin + path21);
+          url = new URL(util.parseOrigin(url).origin + path23);
         } else {
           if (!opts) {
             opts = typeof url === "object" ? url : {};
@@ -38930,9 +38930,9 @@ var require_undici2 = __commonJS({
     module.exports.setGlobalDispatcher = setGlobalDispatcher;
     module.exports.getGlobalDispatcher = getGlobalDispatcher;
     var fetchImpl = require_fetch2().fetch;
-    module.exports.fetch = async function fetch2(init, options = void 0) {
+    module.exports.fetch = async function fetch2(init, options2 = void 0) {
       try {
-        return await fetchImpl(init, options);
+        return await fetchImpl(init, options2);
       } catch (err) {
         if (err && typeof err === "object") {
           Error.captureStackTrace(err);
@@ -39563,8 +39563,8 @@ var require_lib2 = __commonJS({
           this._proxyAgent = agent;
         }
         if (!agent) {
-          const options = { keepAlive: this._keepAlive, maxSockets };
-          agent = usingSsl ? new https.Agent(options) : new http.Agent(options);
+          const options2 = { keepAlive: this._keepAlive, maxSockets };
+          agent = usingSsl ? new https.Agent(options2) : new http.Agent(options2);
           this._agent = agent;
         }
         if (usingSsl && this._ignoreSslError) {
@@ -39610,7 +39610,7 @@ var require_lib2 = __commonJS({
           return new Promise((resolve) => setTimeout(() => resolve(), ms));
         });
       }
-      _processResponse(res, options) {
+      _processResponse(res, options2) {
         return __awaiter(this, void 0, void 0, function* () {
           return new Promise((resolve, reject) => __awaiter(this, void 0, void 0, function* () {
             const statusCode = res.message.statusCode || 0;
@@ -39636,7 +39636,7 @@ var require_lib2 = __commonJS({
             try {
               contents = yield res.readBody();
               if (contents && contents.length > 0) {
-                if (options && options.deserializeDates) {
+                if (options2 && options2.deserializeDates) {
                   obj = JSON.parse(contents, dateTimeDeserializer);
                 } else {
                   obj = JSON.parse(contents);
@@ -39708,11 +39708,11 @@ var require_auth2 = __commonJS({
         this.username = username;
         this.password = password;
       }
-      prepareRequest(options) {
-        if (!options.headers) {
+      prepareRequest(options2) {
+        if (!options2.headers) {
           throw Error("The request has no headers");
         }
-        options.headers["Authorization"] = `Basic ${Buffer.from(`${this.username}:${this.password}`).toString("base64")}`;
+        options2.headers["Authorization"] = `Basic ${Buffer.from(`${this.username}:${this.password}`).toString("base64")}`;
       }
       // This handler cannot handle 401
       canHandleAuthentication() {
@@ -39731,11 +39731,11 @@ var require_auth2 = __commonJS({
       }
       // currently implements pre-authorization
       // TODO: support preAuth = false where it hooks on 401
-      prepareRequest(options) {
-        if (!options.headers) {
+      prepareRequest(options2) {
+        if (!options2.headers) {
           throw Error("The request has no headers");
         }
-        options.headers["Authorization"] = `Bearer ${this.token}`;
+        options2.headers["Authorization"] = `Bearer ${this.token}`;
       }
       // This handler cannot handle 401
       canHandleAuthentication() {
@@ -39754,11 +39754,11 @@ var require_auth2 = __commonJS({
       }
       // currently implements pre-authorization
       // TODO: support preAuth = false where it hooks on 401
-      prepareRequest(options) {
-        if (!options.headers) {
+      prepareRequest(options2) {
+        if (!options2.headers) {
           throw Error("The request has no headers");
         }
-        options.headers["Authorization"] = `Basic ${Buffer.from(`PAT:${this.token}`).toString("base64")}`;
+        options2.headers["Authorization"] = `Basic ${Buffer.from(`PAT:${this.token}`).toString("base64")}`;
       }
       // This handler cannot handle 401
       canHandleAuthentication() {
@@ -39907,7 +39907,7 @@ var require_summary2 = __commonJS({
     exports.summary = exports.markdownSummary = exports.SUMMARY_DOCS_URL = exports.SUMMARY_ENV_VAR = void 0;
     var os_1 = __require("os");
     var fs_1 = __require("fs");
-    var { access, appendFile, writeFile: writeFile8 } = fs_1.promises;
+    var { access, appendFile, writeFile: writeFile9 } = fs_1.promises;
     exports.SUMMARY_ENV_VAR = "GITHUB_STEP_SUMMARY";
     exports.SUMMARY_DOCS_URL = "https://docs.github.com/actions/using-workflows/workflow-commands-for-github-actions#adding-a-job-summary";
     var Summary = class {
@@ -39961,11 +39961,11 @@ var require_summary2 = __commonJS({
        *
        * @returns {Promise<Summary>} summary instance
        */
-      write(options) {
+      write(options2) {
         return __awaiter(this, void 0, void 0, function* () {
-          const overwrite = !!(options === null || options === void 0 ? void 0 : options.overwrite);
+          const overwrite = !!(options2 === null || options2 === void 0 ? void 0 : options2.overwrite);
           const filePath = yield this.filePath();
-          const writeFunc = overwrite ? writeFile8 : appendFile;
+          const writeFunc = overwrite ? writeFile9 : appendFile;
           yield writeFunc(filePath, this._buffer, { encoding: "utf8" });
           return this.emptyBuffer();
         });
@@ -40096,8 +40096,8 @@ var require_summary2 = __commonJS({
        *
        * @returns {Summary} summary instance
        */
-      addImage(src, alt, options) {
-        const { width, height } = options || {};
+      addImage(src, alt, options2) {
+        const { width, height } = options2 || {};
         const attrs = Object.assign(Object.assign({}, width && { width }), height && { height });
         const element = this.wrap("img", null, Object.assign({ src, alt }, attrs));
         return this.addRaw(element).addEOL();
@@ -40211,7 +40211,7 @@ var require_path_utils2 = __commonJS({
     exports.toPosixPath = toPosixPath;
     exports.toWin32Path = toWin32Path;
     exports.toPlatformPath = toPlatformPath;
-    var path21 = __importStar(__require("path"));
+    var path23 = __importStar(__require("path"));
     function toPosixPath(pth) {
       return pth.replace(/[\\]/g, "/");
     }
@@ -40219,7 +40219,7 @@ var require_path_utils2 = __commonJS({
       return pth.replace(/[/]/g, "\\");
     }
     function toPlatformPath(pth) {
-      return pth.replace(/[/\\]/g, path21.sep);
+      return pth.replace(/[/\\]/g, path23.sep);
     }
   }
 });
@@ -40302,7 +40302,7 @@ var require_io_util2 = __commonJS({
     exports.tryGetExecutablePath = tryGetExecutablePath;
     exports.getCmdPath = getCmdPath;
     var fs = __importStar(__require("fs"));
-    var path21 = __importStar(__require("path"));
+    var path23 = __importStar(__require("path"));
     _a = fs.promises, exports.chmod = _a.chmod, exports.copyFile = _a.copyFile, exports.lstat = _a.lstat, exports.mkdir = _a.mkdir, exports.open = _a.open, exports.readdir = _a.readdir, exports.rename = _a.rename, exports.rm = _a.rm, exports.rmdir = _a.rmdir, exports.stat = _a.stat, exports.symlink = _a.symlink, exports.unlink = _a.unlink;
     exports.IS_WINDOWS = process.platform === "win32";
     function readlink(fsPath) {
@@ -40357,7 +40357,7 @@ var require_io_util2 = __commonJS({
         }
         if (stats && stats.isFile()) {
           if (exports.IS_WINDOWS) {
-            const upperExt = path21.extname(filePath).toUpperCase();
+            const upperExt = path23.extname(filePath).toUpperCase();
             if (extensions.some((validExt) => validExt.toUpperCase() === upperExt)) {
               return filePath;
             }
@@ -40381,11 +40381,11 @@ var require_io_util2 = __commonJS({
           if (stats && stats.isFile()) {
             if (exports.IS_WINDOWS) {
               try {
-                const directory = path21.dirname(filePath);
-                const upperName = path21.basename(filePath).toUpperCase();
+                const directory = path23.dirname(filePath);
+                const upperName = path23.basename(filePath).toUpperCase();
                 for (const actualName of yield (0, exports.readdir)(directory)) {
                   if (upperName === actualName.toUpperCase()) {
-                    filePath = path21.join(directory, actualName);
+                    filePath = path23.join(directory, actualName);
                     break;
                   }
                 }
@@ -40497,16 +40497,16 @@ var require_io2 = __commonJS({
     exports.which = which;
     exports.findInPath = findInPath;
     var assert_1 = __require("assert");
-    var path21 = __importStar(__require("path"));
+    var path23 = __importStar(__require("path"));
     var ioUtil = __importStar(require_io_util2());
     function cp(source_1, dest_1) {
-      return __awaiter(this, arguments, void 0, function* (source, dest, options = {}) {
-        const { force, recursive, copySourceDirectory } = readCopyOptions(options);
+      return __awaiter(this, arguments, void 0, function* (source, dest, options2 = {}) {
+        const { force, recursive, copySourceDirectory } = readCopyOptions(options2);
         const destStat = (yield ioUtil.exists(dest)) ? yield ioUtil.stat(dest) : null;
         if (destStat && destStat.isFile() && !force) {
           return;
         }
-        const newDest = destStat && destStat.isDirectory() && copySourceDirectory ? path21.join(dest, path21.basename(source)) : dest;
+        const newDest = destStat && destStat.isDirectory() && copySourceDirectory ? path23.join(dest, path23.basename(source)) : dest;
         if (!(yield ioUtil.exists(source))) {
           throw new Error(`no such file or directory: ${source}`);
         }
@@ -40518,7 +40518,7 @@ var require_io2 = __commonJS({
             yield cpDirRecursive(source, newDest, 0, force);
           }
         } else {
-          if (path21.relative(source, newDest) === "") {
+          if (path23.relative(source, newDest) === "") {
             throw new Error(`'${newDest}' and '${source}' are the same file`);
           }
           yield copyFile(source, newDest, force);
@@ -40526,22 +40526,22 @@ var require_io2 = __commonJS({
       });
     }
     function mv(source_1, dest_1) {
-      return __awaiter(this, arguments, void 0, function* (source, dest, options = {}) {
+      return __awaiter(this, arguments, void 0, function* (source, dest, options2 = {}) {
         if (yield ioUtil.exists(dest)) {
           let destExists = true;
           if (yield ioUtil.isDirectory(dest)) {
-            dest = path21.join(dest, path21.basename(source));
+            dest = path23.join(dest, path23.basename(source));
             destExists = yield ioUtil.exists(dest);
           }
           if (destExists) {
-            if (options.force == null || options.force) {
+            if (options2.force == null || options2.force) {
               yield rmRF(dest);
             } else {
               throw new Error("Destination already exists");
             }
           }
         }
-        yield mkdirP(path21.dirname(dest));
+        yield mkdirP(path23.dirname(dest));
         yield ioUtil.rename(source, dest);
       });
     }
@@ -40600,7 +40600,7 @@ var require_io2 = __commonJS({
         }
         const extensions = [];
         if (ioUtil.IS_WINDOWS && process.env["PATHEXT"]) {
-          for (const extension2 of process.env["PATHEXT"].split(path21.delimiter)) {
+          for (const extension2 of process.env["PATHEXT"].split(path23.delimiter)) {
             if (extension2) {
               extensions.push(extension2);
             }
@@ -40613,12 +40613,12 @@ var require_io2 = __commonJS({
           }
           return [];
         }
-        if (tool.includes(path21.sep)) {
+        if (tool.includes(path23.sep)) {
           return [];
         }
         const directories = [];
         if (process.env.PATH) {
-          for (const p of process.env.PATH.split(path21.delimiter)) {
+          for (const p of process.env.PATH.split(path23.delimiter)) {
             if (p) {
               directories.push(p);
             }
@@ -40626,7 +40626,7 @@ var require_io2 = __commonJS({
         }
         const matches = [];
         for (const directory of directories) {
-          const filePath = yield ioUtil.tryGetExecutablePath(path21.join(directory, tool), extensions);
+          const filePath = yield ioUtil.tryGetExecutablePath(path23.join(directory, tool), extensions);
           if (filePath) {
             matches.push(filePath);
           }
@@ -40634,10 +40634,10 @@ var require_io2 = __commonJS({
         return matches;
       });
     }
-    function readCopyOptions(options) {
-      const force = options.force == null ? true : options.force;
-      const recursive = Boolean(options.recursive);
-      const copySourceDirectory = options.copySourceDirectory == null ? true : Boolean(options.copySourceDirectory);
+    function readCopyOptions(options2) {
+      const force = options2.force == null ? true : options2.force;
+      const recursive = Boolean(options2.recursive);
+      const copySourceDirectory = options2.copySourceDirectory == null ? true : Boolean(options2.copySourceDirectory);
       return { force, recursive, copySourceDirectory };
     }
     function cpDirRecursive(sourceDir, destDir, currentDepth, force) {
@@ -40756,50 +40756,50 @@ var require_toolrunner2 = __commonJS({
     var os3 = __importStar(__require("os"));
     var events = __importStar(__require("events"));
     var child = __importStar(__require("child_process"));
-    var path21 = __importStar(__require("path"));
+    var path23 = __importStar(__require("path"));
     var io = __importStar(require_io2());
     var ioUtil = __importStar(require_io_util2());
     var timers_1 = __require("timers");
     var IS_WINDOWS = process.platform === "win32";
     var ToolRunner = class extends events.EventEmitter {
-      constructor(toolPath, args3, options) {
+      constructor(toolPath, args4, options2) {
         super();
         if (!toolPath) {
           throw new Error("Parameter 'toolPath' cannot be null or empty.");
         }
         this.toolPath = toolPath;
-        this.args = args3 || [];
-        this.options = options || {};
+        this.args = args4 || [];
+        this.options = options2 || {};
       }
       _debug(message) {
         if (this.options.listeners && this.options.listeners.debug) {
           this.options.listeners.debug(message);
         }
       }
-      _getCommandString(options, noPrefix) {
+      _getCommandString(options2, noPrefix) {
         const toolPath = this._getSpawnFileName();
-        const args3 = this._getSpawnArgs(options);
+        const args4 = this._getSpawnArgs(options2);
         let cmd = noPrefix ? "" : "[command]";
         if (IS_WINDOWS) {
           if (this._isCmdFile()) {
             cmd += toolPath;
-            for (const a2 of args3) {
+            for (const a2 of args4) {
               cmd += ` ${a2}`;
             }
-          } else if (options.windowsVerbatimArguments) {
+          } else if (options2.windowsVerbatimArguments) {
             cmd += `"${toolPath}"`;
-            for (const a2 of args3) {
+            for (const a2 of args4) {
               cmd += ` ${a2}`;
             }
           } else {
             cmd += this._windowsQuoteCmdArg(toolPath);
-            for (const a2 of args3) {
+            for (const a2 of args4) {
               cmd += ` ${this._windowsQuoteCmdArg(a2)}`;
             }
           }
         } else {
           cmd += toolPath;
-          for (const a2 of args3) {
+          for (const a2 of args4) {
             cmd += ` ${a2}`;
           }
         }
@@ -40829,13 +40829,13 @@ var require_toolrunner2 = __commonJS({
         }
         return this.toolPath;
       }
-      _getSpawnArgs(options) {
+      _getSpawnArgs(options2) {
         if (IS_WINDOWS) {
           if (this._isCmdFile()) {
             let argline = `/D /S /C "${this._windowsQuoteCmdArg(this.toolPath)}`;
             for (const a2 of this.args) {
               argline += " ";
-              argline += options.windowsVerbatimArguments ? a2 : this._windowsQuoteCmdArg(a2);
+              argline += options2.windowsVerbatimArguments ? a2 : this._windowsQuoteCmdArg(a2);
             }
             argline += '"';
             return [argline];
@@ -40933,28 +40933,28 @@ var require_toolrunner2 = __commonJS({
         reverse += '"';
         return reverse.split("").reverse().join("");
       }
-      _cloneExecOptions(options) {
-        options = options || {};
+      _cloneExecOptions(options2) {
+        options2 = options2 || {};
         const result = {
-          cwd: options.cwd || process.cwd(),
-          env: options.env || process.env,
-          silent: options.silent || false,
-          windowsVerbatimArguments: options.windowsVerbatimArguments || false,
-          failOnStdErr: options.failOnStdErr || false,
-          ignoreReturnCode: options.ignoreReturnCode || false,
-          delay: options.delay || 1e4
+          cwd: options2.cwd || process.cwd(),
+          env: options2.env || process.env,
+          silent: options2.silent || false,
+          windowsVerbatimArguments: options2.windowsVerbatimArguments || false,
+          failOnStdErr: options2.failOnStdErr || false,
+          ignoreReturnCode: options2.ignoreReturnCode || false,
+          delay: options2.delay || 1e4
         };
-        result.outStream = options.outStream || process.stdout;
-        result.errStream = options.errStream || process.stderr;
+        result.outStream = options2.outStream || process.stdout;
+        result.errStream = options2.errStream || process.stderr;
         return result;
       }
-      _getSpawnOptions(options, toolPath) {
-        options = options || {};
+      _getSpawnOptions(options2, toolPath) {
+        options2 = options2 || {};
         const result = {};
-        result.cwd = options.cwd;
-        result.env = options.env;
-        result["windowsVerbatimArguments"] = options.windowsVerbatimArguments || this._isCmdFile();
-        if (options.windowsVerbatimArguments) {
+        result.cwd = options2.cwd;
+        result.env = options2.env;
+        result["windowsVerbatimArguments"] = options2.windowsVerbatimArguments || this._isCmdFile();
+        if (options2.windowsVerbatimArguments) {
           result.argv0 = `"${toolPath}"`;
         }
         return result;
@@ -40971,7 +40971,7 @@ var require_toolrunner2 = __commonJS({
       exec() {
         return __awaiter(this, void 0, void 0, function* () {
           if (!ioUtil.isRooted(this.toolPath) && (this.toolPath.includes("/") || IS_WINDOWS && this.toolPath.includes("\\"))) {
-            this.toolPath = path21.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
+            this.toolPath = path23.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
           }
           this.toolPath = yield io.which(this.toolPath, true);
           return new Promise((resolve, reject) => __awaiter(this, void 0, void 0, function* () {
@@ -41072,7 +41072,7 @@ var require_toolrunner2 = __commonJS({
     };
     exports.ToolRunner = ToolRunner;
     function argStringToArray(argString) {
-      const args3 = [];
+      const args4 = [];
       let inQuotes = false;
       let escaped = false;
       let arg = "";
@@ -41103,7 +41103,7 @@ var require_toolrunner2 = __commonJS({
         }
         if (c3 === " " && !inQuotes) {
           if (arg.length > 0) {
-            args3.push(arg);
+            args4.push(arg);
             arg = "";
           }
           continue;
@@ -41111,12 +41111,12 @@ var require_toolrunner2 = __commonJS({
         append(c3);
       }
       if (arg.length > 0) {
-        args3.push(arg.trim());
+        args4.push(arg.trim());
       }
-      return args3;
+      return args4;
     }
     var ExecState = class _ExecState extends events.EventEmitter {
-      constructor(options, toolPath) {
+      constructor(options2, toolPath) {
         super();
         this.processClosed = false;
         this.processError = "";
@@ -41129,10 +41129,10 @@ var require_toolrunner2 = __commonJS({
         if (!toolPath) {
           throw new Error("toolPath must not be empty");
         }
-        this.options = options;
+        this.options = options2;
         this.toolPath = toolPath;
-        if (options.delay) {
-          this.delay = options.delay;
+        if (options2.delay) {
+          this.delay = options2.delay;
         }
       }
       CheckComplete() {
@@ -41253,27 +41253,27 @@ var require_exec2 = __commonJS({
     exports.getExecOutput = getExecOutput;
     var string_decoder_1 = __require("string_decoder");
     var tr = __importStar(require_toolrunner2());
-    function exec(commandLine, args3, options) {
+    function exec(commandLine, args4, options2) {
       return __awaiter(this, void 0, void 0, function* () {
         const commandArgs = tr.argStringToArray(commandLine);
         if (commandArgs.length === 0) {
           throw new Error(`Parameter 'commandLine' cannot be null or empty.`);
         }
         const toolPath = commandArgs[0];
-        args3 = commandArgs.slice(1).concat(args3 || []);
-        const runner = new tr.ToolRunner(toolPath, args3, options);
+        args4 = commandArgs.slice(1).concat(args4 || []);
+        const runner = new tr.ToolRunner(toolPath, args4, options2);
         return runner.exec();
       });
     }
-    function getExecOutput(commandLine, args3, options) {
+    function getExecOutput(commandLine, args4, options2) {
       return __awaiter(this, void 0, void 0, function* () {
         var _a, _b;
         let stdout = "";
         let stderr = "";
         const stdoutDecoder = new string_decoder_1.StringDecoder("utf8");
         const stderrDecoder = new string_decoder_1.StringDecoder("utf8");
-        const originalStdoutListener = (_a = options === null || options === void 0 ? void 0 : options.listeners) === null || _a === void 0 ? void 0 : _a.stdout;
-        const originalStdErrListener = (_b = options === null || options === void 0 ? void 0 : options.listeners) === null || _b === void 0 ? void 0 : _b.stderr;
+        const originalStdoutListener = (_a = options2 === null || options2 === void 0 ? void 0 : options2.listeners) === null || _a === void 0 ? void 0 : _a.stdout;
+        const originalStdErrListener = (_b = options2 === null || options2 === void 0 ? void 0 : options2.listeners) === null || _b === void 0 ? void 0 : _b.stderr;
         const stdErrListener = (data) => {
           stderr += stderrDecoder.write(data);
           if (originalStdErrListener) {
@@ -41286,8 +41286,8 @@ var require_exec2 = __commonJS({
             originalStdoutListener(data);
           }
         };
-        const listeners = Object.assign(Object.assign({}, options === null || options === void 0 ? void 0 : options.listeners), { stdout: stdOutListener, stderr: stdErrListener });
-        const exitCode = yield exec(commandLine, args3, Object.assign(Object.assign({}, options), { listeners }));
+        const listeners = Object.assign(Object.assign({}, options2 === null || options2 === void 0 ? void 0 : options2.listeners), { stdout: stdOutListener, stderr: stdErrListener });
+        const exitCode = yield exec(commandLine, args4, Object.assign(Object.assign({}, options2), { listeners }));
         stdout += stdoutDecoder.end();
         stderr += stderrDecoder.end();
         return {
@@ -41377,7 +41377,7 @@ var require_platform2 = __commonJS({
     var os_1 = __importDefault(__require("os"));
     var exec = __importStar(require_exec2());
     var getWindowsInfo = () => __awaiter(void 0, void 0, void 0, function* () {
-      const { stdout: version3 } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Version"', void 0, {
+      const { stdout: version4 } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Version"', void 0, {
         silent: true
       });
       const { stdout: name } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Caption"', void 0, {
@@ -41385,7 +41385,7 @@ var require_platform2 = __commonJS({
       });
       return {
         name: name.trim(),
-        version: version3.trim()
+        version: version4.trim()
       };
     });
     var getMacOsInfo = () => __awaiter(void 0, void 0, void 0, function* () {
@@ -41393,21 +41393,21 @@ var require_platform2 = __commonJS({
       const { stdout } = yield exec.getExecOutput("sw_vers", void 0, {
         silent: true
       });
-      const version3 = (_b = (_a = stdout.match(/ProductVersion:\s*(.+)/)) === null || _a === void 0 ? void 0 : _a[1]) !== null && _b !== void 0 ? _b : "";
+      const version4 = (_b = (_a = stdout.match(/ProductVersion:\s*(.+)/)) === null || _a === void 0 ? void 0 : _a[1]) !== null && _b !== void 0 ? _b : "";
       const name = (_d = (_c = stdout.match(/ProductName:\s*(.+)/)) === null || _c === void 0 ? void 0 : _c[1]) !== null && _d !== void 0 ? _d : "";
       return {
         name,
-        version: version3
+        version: version4
       };
     });
     var getLinuxInfo = () => __awaiter(void 0, void 0, void 0, function* () {
       const { stdout } = yield exec.getExecOutput("lsb_release", ["-i", "-r", "-s"], {
         silent: true
       });
-      const [name, version3] = stdout.trim().split("\n");
+      const [name, version4] = stdout.trim().split("\n");
       return {
         name,
-        version: version3
+        version: version4
       };
     });
     exports.platform = os_1.default.platform();
@@ -41524,7 +41524,7 @@ var require_core2 = __commonJS({
     var file_command_1 = require_file_command2();
     var utils_1 = require_utils3();
     var os3 = __importStar(__require("os"));
-    var path21 = __importStar(__require("path"));
+    var path23 = __importStar(__require("path"));
     var oidc_utils_1 = require_oidc_utils2();
     var ExitCode;
     (function(ExitCode2) {
@@ -41550,29 +41550,29 @@ var require_core2 = __commonJS({
       } else {
         (0, command_1.issueCommand)("add-path", {}, inputPath);
       }
-      process.env["PATH"] = `${inputPath}${path21.delimiter}${process.env["PATH"]}`;
+      process.env["PATH"] = `${inputPath}${path23.delimiter}${process.env["PATH"]}`;
     }
-    function getInput2(name, options) {
+    function getInput2(name, options2) {
       const val = process.env[`INPUT_${name.replace(/ /g, "_").toUpperCase()}`] || "";
-      if (options && options.required && !val) {
+      if (options2 && options2.required && !val) {
         throw new Error(`Input required and not supplied: ${name}`);
       }
-      if (options && options.trimWhitespace === false) {
+      if (options2 && options2.trimWhitespace === false) {
         return val;
       }
       return val.trim();
     }
-    function getMultilineInput2(name, options) {
-      const inputs = getInput2(name, options).split("\n").filter((x) => x !== "");
-      if (options && options.trimWhitespace === false) {
+    function getMultilineInput2(name, options2) {
+      const inputs = getInput2(name, options2).split("\n").filter((x) => x !== "");
+      if (options2 && options2.trimWhitespace === false) {
         return inputs;
       }
       return inputs.map((input) => input.trim());
     }
-    function getBooleanInput2(name, options) {
+    function getBooleanInput2(name, options2) {
       const trueValue = ["true", "True", "TRUE"];
       const falseValue = ["false", "False", "FALSE"];
-      const val = getInput2(name, options);
+      const val = getInput2(name, options2);
       if (trueValue.includes(val))
         return true;
       if (falseValue.includes(val))
@@ -41798,7 +41798,7 @@ var require_internal_path_helper = __commonJS({
     exports.hasRoot = hasRoot;
     exports.normalizeSeparators = normalizeSeparators;
     exports.safeTrimTrailingSeparator = safeTrimTrailingSeparator;
-    var path21 = __importStar(__require("path"));
+    var path23 = __importStar(__require("path"));
     var assert_1 = __importDefault(__require("assert"));
     var IS_WINDOWS = process.platform === "win32";
     function dirname(p) {
@@ -41806,7 +41806,7 @@ var require_internal_path_helper = __commonJS({
       if (IS_WINDOWS && /^\\\\[^\\]+(\\[^\\]+)?$/.test(p)) {
         return p;
       }
-      let result = path21.dirname(p);
+      let result = path23.dirname(p);
       if (IS_WINDOWS && /^\\\\[^\\]+\\[^\\]+\\$/.test(result)) {
         result = safeTrimTrailingSeparator(result);
       }
@@ -41843,7 +41843,7 @@ var require_internal_path_helper = __commonJS({
       (0, assert_1.default)(hasAbsoluteRoot(root), `ensureAbsoluteRoot parameter 'root' must have an absolute root`);
       if (root.endsWith("/") || IS_WINDOWS && root.endsWith("\\")) {
       } else {
-        root += path21.sep;
+        root += path23.sep;
       }
       return root + itemPath;
     }
@@ -41877,10 +41877,10 @@ var require_internal_path_helper = __commonJS({
         return "";
       }
       p = normalizeSeparators(p);
-      if (!p.endsWith(path21.sep)) {
+      if (!p.endsWith(path23.sep)) {
         return p;
       }
-      if (p === path21.sep) {
+      if (p === path23.sep) {
         return p;
       }
       if (IS_WINDOWS && /^[A-Z]:\\$/i.test(p)) {
@@ -42197,14 +42197,14 @@ var require_brace_expansion = __commonJS({
     function bound(value, fallback) {
       return value == null || isNaN(value) ? fallback : value;
     }
-    function expandTop(str, options) {
+    function expandTop(str, options2) {
       if (!str) return [];
-      options = options || {};
-      var max = bound(options.max, EXPANSION_MAX);
-      var maxLength = bound(options.maxLength, EXPANSION_MAX_LENGTH);
-      var maxDepth = bound(options.maxDepth, EXPANSION_MAX_DEPTH);
-      var maxRewrites = bound(options.maxRewrites, EXPANSION_MAX_REWRITES);
-      var maxSteps = bound(options.maxSteps, EXPANSION_MAX_STEPS);
+      options2 = options2 || {};
+      var max = bound(options2.max, EXPANSION_MAX);
+      var maxLength = bound(options2.maxLength, EXPANSION_MAX_LENGTH);
+      var maxDepth = bound(options2.maxDepth, EXPANSION_MAX_DEPTH);
+      var maxRewrites = bound(options2.maxRewrites, EXPANSION_MAX_REWRITES);
+      var maxSteps = bound(options2.maxSteps, EXPANSION_MAX_STEPS);
       if (str.substr(0, 2) === "{}") {
         str = "\\{\\}" + str.substr(2);
       }
@@ -42506,7 +42506,7 @@ var require_minimatch = __commonJS({
   "node_modules/minimatch/minimatch.js"(exports, module) {
     module.exports = minimatch;
     minimatch.Minimatch = Minimatch;
-    var path21 = (function() {
+    var path23 = (function() {
       try {
         return __require("path");
       } catch (e) {
@@ -42514,7 +42514,7 @@ var require_minimatch = __commonJS({
     })() || {
       sep: "/"
     };
-    minimatch.sep = path21.sep;
+    minimatch.sep = path23.sep;
     var GLOBSTAR = minimatch.GLOBSTAR = Minimatch.GLOBSTAR = {};
     var expand = require_brace_expansion();
     var plTypes = {
@@ -42537,10 +42537,10 @@ var require_minimatch = __commonJS({
     }
     var slashSplit = /\/+/;
     minimatch.filter = filter;
-    function filter(pattern, options) {
-      options = options || {};
+    function filter(pattern, options2) {
+      options2 = options2 || {};
       return function(p, i2, list) {
-        return minimatch(p, pattern, options);
+        return minimatch(p, pattern, options2);
       };
     }
     function ext(a2, b) {
@@ -42559,62 +42559,62 @@ var require_minimatch = __commonJS({
         return minimatch;
       }
       var orig = minimatch;
-      var m = function minimatch2(p, pattern, options) {
-        return orig(p, pattern, ext(def, options));
+      var m = function minimatch2(p, pattern, options2) {
+        return orig(p, pattern, ext(def, options2));
       };
-      m.Minimatch = function Minimatch2(pattern, options) {
-        return new orig.Minimatch(pattern, ext(def, options));
+      m.Minimatch = function Minimatch2(pattern, options2) {
+        return new orig.Minimatch(pattern, ext(def, options2));
       };
-      m.Minimatch.defaults = function defaults(options) {
-        return orig.defaults(ext(def, options)).Minimatch;
+      m.Minimatch.defaults = function defaults(options2) {
+        return orig.defaults(ext(def, options2)).Minimatch;
       };
-      m.filter = function filter2(pattern, options) {
-        return orig.filter(pattern, ext(def, options));
+      m.filter = function filter2(pattern, options2) {
+        return orig.filter(pattern, ext(def, options2));
       };
-      m.defaults = function defaults(options) {
-        return orig.defaults(ext(def, options));
+      m.defaults = function defaults(options2) {
+        return orig.defaults(ext(def, options2));
       };
-      m.makeRe = function makeRe2(pattern, options) {
-        return orig.makeRe(pattern, ext(def, options));
+      m.makeRe = function makeRe2(pattern, options2) {
+        return orig.makeRe(pattern, ext(def, options2));
       };
-      m.braceExpand = function braceExpand2(pattern, options) {
-        return orig.braceExpand(pattern, ext(def, options));
+      m.braceExpand = function braceExpand2(pattern, options2) {
+        return orig.braceExpand(pattern, ext(def, options2));
       };
-      m.match = function(list, pattern, options) {
-        return orig.match(list, pattern, ext(def, options));
+      m.match = function(list, pattern, options2) {
+        return orig.match(list, pattern, ext(def, options2));
       };
       return m;
     };
     Minimatch.defaults = function(def) {
       return minimatch.defaults(def).Minimatch;
     };
-    function minimatch(p, pattern, options) {
+    function minimatch(p, pattern, options2) {
       assertValidPattern(pattern);
-      if (!options) options = {};
-      if (!options.nocomment && pattern.charAt(0) === "#") {
+      if (!options2) options2 = {};
+      if (!options2.nocomment && pattern.charAt(0) === "#") {
         return false;
       }
-      return new Minimatch(pattern, options).match(p);
+      return new Minimatch(pattern, options2).match(p);
     }
-    function Minimatch(pattern, options) {
+    function Minimatch(pattern, options2) {
       if (!(this instanceof Minimatch)) {
-        return new Minimatch(pattern, options);
+        return new Minimatch(pattern, options2);
       }
       assertValidPattern(pattern);
-      if (!options) options = {};
+      if (!options2) options2 = {};
       pattern = pattern.trim();
-      if (!options.allowWindowsEscape && path21.sep !== "/") {
-        pattern = pattern.split(path21.sep).join("/");
+      if (!options2.allowWindowsEscape && path23.sep !== "/") {
+        pattern = pattern.split(path23.sep).join("/");
       }
-      this.options = options;
-      this.maxGlobstarRecursion = options.maxGlobstarRecursion !== void 0 ? options.maxGlobstarRecursion : 200;
+      this.options = options2;
+      this.maxGlobstarRecursion = options2.maxGlobstarRecursion !== void 0 ? options2.maxGlobstarRecursion : 200;
       this.set = [];
       this.pattern = pattern;
       this.regexp = null;
       this.negate = false;
       this.comment = false;
       this.empty = false;
-      this.partial = !!options.partial;
+      this.partial = !!options2.partial;
       this.make();
     }
     Minimatch.prototype.debug = function() {
@@ -42622,8 +42622,8 @@ var require_minimatch = __commonJS({
     Minimatch.prototype.make = make;
     function make() {
       var pattern = this.pattern;
-      var options = this.options;
-      if (!options.nocomment && pattern.charAt(0) === "#") {
+      var options2 = this.options;
+      if (!options2.nocomment && pattern.charAt(0) === "#") {
         this.comment = true;
         return;
       }
@@ -42633,7 +42633,7 @@ var require_minimatch = __commonJS({
       }
       this.parseNegate();
       var set = this.globSet = this.braceExpand();
-      if (options.debug) this.debug = function debug() {
+      if (options2.debug) this.debug = function debug() {
         console.error.apply(console, arguments);
       };
       this.debug(this.pattern, set);
@@ -42655,9 +42655,9 @@ var require_minimatch = __commonJS({
     function parseNegate() {
       var pattern = this.pattern;
       var negate = false;
-      var options = this.options;
+      var options2 = this.options;
       var negateOffset = 0;
-      if (options.nonegate) return;
+      if (options2.nonegate) return;
       for (var i2 = 0, l = pattern.length; i2 < l && pattern.charAt(i2) === "!"; i2++) {
         negate = !negate;
         negateOffset++;
@@ -42665,21 +42665,21 @@ var require_minimatch = __commonJS({
       if (negateOffset) this.pattern = pattern.substr(negateOffset);
       this.negate = negate;
     }
-    minimatch.braceExpand = function(pattern, options) {
-      return braceExpand(pattern, options);
+    minimatch.braceExpand = function(pattern, options2) {
+      return braceExpand(pattern, options2);
     };
     Minimatch.prototype.braceExpand = braceExpand;
-    function braceExpand(pattern, options) {
-      if (!options) {
+    function braceExpand(pattern, options2) {
+      if (!options2) {
         if (this instanceof Minimatch) {
-          options = this.options;
+          options2 = this.options;
         } else {
-          options = {};
+          options2 = {};
         }
       }
       pattern = typeof pattern === "undefined" ? this.pattern : pattern;
       assertValidPattern(pattern);
-      if (options.nobrace || !/\{(?:(?!\{).)*\}/.test(pattern)) {
+      if (options2.nobrace || !/\{(?:(?!\{).)*\}/.test(pattern)) {
         return [pattern];
       }
       return expand(pattern);
@@ -42697,16 +42697,16 @@ var require_minimatch = __commonJS({
     var SUBPARSE = {};
     function parse(pattern, isSub) {
       assertValidPattern(pattern);
-      var options = this.options;
+      var options2 = this.options;
       if (pattern === "**") {
-        if (!options.noglobstar)
+        if (!options2.noglobstar)
           return GLOBSTAR;
         else
           pattern = "*";
       }
       if (pattern === "") return "";
       var re = "";
-      var hasMagic = !!options.nocase;
+      var hasMagic = !!options2.nocase;
       var escaping = false;
       var patternListStack = [];
       var negativeLists = [];
@@ -42714,7 +42714,7 @@ var require_minimatch = __commonJS({
       var inClass = false;
       var reClassStart = -1;
       var classStart = -1;
-      var patternStart = pattern.charAt(0) === "." ? "" : options.dot ? "(?!(?:^|\\/)\\.{1,2}(?:$|\\/))" : "(?!\\.)";
+      var patternStart = pattern.charAt(0) === "." ? "" : options2.dot ? "(?!(?:^|\\/)\\.{1,2}(?:$|\\/))" : "(?!\\.)";
       var self2 = this;
       function clearStateChar() {
         if (stateChar) {
@@ -42769,7 +42769,7 @@ var require_minimatch = __commonJS({
             self2.debug("call clearStateChar %j", stateChar);
             clearStateChar();
             stateChar = c3;
-            if (options.noext) clearStateChar();
+            if (options2.noext) clearStateChar();
             continue;
           case "(":
             if (inClass) {
@@ -42919,7 +42919,7 @@ var require_minimatch = __commonJS({
       if (!hasMagic) {
         return globUnescape(pattern);
       }
-      var flags = options.nocase ? "i" : "";
+      var flags = options2.nocase ? "i" : "";
       try {
         var regExp = new RegExp("^" + re + "$", flags);
       } catch (er) {
@@ -42929,8 +42929,8 @@ var require_minimatch = __commonJS({
       regExp._src = re;
       return regExp;
     }
-    minimatch.makeRe = function(pattern, options) {
-      return new Minimatch(pattern, options || {}).makeRe();
+    minimatch.makeRe = function(pattern, options2) {
+      return new Minimatch(pattern, options2 || {}).makeRe();
     };
     Minimatch.prototype.makeRe = makeRe;
     function makeRe() {
@@ -42940,9 +42940,9 @@ var require_minimatch = __commonJS({
         this.regexp = false;
         return this.regexp;
       }
-      var options = this.options;
-      var twoStar = options.noglobstar ? star : options.dot ? twoStarDot : twoStarNoDot;
-      var flags = options.nocase ? "i" : "";
+      var options2 = this.options;
+      var twoStar = options2.noglobstar ? star : options2.dot ? twoStarDot : twoStarNoDot;
+      var flags = options2.nocase ? "i" : "";
       var re = set.map(function(pattern) {
         return pattern.map(function(p) {
           return p === GLOBSTAR ? twoStar : typeof p === "string" ? regExpEscape(p) : p._src;
@@ -42957,9 +42957,9 @@ var require_minimatch = __commonJS({
       }
       return this.regexp;
     }
-    minimatch.match = function(list, pattern, options) {
-      options = options || {};
-      var mm = new Minimatch(pattern, options);
+    minimatch.match = function(list, pattern, options2) {
+      options2 = options2 || {};
+      var mm = new Minimatch(pattern, options2);
       list = list.filter(function(f) {
         return mm.match(f);
       });
@@ -42974,9 +42974,9 @@ var require_minimatch = __commonJS({
       if (this.comment) return false;
       if (this.empty) return f === "";
       if (f === "/" && partial) return true;
-      var options = this.options;
-      if (path21.sep !== "/") {
-        f = f.split(path21.sep).join("/");
+      var options2 = this.options;
+      if (path23.sep !== "/") {
+        f = f.split(path23.sep).join("/");
       }
       f = f.split(slashSplit);
       this.debug(this.pattern, "split", f);
@@ -42991,16 +42991,16 @@ var require_minimatch = __commonJS({
       for (i2 = 0; i2 < set.length; i2++) {
         var pattern = set[i2];
         var file = f;
-        if (options.matchBase && pattern.length === 1) {
+        if (options2.matchBase && pattern.length === 1) {
           file = [filename];
         }
         var hit = this.matchOne(file, pattern, partial);
         if (hit) {
-          if (options.flipNegate) return true;
+          if (options2.flipNegate) return true;
           return !this.negate;
         }
       }
-      if (options.flipNegate) return false;
+      if (options2.flipNegate) return false;
       return this.negate;
     };
     Minimatch.prototype.matchOne = function(file, pattern, partial) {
@@ -43219,7 +43219,7 @@ var require_internal_path = __commonJS({
     };
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.Path = void 0;
-    var path21 = __importStar(__require("path"));
+    var path23 = __importStar(__require("path"));
     var pathHelper = __importStar(require_internal_path_helper());
     var assert_1 = __importDefault(__require("assert"));
     var IS_WINDOWS = process.platform === "win32";
@@ -43234,12 +43234,12 @@ var require_internal_path = __commonJS({
           (0, assert_1.default)(itemPath, `Parameter 'itemPath' must not be empty`);
           itemPath = pathHelper.safeTrimTrailingSeparator(itemPath);
           if (!pathHelper.hasRoot(itemPath)) {
-            this.segments = itemPath.split(path21.sep);
+            this.segments = itemPath.split(path23.sep);
           } else {
             let remaining = itemPath;
             let dir = pathHelper.dirname(remaining);
             while (dir !== remaining) {
-              const basename = path21.basename(remaining);
+              const basename = path23.basename(remaining);
               this.segments.unshift(basename);
               remaining = dir;
               dir = pathHelper.dirname(remaining);
@@ -43257,7 +43257,7 @@ var require_internal_path = __commonJS({
               (0, assert_1.default)(segment === pathHelper.dirname(segment), `Parameter 'itemPath' root segment contains information for multiple segments`);
               this.segments.push(segment);
             } else {
-              (0, assert_1.default)(!segment.includes(path21.sep), `Parameter 'itemPath' contains unexpected path separators`);
+              (0, assert_1.default)(!segment.includes(path23.sep), `Parameter 'itemPath' contains unexpected path separators`);
               this.segments.push(segment);
             }
           }
@@ -43268,12 +43268,12 @@ var require_internal_path = __commonJS({
        */
       toString() {
         let result = this.segments[0];
-        let skipSlash = result.endsWith(path21.sep) || IS_WINDOWS && /^[A-Z]:$/i.test(result);
+        let skipSlash = result.endsWith(path23.sep) || IS_WINDOWS && /^[A-Z]:$/i.test(result);
         for (let i2 = 1; i2 < this.segments.length; i2++) {
           if (skipSlash) {
             skipSlash = false;
           } else {
-            result += path21.sep;
+            result += path23.sep;
           }
           result += this.segments[i2];
         }
@@ -43331,7 +43331,7 @@ var require_internal_pattern = __commonJS({
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.Pattern = void 0;
     var os3 = __importStar(__require("os"));
-    var path21 = __importStar(__require("path"));
+    var path23 = __importStar(__require("path"));
     var pathHelper = __importStar(require_internal_path_helper());
     var assert_1 = __importDefault(__require("assert"));
     var minimatch_1 = require_minimatch();
@@ -43360,7 +43360,7 @@ var require_internal_pattern = __commonJS({
         }
         pattern = _Pattern.fixupPattern(pattern, homedir2);
         this.segments = new internal_path_1.Path(pattern).segments;
-        this.trailingSeparator = pathHelper.normalizeSeparators(pattern).endsWith(path21.sep);
+        this.trailingSeparator = pathHelper.normalizeSeparators(pattern).endsWith(path23.sep);
         pattern = pathHelper.safeTrimTrailingSeparator(pattern);
         let foundGlob = false;
         const searchSegments = this.segments.map((x) => _Pattern.getLiteral(x)).filter((x) => !foundGlob && !(foundGlob = x === ""));
@@ -43384,8 +43384,8 @@ var require_internal_pattern = __commonJS({
       match(itemPath) {
         if (this.segments[this.segments.length - 1] === "**") {
           itemPath = pathHelper.normalizeSeparators(itemPath);
-          if (!itemPath.endsWith(path21.sep) && this.isImplicitPattern === false) {
-            itemPath = `${itemPath}${path21.sep}`;
+          if (!itemPath.endsWith(path23.sep) && this.isImplicitPattern === false) {
+            itemPath = `${itemPath}${path23.sep}`;
           }
         } else {
           itemPath = pathHelper.safeTrimTrailingSeparator(itemPath);
@@ -43420,9 +43420,9 @@ var require_internal_pattern = __commonJS({
         (0, assert_1.default)(literalSegments.every((x, i2) => (x !== "." || i2 === 0) && x !== ".."), `Invalid pattern '${pattern}'. Relative pathing '.' and '..' is not allowed.`);
         (0, assert_1.default)(!pathHelper.hasRoot(pattern) || literalSegments[0], `Invalid pattern '${pattern}'. Root segment must not contain globs.`);
         pattern = pathHelper.normalizeSeparators(pattern);
-        if (pattern === "." || pattern.startsWith(`.${path21.sep}`)) {
+        if (pattern === "." || pattern.startsWith(`.${path23.sep}`)) {
           pattern = _Pattern.globEscape(process.cwd()) + pattern.substr(1);
-        } else if (pattern === "~" || pattern.startsWith(`~${path21.sep}`)) {
+        } else if (pattern === "~" || pattern.startsWith(`~${path23.sep}`)) {
           homedir2 = homedir2 || os3.homedir();
           (0, assert_1.default)(homedir2, "Unable to determine HOME directory");
           (0, assert_1.default)(pathHelper.hasAbsoluteRoot(homedir2), `Expected HOME directory to be a rooted path. Actual '${homedir2}'`);
@@ -43506,8 +43506,8 @@ var require_internal_search_state = __commonJS({
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.SearchState = void 0;
     var SearchState = class {
-      constructor(path21, level) {
-        this.path = path21;
+      constructor(path23, level) {
+        this.path = path23;
         this.level = level;
       }
     };
@@ -43651,17 +43651,17 @@ var require_internal_globber = __commonJS({
     var core2 = __importStar(require_core2());
     var fs = __importStar(__require("fs"));
     var globOptionsHelper = __importStar(require_internal_glob_options_helper());
-    var path21 = __importStar(__require("path"));
+    var path23 = __importStar(__require("path"));
     var patternHelper = __importStar(require_internal_pattern_helper());
     var internal_match_kind_1 = require_internal_match_kind();
     var internal_pattern_1 = require_internal_pattern();
     var internal_search_state_1 = require_internal_search_state();
     var IS_WINDOWS = process.platform === "win32";
     var DefaultGlobber = class _DefaultGlobber {
-      constructor(options) {
+      constructor(options2) {
         this.patterns = [];
         this.searchPaths = [];
-        this.options = globOptionsHelper.getOptions(options);
+        this.options = globOptionsHelper.getOptions(options2);
       }
       getSearchPaths() {
         return this.searchPaths.slice();
@@ -43691,11 +43691,11 @@ var require_internal_globber = __commonJS({
       }
       globGenerator() {
         return __asyncGenerator(this, arguments, function* globGenerator_1() {
-          const options = globOptionsHelper.getOptions(this.options);
+          const options2 = globOptionsHelper.getOptions(this.options);
           const patterns = [];
           for (const pattern of this.patterns) {
             patterns.push(pattern);
-            if (options.implicitDescendants && (pattern.trailingSeparator || pattern.segments[pattern.segments.length - 1] !== "**")) {
+            if (options2.implicitDescendants && (pattern.trailingSeparator || pattern.segments[pattern.segments.length - 1] !== "**")) {
               patterns.push(new internal_pattern_1.Pattern(pattern.negate, true, pattern.segments.concat("**")));
             }
           }
@@ -43721,23 +43721,23 @@ var require_internal_globber = __commonJS({
               continue;
             }
             const stats = yield __await(
-              _DefaultGlobber.stat(item, options, traversalChain)
+              _DefaultGlobber.stat(item, options2, traversalChain)
               // Broken symlink, or symlink cycle detected, or no longer exists
             );
             if (!stats) {
               continue;
             }
-            if (options.excludeHiddenFiles && path21.basename(item.path).match(/^\./)) {
+            if (options2.excludeHiddenFiles && path23.basename(item.path).match(/^\./)) {
               continue;
             }
             if (stats.isDirectory()) {
-              if (match & internal_match_kind_1.MatchKind.Directory && options.matchDirectories) {
+              if (match & internal_match_kind_1.MatchKind.Directory && options2.matchDirectories) {
                 yield yield __await(item.path);
               } else if (!partialMatch) {
                 continue;
               }
               const childLevel = item.level + 1;
-              const childItems = (yield __await(fs.promises.readdir(item.path))).map((x) => new internal_search_state_1.SearchState(path21.join(item.path, x), childLevel));
+              const childItems = (yield __await(fs.promises.readdir(item.path))).map((x) => new internal_search_state_1.SearchState(path23.join(item.path, x), childLevel));
               stack.push(...childItems.reverse());
             } else if (match & internal_match_kind_1.MatchKind.File) {
               yield yield __await(item.path);
@@ -43748,15 +43748,15 @@ var require_internal_globber = __commonJS({
       /**
        * Constructs a DefaultGlobber
        */
-      static create(patterns, options) {
+      static create(patterns, options2) {
         return __awaiter(this, void 0, void 0, function* () {
-          const result = new _DefaultGlobber(options);
+          const result = new _DefaultGlobber(options2);
           if (IS_WINDOWS) {
             patterns = patterns.replace(/\r\n/g, "\n");
             patterns = patterns.replace(/\r/g, "\n");
           }
-          const lines2 = patterns.split("\n").map((x) => x.trim());
-          for (const line of lines2) {
+          const lines3 = patterns.split("\n").map((x) => x.trim());
+          for (const line of lines3) {
             if (!line || line.startsWith("#")) {
               continue;
             } else {
@@ -43767,15 +43767,15 @@ var require_internal_globber = __commonJS({
           return result;
         });
       }
-      static stat(item, options, traversalChain) {
+      static stat(item, options2, traversalChain) {
         return __awaiter(this, void 0, void 0, function* () {
           let stats;
-          if (options.followSymbolicLinks) {
+          if (options2.followSymbolicLinks) {
             try {
               stats = yield fs.promises.stat(item.path);
             } catch (err) {
               if (err.code === "ENOENT") {
-                if (options.omitBrokenSymbolicLinks) {
+                if (options2.omitBrokenSymbolicLinks) {
                   core2.debug(`Broken symlink '${item.path}'`);
                   return void 0;
                 }
@@ -43786,7 +43786,7 @@ var require_internal_globber = __commonJS({
           } else {
             stats = yield fs.promises.lstat(item.path);
           }
-          if (stats.isDirectory() && options.followSymbolicLinks) {
+          if (stats.isDirectory() && options2.followSymbolicLinks) {
             const realPath = yield fs.promises.realpath(item.path);
             while (traversalChain.length >= item.level) {
               traversalChain.pop();
@@ -43899,7 +43899,7 @@ var require_internal_hash_files = __commonJS({
     var fs = __importStar(__require("fs"));
     var stream = __importStar(__require("stream"));
     var util = __importStar(__require("util"));
-    var path21 = __importStar(__require("path"));
+    var path23 = __importStar(__require("path"));
     function hashFiles(globber_1, currentWorkspace_1) {
       return __awaiter(this, arguments, void 0, function* (globber, currentWorkspace, verbose = false) {
         var _a, e_1, _b, _c;
@@ -43915,7 +43915,7 @@ var require_internal_hash_files = __commonJS({
             _e = false;
             const file = _c;
             writeDelegate(file);
-            if (!file.startsWith(`${githubWorkspace}${path21.sep}`)) {
+            if (!file.startsWith(`${githubWorkspace}${path23.sep}`)) {
               writeDelegate(`Ignore '${file}' since it is not under GITHUB_WORKSPACE.`);
               continue;
             }
@@ -43924,8 +43924,8 @@ var require_internal_hash_files = __commonJS({
               continue;
             }
             const hash = crypto2.createHash("sha256");
-            const pipeline = util.promisify(stream.pipeline);
-            yield pipeline(fs.createReadStream(file), hash);
+            const pipeline2 = util.promisify(stream.pipeline);
+            yield pipeline2(fs.createReadStream(file), hash);
             result.write(hash.digest());
             count2++;
             if (!hasMatch) {
@@ -43990,16 +43990,16 @@ var require_glob = __commonJS({
     exports.hashFiles = hashFiles;
     var internal_globber_1 = require_internal_globber();
     var internal_hash_files_1 = require_internal_hash_files();
-    function create2(patterns, options) {
+    function create2(patterns, options2) {
       return __awaiter(this, void 0, void 0, function* () {
-        return yield internal_globber_1.DefaultGlobber.create(patterns, options);
+        return yield internal_globber_1.DefaultGlobber.create(patterns, options2);
       });
     }
     function hashFiles(patterns_1) {
-      return __awaiter(this, arguments, void 0, function* (patterns, currentWorkspace = "", options, verbose = false) {
+      return __awaiter(this, arguments, void 0, function* (patterns, currentWorkspace = "", options2, verbose = false) {
         let followSymbolicLinks = true;
-        if (options && typeof options.followSymbolicLinks === "boolean") {
-          followSymbolicLinks = options.followSymbolicLinks;
+        if (options2 && typeof options2.followSymbolicLinks === "boolean") {
+          followSymbolicLinks = options2.followSymbolicLinks;
         }
         const globber = yield create2(patterns, { followSymbolicLinks });
         return (0, internal_hash_files_1.hashFiles)(globber, currentWorkspace, verbose);
@@ -44144,7 +44144,7 @@ var init_parameters = __esm({
     init_file_url();
     normalizeParameters = (rawFile, rawArguments = [], rawOptions = {}) => {
       const filePath = safeNormalizeFileUrl(rawFile, "First argument");
-      const [commandArguments, options] = isPlainObject(rawArguments) ? [[], rawArguments] : [rawArguments, rawOptions];
+      const [commandArguments, options2] = isPlainObject(rawArguments) ? [[], rawArguments] : [rawArguments, rawOptions];
       if (!Array.isArray(commandArguments)) {
         throw new TypeError(`Second argument must be either an array of arguments or an options object: ${commandArguments}`);
       }
@@ -44156,10 +44156,10 @@ var init_parameters = __esm({
       if (nullByteArgument !== void 0) {
         throw new TypeError(`Arguments cannot contain null bytes ("\\0"): ${nullByteArgument}`);
       }
-      if (!isPlainObject(options)) {
-        throw new TypeError(`Last argument must be an options object: ${options}`);
+      if (!isPlainObject(options2)) {
+        throw new TypeError(`Last argument must be an options object: ${options2}`);
       }
-      return [filePath, normalizedArguments, options];
+      return [filePath, normalizedArguments, options2];
     };
   }
 });
@@ -44343,16 +44343,16 @@ var init_specific = __esm({
   "node_modules/execa/lib/arguments/specific.js"() {
     init_is_plain_obj();
     init_standard_stream();
-    normalizeFdSpecificOptions = (options) => {
-      const optionsCopy = { ...options };
+    normalizeFdSpecificOptions = (options2) => {
+      const optionsCopy = { ...options2 };
       for (const optionName of FD_SPECIFIC_OPTIONS) {
-        optionsCopy[optionName] = normalizeFdSpecificOption(options, optionName);
+        optionsCopy[optionName] = normalizeFdSpecificOption(options2, optionName);
       }
       return optionsCopy;
     };
-    normalizeFdSpecificOption = (options, optionName) => {
-      const optionBaseArray = Array.from({ length: getStdioLength(options) + 1 });
-      const optionArray = normalizeFdSpecificValue(options[optionName], optionBaseArray, optionName);
+    normalizeFdSpecificOption = (options2, optionName) => {
+      const optionBaseArray = Array.from({ length: getStdioLength(options2) + 1 });
+      const optionArray = normalizeFdSpecificValue(options2[optionName], optionBaseArray, optionName);
       return addDefaultValue(optionArray, optionName);
     };
     getStdioLength = ({ stdio }) => Array.isArray(stdio) ? Math.max(stdio.length, STANDARD_STREAMS_ALIASES.length) : STANDARD_STREAMS_ALIASES.length;
@@ -44444,7 +44444,7 @@ var init_escape = __esm({
       const escapedCommand = fileAndArguments.map((fileAndArgument) => quoteString(escapeControlCharacters(fileAndArgument))).join(" ");
       return { command, escapedCommand };
     };
-    escapeLines = (lines2) => stripVTControlCharacters(lines2).split("\n").map((line) => escapeControlCharacters(line)).join("\n");
+    escapeLines = (lines3) => stripVTControlCharacters(lines3).split("\n").map((line) => escapeControlCharacters(line)).join("\n");
     escapeControlCharacters = (line) => line.replaceAll(SPECIAL_CHAR_REGEXP, (character) => escapeControlCharacter(character));
     escapeControlCharacter = (character) => {
       const commonEscape = COMMON_ESCAPES[character];
@@ -44970,7 +44970,7 @@ var init_log = __esm({
     getVerboseObject = ({
       type,
       result,
-      verboseInfo: { escapedCommand, commandId, rawOptions: { piped = false, ...options } }
+      verboseInfo: { escapedCommand, commandId, rawOptions: { piped = false, ...options2 } }
     }) => ({
       type,
       escapedCommand,
@@ -44978,7 +44978,7 @@ var init_log = __esm({
       timestamp: /* @__PURE__ */ new Date(),
       piped,
       result,
-      options
+      options: options2
     });
     getPrintedLines = (verboseMessage, verboseObject) => verboseMessage.split("\n").map((message) => getPrintedLine({ ...verboseObject, message }));
     getPrintedLine = (verboseObject) => {
@@ -45088,8 +45088,8 @@ var require_windows = __commonJS({
     module.exports = isexe;
     isexe.sync = sync;
     var fs = __require("fs");
-    function checkPathExt(path21, options) {
-      var pathext = options.pathExt !== void 0 ? options.pathExt : process.env.PATHEXT;
+    function checkPathExt(path23, options2) {
+      var pathext = options2.pathExt !== void 0 ? options2.pathExt : process.env.PATHEXT;
       if (!pathext) {
         return true;
       }
@@ -45099,25 +45099,25 @@ var require_windows = __commonJS({
       }
       for (var i2 = 0; i2 < pathext.length; i2++) {
         var p = pathext[i2].toLowerCase();
-        if (p && path21.substr(-p.length).toLowerCase() === p) {
+        if (p && path23.substr(-p.length).toLowerCase() === p) {
           return true;
         }
       }
       return false;
     }
-    function checkStat(stat3, path21, options) {
+    function checkStat(stat3, path23, options2) {
       if (!stat3.isSymbolicLink() && !stat3.isFile()) {
         return false;
       }
-      return checkPathExt(path21, options);
+      return checkPathExt(path23, options2);
     }
-    function isexe(path21, options, cb) {
-      fs.stat(path21, function(er, stat3) {
-        cb(er, er ? false : checkStat(stat3, path21, options));
+    function isexe(path23, options2, cb) {
+      fs.stat(path23, function(er, stat3) {
+        cb(er, er ? false : checkStat(stat3, path23, options2));
       });
     }
-    function sync(path21, options) {
-      return checkStat(fs.statSync(path21), path21, options);
+    function sync(path23, options2) {
+      return checkStat(fs.statSync(path23), path23, options2);
     }
   }
 });
@@ -45128,23 +45128,23 @@ var require_mode = __commonJS({
     module.exports = isexe;
     isexe.sync = sync;
     var fs = __require("fs");
-    function isexe(path21, options, cb) {
-      fs.stat(path21, function(er, stat3) {
-        cb(er, er ? false : checkStat(stat3, options));
+    function isexe(path23, options2, cb) {
+      fs.stat(path23, function(er, stat3) {
+        cb(er, er ? false : checkStat(stat3, options2));
       });
     }
-    function sync(path21, options) {
-      return checkStat(fs.statSync(path21), options);
+    function sync(path23, options2) {
+      return checkStat(fs.statSync(path23), options2);
     }
-    function checkStat(stat3, options) {
-      return stat3.isFile() && checkMode(stat3, options);
+    function checkStat(stat3, options2) {
+      return stat3.isFile() && checkMode(stat3, options2);
     }
-    function checkMode(stat3, options) {
+    function checkMode(stat3, options2) {
       var mod = stat3.mode;
       var uid = stat3.uid;
       var gid = stat3.gid;
-      var myUid = options.uid !== void 0 ? options.uid : process.getuid && process.getuid();
-      var myGid = options.gid !== void 0 ? options.gid : process.getgid && process.getgid();
+      var myUid = options2.uid !== void 0 ? options2.uid : process.getuid && process.getuid();
+      var myGid = options2.gid !== void 0 ? options2.gid : process.getgid && process.getgid();
       var u2 = parseInt("100", 8);
       var g = parseInt("010", 8);
       var o2 = parseInt("001", 8);
@@ -45167,17 +45167,17 @@ var require_isexe = __commonJS({
     }
     module.exports = isexe;
     isexe.sync = sync;
-    function isexe(path21, options, cb) {
-      if (typeof options === "function") {
-        cb = options;
-        options = {};
+    function isexe(path23, options2, cb) {
+      if (typeof options2 === "function") {
+        cb = options2;
+        options2 = {};
       }
       if (!cb) {
         if (typeof Promise !== "function") {
           throw new TypeError("callback not provided");
         }
         return new Promise(function(resolve, reject) {
-          isexe(path21, options || {}, function(er, is) {
+          isexe(path23, options2 || {}, function(er, is) {
             if (er) {
               reject(er);
             } else {
@@ -45186,9 +45186,9 @@ var require_isexe = __commonJS({
           });
         });
       }
-      core2(path21, options || {}, function(er, is) {
+      core2(path23, options2 || {}, function(er, is) {
         if (er) {
-          if (er.code === "EACCES" || options && options.ignoreErrors) {
+          if (er.code === "EACCES" || options2 && options2.ignoreErrors) {
             er = null;
             is = false;
           }
@@ -45196,11 +45196,11 @@ var require_isexe = __commonJS({
         cb(er, is);
       });
     }
-    function sync(path21, options) {
+    function sync(path23, options2) {
       try {
-        return core2.sync(path21, options || {});
+        return core2.sync(path23, options2 || {});
       } catch (er) {
-        if (options && options.ignoreErrors || er.code === "EACCES") {
+        if (options2 && options2.ignoreErrors || er.code === "EACCES") {
           return false;
         } else {
           throw er;
@@ -45214,7 +45214,7 @@ var require_isexe = __commonJS({
 var require_which = __commonJS({
   "node_modules/which/which.js"(exports, module) {
     var isWindows = process.platform === "win32" || process.env.OSTYPE === "cygwin" || process.env.OSTYPE === "msys";
-    var path21 = __require("path");
+    var path23 = __require("path");
     var COLON = isWindows ? ";" : ":";
     var isexe = require_isexe();
     var getNotFoundError = (cmd) => Object.assign(new Error(`not found: ${cmd}`), { code: "ENOENT" });
@@ -45252,7 +45252,7 @@ var require_which = __commonJS({
           return opt.all && found.length ? resolve(found) : reject(getNotFoundError(cmd));
         const ppRaw = pathEnv[i2];
         const pathPart = /^".*"$/.test(ppRaw) ? ppRaw.slice(1, -1) : ppRaw;
-        const pCmd = path21.join(pathPart, cmd);
+        const pCmd = path23.join(pathPart, cmd);
         const p = !pathPart && /^\.[\\\/]/.test(cmd) ? cmd.slice(0, 2) + pCmd : pCmd;
         resolve(subStep(p, i2, 0));
       });
@@ -45279,7 +45279,7 @@ var require_which = __commonJS({
       for (let i2 = 0; i2 < pathEnv.length; i2++) {
         const ppRaw = pathEnv[i2];
         const pathPart = /^".*"$/.test(ppRaw) ? ppRaw.slice(1, -1) : ppRaw;
-        const pCmd = path21.join(pathPart, cmd);
+        const pCmd = path23.join(pathPart, cmd);
         const p = !pathPart && /^\.[\\\/]/.test(cmd) ? cmd.slice(0, 2) + pCmd : pCmd;
         for (let j = 0; j < pathExt.length; j++) {
           const cur = p + pathExt[j];
@@ -45310,9 +45310,9 @@ var require_which = __commonJS({
 var require_path_key = __commonJS({
   "node_modules/path-key/index.js"(exports, module) {
     "use strict";
-    var pathKey2 = (options = {}) => {
-      const environment = options.env || process.env;
-      const platform2 = options.platform || process.platform;
+    var pathKey2 = (options2 = {}) => {
+      const environment = options2.env || process.env;
+      const platform2 = options2.platform || process.platform;
       if (platform2 !== "win32") {
         return "PATH";
       }
@@ -45327,7 +45327,7 @@ var require_path_key = __commonJS({
 var require_resolveCommand = __commonJS({
   "node_modules/cross-spawn/lib/util/resolveCommand.js"(exports, module) {
     "use strict";
-    var path21 = __require("path");
+    var path23 = __require("path");
     var which = require_which();
     var getPathKey = require_path_key();
     function resolveCommandAttempt(parsed2, withoutPathExt) {
@@ -45345,7 +45345,7 @@ var require_resolveCommand = __commonJS({
       try {
         resolved = which.sync(parsed2.command, {
           path: env[getPathKey({ env })],
-          pathExt: withoutPathExt ? path21.delimiter : void 0
+          pathExt: withoutPathExt ? path23.delimiter : void 0
         });
       } catch (e) {
       } finally {
@@ -45354,7 +45354,7 @@ var require_resolveCommand = __commonJS({
         }
       }
       if (resolved) {
-        resolved = path21.resolve(hasCustomCwd ? parsed2.options.cwd : "", resolved);
+        resolved = path23.resolve(hasCustomCwd ? parsed2.options.cwd : "", resolved);
       }
       return resolved;
     }
@@ -45408,8 +45408,8 @@ var require_shebang_command = __commonJS({
       if (!match) {
         return null;
       }
-      const [path21, argument] = match[0].replace(/#! ?/, "").split(" ");
-      const binary = path21.split("/").pop();
+      const [path23, argument] = match[0].replace(/#! ?/, "").split(" ");
+      const binary = path23.split("/").pop();
       if (binary === "env") {
         return argument;
       }
@@ -45444,7 +45444,7 @@ var require_readShebang = __commonJS({
 var require_parse3 = __commonJS({
   "node_modules/cross-spawn/lib/parse.js"(exports, module) {
     "use strict";
-    var path21 = __require("path");
+    var path23 = __require("path");
     var resolveCommand = require_resolveCommand();
     var escape2 = require_escape();
     var readShebang = require_readShebang();
@@ -45469,7 +45469,7 @@ var require_parse3 = __commonJS({
       const needsShell = !isExecutableRegExp.test(commandFile);
       if (parsed2.options.forceShell || needsShell) {
         const needsDoubleEscapeMetaChars = isCmdShimRegExp.test(commandFile);
-        parsed2.command = path21.normalize(parsed2.command);
+        parsed2.command = path23.normalize(parsed2.command);
         parsed2.command = escape2.command(parsed2.command);
         parsed2.args = parsed2.args.map((arg) => escape2.argument(arg, needsDoubleEscapeMetaChars));
         const shellCommand = [parsed2.command].concat(parsed2.args).join(" ");
@@ -45479,24 +45479,24 @@ var require_parse3 = __commonJS({
       }
       return parsed2;
     }
-    function parse(command, args3, options) {
-      if (args3 && !Array.isArray(args3)) {
-        options = args3;
-        args3 = null;
+    function parse(command, args4, options2) {
+      if (args4 && !Array.isArray(args4)) {
+        options2 = args4;
+        args4 = null;
       }
-      args3 = args3 ? args3.slice(0) : [];
-      options = Object.assign({}, options);
+      args4 = args4 ? args4.slice(0) : [];
+      options2 = Object.assign({}, options2);
       const parsed2 = {
         command,
-        args: args3,
-        options,
+        args: args4,
+        options: options2,
         file: void 0,
         original: {
           command,
-          args: args3
+          args: args4
         }
       };
-      return options.shell ? parsed2 : parseNonShell(parsed2);
+      return options2.shell ? parsed2 : parseNonShell(parsed2);
     }
     module.exports = parse;
   }
@@ -45559,14 +45559,14 @@ var require_cross_spawn = __commonJS({
     var cp = __require("child_process");
     var parse = require_parse3();
     var enoent = require_enoent();
-    function spawn3(command, args3, options) {
-      const parsed2 = parse(command, args3, options);
+    function spawn3(command, args4, options2) {
+      const parsed2 = parse(command, args4, options2);
       const spawned = cp.spawn(parsed2.command, parsed2.args, parsed2.options);
       enoent.hookChildProcess(spawned, parsed2);
       return spawned;
     }
-    function spawnSync2(command, args3, options) {
-      const parsed2 = parse(command, args3, options);
+    function spawnSync2(command, args4, options2) {
+      const parsed2 = parse(command, args4, options2);
       const result = cp.spawnSync(parsed2.command, parsed2.args, parsed2.options);
       result.error = result.error || enoent.verifyENOENTSync(result.status, parsed2);
       return result;
@@ -45580,11 +45580,11 @@ var require_cross_spawn = __commonJS({
 });
 
 // node_modules/npm-run-path/node_modules/path-key/index.js
-function pathKey(options = {}) {
+function pathKey(options2 = {}) {
   const {
     env = process.env,
     platform: platform2 = process.platform
-  } = options;
+  } = options2;
   if (platform2 !== "win32") {
     return "PATH";
   }
@@ -45671,11 +45671,11 @@ var init_npm_run_path = __esm({
         result.push(pathPart);
       }
     };
-    npmRunPathEnv = ({ env = process4.env, ...options } = {}) => {
+    npmRunPathEnv = ({ env = process4.env, ...options2 } = {}) => {
       env = { ...env };
       const pathName = pathKey({ env });
-      options.path = env[pathName];
-      env[pathName] = npmRunPath(options);
+      options2.path = env[pathName];
+      env[pathName] = npmRunPath(options2);
       return env;
     };
   }
@@ -45687,8 +45687,8 @@ var init_final_error = __esm({
   "node_modules/execa/lib/return/final-error.js"() {
     getFinalError = (originalError, message, isSync) => {
       const ErrorClass = isSync ? ExecaSyncError : ExecaError;
-      const options = originalError instanceof DiscardedError ? {} : { cause: originalError };
-      return new ErrorClass(message, options);
+      const options2 = originalError instanceof DiscardedError ? {} : { cause: originalError };
+      return new ErrorClass(message, options2);
     };
     DiscardedError = class extends Error {
     };
@@ -46362,21 +46362,21 @@ var init_fd_options = __esm({
     init_specific();
     getToStream = (destination, to = "stdin") => {
       const isWritable = true;
-      const { options, fileDescriptors } = SUBPROCESS_OPTIONS.get(destination);
+      const { options: options2, fileDescriptors } = SUBPROCESS_OPTIONS.get(destination);
       const fdNumber = getFdNumber(fileDescriptors, to, isWritable);
       const destinationStream = destination.stdio[fdNumber];
       if (destinationStream === null) {
-        throw new TypeError(getInvalidStdioOptionMessage(fdNumber, to, options, isWritable));
+        throw new TypeError(getInvalidStdioOptionMessage(fdNumber, to, options2, isWritable));
       }
       return destinationStream;
     };
     getFromStream = (source, from = "stdout") => {
       const isWritable = false;
-      const { options, fileDescriptors } = SUBPROCESS_OPTIONS.get(source);
+      const { options: options2, fileDescriptors } = SUBPROCESS_OPTIONS.get(source);
       const fdNumber = getFdNumber(fileDescriptors, from, isWritable);
       const sourceStream = fdNumber === "all" ? source.all : source.stdio[fdNumber];
       if (sourceStream === null || sourceStream === void 0) {
-        throw new TypeError(getInvalidStdioOptionMessage(fdNumber, from, options, isWritable));
+        throw new TypeError(getInvalidStdioOptionMessage(fdNumber, from, options2, isWritable));
       }
       return sourceStream;
     };
@@ -46409,11 +46409,11 @@ Please set the "stdio" option to ensure that file descriptor exists.`);
         throw new TypeError(`"${getOptionName(isWritable)}" must not be ${fdName}. It must be a writable stream, not readable.`);
       }
     };
-    getInvalidStdioOptionMessage = (fdNumber, fdName, options, isWritable) => {
-      if (fdNumber === "all" && !options.all) {
+    getInvalidStdioOptionMessage = (fdNumber, fdName, options2, isWritable) => {
+      if (fdNumber === "all" && !options2.all) {
         return `The "all" option must be true to use "from: 'all'".`;
       }
-      const { optionName, optionValue } = getInvalidStdioOption(fdNumber, options);
+      const { optionName, optionValue } = getInvalidStdioOption(fdNumber, options2);
       return `The "${optionName}: ${serializeOptionValue(optionValue)}" option is incompatible with using "${getOptionName(isWritable)}: ${serializeOptionValue(fdName)}".
 Please set this option with "pipe" instead.`;
     };
@@ -46955,11 +46955,11 @@ var mapNode, handleNodeOption;
 var init_node2 = __esm({
   "node_modules/execa/lib/methods/node.js"() {
     init_file_url();
-    mapNode = ({ options }) => {
-      if (options.node === false) {
+    mapNode = ({ options: options2 }) => {
+      if (options2.node === false) {
         throw new TypeError('The "node" option cannot be false with `execaNode()`.');
       }
-      return { options: { ...options, node: true } };
+      return { options: { ...options2, node: true } };
     };
     handleNodeOption = (file, commandArguments, {
       node: shouldHandleNode = false,
@@ -46967,7 +46967,7 @@ var init_node2 = __esm({
       nodeOptions = execArgv.filter((nodeOption) => !nodeOption.startsWith("--inspect")),
       cwd,
       execPath: formerNodePath,
-      ...options
+      ...options2
     }) => {
       if (formerNodePath !== void 0) {
         throw new TypeError('The "execPath" option has been removed. Please use the "nodePath" option instead.');
@@ -46975,7 +46975,7 @@ var init_node2 = __esm({
       const normalizedNodePath = safeNormalizeFileUrl(nodePath, 'The "nodePath" option');
       const resolvedNodePath = path4.resolve(cwd, normalizedNodePath);
       const newOptions = {
-        ...options,
+        ...options2,
         nodePath: resolvedNodePath,
         node: shouldHandleNode,
         cwd
@@ -47149,21 +47149,21 @@ var init_options = __esm({
       const [processedFile, processedArguments, processedOptions] = handleNodeOption(filePath, rawArguments, rawOptions);
       const { command: file, args: commandArguments, options: initialOptions } = import_cross_spawn.default._parse(processedFile, processedArguments, processedOptions);
       const fdOptions = normalizeFdSpecificOptions(initialOptions);
-      const options = addDefaultOptions(fdOptions);
-      validateTimeout(options);
-      validateEncoding(options);
-      validateIpcInputOption(options);
-      validateCancelSignal(options);
-      validateGracefulCancel(options);
-      options.shell = normalizeFileUrl(options.shell);
-      options.env = getEnv(options);
-      options.killSignal = normalizeKillSignal(options.killSignal);
-      options.forceKillAfterDelay = normalizeForceKillAfterDelay(options.forceKillAfterDelay);
-      options.lines = options.lines.map((lines2, fdNumber) => lines2 && !BINARY_ENCODINGS.has(options.encoding) && options.buffer[fdNumber]);
+      const options2 = addDefaultOptions(fdOptions);
+      validateTimeout(options2);
+      validateEncoding(options2);
+      validateIpcInputOption(options2);
+      validateCancelSignal(options2);
+      validateGracefulCancel(options2);
+      options2.shell = normalizeFileUrl(options2.shell);
+      options2.env = getEnv(options2);
+      options2.killSignal = normalizeKillSignal(options2.killSignal);
+      options2.forceKillAfterDelay = normalizeForceKillAfterDelay(options2.forceKillAfterDelay);
+      options2.lines = options2.lines.map((lines3, fdNumber) => lines3 && !BINARY_ENCODINGS.has(options2.encoding) && options2.buffer[fdNumber]);
       if (process6.platform === "win32" && path6.basename(file, ".exe") === "cmd") {
         commandArguments.unshift("/q");
       }
-      return { file, commandArguments, options };
+      return { file, commandArguments, options: options2 };
     };
     addDefaultOptions = ({
       extendEnv = true,
@@ -47181,9 +47181,9 @@ var init_options = __esm({
       ipcInput,
       ipc = ipcInput !== void 0 || gracefulCancel,
       serialization = "advanced",
-      ...options
+      ...options2
     }) => ({
-      ...options,
+      ...options2,
       extendEnv,
       preferLocal,
       cwd,
@@ -47220,7 +47220,7 @@ var init_options = __esm({
 var concatenateShell;
 var init_shell = __esm({
   "node_modules/execa/lib/arguments/shell.js"() {
-    concatenateShell = (file, commandArguments, options) => options.shell && commandArguments.length > 0 ? [[file, ...commandArguments].join(" "), [], options] : [file, commandArguments, options];
+    concatenateShell = (file, commandArguments, options2) => options2.shell && commandArguments.length > 0 ? [[file, ...commandArguments].join(" "), [], options2] : [file, commandArguments, options2];
   }
 });
 
@@ -47256,8 +47256,8 @@ function isWritableStream(stream, { checkOpen = true } = {}) {
 function isReadableStream(stream, { checkOpen = true } = {}) {
   return isStream(stream, { checkOpen }) && (stream.readable || !checkOpen) && typeof stream.read === "function" && typeof stream.readable === "boolean" && typeof stream.readableObjectMode === "boolean" && typeof stream.destroy === "function" && typeof stream.destroyed === "boolean";
 }
-function isDuplexStream(stream, options) {
-  return isWritableStream(stream, options) && isReadableStream(stream, options);
+function isDuplexStream(stream, options2) {
+  return isWritableStream(stream, options2) && isReadableStream(stream, options2);
 }
 var init_is_stream = __esm({
   "node_modules/is-stream/index.js"() {
@@ -47542,8 +47542,8 @@ var init_utils = __esm({
 });
 
 // node_modules/get-stream/source/array.js
-async function getStreamAsArray(stream, options) {
-  return getStreamContents(stream, arrayMethods, options);
+async function getStreamAsArray(stream, options2) {
+  return getStreamContents(stream, arrayMethods, options2);
 }
 var initArray, increment, addArrayChunk, arrayMethods;
 var init_array = __esm({
@@ -47576,8 +47576,8 @@ var init_array = __esm({
 });
 
 // node_modules/get-stream/source/array-buffer.js
-async function getStreamAsArrayBuffer(stream, options) {
-  return getStreamContents(stream, arrayBufferMethods, options);
+async function getStreamAsArrayBuffer(stream, options2) {
+  return getStreamContents(stream, arrayBufferMethods, options2);
 }
 var initArrayBuffer, useTextEncoder, textEncoder2, useUint8Array, useUint8ArrayWithOffset, truncateArrayBufferChunk, addArrayBufferChunk, resizeArrayBufferSlow, resizeArrayBuffer, getNewContentsLength, SCALE_FACTOR, finalizeArrayBuffer, hasArrayBufferResize, arrayBufferMethods;
 var init_array_buffer = __esm({
@@ -47636,8 +47636,8 @@ var init_array_buffer = __esm({
 });
 
 // node_modules/get-stream/source/string.js
-async function getStreamAsString(stream, options) {
-  return getStreamContents(stream, stringMethods, options);
+async function getStreamAsString(stream, options2) {
+  return getStreamContents(stream, stringMethods, options2);
 }
 var initString, useTextDecoder, addStringChunk, truncateStringChunk, getFinalStringChunk, stringMethods;
 var init_string = __esm({
@@ -47699,23 +47699,23 @@ var init_max_buffer = __esm({
     init_source();
     init_standard_stream();
     init_specific();
-    handleMaxBuffer = ({ error, stream, readableObjectMode, lines: lines2, encoding, fdNumber }) => {
+    handleMaxBuffer = ({ error, stream, readableObjectMode, lines: lines3, encoding, fdNumber }) => {
       if (!(error instanceof MaxBufferError)) {
         throw error;
       }
       if (fdNumber === "all") {
         return error;
       }
-      const unit = getMaxBufferUnit(readableObjectMode, lines2, encoding);
+      const unit = getMaxBufferUnit(readableObjectMode, lines3, encoding);
       error.maxBufferInfo = { fdNumber, unit };
       stream.destroy();
       throw error;
     };
-    getMaxBufferUnit = (readableObjectMode, lines2, encoding) => {
+    getMaxBufferUnit = (readableObjectMode, lines3, encoding) => {
       if (readableObjectMode) {
         return "objects";
       }
-      if (lines2) {
+      if (lines3) {
         return "lines";
       }
       if (encoding === "buffer") {
@@ -47931,7 +47931,7 @@ var init_result = __esm({
       command,
       escapedCommand,
       fileDescriptors,
-      options,
+      options: options2,
       startTime,
       isSync
     }) => makeError({
@@ -47946,7 +47946,7 @@ var init_result = __esm({
       isForcefullyTerminated: false,
       stdio: Array.from({ length: fileDescriptors.length }),
       ipcOutput: [],
-      options,
+      options: options2,
       isSync
     });
     makeError = ({
@@ -48117,24 +48117,24 @@ var init_parse_ms = __esm({
 });
 
 // node_modules/pretty-ms/index.js
-function prettyMilliseconds(milliseconds, options) {
+function prettyMilliseconds(milliseconds, options2) {
   const isBigInt = typeof milliseconds === "bigint";
   if (!isBigInt && !Number.isFinite(milliseconds)) {
     throw new TypeError("Expected a finite number or bigint");
   }
-  options = { ...options };
-  const sign4 = milliseconds < 0 ? "-" : "";
+  options2 = { ...options2 };
+  const sign5 = milliseconds < 0 ? "-" : "";
   milliseconds = milliseconds < 0 ? -milliseconds : milliseconds;
-  if (options.colonNotation) {
-    options.compact = false;
-    options.formatSubMilliseconds = false;
-    options.separateMilliseconds = false;
-    options.verbose = false;
+  if (options2.colonNotation) {
+    options2.compact = false;
+    options2.formatSubMilliseconds = false;
+    options2.separateMilliseconds = false;
+    options2.verbose = false;
   }
-  if (options.compact) {
-    options.unitCount = 1;
-    options.secondsDecimalDigits = 0;
-    options.millisecondsDecimalDigits = 0;
+  if (options2.compact) {
+    options2.unitCount = 1;
+    options2.secondsDecimalDigits = 0;
+    options2.millisecondsDecimalDigits = 0;
   }
   let result = [];
   const floorDecimals = (value, decimalDigits) => {
@@ -48143,25 +48143,25 @@ function prettyMilliseconds(milliseconds, options) {
     return flooredValue.toFixed(decimalDigits);
   };
   const add = (value, long, short, valueString) => {
-    if ((result.length === 0 || !options.colonNotation) && isZero(value) && !(options.colonNotation && short === "m")) {
+    if ((result.length === 0 || !options2.colonNotation) && isZero(value) && !(options2.colonNotation && short === "m")) {
       return;
     }
     valueString ??= String(value);
-    if (options.colonNotation) {
+    if (options2.colonNotation) {
       const wholeDigits = valueString.includes(".") ? valueString.split(".")[0].length : valueString.length;
       const minLength = result.length > 0 ? 2 : 1;
       valueString = "0".repeat(Math.max(0, minLength - wholeDigits)) + valueString;
     } else {
-      valueString += options.verbose ? " " + pluralize(long, value) : short;
+      valueString += options2.verbose ? " " + pluralize(long, value) : short;
     }
     result.push(valueString);
   };
   const parsed2 = parseMilliseconds(milliseconds);
   const days = BigInt(parsed2.days);
-  if (options.hideYearAndDays) {
+  if (options2.hideYearAndDays) {
     add(BigInt(days) * 24n + BigInt(parsed2.hours), "hour", "h");
   } else {
-    if (options.hideYear) {
+    if (options2.hideYear) {
       add(days, "day", "d");
     } else {
       add(days / 365n, "year", "y");
@@ -48170,20 +48170,20 @@ function prettyMilliseconds(milliseconds, options) {
     add(Number(parsed2.hours), "hour", "h");
   }
   add(Number(parsed2.minutes), "minute", "m");
-  if (!options.hideSeconds) {
-    if (options.separateMilliseconds || options.formatSubMilliseconds || !options.colonNotation && milliseconds < 1e3 && !options.subSecondsAsDecimals) {
+  if (!options2.hideSeconds) {
+    if (options2.separateMilliseconds || options2.formatSubMilliseconds || !options2.colonNotation && milliseconds < 1e3 && !options2.subSecondsAsDecimals) {
       const seconds = Number(parsed2.seconds);
       const milliseconds2 = Number(parsed2.milliseconds);
       const microseconds = Number(parsed2.microseconds);
       const nanoseconds = Number(parsed2.nanoseconds);
       add(seconds, "second", "s");
-      if (options.formatSubMilliseconds) {
+      if (options2.formatSubMilliseconds) {
         add(milliseconds2, "millisecond", "ms");
         add(microseconds, "microsecond", "\xB5s");
         add(nanoseconds, "nanosecond", "ns");
       } else {
         const millisecondsAndBelow = milliseconds2 + microseconds / 1e3 + nanoseconds / 1e6;
-        const millisecondsDecimalDigits = typeof options.millisecondsDecimalDigits === "number" ? options.millisecondsDecimalDigits : 0;
+        const millisecondsDecimalDigits = typeof options2.millisecondsDecimalDigits === "number" ? options2.millisecondsDecimalDigits : 0;
         const roundedMilliseconds = millisecondsAndBelow >= 1 ? Math.round(millisecondsAndBelow) : Math.ceil(millisecondsAndBelow);
         const maximumMilliseconds = 1e3 - 10 ** -millisecondsDecimalDigits;
         const millisecondsString = millisecondsDecimalDigits ? Math.min(millisecondsAndBelow, maximumMilliseconds).toFixed(millisecondsDecimalDigits) : Math.min(roundedMilliseconds, maximumMilliseconds);
@@ -48196,20 +48196,20 @@ function prettyMilliseconds(milliseconds, options) {
       }
     } else {
       const seconds = (isBigInt ? Number(milliseconds % ONE_DAY_IN_MILLISECONDS) : milliseconds) / 1e3 % 60;
-      const secondsDecimalDigits = typeof options.secondsDecimalDigits === "number" ? options.secondsDecimalDigits : 1;
+      const secondsDecimalDigits = typeof options2.secondsDecimalDigits === "number" ? options2.secondsDecimalDigits : 1;
       const secondsFixed = floorDecimals(seconds, secondsDecimalDigits);
-      const secondsString = options.keepDecimalsOnWholeSeconds ? secondsFixed : secondsFixed.replace(/\.0+$/, "");
+      const secondsString = options2.keepDecimalsOnWholeSeconds ? secondsFixed : secondsFixed.replace(/\.0+$/, "");
       add(Number.parseFloat(secondsString), "second", "s", secondsString);
     }
   }
   if (result.length === 0) {
-    return sign4 + "0" + (options.verbose ? " milliseconds" : "ms");
+    return sign5 + "0" + (options2.verbose ? " milliseconds" : "ms");
   }
-  const separator = options.colonNotation ? ":" : " ";
-  if (typeof options.unitCount === "number") {
-    result = result.slice(0, Math.max(options.unitCount, 1));
+  const separator = options2.colonNotation ? ":" : " ";
+  if (typeof options2.unitCount === "number") {
+    result = result.slice(0, Math.max(options2.unitCount, 1));
   }
-  return sign4 + result.join(separator);
+  return sign5 + result.join(separator);
 }
 var isZero, pluralize, SECOND_ROUNDING_EPSILON, ONE_DAY_IN_MILLISECONDS;
 var init_pretty_ms = __esm({
@@ -48450,9 +48450,9 @@ var init_normalize = __esm({
     init_encoding_option();
     init_type();
     init_object_mode();
-    normalizeTransforms = (stdioItems, optionName, direction, options) => [
+    normalizeTransforms = (stdioItems, optionName, direction, options2) => [
       ...stdioItems.filter(({ type }) => !TRANSFORM_TYPES.has(type)),
-      ...getTransforms(stdioItems, optionName, direction, options)
+      ...getTransforms(stdioItems, optionName, direction, options2)
     ];
     getTransforms = (stdioItems, optionName, direction, { encoding }) => {
       const transforms = stdioItems.filter(({ type }) => TRANSFORM_TYPES.has(type));
@@ -48617,15 +48617,15 @@ var init_stdio_option = __esm({
     init_standard_stream();
     init_array2();
     init_values();
-    normalizeStdioOption = ({ stdio, ipc, buffer, ...options }, verboseInfo, isSync) => {
-      const stdioArray = getStdioArray(stdio, options).map((stdioOption, fdNumber) => addDefaultValue2(stdioOption, fdNumber));
+    normalizeStdioOption = ({ stdio, ipc, buffer, ...options2 }, verboseInfo, isSync) => {
+      const stdioArray = getStdioArray(stdio, options2).map((stdioOption, fdNumber) => addDefaultValue2(stdioOption, fdNumber));
       return isSync ? normalizeStdioSync(stdioArray, buffer, verboseInfo) : normalizeIpcStdioArray(stdioArray, ipc);
     };
-    getStdioArray = (stdio, options) => {
+    getStdioArray = (stdio, options2) => {
       if (stdio === void 0) {
-        return STANDARD_STREAMS_ALIASES.map((alias) => options[alias]);
+        return STANDARD_STREAMS_ALIASES.map((alias) => options2[alias]);
       }
-      if (hasAlias(options)) {
+      if (hasAlias(options2)) {
         throw new Error(`It's not possible to provide \`stdio\` in combination with one of ${STANDARD_STREAMS_ALIASES.map((alias) => `\`${alias}\``).join(", ")}`);
       }
       if (typeof stdio === "string") {
@@ -48637,7 +48637,7 @@ var init_stdio_option = __esm({
       const length = Math.max(stdio.length, STANDARD_STREAMS_ALIASES.length);
       return Array.from({ length }, (_, fdNumber) => stdio[fdNumber]);
     };
-    hasAlias = (options) => STANDARD_STREAMS_ALIASES.some((alias) => options[alias] !== void 0);
+    hasAlias = (options2) => STANDARD_STREAMS_ALIASES.some((alias) => options2[alias] !== void 0);
     addDefaultValue2 = (stdioOption, fdNumber) => {
       if (Array.isArray(stdioOption)) {
         return stdioOption.map((item) => addDefaultValue2(item, fdNumber));
@@ -48868,29 +48868,29 @@ var init_handle = __esm({
     init_native2();
     init_input_option();
     init_duplicate();
-    handleStdio = (addProperties3, options, verboseInfo, isSync) => {
-      const stdio = normalizeStdioOption(options, verboseInfo, isSync);
+    handleStdio = (addProperties3, options2, verboseInfo, isSync) => {
+      const stdio = normalizeStdioOption(options2, verboseInfo, isSync);
       const initialFileDescriptors = stdio.map((stdioOption, fdNumber) => getFileDescriptor({
         stdioOption,
         fdNumber,
-        options,
+        options: options2,
         isSync
       }));
       const fileDescriptors = getFinalFileDescriptors({
         initialFileDescriptors,
         addProperties: addProperties3,
-        options,
+        options: options2,
         isSync
       });
-      options.stdio = fileDescriptors.map(({ stdioItems }) => forwardStdio(stdioItems));
+      options2.stdio = fileDescriptors.map(({ stdioItems }) => forwardStdio(stdioItems));
       return fileDescriptors;
     };
-    getFileDescriptor = ({ stdioOption, fdNumber, options, isSync }) => {
+    getFileDescriptor = ({ stdioOption, fdNumber, options: options2, isSync }) => {
       const optionName = getStreamName(fdNumber);
       const { stdioItems: initialStdioItems, isStdioArray } = initializeStdioItems({
         stdioOption,
         fdNumber,
-        options,
+        options: options2,
         optionName
       });
       const direction = getStreamDirection(initialStdioItems, fdNumber, optionName);
@@ -48901,16 +48901,16 @@ var init_handle = __esm({
         direction,
         isSync
       }));
-      const normalizedStdioItems = normalizeTransforms(stdioItems, optionName, direction, options);
+      const normalizedStdioItems = normalizeTransforms(stdioItems, optionName, direction, options2);
       const objectMode = getFdObjectMode(normalizedStdioItems, direction);
       validateFileObjectMode(normalizedStdioItems, objectMode);
       return { direction, objectMode, stdioItems: normalizedStdioItems };
     };
-    initializeStdioItems = ({ stdioOption, fdNumber, options, optionName }) => {
+    initializeStdioItems = ({ stdioOption, fdNumber, options: options2, optionName }) => {
       const values = Array.isArray(stdioOption) ? stdioOption : [stdioOption];
       const initialStdioItems = [
         ...values.map((value) => initializeStdioItem(value, optionName)),
-        ...handleInputOptions(options, fdNumber)
+        ...handleInputOptions(options2, fdNumber)
       ];
       const stdioItems = filterDuplicates(initialStdioItems);
       const isStdioArray = stdioItems.length > 1;
@@ -48960,7 +48960,7 @@ For example, you can use the \`pathToFileURL()\` method of the \`url\` core modu
         throw new TypeError(`The \`${fileStdioItem.optionName}\` option cannot use both files and transforms in objectMode.`);
       }
     };
-    getFinalFileDescriptors = ({ initialFileDescriptors, addProperties: addProperties3, options, isSync }) => {
+    getFinalFileDescriptors = ({ initialFileDescriptors, addProperties: addProperties3, options: options2, isSync }) => {
       const fileDescriptors = [];
       try {
         for (const fileDescriptor of initialFileDescriptors) {
@@ -48968,7 +48968,7 @@ For example, you can use the \`pathToFileURL()\` method of the \`url\` core modu
             fileDescriptor,
             fileDescriptors,
             addProperties: addProperties3,
-            options,
+            options: options2,
             isSync
           }));
         }
@@ -48982,20 +48982,20 @@ For example, you can use the \`pathToFileURL()\` method of the \`url\` core modu
       fileDescriptor: { direction, objectMode, stdioItems },
       fileDescriptors,
       addProperties: addProperties3,
-      options,
+      options: options2,
       isSync
     }) => {
       const finalStdioItems = stdioItems.map((stdioItem) => addStreamProperties({
         stdioItem,
         addProperties: addProperties3,
         direction,
-        options,
+        options: options2,
         fileDescriptors,
         isSync
       }));
       return { direction, objectMode, stdioItems: finalStdioItems };
     };
-    addStreamProperties = ({ stdioItem, addProperties: addProperties3, direction, options, fileDescriptors, isSync }) => {
+    addStreamProperties = ({ stdioItem, addProperties: addProperties3, direction, options: options2, fileDescriptors, isSync }) => {
       const duplicateStream = getDuplicateStream({
         stdioItem,
         direction,
@@ -49007,7 +49007,7 @@ For example, you can use the \`pathToFileURL()\` method of the \`url\` core modu
       }
       return {
         ...stdioItem,
-        ...addProperties3[direction][stdioItem.type](stdioItem, options)
+        ...addProperties3[direction][stdioItem.type](stdioItem, options2)
       };
     };
     cleanupCustomStreams = (fileDescriptors) => {
@@ -49037,7 +49037,7 @@ var init_handle_sync = __esm({
     init_uint_array();
     init_handle();
     init_type();
-    handleStdioSync = (options, verboseInfo) => handleStdio(addPropertiesSync, options, verboseInfo, true);
+    handleStdioSync = (options2, verboseInfo) => handleStdio(addPropertiesSync, options2, verboseInfo, true);
     forbiddenIfSync = ({ type, optionName }) => {
       throwInvalidSyncValue(optionName, TYPE_TO_MESSAGE[type]);
     };
@@ -49428,13 +49428,13 @@ var init_input_sync = __esm({
     init_generator();
     init_uint_array();
     init_type();
-    addInputOptionsSync = (fileDescriptors, options) => {
+    addInputOptionsSync = (fileDescriptors, options2) => {
       for (const fdNumber of getInputFdNumbers(fileDescriptors)) {
-        addInputOptionSync(fileDescriptors, fdNumber, options);
+        addInputOptionSync(fileDescriptors, fdNumber, options2);
       }
     };
     getInputFdNumbers = (fileDescriptors) => new Set(Object.entries(fileDescriptors).filter(([, { direction }]) => direction === "input").map(([fdNumber]) => Number(fdNumber)));
-    addInputOptionSync = (fileDescriptors, fdNumber, options) => {
+    addInputOptionSync = (fileDescriptors, fdNumber, options2) => {
       const { stdioItems } = fileDescriptors[fdNumber];
       const allStdioItems = stdioItems.filter(({ contents }) => contents !== void 0);
       if (allStdioItems.length === 0) {
@@ -49446,7 +49446,7 @@ var init_input_sync = __esm({
       }
       const allContents = allStdioItems.map(({ contents }) => contents);
       const transformedContents = allContents.map((contents) => applySingleInputGeneratorsSync(contents, stdioItems));
-      options.input = joinToUint8Array(transformedContents);
+      options2.input = joinToUint8Array(transformedContents);
     };
     applySingleInputGeneratorsSync = (contents, stdioItems) => {
       const newContents = runGeneratorsSync(contents, stdioItems, "utf8", true);
@@ -49509,7 +49509,7 @@ var init_output_sync = __esm({
     init_uint_array();
     init_type();
     init_max_buffer();
-    transformOutputSync = ({ fileDescriptors, syncResult: { output }, options, isMaxBuffer, verboseInfo }) => {
+    transformOutputSync = ({ fileDescriptors, syncResult: { output }, options: options2, isMaxBuffer, verboseInfo }) => {
       if (output === null) {
         return { output: Array.from({ length: 3 }) };
       }
@@ -49523,10 +49523,10 @@ var init_output_sync = __esm({
         outputFiles,
         isMaxBuffer,
         verboseInfo
-      }, options));
+      }, options2));
       return { output: transformedOutput, ...state };
     };
-    transformOutputResultSync = ({ result, fileDescriptors, fdNumber, state, outputFiles, isMaxBuffer, verboseInfo }, { buffer, encoding, lines: lines2, stripFinalNewline: stripFinalNewline2, maxBuffer }) => {
+    transformOutputResultSync = ({ result, fileDescriptors, fdNumber, state, outputFiles, isMaxBuffer, verboseInfo }, { buffer, encoding, lines: lines3, stripFinalNewline: stripFinalNewline2, maxBuffer }) => {
       if (result === null) {
         return;
       }
@@ -49538,7 +49538,7 @@ var init_output_sync = __esm({
         chunks,
         objectMode,
         encoding,
-        lines: lines2,
+        lines: lines3,
         stripFinalNewline: stripFinalNewline2,
         fdNumber
       });
@@ -49570,7 +49570,7 @@ var init_output_sync = __esm({
         return chunks;
       }
     };
-    serializeChunks = ({ chunks, objectMode, encoding, lines: lines2, stripFinalNewline: stripFinalNewline2, fdNumber }) => {
+    serializeChunks = ({ chunks, objectMode, encoding, lines: lines3, stripFinalNewline: stripFinalNewline2, fdNumber }) => {
       if (objectMode) {
         return { serializedResult: chunks };
       }
@@ -49578,7 +49578,7 @@ var init_output_sync = __esm({
         return { serializedResult: joinToUint8Array(chunks) };
       }
       const serializedResult = joinToString(chunks, encoding);
-      if (lines2[fdNumber]) {
+      if (lines3[fdNumber]) {
         return { serializedResult, finalResult: splitLinesSync(serializedResult, !stripFinalNewline2[fdNumber], objectMode) };
       }
       return { serializedResult };
@@ -49600,13 +49600,13 @@ var init_output_sync = __esm({
       }
     };
     writeToFiles = (serializedResult, stdioItems, outputFiles) => {
-      for (const { path: path21, append } of stdioItems.filter(({ type }) => FILE_TYPES.has(type))) {
-        const pathString = typeof path21 === "string" ? path21 : path21.toString();
+      for (const { path: path23, append } of stdioItems.filter(({ type }) => FILE_TYPES.has(type))) {
+        const pathString = typeof path23 === "string" ? path23 : path23.toString();
         if (append || outputFiles.has(pathString)) {
-          appendFileSync(path21, serializedResult);
+          appendFileSync(path23, serializedResult);
         } else {
           outputFiles.add(pathString);
-          writeFileSync(path21, serializedResult);
+          writeFileSync(path23, serializedResult);
         }
       }
     };
@@ -49619,8 +49619,8 @@ var init_all_sync = __esm({
   "node_modules/execa/lib/resolve/all-sync.js"() {
     init_uint_array();
     init_strip_newline();
-    getAllSync = ([, stdout, stderr], options) => {
-      if (!options.all) {
+    getAllSync = ([, stdout, stderr], options2) => {
+      if (!options2.all) {
         return;
       }
       if (stdout === void 0) {
@@ -49630,10 +49630,10 @@ var init_all_sync = __esm({
         return stdout;
       }
       if (Array.isArray(stdout)) {
-        return Array.isArray(stderr) ? [...stdout, ...stderr] : [...stdout, stripNewline(stderr, options, "all")];
+        return Array.isArray(stderr) ? [...stdout, ...stderr] : [...stdout, stripNewline(stderr, options2, "all")];
       }
       if (Array.isArray(stderr)) {
-        return [stripNewline(stdout, options, "all"), ...stderr];
+        return [stripNewline(stdout, options2, "all"), ...stderr];
       }
       if (isUint8Array(stdout) && isUint8Array(stderr)) {
         return concatUint8Arrays([stdout, stderr]);
@@ -49729,25 +49729,25 @@ var init_main_sync = __esm({
     init_all_sync();
     init_exit_sync();
     execaCoreSync = (rawFile, rawArguments, rawOptions) => {
-      const { file, commandArguments, command, escapedCommand, startTime, verboseInfo, options, fileDescriptors } = handleSyncArguments(rawFile, rawArguments, rawOptions);
+      const { file, commandArguments, command, escapedCommand, startTime, verboseInfo, options: options2, fileDescriptors } = handleSyncArguments(rawFile, rawArguments, rawOptions);
       const result = spawnSubprocessSync({
         file,
         commandArguments,
-        options,
+        options: options2,
         command,
         escapedCommand,
         verboseInfo,
         fileDescriptors,
         startTime
       });
-      return handleResult(result, verboseInfo, options);
+      return handleResult(result, verboseInfo, options2);
     };
     handleSyncArguments = (rawFile, rawArguments, rawOptions) => {
       const { command, escapedCommand, startTime, verboseInfo } = handleCommand(rawFile, rawArguments, rawOptions);
       const syncOptions = normalizeSyncOptions(rawOptions);
-      const { file, commandArguments, options } = normalizeOptions(rawFile, rawArguments, syncOptions);
-      validateSyncOptions(options);
-      const fileDescriptors = handleStdioSync(options, verboseInfo);
+      const { file, commandArguments, options: options2 } = normalizeOptions(rawFile, rawArguments, syncOptions);
+      validateSyncOptions(options2);
+      const fileDescriptors = handleStdioSync(options2, verboseInfo);
       return {
         file,
         commandArguments,
@@ -49755,11 +49755,11 @@ var init_main_sync = __esm({
         escapedCommand,
         startTime,
         verboseInfo,
-        options,
+        options: options2,
         fileDescriptors
       };
     };
-    normalizeSyncOptions = (options) => options.node && !options.ipc ? { ...options, ipc: false } : options;
+    normalizeSyncOptions = (options2) => options2.node && !options2.ipc ? { ...options2, ipc: false } : options2;
     validateSyncOptions = ({ ipc, ipcInput, detached, cancelSignal }) => {
       if (ipcInput) {
         throwInvalidSyncOption("ipcInput");
@@ -49777,11 +49777,11 @@ var init_main_sync = __esm({
     throwInvalidSyncOption = (value) => {
       throw new TypeError(`The "${value}" option cannot be used with synchronous methods.`);
     };
-    spawnSubprocessSync = ({ file, commandArguments, options, command, escapedCommand, verboseInfo, fileDescriptors, startTime }) => {
+    spawnSubprocessSync = ({ file, commandArguments, options: options2, command, escapedCommand, verboseInfo, fileDescriptors, startTime }) => {
       const syncResult = runSubprocessSync({
         file,
         commandArguments,
-        options,
+        options: options2,
         command,
         escapedCommand,
         fileDescriptors,
@@ -49790,16 +49790,16 @@ var init_main_sync = __esm({
       if (syncResult.failed) {
         return syncResult;
       }
-      const { resultError, exitCode, signal, timedOut, isMaxBuffer } = getExitResultSync(syncResult, options);
+      const { resultError, exitCode, signal, timedOut, isMaxBuffer } = getExitResultSync(syncResult, options2);
       const { output, error = resultError } = transformOutputSync({
         fileDescriptors,
         syncResult,
-        options,
+        options: options2,
         isMaxBuffer,
         verboseInfo
       });
-      const stdio = output.map((stdioOutput, fdNumber) => stripNewline(stdioOutput, options, fdNumber));
-      const all = stripNewline(getAllSync(output, options), options, "all");
+      const stdio = output.map((stdioOutput, fdNumber) => stripNewline(stdioOutput, options2, fdNumber));
+      const all = stripNewline(getAllSync(output, options2), options2, "all");
       return getSyncResult({
         error,
         exitCode,
@@ -49808,16 +49808,16 @@ var init_main_sync = __esm({
         isMaxBuffer,
         stdio,
         all,
-        options,
+        options: options2,
         command,
         escapedCommand,
         startTime
       });
     };
-    runSubprocessSync = ({ file, commandArguments, options, command, escapedCommand, fileDescriptors, startTime }) => {
+    runSubprocessSync = ({ file, commandArguments, options: options2, command, escapedCommand, fileDescriptors, startTime }) => {
       try {
-        addInputOptionsSync(fileDescriptors, options);
-        const normalizedOptions = normalizeSpawnSyncOptions(options);
+        addInputOptionsSync(fileDescriptors, options2);
+        const normalizedOptions = normalizeSpawnSyncOptions(options2);
         return spawnSync(...concatenateShell(file, commandArguments, normalizedOptions));
       } catch (error) {
         return makeEarlyError({
@@ -49825,20 +49825,20 @@ var init_main_sync = __esm({
           command,
           escapedCommand,
           fileDescriptors,
-          options,
+          options: options2,
           startTime,
           isSync: true
         });
       }
     };
-    normalizeSpawnSyncOptions = ({ encoding, maxBuffer, ...options }) => ({ ...options, encoding: "buffer", maxBuffer: getMaxBufferSync(maxBuffer) });
-    getSyncResult = ({ error, exitCode, signal, timedOut, isMaxBuffer, stdio, all, options, command, escapedCommand, startTime }) => error === void 0 ? makeSuccessResult({
+    normalizeSpawnSyncOptions = ({ encoding, maxBuffer, ...options2 }) => ({ ...options2, encoding: "buffer", maxBuffer: getMaxBufferSync(maxBuffer) });
+    getSyncResult = ({ error, exitCode, signal, timedOut, isMaxBuffer, stdio, all, options: options2, command, escapedCommand, startTime }) => error === void 0 ? makeSuccessResult({
       command,
       escapedCommand,
       stdio,
       all,
       ipcOutput: [],
-      options,
+      options: options2,
       startTime
     }) : makeError({
       error,
@@ -49854,7 +49854,7 @@ var init_main_sync = __esm({
       stdio,
       all,
       ipcOutput: [],
-      options,
+      options: options2,
       startTime,
       isSync: true
     });
@@ -50074,7 +50074,7 @@ var init_early_error = __esm({
     init_handle();
     init_result();
     init_reject();
-    handleEarlyError = ({ error, command, escapedCommand, fileDescriptors, options, startTime, verboseInfo }) => {
+    handleEarlyError = ({ error, command, escapedCommand, fileDescriptors, options: options2, startTime, verboseInfo }) => {
       cleanupCustomStreams(fileDescriptors);
       const subprocess = new ChildProcess2();
       createDummyStreams(subprocess, fileDescriptors);
@@ -50084,11 +50084,11 @@ var init_early_error = __esm({
         command,
         escapedCommand,
         fileDescriptors,
-        options,
+        options: options2,
         startTime,
         isSync: false
       });
-      const promise = handleDummyPromise(earlyError, verboseInfo, options);
+      const promise = handleDummyPromise(earlyError, verboseInfo, options2);
       return { subprocess, promise };
     };
     createDummyStreams = (subprocess, fileDescriptors) => {
@@ -50118,7 +50118,7 @@ var init_early_error = __esm({
     duplex = () => new Duplex({ read() {
     }, write() {
     } });
-    handleDummyPromise = async (error, verboseInfo, options) => handleResult(error, verboseInfo, options);
+    handleDummyPromise = async (error, verboseInfo, options2) => handleResult(error, verboseInfo, options2);
   }
 });
 
@@ -50132,7 +50132,7 @@ var init_handle_async = __esm({
     init_generator();
     init_handle();
     init_type();
-    handleStdioAsync = (options, verboseInfo) => handleStdio(addPropertiesAsync, options, verboseInfo, false);
+    handleStdioAsync = (options2, verboseInfo) => handleStdio(addPropertiesAsync, options2, verboseInfo, false);
     forbiddenIfAsync = ({ type, optionName }) => {
       throw new TypeError(`The \`${optionName}\` option cannot be ${TYPE_TO_MESSAGE[type]}.`);
     };
@@ -50719,17 +50719,17 @@ var init_mjs = __esm({
         this.#emitter.emit("exit", this.#process.exitCode, null);
         return this.#originalProcessReallyExit.call(this.#process, this.#process.exitCode);
       }
-      #processEmit(ev, ...args3) {
+      #processEmit(ev, ...args4) {
         const og = this.#originalProcessEmit;
         if (ev === "exit" && processOk(this.#process)) {
-          if (typeof args3[0] === "number") {
-            this.#process.exitCode = args3[0];
+          if (typeof args4[0] === "number") {
+            this.#process.exitCode = args4[0];
           }
-          const ret = og.call(this.#process, ev, ...args3);
+          const ret = og.call(this.#process, ev, ...args4);
           this.#emitter.emit("exit", this.#process.exitCode, null);
           return ret;
         } else {
-          return og.call(this.#process, ev, ...args3);
+          return og.call(this.#process, ev, ...args4);
         }
       }
     };
@@ -50861,7 +50861,7 @@ var init_pipe_arguments = __esm({
       }
       throw new TypeError(`The first argument must be a template string, an options object, or an Execa subprocess: ${firstArgument}`);
     };
-    mapDestinationArguments = ({ options }) => ({ options: { ...options, stdin: "pipe", piped: true } });
+    mapDestinationArguments = ({ options: options2 }) => ({ options: { ...options2, stdin: "pipe", piped: true } });
     getSourceStream = (source, from) => {
       try {
         const sourceStream = getFromStream(source, from);
@@ -51112,7 +51112,7 @@ var init_iterate = __esm({
         controller.abort();
       }
     };
-    iterateForResult = ({ stream, onStreamEnd, lines: lines2, encoding, stripFinalNewline: stripFinalNewline2, allMixed }) => {
+    iterateForResult = ({ stream, onStreamEnd, lines: lines3, encoding, stripFinalNewline: stripFinalNewline2, allMixed }) => {
       const controller = new AbortController();
       stopReadingOnStreamEnd(onStreamEnd, controller, stream);
       const objectMode = stream.readableObjectMode && !allMixed;
@@ -51122,7 +51122,7 @@ var init_iterate = __esm({
         binary: encoding === "buffer",
         shouldEncode: !objectMode,
         encoding,
-        shouldSplit: !objectMode && lines2,
+        shouldSplit: !objectMode && lines3,
         preserveNewlines: !stripFinalNewline2
       });
     };
@@ -51194,7 +51194,7 @@ var init_contents2 = __esm({
     init_iterate();
     init_max_buffer();
     init_strip_newline();
-    getStreamOutput = async ({ stream, onStreamEnd, fdNumber, encoding, buffer, maxBuffer, lines: lines2, allMixed, stripFinalNewline: stripFinalNewline2, verboseInfo, streamInfo }) => {
+    getStreamOutput = async ({ stream, onStreamEnd, fdNumber, encoding, buffer, maxBuffer, lines: lines3, allMixed, stripFinalNewline: stripFinalNewline2, verboseInfo, streamInfo }) => {
       const logPromise = logOutputAsync({
         stream,
         onStreamEnd,
@@ -51212,7 +51212,7 @@ var init_contents2 = __esm({
       const iterable = iterateForResult({
         stream,
         onStreamEnd,
-        lines: lines2,
+        lines: lines3,
         encoding,
         stripFinalNewline: stripFinalNewlineValue,
         allMixed
@@ -51224,7 +51224,7 @@ var init_contents2 = __esm({
           fdNumber,
           encoding,
           maxBuffer,
-          lines: lines2
+          lines: lines3
         }),
         logPromise
       ]);
@@ -51255,9 +51255,9 @@ var init_contents2 = __esm({
         stream.resume();
       }
     };
-    getStreamContents2 = async ({ stream, stream: { readableObjectMode }, iterable, fdNumber, encoding, maxBuffer, lines: lines2 }) => {
+    getStreamContents2 = async ({ stream, stream: { readableObjectMode }, iterable, fdNumber, encoding, maxBuffer, lines: lines3 }) => {
       try {
-        if (readableObjectMode || lines2) {
+        if (readableObjectMode || lines3) {
           return await getStreamAsArray(iterable, { maxBuffer });
         }
         if (encoding === "buffer") {
@@ -51269,7 +51269,7 @@ var init_contents2 = __esm({
           error,
           stream,
           readableObjectMode,
-          lines: lines2,
+          lines: lines3,
           encoding,
           fdNumber
         }));
@@ -51350,19 +51350,19 @@ var init_stdio = __esm({
   "node_modules/execa/lib/resolve/stdio.js"() {
     init_contents2();
     init_wait_stream();
-    waitForStdioStreams = ({ subprocess, encoding, buffer, maxBuffer, lines: lines2, stripFinalNewline: stripFinalNewline2, verboseInfo, streamInfo }) => subprocess.stdio.map((stream, fdNumber) => waitForSubprocessStream({
+    waitForStdioStreams = ({ subprocess, encoding, buffer, maxBuffer, lines: lines3, stripFinalNewline: stripFinalNewline2, verboseInfo, streamInfo }) => subprocess.stdio.map((stream, fdNumber) => waitForSubprocessStream({
       stream,
       fdNumber,
       encoding,
       buffer: buffer[fdNumber],
       maxBuffer: maxBuffer[fdNumber],
-      lines: lines2[fdNumber],
+      lines: lines3[fdNumber],
       allMixed: false,
       stripFinalNewline: stripFinalNewline2,
       verboseInfo,
       streamInfo
     }));
-    waitForSubprocessStream = async ({ stream, fdNumber, encoding, buffer, maxBuffer, lines: lines2, allMixed, stripFinalNewline: stripFinalNewline2, verboseInfo, streamInfo }) => {
+    waitForSubprocessStream = async ({ stream, fdNumber, encoding, buffer, maxBuffer, lines: lines3, allMixed, stripFinalNewline: stripFinalNewline2, verboseInfo, streamInfo }) => {
       if (!stream) {
         return;
       }
@@ -51379,7 +51379,7 @@ var init_stdio = __esm({
           encoding,
           buffer,
           maxBuffer,
-          lines: lines2,
+          lines: lines3,
           allMixed,
           stripFinalNewline: stripFinalNewline2,
           verboseInfo,
@@ -51399,12 +51399,12 @@ var init_all_async = __esm({
     init_merge_streams();
     init_stdio();
     makeAllStream = ({ stdout, stderr }, { all }) => all && (stdout || stderr) ? mergeStreams([stdout, stderr].filter(Boolean)) : void 0;
-    waitForAllStream = ({ subprocess, encoding, buffer, maxBuffer, lines: lines2, stripFinalNewline: stripFinalNewline2, verboseInfo, streamInfo }) => waitForSubprocessStream({
+    waitForAllStream = ({ subprocess, encoding, buffer, maxBuffer, lines: lines3, stripFinalNewline: stripFinalNewline2, verboseInfo, streamInfo }) => waitForSubprocessStream({
       ...getAllStream(subprocess, buffer),
       fdNumber: "all",
       encoding,
       maxBuffer: maxBuffer[1] + maxBuffer[2],
-      lines: lines2[1] || lines2[2],
+      lines: lines3[1] || lines3[2],
       allMixed: getAllMixed(subprocess),
       stripFinalNewline: stripFinalNewline2,
       verboseInfo,
@@ -51517,7 +51517,7 @@ var init_wait_subprocess = __esm({
         encoding,
         buffer,
         maxBuffer,
-        lines: lines2,
+        lines: lines3,
         timeoutDuration: timeout,
         cancelSignal,
         gracefulCancel,
@@ -51546,7 +51546,7 @@ var init_wait_subprocess = __esm({
         encoding,
         buffer,
         maxBuffer,
-        lines: lines2,
+        lines: lines3,
         stripFinalNewline: stripFinalNewline2,
         verboseInfo,
         streamInfo
@@ -51556,7 +51556,7 @@ var init_wait_subprocess = __esm({
         encoding,
         buffer,
         maxBuffer,
-        lines: lines2,
+        lines: lines3,
         stripFinalNewline: stripFinalNewline2,
         verboseInfo,
         streamInfo
@@ -52043,11 +52043,11 @@ var init_main_async = __esm({
     init_deferred();
     init_promise();
     execaCoreAsync = (rawFile, rawArguments, rawOptions, createNested) => {
-      const { file, commandArguments, command, escapedCommand, startTime, verboseInfo, options, fileDescriptors } = handleAsyncArguments(rawFile, rawArguments, rawOptions);
+      const { file, commandArguments, command, escapedCommand, startTime, verboseInfo, options: options2, fileDescriptors } = handleAsyncArguments(rawFile, rawArguments, rawOptions);
       const { subprocess, promise } = spawnSubprocessAsync({
         file,
         commandArguments,
-        options,
+        options: options2,
         startTime,
         verboseInfo,
         command,
@@ -52061,14 +52061,14 @@ var init_main_async = __esm({
         createNested
       });
       mergePromise(subprocess, promise);
-      SUBPROCESS_OPTIONS.set(subprocess, { options, fileDescriptors });
+      SUBPROCESS_OPTIONS.set(subprocess, { options: options2, fileDescriptors });
       return subprocess;
     };
     handleAsyncArguments = (rawFile, rawArguments, rawOptions) => {
       const { command, escapedCommand, startTime, verboseInfo } = handleCommand(rawFile, rawArguments, rawOptions);
       const { file, commandArguments, options: normalizedOptions } = normalizeOptions(rawFile, rawArguments, rawOptions);
-      const options = handleAsyncOptions(normalizedOptions);
-      const fileDescriptors = handleStdioAsync(options, verboseInfo);
+      const options2 = handleAsyncOptions(normalizedOptions);
+      const fileDescriptors = handleStdioAsync(options2, verboseInfo);
       return {
         file,
         commandArguments,
@@ -52076,27 +52076,27 @@ var init_main_async = __esm({
         escapedCommand,
         startTime,
         verboseInfo,
-        options,
+        options: options2,
         fileDescriptors
       };
     };
-    handleAsyncOptions = ({ timeout, signal, ...options }) => {
+    handleAsyncOptions = ({ timeout, signal, ...options2 }) => {
       if (signal !== void 0) {
         throw new TypeError('The "signal" option has been renamed to "cancelSignal" instead.');
       }
-      return { ...options, timeoutDuration: timeout };
+      return { ...options2, timeoutDuration: timeout };
     };
-    spawnSubprocessAsync = ({ file, commandArguments, options, startTime, verboseInfo, command, escapedCommand, fileDescriptors }) => {
+    spawnSubprocessAsync = ({ file, commandArguments, options: options2, startTime, verboseInfo, command, escapedCommand, fileDescriptors }) => {
       let subprocess;
       try {
-        subprocess = spawn(...concatenateShell(file, commandArguments, options));
+        subprocess = spawn(...concatenateShell(file, commandArguments, options2));
       } catch (error) {
         return handleEarlyError({
           error,
           command,
           escapedCommand,
           fileDescriptors,
-          options,
+          options: options2,
           startTime,
           verboseInfo
         });
@@ -52105,22 +52105,22 @@ var init_main_async = __esm({
       setMaxListeners(Number.POSITIVE_INFINITY, controller.signal);
       const originalStreams = [...subprocess.stdio];
       pipeOutputAsync(subprocess, fileDescriptors, controller);
-      cleanupOnExit(subprocess, options, controller);
+      cleanupOnExit(subprocess, options2, controller);
       const context2 = {};
       const onInternalError = createDeferred();
       subprocess.kill = subprocessKill.bind(void 0, {
         kill: subprocess.kill.bind(subprocess),
-        options,
+        options: options2,
         onInternalError,
         context: context2,
         controller
       });
-      subprocess.all = makeAllStream(subprocess, options);
-      addConvertedStreams(subprocess, options);
-      addIpcMethods(subprocess, options);
+      subprocess.all = makeAllStream(subprocess, options2);
+      addConvertedStreams(subprocess, options2);
+      addIpcMethods(subprocess, options2);
       const promise = handlePromise({
         subprocess,
-        options,
+        options: options2,
         startTime,
         verboseInfo,
         fileDescriptors,
@@ -52133,7 +52133,7 @@ var init_main_async = __esm({
       });
       return { subprocess, promise };
     };
-    handlePromise = async ({ subprocess, options, startTime, verboseInfo, fileDescriptors, originalStreams, command, escapedCommand, context: context2, onInternalError, controller }) => {
+    handlePromise = async ({ subprocess, options: options2, startTime, verboseInfo, fileDescriptors, originalStreams, command, escapedCommand, context: context2, onInternalError, controller }) => {
       const [
         errorInfo,
         [exitCode, signal],
@@ -52142,7 +52142,7 @@ var init_main_async = __esm({
         ipcOutput
       ] = await waitForSubprocessResult({
         subprocess,
-        options,
+        options: options2,
         context: context2,
         verboseInfo,
         fileDescriptors,
@@ -52152,8 +52152,8 @@ var init_main_async = __esm({
       });
       controller.abort();
       onInternalError.resolve();
-      const stdio = stdioResults.map((stdioResult, fdNumber) => stripNewline(stdioResult, options, fdNumber));
-      const all = stripNewline(allResult, options, "all");
+      const stdio = stdioResults.map((stdioResult, fdNumber) => stripNewline(stdioResult, options2, fdNumber));
+      const all = stripNewline(allResult, options2, "all");
       const result = getAsyncResult({
         errorInfo,
         exitCode,
@@ -52162,14 +52162,14 @@ var init_main_async = __esm({
         all,
         ipcOutput,
         context: context2,
-        options,
+        options: options2,
         command,
         escapedCommand,
         startTime
       });
-      return handleResult(result, verboseInfo, options);
+      return handleResult(result, verboseInfo, options2);
     };
-    getAsyncResult = ({ errorInfo, exitCode, signal, stdio, all, ipcOutput, context: context2, options, command, escapedCommand, startTime }) => "error" in errorInfo ? makeError({
+    getAsyncResult = ({ errorInfo, exitCode, signal, stdio, all, ipcOutput, context: context2, options: options2, command, escapedCommand, startTime }) => "error" in errorInfo ? makeError({
       error: errorInfo.error,
       command,
       escapedCommand,
@@ -52183,7 +52183,7 @@ var init_main_async = __esm({
       stdio,
       all,
       ipcOutput,
-      options,
+      options: options2,
       startTime,
       isSync: false
     }) : makeSuccessResult({
@@ -52192,7 +52192,7 @@ var init_main_async = __esm({
       stdio,
       all,
       ipcOutput,
-      options,
+      options: options2,
       startTime
     });
   }
@@ -52204,9 +52204,9 @@ var init_bind = __esm({
   "node_modules/execa/lib/methods/bind.js"() {
     init_is_plain_obj();
     init_specific();
-    mergeOptions = (boundOptions, options) => {
+    mergeOptions = (boundOptions, options2) => {
       const newOptions = Object.fromEntries(
-        Object.entries(options).map(([optionName, optionValue]) => [
+        Object.entries(options2).map(([optionName, optionValue]) => [
           optionName,
           mergeOption(optionName, boundOptions[optionName], optionValue)
         ])
@@ -52251,14 +52251,14 @@ var init_create = __esm({
       if (isPlainObject(firstArgument)) {
         return createNested(mapArguments, mergeOptions(boundOptions, firstArgument), setBoundExeca);
       }
-      const { file, commandArguments, options, isSync } = parseArguments({
+      const { file, commandArguments, options: options2, isSync } = parseArguments({
         mapArguments,
         firstArgument,
         nextArguments,
         deepOptions,
         boundOptions
       });
-      return isSync ? execaCoreSync(file, commandArguments, options) : execaCoreAsync(file, commandArguments, options, createNested);
+      return isSync ? execaCoreSync(file, commandArguments, options2) : execaCoreAsync(file, commandArguments, options2, createNested);
     };
     parseArguments = ({ mapArguments, firstArgument, nextArguments, deepOptions, boundOptions }) => {
       const callArguments = isTemplateString(firstArgument) ? parseTemplates(firstArgument, nextArguments) : [firstArgument, ...nextArguments];
@@ -52267,13 +52267,13 @@ var init_create = __esm({
       const {
         file = initialFile,
         commandArguments = initialArguments,
-        options = mergedOptions,
+        options: options2 = mergedOptions,
         isSync = false
       } = mapArguments({ file: initialFile, commandArguments: initialArguments, options: mergedOptions });
       return {
         file,
         commandArguments,
-        options,
+        options: options2,
         isSync
       };
     };
@@ -52324,9 +52324,9 @@ var init_script = __esm({
       boundExeca.sync = createNested(mapScriptSync, boundOptions);
       boundExeca.s = boundExeca.sync;
     };
-    mapScriptAsync = ({ options }) => getScriptOptions(options);
-    mapScriptSync = ({ options }) => ({ ...getScriptOptions(options), isSync: true });
-    getScriptOptions = (options) => ({ options: { ...getScriptStdinOption(options), ...options } });
+    mapScriptAsync = ({ options: options2 }) => getScriptOptions(options2);
+    mapScriptSync = ({ options: options2 }) => ({ ...getScriptOptions(options2), isSync: true });
+    getScriptOptions = (options2) => ({ options: { ...getScriptStdinOption(options2), ...options2 } });
     getScriptStdinOption = ({ input, inputFile, stdio }) => input === void 0 && inputFile === void 0 && stdio === void 0 ? { stdin: "inherit" } : {};
     deepScriptOptions = { preferLocal: true };
   }
@@ -52554,9 +52554,9 @@ ${out.stderr}`)
   }
   return out;
 }
-function lastWords(out, lines2 = 4) {
+function lastWords(out, lines3 = 4) {
   const text = (out.stderr.trim() || out.stdout.trim()).split("\n").filter((l) => l.trim() !== "");
-  return text.slice(-lines2).join(" | ") || "(no output)";
+  return text.slice(-lines3).join(" | ") || "(no output)";
 }
 function oncePerKey(fn) {
   const cache = /* @__PURE__ */ new Map();
@@ -52750,17 +52750,17 @@ var require_build = __commonJS({
         }
         return true;
       }
-      static concat(...args3) {
+      static concat(...args4) {
         let buffers;
-        if (Array.isArray(args3[0]) && !(args3[1] instanceof Function)) {
-          buffers = args3[0];
-        } else if (Array.isArray(args3[0]) && args3[1] instanceof Function) {
-          buffers = args3[0];
+        if (Array.isArray(args4[0]) && !(args4[1] instanceof Function)) {
+          buffers = args4[0];
+        } else if (Array.isArray(args4[0]) && args4[1] instanceof Function) {
+          buffers = args4[0];
         } else {
-          if (args3[args3.length - 1] instanceof Function) {
-            buffers = args3.slice(0, args3.length - 1);
+          if (args4[args4.length - 1] instanceof Function) {
+            buffers = args4.slice(0, args4.length - 1);
           } else {
-            buffers = args3;
+            buffers = args4;
           }
         }
         let size = 0;
@@ -52774,8 +52774,8 @@ var require_build = __commonJS({
           res.set(view, offset);
           offset += view.length;
         }
-        if (args3[args3.length - 1] instanceof Function) {
-          return this.toView(res, args3[args3.length - 1]);
+        if (args4[args4.length - 1] instanceof Function) {
+          return this.toView(res, args4[args4.length - 1]);
         }
         return res.buffer;
       }
@@ -53519,10 +53519,10 @@ var require_build2 = __commonJS({
         set valueHex(value) {
           this.valueHexView = new Uint8Array(value);
         }
-        constructor(...args3) {
+        constructor(...args4) {
           var _b2;
-          super(...args3);
-          const params = args3[0] || {};
+          super(...args4);
+          const params = args4[0] || {};
           this.isHexOnly = (_b2 = params.isHexOnly) !== null && _b2 !== void 0 ? _b2 : false;
           this.valueHexView = params.valueHex ? pvtsutils__namespace.BufferSourceConverter.toUint8Array(params.valueHex) : EMPTY_VIEW;
         }
@@ -54379,17 +54379,17 @@ var require_build2 = __commonJS({
     LocalPrimitiveValueBlock.NAME = "PrimitiveValueBlock";
     var ORIGINAL_LOCAL_PRIMITIVE_TO_BER = (_a$x = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(LocalPrimitiveValueBlock.prototype), "toBER")) === null || _a$x === void 0 ? void 0 : _a$x.value;
     var _a$w;
-    var Primitive3 = class extends BaseBlock {
+    var Primitive4 = class extends BaseBlock {
       constructor(parameters = {}) {
         super(parameters, LocalPrimitiveValueBlock);
         this.idBlock.isConstructed = false;
       }
     };
-    _a$w = Primitive3;
+    _a$w = Primitive4;
     (() => {
       typeStore.Primitive = _a$w;
     })();
-    Primitive3.NAME = "PRIMITIVE";
+    Primitive4.NAME = "PRIMITIVE";
     var fastParserRegistry;
     function registerFastParser(constructors) {
       fastParserRegistry = {
@@ -54473,15 +54473,15 @@ var require_build2 = __commonJS({
     var MAX_DEPTH_EXCEEDED_ERROR = "Maximum ASN.1 nesting depth exceeded";
     var MAX_NODES_EXCEEDED_ERROR = "Maximum ASN.1 node count exceeded";
     var MAX_CONTENT_LENGTH_EXCEEDED_ERROR = "Maximum ASN.1 content length exceeded";
-    function createFromBerContext(options = {}) {
+    function createFromBerContext(options2 = {}) {
       var _a2, _b2, _c2, _d;
       return {
         depth: 0,
-        maxDepth: (_a2 = options.maxDepth) !== null && _a2 !== void 0 ? _a2 : DEFAULT_MAX_DEPTH,
+        maxDepth: (_a2 = options2.maxDepth) !== null && _a2 !== void 0 ? _a2 : DEFAULT_MAX_DEPTH,
         nodesCount: 0,
-        maxNodes: (_b2 = options.maxNodes) !== null && _b2 !== void 0 ? _b2 : DEFAULT_MAX_NODES,
-        maxContentLength: (_c2 = options.maxContentLength) !== null && _c2 !== void 0 ? _c2 : DEFAULT_MAX_CONTENT_LENGTH,
-        parseEmbedded: (_d = options.parseEmbedded) !== null && _d !== void 0 ? _d : true
+        maxNodes: (_b2 = options2.maxNodes) !== null && _b2 !== void 0 ? _b2 : DEFAULT_MAX_NODES,
+        maxContentLength: (_c2 = options2.maxContentLength) !== null && _c2 !== void 0 ? _c2 : DEFAULT_MAX_CONTENT_LENGTH,
+        parseEmbedded: (_d = options2.parseEmbedded) !== null && _d !== void 0 ? _d : true
       };
     }
     function createErrorResult(error) {
@@ -54736,7 +54736,7 @@ var require_build2 = __commonJS({
         result: returnObject
       };
     }
-    function fromBER4(inputBuffer, options = {}) {
+    function fromBER4(inputBuffer, options2 = {}) {
       if (!inputBuffer.byteLength) {
         const result = new BaseBlock({}, ValueBlock);
         result.error = "Input buffer has zero length";
@@ -54746,8 +54746,8 @@ var require_build2 = __commonJS({
         };
       }
       const inputView = pvtsutils__namespace.BufferSourceConverter.toUint8Array(inputBuffer);
-      const normalizedInput = options.copyInput === false ? inputView : inputView.slice();
-      return localFromBER(normalizedInput, 0, inputBuffer.byteLength, createFromBerContext(options));
+      const normalizedInput = options2.copyInput === false ? inputView : inputView.slice();
+      return localFromBER(normalizedInput, 0, inputBuffer.byteLength, createFromBerContext(options2));
     }
     function checkLen(indefiniteLength, length) {
       if (indefiniteLength) {
@@ -54822,7 +54822,7 @@ var require_build2 = __commonJS({
     LocalConstructedValueBlock.NAME = "ConstructedValueBlock";
     var ORIGINAL_LOCAL_CONSTRUCTED_TO_BER = LocalConstructedValueBlock.prototype.toBER;
     var _a$v;
-    var Constructed3 = class extends BaseBlock {
+    var Constructed4 = class extends BaseBlock {
       constructor(parameters = {}) {
         super(parameters, LocalConstructedValueBlock);
         this.idBlock.isConstructed = true;
@@ -54852,11 +54852,11 @@ var require_build2 = __commonJS({
 ${values.join("\n")}` : `${blockName} :`;
       }
     };
-    _a$v = Constructed3;
+    _a$v = Constructed4;
     (() => {
       typeStore.Constructed = _a$v;
     })();
-    Constructed3.NAME = "CONSTRUCTED";
+    Constructed4.NAME = "CONSTRUCTED";
     var LocalEndOfContentValueBlock = class extends ValueBlock {
       fromBER(inputBuffer, inputOffset, _inputLength) {
         return inputOffset;
@@ -55085,7 +55085,7 @@ ${values.join("\n")}` : `${blockName} :`;
       }
       onAsciiEncoding() {
         if (this.valueBlock.isConstructed || this.valueBlock.value && this.valueBlock.value.length) {
-          return Constructed3.prototype.onAsciiEncoding.call(this);
+          return Constructed4.prototype.onAsciiEncoding.call(this);
         }
         const name = this.constructor.NAME;
         const value = pvtsutils__namespace.Convert.ToHex(this.valueBlock.valueHexView);
@@ -55228,7 +55228,7 @@ ${values.join("\n")}` : `${blockName} :`;
       }
       onAsciiEncoding() {
         if (this.valueBlock.isConstructed || this.valueBlock.value && this.valueBlock.value.length) {
-          return Constructed3.prototype.onAsciiEncoding.call(this);
+          return Constructed4.prototype.onAsciiEncoding.call(this);
         } else {
           const bits = [];
           const valueHex = this.valueBlock.valueHexView;
@@ -55953,7 +55953,7 @@ ${values.join("\n")}` : `${blockName} :`;
     })();
     RelativeObjectIdentifier.NAME = "RelativeObjectIdentifier";
     var _a$k;
-    var Sequence6 = class extends Constructed3 {
+    var Sequence6 = class extends Constructed4 {
       constructor(parameters = {}) {
         super(parameters);
         this.idBlock.tagClass = 1;
@@ -55966,7 +55966,7 @@ ${values.join("\n")}` : `${blockName} :`;
     })();
     Sequence6.NAME = "SEQUENCE";
     var _a$j;
-    var Set3 = class extends Constructed3 {
+    var Set3 = class extends Constructed4 {
       constructor(parameters = {}) {
         super(parameters);
         this.idBlock.tagClass = 1;
@@ -56913,7 +56913,7 @@ ${values.join("\n")}` : `${blockName} :`;
       }
       return compareSchema(asn1.result, asn1.result, inputSchema);
     }
-    registerBuiltinEncoder({ BitString: BitString3, Integer: Integer6, OctetString: OctetString6, Primitive: Primitive3, Constructed: Constructed3, Sequence: Sequence6, Set: Set3 }, {
+    registerBuiltinEncoder({ BitString: BitString3, Integer: Integer6, OctetString: OctetString6, Primitive: Primitive4, Constructed: Constructed4, Sequence: Sequence6, Set: Set3 }, {
       BaseBlock,
       ViewWriter,
       LocalIdentificationBlock,
@@ -56943,7 +56943,7 @@ ${values.join("\n")}` : `${blockName} :`;
     exports.Boolean = Boolean3;
     exports.CharacterString = CharacterString;
     exports.Choice = Choice;
-    exports.Constructed = Constructed3;
+    exports.Constructed = Constructed4;
     exports.DATE = DATE;
     exports.DEFAULT_MAX_CONTENT_LENGTH = DEFAULT_MAX_CONTENT_LENGTH;
     exports.DEFAULT_MAX_DEPTH = DEFAULT_MAX_DEPTH;
@@ -56962,7 +56962,7 @@ ${values.join("\n")}` : `${blockName} :`;
     exports.NumericString = NumericString;
     exports.ObjectIdentifier = ObjectIdentifier6;
     exports.OctetString = OctetString6;
-    exports.Primitive = Primitive3;
+    exports.Primitive = Primitive4;
     exports.PrintableString = PrintableString3;
     exports.RawData = RawData;
     exports.RelativeObjectIdentifier = RelativeObjectIdentifier;
@@ -60212,7 +60212,7 @@ var require_sha2 = __commonJS({
 var require_build3 = __commonJS({
   "node_modules/pkijs/build/index.js"(exports) {
     "use strict";
-    var asn1js9 = require_build2();
+    var asn1js10 = require_build2();
     var pvtsutils = require_build();
     var pvutils = require_utils5();
     var bs = require_cjs();
@@ -60236,7 +60236,7 @@ var require_build3 = __commonJS({
       n2.default = e;
       return Object.freeze(n2);
     }
-    var asn1js__namespace = /* @__PURE__ */ _interopNamespaceDefault(asn1js9);
+    var asn1js__namespace = /* @__PURE__ */ _interopNamespaceDefault(asn1js10);
     var pvtsutils__namespace = /* @__PURE__ */ _interopNamespaceDefault(pvtsutils);
     var pvutils__namespace = /* @__PURE__ */ _interopNamespaceDefault(pvutils);
     var bs__namespace = /* @__PURE__ */ _interopNamespaceDefault(bs);
@@ -60275,17 +60275,17 @@ var require_build3 = __commonJS({
     };
     ArgumentError.NAME = "ArgumentError";
     var ParameterError = class _ParameterError extends TypeError {
-      static assert(...args3) {
+      static assert(...args4) {
         let target = null;
         let params;
         let fields;
-        if (typeof args3[0] === "string") {
-          target = args3[0];
-          params = args3[1];
-          fields = args3.slice(2);
+        if (typeof args4[0] === "string") {
+          target = args4[0];
+          params = args4[1];
+          fields = args4.slice(2);
         } else {
-          params = args3[0];
-          fields = args3.slice(1);
+          params = args4[0];
+          fields = args4.slice(1);
         }
         ArgumentError.assert(params, "parameters", "object");
         for (const field of fields) {
@@ -64980,41 +64980,41 @@ var require_build3 = __commonJS({
         this.subtle = "webkitSubtle" in parameters.crypto ? parameters.crypto.webkitSubtle : parameters.crypto.subtle;
         this.name = pvutils__namespace.getParametersValue(parameters, "name", EMPTY_STRING);
       }
-      async encrypt(...args3) {
-        return this.subtle.encrypt(...args3);
+      async encrypt(...args4) {
+        return this.subtle.encrypt(...args4);
       }
-      async decrypt(...args3) {
-        return this.subtle.decrypt(...args3);
+      async decrypt(...args4) {
+        return this.subtle.decrypt(...args4);
       }
-      sign(...args3) {
-        return this.subtle.sign(...args3);
+      sign(...args4) {
+        return this.subtle.sign(...args4);
       }
-      async verify(...args3) {
-        return this.subtle.verify(...args3);
+      async verify(...args4) {
+        return this.subtle.verify(...args4);
       }
-      async digest(...args3) {
-        return this.subtle.digest(...args3);
+      async digest(...args4) {
+        return this.subtle.digest(...args4);
       }
-      async generateKey(...args3) {
-        return this.subtle.generateKey(...args3);
+      async generateKey(...args4) {
+        return this.subtle.generateKey(...args4);
       }
-      async deriveKey(...args3) {
-        return this.subtle.deriveKey(...args3);
+      async deriveKey(...args4) {
+        return this.subtle.deriveKey(...args4);
       }
-      async deriveBits(...args3) {
-        return this.subtle.deriveBits(...args3);
+      async deriveBits(...args4) {
+        return this.subtle.deriveBits(...args4);
       }
-      async wrapKey(...args3) {
-        return this.subtle.wrapKey(...args3);
+      async wrapKey(...args4) {
+        return this.subtle.wrapKey(...args4);
       }
-      async unwrapKey(...args3) {
-        return this.subtle.unwrapKey(...args3);
+      async unwrapKey(...args4) {
+        return this.subtle.unwrapKey(...args4);
       }
-      exportKey(...args3) {
-        return this.subtle.exportKey(...args3);
+      exportKey(...args4) {
+        return this.subtle.exportKey(...args4);
       }
-      importKey(...args3) {
-        return this.subtle.importKey(...args3);
+      importKey(...args4) {
+        return this.subtle.importKey(...args4);
       }
       getRandomValues(array) {
         if (array === null) {
@@ -66615,17 +66615,17 @@ var require_build3 = __commonJS({
     function getEngineGlobalKey() {
       return typeof process !== "undefined" && Number.isInteger(process.pid) ? process.pid : Symbol.for("pkijs.engine");
     }
-    function setEngine(name, ...args3) {
+    function setEngine(name, ...args4) {
       let crypto2 = null;
-      if (args3.length < 2) {
-        if (args3.length) {
-          crypto2 = args3[0];
+      if (args4.length < 2) {
+        if (args4.length) {
+          crypto2 = args4[0];
         } else {
           crypto2 = typeof self !== "undefined" && self.crypto ? new CryptoEngine({ name: "browser", crypto: self.crypto }) : null;
         }
       } else {
-        const cryptoArg = args3[0];
-        const subtleArg = args3[1];
+        const cryptoArg = args4[0];
+        const subtleArg = args4[1];
         if (isCryptoEngine(subtleArg)) {
           crypto2 = subtleArg;
         } else if (isCryptoEngine(cryptoArg)) {
@@ -67019,7 +67019,7 @@ var require_build3 = __commonJS({
         ]
       });
     }
-    var Certificate6 = class _Certificate extends PkiObject {
+    var Certificate8 = class _Certificate extends PkiObject {
       get tbs() {
         return pvtsutils__namespace.BufferSourceConverter.toArrayBuffer(this.tbsView);
       }
@@ -67273,7 +67273,7 @@ var require_build3 = __commonJS({
         return crypto2.verifyWithPublicKey(this.tbsView, this.signatureValue, subjectPublicKeyInfo, this.signatureAlgorithm);
       }
     };
-    Certificate6.CLASS_NAME = "Certificate";
+    Certificate8.CLASS_NAME = "Certificate";
     function checkCA(cert, signerCert = null) {
       if (signerCert && cert.issuer.isEqual(signerCert.issuer) && cert.serialNumber.isEqual(signerCert.serialNumber)) {
         return null;
@@ -67536,7 +67536,7 @@ var require_build3 = __commonJS({
       const decoded = asn1js__namespace.fromBER(encoded);
       if (decoded.offset !== encoded.byteLength || !hasConstructedTag(decoded.result, 1, 16))
         throw new Error("Invalid certificate TBS encoding");
-      const tbsSchema = Certificate6.schema().valueBlock.value[0];
+      const tbsSchema = Certificate8.schema().valueBlock.value[0];
       if (!asn1js__namespace.compareSchema(decoded.result, decoded.result, tbsSchema).verified)
         throw new Error("Invalid certificate TBS encoding");
       return decoded.result;
@@ -68967,7 +68967,7 @@ var require_build3 = __commonJS({
     var CONTENT_TYPE = "contentType";
     var CONTENT = "content";
     var CLEAR_PROPS$Q = [CONTENT_TYPE, CONTENT];
-    var ContentInfo4 = class _ContentInfo extends PkiObject {
+    var ContentInfo5 = class _ContentInfo extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.contentType = pvutils__namespace.getParametersValue(parameters, CONTENT_TYPE, _ContentInfo.defaultValues(CONTENT_TYPE));
@@ -69047,11 +69047,11 @@ var require_build3 = __commonJS({
         return object;
       }
     };
-    ContentInfo4.CLASS_NAME = "ContentInfo";
-    ContentInfo4.DATA = id_ContentType_Data;
-    ContentInfo4.SIGNED_DATA = id_ContentType_SignedData;
-    ContentInfo4.ENVELOPED_DATA = id_ContentType_EnvelopedData;
-    ContentInfo4.ENCRYPTED_DATA = id_ContentType_EncryptedData;
+    ContentInfo5.CLASS_NAME = "ContentInfo";
+    ContentInfo5.DATA = id_ContentType_Data;
+    ContentInfo5.SIGNED_DATA = id_ContentType_SignedData;
+    ContentInfo5.ENVELOPED_DATA = id_ContentType_EnvelopedData;
+    ContentInfo5.ENCRYPTED_DATA = id_ContentType_EncryptedData;
     var CERT_ID$1 = "certId";
     var CERT_VALUE = "certValue";
     var PARSED_VALUE$4 = "parsedValue";
@@ -69124,7 +69124,7 @@ var require_build3 = __commonJS({
           case id_CertBag_X509Certificate:
             {
               try {
-                this.parsedValue = Certificate6.fromBER(certValueHex);
+                this.parsedValue = Certificate8.fromBER(certValueHex);
               } catch {
                 AttributeCertificateV2.fromBER(certValueHex);
               }
@@ -70276,7 +70276,7 @@ var require_build3 = __commonJS({
               name: names2.certificates || CERTIFICATES$1,
               value: new asn1js__namespace.Choice({
                 value: [
-                  Certificate6.schema(),
+                  Certificate8.schema(),
                   new asn1js__namespace.Constructed({
                     idBlock: {
                       tagClass: 3,
@@ -70318,7 +70318,7 @@ var require_build3 = __commonJS({
         this.certificates = Array.from(asn1.result.certificates || [], (element) => {
           const initialTagNumber = element.idBlock.tagNumber;
           if (element.idBlock.tagClass === 1)
-            return new Certificate6({ schema: element });
+            return new Certificate8({ schema: element });
           const elementSequence = new asn1js__namespace.Sequence({
             value: element.valueBlock.value
           });
@@ -70341,7 +70341,7 @@ var require_build3 = __commonJS({
         return new asn1js__namespace.Set({
           value: Array.from(this.certificates, (element) => {
             switch (true) {
-              case element instanceof Certificate6:
+              case element instanceof Certificate8:
                 return element.toSchema();
               case element instanceof AttributeCertificateV1:
                 return new asn1js__namespace.Constructed({
@@ -70634,7 +70634,7 @@ var require_build3 = __commonJS({
     var ISSUER = "issuer";
     var SERIAL_NUMBER$2 = "serialNumber";
     var CLEAR_PROPS$C = [ISSUER, SERIAL_NUMBER$2];
-    var IssuerAndSerialNumber4 = class _IssuerAndSerialNumber extends PkiObject {
+    var IssuerAndSerialNumber5 = class _IssuerAndSerialNumber extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.issuer = pvutils__namespace.getParametersValue(parameters, ISSUER, _IssuerAndSerialNumber.defaultValues(ISSUER));
@@ -70688,7 +70688,7 @@ var require_build3 = __commonJS({
         };
       }
     };
-    IssuerAndSerialNumber4.CLASS_NAME = "IssuerAndSerialNumber";
+    IssuerAndSerialNumber5.CLASS_NAME = "IssuerAndSerialNumber";
     var VARIANT$3 = "variant";
     var VALUE$3 = "value";
     var CLEAR_PROPS$B = ["blockName"];
@@ -70727,7 +70727,7 @@ var require_build3 = __commonJS({
         const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Choice({
           value: [
-            IssuerAndSerialNumber4.schema({
+            IssuerAndSerialNumber5.schema({
               names: {
                 blockName: names2.blockName || EMPTY_STRING
               }
@@ -70752,7 +70752,7 @@ var require_build3 = __commonJS({
         AsnError.assertSchema(asn1, this.className);
         if (asn1.result.blockName.idBlock.tagClass === 1) {
           this.variant = 1;
-          this.value = new IssuerAndSerialNumber4({ schema: asn1.result.blockName });
+          this.value = new IssuerAndSerialNumber5({ schema: asn1.result.blockName });
         } else {
           this.variant = 2;
           this.value = new asn1js__namespace.OctetString({ valueHex: asn1.result.blockName.valueBlock.valueHex });
@@ -70761,7 +70761,7 @@ var require_build3 = __commonJS({
       toSchema() {
         switch (this.variant) {
           case 1:
-            if (!(this.value instanceof IssuerAndSerialNumber4)) {
+            if (!(this.value instanceof IssuerAndSerialNumber5)) {
               throw new Error("Incorrect type of RecipientIdentifier.value. It should be IssuerAndSerialNumber.");
             }
             return this.value.toSchema();
@@ -70820,7 +70820,7 @@ var require_build3 = __commonJS({
           case ENCRYPTED_KEY$3:
             return new asn1js__namespace.OctetString();
           case RECIPIENT_CERTIFICATE$1:
-            return new Certificate6();
+            return new Certificate8();
           default:
             return super.defaultValues(memberName);
         }
@@ -70875,7 +70875,7 @@ var require_build3 = __commonJS({
         if (asn1.result.rid.idBlock.tagClass === 3) {
           this.rid = new asn1js__namespace.OctetString({ valueHex: asn1.result.rid.valueBlock.valueHex });
         } else {
-          this.rid = new IssuerAndSerialNumber4({ schema: asn1.result.rid });
+          this.rid = new IssuerAndSerialNumber5({ schema: asn1.result.rid });
         }
         this.keyEncryptionAlgorithm = new AlgorithmIdentifier3({
           schema: asn1.result.keyEncryptionAlgorithm
@@ -70884,7 +70884,7 @@ var require_build3 = __commonJS({
       }
       toSchema() {
         const outputArray = [];
-        if (this.rid instanceof IssuerAndSerialNumber4) {
+        if (this.rid instanceof IssuerAndSerialNumber5) {
           this.version = 0;
           outputArray.push(new asn1js__namespace.Integer({ value: this.version }));
           outputArray.push(this.rid.toSchema());
@@ -71020,7 +71020,7 @@ var require_build3 = __commonJS({
         const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Choice({
           value: [
-            IssuerAndSerialNumber4.schema({
+            IssuerAndSerialNumber5.schema({
               names: {
                 blockName: names2.blockName || EMPTY_STRING
               }
@@ -71053,7 +71053,7 @@ var require_build3 = __commonJS({
         AsnError.assertSchema(asn1, this.className);
         if (asn1.result.blockName.idBlock.tagClass === 1) {
           this.variant = 1;
-          this.value = new IssuerAndSerialNumber4({ schema: asn1.result.blockName });
+          this.value = new IssuerAndSerialNumber5({ schema: asn1.result.blockName });
         } else {
           if (asn1.result.blockName.idBlock.tagNumber === 0) {
             asn1.result.blockName.idBlock.tagClass = 1;
@@ -71321,7 +71321,7 @@ var require_build3 = __commonJS({
         const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Choice({
           value: [
-            IssuerAndSerialNumber4.schema(names2.issuerAndSerialNumber || {
+            IssuerAndSerialNumber5.schema(names2.issuerAndSerialNumber || {
               names: {
                 blockName: names2.blockName || EMPTY_STRING
               }
@@ -71351,7 +71351,7 @@ var require_build3 = __commonJS({
         AsnError.assertSchema(asn1, this.className);
         if (asn1.result.blockName.idBlock.tagClass === 1) {
           this.variant = 1;
-          this.value = new IssuerAndSerialNumber4({ schema: asn1.result.blockName });
+          this.value = new IssuerAndSerialNumber5({ schema: asn1.result.blockName });
         } else {
           this.variant = 2;
           this.value = new RecipientKeyIdentifier({
@@ -71554,7 +71554,7 @@ var require_build3 = __commonJS({
           case RECIPIENT_ENCRYPTED_KEY:
             return new RecipientEncryptedKeys();
           case RECIPIENT_CERTIFICATE:
-            return new Certificate6();
+            return new Certificate8();
           case RECIPIENT_PUBLIC_KEY:
             return null;
           default:
@@ -72717,7 +72717,7 @@ var require_build3 = __commonJS({
               }
               const keyInfo = new KeyTransRecipientInfo({
                 version: 0,
-                rid: new IssuerAndSerialNumber4({
+                rid: new IssuerAndSerialNumber5({
                   issuer: certificate.issuer,
                   serialNumber: certificate.serialNumber
                 }),
@@ -72737,7 +72737,7 @@ var require_build3 = __commonJS({
             {
               const recipientIdentifier = new KeyAgreeRecipientIdentifier({
                 variant: 1,
-                value: new IssuerAndSerialNumber4({
+                value: new IssuerAndSerialNumber5({
                   issuer: certificate.issuer,
                   serialNumber: certificate.serialNumber
                 })
@@ -73334,7 +73334,7 @@ var require_build3 = __commonJS({
           value: [
             new asn1js__namespace.Repeated({
               name: names2.contentInfos || EMPTY_STRING,
-              value: ContentInfo4.schema()
+              value: ContentInfo5.schema()
             })
           ]
         });
@@ -73347,7 +73347,7 @@ var require_build3 = __commonJS({
           }
         }));
         AsnError.assertSchema(asn1, this.className);
-        this.safeContents = Array.from(asn1.result.contentInfos, (element) => new ContentInfo4({ schema: element }));
+        this.safeContents = Array.from(asn1.result.contentInfos, (element) => new ContentInfo5({ schema: element }));
       }
       toSchema() {
         return new asn1js__namespace.Sequence({
@@ -73438,7 +73438,7 @@ var require_build3 = __commonJS({
             case 0:
               {
                 const contentBuffer = content.value.toSchema().toBER(false);
-                this.safeContents.push(new ContentInfo4({
+                this.safeContents.push(new ContentInfo5({
                   contentType: "1.2.840.113549.1.7.1",
                   content: new asn1js__namespace.OctetString({ valueHex: contentBuffer })
                 }));
@@ -73450,7 +73450,7 @@ var require_build3 = __commonJS({
                 const currentParameters = parameters.safeContents[index];
                 currentParameters.contentToEncrypt = content.value.toSchema().toBER(false);
                 await cmsEncrypted.encrypt(currentParameters, crypto2);
-                this.safeContents.push(new ContentInfo4({
+                this.safeContents.push(new ContentInfo5({
                   contentType: "1.2.840.113549.1.7.6",
                   content: cmsEncrypted.toSchema()
                 }));
@@ -73480,7 +73480,7 @@ var require_build3 = __commonJS({
                 const encryptionAlgorithm = safeContent.encryptionAlgorithm;
                 cmsEnveloped.addRecipientByCertificate(safeContent.encryptingCertificate, {}, void 0, crypto2);
                 await cmsEnveloped.encrypt(encryptionAlgorithm, contentToEncrypt, crypto2);
-                this.safeContents.push(new ContentInfo4({
+                this.safeContents.push(new ContentInfo5({
                   contentType: "1.2.840.113549.1.7.3",
                   content: cmsEnveloped.toSchema()
                 }));
@@ -74370,9 +74370,9 @@ var require_build3 = __commonJS({
             resultMessage: EMPTY_STRING
           };
         }
-        const basicCheck = async (path21, checkDate) => {
-          for (let i2 = 0; i2 < path21.length; i2++) {
-            if (path21[i2].notBefore.value > checkDate || path21[i2].notAfter.value < checkDate) {
+        const basicCheck = async (path23, checkDate) => {
+          for (let i2 = 0; i2 < path23.length; i2++) {
+            if (path23[i2].notBefore.value > checkDate || path23[i2].notAfter.value < checkDate) {
               return {
                 result: false,
                 resultCode: 8,
@@ -74380,16 +74380,16 @@ var require_build3 = __commonJS({
               };
             }
           }
-          if (path21.length < 2) {
+          if (path23.length < 2) {
             return {
               result: false,
               resultCode: 9,
               resultMessage: "Too short certificate path"
             };
           }
-          for (let i2 = path21.length - 2; i2 >= 0; i2--) {
-            if (path21[i2].issuer.isEqual(path21[i2].subject) === false) {
-              if (path21[i2].issuer.isEqual(path21[i2 + 1].subject) === false) {
+          for (let i2 = path23.length - 2; i2 >= 0; i2--) {
+            if (path23[i2].issuer.isEqual(path23[i2].subject) === false) {
+              if (path23[i2].issuer.isEqual(path23[i2 + 1].subject) === false) {
                 return {
                   result: false,
                   resultCode: 10,
@@ -74399,14 +74399,14 @@ var require_build3 = __commonJS({
             }
           }
           if (this.crls.length !== 0 || this.ocsps.length !== 0) {
-            for (let i2 = 0; i2 < path21.length - 1; i2++) {
+            for (let i2 = 0; i2 < path23.length - 1; i2++) {
               let ocspResult = 2;
               let crlResult = {
                 status: 0,
                 statusMessage: EMPTY_STRING
               };
               if (this.ocsps.length !== 0) {
-                ocspResult = await findOCSP(path21[i2], path21[i2 + 1]);
+                ocspResult = await findOCSP(path23[i2], path23[i2 + 1]);
                 switch (ocspResult) {
                   case 0:
                     continue;
@@ -74419,10 +74419,10 @@ var require_build3 = __commonJS({
                 }
               }
               if (this.crls.length !== 0) {
-                crlResult = await findCRL(path21[i2]);
+                crlResult = await findCRL(path23[i2]);
                 if (crlResult.status === 0 && crlResult.result) {
                   for (let j = 0; j < crlResult.result.length; j++) {
-                    const isCertificateRevoked = crlResult.result[j].crl.isCertificateRevoked(path21[i2]);
+                    const isCertificateRevoked = crlResult.result[j].crl.isCertificateRevoked(path23[i2]);
                     if (isCertificateRevoked) {
                       return {
                         result: false,
@@ -74454,7 +74454,7 @@ var require_build3 = __commonJS({
                 }
               }
               if (ocspResult === 2 && crlResult.status === 2 && passedWhenNotRevValues) {
-                const issuerCertificate = path21[i2 + 1];
+                const issuerCertificate = path23[i2 + 1];
                 let extensionFound = false;
                 if (issuerCertificate.extensions) {
                   for (const extension2 of issuerCertificate.extensions) {
@@ -74473,7 +74473,7 @@ var require_build3 = __commonJS({
               }
             }
           }
-          for (const [i2, cert] of path21.entries()) {
+          for (const [i2, cert] of path23.entries()) {
             if (!i2) {
               continue;
             }
@@ -75242,7 +75242,7 @@ var require_build3 = __commonJS({
                   value: [
                     new asn1js__namespace.Repeated({
                       name: BASIC_OCSP_RESPONSE_CERTS,
-                      value: Certificate6.schema(names2.certs || {})
+                      value: Certificate8.schema(names2.certs || {})
                     })
                   ]
                 })
@@ -75263,7 +75263,7 @@ var require_build3 = __commonJS({
         });
         this.signature = asn1.result[BASIC_OCSP_RESPONSE_SIGNATURE];
         if (BASIC_OCSP_RESPONSE_CERTS in asn1.result) {
-          this.certs = Array.from(asn1.result[BASIC_OCSP_RESPONSE_CERTS], (element) => new Certificate6({ schema: element }));
+          this.certs = Array.from(asn1.result[BASIC_OCSP_RESPONSE_CERTS], (element) => new Certificate8({ schema: element }));
         }
       }
       toSchema() {
@@ -76546,7 +76546,7 @@ var require_build3 = __commonJS({
                   value: [
                     new asn1js__namespace.Repeated({
                       name: names2.certs || EMPTY_STRING,
-                      value: Certificate6.schema({})
+                      value: Certificate8.schema({})
                     })
                   ]
                 })
@@ -76572,7 +76572,7 @@ var require_build3 = __commonJS({
         this.signatureAlgorithm = new AlgorithmIdentifier3({ schema: asn1.result.signatureAlgorithm });
         this.signature = asn1.result.signature;
         if (CERTS in asn1.result)
-          this.certs = Array.from(asn1.result.certs, (element) => new Certificate6({ schema: element }));
+          this.certs = Array.from(asn1.result.certs, (element) => new Certificate8({ schema: element }));
       }
       toSchema() {
         const outputArray = [];
@@ -77106,7 +77106,7 @@ var require_build3 = __commonJS({
             new asn1js__namespace.Integer({ name: names2.version || SIGNER_INFO_VERSION }),
             new asn1js__namespace.Choice({
               value: [
-                IssuerAndSerialNumber4.schema(names2.sidSchema || {
+                IssuerAndSerialNumber5.schema(names2.sidSchema || {
                   names: {
                     blockName: SIGNER_INFO_SID
                   }
@@ -77167,7 +77167,7 @@ var require_build3 = __commonJS({
         this.version = asn1.result[SIGNER_INFO_VERSION].valueBlock.valueDec;
         const currentSid = asn1.result[SIGNER_INFO_SID];
         if (currentSid.idBlock.tagClass === 1)
-          this.sid = new IssuerAndSerialNumber4({ schema: currentSid });
+          this.sid = new IssuerAndSerialNumber5({ schema: currentSid });
         else
           this.sid = currentSid;
         this.digestAlgorithm = new AlgorithmIdentifier3({
@@ -77193,7 +77193,7 @@ var require_build3 = __commonJS({
           throw new Error('Incorrectly initialized "SignerInfo" class');
         const outputArray = [];
         outputArray.push(new asn1js__namespace.Integer({ value: this.version }));
-        if (this.sid instanceof IssuerAndSerialNumber4)
+        if (this.sid instanceof IssuerAndSerialNumber5)
           outputArray.push(this.sid.toSchema());
         else
           outputArray.push(this.sid);
@@ -77523,7 +77523,7 @@ var require_build3 = __commonJS({
         this.certificatePath = certificatePath;
       }
     };
-    var SignedData4 = class _SignedData extends PkiObject {
+    var SignedData5 = class _SignedData extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.version = pvutils__namespace.getParametersValue(parameters, VERSION$2, _SignedData.defaultValues(VERSION$2));
@@ -77752,9 +77752,9 @@ var require_build3 = __commonJS({
               message: "No certificates attached to this signed data"
             });
           }
-          if (signerInfo.sid instanceof IssuerAndSerialNumber4) {
+          if (signerInfo.sid instanceof IssuerAndSerialNumber5) {
             for (const certificate of this.certificates) {
-              if (!(certificate instanceof Certificate6))
+              if (!(certificate instanceof Certificate8))
                 continue;
               if (certificate.issuer.isEqual(signerInfo.sid.issuer) && certificate.serialNumber.isEqual(signerInfo.sid.serialNumber)) {
                 signerCert = certificate;
@@ -77765,7 +77765,7 @@ var require_build3 = __commonJS({
             const sid = signerInfo.sid;
             const keyId = sid.idBlock.isConstructed ? sid.valueBlock.value[0].valueBlock.valueHex : sid.valueBlock.valueHex;
             for (const certificate of this.certificates) {
-              if (!(certificate instanceof Certificate6)) {
+              if (!(certificate instanceof Certificate8)) {
                 continue;
               }
               const digest = await crypto2.digest({ name: "sha-1" }, certificate.subjectPublicKeyInfo.subjectPublicKey.valueBlock.valueHexView);
@@ -77830,7 +77830,7 @@ var require_build3 = __commonJS({
             }
           }
           if (checkChain) {
-            const certs = this.certificates.filter((certificate) => certificate instanceof Certificate6 && !!checkCA(certificate, signerCert));
+            const certs = this.certificates.filter((certificate) => certificate instanceof Certificate8 && !!checkCA(certificate, signerCert));
             const chainParams = {
               checkDate,
               certs,
@@ -78033,8 +78033,8 @@ var require_build3 = __commonJS({
         signerInfo.signature = new asn1js__namespace.OctetString({ valueHex: signature });
       }
     };
-    SignedData4.CLASS_NAME = "SignedData";
-    SignedData4.ID_DATA = id_ContentType_Data;
+    SignedData5.CLASS_NAME = "SignedData";
+    SignedData5.ID_DATA = id_ContentType_Data;
     var VERSION$1 = "version";
     var AUTH_SAFE = "authSafe";
     var MAC_DATA = "macData";
@@ -78060,7 +78060,7 @@ var require_build3 = __commonJS({
           case VERSION$1:
             return 3;
           case AUTH_SAFE:
-            return new ContentInfo4();
+            return new ContentInfo5();
           case MAC_DATA:
             return new MacData();
           case PARSED_VALUE:
@@ -78074,7 +78074,7 @@ var require_build3 = __commonJS({
           case VERSION$1:
             return memberValue === _PFX.defaultValues(memberName);
           case AUTH_SAFE:
-            return ContentInfo4.compareWithDefault("contentType", memberValue.contentType) && ContentInfo4.compareWithDefault("content", memberValue.content);
+            return ContentInfo5.compareWithDefault("contentType", memberValue.contentType) && ContentInfo5.compareWithDefault("content", memberValue.content);
           case MAC_DATA:
             return MacData.compareWithDefault("mac", memberValue.mac) && MacData.compareWithDefault("macSalt", memberValue.macSalt) && MacData.compareWithDefault("iterations", memberValue.iterations);
           case PARSED_VALUE:
@@ -78089,7 +78089,7 @@ var require_build3 = __commonJS({
           name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Integer({ name: names2.version || VERSION$1 }),
-            ContentInfo4.schema(names2.authSafe || {
+            ContentInfo5.schema(names2.authSafe || {
               names: {
                 blockName: AUTH_SAFE
               }
@@ -78122,7 +78122,7 @@ var require_build3 = __commonJS({
         }));
         AsnError.assertSchema(asn1, this.className);
         this.version = asn1.result.version.valueBlock.valueDec;
-        this.authSafe = new ContentInfo4({ schema: asn1.result.authSafe });
+        this.authSafe = new ContentInfo5({ schema: asn1.result.authSafe });
         if (MAC_DATA in asn1.result)
           this.macData = new MacData({ schema: asn1.result.macData });
       }
@@ -78164,8 +78164,8 @@ var require_build3 = __commonJS({
               const saltView = new Uint8Array(saltBuffer);
               crypto2.getRandomValues(saltView);
               const data = this.parsedValue.authenticatedSafe.toSchema().toBER(false);
-              this.authSafe = new ContentInfo4({
-                contentType: ContentInfo4.DATA,
+              this.authSafe = new ContentInfo5({
+                contentType: ContentInfo5.DATA,
                 content: new asn1js__namespace.OctetString({ valueHex: data })
               });
               const result = await crypto2.stampDataWithPassword({
@@ -78195,7 +78195,7 @@ var require_build3 = __commonJS({
               ParameterError.assertEmpty(parameters.privateKey, "privateKey");
               ParameterError.assertEmpty(parameters.hashAlgorithm, "hashAlgorithm");
               const toBeSigned = this.parsedValue.authenticatedSafe.toSchema().toBER(false);
-              const cmsSigned = new SignedData4({
+              const cmsSigned = new SignedData5({
                 version: 1,
                 encapContentInfo: new EncapsulatedContentInfo2({
                   eContentType: "1.2.840.113549.1.7.1",
@@ -78219,7 +78219,7 @@ var require_build3 = __commonJS({
               }));
               cmsSigned.signerInfos.push(new SignerInfo2({
                 version: 1,
-                sid: new IssuerAndSerialNumber4({
+                sid: new IssuerAndSerialNumber5({
                   issuer: parameters.signingCertificate.issuer,
                   serialNumber: parameters.signingCertificate.serialNumber
                 }),
@@ -78229,7 +78229,7 @@ var require_build3 = __commonJS({
                 })
               }));
               await cmsSigned.sign(parameters.privateKey, 0, parameters.hashAlgorithm, void 0, crypto2);
-              this.authSafe = new ContentInfo4({
+              this.authSafe = new ContentInfo5({
                 contentType: "1.2.840.113549.1.7.2",
                 content: cmsSigned.toSchema(true)
               });
@@ -78246,7 +78246,7 @@ var require_build3 = __commonJS({
         }
         this.parsedValue = {};
         switch (this.authSafe.contentType) {
-          case ContentInfo4.DATA:
+          case ContentInfo5.DATA:
             {
               ParameterError.assertEmpty(parameters.password, "password");
               this.parsedValue.integrityMode = 0;
@@ -78272,10 +78272,10 @@ var require_build3 = __commonJS({
               }
             }
             break;
-          case ContentInfo4.SIGNED_DATA:
+          case ContentInfo5.SIGNED_DATA:
             {
               this.parsedValue.integrityMode = 1;
-              const cmsSigned = new SignedData4({ schema: this.authSafe.content });
+              const cmsSigned = new SignedData5({ schema: this.authSafe.content });
               const eContent = cmsSigned.encapContentInfo.eContent;
               ParameterError.assert(eContent, "eContent", "cmsSigned.encapContentInfo");
               ArgumentError.assert(eContent, "eContent", asn1js__namespace.OctetString);
@@ -78603,7 +78603,7 @@ var require_build3 = __commonJS({
           case STATUS:
             return new PKIStatusInfo();
           case TIME_STAMP_TOKEN:
-            return new ContentInfo4();
+            return new ContentInfo5();
           default:
             return super.defaultValues(memberName);
         }
@@ -78628,7 +78628,7 @@ var require_build3 = __commonJS({
                 blockName: TIME_STAMP_RESP_STATUS
               }
             }),
-            ContentInfo4.schema(names2.timeStampToken || {
+            ContentInfo5.schema(names2.timeStampToken || {
               names: {
                 blockName: TIME_STAMP_RESP_TOKEN,
                 optional: true
@@ -78643,7 +78643,7 @@ var require_build3 = __commonJS({
         AsnError.assertSchema(asn1, this.className);
         this.status = new PKIStatusInfo({ schema: asn1.result[TIME_STAMP_RESP_STATUS] });
         if (TIME_STAMP_RESP_TOKEN in asn1.result)
-          this.timeStampToken = new ContentInfo4({ schema: asn1.result[TIME_STAMP_RESP_TOKEN] });
+          this.timeStampToken = new ContentInfo5({ schema: asn1.result[TIME_STAMP_RESP_TOKEN] });
       }
       toSchema() {
         const outputArray = [];
@@ -78666,7 +78666,7 @@ var require_build3 = __commonJS({
       }
       async sign(privateKey, hashAlgorithm2, crypto2 = getCrypto(true)) {
         this.assertContentType();
-        const signed = new SignedData4({ schema: this.timeStampToken.content });
+        const signed = new SignedData5({ schema: this.timeStampToken.content });
         return signed.sign(privateKey, 0, hashAlgorithm2, void 0, crypto2);
       }
       async verify(verificationParameters = {
@@ -78675,7 +78675,7 @@ var require_build3 = __commonJS({
         data: EMPTY_BUFFER
       }, crypto2 = getCrypto(true)) {
         this.assertContentType();
-        const signed = new SignedData4({ schema: this.timeStampToken.content });
+        const signed = new SignedData5({ schema: this.timeStampToken.content });
         return signed.verify(verificationParameters, crypto2);
       }
       assertContentType() {
@@ -78725,7 +78725,7 @@ var require_build3 = __commonJS({
     exports.CRLDistributionPoints = CRLDistributionPoints;
     exports.CertBag = CertBag;
     exports.CertID = CertID;
-    exports.Certificate = Certificate6;
+    exports.Certificate = Certificate8;
     exports.CertificateChainValidationEngine = CertificateChainValidationEngine2;
     exports.CertificatePolicies = CertificatePolicies;
     exports.CertificateRevocationList = CertificateRevocationList2;
@@ -78733,7 +78733,7 @@ var require_build3 = __commonJS({
     exports.CertificateTemplate = CertificateTemplate;
     exports.CertificationRequest = CertificationRequest2;
     exports.ChainValidationError = ChainValidationError;
-    exports.ContentInfo = ContentInfo4;
+    exports.ContentInfo = ContentInfo5;
     exports.CryptoEngine = CryptoEngine;
     exports.DigestInfo = DigestInfo2;
     exports.DistributionPoint = DistributionPoint;
@@ -78756,7 +78756,7 @@ var require_build3 = __commonJS({
     exports.HASH_ALGORITHM = HASH_ALGORITHM;
     exports.Holder = Holder;
     exports.InfoAccess = InfoAccess;
-    exports.IssuerAndSerialNumber = IssuerAndSerialNumber4;
+    exports.IssuerAndSerialNumber = IssuerAndSerialNumber5;
     exports.IssuerSerial = IssuerSerial;
     exports.IssuingDistributionPoint = IssuingDistributionPoint;
     exports.KEKIdentifier = KEKIdentifier;
@@ -78826,7 +78826,7 @@ var require_build3 = __commonJS({
     exports.SignedAndUnsignedAttributes = SignedAndUnsignedAttributes3;
     exports.SignedCertificateTimestamp = SignedCertificateTimestamp;
     exports.SignedCertificateTimestampList = SignedCertificateTimestampList;
-    exports.SignedData = SignedData4;
+    exports.SignedData = SignedData5;
     exports.SignedDataVerifyError = SignedDataVerifyError;
     exports.SignerInfo = SignerInfo2;
     exports.SingleResponse = SingleResponse;
@@ -79094,9 +79094,9 @@ function spkiFromEdwards(ecParamsDer, ecPointDer) {
 function pemEncode(label, der) {
   if (!/^[A-Z0-9]+(?:[ -][A-Z0-9]+)*$/.test(label)) throw invalid(`invalid PEM label "${label}"`);
   const b64 = Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString("base64");
-  const lines2 = b64.match(/.{1,64}/g) ?? [];
+  const lines3 = b64.match(/.{1,64}/g) ?? [];
   return `-----BEGIN ${label}-----
-${lines2.join("\n")}${lines2.length ? "\n" : ""}-----END ${label}-----
+${lines3.join("\n")}${lines3.length ? "\n" : ""}-----END ${label}-----
 `;
 }
 function pemDecode(text) {
@@ -79252,10 +79252,10 @@ var init_module = __esm({
       p11;
       path;
       finalized = false;
-      constructor(lib, p11, path21) {
+      constructor(lib, p11, path23) {
         this.lib = lib;
         this.p11 = p11;
-        this.path = path21;
+        this.path = path23;
       }
       static open(modulePath, initArgs) {
         const lib = loadPkcs11Js();
@@ -79367,17 +79367,17 @@ var init_module = __esm({
         const names2 = mechanismNames(this.lib);
         const out = /* @__PURE__ */ new Map();
         for (const type of list) {
-          let sign4 = false;
+          let sign5 = false;
           let minKey = 0;
           let maxKey = 0;
           try {
             const info2 = this.p11.C_GetMechanismInfo(token.handle, type);
-            sign4 = (info2.flags & this.lib.CKF_SIGN) !== 0;
+            sign5 = (info2.flags & this.lib.CKF_SIGN) !== 0;
             minKey = info2.minKeySize;
             maxKey = info2.maxKeySize;
           } catch {
           }
-          out.set(type, { name: names2.get(type) ?? `0x${type.toString(16)}`, sign: sign4, minKey, maxKey });
+          out.set(type, { name: names2.get(type) ?? `0x${type.toString(16)}`, sign: sign5, minKey, maxKey });
         }
         return out;
       }
@@ -81433,8 +81433,8 @@ function basicConstraints(c3) {
 function dateProblem(c3, at) {
   return `${subjectOf(c3)} is not valid at ${at.toISOString()} (valid ${c3.notBefore.value.toISOString()} to ${c3.notAfter.value.toISOString()})`;
 }
-function checkPathExtras(path21, what) {
-  for (const c3 of path21) {
+function checkPathExtras(path23, what) {
+  for (const c3 of path23) {
     const unknown = (c3.extensions ?? []).filter((e) => e.critical && !UNDERSTOOD.has(e.extnID));
     if (unknown.length > 0) {
       throw fail(
@@ -81443,12 +81443,12 @@ function checkPathExtras(path21, what) {
       );
     }
   }
-  for (let k = path21.length - 1; k >= 1; k--) {
-    const nc = extension(path21[k], EXT.nameConstraints)?.parsedValue;
+  for (let k = path23.length - 1; k >= 1; k--) {
+    const nc = extension(path23[k], EXT.nameConstraints)?.parsedValue;
     if (!(nc instanceof pkijs4.NameConstraints)) continue;
     const permitted = (nc.permittedSubtrees ?? []).filter((t) => t.base.type === 4);
     if (permitted.length === 0) continue;
-    for (const c3 of path21.slice(0, k)) {
+    for (const c3 of path23.slice(0, k)) {
       const rdns = c3.subject.typesAndValues;
       if (rdns.length === 0) continue;
       const inside = permitted.some((t) => {
@@ -81457,16 +81457,16 @@ function checkPathExtras(path21, what) {
       });
       if (!inside) {
         throw fail(
-          `the ${what} chain breaks a name constraint: ${subjectOf(c3)} is outside the names ${subjectOf(path21[k])} may issue`
+          `the ${what} chain breaks a name constraint: ${subjectOf(c3)} is outside the names ${subjectOf(path23[k])} may issue`
         );
       }
     }
   }
-  for (let k = 1; k < path21.length; k++) {
-    const ca = path21[k];
+  for (let k = 1; k < path23.length; k++) {
+    const ca = path23[k];
     const pathLen = basicConstraints(ca)?.pathLen;
     if (pathLen === void 0) continue;
-    const below = path21.slice(1, k).filter((c3) => !c3.subject.isEqual(c3.issuer)).length;
+    const below = path23.slice(1, k).filter((c3) => !c3.subject.isEqual(c3.issuer)).length;
     if (below > pathLen) {
       throw fail(
         `the ${what} chain is too long for ${subjectOf(ca)}: pathLenConstraint ${pathLen}, ${below} intermediate CA(s) below it`
@@ -81513,16 +81513,16 @@ async function validatePath(leaf, others, anchors, o2) {
       anchors.source === "node" || anchors.source.startsWith("/etc/") ? "give the issuing CA with --ca FILE (without it the system trust store is used)" : "check that the --ca files hold the issuing root, and that the chain's constraints hold"
     );
   }
-  const path21 = result.certificatePath ?? [];
-  if (path21.length === 0) throw fail(`the ${o2.what} chain could not be built`);
-  checkPathExtras(path21, o2.what);
-  if (o2.crls && o2.crls.length > 0) await checkRevocation(path21, o2.crls, o2.at, o2.what);
-  return path21;
+  const path23 = result.certificatePath ?? [];
+  if (path23.length === 0) throw fail(`the ${o2.what} chain could not be built`);
+  checkPathExtras(path23, o2.what);
+  if (o2.crls && o2.crls.length > 0) await checkRevocation(path23, o2.crls, o2.at, o2.what);
+  return path23;
 }
-async function checkRevocation(path21, crls, at, what) {
-  for (let i2 = 0; i2 + 1 < path21.length; i2++) {
-    const cert = path21[i2];
-    const issuer = path21[i2 + 1];
+async function checkRevocation(path23, crls, at, what) {
+  for (let i2 = 0; i2 + 1 < path23.length; i2++) {
+    const cert = path23[i2];
+    const issuer = path23[i2 + 1];
     for (const crl of crls) {
       if (!crl.issuer.isEqual(cert.issuer)) continue;
       let genuine = false;
@@ -81604,8 +81604,8 @@ function keyUsageBits(c3) {
   const first = parsed2.valueBlock.valueHexView[0] ?? 0;
   return { digitalSignature: (first & 128) !== 0, nonRepudiation: (first & 64) !== 0 };
 }
-function checkPolicy(path21, purpose) {
-  const leaf = path21[0];
+function checkPolicy(path23, purpose) {
+  const leaf = path23[0];
   if (!leaf) throw fail2("no signer certificate");
   const who = purpose === "timestamping" ? "TSA" : "signer";
   const warnings = [];
@@ -81635,7 +81635,7 @@ function checkPolicy(path21, purpose) {
       purpose === "code-signing" ? "code needs a certificate with the codeSigning extended key usage (--purpose any lifts this rule, explicitly)" : "RFC 3161: a TSA certificate has the timeStamping extended key usage"
     );
   }
-  for (const ca of path21.slice(1)) {
+  for (const ca of path23.slice(1)) {
     const eku = extendedKeyUsage(ca);
     if (eku && !eku.includes(wanted) && !eku.includes(EKU.any)) {
       throw fail2(
@@ -81800,9 +81800,9 @@ async function inspectTimestampToken(token, signature, now = /* @__PURE__ */ new
   return { tst, cert, certs: certificatesOf(signed) };
 }
 async function validateTsaChain(ts, anchors, crls) {
-  const path21 = await validatePath(ts.cert, ts.certs, anchors, { at: ts.tst.genTime, what: "TSA", crls });
-  checkPolicy(path21, "timestamping");
-  return path21;
+  const path23 = await validatePath(ts.cert, ts.certs, anchors, { at: ts.tst.genTime, what: "TSA", crls });
+  checkPolicy(path23, "timestamping");
+  return path23;
 }
 var asn1js5, pkijs6, fail3, OID_TST_INFO, TIMESTAMP_FUTURE_SKEW_MS, KEY_FILE_MAX, EDDSA_MAX_BYTES2, PKCS1, PSS_ANY_SALT, attrValue, certificatesOf;
 var init_verify = __esm({
@@ -82080,6 +82080,2344 @@ var init_cms2 = __esm({
   }
 });
 
+// node_modules/pend/index.js
+var require_pend = __commonJS({
+  "node_modules/pend/index.js"(exports, module) {
+    module.exports = Pend;
+    function Pend() {
+      this.pending = 0;
+      this.max = Infinity;
+      this.listeners = [];
+      this.waiting = [];
+      this.error = null;
+    }
+    Pend.prototype.go = function(fn) {
+      if (this.pending < this.max) {
+        pendGo(this, fn);
+      } else {
+        this.waiting.push(fn);
+      }
+    };
+    Pend.prototype.wait = function(cb) {
+      if (this.pending === 0) {
+        cb(this.error);
+      } else {
+        this.listeners.push(cb);
+      }
+    };
+    Pend.prototype.hold = function() {
+      return pendHold(this);
+    };
+    function pendHold(self2) {
+      self2.pending += 1;
+      var called = false;
+      return onCb;
+      function onCb(err) {
+        if (called) throw new Error("callback called twice");
+        called = true;
+        self2.error = self2.error || err;
+        self2.pending -= 1;
+        if (self2.waiting.length > 0 && self2.pending < self2.max) {
+          pendGo(self2, self2.waiting.shift());
+        } else if (self2.pending === 0) {
+          var listeners = self2.listeners;
+          self2.listeners = [];
+          listeners.forEach(cbListener);
+        }
+      }
+      function cbListener(listener) {
+        listener(self2.error);
+      }
+    }
+    function pendGo(self2, fn) {
+      fn(pendHold(self2));
+    }
+  }
+});
+
+// node_modules/yauzl/fd-slicer.js
+var require_fd_slicer = __commonJS({
+  "node_modules/yauzl/fd-slicer.js"(exports) {
+    var fs = __require("fs");
+    var util = __require("util");
+    var stream = __require("stream");
+    var Readable5 = stream.Readable;
+    var PassThrough2 = stream.PassThrough;
+    var Pend = require_pend();
+    var EventEmitter2 = __require("events").EventEmitter;
+    exports.BufferSlicer = BufferSlicer;
+    exports.FdSlicer = FdSlicer;
+    util.inherits(FdSlicer, EventEmitter2);
+    function FdSlicer(fd) {
+      EventEmitter2.call(this);
+      this.fd = fd;
+      this.pend = new Pend();
+      this.pend.max = 1;
+      this.refCount = 0;
+    }
+    FdSlicer.prototype.read = function(buffer, offset, length, position, callback) {
+      var self2 = this;
+      self2.pend.go(function(cb) {
+        fs.read(self2.fd, buffer, offset, length, position, function(err, bytesRead, buffer2) {
+          cb();
+          callback(err, bytesRead, buffer2);
+        });
+      });
+    };
+    FdSlicer.prototype.createReadStream = function(options2) {
+      return new ReadStream(this, options2);
+    };
+    FdSlicer.prototype.ref = function() {
+      this.refCount += 1;
+    };
+    FdSlicer.prototype.unref = function() {
+      var self2 = this;
+      self2.refCount -= 1;
+      if (self2.refCount < 0) throw new Error("invalid unref");
+      if (self2.refCount > 0) return;
+      fs.close(self2.fd, onCloseDone);
+      function onCloseDone(err) {
+        if (err) {
+          self2.emit("error", err);
+        } else {
+          self2.emit("close");
+        }
+      }
+    };
+    util.inherits(ReadStream, Readable5);
+    function ReadStream(context2, options2) {
+      options2 = options2 || {};
+      Readable5.call(this, options2);
+      this.context = context2;
+      this.context.ref();
+      this.start = options2.start || 0;
+      this.endOffset = options2.end;
+      this.pos = this.start;
+    }
+    ReadStream.prototype._read = function(n2) {
+      var self2 = this;
+      var toRead = Math.min(self2._readableState.highWaterMark, n2);
+      if (self2.endOffset != null) {
+        toRead = Math.min(toRead, self2.endOffset - self2.pos);
+      }
+      if (toRead <= 0) {
+        self2.push(null);
+        this._cleanup();
+        return;
+      }
+      self2.context.pend.go(function(cb) {
+        var buffer = Buffer.allocUnsafe(toRead);
+        fs.read(self2.context.fd, buffer, 0, toRead, self2.pos, function(err, bytesRead) {
+          if (err) {
+            self2.destroy(err);
+          } else if (bytesRead === 0) {
+            self2.push(null);
+            self2._cleanup();
+          } else {
+            self2.pos += bytesRead;
+            self2.push(buffer.slice(0, bytesRead));
+          }
+          cb();
+        });
+      });
+    };
+    ReadStream.prototype._destroy = function(err, cb) {
+      this._cleanup();
+      cb(err);
+    };
+    ReadStream.prototype._cleanup = function() {
+      if (this.context != null) {
+        this.context.unref();
+        this.context = null;
+      }
+    };
+    util.inherits(BufferSlicer, EventEmitter2);
+    function BufferSlicer(buffer) {
+      EventEmitter2.call(this);
+      this.refCount = 0;
+      this.buffer = buffer;
+    }
+    BufferSlicer.prototype.read = function(buffer, offset, length, position, callback) {
+      if (!(0 <= offset && offset <= buffer.length)) throw new RangeError("offset outside buffer: 0 <= " + offset + " <= " + buffer.length);
+      if (position < 0) throw new RangeError("position is negative: " + position);
+      if (offset + length > buffer.length) {
+        length = buffer.length - offset;
+      }
+      if (position + length > this.buffer.length) {
+        length = this.buffer.length - position;
+      }
+      if (length <= 0) {
+        setImmediate(function() {
+          callback(null, 0);
+        });
+        return;
+      }
+      this.buffer.copy(buffer, offset, position, position + length);
+      setImmediate(function() {
+        callback(null, length);
+      });
+    };
+    BufferSlicer.prototype.createReadStream = function(options2) {
+      options2 = options2 || {};
+      var readStream = new PassThrough2(options2);
+      readStream.start = options2.start || 0;
+      readStream.endOffset = options2.end;
+      readStream.pos = readStream.endOffset || this.buffer.length;
+      var entireSlice = this.buffer.slice(readStream.start, readStream.pos);
+      var maxChunkSize = 65536;
+      var offset = 0;
+      while (true) {
+        var nextOffset = offset + maxChunkSize;
+        if (nextOffset >= entireSlice.length) {
+          if (offset < entireSlice.length) {
+            readStream.write(entireSlice.slice(offset, entireSlice.length));
+          }
+          break;
+        }
+        readStream.write(entireSlice.slice(offset, nextOffset));
+        offset = nextOffset;
+      }
+      readStream.end();
+      return readStream;
+    };
+    BufferSlicer.prototype.ref = function() {
+      this.refCount += 1;
+    };
+    BufferSlicer.prototype.unref = function() {
+      this.refCount -= 1;
+      if (this.refCount < 0) {
+        throw new Error("invalid unref");
+      }
+    };
+  }
+});
+
+// node_modules/yauzl/crc32.js
+var require_crc32 = __commonJS({
+  "node_modules/yauzl/crc32.js"(exports, module) {
+    var CRC_TABLE = new Int32Array([
+      0,
+      1996959894,
+      3993919788,
+      2567524794,
+      124634137,
+      1886057615,
+      3915621685,
+      2657392035,
+      249268274,
+      2044508324,
+      3772115230,
+      2547177864,
+      162941995,
+      2125561021,
+      3887607047,
+      2428444049,
+      498536548,
+      1789927666,
+      4089016648,
+      2227061214,
+      450548861,
+      1843258603,
+      4107580753,
+      2211677639,
+      325883990,
+      1684777152,
+      4251122042,
+      2321926636,
+      335633487,
+      1661365465,
+      4195302755,
+      2366115317,
+      997073096,
+      1281953886,
+      3579855332,
+      2724688242,
+      1006888145,
+      1258607687,
+      3524101629,
+      2768942443,
+      901097722,
+      1119000684,
+      3686517206,
+      2898065728,
+      853044451,
+      1172266101,
+      3705015759,
+      2882616665,
+      651767980,
+      1373503546,
+      3369554304,
+      3218104598,
+      565507253,
+      1454621731,
+      3485111705,
+      3099436303,
+      671266974,
+      1594198024,
+      3322730930,
+      2970347812,
+      795835527,
+      1483230225,
+      3244367275,
+      3060149565,
+      1994146192,
+      31158534,
+      2563907772,
+      4023717930,
+      1907459465,
+      112637215,
+      2680153253,
+      3904427059,
+      2013776290,
+      251722036,
+      2517215374,
+      3775830040,
+      2137656763,
+      141376813,
+      2439277719,
+      3865271297,
+      1802195444,
+      476864866,
+      2238001368,
+      4066508878,
+      1812370925,
+      453092731,
+      2181625025,
+      4111451223,
+      1706088902,
+      314042704,
+      2344532202,
+      4240017532,
+      1658658271,
+      366619977,
+      2362670323,
+      4224994405,
+      1303535960,
+      984961486,
+      2747007092,
+      3569037538,
+      1256170817,
+      1037604311,
+      2765210733,
+      3554079995,
+      1131014506,
+      879679996,
+      2909243462,
+      3663771856,
+      1141124467,
+      855842277,
+      2852801631,
+      3708648649,
+      1342533948,
+      654459306,
+      3188396048,
+      3373015174,
+      1466479909,
+      544179635,
+      3110523913,
+      3462522015,
+      1591671054,
+      702138776,
+      2966460450,
+      3352799412,
+      1504918807,
+      783551873,
+      3082640443,
+      3233442989,
+      3988292384,
+      2596254646,
+      62317068,
+      1957810842,
+      3939845945,
+      2647816111,
+      81470997,
+      1943803523,
+      3814918930,
+      2489596804,
+      225274430,
+      2053790376,
+      3826175755,
+      2466906013,
+      167816743,
+      2097651377,
+      4027552580,
+      2265490386,
+      503444072,
+      1762050814,
+      4150417245,
+      2154129355,
+      426522225,
+      1852507879,
+      4275313526,
+      2312317920,
+      282753626,
+      1742555852,
+      4189708143,
+      2394877945,
+      397917763,
+      1622183637,
+      3604390888,
+      2714866558,
+      953729732,
+      1340076626,
+      3518719985,
+      2797360999,
+      1068828381,
+      1219638859,
+      3624741850,
+      2936675148,
+      906185462,
+      1090812512,
+      3747672003,
+      2825379669,
+      829329135,
+      1181335161,
+      3412177804,
+      3160834842,
+      628085408,
+      1382605366,
+      3423369109,
+      3138078467,
+      570562233,
+      1426400815,
+      3317316542,
+      2998733608,
+      733239954,
+      1555261956,
+      3268935591,
+      3050360625,
+      752459403,
+      1541320221,
+      2607071920,
+      3965973030,
+      1969922972,
+      40735498,
+      2617837225,
+      3943577151,
+      1913087877,
+      83908371,
+      2512341634,
+      3803740692,
+      2075208622,
+      213261112,
+      2463272603,
+      3855990285,
+      2094854071,
+      198958881,
+      2262029012,
+      4057260610,
+      1759359992,
+      534414190,
+      2176718541,
+      4139329115,
+      1873836001,
+      414664567,
+      2282248934,
+      4279200368,
+      1711684554,
+      285281116,
+      2405801727,
+      4167216745,
+      1634467795,
+      376229701,
+      2685067896,
+      3608007406,
+      1308918612,
+      956543938,
+      2808555105,
+      3495958263,
+      1231636301,
+      1047427035,
+      2932959818,
+      3654703836,
+      1088359270,
+      936918e3,
+      2847714899,
+      3736837829,
+      1202900863,
+      817233897,
+      3183342108,
+      3401237130,
+      1404277552,
+      615818150,
+      3134207493,
+      3453421203,
+      1423857449,
+      601450431,
+      3009837614,
+      3294710456,
+      1567103746,
+      711928724,
+      3020668471,
+      3272380065,
+      1510334235,
+      755167117
+    ]);
+    function crc32(buf3) {
+      let crc = -1;
+      for (let x of buf3) {
+        crc = CRC_TABLE[(crc ^ x) & 255] ^ crc >>> 8;
+      }
+      return (crc ^ -1) >>> 0;
+    }
+    module.exports = crc32;
+  }
+});
+
+// node_modules/yauzl/index.js
+var require_yauzl = __commonJS({
+  "node_modules/yauzl/index.js"(exports) {
+    var fs = __require("fs");
+    var zlib = __require("zlib");
+    var fd_slicer = require_fd_slicer();
+    var util = __require("util");
+    var EventEmitter2 = __require("events").EventEmitter;
+    var Transform3 = __require("stream").Transform;
+    var PassThrough2 = __require("stream").PassThrough;
+    var Writable4 = __require("stream").Writable;
+    var crc32 = typeof zlib.crc32 === "function" ? zlib.crc32 : require_crc32();
+    exports.open = open3;
+    exports.fromFd = fromFd;
+    exports.fromBuffer = fromBuffer;
+    exports.fromRandomAccessReader = fromRandomAccessReader;
+    exports.openPromise = openPromise2;
+    exports.fromFdPromise = fromFdPromise;
+    exports.fromBufferPromise = fromBufferPromise;
+    exports.fromRandomAccessReaderPromise = fromRandomAccessReaderPromise;
+    exports.dosDateTimeToDate = dosDateTimeToDate;
+    exports.getFileNameLowLevel = getFileNameLowLevel;
+    exports.validateFileName = validateFileName;
+    exports.parseExtraFields = parseExtraFields;
+    exports.ZipFile = ZipFile2;
+    exports.Entry = Entry;
+    exports.LocalFileHeader = LocalFileHeader;
+    exports.RandomAccessReader = RandomAccessReader;
+    function openPromise2(path23, options2) {
+      return new Promise((resolve, reject) => {
+        open3(path23, { ...options2, lazyEntries: true }, function(err, zipfile) {
+          if (err) return reject(err);
+          resolve(zipfile);
+        });
+      });
+    }
+    function fromFdPromise(fd, options2) {
+      return new Promise((resolve, reject) => {
+        fromFd(fd, { ...options2, lazyEntries: true }, function(err, zipfile) {
+          if (err) return reject(err);
+          resolve(zipfile);
+        });
+      });
+    }
+    function fromBufferPromise(buffer, options2) {
+      return new Promise((resolve, reject) => {
+        fromBuffer(buffer, { ...options2, lazyEntries: true }, function(err, zipfile) {
+          if (err) return reject(err);
+          resolve(zipfile);
+        });
+      });
+    }
+    function fromRandomAccessReaderPromise(reader, totalSize, options2) {
+      return new Promise((resolve, reject) => {
+        fromRandomAccessReader(reader, totalSize, { ...options2, lazyEntries: true }, function(err, zipfile) {
+          if (err) return reject(err);
+          resolve(zipfile);
+        });
+      });
+    }
+    function open3(path23, options2, callback) {
+      if (typeof options2 === "function") {
+        callback = options2;
+        options2 = null;
+      }
+      if (options2 == null) options2 = {};
+      if (options2.autoClose == null) options2.autoClose = true;
+      if (options2.lazyEntries == null) options2.lazyEntries = false;
+      if (options2.decodeStrings == null) options2.decodeStrings = true;
+      if (options2.validateEntrySizes == null) options2.validateEntrySizes = true;
+      if (options2.strictFileNames == null) options2.strictFileNames = false;
+      if (callback == null) callback = defaultCallback;
+      fs.open(path23, "r", function(err, fd) {
+        if (err) return callback(err);
+        fromFd(fd, options2, function(err2, zipfile) {
+          if (err2) fs.close(fd, defaultCallback);
+          callback(err2, zipfile);
+        });
+      });
+    }
+    function fromFd(fd, options2, callback) {
+      if (typeof options2 === "function") {
+        callback = options2;
+        options2 = null;
+      }
+      if (options2 == null) options2 = {};
+      if (options2.autoClose == null) options2.autoClose = false;
+      if (options2.lazyEntries == null) options2.lazyEntries = false;
+      if (options2.decodeStrings == null) options2.decodeStrings = true;
+      if (options2.validateEntrySizes == null) options2.validateEntrySizes = true;
+      if (options2.strictFileNames == null) options2.strictFileNames = false;
+      if (callback == null) callback = defaultCallback;
+      fs.fstat(fd, function(err, stats) {
+        if (err) return callback(err);
+        var reader = new fd_slicer.FdSlicer(fd);
+        fromRandomAccessReader(reader, stats.size, options2, callback);
+      });
+    }
+    function fromBuffer(buffer, options2, callback) {
+      if (typeof options2 === "function") {
+        callback = options2;
+        options2 = null;
+      }
+      if (options2 == null) options2 = {};
+      options2.autoClose = false;
+      if (options2.lazyEntries == null) options2.lazyEntries = false;
+      if (options2.decodeStrings == null) options2.decodeStrings = true;
+      if (options2.validateEntrySizes == null) options2.validateEntrySizes = true;
+      if (options2.strictFileNames == null) options2.strictFileNames = false;
+      var reader = new fd_slicer.BufferSlicer(buffer);
+      fromRandomAccessReader(reader, buffer.length, options2, callback);
+    }
+    function fromRandomAccessReader(reader, totalSize, options2, callback) {
+      if (typeof options2 === "function") {
+        callback = options2;
+        options2 = null;
+      }
+      if (options2 == null) options2 = {};
+      if (options2.autoClose == null) options2.autoClose = true;
+      if (options2.lazyEntries == null) options2.lazyEntries = false;
+      if (options2.decodeStrings == null) options2.decodeStrings = true;
+      var decodeStrings = !!options2.decodeStrings;
+      if (options2.validateEntrySizes == null) options2.validateEntrySizes = true;
+      if (options2.strictFileNames == null) options2.strictFileNames = false;
+      if (callback == null) callback = defaultCallback;
+      if (typeof totalSize !== "number") throw new Error("expected totalSize parameter to be a number");
+      if (totalSize > Number.MAX_SAFE_INTEGER) {
+        throw new Error("zip file too large. only file sizes up to 2^52 are supported due to JavaScript's Number type being an IEEE 754 double.");
+      }
+      reader.ref();
+      var eocdrWithoutCommentSize = 22;
+      var zip64EocdlSize = 20;
+      var maxCommentSize = 65535;
+      var bufferSize = Math.min(zip64EocdlSize + eocdrWithoutCommentSize + maxCommentSize, totalSize);
+      var buffer = newBuffer(bufferSize);
+      var bufferReadStart = totalSize - buffer.length;
+      readAndAssertNoEof(reader, buffer, 0, bufferSize, bufferReadStart, function(err) {
+        if (err) return callback(err);
+        for (var i2 = bufferSize - eocdrWithoutCommentSize; i2 >= 0; i2 -= 1) {
+          if (buffer.readUInt32LE(i2) !== 101010256) continue;
+          var eocdrBuffer = buffer.subarray(i2);
+          var diskNumber = eocdrBuffer.readUInt16LE(4);
+          var entryCount = eocdrBuffer.readUInt16LE(10);
+          var centralDirectoryOffset = eocdrBuffer.readUInt32LE(16);
+          var commentLength = eocdrBuffer.readUInt16LE(20);
+          var expectedCommentLength = eocdrBuffer.length - eocdrWithoutCommentSize;
+          if (commentLength !== expectedCommentLength) {
+            return callback(new Error("Invalid comment length. Expected: " + expectedCommentLength + ". Found: " + commentLength + ". Are there extra bytes at the end of the file? Or is the end of central dir signature `PK\u263A\u263B` in the comment?"));
+          }
+          var comment = decodeStrings ? decodeBuffer(eocdrBuffer.subarray(22), false) : eocdrBuffer.subarray(22);
+          if (i2 - zip64EocdlSize >= 0 && buffer.readUInt32LE(i2 - zip64EocdlSize) === 117853008) {
+            var zip64EocdlBuffer = buffer.subarray(i2 - zip64EocdlSize, i2 - zip64EocdlSize + zip64EocdlSize);
+            var zip64EocdrOffset = readUInt64LE(zip64EocdlBuffer, 8);
+            var zip64EocdrBuffer = newBuffer(56);
+            return readAndAssertNoEof(reader, zip64EocdrBuffer, 0, zip64EocdrBuffer.length, zip64EocdrOffset, function(err2) {
+              if (err2) return callback(err2);
+              if (zip64EocdrBuffer.readUInt32LE(0) !== 101075792) {
+                return callback(new Error("invalid zip64 end of central directory record signature"));
+              }
+              diskNumber = zip64EocdrBuffer.readUInt32LE(16);
+              if (diskNumber !== 0) {
+                return callback(new Error("multi-disk zip files are not supported: found disk number: " + diskNumber));
+              }
+              entryCount = readUInt64LE(zip64EocdrBuffer, 32);
+              centralDirectoryOffset = readUInt64LE(zip64EocdrBuffer, 48);
+              return callback(null, new ZipFile2(reader, centralDirectoryOffset, totalSize, entryCount, comment, options2.autoClose, options2.lazyEntries, decodeStrings, options2.validateEntrySizes, options2.strictFileNames));
+            });
+          }
+          if (diskNumber !== 0) {
+            return callback(new Error("multi-disk zip files are not supported: found disk number: " + diskNumber));
+          }
+          return callback(null, new ZipFile2(reader, centralDirectoryOffset, totalSize, entryCount, comment, options2.autoClose, options2.lazyEntries, decodeStrings, options2.validateEntrySizes, options2.strictFileNames));
+        }
+        callback(new Error("End of central directory record signature not found. Either not a zip file, or file is truncated."));
+      });
+    }
+    util.inherits(ZipFile2, EventEmitter2);
+    function ZipFile2(reader, centralDirectoryOffset, fileSize, entryCount, comment, autoClose, lazyEntries, decodeStrings, validateEntrySizes, strictFileNames) {
+      var self2 = this;
+      EventEmitter2.call(self2);
+      self2.reader = reader;
+      self2.reader.on("error", function(err) {
+        emitError(self2, err);
+      });
+      self2.reader.once("close", function() {
+        self2.emit("close");
+      });
+      self2.readEntryCursor = centralDirectoryOffset;
+      self2.fileSize = fileSize;
+      self2.entryCount = entryCount;
+      self2.comment = comment;
+      self2.entriesRead = 0;
+      self2.autoClose = !!autoClose;
+      self2.lazyEntries = !!lazyEntries;
+      self2.decodeStrings = !!decodeStrings;
+      self2.validateEntrySizes = !!validateEntrySizes;
+      self2.strictFileNames = !!strictFileNames;
+      self2.isOpen = true;
+      self2.emittedError = false;
+      self2.hasEachEntryBeenCalled = false;
+      if (!self2.lazyEntries) self2._readEntry();
+    }
+    ZipFile2.prototype.close = function() {
+      if (!this.isOpen) return;
+      this.isOpen = false;
+      this.reader.unref();
+    };
+    function emitErrorAndAutoClose(self2, err) {
+      if (self2.autoClose) self2.close();
+      emitError(self2, err);
+    }
+    function emitError(self2, err) {
+      if (self2.emittedError) return;
+      self2.emittedError = true;
+      self2.emit("error", err);
+    }
+    ZipFile2.prototype.readEntry = function() {
+      if (!this.lazyEntries) throw new Error("readEntry() called without lazyEntries:true");
+      this._readEntry();
+    };
+    ZipFile2.prototype._readEntry = function() {
+      var self2 = this;
+      if (self2.entryCount === self2.entriesRead) {
+        setImmediate(function() {
+          if (self2.autoClose) self2.close();
+          if (self2.emittedError) return;
+          self2.emit("end");
+        });
+        return;
+      }
+      if (self2.emittedError) return;
+      var buffer = newBuffer(46);
+      readAndAssertNoEof(self2.reader, buffer, 0, buffer.length, self2.readEntryCursor, function(err) {
+        if (err) return emitErrorAndAutoClose(self2, err);
+        if (self2.emittedError) return;
+        var entry = new Entry();
+        var signature = buffer.readUInt32LE(0);
+        if (signature !== 33639248) return emitErrorAndAutoClose(self2, new Error("invalid central directory file header signature: 0x" + signature.toString(16)));
+        entry.versionMadeBy = buffer.readUInt16LE(4);
+        entry.versionNeededToExtract = buffer.readUInt16LE(6);
+        entry.generalPurposeBitFlag = buffer.readUInt16LE(8);
+        entry.compressionMethod = buffer.readUInt16LE(10);
+        entry.lastModFileTime = buffer.readUInt16LE(12);
+        entry.lastModFileDate = buffer.readUInt16LE(14);
+        entry.crc32 = buffer.readUInt32LE(16);
+        entry.compressedSize = buffer.readUInt32LE(20);
+        entry.uncompressedSize = buffer.readUInt32LE(24);
+        entry.fileNameLength = buffer.readUInt16LE(28);
+        entry.extraFieldLength = buffer.readUInt16LE(30);
+        entry.fileCommentLength = buffer.readUInt16LE(32);
+        entry.internalFileAttributes = buffer.readUInt16LE(36);
+        entry.externalFileAttributes = buffer.readUInt32LE(38);
+        entry.relativeOffsetOfLocalHeader = buffer.readUInt32LE(42);
+        if (entry.generalPurposeBitFlag & 64) return emitErrorAndAutoClose(self2, new Error("strong encryption is not supported"));
+        self2.readEntryCursor += 46;
+        buffer = newBuffer(entry.fileNameLength + entry.extraFieldLength + entry.fileCommentLength);
+        readAndAssertNoEof(self2.reader, buffer, 0, buffer.length, self2.readEntryCursor, function(err2) {
+          if (err2) return emitErrorAndAutoClose(self2, err2);
+          if (self2.emittedError) return;
+          entry.fileNameRaw = buffer.subarray(0, entry.fileNameLength);
+          var fileCommentStart = entry.fileNameLength + entry.extraFieldLength;
+          entry.extraFieldRaw = buffer.subarray(entry.fileNameLength, fileCommentStart);
+          entry.fileCommentRaw = buffer.subarray(fileCommentStart, fileCommentStart + entry.fileCommentLength);
+          try {
+            entry.extraFields = parseExtraFields(entry.extraFieldRaw);
+          } catch (err3) {
+            return emitErrorAndAutoClose(self2, err3);
+          }
+          if (self2.decodeStrings) {
+            var isUtf8 = (entry.generalPurposeBitFlag & 2048) !== 0;
+            entry.fileComment = decodeBuffer(entry.fileCommentRaw, isUtf8);
+            entry.fileName = getFileNameLowLevel(entry.generalPurposeBitFlag, entry.fileNameRaw, entry.extraFields, self2.strictFileNames);
+            var errorMessage = validateFileName(entry.fileName);
+            if (errorMessage != null) return emitErrorAndAutoClose(self2, new Error(errorMessage));
+          } else {
+            entry.fileComment = entry.fileCommentRaw;
+            entry.fileName = entry.fileNameRaw;
+          }
+          entry.comment = entry.fileComment;
+          self2.readEntryCursor += buffer.length;
+          self2.entriesRead += 1;
+          for (var i2 = 0; i2 < entry.extraFields.length; i2++) {
+            var extraField = entry.extraFields[i2];
+            if (extraField.id !== 1) continue;
+            var zip64EiefBuffer = extraField.data;
+            var index = 0;
+            if (entry.uncompressedSize === 4294967295) {
+              if (index + 8 > zip64EiefBuffer.length) {
+                return emitErrorAndAutoClose(self2, new Error("zip64 extended information extra field does not include uncompressed size"));
+              }
+              entry.uncompressedSize = readUInt64LE(zip64EiefBuffer, index);
+              index += 8;
+            }
+            if (entry.compressedSize === 4294967295) {
+              if (index + 8 > zip64EiefBuffer.length) {
+                return emitErrorAndAutoClose(self2, new Error("zip64 extended information extra field does not include compressed size"));
+              }
+              entry.compressedSize = readUInt64LE(zip64EiefBuffer, index);
+              index += 8;
+            }
+            if (entry.relativeOffsetOfLocalHeader === 4294967295) {
+              if (index + 8 > zip64EiefBuffer.length) {
+                return emitErrorAndAutoClose(self2, new Error("zip64 extended information extra field does not include relative header offset"));
+              }
+              entry.relativeOffsetOfLocalHeader = readUInt64LE(zip64EiefBuffer, index);
+              index += 8;
+            }
+            break;
+          }
+          if (self2.validateEntrySizes && entry.compressionMethod === 0) {
+            var expectedCompressedSize = entry.uncompressedSize;
+            if (entry.isEncrypted()) {
+              expectedCompressedSize += 12;
+            }
+            if (entry.compressedSize !== expectedCompressedSize) {
+              var msg = "compressed/uncompressed size mismatch for stored file: " + entry.compressedSize + " != " + entry.uncompressedSize;
+              return emitErrorAndAutoClose(self2, new Error(msg));
+            }
+          }
+          self2.emit("entry", entry);
+          if (!self2.lazyEntries) self2._readEntry();
+        });
+      });
+    };
+    ZipFile2.prototype.eachEntry = function() {
+      const self2 = this;
+      if (!self2.lazyEntries) throw new Error("eachEntry() requires lazyEntries: true");
+      if (self2.hasEachEntryBeenCalled) throw new Error("eachEntry() must only be called once per ZipFile");
+      self2.hasEachEntryBeenCalled = true;
+      let pendingResolveReject = null;
+      self2.on("entry", onEntry);
+      self2.on("end", onEnd);
+      self2.on("error", onError);
+      function cleanup() {
+        self2.removeListener("entry", onEntry);
+        self2.removeListener("end", onEnd);
+        self2.removeListener("error", onError);
+        if (self2.autoClose) self2.close();
+      }
+      function onEntry(entry) {
+        let { resolve } = pendingResolveReject;
+        pendingResolveReject = null;
+        resolve({ value: entry });
+      }
+      function onEnd() {
+        let { resolve } = pendingResolveReject;
+        pendingResolveReject = null;
+        cleanup();
+        resolve({ done: true });
+      }
+      function onError(err) {
+        let { reject } = pendingResolveReject;
+        pendingResolveReject = null;
+        cleanup();
+        reject(err);
+      }
+      return {
+        [Symbol.asyncIterator]() {
+          return this;
+        },
+        next() {
+          const promise = new Promise((resolve, reject) => {
+            if (pendingResolveReject != null) throw new Error("next() called before previous Promise was resolved.");
+            pendingResolveReject = { resolve, reject };
+          });
+          self2.readEntry();
+          return promise;
+        },
+        return(value) {
+          cleanup();
+          return Promise.resolve({ done: true, value });
+        },
+        throw(value) {
+          cleanup();
+          return Promise.reject(value);
+        }
+      };
+    };
+    ZipFile2.prototype.openReadStream = function(entry, options2, callback) {
+      var self2 = this;
+      var relativeStart = 0;
+      var relativeEnd = entry.compressedSize;
+      if (callback == null) {
+        callback = options2;
+        options2 = null;
+      }
+      if (options2 == null) {
+        options2 = {};
+      } else {
+        if (options2.decodeFileData === false) {
+          if (options2.decrypt != null) {
+            throw new Error("cannot use options.decrypt when options.decodeFileData === false");
+          }
+          if (options2.decompress != null) {
+            throw new Error("cannot use options.decompress when options.decodeFileData === false");
+          }
+        } else {
+          if (options2.decrypt != null) {
+            if (!entry.isEncrypted()) {
+              throw new Error("options.decrypt can only be specified for encrypted entries. See also option decodeFileData.");
+            }
+            if (options2.decrypt !== false) throw new Error("invalid options.decrypt value: " + options2.decrypt);
+            if (entry.isCompressed()) {
+              if (options2.decompress !== false) throw new Error("entry is encrypted and compressed, and options.decompress !== false. See also option decodeFileData.");
+            }
+          }
+          if (options2.decompress != null) {
+            if (!entry.isCompressed()) {
+              throw new Error("options.decompress can only be specified for compressed entries. See also option decodeFileData.");
+            }
+            if (!(options2.decompress === false || options2.decompress === true)) {
+              throw new Error("invalid options.decompress value: " + options2.decompress);
+            }
+            decompress = options2.decompress;
+          }
+        }
+        if (options2.start != null) {
+          relativeStart = options2.start;
+          if (relativeStart < 0) throw new Error("options.start < 0");
+          if (relativeStart > entry.compressedSize) throw new Error("options.start > entry.compressedSize");
+        }
+        if (options2.end != null) {
+          relativeEnd = options2.end;
+          if (relativeEnd < 0) throw new Error("options.end < 0");
+          if (relativeEnd > entry.compressedSize) throw new Error("options.end > entry.compressedSize");
+          if (relativeEnd < relativeStart) throw new Error("options.end < options.start");
+        }
+      }
+      var rawMode = options2.decodeFileData === false || // Explicitly requested raw.
+      (entry.compressionMethod === 0 || // Naturally without compression.
+      entry.compressionMethod === 8 && options2.decompress === false) && (!entry.isEncrypted() || // Naturally without encryption.
+      options2.decrypt === false);
+      if (options2.start != null || options2.end != null) {
+        if (!rawMode) throw new Error("start/end range require options.decodeFileData === false for non-trivial encoded entries.");
+      }
+      if (!self2.isOpen) return callback(new Error("closed"));
+      if (entry.isEncrypted() && !rawMode) {
+        if (options2.decrypt !== false) return callback(new Error("entry is encrypted, and options.decodeFileData !== false"));
+      }
+      var decompress;
+      if (rawMode) {
+        decompress = false;
+      } else if (entry.compressionMethod === 8) {
+        decompress = options2.decodeFileData !== true;
+      } else {
+        return callback(new Error("unsupported compression method: " + entry.compressionMethod));
+      }
+      self2.readLocalFileHeader(entry, { minimal: true }, function(err, localFileHeader) {
+        if (err) return callback(err);
+        self2.openReadStreamLowLevel(
+          localFileHeader.fileDataStart,
+          entry.compressedSize,
+          relativeStart,
+          relativeEnd,
+          decompress,
+          entry.uncompressedSize,
+          callback
+        );
+      });
+    };
+    ZipFile2.prototype.openReadStreamLowLevel = function(fileDataStart, compressedSize, relativeStart, relativeEnd, decompress, uncompressedSize, callback) {
+      var self2 = this;
+      var fileDataEnd = fileDataStart + compressedSize;
+      var readStream = self2.reader.createReadStream({
+        start: fileDataStart + relativeStart,
+        end: fileDataStart + relativeEnd
+      });
+      var endpointStream = readStream;
+      if (decompress) {
+        var destroyed = false;
+        var inflateFilter = zlib.createInflateRaw();
+        readStream.on("error", function(err) {
+          setImmediate(function() {
+            if (!destroyed) inflateFilter.emit("error", err);
+          });
+        });
+        readStream.pipe(inflateFilter);
+        if (self2.validateEntrySizes) {
+          endpointStream = new AssertByteCountStream(uncompressedSize);
+          inflateFilter.on("error", function(err) {
+            setImmediate(function() {
+              if (!destroyed) endpointStream.emit("error", err);
+            });
+          });
+          inflateFilter.pipe(endpointStream);
+        } else {
+          endpointStream = inflateFilter;
+        }
+        installDestroyFn(endpointStream, function() {
+          destroyed = true;
+          if (inflateFilter !== endpointStream) inflateFilter.unpipe(endpointStream);
+          readStream.unpipe(inflateFilter);
+          readStream.destroy();
+        });
+      }
+      callback(null, endpointStream);
+    };
+    ZipFile2.prototype.readLocalFileHeader = function(entry, options2, callback) {
+      var self2 = this;
+      if (callback == null) {
+        callback = options2;
+        options2 = null;
+      }
+      if (options2 == null) options2 = {};
+      self2.reader.ref();
+      var buffer = newBuffer(30);
+      readAndAssertNoEof(self2.reader, buffer, 0, buffer.length, entry.relativeOffsetOfLocalHeader, function(err) {
+        try {
+          if (err) return callback(err);
+          var signature = buffer.readUInt32LE(0);
+          if (signature !== 67324752) {
+            return callback(new Error("invalid local file header signature: 0x" + signature.toString(16)));
+          }
+          var fileNameLength = buffer.readUInt16LE(26);
+          var extraFieldLength = buffer.readUInt16LE(28);
+          var fileDataStart = entry.relativeOffsetOfLocalHeader + 30 + fileNameLength + extraFieldLength;
+          if (fileDataStart + entry.compressedSize > self2.fileSize) {
+            return callback(new Error("file data overflows file bounds: " + fileDataStart + " + " + entry.compressedSize + " > " + self2.fileSize));
+          }
+          if (options2.minimal) {
+            return callback(null, { fileDataStart });
+          }
+          var localFileHeader = new LocalFileHeader();
+          localFileHeader.fileDataStart = fileDataStart;
+          localFileHeader.versionNeededToExtract = buffer.readUInt16LE(4);
+          localFileHeader.generalPurposeBitFlag = buffer.readUInt16LE(6);
+          localFileHeader.compressionMethod = buffer.readUInt16LE(8);
+          localFileHeader.lastModFileTime = buffer.readUInt16LE(10);
+          localFileHeader.lastModFileDate = buffer.readUInt16LE(12);
+          localFileHeader.crc32 = buffer.readUInt32LE(14);
+          localFileHeader.compressedSize = buffer.readUInt32LE(18);
+          localFileHeader.uncompressedSize = buffer.readUInt32LE(22);
+          localFileHeader.fileNameLength = fileNameLength;
+          localFileHeader.extraFieldLength = extraFieldLength;
+          buffer = newBuffer(fileNameLength + extraFieldLength);
+          self2.reader.ref();
+          readAndAssertNoEof(self2.reader, buffer, 0, buffer.length, entry.relativeOffsetOfLocalHeader + 30, function(err2) {
+            try {
+              if (err2) return callback(err2);
+              localFileHeader.fileName = buffer.subarray(0, fileNameLength);
+              localFileHeader.extraField = buffer.subarray(fileNameLength);
+              return callback(null, localFileHeader);
+            } finally {
+              self2.reader.unref();
+            }
+          });
+        } finally {
+          self2.reader.unref();
+        }
+      });
+    };
+    ZipFile2.prototype.openReadStreamPromise = function(entry, options2) {
+      return new Promise((resolve, reject) => {
+        this.openReadStream(entry, options2, function(err, readStream) {
+          if (err) return reject(err);
+          resolve(readStream);
+        });
+      });
+    };
+    ZipFile2.prototype.openReadStreamLowLevelPromise = function(fileDataStart, compressedSize, relativeStart, relativeEnd, decompress, uncompressedSize) {
+      return new Promise((resolve, reject) => {
+        this.openReadStream(fileDataStart, compressedSize, relativeStart, relativeEnd, decompress, uncompressedSize, function(err, readStream) {
+          if (err) return reject(err);
+          resolve(readStream);
+        });
+      });
+    };
+    ZipFile2.prototype.readLocalFileHeaderPromise = function(entry, options2) {
+      return new Promise((resolve, reject) => {
+        this.readLocalFileHeader(entry, options2, function(err, localFileHeader) {
+          if (err) return reject(err);
+          resolve(localFileHeader);
+        });
+      });
+    };
+    function Entry() {
+    }
+    Entry.prototype.getLastModDate = function(options2) {
+      if (options2 == null) options2 = {};
+      if (!options2.forceDosFormat) {
+        for (var i2 = 0; i2 < this.extraFields.length; i2++) {
+          var extraField = this.extraFields[i2];
+          if (extraField.id === 21589) {
+            var data = extraField.data;
+            if (data.length < 5) continue;
+            var flags = data[0];
+            var HAS_MTIME = 1;
+            if (!(flags & HAS_MTIME)) continue;
+            var posixTimestamp = data.readInt32LE(1);
+            return new Date(posixTimestamp * 1e3);
+          } else if (extraField.id === 10) {
+            var data = extraField.data;
+            if (data.length !== 32) continue;
+            if (data.readUInt16LE(4) !== 1) continue;
+            if (data.readUInt16LE(6) !== 24) continue;
+            var hundredNanoSecondsSince1601 = data.readUInt32LE(8) + 4294967296 * data.readInt32LE(12);
+            var millisecondsSince1970 = hundredNanoSecondsSince1601 / 1e4 - 116444736e5;
+            return new Date(millisecondsSince1970);
+          }
+        }
+      }
+      return dosDateTimeToDate(this.lastModFileDate, this.lastModFileTime, options2.timezone);
+    };
+    Entry.prototype.canDecodeFileData = function() {
+      return !this.isEncrypted() && (this.compressionMethod === 0 || this.compressionMethod === 8);
+    };
+    Entry.prototype.isEncrypted = function() {
+      return (this.generalPurposeBitFlag & 1) !== 0;
+    };
+    Entry.prototype.isCompressed = function() {
+      return this.compressionMethod === 8;
+    };
+    function LocalFileHeader() {
+    }
+    function dosDateTimeToDate(date, time, timezone) {
+      var day = date & 31;
+      var month = (date >> 5 & 15) - 1;
+      var year = (date >> 9 & 127) + 1980;
+      var millisecond = 0;
+      var second = (time & 31) * 2;
+      var minute = time >> 5 & 63;
+      var hour = time >> 11 & 31;
+      if (timezone == null || timezone === "local") {
+        return new Date(year, month, day, hour, minute, second, millisecond);
+      } else if (timezone === "UTC") {
+        return new Date(Date.UTC(year, month, day, hour, minute, second, millisecond));
+      } else {
+        throw new Error("unrecognized options.timezone: " + options.timezone);
+      }
+    }
+    function getFileNameLowLevel(generalPurposeBitFlag, fileNameBuffer, extraFields, strictFileNames) {
+      var fileName = null;
+      for (var i2 = 0; i2 < extraFields.length; i2++) {
+        var extraField = extraFields[i2];
+        if (extraField.id === 28789) {
+          if (extraField.data.length < 6) {
+            continue;
+          }
+          if (extraField.data.readUInt8(0) !== 1) {
+            continue;
+          }
+          var oldNameCrc32 = extraField.data.readUInt32LE(1);
+          if (crc32(fileNameBuffer) !== oldNameCrc32) {
+            continue;
+          }
+          fileName = decodeBuffer(extraField.data.subarray(5), true);
+          break;
+        }
+      }
+      if (fileName == null) {
+        var isUtf8 = (generalPurposeBitFlag & 2048) !== 0;
+        fileName = decodeBuffer(fileNameBuffer, isUtf8);
+      }
+      if (!strictFileNames) {
+        fileName = fileName.replace(/\\/g, "/");
+      }
+      return fileName;
+    }
+    function validateFileName(fileName) {
+      if (fileName.indexOf("\\") !== -1) {
+        return "invalid characters in fileName: " + fileName;
+      }
+      if (/^[a-zA-Z]:/.test(fileName) || /^\//.test(fileName)) {
+        return "absolute path: " + fileName;
+      }
+      if (fileName.split("/").indexOf("..") !== -1) {
+        return "invalid relative path: " + fileName;
+      }
+      return null;
+    }
+    function parseExtraFields(extraFieldBuffer) {
+      var extraFields = [];
+      var i2 = 0;
+      while (i2 < extraFieldBuffer.length - 3) {
+        var headerId = extraFieldBuffer.readUInt16LE(i2 + 0);
+        var dataSize = extraFieldBuffer.readUInt16LE(i2 + 2);
+        var dataStart = i2 + 4;
+        var dataEnd = dataStart + dataSize;
+        if (dataEnd > extraFieldBuffer.length) throw new Error("extra field length exceeds extra field buffer size");
+        var dataBuffer = extraFieldBuffer.subarray(dataStart, dataEnd);
+        extraFields.push({
+          id: headerId,
+          data: dataBuffer
+        });
+        i2 = dataEnd;
+      }
+      return extraFields;
+    }
+    function readAndAssertNoEof(reader, buffer, offset, length, position, callback) {
+      if (length === 0) {
+        return setImmediate(function() {
+          callback(null, newBuffer(0));
+        });
+      }
+      reader.read(buffer, offset, length, position, function(err, bytesRead) {
+        if (err) return callback(err);
+        if (bytesRead < length) {
+          return callback(new Error("unexpected EOF"));
+        }
+        callback();
+      });
+    }
+    util.inherits(AssertByteCountStream, Transform3);
+    function AssertByteCountStream(byteCount) {
+      Transform3.call(this);
+      this.actualByteCount = 0;
+      this.expectedByteCount = byteCount;
+    }
+    AssertByteCountStream.prototype._transform = function(chunk, encoding, cb) {
+      this.actualByteCount += chunk.length;
+      if (this.actualByteCount > this.expectedByteCount) {
+        var msg = "too many bytes in the stream. expected " + this.expectedByteCount + ". got at least " + this.actualByteCount;
+        return cb(new Error(msg));
+      }
+      cb(null, chunk);
+    };
+    AssertByteCountStream.prototype._flush = function(cb) {
+      if (this.actualByteCount < this.expectedByteCount) {
+        var msg = "not enough bytes in the stream. expected " + this.expectedByteCount + ". got only " + this.actualByteCount;
+        return cb(new Error(msg));
+      }
+      cb();
+    };
+    util.inherits(RandomAccessReader, EventEmitter2);
+    function RandomAccessReader() {
+      EventEmitter2.call(this);
+      this.refCount = 0;
+    }
+    RandomAccessReader.prototype.ref = function() {
+      this.refCount += 1;
+    };
+    RandomAccessReader.prototype.unref = function() {
+      var self2 = this;
+      self2.refCount -= 1;
+      if (self2.refCount > 0) return;
+      if (self2.refCount < 0) throw new Error("invalid unref");
+      self2.close(onCloseDone);
+      function onCloseDone(err) {
+        if (err) return self2.emit("error", err);
+        self2.emit("close");
+      }
+    };
+    RandomAccessReader.prototype.createReadStream = function(options2) {
+      if (options2 == null) options2 = {};
+      var start = options2.start;
+      var end = options2.end;
+      if (start === end) {
+        var emptyStream = new PassThrough2();
+        setImmediate(function() {
+          emptyStream.end();
+        });
+        return emptyStream;
+      }
+      var stream = this._readStreamForRange(start, end);
+      var destroyed = false;
+      var refUnrefFilter = new RefUnrefFilter(this);
+      stream.on("error", function(err) {
+        setImmediate(function() {
+          if (!destroyed) refUnrefFilter.emit("error", err);
+        });
+      });
+      installDestroyFn(refUnrefFilter, function() {
+        stream.unpipe(refUnrefFilter);
+        refUnrefFilter.unref();
+        stream.destroy();
+      });
+      var byteCounter = new AssertByteCountStream(end - start);
+      refUnrefFilter.on("error", function(err) {
+        setImmediate(function() {
+          if (!destroyed) byteCounter.emit("error", err);
+        });
+      });
+      installDestroyFn(byteCounter, function() {
+        destroyed = true;
+        refUnrefFilter.unpipe(byteCounter);
+        refUnrefFilter.destroy();
+      });
+      return stream.pipe(refUnrefFilter).pipe(byteCounter);
+    };
+    RandomAccessReader.prototype._readStreamForRange = function(start, end) {
+      throw new Error("not implemented");
+    };
+    RandomAccessReader.prototype.read = function(buffer, offset, length, position, callback) {
+      var readStream = this.createReadStream({ start: position, end: position + length });
+      var writeStream = new Writable4();
+      var written = 0;
+      writeStream._write = function(chunk, encoding, cb) {
+        chunk.copy(buffer, offset + written, 0, chunk.length);
+        written += chunk.length;
+        cb();
+      };
+      writeStream.on("finish", callback);
+      readStream.on("error", function(error) {
+        callback(error);
+      });
+      readStream.pipe(writeStream);
+    };
+    RandomAccessReader.prototype.close = function(callback) {
+      setImmediate(callback);
+    };
+    util.inherits(RefUnrefFilter, PassThrough2);
+    function RefUnrefFilter(context2) {
+      PassThrough2.call(this);
+      this.context = context2;
+      this.context.ref();
+      this.unreffedYet = false;
+    }
+    RefUnrefFilter.prototype._flush = function(cb) {
+      this.unref();
+      cb();
+    };
+    RefUnrefFilter.prototype.unref = function(cb) {
+      if (this.unreffedYet) return;
+      this.unreffedYet = true;
+      this.context.unref();
+    };
+    var cp437 = "\0\u263A\u263B\u2665\u2666\u2663\u2660\u2022\u25D8\u25CB\u25D9\u2642\u2640\u266A\u266B\u263C\u25BA\u25C4\u2195\u203C\xB6\xA7\u25AC\u21A8\u2191\u2193\u2192\u2190\u221F\u2194\u25B2\u25BC !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~\u2302\xC7\xFC\xE9\xE2\xE4\xE0\xE5\xE7\xEA\xEB\xE8\xEF\xEE\xEC\xC4\xC5\xC9\xE6\xC6\xF4\xF6\xF2\xFB\xF9\xFF\xD6\xDC\xA2\xA3\xA5\u20A7\u0192\xE1\xED\xF3\xFA\xF1\xD1\xAA\xBA\xBF\u2310\xAC\xBD\xBC\xA1\xAB\xBB\u2591\u2592\u2593\u2502\u2524\u2561\u2562\u2556\u2555\u2563\u2551\u2557\u255D\u255C\u255B\u2510\u2514\u2534\u252C\u251C\u2500\u253C\u255E\u255F\u255A\u2554\u2569\u2566\u2560\u2550\u256C\u2567\u2568\u2564\u2565\u2559\u2558\u2552\u2553\u256B\u256A\u2518\u250C\u2588\u2584\u258C\u2590\u2580\u03B1\xDF\u0393\u03C0\u03A3\u03C3\xB5\u03C4\u03A6\u0398\u03A9\u03B4\u221E\u03C6\u03B5\u2229\u2261\xB1\u2265\u2264\u2320\u2321\xF7\u2248\xB0\u2219\xB7\u221A\u207F\xB2\u25A0\xA0";
+    function decodeBuffer(buffer, isUtf8) {
+      if (isUtf8) {
+        return buffer.toString("utf8");
+      } else {
+        var result = "";
+        for (var i2 = 0; i2 < buffer.length; i2++) {
+          result += cp437[buffer[i2]];
+        }
+        return result;
+      }
+    }
+    function readUInt64LE(buffer, offset) {
+      var lower32 = buffer.readUInt32LE(offset);
+      var upper32 = buffer.readUInt32LE(offset + 4);
+      return upper32 * 4294967296 + lower32;
+    }
+    var newBuffer;
+    if (typeof Buffer.allocUnsafe === "function") {
+      newBuffer = function(len) {
+        return Buffer.allocUnsafe(len);
+      };
+    } else {
+      newBuffer = function(len) {
+        return new Buffer(len);
+      };
+    }
+    function installDestroyFn(stream, fn) {
+      if (typeof stream.destroy === "function") {
+        stream._destroy = function(err, cb) {
+          fn();
+          if (cb != null) cb(err);
+        };
+      } else {
+        stream.destroy = fn;
+      }
+    }
+    function defaultCallback(err) {
+      if (err) throw err;
+    }
+  }
+});
+
+// node_modules/buffer-crc32/dist/index.cjs
+var require_dist = __commonJS({
+  "node_modules/buffer-crc32/dist/index.cjs"(exports, module) {
+    "use strict";
+    function getDefaultExportFromCjs(x) {
+      return x && x.__esModule && Object.prototype.hasOwnProperty.call(x, "default") ? x["default"] : x;
+    }
+    var CRC_TABLE = new Int32Array([
+      0,
+      1996959894,
+      3993919788,
+      2567524794,
+      124634137,
+      1886057615,
+      3915621685,
+      2657392035,
+      249268274,
+      2044508324,
+      3772115230,
+      2547177864,
+      162941995,
+      2125561021,
+      3887607047,
+      2428444049,
+      498536548,
+      1789927666,
+      4089016648,
+      2227061214,
+      450548861,
+      1843258603,
+      4107580753,
+      2211677639,
+      325883990,
+      1684777152,
+      4251122042,
+      2321926636,
+      335633487,
+      1661365465,
+      4195302755,
+      2366115317,
+      997073096,
+      1281953886,
+      3579855332,
+      2724688242,
+      1006888145,
+      1258607687,
+      3524101629,
+      2768942443,
+      901097722,
+      1119000684,
+      3686517206,
+      2898065728,
+      853044451,
+      1172266101,
+      3705015759,
+      2882616665,
+      651767980,
+      1373503546,
+      3369554304,
+      3218104598,
+      565507253,
+      1454621731,
+      3485111705,
+      3099436303,
+      671266974,
+      1594198024,
+      3322730930,
+      2970347812,
+      795835527,
+      1483230225,
+      3244367275,
+      3060149565,
+      1994146192,
+      31158534,
+      2563907772,
+      4023717930,
+      1907459465,
+      112637215,
+      2680153253,
+      3904427059,
+      2013776290,
+      251722036,
+      2517215374,
+      3775830040,
+      2137656763,
+      141376813,
+      2439277719,
+      3865271297,
+      1802195444,
+      476864866,
+      2238001368,
+      4066508878,
+      1812370925,
+      453092731,
+      2181625025,
+      4111451223,
+      1706088902,
+      314042704,
+      2344532202,
+      4240017532,
+      1658658271,
+      366619977,
+      2362670323,
+      4224994405,
+      1303535960,
+      984961486,
+      2747007092,
+      3569037538,
+      1256170817,
+      1037604311,
+      2765210733,
+      3554079995,
+      1131014506,
+      879679996,
+      2909243462,
+      3663771856,
+      1141124467,
+      855842277,
+      2852801631,
+      3708648649,
+      1342533948,
+      654459306,
+      3188396048,
+      3373015174,
+      1466479909,
+      544179635,
+      3110523913,
+      3462522015,
+      1591671054,
+      702138776,
+      2966460450,
+      3352799412,
+      1504918807,
+      783551873,
+      3082640443,
+      3233442989,
+      3988292384,
+      2596254646,
+      62317068,
+      1957810842,
+      3939845945,
+      2647816111,
+      81470997,
+      1943803523,
+      3814918930,
+      2489596804,
+      225274430,
+      2053790376,
+      3826175755,
+      2466906013,
+      167816743,
+      2097651377,
+      4027552580,
+      2265490386,
+      503444072,
+      1762050814,
+      4150417245,
+      2154129355,
+      426522225,
+      1852507879,
+      4275313526,
+      2312317920,
+      282753626,
+      1742555852,
+      4189708143,
+      2394877945,
+      397917763,
+      1622183637,
+      3604390888,
+      2714866558,
+      953729732,
+      1340076626,
+      3518719985,
+      2797360999,
+      1068828381,
+      1219638859,
+      3624741850,
+      2936675148,
+      906185462,
+      1090812512,
+      3747672003,
+      2825379669,
+      829329135,
+      1181335161,
+      3412177804,
+      3160834842,
+      628085408,
+      1382605366,
+      3423369109,
+      3138078467,
+      570562233,
+      1426400815,
+      3317316542,
+      2998733608,
+      733239954,
+      1555261956,
+      3268935591,
+      3050360625,
+      752459403,
+      1541320221,
+      2607071920,
+      3965973030,
+      1969922972,
+      40735498,
+      2617837225,
+      3943577151,
+      1913087877,
+      83908371,
+      2512341634,
+      3803740692,
+      2075208622,
+      213261112,
+      2463272603,
+      3855990285,
+      2094854071,
+      198958881,
+      2262029012,
+      4057260610,
+      1759359992,
+      534414190,
+      2176718541,
+      4139329115,
+      1873836001,
+      414664567,
+      2282248934,
+      4279200368,
+      1711684554,
+      285281116,
+      2405801727,
+      4167216745,
+      1634467795,
+      376229701,
+      2685067896,
+      3608007406,
+      1308918612,
+      956543938,
+      2808555105,
+      3495958263,
+      1231636301,
+      1047427035,
+      2932959818,
+      3654703836,
+      1088359270,
+      936918e3,
+      2847714899,
+      3736837829,
+      1202900863,
+      817233897,
+      3183342108,
+      3401237130,
+      1404277552,
+      615818150,
+      3134207493,
+      3453421203,
+      1423857449,
+      601450431,
+      3009837614,
+      3294710456,
+      1567103746,
+      711928724,
+      3020668471,
+      3272380065,
+      1510334235,
+      755167117
+    ]);
+    function ensureBuffer(input) {
+      if (Buffer.isBuffer(input)) {
+        return input;
+      }
+      if (typeof input === "number") {
+        return Buffer.alloc(input);
+      } else if (typeof input === "string") {
+        return Buffer.from(input);
+      } else {
+        throw new Error("input must be buffer, number, or string, received " + typeof input);
+      }
+    }
+    function bufferizeInt(num) {
+      const tmp = ensureBuffer(4);
+      tmp.writeInt32BE(num, 0);
+      return tmp;
+    }
+    function _crc32(buf3, previous) {
+      buf3 = ensureBuffer(buf3);
+      if (Buffer.isBuffer(previous)) {
+        previous = previous.readUInt32BE(0);
+      }
+      let crc = ~~previous ^ -1;
+      for (var n2 = 0; n2 < buf3.length; n2++) {
+        crc = CRC_TABLE[(crc ^ buf3[n2]) & 255] ^ crc >>> 8;
+      }
+      return crc ^ -1;
+    }
+    function crc32() {
+      return bufferizeInt(_crc32.apply(null, arguments));
+    }
+    crc32.signed = function() {
+      return _crc32.apply(null, arguments);
+    };
+    crc32.unsigned = function() {
+      return _crc32.apply(null, arguments) >>> 0;
+    };
+    var bufferCrc32 = crc32;
+    var index = /* @__PURE__ */ getDefaultExportFromCjs(bufferCrc32);
+    module.exports = index;
+  }
+});
+
+// node_modules/yazl/index.js
+var require_yazl = __commonJS({
+  "node_modules/yazl/index.js"(exports) {
+    var fs = __require("fs");
+    var Transform3 = __require("stream").Transform;
+    var PassThrough2 = __require("stream").PassThrough;
+    var zlib = __require("zlib");
+    var util = __require("util");
+    var EventEmitter2 = __require("events").EventEmitter;
+    var errorMonitor = __require("events").errorMonitor;
+    var crc32 = require_dist();
+    exports.ZipFile = ZipFile2;
+    exports.dateToDosDateTime = dateToDosDateTime;
+    util.inherits(ZipFile2, EventEmitter2);
+    function ZipFile2() {
+      this.outputStream = new PassThrough2();
+      this.entries = [];
+      this.outputStreamCursor = 0;
+      this.ended = false;
+      this.allDone = false;
+      this.forceZip64Eocd = false;
+      this.errored = false;
+      this.on(errorMonitor, function() {
+        this.errored = true;
+      });
+    }
+    ZipFile2.prototype.addFile = function(realPath, metadataPath, options2) {
+      var self2 = this;
+      metadataPath = validateMetadataPath(metadataPath, false);
+      if (options2 == null) options2 = {};
+      if (shouldIgnoreAdding(self2)) return;
+      var entry = new Entry(metadataPath, false, options2);
+      self2.entries.push(entry);
+      fs.stat(realPath, function(err, stats) {
+        if (err) return self2.emit("error", err);
+        if (!stats.isFile()) return self2.emit("error", new Error("not a file: " + realPath));
+        entry.uncompressedSize = stats.size;
+        if (options2.mtime == null) entry.setLastModDate(stats.mtime);
+        if (options2.mode == null) entry.setFileAttributesMode(stats.mode);
+        entry.setFileDataPumpFunction(function() {
+          var readStream = fs.createReadStream(realPath);
+          entry.state = Entry.FILE_DATA_IN_PROGRESS;
+          readStream.on("error", function(err2) {
+            self2.emit("error", err2);
+          });
+          pumpFileDataReadStream(self2, entry, readStream);
+        });
+        pumpEntries(self2);
+      });
+    };
+    ZipFile2.prototype.addReadStream = function(readStream, metadataPath, options2) {
+      this.addReadStreamLazy(metadataPath, options2, function(cb) {
+        cb(null, readStream);
+      });
+    };
+    ZipFile2.prototype.addReadStreamLazy = function(metadataPath, options2, getReadStreamFunction) {
+      var self2 = this;
+      if (typeof options2 === "function") {
+        getReadStreamFunction = options2;
+        options2 = null;
+      }
+      if (options2 == null) options2 = {};
+      metadataPath = validateMetadataPath(metadataPath, false);
+      if (shouldIgnoreAdding(self2)) return;
+      var entry = new Entry(metadataPath, false, options2);
+      self2.entries.push(entry);
+      entry.setFileDataPumpFunction(function() {
+        entry.state = Entry.FILE_DATA_IN_PROGRESS;
+        getReadStreamFunction(function(err, readStream) {
+          if (err) return self2.emit("error", err);
+          pumpFileDataReadStream(self2, entry, readStream);
+        });
+      });
+      pumpEntries(self2);
+    };
+    ZipFile2.prototype.addBuffer = function(buffer, metadataPath, options2) {
+      var self2 = this;
+      metadataPath = validateMetadataPath(metadataPath, false);
+      if (buffer.length > 1073741823) throw new Error("buffer too large: " + buffer.length + " > 1073741823");
+      if (options2 == null) options2 = {};
+      if (options2.size != null) throw new Error("options.size not allowed");
+      if (shouldIgnoreAdding(self2)) return;
+      var entry = new Entry(metadataPath, false, options2);
+      entry.uncompressedSize = buffer.length;
+      entry.crc32 = crc32.unsigned(buffer);
+      entry.crcAndFileSizeKnown = true;
+      self2.entries.push(entry);
+      if (entry.compressionLevel === 0) {
+        setCompressedBuffer(buffer);
+      } else {
+        zlib.deflateRaw(buffer, { level: entry.compressionLevel }, function(err, compressedBuffer) {
+          setCompressedBuffer(compressedBuffer);
+        });
+      }
+      function setCompressedBuffer(compressedBuffer) {
+        entry.compressedSize = compressedBuffer.length;
+        entry.setFileDataPumpFunction(function() {
+          writeToOutputStream(self2, compressedBuffer);
+          writeToOutputStream(self2, entry.getDataDescriptor());
+          entry.state = Entry.FILE_DATA_DONE;
+          setImmediate(function() {
+            pumpEntries(self2);
+          });
+        });
+        pumpEntries(self2);
+      }
+    };
+    ZipFile2.prototype.addEmptyDirectory = function(metadataPath, options2) {
+      var self2 = this;
+      metadataPath = validateMetadataPath(metadataPath, true);
+      if (options2 == null) options2 = {};
+      if (options2.size != null) throw new Error("options.size not allowed");
+      if (options2.compress != null) throw new Error("options.compress not allowed");
+      if (options2.compressionLevel != null) throw new Error("options.compressionLevel not allowed");
+      if (shouldIgnoreAdding(self2)) return;
+      var entry = new Entry(metadataPath, true, options2);
+      self2.entries.push(entry);
+      entry.setFileDataPumpFunction(function() {
+        writeToOutputStream(self2, entry.getDataDescriptor());
+        entry.state = Entry.FILE_DATA_DONE;
+        pumpEntries(self2);
+      });
+      pumpEntries(self2);
+    };
+    var eocdrSignatureBuffer = bufferFrom([80, 75, 5, 6]);
+    ZipFile2.prototype.end = function(options2, calculatedTotalSizeCallback) {
+      if (typeof options2 === "function") {
+        calculatedTotalSizeCallback = options2;
+        options2 = null;
+      }
+      if (options2 == null) options2 = {};
+      if (this.ended) return;
+      this.ended = true;
+      if (this.errored) return;
+      this.calculatedTotalSizeCallback = calculatedTotalSizeCallback;
+      this.forceZip64Eocd = !!options2.forceZip64Format;
+      if (options2.comment) {
+        if (typeof options2.comment === "string") {
+          this.comment = encodeCp437(options2.comment);
+        } else {
+          this.comment = options2.comment;
+        }
+        if (this.comment.length > 65535) throw new Error("comment is too large");
+        if (bufferIncludes(this.comment, eocdrSignatureBuffer)) throw new Error("comment contains end of central directory record signature");
+      } else {
+        this.comment = EMPTY_BUFFER;
+      }
+      pumpEntries(this);
+    };
+    function writeToOutputStream(self2, buffer) {
+      self2.outputStream.write(buffer);
+      self2.outputStreamCursor += buffer.length;
+    }
+    function pumpFileDataReadStream(self2, entry, readStream) {
+      var crc32Watcher = new Crc32Watcher();
+      var uncompressedSizeCounter = new ByteCounter();
+      var compressor = entry.compressionLevel !== 0 ? new zlib.DeflateRaw({ level: entry.compressionLevel }) : new PassThrough2();
+      var compressedSizeCounter = new ByteCounter();
+      readStream.pipe(crc32Watcher).pipe(uncompressedSizeCounter).pipe(compressor).pipe(compressedSizeCounter).pipe(self2.outputStream, { end: false });
+      compressedSizeCounter.on("end", function() {
+        entry.crc32 = crc32Watcher.crc32;
+        if (entry.uncompressedSize == null) {
+          entry.uncompressedSize = uncompressedSizeCounter.byteCount;
+        } else {
+          if (entry.uncompressedSize !== uncompressedSizeCounter.byteCount) return self2.emit("error", new Error("file data stream has unexpected number of bytes"));
+        }
+        entry.compressedSize = compressedSizeCounter.byteCount;
+        self2.outputStreamCursor += entry.compressedSize;
+        writeToOutputStream(self2, entry.getDataDescriptor());
+        entry.state = Entry.FILE_DATA_DONE;
+        pumpEntries(self2);
+      });
+    }
+    function determineCompressionLevel(options2) {
+      if (options2.compress != null && options2.compressionLevel != null) {
+        if (!!options2.compress !== !!options2.compressionLevel) throw new Error("conflicting settings for compress and compressionLevel");
+      }
+      if (options2.compressionLevel != null) return options2.compressionLevel;
+      if (options2.compress === false) return 0;
+      return 6;
+    }
+    function pumpEntries(self2) {
+      if (self2.allDone || self2.errored) return;
+      if (self2.ended && self2.calculatedTotalSizeCallback != null) {
+        var calculatedTotalSize = calculateTotalSize(self2);
+        if (calculatedTotalSize != null) {
+          self2.calculatedTotalSizeCallback(calculatedTotalSize);
+          self2.calculatedTotalSizeCallback = null;
+        }
+      }
+      var entry = getFirstNotDoneEntry();
+      function getFirstNotDoneEntry() {
+        for (var i2 = 0; i2 < self2.entries.length; i2++) {
+          var entry2 = self2.entries[i2];
+          if (entry2.state < Entry.FILE_DATA_DONE) return entry2;
+        }
+        return null;
+      }
+      if (entry != null) {
+        if (entry.state < Entry.READY_TO_PUMP_FILE_DATA) return;
+        if (entry.state === Entry.FILE_DATA_IN_PROGRESS) return;
+        entry.relativeOffsetOfLocalHeader = self2.outputStreamCursor;
+        var localFileHeader = entry.getLocalFileHeader();
+        writeToOutputStream(self2, localFileHeader);
+        entry.doFileDataPump();
+      } else {
+        if (self2.ended) {
+          self2.offsetOfStartOfCentralDirectory = self2.outputStreamCursor;
+          self2.entries.forEach(function(entry2) {
+            var centralDirectoryRecord = entry2.getCentralDirectoryRecord();
+            writeToOutputStream(self2, centralDirectoryRecord);
+          });
+          writeToOutputStream(self2, getEndOfCentralDirectoryRecord(self2));
+          self2.outputStream.end();
+          self2.allDone = true;
+        }
+      }
+    }
+    function calculateTotalSize(self2) {
+      var pretendOutputCursor = 0;
+      var centralDirectorySize = 0;
+      for (var i2 = 0; i2 < self2.entries.length; i2++) {
+        var entry = self2.entries[i2];
+        if (entry.compressionLevel !== 0) return -1;
+        if (entry.state >= Entry.READY_TO_PUMP_FILE_DATA) {
+          if (entry.uncompressedSize == null) return -1;
+        } else {
+          if (entry.uncompressedSize == null) return null;
+        }
+        entry.relativeOffsetOfLocalHeader = pretendOutputCursor;
+        var useZip64Format = entry.useZip64Format();
+        pretendOutputCursor += LOCAL_FILE_HEADER_FIXED_SIZE + entry.utf8FileName.length;
+        pretendOutputCursor += entry.uncompressedSize;
+        if (!entry.crcAndFileSizeKnown) {
+          if (useZip64Format) {
+            pretendOutputCursor += ZIP64_DATA_DESCRIPTOR_SIZE;
+          } else {
+            pretendOutputCursor += DATA_DESCRIPTOR_SIZE;
+          }
+        }
+        centralDirectorySize += CENTRAL_DIRECTORY_RECORD_FIXED_SIZE + entry.utf8FileName.length + entry.fileComment.length;
+        if (!entry.forceDosTimestamp) {
+          centralDirectorySize += INFO_ZIP_UNIVERSAL_TIMESTAMP_EXTRA_FIELD_SIZE;
+        }
+        if (useZip64Format) {
+          centralDirectorySize += ZIP64_EXTENDED_INFORMATION_EXTRA_FIELD_SIZE;
+        }
+      }
+      var endOfCentralDirectorySize = 0;
+      if (self2.forceZip64Eocd || self2.entries.length >= 65535 || centralDirectorySize >= 65535 || pretendOutputCursor >= 4294967295) {
+        endOfCentralDirectorySize += ZIP64_END_OF_CENTRAL_DIRECTORY_RECORD_SIZE + ZIP64_END_OF_CENTRAL_DIRECTORY_LOCATOR_SIZE;
+      }
+      endOfCentralDirectorySize += END_OF_CENTRAL_DIRECTORY_RECORD_SIZE + self2.comment.length;
+      return pretendOutputCursor + centralDirectorySize + endOfCentralDirectorySize;
+    }
+    function shouldIgnoreAdding(self2) {
+      if (self2.ended) throw new Error("cannot add entries after calling end()");
+      if (self2.errored) return true;
+      return false;
+    }
+    var ZIP64_END_OF_CENTRAL_DIRECTORY_RECORD_SIZE = 56;
+    var ZIP64_END_OF_CENTRAL_DIRECTORY_LOCATOR_SIZE = 20;
+    var END_OF_CENTRAL_DIRECTORY_RECORD_SIZE = 22;
+    function getEndOfCentralDirectoryRecord(self2, actuallyJustTellMeHowLongItWouldBe) {
+      var needZip64Format = false;
+      var normalEntriesLength = self2.entries.length;
+      if (self2.forceZip64Eocd || self2.entries.length >= 65535) {
+        normalEntriesLength = 65535;
+        needZip64Format = true;
+      }
+      var sizeOfCentralDirectory = self2.outputStreamCursor - self2.offsetOfStartOfCentralDirectory;
+      var normalSizeOfCentralDirectory = sizeOfCentralDirectory;
+      if (self2.forceZip64Eocd || sizeOfCentralDirectory >= 4294967295) {
+        normalSizeOfCentralDirectory = 4294967295;
+        needZip64Format = true;
+      }
+      var normalOffsetOfStartOfCentralDirectory = self2.offsetOfStartOfCentralDirectory;
+      if (self2.forceZip64Eocd || self2.offsetOfStartOfCentralDirectory >= 4294967295) {
+        normalOffsetOfStartOfCentralDirectory = 4294967295;
+        needZip64Format = true;
+      }
+      if (actuallyJustTellMeHowLongItWouldBe) {
+        if (needZip64Format) {
+          return ZIP64_END_OF_CENTRAL_DIRECTORY_RECORD_SIZE + ZIP64_END_OF_CENTRAL_DIRECTORY_LOCATOR_SIZE + END_OF_CENTRAL_DIRECTORY_RECORD_SIZE;
+        } else {
+          return END_OF_CENTRAL_DIRECTORY_RECORD_SIZE;
+        }
+      }
+      var eocdrBuffer = bufferAlloc(END_OF_CENTRAL_DIRECTORY_RECORD_SIZE + self2.comment.length);
+      eocdrBuffer.writeUInt32LE(101010256, 0);
+      eocdrBuffer.writeUInt16LE(0, 4);
+      eocdrBuffer.writeUInt16LE(0, 6);
+      eocdrBuffer.writeUInt16LE(normalEntriesLength, 8);
+      eocdrBuffer.writeUInt16LE(normalEntriesLength, 10);
+      eocdrBuffer.writeUInt32LE(normalSizeOfCentralDirectory, 12);
+      eocdrBuffer.writeUInt32LE(normalOffsetOfStartOfCentralDirectory, 16);
+      eocdrBuffer.writeUInt16LE(self2.comment.length, 20);
+      self2.comment.copy(eocdrBuffer, 22);
+      if (!needZip64Format) return eocdrBuffer;
+      var zip64EocdrBuffer = bufferAlloc(ZIP64_END_OF_CENTRAL_DIRECTORY_RECORD_SIZE);
+      zip64EocdrBuffer.writeUInt32LE(101075792, 0);
+      writeUInt64LE(zip64EocdrBuffer, ZIP64_END_OF_CENTRAL_DIRECTORY_RECORD_SIZE - 12, 4);
+      zip64EocdrBuffer.writeUInt16LE(VERSION_MADE_BY, 12);
+      zip64EocdrBuffer.writeUInt16LE(VERSION_NEEDED_TO_EXTRACT_ZIP64, 14);
+      zip64EocdrBuffer.writeUInt32LE(0, 16);
+      zip64EocdrBuffer.writeUInt32LE(0, 20);
+      writeUInt64LE(zip64EocdrBuffer, self2.entries.length, 24);
+      writeUInt64LE(zip64EocdrBuffer, self2.entries.length, 32);
+      writeUInt64LE(zip64EocdrBuffer, sizeOfCentralDirectory, 40);
+      writeUInt64LE(zip64EocdrBuffer, self2.offsetOfStartOfCentralDirectory, 48);
+      var zip64EocdlBuffer = bufferAlloc(ZIP64_END_OF_CENTRAL_DIRECTORY_LOCATOR_SIZE);
+      zip64EocdlBuffer.writeUInt32LE(117853008, 0);
+      zip64EocdlBuffer.writeUInt32LE(0, 4);
+      writeUInt64LE(zip64EocdlBuffer, self2.outputStreamCursor, 8);
+      zip64EocdlBuffer.writeUInt32LE(1, 16);
+      return Buffer.concat([
+        zip64EocdrBuffer,
+        zip64EocdlBuffer,
+        eocdrBuffer
+      ]);
+    }
+    function validateMetadataPath(metadataPath, isDirectory) {
+      if (metadataPath === "") throw new Error("empty metadataPath");
+      metadataPath = metadataPath.replace(/\\/g, "/");
+      if (/^[a-zA-Z]:/.test(metadataPath) || /^\//.test(metadataPath)) throw new Error("absolute path: " + metadataPath);
+      if (metadataPath.split("/").indexOf("..") !== -1) throw new Error("invalid relative path: " + metadataPath);
+      var looksLikeDirectory = /\/$/.test(metadataPath);
+      if (isDirectory) {
+        if (!looksLikeDirectory) metadataPath += "/";
+      } else {
+        if (looksLikeDirectory) throw new Error("file path cannot end with '/': " + metadataPath);
+      }
+      return metadataPath;
+    }
+    var EMPTY_BUFFER = bufferAlloc(0);
+    function Entry(metadataPath, isDirectory, options2) {
+      this.utf8FileName = bufferFrom(metadataPath);
+      if (this.utf8FileName.length > 65535) throw new Error("utf8 file name too long. " + utf8FileName.length + " > 65535");
+      this.isDirectory = isDirectory;
+      this.state = Entry.WAITING_FOR_METADATA;
+      this.setLastModDate(options2.mtime != null ? options2.mtime : /* @__PURE__ */ new Date());
+      this.forceDosTimestamp = !!options2.forceDosTimestamp;
+      if (options2.mode != null) {
+        this.setFileAttributesMode(options2.mode);
+      } else {
+        this.setFileAttributesMode(isDirectory ? 16893 : 33204);
+      }
+      if (isDirectory) {
+        this.crcAndFileSizeKnown = true;
+        this.crc32 = 0;
+        this.uncompressedSize = 0;
+        this.compressedSize = 0;
+      } else {
+        this.crcAndFileSizeKnown = false;
+        this.crc32 = null;
+        this.uncompressedSize = null;
+        this.compressedSize = null;
+        if (options2.size != null) this.uncompressedSize = options2.size;
+      }
+      if (isDirectory) {
+        this.compressionLevel = 0;
+      } else {
+        this.compressionLevel = determineCompressionLevel(options2);
+      }
+      this.forceZip64Format = !!options2.forceZip64Format;
+      if (options2.fileComment) {
+        if (typeof options2.fileComment === "string") {
+          this.fileComment = bufferFrom(options2.fileComment, "utf-8");
+        } else {
+          this.fileComment = options2.fileComment;
+        }
+        if (this.fileComment.length > 65535) throw new Error("fileComment is too large");
+      } else {
+        this.fileComment = EMPTY_BUFFER;
+      }
+    }
+    Entry.WAITING_FOR_METADATA = 0;
+    Entry.READY_TO_PUMP_FILE_DATA = 1;
+    Entry.FILE_DATA_IN_PROGRESS = 2;
+    Entry.FILE_DATA_DONE = 3;
+    Entry.prototype.setLastModDate = function(date) {
+      this.mtime = date;
+      var dosDateTime = dateToDosDateTime(date);
+      this.lastModFileTime = dosDateTime.time;
+      this.lastModFileDate = dosDateTime.date;
+    };
+    Entry.prototype.setFileAttributesMode = function(mode2) {
+      if ((mode2 & 65535) !== mode2) throw new Error("invalid mode. expected: 0 <= " + mode2 + " <= 65535");
+      this.externalFileAttributes = mode2 << 16 >>> 0;
+    };
+    Entry.prototype.setFileDataPumpFunction = function(doFileDataPump) {
+      this.doFileDataPump = doFileDataPump;
+      this.state = Entry.READY_TO_PUMP_FILE_DATA;
+    };
+    Entry.prototype.useZip64Format = function() {
+      return this.forceZip64Format || this.uncompressedSize != null && this.uncompressedSize > 4294967294 || this.compressedSize != null && this.compressedSize > 4294967294 || this.relativeOffsetOfLocalHeader != null && this.relativeOffsetOfLocalHeader > 4294967294;
+    };
+    var LOCAL_FILE_HEADER_FIXED_SIZE = 30;
+    var VERSION_NEEDED_TO_EXTRACT_UTF8 = 20;
+    var VERSION_NEEDED_TO_EXTRACT_ZIP64 = 45;
+    var VERSION_MADE_BY = 3 << 8 | 63;
+    var FILE_NAME_IS_UTF8 = 1 << 11;
+    var UNKNOWN_CRC32_AND_FILE_SIZES = 1 << 3;
+    Entry.prototype.getLocalFileHeader = function() {
+      var crc322 = 0;
+      var compressedSize = 0;
+      var uncompressedSize = 0;
+      if (this.crcAndFileSizeKnown) {
+        crc322 = this.crc32;
+        compressedSize = this.compressedSize;
+        uncompressedSize = this.uncompressedSize;
+      }
+      var fixedSizeStuff = bufferAlloc(LOCAL_FILE_HEADER_FIXED_SIZE);
+      var generalPurposeBitFlag = FILE_NAME_IS_UTF8;
+      if (!this.crcAndFileSizeKnown) generalPurposeBitFlag |= UNKNOWN_CRC32_AND_FILE_SIZES;
+      fixedSizeStuff.writeUInt32LE(67324752, 0);
+      fixedSizeStuff.writeUInt16LE(VERSION_NEEDED_TO_EXTRACT_UTF8, 4);
+      fixedSizeStuff.writeUInt16LE(generalPurposeBitFlag, 6);
+      fixedSizeStuff.writeUInt16LE(this.getCompressionMethod(), 8);
+      fixedSizeStuff.writeUInt16LE(this.lastModFileTime, 10);
+      fixedSizeStuff.writeUInt16LE(this.lastModFileDate, 12);
+      fixedSizeStuff.writeUInt32LE(crc322, 14);
+      fixedSizeStuff.writeUInt32LE(compressedSize, 18);
+      fixedSizeStuff.writeUInt32LE(uncompressedSize, 22);
+      fixedSizeStuff.writeUInt16LE(this.utf8FileName.length, 26);
+      fixedSizeStuff.writeUInt16LE(0, 28);
+      return Buffer.concat([
+        fixedSizeStuff,
+        // file name (variable size)
+        this.utf8FileName
+        // extra field (variable size)
+        // no extra fields
+      ]);
+    };
+    var DATA_DESCRIPTOR_SIZE = 16;
+    var ZIP64_DATA_DESCRIPTOR_SIZE = 24;
+    Entry.prototype.getDataDescriptor = function() {
+      if (this.crcAndFileSizeKnown) {
+        return EMPTY_BUFFER;
+      }
+      if (!this.useZip64Format()) {
+        var buffer = bufferAlloc(DATA_DESCRIPTOR_SIZE);
+        buffer.writeUInt32LE(134695760, 0);
+        buffer.writeUInt32LE(this.crc32, 4);
+        buffer.writeUInt32LE(this.compressedSize, 8);
+        buffer.writeUInt32LE(this.uncompressedSize, 12);
+        return buffer;
+      } else {
+        var buffer = bufferAlloc(ZIP64_DATA_DESCRIPTOR_SIZE);
+        buffer.writeUInt32LE(134695760, 0);
+        buffer.writeUInt32LE(this.crc32, 4);
+        writeUInt64LE(buffer, this.compressedSize, 8);
+        writeUInt64LE(buffer, this.uncompressedSize, 16);
+        return buffer;
+      }
+    };
+    var CENTRAL_DIRECTORY_RECORD_FIXED_SIZE = 46;
+    var INFO_ZIP_UNIVERSAL_TIMESTAMP_EXTRA_FIELD_SIZE = 9;
+    var ZIP64_EXTENDED_INFORMATION_EXTRA_FIELD_SIZE = 28;
+    Entry.prototype.getCentralDirectoryRecord = function() {
+      var fixedSizeStuff = bufferAlloc(CENTRAL_DIRECTORY_RECORD_FIXED_SIZE);
+      var generalPurposeBitFlag = FILE_NAME_IS_UTF8;
+      if (!this.crcAndFileSizeKnown) generalPurposeBitFlag |= UNKNOWN_CRC32_AND_FILE_SIZES;
+      var izutefBuffer = EMPTY_BUFFER;
+      if (!this.forceDosTimestamp) {
+        izutefBuffer = bufferAlloc(INFO_ZIP_UNIVERSAL_TIMESTAMP_EXTRA_FIELD_SIZE);
+        izutefBuffer.writeUInt16LE(21589, 0);
+        izutefBuffer.writeUInt16LE(INFO_ZIP_UNIVERSAL_TIMESTAMP_EXTRA_FIELD_SIZE - 4, 2);
+        var EB_UT_FL_MTIME = 1 << 0;
+        var EB_UT_FL_ATIME = 1 << 1;
+        izutefBuffer.writeUInt8(EB_UT_FL_MTIME | EB_UT_FL_ATIME, 4);
+        var timestamp2 = Math.floor(this.mtime.getTime() / 1e3);
+        if (timestamp2 < -2147483648) timestamp2 = -2147483648;
+        if (timestamp2 > 2147483647) timestamp2 = 2147483647;
+        izutefBuffer.writeUInt32LE(timestamp2, 5);
+      }
+      var normalCompressedSize = this.compressedSize;
+      var normalUncompressedSize = this.uncompressedSize;
+      var normalRelativeOffsetOfLocalHeader = this.relativeOffsetOfLocalHeader;
+      var versionNeededToExtract = VERSION_NEEDED_TO_EXTRACT_UTF8;
+      var zeiefBuffer = EMPTY_BUFFER;
+      if (this.useZip64Format()) {
+        normalCompressedSize = 4294967295;
+        normalUncompressedSize = 4294967295;
+        normalRelativeOffsetOfLocalHeader = 4294967295;
+        versionNeededToExtract = VERSION_NEEDED_TO_EXTRACT_ZIP64;
+        zeiefBuffer = bufferAlloc(ZIP64_EXTENDED_INFORMATION_EXTRA_FIELD_SIZE);
+        zeiefBuffer.writeUInt16LE(1, 0);
+        zeiefBuffer.writeUInt16LE(ZIP64_EXTENDED_INFORMATION_EXTRA_FIELD_SIZE - 4, 2);
+        writeUInt64LE(zeiefBuffer, this.uncompressedSize, 4);
+        writeUInt64LE(zeiefBuffer, this.compressedSize, 12);
+        writeUInt64LE(zeiefBuffer, this.relativeOffsetOfLocalHeader, 20);
+      }
+      fixedSizeStuff.writeUInt32LE(33639248, 0);
+      fixedSizeStuff.writeUInt16LE(VERSION_MADE_BY, 4);
+      fixedSizeStuff.writeUInt16LE(versionNeededToExtract, 6);
+      fixedSizeStuff.writeUInt16LE(generalPurposeBitFlag, 8);
+      fixedSizeStuff.writeUInt16LE(this.getCompressionMethod(), 10);
+      fixedSizeStuff.writeUInt16LE(this.lastModFileTime, 12);
+      fixedSizeStuff.writeUInt16LE(this.lastModFileDate, 14);
+      fixedSizeStuff.writeUInt32LE(this.crc32, 16);
+      fixedSizeStuff.writeUInt32LE(normalCompressedSize, 20);
+      fixedSizeStuff.writeUInt32LE(normalUncompressedSize, 24);
+      fixedSizeStuff.writeUInt16LE(this.utf8FileName.length, 28);
+      fixedSizeStuff.writeUInt16LE(izutefBuffer.length + zeiefBuffer.length, 30);
+      fixedSizeStuff.writeUInt16LE(this.fileComment.length, 32);
+      fixedSizeStuff.writeUInt16LE(0, 34);
+      fixedSizeStuff.writeUInt16LE(0, 36);
+      fixedSizeStuff.writeUInt32LE(this.externalFileAttributes, 38);
+      fixedSizeStuff.writeUInt32LE(normalRelativeOffsetOfLocalHeader, 42);
+      return Buffer.concat([
+        fixedSizeStuff,
+        // file name (variable size)
+        this.utf8FileName,
+        // extra field (variable size)
+        izutefBuffer,
+        zeiefBuffer,
+        // file comment (variable size)
+        this.fileComment
+      ]);
+    };
+    Entry.prototype.getCompressionMethod = function() {
+      var NO_COMPRESSION = 0;
+      var DEFLATE_COMPRESSION = 8;
+      return this.compressionLevel === 0 ? NO_COMPRESSION : DEFLATE_COMPRESSION;
+    };
+    var minDosDate = new Date(1980, 0, 1);
+    var maxDosDate = new Date(2107, 11, 31, 23, 59, 58);
+    function dateToDosDateTime(jsDate) {
+      if (jsDate < minDosDate) jsDate = minDosDate;
+      else if (jsDate > maxDosDate) jsDate = maxDosDate;
+      var date = 0;
+      date |= jsDate.getDate() & 31;
+      date |= (jsDate.getMonth() + 1 & 15) << 5;
+      date |= (jsDate.getFullYear() - 1980 & 127) << 9;
+      var time = 0;
+      time |= Math.floor(jsDate.getSeconds() / 2);
+      time |= (jsDate.getMinutes() & 63) << 5;
+      time |= (jsDate.getHours() & 31) << 11;
+      return { date, time };
+    }
+    function writeUInt64LE(buffer, n2, offset) {
+      var high = Math.floor(n2 / 4294967296);
+      var low = n2 % 4294967296;
+      buffer.writeUInt32LE(low, offset);
+      buffer.writeUInt32LE(high, offset + 4);
+    }
+    util.inherits(ByteCounter, Transform3);
+    function ByteCounter(options2) {
+      Transform3.call(this, options2);
+      this.byteCount = 0;
+    }
+    ByteCounter.prototype._transform = function(chunk, encoding, cb) {
+      this.byteCount += chunk.length;
+      cb(null, chunk);
+    };
+    util.inherits(Crc32Watcher, Transform3);
+    function Crc32Watcher(options2) {
+      Transform3.call(this, options2);
+      this.crc32 = 0;
+    }
+    Crc32Watcher.prototype._transform = function(chunk, encoding, cb) {
+      this.crc32 = crc32.unsigned(chunk, this.crc32);
+      cb(null, chunk);
+    };
+    var cp437 = "\0\u263A\u263B\u2665\u2666\u2663\u2660\u2022\u25D8\u25CB\u25D9\u2642\u2640\u266A\u266B\u263C\u25BA\u25C4\u2195\u203C\xB6\xA7\u25AC\u21A8\u2191\u2193\u2192\u2190\u221F\u2194\u25B2\u25BC !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~\u2302\xC7\xFC\xE9\xE2\xE4\xE0\xE5\xE7\xEA\xEB\xE8\xEF\xEE\xEC\xC4\xC5\xC9\xE6\xC6\xF4\xF6\xF2\xFB\xF9\xFF\xD6\xDC\xA2\xA3\xA5\u20A7\u0192\xE1\xED\xF3\xFA\xF1\xD1\xAA\xBA\xBF\u2310\xAC\xBD\xBC\xA1\xAB\xBB\u2591\u2592\u2593\u2502\u2524\u2561\u2562\u2556\u2555\u2563\u2551\u2557\u255D\u255C\u255B\u2510\u2514\u2534\u252C\u251C\u2500\u253C\u255E\u255F\u255A\u2554\u2569\u2566\u2560\u2550\u256C\u2567\u2568\u2564\u2565\u2559\u2558\u2552\u2553\u256B\u256A\u2518\u250C\u2588\u2584\u258C\u2590\u2580\u03B1\xDF\u0393\u03C0\u03A3\u03C3\xB5\u03C4\u03A6\u0398\u03A9\u03B4\u221E\u03C6\u03B5\u2229\u2261\xB1\u2265\u2264\u2320\u2321\xF7\u2248\xB0\u2219\xB7\u221A\u207F\xB2\u25A0\xA0";
+    if (cp437.length !== 256) throw new Error("assertion failure");
+    var reverseCp437 = null;
+    function encodeCp437(string) {
+      if (/^[\x20-\x7e]*$/.test(string)) {
+        return bufferFrom(string, "utf-8");
+      }
+      if (reverseCp437 == null) {
+        reverseCp437 = {};
+        for (var i2 = 0; i2 < cp437.length; i2++) {
+          reverseCp437[cp437[i2]] = i2;
+        }
+      }
+      var result = bufferAlloc(string.length);
+      for (var i2 = 0; i2 < string.length; i2++) {
+        var b = reverseCp437[string[i2]];
+        if (b == null) throw new Error("character not encodable in CP437: " + JSON.stringify(string[i2]));
+        result[i2] = b;
+      }
+      return result;
+    }
+    function bufferAlloc(size) {
+      bufferAlloc = modern;
+      try {
+        return bufferAlloc(size);
+      } catch (e) {
+        bufferAlloc = legacy;
+        return bufferAlloc(size);
+      }
+      function modern(size2) {
+        return Buffer.allocUnsafe(size2);
+      }
+      function legacy(size2) {
+        return new Buffer(size2);
+      }
+    }
+    function bufferFrom(something, encoding) {
+      bufferFrom = modern;
+      try {
+        return bufferFrom(something, encoding);
+      } catch (e) {
+        bufferFrom = legacy;
+        return bufferFrom(something, encoding);
+      }
+      function modern(something2, encoding2) {
+        return Buffer.from(something2, encoding2);
+      }
+      function legacy(something2, encoding2) {
+        return new Buffer(something2, encoding2);
+      }
+    }
+    function bufferIncludes(buffer, content) {
+      bufferIncludes = modern;
+      try {
+        return bufferIncludes(buffer, content);
+      } catch (e) {
+        bufferIncludes = legacy;
+        return bufferIncludes(buffer, content);
+      }
+      function modern(buffer2, content2) {
+        return buffer2.includes(content2);
+      }
+      function legacy(buffer2, content2) {
+        for (var i2 = 0; i2 <= buffer2.length - content2.length; i2++) {
+          for (var j = 0; ; j++) {
+            if (j === content2.length) return true;
+            if (buffer2[i2 + j] !== content2[j]) break;
+          }
+        }
+        return false;
+      }
+    }
+  }
+});
+
+// templates/validate.ts
+function configValue(field, value) {
+  if (CONTROL.test(value)) {
+    throw new CodesignError(
+      "INVALID_INPUT",
+      `the ${field} contains a control character (${JSON.stringify(value)}); it cannot go into a config file`,
+      {
+        hint: "a label or path with a newline or other control character would inject lines into the file; rename it"
+      }
+    );
+  }
+  return value;
+}
+function opensslConfigValue(field, value) {
+  configValue(field, value);
+  if (/^[A-Za-z0-9_./:@+,=%~-]+$/.test(value)) return value;
+  return `"${value.replace(/["\\]/g, (c3) => `\\${c3}`)}"`;
+}
+var CONTROL;
+var init_validate2 = __esm({
+  "templates/validate.ts"() {
+    "use strict";
+    init_errors();
+    CONTROL = /[\u0000-\u001f\u007f]/;
+  }
+});
+
+// templates/sunpkcs11.ts
+function sunpkcs11Config(o2) {
+  const name = configValue("provider name", o2.name).replace(/[^A-Za-z0-9_-]/g, "-");
+  const library = configValue("module path", o2.library);
+  if (!Number.isSafeInteger(o2.slot) || o2.slot < 0) throw new RangeError(`bad slot id ${o2.slot}`);
+  return [
+    "# SunPKCS11 provider config written by codesign",
+    `name = ${name}`,
+    `library = "${library.replace(/"/g, '\\"')}"`,
+    `slot = ${o2.slot}`,
+    ""
+  ].join("\n");
+}
+var init_sunpkcs11 = __esm({
+  "templates/sunpkcs11.ts"() {
+    "use strict";
+    init_validate2();
+  }
+});
+
 // adapters/osslsigncode.ts
 import { readFile as readFile3, writeFile } from "node:fs/promises";
 import path14 from "node:path";
@@ -82246,465 +84584,6 @@ var init_osslsigncode = __esm({
   }
 });
 
-// src/core/pki/authenticode.ts
-function readExtractedContent(der, file) {
-  try {
-    const info2 = pkijs8.ContentInfo.fromBER(Uint8Array.from(der).buffer);
-    if (info2.contentType !== OID.signedData) throw new Error(`content type ${info2.contentType}`);
-    const signed = new pkijs8.SignedData({ schema: info2.content });
-    const content = signed.encapContentInfo.eContent;
-    if (!content || !(content instanceof asn1js8.Constructed)) throw new Error("no structured content");
-    return {
-      contentType: signed.encapContentInfo.eContentType,
-      content,
-      digestedOctets: new Uint8Array(content.valueBlock.toBER())
-    };
-  } catch (cause) {
-    throw new CodesignError(
-      "TOOL_FAILED",
-      `osslsigncode extract-data gave no Authenticode content for ${file}`,
-      { hint: "check that osslsigncode can sign this file type (osslsigncode 2.9 or newer)", cause }
-    );
-  }
-}
-function taggedString(tagNumber, bytes) {
-  return new asn1js8.Primitive({
-    idBlock: { tagClass: 3, tagNumber },
-    valueHex: Uint8Array.from(bytes).buffer
-  });
-}
-function spcString(text) {
-  if (/^[\x20-\x7e]*$/.test(text)) return taggedString(1, new TextEncoder().encode(text));
-  return taggedString(0, Buffer.from(text, "utf16le").swap16());
-}
-function authenticodeAttributes(o2) {
-  const attributes = [
-    new pkijs8.Attribute({
-      type: AUTHENTICODE_OID.statementType,
-      values: [
-        new asn1js8.Sequence({
-          value: [new asn1js8.ObjectIdentifier({ value: AUTHENTICODE_OID.individualCodeSigning })]
-        })
-      ]
-    })
-  ];
-  if (o2.url !== void 0 && !/^[\x20-\x7e]*$/.test(o2.url)) {
-    throw new CodesignError("INVALID_INPUT", `the program URL ${JSON.stringify(o2.url)} is not plain ASCII`, {
-      hint: "percent-encode it, as a URL is"
-    });
-  }
-  if (o2.description !== void 0 || o2.url !== void 0) {
-    attributes.push(
-      new pkijs8.Attribute({
-        type: AUTHENTICODE_OID.opusInfo,
-        values: [
-          new asn1js8.Sequence({
-            value: [
-              ...o2.description !== void 0 ? [context(0, spcString(o2.description))] : [],
-              ...o2.url !== void 0 ? [context(1, taggedString(0, new TextEncoder().encode(o2.url)))] : []
-            ]
-          })
-        ]
-      })
-    );
-  }
-  return attributes;
-}
-function nestedSignatureCount(existing, file) {
-  const signed = parseSignedData(existing, `the signature in ${file}`);
-  const primary = signed.signerInfos[0];
-  const nested = primary?.unsignedAttrs?.attributes.filter(
-    (a2) => a2.type === AUTHENTICODE_OID.nestedSignature
-  );
-  return (nested ?? []).reduce((n2, a2) => n2 + a2.values.length, 0);
-}
-function sequenceNumberAttribute(n2) {
-  return new pkijs8.Attribute({
-    type: AUTHENTICODE_OID.sequenceNumber,
-    values: [new asn1js8.Integer({ value: n2 })]
-  });
-}
-function coverageOf(contentType, content) {
-  if (contentType === AUTHENTICODE_OID.indirectData && content instanceof asn1js8.Sequence) {
-    const digest = content.valueBlock.value[1];
-    if (digest) return new Uint8Array(digest.toBER());
-  }
-  return new Uint8Array(content.toBER());
-}
-function extractedCoverage(extracted) {
-  return coverageOf(extracted.contentType, extracted.content);
-}
-function readDetachedSignature(bytes, file) {
-  const signed = parseSignedData(bytes, file);
-  const content = signed.encapContentInfo.eContent;
-  const signer = signed.signerInfos[0];
-  const hash = signer ? hashByOid(signer.digestAlgorithm.algorithmId) : void 0;
-  if (!content || !(content instanceof asn1js8.Constructed) || !signer || !hash) {
-    throw new CodesignError("INVALID_INPUT", `${file} is not a detached Authenticode signature`, {
-      hint: "give the PKCS#7 written by codesign sign --detached-signature (one signer, SHA-256/384/512)"
-    });
-  }
-  let signerCertificate2;
-  const sid = signer.sid;
-  for (const c3 of signed.certificates ?? []) {
-    if (!(c3 instanceof pkijs8.Certificate)) continue;
-    if (sid instanceof pkijs8.IssuerAndSerialNumber && c3.serialNumber.isEqual(sid.serialNumber) && c3.issuer.isEqual(sid.issuer)) {
-      signerCertificate2 = new Uint8Array(c3.toSchema().toBER());
-    }
-  }
-  return {
-    hash,
-    contentType: signed.encapContentInfo.eContentType,
-    covers: coverageOf(signed.encapContentInfo.eContentType, content),
-    signerCertificate: signerCertificate2
-  };
-}
-var asn1js8, pkijs8, AUTHENTICODE_OID, context;
-var init_authenticode = __esm({
-  "src/core/pki/authenticode.ts"() {
-    "use strict";
-    asn1js8 = __toESM(require_build2(), 1);
-    pkijs8 = __toESM(require_build3(), 1);
-    init_errors();
-    init_asn1();
-    init_cms();
-    AUTHENTICODE_OID = {
-      /** SPC_INDIRECT_DATA_OBJID: the content type of PE, MSI, CAB, APPX and script signatures. */
-      indirectData: "1.3.6.1.4.1.311.2.1.4",
-      statementType: "1.3.6.1.4.1.311.2.1.11",
-      individualCodeSigning: "1.3.6.1.4.1.311.2.1.21",
-      opusInfo: "1.3.6.1.4.1.311.2.1.12",
-      /** SPC_RFC3161_OBJID: the unsigned attribute holding an RFC 3161 timestamp token. */
-      rfc3161Timestamp: "1.3.6.1.4.1.311.3.3.1",
-      /** SPC_NESTED_SIGNATURE_OBJID: the primary signer's unsigned attribute holding further signatures. */
-      nestedSignature: "1.3.6.1.4.1.311.2.4.1",
-      /**
-       * PKCS9_SEQUENCE_NUMBER as osslsigncode names it: the signed attribute `sign -nest` gives each
-       * nested signature (1, 2, …), by which verifiers list them in order.
-       */
-      sequenceNumber: "1.2.840.113549.1.9.25.4"
-    };
-    context = (tagNumber, value) => new asn1js8.Constructed({ idBlock: { tagClass: 3, tagNumber }, value: [value] });
-  }
-});
-
-// src/app/formats/in-place.ts
-async function verifyBeforeReplacing(input, check) {
-  try {
-    await check();
-  } catch (cause) {
-    throw new CodesignError(
-      "VERIFY_FAILED",
-      `the signed copy of ${input} did not verify, so the input was left untouched`,
-      { hint: "include the issuing CA in the chain, or write the signed copy elsewhere", cause }
-    );
-  }
-}
-var init_in_place = __esm({
-  "src/app/formats/in-place.ts"() {
-    "use strict";
-    init_errors();
-  }
-});
-
-// src/app/formats/authenticode.ts
-var authenticode_exports = {};
-__export(authenticode_exports, {
-  attach: () => attach,
-  authenticode: () => authenticode,
-  authenticodeDetached: () => authenticodeDetached
-});
-import { createHash as createHash6, randomBytes as randomBytes3 } from "node:crypto";
-import { readFile as readFile4, rm as rm3, writeFile as writeFile2 } from "node:fs/promises";
-import path15 from "node:path";
-async function readExistingSignature(input, toolPath) {
-  return withPrivateDir(async (dir) => {
-    const out = path15.join(dir, "existing.p7");
-    const found = await extractSignature({ input, output: out, toolPath });
-    return found ? new Uint8Array(await readFile4(out)) : void 0;
-  }, "codesign-existing-");
-}
-function existingSignature(input, o2) {
-  let run = existingByRun.get(o2);
-  if (!run) existingByRun.set(o2, run = /* @__PURE__ */ new Map());
-  const key = path15.resolve(input);
-  let p = run.get(key);
-  if (!p) {
-    p = readExistingSignature(input, o2.toolPath);
-    run.set(key, p);
-  }
-  return p;
-}
-function refuseConflicts(o2) {
-  const chosen = [
-    ...o2.nest ? ["nest (--nest)"] : [],
-    ...o2.replace ? ["replace (--replace)"] : [],
-    ...o2.skipSigned ? ["skip signed files (--skip-signed)"] : []
-  ];
-  if (chosen.length > 1) {
-    throw new CodesignError("USAGE", `choose one way to treat signed files, not ${chosen.join(" and ")}`, {
-      hint: "--nest adds a signature, --replace drops the existing ones, --skip-signed leaves the file"
-    });
-  }
-  if (o2.detachedSignature && (o2.nest || o2.replace)) {
-    throw new CodesignError(
-      "USAGE",
-      "a detached signature leaves the file unchanged: nesting or replacing is decided when it is attached",
-      { hint: "give --nest or --replace to `codesign attach`" }
-    );
-  }
-}
-function authenticodeFormat(detached) {
-  const output = detached ? { kind: "detached", suffix: ".p7" } : { kind: "embedded" };
-  return {
-    name: "osslsigncode",
-    output,
-    needsCertificate: true,
-    // Each file is two short osslsigncode runs around one signature: keep the next files' runs going.
-    overlap: 2,
-    fileDigest: () => void 0,
-    async check(input, o2) {
-      refuseConflicts(o2);
-      await inputSize(input);
-      await adapter.version(o2.toolPath);
-      if (detached && !o2.skipSigned) return;
-      const current = await existingSignature(input, o2);
-      if (current && !o2.nest && !o2.replace && !o2.skipSigned) throw alreadySigned(input);
-      if (current && o2.nest && ONE_SIGNATURE.includes(path15.extname(input).toLowerCase())) {
-        throw new CodesignError("USAGE", `${input} can hold one signature only: it cannot be nested into`, {
-          hint: "replace its signature (--replace), or leave it as it is (--skip-signed)"
-        });
-      }
-    },
-    async skip(input, o2) {
-      if (!o2.skipSigned) return void 0;
-      return await existingSignature(input, o2) ? "already signed" : void 0;
-    },
-    async prepare(item, ctx) {
-      const o2 = ctx.options;
-      const { hash, scheme } = ctx;
-      const certificate = ctx.certificate;
-      const current = detached ? void 0 : await existingSignature(item.input, o2);
-      const sequence = current && o2.nest ? nestedSignatureCount(current, item.input) + 1 : void 0;
-      const base = path15.join(ctx.workDir, randomBytes3(8).toString("hex"));
-      const data = `${base}.content.p7`;
-      const sigFile = `${base}.signature.p7`;
-      const cleanup = () => Promise.all([rm3(data, { force: true }), rm3(sigFile, { force: true })]);
-      try {
-        await adapter.extractData({ input: item.input, hash, output: data, toolPath: o2.toolPath });
-        const extracted = readExtractedContent(new Uint8Array(await readFile4(data)), item.input);
-        const { signerInfo, toSign } = prepareSignerInfo({
-          hash,
-          scheme,
-          key: ctx.key,
-          certificate,
-          contentType: extracted.contentType,
-          digest: new Uint8Array(createHash6(hash).update(extracted.digestedOctets).digest()),
-          signedAttributes: [
-            ...authenticodeAttributes(o2),
-            ...sequence === void 0 ? [] : [sequenceNumberAttribute(sequence)]
-          ]
-        });
-        return {
-          request: { hash, scheme, input: toSign },
-          async finish(signature) {
-            try {
-              const signed = assembleSignedData({
-                signerInfo,
-                signature,
-                hash,
-                certificate,
-                chain: ctx.chain,
-                eContentType: extracted.contentType,
-                eContent: extracted.content
-              });
-              const stamp = await timestamp(signed, o2, AUTHENTICODE_OID.rfc3161Timestamp);
-              const version3 = await adapter.version(o2.toolPath);
-              if (detached) {
-                await writeFileAtomic(item.output, encodeSignedData(signed));
-                return { scheme, hash, tool: "osslsigncode", version: version3, detached: true, ...stamp };
-              }
-              await writeFile2(sigFile, encodeSignedData(signed), { mode: 384 });
-              await withAtomicOutput(
-                item.output,
-                async (temp) => {
-                  await adapter.attachSignature({
-                    input: item.input,
-                    signature: sigFile,
-                    output: temp,
-                    hash,
-                    caFile: ctx.certificateFiles[0],
-                    nest: sequence !== void 0,
-                    toolPath: o2.toolPath
-                  });
-                  if (path15.resolve(item.output) === path15.resolve(item.input)) {
-                    await verifyBeforeReplacing(
-                      item.input,
-                      () => verifyAuthenticode(temp, { caFiles: ctx.certificateFiles, toolPath: o2.toolPath })
-                    );
-                  }
-                },
-                { keepExtension: true }
-              );
-              return {
-                scheme,
-                hash,
-                tool: "osslsigncode",
-                version: version3,
-                ...sequence === void 0 ? {} : { nested: { sequence } },
-                ...current && sequence === void 0 ? { replaced: true } : {},
-                ...stamp
-              };
-            } finally {
-              await cleanup();
-            }
-          }
-        };
-      } catch (e) {
-        await cleanup();
-        throw e;
-      }
-    }
-  };
-}
-async function attach(o2) {
-  const started2 = performance.now();
-  refuseConflicts(o2);
-  const output = o2.out ?? signedName(o2.input);
-  assertDistinct(o2.input, output);
-  await inputSize(o2.input);
-  const version3 = await adapter.version(o2.toolPath);
-  const bytes = new Uint8Array(await readFile4(o2.signature).catch(unreadable(o2.signature, "the signature")));
-  const sig = readDetachedSignature(bytes, o2.signature);
-  if (!sig.signerCertificate) {
-    throw new CodesignError("INVALID_INPUT", `${o2.signature} carries no signer certificate`, {
-      hint: "Authenticode signatures carry their signer's certificate; sign again with codesign sign --detached-signature"
-    });
-  }
-  const signerCertificate2 = sig.signerCertificate;
-  return withPrivateDir(async (dir) => {
-    const signed = await extractSignature({
-      input: o2.input,
-      output: path15.join(dir, "existing.p7"),
-      toolPath: o2.toolPath
-    });
-    if (signed && !o2.nest && !o2.replace) throw alreadySigned(o2.input);
-    const data = path15.join(dir, "content.p7");
-    await adapter.extractData({ input: o2.input, hash: sig.hash, output: data, toolPath: o2.toolPath });
-    const extracted = readExtractedContent(new Uint8Array(await readFile4(data)), o2.input);
-    if (extracted.contentType !== sig.contentType || !sameBytes2(extractedCoverage(extracted), sig.covers)) {
-      throw new CodesignError(
-        "INVALID_INPUT",
-        `${o2.signature} was not made for ${o2.input}: the file's Authenticode digest differs`,
-        { hint: "attach the signature to the exact file it was made from (same build, unchanged since)" }
-      );
-    }
-    const sigFile = path15.join(dir, "signature.p7");
-    await writeFile2(sigFile, derOrPem(bytes, ["PKCS7", "CMS"]), { mode: 384 });
-    const caFile = path15.join(dir, "signer.pem");
-    await writeFile2(caFile, certificatePem(signerCertificate2), { mode: 384 });
-    const nest = signed && o2.nest === true;
-    await withAtomicOutput(
-      output,
-      (temp) => adapter.attachSignature({
-        input: o2.input,
-        signature: sigFile,
-        output: temp,
-        hash: sig.hash,
-        caFile,
-        nest,
-        toolPath: o2.toolPath
-      }),
-      { keepExtension: true }
-    );
-    return {
-      input: o2.input,
-      output,
-      signature: o2.signature,
-      hash: sig.hash,
-      nested: nest,
-      replaced: signed && !nest,
-      tool: "osslsigncode",
-      version: version3,
-      ms: Math.round(performance.now() - started2)
-    };
-  }, "codesign-attach-");
-}
-var existingByRun, ONE_SIGNATURE, alreadySigned, authenticode, authenticodeDetached, sameBytes2;
-var init_authenticode2 = __esm({
-  "src/app/formats/authenticode.ts"() {
-    "use strict";
-    init_osslsigncode();
-    init_errors();
-    init_asn1();
-    init_authenticode();
-    init_certificate();
-    init_cms();
-    init_files();
-    init_temp();
-    init_batch();
-    init_in_place();
-    init_timestamp2();
-    existingByRun = /* @__PURE__ */ new WeakMap();
-    ONE_SIGNATURE = [".cat", ".appx", ".msix", ".appxbundle", ".msixbundle"];
-    alreadySigned = (input) => new CodesignError(
-      "USAGE",
-      `${input} is already signed: nest the new signature beside the existing one (--nest) or replace it (--replace)`,
-      { hint: "or leave files that already carry a signature as they are (--skip-signed)" }
-    );
-    authenticode = authenticodeFormat(false);
-    authenticodeDetached = authenticodeFormat(true);
-    sameBytes2 = (a2, b) => a2.length === b.length && a2.every((x, i2) => x === b[i2]);
-  }
-});
-
-// templates/validate.ts
-function configValue(field, value) {
-  if (CONTROL.test(value)) {
-    throw new CodesignError(
-      "INVALID_INPUT",
-      `the ${field} contains a control character (${JSON.stringify(value)}); it cannot go into a config file`,
-      {
-        hint: "a label or path with a newline or other control character would inject lines into the file; rename it"
-      }
-    );
-  }
-  return value;
-}
-function opensslConfigValue(field, value) {
-  configValue(field, value);
-  if (/^[A-Za-z0-9_./:@+,=%~-]+$/.test(value)) return value;
-  return `"${value.replace(/["\\]/g, (c3) => `\\${c3}`)}"`;
-}
-var CONTROL;
-var init_validate2 = __esm({
-  "templates/validate.ts"() {
-    "use strict";
-    init_errors();
-    CONTROL = /[\u0000-\u001f\u007f]/;
-  }
-});
-
-// templates/sunpkcs11.ts
-function sunpkcs11Config(o2) {
-  const name = configValue("provider name", o2.name).replace(/[^A-Za-z0-9_-]/g, "-");
-  const library = configValue("module path", o2.library);
-  if (!Number.isSafeInteger(o2.slot) || o2.slot < 0) throw new RangeError(`bad slot id ${o2.slot}`);
-  return [
-    "# SunPKCS11 provider config written by codesign",
-    `name = ${name}`,
-    `library = "${library.replace(/"/g, '\\"')}"`,
-    `slot = ${o2.slot}`,
-    ""
-  ].join("\n");
-}
-var init_sunpkcs11 = __esm({
-  "templates/sunpkcs11.ts"() {
-    "use strict";
-    init_validate2();
-  }
-});
-
 // adapters/jarsigner.ts
 var jarsigner_exports = {};
 __export(jarsigner_exports, {
@@ -82715,8 +84594,8 @@ __export(jarsigner_exports, {
   sunpkcs11Alias: () => sunpkcs11Alias,
   verifyJar: () => verifyJar
 });
-import { writeFile as writeFile3, rm as rm4 } from "node:fs/promises";
-import path16 from "node:path";
+import { writeFile as writeFile2, rm as rm3 } from "node:fs/promises";
+import path15 from "node:path";
 function sigalg(keyType, hash) {
   const h2 = hash.toUpperCase();
   if (keyType === "rsa") return `${h2}withRSA`;
@@ -82750,7 +84629,7 @@ function args(job, extra = {}) {
 }
 async function sign(job) {
   const file = findTool("jarsigner", job.toolPath);
-  await writeFile3(
+  await writeFile2(
     configPath(job),
     sunpkcs11Config({ name: "codesign", library: job.modulePath, slot: Number(job.token.slotId) }),
     { mode: 384 }
@@ -82759,7 +84638,7 @@ async function sign(job) {
     ...await readCertificates(job.certFile),
     ...(await Promise.all(job.chainFiles.map((f) => readCertificates(f)))).flat()
   ];
-  await writeFile3(chainPath(job), certs.map(certificatePem).join(""), { mode: 384 });
+  await writeFile2(chainPath(job), certs.map(certificatePem).join(""), { mode: 384 });
   const v = await version2(job.toolPath);
   const once9 = async (timestampUrl, signal) => {
     const out = await runTool({
@@ -82788,7 +84667,7 @@ async function sign(job) {
     const { url } = await tryEach(job.timestamps, (u2, signal) => once9(u2, signal), job.failover);
     return { tool: "jarsigner", version: v, timestampUrl: url };
   } catch (e) {
-    await rm4(job.output, { force: true });
+    await rm3(job.output, { force: true });
     throw e;
   }
 }
@@ -82814,9 +84693,9 @@ function keystoreEntries(text) {
   return out;
 }
 async function sunpkcs11Alias(o2) {
-  const keytool = path16.join(path16.dirname(findTool("jarsigner", o2.toolPath)), "keytool");
-  const cfg = path16.join(o2.workDir, "keytool-sunpkcs11.cfg");
-  await writeFile3(cfg, sunpkcs11Config({ name: "codesign", library: o2.modulePath, slot: o2.slot }), {
+  const keytool = path15.join(path15.dirname(findTool("jarsigner", o2.toolPath)), "keytool");
+  const cfg = path15.join(o2.workDir, "keytool-sunpkcs11.cfg");
+  await writeFile2(cfg, sunpkcs11Config({ name: "codesign", library: o2.modulePath, slot: o2.slot }), {
     mode: 384
   });
   const out = await runTool({
@@ -82858,9 +84737,12 @@ async function verifyJar(input, o2) {
   return withPrivateDir(async (dir) => {
     const trust = [];
     if (o2.caFiles.length > 0) {
-      const store = path16.join(dir, "trust.p12");
-      const keytool = path16.join(path16.dirname(file), "keytool");
-      for (const [i2, ca] of o2.caFiles.entries()) {
+      const store = path15.join(dir, "trust.p12");
+      const keytool = path15.join(path15.dirname(file), "keytool");
+      const certs = (await Promise.all(o2.caFiles.map((f) => readCertificates(f)))).flat();
+      for (const [i2, der] of certs.entries()) {
+        const ca = path15.join(dir, `ca${i2}.pem`);
+        await writeFile2(ca, certificatePem(der));
         await runTool({
           tool: "keytool",
           file: keytool,
@@ -82936,13 +84818,13 @@ var init_jarsigner = __esm({
     PIN_VAR = "CODESIGN_JAR_PIN";
     version2 = oncePerKey(async (toolPath) => {
       const file = findTool("jarsigner", toolPath);
-      const java = path16.join(path16.dirname(file), "java");
+      const java = path15.join(path15.dirname(file), "java");
       const out = await runToolRaw({ tool: "java", file: java, args: ["-version"] }).catch(() => void 0);
       const v = out ? /version "([^"]+)"/.exec(out.stderr)?.[1] : void 0;
       return v ?? "unknown";
     });
-    configPath = (job) => path16.join(job.workDir, "sunpkcs11.cfg");
-    chainPath = (job) => path16.join(job.workDir, "certchain.pem");
+    configPath = (job) => path15.join(job.workDir, "sunpkcs11.cfg");
+    chainPath = (job) => path15.join(job.workDir, "certchain.pem");
     aliasOf = (job) => typeof job.options["alias"] === "string" ? job.options["alias"] : job.key.label;
     adapter2 = { name: "jarsigner", version: version2, args, sign };
     TRUST_PASS = "codesign-truststore";
@@ -82952,6 +84834,1069 @@ var init_jarsigner = __esm({
       /This jar contains entries whose signer certificate is not yet valid\./,
       /This jar contains entries whose signer certificate has expired\./
     ];
+  }
+});
+
+// src/core/pki/jar.ts
+import { createHash as createHash6 } from "node:crypto";
+function hashOfDigestAttribute(name) {
+  const m = /^SHA-(256|384|512)-Digest$/i.exec(name);
+  return m ? `sha${m[1]}` : void 0;
+}
+function manifestLine(name, value) {
+  const text = `${name}: ${value}`;
+  if (/[\r\n\0]/.test(text)) {
+    throw new CodesignError(
+      "INVALID_INPUT",
+      `a manifest line cannot hold CR, LF or NUL: ${JSON.stringify(name)}`,
+      {
+        hint: "rename the entry: the JAR manifest cannot name it"
+      }
+    );
+  }
+  const lines3 = [];
+  let line = "";
+  let bytes = 0;
+  for (const ch of text) {
+    const n2 = Buffer.byteLength(ch);
+    if (bytes + n2 > MAX_LINE) {
+      lines3.push(line);
+      line = " ";
+      bytes = 1;
+    }
+    line += ch;
+    bytes += n2;
+  }
+  lines3.push(line);
+  return lines3.map((l) => l + CRLF).join("");
+}
+function sectionText(attributes) {
+  return attributes.map(([k, v]) => manifestLine(k, v)).join("") + CRLF;
+}
+function lines(bytes) {
+  const out = [];
+  let start = 0;
+  for (let i2 = 0; i2 < bytes.length; i2++) {
+    const b = bytes[i2];
+    if (b !== 13 && b !== 10) continue;
+    const next = b === 13 && bytes[i2 + 1] === 10 ? i2 + 2 : i2 + 1;
+    out.push([start, i2, next]);
+    start = next;
+    i2 = next - 1;
+  }
+  if (start < bytes.length) out.push([start, bytes.length, bytes.length]);
+  return out;
+}
+function parseManifest(bytes, what = "META-INF/MANIFEST.MF") {
+  const bad = (why, cause) => new CodesignError("INVALID_INPUT", `${what} is not a valid manifest: ${why}`, {
+    hint: "repair the JAR's manifest (or remove it: codesign writes a new one)",
+    ...cause === void 0 ? {} : { cause }
+  });
+  const sections = [];
+  let sectionStart = -1;
+  let headers = [];
+  const close = (end, terminated) => {
+    if (sectionStart < 0) return;
+    const attributes = headers.map((h2) => {
+      let text;
+      try {
+        text = utf83.decode(h2);
+      } catch (cause) {
+        throw bad("a line is not UTF-8", cause);
+      }
+      const m = /^([A-Za-z0-9_-]+): (.*)$/s.exec(text);
+      if (!m) throw bad(`a line is not "Name: value": ${JSON.stringify(text.slice(0, 80))}`);
+      return [m[1], m[2]];
+    });
+    const raw2 = bytes.subarray(sectionStart, end);
+    const whole = terminated ? raw2 : Buffer.concat([raw2, Buffer.from(endsWithNewline(raw2) ? CRLF : CRLF + CRLF)]);
+    const first = attributes[0];
+    const name = sections.length > 0 && first && first[0].toLowerCase() === "name" ? first[1] : void 0;
+    if (sections.length > 0 && name === void 0) throw bad("a section after the first has no Name:");
+    sections.push({ raw: new Uint8Array(whole), attributes, name });
+    sectionStart = -1;
+    headers = [];
+  };
+  for (const [start, textEnd, end] of lines(bytes)) {
+    if (textEnd === start) {
+      if (sectionStart >= 0) close(end, true);
+      continue;
+    }
+    if (sectionStart < 0) sectionStart = start;
+    const text = bytes.subarray(start, textEnd);
+    if (text[0] === 32) {
+      const last = headers.pop();
+      if (!last) throw bad("a continuation line starts a section");
+      headers.push(Buffer.concat([last, text.subarray(1)]));
+    } else {
+      headers.push(text);
+    }
+  }
+  close(bytes.length, false);
+  const [main2, ...rest] = sections;
+  return { main: main2 ?? { raw: new Uint8Array(), attributes: [], name: void 0 }, sections: rest };
+}
+function hashesToCompute(existing, hash) {
+  const wanted = /* @__PURE__ */ new Set([hash]);
+  for (const s of existing?.sections ?? []) {
+    for (const [k] of s.attributes) {
+      const h2 = hashOfDigestAttribute(k);
+      if (h2) wanted.add(h2);
+    }
+  }
+  return [...wanted];
+}
+function buildManifest(existing, entries, hash, createdBy) {
+  const byName = new Map(entries.map((e) => [e.name, e]));
+  const main2 = existing?.main.attributes.length ? existing.main.raw : Buffer.from(
+    sectionText([
+      ["Manifest-Version", "1.0"],
+      ["Created-By", createdBy]
+    ])
+  );
+  const sections = [];
+  const covered = /* @__PURE__ */ new Set();
+  for (const s of existing?.sections ?? []) {
+    const name = s.name;
+    const entry = byName.get(name);
+    const digests = s.attributes.filter(([k]) => /-Digest$/i.test(k));
+    if (entry && digests.length === 0) {
+      const body = stripBlankLine(s.raw);
+      const line = manifestLine(digestAttribute(hash), entry.digests[hash] ?? missing(name, hash));
+      sections.push({ name, raw: new Uint8Array(Buffer.concat([body, Buffer.from(line + CRLF)])) });
+    } else {
+      for (const [k, v] of digests) {
+        const h2 = hashOfDigestAttribute(k);
+        const actual = h2 ? entry?.digests[h2] : void 0;
+        if (actual !== void 0 && actual !== v) {
+          throw new CodesignError(
+            "INVALID_INPUT",
+            `${name} has changed since the JAR's manifest was written (its ${k} differs)`,
+            { hint: "rebuild the JAR, or remove its META-INF/MANIFEST.MF digests and signatures first" }
+          );
+        }
+      }
+      sections.push({ name, raw: s.raw });
+    }
+    if (entry) covered.add(name);
+  }
+  for (const e of entries) {
+    if (covered.has(e.name)) continue;
+    const text = sectionText([
+      ["Name", e.name],
+      [digestAttribute(hash), e.digests[hash] ?? missing(e.name, hash)]
+    ]);
+    sections.push({ name: e.name, raw: new Uint8Array(Buffer.from(text)) });
+    covered.add(e.name);
+  }
+  const bytes = new Uint8Array(Buffer.concat([main2, ...sections.map((s) => s.raw)]));
+  return { bytes, main: new Uint8Array(main2), sections };
+}
+function stripBlankLine(raw2) {
+  const b = Buffer.from(raw2);
+  return b.subarray(0, b.length >= 2 && b[b.length - 2] === 13 && b[b.length - 1] === 10 ? -2 : -1);
+}
+function signatureFile(manifest, hash, createdBy) {
+  const d = jarDigestName(hash);
+  const grouped = /* @__PURE__ */ new Map();
+  for (const s of manifest.sections) grouped.set(s.name, [...grouped.get(s.name) ?? [], s.raw]);
+  const text = [
+    sectionText([
+      ["Signature-Version", "1.0"],
+      ["Created-By", createdBy],
+      [`${d}-Digest-Manifest`, base64Digest(hash, manifest.bytes)],
+      [`${d}-Digest-Manifest-Main-Attributes`, base64Digest(hash, manifest.main)]
+    ]),
+    ...[...grouped].map(
+      ([name, raws]) => sectionText([
+        ["Name", name],
+        [digestAttribute(hash), base64Digest(hash, ...raws)]
+      ])
+    )
+  ].join("");
+  return new Uint8Array(Buffer.from(text, "utf8"));
+}
+function isSignatureRelated(name) {
+  const upper = name.toUpperCase();
+  if (!upper.startsWith("META-INF/")) return false;
+  const rest = upper.slice("META-INF/".length);
+  if (rest.includes("/") || rest === "") return false;
+  return rest === "MANIFEST.MF" || /\.(SF|RSA|DSA|EC)$/.test(rest) || rest.startsWith("SIG-");
+}
+function existingSigners(names2) {
+  return names2.flatMap((n2) => {
+    const m = /^META-INF\/([^/]+)\.SF$/i.exec(n2);
+    return m ? [m[1].toUpperCase()] : [];
+  });
+}
+function signerName(commonName, taken = []) {
+  const cleaned = (commonName ?? "").toUpperCase().replace(/[^A-Z0-9_-]/g, "_").slice(0, 8);
+  const base = /[A-Z0-9]/.test(cleaned) ? cleaned : "SIGNER";
+  const used = new Set(taken.map((t) => t.toUpperCase()));
+  if (!used.has(base)) return base;
+  for (let n2 = 2; ; n2++) {
+    const suffix = String(n2);
+    const candidate = base.slice(0, 8 - suffix.length) + suffix;
+    if (!used.has(candidate)) return candidate;
+  }
+}
+function certificateCommonName(der) {
+  const cert = pkijs8.Certificate.fromBER(Uint8Array.from(der).buffer);
+  const cn = cert.subject.typesAndValues.find((tv) => tv.type === OID_COMMON_NAME);
+  const value = cn?.value.valueBlock.value;
+  return typeof value === "string" ? value : void 0;
+}
+function blockExtension(keyType) {
+  if (keyType === "rsa") return "RSA";
+  if (keyType === "ec") return "EC";
+  throw new CodesignError("USAGE", `JAR signing takes RSA or EC keys, not ${keyType}`, {
+    hint: "sign JARs with an RSA or EC key"
+  });
+}
+var pkijs8, CRLF, MAX_LINE, OID_COMMON_NAME, jarDigestName, digestAttribute, base64Digest, utf83, endsWithNewline, missing;
+var init_jar = __esm({
+  "src/core/pki/jar.ts"() {
+    "use strict";
+    pkijs8 = __toESM(require_build3(), 1);
+    init_errors();
+    CRLF = "\r\n";
+    MAX_LINE = 72;
+    OID_COMMON_NAME = "2.5.4.3";
+    jarDigestName = (hash) => hash.replace("sha", "SHA-");
+    digestAttribute = (hash) => `${jarDigestName(hash)}-Digest`;
+    base64Digest = (hash, ...parts) => {
+      const h2 = createHash6(hash);
+      for (const p of parts) h2.update(p);
+      return h2.digest("base64");
+    };
+    utf83 = new TextDecoder("utf-8", { fatal: true });
+    endsWithNewline = (b) => b.length > 0 && (b[b.length - 1] === 10 || b[b.length - 1] === 13);
+    missing = (name, hash) => {
+      throw new CodesignError("INTERNAL", `no ${hash} digest was computed for ${name}`);
+    };
+  }
+});
+
+// src/app/formats/in-place.ts
+async function verifyBeforeReplacing(input, check) {
+  try {
+    await check();
+  } catch (cause) {
+    throw new CodesignError(
+      "VERIFY_FAILED",
+      `the signed copy of ${input} did not verify, so the input was left untouched`,
+      { hint: "include the issuing CA in the chain, or write the signed copy elsewhere", cause }
+    );
+  }
+}
+var init_in_place = __esm({
+  "src/app/formats/in-place.ts"() {
+    "use strict";
+    init_errors();
+  }
+});
+
+// src/app/formats/jar.ts
+var jar_exports = {};
+__export(jar_exports, {
+  jar: () => jar
+});
+import { createHash as createHash7 } from "node:crypto";
+import { createWriteStream as createWriteStream2 } from "node:fs";
+import path16 from "node:path";
+import { Readable as Readable4, Transform as Transform2 } from "node:stream";
+import { pipeline } from "node:stream/promises";
+async function openJar(input) {
+  let zip;
+  try {
+    zip = await yauzl.openPromise(input, { lazyEntries: true, autoClose: false, validateEntrySizes: true });
+  } catch (cause) {
+    throw notAJar(input, cause);
+  }
+  try {
+    const entries = [];
+    const seen = /* @__PURE__ */ new Set();
+    for await (const entry of zip.eachEntry()) {
+      let name;
+      try {
+        name = utf84.decode(entry.fileNameRaw);
+      } catch (cause) {
+        throw notAJar(input, new Error("an entry name is not UTF-8", { cause }));
+      }
+      if (entry.isEncrypted()) throw notAJar(input, new Error(`${name} is encrypted`));
+      if (seen.has(name)) throw notAJar(input, new Error(`${name} is in it twice`));
+      seen.add(name);
+      entries.push({ name, entry, directory: name.endsWith("/") });
+    }
+    return { zip, entries };
+  } catch (e) {
+    zip.close();
+    throw e instanceof CodesignError ? e : notAJar(input, e);
+  }
+}
+async function readEntry(zip, entry, max, what) {
+  if (entry.uncompressedSize > max) {
+    throw new CodesignError("INVALID_INPUT", `${what} is larger than ${max} bytes`, {
+      hint: "check that this is the right file"
+    });
+  }
+  const chunks = [];
+  for await (const chunk of await zip.openReadStreamPromise(entry)) chunks.push(chunk);
+  return new Uint8Array(Buffer.concat(chunks));
+}
+async function digestEntry(zip, entry, hashes) {
+  const hs = hashes.map((h2) => [h2, createHash7(h2)]);
+  for await (const chunk of await zip.openReadStreamPromise(entry)) {
+    for (const [, h2] of hs) h2.update(chunk);
+  }
+  return Object.fromEntries(hs.map(([name, h2]) => [name, h2.digest("base64")]));
+}
+function recheck(name, hash, expected) {
+  const h2 = createHash7(hash);
+  return new Transform2({
+    transform(chunk, _enc, done) {
+      h2.update(chunk);
+      done(null, chunk);
+    },
+    flush(done) {
+      done(h2.digest("base64") === expected ? null : changed(name));
+    }
+  });
+}
+async function writeSignedJar(input, output, plan2, block, hash) {
+  const { zip, entries } = await openJar(input);
+  const out = new yazl.ZipFile();
+  try {
+    const failed = new Promise((_, reject) => out.on("error", reject));
+    failed.catch(() => void 0);
+    const written = pipeline(out.outputStream, createWriteStream2(output, { mode: 420 }));
+    written.catch(() => void 0);
+    const now = /* @__PURE__ */ new Date();
+    out.addBuffer(Buffer.from(plan2.manifest), MANIFEST, { mtime: now });
+    out.addBuffer(Buffer.from(plan2.sf), plan2.sfName, { mtime: now });
+    out.addBuffer(Buffer.from(block), plan2.blockName, { mtime: now });
+    const signing = entries.filter((e) => isSignatureRelated(e.name) && !isManifest(e.name));
+    const rest = entries.filter((e) => !isSignatureRelated(e.name));
+    for (const e of [...signing, ...rest]) {
+      const mtime = e.entry.getLastModDate();
+      if (e.directory) {
+        out.addEmptyDirectory(e.name, { mtime });
+        continue;
+      }
+      const mode2 = e.entry.externalFileAttributes >>> 16;
+      const options2 = { mtime, ...(mode2 & 61440) === 32768 ? { mode: mode2 } : {} };
+      const expected = isContent(e) ? plan2.digests.get(e.name)?.[hash] : void 0;
+      if (e.entry.compressionMethod === 0) {
+        const data = await readEntry(zip, e.entry, STORED_MAX_BYTES, `${input}: the stored entry ${e.name}`);
+        if (expected !== void 0 && createHash7(hash).update(data).digest("base64") !== expected) {
+          throw changed(e.name);
+        }
+        out.addBuffer(Buffer.from(data), e.name, { ...options2, compress: false });
+        continue;
+      }
+      out.addReadStreamLazy(e.name, { ...options2, compress: true, size: e.entry.uncompressedSize }, (cb) => {
+        zip.openReadStream(e.entry, (err, stream) => {
+          if (err) return cb(err, stream);
+          if (expected === void 0) return cb(null, stream);
+          const checked = stream.pipe(recheck(e.name, hash, expected));
+          stream.on("error", (x) => checked.destroy(x));
+          cb(null, checked);
+        });
+      });
+    }
+    out.end();
+    await Promise.race([written, failed]);
+  } catch (e) {
+    if (out.outputStream instanceof Readable4) out.outputStream.destroy(e instanceof Error ? e : void 0);
+    throw e;
+  } finally {
+    zip.close();
+  }
+}
+var yauzl, yazl, MANIFEST, CREATED_BY, MANIFEST_MAX_BYTES, notAJar, utf84, isManifest, isContent, changed, STORED_MAX_BYTES, jar;
+var init_jar2 = __esm({
+  "src/app/formats/jar.ts"() {
+    "use strict";
+    yauzl = __toESM(require_yauzl(), 1);
+    yazl = __toESM(require_yazl(), 1);
+    init_jarsigner();
+    init_errors();
+    init_cms();
+    init_jar();
+    init_files();
+    init_in_place();
+    init_timestamp2();
+    MANIFEST = "META-INF/MANIFEST.MF";
+    CREATED_BY = "codesign";
+    MANIFEST_MAX_BYTES = 64 * 1024 * 1024;
+    notAJar = (input, cause) => new CodesignError(
+      "INVALID_INPUT",
+      `${input} is not a readable JAR (zip): ${cause instanceof Error ? cause.message : String(cause)}`,
+      { hint: "give a .jar/.war/.ear made by jar, Maven or Gradle", cause }
+    );
+    utf84 = new TextDecoder("utf-8", { fatal: true });
+    isManifest = (name) => name.toUpperCase() === MANIFEST;
+    isContent = (e) => !e.directory && !isSignatureRelated(e.name);
+    changed = (name) => new CodesignError("INVALID_INPUT", `${name} changed in the JAR while it was being signed`, {
+      hint: "sign the JAR again once nothing is writing to it"
+    });
+    STORED_MAX_BYTES = 1024 * 1024 * 1024;
+    jar = {
+      name: "jar",
+      output: { kind: "embedded" },
+      needsCertificate: true,
+      overlap: 2,
+      fileDigest: () => void 0,
+      async check(input) {
+        await inputSize(input);
+        (await openJar(input)).zip.close();
+      },
+      async prepare(item, ctx) {
+        const o2 = ctx.options;
+        const { hash, scheme } = ctx;
+        const certificate = ctx.certificate;
+        const ext = blockExtension(ctx.key.keyType);
+        const { zip, entries } = await openJar(item.input);
+        let plan2;
+        try {
+          const manifestEntry = entries.find((e) => isManifest(e.name));
+          const existing = manifestEntry ? parseManifest(
+            await readEntry(zip, manifestEntry.entry, MANIFEST_MAX_BYTES, `${item.input}: ${MANIFEST}`)
+          ) : void 0;
+          const hashes = hashesToCompute(existing, hash);
+          const digests = /* @__PURE__ */ new Map();
+          for (const e of entries.filter(isContent)) digests.set(e.name, await digestEntry(zip, e.entry, hashes));
+          const manifest = buildManifest(
+            existing,
+            [...digests].map(([name2, d]) => ({ name: name2, digests: d })),
+            hash,
+            CREATED_BY
+          );
+          const name = signerName(
+            certificateCommonName(certificate),
+            existingSigners(entries.map((e) => e.name))
+          );
+          plan2 = {
+            manifest: manifest.bytes,
+            sf: signatureFile(manifest, hash, CREATED_BY),
+            sfName: `META-INF/${name}.SF`,
+            blockName: `META-INF/${name}.${ext}`,
+            digests
+          };
+        } finally {
+          zip.close();
+        }
+        const { signerInfo, toSign } = prepareSignerInfo({
+          hash,
+          scheme,
+          key: ctx.key,
+          certificate,
+          contentType: OID.data,
+          digest: new Uint8Array(createHash7(hash).update(plan2.sf).digest()),
+          signedAttributes: [signingTimeAttribute()]
+        });
+        return {
+          request: { hash, scheme, input: toSign },
+          async finish(signature) {
+            const signed = assembleSignedData({
+              signerInfo,
+              signature,
+              hash,
+              certificate,
+              chain: ctx.chain,
+              eContentType: OID.data
+            });
+            const stamp = await timestamp(signed, o2, OID.timeStampToken);
+            const block = encodeSignedData(signed);
+            await withAtomicOutput(item.output, async (temp) => {
+              await writeSignedJar(item.input, temp, plan2, block, hash);
+              if (path16.resolve(item.output) === path16.resolve(item.input)) {
+                await verifyBeforeReplacing(
+                  item.input,
+                  () => verifyJar(temp, { caFiles: ctx.certificateFiles, toolPath: o2.toolPath })
+                );
+              }
+            });
+            return { scheme, hash, format: "jar", ...stamp };
+          }
+        };
+      }
+    };
+  }
+});
+
+// src/core/pki/authenticode.ts
+function readExtractedContent(der, file) {
+  try {
+    const info2 = pkijs9.ContentInfo.fromBER(Uint8Array.from(der).buffer);
+    if (info2.contentType !== OID.signedData) throw new Error(`content type ${info2.contentType}`);
+    const signed = new pkijs9.SignedData({ schema: info2.content });
+    const content = signed.encapContentInfo.eContent;
+    if (!content || !(content instanceof asn1js8.Constructed)) throw new Error("no structured content");
+    return {
+      contentType: signed.encapContentInfo.eContentType,
+      content,
+      digestedOctets: new Uint8Array(content.valueBlock.toBER())
+    };
+  } catch (cause) {
+    throw new CodesignError(
+      "TOOL_FAILED",
+      `osslsigncode extract-data gave no Authenticode content for ${file}`,
+      { hint: "check that osslsigncode can sign this file type (osslsigncode 2.9 or newer)", cause }
+    );
+  }
+}
+function taggedString(tagNumber, bytes) {
+  return new asn1js8.Primitive({
+    idBlock: { tagClass: 3, tagNumber },
+    valueHex: Uint8Array.from(bytes).buffer
+  });
+}
+function spcString(text) {
+  if (/^[\x20-\x7e]*$/.test(text)) return taggedString(1, new TextEncoder().encode(text));
+  return taggedString(0, Buffer.from(text, "utf16le").swap16());
+}
+function authenticodeAttributes(o2) {
+  const attributes = [
+    new pkijs9.Attribute({
+      type: AUTHENTICODE_OID.statementType,
+      values: [
+        new asn1js8.Sequence({
+          value: [new asn1js8.ObjectIdentifier({ value: AUTHENTICODE_OID.individualCodeSigning })]
+        })
+      ]
+    })
+  ];
+  if (o2.url !== void 0 && !/^[\x20-\x7e]*$/.test(o2.url)) {
+    throw new CodesignError("INVALID_INPUT", `the program URL ${JSON.stringify(o2.url)} is not plain ASCII`, {
+      hint: "percent-encode it, as a URL is"
+    });
+  }
+  if (o2.description !== void 0 || o2.url !== void 0) {
+    attributes.push(
+      new pkijs9.Attribute({
+        type: AUTHENTICODE_OID.opusInfo,
+        values: [
+          new asn1js8.Sequence({
+            value: [
+              ...o2.description !== void 0 ? [context(0, spcString(o2.description))] : [],
+              ...o2.url !== void 0 ? [context(1, taggedString(0, new TextEncoder().encode(o2.url)))] : []
+            ]
+          })
+        ]
+      })
+    );
+  }
+  return attributes;
+}
+function nestedSignatureCount(existing, file) {
+  const signed = parseSignedData(existing, `the signature in ${file}`);
+  const primary = signed.signerInfos[0];
+  const nested = primary?.unsignedAttrs?.attributes.filter(
+    (a2) => a2.type === AUTHENTICODE_OID.nestedSignature
+  );
+  return (nested ?? []).reduce((n2, a2) => n2 + a2.values.length, 0);
+}
+function sequenceNumberAttribute(n2) {
+  return new pkijs9.Attribute({
+    type: AUTHENTICODE_OID.sequenceNumber,
+    values: [new asn1js8.Integer({ value: n2 })]
+  });
+}
+function coverageOf(contentType, content) {
+  if (contentType === AUTHENTICODE_OID.indirectData && content instanceof asn1js8.Sequence) {
+    const digest = content.valueBlock.value[1];
+    if (digest) return new Uint8Array(digest.toBER());
+  }
+  return new Uint8Array(content.toBER());
+}
+function extractedCoverage(extracted) {
+  return coverageOf(extracted.contentType, extracted.content);
+}
+function readDetachedSignature(bytes, file) {
+  const signed = parseSignedData(bytes, file);
+  const content = signed.encapContentInfo.eContent;
+  const signer = signed.signerInfos[0];
+  const hash = signer ? hashByOid(signer.digestAlgorithm.algorithmId) : void 0;
+  if (!content || !(content instanceof asn1js8.Constructed) || !signer || !hash) {
+    throw new CodesignError("INVALID_INPUT", `${file} is not a detached Authenticode signature`, {
+      hint: "give the PKCS#7 written by codesign sign --detached-signature (one signer, SHA-256/384/512)"
+    });
+  }
+  let signerCertificate2;
+  const sid = signer.sid;
+  for (const c3 of signed.certificates ?? []) {
+    if (!(c3 instanceof pkijs9.Certificate)) continue;
+    if (sid instanceof pkijs9.IssuerAndSerialNumber && c3.serialNumber.isEqual(sid.serialNumber) && c3.issuer.isEqual(sid.issuer)) {
+      signerCertificate2 = new Uint8Array(c3.toSchema().toBER());
+    }
+  }
+  return {
+    hash,
+    contentType: signed.encapContentInfo.eContentType,
+    covers: coverageOf(signed.encapContentInfo.eContentType, content),
+    signerCertificate: signerCertificate2
+  };
+}
+var asn1js8, pkijs9, AUTHENTICODE_OID, context;
+var init_authenticode = __esm({
+  "src/core/pki/authenticode.ts"() {
+    "use strict";
+    asn1js8 = __toESM(require_build2(), 1);
+    pkijs9 = __toESM(require_build3(), 1);
+    init_errors();
+    init_asn1();
+    init_cms();
+    AUTHENTICODE_OID = {
+      /** SPC_INDIRECT_DATA_OBJID: the content type of PE, MSI, CAB, APPX and script signatures. */
+      indirectData: "1.3.6.1.4.1.311.2.1.4",
+      statementType: "1.3.6.1.4.1.311.2.1.11",
+      individualCodeSigning: "1.3.6.1.4.1.311.2.1.21",
+      opusInfo: "1.3.6.1.4.1.311.2.1.12",
+      /** SPC_RFC3161_OBJID: the unsigned attribute holding an RFC 3161 timestamp token. */
+      rfc3161Timestamp: "1.3.6.1.4.1.311.3.3.1",
+      /** SPC_NESTED_SIGNATURE_OBJID: the primary signer's unsigned attribute holding further signatures. */
+      nestedSignature: "1.3.6.1.4.1.311.2.4.1",
+      /**
+       * PKCS9_SEQUENCE_NUMBER as osslsigncode names it: the signed attribute `sign -nest` gives each
+       * nested signature (1, 2, …), by which verifiers list them in order.
+       */
+      sequenceNumber: "1.2.840.113549.1.9.25.4"
+    };
+    context = (tagNumber, value) => new asn1js8.Constructed({ idBlock: { tagClass: 3, tagNumber }, value: [value] });
+  }
+});
+
+// src/app/formats/authenticode.ts
+var authenticode_exports = {};
+__export(authenticode_exports, {
+  attach: () => attach,
+  authenticode: () => authenticode,
+  authenticodeDetached: () => authenticodeDetached
+});
+import { createHash as createHash8, randomBytes as randomBytes3 } from "node:crypto";
+import { readFile as readFile4, rm as rm4, writeFile as writeFile3 } from "node:fs/promises";
+import path17 from "node:path";
+async function readExistingSignature(input, toolPath) {
+  return withPrivateDir(async (dir) => {
+    const out = path17.join(dir, "existing.p7");
+    const found = await extractSignature({ input, output: out, toolPath });
+    return found ? new Uint8Array(await readFile4(out)) : void 0;
+  }, "codesign-existing-");
+}
+function existingSignature(input, o2) {
+  let run = existingByRun.get(o2);
+  if (!run) existingByRun.set(o2, run = /* @__PURE__ */ new Map());
+  const key = path17.resolve(input);
+  let p = run.get(key);
+  if (!p) {
+    p = readExistingSignature(input, o2.toolPath);
+    run.set(key, p);
+  }
+  return p;
+}
+function refuseConflicts(o2) {
+  const chosen = [
+    ...o2.nest ? ["nest (--nest)"] : [],
+    ...o2.replace ? ["replace (--replace)"] : [],
+    ...o2.skipSigned ? ["skip signed files (--skip-signed)"] : []
+  ];
+  if (chosen.length > 1) {
+    throw new CodesignError("USAGE", `choose one way to treat signed files, not ${chosen.join(" and ")}`, {
+      hint: "--nest adds a signature, --replace drops the existing ones, --skip-signed leaves the file"
+    });
+  }
+  if (o2.detachedSignature && (o2.nest || o2.replace)) {
+    throw new CodesignError(
+      "USAGE",
+      "a detached signature leaves the file unchanged: nesting or replacing is decided when it is attached",
+      { hint: "give --nest or --replace to `codesign attach`" }
+    );
+  }
+}
+function authenticodeFormat(detached) {
+  const output = detached ? { kind: "detached", suffix: ".p7" } : { kind: "embedded" };
+  return {
+    name: "osslsigncode",
+    output,
+    needsCertificate: true,
+    // Each file is two short osslsigncode runs around one signature: keep the next files' runs going.
+    overlap: 2,
+    fileDigest: () => void 0,
+    async check(input, o2) {
+      refuseConflicts(o2);
+      await inputSize(input);
+      await adapter.version(o2.toolPath);
+      if (detached && !o2.skipSigned) return;
+      const current = await existingSignature(input, o2);
+      if (current && !o2.nest && !o2.replace && !o2.skipSigned) throw alreadySigned(input);
+      if (current && o2.nest && ONE_SIGNATURE.includes(path17.extname(input).toLowerCase())) {
+        throw new CodesignError("USAGE", `${input} can hold one signature only: it cannot be nested into`, {
+          hint: "replace its signature (--replace), or leave it as it is (--skip-signed)"
+        });
+      }
+    },
+    async skip(input, o2) {
+      if (!o2.skipSigned) return void 0;
+      return await existingSignature(input, o2) ? "already signed" : void 0;
+    },
+    async prepare(item, ctx) {
+      const o2 = ctx.options;
+      const { hash, scheme } = ctx;
+      const certificate = ctx.certificate;
+      const current = detached ? void 0 : await existingSignature(item.input, o2);
+      const sequence = current && o2.nest ? nestedSignatureCount(current, item.input) + 1 : void 0;
+      const base = path17.join(ctx.workDir, randomBytes3(8).toString("hex"));
+      const data = `${base}.content.p7`;
+      const sigFile = `${base}.signature.p7`;
+      const cleanup = () => Promise.all([rm4(data, { force: true }), rm4(sigFile, { force: true })]);
+      try {
+        await adapter.extractData({ input: item.input, hash, output: data, toolPath: o2.toolPath });
+        const extracted = readExtractedContent(new Uint8Array(await readFile4(data)), item.input);
+        const { signerInfo, toSign } = prepareSignerInfo({
+          hash,
+          scheme,
+          key: ctx.key,
+          certificate,
+          contentType: extracted.contentType,
+          digest: new Uint8Array(createHash8(hash).update(extracted.digestedOctets).digest()),
+          signedAttributes: [
+            ...authenticodeAttributes(o2),
+            ...sequence === void 0 ? [] : [sequenceNumberAttribute(sequence)]
+          ]
+        });
+        return {
+          request: { hash, scheme, input: toSign },
+          async finish(signature) {
+            try {
+              const signed = assembleSignedData({
+                signerInfo,
+                signature,
+                hash,
+                certificate,
+                chain: ctx.chain,
+                eContentType: extracted.contentType,
+                eContent: extracted.content
+              });
+              const stamp = await timestamp(signed, o2, AUTHENTICODE_OID.rfc3161Timestamp);
+              const version4 = await adapter.version(o2.toolPath);
+              if (detached) {
+                await writeFileAtomic(item.output, encodeSignedData(signed));
+                return { scheme, hash, tool: "osslsigncode", version: version4, detached: true, ...stamp };
+              }
+              await writeFile3(sigFile, encodeSignedData(signed), { mode: 384 });
+              await withAtomicOutput(
+                item.output,
+                async (temp) => {
+                  await adapter.attachSignature({
+                    input: item.input,
+                    signature: sigFile,
+                    output: temp,
+                    hash,
+                    caFile: ctx.certificateFiles[0],
+                    nest: sequence !== void 0,
+                    toolPath: o2.toolPath
+                  });
+                  if (path17.resolve(item.output) === path17.resolve(item.input)) {
+                    await verifyBeforeReplacing(
+                      item.input,
+                      () => verifyAuthenticode(temp, { caFiles: ctx.certificateFiles, toolPath: o2.toolPath })
+                    );
+                  }
+                },
+                { keepExtension: true }
+              );
+              return {
+                scheme,
+                hash,
+                tool: "osslsigncode",
+                version: version4,
+                ...sequence === void 0 ? {} : { nested: { sequence } },
+                ...current && sequence === void 0 ? { replaced: true } : {},
+                ...stamp
+              };
+            } finally {
+              await cleanup();
+            }
+          }
+        };
+      } catch (e) {
+        await cleanup();
+        throw e;
+      }
+    }
+  };
+}
+async function attach(o2) {
+  const started2 = performance.now();
+  refuseConflicts(o2);
+  const output = o2.out ?? signedName(o2.input);
+  assertDistinct(o2.input, output);
+  await inputSize(o2.input);
+  const version4 = await adapter.version(o2.toolPath);
+  const bytes = new Uint8Array(await readFile4(o2.signature).catch(unreadable(o2.signature, "the signature")));
+  const sig = readDetachedSignature(bytes, o2.signature);
+  if (!sig.signerCertificate) {
+    throw new CodesignError("INVALID_INPUT", `${o2.signature} carries no signer certificate`, {
+      hint: "Authenticode signatures carry their signer's certificate; sign again with codesign sign --detached-signature"
+    });
+  }
+  const signerCertificate2 = sig.signerCertificate;
+  return withPrivateDir(async (dir) => {
+    const signed = await extractSignature({
+      input: o2.input,
+      output: path17.join(dir, "existing.p7"),
+      toolPath: o2.toolPath
+    });
+    if (signed && !o2.nest && !o2.replace) throw alreadySigned(o2.input);
+    const data = path17.join(dir, "content.p7");
+    await adapter.extractData({ input: o2.input, hash: sig.hash, output: data, toolPath: o2.toolPath });
+    const extracted = readExtractedContent(new Uint8Array(await readFile4(data)), o2.input);
+    if (extracted.contentType !== sig.contentType || !sameBytes2(extractedCoverage(extracted), sig.covers)) {
+      throw new CodesignError(
+        "INVALID_INPUT",
+        `${o2.signature} was not made for ${o2.input}: the file's Authenticode digest differs`,
+        { hint: "attach the signature to the exact file it was made from (same build, unchanged since)" }
+      );
+    }
+    const sigFile = path17.join(dir, "signature.p7");
+    await writeFile3(sigFile, derOrPem(bytes, ["PKCS7", "CMS"]), { mode: 384 });
+    const caFile = path17.join(dir, "signer.pem");
+    await writeFile3(caFile, certificatePem(signerCertificate2), { mode: 384 });
+    const nest = signed && o2.nest === true;
+    await withAtomicOutput(
+      output,
+      (temp) => adapter.attachSignature({
+        input: o2.input,
+        signature: sigFile,
+        output: temp,
+        hash: sig.hash,
+        caFile,
+        nest,
+        toolPath: o2.toolPath
+      }),
+      { keepExtension: true }
+    );
+    return {
+      input: o2.input,
+      output,
+      signature: o2.signature,
+      hash: sig.hash,
+      nested: nest,
+      replaced: signed && !nest,
+      tool: "osslsigncode",
+      version: version4,
+      ms: Math.round(performance.now() - started2)
+    };
+  }, "codesign-attach-");
+}
+var existingByRun, ONE_SIGNATURE, alreadySigned, authenticode, authenticodeDetached, sameBytes2;
+var init_authenticode2 = __esm({
+  "src/app/formats/authenticode.ts"() {
+    "use strict";
+    init_osslsigncode();
+    init_errors();
+    init_asn1();
+    init_authenticode();
+    init_certificate();
+    init_cms();
+    init_files();
+    init_temp();
+    init_batch();
+    init_in_place();
+    init_timestamp2();
+    existingByRun = /* @__PURE__ */ new WeakMap();
+    ONE_SIGNATURE = [".cat", ".appx", ".msix", ".appxbundle", ".msixbundle"];
+    alreadySigned = (input) => new CodesignError(
+      "USAGE",
+      `${input} is already signed: nest the new signature beside the existing one (--nest) or replace it (--replace)`,
+      { hint: "or leave files that already carry a signature as they are (--skip-signed)" }
+    );
+    authenticode = authenticodeFormat(false);
+    authenticodeDetached = authenticodeFormat(true);
+    sameBytes2 = (a2, b) => a2.length === b.length && a2.every((x, i2) => x === b[i2]);
+  }
+});
+
+// adapters/apksigner.ts
+var apksigner_exports = {};
+__export(apksigner_exports, {
+  JAVA17_EXPORT: () => JAVA17_EXPORT,
+  adapter: () => adapter3,
+  aliasFromKeytoolList: () => aliasFromKeytoolList,
+  certificateSha256: () => certificateSha256,
+  verifyApk: () => verifyApk
+});
+import { X509Certificate as X509Certificate3, createHash as createHash9 } from "node:crypto";
+import { readFile as readFile5, writeFile as writeFile4 } from "node:fs/promises";
+import path18 from "node:path";
+async function certificateSha256(pemFile) {
+  const cert = new X509Certificate3(await readFile5(pemFile));
+  return createHash9("sha256").update(cert.raw).digest("hex");
+}
+function aliasFromKeytoolList(list, sha256Hex) {
+  const want = sha256Hex.toUpperCase().replace(/(..)(?!$)/g, "$1:");
+  let alias;
+  for (const line of list.split("\n")) {
+    const entry = /^(.+), (PrivateKeyEntry|trustedCertEntry|SecretKeyEntry),\s*$/.exec(line.trimEnd());
+    if (entry) alias = entry[2] === "PrivateKeyEntry" ? entry[1] : void 0;
+    const fp = /Certificate fingerprint \(SHA-256\): ([0-9A-F:]+)/.exec(line);
+    if (fp && alias !== void 0 && fp[1] === want) return alias;
+  }
+  return void 0;
+}
+function args2(job) {
+  const alias = typeof job.options["alias"] === "string" ? job.options["alias"] : job.key.label;
+  return [
+    JAVA17_EXPORT,
+    "sign",
+    "--ks",
+    "NONE",
+    "--ks-type",
+    "PKCS11",
+    "--provider-class",
+    "sun.security.pkcs11.SunPKCS11",
+    "--provider-arg",
+    configPath2(job),
+    "--ks-pass",
+    `env:${PIN_VAR2}`,
+    "--ks-key-alias",
+    alias,
+    "--v1-signing-enabled",
+    "true",
+    "--v2-signing-enabled",
+    "true",
+    "--v3-signing-enabled",
+    "true",
+    "--out",
+    safePath(job.output),
+    safePath(job.input)
+  ];
+}
+async function findAlias(job) {
+  const keytool = findTool("keytool");
+  const out = await runTool({
+    tool: "keytool",
+    file: keytool,
+    args: [
+      "-list",
+      "-keystore",
+      "NONE",
+      "-storetype",
+      "PKCS11",
+      "-addprovider",
+      "SunPKCS11",
+      "-providerArg",
+      configPath2(job),
+      "-storepass:env",
+      PIN_VAR2
+    ],
+    pin: { secret: job.pin, via: "env", name: PIN_VAR2 }
+  });
+  const alias = aliasFromKeytoolList(out.stdout, await certificateSha256(job.certFile));
+  if (alias === void 0) {
+    throw new CodesignError(
+      "CERT_NOT_FOUND",
+      `SunPKCS11 lists no key entry with the signer certificate of ${job.keyUri}`,
+      {
+        hint: "store the certificate on the token with the key's CKA_ID (SunPKCS11 only sees keys that have one)"
+      }
+    );
+  }
+  return alias;
+}
+async function sign2(job) {
+  if (!job.certOnToken) {
+    throw new CodesignError("USAGE", "apksigner takes the certificate from the token, not from --cert", {
+      hint: "store the certificate on the token with the key's CKA_ID"
+    });
+  }
+  const file = findTool("apksigner", job.toolPath);
+  await writeFile4(
+    configPath2(job),
+    sunpkcs11Config({ name: "codesign", library: job.modulePath, slot: Number(job.token.slotId) }),
+    { mode: 384 }
+  );
+  const v = await version3(job.toolPath);
+  const alias = await findAlias(job);
+  const out = await runToolRaw({
+    tool: "apksigner",
+    file,
+    args: args2({ ...job, options: { ...job.options, alias } }),
+    pin: { secret: job.pin, via: "env", name: PIN_VAR2 }
+  });
+  if (out.exitCode !== 0) throw apksignerFailure(out);
+  return { tool: "apksigner", version: v };
+}
+function apksignerFailure(out) {
+  const text = `${out.stdout}
+${out.stderr}`;
+  const reason = /^(?:Exception in thread "main" )?[\w.$]+(?:Exception|Error): (.+)$/m.exec(text)?.[1] ?? lastWords(out);
+  const ecdsa = /ECDSA signatures only supported for minSdkVersion 18/.test(text);
+  return new CodesignError("TOOL_FAILED", `apksigner failed (exit ${out.exitCode}): ${reason}`, {
+    hint: ecdsa ? "an EC key needs an APK whose AndroidManifest.xml declares minSdkVersion 18 or higher; sign older APKs with an RSA key" : "the message above is apksigner's own; run with --debug for its full output",
+    cause: new Error(text)
+  });
+}
+async function verifyApk(input, o2) {
+  const file = findTool("apksigner", o2.toolPath);
+  const out = await runToolRaw({
+    tool: "apksigner",
+    file,
+    args: ["verify", "--verbose", "--print-certs", safePath(input)]
+  });
+  const text = `${out.stdout}
+${out.stderr}`;
+  if (out.exitCode !== 0 || !/^Verifies$/m.test(text)) {
+    throw new CodesignError(
+      "VERIFY_FAILED",
+      `apksigner verify: ${input} does not verify: ${lastWords(out, 3)}`,
+      {
+        hint: "sign it with codesign sign --tool apksigner"
+      }
+    );
+  }
+  if (o2.certFile) {
+    const want = await certificateSha256(o2.certFile);
+    const got = /^Signer #1 certificate SHA-256 digest: ([0-9a-f]+)$/m.exec(text)?.[1];
+    if (got !== want) {
+      throw new CodesignError(
+        "VERIFY_FAILED",
+        `apksigner verify: ${input} is signed by another certificate`,
+        {
+          hint: "check the key the APK was signed with"
+        }
+      );
+    }
+  }
+  const schemes = [...text.matchAll(/^Verified using (v\d(?:\.\d)?) scheme .*: true$/gm)].map(
+    (m) => m[1] ?? ""
+  );
+  return { tool: "apksigner", output: text, schemes };
+}
+var PIN_VAR2, JAVA17_EXPORT, version3, configPath2, adapter3;
+var init_apksigner = __esm({
+  "adapters/apksigner.ts"() {
+    "use strict";
+    init_errors();
+    init_sunpkcs11();
+    init_run();
+    init_osslsigncode();
+    PIN_VAR2 = "CODESIGN_APK_PIN";
+    JAVA17_EXPORT = "-J-add-exports=jdk.crypto.cryptoki/sun.security.pkcs11=ALL-UNNAMED";
+    version3 = oncePerKey(async (toolPath) => {
+      const file = findTool("apksigner", toolPath);
+      const out = await runToolRaw({ tool: "apksigner", file, args: ["--version"] });
+      const v = /(\d+(?:\.\d+)+)/.exec(`${out.stdout}${out.stderr}`)?.[1];
+      if (out.exitCode !== 0 || !v) {
+        throw new CodesignError("TOOL_FAILED", `cannot tell the version of ${file}: ${lastWords(out)}`, {
+          hint: "install apksigner (Debian package apksigner), or give its location with --tool-path"
+        });
+      }
+      return v;
+    });
+    configPath2 = (job) => path18.join(job.workDir, "sunpkcs11.cfg");
+    adapter3 = { name: "apksigner", version: version3, args: args2, sign: sign2 };
   }
 });
 
@@ -82989,7 +85934,7 @@ var init_openssl_engine = __esm({
 var openssl_exports = {};
 __export(openssl_exports, {
   LIBP11_PIN_MAX: () => LIBP11_PIN_MAX,
-  adapter: () => adapter3,
+  adapter: () => adapter4,
   affectedByEarly30Bug: () => affectedByEarly30Bug,
   enginePath: () => enginePath,
   engineTestSignature: () => engineTestSignature,
@@ -82998,8 +85943,8 @@ __export(openssl_exports, {
   probe: () => probe,
   providerAvailable: () => providerAvailable
 });
-import { readFile as readFile5, writeFile as writeFile4 } from "node:fs/promises";
-import path17 from "node:path";
+import { readFile as readFile6, writeFile as writeFile5 } from "node:fs/promises";
+import path19 from "node:path";
 function affectedByEarly30Bug(v) {
   const [a2, b, c3] = v.split(".").map(Number);
   return a2 === 3 && b === 0 && (c3 ?? 0) <= 8;
@@ -83012,27 +85957,27 @@ function opensslPinProblem(pin) {
   return void 0;
 }
 async function engineTestSignature(o2) {
-  const conf = path17.join(o2.dir, "openssl-engine.cnf");
-  const data = path17.join(o2.dir, "doctor.bin");
-  const sig = path17.join(o2.dir, "doctor.sig");
-  await writeFile4(conf, opensslEngineConfig({ module: o2.modulePath }), { mode: 384 });
-  await writeFile4(data, "codesign doctor: a test signature through the libp11 engine\n");
+  const conf = path19.join(o2.dir, "openssl-engine.cnf");
+  const data = path19.join(o2.dir, "doctor.bin");
+  const sig = path19.join(o2.dir, "doctor.sig");
+  await writeFile5(conf, opensslEngineConfig({ module: o2.modulePath }), { mode: 384 });
+  await writeFile5(data, "codesign doctor: a test signature through the libp11 engine\n");
   await runTool({
     tool: "openssl",
     file: findTool("openssl"),
     args: ["dgst", `-${o2.hash}`, "-engine", "pkcs11", "-keyform", "engine", "-sign", o2.keyUri].concat([
       "-passin",
-      `env:${PIN_VAR2}`,
+      `env:${PIN_VAR3}`,
       "-out",
       sig,
       data
     ]),
     env: { OPENSSL_CONF: conf },
-    pin: { secret: o2.pin, via: "env", name: PIN_VAR2 }
+    pin: { secret: o2.pin, via: "env", name: PIN_VAR3 }
   });
-  return readFile5(sig);
+  return readFile6(sig);
 }
-function args2(job) {
+function args3(job) {
   const common2 = ["-engine", "pkcs11", "-keyform", "engine"];
   if (mode(job) === "cms") {
     return [
@@ -83043,7 +85988,7 @@ function args2(job) {
       "-inkey",
       job.keyUri,
       "-passin",
-      `env:${PIN_VAR2}`,
+      `env:${PIN_VAR3}`,
       "-signer",
       safePath(job.certFile),
       ...job.chainFiles.flatMap((f) => ["-certfile", safePath(f)]),
@@ -83064,13 +86009,13 @@ function args2(job) {
     "-sign",
     job.keyUri,
     "-passin",
-    `env:${PIN_VAR2}`,
+    `env:${PIN_VAR3}`,
     "-out",
     safePath(job.output),
     safePath(job.input)
   ];
 }
-async function sign2(job) {
+async function sign3(job) {
   const file = findTool("openssl", job.toolPath);
   const v = await opensslVersion(job.toolPath);
   if (job.timestamps.length > 0) {
@@ -83078,13 +86023,13 @@ async function sign2(job) {
       hint: "use --tool cms (RFC 3161 with fail-over), or `codesign timestamp` on the openssl CMS output"
     });
   }
-  await writeFile4(confPath(job), opensslEngineConfig({ module: job.modulePath }), { mode: 384 });
+  await writeFile5(confPath(job), opensslEngineConfig({ module: job.modulePath }), { mode: 384 });
   await runTool({
     tool: "openssl",
     file,
-    args: args2(job),
+    args: args3(job),
     env: { OPENSSL_CONF: confPath(job) },
-    pin: { secret: job.pin, via: "env", name: PIN_VAR2 }
+    pin: { secret: job.pin, via: "env", name: PIN_VAR3 }
   });
   return { tool: "openssl", version: v };
 }
@@ -83096,18 +86041,18 @@ async function providerAvailable(toolPath) {
   });
   return out.exitCode === 0 && /pkcs11/i.test(out.stdout);
 }
-async function probe(name, args3) {
+async function probe(name, args4) {
   let file;
   try {
     file = findTool(name);
   } catch {
     return void 0;
   }
-  const out = await runToolRaw({ tool: name, file, args: args3 }).catch(() => void 0);
+  const out = await runToolRaw({ tool: name, file, args: args4 }).catch(() => void 0);
   return out ? `${out.stdout}
 ${out.stderr}`.trim().split("\n")[0] ?? "" : void 0;
 }
-var PIN_VAR2, opensslVersion, LIBP11_PIN_MAX, enginePath, confPath, mode, adapter3;
+var PIN_VAR3, opensslVersion, LIBP11_PIN_MAX, enginePath, confPath, mode, adapter4;
 var init_openssl = __esm({
   "adapters/openssl.ts"() {
     "use strict";
@@ -83115,7 +86060,7 @@ var init_openssl = __esm({
     init_openssl_engine();
     init_run();
     init_osslsigncode();
-    PIN_VAR2 = "CODESIGN_OPENSSL_PIN";
+    PIN_VAR3 = "CODESIGN_OPENSSL_PIN";
     opensslVersion = oncePerKey(async (toolPath) => {
       const out = await runToolRaw({ tool: "openssl", file: findTool("openssl", toolPath), args: ["version"] });
       const v = /OpenSSL\s+(\d+\.\d+\.\d+)/.exec(out.stdout)?.[1];
@@ -83124,14 +86069,15 @@ var init_openssl = __esm({
     });
     LIBP11_PIN_MAX = 32;
     enginePath = () => LIBP11_ENGINE;
-    confPath = (job) => path17.join(job.workDir, "openssl-engine.cnf");
+    confPath = (job) => path19.join(job.workDir, "openssl-engine.cnf");
     mode = (job) => job.options["mode"] === "cms" ? "cms" : "dgst";
-    adapter3 = { name: "openssl", version: opensslVersion, args: args2, sign: sign2 };
+    adapter4 = { name: "openssl", version: opensslVersion, args: args3, sign: sign3 };
   }
 });
 
 // adapters/index.ts
 async function signingAdapter(tool) {
+  if (tool === "apksigner") return (await Promise.resolve().then(() => (init_apksigner(), apksigner_exports))).adapter;
   return tool === "jarsigner" ? (await Promise.resolve().then(() => (init_jarsigner(), jarsigner_exports))).adapter : (await Promise.resolve().then(() => (init_openssl(), openssl_exports))).adapter;
 }
 var init_adapters = __esm({
@@ -83146,19 +86092,24 @@ __export(tool_exports, {
   signWithTool: () => signWithTool,
   toolOutput: () => toolOutput
 });
-import { mkdtemp, writeFile as writeFile5 } from "node:fs/promises";
-import path18 from "node:path";
+import { mkdtemp, writeFile as writeFile6 } from "node:fs/promises";
+import path20 from "node:path";
 function toolOutput(tool, o2) {
-  if (tool === "jarsigner") return { kind: "embedded" };
+  if (tool === "jarsigner" || tool === "apksigner") return { kind: "embedded" };
   return { kind: "detached", suffix: o2.opensslMode === "cms" ? ".p7s" : ".sig" };
 }
 async function signWithTool(tool, items, o2, jobs) {
-  const adapter4 = await signingAdapter(tool);
+  const adapter5 = await signingAdapter(tool);
   for (const item of items) await inputSize(item.input);
-  await adapter4.version(o2.toolPath);
+  await adapter5.version(o2.toolPath);
   if (tool === "openssl" && (o2.timestamp?.urls.length ?? 0) > 0) {
     throw new CodesignError("USAGE", "openssl does not timestamp", {
       hint: "sign with the cms format (RFC 3161 with fail-over), or timestamp openssl's CMS output with `codesign timestamp`"
+    });
+  }
+  if (tool === "apksigner" && ((o2.timestamp?.urls.length ?? 0) > 0 || (o2.hash ?? "sha256") !== "sha256")) {
+    throw new CodesignError("USAGE", "apksigner chooses its own digests and does not timestamp", {
+      hint: "sign APKs without --timestamp and --hash"
     });
   }
   const access = {
@@ -83202,8 +86153,8 @@ async function signWithTool(tool, items, o2, jobs) {
       );
     }
     return withPrivateDir(async (dir) => {
-      const certFile = path18.join(dir, "signer.pem");
-      await writeFile5(certFile, certificatePem(cert.der), { mode: 384 });
+      const certFile = path20.join(dir, "signer.pem");
+      await writeFile6(certFile, certificatePem(cert.der), { mode: 384 });
       const alias = tool === "jarsigner" && tokenCertificate ? await sunpkcs11Alias({
         modulePath: k.moduleChoice.path,
         slot: Number(k.token.slotId),
@@ -83230,7 +86181,7 @@ async function signWithTool(tool, items, o2, jobs) {
           ...o2.timestamp?.timeoutSeconds === void 0 ? {} : { timeoutMs: o2.timestamp.timeoutSeconds * 1e3 },
           ...o2.timestamp?.onFailure ? { onFailure: o2.timestamp.onFailure } : {}
         },
-        workDir: await mkdtemp(path18.join(dir, "job-")),
+        workDir: await mkdtemp(path20.join(dir, "job-")),
         toolPath: o2.toolPath,
         options: { mode: o2.opensslMode, alias }
       });
@@ -83238,11 +86189,17 @@ async function signWithTool(tool, items, o2, jobs) {
         items,
         (item) => withAtomicOutput(item.output, async (temp) => {
           const j = await job({ input: item.input, output: temp });
-          const outcome = await adapter4.sign(j);
-          if (tool === "jarsigner" && path18.resolve(item.output) === path18.resolve(item.input)) {
+          const outcome = await adapter5.sign(j);
+          if (tool === "jarsigner" && path20.resolve(item.output) === path20.resolve(item.input)) {
             await verifyBeforeReplacing(
               item.input,
               () => verifyJar(temp, { caFiles: [certFile, ...chainFiles], toolPath: o2.toolPath })
+            );
+          }
+          if (tool === "apksigner" && path20.resolve(item.output) === path20.resolve(item.input)) {
+            await verifyBeforeReplacing(
+              item.input,
+              () => verifyApk(temp, { certFile, toolPath: o2.toolPath })
             );
           }
           return {
@@ -83261,6 +86218,7 @@ var init_tool = __esm({
   "src/app/formats/tool.ts"() {
     "use strict";
     init_adapters();
+    init_apksigner();
     init_jarsigner();
     init_openssl();
     init_errors();
@@ -83281,8 +86239,8 @@ var glob = __toESM(require_glob(), 1);
 init_errors();
 init_temp();
 import { existsSync as existsSync3 } from "node:fs";
-import { writeFile as writeFile7 } from "node:fs/promises";
-import path20 from "node:path";
+import { writeFile as writeFile8 } from "node:fs/promises";
+import path22 from "node:path";
 
 // adapters/setup.ts
 init_errors();
@@ -83314,20 +86272,20 @@ async function installDebianTools(log) {
   } catch {
     wanted.push("openjdk-17-jdk-headless");
   }
-  const missing = [];
+  const missing2 = [];
   for (const p of wanted) {
     const q = await runToolRaw({ tool: "dpkg-query", file: "dpkg-query", args: ["-W", "-f=${Status}", p] });
-    if (!q.stdout.includes("install ok installed")) missing.push(p);
+    if (!q.stdout.includes("install ok installed")) missing2.push(p);
   }
-  if (missing.length === 0) return log("install-tools: every Debian package is already installed");
+  if (missing2.length === 0) return log("install-tools: every Debian package is already installed");
   const root = process.getuid?.() === 0;
-  const sudo = (args3) => root ? { file: args3[0] ?? "", args: args3.slice(1) } : { file: "sudo", args: ["-n", ...args3] };
-  log(`install-tools: installing ${missing.join(" ")}`);
+  const sudo = (args4) => root ? { file: args4[0] ?? "", args: args4.slice(1) } : { file: "sudo", args: ["-n", ...args4] };
+  log(`install-tools: installing ${missing2.join(" ")}`);
   const env = { DEBIAN_FRONTEND: "noninteractive" };
   await runTool({ tool: "apt-get", ...sudo(["apt-get", "update", "-qq"]), env });
   await runTool({
     tool: "apt-get",
-    ...sudo(["apt-get", "install", "-y", "-qq", "--no-install-recommends", ...missing]),
+    ...sudo(["apt-get", "install", "-y", "-qq", "--no-install-recommends", ...missing2]),
     env
   });
 }
@@ -83339,12 +86297,12 @@ async function ensureAddon(log) {
   }
   const root = packageRoot();
   const pkg = JSON.parse(readFileSync3(path8.join(root, "package.json"), "utf8"));
-  const version3 = pkg.dependencies?.["pkcs11js"] ?? "latest";
-  log(`building the pkcs11js native addon (pkcs11js@${version3}) in ${root}`);
+  const version4 = pkg.dependencies?.["pkcs11js"] ?? "latest";
+  log(`building the pkcs11js native addon (pkcs11js@${version4}) in ${root}`);
   await runTool({
     tool: "npm",
     file: "npm",
-    args: ["install", "--no-save", "--no-package-lock", "--no-audit", "--no-fund", `pkcs11js@${version3}`],
+    args: ["install", "--no-save", "--no-package-lock", "--no-audit", "--no-fund", `pkcs11js@${version4}`],
     cwd: root
   });
   loadPkcs11Js();
@@ -83358,9 +86316,9 @@ init_signer();
 init_hash();
 init_temp();
 init_batch();
-import { mkdir, stat as stat2, writeFile as writeFile6 } from "node:fs/promises";
+import { mkdir, stat as stat2, writeFile as writeFile7 } from "node:fs/promises";
 import os2 from "node:os";
-import path19 from "node:path";
+import path21 from "node:path";
 
 // src/app/file-kind.ts
 import path13 from "node:path";
@@ -83404,30 +86362,44 @@ var UNSIGNABLE_UNDER_AUTO = {
   ".wsf": {
     type: "a Windows Script Host script (.wsf)",
     hint: WSH_HINT
-  },
-  ".apk": {
-    type: "an Android package (.apk)",
-    hint: "APKs need apksigner (APK Signature Scheme v2+); point it at the token with the SunPKCS11 config from `codesign config sunpkcs11`, or use --tool cms for a detached signature"
   }
 };
 var JAR_EXTENSIONS = [".jar", ".war", ".ear"];
+var APK_EXTENSIONS = [".apk"];
 function fileKind(file) {
   const ext = path13.extname(file).toLowerCase();
   if (AUTHENTICODE_EXTENSIONS.includes(ext)) return "authenticode";
   if (JAR_EXTENSIONS.includes(ext)) return "jar";
+  if (APK_EXTENSIONS.includes(ext)) return "apk";
   return "other";
 }
 
+// src/app/options.ts
+var TOOL_CHOICES = [
+  "auto",
+  "raw",
+  "cms",
+  "osslsigncode",
+  "jar",
+  "jarsigner",
+  "openssl",
+  "apksigner"
+];
+var isLoginTool = (name) => name === "jarsigner" || name === "openssl" || name === "apksigner";
+
 // src/app/sign.ts
 function formatFor(file) {
-  const refused = UNSIGNABLE_UNDER_AUTO[path19.extname(file).toLowerCase()];
+  const refused = UNSIGNABLE_UNDER_AUTO[path21.extname(file).toLowerCase()];
   if (refused) {
     throw new CodesignError("USAGE", `${file} is ${refused.type}, which codesign does not sign by type`, {
       hint: refused.hint
     });
   }
   const kind = fileKind(file);
-  return kind === "authenticode" ? "osslsigncode" : kind === "jar" ? "jarsigner" : "cms";
+  if (kind === "authenticode") return "osslsigncode";
+  if (kind === "jar") return "jar";
+  if (kind === "apk") return "apksigner";
+  return "cms";
 }
 function chooseFormat(files, o2) {
   if (o2.tool !== void 0 && o2.tool !== "auto") return o2.tool;
@@ -83457,6 +86429,7 @@ function refuseAuthenticodeOnly(name, o2) {
 async function tokenFormat(name, o2) {
   if (name === "raw") return (await Promise.resolve().then(() => (init_raw(), raw_exports))).raw;
   if (name === "cms") return (await Promise.resolve().then(() => (init_cms2(), cms_exports))).cms;
+  if (name === "jar") return (await Promise.resolve().then(() => (init_jar2(), jar_exports))).jar;
   const a2 = await Promise.resolve().then(() => (init_authenticode2(), authenticode_exports));
   return o2.detachedSignature ? a2.authenticodeDetached : a2.authenticode;
 }
@@ -83517,17 +86490,17 @@ var Digests = class {
   start(file, hash) {
     const p = hashFile(file, hash);
     p.catch(() => void 0);
-    this.started.set(`${hash}:${path19.resolve(file)}`, p);
+    this.started.set(`${hash}:${path21.resolve(file)}`, p);
   }
   get(file, hash) {
-    const key = `${hash}:${path19.resolve(file)}`;
+    const key = `${hash}:${path21.resolve(file)}`;
     const early = this.started.get(key);
     if (!early) return hashFile(file, hash);
     this.started.delete(key);
     return early;
   }
 };
-async function sign3(o2) {
+async function sign4(o2) {
   const started2 = performance.now();
   if (!o2.key) {
     throw new CodesignError("USAGE", "no key was named", {
@@ -83542,7 +86515,7 @@ async function sign3(o2) {
   const name = chooseFormat(o2.files, o2);
   refuseAuthenticodeOnly(name, o2);
   const jobs = jobsOf(o2);
-  if (name === "jarsigner" || name === "openssl") {
+  if (isLoginTool(name)) {
     const { signWithTool: signWithTool2, toolOutput: toolOutput2 } = await Promise.resolve().then(() => (init_tool(), tool_exports));
     const items2 = await plan(o2, toolOutput2(name, o2));
     const run = await signWithTool2(name, items2, o2, jobs);
@@ -83606,8 +86579,8 @@ async function sign3(o2) {
         if (format2.needsCertificate) {
           ctx.certificate = (await resolveSignerCertificate(k.key, o2.cert)).der;
           ctx.chain = (await Promise.all((o2.chain ?? []).map((f) => readCertificates(f)))).flat();
-          const certFile = path19.join(workDir, "signer.pem");
-          await writeFile6(certFile, certificatePem(ctx.certificate), { mode: 384 });
+          const certFile = path21.join(workDir, "signer.pem");
+          await writeFile7(certFile, certificatePem(ctx.certificate), { mode: 384 });
           ctx.certificateFiles = [certFile, ...o2.chain ?? []];
         }
         const files = await runBatch(
@@ -83637,7 +86610,7 @@ function skipRow(skipped, item) {
 async function plan(o2, style) {
   const items = planOutputs(o2.files, { style, out: o2.out, outDir: o2.outDir, inPlace: o2.inPlace });
   if (o2.out !== void 0) {
-    const dir = path19.dirname(path19.resolve(o2.out));
+    const dir = path21.dirname(path21.resolve(o2.out));
     const isDir = await stat2(dir).then(
       (s) => s.isDirectory(),
       () => false
@@ -83679,30 +86652,37 @@ function report(tool, key, sessions, results, started2) {
 }
 
 // src/app/verify.ts
+var asn1js9 = __toESM(require_build2(), 1);
+init_apksigner();
+var pkijs10 = __toESM(require_build3(), 1);
 init_jarsigner();
 init_osslsigncode();
+init_run();
 init_errors();
 init_cms();
 init_certificate();
 init_path();
 init_verify();
 init_files();
+init_temp();
 
-// src/app/options.ts
-var TOOL_CHOICES = [
-  "auto",
-  "raw",
-  "cms",
-  "osslsigncode",
-  "jarsigner",
-  "openssl"
-];
+// src/app/tree.ts
+init_errors();
+init_path();
+
+// src/app/sign-bytes.ts
+init_errors();
+init_token_key();
+init_cms();
+init_certificate();
+init_x509();
+init_signer();
 
 // src/app/index.ts
 init_errors();
 
 // src/action/main.ts
-var lines = (name) => core.getMultilineInput(name).map((l) => l.trim()).filter(Boolean);
+var lines2 = (name) => core.getMultilineInput(name).map((l) => l.trim()).filter(Boolean);
 var optional2 = (name) => core.getInput(name).trim() || void 0;
 async function expandFiles(patterns) {
   const files = [];
@@ -83713,7 +86693,7 @@ async function expandFiles(patterns) {
     }
     const matches = await (await glob.create(p, { matchDirectories: false })).glob();
     if (matches.length === 0) throw new Error(`files: "${p}" matches no file`);
-    files.push(...matches.sort().map((m) => path20.relative(process.cwd(), m) || m));
+    files.push(...matches.sort().map((m) => path22.relative(process.cwd(), m) || m));
   }
   return [...new Set(files)];
 }
@@ -83755,9 +86735,9 @@ async function main() {
     await ensureAddon((m) => core.info(m));
     const remote = optional2("remote");
     if (remote) process.env["CODESIGN_REMOTE"] = remote;
-    const files = await expandFiles(lines("files"));
+    const files = await expandFiles(lines2("files"));
     if (files.length === 0) throw new Error("files: no file to sign");
-    const options = {
+    const options2 = {
       files,
       key: core.getInput("key", { required: true }),
       module: optional2("module"),
@@ -83765,9 +86745,9 @@ async function main() {
       tool: choice("tool", TOOL_CHOICES) ?? "auto",
       outDir: optional2("out-dir"),
       cert: optional2("cert"),
-      chain: lines("chain"),
+      chain: lines2("chain"),
       timestamp: {
-        urls: lines("timestamp-url"),
+        urls: lines2("timestamp-url"),
         onFailure: ({ url, reason }) => core.warning(`timestamp server ${url}: ${reason}`)
       },
       hash: choice("hash", ["sha256", "sha384", "sha512"]),
@@ -83776,10 +86756,10 @@ async function main() {
     const results = await withPrivateDir(async (dir) => {
       let pinFile = optional2("pin-file");
       if (pin) {
-        pinFile = path20.join(dir, "pin");
-        await writeFile7(pinFile, pin, { mode: 384 });
+        pinFile = path22.join(dir, "pin");
+        await writeFile8(pinFile, pin, { mode: 384 });
       }
-      return (await sign3({ ...options, pinFile })).files;
+      return (await sign4({ ...options2, pinFile })).files;
     }, "codesign-action-");
     const signed = results.filter((r) => r.ok);
     for (const r of signed) core.info(`signed ${r.input} -> ${r.output}`);

@@ -9,15 +9,20 @@
  *    verified alone (a detached one is refused, asking for the signed file);
  * 4. a signature that looks like CMS (PEM CMS/PKCS7, or DER naming id-signedData): CMS, else raw.
  */
+import * as asn1js from "asn1js";
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import type { ToolSignatureReport } from "../../adapters/contract.js";
 import { verifyApk } from "../../adapters/apksigner.js";
+import path from "node:path";
+import * as pkijs from "pkijs";
 import { verifyJar } from "../../adapters/jarsigner.js";
-import { verifyAuthenticode } from "../../adapters/osslsigncode.js";
+import { extractSignature, verifyAuthenticode } from "../../adapters/osslsigncode.js";
+import { findTool, runToolRaw } from "../../adapters/run.js";
 import { CodesignError, isCodesignError } from "../core/errors.js";
 import { ATTACHED_MAX_BYTES, fileHead, looksLikeCms, parseSignedData } from "../core/pki/cms.js";
 import { readCertificates } from "../core/pki/certificate.js";
-import { loadAnchors, loadCrls } from "../core/pki/path.js";
+import { certDer, loadAnchors, loadCrls } from "../core/pki/path.js";
 import {
   judgeSignerCertificate,
   publicKeyFrom,
@@ -28,6 +33,7 @@ import {
 } from "../core/pki/verify.js";
 import type { HashName, SignatureScheme } from "../core/signer.js";
 import { assertRegularFile, readRegularFile, unreadable } from "../core/util/files.js";
+import { withPrivateDir } from "../core/util/temp.js";
 import { fileKind } from "./file-kind.js";
 
 export interface VerifyOptions {
@@ -68,7 +74,124 @@ export interface ToolVerifyReport {
   warnings: string[];
 }
 
-export type VerifyResult = (VerifyReport | ToolVerifyReport) & { input: string; signature?: string };
+export type VerifyResult = (VerifyReport | ToolVerifyReport) & {
+  input: string;
+  signature?: string;
+  /**
+   * SHA-256 of each signer certificate's DER (uppercase hex pairs joined by colons, as
+   * `openssl x509 -fingerprint -sha256` and keytool print them): CMS, one per SignerInfo; raw,
+   * the --cert; Authenticode, the primary signer then each nested one (read from the signature
+   * osslsigncode extracts); JAR, each signer (from `keytool -printcert -jarfile`). Empty for a
+   * bare public key, or when the tool's signature could not be read (then a warning says so).
+   */
+  fingerprints: string[];
+};
+
+/** SHA-256 of a certificate's DER: uppercase hex pairs joined by colons. */
+export function sha256Fingerprint(der: Uint8Array): string {
+  return (createHash("sha256").update(der).digest("hex").toUpperCase().match(/../g) ?? []).join(":");
+}
+
+/** A fingerprint as given by a user (any case, with or without colons or spaces), normalised; undefined if not SHA-256. */
+export function normaliseFingerprint(text: string): string | undefined {
+  const hex = text
+    .replace(/^sha-?256[:=]?/i, "")
+    .replace(/[:\s]/g, "")
+    .toUpperCase();
+  return /^[0-9A-F]{64}$/.test(hex) ? (hex.match(/../g) ?? []).join(":") : undefined;
+}
+
+/** SignerIdentifier [0] SubjectKeyIdentifier against the certificate's extension. */
+function subjectKeyIdMatches(c: pkijs.Certificate, sid: asn1js.BaseBlock): boolean {
+  const ski = (
+    c.extensions?.find((e) => e.extnID === "2.5.29.14")?.parsedValue as asn1js.OctetString | undefined
+  )?.valueBlock.valueHexView;
+  const wanted = (sid as asn1js.Primitive).valueBlock.valueHexView;
+  return ski !== undefined && Buffer.from(ski).equals(Buffer.from(wanted));
+}
+
+/**
+ * The certificate (DER) each SignerInfo's sid names among those the SignedData carries, in
+ * SignerInfo order; a SignerInfo whose certificate is absent is left out. The same matching as
+ * the verifier's (src/core/pki/verify.ts, which does not export its own).
+ */
+export function cmsSignerCertificates(signed: pkijs.SignedData): Uint8Array[] {
+  const certs = (signed.certificates ?? []).filter(
+    (c): c is pkijs.Certificate => c instanceof pkijs.Certificate,
+  );
+  return signed.signerInfos.flatMap((si) => {
+    const sid = si.sid as unknown;
+    const cert = certs.find((c) =>
+      sid instanceof pkijs.IssuerAndSerialNumber
+        ? c.serialNumber.isEqual(sid.serialNumber) &&
+          Buffer.from(c.issuer.toSchema().toBER()).equals(Buffer.from(sid.issuer.toSchema().toBER()))
+        : sid instanceof asn1js.Constructed || sid instanceof asn1js.Primitive
+          ? subjectKeyIdMatches(c, sid)
+          : false,
+    );
+    return cert ? [certDer(cert)] : [];
+  });
+}
+
+/** Authenticode's nested signatures: SPC_NESTED_SIGNATURE unsigned attributes of the primary signer. */
+const OID_NESTED_SIGNATURE = "1.3.6.1.4.1.311.2.4.1";
+
+/** Signer certificates of an Authenticode PKCS#7 and of every signature nested in it, primary first. */
+function authenticodeSignerCertificates(signed: pkijs.SignedData, depth = 0): Uint8Array[] {
+  const own = cmsSignerCertificates(signed);
+  if (depth > 8) return own;
+  const nested = signed.signerInfos.flatMap((si) =>
+    (si.unsignedAttrs?.attributes ?? [])
+      .filter((a) => a.type === OID_NESTED_SIGNATURE)
+      .flatMap((a) => a.values as asn1js.BaseBlock[])
+      .flatMap((v) => {
+        const info = new pkijs.ContentInfo({ schema: v });
+        return authenticodeSignerCertificates(new pkijs.SignedData({ schema: info.content }), depth + 1);
+      }),
+  );
+  return [...own, ...nested];
+}
+
+/** The fingerprints of a verified Authenticode file, read from the signature osslsigncode extracts. */
+async function authenticodeFingerprints(input: string, toolPath: string | undefined): Promise<string[]> {
+  return withPrivateDir(async (dir) => {
+    const out = path.join(dir, "signature.p7");
+    if (!(await extractSignature({ input, output: out, toolPath }))) return [];
+    const signed = parseSignedData(await readSignature(out), out);
+    return authenticodeSignerCertificates(signed).map(sha256Fingerprint);
+  }, "codesign-fpr-");
+}
+
+/** Each JAR signer's certificate fingerprint: the first SHA256 line of each `Signer #n` block of keytool. */
+async function jarFingerprints(input: string, toolPath: string | undefined): Promise<string[]> {
+  const keytool = path.join(path.dirname(findTool("jarsigner", toolPath)), "keytool");
+  const out = await runToolRaw({
+    tool: "keytool",
+    file: keytool,
+    args: ["-printcert", "-jarfile", path.resolve(input)],
+  });
+  if (out.exitCode !== 0) return [];
+  return out.stdout
+    .split(/^Signer #\d+:/m)
+    .slice(1)
+    .flatMap((block) => {
+      const m = /^\s*SHA256:\s*([0-9A-F:]+)\s*$/m.exec(block);
+      return m?.[1] ? [m[1]] : [];
+    });
+}
+
+/** A tool-verified file's fingerprints; a failure to read them is a warning, not a verification failure. */
+async function toolFingerprints(
+  read: () => Promise<string[]>,
+): Promise<{ fingerprints: string[]; warnings: string[] }> {
+  try {
+    const fingerprints = await read();
+    if (fingerprints.length > 0) return { fingerprints, warnings: [] };
+  } catch {
+    // reported below
+  }
+  return { fingerprints: [], warnings: ["the signer certificate's fingerprint could not be read"] };
+}
 
 /**
  * An APK: apksigner checks its v1–v3 signatures; Android trusts a signer by its certificate, not
@@ -89,12 +212,14 @@ async function verifyApkFile(input: string, o: VerifyOptions): Promise<VerifyRes
   for (const certFile of candidates) {
     try {
       const r = await verifyApk(input, { certFile, toolPath: o.toolPath });
+      const [signer] = await readCertificates(certFile);
       return {
         valid: true,
         kind: "apk",
         input,
         tool: r.tool,
         signers: [certFile],
+        fingerprints: signer ? [sha256Fingerprint(signer)] : [],
         timestamps: [],
         warnings: [],
       };
@@ -140,6 +265,7 @@ export async function verify(o: VerifyOptions): Promise<VerifyResult> {
       const tool = { caFiles: ca, toolPath: o.toolPath };
       if (kind === "jar") {
         const r = await verifyJar(input, tool);
+        const f = await toolFingerprints(() => jarFingerprints(input, o.toolPath));
         return {
           valid: true,
           kind,
@@ -147,10 +273,12 @@ export async function verify(o: VerifyOptions): Promise<VerifyResult> {
           tool: r.tool,
           signers: r.signers,
           timestamps: r.timestamps,
-          warnings: r.warnings,
+          warnings: [...r.warnings, ...f.warnings],
+          fingerprints: f.fingerprints,
         };
       }
       const r = await verifyAuthenticode(input, tool);
+      const f = await toolFingerprints(() => authenticodeFingerprints(input, o.toolPath));
       return {
         valid: true,
         kind,
@@ -159,7 +287,8 @@ export async function verify(o: VerifyOptions): Promise<VerifyResult> {
         signatures: r.signatures,
         signers: [...new Set(r.signatures.flatMap((x) => (x.signer ? [x.signer] : [])))],
         timestamps: r.signatures.flatMap((x) => (x.timestamp ? [x.timestamp] : [])),
-        warnings: [],
+        warnings: f.warnings,
+        fingerprints: f.fingerprints,
       };
     }
     // A detached signature beside the file is the one meant, even when the file is itself a CMS:
@@ -169,7 +298,11 @@ export async function verify(o: VerifyOptions): Promise<VerifyResult> {
       // Only the first bytes are read: the input may be a large signed file, not a signature.
       if (looksLikeCms(await fileHead(input).catch(unreadable(input, "the file")))) {
         const signed = parseForVerify(await readSignature(input), input);
-        return { input, ...(await verifyCms(signed, undefined, { ca, purpose, crls })) };
+        return {
+          input,
+          ...(await verifyCms(signed, undefined, { ca, purpose, crls })),
+          fingerprints: cmsSignerCertificates(signed).map(sha256Fingerprint),
+        };
       }
       throw new CodesignError(
         "USAGE",
@@ -185,10 +318,12 @@ export async function verify(o: VerifyOptions): Promise<VerifyResult> {
         hint: "a CMS signature carries its certificate: give the anchors with --ca",
       });
     }
+    const signed = parseForVerify(sig, signature);
     return {
       input,
       signature,
-      ...(await verifyCms(parseForVerify(sig, signature), input, { ca, purpose, crls })),
+      ...(await verifyCms(signed, input, { ca, purpose, crls })),
+      fingerprints: cmsSignerCertificates(signed).map(sha256Fingerprint),
     };
   }
   if (ca.length > 0 && o.cert === undefined) {
@@ -211,6 +346,7 @@ export async function verify(o: VerifyOptions): Promise<VerifyResult> {
       purpose,
       ...(j.chain ? { chain: j.chain } : {}),
       warnings: [...report.warnings, ...j.warnings],
+      fingerprints: [sha256Fingerprint(der)],
     };
   }
   return {
@@ -222,5 +358,6 @@ export async function verify(o: VerifyOptions): Promise<VerifyResult> {
       ...report.warnings,
       "a bare public key: no certificate, so nothing is chained to a trust anchor and no purpose is checked",
     ],
+    fingerprints: [],
   };
 }

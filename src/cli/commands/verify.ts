@@ -3,9 +3,13 @@ import type { HashName, SignatureScheme } from "../../core/signer.js";
 import { verify, type VerifyResult } from "../../app/verify.js";
 import type { VerifyPurpose } from "../../core/pki/policy.js";
 import { flag, list, str } from "../common.js";
-import { info, printJson, warn } from "../output.js";
+import { verifyTree, type TreeReport } from "../../app/tree.js";
+import { EXIT } from "../exit-codes.js";
+import { info, printJson, printLine, table, warn } from "../output.js";
 
 export async function run(args: Record<string, unknown>): Promise<void> {
+  const tree = str(args, "tree");
+  if (tree !== undefined) return runTree(tree, args);
   const report = await verify({
     input: str(args, "in") as string,
     signature: str(args, "signature"),
@@ -45,4 +49,41 @@ function print(report: VerifyResult): void {
   info(
     `verified: ${report.input} (${what}${report.signer ? `, signed by ${report.signer}` : ""}${ts}${trust})`,
   );
+}
+
+/** `codesign verify --tree DIR`: the release-tree gate; exit 6 unless every row passes. */
+async function runTree(dir: string, args: Record<string, unknown>): Promise<void> {
+  const report = await verifyTree({
+    dir,
+    ca: list(args, "ca"),
+    crl: list(args, "crl"),
+    purpose: str(args, "purpose") as VerifyPurpose | undefined,
+    expectSigner: list(args, "expect-signer"),
+    ignore: list(args, "ignore"),
+    toolPath: str(args, "tool-path"),
+  });
+  if (flag(args, "json")) printJson(report);
+  else printTree(report);
+  if (!report.ok) process.exitCode = EXIT.VERIFY_FAILED;
+}
+
+function printTree(report: TreeReport): void {
+  const label = (r: TreeReport["files"][number]) =>
+    r.status === "other" && r.kind === "other" ? "unsigned-other" : r.status;
+  printLine(
+    table(
+      report.files.map((r) => [
+        label(r),
+        r.kind,
+        r.path,
+        r.status === "valid"
+          ? `${r.signer ?? ""}${r.fingerprint ? ` [${r.fingerprint}]` : ""}`
+          : (r.reason ?? ""),
+      ]),
+    ),
+  );
+  const s = report.summary;
+  const line = `${s.files} files: ${s.valid} valid, ${s.invalid} invalid, ${s.unsigned} unsigned, ${s.ignored} ignored, ${s.other} other`;
+  if (report.ok) info(`release tree ${report.dir} passes: ${line}`);
+  else info(`release tree ${report.dir} FAILS: ${line}`);
 }

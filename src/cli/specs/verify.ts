@@ -1,4 +1,5 @@
 import type { Argv } from "yargs";
+import { CodesignError } from "../../core/errors.js";
 import { lazy } from "../lazy.js";
 import { examples } from "../output.js";
 import { hashOption, mechanismOption } from "../options.js";
@@ -11,8 +12,23 @@ export const verify = (y: Argv): Argv =>
       y
         .option("in", {
           type: "string",
-          demandOption: true,
           describe: "the signed file (or an attached CMS)",
+        })
+        .option("tree", {
+          type: "string",
+          requiresArg: true,
+          describe:
+            "release-tree gate: verify every file under DIR; exit 6 if a signable file is unsigned, a signature is invalid, or a signer is not expected",
+        })
+        .option("expect-signer", {
+          type: "string",
+          requiresArg: true,
+          describe: "--tree: a signer certificate's SHA-256 fingerprint that may sign (repeatable)",
+        })
+        .option("ignore", {
+          type: "string",
+          requiresArg: true,
+          describe: "--tree: a glob (relative to DIR) of files that are not yours (repeatable)",
         })
         .option("signature", { type: "string", describe: "detached signature (raw .sig or CMS .p7s)" })
         .option("ca", {
@@ -46,6 +62,19 @@ export const verify = (y: Argv): Argv =>
           describe: "osslsigncode/jarsigner executable, when not on PATH",
         })
         .conflicts("cert", "pubkey")
+        .conflicts("tree", ["in", "signature", "cert", "pubkey"])
+        .check((a) => {
+          if (a["in"] === undefined && a["tree"] === undefined)
+            throw new CodesignError("USAGE", "give --in FILE, or --tree DIR", {
+              hint: "see codesign verify --help",
+            });
+          if (a["tree"] === undefined && (a["expect-signer"] !== undefined || a["ignore"] !== undefined)) {
+            throw new CodesignError("USAGE", "--expect-signer and --ignore go with --tree", {
+              hint: "see codesign verify --help",
+            });
+          }
+          return true;
+        })
         .epilogue(
           examples(
             ["CMS", "codesign verify --in app.tar.gz --signature app.tar.gz.p7s --ca root.pem"],
@@ -53,6 +82,10 @@ export const verify = (y: Argv): Argv =>
             [
               "Authenticode, through osslsigncode verify",
               "codesign verify --in app.signed.exe --ca root.pem",
+            ],
+            [
+              "release-tree gate",
+              "codesign verify --tree dist/ --ca root.pem --expect-signer AB:CD:… --ignore 'vendor/**'",
             ],
           ),
         ),
