@@ -144,6 +144,11 @@ beforeAll(async () => {
   await mkdir(shims);
   await writeFile(path.join(shims, "codesign"), `#!/bin/sh\nexec node '${BIN}' "$@"\n`);
   await chmod(path.join(shims, "codesign"), 0o755);
+  await writeFile(
+    path.join(shims, "codesign-git"),
+    `#!/bin/sh\nexec node '${path.join(ROOT, "bin", "codesign-git.js")}' "$@"\n`,
+  );
+  await chmod(path.join(shims, "codesign-git"), 0o755);
 
   // What the docs name, in a directory that looks like a checkout: `npx codesign` finds the
   // package's own bin there, as it does in the repository.

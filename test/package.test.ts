@@ -83,7 +83,7 @@ async function shell(cwd: string, script: string) {
 describe("the npm package", () => {
   it("is named for the registry, installs the codesign command and ships only the build", () => {
     expect(manifest.name).toBe("pkcs11-codesign");
-    expect(Object.keys(manifest.bin)).toEqual(["codesign"]);
+    expect(Object.keys(manifest.bin)).toEqual(["codesign", "codesign-git"]);
     expect(manifest.scripts["prepack"]).toContain("build");
     expect(Object.keys(manifest.dependencies)).not.toContain("@actions/core");
     expect(Object.keys(manifest.dependencies)).not.toContain("@actions/glob");

@@ -175,6 +175,8 @@ describe("jarsigner: the alias SunPKCS11 gives, the CA chain, and keys it cannot
     codesign(
       [
         "sign",
+        "--tool",
+        "jarsigner",
         "--pin-file",
         t.dev.pinFile,
         "--key",
