@@ -10,6 +10,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { readFile, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import {
   adapter as osslsigncode,
@@ -36,7 +37,7 @@ import {
   withAtomicOutput,
   writeFileAtomic,
 } from "../../core/util/files.js";
-import { withPrivateDir } from "../../core/util/temp.js";
+import { removeOnExit, withPrivateDir } from "../../core/util/temp.js";
 import { signedName, type OutputStyle } from "../batch.js";
 import type { AttachOptions, AttachReport, FileDetail, SignOptions } from "../options.js";
 import type { TokenFormat } from "./contract.js";
@@ -48,11 +49,16 @@ async function readExistingSignature(
   input: string,
   toolPath: string | undefined,
 ): Promise<Uint8Array | undefined> {
-  return withPrivateDir(async (dir) => {
-    const out = path.join(dir, "existing.p7");
+  // A signature is public data: one file in the temp directory, gone at once (and at exit).
+  const out = path.join(os.tmpdir(), `codesign-existing-${randomBytes(8).toString("hex")}.p7`);
+  const forget = removeOnExit(out);
+  try {
     const found = await extractSignature({ input, output: out, toolPath });
     return found ? new Uint8Array(await readFile(out)) : undefined;
-  }, "codesign-existing-");
+  } finally {
+    await rm(out, { force: true });
+    forget();
+  }
 }
 
 /** Read once per run (one options object) and file: `check`, `skip` and `prepare` all ask. */

@@ -108,8 +108,8 @@ export function prepareSignerInfo(o: SignerInfoRequest): { signerInfo: pkijs.Sig
     }),
     ...o.signedAttributes,
   ];
-  const der = (a: pkijs.Attribute) => Buffer.from(a.toSchema().toBER());
-  attributes.sort((x, y) => Buffer.compare(der(x), der(y)));
+  const der = new Map(attributes.map((a) => [a, Buffer.from(a.toSchema().toBER())]));
+  attributes.sort((x, y) => Buffer.compare(der.get(x) as Buffer, der.get(y) as Buffer));
   signerInfo.signedAttrs = new pkijs.SignedAndUnsignedAttributes({ type: 0, attributes });
   return { signerInfo, toSign: { message: signedAttributesDer(signerInfo.signedAttrs) } };
 }
