@@ -12,8 +12,10 @@ import path from "node:path";
 import type { SignJob, SigningAdapter } from "./contract.js";
 import { CodesignError } from "../src/core/errors.js";
 import { sunpkcs11Config } from "../templates/sunpkcs11.js";
-import { findTool, lastWords, oncePerKey, runTool, runToolRaw } from "./run.js";
+import { findTool, lastWords, oncePerKey, runToolRaw } from "./run.js";
 import { safePath } from "./osslsigncode.js";
+import { sunpkcs11Alias } from "./jarsigner.js";
+import { readCertificates } from "../src/core/pki/certificate.js";
 
 const PIN_VAR = "CODESIGN_APK_PIN";
 export const JAVA17_EXPORT = "-J-add-exports=jdk.crypto.cryptoki/sun.security.pkcs11=ALL-UNNAMED";
@@ -36,19 +38,6 @@ const configPath = (job: SignJob) => path.join(job.workDir, "sunpkcs11.cfg");
 export async function certificateSha256(pemFile: string): Promise<string> {
   const cert = new X509Certificate(await readFile(pemFile));
   return createHash("sha256").update(cert.raw).digest("hex");
-}
-
-/** The keystore alias among `keytool -list` output whose certificate has this SHA-256 fingerprint. */
-export function aliasFromKeytoolList(list: string, sha256Hex: string): string | undefined {
-  const want = sha256Hex.toUpperCase().replace(/(..)(?!$)/g, "$1:");
-  let alias: string | undefined;
-  for (const line of list.split("\n")) {
-    const entry = /^(.+), (PrivateKeyEntry|trustedCertEntry|SecretKeyEntry),\s*$/.exec(line.trimEnd());
-    if (entry) alias = entry[2] === "PrivateKeyEntry" ? entry[1] : undefined;
-    const fp = /Certificate fingerprint \(SHA-256\): ([0-9A-F:]+)/.exec(line);
-    if (fp && alias !== undefined && fp[1] === want) return alias;
-  }
-  return undefined;
 }
 
 function args(job: SignJob): string[] {
@@ -80,38 +69,17 @@ function args(job: SignJob): string[] {
   ];
 }
 
-/** Asks keytool (through the same SunPKCS11 config) which entry holds the signer certificate. */
+/** The keystore entry SunPKCS11 gives the signer, asked of keytool as for jarsigner. */
 async function findAlias(job: SignJob): Promise<string> {
-  const keytool = findTool("keytool");
-  const out = await runTool({
-    tool: "keytool",
-    file: keytool,
-    args: [
-      "-list",
-      "-keystore",
-      "NONE",
-      "-storetype",
-      "PKCS11",
-      "-addprovider",
-      "SunPKCS11",
-      "-providerArg",
-      configPath(job),
-      "-storepass:env",
-      PIN_VAR,
-    ],
-    pin: { secret: job.pin, via: "env", name: PIN_VAR },
+  const [certificate] = await readCertificates(job.certFile);
+  if (!certificate) throw new CodesignError("INTERNAL", `no certificate in ${job.certFile}`);
+  return sunpkcs11Alias({
+    modulePath: job.modulePath,
+    slot: Number(job.token.slotId),
+    pin: job.pin,
+    certificate,
+    workDir: job.workDir,
   });
-  const alias = aliasFromKeytoolList(out.stdout, await certificateSha256(job.certFile));
-  if (alias === undefined) {
-    throw new CodesignError(
-      "CERT_NOT_FOUND",
-      `SunPKCS11 lists no key entry with the signer certificate of ${job.keyUri}`,
-      {
-        hint: "store the certificate on the token with the key's CKA_ID (SunPKCS11 only sees keys that have one)",
-      },
-    );
-  }
-  return alias;
 }
 
 async function sign(job: SignJob) {

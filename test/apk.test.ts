@@ -9,7 +9,7 @@ import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { JAVA17_EXPORT, adapter, aliasFromKeytoolList, verifyApk } from "../adapters/apksigner.js";
+import { JAVA17_EXPORT, adapter, verifyApk } from "../adapters/apksigner.js";
 import type { SignJob } from "../adapters/contract.js";
 import { formatFor } from "../src/app/sign.js";
 import { codesign, tool } from "./helpers/cli.js";
@@ -37,22 +37,6 @@ describe("apksigner adapter", () => {
       expect(argv[argv.indexOf(v) + 1]).toBe("true");
     }
     expect(argv.slice(-3)).toEqual(["--out", path.resolve("out.apk"), path.resolve("app.apk")]);
-  });
-
-  it("finds the alias whose certificate is the signer's in keytool -list", () => {
-    const list = [
-      "Keystore type: PKCS11",
-      "",
-      "Your keystore contains 2 entries",
-      "",
-      "ec-p256, PrivateKeyEntry, ",
-      "Certificate fingerprint (SHA-256): AA:BB",
-      "rsa cert, PrivateKeyEntry, ",
-      "Certificate fingerprint (SHA-256): CC:DD",
-    ].join("\n");
-    expect(aliasFromKeytoolList(list, "ccdd")).toBe("rsa cert");
-    expect(aliasFromKeytoolList(list, "aabb")).toBe("ec-p256");
-    expect(aliasFromKeytoolList(list, "eeff")).toBeUndefined();
   });
 
   it("--tool auto routes .apk to apksigner", () => {

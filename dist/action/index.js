@@ -103,11 +103,11 @@ var require_command = __commonJS({
     };
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.issue = exports.issueCommand = void 0;
-    var os3 = __importStar(__require("os"));
+    var os4 = __importStar(__require("os"));
     var utils_1 = require_utils();
     function issueCommand(command, properties, message) {
       const cmd = new Command(command, properties, message);
-      process.stdout.write(cmd.toString() + os3.EOL);
+      process.stdout.write(cmd.toString() + os4.EOL);
     }
     exports.issueCommand = issueCommand;
     function issue(name, message = "") {
@@ -191,7 +191,7 @@ var require_file_command = __commonJS({
     exports.prepareKeyValueMessage = exports.issueFileCommand = void 0;
     var crypto2 = __importStar(__require("crypto"));
     var fs = __importStar(__require("fs"));
-    var os3 = __importStar(__require("os"));
+    var os4 = __importStar(__require("os"));
     var utils_1 = require_utils();
     function issueFileCommand(command, message) {
       const filePath = process.env[`GITHUB_${command}`];
@@ -201,7 +201,7 @@ var require_file_command = __commonJS({
       if (!fs.existsSync(filePath)) {
         throw new Error(`Missing file at path: ${filePath}`);
       }
-      fs.appendFileSync(filePath, `${(0, utils_1.toCommandValue)(message)}${os3.EOL}`, {
+      fs.appendFileSync(filePath, `${(0, utils_1.toCommandValue)(message)}${os4.EOL}`, {
         encoding: "utf8"
       });
     }
@@ -215,7 +215,7 @@ var require_file_command = __commonJS({
       if (convertedValue.includes(delimiter)) {
         throw new Error(`Unexpected input: value should not contain the delimiter "${delimiter}"`);
       }
-      return `${key}<<${delimiter}${os3.EOL}${convertedValue}${os3.EOL}${delimiter}`;
+      return `${key}<<${delimiter}${os4.EOL}${convertedValue}${os4.EOL}${delimiter}`;
     }
     exports.prepareKeyValueMessage = prepareKeyValueMessage;
   }
@@ -18938,7 +18938,7 @@ var require_toolrunner = __commonJS({
     };
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.argStringToArray = exports.ToolRunner = void 0;
-    var os3 = __importStar(__require("os"));
+    var os4 = __importStar(__require("os"));
     var events = __importStar(__require("events"));
     var child = __importStar(__require("child_process"));
     var path23 = __importStar(__require("path"));
@@ -18993,12 +18993,12 @@ var require_toolrunner = __commonJS({
       _processLineBuffer(data, strBuffer, onLine) {
         try {
           let s = strBuffer + data.toString();
-          let n2 = s.indexOf(os3.EOL);
+          let n2 = s.indexOf(os4.EOL);
           while (n2 > -1) {
             const line = s.substring(0, n2);
             onLine(line);
-            s = s.substring(n2 + os3.EOL.length);
-            n2 = s.indexOf(os3.EOL);
+            s = s.substring(n2 + os4.EOL.length);
+            n2 = s.indexOf(os4.EOL);
           }
           return s;
         } catch (err) {
@@ -19167,7 +19167,7 @@ var require_toolrunner = __commonJS({
             }
             const optionsNonNull = this._cloneExecOptions(this.options);
             if (!optionsNonNull.silent && optionsNonNull.outStream) {
-              optionsNonNull.outStream.write(this._getCommandString(optionsNonNull) + os3.EOL);
+              optionsNonNull.outStream.write(this._getCommandString(optionsNonNull) + os4.EOL);
             }
             const state = new ExecState(optionsNonNull, this.toolPath);
             state.on("debug", (message) => {
@@ -19655,7 +19655,7 @@ var require_core = __commonJS({
     var command_1 = require_command();
     var file_command_1 = require_file_command();
     var utils_1 = require_utils();
-    var os3 = __importStar(__require("os"));
+    var os4 = __importStar(__require("os"));
     var path23 = __importStar(__require("path"));
     var oidc_utils_1 = require_oidc_utils();
     var ExitCode;
@@ -19723,7 +19723,7 @@ Support boolean input list: \`true | True | TRUE | false | False | FALSE\``);
       if (filePath) {
         return (0, file_command_1.issueFileCommand)("OUTPUT", (0, file_command_1.prepareKeyValueMessage)(name, value));
       }
-      process.stdout.write(os3.EOL);
+      process.stdout.write(os4.EOL);
       (0, command_1.issueCommand)("set-output", { name }, (0, utils_1.toCommandValue)(value));
     }
     exports.setOutput = setOutput2;
@@ -19757,7 +19757,7 @@ Support boolean input list: \`true | True | TRUE | false | False | FALSE\``);
     }
     exports.notice = notice;
     function info2(message) {
-      process.stdout.write(message + os3.EOL);
+      process.stdout.write(message + os4.EOL);
     }
     exports.info = info2;
     function startGroup(name) {
@@ -19896,11 +19896,11 @@ var require_command2 = __commonJS({
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.issueCommand = issueCommand;
     exports.issue = issue;
-    var os3 = __importStar(__require("os"));
+    var os4 = __importStar(__require("os"));
     var utils_1 = require_utils3();
     function issueCommand(command, properties, message) {
       const cmd = new Command(command, properties, message);
-      process.stdout.write(cmd.toString() + os3.EOL);
+      process.stdout.write(cmd.toString() + os4.EOL);
     }
     function issue(name, message = "") {
       issueCommand(name, {}, message);
@@ -19993,7 +19993,7 @@ var require_file_command2 = __commonJS({
     exports.prepareKeyValueMessage = prepareKeyValueMessage;
     var crypto2 = __importStar(__require("crypto"));
     var fs = __importStar(__require("fs"));
-    var os3 = __importStar(__require("os"));
+    var os4 = __importStar(__require("os"));
     var utils_1 = require_utils3();
     function issueFileCommand(command, message) {
       const filePath = process.env[`GITHUB_${command}`];
@@ -20003,7 +20003,7 @@ var require_file_command2 = __commonJS({
       if (!fs.existsSync(filePath)) {
         throw new Error(`Missing file at path: ${filePath}`);
       }
-      fs.appendFileSync(filePath, `${(0, utils_1.toCommandValue)(message)}${os3.EOL}`, {
+      fs.appendFileSync(filePath, `${(0, utils_1.toCommandValue)(message)}${os4.EOL}`, {
         encoding: "utf8"
       });
     }
@@ -20016,7 +20016,7 @@ var require_file_command2 = __commonJS({
       if (convertedValue.includes(delimiter)) {
         throw new Error(`Unexpected input: value should not contain the delimiter "${delimiter}"`);
       }
-      return `${key}<<${delimiter}${os3.EOL}${convertedValue}${os3.EOL}${delimiter}`;
+      return `${key}<<${delimiter}${os4.EOL}${convertedValue}${os4.EOL}${delimiter}`;
     }
   }
 });
@@ -40753,7 +40753,7 @@ var require_toolrunner2 = __commonJS({
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.ToolRunner = void 0;
     exports.argStringToArray = argStringToArray;
-    var os3 = __importStar(__require("os"));
+    var os4 = __importStar(__require("os"));
     var events = __importStar(__require("events"));
     var child = __importStar(__require("child_process"));
     var path23 = __importStar(__require("path"));
@@ -40808,12 +40808,12 @@ var require_toolrunner2 = __commonJS({
       _processLineBuffer(data, strBuffer, onLine) {
         try {
           let s = strBuffer + data.toString();
-          let n2 = s.indexOf(os3.EOL);
+          let n2 = s.indexOf(os4.EOL);
           while (n2 > -1) {
             const line = s.substring(0, n2);
             onLine(line);
-            s = s.substring(n2 + os3.EOL.length);
-            n2 = s.indexOf(os3.EOL);
+            s = s.substring(n2 + os4.EOL.length);
+            n2 = s.indexOf(os4.EOL);
           }
           return s;
         } catch (err) {
@@ -40982,7 +40982,7 @@ var require_toolrunner2 = __commonJS({
             }
             const optionsNonNull = this._cloneExecOptions(this.options);
             if (!optionsNonNull.silent && optionsNonNull.outStream) {
-              optionsNonNull.outStream.write(this._getCommandString(optionsNonNull) + os3.EOL);
+              optionsNonNull.outStream.write(this._getCommandString(optionsNonNull) + os4.EOL);
             }
             const state = new ExecState(optionsNonNull, this.toolPath);
             state.on("debug", (message) => {
@@ -41523,7 +41523,7 @@ var require_core2 = __commonJS({
     var command_1 = require_command2();
     var file_command_1 = require_file_command2();
     var utils_1 = require_utils3();
-    var os3 = __importStar(__require("os"));
+    var os4 = __importStar(__require("os"));
     var path23 = __importStar(__require("path"));
     var oidc_utils_1 = require_oidc_utils2();
     var ExitCode;
@@ -41585,7 +41585,7 @@ Support boolean input list: \`true | True | TRUE | false | False | FALSE\``);
       if (filePath) {
         return (0, file_command_1.issueFileCommand)("OUTPUT", (0, file_command_1.prepareKeyValueMessage)(name, value));
       }
-      process.stdout.write(os3.EOL);
+      process.stdout.write(os4.EOL);
       (0, command_1.issueCommand)("set-output", { name }, (0, utils_1.toCommandValue)(value));
     }
     function setCommandEcho(enabled) {
@@ -41611,7 +41611,7 @@ Support boolean input list: \`true | True | TRUE | false | False | FALSE\``);
       (0, command_1.issueCommand)("notice", (0, utils_1.toCommandProperties)(properties), message instanceof Error ? message.toString() : message);
     }
     function info2(message) {
-      process.stdout.write(message + os3.EOL);
+      process.stdout.write(message + os4.EOL);
     }
     function startGroup(name) {
       (0, command_1.issue)("group", name);
@@ -43330,7 +43330,7 @@ var require_internal_pattern = __commonJS({
     };
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.Pattern = void 0;
-    var os3 = __importStar(__require("os"));
+    var os4 = __importStar(__require("os"));
     var path23 = __importStar(__require("path"));
     var pathHelper = __importStar(require_internal_path_helper());
     var assert_1 = __importDefault(__require("assert"));
@@ -43423,7 +43423,7 @@ var require_internal_pattern = __commonJS({
         if (pattern === "." || pattern.startsWith(`.${path23.sep}`)) {
           pattern = _Pattern.globEscape(process.cwd()) + pattern.substr(1);
         } else if (pattern === "~" || pattern.startsWith(`~${path23.sep}`)) {
-          homedir2 = homedir2 || os3.homedir();
+          homedir2 = homedir2 || os4.homedir();
           (0, assert_1.default)(homedir2, "Unable to determine HOME directory");
           (0, assert_1.default)(pathHelper.hasAbsoluteRoot(homedir2), `Expected HOME directory to be a rooted path. Actual '${homedir2}'`);
           pattern = _Pattern.globEscape(homedir2) + pattern.substr(1);
@@ -81255,8 +81255,8 @@ function prepareSignerInfo(o2) {
     }),
     ...o2.signedAttributes
   ];
-  const der = (a2) => Buffer.from(a2.toSchema().toBER());
-  attributes.sort((x, y) => Buffer.compare(der(x), der(y)));
+  const der = new Map(attributes.map((a2) => [a2, Buffer.from(a2.toSchema().toBER())]));
+  attributes.sort((x, y) => Buffer.compare(der.get(x), der.get(y)));
   signerInfo.signedAttrs = new pkijs3.SignedAndUnsignedAttributes({ type: 0, attributes });
   return { signerInfo, toSign: { message: signedAttributesDer(signerInfo.signedAttrs) } };
 }
@@ -85476,13 +85476,18 @@ __export(authenticode_exports, {
 });
 import { createHash as createHash8, randomBytes as randomBytes3 } from "node:crypto";
 import { readFile as readFile4, rm as rm4, writeFile as writeFile3 } from "node:fs/promises";
+import os2 from "node:os";
 import path17 from "node:path";
 async function readExistingSignature(input, toolPath) {
-  return withPrivateDir(async (dir) => {
-    const out = path17.join(dir, "existing.p7");
+  const out = path17.join(os2.tmpdir(), `codesign-existing-${randomBytes3(8).toString("hex")}.p7`);
+  const forget = removeOnExit(out);
+  try {
     const found = await extractSignature({ input, output: out, toolPath });
     return found ? new Uint8Array(await readFile4(out)) : void 0;
-  }, "codesign-existing-");
+  } finally {
+    await rm4(out, { force: true });
+    forget();
+  }
 }
 function existingSignature(input, o2) {
   let run = existingByRun.get(o2);
@@ -85723,7 +85728,6 @@ var apksigner_exports = {};
 __export(apksigner_exports, {
   JAVA17_EXPORT: () => JAVA17_EXPORT,
   adapter: () => adapter3,
-  aliasFromKeytoolList: () => aliasFromKeytoolList,
   certificateSha256: () => certificateSha256,
   verifyApk: () => verifyApk
 });
@@ -85733,17 +85737,6 @@ import path18 from "node:path";
 async function certificateSha256(pemFile) {
   const cert = new X509Certificate3(await readFile5(pemFile));
   return createHash9("sha256").update(cert.raw).digest("hex");
-}
-function aliasFromKeytoolList(list, sha256Hex) {
-  const want = sha256Hex.toUpperCase().replace(/(..)(?!$)/g, "$1:");
-  let alias;
-  for (const line of list.split("\n")) {
-    const entry = /^(.+), (PrivateKeyEntry|trustedCertEntry|SecretKeyEntry),\s*$/.exec(line.trimEnd());
-    if (entry) alias = entry[2] === "PrivateKeyEntry" ? entry[1] : void 0;
-    const fp = /Certificate fingerprint \(SHA-256\): ([0-9A-F:]+)/.exec(line);
-    if (fp && alias !== void 0 && fp[1] === want) return alias;
-  }
-  return void 0;
 }
 function args2(job) {
   const alias = typeof job.options["alias"] === "string" ? job.options["alias"] : job.key.label;
@@ -85774,36 +85767,15 @@ function args2(job) {
   ];
 }
 async function findAlias(job) {
-  const keytool = findTool("keytool");
-  const out = await runTool({
-    tool: "keytool",
-    file: keytool,
-    args: [
-      "-list",
-      "-keystore",
-      "NONE",
-      "-storetype",
-      "PKCS11",
-      "-addprovider",
-      "SunPKCS11",
-      "-providerArg",
-      configPath2(job),
-      "-storepass:env",
-      PIN_VAR2
-    ],
-    pin: { secret: job.pin, via: "env", name: PIN_VAR2 }
+  const [certificate] = await readCertificates(job.certFile);
+  if (!certificate) throw new CodesignError("INTERNAL", `no certificate in ${job.certFile}`);
+  return sunpkcs11Alias({
+    modulePath: job.modulePath,
+    slot: Number(job.token.slotId),
+    pin: job.pin,
+    certificate,
+    workDir: job.workDir
   });
-  const alias = aliasFromKeytoolList(out.stdout, await certificateSha256(job.certFile));
-  if (alias === void 0) {
-    throw new CodesignError(
-      "CERT_NOT_FOUND",
-      `SunPKCS11 lists no key entry with the signer certificate of ${job.keyUri}`,
-      {
-        hint: "store the certificate on the token with the key's CKA_ID (SunPKCS11 only sees keys that have one)"
-      }
-    );
-  }
-  return alias;
 }
 async function sign2(job) {
   if (!job.certOnToken) {
@@ -85882,6 +85854,8 @@ var init_apksigner = __esm({
     init_sunpkcs11();
     init_run();
     init_osslsigncode();
+    init_jarsigner();
+    init_certificate();
     PIN_VAR2 = "CODESIGN_APK_PIN";
     JAVA17_EXPORT = "-J-add-exports=jdk.crypto.cryptoki/sun.security.pkcs11=ALL-UNNAMED";
     version3 = oncePerKey(async (toolPath) => {
@@ -86317,7 +86291,7 @@ init_hash();
 init_temp();
 init_batch();
 import { mkdir, stat as stat2, writeFile as writeFile7 } from "node:fs/promises";
-import os2 from "node:os";
+import os3 from "node:os";
 import path21 from "node:path";
 
 // src/app/file-kind.ts
@@ -86443,7 +86417,7 @@ async function skippedInputs(format2, items, o2) {
   return skipped;
 }
 function jobsOf(o2) {
-  if (o2.jobs === void 0) return Math.min(4, os2.availableParallelism());
+  if (o2.jobs === void 0) return Math.min(4, os3.availableParallelism());
   if (!Number.isInteger(o2.jobs) || o2.jobs < 1) {
     throw new CodesignError("USAGE", `the number of parallel jobs (${o2.jobs}) must be a whole number \u2265 1`, {
       hint: "give 1 or more, or leave it out for min(4, cores)"
