@@ -54379,17 +54379,17 @@ var require_build2 = __commonJS({
     LocalPrimitiveValueBlock.NAME = "PrimitiveValueBlock";
     var ORIGINAL_LOCAL_PRIMITIVE_TO_BER = (_a$x = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(LocalPrimitiveValueBlock.prototype), "toBER")) === null || _a$x === void 0 ? void 0 : _a$x.value;
     var _a$w;
-    var Primitive4 = class extends BaseBlock {
+    var Primitive3 = class extends BaseBlock {
       constructor(parameters = {}) {
         super(parameters, LocalPrimitiveValueBlock);
         this.idBlock.isConstructed = false;
       }
     };
-    _a$w = Primitive4;
+    _a$w = Primitive3;
     (() => {
       typeStore.Primitive = _a$w;
     })();
-    Primitive4.NAME = "PRIMITIVE";
+    Primitive3.NAME = "PRIMITIVE";
     var fastParserRegistry;
     function registerFastParser(constructors) {
       fastParserRegistry = {
@@ -54822,7 +54822,7 @@ var require_build2 = __commonJS({
     LocalConstructedValueBlock.NAME = "ConstructedValueBlock";
     var ORIGINAL_LOCAL_CONSTRUCTED_TO_BER = LocalConstructedValueBlock.prototype.toBER;
     var _a$v;
-    var Constructed4 = class extends BaseBlock {
+    var Constructed3 = class extends BaseBlock {
       constructor(parameters = {}) {
         super(parameters, LocalConstructedValueBlock);
         this.idBlock.isConstructed = true;
@@ -54852,11 +54852,11 @@ var require_build2 = __commonJS({
 ${values.join("\n")}` : `${blockName} :`;
       }
     };
-    _a$v = Constructed4;
+    _a$v = Constructed3;
     (() => {
       typeStore.Constructed = _a$v;
     })();
-    Constructed4.NAME = "CONSTRUCTED";
+    Constructed3.NAME = "CONSTRUCTED";
     var LocalEndOfContentValueBlock = class extends ValueBlock {
       fromBER(inputBuffer, inputOffset, _inputLength) {
         return inputOffset;
@@ -55085,7 +55085,7 @@ ${values.join("\n")}` : `${blockName} :`;
       }
       onAsciiEncoding() {
         if (this.valueBlock.isConstructed || this.valueBlock.value && this.valueBlock.value.length) {
-          return Constructed4.prototype.onAsciiEncoding.call(this);
+          return Constructed3.prototype.onAsciiEncoding.call(this);
         }
         const name = this.constructor.NAME;
         const value = pvtsutils__namespace.Convert.ToHex(this.valueBlock.valueHexView);
@@ -55228,7 +55228,7 @@ ${values.join("\n")}` : `${blockName} :`;
       }
       onAsciiEncoding() {
         if (this.valueBlock.isConstructed || this.valueBlock.value && this.valueBlock.value.length) {
-          return Constructed4.prototype.onAsciiEncoding.call(this);
+          return Constructed3.prototype.onAsciiEncoding.call(this);
         } else {
           const bits = [];
           const valueHex = this.valueBlock.valueHexView;
@@ -55953,7 +55953,7 @@ ${values.join("\n")}` : `${blockName} :`;
     })();
     RelativeObjectIdentifier.NAME = "RelativeObjectIdentifier";
     var _a$k;
-    var Sequence6 = class extends Constructed4 {
+    var Sequence6 = class extends Constructed3 {
       constructor(parameters = {}) {
         super(parameters);
         this.idBlock.tagClass = 1;
@@ -55966,7 +55966,7 @@ ${values.join("\n")}` : `${blockName} :`;
     })();
     Sequence6.NAME = "SEQUENCE";
     var _a$j;
-    var Set3 = class extends Constructed4 {
+    var Set3 = class extends Constructed3 {
       constructor(parameters = {}) {
         super(parameters);
         this.idBlock.tagClass = 1;
@@ -56913,7 +56913,7 @@ ${values.join("\n")}` : `${blockName} :`;
       }
       return compareSchema(asn1.result, asn1.result, inputSchema);
     }
-    registerBuiltinEncoder({ BitString: BitString3, Integer: Integer6, OctetString: OctetString6, Primitive: Primitive4, Constructed: Constructed4, Sequence: Sequence6, Set: Set3 }, {
+    registerBuiltinEncoder({ BitString: BitString3, Integer: Integer6, OctetString: OctetString6, Primitive: Primitive3, Constructed: Constructed3, Sequence: Sequence6, Set: Set3 }, {
       BaseBlock,
       ViewWriter,
       LocalIdentificationBlock,
@@ -56943,7 +56943,7 @@ ${values.join("\n")}` : `${blockName} :`;
     exports.Boolean = Boolean3;
     exports.CharacterString = CharacterString;
     exports.Choice = Choice;
-    exports.Constructed = Constructed4;
+    exports.Constructed = Constructed3;
     exports.DATE = DATE;
     exports.DEFAULT_MAX_CONTENT_LENGTH = DEFAULT_MAX_CONTENT_LENGTH;
     exports.DEFAULT_MAX_DEPTH = DEFAULT_MAX_DEPTH;
@@ -56962,7 +56962,7 @@ ${values.join("\n")}` : `${blockName} :`;
     exports.NumericString = NumericString;
     exports.ObjectIdentifier = ObjectIdentifier6;
     exports.OctetString = OctetString6;
-    exports.Primitive = Primitive4;
+    exports.Primitive = Primitive3;
     exports.PrintableString = PrintableString3;
     exports.RawData = RawData;
     exports.RelativeObjectIdentifier = RelativeObjectIdentifier;
@@ -60212,7 +60212,7 @@ var require_sha2 = __commonJS({
 var require_build3 = __commonJS({
   "node_modules/pkijs/build/index.js"(exports) {
     "use strict";
-    var asn1js10 = require_build2();
+    var asn1js9 = require_build2();
     var pvtsutils = require_build();
     var pvutils = require_utils5();
     var bs = require_cjs();
@@ -60236,7 +60236,7 @@ var require_build3 = __commonJS({
       n2.default = e;
       return Object.freeze(n2);
     }
-    var asn1js__namespace = /* @__PURE__ */ _interopNamespaceDefault(asn1js10);
+    var asn1js__namespace = /* @__PURE__ */ _interopNamespaceDefault(asn1js9);
     var pvtsutils__namespace = /* @__PURE__ */ _interopNamespaceDefault(pvtsutils);
     var pvutils__namespace = /* @__PURE__ */ _interopNamespaceDefault(pvutils);
     var bs__namespace = /* @__PURE__ */ _interopNamespaceDefault(bs);
@@ -67019,7 +67019,7 @@ var require_build3 = __commonJS({
         ]
       });
     }
-    var Certificate8 = class _Certificate extends PkiObject {
+    var Certificate7 = class _Certificate extends PkiObject {
       get tbs() {
         return pvtsutils__namespace.BufferSourceConverter.toArrayBuffer(this.tbsView);
       }
@@ -67273,7 +67273,7 @@ var require_build3 = __commonJS({
         return crypto2.verifyWithPublicKey(this.tbsView, this.signatureValue, subjectPublicKeyInfo, this.signatureAlgorithm);
       }
     };
-    Certificate8.CLASS_NAME = "Certificate";
+    Certificate7.CLASS_NAME = "Certificate";
     function checkCA(cert, signerCert = null) {
       if (signerCert && cert.issuer.isEqual(signerCert.issuer) && cert.serialNumber.isEqual(signerCert.serialNumber)) {
         return null;
@@ -67536,7 +67536,7 @@ var require_build3 = __commonJS({
       const decoded = asn1js__namespace.fromBER(encoded);
       if (decoded.offset !== encoded.byteLength || !hasConstructedTag(decoded.result, 1, 16))
         throw new Error("Invalid certificate TBS encoding");
-      const tbsSchema = Certificate8.schema().valueBlock.value[0];
+      const tbsSchema = Certificate7.schema().valueBlock.value[0];
       if (!asn1js__namespace.compareSchema(decoded.result, decoded.result, tbsSchema).verified)
         throw new Error("Invalid certificate TBS encoding");
       return decoded.result;
@@ -69124,7 +69124,7 @@ var require_build3 = __commonJS({
           case id_CertBag_X509Certificate:
             {
               try {
-                this.parsedValue = Certificate8.fromBER(certValueHex);
+                this.parsedValue = Certificate7.fromBER(certValueHex);
               } catch {
                 AttributeCertificateV2.fromBER(certValueHex);
               }
@@ -70276,7 +70276,7 @@ var require_build3 = __commonJS({
               name: names2.certificates || CERTIFICATES$1,
               value: new asn1js__namespace.Choice({
                 value: [
-                  Certificate8.schema(),
+                  Certificate7.schema(),
                   new asn1js__namespace.Constructed({
                     idBlock: {
                       tagClass: 3,
@@ -70318,7 +70318,7 @@ var require_build3 = __commonJS({
         this.certificates = Array.from(asn1.result.certificates || [], (element) => {
           const initialTagNumber = element.idBlock.tagNumber;
           if (element.idBlock.tagClass === 1)
-            return new Certificate8({ schema: element });
+            return new Certificate7({ schema: element });
           const elementSequence = new asn1js__namespace.Sequence({
             value: element.valueBlock.value
           });
@@ -70341,7 +70341,7 @@ var require_build3 = __commonJS({
         return new asn1js__namespace.Set({
           value: Array.from(this.certificates, (element) => {
             switch (true) {
-              case element instanceof Certificate8:
+              case element instanceof Certificate7:
                 return element.toSchema();
               case element instanceof AttributeCertificateV1:
                 return new asn1js__namespace.Constructed({
@@ -70634,7 +70634,7 @@ var require_build3 = __commonJS({
     var ISSUER = "issuer";
     var SERIAL_NUMBER$2 = "serialNumber";
     var CLEAR_PROPS$C = [ISSUER, SERIAL_NUMBER$2];
-    var IssuerAndSerialNumber5 = class _IssuerAndSerialNumber extends PkiObject {
+    var IssuerAndSerialNumber4 = class _IssuerAndSerialNumber extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.issuer = pvutils__namespace.getParametersValue(parameters, ISSUER, _IssuerAndSerialNumber.defaultValues(ISSUER));
@@ -70688,7 +70688,7 @@ var require_build3 = __commonJS({
         };
       }
     };
-    IssuerAndSerialNumber5.CLASS_NAME = "IssuerAndSerialNumber";
+    IssuerAndSerialNumber4.CLASS_NAME = "IssuerAndSerialNumber";
     var VARIANT$3 = "variant";
     var VALUE$3 = "value";
     var CLEAR_PROPS$B = ["blockName"];
@@ -70727,7 +70727,7 @@ var require_build3 = __commonJS({
         const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Choice({
           value: [
-            IssuerAndSerialNumber5.schema({
+            IssuerAndSerialNumber4.schema({
               names: {
                 blockName: names2.blockName || EMPTY_STRING
               }
@@ -70752,7 +70752,7 @@ var require_build3 = __commonJS({
         AsnError.assertSchema(asn1, this.className);
         if (asn1.result.blockName.idBlock.tagClass === 1) {
           this.variant = 1;
-          this.value = new IssuerAndSerialNumber5({ schema: asn1.result.blockName });
+          this.value = new IssuerAndSerialNumber4({ schema: asn1.result.blockName });
         } else {
           this.variant = 2;
           this.value = new asn1js__namespace.OctetString({ valueHex: asn1.result.blockName.valueBlock.valueHex });
@@ -70761,7 +70761,7 @@ var require_build3 = __commonJS({
       toSchema() {
         switch (this.variant) {
           case 1:
-            if (!(this.value instanceof IssuerAndSerialNumber5)) {
+            if (!(this.value instanceof IssuerAndSerialNumber4)) {
               throw new Error("Incorrect type of RecipientIdentifier.value. It should be IssuerAndSerialNumber.");
             }
             return this.value.toSchema();
@@ -70820,7 +70820,7 @@ var require_build3 = __commonJS({
           case ENCRYPTED_KEY$3:
             return new asn1js__namespace.OctetString();
           case RECIPIENT_CERTIFICATE$1:
-            return new Certificate8();
+            return new Certificate7();
           default:
             return super.defaultValues(memberName);
         }
@@ -70875,7 +70875,7 @@ var require_build3 = __commonJS({
         if (asn1.result.rid.idBlock.tagClass === 3) {
           this.rid = new asn1js__namespace.OctetString({ valueHex: asn1.result.rid.valueBlock.valueHex });
         } else {
-          this.rid = new IssuerAndSerialNumber5({ schema: asn1.result.rid });
+          this.rid = new IssuerAndSerialNumber4({ schema: asn1.result.rid });
         }
         this.keyEncryptionAlgorithm = new AlgorithmIdentifier3({
           schema: asn1.result.keyEncryptionAlgorithm
@@ -70884,7 +70884,7 @@ var require_build3 = __commonJS({
       }
       toSchema() {
         const outputArray = [];
-        if (this.rid instanceof IssuerAndSerialNumber5) {
+        if (this.rid instanceof IssuerAndSerialNumber4) {
           this.version = 0;
           outputArray.push(new asn1js__namespace.Integer({ value: this.version }));
           outputArray.push(this.rid.toSchema());
@@ -71020,7 +71020,7 @@ var require_build3 = __commonJS({
         const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Choice({
           value: [
-            IssuerAndSerialNumber5.schema({
+            IssuerAndSerialNumber4.schema({
               names: {
                 blockName: names2.blockName || EMPTY_STRING
               }
@@ -71053,7 +71053,7 @@ var require_build3 = __commonJS({
         AsnError.assertSchema(asn1, this.className);
         if (asn1.result.blockName.idBlock.tagClass === 1) {
           this.variant = 1;
-          this.value = new IssuerAndSerialNumber5({ schema: asn1.result.blockName });
+          this.value = new IssuerAndSerialNumber4({ schema: asn1.result.blockName });
         } else {
           if (asn1.result.blockName.idBlock.tagNumber === 0) {
             asn1.result.blockName.idBlock.tagClass = 1;
@@ -71321,7 +71321,7 @@ var require_build3 = __commonJS({
         const names2 = pvutils__namespace.getParametersValue(parameters, "names", {});
         return new asn1js__namespace.Choice({
           value: [
-            IssuerAndSerialNumber5.schema(names2.issuerAndSerialNumber || {
+            IssuerAndSerialNumber4.schema(names2.issuerAndSerialNumber || {
               names: {
                 blockName: names2.blockName || EMPTY_STRING
               }
@@ -71351,7 +71351,7 @@ var require_build3 = __commonJS({
         AsnError.assertSchema(asn1, this.className);
         if (asn1.result.blockName.idBlock.tagClass === 1) {
           this.variant = 1;
-          this.value = new IssuerAndSerialNumber5({ schema: asn1.result.blockName });
+          this.value = new IssuerAndSerialNumber4({ schema: asn1.result.blockName });
         } else {
           this.variant = 2;
           this.value = new RecipientKeyIdentifier({
@@ -71554,7 +71554,7 @@ var require_build3 = __commonJS({
           case RECIPIENT_ENCRYPTED_KEY:
             return new RecipientEncryptedKeys();
           case RECIPIENT_CERTIFICATE:
-            return new Certificate8();
+            return new Certificate7();
           case RECIPIENT_PUBLIC_KEY:
             return null;
           default:
@@ -72717,7 +72717,7 @@ var require_build3 = __commonJS({
               }
               const keyInfo = new KeyTransRecipientInfo({
                 version: 0,
-                rid: new IssuerAndSerialNumber5({
+                rid: new IssuerAndSerialNumber4({
                   issuer: certificate.issuer,
                   serialNumber: certificate.serialNumber
                 }),
@@ -72737,7 +72737,7 @@ var require_build3 = __commonJS({
             {
               const recipientIdentifier = new KeyAgreeRecipientIdentifier({
                 variant: 1,
-                value: new IssuerAndSerialNumber5({
+                value: new IssuerAndSerialNumber4({
                   issuer: certificate.issuer,
                   serialNumber: certificate.serialNumber
                 })
@@ -75242,7 +75242,7 @@ var require_build3 = __commonJS({
                   value: [
                     new asn1js__namespace.Repeated({
                       name: BASIC_OCSP_RESPONSE_CERTS,
-                      value: Certificate8.schema(names2.certs || {})
+                      value: Certificate7.schema(names2.certs || {})
                     })
                   ]
                 })
@@ -75263,7 +75263,7 @@ var require_build3 = __commonJS({
         });
         this.signature = asn1.result[BASIC_OCSP_RESPONSE_SIGNATURE];
         if (BASIC_OCSP_RESPONSE_CERTS in asn1.result) {
-          this.certs = Array.from(asn1.result[BASIC_OCSP_RESPONSE_CERTS], (element) => new Certificate8({ schema: element }));
+          this.certs = Array.from(asn1.result[BASIC_OCSP_RESPONSE_CERTS], (element) => new Certificate7({ schema: element }));
         }
       }
       toSchema() {
@@ -76546,7 +76546,7 @@ var require_build3 = __commonJS({
                   value: [
                     new asn1js__namespace.Repeated({
                       name: names2.certs || EMPTY_STRING,
-                      value: Certificate8.schema({})
+                      value: Certificate7.schema({})
                     })
                   ]
                 })
@@ -76572,7 +76572,7 @@ var require_build3 = __commonJS({
         this.signatureAlgorithm = new AlgorithmIdentifier3({ schema: asn1.result.signatureAlgorithm });
         this.signature = asn1.result.signature;
         if (CERTS in asn1.result)
-          this.certs = Array.from(asn1.result.certs, (element) => new Certificate8({ schema: element }));
+          this.certs = Array.from(asn1.result.certs, (element) => new Certificate7({ schema: element }));
       }
       toSchema() {
         const outputArray = [];
@@ -77106,7 +77106,7 @@ var require_build3 = __commonJS({
             new asn1js__namespace.Integer({ name: names2.version || SIGNER_INFO_VERSION }),
             new asn1js__namespace.Choice({
               value: [
-                IssuerAndSerialNumber5.schema(names2.sidSchema || {
+                IssuerAndSerialNumber4.schema(names2.sidSchema || {
                   names: {
                     blockName: SIGNER_INFO_SID
                   }
@@ -77167,7 +77167,7 @@ var require_build3 = __commonJS({
         this.version = asn1.result[SIGNER_INFO_VERSION].valueBlock.valueDec;
         const currentSid = asn1.result[SIGNER_INFO_SID];
         if (currentSid.idBlock.tagClass === 1)
-          this.sid = new IssuerAndSerialNumber5({ schema: currentSid });
+          this.sid = new IssuerAndSerialNumber4({ schema: currentSid });
         else
           this.sid = currentSid;
         this.digestAlgorithm = new AlgorithmIdentifier3({
@@ -77193,7 +77193,7 @@ var require_build3 = __commonJS({
           throw new Error('Incorrectly initialized "SignerInfo" class');
         const outputArray = [];
         outputArray.push(new asn1js__namespace.Integer({ value: this.version }));
-        if (this.sid instanceof IssuerAndSerialNumber5)
+        if (this.sid instanceof IssuerAndSerialNumber4)
           outputArray.push(this.sid.toSchema());
         else
           outputArray.push(this.sid);
@@ -77752,9 +77752,9 @@ var require_build3 = __commonJS({
               message: "No certificates attached to this signed data"
             });
           }
-          if (signerInfo.sid instanceof IssuerAndSerialNumber5) {
+          if (signerInfo.sid instanceof IssuerAndSerialNumber4) {
             for (const certificate of this.certificates) {
-              if (!(certificate instanceof Certificate8))
+              if (!(certificate instanceof Certificate7))
                 continue;
               if (certificate.issuer.isEqual(signerInfo.sid.issuer) && certificate.serialNumber.isEqual(signerInfo.sid.serialNumber)) {
                 signerCert = certificate;
@@ -77765,7 +77765,7 @@ var require_build3 = __commonJS({
             const sid = signerInfo.sid;
             const keyId = sid.idBlock.isConstructed ? sid.valueBlock.value[0].valueBlock.valueHex : sid.valueBlock.valueHex;
             for (const certificate of this.certificates) {
-              if (!(certificate instanceof Certificate8)) {
+              if (!(certificate instanceof Certificate7)) {
                 continue;
               }
               const digest = await crypto2.digest({ name: "sha-1" }, certificate.subjectPublicKeyInfo.subjectPublicKey.valueBlock.valueHexView);
@@ -77830,7 +77830,7 @@ var require_build3 = __commonJS({
             }
           }
           if (checkChain) {
-            const certs = this.certificates.filter((certificate) => certificate instanceof Certificate8 && !!checkCA(certificate, signerCert));
+            const certs = this.certificates.filter((certificate) => certificate instanceof Certificate7 && !!checkCA(certificate, signerCert));
             const chainParams = {
               checkDate,
               certs,
@@ -78219,7 +78219,7 @@ var require_build3 = __commonJS({
               }));
               cmsSigned.signerInfos.push(new SignerInfo2({
                 version: 1,
-                sid: new IssuerAndSerialNumber5({
+                sid: new IssuerAndSerialNumber4({
                   issuer: parameters.signingCertificate.issuer,
                   serialNumber: parameters.signingCertificate.serialNumber
                 }),
@@ -78725,7 +78725,7 @@ var require_build3 = __commonJS({
     exports.CRLDistributionPoints = CRLDistributionPoints;
     exports.CertBag = CertBag;
     exports.CertID = CertID;
-    exports.Certificate = Certificate8;
+    exports.Certificate = Certificate7;
     exports.CertificateChainValidationEngine = CertificateChainValidationEngine2;
     exports.CertificatePolicies = CertificatePolicies;
     exports.CertificateRevocationList = CertificateRevocationList2;
@@ -78756,7 +78756,7 @@ var require_build3 = __commonJS({
     exports.HASH_ALGORITHM = HASH_ALGORITHM;
     exports.Holder = Holder;
     exports.InfoAccess = InfoAccess;
-    exports.IssuerAndSerialNumber = IssuerAndSerialNumber5;
+    exports.IssuerAndSerialNumber = IssuerAndSerialNumber4;
     exports.IssuerSerial = IssuerSerial;
     exports.IssuingDistributionPoint = IssuingDistributionPoint;
     exports.KEKIdentifier = KEKIdentifier;
@@ -81699,11 +81699,14 @@ function signatureOptions(algo, digestHash) {
     opts: { padding: constants6.RSA_PKCS1_PSS_PADDING, saltLength: params.saltLength }
   };
 }
-function signerCertificate(signed, si) {
+function findSignerCertificate(signed, si) {
   const sid = si.sid;
-  const cert = certificatesOf(signed).find(
+  return certificatesOf(signed).find(
     (c3) => sid instanceof pkijs6.IssuerAndSerialNumber ? c3.serialNumber.isEqual(sid.serialNumber) && Buffer.from(c3.issuer.toSchema().toBER()).equals(Buffer.from(sid.issuer.toSchema().toBER())) : sid instanceof asn1js5.Constructed || sid instanceof asn1js5.Primitive ? subjectKeyIdMatches(c3, sid) : false
   );
+}
+function signerCertificate(signed, si) {
+  const cert = findSignerCertificate(signed, si);
   if (!cert)
     throw fail3(
       "the signer's certificate is not in the signature",
@@ -86626,7 +86629,6 @@ function report(tool, key, sessions, results, started2) {
 }
 
 // src/app/verify.ts
-var asn1js9 = __toESM(require_build2(), 1);
 init_apksigner();
 var pkijs10 = __toESM(require_build3(), 1);
 init_jarsigner();

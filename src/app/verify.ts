@@ -24,6 +24,7 @@ import { ATTACHED_MAX_BYTES, fileHead, looksLikeCms, parseSignedData } from "../
 import { readCertificates } from "../core/pki/certificate.js";
 import { certDer, loadAnchors, loadCrls } from "../core/pki/path.js";
 import {
+  findSignerCertificate,
   judgeSignerCertificate,
   publicKeyFrom,
   verifyCms,
@@ -101,34 +102,13 @@ export function normaliseFingerprint(text: string): string | undefined {
   return /^[0-9A-F]{64}$/.test(hex) ? (hex.match(/../g) ?? []).join(":") : undefined;
 }
 
-/** SignerIdentifier [0] SubjectKeyIdentifier against the certificate's extension. */
-function subjectKeyIdMatches(c: pkijs.Certificate, sid: asn1js.BaseBlock): boolean {
-  const ski = (
-    c.extensions?.find((e) => e.extnID === "2.5.29.14")?.parsedValue as asn1js.OctetString | undefined
-  )?.valueBlock.valueHexView;
-  const wanted = (sid as asn1js.Primitive).valueBlock.valueHexView;
-  return ski !== undefined && Buffer.from(ski).equals(Buffer.from(wanted));
-}
-
 /**
  * The certificate (DER) each SignerInfo's sid names among those the SignedData carries, in
- * SignerInfo order; a SignerInfo whose certificate is absent is left out. The same matching as
- * the verifier's (src/core/pki/verify.ts, which does not export its own).
+ * SignerInfo order; a SignerInfo whose certificate is absent is left out.
  */
 export function cmsSignerCertificates(signed: pkijs.SignedData): Uint8Array[] {
-  const certs = (signed.certificates ?? []).filter(
-    (c): c is pkijs.Certificate => c instanceof pkijs.Certificate,
-  );
   return signed.signerInfos.flatMap((si) => {
-    const sid = si.sid as unknown;
-    const cert = certs.find((c) =>
-      sid instanceof pkijs.IssuerAndSerialNumber
-        ? c.serialNumber.isEqual(sid.serialNumber) &&
-          Buffer.from(c.issuer.toSchema().toBER()).equals(Buffer.from(sid.issuer.toSchema().toBER()))
-        : sid instanceof asn1js.Constructed || sid instanceof asn1js.Primitive
-          ? subjectKeyIdMatches(c, sid)
-          : false,
-    );
+    const cert = findSignerCertificate(signed, si);
     return cert ? [certDer(cert)] : [];
   });
 }

@@ -245,9 +245,13 @@ const certificatesOf = (signed: pkijs.SignedData): pkijs.Certificate[] =>
   (signed.certificates ?? []).filter((c): c is pkijs.Certificate => c instanceof pkijs.Certificate);
 
 /** The certificate a SignerInfo's sid names, among those the SignedData carries. */
-function signerCertificate(signed: pkijs.SignedData, si: pkijs.SignerInfo): pkijs.Certificate {
+/** The certificate a SignerInfo's sid names (issuer and serial, or subject key id) among those the SignedData carries. */
+export function findSignerCertificate(
+  signed: pkijs.SignedData,
+  si: pkijs.SignerInfo,
+): pkijs.Certificate | undefined {
   const sid = si.sid as unknown;
-  const cert = certificatesOf(signed).find((c) =>
+  return certificatesOf(signed).find((c) =>
     sid instanceof pkijs.IssuerAndSerialNumber
       ? c.serialNumber.isEqual(sid.serialNumber) &&
         Buffer.from(c.issuer.toSchema().toBER()).equals(Buffer.from(sid.issuer.toSchema().toBER()))
@@ -255,6 +259,10 @@ function signerCertificate(signed: pkijs.SignedData, si: pkijs.SignerInfo): pkij
         ? subjectKeyIdMatches(c, sid)
         : false,
   );
+}
+
+function signerCertificate(signed: pkijs.SignedData, si: pkijs.SignerInfo): pkijs.Certificate {
+  const cert = findSignerCertificate(signed, si);
   if (!cert)
     throw fail(
       "the signer's certificate is not in the signature",
