@@ -131,12 +131,12 @@ export const sign = (y: Argv): Argv =>
               "codesign sign --profile release dist/*.exe --out-dir signed",
             ],
             [
-              "Authenticode via osslsigncode, writes app.signed.exe",
+              "Authenticode (osslsigncode shapes, the token signs): app.signed.exe",
               "codesign sign --key 'pkcs11:token=release;object=signer;type=private'",
               "--in app.exe",
             ],
             [
-              "jarsigner",
+              "JAR v1, written in-process (--tool jarsigner runs the JDK's)",
               "codesign sign --key 'pkcs11:token=release;object=signer'",
               "--in app.jar --out app-signed.jar",
             ],
