@@ -78915,10 +78915,20 @@ function defaultScheme(keyType) {
 function schemeFitsKey(scheme, keyType) {
   return defaultScheme(keyType) === scheme || keyType === "rsa" && scheme === "rsa-pss";
 }
+function schemeForKey(keyType, asked) {
+  const scheme = asked ?? defaultScheme(keyType);
+  if (!schemeFitsKey(scheme, keyType)) {
+    throw new CodesignError("USAGE", `the ${scheme} scheme does not fit this ${keyType.toUpperCase()} key`, {
+      hint: keyType === "rsa" ? "use rsa-pkcs1 or rsa-pss" : `use ${defaultScheme(keyType)}`
+    });
+  }
+  return scheme;
+}
 var HASH_NAMES;
 var init_signer = __esm({
   "src/core/signer.ts"() {
     "use strict";
+    init_errors();
     HASH_NAMES = ["sha256", "sha384", "sha512"];
   }
 });
@@ -86531,16 +86541,7 @@ async function sign4(o2) {
       tokenRetrySeconds: o2.tokenRetrySeconds
     },
     async (k) => {
-      const scheme = o2.mechanism ?? defaultScheme(k.key.keyType);
-      if (!schemeFitsKey(scheme, k.key.keyType)) {
-        throw new CodesignError(
-          "USAGE",
-          `the ${scheme} scheme does not fit this ${k.key.keyType.toUpperCase()} key`,
-          {
-            hint: k.key.keyType === "rsa" ? "use rsa-pkcs1 or rsa-pss" : `use ${defaultScheme(k.key.keyType)}`
-          }
-        );
-      }
+      const scheme = schemeForKey(k.key.keyType, o2.mechanism);
       return withPrivateDir(async (workDir) => {
         const ctx = {
           options: o2,

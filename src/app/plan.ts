@@ -17,7 +17,13 @@ import { codeSigningUsage } from "../core/pki/authenticode.js";
 import { readCertificates, resolveSignerCertificate } from "../core/pki/certificate.js";
 import { fetchTimestamp } from "../core/pki/timestamp.js";
 import { describeCertificate } from "../core/pki/x509.js";
-import { defaultScheme, schemeFitsKey, type HashName, type SignatureScheme } from "../core/signer.js";
+import {
+  defaultScheme,
+  schemeForKey,
+  type HashName,
+  type KeyType,
+  type SignatureScheme,
+} from "../core/signer.js";
 import { inputSize } from "../core/util/files.js";
 import { planOutputs, type BatchItem, type OutputStyle } from "./batch.js";
 import type { TokenFormat } from "./formats/contract.js";
@@ -98,6 +104,20 @@ export interface DryRunReport {
   /** Things worth knowing that are not problems. */
   notes: string[];
   ms: number;
+}
+
+/** The scheme for the key, or undefined with the reason added to the problems. */
+function fittingScheme(
+  keyType: KeyType,
+  asked: SignatureScheme | undefined,
+  problems: Problem[],
+): SignatureScheme | undefined {
+  try {
+    return schemeForKey(keyType, asked);
+  } catch (e) {
+    problems.push(asProblem(e));
+    return undefined;
+  }
 }
 
 const asProblem = (e: unknown): Problem =>
@@ -319,17 +339,11 @@ export async function dryRun(o: SignOptions): Promise<DryRunReport> {
           ...(key.seen === "private-key" ? { alwaysAuthenticate: found.alwaysAuthenticate === true } : {}),
           mechanisms: found.mechanisms,
         };
-        scheme = o.mechanism ?? defaultScheme(found.keyType);
-        if (!schemeFitsKey(scheme, found.keyType)) {
-          problems.push({
-            code: "USAGE",
-            message: `the ${scheme} scheme does not fit this ${found.keyType.toUpperCase()} key`,
-            hint:
-              found.keyType === "rsa" ? "use rsa-pkcs1 or rsa-pss" : `use ${defaultScheme(found.keyType)}`,
-          });
-        } else {
+        const fitting = fittingScheme(found.keyType, o.mechanism, problems);
+        scheme = fitting ?? o.mechanism ?? defaultScheme(found.keyType);
+        if (fitting) {
           // Raw signatures sign a host digest; the other formats sign small data (signed attributes).
-          const usable = mechanismsFor(scheme, hash, name === "raw");
+          const usable = mechanismsFor(fitting, hash, name === "raw");
           if (!usable.some((m) => found?.mechanisms.includes(m))) {
             problems.push({
               code: "MECHANISM_UNSUPPORTED",

@@ -16,13 +16,7 @@ import {
 } from "../core/pki/cms.js";
 import { readCertificates, resolveSignerCertificate } from "../core/pki/certificate.js";
 import { describeCertificate } from "../core/pki/x509.js";
-import {
-  defaultScheme,
-  schemeFitsKey,
-  type HashName,
-  type KeyType,
-  type SignatureScheme,
-} from "../core/signer.js";
+import { schemeForKey, type HashName, type KeyType, type SignatureScheme } from "../core/signer.js";
 import type { SignOptions } from "./options.js";
 import { sha256Fingerprint } from "./verify.js";
 
@@ -59,12 +53,7 @@ export async function signBytes(data: Uint8Array, o: SignBytesOptions): Promise<
   return withTokenKey(
     { key: o.key, module: o.module, moduleArgs: o.moduleArgs, pinFile: o.pinFile, prompt: o.promptPin },
     async (k) => {
-      const scheme = o.mechanism ?? defaultScheme(k.key.keyType);
-      if (!schemeFitsKey(scheme, k.key.keyType)) {
-        throw new CodesignError("USAGE", `the ${scheme} scheme does not fit this ${k.key.keyType} key`, {
-          hint: `use ${defaultScheme(k.key.keyType)}`,
-        });
-      }
+      const scheme = schemeForKey(k.key.keyType, o.mechanism);
       // EdDSA in CMS (RFC 8419) pairs Ed25519 with SHA-512 for the message digest, as --tool cms does.
       const hash: HashName = scheme === "eddsa" ? "sha512" : (o.hash ?? "sha256");
       const certificate = (await resolveSignerCertificate(k.key, o.cert)).der;

@@ -10,7 +10,7 @@ import path from "node:path";
 import { CodesignError, isCodesignError } from "../core/errors.js";
 import { withTokenKey } from "../core/pkcs11/token-key.js";
 import { certificatePem, readCertificates, resolveSignerCertificate } from "../core/pki/certificate.js";
-import { defaultScheme, schemeFitsKey, type HashName } from "../core/signer.js";
+import { schemeForKey, type HashName } from "../core/signer.js";
 import { hashFile } from "../core/util/hash.js";
 import { withPrivateDir } from "../core/util/temp.js";
 import { planOutputs, runBatch, type BatchItem, type BatchResult } from "./batch.js";
@@ -227,17 +227,7 @@ export async function sign(o: SignOptions): Promise<SignReport> {
       tokenRetrySeconds: o.tokenRetrySeconds,
     },
     async (k) => {
-      const scheme = o.mechanism ?? defaultScheme(k.key.keyType);
-      if (!schemeFitsKey(scheme, k.key.keyType)) {
-        throw new CodesignError(
-          "USAGE",
-          `the ${scheme} scheme does not fit this ${k.key.keyType.toUpperCase()} key`,
-          {
-            hint:
-              k.key.keyType === "rsa" ? "use rsa-pkcs1 or rsa-pss" : `use ${defaultScheme(k.key.keyType)}`,
-          },
-        );
-      }
+      const scheme = schemeForKey(k.key.keyType, o.mechanism);
       return withPrivateDir(async (workDir) => {
         const ctx: FormatContext = {
           options: o,

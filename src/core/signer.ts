@@ -2,6 +2,8 @@
  * The signing contract: everything that produces signatures (a token key, later a remote
  * token or a tool) stands behind this one method, and the commands never care which.
  */
+import { CodesignError } from "./errors.js";
+
 export type HashName = "sha256" | "sha384" | "sha512";
 export const HASH_NAMES: readonly HashName[] = ["sha256", "sha384", "sha512"];
 
@@ -47,4 +49,18 @@ export function defaultScheme(keyType: KeyType): SignatureScheme {
 
 export function schemeFitsKey(scheme: SignatureScheme, keyType: KeyType): boolean {
   return defaultScheme(keyType) === scheme || (keyType === "rsa" && scheme === "rsa-pss");
+}
+
+/**
+ * The scheme a signature uses: the one asked for, else the key type's default. One that does not
+ * fit the key is a usage error (exit 2), found before anything is signed.
+ */
+export function schemeForKey(keyType: KeyType, asked: SignatureScheme | undefined): SignatureScheme {
+  const scheme = asked ?? defaultScheme(keyType);
+  if (!schemeFitsKey(scheme, keyType)) {
+    throw new CodesignError("USAGE", `the ${scheme} scheme does not fit this ${keyType.toUpperCase()} key`, {
+      hint: keyType === "rsa" ? "use rsa-pkcs1 or rsa-pss" : `use ${defaultScheme(keyType)}`,
+    });
+  }
+  return scheme;
 }
