@@ -20,12 +20,11 @@ import {
   hashOid,
   pemDecode,
   pemEncode,
-  signatureAlgorithm,
   spkiFromEc,
   spkiFromEdwards,
   spkiFromRsa,
-  spkiInfo,
 } from "../src/core/pki/asn1.js";
+import { signatureAlgorithm, spkiInfo } from "../src/core/pki/algorithms.js";
 import { CodesignError } from "../src/core/errors.js";
 import type { HashName } from "../src/core/signer.js";
 

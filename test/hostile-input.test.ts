@@ -209,6 +209,39 @@ describe("files that are not regular files, and long names", () => {
     }
   });
 
+  it("a FIFO, a directory or a device as a file to sign is refused at once (exit 2), never waited on", async () => {
+    const { hashFile } = await import("../src/core/util/hash.js");
+    const { inputSize } = await import("../src/core/util/files.js");
+    const fifo = path.join(dir, "input.fifo");
+    execFileSync("mkfifo", ["-m", "600", fifo]);
+    for (const f of [fifo, dir, "/dev/zero"]) {
+      for (const check of [() => hashFile(f, "sha256"), () => inputSize(f)]) {
+        const err: unknown = await check().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err, f).toBeInstanceOf(CodesignError);
+        expect((err as CodesignError).code).toBe("INVALID_INPUT");
+      }
+    }
+  });
+
+  it("file digests agree with openssl dgst for empty, small and multi-chunk files", async () => {
+    const { hashFile } = await import("../src/core/util/hash.js");
+    // 0 bytes, one small read, and large files read in 4 MiB chunks (an exact multiple and not)
+    for (const size of [0, 4096, 1024 * 1024 + 1, 8 * 1024 * 1024, 9 * 1024 * 1024 + 7]) {
+      const f = path.join(dir, `digest-${size}.bin`);
+      writeFileSync(f, Buffer.alloc(size, size % 251));
+      for (const h of ["sha256", "sha512"] as const) {
+        const ours = Buffer.from(await hashFile(f, h)).toString("hex");
+        const theirs = execFileSync("openssl", ["dgst", `-${h}`, "-r", f], { encoding: "utf8" }).split(
+          " ",
+        )[0];
+        expect(ours, `${h} of ${size} bytes`).toBe(theirs);
+      }
+    }
+  });
+
   it("temp names beside a 255-byte file name stay within NAME_MAX", async () => {
     const { tempNameFor, writeFileAtomic } = await import("../src/core/util/files.js");
     for (const name of ["a".repeat(255), "é".repeat(127), "😀".repeat(63)]) {

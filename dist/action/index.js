@@ -7255,7 +7255,7 @@ var require_client = __commonJS({
       );
       resume(client);
     }
-    var constants7 = require_constants3();
+    var constants8 = require_constants3();
     var createRedirectInterceptor = require_redirectInterceptor();
     var EMPTY_BUF = Buffer.alloc(0);
     async function lazyllhttp() {
@@ -7322,7 +7322,7 @@ var require_client = __commonJS({
       constructor(client, socket, { exports: exports2 }) {
         assert(Number.isFinite(client[kMaxHeadersSize]) && client[kMaxHeadersSize] > 0);
         this.llhttp = exports2;
-        this.ptr = this.llhttp.llhttp_alloc(constants7.TYPE.RESPONSE);
+        this.ptr = this.llhttp.llhttp_alloc(constants8.TYPE.RESPONSE);
         this.client = client;
         this.socket = socket;
         this.timeout = null;
@@ -7414,19 +7414,19 @@ var require_client = __commonJS({
             currentBufferRef = null;
           }
           const offset = llhttp.llhttp_get_error_pos(this.ptr) - currentBufferPtr;
-          if (ret === constants7.ERROR.PAUSED_UPGRADE) {
+          if (ret === constants8.ERROR.PAUSED_UPGRADE) {
             this.onUpgrade(data.slice(offset));
-          } else if (ret === constants7.ERROR.PAUSED) {
+          } else if (ret === constants8.ERROR.PAUSED) {
             this.paused = true;
             socket.unshift(data.slice(offset));
-          } else if (ret !== constants7.ERROR.OK) {
+          } else if (ret !== constants8.ERROR.OK) {
             const ptr = llhttp.llhttp_get_error_reason(this.ptr);
             let message = "";
             if (ptr) {
               const len = new Uint8Array(llhttp.memory.buffer, ptr).indexOf(0);
               message = "Response does not match the HTTP/1.1 protocol (" + Buffer.from(llhttp.memory.buffer, ptr, len).toString() + ")";
             }
-            throw new HTTPParserError(message, constants7.ERROR[ret], data.slice(offset));
+            throw new HTTPParserError(message, constants8.ERROR[ret], data.slice(offset));
           }
         } catch (err) {
           util.destroy(socket, err);
@@ -7596,7 +7596,7 @@ var require_client = __commonJS({
           socket[kBlocking] = false;
           resume(client);
         }
-        return pause ? constants7.ERROR.PAUSED : 0;
+        return pause ? constants8.ERROR.PAUSED : 0;
       }
       onBody(buf3) {
         const { client, socket, statusCode, maxResponseSize } = this;
@@ -7618,7 +7618,7 @@ var require_client = __commonJS({
         }
         this.bytesRead += buf3.length;
         if (request.onData(buf3) === false) {
-          return constants7.ERROR.PAUSED;
+          return constants8.ERROR.PAUSED;
         }
       }
       onMessageComplete() {
@@ -7653,13 +7653,13 @@ var require_client = __commonJS({
         if (socket[kWriting]) {
           assert.strictEqual(client[kRunning], 0);
           util.destroy(socket, new InformationalError("reset"));
-          return constants7.ERROR.PAUSED;
+          return constants8.ERROR.PAUSED;
         } else if (!shouldKeepAlive) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants7.ERROR.PAUSED;
+          return constants8.ERROR.PAUSED;
         } else if (socket[kReset] && client[kRunning] === 0) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants7.ERROR.PAUSED;
+          return constants8.ERROR.PAUSED;
         } else if (client[kPipelining] === 1) {
           setImmediate(resume, client);
         } else {
@@ -10759,7 +10759,7 @@ var require_mock_interceptor = __commonJS({
 var require_mock_client = __commonJS({
   "node_modules/undici/lib/mock/mock-client.js"(exports, module) {
     "use strict";
-    var { promisify: promisify3 } = __require("util");
+    var { promisify: promisify4 } = __require("util");
     var Client = require_client();
     var { buildMockDispatch } = require_mock_utils();
     var {
@@ -10799,7 +10799,7 @@ var require_mock_client = __commonJS({
         return new MockInterceptor(opts, this[kDispatches]);
       }
       async [kClose]() {
-        await promisify3(this[kOriginalClose])();
+        await promisify4(this[kOriginalClose])();
         this[kConnected] = 0;
         this[kMockAgent][Symbols.kClients].delete(this[kOrigin]);
       }
@@ -10812,7 +10812,7 @@ var require_mock_client = __commonJS({
 var require_mock_pool = __commonJS({
   "node_modules/undici/lib/mock/mock-pool.js"(exports, module) {
     "use strict";
-    var { promisify: promisify3 } = __require("util");
+    var { promisify: promisify4 } = __require("util");
     var Pool = require_pool();
     var { buildMockDispatch } = require_mock_utils();
     var {
@@ -10852,7 +10852,7 @@ var require_mock_pool = __commonJS({
         return new MockInterceptor(opts, this[kDispatches]);
       }
       async [kClose]() {
-        await promisify3(this[kOriginalClose])();
+        await promisify4(this[kOriginalClose])();
         this[kConnected] = 0;
         this[kMockAgent][Symbols.kClients].delete(this[kOrigin]);
       }
@@ -18153,7 +18153,7 @@ var require_summary = __commonJS({
     exports.summary = exports.markdownSummary = exports.SUMMARY_DOCS_URL = exports.SUMMARY_ENV_VAR = void 0;
     var os_1 = __require("os");
     var fs_1 = __require("fs");
-    var { access, appendFile, writeFile: writeFile9 } = fs_1.promises;
+    var { access, appendFile, writeFile: writeFile10 } = fs_1.promises;
     exports.SUMMARY_ENV_VAR = "GITHUB_STEP_SUMMARY";
     exports.SUMMARY_DOCS_URL = "https://docs.github.com/actions/using-workflows/workflow-commands-for-github-actions#adding-a-job-summary";
     var Summary = class {
@@ -18211,7 +18211,7 @@ var require_summary = __commonJS({
         return __awaiter(this, void 0, void 0, function* () {
           const overwrite = !!(options2 === null || options2 === void 0 ? void 0 : options2.overwrite);
           const filePath = yield this.filePath();
-          const writeFunc = overwrite ? writeFile9 : appendFile;
+          const writeFunc = overwrite ? writeFile10 : appendFile;
           yield writeFunc(filePath, this._buffer, { encoding: "utf8" });
           return this.emptyBuffer();
         });
@@ -25615,7 +25615,7 @@ var require_client_h1 = __commonJS({
       kResume,
       kHTTPContext
     } = require_symbols6();
-    var constants7 = require_constants7();
+    var constants8 = require_constants7();
     var EMPTY_BUF = Buffer.alloc(0);
     var FastBuffer = Buffer[Symbol.species];
     var addListener = util.addListener;
@@ -25690,7 +25690,7 @@ var require_client_h1 = __commonJS({
       constructor(client, socket, { exports: exports2 }) {
         assert(Number.isFinite(client[kMaxHeadersSize]) && client[kMaxHeadersSize] > 0);
         this.llhttp = exports2;
-        this.ptr = this.llhttp.llhttp_alloc(constants7.TYPE.RESPONSE);
+        this.ptr = this.llhttp.llhttp_alloc(constants8.TYPE.RESPONSE);
         this.client = client;
         this.socket = socket;
         this.timeout = null;
@@ -25785,11 +25785,11 @@ var require_client_h1 = __commonJS({
             currentBufferRef = null;
           }
           const offset = llhttp.llhttp_get_error_pos(this.ptr) - currentBufferPtr;
-          if (ret !== constants7.ERROR.OK) {
+          if (ret !== constants8.ERROR.OK) {
             const body = data.subarray(offset);
-            if (ret === constants7.ERROR.PAUSED_UPGRADE) {
+            if (ret === constants8.ERROR.PAUSED_UPGRADE) {
               this.onUpgrade(body);
-            } else if (ret === constants7.ERROR.PAUSED) {
+            } else if (ret === constants8.ERROR.PAUSED) {
               this.paused = true;
               socket.unshift(body);
             } else {
@@ -25812,10 +25812,10 @@ var require_client_h1 = __commonJS({
         } finally {
           currentParser = null;
         }
-        if (ret === constants7.ERROR.OK) {
+        if (ret === constants8.ERROR.OK) {
           return null;
         }
-        if (ret === constants7.ERROR.PAUSED || ret === constants7.ERROR.PAUSED_UPGRADE) {
+        if (ret === constants8.ERROR.PAUSED || ret === constants8.ERROR.PAUSED_UPGRADE) {
           this.paused = true;
           return null;
         }
@@ -25832,7 +25832,7 @@ var require_client_h1 = __commonJS({
           const len = new Uint8Array(llhttp.memory.buffer, ptr).indexOf(0);
           message = "Response does not match the HTTP/1.1 protocol (" + Buffer.from(llhttp.memory.buffer, ptr, len).toString() + ")";
         }
-        return new HTTPParserError(message, constants7.ERROR[ret], data);
+        return new HTTPParserError(message, constants8.ERROR[ret], data);
       }
       destroy() {
         assert(this.ptr != null);
@@ -26012,7 +26012,7 @@ var require_client_h1 = __commonJS({
           socket[kBlocking] = false;
           client[kResume]();
         }
-        return pause ? constants7.ERROR.PAUSED : 0;
+        return pause ? constants8.ERROR.PAUSED : 0;
       }
       onBody(buf3) {
         const { client, socket, statusCode, maxResponseSize } = this;
@@ -26034,7 +26034,7 @@ var require_client_h1 = __commonJS({
         }
         this.bytesRead += buf3.length;
         if (request.onData(buf3) === false) {
-          return constants7.ERROR.PAUSED;
+          return constants8.ERROR.PAUSED;
         }
       }
       onMessageComplete() {
@@ -26070,13 +26070,13 @@ var require_client_h1 = __commonJS({
         if (socket[kWriting]) {
           assert(client[kRunning] === 0);
           util.destroy(socket, new InformationalError("reset"));
-          return constants7.ERROR.PAUSED;
+          return constants8.ERROR.PAUSED;
         } else if (!shouldKeepAlive) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants7.ERROR.PAUSED;
+          return constants8.ERROR.PAUSED;
         } else if (socket[kReset] && client[kRunning] === 0) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants7.ERROR.PAUSED;
+          return constants8.ERROR.PAUSED;
         } else if (client[kPipelining] == null || client[kPipelining] === 1) {
           setImmediate(() => client[kResume]());
         } else {
@@ -30943,7 +30943,7 @@ var require_mock_interceptor2 = __commonJS({
 var require_mock_client2 = __commonJS({
   "node_modules/@actions/glob/node_modules/undici/lib/mock/mock-client.js"(exports, module) {
     "use strict";
-    var { promisify: promisify3 } = __require("node:util");
+    var { promisify: promisify4 } = __require("node:util");
     var Client = require_client2();
     var { buildMockDispatch } = require_mock_utils2();
     var {
@@ -30983,7 +30983,7 @@ var require_mock_client2 = __commonJS({
         return new MockInterceptor(opts, this[kDispatches]);
       }
       async [kClose]() {
-        await promisify3(this[kOriginalClose])();
+        await promisify4(this[kOriginalClose])();
         this[kConnected] = 0;
         this[kMockAgent][Symbols.kClients].delete(this[kOrigin]);
       }
@@ -30996,7 +30996,7 @@ var require_mock_client2 = __commonJS({
 var require_mock_pool2 = __commonJS({
   "node_modules/@actions/glob/node_modules/undici/lib/mock/mock-pool.js"(exports, module) {
     "use strict";
-    var { promisify: promisify3 } = __require("node:util");
+    var { promisify: promisify4 } = __require("node:util");
     var Pool = require_pool2();
     var { buildMockDispatch } = require_mock_utils2();
     var {
@@ -31036,7 +31036,7 @@ var require_mock_pool2 = __commonJS({
         return new MockInterceptor(opts, this[kDispatches]);
       }
       async [kClose]() {
-        await promisify3(this[kOriginalClose])();
+        await promisify4(this[kOriginalClose])();
         this[kConnected] = 0;
         this[kMockAgent][Symbols.kClients].delete(this[kOrigin]);
       }
@@ -39907,7 +39907,7 @@ var require_summary2 = __commonJS({
     exports.summary = exports.markdownSummary = exports.SUMMARY_DOCS_URL = exports.SUMMARY_ENV_VAR = void 0;
     var os_1 = __require("os");
     var fs_1 = __require("fs");
-    var { access, appendFile, writeFile: writeFile9 } = fs_1.promises;
+    var { access, appendFile, writeFile: writeFile10 } = fs_1.promises;
     exports.SUMMARY_ENV_VAR = "GITHUB_STEP_SUMMARY";
     exports.SUMMARY_DOCS_URL = "https://docs.github.com/actions/using-workflows/workflow-commands-for-github-actions#adding-a-job-summary";
     var Summary = class {
@@ -39965,7 +39965,7 @@ var require_summary2 = __commonJS({
         return __awaiter(this, void 0, void 0, function* () {
           const overwrite = !!(options2 === null || options2 === void 0 ? void 0 : options2.overwrite);
           const filePath = yield this.filePath();
-          const writeFunc = overwrite ? writeFile9 : appendFile;
+          const writeFunc = overwrite ? writeFile10 : appendFile;
           yield writeFunc(filePath, this._buffer, { encoding: "utf8" });
           return this.emptyBuffer();
         });
@@ -42130,20 +42130,20 @@ var require_brace_expansion = __commonJS({
     }
     function maskUnmatchedOpens(masked, budget) {
       budget.remaining -= masked.length;
-      var open3 = [];
+      var open2 = [];
       for (var i2 = 0; i2 < masked.length; i2++) {
         var c3 = masked.charCodeAt(i2);
         if (c3 === 123) {
-          open3.push(i2);
-        } else if (c3 === 125 && open3.length) {
-          open3.pop();
+          open2.push(i2);
+        } else if (c3 === 125 && open2.length) {
+          open2.pop();
         }
       }
       var out = "";
       var last = 0;
-      for (var j = 0; j < open3.length; j++) {
-        out += masked.slice(last, open3[j]) + "\0";
-        last = open3[j] + 1;
+      for (var j = 0; j < open2.length; j++) {
+        out += masked.slice(last, open2[j]) + "\0";
+        last = open2[j] + 1;
       }
       return out + masked.slice(last);
     }
@@ -44785,11 +44785,11 @@ var hasColors, format, reset, bold, dim, italic, underline, underlineDouble, und
 var init_base = __esm({
   "node_modules/yoctocolors/base.js"() {
     hasColors = tty?.WriteStream?.prototype?.hasColors?.() ?? false;
-    format = (open3, close) => {
+    format = (open2, close) => {
       if (!hasColors) {
         return (input) => input;
       }
-      const openCode = `\x1B[${open3}m`;
+      const openCode = `\x1B[${open2}m`;
       const closeCode = `\x1B[${close}m`;
       return (input) => {
         const string = input + "";
@@ -51722,7 +51722,7 @@ var init_readable = __esm({
       const binary = binaryOption || BINARY_ENCODINGS.has(encoding);
       const { subprocessStdout, waitReadableDestroy } = getSubprocessStdout(subprocess, from, concurrentStreams);
       const { readableEncoding, readableObjectMode, readableHighWaterMark } = getReadableOptions(subprocessStdout, binary);
-      const { read, onStdoutDataDone } = getReadableMethods({
+      const { read: read2, onStdoutDataDone } = getReadableMethods({
         subprocessStdout,
         subprocess,
         binary,
@@ -51730,7 +51730,7 @@ var init_readable = __esm({
         preserveNewlines
       });
       const readable2 = new Readable3({
-        read,
+        read: read2,
         destroy: callbackify2(onReadableDestroy.bind(void 0, { subprocessStdout, subprocess, waitReadableDestroy })),
         highWaterMark: readableHighWaterMark,
         objectMode: readableObjectMode,
@@ -51892,7 +51892,7 @@ var init_duplex = __esm({
       const { subprocessStdout, waitReadableDestroy } = getSubprocessStdout(subprocess, from, concurrentStreams);
       const { subprocessStdin, waitWritableFinal, waitWritableDestroy } = getSubprocessStdin(subprocess, to, concurrentStreams);
       const { readableEncoding, readableObjectMode, readableHighWaterMark } = getReadableOptions(subprocessStdout, binary);
-      const { read, onStdoutDataDone } = getReadableMethods({
+      const { read: read2, onStdoutDataDone } = getReadableMethods({
         subprocessStdout,
         subprocess,
         binary,
@@ -51900,7 +51900,7 @@ var init_duplex = __esm({
         preserveNewlines
       });
       const duplex2 = new Duplex3({
-        read,
+        read: read2,
         ...getWritableMethods(subprocessStdin, subprocess, waitWritableFinal),
         destroy: callbackify4(onDuplexDestroy.bind(void 0, {
           subprocessStdout,
@@ -54880,7 +54880,7 @@ ${values.join("\n")}` : `${blockName} :`;
     })();
     EndOfContent.NAME = END_OF_CONTENT_NAME;
     var _a$t;
-    var Null3 = class extends BaseBlock {
+    var Null4 = class extends BaseBlock {
       constructor(parameters = {}) {
         super(parameters, ValueBlock);
         this.idBlock.tagClass = 1;
@@ -54916,11 +54916,11 @@ ${values.join("\n")}` : `${blockName} :`;
         return `${this.constructor.NAME}`;
       }
     };
-    _a$t = Null3;
+    _a$t = Null4;
     (() => {
       typeStore.Null = _a$t;
     })();
-    Null3.NAME = "NULL";
+    Null4.NAME = "NULL";
     var LocalBooleanValueBlock = class extends HexBlock(ValueBlock) {
       get value() {
         for (const octet of this.valueHexView) {
@@ -55718,7 +55718,7 @@ ${values.join("\n")}` : `${blockName} :`;
     };
     LocalObjectIdentifierValueBlock.NAME = "ObjectIdentifierValueBlock";
     var _a$m;
-    var ObjectIdentifier6 = class extends BaseBlock {
+    var ObjectIdentifier7 = class extends BaseBlock {
       getValue() {
         return this.valueBlock.toString();
       }
@@ -55740,11 +55740,11 @@ ${values.join("\n")}` : `${blockName} :`;
         };
       }
     };
-    _a$m = ObjectIdentifier6;
+    _a$m = ObjectIdentifier7;
     (() => {
       typeStore.ObjectIdentifier = _a$m;
     })();
-    ObjectIdentifier6.NAME = "OBJECT IDENTIFIER";
+    ObjectIdentifier7.NAME = "OBJECT IDENTIFIER";
     var LocalRelativeSidValueBlock = class extends HexBlock(LocalBaseBlock) {
       constructor({ valueDec = 0, ...parameters } = {}) {
         super(parameters);
@@ -56934,7 +56934,7 @@ ${values.join("\n")}` : `${blockName} :`;
       originalConstructedToBER: ORIGINAL_LOCAL_CONSTRUCTED_TO_BER,
       originalPrimitiveToBER: ORIGINAL_LOCAL_PRIMITIVE_TO_BER
     });
-    registerFastParser({ Integer: Integer6, Null: Null3, Sequence: Sequence6 });
+    registerFastParser({ Integer: Integer6, Null: Null4, Sequence: Sequence6 });
     exports.Any = Any;
     exports.BaseBlock = BaseBlock;
     exports.BaseStringBlock = BaseStringBlock2;
@@ -56958,9 +56958,9 @@ ${values.join("\n")}` : `${blockName} :`;
     exports.HexBlock = HexBlock;
     exports.IA5String = IA5String2;
     exports.Integer = Integer6;
-    exports.Null = Null3;
+    exports.Null = Null4;
     exports.NumericString = NumericString;
-    exports.ObjectIdentifier = ObjectIdentifier6;
+    exports.ObjectIdentifier = ObjectIdentifier7;
     exports.OctetString = OctetString6;
     exports.Primitive = Primitive3;
     exports.PrintableString = PrintableString3;
@@ -56982,6 +56982,2166 @@ ${values.join("\n")}` : `${blockName} :`;
     exports.compareSchema = compareSchema;
     exports.fromBER = fromBER4;
     exports.verifySchema = verifySchema;
+  }
+});
+
+// src/core/signer.ts
+function defaultScheme(keyType) {
+  return keyType === "rsa" ? "rsa-pkcs1" : keyType === "ec" ? "ecdsa" : "eddsa";
+}
+function schemeFitsKey(scheme, keyType) {
+  return defaultScheme(keyType) === scheme || keyType === "rsa" && scheme === "rsa-pss";
+}
+function schemeForKey(keyType, asked) {
+  const scheme = asked ?? defaultScheme(keyType);
+  if (!schemeFitsKey(scheme, keyType)) {
+    throw new CodesignError("USAGE", `the ${scheme} scheme does not fit this ${keyType.toUpperCase()} key`, {
+      hint: keyType === "rsa" ? "use rsa-pkcs1 or rsa-pss" : `use ${defaultScheme(keyType)}`
+    });
+  }
+  return scheme;
+}
+var HASH_NAMES;
+var init_signer = __esm({
+  "src/core/signer.ts"() {
+    "use strict";
+    init_errors();
+    HASH_NAMES = ["sha256", "sha384", "sha512"];
+  }
+});
+
+// src/core/pki/asn1.ts
+function invalid(message, hint) {
+  return new CodesignError("INVALID_INPUT", message, hint === void 0 ? {} : { hint });
+}
+function checkHash(hash) {
+  if (!HASH_NAMES.includes(hash)) {
+    throw invalid(`unsupported hash "${String(hash)}"`, `use one of ${HASH_NAMES.join(", ")}`);
+  }
+}
+function hashOid(hash) {
+  checkHash(hash);
+  return HASH_OIDS[hash];
+}
+function parseDer(der, what) {
+  const parsed2 = asn1js.fromBER(der);
+  if (parsed2.offset === -1 || parsed2.result.error) {
+    throw invalid(`${what} is not valid DER: ${parsed2.result.error || "parse error"}`);
+  }
+  if (parsed2.offset !== der.byteLength) {
+    throw invalid(`${what} has ${der.byteLength - parsed2.offset} trailing bytes`);
+  }
+  return parsed2.result;
+}
+function toHex(bytes) {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
+}
+function unsignedInteger(bytes) {
+  return asn1js.Integer.fromBigInt(bytes.length === 0 ? 0n : BigInt(`0x${toHex(bytes)}`));
+}
+function ecdsaRawToDer(rs) {
+  if (rs.length === 0 || rs.length % 2 !== 0) {
+    throw invalid(
+      `a raw ECDSA signature must be r\u2016s of two equal halves, got ${rs.length} bytes`,
+      "the token returned an unexpected ECDSA signature"
+    );
+  }
+  const half = rs.length / 2;
+  const seq = new asn1js.Sequence({
+    value: [unsignedInteger(rs.subarray(0, half)), unsignedInteger(rs.subarray(half))]
+  });
+  return new Uint8Array(seq.toBER());
+}
+function hashAlgorithmSchema(hash) {
+  return new asn1js.Sequence({
+    value: [new asn1js.ObjectIdentifier({ value: hashOid(hash) }), new asn1js.Null()]
+  });
+}
+function digestInfo(hash, digest) {
+  checkHash(hash);
+  if (digest.length !== HASH_BYTES[hash]) {
+    throw invalid(`a ${hash} digest must be ${HASH_BYTES[hash]} bytes, got ${digest.length}`);
+  }
+  const info2 = new asn1js.Sequence({
+    value: [hashAlgorithmSchema(hash), new asn1js.OctetString({ valueHex: digest })]
+  });
+  return new Uint8Array(info2.toBER());
+}
+function curveByName(name) {
+  return CURVES.find((c3) => c3.name === name);
+}
+function curveFromEcParams(ecParamsDer) {
+  if (ecParamsDer.length === 0) throw invalid("CKA_EC_PARAMS is empty");
+  const params = parseDer(ecParamsDer, "CKA_EC_PARAMS");
+  let id;
+  if (params instanceof asn1js.ObjectIdentifier) id = params.getValue();
+  else if (params instanceof asn1js.PrintableString) id = params.getValue();
+  else if (params instanceof asn1js.Sequence) {
+    throw invalid("explicit EC domain parameters are not supported", "use a key on a named curve");
+  } else {
+    throw invalid("CKA_EC_PARAMS is neither a curve OID nor a curve name");
+  }
+  const alias = CURVE_ALIASES[id];
+  const curve = alias ? curveByName(alias) : CURVES.find((c3) => c3.oid === id);
+  if (!curve) {
+    throw invalid(
+      `unsupported elliptic curve ${id}`,
+      "supported curves: P-256, P-384, P-521, secp256k1, Ed25519, Ed448"
+    );
+  }
+  return { ...curve };
+}
+function spki(oid, params, key) {
+  const algorithm = new asn1js.Sequence({
+    value: [new asn1js.ObjectIdentifier({ value: oid }), ...params ? [params] : []]
+  });
+  return new Uint8Array(
+    new asn1js.Sequence({ value: [algorithm, new asn1js.BitString({ valueHex: key })] }).toBER()
+  );
+}
+function spkiFromRsa(modulus, publicExponent) {
+  if (!modulus.some((b) => b !== 0)) throw invalid("the RSA modulus is empty");
+  if (!publicExponent.some((b) => b !== 0)) throw invalid("the RSA public exponent is empty");
+  const key = new asn1js.Sequence({ value: [unsignedInteger(modulus), unsignedInteger(publicExponent)] });
+  return spki(OID_RSA_ENCRYPTION, new asn1js.Null(), new Uint8Array(key.toBER()));
+}
+function unwrapPoint(point, valid) {
+  const parsed2 = asn1js.fromBER(point);
+  if (parsed2.offset === point.byteLength && !parsed2.result.error && parsed2.result instanceof asn1js.OctetString && !parsed2.result.idBlock.isConstructed) {
+    const inner = new Uint8Array(parsed2.result.valueBlock.valueHexView);
+    if (valid(inner)) return inner;
+  }
+  return valid(point) ? new Uint8Array(point) : void 0;
+}
+function spkiFromEc(ecParamsDer, ecPointDer) {
+  const curve = curveFromEcParams(ecParamsDer);
+  if (curve.edwards) return spkiFromEdwards(ecParamsDer, ecPointDer);
+  const n2 = curve.size;
+  const point = unwrapPoint(
+    ecPointDer,
+    (p) => p.length === 2 * n2 + 1 && p[0] === 4 || p.length === n2 + 1 && (p[0] === 2 || p[0] === 3)
+  );
+  if (!point) {
+    throw invalid(`CKA_EC_POINT is not a ${curve.name} point (${ecPointDer.length} bytes)`);
+  }
+  return spki(OID_EC_PUBLIC_KEY, new asn1js.ObjectIdentifier({ value: curve.oid }), point);
+}
+function spkiFromEdwards(ecParamsDer, ecPointDer) {
+  const curve = curveFromEcParams(ecParamsDer);
+  if (!curve.edwards) throw invalid(`${curve.name} is not an Edwards curve`);
+  const point = unwrapPoint(ecPointDer, (p) => p.length === curve.size);
+  if (!point) {
+    throw invalid(`CKA_EC_POINT is not an ${curve.name} public key (${ecPointDer.length} bytes)`);
+  }
+  return spki(curve.oid, void 0, point);
+}
+function pemEncode(label, der) {
+  if (!/^[A-Z0-9]+(?:[ -][A-Z0-9]+)*$/.test(label)) throw invalid(`invalid PEM label "${label}"`);
+  const b64 = Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString("base64");
+  const lines3 = b64.match(/.{1,64}/g) ?? [];
+  return `-----BEGIN ${label}-----
+${lines3.join("\n")}${lines3.length ? "\n" : ""}-----END ${label}-----
+`;
+}
+function pemDecode(text) {
+  const s = typeof text === "string" ? text : Buffer.from(text).toString("latin1");
+  const out = [];
+  const re = /-----BEGIN ([^-\r\n]*)-----([\s\S]*?)-----END ([^-\r\n]*)-----/g;
+  for (const m of s.matchAll(re)) {
+    const [, label = "", body = "", end = ""] = m;
+    if (label !== end) throw invalid(`PEM block "BEGIN ${label}" ends with "END ${end}"`);
+    const b64 = body.replace(/\s+/g, "");
+    if (b64.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(b64)) {
+      throw invalid(
+        `the PEM block "${label}" is not valid base64`,
+        "encrypted or annotated PEM is not supported"
+      );
+    }
+    out.push({ label, der: new Uint8Array(Buffer.from(b64, "base64")) });
+  }
+  return out;
+}
+function derOrPem(bytes, labels) {
+  if (bytes[0] === 48) return new Uint8Array(bytes);
+  const blocks = pemDecode(bytes).filter((b) => !labels || labels.includes(b.label));
+  const first = blocks[0];
+  if (!first) {
+    throw invalid(
+      labels ? `no ${labels.join(" or ")} found in PEM or DER input` : "the input is neither DER nor PEM"
+    );
+  }
+  return first.der;
+}
+var asn1js, HASH_OIDS, hashByOid, HASH_BYTES, OID_RSA_ENCRYPTION, OID_RSASSA_PSS, OID_MGF1, OID_EC_PUBLIC_KEY, OID_ED25519, OID_ED448, RSA_PKCS1_OIDS, ECDSA_OIDS, CURVES, CURVE_ALIASES;
+var init_asn1 = __esm({
+  "src/core/pki/asn1.ts"() {
+    "use strict";
+    asn1js = __toESM(require_build2(), 1);
+    init_errors();
+    init_signer();
+    HASH_OIDS = {
+      sha256: "2.16.840.1.101.3.4.2.1",
+      sha384: "2.16.840.1.101.3.4.2.2",
+      sha512: "2.16.840.1.101.3.4.2.3"
+    };
+    hashByOid = (oid) => Object.keys(HASH_OIDS).find((h2) => HASH_OIDS[h2] === oid);
+    HASH_BYTES = { sha256: 32, sha384: 48, sha512: 64 };
+    OID_RSA_ENCRYPTION = "1.2.840.113549.1.1.1";
+    OID_RSASSA_PSS = "1.2.840.113549.1.1.10";
+    OID_MGF1 = "1.2.840.113549.1.1.8";
+    OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1";
+    OID_ED25519 = "1.3.101.112";
+    OID_ED448 = "1.3.101.113";
+    RSA_PKCS1_OIDS = {
+      sha256: "1.2.840.113549.1.1.11",
+      sha384: "1.2.840.113549.1.1.12",
+      sha512: "1.2.840.113549.1.1.13"
+    };
+    ECDSA_OIDS = {
+      sha256: "1.2.840.10045.4.3.2",
+      sha384: "1.2.840.10045.4.3.3",
+      sha512: "1.2.840.10045.4.3.4"
+    };
+    CURVES = [
+      { name: "P-256", oid: "1.2.840.10045.3.1.7", size: 32, edwards: false },
+      { name: "P-384", oid: "1.3.132.0.34", size: 48, edwards: false },
+      { name: "P-521", oid: "1.3.132.0.35", size: 66, edwards: false },
+      { name: "secp256k1", oid: "1.3.132.0.10", size: 32, edwards: false },
+      { name: "Ed25519", oid: OID_ED25519, size: 32, edwards: true },
+      { name: "Ed448", oid: OID_ED448, size: 57, edwards: true }
+    ];
+    CURVE_ALIASES = {
+      edwards25519: "Ed25519",
+      edwards448: "Ed448",
+      "1.3.6.1.4.1.11591.15.1": "Ed25519"
+    };
+  }
+});
+
+// src/core/pkcs11/module.ts
+function sessionCountOf(n2) {
+  return n2 === 0 || n2 >= 2147483648 ? void 0 : n2;
+}
+function slotIdOf(handle) {
+  return handle.length >= 8 ? handle.readBigUInt64LE(0).toString() : handle.readUInt32LE(0).toString();
+}
+function call(during, fn) {
+  try {
+    return fn();
+  } catch (e) {
+    throw fromPkcs11Error(e, during);
+  }
+}
+function optional(key, value) {
+  return value === void 0 ? {} : { [key]: value };
+}
+function initializeError(e, modulePath, initArgs) {
+  const base = fromPkcs11Error(e, `C_Initialize of ${modulePath}`);
+  if (initArgs) {
+    return new CodesignError(base.code, `${base.message} with the init string from ${initArgs.source}`, {
+      hint: `check the init string (${initArgs.source}; not shown, as it can hold a password)`,
+      cause: e
+    });
+  }
+  if (ckrName(e) !== "CKR_ARGUMENTS_BAD") return base;
+  return new CodesignError(
+    "TOKEN_ERROR",
+    `C_Initialize of ${modulePath} failed: the module rejected its initialisation arguments (CKR_ARGUMENTS_BAD)`,
+    {
+      hint: "this module may need an init string: give it with --module-args or CODESIGN_PKCS11_MODULE_ARGS (NSS softokn: configdir='sql:DIR' certPrefix='' keyPrefix='' secmod='secmod.db' flags=)",
+      cause: e
+    }
+  );
+}
+function versionMatches(wanted, actual) {
+  const [wMajor, wMinor] = wanted.split(".");
+  const [aMajor, aMinor] = actual.split(".");
+  return Number(wMajor) === Number(aMajor) && (wMinor === void 0 || Number(wMinor) === Number(aMinor));
+}
+function mechanismNames(lib) {
+  if (mechanismNameCache) return mechanismNameCache;
+  mechanismNameCache = /* @__PURE__ */ new Map();
+  for (const [name, value] of Object.entries(lib)) {
+    if (name.startsWith("CKM_") && typeof value === "number" && !mechanismNameCache.has(value)) {
+      mechanismNameCache.set(value, name);
+    }
+  }
+  mechanismNameCache.set(CKM_EDDSA, "CKM_EDDSA");
+  mechanismNameCache.set(CKM_EC_EDWARDS_KEY_PAIR_GEN, "CKM_EC_EDWARDS_KEY_PAIR_GEN");
+  return mechanismNameCache;
+}
+var TOKEN_FLAGS, trim, Pkcs11Module, mechanismNameCache, CKK_EC_EDWARDS, CKM_EDDSA, CKM_EC_EDWARDS_KEY_PAIR_GEN, Session;
+var init_module = __esm({
+  "src/core/pkcs11/module.ts"() {
+    "use strict";
+    init_ckr();
+    init_errors();
+    init_native();
+    TOKEN_FLAGS = [
+      ["CKF_RNG", "rng"],
+      ["CKF_WRITE_PROTECTED", "write-protected"],
+      ["CKF_LOGIN_REQUIRED", "login-required"],
+      ["CKF_USER_PIN_INITIALIZED", "user-pin-initialized"],
+      ["CKF_PROTECTED_AUTHENTICATION_PATH", "protected-authentication-path"],
+      ["CKF_TOKEN_INITIALIZED", "token-initialized"],
+      ["CKF_USER_PIN_COUNT_LOW", "user-pin-count-low"],
+      ["CKF_USER_PIN_FINAL_TRY", "user-pin-final-try"],
+      ["CKF_USER_PIN_LOCKED", "user-pin-locked"],
+      ["CKF_USER_PIN_TO_BE_CHANGED", "user-pin-to-be-changed"]
+    ];
+    trim = (s) => s.replace(/[\s\0]+$/, "");
+    Pkcs11Module = class _Pkcs11Module {
+      lib;
+      p11;
+      path;
+      finalized = false;
+      constructor(lib, p11, path23) {
+        this.lib = lib;
+        this.p11 = p11;
+        this.path = path23;
+      }
+      static open(modulePath, initArgs) {
+        const lib = loadPkcs11Js();
+        const p11 = new lib.PKCS11();
+        try {
+          p11.load(modulePath);
+        } catch (cause) {
+          throw new CodesignError("MODULE_NOT_FOUND", `cannot load PKCS#11 module ${modulePath}`, {
+            hint: "check that the file is a PKCS#11 library for this machine's architecture",
+            cause
+          });
+        }
+        try {
+          p11.C_Initialize(
+            initArgs ? { flags: lib.CKF_OS_LOCKING_OK, libraryParameters: `${initArgs.reveal()}\0` } : { flags: lib.CKF_OS_LOCKING_OK }
+          );
+        } catch (e) {
+          p11.close();
+          throw initializeError(e, modulePath, initArgs);
+        }
+        return new _Pkcs11Module(lib, p11, modulePath);
+      }
+      close() {
+        if (this.finalized) return;
+        this.finalized = true;
+        try {
+          this.p11.C_Finalize();
+        } finally {
+          this.p11.close();
+        }
+      }
+      describe() {
+        const info2 = call("C_GetInfo", () => this.p11.C_GetInfo());
+        return {
+          path: this.path,
+          manufacturer: trim(info2.manufacturerID),
+          description: trim(info2.libraryDescription),
+          version: `${info2.libraryVersion.major}.${info2.libraryVersion.minor}`,
+          cryptokiVersion: `${info2.cryptokiVersion.major}.${info2.cryptokiVersion.minor}`
+        };
+      }
+      tokens() {
+        const slots = call("C_GetSlotList", () => this.p11.C_GetSlotList(true));
+        const out = [];
+        for (const handle of slots) {
+          const slot = call("C_GetSlotInfo", () => this.p11.C_GetSlotInfo(handle));
+          let token;
+          try {
+            token = this.p11.C_GetTokenInfo(handle);
+          } catch {
+            continue;
+          }
+          out.push({
+            handle,
+            slotId: slotIdOf(handle),
+            slotDescription: trim(slot.slotDescription),
+            slotManufacturer: trim(slot.manufacturerID),
+            label: trim(token.label),
+            manufacturer: trim(token.manufacturerID),
+            model: trim(token.model),
+            serial: trim(token.serialNumber),
+            ...optional("maxSessions", sessionCountOf(token.maxSessionCount)),
+            ...optional("openSessions", sessionCountOf(token.sessionCount)),
+            flags: TOKEN_FLAGS.filter(
+              ([name]) => (token.flags & this.lib[name]) !== 0
+            ).map(([, word]) => word)
+          });
+        }
+        return out;
+      }
+      /** Initialised tokens matching the URI's token, slot and library attributes. */
+      matchingTokens(uri) {
+        const tokens = this.tokens().filter((t) => t.flags.includes("token-initialized"));
+        if (!uri) return tokens;
+        const p = uri.path;
+        if (p["library-manufacturer"] !== void 0 || p["library-description"] !== void 0 || p["library-version"] !== void 0) {
+          const m = this.describe();
+          if (p["library-manufacturer"] !== void 0 && p["library-manufacturer"] !== m.manufacturer) return [];
+          if (p["library-description"] !== void 0 && p["library-description"] !== m.description) return [];
+          if (p["library-version"] !== void 0 && !versionMatches(p["library-version"], m.version)) return [];
+        }
+        return tokens.filter(
+          (t) => (p.token === void 0 || p.token === t.label) && (p.manufacturer === void 0 || p.manufacturer === t.manufacturer) && (p.model === void 0 || p.model === t.model) && (p.serial === void 0 || p.serial === t.serial) && (p["slot-id"] === void 0 || String(p["slot-id"]) === t.slotId) && (p["slot-description"] === void 0 || p["slot-description"] === t.slotDescription) && (p["slot-manufacturer"] === void 0 || p["slot-manufacturer"] === t.slotManufacturer)
+        );
+      }
+      /** Exactly one token for the URI, or an error that lists what is there. */
+      selectToken(uri) {
+        const found = this.matchingTokens(uri);
+        if (found.length === 1 && found[0]) return found[0];
+        const all = this.tokens();
+        const listing = all.map((t) => `"${t.label}" (serial ${t.serial}, slot ${t.slotId})`).join(", ") || "none";
+        if (found.length === 0) {
+          throw new CodesignError("TOKEN_NOT_FOUND", `no token matches the key URI (module ${this.path})`, {
+            hint: `tokens present: ${listing}; run \`codesign tokens\` and use its URI`
+          });
+        }
+        throw new CodesignError("AMBIGUOUS", `${found.length} tokens match the key URI`, {
+          hint: `add token= or serial= to the URI; tokens present: ${listing}`
+        });
+      }
+      openSession(token, opts = {}) {
+        const flags = this.lib.CKF_SERIAL_SESSION | (opts.readWrite ? this.lib.CKF_RW_SESSION : 0);
+        const handle = call("C_OpenSession", () => this.p11.C_OpenSession(token.handle, flags));
+        return new Session(this, token, handle);
+      }
+      /** Names of the mechanisms the token offers, with their flags. */
+      mechanisms(token) {
+        const list = call("C_GetMechanismList", () => this.p11.C_GetMechanismList(token.handle));
+        const names2 = mechanismNames(this.lib);
+        const out = /* @__PURE__ */ new Map();
+        for (const type of list) {
+          let sign5 = false;
+          let minKey = 0;
+          let maxKey = 0;
+          try {
+            const info2 = this.p11.C_GetMechanismInfo(token.handle, type);
+            sign5 = (info2.flags & this.lib.CKF_SIGN) !== 0;
+            minKey = info2.minKeySize;
+            maxKey = info2.maxKeySize;
+          } catch {
+          }
+          out.set(type, { name: names2.get(type) ?? `0x${type.toString(16)}`, sign: sign5, minKey, maxKey });
+        }
+        return out;
+      }
+    };
+    CKK_EC_EDWARDS = 64;
+    CKM_EDDSA = 4183;
+    CKM_EC_EDWARDS_KEY_PAIR_GEN = 4181;
+    Session = class {
+      module;
+      token;
+      handle;
+      closed = false;
+      constructor(module, token, handle) {
+        this.module = module;
+        this.token = token;
+        this.handle = handle;
+      }
+      get p11() {
+        return this.module.p11;
+      }
+      /**
+       * One C_Login, never retried: a wrong PIN tried again is how tokens get locked.
+       * Already logged in (another session of this process) counts as success.
+       */
+      login(pin, userType = "user") {
+        const lib = this.module.lib;
+        try {
+          this.p11.C_Login(this.handle, userType === "user" ? lib.CKU_USER : lib.CKU_SO, pin.reveal());
+        } catch (e) {
+          if (e instanceof Error && e.message === "CKR_USER_ALREADY_LOGGED_IN") return;
+          throw fromPkcs11Error(e, `login to token "${this.token.label}"`);
+        }
+      }
+      /**
+       * C_Login(CKU_CONTEXT_SPECIFIC) for a key with CKA_ALWAYS_AUTHENTICATE: between C_SignInit and
+       * C_Sign, it authorises that one operation only.
+       */
+      contextLogin(pin) {
+        try {
+          this.p11.C_Login(this.handle, this.module.lib.CKU_CONTEXT_SPECIFIC, pin.reveal());
+        } catch (e) {
+          throw fromPkcs11Error(e, `per-signature login to key on token "${this.token.label}"`);
+        }
+      }
+      /** Whether the session still answers (C_GetSessionInfo): false once the token or its server is gone. */
+      alive() {
+        if (this.closed) return false;
+        try {
+          this.p11.C_GetSessionInfo(this.handle);
+          return true;
+        } catch {
+          return false;
+        }
+      }
+      logout() {
+        try {
+          this.p11.C_Logout(this.handle);
+        } catch {
+        }
+      }
+      close() {
+        if (this.closed) return;
+        this.closed = true;
+        try {
+          this.p11.C_CloseSession(this.handle);
+        } catch {
+        }
+      }
+      find(template, max = 1e3) {
+        call("C_FindObjectsInit", () => this.p11.C_FindObjectsInit(this.handle, template));
+        try {
+          return call("C_FindObjects", () => this.p11.C_FindObjects(this.handle, max));
+        } finally {
+          this.p11.C_FindObjectsFinal(this.handle);
+        }
+      }
+      /** Reads attributes; an attribute the object does not have (or hides) comes back undefined. */
+      attributes(object, types) {
+        const out = /* @__PURE__ */ new Map();
+        for (const type of types) {
+          try {
+            const [attr] = this.p11.C_GetAttributeValue(this.handle, object, [{ type }]);
+            out.set(type, attr?.value);
+          } catch {
+            out.set(type, void 0);
+          }
+        }
+        return out;
+      }
+      /** `authorize` runs between C_SignInit and C_Sign: the context login of always-authenticate keys. */
+      async signOnce(mechanism, key, data, authorize) {
+        call("C_SignInit", () => this.p11.C_SignInit(this.handle, mechanism, key));
+        try {
+          authorize?.(this);
+        } catch (e) {
+          try {
+            this.p11.C_Sign(this.handle, data, Buffer.alloc(1024));
+          } catch {
+          }
+          throw e;
+        }
+        try {
+          return await this.p11.C_SignAsync(this.handle, data, Buffer.alloc(1024));
+        } catch (e) {
+          throw fromPkcs11Error(e, "C_Sign");
+        }
+      }
+    };
+  }
+});
+
+// src/core/pkcs11/uri.ts
+function invalid2(message) {
+  return new CodesignError("INVALID_INPUT", `invalid PKCS#11 URI: ${message}`, {
+    hint: "a key URI looks like pkcs11:token=NAME;object=LABEL;type=private (see `codesign keys` and docs/key-uris.md)"
+  });
+}
+function distance(a2, b) {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i2 = 1; i2 <= a2.length; i2++) {
+    const next = [i2];
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(
+        row[j] + 1,
+        next[j - 1] + 1,
+        row[j - 1] + (a2[i2 - 1] === b[j - 1] ? 0 : 1)
+      );
+    }
+    row = next;
+  }
+  return row[b.length];
+}
+function unknownPathAttribute(name) {
+  const lower = name.toLowerCase();
+  const [best] = [...PATH_NAMES, ...QUERY_NAMES].map((known) => ({ known, d: distance(lower, known) })).sort((a2, b) => a2.d - b.d);
+  const near = best && best.d <= Math.max(2, Math.floor(best.known.length / 3)) ? best.known : void 0;
+  const where = near !== void 0 && isQueryName(near) ? ` (a query attribute: write it after "?")` : "";
+  return new CodesignError(
+    "INVALID_INPUT",
+    `invalid PKCS#11 URI: unknown path attribute ${name}=${near ? `; did you mean ${near}=${where}?` : ""}`,
+    {
+      hint: `the path attributes are ${PATH_NAMES.join(", ")}; vendor attributes start with x-`
+    }
+  );
+}
+function isPathName(n2) {
+  return PATH_NAMES.includes(n2);
+}
+function isQueryName(n2) {
+  return QUERY_NAMES.includes(n2);
+}
+function decodeBytes(raw2, allowed, name) {
+  const secret = name === "pin-value";
+  const out = [];
+  for (let i2 = 0; i2 < raw2.length; i2++) {
+    const c3 = raw2[i2];
+    if (c3 === "%") {
+      const hex = raw2.slice(i2 + 1, i2 + 3);
+      if (!/^[0-9A-Fa-f]{2}$/.test(hex)) {
+        throw invalid2(
+          secret ? `bad percent-escape in pin-value` : `bad percent-escape "%${hex}" in ${name}= (write %25 for a literal %)`
+        );
+      }
+      out.push(parseInt(hex, 16));
+      i2 += 2;
+    } else if (allowed.has(c3)) {
+      out.push(c3.charCodeAt(0));
+    } else {
+      const code = c3.codePointAt(0) ?? 0;
+      const encoded = Array.from(Buffer.from(String.fromCodePoint(code), "utf8")).map((b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`).join("");
+      throw invalid2(
+        secret ? "pin-value holds a character that must be percent-encoded" : `${JSON.stringify(String.fromCodePoint(code))} in ${name}= must be percent-encoded as ${encoded}`
+      );
+    }
+  }
+  return Uint8Array.from(out);
+}
+function decodeText(raw2, allowed, name) {
+  const bytes = decodeBytes(raw2, allowed, name);
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw invalid2(`${name}= is not valid UTF-8 after percent-decoding`);
+  }
+}
+function splitAttribute(attr, where) {
+  const eq = attr.indexOf("=");
+  if (eq <= 0) {
+    throw invalid2(
+      eq === 0 ? `an attribute in the ${where} has no name` : `the ${where} attribute "${attr.length > 40 || where === "query" ? "\u2026" : attr}" has no "=value"`
+    );
+  }
+  const name = attr.slice(0, eq);
+  for (const c3 of name) {
+    if (!NAME_CHARS.has(c3)) throw invalid2(`attribute name "${name}" may only hold letters, digits, - and _`);
+  }
+  return [name, attr.slice(eq + 1)];
+}
+function isPkcs11Uri(s) {
+  return s.slice(0, SCHEME.length).toLowerCase() === SCHEME;
+}
+function parseUri(input) {
+  if (!isPkcs11Uri(input)) {
+    const colon = input.indexOf(":");
+    throw invalid2(
+      colon > 0 && colon < 20 ? `scheme "${input.slice(0, colon)}:" is not "pkcs11:"` : `it must start with "pkcs11:"`
+    );
+  }
+  const rest = input.slice(SCHEME.length);
+  const q = rest.indexOf("?");
+  const pathPart = q < 0 ? rest : rest.slice(0, q);
+  const queryPart = q < 0 ? void 0 : rest.slice(q + 1);
+  if (pathPart.includes("#") || (queryPart?.includes("#") ?? false)) {
+    throw invalid2('"#" is not allowed; percent-encode it as %23');
+  }
+  const uri = { path: {}, query: {}, vendorPath: [], vendorQuery: [] };
+  const seen = /* @__PURE__ */ new Set();
+  const once9 = (name, where) => {
+    const key = `${where}:${name}`;
+    if (seen.has(key)) throw invalid2(`attribute ${name}= appears more than once in the ${where}`);
+    seen.add(key);
+  };
+  if (pathPart !== "") {
+    for (const attr of pathPart.split(";")) {
+      if (attr === "") throw invalid2('empty attribute in the path (two ";" in a row, or a trailing ";")');
+      const [name, raw2] = splitAttribute(attr, "path");
+      once9(name, "path");
+      if (isQueryName(name)) throw invalid2(`${name} is a query attribute: write it after "?"`);
+      if (!isPathName(name)) {
+        if (!name.toLowerCase().startsWith("x-")) throw unknownPathAttribute(name);
+        uri.vendorPath.push([name, decodeText(raw2, PATH_CHARS, name)]);
+        continue;
+      }
+      setPath(uri.path, name, raw2);
+    }
+  }
+  if (queryPart !== void 0 && queryPart !== "") {
+    for (const attr of queryPart.split("&")) {
+      if (attr === "") throw invalid2('empty attribute in the query (two "&" in a row, or a trailing "&")');
+      const [name, raw2] = splitAttribute(attr, "query");
+      once9(name, "query");
+      if (isPathName(name)) throw invalid2(`${name} is a path attribute: write it before "?"`);
+      const value = decodeText(raw2, QUERY_CHARS, name);
+      if (isQueryName(name)) uri.query[name] = value;
+      else uri.vendorQuery.push([name, value]);
+    }
+  }
+  return uri;
+}
+function setPath(p, name, raw2) {
+  switch (name) {
+    case "id":
+      p.id = decodeBytes(raw2, PATH_CHARS, name);
+      return;
+    case "type": {
+      const v = decodeText(raw2, PATH_CHARS, name);
+      if (!OBJECT_TYPES.includes(v)) {
+        throw invalid2(`type=${v} is not one of ${OBJECT_TYPES.join(", ")}`);
+      }
+      p.type = v;
+      return;
+    }
+    case "library-version": {
+      const v = decodeText(raw2, PATH_CHARS, name);
+      if (!/^\d+(\.\d+)?$/.test(v)) throw invalid2(`library-version=${v} must be MAJOR or MAJOR.MINOR digits`);
+      p[name] = v;
+      return;
+    }
+    case "slot-id": {
+      const v = decodeText(raw2, PATH_CHARS, name);
+      const n2 = Number(v);
+      if (!/^\d+$/.test(v) || !Number.isSafeInteger(n2))
+        throw invalid2(`slot-id=${v} must be a decimal number`);
+      p[name] = n2;
+      return;
+    }
+    default:
+      p[name] = decodeText(raw2, PATH_CHARS, name);
+  }
+}
+function encode(bytes, allowed) {
+  let out = "";
+  for (const b of bytes) {
+    const c3 = String.fromCharCode(b);
+    out += b < 128 && allowed.has(c3) ? c3 : `%${b.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
+}
+function keyUri(parts) {
+  const order = [
+    "token",
+    "manufacturer",
+    "model",
+    "serial",
+    "object",
+    "id",
+    "type"
+  ];
+  const attrs = [];
+  for (const name of order) {
+    const v = parts[name];
+    if (v === void 0) continue;
+    attrs.push(`${name}=${v instanceof Uint8Array ? encode(v, /* @__PURE__ */ new Set()) : encodeText(v, PATH_CHARS)}`);
+  }
+  return `${SCHEME}${attrs.join(";")}`;
+}
+var OBJECT_TYPES, SCHEME, PATH_NAMES, QUERY_NAMES, ALPHA_DIGIT, UNRESERVED, RES_AVAIL, PATH_CHARS, QUERY_CHARS, NAME_CHARS, utf8, encodeText;
+var init_uri = __esm({
+  "src/core/pkcs11/uri.ts"() {
+    "use strict";
+    init_errors();
+    OBJECT_TYPES = ["public", "private", "cert", "secret-key", "data"];
+    SCHEME = "pkcs11:";
+    PATH_NAMES = [
+      "token",
+      "manufacturer",
+      "serial",
+      "model",
+      "library-manufacturer",
+      "library-description",
+      "library-version",
+      "object",
+      "type",
+      "id",
+      "slot-manufacturer",
+      "slot-description",
+      "slot-id"
+    ];
+    QUERY_NAMES = ["pin-source", "pin-value", "module-name", "module-path"];
+    ALPHA_DIGIT = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    UNRESERVED = `${ALPHA_DIGIT}-._~`;
+    RES_AVAIL = ":[]@!$'()*+,=";
+    PATH_CHARS = new Set(`${UNRESERVED}${RES_AVAIL}&`);
+    QUERY_CHARS = new Set(`${UNRESERVED}${RES_AVAIL}/?|`);
+    NAME_CHARS = new Set(`${ALPHA_DIGIT}-_`);
+    utf8 = new TextDecoder("utf-8", { fatal: true });
+    encodeText = (s, allowed) => encode(Buffer.from(s, "utf8"), allowed);
+  }
+});
+
+// src/core/pkcs11/keys.ts
+import { X509Certificate } from "node:crypto";
+function keyTypeOf(m, raw2) {
+  if (!raw2) return void 0;
+  const value = raw2.length >= 8 ? Number(raw2.readBigUInt64LE(0)) : raw2.readUInt32LE(0);
+  if (value === m.lib.CKK_RSA) return "rsa";
+  if (value === m.lib.CKK_EC) return "ec";
+  if (value === CKK_EC_EDWARDS) return "eddsa";
+  return void 0;
+}
+function mechanismDisplayName(ckmName) {
+  return ckmName.replace(/^CKM_/, "").replaceAll("_", "-");
+}
+function signingMechanismsFor(keyType, table) {
+  const pattern = keyType === "rsa" ? /^CKM_(SHA\d*_)?RSA_PKCS(_PSS)?$/ : keyType === "ec" ? /^CKM_ECDSA(_SHA\d+)?$/ : /^CKM_EDDSA$/;
+  return [...table.values()].filter((m) => m.sign && pattern.test(m.name)).map((m) => mechanismDisplayName(m.name)).sort();
+}
+function objectTemplate(m, cls, uri) {
+  const t = [{ type: m.lib.CKA_CLASS, value: cls }];
+  if (uri?.path.object !== void 0)
+    t.push({ type: m.lib.CKA_LABEL, value: Buffer.from(uri.path.object, "utf8") });
+  if (uri?.path.id !== void 0) t.push({ type: m.lib.CKA_ID, value: Buffer.from(uri.path.id) });
+  return t;
+}
+function findById(s, cls, id) {
+  const lib = s.module.lib;
+  const tmpl = [
+    { type: lib.CKA_CLASS, value: cls },
+    { type: lib.CKA_ID, value: Buffer.from(id) }
+  ];
+  if (cls === lib.CKO_CERTIFICATE) tmpl.push({ type: lib.CKA_CERTIFICATE_TYPE, value: lib.CKC_X_509 });
+  return s.find(tmpl, 1)[0];
+}
+function readCertificate(s, id) {
+  const lib = s.module.lib;
+  const cert = findById(s, lib.CKO_CERTIFICATE, id);
+  if (!cert) return void 0;
+  const value = s.attributes(cert, [lib.CKA_VALUE]).get(lib.CKA_VALUE);
+  return value && value.length > 0 ? new Uint8Array(value) : void 0;
+}
+function publicKeyOf(s, object, keyType, id, certificate) {
+  const lib = s.module.lib;
+  if (keyType === "rsa") {
+    let a2 = s.attributes(object, [lib.CKA_MODULUS, lib.CKA_PUBLIC_EXPONENT]);
+    if (!a2.get(lib.CKA_MODULUS) || !a2.get(lib.CKA_PUBLIC_EXPONENT)) {
+      const pub = findById(s, lib.CKO_PUBLIC_KEY, id);
+      if (pub) a2 = s.attributes(pub, [lib.CKA_MODULUS, lib.CKA_PUBLIC_EXPONENT]);
+    }
+    const modulus = a2.get(lib.CKA_MODULUS);
+    const exponent = a2.get(lib.CKA_PUBLIC_EXPONENT);
+    if (modulus && exponent) {
+      const firstNonZero = modulus.findIndex((b) => b !== 0);
+      const bits = firstNonZero < 0 ? 0 : (modulus.length - firstNonZero) * 8 - Math.clz32(modulus[firstNonZero] ?? 0) + 24;
+      return { spki: spkiFromRsa(modulus, exponent), bits };
+    }
+    const spki3 = certificate ? certificatePublicKey(certificate) : void 0;
+    return spki3 ? { spki: spki3 } : {};
+  }
+  const params = s.attributes(object, [lib.CKA_EC_PARAMS]).get(lib.CKA_EC_PARAMS);
+  const curve = params ? curveFromEcParams(params).name : void 0;
+  let point = s.attributes(object, [lib.CKA_EC_POINT]).get(lib.CKA_EC_POINT);
+  if (!point) {
+    const pub = findById(s, lib.CKO_PUBLIC_KEY, id);
+    if (pub) point = s.attributes(pub, [lib.CKA_EC_POINT]).get(lib.CKA_EC_POINT);
+  }
+  const base = curve === void 0 ? {} : { curve };
+  if (params && point) {
+    return {
+      ...base,
+      spki: keyType === "eddsa" ? spkiFromEdwards(params, point) : spkiFromEc(params, point)
+    };
+  }
+  const spki2 = certificate ? certificatePublicKey(certificate) : void 0;
+  return spki2 ? { ...base, spki: spki2 } : base;
+}
+function certificatePublicKey(certDer2) {
+  try {
+    const spki2 = new X509Certificate(certDer2).publicKey.export({ type: "spki", format: "der" });
+    return new Uint8Array(spki2);
+  } catch {
+    return void 0;
+  }
+}
+function describeObject(s, object, table, isPrivate) {
+  const lib = s.module.lib;
+  const a2 = s.attributes(object, [lib.CKA_KEY_TYPE, lib.CKA_LABEL, lib.CKA_ID]);
+  const keyType = keyTypeOf(s.module, a2.get(lib.CKA_KEY_TYPE));
+  if (!keyType) return void 0;
+  const label = a2.get(lib.CKA_LABEL)?.toString("utf8") ?? "";
+  const id = new Uint8Array(a2.get(lib.CKA_ID) ?? Buffer.alloc(0));
+  const certificate = id.length > 0 ? readCertificate(s, id) : void 0;
+  const pub = publicKeyOf(s, object, keyType, id, certificate);
+  const always = isPrivate ? s.attributes(object, [lib.CKA_ALWAYS_AUTHENTICATE]).get(lib.CKA_ALWAYS_AUTHENTICATE) : void 0;
+  const t = s.token;
+  return {
+    ...isPrivate ? { handle: object } : {},
+    alwaysAuthenticate: always !== void 0 && always.length > 0 && always[0] !== 0,
+    label,
+    id,
+    keyType,
+    ...pub,
+    ...certificate ? { certificate } : {},
+    mechanisms: signingMechanismsFor(keyType, table),
+    uri: keyUri({
+      token: t.label,
+      ...t.serial ? { serial: t.serial } : {},
+      ...label ? { object: label } : {},
+      ...id.length > 0 ? { id } : {},
+      type: "private"
+    })
+  };
+}
+function listKeys(s, table, uri) {
+  const lib = s.module.lib;
+  const privates = s.find(objectTemplate(s.module, lib.CKO_PRIVATE_KEY, uri));
+  if (privates.length > 0) {
+    return privates.flatMap((o2) => describeObject(s, o2, table, true) ?? []);
+  }
+  return s.find(objectTemplate(s.module, lib.CKO_PUBLIC_KEY, uri)).flatMap((o2) => describeObject(s, o2, table, false) ?? []);
+}
+function findPrivateKey(s, table, uri) {
+  if (uri.path.type !== void 0 && uri.path.type !== "private") {
+    throw new CodesignError(
+      "INVALID_INPUT",
+      `the key URI names an object of type=${uri.path.type}; signing needs type=private`,
+      {
+        hint: "use the URI printed by `codesign keys`"
+      }
+    );
+  }
+  if (uri.path.object === void 0 && uri.path.id === void 0) {
+    throw new CodesignError("INVALID_INPUT", "the key URI names no key (it has neither object= nor id=)", {
+      hint: "use the URI printed by `codesign keys`"
+    });
+  }
+  const keys = listKeys(s, table, uri).filter(
+    (k) => k.handle !== void 0
+  );
+  const [only] = keys;
+  if (keys.length === 1 && only) return only;
+  const wanted = [
+    uri.path.object !== void 0 ? `object=${uri.path.object}` : "",
+    uri.path.id !== void 0 ? `id=${Buffer.from(uri.path.id).toString("hex")}` : ""
+  ].filter(Boolean).join(" ");
+  if (keys.length === 0) {
+    throw new CodesignError("KEY_NOT_FOUND", `no private key with ${wanted} on token "${s.token.label}"`, {
+      hint: "run `codesign keys` to list the keys and their URIs"
+    });
+  }
+  throw new CodesignError(
+    "AMBIGUOUS",
+    `${keys.length} private keys match ${wanted} on token "${s.token.label}"`,
+    {
+      hint: "add id= to the URI (see `codesign keys`)"
+    }
+  );
+}
+var init_keys = __esm({
+  "src/core/pkcs11/keys.ts"() {
+    "use strict";
+    init_asn1();
+    init_errors();
+    init_module();
+    init_uri();
+  }
+});
+
+// src/core/pkcs11/pin.ts
+import { closeSync, constants as constants5, fstatSync, openSync, readSync, realpathSync } from "node:fs";
+import path9 from "node:path";
+import { inspect as inspect3 } from "node:util";
+function readPinFile(file, origin) {
+  let fd;
+  let st;
+  try {
+    fd = openSync(file, constants5.O_RDONLY | constants5.O_NONBLOCK);
+    st = fstatSync(fd);
+  } catch (cause) {
+    throw new CodesignError("INVALID_INPUT", `cannot read the PIN file ${file} (from ${origin})`, {
+      hint: "check the path",
+      cause
+    });
+  }
+  let text;
+  try {
+    if (!st.isFile()) {
+      throw new CodesignError(
+        "INVALID_INPUT",
+        `the PIN file ${file} (from ${origin}) is not a regular file`,
+        {
+          hint: "give a file holding only the PIN; FIFOs and devices are not read"
+        }
+      );
+    }
+    const mode2 = st.mode;
+    if ((mode2 & 63) !== 0) {
+      throw new CodesignError(
+        "PIN_FILE_INSECURE",
+        `the PIN file ${file} is accessible by group or others (mode ${(mode2 & 511).toString(8).padStart(4, "0")})`,
+        { hint: `restrict it with: chmod 600 '${file}'` }
+      );
+    }
+    const buf3 = Buffer.alloc(PIN_FILE_MAX + 1);
+    let n2 = 0;
+    for (let r = -1; r !== 0 && n2 < buf3.length; n2 += r) r = readSync(fd, buf3, n2, buf3.length - n2, null);
+    if (n2 > PIN_FILE_MAX) {
+      throw new CodesignError("INVALID_INPUT", `the PIN file ${file} is larger than ${PIN_FILE_MAX} bytes`, {
+        hint: "a PIN file holds only the PIN"
+      });
+    }
+    text = buf3.subarray(0, n2).toString("utf8");
+  } finally {
+    closeSync(fd);
+  }
+  if (text.endsWith("\r\n")) text = text.slice(0, -2);
+  else if (text.endsWith("\n")) text = text.slice(0, -1);
+  if (text.length === 0) {
+    throw new CodesignError("INVALID_INPUT", `the PIN file ${file} is empty`, {
+      hint: `write only the PIN into it, e.g. printf '%s' "$PIN" > FILE`
+    });
+  }
+  if (/[\r\n]/.test(text)) {
+    throw new CodesignError("INVALID_INPUT", `the PIN file ${file} holds more than one line`, {
+      hint: "a PIN file holds only the PIN; one trailing newline is tolerated"
+    });
+  }
+  return text;
+}
+function pinSourceFile(source) {
+  if (source.startsWith("file:")) {
+    const rest = source.slice("file:".length);
+    return rest.startsWith("//") ? rest.slice(2) : rest;
+  }
+  if (source.startsWith("/")) return source;
+  throw new CodesignError("INVALID_INPUT", `pin-source "${source}" is not a file: URI`, {
+    hint: "use pin-source=file:/path/to/pin-file"
+  });
+}
+function refuseTwoPinFiles(opts) {
+  const source = opts.uri?.query["pin-source"];
+  if (opts.pinFile === void 0 || source === void 0) return;
+  if (sameFile(pinSourceFile(source), opts.pinFile)) return;
+  throw new CodesignError("USAGE", "the key URI's pin-source and --pin-file name different PIN files", {
+    hint: "give the PIN one way: drop --pin-file, or remove pin-source from the URI"
+  });
+}
+async function resolvePin(opts) {
+  refuseTwoPinFiles(opts);
+  const uriPin = opts.uri?.query["pin-value"];
+  if (uriPin !== void 0) return new Secret(uriPin, "pin-value");
+  const uriSource = opts.uri?.query["pin-source"];
+  if (uriSource !== void 0)
+    return new Secret(readPinFile(pinSourceFile(uriSource), "pin-source"), "pin-source");
+  if (opts.pinFile !== void 0) return new Secret(readPinFile(opts.pinFile, "--pin-file"), "--pin-file");
+  const env = opts.env ?? process.env;
+  const envFile = env["CODESIGN_PIN_FILE"];
+  if (envFile) return new Secret(readPinFile(envFile, "CODESIGN_PIN_FILE"), "CODESIGN_PIN_FILE");
+  const fromEnv = env["CODESIGN_PIN"];
+  if (fromEnv !== void 0 && fromEnv !== "") return new Secret(fromEnv, "CODESIGN_PIN");
+  if (opts.prompt && (opts.isTty ?? process.stdin.isTTY === true))
+    return new Secret(await opts.prompt(), "prompt");
+  return void 0;
+}
+async function requirePin(opts, what) {
+  const pin = await resolvePin(opts);
+  if (!pin)
+    throw new CodesignError("PIN_REQUIRED", `${what} needs the token's PIN and none was given`, {
+      hint: PIN_OPTIONS_HINT
+    });
+  return pin;
+}
+var Secret, PIN_OPTIONS_HINT, PIN_FILE_MAX, sameFile;
+var init_pin = __esm({
+  "src/core/pkcs11/pin.ts"() {
+    "use strict";
+    init_errors();
+    Secret = class {
+      #value;
+      source;
+      constructor(value, source) {
+        this.#value = value;
+        this.source = source;
+      }
+      reveal() {
+        return this.#value;
+      }
+      toString() {
+        return "[redacted]";
+      }
+      toJSON() {
+        return "[redacted]";
+      }
+      [inspect3.custom]() {
+        return `Secret([redacted] from ${this.source})`;
+      }
+    };
+    PIN_OPTIONS_HINT = "give the PIN with --pin-file FILE (mode 0600), $CODESIGN_PIN_FILE, $CODESIGN_PIN, pin-source=file:FILE in the key URI, or run in a terminal to be prompted";
+    PIN_FILE_MAX = 4096;
+    sameFile = (a2, b) => {
+      try {
+        return realpathSync(a2) === realpathSync(b);
+      } catch {
+        return path9.resolve(a2) === path9.resolve(b);
+      }
+    };
+  }
+});
+
+// src/core/pkcs11/module-path.ts
+import { existsSync, readdirSync, readFileSync as readFileSync4 } from "node:fs";
+import { homedir } from "node:os";
+import path10 from "node:path";
+function libDirs() {
+  const triple = MULTIARCH[process.arch];
+  return [...triple ? [`/usr/lib/${triple}`] : [], "/usr/lib64", "/usr/lib", "/usr/local/lib"];
+}
+function p11KitConfigDirs() {
+  return [
+    "/usr/share/p11-kit/modules",
+    "/etc/pkcs11/modules",
+    path10.join(homedir(), ".config/pkcs11/modules")
+  ];
+}
+function firstExisting(candidates) {
+  return candidates.find((p) => existsSync(p));
+}
+function p11KitProxyPath() {
+  return firstExisting(libDirs().map((d) => path10.join(d, "p11-kit-proxy.so")));
+}
+function p11KitClientPath() {
+  return firstExisting(libDirs().map((d) => path10.join(d, "pkcs11", "p11-kit-client.so")));
+}
+function registeredModules(dirs = p11KitConfigDirs()) {
+  const byName = /* @__PURE__ */ new Map();
+  for (const dir of dirs) {
+    let entries;
+    try {
+      entries = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const entry of entries.sort()) {
+      if (!entry.endsWith(".module")) continue;
+      const configFile = path10.join(dir, entry);
+      const text = readFileSync4(configFile, "utf8");
+      const match = /^\s*module\s*:\s*(.+?)\s*$/m.exec(text);
+      if (!match?.[1]) continue;
+      const reserved = /^\s*x-init-reserved\s*:\s*(.*?)\s*$/m.exec(text)?.[1];
+      const lib = match[1];
+      const resolved = path10.isAbsolute(lib) ? lib : firstExisting(libDirs().map((d) => path10.join(d, "pkcs11", lib))) ?? lib;
+      byName.set(entry.slice(0, -".module".length), {
+        name: entry.slice(0, -".module".length),
+        path: resolved,
+        configFile,
+        ...reserved ? { initReserved: reserved } : {}
+      });
+    }
+  }
+  return [...byName.values()];
+}
+function libraryBaseName(file) {
+  return path10.basename(file).replace(/\.(so|dylib|dll)(\.[0-9.]+)?$/, "").replace(/^lib/, "");
+}
+function resolveModuleName(name) {
+  const modules = registeredModules();
+  const found = modules.find((m) => m.name === name) ?? modules.find((m) => libraryBaseName(m.path) === name);
+  if (!found) {
+    throw new CodesignError(
+      "MODULE_NOT_FOUND",
+      `no PKCS#11 module named "${name}" is registered with p11-kit`,
+      {
+        hint: modules.length === 0 ? `register one with a .module file in ${p11KitConfigDirs()[1]}, or give --module PATH` : `registered modules: ${modules.map((m) => m.name).join(", ")}; or give --module PATH`
+      }
+    );
+  }
+  return found;
+}
+function remoteAddress(value) {
+  const address = value.startsWith("unix:") || value.includes("=") ? value : `unix:path=${path10.resolve(value)}`;
+  if (/[\0\n\r]/.test(address))
+    throw new CodesignError("INVALID_INPUT", "the --remote address holds a control character");
+  return address;
+}
+function chooseInitArgs(moduleArgs, registered, env) {
+  if (moduleArgs) return new Secret(moduleArgs, "moduleArgs");
+  if (registered?.initReserved) return new Secret(registered.initReserved, "x-init-reserved");
+  const fromEnv = env["CODESIGN_PKCS11_MODULE_ARGS"];
+  return fromEnv ? new Secret(fromEnv, "CODESIGN_PKCS11_MODULE_ARGS") : void 0;
+}
+function chooseModule(opts) {
+  const env = opts.env ?? process.env;
+  let choice2;
+  const remote = env["CODESIGN_REMOTE"];
+  if (remote) {
+    if (opts.flag) {
+      throw new CodesignError("USAGE", "--remote and --module exclude each other", {
+        hint: "the module is chosen on the server side: `codesign remote serve --module \u2026`"
+      });
+    }
+    const client = p11KitClientPath();
+    if (!client) {
+      throw new CodesignError(
+        "MODULE_NOT_FOUND",
+        "p11-kit-client.so is not installed, so --remote cannot work",
+        {
+          hint: "install p11-kit-modules (scripts/bootstrap does)"
+        }
+      );
+    }
+    env["P11_KIT_SERVER_ADDRESS"] = remoteAddress(remote);
+    return { path: client, source: "--remote" };
+  }
+  let registered;
+  if (opts.flag) choice2 = { path: opts.flag, source: "--module" };
+  else if (opts.uri?.query["module-path"])
+    choice2 = { path: opts.uri.query["module-path"], source: "module-path" };
+  else if (opts.uri?.query["module-name"]) {
+    registered = resolveModuleName(opts.uri.query["module-name"]);
+    choice2 = { path: registered.path, source: "module-name" };
+  } else if (env["CODESIGN_PKCS11_MODULE"])
+    choice2 = { path: env["CODESIGN_PKCS11_MODULE"], source: "CODESIGN_PKCS11_MODULE" };
+  else {
+    const proxy = p11KitProxyPath();
+    if (!proxy) {
+      throw new CodesignError(
+        "MODULE_NOT_FOUND",
+        "no PKCS#11 module given and p11-kit-proxy.so is not installed",
+        {
+          hint: "give --module PATH (e.g. /usr/lib/softhsm/libsofthsm2.so), set CODESIGN_PKCS11_MODULE, or install p11-kit-modules"
+        }
+      );
+    }
+    choice2 = { path: proxy, source: "p11-kit-proxy" };
+  }
+  if (!existsSync(choice2.path)) {
+    throw new CodesignError(
+      "MODULE_NOT_FOUND",
+      `PKCS#11 module not found: ${choice2.path} (from ${choice2.source})`,
+      {
+        hint: "check the path; `codesign doctor` lists the modules registered with p11-kit"
+      }
+    );
+  }
+  const initArgs = choice2.source === "p11-kit-proxy" ? void 0 : chooseInitArgs(opts.moduleArgs, registered, env);
+  return initArgs ? { ...choice2, initArgs } : choice2;
+}
+var MULTIARCH;
+var init_module_path = __esm({
+  "src/core/pkcs11/module-path.ts"() {
+    "use strict";
+    init_errors();
+    init_pin();
+    MULTIARCH = {
+      x64: "x86_64-linux-gnu",
+      arm64: "aarch64-linux-gnu",
+      arm: "arm-linux-gnueabihf",
+      ppc64: "powerpc64le-linux-gnu",
+      s390x: "s390x-linux-gnu"
+    };
+  }
+});
+
+// src/core/pkcs11/login-fuse.ts
+var FATAL, LoginFuse;
+var init_login_fuse = __esm({
+  "src/core/pkcs11/login-fuse.ts"() {
+    "use strict";
+    init_errors();
+    FATAL = /* @__PURE__ */ new Set(["PIN_INCORRECT", "PIN_LOCKED", "PIN_EXPIRED", "LOGIN_FAILED"]);
+    LoginFuse = class {
+      #blown;
+      get blown() {
+        return this.#blown !== void 0;
+      }
+      /** Throws the error that blew the fuse, if it has. Call before every C_Login. */
+      check() {
+        const e = this.#blown;
+        if (e) {
+          throw new CodesignError(e.code, `not signing: an earlier per-signature login failed (${e.message})`, {
+            hint: e.hint ?? "check the PIN; codesign does not retry a rejected PIN",
+            cause: e
+          });
+        }
+      }
+      /** Blows the fuse when `e` is a PIN failure; returns `e` for rethrowing either way. */
+      observe(e) {
+        if (e instanceof CodesignError && FATAL.has(e.code)) this.#blown ??= e;
+        return e;
+      }
+    };
+  }
+});
+
+// src/core/pkcs11/reconnect.ts
+import { setTimeout as sleep } from "node:timers/promises";
+function transientCkr(e) {
+  const name = ckrName(e) ?? (e instanceof Error ? ckrName(e.cause) : void 0);
+  return name !== void 0 && TRANSIENT_CKR.has(name) ? name : void 0;
+}
+var TRANSIENT_CKR, FATAL2, RETRY_CONNECT, reasonOf, ReconnectingSigner;
+var init_reconnect = __esm({
+  "src/core/pkcs11/reconnect.ts"() {
+    "use strict";
+    init_errors();
+    init_ckr();
+    TRANSIENT_CKR = /* @__PURE__ */ new Set([
+      "CKR_FUNCTION_FAILED",
+      "CKR_DEVICE_ERROR",
+      "CKR_DEVICE_REMOVED",
+      "CKR_TOKEN_NOT_PRESENT",
+      "CKR_SESSION_HANDLE_INVALID",
+      "CKR_SESSION_CLOSED"
+    ]);
+    FATAL2 = ["PIN_INCORRECT", "PIN_LOCKED", "PIN_EXPIRED", "LOGIN_FAILED"];
+    RETRY_CONNECT = ["TOKEN_NOT_FOUND", "TOKEN_ERROR"];
+    reasonOf = (e) => e instanceof Error ? e.message : String(e);
+    ReconnectingSigner = class {
+      key;
+      /** Reconnects so far (each one a fresh module load and one C_Login). */
+      reconnects = 0;
+      #conn;
+      #inflight = 0;
+      #drainWaiters = [];
+      #recovering;
+      #outage;
+      #dead;
+      #closed = false;
+      #o;
+      constructor(first, o2) {
+        this.key = first.signer.key;
+        this.#conn = first;
+        this.#o = o2;
+      }
+      async sign(request) {
+        for (; ; ) {
+          if (this.#dead !== void 0) throw this.#dead;
+          if (this.#recovering) {
+            await this.#recovering.catch(() => void 0);
+            continue;
+          }
+          const conn = this.#conn;
+          let failure;
+          this.#inflight++;
+          try {
+            const signature = await conn.signer.sign(request);
+            this.#outage = void 0;
+            return signature;
+          } catch (e) {
+            failure = e;
+          } finally {
+            this.#settled();
+          }
+          if (this.#o.retryMs <= 0 || transientCkr(failure) === void 0) throw failure;
+          await this.#recover(conn, failure);
+        }
+      }
+      /** Closes whatever connection is current; waits for a reconnect under way. */
+      async close() {
+        this.#closed = true;
+        await this.#recovering?.catch(() => void 0);
+        await this.#drained();
+        this.#conn.close();
+      }
+      #settled() {
+        this.#inflight--;
+        if (this.#inflight > 0) return;
+        for (const w of this.#drainWaiters.splice(0)) w();
+      }
+      /** Resolves when no signature is in flight: C_Finalize must not run under a C_Sign. */
+      #drained() {
+        if (this.#inflight === 0) return Promise.resolve();
+        return new Promise((resolve) => this.#drainWaiters.push(resolve));
+      }
+      /** One recovery at a time; every caller that met the same failure waits for it. */
+      #recover(conn, failure) {
+        if (this.#recovering) return this.#recovering;
+        if (conn !== this.#conn) return Promise.resolve();
+        const p = this.#recoverOnce(failure).finally(() => {
+          this.#recovering = void 0;
+        });
+        this.#recovering = p;
+        return p;
+      }
+      async #recoverOnce(failure) {
+        const first = this.#o.firstBackoffMs ?? 250;
+        const max = this.#o.maxBackoffMs ?? 4e3;
+        const outage = this.#outage ??= { since: performance.now(), backoff: first };
+        const deadline = outage.since + this.#o.retryMs;
+        let last = failure;
+        for (; ; ) {
+          const wait = Math.min(outage.backoff, deadline - performance.now());
+          if (wait <= 0 || this.#closed) this.#giveUp(last);
+          await sleep(wait);
+          outage.backoff = Math.min(outage.backoff * 2, max);
+          await this.#drained();
+          let alive;
+          try {
+            alive = this.#conn.alive();
+          } catch {
+            alive = false;
+          }
+          if (alive) {
+            this.#o.onEvent?.({ kind: "retry", reason: reasonOf(last) });
+            return;
+          }
+          this.#o.onEvent?.({ kind: "reconnecting", reason: reasonOf(last) });
+          this.#conn.close();
+          try {
+            this.#conn = await this.#o.connect();
+          } catch (e) {
+            if (!(e instanceof CodesignError) || !RETRY_CONNECT.includes(e.code)) {
+              this.#dead = e;
+              this.#o.onEvent?.({ kind: "gave-up", reason: reasonOf(e) });
+              throw e;
+            }
+            last = e;
+            continue;
+          }
+          this.reconnects++;
+          this.#o.onEvent?.({ kind: "reconnected", count: this.reconnects });
+          return;
+        }
+      }
+      #giveUp(last) {
+        const seconds = Math.round(this.#o.retryMs / 100) / 10;
+        const dead = last instanceof CodesignError && FATAL2.includes(last.code) ? last : new CodesignError(
+          "TOKEN_ERROR",
+          `the token did not come back within ${seconds} s: ${reasonOf(last)}`,
+          {
+            hint: "the files reported as not signed were not written; sign them again once the token answers, or allow a longer outage with --token-retry-seconds",
+            cause: last
+          }
+        );
+        this.#dead = dead;
+        this.#o.onEvent?.({ kind: "gave-up", reason: reasonOf(last) });
+        throw dead;
+      }
+    };
+  }
+});
+
+// src/core/pkcs11/signer-pool.ts
+var SignerPool;
+var init_signer_pool = __esm({
+  "src/core/pkcs11/signer-pool.ts"() {
+    "use strict";
+    SignerPool = class {
+      key;
+      idle;
+      waiting = [];
+      constructor(signers) {
+        const [first] = signers;
+        if (!first) throw new Error("SignerPool needs at least one signer");
+        this.key = first.key;
+        this.idle = [...signers];
+      }
+      /** How many signatures can be in flight at once. */
+      get size() {
+        return this.idle.length + this.busy;
+      }
+      busy = 0;
+      acquire() {
+        const s = this.idle.pop();
+        if (s) {
+          this.busy++;
+          return Promise.resolve(s);
+        }
+        return new Promise((resolve) => this.waiting.push(resolve));
+      }
+      release(s) {
+        const next = this.waiting.shift();
+        if (next) next(s);
+        else {
+          this.busy--;
+          this.idle.push(s);
+        }
+      }
+      async sign(request) {
+        const s = await this.acquire();
+        try {
+          return await s.sign(request);
+        } finally {
+          this.release(s);
+        }
+      }
+    };
+  }
+});
+
+// src/core/pkcs11/token-signer.ts
+import { createHash } from "node:crypto";
+var HASH_BYTES2, TokenKeySigner;
+var init_token_signer = __esm({
+  "src/core/pkcs11/token-signer.ts"() {
+    "use strict";
+    init_asn1();
+    init_errors();
+    init_module();
+    init_signer();
+    HASH_BYTES2 = { sha256: 32, sha384: 48, sha512: 64 };
+    TokenKeySigner = class {
+      key;
+      session;
+      handle;
+      offered;
+      label;
+      authorize;
+      fuse;
+      constructor(session, key, table, context2) {
+        if (!key.spki) {
+          throw new CodesignError(
+            "KEY_NOT_FOUND",
+            `the public key of "${key.label}" is not readable from the token`,
+            {
+              hint: "store the public key or a certificate with the same CKA_ID on the token"
+            }
+          );
+        }
+        this.key = {
+          keyType: key.keyType,
+          spki: key.spki,
+          ...key.bits === void 0 ? {} : { bits: key.bits },
+          ...key.curve === void 0 ? {} : { curve: key.curve }
+        };
+        this.session = session;
+        this.handle = key.handle;
+        this.label = key.label;
+        this.offered = new Set([...table.values()].filter((m) => m.sign).map((m) => m.name));
+        if (key.alwaysAuthenticate === true) {
+          if (!context2) {
+            throw new CodesignError(
+              "PIN_REQUIRED",
+              `the key "${key.label}" needs a PIN for every signature (CKA_ALWAYS_AUTHENTICATE)`,
+              { hint: "sign through withTokenKey, which keeps the PIN for the run" }
+            );
+          }
+          const { pin, fuse } = context2;
+          this.fuse = fuse;
+          this.authorize = (s) => {
+            fuse.check();
+            try {
+              s.contextLogin(pin);
+            } catch (e) {
+              throw fuse.observe(e);
+            }
+          };
+        }
+      }
+      signOnce(mechanism, data) {
+        return this.session.signOnce(mechanism, this.handle, data, this.authorize);
+      }
+      has(name) {
+        return this.offered.has(name);
+      }
+      mechanism(name, parameter) {
+        const lib = this.session.module.lib;
+        const value = name === "CKM_EDDSA" ? CKM_EDDSA : lib[name];
+        return parameter === void 0 ? { mechanism: value } : { mechanism: value, parameter };
+      }
+      pssParams(hash) {
+        const lib = this.session.module.lib;
+        const H = hash.toUpperCase();
+        return {
+          type: lib.CK_PARAMS_RSA_PSS,
+          hashAlg: lib[`CKM_${H}`],
+          mgf: lib[`CKG_MGF1_${H}`],
+          saltLen: HASH_BYTES2[hash]
+        };
+      }
+      unsupported(what) {
+        return new CodesignError("MECHANISM_UNSUPPORTED", `token key "${this.label}" cannot sign with ${what}`, {
+          hint: `the token offers: ${[...this.offered].filter((n2) => /RSA|ECDSA|EDDSA/.test(n2)).join(", ") || "no signing mechanisms"}`
+        });
+      }
+      async sign(req) {
+        this.fuse?.check();
+        const { hash, scheme } = req;
+        if (!schemeFitsKey(scheme, this.key.keyType)) {
+          throw new CodesignError(
+            "INVALID_INPUT",
+            `--mechanism ${scheme} does not fit a ${this.key.keyType} key`,
+            {
+              hint: this.key.keyType === "rsa" ? "use rsa-pkcs1 or rsa-pss" : `use ${this.key.keyType === "ec" ? "ecdsa" : "eddsa"}`
+            }
+          );
+        }
+        const H = hash.toUpperCase();
+        const input = req.input;
+        const message = "message" in input ? Buffer.from(input.message) : void 0;
+        if (scheme === "eddsa") {
+          if (!message) throw new CodesignError("INVALID_INPUT", "EdDSA signs the message itself, not a digest");
+          if (!this.has("CKM_EDDSA")) throw this.unsupported("EdDSA");
+          return this.signOnce(this.mechanism("CKM_EDDSA"), message);
+        }
+        const combined = {
+          "rsa-pkcs1": `CKM_${H}_RSA_PKCS`,
+          "rsa-pss": `CKM_${H}_RSA_PKCS_PSS`,
+          ecdsa: `CKM_ECDSA_${H}`
+        }[scheme];
+        let out;
+        if (message && this.has(combined)) {
+          out = await this.signOnce(
+            this.mechanism(combined, scheme === "rsa-pss" ? this.pssParams(hash) : void 0),
+            message
+          );
+        } else {
+          const digest = "digest" in input ? Buffer.from(input.digest) : createHash(hash).update(input.message).digest();
+          if (digest.length !== HASH_BYTES2[hash]) {
+            throw new CodesignError(
+              "INTERNAL",
+              `a ${hash} digest must be ${HASH_BYTES2[hash]} bytes, got ${digest.length}`
+            );
+          }
+          if (scheme === "rsa-pkcs1") {
+            if (!this.has("CKM_RSA_PKCS")) throw this.unsupported(`RSA PKCS#1 v1.5 over a host ${hash} digest`);
+            out = await this.signOnce(this.mechanism("CKM_RSA_PKCS"), Buffer.from(digestInfo(hash, digest)));
+          } else if (scheme === "rsa-pss") {
+            if (!this.has("CKM_RSA_PKCS_PSS")) throw this.unsupported(`RSA-PSS over a host ${hash} digest`);
+            out = await this.signOnce(this.mechanism("CKM_RSA_PKCS_PSS", this.pssParams(hash)), digest);
+          } else {
+            if (!this.has("CKM_ECDSA")) throw this.unsupported(`ECDSA over a host ${hash} digest`);
+            out = await this.signOnce(this.mechanism("CKM_ECDSA"), digest);
+          }
+        }
+        if (scheme === "ecdsa" && (req.format ?? "der") === "der") return ecdsaRawToDer(out);
+        return new Uint8Array(out);
+      }
+    };
+  }
+});
+
+// src/core/pkcs11/token-key.ts
+async function withTokenKey(opts, fn) {
+  const uri = parseUri(opts.key);
+  const moduleChoice = chooseModule({
+    flag: opts.module,
+    uri,
+    moduleArgs: opts.moduleArgs,
+    ...opts.env ? { env: opts.env } : {}
+  });
+  const retryMs = tokenRetrySeconds(opts) * 1e3;
+  const pin = opts.pin ?? await requirePin(
+    { uri, pinFile: opts.pinFile, prompt: opts.prompt, ...opts.env ? { env: opts.env } : {} },
+    "this command"
+  );
+  const fuse = new LoginFuse();
+  const target = { moduleChoice, uri, pin, fuse, sessions: opts.sessions ?? 1, readWrite: opts.readWrite };
+  const first = connectKey(target);
+  const signer = new ReconnectingSigner(first, {
+    retryMs,
+    connect: () => Promise.resolve(connectKey({ ...target, same: first.open }))
+  });
+  try {
+    return await fn({ ...first.open, signer });
+  } finally {
+    await signer.close();
+  }
+}
+function tokenRetrySeconds(opts) {
+  const fromEnv = (opts.env ?? process.env)["CODESIGN_TOKEN_RETRY_SECONDS"];
+  const value = opts.tokenRetrySeconds ?? (fromEnv === void 0 || fromEnv === "" ? void 0 : Number(fromEnv));
+  if (value === void 0) return DEFAULT_TOKEN_RETRY_SECONDS;
+  if (!Number.isFinite(value) || value < 0) {
+    throw new CodesignError("USAGE", `the token retry time (${String(value)} s) must be a number \u2265 0`, {
+      hint: "give seconds, e.g. 30; 0 fails at the first token error"
+    });
+  }
+  return value;
+}
+function connectKey(t) {
+  const module = Pkcs11Module.open(t.moduleChoice.path, t.moduleChoice.initArgs);
+  const sessions = [];
+  let loggedIn = false;
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    const [login, ...extra] = sessions;
+    for (const s of extra) s.close();
+    if (login) {
+      if (loggedIn) login.logout();
+      login.close();
+    }
+    try {
+      module.close();
+    } catch {
+    }
+  };
+  try {
+    const token = module.selectToken(t.uri);
+    if (t.same && token.serial !== t.same.token.serial) {
+      throw new CodesignError(
+        "TOKEN_NOT_FOUND",
+        `the key URI now finds token serial ${token.serial}, not ${t.same.token.serial} that the run started with`
+      );
+    }
+    if (token.flags.includes("user-pin-locked")) {
+      throw new CodesignError("PIN_LOCKED", `the user PIN of token "${token.label}" is locked`, {
+        hint: "the security officer must unlock or reset it; codesign will not try to log in"
+      });
+    }
+    const mechanisms = module.mechanisms(token);
+    const session = module.openSession(token, { readWrite: t.readWrite ?? false });
+    sessions.push(session);
+    session.login(t.pin);
+    loggedIn = true;
+    const key = findPrivateKey(session, mechanisms, t.uri);
+    if (t.same && !sameBytes(key.spki, t.same.key.spki)) {
+      throw new CodesignError("KEY_NOT_FOUND", "after reconnecting, the key URI finds a different key", {
+        hint: "the token changed while the run was signing; nothing more is signed with it"
+      });
+    }
+    const context2 = key.alwaysAuthenticate ? { pin: t.pin, fuse: t.fuse } : void 0;
+    const budget = sessionBudget(t.sessions, token);
+    for (let i2 = 1; i2 < budget; i2++) {
+      const s = openExtraSession(module, token);
+      if (!s) break;
+      sessions.push(s);
+    }
+    const signers = sessions.map((s) => new TokenKeySigner(s, key, mechanisms, context2));
+    return {
+      signer: new SignerPool(signers),
+      alive: () => session.alive(),
+      close,
+      open: {
+        module,
+        moduleChoice: t.moduleChoice,
+        token,
+        session,
+        mechanisms,
+        uri: t.uri,
+        loggedIn: true,
+        pin: t.pin,
+        key,
+        sessions: signers.length
+      }
+    };
+  } catch (e) {
+    close();
+    throw e;
+  }
+}
+function sameBytes(a2, b) {
+  return a2 !== void 0 && b !== void 0 && Buffer.from(a2).equals(Buffer.from(b));
+}
+function sessionBudget(wanted, token) {
+  const asked = Math.max(1, Math.floor(wanted));
+  if (token.maxSessions === void 0) return asked;
+  const free = token.maxSessions - (token.openSessions ?? 0);
+  return Math.max(1, Math.min(asked, free));
+}
+function openExtraSession(module, token) {
+  try {
+    return module.openSession(token);
+  } catch (e) {
+    if (e instanceof CodesignError && ckrName(e.cause) === "CKR_SESSION_COUNT") return void 0;
+    throw e;
+  }
+}
+var DEFAULT_TOKEN_RETRY_SECONDS;
+var init_token_key = __esm({
+  "src/core/pkcs11/token-key.ts"() {
+    "use strict";
+    init_errors();
+    init_ckr();
+    init_keys();
+    init_module_path();
+    init_pin();
+    init_module();
+    init_login_fuse();
+    init_reconnect();
+    init_signer_pool();
+    init_token_signer();
+    init_uri();
+    DEFAULT_TOKEN_RETRY_SECONDS = 30;
+  }
+});
+
+// src/core/util/hash.ts
+import { createHash as createHash2 } from "node:crypto";
+import { closeSync as closeSync2, constants as constants6, fstatSync as fstatSync2, openSync as openSync2, read, readSync as readSync2 } from "node:fs";
+function unreadable(file, cause) {
+  return new CodesignError(
+    "INVALID_INPUT",
+    `cannot read ${file}: ${cause.code ?? String(cause)}`,
+    { hint: "check the path and its permissions", cause }
+  );
+}
+async function hashFile(file, hash) {
+  let fd;
+  try {
+    fd = openSync2(file, constants6.O_RDONLY | constants6.O_NONBLOCK);
+  } catch (cause) {
+    throw unreadable(file, cause);
+  }
+  const h2 = createHash2(hash);
+  try {
+    const st = fstatSync2(fd);
+    if (!st.isFile()) {
+      throw new CodesignError("INVALID_INPUT", `${file} is not a regular file`, {
+        hint: "give a file: FIFOs, devices and directories are not read"
+      });
+    }
+    if (st.size <= SMALL) hashSmall(fd, st.size, h2);
+    else await hashLarge(fd, h2);
+  } catch (cause) {
+    if (cause instanceof CodesignError) throw cause;
+    throw unreadable(file, cause);
+  } finally {
+    closeSync2(fd);
+  }
+  return new Uint8Array(h2.digest());
+}
+function hashSmall(fd, size, h2) {
+  const buf3 = Buffer.allocUnsafe(Math.max(size, 1) + 1);
+  for (; ; ) {
+    const n2 = readSync2(fd, buf3, 0, buf3.length, null);
+    if (n2 === 0) return;
+    h2.update(buf3.subarray(0, n2));
+  }
+}
+async function hashLarge(fd, h2) {
+  let filling = takeBuffer();
+  let other = takeBuffer();
+  let pending = readInto(fd, filling);
+  try {
+    for (; ; ) {
+      const n2 = await pending;
+      if (n2 === 0) return;
+      const full = filling;
+      filling = other;
+      other = full;
+      pending = readInto(fd, filling);
+      h2.update(full.subarray(0, n2));
+    }
+  } finally {
+    await pending.catch(() => 0);
+    spare.push(filling, other);
+  }
+}
+var SMALL, CHUNK, spare, takeBuffer, readInto;
+var init_hash = __esm({
+  "src/core/util/hash.ts"() {
+    "use strict";
+    init_errors();
+    SMALL = 1024 * 1024;
+    CHUNK = 4 * 1024 * 1024;
+    spare = [];
+    takeBuffer = () => spare.pop() ?? Buffer.allocUnsafe(CHUNK);
+    readInto = (fd, buf3) => new Promise((resolve, reject) => {
+      read(fd, buf3, 0, buf3.length, null, (e, n2) => e ? reject(e) : resolve(n2));
+    });
+  }
+});
+
+// src/app/batch.ts
+import { realpathSync as realpathSync2 } from "node:fs";
+import path11 from "node:path";
+function signedName(file) {
+  const ext = path11.extname(file);
+  return path11.join(path11.dirname(file), `${path11.basename(file, ext)}.signed${ext}`);
+}
+function canonical(cache) {
+  return (p) => {
+    const abs = path11.resolve(p);
+    const dir = path11.dirname(abs);
+    let real = cache.get(dir);
+    if (real === void 0) {
+      try {
+        real = realpathSync2(dir);
+      } catch {
+        real = dir;
+      }
+      cache.set(dir, real);
+    }
+    return path11.join(real, path11.basename(abs));
+  };
+}
+function planOutputs(inputs, opts) {
+  if (inputs.length === 0) {
+    throw new CodesignError("USAGE", "no file to sign", { hint: "name the files to sign" });
+  }
+  if (opts.out !== void 0 && (inputs.length > 1 || opts.outDir !== void 0 || opts.inPlace)) {
+    throw new CodesignError(
+      "USAGE",
+      inputs.length > 1 ? `one output file was named for ${inputs.length} inputs` : "an output file was named together with an output directory or in-place replacement",
+      { hint: "name an output directory for many files, or one output for one file" }
+    );
+  }
+  if (opts.inPlace && opts.style.kind === "detached") {
+    throw new CodesignError(
+      "USAGE",
+      "in-place replacement applies to Authenticode and JAR files; this format writes a detached signature",
+      { hint: "the signature goes beside the input, or into an output directory" }
+    );
+  }
+  const items = inputs.map((input) => {
+    if (opts.out !== void 0) return { input, output: opts.out };
+    if (opts.inPlace) return { input, output: input };
+    const name = path11.basename(input);
+    const dir = opts.outDir ?? path11.dirname(input);
+    if (opts.style.kind === "detached")
+      return { input, output: path11.join(dir, `${name}${opts.style.suffix}`) };
+    return { input, output: opts.outDir ? path11.join(opts.outDir, name) : signedName(input) };
+  });
+  const seen = /* @__PURE__ */ new Map();
+  const realOrResolved2 = canonical(/* @__PURE__ */ new Map());
+  for (const { input, output } of items) {
+    const key = realOrResolved2(output);
+    const other = seen.get(key);
+    if (other !== void 0) {
+      throw new CodesignError("USAGE", `${other} and ${input} would both be written to ${output}`, {
+        hint: "rename one of them, or sign them in separate runs"
+      });
+    }
+    seen.set(key, input);
+    if (!opts.inPlace && key === realOrResolved2(input)) {
+      throw new CodesignError("USAGE", `${input} would be overwritten by its own output`, {
+        hint: "write the output elsewhere; codesign never changes an input unless asked to replace it in place"
+      });
+    }
+  }
+  return items;
+}
+async function runBatch(items, work, opts) {
+  const results = new Array(items.length);
+  let next = 0;
+  let done = 0;
+  let stop = false;
+  const worker = async () => {
+    for (; ; ) {
+      const i2 = next++;
+      const item = items[i2];
+      if (item === void 0) return;
+      const started2 = performance.now();
+      let result;
+      if (stop) {
+        result = {
+          ...item,
+          ok: false,
+          ms: 0,
+          error: { code: "USAGE", message: "not signed: an earlier file failed and the run stopped there" }
+        };
+      } else {
+        try {
+          const detail = await work(item);
+          result = { ...item, ok: true, ms: Math.round(performance.now() - started2), detail };
+        } catch (e) {
+          if (opts.failFast || opts.fatal?.(e)) stop = true;
+          result = {
+            ...item,
+            ok: false,
+            ms: Math.round(performance.now() - started2),
+            error: isCodesignError(e) ? { code: e.code, message: e.message, ...e.hint ? { hint: e.hint } : {} } : { code: "UNEXPECTED", message: e instanceof Error ? e.message : String(e) }
+          };
+        }
+      }
+      results[i2] = result;
+      opts.onResult?.(result, ++done, items.length);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.jobs, items.length)) }, worker));
+  return results;
+}
+var init_batch = __esm({
+  "src/app/batch.ts"() {
+    "use strict";
+    init_errors();
+  }
+});
+
+// src/core/util/files.ts
+import { randomBytes } from "node:crypto";
+import {
+  closeSync as closeSync3,
+  constants as fsConstants,
+  fdatasync,
+  open,
+  realpathSync as realpathSync3,
+  rename,
+  writeFile,
+  writeSync
+} from "node:fs";
+import { open as openHandle, rename as renameAsync, rm as rm2, stat } from "node:fs/promises";
+import { promisify as promisify3 } from "node:util";
+import path13 from "node:path";
+async function writeFileAtomic(target, data, opts = {}) {
+  const temp = tempNameFor(target);
+  const mode2 = opts.mode ?? 420;
+  const forget = removeOnExit(temp);
+  const bytes = typeof data === "string" ? Buffer.from(data) : data;
+  try {
+    const fd = await openFile(temp, "wx", mode2);
+    try {
+      if (bytes.length <= SMALL_OUTPUT) {
+        for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at);
+      } else {
+        await writeWhole(fd, bytes);
+      }
+      await datasync(fd);
+    } finally {
+      closeSync3(fd);
+    }
+    await renameFile(temp, target);
+  } catch (cause) {
+    await rm2(temp, { force: true });
+    throw new CodesignError(
+      "IO",
+      `cannot write ${target}: ${cause.code ?? cause}`,
+      {
+        hint: "check that the directory exists and is writable",
+        cause
+      }
+    );
+  } finally {
+    forget();
+  }
+}
+async function withAtomicOutput(target, produce, opts = {}) {
+  const temp = tempNameFor(target, opts.keepExtension ? path13.extname(target) : "");
+  const forget = removeOnExit(temp);
+  try {
+    const result = await produce(temp);
+    await renameAsync(temp, target).catch((cause) => {
+      throw new CodesignError("IO", `cannot write ${target}: ${cause.code ?? cause.message}`, {
+        hint: "check that the directory exists and is writable",
+        cause
+      });
+    });
+    return result;
+  } finally {
+    forget();
+    await rm2(temp, { force: true });
+  }
+}
+function realOrResolved(p) {
+  try {
+    return realpathSync3(p);
+  } catch {
+    return path13.resolve(p);
+  }
+}
+function assertDistinct(input, output) {
+  if (realOrResolved(input) === realOrResolved(output)) {
+    throw new CodesignError("USAGE", `--out ${output} is the input file`, {
+      hint: "write the signature to another file; codesign never changes its input"
+    });
+  }
+}
+async function inputSize(input) {
+  const st = await stat(input).catch(unreadable2(input));
+  if (!st.isFile()) {
+    throw new CodesignError("INVALID_INPUT", `${input} is not a regular file`, {
+      hint: "give a file: FIFOs, devices and directories are not signed"
+    });
+  }
+  return st.size;
+}
+function tempNameFor(target, extension2 = "") {
+  const dir = path13.dirname(path13.resolve(target));
+  const suffix = `.${randomBytes(6).toString("hex")}.tmp${extension2}`;
+  const room = NAME_MAX - 1 - Buffer.byteLength(suffix);
+  let base = path13.basename(target);
+  while (Buffer.byteLength(base) > room) base = base.slice(0, -1);
+  if (/[\uD800-\uDBFF]$/.test(base)) base = base.slice(0, -1);
+  return path13.join(dir, `.${base}${suffix}`);
+}
+async function openRegularFile(file, what) {
+  const fh = await openHandle(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK).catch(
+    unreadable2(file, what)
+  );
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) {
+      throw new CodesignError("INVALID_INPUT", `${what} ${file} is not a regular file`, {
+        hint: "give a file: FIFOs, devices and directories are not read"
+      });
+    }
+    return { fh, size: st.size };
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
+}
+async function readRegularFile(file, what, max) {
+  const { fh, size } = await openRegularFile(file, what);
+  try {
+    const tooLarge = () => new CodesignError("INVALID_INPUT", `${what} ${file} is larger than ${max} bytes`, {
+      hint: "check that this is the right file"
+    });
+    if (size > max) throw tooLarge();
+    const chunks = [];
+    let total = 0;
+    for (; ; ) {
+      const chunk = Buffer.alloc(Math.min(1024 * 1024, max + 1 - total));
+      if (chunk.length === 0) throw tooLarge();
+      const { bytesRead } = await fh.read(chunk, 0, chunk.length, null).catch(unreadable2(file, what));
+      if (bytesRead === 0) break;
+      chunks.push(chunk.subarray(0, bytesRead));
+      total += bytesRead;
+    }
+    return new Uint8Array(Buffer.concat(chunks, total));
+  } finally {
+    await fh.close();
+  }
+}
+var SMALL_OUTPUT, openFile, datasync, renameFile, writeWhole, unreadable2, NAME_MAX;
+var init_files = __esm({
+  "src/core/util/files.ts"() {
+    "use strict";
+    init_errors();
+    init_temp();
+    SMALL_OUTPUT = 1024 * 1024;
+    openFile = promisify3(open);
+    datasync = promisify3(fdatasync);
+    renameFile = promisify3(rename);
+    writeWhole = promisify3(writeFile);
+    unreadable2 = (file, what = "") => (cause) => {
+      throw new CodesignError(
+        "INVALID_INPUT",
+        `cannot read ${what ? `${what} ` : ""}${file}: ${cause.code ?? cause.message}`,
+        {
+          hint: "check the path",
+          cause
+        }
+      );
+    };
+    NAME_MAX = 255;
+  }
+});
+
+// src/app/formats/raw.ts
+var raw_exports = {};
+__export(raw_exports, {
+  raw: () => raw
+});
+import { readFile } from "node:fs/promises";
+var EDDSA_MAX_BYTES, raw;
+var init_raw = __esm({
+  "src/app/formats/raw.ts"() {
+    "use strict";
+    init_errors();
+    init_files();
+    EDDSA_MAX_BYTES = 256 * 1024 * 1024;
+    raw = {
+      name: "raw",
+      output: { kind: "detached", suffix: ".sig" },
+      needsCertificate: false,
+      overlap: 4,
+      fileDigest: (o2) => o2.mechanism === "eddsa" ? void 0 : o2.hash ?? "sha256",
+      check: async (input) => void await inputSize(input),
+      async prepare(item, ctx) {
+        const { scheme, hash } = ctx;
+        let request;
+        if (scheme === "eddsa") {
+          if (await inputSize(item.input) > EDDSA_MAX_BYTES) {
+            throw new CodesignError(
+              "INVALID_INPUT",
+              `EdDSA signs the whole file in one call; ${item.input} is over 256 MiB`,
+              { hint: "use an RSA or EC key for large files" }
+            );
+          }
+          request = { hash, scheme, input: { message: await readFile(item.input) } };
+        } else {
+          const format2 = ctx.options.signatureFormat ?? "der";
+          request = { hash, scheme, input: { digest: await ctx.digest(item.input, hash) }, format: format2 };
+        }
+        return {
+          request,
+          async finish(signature) {
+            await writeFileAtomic(item.output, signature);
+            return {
+              scheme,
+              ...scheme === "eddsa" ? {} : { hash },
+              ...scheme === "ecdsa" ? { format: ctx.options.signatureFormat ?? "der" } : {},
+              bytes: signature.length
+            };
+          }
+        };
+      }
+    };
   }
 });
 
@@ -60212,7 +62372,7 @@ var require_sha2 = __commonJS({
 var require_build3 = __commonJS({
   "node_modules/pkijs/build/index.js"(exports) {
     "use strict";
-    var asn1js9 = require_build2();
+    var asn1js10 = require_build2();
     var pvtsutils = require_build();
     var pvutils = require_utils5();
     var bs = require_cjs();
@@ -60236,7 +62396,7 @@ var require_build3 = __commonJS({
       n2.default = e;
       return Object.freeze(n2);
     }
-    var asn1js__namespace = /* @__PURE__ */ _interopNamespaceDefault(asn1js9);
+    var asn1js__namespace = /* @__PURE__ */ _interopNamespaceDefault(asn1js10);
     var pvtsutils__namespace = /* @__PURE__ */ _interopNamespaceDefault(pvtsutils);
     var pvutils__namespace = /* @__PURE__ */ _interopNamespaceDefault(pvutils);
     var bs__namespace = /* @__PURE__ */ _interopNamespaceDefault(bs);
@@ -63659,7 +65819,7 @@ var require_build3 = __commonJS({
     var MODULUS$1 = "modulus";
     var PUBLIC_EXPONENT$1 = "publicExponent";
     var CLEAR_PROPS$1b = [MODULUS$1, PUBLIC_EXPONENT$1];
-    var RSAPublicKey2 = class _RSAPublicKey extends PkiObject {
+    var RSAPublicKey = class _RSAPublicKey extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.modulus = pvutils__namespace.getParametersValue(parameters, MODULUS$1, _RSAPublicKey.defaultValues(MODULUS$1));
@@ -63722,7 +65882,7 @@ var require_build3 = __commonJS({
         });
       }
     };
-    RSAPublicKey2.CLASS_NAME = "RSAPublicKey";
+    RSAPublicKey.CLASS_NAME = "RSAPublicKey";
     var ALGORITHM$1 = "algorithm";
     var SUBJECT_PUBLIC_KEY = "subjectPublicKey";
     var CLEAR_PROPS$1a = [ALGORITHM$1, SUBJECT_PUBLIC_KEY];
@@ -63749,7 +65909,7 @@ var require_build3 = __commonJS({
                 const publicKeyASN1 = asn1js__namespace.fromBER(this.subjectPublicKey.valueBlock.valueHexView);
                 if (publicKeyASN1.offset !== -1) {
                   try {
-                    this._parsedKey = new RSAPublicKey2({ schema: publicKeyASN1.result });
+                    this._parsedKey = new RSAPublicKey({ schema: publicKeyASN1.result });
                   } catch {
                   }
                 }
@@ -63848,7 +66008,7 @@ var require_build3 = __commonJS({
               });
               break;
             case "RSA":
-              this.parsedKey = new RSAPublicKey2({ json });
+              this.parsedKey = new RSAPublicKey({ json });
               this.algorithm = new AlgorithmIdentifier3({
                 algorithmId: "1.2.840.113549.1.1.1",
                 algorithmParams: new asn1js__namespace.Null()
@@ -75801,7 +77961,7 @@ var require_build3 = __commonJS({
     var DIGEST_ALGORITHM$1 = "digestAlgorithm";
     var DIGEST = "digest";
     var CLEAR_PROPS$e = [DIGEST_ALGORITHM$1, DIGEST];
-    var DigestInfo2 = class _DigestInfo extends PkiObject {
+    var DigestInfo = class _DigestInfo extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.digestAlgorithm = pvutils__namespace.getParametersValue(parameters, DIGEST_ALGORITHM$1, _DigestInfo.defaultValues(DIGEST_ALGORITHM$1));
@@ -75872,7 +78032,7 @@ var require_build3 = __commonJS({
         };
       }
     };
-    DigestInfo2.CLASS_NAME = "DigestInfo";
+    DigestInfo.CLASS_NAME = "DigestInfo";
     var E_CONTENT_TYPE = "eContentType";
     var E_CONTENT = "eContent";
     var CLEAR_PROPS$d = [E_CONTENT_TYPE, E_CONTENT];
@@ -76019,7 +78179,7 @@ var require_build3 = __commonJS({
       static defaultValues(memberName) {
         switch (memberName) {
           case MAC:
-            return new DigestInfo2();
+            return new DigestInfo();
           case MAC_SALT:
             return new asn1js__namespace.OctetString();
           case ITERATIONS:
@@ -76031,7 +78191,7 @@ var require_build3 = __commonJS({
       static compareWithDefault(memberName, memberValue) {
         switch (memberName) {
           case MAC:
-            return DigestInfo2.compareWithDefault("digestAlgorithm", memberValue.digestAlgorithm) && DigestInfo2.compareWithDefault("digest", memberValue.digest);
+            return DigestInfo.compareWithDefault("digestAlgorithm", memberValue.digestAlgorithm) && DigestInfo.compareWithDefault("digest", memberValue.digest);
           case MAC_SALT:
             return memberValue.isEqual(_MacData.defaultValues(memberName));
           case ITERATIONS:
@@ -76046,7 +78206,7 @@ var require_build3 = __commonJS({
           name: names2.blockName || EMPTY_STRING,
           optional: names2.optional || true,
           value: [
-            DigestInfo2.schema(names2.mac || {
+            DigestInfo.schema(names2.mac || {
               names: {
                 blockName: MAC
               }
@@ -76073,7 +78233,7 @@ var require_build3 = __commonJS({
           }
         }));
         AsnError.assertSchema(asn1, this.className);
-        this.mac = new DigestInfo2({ schema: asn1.result.mac });
+        this.mac = new DigestInfo({ schema: asn1.result.mac });
         this.macSalt = asn1.result.macSalt;
         if (ITERATIONS in asn1.result)
           this.iterations = asn1.result.iterations.valueBlock.valueDec;
@@ -78176,7 +80336,7 @@ var require_build3 = __commonJS({
                 contentToStamp: data
               });
               this.macData = new MacData({
-                mac: new DigestInfo2({
+                mac: new DigestInfo({
                   digestAlgorithm: new AlgorithmIdentifier3({
                     algorithmId: crypto2.getOIDByAlgorithm({ name: parameters.hmacHashAlgorithm }, true, "hmacHashAlgorithm")
                   }),
@@ -78735,7 +80895,7 @@ var require_build3 = __commonJS({
     exports.ChainValidationError = ChainValidationError;
     exports.ContentInfo = ContentInfo5;
     exports.CryptoEngine = CryptoEngine;
-    exports.DigestInfo = DigestInfo2;
+    exports.DigestInfo = DigestInfo;
     exports.DistributionPoint = DistributionPoint;
     exports.ECCCMSSharedInfo = ECCCMSSharedInfo;
     exports.ECNamedCurves = ECNamedCurves;
@@ -78804,7 +80964,7 @@ var require_build3 = __commonJS({
     exports.RDN = RDN;
     exports.RSAESOAEPParams = RSAESOAEPParams;
     exports.RSAPrivateKey = RSAPrivateKey;
-    exports.RSAPublicKey = RSAPublicKey2;
+    exports.RSAPublicKey = RSAPublicKey;
     exports.RSASSAPSSParams = RSASSAPSSParams3;
     exports.RecipientEncryptedKey = RecipientEncryptedKey;
     exports.RecipientEncryptedKeys = RecipientEncryptedKeys;
@@ -78908,86 +81068,9 @@ var require_build3 = __commonJS({
   }
 });
 
-// src/core/signer.ts
-function defaultScheme(keyType) {
-  return keyType === "rsa" ? "rsa-pkcs1" : keyType === "ec" ? "ecdsa" : "eddsa";
-}
-function schemeFitsKey(scheme, keyType) {
-  return defaultScheme(keyType) === scheme || keyType === "rsa" && scheme === "rsa-pss";
-}
-function schemeForKey(keyType, asked) {
-  const scheme = asked ?? defaultScheme(keyType);
-  if (!schemeFitsKey(scheme, keyType)) {
-    throw new CodesignError("USAGE", `the ${scheme} scheme does not fit this ${keyType.toUpperCase()} key`, {
-      hint: keyType === "rsa" ? "use rsa-pkcs1 or rsa-pss" : `use ${defaultScheme(keyType)}`
-    });
-  }
-  return scheme;
-}
-var HASH_NAMES;
-var init_signer = __esm({
-  "src/core/signer.ts"() {
-    "use strict";
-    init_errors();
-    HASH_NAMES = ["sha256", "sha384", "sha512"];
-  }
-});
-
-// src/core/pki/asn1.ts
-function invalid(message, hint) {
-  return new CodesignError("INVALID_INPUT", message, hint === void 0 ? {} : { hint });
-}
-function checkHash(hash) {
-  if (!HASH_NAMES.includes(hash)) {
-    throw invalid(`unsupported hash "${String(hash)}"`, `use one of ${HASH_NAMES.join(", ")}`);
-  }
-}
-function hashOid(hash) {
-  checkHash(hash);
-  return HASH_OIDS[hash];
-}
-function parseDer(der, what) {
-  const parsed2 = asn1js.fromBER(der);
-  if (parsed2.offset === -1 || parsed2.result.error) {
-    throw invalid(`${what} is not valid DER: ${parsed2.result.error || "parse error"}`);
-  }
-  if (parsed2.offset !== der.byteLength) {
-    throw invalid(`${what} has ${der.byteLength - parsed2.offset} trailing bytes`);
-  }
-  return parsed2.result;
-}
-function toHex(bytes) {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
-}
-function unsignedInteger(bytes) {
-  return asn1js.Integer.fromBigInt(bytes.length === 0 ? 0n : BigInt(`0x${toHex(bytes)}`));
-}
-function ecdsaRawToDer(rs) {
-  if (rs.length === 0 || rs.length % 2 !== 0) {
-    throw invalid(
-      `a raw ECDSA signature must be r\u2016s of two equal halves, got ${rs.length} bytes`,
-      "the token returned an unexpected ECDSA signature"
-    );
-  }
-  const half = rs.length / 2;
-  const seq = new asn1js.Sequence({
-    value: [unsignedInteger(rs.subarray(0, half)), unsignedInteger(rs.subarray(half))]
-  });
-  return new Uint8Array(seq.toBER());
-}
+// src/core/pki/algorithms.ts
 function hashAlgorithm(hash) {
-  return new pkijs.AlgorithmIdentifier({ algorithmId: hashOid(hash), algorithmParams: new asn1js.Null() });
-}
-function digestInfo(hash, digest) {
-  checkHash(hash);
-  if (digest.length !== HASH_BYTES[hash]) {
-    throw invalid(`a ${hash} digest must be ${HASH_BYTES[hash]} bytes, got ${digest.length}`);
-  }
-  const info2 = new pkijs.DigestInfo({
-    digestAlgorithm: hashAlgorithm(hash),
-    digest: new asn1js.OctetString({ valueHex: digest })
-  });
-  return new Uint8Array(info2.toSchema().toBER());
+  return new pkijs.AlgorithmIdentifier({ algorithmId: hashOid(hash), algorithmParams: new asn1js2.Null() });
 }
 function signatureAlgorithm(keyType, scheme, hash, curve) {
   if (!schemeFitsKey(scheme, keyType)) {
@@ -79006,7 +81089,7 @@ function signatureAlgorithm(keyType, scheme, hash, curve) {
   if (scheme === "rsa-pkcs1") {
     return new pkijs.AlgorithmIdentifier({
       algorithmId: RSA_PKCS1_OIDS[hash],
-      algorithmParams: new asn1js.Null()
+      algorithmParams: new asn1js2.Null()
     });
   }
   if (scheme === "rsa-pss") {
@@ -79022,2196 +81105,15 @@ function signatureAlgorithm(keyType, scheme, hash, curve) {
   }
   return new pkijs.AlgorithmIdentifier({ algorithmId: ECDSA_OIDS[hash] });
 }
-function curveByName(name) {
-  return CURVES.find((c3) => c3.name === name);
-}
-function curveFromEcParams(ecParamsDer) {
-  if (ecParamsDer.length === 0) throw invalid("CKA_EC_PARAMS is empty");
-  const params = parseDer(ecParamsDer, "CKA_EC_PARAMS");
-  let id;
-  if (params instanceof asn1js.ObjectIdentifier) id = params.getValue();
-  else if (params instanceof asn1js.PrintableString) id = params.getValue();
-  else if (params instanceof asn1js.Sequence) {
-    throw invalid("explicit EC domain parameters are not supported", "use a key on a named curve");
-  } else {
-    throw invalid("CKA_EC_PARAMS is neither a curve OID nor a curve name");
-  }
-  const alias = CURVE_ALIASES[id];
-  const curve = alias ? curveByName(alias) : CURVES.find((c3) => c3.oid === id);
-  if (!curve) {
-    throw invalid(
-      `unsupported elliptic curve ${id}`,
-      "supported curves: P-256, P-384, P-521, secp256k1, Ed25519, Ed448"
-    );
-  }
-  return { ...curve };
-}
-function spki(algorithm, key) {
-  const info2 = new pkijs.PublicKeyInfo({
-    algorithm,
-    subjectPublicKey: new asn1js.BitString({ valueHex: key })
-  });
-  return new Uint8Array(info2.toSchema().toBER());
-}
-function spkiFromRsa(modulus, publicExponent) {
-  if (!modulus.some((b) => b !== 0)) throw invalid("the RSA modulus is empty");
-  if (!publicExponent.some((b) => b !== 0)) throw invalid("the RSA public exponent is empty");
-  const key = new pkijs.RSAPublicKey({
-    modulus: unsignedInteger(modulus),
-    publicExponent: unsignedInteger(publicExponent)
-  });
-  return spki(
-    new pkijs.AlgorithmIdentifier({ algorithmId: OID_RSA_ENCRYPTION, algorithmParams: new asn1js.Null() }),
-    new Uint8Array(key.toSchema().toBER())
-  );
-}
-function unwrapPoint(point, valid) {
-  const parsed2 = asn1js.fromBER(point);
-  if (parsed2.offset === point.byteLength && !parsed2.result.error && parsed2.result instanceof asn1js.OctetString && !parsed2.result.idBlock.isConstructed) {
-    const inner = new Uint8Array(parsed2.result.valueBlock.valueHexView);
-    if (valid(inner)) return inner;
-  }
-  return valid(point) ? new Uint8Array(point) : void 0;
-}
-function spkiFromEc(ecParamsDer, ecPointDer) {
-  const curve = curveFromEcParams(ecParamsDer);
-  if (curve.edwards) return spkiFromEdwards(ecParamsDer, ecPointDer);
-  const n2 = curve.size;
-  const point = unwrapPoint(
-    ecPointDer,
-    (p) => p.length === 2 * n2 + 1 && p[0] === 4 || p.length === n2 + 1 && (p[0] === 2 || p[0] === 3)
-  );
-  if (!point) {
-    throw invalid(`CKA_EC_POINT is not a ${curve.name} point (${ecPointDer.length} bytes)`);
-  }
-  return spki(
-    new pkijs.AlgorithmIdentifier({
-      algorithmId: OID_EC_PUBLIC_KEY,
-      algorithmParams: new asn1js.ObjectIdentifier({ value: curve.oid })
-    }),
-    point
-  );
-}
-function spkiFromEdwards(ecParamsDer, ecPointDer) {
-  const curve = curveFromEcParams(ecParamsDer);
-  if (!curve.edwards) throw invalid(`${curve.name} is not an Edwards curve`);
-  const point = unwrapPoint(ecPointDer, (p) => p.length === curve.size);
-  if (!point) {
-    throw invalid(`CKA_EC_POINT is not an ${curve.name} public key (${ecPointDer.length} bytes)`);
-  }
-  return spki(new pkijs.AlgorithmIdentifier({ algorithmId: curve.oid }), point);
-}
-function pemEncode(label, der) {
-  if (!/^[A-Z0-9]+(?:[ -][A-Z0-9]+)*$/.test(label)) throw invalid(`invalid PEM label "${label}"`);
-  const b64 = Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString("base64");
-  const lines3 = b64.match(/.{1,64}/g) ?? [];
-  return `-----BEGIN ${label}-----
-${lines3.join("\n")}${lines3.length ? "\n" : ""}-----END ${label}-----
-`;
-}
-function pemDecode(text) {
-  const s = typeof text === "string" ? text : Buffer.from(text).toString("latin1");
-  const out = [];
-  const re = /-----BEGIN ([^-\r\n]*)-----([\s\S]*?)-----END ([^-\r\n]*)-----/g;
-  for (const m of s.matchAll(re)) {
-    const [, label = "", body = "", end = ""] = m;
-    if (label !== end) throw invalid(`PEM block "BEGIN ${label}" ends with "END ${end}"`);
-    const b64 = body.replace(/\s+/g, "");
-    if (b64.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(b64)) {
-      throw invalid(
-        `the PEM block "${label}" is not valid base64`,
-        "encrypted or annotated PEM is not supported"
-      );
-    }
-    out.push({ label, der: new Uint8Array(Buffer.from(b64, "base64")) });
-  }
-  return out;
-}
-function derOrPem(bytes, labels) {
-  if (bytes[0] === 48) return new Uint8Array(bytes);
-  const blocks = pemDecode(bytes).filter((b) => !labels || labels.includes(b.label));
-  const first = blocks[0];
-  if (!first) {
-    throw invalid(
-      labels ? `no ${labels.join(" or ")} found in PEM or DER input` : "the input is neither DER nor PEM"
-    );
-  }
-  return first.der;
-}
-var asn1js, pkijs, HASH_OIDS, hashByOid, HASH_BYTES, OID_RSA_ENCRYPTION, OID_RSASSA_PSS, OID_MGF1, OID_EC_PUBLIC_KEY, OID_ED25519, OID_ED448, RSA_PKCS1_OIDS, ECDSA_OIDS, CURVES, CURVE_ALIASES;
-var init_asn1 = __esm({
-  "src/core/pki/asn1.ts"() {
-    "use strict";
-    asn1js = __toESM(require_build2(), 1);
-    pkijs = __toESM(require_build3(), 1);
-    init_errors();
-    init_signer();
-    HASH_OIDS = {
-      sha256: "2.16.840.1.101.3.4.2.1",
-      sha384: "2.16.840.1.101.3.4.2.2",
-      sha512: "2.16.840.1.101.3.4.2.3"
-    };
-    hashByOid = (oid) => Object.keys(HASH_OIDS).find((h2) => HASH_OIDS[h2] === oid);
-    HASH_BYTES = { sha256: 32, sha384: 48, sha512: 64 };
-    OID_RSA_ENCRYPTION = "1.2.840.113549.1.1.1";
-    OID_RSASSA_PSS = "1.2.840.113549.1.1.10";
-    OID_MGF1 = "1.2.840.113549.1.1.8";
-    OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1";
-    OID_ED25519 = "1.3.101.112";
-    OID_ED448 = "1.3.101.113";
-    RSA_PKCS1_OIDS = {
-      sha256: "1.2.840.113549.1.1.11",
-      sha384: "1.2.840.113549.1.1.12",
-      sha512: "1.2.840.113549.1.1.13"
-    };
-    ECDSA_OIDS = {
-      sha256: "1.2.840.10045.4.3.2",
-      sha384: "1.2.840.10045.4.3.3",
-      sha512: "1.2.840.10045.4.3.4"
-    };
-    CURVES = [
-      { name: "P-256", oid: "1.2.840.10045.3.1.7", size: 32, edwards: false },
-      { name: "P-384", oid: "1.3.132.0.34", size: 48, edwards: false },
-      { name: "P-521", oid: "1.3.132.0.35", size: 66, edwards: false },
-      { name: "secp256k1", oid: "1.3.132.0.10", size: 32, edwards: false },
-      { name: "Ed25519", oid: OID_ED25519, size: 32, edwards: true },
-      { name: "Ed448", oid: OID_ED448, size: 57, edwards: true }
-    ];
-    CURVE_ALIASES = {
-      edwards25519: "Ed25519",
-      edwards448: "Ed448",
-      "1.3.6.1.4.1.11591.15.1": "Ed25519"
-    };
-  }
-});
-
-// src/core/pkcs11/module.ts
-function sessionCountOf(n2) {
-  return n2 === 0 || n2 >= 2147483648 ? void 0 : n2;
-}
-function slotIdOf(handle) {
-  return handle.length >= 8 ? handle.readBigUInt64LE(0).toString() : handle.readUInt32LE(0).toString();
-}
-function call(during, fn) {
-  try {
-    return fn();
-  } catch (e) {
-    throw fromPkcs11Error(e, during);
-  }
-}
-function optional(key, value) {
-  return value === void 0 ? {} : { [key]: value };
-}
-function initializeError(e, modulePath, initArgs) {
-  const base = fromPkcs11Error(e, `C_Initialize of ${modulePath}`);
-  if (initArgs) {
-    return new CodesignError(base.code, `${base.message} with the init string from ${initArgs.source}`, {
-      hint: `check the init string (${initArgs.source}; not shown, as it can hold a password)`,
-      cause: e
-    });
-  }
-  if (ckrName(e) !== "CKR_ARGUMENTS_BAD") return base;
-  return new CodesignError(
-    "TOKEN_ERROR",
-    `C_Initialize of ${modulePath} failed: the module rejected its initialisation arguments (CKR_ARGUMENTS_BAD)`,
-    {
-      hint: "this module may need an init string: give it with --module-args or CODESIGN_PKCS11_MODULE_ARGS (NSS softokn: configdir='sql:DIR' certPrefix='' keyPrefix='' secmod='secmod.db' flags=)",
-      cause: e
-    }
-  );
-}
-function versionMatches(wanted, actual) {
-  const [wMajor, wMinor] = wanted.split(".");
-  const [aMajor, aMinor] = actual.split(".");
-  return Number(wMajor) === Number(aMajor) && (wMinor === void 0 || Number(wMinor) === Number(aMinor));
-}
-function mechanismNames(lib) {
-  if (mechanismNameCache) return mechanismNameCache;
-  mechanismNameCache = /* @__PURE__ */ new Map();
-  for (const [name, value] of Object.entries(lib)) {
-    if (name.startsWith("CKM_") && typeof value === "number" && !mechanismNameCache.has(value)) {
-      mechanismNameCache.set(value, name);
-    }
-  }
-  mechanismNameCache.set(CKM_EDDSA, "CKM_EDDSA");
-  mechanismNameCache.set(CKM_EC_EDWARDS_KEY_PAIR_GEN, "CKM_EC_EDWARDS_KEY_PAIR_GEN");
-  return mechanismNameCache;
-}
-var TOKEN_FLAGS, trim, Pkcs11Module, mechanismNameCache, CKK_EC_EDWARDS, CKM_EDDSA, CKM_EC_EDWARDS_KEY_PAIR_GEN, Session;
-var init_module = __esm({
-  "src/core/pkcs11/module.ts"() {
-    "use strict";
-    init_ckr();
-    init_errors();
-    init_native();
-    TOKEN_FLAGS = [
-      ["CKF_RNG", "rng"],
-      ["CKF_WRITE_PROTECTED", "write-protected"],
-      ["CKF_LOGIN_REQUIRED", "login-required"],
-      ["CKF_USER_PIN_INITIALIZED", "user-pin-initialized"],
-      ["CKF_PROTECTED_AUTHENTICATION_PATH", "protected-authentication-path"],
-      ["CKF_TOKEN_INITIALIZED", "token-initialized"],
-      ["CKF_USER_PIN_COUNT_LOW", "user-pin-count-low"],
-      ["CKF_USER_PIN_FINAL_TRY", "user-pin-final-try"],
-      ["CKF_USER_PIN_LOCKED", "user-pin-locked"],
-      ["CKF_USER_PIN_TO_BE_CHANGED", "user-pin-to-be-changed"]
-    ];
-    trim = (s) => s.replace(/[\s\0]+$/, "");
-    Pkcs11Module = class _Pkcs11Module {
-      lib;
-      p11;
-      path;
-      finalized = false;
-      constructor(lib, p11, path23) {
-        this.lib = lib;
-        this.p11 = p11;
-        this.path = path23;
-      }
-      static open(modulePath, initArgs) {
-        const lib = loadPkcs11Js();
-        const p11 = new lib.PKCS11();
-        try {
-          p11.load(modulePath);
-        } catch (cause) {
-          throw new CodesignError("MODULE_NOT_FOUND", `cannot load PKCS#11 module ${modulePath}`, {
-            hint: "check that the file is a PKCS#11 library for this machine's architecture",
-            cause
-          });
-        }
-        try {
-          p11.C_Initialize(
-            initArgs ? { flags: lib.CKF_OS_LOCKING_OK, libraryParameters: `${initArgs.reveal()}\0` } : { flags: lib.CKF_OS_LOCKING_OK }
-          );
-        } catch (e) {
-          p11.close();
-          throw initializeError(e, modulePath, initArgs);
-        }
-        return new _Pkcs11Module(lib, p11, modulePath);
-      }
-      close() {
-        if (this.finalized) return;
-        this.finalized = true;
-        try {
-          this.p11.C_Finalize();
-        } finally {
-          this.p11.close();
-        }
-      }
-      describe() {
-        const info2 = call("C_GetInfo", () => this.p11.C_GetInfo());
-        return {
-          path: this.path,
-          manufacturer: trim(info2.manufacturerID),
-          description: trim(info2.libraryDescription),
-          version: `${info2.libraryVersion.major}.${info2.libraryVersion.minor}`,
-          cryptokiVersion: `${info2.cryptokiVersion.major}.${info2.cryptokiVersion.minor}`
-        };
-      }
-      tokens() {
-        const slots = call("C_GetSlotList", () => this.p11.C_GetSlotList(true));
-        const out = [];
-        for (const handle of slots) {
-          const slot = call("C_GetSlotInfo", () => this.p11.C_GetSlotInfo(handle));
-          let token;
-          try {
-            token = this.p11.C_GetTokenInfo(handle);
-          } catch {
-            continue;
-          }
-          out.push({
-            handle,
-            slotId: slotIdOf(handle),
-            slotDescription: trim(slot.slotDescription),
-            slotManufacturer: trim(slot.manufacturerID),
-            label: trim(token.label),
-            manufacturer: trim(token.manufacturerID),
-            model: trim(token.model),
-            serial: trim(token.serialNumber),
-            ...optional("maxSessions", sessionCountOf(token.maxSessionCount)),
-            ...optional("openSessions", sessionCountOf(token.sessionCount)),
-            flags: TOKEN_FLAGS.filter(
-              ([name]) => (token.flags & this.lib[name]) !== 0
-            ).map(([, word]) => word)
-          });
-        }
-        return out;
-      }
-      /** Initialised tokens matching the URI's token, slot and library attributes. */
-      matchingTokens(uri) {
-        const tokens = this.tokens().filter((t) => t.flags.includes("token-initialized"));
-        if (!uri) return tokens;
-        const p = uri.path;
-        if (p["library-manufacturer"] !== void 0 || p["library-description"] !== void 0 || p["library-version"] !== void 0) {
-          const m = this.describe();
-          if (p["library-manufacturer"] !== void 0 && p["library-manufacturer"] !== m.manufacturer) return [];
-          if (p["library-description"] !== void 0 && p["library-description"] !== m.description) return [];
-          if (p["library-version"] !== void 0 && !versionMatches(p["library-version"], m.version)) return [];
-        }
-        return tokens.filter(
-          (t) => (p.token === void 0 || p.token === t.label) && (p.manufacturer === void 0 || p.manufacturer === t.manufacturer) && (p.model === void 0 || p.model === t.model) && (p.serial === void 0 || p.serial === t.serial) && (p["slot-id"] === void 0 || String(p["slot-id"]) === t.slotId) && (p["slot-description"] === void 0 || p["slot-description"] === t.slotDescription) && (p["slot-manufacturer"] === void 0 || p["slot-manufacturer"] === t.slotManufacturer)
-        );
-      }
-      /** Exactly one token for the URI, or an error that lists what is there. */
-      selectToken(uri) {
-        const found = this.matchingTokens(uri);
-        if (found.length === 1 && found[0]) return found[0];
-        const all = this.tokens();
-        const listing = all.map((t) => `"${t.label}" (serial ${t.serial}, slot ${t.slotId})`).join(", ") || "none";
-        if (found.length === 0) {
-          throw new CodesignError("TOKEN_NOT_FOUND", `no token matches the key URI (module ${this.path})`, {
-            hint: `tokens present: ${listing}; run \`codesign tokens\` and use its URI`
-          });
-        }
-        throw new CodesignError("AMBIGUOUS", `${found.length} tokens match the key URI`, {
-          hint: `add token= or serial= to the URI; tokens present: ${listing}`
-        });
-      }
-      openSession(token, opts = {}) {
-        const flags = this.lib.CKF_SERIAL_SESSION | (opts.readWrite ? this.lib.CKF_RW_SESSION : 0);
-        const handle = call("C_OpenSession", () => this.p11.C_OpenSession(token.handle, flags));
-        return new Session(this, token, handle);
-      }
-      /** Names of the mechanisms the token offers, with their flags. */
-      mechanisms(token) {
-        const list = call("C_GetMechanismList", () => this.p11.C_GetMechanismList(token.handle));
-        const names2 = mechanismNames(this.lib);
-        const out = /* @__PURE__ */ new Map();
-        for (const type of list) {
-          let sign5 = false;
-          let minKey = 0;
-          let maxKey = 0;
-          try {
-            const info2 = this.p11.C_GetMechanismInfo(token.handle, type);
-            sign5 = (info2.flags & this.lib.CKF_SIGN) !== 0;
-            minKey = info2.minKeySize;
-            maxKey = info2.maxKeySize;
-          } catch {
-          }
-          out.set(type, { name: names2.get(type) ?? `0x${type.toString(16)}`, sign: sign5, minKey, maxKey });
-        }
-        return out;
-      }
-    };
-    CKK_EC_EDWARDS = 64;
-    CKM_EDDSA = 4183;
-    CKM_EC_EDWARDS_KEY_PAIR_GEN = 4181;
-    Session = class {
-      module;
-      token;
-      handle;
-      closed = false;
-      constructor(module, token, handle) {
-        this.module = module;
-        this.token = token;
-        this.handle = handle;
-      }
-      get p11() {
-        return this.module.p11;
-      }
-      /**
-       * One C_Login, never retried: a wrong PIN tried again is how tokens get locked.
-       * Already logged in (another session of this process) counts as success.
-       */
-      login(pin, userType = "user") {
-        const lib = this.module.lib;
-        try {
-          this.p11.C_Login(this.handle, userType === "user" ? lib.CKU_USER : lib.CKU_SO, pin.reveal());
-        } catch (e) {
-          if (e instanceof Error && e.message === "CKR_USER_ALREADY_LOGGED_IN") return;
-          throw fromPkcs11Error(e, `login to token "${this.token.label}"`);
-        }
-      }
-      /**
-       * C_Login(CKU_CONTEXT_SPECIFIC) for a key with CKA_ALWAYS_AUTHENTICATE: between C_SignInit and
-       * C_Sign, it authorises that one operation only.
-       */
-      contextLogin(pin) {
-        try {
-          this.p11.C_Login(this.handle, this.module.lib.CKU_CONTEXT_SPECIFIC, pin.reveal());
-        } catch (e) {
-          throw fromPkcs11Error(e, `per-signature login to key on token "${this.token.label}"`);
-        }
-      }
-      /** Whether the session still answers (C_GetSessionInfo): false once the token or its server is gone. */
-      alive() {
-        if (this.closed) return false;
-        try {
-          this.p11.C_GetSessionInfo(this.handle);
-          return true;
-        } catch {
-          return false;
-        }
-      }
-      logout() {
-        try {
-          this.p11.C_Logout(this.handle);
-        } catch {
-        }
-      }
-      close() {
-        if (this.closed) return;
-        this.closed = true;
-        try {
-          this.p11.C_CloseSession(this.handle);
-        } catch {
-        }
-      }
-      find(template, max = 1e3) {
-        call("C_FindObjectsInit", () => this.p11.C_FindObjectsInit(this.handle, template));
-        try {
-          return call("C_FindObjects", () => this.p11.C_FindObjects(this.handle, max));
-        } finally {
-          this.p11.C_FindObjectsFinal(this.handle);
-        }
-      }
-      /** Reads attributes; an attribute the object does not have (or hides) comes back undefined. */
-      attributes(object, types) {
-        const out = /* @__PURE__ */ new Map();
-        for (const type of types) {
-          try {
-            const [attr] = this.p11.C_GetAttributeValue(this.handle, object, [{ type }]);
-            out.set(type, attr?.value);
-          } catch {
-            out.set(type, void 0);
-          }
-        }
-        return out;
-      }
-      /** `authorize` runs between C_SignInit and C_Sign: the context login of always-authenticate keys. */
-      async signOnce(mechanism, key, data, authorize) {
-        call("C_SignInit", () => this.p11.C_SignInit(this.handle, mechanism, key));
-        try {
-          authorize?.(this);
-        } catch (e) {
-          try {
-            this.p11.C_Sign(this.handle, data, Buffer.alloc(1024));
-          } catch {
-          }
-          throw e;
-        }
-        try {
-          return await this.p11.C_SignAsync(this.handle, data, Buffer.alloc(1024));
-        } catch (e) {
-          throw fromPkcs11Error(e, "C_Sign");
-        }
-      }
-    };
-  }
-});
-
-// src/core/pkcs11/uri.ts
-function invalid2(message) {
-  return new CodesignError("INVALID_INPUT", `invalid PKCS#11 URI: ${message}`, {
-    hint: "a key URI looks like pkcs11:token=NAME;object=LABEL;type=private (see `codesign keys` and docs/key-uris.md)"
-  });
-}
-function distance(a2, b) {
-  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i2 = 1; i2 <= a2.length; i2++) {
-    const next = [i2];
-    for (let j = 1; j <= b.length; j++) {
-      next[j] = Math.min(
-        row[j] + 1,
-        next[j - 1] + 1,
-        row[j - 1] + (a2[i2 - 1] === b[j - 1] ? 0 : 1)
-      );
-    }
-    row = next;
-  }
-  return row[b.length];
-}
-function unknownPathAttribute(name) {
-  const lower = name.toLowerCase();
-  const [best] = [...PATH_NAMES, ...QUERY_NAMES].map((known) => ({ known, d: distance(lower, known) })).sort((a2, b) => a2.d - b.d);
-  const near = best && best.d <= Math.max(2, Math.floor(best.known.length / 3)) ? best.known : void 0;
-  const where = near !== void 0 && isQueryName(near) ? ` (a query attribute: write it after "?")` : "";
-  return new CodesignError(
-    "INVALID_INPUT",
-    `invalid PKCS#11 URI: unknown path attribute ${name}=${near ? `; did you mean ${near}=${where}?` : ""}`,
-    {
-      hint: `the path attributes are ${PATH_NAMES.join(", ")}; vendor attributes start with x-`
-    }
-  );
-}
-function isPathName(n2) {
-  return PATH_NAMES.includes(n2);
-}
-function isQueryName(n2) {
-  return QUERY_NAMES.includes(n2);
-}
-function decodeBytes(raw2, allowed, name) {
-  const secret = name === "pin-value";
-  const out = [];
-  for (let i2 = 0; i2 < raw2.length; i2++) {
-    const c3 = raw2[i2];
-    if (c3 === "%") {
-      const hex = raw2.slice(i2 + 1, i2 + 3);
-      if (!/^[0-9A-Fa-f]{2}$/.test(hex)) {
-        throw invalid2(
-          secret ? `bad percent-escape in pin-value` : `bad percent-escape "%${hex}" in ${name}= (write %25 for a literal %)`
-        );
-      }
-      out.push(parseInt(hex, 16));
-      i2 += 2;
-    } else if (allowed.has(c3)) {
-      out.push(c3.charCodeAt(0));
-    } else {
-      const code = c3.codePointAt(0) ?? 0;
-      const encoded = Array.from(Buffer.from(String.fromCodePoint(code), "utf8")).map((b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`).join("");
-      throw invalid2(
-        secret ? "pin-value holds a character that must be percent-encoded" : `${JSON.stringify(String.fromCodePoint(code))} in ${name}= must be percent-encoded as ${encoded}`
-      );
-    }
-  }
-  return Uint8Array.from(out);
-}
-function decodeText(raw2, allowed, name) {
-  const bytes = decodeBytes(raw2, allowed, name);
-  try {
-    return utf8.decode(bytes);
-  } catch {
-    throw invalid2(`${name}= is not valid UTF-8 after percent-decoding`);
-  }
-}
-function splitAttribute(attr, where) {
-  const eq = attr.indexOf("=");
-  if (eq <= 0) {
-    throw invalid2(
-      eq === 0 ? `an attribute in the ${where} has no name` : `the ${where} attribute "${attr.length > 40 || where === "query" ? "\u2026" : attr}" has no "=value"`
-    );
-  }
-  const name = attr.slice(0, eq);
-  for (const c3 of name) {
-    if (!NAME_CHARS.has(c3)) throw invalid2(`attribute name "${name}" may only hold letters, digits, - and _`);
-  }
-  return [name, attr.slice(eq + 1)];
-}
-function isPkcs11Uri(s) {
-  return s.slice(0, SCHEME.length).toLowerCase() === SCHEME;
-}
-function parseUri(input) {
-  if (!isPkcs11Uri(input)) {
-    const colon = input.indexOf(":");
-    throw invalid2(
-      colon > 0 && colon < 20 ? `scheme "${input.slice(0, colon)}:" is not "pkcs11:"` : `it must start with "pkcs11:"`
-    );
-  }
-  const rest = input.slice(SCHEME.length);
-  const q = rest.indexOf("?");
-  const pathPart = q < 0 ? rest : rest.slice(0, q);
-  const queryPart = q < 0 ? void 0 : rest.slice(q + 1);
-  if (pathPart.includes("#") || (queryPart?.includes("#") ?? false)) {
-    throw invalid2('"#" is not allowed; percent-encode it as %23');
-  }
-  const uri = { path: {}, query: {}, vendorPath: [], vendorQuery: [] };
-  const seen = /* @__PURE__ */ new Set();
-  const once9 = (name, where) => {
-    const key = `${where}:${name}`;
-    if (seen.has(key)) throw invalid2(`attribute ${name}= appears more than once in the ${where}`);
-    seen.add(key);
-  };
-  if (pathPart !== "") {
-    for (const attr of pathPart.split(";")) {
-      if (attr === "") throw invalid2('empty attribute in the path (two ";" in a row, or a trailing ";")');
-      const [name, raw2] = splitAttribute(attr, "path");
-      once9(name, "path");
-      if (isQueryName(name)) throw invalid2(`${name} is a query attribute: write it after "?"`);
-      if (!isPathName(name)) {
-        if (!name.toLowerCase().startsWith("x-")) throw unknownPathAttribute(name);
-        uri.vendorPath.push([name, decodeText(raw2, PATH_CHARS, name)]);
-        continue;
-      }
-      setPath(uri.path, name, raw2);
-    }
-  }
-  if (queryPart !== void 0 && queryPart !== "") {
-    for (const attr of queryPart.split("&")) {
-      if (attr === "") throw invalid2('empty attribute in the query (two "&" in a row, or a trailing "&")');
-      const [name, raw2] = splitAttribute(attr, "query");
-      once9(name, "query");
-      if (isPathName(name)) throw invalid2(`${name} is a path attribute: write it before "?"`);
-      const value = decodeText(raw2, QUERY_CHARS, name);
-      if (isQueryName(name)) uri.query[name] = value;
-      else uri.vendorQuery.push([name, value]);
-    }
-  }
-  return uri;
-}
-function setPath(p, name, raw2) {
-  switch (name) {
-    case "id":
-      p.id = decodeBytes(raw2, PATH_CHARS, name);
-      return;
-    case "type": {
-      const v = decodeText(raw2, PATH_CHARS, name);
-      if (!OBJECT_TYPES.includes(v)) {
-        throw invalid2(`type=${v} is not one of ${OBJECT_TYPES.join(", ")}`);
-      }
-      p.type = v;
-      return;
-    }
-    case "library-version": {
-      const v = decodeText(raw2, PATH_CHARS, name);
-      if (!/^\d+(\.\d+)?$/.test(v)) throw invalid2(`library-version=${v} must be MAJOR or MAJOR.MINOR digits`);
-      p[name] = v;
-      return;
-    }
-    case "slot-id": {
-      const v = decodeText(raw2, PATH_CHARS, name);
-      const n2 = Number(v);
-      if (!/^\d+$/.test(v) || !Number.isSafeInteger(n2))
-        throw invalid2(`slot-id=${v} must be a decimal number`);
-      p[name] = n2;
-      return;
-    }
-    default:
-      p[name] = decodeText(raw2, PATH_CHARS, name);
-  }
-}
-function encode(bytes, allowed) {
-  let out = "";
-  for (const b of bytes) {
-    const c3 = String.fromCharCode(b);
-    out += b < 128 && allowed.has(c3) ? c3 : `%${b.toString(16).toUpperCase().padStart(2, "0")}`;
-  }
-  return out;
-}
-function keyUri(parts) {
-  const order = [
-    "token",
-    "manufacturer",
-    "model",
-    "serial",
-    "object",
-    "id",
-    "type"
-  ];
-  const attrs = [];
-  for (const name of order) {
-    const v = parts[name];
-    if (v === void 0) continue;
-    attrs.push(`${name}=${v instanceof Uint8Array ? encode(v, /* @__PURE__ */ new Set()) : encodeText(v, PATH_CHARS)}`);
-  }
-  return `${SCHEME}${attrs.join(";")}`;
-}
-var OBJECT_TYPES, SCHEME, PATH_NAMES, QUERY_NAMES, ALPHA_DIGIT, UNRESERVED, RES_AVAIL, PATH_CHARS, QUERY_CHARS, NAME_CHARS, utf8, encodeText;
-var init_uri = __esm({
-  "src/core/pkcs11/uri.ts"() {
-    "use strict";
-    init_errors();
-    OBJECT_TYPES = ["public", "private", "cert", "secret-key", "data"];
-    SCHEME = "pkcs11:";
-    PATH_NAMES = [
-      "token",
-      "manufacturer",
-      "serial",
-      "model",
-      "library-manufacturer",
-      "library-description",
-      "library-version",
-      "object",
-      "type",
-      "id",
-      "slot-manufacturer",
-      "slot-description",
-      "slot-id"
-    ];
-    QUERY_NAMES = ["pin-source", "pin-value", "module-name", "module-path"];
-    ALPHA_DIGIT = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    UNRESERVED = `${ALPHA_DIGIT}-._~`;
-    RES_AVAIL = ":[]@!$'()*+,=";
-    PATH_CHARS = new Set(`${UNRESERVED}${RES_AVAIL}&`);
-    QUERY_CHARS = new Set(`${UNRESERVED}${RES_AVAIL}/?|`);
-    NAME_CHARS = new Set(`${ALPHA_DIGIT}-_`);
-    utf8 = new TextDecoder("utf-8", { fatal: true });
-    encodeText = (s, allowed) => encode(Buffer.from(s, "utf8"), allowed);
-  }
-});
-
-// src/core/pki/x509.ts
-function malformed(message) {
-  return new CodesignError("INVALID_INPUT", message);
-}
-function escapeValue(value) {
-  let out = value.replace(/["+,;<>\\]/g, (c3) => `\\${c3}`).replace(/\0/g, "\\00");
-  if (out.startsWith(" ") || out.startsWith("#")) out = `\\${out}`;
-  if (out.endsWith(" ") && out.length > 1) out = `${out.slice(0, -1)}\\ `;
-  return out;
-}
-function bytesToHex(bytes) {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
-}
-function formatName(nameDer) {
-  const name = parseDer(nameDer, "the name");
-  if (!(name instanceof asn1js2.Sequence)) throw malformed("the name is not a SEQUENCE");
-  const rdns = name.valueBlock.value.map((rdn) => {
-    if (!(rdn instanceof asn1js2.Set)) throw malformed("a name component is not a SET");
-    return rdn.valueBlock.value.map((atv) => {
-      const [oid, value] = atv instanceof asn1js2.Sequence ? atv.valueBlock.value : [];
-      if (!(oid instanceof asn1js2.ObjectIdentifier) || !value)
-        throw malformed("a malformed name attribute");
-      const id = oid.getValue();
-      const type = TYPE_BY_OID.get(id)?.name ?? id;
-      const text = value instanceof asn1js2.BaseStringBlock ? escapeValue(value.getValue()) : `#${bytesToHex(new Uint8Array(value.toBER()))}`;
-      return `${type}=${text}`;
-    }).join("+");
-  });
-  return rdns.reverse().join(",");
-}
-function parseCertificate(certDer2) {
-  const der = derOrPem(certDer2, ["CERTIFICATE"]);
-  try {
-    return new pkijs2.Certificate({ schema: parseDer(der, "the certificate") });
-  } catch (cause) {
-    if (cause instanceof CodesignError) throw cause;
-    throw new CodesignError("INVALID_INPUT", "not an X.509 certificate", {
-      hint: "give a DER or PEM certificate",
-      cause
-    });
-  }
-}
-function certificatePublicKey(certDer2) {
-  return new Uint8Array(parseCertificate(certDer2).subjectPublicKeyInfo.toSchema().toBER());
-}
-function describeCertificate(certDer2) {
-  const cert = parseCertificate(certDer2);
-  let serial = cert.serialNumber.valueBlock.valueHexView;
-  if (serial.length > 1 && serial[0] === 0) serial = serial.subarray(1);
-  const eku = cert.extensions?.find((e) => e.extnID === OID_EXT_KEY_USAGE);
-  let hasCodeSigningEku = false;
-  if (eku) {
-    try {
-      const usage = pkijs2.ExtKeyUsage.fromBER(eku.extnValue.valueBlock.valueHexView);
-      hasCodeSigningEku = usage.keyPurposes.includes(OID_CODE_SIGNING);
-    } catch {
-      hasCodeSigningEku = false;
-    }
-  }
-  return {
-    subject: formatName(new Uint8Array(cert.subject.valueBeforeDecode)),
-    issuer: formatName(new Uint8Array(cert.issuer.valueBeforeDecode)),
-    notBefore: cert.notBefore.value,
-    notAfter: cert.notAfter.value,
-    serialHex: bytesToHex(serial).toUpperCase(),
-    hasCodeSigningEku
-  };
-}
-var asn1js2, pkijs2, ATTRIBUTE_TYPES, TYPE_BY_NAME, TYPE_BY_OID, utf82, OID_EXT_KEY_USAGE, OID_CODE_SIGNING;
-var init_x509 = __esm({
-  "src/core/pki/x509.ts"() {
+var asn1js2, pkijs;
+var init_algorithms = __esm({
+  "src/core/pki/algorithms.ts"() {
     "use strict";
     asn1js2 = __toESM(require_build2(), 1);
-    pkijs2 = __toESM(require_build3(), 1);
+    pkijs = __toESM(require_build3(), 1);
     init_asn1();
     init_errors();
     init_signer();
-    ATTRIBUTE_TYPES = [
-      { name: "CN", oid: "2.5.4.3", kind: "utf8", aliases: ["commonName"] },
-      { name: "O", oid: "2.5.4.10", kind: "utf8", aliases: ["organizationName"] },
-      { name: "OU", oid: "2.5.4.11", kind: "utf8", aliases: ["organizationalUnitName"] },
-      { name: "C", oid: "2.5.4.6", kind: "country", aliases: ["countryName"] },
-      { name: "L", oid: "2.5.4.7", kind: "utf8", aliases: ["localityName"] },
-      { name: "ST", oid: "2.5.4.8", kind: "utf8", aliases: ["stateOrProvinceName", "S"] },
-      { name: "street", oid: "2.5.4.9", kind: "utf8", aliases: ["streetAddress"] },
-      { name: "postalCode", oid: "2.5.4.17", kind: "utf8" },
-      { name: "emailAddress", oid: "1.2.840.113549.1.9.1", kind: "ia5", aliases: ["E", "email"] },
-      { name: "serialNumber", oid: "2.5.4.5", kind: "printable" },
-      { name: "DC", oid: "0.9.2342.19200300.100.1.25", kind: "ia5", aliases: ["domainComponent"] },
-      { name: "UID", oid: "0.9.2342.19200300.100.1.1", kind: "utf8", aliases: ["userId"] },
-      { name: "title", oid: "2.5.4.12", kind: "utf8" },
-      { name: "GN", oid: "2.5.4.42", kind: "utf8", aliases: ["givenName"] },
-      { name: "SN", oid: "2.5.4.4", kind: "utf8", aliases: ["surname"] },
-      { name: "organizationIdentifier", oid: "2.5.4.97", kind: "utf8" },
-      { name: "businessCategory", oid: "2.5.4.15", kind: "utf8" },
-      {
-        name: "jurisdictionC",
-        oid: "1.3.6.1.4.1.311.60.2.1.3",
-        kind: "country",
-        aliases: ["jurisdictionCountryName"]
-      }
-    ];
-    TYPE_BY_NAME = /* @__PURE__ */ new Map();
-    for (const t of ATTRIBUTE_TYPES) {
-      for (const n2 of [t.name, ...t.aliases ?? []]) TYPE_BY_NAME.set(n2.toLowerCase(), t);
-    }
-    TYPE_BY_OID = new Map(ATTRIBUTE_TYPES.map((t) => [t.oid, t]));
-    utf82 = new TextEncoder();
-    OID_EXT_KEY_USAGE = "2.5.29.37";
-    OID_CODE_SIGNING = "1.3.6.1.5.5.7.3.3";
-  }
-});
-
-// src/core/pkcs11/keys.ts
-function keyTypeOf(m, raw2) {
-  if (!raw2) return void 0;
-  const value = raw2.length >= 8 ? Number(raw2.readBigUInt64LE(0)) : raw2.readUInt32LE(0);
-  if (value === m.lib.CKK_RSA) return "rsa";
-  if (value === m.lib.CKK_EC) return "ec";
-  if (value === CKK_EC_EDWARDS) return "eddsa";
-  return void 0;
-}
-function mechanismDisplayName(ckmName) {
-  return ckmName.replace(/^CKM_/, "").replaceAll("_", "-");
-}
-function signingMechanismsFor(keyType, table) {
-  const pattern = keyType === "rsa" ? /^CKM_(SHA\d*_)?RSA_PKCS(_PSS)?$/ : keyType === "ec" ? /^CKM_ECDSA(_SHA\d+)?$/ : /^CKM_EDDSA$/;
-  return [...table.values()].filter((m) => m.sign && pattern.test(m.name)).map((m) => mechanismDisplayName(m.name)).sort();
-}
-function objectTemplate(m, cls, uri) {
-  const t = [{ type: m.lib.CKA_CLASS, value: cls }];
-  if (uri?.path.object !== void 0)
-    t.push({ type: m.lib.CKA_LABEL, value: Buffer.from(uri.path.object, "utf8") });
-  if (uri?.path.id !== void 0) t.push({ type: m.lib.CKA_ID, value: Buffer.from(uri.path.id) });
-  return t;
-}
-function findById(s, cls, id) {
-  const lib = s.module.lib;
-  const tmpl = [
-    { type: lib.CKA_CLASS, value: cls },
-    { type: lib.CKA_ID, value: Buffer.from(id) }
-  ];
-  if (cls === lib.CKO_CERTIFICATE) tmpl.push({ type: lib.CKA_CERTIFICATE_TYPE, value: lib.CKC_X_509 });
-  return s.find(tmpl, 1)[0];
-}
-function readCertificate(s, id) {
-  const lib = s.module.lib;
-  const cert = findById(s, lib.CKO_CERTIFICATE, id);
-  if (!cert) return void 0;
-  const value = s.attributes(cert, [lib.CKA_VALUE]).get(lib.CKA_VALUE);
-  return value && value.length > 0 ? new Uint8Array(value) : void 0;
-}
-function publicKeyOf(s, object, keyType, id, certificate) {
-  const lib = s.module.lib;
-  if (keyType === "rsa") {
-    let a2 = s.attributes(object, [lib.CKA_MODULUS, lib.CKA_PUBLIC_EXPONENT]);
-    if (!a2.get(lib.CKA_MODULUS) || !a2.get(lib.CKA_PUBLIC_EXPONENT)) {
-      const pub = findById(s, lib.CKO_PUBLIC_KEY, id);
-      if (pub) a2 = s.attributes(pub, [lib.CKA_MODULUS, lib.CKA_PUBLIC_EXPONENT]);
-    }
-    const modulus = a2.get(lib.CKA_MODULUS);
-    const exponent = a2.get(lib.CKA_PUBLIC_EXPONENT);
-    if (modulus && exponent) {
-      const firstNonZero = modulus.findIndex((b) => b !== 0);
-      const bits = firstNonZero < 0 ? 0 : (modulus.length - firstNonZero) * 8 - Math.clz32(modulus[firstNonZero] ?? 0) + 24;
-      return { spki: spkiFromRsa(modulus, exponent), bits };
-    }
-    return certificate ? { spki: certificatePublicKey(certificate) } : {};
-  }
-  const params = s.attributes(object, [lib.CKA_EC_PARAMS]).get(lib.CKA_EC_PARAMS);
-  const curve = params ? curveFromEcParams(params).name : void 0;
-  let point = s.attributes(object, [lib.CKA_EC_POINT]).get(lib.CKA_EC_POINT);
-  if (!point) {
-    const pub = findById(s, lib.CKO_PUBLIC_KEY, id);
-    if (pub) point = s.attributes(pub, [lib.CKA_EC_POINT]).get(lib.CKA_EC_POINT);
-  }
-  const base = curve === void 0 ? {} : { curve };
-  if (params && point) {
-    return {
-      ...base,
-      spki: keyType === "eddsa" ? spkiFromEdwards(params, point) : spkiFromEc(params, point)
-    };
-  }
-  return certificate ? { ...base, spki: certificatePublicKey(certificate) } : base;
-}
-function describeObject(s, object, table, isPrivate) {
-  const lib = s.module.lib;
-  const a2 = s.attributes(object, [lib.CKA_KEY_TYPE, lib.CKA_LABEL, lib.CKA_ID]);
-  const keyType = keyTypeOf(s.module, a2.get(lib.CKA_KEY_TYPE));
-  if (!keyType) return void 0;
-  const label = a2.get(lib.CKA_LABEL)?.toString("utf8") ?? "";
-  const id = new Uint8Array(a2.get(lib.CKA_ID) ?? Buffer.alloc(0));
-  const certificate = id.length > 0 ? readCertificate(s, id) : void 0;
-  const pub = publicKeyOf(s, object, keyType, id, certificate);
-  const always = isPrivate ? s.attributes(object, [lib.CKA_ALWAYS_AUTHENTICATE]).get(lib.CKA_ALWAYS_AUTHENTICATE) : void 0;
-  const t = s.token;
-  return {
-    ...isPrivate ? { handle: object } : {},
-    alwaysAuthenticate: always !== void 0 && always.length > 0 && always[0] !== 0,
-    label,
-    id,
-    keyType,
-    ...pub,
-    ...certificate ? { certificate } : {},
-    mechanisms: signingMechanismsFor(keyType, table),
-    uri: keyUri({
-      token: t.label,
-      ...t.serial ? { serial: t.serial } : {},
-      ...label ? { object: label } : {},
-      ...id.length > 0 ? { id } : {},
-      type: "private"
-    })
-  };
-}
-function listKeys(s, table, uri) {
-  const lib = s.module.lib;
-  const privates = s.find(objectTemplate(s.module, lib.CKO_PRIVATE_KEY, uri));
-  if (privates.length > 0) {
-    return privates.flatMap((o2) => describeObject(s, o2, table, true) ?? []);
-  }
-  return s.find(objectTemplate(s.module, lib.CKO_PUBLIC_KEY, uri)).flatMap((o2) => describeObject(s, o2, table, false) ?? []);
-}
-function findPrivateKey(s, table, uri) {
-  if (uri.path.type !== void 0 && uri.path.type !== "private") {
-    throw new CodesignError(
-      "INVALID_INPUT",
-      `the key URI names an object of type=${uri.path.type}; signing needs type=private`,
-      {
-        hint: "use the URI printed by `codesign keys`"
-      }
-    );
-  }
-  if (uri.path.object === void 0 && uri.path.id === void 0) {
-    throw new CodesignError("INVALID_INPUT", "the key URI names no key (it has neither object= nor id=)", {
-      hint: "use the URI printed by `codesign keys`"
-    });
-  }
-  const keys = listKeys(s, table, uri).filter(
-    (k) => k.handle !== void 0
-  );
-  const [only] = keys;
-  if (keys.length === 1 && only) return only;
-  const wanted = [
-    uri.path.object !== void 0 ? `object=${uri.path.object}` : "",
-    uri.path.id !== void 0 ? `id=${Buffer.from(uri.path.id).toString("hex")}` : ""
-  ].filter(Boolean).join(" ");
-  if (keys.length === 0) {
-    throw new CodesignError("KEY_NOT_FOUND", `no private key with ${wanted} on token "${s.token.label}"`, {
-      hint: "run `codesign keys` to list the keys and their URIs"
-    });
-  }
-  throw new CodesignError(
-    "AMBIGUOUS",
-    `${keys.length} private keys match ${wanted} on token "${s.token.label}"`,
-    {
-      hint: "add id= to the URI (see `codesign keys`)"
-    }
-  );
-}
-var init_keys = __esm({
-  "src/core/pkcs11/keys.ts"() {
-    "use strict";
-    init_asn1();
-    init_errors();
-    init_module();
-    init_uri();
-    init_x509();
-  }
-});
-
-// src/core/pkcs11/pin.ts
-import { closeSync, constants as constants5, fstatSync, openSync, readSync, realpathSync } from "node:fs";
-import path9 from "node:path";
-import { inspect as inspect3 } from "node:util";
-function readPinFile(file, origin) {
-  let fd;
-  let st;
-  try {
-    fd = openSync(file, constants5.O_RDONLY | constants5.O_NONBLOCK);
-    st = fstatSync(fd);
-  } catch (cause) {
-    throw new CodesignError("INVALID_INPUT", `cannot read the PIN file ${file} (from ${origin})`, {
-      hint: "check the path",
-      cause
-    });
-  }
-  let text;
-  try {
-    if (!st.isFile()) {
-      throw new CodesignError(
-        "INVALID_INPUT",
-        `the PIN file ${file} (from ${origin}) is not a regular file`,
-        {
-          hint: "give a file holding only the PIN; FIFOs and devices are not read"
-        }
-      );
-    }
-    const mode2 = st.mode;
-    if ((mode2 & 63) !== 0) {
-      throw new CodesignError(
-        "PIN_FILE_INSECURE",
-        `the PIN file ${file} is accessible by group or others (mode ${(mode2 & 511).toString(8).padStart(4, "0")})`,
-        { hint: `restrict it with: chmod 600 '${file}'` }
-      );
-    }
-    const buf3 = Buffer.alloc(PIN_FILE_MAX + 1);
-    let n2 = 0;
-    for (let r = -1; r !== 0 && n2 < buf3.length; n2 += r) r = readSync(fd, buf3, n2, buf3.length - n2, null);
-    if (n2 > PIN_FILE_MAX) {
-      throw new CodesignError("INVALID_INPUT", `the PIN file ${file} is larger than ${PIN_FILE_MAX} bytes`, {
-        hint: "a PIN file holds only the PIN"
-      });
-    }
-    text = buf3.subarray(0, n2).toString("utf8");
-  } finally {
-    closeSync(fd);
-  }
-  if (text.endsWith("\r\n")) text = text.slice(0, -2);
-  else if (text.endsWith("\n")) text = text.slice(0, -1);
-  if (text.length === 0) {
-    throw new CodesignError("INVALID_INPUT", `the PIN file ${file} is empty`, {
-      hint: `write only the PIN into it, e.g. printf '%s' "$PIN" > FILE`
-    });
-  }
-  if (/[\r\n]/.test(text)) {
-    throw new CodesignError("INVALID_INPUT", `the PIN file ${file} holds more than one line`, {
-      hint: "a PIN file holds only the PIN; one trailing newline is tolerated"
-    });
-  }
-  return text;
-}
-function pinSourceFile(source) {
-  if (source.startsWith("file:")) {
-    const rest = source.slice("file:".length);
-    return rest.startsWith("//") ? rest.slice(2) : rest;
-  }
-  if (source.startsWith("/")) return source;
-  throw new CodesignError("INVALID_INPUT", `pin-source "${source}" is not a file: URI`, {
-    hint: "use pin-source=file:/path/to/pin-file"
-  });
-}
-function refuseTwoPinFiles(opts) {
-  const source = opts.uri?.query["pin-source"];
-  if (opts.pinFile === void 0 || source === void 0) return;
-  if (sameFile(pinSourceFile(source), opts.pinFile)) return;
-  throw new CodesignError("USAGE", "the key URI's pin-source and --pin-file name different PIN files", {
-    hint: "give the PIN one way: drop --pin-file, or remove pin-source from the URI"
-  });
-}
-async function resolvePin(opts) {
-  refuseTwoPinFiles(opts);
-  const uriPin = opts.uri?.query["pin-value"];
-  if (uriPin !== void 0) return new Secret(uriPin, "pin-value");
-  const uriSource = opts.uri?.query["pin-source"];
-  if (uriSource !== void 0)
-    return new Secret(readPinFile(pinSourceFile(uriSource), "pin-source"), "pin-source");
-  if (opts.pinFile !== void 0) return new Secret(readPinFile(opts.pinFile, "--pin-file"), "--pin-file");
-  const env = opts.env ?? process.env;
-  const envFile = env["CODESIGN_PIN_FILE"];
-  if (envFile) return new Secret(readPinFile(envFile, "CODESIGN_PIN_FILE"), "CODESIGN_PIN_FILE");
-  const fromEnv = env["CODESIGN_PIN"];
-  if (fromEnv !== void 0 && fromEnv !== "") return new Secret(fromEnv, "CODESIGN_PIN");
-  if (opts.prompt && (opts.isTty ?? process.stdin.isTTY === true))
-    return new Secret(await opts.prompt(), "prompt");
-  return void 0;
-}
-async function requirePin(opts, what) {
-  const pin = await resolvePin(opts);
-  if (!pin)
-    throw new CodesignError("PIN_REQUIRED", `${what} needs the token's PIN and none was given`, {
-      hint: PIN_OPTIONS_HINT
-    });
-  return pin;
-}
-var Secret, PIN_OPTIONS_HINT, PIN_FILE_MAX, sameFile;
-var init_pin = __esm({
-  "src/core/pkcs11/pin.ts"() {
-    "use strict";
-    init_errors();
-    Secret = class {
-      #value;
-      source;
-      constructor(value, source) {
-        this.#value = value;
-        this.source = source;
-      }
-      reveal() {
-        return this.#value;
-      }
-      toString() {
-        return "[redacted]";
-      }
-      toJSON() {
-        return "[redacted]";
-      }
-      [inspect3.custom]() {
-        return `Secret([redacted] from ${this.source})`;
-      }
-    };
-    PIN_OPTIONS_HINT = "give the PIN with --pin-file FILE (mode 0600), $CODESIGN_PIN_FILE, $CODESIGN_PIN, pin-source=file:FILE in the key URI, or run in a terminal to be prompted";
-    PIN_FILE_MAX = 4096;
-    sameFile = (a2, b) => {
-      try {
-        return realpathSync(a2) === realpathSync(b);
-      } catch {
-        return path9.resolve(a2) === path9.resolve(b);
-      }
-    };
-  }
-});
-
-// src/core/pkcs11/module-path.ts
-import { existsSync, readdirSync, readFileSync as readFileSync4 } from "node:fs";
-import { homedir } from "node:os";
-import path10 from "node:path";
-function libDirs() {
-  const triple = MULTIARCH[process.arch];
-  return [...triple ? [`/usr/lib/${triple}`] : [], "/usr/lib64", "/usr/lib", "/usr/local/lib"];
-}
-function p11KitConfigDirs() {
-  return [
-    "/usr/share/p11-kit/modules",
-    "/etc/pkcs11/modules",
-    path10.join(homedir(), ".config/pkcs11/modules")
-  ];
-}
-function firstExisting(candidates) {
-  return candidates.find((p) => existsSync(p));
-}
-function p11KitProxyPath() {
-  return firstExisting(libDirs().map((d) => path10.join(d, "p11-kit-proxy.so")));
-}
-function p11KitClientPath() {
-  return firstExisting(libDirs().map((d) => path10.join(d, "pkcs11", "p11-kit-client.so")));
-}
-function registeredModules(dirs = p11KitConfigDirs()) {
-  const byName = /* @__PURE__ */ new Map();
-  for (const dir of dirs) {
-    let entries;
-    try {
-      entries = readdirSync(dir);
-    } catch {
-      continue;
-    }
-    for (const entry of entries.sort()) {
-      if (!entry.endsWith(".module")) continue;
-      const configFile = path10.join(dir, entry);
-      const text = readFileSync4(configFile, "utf8");
-      const match = /^\s*module\s*:\s*(.+?)\s*$/m.exec(text);
-      if (!match?.[1]) continue;
-      const reserved = /^\s*x-init-reserved\s*:\s*(.*?)\s*$/m.exec(text)?.[1];
-      const lib = match[1];
-      const resolved = path10.isAbsolute(lib) ? lib : firstExisting(libDirs().map((d) => path10.join(d, "pkcs11", lib))) ?? lib;
-      byName.set(entry.slice(0, -".module".length), {
-        name: entry.slice(0, -".module".length),
-        path: resolved,
-        configFile,
-        ...reserved ? { initReserved: reserved } : {}
-      });
-    }
-  }
-  return [...byName.values()];
-}
-function libraryBaseName(file) {
-  return path10.basename(file).replace(/\.(so|dylib|dll)(\.[0-9.]+)?$/, "").replace(/^lib/, "");
-}
-function resolveModuleName(name) {
-  const modules = registeredModules();
-  const found = modules.find((m) => m.name === name) ?? modules.find((m) => libraryBaseName(m.path) === name);
-  if (!found) {
-    throw new CodesignError(
-      "MODULE_NOT_FOUND",
-      `no PKCS#11 module named "${name}" is registered with p11-kit`,
-      {
-        hint: modules.length === 0 ? `register one with a .module file in ${p11KitConfigDirs()[1]}, or give --module PATH` : `registered modules: ${modules.map((m) => m.name).join(", ")}; or give --module PATH`
-      }
-    );
-  }
-  return found;
-}
-function remoteAddress(value) {
-  const address = value.startsWith("unix:") || value.includes("=") ? value : `unix:path=${path10.resolve(value)}`;
-  if (/[\0\n\r]/.test(address))
-    throw new CodesignError("INVALID_INPUT", "the --remote address holds a control character");
-  return address;
-}
-function chooseInitArgs(moduleArgs, registered, env) {
-  if (moduleArgs) return new Secret(moduleArgs, "moduleArgs");
-  if (registered?.initReserved) return new Secret(registered.initReserved, "x-init-reserved");
-  const fromEnv = env["CODESIGN_PKCS11_MODULE_ARGS"];
-  return fromEnv ? new Secret(fromEnv, "CODESIGN_PKCS11_MODULE_ARGS") : void 0;
-}
-function chooseModule(opts) {
-  const env = opts.env ?? process.env;
-  let choice2;
-  const remote = env["CODESIGN_REMOTE"];
-  if (remote) {
-    if (opts.flag) {
-      throw new CodesignError("USAGE", "--remote and --module exclude each other", {
-        hint: "the module is chosen on the server side: `codesign remote serve --module \u2026`"
-      });
-    }
-    const client = p11KitClientPath();
-    if (!client) {
-      throw new CodesignError(
-        "MODULE_NOT_FOUND",
-        "p11-kit-client.so is not installed, so --remote cannot work",
-        {
-          hint: "install p11-kit-modules (scripts/bootstrap does)"
-        }
-      );
-    }
-    env["P11_KIT_SERVER_ADDRESS"] = remoteAddress(remote);
-    return { path: client, source: "--remote" };
-  }
-  let registered;
-  if (opts.flag) choice2 = { path: opts.flag, source: "--module" };
-  else if (opts.uri?.query["module-path"])
-    choice2 = { path: opts.uri.query["module-path"], source: "module-path" };
-  else if (opts.uri?.query["module-name"]) {
-    registered = resolveModuleName(opts.uri.query["module-name"]);
-    choice2 = { path: registered.path, source: "module-name" };
-  } else if (env["CODESIGN_PKCS11_MODULE"])
-    choice2 = { path: env["CODESIGN_PKCS11_MODULE"], source: "CODESIGN_PKCS11_MODULE" };
-  else {
-    const proxy = p11KitProxyPath();
-    if (!proxy) {
-      throw new CodesignError(
-        "MODULE_NOT_FOUND",
-        "no PKCS#11 module given and p11-kit-proxy.so is not installed",
-        {
-          hint: "give --module PATH (e.g. /usr/lib/softhsm/libsofthsm2.so), set CODESIGN_PKCS11_MODULE, or install p11-kit-modules"
-        }
-      );
-    }
-    choice2 = { path: proxy, source: "p11-kit-proxy" };
-  }
-  if (!existsSync(choice2.path)) {
-    throw new CodesignError(
-      "MODULE_NOT_FOUND",
-      `PKCS#11 module not found: ${choice2.path} (from ${choice2.source})`,
-      {
-        hint: "check the path; `codesign doctor` lists the modules registered with p11-kit"
-      }
-    );
-  }
-  const initArgs = choice2.source === "p11-kit-proxy" ? void 0 : chooseInitArgs(opts.moduleArgs, registered, env);
-  return initArgs ? { ...choice2, initArgs } : choice2;
-}
-var MULTIARCH;
-var init_module_path = __esm({
-  "src/core/pkcs11/module-path.ts"() {
-    "use strict";
-    init_errors();
-    init_pin();
-    MULTIARCH = {
-      x64: "x86_64-linux-gnu",
-      arm64: "aarch64-linux-gnu",
-      arm: "arm-linux-gnueabihf",
-      ppc64: "powerpc64le-linux-gnu",
-      s390x: "s390x-linux-gnu"
-    };
-  }
-});
-
-// src/core/pkcs11/login-fuse.ts
-var FATAL, LoginFuse;
-var init_login_fuse = __esm({
-  "src/core/pkcs11/login-fuse.ts"() {
-    "use strict";
-    init_errors();
-    FATAL = /* @__PURE__ */ new Set(["PIN_INCORRECT", "PIN_LOCKED", "PIN_EXPIRED", "LOGIN_FAILED"]);
-    LoginFuse = class {
-      #blown;
-      get blown() {
-        return this.#blown !== void 0;
-      }
-      /** Throws the error that blew the fuse, if it has. Call before every C_Login. */
-      check() {
-        const e = this.#blown;
-        if (e) {
-          throw new CodesignError(e.code, `not signing: an earlier per-signature login failed (${e.message})`, {
-            hint: e.hint ?? "check the PIN; codesign does not retry a rejected PIN",
-            cause: e
-          });
-        }
-      }
-      /** Blows the fuse when `e` is a PIN failure; returns `e` for rethrowing either way. */
-      observe(e) {
-        if (e instanceof CodesignError && FATAL.has(e.code)) this.#blown ??= e;
-        return e;
-      }
-    };
-  }
-});
-
-// src/core/pkcs11/reconnect.ts
-import { setTimeout as sleep } from "node:timers/promises";
-function transientCkr(e) {
-  const name = ckrName(e) ?? (e instanceof Error ? ckrName(e.cause) : void 0);
-  return name !== void 0 && TRANSIENT_CKR.has(name) ? name : void 0;
-}
-var TRANSIENT_CKR, FATAL2, RETRY_CONNECT, reasonOf, ReconnectingSigner;
-var init_reconnect = __esm({
-  "src/core/pkcs11/reconnect.ts"() {
-    "use strict";
-    init_errors();
-    init_ckr();
-    TRANSIENT_CKR = /* @__PURE__ */ new Set([
-      "CKR_FUNCTION_FAILED",
-      "CKR_DEVICE_ERROR",
-      "CKR_DEVICE_REMOVED",
-      "CKR_TOKEN_NOT_PRESENT",
-      "CKR_SESSION_HANDLE_INVALID",
-      "CKR_SESSION_CLOSED"
-    ]);
-    FATAL2 = ["PIN_INCORRECT", "PIN_LOCKED", "PIN_EXPIRED", "LOGIN_FAILED"];
-    RETRY_CONNECT = ["TOKEN_NOT_FOUND", "TOKEN_ERROR"];
-    reasonOf = (e) => e instanceof Error ? e.message : String(e);
-    ReconnectingSigner = class {
-      key;
-      /** Reconnects so far (each one a fresh module load and one C_Login). */
-      reconnects = 0;
-      #conn;
-      #inflight = 0;
-      #drainWaiters = [];
-      #recovering;
-      #outage;
-      #dead;
-      #closed = false;
-      #o;
-      constructor(first, o2) {
-        this.key = first.signer.key;
-        this.#conn = first;
-        this.#o = o2;
-      }
-      async sign(request) {
-        for (; ; ) {
-          if (this.#dead !== void 0) throw this.#dead;
-          if (this.#recovering) {
-            await this.#recovering.catch(() => void 0);
-            continue;
-          }
-          const conn = this.#conn;
-          let failure;
-          this.#inflight++;
-          try {
-            const signature = await conn.signer.sign(request);
-            this.#outage = void 0;
-            return signature;
-          } catch (e) {
-            failure = e;
-          } finally {
-            this.#settled();
-          }
-          if (this.#o.retryMs <= 0 || transientCkr(failure) === void 0) throw failure;
-          await this.#recover(conn, failure);
-        }
-      }
-      /** Closes whatever connection is current; waits for a reconnect under way. */
-      async close() {
-        this.#closed = true;
-        await this.#recovering?.catch(() => void 0);
-        await this.#drained();
-        this.#conn.close();
-      }
-      #settled() {
-        this.#inflight--;
-        if (this.#inflight > 0) return;
-        for (const w of this.#drainWaiters.splice(0)) w();
-      }
-      /** Resolves when no signature is in flight: C_Finalize must not run under a C_Sign. */
-      #drained() {
-        if (this.#inflight === 0) return Promise.resolve();
-        return new Promise((resolve) => this.#drainWaiters.push(resolve));
-      }
-      /** One recovery at a time; every caller that met the same failure waits for it. */
-      #recover(conn, failure) {
-        if (this.#recovering) return this.#recovering;
-        if (conn !== this.#conn) return Promise.resolve();
-        const p = this.#recoverOnce(failure).finally(() => {
-          this.#recovering = void 0;
-        });
-        this.#recovering = p;
-        return p;
-      }
-      async #recoverOnce(failure) {
-        const first = this.#o.firstBackoffMs ?? 250;
-        const max = this.#o.maxBackoffMs ?? 4e3;
-        const outage = this.#outage ??= { since: performance.now(), backoff: first };
-        const deadline = outage.since + this.#o.retryMs;
-        let last = failure;
-        for (; ; ) {
-          const wait = Math.min(outage.backoff, deadline - performance.now());
-          if (wait <= 0 || this.#closed) this.#giveUp(last);
-          await sleep(wait);
-          outage.backoff = Math.min(outage.backoff * 2, max);
-          await this.#drained();
-          let alive;
-          try {
-            alive = this.#conn.alive();
-          } catch {
-            alive = false;
-          }
-          if (alive) {
-            this.#o.onEvent?.({ kind: "retry", reason: reasonOf(last) });
-            return;
-          }
-          this.#o.onEvent?.({ kind: "reconnecting", reason: reasonOf(last) });
-          this.#conn.close();
-          try {
-            this.#conn = await this.#o.connect();
-          } catch (e) {
-            if (!(e instanceof CodesignError) || !RETRY_CONNECT.includes(e.code)) {
-              this.#dead = e;
-              this.#o.onEvent?.({ kind: "gave-up", reason: reasonOf(e) });
-              throw e;
-            }
-            last = e;
-            continue;
-          }
-          this.reconnects++;
-          this.#o.onEvent?.({ kind: "reconnected", count: this.reconnects });
-          return;
-        }
-      }
-      #giveUp(last) {
-        const seconds = Math.round(this.#o.retryMs / 100) / 10;
-        const dead = last instanceof CodesignError && FATAL2.includes(last.code) ? last : new CodesignError(
-          "TOKEN_ERROR",
-          `the token did not come back within ${seconds} s: ${reasonOf(last)}`,
-          {
-            hint: "the files reported as not signed were not written; sign them again once the token answers, or allow a longer outage with --token-retry-seconds",
-            cause: last
-          }
-        );
-        this.#dead = dead;
-        this.#o.onEvent?.({ kind: "gave-up", reason: reasonOf(last) });
-        throw dead;
-      }
-    };
-  }
-});
-
-// src/core/pkcs11/signer-pool.ts
-var SignerPool;
-var init_signer_pool = __esm({
-  "src/core/pkcs11/signer-pool.ts"() {
-    "use strict";
-    SignerPool = class {
-      key;
-      idle;
-      waiting = [];
-      constructor(signers) {
-        const [first] = signers;
-        if (!first) throw new Error("SignerPool needs at least one signer");
-        this.key = first.key;
-        this.idle = [...signers];
-      }
-      /** How many signatures can be in flight at once. */
-      get size() {
-        return this.idle.length + this.busy;
-      }
-      busy = 0;
-      acquire() {
-        const s = this.idle.pop();
-        if (s) {
-          this.busy++;
-          return Promise.resolve(s);
-        }
-        return new Promise((resolve) => this.waiting.push(resolve));
-      }
-      release(s) {
-        const next = this.waiting.shift();
-        if (next) next(s);
-        else {
-          this.busy--;
-          this.idle.push(s);
-        }
-      }
-      async sign(request) {
-        const s = await this.acquire();
-        try {
-          return await s.sign(request);
-        } finally {
-          this.release(s);
-        }
-      }
-    };
-  }
-});
-
-// src/core/pkcs11/token-signer.ts
-import { createHash } from "node:crypto";
-var HASH_BYTES2, TokenKeySigner;
-var init_token_signer = __esm({
-  "src/core/pkcs11/token-signer.ts"() {
-    "use strict";
-    init_asn1();
-    init_errors();
-    init_module();
-    init_signer();
-    HASH_BYTES2 = { sha256: 32, sha384: 48, sha512: 64 };
-    TokenKeySigner = class {
-      key;
-      session;
-      handle;
-      offered;
-      label;
-      authorize;
-      fuse;
-      constructor(session, key, table, context2) {
-        if (!key.spki) {
-          throw new CodesignError(
-            "KEY_NOT_FOUND",
-            `the public key of "${key.label}" is not readable from the token`,
-            {
-              hint: "store the public key or a certificate with the same CKA_ID on the token"
-            }
-          );
-        }
-        this.key = {
-          keyType: key.keyType,
-          spki: key.spki,
-          ...key.bits === void 0 ? {} : { bits: key.bits },
-          ...key.curve === void 0 ? {} : { curve: key.curve }
-        };
-        this.session = session;
-        this.handle = key.handle;
-        this.label = key.label;
-        this.offered = new Set([...table.values()].filter((m) => m.sign).map((m) => m.name));
-        if (key.alwaysAuthenticate === true) {
-          if (!context2) {
-            throw new CodesignError(
-              "PIN_REQUIRED",
-              `the key "${key.label}" needs a PIN for every signature (CKA_ALWAYS_AUTHENTICATE)`,
-              { hint: "sign through withTokenKey, which keeps the PIN for the run" }
-            );
-          }
-          const { pin, fuse } = context2;
-          this.fuse = fuse;
-          this.authorize = (s) => {
-            fuse.check();
-            try {
-              s.contextLogin(pin);
-            } catch (e) {
-              throw fuse.observe(e);
-            }
-          };
-        }
-      }
-      signOnce(mechanism, data) {
-        return this.session.signOnce(mechanism, this.handle, data, this.authorize);
-      }
-      has(name) {
-        return this.offered.has(name);
-      }
-      mechanism(name, parameter) {
-        const lib = this.session.module.lib;
-        const value = name === "CKM_EDDSA" ? CKM_EDDSA : lib[name];
-        return parameter === void 0 ? { mechanism: value } : { mechanism: value, parameter };
-      }
-      pssParams(hash) {
-        const lib = this.session.module.lib;
-        const H = hash.toUpperCase();
-        return {
-          type: lib.CK_PARAMS_RSA_PSS,
-          hashAlg: lib[`CKM_${H}`],
-          mgf: lib[`CKG_MGF1_${H}`],
-          saltLen: HASH_BYTES2[hash]
-        };
-      }
-      unsupported(what) {
-        return new CodesignError("MECHANISM_UNSUPPORTED", `token key "${this.label}" cannot sign with ${what}`, {
-          hint: `the token offers: ${[...this.offered].filter((n2) => /RSA|ECDSA|EDDSA/.test(n2)).join(", ") || "no signing mechanisms"}`
-        });
-      }
-      async sign(req) {
-        this.fuse?.check();
-        const { hash, scheme } = req;
-        if (!schemeFitsKey(scheme, this.key.keyType)) {
-          throw new CodesignError(
-            "INVALID_INPUT",
-            `--mechanism ${scheme} does not fit a ${this.key.keyType} key`,
-            {
-              hint: this.key.keyType === "rsa" ? "use rsa-pkcs1 or rsa-pss" : `use ${this.key.keyType === "ec" ? "ecdsa" : "eddsa"}`
-            }
-          );
-        }
-        const H = hash.toUpperCase();
-        const input = req.input;
-        const message = "message" in input ? Buffer.from(input.message) : void 0;
-        if (scheme === "eddsa") {
-          if (!message) throw new CodesignError("INVALID_INPUT", "EdDSA signs the message itself, not a digest");
-          if (!this.has("CKM_EDDSA")) throw this.unsupported("EdDSA");
-          return this.signOnce(this.mechanism("CKM_EDDSA"), message);
-        }
-        const combined = {
-          "rsa-pkcs1": `CKM_${H}_RSA_PKCS`,
-          "rsa-pss": `CKM_${H}_RSA_PKCS_PSS`,
-          ecdsa: `CKM_ECDSA_${H}`
-        }[scheme];
-        let out;
-        if (message && this.has(combined)) {
-          out = await this.signOnce(
-            this.mechanism(combined, scheme === "rsa-pss" ? this.pssParams(hash) : void 0),
-            message
-          );
-        } else {
-          const digest = "digest" in input ? Buffer.from(input.digest) : createHash(hash).update(input.message).digest();
-          if (digest.length !== HASH_BYTES2[hash]) {
-            throw new CodesignError(
-              "INTERNAL",
-              `a ${hash} digest must be ${HASH_BYTES2[hash]} bytes, got ${digest.length}`
-            );
-          }
-          if (scheme === "rsa-pkcs1") {
-            if (!this.has("CKM_RSA_PKCS")) throw this.unsupported(`RSA PKCS#1 v1.5 over a host ${hash} digest`);
-            out = await this.signOnce(this.mechanism("CKM_RSA_PKCS"), Buffer.from(digestInfo(hash, digest)));
-          } else if (scheme === "rsa-pss") {
-            if (!this.has("CKM_RSA_PKCS_PSS")) throw this.unsupported(`RSA-PSS over a host ${hash} digest`);
-            out = await this.signOnce(this.mechanism("CKM_RSA_PKCS_PSS", this.pssParams(hash)), digest);
-          } else {
-            if (!this.has("CKM_ECDSA")) throw this.unsupported(`ECDSA over a host ${hash} digest`);
-            out = await this.signOnce(this.mechanism("CKM_ECDSA"), digest);
-          }
-        }
-        if (scheme === "ecdsa" && (req.format ?? "der") === "der") return ecdsaRawToDer(out);
-        return new Uint8Array(out);
-      }
-    };
-  }
-});
-
-// src/core/pkcs11/token-key.ts
-async function withTokenKey(opts, fn) {
-  const uri = parseUri(opts.key);
-  const moduleChoice = chooseModule({
-    flag: opts.module,
-    uri,
-    moduleArgs: opts.moduleArgs,
-    ...opts.env ? { env: opts.env } : {}
-  });
-  const retryMs = tokenRetrySeconds(opts) * 1e3;
-  const pin = opts.pin ?? await requirePin(
-    { uri, pinFile: opts.pinFile, prompt: opts.prompt, ...opts.env ? { env: opts.env } : {} },
-    "this command"
-  );
-  const fuse = new LoginFuse();
-  const target = { moduleChoice, uri, pin, fuse, sessions: opts.sessions ?? 1, readWrite: opts.readWrite };
-  const first = connectKey(target);
-  const signer = new ReconnectingSigner(first, {
-    retryMs,
-    connect: () => Promise.resolve(connectKey({ ...target, same: first.open }))
-  });
-  try {
-    return await fn({ ...first.open, signer });
-  } finally {
-    await signer.close();
-  }
-}
-function tokenRetrySeconds(opts) {
-  const fromEnv = (opts.env ?? process.env)["CODESIGN_TOKEN_RETRY_SECONDS"];
-  const value = opts.tokenRetrySeconds ?? (fromEnv === void 0 || fromEnv === "" ? void 0 : Number(fromEnv));
-  if (value === void 0) return DEFAULT_TOKEN_RETRY_SECONDS;
-  if (!Number.isFinite(value) || value < 0) {
-    throw new CodesignError("USAGE", `the token retry time (${String(value)} s) must be a number \u2265 0`, {
-      hint: "give seconds, e.g. 30; 0 fails at the first token error"
-    });
-  }
-  return value;
-}
-function connectKey(t) {
-  const module = Pkcs11Module.open(t.moduleChoice.path, t.moduleChoice.initArgs);
-  const sessions = [];
-  let loggedIn = false;
-  let closed = false;
-  const close = () => {
-    if (closed) return;
-    closed = true;
-    const [login, ...extra] = sessions;
-    for (const s of extra) s.close();
-    if (login) {
-      if (loggedIn) login.logout();
-      login.close();
-    }
-    try {
-      module.close();
-    } catch {
-    }
-  };
-  try {
-    const token = module.selectToken(t.uri);
-    if (t.same && token.serial !== t.same.token.serial) {
-      throw new CodesignError(
-        "TOKEN_NOT_FOUND",
-        `the key URI now finds token serial ${token.serial}, not ${t.same.token.serial} that the run started with`
-      );
-    }
-    if (token.flags.includes("user-pin-locked")) {
-      throw new CodesignError("PIN_LOCKED", `the user PIN of token "${token.label}" is locked`, {
-        hint: "the security officer must unlock or reset it; codesign will not try to log in"
-      });
-    }
-    const mechanisms = module.mechanisms(token);
-    const session = module.openSession(token, { readWrite: t.readWrite ?? false });
-    sessions.push(session);
-    session.login(t.pin);
-    loggedIn = true;
-    const key = findPrivateKey(session, mechanisms, t.uri);
-    if (t.same && !sameBytes(key.spki, t.same.key.spki)) {
-      throw new CodesignError("KEY_NOT_FOUND", "after reconnecting, the key URI finds a different key", {
-        hint: "the token changed while the run was signing; nothing more is signed with it"
-      });
-    }
-    const context2 = key.alwaysAuthenticate ? { pin: t.pin, fuse: t.fuse } : void 0;
-    const budget = sessionBudget(t.sessions, token);
-    for (let i2 = 1; i2 < budget; i2++) {
-      const s = openExtraSession(module, token);
-      if (!s) break;
-      sessions.push(s);
-    }
-    const signers = sessions.map((s) => new TokenKeySigner(s, key, mechanisms, context2));
-    return {
-      signer: new SignerPool(signers),
-      alive: () => session.alive(),
-      close,
-      open: {
-        module,
-        moduleChoice: t.moduleChoice,
-        token,
-        session,
-        mechanisms,
-        uri: t.uri,
-        loggedIn: true,
-        pin: t.pin,
-        key,
-        sessions: signers.length
-      }
-    };
-  } catch (e) {
-    close();
-    throw e;
-  }
-}
-function sameBytes(a2, b) {
-  return a2 !== void 0 && b !== void 0 && Buffer.from(a2).equals(Buffer.from(b));
-}
-function sessionBudget(wanted, token) {
-  const asked = Math.max(1, Math.floor(wanted));
-  if (token.maxSessions === void 0) return asked;
-  const free = token.maxSessions - (token.openSessions ?? 0);
-  return Math.max(1, Math.min(asked, free));
-}
-function openExtraSession(module, token) {
-  try {
-    return module.openSession(token);
-  } catch (e) {
-    if (e instanceof CodesignError && ckrName(e.cause) === "CKR_SESSION_COUNT") return void 0;
-    throw e;
-  }
-}
-var DEFAULT_TOKEN_RETRY_SECONDS;
-var init_token_key = __esm({
-  "src/core/pkcs11/token-key.ts"() {
-    "use strict";
-    init_errors();
-    init_ckr();
-    init_keys();
-    init_module_path();
-    init_pin();
-    init_module();
-    init_login_fuse();
-    init_reconnect();
-    init_signer_pool();
-    init_token_signer();
-    init_uri();
-    DEFAULT_TOKEN_RETRY_SECONDS = 30;
-  }
-});
-
-// src/core/util/files.ts
-import { randomBytes } from "node:crypto";
-import { constants as fsConstants, realpathSync as realpathSync2 } from "node:fs";
-import { open, rename, rm as rm2, stat } from "node:fs/promises";
-import path11 from "node:path";
-async function writeFileAtomic(target, data, opts = {}) {
-  const temp = tempNameFor(target);
-  const mode2 = opts.mode ?? 420;
-  const forget = removeOnExit(temp);
-  try {
-    const fh = await open(temp, "wx", mode2);
-    try {
-      await fh.writeFile(data);
-      await fh.datasync();
-    } finally {
-      await fh.close();
-    }
-    await rename(temp, target);
-  } catch (cause) {
-    await rm2(temp, { force: true });
-    throw new CodesignError(
-      "IO",
-      `cannot write ${target}: ${cause.code ?? cause}`,
-      {
-        hint: "check that the directory exists and is writable",
-        cause
-      }
-    );
-  } finally {
-    forget();
-  }
-}
-async function withAtomicOutput(target, produce, opts = {}) {
-  const temp = tempNameFor(target, opts.keepExtension ? path11.extname(target) : "");
-  const forget = removeOnExit(temp);
-  try {
-    const result = await produce(temp);
-    await rename(temp, target).catch((cause) => {
-      throw new CodesignError("IO", `cannot write ${target}: ${cause.code ?? cause.message}`, {
-        hint: "check that the directory exists and is writable",
-        cause
-      });
-    });
-    return result;
-  } finally {
-    forget();
-    await rm2(temp, { force: true });
-  }
-}
-function realOrResolved(p) {
-  try {
-    return realpathSync2(p);
-  } catch {
-    return path11.resolve(p);
-  }
-}
-function assertDistinct(input, output) {
-  if (realOrResolved(input) === realOrResolved(output)) {
-    throw new CodesignError("USAGE", `--out ${output} is the input file`, {
-      hint: "write the signature to another file; codesign never changes its input"
-    });
-  }
-}
-function tempNameFor(target, extension2 = "") {
-  const dir = path11.dirname(path11.resolve(target));
-  const suffix = `.${randomBytes(6).toString("hex")}.tmp${extension2}`;
-  const room = NAME_MAX - 1 - Buffer.byteLength(suffix);
-  let base = path11.basename(target);
-  while (Buffer.byteLength(base) > room) base = base.slice(0, -1);
-  if (/[\uD800-\uDBFF]$/.test(base)) base = base.slice(0, -1);
-  return path11.join(dir, `.${base}${suffix}`);
-}
-async function openRegularFile(file, what) {
-  const fh = await open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK).catch(unreadable(file, what));
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) {
-      throw new CodesignError("INVALID_INPUT", `${what} ${file} is not a regular file`, {
-        hint: "give a file: FIFOs, devices and directories are not read"
-      });
-    }
-    return { fh, size: st.size };
-  } catch (e) {
-    await fh.close();
-    throw e;
-  }
-}
-async function readRegularFile(file, what, max) {
-  const { fh, size } = await openRegularFile(file, what);
-  try {
-    const tooLarge = () => new CodesignError("INVALID_INPUT", `${what} ${file} is larger than ${max} bytes`, {
-      hint: "check that this is the right file"
-    });
-    if (size > max) throw tooLarge();
-    const chunks = [];
-    let total = 0;
-    for (; ; ) {
-      const chunk = Buffer.alloc(Math.min(1024 * 1024, max + 1 - total));
-      if (chunk.length === 0) throw tooLarge();
-      const { bytesRead } = await fh.read(chunk, 0, chunk.length, null).catch(unreadable(file, what));
-      if (bytesRead === 0) break;
-      chunks.push(chunk.subarray(0, bytesRead));
-      total += bytesRead;
-    }
-    return new Uint8Array(Buffer.concat(chunks, total));
-  } finally {
-    await fh.close();
-  }
-}
-var unreadable, inputSize, NAME_MAX;
-var init_files = __esm({
-  "src/core/util/files.ts"() {
-    "use strict";
-    init_errors();
-    init_temp();
-    unreadable = (file, what = "") => (cause) => {
-      throw new CodesignError(
-        "INVALID_INPUT",
-        `cannot read ${what ? `${what} ` : ""}${file}: ${cause.code ?? cause.message}`,
-        {
-          hint: "check the path",
-          cause
-        }
-      );
-    };
-    inputSize = async (input) => (await stat(input).catch(unreadable(input))).size;
-    NAME_MAX = 255;
-  }
-});
-
-// src/core/pki/certificate.ts
-async function readCertificates(file) {
-  const bytes = await readRegularFile(file, "the certificate file", CERT_FILE_MAX);
-  if (bytes[0] === 48) {
-    describeCertificate(bytes);
-    return [bytes];
-  }
-  const certs = pemDecode(bytes).filter((b) => b.label === "CERTIFICATE").map((b) => b.der);
-  if (certs.length === 0) {
-    throw new CodesignError(
-      "INVALID_INPUT",
-      `${file} holds no certificate (neither DER nor a PEM CERTIFICATE block)`,
-      {
-        hint: "give an X.509 certificate in PEM or DER"
-      }
-    );
-  }
-  for (const der of certs) describeCertificate(der);
-  return certs;
-}
-function assertCertificateMatchesKey(certDer2, key, origin) {
-  if (!key.spki) return;
-  if (!equalBytes(certificatePublicKey(certDer2), key.spki)) {
-    const subject = describeCertificate(certDer2).subject;
-    throw new CodesignError(
-      "INVALID_INPUT",
-      `the certificate ${origin} (${subject}) is not for the key ${key.uri}: its public key differs`,
-      {
-        hint: "give the certificate issued for this key (compare with `codesign pubkey --key \u2026`), or use the key the certificate belongs to"
-      }
-    );
-  }
-}
-async function resolveSignerCertificate(key, certFile) {
-  if (certFile !== void 0) {
-    const [der] = await readCertificates(certFile);
-    if (!der) throw new CodesignError("INTERNAL", "readCertificates returned nothing");
-    assertCertificateMatchesKey(der, key, `in ${certFile}`);
-    return { der, source: "file", file: certFile };
-  }
-  if (!key.certificate) {
-    throw new CodesignError(
-      "CERT_NOT_FOUND",
-      `no certificate for the key ${key.uri} on the token (none with its CKA_ID)`,
-      {
-        hint: "give one with --cert FILE, or put one on the token: `codesign cert selfsign --store` for testing, or import the CA-issued one with the key's id"
-      }
-    );
-  }
-  assertCertificateMatchesKey(key.certificate, key, "on the token");
-  return { der: key.certificate, source: "token" };
-}
-var CERT_FILE_MAX, equalBytes, certificatePem;
-var init_certificate = __esm({
-  "src/core/pki/certificate.ts"() {
-    "use strict";
-    init_asn1();
-    init_errors();
-    init_files();
-    init_x509();
-    CERT_FILE_MAX = 16 * 1024 * 1024;
-    equalBytes = (a2, b) => a2.length === b.length && a2.every((x, i2) => x === b[i2]);
-    certificatePem = (der) => pemEncode("CERTIFICATE", der);
-  }
-});
-
-// src/core/util/hash.ts
-import { createHash as createHash2 } from "node:crypto";
-import { open as open2 } from "node:fs/promises";
-async function hashFile(file, hash) {
-  const h2 = createHash2(hash);
-  let fh;
-  try {
-    fh = await open2(file, "r");
-  } catch (cause) {
-    throw new CodesignError(
-      "INVALID_INPUT",
-      `cannot read ${file}: ${cause.code ?? cause}`,
-      {
-        hint: "check the path and its permissions",
-        cause
-      }
-    );
-  }
-  const buf3 = spare.pop() ?? Buffer.allocUnsafe(CHUNK);
-  try {
-    for (; ; ) {
-      const { bytesRead } = await fh.read(buf3, 0, CHUNK, null);
-      if (bytesRead === 0) break;
-      h2.update(buf3.subarray(0, bytesRead));
-    }
-  } finally {
-    spare.push(buf3);
-    await fh.close();
-  }
-  return new Uint8Array(h2.digest());
-}
-var CHUNK, spare;
-var init_hash = __esm({
-  "src/core/util/hash.ts"() {
-    "use strict";
-    init_errors();
-    CHUNK = 4 * 1024 * 1024;
-    spare = [];
-  }
-});
-
-// src/app/batch.ts
-import { realpathSync as realpathSync3 } from "node:fs";
-import path12 from "node:path";
-function signedName(file) {
-  const ext = path12.extname(file);
-  return path12.join(path12.dirname(file), `${path12.basename(file, ext)}.signed${ext}`);
-}
-function canonical(cache) {
-  return (p) => {
-    const abs = path12.resolve(p);
-    const dir = path12.dirname(abs);
-    let real = cache.get(dir);
-    if (real === void 0) {
-      try {
-        real = realpathSync3(dir);
-      } catch {
-        real = dir;
-      }
-      cache.set(dir, real);
-    }
-    return path12.join(real, path12.basename(abs));
-  };
-}
-function planOutputs(inputs, opts) {
-  if (inputs.length === 0) {
-    throw new CodesignError("USAGE", "no file to sign", { hint: "name the files to sign" });
-  }
-  if (opts.out !== void 0 && (inputs.length > 1 || opts.outDir !== void 0 || opts.inPlace)) {
-    throw new CodesignError(
-      "USAGE",
-      inputs.length > 1 ? `one output file was named for ${inputs.length} inputs` : "an output file was named together with an output directory or in-place replacement",
-      { hint: "name an output directory for many files, or one output for one file" }
-    );
-  }
-  if (opts.inPlace && opts.style.kind === "detached") {
-    throw new CodesignError(
-      "USAGE",
-      "in-place replacement applies to Authenticode and JAR files; this format writes a detached signature",
-      { hint: "the signature goes beside the input, or into an output directory" }
-    );
-  }
-  const items = inputs.map((input) => {
-    if (opts.out !== void 0) return { input, output: opts.out };
-    if (opts.inPlace) return { input, output: input };
-    const name = path12.basename(input);
-    const dir = opts.outDir ?? path12.dirname(input);
-    if (opts.style.kind === "detached")
-      return { input, output: path12.join(dir, `${name}${opts.style.suffix}`) };
-    return { input, output: opts.outDir ? path12.join(opts.outDir, name) : signedName(input) };
-  });
-  const seen = /* @__PURE__ */ new Map();
-  const realOrResolved2 = canonical(/* @__PURE__ */ new Map());
-  for (const { input, output } of items) {
-    const key = realOrResolved2(output);
-    const other = seen.get(key);
-    if (other !== void 0) {
-      throw new CodesignError("USAGE", `${other} and ${input} would both be written to ${output}`, {
-        hint: "rename one of them, or sign them in separate runs"
-      });
-    }
-    seen.set(key, input);
-    if (!opts.inPlace && key === realOrResolved2(input)) {
-      throw new CodesignError("USAGE", `${input} would be overwritten by its own output`, {
-        hint: "write the output elsewhere; codesign never changes an input unless asked to replace it in place"
-      });
-    }
-  }
-  return items;
-}
-async function runBatch(items, work, opts) {
-  const results = new Array(items.length);
-  let next = 0;
-  let done = 0;
-  let stop = false;
-  const worker = async () => {
-    for (; ; ) {
-      const i2 = next++;
-      const item = items[i2];
-      if (item === void 0) return;
-      const started2 = performance.now();
-      let result;
-      if (stop) {
-        result = {
-          ...item,
-          ok: false,
-          ms: 0,
-          error: { code: "USAGE", message: "not signed: an earlier file failed and the run stopped there" }
-        };
-      } else {
-        try {
-          const detail = await work(item);
-          result = { ...item, ok: true, ms: Math.round(performance.now() - started2), detail };
-        } catch (e) {
-          if (opts.failFast || opts.fatal?.(e)) stop = true;
-          result = {
-            ...item,
-            ok: false,
-            ms: Math.round(performance.now() - started2),
-            error: isCodesignError(e) ? { code: e.code, message: e.message, ...e.hint ? { hint: e.hint } : {} } : { code: "UNEXPECTED", message: e instanceof Error ? e.message : String(e) }
-          };
-        }
-      }
-      results[i2] = result;
-      opts.onResult?.(result, ++done, items.length);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.jobs, items.length)) }, worker));
-  return results;
-}
-var init_batch = __esm({
-  "src/app/batch.ts"() {
-    "use strict";
-    init_errors();
-  }
-});
-
-// src/app/formats/raw.ts
-var raw_exports = {};
-__export(raw_exports, {
-  raw: () => raw
-});
-import { readFile } from "node:fs/promises";
-var EDDSA_MAX_BYTES, raw;
-var init_raw = __esm({
-  "src/app/formats/raw.ts"() {
-    "use strict";
-    init_errors();
-    init_files();
-    EDDSA_MAX_BYTES = 256 * 1024 * 1024;
-    raw = {
-      name: "raw",
-      output: { kind: "detached", suffix: ".sig" },
-      needsCertificate: false,
-      overlap: 4,
-      fileDigest: (o2) => o2.mechanism === "eddsa" ? void 0 : o2.hash ?? "sha256",
-      check: async (input) => void await inputSize(input),
-      async prepare(item, ctx) {
-        const { scheme, hash } = ctx;
-        let request;
-        if (scheme === "eddsa") {
-          if (await inputSize(item.input) > EDDSA_MAX_BYTES) {
-            throw new CodesignError(
-              "INVALID_INPUT",
-              `EdDSA signs the whole file in one call; ${item.input} is over 256 MiB`,
-              { hint: "use an RSA or EC key for large files" }
-            );
-          }
-          request = { hash, scheme, input: { message: await readFile(item.input) } };
-        } else {
-          const format2 = ctx.options.signatureFormat ?? "der";
-          request = { hash, scheme, input: { digest: await ctx.digest(item.input, hash) }, format: format2 };
-        }
-        return {
-          request,
-          async finish(signature) {
-            await writeFileAtomic(item.output, signature);
-            return {
-              scheme,
-              ...scheme === "eddsa" ? {} : { hash },
-              ...scheme === "ecdsa" ? { format: ctx.options.signatureFormat ?? "der" } : {},
-              bytes: signature.length
-            };
-          }
-        };
-      }
-    };
   }
 });
 
@@ -81219,7 +81121,7 @@ var init_raw = __esm({
 function certificateOf(der) {
   let cert = parsed.get(der);
   if (!cert) {
-    cert = pkijs3.Certificate.fromBER(buf(der));
+    cert = pkijs2.Certificate.fromBER(buf(der));
     parsed.set(der, cert);
   }
   return cert;
@@ -81231,7 +81133,7 @@ function signedAttributesDer(attrs) {
 }
 function signerSignatureAlgorithm(key, scheme, hash) {
   if (scheme === "rsa-pkcs1") {
-    return new pkijs3.AlgorithmIdentifier({
+    return new pkijs2.AlgorithmIdentifier({
       algorithmId: OID.rsaEncryption,
       algorithmParams: new asn1js3.Null()
     });
@@ -81240,9 +81142,9 @@ function signerSignatureAlgorithm(key, scheme, hash) {
 }
 function prepareSignerInfo(o2) {
   const cert = certificateOf(o2.certificate);
-  const signerInfo = new pkijs3.SignerInfo({
+  const signerInfo = new pkijs2.SignerInfo({
     version: 1,
-    sid: new pkijs3.IssuerAndSerialNumber({ issuer: cert.issuer, serialNumber: cert.serialNumber }),
+    sid: new pkijs2.IssuerAndSerialNumber({ issuer: cert.issuer, serialNumber: cert.serialNumber }),
     digestAlgorithm: hashAlgorithm(o2.hash),
     signatureAlgorithm: signerSignatureAlgorithm(o2.key, o2.scheme, o2.hash)
   });
@@ -81255,11 +81157,11 @@ function prepareSignerInfo(o2) {
     return { signerInfo, toSign: { digest: o2.digest } };
   }
   const attributes = [
-    new pkijs3.Attribute({
+    new pkijs2.Attribute({
       type: OID.contentType,
       values: [new asn1js3.ObjectIdentifier({ value: o2.contentType })]
     }),
-    new pkijs3.Attribute({
+    new pkijs2.Attribute({
       type: OID.messageDigest,
       values: [new asn1js3.OctetString({ valueHex: buf(o2.digest) })]
     }),
@@ -81267,21 +81169,21 @@ function prepareSignerInfo(o2) {
   ];
   const der = new Map(attributes.map((a2) => [a2, Buffer.from(a2.toSchema().toBER())]));
   attributes.sort((x, y) => Buffer.compare(der.get(x), der.get(y)));
-  signerInfo.signedAttrs = new pkijs3.SignedAndUnsignedAttributes({ type: 0, attributes });
+  signerInfo.signedAttrs = new pkijs2.SignedAndUnsignedAttributes({ type: 0, attributes });
   return { signerInfo, toSign: { message: signedAttributesDer(signerInfo.signedAttrs) } };
 }
 function signingTimeAttribute(when = /* @__PURE__ */ new Date()) {
-  return new pkijs3.Attribute({
+  return new pkijs2.Attribute({
     type: OID.signingTime,
     values: [new asn1js3.UTCTime({ valueDate: when })]
   });
 }
 function assembleSignedData(o2) {
   o2.signerInfo.signature = new asn1js3.OctetString({ valueHex: buf(o2.signature) });
-  return new pkijs3.SignedData({
+  return new pkijs2.SignedData({
     version: 1,
     digestAlgorithms: [hashAlgorithm(o2.hash)],
-    encapContentInfo: new pkijs3.EncapsulatedContentInfo({
+    encapContentInfo: new pkijs2.EncapsulatedContentInfo({
       eContentType: o2.eContentType,
       // pkijs types eContent as an OCTET STRING, but writes whatever it holds under [0] EXPLICIT.
       ...o2.eContent ? { eContent: o2.eContent } : {}
@@ -81300,15 +81202,15 @@ function uniqueChain(signer, chain) {
   });
 }
 function encodeSignedData(signed) {
-  const info2 = new pkijs3.ContentInfo({ contentType: OID.signedData, content: signed.toSchema(true) });
+  const info2 = new pkijs2.ContentInfo({ contentType: OID.signedData, content: signed.toSchema(true) });
   return new Uint8Array(info2.toSchema().toBER());
 }
 function parseSignedData(bytes, what) {
   try {
     const der = derOrPem(bytes, ["CMS", "PKCS7"]);
-    const info2 = pkijs3.ContentInfo.fromBER(buf(der));
+    const info2 = pkijs2.ContentInfo.fromBER(buf(der));
     if (info2.contentType !== OID.signedData) throw new Error(`content type ${info2.contentType}`);
-    return new pkijs3.SignedData({ schema: info2.content });
+    return new pkijs2.SignedData({ schema: info2.content });
   } catch (cause) {
     throw new CodesignError("INVALID_INPUT", `${what} is not a CMS/PKCS#7 signature`, {
       hint: "give a .p7s made by codesign sign --tool cms or openssl cms -sign (DER or PEM)",
@@ -81319,13 +81221,14 @@ function parseSignedData(bytes, what) {
 function cmsOutput(der, format2) {
   return format2 === "pem" ? pemEncode("CMS", der) : der;
 }
-var asn1js3, pkijs3, OID, ATTACHED_MAX_BYTES, buf, parsed, SIGNED_DATA_OID_DER;
+var asn1js3, pkijs2, OID, ATTACHED_MAX_BYTES, buf, parsed, SIGNED_DATA_OID_DER;
 var init_cms = __esm({
   "src/core/pki/cms.ts"() {
     "use strict";
     asn1js3 = __toESM(require_build2(), 1);
-    pkijs3 = __toESM(require_build3(), 1);
+    pkijs2 = __toESM(require_build3(), 1);
     init_asn1();
+    init_algorithms();
     init_errors();
     OID = {
       data: "1.2.840.113549.1.7.1",
@@ -81400,8 +81303,195 @@ var init_failover = __esm({
   }
 });
 
+// src/core/pki/x509.ts
+function malformed(message) {
+  return new CodesignError("INVALID_INPUT", message);
+}
+function escapeValue(value) {
+  let out = value.replace(/["+,;<>\\]/g, (c3) => `\\${c3}`).replace(/\0/g, "\\00");
+  if (out.startsWith(" ") || out.startsWith("#")) out = `\\${out}`;
+  if (out.endsWith(" ") && out.length > 1) out = `${out.slice(0, -1)}\\ `;
+  return out;
+}
+function bytesToHex(bytes) {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
+}
+function formatName(nameDer) {
+  const name = parseDer(nameDer, "the name");
+  if (!(name instanceof asn1js4.Sequence)) throw malformed("the name is not a SEQUENCE");
+  const rdns = name.valueBlock.value.map((rdn) => {
+    if (!(rdn instanceof asn1js4.Set)) throw malformed("a name component is not a SET");
+    return rdn.valueBlock.value.map((atv) => {
+      const [oid, value] = atv instanceof asn1js4.Sequence ? atv.valueBlock.value : [];
+      if (!(oid instanceof asn1js4.ObjectIdentifier) || !value)
+        throw malformed("a malformed name attribute");
+      const id = oid.getValue();
+      const type = TYPE_BY_OID.get(id)?.name ?? id;
+      const text = value instanceof asn1js4.BaseStringBlock ? escapeValue(value.getValue()) : `#${bytesToHex(new Uint8Array(value.toBER()))}`;
+      return `${type}=${text}`;
+    }).join("+");
+  });
+  return rdns.reverse().join(",");
+}
+function parseCertificate(certDer2) {
+  const der = derOrPem(certDer2, ["CERTIFICATE"]);
+  try {
+    return new pkijs3.Certificate({ schema: parseDer(der, "the certificate") });
+  } catch (cause) {
+    if (cause instanceof CodesignError) throw cause;
+    throw new CodesignError("INVALID_INPUT", "not an X.509 certificate", {
+      hint: "give a DER or PEM certificate",
+      cause
+    });
+  }
+}
+function certificatePublicKey2(certDer2) {
+  return new Uint8Array(parseCertificate(certDer2).subjectPublicKeyInfo.toSchema().toBER());
+}
+function describeCertificate(certDer2) {
+  const cert = parseCertificate(certDer2);
+  let serial = cert.serialNumber.valueBlock.valueHexView;
+  if (serial.length > 1 && serial[0] === 0) serial = serial.subarray(1);
+  const eku = cert.extensions?.find((e) => e.extnID === OID_EXT_KEY_USAGE);
+  let hasCodeSigningEku = false;
+  if (eku) {
+    try {
+      const usage = pkijs3.ExtKeyUsage.fromBER(eku.extnValue.valueBlock.valueHexView);
+      hasCodeSigningEku = usage.keyPurposes.includes(OID_CODE_SIGNING);
+    } catch {
+      hasCodeSigningEku = false;
+    }
+  }
+  return {
+    subject: formatName(new Uint8Array(cert.subject.valueBeforeDecode)),
+    issuer: formatName(new Uint8Array(cert.issuer.valueBeforeDecode)),
+    notBefore: cert.notBefore.value,
+    notAfter: cert.notAfter.value,
+    serialHex: bytesToHex(serial).toUpperCase(),
+    hasCodeSigningEku
+  };
+}
+var asn1js4, pkijs3, ATTRIBUTE_TYPES, TYPE_BY_NAME, TYPE_BY_OID, utf82, OID_EXT_KEY_USAGE, OID_CODE_SIGNING;
+var init_x509 = __esm({
+  "src/core/pki/x509.ts"() {
+    "use strict";
+    asn1js4 = __toESM(require_build2(), 1);
+    pkijs3 = __toESM(require_build3(), 1);
+    init_algorithms();
+    init_asn1();
+    init_errors();
+    init_signer();
+    ATTRIBUTE_TYPES = [
+      { name: "CN", oid: "2.5.4.3", kind: "utf8", aliases: ["commonName"] },
+      { name: "O", oid: "2.5.4.10", kind: "utf8", aliases: ["organizationName"] },
+      { name: "OU", oid: "2.5.4.11", kind: "utf8", aliases: ["organizationalUnitName"] },
+      { name: "C", oid: "2.5.4.6", kind: "country", aliases: ["countryName"] },
+      { name: "L", oid: "2.5.4.7", kind: "utf8", aliases: ["localityName"] },
+      { name: "ST", oid: "2.5.4.8", kind: "utf8", aliases: ["stateOrProvinceName", "S"] },
+      { name: "street", oid: "2.5.4.9", kind: "utf8", aliases: ["streetAddress"] },
+      { name: "postalCode", oid: "2.5.4.17", kind: "utf8" },
+      { name: "emailAddress", oid: "1.2.840.113549.1.9.1", kind: "ia5", aliases: ["E", "email"] },
+      { name: "serialNumber", oid: "2.5.4.5", kind: "printable" },
+      { name: "DC", oid: "0.9.2342.19200300.100.1.25", kind: "ia5", aliases: ["domainComponent"] },
+      { name: "UID", oid: "0.9.2342.19200300.100.1.1", kind: "utf8", aliases: ["userId"] },
+      { name: "title", oid: "2.5.4.12", kind: "utf8" },
+      { name: "GN", oid: "2.5.4.42", kind: "utf8", aliases: ["givenName"] },
+      { name: "SN", oid: "2.5.4.4", kind: "utf8", aliases: ["surname"] },
+      { name: "organizationIdentifier", oid: "2.5.4.97", kind: "utf8" },
+      { name: "businessCategory", oid: "2.5.4.15", kind: "utf8" },
+      {
+        name: "jurisdictionC",
+        oid: "1.3.6.1.4.1.311.60.2.1.3",
+        kind: "country",
+        aliases: ["jurisdictionCountryName"]
+      }
+    ];
+    TYPE_BY_NAME = /* @__PURE__ */ new Map();
+    for (const t of ATTRIBUTE_TYPES) {
+      for (const n2 of [t.name, ...t.aliases ?? []]) TYPE_BY_NAME.set(n2.toLowerCase(), t);
+    }
+    TYPE_BY_OID = new Map(ATTRIBUTE_TYPES.map((t) => [t.oid, t]));
+    utf82 = new TextEncoder();
+    OID_EXT_KEY_USAGE = "2.5.29.37";
+    OID_CODE_SIGNING = "1.3.6.1.5.5.7.3.3";
+  }
+});
+
+// src/core/pki/certificate.ts
+var certificate_exports = {};
+__export(certificate_exports, {
+  assertCertificateMatchesKey: () => assertCertificateMatchesKey,
+  certificatePem: () => certificatePem,
+  readCertificates: () => readCertificates,
+  resolveSignerCertificate: () => resolveSignerCertificate
+});
+async function readCertificates(file) {
+  const bytes = await readRegularFile(file, "the certificate file", CERT_FILE_MAX);
+  if (bytes[0] === 48) {
+    describeCertificate(bytes);
+    return [bytes];
+  }
+  const certs = pemDecode(bytes).filter((b) => b.label === "CERTIFICATE").map((b) => b.der);
+  if (certs.length === 0) {
+    throw new CodesignError(
+      "INVALID_INPUT",
+      `${file} holds no certificate (neither DER nor a PEM CERTIFICATE block)`,
+      {
+        hint: "give an X.509 certificate in PEM or DER"
+      }
+    );
+  }
+  for (const der of certs) describeCertificate(der);
+  return certs;
+}
+function assertCertificateMatchesKey(certDer2, key, origin) {
+  if (!key.spki) return;
+  if (!equalBytes(certificatePublicKey2(certDer2), key.spki)) {
+    const subject = describeCertificate(certDer2).subject;
+    throw new CodesignError(
+      "INVALID_INPUT",
+      `the certificate ${origin} (${subject}) is not for the key ${key.uri}: its public key differs`,
+      {
+        hint: "give the certificate issued for this key (compare with `codesign pubkey --key \u2026`), or use the key the certificate belongs to"
+      }
+    );
+  }
+}
+async function resolveSignerCertificate(key, certFile) {
+  if (certFile !== void 0) {
+    const [der] = await readCertificates(certFile);
+    if (!der) throw new CodesignError("INTERNAL", "readCertificates returned nothing");
+    assertCertificateMatchesKey(der, key, `in ${certFile}`);
+    return { der, source: "file", file: certFile };
+  }
+  if (!key.certificate) {
+    throw new CodesignError(
+      "CERT_NOT_FOUND",
+      `no certificate for the key ${key.uri} on the token (none with its CKA_ID)`,
+      {
+        hint: "give one with --cert FILE, or put one on the token: `codesign cert selfsign --store` for testing, or import the CA-issued one with the key's id"
+      }
+    );
+  }
+  assertCertificateMatchesKey(key.certificate, key, "on the token");
+  return { der: key.certificate, source: "token" };
+}
+var CERT_FILE_MAX, equalBytes, certificatePem;
+var init_certificate = __esm({
+  "src/core/pki/certificate.ts"() {
+    "use strict";
+    init_asn1();
+    init_errors();
+    init_files();
+    init_x509();
+    CERT_FILE_MAX = 16 * 1024 * 1024;
+    equalBytes = (a2, b) => a2.length === b.length && a2.every((x, i2) => x === b[i2]);
+    certificatePem = (der) => pemEncode("CERTIFICATE", der);
+  }
+});
+
 // src/core/pki/path.ts
-import { X509Certificate } from "node:crypto";
+import { X509Certificate as X509Certificate2 } from "node:crypto";
 import { existsSync as existsSync2 } from "node:fs";
 import tls from "node:tls";
 async function loadAnchors(caFiles) {
@@ -81423,7 +81513,7 @@ async function loadAnchors(caFiles) {
 }
 function subjectOf(c3) {
   try {
-    return new X509Certificate(certDer(c3)).subject.replace(/\n/g, ", ");
+    return new X509Certificate2(certDer(c3)).subject.replace(/\n/g, ", ");
   } catch {
     return "(unreadable subject)";
   }
@@ -81431,13 +81521,13 @@ function subjectOf(c3) {
 function basicConstraints(c3) {
   const ext = extension(c3, EXT.basicConstraints);
   if (!ext) return void 0;
-  const parsed2 = asn1js4.fromBER(ext.extnValue.valueBlock.valueHexView);
-  const items = parsed2.result instanceof asn1js4.Sequence ? parsed2.result.valueBlock.value : [];
-  const ca = items.find((i2) => i2 instanceof asn1js4.Boolean);
-  const len = items.find((i2) => i2 instanceof asn1js4.Integer);
+  const parsed2 = asn1js5.fromBER(ext.extnValue.valueBlock.valueHexView);
+  const items = parsed2.result instanceof asn1js5.Sequence ? parsed2.result.valueBlock.value : [];
+  const ca = items.find((i2) => i2 instanceof asn1js5.Boolean);
+  const len = items.find((i2) => i2 instanceof asn1js5.Integer);
   return {
-    cA: ca instanceof asn1js4.Boolean ? ca.getValue() : false,
-    ...len instanceof asn1js4.Integer ? { pathLen: len.valueBlock.valueDec } : {}
+    cA: ca instanceof asn1js5.Boolean ? ca.getValue() : false,
+    ...len instanceof asn1js5.Integer ? { pathLen: len.valueBlock.valueDec } : {}
   };
 }
 function dateProblem(c3, at) {
@@ -81553,11 +81643,11 @@ async function checkRevocation(path23, crls, at, what) {
     }
   }
 }
-var asn1js4, pkijs4, EXT, UNDERSTOOD, SYSTEM_BUNDLES, ANCHOR_FILE_MAX, parseCert, certDer, sameCert, fail, extension, validAt, issuesAny;
+var asn1js5, pkijs4, EXT, UNDERSTOOD, SYSTEM_BUNDLES, ANCHOR_FILE_MAX, parseCert, certDer, sameCert, fail, extension, validAt, issuesAny;
 var init_path = __esm({
   "src/core/pki/path.ts"() {
     "use strict";
-    asn1js4 = __toESM(require_build2(), 1);
+    asn1js5 = __toESM(require_build2(), 1);
     pkijs4 = __toESM(require_build3(), 1);
     init_asn1();
     init_certificate();
@@ -81684,12 +81774,12 @@ var init_policy = __esm({
 
 // src/core/pki/verify.ts
 import {
-  constants as constants6,
+  constants as constants7,
   createHash as createHash3,
   createPublicKey,
   createVerify,
   verify as verifyOneShot,
-  X509Certificate as X509Certificate2
+  X509Certificate as X509Certificate3
 } from "node:crypto";
 import { createReadStream as createReadStream2 } from "node:fs";
 async function streamVerify(file, hash, key, signature, candidates) {
@@ -81706,13 +81796,13 @@ function signatureOptions(algo, digestHash) {
   if (!hash) throw fail3(`RSA-PSS with an unsupported hash (${params.hashAlgorithm.algorithmId})`);
   return {
     hash,
-    opts: { padding: constants6.RSA_PKCS1_PSS_PADDING, saltLength: params.saltLength }
+    opts: { padding: constants7.RSA_PKCS1_PSS_PADDING, saltLength: params.saltLength }
   };
 }
 function findSignerCertificate(signed, si) {
   const sid = si.sid;
   return certificatesOf(signed).find(
-    (c3) => sid instanceof pkijs6.IssuerAndSerialNumber ? c3.serialNumber.isEqual(sid.serialNumber) && Buffer.from(c3.issuer.toSchema().toBER()).equals(Buffer.from(sid.issuer.toSchema().toBER())) : sid instanceof asn1js5.Constructed || sid instanceof asn1js5.Primitive ? subjectKeyIdMatches(c3, sid) : false
+    (c3) => sid instanceof pkijs6.IssuerAndSerialNumber ? c3.serialNumber.isEqual(sid.serialNumber) && Buffer.from(c3.issuer.toSchema().toBER()).equals(Buffer.from(sid.issuer.toSchema().toBER())) : sid instanceof asn1js6.Constructed || sid instanceof asn1js6.Primitive ? subjectKeyIdMatches(c3, sid) : false
   );
 }
 function signerCertificate(signed, si) {
@@ -81727,7 +81817,7 @@ function signerCertificate(signed, si) {
 async function checkSignerInfo(signed, si, hash, digest, content) {
   const sig = new Uint8Array(si.signature.valueBlock.valueHexView);
   const signerCert = signerCertificate(signed, si);
-  const cert = new X509Certificate2(certDer(signerCert));
+  const cert = new X509Certificate3(certDer(signerCert));
   const { hash: sigHash, opts } = signatureOptions(si.signatureAlgorithm, hash);
   const key = { key: cert.publicKey, ...opts };
   let ok;
@@ -81741,7 +81831,7 @@ async function checkSignerInfo(signed, si, hash, digest, content) {
       );
     }
     const ct = attrValue(si, OID.contentType);
-    if (!(ct instanceof asn1js5.ObjectIdentifier) || ct.getValue() !== signed.encapContentInfo.eContentType) {
+    if (!(ct instanceof asn1js6.ObjectIdentifier) || ct.getValue() !== signed.encapContentInfo.eContentType) {
       throw fail3("the signed contentType attribute does not match the content type");
     }
     const signedBytes = new Uint8Array(si.signedAttrs.encodedValue.slice(0));
@@ -81817,11 +81907,11 @@ async function validateTsaChain(ts, anchors, crls) {
   checkPolicy(path23, "timestamping");
   return path23;
 }
-var asn1js5, pkijs6, fail3, OID_TST_INFO, TIMESTAMP_FUTURE_SKEW_MS, KEY_FILE_MAX, EDDSA_MAX_BYTES2, PKCS1, PSS_ANY_SALT, attrValue, certificatesOf;
+var asn1js6, pkijs6, fail3, OID_TST_INFO, TIMESTAMP_FUTURE_SKEW_MS, KEY_FILE_MAX, EDDSA_MAX_BYTES2, PKCS1, PSS_ANY_SALT, attrValue, certificatesOf;
 var init_verify = __esm({
   "src/core/pki/verify.ts"() {
     "use strict";
-    asn1js5 = __toESM(require_build2(), 1);
+    asn1js6 = __toESM(require_build2(), 1);
     pkijs6 = __toESM(require_build3(), 1);
     init_asn1();
     init_cms();
@@ -81835,10 +81925,10 @@ var init_verify = __esm({
     TIMESTAMP_FUTURE_SKEW_MS = 5 * 60 * 1e3;
     KEY_FILE_MAX = 1024 * 1024;
     EDDSA_MAX_BYTES2 = 256 * 1024 * 1024;
-    PKCS1 = { padding: constants6.RSA_PKCS1_PADDING };
+    PKCS1 = { padding: constants7.RSA_PKCS1_PADDING };
     PSS_ANY_SALT = {
-      padding: constants6.RSA_PKCS1_PSS_PADDING,
-      saltLength: constants6.RSA_PSS_SALTLEN_AUTO
+      padding: constants7.RSA_PKCS1_PSS_PADDING,
+      saltLength: constants7.RSA_PSS_SALTLEN_AUTO
     };
     attrValue = (si, type) => si.signedAttrs?.attributes.find((a2) => a2.type === type)?.values[0];
     certificatesOf = (signed) => (signed.certificates ?? []).filter((c3) => c3 instanceof pkijs6.Certificate);
@@ -81858,11 +81948,11 @@ async function requestOnce(url, signature, signal, trust, allowUntrusted) {
     version: 1,
     messageImprint: new pkijs7.MessageImprint({
       hashAlgorithm: hashAlgorithm("sha256"),
-      hashedMessage: new asn1js6.OctetString({
+      hashedMessage: new asn1js7.OctetString({
         valueHex: buf2(new Uint8Array(createHash4("sha256").update(signature).digest()))
       })
     }),
-    nonce: new asn1js6.Integer({ valueHex: buf2(nonce) }),
+    nonce: new asn1js7.Integer({ valueHex: buf2(nonce) }),
     certReq: true
   });
   const body = await postBounded(url, new Uint8Array(req.toSchema().toBER()), signal);
@@ -81979,13 +82069,13 @@ async function timestampSignedData(signed, urls, failover, attribute = OID.timeS
   }
   return results;
 }
-var asn1js6, pkijs7, TSA_RESPONSE_MAX_BYTES, MAX_REDIRECTS, buf2, equal;
+var asn1js7, pkijs7, TSA_RESPONSE_MAX_BYTES, MAX_REDIRECTS, buf2, equal;
 var init_timestamp = __esm({
   "src/core/pki/timestamp.ts"() {
     "use strict";
-    asn1js6 = __toESM(require_build2(), 1);
+    asn1js7 = __toESM(require_build2(), 1);
     pkijs7 = __toESM(require_build3(), 1);
-    init_asn1();
+    init_algorithms();
     init_cms();
     init_errors();
     init_failover();
@@ -82031,11 +82121,11 @@ __export(cms_exports, {
 });
 import { createHash as createHash5 } from "node:crypto";
 import { readFile as readFile2 } from "node:fs/promises";
-var asn1js7, cms;
+var asn1js8, cms;
 var init_cms2 = __esm({
   "src/app/formats/cms.ts"() {
     "use strict";
-    asn1js7 = __toESM(require_build2(), 1);
+    asn1js8 = __toESM(require_build2(), 1);
     init_errors();
     init_cms();
     init_files();
@@ -82080,7 +82170,7 @@ var init_cms2 = __esm({
               certificate,
               chain: ctx.chain,
               eContentType: OID.data,
-              eContent: content ? new asn1js7.OctetString({ valueHex: Uint8Array.from(content).buffer }) : void 0
+              eContent: content ? new asn1js8.OctetString({ valueHex: Uint8Array.from(content).buffer }) : void 0
             });
             const stamp = await timestamp(signed, o2, OID.timeStampToken);
             const encoding = o2.encoding ?? "der";
@@ -82589,7 +82679,7 @@ var require_yauzl = __commonJS({
     var PassThrough2 = __require("stream").PassThrough;
     var Writable4 = __require("stream").Writable;
     var crc32 = typeof zlib.crc32 === "function" ? zlib.crc32 : require_crc32();
-    exports.open = open3;
+    exports.open = open2;
     exports.fromFd = fromFd;
     exports.fromBuffer = fromBuffer;
     exports.fromRandomAccessReader = fromRandomAccessReader;
@@ -82607,7 +82697,7 @@ var require_yauzl = __commonJS({
     exports.RandomAccessReader = RandomAccessReader;
     function openPromise2(path23, options2) {
       return new Promise((resolve, reject) => {
-        open3(path23, { ...options2, lazyEntries: true }, function(err, zipfile) {
+        open2(path23, { ...options2, lazyEntries: true }, function(err, zipfile) {
           if (err) return reject(err);
           resolve(zipfile);
         });
@@ -82637,7 +82727,7 @@ var require_yauzl = __commonJS({
         });
       });
     }
-    function open3(path23, options2, callback) {
+    function open2(path23, options2, callback) {
       if (typeof options2 === "function") {
         callback = options2;
         options2 = null;
@@ -84432,7 +84522,7 @@ var init_sunpkcs11 = __esm({
 });
 
 // adapters/osslsigncode.ts
-import { readFile as readFile3, writeFile } from "node:fs/promises";
+import { readFile as readFile3, writeFile as writeFile2 } from "node:fs/promises";
 import path14 from "node:path";
 async function extractData(o2) {
   const file = findTool("osslsigncode", o2.toolPath);
@@ -84511,10 +84601,10 @@ async function verifyAuthenticode(input, o2) {
     if (o2.caFiles.length > 0) {
       const pems = await Promise.all(o2.caFiles.map((f) => readFile3(f, "utf8")));
       const joined = path14.join(dir, "ca.pem");
-      await writeFile(joined, pems.join("\n"));
+      await writeFile2(joined, pems.join("\n"));
       const tsa = path14.join(dir, "tsa-ca.pem");
       const system = await readFile3(SYSTEM_BUNDLE, "utf8").catch(() => "");
-      await writeFile(tsa, [...pems, system].join("\n"));
+      await writeFile2(tsa, [...pems, system].join("\n"));
       ca = ["-CAfile", joined, "-TSA-CAfile", tsa];
     }
     return runToolRaw({ tool: "osslsigncode", file, args: ["verify", ...ca, "-in", safePath(input)] });
@@ -84607,7 +84697,7 @@ __export(jarsigner_exports, {
   sunpkcs11Alias: () => sunpkcs11Alias,
   verifyJar: () => verifyJar
 });
-import { writeFile as writeFile2, rm as rm3 } from "node:fs/promises";
+import { writeFile as writeFile3, rm as rm3 } from "node:fs/promises";
 import path15 from "node:path";
 function sigalg(keyType, hash) {
   const h2 = hash.toUpperCase();
@@ -84642,7 +84732,7 @@ function args(job, extra = {}) {
 }
 async function sign(job) {
   const file = findTool("jarsigner", job.toolPath);
-  await writeFile2(
+  await writeFile3(
     configPath(job),
     sunpkcs11Config({ name: "codesign", library: job.modulePath, slot: Number(job.token.slotId) }),
     { mode: 384 }
@@ -84651,7 +84741,7 @@ async function sign(job) {
     ...await readCertificates(job.certFile),
     ...(await Promise.all(job.chainFiles.map((f) => readCertificates(f)))).flat()
   ];
-  await writeFile2(chainPath(job), certs.map(certificatePem).join(""), { mode: 384 });
+  await writeFile3(chainPath(job), certs.map(certificatePem).join(""), { mode: 384 });
   const v = await version2(job.toolPath);
   const once9 = async (timestampUrl, signal) => {
     const out = await runTool({
@@ -84708,7 +84798,7 @@ function keystoreEntries(text) {
 async function sunpkcs11Alias(o2) {
   const keytool = path15.join(path15.dirname(findTool("jarsigner", o2.toolPath)), "keytool");
   const cfg = path15.join(o2.workDir, "keytool-sunpkcs11.cfg");
-  await writeFile2(cfg, sunpkcs11Config({ name: "codesign", library: o2.modulePath, slot: o2.slot }), {
+  await writeFile3(cfg, sunpkcs11Config({ name: "codesign", library: o2.modulePath, slot: o2.slot }), {
     mode: 384
   });
   const out = await runTool({
@@ -84755,7 +84845,7 @@ async function verifyJar(input, o2) {
       const certs = (await Promise.all(o2.caFiles.map((f) => readCertificates(f)))).flat();
       for (const [i2, der] of certs.entries()) {
         const ca = path15.join(dir, `ca${i2}.pem`);
-        await writeFile2(ca, certificatePem(der));
+        await writeFile3(ca, certificatePem(der));
         await runTool({
           tool: "keytool",
           file: keytool,
@@ -85345,7 +85435,7 @@ function readExtractedContent(der, file) {
     if (info2.contentType !== OID.signedData) throw new Error(`content type ${info2.contentType}`);
     const signed = new pkijs9.SignedData({ schema: info2.content });
     const content = signed.encapContentInfo.eContent;
-    if (!content || !(content instanceof asn1js8.Constructed)) throw new Error("no structured content");
+    if (!content || !(content instanceof asn1js9.Constructed)) throw new Error("no structured content");
     return {
       contentType: signed.encapContentInfo.eContentType,
       content,
@@ -85360,7 +85450,7 @@ function readExtractedContent(der, file) {
   }
 }
 function taggedString(tagNumber, bytes) {
-  return new asn1js8.Primitive({
+  return new asn1js9.Primitive({
     idBlock: { tagClass: 3, tagNumber },
     valueHex: Uint8Array.from(bytes).buffer
   });
@@ -85374,8 +85464,8 @@ function authenticodeAttributes(o2) {
     new pkijs9.Attribute({
       type: AUTHENTICODE_OID.statementType,
       values: [
-        new asn1js8.Sequence({
-          value: [new asn1js8.ObjectIdentifier({ value: AUTHENTICODE_OID.individualCodeSigning })]
+        new asn1js9.Sequence({
+          value: [new asn1js9.ObjectIdentifier({ value: AUTHENTICODE_OID.individualCodeSigning })]
         })
       ]
     })
@@ -85390,7 +85480,7 @@ function authenticodeAttributes(o2) {
       new pkijs9.Attribute({
         type: AUTHENTICODE_OID.opusInfo,
         values: [
-          new asn1js8.Sequence({
+          new asn1js9.Sequence({
             value: [
               ...o2.description !== void 0 ? [context(0, spcString(o2.description))] : [],
               ...o2.url !== void 0 ? [context(1, taggedString(0, new TextEncoder().encode(o2.url)))] : []
@@ -85413,11 +85503,11 @@ function nestedSignatureCount(existing, file) {
 function sequenceNumberAttribute(n2) {
   return new pkijs9.Attribute({
     type: AUTHENTICODE_OID.sequenceNumber,
-    values: [new asn1js8.Integer({ value: n2 })]
+    values: [new asn1js9.Integer({ value: n2 })]
   });
 }
 function coverageOf(contentType, content) {
-  if (contentType === AUTHENTICODE_OID.indirectData && content instanceof asn1js8.Sequence) {
+  if (contentType === AUTHENTICODE_OID.indirectData && content instanceof asn1js9.Sequence) {
     const digest = content.valueBlock.value[1];
     if (digest) return new Uint8Array(digest.toBER());
   }
@@ -85431,7 +85521,7 @@ function readDetachedSignature(bytes, file) {
   const content = signed.encapContentInfo.eContent;
   const signer = signed.signerInfos[0];
   const hash = signer ? hashByOid(signer.digestAlgorithm.algorithmId) : void 0;
-  if (!content || !(content instanceof asn1js8.Constructed) || !signer || !hash) {
+  if (!content || !(content instanceof asn1js9.Constructed) || !signer || !hash) {
     throw new CodesignError("INVALID_INPUT", `${file} is not a detached Authenticode signature`, {
       hint: "give the PKCS#7 written by codesign sign --detached-signature (one signer, SHA-256/384/512)"
     });
@@ -85451,11 +85541,11 @@ function readDetachedSignature(bytes, file) {
     signerCertificate: signerCertificate2
   };
 }
-var asn1js8, pkijs9, AUTHENTICODE_OID, context;
+var asn1js9, pkijs9, AUTHENTICODE_OID, context;
 var init_authenticode = __esm({
   "src/core/pki/authenticode.ts"() {
     "use strict";
-    asn1js8 = __toESM(require_build2(), 1);
+    asn1js9 = __toESM(require_build2(), 1);
     pkijs9 = __toESM(require_build3(), 1);
     init_errors();
     init_asn1();
@@ -85476,7 +85566,7 @@ var init_authenticode = __esm({
        */
       sequenceNumber: "1.2.840.113549.1.9.25.4"
     };
-    context = (tagNumber, value) => new asn1js8.Constructed({ idBlock: { tagClass: 3, tagNumber }, value: [value] });
+    context = (tagNumber, value) => new asn1js9.Constructed({ idBlock: { tagClass: 3, tagNumber }, value: [value] });
   }
 });
 
@@ -85488,7 +85578,7 @@ __export(authenticode_exports, {
   authenticodeDetached: () => authenticodeDetached
 });
 import { createHash as createHash8, randomBytes as randomBytes3 } from "node:crypto";
-import { readFile as readFile4, rm as rm4, writeFile as writeFile3 } from "node:fs/promises";
+import { readFile as readFile4, rm as rm4, writeFile as writeFile4 } from "node:fs/promises";
 import os2 from "node:os";
 import path17 from "node:path";
 async function readExistingSignature(input, toolPath) {
@@ -85602,7 +85692,7 @@ function authenticodeFormat(detached) {
                 await writeFileAtomic(item.output, encodeSignedData(signed));
                 return { scheme, hash, tool: "osslsigncode", version: version4, detached: true, ...stamp };
               }
-              await writeFile3(sigFile, encodeSignedData(signed), { mode: 384 });
+              await writeFile4(sigFile, encodeSignedData(signed), { mode: 384 });
               await withAtomicOutput(
                 item.output,
                 async (temp) => {
@@ -85652,7 +85742,7 @@ async function attach(o2) {
   assertDistinct(o2.input, output);
   await inputSize(o2.input);
   const version4 = await adapter.version(o2.toolPath);
-  const bytes = new Uint8Array(await readFile4(o2.signature).catch(unreadable(o2.signature, "the signature")));
+  const bytes = new Uint8Array(await readFile4(o2.signature).catch(unreadable2(o2.signature, "the signature")));
   const sig = readDetachedSignature(bytes, o2.signature);
   if (!sig.signerCertificate) {
     throw new CodesignError("INVALID_INPUT", `${o2.signature} carries no signer certificate`, {
@@ -85678,9 +85768,9 @@ async function attach(o2) {
       );
     }
     const sigFile = path17.join(dir, "signature.p7");
-    await writeFile3(sigFile, derOrPem(bytes, ["PKCS7", "CMS"]), { mode: 384 });
+    await writeFile4(sigFile, derOrPem(bytes, ["PKCS7", "CMS"]), { mode: 384 });
     const caFile = path17.join(dir, "signer.pem");
-    await writeFile3(caFile, certificatePem(signerCertificate2), { mode: 384 });
+    await writeFile4(caFile, certificatePem(signerCertificate2), { mode: 384 });
     const nest = signed && o2.nest === true;
     await withAtomicOutput(
       output,
@@ -85744,11 +85834,11 @@ __export(apksigner_exports, {
   certificateSha256: () => certificateSha256,
   verifyApk: () => verifyApk
 });
-import { X509Certificate as X509Certificate3, createHash as createHash9 } from "node:crypto";
-import { readFile as readFile5, writeFile as writeFile4 } from "node:fs/promises";
+import { X509Certificate as X509Certificate4, createHash as createHash9 } from "node:crypto";
+import { readFile as readFile5, writeFile as writeFile5 } from "node:fs/promises";
 import path18 from "node:path";
 async function certificateSha256(pemFile) {
-  const cert = new X509Certificate3(await readFile5(pemFile));
+  const cert = new X509Certificate4(await readFile5(pemFile));
   return createHash9("sha256").update(cert.raw).digest("hex");
 }
 function args2(job) {
@@ -85797,7 +85887,7 @@ async function sign2(job) {
     });
   }
   const file = findTool("apksigner", job.toolPath);
-  await writeFile4(
+  await writeFile5(
     configPath2(job),
     sunpkcs11Config({ name: "codesign", library: job.modulePath, slot: Number(job.token.slotId) }),
     { mode: 384 }
@@ -85930,7 +86020,7 @@ __export(openssl_exports, {
   probe: () => probe,
   providerAvailable: () => providerAvailable
 });
-import { readFile as readFile6, writeFile as writeFile5 } from "node:fs/promises";
+import { readFile as readFile6, writeFile as writeFile6 } from "node:fs/promises";
 import path19 from "node:path";
 function affectedByEarly30Bug(v) {
   const [a2, b, c3] = v.split(".").map(Number);
@@ -85947,8 +86037,8 @@ async function engineTestSignature(o2) {
   const conf = path19.join(o2.dir, "openssl-engine.cnf");
   const data = path19.join(o2.dir, "doctor.bin");
   const sig = path19.join(o2.dir, "doctor.sig");
-  await writeFile5(conf, opensslEngineConfig({ module: o2.modulePath }), { mode: 384 });
-  await writeFile5(data, "codesign doctor: a test signature through the libp11 engine\n");
+  await writeFile6(conf, opensslEngineConfig({ module: o2.modulePath }), { mode: 384 });
+  await writeFile6(data, "codesign doctor: a test signature through the libp11 engine\n");
   await runTool({
     tool: "openssl",
     file: findTool("openssl"),
@@ -86010,7 +86100,7 @@ async function sign3(job) {
       hint: "use --tool cms (RFC 3161 with fail-over), or `codesign timestamp` on the openssl CMS output"
     });
   }
-  await writeFile5(confPath(job), opensslEngineConfig({ module: job.modulePath }), { mode: 384 });
+  await writeFile6(confPath(job), opensslEngineConfig({ module: job.modulePath }), { mode: 384 });
   await runTool({
     tool: "openssl",
     file,
@@ -86079,7 +86169,7 @@ __export(tool_exports, {
   signWithTool: () => signWithTool,
   toolOutput: () => toolOutput
 });
-import { mkdtemp, writeFile as writeFile6 } from "node:fs/promises";
+import { mkdtemp, writeFile as writeFile7 } from "node:fs/promises";
 import path20 from "node:path";
 function toolOutput(tool, o2) {
   if (tool === "jarsigner" || tool === "apksigner") return { kind: "embedded" };
@@ -86141,7 +86231,7 @@ async function signWithTool(tool, items, o2, jobs) {
     }
     return withPrivateDir(async (dir) => {
       const certFile = path20.join(dir, "signer.pem");
-      await writeFile6(certFile, certificatePem(cert.der), { mode: 384 });
+      await writeFile7(certFile, certificatePem(cert.der), { mode: 384 });
       const alias = tool === "jarsigner" && tokenCertificate ? await sunpkcs11Alias({
         modulePath: k.moduleChoice.path,
         slot: Number(k.token.slotId),
@@ -86226,7 +86316,7 @@ var glob = __toESM(require_glob(), 1);
 init_errors();
 init_temp();
 import { existsSync as existsSync3 } from "node:fs";
-import { writeFile as writeFile8 } from "node:fs/promises";
+import { writeFile as writeFile9 } from "node:fs/promises";
 import path22 from "node:path";
 
 // adapters/setup.ts
@@ -86298,17 +86388,16 @@ async function ensureAddon(log) {
 // src/app/sign.ts
 init_errors();
 init_token_key();
-init_certificate();
 init_signer();
 init_hash();
 init_temp();
 init_batch();
-import { mkdir, stat as stat2, writeFile as writeFile7 } from "node:fs/promises";
+import { mkdir, stat as stat2, writeFile as writeFile8 } from "node:fs/promises";
 import os3 from "node:os";
 import path21 from "node:path";
 
 // src/app/file-kind.ts
-import path13 from "node:path";
+import path12 from "node:path";
 var AUTHENTICODE_EXTENSIONS = [
   ".exe",
   ".dll",
@@ -86354,7 +86443,7 @@ var UNSIGNABLE_UNDER_AUTO = {
 var JAR_EXTENSIONS = [".jar", ".war", ".ear"];
 var APK_EXTENSIONS = [".apk"];
 function fileKind(file) {
-  const ext = path13.extname(file).toLowerCase();
+  const ext = path12.extname(file).toLowerCase();
   if (AUTHENTICODE_EXTENSIONS.includes(ext)) return "authenticode";
   if (JAR_EXTENSIONS.includes(ext)) return "jar";
   if (APK_EXTENSIONS.includes(ext)) return "apk";
@@ -86555,10 +86644,11 @@ async function sign4(o2) {
           digest: (file, h2) => digests.get(file, h2)
         };
         if (format2.needsCertificate) {
-          ctx.certificate = (await resolveSignerCertificate(k.key, o2.cert)).der;
-          ctx.chain = (await Promise.all((o2.chain ?? []).map((f) => readCertificates(f)))).flat();
+          const { certificatePem: certificatePem2, readCertificates: readCertificates2, resolveSignerCertificate: resolveSignerCertificate2 } = await Promise.resolve().then(() => (init_certificate(), certificate_exports));
+          ctx.certificate = (await resolveSignerCertificate2(k.key, o2.cert)).der;
+          ctx.chain = (await Promise.all((o2.chain ?? []).map((f) => readCertificates2(f)))).flat();
           const certFile = path21.join(workDir, "signer.pem");
-          await writeFile7(certFile, certificatePem(ctx.certificate), { mode: 384 });
+          await writeFile8(certFile, certificatePem2(ctx.certificate), { mode: 384 });
           ctx.certificateFiles = [certFile, ...o2.chain ?? []];
         }
         const files = await runBatch(
@@ -86734,7 +86824,7 @@ async function main() {
       let pinFile = optional2("pin-file");
       if (pin) {
         pinFile = path22.join(dir, "pin");
-        await writeFile8(pinFile, pin, { mode: 384 });
+        await writeFile9(pinFile, pin, { mode: 384 });
       }
       return (await sign4({ ...options2, pinFile })).files;
     }, "codesign-action-");

@@ -9,7 +9,6 @@ import os from "node:os";
 import path from "node:path";
 import { CodesignError, isCodesignError } from "../core/errors.js";
 import { withTokenKey } from "../core/pkcs11/token-key.js";
-import { certificatePem, readCertificates, resolveSignerCertificate } from "../core/pki/certificate.js";
 import { schemeForKey, type HashName } from "../core/signer.js";
 import { hashFile } from "../core/util/hash.js";
 import { withPrivateDir } from "../core/util/temp.js";
@@ -241,6 +240,9 @@ export async function sign(o: SignOptions): Promise<SignReport> {
           digest: (file, h) => digests.get(file, h),
         };
         if (format.needsCertificate) {
+          // Loaded only here: raw signatures never load pkijs (about 100 ms of start-up).
+          const { certificatePem, readCertificates, resolveSignerCertificate } =
+            await import("../core/pki/certificate.js");
           ctx.certificate = (await resolveSignerCertificate(k.key, o.cert)).der;
           ctx.chain = (await Promise.all((o.chain ?? []).map((f) => readCertificates(f)))).flat();
           const certFile = path.join(workDir, "signer.pem");

@@ -1,3 +1,4 @@
+import { X509Certificate } from "node:crypto";
 import type { Template } from "pkcs11js";
 import { curveFromEcParams, spkiFromEc, spkiFromEdwards, spkiFromRsa } from "../pki/asn1.js";
 import { CodesignError } from "../errors.js";
@@ -5,7 +6,6 @@ import { CKK_EC_EDWARDS, type Pkcs11Module, type Session, type TokenEntry } from
 import type { KeyType } from "../signer.js";
 import type { Pkcs11Uri } from "./uri.js";
 import { keyUri } from "./uri.js";
-import { certificatePublicKey } from "../pki/x509.js";
 
 export interface KeyInfo {
   /** Private-key handle; absent when only the public half could be seen (no login). */
@@ -111,7 +111,8 @@ function publicKeyOf(
           : (modulus.length - firstNonZero) * 8 - Math.clz32(modulus[firstNonZero] ?? 0) + 24;
       return { spki: spkiFromRsa(modulus, exponent), bits };
     }
-    return certificate ? { spki: certificatePublicKey(certificate) } : {};
+    const spki = certificate ? certificatePublicKey(certificate) : undefined;
+    return spki ? { spki } : {};
   }
   const params = s.attributes(object, [lib.CKA_EC_PARAMS]).get(lib.CKA_EC_PARAMS);
   const curve = params ? curveFromEcParams(params).name : undefined;
@@ -127,7 +128,21 @@ function publicKeyOf(
       spki: keyType === "eddsa" ? spkiFromEdwards(params, point) : spkiFromEc(params, point),
     };
   }
-  return certificate ? { ...base, spki: certificatePublicKey(certificate) } : base;
+  const spki = certificate ? certificatePublicKey(certificate) : undefined;
+  return spki ? { ...base, spki } : base;
+}
+
+/**
+ * The SubjectPublicKeyInfo of a certificate on the token (DER), read with Node's X.509 parser:
+ * finding a key must not load pkijs (see asn1.ts). Undefined when the certificate is unreadable.
+ */
+function certificatePublicKey(certDer: Uint8Array): Uint8Array | undefined {
+  try {
+    const spki = new X509Certificate(certDer).publicKey.export({ type: "spki", format: "der" });
+    return new Uint8Array(spki);
+  } catch {
+    return undefined;
+  }
 }
 
 function describeObject(

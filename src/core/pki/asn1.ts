@@ -1,13 +1,14 @@
 /**
  * Small ASN.1 helpers around what PKCS#11 tokens hand out (raw ECDSA r‖s, CKA_EC_PARAMS,
  * CKA_EC_POINT, RSA modulus/exponent) and what OpenSSL, X.509 and CMS expect. Every
- * structure is built and parsed with asn1js/pkijs; nothing here writes DER by hand.
+ * structure is built and parsed with asn1js; nothing here writes DER by hand. This module
+ * stays clear of pkijs on purpose: signing raw signatures loads it, and pkijs costs ~100 ms of
+ * start-up (algorithm identifiers and SPKI parsing for CMS and X.509 are in algorithms.ts).
  */
 import * as asn1js from "asn1js";
-import * as pkijs from "pkijs";
 import { CodesignError } from "../errors.js";
-import type { HashName, KeyType, SignatureScheme } from "../signer.js";
-import { HASH_NAMES, schemeFitsKey } from "../signer.js";
+import type { HashName } from "../signer.js";
+import { HASH_NAMES } from "../signer.js";
 
 // ---------------------------------------------------------------------------------------------
 // Object identifiers
@@ -22,19 +23,19 @@ export const hashByOid = (oid: string): HashName | undefined =>
   (Object.keys(HASH_OIDS) as HashName[]).find((h) => HASH_OIDS[h] === oid);
 export const HASH_BYTES: Record<HashName, number> = { sha256: 32, sha384: 48, sha512: 64 };
 
-const OID_RSA_ENCRYPTION = "1.2.840.113549.1.1.1";
+export const OID_RSA_ENCRYPTION = "1.2.840.113549.1.1.1";
 export const OID_RSASSA_PSS = "1.2.840.113549.1.1.10";
-const OID_MGF1 = "1.2.840.113549.1.1.8";
-const OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1";
-const OID_ED25519 = "1.3.101.112";
-const OID_ED448 = "1.3.101.113";
+export const OID_MGF1 = "1.2.840.113549.1.1.8";
+export const OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1";
+export const OID_ED25519 = "1.3.101.112";
+export const OID_ED448 = "1.3.101.113";
 
-const RSA_PKCS1_OIDS: Record<HashName, string> = {
+export const RSA_PKCS1_OIDS: Record<HashName, string> = {
   sha256: "1.2.840.113549.1.1.11",
   sha384: "1.2.840.113549.1.1.12",
   sha512: "1.2.840.113549.1.1.13",
 };
-const ECDSA_OIDS: Record<HashName, string> = {
+export const ECDSA_OIDS: Record<HashName, string> = {
   sha256: "1.2.840.10045.4.3.2",
   sha384: "1.2.840.10045.4.3.3",
   sha512: "1.2.840.10045.4.3.4",
@@ -50,7 +51,7 @@ export interface CurveInfo {
   edwards: boolean;
 }
 
-const CURVES: readonly CurveInfo[] = [
+export const CURVES: readonly CurveInfo[] = [
   { name: "P-256", oid: "1.2.840.10045.3.1.7", size: 32, edwards: false },
   { name: "P-384", oid: "1.3.132.0.34", size: 48, edwards: false },
   { name: "P-521", oid: "1.3.132.0.35", size: 66, edwards: false },
@@ -66,11 +67,11 @@ const CURVE_ALIASES: Record<string, string> = {
   "1.3.6.1.4.1.11591.15.1": "Ed25519",
 };
 
-function invalid(message: string, hint?: string): CodesignError {
+export function invalid(message: string, hint?: string): CodesignError {
   return new CodesignError("INVALID_INPUT", message, hint === undefined ? {} : { hint });
 }
 
-function checkHash(hash: HashName): void {
+export function checkHash(hash: HashName): void {
   if (!HASH_NAMES.includes(hash)) {
     throw invalid(`unsupported hash "${String(hash)}"`, `use one of ${HASH_NAMES.join(", ")}`);
   }
@@ -156,10 +157,13 @@ export function ecdsaDerToRaw(der: Uint8Array, size: number): Uint8Array {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Algorithm identifiers
+// DigestInfo
 
-export function hashAlgorithm(hash: HashName): pkijs.AlgorithmIdentifier {
-  return new pkijs.AlgorithmIdentifier({ algorithmId: hashOid(hash), algorithmParams: new asn1js.Null() });
+/** `AlgorithmIdentifier { hash OID, NULL }` as asn1js builds it. */
+function hashAlgorithmSchema(hash: HashName): asn1js.Sequence {
+  return new asn1js.Sequence({
+    value: [new asn1js.ObjectIdentifier({ value: hashOid(hash) }), new asn1js.Null()],
+  });
 }
 
 /** DER DigestInfo for CKM_RSA_PKCS: `SEQUENCE { AlgorithmIdentifier(hash, NULL), OCTET STRING digest }`. */
@@ -168,54 +172,10 @@ export function digestInfo(hash: HashName, digest: Uint8Array): Uint8Array {
   if (digest.length !== HASH_BYTES[hash]) {
     throw invalid(`a ${hash} digest must be ${HASH_BYTES[hash]} bytes, got ${digest.length}`);
   }
-  const info = new pkijs.DigestInfo({
-    digestAlgorithm: hashAlgorithm(hash),
-    digest: new asn1js.OctetString({ valueHex: digest }),
+  const info = new asn1js.Sequence({
+    value: [hashAlgorithmSchema(hash), new asn1js.OctetString({ valueHex: digest })],
   });
-  return new Uint8Array(info.toSchema().toBER());
-}
-
-/**
- * The AlgorithmIdentifier of a signature, encoded as OpenSSL writes and expects it.
- * `curve` tells Ed25519 from Ed448 for `eddsa` (default Ed25519); `hash` is ignored for EdDSA.
- */
-export function signatureAlgorithm(
-  keyType: KeyType,
-  scheme: SignatureScheme,
-  hash: HashName,
-  curve?: string,
-): pkijs.AlgorithmIdentifier {
-  if (!schemeFitsKey(scheme, keyType)) {
-    throw invalid(
-      `the ${scheme} signature scheme does not fit a ${keyType} key`,
-      keyType === "rsa" ? "use rsa-pkcs1 or rsa-pss" : `use ${keyType === "ec" ? "ecdsa" : "eddsa"}`,
-    );
-  }
-  if (scheme === "eddsa") {
-    if (curve !== undefined && curve !== "Ed25519" && curve !== "Ed448") {
-      throw invalid(`unsupported EdDSA curve ${curve}`, "use an Ed25519 or Ed448 key");
-    }
-    return new pkijs.AlgorithmIdentifier({ algorithmId: curve === "Ed448" ? OID_ED448 : OID_ED25519 });
-  }
-  checkHash(hash);
-  if (scheme === "rsa-pkcs1") {
-    return new pkijs.AlgorithmIdentifier({
-      algorithmId: RSA_PKCS1_OIDS[hash],
-      algorithmParams: new asn1js.Null(),
-    });
-  }
-  if (scheme === "rsa-pss") {
-    const params = new pkijs.RSASSAPSSParams({
-      hashAlgorithm: hashAlgorithm(hash),
-      maskGenAlgorithm: new pkijs.AlgorithmIdentifier({
-        algorithmId: OID_MGF1,
-        algorithmParams: hashAlgorithm(hash).toSchema(),
-      }),
-      saltLength: HASH_BYTES[hash],
-    });
-    return new pkijs.AlgorithmIdentifier({ algorithmId: OID_RSASSA_PSS, algorithmParams: params.toSchema() });
-  }
-  return new pkijs.AlgorithmIdentifier({ algorithmId: ECDSA_OIDS[hash] });
+  return new Uint8Array(info.toBER());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -260,26 +220,23 @@ export function ecParamsForCurve(name: "P-256" | "P-384" | "P-521"): Uint8Array 
 // ---------------------------------------------------------------------------------------------
 // SubjectPublicKeyInfo
 
-function spki(algorithm: pkijs.AlgorithmIdentifier, key: Uint8Array): Uint8Array {
-  const info = new pkijs.PublicKeyInfo({
-    algorithm,
-    subjectPublicKey: new asn1js.BitString({ valueHex: key }),
+/** `SEQUENCE { AlgorithmIdentifier { oid, params? }, BIT STRING key }`. */
+function spki(oid: string, params: asn1js.AsnType | undefined, key: Uint8Array): Uint8Array {
+  const algorithm = new asn1js.Sequence({
+    value: [new asn1js.ObjectIdentifier({ value: oid }), ...(params ? [params] : [])],
   });
-  return new Uint8Array(info.toSchema().toBER());
+  return new Uint8Array(
+    new asn1js.Sequence({ value: [algorithm, new asn1js.BitString({ valueHex: key })] }).toBER(),
+  );
 }
 
 /** DER SubjectPublicKeyInfo of an RSA key from CKA_MODULUS and CKA_PUBLIC_EXPONENT (unsigned big-endian). */
 export function spkiFromRsa(modulus: Uint8Array, publicExponent: Uint8Array): Uint8Array {
   if (!modulus.some((b) => b !== 0)) throw invalid("the RSA modulus is empty");
   if (!publicExponent.some((b) => b !== 0)) throw invalid("the RSA public exponent is empty");
-  const key = new pkijs.RSAPublicKey({
-    modulus: unsignedInteger(modulus),
-    publicExponent: unsignedInteger(publicExponent),
-  });
-  return spki(
-    new pkijs.AlgorithmIdentifier({ algorithmId: OID_RSA_ENCRYPTION, algorithmParams: new asn1js.Null() }),
-    new Uint8Array(key.toSchema().toBER()),
-  );
+  // RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER } (RFC 8017 A.1.1)
+  const key = new asn1js.Sequence({ value: [unsignedInteger(modulus), unsignedInteger(publicExponent)] });
+  return spki(OID_RSA_ENCRYPTION, new asn1js.Null(), new Uint8Array(key.toBER()));
 }
 
 /**
@@ -314,13 +271,7 @@ export function spkiFromEc(ecParamsDer: Uint8Array, ecPointDer: Uint8Array): Uin
   if (!point) {
     throw invalid(`CKA_EC_POINT is not a ${curve.name} point (${ecPointDer.length} bytes)`);
   }
-  return spki(
-    new pkijs.AlgorithmIdentifier({
-      algorithmId: OID_EC_PUBLIC_KEY,
-      algorithmParams: new asn1js.ObjectIdentifier({ value: curve.oid }),
-    }),
-    point,
-  );
+  return spki(OID_EC_PUBLIC_KEY, new asn1js.ObjectIdentifier({ value: curve.oid }), point);
 }
 
 /** DER SubjectPublicKeyInfo (RFC 8410) of an Ed25519/Ed448 key from CKA_EC_PARAMS and CKA_EC_POINT. */
@@ -331,45 +282,7 @@ export function spkiFromEdwards(ecParamsDer: Uint8Array, ecPointDer: Uint8Array)
   if (!point) {
     throw invalid(`CKA_EC_POINT is not an ${curve.name} public key (${ecPointDer.length} bytes)`);
   }
-  return spki(new pkijs.AlgorithmIdentifier({ algorithmId: curve.oid }), point);
-}
-
-export interface SpkiInfo {
-  keyType: KeyType;
-  /** EC and EdDSA keys. */
-  curve?: CurveInfo;
-  /** The subjectPublicKey BIT STRING contents (for key identifiers). */
-  publicKey: Uint8Array;
-}
-
-/** What kind of key a DER SubjectPublicKeyInfo holds. */
-export function spkiInfo(spkiDer: Uint8Array): SpkiInfo {
-  let info: pkijs.PublicKeyInfo;
-  try {
-    info = new pkijs.PublicKeyInfo({ schema: parseDer(spkiDer, "the public key") });
-  } catch (cause) {
-    if (cause instanceof CodesignError) throw cause;
-    throw new CodesignError("INVALID_INPUT", "the public key is not a SubjectPublicKeyInfo", { cause });
-  }
-  const publicKey = new Uint8Array(info.subjectPublicKey.valueBlock.valueHexView);
-  const oid = info.algorithm.algorithmId;
-  if (oid === OID_RSA_ENCRYPTION || oid === OID_RSASSA_PSS) return { keyType: "rsa", publicKey };
-  if (oid === OID_ED25519 || oid === OID_ED448) {
-    const curve = CURVES.find((c) => c.oid === oid) as CurveInfo;
-    return { keyType: "eddsa", curve: { ...curve }, publicKey };
-  }
-  if (oid === OID_EC_PUBLIC_KEY) {
-    const params: unknown = info.algorithm.algorithmParams;
-    if (!(params instanceof asn1js.ObjectIdentifier)) {
-      throw invalid("the EC public key does not name its curve");
-    }
-    return {
-      keyType: "ec",
-      curve: curveFromEcParams(new Uint8Array(params.toBER())),
-      publicKey,
-    };
-  }
-  throw invalid(`unsupported public key algorithm ${oid}`);
+  return spki(curve.oid, undefined, point);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@
 import * as asn1js from "asn1js";
 import { open } from "node:fs/promises";
 import * as pkijs from "pkijs";
-import { derOrPem, hashAlgorithm, pemEncode, signatureAlgorithm } from "./asn1.js";
+import { derOrPem, pemEncode } from "./asn1.js";
+import { hashAlgorithm, signatureAlgorithm } from "./algorithms.js";
 import { CodesignError } from "../errors.js";
 import type { HashName, KeyDescription, SignInput, SignatureScheme } from "../signer.js";
 

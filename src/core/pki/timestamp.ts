@@ -7,7 +7,7 @@
 import * as asn1js from "asn1js";
 import { createHash, randomBytes } from "node:crypto";
 import * as pkijs from "pkijs";
-import { hashAlgorithm } from "./asn1.js";
+import { hashAlgorithm } from "./algorithms.js";
 import { OID, encodeSignedData } from "./cms.js";
 import { CodesignError } from "../errors.js";
 import { tryEach, type FailoverOptions } from "../util/failover.js";

@@ -5,15 +5,8 @@
 import { constants, createHash, createPublicKey, type KeyObject, randomBytes, verify } from "node:crypto";
 import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
-import {
-  derOrPem,
-  HASH_BYTES,
-  parseDer,
-  signatureAlgorithm,
-  type SpkiInfo,
-  spkiInfo,
-  unsignedInteger,
-} from "./asn1.js";
+import { signatureAlgorithm, type SpkiInfo, spkiInfo } from "./algorithms.js";
+import { derOrPem, HASH_BYTES, parseDer, unsignedInteger } from "./asn1.js";
 import { CodesignError } from "../errors.js";
 import {
   defaultScheme,
