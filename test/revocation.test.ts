@@ -10,6 +10,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { codesign, tool } from "./helpers/cli.js";
 import { LEAVES, makeRevocationPki, type LeafName, type RevocationPki } from "./helpers/revocation-pki.js";
+import { opensslTsVerify, startTsa } from "./helpers/tsa.js";
 import { createTestToken, publicKeyPem, type TestToken } from "./helpers/token.js";
 
 const EC = "pkcs11:token=codesign-dev;object=ec-p256;type=private";
@@ -180,6 +181,48 @@ describe("verify --online", () => {
     expect(await opensslCms("good", ["-crl_check"], rootAndCrl)).toBe(0);
   });
 
+  it("raw with --cert and --ca: the same online check (revoked by OCSP: exit 6; good: valid); openssl dgst agrees on the signature", async () => {
+    const raw = path.join(t.dir, "app.sig");
+    const s = await codesign(
+      ["sign", "--pin-file", t.dev.pinFile, "--tool", "raw", "--key", EC, "--in", data, "--out", raw],
+      {
+        env: t.env,
+      },
+    );
+    expect(s.exitCode, s.stderr).toBe(0);
+    const pub = await publicKeyPem(t, "02");
+    expect(
+      (await tool("openssl", ["dgst", "-sha256", "-verify", pub, "-signature", raw, data])).stdout,
+    ).toContain("Verified OK");
+    const withChain = async (name: LeafName) => {
+      const file = path.join(t.dir, `${name}.chain.pem`);
+      await writeFile(file, (await readFile(pki.leaf[name], "utf8")) + (await readFile(pki.int, "utf8")));
+      return codesign([
+        "--json",
+        "verify",
+        "--in",
+        data,
+        "--signature",
+        raw,
+        "--cert",
+        file,
+        "--ca",
+        pki.root,
+        "--online",
+      ]);
+    };
+    const revoked = await withChain("revokedOcsp");
+    expect(revoked.exitCode, revoked.stderr).toBe(6);
+    expect(revoked.stderr).toMatch(/revoked certificate: O=Rev, CN=Leaf revokedOcsp/);
+    const good = await withChain("good");
+    expect(good.exitCode, good.stderr).toBe(0);
+    expect(JSON.parse(good.stdout)).toMatchObject({
+      kind: "raw",
+      trusted: true,
+      revocation: [{ method: "ocsp" }, { method: "crl" }],
+    });
+  });
+
   it("the responder and the distribution point are down: exit 6, naming both URLs", async () => {
     const r = await verify("down");
     expect(r.exitCode, r.stderr).toBe(6);
@@ -208,17 +251,101 @@ describe("verify --online", () => {
     expect(await opensslOcsp("forged", `${pki.url}/forged`)).toMatch(/Response Verify Failure/i);
   });
 
-  it("verify --tree --online: the revoked file fails the gate, the good one passes", async () => {
+  it("a certificate the responder does not know (status unknown), and no CDP: exit 6; openssl ocsp says unknown", async () => {
+    const r = await verify("unknown");
+    expect(r.exitCode, r.stderr).toBe(6);
+    expect(r.stderr).toMatch(
+      /could not check revocation of O=Rev, CN=Leaf unknown.*does not know the certificate/,
+    );
+    expect(await opensslOcsp("unknown", pki.responderUrl)).toMatch(/\.pem: unknown/);
+  });
+
+  it("HTTP 500 from the responder and an 11 MiB CRL: exit 6 naming both, the CRL cut at 10 MiB", async () => {
+    const r = await verify("broken");
+    expect(r.exitCode, r.stderr).toBe(6);
+    expect(r.stderr).toMatch(/OCSP http:\/\/127\.0\.0\.1:\d+\/http500: HTTP 500/);
+    expect(r.stderr).toMatch(
+      /CRL http:\/\/127\.0\.0\.1:\d+\/huge\.crl: the answer is (\d+ bytes, )?over the 10485760-byte limit/,
+    );
+  });
+
+  it("a timestamped signature: the TSA chain is checked too (its certificate names no source: a warning)", async () => {
+    const tsa = await startTsa("good");
+    try {
+      const out = path.join(t.dir, "stamped.p7s");
+      const s = await codesign(
+        ["sign", "--pin-file", t.dev.pinFile, "--tool", "cms", "--key", EC, "--cert", pki.leaf.good].concat([
+          "--chain",
+          pki.int,
+          "--timestamp",
+          tsa.url,
+          "--tsa-ca",
+          tsa.caFile,
+          "--in",
+          data,
+          "--out",
+          out,
+        ]),
+        { env: t.env },
+      );
+      expect(s.exitCode, s.stderr).toBe(0);
+      await opensslTsVerify(out, tsa);
+      const r = await codesign([
+        "--json",
+        "verify",
+        "--in",
+        data,
+        "--signature",
+        out,
+        "--ca",
+        pki.root,
+        "--ca",
+        tsa.caFile,
+        "--online",
+      ]);
+      expect(r.exitCode, r.stderr).toBe(0);
+      const report = JSON.parse(r.stdout) as {
+        revocation: unknown[];
+        warnings: string[];
+        timestamps: unknown[];
+      };
+      expect(report.timestamps).toEqual([expect.objectContaining({ trusted: true })]);
+      expect(report.revocation).toContainEqual(expect.objectContaining({ chain: "TSA", method: "none" }));
+      expect(report.revocation).toContainEqual(
+        expect.objectContaining({ chain: "signer", certificate: "O=Rev, CN=Leaf good", method: "ocsp" }),
+      );
+      expect(report.warnings).toEqual([
+        expect.stringMatching(/no revocation information for .* in the TSA chain/),
+      ]);
+    } finally {
+      await tsa.close();
+    }
+  });
+
+  it("verify --tree --online: the revoked file fails the gate, the good ones pass; each URL asked once", async () => {
     const tree = path.join(t.dir, "tree");
     await mkdir(tree);
-    for (const name of ["good", "revokedCrl"] as const) {
-      await copyFile(data, path.join(tree, `${name}.tar.gz`));
-      await copyFile(sig(name), path.join(tree, `${name}.tar.gz.p7s`));
+    for (const [file, name] of [
+      ["good", "good"],
+      ["good-too", "good"],
+      ["revokedCrl", "revokedCrl"],
+    ] as const) {
+      await copyFile(data, path.join(tree, `${file}.tar.gz`));
+      await copyFile(sig(name), path.join(tree, `${file}.tar.gz.p7s`));
     }
+    const before = {
+      ocsp: pki.hits("POST /ocsp"),
+      root: pki.hits("GET /root.crl"),
+      int: pki.hits("GET /int.crl"),
+    };
     const r = await codesign(["--json", "verify", "--tree", tree, "--ca", pki.root, "--online"]);
+    expect(pki.hits("POST /ocsp") - before.ocsp).toBe(1);
+    expect(pki.hits("GET /root.crl") - before.root).toBe(1);
+    expect(pki.hits("GET /int.crl") - before.int).toBe(1);
     expect(r.exitCode, r.stderr).toBe(6);
     const rows = (JSON.parse(r.stdout) as { files: Array<{ path: string; status: string }> }).files;
     expect(rows).toContainEqual(expect.objectContaining({ path: "good.tar.gz", status: "valid" }));
+    expect(rows).toContainEqual(expect.objectContaining({ path: "good-too.tar.gz", status: "valid" }));
     expect(rows).toContainEqual(expect.objectContaining({ path: "revokedCrl.tar.gz", status: "invalid" }));
   });
 });

@@ -81545,6 +81545,8 @@ async function checkOnline(cert, issuer, rev, at, what) {
   );
 }
 function cached2(rev, key, f) {
+  if ((rev.deadline ?? Infinity) <= Date.now())
+    return Promise.reject(new Error(`the ${REVOCATION_BUDGET_MS / 1e3} s for revocation checks are spent`));
   rev.cache ??= newRevocationCache();
   let p = rev.cache.answers.get(key);
   if (!p) {

@@ -28,6 +28,10 @@ export const LEAVES = {
   down: "leaf_down",
   /** Neither AIA nor CDP. */
   bare: "leaf_bare",
+  /** AIA → the delegated responder, which never heard of it (not in the CA's database). */
+  unknown: "leaf_unknown",
+  /** AIA → HTTP 500, CDP → an 11 MiB answer (fault injection by the server). */
+  broken: "leaf_broken",
   /** AIA → a responder signing with a key the CA never certified. */
   forged: "leaf_forged",
 } as const;
@@ -45,6 +49,8 @@ export interface RevocationPki {
   url: string;
   /** The delegated responder's port, for `openssl ocsp -url` as the independent check. */
   responderUrl: string;
+  /** Requests the server has seen for "METHOD /path". */
+  hits(route: string): number;
   close(): Promise<void>;
 }
 
@@ -112,6 +118,19 @@ extendedKeyUsage = codeSigning
 authorityKeyIdentifier = keyid
 authorityInfoAccess = OCSP;URI:${dead}/ocsp
 crlDistributionPoints = URI:${dead}/int.crl
+[ leaf_unknown ]
+basicConstraints = CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = codeSigning
+authorityKeyIdentifier = keyid
+authorityInfoAccess = OCSP;URI:${base}/ocsp
+[ leaf_broken ]
+basicConstraints = CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = codeSigning
+authorityKeyIdentifier = keyid
+authorityInfoAccess = OCSP;URI:${base}/http500
+crlDistributionPoints = URI:${base}/huge.crl
 [ leaf_bare ]
 basicConstraints = CA:FALSE
 keyUsage = critical,digitalSignature
@@ -170,18 +189,24 @@ async function startResponder(dir: string, args: string[]): Promise<Responder> {
 
 /** Builds the CA, its revocation data, the responders and the server. `pubkey`: the leaves' key (PEM). */
 export async function makeRevocationPki(dir: string, pubkey: string): Promise<RevocationPki> {
-  const routes = new Map<string, (body: Buffer) => Promise<{ type: string; body: Uint8Array }>>();
+  const routes = new Map<
+    string,
+    (body: Buffer) => Promise<{ type: string; body: Uint8Array; status?: number }>
+  >();
+  const hits = new Map<string, number>();
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
-      const route = routes.get(`${req.method ?? ""} ${req.url ?? ""}`);
+      const key = `${req.method ?? ""} ${req.url ?? ""}`;
+      hits.set(key, (hits.get(key) ?? 0) + 1);
+      const route = routes.get(key);
       if (!route) {
         res.writeHead(404).end();
         return;
       }
       route(Buffer.concat(chunks)).then(
-        (a) => res.writeHead(200, { "Content-Type": a.type }).end(Buffer.from(a.body)),
+        (a) => res.writeHead(a.status ?? 200, { "Content-Type": a.type }).end(Buffer.from(a.body)),
         () => res.writeHead(502).end(),
       );
     });
@@ -288,7 +313,8 @@ export async function makeRevocationPki(dir: string, pubkey: string): Promise<Re
       ]),
       dir,
     );
-    await ca("int", ["-cert", "int.pem", "-keyfile", "int.key", "-valid", `${name}.pem`]);
+    if (name !== "unknown")
+      await ca("int", ["-cert", "int.pem", "-keyfile", "int.key", "-valid", `${name}.pem`]);
     leaf[name] = path.join(dir, `${name}.pem`);
   }
   for (const name of ["revokedOcsp", "revokedCrl"]) {
@@ -327,6 +353,12 @@ export async function makeRevocationPki(dir: string, pubkey: string): Promise<Re
   const rootCrl = new Uint8Array(await readFile(path.join(dir, "root.crl.pem")));
   routes.set("GET /int.crl", () => Promise.resolve({ type: "application/pkix-crl", body: intCrl }));
   routes.set("GET /root.crl", () => Promise.resolve({ type: "application/pkix-crl", body: rootCrl }));
+  routes.set("POST /http500", () =>
+    Promise.resolve({ type: "text/plain", body: new Uint8Array(10), status: 500 }),
+  );
+  routes.set("GET /huge.crl", () =>
+    Promise.resolve({ type: "application/pkix-crl", body: new Uint8Array(11 * 1024 * 1024).fill(0x30) }),
+  );
 
   return {
     dir,
@@ -336,6 +368,7 @@ export async function makeRevocationPki(dir: string, pubkey: string): Promise<Re
     intCrlPem: path.join(dir, "int.crl.pem"),
     url: base,
     responderUrl: (responders[0] as Responder).url,
+    hits: (route) => hits.get(route) ?? 0,
     async close() {
       for (const r of responders) r.proc.kill();
       await Promise.all(responders.map((r) => r.proc));

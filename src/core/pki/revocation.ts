@@ -301,6 +301,9 @@ async function checkOnline(
 }
 
 function cached<T>(rev: Revocation, key: string, f: () => Promise<T>): Promise<T> {
+  // A spent budget is this verification's, not the URL's: it is not cached.
+  if ((rev.deadline ?? Infinity) <= Date.now())
+    return Promise.reject(new Error(`the ${REVOCATION_BUDGET_MS / 1000} s for revocation checks are spent`));
   rev.cache ??= newRevocationCache();
   let p = rev.cache.answers.get(key) as Promise<T> | undefined;
   if (!p) {
