@@ -16933,17 +16933,17 @@ var require_websocket = __commonJS({
             this.#bufferedAmount -= value.byteLength;
           });
         } else if (ArrayBuffer.isView(data)) {
-          const ab = Buffer.from(data, data.byteOffset, data.byteLength);
-          const frame = new WebsocketFrameSend(ab);
+          const ab2 = Buffer.from(data, data.byteOffset, data.byteLength);
+          const frame = new WebsocketFrameSend(ab2);
           const buffer = frame.createFrame(opcodes.BINARY);
-          this.#bufferedAmount += ab.byteLength;
+          this.#bufferedAmount += ab2.byteLength;
           socket.write(buffer, () => {
-            this.#bufferedAmount -= ab.byteLength;
+            this.#bufferedAmount -= ab2.byteLength;
           });
         } else if (isBlobLike(data)) {
           const frame = new WebsocketFrameSend();
-          data.arrayBuffer().then((ab) => {
-            const value = Buffer.from(ab);
+          data.arrayBuffer().then((ab2) => {
+            const value = Buffer.from(ab2);
             frame.frameData = value;
             const buffer = frame.createFrame(opcodes.BINARY);
             this.#bufferedAmount += value.byteLength;
@@ -31624,16 +31624,16 @@ var require_dns = __commonJS({
       setRecords(origin, addresses) {
         const timestamp2 = Date.now();
         const records = { records: { 4: null, 6: null } };
-        for (const record of addresses) {
-          record.timestamp = timestamp2;
-          if (typeof record.ttl === "number") {
-            record.ttl = Math.min(record.ttl, this.#maxTTL);
+        for (const record2 of addresses) {
+          record2.timestamp = timestamp2;
+          if (typeof record2.ttl === "number") {
+            record2.ttl = Math.min(record2.ttl, this.#maxTTL);
           } else {
-            record.ttl = this.#maxTTL;
+            record2.ttl = this.#maxTTL;
           }
-          const familyRecords = records.records[record.family] ?? { ips: [] };
-          familyRecords.ips.push(record);
-          records.records[record.family] = familyRecords;
+          const familyRecords = records.records[record2.family] ?? { ips: [] };
+          familyRecords.ips.push(record2);
+          records.records[record2.family] = familyRecords;
         }
         this.#records.set(origin.hostname, records);
       }
@@ -37671,9 +37671,9 @@ var require_sender = __commonJS({
           return;
         }
         const node = {
-          promise: item.arrayBuffer().then((ab) => {
+          promise: item.arrayBuffer().then((ab2) => {
             node.promise = null;
-            node.frame = createFrame(ab, hint);
+            node.frame = createFrame(ab2, hint);
           }),
           callback: cb,
           frame: null
@@ -42543,7 +42543,7 @@ var require_minimatch = __commonJS({
         return minimatch(p, pattern, options2);
       };
     }
-    function ext(a2, b) {
+    function ext2(a2, b) {
       b = b || {};
       var t = {};
       Object.keys(a2).forEach(function(k) {
@@ -42560,28 +42560,28 @@ var require_minimatch = __commonJS({
       }
       var orig = minimatch;
       var m = function minimatch2(p, pattern, options2) {
-        return orig(p, pattern, ext(def, options2));
+        return orig(p, pattern, ext2(def, options2));
       };
       m.Minimatch = function Minimatch2(pattern, options2) {
-        return new orig.Minimatch(pattern, ext(def, options2));
+        return new orig.Minimatch(pattern, ext2(def, options2));
       };
       m.Minimatch.defaults = function defaults(options2) {
-        return orig.defaults(ext(def, options2)).Minimatch;
+        return orig.defaults(ext2(def, options2)).Minimatch;
       };
       m.filter = function filter2(pattern, options2) {
-        return orig.filter(pattern, ext(def, options2));
+        return orig.filter(pattern, ext2(def, options2));
       };
       m.defaults = function defaults(options2) {
-        return orig.defaults(ext(def, options2));
+        return orig.defaults(ext2(def, options2));
       };
       m.makeRe = function makeRe2(pattern, options2) {
-        return orig.makeRe(pattern, ext(def, options2));
+        return orig.makeRe(pattern, ext2(def, options2));
       };
       m.braceExpand = function braceExpand2(pattern, options2) {
-        return orig.braceExpand(pattern, ext(def, options2));
+        return orig.braceExpand(pattern, ext2(def, options2));
       };
       m.match = function(list, pattern, options2) {
-        return orig.match(list, pattern, ext(def, options2));
+        return orig.match(list, pattern, ext2(def, options2));
       };
       return m;
     };
@@ -45259,13 +45259,13 @@ var require_which = __commonJS({
       const subStep = (p, i2, ii) => new Promise((resolve, reject) => {
         if (ii === pathExt.length)
           return resolve(step(i2 + 1));
-        const ext = pathExt[ii];
-        isexe(p + ext, { pathExt: pathExtExe }, (er, is) => {
+        const ext2 = pathExt[ii];
+        isexe(p + ext2, { pathExt: pathExtExe }, (er, is) => {
           if (!er && is) {
             if (opt.all)
-              found.push(p + ext);
+              found.push(p + ext2);
             else
-              return resolve(p + ext);
+              return resolve(p + ext2);
           }
           return resolve(subStep(p, i2, ii + 1));
         });
@@ -55039,7 +55039,7 @@ ${values.join("\n")}` : `${blockName} :`;
     LocalOctetStringValueBlock.NAME = "OctetStringValueBlock";
     var ORIGINAL_LOCAL_OCTET_STRING_TO_BER = LocalOctetStringValueBlock.prototype.toBER;
     var _a$r;
-    var OctetString6 = class extends BaseBlock {
+    var OctetString7 = class extends BaseBlock {
       constructor({ idBlock = {}, lenBlock = {}, ...parameters } = {}) {
         var _b2, _c2;
         (_b2 = parameters.isConstructed) !== null && _b2 !== void 0 ? _b2 : parameters.isConstructed = !!((_c2 = parameters.value) === null || _c2 === void 0 ? void 0 : _c2.length);
@@ -55104,11 +55104,11 @@ ${values.join("\n")}` : `${blockName} :`;
         return pvtsutils__namespace.BufferSourceConverter.concat(array);
       }
     };
-    _a$r = OctetString6;
+    _a$r = OctetString7;
     (() => {
       typeStore.OctetString = _a$r;
     })();
-    OctetString6.NAME = OCTET_STRING_NAME;
+    OctetString7.NAME = OCTET_STRING_NAME;
     var LocalBitStringValueBlock = class extends HexBlock(LocalConstructedValueBlock) {
       constructor({ unusedBits = 0, isConstructed: isConstructed2 = false, ...parameters } = {}) {
         super(parameters);
@@ -55203,7 +55203,7 @@ ${values.join("\n")}` : `${blockName} :`;
     LocalBitStringValueBlock.NAME = "BitStringValueBlock";
     var ORIGINAL_LOCAL_BIT_STRING_TO_BER = LocalBitStringValueBlock.prototype.toBER;
     var _a$q;
-    var BitString3 = class extends BaseBlock {
+    var BitString4 = class extends BaseBlock {
       constructor({ idBlock = {}, lenBlock = {}, ...parameters } = {}) {
         var _b2, _c2;
         (_b2 = parameters.isConstructed) !== null && _b2 !== void 0 ? _b2 : parameters.isConstructed = !!((_c2 = parameters.value) === null || _c2 === void 0 ? void 0 : _c2.length);
@@ -55242,11 +55242,11 @@ ${values.join("\n")}` : `${blockName} :`;
         }
       }
     };
-    _a$q = BitString3;
+    _a$q = BitString4;
     (() => {
       typeStore.BitString = _a$q;
     })();
-    BitString3.NAME = BIT_STRING_NAME;
+    BitString4.NAME = BIT_STRING_NAME;
     function bytesToSignedBigInt(view) {
       if (!view.byteLength)
         return BigInt(0);
@@ -56320,7 +56320,7 @@ ${values.join("\n")}` : `${blockName} :`;
     })();
     UTCTime2.NAME = "UTCTime";
     var _a$5;
-    var GeneralizedTime = class extends UTCTime2 {
+    var GeneralizedTime2 = class extends UTCTime2 {
       constructor(parameters = {}) {
         var _b2;
         super(parameters);
@@ -56493,11 +56493,11 @@ ${values.join("\n")}` : `${blockName} :`;
         };
       }
     };
-    _a$5 = GeneralizedTime;
+    _a$5 = GeneralizedTime2;
     (() => {
       typeStore.GeneralizedTime = _a$5;
     })();
-    GeneralizedTime.NAME = "GeneralizedTime";
+    GeneralizedTime2.NAME = "GeneralizedTime";
     var _a$4;
     var DATE = class extends Utf8String2 {
       constructor(parameters = {}) {
@@ -56913,7 +56913,7 @@ ${values.join("\n")}` : `${blockName} :`;
       }
       return compareSchema(asn1.result, asn1.result, inputSchema);
     }
-    registerBuiltinEncoder({ BitString: BitString3, Integer: Integer6, OctetString: OctetString6, Primitive: Primitive3, Constructed: Constructed3, Sequence: Sequence6, Set: Set3 }, {
+    registerBuiltinEncoder({ BitString: BitString4, Integer: Integer6, OctetString: OctetString7, Primitive: Primitive3, Constructed: Constructed3, Sequence: Sequence6, Set: Set3 }, {
       BaseBlock,
       ViewWriter,
       LocalIdentificationBlock,
@@ -56938,7 +56938,7 @@ ${values.join("\n")}` : `${blockName} :`;
     exports.Any = Any;
     exports.BaseBlock = BaseBlock;
     exports.BaseStringBlock = BaseStringBlock2;
-    exports.BitString = BitString3;
+    exports.BitString = BitString4;
     exports.BmpString = BmpString;
     exports.Boolean = Boolean3;
     exports.CharacterString = CharacterString;
@@ -56953,7 +56953,7 @@ ${values.join("\n")}` : `${blockName} :`;
     exports.EndOfContent = EndOfContent;
     exports.Enumerated = Enumerated;
     exports.GeneralString = GeneralString;
-    exports.GeneralizedTime = GeneralizedTime;
+    exports.GeneralizedTime = GeneralizedTime2;
     exports.GraphicString = GraphicString;
     exports.HexBlock = HexBlock;
     exports.IA5String = IA5String2;
@@ -56961,7 +56961,7 @@ ${values.join("\n")}` : `${blockName} :`;
     exports.Null = Null4;
     exports.NumericString = NumericString;
     exports.ObjectIdentifier = ObjectIdentifier7;
-    exports.OctetString = OctetString6;
+    exports.OctetString = OctetString7;
     exports.Primitive = Primitive3;
     exports.PrintableString = PrintableString3;
     exports.RawData = RawData;
@@ -58820,8 +58820,8 @@ var init_hash = __esm({
 import { realpathSync as realpathSync2 } from "node:fs";
 import path11 from "node:path";
 function signedName(file) {
-  const ext = path11.extname(file);
-  return path11.join(path11.dirname(file), `${path11.basename(file, ext)}.signed${ext}`);
+  const ext2 = path11.extname(file);
+  return path11.join(path11.dirname(file), `${path11.basename(file, ext2)}.signed${ext2}`);
 }
 function canonical(cache) {
   return (p) => {
@@ -61134,7 +61134,7 @@ var require_utils6 = __commonJS({
     exports.createHasher = createHasher;
     exports.createOptHasher = createOptHasher;
     exports.createXOFer = createXOFer;
-    exports.randomBytes = randomBytes4;
+    exports.randomBytes = randomBytes5;
     var crypto_1 = require_cryptoNode();
     function isBytes(a2) {
       return a2 instanceof Uint8Array || ArrayBuffer.isView(a2) && a2.constructor.name === "Uint8Array";
@@ -61332,7 +61332,7 @@ var require_utils6 = __commonJS({
     exports.wrapConstructor = createHasher;
     exports.wrapConstructorWithOpts = createOptHasher;
     exports.wrapXOFConstructorWithOpts = createXOFer;
-    function randomBytes4(bytesLength = 32) {
+    function randomBytes5(bytesLength = 32) {
       if (crypto_1.crypto && typeof crypto_1.crypto.getRandomValues === "function") {
         return crypto_1.crypto.getRandomValues(new Uint8Array(bytesLength));
       }
@@ -62372,7 +62372,7 @@ var require_sha2 = __commonJS({
 var require_build3 = __commonJS({
   "node_modules/pkijs/build/index.js"(exports) {
     "use strict";
-    var asn1js10 = require_build2();
+    var asn1js11 = require_build2();
     var pvtsutils = require_build();
     var pvutils = require_utils5();
     var bs = require_cjs();
@@ -62396,7 +62396,7 @@ var require_build3 = __commonJS({
       n2.default = e;
       return Object.freeze(n2);
     }
-    var asn1js__namespace = /* @__PURE__ */ _interopNamespaceDefault(asn1js10);
+    var asn1js__namespace = /* @__PURE__ */ _interopNamespaceDefault(asn1js11);
     var pvtsutils__namespace = /* @__PURE__ */ _interopNamespaceDefault(pvtsutils);
     var pvutils__namespace = /* @__PURE__ */ _interopNamespaceDefault(pvutils);
     var bs__namespace = /* @__PURE__ */ _interopNamespaceDefault(bs);
@@ -63899,7 +63899,7 @@ var require_build3 = __commonJS({
     AuthorityKeyIdentifier2.CLASS_NAME = "AuthorityKeyIdentifier";
     var PATH_LENGTH_CONSTRAINT = "pathLenConstraint";
     var CA = "cA";
-    var BasicConstraints2 = class _BasicConstraints extends PkiObject {
+    var BasicConstraints3 = class _BasicConstraints extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.cA = pvutils__namespace.getParametersValue(parameters, CA, false);
@@ -63984,7 +63984,7 @@ var require_build3 = __commonJS({
         return object;
       }
     };
-    BasicConstraints2.CLASS_NAME = "BasicConstraints";
+    BasicConstraints3.CLASS_NAME = "BasicConstraints";
     var CERTIFICATE_INDEX = "certificateIndex";
     var KEY_INDEX = "keyIndex";
     var CAVersion = class _CAVersion extends PkiObject {
@@ -64549,7 +64549,7 @@ var require_build3 = __commonJS({
     DistributionPoint.CLASS_NAME = "DistributionPoint";
     var DISTRIBUTION_POINTS = "distributionPoints";
     var CLEAR_PROPS$1k = [DISTRIBUTION_POINTS];
-    var CRLDistributionPoints = class _CRLDistributionPoints extends PkiObject {
+    var CRLDistributionPoints2 = class _CRLDistributionPoints extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.distributionPoints = pvutils__namespace.getParametersValue(parameters, DISTRIBUTION_POINTS, _CRLDistributionPoints.defaultValues(DISTRIBUTION_POINTS));
@@ -64598,10 +64598,10 @@ var require_build3 = __commonJS({
         };
       }
     };
-    CRLDistributionPoints.CLASS_NAME = "CRLDistributionPoints";
+    CRLDistributionPoints2.CLASS_NAME = "CRLDistributionPoints";
     var KEY_PURPOSES = "keyPurposes";
     var CLEAR_PROPS$1j = [KEY_PURPOSES];
-    var ExtKeyUsage4 = class _ExtKeyUsage extends PkiObject {
+    var ExtKeyUsage5 = class _ExtKeyUsage extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.keyPurposes = pvutils__namespace.getParametersValue(parameters, KEY_PURPOSES, _ExtKeyUsage.defaultValues(KEY_PURPOSES));
@@ -64650,9 +64650,9 @@ var require_build3 = __commonJS({
         };
       }
     };
-    ExtKeyUsage4.CLASS_NAME = "ExtKeyUsage";
+    ExtKeyUsage5.CLASS_NAME = "ExtKeyUsage";
     var ACCESS_DESCRIPTIONS = "accessDescriptions";
-    var InfoAccess = class _InfoAccess extends PkiObject {
+    var InfoAccess2 = class _InfoAccess extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.accessDescriptions = pvutils__namespace.getParametersValue(parameters, ACCESS_DESCRIPTIONS, _InfoAccess.defaultValues(ACCESS_DESCRIPTIONS));
@@ -64701,7 +64701,7 @@ var require_build3 = __commonJS({
         };
       }
     };
-    InfoAccess.CLASS_NAME = "InfoAccess";
+    InfoAccess2.CLASS_NAME = "InfoAccess";
     var DISTRIBUTION_POINT = "distributionPoint";
     var DISTRIBUTION_POINT_NAMES = "distributionPointNames";
     var ONLY_CONTAINS_USER_CERTS = "onlyContainsUserCerts";
@@ -64710,7 +64710,7 @@ var require_build3 = __commonJS({
     var INDIRECT_CRL = "indirectCRL";
     var ONLY_CONTAINS_ATTRIBUTE_CERTS = "onlyContainsAttributeCerts";
     var CLEAR_PROPS$1i = [DISTRIBUTION_POINT, DISTRIBUTION_POINT_NAMES, ONLY_CONTAINS_USER_CERTS, ONLY_CONTAINS_CA_CERTS, ONLY_SOME_REASON, INDIRECT_CRL, ONLY_CONTAINS_ATTRIBUTE_CERTS];
-    var IssuingDistributionPoint = class _IssuingDistributionPoint extends PkiObject {
+    var IssuingDistributionPoint2 = class _IssuingDistributionPoint extends PkiObject {
       constructor(parameters = {}) {
         super();
         if (DISTRIBUTION_POINT in parameters) {
@@ -64984,7 +64984,7 @@ var require_build3 = __commonJS({
         return obj;
       }
     };
-    IssuingDistributionPoint.CLASS_NAME = "IssuingDistributionPoint";
+    IssuingDistributionPoint2.CLASS_NAME = "IssuingDistributionPoint";
     var BASE = "base";
     var MINIMUM = "minimum";
     var MAXIMUM = "maximum";
@@ -66022,7 +66022,7 @@ var require_build3 = __commonJS({
           });
         }
       }
-      async importKey(publicKey, crypto2 = getCrypto(true)) {
+      async importKey(publicKey, crypto2 = getCrypto2(true)) {
         try {
           if (!publicKey) {
             throw new Error("Need to provide publicKey input parameter");
@@ -68835,7 +68835,7 @@ var require_build3 = __commonJS({
       }
       return exports.engine;
     }
-    function getCrypto(safety = false) {
+    function getCrypto2(safety = false) {
       const _engine = getEngine();
       if (!_engine.crypto && safety) {
         throw new Error("Unable to create WebCrypto object");
@@ -68843,13 +68843,13 @@ var require_build3 = __commonJS({
       return _engine.crypto;
     }
     function getRandomValues(view) {
-      return getCrypto(true).getRandomValues(view);
+      return getCrypto2(true).getRandomValues(view);
     }
     function getOIDByAlgorithm(algorithm, safety, target) {
-      return getCrypto(true).getOIDByAlgorithm(algorithm, safety, target);
+      return getCrypto2(true).getOIDByAlgorithm(algorithm, safety, target);
     }
     function getAlgorithmParameters(algorithmName, operation) {
-      return getCrypto(true).getAlgorithmParameters(algorithmName, operation);
+      return getCrypto2(true).getAlgorithmParameters(algorithmName, operation);
     }
     function createCMSECDSASignature(signatureBuffer) {
       if (signatureBuffer.byteLength % 2 !== 0)
@@ -68872,10 +68872,10 @@ var require_build3 = __commonJS({
       return res.buffer;
     }
     function getAlgorithmByOID(oid, safety = false, target) {
-      return getCrypto(true).getAlgorithmByOID(oid, safety, target);
+      return getCrypto2(true).getAlgorithmByOID(oid, safety, target);
     }
     function getHashAlgorithm(signatureAlgorithm2) {
-      return getCrypto(true).getHashAlgorithm(signatureAlgorithm2);
+      return getCrypto2(true).getHashAlgorithm(signatureAlgorithm2);
     }
     async function kdfWithCounter(hashFunction, zBuffer, Counter, SharedInfo, crypto2) {
       switch (hashFunction.toUpperCase()) {
@@ -68909,7 +68909,7 @@ var require_build3 = __commonJS({
         result
       };
     }
-    async function kdf(hashFunction, Zbuffer, keydatalen, SharedInfo, crypto2 = getCrypto(true)) {
+    async function kdf(hashFunction, Zbuffer, keydatalen, SharedInfo, crypto2 = getCrypto2(true)) {
       let hashLength;
       let maxCounter = 1;
       switch (hashFunction.toUpperCase()) {
@@ -69294,7 +69294,7 @@ var require_build3 = __commonJS({
         if (TBS_CERTIFICATE_SUBJECT_UNIQUE_ID in asn1.result)
           this.subjectUniqueID = asn1.result[TBS_CERTIFICATE_SUBJECT_UNIQUE_ID].valueBlock.valueHex;
         if (TBS_CERTIFICATE_EXTENSIONS in asn1.result)
-          this.extensions = Array.from(asn1.result[TBS_CERTIFICATE_EXTENSIONS], (element) => new Extension2({ schema: element }));
+          this.extensions = Array.from(asn1.result[TBS_CERTIFICATE_EXTENSIONS], (element) => new Extension3({ schema: element }));
         this.signatureAlgorithm = new AlgorithmIdentifier3({ schema: asn1.result.signatureAlgorithm });
         this.signatureValue = asn1.result.signatureValue;
       }
@@ -69402,13 +69402,13 @@ var require_build3 = __commonJS({
         }
         return res;
       }
-      async getPublicKey(parameters, crypto2 = getCrypto(true)) {
+      async getPublicKey(parameters, crypto2 = getCrypto2(true)) {
         return crypto2.getPublicKey(this.subjectPublicKeyInfo, this.signatureAlgorithm, parameters);
       }
-      async getKeyHash(hashAlgorithm2 = "SHA-1", crypto2 = getCrypto(true)) {
+      async getKeyHash(hashAlgorithm2 = "SHA-1", crypto2 = getCrypto2(true)) {
         return crypto2.digest({ name: hashAlgorithm2 }, this.subjectPublicKeyInfo.subjectPublicKey.valueBlock.valueHexView);
       }
-      async sign(privateKey, hashAlgorithm2 = "SHA-1", crypto2 = getCrypto(true)) {
+      async sign(privateKey, hashAlgorithm2 = "SHA-1", crypto2 = getCrypto2(true)) {
         if (!privateKey) {
           throw new Error("Need to provide a private key for signing");
         }
@@ -69420,7 +69420,7 @@ var require_build3 = __commonJS({
         const signature = await crypto2.signWithPrivateKey(this.tbsView, privateKey, parameters);
         this.signatureValue = new asn1js__namespace.BitString({ valueHex: signature });
       }
-      async verify(issuerCertificate, crypto2 = getCrypto(true)) {
+      async verify(issuerCertificate, crypto2 = getCrypto2(true)) {
         let subjectPublicKeyInfo;
         if (issuerCertificate) {
           subjectPublicKeyInfo = issuerCertificate.subjectPublicKeyInfo;
@@ -69441,7 +69441,7 @@ var require_build3 = __commonJS({
       let isCA = false;
       if (cert.extensions) {
         for (const extension2 of cert.extensions) {
-          if (extension2.extnID === id_BasicConstraints && extension2.parsedValue instanceof BasicConstraints2) {
+          if (extension2.extnID === id_BasicConstraints && extension2.parsedValue instanceof BasicConstraints3) {
             if (extension2.parsedValue.cA) {
               isCA = true;
               break;
@@ -69650,7 +69650,7 @@ var require_build3 = __commonJS({
           signature: pvutils__namespace.bufferToHexCodes(this.signature)
         };
       }
-      async verify(logs, data, dataType = 0, crypto2 = getCrypto(true)) {
+      async verify(logs, data, dataType = 0, crypto2 = getCrypto2(true)) {
         const logId = pvutils__namespace.toBase64(pvutils__namespace.arrayBufferToString(this.logID));
         let publicKeyBase64 = null;
         const stream = new bs__namespace.SeqStream();
@@ -69725,7 +69725,7 @@ var require_build3 = __commonJS({
     function readSCTList(extensions) {
       let timestamps;
       for (let i2 = extensions.length - 1; i2 >= 0; i2--) {
-        timestamps = Extension2.fromBER(extensions[i2].valueBeforeDecodeView.slice().buffer).parsedValue;
+        timestamps = Extension3.fromBER(extensions[i2].valueBeforeDecodeView.slice().buffer).parsedValue;
         if (!timestamps || timestamps.timestamps.length === 0)
           throw new Error("Nothing to verify in the certificate");
       }
@@ -69748,7 +69748,7 @@ var require_build3 = __commonJS({
       const value = schema.valueBlock.value.flatMap((value2) => value2 === field ? replacement : [value2.valueBeforeDecodeView]);
       return { tbs: encodeConstructedValue(schema, value), timestamps };
     }
-    async function verifySCTsForCertificate(certificate, issuerCertificate, logs, index = -1, crypto2 = getCrypto(true)) {
+    async function verifySCTsForCertificate(certificate, issuerCertificate, logs, index = -1, crypto2 = getCrypto2(true)) {
       const { tbs, timestamps: parsedValue } = preparePreCert(certificate);
       const stream = new bs__namespace.SeqStream();
       const issuerId = await crypto2.digest({ name: "SHA-256" }, new Uint8Array(issuerCertificate.subjectPublicKeyInfo.toSchema().toBER(false)));
@@ -69900,18 +69900,18 @@ var require_build3 = __commonJS({
           _ExtensionValueFactory.register(id_SubjectAltName, "SubjectAltName", AltName);
           _ExtensionValueFactory.register(id_IssuerAltName, "IssuerAltName", AltName);
           _ExtensionValueFactory.register(id_AuthorityKeyIdentifier, "AuthorityKeyIdentifier", AuthorityKeyIdentifier2);
-          _ExtensionValueFactory.register(id_BasicConstraints, "BasicConstraints", BasicConstraints2);
+          _ExtensionValueFactory.register(id_BasicConstraints, "BasicConstraints", BasicConstraints3);
           _ExtensionValueFactory.register(id_MicrosoftCaVersion, "MicrosoftCaVersion", CAVersion);
           _ExtensionValueFactory.register(id_CertificatePolicies, "CertificatePolicies", CertificatePolicies);
           _ExtensionValueFactory.register(id_MicrosoftAppPolicies, "CertificatePoliciesMicrosoft", CertificatePolicies);
           _ExtensionValueFactory.register(id_MicrosoftCertTemplateV2, "MicrosoftCertTemplateV2", CertificateTemplate);
-          _ExtensionValueFactory.register(id_CRLDistributionPoints, "CRLDistributionPoints", CRLDistributionPoints);
-          _ExtensionValueFactory.register(id_FreshestCRL, "FreshestCRL", CRLDistributionPoints);
-          _ExtensionValueFactory.register(id_ExtKeyUsage, "ExtKeyUsage", ExtKeyUsage4);
+          _ExtensionValueFactory.register(id_CRLDistributionPoints, "CRLDistributionPoints", CRLDistributionPoints2);
+          _ExtensionValueFactory.register(id_FreshestCRL, "FreshestCRL", CRLDistributionPoints2);
+          _ExtensionValueFactory.register(id_ExtKeyUsage, "ExtKeyUsage", ExtKeyUsage5);
           _ExtensionValueFactory.register(id_CertificateIssuer, "CertificateIssuer", GeneralNames);
-          _ExtensionValueFactory.register(id_AuthorityInfoAccess, "AuthorityInfoAccess", InfoAccess);
-          _ExtensionValueFactory.register(id_SubjectInfoAccess, "SubjectInfoAccess", InfoAccess);
-          _ExtensionValueFactory.register(id_IssuingDistributionPoint, "IssuingDistributionPoint", IssuingDistributionPoint);
+          _ExtensionValueFactory.register(id_AuthorityInfoAccess, "AuthorityInfoAccess", InfoAccess2);
+          _ExtensionValueFactory.register(id_SubjectInfoAccess, "SubjectInfoAccess", InfoAccess2);
+          _ExtensionValueFactory.register(id_IssuingDistributionPoint, "IssuingDistributionPoint", IssuingDistributionPoint2);
           _ExtensionValueFactory.register(id_NameConstraints, "NameConstraints", NameConstraints2);
           _ExtensionValueFactory.register(id_PolicyConstraints, "PolicyConstraints", PolicyConstraints);
           _ExtensionValueFactory.register(id_PolicyMappings, "PolicyMappings", PolicyMappings);
@@ -69952,7 +69952,7 @@ var require_build3 = __commonJS({
     var EXTN_VALUE = "extnValue";
     var PARSED_VALUE$5 = "parsedValue";
     var CLEAR_PROPS$_ = [EXTN_ID, CRITICAL, EXTN_VALUE];
-    var Extension2 = class _Extension extends PkiObject {
+    var Extension3 = class _Extension extends PkiObject {
       get parsedValue() {
         if (this._parsedValue === void 0) {
           const parsedValue = ExtensionValueFactory.fromBER(this.extnID, this.extnValue.valueBlock.valueHexView);
@@ -70048,7 +70048,7 @@ var require_build3 = __commonJS({
         return object;
       }
     };
-    Extension2.CLASS_NAME = "Extension";
+    Extension3.CLASS_NAME = "Extension";
     var EXTENSIONS$4 = "extensions";
     var CLEAR_PROPS$Z = [EXTENSIONS$4];
     var Extensions = class _Extensions extends PkiObject {
@@ -70075,7 +70075,7 @@ var require_build3 = __commonJS({
           value: [
             new asn1js__namespace.Repeated({
               name: names2.extensions || EMPTY_STRING,
-              value: Extension2.schema(names2.extension || {})
+              value: Extension3.schema(names2.extension || {})
             })
           ]
         });
@@ -70088,7 +70088,7 @@ var require_build3 = __commonJS({
           }
         }));
         AsnError.assertSchema(asn1, this.className);
-        this.extensions = Array.from(asn1.result.extensions, (element) => new Extension2({ schema: element }));
+        this.extensions = Array.from(asn1.result.extensions, (element) => new Extension3({ schema: element }));
       }
       toSchema() {
         return new asn1js__namespace.Sequence({
@@ -71513,7 +71513,7 @@ var require_build3 = __commonJS({
       id_InvalidityDate,
       id_CertificateIssuer
     ];
-    var CertificateRevocationList2 = class _CertificateRevocationList extends PkiObject {
+    var CertificateRevocationList3 = class _CertificateRevocationList extends PkiObject {
       get tbs() {
         return pvtsutils__namespace.BufferSourceConverter.toArrayBuffer(this.tbsView);
       }
@@ -71689,7 +71689,7 @@ var require_build3 = __commonJS({
         }
         return false;
       }
-      async sign(privateKey, hashAlgorithm2 = "SHA-1", crypto2 = getCrypto(true)) {
+      async sign(privateKey, hashAlgorithm2 = "SHA-1", crypto2 = getCrypto2(true)) {
         if (!privateKey) {
           throw new Error("Need to provide a private key for signing");
         }
@@ -71701,7 +71701,7 @@ var require_build3 = __commonJS({
         const signature = await crypto2.signWithPrivateKey(this.tbsView, privateKey, parameters);
         this.signatureValue = new asn1js__namespace.BitString({ valueHex: signature });
       }
-      async verify(parameters = {}, crypto2 = getCrypto(true)) {
+      async verify(parameters = {}, crypto2 = getCrypto2(true)) {
         let subjectPublicKeyInfo;
         if (parameters.issuerCertificate) {
           subjectPublicKeyInfo = parameters.issuerCertificate.subjectPublicKeyInfo;
@@ -71726,7 +71726,7 @@ var require_build3 = __commonJS({
         return crypto2.verifyWithPublicKey(this.tbsView, this.signatureValue, subjectPublicKeyInfo, this.signatureAlgorithm);
       }
     };
-    CertificateRevocationList2.CLASS_NAME = "CertificateRevocationList";
+    CertificateRevocationList3.CLASS_NAME = "CertificateRevocationList";
     var CRL_ID = "crlId";
     var CRL_VALUE = "crlValue";
     var PARSED_VALUE$3 = "parsedValue";
@@ -71797,7 +71797,7 @@ var require_build3 = __commonJS({
         switch (this.crlId) {
           case id_CRLBag_X509CRL:
             {
-              this.parsedValue = CertificateRevocationList2.fromBER(this.certValue.valueBlock.valueHex);
+              this.parsedValue = CertificateRevocationList3.fromBER(this.certValue.valueBlock.valueHex);
             }
             break;
           default:
@@ -71943,7 +71943,7 @@ var require_build3 = __commonJS({
           res.unprotectedAttrs = Array.from(this.unprotectedAttrs, (o2) => o2.toJSON());
         return res;
       }
-      async encrypt(parameters, crypto2 = getCrypto(true)) {
+      async encrypt(parameters, crypto2 = getCrypto2(true)) {
         ArgumentError.assert(parameters, "parameters", "object");
         const encryptParams = {
           ...parameters,
@@ -71951,7 +71951,7 @@ var require_build3 = __commonJS({
         };
         this.encryptedContentInfo = await crypto2.encryptEncryptedContentInfo(encryptParams);
       }
-      async decrypt(parameters, crypto2 = getCrypto(true)) {
+      async decrypt(parameters, crypto2 = getCrypto2(true)) {
         ArgumentError.assert(parameters, "parameters", "object");
         const decryptParams = {
           ...parameters,
@@ -72052,7 +72052,7 @@ var require_build3 = __commonJS({
           encryptedData: this.encryptedData.toJSON()
         };
       }
-      async parseInternalValues(parameters, crypto2 = getCrypto(true)) {
+      async parseInternalValues(parameters, crypto2 = getCrypto2(true)) {
         const cmsEncrypted = new EncryptedData({
           encryptedContentInfo: new EncryptedContentInfo({
             contentEncryptionAlgorithm: this.encryptionAlgorithm,
@@ -72062,7 +72062,7 @@ var require_build3 = __commonJS({
         const decryptedData = await cmsEncrypted.decrypt(parameters, crypto2);
         this.parsedValue = PrivateKeyInfo.fromBER(decryptedData);
       }
-      async makeInternalValues(parameters, crypto2 = getCrypto(true)) {
+      async makeInternalValues(parameters, crypto2 = getCrypto2(true)) {
         if (!this.parsedValue) {
           throw new Error('Please initialize "parsedValue" first');
         }
@@ -72622,7 +72622,7 @@ var require_build3 = __commonJS({
               name: names2.crls || EMPTY_STRING,
               value: new asn1js__namespace.Choice({
                 value: [
-                  CertificateRevocationList2.schema(),
+                  CertificateRevocationList3.schema(),
                   new asn1js__namespace.Constructed({
                     idBlock: {
                       tagClass: 3,
@@ -72647,7 +72647,7 @@ var require_build3 = __commonJS({
         if (asn1.result.crls) {
           for (const element of asn1.result.crls) {
             if (element.idBlock.tagClass === 1)
-              this.crls.push(new CertificateRevocationList2({ schema: element }));
+              this.crls.push(new CertificateRevocationList3({ schema: element }));
             else
               this.otherRevocationInfos.push(new OtherRevocationInfoFormat({ schema: element }));
           }
@@ -74833,7 +74833,7 @@ var require_build3 = __commonJS({
           res.unprotectedAttrs = Array.from(this.unprotectedAttrs, (o2) => o2.toJSON());
         return res;
       }
-      addRecipientByCertificate(certificate, parameters, variant, crypto2 = getCrypto(true)) {
+      addRecipientByCertificate(certificate, parameters, variant, crypto2 = getCrypto2(true)) {
         const encryptionParameters = Object.assign({ useOAEP: true, oaepHashAlgorithm: "SHA-512" }, defaultEncryptionParams, parameters || {});
         if (certificate.subjectPublicKeyInfo.algorithm.algorithmId.indexOf("1.2.840.113549") !== -1)
           variant = 1;
@@ -74910,7 +74910,7 @@ var require_build3 = __commonJS({
         }
         return true;
       }
-      addRecipientByPreDefinedData(preDefinedData, parameters = {}, variant, crypto2 = getCrypto(true)) {
+      addRecipientByPreDefinedData(preDefinedData, parameters = {}, variant, crypto2 = getCrypto2(true)) {
         ArgumentError.assert(preDefinedData, "preDefinedData", "ArrayBuffer");
         if (!preDefinedData.byteLength) {
           throw new Error("Pre-defined data could have zero length");
@@ -74998,7 +74998,7 @@ var require_build3 = __commonJS({
             throw new Error(`Unknown value for "variant": ${variant}`);
         }
       }
-      addRecipientByKeyIdentifier(key, keyId, parameters, crypto2 = getCrypto(true)) {
+      addRecipientByKeyIdentifier(key, keyId, parameters, crypto2 = getCrypto2(true)) {
         const encryptionParameters = Object.assign({}, defaultEncryptionParams, parameters || {});
         const recipientIdentifier = new KeyAgreeRecipientIdentifier({
           variant: 2,
@@ -75008,7 +75008,7 @@ var require_build3 = __commonJS({
         });
         this._addKeyAgreeRecipientInfo(recipientIdentifier, encryptionParameters, { recipientPublicKey: key }, crypto2);
       }
-      _addKeyAgreeRecipientInfo(recipientIdentifier, encryptionParameters, extraRecipientInfoParams, crypto2 = getCrypto(true)) {
+      _addKeyAgreeRecipientInfo(recipientIdentifier, encryptionParameters, extraRecipientInfoParams, crypto2 = getCrypto2(true)) {
         const encryptedKey = new RecipientEncryptedKey({
           rid: recipientIdentifier
         });
@@ -75043,7 +75043,7 @@ var require_build3 = __commonJS({
           value: keyInfo
         }));
       }
-      async encrypt(contentEncryptionAlgorithm, contentToEncrypt, crypto2 = getCrypto(true)) {
+      async encrypt(contentEncryptionAlgorithm, contentToEncrypt, crypto2 = getCrypto2(true)) {
         const ivBuffer = new ArrayBuffer(16);
         const ivView = new Uint8Array(ivBuffer);
         crypto2.getRandomValues(ivView);
@@ -75223,7 +75223,7 @@ var require_build3 = __commonJS({
         }
         return res;
       }
-      async decrypt(recipientIndex, parameters, crypto2 = getCrypto(true)) {
+      async decrypt(recipientIndex, parameters, crypto2 = getCrypto2(true)) {
         const decryptionParameters = parameters || {};
         if (recipientIndex + 1 > this.recipientInfos.length) {
           throw new Error(`Maximum value for "index" is: ${this.recipientInfos.length - 1}`);
@@ -75519,7 +75519,7 @@ var require_build3 = __commonJS({
           safeContents: Array.from(this.safeContents, (o2) => o2.toJSON())
         };
       }
-      async parseInternalValues(parameters, crypto2 = getCrypto(true)) {
+      async parseInternalValues(parameters, crypto2 = getCrypto2(true)) {
         ParameterError.assert(parameters, SAFE_CONTENTS);
         ArgumentError.assert(parameters.safeContents, SAFE_CONTENTS, "Array");
         if (parameters.safeContents.length !== this.safeContents.length) {
@@ -75578,7 +75578,7 @@ var require_build3 = __commonJS({
           }
         }
       }
-      async makeInternalValues(parameters, crypto2 = getCrypto(true)) {
+      async makeInternalValues(parameters, crypto2 = getCrypto2(true)) {
         if (!this.parsedValue) {
           throw new Error('Please run "parseValues" first or add "parsedValue" manually');
         }
@@ -75660,7 +75660,7 @@ var require_build3 = __commonJS({
     var SERIAL_NUMBER$1 = "serialNumber";
     var CLEAR_PROPS$j = [HASH_ALGORITHM$1, ISSUER_NAME_HASH, ISSUER_KEY_HASH, SERIAL_NUMBER$1];
     var CertID = class _CertID extends PkiObject {
-      static async create(certificate, parameters, crypto2 = getCrypto(true)) {
+      static async create(certificate, parameters, crypto2 = getCrypto2(true)) {
         const certID = new _CertID();
         await certID.createForCertificate(certificate, parameters, crypto2);
         return certID;
@@ -75760,7 +75760,7 @@ var require_build3 = __commonJS({
         }
         return true;
       }
-      async createForCertificate(certificate, parameters, crypto2 = getCrypto(true)) {
+      async createForCertificate(certificate, parameters, crypto2 = getCrypto2(true)) {
         ParameterError.assert(parameters, HASH_ALGORITHM$1, "issuerCertificate");
         const hashOID = crypto2.getOIDByAlgorithm({ name: parameters.hashAlgorithm }, true, "hashAlgorithm");
         this.hashAlgorithm = new AlgorithmIdentifier3({
@@ -75916,7 +75916,7 @@ var require_build3 = __commonJS({
         if (NEXT_UPDATE in asn1.result)
           this.nextUpdate = asn1.result.nextUpdate.toDate();
         if (SINGLE_EXTENSIONS in asn1.result)
-          this.singleExtensions = Array.from(asn1.result.singleExtensions.valueBlock.value, (element) => new Extension2({ schema: element }));
+          this.singleExtensions = Array.from(asn1.result.singleExtensions.valueBlock.value, (element) => new Extension3({ schema: element }));
       }
       toSchema() {
         const outputArray = [];
@@ -76110,7 +76110,7 @@ var require_build3 = __commonJS({
         this.producedAt = asn1.result[RESPONSE_DATA_PRODUCED_AT].toDate();
         this.responses = Array.from(asn1.result[RESPONSE_DATA_RESPONSES], (element) => new SingleResponse({ schema: element }));
         if (RESPONSE_DATA_RESPONSE_EXTENSIONS in asn1.result)
-          this.responseExtensions = Array.from(asn1.result[RESPONSE_DATA_RESPONSE_EXTENSIONS].valueBlock.value, (element) => new Extension2({ schema: element }));
+          this.responseExtensions = Array.from(asn1.result[RESPONSE_DATA_RESPONSE_EXTENSIONS].valueBlock.value, (element) => new Extension3({ schema: element }));
       }
       toSchema(encodeFlag = false) {
         let tbsSchema;
@@ -76254,7 +76254,7 @@ var require_build3 = __commonJS({
         }
         return "Unknown";
       }
-      async defaultFindIssuer(certificate, validationEngine, crypto2 = getCrypto(true)) {
+      async defaultFindIssuer(certificate, validationEngine, crypto2 = getCrypto2(true)) {
         const result = [];
         let keyIdentifier = null;
         let authorityCertIssuer = null;
@@ -76353,7 +76353,7 @@ var require_build3 = __commonJS({
             throw new Error(`Invalid member name for CertificateChainValidationEngine class: ${memberName}`);
         }
       }
-      async sort(passedWhenNotRevValues = false, crypto2 = getCrypto(true)) {
+      async sort(passedWhenNotRevValues = false, crypto2 = getCrypto2(true)) {
         const localCerts = [];
         const buildPath = async (certificate, crypto3) => {
           const result2 = [];
@@ -76705,7 +76705,7 @@ var require_build3 = __commonJS({
           throw result;
         return certificatePath;
       }
-      async verify(parameters = {}, crypto2 = getCrypto(true)) {
+      async verify(parameters = {}, crypto2 = getCrypto2(true)) {
         function compareDNSName(name, constraint) {
           const namePrepared = stringPrep(name);
           const constraintPrepared = stringPrep(constraint);
@@ -77330,7 +77330,7 @@ var require_build3 = __commonJS({
     var ID_KP_OCSP_SIGNING = "1.3.6.1.5.5.7.3.9";
     var ID_CE_KEY_USAGE = "2.5.29.15";
     var ID_CE_EXT_KEY_USAGE = "2.5.29.37";
-    var BasicOCSPResponse = class _BasicOCSPResponse extends PkiObject {
+    var BasicOCSPResponse2 = class _BasicOCSPResponse extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.tbsResponseData = pvutils__namespace.getParametersValue(parameters, TBS_RESPONSE_DATA, _BasicOCSPResponse.defaultValues(TBS_RESPONSE_DATA));
@@ -77459,7 +77459,7 @@ var require_build3 = __commonJS({
         }
         return res;
       }
-      async getCertificateStatus(certificate, issuerCertificate, crypto2 = getCrypto(true)) {
+      async getCertificateStatus(certificate, issuerCertificate, crypto2 = getCrypto2(true)) {
         const result = {
           isForCertificate: false,
           status: 2
@@ -77509,7 +77509,7 @@ var require_build3 = __commonJS({
         }
         return result;
       }
-      async sign(privateKey, hashAlgorithm2 = "SHA-1", crypto2 = getCrypto(true)) {
+      async sign(privateKey, hashAlgorithm2 = "SHA-1", crypto2 = getCrypto2(true)) {
         if (!privateKey) {
           throw new Error("Need to provide a private key for signing");
         }
@@ -77523,7 +77523,7 @@ var require_build3 = __commonJS({
         const signature = await crypto2.signWithPrivateKey(this.tbsResponseData.tbsView, privateKey, { algorithm });
         this.signature = new asn1js__namespace.BitString({ valueHex: signature });
       }
-      async verify(params = {}, crypto2 = getCrypto(true)) {
+      async verify(params = {}, crypto2 = getCrypto2(true)) {
         if (!this.certs || this.certs.length === 0) {
           throw new Error("No certificates attached to the BasicOCSPResponse");
         }
@@ -77600,7 +77600,7 @@ var require_build3 = __commonJS({
         const certDer2 = cert.toSchema(true).toBER(false);
         return certs.some((c3) => pvtsutils__namespace.BufferSourceConverter.isEqual(c3.toSchema(true).toBER(false), certDer2));
       }
-      static async collectResponderCandidates(certs, responderID, crypto2 = getCrypto(true)) {
+      static async collectResponderCandidates(certs, responderID, crypto2 = getCrypto2(true)) {
         var _a2;
         const indices = [];
         if (responderID instanceof RelativeDistinguishedNames3) {
@@ -77625,10 +77625,10 @@ var require_build3 = __commonJS({
         }
         return indices;
       }
-      async verifyResponseSignature(candidateCert, crypto2 = getCrypto(true)) {
+      async verifyResponseSignature(candidateCert, crypto2 = getCrypto2(true)) {
         return crypto2.verifyWithPublicKey(this.tbsResponseData.tbsView, this.signature, candidateCert.subjectPublicKeyInfo, this.signatureAlgorithm);
       }
-      static async validateSignerChain(signerCert, embeddedCerts, issuerCerts, trustedCerts, crypto2 = getCrypto(true)) {
+      static async validateSignerChain(signerCert, embeddedCerts, issuerCerts, trustedCerts, crypto2 = getCrypto2(true)) {
         const additionalCerts = [];
         const addIfCa = (cert) => {
           const caCert = checkCA(cert, signerCert);
@@ -77653,7 +77653,7 @@ var require_build3 = __commonJS({
         }
         return result.certificatePath.slice(1);
       }
-      static async findIssuersForCertID(certID, issuerCandidates, crypto2 = getCrypto(true)) {
+      static async findIssuersForCertID(certID, issuerCandidates, crypto2 = getCrypto2(true)) {
         const responseHashAlg = crypto2.getAlgorithmByOID(certID.hashAlgorithm.algorithmId, false);
         if (!responseHashAlg || !("name" in responseHashAlg)) {
           return [];
@@ -77689,7 +77689,7 @@ var require_build3 = __commonJS({
         }
         return matched;
       }
-      static async certificateMatchesIssuerID(certificate, certID, crypto2 = getCrypto(true)) {
+      static async certificateMatchesIssuerID(certificate, certID, crypto2 = getCrypto2(true)) {
         const responseHashAlg = crypto2.getAlgorithmByOID(certID.hashAlgorithm.algorithmId, false);
         if (!responseHashAlg || !("name" in responseHashAlg)) {
           return false;
@@ -77707,7 +77707,7 @@ var require_build3 = __commonJS({
           return false;
         }
       }
-      static async isAuthorizedResponderForCertID(signerCert, certID, issuerCandidates, trustedResponders, crypto2 = getCrypto(true)) {
+      static async isAuthorizedResponderForCertID(signerCert, certID, issuerCandidates, trustedResponders, crypto2 = getCrypto2(true)) {
         if (trustedResponders.length > 0 && _BasicOCSPResponse.containsCertificateByDer(trustedResponders, signerCert)) {
           return true;
         }
@@ -77737,21 +77737,21 @@ var require_build3 = __commonJS({
       }
       static certHasOCSPSigningEKU(cert) {
         var _a2;
-        const ext = (_a2 = cert.extensions) === null || _a2 === void 0 ? void 0 : _a2.find((e) => e.extnID === ID_CE_EXT_KEY_USAGE);
-        if (!ext) {
+        const ext2 = (_a2 = cert.extensions) === null || _a2 === void 0 ? void 0 : _a2.find((e) => e.extnID === ID_CE_EXT_KEY_USAGE);
+        if (!ext2) {
           return false;
         }
-        const parsed2 = ext.parsedValue;
-        if (parsed2 instanceof ExtKeyUsage4) {
+        const parsed2 = ext2.parsedValue;
+        if (parsed2 instanceof ExtKeyUsage5) {
           return parsed2.keyPurposes.includes(ID_KP_OCSP_SIGNING);
         }
         try {
-          const asn1 = asn1js__namespace.fromBER(ext.extnValue.valueBlock.valueHexView);
+          const asn1 = asn1js__namespace.fromBER(ext2.extnValue.valueBlock.valueHexView);
           if (asn1.offset === -1)
             return false;
           if (!(asn1.result instanceof asn1js__namespace.Sequence))
             return false;
-          const eku = new ExtKeyUsage4({ schema: asn1.result });
+          const eku = new ExtKeyUsage5({ schema: asn1.result });
           return eku.keyPurposes.includes(ID_KP_OCSP_SIGNING);
         } catch {
           return false;
@@ -77759,12 +77759,12 @@ var require_build3 = __commonJS({
       }
       static certKeyUsagePermitsDigitalSignature(cert) {
         var _a2;
-        const ext = (_a2 = cert.extensions) === null || _a2 === void 0 ? void 0 : _a2.find((e) => e.extnID === ID_CE_KEY_USAGE);
-        if (!ext) {
+        const ext2 = (_a2 = cert.extensions) === null || _a2 === void 0 ? void 0 : _a2.find((e) => e.extnID === ID_CE_KEY_USAGE);
+        if (!ext2) {
           return true;
         }
         try {
-          const asn1 = asn1js__namespace.fromBER(ext.extnValue.valueBlock.valueHexView);
+          const asn1 = asn1js__namespace.fromBER(ext2.extnValue.valueBlock.valueHexView);
           if (asn1.offset === -1)
             return false;
           if (!(asn1.result instanceof asn1js__namespace.BitString))
@@ -77778,7 +77778,7 @@ var require_build3 = __commonJS({
         }
       }
     };
-    BasicOCSPResponse.CLASS_NAME = "BasicOCSPResponse";
+    BasicOCSPResponse2.CLASS_NAME = "BasicOCSPResponse";
     var TBS$1 = "tbs";
     var VERSION$6 = "version";
     var SUBJECT = "subject";
@@ -77939,7 +77939,7 @@ var require_build3 = __commonJS({
         }
         return object;
       }
-      async sign(privateKey, hashAlgorithm2 = "SHA-1", crypto2 = getCrypto(true)) {
+      async sign(privateKey, hashAlgorithm2 = "SHA-1", crypto2 = getCrypto2(true)) {
         if (!privateKey) {
           throw new Error("Need to provide a private key for signing");
         }
@@ -77950,10 +77950,10 @@ var require_build3 = __commonJS({
         const signature = await crypto2.signWithPrivateKey(this.tbsView, privateKey, parameters);
         this.signatureValue = new asn1js__namespace.BitString({ valueHex: signature });
       }
-      async verify(crypto2 = getCrypto(true)) {
+      async verify(crypto2 = getCrypto2(true)) {
         return crypto2.verifyWithPublicKey(this.tbsView, this.signatureValue, this.subjectPublicKeyInfo, this.signatureAlgorithm);
       }
-      async getPublicKey(parameters, crypto2 = getCrypto(true)) {
+      async getPublicKey(parameters, crypto2 = getCrypto2(true)) {
         return crypto2.getPublicKey(this.subjectPublicKeyInfo, this.signatureAlgorithm, parameters);
       }
     };
@@ -78263,7 +78263,7 @@ var require_build3 = __commonJS({
     var HASHED_MESSAGE = "hashedMessage";
     var CLEAR_PROPS$b = [HASH_ALGORITHM, HASHED_MESSAGE];
     var MessageImprint2 = class _MessageImprint extends PkiObject {
-      static async create(hashAlgorithm2, message, crypto2 = getCrypto(true)) {
+      static async create(hashAlgorithm2, message, crypto2 = getCrypto2(true)) {
         const hashAlgorithmOID = crypto2.getOIDByAlgorithm({ name: hashAlgorithm2 }, true, "hashAlgorithm");
         const hashedMessage = await crypto2.digest(hashAlgorithm2, message);
         const res = new _MessageImprint({
@@ -78415,7 +78415,7 @@ var require_build3 = __commonJS({
         AsnError.assertSchema(asn1, this.className);
         this.reqCert = new CertID({ schema: asn1.result.reqCert });
         if (SINGLE_REQUEST_EXTENSIONS in asn1.result) {
-          this.singleRequestExtensions = Array.from(asn1.result.singleRequestExtensions.valueBlock.value, (element) => new Extension2({ schema: element }));
+          this.singleRequestExtensions = Array.from(asn1.result.singleRequestExtensions.valueBlock.value, (element) => new Extension3({ schema: element }));
         }
       }
       toSchema() {
@@ -78579,7 +78579,7 @@ var require_build3 = __commonJS({
           this.requestorName = new GeneralName({ schema: asn1.result[TBS_REQUEST_REQUESTOR_NAME] });
         this.requestList = Array.from(asn1.result[TBS_REQUEST_REQUESTS], (element) => new Request({ schema: element }));
         if (TBS_REQUEST_REQUEST_EXTENSIONS in asn1.result)
-          this.requestExtensions = Array.from(asn1.result[TBS_REQUEST_REQUEST_EXTENSIONS].valueBlock.value, (element) => new Extension2({ schema: element }));
+          this.requestExtensions = Array.from(asn1.result[TBS_REQUEST_REQUEST_EXTENSIONS].valueBlock.value, (element) => new Extension3({ schema: element }));
       }
       toSchema(encodeFlag = false) {
         let tbsSchema;
@@ -78771,7 +78771,7 @@ var require_build3 = __commonJS({
     var TBS_REQUEST = "tbsRequest";
     var OPTIONAL_SIGNATURE = "optionalSignature";
     var CLEAR_PROPS$8 = [TBS_REQUEST, OPTIONAL_SIGNATURE];
-    var OCSPRequest = class _OCSPRequest extends PkiObject {
+    var OCSPRequest2 = class _OCSPRequest extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.tbsRequest = pvutils__namespace.getParametersValue(parameters, TBS_REQUEST, _OCSPRequest.defaultValues(TBS_REQUEST));
@@ -78862,14 +78862,14 @@ var require_build3 = __commonJS({
         }
         return res;
       }
-      async createForCertificate(certificate, parameters, crypto2 = getCrypto(true)) {
+      async createForCertificate(certificate, parameters, crypto2 = getCrypto2(true)) {
         const certID = new CertID();
         await certID.createForCertificate(certificate, parameters, crypto2);
         this.tbsRequest.requestList.push(new Request({
           reqCert: certID
         }));
       }
-      async sign(privateKey, hashAlgorithm2 = "SHA-1", crypto2 = getCrypto(true)) {
+      async sign(privateKey, hashAlgorithm2 = "SHA-1", crypto2 = getCrypto2(true)) {
         ParameterError.assertEmpty(privateKey, "privateKey", "OCSPRequest.sign method");
         if (!this.optionalSignature) {
           throw new Error('Need to create "optionalSignature" field before signing');
@@ -78884,7 +78884,7 @@ var require_build3 = __commonJS({
       verify() {
       }
     };
-    OCSPRequest.CLASS_NAME = "OCSPRequest";
+    OCSPRequest2.CLASS_NAME = "OCSPRequest";
     var RESPONSE_TYPE2 = "responseType";
     var RESPONSE = "response";
     var CLEAR_PROPS$7 = [RESPONSE_TYPE2, RESPONSE];
@@ -78951,7 +78951,7 @@ var require_build3 = __commonJS({
     ResponseBytes.CLASS_NAME = "ResponseBytes";
     var RESPONSE_STATUS = "responseStatus";
     var RESPONSE_BYTES = "responseBytes";
-    var OCSPResponse = class _OCSPResponse extends PkiObject {
+    var OCSPResponse2 = class _OCSPResponse extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.responseStatus = pvutils__namespace.getParametersValue(parameters, RESPONSE_STATUS, _OCSPResponse.defaultValues(RESPONSE_STATUS));
@@ -79038,7 +79038,7 @@ var require_build3 = __commonJS({
         }
         return res;
       }
-      async getCertificateStatus(certificate, issuerCertificate, crypto2 = getCrypto(true)) {
+      async getCertificateStatus(certificate, issuerCertificate, crypto2 = getCrypto2(true)) {
         let basicResponse;
         const result = {
           isForCertificate: false,
@@ -79051,26 +79051,26 @@ var require_build3 = __commonJS({
         try {
           const asn1Basic = asn1js__namespace.fromBER(this.responseBytes.response.valueBlock.valueHexView);
           AsnError.assert(asn1Basic, "Basic OCSP response");
-          basicResponse = new BasicOCSPResponse({ schema: asn1Basic.result });
+          basicResponse = new BasicOCSPResponse2({ schema: asn1Basic.result });
         } catch {
           return result;
         }
         return basicResponse.getCertificateStatus(certificate, issuerCertificate, crypto2);
       }
-      async sign(privateKey, hashAlgorithm2, crypto2 = getCrypto(true)) {
+      async sign(privateKey, hashAlgorithm2, crypto2 = getCrypto2(true)) {
         var _a2;
         if (this.responseBytes && this.responseBytes.responseType === id_PKIX_OCSP_Basic) {
-          const basicResponse = BasicOCSPResponse.fromBER(this.responseBytes.response.valueBlock.valueHexView);
+          const basicResponse = BasicOCSPResponse2.fromBER(this.responseBytes.response.valueBlock.valueHexView);
           return basicResponse.sign(privateKey, hashAlgorithm2, crypto2);
         }
         throw new Error(`Unknown ResponseBytes type: ${((_a2 = this.responseBytes) === null || _a2 === void 0 ? void 0 : _a2.responseType) || "Unknown"}`);
       }
-      async verify(issuerCertificate = null, crypto2 = getCrypto(true)) {
+      async verify(issuerCertificate = null, crypto2 = getCrypto2(true)) {
         var _a2;
         if (RESPONSE_BYTES in this === false)
           throw new Error("Empty ResponseBytes field");
         if (this.responseBytes && this.responseBytes.responseType === id_PKIX_OCSP_Basic) {
-          const basicResponse = BasicOCSPResponse.fromBER(this.responseBytes.response.valueBlock.valueHexView);
+          const basicResponse = BasicOCSPResponse2.fromBER(this.responseBytes.response.valueBlock.valueHexView);
           if (issuerCertificate !== null) {
             if (!basicResponse.certs) {
               basicResponse.certs = [];
@@ -79082,7 +79082,7 @@ var require_build3 = __commonJS({
         throw new Error(`Unknown ResponseBytes type: ${((_a2 = this.responseBytes) === null || _a2 === void 0 ? void 0 : _a2.responseType) || "Unknown"}`);
       }
     };
-    OCSPResponse.CLASS_NAME = "OCSPResponse";
+    OCSPResponse2.CLASS_NAME = "OCSPResponse";
     var TYPE = "type";
     var ATTRIBUTES = "attributes";
     var ENCODED_VALUE = "encodedValue";
@@ -79552,7 +79552,7 @@ var require_build3 = __commonJS({
               value: [
                 new asn1js__namespace.Repeated({
                   name: names2.extensions || TST_INFO_EXTENSIONS,
-                  value: Extension2.schema(names2.extension || {})
+                  value: Extension3.schema(names2.extension || {})
                 })
               ]
             })
@@ -79577,7 +79577,7 @@ var require_build3 = __commonJS({
         if (TST_INFO_TSA in asn1.result)
           this.tsa = new GeneralName({ schema: asn1.result[TST_INFO_TSA] });
         if (TST_INFO_EXTENSIONS in asn1.result)
-          this.extensions = Array.from(asn1.result[TST_INFO_EXTENSIONS], (element) => new Extension2({ schema: element }));
+          this.extensions = Array.from(asn1.result[TST_INFO_EXTENSIONS], (element) => new Extension3({ schema: element }));
       }
       toSchema() {
         const outputArray = [];
@@ -79636,7 +79636,7 @@ var require_build3 = __commonJS({
           res.extensions = Array.from(this.extensions, (o2) => o2.toJSON());
         return res;
       }
-      async verify(params, crypto2 = getCrypto(true)) {
+      async verify(params, crypto2 = getCrypto2(true)) {
         if (!params.data) {
           throw new Error('"data" is a mandatory attribute for TST_INFO verification');
         }
@@ -79815,7 +79815,7 @@ var require_build3 = __commonJS({
         if (SIGNED_DATA_CRLS in asn1.result) {
           this.crls = Array.from(asn1.result[SIGNED_DATA_CRLS], (crl) => {
             if (crl.idBlock.tagClass === 1)
-              return new CertificateRevocationList2({ schema: crl });
+              return new CertificateRevocationList3({ schema: crl });
             crl.idBlock.tagClass = 1;
             crl.idBlock.tagNumber = 16;
             return new OtherRevocationInfoFormat({ schema: crl });
@@ -79890,7 +79890,7 @@ var require_build3 = __commonJS({
         }
         return res;
       }
-      async verify({ signer = -1, data = EMPTY_BUFFER, trustedCerts = [], checkDate = /* @__PURE__ */ new Date(), checkChain = false, passedWhenNotRevValues = false, extendedMode = false, findOrigin = null, findIssuer = null } = {}, crypto2 = getCrypto(true)) {
+      async verify({ signer = -1, data = EMPTY_BUFFER, trustedCerts = [], checkDate = /* @__PURE__ */ new Date(), checkChain = false, passedWhenNotRevValues = false, extendedMode = false, findOrigin = null, findIssuer = null } = {}, crypto2 = getCrypto2(true)) {
         let signerCert = null;
         let timestampSerial = null;
         try {
@@ -80010,7 +80010,7 @@ var require_build3 = __commonJS({
                   chainEngine.crls.push(crl);
                 else {
                   if (crl.otherRevInfoFormat === id_PKIX_OCSP_Basic)
-                    chainEngine.ocsps.push(new BasicOCSPResponse({ schema: crl.otherRevInfo }));
+                    chainEngine.ocsps.push(new BasicOCSPResponse2({ schema: crl.otherRevInfo }));
                 }
               }
             }
@@ -80144,7 +80144,7 @@ var require_build3 = __commonJS({
           });
         }
       }
-      async sign(privateKey, signerIndex, hashAlgorithm2 = "SHA-1", data = EMPTY_BUFFER, crypto2 = getCrypto(true)) {
+      async sign(privateKey, signerIndex, hashAlgorithm2 = "SHA-1", data = EMPTY_BUFFER, crypto2 = getCrypto2(true)) {
         var _a2;
         if (!privateKey)
           throw new Error("Need to provide a private key for signing");
@@ -80305,7 +80305,7 @@ var require_build3 = __commonJS({
         }
         return output;
       }
-      async makeInternalValues(parameters = {}, crypto2 = getCrypto(true)) {
+      async makeInternalValues(parameters = {}, crypto2 = getCrypto2(true)) {
         ArgumentError.assert(parameters, "parameters", "object");
         if (!this.parsedValue) {
           throw new Error('Please call "parseValues" function first in order to make "parsedValue" data');
@@ -80399,7 +80399,7 @@ var require_build3 = __commonJS({
             throw new Error(`Parameter "integrityMode" has unknown value: ${this.parsedValue.integrityMode}`);
         }
       }
-      async parseInternalValues(parameters, crypto2 = getCrypto(true)) {
+      async parseInternalValues(parameters, crypto2 = getCrypto2(true)) {
         ArgumentError.assert(parameters, "parameters", "object");
         if (parameters.checkIntegrity === void 0) {
           parameters.checkIntegrity = true;
@@ -80676,7 +80676,7 @@ var require_build3 = __commonJS({
               value: [
                 new asn1js__namespace.Repeated({
                   name: names2.extensions || TIME_STAMP_REQ_EXTENSIONS,
-                  value: Extension2.schema()
+                  value: Extension3.schema()
                 })
               ]
             })
@@ -80698,7 +80698,7 @@ var require_build3 = __commonJS({
         if (TIME_STAMP_REQ_CERT_REQ in asn1.result)
           this.certReq = asn1.result[TIME_STAMP_REQ_CERT_REQ].valueBlock.value;
         if (TIME_STAMP_REQ_EXTENSIONS in asn1.result)
-          this.extensions = Array.from(asn1.result[TIME_STAMP_REQ_EXTENSIONS], (element) => new Extension2({ schema: element }));
+          this.extensions = Array.from(asn1.result[TIME_STAMP_REQ_EXTENSIONS], (element) => new Extension3({ schema: element }));
       }
       toSchema() {
         const outputArray = [];
@@ -80824,7 +80824,7 @@ var require_build3 = __commonJS({
         }
         return res;
       }
-      async sign(privateKey, hashAlgorithm2, crypto2 = getCrypto(true)) {
+      async sign(privateKey, hashAlgorithm2, crypto2 = getCrypto2(true)) {
         this.assertContentType();
         const signed = new SignedData5({ schema: this.timeStampToken.content });
         return signed.sign(privateKey, 0, hashAlgorithm2, void 0, crypto2);
@@ -80833,7 +80833,7 @@ var require_build3 = __commonJS({
         signer: 0,
         trustedCerts: [],
         data: EMPTY_BUFFER
-      }, crypto2 = getCrypto(true)) {
+      }, crypto2 = getCrypto2(true)) {
         this.assertContentType();
         const signed = new SignedData5({ schema: this.timeStampToken.content });
         return signed.verify(verificationParameters, crypto2);
@@ -80878,17 +80878,17 @@ var require_build3 = __commonJS({
     exports.AttributeTypeAndValue = AttributeTypeAndValue;
     exports.AuthenticatedSafe = AuthenticatedSafe;
     exports.AuthorityKeyIdentifier = AuthorityKeyIdentifier2;
-    exports.BasicConstraints = BasicConstraints2;
-    exports.BasicOCSPResponse = BasicOCSPResponse;
+    exports.BasicConstraints = BasicConstraints3;
+    exports.BasicOCSPResponse = BasicOCSPResponse2;
     exports.CAVersion = CAVersion;
     exports.CRLBag = CRLBag;
-    exports.CRLDistributionPoints = CRLDistributionPoints;
+    exports.CRLDistributionPoints = CRLDistributionPoints2;
     exports.CertBag = CertBag;
     exports.CertID = CertID;
     exports.Certificate = Certificate7;
     exports.CertificateChainValidationEngine = CertificateChainValidationEngine2;
     exports.CertificatePolicies = CertificatePolicies;
-    exports.CertificateRevocationList = CertificateRevocationList2;
+    exports.CertificateRevocationList = CertificateRevocationList3;
     exports.CertificateSet = CertificateSet;
     exports.CertificateTemplate = CertificateTemplate;
     exports.CertificationRequest = CertificationRequest2;
@@ -80905,8 +80905,8 @@ var require_build3 = __commonJS({
     exports.EncryptedContentInfo = EncryptedContentInfo;
     exports.EncryptedData = EncryptedData;
     exports.EnvelopedData = EnvelopedData;
-    exports.ExtKeyUsage = ExtKeyUsage4;
-    exports.Extension = Extension2;
+    exports.ExtKeyUsage = ExtKeyUsage5;
+    exports.Extension = Extension3;
     exports.ExtensionValueFactory = ExtensionValueFactory;
     exports.Extensions = Extensions;
     exports.GeneralName = GeneralName;
@@ -80915,10 +80915,10 @@ var require_build3 = __commonJS({
     exports.HASHED_MESSAGE = HASHED_MESSAGE;
     exports.HASH_ALGORITHM = HASH_ALGORITHM;
     exports.Holder = Holder;
-    exports.InfoAccess = InfoAccess;
+    exports.InfoAccess = InfoAccess2;
     exports.IssuerAndSerialNumber = IssuerAndSerialNumber4;
     exports.IssuerSerial = IssuerSerial;
-    exports.IssuingDistributionPoint = IssuingDistributionPoint;
+    exports.IssuingDistributionPoint = IssuingDistributionPoint2;
     exports.KEKIdentifier = KEKIdentifier;
     exports.KEKRecipientInfo = KEKRecipientInfo;
     exports.KeyAgreeRecipientIdentifier = KeyAgreeRecipientIdentifier;
@@ -80930,8 +80930,8 @@ var require_build3 = __commonJS({
     exports.MacData = MacData;
     exports.MessageImprint = MessageImprint2;
     exports.NameConstraints = NameConstraints2;
-    exports.OCSPRequest = OCSPRequest;
-    exports.OCSPResponse = OCSPResponse;
+    exports.OCSPRequest = OCSPRequest2;
+    exports.OCSPResponse = OCSPResponse2;
     exports.ObjectDigestInfo = ObjectDigestInfo;
     exports.OriginatorIdentifierOrKey = OriginatorIdentifierOrKey;
     exports.OriginatorInfo = OriginatorInfo;
@@ -81006,7 +81006,7 @@ var require_build3 = __commonJS({
     exports.createECDSASignatureFromCMS = createECDSASignatureFromCMS;
     exports.getAlgorithmByOID = getAlgorithmByOID;
     exports.getAlgorithmParameters = getAlgorithmParameters;
-    exports.getCrypto = getCrypto;
+    exports.getCrypto = getCrypto2;
     exports.getEngine = getEngine;
     exports.getHashAlgorithm = getHashAlgorithm;
     exports.getOIDByAlgorithm = getOIDByAlgorithm;
@@ -81490,8 +81490,401 @@ var init_certificate = __esm({
   }
 });
 
+// src/core/pki/revocation.ts
+import { randomBytes as randomBytes2, X509Certificate as X509Certificate2 } from "node:crypto";
+async function checkPathRevocation(path23, rev, at, what) {
+  for (let i2 = 0; i2 + 1 < path23.length; i2++) {
+    const cert = path23[i2];
+    const issuer = path23[i2 + 1];
+    if (await checkFileCrls(cert, issuer, rev.crls ?? [], at, what))
+      record(rev, {
+        chain: what,
+        certificate: subjectOf(cert),
+        serial: serialOf(cert),
+        method: "crl-file",
+        status: "good"
+      });
+    if (rev.online) await checkOnline(cert, issuer, rev, at, what);
+  }
+}
+function record(rev, r) {
+  rev.checked ??= [];
+  const same = (x) => x.chain === r.chain && x.serial === r.serial && x.certificate === r.certificate && x.method === r.method;
+  if (!rev.checked.some(same)) rev.checked.push(r);
+}
+function warn(rev, w) {
+  rev.warnings ??= [];
+  if (!rev.warnings.includes(w)) rev.warnings.push(w);
+}
+function revokedError(cert, what, when, at, how) {
+  const after = when && when.getTime() > at.getTime();
+  return new CodesignError(
+    "VERIFY_FAILED",
+    `the ${what} chain has a revoked certificate: ${subjectOf(cert)}${when ? ` (revoked ${when.toISOString()})` : ""}, by ${how}`,
+    {
+      hint: after ? `revoked after the time the chain is judged at (${at.toISOString()}); codesign refuses it anyway: the revocation may mean the key was compromised earlier` : `checked for ${at.toISOString()}`
+    }
+  );
+}
+async function checkFileCrls(cert, issuer, crls, at, what) {
+  let covered = false;
+  for (const crl of crls) {
+    if (!crl.issuer.isEqual(cert.issuer)) continue;
+    let genuine = false;
+    try {
+      genuine = await crl.verify({ issuerCertificate: issuer });
+    } catch {
+      genuine = false;
+    }
+    if (!genuine) continue;
+    const entry = revokedEntry(crl, cert);
+    if (entry)
+      throw revokedError(
+        cert,
+        what,
+        entry.revocationDate.value,
+        at,
+        `the CRL of ${subjectOf(issuer)} (--crl)`
+      );
+    covered = true;
+  }
+  return covered;
+}
+function revocationSources(cert) {
+  const out = { ocsp: [], crl: [], other: [] };
+  const put = (list, uri) => {
+    if (/^https?:\/\//i.test(uri)) {
+      if (!list.includes(uri)) list.push(uri);
+    } else out.other.push(uri);
+  };
+  const aia = ext(cert.extensions, OID_AIA)?.parsedValue;
+  if (aia instanceof pkijs4.InfoAccess) {
+    for (const d of aia.accessDescriptions) {
+      if (d.accessMethod === OID_AD_OCSP && d.accessLocation.type === 6)
+        put(out.ocsp, String(d.accessLocation.value));
+    }
+  }
+  const cdp = ext(cert.extensions, OID_CDP)?.parsedValue;
+  if (cdp instanceof pkijs4.CRLDistributionPoints) {
+    for (const dp of cdp.distributionPoints) {
+      const names2 = dp.distributionPoint;
+      if (!Array.isArray(names2)) continue;
+      for (const n2 of names2) {
+        if (n2.type !== 6) continue;
+        if (dp.cRLIssuer || dp.reasons) out.other.push(String(n2.value));
+        else put(out.crl, String(n2.value));
+      }
+    }
+  }
+  return out;
+}
+async function checkOnline(cert, issuer, rev, at, what) {
+  const src = revocationSources(cert);
+  const base = { chain: what, certificate: subjectOf(cert), serial: serialOf(cert) };
+  if (src.ocsp.length === 0 && src.crl.length === 0 && src.other.length === 0) {
+    warn(
+      rev,
+      `no revocation information for ${base.certificate} in the ${what} chain (no OCSP responder, no CRL distribution point): its revocation was not checked`
+    );
+    record(rev, { ...base, method: "none", status: "unchecked" });
+    return;
+  }
+  const errors = [];
+  for (const url of src.ocsp.slice(0, MAX_SOURCES)) {
+    let answer;
+    try {
+      answer = await cached2(
+        rev,
+        `ocsp ${url} ${base.serial} ${subjectOf(issuer)}`,
+        () => ocspStatus(cert, issuer, url, rev)
+      );
+    } catch (e) {
+      errors.push(`OCSP ${url}: ${errText(e)}`);
+      continue;
+    }
+    if (answer.status === "revoked") throw revokedError(cert, what, answer.time, at, `OCSP (${url})`);
+    if (answer.status === "unknown") {
+      errors.push(`OCSP ${url}: the responder does not know the certificate`);
+      continue;
+    }
+    record(rev, { ...base, method: "ocsp", url, status: "good" });
+    return;
+  }
+  for (const url of src.crl.slice(0, MAX_SOURCES)) {
+    let crl;
+    try {
+      crl = await cached2(rev, `crl ${url}`, () => fetchCrl(url, rev));
+      await checkCrlFor(crl, cert, issuer);
+    } catch (e) {
+      errors.push(`CRL ${url}: ${errText(e)}`);
+      continue;
+    }
+    const entry = revokedEntry(crl, cert);
+    if (entry) throw revokedError(cert, what, entry.revocationDate.value, at, `the CRL at ${url}`);
+    record(rev, { ...base, method: "crl", url, status: "good" });
+    return;
+  }
+  for (const uri of src.other)
+    errors.push(`${uri}: not fetched (codesign fetches complete CRLs over http(s) only)`);
+  throw new CodesignError(
+    "VERIFY_FAILED",
+    `could not check revocation of ${base.certificate} in the ${what} chain: ${errors.join("; ")}`,
+    {
+      hint: "the certificate names where its status is published, and no valid answer came from there; codesign refuses when unsure (retry later, or verify offline with --crl FILE)"
+    }
+  );
+}
+function cached2(rev, key, f) {
+  if ((rev.deadline ?? Infinity) <= Date.now())
+    return Promise.reject(new Error(`the ${REVOCATION_BUDGET_MS / 1e3} s for revocation checks are spent`));
+  rev.cache ??= newRevocationCache();
+  let p = rev.cache.answers.get(key);
+  if (!p) {
+    p = f();
+    p.catch(() => void 0);
+    rev.cache.answers.set(key, p);
+  }
+  return p;
+}
+function deadlineSignal(rev) {
+  const left = (rev.deadline ?? Date.now() + REVOCATION_BUDGET_MS) - Date.now();
+  if (left <= 0) throw new Error(`the ${REVOCATION_BUDGET_MS / 1e3} s for revocation checks are spent`);
+  return AbortSignal.timeout(Math.min(REVOCATION_REQUEST_TIMEOUT_MS, left));
+}
+async function httpBounded(url, o2) {
+  const res = await fetch(url, {
+    method: o2.body ? "POST" : "GET",
+    headers: { Accept: o2.accept, ...o2.contentType ? { "Content-Type": o2.contentType } : {} },
+    ...o2.body ? { body: o2.body } : {},
+    signal: o2.signal,
+    // A redirected POST would turn into a GET: an OCSP responder that redirects is not used.
+    redirect: o2.body ? "manual" : "follow"
+  });
+  if (!res.ok) {
+    await res.body?.cancel();
+    throw new Error(`HTTP ${res.status} ${res.statusText}`.trim());
+  }
+  const declared = Number(res.headers.get("content-length") ?? "0");
+  if (declared > o2.max) {
+    await res.body?.cancel();
+    throw new Error(`the answer is ${declared} bytes, over the ${o2.max}-byte limit`);
+  }
+  const reader = res.body?.getReader();
+  if (!reader) throw new Error("an empty answer");
+  const chunks = [];
+  let total = 0;
+  for (; ; ) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > o2.max) {
+      await reader.cancel();
+      throw new Error(`the answer is over the ${o2.max}-byte limit`);
+    }
+    chunks.push(value);
+  }
+  if (total === 0) throw new Error("an empty answer");
+  return new Uint8Array(Buffer.concat(chunks, total));
+}
+async function ocspStatus(cert, issuer, url, rev) {
+  const req = new pkijs4.OCSPRequest();
+  await req.createForCertificate(cert, { hashAlgorithm: "SHA-1", issuerCertificate: issuer });
+  const nonce = new asn1js5.OctetString({ valueHex: ab(new Uint8Array(randomBytes2(16))) }).toBER();
+  req.tbsRequest.requestExtensions = [new pkijs4.Extension({ extnID: OID_OCSP_NONCE, extnValue: nonce })];
+  const asked = req.tbsRequest.requestList[0]?.reqCert;
+  const bytes = await httpBounded(url, {
+    body: new Uint8Array(req.toSchema(true).toBER()),
+    contentType: "application/ocsp-request",
+    accept: "application/ocsp-response",
+    max: OCSP_RESPONSE_MAX_BYTES,
+    signal: deadlineSignal(rev)
+  });
+  let basic;
+  try {
+    const resp = pkijs4.OCSPResponse.fromBER(ab(bytes));
+    const status = resp.responseStatus.valueBlock.valueDec;
+    if (status !== 0) throw new Error(`the responder answered ${OCSP_STATUS[status] ?? status}`);
+    if (resp.responseBytes?.responseType !== OID_OCSP_BASIC) throw new Error("not a basic OCSP response");
+    basic = pkijs4.BasicOCSPResponse.fromBER(ab(resp.responseBytes.response.valueBlock.valueHexView));
+  } catch (e) {
+    throw new Error(`not a valid OCSP response (${e.message})`);
+  }
+  await checkOcspSigner(basic, issuer);
+  const echoed = ext(basic.tbsResponseData.responseExtensions, OID_OCSP_NONCE);
+  if (echoed && !Buffer.from(echoed.extnValue.valueBlock.valueHexView).equals(Buffer.from(nonce))) {
+    throw new Error("the response's nonce is not the request's (a replay?)");
+  }
+  const single = basic.tbsResponseData.responses.find((r) => r.certID.isEqual(asked));
+  if (!single) throw new Error("the response is not about this certificate");
+  const now = Date.now();
+  if (single.thisUpdate.getTime() > now + FRESHNESS_SKEW_MS)
+    throw new Error(`the response is from the future (thisUpdate ${single.thisUpdate.toISOString()})`);
+  if (single.nextUpdate && single.nextUpdate.getTime() < now - FRESHNESS_SKEW_MS)
+    throw new Error(`the response is stale (nextUpdate ${single.nextUpdate.toISOString()})`);
+  const s = single.certStatus;
+  switch (s.idBlock.tagNumber) {
+    case 0:
+      return { status: "good" };
+    case 1: {
+      const inner = s.valueBlock.value?.[0];
+      if (!(inner instanceof asn1js5.GeneralizedTime)) throw new Error("a revoked status without a time");
+      return { status: "revoked", time: inner.toDate() };
+    }
+    default:
+      return { status: "unknown" };
+  }
+}
+async function checkOcspSigner(basic, issuer) {
+  const crypto2 = pkijs4.getCrypto(true);
+  const signedBy = async (c3) => {
+    try {
+      return await crypto2.verifyWithPublicKey(
+        basic.tbsResponseData.tbsView,
+        basic.signature,
+        c3.subjectPublicKeyInfo,
+        basic.signatureAlgorithm
+      );
+    } catch {
+      return false;
+    }
+  };
+  if (await signedBy(issuer)) return;
+  const problems = [];
+  for (const c3 of basic.certs ?? []) {
+    if (!await signedBy(c3)) continue;
+    let issued = false;
+    try {
+      issued = c3.issuer.isEqual(issuer.subject) && await c3.verify(issuer);
+    } catch {
+      issued = false;
+    }
+    if (!issued) problems.push(`its signer ${subjectOf(c3)} is not certified by ${subjectOf(issuer)}`);
+    else if (!ekuOf(c3).includes(OID_KP_OCSP_SIGNING))
+      problems.push(`its signer ${subjectOf(c3)} lacks the OCSPSigning extended key usage`);
+    else if (!validNow(c3)) problems.push(`its signer ${subjectOf(c3)} is not valid now`);
+    else return;
+  }
+  throw new Error(
+    `the response is not signed by the issuer nor by a responder it authorised${problems.length > 0 ? `: ${problems.join("; ")}` : ""}`
+  );
+}
+async function fetchCrl(url, rev) {
+  const bytes = await httpBounded(url, {
+    accept: "application/pkix-crl, application/x-pkcs7-crl, */*",
+    max: CRL_MAX_BYTES,
+    signal: deadlineSignal(rev)
+  });
+  const der = bytes[0] === 48 ? bytes : pemDecode(bytes).find((b) => b.label === "X509 CRL")?.der;
+  if (!der) throw new Error("the answer is not a CRL (neither DER nor PEM)");
+  try {
+    return pkijs4.CertificateRevocationList.fromBER(der);
+  } catch (e) {
+    throw new Error(`the answer is not a readable CRL (${e.message})`);
+  }
+}
+async function checkCrlFor(crl, cert, issuer) {
+  if (!crl.issuer.isEqual(cert.issuer))
+    throw new Error("the CRL is not the issuer's (indirect CRLs are not used)");
+  const ku = ext(issuer.extensions, OID_KEY_USAGE)?.parsedValue;
+  if (ku instanceof asn1js5.BitString && ((ku.valueBlock.valueHexView[0] ?? 0) & 2) === 0)
+    throw new Error("the issuer's keyUsage lacks cRLSign");
+  let genuine = false;
+  try {
+    genuine = await crl.verify({ issuerCertificate: issuer });
+  } catch {
+    genuine = false;
+  }
+  if (!genuine) throw new Error(`the CRL's signature does not verify with the key of ${subjectOf(issuer)}`);
+  const now = Date.now();
+  if (crl.thisUpdate.value.getTime() > now + FRESHNESS_SKEW_MS)
+    throw new Error(`the CRL is from the future (thisUpdate ${crl.thisUpdate.value.toISOString()})`);
+  if (crl.nextUpdate && crl.nextUpdate.value.getTime() < now - FRESHNESS_SKEW_MS)
+    throw new Error(`the CRL is stale (nextUpdate ${crl.nextUpdate.value.toISOString()})`);
+  for (const e of crl.crlExtensions?.extensions ?? []) {
+    if (e.extnID === OID_DELTA_CRL) throw new Error("a delta CRL (delta CRLs are not used)");
+    if (e.extnID === OID_IDP) {
+      const idp = e.parsedValue;
+      if (!(idp instanceof pkijs4.IssuingDistributionPoint))
+        throw new Error("an unreadable issuingDistributionPoint");
+      if (idp.indirectCRL || idp.onlySomeReasons !== void 0 || idp.onlyContainsAttributeCerts)
+        throw new Error("a partial CRL (indirect or by reasons): not complete for this certificate");
+      const isCa = (() => {
+        const bc = ext(cert.extensions, "2.5.29.19")?.parsedValue;
+        return bc instanceof pkijs4.BasicConstraints && Boolean(bc.cA);
+      })();
+      if (idp.onlyContainsUserCerts && isCa || idp.onlyContainsCACerts && !isCa)
+        throw new Error("the CRL does not cover this kind of certificate");
+      continue;
+    }
+    if (e.critical && e.extnID !== OID_CRL_NUMBER && e.extnID !== OID_AKI)
+      throw new Error(`the CRL has a critical extension codesign does not understand (${e.extnID})`);
+  }
+}
+var asn1js5, pkijs4, REVOCATION_REQUEST_TIMEOUT_MS, REVOCATION_BUDGET_MS, OCSP_RESPONSE_MAX_BYTES, CRL_MAX_BYTES, FRESHNESS_SKEW_MS, MAX_SOURCES, OID_AD_OCSP, OID_OCSP_BASIC, OID_OCSP_NONCE, OID_KP_OCSP_SIGNING, OID_AIA, OID_CDP, OID_EKU, OID_KEY_USAGE, OID_CRL_NUMBER, OID_DELTA_CRL, OID_IDP, OID_AKI, newRevocationCache, subjectOf, serialOf, ext, errText, revokedEntry, OCSP_STATUS, ab, ekuOf, validNow;
+var init_revocation = __esm({
+  "src/core/pki/revocation.ts"() {
+    "use strict";
+    asn1js5 = __toESM(require_build2(), 1);
+    pkijs4 = __toESM(require_build3(), 1);
+    init_asn1();
+    init_errors();
+    REVOCATION_REQUEST_TIMEOUT_MS = 1e4;
+    REVOCATION_BUDGET_MS = 6e4;
+    OCSP_RESPONSE_MAX_BYTES = 1024 * 1024;
+    CRL_MAX_BYTES = 10 * 1024 * 1024;
+    FRESHNESS_SKEW_MS = 5 * 60 * 1e3;
+    MAX_SOURCES = 4;
+    OID_AD_OCSP = "1.3.6.1.5.5.7.48.1";
+    OID_OCSP_BASIC = "1.3.6.1.5.5.7.48.1.1";
+    OID_OCSP_NONCE = "1.3.6.1.5.5.7.48.1.2";
+    OID_KP_OCSP_SIGNING = "1.3.6.1.5.5.7.3.9";
+    OID_AIA = "1.3.6.1.5.5.7.1.1";
+    OID_CDP = "2.5.29.31";
+    OID_EKU = "2.5.29.37";
+    OID_KEY_USAGE = "2.5.29.15";
+    OID_CRL_NUMBER = "2.5.29.20";
+    OID_DELTA_CRL = "2.5.29.27";
+    OID_IDP = "2.5.29.28";
+    OID_AKI = "2.5.29.35";
+    newRevocationCache = () => ({ answers: /* @__PURE__ */ new Map() });
+    subjectOf = (c3) => {
+      try {
+        return new X509Certificate2(new Uint8Array(c3.toSchema().toBER())).subject.replace(/\n/g, ", ");
+      } catch {
+        return "(unreadable subject)";
+      }
+    };
+    serialOf = (c3) => Buffer.from(c3.serialNumber.valueBlock.valueHexView).toString("hex").toUpperCase();
+    ext = (exts, oid) => exts?.find((e) => e.extnID === oid);
+    errText = (e) => {
+      const err = e;
+      if (err.name === "TimeoutError" || err.name === "AbortError") return "no answer in time";
+      const code = err.cause?.code;
+      if (code === "ECONNREFUSED") return "connection refused (ECONNREFUSED)";
+      if (code === "ENOTFOUND") return "host not found (ENOTFOUND)";
+      return code ?? err.cause?.message ?? err.message ?? String(e);
+    };
+    revokedEntry = (crl, cert) => crl.revokedCertificates?.find((r) => r.userCertificate.isEqual(cert.serialNumber));
+    OCSP_STATUS = [
+      "successful",
+      "malformedRequest",
+      "internalError",
+      "tryLater",
+      "4",
+      "sigRequired",
+      "unauthorized"
+    ];
+    ab = (u2) => Uint8Array.from(u2).buffer;
+    ekuOf = (c3) => {
+      const v = ext(c3.extensions, OID_EKU)?.parsedValue;
+      return v instanceof pkijs4.ExtKeyUsage ? v.keyPurposes : [];
+    };
+    validNow = (c3) => c3.notBefore.value.getTime() <= Date.now() && Date.now() <= c3.notAfter.value.getTime();
+  }
+});
+
 // src/core/pki/path.ts
-import { X509Certificate as X509Certificate2 } from "node:crypto";
+import { X509Certificate as X509Certificate3 } from "node:crypto";
 import { existsSync as existsSync2 } from "node:fs";
 import tls from "node:tls";
 async function loadAnchors(caFiles) {
@@ -81511,41 +81904,41 @@ async function loadAnchors(caFiles) {
   }
   return { certs, source: bundle ?? "node" };
 }
-function subjectOf(c3) {
+function subjectOf2(c3) {
   try {
-    return new X509Certificate2(certDer(c3)).subject.replace(/\n/g, ", ");
+    return new X509Certificate3(certDer(c3)).subject.replace(/\n/g, ", ");
   } catch {
     return "(unreadable subject)";
   }
 }
 function basicConstraints(c3) {
-  const ext = extension(c3, EXT.basicConstraints);
-  if (!ext) return void 0;
-  const parsed2 = asn1js5.fromBER(ext.extnValue.valueBlock.valueHexView);
-  const items = parsed2.result instanceof asn1js5.Sequence ? parsed2.result.valueBlock.value : [];
-  const ca = items.find((i2) => i2 instanceof asn1js5.Boolean);
-  const len = items.find((i2) => i2 instanceof asn1js5.Integer);
+  const ext2 = extension(c3, EXT.basicConstraints);
+  if (!ext2) return void 0;
+  const parsed2 = asn1js6.fromBER(ext2.extnValue.valueBlock.valueHexView);
+  const items = parsed2.result instanceof asn1js6.Sequence ? parsed2.result.valueBlock.value : [];
+  const ca = items.find((i2) => i2 instanceof asn1js6.Boolean);
+  const len = items.find((i2) => i2 instanceof asn1js6.Integer);
   return {
-    cA: ca instanceof asn1js5.Boolean ? ca.getValue() : false,
-    ...len instanceof asn1js5.Integer ? { pathLen: len.valueBlock.valueDec } : {}
+    cA: ca instanceof asn1js6.Boolean ? ca.getValue() : false,
+    ...len instanceof asn1js6.Integer ? { pathLen: len.valueBlock.valueDec } : {}
   };
 }
 function dateProblem(c3, at) {
-  return `${subjectOf(c3)} is not valid at ${at.toISOString()} (valid ${c3.notBefore.value.toISOString()} to ${c3.notAfter.value.toISOString()})`;
+  return `${subjectOf2(c3)} is not valid at ${at.toISOString()} (valid ${c3.notBefore.value.toISOString()} to ${c3.notAfter.value.toISOString()})`;
 }
 function checkPathExtras(path23, what) {
   for (const c3 of path23) {
     const unknown = (c3.extensions ?? []).filter((e) => e.critical && !UNDERSTOOD.has(e.extnID));
     if (unknown.length > 0) {
       throw fail(
-        `the ${what} chain has a critical extension codesign does not understand (${unknown.map((e) => e.extnID).join(", ")}) in ${subjectOf(c3)}`,
+        `the ${what} chain has a critical extension codesign does not understand (${unknown.map((e) => e.extnID).join(", ")}) in ${subjectOf2(c3)}`,
         "RFC 5280: a certificate with an unrecognised critical extension must be rejected"
       );
     }
   }
   for (let k = path23.length - 1; k >= 1; k--) {
     const nc = extension(path23[k], EXT.nameConstraints)?.parsedValue;
-    if (!(nc instanceof pkijs4.NameConstraints)) continue;
+    if (!(nc instanceof pkijs5.NameConstraints)) continue;
     const permitted = (nc.permittedSubtrees ?? []).filter((t) => t.base.type === 4);
     if (permitted.length === 0) continue;
     for (const c3 of path23.slice(0, k)) {
@@ -81557,7 +81950,7 @@ function checkPathExtras(path23, what) {
       });
       if (!inside) {
         throw fail(
-          `the ${what} chain breaks a name constraint: ${subjectOf(c3)} is outside the names ${subjectOf(path23[k])} may issue`
+          `the ${what} chain breaks a name constraint: ${subjectOf2(c3)} is outside the names ${subjectOf2(path23[k])} may issue`
         );
       }
     }
@@ -81569,7 +81962,7 @@ function checkPathExtras(path23, what) {
     const below = path23.slice(1, k).filter((c3) => !c3.subject.isEqual(c3.issuer)).length;
     if (below > pathLen) {
       throw fail(
-        `the ${what} chain is too long for ${subjectOf(ca)}: pathLenConstraint ${pathLen}, ${below} intermediate CA(s) below it`
+        `the ${what} chain is too long for ${subjectOf2(ca)}: pathLenConstraint ${pathLen}, ${below} intermediate CA(s) below it`
       );
     }
   }
@@ -81583,7 +81976,7 @@ async function validatePath(leaf, others, anchors, o2) {
   const intermediates = others.filter(
     (c3) => !sameCert(c3, leaf) && !anchors.certs.some((a2) => sameCert(a2, c3))
   );
-  const engine = new pkijs4.CertificateChainValidationEngine({
+  const engine = new pkijs5.CertificateChainValidationEngine({
     trustedCerts: anchors.certs,
     // The engine takes the last certificate as the one to validate.
     certs: [...intermediates, leaf],
@@ -81609,48 +82002,26 @@ async function validatePath(leaf, others, anchors, o2) {
       );
     }
     throw fail(
-      `the ${o2.what} certificate (${subjectOf(leaf)}) does not chain to a trust anchor: ${result.resultMessage}`,
+      `the ${o2.what} certificate (${subjectOf2(leaf)}) does not chain to a trust anchor: ${result.resultMessage}`,
       anchors.source === "node" || anchors.source.startsWith("/etc/") ? "give the issuing CA with --ca FILE (without it the system trust store is used)" : "check that the --ca files hold the issuing root, and that the chain's constraints hold"
     );
   }
   const path23 = result.certificatePath ?? [];
   if (path23.length === 0) throw fail(`the ${o2.what} chain could not be built`);
   checkPathExtras(path23, o2.what);
-  if (o2.crls && o2.crls.length > 0) await checkRevocation(path23, o2.crls, o2.at, o2.what);
+  const revocation = o2.revocation ?? (o2.crls && o2.crls.length > 0 ? { crls: o2.crls } : void 0);
+  if (revocation) await checkPathRevocation(path23, revocation, o2.at, o2.what);
   return path23;
 }
-async function checkRevocation(path23, crls, at, what) {
-  for (let i2 = 0; i2 + 1 < path23.length; i2++) {
-    const cert = path23[i2];
-    const issuer = path23[i2 + 1];
-    for (const crl of crls) {
-      if (!crl.issuer.isEqual(cert.issuer)) continue;
-      let genuine = false;
-      try {
-        genuine = await crl.verify({ issuerCertificate: issuer });
-      } catch {
-        genuine = false;
-      }
-      if (!genuine) continue;
-      if (crl.isCertificateRevoked(cert)) {
-        const entry = crl.revokedCertificates?.find((r) => r.userCertificate.isEqual(cert.serialNumber));
-        const when = entry?.revocationDate.value;
-        throw fail(
-          `the ${what} chain has a revoked certificate: ${subjectOf(cert)}${when ? ` (revoked ${when.toISOString()})` : ""}`,
-          `checked at ${at.toISOString()} against the CRL of ${subjectOf(issuer)}`
-        );
-      }
-    }
-  }
-}
-var asn1js5, pkijs4, EXT, UNDERSTOOD, SYSTEM_BUNDLES, ANCHOR_FILE_MAX, parseCert, certDer, sameCert, fail, extension, validAt, issuesAny;
+var asn1js6, pkijs5, EXT, UNDERSTOOD, SYSTEM_BUNDLES, ANCHOR_FILE_MAX, parseCert, certDer, sameCert, fail, extension, validAt, issuesAny;
 var init_path = __esm({
   "src/core/pki/path.ts"() {
     "use strict";
-    asn1js5 = __toESM(require_build2(), 1);
-    pkijs4 = __toESM(require_build3(), 1);
+    asn1js6 = __toESM(require_build2(), 1);
+    pkijs5 = __toESM(require_build3(), 1);
     init_asn1();
     init_certificate();
+    init_revocation();
     init_errors();
     init_files();
     EXT = {
@@ -81676,7 +82047,7 @@ var init_path = __esm({
       "/etc/ssl/cert.pem"
     ];
     ANCHOR_FILE_MAX = 16 * 1024 * 1024;
-    parseCert = (der) => pkijs4.Certificate.fromBER(der);
+    parseCert = (der) => pkijs5.Certificate.fromBER(der);
     certDer = (c3) => new Uint8Array(c3.toSchema().toBER());
     sameCert = (a2, b) => Buffer.from(certDer(a2)).equals(Buffer.from(certDer(b)));
     fail = (message, hint) => new CodesignError("VERIFY_FAILED", message, hint ? { hint } : {});
@@ -81688,18 +82059,18 @@ var init_path = __esm({
 
 // src/core/pki/policy.ts
 function extendedKeyUsage(c3) {
-  const ext = extension(c3, EXT.extKeyUsage);
-  if (!ext) return void 0;
-  const parsed2 = ext.parsedValue;
-  if (parsed2 instanceof pkijs5.ExtKeyUsage) return parsed2.keyPurposes;
-  throw fail2(`the extendedKeyUsage of ${subjectOf(c3)} cannot be read`);
+  const ext2 = extension(c3, EXT.extKeyUsage);
+  if (!ext2) return void 0;
+  const parsed2 = ext2.parsedValue;
+  if (parsed2 instanceof pkijs6.ExtKeyUsage) return parsed2.keyPurposes;
+  throw fail2(`the extendedKeyUsage of ${subjectOf2(c3)} cannot be read`);
 }
 function keyUsageBits(c3) {
-  const ext = extension(c3, EXT.keyUsage);
-  if (!ext) return void 0;
-  const parsed2 = ext.parsedValue;
+  const ext2 = extension(c3, EXT.keyUsage);
+  if (!ext2) return void 0;
+  const parsed2 = ext2.parsedValue;
   if (!(parsed2 instanceof Object) || !("valueBlock" in parsed2)) {
-    throw fail2(`the keyUsage of ${subjectOf(c3)} cannot be read`);
+    throw fail2(`the keyUsage of ${subjectOf2(c3)} cannot be read`);
   }
   const first = parsed2.valueBlock.valueHexView[0] ?? 0;
   return { digitalSignature: (first & 128) !== 0, nonRepudiation: (first & 64) !== 0 };
@@ -81711,14 +82082,14 @@ function checkPolicy(path23, purpose) {
   const warnings = [];
   if (basicConstraints(leaf)?.cA) {
     throw fail2(
-      `the ${who} certificate ${subjectOf(leaf)} is a CA certificate (basicConstraints cA); a CA never signs ${purpose === "timestamping" ? "timestamps" : "code"}`,
+      `the ${who} certificate ${subjectOf2(leaf)} is a CA certificate (basicConstraints cA); a CA never signs ${purpose === "timestamping" ? "timestamps" : "code"}`,
       "sign with an end-entity certificate issued by the CA"
     );
   }
   const ku = keyUsageBits(leaf);
   if (ku && !ku.digitalSignature && !(purpose === "timestamping" && ku.nonRepudiation)) {
     throw fail2(
-      `the ${who} certificate ${subjectOf(leaf)} has a keyUsage without digitalSignature`,
+      `the ${who} certificate ${subjectOf2(leaf)} has a keyUsage without digitalSignature`,
       "its key is not meant to make signatures"
     );
   }
@@ -81731,7 +82102,7 @@ function checkPolicy(path23, purpose) {
   const leafEku = extendedKeyUsage(leaf);
   if (!leafEku || !leafEku.includes(wanted)) {
     throw fail2(
-      `the ${who} certificate ${subjectOf(leaf)} is not for ${wantedName} (extended key usage: ${leafEku ? names(leafEku) : "absent"})`,
+      `the ${who} certificate ${subjectOf2(leaf)} is not for ${wantedName} (extended key usage: ${leafEku ? names(leafEku) : "absent"})`,
       purpose === "code-signing" ? "code needs a certificate with the codeSigning extended key usage (--purpose any lifts this rule, explicitly)" : "RFC 3161: a TSA certificate has the timeStamping extended key usage"
     );
   }
@@ -81739,17 +82110,17 @@ function checkPolicy(path23, purpose) {
     const eku = extendedKeyUsage(ca);
     if (eku && !eku.includes(wanted) && !eku.includes(EKU.any)) {
       throw fail2(
-        `the issuing CA ${subjectOf(ca)} is restricted to ${names(eku)}: it cannot issue ${wantedName} certificates`
+        `the issuing CA ${subjectOf2(ca)} is restricted to ${names(eku)}: it cannot issue ${wantedName} certificates`
       );
     }
   }
   return warnings;
 }
-var pkijs5, EKU, EKU_NAMES, fail2, names;
+var pkijs6, EKU, EKU_NAMES, fail2, names;
 var init_policy = __esm({
   "src/core/pki/policy.ts"() {
     "use strict";
-    pkijs5 = __toESM(require_build3(), 1);
+    pkijs6 = __toESM(require_build3(), 1);
     init_errors();
     init_path();
     EKU = {
@@ -81779,7 +82150,7 @@ import {
   createPublicKey,
   createVerify,
   verify as verifyOneShot,
-  X509Certificate as X509Certificate3
+  X509Certificate as X509Certificate4
 } from "node:crypto";
 import { createReadStream as createReadStream2 } from "node:fs";
 async function streamVerify(file, hash, key, signature, candidates) {
@@ -81791,7 +82162,7 @@ async function streamVerify(file, hash, key, signature, candidates) {
 }
 function signatureOptions(algo, digestHash) {
   if (algo.algorithmId !== OID_RSASSA_PSS) return { hash: digestHash, opts: {} };
-  const params = new pkijs6.RSASSAPSSParams({ schema: algo.algorithmParams });
+  const params = new pkijs7.RSASSAPSSParams({ schema: algo.algorithmParams });
   const hash = hashByOid(params.hashAlgorithm.algorithmId);
   if (!hash) throw fail3(`RSA-PSS with an unsupported hash (${params.hashAlgorithm.algorithmId})`);
   return {
@@ -81802,7 +82173,7 @@ function signatureOptions(algo, digestHash) {
 function findSignerCertificate(signed, si) {
   const sid = si.sid;
   return certificatesOf(signed).find(
-    (c3) => sid instanceof pkijs6.IssuerAndSerialNumber ? c3.serialNumber.isEqual(sid.serialNumber) && Buffer.from(c3.issuer.toSchema().toBER()).equals(Buffer.from(sid.issuer.toSchema().toBER())) : sid instanceof asn1js6.Constructed || sid instanceof asn1js6.Primitive ? subjectKeyIdMatches(c3, sid) : false
+    (c3) => sid instanceof pkijs7.IssuerAndSerialNumber ? c3.serialNumber.isEqual(sid.serialNumber) && Buffer.from(c3.issuer.toSchema().toBER()).equals(Buffer.from(sid.issuer.toSchema().toBER())) : sid instanceof asn1js7.Constructed || sid instanceof asn1js7.Primitive ? subjectKeyIdMatches(c3, sid) : false
   );
 }
 function signerCertificate(signed, si) {
@@ -81817,7 +82188,7 @@ function signerCertificate(signed, si) {
 async function checkSignerInfo(signed, si, hash, digest, content) {
   const sig = new Uint8Array(si.signature.valueBlock.valueHexView);
   const signerCert = signerCertificate(signed, si);
-  const cert = new X509Certificate3(certDer(signerCert));
+  const cert = new X509Certificate4(certDer(signerCert));
   const { hash: sigHash, opts } = signatureOptions(si.signatureAlgorithm, hash);
   const key = { key: cert.publicKey, ...opts };
   let ok;
@@ -81831,7 +82202,7 @@ async function checkSignerInfo(signed, si, hash, digest, content) {
       );
     }
     const ct = attrValue(si, OID.contentType);
-    if (!(ct instanceof asn1js6.ObjectIdentifier) || ct.getValue() !== signed.encapContentInfo.eContentType) {
+    if (!(ct instanceof asn1js7.ObjectIdentifier) || ct.getValue() !== signed.encapContentInfo.eContentType) {
       throw fail3("the signed contentType attribute does not match the content type");
     }
     const signedBytes = new Uint8Array(si.signedAttrs.encodedValue.slice(0));
@@ -81845,21 +82216,21 @@ async function checkSignerInfo(signed, si, hash, digest, content) {
   }
   if (!ok)
     throw fail3(
-      `the CMS signature of ${subjectOf(signerCert)} does not verify with its certificate's key`,
+      `the CMS signature of ${subjectOf2(signerCert)} does not verify with its certificate's key`,
       "the signature was altered, or the wrong certificate is embedded"
     );
   return signerCert;
 }
 function subjectKeyIdMatches(c3, sid) {
-  const ext = c3.extensions?.find((e) => e.extnID === "2.5.29.14");
-  if (!ext) return false;
-  const ski = ext.parsedValue?.valueBlock.valueHexView;
+  const ext2 = c3.extensions?.find((e) => e.extnID === "2.5.29.14");
+  if (!ext2) return false;
+  const ski = ext2.parsedValue?.valueBlock.valueHexView;
   const wanted = sid.valueBlock.valueHexView;
   return ski !== void 0 && Buffer.from(ski).equals(Buffer.from(wanted));
 }
 async function inspectTimestampToken(token, signature, now = /* @__PURE__ */ new Date()) {
   if (token.contentType !== OID.signedData) throw new Error("the timestamp token is not a SignedData");
-  const signed = new pkijs6.SignedData({ schema: token.content });
+  const signed = new pkijs7.SignedData({ schema: token.content });
   if (signed.encapContentInfo.eContentType !== OID_TST_INFO) {
     throw new Error(
       `the timestamp token's content is not a TSTInfo (eContentType ${signed.encapContentInfo.eContentType})`
@@ -81869,7 +82240,7 @@ async function inspectTimestampToken(token, signature, now = /* @__PURE__ */ new
   const eContent = signed.encapContentInfo.eContent;
   if (!eContent) throw new Error("the timestamp token has no TSTInfo");
   const tstDer = new Uint8Array(eContent.getValue());
-  const tst = pkijs6.TSTInfo.fromBER(tstDer.slice().buffer);
+  const tst = pkijs7.TSTInfo.fromBER(tstDer.slice().buffer);
   if (tst.genTime.getTime() > now.getTime() + TIMESTAMP_FUTURE_SKEW_MS) {
     throw new Error(`the timestamp's genTime ${tst.genTime.toISOString()} is in the future`);
   }
@@ -81898,21 +82269,25 @@ async function inspectTimestampToken(token, signature, now = /* @__PURE__ */ new
     throw new Error(`the TSA's signature on the timestamp does not verify (${e.message})`);
   }
   if (!(extendedKeyUsage(cert) ?? []).includes(EKU.timeStamping)) {
-    throw new Error(`the TSA certificate (${subjectOf(cert)}) is not for timestamping`);
+    throw new Error(`the TSA certificate (${subjectOf2(cert)}) is not for timestamping`);
   }
   return { tst, cert, certs: certificatesOf(signed) };
 }
-async function validateTsaChain(ts, anchors, crls) {
-  const path23 = await validatePath(ts.cert, ts.certs, anchors, { at: ts.tst.genTime, what: "TSA", crls });
+async function validateTsaChain(ts, anchors, revocation) {
+  const path23 = await validatePath(ts.cert, ts.certs, anchors, {
+    at: ts.tst.genTime,
+    what: "TSA",
+    revocation
+  });
   checkPolicy(path23, "timestamping");
   return path23;
 }
-var asn1js6, pkijs6, fail3, OID_TST_INFO, TIMESTAMP_FUTURE_SKEW_MS, KEY_FILE_MAX, EDDSA_MAX_BYTES2, PKCS1, PSS_ANY_SALT, attrValue, certificatesOf;
+var asn1js7, pkijs7, fail3, OID_TST_INFO, TIMESTAMP_FUTURE_SKEW_MS, KEY_FILE_MAX, EDDSA_MAX_BYTES2, PKCS1, PSS_ANY_SALT, attrValue, certificatesOf;
 var init_verify = __esm({
   "src/core/pki/verify.ts"() {
     "use strict";
-    asn1js6 = __toESM(require_build2(), 1);
-    pkijs6 = __toESM(require_build3(), 1);
+    asn1js7 = __toESM(require_build2(), 1);
+    pkijs7 = __toESM(require_build3(), 1);
     init_asn1();
     init_cms();
     init_path();
@@ -81931,34 +82306,34 @@ var init_verify = __esm({
       saltLength: constants7.RSA_PSS_SALTLEN_AUTO
     };
     attrValue = (si, type) => si.signedAttrs?.attributes.find((a2) => a2.type === type)?.values[0];
-    certificatesOf = (signed) => (signed.certificates ?? []).filter((c3) => c3 instanceof pkijs6.Certificate);
+    certificatesOf = (signed) => (signed.certificates ?? []).filter((c3) => c3 instanceof pkijs7.Certificate);
   }
 });
 
 // src/core/pki/timestamp.ts
-import { createHash as createHash4, randomBytes as randomBytes2 } from "node:crypto";
+import { createHash as createHash4, randomBytes as randomBytes3 } from "node:crypto";
 function tsaAnchorFiles(trust) {
   if (trust.tsaCa && trust.tsaCa.length > 0) return trust.tsaCa;
   return (process.env["CODESIGN_TSA_CA"] ?? "").split(":").filter((f) => f !== "");
 }
 async function requestOnce(url, signature, signal, trust, allowUntrusted) {
-  const nonce = new Uint8Array(randomBytes2(8));
+  const nonce = new Uint8Array(randomBytes3(8));
   nonce[0] = (nonce[0] ?? 0) & 127 | 1;
-  const req = new pkijs7.TimeStampReq({
+  const req = new pkijs8.TimeStampReq({
     version: 1,
-    messageImprint: new pkijs7.MessageImprint({
+    messageImprint: new pkijs8.MessageImprint({
       hashAlgorithm: hashAlgorithm("sha256"),
-      hashedMessage: new asn1js7.OctetString({
+      hashedMessage: new asn1js8.OctetString({
         valueHex: buf2(new Uint8Array(createHash4("sha256").update(signature).digest()))
       })
     }),
-    nonce: new asn1js7.Integer({ valueHex: buf2(nonce) }),
+    nonce: new asn1js8.Integer({ valueHex: buf2(nonce) }),
     certReq: true
   });
   const body = await postBounded(url, new Uint8Array(req.toSchema().toBER()), signal);
   let resp;
   try {
-    resp = pkijs7.TimeStampResp.fromBER(buf2(body));
+    resp = pkijs8.TimeStampResp.fromBER(buf2(body));
   } catch {
     throw new Error(`the answer is not an RFC 3161 response (${body.length} bytes)`);
   }
@@ -81976,7 +82351,7 @@ async function requestOnce(url, signature, signal, trust, allowUntrusted) {
     } catch (e) {
       if (!allowUntrusted) {
         throw new Error(
-          `the TSA's certificate (${subjectOf(checked.cert)}) is not trusted: ${e.message} (--tsa-ca FILE, or --allow-untrusted-tsa)`
+          `the TSA's certificate (${subjectOf2(checked.cert)}) is not trusted: ${e.message} (--tsa-ca FILE, or --allow-untrusted-tsa)`
         );
       }
     }
@@ -82062,19 +82437,19 @@ async function timestampSignedData(signed, urls, failover, attribute = OID.timeS
       failover,
       trust
     );
-    const attr = new pkijs7.Attribute({ type: attribute, values: [ts.token.toSchema()] });
+    const attr = new pkijs8.Attribute({ type: attribute, values: [ts.token.toSchema()] });
     const others = si.unsignedAttrs?.attributes.filter((a2) => a2.type !== attribute) ?? [];
-    si.unsignedAttrs = new pkijs7.SignedAndUnsignedAttributes({ type: 1, attributes: [...others, attr] });
+    si.unsignedAttrs = new pkijs8.SignedAndUnsignedAttributes({ type: 1, attributes: [...others, attr] });
     results.push(ts);
   }
   return results;
 }
-var asn1js7, pkijs7, TSA_RESPONSE_MAX_BYTES, MAX_REDIRECTS, buf2, equal;
+var asn1js8, pkijs8, TSA_RESPONSE_MAX_BYTES, MAX_REDIRECTS, buf2, equal;
 var init_timestamp = __esm({
   "src/core/pki/timestamp.ts"() {
     "use strict";
-    asn1js7 = __toESM(require_build2(), 1);
-    pkijs7 = __toESM(require_build3(), 1);
+    asn1js8 = __toESM(require_build2(), 1);
+    pkijs8 = __toESM(require_build3(), 1);
     init_algorithms();
     init_cms();
     init_errors();
@@ -82121,11 +82496,11 @@ __export(cms_exports, {
 });
 import { createHash as createHash5 } from "node:crypto";
 import { readFile as readFile2 } from "node:fs/promises";
-var asn1js8, cms;
+var asn1js9, cms;
 var init_cms2 = __esm({
   "src/app/formats/cms.ts"() {
     "use strict";
-    asn1js8 = __toESM(require_build2(), 1);
+    asn1js9 = __toESM(require_build2(), 1);
     init_errors();
     init_cms();
     init_files();
@@ -82170,7 +82545,7 @@ var init_cms2 = __esm({
               certificate,
               chain: ctx.chain,
               eContentType: OID.data,
-              eContent: content ? new asn1js8.OctetString({ valueHex: Uint8Array.from(content).buffer }) : void 0
+              eContent: content ? new asn1js9.OctetString({ valueHex: Uint8Array.from(content).buffer }) : void 0
             });
             const stamp = await timestamp(signed, o2, OID.timeStampToken);
             const encoding = o2.encoding ?? "der";
@@ -85144,7 +85519,7 @@ function signerName(commonName, taken = []) {
   }
 }
 function certificateCommonName(der) {
-  const cert = pkijs8.Certificate.fromBER(Uint8Array.from(der).buffer);
+  const cert = pkijs9.Certificate.fromBER(Uint8Array.from(der).buffer);
   const cn = cert.subject.typesAndValues.find((tv) => tv.type === OID_COMMON_NAME);
   const value = cn?.value.valueBlock.value;
   return typeof value === "string" ? value : void 0;
@@ -85156,11 +85531,11 @@ function blockExtension(keyType) {
     hint: "sign JARs with an RSA or EC key"
   });
 }
-var pkijs8, CRLF, MAX_LINE, OID_COMMON_NAME, jarDigestName, digestAttribute, base64Digest, utf83, endsWithNewline, missing;
+var pkijs9, CRLF, MAX_LINE, OID_COMMON_NAME, jarDigestName, digestAttribute, base64Digest, utf83, endsWithNewline, missing;
 var init_jar = __esm({
   "src/core/pki/jar.ts"() {
     "use strict";
-    pkijs8 = __toESM(require_build3(), 1);
+    pkijs9 = __toESM(require_build3(), 1);
     init_errors();
     CRLF = "\r\n";
     MAX_LINE = 72;
@@ -85358,7 +85733,7 @@ var init_jar2 = __esm({
         const o2 = ctx.options;
         const { hash, scheme } = ctx;
         const certificate = ctx.certificate;
-        const ext = blockExtension(ctx.key.keyType);
+        const ext2 = blockExtension(ctx.key.keyType);
         const { zip, entries } = await openJar(item.input);
         let plan2;
         try {
@@ -85383,7 +85758,7 @@ var init_jar2 = __esm({
             manifest: manifest.bytes,
             sf: signatureFile(manifest, hash, CREATED_BY),
             sfName: `META-INF/${name}.SF`,
-            blockName: `META-INF/${name}.${ext}`,
+            blockName: `META-INF/${name}.${ext2}`,
             digests
           };
         } finally {
@@ -85431,11 +85806,11 @@ var init_jar2 = __esm({
 // src/core/pki/authenticode.ts
 function readExtractedContent(der, file) {
   try {
-    const info2 = pkijs9.ContentInfo.fromBER(Uint8Array.from(der).buffer);
+    const info2 = pkijs10.ContentInfo.fromBER(Uint8Array.from(der).buffer);
     if (info2.contentType !== OID.signedData) throw new Error(`content type ${info2.contentType}`);
-    const signed = new pkijs9.SignedData({ schema: info2.content });
+    const signed = new pkijs10.SignedData({ schema: info2.content });
     const content = signed.encapContentInfo.eContent;
-    if (!content || !(content instanceof asn1js9.Constructed)) throw new Error("no structured content");
+    if (!content || !(content instanceof asn1js10.Constructed)) throw new Error("no structured content");
     return {
       contentType: signed.encapContentInfo.eContentType,
       content,
@@ -85450,7 +85825,7 @@ function readExtractedContent(der, file) {
   }
 }
 function taggedString(tagNumber, bytes) {
-  return new asn1js9.Primitive({
+  return new asn1js10.Primitive({
     idBlock: { tagClass: 3, tagNumber },
     valueHex: Uint8Array.from(bytes).buffer
   });
@@ -85461,11 +85836,11 @@ function spcString(text) {
 }
 function authenticodeAttributes(o2) {
   const attributes = [
-    new pkijs9.Attribute({
+    new pkijs10.Attribute({
       type: AUTHENTICODE_OID.statementType,
       values: [
-        new asn1js9.Sequence({
-          value: [new asn1js9.ObjectIdentifier({ value: AUTHENTICODE_OID.individualCodeSigning })]
+        new asn1js10.Sequence({
+          value: [new asn1js10.ObjectIdentifier({ value: AUTHENTICODE_OID.individualCodeSigning })]
         })
       ]
     })
@@ -85477,10 +85852,10 @@ function authenticodeAttributes(o2) {
   }
   if (o2.description !== void 0 || o2.url !== void 0) {
     attributes.push(
-      new pkijs9.Attribute({
+      new pkijs10.Attribute({
         type: AUTHENTICODE_OID.opusInfo,
         values: [
-          new asn1js9.Sequence({
+          new asn1js10.Sequence({
             value: [
               ...o2.description !== void 0 ? [context(0, spcString(o2.description))] : [],
               ...o2.url !== void 0 ? [context(1, taggedString(0, new TextEncoder().encode(o2.url)))] : []
@@ -85501,13 +85876,13 @@ function nestedSignatureCount(existing, file) {
   return (nested ?? []).reduce((n2, a2) => n2 + a2.values.length, 0);
 }
 function sequenceNumberAttribute(n2) {
-  return new pkijs9.Attribute({
+  return new pkijs10.Attribute({
     type: AUTHENTICODE_OID.sequenceNumber,
-    values: [new asn1js9.Integer({ value: n2 })]
+    values: [new asn1js10.Integer({ value: n2 })]
   });
 }
 function coverageOf(contentType, content) {
-  if (contentType === AUTHENTICODE_OID.indirectData && content instanceof asn1js9.Sequence) {
+  if (contentType === AUTHENTICODE_OID.indirectData && content instanceof asn1js10.Sequence) {
     const digest = content.valueBlock.value[1];
     if (digest) return new Uint8Array(digest.toBER());
   }
@@ -85521,7 +85896,7 @@ function readDetachedSignature(bytes, file) {
   const content = signed.encapContentInfo.eContent;
   const signer = signed.signerInfos[0];
   const hash = signer ? hashByOid(signer.digestAlgorithm.algorithmId) : void 0;
-  if (!content || !(content instanceof asn1js9.Constructed) || !signer || !hash) {
+  if (!content || !(content instanceof asn1js10.Constructed) || !signer || !hash) {
     throw new CodesignError("INVALID_INPUT", `${file} is not a detached Authenticode signature`, {
       hint: "give the PKCS#7 written by codesign sign --detached-signature (one signer, SHA-256/384/512)"
     });
@@ -85529,8 +85904,8 @@ function readDetachedSignature(bytes, file) {
   let signerCertificate2;
   const sid = signer.sid;
   for (const c3 of signed.certificates ?? []) {
-    if (!(c3 instanceof pkijs9.Certificate)) continue;
-    if (sid instanceof pkijs9.IssuerAndSerialNumber && c3.serialNumber.isEqual(sid.serialNumber) && c3.issuer.isEqual(sid.issuer)) {
+    if (!(c3 instanceof pkijs10.Certificate)) continue;
+    if (sid instanceof pkijs10.IssuerAndSerialNumber && c3.serialNumber.isEqual(sid.serialNumber) && c3.issuer.isEqual(sid.issuer)) {
       signerCertificate2 = new Uint8Array(c3.toSchema().toBER());
     }
   }
@@ -85541,12 +85916,12 @@ function readDetachedSignature(bytes, file) {
     signerCertificate: signerCertificate2
   };
 }
-var asn1js9, pkijs9, AUTHENTICODE_OID, context;
+var asn1js10, pkijs10, AUTHENTICODE_OID, context;
 var init_authenticode = __esm({
   "src/core/pki/authenticode.ts"() {
     "use strict";
-    asn1js9 = __toESM(require_build2(), 1);
-    pkijs9 = __toESM(require_build3(), 1);
+    asn1js10 = __toESM(require_build2(), 1);
+    pkijs10 = __toESM(require_build3(), 1);
     init_errors();
     init_asn1();
     init_cms();
@@ -85566,7 +85941,7 @@ var init_authenticode = __esm({
        */
       sequenceNumber: "1.2.840.113549.1.9.25.4"
     };
-    context = (tagNumber, value) => new asn1js9.Constructed({ idBlock: { tagClass: 3, tagNumber }, value: [value] });
+    context = (tagNumber, value) => new asn1js10.Constructed({ idBlock: { tagClass: 3, tagNumber }, value: [value] });
   }
 });
 
@@ -85577,12 +85952,12 @@ __export(authenticode_exports, {
   authenticode: () => authenticode,
   authenticodeDetached: () => authenticodeDetached
 });
-import { createHash as createHash8, randomBytes as randomBytes3 } from "node:crypto";
+import { createHash as createHash8, randomBytes as randomBytes4 } from "node:crypto";
 import { readFile as readFile4, rm as rm4, writeFile as writeFile4 } from "node:fs/promises";
 import os2 from "node:os";
 import path17 from "node:path";
 async function readExistingSignature(input, toolPath) {
-  const out = path17.join(os2.tmpdir(), `codesign-existing-${randomBytes3(8).toString("hex")}.p7`);
+  const out = path17.join(os2.tmpdir(), `codesign-existing-${randomBytes4(8).toString("hex")}.p7`);
   const forget = removeOnExit(out);
   try {
     const found = await extractSignature({ input, output: out, toolPath });
@@ -85654,7 +86029,7 @@ function authenticodeFormat(detached) {
       const certificate = ctx.certificate;
       const current = detached ? void 0 : await existingSignature(item.input, o2);
       const sequence = current && o2.nest ? nestedSignatureCount(current, item.input) + 1 : void 0;
-      const base = path17.join(ctx.workDir, randomBytes3(8).toString("hex"));
+      const base = path17.join(ctx.workDir, randomBytes4(8).toString("hex"));
       const data = `${base}.content.p7`;
       const sigFile = `${base}.signature.p7`;
       const cleanup = () => Promise.all([rm4(data, { force: true }), rm4(sigFile, { force: true })]);
@@ -85834,11 +86209,11 @@ __export(apksigner_exports, {
   certificateSha256: () => certificateSha256,
   verifyApk: () => verifyApk
 });
-import { X509Certificate as X509Certificate4, createHash as createHash9 } from "node:crypto";
+import { X509Certificate as X509Certificate5, createHash as createHash9 } from "node:crypto";
 import { readFile as readFile5, writeFile as writeFile5 } from "node:fs/promises";
 import path18 from "node:path";
 async function certificateSha256(pemFile) {
-  const cert = new X509Certificate4(await readFile5(pemFile));
+  const cert = new X509Certificate5(await readFile5(pemFile));
   return createHash9("sha256").update(cert.raw).digest("hex");
 }
 function args2(job) {
@@ -86443,10 +86818,10 @@ var UNSIGNABLE_UNDER_AUTO = {
 var JAR_EXTENSIONS = [".jar", ".war", ".ear"];
 var APK_EXTENSIONS = [".apk"];
 function fileKind(file) {
-  const ext = path12.extname(file).toLowerCase();
-  if (AUTHENTICODE_EXTENSIONS.includes(ext)) return "authenticode";
-  if (JAR_EXTENSIONS.includes(ext)) return "jar";
-  if (APK_EXTENSIONS.includes(ext)) return "apk";
+  const ext2 = path12.extname(file).toLowerCase();
+  if (AUTHENTICODE_EXTENSIONS.includes(ext2)) return "authenticode";
+  if (JAR_EXTENSIONS.includes(ext2)) return "jar";
+  if (APK_EXTENSIONS.includes(ext2)) return "apk";
   return "other";
 }
 
@@ -86721,7 +87096,7 @@ function report(tool, key, sessions, results, started2) {
 
 // src/app/verify.ts
 init_apksigner();
-var pkijs10 = __toESM(require_build3(), 1);
+var pkijs11 = __toESM(require_build3(), 1);
 init_jarsigner();
 init_osslsigncode();
 init_run();
@@ -86729,6 +87104,7 @@ init_errors();
 init_cms();
 init_certificate();
 init_path();
+init_revocation();
 init_verify();
 init_files();
 init_temp();
@@ -86736,6 +87112,7 @@ init_temp();
 // src/app/tree.ts
 init_errors();
 init_path();
+init_revocation();
 
 // src/app/sign-bytes.ts
 init_errors();

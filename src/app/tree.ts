@@ -16,6 +16,7 @@ import path from "node:path";
 import { CodesignError, isCodesignError, type ErrorCode } from "../core/errors.js";
 import { loadAnchors } from "../core/pki/path.js";
 import type { VerifyPurpose } from "../core/pki/policy.js";
+import { newRevocationCache } from "../core/pki/revocation.js";
 import { fileKind } from "./file-kind.js";
 import { normaliseFingerprint, verify, type VerifyResult } from "./verify.js";
 
@@ -25,6 +26,8 @@ export interface TreeOptions {
   /** Trust anchors (as verify's `ca`); default the system store. */
   ca?: readonly string[] | undefined;
   crl?: readonly string[] | undefined;
+  /** As verify's `online`; answers are fetched once per URL for the whole tree. */
+  online?: boolean | undefined;
   purpose?: VerifyPurpose | undefined;
   /** SHA-256 fingerprints of the signer certificates allowed (any case, colons optional). */
   expectSigner?: readonly string[] | undefined;
@@ -235,9 +238,17 @@ export async function verifyTree(o: TreeOptions): Promise<TreeReport> {
     }
   }
 
+  const revocationCache = newRevocationCache();
   const check = async (w: (typeof work)[number]): Promise<void> => {
     const results: VerifyResult[] = [];
-    const common = { ca, crl: o.crl, purpose: o.purpose, toolPath: o.toolPath };
+    const common = {
+      ca,
+      crl: o.crl,
+      online: o.online,
+      revocationCache,
+      purpose: o.purpose,
+      toolPath: o.toolPath,
+    };
     try {
       if (w.embedded) results.push(await verify({ input: w.abs, ...common }));
       for (const s of w.signatures) {

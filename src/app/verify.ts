@@ -24,6 +24,12 @@ import { ATTACHED_MAX_BYTES, fileHead, looksLikeCms, parseSignedData } from "../
 import { readCertificates } from "../core/pki/certificate.js";
 import { certDer, loadAnchors, loadCrls } from "../core/pki/path.js";
 import {
+  newRevocation,
+  type Revocation,
+  type RevocationCache,
+  type RevocationCheck,
+} from "../core/pki/revocation.js";
+import {
   findSignerCertificate,
   judgeSignerCertificate,
   publicKeyFrom,
@@ -54,6 +60,14 @@ export interface VerifyOptions {
   mechanism?: SignatureScheme | undefined;
   /** CRLs (PEM or DER) every certificate of the signer and TSA chains is checked against. */
   crl?: readonly string[] | undefined;
+  /**
+   * Also fetch revocation status for every certificate of the signer and TSA chains but the
+   * anchor: OCSP (AIA), else CRLs (CDP). A certificate naming sources none of which answers
+   * validly fails; one naming none is a warning. CMS and raw with --cert; see docs/verify.md.
+   */
+  online?: boolean | undefined;
+  /** Answers fetched online, shared by several verify() calls of one run (verify --tree). */
+  revocationCache?: RevocationCache | undefined;
   /** What the signer certificate must be for: code signing (default), or "any" (EKU not checked). */
   purpose?: VerifyPurpose | undefined;
   /** osslsigncode / jarsigner executable, when not on PATH. */
@@ -86,6 +100,8 @@ export type VerifyResult = (VerifyReport | ToolVerifyReport) & {
    * bare public key, or when the tool's signature could not be read (then a warning says so).
    */
   fingerprints: string[];
+  /** With --crl or --online (CMS, raw with --cert): how each certificate's revocation was checked. */
+  revocation?: RevocationCheck[];
 };
 
 /** SHA-256 of a certificate's DER: uppercase hex pairs joined by colons. */
@@ -227,12 +243,24 @@ function parseForVerify(bytes: Uint8Array, file: string) {
   }
 }
 
+/** A report with the revocation checks' warnings and, when any check was asked for, their record. */
+function withRevocation<T extends { warnings: string[] }>(
+  report: T,
+  r: Revocation,
+): T & { revocation?: RevocationCheck[] } {
+  const asked = r.online === true || (r.crls ?? []).length > 0;
+  const warnings = [...report.warnings];
+  for (const w of r.warnings ?? []) if (!warnings.includes(w)) warnings.push(w);
+  return { ...report, warnings, ...(asked ? { revocation: [...(r.checked ?? [])] } : {}) };
+}
+
 /** Resolves when the signature is valid; throws VERIFY_FAILED (or a usage error) otherwise. */
 export async function verify(o: VerifyOptions): Promise<VerifyResult> {
   const input = o.input;
   const ca = [...(o.ca ?? [])];
   const purpose = o.purpose ?? "code-signing";
   const crls = o.crl && o.crl.length > 0 ? await loadCrls(o.crl) : undefined;
+  const revocation = newRevocation({ crls, online: o.online, cache: o.revocationCache });
   // Only regular files are read: a FIFO or a device as --in fails at once (exit 2).
   await assertRegularFile(input, "the file");
   let signature = o.signature;
@@ -280,7 +308,7 @@ export async function verify(o: VerifyOptions): Promise<VerifyResult> {
         const signed = parseForVerify(await readSignature(input), input);
         return {
           input,
-          ...(await verifyCms(signed, undefined, { ca, purpose, crls })),
+          ...withRevocation(await verifyCms(signed, undefined, { ca, purpose, revocation }), revocation),
           fingerprints: cmsSignerCertificates(signed).map(sha256Fingerprint),
         };
       }
@@ -302,7 +330,7 @@ export async function verify(o: VerifyOptions): Promise<VerifyResult> {
     return {
       input,
       signature,
-      ...(await verifyCms(signed, input, { ca, purpose, crls })),
+      ...withRevocation(await verifyCms(signed, input, { ca, purpose, revocation }), revocation),
       fingerprints: cmsSignerCertificates(signed).map(sha256Fingerprint),
     };
   }
@@ -316,7 +344,7 @@ export async function verify(o: VerifyOptions): Promise<VerifyResult> {
   if (o.cert !== undefined) {
     const [der, ...others] = await readCertificates(o.cert);
     if (!der) throw new CodesignError("INVALID_INPUT", `${o.cert} holds no certificate`);
-    const j = await judgeSignerCertificate(der, others, ca, purpose, crls);
+    const j = withRevocation(await judgeSignerCertificate(der, others, ca, purpose, revocation), revocation);
     return {
       input,
       signature,
@@ -325,6 +353,7 @@ export async function verify(o: VerifyOptions): Promise<VerifyResult> {
       trusted: j.trusted,
       purpose,
       ...(j.chain ? { chain: j.chain } : {}),
+      ...(j.revocation ? { revocation: j.revocation } : {}),
       warnings: [...report.warnings, ...j.warnings],
       fingerprints: [sha256Fingerprint(der)],
     };

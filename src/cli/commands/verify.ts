@@ -20,6 +20,7 @@ export async function run(args: Record<string, unknown>): Promise<void> {
     mechanism: str(args, "mechanism") as SignatureScheme | undefined,
     purpose: str(args, "purpose") as VerifyPurpose | undefined,
     crl: list(args, "crl"),
+    online: flag(args, "online"),
     toolPath: str(args, "tool-path"),
   });
   if (flag(args, "json")) return printJson(report);
@@ -45,6 +46,11 @@ function print(report: VerifyResult): void {
   const ts = report.timestamps
     .map((t) => `, timestamped ${t.genTime}${t.trusted ? "" : " (TSA not trusted)"}`)
     .join("");
+  for (const c of report.revocation ?? []) {
+    info(
+      `  revocation: ${c.certificate} (${c.chain}): ${c.status === "good" ? `not revoked, by ${c.method === "crl-file" ? "a --crl file" : `${c.method.toUpperCase()} ${c.url ?? ""}`}` : "not checked"}`,
+    );
+  }
   const trust = report.trusted ? "" : ", NOT chained to a trust anchor";
   info(
     `verified: ${report.input} (${what}${report.signer ? `, signed by ${report.signer}` : ""}${ts}${trust})`,
@@ -57,6 +63,7 @@ async function runTree(dir: string, args: Record<string, unknown>): Promise<void
     dir,
     ca: list(args, "ca"),
     crl: list(args, "crl"),
+    online: flag(args, "online"),
     purpose: str(args, "purpose") as VerifyPurpose | undefined,
     expectSigner: list(args, "expect-signer"),
     ignore: list(args, "ignore"),

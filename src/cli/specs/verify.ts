@@ -43,6 +43,11 @@ export const verify = (y: Argv): Argv =>
           requiresArg: true,
           describe: "a CRL (PEM or DER) to check the signer and TSA chains against (repeatable)",
         })
+        .option("online", {
+          type: "boolean",
+          describe:
+            "also fetch revocation status (OCSP from AIA, CRLs from CDP) for the signer and TSA chains; unreachable sources are a failure",
+        })
         .option("cert", {
           type: "string",
           describe:

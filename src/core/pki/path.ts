@@ -12,6 +12,7 @@ import tls from "node:tls";
 import * as pkijs from "pkijs";
 import { pemDecode } from "./asn1.js";
 import { readCertificates } from "./certificate.js";
+import { checkPathRevocation, type Revocation } from "./revocation.js";
 import { CodesignError } from "../errors.js";
 import { readRegularFile } from "../util/files.js";
 
@@ -173,7 +174,15 @@ export interface PathOptions {
   at: Date;
   /** Names the chain in messages: "signer", "TSA". */
   what: string;
-  crls?: pkijs.CertificateRevocationList[] | undefined;
+  /**
+   * Revocation checking of every certificate of the path but the anchor (revocation.ts): CRL files
+   * and, with `online`, OCSP and CRL distribution points. Pass the same object (from
+   * `newRevocation`) to every validatePath of one verification: it carries the per-run cache, the
+   * deadline and, filled in, what was checked (`checked`) and `warnings`.
+   */
+  revocation?: Revocation | undefined;
+  /** Shorthand for `revocation: { crls }`. */
+  crls?: readonly pkijs.CertificateRevocationList[] | undefined;
 }
 
 /**
@@ -231,44 +240,9 @@ export async function validatePath(
   const path = result.certificatePath ?? [];
   if (path.length === 0) throw fail(`the ${o.what} chain could not be built`);
   checkPathExtras(path, o.what);
-  if (o.crls && o.crls.length > 0) await checkRevocation(path, o.crls, o.at, o.what);
+  const revocation = o.revocation ?? (o.crls && o.crls.length > 0 ? { crls: o.crls } : undefined);
+  if (revocation) await checkPathRevocation(path, revocation, o.at, o.what);
   return path;
-}
-
-/**
- * Every certificate of the path but the anchor against the given CRLs: a CRL counts for a
- * certificate when it names the certificate's issuer and its signature verifies with the issuer's
- * key (PKI.js' CRL verify). A certificate listed there is refused; a certificate no given CRL
- * covers passes (only the CRLs given are consulted: no fetching).
- */
-async function checkRevocation(
-  path: pkijs.Certificate[],
-  crls: readonly pkijs.CertificateRevocationList[],
-  at: Date,
-  what: string,
-): Promise<void> {
-  for (let i = 0; i + 1 < path.length; i++) {
-    const cert = path[i] as pkijs.Certificate;
-    const issuer = path[i + 1] as pkijs.Certificate;
-    for (const crl of crls) {
-      if (!crl.issuer.isEqual(cert.issuer)) continue;
-      let genuine = false;
-      try {
-        genuine = await crl.verify({ issuerCertificate: issuer });
-      } catch {
-        genuine = false;
-      }
-      if (!genuine) continue;
-      if (crl.isCertificateRevoked(cert)) {
-        const entry = crl.revokedCertificates?.find((r) => r.userCertificate.isEqual(cert.serialNumber));
-        const when = entry?.revocationDate.value;
-        throw fail(
-          `the ${what} chain has a revoked certificate: ${subjectOf(cert)}${when ? ` (revoked ${when.toISOString()})` : ""}`,
-          `checked at ${at.toISOString()} against the CRL of ${subjectOf(issuer)}`,
-        );
-      }
-    }
-  }
 }
 
 /** CRLs from files (PEM "X509 CRL" blocks or DER), read bounded; INVALID_INPUT naming a bad one. */

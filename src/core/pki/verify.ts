@@ -20,6 +20,7 @@ import { hashByOid, OID_RSASSA_PSS } from "./asn1.js";
 import { OID } from "./cms.js";
 import { certDer, loadAnchors, subjectOf, validatePath, type Anchors } from "./path.js";
 import { checkPolicy, EKU, extendedKeyUsage, type VerifyPurpose } from "./policy.js";
+import type { Revocation } from "./revocation.js";
 import { CodesignError, isCodesignError } from "../errors.js";
 import { hashFile } from "../util/hash.js";
 import { assertRegularFile, readRegularFile } from "../util/files.js";
@@ -409,9 +410,13 @@ export async function checkTimestampToken(
 export async function validateTsaChain(
   ts: CheckedTimestamp,
   anchors: Anchors,
-  crls?: pkijs.CertificateRevocationList[],
+  revocation?: Revocation,
 ): Promise<pkijs.Certificate[]> {
-  const path = await validatePath(ts.cert, ts.certs, anchors, { at: ts.tst.genTime, what: "TSA", crls });
+  const path = await validatePath(ts.cert, ts.certs, anchors, {
+    at: ts.tst.genTime,
+    what: "TSA",
+    revocation,
+  });
   checkPolicy(path, "timestamping");
   return path;
 }
@@ -430,6 +435,8 @@ export interface CmsVerifyOptions {
   ca: readonly string[];
   purpose?: VerifyPurpose | undefined;
   crls?: pkijs.CertificateRevocationList[] | undefined;
+  /** CRL files and online checks (revocation.ts); when given, `crls` is not used. */
+  revocation?: Revocation | undefined;
   /** The time of verifying (tests). */
   now?: Date | undefined;
 }
@@ -508,6 +515,7 @@ async function verifyCmsInner(
   };
   const warnings: string[] = [];
   const signers: SignerReport[] = [];
+  const revocation = o.revocation ?? (o.crls ? { crls: o.crls } : undefined);
   const digests = new Map<HashName, Uint8Array>();
 
   for (const [index, si] of signed.signerInfos.entries()) {
@@ -539,7 +547,7 @@ async function verifyCmsInner(
       }
       let trusted = true;
       try {
-        await validateTsaChain(ts, await getTsaAnchors(), o.crls);
+        await validateTsaChain(ts, await getTsaAnchors(), revocation);
       } catch (e) {
         trusted = false;
         warnings.push(
@@ -561,7 +569,7 @@ async function verifyCmsInner(
       const p = await validatePath(cert, certificatesOf(signed), anchors, {
         at,
         what: "signer",
-        crls: o.crls,
+        revocation,
       });
       for (const w of checkPolicy(p, purpose)) if (!warnings.includes(w)) warnings.push(w);
       return p;
@@ -616,7 +624,7 @@ export async function judgeSignerCertificate(
   others: readonly Uint8Array[],
   ca: readonly string[],
   purpose: VerifyPurpose,
-  crls?: pkijs.CertificateRevocationList[],
+  revocation?: Revocation | pkijs.CertificateRevocationList[],
   now: Date = new Date(),
 ): Promise<CertificateJudgement> {
   try {
@@ -626,7 +634,11 @@ export async function judgeSignerCertificate(
         cert,
         others.map((d) => pkijs.Certificate.fromBER(d)),
         await loadAnchors(ca),
-        { at: now, what: "signer", crls },
+        {
+          at: now,
+          what: "signer",
+          revocation: Array.isArray(revocation) ? { crls: revocation } : revocation,
+        },
       );
       return {
         signer: subjectOf(cert),
@@ -642,6 +654,10 @@ export async function judgeSignerCertificate(
     }
     const warnings = checkPolicy([cert], purpose);
     warnings.push("the signer certificate is not chained to a trust anchor (give --ca to chain it)");
+    if (revocation && (Array.isArray(revocation) || revocation.online || (revocation.crls ?? []).length > 0))
+      warnings.push(
+        "revocation was not checked: a certificate not chained to an issuer has no revocation status",
+      );
     return { signer: subjectOf(cert), trusted: false, warnings };
   } catch (e) {
     return malformed(e);
