@@ -173,20 +173,18 @@ async function main(): Promise<void> {
         perSecond: SMALL_FILES / run.seconds,
         ratio: loop.seconds / run.seconds,
         ratioOf: "× faster than the openssl loop",
-        target: jobs === 1 ? "≥ 25× the openssl loop" : "above the one-session ceiling",
-        met:
-          jobs === 1
-            ? loop.seconds / run.seconds >= 25
-            : SMALL_FILES / run.seconds > SMALL_FILES / ceiling.seconds,
       });
+      // Issue #18: whole process against the in-process one-session rate.
+      const share = ceiling.seconds / run.seconds;
+      const target = jobs === 1 ? 0.85 : 1.3;
       rows.push({
         group: "A",
         what: `  …same, as a share of the one-session ceiling`,
         seconds: run.seconds,
-        ratio: ceiling.seconds / run.seconds,
+        ratio: share,
         ratioOf: "× the ceiling's rate",
-        target: jobs === 1 ? "≥ 0.8×" : "> 1.0×",
-        met: jobs === 1 ? ceiling.seconds / run.seconds >= 0.8 : ceiling.seconds / run.seconds > 1,
+        target: `≥ ${target}×`,
+        met: share >= target,
       });
     }
 
