@@ -1,0 +1,405 @@
+/**
+ * issue #15, Authenticode and JAR: every signature in the file goes through codesign's own path
+ * validation and code-signing policy (path.ts, policy.ts) besides the format's tool. The token's
+ * RSA key (SoftHSM2) gets certificates from private test CAs made by `openssl ca` (helpers/pki.ts)
+ * — code signing, serverAuth only, a CA certificate, expired — and `codesign sign --cert` signs
+ * PowerShell scripts, a PE and JARs with each. Every file is also judged by the independent tool
+ * (`osslsigncode verify`, `jarsigner -verify -strict`), and the test says what that tool thinks.
+ */
+import { execa } from "execa";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { verify, type ToolVerifyReport, type VerifyOptions, type VerifyResult } from "../src/app/verify.js";
+import { exitCodeFor } from "../src/cli/exit-codes.js";
+import { isCodesignError } from "../src/core/errors.js";
+import { codesign, tool } from "./helpers/cli.js";
+import { makePki, openssl, type Pki } from "./helpers/pki.js";
+import { createTestToken, type TestToken } from "./helpers/token.js";
+import { startTsa, type Tsa } from "./helpers/tsa.js";
+import { jarsignerVerify, osslsigncodeVerify } from "./helpers/verifiers.js";
+
+const RSA = "pkcs11:token=codesign-dev;object=rsa-2048;type=private";
+let t: TestToken;
+let dir: string;
+/** The PKI whose root the verifier trusts, and a second one it does not. */
+let pki: Pki;
+let other: Pki;
+let ps1: string;
+let exe: string;
+let jar: string;
+const f = (name: string) => path.join(dir, name);
+
+interface Issued {
+  cert: string;
+  /** The issuer and the root: jarsigner -strict with a -keystore wants the anchor among the
+   * certificates the JAR carries ("not signed by alias in this keystore" otherwise). */
+  chain: string[];
+}
+
+/**
+ * A certificate for the token's RSA key (its request made by `codesign csr`), issued by the
+ * intermediate of `ca` with the extensions section `ext` of helpers/pki.ts.
+ */
+async function issue(
+  ca: Pki,
+  name: string,
+  subject: string,
+  ext: string,
+  dates: { from: string; to: string } = { from: "20200101000000Z", to: "20450101000000Z" },
+): Promise<Issued> {
+  const req = f(`${name}.csr`);
+  const r = await codesign(
+    ["csr", "--key", RSA, "--pin-file", t.dev.pinFile, "--subject", subject, "--out", req],
+    { env: t.env },
+  );
+  if (r.exitCode !== 0) throw new Error(`codesign csr: ${r.stderr}`);
+  const cert = f(`${name}.pem`);
+  await openssl(
+    [
+      "ca",
+      "-config",
+      "ca.cnf",
+      "-batch",
+      "-notext",
+      "-preserveDN",
+      "-cert",
+      ca.pem("int"),
+      "-keyfile",
+      ca.key("int"),
+      "-in",
+      req,
+      "-out",
+      cert,
+      "-startdate",
+      dates.from,
+      "-enddate",
+      dates.to,
+      "-extensions",
+      ext,
+    ],
+    ca.dir,
+  );
+  return { cert, chain: [ca.pem("int"), ca.pem("root")] };
+}
+
+/** `codesign sign` with the token key and `cert` (its chain included); the PIN from the dev token's file. */
+async function sign(who: Issued, input: string, out: string, extra: string[] = []): Promise<string> {
+  const chain = who.chain.flatMap((c) => ["--chain", c]);
+  const r = await codesign(
+    [
+      "sign",
+      "--key",
+      RSA,
+      "--pin-file",
+      t.dev.pinFile,
+      "--cert",
+      who.cert,
+      ...chain,
+      ...extra,
+      "--in",
+      input,
+      "--out",
+      out,
+    ],
+    { env: t.env },
+  );
+  if (r.exitCode !== 0) throw new Error(`codesign sign ${input}: ${r.stderr}`);
+  return out;
+}
+
+/**
+ * `osslsigncode sign` with the token's key through the module: for certificates osslsigncode's
+ * attach-signature (which `codesign sign` uses) refuses to attach — it verifies the chain and the
+ * purpose first — a file signed with the same token key by the tool itself.
+ */
+async function osslsigncodeSign(who: Issued, input: string, out: string): Promise<string> {
+  const certs = f(`${path.basename(out)}.certs.pem`);
+  await writeFile(
+    certs,
+    (await Promise.all([who.cert, ...who.chain].map((c) => readFile(c, "utf8")))).join(""),
+  );
+  const r = await tool(
+    "osslsigncode",
+    [
+      "sign",
+      "-pkcs11module",
+      t.module,
+      "-key",
+      RSA,
+      "-readpass",
+      t.dev.pinFile,
+      "-certs",
+      certs,
+      "-h",
+      "sha256",
+      "-in",
+      input,
+      "-out",
+      out,
+    ],
+    { env: t.env },
+  );
+  if (r.exitCode !== 0) throw new Error(`osslsigncode sign ${input}: ${r.stdout}${r.stderr}`);
+  return out;
+}
+
+/** The exit code `codesign verify` ends with (run in-process), its message, or its result. */
+async function exitOf(o: VerifyOptions): Promise<{ code: number; message: string; result?: VerifyResult }> {
+  try {
+    return { code: 0, message: "", result: await verify(o) };
+  } catch (e) {
+    if (isCodesignError(e)) return { code: exitCodeFor(e.code), message: e.message };
+    throw e;
+  }
+}
+
+/** `osslsigncode verify -CAfile`'s words and whether it ended "Succeeded". */
+async function osslsigncodeOpinion(file: string, ca: string): Promise<{ ok: boolean; text: string }> {
+  const r = await tool("osslsigncode", ["verify", "-CAfile", ca, "-in", file]);
+  const text = `${r.stdout}\n${r.stderr}`;
+  return { ok: r.exitCode === 0 && /^Succeeded/m.test(text), text };
+}
+
+/** `jarsigner -verify -strict` with `ca` as the only trust: its exit code and words. */
+async function jarsignerOpinion(file: string, ca: string): Promise<{ code: number; text: string }> {
+  const store = `${file}.opinion.p12`;
+  const storeArgs = ["-keystore", store, "-storetype", "PKCS12", "-storepass", "changeit"];
+  const i = await tool("keytool", ["-importcert", "-noprompt", "-alias", "ca", "-file", ca, ...storeArgs]);
+  expect(i.exitCode, i.stderr).toBe(0);
+  const r = await tool("jarsigner", ["-verify", "-strict", ...storeArgs, file]);
+  return { code: r.exitCode, text: `${r.stdout}\n${r.stderr}` };
+}
+
+let good: Issued;
+let server: Issued;
+let caSigner: Issued;
+let expired: Issued;
+let foreign: Issued;
+let noEku: Issued;
+let tsa: Tsa;
+
+beforeAll(async () => {
+  t = await createTestToken();
+  dir = path.join(t.dir, "w");
+  await mkdir(dir);
+  pki = await makePki(path.join(t.dir, "pki"));
+  other = await makePki(path.join(t.dir, "other-pki"));
+  good = await issue(pki, "good", "/O=Test/CN=Token code signer", "leaf");
+  server = await issue(pki, "server", "/O=Test/CN=Token TLS server", "leaf_server");
+  caSigner = await issue(pki, "ca-signer", "/O=Test/CN=Token as CA", "leaf_ca");
+  expired = await issue(pki, "expired", "/O=Test/CN=Token expired", "leaf", {
+    from: "20210101000000Z",
+    to: "20220101000000Z",
+  });
+  foreign = await issue(other, "foreign", "/O=Test/CN=Token under other root", "leaf");
+  // digitalSignature, CA:FALSE, no extendedKeyUsage at all (the section helpers/pki.ts has for TSAs)
+  noEku = await issue(pki, "no-eku", "/O=Test/CN=Token without EKU", "tsa_noeku");
+  tsa = await startTsa("good");
+
+  ps1 = f("script.ps1");
+  await writeFile(ps1, 'Write-Output "hello"\r\n');
+  await writeFile(f("min.s"), ".globl _start\n_start:\n  ret\n");
+  await execa("x86_64-w64-mingw32-as", ["min.s", "-o", "min.o"], { cwd: dir });
+  exe = f("app.exe");
+  await execa("x86_64-w64-mingw32-ld", ["--subsystem", "console", "-e", "_start", "min.o", "-o", exe], {
+    cwd: dir,
+  });
+  await mkdir(f("classes"));
+  await writeFile(f("classes/hello.txt"), "hello\n");
+  jar = f("app.jar");
+  await execa("jar", ["cf", jar, "-C", f("classes"), "."]);
+}, 180_000);
+
+afterAll(async () => {
+  await tsa?.close();
+  await t?.cleanup();
+});
+
+describe("a code-signing certificate from the trusted CA", () => {
+  it("Authenticode (.ps1 and PE): valid by codesign and by osslsigncode verify", async () => {
+    for (const input of [ps1, exe]) {
+      const out = await sign(good, input, f(`good-${path.basename(input)}`));
+      await osslsigncodeVerify(out, pki.pem("root"));
+      const r = await exitOf({ input: out, ca: [pki.pem("root")] });
+      expect(r.code, r.message).toBe(0);
+      const report = r.result as ToolVerifyReport;
+      expect(report).toMatchObject({ kind: "authenticode", tool: "osslsigncode", purpose: "code-signing" });
+      expect(report.signatures).toEqual([
+        expect.objectContaining({
+          index: 0,
+          signer: "O=Test, CN=Token code signer",
+          hash: "SHA256",
+          trusted: true,
+          chain: ["O=Test, CN=Token code signer", "O=Test, CN=Int pathlen0", "O=Test, CN=Test Root"],
+          timestamps: [],
+        }),
+      ]);
+    }
+  }, 60_000);
+
+  it("JAR: valid by codesign and by jarsigner -verify -strict", async () => {
+    const out = await sign(good, jar, f("good.jar"));
+    await jarsignerVerify(out, pki.pem("root"));
+    const r = await exitOf({ input: out, ca: [pki.pem("root")] });
+    expect(r.code, r.message).toBe(0);
+    const report = r.result as ToolVerifyReport;
+    expect(report).toMatchObject({ kind: "jar", tool: "jarsigner", purpose: "code-signing" });
+    expect(report.signatures).toEqual([
+      expect.objectContaining({
+        index: 0,
+        signer: "O=Test, CN=Token code signer",
+        trusted: true,
+        chain: ["O=Test, CN=Token code signer", "O=Test, CN=Int pathlen0", "O=Test, CN=Test Root"],
+        block: expect.stringMatching(/^META-INF\/[A-Z0-9_-]+\.RSA$/),
+      }),
+    ]);
+  }, 60_000);
+});
+
+describe("certificates a code-signing verifier refuses", () => {
+  it("serverAuth-only EKU: Authenticode exit 6 naming the EKU", async () => {
+    // codesign sign refuses: osslsigncode attach-signature says "Unsupported Signer's certificate
+    // purpose XKU_CODE_SIGN". The tool signs it with the token key instead.
+    const out = await osslsigncodeSign(server, ps1, f("server.ps1"));
+    const r = await exitOf({ input: out, ca: [pki.pem("root")] });
+    expect(r.code, r.message).toBe(6);
+    expect(r.message).toMatch(
+      /Authenticode signature 0 \(O=Test, CN=Token TLS server\): the signer certificate .* is not for codeSigning \(extended key usage: serverAuth\)/,
+    );
+    // osslsigncode verify refuses it too, for the same reason (its own purpose check).
+    const tool = await osslsigncodeOpinion(out, pki.pem("root"));
+    expect(tool.ok, tool.text).toBe(false);
+    expect(tool.text).toMatch(/Unsupported Signer's certificate purpose XKU_CODE_SIGN/);
+  }, 60_000);
+
+  it("a CA certificate as signer: exit 6", async () => {
+    const out = await sign(caSigner, ps1, f("ca-signer.ps1"));
+    const r = await exitOf({ input: out, ca: [pki.pem("root")] });
+    expect(r.code, r.message).toBe(6);
+    expect(r.message).toMatch(/signature 0 \(O=Test, CN=Token as CA\): .*is a CA certificate/);
+    // osslsigncode 2.9 accepts it: it does not look at basicConstraints of the signer.
+    const tool = await osslsigncodeOpinion(out, pki.pem("root"));
+    expect(tool.ok, tool.text).toBe(true);
+  }, 60_000);
+
+  it("an expired signer without a timestamp: exit 6", async () => {
+    // codesign sign refuses: osslsigncode attach-signature says "certificate has expired".
+    const out = await osslsigncodeSign(expired, ps1, f("expired.ps1"));
+    const r = await exitOf({ input: out, ca: [pki.pem("root")] });
+    expect(r.code, r.message).toBe(6);
+    expect(r.message).toMatch(/signature 0 \(O=Test, CN=Token expired\): .*not valid at/);
+    // osslsigncode 2.9 refuses it too ("certificate has expired")
+    const tool = await osslsigncodeOpinion(out, pki.pem("root"));
+    expect(tool.ok, tool.text).toBe(false);
+    expect(tool.text).toMatch(/certificate has expired/);
+  }, 60_000);
+
+  it("JAR with a serverAuth-only certificate: exit 6 naming the EKU", async () => {
+    const out = await sign(server, jar, f("server.jar"));
+    const r = await exitOf({ input: out, ca: [pki.pem("root")] });
+    expect(r.code, r.message).toBe(6);
+    expect(r.message).toMatch(
+      /JAR signer .*: the signer certificate .* is not for codeSigning \(extended key usage: serverAuth\)/,
+    );
+    // jarsigner -strict refuses it too (exit 8): "signer certificate's ExtendedKeyUsage extension
+    // doesn't allow code signing".
+    const tool = await jarsignerOpinion(out, pki.pem("root"));
+    expect(tool.code, tool.text).toBe(8);
+    expect(tool.text).toMatch(/ExtendedKeyUsage extension doesn't allow code signing/);
+  }, 60_000);
+});
+
+describe("nested Authenticode signatures", () => {
+  it("a primary chaining to an untrusted root is exit 6 naming signature 0, whatever the nested one", async () => {
+    const primary = await sign(foreign, ps1, f("foreign.ps1"));
+    const both = await sign(good, primary, f("foreign-nested.ps1"), ["--nest"]);
+    const r = await exitOf({ input: both, ca: [pki.pem("root")] });
+    expect(r.code, r.message).toBe(6);
+    expect(r.message).toMatch(
+      /Authenticode signature 0 \(O=Test, CN=Token under other root\): .*does not chain/,
+    );
+    expect(r.message).not.toMatch(/signature 1 \(/);
+    // osslsigncode alone: index 0 fails, index 1 verifies, and it ends "Succeeded"
+    const tool = await osslsigncodeOpinion(both, pki.pem("root"));
+    expect(tool.text).toMatch(/^Succeeded/m);
+    // Both roots trusted: both signatures pass, each reported with its own chain.
+    const roots = f("roots.pem");
+    await writeFile(
+      roots,
+      (await readFile(pki.pem("root"), "utf8")) + (await readFile(other.pem("root"), "utf8")),
+    );
+    await osslsigncodeVerify(both, roots);
+    const ok = await exitOf({ input: both, ca: [roots] });
+    expect(ok.code, ok.message).toBe(0);
+    expect((ok.result as ToolVerifyReport).signatures).toEqual([
+      expect.objectContaining({ index: 0, signer: "O=Test, CN=Token under other root", trusted: true }),
+      expect.objectContaining({ index: 1, signer: "O=Test, CN=Token code signer", trusted: true }),
+    ]);
+  }, 60_000);
+});
+
+describe("--purpose any, timestamps and --json", () => {
+  it("a certificate without EKU: exit 6 by default; --purpose any passes with its warning (both tools accept it)", async () => {
+    const ps = await sign(noEku, ps1, f("no-eku.ps1"));
+    const jr = await sign(noEku, jar, f("no-eku.jar"));
+    // Neither tool requires an EKU: osslsigncode and jarsigner -strict accept a certificate without one.
+    await osslsigncodeVerify(ps, pki.pem("root"));
+    await jarsignerVerify(jr, pki.pem("root"));
+    for (const [file, what] of [
+      [ps, /Authenticode signature 0 \(O=Test, CN=Token without EKU\)/],
+      [jr, /JAR signer .*\.RSA\)/],
+    ] as const) {
+      const r = await exitOf({ input: file, ca: [pki.pem("root")] });
+      expect(r.code, r.message).toBe(6);
+      expect(r.message).toMatch(what);
+      expect(r.message).toMatch(/is not for codeSigning \(extended key usage: absent\)/);
+      const cli = await codesign([
+        "verify",
+        "--json",
+        "--purpose",
+        "any",
+        "--ca",
+        pki.pem("root"),
+        "--in",
+        file,
+      ]);
+      expect(cli.exitCode, cli.stderr).toBe(0);
+      const report = JSON.parse(cli.stdout) as ToolVerifyReport & { fingerprints: string[] };
+      expect(report.purpose).toBe("any");
+      expect(report.warnings).toContain(
+        "--purpose any: the extended key usage was not checked (not a code-signing verdict)",
+      );
+      expect(report.signatures).toEqual([
+        expect.objectContaining({ index: 0, signer: "O=Test, CN=Token without EKU", trusted: true }),
+      ]);
+      expect(report.fingerprints).toHaveLength(1);
+    }
+  }, 60_000);
+
+  it("an RFC 3161 timestamp: checked, its TSA chained, and the signature judged at its time", async () => {
+    const tsaCa = ["--timestamp", tsa.url, "--tsa-ca", tsa.caFile];
+    const ps = await sign(good, ps1, f("stamped.ps1"), tsaCa);
+    const jr = await sign(good, jar, f("stamped.jar"), tsaCa);
+    const roots = f("root-and-tsa.pem");
+    await writeFile(roots, (await readFile(pki.pem("root"), "utf8")) + (await readFile(tsa.caFile, "utf8")));
+    await osslsigncodeVerify(ps, roots);
+    await jarsignerVerify(jr, pki.pem("root"), tsa.caFile);
+    for (const file of [ps, jr]) {
+      const cli = await codesign(["verify", "--json", "--ca", roots, "--in", file]);
+      expect(cli.exitCode, cli.stderr).toBe(0);
+      const report = JSON.parse(cli.stdout) as ToolVerifyReport;
+      const [sig] = report.signatures ?? [];
+      const [stamp] = sig?.timestamps ?? [];
+      expect(stamp, cli.stdout).toMatchObject({ trusted: true });
+      expect(sig?.checkedAt).toBe(stamp?.genTime);
+      expect(report.warnings).toEqual(expect.not.arrayContaining([expect.stringMatching(/not trusted/)]));
+    }
+    // Without the TSA's root the time is reported but not relied on: a warning, still valid
+    // (the signer's certificate is valid now).
+    const r = await exitOf({ input: ps, ca: [pki.pem("root")] });
+    // osslsigncode verify refuses a timestamp it cannot chain (its -TSA-CAfile), so the tool decides here.
+    expect(r.code, r.message).toBe(6);
+    expect(r.message).toMatch(/osslsigncode/);
+  }, 60_000);
+});
