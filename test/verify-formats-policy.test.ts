@@ -6,14 +6,19 @@
  * PowerShell scripts, a PE and JARs with each. Every file is also judged by the independent tool
  * (`osslsigncode verify`, `jarsigner -verify -strict`), and the test says what that tool thinks.
  */
+import * as asn1js from "asn1js";
 import { execa } from "execa";
+import { createHash, createPrivateKey, sign as signWith } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { verify, type ToolVerifyReport, type VerifyOptions, type VerifyResult } from "../src/app/verify.js";
 import { exitCodeFor } from "../src/cli/exit-codes.js";
 import { isCodesignError } from "../src/core/errors.js";
+import { encodeSignedData, parseSignedData, signedAttributesDer } from "../src/core/pki/cms.js";
+import { pemDecode } from "../src/core/pki/asn1.js";
 import { codesign, tool } from "./helpers/cli.js";
+import * as pkijs from "pkijs";
 import { makePki, openssl, type Pki } from "./helpers/pki.js";
 import { createTestToken, type TestToken } from "./helpers/token.js";
 import { startTsa, type Tsa } from "./helpers/tsa.js";
@@ -155,8 +160,13 @@ async function exitOf(o: VerifyOptions): Promise<{ code: number; message: string
 }
 
 /** `osslsigncode verify -CAfile`'s words and whether it ended "Succeeded". */
-async function osslsigncodeOpinion(file: string, ca: string): Promise<{ ok: boolean; text: string }> {
-  const r = await tool("osslsigncode", ["verify", "-CAfile", ca, "-in", file]);
+async function osslsigncodeOpinion(
+  file: string,
+  ca: string,
+  tsaCa?: string,
+): Promise<{ ok: boolean; text: string }> {
+  const tsa = tsaCa ? ["-TSA-CAfile", tsaCa] : [];
+  const r = await tool("osslsigncode", ["verify", "-CAfile", ca, ...tsa, "-in", file]);
   const text = `${r.stdout}\n${r.stderr}`;
   return { ok: r.exitCode === 0 && /^Succeeded/m.test(text), text };
 }
@@ -401,5 +411,125 @@ describe("--purpose any, timestamps and --json", () => {
     // osslsigncode verify refuses a timestamp it cannot chain (its -TSA-CAfile), so the tool decides here.
     expect(r.code, r.message).toBe(6);
     expect(r.message).toMatch(/osslsigncode/);
+  }, 60_000);
+});
+
+/** The first certificate of a PEM file, parsed. */
+async function certOf(file: string): Promise<pkijs.Certificate> {
+  const [block] = pemDecode(await readFile(file, "utf8"));
+  if (!block) throw new Error(`${file} holds no PEM`);
+  return pkijs.Certificate.fromBER(block.der);
+}
+
+/**
+ * `file` with a legacy Authenticode timestamp added to its primary signature: a PKCS#9
+ * countersignature (contentType, signingTime `at`, messageDigest over the signature value — or
+ * over `over` to forge one for other data) by the test PKI's TSA, made with PKI.js and Node's
+ * crypto, then put in with `osslsigncode attach-signature` (which checks it against -TSA-CAfile).
+ */
+async function withCountersignature(file: string, out: string, at: Date, over?: Uint8Array): Promise<string> {
+  const p7 = `${out}.p7`;
+  const x = await tool("osslsigncode", ["extract-signature", "-in", file, "-out", p7]);
+  expect(x.exitCode, x.stderr).toBe(0);
+  const signed = parseSignedData(new Uint8Array(await readFile(p7)), p7);
+  const si = signed.signerInfos[0] as pkijs.SignerInfo;
+  const value = new Uint8Array(si.signature.valueBlock.valueHexView);
+  const attrs = new pkijs.SignedAndUnsignedAttributes({
+    type: 0,
+    attributes: [
+      new pkijs.Attribute({
+        type: "1.2.840.113549.1.9.3",
+        values: [new asn1js.ObjectIdentifier({ value: "1.2.840.113549.1.7.1" })],
+      }),
+      new pkijs.Attribute({ type: "1.2.840.113549.1.9.5", values: [new asn1js.UTCTime({ valueDate: at })] }),
+      new pkijs.Attribute({
+        type: "1.2.840.113549.1.9.4",
+        values: [
+          new asn1js.OctetString({
+            valueHex: createHash("sha256")
+              .update(over ?? value)
+              .digest(),
+          }),
+        ],
+      }),
+    ],
+  });
+  const tsaCert = await certOf(pki.pem("tsa"));
+  const key = createPrivateKey(await readFile(pki.key("tsa")));
+  const counter = new pkijs.SignerInfo({
+    version: 1,
+    sid: new pkijs.IssuerAndSerialNumber({ issuer: tsaCert.issuer, serialNumber: tsaCert.serialNumber }),
+    digestAlgorithm: new pkijs.AlgorithmIdentifier({ algorithmId: "2.16.840.1.101.3.4.2.1" }),
+    signedAttrs: attrs,
+    signatureAlgorithm: new pkijs.AlgorithmIdentifier({ algorithmId: "1.2.840.10045.4.3.2" }),
+    signature: new asn1js.OctetString({ valueHex: signWith("sha256", signedAttributesDer(attrs), key) }),
+  });
+  si.unsignedAttrs = new pkijs.SignedAndUnsignedAttributes({
+    type: 1,
+    attributes: [
+      ...(si.unsignedAttrs?.attributes ?? []),
+      new pkijs.Attribute({ type: "1.2.840.113549.1.9.6", values: [counter.toSchema()] }),
+    ],
+  });
+  signed.certificates = [...(signed.certificates ?? []), tsaCert];
+  await writeFile(p7, encodeSignedData(signed));
+  const input = f(`unsigned-${path.basename(file)}`);
+  await writeFile(input, await readFile(ps1));
+  const a = await tool("osslsigncode", [
+    "attach-signature",
+    "-sigin",
+    p7,
+    "-CAfile",
+    pki.pem("root"),
+    "-TSA-CAfile",
+    pki.pem("root"),
+    "-h",
+    "sha256",
+    "-in",
+    input,
+    "-out",
+    out,
+  ]);
+  if (a.exitCode !== 0) throw new Error(`attach-signature: ${a.stdout}${a.stderr}`);
+  return out;
+}
+
+describe("legacy Authenticode timestamps (PKCS#9 countersignature)", () => {
+  it("a good one is trusted and its time is the judging time: an expired signer stamped inside its validity passes", async () => {
+    const at = new Date("2021-06-01T12:00:00Z");
+    const expiredFile = await osslsigncodeSign(expired, ps1, f("expired-for-ts.ps1"));
+    const out = await withCountersignature(expiredFile, f("expired-legacy-ts.ps1"), at);
+    // osslsigncode verify accepts it too, with the TSA's root as -TSA-CAfile (osslsigncodeVerify
+    // gives only -CAfile; the same root file serves both here).
+    const v = await osslsigncodeOpinion(out, pki.pem("root"), pki.pem("root"));
+    expect(v.ok, v.text).toBe(true);
+    const r = await exitOf({ input: out, ca: [pki.pem("root")] });
+    expect(r.code, r.message).toBe(0);
+    const [sig] = (r.result as ToolVerifyReport).signatures ?? [];
+    expect(sig).toMatchObject({
+      signer: "O=Test, CN=Token expired",
+      checkedAt: at.toISOString(),
+      timestamps: [{ genTime: at.toISOString(), signer: "O=Test, CN=Trusted TSA", trusted: true }],
+    });
+  }, 60_000);
+
+  it("one over other data is exit 6", async () => {
+    const good1 = await sign(good, ps1, f("good-for-forged-ts.ps1"));
+    const out = await withCountersignature(
+      good1,
+      f("forged-legacy-ts.ps1"),
+      new Date(),
+      new Uint8Array([1, 2, 3]),
+    );
+    const r = await exitOf({ input: out, ca: [pki.pem("root")] });
+    expect(r.code, r.message).toBe(6);
+    expect(r.message).toMatch(
+      /signature 0 .*legacy \(countersignature\) timestamp is invalid: it countersigns other data/,
+    );
+    // osslsigncode 2.9 finds the countersignature bad too ("Timestamp Server Signature
+    // verification: failed"), yet ends "Succeeded": it falls back to judging the signer now.
+    const tool = await osslsigncodeOpinion(out, pki.pem("root"), pki.pem("root"));
+    expect(tool.text).toMatch(/Timestamp Server Signature verification: failed/);
+    expect(tool.text).toMatch(/^Succeeded/m);
   }, 60_000);
 });
