@@ -17,6 +17,7 @@ import { exitCodeFor } from "../src/cli/exit-codes.js";
 import { isCodesignError } from "../src/core/errors.js";
 import { encodeSignedData, parseSignedData, signedAttributesDer } from "../src/core/pki/cms.js";
 import { pemDecode } from "../src/core/pki/asn1.js";
+import { signatureBlocks } from "../src/core/pki/jar.js";
 import { codesign, tool } from "./helpers/cli.js";
 import * as pkijs from "pkijs";
 import { makePki, openssl, type Pki } from "./helpers/pki.js";
@@ -532,4 +533,76 @@ describe("legacy Authenticode timestamps (PKCS#9 countersignature)", () => {
     expect(tool.text).toMatch(/Timestamp Server Signature verification: failed/);
     expect(tool.text).toMatch(/^Succeeded/m);
   }, 60_000);
+});
+
+describe("damaged signatures", () => {
+  it("byte flips in a signed PE's signature, and a JAR's block cut short, never end in exit 1", async () => {
+    const signed = await sign(good, exe, f("flip-base.exe"));
+    const bytes = await readFile(signed);
+    const rootDer = pemDecode(await readFile(pki.pem("root"), "utf8"))[0]?.der ?? new Uint8Array();
+    const rootAt = bytes.indexOf(Buffer.from(rootDer));
+    expect(rootAt).toBeGreaterThan(0);
+    // The attribute certificate table (the PKCS#7) is the end of the file.
+    const table = 1200;
+    let seed = 7;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
+    const codes = new Map<number, number>();
+    for (let i = 0; i < 40; i++) {
+      const copy = Buffer.from(bytes);
+      const at = copy.length - 1 - (next() % table);
+      copy.writeUInt8((copy[at] ?? 0) ^ (1 << (next() % 8)), at);
+      const file = f(`flip-${i}.exe`);
+      await writeFile(file, copy);
+      const r = await exitOf({ input: file, ca: [pki.pem("root")] });
+      codes.set(r.code, (codes.get(r.code) ?? 0) + 1);
+      // Exit 1 would be exitOf rethrowing an error that is not codesign's.
+      expect([0, 2, 6], `${file}: ${r.message}`).toContain(r.code);
+      // Valid only when the flip changed nothing signed or judged: the copy of the root the
+      // signature carries (the --ca anchor is what is trusted), or the table's zero padding.
+      if (r.code === 0) {
+        const inRoot = at >= rootAt && at < rootAt + rootDer.length;
+        expect(inRoot || bytes.subarray(at).every((b) => b === 0), `flip at ${at}`).toBe(true);
+      }
+    }
+    expect(codes.get(6) ?? 0, JSON.stringify([...codes])).toBeGreaterThan(20);
+
+    const jdir = f("cut");
+    await mkdir(jdir);
+    const jr = await sign(good, jar, path.join(jdir, "cut.jar"));
+    const list = await tool("unzip", ["-Z1", jr]);
+    const block = list.stdout.split("\n").find((n) => /^META-INF\/.*\.RSA$/.test(n)) ?? "";
+    await tool("unzip", ["-q", jr, block, "-d", jdir]);
+    const blockFile = path.join(jdir, block);
+    await writeFile(blockFile, (await readFile(blockFile)).subarray(0, 100));
+    const z = await tool("zip", ["-q", "cut.jar", block], { cwd: jdir });
+    expect(z.exitCode, z.stderr).toBe(0);
+    const r = await exitOf({ input: jr, ca: [pki.pem("root")] });
+    expect(r.code, r.message).toBe(6);
+    expect(r.message).toMatch(/JAR signer .*: .*(malformed|cannot be read|damaged)/);
+    // jarsigner refuses it as well
+    expect((await jarsignerOpinion(jr, pki.pem("root"))).text).not.toMatch(/^jar verified\.$/m);
+  }, 120_000);
+});
+
+describe("JAR signers: signature files paired with their blocks", () => {
+  it("pairs by base name, case-insensitively; a lone .SF or block is refused", () => {
+    expect(
+      signatureBlocks([
+        "META-INF/MANIFEST.MF",
+        "META-INF/A.SF",
+        "META-INF/a.RSA",
+        "META-INF/B.SF",
+        "META-INF/B.EC",
+        "x/C.SF",
+      ]),
+    ).toEqual([
+      { signer: "A", sf: "META-INF/A.SF", block: "META-INF/a.RSA" },
+      { signer: "B", sf: "META-INF/B.SF", block: "META-INF/B.EC" },
+    ]);
+    expect(() => signatureBlocks(["META-INF/A.SF"])).toThrow(/META-INF\/A.SF has no signature block/);
+    expect(() => signatureBlocks(["META-INF/A.DSA"])).toThrow(/has no signature file \(A.SF\)/);
+    expect(() => signatureBlocks(["META-INF/A.SF", "META-INF/A.RSA", "META-INF/A.EC"])).toThrow(
+      /two signature blocks/,
+    );
+  });
 });

@@ -112,7 +112,16 @@ async function judgeAuthenticodeFile(
 ): Promise<AuthenticodeSignatureJudgement[]> {
   const bytes = await withPrivateDir(async (dir) => {
     const out = path.join(dir, "signature.p7");
-    if (!(await extractSignature({ input, output: out, toolPath: o.toolPath }))) {
+    let found: boolean;
+    try {
+      found = await extractSignature({ input, output: out, toolPath: o.toolPath });
+    } catch (e) {
+      // osslsigncode ran and could not read the signature it found: damaged, not a tool failure.
+      if (isCodesignError(e) && e.code === "TOOL_FAILED")
+        throw damaged(`the Authenticode signature in ${input}`, e);
+      throw e;
+    }
+    if (!found) {
       throw new CodesignError("VERIFY_FAILED", `${input} is not signed`, {
         hint: "sign it with codesign sign",
       });
