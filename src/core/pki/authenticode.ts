@@ -4,6 +4,8 @@
  * `osslsigncode extract-data`; this module reads it and makes the Authenticode signed attributes.
  * The rest is ordinary CMS (./cms.ts): the token signs the signed attributes, whose
  * messageDigest covers the content octets of the SpcIndirectDataContent.
+ * Verifying, each signature of a file (the primary and every nested one) is judged here by the
+ * same path validation and code-signing policy as a CMS signer (path.ts, policy.ts, verify.ts).
  */
 import * as asn1js from "asn1js";
 import { createHash, verify as verifySignature, X509Certificate } from "node:crypto";
@@ -22,6 +24,7 @@ import {
   signatureOptions,
   TIMESTAMP_FUTURE_SKEW_MS,
   tsaName,
+  validateTsaChain,
   type CheckedTimestamp,
   type TimestampReport,
 } from "./verify.js";
@@ -228,7 +231,7 @@ export function codeSigningUsage(certDer: Uint8Array): "yes" | "no" | "no-eku" {
   }
 }
 
-/** Unsigned attributes of an Authenticode SignerInfo that carry a time: RFC 3161 token, legacy countersignature. */
+/** PKCS#9 countersignature: the unsigned attribute of a legacy Authenticode timestamp. */
 const OID_COUNTERSIGNATURE = "1.2.840.113549.1.9.6";
 const OID_SIGNING_TIME = "1.2.840.113549.1.9.5";
 /** A catalog's content type (certificate trust list): signed like SpcIndirectDataContent. */
@@ -339,14 +342,29 @@ async function inspectCountersignature(
   if (!verifySignature(edwards ? null : sigHash, signedBytes, { key, ...opts }, sig)) {
     throw new Error(`the countersignature of ${subjectOf(cert)} does not verify with its certificate's key`);
   }
-  return { time, cert, certs: certificatesOf(signed), tsa: undefined };
+  const certs = certificatesOf(signed);
+  return {
+    time,
+    cert,
+    certs,
+    tsa: undefined,
+    // validateTsaChain's two steps, at the countersignature's signingTime.
+    chain: async (anchors, crls) => {
+      const path = await validatePath(cert, certs, anchors, { at: time, what: "TSA", crls });
+      checkPolicy(path, "timestamping");
+      return path;
+    },
+  };
 }
 
+/** A checked timestamp of either kind: its time, its TSA, and how to chain that TSA. */
 interface CheckedTimestampLike {
   time: Date;
   cert: pkijs.Certificate;
   certs: pkijs.Certificate[];
   tsa: string | undefined;
+  /** Validates the TSA's path to `anchors` at `time` and judges it for timeStamping. */
+  chain(anchors: Anchors, crls?: pkijs.CertificateRevocationList[]): Promise<pkijs.Certificate[]>;
 }
 
 /**
@@ -405,6 +423,8 @@ export async function judgeAuthenticodeSignature(
           cert: checked.cert,
           certs: checked.certs,
           tsa: tsaName(checked.tst),
+          // The TSA's chain as CMS timestamps are chained.
+          chain: (anchors, crls) => validateTsaChain(checked, anchors, crls),
         };
       } else if (attr.type === OID_COUNTERSIGNATURE) {
         try {
@@ -420,12 +440,7 @@ export async function judgeAuthenticodeSignature(
       } else continue;
       let trusted = true;
       try {
-        const path = await validatePath(ts.cert, ts.certs, await o.tsaAnchors(), {
-          at: ts.time,
-          what: "TSA",
-          crls: o.crls,
-        });
-        checkPolicy(path, "timestamping");
+        await ts.chain(await o.tsaAnchors(), o.crls);
       } catch (e) {
         trusted = false;
         warnings.push(
