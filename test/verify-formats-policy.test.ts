@@ -18,6 +18,8 @@ import { isCodesignError } from "../src/core/errors.js";
 import { encodeSignedData, parseSignedData, signedAttributesDer } from "../src/core/pki/cms.js";
 import { pemDecode } from "../src/core/pki/asn1.js";
 import { signatureBlocks } from "../src/core/pki/jar.js";
+import { judgeAuthenticodeSignature } from "../src/core/pki/authenticode.js";
+import { loadAnchors } from "../src/core/pki/path.js";
 import { codesign, tool } from "./helpers/cli.js";
 import * as pkijs from "pkijs";
 import { makePki, openssl, type Pki } from "./helpers/pki.js";
@@ -428,7 +430,13 @@ async function certOf(file: string): Promise<pkijs.Certificate> {
  * over `over` to forge one for other data) by the test PKI's TSA, made with PKI.js and Node's
  * crypto, then put in with `osslsigncode attach-signature` (which checks it against -TSA-CAfile).
  */
-async function withCountersignature(file: string, out: string, at: Date, over?: Uint8Array): Promise<string> {
+async function withCountersignature(
+  file: string,
+  out: string,
+  at: Date,
+  over?: Uint8Array,
+  tsaName = "tsa",
+): Promise<string> {
   const p7 = `${out}.p7`;
   const x = await tool("osslsigncode", ["extract-signature", "-in", file, "-out", p7]);
   expect(x.exitCode, x.stderr).toBe(0);
@@ -455,8 +463,8 @@ async function withCountersignature(file: string, out: string, at: Date, over?: 
       }),
     ],
   });
-  const tsaCert = await certOf(pki.pem("tsa"));
-  const key = createPrivateKey(await readFile(pki.key("tsa")));
+  const tsaCert = await certOf(pki.pem(tsaName));
+  const key = createPrivateKey(await readFile(pki.key(tsaName)));
   const counter = new pkijs.SignerInfo({
     version: 1,
     sid: new pkijs.IssuerAndSerialNumber({ issuer: tsaCert.issuer, serialNumber: tsaCert.serialNumber }),
@@ -512,6 +520,41 @@ describe("legacy Authenticode timestamps (PKCS#9 countersignature)", () => {
       checkedAt: at.toISOString(),
       timestamps: [{ genTime: at.toISOString(), signer: "O=Test, CN=Trusted TSA", trusted: true }],
     });
+  }, 60_000);
+
+  it("one by a TSA that does not chain is reported untrusted and not relied on", async () => {
+    const good1 = await sign(good, ps1, f("good-for-untrusted-ts.ps1"));
+    const at = new Date("2024-03-01T00:00:00Z");
+    const out = await withCountersignature(
+      good1,
+      f("untrusted-legacy-ts.ps1"),
+      at,
+      undefined,
+      "tsa-untrusted",
+    );
+    // osslsigncode verify refuses a timestamp it cannot chain ("self-signed certificate"), so the
+    // file is exit 6 by the tool's check.
+    const r = await exitOf({ input: out, ca: [pki.pem("root")] });
+    expect(r.code, r.message).toBe(6);
+    expect(r.message).toMatch(/osslsigncode verify: .*signature 0 .*self-signed certificate/);
+    // codesign's own judgement of that signature: the time is reported, flagged, and not used.
+    const p7 = f("untrusted-legacy-ts.p7");
+    expect((await tool("osslsigncode", ["extract-signature", "-in", out, "-out", p7])).exitCode).toBe(0);
+    const anchors = await loadAnchors([pki.pem("root")]);
+    const j = await judgeAuthenticodeSignature(parseSignedData(new Uint8Array(await readFile(p7)), p7), 0, {
+      anchors,
+      tsaAnchors: () => Promise.resolve(anchors),
+      purpose: "code-signing",
+    });
+    expect(j.timestamps).toEqual([
+      { genTime: at.toISOString(), signer: "O=Else, CN=Untrusted TSA", trusted: false },
+    ]);
+    expect(j.checkedAt).not.toBe(at.toISOString());
+    expect(j.warnings).toEqual([
+      expect.stringMatching(
+        /^signature 0 \(O=Test, CN=Token code signer\): the timestamp's TSA is not trusted/,
+      ),
+    ]);
   }, 60_000);
 
   it("one over other data is exit 6", async () => {
