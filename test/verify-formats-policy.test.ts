@@ -323,6 +323,21 @@ describe("certificates a code-signing verifier refuses", () => {
   }, 60_000);
 });
 
+describe("a JAR with two signers", () => {
+  it("one good, one serverAuth-only: exit 6 naming the bad signer; jarsigner refuses it too", async () => {
+    const first = await sign(good, jar, f("first.jar"));
+    const both = await sign(server, first, f("two-signers.jar"));
+    const r = await exitOf({ input: both, ca: [pki.pem("root")] });
+    expect(r.code, r.message).toBe(6);
+    expect(r.message).toMatch(
+      /JAR signer TOKEN_TL \(META-INF\/TOKEN_TL\.RSA\): .*extended key usage: serverAuth/,
+    );
+    expect(r.message).not.toMatch(/JAR signer TOKEN_CO/);
+    const tool = await jarsignerOpinion(both, pki.pem("root"));
+    expect(tool.code, tool.text).not.toBe(0);
+  }, 60_000);
+});
+
 describe("nested Authenticode signatures", () => {
   it("a primary chaining to an untrusted root is exit 6 naming signature 0, whatever the nested one", async () => {
     const primary = await sign(foreign, ps1, f("foreign.ps1"));
