@@ -8,6 +8,10 @@ import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { ShapingAdapter, ToolSignatureReport } from "./contract.js";
 import { CodesignError } from "../src/core/errors.js";
+import { certificatePem } from "../src/core/pki/certificate.js";
+import { certDer } from "../src/core/pki/path.js";
+import { parseSignedData } from "../src/core/pki/cms.js";
+import { certificatesOf } from "../src/core/pki/verify.js";
 import type { HashName } from "../src/core/signer.js";
 import { findTool, lastWords, oncePerKey, runTool, runToolRaw } from "./run.js";
 import { withPrivateDir } from "../src/core/util/temp.js";
@@ -51,8 +55,11 @@ async function extractData(o: {
 
 /**
  * `osslsigncode attach-signature`: a copy of `input` with `signature` (DER PKCS#7) in it, at
- * `output`. `caFile` only spares osslsigncode loading the system store (attach checks the
- * digest, not the chain). The output keeps the input's extension: scripts are told apart by it.
+ * `output`. The output keeps the input's extension: scripts are told apart by it.
+ * osslsigncode 2.9 also verifies the attached signature's chain and exits 1 when it does not
+ * chain to its -CAfile ("unable to get local issuer certificate"). That check is not the one
+ * codesign relies on (verify judges the chain), so -CAfile is `caFile` plus every certificate
+ * the signature carries: a CA-issued signer whose chain is included up to its root attaches.
  */
 async function attachSignature(o: {
   input: string;
@@ -64,6 +71,11 @@ async function attachSignature(o: {
   toolPath?: string | undefined;
 }): Promise<void> {
   const file = findTool("osslsigncode", o.toolPath);
+  const caFile = `${o.signature}.ca.pem`;
+  const carried = signatureCertificates(new Uint8Array(await readFile(o.signature)));
+  await writeFile(caFile, [await readFile(o.caFile, "utf8"), ...carried.map(certificatePem)].join("\n"), {
+    mode: 0o600,
+  });
   const out = await runTool({
     tool: "osslsigncode",
     file,
@@ -72,7 +84,7 @@ async function attachSignature(o: {
       "-sigin",
       safePath(o.signature),
       "-CAfile",
-      safePath(o.caFile),
+      safePath(caFile),
       "-h",
       o.hash,
       ...(o.nest ? ["-nest"] : []),
@@ -99,6 +111,15 @@ async function attachSignature(o: {
       `the signature does not match ${path.basename(o.input)}: osslsigncode reports a digest mismatch after attaching it`,
       { hint: "the signature was made for another file (or another version of it); sign this file again" },
     );
+  }
+}
+
+/** The certificates a PKCS#7 carries (DER); none when it cannot be read (osslsigncode then says why). */
+function signatureCertificates(bytes: Uint8Array): Uint8Array[] {
+  try {
+    return certificatesOf(parseSignedData(bytes, "the signature")).map(certDer);
+  } catch {
+    return [];
   }
 }
 

@@ -5,6 +5,7 @@
  * key through `codesign sign`; every signature checked by `openssl cms -verify`, and each
  * revocation verdict by `openssl ocsp` or `openssl verify -crl_check` as well.
  */
+import { readFileSync } from "node:fs";
 import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -179,6 +180,63 @@ describe("verify --online", () => {
     await writeFile(rootAndCrl, (await readFile(pki.root, "utf8")) + (await readFile(pki.intCrlPem, "utf8")));
     expect(await opensslCms("revokedCrl", ["-crl_check"], rootAndCrl)).not.toBe(0);
     expect(await opensslCms("good", ["-crl_check"], rootAndCrl)).toBe(0);
+  });
+
+  it("Authenticode: the signer chain codesign validates gets the same checks (--crl, --online); osslsigncode verify judges the file", async () => {
+    const script = path.join(t.dir, "tool.ps1");
+    await writeFile(script, 'Write-Output "release"\r\n');
+    const signed = (name: LeafName) => path.join(t.dir, `${name}.signed.ps1`);
+    for (const name of ["good", "revokedCrl"] as const) {
+      // codesign signs the good one; osslsigncode's attach-signature fetches the CDP itself and
+      // refuses a revoked signer, so the revoked one is signed by osslsigncode with the same key.
+      const certs = path.join(t.dir, `${name}-certs.pem`);
+      await writeFile(certs, [pki.leaf[name], pki.int].map((f) => readFileSync(f, "utf8")).join(""));
+      const s =
+        name === "good"
+          ? await codesign(
+              ["sign", "--pin-file", t.dev.pinFile, "--key", EC, "--cert", pki.leaf[name]].concat([
+                "--chain",
+                pki.int,
+                "--chain",
+                pki.root,
+                "--in",
+                script,
+                "--out",
+                signed(name),
+              ]),
+              { env: t.env },
+            )
+          : await tool(
+              "osslsigncode",
+              ["sign", "-pkcs11module", t.module, "-key", EC, "-readpass", t.dev.pinFile].concat([
+                "-certs",
+                certs,
+                "-h",
+                "sha256",
+                "-in",
+                script,
+                "-out",
+                signed(name),
+              ]),
+              { env: t.env },
+            );
+      expect(s.exitCode, s.stdout + s.stderr).toBe(0);
+      // osslsigncode verify: the signature is sound; for the revoked one it refuses, as it fetched the CRL
+      const o = await tool("osslsigncode", ["verify", "-in", signed(name), "-CAfile", pki.root]);
+      expect(o.exitCode, o.stdout + o.stderr).toBe(name === "good" ? 0 : 1);
+      if (name !== "good") expect(o.stdout + o.stderr).toMatch(/certificate revoked/);
+    }
+    const check = (name: LeafName, extra: string[]) =>
+      codesign(["--json", "verify", "--in", signed(name), "--ca", pki.root, ...extra]);
+    const byFile = await check("revokedCrl", ["--crl", pki.intCrlPem]);
+    expect(byFile.exitCode, byFile.stderr).toBe(6);
+    expect(byFile.stderr).toMatch(/revoked certificate: O=Rev, CN=Leaf revokedCrl/);
+    const online = await check("revokedCrl", ["--online"]);
+    expect(online.exitCode, online.stderr).toBe(6);
+    const good = await check("good", ["--online"]);
+    expect(good.exitCode, good.stderr).toBe(0);
+    const report = JSON.parse(good.stdout) as { revocation?: Array<{ method: string; status: string }> };
+    expect(report.revocation?.some((r) => r.method === "ocsp" && r.status === "good")).toBe(true);
   });
 
   it("raw with --cert and --ca: the same online check (revoked by OCSP: exit 6; good: valid); openssl dgst agrees on the signature", async () => {

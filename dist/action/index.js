@@ -55039,7 +55039,7 @@ ${values.join("\n")}` : `${blockName} :`;
     LocalOctetStringValueBlock.NAME = "OctetStringValueBlock";
     var ORIGINAL_LOCAL_OCTET_STRING_TO_BER = LocalOctetStringValueBlock.prototype.toBER;
     var _a$r;
-    var OctetString7 = class extends BaseBlock {
+    var OctetString8 = class extends BaseBlock {
       constructor({ idBlock = {}, lenBlock = {}, ...parameters } = {}) {
         var _b2, _c2;
         (_b2 = parameters.isConstructed) !== null && _b2 !== void 0 ? _b2 : parameters.isConstructed = !!((_c2 = parameters.value) === null || _c2 === void 0 ? void 0 : _c2.length);
@@ -55104,11 +55104,11 @@ ${values.join("\n")}` : `${blockName} :`;
         return pvtsutils__namespace.BufferSourceConverter.concat(array);
       }
     };
-    _a$r = OctetString7;
+    _a$r = OctetString8;
     (() => {
       typeStore.OctetString = _a$r;
     })();
-    OctetString7.NAME = OCTET_STRING_NAME;
+    OctetString8.NAME = OCTET_STRING_NAME;
     var LocalBitStringValueBlock = class extends HexBlock(LocalConstructedValueBlock) {
       constructor({ unusedBits = 0, isConstructed: isConstructed2 = false, ...parameters } = {}) {
         super(parameters);
@@ -56223,7 +56223,7 @@ ${values.join("\n")}` : `${blockName} :`;
     })();
     CharacterString.NAME = "CharacterString";
     var _a$6;
-    var UTCTime2 = class extends VisibleString {
+    var UTCTime3 = class extends VisibleString {
       constructor({ value, valueDate, ...parameters } = {}) {
         super(parameters);
         this.year = 0;
@@ -56314,13 +56314,13 @@ ${values.join("\n")}` : `${blockName} :`;
         };
       }
     };
-    _a$6 = UTCTime2;
+    _a$6 = UTCTime3;
     (() => {
       typeStore.UTCTime = _a$6;
     })();
-    UTCTime2.NAME = "UTCTime";
+    UTCTime3.NAME = "UTCTime";
     var _a$5;
-    var GeneralizedTime2 = class extends UTCTime2 {
+    var GeneralizedTime3 = class extends UTCTime3 {
       constructor(parameters = {}) {
         var _b2;
         super(parameters);
@@ -56493,11 +56493,11 @@ ${values.join("\n")}` : `${blockName} :`;
         };
       }
     };
-    _a$5 = GeneralizedTime2;
+    _a$5 = GeneralizedTime3;
     (() => {
       typeStore.GeneralizedTime = _a$5;
     })();
-    GeneralizedTime2.NAME = "GeneralizedTime";
+    GeneralizedTime3.NAME = "GeneralizedTime";
     var _a$4;
     var DATE = class extends Utf8String2 {
       constructor(parameters = {}) {
@@ -56913,7 +56913,7 @@ ${values.join("\n")}` : `${blockName} :`;
       }
       return compareSchema(asn1.result, asn1.result, inputSchema);
     }
-    registerBuiltinEncoder({ BitString: BitString4, Integer: Integer6, OctetString: OctetString7, Primitive: Primitive3, Constructed: Constructed3, Sequence: Sequence6, Set: Set3 }, {
+    registerBuiltinEncoder({ BitString: BitString4, Integer: Integer6, OctetString: OctetString8, Primitive: Primitive3, Constructed: Constructed3, Sequence: Sequence6, Set: Set3 }, {
       BaseBlock,
       ViewWriter,
       LocalIdentificationBlock,
@@ -56953,7 +56953,7 @@ ${values.join("\n")}` : `${blockName} :`;
     exports.EndOfContent = EndOfContent;
     exports.Enumerated = Enumerated;
     exports.GeneralString = GeneralString;
-    exports.GeneralizedTime = GeneralizedTime2;
+    exports.GeneralizedTime = GeneralizedTime3;
     exports.GraphicString = GraphicString;
     exports.HexBlock = HexBlock;
     exports.IA5String = IA5String2;
@@ -56961,7 +56961,7 @@ ${values.join("\n")}` : `${blockName} :`;
     exports.Null = Null4;
     exports.NumericString = NumericString;
     exports.ObjectIdentifier = ObjectIdentifier7;
-    exports.OctetString = OctetString7;
+    exports.OctetString = OctetString8;
     exports.Primitive = Primitive3;
     exports.PrintableString = PrintableString3;
     exports.RawData = RawData;
@@ -56972,7 +56972,7 @@ ${values.join("\n")}` : `${blockName} :`;
     exports.TIME = TIME;
     exports.TeletexString = TeletexString;
     exports.TimeOfDay = TimeOfDay;
-    exports.UTCTime = UTCTime2;
+    exports.UTCTime = UTCTime3;
     exports.UniversalString = UniversalString;
     exports.Utf8String = Utf8String2;
     exports.ValueBlock = ValueBlock;
@@ -71127,7 +71127,7 @@ var require_build3 = __commonJS({
     var CONTENT_TYPE = "contentType";
     var CONTENT = "content";
     var CLEAR_PROPS$Q = [CONTENT_TYPE, CONTENT];
-    var ContentInfo5 = class _ContentInfo extends PkiObject {
+    var ContentInfo4 = class _ContentInfo extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.contentType = pvutils__namespace.getParametersValue(parameters, CONTENT_TYPE, _ContentInfo.defaultValues(CONTENT_TYPE));
@@ -71207,11 +71207,11 @@ var require_build3 = __commonJS({
         return object;
       }
     };
-    ContentInfo5.CLASS_NAME = "ContentInfo";
-    ContentInfo5.DATA = id_ContentType_Data;
-    ContentInfo5.SIGNED_DATA = id_ContentType_SignedData;
-    ContentInfo5.ENVELOPED_DATA = id_ContentType_EnvelopedData;
-    ContentInfo5.ENCRYPTED_DATA = id_ContentType_EncryptedData;
+    ContentInfo4.CLASS_NAME = "ContentInfo";
+    ContentInfo4.DATA = id_ContentType_Data;
+    ContentInfo4.SIGNED_DATA = id_ContentType_SignedData;
+    ContentInfo4.ENVELOPED_DATA = id_ContentType_EnvelopedData;
+    ContentInfo4.ENCRYPTED_DATA = id_ContentType_EncryptedData;
     var CERT_ID$1 = "certId";
     var CERT_VALUE = "certValue";
     var PARSED_VALUE$4 = "parsedValue";
@@ -75494,7 +75494,7 @@ var require_build3 = __commonJS({
           value: [
             new asn1js__namespace.Repeated({
               name: names2.contentInfos || EMPTY_STRING,
-              value: ContentInfo5.schema()
+              value: ContentInfo4.schema()
             })
           ]
         });
@@ -75507,7 +75507,7 @@ var require_build3 = __commonJS({
           }
         }));
         AsnError.assertSchema(asn1, this.className);
-        this.safeContents = Array.from(asn1.result.contentInfos, (element) => new ContentInfo5({ schema: element }));
+        this.safeContents = Array.from(asn1.result.contentInfos, (element) => new ContentInfo4({ schema: element }));
       }
       toSchema() {
         return new asn1js__namespace.Sequence({
@@ -75598,7 +75598,7 @@ var require_build3 = __commonJS({
             case 0:
               {
                 const contentBuffer = content.value.toSchema().toBER(false);
-                this.safeContents.push(new ContentInfo5({
+                this.safeContents.push(new ContentInfo4({
                   contentType: "1.2.840.113549.1.7.1",
                   content: new asn1js__namespace.OctetString({ valueHex: contentBuffer })
                 }));
@@ -75610,7 +75610,7 @@ var require_build3 = __commonJS({
                 const currentParameters = parameters.safeContents[index];
                 currentParameters.contentToEncrypt = content.value.toSchema().toBER(false);
                 await cmsEncrypted.encrypt(currentParameters, crypto2);
-                this.safeContents.push(new ContentInfo5({
+                this.safeContents.push(new ContentInfo4({
                   contentType: "1.2.840.113549.1.7.6",
                   content: cmsEncrypted.toSchema()
                 }));
@@ -75640,7 +75640,7 @@ var require_build3 = __commonJS({
                 const encryptionAlgorithm = safeContent.encryptionAlgorithm;
                 cmsEnveloped.addRecipientByCertificate(safeContent.encryptingCertificate, {}, void 0, crypto2);
                 await cmsEnveloped.encrypt(encryptionAlgorithm, contentToEncrypt, crypto2);
-                this.safeContents.push(new ContentInfo5({
+                this.safeContents.push(new ContentInfo4({
                   contentType: "1.2.840.113549.1.7.3",
                   content: cmsEnveloped.toSchema()
                 }));
@@ -79197,7 +79197,7 @@ var require_build3 = __commonJS({
     var SIGNER_INFO_SIGNATURE = `${SIGNER_INFO}.${SIGNATURE}`;
     var SIGNER_INFO_UNSIGNED_ATTRS = `${SIGNER_INFO}.${UNSIGNED_ATTRS}`;
     var CLEAR_PROPS$5 = [SIGNER_INFO_VERSION, SIGNER_INFO_SID, SIGNER_INFO_DIGEST_ALGORITHM, SIGNER_INFO_SIGNED_ATTRS, SIGNER_INFO_SIGNATURE_ALGORITHM, SIGNER_INFO_SIGNATURE, SIGNER_INFO_UNSIGNED_ATTRS];
-    var SignerInfo2 = class _SignerInfo extends PkiObject {
+    var SignerInfo3 = class _SignerInfo extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.version = pvutils__namespace.getParametersValue(parameters, VERSION$4, _SignerInfo.defaultValues(VERSION$4));
@@ -79393,7 +79393,7 @@ var require_build3 = __commonJS({
         return res;
       }
     };
-    SignerInfo2.CLASS_NAME = "SignerInfo";
+    SignerInfo3.CLASS_NAME = "SignerInfo";
     var VERSION$3 = "version";
     var POLICY = "policy";
     var MESSAGE_IMPRINT$1 = "messageImprint";
@@ -79683,7 +79683,7 @@ var require_build3 = __commonJS({
         this.certificatePath = certificatePath;
       }
     };
-    var SignedData5 = class _SignedData extends PkiObject {
+    var SignedData4 = class _SignedData extends PkiObject {
       constructor(parameters = {}) {
         super();
         this.version = pvutils__namespace.getParametersValue(parameters, VERSION$2, _SignedData.defaultValues(VERSION$2));
@@ -79787,7 +79787,7 @@ var require_build3 = __commonJS({
               value: [
                 new asn1js__namespace.Repeated({
                   name: names2.signerInfos || SIGNED_DATA_SIGNER_INFOS,
-                  value: SignerInfo2.schema()
+                  value: SignerInfo3.schema()
                 })
               ]
             })
@@ -79822,7 +79822,7 @@ var require_build3 = __commonJS({
           });
         }
         if (SIGNED_DATA_SIGNER_INFOS in asn1.result)
-          this.signerInfos = Array.from(asn1.result[SIGNED_DATA_SIGNER_INFOS], (signerInfoSchema) => new SignerInfo2({ schema: signerInfoSchema }));
+          this.signerInfos = Array.from(asn1.result[SIGNED_DATA_SIGNER_INFOS], (signerInfoSchema) => new SignerInfo3({ schema: signerInfoSchema }));
       }
       toSchema(encodeFlag = false) {
         const outputArray = [];
@@ -80193,8 +80193,8 @@ var require_build3 = __commonJS({
         signerInfo.signature = new asn1js__namespace.OctetString({ valueHex: signature });
       }
     };
-    SignedData5.CLASS_NAME = "SignedData";
-    SignedData5.ID_DATA = id_ContentType_Data;
+    SignedData4.CLASS_NAME = "SignedData";
+    SignedData4.ID_DATA = id_ContentType_Data;
     var VERSION$1 = "version";
     var AUTH_SAFE = "authSafe";
     var MAC_DATA = "macData";
@@ -80220,7 +80220,7 @@ var require_build3 = __commonJS({
           case VERSION$1:
             return 3;
           case AUTH_SAFE:
-            return new ContentInfo5();
+            return new ContentInfo4();
           case MAC_DATA:
             return new MacData();
           case PARSED_VALUE:
@@ -80234,7 +80234,7 @@ var require_build3 = __commonJS({
           case VERSION$1:
             return memberValue === _PFX.defaultValues(memberName);
           case AUTH_SAFE:
-            return ContentInfo5.compareWithDefault("contentType", memberValue.contentType) && ContentInfo5.compareWithDefault("content", memberValue.content);
+            return ContentInfo4.compareWithDefault("contentType", memberValue.contentType) && ContentInfo4.compareWithDefault("content", memberValue.content);
           case MAC_DATA:
             return MacData.compareWithDefault("mac", memberValue.mac) && MacData.compareWithDefault("macSalt", memberValue.macSalt) && MacData.compareWithDefault("iterations", memberValue.iterations);
           case PARSED_VALUE:
@@ -80249,7 +80249,7 @@ var require_build3 = __commonJS({
           name: names2.blockName || EMPTY_STRING,
           value: [
             new asn1js__namespace.Integer({ name: names2.version || VERSION$1 }),
-            ContentInfo5.schema(names2.authSafe || {
+            ContentInfo4.schema(names2.authSafe || {
               names: {
                 blockName: AUTH_SAFE
               }
@@ -80282,7 +80282,7 @@ var require_build3 = __commonJS({
         }));
         AsnError.assertSchema(asn1, this.className);
         this.version = asn1.result.version.valueBlock.valueDec;
-        this.authSafe = new ContentInfo5({ schema: asn1.result.authSafe });
+        this.authSafe = new ContentInfo4({ schema: asn1.result.authSafe });
         if (MAC_DATA in asn1.result)
           this.macData = new MacData({ schema: asn1.result.macData });
       }
@@ -80324,8 +80324,8 @@ var require_build3 = __commonJS({
               const saltView = new Uint8Array(saltBuffer);
               crypto2.getRandomValues(saltView);
               const data = this.parsedValue.authenticatedSafe.toSchema().toBER(false);
-              this.authSafe = new ContentInfo5({
-                contentType: ContentInfo5.DATA,
+              this.authSafe = new ContentInfo4({
+                contentType: ContentInfo4.DATA,
                 content: new asn1js__namespace.OctetString({ valueHex: data })
               });
               const result = await crypto2.stampDataWithPassword({
@@ -80355,7 +80355,7 @@ var require_build3 = __commonJS({
               ParameterError.assertEmpty(parameters.privateKey, "privateKey");
               ParameterError.assertEmpty(parameters.hashAlgorithm, "hashAlgorithm");
               const toBeSigned = this.parsedValue.authenticatedSafe.toSchema().toBER(false);
-              const cmsSigned = new SignedData5({
+              const cmsSigned = new SignedData4({
                 version: 1,
                 encapContentInfo: new EncapsulatedContentInfo2({
                   eContentType: "1.2.840.113549.1.7.1",
@@ -80377,7 +80377,7 @@ var require_build3 = __commonJS({
                 type: "1.2.840.113549.1.9.4",
                 values: [new asn1js__namespace.OctetString({ valueHex: result })]
               }));
-              cmsSigned.signerInfos.push(new SignerInfo2({
+              cmsSigned.signerInfos.push(new SignerInfo3({
                 version: 1,
                 sid: new IssuerAndSerialNumber4({
                   issuer: parameters.signingCertificate.issuer,
@@ -80389,7 +80389,7 @@ var require_build3 = __commonJS({
                 })
               }));
               await cmsSigned.sign(parameters.privateKey, 0, parameters.hashAlgorithm, void 0, crypto2);
-              this.authSafe = new ContentInfo5({
+              this.authSafe = new ContentInfo4({
                 contentType: "1.2.840.113549.1.7.2",
                 content: cmsSigned.toSchema(true)
               });
@@ -80406,7 +80406,7 @@ var require_build3 = __commonJS({
         }
         this.parsedValue = {};
         switch (this.authSafe.contentType) {
-          case ContentInfo5.DATA:
+          case ContentInfo4.DATA:
             {
               ParameterError.assertEmpty(parameters.password, "password");
               this.parsedValue.integrityMode = 0;
@@ -80432,10 +80432,10 @@ var require_build3 = __commonJS({
               }
             }
             break;
-          case ContentInfo5.SIGNED_DATA:
+          case ContentInfo4.SIGNED_DATA:
             {
               this.parsedValue.integrityMode = 1;
-              const cmsSigned = new SignedData5({ schema: this.authSafe.content });
+              const cmsSigned = new SignedData4({ schema: this.authSafe.content });
               const eContent = cmsSigned.encapContentInfo.eContent;
               ParameterError.assert(eContent, "eContent", "cmsSigned.encapContentInfo");
               ArgumentError.assert(eContent, "eContent", asn1js__namespace.OctetString);
@@ -80763,7 +80763,7 @@ var require_build3 = __commonJS({
           case STATUS:
             return new PKIStatusInfo();
           case TIME_STAMP_TOKEN:
-            return new ContentInfo5();
+            return new ContentInfo4();
           default:
             return super.defaultValues(memberName);
         }
@@ -80788,7 +80788,7 @@ var require_build3 = __commonJS({
                 blockName: TIME_STAMP_RESP_STATUS
               }
             }),
-            ContentInfo5.schema(names2.timeStampToken || {
+            ContentInfo4.schema(names2.timeStampToken || {
               names: {
                 blockName: TIME_STAMP_RESP_TOKEN,
                 optional: true
@@ -80803,7 +80803,7 @@ var require_build3 = __commonJS({
         AsnError.assertSchema(asn1, this.className);
         this.status = new PKIStatusInfo({ schema: asn1.result[TIME_STAMP_RESP_STATUS] });
         if (TIME_STAMP_RESP_TOKEN in asn1.result)
-          this.timeStampToken = new ContentInfo5({ schema: asn1.result[TIME_STAMP_RESP_TOKEN] });
+          this.timeStampToken = new ContentInfo4({ schema: asn1.result[TIME_STAMP_RESP_TOKEN] });
       }
       toSchema() {
         const outputArray = [];
@@ -80826,7 +80826,7 @@ var require_build3 = __commonJS({
       }
       async sign(privateKey, hashAlgorithm2, crypto2 = getCrypto2(true)) {
         this.assertContentType();
-        const signed = new SignedData5({ schema: this.timeStampToken.content });
+        const signed = new SignedData4({ schema: this.timeStampToken.content });
         return signed.sign(privateKey, 0, hashAlgorithm2, void 0, crypto2);
       }
       async verify(verificationParameters = {
@@ -80835,7 +80835,7 @@ var require_build3 = __commonJS({
         data: EMPTY_BUFFER
       }, crypto2 = getCrypto2(true)) {
         this.assertContentType();
-        const signed = new SignedData5({ schema: this.timeStampToken.content });
+        const signed = new SignedData4({ schema: this.timeStampToken.content });
         return signed.verify(verificationParameters, crypto2);
       }
       assertContentType() {
@@ -80893,7 +80893,7 @@ var require_build3 = __commonJS({
     exports.CertificateTemplate = CertificateTemplate;
     exports.CertificationRequest = CertificationRequest2;
     exports.ChainValidationError = ChainValidationError;
-    exports.ContentInfo = ContentInfo5;
+    exports.ContentInfo = ContentInfo4;
     exports.CryptoEngine = CryptoEngine;
     exports.DigestInfo = DigestInfo;
     exports.DistributionPoint = DistributionPoint;
@@ -80986,9 +80986,9 @@ var require_build3 = __commonJS({
     exports.SignedAndUnsignedAttributes = SignedAndUnsignedAttributes3;
     exports.SignedCertificateTimestamp = SignedCertificateTimestamp;
     exports.SignedCertificateTimestampList = SignedCertificateTimestampList;
-    exports.SignedData = SignedData5;
+    exports.SignedData = SignedData4;
     exports.SignedDataVerifyError = SignedDataVerifyError;
-    exports.SignerInfo = SignerInfo2;
+    exports.SignerInfo = SignerInfo3;
     exports.SingleResponse = SingleResponse;
     exports.SubjectDirectoryAttributes = SubjectDirectoryAttributes;
     exports.TBSRequest = TBSRequest;
@@ -83058,7 +83058,7 @@ var require_yauzl = __commonJS({
     exports.fromFd = fromFd;
     exports.fromBuffer = fromBuffer;
     exports.fromRandomAccessReader = fromRandomAccessReader;
-    exports.openPromise = openPromise2;
+    exports.openPromise = openPromise3;
     exports.fromFdPromise = fromFdPromise;
     exports.fromBufferPromise = fromBufferPromise;
     exports.fromRandomAccessReaderPromise = fromRandomAccessReaderPromise;
@@ -83070,7 +83070,7 @@ var require_yauzl = __commonJS({
     exports.Entry = Entry;
     exports.LocalFileHeader = LocalFileHeader;
     exports.RandomAccessReader = RandomAccessReader;
-    function openPromise2(path23, options2) {
+    function openPromise3(path23, options2) {
       return new Promise((resolve, reject) => {
         open2(path23, { ...options2, lazyEntries: true }, function(err, zipfile) {
           if (err) return reject(err);
@@ -84909,6 +84909,11 @@ async function extractData(o2) {
 }
 async function attachSignature(o2) {
   const file = findTool("osslsigncode", o2.toolPath);
+  const caFile = `${o2.signature}.ca.pem`;
+  const carried = signatureCertificates(new Uint8Array(await readFile3(o2.signature)));
+  await writeFile2(caFile, [await readFile3(o2.caFile, "utf8"), ...carried.map(certificatePem)].join("\n"), {
+    mode: 384
+  });
   const out = await runTool({
     tool: "osslsigncode",
     file,
@@ -84917,7 +84922,7 @@ async function attachSignature(o2) {
       "-sigin",
       safePath(o2.signature),
       "-CAfile",
-      safePath(o2.caFile),
+      safePath(caFile),
       "-h",
       o2.hash,
       ...o2.nest ? ["-nest"] : [],
@@ -84944,6 +84949,13 @@ ${out.stderr}`;
       `the signature does not match ${path14.basename(o2.input)}: osslsigncode reports a digest mismatch after attaching it`,
       { hint: "the signature was made for another file (or another version of it); sign this file again" }
     );
+  }
+}
+function signatureCertificates(bytes) {
+  try {
+    return certificatesOf(parseSignedData(bytes, "the signature")).map(certDer);
+  } catch {
+    return [];
   }
 }
 async function extractSignature(o2) {
@@ -85032,6 +85044,10 @@ var init_osslsigncode = __esm({
   "adapters/osslsigncode.ts"() {
     "use strict";
     init_errors();
+    init_certificate();
+    init_path();
+    init_cms();
+    init_verify();
     init_run();
     init_temp();
     safePath = (p) => path14.resolve(p);
@@ -85925,6 +85941,9 @@ var init_authenticode = __esm({
     init_errors();
     init_asn1();
     init_cms();
+    init_path();
+    init_policy();
+    init_verify();
     AUTHENTICODE_OID = {
       /** SPC_INDIRECT_DATA_OBJID: the content type of PE, MSI, CAB, APPX and script signatures. */
       indirectData: "1.3.6.1.4.1.311.2.1.4",
@@ -87096,10 +87115,6 @@ function report(tool, key, sessions, results, started2) {
 
 // src/app/verify.ts
 init_apksigner();
-var pkijs11 = __toESM(require_build3(), 1);
-init_jarsigner();
-init_osslsigncode();
-init_run();
 init_errors();
 init_cms();
 init_certificate();
@@ -87107,7 +87122,22 @@ init_path();
 init_revocation();
 init_verify();
 init_files();
+
+// src/app/verify-formats.ts
+var yauzl2 = __toESM(require_yauzl(), 1);
+init_jarsigner();
+init_osslsigncode();
+init_errors();
+init_authenticode();
+init_cms();
+init_jar();
+init_path();
+init_verify();
+init_files();
 init_temp();
+var SIGNATURE_MAX_BYTES = ATTACHED_MAX_BYTES + 1024 * 1024;
+var BLOCK_MAX_BYTES = 16 * 1024 * 1024;
+var SF_MAX_BYTES = 64 * 1024 * 1024;
 
 // src/app/tree.ts
 init_errors();

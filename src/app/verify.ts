@@ -9,16 +9,11 @@
  *    verified alone (a detached one is refused, asking for the signed file);
  * 4. a signature that looks like CMS (PEM CMS/PKCS7, or DER naming id-signedData): CMS, else raw.
  */
-import * as asn1js from "asn1js";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import type { ToolSignatureReport } from "../../adapters/contract.js";
 import { verifyApk } from "../../adapters/apksigner.js";
-import path from "node:path";
 import * as pkijs from "pkijs";
-import { verifyJar } from "../../adapters/jarsigner.js";
-import { extractSignature, verifyAuthenticode } from "../../adapters/osslsigncode.js";
-import { findTool, runToolRaw } from "../../adapters/run.js";
 import { CodesignError, isCodesignError } from "../core/errors.js";
 import { ATTACHED_MAX_BYTES, fileHead, looksLikeCms, parseSignedData } from "../core/pki/cms.js";
 import { readCertificates } from "../core/pki/certificate.js";
@@ -40,8 +35,8 @@ import {
 } from "../core/pki/verify.js";
 import type { HashName, SignatureScheme } from "../core/signer.js";
 import { assertRegularFile, readRegularFile, unreadable } from "../core/util/files.js";
-import { withPrivateDir } from "../core/util/temp.js";
 import { fileKind } from "./file-kind.js";
+import { verifyAuthenticodeFile, verifyJarFile, type FormatSignatureReport } from "./verify-formats.js";
 
 export interface VerifyOptions {
   /** The signed file, or an attached CMS. */
@@ -80,8 +75,13 @@ export interface ToolVerifyReport {
   valid: true;
   kind: "authenticode" | "jar" | "apk";
   tool: string;
-  /** Authenticode: each signature, the primary (0) and every nested one, each verified. */
-  signatures?: ToolSignatureReport[];
+  /** What the signer certificates were checked for (Authenticode, JAR). */
+  purpose?: VerifyPurpose;
+  /**
+   * Authenticode: each signature, the primary (0) and every nested one; JAR: each signer. Each
+   * passed the tool's check and codesign's own path validation and policy.
+   */
+  signatures?: FormatSignatureReport[];
   /** The signers' subjects, as the tool names them. */
   signers: string[];
   /** The timestamps the tool reported (time, and TSA for JAR). */
@@ -96,8 +96,8 @@ export type VerifyResult = (VerifyReport | ToolVerifyReport) & {
    * SHA-256 of each signer certificate's DER (uppercase hex pairs joined by colons, as
    * `openssl x509 -fingerprint -sha256` and keytool print them): CMS, one per SignerInfo; raw,
    * the --cert; Authenticode, the primary signer then each nested one (read from the signature
-   * osslsigncode extracts); JAR, each signer (from `keytool -printcert -jarfile`). Empty for a
-   * bare public key, or when the tool's signature could not be read (then a warning says so).
+   * osslsigncode extracts); JAR, each signer (from its signature block). Empty for a bare public
+   * key.
    */
   fingerprints: string[];
   /** With --crl or --online (CMS, raw with --cert): how each certificate's revocation was checked. */
@@ -127,66 +127,6 @@ export function cmsSignerCertificates(signed: pkijs.SignedData): Uint8Array[] {
     const cert = findSignerCertificate(signed, si);
     return cert ? [certDer(cert)] : [];
   });
-}
-
-/** Authenticode's nested signatures: SPC_NESTED_SIGNATURE unsigned attributes of the primary signer. */
-const OID_NESTED_SIGNATURE = "1.3.6.1.4.1.311.2.4.1";
-
-/** Signer certificates of an Authenticode PKCS#7 and of every signature nested in it, primary first. */
-function authenticodeSignerCertificates(signed: pkijs.SignedData, depth = 0): Uint8Array[] {
-  const own = cmsSignerCertificates(signed);
-  if (depth > 8) return own;
-  const nested = signed.signerInfos.flatMap((si) =>
-    (si.unsignedAttrs?.attributes ?? [])
-      .filter((a) => a.type === OID_NESTED_SIGNATURE)
-      .flatMap((a) => a.values as asn1js.BaseBlock[])
-      .flatMap((v) => {
-        const info = new pkijs.ContentInfo({ schema: v });
-        return authenticodeSignerCertificates(new pkijs.SignedData({ schema: info.content }), depth + 1);
-      }),
-  );
-  return [...own, ...nested];
-}
-
-/** The fingerprints of a verified Authenticode file, read from the signature osslsigncode extracts. */
-async function authenticodeFingerprints(input: string, toolPath: string | undefined): Promise<string[]> {
-  return withPrivateDir(async (dir) => {
-    const out = path.join(dir, "signature.p7");
-    if (!(await extractSignature({ input, output: out, toolPath }))) return [];
-    const signed = parseSignedData(await readSignature(out), out);
-    return authenticodeSignerCertificates(signed).map(sha256Fingerprint);
-  }, "codesign-fpr-");
-}
-
-/** Each JAR signer's certificate fingerprint: the first SHA256 line of each `Signer #n` block of keytool. */
-async function jarFingerprints(input: string, toolPath: string | undefined): Promise<string[]> {
-  const keytool = path.join(path.dirname(findTool("jarsigner", toolPath)), "keytool");
-  const out = await runToolRaw({
-    tool: "keytool",
-    file: keytool,
-    args: ["-printcert", "-jarfile", path.resolve(input)],
-  });
-  if (out.exitCode !== 0) return [];
-  return out.stdout
-    .split(/^Signer #\d+:/m)
-    .slice(1)
-    .flatMap((block) => {
-      const m = /^\s*SHA256:\s*([0-9A-F:]+)\s*$/m.exec(block);
-      return m?.[1] ? [m[1]] : [];
-    });
-}
-
-/** A tool-verified file's fingerprints; a failure to read them is a warning, not a verification failure. */
-async function toolFingerprints(
-  read: () => Promise<string[]>,
-): Promise<{ fingerprints: string[]; warnings: string[] }> {
-  try {
-    const fingerprints = await read();
-    if (fingerprints.length > 0) return { fingerprints, warnings: [] };
-  } catch {
-    // reported below
-  }
-  return { fingerprints: [], warnings: ["the signer certificate's fingerprint could not be read"] };
 }
 
 /**
@@ -270,34 +210,20 @@ export async function verify(o: VerifyOptions): Promise<VerifyResult> {
     if (kind === "authenticode" || kind === "jar") {
       // The --ca files are read here first: regular, bounded, certificates — or exit 2.
       if (ca.length > 0) await loadAnchors(ca);
-      const tool = { caFiles: ca, toolPath: o.toolPath };
-      if (kind === "jar") {
-        const r = await verifyJar(input, tool);
-        const f = await toolFingerprints(() => jarFingerprints(input, o.toolPath));
-        return {
-          valid: true,
+      // Both the tool's check and codesign's own path validation and policy (verify-formats.ts).
+      const judge = kind === "jar" ? verifyJarFile : verifyAuthenticodeFile;
+      const { certificates, ...r } = await judge(input, { ca, purpose, revocation, toolPath: o.toolPath });
+      return withRevocation(
+        {
+          valid: true as const,
           kind,
           input,
-          tool: r.tool,
-          signers: r.signers,
-          timestamps: r.timestamps,
-          warnings: [...r.warnings, ...f.warnings],
-          fingerprints: f.fingerprints,
-        };
-      }
-      const r = await verifyAuthenticode(input, tool);
-      const f = await toolFingerprints(() => authenticodeFingerprints(input, o.toolPath));
-      return {
-        valid: true,
-        kind,
-        input,
-        tool: r.tool,
-        signatures: r.signatures,
-        signers: [...new Set(r.signatures.flatMap((x) => (x.signer ? [x.signer] : [])))],
-        timestamps: r.signatures.flatMap((x) => (x.timestamp ? [x.timestamp] : [])),
-        warnings: f.warnings,
-        fingerprints: f.fingerprints,
-      };
+          purpose,
+          ...r,
+          fingerprints: certificates.map(sha256Fingerprint),
+        },
+        revocation,
+      );
     }
     // A detached signature beside the file is the one meant, even when the file is itself a CMS:
     // `--in X` never verifies X as its own attached signature while X.p7s or X.sig is there.

@@ -350,3 +350,53 @@ export function blockExtension(keyType: string): "RSA" | "EC" {
     hint: "sign JARs with an RSA or EC key",
   });
 }
+
+export interface SignatureBlockPair {
+  /** The signer's name (the `.SF` file's base name). */
+  signer: string;
+  /** `META-INF/<NAME>.SF`, as named in the JAR. */
+  sf: string;
+  /** `META-INF/<NAME>.RSA`, `.DSA` or `.EC`: a detached CMS SignedData over the `.SF`. */
+  block: string;
+}
+
+/**
+ * Each signer of a JAR: its signature file and the block that signs it, paired by base name
+ * (case-insensitively, as Java reads them). A signature file without a block, or a block without
+ * its signature file, is a VERIFY_FAILED error: such a signer cannot be judged.
+ */
+export function signatureBlocks(names: readonly string[]): SignatureBlockPair[] {
+  const sfs = new Map<string, string>();
+  const blocks = new Map<string, string>();
+  for (const n of names) {
+    const m = /^META-INF\/([^/]+)\.(SF|RSA|DSA|EC)$/i.exec(n);
+    if (!m) continue;
+    const base = (m[1] as string).toUpperCase();
+    const target = (m[2] as string).toUpperCase() === "SF" ? sfs : blocks;
+    if (target.has(base)) {
+      throw new CodesignError(
+        "VERIFY_FAILED",
+        `the JAR holds two signature ${target === sfs ? "files" : "blocks"} for signer ${base}`,
+      );
+    }
+    target.set(base, n);
+  }
+  const out: SignatureBlockPair[] = [];
+  for (const [base, sf] of sfs) {
+    const block = blocks.get(base);
+    if (!block) {
+      throw new CodesignError("VERIFY_FAILED", `${sf} has no signature block (.RSA, .DSA or .EC) beside it`, {
+        hint: "the signer's signature is missing: sign the JAR again",
+      });
+    }
+    out.push({ signer: base, sf, block });
+  }
+  for (const [base, block] of blocks) {
+    if (!sfs.has(base)) {
+      throw new CodesignError("VERIFY_FAILED", `${block} has no signature file (${base}.SF) beside it`, {
+        hint: "the signer's signature file is missing: sign the JAR again",
+      });
+    }
+  }
+  return out;
+}

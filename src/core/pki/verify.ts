@@ -99,7 +99,7 @@ const EC_SIZES: Record<string, number> = { prime256v1: 32, secp384r1: 48, secp52
 /** EdDSA verifies the whole message at once (no streaming), as signing does. */
 const EDDSA_MAX_BYTES = 256 * 1024 * 1024;
 
-interface SigOptions {
+export interface SigOptions {
   padding?: number;
   saltLength?: number;
   dsaEncoding?: "der" | "ieee-p1363";
@@ -224,7 +224,7 @@ export async function publicKeyFrom(o: {
 }
 
 /** Signature options for a SignerInfo's algorithm (RSA-PSS: hash and salt from its parameters). */
-function signatureOptions(
+export function signatureOptions(
   algo: pkijs.AlgorithmIdentifier,
   digestHash: HashName,
 ): { hash: HashName; opts: SigOptions } {
@@ -242,7 +242,7 @@ function signatureOptions(
 const attrValue = (si: pkijs.SignerInfo, type: string) =>
   si.signedAttrs?.attributes.find((a) => a.type === type)?.values[0];
 
-const certificatesOf = (signed: pkijs.SignedData): pkijs.Certificate[] =>
+export const certificatesOf = (signed: pkijs.SignedData): pkijs.Certificate[] =>
   (signed.certificates ?? []).filter((c): c is pkijs.Certificate => c instanceof pkijs.Certificate);
 
 /** The certificate a SignerInfo's sid names, among those the SignedData carries. */
@@ -277,7 +277,7 @@ function signerCertificate(signed: pkijs.SignedData, si: pkijs.SignerInfo): pkij
  * and the signature with the signer certificate's key. `content` is the content itself or a file
  * to stream. Returns the signer certificate.
  */
-async function checkSignerInfo(
+export async function checkSignerInfo(
   signed: pkijs.SignedData,
   si: pkijs.SignerInfo,
   hash: HashName,
@@ -422,7 +422,7 @@ export async function validateTsaChain(
 }
 
 /** The TSA's name from a TSTInfo (a directoryName, a URI or a DNS name), when present. */
-function tsaName(tst: pkijs.TSTInfo): string | undefined {
+export function tsaName(tst: pkijs.TSTInfo): string | undefined {
   const v: unknown = tst.tsa?.value;
   if (v === undefined) return undefined;
   if (v instanceof pkijs.RelativeDistinguishedNames)
