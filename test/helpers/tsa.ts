@@ -35,6 +35,8 @@ export interface Tsa {
   requests: number;
   /** Requests seen so far per mode. */
   requestsIn(mode: TsaMode): number;
+  /** The most requests it was answering at one time (from a request's arrival to its answer). */
+  maxConcurrent: number;
   /** The TSA's CA certificate (PEM file) for `openssl ts -verify -CAfile`. */
   caFile: string;
   /** The TSA's own certificate (PEM file). */
@@ -147,23 +149,36 @@ function altered(query: Buffer, what: "imprint" | "nonce"): Buffer {
   return Buffer.from(req.toSchema().toBER());
 }
 
-export async function startTsa(mode: TsaMode | (() => TsaMode) = "good"): Promise<Tsa> {
+export interface TsaOptions {
+  /** Milliseconds every answer waits before it is made, as a distant server's round trip would. */
+  delayMs?: number;
+}
+
+export async function startTsa(
+  mode: TsaMode | (() => TsaMode) = "good",
+  opts: TsaOptions = {},
+): Promise<Tsa> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "codesign-tsa-"));
-  const cnf = await makeTsaPki(dir);
+  const cnfText = await readFile(await makeTsaPki(dir), "utf8");
   let first: Buffer | undefined;
   let n = 0;
   const perMode = new Map<TsaMode, number>();
   const hanging = new Set<http.ServerResponse>();
+  let inFlight = 0;
+  let maxConcurrent = 0;
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
-      n++;
+      const id = ++n; // concurrent requests each get their own files
+      maxConcurrent = Math.max(maxConcurrent, ++inFlight);
+      res.on("close", () => inFlight--);
       const asked = typeof mode === "function" ? mode() : mode;
       // "redirect": a 307 to the same server, which then answers well
       const m: TsaMode = asked === "redirect" && req.url?.includes("redirected") ? "good" : asked;
       perMode.set(m, (perMode.get(m) ?? 0) + 1);
       void (async () => {
+        if (opts.delayMs) await new Promise((resolve) => setTimeout(resolve, opts.delayMs));
         if (m === "http500") return res.writeHead(500).end("internal error");
         if (m === "garbage")
           return res
@@ -185,8 +200,8 @@ export async function startTsa(mode: TsaMode | (() => TsaMode) = "good"): Promis
             .writeHead(200, { "Content-Type": "application/timestamp-reply" })
             .end(Buffer.from(resp.toSchema().toBER()));
         }
-        const reqFile = path.join(dir, `q${n}.der`);
-        const respFile = path.join(dir, `r${n}.der`);
+        const reqFile = path.join(dir, `q${id}.der`);
+        const respFile = path.join(dir, `r${id}.der`);
         await writeFile(
           reqFile,
           m === "wrong-imprint"
@@ -195,7 +210,12 @@ export async function startTsa(mode: TsaMode | (() => TsaMode) = "good"): Promis
               ? altered(Buffer.concat(chunks), "nonce")
               : Buffer.concat(chunks),
         );
-        await openssl(["ts", "-reply", "-config", cnf, "-queryfile", reqFile, "-out", respFile], dir);
+        // Each reply its own serial file: concurrent `openssl ts -reply` runs would race on one.
+        const serial = path.join(dir, `serial${id}`);
+        const config = path.join(dir, `ts${id}.cnf`);
+        await writeFile(serial, `${id.toString(16).padStart(2, "0")}\n`);
+        await writeFile(config, cnfText.replace(/^serial = .*$/m, `serial = ${serial}`));
+        await openssl(["ts", "-reply", "-config", config, "-queryfile", reqFile, "-out", respFile], dir);
         const answer = await readFile(respFile);
         if (m === "good") first ??= answer;
         // The SignerInfo's signature is the last element openssl writes: its last byte flipped
@@ -215,6 +235,9 @@ export async function startTsa(mode: TsaMode | (() => TsaMode) = "good"): Promis
       return n;
     },
     requestsIn: (m) => perMode.get(m) ?? 0,
+    get maxConcurrent() {
+      return maxConcurrent;
+    },
     caFile: path.join(dir, "ca.pem"),
     certFile: path.join(dir, "tsa.pem"),
     async close() {
