@@ -213,7 +213,8 @@ export async function startTsa(
         // Each reply its own serial file: concurrent `openssl ts -reply` runs would race on one.
         const serial = path.join(dir, `serial${id}`);
         const config = path.join(dir, `ts${id}.cnf`);
-        await writeFile(serial, `${id.toString(16).padStart(2, "0")}\n`);
+        const hex = id.toString(16);
+        await writeFile(serial, `${hex.length % 2 ? "0" : ""}${hex}\n`); // openssl wants whole bytes
         await writeFile(config, cnfText.replace(/^serial = .*$/m, `serial = ${serial}`));
         await openssl(["ts", "-reply", "-config", config, "-queryfile", reqFile, "-out", respFile], dir);
         const answer = await readFile(respFile);
