@@ -39,7 +39,7 @@ export async function benchTimestamps(opts: {
     await writeFile(f, randomBytes(1024));
     files.push(f);
   }
-  const tsa = await startTsa("good", { delayMs: TSA_DELAY_MS });
+  const tsa = await startTsa("good", { delayMs: TSA_DELAY_MS, inProcess: true });
   const dead = await startTsa("hang");
   try {
     const run = async (name: string, urls: string[], extra: string[]) => {

@@ -81368,8 +81368,7 @@ async function tryEach(urls, attempt, opts = {}) {
     let tried = 0;
     let passed = false;
     for (let i2 = 0; i2 <= retries; i2++) {
-      const later = () => mayPass && urls.slice(u2 + 1).some((x) => !sched?.isOpen(x));
-      const ticket = sched ? await sched.turn(url, later) : void 0;
+      const ticket = sched ? await sched.turn(url, urls.slice(u2 + 1), mayPass) : void 0;
       if (sched && !ticket) {
         passed = !sched.isOpen(url);
         if (tried === 0) reason = sched.skipReason(url);
@@ -81889,6 +81888,21 @@ function tsaAnchorFiles(trust) {
   if (trust.tsaCa && trust.tsaCa.length > 0) return trust.tsaCa;
   return (process.env["CODESIGN_TSA_CA"] ?? "").split(":").filter((f) => f !== "");
 }
+function runTrust(scheduler3) {
+  const fresh = () => ({ anchors: void 0, paths: /* @__PURE__ */ new Map() });
+  if (!scheduler3) return fresh();
+  let run = runs.get(scheduler3);
+  if (!run) runs.set(scheduler3, run = fresh());
+  return run;
+}
+async function checkTsaTrust(checked, run, anchors) {
+  const key = Buffer.from(checked.cert.signatureValue.valueBlock.valueHexView).toString("hex");
+  const at = checked.tst.genTime.getTime();
+  const known = run.paths.get(key);
+  const within = (c3) => c3.notBefore.value.getTime() <= at && at <= c3.notAfter.value.getTime();
+  if (known?.every(within)) return;
+  run.paths.set(key, await validateTsaChain(checked, await anchors()));
+}
 async function requestOnce(url, signature, signal, trust, allowUntrusted) {
   const nonce = new Uint8Array(randomBytes2(8));
   nonce[0] = (nonce[0] ?? 0) & 127 | 1;
@@ -81920,7 +81934,7 @@ async function requestOnce(url, signature, signal, trust, allowUntrusted) {
   const tst = checked.tst;
   if (trust) {
     try {
-      await validateTsaChain(checked, await trust());
+      await trust(checked);
     } catch (e) {
       if (!allowUntrusted) {
         throw new Error(
@@ -81987,13 +82001,14 @@ async function fetchTimestamp(signature, urls, failover, trust) {
       });
     }
   }
-  let anchors;
-  const getAnchors = trust ? () => anchors ??= loadAnchors(tsaAnchorFiles(trust)) : void 0;
+  const run = runTrust(failover.scheduler);
+  const getAnchors = trust ? () => run.anchors ??= loadAnchors(tsaAnchorFiles(trust)) : void 0;
   if (getAnchors) await getAnchors();
+  const checkTrust = getAnchors ? (c3) => checkTsaTrust(c3, run, getAnchors) : void 0;
   const allow = trust?.allowUntrustedTsa ?? false;
   const { value } = await tryEach(
     urls,
-    (url, signal) => requestOnce(url, signature, signal, getAnchors, allow),
+    (url, signal) => requestOnce(url, signature, signal, checkTrust, allow),
     {
       what: "timestamp server",
       ...failover
@@ -82017,7 +82032,7 @@ async function timestampSignedData(signed, urls, failover, attribute = OID.timeS
   }
   return results;
 }
-var asn1js6, pkijs7, TSA_RESPONSE_MAX_BYTES, MAX_REDIRECTS, buf2, equal;
+var asn1js6, pkijs7, TSA_RESPONSE_MAX_BYTES, MAX_REDIRECTS, buf2, equal, runs;
 var init_timestamp = __esm({
   "src/core/pki/timestamp.ts"() {
     "use strict";
@@ -82033,6 +82048,7 @@ var init_timestamp = __esm({
     MAX_REDIRECTS = 3;
     buf2 = (u2) => Uint8Array.from(u2).buffer;
     equal = (a2, b) => a2.length === b.length && a2.every((x, i2) => x === b[i2]);
+    runs = /* @__PURE__ */ new WeakMap();
   }
 });
 
@@ -86441,23 +86457,33 @@ var RequestScheduler = class {
   /** Why a URL was skipped, for the message when every URL fails. */
   skipReason(url) {
     const b = this.breaker(url);
-    return b.open ? `skipped: failed ${b.failures} times, ${this.breakAfter} in a row, earlier in this run (last: ${b.lastError ?? "?"})` : `not tried: another request was checking whether it answers (last: ${b.lastError ?? "none yet"})`;
+    if (b.open)
+      return `skipped: failed ${b.failures} times, ${this.breakAfter} in a row, earlier in this run (last: ${b.lastError ?? "?"})`;
+    if (b.streak > 0) return `not tried: it failed earlier in this run (last: ${b.lastError ?? "?"})`;
+    return "not tried: another request was checking whether it answers";
+  }
+  /** Answered its last request (and has answered in this run). */
+  isHealthy(url) {
+    const b = this.breakers.get(url);
+    return b !== void 0 && b.proven && b.streak === 0 && !b.open;
   }
   /**
-   * May an attempt go to `url`? Undefined: skip it (open, or its probe is busy and
-   * `alternative()` says a later URL can take the request). Waits while the probe is busy and
-   * no later URL can.
+   * May an attempt go to `url`? Undefined: skip it — it is open; or it failed last time and one
+   * of `later` (the URLs after it) is healthy; or its probe is busy and one of `later` is not
+   * open. Waits for the probe's outcome when none of `later` can take the request. With
+   * `mayPass` false nothing is passed over: only an open URL is skipped.
    */
-  async turn(url, alternative) {
+  async turn(url, later, mayPass = true) {
     for (; ; ) {
       const b = this.breaker(url);
       if (b.open) return void 0;
       if (b.proven && b.streak === 0) return { url, probe: false };
+      if (mayPass && b.streak > 0 && later.some((x) => this.isHealthy(x))) return void 0;
       if (!b.probe) {
         b.probe = new Promise((resolve) => b.endProbe = resolve);
         return { url, probe: true };
       }
-      if (alternative()) return void 0;
+      if (mayPass && later.some((x) => !this.isOpen(x))) return void 0;
       await b.probe;
     }
   }

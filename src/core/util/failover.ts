@@ -73,8 +73,8 @@ export async function tryEach<T>(
   const failures = new Map<string, string>();
 
   /**
-   * Up to 1 + retries attempts on one URL. `mayPass`: with a scheduler, a URL whose probe is busy
-   * is passed over while a later URL can take the request ("passed"), instead of waited for.
+   * Up to 1 + retries attempts on one URL. `mayPass`: with a scheduler, a URL may be passed over
+   * for a later one (it failed and a later one answers, or its probe is busy), instead of waited for.
    */
   const tryUrl = async (
     u: number,
@@ -85,8 +85,7 @@ export async function tryEach<T>(
     let tried = 0;
     let passed = false;
     for (let i = 0; i <= retries; i++) {
-      const later = () => mayPass && urls.slice(u + 1).some((x) => !sched?.isOpen(x));
-      const ticket = sched ? await sched.turn(url, later) : undefined;
+      const ticket = sched ? await sched.turn(url, urls.slice(u + 1), mayPass) : undefined;
       if (sched && !ticket) {
         passed = !sched.isOpen(url);
         if (tried === 0) reason = sched.skipReason(url);
@@ -129,7 +128,7 @@ export async function tryEach<T>(
     if (typeof r === "object") return { value: r.value, url };
     if (r === "passed") passedOver.push([u, url]);
   }
-  // Every later URL failed: the URLs passed over while busy get this request after all.
+  // Every later URL failed: the URLs passed over get this request after all.
   for (const [u, url] of passedOver) {
     const r = await tryUrl(u, url, false);
     if (typeof r === "object") return { value: r.value, url };

@@ -5,10 +5,12 @@
  * per file. src/core/util/failover.ts asks it before and after each attempt.
  *
  * The breaker of a URL:
- *  - not yet proven (no answer in this run) or failing (a streak of failures below the limit): one
- *    request at a time, the "probe"; a request that finds the probe busy goes to a later URL when
- *    one is not open, else waits for the probe's outcome;
- *  - healthy (its last request succeeded): no limit of its own;
+ *  - healthy (it answered its last request): no limit of its own;
+ *  - failing (its last request failed): passed over while a later URL is healthy, so a server
+ *    that is down costs the run one failed request while the next one works;
+ *  - not yet proven (no answer in this run), or failing with no healthy URL after it: one request
+ *    at a time, the "probe"; a request that finds the probe busy goes to a later URL when one is
+ *    not open, else waits for the probe's outcome;
  *  - open (`breakAfter` failures in a row): skipped for the rest of the run.
  */
 import { setTimeout as sleep } from "node:timers/promises";
@@ -173,26 +175,35 @@ export class RequestScheduler {
   /** Why a URL was skipped, for the message when every URL fails. */
   skipReason(url: string): string {
     const b = this.breaker(url);
-    return b.open
-      ? `skipped: failed ${b.failures} times, ${this.breakAfter} in a row, earlier in this run (last: ${b.lastError ?? "?"})`
-      : `not tried: another request was checking whether it answers (last: ${b.lastError ?? "none yet"})`;
+    if (b.open)
+      return `skipped: failed ${b.failures} times, ${this.breakAfter} in a row, earlier in this run (last: ${b.lastError ?? "?"})`;
+    if (b.streak > 0) return `not tried: it failed earlier in this run (last: ${b.lastError ?? "?"})`;
+    return "not tried: another request was checking whether it answers";
+  }
+
+  /** Answered its last request (and has answered in this run). */
+  isHealthy(url: string): boolean {
+    const b = this.breakers.get(url);
+    return b !== undefined && b.proven && b.streak === 0 && !b.open;
   }
 
   /**
-   * May an attempt go to `url`? Undefined: skip it (open, or its probe is busy and
-   * `alternative()` says a later URL can take the request). Waits while the probe is busy and
-   * no later URL can.
+   * May an attempt go to `url`? Undefined: skip it — it is open; or it failed last time and one
+   * of `later` (the URLs after it) is healthy; or its probe is busy and one of `later` is not
+   * open. Waits for the probe's outcome when none of `later` can take the request. With
+   * `mayPass` false nothing is passed over: only an open URL is skipped.
    */
-  async turn(url: string, alternative: () => boolean): Promise<Ticket | undefined> {
+  async turn(url: string, later: readonly string[], mayPass = true): Promise<Ticket | undefined> {
     for (;;) {
       const b = this.breaker(url);
       if (b.open) return undefined;
       if (b.proven && b.streak === 0) return { url, probe: false };
+      if (mayPass && b.streak > 0 && later.some((x) => this.isHealthy(x))) return undefined;
       if (!b.probe) {
         b.probe = new Promise<void>((resolve) => (b.endProbe = resolve));
         return { url, probe: true };
       }
-      if (alternative()) return undefined;
+      if (mayPass && later.some((x) => !this.isOpen(x))) return undefined;
       await b.probe;
     }
   }
