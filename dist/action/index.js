@@ -81896,7 +81896,7 @@ function runTrust(scheduler3) {
   return run;
 }
 async function checkTsaTrust(checked, run, anchors) {
-  const key = Buffer.from(checked.cert.signatureValue.valueBlock.valueHexView).toString("hex");
+  const key = createHash4("sha256").update(checked.cert.tbsView).update(checked.cert.signatureValue.valueBlock.valueHexView).digest("hex");
   const at = checked.tst.genTime.getTime();
   const known = run.paths.get(key);
   const within = (c3) => c3.notBefore.value.getTime() <= at && at <= c3.notAfter.value.getTime();

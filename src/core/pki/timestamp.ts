@@ -64,7 +64,12 @@ function runTrust(scheduler: object | undefined): RunTrust {
 
 /** The TSA's chain to `anchors` at the genTime, validated once per certificate and run. */
 async function checkTsaTrust(checked: CheckedTimestamp, run: RunTrust, anchors: () => Promise<Anchors>) {
-  const key = Buffer.from(checked.cert.signatureValue.valueBlock.valueHexView).toString("hex");
+  // The certificate as received (its TBS bytes and signature): a certificate that differs in any
+  // byte that is signed is validated afresh.
+  const key = createHash("sha256")
+    .update(checked.cert.tbsView)
+    .update(checked.cert.signatureValue.valueBlock.valueHexView)
+    .digest("hex");
   const at = checked.tst.genTime.getTime();
   const known = run.paths.get(key);
   const within = (c: pkijs.Certificate) =>
