@@ -34,6 +34,8 @@ interface Report {
     error?: { message: string };
   }[];
   timestampStats?: {
+    jobs: number;
+    ratePerSecond?: number;
     requests: number;
     failures: number;
     skippedUrls: { url: string; failures: number; lastError: string }[];
@@ -100,7 +102,32 @@ describe("sign: timestamps of a batch", () => {
     expect(slow.requests - before).toBe(40);
     expect(slow.maxConcurrent).toBeLessThanOrEqual(4);
     expect(slow.maxConcurrent).toBeGreaterThan(1);
-    expect(report.timestampStats).toMatchObject({ requests: 40, failures: 0, skippedUrls: [] });
+    expect(report.timestampStats).toMatchObject({ jobs: 4, requests: 40, failures: 0, skippedUrls: [] });
+    expect(report.timestampStats).not.toHaveProperty("ratePerSecond");
+    await verifyAll(report, slow);
+  });
+
+  it("--timestamp-rate 20 --timestamp-jobs 2: the run uses those limits, every file stamped", async () => {
+    const out = path.join(t.dir, "out-rate");
+    const before = slow.requests;
+    const r = await sign(
+      [slow],
+      [
+        "--timestamp",
+        slow.url,
+        "--timestamp-rate",
+        "20",
+        "--timestamp-jobs",
+        "2",
+        "--out-dir",
+        out,
+        ...files.slice(0, 6),
+      ],
+    );
+    expect(r.exitCode, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as Report;
+    expect(report.timestampStats).toMatchObject({ jobs: 2, ratePerSecond: 20, requests: 6, failures: 0 });
+    expect(slow.requests - before).toBe(6);
     await verifyAll(report, slow);
   });
 

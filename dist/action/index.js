@@ -86524,6 +86524,8 @@ var RequestScheduler = class {
   stats() {
     const all = [...this.breakers.entries()];
     return {
+      jobs: this.jobs,
+      ...this.bucket ? { ratePerSecond: this.bucket.perSecond } : {},
       requests: all.reduce((n2, [, b]) => n2 + b.requests, 0),
       failures: all.reduce((n2, [, b]) => n2 + b.failures, 0),
       skippedUrls: all.filter(([, b]) => b.open).map(([url, b]) => ({ url, failures: b.failures, lastError: b.lastError ?? "" })),

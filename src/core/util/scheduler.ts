@@ -95,6 +95,9 @@ export interface Ticket {
 }
 
 export interface SchedulerStats {
+  /** The limits the run used: requests in flight at once, and started per second (when limited). */
+  jobs: number;
+  ratePerSecond?: number;
   /** Requests sent (attempts), over every URL. */
   requests: number;
   failures: number;
@@ -247,6 +250,8 @@ export class RequestScheduler {
   stats(): SchedulerStats {
     const all = [...this.breakers.entries()];
     return {
+      jobs: this.jobs,
+      ...(this.bucket ? { ratePerSecond: this.bucket.perSecond } : {}),
       requests: all.reduce((n, [, b]) => n + b.requests, 0),
       failures: all.reduce((n, [, b]) => n + b.failures, 0),
       skippedUrls: all
