@@ -81046,6 +81046,186 @@ var init_hash = __esm({
   }
 });
 
+// src/core/util/scheduler.ts
+import { setTimeout as sleep2 } from "node:timers/promises";
+var BREAK_AFTER, DEFAULT_REQUEST_JOBS, realClock, ConcurrencyLimit, TokenBucket, RequestScheduler;
+var init_scheduler = __esm({
+  "src/core/util/scheduler.ts"() {
+    "use strict";
+    init_errors();
+    BREAK_AFTER = 3;
+    DEFAULT_REQUEST_JOBS = 4;
+    realClock = { now: () => performance.now(), sleep: (ms) => sleep2(ms).then(() => void 0) };
+    ConcurrencyLimit = class {
+      constructor(capacity) {
+        this.capacity = capacity;
+      }
+      active = 0;
+      waiting = [];
+      async acquire() {
+        if (this.active < this.capacity) this.active++;
+        else await new Promise((resolve) => this.waiting.push(resolve));
+        let released = false;
+        return () => {
+          if (released) return;
+          released = true;
+          const next = this.waiting.shift();
+          if (next) next();
+          else this.active--;
+        };
+      }
+    };
+    TokenBucket = class {
+      constructor(perSecond, burst = 1, clock = realClock) {
+        this.perSecond = perSecond;
+        this.burst = burst;
+        this.clock = clock;
+        this.interval = 1e3 / perSecond;
+      }
+      interval;
+      /** When the bucket would be full again, given the tokens reserved so far (ms, clock time). */
+      theoretical = Number.NEGATIVE_INFINITY;
+      /** Reserves a token; resolves when it may be used. */
+      async take() {
+        const now = this.clock.now();
+        const tat = Math.max(now, this.theoretical);
+        const at = Math.max(now, tat - (this.burst - 1) * this.interval);
+        this.theoretical = tat + this.interval;
+        if (at > now) await this.clock.sleep(at - now);
+      }
+    };
+    RequestScheduler = class {
+      jobs;
+      breakAfter;
+      limit;
+      bucket;
+      breakers = /* @__PURE__ */ new Map();
+      onOpen;
+      constructor(opts = {}) {
+        const what = opts.what ?? "requests";
+        this.jobs = opts.jobs ?? DEFAULT_REQUEST_JOBS;
+        if (!Number.isInteger(this.jobs) || this.jobs < 1) {
+          throw new CodesignError(
+            "USAGE",
+            `the number of ${what} in flight (${this.jobs}) must be a whole number \u2265 1`,
+            {
+              hint: `give 1 or more, or leave it out for ${DEFAULT_REQUEST_JOBS}`
+            }
+          );
+        }
+        const rate = opts.ratePerSecond;
+        if (rate !== void 0 && !(Number.isFinite(rate) && rate > 0)) {
+          throw new CodesignError("USAGE", `the rate of ${what} (${rate} per second) must be a number > 0`, {
+            hint: "give e.g. 5 (five a second) or 0.5 (one every two seconds), or leave it out for no limit"
+          });
+        }
+        this.breakAfter = opts.breakAfter ?? BREAK_AFTER;
+        this.limit = new ConcurrencyLimit(this.jobs);
+        this.bucket = rate === void 0 ? void 0 : new TokenBucket(rate, 1, opts.clock);
+        this.onOpen = opts.onOpen;
+      }
+      breaker(url) {
+        let b = this.breakers.get(url);
+        if (!b) {
+          b = {
+            proven: false,
+            streak: 0,
+            open: false,
+            lastError: void 0,
+            probe: void 0,
+            endProbe: void 0,
+            requests: 0,
+            failures: 0
+          };
+          this.breakers.set(url, b);
+        }
+        return b;
+      }
+      isOpen(url) {
+        return this.breakers.get(url)?.open ?? false;
+      }
+      /** Why a URL was skipped, for the message when every URL fails. */
+      skipReason(url) {
+        const b = this.breaker(url);
+        if (b.open)
+          return `skipped: failed ${b.failures} times, ${this.breakAfter} in a row, earlier in this run (last: ${b.lastError ?? "?"})`;
+        if (b.streak > 0) return `not tried: it failed earlier in this run (last: ${b.lastError ?? "?"})`;
+        return "not tried: another request was checking whether it answers";
+      }
+      /** Answered its last request (and has answered in this run). */
+      isHealthy(url) {
+        const b = this.breakers.get(url);
+        return b !== void 0 && b.proven && b.streak === 0 && !b.open;
+      }
+      /**
+       * May an attempt go to `url`? Undefined: skip it — it is open; or it failed last time and one
+       * of `later` (the URLs after it) is healthy; or its probe is busy and one of `later` is not
+       * open. Waits for the probe's outcome when none of `later` can take the request. With
+       * `mayPass` false nothing is passed over: only an open URL is skipped.
+       */
+      async turn(url, later, mayPass = true) {
+        for (; ; ) {
+          const b = this.breaker(url);
+          if (b.open) return void 0;
+          if (b.proven && b.streak === 0) return { url, probe: false };
+          if (mayPass && b.streak > 0 && later.some((x) => this.isHealthy(x))) return void 0;
+          if (!b.probe) {
+            b.probe = new Promise((resolve) => b.endProbe = resolve);
+            return { url, probe: true };
+          }
+          if (mayPass && later.some((x) => !this.isOpen(x))) return void 0;
+          await b.probe;
+        }
+      }
+      /** Runs one attempt within the concurrency and rate limits; `start` is called when it may go. */
+      async run(ticket, start) {
+        const release = await this.limit.acquire();
+        try {
+          await this.bucket?.take();
+          const b = this.breaker(ticket.url);
+          b.requests++;
+          return await start();
+        } finally {
+          release();
+        }
+      }
+      /** The attempt's outcome: `ok`, a failure (its reason), or neither (e.g. a usage error). */
+      settle(ticket, outcome) {
+        const b = this.breaker(ticket.url);
+        if (outcome.ok === true) {
+          b.proven = true;
+          b.streak = 0;
+        } else if (outcome.ok === false) {
+          b.failures++;
+          b.streak++;
+          b.lastError = outcome.reason;
+          if (!b.open && b.streak >= this.breakAfter) {
+            b.open = true;
+            this.onOpen?.({ url: ticket.url, failures: b.streak, reason: outcome.reason });
+          }
+        }
+        if (ticket.probe) {
+          const end = b.endProbe;
+          b.probe = void 0;
+          b.endProbe = void 0;
+          end?.();
+        }
+      }
+      stats() {
+        const all = [...this.breakers.entries()];
+        return {
+          jobs: this.jobs,
+          ...this.bucket ? { ratePerSecond: this.bucket.perSecond } : {},
+          requests: all.reduce((n2, [, b]) => n2 + b.requests, 0),
+          failures: all.reduce((n2, [, b]) => n2 + b.failures, 0),
+          skippedUrls: all.filter(([, b]) => b.open).map(([url, b]) => ({ url, failures: b.failures, lastError: b.lastError ?? "" })),
+          urls: all.map(([url, b]) => ({ url, requests: b.requests, failures: b.failures }))
+        };
+      }
+    };
+  }
+});
+
 // src/app/batch.ts
 import { realpathSync as realpathSync3 } from "node:fs";
 import path12 from "node:path";
@@ -86154,6 +86334,13 @@ async function signWithTool(tool, items, o2, jobs) {
       hint: "sign APKs without --timestamp and --hash"
     });
   }
+  const t = o2.timestamp;
+  const timestamps = t?.urls.length ? new RequestScheduler({
+    jobs: t.jobs,
+    ratePerSecond: t.ratePerSecond,
+    onOpen: t.onSkip,
+    what: "timestamp requests"
+  }) : void 0;
   const access = {
     key: o2.key,
     module: o2.module,
@@ -86221,7 +86408,8 @@ async function signWithTool(tool, items, o2, jobs) {
         failover: {
           ...o2.timestamp?.retries === void 0 ? {} : { retries: o2.timestamp.retries },
           ...o2.timestamp?.timeoutSeconds === void 0 ? {} : { timeoutMs: o2.timestamp.timeoutSeconds * 1e3 },
-          ...o2.timestamp?.onFailure ? { onFailure: o2.timestamp.onFailure } : {}
+          ...o2.timestamp?.onFailure ? { onFailure: o2.timestamp.onFailure } : {},
+          scheduler: timestamps
         },
         workDir: await mkdtemp(path20.join(dir, "job-")),
         toolPath: o2.toolPath,
@@ -86269,6 +86457,7 @@ var init_tool = __esm({
     init_uri();
     init_certificate();
     init_files();
+    init_scheduler();
     init_temp();
     init_batch();
     init_in_place();
@@ -86356,187 +86545,12 @@ init_token_key();
 init_certificate();
 init_signer();
 init_hash();
+init_scheduler();
+init_temp();
+init_batch();
 import { mkdir, stat as stat2, writeFile as writeFile7 } from "node:fs/promises";
 import os3 from "node:os";
 import path21 from "node:path";
-
-// src/core/util/scheduler.ts
-init_errors();
-import { setTimeout as sleep2 } from "node:timers/promises";
-var BREAK_AFTER = 3;
-var DEFAULT_REQUEST_JOBS = 4;
-var realClock = { now: () => performance.now(), sleep: (ms) => sleep2(ms).then(() => void 0) };
-var ConcurrencyLimit = class {
-  constructor(capacity) {
-    this.capacity = capacity;
-  }
-  active = 0;
-  waiting = [];
-  async acquire() {
-    if (this.active < this.capacity) this.active++;
-    else await new Promise((resolve) => this.waiting.push(resolve));
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.active--;
-    };
-  }
-};
-var TokenBucket = class {
-  constructor(perSecond, burst = 1, clock = realClock) {
-    this.perSecond = perSecond;
-    this.burst = burst;
-    this.clock = clock;
-    this.interval = 1e3 / perSecond;
-  }
-  interval;
-  /** When the bucket would be full again, given the tokens reserved so far (ms, clock time). */
-  theoretical = Number.NEGATIVE_INFINITY;
-  /** Reserves a token; resolves when it may be used. */
-  async take() {
-    const now = this.clock.now();
-    const tat = Math.max(now, this.theoretical);
-    const at = Math.max(now, tat - (this.burst - 1) * this.interval);
-    this.theoretical = tat + this.interval;
-    if (at > now) await this.clock.sleep(at - now);
-  }
-};
-var RequestScheduler = class {
-  jobs;
-  breakAfter;
-  limit;
-  bucket;
-  breakers = /* @__PURE__ */ new Map();
-  onOpen;
-  constructor(opts = {}) {
-    const what = opts.what ?? "requests";
-    this.jobs = opts.jobs ?? DEFAULT_REQUEST_JOBS;
-    if (!Number.isInteger(this.jobs) || this.jobs < 1) {
-      throw new CodesignError(
-        "USAGE",
-        `the number of ${what} in flight (${this.jobs}) must be a whole number \u2265 1`,
-        {
-          hint: `give 1 or more, or leave it out for ${DEFAULT_REQUEST_JOBS}`
-        }
-      );
-    }
-    const rate = opts.ratePerSecond;
-    if (rate !== void 0 && !(Number.isFinite(rate) && rate > 0)) {
-      throw new CodesignError("USAGE", `the rate of ${what} (${rate} per second) must be a number > 0`, {
-        hint: "give e.g. 5 (five a second) or 0.5 (one every two seconds), or leave it out for no limit"
-      });
-    }
-    this.breakAfter = opts.breakAfter ?? BREAK_AFTER;
-    this.limit = new ConcurrencyLimit(this.jobs);
-    this.bucket = rate === void 0 ? void 0 : new TokenBucket(rate, 1, opts.clock);
-    this.onOpen = opts.onOpen;
-  }
-  breaker(url) {
-    let b = this.breakers.get(url);
-    if (!b) {
-      b = {
-        proven: false,
-        streak: 0,
-        open: false,
-        lastError: void 0,
-        probe: void 0,
-        endProbe: void 0,
-        requests: 0,
-        failures: 0
-      };
-      this.breakers.set(url, b);
-    }
-    return b;
-  }
-  isOpen(url) {
-    return this.breakers.get(url)?.open ?? false;
-  }
-  /** Why a URL was skipped, for the message when every URL fails. */
-  skipReason(url) {
-    const b = this.breaker(url);
-    if (b.open)
-      return `skipped: failed ${b.failures} times, ${this.breakAfter} in a row, earlier in this run (last: ${b.lastError ?? "?"})`;
-    if (b.streak > 0) return `not tried: it failed earlier in this run (last: ${b.lastError ?? "?"})`;
-    return "not tried: another request was checking whether it answers";
-  }
-  /** Answered its last request (and has answered in this run). */
-  isHealthy(url) {
-    const b = this.breakers.get(url);
-    return b !== void 0 && b.proven && b.streak === 0 && !b.open;
-  }
-  /**
-   * May an attempt go to `url`? Undefined: skip it — it is open; or it failed last time and one
-   * of `later` (the URLs after it) is healthy; or its probe is busy and one of `later` is not
-   * open. Waits for the probe's outcome when none of `later` can take the request. With
-   * `mayPass` false nothing is passed over: only an open URL is skipped.
-   */
-  async turn(url, later, mayPass = true) {
-    for (; ; ) {
-      const b = this.breaker(url);
-      if (b.open) return void 0;
-      if (b.proven && b.streak === 0) return { url, probe: false };
-      if (mayPass && b.streak > 0 && later.some((x) => this.isHealthy(x))) return void 0;
-      if (!b.probe) {
-        b.probe = new Promise((resolve) => b.endProbe = resolve);
-        return { url, probe: true };
-      }
-      if (mayPass && later.some((x) => !this.isOpen(x))) return void 0;
-      await b.probe;
-    }
-  }
-  /** Runs one attempt within the concurrency and rate limits; `start` is called when it may go. */
-  async run(ticket, start) {
-    const release = await this.limit.acquire();
-    try {
-      await this.bucket?.take();
-      const b = this.breaker(ticket.url);
-      b.requests++;
-      return await start();
-    } finally {
-      release();
-    }
-  }
-  /** The attempt's outcome: `ok`, a failure (its reason), or neither (e.g. a usage error). */
-  settle(ticket, outcome) {
-    const b = this.breaker(ticket.url);
-    if (outcome.ok === true) {
-      b.proven = true;
-      b.streak = 0;
-    } else if (outcome.ok === false) {
-      b.failures++;
-      b.streak++;
-      b.lastError = outcome.reason;
-      if (!b.open && b.streak >= this.breakAfter) {
-        b.open = true;
-        this.onOpen?.({ url: ticket.url, failures: b.streak, reason: outcome.reason });
-      }
-    }
-    if (ticket.probe) {
-      const end = b.endProbe;
-      b.probe = void 0;
-      b.endProbe = void 0;
-      end?.();
-    }
-  }
-  stats() {
-    const all = [...this.breakers.entries()];
-    return {
-      jobs: this.jobs,
-      ...this.bucket ? { ratePerSecond: this.bucket.perSecond } : {},
-      requests: all.reduce((n2, [, b]) => n2 + b.requests, 0),
-      failures: all.reduce((n2, [, b]) => n2 + b.failures, 0),
-      skippedUrls: all.filter(([, b]) => b.open).map(([url, b]) => ({ url, failures: b.failures, lastError: b.lastError ?? "" })),
-      urls: all.map(([url, b]) => ({ url, requests: b.requests, failures: b.failures }))
-    };
-  }
-};
-
-// src/app/sign.ts
-init_temp();
-init_batch();
 
 // src/app/file-kind.ts
 import path13 from "node:path";
