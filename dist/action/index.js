@@ -58816,6 +58816,186 @@ var init_hash = __esm({
   }
 });
 
+// src/core/util/scheduler.ts
+import { setTimeout as sleep2 } from "node:timers/promises";
+var BREAK_AFTER, DEFAULT_REQUEST_JOBS, realClock, ConcurrencyLimit, TokenBucket, RequestScheduler;
+var init_scheduler = __esm({
+  "src/core/util/scheduler.ts"() {
+    "use strict";
+    init_errors();
+    BREAK_AFTER = 3;
+    DEFAULT_REQUEST_JOBS = 4;
+    realClock = { now: () => performance.now(), sleep: (ms) => sleep2(ms).then(() => void 0) };
+    ConcurrencyLimit = class {
+      constructor(capacity) {
+        this.capacity = capacity;
+      }
+      active = 0;
+      waiting = [];
+      async acquire() {
+        if (this.active < this.capacity) this.active++;
+        else await new Promise((resolve) => this.waiting.push(resolve));
+        let released = false;
+        return () => {
+          if (released) return;
+          released = true;
+          const next = this.waiting.shift();
+          if (next) next();
+          else this.active--;
+        };
+      }
+    };
+    TokenBucket = class {
+      constructor(perSecond, burst = 1, clock = realClock) {
+        this.perSecond = perSecond;
+        this.burst = burst;
+        this.clock = clock;
+        this.interval = 1e3 / perSecond;
+      }
+      interval;
+      /** When the bucket would be full again, given the tokens reserved so far (ms, clock time). */
+      theoretical = Number.NEGATIVE_INFINITY;
+      /** Reserves a token; resolves when it may be used. */
+      async take() {
+        const now = this.clock.now();
+        const tat = Math.max(now, this.theoretical);
+        const at = Math.max(now, tat - (this.burst - 1) * this.interval);
+        this.theoretical = tat + this.interval;
+        if (at > now) await this.clock.sleep(at - now);
+      }
+    };
+    RequestScheduler = class {
+      jobs;
+      breakAfter;
+      limit;
+      bucket;
+      breakers = /* @__PURE__ */ new Map();
+      onOpen;
+      constructor(opts = {}) {
+        const what = opts.what ?? "requests";
+        this.jobs = opts.jobs ?? DEFAULT_REQUEST_JOBS;
+        if (!Number.isInteger(this.jobs) || this.jobs < 1) {
+          throw new CodesignError(
+            "USAGE",
+            `the number of ${what} in flight (${this.jobs}) must be a whole number \u2265 1`,
+            {
+              hint: `give 1 or more, or leave it out for ${DEFAULT_REQUEST_JOBS}`
+            }
+          );
+        }
+        const rate = opts.ratePerSecond;
+        if (rate !== void 0 && !(Number.isFinite(rate) && rate > 0)) {
+          throw new CodesignError("USAGE", `the rate of ${what} (${rate} per second) must be a number > 0`, {
+            hint: "give e.g. 5 (five a second) or 0.5 (one every two seconds), or leave it out for no limit"
+          });
+        }
+        this.breakAfter = opts.breakAfter ?? BREAK_AFTER;
+        this.limit = new ConcurrencyLimit(this.jobs);
+        this.bucket = rate === void 0 ? void 0 : new TokenBucket(rate, 1, opts.clock);
+        this.onOpen = opts.onOpen;
+      }
+      breaker(url) {
+        let b = this.breakers.get(url);
+        if (!b) {
+          b = {
+            proven: false,
+            streak: 0,
+            open: false,
+            lastError: void 0,
+            probe: void 0,
+            endProbe: void 0,
+            requests: 0,
+            failures: 0
+          };
+          this.breakers.set(url, b);
+        }
+        return b;
+      }
+      isOpen(url) {
+        return this.breakers.get(url)?.open ?? false;
+      }
+      /** Why a URL was skipped, for the message when every URL fails. */
+      skipReason(url) {
+        const b = this.breaker(url);
+        if (b.open)
+          return `skipped: failed ${b.failures} times, ${this.breakAfter} in a row, earlier in this run (last: ${b.lastError ?? "?"})`;
+        if (b.streak > 0) return `not tried: it failed earlier in this run (last: ${b.lastError ?? "?"})`;
+        return "not tried: another request was checking whether it answers";
+      }
+      /** Answered its last request (and has answered in this run). */
+      isHealthy(url) {
+        const b = this.breakers.get(url);
+        return b !== void 0 && b.proven && b.streak === 0 && !b.open;
+      }
+      /**
+       * May an attempt go to `url`? Undefined: skip it — it is open; or it failed last time and one
+       * of `later` (the URLs after it) is healthy; or its probe is busy and one of `later` is not
+       * open. Waits for the probe's outcome when none of `later` can take the request. With
+       * `mayPass` false nothing is passed over: only an open URL is skipped.
+       */
+      async turn(url, later, mayPass = true) {
+        for (; ; ) {
+          const b = this.breaker(url);
+          if (b.open) return void 0;
+          if (b.proven && b.streak === 0) return { url, probe: false };
+          if (mayPass && b.streak > 0 && later.some((x) => this.isHealthy(x))) return void 0;
+          if (!b.probe) {
+            b.probe = new Promise((resolve) => b.endProbe = resolve);
+            return { url, probe: true };
+          }
+          if (mayPass && later.some((x) => !this.isOpen(x))) return void 0;
+          await b.probe;
+        }
+      }
+      /** Runs one attempt within the concurrency and rate limits; `start` is called when it may go. */
+      async run(ticket, start) {
+        const release = await this.limit.acquire();
+        try {
+          await this.bucket?.take();
+          const b = this.breaker(ticket.url);
+          b.requests++;
+          return await start();
+        } finally {
+          release();
+        }
+      }
+      /** The attempt's outcome: `ok`, a failure (its reason), or neither (e.g. a usage error). */
+      settle(ticket, outcome) {
+        const b = this.breaker(ticket.url);
+        if (outcome.ok === true) {
+          b.proven = true;
+          b.streak = 0;
+        } else if (outcome.ok === false) {
+          b.failures++;
+          b.streak++;
+          b.lastError = outcome.reason;
+          if (!b.open && b.streak >= this.breakAfter) {
+            b.open = true;
+            this.onOpen?.({ url: ticket.url, failures: b.streak, reason: outcome.reason });
+          }
+        }
+        if (ticket.probe) {
+          const end = b.endProbe;
+          b.probe = void 0;
+          b.endProbe = void 0;
+          end?.();
+        }
+      }
+      stats() {
+        const all = [...this.breakers.entries()];
+        return {
+          jobs: this.jobs,
+          ...this.bucket ? { ratePerSecond: this.bucket.perSecond } : {},
+          requests: all.reduce((n2, [, b]) => n2 + b.requests, 0),
+          failures: all.reduce((n2, [, b]) => n2 + b.failures, 0),
+          skippedUrls: all.filter(([, b]) => b.open).map(([url, b]) => ({ url, failures: b.failures, lastError: b.lastError ?? "" })),
+          urls: all.map(([url, b]) => ({ url, requests: b.requests, failures: b.failures }))
+        };
+      }
+    };
+  }
+});
+
 // src/app/batch.ts
 import { realpathSync as realpathSync2 } from "node:fs";
 import path11 from "node:path";
@@ -81247,7 +81427,7 @@ var init_cms = __esm({
 });
 
 // src/core/util/failover.ts
-import { setTimeout as sleep2 } from "node:timers/promises";
+import { setTimeout as sleep3 } from "node:timers/promises";
 function reasonOf2(e, timeoutMs) {
   if (e instanceof Error && (e.name === "TimeoutError" || e.name === "AbortError")) {
     return `no answer within ${timeoutMs / 1e3} s`;
@@ -81264,24 +81444,61 @@ async function tryEach(urls, attempt, opts = {}) {
   const backoffMs = opts.backoffMs ?? FAILOVER_DEFAULTS.backoffMs;
   const what = opts.what ?? "server";
   if (urls.length === 0) throw new CodesignError("USAGE", `no ${what} URL given`);
-  const failures = [];
-  for (const [u2, url] of urls.entries()) {
+  const sched = opts.scheduler;
+  const failures = /* @__PURE__ */ new Map();
+  const tryUrl = async (u2, url, mayPass) => {
     let reason = "";
+    let tried = 0;
+    let passed = false;
     for (let i2 = 0; i2 <= retries; i2++) {
+      const ticket = sched ? await sched.turn(url, urls.slice(u2 + 1), mayPass) : void 0;
+      if (sched && !ticket) {
+        passed = !sched.isOpen(url);
+        if (tried === 0) reason = sched.skipReason(url);
+        break;
+      }
+      const settle = (outcome) => {
+        if (sched && ticket) sched.settle(ticket, outcome);
+      };
+      const start = () => attempt(url, AbortSignal.timeout(timeoutMs));
+      tried++;
       try {
-        return { value: await attempt(url, AbortSignal.timeout(timeoutMs)), url };
+        const value = sched && ticket ? await sched.run(ticket, start) : await start();
+        settle({ ok: true });
+        return { value };
       } catch (e) {
-        if (e instanceof CodesignError && NEVER_RETRY.includes(e.code)) throw e;
+        if (e instanceof CodesignError && NEVER_RETRY.includes(e.code)) {
+          settle({ ok: void 0 });
+          throw e;
+        }
         reason = reasonOf2(e, timeoutMs);
-        const next = i2 < retries ? "retry" : u2 < urls.length - 1 ? "next-url" : "give-up";
+        settle({ ok: false, reason });
+        const open2 = sched?.isOpen(url) ?? false;
+        const next = i2 < retries && !open2 ? "retry" : u2 < urls.length - 1 ? "next-url" : "give-up";
         opts.onFailure?.({ url, attempt: i2 + 1, reason, next });
-        if (next === "retry") await sleep2(backoffMs * 2 ** i2);
+        if (next !== "retry") break;
+        await sleep3(backoffMs * 2 ** i2);
       }
     }
-    failures.push(`${url}: ${reason} (${retries + 1} attempt${retries === 0 ? "" : "s"})`);
+    failures.set(
+      url,
+      tried === 0 ? `${url}: ${reason}` : `${url}: ${reason} (${tried} attempt${tried === 1 ? "" : "s"})`
+    );
+    return passed && tried === 0 ? "passed" : "failed";
+  };
+  const passedOver = [];
+  for (const [u2, url] of urls.entries()) {
+    const r = await tryUrl(u2, url, true);
+    if (typeof r === "object") return { value: r.value, url };
+    if (r === "passed") passedOver.push([u2, url]);
   }
+  for (const [u2, url] of passedOver) {
+    const r = await tryUrl(u2, url, false);
+    if (typeof r === "object") return { value: r.value, url };
+  }
+  const list = urls.flatMap((url) => failures.get(url) ?? []);
   throw new CodesignError("NETWORK", `every ${what} failed:
-    ${failures.join("\n    ")}`, {
+    ${[...new Set(list)].join("\n    ")}`, {
     hint: `check the URLs, add another --timestamp URL, or raise --timestamp-timeout / --timestamp-retries`
   });
 }
@@ -82316,6 +82533,21 @@ function tsaAnchorFiles(trust) {
   if (trust.tsaCa && trust.tsaCa.length > 0) return trust.tsaCa;
   return (process.env["CODESIGN_TSA_CA"] ?? "").split(":").filter((f) => f !== "");
 }
+function runTrust(scheduler3) {
+  const fresh = () => ({ anchors: void 0, paths: /* @__PURE__ */ new Map() });
+  if (!scheduler3) return fresh();
+  let run = runs.get(scheduler3);
+  if (!run) runs.set(scheduler3, run = fresh());
+  return run;
+}
+async function checkTsaTrust(checked, run, anchors) {
+  const key = createHash4("sha256").update(checked.cert.tbsView).update(checked.cert.signatureValue.valueBlock.valueHexView).digest("hex");
+  const at = checked.tst.genTime.getTime();
+  const known = run.paths.get(key);
+  const within = (c3) => c3.notBefore.value.getTime() <= at && at <= c3.notAfter.value.getTime();
+  if (known?.every(within)) return;
+  run.paths.set(key, await validateTsaChain(checked, await anchors()));
+}
 async function requestOnce(url, signature, signal, trust, allowUntrusted) {
   const nonce = new Uint8Array(randomBytes3(8));
   nonce[0] = (nonce[0] ?? 0) & 127 | 1;
@@ -82347,7 +82579,7 @@ async function requestOnce(url, signature, signal, trust, allowUntrusted) {
   const tst = checked.tst;
   if (trust) {
     try {
-      await validateTsaChain(checked, await trust());
+      await trust(checked);
     } catch (e) {
       if (!allowUntrusted) {
         throw new Error(
@@ -82414,13 +82646,14 @@ async function fetchTimestamp(signature, urls, failover, trust) {
       });
     }
   }
-  let anchors;
-  const getAnchors = trust ? () => anchors ??= loadAnchors(tsaAnchorFiles(trust)) : void 0;
+  const run = runTrust(failover.scheduler);
+  const getAnchors = trust ? () => run.anchors ??= loadAnchors(tsaAnchorFiles(trust)) : void 0;
   if (getAnchors) await getAnchors();
+  const checkTrust = getAnchors ? (c3) => checkTsaTrust(c3, run, getAnchors) : void 0;
   const allow = trust?.allowUntrustedTsa ?? false;
   const { value } = await tryEach(
     urls,
-    (url, signal) => requestOnce(url, signature, signal, getAnchors, allow),
+    (url, signal) => requestOnce(url, signature, signal, checkTrust, allow),
     {
       what: "timestamp server",
       ...failover
@@ -82444,7 +82677,7 @@ async function timestampSignedData(signed, urls, failover, attribute = OID.timeS
   }
   return results;
 }
-var asn1js8, pkijs8, TSA_RESPONSE_MAX_BYTES, MAX_REDIRECTS, buf2, equal;
+var asn1js8, pkijs8, TSA_RESPONSE_MAX_BYTES, MAX_REDIRECTS, buf2, equal, runs;
 var init_timestamp = __esm({
   "src/core/pki/timestamp.ts"() {
     "use strict";
@@ -82460,12 +82693,13 @@ var init_timestamp = __esm({
     MAX_REDIRECTS = 3;
     buf2 = (u2) => Uint8Array.from(u2).buffer;
     equal = (a2, b) => a2.length === b.length && a2.every((x, i2) => x === b[i2]);
+    runs = /* @__PURE__ */ new WeakMap();
   }
 });
 
 // src/app/formats/timestamp.ts
-async function timestamp(signed, o2, attribute) {
-  const t = o2.timestamp;
+async function timestamp(signed, ctx, attribute) {
+  const t = ctx.options.timestamp;
   if (!t || t.urls.length === 0) return {};
   const [ts] = await timestampSignedData(
     signed,
@@ -82474,7 +82708,8 @@ async function timestamp(signed, o2, attribute) {
       what: "timestamp server",
       ...t.retries === void 0 ? {} : { retries: t.retries },
       ...t.timeoutSeconds === void 0 ? {} : { timeoutMs: t.timeoutSeconds * 1e3 },
-      ...t.onFailure ? { onFailure: t.onFailure } : {}
+      ...t.onFailure ? { onFailure: t.onFailure } : {},
+      scheduler: ctx.timestamps
     },
     attribute,
     // Strict by default: a TSA that chains to no anchor is a failed server (the next URL is tried).
@@ -82547,7 +82782,7 @@ var init_cms2 = __esm({
               eContentType: OID.data,
               eContent: content ? new asn1js9.OctetString({ valueHex: Uint8Array.from(content).buffer }) : void 0
             });
-            const stamp = await timestamp(signed, o2, OID.timeStampToken);
+            const stamp = await timestamp(signed, ctx, OID.timeStampToken);
             const encoding = o2.encoding ?? "der";
             await writeFileAtomic(item.output, cmsOutput(encodeSignedData(signed), encoding));
             return { scheme: ctx.scheme, attached: o2.attached === true, encoding, ...stamp };
@@ -85800,7 +86035,7 @@ var init_jar2 = __esm({
               chain: ctx.chain,
               eContentType: OID.data
             });
-            const stamp = await timestamp(signed, o2, OID.timeStampToken);
+            const stamp = await timestamp(signed, ctx, OID.timeStampToken);
             const block = encodeSignedData(signed);
             await withAtomicOutput(item.output, async (temp) => {
               await writeSignedJar(item.input, temp, plan2, block, hash);
@@ -86080,7 +86315,7 @@ function authenticodeFormat(detached) {
                 eContentType: extracted.contentType,
                 eContent: extracted.content
               });
-              const stamp = await timestamp(signed, o2, AUTHENTICODE_OID.rfc3161Timestamp);
+              const stamp = await timestamp(signed, ctx, AUTHENTICODE_OID.rfc3161Timestamp);
               const version4 = await adapter.version(o2.toolPath);
               if (detached) {
                 await writeFileAtomic(item.output, encodeSignedData(signed));
@@ -86583,6 +86818,13 @@ async function signWithTool(tool, items, o2, jobs) {
       hint: "sign APKs without --timestamp and --hash"
     });
   }
+  const t = o2.timestamp;
+  const timestamps = t?.urls.length ? new RequestScheduler({
+    jobs: t.jobs,
+    ratePerSecond: t.ratePerSecond,
+    onOpen: t.onSkip,
+    what: "timestamp requests"
+  }) : void 0;
   const access = {
     key: o2.key,
     module: o2.module,
@@ -86650,7 +86892,8 @@ async function signWithTool(tool, items, o2, jobs) {
         failover: {
           ...o2.timestamp?.retries === void 0 ? {} : { retries: o2.timestamp.retries },
           ...o2.timestamp?.timeoutSeconds === void 0 ? {} : { timeoutMs: o2.timestamp.timeoutSeconds * 1e3 },
-          ...o2.timestamp?.onFailure ? { onFailure: o2.timestamp.onFailure } : {}
+          ...o2.timestamp?.onFailure ? { onFailure: o2.timestamp.onFailure } : {},
+          scheduler: timestamps
         },
         workDir: await mkdtemp(path20.join(dir, "job-")),
         toolPath: o2.toolPath,
@@ -86698,6 +86941,7 @@ var init_tool = __esm({
     init_uri();
     init_certificate();
     init_files();
+    init_scheduler();
     init_temp();
     init_batch();
     init_in_place();
@@ -86784,6 +87028,7 @@ init_errors();
 init_token_key();
 init_signer();
 init_hash();
+init_scheduler();
 init_temp();
 init_batch();
 import { mkdir, stat as stat2, writeFile as writeFile8 } from "node:fs/promises";
@@ -87010,6 +87255,13 @@ async function sign4(o2) {
     return report(name, { uri: o2.key }, 0, inOrder(rows), started2);
   }
   const hash = o2.hash ?? "sha256";
+  const t = o2.timestamp;
+  const timestamps = t?.urls.length ? new RequestScheduler({
+    jobs: t.jobs,
+    ratePerSecond: t.ratePerSecond,
+    onOpen: t.onSkip,
+    what: "timestamp requests"
+  }) : void 0;
   const digests = new Digests();
   const early = format2.fileDigest(o2);
   if (early) for (const item of items.slice(0, jobs * format2.overlap)) digests.start(item.input, early);
@@ -87035,7 +87287,8 @@ async function sign4(o2) {
           chain: [],
           certificateFiles: [],
           workDir,
-          digest: (file, h2) => digests.get(file, h2)
+          digest: (file, h2) => digests.get(file, h2),
+          timestamps
         };
         if (format2.needsCertificate) {
           const { certificatePem: certificatePem2, readCertificates: readCertificates2, resolveSignerCertificate: resolveSignerCertificate2 } = await Promise.resolve().then(() => (init_certificate(), certificate_exports));
@@ -87054,13 +87307,15 @@ async function sign4(o2) {
             return prepared.finish(await k.signer.sign(prepared.request));
           },
           {
-            jobs: k.sessions * format2.overlap,
+            // Files waiting for a timestamp get slots of their own: the token keeps signing.
+            jobs: k.sessions * format2.overlap + (timestamps?.jobs ?? 0),
             failFast: o2.failFast === true,
             fatal: isPinError,
-            onResult: (r, done) => o2.onProgress?.(refused.size + done, planned.length, r)
+            onResult: (r2, done) => o2.onProgress?.(refused.size + done, planned.length, r2)
           }
         );
-        return report(name, k.key, k.sessions, inOrder(files), started2);
+        const r = report(name, k.key, k.sessions, inOrder(files), started2);
+        return timestamps ? { ...r, timestampStats: timestamps.stats() } : r;
       }, "codesign-sign-");
     }
   );
@@ -87178,6 +87433,13 @@ function positiveInteger(name) {
   if (!Number.isInteger(n2) || n2 < 1) throw new Error(`${name}: "${text}" is not a whole number \u2265 1`);
   return n2;
 }
+function positiveNumber(name) {
+  const text = optional2(name);
+  if (text === void 0) return void 0;
+  const n2 = Number(text);
+  if (!Number.isFinite(n2) || n2 <= 0) throw new Error(`${name}: "${text}" is not a number > 0`);
+  return n2;
+}
 function choice(name, allowed) {
   const text = optional2(name);
   if (text === void 0) return void 0;
@@ -87222,7 +87484,12 @@ async function main() {
       chain: lines2("chain"),
       timestamp: {
         urls: lines2("timestamp-url"),
-        onFailure: ({ url, reason }) => core.warning(`timestamp server ${url}: ${reason}`)
+        onFailure: ({ url, reason }) => core.warning(`timestamp server ${url}: ${reason}`),
+        jobs: positiveInteger("timestamp-jobs"),
+        ratePerSecond: positiveNumber("timestamp-rate"),
+        onSkip: ({ url, failures }) => core.warning(
+          `timestamp server ${url} failed ${failures} times in a row: skipped for the rest of this run`
+        )
       },
       hash: choice("hash", ["sha256", "sha384", "sha512"]),
       jobs: positiveInteger("jobs")

@@ -47,6 +47,15 @@ function positiveInteger(name: string): number | undefined {
   return n;
 }
 
+/** A number > 0, or undefined when the input is empty. */
+function positiveNumber(name: string): number | undefined {
+  const text = optional(name);
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name}: "${text}" is not a number > 0`);
+  return n;
+}
+
 function choice<T extends string>(name: string, allowed: readonly T[]): T | undefined {
   const text = optional(name);
   if (text === undefined) return undefined;
@@ -98,6 +107,12 @@ export async function main(): Promise<void> {
         urls: lines("timestamp-url"),
         onFailure: ({ url, reason }: { url: string; reason: string }) =>
           core.warning(`timestamp server ${url}: ${reason}`),
+        jobs: positiveInteger("timestamp-jobs"),
+        ratePerSecond: positiveNumber("timestamp-rate"),
+        onSkip: ({ url, failures }: { url: string; failures: number }) =>
+          core.warning(
+            `timestamp server ${url} failed ${failures} times in a row: skipped for the rest of this run`,
+          ),
       },
       hash: choice<HashName>("hash", ["sha256", "sha384", "sha512"]),
       jobs: positiveInteger("jobs"),

@@ -4,6 +4,7 @@
  * of the problem, not of an option name.
  */
 import type { FailoverOptions } from "../core/util/failover.js";
+import type { SchedulerStats } from "../core/util/scheduler.js";
 import type { HashName, SignatureFormat, SignatureScheme } from "../core/signer.js";
 import type { BatchResult } from "./batch.js";
 
@@ -42,6 +43,12 @@ export interface TimestampOptions {
   tsaCa?: readonly string[] | undefined;
   /** Embed a timestamp whose TSA chains to no anchor (its token is still checked). */
   allowUntrustedTsa?: boolean | undefined;
+  /** Timestamp requests in flight at once over the whole run (default 4). */
+  jobs?: number | undefined;
+  /** Timestamp requests started per second at most, spaced evenly (default: no limit). */
+  ratePerSecond?: number | undefined;
+  /** Told once when a server failed BREAK_AFTER (3) times in a row and is skipped from then on. */
+  onSkip?: ((event: { url: string; failures: number; reason: string }) => void) | undefined;
 }
 
 export interface SignOptions {
@@ -157,6 +164,8 @@ export interface SignReport {
   sessions: number;
   files: FileResult[];
   ms: number;
+  /** With timestamp servers: requests sent, failures, and the servers skipped after failing. */
+  timestampStats?: SchedulerStats;
 }
 
 /** What `attach()` takes: a detached Authenticode signature and the file it was made for. */

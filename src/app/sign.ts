@@ -11,6 +11,7 @@ import { CodesignError, isCodesignError } from "../core/errors.js";
 import { withTokenKey } from "../core/pkcs11/token-key.js";
 import { schemeForKey, type HashName } from "../core/signer.js";
 import { hashFile } from "../core/util/hash.js";
+import { RequestScheduler } from "../core/util/scheduler.js";
 import { withPrivateDir } from "../core/util/temp.js";
 import { planOutputs, runBatch, type BatchItem, type BatchResult } from "./batch.js";
 import { fileKind, UNSIGNABLE_UNDER_AUTO } from "./file-kind.js";
@@ -212,6 +213,16 @@ export async function sign(o: SignOptions): Promise<SignReport> {
     return report(name, { uri: o.key }, 0, inOrder(rows), started);
   }
   const hash = o.hash ?? "sha256";
+  // One scheduler for the run's timestamp requests; files awaiting a timestamp hold no session.
+  const t = o.timestamp;
+  const timestamps = t?.urls.length
+    ? new RequestScheduler({
+        jobs: t.jobs,
+        ratePerSecond: t.ratePerSecond,
+        onOpen: t.onSkip,
+        what: "timestamp requests",
+      })
+    : undefined;
   const digests = new Digests();
   const early = format.fileDigest(o);
   if (early) for (const item of items.slice(0, jobs * format.overlap)) digests.start(item.input, early);
@@ -238,6 +249,7 @@ export async function sign(o: SignOptions): Promise<SignReport> {
           certificateFiles: [],
           workDir,
           digest: (file, h) => digests.get(file, h),
+          timestamps,
         };
         if (format.needsCertificate) {
           // Loaded only here: raw signatures never load pkijs (about 100 ms of start-up).
@@ -258,13 +270,15 @@ export async function sign(o: SignOptions): Promise<SignReport> {
             return prepared.finish(await k.signer.sign(prepared.request));
           },
           {
-            jobs: k.sessions * format.overlap,
+            // Files waiting for a timestamp get slots of their own: the token keeps signing.
+            jobs: k.sessions * format.overlap + (timestamps?.jobs ?? 0),
             failFast: o.failFast === true,
             fatal: isPinError,
             onResult: (r, done) => o.onProgress?.(refused.size + done, planned.length, r),
           },
         );
-        return report(name, k.key, k.sessions, inOrder(files), started);
+        const r = report(name, k.key, k.sessions, inOrder(files), started);
+        return timestamps ? { ...r, timestampStats: timestamps.stats() } : r;
       }, "codesign-sign-");
     },
   );

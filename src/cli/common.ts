@@ -1,3 +1,4 @@
+import { CodesignError } from "../core/errors.js";
 import type { FailoverOptions } from "../core/util/failover.js";
 import type { KeyAccessOptions } from "../core/pkcs11/token-key.js";
 import { warn } from "./output.js";
@@ -56,5 +57,39 @@ export function timestampOptions(args: Record<string, unknown>): {
           }`,
         ),
     },
+  };
+}
+
+/** --timestamp-jobs and --timestamp-rate, checked here so a bad value names its flag (exit 2). */
+export function timestampLimits(args: Record<string, unknown>): {
+  jobs: number | undefined;
+  ratePerSecond: number | undefined;
+  onSkip: (event: { url: string; failures: number; reason: string }) => void;
+} {
+  const last = (name: string): unknown => {
+    const v = args[name];
+    return Array.isArray(v) ? v.at(-1) : v;
+  };
+  // yargs turns a word into NaN: say so rather than print NaN.
+  const shown = (v: unknown) => (typeof v === "number" && Number.isNaN(v) ? "not a number" : String(v));
+  const jobs = last("timestamp-jobs");
+  if (jobs !== undefined && !(typeof jobs === "number" && Number.isInteger(jobs) && jobs >= 1)) {
+    throw new CodesignError("USAGE", `--timestamp-jobs must be a whole number ≥ 1 (given: ${shown(jobs)})`, {
+      hint: "give the number of timestamp requests in flight at once, e.g. --timestamp-jobs 4",
+    });
+  }
+  const rate = last("timestamp-rate");
+  if (rate !== undefined && !(typeof rate === "number" && Number.isFinite(rate) && rate > 0)) {
+    throw new CodesignError("USAGE", `--timestamp-rate must be a number > 0 (given: ${shown(rate)})`, {
+      hint: "give requests per second, e.g. --timestamp-rate 5, or 0.5 for one every 2 s",
+    });
+  }
+  return {
+    jobs: jobs as number | undefined,
+    ratePerSecond: rate as number | undefined,
+    onSkip: ({ url, failures, reason }) =>
+      warn(
+        `timestamp server ${url} failed ${failures} times in a row (${reason}): skipped for the rest of this run`,
+      ),
   };
 }

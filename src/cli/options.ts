@@ -44,6 +44,21 @@ export const timestampOptions = {
   },
 } as const;
 
+/** Timestamp options of a batch (`sign`): run-wide limits shared by every file's request. */
+export const timestampBatchOptions = {
+  "timestamp-jobs": {
+    type: "number",
+    requiresArg: true,
+    describe: "timestamp requests in flight at once over the whole run [default: 4]",
+  },
+  "timestamp-rate": {
+    type: "number",
+    requiresArg: true,
+    describe:
+      "timestamp requests started per second at most, spaced evenly (e.g. 0.5: one every 2 s) [default: no limit]",
+  },
+} as const;
+
 /**
  * Fills unset options from a profile. The profile module (zod, yaml) is imported only when a
  * profile is asked for or a config file exists, so plain commands start fast.

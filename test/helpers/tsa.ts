@@ -8,7 +8,7 @@
  */
 import * as asn1js from "asn1js";
 import { execa } from "execa";
-import { createHash } from "node:crypto";
+import { createHash, webcrypto } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -35,6 +35,8 @@ export interface Tsa {
   requests: number;
   /** Requests seen so far per mode. */
   requestsIn(mode: TsaMode): number;
+  /** The most requests it was answering at one time (from a request's arrival to its answer). */
+  maxConcurrent: number;
   /** The TSA's CA certificate (PEM file) for `openssl ts -verify -CAfile`. */
   caFile: string;
   /** The TSA's own certificate (PEM file). */
@@ -147,23 +149,137 @@ function altered(query: Buffer, what: "imprint" | "nonce"): Buffer {
   return Buffer.from(req.toSchema().toBER());
 }
 
-export async function startTsa(mode: TsaMode | (() => TsaMode) = "good"): Promise<Tsa> {
+export interface TsaOptions {
+  /** Milliseconds every answer waits before it is made, as a distant server's round trip would. */
+  delayMs?: number;
+  /**
+   * Good answers made in this process (pkijs and WebCrypto with the same TSA key and certificate)
+   * instead of by `openssl ts -reply`: a process start per answer costs ~10–30 ms of CPU, which a
+   * benchmark of the client must not measure. Tests keep openssl's answers.
+   */
+  inProcess?: boolean;
+}
+
+const OID_TST_INFO = "1.2.840.113549.1.9.16.1.4";
+
+/** A granted TimeStampResp for `query`, signed in-process (see TsaOptions.inProcess). */
+async function replyInProcess(
+  query: Buffer,
+  serial: number,
+  key: webcrypto.CryptoKey,
+  cert: pkijs.Certificate,
+  certDer: Buffer,
+): Promise<Buffer> {
+  const req = pkijs.TimeStampReq.fromBER(new Uint8Array(query).buffer);
+  const tst = new pkijs.TSTInfo({
+    version: 1,
+    policy: "1.2.3.4.1",
+    messageImprint: req.messageImprint,
+    serialNumber: new asn1js.Integer({ value: serial }),
+    genTime: new Date(),
+    ...(req.nonce ? { nonce: req.nonce } : {}),
+  });
+  const tstDer = tst.toSchema().toBER();
+  const digest = createHash("sha256").update(new Uint8Array(tstDer)).digest();
+  // ESS signingCertificateV2 (RFC 5035): the TSA certificate's SHA-256, as openssl ts -verify wants.
+  const essCertIdV2 = new asn1js.Sequence({
+    value: [
+      new asn1js.Sequence({
+        value: [
+          new asn1js.Sequence({
+            value: [
+              new asn1js.OctetString({
+                valueHex: new Uint8Array(createHash("sha256").update(certDer).digest()).buffer,
+              }),
+            ],
+          }),
+        ],
+      }),
+    ],
+  });
+  const signed = new pkijs.SignedData({
+    version: 3,
+    encapContentInfo: new pkijs.EncapsulatedContentInfo({
+      eContentType: OID_TST_INFO,
+      eContent: new asn1js.OctetString({ valueHex: tstDer }),
+    }),
+    certificates: [cert],
+    signerInfos: [
+      new pkijs.SignerInfo({
+        version: 1,
+        sid: new pkijs.IssuerAndSerialNumber({ issuer: cert.issuer, serialNumber: cert.serialNumber }),
+        signedAttrs: new pkijs.SignedAndUnsignedAttributes({
+          type: 0,
+          attributes: [
+            new pkijs.Attribute({
+              type: "1.2.840.113549.1.9.3",
+              values: [new asn1js.ObjectIdentifier({ value: OID_TST_INFO })],
+            }),
+            new pkijs.Attribute({
+              type: "1.2.840.113549.1.9.4",
+              values: [new asn1js.OctetString({ valueHex: new Uint8Array(digest).buffer })],
+            }),
+            new pkijs.Attribute({ type: "1.2.840.113549.1.9.16.2.47", values: [essCertIdV2] }),
+          ],
+        }),
+      }),
+    ],
+  });
+  await signed.sign(key, 0, "SHA-256");
+  const resp = new pkijs.TimeStampResp({
+    status: new pkijs.PKIStatusInfo({ status: pkijs.PKIStatus.granted }),
+    timeStampToken: new pkijs.ContentInfo({
+      contentType: "1.2.840.113549.1.7.2",
+      content: signed.toSchema(true),
+    }),
+  });
+  return Buffer.from(resp.toSchema().toBER());
+}
+
+/** The TSA's key and certificate, for in-process answers. */
+async function loadSigner(
+  dir: string,
+): Promise<{ key: webcrypto.CryptoKey; cert: pkijs.Certificate; certDer: Buffer }> {
+  const pem = (text: string) =>
+    Buffer.from(text.replace(/-----[^-]+-----/g, "").replace(/\s+/g, ""), "base64");
+  const keyDer = pem(await readFile(path.join(dir, "tsa.key"), "utf8"));
+  const certDer = pem(await readFile(path.join(dir, "tsa.pem"), "utf8"));
+  const key = await webcrypto.subtle.importKey(
+    "pkcs8",
+    keyDer,
+    { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  return { key, cert: pkijs.Certificate.fromBER(new Uint8Array(certDer).buffer), certDer };
+}
+
+export async function startTsa(
+  mode: TsaMode | (() => TsaMode) = "good",
+  opts: TsaOptions = {},
+): Promise<Tsa> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "codesign-tsa-"));
-  const cnf = await makeTsaPki(dir);
+  const cnfText = await readFile(await makeTsaPki(dir), "utf8");
+  const signer = opts.inProcess ? await loadSigner(dir) : undefined;
   let first: Buffer | undefined;
   let n = 0;
   const perMode = new Map<TsaMode, number>();
   const hanging = new Set<http.ServerResponse>();
+  let inFlight = 0;
+  let maxConcurrent = 0;
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
-      n++;
+      const id = ++n; // concurrent requests each get their own files
+      maxConcurrent = Math.max(maxConcurrent, ++inFlight);
+      res.on("close", () => inFlight--);
       const asked = typeof mode === "function" ? mode() : mode;
       // "redirect": a 307 to the same server, which then answers well
       const m: TsaMode = asked === "redirect" && req.url?.includes("redirected") ? "good" : asked;
       perMode.set(m, (perMode.get(m) ?? 0) + 1);
       void (async () => {
+        if (opts.delayMs) await new Promise((resolve) => setTimeout(resolve, opts.delayMs));
         if (m === "http500") return res.writeHead(500).end("internal error");
         if (m === "garbage")
           return res
@@ -185,8 +301,18 @@ export async function startTsa(mode: TsaMode | (() => TsaMode) = "good"): Promis
             .writeHead(200, { "Content-Type": "application/timestamp-reply" })
             .end(Buffer.from(resp.toSchema().toBER()));
         }
-        const reqFile = path.join(dir, `q${n}.der`);
-        const respFile = path.join(dir, `r${n}.der`);
+        if (signer && m === "good") {
+          const answer = await replyInProcess(
+            Buffer.concat(chunks),
+            id,
+            signer.key,
+            signer.cert,
+            signer.certDer,
+          );
+          return res.writeHead(200, { "Content-Type": "application/timestamp-reply" }).end(answer);
+        }
+        const reqFile = path.join(dir, `q${id}.der`);
+        const respFile = path.join(dir, `r${id}.der`);
         await writeFile(
           reqFile,
           m === "wrong-imprint"
@@ -195,7 +321,13 @@ export async function startTsa(mode: TsaMode | (() => TsaMode) = "good"): Promis
               ? altered(Buffer.concat(chunks), "nonce")
               : Buffer.concat(chunks),
         );
-        await openssl(["ts", "-reply", "-config", cnf, "-queryfile", reqFile, "-out", respFile], dir);
+        // Each reply its own serial file: concurrent `openssl ts -reply` runs would race on one.
+        const serial = path.join(dir, `serial${id}`);
+        const config = path.join(dir, `ts${id}.cnf`);
+        const hex = id.toString(16);
+        await writeFile(serial, `${hex.length % 2 ? "0" : ""}${hex}\n`); // openssl wants whole bytes
+        await writeFile(config, cnfText.replace(/^serial = .*$/m, `serial = ${serial}`));
+        await openssl(["ts", "-reply", "-config", config, "-queryfile", reqFile, "-out", respFile], dir);
         const answer = await readFile(respFile);
         if (m === "good") first ??= answer;
         // The SignerInfo's signature is the last element openssl writes: its last byte flipped
@@ -215,6 +347,9 @@ export async function startTsa(mode: TsaMode | (() => TsaMode) = "good"): Promis
       return n;
     },
     requestsIn: (m) => perMode.get(m) ?? 0,
+    get maxConcurrent() {
+      return maxConcurrent;
+    },
     caFile: path.join(dir, "ca.pem"),
     certFile: path.join(dir, "tsa.pem"),
     async close() {

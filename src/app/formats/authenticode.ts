@@ -178,7 +178,7 @@ function authenticodeFormat(detached: boolean) {
                 eContentType: extracted.contentType,
                 eContent: extracted.content,
               });
-              const stamp = await timestamp(signed, o, AUTHENTICODE_OID.rfc3161Timestamp);
+              const stamp = await timestamp(signed, ctx, AUTHENTICODE_OID.rfc3161Timestamp);
               const version = await osslsigncode.version(o.toolPath);
               if (detached) {
                 await writeFileAtomic(item.output, encodeSignedData(signed));

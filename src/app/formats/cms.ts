@@ -64,7 +64,7 @@ export const cms = {
             ? new asn1js.OctetString({ valueHex: Uint8Array.from(content).buffer })
             : undefined,
         });
-        const stamp = await timestamp(signed, o, OID.timeStampToken);
+        const stamp = await timestamp(signed, ctx, OID.timeStampToken);
         const encoding = o.encoding ?? "der";
         await writeFileAtomic(item.output, cmsOutput(encodeSignedData(signed), encoding));
         return { scheme: ctx.scheme, attached: o.attached === true, encoding, ...stamp };

@@ -5,6 +5,7 @@
  */
 import type { KeyInfo } from "../../core/pkcs11/keys.js";
 import type { HashName, SignRequest, SignatureScheme } from "../../core/signer.js";
+import type { RequestScheduler } from "../../core/util/scheduler.js";
 import type { BatchItem, OutputStyle } from "../batch.js";
 import type { FileDetail, FormatName, SignOptions } from "../options.js";
 
@@ -23,6 +24,8 @@ export interface FormatContext {
   workDir: string;
   /** The digest of a file, reusing one started before the token was open. */
   digest(file: string, hash: HashName): Promise<Uint8Array>;
+  /** The run's timestamp requests: concurrency and rate limits, a breaker per URL (with --timestamp). */
+  timestamps?: RequestScheduler | undefined;
 }
 
 export interface PreparedSignature {

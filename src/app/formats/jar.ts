@@ -278,7 +278,7 @@ export const jar = {
           chain: ctx.chain,
           eContentType: OID.data,
         });
-        const stamp = await timestamp(signed, o, OID.timeStampToken);
+        const stamp = await timestamp(signed, ctx, OID.timeStampToken);
         const block = encodeSignedData(signed);
         await withAtomicOutput(item.output, async (temp) => {
           await writeSignedJar(item.input, temp, plan, block, hash);

@@ -1,14 +1,18 @@
-/** The RFC 3161 step formats share: every SignerInfo stamped, with fail-over across servers. */
+/**
+ * The RFC 3161 step formats share: every SignerInfo stamped, with fail-over across servers, within
+ * the run's timestamp scheduler (concurrency and rate limits, a circuit breaker per URL).
+ */
 import type * as pkijs from "pkijs";
 import { timestampSignedData } from "../../core/pki/timestamp.js";
-import type { FileDetail, SignOptions } from "../options.js";
+import type { FileDetail } from "../options.js";
+import type { FormatContext } from "./contract.js";
 
 export async function timestamp(
   signed: pkijs.SignedData,
-  o: SignOptions,
+  ctx: Pick<FormatContext, "options" | "timestamps">,
   attribute: string,
 ): Promise<Pick<FileDetail, "timestamp">> {
-  const t = o.timestamp;
+  const t = ctx.options.timestamp;
   if (!t || t.urls.length === 0) return {};
   const [ts] = await timestampSignedData(
     signed,
@@ -18,6 +22,7 @@ export async function timestamp(
       ...(t.retries === undefined ? {} : { retries: t.retries }),
       ...(t.timeoutSeconds === undefined ? {} : { timeoutMs: t.timeoutSeconds * 1000 }),
       ...(t.onFailure ? { onFailure: t.onFailure } : {}),
+      scheduler: ctx.timestamps,
     },
     attribute,
     // Strict by default: a TSA that chains to no anchor is a failed server (the next URL is tried).

@@ -17,6 +17,7 @@ import { withTokenKey } from "../../core/pkcs11/token-key.js";
 import { parseUri } from "../../core/pkcs11/uri.js";
 import { certificatePem, resolveSignerCertificate } from "../../core/pki/certificate.js";
 import { inputSize, withAtomicOutput } from "../../core/util/files.js";
+import { RequestScheduler } from "../../core/util/scheduler.js";
 import { withPrivateDir } from "../../core/util/temp.js";
 import { runBatch, type BatchItem, type BatchResult, type OutputStyle } from "../batch.js";
 import type { FileDetail, SignOptions } from "../options.js";
@@ -53,6 +54,16 @@ export async function signWithTool(
       hint: "sign APKs without --timestamp and --hash",
     });
   }
+  // jarsigner's -tsa attempts share the run's breakers (a dead TSA is skipped, not retried per file).
+  const t = o.timestamp;
+  const timestamps = t?.urls.length
+    ? new RequestScheduler({
+        jobs: t.jobs,
+        ratePerSecond: t.ratePerSecond,
+        onOpen: t.onSkip,
+        what: "timestamp requests",
+      })
+    : undefined;
   const access = {
     key: o.key,
     module: o.module,
@@ -135,6 +146,7 @@ export async function signWithTool(
             ? {}
             : { timeoutMs: o.timestamp.timeoutSeconds * 1000 }),
           ...(o.timestamp?.onFailure ? { onFailure: o.timestamp.onFailure } : {}),
+          scheduler: timestamps,
         },
         workDir: await mkdtemp(path.join(dir, "job-")),
         toolPath: o.toolPath,

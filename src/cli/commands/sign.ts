@@ -5,7 +5,7 @@ import type { DryRunReport } from "../../app/plan.js";
 import { sign } from "../../app/sign.js";
 import { CodesignError } from "../../core/errors.js";
 import type { HashName, SignatureFormat, SignatureScheme } from "../../core/signer.js";
-import { flag, list, str, timestampOptions } from "../common.js";
+import { flag, list, str, timestampLimits, timestampOptions } from "../common.js";
 import { info, printJson } from "../output.js";
 import { progressBar } from "../progress.js";
 import { promptPin } from "../prompt.js";
@@ -66,6 +66,7 @@ export async function run(args: Record<string, unknown>): Promise<void> {
     });
   }
   const { urls, failover } = timestampOptions(args);
+  const limits = timestampLimits(args);
   const mode = str(args, "mode");
   // `--detached-signature F` names the one output; bare, outputs are <name>.p7 (or in --out-dir).
   const detached = str(args, "detached-signature");
@@ -100,6 +101,7 @@ export async function run(args: Record<string, unknown>): Promise<void> {
       onFailure: failover.onFailure,
       tsaCa: list(args, "tsa-ca"),
       allowUntrustedTsa: flag(args, "allow-untrusted-tsa"),
+      ...limits,
     },
     attached: flag(args, "attached"),
     encoding: str(args, "format") === "pem" ? "pem" : "der",

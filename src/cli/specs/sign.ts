@@ -1,7 +1,7 @@
 import type { Argv } from "yargs";
 import { lazy } from "../lazy.js";
 import { examples } from "../output.js";
-import { mechanismOption, timestampOptions } from "../options.js";
+import { mechanismOption, timestampBatchOptions, timestampOptions } from "../options.js";
 
 export const sign = (y: Argv): Argv =>
   y.command(
@@ -69,6 +69,7 @@ export const sign = (y: Argv): Argv =>
           describe: "further certificates to include (repeatable)",
         })
         .options(timestampOptions)
+        .options(timestampBatchOptions)
         .option("attached", { type: "boolean", default: false, describe: "cms: embed the content" })
         .option("format", { choices: ["der", "pem"], default: "der", describe: "cms: output encoding" })
         .option("signed-attributes", {

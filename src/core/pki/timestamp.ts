@@ -2,7 +2,7 @@
  * RFC 3161 timestamps: a request over a SignerInfo's signature value (with a nonce and certReq),
  * a response checked — HTTP status, PKI status, imprint, nonce and the TSA's own signature —
  * before its token is embedded as the unsigned attribute id-aa-timeStampToken. Servers are tried
- * in order with retries (src/core/failover.ts).
+ * in order with retries (src/core/util/failover.ts), within a run's scheduler when there is one.
  */
 import * as asn1js from "asn1js";
 import { createHash, randomBytes } from "node:crypto";
@@ -12,7 +12,7 @@ import { OID, encodeSignedData } from "./cms.js";
 import { CodesignError } from "../errors.js";
 import { tryEach, type FailoverOptions } from "../util/failover.js";
 import { loadAnchors, subjectOf, type Anchors } from "./path.js";
-import { inspectTimestampToken, validateTsaChain } from "./verify.js";
+import { inspectTimestampToken, validateTsaChain, type CheckedTimestamp } from "./verify.js";
 
 /** How far a TSA's answer may go: more is not a timestamp response. */
 export const TSA_RESPONSE_MAX_BYTES = 1024 * 1024;
@@ -43,12 +43,47 @@ export interface TimestampResult {
   url: string;
 }
 
+/**
+ * What a run (one scheduler) learns once instead of once per file: its TSA anchors, and the
+ * chains of the TSA certificates that validated. A known certificate's path is reused while the
+ * genTime lies within the validity of every certificate on it; otherwise it is validated again.
+ */
+interface RunTrust {
+  anchors: Promise<Anchors> | undefined;
+  paths: Map<string, pkijs.Certificate[]>;
+}
+const runs = new WeakMap<object, RunTrust>();
+
+function runTrust(scheduler: object | undefined): RunTrust {
+  const fresh = (): RunTrust => ({ anchors: undefined, paths: new Map() });
+  if (!scheduler) return fresh();
+  let run = runs.get(scheduler);
+  if (!run) runs.set(scheduler, (run = fresh()));
+  return run;
+}
+
+/** The TSA's chain to `anchors` at the genTime, validated once per certificate and run. */
+async function checkTsaTrust(checked: CheckedTimestamp, run: RunTrust, anchors: () => Promise<Anchors>) {
+  // The certificate as received (its TBS bytes and signature): a certificate that differs in any
+  // byte that is signed is validated afresh.
+  const key = createHash("sha256")
+    .update(checked.cert.tbsView)
+    .update(checked.cert.signatureValue.valueBlock.valueHexView)
+    .digest("hex");
+  const at = checked.tst.genTime.getTime();
+  const known = run.paths.get(key);
+  const within = (c: pkijs.Certificate) =>
+    c.notBefore.value.getTime() <= at && at <= c.notAfter.value.getTime();
+  if (known?.every(within)) return;
+  run.paths.set(key, await validateTsaChain(checked, await anchors()));
+}
+
 /** One request to one server; any problem is thrown as a plain Error for the fail-over to report. */
 async function requestOnce(
   url: string,
   signature: Uint8Array,
   signal: AbortSignal,
-  trust: (() => Promise<Anchors>) | undefined,
+  trust: ((checked: CheckedTimestamp) => Promise<void>) | undefined,
   allowUntrusted: boolean,
 ): Promise<TimestampResult> {
   const nonce = new Uint8Array(randomBytes(8));
@@ -81,7 +116,7 @@ async function requestOnce(
   const tst = checked.tst;
   if (trust) {
     try {
-      await validateTsaChain(checked, await trust());
+      await trust(checked);
     } catch (e) {
       if (!allowUntrusted) {
         throw new Error(
@@ -166,13 +201,14 @@ export async function fetchTimestamp(
       });
     }
   }
-  let anchors: Promise<Anchors> | undefined;
-  const getAnchors = trust ? () => (anchors ??= loadAnchors(tsaAnchorFiles(trust))) : undefined;
+  const run = runTrust(failover.scheduler);
+  const getAnchors = trust ? () => (run.anchors ??= loadAnchors(tsaAnchorFiles(trust))) : undefined;
   if (getAnchors) await getAnchors(); // a bad --tsa-ca file is a usage error before any request
+  const checkTrust = getAnchors ? (c: CheckedTimestamp) => checkTsaTrust(c, run, getAnchors) : undefined;
   const allow = trust?.allowUntrustedTsa ?? false;
   const { value } = await tryEach(
     urls,
-    (url, signal) => requestOnce(url, signature, signal, getAnchors, allow),
+    (url, signal) => requestOnce(url, signature, signal, checkTrust, allow),
     {
       what: "timestamp server",
       ...failover,
