@@ -9,7 +9,7 @@ import path from "node:path";
 import type { ShapingAdapter, ToolSignatureReport } from "./contract.js";
 import { CodesignError } from "../src/core/errors.js";
 import { certificatePem } from "../src/core/pki/certificate.js";
-import { certDer } from "../src/core/pki/path.js";
+import { certDer, SYSTEM_BUNDLES } from "../src/core/pki/path.js";
 import { parseSignedData } from "../src/core/pki/cms.js";
 import { certificatesOf } from "../src/core/pki/verify.js";
 import type { HashName } from "../src/core/signer.js";
@@ -71,11 +71,13 @@ async function attachSignature(o: {
   toolPath?: string | undefined;
 }): Promise<void> {
   const file = findTool("osslsigncode", o.toolPath);
+  // attach-signature verifies the signer's chain up to a root in -CAfile before it writes the
+  // file: give it the signer, every certificate the signature carries, and the system's roots, so
+  // a chain from a public CA attaches even when --chain stops at the intermediate.
   const caFile = `${o.signature}.ca.pem`;
   const carried = signatureCertificates(new Uint8Array(await readFile(o.signature)));
-  await writeFile(caFile, [await readFile(o.caFile, "utf8"), ...carried.map(certificatePem)].join("\n"), {
-    mode: 0o600,
-  });
+  const pems = [await readFile(o.caFile, "utf8"), ...carried.map(certificatePem), await systemRoots()];
+  await writeFile(caFile, pems.join("\n"), { mode: 0o600 });
   const out = await runTool({
     tool: "osslsigncode",
     file,
@@ -93,6 +95,21 @@ async function attachSignature(o: {
       "-out",
       safePath(o.output),
     ],
+  }).catch((e: unknown) => {
+    const said = e instanceof CodesignError && e.cause instanceof Error ? e.cause.message : "";
+    if (
+      /unable to get (local )?issuer certificate|self.signed certificate in certificate chain/i.test(said)
+    ) {
+      throw new CodesignError(
+        "CERT_NOT_FOUND",
+        "osslsigncode attaches a signature only when the signer's chain reaches a root it is given, and no root was found",
+        {
+          hint: "give the whole chain up to its root with --chain (each intermediate and the root certificate)",
+          cause: e,
+        },
+      );
+    }
+    throw e;
   });
   const text = `${out.stdout}\n${out.stderr}`;
   // osslsigncode exits 0 in both cases, having written the file: the caller's temp is dropped.
@@ -113,6 +130,15 @@ async function attachSignature(o: {
     );
   }
 }
+
+/** The system's trusted roots as PEM (read once a run), or nothing where there is no bundle. */
+const systemRoots = oncePerKey(async (): Promise<string> => {
+  for (const bundle of SYSTEM_BUNDLES) {
+    const text = await readFile(bundle, "utf8").catch(() => undefined);
+    if (text !== undefined) return text;
+  }
+  return "";
+});
 
 /** The certificates a PKCS#7 carries (DER); none when it cannot be read (osslsigncode then says why). */
 function signatureCertificates(bytes: Uint8Array): Uint8Array[] {

@@ -10,6 +10,7 @@ import * as asn1js from "asn1js";
 import { execa } from "execa";
 import { createHash, createPrivateKey, sign as signWith } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { verify, type ToolVerifyReport, type VerifyOptions, type VerifyResult } from "../src/app/verify.js";
@@ -249,6 +250,24 @@ describe("a code-signing certificate from the trusted CA", () => {
         }),
       ]);
     }
+  }, 60_000);
+
+  it("signing with --chain that stops below the root: a clear error naming the fix (osslsigncode attaches only a chain it can root)", async () => {
+    const r = await codesign(
+      ["sign", "--key", RSA, "--pin-file", t.dev.pinFile, "--cert", good.cert].concat([
+        "--chain",
+        pki.pem("int"),
+        "--in",
+        ps1,
+        "--out",
+        f("no-root.ps1"),
+      ]),
+      { env: t.env },
+    );
+    expect(r.exitCode, r.stderr).toBe(4);
+    expect(r.stderr).toMatch(/no root was found/);
+    expect(r.stderr).toMatch(/--chain/);
+    expect(existsSync(f("no-root.ps1"))).toBe(false);
   }, 60_000);
 
   it("JAR: valid by codesign and by jarsigner -verify -strict", async () => {

@@ -85146,9 +85146,8 @@ async function attachSignature(o2) {
   const file = findTool("osslsigncode", o2.toolPath);
   const caFile = `${o2.signature}.ca.pem`;
   const carried = signatureCertificates(new Uint8Array(await readFile3(o2.signature)));
-  await writeFile2(caFile, [await readFile3(o2.caFile, "utf8"), ...carried.map(certificatePem)].join("\n"), {
-    mode: 384
-  });
+  const pems = [await readFile3(o2.caFile, "utf8"), ...carried.map(certificatePem), await systemRoots()];
+  await writeFile2(caFile, pems.join("\n"), { mode: 384 });
   const out = await runTool({
     tool: "osslsigncode",
     file,
@@ -85166,6 +85165,19 @@ async function attachSignature(o2) {
       "-out",
       safePath(o2.output)
     ]
+  }).catch((e) => {
+    const said = e instanceof CodesignError && e.cause instanceof Error ? e.cause.message : "";
+    if (/unable to get (local )?issuer certificate|self.signed certificate in certificate chain/i.test(said)) {
+      throw new CodesignError(
+        "CERT_NOT_FOUND",
+        "osslsigncode attaches a signature only when the signer's chain reaches a root it is given, and no root was found",
+        {
+          hint: "give the whole chain up to its root with --chain (each intermediate and the root certificate)",
+          cause: e
+        }
+      );
+    }
+    throw e;
   });
   const text = `${out.stdout}
 ${out.stderr}`;
@@ -85274,7 +85286,7 @@ function parseAuthenticodeVerify(text) {
   }
   return out;
 }
-var safePath, version, adapter, SYSTEM_BUNDLE;
+var safePath, version, systemRoots, adapter, SYSTEM_BUNDLE;
 var init_osslsigncode = __esm({
   "adapters/osslsigncode.ts"() {
     "use strict";
@@ -85302,6 +85314,13 @@ var init_osslsigncode = __esm({
         );
       }
       return `${major}.${minor}`;
+    });
+    systemRoots = oncePerKey(async () => {
+      for (const bundle of SYSTEM_BUNDLES) {
+        const text = await readFile3(bundle, "utf8").catch(() => void 0);
+        if (text !== void 0) return text;
+      }
+      return "";
     });
     adapter = {
       name: "osslsigncode",
