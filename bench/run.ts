@@ -9,6 +9,8 @@
  *   C  Authenticode on 200 scripts through codesign's core (one login) vs a direct
  *      `osslsigncode sign -pkcs11module` loop (a module load and a login per file)
  *   D  `codesign --help` vs `node -e 0`
+ *   E  timestamps: N CMS files against a local TSA answering in 50 ms, one request at a time vs
+ *      the default --timestamp-jobs; a dead first TSA's cost (bench/timestamps.ts)
  */
 import { execa } from "execa";
 import { randomBytes } from "node:crypto";
@@ -19,6 +21,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { initDevToken } from "../src/core/pkcs11/dev-token.js";
 import { loadPkcs11Js } from "../src/core/pkcs11/native.js";
+import type { Row } from "./rows.js";
+import { benchTimestamps } from "./timestamps.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const CLI = path.join(ROOT, "bin", "codesign.js");
@@ -31,17 +35,6 @@ const ENGINE = [
   "/usr/lib/aarch64-linux-gnu/engines-3/pkcs11.so",
 ].find((p) => existsSync(p));
 
-interface Row {
-  group: string;
-  what: string;
-  seconds: number;
-  perSecond?: number;
-  ratio?: number;
-  ratioOf?: string;
-  peakRssMiB?: number;
-  target?: string;
-  met?: boolean;
-}
 const rows: Row[] = [];
 
 async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value: T }> {
@@ -293,6 +286,9 @@ async function main(): Promise<void> {
         seconds: NaN,
       });
     }
+
+    // ---- E: timestamps of a batch (bench/timestamps.ts) --------------------------------------
+    rows.push(...(await benchTimestamps({ work, env, key, cli: CLI, files: quick ? 50 : 200 })));
 
     // ---- D: start-up ------------------------------------------------------------------------
     const median = async (file: string, args: string[]): Promise<number> => {
