@@ -6,7 +6,7 @@
  * sbverify.
  */
 import { execa } from "execa";
-import { chmod, mkdir, mkdtemp, readFile, readdir, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -116,13 +116,14 @@ describe("osslsigncode never sees the token", () => {
   beforeAll(async () => {
     wrapperDir = path.join(t.dir, "wrapper");
     await mkdir(wrapperDir);
-    record = path.join(t.dir, "osslsigncode-calls.txt");
+    // One file per call: several osslsigncode runs at once must not interleave their records.
+    record = path.join(t.dir, "osslsigncode-calls");
     const script = path.join(wrapperDir, "osslsigncode");
     await writeFile(
       script,
       [
         "#!/bin/sh",
-        `{ printf 'ARGV:'; printf ' %s' "$@"; printf '\\n'; env | sed 's/^/ENV: /'; } >> '${record}'`,
+        `{ printf 'ARGV:'; printf ' %s' "$@"; printf '\\n'; env | sed 's/^/ENV: /'; } > '${record}/'$$`,
         'exec /usr/bin/osslsigncode "$@"',
         "",
       ].join("\n"),
@@ -135,7 +136,8 @@ describe("osslsigncode never sees the token", () => {
     ["--pin-file", ["--pin-file", "PINFILE"], false],
   ] as const) {
     it(`with the PIN from ${how}: no module, key URI, -pass/-readpass or PIN in its argv or environment`, async () => {
-      await writeFile(record, "");
+      await rm(record, { recursive: true, force: true });
+      await mkdir(record);
       const out = path.join(t.dir, pinEnv ? "wrapped-env" : "wrapped-file");
       const args = pinArgs.map((a) => (a === "PINFILE" ? t.dev.pinFile : a));
       const r = await codesign(
@@ -149,7 +151,8 @@ describe("osslsigncode never sees the token", () => {
         },
       );
       expect(r.exitCode, r.stderr).toBe(0);
-      const text = await readFile(record, "utf8");
+      const runs = await readdir(record);
+      const text = (await Promise.all(runs.map((c) => readFile(path.join(record, c), "utf8")))).join("\n");
       const argvLines = text.split("\n").filter((l) => l.startsWith("ARGV:"));
       // --version once, then extract-data and attach-signature for each of the three files.
       expect(argvLines.filter((l) => / extract-data /.test(l))).toHaveLength(3);

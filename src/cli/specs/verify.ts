@@ -85,7 +85,7 @@ export const verify = (y: Argv): Argv =>
             ["CMS", "codesign verify --in app.tar.gz --signature app.tar.gz.p7s --ca root.pem"],
             ["raw", "codesign verify --in app.tar.gz --signature app.tar.gz.sig --pubkey pub.pem"],
             [
-              "Authenticode: osslsigncode verify and codesign's policy, for every signature",
+              "Authenticode: every signature, by osslsigncode and by codesign's policy",
               "codesign verify --in app.signed.exe --ca root.pem",
             ],
             [
