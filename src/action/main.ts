@@ -100,7 +100,7 @@ export async function main(): Promise<void> {
           core.warning(`timestamp server ${url}: ${reason}`),
       },
       hash: choice<HashName>("hash", ["sha256", "sha384", "sha512"]),
-      jobs: positiveInteger("jobs"),
+      jobs: optional("jobs") === "auto" ? ("auto" as const) : positiveInteger("jobs"),
     };
     const results = await withPrivateDir(async (dir) => {
       let pinFile = optional("pin-file");

@@ -1,0 +1,132 @@
+/**
+ * A signing thread (node:worker_threads). pkcs11js' C_SignInit is synchronous: on a network token
+ * each one holds its thread for a whole round trip, so signatures in flight on the main thread
+ * still start one round trip apart. Each thread here joins the module the main thread opened and
+ * logged in to, opens one session of its own, and runs C_SignInit + C_Sign on it with the
+ * mechanism and data the main thread's TokenKeySigner chose (mechanism choice stays there).
+ * Login state belongs to the application, so most modules need no login here; a module that
+ * opens a connection per initialisation (p11-kit-client) gets one C_Login on this thread's
+ * connection, with the PIN the main thread's login proved, asked for only then. The thread closes
+ * its session when told to; its C_Finalize only gives back its own initialisation count, and the
+ * main thread finalises last. It imports nothing heavy: start-up is part of the batch's time.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { CodesignError } from "../errors.js";
+import { ckrName } from "./ckr.js";
+import { Pkcs11Module, type Session } from "./module.js";
+import { Secret, type PinSource } from "./pin.js";
+import type { FromWorker, ToWorker, WorkerError, WorkerSetup } from "./worker-protocol.js";
+
+const port = parentPort;
+if (!port) throw new Error("sign-worker.js runs as a worker thread only");
+const post = (m: FromWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
+
+/** A cloned Buffer arrives as a plain Uint8Array; pkcs11js wants Buffers. */
+const buf = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+
+function errorOf(e: unknown): WorkerError {
+  const ckr = ckrName(e) ?? (e instanceof Error ? ckrName(e.cause) : undefined);
+  const base =
+    e instanceof CodesignError
+      ? { code: e.code, message: e.message, ...(e.hint === undefined ? {} : { hint: e.hint }) }
+      : { code: "INTERNAL" as const, message: e instanceof Error ? e.message : String(e) };
+  return ckr === undefined ? base : { ...base, ckr };
+}
+
+const setup = workerData as WorkerSetup;
+let module: Pkcs11Module | undefined;
+let session: Session | undefined;
+let key = buf(setup.key.handle);
+let ownLogin = false;
+
+function start(): void {
+  module = Pkcs11Module.join(setup.modulePath);
+  session = module.openSession({ ...setup.token, handle: buf(setup.token.handle) });
+  if (session.loggedIn()) post({ kind: "ready", loggedIn: "shared" });
+  else post({ kind: "need-pin" });
+}
+
+function login(pin: string, source: PinSource): void {
+  const s = session;
+  if (!s) throw new CodesignError("INTERNAL", "the signing thread has no session");
+  s.login(new Secret(pin, source));
+  ownLogin = true;
+  if (!s.loggedIn()) {
+    throw new CodesignError("TOKEN_ERROR", `${setup.modulePath}: a signing thread's login did not hold`);
+  }
+  // Object handles belong to a connection too: the main thread's key, found again by CKA_ID.
+  const lib = s.module.lib;
+  const found = s.find(
+    [
+      { type: lib.CKA_CLASS, value: lib.CKO_PRIVATE_KEY },
+      { type: lib.CKA_ID, value: Buffer.from(setup.key.id) },
+      ...(setup.key.label === "" ? [] : [{ type: lib.CKA_LABEL, value: setup.key.label }]),
+    ],
+    2,
+  );
+  const [handle] = found;
+  if (found.length !== 1 || !handle) {
+    throw new CodesignError(
+      "KEY_NOT_FOUND",
+      `a signing thread found ${found.length} keys where the main thread found one`,
+    );
+  }
+  key = handle;
+  post({ kind: "ready", loggedIn: "own" });
+}
+
+function shutdown(): void {
+  if (ownLogin) session?.logout();
+  session?.close();
+  session = undefined;
+  try {
+    module?.close();
+  } catch {
+    // C_Finalize of a module whose server went away: nothing left to release
+  }
+  module = undefined;
+}
+
+function failed(e: unknown): void {
+  shutdown();
+  post({ kind: "failed", error: errorOf(e) });
+}
+
+try {
+  start();
+} catch (e) {
+  failed(e);
+}
+
+port.on("message", (m: ToWorker) => {
+  if (m.kind === "pin") {
+    try {
+      login(m.pin, m.source);
+    } catch (e) {
+      failed(e);
+    }
+    return;
+  }
+  if (m.kind === "close") {
+    shutdown();
+    post({ kind: "closed" });
+    port.close();
+    return;
+  }
+  const s = session;
+  if (!s) {
+    post({
+      kind: "error",
+      id: m.id,
+      error: { code: "INTERNAL", message: "the signing thread has no session" },
+    });
+    return;
+  }
+  s.signOnce(m.mechanism, key, buf(m.data)).then(
+    (signature) => {
+      const own = new Uint8Array(signature); // a copy of its own, so its buffer can be handed over
+      post({ kind: "signed", id: m.id, signature: own }, [own.buffer]);
+    },
+    (e: unknown) => post({ kind: "error", id: m.id, error: errorOf(e) }),
+  );
+});

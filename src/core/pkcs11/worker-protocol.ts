@@ -1,0 +1,39 @@
+/**
+ * What the main thread and a signing thread (sign-worker.ts) say to each other. Everything here
+ * survives structured cloning: Buffers arrive as Uint8Arrays and are turned back by the receiver.
+ */
+import type { Mechanism } from "pkcs11js";
+import type { ErrorCode } from "../errors.js";
+import type { KeyInfo } from "./keys.js";
+import type { TokenEntry } from "./module.js";
+import type { PinSource } from "./pin.js";
+
+export interface WorkerSetup {
+  modulePath: string;
+  token: TokenEntry;
+  key: Pick<KeyInfo, "id" | "label"> & { handle: Buffer };
+}
+
+export type ToWorker =
+  /** C_SignInit + C_Sign with what TokenKeySigner chose, on this thread's session and key handle. */
+  | { kind: "sign"; id: number; mechanism: Mechanism; data: Uint8Array }
+  /** The answer to need-pin: the PIN the main thread's login already proved. */
+  | { kind: "pin"; pin: string; source: PinSource }
+  | { kind: "close" };
+
+export interface WorkerError {
+  code: ErrorCode;
+  message: string;
+  hint?: string;
+  /** The CKR_* name behind the error, so the main thread sees transient faults as such. */
+  ckr?: string;
+}
+
+export type FromWorker =
+  | { kind: "ready"; loggedIn: "shared" | "own" }
+  /** This thread's sessions are not logged in (a module with a connection per initialisation). */
+  | { kind: "need-pin" }
+  | { kind: "failed"; error: WorkerError }
+  | { kind: "signed"; id: number; signature: Uint8Array }
+  | { kind: "error"; id: number; error: WorkerError }
+  | { kind: "closed" };
