@@ -11,6 +11,9 @@ import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CodesignError } from "../src/core/errors.js";
+import { JobsGovernor } from "../src/core/pkcs11/jobs-governor.js";
+import type { SignRequest, Signer } from "../src/core/signer.js";
 import { BIN, codesign } from "./helpers/cli.js";
 import { startDelayProxy, type DelayProxy } from "./helpers/delay-proxy.js";
 import { startSpiedServer, type SpiedServer } from "./helpers/p11-kit.js";
@@ -236,5 +239,63 @@ describe("a local token", () => {
     expect(report.jobs).toMatchObject({ requested: "auto", mode: "in-process" });
     expect(report.jobs?.settled).toBeGreaterThanOrEqual(1);
     await verifyAll(report);
+  });
+});
+
+describe("JobsGovernor (--jobs auto)", () => {
+  /** A signer that fails with `ckr` while told to, and counts how many calls overlap. */
+  function scripted(ckr: () => string | undefined) {
+    const seen = { inFlight: 0, most: 0 };
+    const signer: Signer = {
+      key: { keyType: "ec", spki: new Uint8Array() },
+      async sign() {
+        seen.inFlight++;
+        seen.most = Math.max(seen.most, seen.inFlight);
+        await sleep(1);
+        seen.inFlight--;
+        const fault = ckr();
+        if (fault)
+          throw new CodesignError("TOKEN_ERROR", `C_Sign failed (${fault})`, { cause: new Error(fault) });
+        return new Uint8Array([1]);
+      },
+    };
+    return { signer, seen };
+  }
+  const request: SignRequest = { hash: "sha256", scheme: "ecdsa", input: { digest: new Uint8Array(32) } };
+
+  it("never lets more than its value through, halves on a burst of CKR_DEVICE_ERROR, and stays down", async () => {
+    let faulty = false;
+    const { signer, seen } = scripted(() => (faulty ? "CKR_DEVICE_ERROR" : undefined));
+    const governor = new JobsGovernor(8, 8);
+    const gated = governor.wrap(signer);
+    await Promise.all(Array.from({ length: 40 }, () => gated.sign(request)));
+    expect(seen.most).toBe(8);
+    expect(governor.settled).toBe(8);
+    faulty = true;
+    await Promise.allSettled(Array.from({ length: 2 }, () => gated.sign(request)));
+    expect(governor.settled).toBe(4);
+    faulty = false;
+    seen.most = 0;
+    await Promise.all(Array.from({ length: 40 }, () => gated.sign(request)));
+    expect(seen.most).toBe(4);
+    expect(governor.settled).toBe(4);
+  });
+
+  it("CKR_SESSION_COUNT and CKR_FUNCTION_FAILED count as overload; a PIN error or one lone fault does not", async () => {
+    const faults = [
+      "CKR_PIN_INCORRECT",
+      "CKR_PIN_INCORRECT",
+      "CKR_SESSION_COUNT",
+      undefined,
+      "CKR_FUNCTION_FAILED",
+    ];
+    let i = 0;
+    const { signer } = scripted(() => faults[i++ % faults.length]);
+    const governor = new JobsGovernor(6, 6);
+    const gated = governor.wrap(signer);
+    for (let n = 0; n < 3; n++) await gated.sign(request).catch(() => undefined);
+    expect(governor.settled).toBe(6); // two PIN errors and one CKR_SESSION_COUNT: no burst yet
+    for (let n = 0; n < 2; n++) await gated.sign(request).catch(() => undefined);
+    expect(governor.settled).toBe(3); // the second overload answer makes the burst
   });
 });

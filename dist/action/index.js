@@ -80586,6 +80586,20 @@ var init_jobs_governor = __esm({
           this.#waiting.shift()();
         }
       }
+      #decide() {
+        const rate = this.#windowDone / Math.max(1, performance.now() - this.#windowStart);
+        const before = this.#previous;
+        if (before && rate < before.rate * GAIN) {
+          this.#limit = before.limit;
+          this.#growing = false;
+        } else if (this.#limit >= this.#max) {
+          this.#growing = false;
+        } else {
+          this.#previous = { rate, limit: this.#limit };
+          this.#limit = Math.min(this.#max, this.#limit * 2);
+          this.#admit();
+        }
+      }
       #newWindow() {
         this.#windowStart = performance.now();
         this.#windowDone = 0;
@@ -80599,20 +80613,9 @@ var init_jobs_governor = __esm({
           this.#newWindow();
           return;
         }
-        if (!ok || !this.#growing) return;
+        if (!ok) return;
         if (++this.#windowDone < Math.max(8, this.#limit * 4)) return;
-        const rate = this.#windowDone / Math.max(1, performance.now() - this.#windowStart);
-        const before = this.#previous;
-        if (before && rate < before.rate * GAIN) {
-          this.#limit = before.limit;
-          this.#growing = false;
-        } else if (this.#limit >= this.#max) {
-          this.#growing = false;
-        } else {
-          this.#previous = { rate, limit: this.#limit };
-          this.#limit = Math.min(this.#max, this.#limit * 2);
-          this.#admit();
-        }
+        if (this.#growing) this.#decide();
         this.#newWindow();
       }
     };

@@ -4,7 +4,8 @@
  * least 15 % more signatures a second, steps back and stays when one does not, and halves when
  * the token answers a burst of requests with CKR_DEVICE_ERROR, CKR_FUNCTION_FAILED or
  * CKR_SESSION_COUNT (the way network tokens and signing services say "too much at once");
- * after a halving it never grows again. `settled` is the value it ended on, for the report.
+ * after a halving it never grows again. Two such answers within one measuring window (a few
+ * rounds of every slot) make a burst. `settled` is the value it ended on, for the report.
  */
 import type { KeyDescription, SignRequest, Signer } from "../signer.js";
 import { ckrName } from "./ckr.js";
@@ -83,6 +84,22 @@ export class JobsGovernor {
     }
   }
 
+  #decide(): void {
+    const rate = this.#windowDone / Math.max(1, performance.now() - this.#windowStart);
+    const before = this.#previous;
+    if (before && rate < before.rate * GAIN) {
+      // The last doubling did not pay: back to the smaller value, and stay.
+      this.#limit = before.limit;
+      this.#growing = false;
+    } else if (this.#limit >= this.#max) {
+      this.#growing = false;
+    } else {
+      this.#previous = { rate, limit: this.#limit };
+      this.#limit = Math.min(this.#max, this.#limit * 2);
+      this.#admit();
+    }
+  }
+
   #newWindow(): void {
     this.#windowStart = performance.now();
     this.#windowDone = 0;
@@ -97,22 +114,11 @@ export class JobsGovernor {
       this.#newWindow();
       return;
     }
-    if (!ok || !this.#growing) return;
-    // A window long enough to see the limit's effect: a few rounds of every slot.
+    if (!ok) return;
+    // A window long enough to see the limit's effect: a few rounds of every slot. Overload
+    // answers count within one window, so scattered faults over a long run make no burst.
     if (++this.#windowDone < Math.max(8, this.#limit * 4)) return;
-    const rate = this.#windowDone / Math.max(1, performance.now() - this.#windowStart);
-    const before = this.#previous;
-    if (before && rate < before.rate * GAIN) {
-      // The last doubling did not pay: back to the smaller value, and stay.
-      this.#limit = before.limit;
-      this.#growing = false;
-    } else if (this.#limit >= this.#max) {
-      this.#growing = false;
-    } else {
-      this.#previous = { rate, limit: this.#limit };
-      this.#limit = Math.min(this.#max, this.#limit * 2);
-      this.#admit();
-    }
+    if (this.#growing) this.#decide();
     this.#newWindow();
   }
 }
