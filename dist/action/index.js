@@ -79509,9 +79509,27 @@ var init_module = __esm({
           this.p11.C_FindObjectsFinal(this.handle);
         }
       }
-      /** Reads attributes; an attribute the object does not have (or hides) comes back undefined. */
+      /**
+       * Reads attributes; an attribute the object does not have (or hides) comes back undefined. All
+       * are asked for in one call first (on a network token each call is a round trip or two); when
+       * the token refuses one of them, each is asked for alone.
+       */
       attributes(object, types) {
         const out = /* @__PURE__ */ new Map();
+        if (types.length > 1) {
+          try {
+            const got = this.p11.C_GetAttributeValue(
+              this.handle,
+              object,
+              types.map((type) => ({ type }))
+            );
+            if (got.length === types.length && got.every((a2) => a2.value !== void 0)) {
+              for (const a2 of got) out.set(a2.type, a2.value);
+              return out;
+            }
+          } catch {
+          }
+        }
         for (const type of types) {
           try {
             const [attr] = this.p11.C_GetAttributeValue(this.handle, object, [{ type }]);
@@ -80849,7 +80867,10 @@ var init_worker_signer = __esm({
       /** Why no thread could start, when none did: every waiting request fails with it. */
       #failure;
       #pin;
+      #key;
       #pinRefused = false;
+      #loginQueue = [];
+      #loggingIn;
       /** Threads that logged in on a connection of their own (see sign-worker.ts). */
       ownLogins = 0;
       constructor(file, setup, maxThreads, pin) {
@@ -80863,16 +80884,23 @@ var init_worker_signer = __esm({
         return this.#threads.length;
       }
       /**
-       * Starts `count` threads at once (their start-up is mostly waiting for the token) and resolves
-       * when the first has its sessions open; rejects when none can start.
+       * Starts `count` threads at once, before the main thread's login: each loads, joins the module
+       * and opens its session while the main thread logs in and finds the key.
        */
-      start(count2 = 1) {
-        const starts = Array.from(
-          { length: Math.max(1, Math.min(count2, this.#maxThreads)) },
-          () => this.#spawn()
-        );
-        for (const s of starts) s.catch(() => void 0);
-        return Promise.any(starts).catch((e) => {
+      boot(count2) {
+        const n2 = Math.max(1, Math.min(count2, this.#maxThreads)) - this.#all.size;
+        for (let i2 = 0; i2 < n2; i2++) this.#spawn().catch(() => void 0);
+      }
+      /**
+       * Hands the key to the threads (and to every thread started later) once the main thread's
+       * login holds; resolves when the first can sign, rejects when none can.
+       */
+      start(key) {
+        this.#key = key;
+        if (this.#all.size === 0) this.boot(1);
+        const all = [...this.#all];
+        for (const t of all) t.worker.postMessage({ kind: "key", key });
+        return Promise.any(all.map((t) => t.started)).catch((e) => {
           throw e instanceof AggregateError ? e.errors[0] : e;
         });
       }
@@ -80911,15 +80939,16 @@ var init_worker_signer = __esm({
         let settle;
         const started2 = new Promise((resolve, reject) => settle = { resolve, reject });
         const exited = new Promise((resolve) => worker.once("exit", () => resolve()));
-        const thread = { worker, ready: false, free: 0, exited };
+        const thread = { worker, started: started2, ready: false, free: 0, exited };
         this.#all.add(thread);
+        if (this.#key) worker.postMessage({ kind: "key", key: this.#key });
         void exited.then(() => this.#all.delete(thread));
         const fail4 = (e) => {
           if (!settle) return;
           this.#starting--;
           settle.reject(e);
           settle = void 0;
-          this.#maxThreads = Math.max(1, this.#threads.length);
+          this.#maxThreads = Math.max(1, this.#all.size - 1);
           if (this.#threads.length === 0) {
             this.#failure = e;
             for (const job of this.#queue.splice(0)) job.reject(e);
@@ -80932,9 +80961,11 @@ var init_worker_signer = __esm({
               thread.worker.postMessage({ kind: "close" });
               fail4(new CodesignError("LOGIN_FAILED", "a signing thread needs a login, and none is given"));
             } else {
-              const pin = { kind: "pin", pin: this.#pin.reveal(), source: this.#pin.source };
-              thread.worker.postMessage(pin);
+              this.#loginQueue.push(thread);
+              this.#nextLogin();
             }
+          } else if (m.kind === "logged-in") {
+            this.#loginDone(thread);
           } else if (m.kind === "ready") {
             if (m.loggedIn === "own") this.ownLogins++;
             if (!settle) return;
@@ -80951,6 +80982,7 @@ var init_worker_signer = __esm({
             settle = void 0;
             this.#dispatch();
           } else if (m.kind === "failed") {
+            this.#loginDone(thread);
             if (PIN_ERRORS.has(m.error.code)) this.#pinRefused = true;
             fail4(errorFrom(m.error));
           } else if (m.kind === "signed" || m.kind === "error") {
@@ -80970,8 +81002,30 @@ var init_worker_signer = __esm({
           fail4(err);
           this.#lost(thread, err);
         });
-        worker.once("exit", () => this.#lost(thread, new CodesignError("INTERNAL", "a signing thread ended")));
+        worker.once("exit", () => {
+          this.#loginDone(thread);
+          this.#lost(thread, new CodesignError("INTERNAL", "a signing thread ended"));
+        });
         return started2;
+      }
+      /**
+       * Logins go one at a time: tokens (SoftHSM2 behind p11-kit among them) can fail logins that
+       * arrive together, and a PIN refused by one thread is then given to no other.
+       */
+      #nextLogin() {
+        if (this.#loggingIn || this.#pinRefused || this.#closed) return;
+        const next = this.#loginQueue.shift();
+        if (!next) return;
+        this.#loggingIn = next;
+        const pin = { kind: "pin", pin: this.#pin.reveal(), source: this.#pin.source };
+        next.worker.postMessage(pin);
+      }
+      #loginDone(thread) {
+        const i2 = this.#loginQueue.indexOf(thread);
+        if (i2 >= 0) this.#loginQueue.splice(i2, 1);
+        if (this.#loggingIn !== thread) return;
+        this.#loggingIn = void 0;
+        this.#nextLogin();
       }
       /** A thread gone: its requests fail (the caller may retry them), the others carry on. */
       #lost(thread, e) {
@@ -81128,6 +81182,13 @@ async function connectKey(t) {
     const session = module.openSession(token, { readWrite: t.readWrite ?? false });
     const openMs = performance.now() - opening;
     sessions.push(session);
+    const file = t.threads ? signWorkerFile() : void 0;
+    const roundTripMs = t.plan?.roundTripMs ?? roundTrip(session, openMs);
+    const early = t.plan ?? planJobs(t.requested, roundTripMs, token, { threads: file !== void 0 });
+    if (early.mode === "threads" && file) {
+      threads = new SigningThreads(file, { modulePath: module.path, token }, early.capacity, t.pin);
+      threads.boot(early.start);
+    }
     session.login(t.pin);
     loggedIn = true;
     const key = findPrivateKey(session, mechanisms, t.uri);
@@ -81137,27 +81198,22 @@ async function connectKey(t) {
       });
     }
     const context2 = key.alwaysAuthenticate ? { pin: t.pin, fuse: t.fuse } : void 0;
-    const file = t.threads && !key.alwaysAuthenticate ? signWorkerFile() : void 0;
-    t.plan ??= planJobs(t.requested, roundTrip(session, openMs), token, { threads: file !== void 0 });
+    t.plan ??= key.alwaysAuthenticate ? planJobs(t.requested, roundTripMs, token, { threads: false }) : early;
     let signer;
     let capacity = t.plan.capacity;
-    if (t.plan.mode === "threads" && file) {
-      const setup = {
-        modulePath: module.path,
-        token,
-        key: { id: key.id, label: key.label, handle: key.handle }
-      };
-      threads = new SigningThreads(file, setup, t.plan.capacity, t.pin);
+    if (threads && t.plan.mode === "threads") {
       try {
-        await threads.start(t.plan.start);
+        await threads.start({ id: key.id, label: key.label, handle: key.handle });
         signer = new TokenKeySigner(threads, key, mechanisms);
       } catch {
-        await threads.close();
-        threads = void 0;
         const width = t.requested === "auto" ? Math.min(t.plan.capacity, 4) : t.plan.capacity;
         t.plan = { ...t.plan, mode: "in-process", capacity: width, start: width };
         capacity = t.plan.capacity;
       }
+    }
+    if (!signer && threads) {
+      await threads.close();
+      threads = void 0;
     }
     if (!signer) {
       const budget = sessionBudget(capacity, token);

@@ -359,8 +359,8 @@ function initializeError(e, modulePath, initArgs) {
     }
   );
 }
-function versionMatches(wanted, actual) {
-  const [wMajor, wMinor] = wanted.split(".");
+function versionMatches(wanted2, actual) {
+  const [wMajor, wMinor] = wanted2.split(".");
   const [aMajor, aMinor] = actual.split(".");
   return Number(wMajor) === Number(aMajor) && (wMinor === void 0 || Number(wMinor) === Number(aMinor));
 }
@@ -455,9 +455,27 @@ var Session = class {
       this.p11.C_FindObjectsFinal(this.handle);
     }
   }
-  /** Reads attributes; an attribute the object does not have (or hides) comes back undefined. */
+  /**
+   * Reads attributes; an attribute the object does not have (or hides) comes back undefined. All
+   * are asked for in one call first (on a network token each call is a round trip or two); when
+   * the token refuses one of them, each is asked for alone.
+   */
   attributes(object, types) {
     const out = /* @__PURE__ */ new Map();
+    if (types.length > 1) {
+      try {
+        const got = this.p11.C_GetAttributeValue(
+          this.handle,
+          object,
+          types.map((type) => ({ type }))
+        );
+        if (got.length === types.length && got.every((a) => a.value !== void 0)) {
+          for (const a of got) out.set(a.type, a.value);
+          return out;
+        }
+      } catch {
+      }
+    }
     for (const type of types) {
       try {
         const [attr] = this.p11.C_GetAttributeValue(this.handle, object, [{ type }]);
@@ -524,18 +542,33 @@ function errorOf(e) {
 var setup = workerData;
 var module;
 var session;
-var key = buf(setup.key.handle);
+var wanted;
+var key;
 var ownLogin = false;
 function start() {
   module = Pkcs11Module.join(setup.modulePath);
   session = module.openSession({ ...setup.token, handle: buf(setup.token.handle) });
-  if (session.loggedIn()) post({ kind: "ready", loggedIn: "shared" });
-  else post({ kind: "need-pin" });
+}
+function useKey(k) {
+  const s = session;
+  if (!s) throw new CodesignError("INTERNAL", "the signing thread has no session");
+  wanted = k;
+  if (s.loggedIn()) {
+    key = buf(k.handle);
+    post({ kind: "ready", loggedIn: "shared" });
+  } else {
+    post({ kind: "need-pin" });
+  }
 }
 function login(pin, source) {
   const s = session;
-  if (!s) throw new CodesignError("INTERNAL", "the signing thread has no session");
-  s.login(new Secret(pin, source));
+  const k = wanted;
+  if (!s || !k) throw new CodesignError("INTERNAL", "the signing thread has no session");
+  try {
+    s.login(new Secret(pin, source));
+  } finally {
+    post({ kind: "logged-in" });
+  }
   ownLogin = true;
   if (!s.loggedIn()) {
     throw new CodesignError("TOKEN_ERROR", `${setup.modulePath}: a signing thread's login did not hold`);
@@ -544,8 +577,8 @@ function login(pin, source) {
   const found = s.find(
     [
       { type: lib.CKA_CLASS, value: lib.CKO_PRIVATE_KEY },
-      { type: lib.CKA_ID, value: Buffer.from(setup.key.id) },
-      ...setup.key.label === "" ? [] : [{ type: lib.CKA_LABEL, value: setup.key.label }]
+      { type: lib.CKA_ID, value: Buffer.from(k.id) },
+      ...k.label === "" ? [] : [{ type: lib.CKA_LABEL, value: k.label }]
     ],
     2
   );
@@ -560,8 +593,10 @@ function login(pin, source) {
   post({ kind: "ready", loggedIn: "own" });
 }
 function shutdown() {
-  if (ownLogin) session?.logout();
-  session?.close();
+  if (!module?.owner) {
+    if (ownLogin) session?.logout();
+    session?.close();
+  }
   session = void 0;
   try {
     module?.close();
@@ -579,6 +614,14 @@ try {
   failed(e);
 }
 port.on("message", (m) => {
+  if (m.kind === "key") {
+    try {
+      useKey(m.key);
+    } catch (e) {
+      failed(e);
+    }
+    return;
+  }
   if (m.kind === "pin") {
     try {
       login(m.pin, m.source);
@@ -594,7 +637,8 @@ port.on("message", (m) => {
     return;
   }
   const s = session;
-  if (!s) {
+  const k = key;
+  if (!s || !k) {
     post({
       kind: "error",
       id: m.id,
@@ -602,7 +646,7 @@ port.on("message", (m) => {
     });
     return;
   }
-  s.signOnce(m.mechanism, key, buf(m.data)).then(
+  s.signOnce(m.mechanism, k, buf(m.data)).then(
     (signature) => {
       const own = new Uint8Array(signature);
       post({ kind: "signed", id: m.id, signature: own }, [own.buffer]);

@@ -79,7 +79,7 @@ export class Pkcs11Module {
   readonly path: string;
   private finalized = false;
   /** Whether close() may C_Finalize: false for a worker thread that joined the main thread's module. */
-  private readonly owner: boolean;
+  readonly owner: boolean;
 
   private constructor(lib: Pkcs11Js, p11: PKCS11, path: string, owner = true) {
     this.lib = lib;
@@ -426,9 +426,28 @@ export class Session {
     }
   }
 
-  /** Reads attributes; an attribute the object does not have (or hides) comes back undefined. */
+  /**
+   * Reads attributes; an attribute the object does not have (or hides) comes back undefined. All
+   * are asked for in one call first (on a network token each call is a round trip or two); when
+   * the token refuses one of them, each is asked for alone.
+   */
   attributes(object: Buffer, types: number[]): Map<number, Buffer | undefined> {
     const out = new Map<number, Buffer | undefined>();
+    if (types.length > 1) {
+      try {
+        const got = this.p11.C_GetAttributeValue(
+          this.handle,
+          object,
+          types.map((type) => ({ type })),
+        );
+        if (got.length === types.length && got.every((a) => a.value !== undefined)) {
+          for (const a of got) out.set(a.type, a.value);
+          return out;
+        }
+      } catch {
+        // one of them is missing or sensitive: ask for each alone
+      }
+    }
     for (const type of types) {
       try {
         const [attr] = this.p11.C_GetAttributeValue(this.handle, object, [{ type }]);

@@ -2,7 +2,8 @@
  * A signing thread (node:worker_threads). pkcs11js' C_SignInit is synchronous: on a network token
  * each one holds its thread for a whole round trip, so signatures in flight on the main thread
  * still start one round trip apart. Each thread here joins the module the main thread opened and
- * logged in to, opens one session of its own, and runs C_SignInit + C_Sign on it with the
+ * opens one session of its own (while the main thread logs in and finds the key: start-up
+ * overlaps), then waits for the key, and runs C_SignInit + C_Sign on its session with the
  * mechanism and data the main thread's TokenKeySigner chose (mechanism choice stays there).
  * Login state belongs to the application, so most modules need no login here; a module that
  * opens a connection per initialisation (p11-kit-client) gets one C_Login on this thread's
@@ -15,7 +16,7 @@ import { CodesignError } from "../errors.js";
 import { ckrName } from "./ckr.js";
 import { Pkcs11Module, type Session } from "./module.js";
 import { Secret, type PinSource } from "./pin.js";
-import type { FromWorker, ToWorker, WorkerError, WorkerSetup } from "./worker-protocol.js";
+import type { FromWorker, ToWorker, WorkerError, WorkerKey, WorkerSetup } from "./worker-protocol.js";
 
 const port = parentPort;
 if (!port) throw new Error("sign-worker.js runs as a worker thread only");
@@ -36,20 +37,38 @@ function errorOf(e: unknown): WorkerError {
 const setup = workerData as WorkerSetup;
 let module: Pkcs11Module | undefined;
 let session: Session | undefined;
-let key = buf(setup.key.handle);
+let wanted: WorkerKey | undefined;
+let key: Buffer | undefined;
 let ownLogin = false;
 
+/** Before the main thread's login: join the module, open this thread's session. */
 function start(): void {
   module = Pkcs11Module.join(setup.modulePath);
   session = module.openSession({ ...setup.token, handle: buf(setup.token.handle) });
-  if (session.loggedIn()) post({ kind: "ready", loggedIn: "shared" });
-  else post({ kind: "need-pin" });
+}
+
+/** After it: the main thread's login is this thread's too, or this thread asks for the PIN. */
+function useKey(k: WorkerKey): void {
+  const s = session;
+  if (!s) throw new CodesignError("INTERNAL", "the signing thread has no session");
+  wanted = k;
+  if (s.loggedIn()) {
+    key = buf(k.handle);
+    post({ kind: "ready", loggedIn: "shared" });
+  } else {
+    post({ kind: "need-pin" });
+  }
 }
 
 function login(pin: string, source: PinSource): void {
   const s = session;
-  if (!s) throw new CodesignError("INTERNAL", "the signing thread has no session");
-  s.login(new Secret(pin, source));
+  const k = wanted;
+  if (!s || !k) throw new CodesignError("INTERNAL", "the signing thread has no session");
+  try {
+    s.login(new Secret(pin, source));
+  } finally {
+    post({ kind: "logged-in" });
+  }
   ownLogin = true;
   if (!s.loggedIn()) {
     throw new CodesignError("TOKEN_ERROR", `${setup.modulePath}: a signing thread's login did not hold`);
@@ -59,8 +78,8 @@ function login(pin: string, source: PinSource): void {
   const found = s.find(
     [
       { type: lib.CKA_CLASS, value: lib.CKO_PRIVATE_KEY },
-      { type: lib.CKA_ID, value: Buffer.from(setup.key.id) },
-      ...(setup.key.label === "" ? [] : [{ type: lib.CKA_LABEL, value: setup.key.label }]),
+      { type: lib.CKA_ID, value: Buffer.from(k.id) },
+      ...(k.label === "" ? [] : [{ type: lib.CKA_LABEL, value: k.label }]),
     ],
     2,
   );
@@ -76,8 +95,12 @@ function login(pin: string, source: PinSource): void {
 }
 
 function shutdown(): void {
-  if (ownLogin) session?.logout();
-  session?.close();
+  // A connection of this thread's own ends with its C_Finalize, sessions and login with it (two
+  // round trips fewer); a joined module's session is closed here, the module left to the main thread.
+  if (!module?.owner) {
+    if (ownLogin) session?.logout();
+    session?.close();
+  }
   session = undefined;
   try {
     module?.close();
@@ -99,6 +122,14 @@ try {
 }
 
 port.on("message", (m: ToWorker) => {
+  if (m.kind === "key") {
+    try {
+      useKey(m.key);
+    } catch (e) {
+      failed(e);
+    }
+    return;
+  }
   if (m.kind === "pin") {
     try {
       login(m.pin, m.source);
@@ -114,7 +145,8 @@ port.on("message", (m: ToWorker) => {
     return;
   }
   const s = session;
-  if (!s) {
+  const k = key;
+  if (!s || !k) {
     post({
       kind: "error",
       id: m.id,
@@ -122,7 +154,7 @@ port.on("message", (m: ToWorker) => {
     });
     return;
   }
-  s.signOnce(m.mechanism, key, buf(m.data)).then(
+  s.signOnce(m.mechanism, k, buf(m.data)).then(
     (signature) => {
       const own = new Uint8Array(signature); // a copy of its own, so its buffer can be handed over
       post({ kind: "signed", id: m.id, signature: own }, [own.buffer]);

@@ -328,6 +328,14 @@ async function connectKey(t: KeyTarget): Promise<KeyConnection> {
     const session = module.openSession(token, { readWrite: t.readWrite ?? false });
     const openMs = performance.now() - opening;
     sessions.push(session);
+    const file = t.threads ? signWorkerFile() : undefined;
+    const roundTripMs = t.plan?.roundTripMs ?? roundTrip(session, openMs);
+    const early = t.plan ?? planJobs(t.requested, roundTripMs, token, { threads: file !== undefined });
+    if (early.mode === "threads" && file) {
+      // The threads load, join the module and open their sessions while this one logs in.
+      threads = new SigningThreads(file, { modulePath: module.path, token }, early.capacity, t.pin);
+      threads.boot(early.start);
+    }
     session.login(t.pin);
     loggedIn = true;
     const key = findPrivateKey(session, mechanisms, t.uri);
@@ -337,28 +345,24 @@ async function connectKey(t: KeyTarget): Promise<KeyConnection> {
       });
     }
     const context = key.alwaysAuthenticate ? { pin: t.pin, fuse: t.fuse } : undefined;
-    const file = t.threads && !key.alwaysAuthenticate ? signWorkerFile() : undefined;
-    t.plan ??= planJobs(t.requested, roundTrip(session, openMs), token, { threads: file !== undefined });
+    // A per-signature login stays on this thread, with the run's LoginFuse.
+    t.plan ??= key.alwaysAuthenticate ? planJobs(t.requested, roundTripMs, token, { threads: false }) : early;
     let signer: Signer | undefined;
     let capacity = t.plan.capacity;
-    if (t.plan.mode === "threads" && file) {
-      const setup = {
-        modulePath: module.path,
-        token,
-        key: { id: key.id, label: key.label, handle: key.handle },
-      };
-      threads = new SigningThreads(file, setup, t.plan.capacity, t.pin);
+    if (threads && t.plan.mode === "threads") {
       try {
-        await threads.start(t.plan.start);
+        await threads.start({ id: key.id, label: key.label, handle: key.handle });
         signer = new TokenKeySigner(threads, key, mechanisms);
       } catch {
         // This module gives a thread no session of its own: sign on the main thread.
-        await threads.close();
-        threads = undefined;
         const width = t.requested === "auto" ? Math.min(t.plan.capacity, 4) : t.plan.capacity;
         t.plan = { ...t.plan, mode: "in-process", capacity: width, start: width };
         capacity = t.plan.capacity;
       }
+    }
+    if (!signer && threads) {
+      await threads.close();
+      threads = undefined;
     }
     if (!signer) {
       const budget = sessionBudget(capacity, token);

@@ -8,13 +8,18 @@ import type { KeyInfo } from "./keys.js";
 import type { TokenEntry } from "./module.js";
 import type { PinSource } from "./pin.js";
 
+/** What a thread needs to start: it joins the module and opens its session before the login. */
 export interface WorkerSetup {
   modulePath: string;
   token: TokenEntry;
-  key: Pick<KeyInfo, "id" | "label"> & { handle: Buffer };
 }
 
+/** The key the main thread found, sent once its login holds. */
+export type WorkerKey = Pick<KeyInfo, "id" | "label"> & { handle: Buffer };
+
 export type ToWorker =
+  /** The main thread's login holds: use this key (after a login of its own, when needed). */
+  | { kind: "key"; key: WorkerKey }
   /** C_SignInit + C_Sign with what TokenKeySigner chose, on this thread's session and key handle. */
   | { kind: "sign"; id: number; mechanism: Mechanism; data: Uint8Array }
   /** The answer to need-pin: the PIN the main thread's login already proved. */
@@ -33,6 +38,8 @@ export type FromWorker =
   | { kind: "ready"; loggedIn: "shared" | "own" }
   /** This thread's sessions are not logged in (a module with a connection per initialisation). */
   | { kind: "need-pin" }
+  /** C_Login returned: the main thread may give the PIN to the next thread (logins go one at a time). */
+  | { kind: "logged-in" }
   | { kind: "failed"; error: WorkerError }
   | { kind: "signed"; id: number; signature: Uint8Array }
   | { kind: "error"; id: number; error: WorkerError }

@@ -13,7 +13,7 @@ import type { Mechanism } from "pkcs11js";
 import { loadPkcs11Js, type Pkcs11Js } from "./native.js";
 import type { Secret } from "./pin.js";
 import type { SigningSession } from "./token-signer.js";
-import type { FromWorker, ToWorker, WorkerError, WorkerSetup } from "./worker-protocol.js";
+import type { FromWorker, ToWorker, WorkerError, WorkerKey, WorkerSetup } from "./worker-protocol.js";
 
 /** A thread's login failed this way: no other thread is given the PIN (each try counts). */
 const PIN_ERRORS = new Set(["PIN_INCORRECT", "PIN_LOCKED", "PIN_EXPIRED", "LOGIN_FAILED"]);
@@ -38,6 +38,8 @@ function errorFrom(e: WorkerError): CodesignError {
 
 interface Thread {
   worker: Worker;
+  /** Resolves when the thread can sign; rejects when it cannot start. */
+  started: Promise<void>;
   ready: boolean;
   /** Sessions not signing right now. */
   free: number;
@@ -68,7 +70,10 @@ export class SigningThreads implements SigningSession {
   #failure: CodesignError | undefined;
 
   readonly #pin: Secret;
+  #key: WorkerKey | undefined;
   #pinRefused = false;
+  readonly #loginQueue: Thread[] = [];
+  #loggingIn: Thread | undefined;
   /** Threads that logged in on a connection of their own (see sign-worker.ts). */
   ownLogins = 0;
 
@@ -85,15 +90,24 @@ export class SigningThreads implements SigningSession {
   }
 
   /**
-   * Starts `count` threads at once (their start-up is mostly waiting for the token) and resolves
-   * when the first has its sessions open; rejects when none can start.
+   * Starts `count` threads at once, before the main thread's login: each loads, joins the module
+   * and opens its session while the main thread logs in and finds the key.
    */
-  start(count = 1): Promise<void> {
-    const starts = Array.from({ length: Math.max(1, Math.min(count, this.#maxThreads)) }, () =>
-      this.#spawn(),
-    );
-    for (const s of starts) s.catch(() => undefined); // one that cannot start lowers maxThreads in #spawn
-    return Promise.any(starts).catch((e: unknown) => {
+  boot(count: number): void {
+    const n = Math.max(1, Math.min(count, this.#maxThreads)) - this.#all.size;
+    for (let i = 0; i < n; i++) this.#spawn().catch(() => undefined); // failures: see #spawn
+  }
+
+  /**
+   * Hands the key to the threads (and to every thread started later) once the main thread's
+   * login holds; resolves when the first can sign, rejects when none can.
+   */
+  start(key: WorkerKey): Promise<void> {
+    this.#key = key;
+    if (this.#all.size === 0) this.boot(1);
+    const all = [...this.#all];
+    for (const t of all) t.worker.postMessage({ kind: "key", key } satisfies ToWorker);
+    return Promise.any(all.map((t) => t.started)).catch((e: unknown) => {
       throw e instanceof AggregateError ? e.errors[0] : e;
     });
   }
@@ -136,16 +150,17 @@ export class SigningThreads implements SigningSession {
     let settle: { resolve: () => void; reject: (e: unknown) => void } | undefined;
     const started = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
     const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
-    const thread: Thread = { worker, ready: false, free: 0, exited };
+    const thread: Thread = { worker, started, ready: false, free: 0, exited };
     this.#all.add(thread);
+    if (this.#key) worker.postMessage({ kind: "key", key: this.#key } satisfies ToWorker);
     void exited.then(() => this.#all.delete(thread));
     const fail = (e: CodesignError): void => {
       if (!settle) return;
       this.#starting--;
       settle.reject(e);
       settle = undefined;
-      // The token has no room for this thread: plan with the ones running.
-      this.#maxThreads = Math.max(1, this.#threads.length);
+      // The token has no room for this thread: plan with the others.
+      this.#maxThreads = Math.max(1, this.#all.size - 1);
       if (this.#threads.length === 0) {
         this.#failure = e;
         for (const job of this.#queue.splice(0)) job.reject(e);
@@ -158,9 +173,11 @@ export class SigningThreads implements SigningSession {
           thread.worker.postMessage({ kind: "close" } satisfies ToWorker);
           fail(new CodesignError("LOGIN_FAILED", "a signing thread needs a login, and none is given"));
         } else {
-          const pin = { kind: "pin", pin: this.#pin.reveal(), source: this.#pin.source } satisfies ToWorker;
-          thread.worker.postMessage(pin);
+          this.#loginQueue.push(thread);
+          this.#nextLogin();
         }
+      } else if (m.kind === "logged-in") {
+        this.#loginDone(thread);
       } else if (m.kind === "ready") {
         if (m.loggedIn === "own") this.ownLogins++;
         if (!settle) return;
@@ -178,6 +195,7 @@ export class SigningThreads implements SigningSession {
         settle = undefined;
         this.#dispatch();
       } else if (m.kind === "failed") {
+        this.#loginDone(thread);
         if (PIN_ERRORS.has(m.error.code)) this.#pinRefused = true;
         fail(errorFrom(m.error));
       } else if (m.kind === "signed" || m.kind === "error") {
@@ -197,8 +215,32 @@ export class SigningThreads implements SigningSession {
       fail(err);
       this.#lost(thread, err);
     });
-    worker.once("exit", () => this.#lost(thread, new CodesignError("INTERNAL", "a signing thread ended")));
+    worker.once("exit", () => {
+      this.#loginDone(thread);
+      this.#lost(thread, new CodesignError("INTERNAL", "a signing thread ended"));
+    });
     return started;
+  }
+
+  /**
+   * Logins go one at a time: tokens (SoftHSM2 behind p11-kit among them) can fail logins that
+   * arrive together, and a PIN refused by one thread is then given to no other.
+   */
+  #nextLogin(): void {
+    if (this.#loggingIn || this.#pinRefused || this.#closed) return;
+    const next = this.#loginQueue.shift();
+    if (!next) return;
+    this.#loggingIn = next;
+    const pin = { kind: "pin", pin: this.#pin.reveal(), source: this.#pin.source } satisfies ToWorker;
+    next.worker.postMessage(pin);
+  }
+
+  #loginDone(thread: Thread): void {
+    const i = this.#loginQueue.indexOf(thread);
+    if (i >= 0) this.#loginQueue.splice(i, 1);
+    if (this.#loggingIn !== thread) return;
+    this.#loggingIn = undefined;
+    this.#nextLogin();
   }
 
   /** A thread gone: its requests fail (the caller may retry them), the others carry on. */
