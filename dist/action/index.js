@@ -80868,6 +80868,7 @@ var init_worker_signer = __esm({
       #failure;
       #pin;
       #key;
+      #mainLoggedIn = false;
       #pinRefused = false;
       #loginQueue = [];
       #loggingIn;
@@ -80892,11 +80893,17 @@ var init_worker_signer = __esm({
         for (let i2 = 0; i2 < n2; i2++) this.#spawn().catch(() => void 0);
       }
       /**
-       * Hands the key to the threads (and to every thread started later) once the main thread's
-       * login holds; resolves when the first can sign, rejects when none can.
+       * Hands the key to the threads (and to every thread started later) once the main thread found
+       * it; resolves when the first can sign, rejects when none can.
        */
+      /** The main thread's login holds: threads that do not share it ask for the PIN now. */
+      loggedIn() {
+        this.#mainLoggedIn = true;
+        for (const t of this.#all) t.worker.postMessage({ kind: "logged-in" });
+      }
       start(key) {
         this.#key = key;
+        if (!this.#mainLoggedIn) this.loggedIn();
         if (this.#all.size === 0) this.boot(1);
         const all = [...this.#all];
         for (const t of all) t.worker.postMessage({ kind: "key", key });
@@ -80941,6 +80948,7 @@ var init_worker_signer = __esm({
         const exited = new Promise((resolve) => worker.once("exit", () => resolve()));
         const thread = { worker, started: started2, ready: false, free: 0, exited };
         this.#all.add(thread);
+        if (this.#mainLoggedIn) worker.postMessage({ kind: "logged-in" });
         if (this.#key) worker.postMessage({ kind: "key", key: this.#key });
         void exited.then(() => this.#all.delete(thread));
         const fail4 = (e) => {
@@ -81191,6 +81199,7 @@ async function connectKey(t) {
     }
     session.login(t.pin);
     loggedIn = true;
+    threads?.loggedIn();
     const key = findPrivateKey(session, mechanisms, t.uri);
     if (t.same && !sameBytes(key.spki, t.same.key.spki)) {
       throw new CodesignError("KEY_NOT_FOUND", "after reconnecting, the key URI finds a different key", {

@@ -549,48 +549,56 @@ function start() {
   module = Pkcs11Module.join(setup.modulePath);
   session = module.openSession({ ...setup.token, handle: buf(setup.token.handle) });
 }
-function useKey(k) {
+var shared = false;
+var readyPosted = false;
+function afterMainLogin() {
   const s = session;
   if (!s) throw new CodesignError("INTERNAL", "the signing thread has no session");
-  wanted = k;
   if (s.loggedIn()) {
-    key = buf(k.handle);
-    post({ kind: "ready", loggedIn: "shared" });
+    shared = true;
+    maybeReady();
   } else {
     post({ kind: "need-pin" });
   }
 }
 function login(pin, source) {
   const s = session;
-  const k = wanted;
-  if (!s || !k) throw new CodesignError("INTERNAL", "the signing thread has no session");
+  if (!s) throw new CodesignError("INTERNAL", "the signing thread has no session");
   try {
     s.login(new Secret(pin, source));
   } finally {
     post({ kind: "logged-in" });
   }
   ownLogin = true;
-  if (!s.loggedIn()) {
-    throw new CodesignError("TOKEN_ERROR", `${setup.modulePath}: a signing thread's login did not hold`);
-  }
-  const lib = s.module.lib;
-  const found = s.find(
-    [
-      { type: lib.CKA_CLASS, value: lib.CKO_PRIVATE_KEY },
-      { type: lib.CKA_ID, value: Buffer.from(k.id) },
-      ...k.label === "" ? [] : [{ type: lib.CKA_LABEL, value: k.label }]
-    ],
-    2
-  );
-  const [handle] = found;
-  if (found.length !== 1 || !handle) {
-    throw new CodesignError(
-      "KEY_NOT_FOUND",
-      `a signing thread found ${found.length} keys where the main thread found one`
+  maybeReady();
+}
+function maybeReady() {
+  const s = session;
+  const k = wanted;
+  if (!s || !k || readyPosted || !(shared || ownLogin)) return;
+  if (shared) {
+    key = buf(k.handle);
+  } else {
+    const lib = s.module.lib;
+    const found = s.find(
+      [
+        { type: lib.CKA_CLASS, value: lib.CKO_PRIVATE_KEY },
+        { type: lib.CKA_ID, value: Buffer.from(k.id) },
+        ...k.label === "" ? [] : [{ type: lib.CKA_LABEL, value: k.label }]
+      ],
+      2
     );
+    const [handle] = found;
+    if (found.length !== 1 || !handle) {
+      throw new CodesignError(
+        "KEY_NOT_FOUND",
+        `a signing thread found ${found.length} keys where the main thread found one`
+      );
+    }
+    key = handle;
   }
-  key = handle;
-  post({ kind: "ready", loggedIn: "own" });
+  readyPosted = true;
+  post({ kind: "ready", loggedIn: shared ? "shared" : "own" });
 }
 function shutdown() {
   if (!module?.owner) {
@@ -614,9 +622,18 @@ try {
   failed(e);
 }
 port.on("message", (m) => {
-  if (m.kind === "key") {
+  if (m.kind === "logged-in") {
     try {
-      useKey(m.key);
+      afterMainLogin();
+    } catch (e) {
+      failed(e);
+    }
+    return;
+  }
+  if (m.kind === "key") {
+    wanted = m.key;
+    try {
+      maybeReady();
     } catch (e) {
       failed(e);
     }

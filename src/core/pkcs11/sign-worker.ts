@@ -41,20 +41,22 @@ let wanted: WorkerKey | undefined;
 let key: Buffer | undefined;
 let ownLogin = false;
 
-/** Before the main thread's login: join the module, open this thread's session. */
+/** Before the main thread's login: join the module, open this thread's session, then wait. */
 function start(): void {
   module = Pkcs11Module.join(setup.modulePath);
   session = module.openSession({ ...setup.token, handle: buf(setup.token.handle) });
 }
 
-/** After it: the main thread's login is this thread's too, or this thread asks for the PIN. */
-function useKey(k: WorkerKey): void {
+let shared = false;
+let readyPosted = false;
+
+/** After the main thread's login: it is this thread's too, or this thread asks for the PIN. */
+function afterMainLogin(): void {
   const s = session;
   if (!s) throw new CodesignError("INTERNAL", "the signing thread has no session");
-  wanted = k;
   if (s.loggedIn()) {
-    key = buf(k.handle);
-    post({ kind: "ready", loggedIn: "shared" });
+    shared = true;
+    maybeReady();
   } else {
     post({ kind: "need-pin" });
   }
@@ -62,36 +64,45 @@ function useKey(k: WorkerKey): void {
 
 function login(pin: string, source: PinSource): void {
   const s = session;
-  const k = wanted;
-  if (!s || !k) throw new CodesignError("INTERNAL", "the signing thread has no session");
+  if (!s) throw new CodesignError("INTERNAL", "the signing thread has no session");
   try {
     s.login(new Secret(pin, source));
   } finally {
     post({ kind: "logged-in" });
   }
   ownLogin = true;
-  if (!s.loggedIn()) {
-    throw new CodesignError("TOKEN_ERROR", `${setup.modulePath}: a signing thread's login did not hold`);
-  }
-  // Object handles belong to a connection too: the main thread's key, found again by CKA_ID.
-  const lib = s.module.lib;
-  const found = s.find(
-    [
-      { type: lib.CKA_CLASS, value: lib.CKO_PRIVATE_KEY },
-      { type: lib.CKA_ID, value: Buffer.from(k.id) },
-      ...(k.label === "" ? [] : [{ type: lib.CKA_LABEL, value: k.label }]),
-    ],
-    2,
-  );
-  const [handle] = found;
-  if (found.length !== 1 || !handle) {
-    throw new CodesignError(
-      "KEY_NOT_FOUND",
-      `a signing thread found ${found.length} keys where the main thread found one`,
+  maybeReady();
+}
+
+/** Ready once logged in (either way) and told the key. */
+function maybeReady(): void {
+  const s = session;
+  const k = wanted;
+  if (!s || !k || readyPosted || !(shared || ownLogin)) return;
+  if (shared) {
+    key = buf(k.handle);
+  } else {
+    // Object handles belong to a connection too: the main thread's key, found again by CKA_ID.
+    const lib = s.module.lib;
+    const found = s.find(
+      [
+        { type: lib.CKA_CLASS, value: lib.CKO_PRIVATE_KEY },
+        { type: lib.CKA_ID, value: Buffer.from(k.id) },
+        ...(k.label === "" ? [] : [{ type: lib.CKA_LABEL, value: k.label }]),
+      ],
+      2,
     );
+    const [handle] = found;
+    if (found.length !== 1 || !handle) {
+      throw new CodesignError(
+        "KEY_NOT_FOUND",
+        `a signing thread found ${found.length} keys where the main thread found one`,
+      );
+    }
+    key = handle;
   }
-  key = handle;
-  post({ kind: "ready", loggedIn: "own" });
+  readyPosted = true;
+  post({ kind: "ready", loggedIn: shared ? "shared" : "own" });
 }
 
 function shutdown(): void {
@@ -122,9 +133,18 @@ try {
 }
 
 port.on("message", (m: ToWorker) => {
-  if (m.kind === "key") {
+  if (m.kind === "logged-in") {
     try {
-      useKey(m.key);
+      afterMainLogin();
+    } catch (e) {
+      failed(e);
+    }
+    return;
+  }
+  if (m.kind === "key") {
+    wanted = m.key;
+    try {
+      maybeReady();
     } catch (e) {
       failed(e);
     }

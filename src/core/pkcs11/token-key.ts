@@ -338,6 +338,8 @@ async function connectKey(t: KeyTarget): Promise<KeyConnection> {
     }
     session.login(t.pin);
     loggedIn = true;
+    // Threads that need a login of their own log in while this one looks for the key.
+    threads?.loggedIn();
     const key = findPrivateKey(session, mechanisms, t.uri);
     if (t.same && !sameBytes(key.spki, t.same.key.spki)) {
       throw new CodesignError("KEY_NOT_FOUND", "after reconnecting, the key URI finds a different key", {

@@ -18,7 +18,9 @@ export interface WorkerSetup {
 export type WorkerKey = Pick<KeyInfo, "id" | "label"> & { handle: Buffer };
 
 export type ToWorker =
-  /** The main thread's login holds: use this key (after a login of its own, when needed). */
+  /** The main thread's login holds: see whether it is this thread's too. */
+  | { kind: "logged-in" }
+  /** The key the main thread found: sign with it once logged in. */
   | { kind: "key"; key: WorkerKey }
   /** C_SignInit + C_Sign with what TokenKeySigner chose, on this thread's session and key handle. */
   | { kind: "sign"; id: number; mechanism: Mechanism; data: Uint8Array }

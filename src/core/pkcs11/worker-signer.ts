@@ -71,6 +71,7 @@ export class SigningThreads implements SigningSession {
 
   readonly #pin: Secret;
   #key: WorkerKey | undefined;
+  #mainLoggedIn = false;
   #pinRefused = false;
   readonly #loginQueue: Thread[] = [];
   #loggingIn: Thread | undefined;
@@ -99,11 +100,18 @@ export class SigningThreads implements SigningSession {
   }
 
   /**
-   * Hands the key to the threads (and to every thread started later) once the main thread's
-   * login holds; resolves when the first can sign, rejects when none can.
+   * Hands the key to the threads (and to every thread started later) once the main thread found
+   * it; resolves when the first can sign, rejects when none can.
    */
+  /** The main thread's login holds: threads that do not share it ask for the PIN now. */
+  loggedIn(): void {
+    this.#mainLoggedIn = true;
+    for (const t of this.#all) t.worker.postMessage({ kind: "logged-in" } satisfies ToWorker);
+  }
+
   start(key: WorkerKey): Promise<void> {
     this.#key = key;
+    if (!this.#mainLoggedIn) this.loggedIn();
     if (this.#all.size === 0) this.boot(1);
     const all = [...this.#all];
     for (const t of all) t.worker.postMessage({ kind: "key", key } satisfies ToWorker);
@@ -152,6 +160,7 @@ export class SigningThreads implements SigningSession {
     const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
     const thread: Thread = { worker, started, ready: false, free: 0, exited };
     this.#all.add(thread);
+    if (this.#mainLoggedIn) worker.postMessage({ kind: "logged-in" } satisfies ToWorker);
     if (this.#key) worker.postMessage({ kind: "key", key: this.#key } satisfies ToWorker);
     void exited.then(() => this.#all.delete(thread));
     const fail = (e: CodesignError): void => {
