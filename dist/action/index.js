@@ -80870,14 +80870,12 @@ var init_worker_signer = __esm({
       #key;
       #mainLoggedIn = false;
       #pinRefused = false;
-      #loginQueue = [];
-      #loggingIn;
       /** Threads that logged in on a connection of their own (see sign-worker.ts). */
       ownLogins = 0;
       constructor(file, setup, maxThreads, pin) {
         this.#pin = pin;
         this.#file = file;
-        this.#setup = setup;
+        this.#setup = { ...setup, loginLock: new SharedArrayBuffer(8) };
         this.#maxThreads = Math.max(1, maxThreads);
       }
       /** Threads signing now (one session each). */
@@ -80899,7 +80897,7 @@ var init_worker_signer = __esm({
       /** The main thread's login holds: threads that do not share it ask for the PIN now. */
       loggedIn() {
         this.#mainLoggedIn = true;
-        for (const t of this.#all) t.worker.postMessage({ kind: "logged-in" });
+        for (const t of this.#all) t.worker.postMessage(this.#loggedInMessage());
       }
       start(key) {
         this.#key = key;
@@ -80948,7 +80946,7 @@ var init_worker_signer = __esm({
         const exited = new Promise((resolve) => worker.once("exit", () => resolve()));
         const thread = { worker, started: started2, ready: false, free: 0, exited };
         this.#all.add(thread);
-        if (this.#mainLoggedIn) worker.postMessage({ kind: "logged-in" });
+        if (this.#mainLoggedIn) worker.postMessage(this.#loggedInMessage());
         if (this.#key) worker.postMessage({ kind: "key", key: this.#key });
         void exited.then(() => this.#all.delete(thread));
         const fail4 = (e) => {
@@ -80964,17 +80962,7 @@ var init_worker_signer = __esm({
           void worker.terminate();
         };
         worker.on("message", (m) => {
-          if (m.kind === "need-pin") {
-            if (this.#pinRefused || this.#closed) {
-              thread.worker.postMessage({ kind: "close" });
-              fail4(new CodesignError("LOGIN_FAILED", "a signing thread needs a login, and none is given"));
-            } else {
-              this.#loginQueue.push(thread);
-              this.#nextLogin();
-            }
-          } else if (m.kind === "logged-in") {
-            this.#loginDone(thread);
-          } else if (m.kind === "ready") {
+          if (m.kind === "ready") {
             if (m.loggedIn === "own") this.ownLogins++;
             if (!settle) return;
             this.#starting--;
@@ -80990,7 +80978,6 @@ var init_worker_signer = __esm({
             settle = void 0;
             this.#dispatch();
           } else if (m.kind === "failed") {
-            this.#loginDone(thread);
             if (PIN_ERRORS.has(m.error.code)) this.#pinRefused = true;
             fail4(errorFrom(m.error));
           } else if (m.kind === "signed" || m.kind === "error") {
@@ -81010,30 +80997,13 @@ var init_worker_signer = __esm({
           fail4(err);
           this.#lost(thread, err);
         });
-        worker.once("exit", () => {
-          this.#loginDone(thread);
-          this.#lost(thread, new CodesignError("INTERNAL", "a signing thread ended"));
-        });
+        worker.once("exit", () => this.#lost(thread, new CodesignError("INTERNAL", "a signing thread ended")));
         return started2;
       }
-      /**
-       * Logins go one at a time: tokens (SoftHSM2 behind p11-kit among them) can fail logins that
-       * arrive together, and a PIN refused by one thread is then given to no other.
-       */
-      #nextLogin() {
-        if (this.#loggingIn || this.#pinRefused || this.#closed) return;
-        const next = this.#loginQueue.shift();
-        if (!next) return;
-        this.#loggingIn = next;
-        const pin = { kind: "pin", pin: this.#pin.reveal(), source: this.#pin.source };
-        next.worker.postMessage(pin);
-      }
-      #loginDone(thread) {
-        const i2 = this.#loginQueue.indexOf(thread);
-        if (i2 >= 0) this.#loginQueue.splice(i2, 1);
-        if (this.#loggingIn !== thread) return;
-        this.#loggingIn = void 0;
-        this.#nextLogin();
+      /** The PIN goes along only while no thread's login was refused. */
+      #loggedInMessage() {
+        if (this.#pinRefused) return { kind: "logged-in" };
+        return { kind: "logged-in", pin: this.#pin.reveal(), source: this.#pin.source };
       }
       /** A thread gone: its requests fail (the caller may retry them), the others carry on. */
       #lost(thread, e) {

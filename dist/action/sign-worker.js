@@ -551,23 +551,33 @@ function start() {
 }
 var shared = false;
 var readyPosted = false;
-function afterMainLogin() {
+var lock = new Int32Array(setup.loginLock);
+var PIN_ERRORS = /* @__PURE__ */ new Set(["PIN_INCORRECT", "PIN_LOCKED", "PIN_EXPIRED", "LOGIN_FAILED"]);
+function afterMainLogin(pin, source) {
   const s = session;
   if (!s) throw new CodesignError("INTERNAL", "the signing thread has no session");
   if (s.loggedIn()) {
     shared = true;
     maybeReady();
-  } else {
-    post({ kind: "need-pin" });
+    return;
   }
-}
-function login(pin, source) {
-  const s = session;
-  if (!s) throw new CodesignError("INTERNAL", "the signing thread has no session");
+  if (pin === void 0 || source === void 0) {
+    throw new CodesignError("LOGIN_FAILED", "a signing thread needs a login, and none is given");
+  }
+  while (Atomics.compareExchange(lock, 0, 0, 1) !== 0) Atomics.wait(lock, 0, 1);
   try {
-    s.login(new Secret(pin, source));
+    if (Atomics.load(lock, 1) !== 0) {
+      throw new CodesignError("LOGIN_FAILED", "another signing thread's login was refused; not trying again");
+    }
+    try {
+      s.login(new Secret(pin, source));
+    } catch (e) {
+      if (e instanceof CodesignError && PIN_ERRORS.has(e.code)) Atomics.store(lock, 1, 1);
+      throw e;
+    }
   } finally {
-    post({ kind: "logged-in" });
+    Atomics.store(lock, 0, 0);
+    Atomics.notify(lock, 0, 1);
   }
   ownLogin = true;
   maybeReady();
@@ -624,7 +634,7 @@ try {
 port.on("message", (m) => {
   if (m.kind === "logged-in") {
     try {
-      afterMainLogin();
+      afterMainLogin(m.pin, m.source);
     } catch (e) {
       failed(e);
     }
@@ -634,14 +644,6 @@ port.on("message", (m) => {
     wanted = m.key;
     try {
       maybeReady();
-    } catch (e) {
-      failed(e);
-    }
-    return;
-  }
-  if (m.kind === "pin") {
-    try {
-      login(m.pin, m.source);
     } catch (e) {
       failed(e);
     }

@@ -7,7 +7,8 @@
  * mechanism and data the main thread's TokenKeySigner chose (mechanism choice stays there).
  * Login state belongs to the application, so most modules need no login here; a module that
  * opens a connection per initialisation (p11-kit-client) gets one C_Login on this thread's
- * connection, with the PIN the main thread's login proved, asked for only then. The thread closes
+ * connection, with the PIN the main thread's login has just proved, one thread at a time, and none
+ * after a refusal (a lock and a flag in shared memory). The thread closes
  * its session when told to; its C_Finalize only gives back its own initialisation count, and the
  * main thread finalises last. It imports nothing heavy: start-up is part of the batch's time.
  */
@@ -50,25 +51,36 @@ function start(): void {
 let shared = false;
 let readyPosted = false;
 
-/** After the main thread's login: it is this thread's too, or this thread asks for the PIN. */
-function afterMainLogin(): void {
+const lock = new Int32Array(setup.loginLock);
+const PIN_ERRORS = new Set(["PIN_INCORRECT", "PIN_LOCKED", "PIN_EXPIRED", "LOGIN_FAILED"]);
+
+/** After the main thread's login: it is this thread's too, or this thread logs in once. */
+function afterMainLogin(pin: string | undefined, source: PinSource | undefined): void {
   const s = session;
   if (!s) throw new CodesignError("INTERNAL", "the signing thread has no session");
   if (s.loggedIn()) {
     shared = true;
     maybeReady();
-  } else {
-    post({ kind: "need-pin" });
+    return;
   }
-}
-
-function login(pin: string, source: PinSource): void {
-  const s = session;
-  if (!s) throw new CodesignError("INTERNAL", "the signing thread has no session");
+  if (pin === undefined || source === undefined) {
+    throw new CodesignError("LOGIN_FAILED", "a signing thread needs a login, and none is given");
+  }
+  // One login at a time over all threads; none after a refused one.
+  while (Atomics.compareExchange(lock, 0, 0, 1) !== 0) Atomics.wait(lock, 0, 1);
   try {
-    s.login(new Secret(pin, source));
+    if (Atomics.load(lock, 1) !== 0) {
+      throw new CodesignError("LOGIN_FAILED", "another signing thread's login was refused; not trying again");
+    }
+    try {
+      s.login(new Secret(pin, source));
+    } catch (e) {
+      if (e instanceof CodesignError && PIN_ERRORS.has(e.code)) Atomics.store(lock, 1, 1);
+      throw e;
+    }
   } finally {
-    post({ kind: "logged-in" });
+    Atomics.store(lock, 0, 0);
+    Atomics.notify(lock, 0, 1);
   }
   ownLogin = true;
   maybeReady();
@@ -135,7 +147,7 @@ try {
 port.on("message", (m: ToWorker) => {
   if (m.kind === "logged-in") {
     try {
-      afterMainLogin();
+      afterMainLogin(m.pin, m.source);
     } catch (e) {
       failed(e);
     }
@@ -145,14 +157,6 @@ port.on("message", (m: ToWorker) => {
     wanted = m.key;
     try {
       maybeReady();
-    } catch (e) {
-      failed(e);
-    }
-    return;
-  }
-  if (m.kind === "pin") {
-    try {
-      login(m.pin, m.source);
     } catch (e) {
       failed(e);
     }

@@ -12,20 +12,27 @@ import type { PinSource } from "./pin.js";
 export interface WorkerSetup {
   modulePath: string;
   token: TokenEntry;
+  /**
+   * Shared by all threads of a connection: [0] a lock held around each thread's C_Login (logins
+   * go one at a time: SoftHSM2 behind p11-kit fails logins that arrive together), [1] set once a
+   * thread's login was refused for its PIN, after which no thread tries.
+   */
+  loginLock: SharedArrayBuffer;
 }
 
 /** The key the main thread found, sent once its login holds. */
 export type WorkerKey = Pick<KeyInfo, "id" | "label"> & { handle: Buffer };
 
 export type ToWorker =
-  /** The main thread's login holds: see whether it is this thread's too. */
-  | { kind: "logged-in" }
+  /**
+   * The main thread's login holds: see whether it is this thread's too; if not, log in once with
+   * this PIN (the one the token just accepted; absent once a thread's login was refused).
+   */
+  | { kind: "logged-in"; pin?: string; source?: PinSource }
   /** The key the main thread found: sign with it once logged in. */
   | { kind: "key"; key: WorkerKey }
   /** C_SignInit + C_Sign with what TokenKeySigner chose, on this thread's session and key handle. */
   | { kind: "sign"; id: number; mechanism: Mechanism; data: Uint8Array }
-  /** The answer to need-pin: the PIN the main thread's login already proved. */
-  | { kind: "pin"; pin: string; source: PinSource }
   | { kind: "close" };
 
 export interface WorkerError {
@@ -38,10 +45,6 @@ export interface WorkerError {
 
 export type FromWorker =
   | { kind: "ready"; loggedIn: "shared" | "own" }
-  /** This thread's sessions are not logged in (a module with a connection per initialisation). */
-  | { kind: "need-pin" }
-  /** C_Login returned: the main thread may give the PIN to the next thread (logins go one at a time). */
-  | { kind: "logged-in" }
   | { kind: "failed"; error: WorkerError }
   | { kind: "signed"; id: number; signature: Uint8Array }
   | { kind: "error"; id: number; error: WorkerError }

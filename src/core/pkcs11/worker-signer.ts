@@ -73,15 +73,13 @@ export class SigningThreads implements SigningSession {
   #key: WorkerKey | undefined;
   #mainLoggedIn = false;
   #pinRefused = false;
-  readonly #loginQueue: Thread[] = [];
-  #loggingIn: Thread | undefined;
   /** Threads that logged in on a connection of their own (see sign-worker.ts). */
   ownLogins = 0;
 
-  constructor(file: URL, setup: WorkerSetup, maxThreads: number, pin: Secret) {
+  constructor(file: URL, setup: Omit<WorkerSetup, "loginLock">, maxThreads: number, pin: Secret) {
     this.#pin = pin;
     this.#file = file;
-    this.#setup = setup;
+    this.#setup = { ...setup, loginLock: new SharedArrayBuffer(8) };
     this.#maxThreads = Math.max(1, maxThreads);
   }
 
@@ -106,7 +104,7 @@ export class SigningThreads implements SigningSession {
   /** The main thread's login holds: threads that do not share it ask for the PIN now. */
   loggedIn(): void {
     this.#mainLoggedIn = true;
-    for (const t of this.#all) t.worker.postMessage({ kind: "logged-in" } satisfies ToWorker);
+    for (const t of this.#all) t.worker.postMessage(this.#loggedInMessage());
   }
 
   start(key: WorkerKey): Promise<void> {
@@ -160,7 +158,7 @@ export class SigningThreads implements SigningSession {
     const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
     const thread: Thread = { worker, started, ready: false, free: 0, exited };
     this.#all.add(thread);
-    if (this.#mainLoggedIn) worker.postMessage({ kind: "logged-in" } satisfies ToWorker);
+    if (this.#mainLoggedIn) worker.postMessage(this.#loggedInMessage());
     if (this.#key) worker.postMessage({ kind: "key", key: this.#key } satisfies ToWorker);
     void exited.then(() => this.#all.delete(thread));
     const fail = (e: CodesignError): void => {
@@ -177,17 +175,7 @@ export class SigningThreads implements SigningSession {
       void worker.terminate();
     };
     worker.on("message", (m: FromWorker) => {
-      if (m.kind === "need-pin") {
-        if (this.#pinRefused || this.#closed) {
-          thread.worker.postMessage({ kind: "close" } satisfies ToWorker);
-          fail(new CodesignError("LOGIN_FAILED", "a signing thread needs a login, and none is given"));
-        } else {
-          this.#loginQueue.push(thread);
-          this.#nextLogin();
-        }
-      } else if (m.kind === "logged-in") {
-        this.#loginDone(thread);
-      } else if (m.kind === "ready") {
+      if (m.kind === "ready") {
         if (m.loggedIn === "own") this.ownLogins++;
         if (!settle) return;
         this.#starting--;
@@ -204,7 +192,6 @@ export class SigningThreads implements SigningSession {
         settle = undefined;
         this.#dispatch();
       } else if (m.kind === "failed") {
-        this.#loginDone(thread);
         if (PIN_ERRORS.has(m.error.code)) this.#pinRefused = true;
         fail(errorFrom(m.error));
       } else if (m.kind === "signed" || m.kind === "error") {
@@ -224,32 +211,14 @@ export class SigningThreads implements SigningSession {
       fail(err);
       this.#lost(thread, err);
     });
-    worker.once("exit", () => {
-      this.#loginDone(thread);
-      this.#lost(thread, new CodesignError("INTERNAL", "a signing thread ended"));
-    });
+    worker.once("exit", () => this.#lost(thread, new CodesignError("INTERNAL", "a signing thread ended")));
     return started;
   }
 
-  /**
-   * Logins go one at a time: tokens (SoftHSM2 behind p11-kit among them) can fail logins that
-   * arrive together, and a PIN refused by one thread is then given to no other.
-   */
-  #nextLogin(): void {
-    if (this.#loggingIn || this.#pinRefused || this.#closed) return;
-    const next = this.#loginQueue.shift();
-    if (!next) return;
-    this.#loggingIn = next;
-    const pin = { kind: "pin", pin: this.#pin.reveal(), source: this.#pin.source } satisfies ToWorker;
-    next.worker.postMessage(pin);
-  }
-
-  #loginDone(thread: Thread): void {
-    const i = this.#loginQueue.indexOf(thread);
-    if (i >= 0) this.#loginQueue.splice(i, 1);
-    if (this.#loggingIn !== thread) return;
-    this.#loggingIn = undefined;
-    this.#nextLogin();
+  /** The PIN goes along only while no thread's login was refused. */
+  #loggedInMessage(): ToWorker {
+    if (this.#pinRefused) return { kind: "logged-in" };
+    return { kind: "logged-in", pin: this.#pin.reveal(), source: this.#pin.source };
   }
 
   /** A thread gone: its requests fail (the caller may retry them), the others carry on. */
