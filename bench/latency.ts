@@ -3,14 +3,14 @@
  * SoftHSM2 token; a proxy in front of its socket delays every client → server chunk by 20 ms, so
  * each PKCS#11 call costs at least one 20 ms round trip, as with a token across a network. N raw
  * files are signed through it with `--jobs 1`, `--jobs 8` and `--jobs auto`; the target is
- * `--jobs 8` ≥ 5× faster than `--jobs 1`.
+ * `--jobs 8` ≥ 5× faster than `--jobs 1`. The proxy is test/helpers/delay-proxy.ts (built beside
+ * this file by tsconfig.bench.json), run in a child process.
  */
 import { execa } from "execa";
 import { existsSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { startDelayProxy } from "../test/helpers/delay-proxy.js";
 
 interface Row {
   group: string;
@@ -60,15 +60,26 @@ export async function benchLatency(opts: {
   );
   for (let i = 0; i < 200 && !existsSync(serverSocket); i++) await sleep(25);
   if (!existsSync(serverSocket)) throw new Error("p11-kit server made no socket");
-  const proxy = await startDelayProxy({
-    upstream: serverSocket,
-    socket: path.join(dir, "proxy.sock"),
-    delayMs: DELAY_MS,
-  });
+  // The proxy runs in a process of its own, as a network would: this one only waits for codesign.
+  const proxySocket = path.join(dir, "proxy.sock");
+  const proxyModule = new URL("../test/helpers/delay-proxy.js", import.meta.url).href;
+  const proxy = execa(
+    "node",
+    [
+      "--input-type=module",
+      "-e",
+      `const { startDelayProxy } = await import(${JSON.stringify(proxyModule)});
+       await startDelayProxy({ upstream: ${JSON.stringify(serverSocket)}, socket: ${JSON.stringify(proxySocket)}, delayMs: ${DELAY_MS} });
+       console.log("ready");`,
+    ],
+    { reject: false, stdin: "ignore" },
+  );
+  for (let i = 0; i < 200 && !existsSync(proxySocket); i++) await sleep(25);
+  if (!existsSync(proxySocket)) throw new Error(`the delay proxy made no socket: ${(await proxy).stderr}`);
   // The client side sees only the remote token: no SoftHSM2 config, no local module.
   const env: Record<string, string> = {
     PATH: process.env["PATH"] ?? "",
-    CODESIGN_REMOTE: `unix:path=${proxy.socket}`,
+    CODESIGN_REMOTE: `unix:path=${proxySocket}`,
   };
   const pinFile = opts.env["CODESIGN_PIN_FILE"];
   if (pinFile) env["CODESIGN_PIN_FILE"] = pinFile;
@@ -131,8 +142,8 @@ export async function benchLatency(opts: {
       },
     ];
   } finally {
-    await proxy.close();
+    proxy.kill("SIGTERM");
     server.kill("SIGTERM");
-    await server;
+    await Promise.all([proxy, server]);
   }
 }
