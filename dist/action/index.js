@@ -103,11 +103,11 @@ var require_command = __commonJS({
     };
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.issue = exports.issueCommand = void 0;
-    var os4 = __importStar(__require("os"));
+    var os5 = __importStar(__require("os"));
     var utils_1 = require_utils();
     function issueCommand(command, properties, message) {
       const cmd = new Command(command, properties, message);
-      process.stdout.write(cmd.toString() + os4.EOL);
+      process.stdout.write(cmd.toString() + os5.EOL);
     }
     exports.issueCommand = issueCommand;
     function issue(name, message = "") {
@@ -191,7 +191,7 @@ var require_file_command = __commonJS({
     exports.prepareKeyValueMessage = exports.issueFileCommand = void 0;
     var crypto2 = __importStar(__require("crypto"));
     var fs = __importStar(__require("fs"));
-    var os4 = __importStar(__require("os"));
+    var os5 = __importStar(__require("os"));
     var utils_1 = require_utils();
     function issueFileCommand(command, message) {
       const filePath = process.env[`GITHUB_${command}`];
@@ -201,7 +201,7 @@ var require_file_command = __commonJS({
       if (!fs.existsSync(filePath)) {
         throw new Error(`Missing file at path: ${filePath}`);
       }
-      fs.appendFileSync(filePath, `${(0, utils_1.toCommandValue)(message)}${os4.EOL}`, {
+      fs.appendFileSync(filePath, `${(0, utils_1.toCommandValue)(message)}${os5.EOL}`, {
         encoding: "utf8"
       });
     }
@@ -215,7 +215,7 @@ var require_file_command = __commonJS({
       if (convertedValue.includes(delimiter)) {
         throw new Error(`Unexpected input: value should not contain the delimiter "${delimiter}"`);
       }
-      return `${key}<<${delimiter}${os4.EOL}${convertedValue}${os4.EOL}${delimiter}`;
+      return `${key}<<${delimiter}${os5.EOL}${convertedValue}${os5.EOL}${delimiter}`;
     }
     exports.prepareKeyValueMessage = prepareKeyValueMessage;
   }
@@ -18938,7 +18938,7 @@ var require_toolrunner = __commonJS({
     };
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.argStringToArray = exports.ToolRunner = void 0;
-    var os4 = __importStar(__require("os"));
+    var os5 = __importStar(__require("os"));
     var events = __importStar(__require("events"));
     var child = __importStar(__require("child_process"));
     var path23 = __importStar(__require("path"));
@@ -18993,12 +18993,12 @@ var require_toolrunner = __commonJS({
       _processLineBuffer(data, strBuffer, onLine) {
         try {
           let s = strBuffer + data.toString();
-          let n2 = s.indexOf(os4.EOL);
+          let n2 = s.indexOf(os5.EOL);
           while (n2 > -1) {
             const line = s.substring(0, n2);
             onLine(line);
-            s = s.substring(n2 + os4.EOL.length);
-            n2 = s.indexOf(os4.EOL);
+            s = s.substring(n2 + os5.EOL.length);
+            n2 = s.indexOf(os5.EOL);
           }
           return s;
         } catch (err) {
@@ -19167,7 +19167,7 @@ var require_toolrunner = __commonJS({
             }
             const optionsNonNull = this._cloneExecOptions(this.options);
             if (!optionsNonNull.silent && optionsNonNull.outStream) {
-              optionsNonNull.outStream.write(this._getCommandString(optionsNonNull) + os4.EOL);
+              optionsNonNull.outStream.write(this._getCommandString(optionsNonNull) + os5.EOL);
             }
             const state = new ExecState(optionsNonNull, this.toolPath);
             state.on("debug", (message) => {
@@ -19655,7 +19655,7 @@ var require_core = __commonJS({
     var command_1 = require_command();
     var file_command_1 = require_file_command();
     var utils_1 = require_utils();
-    var os4 = __importStar(__require("os"));
+    var os5 = __importStar(__require("os"));
     var path23 = __importStar(__require("path"));
     var oidc_utils_1 = require_oidc_utils();
     var ExitCode;
@@ -19723,7 +19723,7 @@ Support boolean input list: \`true | True | TRUE | false | False | FALSE\``);
       if (filePath) {
         return (0, file_command_1.issueFileCommand)("OUTPUT", (0, file_command_1.prepareKeyValueMessage)(name, value));
       }
-      process.stdout.write(os4.EOL);
+      process.stdout.write(os5.EOL);
       (0, command_1.issueCommand)("set-output", { name }, (0, utils_1.toCommandValue)(value));
     }
     exports.setOutput = setOutput2;
@@ -19757,7 +19757,7 @@ Support boolean input list: \`true | True | TRUE | false | False | FALSE\``);
     }
     exports.notice = notice;
     function info2(message) {
-      process.stdout.write(message + os4.EOL);
+      process.stdout.write(message + os5.EOL);
     }
     exports.info = info2;
     function startGroup(name) {
@@ -19896,11 +19896,11 @@ var require_command2 = __commonJS({
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.issueCommand = issueCommand;
     exports.issue = issue;
-    var os4 = __importStar(__require("os"));
+    var os5 = __importStar(__require("os"));
     var utils_1 = require_utils3();
     function issueCommand(command, properties, message) {
       const cmd = new Command(command, properties, message);
-      process.stdout.write(cmd.toString() + os4.EOL);
+      process.stdout.write(cmd.toString() + os5.EOL);
     }
     function issue(name, message = "") {
       issueCommand(name, {}, message);
@@ -19993,7 +19993,7 @@ var require_file_command2 = __commonJS({
     exports.prepareKeyValueMessage = prepareKeyValueMessage;
     var crypto2 = __importStar(__require("crypto"));
     var fs = __importStar(__require("fs"));
-    var os4 = __importStar(__require("os"));
+    var os5 = __importStar(__require("os"));
     var utils_1 = require_utils3();
     function issueFileCommand(command, message) {
       const filePath = process.env[`GITHUB_${command}`];
@@ -20003,7 +20003,7 @@ var require_file_command2 = __commonJS({
       if (!fs.existsSync(filePath)) {
         throw new Error(`Missing file at path: ${filePath}`);
       }
-      fs.appendFileSync(filePath, `${(0, utils_1.toCommandValue)(message)}${os4.EOL}`, {
+      fs.appendFileSync(filePath, `${(0, utils_1.toCommandValue)(message)}${os5.EOL}`, {
         encoding: "utf8"
       });
     }
@@ -20016,7 +20016,7 @@ var require_file_command2 = __commonJS({
       if (convertedValue.includes(delimiter)) {
         throw new Error(`Unexpected input: value should not contain the delimiter "${delimiter}"`);
       }
-      return `${key}<<${delimiter}${os4.EOL}${convertedValue}${os4.EOL}${delimiter}`;
+      return `${key}<<${delimiter}${os5.EOL}${convertedValue}${os5.EOL}${delimiter}`;
     }
   }
 });
@@ -40753,7 +40753,7 @@ var require_toolrunner2 = __commonJS({
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.ToolRunner = void 0;
     exports.argStringToArray = argStringToArray;
-    var os4 = __importStar(__require("os"));
+    var os5 = __importStar(__require("os"));
     var events = __importStar(__require("events"));
     var child = __importStar(__require("child_process"));
     var path23 = __importStar(__require("path"));
@@ -40808,12 +40808,12 @@ var require_toolrunner2 = __commonJS({
       _processLineBuffer(data, strBuffer, onLine) {
         try {
           let s = strBuffer + data.toString();
-          let n2 = s.indexOf(os4.EOL);
+          let n2 = s.indexOf(os5.EOL);
           while (n2 > -1) {
             const line = s.substring(0, n2);
             onLine(line);
-            s = s.substring(n2 + os4.EOL.length);
-            n2 = s.indexOf(os4.EOL);
+            s = s.substring(n2 + os5.EOL.length);
+            n2 = s.indexOf(os5.EOL);
           }
           return s;
         } catch (err) {
@@ -40982,7 +40982,7 @@ var require_toolrunner2 = __commonJS({
             }
             const optionsNonNull = this._cloneExecOptions(this.options);
             if (!optionsNonNull.silent && optionsNonNull.outStream) {
-              optionsNonNull.outStream.write(this._getCommandString(optionsNonNull) + os4.EOL);
+              optionsNonNull.outStream.write(this._getCommandString(optionsNonNull) + os5.EOL);
             }
             const state = new ExecState(optionsNonNull, this.toolPath);
             state.on("debug", (message) => {
@@ -41523,7 +41523,7 @@ var require_core2 = __commonJS({
     var command_1 = require_command2();
     var file_command_1 = require_file_command2();
     var utils_1 = require_utils3();
-    var os4 = __importStar(__require("os"));
+    var os5 = __importStar(__require("os"));
     var path23 = __importStar(__require("path"));
     var oidc_utils_1 = require_oidc_utils2();
     var ExitCode;
@@ -41585,7 +41585,7 @@ Support boolean input list: \`true | True | TRUE | false | False | FALSE\``);
       if (filePath) {
         return (0, file_command_1.issueFileCommand)("OUTPUT", (0, file_command_1.prepareKeyValueMessage)(name, value));
       }
-      process.stdout.write(os4.EOL);
+      process.stdout.write(os5.EOL);
       (0, command_1.issueCommand)("set-output", { name }, (0, utils_1.toCommandValue)(value));
     }
     function setCommandEcho(enabled) {
@@ -41611,7 +41611,7 @@ Support boolean input list: \`true | True | TRUE | false | False | FALSE\``);
       (0, command_1.issueCommand)("notice", (0, utils_1.toCommandProperties)(properties), message instanceof Error ? message.toString() : message);
     }
     function info2(message) {
-      process.stdout.write(message + os4.EOL);
+      process.stdout.write(message + os5.EOL);
     }
     function startGroup(name) {
       (0, command_1.issue)("group", name);
@@ -43330,7 +43330,7 @@ var require_internal_pattern = __commonJS({
     };
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.Pattern = void 0;
-    var os4 = __importStar(__require("os"));
+    var os5 = __importStar(__require("os"));
     var path23 = __importStar(__require("path"));
     var pathHelper = __importStar(require_internal_path_helper());
     var assert_1 = __importDefault(__require("assert"));
@@ -43423,7 +43423,7 @@ var require_internal_pattern = __commonJS({
         if (pattern === "." || pattern.startsWith(`.${path23.sep}`)) {
           pattern = _Pattern.globEscape(process.cwd()) + pattern.substr(1);
         } else if (pattern === "~" || pattern.startsWith(`~${path23.sep}`)) {
-          homedir2 = homedir2 || os4.homedir();
+          homedir2 = homedir2 || os5.homedir();
           (0, assert_1.default)(homedir2, "Unable to determine HOME directory");
           (0, assert_1.default)(pathHelper.hasAbsoluteRoot(homedir2), `Expected HOME directory to be a rooted path. Actual '${homedir2}'`);
           pattern = _Pattern.globEscape(homedir2) + pattern.substr(1);
@@ -57270,7 +57270,7 @@ function mechanismNames(lib) {
   mechanismNameCache.set(CKM_EC_EDWARDS_KEY_PAIR_GEN, "CKM_EC_EDWARDS_KEY_PAIR_GEN");
   return mechanismNameCache;
 }
-var TOKEN_FLAGS, trim, Pkcs11Module, mechanismNameCache, CKK_EC_EDWARDS, CKM_EDDSA, CKM_EC_EDWARDS_KEY_PAIR_GEN, Session;
+var TOKEN_FLAGS, trim, Pkcs11Module, mechanismNameCache, CKK_EC_EDWARDS, CKM_EDDSA, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKS_RO_USER_FUNCTIONS, CKS_RW_USER_FUNCTIONS, Session;
 var init_module = __esm({
   "src/core/pkcs11/module.ts"() {
     "use strict";
@@ -57295,10 +57295,39 @@ var init_module = __esm({
       p11;
       path;
       finalized = false;
-      constructor(lib, p11, path23) {
+      /** Whether close() may C_Finalize: false for a worker thread that joined the main thread's module. */
+      owner;
+      constructor(lib, p11, path23, owner = true) {
         this.lib = lib;
         this.p11 = p11;
         this.path = path23;
+        this.owner = owner;
+      }
+      /**
+       * The module as a worker thread sees it after the main thread opened it: the same library in
+       * the same process. Most modules answer C_Initialize with CKR_CRYPTOKI_ALREADY_INITIALIZED; such
+       * a join never finalises (close() leaves C_Finalize to the main thread, after its workers end).
+       * Some (p11-kit-client) count initialisations and answer CKR_OK: then close() finalises once,
+       * which only gives back this thread's count. Either way the main thread's login should hold for
+       * this thread's sessions (login state belongs to the application); see Session.loggedIn.
+       */
+      static join(modulePath) {
+        const lib = loadPkcs11Js();
+        const p11 = new lib.PKCS11();
+        try {
+          p11.load(modulePath);
+        } catch (cause) {
+          throw new CodesignError("MODULE_NOT_FOUND", `cannot load PKCS#11 module ${modulePath}`, { cause });
+        }
+        try {
+          p11.C_Initialize({ flags: lib.CKF_OS_LOCKING_OK });
+          return new _Pkcs11Module(lib, p11, modulePath, true);
+        } catch (e) {
+          if (ckrName(e) === "CKR_CRYPTOKI_ALREADY_INITIALIZED")
+            return new _Pkcs11Module(lib, p11, modulePath, false);
+          p11.close();
+          throw fromPkcs11Error(e, `C_Initialize of ${modulePath} in a signing thread`);
+        }
       }
       static open(modulePath, initArgs) {
         const lib = loadPkcs11Js();
@@ -57325,7 +57354,7 @@ var init_module = __esm({
         if (this.finalized) return;
         this.finalized = true;
         try {
-          this.p11.C_Finalize();
+          if (this.owner) this.p11.C_Finalize();
         } finally {
           this.p11.close();
         }
@@ -57404,8 +57433,12 @@ var init_module = __esm({
         const handle = call("C_OpenSession", () => this.p11.C_OpenSession(token.handle, flags));
         return new Session(this, token, handle);
       }
-      /** Names of the mechanisms the token offers, with their flags. */
-      mechanisms(token) {
+      /**
+       * Names of the mechanisms the token offers, with their flags. `describe` limits the
+       * C_GetMechanismInfo calls (one round trip each on a network token) to the names it accepts;
+       * the others are listed unflagged.
+       */
+      mechanisms(token, describe = () => true) {
         const list = call("C_GetMechanismList", () => this.p11.C_GetMechanismList(token.handle));
         const names2 = mechanismNames(this.lib);
         const out = /* @__PURE__ */ new Map();
@@ -57413,6 +57446,11 @@ var init_module = __esm({
           let sign5 = false;
           let minKey = 0;
           let maxKey = 0;
+          const name = names2.get(type) ?? `0x${type.toString(16)}`;
+          if (!describe(name)) {
+            out.set(type, { name, sign: sign5, minKey, maxKey });
+            continue;
+          }
           try {
             const info2 = this.p11.C_GetMechanismInfo(token.handle, type);
             sign5 = (info2.flags & this.lib.CKF_SIGN) !== 0;
@@ -57420,7 +57458,7 @@ var init_module = __esm({
             maxKey = info2.maxKeySize;
           } catch {
           }
-          out.set(type, { name: names2.get(type) ?? `0x${type.toString(16)}`, sign: sign5, minKey, maxKey });
+          out.set(type, { name, sign: sign5, minKey, maxKey });
         }
         return out;
       }
@@ -57428,6 +57466,8 @@ var init_module = __esm({
     CKK_EC_EDWARDS = 64;
     CKM_EDDSA = 4183;
     CKM_EC_EDWARDS_KEY_PAIR_GEN = 4181;
+    CKS_RO_USER_FUNCTIONS = 1;
+    CKS_RW_USER_FUNCTIONS = 3;
     Session = class {
       module;
       token;
@@ -57465,6 +57505,11 @@ var init_module = __esm({
           throw fromPkcs11Error(e, `per-signature login to key on token "${this.token.label}"`);
         }
       }
+      /** Whether the session is in a user state (logged in): C_GetSessionInfo. */
+      loggedIn() {
+        const { state } = call("C_GetSessionInfo", () => this.p11.C_GetSessionInfo(this.handle));
+        return state === CKS_RO_USER_FUNCTIONS || state === CKS_RW_USER_FUNCTIONS;
+      }
       /** Whether the session still answers (C_GetSessionInfo): false once the token or its server is gone. */
       alive() {
         if (this.closed) return false;
@@ -57497,9 +57542,27 @@ var init_module = __esm({
           this.p11.C_FindObjectsFinal(this.handle);
         }
       }
-      /** Reads attributes; an attribute the object does not have (or hides) comes back undefined. */
+      /**
+       * Reads attributes; an attribute the object does not have (or hides) comes back undefined. All
+       * are asked for in one call first (on a network token each call is a round trip or two); when
+       * the token refuses one of them, each is asked for alone.
+       */
       attributes(object, types) {
         const out = /* @__PURE__ */ new Map();
+        if (types.length > 1) {
+          try {
+            const got = this.p11.C_GetAttributeValue(
+              this.handle,
+              object,
+              types.map((type) => ({ type }))
+            );
+            if (got.length === types.length && got.every((a2) => a2.value !== void 0)) {
+              for (const a2 of got) out.set(a2.type, a2.value);
+              return out;
+            }
+          } catch {
+          }
+        }
         for (const type of types) {
           try {
             const [attr] = this.p11.C_GetAttributeValue(this.handle, object, [{ type }]);
@@ -58322,7 +58385,7 @@ var init_reconnect = __esm({
         this.#closed = true;
         await this.#recovering?.catch(() => void 0);
         await this.#drained();
-        this.#conn.close();
+        await this.#conn.close();
       }
       #settled() {
         this.#inflight--;
@@ -58367,7 +58430,7 @@ var init_reconnect = __esm({
             return;
           }
           this.#o.onEvent?.({ kind: "reconnecting", reason: reasonOf(last) });
-          this.#conn.close();
+          await this.#conn.close();
           try {
             this.#conn = await this.#o.connect();
           } catch (e) {
@@ -58397,6 +58460,111 @@ var init_reconnect = __esm({
         this.#dead = dead;
         this.#o.onEvent?.({ kind: "gave-up", reason: reasonOf(last) });
         throw dead;
+      }
+    };
+  }
+});
+
+// src/core/pkcs11/jobs-governor.ts
+function overload(e) {
+  const name = ckrName(e) ?? (e instanceof Error ? ckrName(e.cause) : void 0);
+  return name !== void 0 && OVERLOAD.has(name);
+}
+var OVERLOAD, BURST, GAIN, JobsGovernor;
+var init_jobs_governor = __esm({
+  "src/core/pkcs11/jobs-governor.ts"() {
+    "use strict";
+    init_ckr();
+    OVERLOAD = /* @__PURE__ */ new Set(["CKR_DEVICE_ERROR", "CKR_FUNCTION_FAILED", "CKR_SESSION_COUNT"]);
+    BURST = 2;
+    GAIN = 1.15;
+    JobsGovernor = class {
+      #limit;
+      #max;
+      #inflight = 0;
+      #waiting = [];
+      #windowStart = performance.now();
+      #windowDone = 0;
+      #windowOverloads = 0;
+      /** Throughput at the previous limit, and that limit, while still growing. */
+      #previous;
+      #growing;
+      constructor(start, max) {
+        this.#max = Math.max(1, max);
+        this.#limit = Math.max(1, Math.min(start, this.#max));
+        this.#growing = this.#limit < this.#max;
+      }
+      /** The number of signatures in flight it allows now; after the run, the value it settled on. */
+      get settled() {
+        return this.#limit;
+      }
+      /** A signer whose requests pass through this governor (one per connection; the limit is shared). */
+      wrap(inner) {
+        return {
+          key: inner.key,
+          sign: async (request) => {
+            await this.#acquire();
+            try {
+              const signature = await inner.sign(request);
+              this.#done(true);
+              return signature;
+            } catch (e) {
+              this.#done(false, overload(e));
+              throw e;
+            } finally {
+              this.#release();
+            }
+          }
+        };
+      }
+      #acquire() {
+        if (this.#inflight < this.#limit) {
+          this.#inflight++;
+          return Promise.resolve();
+        }
+        return new Promise((resolve) => this.#waiting.push(resolve));
+      }
+      #release() {
+        this.#inflight--;
+        this.#admit();
+      }
+      #admit() {
+        while (this.#inflight < this.#limit && this.#waiting.length > 0) {
+          this.#inflight++;
+          this.#waiting.shift()();
+        }
+      }
+      #decide() {
+        const rate = this.#windowDone / Math.max(1, performance.now() - this.#windowStart);
+        const before = this.#previous;
+        if (before && rate < before.rate * GAIN) {
+          this.#limit = before.limit;
+          this.#growing = false;
+        } else if (this.#limit >= this.#max) {
+          this.#growing = false;
+        } else {
+          this.#previous = { rate, limit: this.#limit };
+          this.#limit = Math.min(this.#max, this.#limit * 2);
+          this.#admit();
+        }
+      }
+      #newWindow() {
+        this.#windowStart = performance.now();
+        this.#windowDone = 0;
+        this.#windowOverloads = 0;
+      }
+      #done(ok, overloaded = false) {
+        if (overloaded && ++this.#windowOverloads >= BURST) {
+          this.#limit = Math.max(1, Math.floor(this.#limit / 2));
+          this.#max = this.#limit;
+          this.#growing = false;
+          this.#newWindow();
+          return;
+        }
+        if (!ok) return;
+        if (++this.#windowDone < Math.max(8, this.#limit * 4)) return;
+        if (this.#growing) this.#decide();
+        this.#newWindow();
       }
     };
   }
@@ -58592,7 +58760,219 @@ var init_token_signer = __esm({
   }
 });
 
+// src/core/pkcs11/worker-signer.ts
+import { existsSync as existsSync2 } from "node:fs";
+import { fileURLToPath as fileURLToPath4 } from "node:url";
+import { Worker } from "node:worker_threads";
+function signWorkerFile() {
+  const url = new URL("./sign-worker.js", import.meta.url);
+  return url.protocol === "file:" && existsSync2(fileURLToPath4(url)) ? url : void 0;
+}
+function errorFrom(e) {
+  return new CodesignError(e.code, e.message, {
+    ...e.hint === void 0 ? {} : { hint: e.hint },
+    ...e.ckr === void 0 ? {} : { cause: new Error(e.ckr) }
+  });
+}
+var PIN_ERRORS, SigningThreads;
+var init_worker_signer = __esm({
+  "src/core/pkcs11/worker-signer.ts"() {
+    "use strict";
+    init_errors();
+    init_native();
+    PIN_ERRORS = /* @__PURE__ */ new Set(["PIN_INCORRECT", "PIN_LOCKED", "PIN_EXPIRED", "LOGIN_FAILED"]);
+    SigningThreads = class {
+      module = { lib: loadPkcs11Js() };
+      #file;
+      #setup;
+      #maxThreads;
+      #threads = [];
+      /** Every thread not yet ended, ready or still starting: close() ends them all. */
+      #all = /* @__PURE__ */ new Set();
+      #starting = 0;
+      #queue = [];
+      #jobs = /* @__PURE__ */ new Map();
+      #nextId = 0;
+      #closed = false;
+      /** Why no thread could start, when none did: every waiting request fails with it. */
+      #failure;
+      #pin;
+      #key;
+      #mainLoggedIn = false;
+      #pinRefused = false;
+      /** Threads that logged in on a connection of their own (see sign-worker.ts). */
+      ownLogins = 0;
+      constructor(file, setup, maxThreads, pin) {
+        this.#pin = pin;
+        this.#file = file;
+        this.#setup = { ...setup, loginLock: new SharedArrayBuffer(8) };
+        this.#maxThreads = Math.max(1, maxThreads);
+      }
+      /** Threads signing now (one session each). */
+      get threads() {
+        return this.#threads.length;
+      }
+      /**
+       * Starts `count` threads at once, before the main thread's login: each loads, joins the module
+       * and opens its session while the main thread logs in and finds the key.
+       */
+      boot(count2) {
+        const n2 = Math.max(1, Math.min(count2, this.#maxThreads)) - this.#all.size;
+        for (let i2 = 0; i2 < n2; i2++) this.#spawn().catch(() => void 0);
+      }
+      /**
+       * Hands the key to the threads (and to every thread started later) once the main thread found
+       * it; resolves when the first can sign, rejects when none can.
+       */
+      /** The main thread's login holds: threads that do not share it ask for the PIN now. */
+      loggedIn() {
+        this.#mainLoggedIn = true;
+        for (const t of this.#all) t.worker.postMessage(this.#loggedInMessage());
+      }
+      start(key) {
+        this.#key = key;
+        if (!this.#mainLoggedIn) this.loggedIn();
+        if (this.#all.size === 0) this.boot(1);
+        const all = [...this.#all];
+        for (const t of all) t.worker.postMessage({ kind: "key", key });
+        return Promise.any(all.map((t) => t.started)).catch((e) => {
+          throw e instanceof AggregateError ? e.errors[0] : e;
+        });
+      }
+      /** The key handle is the thread's own (the same key, found on its connection when it has one). */
+      signOnce(mechanism, _key, data, authorize) {
+        if (authorize !== void 0) {
+          return Promise.reject(new CodesignError("INTERNAL", "per-signature logins stay on the main thread"));
+        }
+        if (this.#closed) return Promise.reject(new CodesignError("INTERNAL", "the signing threads were closed"));
+        return new Promise((resolve, reject) => {
+          this.#queue.push({ mechanism, data, resolve, reject });
+          this.#dispatch();
+        });
+      }
+      #dispatch() {
+        while (this.#queue.length > 0) {
+          const thread = this.#threads.find((t) => t.ready && t.free > 0);
+          if (!thread) break;
+          const job = this.#queue.shift();
+          const id = this.#nextId++;
+          thread.free--;
+          this.#jobs.set(id, { job, thread });
+          const data = new Uint8Array(job.data);
+          const message = { kind: "sign", id, mechanism: job.mechanism, data };
+          thread.worker.postMessage(message, [data.buffer]);
+        }
+        const total = this.#threads.length + this.#starting;
+        const coming = this.#starting;
+        if (this.#queue.length > coming && total < this.#maxThreads && !this.#closed) {
+          this.#spawn().catch(() => void 0);
+        }
+      }
+      #spawn() {
+        this.#starting++;
+        const worker = new Worker(this.#file, { workerData: this.#setup });
+        let settle;
+        const started2 = new Promise((resolve, reject) => settle = { resolve, reject });
+        const exited = new Promise((resolve) => worker.once("exit", () => resolve()));
+        const thread = { worker, started: started2, ready: false, free: 0, exited };
+        this.#all.add(thread);
+        if (this.#mainLoggedIn) worker.postMessage(this.#loggedInMessage());
+        if (this.#key) worker.postMessage({ kind: "key", key: this.#key });
+        void exited.then(() => this.#all.delete(thread));
+        const fail4 = (e) => {
+          if (!settle) return;
+          this.#starting--;
+          settle.reject(e);
+          settle = void 0;
+          this.#maxThreads = Math.max(1, this.#all.size - 1);
+          if (this.#threads.length === 0) {
+            this.#failure = e;
+            for (const job of this.#queue.splice(0)) job.reject(e);
+          }
+          void worker.terminate();
+        };
+        worker.on("message", (m) => {
+          if (m.kind === "ready") {
+            if (m.loggedIn === "own") this.ownLogins++;
+            if (!settle) return;
+            this.#starting--;
+            if (this.#closed) {
+              settle.resolve();
+              settle = void 0;
+              return;
+            }
+            thread.ready = true;
+            thread.free = 1;
+            this.#threads.push(thread);
+            settle.resolve();
+            settle = void 0;
+            this.#dispatch();
+          } else if (m.kind === "failed") {
+            if (PIN_ERRORS.has(m.error.code)) this.#pinRefused = true;
+            fail4(errorFrom(m.error));
+          } else if (m.kind === "signed" || m.kind === "error") {
+            const entry = this.#jobs.get(m.id);
+            if (!entry) return;
+            this.#jobs.delete(m.id);
+            entry.thread.free++;
+            if (m.kind === "signed") {
+              const sig = m.signature;
+              entry.job.resolve(Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength));
+            } else entry.job.reject(errorFrom(m.error));
+            this.#dispatch();
+          }
+        });
+        worker.on("error", (e) => {
+          const err = new CodesignError("INTERNAL", `a signing thread failed: ${e.message}`, { cause: e });
+          fail4(err);
+          this.#lost(thread, err);
+        });
+        worker.once("exit", () => this.#lost(thread, new CodesignError("INTERNAL", "a signing thread ended")));
+        return started2;
+      }
+      /** The PIN goes along only while no thread's login was refused. */
+      #loggedInMessage() {
+        if (this.#pinRefused) return { kind: "logged-in" };
+        return { kind: "logged-in", pin: this.#pin.reveal(), source: this.#pin.source };
+      }
+      /** A thread gone: its requests fail (the caller may retry them), the others carry on. */
+      #lost(thread, e) {
+        const i2 = this.#threads.indexOf(thread);
+        if (i2 >= 0) this.#threads.splice(i2, 1);
+        thread.ready = false;
+        for (const [id, entry] of this.#jobs) {
+          if (entry.thread !== thread) continue;
+          this.#jobs.delete(id);
+          entry.job.reject(e);
+        }
+        if (this.#threads.length === 0 && this.#starting === 0 && this.#queue.length > 0 && !this.#closed) {
+          this.#spawn().catch(() => void 0);
+        }
+      }
+      /**
+       * Each thread closes its sessions and ends; one that does not answer within `graceMs` is
+       * terminated. Call only when no signature is in flight; the main thread's C_Finalize comes after.
+       */
+      async close(graceMs = 5e3) {
+        this.#closed = true;
+        for (const job of this.#queue.splice(0)) {
+          job.reject(this.#failure ?? new CodesignError("INTERNAL", "the signing threads were closed"));
+        }
+        this.#threads.splice(0);
+        const ending = [...this.#all].map(async (t) => {
+          t.worker.postMessage({ kind: "close" });
+          const timer = setTimeout(() => void t.worker.terminate(), graceMs);
+          await t.exited;
+          clearTimeout(timer);
+        });
+        await Promise.all(ending);
+      }
+    };
+  }
+});
+
 // src/core/pkcs11/token-key.ts
+import os2 from "node:os";
 async function withTokenKey(opts, fn) {
   const uri = parseUri(opts.key);
   const moduleChoice = chooseModule({
@@ -58607,14 +58987,32 @@ async function withTokenKey(opts, fn) {
     "this command"
   );
   const fuse = new LoginFuse();
-  const target = { moduleChoice, uri, pin, fuse, sessions: opts.sessions ?? 1, readWrite: opts.readWrite };
-  const first = connectKey(target);
+  const target = {
+    moduleChoice,
+    uri,
+    pin,
+    fuse,
+    requested: opts.sessions ?? 1,
+    threads: opts.threads ?? true,
+    readWrite: opts.readWrite
+  };
+  const first = await connectKey(target);
   const signer = new ReconnectingSigner(first, {
     retryMs,
-    connect: () => Promise.resolve(connectKey({ ...target, same: first.open }))
+    connect: () => connectKey({ ...target, same: first.open })
   });
+  const plan2 = target.plan;
+  const governor = target.governor;
+  const jobs = {
+    requested: target.requested,
+    mode: plan2.mode,
+    roundTripMs: Math.round(plan2.roundTripMs * 10) / 10,
+    get settled() {
+      return governor ? governor.settled : first.open.sessions;
+    }
+  };
   try {
-    return await fn({ ...first.open, signer });
+    return await fn({ ...first.open, signer, jobs });
   } finally {
     await signer.close();
   }
@@ -58630,14 +59028,39 @@ function tokenRetrySeconds(opts) {
   }
   return value;
 }
-function connectKey(t) {
+function planJobs(requested, roundTripMs, token, can) {
+  const auto = requested === "auto";
+  const slow = roundTripMs >= THREADS_FROM_MS;
+  if (slow && can.threads && (auto || requested > 1)) {
+    const capacity2 = Math.max(1, sessionBudget((auto ? AUTO_MAX_IN_FLIGHT : requested) + 1, token) - 1);
+    const guess = Math.min(8, Math.max(2, Math.ceil(roundTripMs / 2.5)));
+    return { mode: "threads", capacity: capacity2, start: auto ? Math.min(capacity2, guess) : capacity2, roundTripMs };
+  }
+  const capacity = sessionBudget(
+    auto ? Math.min(4, can.cores ?? os2.availableParallelism()) : requested,
+    token
+  );
+  return { mode: "in-process", capacity, start: capacity, roundTripMs };
+}
+function roundTrip(session, openMs) {
+  let best = openMs;
+  for (let i2 = 0; i2 < 2; i2++) {
+    const t = performance.now();
+    session.alive();
+    best = Math.min(best, performance.now() - t);
+  }
+  return best;
+}
+async function connectKey(t) {
   const module = Pkcs11Module.open(t.moduleChoice.path, t.moduleChoice.initArgs);
   const sessions = [];
+  let threads;
   let loggedIn = false;
   let closed = false;
-  const close = () => {
+  const close = async () => {
     if (closed) return;
     closed = true;
+    await threads?.close();
     const [login, ...extra] = sessions;
     for (const s of extra) s.close();
     if (login) {
@@ -58662,11 +59085,21 @@ function connectKey(t) {
         hint: "the security officer must unlock or reset it; codesign will not try to log in"
       });
     }
-    const mechanisms = module.mechanisms(token);
+    const mechanisms = module.mechanisms(token, (name) => SIGNING_MECHANISM.test(name));
+    const opening = performance.now();
     const session = module.openSession(token, { readWrite: t.readWrite ?? false });
+    const openMs = performance.now() - opening;
     sessions.push(session);
+    const file = t.threads ? signWorkerFile() : void 0;
+    const roundTripMs = t.plan?.roundTripMs ?? roundTrip(session, openMs);
+    const early = t.plan ?? planJobs(t.requested, roundTripMs, token, { threads: file !== void 0 });
+    if (early.mode === "threads" && file) {
+      threads = new SigningThreads(file, { modulePath: module.path, token }, early.capacity, t.pin);
+      threads.boot(early.start);
+    }
     session.login(t.pin);
     loggedIn = true;
+    threads?.loggedIn();
     const key = findPrivateKey(session, mechanisms, t.uri);
     if (t.same && !sameBytes(key.spki, t.same.key.spki)) {
       throw new CodesignError("KEY_NOT_FOUND", "after reconnecting, the key URI finds a different key", {
@@ -58674,15 +59107,39 @@ function connectKey(t) {
       });
     }
     const context2 = key.alwaysAuthenticate ? { pin: t.pin, fuse: t.fuse } : void 0;
-    const budget = sessionBudget(t.sessions, token);
-    for (let i2 = 1; i2 < budget; i2++) {
-      const s = openExtraSession(module, token);
-      if (!s) break;
-      sessions.push(s);
+    t.plan ??= key.alwaysAuthenticate ? planJobs(t.requested, roundTripMs, token, { threads: false }) : early;
+    let signer;
+    let capacity = t.plan.capacity;
+    if (threads && t.plan.mode === "threads") {
+      try {
+        await threads.start({ id: key.id, label: key.label, handle: key.handle });
+        signer = new TokenKeySigner(threads, key, mechanisms);
+      } catch {
+        const width = t.requested === "auto" ? Math.min(t.plan.capacity, 4) : t.plan.capacity;
+        t.plan = { ...t.plan, mode: "in-process", capacity: width, start: width };
+        capacity = t.plan.capacity;
+      }
     }
-    const signers = sessions.map((s) => new TokenKeySigner(s, key, mechanisms, context2));
+    if (!signer && threads) {
+      await threads.close();
+      threads = void 0;
+    }
+    if (!signer) {
+      const budget = sessionBudget(capacity, token);
+      for (let i2 = 1; i2 < budget; i2++) {
+        const s = openExtraSession(module, token);
+        if (!s) break;
+        sessions.push(s);
+      }
+      capacity = sessions.length;
+      signer = new SignerPool(sessions.map((s) => new TokenKeySigner(s, key, mechanisms, context2)));
+    }
+    if (t.requested === "auto") {
+      t.governor ??= new JobsGovernor(Math.min(t.plan.start, capacity), capacity);
+      signer = t.governor.wrap(signer);
+    }
     return {
-      signer: new SignerPool(signers),
+      signer,
       alive: () => session.alive(),
       close,
       open: {
@@ -58695,11 +59152,11 @@ function connectKey(t) {
         loggedIn: true,
         pin: t.pin,
         key,
-        sessions: signers.length
+        sessions: capacity
       }
     };
   } catch (e) {
-    close();
+    await close();
     throw e;
   }
 }
@@ -58720,7 +59177,7 @@ function openExtraSession(module, token) {
     throw e;
   }
 }
-var DEFAULT_TOKEN_RETRY_SECONDS;
+var DEFAULT_TOKEN_RETRY_SECONDS, SIGNING_MECHANISM, THREADS_FROM_MS, AUTO_MAX_IN_FLIGHT;
 var init_token_key = __esm({
   "src/core/pkcs11/token-key.ts"() {
     "use strict";
@@ -58732,10 +59189,15 @@ var init_token_key = __esm({
     init_module();
     init_login_fuse();
     init_reconnect();
+    init_jobs_governor();
     init_signer_pool();
     init_token_signer();
     init_uri();
+    init_worker_signer();
     DEFAULT_TOKEN_RETRY_SECONDS = 30;
+    SIGNING_MECHANISM = /^CKM_((SHA\d*_)?RSA_PKCS(_PSS)?|ECDSA(_SHA\d+)?|EDDSA)$/;
+    THREADS_FROM_MS = 2;
+    AUTO_MAX_IN_FLIGHT = 32;
   }
 });
 
@@ -82102,7 +82564,7 @@ var init_revocation = __esm({
 
 // src/core/pki/path.ts
 import { X509Certificate as X509Certificate3 } from "node:crypto";
-import { existsSync as existsSync2 } from "node:fs";
+import { existsSync as existsSync3 } from "node:fs";
 import tls from "node:tls";
 async function loadAnchors(caFiles) {
   if (caFiles.length > 0) {
@@ -82110,7 +82572,7 @@ async function loadAnchors(caFiles) {
     for (const f of caFiles) for (const der of await readCertificates(f)) certs2.push(parseCert(der));
     return { certs: certs2, source: caFiles.join(", ") };
   }
-  const bundle = SYSTEM_BUNDLES.find((f) => existsSync2(f));
+  const bundle = SYSTEM_BUNDLES.find((f) => existsSync3(f));
   const pems = bundle ? pemDecode(await readRegularFile(bundle, "the system trust store", ANCHOR_FILE_MAX)).filter((b) => b.label === "CERTIFICATE").map((b) => b.der) : tls.rootCertificates.flatMap((p) => pemDecode(p).map((b) => b.der));
   const certs = [];
   for (const der of pems) {
@@ -86227,10 +86689,10 @@ __export(authenticode_exports, {
 });
 import { createHash as createHash8, randomBytes as randomBytes4 } from "node:crypto";
 import { readFile as readFile4, rm as rm4, writeFile as writeFile4 } from "node:fs/promises";
-import os2 from "node:os";
+import os3 from "node:os";
 import path17 from "node:path";
 async function readExistingSignature(input, toolPath) {
-  const out = path17.join(os2.tmpdir(), `codesign-existing-${randomBytes4(8).toString("hex")}.p7`);
+  const out = path17.join(os3.tmpdir(), `codesign-existing-${randomBytes4(8).toString("hex")}.p7`);
   const forget = removeOnExit(out);
   try {
     const found = await extractSignature({ input, output: out, toolPath });
@@ -86972,7 +87434,7 @@ var core = __toESM(require_core(), 1);
 var glob = __toESM(require_glob(), 1);
 init_errors();
 init_temp();
-import { existsSync as existsSync3 } from "node:fs";
+import { existsSync as existsSync4 } from "node:fs";
 import { writeFile as writeFile9 } from "node:fs/promises";
 import path22 from "node:path";
 
@@ -87051,7 +87513,7 @@ init_scheduler();
 init_temp();
 init_batch();
 import { mkdir, stat as stat2, writeFile as writeFile8 } from "node:fs/promises";
-import os3 from "node:os";
+import os4 from "node:os";
 import path21 from "node:path";
 
 // src/app/file-kind.ts
@@ -87177,14 +87639,15 @@ async function skippedInputs(format2, items, o2) {
   return skipped;
 }
 function jobsOf(o2) {
-  if (o2.jobs === void 0) return Math.min(4, os3.availableParallelism());
+  if (o2.jobs === void 0 || o2.jobs === "auto") return "auto";
   if (!Number.isInteger(o2.jobs) || o2.jobs < 1) {
     throw new CodesignError("USAGE", `the number of parallel jobs (${o2.jobs}) must be a whole number \u2265 1`, {
-      hint: "give 1 or more, or leave it out for min(4, cores)"
+      hint: "give 1 or more, or auto (the default)"
     });
   }
   return o2.jobs;
 }
+var widthOf = (jobs) => jobs === "auto" ? Math.min(4, os4.availableParallelism()) : jobs;
 var PER_FILE = /* @__PURE__ */ new Set(["INVALID_INPUT", "IO"]);
 async function checkInputs(items, check, concurrency, onRefused) {
   const refused = /* @__PURE__ */ new Map();
@@ -87248,7 +87711,8 @@ async function sign4(o2) {
   }
   const name = chooseFormat(o2.files, o2);
   refuseAuthenticodeOnly(name, o2);
-  const jobs = jobsOf(o2);
+  const requested = jobsOf(o2);
+  const jobs = widthOf(requested);
   if (isLoginTool(name)) {
     const { signWithTool: signWithTool2, toolOutput: toolOutput2 } = await Promise.resolve().then(() => (init_tool(), tool_exports));
     const items2 = await plan(o2, toolOutput2(name, o2));
@@ -87291,7 +87755,7 @@ async function sign4(o2) {
       moduleArgs: o2.moduleArgs,
       pinFile: o2.pinFile,
       prompt: o2.promptPin,
-      sessions: jobs,
+      sessions: requested,
       tokenRetrySeconds: o2.tokenRetrySeconds
     },
     async (k) => {
@@ -87333,7 +87797,9 @@ async function sign4(o2) {
             onResult: (r2, done) => o2.onProgress?.(refused.size + done, planned.length, r2)
           }
         );
-        const r = report(name, k.key, k.sessions, inOrder(files), started2);
+        const { mode: mode2, roundTripMs } = k.jobs;
+        const jobsReport = { requested, settled: k.jobs.settled, mode: mode2, roundTripMs };
+        const r = { ...report(name, k.key, k.sessions, inOrder(files), started2), jobs: jobsReport };
         return timestamps ? { ...r, timestampStats: timestamps.stats() } : r;
       }, "codesign-sign-");
     }
@@ -87435,7 +87901,7 @@ var optional2 = (name) => core.getInput(name).trim() || void 0;
 async function expandFiles(patterns) {
   const files = [];
   for (const p of patterns) {
-    if (existsSync3(p)) {
+    if (existsSync4(p)) {
       files.push(p);
       continue;
     }
@@ -87511,7 +87977,7 @@ async function main() {
         )
       },
       hash: choice("hash", ["sha256", "sha384", "sha512"]),
-      jobs: positiveInteger("jobs")
+      jobs: optional2("jobs") === "auto" ? "auto" : positiveInteger("jobs")
     };
     const results = await withPrivateDir(async (dir) => {
       let pinFile = optional2("pin-file");

@@ -115,7 +115,7 @@ export async function main(): Promise<void> {
           ),
       },
       hash: choice<HashName>("hash", ["sha256", "sha384", "sha512"]),
-      jobs: positiveInteger("jobs"),
+      jobs: optional("jobs") === "auto" ? ("auto" as const) : positiveInteger("jobs"),
     };
     const results = await withPrivateDir(async (dir) => {
       let pinFile = optional("pin-file");

@@ -74,8 +74,11 @@ export interface SignOptions {
   inPlace?: boolean | undefined;
   /** Seconds a batch waits for a token that failed transiently or went away (default 30; 0: no retry). */
   tokenRetrySeconds?: number | undefined;
-  /** Signatures in flight at once, each on its own session of the one login (default min(4, cores)). */
-  jobs?: number | undefined;
+  /**
+   * Signatures in flight at once, each on its own session of the one login. Default "auto": from
+   * the token's session limit and measured round trip, adjusted while signing (docs/batch.md).
+   */
+  jobs?: number | "auto" | undefined;
   /** Stop at the first failed file; the rest are reported as not signed. */
   failFast?: boolean | undefined;
   /** Default sha256. */
@@ -146,6 +149,17 @@ export interface FileDetail {
   detached?: boolean;
 }
 
+/** `--jobs` as the run used it. */
+export interface JobsReport {
+  requested: number | "auto";
+  /** Signatures in flight the run ended with (under auto: the value it settled on). */
+  settled: number;
+  /** in-process: sessions on the main thread; threads: one signing thread per session (slow tokens). */
+  mode: "in-process" | "threads";
+  /** The token's measured round trip (C_GetSessionInfo), in ms. */
+  roundTripMs: number;
+}
+
 /** One row of the report per input, in input order: what was made, or why not. */
 export type FileResult = Omit<BatchResult<FileDetail>, "detail"> & FileDetail;
 
@@ -160,8 +174,10 @@ export interface SignReport {
   failed: number;
   /** Files left untouched (skipSigned): rows with `skipped: true`, counted neither signed nor failed. */
   skipped: number;
-  /** Token sessions that signed in parallel. */
+  /** Token sessions that signed in parallel (under --jobs auto: the most it could grow to). */
   sessions: number;
+  /** How token signing ran; absent when nothing was signed with the token itself. */
+  jobs?: JobsReport;
   files: FileResult[];
   ms: number;
   /** With timestamp servers: requests sent, failures, and the servers skipped after failing. */

@@ -92,15 +92,20 @@ export async function skippedInputs(format: TokenFormat, items: readonly BatchIt
   return skipped;
 }
 
-function jobsOf(o: SignOptions): number {
-  if (o.jobs === undefined) return Math.min(4, os.availableParallelism());
+/** `--jobs`: a number, or "auto" (the default), which the token side settles (token-key.ts). */
+function jobsOf(o: SignOptions): number | "auto" {
+  if (o.jobs === undefined || o.jobs === "auto") return "auto";
   if (!Number.isInteger(o.jobs) || o.jobs < 1) {
     throw new CodesignError("USAGE", `the number of parallel jobs (${o.jobs}) must be a whole number ≥ 1`, {
-      hint: "give 1 or more, or leave it out for min(4, cores)",
+      hint: "give 1 or more, or auto (the default)",
     });
   }
   return o.jobs;
 }
+
+/** Work off the token (checks, tools, early hashing) under "auto": min(4, cores). */
+const widthOf = (jobs: number | "auto"): number =>
+  jobs === "auto" ? Math.min(4, os.availableParallelism()) : jobs;
 
 /** Check failures that belong to one input (missing, unreadable, too large) rather than to the run. */
 const PER_FILE: ReadonlySet<string> = new Set(["INVALID_INPUT", "IO"]);
@@ -185,7 +190,8 @@ export async function sign(o: SignOptions): Promise<SignReport> {
   }
   const name = chooseFormat(o.files, o);
   refuseAuthenticodeOnly(name, o);
-  const jobs = jobsOf(o);
+  const requested = jobsOf(o);
+  const jobs = widthOf(requested);
   if (isLoginTool(name)) {
     const { signWithTool, toolOutput } = await import("./formats/tool.js");
     const items = await plan(o, toolOutput(name, o));
@@ -233,7 +239,7 @@ export async function sign(o: SignOptions): Promise<SignReport> {
       moduleArgs: o.moduleArgs,
       pinFile: o.pinFile,
       prompt: o.promptPin,
-      sessions: jobs,
+      sessions: requested,
       tokenRetrySeconds: o.tokenRetrySeconds,
     },
     async (k) => {
@@ -277,7 +283,9 @@ export async function sign(o: SignOptions): Promise<SignReport> {
             onResult: (r, done) => o.onProgress?.(refused.size + done, planned.length, r),
           },
         );
-        const r = report(name, k.key, k.sessions, inOrder(files), started);
+        const { mode, roundTripMs } = k.jobs;
+        const jobsReport = { requested, settled: k.jobs.settled, mode, roundTripMs };
+        const r = { ...report(name, k.key, k.sessions, inOrder(files), started), jobs: jobsReport };
         return timestamps ? { ...r, timestampStats: timestamps.stats() } : r;
       }, "codesign-sign-");
     },

@@ -45,10 +45,19 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString("utf8");
 }
 
-function jobs(args: Record<string, unknown>): number | undefined {
+/** --jobs N or auto (a profile gives a number); anything else is a usage error. */
+function jobs(args: Record<string, unknown>): number | "auto" | undefined {
   const raw = args["jobs"];
-  const j = Array.isArray(raw) ? raw.at(-1) : raw;
-  return typeof j === "number" ? j : undefined;
+  const j: unknown = Array.isArray(raw) ? raw.at(-1) : raw;
+  if (j === undefined || typeof j === "number") return j;
+  const text = String(j).trim();
+  if (text === "auto") return "auto";
+  if (!/^\d+$/.test(text) || Number(text) < 1) {
+    throw new CodesignError("USAGE", `--jobs ${text}: give a whole number ≥ 1, or auto`, {
+      hint: "auto (the default) picks it from the token's session limit and round trip",
+    });
+  }
+  return Number(text);
 }
 
 function lastNumber(args: Record<string, unknown>, name: string): number | undefined {

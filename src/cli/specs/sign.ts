@@ -41,7 +41,11 @@ export const sign = (y: Argv): Argv =>
           default: false,
           describe: "Authenticode/JAR: replace each input with its signed copy",
         })
-        .option("jobs", { type: "number", describe: "files in flight at once [default: min(4, cores)]" })
+        .option("jobs", {
+          type: "string",
+          describe:
+            "signatures in flight at once, or auto: from the token's session limit and round trip, adjusted while signing [default: auto]",
+        })
         .option("token-retry-seconds", {
           type: "number",
           describe:

@@ -78,11 +78,41 @@ export class Pkcs11Module {
   readonly p11: PKCS11;
   readonly path: string;
   private finalized = false;
+  /** Whether close() may C_Finalize: false for a worker thread that joined the main thread's module. */
+  readonly owner: boolean;
 
-  private constructor(lib: Pkcs11Js, p11: PKCS11, path: string) {
+  private constructor(lib: Pkcs11Js, p11: PKCS11, path: string, owner = true) {
     this.lib = lib;
     this.p11 = p11;
     this.path = path;
+    this.owner = owner;
+  }
+
+  /**
+   * The module as a worker thread sees it after the main thread opened it: the same library in
+   * the same process. Most modules answer C_Initialize with CKR_CRYPTOKI_ALREADY_INITIALIZED; such
+   * a join never finalises (close() leaves C_Finalize to the main thread, after its workers end).
+   * Some (p11-kit-client) count initialisations and answer CKR_OK: then close() finalises once,
+   * which only gives back this thread's count. Either way the main thread's login should hold for
+   * this thread's sessions (login state belongs to the application); see Session.loggedIn.
+   */
+  static join(modulePath: string): Pkcs11Module {
+    const lib = loadPkcs11Js();
+    const p11 = new lib.PKCS11();
+    try {
+      p11.load(modulePath);
+    } catch (cause) {
+      throw new CodesignError("MODULE_NOT_FOUND", `cannot load PKCS#11 module ${modulePath}`, { cause });
+    }
+    try {
+      p11.C_Initialize({ flags: lib.CKF_OS_LOCKING_OK });
+      return new Pkcs11Module(lib, p11, modulePath, true);
+    } catch (e) {
+      if (ckrName(e) === "CKR_CRYPTOKI_ALREADY_INITIALIZED")
+        return new Pkcs11Module(lib, p11, modulePath, false);
+      p11.close();
+      throw fromPkcs11Error(e, `C_Initialize of ${modulePath} in a signing thread`);
+    }
   }
 
   static open(modulePath: string, initArgs?: Secret<InitArgsSource>): Pkcs11Module {
@@ -115,7 +145,7 @@ export class Pkcs11Module {
     if (this.finalized) return;
     this.finalized = true;
     try {
-      this.p11.C_Finalize();
+      if (this.owner) this.p11.C_Finalize();
     } finally {
       this.p11.close();
     }
@@ -213,9 +243,14 @@ export class Pkcs11Module {
     return new Session(this, token, handle);
   }
 
-  /** Names of the mechanisms the token offers, with their flags. */
+  /**
+   * Names of the mechanisms the token offers, with their flags. `describe` limits the
+   * C_GetMechanismInfo calls (one round trip each on a network token) to the names it accepts;
+   * the others are listed unflagged.
+   */
   mechanisms(
     token: TokenEntry,
+    describe: (name: string) => boolean = () => true,
   ): Map<number, { name: string; sign: boolean; minKey: number; maxKey: number }> {
     const list = call("C_GetMechanismList", () => this.p11.C_GetMechanismList(token.handle));
     const names = mechanismNames(this.lib);
@@ -224,6 +259,11 @@ export class Pkcs11Module {
       let sign = false;
       let minKey = 0;
       let maxKey = 0;
+      const name = names.get(type) ?? `0x${type.toString(16)}`;
+      if (!describe(name)) {
+        out.set(type, { name, sign, minKey, maxKey });
+        continue;
+      }
       try {
         const info = this.p11.C_GetMechanismInfo(token.handle, type);
         sign = (info.flags & this.lib.CKF_SIGN) !== 0;
@@ -232,7 +272,7 @@ export class Pkcs11Module {
       } catch {
         // some modules list mechanisms they cannot describe; keep them unflagged
       }
-      out.set(type, { name: names.get(type) ?? `0x${type.toString(16)}`, sign, minKey, maxKey });
+      out.set(type, { name, sign, minKey, maxKey });
     }
     return out;
   }
@@ -296,6 +336,9 @@ function mechanismNames(lib: Pkcs11Js): Map<number, string> {
 export const CKK_EC_EDWARDS = 0x40;
 export const CKM_EDDSA = 0x1057;
 export const CKM_EC_EDWARDS_KEY_PAIR_GEN = 0x1055;
+/** Session states (PKCS#11 5.6), not in pkcs11js's table. */
+const CKS_RO_USER_FUNCTIONS = 1;
+const CKS_RW_USER_FUNCTIONS = 3;
 
 export class Session {
   readonly module: Pkcs11Module;
@@ -339,6 +382,12 @@ export class Session {
     }
   }
 
+  /** Whether the session is in a user state (logged in): C_GetSessionInfo. */
+  loggedIn(): boolean {
+    const { state } = call("C_GetSessionInfo", () => this.p11.C_GetSessionInfo(this.handle));
+    return state === CKS_RO_USER_FUNCTIONS || state === CKS_RW_USER_FUNCTIONS;
+  }
+
   /** Whether the session still answers (C_GetSessionInfo): false once the token or its server is gone. */
   alive(): boolean {
     if (this.closed) return false;
@@ -377,9 +426,28 @@ export class Session {
     }
   }
 
-  /** Reads attributes; an attribute the object does not have (or hides) comes back undefined. */
+  /**
+   * Reads attributes; an attribute the object does not have (or hides) comes back undefined. All
+   * are asked for in one call first (on a network token each call is a round trip or two); when
+   * the token refuses one of them, each is asked for alone.
+   */
   attributes(object: Buffer, types: number[]): Map<number, Buffer | undefined> {
     const out = new Map<number, Buffer | undefined>();
+    if (types.length > 1) {
+      try {
+        const got = this.p11.C_GetAttributeValue(
+          this.handle,
+          object,
+          types.map((type) => ({ type })),
+        );
+        if (got.length === types.length && got.every((a) => a.value !== undefined)) {
+          for (const a of got) out.set(a.type, a.value);
+          return out;
+        }
+      } catch {
+        // one of them is missing or sensitive: ask for each alone
+      }
+    }
     for (const type of types) {
       try {
         const [attr] = this.p11.C_GetAttributeValue(this.handle, object, [{ type }]);

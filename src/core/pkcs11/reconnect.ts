@@ -39,8 +39,8 @@ export interface Connection {
   signer: Signer;
   /** Whether the connection still answers (C_GetSessionInfo on the login's session). */
   alive(): boolean;
-  /** Logout, close the sessions, C_Finalize and unload; never throws. */
-  close(): void;
+  /** Logout, close the sessions (signing threads first), C_Finalize and unload; never throws. */
+  close(): void | Promise<void>;
 }
 
 export type ReconnectEvent =
@@ -115,7 +115,7 @@ export class ReconnectingSigner implements Signer {
     this.#closed = true;
     await this.#recovering?.catch(() => undefined);
     await this.#drained();
-    this.#conn.close();
+    await this.#conn.close();
   }
 
   #settled(): void {
@@ -165,7 +165,7 @@ export class ReconnectingSigner implements Signer {
         return;
       }
       this.#o.onEvent?.({ kind: "reconnecting", reason: reasonOf(last) });
-      this.#conn.close();
+      await this.#conn.close();
       try {
         this.#conn = await this.#o.connect();
       } catch (e) {

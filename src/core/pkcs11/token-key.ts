@@ -1,3 +1,4 @@
+import os from "node:os";
 import { CodesignError } from "../errors.js";
 import { ckrName } from "./ckr.js";
 import { findPrivateKey, type KeyInfo, type MechanismTable } from "./keys.js";
@@ -7,9 +8,11 @@ import { Pkcs11Module, withModule, withSession, type Session, type TokenEntry } 
 import type { Signer } from "../signer.js";
 import { LoginFuse } from "./login-fuse.js";
 import { ReconnectingSigner, type Connection } from "./reconnect.js";
+import { JobsGovernor } from "./jobs-governor.js";
 import { SignerPool } from "./signer-pool.js";
 import { TokenKeySigner } from "./token-signer.js";
 import { parseUri, type Pkcs11Uri } from "./uri.js";
+import { SigningThreads, signWorkerFile } from "./worker-signer.js";
 
 export interface KeyAccessOptions {
   /** RFC 7512 URI of the private key. */
@@ -22,10 +25,14 @@ export interface KeyAccessOptions {
   env?: NodeJS.ProcessEnv;
   readWrite?: boolean;
   /**
-   * Sessions to sign on in parallel (default 1); the login is shared by all of them. Fewer are
-   * opened when the token allows fewer (see OpenKey.sessions).
+   * Signatures in flight at once (default 1), each on its own session; the login is shared by
+   * all of them. Fewer are opened when the token allows fewer (see OpenKey.sessions). "auto":
+   * chosen from the token's session limit and its measured round trip, then adjusted while
+   * signing (see planJobs and JobsGovernor).
    */
-  sessions?: number;
+  sessions?: number | "auto";
+  /** false: never sign in threads, whatever the round trip (default true). */
+  threads?: boolean;
   /** The module's init string; else x-init-reserved (module-name) or $CODESIGN_PKCS11_MODULE_ARGS. */
   moduleArgs?: string | undefined;
   /**
@@ -40,8 +47,23 @@ export interface OpenKey extends OpenToken {
   key: KeyInfo & { handle: Buffer };
   /** Safe to call concurrently: requests are spread over `sessions` sessions. */
   signer: Signer;
-  /** Sessions actually opened for signing: `opts.sessions`, lowered to what the token allows. */
+  /**
+   * Signatures that can be in flight at once: `opts.sessions`, lowered to what the token allows
+   * (under "auto", the most the governor may grow to).
+   */
   sessions: number;
+  jobs: JobsInfo;
+}
+
+/** How signing runs, for the report. */
+export interface JobsInfo {
+  requested: number | "auto";
+  /** in-process: sessions on the main thread; threads: one session per signing thread. */
+  mode: "in-process" | "threads";
+  /** The login session's C_GetSessionInfo round trip on the first connection, in ms. */
+  roundTripMs: number;
+  /** Signatures in flight when the run ended: what the governor settled on, or what was opened. */
+  readonly settled: number;
 }
 
 export interface OpenToken {
@@ -140,14 +162,32 @@ export async function withTokenKey<T>(opts: KeyAccessOptions, fn: (k: OpenKey) =
       "this command",
     ));
   const fuse = new LoginFuse();
-  const target = { moduleChoice, uri, pin, fuse, sessions: opts.sessions ?? 1, readWrite: opts.readWrite };
-  const first = connectKey(target);
+  const target: KeyTarget = {
+    moduleChoice,
+    uri,
+    pin,
+    fuse,
+    requested: opts.sessions ?? 1,
+    threads: opts.threads ?? true,
+    readWrite: opts.readWrite,
+  };
+  const first = await connectKey(target);
   const signer = new ReconnectingSigner(first, {
     retryMs,
-    connect: () => Promise.resolve(connectKey({ ...target, same: first.open })),
+    connect: () => connectKey({ ...target, same: first.open }),
   });
+  const plan = target.plan as JobsPlan;
+  const governor = target.governor;
+  const jobs: JobsInfo = {
+    requested: target.requested,
+    mode: plan.mode,
+    roundTripMs: Math.round(plan.roundTripMs * 10) / 10,
+    get settled() {
+      return governor ? governor.settled : first.open.sessions;
+    },
+  };
   try {
-    return await fn({ ...first.open, signer });
+    return await fn({ ...first.open, signer, jobs });
   } finally {
     await signer.close();
   }
@@ -172,23 +212,92 @@ interface KeyTarget {
   uri: Pkcs11Uri;
   pin: Secret;
   fuse: LoginFuse;
-  sessions: number;
+  requested: number | "auto";
+  threads: boolean;
   readWrite: boolean | undefined;
   /** On a reconnect: the first connection, whose token and key must be the ones found again. */
-  same?: Omit<OpenKey, "signer">;
+  same?: Omit<OpenKey, "signer" | "jobs">;
+  /** Decided on the first connection and kept for every reconnect. */
+  plan?: JobsPlan;
+  /** Under "auto": one for the run, shared by every connection. */
+  governor?: JobsGovernor;
 }
 
-type KeyConnection = Connection & { open: Omit<OpenKey, "signer"> };
+type KeyConnection = Connection & { open: Omit<OpenKey, "signer" | "jobs"> };
+
+/** The mechanisms a signer may use (token-signer.ts): only these are described, a round trip each. */
+const SIGNING_MECHANISM = /^CKM_((SHA\d*_)?RSA_PKCS(_PSS)?|ECDSA(_SHA\d+)?|EDDSA)$/;
+
+/** A round trip this long (ms) or longer makes signing threads worth their start-up. */
+export const THREADS_FROM_MS = 2;
+/** The most signatures in flight "auto" grows to on a slow token. */
+export const AUTO_MAX_IN_FLIGHT = 32;
+
+export interface JobsPlan {
+  mode: "in-process" | "threads";
+  /** Sessions (in-process) or threads of one session each that can sign at once. */
+  capacity: number;
+  /** Under "auto": where the governor starts. */
+  start: number;
+  roundTripMs: number;
+}
+
+/**
+ * Where and how wide to sign. A token that answers in under THREADS_FROM_MS is CPU-bound (a
+ * local token): sessions on the main thread, "auto" meaning min(4, cores). A slower one (a
+ * network token) spends each synchronous C_SignInit waiting, so every signature in flight gets a
+ * thread of its own; "auto" then starts at one in flight per 2.5 ms of round trip (2 to 8) and
+ * may grow to AUTO_MAX_IN_FLIGHT. The token's free sessions bound both (the login's own session
+ * counts). Always-authenticate keys stay in-process: their per-signature login is the main
+ * thread's fuse.
+ */
+export function planJobs(
+  requested: number | "auto",
+  roundTripMs: number,
+  token: Pick<TokenEntry, "maxSessions" | "openSessions">,
+  can: { threads: boolean; cores?: number },
+): JobsPlan {
+  const auto = requested === "auto";
+  const slow = roundTripMs >= THREADS_FROM_MS;
+  if (slow && can.threads && (auto || requested > 1)) {
+    const capacity = Math.max(1, sessionBudget((auto ? AUTO_MAX_IN_FLIGHT : requested) + 1, token) - 1);
+    const guess = Math.min(8, Math.max(2, Math.ceil(roundTripMs / 2.5)));
+    return { mode: "threads", capacity, start: auto ? Math.min(capacity, guess) : capacity, roundTripMs };
+  }
+  const capacity = sessionBudget(
+    auto ? Math.min(4, can.cores ?? os.availableParallelism()) : requested,
+    token,
+  );
+  return { mode: "in-process", capacity, start: capacity, roundTripMs };
+}
+
+/**
+ * The round trip to the token, in ms: the fastest of the login session's C_OpenSession (timed by
+ * the caller) and two C_GetSessionInfo calls, so that one slow moment on a busy machine does not
+ * make a local token look remote.
+ */
+function roundTrip(session: Session, openMs: number): number {
+  let best = openMs;
+  for (let i = 0; i < 2; i++) {
+    const t = performance.now();
+    session.alive();
+    best = Math.min(best, performance.now() - t);
+  }
+  return best;
+}
 
 /** One connection: module loaded and initialised, the token, its sessions, one login, the key. */
-function connectKey(t: KeyTarget): KeyConnection {
+async function connectKey(t: KeyTarget): Promise<KeyConnection> {
   const module = Pkcs11Module.open(t.moduleChoice.path, t.moduleChoice.initArgs);
   const sessions: Session[] = [];
+  let threads: SigningThreads | undefined;
   let loggedIn = false;
   let closed = false;
-  const close = (): void => {
+  const close = async (): Promise<void> => {
     if (closed) return;
     closed = true;
+    // Threads close their sessions and end before the module is finalised under them.
+    await threads?.close();
     const [login, ...extra] = sessions;
     for (const s of extra) s.close();
     if (login) {
@@ -214,11 +323,23 @@ function connectKey(t: KeyTarget): KeyConnection {
         hint: "the security officer must unlock or reset it; codesign will not try to log in",
       });
     }
-    const mechanisms = module.mechanisms(token);
+    const mechanisms = module.mechanisms(token, (name) => SIGNING_MECHANISM.test(name));
+    const opening = performance.now();
     const session = module.openSession(token, { readWrite: t.readWrite ?? false });
+    const openMs = performance.now() - opening;
     sessions.push(session);
+    const file = t.threads ? signWorkerFile() : undefined;
+    const roundTripMs = t.plan?.roundTripMs ?? roundTrip(session, openMs);
+    const early = t.plan ?? planJobs(t.requested, roundTripMs, token, { threads: file !== undefined });
+    if (early.mode === "threads" && file) {
+      // The threads load, join the module and open their sessions while this one logs in.
+      threads = new SigningThreads(file, { modulePath: module.path, token }, early.capacity, t.pin);
+      threads.boot(early.start);
+    }
     session.login(t.pin);
     loggedIn = true;
+    // Threads that need a login of their own log in while this one looks for the key.
+    threads?.loggedIn();
     const key = findPrivateKey(session, mechanisms, t.uri);
     if (t.same && !sameBytes(key.spki, t.same.key.spki)) {
       throw new CodesignError("KEY_NOT_FOUND", "after reconnecting, the key URI finds a different key", {
@@ -226,15 +347,41 @@ function connectKey(t: KeyTarget): KeyConnection {
       });
     }
     const context = key.alwaysAuthenticate ? { pin: t.pin, fuse: t.fuse } : undefined;
-    const budget = sessionBudget(t.sessions, token);
-    for (let i = 1; i < budget; i++) {
-      const s = openExtraSession(module, token);
-      if (!s) break;
-      sessions.push(s);
+    // A per-signature login stays on this thread, with the run's LoginFuse.
+    t.plan ??= key.alwaysAuthenticate ? planJobs(t.requested, roundTripMs, token, { threads: false }) : early;
+    let signer: Signer | undefined;
+    let capacity = t.plan.capacity;
+    if (threads && t.plan.mode === "threads") {
+      try {
+        await threads.start({ id: key.id, label: key.label, handle: key.handle });
+        signer = new TokenKeySigner(threads, key, mechanisms);
+      } catch {
+        // This module gives a thread no session of its own: sign on the main thread.
+        const width = t.requested === "auto" ? Math.min(t.plan.capacity, 4) : t.plan.capacity;
+        t.plan = { ...t.plan, mode: "in-process", capacity: width, start: width };
+        capacity = t.plan.capacity;
+      }
     }
-    const signers = sessions.map((s) => new TokenKeySigner(s, key, mechanisms, context));
+    if (!signer && threads) {
+      await threads.close();
+      threads = undefined;
+    }
+    if (!signer) {
+      const budget = sessionBudget(capacity, token);
+      for (let i = 1; i < budget; i++) {
+        const s = openExtraSession(module, token);
+        if (!s) break;
+        sessions.push(s);
+      }
+      capacity = sessions.length;
+      signer = new SignerPool(sessions.map((s) => new TokenKeySigner(s, key, mechanisms, context)));
+    }
+    if (t.requested === "auto") {
+      t.governor ??= new JobsGovernor(Math.min(t.plan.start, capacity), capacity);
+      signer = t.governor.wrap(signer);
+    }
     return {
-      signer: new SignerPool(signers),
+      signer,
       alive: () => session.alive(),
       close,
       open: {
@@ -247,11 +394,11 @@ function connectKey(t: KeyTarget): KeyConnection {
         loggedIn: true,
         pin: t.pin,
         key,
-        sessions: signers.length,
+        sessions: capacity,
       },
     };
   } catch (e) {
-    close();
+    await close();
     throw e;
   }
 }

@@ -5,6 +5,7 @@ import { CodesignError } from "../errors.js";
 import type { KeyInfo, MechanismTable } from "./keys.js";
 import type { LoginFuse } from "./login-fuse.js";
 import { CKM_EDDSA, type Session } from "./module.js";
+import type { Pkcs11Js } from "./native.js";
 import type { Secret } from "./pin.js";
 import {
   type HashName,
@@ -23,10 +24,24 @@ export interface ContextLogin {
   fuse: LoginFuse;
 }
 
+/**
+ * Where TokenKeySigner's token operations run: a Session on this thread, or a signing thread's
+ * session (worker-signer.ts), which receives the mechanism and data this class chose.
+ */
+export interface SigningSession {
+  readonly module: { readonly lib: Pkcs11Js };
+  signOnce(
+    mechanism: Mechanism,
+    key: Buffer,
+    data: Buffer,
+    authorize?: (s: Session) => void,
+  ): Promise<Buffer>;
+}
+
 /** A private key on a token, behind the one-method Signer contract. */
 export class TokenKeySigner implements Signer {
   readonly key: KeyDescription;
-  private readonly session: Session;
+  private readonly session: SigningSession;
   private readonly handle: Buffer;
   private readonly offered: Set<string>;
   private readonly label: string;
@@ -34,7 +49,7 @@ export class TokenKeySigner implements Signer {
   private readonly fuse: LoginFuse | undefined;
 
   constructor(
-    session: Session,
+    session: SigningSession,
     key: KeyInfo & { handle: Buffer },
     table: MechanismTable,
     context?: ContextLogin,
