@@ -11,18 +11,7 @@ import { existsSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-
-interface Row {
-  group: string;
-  what: string;
-  seconds: number;
-  perSecond?: number;
-  ratio?: number;
-  ratioOf?: string;
-  peakRssMiB?: number;
-  target?: string;
-  met?: boolean;
-}
+import type { Row } from "./rows.js";
 
 const DELAY_MS = 20;
 
@@ -121,9 +110,9 @@ export async function benchLatency(opts: {
     const ratio8 = one.seconds / eight.seconds;
     const ratioAuto = one.seconds / auto.seconds;
     return [
-      { group: "latency", what: what("1"), seconds: one.seconds, perSecond: opts.files / one.seconds },
+      { group: "F", what: what("1"), seconds: one.seconds, perSecond: opts.files / one.seconds },
       {
-        group: "latency",
+        group: "F",
         what: what("8"),
         seconds: eight.seconds,
         perSecond: opts.files / eight.seconds,
@@ -133,7 +122,7 @@ export async function benchLatency(opts: {
         met: ratio8 >= 5,
       },
       {
-        group: "latency",
+        group: "F",
         what: `${what("auto")} (settled on ${auto.settled ?? "?"})`,
         seconds: auto.seconds,
         perSecond: opts.files / auto.seconds,

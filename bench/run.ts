@@ -11,6 +11,8 @@
  *   D  `codesign --help` vs `node -e 0`
  *   E  timestamps: N CMS files against a local TSA answering in 50 ms, one request at a time vs
  *      the default --timestamp-jobs; a dead first TSA's cost (bench/timestamps.ts)
+ *   F  a remote token behind a 20 ms delay: N raw files, --jobs 1 vs --jobs 8 and auto
+ *      (bench/latency.ts)
  */
 import { execa } from "execa";
 import { randomBytes } from "node:crypto";
@@ -22,6 +24,7 @@ import { fileURLToPath } from "node:url";
 import { initDevToken } from "../src/core/pkcs11/dev-token.js";
 import { loadPkcs11Js } from "../src/core/pkcs11/native.js";
 import type { Row } from "./rows.js";
+import { benchLatency } from "./latency.js";
 import { benchTimestamps } from "./timestamps.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -286,6 +289,9 @@ async function main(): Promise<void> {
         seconds: NaN,
       });
     }
+
+    // ---- F: a network token's latency hidden (bench/latency.ts) --------------------------------
+    rows.push(...(await benchLatency({ work, env, key, cli: CLI, files: quick ? 100 : 400 })));
 
     // ---- E: timestamps of a batch (bench/timestamps.ts) --------------------------------------
     rows.push(...(await benchTimestamps({ work, env, key, cli: CLI, files: quick ? 50 : 200 })));
