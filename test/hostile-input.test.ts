@@ -226,6 +226,23 @@ describe("files that are not regular files, and long names", () => {
     }
   });
 
+  it("outputs synced at the end of a run: written whole, flushed together; a vanished output is an IO error", async () => {
+    const { DeferredSync, writeFileAtomic } = await import("../src/core/util/files.js");
+    const later = new DeferredSync();
+    const outs = [1, 2, 3].map((i) => path.join(dir, `deferred-${i}.sig`));
+    for (const f of outs) await writeFileAtomic(f, `signature ${f}`, { syncLater: later });
+    for (const f of outs) expect(readFileSync(f, "utf8")).toBe(`signature ${f}`);
+    await later.flush();
+    await writeFileAtomic(outs[0] as string, "again", { syncLater: later });
+    rmSync(outs[0] as string);
+    const err: unknown = await later.flush().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(CodesignError);
+    expect((err as CodesignError).code).toBe("IO");
+  });
+
   it("file digests agree with openssl dgst for empty, small and multi-chunk files", async () => {
     const { hashFile } = await import("../src/core/util/hash.js");
     // 0 bytes, one small read, and large files read in 4 MiB chunks (an exact multiple and not)

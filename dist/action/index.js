@@ -45105,15 +45105,15 @@ var require_windows = __commonJS({
       }
       return false;
     }
-    function checkStat(stat3, path23, options2) {
-      if (!stat3.isSymbolicLink() && !stat3.isFile()) {
+    function checkStat(stat2, path23, options2) {
+      if (!stat2.isSymbolicLink() && !stat2.isFile()) {
         return false;
       }
       return checkPathExt(path23, options2);
     }
     function isexe(path23, options2, cb) {
-      fs.stat(path23, function(er, stat3) {
-        cb(er, er ? false : checkStat(stat3, path23, options2));
+      fs.stat(path23, function(er, stat2) {
+        cb(er, er ? false : checkStat(stat2, path23, options2));
       });
     }
     function sync(path23, options2) {
@@ -45129,20 +45129,20 @@ var require_mode = __commonJS({
     isexe.sync = sync;
     var fs = __require("fs");
     function isexe(path23, options2, cb) {
-      fs.stat(path23, function(er, stat3) {
-        cb(er, er ? false : checkStat(stat3, options2));
+      fs.stat(path23, function(er, stat2) {
+        cb(er, er ? false : checkStat(stat2, options2));
       });
     }
     function sync(path23, options2) {
       return checkStat(fs.statSync(path23), options2);
     }
-    function checkStat(stat3, options2) {
-      return stat3.isFile() && checkMode(stat3, options2);
+    function checkStat(stat2, options2) {
+      return stat2.isFile() && checkMode(stat2, options2);
     }
-    function checkMode(stat3, options2) {
-      var mod = stat3.mode;
-      var uid = stat3.uid;
-      var gid = stat3.gid;
+    function checkMode(stat2, options2) {
+      var mod = stat2.mode;
+      var uid = stat2.uid;
+      var gid = stat2.gid;
       var myUid = options2.uid !== void 0 ? options2.uid : process.getuid && process.getuid();
       var myGid = options2.gid !== void 0 ? options2.gid : process.getgid && process.getgid();
       var u2 = parseInt("100", 8);
@@ -59201,10 +59201,213 @@ var init_token_key = __esm({
   }
 });
 
+// src/core/util/files.ts
+import { randomBytes } from "node:crypto";
+import {
+  closeSync as closeSync2,
+  constants as fsConstants,
+  fdatasync,
+  fsync,
+  open,
+  realpathSync as realpathSync2,
+  rename,
+  statSync as statSync2,
+  writeFile,
+  writeSync
+} from "node:fs";
+import { open as openHandle, rename as renameAsync, rm as rm2 } from "node:fs/promises";
+import { promisify as promisify3 } from "node:util";
+import path11 from "node:path";
+async function writeFileAtomic(target, data, opts = {}) {
+  const temp = tempNameFor(target);
+  const mode2 = opts.mode ?? 420;
+  const forget = removeOnExit(temp);
+  const bytes = typeof data === "string" ? Buffer.from(data) : data;
+  try {
+    const fd = await openFile(temp, "wx", mode2);
+    try {
+      if (bytes.length <= SMALL_OUTPUT) {
+        for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at);
+      } else {
+        await writeWhole(fd, bytes);
+      }
+      if (!opts.syncLater) await datasync(fd);
+    } finally {
+      closeSync2(fd);
+    }
+    await renameFile(temp, target);
+    opts.syncLater?.add(target);
+  } catch (cause) {
+    await rm2(temp, { force: true });
+    throw new CodesignError(
+      "IO",
+      `cannot write ${target}: ${cause.code ?? cause}`,
+      {
+        hint: "check that the directory exists and is writable",
+        cause
+      }
+    );
+  } finally {
+    forget();
+  }
+}
+async function withAtomicOutput(target, produce, opts = {}) {
+  const temp = tempNameFor(target, opts.keepExtension ? path11.extname(target) : "");
+  const forget = removeOnExit(temp);
+  try {
+    const result = await produce(temp);
+    await renameAsync(temp, target).catch((cause) => {
+      throw new CodesignError("IO", `cannot write ${target}: ${cause.code ?? cause.message}`, {
+        hint: "check that the directory exists and is writable",
+        cause
+      });
+    });
+    opts.syncLater?.add(target);
+    return result;
+  } finally {
+    forget();
+    await rm2(temp, { force: true });
+  }
+}
+function realOrResolved(p) {
+  try {
+    return realpathSync2(p);
+  } catch {
+    return path11.resolve(p);
+  }
+}
+function assertDistinct(input, output) {
+  if (realOrResolved(input) === realOrResolved(output)) {
+    throw new CodesignError("USAGE", `--out ${output} is the input file`, {
+      hint: "write the signature to another file; codesign never changes its input"
+    });
+  }
+}
+async function inputSize(input) {
+  let st;
+  try {
+    st = statSync2(input);
+  } catch (cause) {
+    return unreadable(input)(cause);
+  }
+  if (!st.isFile()) {
+    throw new CodesignError("INVALID_INPUT", `${input} is not a regular file`, {
+      hint: "give a file: FIFOs, devices and directories are not signed"
+    });
+  }
+  return Promise.resolve(st.size);
+}
+function tempNameFor(target, extension2 = "") {
+  const dir = path11.dirname(path11.resolve(target));
+  const suffix = `.${randomBytes(6).toString("hex")}.tmp${extension2}`;
+  const room = NAME_MAX - 1 - Buffer.byteLength(suffix);
+  let base = path11.basename(target);
+  while (Buffer.byteLength(base) > room) base = base.slice(0, -1);
+  if (/[\uD800-\uDBFF]$/.test(base)) base = base.slice(0, -1);
+  return path11.join(dir, `.${base}${suffix}`);
+}
+async function openRegularFile(file, what) {
+  const fh = await openHandle(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK).catch(
+    unreadable(file, what)
+  );
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) {
+      throw new CodesignError("INVALID_INPUT", `${what} ${file} is not a regular file`, {
+        hint: "give a file: FIFOs, devices and directories are not read"
+      });
+    }
+    return { fh, size: st.size };
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
+}
+async function readRegularFile(file, what, max) {
+  const { fh, size } = await openRegularFile(file, what);
+  try {
+    const tooLarge = () => new CodesignError("INVALID_INPUT", `${what} ${file} is larger than ${max} bytes`, {
+      hint: "check that this is the right file"
+    });
+    if (size > max) throw tooLarge();
+    const chunks = [];
+    let total = 0;
+    for (; ; ) {
+      const chunk = Buffer.alloc(Math.min(1024 * 1024, max + 1 - total));
+      if (chunk.length === 0) throw tooLarge();
+      const { bytesRead } = await fh.read(chunk, 0, chunk.length, null).catch(unreadable(file, what));
+      if (bytesRead === 0) break;
+      chunks.push(chunk.subarray(0, bytesRead));
+      total += bytesRead;
+    }
+    return new Uint8Array(Buffer.concat(chunks, total));
+  } finally {
+    await fh.close();
+  }
+}
+var SMALL_OUTPUT, openFile, datasync, fsyncFile, renameFile, writeWhole, DeferredSync, unreadable, NAME_MAX;
+var init_files = __esm({
+  "src/core/util/files.ts"() {
+    "use strict";
+    init_errors();
+    init_temp();
+    SMALL_OUTPUT = 1024 * 1024;
+    openFile = promisify3(open);
+    datasync = promisify3(fdatasync);
+    fsyncFile = promisify3(fsync);
+    renameFile = promisify3(rename);
+    writeWhole = promisify3(writeFile);
+    DeferredSync = class {
+      files = /* @__PURE__ */ new Set();
+      add(file) {
+        this.files.add(path11.resolve(file));
+      }
+      async flush(concurrency = 16) {
+        const files = [...this.files];
+        this.files.clear();
+        const dirs = [...new Set(files.map((f) => path11.dirname(f)))];
+        const syncOne = async (p, data) => {
+          const fd = await openFile(p, "r");
+          try {
+            await (data ? datasync(fd) : fsyncFile(fd));
+          } finally {
+            closeSync2(fd);
+          }
+        };
+        let next = 0;
+        const worker = async () => {
+          for (let i2 = next++; i2 < files.length; i2 = next++) await syncOne(files[i2], true);
+        };
+        try {
+          await Promise.all(Array.from({ length: Math.min(concurrency, files.length) }, worker));
+          await Promise.all(dirs.map((d) => syncOne(d, false)));
+        } catch (cause) {
+          throw new CodesignError(
+            "IO",
+            `cannot flush the outputs to disk: ${cause.code ?? cause}`,
+            { hint: "check the file system the outputs are on", cause }
+          );
+        }
+      }
+    };
+    unreadable = (file, what = "") => (cause) => {
+      throw new CodesignError(
+        "INVALID_INPUT",
+        `cannot read ${what ? `${what} ` : ""}${file}: ${cause.code ?? cause.message}`,
+        {
+          hint: "check the path",
+          cause
+        }
+      );
+    };
+    NAME_MAX = 255;
+  }
+});
+
 // src/core/util/hash.ts
 import { createHash as createHash2 } from "node:crypto";
-import { closeSync as closeSync2, constants as constants6, fstatSync as fstatSync2, openSync as openSync2, read, readSync as readSync2 } from "node:fs";
-function unreadable(file, cause) {
+import { closeSync as closeSync3, constants as constants6, fstatSync as fstatSync2, openSync as openSync2, read, readSync as readSync2 } from "node:fs";
+function unreadable2(file, cause) {
   return new CodesignError(
     "INVALID_INPUT",
     `cannot read ${file}: ${cause.code ?? String(cause)}`,
@@ -59216,7 +59419,7 @@ async function hashFile(file, hash) {
   try {
     fd = openSync2(file, constants6.O_RDONLY | constants6.O_NONBLOCK);
   } catch (cause) {
-    throw unreadable(file, cause);
+    throw unreadable2(file, cause);
   }
   const h2 = createHash2(hash);
   try {
@@ -59230,9 +59433,9 @@ async function hashFile(file, hash) {
     else await hashLarge(fd, h2);
   } catch (cause) {
     if (cause instanceof CodesignError) throw cause;
-    throw unreadable(file, cause);
+    throw unreadable2(file, cause);
   } finally {
-    closeSync2(fd);
+    closeSync3(fd);
   }
   return new Uint8Array(h2.digest());
 }
@@ -59459,26 +59662,26 @@ var init_scheduler = __esm({
 });
 
 // src/app/batch.ts
-import { realpathSync as realpathSync2 } from "node:fs";
-import path11 from "node:path";
+import { realpathSync as realpathSync3 } from "node:fs";
+import path12 from "node:path";
 function signedName(file) {
-  const ext2 = path11.extname(file);
-  return path11.join(path11.dirname(file), `${path11.basename(file, ext2)}.signed${ext2}`);
+  const ext2 = path12.extname(file);
+  return path12.join(path12.dirname(file), `${path12.basename(file, ext2)}.signed${ext2}`);
 }
 function canonical(cache) {
   return (p) => {
-    const abs = path11.resolve(p);
-    const dir = path11.dirname(abs);
+    const abs = path12.resolve(p);
+    const dir = path12.dirname(abs);
     let real = cache.get(dir);
     if (real === void 0) {
       try {
-        real = realpathSync2(dir);
+        real = realpathSync3(dir);
       } catch {
         real = dir;
       }
       cache.set(dir, real);
     }
-    return path11.join(real, path11.basename(abs));
+    return path12.join(real, path12.basename(abs));
   };
 }
 function planOutputs(inputs, opts) {
@@ -59502,11 +59705,11 @@ function planOutputs(inputs, opts) {
   const items = inputs.map((input) => {
     if (opts.out !== void 0) return { input, output: opts.out };
     if (opts.inPlace) return { input, output: input };
-    const name = path11.basename(input);
-    const dir = opts.outDir ?? path11.dirname(input);
+    const name = path12.basename(input);
+    const dir = opts.outDir ?? path12.dirname(input);
     if (opts.style.kind === "detached")
-      return { input, output: path11.join(dir, `${name}${opts.style.suffix}`) };
-    return { input, output: opts.outDir ? path11.join(opts.outDir, name) : signedName(input) };
+      return { input, output: path12.join(dir, `${name}${opts.style.suffix}`) };
+    return { input, output: opts.outDir ? path12.join(opts.outDir, name) : signedName(input) };
   });
   const seen = /* @__PURE__ */ new Map();
   const realOrResolved2 = canonical(/* @__PURE__ */ new Map());
@@ -59574,166 +59777,6 @@ var init_batch = __esm({
   }
 });
 
-// src/core/util/files.ts
-import { randomBytes } from "node:crypto";
-import {
-  closeSync as closeSync3,
-  constants as fsConstants,
-  fdatasync,
-  open,
-  realpathSync as realpathSync3,
-  rename,
-  writeFile,
-  writeSync
-} from "node:fs";
-import { open as openHandle, rename as renameAsync, rm as rm2, stat } from "node:fs/promises";
-import { promisify as promisify3 } from "node:util";
-import path13 from "node:path";
-async function writeFileAtomic(target, data, opts = {}) {
-  const temp = tempNameFor(target);
-  const mode2 = opts.mode ?? 420;
-  const forget = removeOnExit(temp);
-  const bytes = typeof data === "string" ? Buffer.from(data) : data;
-  try {
-    const fd = await openFile(temp, "wx", mode2);
-    try {
-      if (bytes.length <= SMALL_OUTPUT) {
-        for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at);
-      } else {
-        await writeWhole(fd, bytes);
-      }
-      await datasync(fd);
-    } finally {
-      closeSync3(fd);
-    }
-    await renameFile(temp, target);
-  } catch (cause) {
-    await rm2(temp, { force: true });
-    throw new CodesignError(
-      "IO",
-      `cannot write ${target}: ${cause.code ?? cause}`,
-      {
-        hint: "check that the directory exists and is writable",
-        cause
-      }
-    );
-  } finally {
-    forget();
-  }
-}
-async function withAtomicOutput(target, produce, opts = {}) {
-  const temp = tempNameFor(target, opts.keepExtension ? path13.extname(target) : "");
-  const forget = removeOnExit(temp);
-  try {
-    const result = await produce(temp);
-    await renameAsync(temp, target).catch((cause) => {
-      throw new CodesignError("IO", `cannot write ${target}: ${cause.code ?? cause.message}`, {
-        hint: "check that the directory exists and is writable",
-        cause
-      });
-    });
-    return result;
-  } finally {
-    forget();
-    await rm2(temp, { force: true });
-  }
-}
-function realOrResolved(p) {
-  try {
-    return realpathSync3(p);
-  } catch {
-    return path13.resolve(p);
-  }
-}
-function assertDistinct(input, output) {
-  if (realOrResolved(input) === realOrResolved(output)) {
-    throw new CodesignError("USAGE", `--out ${output} is the input file`, {
-      hint: "write the signature to another file; codesign never changes its input"
-    });
-  }
-}
-async function inputSize(input) {
-  const st = await stat(input).catch(unreadable2(input));
-  if (!st.isFile()) {
-    throw new CodesignError("INVALID_INPUT", `${input} is not a regular file`, {
-      hint: "give a file: FIFOs, devices and directories are not signed"
-    });
-  }
-  return st.size;
-}
-function tempNameFor(target, extension2 = "") {
-  const dir = path13.dirname(path13.resolve(target));
-  const suffix = `.${randomBytes(6).toString("hex")}.tmp${extension2}`;
-  const room = NAME_MAX - 1 - Buffer.byteLength(suffix);
-  let base = path13.basename(target);
-  while (Buffer.byteLength(base) > room) base = base.slice(0, -1);
-  if (/[\uD800-\uDBFF]$/.test(base)) base = base.slice(0, -1);
-  return path13.join(dir, `.${base}${suffix}`);
-}
-async function openRegularFile(file, what) {
-  const fh = await openHandle(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK).catch(
-    unreadable2(file, what)
-  );
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) {
-      throw new CodesignError("INVALID_INPUT", `${what} ${file} is not a regular file`, {
-        hint: "give a file: FIFOs, devices and directories are not read"
-      });
-    }
-    return { fh, size: st.size };
-  } catch (e) {
-    await fh.close();
-    throw e;
-  }
-}
-async function readRegularFile(file, what, max) {
-  const { fh, size } = await openRegularFile(file, what);
-  try {
-    const tooLarge = () => new CodesignError("INVALID_INPUT", `${what} ${file} is larger than ${max} bytes`, {
-      hint: "check that this is the right file"
-    });
-    if (size > max) throw tooLarge();
-    const chunks = [];
-    let total = 0;
-    for (; ; ) {
-      const chunk = Buffer.alloc(Math.min(1024 * 1024, max + 1 - total));
-      if (chunk.length === 0) throw tooLarge();
-      const { bytesRead } = await fh.read(chunk, 0, chunk.length, null).catch(unreadable2(file, what));
-      if (bytesRead === 0) break;
-      chunks.push(chunk.subarray(0, bytesRead));
-      total += bytesRead;
-    }
-    return new Uint8Array(Buffer.concat(chunks, total));
-  } finally {
-    await fh.close();
-  }
-}
-var SMALL_OUTPUT, openFile, datasync, renameFile, writeWhole, unreadable2, NAME_MAX;
-var init_files = __esm({
-  "src/core/util/files.ts"() {
-    "use strict";
-    init_errors();
-    init_temp();
-    SMALL_OUTPUT = 1024 * 1024;
-    openFile = promisify3(open);
-    datasync = promisify3(fdatasync);
-    renameFile = promisify3(rename);
-    writeWhole = promisify3(writeFile);
-    unreadable2 = (file, what = "") => (cause) => {
-      throw new CodesignError(
-        "INVALID_INPUT",
-        `cannot read ${what ? `${what} ` : ""}${file}: ${cause.code ?? cause.message}`,
-        {
-          hint: "check the path",
-          cause
-        }
-      );
-    };
-    NAME_MAX = 255;
-  }
-});
-
 // src/app/formats/raw.ts
 var raw_exports = {};
 __export(raw_exports, {
@@ -59773,7 +59816,7 @@ var init_raw = __esm({
         return {
           request,
           async finish(signature) {
-            await writeFileAtomic(item.output, signature);
+            await writeFileAtomic(item.output, signature, { syncLater: ctx.outputs });
             return {
               scheme,
               ...scheme === "eddsa" ? {} : { hash },
@@ -83246,7 +83289,9 @@ var init_cms2 = __esm({
             });
             const stamp = await timestamp(signed, ctx, OID.timeStampToken);
             const encoding = o2.encoding ?? "der";
-            await writeFileAtomic(item.output, cmsOutput(encodeSignedData(signed), encoding));
+            await writeFileAtomic(item.output, cmsOutput(encodeSignedData(signed), encoding), {
+              syncLater: ctx.outputs
+            });
             return { scheme: ctx.scheme, attached: o2.attached === true, encoding, ...stamp };
           }
         };
@@ -86518,15 +86563,19 @@ var init_jar2 = __esm({
             });
             const stamp = await timestamp(signed, ctx, OID.timeStampToken);
             const block = encodeSignedData(signed);
-            await withAtomicOutput(item.output, async (temp) => {
-              await writeSignedJar(item.input, temp, plan2, block, hash);
-              if (path16.resolve(item.output) === path16.resolve(item.input)) {
-                await verifyBeforeReplacing(
-                  item.input,
-                  () => verifyJar(temp, { caFiles: ctx.certificateFiles, toolPath: o2.toolPath })
-                );
-              }
-            });
+            await withAtomicOutput(
+              item.output,
+              async (temp) => {
+                await writeSignedJar(item.input, temp, plan2, block, hash);
+                if (path16.resolve(item.output) === path16.resolve(item.input)) {
+                  await verifyBeforeReplacing(
+                    item.input,
+                    () => verifyJar(temp, { caFiles: ctx.certificateFiles, toolPath: o2.toolPath })
+                  );
+                }
+              },
+              { syncLater: ctx.outputs }
+            );
             return { scheme, hash, format: "jar", ...stamp };
           }
         };
@@ -86799,7 +86848,7 @@ function authenticodeFormat(detached) {
               const stamp = await timestamp(signed, ctx, AUTHENTICODE_OID.rfc3161Timestamp);
               const version4 = await adapter.version(o2.toolPath);
               if (detached) {
-                await writeFileAtomic(item.output, encodeSignedData(signed));
+                await writeFileAtomic(item.output, encodeSignedData(signed), { syncLater: ctx.outputs });
                 return { scheme, hash, tool: "osslsigncode", version: version4, detached: true, ...stamp };
               }
               await writeFile4(sigFile, encodeSignedData(signed), { mode: 384 });
@@ -86822,7 +86871,7 @@ function authenticodeFormat(detached) {
                     );
                   }
                 },
-                { keepExtension: true }
+                { keepExtension: true, syncLater: ctx.outputs }
               );
               return {
                 scheme,
@@ -86852,7 +86901,7 @@ async function attach(o2) {
   assertDistinct(o2.input, output);
   await inputSize(o2.input);
   const version4 = await adapter.version(o2.toolPath);
-  const bytes = new Uint8Array(await readFile4(o2.signature).catch(unreadable2(o2.signature, "the signature")));
+  const bytes = new Uint8Array(await readFile4(o2.signature).catch(unreadable(o2.signature, "the signature")));
   const sig = readDetachedSignature(bytes, o2.signature);
   if (!sig.signerCertificate) {
     throw new CodesignError("INVALID_INPUT", `${o2.signature} carries no signer certificate`, {
@@ -87508,16 +87557,17 @@ async function ensureAddon(log) {
 init_errors();
 init_token_key();
 init_signer();
+init_files();
 init_hash();
 init_scheduler();
 init_temp();
 init_batch();
-import { mkdir, stat as stat2, writeFile as writeFile8 } from "node:fs/promises";
+import { mkdir, stat, writeFile as writeFile8 } from "node:fs/promises";
 import os4 from "node:os";
 import path21 from "node:path";
 
 // src/app/file-kind.ts
-import path12 from "node:path";
+import path13 from "node:path";
 var AUTHENTICODE_EXTENSIONS = [
   ".exe",
   ".dll",
@@ -87563,7 +87613,7 @@ var UNSIGNABLE_UNDER_AUTO = {
 var JAR_EXTENSIONS = [".jar", ".war", ".ear"];
 var APK_EXTENSIONS = [".apk"];
 function fileKind(file) {
-  const ext2 = path12.extname(file).toLowerCase();
+  const ext2 = path13.extname(file).toLowerCase();
   if (AUTHENTICODE_EXTENSIONS.includes(ext2)) return "authenticode";
   if (JAR_EXTENSIONS.includes(ext2)) return "jar";
   if (APK_EXTENSIONS.includes(ext2)) return "apk";
@@ -87745,6 +87795,7 @@ async function sign4(o2) {
     onOpen: t.onSkip,
     what: "timestamp requests"
   }) : void 0;
+  const outputs = new DeferredSync();
   const digests = new Digests();
   const early = format2.fileDigest(o2);
   if (early) for (const item of items.slice(0, jobs * format2.overlap)) digests.start(item.input, early);
@@ -87770,6 +87821,7 @@ async function sign4(o2) {
           chain: [],
           certificateFiles: [],
           workDir,
+          outputs,
           digest: (file, h2) => digests.get(file, h2),
           timestamps
         };
@@ -87797,6 +87849,7 @@ async function sign4(o2) {
             onResult: (r2, done) => o2.onProgress?.(refused.size + done, planned.length, r2)
           }
         );
+        await outputs.flush();
         const { mode: mode2, roundTripMs } = k.jobs;
         const jobsReport = { requested, settled: k.jobs.settled, mode: mode2, roundTripMs };
         const r = { ...report(name, k.key, k.sessions, inOrder(files), started2), jobs: jobsReport };
@@ -87813,7 +87866,7 @@ async function plan(o2, style) {
   const items = planOutputs(o2.files, { style, out: o2.out, outDir: o2.outDir, inPlace: o2.inPlace });
   if (o2.out !== void 0) {
     const dir = path21.dirname(path21.resolve(o2.out));
-    const isDir = await stat2(dir).then(
+    const isDir = await stat(dir).then(
       (s) => s.isDirectory(),
       () => false
     );

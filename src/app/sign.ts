@@ -10,6 +10,7 @@ import path from "node:path";
 import { CodesignError, isCodesignError } from "../core/errors.js";
 import { withTokenKey } from "../core/pkcs11/token-key.js";
 import { schemeForKey, type HashName } from "../core/signer.js";
+import { DeferredSync } from "../core/util/files.js";
 import { hashFile } from "../core/util/hash.js";
 import { RequestScheduler } from "../core/util/scheduler.js";
 import { withPrivateDir } from "../core/util/temp.js";
@@ -229,6 +230,7 @@ export async function sign(o: SignOptions): Promise<SignReport> {
         what: "timestamp requests",
       })
     : undefined;
+  const outputs = new DeferredSync();
   const digests = new Digests();
   const early = format.fileDigest(o);
   if (early) for (const item of items.slice(0, jobs * format.overlap)) digests.start(item.input, early);
@@ -254,6 +256,7 @@ export async function sign(o: SignOptions): Promise<SignReport> {
           chain: [],
           certificateFiles: [],
           workDir,
+          outputs,
           digest: (file, h) => digests.get(file, h),
           timestamps,
         };
@@ -283,6 +286,7 @@ export async function sign(o: SignOptions): Promise<SignReport> {
             onResult: (r, done) => o.onProgress?.(refused.size + done, planned.length, r),
           },
         );
+        await outputs.flush();
         const { mode, roundTripMs } = k.jobs;
         const jobsReport = { requested, settled: k.jobs.settled, mode, roundTripMs };
         const r = { ...report(name, k.key, k.sessions, inOrder(files), started), jobs: jobsReport };

@@ -181,7 +181,7 @@ function authenticodeFormat(detached: boolean) {
               const stamp = await timestamp(signed, ctx, AUTHENTICODE_OID.rfc3161Timestamp);
               const version = await osslsigncode.version(o.toolPath);
               if (detached) {
-                await writeFileAtomic(item.output, encodeSignedData(signed));
+                await writeFileAtomic(item.output, encodeSignedData(signed), { syncLater: ctx.outputs });
                 return { scheme, hash, tool: "osslsigncode", version, detached: true, ...stamp };
               }
               await writeFile(sigFile, encodeSignedData(signed), { mode: 0o600 });
@@ -203,7 +203,7 @@ function authenticodeFormat(detached: boolean) {
                     );
                   }
                 },
-                { keepExtension: true },
+                { keepExtension: true, syncLater: ctx.outputs },
               );
               return {
                 scheme,

@@ -66,7 +66,9 @@ export const cms = {
         });
         const stamp = await timestamp(signed, ctx, OID.timeStampToken);
         const encoding = o.encoding ?? "der";
-        await writeFileAtomic(item.output, cmsOutput(encodeSignedData(signed), encoding));
+        await writeFileAtomic(item.output, cmsOutput(encodeSignedData(signed), encoding), {
+          syncLater: ctx.outputs,
+        });
         return { scheme: ctx.scheme, attached: o.attached === true, encoding, ...stamp };
       },
     };

@@ -6,6 +6,7 @@
 import type { KeyInfo } from "../../core/pkcs11/keys.js";
 import type { HashName, SignRequest, SignatureScheme } from "../../core/signer.js";
 import type { RequestScheduler } from "../../core/util/scheduler.js";
+import type { DeferredSync } from "../../core/util/files.js";
 import type { BatchItem, OutputStyle } from "../batch.js";
 import type { FileDetail, FormatName, SignOptions } from "../options.js";
 
@@ -22,6 +23,8 @@ export interface FormatContext {
   certificateFiles: string[];
   /** A private 0700 directory removed when the run ends. */
   workDir: string;
+  /** Outputs written this run, flushed to disk together before the run reports success. */
+  outputs: DeferredSync;
   /** The digest of a file, reusing one started before the token was open. */
   digest(file: string, hash: HashName): Promise<Uint8Array>;
   /** The run's timestamp requests: concurrency and rate limits, a breaker per URL (with --timestamp). */

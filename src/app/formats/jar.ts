@@ -280,14 +280,18 @@ export const jar = {
         });
         const stamp = await timestamp(signed, ctx, OID.timeStampToken);
         const block = encodeSignedData(signed);
-        await withAtomicOutput(item.output, async (temp) => {
-          await writeSignedJar(item.input, temp, plan, block, hash);
-          if (path.resolve(item.output) === path.resolve(item.input)) {
-            await verifyBeforeReplacing(item.input, () =>
-              verifyJar(temp, { caFiles: ctx.certificateFiles, toolPath: o.toolPath }),
-            );
-          }
-        });
+        await withAtomicOutput(
+          item.output,
+          async (temp) => {
+            await writeSignedJar(item.input, temp, plan, block, hash);
+            if (path.resolve(item.output) === path.resolve(item.input)) {
+              await verifyBeforeReplacing(item.input, () =>
+                verifyJar(temp, { caFiles: ctx.certificateFiles, toolPath: o.toolPath }),
+              );
+            }
+          },
+          { syncLater: ctx.outputs },
+        );
         return { scheme, hash, format: "jar", ...stamp };
       },
     };

@@ -33,7 +33,7 @@ export const raw = {
     return {
       request,
       async finish(signature) {
-        await writeFileAtomic(item.output, signature);
+        await writeFileAtomic(item.output, signature, { syncLater: ctx.outputs });
         return {
           scheme,
           ...(scheme === "eddsa" ? {} : { hash }),
