@@ -137,6 +137,18 @@ async function main(): Promise<void> {
       perSecond: SMALL_FILES / ceiling.seconds,
     });
 
+    // What two sessions give on this token and machine, with no files written: the room --jobs 2
+    // has at most (SoftHSM2 serialises much of a signature behind its own locks).
+    const twoSessions = await timed(async () => inProcessCeiling(dev.module, dev.config, pin, files, 2));
+    rows.push({
+      group: "A",
+      what: `in-process pkcs11js, two sessions at once (C_SignAsync), no files written`,
+      seconds: twoSessions.seconds,
+      perSecond: SMALL_FILES / twoSessions.seconds,
+      ratio: ceiling.seconds / twoSessions.seconds,
+      ratioOf: "× the one-session ceiling",
+    });
+
     for (const jobs of [1, 2]) {
       const out = path.join(work, `sigs-${jobs}`);
       const run = await timed(() =>
@@ -326,34 +338,58 @@ async function main(): Promise<void> {
   );
 }
 
-/** The ceiling: a plain pkcs11js loop on one session, CKM_SHA256_RSA_PKCS over each file. */
-async function inProcessCeiling(module: string, conf: string, pin: string, files: string[]): Promise<void> {
+/**
+ * The ceiling: a plain pkcs11js loop, CKM_SHA256_RSA_PKCS over each file, on one session (C_Sign
+ * on the main thread), or on `sessions` sessions at once (C_SignAsync), with no output written.
+ */
+async function inProcessCeiling(
+  module: string,
+  conf: string,
+  pin: string,
+  files: string[],
+  sessions = 1,
+): Promise<void> {
   process.env["SOFTHSM2_CONF"] = conf;
   const lib = loadPkcs11Js();
   const p11 = new lib.PKCS11();
   p11.load(module);
-  p11.C_Initialize();
+  p11.C_Initialize({ flags: lib.CKF_OS_LOCKING_OK });
   try {
     const slots = p11.C_GetSlotList(true);
     const slot = slots.find((s) => p11.C_GetTokenInfo(s).label.trim() === "codesign-dev");
     if (!slot) throw new Error("bench token not found");
-    const session = p11.C_OpenSession(slot, lib.CKF_SERIAL_SESSION);
-    p11.C_Login(session, lib.CKU_USER, pin);
-    p11.C_FindObjectsInit(session, [
+    const open = Array.from({ length: sessions }, () => p11.C_OpenSession(slot, lib.CKF_SERIAL_SESSION));
+    const [first] = open;
+    if (!first) throw new Error("no session");
+    p11.C_Login(first, lib.CKU_USER, pin);
+    p11.C_FindObjectsInit(first, [
       { type: lib.CKA_CLASS, value: lib.CKO_PRIVATE_KEY },
       { type: lib.CKA_LABEL, value: "rsa-2048" },
     ]);
-    const [handle] = p11.C_FindObjects(session, 1);
-    p11.C_FindObjectsFinal(session);
+    const [handle] = p11.C_FindObjects(first, 1);
+    p11.C_FindObjectsFinal(first);
     if (!handle) throw new Error("bench key not found");
-    const out = Buffer.alloc(512);
-    for (const f of files) {
-      const data = await readFile(f);
-      p11.C_SignInit(session, { mechanism: lib.CKM_SHA256_RSA_PKCS }, handle);
-      p11.C_Sign(session, data, out);
+    if (sessions === 1) {
+      const out = Buffer.alloc(512);
+      for (const f of files) {
+        const data = await readFile(f);
+        p11.C_SignInit(first, { mechanism: lib.CKM_SHA256_RSA_PKCS }, handle);
+        p11.C_Sign(first, data, out);
+      }
+    } else {
+      let next = 0;
+      await Promise.all(
+        open.map(async (session) => {
+          for (let i = next++; i < files.length; i = next++) {
+            const data = await readFile(files[i] as string);
+            p11.C_SignInit(session, { mechanism: lib.CKM_SHA256_RSA_PKCS }, handle);
+            await p11.C_SignAsync(session, data, Buffer.alloc(512));
+          }
+        }),
+      );
     }
-    p11.C_Logout(session);
-    p11.C_CloseSession(session);
+    p11.C_Logout(first);
+    for (const s of open) p11.C_CloseSession(s);
   } finally {
     p11.C_Finalize();
   }
