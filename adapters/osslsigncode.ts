@@ -4,14 +4,13 @@
  * signs it in-process, and `attach-signature` puts the finished PKCS#7 into a copy of the file.
  * osslsigncode is never given a module, a key URI or a PIN.
  */
+import { X509Certificate } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { ShapingAdapter, ToolSignatureReport } from "./contract.js";
 import { CodesignError } from "../src/core/errors.js";
 import { certificatePem } from "../src/core/pki/certificate.js";
-import { certDer, SYSTEM_BUNDLES } from "../src/core/pki/path.js";
-import { parseSignedData } from "../src/core/pki/cms.js";
-import { certificatesOf } from "../src/core/pki/verify.js";
+import { SYSTEM_BUNDLES } from "../src/core/pki/path.js";
 import type { HashName } from "../src/core/signer.js";
 import { findTool, lastWords, oncePerKey, runTool, runToolRaw } from "./run.js";
 import { withPrivateDir } from "../src/core/util/temp.js";
@@ -58,8 +57,7 @@ async function extractData(o: {
  * `output`. The output keeps the input's extension: scripts are told apart by it.
  * osslsigncode 2.9 also verifies the attached signature's chain and exits 1 when it does not
  * chain to its -CAfile ("unable to get local issuer certificate"). That check is not the one
- * codesign relies on (verify judges the chain), so -CAfile is `caFile` plus every certificate
- * the signature carries: a CA-issued signer whose chain is included up to its root attaches.
+ * codesign relies on (verify judges the chain); `caFile` is written by `writeAttachTrust`.
  */
 async function attachSignature(o: {
   input: string;
@@ -71,13 +69,6 @@ async function attachSignature(o: {
   toolPath?: string | undefined;
 }): Promise<void> {
   const file = findTool("osslsigncode", o.toolPath);
-  // attach-signature verifies the signer's chain up to a root in -CAfile before it writes the
-  // file: give it the signer, every certificate the signature carries, and the system's roots, so
-  // a chain from a public CA attaches even when --chain stops at the intermediate.
-  const caFile = `${o.signature}.ca.pem`;
-  const carried = signatureCertificates(new Uint8Array(await readFile(o.signature)));
-  const pems = [await readFile(o.caFile, "utf8"), ...carried.map(certificatePem), await systemRoots()];
-  await writeFile(caFile, pems.join("\n"), { mode: 0o600 });
   const out = await runTool({
     tool: "osslsigncode",
     file,
@@ -86,7 +77,7 @@ async function attachSignature(o: {
       "-sigin",
       safePath(o.signature),
       "-CAfile",
-      safePath(caFile),
+      safePath(o.caFile),
       "-h",
       o.hash,
       ...(o.nest ? ["-nest"] : []),
@@ -131,6 +122,26 @@ async function attachSignature(o: {
   }
 }
 
+/**
+ * The -CAfile for attach-signature, written once a run: attach verifies the signer's chain up to
+ * a root in it before it writes the file, so it holds the signer and every certificate the
+ * signature carries (--chain) and — only when none of them is a root — the system's roots, so a
+ * chain from a public CA attaches even when --chain stops at the intermediate. (osslsigncode
+ * reads the whole file for each attach: the system bundle costs ~8 ms a file.)
+ */
+export async function writeAttachTrust(dest: string, certificates: readonly Uint8Array[]): Promise<void> {
+  const selfIssued = (der: Uint8Array): boolean => {
+    try {
+      const c = new X509Certificate(der);
+      return c.subject === c.issuer;
+    } catch {
+      return false;
+    }
+  };
+  const roots = certificates.some(selfIssued) ? "" : await systemRoots();
+  await writeFile(dest, [...certificates.map(certificatePem), roots].join("\n"), { mode: 0o600 });
+}
+
 /** The system's trusted roots as PEM (read once a run), or nothing where there is no bundle. */
 const systemRoots = oncePerKey(async (): Promise<string> => {
   for (const bundle of SYSTEM_BUNDLES) {
@@ -139,15 +150,6 @@ const systemRoots = oncePerKey(async (): Promise<string> => {
   }
   return "";
 });
-
-/** The certificates a PKCS#7 carries (DER); none when it cannot be read (osslsigncode then says why). */
-function signatureCertificates(bytes: Uint8Array): Uint8Array[] {
-  try {
-    return certificatesOf(parseSignedData(bytes, "the signature")).map(certDer);
-  } catch {
-    return [];
-  }
-}
 
 export const adapter = {
   name: "osslsigncode",

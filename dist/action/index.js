@@ -85639,6 +85639,7 @@ var init_sunpkcs11 = __esm({
 });
 
 // adapters/osslsigncode.ts
+import { X509Certificate as X509Certificate5 } from "node:crypto";
 import { readFile as readFile3, writeFile as writeFile2 } from "node:fs/promises";
 import path14 from "node:path";
 async function extractData(o2) {
@@ -85651,10 +85652,6 @@ async function extractData(o2) {
 }
 async function attachSignature(o2) {
   const file = findTool("osslsigncode", o2.toolPath);
-  const caFile = `${o2.signature}.ca.pem`;
-  const carried = signatureCertificates(new Uint8Array(await readFile3(o2.signature)));
-  const pems = [await readFile3(o2.caFile, "utf8"), ...carried.map(certificatePem), await systemRoots()];
-  await writeFile2(caFile, pems.join("\n"), { mode: 384 });
   const out = await runTool({
     tool: "osslsigncode",
     file,
@@ -85663,7 +85660,7 @@ async function attachSignature(o2) {
       "-sigin",
       safePath(o2.signature),
       "-CAfile",
-      safePath(caFile),
+      safePath(o2.caFile),
       "-h",
       o2.hash,
       ...o2.nest ? ["-nest"] : [],
@@ -85705,12 +85702,17 @@ ${out.stderr}`;
     );
   }
 }
-function signatureCertificates(bytes) {
-  try {
-    return certificatesOf(parseSignedData(bytes, "the signature")).map(certDer);
-  } catch {
-    return [];
-  }
+async function writeAttachTrust(dest, certificates) {
+  const selfIssued = (der) => {
+    try {
+      const c3 = new X509Certificate5(der);
+      return c3.subject === c3.issuer;
+    } catch {
+      return false;
+    }
+  };
+  const roots = certificates.some(selfIssued) ? "" : await systemRoots();
+  await writeFile2(dest, [...certificates.map(certificatePem), roots].join("\n"), { mode: 384 });
 }
 async function extractSignature(o2) {
   const file = findTool("osslsigncode", o2.toolPath);
@@ -85800,8 +85802,6 @@ var init_osslsigncode = __esm({
     init_errors();
     init_certificate();
     init_path();
-    init_cms();
-    init_verify();
     init_run();
     init_temp();
     safePath = (p) => path14.resolve(p);
@@ -86694,7 +86694,8 @@ function readDetachedSignature(bytes, file) {
     hash,
     contentType: signed.encapContentInfo.eContentType,
     covers: coverageOf(signed.encapContentInfo.eContentType, content),
-    signerCertificate: signerCertificate2
+    signerCertificate: signerCertificate2,
+    certificates: (signed.certificates ?? []).filter((c3) => c3 instanceof pkijs10.Certificate).map((c3) => new Uint8Array(c3.toSchema().toBER()))
   };
 }
 var asn1js10, pkijs10, AUTHENTICODE_OID, context;
@@ -86740,6 +86741,16 @@ import { createHash as createHash8, randomBytes as randomBytes4 } from "node:cry
 import { readFile as readFile4, rm as rm4, writeFile as writeFile4 } from "node:fs/promises";
 import os3 from "node:os";
 import path17 from "node:path";
+function attachTrust(ctx) {
+  let file = attachTrustFiles.get(ctx);
+  if (!file) {
+    const dest = path17.join(ctx.workDir, "attach-ca.pem");
+    const certificates = ctx.certificate ? [ctx.certificate, ...ctx.chain] : [...ctx.chain];
+    file = writeAttachTrust(dest, certificates).then(() => dest);
+    attachTrustFiles.set(ctx, file);
+  }
+  return file;
+}
 async function readExistingSignature(input, toolPath) {
   const out = path17.join(os3.tmpdir(), `codesign-existing-${randomBytes4(8).toString("hex")}.p7`);
   const forget = removeOnExit(out);
@@ -86860,7 +86871,7 @@ function authenticodeFormat(detached) {
                     signature: sigFile,
                     output: temp,
                     hash,
-                    caFile: ctx.certificateFiles[0],
+                    caFile: await attachTrust(ctx),
                     nest: sequence !== void 0,
                     toolPath: o2.toolPath
                   });
@@ -86928,8 +86939,8 @@ async function attach(o2) {
     }
     const sigFile = path17.join(dir, "signature.p7");
     await writeFile4(sigFile, derOrPem(bytes, ["PKCS7", "CMS"]), { mode: 384 });
-    const caFile = path17.join(dir, "signer.pem");
-    await writeFile4(caFile, certificatePem(signerCertificate2), { mode: 384 });
+    const caFile = path17.join(dir, "attach-ca.pem");
+    await writeAttachTrust(caFile, [signerCertificate2, ...sig.certificates]);
     const nest = signed && o2.nest === true;
     await withAtomicOutput(
       output,
@@ -86957,7 +86968,7 @@ async function attach(o2) {
     };
   }, "codesign-attach-");
 }
-var existingByRun, ONE_SIGNATURE, alreadySigned, authenticode, authenticodeDetached, sameBytes2;
+var attachTrustFiles, existingByRun, ONE_SIGNATURE, alreadySigned, authenticode, authenticodeDetached, sameBytes2;
 var init_authenticode2 = __esm({
   "src/app/formats/authenticode.ts"() {
     "use strict";
@@ -86965,13 +86976,13 @@ var init_authenticode2 = __esm({
     init_errors();
     init_asn1();
     init_authenticode();
-    init_certificate();
     init_cms();
     init_files();
     init_temp();
     init_batch();
     init_in_place();
     init_timestamp2();
+    attachTrustFiles = /* @__PURE__ */ new WeakMap();
     existingByRun = /* @__PURE__ */ new WeakMap();
     ONE_SIGNATURE = [".cat", ".appx", ".msix", ".appxbundle", ".msixbundle"];
     alreadySigned = (input) => new CodesignError(
@@ -86993,11 +87004,11 @@ __export(apksigner_exports, {
   certificateSha256: () => certificateSha256,
   verifyApk: () => verifyApk
 });
-import { X509Certificate as X509Certificate5, createHash as createHash9 } from "node:crypto";
+import { X509Certificate as X509Certificate6, createHash as createHash9 } from "node:crypto";
 import { readFile as readFile5, writeFile as writeFile5 } from "node:fs/promises";
 import path18 from "node:path";
 async function certificateSha256(pemFile) {
-  const cert = new X509Certificate5(await readFile5(pemFile));
+  const cert = new X509Certificate6(await readFile5(pemFile));
   return createHash9("sha256").update(cert.raw).digest("hex");
 }
 function args2(job) {

@@ -16,6 +16,7 @@ import {
   adapter as osslsigncode,
   extractSignature,
   verifyAuthenticode,
+  writeAttachTrust,
 } from "../../../adapters/osslsigncode.js";
 import { CodesignError } from "../../core/errors.js";
 import { derOrPem } from "../../core/pki/asn1.js";
@@ -28,7 +29,6 @@ import {
   readExtractedContent,
   sequenceNumberAttribute,
 } from "../../core/pki/authenticode.js";
-import { certificatePem } from "../../core/pki/certificate.js";
 import { assembleSignedData, encodeSignedData, prepareSignerInfo } from "../../core/pki/cms.js";
 import {
   assertDistinct,
@@ -40,9 +40,22 @@ import {
 import { removeOnExit, withPrivateDir } from "../../core/util/temp.js";
 import { signedName, type OutputStyle } from "../batch.js";
 import type { AttachOptions, AttachReport, FileDetail, SignOptions } from "../options.js";
-import type { TokenFormat } from "./contract.js";
+import type { FormatContext, TokenFormat } from "./contract.js";
 import { verifyBeforeReplacing } from "./in-place.js";
 import { timestamp } from "./timestamp.js";
+
+/** The run's -CAfile for attach-signature (signer, --chain, system roots), written once a run. */
+const attachTrustFiles = new WeakMap<FormatContext, Promise<string>>();
+function attachTrust(ctx: FormatContext): Promise<string> {
+  let file = attachTrustFiles.get(ctx);
+  if (!file) {
+    const dest = path.join(ctx.workDir, "attach-ca.pem");
+    const certificates = ctx.certificate ? [ctx.certificate, ...ctx.chain] : [...ctx.chain];
+    file = writeAttachTrust(dest, certificates).then(() => dest);
+    attachTrustFiles.set(ctx, file);
+  }
+  return file;
+}
 
 /** The file's existing signature (DER, with its nested ones), or undefined when it has none. */
 async function readExistingSignature(
@@ -193,7 +206,7 @@ function authenticodeFormat(detached: boolean) {
                     signature: sigFile,
                     output: temp,
                     hash,
-                    caFile: ctx.certificateFiles[0] as string,
+                    caFile: await attachTrust(ctx),
                     nest: sequence !== undefined,
                     toolPath: o.toolPath,
                   });
@@ -276,9 +289,8 @@ export async function attach(o: AttachOptions): Promise<AttachReport> {
     }
     const sigFile = path.join(dir, "signature.p7");
     await writeFile(sigFile, derOrPem(bytes, ["PKCS7", "CMS"]), { mode: 0o600 });
-    // Only spares osslsigncode the system store: attach checks the digest, not the chain.
-    const caFile = path.join(dir, "signer.pem");
-    await writeFile(caFile, certificatePem(signerCertificate), { mode: 0o600 });
+    const caFile = path.join(dir, "attach-ca.pem");
+    await writeAttachTrust(caFile, [signerCertificate, ...sig.certificates]);
     const nest = signed && o.nest === true;
     await withAtomicOutput(
       output,

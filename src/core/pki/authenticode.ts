@@ -164,6 +164,8 @@ export interface SignatureCoverage {
   covers: Uint8Array;
   /** The signer's certificate (DER), when the signature carries it. */
   signerCertificate: Uint8Array | undefined;
+  /** Every certificate the signature carries (DER). */
+  certificates: Uint8Array[];
 }
 
 function coverageOf(contentType: string, content: asn1js.BaseBlock): Uint8Array {
@@ -209,6 +211,9 @@ export function readDetachedSignature(bytes: Uint8Array, file: string): Signatur
     contentType: signed.encapContentInfo.eContentType,
     covers: coverageOf(signed.encapContentInfo.eContentType, content),
     signerCertificate,
+    certificates: (signed.certificates ?? [])
+      .filter((c): c is pkijs.Certificate => c instanceof pkijs.Certificate)
+      .map((c) => new Uint8Array(c.toSchema().toBER())),
   };
 }
 
