@@ -79,19 +79,43 @@ export async function loadAnchors(caFiles: readonly string[]): Promise<Anchors> 
   return { certs, source: bundle ?? "node" };
 }
 
-export const certDer = (c: pkijs.Certificate): Uint8Array => new Uint8Array(c.toSchema().toBER());
+/**
+ * Each certificate's DER, computed once per object: encoding re-parses and re-encodes the TBS, and
+ * path validation compares every anchor with the leaf. The entry stands while the fields the
+ * encoding is made of (tbsView, signatureAlgorithm, signatureValue) are the same objects; a
+ * certificate given another of them is encoded afresh.
+ */
+interface DerEntry {
+  tbs: Uint8Array;
+  alg: pkijs.AlgorithmIdentifier;
+  sig: asn1js.BitString;
+  der: Uint8Array;
+}
+const ders = new WeakMap<pkijs.Certificate, DerEntry>();
+
+function cachedDer(c: pkijs.Certificate): Uint8Array {
+  const hit = ders.get(c);
+  if (hit && hit.tbs === c.tbsView && hit.alg === c.signatureAlgorithm && hit.sig === c.signatureValue)
+    return hit.der;
+  const der = new Uint8Array(c.toSchema().toBER());
+  ders.set(c, { tbs: c.tbsView, alg: c.signatureAlgorithm, sig: c.signatureValue, der });
+  return der;
+}
+
+/** A certificate's DER (a copy: the caller may keep or change it). */
+export const certDer = (c: pkijs.Certificate): Uint8Array => cachedDer(c).slice();
 
 /** A certificate's subject as OpenSSL prints it ("CN=x, O=y"). */
 export function subjectOf(c: pkijs.Certificate): string {
   try {
-    return new X509Certificate(certDer(c)).subject.replace(/\n/g, ", ");
+    return new X509Certificate(cachedDer(c)).subject.replace(/\n/g, ", ");
   } catch {
     return "(unreadable subject)";
   }
 }
 
 const sameCert = (a: pkijs.Certificate, b: pkijs.Certificate): boolean =>
-  Buffer.from(certDer(a)).equals(Buffer.from(certDer(b)));
+  a === b || Buffer.from(cachedDer(a)).equals(Buffer.from(cachedDer(b)));
 
 const fail = (message: string, hint?: string): CodesignError =>
   new CodesignError("VERIFY_FAILED", message, hint ? { hint } : {});

@@ -17,6 +17,7 @@ import { randomBytes, X509Certificate } from "node:crypto";
 import * as pkijs from "pkijs";
 import { pemDecode } from "./asn1.js";
 import { CodesignError } from "../errors.js";
+import { fetchBounded, type BoundedRequest } from "../util/http.js";
 
 /** Each request's deadline. */
 export const REVOCATION_REQUEST_TIMEOUT_MS = 10_000;
@@ -322,44 +323,12 @@ function deadlineSignal(rev: Revocation): AbortSignal {
   return AbortSignal.timeout(Math.min(REVOCATION_REQUEST_TIMEOUT_MS, left));
 }
 
-/** One HTTP exchange, its answer read incrementally and never beyond `max` bytes. */
-async function httpBounded(
-  url: string,
-  o: { body?: Uint8Array; contentType?: string; accept: string; max: number; signal: AbortSignal },
-): Promise<Uint8Array> {
-  const res = await fetch(url, {
-    method: o.body ? "POST" : "GET",
-    headers: { Accept: o.accept, ...(o.contentType ? { "Content-Type": o.contentType } : {}) },
-    ...(o.body ? { body: o.body } : {}),
-    signal: o.signal,
-    // A redirected POST would turn into a GET: an OCSP responder that redirects is not used.
-    redirect: o.body ? "manual" : "follow",
-  });
-  if (!res.ok) {
-    await res.body?.cancel();
-    throw new Error(`HTTP ${res.status} ${res.statusText}`.trim());
-  }
-  const declared = Number(res.headers.get("content-length") ?? "0");
-  if (declared > o.max) {
-    await res.body?.cancel();
-    throw new Error(`the answer is ${declared} bytes, over the ${o.max}-byte limit`);
-  }
-  const reader = res.body?.getReader();
-  if (!reader) throw new Error("an empty answer");
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.length;
-    if (total > o.max) {
-      await reader.cancel();
-      throw new Error(`the answer is over the ${o.max}-byte limit`);
-    }
-    chunks.push(value);
-  }
-  if (total === 0) throw new Error("an empty answer");
-  return new Uint8Array(Buffer.concat(chunks, total));
+/** One HTTP exchange (util/http.ts), bounded; an empty answer is an error here. */
+async function httpBounded(url: string, o: BoundedRequest): Promise<Uint8Array> {
+  // A redirected POST would turn into a GET: an OCSP responder that redirects is not used.
+  const bytes = await fetchBounded(url, o);
+  if (bytes.length === 0) throw new Error("an empty answer");
+  return bytes;
 }
 
 type OcspAnswer = { status: "good" } | { status: "revoked"; time: Date } | { status: "unknown" };

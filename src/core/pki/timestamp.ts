@@ -11,6 +11,7 @@ import { hashAlgorithm } from "./algorithms.js";
 import { OID, encodeSignedData } from "./cms.js";
 import { CodesignError } from "../errors.js";
 import { tryEach, type FailoverOptions } from "../util/failover.js";
+import { fetchBounded } from "../util/http.js";
 import { loadAnchors, subjectOf, type Anchors } from "./path.js";
 import { inspectTimestampToken, validateTsaChain, type CheckedTimestamp } from "./verify.js";
 
@@ -99,7 +100,14 @@ async function requestOnce(
     nonce: new asn1js.Integer({ valueHex: buf(nonce) }),
     certReq: true,
   });
-  const body = await postBounded(url, new Uint8Array(req.toSchema().toBER()), signal);
+  const body = await fetchBounded(url, {
+    body: new Uint8Array(req.toSchema().toBER()),
+    contentType: "application/timestamp-query",
+    accept: "application/timestamp-reply",
+    max: TSA_RESPONSE_MAX_BYTES,
+    signal, // the attempt's deadline, over the body too
+    postRedirects: MAX_REDIRECTS,
+  });
   let resp: pkijs.TimeStampResp;
   try {
     resp = pkijs.TimeStampResp.fromBER(buf(body));
@@ -129,57 +137,6 @@ async function requestOnce(
   if (!equal(new Uint8Array(tst.nonce.valueBlock.valueHexView), nonce))
     throw new Error("the response's nonce does not match the request (a replay?)");
   return { token: resp.timeStampToken, genTime: tst.genTime, url };
-}
-
-/**
- * POSTs `body` and reads the answer incrementally, never more than TSA_RESPONSE_MAX_BYTES;
- * follows 307/308 (which keep the method and body), refuses other redirects. `signal` is the
- * attempt's deadline and covers the body too.
- */
-async function postBounded(url: string, body: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
-  let target = url;
-  for (let hop = 0; ; hop++) {
-    const res = await fetch(target, {
-      method: "POST",
-      headers: { "Content-Type": "application/timestamp-query", Accept: "application/timestamp-reply" },
-      body,
-      signal,
-      redirect: "manual",
-    });
-    if (res.status === 307 || res.status === 308) {
-      const location = res.headers.get("location");
-      await res.body?.cancel();
-      if (!location || hop >= MAX_REDIRECTS)
-        throw new Error(`HTTP ${res.status}: too many or empty redirects`);
-      target = new URL(location, target).toString();
-      if (!/^https?:/i.test(target)) throw new Error(`redirect to ${target} is not http(s)`);
-      continue;
-    }
-    if (!res.ok) {
-      await res.body?.cancel();
-      throw new Error(`HTTP ${res.status} ${res.statusText}`.trim());
-    }
-    const declared = Number(res.headers.get("content-length") ?? "0");
-    if (declared > TSA_RESPONSE_MAX_BYTES) {
-      await res.body?.cancel();
-      throw new Error(`the answer is ${declared} bytes, over the ${TSA_RESPONSE_MAX_BYTES} limit`);
-    }
-    const chunks: Uint8Array[] = [];
-    let total = 0;
-    const reader = res.body?.getReader();
-    if (!reader) return new Uint8Array(0);
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      total += value.length;
-      if (total > TSA_RESPONSE_MAX_BYTES) {
-        await reader.cancel();
-        throw new Error(`the answer is over the ${TSA_RESPONSE_MAX_BYTES}-byte limit`);
-      }
-      chunks.push(value);
-    }
-    return new Uint8Array(Buffer.concat(chunks, total));
-  }
 }
 
 /**

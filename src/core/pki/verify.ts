@@ -18,7 +18,7 @@ import { createReadStream } from "node:fs";
 import * as pkijs from "pkijs";
 import { hashByOid, OID_RSASSA_PSS } from "./asn1.js";
 import { OID } from "./cms.js";
-import { certDer, loadAnchors, subjectOf, validatePath, type Anchors } from "./path.js";
+import { loadAnchors, subjectOf, validatePath, type Anchors } from "./path.js";
 import { checkPolicy, EKU, extendedKeyUsage, type VerifyPurpose } from "./policy.js";
 import type { Revocation } from "./revocation.js";
 import { CodesignError, isCodesignError } from "../errors.js";
@@ -286,9 +286,20 @@ export async function checkSignerInfo(
 ): Promise<pkijs.Certificate> {
   const sig = new Uint8Array(si.signature.valueBlock.valueHexView);
   const signerCert = signerCertificate(signed, si);
-  const cert = new X509Certificate(certDer(signerCert));
+  // The key from the certificate's SubjectPublicKeyInfo as it was read (encoding the whole
+  // certificate again only to take its key out would cost more than the check).
+  let publicKey: KeyObject;
+  try {
+    publicKey = createPublicKey({
+      key: Buffer.from(signerCert.subjectPublicKeyInfo.toSchema().toBER()),
+      format: "der",
+      type: "spki",
+    });
+  } catch (e) {
+    throw fail(`the signer's certificate holds no usable public key (${(e as Error).message})`);
+  }
   const { hash: sigHash, opts } = signatureOptions(si.signatureAlgorithm, hash);
-  const key = { key: cert.publicKey, ...opts };
+  const key = { key: publicKey, ...opts };
 
   let ok: boolean;
   if (si.signedAttrs) {
@@ -307,12 +318,12 @@ export async function checkSignerInfo(
     // What was signed: the attributes as a SET (RFC 5652 §5.4), not as the [0] field.
     const signedBytes = new Uint8Array(si.signedAttrs.encodedValue.slice(0));
     signedBytes[0] = 0x31;
-    const edwards = cert.publicKey.asymmetricKeyType?.startsWith("ed");
+    const edwards = publicKey.asymmetricKeyType?.startsWith("ed");
     ok = verifyOneShot(edwards ? null : sigHash, signedBytes, key, sig);
   } else if (typeof content !== "string") {
     ok = verifyOneShot(sigHash, content, key, sig);
   } else {
-    ok = (await streamVerify(content, sigHash, cert.publicKey, sig, [opts])) === 0;
+    ok = (await streamVerify(content, sigHash, publicKey, sig, [opts])) === 0;
   }
   if (!ok)
     throw fail(
