@@ -59483,6 +59483,15 @@ var init_hash = __esm({
 
 // src/core/util/scheduler.ts
 import { setTimeout as sleep2 } from "node:timers/promises";
+function timestampScheduler(t) {
+  if (!t || t.urls.length === 0) return void 0;
+  return new RequestScheduler({
+    jobs: t.jobs,
+    ratePerSecond: t.ratePerSecond,
+    onOpen: t.onSkip,
+    what: "timestamp requests"
+  });
+}
 var BREAK_AFTER, DEFAULT_REQUEST_JOBS, realClock, ConcurrencyLimit, TokenBucket, RequestScheduler;
 var init_scheduler = __esm({
   "src/core/util/scheduler.ts"() {
@@ -87364,13 +87373,7 @@ async function signWithTool(tool, items, o2, jobs) {
       hint: "sign APKs without --timestamp and --hash"
     });
   }
-  const t = o2.timestamp;
-  const timestamps = t?.urls.length ? new RequestScheduler({
-    jobs: t.jobs,
-    ratePerSecond: t.ratePerSecond,
-    onOpen: t.onSkip,
-    what: "timestamp requests"
-  }) : void 0;
+  const timestamps = timestampScheduler(o2.timestamp);
   const access = {
     key: o2.key,
     module: o2.module,
@@ -87804,13 +87807,7 @@ async function sign4(o2) {
     return report(name, { uri: o2.key }, 0, inOrder(rows), started2);
   }
   const hash = o2.hash ?? "sha256";
-  const t = o2.timestamp;
-  const timestamps = t?.urls.length ? new RequestScheduler({
-    jobs: t.jobs,
-    ratePerSecond: t.ratePerSecond,
-    onOpen: t.onSkip,
-    what: "timestamp requests"
-  }) : void 0;
+  const timestamps = timestampScheduler(o2.timestamp);
   const outputs = new DeferredSync();
   const digests = new Digests();
   const early = format2.fileDigest(o2);

@@ -12,7 +12,7 @@ import { withTokenKey } from "../core/pkcs11/token-key.js";
 import { schemeForKey, type HashName } from "../core/signer.js";
 import { DeferredSync } from "../core/util/files.js";
 import { hashFile } from "../core/util/hash.js";
-import { RequestScheduler } from "../core/util/scheduler.js";
+import { timestampScheduler } from "../core/util/scheduler.js";
 import { withPrivateDir } from "../core/util/temp.js";
 import { planOutputs, runBatch, type BatchItem, type BatchResult } from "./batch.js";
 import { fileKind, UNSIGNABLE_UNDER_AUTO } from "./file-kind.js";
@@ -221,15 +221,7 @@ export async function sign(o: SignOptions): Promise<SignReport> {
   }
   const hash = o.hash ?? "sha256";
   // One scheduler for the run's timestamp requests; files awaiting a timestamp hold no session.
-  const t = o.timestamp;
-  const timestamps = t?.urls.length
-    ? new RequestScheduler({
-        jobs: t.jobs,
-        ratePerSecond: t.ratePerSecond,
-        onOpen: t.onSkip,
-        what: "timestamp requests",
-      })
-    : undefined;
+  const timestamps = timestampScheduler(o.timestamp);
   const outputs = new DeferredSync();
   const digests = new Digests();
   const early = format.fileDigest(o);

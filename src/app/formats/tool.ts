@@ -17,7 +17,7 @@ import { withTokenKey } from "../../core/pkcs11/token-key.js";
 import { parseUri } from "../../core/pkcs11/uri.js";
 import { certificatePem, resolveSignerCertificate } from "../../core/pki/certificate.js";
 import { inputSize, withAtomicOutput } from "../../core/util/files.js";
-import { RequestScheduler } from "../../core/util/scheduler.js";
+import { timestampScheduler } from "../../core/util/scheduler.js";
 import { withPrivateDir } from "../../core/util/temp.js";
 import { runBatch, type BatchItem, type BatchResult, type OutputStyle } from "../batch.js";
 import type { FileDetail, SignOptions } from "../options.js";
@@ -55,15 +55,7 @@ export async function signWithTool(
     });
   }
   // jarsigner's -tsa attempts share the run's breakers (a dead TSA is skipped, not retried per file).
-  const t = o.timestamp;
-  const timestamps = t?.urls.length
-    ? new RequestScheduler({
-        jobs: t.jobs,
-        ratePerSecond: t.ratePerSecond,
-        onOpen: t.onSkip,
-        what: "timestamp requests",
-      })
-    : undefined;
+  const timestamps = timestampScheduler(o.timestamp);
   const access = {
     key: o.key,
     module: o.module,

@@ -261,3 +261,26 @@ export class RequestScheduler {
     };
   }
 }
+
+/**
+ * The scheduler of a run's timestamp requests, or undefined when the run asks for no timestamp:
+ * one per run, shared by every file (and by jarsigner's -tsa attempts).
+ */
+export function timestampScheduler(
+  t:
+    | {
+        urls: readonly string[];
+        jobs?: number | undefined;
+        ratePerSecond?: number | undefined;
+        onSkip?: SchedulerOptions["onOpen"];
+      }
+    | undefined,
+): RequestScheduler | undefined {
+  if (!t || t.urls.length === 0) return undefined;
+  return new RequestScheduler({
+    jobs: t.jobs,
+    ratePerSecond: t.ratePerSecond,
+    onOpen: t.onSkip,
+    what: "timestamp requests",
+  });
+}
