@@ -177,6 +177,46 @@ describe("profiles", () => {
     await verifyRaw(file, path.join(sub, "a512.sig"), "sha512");
   });
 
+  it("a profile may set jobs (a number or auto) and the timestamp limits; a bad limit names its field", async () => {
+    const dir = path.join(t.dir, "project-jobs");
+    await mkdir(dir, { recursive: true });
+    const base = { key: KEY, tool: "raw", "pin-file": t.dev.pinFile };
+    await writeFile(
+      path.join(dir, "codesign.config.json"),
+      JSON.stringify({
+        profiles: {
+          auto: { ...base, jobs: "auto", "timestamp-jobs": 2, "timestamp-rate": 5 },
+          one: { ...base, jobs: 1 },
+        },
+      }),
+    );
+    const file = path.join(dir, "artifact.bin");
+    await writeFile(file, "artifact\n");
+    for (const [profile, requested] of [
+      ["auto", "auto"],
+      ["one", 1],
+    ] as const) {
+      const r = await codesign(
+        ["--json", "sign", "--profile", profile, "--out", `${profile}.sig`, "artifact.bin"],
+        {
+          env: t.env,
+          cwd: dir,
+        },
+      );
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect((JSON.parse(r.stdout) as { jobs: { requested: unknown } }).jobs.requested).toBe(requested);
+      await verifyRaw(file, path.join(dir, `${profile}.sig`), "sha256");
+    }
+    // The whole file is checked before anything runs: a bad limit anywhere stops it.
+    await writeFile(
+      path.join(dir, "codesign.config.json"),
+      JSON.stringify({ profiles: { bad: { ...base, "timestamp-jobs": 0 } } }),
+    );
+    const bad = await codesign(["sign", "--profile", "bad", "artifact.bin"], { env: t.env, cwd: dir });
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toMatch(/timestamp-jobs/);
+  });
+
   it("reads .codesign.yaml given with --config", async () => {
     const yaml = path.join(t.dir, "profiles.yaml");
     await writeFile(

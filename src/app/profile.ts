@@ -43,10 +43,12 @@ const profileSchema = z
     }),
     "timestamp-retries": z.number().int().min(0).max(10),
     "timestamp-timeout": z.number().positive().max(600),
+    "timestamp-jobs": z.number().int().min(1).max(64),
+    "timestamp-rate": z.number().positive(),
     tool: z.enum(TOOL_CHOICES as [ToolChoice, ...ToolChoice[]]),
     hash: z.enum(["sha256", "sha384", "sha512"]),
     mechanism: z.enum(["rsa-pkcs1", "rsa-pss", "ecdsa", "eddsa"]),
-    jobs: z.number().int().min(1).max(64),
+    jobs: z.union([z.number().int().min(1).max(64), z.literal("auto")]),
     "out-dir": z.string().min(1),
   })
   .partial()
