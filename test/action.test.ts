@@ -136,5 +136,15 @@ describe("the GitHub Action", () => {
       committed === built,
       "dist/action/index.js is stale: run `npm run build:action` and commit it",
     ).toBe(true);
+    // The signing threads' entry is bundled beside it.
+    const [committedWorker, builtWorker] = await Promise.all([
+      readFile(path.join(path.dirname(BUNDLE), "sign-worker.js"), "utf8"),
+      readFile(path.join(t.dir, "sign-worker.js"), "utf8"),
+    ]);
+    expect(builtWorker.length).toBeGreaterThan(1_000);
+    expect(
+      committedWorker === builtWorker,
+      "dist/action/sign-worker.js is stale: run `npm run build:action` and commit it",
+    ).toBe(true);
   });
 });
