@@ -31,9 +31,8 @@ const writeWhole = promisify(writeFile);
 
 /**
  * Writes `data` to `target` atomically: a temp file beside it, fsync, rename. On any failure the
- * temp file is removed and an existing `target` is untouched. A small output (a signature) is
- * opened, written and renamed with synchronous calls — tens of microseconds, against about ten
- * times that in FileHandle bookkeeping per file — and only the fsync runs in the thread pool.
+ * temp file is removed and an existing `target` is untouched. With `syncLater` the fsync is left
+ * to that batch's one pass at the end (`DeferredSync`); the file still appears whole.
  */
 export async function writeFileAtomic(
   target: string,
