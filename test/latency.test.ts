@@ -7,7 +7,7 @@
  */
 import { execa } from "execa";
 import { existsSync } from "node:fs";
-import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,7 +17,13 @@ import type { SignRequest, Signer } from "../src/core/signer.js";
 import { BIN, codesign } from "./helpers/cli.js";
 import { startDelayProxy, type DelayProxy } from "./helpers/delay-proxy.js";
 import { startSpiedServer, type SpiedServer } from "./helpers/p11-kit.js";
-import { countLogins, createTestToken, publicKeyPem, type TestToken } from "./helpers/token.js";
+import {
+  countLogins,
+  createTestToken,
+  makeBatchFiles,
+  publicKeyPem,
+  type TestToken,
+} from "./helpers/token.js";
 import { opensslDgstVerifyAll } from "./helpers/verifiers.js";
 
 const KEY = "pkcs11:token=codesign-dev;object=ec-p256;type=private";
@@ -42,19 +48,7 @@ afterAll(async () => {
   await t?.cleanup();
 });
 
-async function makeFiles(name: string, n: number): Promise<{ list: string; out: string; files: string[] }> {
-  const dir = path.join(t.dir, `${name}-in`);
-  await mkdir(dir, { recursive: true });
-  const files: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const f = path.join(dir, `f${i}.txt`);
-    await writeFile(f, `file ${i} of ${name}\n`);
-    files.push(f);
-  }
-  const list = path.join(t.dir, `${name}.list`);
-  await writeFile(list, files.join("\n"));
-  return { list, out: path.join(t.dir, `${name}-out`), files };
-}
+const makeFiles = (name: string, n: number) => makeBatchFiles(t.dir, name, n, ".txt");
 
 /** The remote token behind the delay; the client sees only the proxy's address. */
 async function remote(name: string): Promise<{ server: SpiedServer; proxy: DelayProxy; spyLog: string }> {

@@ -1,6 +1,6 @@
 import { execa } from "execa";
 import { existsSync } from "node:fs";
-import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
+import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,7 +9,13 @@ import { ReconnectingSigner, type Connection } from "../src/core/pkcs11/reconnec
 import type { SignRequest, Signer } from "../src/core/signer.js";
 import { BIN } from "./helpers/cli.js";
 import { startSpiedServer, type SpiedServer } from "./helpers/p11-kit.js";
-import { countLogins, createTestToken, publicKeyPem, type TestToken } from "./helpers/token.js";
+import {
+  countLogins,
+  createTestToken,
+  makeBatchFiles,
+  publicKeyPem,
+  type TestToken,
+} from "./helpers/token.js";
 import { opensslDgstVerifyAll } from "./helpers/verifiers.js";
 
 const KEY = "pkcs11:token=codesign-dev;object=ec-p256;type=private";
@@ -108,20 +114,7 @@ describe("a raw batch through p11-kit server survives the server's restart", () 
     await t?.cleanup();
   });
 
-  async function makeFiles(name: string, n: number): Promise<{ list: string; out: string; files: string[] }> {
-    const dir = path.join(t.dir, `${name}-in`);
-    const out = path.join(t.dir, `${name}-out`);
-    await mkdir(dir, { recursive: true });
-    const files: string[] = [];
-    for (let i = 0; i < n; i++) {
-      const f = path.join(dir, `f${i}.bin`);
-      await writeFile(f, `file ${i} of ${name}\n`);
-      files.push(f);
-    }
-    const list = path.join(t.dir, `${name}.list`);
-    await writeFile(list, files.join("\n"));
-    return { list, out, files };
-  }
+  const makeFiles = (name: string, n: number) => makeBatchFiles(t.dir, name, n);
 
   function startBatch(address: string, list: string, out: string, extraEnv: Record<string, string> = {}) {
     return execa(

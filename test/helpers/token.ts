@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { initDevToken, softhsmModulePath, type DevToken } from "../../src/core/pkcs11/dev-token.js";
@@ -170,4 +170,24 @@ export function countLogins(spyLog: string): LoginCounts {
     throw new Error(`the spy log has ${calls} C_Login calls but ${JSON.stringify(counts)} user types`);
   }
   return counts;
+}
+
+/** `n` small files under `<root>/<name>-in`, their list in `<root>/<name>.list`, and an output dir to use. */
+export async function makeBatchFiles(
+  root: string,
+  name: string,
+  n: number,
+  ext = ".bin",
+): Promise<{ list: string; out: string; files: string[] }> {
+  const dir = path.join(root, `${name}-in`);
+  await mkdir(dir, { recursive: true });
+  const files: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const f = path.join(dir, `f${i}${ext}`);
+    await writeFile(f, `file ${i} of ${name}\n`);
+    files.push(f);
+  }
+  const list = path.join(root, `${name}.list`);
+  await writeFile(list, files.join("\n"));
+  return { list, out: path.join(root, `${name}-out`), files };
 }
