@@ -57135,6 +57135,16 @@ function spkiFromEdwards(ecParamsDer, ecPointDer) {
   }
   return spki(curve.oid, void 0, point);
 }
+function certificatePublicKey(cert) {
+  const notCertificate = () => invalid("not an X.509 certificate", "give a DER or PEM certificate");
+  const root = parseDer(derOrPem(cert, ["CERTIFICATE"]), "the certificate");
+  const tbs = root instanceof asn1js.Sequence ? root.valueBlock.value[0] : void 0;
+  const fields = tbs instanceof asn1js.Sequence ? tbs.valueBlock.value : [];
+  const version4 = fields[0]?.idBlock;
+  const spki2 = fields[version4?.tagClass === 3 && version4.tagNumber === 0 ? 6 : 5];
+  if (!(spki2 instanceof asn1js.Sequence)) throw notCertificate();
+  return new Uint8Array(spki2.valueBeforeDecodeView);
+}
 function pemEncode(label, der) {
   if (!/^[A-Z0-9]+(?:[ -][A-Z0-9]+)*$/.test(label)) throw invalid(`invalid PEM label "${label}"`);
   const b64 = Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString("base64");
@@ -57825,7 +57835,6 @@ var init_uri = __esm({
 });
 
 // src/core/pkcs11/keys.ts
-import { X509Certificate } from "node:crypto";
 function keyTypeOf(m, raw2) {
   if (!raw2) return void 0;
   const value = raw2.length >= 8 ? Number(raw2.readBigUInt64LE(0)) : raw2.readUInt32LE(0);
@@ -57879,7 +57888,7 @@ function publicKeyOf(s, object, keyType, id, certificate) {
       const bits = firstNonZero < 0 ? 0 : (modulus.length - firstNonZero) * 8 - Math.clz32(modulus[firstNonZero] ?? 0) + 24;
       return { spki: spkiFromRsa(modulus, exponent), bits };
     }
-    const spki3 = certificate ? certificatePublicKey(certificate) : void 0;
+    const spki3 = certificate ? certificateKey(certificate) : void 0;
     return spki3 ? { spki: spki3 } : {};
   }
   const params = s.attributes(object, [lib.CKA_EC_PARAMS]).get(lib.CKA_EC_PARAMS);
@@ -57896,13 +57905,12 @@ function publicKeyOf(s, object, keyType, id, certificate) {
       spki: keyType === "eddsa" ? spkiFromEdwards(params, point) : spkiFromEc(params, point)
     };
   }
-  const spki2 = certificate ? certificatePublicKey(certificate) : void 0;
+  const spki2 = certificate ? certificateKey(certificate) : void 0;
   return spki2 ? { ...base, spki: spki2 } : base;
 }
-function certificatePublicKey(certDer2) {
+function certificateKey(certDer2) {
   try {
-    const spki2 = new X509Certificate(certDer2).publicKey.export({ type: "spki", format: "der" });
-    return new Uint8Array(spki2);
+    return certificatePublicKey(certDer2);
   } catch {
     return void 0;
   }
@@ -82129,9 +82137,6 @@ function parseCertificate(certDer2) {
     });
   }
 }
-function certificatePublicKey2(certDer2) {
-  return new Uint8Array(parseCertificate(certDer2).subjectPublicKeyInfo.toSchema().toBER());
-}
 function describeCertificate(certDer2) {
   const cert = parseCertificate(certDer2);
   let serial = cert.serialNumber.valueBlock.valueHexView;
@@ -82165,6 +82170,7 @@ var init_x509 = __esm({
     init_asn1();
     init_errors();
     init_signer();
+    init_asn1();
     ATTRIBUTE_TYPES = [
       { name: "CN", oid: "2.5.4.3", kind: "utf8", aliases: ["commonName"] },
       { name: "O", oid: "2.5.4.10", kind: "utf8", aliases: ["organizationName"] },
@@ -82230,7 +82236,7 @@ async function readCertificates(file) {
 }
 function assertCertificateMatchesKey(certDer2, key, origin) {
   if (!key.spki) return;
-  if (!equalBytes(certificatePublicKey2(certDer2), key.spki)) {
+  if (!equalBytes(certificatePublicKey(certDer2), key.spki)) {
     const subject = describeCertificate(certDer2).subject;
     throw new CodesignError(
       "INVALID_INPUT",
@@ -82275,7 +82281,7 @@ var init_certificate = __esm({
 });
 
 // src/core/pki/revocation.ts
-import { randomBytes as randomBytes2, X509Certificate as X509Certificate2 } from "node:crypto";
+import { randomBytes as randomBytes2, X509Certificate } from "node:crypto";
 async function checkPathRevocation(path23, rev, at, what) {
   for (let i2 = 0; i2 + 1 < path23.length; i2++) {
     const cert = path23[i2];
@@ -82604,7 +82610,7 @@ var init_revocation = __esm({
     newRevocationCache = () => ({ answers: /* @__PURE__ */ new Map() });
     subjectOf = (c3) => {
       try {
-        return new X509Certificate2(new Uint8Array(c3.toSchema().toBER())).subject.replace(/\n/g, ", ");
+        return new X509Certificate(new Uint8Array(c3.toSchema().toBER())).subject.replace(/\n/g, ", ");
       } catch {
         return "(unreadable subject)";
       }
@@ -82639,7 +82645,7 @@ var init_revocation = __esm({
 });
 
 // src/core/pki/path.ts
-import { X509Certificate as X509Certificate3 } from "node:crypto";
+import { X509Certificate as X509Certificate2 } from "node:crypto";
 import { existsSync as existsSync3 } from "node:fs";
 import tls from "node:tls";
 async function loadAnchors(caFiles) {
@@ -82669,7 +82675,7 @@ function cachedDer(c3) {
 }
 function subjectOf2(c3) {
   try {
-    return new X509Certificate3(cachedDer(c3)).subject.replace(/\n/g, ", ");
+    return new X509Certificate2(cachedDer(c3)).subject.replace(/\n/g, ", ");
   } catch {
     return "(unreadable subject)";
   }
@@ -82913,7 +82919,7 @@ import {
   createPublicKey,
   createVerify,
   verify as verifyOneShot,
-  X509Certificate as X509Certificate4
+  X509Certificate as X509Certificate3
 } from "node:crypto";
 import { createReadStream as createReadStream2 } from "node:fs";
 async function streamVerify(file, hash, key, signature, candidates) {
@@ -85653,7 +85659,7 @@ var init_sunpkcs11 = __esm({
 });
 
 // adapters/osslsigncode.ts
-import { X509Certificate as X509Certificate5 } from "node:crypto";
+import { X509Certificate as X509Certificate4 } from "node:crypto";
 import { readFile as readFile3, writeFile as writeFile2 } from "node:fs/promises";
 import path14 from "node:path";
 async function extractData(o2) {
@@ -85719,7 +85725,7 @@ ${out.stderr}`;
 async function writeAttachTrust(dest, certificates) {
   const selfIssued = (der) => {
     try {
-      const c3 = new X509Certificate5(der);
+      const c3 = new X509Certificate4(der);
       return c3.subject === c3.issuer;
     } catch {
       return false;
@@ -87018,11 +87024,11 @@ __export(apksigner_exports, {
   certificateSha256: () => certificateSha256,
   verifyApk: () => verifyApk
 });
-import { X509Certificate as X509Certificate6, createHash as createHash9 } from "node:crypto";
+import { X509Certificate as X509Certificate5, createHash as createHash9 } from "node:crypto";
 import { readFile as readFile5, writeFile as writeFile5 } from "node:fs/promises";
 import path18 from "node:path";
 async function certificateSha256(pemFile) {
-  const cert = new X509Certificate6(await readFile5(pemFile));
+  const cert = new X509Certificate5(await readFile5(pemFile));
   return createHash9("sha256").update(cert.raw).digest("hex");
 }
 function args2(job) {

@@ -1,6 +1,11 @@
-import { X509Certificate } from "node:crypto";
 import type { Template } from "pkcs11js";
-import { curveFromEcParams, spkiFromEc, spkiFromEdwards, spkiFromRsa } from "../pki/asn1.js";
+import {
+  certificatePublicKey,
+  curveFromEcParams,
+  spkiFromEc,
+  spkiFromEdwards,
+  spkiFromRsa,
+} from "../pki/asn1.js";
 import { CodesignError } from "../errors.js";
 import { CKK_EC_EDWARDS, type Pkcs11Module, type Session, type TokenEntry } from "./module.js";
 import type { KeyType } from "../signer.js";
@@ -111,7 +116,7 @@ function publicKeyOf(
           : (modulus.length - firstNonZero) * 8 - Math.clz32(modulus[firstNonZero] ?? 0) + 24;
       return { spki: spkiFromRsa(modulus, exponent), bits };
     }
-    const spki = certificate ? certificatePublicKey(certificate) : undefined;
+    const spki = certificate ? certificateKey(certificate) : undefined;
     return spki ? { spki } : {};
   }
   const params = s.attributes(object, [lib.CKA_EC_PARAMS]).get(lib.CKA_EC_PARAMS);
@@ -128,18 +133,14 @@ function publicKeyOf(
       spki: keyType === "eddsa" ? spkiFromEdwards(params, point) : spkiFromEc(params, point),
     };
   }
-  const spki = certificate ? certificatePublicKey(certificate) : undefined;
+  const spki = certificate ? certificateKey(certificate) : undefined;
   return spki ? { ...base, spki } : base;
 }
 
-/**
- * The SubjectPublicKeyInfo of a certificate on the token (DER), read with Node's X.509 parser:
- * finding a key must not load pkijs (see asn1.ts). Undefined when the certificate is unreadable.
- */
-function certificatePublicKey(certDer: Uint8Array): Uint8Array | undefined {
+/** A token certificate's public key, or undefined when the certificate is unreadable. */
+function certificateKey(certDer: Uint8Array): Uint8Array | undefined {
   try {
-    const spki = new X509Certificate(certDer).publicKey.export({ type: "spki", format: "der" });
-    return new Uint8Array(spki);
+    return certificatePublicKey(certDer);
   } catch {
     return undefined;
   }

@@ -285,6 +285,25 @@ export function spkiFromEdwards(ecParamsDer: Uint8Array, ecPointDer: Uint8Array)
   return spki(curve.oid, undefined, point);
 }
 
+/**
+ * The SubjectPublicKeyInfo of an X.509 certificate (DER or PEM), exactly as the certificate
+ * carries it: finding a key on a token and matching a certificate to it use the same bytes, and
+ * neither loads pkijs.
+ */
+export function certificatePublicKey(cert: Uint8Array): Uint8Array {
+  const notCertificate = (): CodesignError =>
+    invalid("not an X.509 certificate", "give a DER or PEM certificate");
+  const root = parseDer(derOrPem(cert, ["CERTIFICATE"]), "the certificate");
+  const tbs = root instanceof asn1js.Sequence ? root.valueBlock.value[0] : undefined;
+  const fields = tbs instanceof asn1js.Sequence ? tbs.valueBlock.value : [];
+  // TBSCertificate ::= SEQUENCE { version [0] EXPLICIT OPTIONAL, serialNumber, signature, issuer,
+  //   validity, subject, subjectPublicKeyInfo, … } (RFC 5280 4.1)
+  const version = fields[0]?.idBlock;
+  const spki = fields[version?.tagClass === 3 && version.tagNumber === 0 ? 6 : 5];
+  if (!(spki instanceof asn1js.Sequence)) throw notCertificate();
+  return new Uint8Array(spki.valueBeforeDecodeView);
+}
+
 // ---------------------------------------------------------------------------------------------
 // PEM
 

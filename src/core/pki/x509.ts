@@ -503,10 +503,7 @@ function parseCertificate(certDer: Uint8Array): pkijs.Certificate {
   }
 }
 
-/** The DER SubjectPublicKeyInfo of a certificate (DER or PEM). */
-export function certificatePublicKey(certDer: Uint8Array): Uint8Array {
-  return new Uint8Array(parseCertificate(certDer).subjectPublicKeyInfo.toSchema().toBER());
-}
+export { certificatePublicKey } from "./asn1.js";
 
 export interface CertificateDescription {
   /** RFC 4514, e.g. `CN=Name,O=Org,C=DE`. */
